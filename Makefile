@@ -1,0 +1,31 @@
+# Every target installs into .venv at the repository root; nothing global is touched.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export WF_HOME ?= $(CURDIR)/.wf
+
+.PHONY: install run test test-fast dagster-ui clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/wf run docs_writer_thread_v1 assets/sample_repo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow"
+
+dagster-ui: $(STAMP)
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(WF_HOME)/dagster} $(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf $(VENV) .wf

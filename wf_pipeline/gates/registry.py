@@ -1,0 +1,75 @@
+"""Gate registry: gate_type name -> pure evaluator.
+
+An evaluator takes the turn's raw output text, the raw texts of the turn's inputs
+(keyed by input_ref) and the gate spec, and returns reason codes; no reasons means
+pass. Evaluators are pure: same bytes in, same result out, nothing read from disk.
+Reasons carry codes, claim ids and section keys, never payload text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from wf_pipeline.errors import GateError
+
+
+class GateSpecLike(Protocol):
+    gate_id: str
+    gate_type: str
+    required_fields: list[str] | tuple[str, ...]
+    rules: Mapping[str, Any]
+    fail_on_violation: bool
+
+
+Evaluator = Callable[[str, Mapping[str, str], GateSpecLike], list[str]]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate_id: str
+    outcome: Literal["pass", "fail"]
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
+
+
+_EVALUATORS: dict[str, Evaluator] = {}
+
+
+def register(gate_type: str) -> Callable[[Evaluator], Evaluator]:
+    def decorator(fn: Evaluator) -> Evaluator:
+        if gate_type in _EVALUATORS:
+            raise GateError("GATE_DUPLICATE_TYPE", f"gate type {gate_type!r} is registered twice")
+        _EVALUATORS[gate_type] = fn
+        return fn
+
+    return decorator
+
+
+def gate_types() -> frozenset[str]:
+    _load_builtin()
+    return frozenset(_EVALUATORS)
+
+
+def evaluate(spec: GateSpecLike, output_text: str, inputs: Mapping[str, str]) -> GateResult:
+    """Run the evaluator for ``spec.gate_type``.
+
+    A gate with ``fail_on_violation: false`` records its reasons but passes.
+    """
+    _load_builtin()
+    try:
+        evaluator = _EVALUATORS[spec.gate_type]
+    except KeyError:
+        raise GateError("GATE_UNKNOWN_TYPE", f"no gate type {spec.gate_type!r}") from None
+    reasons = tuple(evaluator(output_text, inputs, spec))
+    failed = bool(reasons) and spec.fail_on_violation
+    return GateResult(gate_id=spec.gate_id, outcome="fail" if failed else "pass", reasons=reasons)
+
+
+def _load_builtin() -> None:
+    # Importing the module registers the built-in evaluators exactly once.
+    from wf_pipeline.gates import builtin  # noqa: F401

@@ -1,0 +1,57 @@
+"""Canonical bytes and digests.
+
+Digests hash canonical bytes: UTF-8 text with LF line endings, and JSON with sorted
+keys and no insignificant whitespace. Every artifact id, node id and record id in the
+product is derived through these functions so the same content always gets the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+DIGEST_PREFIX = "sha256:"
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def canonical_text(text: str) -> bytes:
+    """UTF-8 bytes of ``text`` with CRLF and CR normalised to LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys, no insignificant whitespace, UTF-8, no NaN."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest(data: bytes) -> str:
+    """``sha256:<hex>`` of bytes that are already canonical."""
+    return DIGEST_PREFIX + sha256_hex(data)
+
+
+def digest_json(value: Any) -> str:
+    return digest(canonical_json(value))
+
+
+def digest_text(text: str) -> str:
+    return digest(canonical_text(text))
+
+
+def is_digest(value: object) -> bool:
+    return isinstance(value, str) and DIGEST_RE.fullmatch(value) is not None
+
+
+def derived_id(prefix: str, *parts: str) -> str:
+    """Deterministic id ``<prefix>:<hex24>`` from ordered string parts.
+
+    Parts are hashed as a canonical JSON list, so ("a", "bc") and ("ab", "c") differ.
+    """
+    return f"{prefix}:{sha256_hex(canonical_json(list(parts)))[:24]}"

@@ -1,0 +1,180 @@
+"""Canonical, versioned record schemas and their deterministic ids.
+
+Every durable row the record store keeps is one of these frozen models. The store
+validates on the way in and out; no other domain redefines them. ``SCHEMA_VERSION``
+is stored with each row so later migrations know what they read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from wf_pipeline.metadata.canonical import derived_id, is_digest
+
+SCHEMA_VERSION = 1
+
+ThreadStatus = Literal["pending", "running", "completed", "failed", "aborted"]
+TurnStatus = Literal["pending", "running", "completed", "failed", "skipped"]
+GateOutcome = Literal["pass", "fail"]
+ArtifactRole = Literal["system_prompt", "prompt_template", "rendered_prompt", "context", "input", "output"]
+NodeKind = Literal["file", "dir"]
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: int = SCHEMA_VERSION
+
+
+def _check_digest(value: str | None) -> str | None:
+    if value is not None and not is_digest(value):
+        raise ValueError("must be an artifact id of the form sha256:<64 hex>")
+    return value
+
+
+class NodeRecord(_Record):
+    node_id: NonEmpty
+    root_id: NonEmpty  # node id of the scanned root this node was seen under
+    path: str  # POSIX, relative to the scanned root; "." for the root
+    kind: NodeKind
+    parent_path: str | None
+    size: int = 0
+    content_digest: str | None = None  # files only
+    omitted: Literal["binary", "oversized", "unreadable"] | None = None
+    scanned_at_ms: int
+
+
+class ThreadRecord(_Record):
+    thread_id: NonEmpty
+    workflow_id: NonEmpty
+    target_node_id: NonEmpty
+    target_frame_id: str = ""
+    target_path: str = "."
+    status: ThreadStatus
+    created_at_ms: int
+    updated_at_ms: int
+    last_turn_seq: int = 0
+
+
+class TurnRecord(_Record):
+    turn_record_id: NonEmpty
+    thread_id: NonEmpty
+    turn_id: NonEmpty
+    turn_seq: int
+    attempt: int = Field(ge=1)
+    status: TurnStatus
+    input_artifact_ids: tuple[str, ...] = ()
+    output_artifact_id: str | None = None
+    started_at_ms: int
+    ended_at_ms: int | None = None
+    error_code: str | None = None
+    error_text: str | None = None
+
+    @field_validator("output_artifact_id")
+    @classmethod
+    def _output_is_digest(cls, value: str | None) -> str | None:
+        return _check_digest(value)
+
+    @field_validator("input_artifact_ids")
+    @classmethod
+    def _inputs_are_digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            _check_digest(item)
+        return value
+
+
+class GateRecord(_Record):
+    gate_record_id: NonEmpty
+    thread_id: NonEmpty
+    turn_id: NonEmpty
+    gate_id: NonEmpty
+    attempt: int = Field(ge=1)
+    outcome: GateOutcome
+    reasons: tuple[str, ...] = ()
+    evaluated_at_ms: int
+
+
+class PromptLinkRecord(_Record):
+    prompt_link_id: NonEmpty
+    thread_id: NonEmpty
+    turn_id: NonEmpty
+    node_id: NonEmpty
+    frame_id: str = ""
+    system_prompt_artifact_id: str | None = None
+    user_prompt_template_artifact_id: str | None = None
+    rendered_prompt_artifact_id: str | None = None
+    context_artifact_id: str | None = None
+    created_at_ms: int
+
+    @field_validator(
+        "system_prompt_artifact_id",
+        "user_prompt_template_artifact_id",
+        "rendered_prompt_artifact_id",
+        "context_artifact_id",
+    )
+    @classmethod
+    def _digests(cls, value: str | None) -> str | None:
+        return _check_digest(value)
+
+
+class ArtifactLinkRecord(_Record):
+    artifact_link_id: NonEmpty
+    artifact_id: NonEmpty
+    thread_id: NonEmpty
+    turn_id: NonEmpty
+    attempt: int = Field(ge=1)
+    role: ArtifactRole
+    size: int = Field(ge=0)
+    created_at_ms: int
+
+    @field_validator("artifact_id")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        _check_digest(value)
+        return value
+
+
+class FrameRecord(_Record):
+    frame_id: NonEmpty
+    node_id: NonEmpty
+    frame_type: NonEmpty
+    artifact_id: NonEmpty
+    thread_id: NonEmpty
+    metadata: dict[str, str] = Field(default_factory=dict)
+    created_at_ms: int
+
+
+# --- deterministic ids ---------------------------------------------------------------
+
+
+def thread_id_for(workflow_id: str, target_node_id: str, target_frame_id: str = "") -> str:
+    """Thread identity from the dedupe key (workflow_id, target_node_id, target_frame_id)."""
+    return derived_id("thread", workflow_id, target_node_id, target_frame_id)
+
+
+def turn_record_id_for(workflow_id: str, thread_id: str, turn_id: str, attempt: int) -> str:
+    return derived_id("turn", workflow_id, thread_id, turn_id, str(attempt))
+
+
+def gate_record_id_for(workflow_id: str, thread_id: str, turn_id: str, attempt: int) -> str:
+    return derived_id("gate", workflow_id, thread_id, turn_id, str(attempt))
+
+
+def prompt_link_id_for(workflow_id: str, thread_id: str, turn_id: str, attempt: int) -> str:
+    return derived_id("plink", workflow_id, thread_id, turn_id, str(attempt))
+
+
+def artifact_link_id_for(thread_id: str, turn_id: str, attempt: int, role: str, artifact_id: str) -> str:
+    return derived_id("alink", thread_id, turn_id, str(attempt), role, artifact_id)
+
+
+def frame_id_for(node_id: str, frame_type: str, artifact_id: str) -> str:
+    return derived_id("frame", node_id, frame_type, artifact_id)
