@@ -57,6 +57,7 @@ class ThreadRecord(_Record):
     workflow_id: NonEmpty
     target_node_id: NonEmpty
     target_frame_id: str = ""
+    target_key: str = ""  # the Dagster partition key of the target directory
     target_path: str = "."
     status: ThreadStatus
     created_at_ms: int
@@ -77,6 +78,8 @@ class TurnRecord(_Record):
     ended_at_ms: int | None = None
     error_code: str | None = None
     error_text: str | None = None
+    # Whether this attempt reached the provider; resumes and reuse are audited by it.
+    provider_called: bool = False
 
     @field_validator("output_artifact_id")
     @classmethod
@@ -140,6 +143,15 @@ class ArtifactLinkRecord(_Record):
     def _digest(cls, value: str) -> str:
         _check_digest(value)
         return value
+
+
+class TargetRecord(_Record):
+    """A directory registered as a workflow target (one Dagster dynamic partition)."""
+
+    target_key: NonEmpty
+    root_path: NonEmpty  # absolute path of the scanned tree root on the machine that registered it
+    path: str  # POSIX, relative to root_path; "." for the root itself
+    registered_at_ms: int
 
 
 class FrameRecord(_Record):

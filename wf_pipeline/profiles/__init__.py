@@ -1,1 +1,44 @@
+"""Workflow profiles: schema, layered loading, validation with stable codes, prompt rendering."""
 
+from __future__ import annotations
+
+from wf_pipeline.profiles.describe import describe, validate_report
+from wf_pipeline.profiles.loader import (
+    Layer,
+    LoadedProfile,
+    ProfileCatalog,
+    ShadowedProfile,
+    default_layers,
+    load_catalog,
+    load_profile_file,
+)
+from wf_pipeline.profiles.render import PromptTemplate, compile_template, render_prompt
+from wf_pipeline.profiles.schema import (
+    ArtifactPolicy,
+    FailurePolicy,
+    GateSpec,
+    Profile,
+    ThreadPolicy,
+    TurnSpec,
+)
+
+__all__ = [
+    "ArtifactPolicy",
+    "FailurePolicy",
+    "GateSpec",
+    "Layer",
+    "LoadedProfile",
+    "Profile",
+    "ProfileCatalog",
+    "PromptTemplate",
+    "ShadowedProfile",
+    "ThreadPolicy",
+    "TurnSpec",
+    "compile_template",
+    "default_layers",
+    "describe",
+    "load_catalog",
+    "load_profile_file",
+    "render_prompt",
+    "validate_report",
+]

@@ -1,1 +1,29 @@
+"""Runtime: executes turns of threads; knows nothing about Dagster."""
 
+from wf_pipeline.runtime.environment import RuntimeEnv, provider_from_settings
+from wf_pipeline.runtime.runs import RunPlan, RunSummary, ThreadSummary, plan_run, summarize_run, write_readme
+from wf_pipeline.runtime.targets import Target, register_targets, resolve_target, target_key_for
+from wf_pipeline.runtime.threads import ThreadPlan, final_artifact_id, open_thread, plan_thread
+from wf_pipeline.runtime.turn import CONTEXT_REF, TurnOutput, run_turn
+
+__all__ = [
+    "CONTEXT_REF",
+    "RunPlan",
+    "RunSummary",
+    "RuntimeEnv",
+    "Target",
+    "ThreadPlan",
+    "ThreadSummary",
+    "TurnOutput",
+    "final_artifact_id",
+    "open_thread",
+    "plan_run",
+    "plan_thread",
+    "provider_from_settings",
+    "register_targets",
+    "resolve_target",
+    "run_turn",
+    "summarize_run",
+    "target_key_for",
+    "write_readme",
+]

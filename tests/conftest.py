@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import pytest
+import sqlalchemy as sa
+
+# The shared test server trusts local connections; which role exists depends on the machine.
+POSTGRES_URLS = (
+    "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+    "postgresql+psycopg2://root@127.0.0.1:5432/test",
+)
+
+
+class RecordStoreTarget(NamedTuple):
+    """Where a test's record store lives: pass ``url`` and ``schema`` to open_record_store."""
+
+    backend: str
+    url: str
+    schema: str | None
+
+
+def _reachable_postgres_url() -> tuple[str | None, str]:
+    candidates = [os.environ["WF_TEST_POSTGRES_URL"]] if os.environ.get("WF_TEST_POSTGRES_URL") else POSTGRES_URLS
+    problems = []
+    for url in candidates:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return url, ""
+        except sa.exc.DBAPIError as exc:
+            problems.append(f"{engine.url.render_as_string(hide_password=True)}: {exc.orig}")
+        finally:
+            engine.dispose()
+    return None, "; ".join(problems)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def record_store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[RecordStoreTarget]:
+    """A fresh, empty record store location on each backend (a new schema per test on PostgreSQL)."""
+    if request.param == "sqlite":
+        yield RecordStoreTarget("sqlite", f"sqlite:///{tmp_path / 'records' / 'records.db'}", None)
+        return
+    url, problem = _reachable_postgres_url()
+    if url is None:
+        message = f"PostgreSQL unreachable: {problem}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    schema = f"wf_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        yield RecordStoreTarget("postgres", url, schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()

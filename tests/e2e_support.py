@@ -1,0 +1,26 @@
+"""Shared set-up for end-to-end tests: an isolated WF_HOME and copies of real trees."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from wf_pipeline.config import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_REPO = REPO_ROOT / "assets" / "sample_repo"
+
+WF_VARIABLES = ("WF_HOME", "WF_CAS_URL", "WF_RECORDS_URL", "WF_OUT", "WF_PROVIDER", "WF_CONFIG_DIR", "DAGSTER_HOME")
+
+
+def isolated_settings(monkeypatch, home: Path) -> Settings:
+    for name in WF_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WF_HOME", str(home))
+    monkeypatch.setenv("WF_CONFIG_DIR", str(home / "user-config"))
+    return Settings.from_env({"WF_HOME": str(home), "WF_CONFIG_DIR": str(home / "user-config")})
+
+
+def copy_tree(source: Path, destination: Path) -> Path:
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    return destination

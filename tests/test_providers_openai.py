@@ -1,0 +1,215 @@
+"""The OpenAI-wire provider against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from wf_pipeline.errors import ProviderError
+from wf_pipeline.providers import ProviderRequest, create_provider
+
+SECRET_PROMPT = "user prompt that must never leak into errors"
+
+
+class FakeServer:
+    """Chat-completions endpoint whose reply each test sets; records what it received."""
+
+    def __init__(self) -> None:
+        self.reply: Callable[[], tuple[int, bytes]] = lambda: (200, b"{}")
+        self.received: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+                length = int(self.headers.get("Content-Length", "0"))
+                server.received.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": json.loads(self.rfile.read(length))}
+                )
+                status, body = server.reply()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout test)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def answer(self, content: str | None, status: int = 200, usage: dict | None = None) -> None:
+        payload = {
+            "id": "chatcmpl-1",
+            "model": "served-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+            "usage": usage or {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        }
+        self.reply = lambda: (status, json.dumps(payload).encode())
+
+    def respond(self, status: int, body: bytes) -> None:
+        self.reply = lambda: (status, body)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    fake = FakeServer()
+    thread = threading.Thread(target=fake.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield fake
+    fake.httpd.shutdown()
+    fake.httpd.server_close()
+
+
+def make_request(output_format: str = "json", timeout_ms: int = 5_000) -> ProviderRequest:
+    return ProviderRequest(
+        workflow_id="docs_writer_thread_v1",
+        thread_id="thread:1",
+        turn_id="evidence_gather",
+        output_type="evidence_map" if output_format == "json" else "readme_final",
+        output_format=output_format,
+        system_prompt="system rules",
+        user_prompt=SECRET_PROMPT,
+        inputs={"context": "{}"},
+        timeout_ms=timeout_ms,
+    )
+
+
+def provider_for(base_url: str, env: dict[str, str] | None = None, **options: object):
+    return create_provider("openai", {"base_url": base_url, "model": "qwen2.5:7b", **options}, env or {})
+
+
+def provider_error(call: Callable[[], object]) -> ProviderError:
+    with pytest.raises(ProviderError) as caught:
+        call()
+    assert SECRET_PROMPT not in str(caught.value)
+    return caught.value
+
+
+def test_success_sends_the_wire_request_and_returns_content(server: FakeServer) -> None:
+    server.answer('{"claims": []}')
+    provider = provider_for(server.base_url, {"LLM_KEY": "sk-test"}, api_key_env="LLM_KEY", max_tokens=512)
+    response = provider.complete(make_request())
+    assert (response.text, response.provider_type, response.model) == ('{"claims": []}', "openai", "qwen2.5:7b")
+    assert dict(response.usage) == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    (received,) = server.received
+    assert received["path"] == "/v1/chat/completions"
+    assert received["headers"]["Authorization"] == "Bearer sk-test"
+    assert received["body"] == {
+        "model": "qwen2.5:7b",
+        "messages": [{"role": "system", "content": "system rules"}, {"role": "user", "content": SECRET_PROMPT}],
+        "temperature": 0.0,
+        "max_tokens": 512,
+        "response_format": {"type": "json_object"},
+    }
+
+
+def test_markdown_output_has_no_json_mode_and_no_key_means_no_auth_header(server: FakeServer) -> None:
+    server.answer("```json\n# Title\n```")
+    response = provider_for(server.base_url).complete(make_request("markdown"))
+    assert response.text == "```json\n# Title\n```"  # fences are only stripped from JSON outputs
+    (received,) = server.received
+    assert "Authorization" not in received["headers"]
+    assert "response_format" not in received["body"] and "max_tokens" not in received["body"]
+
+
+def test_json_mode_can_be_switched_off(server: FakeServer) -> None:
+    server.answer("{}")
+    provider_for(server.base_url, json_mode=False).complete(make_request())
+    assert "response_format" not in server.received[0]["body"]
+
+
+@pytest.mark.parametrize(
+    "content", ['```json\n{"claims": []}\n```', '  ```\n{"claims": []}\n```\n', '```JSON\n{"claims": []}```']
+)
+def test_json_fence_is_stripped(server: FakeServer, content: str) -> None:
+    server.answer(content)
+    assert provider_for(server.base_url).complete(make_request()).text == '{"claims": []}'
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(500, True), (503, True), (429, True), (401, False), (400, False)]
+)
+def test_http_errors_carry_status_and_server_message(server: FakeServer, status: int, retryable: bool) -> None:
+    server.respond(status, json.dumps({"error": {"message": f"server says {status}", "type": "x"}}).encode())
+    error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
+    assert error.code == "PROVIDER_HTTP_ERROR"
+    assert (error.details["status"], error.details["retryable"]) == (status, retryable)
+    assert f"server says {status}" in error.message
+
+
+def test_http_error_with_non_json_body(server: FakeServer) -> None:
+    server.respond(502, b"<html>bad gateway</html>")
+    error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
+    assert (error.code, error.details["status"], error.details["retryable"]) == ("PROVIDER_HTTP_ERROR", 502, True)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"this is not json",
+        b"[1, 2]",
+        json.dumps({"choices": []}).encode(),
+        json.dumps({"object": "chat.completion"}).encode(),
+        json.dumps({"choices": [{"message": {"role": "assistant", "content": ""}}]}).encode(),
+        json.dumps({"choices": [{"message": {"role": "assistant", "content": None}}]}).encode(),
+        json.dumps({"choices": ["text"]}).encode(),
+    ],
+)
+def test_malformed_responses_are_bad_responses(server: FakeServer, body: bytes) -> None:
+    server.respond(200, body)
+    error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
+    assert error.code == "PROVIDER_BAD_RESPONSE"
+
+
+def test_slow_server_times_out(server: FakeServer) -> None:
+    def slow() -> tuple[int, bytes]:
+        time.sleep(1.5)
+        return 200, b"{}"
+
+    server.reply = slow
+    started = time.monotonic()
+    error = provider_error(lambda: provider_for(server.base_url).complete(make_request(timeout_ms=200)))
+    assert (error.code, error.details["retryable"]) == ("PROVIDER_TIMEOUT", True)
+    assert time.monotonic() - started < 1.4
+
+
+def test_closed_port_is_a_connection_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    error = provider_error(lambda: provider_for(f"http://127.0.0.1:{port}/v1").complete(make_request(timeout_ms=2_000)))
+    assert (error.code, error.details["retryable"]) == ("PROVIDER_CONNECTION_ERROR", True)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"model": "m"},
+        {"base_url": "ftp://host/v1", "model": "m"},
+        {"base_url": "http://127.0.0.1:1/v1"},
+        {"base_url": "http://127.0.0.1:1/v1", "model": "m", "max_tokens": "many"},
+    ],
+)
+def test_invalid_configuration(options: dict) -> None:
+    with pytest.raises(ProviderError) as caught:
+        create_provider("openai", options, {})
+    assert caught.value.code == "PROVIDER_CONFIG_INVALID"
+
+
+def test_required_key_missing_from_environment() -> None:
+    options = {"base_url": "http://127.0.0.1:1/v1", "model": "m", "require_key": True}
+    with pytest.raises(ProviderError) as caught:
+        create_provider("openai", options, {"OTHER": "x"})
+    assert (caught.value.code, caught.value.details["api_key_env"]) == ("PROVIDER_MISSING_KEY", "OPENAI_API_KEY")
+    assert create_provider("openai", options, {"OPENAI_API_KEY": "sk"}).model == "m"

@@ -1,0 +1,251 @@
+"""The ``wf`` command: parse arguments, call one function, format the answer.
+
+Every failure the product knows about is a WfError; it is printed as ``code: message``
+(or as JSON with ``--json``) and the command exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from wf_pipeline.config import Settings
+from wf_pipeline.errors import WfError
+
+EXIT_FAILED = 1
+
+
+def _settings() -> Settings:
+    return Settings.from_env(os.environ)
+
+
+def _env(args: argparse.Namespace):
+    from wf_pipeline.runtime import RuntimeEnv
+
+    return RuntimeEnv.open(_settings())
+
+
+def _emit(args: argparse.Namespace, payload: Any, render: Callable[[Console, Any], None]) -> None:
+    if args.json:
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        render(Console(), payload)
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from wf_pipeline.runtime.queries import record_scan
+    from wf_pipeline.tree import scan_tree
+
+    scan = scan_tree(Path(args.path))
+    summary = record_scan(_env(args), scan)
+
+    def render(console: Console, s: dict) -> None:
+        console.print(f"[bold]{s['root']}[/]  root {s['root_id']}")
+        console.print(f"{s['directories']} directories, {s['files']} files; omitted {s['omitted']}")
+        for warning in s["warnings"]:
+            console.print(f"[yellow]{warning['code']}[/]: {warning['path']}")
+
+    _emit(args, summary, render)
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from wf_pipeline.profiles import default_layers, describe, load_catalog, load_profile_file
+
+    settings = _settings()
+    if args.action == "validate" and args.file:
+        loaded = load_profile_file(Path(args.file), "workspace")
+        _emit(args, {"valid": [loaded.profile.workflow_id]}, lambda c, p: c.print(f"valid: {loaded.profile.workflow_id}"))
+        return 0
+    catalog = load_catalog(default_layers(settings, Path.cwd()))
+    if args.action == "show":
+        if not args.workflow_id:
+            raise SystemExit("wf profiles show needs a WORKFLOW_ID")
+        _emit(args, describe(catalog.get(args.workflow_id)), lambda c, p: c.print_json(data=p))
+        return 0
+    rows = [
+        {"workflow_id": l.profile.workflow_id, "version": l.profile.version, "layer": l.layer, "source": str(l.source_path), "title": l.profile.title}
+        for l in catalog.all()
+    ]
+    if args.action == "validate":
+        _emit(args, {"valid": [r["workflow_id"] for r in rows]}, lambda c, p: c.print(f"valid: {', '.join(p['valid'])}"))
+        return 0
+
+    def render(console: Console, data: list[dict]) -> None:
+        table = Table("workflow_id", "version", "layer", "source", "title")
+        for row in data:
+            table.add_row(row["workflow_id"], row["version"], row["layer"], row["source"], row["title"])
+        console.print(table)
+
+    _emit(args, rows, render)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from wf_pipeline.compiler import run_workflow
+
+    with _progress(args) as on_progress:
+        summary = run_workflow(
+            _settings(),
+            args.workflow_id,
+            Path(args.path),
+            out_dir=Path(args.out).resolve() if args.out else None,
+            in_place=args.in_place,
+            overwrite=args.overwrite,
+            on_progress=on_progress,
+        )
+    _emit(args, summary.to_json(), _render_run)
+    return 0 if summary.ok else EXIT_FAILED
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from wf_pipeline.compiler import resume_thread
+
+    summary = resume_thread(_settings(), args.thread_id, out_dir=Path(args.out).resolve() if args.out else None)
+    _emit(args, summary.to_json(), _render_run)
+    return 0 if summary.ok else EXIT_FAILED
+
+
+def cmd_threads(args: argparse.Namespace) -> int:
+    from wf_pipeline.runtime.queries import list_threads, thread_details
+
+    env = _env(args)
+    if args.action == "show":
+        if not args.thread_id:
+            raise SystemExit("wf threads show needs a THREAD_ID")
+        _emit(args, thread_details(env, args.thread_id), _render_thread)
+        return 0
+
+    def render(console: Console, rows: list[dict]) -> None:
+        table = Table("thread_id", "workflow", "target", "status", "last turn")
+        for row in rows:
+            table.add_row(row["thread_id"], row["workflow_id"], row["target"], row["status"], str(row["last_turn_seq"]))
+        console.print(table)
+
+    _emit(args, list_threads(env, args.workflow), render)
+    return 0
+
+
+# --- rendering -----------------------------------------------------------------------
+
+
+def _render_run(console: Console, s: dict) -> None:
+    table = Table("directory", "status", "thread_id", "README")
+    for t in s["threads"]:
+        status = t["status"] + (" (reused)" if t["reused"] else "")
+        written = "written" if t["output_path"] else "-"
+        table.add_row(t["path"], status, t["thread_id"], written)
+    console.print(table)
+    console.print(f"provider calls: {s['provider_calls']}, threads reused: {s['threads_reused']}")
+    if s["out_dir"]:
+        console.print(f"READMEs written under [bold]{s['out_dir']}[/]")
+
+
+def _render_thread(console: Console, d: dict) -> None:
+    console.print(f"[bold]{d['thread_id']}[/] {d['workflow_id']} target {d['target_key']} ({d['target_path']}): {d['status']}")
+    table = Table("seq", "turn", "attempt", "status", "output artifact", "gate")
+    for t in d["turns"]:
+        gate = t["gate"]
+        verdict = "-" if gate is None else f"{gate['gate_id']}: {gate['outcome']}" + (f" {', '.join(gate['reasons'])}" if gate["reasons"] else "")
+        table.add_row(str(t["seq"]), t["turn_id"], str(t["attempt"]), t["status"] + (f" {t['error_code']}" if t["error_code"] else ""), t["output_artifact_id"] or "-", verdict)
+    console.print(table)
+
+
+class _progress:
+    """A rich progress bar of threads done of total (stderr, so --json stays clean)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._enabled = not args.json and sys.stderr.isatty()
+        self._progress = Progress(
+            TextColumn("threads"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=True,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        if self._enabled:
+            self._progress.start()
+
+        def update(done: int, total: int) -> None:
+            if not self._enabled:
+                return
+            if self._task is None:
+                self._task = self._progress.add_task("threads", total=total)
+            self._progress.update(self._task, completed=done, total=total)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self._enabled:
+            self._progress.stop()
+
+
+# --- parser ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wf", description="Declarative multi-turn agent workflows over codebases, on Dagster.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    scan = sub.add_parser("scan", parents=[common], help="scan a tree and record its Merkle node ids")
+    scan.add_argument("path")
+    scan.set_defaults(handler=cmd_scan)
+
+    profiles = sub.add_parser("profiles", parents=[common], help="list, validate or show workflow profiles")
+    profiles.add_argument("action", choices=["list", "validate", "show"])
+    profiles.add_argument("workflow_id", nargs="?", help="for show: the workflow id")
+    profiles.add_argument("--file", help="for validate: one profile file instead of every layer")
+    profiles.set_defaults(handler=cmd_profiles)
+
+    run = sub.add_parser("run", parents=[common], help="run a workflow over a directory tree, bottom-up")
+    run.add_argument("workflow_id")
+    run.add_argument("path")
+    run.add_argument("--out", help="folder the outputs mirror the tree into (default: $WF_HOME/out/<tree name>)")
+    run.add_argument("--in-place", action="store_true", help="write README.md files into the tree itself")
+    run.add_argument("--overwrite", action="store_true", help="with --in-place: replace existing README.md files")
+    run.set_defaults(handler=cmd_run)
+
+    resume = sub.add_parser("resume", parents=[common], help="resume a thread from its failed turn")
+    resume.add_argument("thread_id")
+    resume.add_argument("--out", help="folder for the thread's output")
+    resume.set_defaults(handler=cmd_resume)
+
+    threads = sub.add_parser("threads", parents=[common], help="list threads or show one")
+    threads.add_argument("action", choices=["list", "show"])
+    threads.add_argument("thread_id", nargs="?")
+    threads.add_argument("--workflow", help="only threads of this workflow")
+    threads.set_defaults(handler=cmd_threads)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "overwrite", False) and not getattr(args, "in_place", False):
+        print("RUN_BAD_ARGUMENTS: --overwrite only applies with --in-place", file=sys.stderr)
+        return 2
+    try:
+        return args.handler(args)
+    except WfError as exc:
+        if args.json:
+            print(json.dumps({"error": exc.to_dict()}, indent=2, sort_keys=True, default=str))
+        else:
+            print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

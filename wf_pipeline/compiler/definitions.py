@@ -1,0 +1,42 @@
+"""Profiles -> Dagster Definitions: assets, blocking checks, partitions, one job per profile."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, Definitions, JobDefinition, define_asset_job
+
+from wf_pipeline.compiler.assets import turn_assets
+from wf_pipeline.compiler.resources import runtime_resources
+from wf_pipeline.profiles import LoadedProfile, ProfileCatalog
+from wf_pipeline.runtime import RuntimeEnv
+
+
+def job_name(workflow_id: str) -> str:
+    return f"{workflow_id}_job"
+
+
+def profile_job(loaded: LoadedProfile):
+    workflow_id = loaded.profile.workflow_id
+    return define_asset_job(
+        name=job_name(workflow_id),
+        selection=AssetSelection.groups(workflow_id),
+        description=f"{loaded.profile.title} ({loaded.profile.version}), one thread per target directory",
+        tags={"wf/workflow_id": workflow_id, "wf/profile_version": loaded.profile.version},
+    )
+
+
+def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) -> Definitions:
+    """One asset group and one job per profile of the catalog.
+
+    With ``env`` the resources use that open runtime (CLI runs); without, each run opens
+    the runtime from WF_ settings (the code location the UI and daemon load).
+    """
+    assets = []
+    jobs = []
+    for loaded in catalog.all():
+        assets.extend(turn_assets(loaded))
+        jobs.append(profile_job(loaded))
+    return Definitions(assets=assets, jobs=jobs, resources=runtime_resources(env))
+
+
+def resolve_job(defs: Definitions, workflow_id: str) -> JobDefinition:
+    return defs.resolve_job_def(job_name(workflow_id))

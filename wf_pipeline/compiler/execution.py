@@ -1,0 +1,164 @@
+"""Runs launched from the CLI, executed by Dagster on the same instance the UI reads.
+
+Threads run bottom-up, one Dagster run per pending target, so a directory's context
+includes the READMEs its children produced in earlier runs. Finished threads found by
+their dedupe key are not launched at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from wf_pipeline.cas import open_cas
+from wf_pipeline.compiler.assets import THREAD_TAG, targets_partitions
+from wf_pipeline.compiler.definitions import build_definitions, resolve_job
+from wf_pipeline.config import Settings
+from wf_pipeline.errors import RunError
+from wf_pipeline.metadata.records import now_ms
+from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
+from wf_pipeline.providers import Provider
+from wf_pipeline.runtime import (
+    RunPlan,
+    RunSummary,
+    RuntimeEnv,
+    plan_run,
+    plan_thread,
+    resolve_target,
+    summarize_run,
+)
+from wf_pipeline.tree import scan_tree
+
+Progress = Callable[[int, int], None]
+
+# Run logs go to the instance (and the UI); the terminal shows progress, not engine chatter.
+_QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def open_instance(settings: Settings) -> DagsterInstance:
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.from_config(str(settings.dagster_home))
+
+
+def _catalog(settings: Settings, workspace_dir: Path | None) -> ProfileCatalog:
+    # Opening the CAS writes nothing; it only serves prompt_refs given as artifact ids.
+    return load_catalog(default_layers(settings, workspace_dir or Path.cwd()), artifact_reader=open_cas(settings.cas_url).get)
+
+
+def run_workflow(
+    settings: Settings,
+    workflow_id: str,
+    root: Path,
+    *,
+    out_dir: Path | None = None,
+    in_place: bool = False,
+    overwrite: bool = False,
+    workspace_dir: Path | None = None,
+    provider: Provider | None = None,
+    on_progress: Progress | None = None,
+) -> RunSummary:
+    """Document ``root`` with ``workflow_id``: plan, execute pending threads, write outputs."""
+    scan = scan_tree(root)  # validates the path before anything is written
+    catalog = _catalog(settings, workspace_dir)
+    loaded = catalog.get(workflow_id)
+    env = RuntimeEnv.open(settings, catalog=catalog, provider=provider)
+    plan = plan_run(env, loaded, scan)
+    run_ids = _execute(settings, env, catalog, plan, plan.pending, on_progress)
+    return summarize_run(
+        env,
+        plan,
+        started_ms=run_ids.started_ms,
+        dagster_run_ids=run_ids.ids,
+        out_dir=None if in_place else (out_dir or settings.out_dir / scan.root.name),
+        in_place=in_place,
+        overwrite=overwrite,
+    )
+
+
+def resume_thread(
+    settings: Settings,
+    thread_id: str,
+    *,
+    out_dir: Path | None = None,
+    workspace_dir: Path | None = None,
+    provider: Provider | None = None,
+) -> RunSummary:
+    """Re-run a failed or interrupted thread from its first unfinished turn."""
+    catalog = _catalog(settings, workspace_dir)
+    env = RuntimeEnv.open(settings, catalog=catalog, provider=provider)
+    thread = env.records.get_thread(thread_id)
+    if thread is None:
+        raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")
+    loaded = catalog.get(thread.workflow_id)
+    target = resolve_target(env.records, thread.target_key)
+    plan_entry = plan_thread(env, loaded, target, thread.target_node_id)
+    scan = scan_tree(target.root)
+    plan = RunPlan(loaded=loaded, scan=scan, threads=(plan_entry,))
+    run_ids = _execute(settings, env, catalog, plan, [] if plan_entry.reusable else [plan_entry], None)
+    return summarize_run(
+        env,
+        plan,
+        started_ms=run_ids.started_ms,
+        dagster_run_ids=run_ids.ids,
+        out_dir=out_dir or settings.out_dir / scan.root.name,
+        in_place=False,
+        overwrite=True,
+    )
+
+
+class _Launched:
+    def __init__(self) -> None:
+        self.started_ms = now_ms()
+        self.ids: list[str] = []
+
+
+def _execute(settings: Settings, env: RuntimeEnv, catalog: ProfileCatalog, plan: RunPlan, pending: list, on_progress: Progress | None) -> _Launched:
+    launched = _Launched()
+    total = len(plan.threads)
+    done = total - len(pending)
+    if on_progress:
+        on_progress(done, total)
+    if not pending:
+        return launched
+    workflow_id = plan.loaded.profile.workflow_id
+    instance = open_instance(settings)
+    partitions_name = targets_partitions(workflow_id).name
+    known = set(instance.get_dynamic_partitions(partitions_name))
+    new_keys = [entry.target.key for entry in plan.threads if entry.target.key not in known]
+    if new_keys:
+        instance.add_dynamic_partitions(partitions_name, new_keys)
+    job = resolve_job(build_definitions(catalog, env), workflow_id)
+    with _quiet_dagster():
+        for entry in pending:
+            result = job.execute_in_process(
+                partition_key=entry.target.key,
+                instance=instance,
+                raise_on_error=False,
+                run_config=_QUIET_RUN_CONFIG,
+                tags={THREAD_TAG: entry.thread.thread_id, "wf/target": entry.target.key},
+            )
+            launched.ids.append(result.run_id)
+            done += 1
+            if on_progress:
+                on_progress(done, total)
+    return launched
+
+
+class _quiet_dagster:
+    """Silence Dagster's own engine logger and preview warnings for the duration of CLI runs."""
+
+    def __enter__(self) -> None:
+        self._logger = logging.getLogger("dagster")
+        self._level = self._logger.level
+        self._logger.setLevel(logging.CRITICAL)
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc: object) -> None:
+        self._warnings.__exit__(*exc)
+        self._logger.setLevel(self._level)

@@ -1,0 +1,37 @@
+"""The runtime as Dagster resources.
+
+``wf_runtime`` is the `RuntimeEnv` itself. Code locations (UI, daemon, multiprocess
+steps) open it from WF_ settings when a run starts; the CLI hands in the env it
+already opened, so its runs use the very same stores and provider.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import InitResourceContext, IOManagerDefinition, ResourceDefinition
+
+from wf_pipeline.compiler.io_manager import CasIOManager
+from wf_pipeline.config import Settings
+from wf_pipeline.runtime import RuntimeEnv
+
+RUNTIME_KEY = "wf_runtime"
+IO_MANAGER_KEY = "wf_cas_io_manager"
+
+
+def _open_from_environment(_: InitResourceContext) -> RuntimeEnv:
+    return RuntimeEnv.open(Settings.from_env(os.environ))
+
+
+def runtime_resources(env: RuntimeEnv | None = None) -> dict[str, ResourceDefinition]:
+    runtime = (
+        ResourceDefinition.hardcoded_resource(env, "wf_pipeline runtime (stores and provider)")
+        if env is not None
+        else ResourceDefinition(_open_from_environment, description="wf_pipeline runtime opened from WF_ settings")
+    )
+    io_manager = IOManagerDefinition(
+        lambda context: CasIOManager(context.resources.wf_runtime.cas),
+        required_resource_keys={RUNTIME_KEY},
+        description="turn outputs in the CAS; artifact digest as data version",
+    )
+    return {RUNTIME_KEY: runtime, IO_MANAGER_KEY: io_manager}

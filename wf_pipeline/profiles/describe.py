@@ -1,0 +1,58 @@
+"""JSON-able summaries of loaded profiles for ``wf profiles list|show|validate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wf_pipeline.errors import ProfileError
+from wf_pipeline.profiles.loader import ArtifactReader, Layer, LayerName, LoadedProfile, load_profile_file
+
+
+def describe(loaded: LoadedProfile) -> dict[str, Any]:
+    """Ids, digests and structure of one profile; never prompt text."""
+    profile = loaded.profile
+    turns = []
+    for turn in profile.ordered_turns():
+        system = loaded.system_prompts.get(turn.turn_id)
+        turns.append(
+            {
+                "seq": turn.seq,
+                "turn_id": turn.turn_id,
+                "title": turn.title,
+                "input_refs": list(turn.input_refs),
+                "output_type": turn.output_type,
+                "output_format": turn.output_format,
+                "gate_id": turn.gate_id,
+                "retry_limit": turn.retry_limit,
+                "timeout_ms": turn.timeout_ms,
+                "prompt_ref": turn.prompt_ref,
+                "prompt_digest": loaded.templates[turn.turn_id].digest,
+                "system_prompt_ref": turn.system_prompt_ref,
+                "system_prompt_digest": system.digest if system else None,
+                "code_version": loaded.turn_code_version(turn.turn_id),
+            }
+        )
+    return {
+        "workflow_id": profile.workflow_id,
+        "version": profile.version,
+        "title": profile.title,
+        "layer": loaded.layer,
+        "source": str(loaded.source_path),
+        "code_version": loaded.code_version,
+        "target_frame_type": profile.target_frame_type,
+        "final_artifact_type": profile.final_artifact_type,
+        "turns": turns,
+        "gates": [gate.model_dump(mode="json") for gate in profile.gates],
+    }
+
+
+def validate_report(
+    path: Path, layer: Layer | LayerName | None = None, artifact_reader: ArtifactReader | None = None
+) -> dict[str, Any]:
+    """``{"ok": true, ...summary}`` for a valid file, ``{"ok": false, "error": {code, ...}}`` otherwise."""
+    try:
+        loaded = load_profile_file(path, layer, artifact_reader)
+    except ProfileError as exc:
+        return {"ok": False, "path": str(path), "error": exc.to_dict()}
+    return {"ok": True, "path": str(path), **describe(loaded)}

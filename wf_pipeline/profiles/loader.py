@@ -1,0 +1,384 @@
+"""Layered profile loading and validation.
+
+Profiles live in ``<layer root>/profiles/*.yaml`` (or ``*.yml``). Layers are searched
+in order workspace, user, built-in; the first layer that defines a workflow_id wins.
+Every profile in every layer is fully validated, so a broken file is reported even
+when a higher layer shadows it. Each way a profile can be wrong has its own code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError
+
+from wf_pipeline.config import Settings
+from wf_pipeline.errors import ProfileError, WfError
+from wf_pipeline.gates import gate_types
+from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
+from wf_pipeline.profiles.render import (
+    RENDER_VARIABLES,
+    PromptTemplate,
+    referenced_names,
+    template_from_text,
+)
+from wf_pipeline.profiles.schema import CONTEXT_INPUT, Profile, TurnSpec
+
+LayerName = Literal["workspace", "user", "builtin"]
+ArtifactReader = Callable[[str], bytes]
+
+PROFILE_DIR = "profiles"
+PROFILE_SUFFIXES = (".yaml", ".yml")
+DEFAULT_USER_CONFIG_DIR = "~/.config/wf"
+# Length of the digest prefix in code versions: short enough to read, long enough to differ.
+CODE_VERSION_HEX = 12
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: LayerName
+    root: Path
+
+    def profile_files(self) -> list[Path]:
+        directory = self.root / PROFILE_DIR
+        if not directory.is_dir():
+            return []
+        return sorted(p for p in directory.iterdir() if p.suffix in PROFILE_SUFFIXES and p.is_file())
+
+
+@dataclass(frozen=True)
+class LoadedProfile:
+    profile: Profile
+    layer: LayerName
+    source_path: Path
+    templates: dict[str, PromptTemplate]  # turn_id -> user prompt template
+    system_prompts: dict[str, PromptTemplate | None]  # turn_id -> system prompt template
+
+    @property
+    def workflow_id(self) -> str:
+        return self.profile.workflow_id
+
+    def _turn_prompt_digests(self, turn_id: str) -> dict[str, str | None]:
+        system = self.system_prompts.get(turn_id)
+        return {"prompt": self.templates[turn_id].digest, "system": system.digest if system else None}
+
+    @property
+    def code_version(self) -> str:
+        """Profile version plus a digest of every turn's prompt templates.
+
+        Changing any prompt's text changes it; nothing else about where or how the
+        profile was loaded does.
+        """
+        by_turn = {turn_id: self._turn_prompt_digests(turn_id) for turn_id in sorted(self.templates)}
+        return f"{self.profile.version}-{sha256_hex(canonical_json(by_turn))[:CODE_VERSION_HEX]}"
+
+    def turn_code_version(self, turn_id: str) -> str:
+        """Profile version plus a digest of this turn's own prompt templates."""
+        if turn_id not in self.templates:
+            raise ProfileError("PROFILE_UNKNOWN_TURN", f"{self.workflow_id} has no turn {turn_id!r}", turn_id=turn_id)
+        turn_digest = sha256_hex(canonical_json(self._turn_prompt_digests(turn_id)))
+        return f"{self.profile.version}-{turn_digest[:CODE_VERSION_HEX]}"
+
+
+@dataclass(frozen=True)
+class ShadowedProfile:
+    """A profile a higher layer overrides; listed so users can see what they replaced."""
+
+    workflow_id: str
+    layer: LayerName
+    source_path: Path
+
+
+@dataclass(frozen=True)
+class ProfileCatalog:
+    profiles: dict[str, LoadedProfile]
+    shadowed: tuple[ShadowedProfile, ...] = field(default=())
+
+    def get(self, workflow_id: str) -> LoadedProfile:
+        try:
+            return self.profiles[workflow_id]
+        except KeyError:
+            raise ProfileError(
+                "PROFILE_NOT_FOUND", f"no profile defines workflow_id {workflow_id!r}", workflow_id=workflow_id
+            ) from None
+
+    def all(self) -> list[LoadedProfile]:
+        return [self.profiles[workflow_id] for workflow_id in sorted(self.profiles)]
+
+
+# --- layers ------------------------------------------------------------------------
+
+
+def default_layers(
+    settings: Settings, workspace_dir: Path, env: Mapping[str, str] | None = None
+) -> list[Layer]:
+    """Workspace, user config (``WF_CONFIG_DIR`` or ~/.config/wf), built-in; without repeats.
+
+    The repository root is often both the workspace and the built-in root; a root that
+    equals an earlier layer's is skipped so its profiles are not loaded twice.
+    """
+    env = os.environ if env is None else env
+    user_root = Path(env.get("WF_CONFIG_DIR") or DEFAULT_USER_CONFIG_DIR)
+    candidates: list[Layer] = [
+        Layer("workspace", workspace_dir),
+        Layer("user", user_root),
+        Layer("builtin", settings.builtin_root),
+    ]
+    layers: list[Layer] = []
+    seen: set[Path] = set()
+    for layer in candidates:
+        root = layer.root.expanduser().resolve()
+        if root not in seen:
+            seen.add(root)
+            layers.append(Layer(layer.name, root))
+    return layers
+
+
+def load_catalog(layers: Iterable[Layer], artifact_reader: ArtifactReader | None = None) -> ProfileCatalog:
+    """Load and validate every profile of every layer; the first layer to define an id wins."""
+    winners: dict[str, LoadedProfile] = {}
+    shadowed: list[ShadowedProfile] = []
+    for layer in layers:
+        in_layer: dict[str, LoadedProfile] = {}
+        for path in layer.profile_files():
+            loaded = load_profile_file(path, layer, artifact_reader)
+            earlier = in_layer.get(loaded.workflow_id)
+            if earlier is not None:
+                raise ProfileError(
+                    "PROFILE_DUPLICATE_WORKFLOW_ID",
+                    f"workflow_id {loaded.workflow_id!r} is defined twice in the {layer.name} layer",
+                    workflow_id=loaded.workflow_id,
+                    layer=layer.name,
+                    paths=[str(earlier.source_path), str(path)],
+                )
+            in_layer[loaded.workflow_id] = loaded
+        for workflow_id, loaded in in_layer.items():
+            if workflow_id in winners:
+                shadowed.append(ShadowedProfile(workflow_id, layer.name, loaded.source_path))
+            else:
+                winners[workflow_id] = loaded
+    return ProfileCatalog(profiles=winners, shadowed=tuple(shadowed))
+
+
+# --- one file ----------------------------------------------------------------------
+
+
+def load_profile_file(
+    path: Path, layer: Layer | LayerName | None = None, artifact_reader: ArtifactReader | None = None
+) -> LoadedProfile:
+    """Load and fully validate one profile file.
+
+    ``layer`` may be a full Layer, or just a layer name (default "workspace") whose
+    root is then the folder holding the file's ``profiles/`` directory (or the file's
+    own folder otherwise), which is what ``wf profiles validate FILE`` needs.
+    """
+    path = Path(path)
+    if not isinstance(layer, Layer):
+        parent = path.resolve().parent
+        layer = Layer(layer or "workspace", parent.parent if parent.name == PROFILE_DIR else parent)
+    profile = _parse(path)
+    where = {"path": str(path), "workflow_id": profile.workflow_id}
+    _check_structure(profile, where)
+    templates: dict[str, PromptTemplate] = {}
+    system_prompts: dict[str, PromptTemplate | None] = {}
+    for turn in profile.ordered_turns():
+        templates[turn.turn_id] = _resolve_template(turn.prompt_ref, turn, layer, artifact_reader, where)
+        system_prompts[turn.turn_id] = (
+            _resolve_template(turn.system_prompt_ref, turn, layer, artifact_reader, where)
+            if turn.system_prompt_ref is not None
+            else None
+        )
+    return LoadedProfile(
+        profile=profile,
+        layer=layer.name,
+        source_path=path,
+        templates=templates,
+        system_prompts=system_prompts,
+    )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping instead of keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse(path: Path) -> Profile:
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ProfileError(
+            "PROFILE_PARSE_ERROR",
+            f"{path} is not valid YAML" + (f" (line {mark.line + 1})" if mark is not None else ""),
+            path=str(path),
+            line=mark.line + 1 if mark is not None else None,
+        ) from None
+    except OSError as exc:
+        raise ProfileError("PROFILE_PARSE_ERROR", f"{path} cannot be read ({exc.strerror})", path=str(path)) from None
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as exc:
+        fields = sorted({".".join(str(part) for part in err["loc"]) or "<root>" for err in exc.errors()})
+        raise ProfileError(
+            "PROFILE_SCHEMA_INVALID",
+            f"{path} does not match the profile schema at: {', '.join(fields)}",
+            path=str(path),
+            fields=fields,
+        ) from None
+
+
+def _repeated(values: Iterable[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    repeated: list[Any] = []
+    for value in values:
+        if value in seen and value not in repeated:
+            repeated.append(value)
+        seen.add(value)
+    return repeated
+
+
+def _check_structure(profile: Profile, where: dict[str, str]) -> None:
+    """Cross-references inside the profile, each failure with its own code."""
+    turns = profile.ordered_turns()
+    uniqueness = (
+        ("PROFILE_DUPLICATE_TURN_ID", "turn_id", [turn.turn_id for turn in turns]),
+        ("PROFILE_DUPLICATE_SEQ", "seq", [turn.seq for turn in turns]),
+        ("PROFILE_DUPLICATE_OUTPUT_TYPE", "output_type", [turn.output_type for turn in turns]),
+        ("PROFILE_DUPLICATE_GATE_ID", "gate_id", [gate.gate_id for gate in profile.gates]),
+    )
+    for code, name, values in uniqueness:
+        repeated = _repeated(values)
+        if repeated:
+            raise ProfileError(code, f"{where['path']}: {name} repeated: {repeated}", **where, repeated=repeated)
+
+    known_types = gate_types()
+    for gate in profile.gates:
+        if gate.gate_type not in known_types:
+            raise ProfileError(
+                "PROFILE_UNKNOWN_GATE_TYPE",
+                f"{where['path']}: gate {gate.gate_id} has unknown gate_type {gate.gate_type!r}",
+                **where,
+                gate_id=gate.gate_id,
+                gate_type=gate.gate_type,
+            )
+
+    declared_gates = {gate.gate_id for gate in profile.gates}
+    produced: set[str] = {CONTEXT_INPUT}
+    for turn in turns:
+        if turn.gate_id is not None and turn.gate_id not in declared_gates:
+            raise ProfileError(
+                "PROFILE_UNDECLARED_GATE",
+                f"{where['path']}: turn {turn.turn_id} names undeclared gate {turn.gate_id!r}",
+                **where,
+                turn_id=turn.turn_id,
+                gate_id=turn.gate_id,
+            )
+        for input_ref in turn.input_refs:
+            if input_ref not in produced:
+                raise ProfileError(
+                    "PROFILE_UNRESOLVED_INPUT_REF",
+                    f"{where['path']}: turn {turn.turn_id} reads {input_ref!r}, which no earlier turn produces",
+                    **where,
+                    turn_id=turn.turn_id,
+                    input_ref=input_ref,
+                )
+        produced.add(turn.output_type)
+
+    final = profile.final_artifact_type
+    if final is not None and final not in produced - {CONTEXT_INPUT}:
+        raise ProfileError(
+            "PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE",
+            f"{where['path']}: final_artifact_type {final!r} is no turn's output_type",
+            **where,
+            final_artifact_type=final,
+        )
+
+
+def _read_ref(ref: str, layer: Layer, artifact_reader: ArtifactReader | None) -> bytes | None:
+    """Bytes behind a prompt ref, or None when it does not resolve."""
+    if ref.startswith("sha256:"):
+        if artifact_reader is None or not is_digest(ref):
+            return None
+        try:
+            data = artifact_reader(ref)
+        except (WfError, LookupError, OSError):
+            return None
+        # Artifact ids hash canonical bytes; anything else under this id is not the prompt.
+        return data if digest(data) == ref else None
+    relative = PurePosixPath(ref)
+    if relative.is_absolute() or ".." in relative.parts:
+        return None  # prompts live inside the layer that declares them
+    root = layer.root.resolve()
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root) or not candidate.is_file():
+        return None
+    try:
+        return candidate.read_bytes()
+    except OSError:
+        return None
+
+
+def _resolve_template(
+    ref: str, turn: TurnSpec, layer: Layer, artifact_reader: ArtifactReader | None, where: dict[str, str]
+) -> PromptTemplate:
+    data = _read_ref(ref, layer, artifact_reader)
+    if data is None:
+        raise ProfileError(
+            "PROFILE_UNRESOLVED_PROMPT_REF",
+            f"{where['path']}: turn {turn.turn_id} prompt {ref!r} does not resolve in the {layer.name} layer",
+            **where,
+            turn_id=turn.turn_id,
+            ref=ref,
+            layer_root=str(layer.root),
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProfileError(
+            "PROFILE_TEMPLATE_SYNTAX",
+            f"{where['path']}: turn {turn.turn_id} prompt {ref!r} is not UTF-8 text",
+            **where,
+            turn_id=turn.turn_id,
+            ref=ref,
+        ) from None
+    template = template_from_text(ref, text)
+    try:
+        _check_template_names(template, turn, where)
+    except ProfileError as exc:
+        if exc.code != "PROFILE_TEMPLATE_SYNTAX":
+            raise
+        raise ProfileError(
+            exc.code, f"{where['path']}: turn {turn.turn_id}: {exc.message}", **where, turn_id=turn.turn_id, **exc.details
+        ) from None
+    return template
+
+
+def _check_template_names(template: PromptTemplate, turn: TurnSpec, where: dict[str, str]) -> None:
+    """Fail at load time on variables the runtime will never pass to this turn."""
+    variables, input_keys = referenced_names(template)
+    unknown = sorted(variables - RENDER_VARIABLES) + sorted(f"inputs.{key}" for key in input_keys - set(turn.input_refs))
+    if unknown:
+        raise ProfileError(
+            "PROFILE_TEMPLATE_UNDEFINED",
+            f"{where['path']}: turn {turn.turn_id} prompt {template.ref!r} reads {unknown}, "
+            f"which the turn does not provide",
+            **where,
+            turn_id=turn.turn_id,
+            ref=template.ref,
+            names=unknown,
+        )

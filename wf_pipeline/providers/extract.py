@@ -1,0 +1,422 @@
+"""Grounded facts extracted from source text, without a model.
+
+Each extractor reads one file's text and yields `Finding`s: a statement plus the exact
+evidence (a symbol or a verbatim quote) that backs it. The offline provider numbers
+them into claims. Every quote is a verbatim piece of the text it was read from, so a
+verifier can find it again.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from wf_pipeline.metadata.payloads import ClaimKind, ContextChild, ContextFile
+
+# Longest first line that still reads as a useful description of a data/config file.
+MAX_FILE_LINE_CHARS = 120
+# Caps keep a single large document from flooding the evidence map.
+MAX_HEADINGS_PER_FILE = 20
+MAX_SCRIPT_HEADER_LINES = 6
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: ClaimKind
+    path: str
+    statement: str
+    symbol: str | None = None
+    quote: str | None = None
+
+
+# --- language detection -------------------------------------------------------------
+
+_SUFFIX_LANGUAGE = {
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".jsx": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".mts": "typescript",
+    ".cts": "typescript",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".zsh": "shell",
+    ".md": "markdown",
+    ".markdown": "markdown",
+}
+_LANGUAGE_ALIASES = {"js": "javascript", "ts": "typescript", "bash": "shell", "sh": "shell", "zsh": "shell"}
+
+
+def detect_language(file: ContextFile) -> str | None:
+    """Language by suffix, then the scanner's label, then an interpreter line."""
+    suffix = PurePosixPath(file.name).suffix.lower()
+    if suffix in _SUFFIX_LANGUAGE:
+        return _SUFFIX_LANGUAGE[suffix]
+    if file.language:
+        label = file.language.lower()
+        label = _LANGUAGE_ALIASES.get(label, label)
+        if label in set(_SUFFIX_LANGUAGE.values()):
+            return label
+    first_line = (file.text or "").split("\n", 1)[0]
+    if first_line.startswith("#!"):
+        if "python" in first_line:
+            return "python"
+        if re.search(r"\b(ba|z|da)?sh\b", first_line):
+            return "shell"
+        if "node" in first_line:
+            return "javascript"
+    return None
+
+
+def first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def code(text: str) -> str:
+    return f"`{text}`"
+
+
+# --- Python ---------------------------------------------------------------------------
+
+
+def _format_arg(arg: ast.arg, default: ast.expr | None) -> str:
+    rendered = arg.arg
+    if arg.annotation is not None:
+        rendered += f": {ast.unparse(arg.annotation)}"
+    if default is not None:
+        rendered += (" = " if arg.annotation is not None else "=") + ast.unparse(default)
+    return rendered
+
+
+def python_signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """`(params) -> ret` rebuilt from the syntax tree."""
+    args = node.args
+    positional = [*args.posonlyargs, *args.args]
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    parts: list[str] = []
+    for index, (arg, default) in enumerate(zip(positional, defaults)):
+        parts.append(_format_arg(arg, default))
+        if index == len(args.posonlyargs) - 1:
+            parts.append("/")
+    if args.vararg is not None:
+        parts.append("*" + _format_arg(args.vararg, None))
+    elif args.kwonlyargs:
+        parts.append("*")
+    parts.extend(_format_arg(arg, default) for arg, default in zip(args.kwonlyargs, args.kw_defaults))
+    if args.kwarg is not None:
+        parts.append("**" + _format_arg(args.kwarg, None))
+    returns = f" -> {ast.unparse(node.returns)}" if node.returns is not None else ""
+    return f"({', '.join(parts)}){returns}"
+
+
+def _static_all(module: ast.Module) -> list[str] | None:
+    """Names in a literal ``__all__`` (assignments and ``+=``); None when absent or computed."""
+    names: list[str] | None = None
+    for statement in module.body:
+        if isinstance(statement, ast.Assign):
+            targets, value, extend = statement.targets, statement.value, False
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            targets, value, extend = [statement.target], statement.value, False
+        elif isinstance(statement, ast.AugAssign) and isinstance(statement.op, ast.Add):
+            targets, value, extend = [statement.target], statement.value, True
+        else:
+            continue
+        if not any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            continue
+        try:
+            literal = ast.literal_eval(value)
+        except ValueError:
+            return None
+        if not isinstance(literal, (list, tuple)) or not all(isinstance(n, str) for n in literal):
+            return None
+        names = [*(names or []), *literal] if extend else list(literal)
+    return names
+
+
+def _doc_suffix(node: ast.AST) -> str:
+    doc = ast.get_docstring(node)  # type: ignore[arg-type]
+    line = first_line(doc) if doc else ""
+    return f" — {line}" if line else ""
+
+
+def _source_line(lines: list[str], lineno: int) -> str | None:
+    return lines[lineno - 1].strip() if 0 < lineno <= len(lines) and lines[lineno - 1].strip() else None
+
+
+def _is_main_guard(statement: ast.stmt) -> bool:
+    if not isinstance(statement, ast.If) or not isinstance(statement.test, ast.Compare):
+        return False
+    operands = [statement.test.left, *statement.test.comparators]
+    has_name = any(isinstance(o, ast.Name) and o.id == "__name__" for o in operands)
+    has_main = any(isinstance(o, ast.Constant) and o.value == "__main__" for o in operands)
+    return has_name and has_main
+
+
+def python_findings(file: ContextFile) -> Iterator[Finding]:
+    text = file.text or ""
+    try:
+        module = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return
+    lines = text.splitlines()
+    doc = ast.get_docstring(module)
+    doc_line = first_line(doc) if doc else ""
+    if doc_line and doc_line in text:
+        yield Finding("module", file.path, f"{code(file.name)} — {doc_line}", quote=doc_line)
+
+    exported = _static_all(module)
+
+    def is_public(name: str) -> bool:
+        return name in exported if exported is not None else not name.startswith("_")
+
+    for statement in module.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and is_public(statement.name):
+            prefix = "async " if isinstance(statement, ast.AsyncFunctionDef) else ""
+            rendered = code(f"{prefix}{statement.name}{python_signature(statement)}")
+            yield Finding(
+                "function",
+                file.path,
+                rendered + _doc_suffix(statement),
+                symbol=statement.name,
+                quote=_source_line(lines, statement.lineno),
+            )
+        elif isinstance(statement, ast.ClassDef) and is_public(statement.name):
+            methods = [
+                member.name
+                for member in statement.body
+                if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)) and not member.name.startswith("_")
+            ]
+            listed = f" Methods: {', '.join(code(m) for m in methods)}." if methods else ""
+            yield Finding(
+                "class",
+                file.path,
+                code(statement.name) + _doc_suffix(statement) + listed,
+                symbol=statement.name,
+                quote=_source_line(lines, statement.lineno),
+            )
+        elif _is_main_guard(statement):
+            guard = _source_line(lines, statement.lineno)
+            if guard:
+                statement = f"{code(file.name)} — script entry point ({code(guard)})"
+                yield Finding("script", file.path, statement, quote=guard)
+
+
+# --- JavaScript / TypeScript ----------------------------------------------------------
+
+_EXPORT_DECLARATION = re.compile(
+    r"^\s*export\s+(?:declare\s+)?(?P<default>default\s+)?(?:abstract\s+)?(?P<async>async\s+)?"
+    r"(?P<keyword>function|class|const|let|var|interface|type|enum)\b\s*\*?\s*(?P<name>[A-Za-z_$][\w$]*)?"
+)
+_EXPORT_DEFAULT_EXPRESSION = re.compile(r"^\s*export\s+default\s+(?!function|class|async)")
+_EXPORT_LIST = re.compile(r"^\s*export\s+(?:type\s+)?\{(?P<names>[^}]*)\}")
+_FUNCTION_PARAMS = re.compile(
+    r"\s*(?P<generics><[^>]*>)?\s*\((?P<params>[^)]*)\)\s*(?::\s*(?P<returns>[^{=]+?))?\s*(?:\{|$|;)"
+)
+# Words that can follow an anonymous ``export default class`` where a name would stand.
+_NOT_NAMES = frozenset({"extends", "implements"})
+
+
+def _jsdoc_line(lines: list[str], index: int) -> str:
+    """First text line of a ``/** ... */`` block that ends right above line ``index``."""
+    end = index - 1
+    if end < 0 or not lines[end].strip().endswith("*/"):
+        return ""
+    start = end
+    while start >= 0 and "/**" not in lines[start]:
+        start -= 1
+    if start < 0:
+        return ""
+    for raw in lines[start : end + 1]:
+        cleaned = raw.strip().removeprefix("/**").removesuffix("*/").strip().lstrip("*").strip()
+        if cleaned and not cleaned.startswith("@"):
+            return cleaned
+    return ""
+
+
+def _exports_on_line(line: str) -> list[tuple[str, str]]:
+    """(exported name, rendered description) for each export a line declares."""
+    if listing := _EXPORT_LIST.match(line):
+        names = [entry.split(" as ")[-1].strip() for entry in listing["names"].split(",")]
+        return [(name, f"{code(name)} (export)") for name in names if re.fullmatch(r"[A-Za-z_$][\w$]*", name)]
+    if declaration := _EXPORT_DECLARATION.match(line):
+        declared = declaration["name"] if declaration["name"] not in _NOT_NAMES else None
+        name = declared or ("default" if declaration["default"] else None)
+        if name is None:
+            return []
+        keyword, rendered = declaration["keyword"], name
+        if keyword == "function" and (params := _FUNCTION_PARAMS.match(line, declaration.end())):
+            returns = f": {params['returns'].strip()}" if params["returns"] else ""
+            rendered = f"{name}{params['generics'] or ''}({params['params'].strip()}){returns}"
+        label = ("default " if declaration["default"] else "") + ("async " if declaration["async"] else "") + keyword
+        return [(name, f"{code(rendered)} ({label})")]
+    if _EXPORT_DEFAULT_EXPRESSION.match(line):
+        return [("default", f"{code('default')} (default export)")]
+    return []
+
+
+def script_export_findings(file: ContextFile) -> Iterator[Finding]:
+    lines = (file.text or "").splitlines()
+    for index, line in enumerate(lines):
+        exports = _exports_on_line(line)
+        doc = _jsdoc_line(lines, index) if exports else ""
+        for name, description in exports:
+            statement = f"{description} — {doc}" if doc else description
+            yield Finding("export", file.path, statement, symbol=name, quote=line.strip())
+
+
+# --- shell ----------------------------------------------------------------------------
+
+_DIRECTIVE_COMMENT = re.compile(r"^#\s*(shellcheck|-\*-|vim?:)")
+
+
+def shell_findings(file: ContextFile) -> Iterator[Finding]:
+    """The leading comment header after the interpreter line, as one claim quoting its first line."""
+    lines = (file.text or "").splitlines()
+    start = 1 if lines and lines[0].startswith("#!") else 0
+    header: list[tuple[str, str]] = []  # (verbatim line, comment text)
+    for raw in lines[start:]:
+        stripped = raw.strip()
+        if not stripped and not header:
+            continue
+        if not stripped.startswith("#") or stripped.startswith("#!"):
+            break
+        if _DIRECTIVE_COMMENT.match(stripped):
+            continue
+        content = stripped.lstrip("#").strip()
+        if not content:
+            if header:
+                break  # the first paragraph of the header is its summary
+            continue
+        header.append((stripped, content))
+        if len(header) == MAX_SCRIPT_HEADER_LINES:
+            break
+    if header:
+        summary = " ".join(content for _, content in header)
+        yield Finding("script", file.path, f"{code(file.name)} — {summary}", quote=header[0][0])
+
+
+# --- markdown -------------------------------------------------------------------------
+
+_ATX_HEADING = re.compile(r"^ {0,3}(?P<marks>#{1,6})[ \t]+(?P<text>.+?)(?:[ \t]+#+)?[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_LIST_OR_BLOCK = re.compile(r"^\s*([-*+]\s|\d+[.)]\s|>|\||<!--|!\[|\[!)")
+
+
+def markdown_headings(text: str) -> Iterator[tuple[int, str, str]]:
+    """(level, heading text, verbatim line) for ATX headings outside fenced code."""
+    in_fence = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            continue
+        heading = _ATX_HEADING.match(line)
+        if heading:
+            yield len(heading["marks"]), heading["text"].strip(), line.strip()
+
+
+def first_paragraph_line(text: str, after_line: str | None = None) -> str:
+    """First prose line (not a heading, list item, quote, table or code) after ``after_line``."""
+    lines = text.splitlines()
+    if after_line is not None:
+        try:
+            lines = lines[[line.strip() for line in lines].index(after_line) + 1 :]
+        except ValueError:
+            pass
+    in_fence = False
+    for line in lines:
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        stripped = line.strip()
+        if in_fence or not stripped or _ATX_HEADING.match(line) or _LIST_OR_BLOCK.match(line):
+            continue
+        if re.fullmatch(r"[=\-]{3,}", stripped):
+            continue
+        return stripped
+    return ""
+
+
+def markdown_findings(file: ContextFile) -> Iterator[Finding]:
+    text = file.text or ""
+    headings = list(markdown_headings(text))[:MAX_HEADINGS_PER_FILE]
+    for _, heading, line in headings:
+        yield Finding("heading", file.path, f"{code(file.name)} — {heading}", quote=line)
+    paragraph = first_paragraph_line(text, headings[0][2] if headings else None)
+    if paragraph:
+        yield Finding("file", file.path, f"{code(file.name)} — {paragraph}", quote=paragraph)
+
+
+# --- everything else ------------------------------------------------------------------
+
+
+def plain_file_findings(file: ContextFile) -> Iterator[Finding]:
+    line = first_line(file.text or "")
+    if line and len(line) < MAX_FILE_LINE_CHARS:
+        yield Finding("file", file.path, f"{code(file.name)} — {line}", quote=line)
+
+
+_EXTRACTORS: dict[str | None, Callable[[ContextFile], Iterator[Finding]]] = {
+    "python": python_findings,
+    "javascript": script_export_findings,
+    "typescript": script_export_findings,
+    "shell": shell_findings,
+    "markdown": markdown_findings,
+}
+
+
+def file_findings(file: ContextFile) -> list[Finding]:
+    """Findings for one file with text; a file its extractor finds nothing in still gets a file claim."""
+    if file.text is None:
+        return []
+    extractor = _EXTRACTORS.get(detect_language(file), plain_file_findings)
+    findings = list(extractor(file))
+    return findings or list(plain_file_findings(file))
+
+
+# --- child directories ----------------------------------------------------------------
+
+
+def readme_title_line(readme: str) -> tuple[str, str] | None:
+    """(verbatim title line, title text) of a README: its first level-1 heading, else first line."""
+    for level, heading, line in markdown_headings(readme):
+        if level == 1:
+            return line, heading
+    line = first_line(readme)
+    return (line, line) if line else None
+
+
+def readme_summary(readme: str, title_line: str) -> str:
+    """A child's one-line summary: its first prose line, else the first Purpose item."""
+    paragraph = first_paragraph_line(readme, title_line)
+    if paragraph:
+        return paragraph
+    lines = readme.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip().lower() == "## purpose":
+            for item in lines[index + 1 :]:
+                if item.strip().startswith("#"):
+                    break
+                if item.strip():
+                    return re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", item).strip()
+    return ""
+
+
+def child_findings(child: ContextChild) -> list[Finding]:
+    if not child.readme:
+        return []
+    title = readme_title_line(child.readme)
+    if title is None:
+        return []
+    title_line, title_text = title
+    summary = readme_summary(child.readme, title_line) or title_text
+    return [Finding("child", child.path, f"{code(child.name + '/')} — {summary}", quote=title_line)]

@@ -1,0 +1,121 @@
+"""Engines for the record store and the translation of driver failures into codes.
+
+SQLite (the embedded default) is opened in WAL mode with a busy timeout so several
+processes, e.g. Dagster's multiprocess executor and the CLI, can share one file.
+PostgreSQL is reached through psycopg2. Messages never carry a password.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.pool import StaticPool
+
+from wf_pipeline.errors import RecordError
+
+SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
+POSTGRES_DRIVERS = {"postgresql", "postgresql+psycopg2"}
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+POSTGRES_CONNECT_TIMEOUT_S = 10
+SQL_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+
+
+def parse_url(url: str) -> URL:
+    """Parse and normalise a record-store URL; ``postgresql://`` means psycopg2."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError) as exc:
+        raise RecordError("RECORD_BAD_URL", "record store URL cannot be parsed") from exc
+    if parsed.drivername in SQLITE_DRIVERS:
+        return parsed.set(drivername="sqlite")
+    if parsed.drivername in POSTGRES_DRIVERS:
+        # No host means libpq's local socket, which is a valid choice.
+        return parsed.set(drivername="postgresql+psycopg2")
+    raise RecordError(
+        "RECORD_BAD_URL",
+        f"unsupported record store URL scheme {parsed.drivername!r}; use sqlite:/// or postgresql://",
+        scheme=parsed.drivername,
+    )
+
+
+def safe_url(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    return url.database in (None, "", ":memory:")
+
+
+def create_record_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S})
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if is_memory_sqlite(url):
+        # One shared connection, or every checkout would see a fresh empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        path = Path(url.database).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordError(
+                "RECORD_UNAVAILABLE", f"cannot create the folder of the record store {path}", path=str(path)
+            ) from exc
+        engine = create_engine(
+            url.set(database=str(path)), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            # The busy timeout first: switching to WAL needs a lock another process may hold.
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if not is_memory_sqlite(url):
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+@contextmanager
+def translated_errors(url: URL, action: str) -> Iterator[None]:
+    """Turn driver failures during ``action`` into RECORD_ codes, keeping passwords out."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise RecordError(
+            "RECORD_INTEGRITY", f"{action} violates a record constraint: {driver_message(exc, url)}", action=action
+        ) from exc
+    except DataError as exc:
+        raise RecordError(
+            "RECORD_INTEGRITY", f"{action} stores a value the column rejects: {driver_message(exc, url)}", action=action
+        ) from exc
+    except (OperationalError, InterfaceError) as exc:
+        raise RecordError(
+            "RECORD_UNAVAILABLE",
+            f"record store {safe_url(url)} unavailable during {action}: {driver_message(exc, url)}",
+            action=action,
+            url=safe_url(url),
+        ) from exc
+
+
+def driver_message(exc: Exception, url: URL) -> str:
+    original = getattr(exc, "orig", None) or exc
+    message = " ".join(str(original).split())
+    if url.password:
+        message = message.replace(str(url.password), "***")
+    return message[:500]

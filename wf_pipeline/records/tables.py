@@ -1,0 +1,166 @@
+"""Tables of the record store, derived from the canonical record models.
+
+Each table mirrors one model of ``wf_pipeline.metadata.records`` column for column, so
+a new model field becomes a column without a second definition here. Tuples and dicts
+are stored as canonical JSON text; timestamps are BIGINT milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from wf_pipeline.metadata.canonical import canonical_json
+from wf_pipeline.metadata.records import (
+    ArtifactLinkRecord,
+    FrameRecord,
+    GateRecord,
+    NodeRecord,
+    PromptLinkRecord,
+    TargetRecord,
+    ThreadRecord,
+    TurnRecord,
+)
+
+NAMING_CONVENTION = {
+    "pk": "%(table_name)s_pk",
+    "uq": "%(table_name)s_%(column_0_N_name)s_uq",
+    "ix": "%(table_name)s_%(column_0_N_name)s_ix",
+    "fk": "%(table_name)s_%(column_0_name)s_fk",
+}
+
+
+class JsonText(TypeDecorator[Any]):
+    """Canonical JSON in a TEXT column: the same value always stores the same bytes."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else canonical_json(value).decode("utf-8")
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How one record model is stored: its key, lookups and constraints beyond the columns."""
+
+    name: str
+    model: type[BaseModel]
+    key: tuple[str, ...]
+    indexes: tuple[tuple[str, ...], ...] = ()
+    unique: tuple[tuple[str, ...], ...] = ()
+    # Rows of a thread's history cannot outlive or precede their thread.
+    references_thread: bool = False
+
+
+TABLE_SPECS: tuple[TableSpec, ...] = (
+    TableSpec("nodes", NodeRecord, key=("node_id", "path"), indexes=(("root_id", "path"),)),
+    TableSpec("targets", TargetRecord, key=("target_key",)),
+    TableSpec("threads", ThreadRecord, key=("thread_id",), indexes=(("workflow_id", "status"),)),
+    # One row per (thread, turn, attempt): the deterministic turn_record_id encodes exactly that.
+    TableSpec(
+        "turns",
+        TurnRecord,
+        key=("turn_record_id",),
+        unique=(("thread_id", "turn_id", "attempt"),),
+        references_thread=True,
+    ),
+    TableSpec("gates", GateRecord, key=("gate_record_id",), indexes=(("thread_id",),), references_thread=True),
+    TableSpec(
+        "prompt_links", PromptLinkRecord, key=("prompt_link_id",), indexes=(("thread_id",),), references_thread=True
+    ),
+    TableSpec(
+        "artifact_links",
+        ArtifactLinkRecord,
+        key=("artifact_link_id",),
+        indexes=(("thread_id",), ("artifact_id",)),
+        references_thread=True,
+    ),
+    # A frame is its content under a node and frame type; frame_id is derived from those three.
+    TableSpec(
+        "frames",
+        FrameRecord,
+        key=("frame_id",),
+        indexes=(("node_id", "frame_type", "created_at_ms"),),
+        unique=(("node_id", "frame_type", "artifact_id"),),
+    ),
+)
+
+
+def _column_type(annotation: Any) -> tuple[TypeEngine[Any] | type[TypeEngine[Any]], bool]:
+    """SQL type for a model field annotation, and whether it admits None."""
+    nullable = False
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [arg for arg in get_args(annotation) if arg is not type(None)]
+        nullable = len(members) < len(get_args(annotation))
+        if len(members) != 1:
+            raise TypeError(f"cannot store a union of {members}")
+        annotation = members[0]
+    origin = get_origin(annotation)
+    if annotation is bool:
+        return Boolean, nullable
+    if annotation is int:
+        return BigInteger, nullable
+    if annotation is str or origin is Literal:
+        return Text, nullable
+    if origin in (tuple, dict):
+        return JsonText, nullable
+    raise TypeError(f"no column type for {annotation!r}")
+
+
+@dataclass(frozen=True)
+class RecordTables:
+    metadata: MetaData
+    schema_meta: Table
+    by_name: dict[str, Table]
+
+    def __getitem__(self, name: str) -> Table:
+        return self.by_name[name]
+
+
+def build_tables(table_prefix: str, schema: str | None) -> RecordTables:
+    metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+    threads_table = f"{table_prefix}threads"
+    tables: dict[str, Table] = {}
+    for spec in TABLE_SPECS:
+        columns = []
+        for field_name, field in spec.model.model_fields.items():
+            sql_type, nullable = _column_type(field.annotation)
+            columns.append(Column(field_name, sql_type, nullable=nullable))
+        constraints: list[Any] = [PrimaryKeyConstraint(*spec.key)]
+        constraints += [UniqueConstraint(*cols) for cols in spec.unique]
+        if spec.references_thread:
+            target = f"{schema}.{threads_table}.thread_id" if schema else f"{threads_table}.thread_id"
+            constraints.append(ForeignKeyConstraint(["thread_id"], [target]))
+        name = f"{table_prefix}{spec.name}"
+        table = Table(name, metadata, *columns, *constraints)
+        for cols in spec.indexes:
+            Index(None, *(table.c[col] for col in cols))
+        tables[spec.name] = table
+    schema_meta = Table(
+        f"{table_prefix}schema_meta",
+        metadata,
+        Column("key", Text, primary_key=True),
+        Column("value", Text, nullable=False),
+    )
+    return RecordTables(metadata=metadata, schema_meta=schema_meta, by_name=tables)

@@ -1,0 +1,67 @@
+"""Everything one turn needs, opened once from settings and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wf_pipeline.cas import CasStore, open_cas
+from wf_pipeline.config import Settings
+from wf_pipeline.errors import ConfigError
+from wf_pipeline.metadata.boundary import FrameMetadataBoundary
+from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, Budgets
+from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
+from wf_pipeline.providers import Provider, create_provider
+from wf_pipeline.records import RecordStore, open_record_store
+
+
+@dataclass(frozen=True)
+class RuntimeEnv:
+    settings: Settings
+    cas: CasStore
+    records: RecordStore
+    catalog: ProfileCatalog
+    provider: Provider
+    boundary: FrameMetadataBoundary
+    budgets: Budgets
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        workspace_dir: Path | None = None,
+        catalog: ProfileCatalog | None = None,
+        provider: Provider | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> "RuntimeEnv":
+        env = os.environ if env is None else env
+        settings.ensure_dirs()
+        cas = open_cas(settings.cas_url)
+        if catalog is None:
+            catalog = load_catalog(default_layers(settings, workspace_dir or Path.cwd()), artifact_reader=cas.get)
+        budgets = Budgets()
+        return cls(
+            settings=settings,
+            cas=cas,
+            records=open_record_store(settings.records_url),
+            catalog=catalog,
+            provider=provider or provider_from_settings(settings, env),
+            boundary=FrameMetadataBoundary(FRAME_KEY_REGISTRY, budgets),
+            budgets=budgets,
+        )
+
+
+def provider_options(name: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """Provider options from ``WF_<PROVIDER>_<OPTION>`` variables, e.g. WF_OPENAI_BASE_URL."""
+    prefix = f"WF_{name.upper()}_"
+    return {key[len(prefix):].lower(): value for key, value in env.items() if key.startswith(prefix)}
+
+
+def provider_from_settings(settings: Settings, env: Mapping[str, str]) -> Provider:
+    if not settings.provider:
+        raise ConfigError("CONFIG_PROVIDER_MISSING", "WF_PROVIDER is empty")
+    return create_provider(settings.provider, provider_options(settings.provider, env), env)

@@ -1,0 +1,74 @@
+"""Read-side views for the CLI: scans, thread lists and thread details (ids and digests only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wf_pipeline.errors import RunError
+from wf_pipeline.metadata.records import now_ms
+from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.tree import TreeScan
+
+
+def record_scan(env: RuntimeEnv, scan: TreeScan) -> dict[str, Any]:
+    """Persist the node records of a scan and summarise it."""
+    env.records.upsert_nodes(scan.to_records(now_ms()))
+    files = [n for n in scan.nodes if n.kind == "file"]
+    return {
+        "root": str(scan.root),
+        "root_id": scan.root_id,
+        "directories": sum(1 for n in scan.nodes if n.kind == "dir"),
+        "files": len(files),
+        "omitted": {
+            reason: sum(1 for n in files if n.omitted == reason) for reason in ("binary", "oversized", "unreadable")
+        },
+        "warnings": [{"code": w.code, "path": w.path, "message": w.message} for w in scan.warnings],
+    }
+
+
+def list_threads(env: RuntimeEnv, workflow_id: str | None = None) -> list[dict[str, Any]]:
+    return [
+        {
+            "thread_id": t.thread_id,
+            "workflow_id": t.workflow_id,
+            "target": t.target_key,
+            "path": t.target_path,
+            "status": t.status,
+            "last_turn_seq": t.last_turn_seq,
+            "updated_at_ms": t.updated_at_ms,
+        }
+        for t in env.records.list_threads(workflow_id=workflow_id)
+    ]
+
+
+def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
+    """A thread with its turns in seq order (every attempt), gate outcomes and artifact ids."""
+    thread = env.records.get_thread(thread_id)
+    if thread is None:
+        raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")
+    gates = {(g.turn_id, g.attempt): g for g in env.records.gates_for_thread(thread_id)}
+    links = {(p.turn_id, p.prompt_link_id) for p in env.records.prompt_links_for_thread(thread_id)}
+    turns = []
+    for turn in env.records.turns_for_thread(thread_id):
+        gate = gates.get((turn.turn_id, turn.attempt))
+        turns.append(
+            {
+                "turn_id": turn.turn_id,
+                "seq": turn.turn_seq,
+                "attempt": turn.attempt,
+                "status": turn.status,
+                "input_artifact_ids": list(turn.input_artifact_ids),
+                "output_artifact_id": turn.output_artifact_id,
+                "gate": {"gate_id": gate.gate_id, "outcome": gate.outcome, "reasons": list(gate.reasons)} if gate else None,
+                "error_code": turn.error_code,
+                "started_at_ms": turn.started_at_ms,
+                "ended_at_ms": turn.ended_at_ms,
+            }
+        )
+    return {
+        **thread.model_dump(mode="json", exclude={"schema_version"}),
+        "prompt_link_ids": sorted(link_id for _, link_id in links),
+        "turns": turns,
+    }
+
+

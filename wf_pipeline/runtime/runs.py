@@ -1,0 +1,178 @@
+"""A run over a tree: plan the threads bottom-up, then summarise and write the READMEs.
+
+Executing the pending threads is the compiler's job (through Dagster); this module only
+decides what needs to run and reports what happened, from the records.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from wf_pipeline.errors import RunError
+from wf_pipeline.metadata.records import ThreadRecord
+from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.targets import register_targets
+from wf_pipeline.runtime.threads import ThreadPlan, final_artifact_id, plan_thread
+from wf_pipeline.tree import TreeScan
+
+README_NAME = "README.md"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    loaded: LoadedProfile
+    scan: TreeScan
+    threads: tuple[ThreadPlan, ...]  # deepest directories first
+
+    @property
+    def pending(self) -> list[ThreadPlan]:
+        return [plan for plan in self.threads if not plan.reusable]
+
+    @property
+    def reused(self) -> list[ThreadPlan]:
+        return [plan for plan in self.threads if plan.reusable]
+
+
+def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
+    """Register every directory as a target and decide, per dedupe key, which threads must run."""
+    targets = register_targets(env.records, scan)
+    plans = []
+    for target in targets:
+        plan = plan_thread(env, loaded, target, scan.node(target.path).node_id)
+        if env.records.get_thread(plan.thread.thread_id) is None:
+            env.records.save_thread(plan.thread)
+        plans.append(plan)
+    return RunPlan(loaded=loaded, scan=scan, threads=tuple(plans))
+
+
+@dataclass(frozen=True)
+class ThreadSummary:
+    target: str
+    path: str
+    thread_id: str
+    status: str
+    output_path: str | None
+    final_artifact_id: str | None
+    reused: bool
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    workflow_id: str
+    threads: tuple[ThreadSummary, ...]
+    provider_calls: int
+    threads_reused: int
+    dagster_run_ids: tuple[str, ...]
+    out_dir: str | None
+
+    @property
+    def ok(self) -> bool:
+        return all(t.status == "completed" for t in self.threads)
+
+    def to_json(self) -> dict:
+        return {
+            "workflow_id": self.workflow_id,
+            "threads": [
+                {
+                    "target": t.target,
+                    "path": t.path,
+                    "thread_id": t.thread_id,
+                    "status": t.status,
+                    "output_path": t.output_path,
+                    "final_artifact_id": t.final_artifact_id,
+                    "reused": t.reused,
+                }
+                for t in self.threads
+            ],
+            "provider_calls": self.provider_calls,
+            "threads_reused": self.threads_reused,
+            "dagster_run_ids": list(self.dagster_run_ids),
+            "out_dir": self.out_dir,
+        }
+
+
+def provider_calls_since(env: RuntimeEnv, thread_ids: Iterable[str], since_ms: int) -> int:
+    """Provider calls made for these threads since ``since_ms``, counted from the turn records."""
+    return sum(
+        1
+        for thread_id in thread_ids
+        for turn in env.records.turns_for_thread(thread_id)
+        if turn.provider_called and turn.started_at_ms >= since_ms
+    )
+
+
+def summarize_run(
+    env: RuntimeEnv,
+    plan: RunPlan,
+    *,
+    started_ms: int,
+    dagster_run_ids: Iterable[str],
+    out_dir: Path | None,
+    in_place: bool,
+    overwrite: bool,
+) -> RunSummary:
+    """Write the READMEs of completed threads and report every thread of the plan."""
+    summaries = []
+    for thread_plan in plan.threads:
+        thread = env.records.get_thread(thread_plan.thread.thread_id) or thread_plan.thread
+        artifact_id = final_artifact_id(env, plan.loaded, thread.thread_id) if thread.status == "completed" else None
+        output_path = None
+        if artifact_id is not None:
+            output_path = write_readme(
+                env, artifact_id, _destination(plan.scan.root, thread, out_dir, in_place), overwrite=overwrite or not in_place
+            )
+        summaries.append(
+            ThreadSummary(
+                target=thread_plan.target.key,
+                path=thread.target_path,
+                thread_id=thread.thread_id,
+                status=thread.status,
+                output_path=str(output_path) if output_path else None,
+                final_artifact_id=artifact_id,
+                reused=thread_plan.reusable,
+            )
+        )
+    return RunSummary(
+        workflow_id=plan.loaded.profile.workflow_id,
+        threads=tuple(summaries),
+        provider_calls=provider_calls_since(env, (t.thread.thread_id for t in plan.threads), started_ms),
+        threads_reused=len(plan.reused),
+        dagster_run_ids=tuple(dagster_run_ids),
+        out_dir=None if in_place else str(out_dir) if out_dir else None,
+    )
+
+
+def _destination(root: Path, thread: ThreadRecord, out_dir: Path | None, in_place: bool) -> Path:
+    base = root if in_place else out_dir
+    if base is None:
+        raise RunError("RUN_NO_OUTPUT_DIR", "either an output folder or in-place writing is needed")
+    relative = Path() if thread.target_path == "." else Path(thread.target_path)
+    return base / relative / README_NAME
+
+
+def write_readme(env: RuntimeEnv, artifact_id: str, destination: Path, *, overwrite: bool) -> Path | None:
+    """Write the artifact's bytes atomically; an existing file is kept unless ``overwrite``.
+
+    Returns the path written, or None when an existing file was kept.
+    """
+    data = env.cas.get(artifact_id)
+    if destination.exists():
+        if destination.read_bytes() == data:
+            return destination
+        if not overwrite:
+            return None
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".README.", dir=destination.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp_name, destination)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return destination

@@ -1,0 +1,110 @@
+"""Thread identity, the context snapshot, and the children's READMEs a directory sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wf_pipeline.errors import RunError
+from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_for
+from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.targets import Target
+from wf_pipeline.tree import TreeScan, build_context, context_json_text, scan_tree
+
+README_FRAME_TYPE = "readme"
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """What one directory's thread is, and whether a finished one can be reused."""
+
+    target: Target
+    node_id: str
+    thread: ThreadRecord
+    reusable: bool
+
+
+def frame_type_of(loaded: LoadedProfile) -> str:
+    return loaded.profile.target_frame_type or README_FRAME_TYPE
+
+
+def final_output_type(loaded: LoadedProfile) -> str:
+    profile = loaded.profile
+    return profile.final_artifact_type or profile.ordered_turns()[-1].output_type
+
+
+def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id: str) -> ThreadPlan:
+    """Find the thread for the dedupe key, or describe a new pending one (nothing is written)."""
+    profile = loaded.profile
+    thread_id = thread_id_for(profile.workflow_id, node_id, "")
+    existing = env.records.get_thread(thread_id)
+    if existing is not None:
+        reusable = existing.status == "completed" and final_artifact_id(env, loaded, thread_id) is not None
+        return ThreadPlan(target=target, node_id=node_id, thread=existing, reusable=reusable)
+    stamp = now_ms()
+    thread = ThreadRecord(
+        thread_id=thread_id,
+        workflow_id=profile.workflow_id,
+        target_node_id=node_id,
+        target_key=target.key,
+        target_path=target.path,
+        status="pending",
+        created_at_ms=stamp,
+        updated_at_ms=stamp,
+    )
+    return ThreadPlan(target=target, node_id=node_id, thread=thread, reusable=False)
+
+
+def open_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, thread_id: str | None = None) -> ThreadRecord:
+    """The thread a turn works in: the named one (resume), or the one for the tree as it is now."""
+    if thread_id is not None:
+        thread = env.records.get_thread(thread_id)
+        if thread is None:
+            raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")
+        return thread
+    scan = scan_tree(target.root)
+    plan = plan_thread(env, loaded, target, scan.node(target.path).node_id)
+    if env.records.get_thread(plan.thread.thread_id) is None:
+        env.records.save_thread(plan.thread)
+    return plan.thread
+
+
+def final_artifact_id(env: RuntimeEnv, loaded: LoadedProfile, thread_id: str) -> str | None:
+    """The final artifact of a completed thread, if its bytes are still in the CAS."""
+    final_turn = next(t for t in loaded.profile.ordered_turns() if t.output_type == final_output_type(loaded))
+    latest = env.records.latest_turns(thread_id).get(final_turn.turn_id)
+    if latest is None or latest.status != "completed" or latest.output_artifact_id is None:
+        return None
+    return latest.output_artifact_id if env.cas.exists(latest.output_artifact_id) else None
+
+
+def context_snapshot(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target) -> str:
+    """Artifact id of the thread's context payload, built once and reused by every later turn.
+
+    Reusing the first snapshot keeps retries and resumes on the same inputs even if the
+    tree has changed since.
+    """
+    for link in env.records.prompt_links_for_thread(thread.thread_id):
+        if link.context_artifact_id is not None:
+            return link.context_artifact_id
+    scan = scan_tree(target.root)
+    node = scan.node(target.path)
+    if node.node_id != thread.target_node_id:
+        raise RunError(
+            "RUN_TARGET_CHANGED",
+            f"target {target.key} changed since thread {thread.thread_id} was planned; run again",
+        )
+    payload = build_context(scan, target.path, child_readmes(env, loaded, scan, target.path))
+    return env.cas.put_text(context_json_text(payload)).artifact_id
+
+
+def child_readmes(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: str) -> dict[str, str | None]:
+    """The head README frame of each child directory (None where a child has none yet)."""
+    frame_type = frame_type_of(loaded)
+    readmes: dict[str, str | None] = {}
+    for child in scan.children_of(path):
+        if child.kind != "dir":
+            continue
+        head = env.records.head_frame(child.node_id, frame_type)
+        readmes[child.path] = env.cas.get_text(head.artifact_id) if head is not None else None
+    return readmes

@@ -1,0 +1,404 @@
+"""One turn of one thread, in the order the design fixes:
+
+inputs -> prompt render -> prompt/context artifacts -> provider call -> output shape and
+size -> output artifact -> gate -> the turn's records in one transaction (frame metadata
+through the boundary, digests and ids only).
+
+CAS writes come first and are idempotent, so a crash anywhere leaves at worst orphan
+objects and never a record pointing at missing bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from wf_pipeline.errors import MetadataError, RunError, WfError
+from wf_pipeline.gates import GateResult, evaluate
+from wf_pipeline.metadata.boundary import check_artifact_budget
+from wf_pipeline.metadata.canonical import canonical_text, digest_text
+from wf_pipeline.metadata.records import (
+    ArtifactLinkRecord,
+    FrameRecord,
+    GateRecord,
+    PromptLinkRecord,
+    ThreadRecord,
+    TurnRecord,
+    artifact_link_id_for,
+    frame_id_for,
+    gate_record_id_for,
+    now_ms,
+    prompt_link_id_for,
+    turn_record_id_for,
+)
+from wf_pipeline.profiles import LoadedProfile, render_prompt
+from wf_pipeline.providers import ProviderRequest
+from wf_pipeline.records import TurnCommit
+from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.targets import Target
+from wf_pipeline.runtime.threads import context_snapshot, final_output_type, frame_type_of
+
+log = logging.getLogger(__name__)
+
+CONTEXT_REF = "context"
+TurnStatus = Literal["completed", "failed"]
+
+
+@dataclass(frozen=True)
+class TurnOutput:
+    """What a turn hands downstream: ids, status and gate verdict, never payload text."""
+
+    thread_id: str
+    turn_id: str
+    output_type: str
+    target_key: str
+    status: TurnStatus
+    attempt: int
+    artifact_id: str | None
+    artifact_size: int
+    input_artifact_ids: tuple[str, ...]
+    gate_id: str | None
+    gate_outcome: str | None
+    gate_reasons: tuple[str, ...] = ()
+    provider_calls: int = 0
+    reused: bool = False
+    error_code: str | None = None
+
+    @property
+    def gate_passed(self) -> bool:
+        return self.gate_outcome in (None, "pass")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TurnOutput":
+        return cls(**{**data, "input_artifact_ids": tuple(data["input_artifact_ids"]), "gate_reasons": tuple(data["gate_reasons"])})
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The turn's inputs, fixed before the first attempt so retries see the same bytes."""
+
+    artifact_ids: dict[str, str]
+    texts: dict[str, str]
+    system_prompt: str
+    user_prompt: str
+    artifacts: dict[str, tuple[str, int]] = field(default_factory=dict)  # role -> (id, size)
+
+
+def run_turn(
+    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn_id: str
+) -> TurnOutput:
+    """Run (or reuse) ``turn_id`` of ``thread``. Completed turns never call the provider again."""
+    profile = loaded.profile
+    turn = next((t for t in profile.ordered_turns() if t.turn_id == turn_id), None)
+    if turn is None:
+        raise RunError("RUN_UNKNOWN_TURN", f"{profile.workflow_id} has no turn {turn_id!r}")
+    history = env.records.turns_for_thread(thread.thread_id)
+    previous = [r for r in history if r.turn_id == turn_id]
+    latest = previous[-1] if previous else None
+    if latest is not None and latest.status == "completed" and latest.output_artifact_id and env.cas.exists(latest.output_artifact_id):
+        return _reused_output(env, thread, turn, target, latest)
+
+    snapshot = _snapshot_inputs(env, loaded, thread, target, turn)
+    gate_spec = profile.gate(turn.gate_id) if turn.gate_id else None
+    max_attempts = 1 + min(turn.retry_limit, profile.thread_policy.max_turn_retries)
+    first_attempt = (latest.attempt + 1) if latest else 1
+    provider_calls = 0
+    output: TurnOutput | None = None
+    for attempt in range(first_attempt, first_attempt + max_attempts):
+        started = now_ms()
+        provider_calls += 1
+        try:
+            response = env.provider.complete(
+                ProviderRequest(
+                    workflow_id=profile.workflow_id,
+                    thread_id=thread.thread_id,
+                    turn_id=turn.turn_id,
+                    output_type=turn.output_type,
+                    output_format=turn.output_format,
+                    system_prompt=snapshot.system_prompt,
+                    user_prompt=snapshot.user_prompt,
+                    inputs=snapshot.texts,
+                    timeout_ms=turn.timeout_ms,
+                )
+            )
+            output_bytes = _checked_output(response.text, turn.output_format, profile.artifact_policy.max_output_bytes)
+        except WfError as exc:
+            log.warning("turn %s of thread %s attempt %d failed: %s", turn.turn_id, thread.thread_id, attempt, exc.code)
+            output = _commit_failed_attempt(env, loaded, thread, target, turn, snapshot, attempt, started, exc, provider_calls)
+            continue
+        # Output artifact first, then the gate, then every record of the turn at once.
+        output_ref = env.cas.put(output_bytes)
+        output_text = output_bytes.decode("utf-8")
+        gate = evaluate(gate_spec, output_text, snapshot.texts) if gate_spec else None
+        return _commit_attempt(
+            env, loaded, thread, target, turn, snapshot, attempt, started,
+            output_ref.artifact_id, output_ref.size, gate, response.provider_type, response.model, provider_calls,
+        )
+    assert output is not None
+    return output
+
+
+def _reused_output(env: RuntimeEnv, thread: ThreadRecord, turn: Any, target: Target, latest: TurnRecord) -> TurnOutput:
+    gate = next(
+        (g for g in reversed(env.records.gates_for_thread(thread.thread_id)) if g.turn_id == turn.turn_id and g.attempt == latest.attempt),
+        None,
+    )
+    return TurnOutput(
+        thread_id=thread.thread_id,
+        turn_id=turn.turn_id,
+        output_type=turn.output_type,
+        target_key=target.key,
+        status="completed",
+        attempt=latest.attempt,
+        artifact_id=latest.output_artifact_id,
+        artifact_size=env.cas.size(latest.output_artifact_id),
+        input_artifact_ids=latest.input_artifact_ids,
+        gate_id=gate.gate_id if gate else turn.gate_id,
+        gate_outcome=gate.outcome if gate else None,
+        gate_reasons=gate.reasons if gate else (),
+        reused=True,
+    )
+
+
+def _snapshot_inputs(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn: Any) -> _Snapshot:
+    profile = loaded.profile
+    latest = env.records.latest_turns(thread.thread_id)
+    producers = {t.output_type: t for t in profile.ordered_turns()}
+    artifact_ids: dict[str, str] = {}
+    for ref in turn.input_refs:
+        if ref == CONTEXT_REF:
+            artifact_ids[ref] = context_snapshot(env, loaded, thread, target)
+            continue
+        upstream = latest.get(producers[ref].turn_id)
+        if upstream is None or upstream.status != "completed" or upstream.output_artifact_id is None:
+            raise RunError(
+                "RUN_INPUT_NOT_READY",
+                f"turn {turn.turn_id} of thread {thread.thread_id} needs {ref}, which has no completed output",
+            )
+        artifact_ids[ref] = upstream.output_artifact_id
+    texts = {ref: env.cas.get_text(artifact_id) for ref, artifact_id in artifact_ids.items()}
+
+    variables = {
+        "workflow_id": profile.workflow_id,
+        "turn_id": turn.turn_id,
+        "target_path": target.path,
+        "target_name": target.root.name if target.path == "." else target.path.rsplit("/", 1)[-1],
+        "inputs": texts,
+    }
+    template = loaded.templates[turn.turn_id]
+    system_template = loaded.system_prompts.get(turn.turn_id)
+    user_prompt = render_prompt(template, variables)
+    system_prompt = render_prompt(system_template, variables) if system_template else ""
+
+    policy = profile.artifact_policy
+    check_artifact_budget("prompt", len(canonical_text(system_prompt + user_prompt)), env.budgets)
+    if CONTEXT_REF in texts:
+        check_artifact_budget("context", len(canonical_text(texts[CONTEXT_REF])), env.budgets)
+
+    artifacts: dict[str, tuple[str, int]] = {}
+    template_ref = env.cas.put_text(template.text)
+    artifacts["prompt_template"] = (template_ref.artifact_id, template_ref.size)
+    if system_template:
+        system_ref = env.cas.put_text(system_prompt)
+        artifacts["system_prompt"] = (system_ref.artifact_id, system_ref.size)
+    if policy.store_prompt_render:
+        rendered_ref = env.cas.put_text(user_prompt)
+        artifacts["rendered_prompt"] = (rendered_ref.artifact_id, rendered_ref.size)
+    if CONTEXT_REF in artifact_ids and policy.store_context_payload:
+        artifacts["context"] = (artifact_ids[CONTEXT_REF], env.cas.size(artifact_ids[CONTEXT_REF]))
+    return _Snapshot(artifact_ids, texts, system_prompt, user_prompt, artifacts)
+
+
+def _checked_output(text: str, output_format: str, max_output_bytes: int) -> bytes:
+    data = canonical_text(text)
+    if len(data) > max_output_bytes:
+        raise RunError("RUN_OUTPUT_TOO_LARGE", f"output has {len(data)} bytes, limit {max_output_bytes}")
+    if output_format == "json":
+        try:
+            parsed = json.loads(data)
+        except json.JSONDecodeError:
+            raise RunError("RUN_OUTPUT_SHAPE", "output is not a JSON document") from None
+        if not isinstance(parsed, dict):
+            raise RunError("RUN_OUTPUT_SHAPE", "output is not a JSON object")
+    elif not data.strip():
+        raise RunError("RUN_OUTPUT_SHAPE", "output is empty")
+    return data
+
+
+def _input_links(thread_id: str, turn_id: str, attempt: int, snapshot: _Snapshot, created: int) -> list[ArtifactLinkRecord]:
+    links = [
+        (role, artifact_id, size) for role, (artifact_id, size) in snapshot.artifacts.items()
+    ] + [
+        ("input", artifact_id, 0) for ref, artifact_id in snapshot.artifact_ids.items() if ref != CONTEXT_REF
+    ]
+    return [
+        ArtifactLinkRecord(
+            artifact_link_id=artifact_link_id_for(thread_id, turn_id, attempt, role, artifact_id),
+            artifact_id=artifact_id,
+            thread_id=thread_id,
+            turn_id=turn_id,
+            attempt=attempt,
+            role=role,
+            size=size,
+            created_at_ms=created,
+        )
+        for role, artifact_id, size in links
+    ]
+
+
+def _prompt_link(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, turn: Any, attempt: int, snapshot: _Snapshot, created: int) -> PromptLinkRecord:
+    return PromptLinkRecord(
+        prompt_link_id=prompt_link_id_for(loaded.profile.workflow_id, thread.thread_id, turn.turn_id, attempt),
+        thread_id=thread.thread_id,
+        turn_id=turn.turn_id,
+        node_id=thread.target_node_id,
+        frame_id=thread.target_frame_id,
+        system_prompt_artifact_id=snapshot.artifacts.get("system_prompt", (None,))[0],
+        user_prompt_template_artifact_id=snapshot.artifacts["prompt_template"][0],
+        rendered_prompt_artifact_id=snapshot.artifacts.get("rendered_prompt", (None,))[0],
+        context_artifact_id=snapshot.artifact_ids.get(CONTEXT_REF),
+        created_at_ms=created,
+    )
+
+
+def _commit_failed_attempt(
+    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn: Any,
+    snapshot: _Snapshot, attempt: int, started: int, error: WfError, provider_calls: int,
+) -> TurnOutput:
+    ended = now_ms()
+    record = TurnRecord(
+        turn_record_id=turn_record_id_for(loaded.profile.workflow_id, thread.thread_id, turn.turn_id, attempt),
+        thread_id=thread.thread_id,
+        turn_id=turn.turn_id,
+        turn_seq=turn.seq,
+        attempt=attempt,
+        status="failed",
+        input_artifact_ids=tuple(snapshot.artifact_ids.values()),
+        started_at_ms=started,
+        ended_at_ms=ended,
+        error_code=error.code,
+        error_text=error.message[:500],
+        provider_called=True,
+    )
+    updated = thread.model_copy(update={"status": "failed", "updated_at_ms": ended, "last_turn_seq": turn.seq})
+    env.records.commit_turn(
+        TurnCommit(
+            thread=updated,
+            turn=record,
+            gate=None,
+            prompt_link=_prompt_link(env, loaded, thread, turn, attempt, snapshot, ended),
+            artifact_links=tuple(_input_links(thread.thread_id, turn.turn_id, attempt, snapshot, ended)),
+            frame=None,
+        )
+    )
+    return TurnOutput(
+        thread_id=thread.thread_id, turn_id=turn.turn_id, output_type=turn.output_type, target_key=target.key,
+        status="failed", attempt=attempt, artifact_id=None, artifact_size=0,
+        input_artifact_ids=record.input_artifact_ids, gate_id=turn.gate_id, gate_outcome=None,
+        provider_calls=provider_calls, error_code=error.code,
+    )
+
+
+def _commit_attempt(
+    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn: Any,
+    snapshot: _Snapshot, attempt: int, started: int, output_id: str, output_size: int,
+    gate: GateResult | None, provider_type: str, model: str, provider_calls: int,
+) -> TurnOutput:
+    profile = loaded.profile
+    ended = now_ms()
+    passed = gate is None or gate.passed
+    is_final = turn.output_type == final_output_type(loaded)
+    status: TurnStatus = "completed" if passed else "failed"
+    thread_status = ("completed" if is_final else "running") if passed else "failed"
+    record = TurnRecord(
+        turn_record_id=turn_record_id_for(profile.workflow_id, thread.thread_id, turn.turn_id, attempt),
+        thread_id=thread.thread_id,
+        turn_id=turn.turn_id,
+        turn_seq=turn.seq,
+        attempt=attempt,
+        status=status,
+        input_artifact_ids=tuple(snapshot.artifact_ids.values()),
+        output_artifact_id=output_id,
+        started_at_ms=started,
+        ended_at_ms=ended,
+        error_code=None if passed else "GATE_FAILED",
+        error_text=None if passed else f"gate {gate.gate_id} failed: {', '.join(gate.reasons)}"[:500],
+        provider_called=True,
+    )
+    gate_record = (
+        GateRecord(
+            gate_record_id=gate_record_id_for(profile.workflow_id, thread.thread_id, turn.turn_id, attempt),
+            thread_id=thread.thread_id,
+            turn_id=turn.turn_id,
+            gate_id=gate.gate_id,
+            attempt=attempt,
+            outcome=gate.outcome,
+            reasons=gate.reasons,
+            evaluated_at_ms=ended,
+        )
+        if gate
+        else None
+    )
+    prompt_link = _prompt_link(env, loaded, thread, turn, attempt, snapshot, ended)
+    links = _input_links(thread.thread_id, turn.turn_id, attempt, snapshot, ended)
+    links.append(
+        ArtifactLinkRecord(
+            artifact_link_id=artifact_link_id_for(thread.thread_id, turn.turn_id, attempt, "output", output_id),
+            artifact_id=output_id, thread_id=thread.thread_id, turn_id=turn.turn_id, attempt=attempt,
+            role="output", size=output_size, created_at_ms=ended,
+        )
+    )
+    frame = None
+    if is_final and passed:
+        frame = _final_frame(env, loaded, thread, prompt_link, snapshot, output_id, provider_type, model, ended)
+    updated = thread.model_copy(update={"status": thread_status, "updated_at_ms": ended, "last_turn_seq": turn.seq})
+    env.records.commit_turn(
+        TurnCommit(thread=updated, turn=record, gate=gate_record, prompt_link=prompt_link, artifact_links=tuple(links), frame=frame)
+    )
+    log.info(
+        "turn %s of thread %s attempt %d: %s, output %s, gate %s",
+        turn.turn_id, thread.thread_id, attempt, status, output_id, gate.outcome if gate else "none",
+    )
+    return TurnOutput(
+        thread_id=thread.thread_id, turn_id=turn.turn_id, output_type=turn.output_type, target_key=target.key,
+        status=status, attempt=attempt, artifact_id=output_id, artifact_size=output_size,
+        input_artifact_ids=record.input_artifact_ids, gate_id=gate.gate_id if gate else None,
+        gate_outcome=gate.outcome if gate else None, gate_reasons=gate.reasons if gate else (),
+        provider_calls=provider_calls, error_code=record.error_code,
+    )
+
+
+def _final_frame(
+    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, prompt_link: PromptLinkRecord,
+    snapshot: _Snapshot, output_id: str, provider_type: str, model: str, created: int,
+) -> FrameRecord:
+    """The frame attached to the target node, its metadata passed through the one write boundary."""
+    profile = loaded.profile
+    forbidden = [snapshot.user_prompt, *snapshot.texts.values()]
+    metadata = env.boundary.validate(
+            {
+                "agent_id": profile.target_agent_id or f"agent.{profile.workflow_id}",
+                "provider": env.settings.provider,
+                "provider_type": provider_type,
+                "model": model,
+                "prompt_digest": digest_text(snapshot.system_prompt + "\n" + snapshot.user_prompt),
+                "context_digest": snapshot.artifact_ids.get(CONTEXT_REF) or digest_text(""),
+                "prompt_link_id": prompt_link.prompt_link_id,
+            },
+            forbidden_texts=forbidden,
+        )
+    frame_type = frame_type_of(loaded)
+    return FrameRecord(
+        frame_id=frame_id_for(thread.target_node_id, frame_type, output_id),
+        node_id=thread.target_node_id,
+        frame_type=frame_type,
+        artifact_id=output_id,
+        thread_id=thread.thread_id,
+        metadata=metadata,
+        created_at_ms=created,
+    )

@@ -1,0 +1,400 @@
+"""Workspace scan with Merkle node ids.
+
+A file's id hashes its path and the digest of its bytes; a directory's id hashes its path
+and its children's (name, id) pairs. Changing one file therefore re-ids that file and its
+ancestors and nothing else. Scanning only reads: nothing is written anywhere.
+
+Anomalies in the tree (unreadable entries, broken or looping symlinks, names that are not
+UTF-8, special files) never stop a scan; each becomes a ``ScanWarning`` and, except for
+unreadable files, the entry is skipped.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from wf_pipeline.errors import TreeError
+from wf_pipeline.metadata.canonical import DIGEST_PREFIX, canonical_json, sha256_hex
+from wf_pipeline.metadata.payloads import OmittedReason
+from wf_pipeline.metadata.records import NodeKind, NodeRecord
+from wf_pipeline.tree.ignore import (
+    GITIGNORE_NAME,
+    VENV_MARKER,
+    IgnoreLayer,
+    IgnoreRules,
+    compile_patterns,
+    is_builtin_ignored,
+)
+
+DEFAULT_MAX_FILE_BYTES = 262_144
+ROOT_PATH = "."
+BINARY_SNIFF_BYTES = 8192
+HASH_CHUNK_BYTES = 1 << 20
+
+
+# --- ids -----------------------------------------------------------------------------
+
+
+def file_node_id(path: str, content_digest: str | None) -> str:
+    return "node:" + sha256_hex(canonical_json(["file", path, content_digest or "unreadable"]))
+
+
+def dir_node_id(path: str, children: Iterable[tuple[str, str]]) -> str:
+    """``children`` are (name, node_id) pairs; their order does not matter."""
+    pairs = sorted([name, node_id] for name, node_id in children)
+    return "node:" + sha256_hex(canonical_json(["dir", path, pairs]))
+
+
+def child_path(parent_path: str, name: str) -> str:
+    return name if parent_path == ROOT_PATH else f"{parent_path}/{name}"
+
+
+def is_binary(data: bytes) -> bool:
+    """Binary means a NUL byte in the first 8 KiB or bytes that are not valid UTF-8."""
+    if b"\0" in data[:BINARY_SNIFF_BYTES]:
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+# --- results -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanWarning:
+    code: str
+    path: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    node_id: str
+    path: str
+    name: str
+    kind: NodeKind
+    parent_path: str | None
+    depth: int
+    size: int = 0
+    content_digest: str | None = None
+    omitted: OmittedReason | None = None
+    children: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TreeScan:
+    root: Path
+    root_id: str
+    nodes: tuple[TreeNode, ...]
+    warnings: tuple[ScanWarning, ...] = ()
+    _by_path: dict[str, TreeNode] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_path", {node.path: node for node in self.nodes})
+
+    def node(self, path: str) -> TreeNode:
+        found = self._by_path.get(path)
+        if found is None:
+            raise TreeError("TREE_NODE_NOT_FOUND", f"no node at {path!r} in the scan of {self.root}", path=path)
+        return found
+
+    def absolute_path(self, path: str) -> Path:
+        """Where the node at ``path`` lives on disk (through any followed symlinks)."""
+        return self.root if path == ROOT_PATH else self.root.joinpath(*path.split("/"))
+
+    def children_of(self, path: str) -> list[TreeNode]:
+        return [self._by_path[child] for child in self.node(path).children]
+
+    def files_in(self, path: str) -> list[TreeNode]:
+        return [child for child in self.children_of(path) if child.kind == "file"]
+
+    def dirs_in(self, path: str) -> list[TreeNode]:
+        return [child for child in self.children_of(path) if child.kind == "dir"]
+
+    def directories_bottom_up(self) -> list[TreeNode]:
+        """Deepest directories first, so every child is handled before its parent."""
+        directories = [node for node in self.nodes if node.kind == "dir"]
+        return sorted(directories, key=lambda node: (-node.depth, node.path))
+
+    def to_records(self, scanned_at_ms: int) -> list[NodeRecord]:
+        return [
+            NodeRecord(
+                node_id=node.node_id,
+                root_id=self.root_id,
+                path=node.path,
+                kind=node.kind,
+                parent_path=node.parent_path,
+                size=node.size,
+                content_digest=node.content_digest,
+                omitted=node.omitted,
+                scanned_at_ms=scanned_at_ms,
+            )
+            for node in self.nodes
+        ]
+
+
+# --- filesystem access (module level so tests can make a path unreadable as root) ----
+
+
+def _open_for_read(path: str) -> BinaryIO:
+    return open(path, "rb")
+
+
+def _list_directory(path: str) -> list[os.DirEntry[str]]:
+    with os.scandir(path) as entries:
+        return sorted(entries, key=lambda entry: entry.name)
+
+
+@dataclass(frozen=True)
+class _FileFacts:
+    size: int
+    content_digest: str
+    omitted: OmittedReason | None
+
+
+def _read_file_facts(path: str, max_file_bytes: int) -> _FileFacts:
+    """Hash a file by streaming; only the first ``max_file_bytes + 1`` bytes are held at once.
+
+    An oversized file is reported as binary when its first 8 KiB hold a NUL byte; its
+    UTF-8 validity beyond that is not checked, since its text is never used either way.
+    """
+    with _open_for_read(path) as handle:
+        head = handle.read(max_file_bytes + 1)
+        hasher = hashlib.sha256(head)
+        size = len(head)
+        if size <= max_file_bytes:
+            omitted: OmittedReason | None = "binary" if is_binary(head) else None
+        else:
+            while chunk := handle.read(HASH_CHUNK_BYTES):
+                hasher.update(chunk)
+                size += len(chunk)
+            omitted = "binary" if b"\0" in head[:BINARY_SNIFF_BYTES] else "oversized"
+    return _FileFacts(size=size, content_digest=DIGEST_PREFIX + hasher.hexdigest(), omitted=omitted)
+
+
+def _entry_kind(entry: os.DirEntry[str]) -> NodeKind | None:
+    """What a listing entry is once symlinks are followed; None for a broken or looping
+    link and for anything that is neither a regular file nor a directory."""
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+    except OSError:  # e.g. ELOOP, which DirEntry does not swallow the way it does ENOENT
+        pass
+    return None
+
+
+def _is_utf8_name(name: str) -> bool:
+    # os.scandir hands back undecodable bytes as lone surrogates, which strict UTF-8 refuses.
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(path: str) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _is_same_or_ancestor(candidate: str, path: str) -> bool:
+    return candidate == path or path.startswith(candidate.rstrip(os.sep) + os.sep)
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+
+
+# --- the walk ------------------------------------------------------------------------
+
+
+class _Walker:
+    def __init__(self, max_file_bytes: int) -> None:
+        self.max_file_bytes = max_file_bytes
+        # Pre-order: a directory reserves its slot before its children are walked and
+        # fills it once their ids (and so its own) are known.
+        self.nodes: list[TreeNode | None] = []
+        self.warnings: list[ScanWarning] = []
+
+    def warn(self, code: str, path: str, message: str) -> None:
+        self.warnings.append(ScanWarning(code=code, path=path, message=message))
+
+    def build_dir(
+        self,
+        path: str,
+        name: str,
+        depth: int,
+        entries: list[os.DirEntry[str]],
+        rules: IgnoreRules,
+        real_ancestors: tuple[str, ...],
+    ) -> TreeNode:
+        slot = len(self.nodes)
+        self.nodes.append(None)
+        rules = self._with_own_gitignore(path, entries, rules)
+        children: list[TreeNode] = []
+        for entry in entries:
+            child = self._visit(entry, path, depth + 1, rules, real_ancestors)
+            if child is not None:
+                children.append(child)
+        node = TreeNode(
+            node_id=dir_node_id(path, ((child.name, child.node_id) for child in children)),
+            path=path,
+            name=name,
+            kind="dir",
+            parent_path=None if path == ROOT_PATH else path.rpartition("/")[0] or ROOT_PATH,
+            depth=depth,
+            children=tuple(child.path for child in children),
+        )
+        self.nodes[slot] = node
+        return node
+
+    def _with_own_gitignore(self, path: str, entries: list[os.DirEntry[str]], rules: IgnoreRules) -> IgnoreRules:
+        entry = next((e for e in entries if e.name == GITIGNORE_NAME), None)
+        if entry is None or _entry_kind(entry) != "file":
+            return rules
+        gitignore_path = child_path(path, GITIGNORE_NAME)
+        try:
+            with _open_for_read(entry.path) as handle:
+                text = handle.read().decode("utf-8", "replace")
+        except OSError:
+            # The file itself is scanned as unreadable and warned about there.
+            return rules
+        spec, invalid = compile_patterns(text.splitlines())
+        for line in invalid:
+            self.warn("TREE_IGNORE_PATTERN_INVALID", gitignore_path, f"line {line} is not a valid gitignore pattern; skipped")
+        return rules.with_gitignore(IgnoreLayer(path, spec))
+
+    def _visit(
+        self,
+        entry: os.DirEntry[str],
+        parent_path: str,
+        depth: int,
+        rules: IgnoreRules,
+        real_ancestors: tuple[str, ...],
+    ) -> TreeNode | None:
+        path = child_path(parent_path, entry.name)
+        if not _is_utf8_name(entry.name):
+            self.warn("TREE_NON_UTF8_NAME", _printable(path), "name is not valid UTF-8; skipped")
+            return None
+        kind = _entry_kind(entry)
+        is_dir = kind == "dir"
+        if is_builtin_ignored(entry.name, is_dir) or rules.is_ignored(path, is_dir):
+            return None
+        if kind == "dir":
+            return self._visit_dir(entry, path, depth, rules, real_ancestors)
+        if kind == "file":
+            return self._build_file(entry.path, path, entry.name, parent_path, depth)
+        self._warn_not_regular(entry, path)
+        return None
+
+    def _warn_not_regular(self, entry: os.DirEntry[str], path: str) -> None:
+        try:
+            os.stat(entry.path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self.warn("TREE_SYMLINK_LOOP", path, "symlink chain loops; skipped")
+            elif os.path.islink(entry.path):
+                self.warn("TREE_BROKEN_SYMLINK", path, f"symlink target is unavailable ({_errno_name(exc)}); skipped")
+            else:  # vanished or became inaccessible after it was listed
+                self.warn("TREE_UNREADABLE_FILE", path, f"entry cannot be inspected ({_errno_name(exc)}); skipped")
+            return
+        self.warn("TREE_SPECIAL_FILE", path, "not a regular file or directory; skipped")
+
+    def _visit_dir(
+        self,
+        entry: os.DirEntry[str],
+        path: str,
+        depth: int,
+        rules: IgnoreRules,
+        real_ancestors: tuple[str, ...],
+    ) -> TreeNode | None:
+        if entry.is_symlink():
+            real = os.path.realpath(entry.path)
+            if any(_is_same_or_ancestor(real, ancestor) for ancestor in real_ancestors):
+                self.warn("TREE_SYMLINK_LOOP", path, "directory symlink points at itself or an ancestor; skipped")
+                return None
+        else:
+            real = os.path.join(real_ancestors[-1], entry.name)
+        try:
+            entries = _list_directory(entry.path)
+        except OSError as exc:
+            self.warn("TREE_UNREADABLE_DIR", path, f"directory cannot be listed ({_errno_name(exc)}); skipped")
+            return None
+        if any(child.name == VENV_MARKER for child in entries):
+            return None
+        return self.build_dir(path, entry.name, depth, entries, rules, (*real_ancestors, real))
+
+    def _build_file(self, abs_path: str, path: str, name: str, parent_path: str, depth: int) -> TreeNode:
+        try:
+            facts = _read_file_facts(abs_path, self.max_file_bytes)
+        except OSError as exc:
+            self.warn("TREE_UNREADABLE_FILE", path, f"file cannot be read ({_errno_name(exc)})")
+            try:
+                size = os.stat(abs_path).st_size
+            except OSError:
+                size = 0
+            facts_digest, omitted = None, "unreadable"
+        else:
+            size, facts_digest, omitted = facts.size, facts.content_digest, facts.omitted
+        node = TreeNode(
+            node_id=file_node_id(path, facts_digest),
+            path=path,
+            name=name,
+            kind="file",
+            parent_path=parent_path,
+            depth=depth,
+            size=size,
+            content_digest=facts_digest,
+            omitted=omitted,
+        )
+        self.nodes.append(node)
+        return node
+
+
+def scan_tree(
+    root: Path | str,
+    *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    extra_ignores: Sequence[str] = (),
+) -> TreeScan:
+    """Scan ``root`` into nodes with Merkle ids; same tree, same ids and order.
+
+    Raises TreeError TREE_PATH_MISSING, TREE_NOT_A_DIRECTORY, TREE_UNREADABLE (the root
+    cannot be listed), TREE_INVALID_OPTION (negative ``max_file_bytes``) or
+    TREE_IGNORE_PATTERN_INVALID (a bad ``extra_ignores`` pattern).
+    """
+    if max_file_bytes < 0:
+        raise TreeError("TREE_INVALID_OPTION", f"max_file_bytes must be >= 0, got {max_file_bytes}")
+    rules = IgnoreRules.from_extra_patterns(extra_ignores)
+    root_path = Path(root)
+    try:
+        root_stat = os.stat(root_path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise TreeError("TREE_PATH_MISSING", f"{root_path} does not exist", path=str(root_path)) from None
+    except OSError as exc:
+        raise TreeError("TREE_UNREADABLE", f"{root_path} cannot be read ({_errno_name(exc)})", path=str(root_path)) from None
+    if not stat.S_ISDIR(root_stat.st_mode):
+        raise TreeError("TREE_NOT_A_DIRECTORY", f"{root_path} is not a directory", path=str(root_path))
+    resolved = root_path.resolve()
+    try:
+        entries = _list_directory(str(resolved))
+    except OSError as exc:
+        raise TreeError("TREE_UNREADABLE", f"{resolved} cannot be listed ({_errno_name(exc)})", path=str(resolved)) from None
+
+    walker = _Walker(max_file_bytes)
+    root_node = walker.build_dir(
+        ROOT_PATH, resolved.name or str(resolved), 0, entries, rules, (str(resolved),)
+    )
+    nodes = tuple(node for node in walker.nodes if node is not None)
+    return TreeScan(root=resolved, root_id=root_node.node_id, nodes=nodes, warnings=tuple(walker.warnings))
