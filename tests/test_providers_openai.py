@@ -213,3 +213,21 @@ def test_required_key_missing_from_environment() -> None:
         create_provider("openai", options, {"OTHER": "x"})
     assert (caught.value.code, caught.value.details["api_key_env"]) == ("PROVIDER_MISSING_KEY", "OPENAI_API_KEY")
     assert create_provider("openai", options, {"OPENAI_API_KEY": "sk"}).model == "m"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("false", False), ("0", False), ("true", True), (None, True)])
+def test_string_flags_from_environment_are_parsed(raw, expected):
+    from wf_pipeline.providers.openai import OpenAIOptions
+
+    options = {"base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    if raw is not None:
+        options["json_mode"] = raw
+    assert OpenAIOptions.from_options(options, {}).json_mode is expected
+
+
+def test_bad_flag_value_is_a_config_error():
+    from wf_pipeline.providers.openai import OpenAIOptions
+
+    with pytest.raises(ProviderError) as err:
+        OpenAIOptions.from_options({"base_url": "http://127.0.0.1:9/v1", "model": "m", "require_key": "maybe"}, {})
+    assert err.value.code == "PROVIDER_CONFIG_INVALID"

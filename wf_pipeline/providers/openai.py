@@ -50,7 +50,7 @@ class OpenAIOptions:
             raise ProviderError("PROVIDER_CONFIG_INVALID", "option model is required", option="model")
         key_env = str(options.get("api_key_env") or DEFAULT_API_KEY_ENV)
         api_key = env.get(key_env) or None
-        if api_key is None and options.get("require_key", False):
+        if api_key is None and _flag(options.get("require_key"), default=False):
             raise ProviderError(
                 "PROVIDER_MISSING_KEY", f"environment variable {key_env} is not set", api_key_env=key_env
             )
@@ -70,8 +70,22 @@ class OpenAIOptions:
             api_key=api_key,
             temperature=temperature,
             max_tokens=max_tokens,
-            json_mode=bool(options.get("json_mode", True)),
+            json_mode=_flag(options.get("json_mode"), default=True),
         )
+
+
+def _flag(value: Any, *, default: bool) -> bool:
+    """Booleans arrive as strings from WF_OPENAI_* variables: "false" must mean False."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ProviderError("PROVIDER_CONFIG_INVALID", f"option value {value!r} is not a boolean", option="flag")
 
 
 def strip_json_fence(content: str) -> str:
