@@ -84,9 +84,9 @@ def context_snapshot(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecor
     Reusing the first snapshot keeps retries and resumes on the same inputs even if the
     tree has changed since.
     """
-    for link in env.records.prompt_links_for_thread(thread.thread_id):
-        if link.context_artifact_id is not None:
-            return link.context_artifact_id
+    recorded = recorded_context_id(env, thread.thread_id)
+    if recorded is not None:
+        return recorded
     scan = scan_tree(target.root)
     node = scan.node(target.path)
     if node.node_id != thread.target_node_id:
@@ -96,6 +96,14 @@ def context_snapshot(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecor
         )
     payload = build_context(scan, target.path, child_readmes(env, loaded, scan, target.path))
     return env.cas.put_text(context_json_text(payload)).artifact_id
+
+
+def recorded_context_id(env: RuntimeEnv, thread_id: str) -> str | None:
+    """The context snapshot an earlier turn of the thread recorded, if any."""
+    for link in env.records.prompt_links_for_thread(thread_id):
+        if link.context_artifact_id is not None:
+            return link.context_artifact_id
+    return None
 
 
 def child_readmes(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: str) -> dict[str, str | None]:

@@ -38,7 +38,7 @@ from wf_pipeline.providers import ProviderRequest
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.targets import Target
-from wf_pipeline.runtime.threads import context_snapshot, final_output_type, frame_type_of
+from wf_pipeline.runtime.threads import context_snapshot, final_output_type, frame_type_of, recorded_context_id
 
 log = logging.getLogger(__name__)
 
@@ -373,6 +373,13 @@ def _commit_attempt(
     )
 
 
+def _thread_context_id(env: RuntimeEnv, thread: ThreadRecord) -> str:
+    context_id = recorded_context_id(env, thread.thread_id)
+    if context_id is None:
+        raise RunError("RUN_CONTEXT_MISSING", f"thread {thread.thread_id} has no recorded context snapshot")
+    return context_id
+
+
 def _final_frame(
     env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, prompt_link: PromptLinkRecord,
     snapshot: _Snapshot, output_id: str, provider_type: str, model: str, created: int,
@@ -387,7 +394,7 @@ def _final_frame(
                 "provider_type": provider_type,
                 "model": model,
                 "prompt_digest": digest_text(snapshot.system_prompt + "\n" + snapshot.user_prompt),
-                "context_digest": snapshot.artifact_ids.get(CONTEXT_REF) or digest_text(""),
+                "context_digest": snapshot.artifact_ids.get(CONTEXT_REF) or _thread_context_id(env, thread),
                 "prompt_link_id": prompt_link.prompt_link_id,
             },
             forbidden_texts=forbidden,
