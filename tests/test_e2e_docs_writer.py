@@ -147,3 +147,24 @@ def test_failed_gate_stops_only_its_thread_and_resume_skips_completed_turns(sett
         ("readme_struct", 1, "completed"),
         ("style_refine", 1, "completed"),
     ]
+
+
+def test_in_place_outputs_are_not_evidence_and_reruns_are_free(settings, tree):
+    first = run_workflow(settings, WORKFLOW, tree, in_place=True)
+    assert first.ok
+    written = {t.path: Path(t.output_path) for t in first.threads}
+    assert written["stationkit"] == tree / "stationkit" / "README.md"
+    before = {path: readme.read_bytes() for path, readme in written.items()}
+
+    again = run_workflow(settings, WORKFLOW, tree, in_place=True, overwrite=True)
+    assert again.provider_calls == 0
+    assert again.threads_reused == len(first.threads)
+    assert {t.path: Path(t.output_path).read_bytes() for t in again.threads} == before
+
+    # A hand-written README is real evidence: it changes the tree and its directory reruns.
+    (tree / "docs" / "README.md").write_text("# Station docs\n\nHow the station is built and operated.\n")
+    third = run_workflow(settings, WORKFLOW, tree, in_place=True)
+    assert {t.path for t in third.threads if not t.reused} == {"docs", "."}
+    docs = next(t for t in third.threads if t.path == "docs")
+    assert docs.output_path is None  # the hand-written README.md is kept without --overwrite
+    assert (tree / "docs" / "README.md").read_text().startswith("# Station docs")

@@ -12,6 +12,7 @@ from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.payloads import (
     EVIDENCE_MAP_HEADINGS,
     README_SECTIONS,
+    ContextChild,
     ContextFile,
     ContextPayload,
     EvidenceMap,
@@ -20,7 +21,7 @@ from wf_pipeline.metadata.payloads import (
     parse_json_output,
 )
 from wf_pipeline.providers import ProviderRequest, create_provider
-from wf_pipeline.providers.extract import script_export_findings
+from wf_pipeline.providers.extract import MAX_CHILD_SCOPE_NAMES, child_findings, script_export_findings
 from wf_pipeline.providers.readme import render_readme
 
 PYTHON_SOURCE = '''"""Load and validate pipeline settings.
@@ -352,7 +353,8 @@ def test_readme_struct_is_grounded_and_relative() -> None:
     sections = struct.sections()
     assert set(sections) == {"scope", "purpose", "api_surface", "usage", "related_components", "caveats"}
     assert sections["scope"].splitlines() == [
-        "- `GUIDE.md`",
+        "- `GUIDE.md` — Operations guide",
+        "  - Sections: Install; Troubleshooting",
         "- `broken.py`",
         "- `defaults.yaml`",
         "- `index.ts`",
@@ -447,3 +449,93 @@ def test_anonymous_default_exports_are_named_default() -> None:
         ("default", "`default` (default export)"),
         ("steps", "`steps()` (function)"),
     ]
+
+
+GROUNDED_SOURCE = '''"""Read ``WF_HOME`` into ``Settings`` and ``config.py``; see ``missing.py`` and ``plugins/``.
+
+Second paragraph, not part of the summary.
+"""
+
+
+def load(path: str, *, hex_digest: str = "") -> None:
+    """Load ``path`` with ``Settings.from_env``, not ``invented_helper``;
+    ids look like ``sha256:<hex>`` or `[a]*b*`, one stray ` stays literal.
+    """
+
+
+class Store:
+    """Keeps readings under ``root`` for ``Store.flush``, unlike ``Store.vanish``."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def flush(self) -> None:
+        """Write out."""
+'''
+
+CONFIG_SOURCE = '''class Settings:
+    @classmethod
+    def from_env(cls):
+        return cls()
+'''
+
+
+def _grounding_context() -> ContextPayload:
+    return make_context(
+        files=[_file("pkg/settings/app.py", GROUNDED_SOURCE), _file("pkg/settings/config.py", CONFIG_SOURCE)],
+    )
+
+
+def test_quoted_prose_keeps_code_spans_only_for_what_the_directory_has() -> None:
+    _, evidence_map = evidence_map_for(_grounding_context())
+    by_kind = {(c.kind, c.evidence_symbol): c for c in evidence_map.claims if c.evidence_path == "pkg/settings/app.py"}
+    module = by_kind[("module", None)]
+    # Sibling definitions, files and child directories stay code; everything else turns into plain text.
+    assert module.statement == (
+        "`app.py` — Read WF_HOME into ``Settings`` and ``config.py``; see missing.py and ``plugins/``."
+    )
+    assert module.evidence_quote == (
+        "Read ``WF_HOME`` into ``Settings`` and ``config.py``; see ``missing.py`` and ``plugins/``."
+    )
+    # The wrapped first paragraph reads as one sentence; a parameter of the function stays code.
+    assert by_kind[("function", "load")].statement == (
+        '`load(path: str, *, hex_digest: str = \'\') -> None` — Load ``path`` with ``Settings.from_env``, not'
+        " invented_helper; ids look like sha256:\\<hex> or \\[a\\]\\*b\\*, one stray \\` stays literal."
+    )
+    # A class's constructor parameters and its own members count for its docstring.
+    assert by_kind[("class", "Store")].statement == (
+        "`Store` — Keeps readings under ``root`` for ``Store.flush``, unlike Store.vanish. Methods: `flush`."
+    )
+    report = parse_json_output(_full_thread(_grounding_context())["verification_report"], VerificationReport)
+    assert report.rejected_claims == ()
+
+
+def _child(name: str, readme: str) -> ContextChild:
+    return ContextChild(path=f"pkg/{name}", name=name, node_id="node:" + "e" * 64, readme=readme)
+
+
+def test_child_summary_is_its_first_purpose_item_without_the_file_name() -> None:
+    readme = (
+        "# sub\n\n## Scope\n\n- `__init__.py`\n- `core.py`\n\n"
+        "## Purpose\n\n- `__init__.py` — sub: parse and check inputs.\n- `core.py` — Core helpers.\n"
+    )
+    (finding,) = child_findings(_child("sub", readme))
+    assert finding.statement == "`sub/` — sub: parse and check inputs."
+    assert finding.quote == "- `__init__.py` — sub: parse and check inputs."
+    assert finding.quote in readme
+
+
+def test_child_summary_without_purpose_lists_what_its_scope_names() -> None:
+    readme = (
+        "# docs\n\n## Scope\n\n- `a.md` — Alpha\n  - Sections: One; Two\n- `b.md`\n- `c/`\n\n"
+        "## API surface\n\n- `x.py`\n  - `f()`\n"
+    )
+    (finding,) = child_findings(_child("docs", readme))
+    assert finding.statement == "`docs/` — `a.md`, `b.md`, `c/`"
+    assert finding.quote == "- `a.md` — Alpha"
+    many = "# big\n\n## Scope\n\n" + "".join(f"- `f{n}.txt`\n" for n in range(MAX_CHILD_SCOPE_NAMES + 2))
+    (finding,) = child_findings(_child("big", many))
+    listed = ", ".join(f"`f{n}.txt`" for n in range(MAX_CHILD_SCOPE_NAMES))
+    assert finding.statement == f"`big/` — {listed}, …"
+    (finding,) = child_findings(_child("bare", "# bare\n"))
+    assert (finding.statement, finding.quote) == ("`bare/` — bare", "# bare")

@@ -399,3 +399,37 @@ def test_root_given_through_a_symlink_is_resolved(tmp_path: Path) -> None:
     via_link, direct = scan_tree(tmp_path / "alias"), scan_tree(tmp_path / "real")
     assert via_link.root == (tmp_path / "real").resolve()
     assert via_link.root_id == direct.root_id
+
+
+def test_skip_contents_leaves_out_files_by_digest_as_if_ignored(tmp_path):
+    from wf_pipeline.metadata.canonical import digest
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("x = 1\n")
+    before = scan_tree(tmp_path)
+    generated = b"# pkg\n\nGenerated.\n"
+    (tmp_path / "pkg" / "README.md").write_bytes(generated)
+    assert scan_tree(tmp_path).root_id != before.root_id
+
+    skipped = scan_tree(tmp_path, skip_contents={digest(generated)})
+    assert skipped.root_id == before.root_id
+    assert [n.path for n in skipped.nodes] == [n.path for n in before.nodes]
+    # Different bytes under the same name are real content again.
+    (tmp_path / "pkg" / "README.md").write_bytes(generated + b"Edited by hand.\n")
+    assert scan_tree(tmp_path, skip_contents={digest(generated)}).root_id != before.root_id
+
+
+def test_check_root_validates_without_walking(tmp_path):
+    from wf_pipeline.tree import check_root
+
+    assert check_root(tmp_path) == tmp_path.resolve()
+    for target, code in ((tmp_path / "missing", "TREE_PATH_MISSING"), (_file(tmp_path), "TREE_NOT_A_DIRECTORY")):
+        with pytest.raises(TreeError) as err:
+            check_root(target)
+        assert err.value.code == code
+
+
+def _file(tmp_path):
+    path = tmp_path / "plain.txt"
+    path.write_text("x")
+    return path

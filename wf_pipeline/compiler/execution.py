@@ -29,9 +29,10 @@ from wf_pipeline.runtime import (
     plan_run,
     plan_thread,
     resolve_target,
+    scan_workspace,
     summarize_run,
 )
-from wf_pipeline.tree import scan_tree
+from wf_pipeline.tree import check_root
 
 Progress = Callable[[int, int], None]
 
@@ -62,10 +63,11 @@ def run_workflow(
     on_progress: Progress | None = None,
 ) -> RunSummary:
     """Document ``root`` with ``workflow_id``: plan, execute pending threads, write outputs."""
-    scan = scan_tree(root)  # validates the path before anything is written
+    check_root(root)  # bad paths fail before anything is written
     catalog = _catalog(settings, workspace_dir)
     loaded = catalog.get(workflow_id)
     env = RuntimeEnv.open(settings, catalog=catalog, provider=provider)
+    scan = scan_workspace(env, loaded, root)
     plan = plan_run(env, loaded, scan)
     run_ids = _execute(settings, env, catalog, plan, plan.pending, on_progress)
     return summarize_run(
@@ -96,7 +98,7 @@ def resume_thread(
     loaded = catalog.get(thread.workflow_id)
     target = resolve_target(env.records, thread.target_key)
     plan_entry = plan_thread(env, loaded, target, thread.target_node_id)
-    scan = scan_tree(target.root)
+    scan = scan_workspace(env, loaded, target.root)
     plan = RunPlan(loaded=loaded, scan=scan, threads=(plan_entry,))
     run_ids = _execute(settings, env, catalog, plan, [] if plan_entry.reusable else [plan_entry], None)
     return summarize_run(

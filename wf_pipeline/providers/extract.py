@@ -3,24 +3,36 @@
 Each extractor reads one file's text and yields `Finding`s: a statement plus the exact
 evidence (a symbol or a verbatim quote) that backs it. The offline provider numbers
 them into claims. Every quote is a verbatim piece of the text it was read from, so a
-verifier can find it again.
+verifier can find it again. Prose a statement repeats (docstrings, comments, headings)
+keeps its code spans only where the directory's vocabulary resolves them (see
+``grounding``).
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from wf_pipeline.metadata.payloads import ClaimKind, ContextChild, ContextFile
+from wf_pipeline.metadata.payloads import README_SECTIONS, ClaimKind, ContextChild, ContextFile
+from wf_pipeline.providers.grounding import (
+    Vocabulary,
+    constructor_parameters,
+    python_defined_names,
+    python_parameters,
+    script_defined_names,
+    shell_defined_names,
+)
 
 # Longest first line that still reads as a useful description of a data/config file.
 MAX_FILE_LINE_CHARS = 120
 # Caps keep a single large document from flooding the evidence map.
 MAX_HEADINGS_PER_FILE = 20
 MAX_SCRIPT_HEADER_LINES = 6
+# A child without a Purpose is summarised by the first names its Scope lists.
+MAX_CHILD_SCOPE_NAMES = 6
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,16 @@ def detect_language(file: ContextFile) -> str | None:
 def first_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0].strip() if lines else ""
+
+
+def first_paragraph(text: str) -> str:
+    """The first paragraph of ``text`` on one line (a docstring summary wrapped over lines)."""
+    lines: list[str] = []
+    for line in text.strip().splitlines():
+        if not line.strip():
+            break
+        lines.append(line.strip())
+    return " ".join(lines)
 
 
 def code(text: str) -> str:
@@ -141,10 +163,14 @@ def _static_all(module: ast.Module) -> list[str] | None:
     return names
 
 
-def _doc_suffix(node: ast.AST) -> str:
+def _doc_summary(node: ast.AST, vocabulary: Vocabulary, parameters: frozenset[str] = frozenset()) -> str:
     doc = ast.get_docstring(node)  # type: ignore[arg-type]
-    line = first_line(doc) if doc else ""
-    return f" — {line}" if line else ""
+    return vocabulary.ground(first_paragraph(doc), parameters) if doc else ""
+
+
+def _described(rendered: str, *details: str) -> str:
+    described = " ".join(detail for detail in details if detail)
+    return f"{rendered} — {described}" if described else rendered
 
 
 def _source_line(lines: list[str], lineno: int) -> str | None:
@@ -160,17 +186,25 @@ def _is_main_guard(statement: ast.stmt) -> bool:
     return has_name and has_main
 
 
-def python_findings(file: ContextFile) -> Iterator[Finding]:
-    text = file.text or ""
+def _parsed_python(text: str) -> ast.Module | None:
     try:
-        module = ast.parse(text)
+        return ast.parse(text)
     except (SyntaxError, ValueError):
+        return None
+
+
+def python_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> Iterator[Finding]:
+    text = file.text or ""
+    module = _parsed_python(text)
+    if module is None:
         return
+    vocabulary = vocabulary or vocabulary_of([file])
     lines = text.splitlines()
     doc = ast.get_docstring(module)
     doc_line = first_line(doc) if doc else ""
     if doc_line and doc_line in text:
-        yield Finding("module", file.path, f"{code(file.name)} — {doc_line}", quote=doc_line)
+        summary = vocabulary.ground(first_paragraph(doc or ""))
+        yield Finding("module", file.path, f"{code(file.name)} — {summary}", quote=doc_line)
 
     exported = _static_all(module)
 
@@ -184,7 +218,7 @@ def python_findings(file: ContextFile) -> Iterator[Finding]:
             yield Finding(
                 "function",
                 file.path,
-                rendered + _doc_suffix(statement),
+                _described(rendered, _doc_summary(statement, vocabulary, python_parameters(statement))),
                 symbol=statement.name,
                 quote=_source_line(lines, statement.lineno),
             )
@@ -194,11 +228,12 @@ def python_findings(file: ContextFile) -> Iterator[Finding]:
                 for member in statement.body
                 if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)) and not member.name.startswith("_")
             ]
-            listed = f" Methods: {', '.join(code(m) for m in methods)}." if methods else ""
+            listed = f"Methods: {', '.join(code(m) for m in methods)}." if methods else ""
+            summary = _doc_summary(statement, vocabulary, constructor_parameters(statement))
             yield Finding(
                 "class",
                 file.path,
-                code(statement.name) + _doc_suffix(statement) + listed,
+                _described(code(statement.name), summary, listed),
                 symbol=statement.name,
                 quote=_source_line(lines, statement.lineno),
             )
@@ -262,11 +297,12 @@ def _exports_on_line(line: str) -> list[tuple[str, str]]:
     return []
 
 
-def script_export_findings(file: ContextFile) -> Iterator[Finding]:
+def script_export_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> Iterator[Finding]:
+    vocabulary = vocabulary or vocabulary_of([file])
     lines = (file.text or "").splitlines()
     for index, line in enumerate(lines):
         exports = _exports_on_line(line)
-        doc = _jsdoc_line(lines, index) if exports else ""
+        doc = vocabulary.ground(_jsdoc_line(lines, index)) if exports else ""
         for name, description in exports:
             statement = f"{description} — {doc}" if doc else description
             yield Finding("export", file.path, statement, symbol=name, quote=line.strip())
@@ -277,8 +313,9 @@ def script_export_findings(file: ContextFile) -> Iterator[Finding]:
 _DIRECTIVE_COMMENT = re.compile(r"^#\s*(shellcheck|-\*-|vim?:)")
 
 
-def shell_findings(file: ContextFile) -> Iterator[Finding]:
+def shell_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> Iterator[Finding]:
     """The leading comment header after the interpreter line, as one claim quoting its first line."""
+    vocabulary = vocabulary or vocabulary_of([file])
     lines = (file.text or "").splitlines()
     start = 1 if lines and lines[0].startswith("#!") else 0
     header: list[tuple[str, str]] = []  # (verbatim line, comment text)
@@ -299,7 +336,7 @@ def shell_findings(file: ContextFile) -> Iterator[Finding]:
         if len(header) == MAX_SCRIPT_HEADER_LINES:
             break
     if header:
-        summary = " ".join(content for _, content in header)
+        summary = vocabulary.ground(" ".join(content for _, content in header))
         yield Finding("script", file.path, f"{code(file.name)} — {summary}", quote=header[0][0])
 
 
@@ -346,26 +383,34 @@ def first_paragraph_line(text: str, after_line: str | None = None) -> str:
     return ""
 
 
-def markdown_findings(file: ContextFile) -> Iterator[Finding]:
+def heading_level(line: str) -> int | None:
+    """The level of an ATX heading line, None for any other line."""
+    heading = _ATX_HEADING.match(line)
+    return len(heading["marks"]) if heading else None
+
+
+def markdown_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> Iterator[Finding]:
+    vocabulary = vocabulary or vocabulary_of([file])
     text = file.text or ""
     headings = list(markdown_headings(text))[:MAX_HEADINGS_PER_FILE]
     for _, heading, line in headings:
-        yield Finding("heading", file.path, f"{code(file.name)} — {heading}", quote=line)
+        yield Finding("heading", file.path, f"{code(file.name)} — {vocabulary.ground(heading)}", quote=line)
     paragraph = first_paragraph_line(text, headings[0][2] if headings else None)
     if paragraph:
-        yield Finding("file", file.path, f"{code(file.name)} — {paragraph}", quote=paragraph)
+        yield Finding("file", file.path, f"{code(file.name)} — {vocabulary.ground(paragraph)}", quote=paragraph)
 
 
 # --- everything else ------------------------------------------------------------------
 
 
-def plain_file_findings(file: ContextFile) -> Iterator[Finding]:
+def plain_file_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> Iterator[Finding]:
+    vocabulary = vocabulary or vocabulary_of([file])
     line = first_line(file.text or "")
     if line and len(line) < MAX_FILE_LINE_CHARS:
-        yield Finding("file", file.path, f"{code(file.name)} — {line}", quote=line)
+        yield Finding("file", file.path, f"{code(file.name)} — {vocabulary.ground(line)}", quote=line)
 
 
-_EXTRACTORS: dict[str | None, Callable[[ContextFile], Iterator[Finding]]] = {
+_EXTRACTORS: dict[str | None, Callable[[ContextFile, Vocabulary], Iterator[Finding]]] = {
     "python": python_findings,
     "javascript": script_export_findings,
     "typescript": script_export_findings,
@@ -374,13 +419,41 @@ _EXTRACTORS: dict[str | None, Callable[[ContextFile], Iterator[Finding]]] = {
 }
 
 
-def file_findings(file: ContextFile) -> list[Finding]:
-    """Findings for one file with text; a file its extractor finds nothing in still gets a file claim."""
+def _defined_names(file: ContextFile) -> set[str]:
+    text = file.text or ""
+    language = detect_language(file)
+    if language == "python":
+        module = _parsed_python(text)
+        return python_defined_names(module) if module is not None else set()
+    if language in ("javascript", "typescript"):
+        return script_defined_names(text)
+    if language == "shell":
+        return shell_defined_names(text)
+    return set()
+
+
+def vocabulary_of(files: Iterable[ContextFile], child_names: Iterable[str] = ()) -> Vocabulary:
+    """What one directory's README may mark as code: its entries and the names its sources define."""
+    files = list(files)
+    return Vocabulary(
+        names=frozenset(name for file in files if file.text is not None for name in _defined_names(file)),
+        files=frozenset(file.name for file in files),
+        directories=frozenset(child_names),
+    )
+
+
+def file_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> list[Finding]:
+    """Findings for one file with text; a file its extractor finds nothing in still gets a file claim.
+
+    Prose quoted into a statement keeps its code spans only where ``vocabulary`` (the
+    file's directory; the file alone when not given) resolves them.
+    """
     if file.text is None:
         return []
+    vocabulary = vocabulary or vocabulary_of([file])
     extractor = _EXTRACTORS.get(detect_language(file), plain_file_findings)
-    findings = list(extractor(file))
-    return findings or list(plain_file_findings(file))
+    findings = list(extractor(file, vocabulary))
+    return findings or list(plain_file_findings(file, vocabulary))
 
 
 # --- child directories ----------------------------------------------------------------
@@ -395,20 +468,53 @@ def readme_title_line(readme: str) -> tuple[str, str] | None:
     return (line, line) if line else None
 
 
-def readme_summary(readme: str, title_line: str) -> str:
-    """A child's one-line summary: its first prose line, else the first Purpose item."""
+_LIST_ITEM = re.compile(r"^(?P<indent>[ \t]*)(?:[-*+]|\d+[.)])[ \t]+(?P<text>.*\S)[ \t]*$")
+# A generated Purpose item starts with the file it summarises: "`cli.py` — <summary>".
+_FILE_NAMED_ITEM = re.compile(r"^`[^`]+`[ \t]+—[ \t]+(?P<text>.+)$")
+_LEADING_SPAN = re.compile(r"^(`+).+?\1")
+
+
+def section_items(readme: str, heading: str) -> Iterator[tuple[str, str]]:
+    """(verbatim line, item text) of each top-level list item under the ``## heading`` section."""
+    inside = in_fence = False
+    for line in readme.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            continue
+        if found := _ATX_HEADING.match(line):
+            if len(found["marks"]) <= 2:
+                inside = len(found["marks"]) == 2 and found["text"].strip().lower() == heading.lower()
+            continue
+        item = _LIST_ITEM.match(line)
+        if inside and item and not item["indent"]:
+            yield line.strip(), item["text"]
+
+
+def readme_summary(readme: str, title_line: str) -> tuple[str, str] | None:
+    """(summary, the README line it rests on) of a child directory's README.
+
+    Its first prose line (resting on the title it follows), else its first Purpose
+    item without the file name a generated item starts with, else the first names
+    its Scope lists.
+    """
     paragraph = first_paragraph_line(readme, title_line)
     if paragraph:
-        return paragraph
-    lines = readme.splitlines()
-    for index, line in enumerate(lines):
-        if line.strip().lower() == "## purpose":
-            for item in lines[index + 1 :]:
-                if item.strip().startswith("#"):
-                    break
-                if item.strip():
-                    return re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", item).strip()
-    return ""
+        return paragraph, title_line
+    for line, text in section_items(readme, README_SECTIONS["purpose"]):
+        file_named = _FILE_NAMED_ITEM.match(text)
+        return (file_named["text"] if file_named else text), line
+    scope = [
+        (line, span.group())
+        for line, text in section_items(readme, README_SECTIONS["scope"])
+        if (span := _LEADING_SPAN.match(text))
+    ]
+    if not scope:
+        return None
+    names = [name for _, name in scope[:MAX_CHILD_SCOPE_NAMES]]
+    more = ", …" if len(scope) > MAX_CHILD_SCOPE_NAMES else ""
+    return ", ".join(names) + more, scope[0][0]
 
 
 def child_findings(child: ContextChild) -> list[Finding]:
@@ -418,5 +524,5 @@ def child_findings(child: ContextChild) -> list[Finding]:
     if title is None:
         return []
     title_line, title_text = title
-    summary = readme_summary(child.readme, title_line) or title_text
-    return [Finding("child", child.path, f"{code(child.name + '/')} — {summary}", quote=title_line)]
+    summary, quote = readme_summary(child.readme, title_line) or (title_text, title_line)
+    return [Finding("child", child.path, f"{code(child.name + '/')} — {summary}", quote=quote)]

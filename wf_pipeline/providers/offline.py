@@ -24,7 +24,7 @@ from wf_pipeline.metadata.payloads import (
     parse_json_output,
 )
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
-from wf_pipeline.providers.extract import Finding, child_findings, file_findings
+from wf_pipeline.providers.extract import Finding, child_findings, file_findings, vocabulary_of
 from wf_pipeline.providers.readme import build_readme_struct, render_readme
 from wf_pipeline.providers.verify import verify_evidence_map
 
@@ -69,9 +69,10 @@ def _context(request: ProviderRequest) -> ContextPayload:
 
 def build_evidence_map(context: ContextPayload) -> EvidenceMap:
     """Claims for every readable file (by path, then position in the file), then every child README."""
+    vocabulary = vocabulary_of(context.files, (child.name for child in context.children))
     findings: list[Finding] = []
     for file in sorted(context.files, key=lambda f: f.path):
-        findings.extend(file_findings(file))
+        findings.extend(file_findings(file, vocabulary))
     for child in sorted(context.children, key=lambda c: c.path):
         findings.extend(child_findings(child))
     claims = tuple(

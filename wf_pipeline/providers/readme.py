@@ -18,6 +18,7 @@ from wf_pipeline.metadata.payloads import (
     ReadmeStruct,
     VerificationReport,
 )
+from wf_pipeline.providers.extract import heading_level
 
 _API_KINDS = frozenset({"class", "function", "export"})
 
@@ -68,12 +69,33 @@ class _StructBuilder:
     def of_kind(self, *kinds: str | None) -> list[Claim]:
         return [claim for claim in self.claims if claim.kind in kinds]
 
+    def headings(self, path: str) -> list[tuple[int, str]]:
+        """(level, text) of the cited headings of one document, in document order."""
+        prefix = f"`{posixpath.basename(path)}` — "
+        found = []
+        for claim in self.claims:
+            level = heading_level(claim.evidence_quote or "")
+            if claim.kind == "heading" and claim.evidence_path == path and level and claim.statement.startswith(prefix):
+                found.append((level, claim.statement.removeprefix(prefix)))
+        return found
+
+    def scope_entry(self, path: str) -> str:
+        """A file's Scope entry; a document's also names its first heading and its sections."""
+        entry = f"- `{_relative(path, self.target)}`"
+        headings = self.headings(path)
+        if not headings:
+            return entry
+        (_, first), *rest = headings
+        sections = [text for level, text in rest if level == 2]
+        listed = f"\n  - Sections: {'; '.join(sections)}" if sections else ""
+        return f"{entry} — {first}{listed}"
+
     def scope(self) -> str:
         files = sorted({c.evidence_path for c in self.claims if not self.is_child(c)})
         children = sorted({c.evidence_path for c in self.claims if self.is_child(c)})
-        names = [f"`{_relative(p, self.target)}`" for p in files]
-        names += [f"`{_relative(p, self.target)}/`" for p in children]
-        return _bullets(names)
+        entries = [self.scope_entry(path) for path in files]
+        entries += [f"- `{_relative(path, self.target)}/`" for path in children]
+        return "\n".join(entries)
 
     def purpose(self) -> str:
         statements = [c.statement for c in self.claims if c.kind == "module"]

@@ -356,6 +356,13 @@ class RecordStore:
         )
         return self._first("head_frame", FrameRecord, statement)
 
+    def frame_artifact_ids(self, frame_type: str) -> set[str]:
+        """Artifact ids of every frame of ``frame_type`` (the outputs a workflow has produced)."""
+        table = self._tables["frames"]
+        with self._reading("frame_artifact_ids") as conn:
+            rows = conn.execute(select(table.c.artifact_id).where(table.c.frame_type == frame_type).distinct())
+            return {row[0] for row in rows}
+
     # --- orphan detection ------------------------------------------------------------
 
     def referenced_artifact_ids(self) -> set[str]:

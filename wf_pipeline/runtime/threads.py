@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from wf_pipeline.errors import RunError
 from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_for
@@ -31,6 +32,16 @@ def frame_type_of(loaded: LoadedProfile) -> str:
 def final_output_type(loaded: LoadedProfile) -> str:
     profile = loaded.profile
     return profile.final_artifact_type or profile.ordered_turns()[-1].output_type
+
+
+def scan_workspace(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> TreeScan:
+    """Scan a tree the way every turn of this workflow sees it.
+
+    The workflow's own outputs (frames of its type, e.g. READMEs written in place) are
+    left out, so writing them into the tree changes no node id and they never become
+    evidence for the next run.
+    """
+    return scan_tree(root, skip_contents=env.records.frame_artifact_ids(frame_type_of(loaded)))
 
 
 def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id: str) -> ThreadPlan:
@@ -62,7 +73,7 @@ def open_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, thread_i
         if thread is None:
             raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")
         return thread
-    scan = scan_tree(target.root)
+    scan = scan_workspace(env, loaded, target.root)
     plan = plan_thread(env, loaded, target, scan.node(target.path).node_id)
     if env.records.get_thread(plan.thread.thread_id) is None:
         env.records.save_thread(plan.thread)
@@ -87,7 +98,7 @@ def context_snapshot(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecor
     recorded = recorded_context_id(env, thread.thread_id)
     if recorded is not None:
         return recorded
-    scan = scan_tree(target.root)
+    scan = scan_workspace(env, loaded, target.root)
     node = scan.node(target.path)
     if node.node_id != thread.target_node_id:
         raise RunError(

@@ -15,7 +15,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -220,8 +220,9 @@ def _errno_name(exc: OSError) -> str:
 
 
 class _Walker:
-    def __init__(self, max_file_bytes: int) -> None:
+    def __init__(self, max_file_bytes: int, skip_contents: frozenset[str]) -> None:
         self.max_file_bytes = max_file_bytes
+        self.skip_contents = skip_contents
         # Pre-order: a directory reserves its slot before its children are walked and
         # fills it once their ids (and so its own) are known.
         self.nodes: list[TreeNode | None] = []
@@ -335,7 +336,7 @@ class _Walker:
             return None
         return self.build_dir(path, entry.name, depth, entries, rules, (*real_ancestors, real))
 
-    def _build_file(self, abs_path: str, path: str, name: str, parent_path: str, depth: int) -> TreeNode:
+    def _build_file(self, abs_path: str, path: str, name: str, parent_path: str, depth: int) -> TreeNode | None:
         try:
             facts = _read_file_facts(abs_path, self.max_file_bytes)
         except OSError as exc:
@@ -347,6 +348,8 @@ class _Walker:
             facts_digest, omitted = None, "unreadable"
         else:
             size, facts_digest, omitted = facts.size, facts.content_digest, facts.omitted
+            if facts_digest in self.skip_contents:
+                return None
         node = TreeNode(
             node_id=file_node_id(path, facts_digest),
             path=path,
@@ -362,21 +365,12 @@ class _Walker:
         return node
 
 
-def scan_tree(
-    root: Path | str,
-    *,
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-    extra_ignores: Sequence[str] = (),
-) -> TreeScan:
-    """Scan ``root`` into nodes with Merkle ids; same tree, same ids and order.
+def check_root(root: Path | str) -> Path:
+    """Validate a tree root without walking it; the same errors as scan_tree, nothing read below."""
+    return _open_root(root)[0]
 
-    Raises TreeError TREE_PATH_MISSING, TREE_NOT_A_DIRECTORY, TREE_UNREADABLE (the root
-    cannot be listed), TREE_INVALID_OPTION (negative ``max_file_bytes``) or
-    TREE_IGNORE_PATTERN_INVALID (a bad ``extra_ignores`` pattern).
-    """
-    if max_file_bytes < 0:
-        raise TreeError("TREE_INVALID_OPTION", f"max_file_bytes must be >= 0, got {max_file_bytes}")
-    rules = IgnoreRules.from_extra_patterns(extra_ignores)
+
+def _open_root(root: Path | str) -> tuple[Path, list[os.DirEntry[str]]]:
     root_path = Path(root)
     try:
         root_stat = os.stat(root_path)
@@ -391,8 +385,32 @@ def scan_tree(
         entries = _list_directory(str(resolved))
     except OSError as exc:
         raise TreeError("TREE_UNREADABLE", f"{resolved} cannot be listed ({_errno_name(exc)})", path=str(resolved)) from None
+    return resolved, entries
 
-    walker = _Walker(max_file_bytes)
+
+def scan_tree(
+    root: Path | str,
+    *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    extra_ignores: Sequence[str] = (),
+    skip_contents: Collection[str] = (),
+) -> TreeScan:
+    """Scan ``root`` into nodes with Merkle ids; same tree, same ids and order.
+
+    Files whose content digest is in ``skip_contents`` are left out as if ignored: a
+    workflow passes the digests of its own outputs, so README files it wrote into the
+    tree are neither evidence for themselves nor a change that re-ids the tree.
+
+    Raises TreeError TREE_PATH_MISSING, TREE_NOT_A_DIRECTORY, TREE_UNREADABLE (the root
+    cannot be listed), TREE_INVALID_OPTION (negative ``max_file_bytes``) or
+    TREE_IGNORE_PATTERN_INVALID (a bad ``extra_ignores`` pattern).
+    """
+    if max_file_bytes < 0:
+        raise TreeError("TREE_INVALID_OPTION", f"max_file_bytes must be >= 0, got {max_file_bytes}")
+    rules = IgnoreRules.from_extra_patterns(extra_ignores)
+    resolved, entries = _open_root(root)
+
+    walker = _Walker(max_file_bytes, frozenset(skip_contents))
     root_node = walker.build_dir(
         ROOT_PATH, resolved.name or str(resolved), 0, entries, rules, (str(resolved),)
     )
