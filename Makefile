@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export WF_HOME ?= $(CURDIR)/.wf
 
-.PHONY: install run test test-fast dagster-ui clean
+.PHONY: install run test test-fast lint dagster-ui clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check wf_pipeline tests
+	$(BIN)/ruff format --check wf_pipeline tests
 
 dagster-ui: $(STAMP)
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(WF_HOME)/dagster} $(BIN)/dagster dev -w workspace.yaml

@@ -24,7 +24,9 @@ class RecordStoreTarget(NamedTuple):
 
 
 def _reachable_postgres_url() -> tuple[str | None, str]:
-    candidates = [os.environ["WF_TEST_POSTGRES_URL"]] if os.environ.get("WF_TEST_POSTGRES_URL") else POSTGRES_URLS
+    candidates = (
+        [os.environ["WF_TEST_POSTGRES_URL"]] if os.environ.get("WF_TEST_POSTGRES_URL") else POSTGRES_URLS
+    )
     problems = []
     for url in candidates:
         engine = sa.create_engine(url, connect_args={"connect_timeout": 3})

@@ -10,7 +10,15 @@ from wf_pipeline.config import Settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_REPO = REPO_ROOT / "assets" / "sample_repo"
 
-WF_VARIABLES = ("WF_HOME", "WF_CAS_URL", "WF_RECORDS_URL", "WF_OUT", "WF_PROVIDER", "WF_CONFIG_DIR", "DAGSTER_HOME")
+WF_VARIABLES = (
+    "WF_HOME",
+    "WF_CAS_URL",
+    "WF_RECORDS_URL",
+    "WF_OUT",
+    "WF_PROVIDER",
+    "WF_CONFIG_DIR",
+    "DAGSTER_HOME",
+)
 
 
 def isolated_settings(monkeypatch, home: Path) -> Settings:

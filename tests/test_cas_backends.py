@@ -3,7 +3,6 @@ from __future__ import annotations
 import uuid
 
 import fsspec
-import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 from wf_pipeline.cas import (

@@ -130,7 +130,9 @@ def test_second_put_does_not_rewrite(local_root, local_store):
 def test_second_put_does_not_call_the_backend_write(store, monkeypatch):
     store.put(b"only once")
     writes: list[str] = []
-    monkeypatch.setattr(store._write_strategy, "write", lambda fs, path, data, *, tmp_dir: writes.append(path))
+    monkeypatch.setattr(
+        store._write_strategy, "write", lambda fs, path, data, *, tmp_dir: writes.append(path)
+    )
     store.put(b"only once")
     assert writes == []
 
@@ -431,8 +433,7 @@ def test_concurrent_puts_of_same_data_from_processes(local_root, local_store):
     data = os.urandom(2 * 1024 * 1024)
     start = context.Barrier(4)
     processes = [
-        context.Process(target=_put_from_process, args=(local_root.as_uri(), data, start))
-        for _ in range(4)
+        context.Process(target=_put_from_process, args=(local_root.as_uri(), data, start)) for _ in range(4)
     ]
     for process in processes:
         process.start()

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree
 
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
@@ -229,7 +228,14 @@ def test_run_json_reports_every_thread_completed_with_its_readme(sample_runs):
     threads = summary["threads"]
     assert summary["workflow_id"] == WORKFLOW
     assert {t["path"] for t in threads} == {
-        ".", "docs", "scripts", "stationkit", "stationkit/sensors", "stationkit/storage", "tests", "web",
+        ".",
+        "docs",
+        "scripts",
+        "stationkit",
+        "stationkit/sensors",
+        "stationkit/storage",
+        "tests",
+        "web",
     }
     assert summary["threads_reused"] == 0
     assert summary["provider_calls"] == len(TURNS) * len(threads)
@@ -238,7 +244,9 @@ def test_run_json_reports_every_thread_completed_with_its_readme(sample_runs):
         assert THREAD_FIELDS <= thread.keys()
         assert thread["status"] == "completed", thread
         assert thread["thread_id"].startswith("thread:")
-        assert thread["target"] == ("sample_repo" if thread["path"] == "." else f"sample_repo/{thread['path']}")
+        assert thread["target"] == (
+            "sample_repo" if thread["path"] == "." else f"sample_repo/{thread['path']}"
+        )
         readme = Path(thread["output_path"])
         # Default output mirrors the tree under $WF_HOME/out/<tree name>.
         assert readme == run.box.home / "out" / "sample_repo" / thread["path"] / "README.md"
@@ -318,7 +326,9 @@ def test_threads_show_lists_turns_with_gates_and_artifacts_in_the_cas(sample_run
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
 def test_threads_show_unknown_id_is_an_error(sandbox, as_json):
-    result = sandbox.wf("threads", "show", "thread:000000000000000000000000", *(["--json"] if as_json else []))
+    result = sandbox.wf(
+        "threads", "show", "thread:000000000000000000000000", *(["--json"] if as_json else [])
+    )
     assert result.returncode == 1
     if as_json:
         assert json.loads(result.stdout)["error"]["code"] == "RUN_UNKNOWN_THREAD"
@@ -430,7 +440,10 @@ def test_profiles_show_describes_the_four_turns(sandbox):
         (seq, turn_id, gate_id) for seq, (turn_id, gate_id) in enumerate(zip(TURNS, GATES), start=1)
     ]
     assert [t["output_type"] for t in shown["turns"]] == [
-        "evidence_map", "verification_report", "readme_struct", "readme_final",
+        "evidence_map",
+        "verification_report",
+        "readme_struct",
+        "readme_final",
     ]
     assert all(t["prompt_digest"].startswith("sha256:") for t in shown["turns"])
 

@@ -10,12 +10,11 @@ import shutil
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 from dagster import AssetKey, Definitions, DynamicPartitionsDefinition
-
 from e2e_support import REPO_ROOT, isolated_settings
+
 from wf_pipeline.compiler.definitions import build_definitions
 from wf_pipeline.profiles import Layer, default_layers, load_catalog
 
@@ -45,11 +44,19 @@ def test_dagster_validates_the_code_location(tmp_path):
     dagster_home = tmp_path / "dagster-home"
     dagster_home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WF_")}
-    env.update(DAGSTER_HOME=str(dagster_home), WF_HOME=str(tmp_path / "wf-home"), WF_CONFIG_DIR=str(tmp_path / "user-config"))
+    env.update(
+        DAGSTER_HOME=str(dagster_home),
+        WF_HOME=str(tmp_path / "wf-home"),
+        WF_CONFIG_DIR=str(tmp_path / "user-config"),
+    )
 
     result = subprocess.run(
         [str(DAGSTER), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -79,7 +86,11 @@ def test_docs_writer_compiles_to_one_asset_per_turn_with_deps_from_input_refs(co
 
 def test_every_gate_is_a_blocking_check_on_its_turns_asset(code_location_defs):
     graph = code_location_defs.resolve_asset_graph()
-    checks = {(c.asset_key, c.name): graph.get_check_spec(c) for c in graph.asset_check_keys if c.asset_key.path[0] == WORKFLOW}
+    checks = {
+        (c.asset_key, c.name): graph.get_check_spec(c)
+        for c in graph.asset_check_keys
+        if c.asset_key.path[0] == WORKFLOW
+    }
     assert set(checks) == {(key(output), gate) for output, gate in OUTPUTS_AND_GATES.items()}
     assert all(spec.blocking for spec in checks.values())
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
+
 from wf_pipeline.compiler import open_instance, resume_thread, run_workflow
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv
@@ -39,7 +39,14 @@ def test_sample_tree_documents_every_directory_and_reruns_for_free(settings, tre
     summary = run_workflow(settings, WORKFLOW, tree)
     # web/static holds only a binary logo: nothing a claim could cite, so no thread.
     assert {t.path for t in summary.threads} == {
-        ".", "docs", "scripts", "stationkit", "stationkit/sensors", "stationkit/storage", "tests", "web",
+        ".",
+        "docs",
+        "scripts",
+        "stationkit",
+        "stationkit/sensors",
+        "stationkit/storage",
+        "tests",
+        "web",
     }
     # Bottom-up: every directory's thread comes after its subdirectories'.
     order = [t.path for t in summary.threads]
@@ -87,7 +94,10 @@ def test_changing_one_file_reruns_only_its_ancestors(settings, tree):
     first = run_workflow(settings, WORKFLOW, tree)
     assert first.ok
     changed = tree / "stationkit" / "sensors" / "simulated.py"
-    changed.write_text(changed.read_text() + "\n\ndef extra_probe() -> int:\n    \"\"\"Return a fixed probe id.\"\"\"\n    return 7\n")
+    changed.write_text(
+        changed.read_text()
+        + '\n\ndef extra_probe() -> int:\n    """Return a fixed probe id."""\n    return 7\n'
+    )
     second = run_workflow(settings, WORKFLOW, tree)
     assert second.ok
     rerun = {t.path for t in second.threads if not t.reused}
@@ -115,7 +125,11 @@ class _BreakingProvider:
         path = context.get("target", {}).get("path", "")
         if request.output_type == self._output_type and path.endswith(self._target_suffix):
             # A verification report that verifies nothing: the gate must reject it.
-            return ProviderResponse(text=json.dumps({"verified_claims": [], "rejected_claims": [], "reasons": {}}), provider_type="offline", model="offline-v1")
+            return ProviderResponse(
+                text=json.dumps({"verified_claims": [], "rejected_claims": [], "reasons": {}}),
+                provider_type="offline",
+                model="offline-v1",
+            )
         return response
 
 

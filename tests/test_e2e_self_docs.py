@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from e2e_support import REPO_ROOT, copy_tree, isolated_settings
+
 from wf_pipeline.compiler import run_workflow
 
 pytestmark = pytest.mark.slow
@@ -276,7 +276,9 @@ def test_the_checks_catch_invented_and_missing_names(documented):
     readme = documented.readmes["providers"].read_text()
     directory = documented.tree / "providers"
     assert unresolved_mentions(readme, directory) == []
-    invented = readme + "\n- `extract.py`\n  - `summarise_everything(text: str) -> str`\n  - `Finding.explode`\n"
+    invented = (
+        readme + "\n- `extract.py`\n  - `summarise_everything(text: str) -> str`\n  - `Finding.explode`\n"
+    )
     invented += "- `ghost.py`\n- `missing/`\n"
     assert [problem.split(": ", 1)[1] for problem in unresolved_mentions(invented, directory)] == [
         "'summarise_everything(text: str) -> str'",

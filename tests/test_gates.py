@@ -62,12 +62,17 @@ CONFIG_PY = (
 CONTEXT = ContextPayload(
     target=ContextTarget(path="pkg", name="pkg", node_id="node:" + "0" * 64),
     files=(
-        ContextFile(path="pkg/config.py", name="config.py", size=len(CONFIG_PY), language="python", text=CONFIG_PY),
+        ContextFile(
+            path="pkg/config.py", name="config.py", size=len(CONFIG_PY), language="python", text=CONFIG_PY
+        ),
         ContextFile(path="pkg/logo.png", name="logo.png", size=4096, omitted="binary"),
     ),
     children=(
         ContextChild(
-            path="pkg/widgets", name="widgets", node_id="node:" + "1" * 64, readme="# widgets\n\nRenders widgets.\n"
+            path="pkg/widgets",
+            name="widgets",
+            node_id="node:" + "1" * 64,
+            readme="# widgets\n\nRenders widgets.\n",
         ),
         ContextChild(path="pkg/bare", name="bare", node_id="node:" + "2" * 64),
     ),
@@ -91,9 +96,16 @@ def evidence_json(*claims: dict[str, Any]) -> str:
 
 GOOD_CLAIMS = (
     claim("c001", evidence_quote="return Config.from_file(path)"),
-    claim("c002", statement="Widgets are rendered by the widgets package.", evidence_path="pkg/widgets",
-          evidence_symbol=None, evidence_quote="Renders widgets."),
-    claim("c003", statement="Config can be built from a file.", evidence_symbol="Config.from_file", kind="class"),
+    claim(
+        "c002",
+        statement="Widgets are rendered by the widgets package.",
+        evidence_path="pkg/widgets",
+        evidence_symbol=None,
+        evidence_quote="Renders widgets.",
+    ),
+    claim(
+        "c003", statement="Config can be built from a file.", evidence_symbol="Config.from_file", kind="class"
+    ),
 )
 EVIDENCE_TEXT = evidence_json(*GOOD_CLAIMS)
 
@@ -162,14 +174,22 @@ def test_result_carries_gate_id() -> None:
 @pytest.mark.parametrize(
     ("gate_type", "output", "inputs"),
     [
-        ("docs_evidence_map", evidence_json(claim("c9", evidence_path="x"), claim("c1", evidence_path="y")),
-         {"context": CONTEXT_TEXT}),
-        ("docs_verification_report", report_json(["zz", "aa"], ["c001", "c002"], {"c001": "bad"}),
-         {"evidence_map": EVIDENCE_TEXT}),
+        (
+            "docs_evidence_map",
+            evidence_json(claim("c9", evidence_path="x"), claim("c1", evidence_path="y")),
+            {"context": CONTEXT_TEXT},
+        ),
+        (
+            "docs_verification_report",
+            report_json(["zz", "aa"], ["c001", "c002"], {"c001": "bad"}),
+            {"evidence_map": EVIDENCE_TEXT},
+        ),
         ("docs_readme_final", "intro\n## Evidence\n## Claims\n", {"readme_struct": STRUCT_TEXT}),
     ],
 )
-def test_reasons_are_deterministic_sorted_and_unique(gate_type: str, output: str, inputs: dict[str, str]) -> None:
+def test_reasons_are_deterministic_sorted_and_unique(
+    gate_type: str, output: str, inputs: dict[str, str]
+) -> None:
     first = run(gate_type, output, inputs)
     second = run(gate_type, output, dict(inputs))
     assert first == second
@@ -233,14 +253,22 @@ def test_unclosed_fence_hides_the_rest() -> None:
 
 def test_required_fields_pass_when_present_and_non_empty() -> None:
     output = json.dumps({"title": "x", "count": 0, "flag": False, "items": [1], "nested": {"a": 1}})
-    assert_passes(run("schema_required_fields", output, required_fields=("title", "count", "flag", "items", "nested")))
+    assert_passes(
+        run("schema_required_fields", output, required_fields=("title", "count", "flag", "items", "nested"))
+    )
 
 
 def test_required_fields_missing_and_empty() -> None:
     output = json.dumps({"a": "", "b": "  ", "c": [], "d": {}, "e": None, "f": "ok"})
     result = run("schema_required_fields", output, required_fields=("a", "b", "c", "d", "e", "f", "g"))
     assert_fails_with(
-        result, "FIELD_EMPTY:a", "FIELD_EMPTY:b", "FIELD_EMPTY:c", "FIELD_EMPTY:d", "FIELD_EMPTY:e", "FIELD_MISSING:g"
+        result,
+        "FIELD_EMPTY:a",
+        "FIELD_EMPTY:b",
+        "FIELD_EMPTY:c",
+        "FIELD_EMPTY:d",
+        "FIELD_EMPTY:e",
+        "FIELD_MISSING:g",
     )
 
 
@@ -248,7 +276,9 @@ def test_required_fields_missing_and_empty() -> None:
     "output", ['"claims" evidence_path title', "[1, 2]", '"title"', "", '```json\n{"title": "x"}\n```']
 )
 def test_required_fields_need_a_json_object(output: str) -> None:
-    assert_fails_with(run("schema_required_fields", output, required_fields=("claims", "title")), "OUTPUT_NOT_JSON")
+    assert_fails_with(
+        run("schema_required_fields", output, required_fields=("claims", "title")), "OUTPUT_NOT_JSON"
+    )
 
 
 # --- required_sections ----------------------------------------------------------------
@@ -274,8 +304,14 @@ def test_required_sections_level_rule() -> None:
 
 @pytest.mark.parametrize(
     "rules",
-    [{}, {"sections": []}, {"sections": "usage"}, {"sections": ["usage", ""]}, {"sections": ["usage"], "level": 7},
-     {"sections": ["usage"], "level": True}],
+    [
+        {},
+        {"sections": []},
+        {"sections": "usage"},
+        {"sections": ["usage", ""]},
+        {"sections": ["usage"], "level": 7},
+        {"sections": ["usage"], "level": True},
+    ],
 )
 def test_required_sections_bad_rules_are_an_error(rules: dict[str, Any]) -> None:
     with pytest.raises(GateError) as raised:
@@ -309,8 +345,10 @@ def test_no_semantic_drift_fails_above_threshold() -> None:
 def test_no_semantic_drift_respects_max_drift_rule() -> None:
     inputs = {"readme_struct": json.dumps(DRIFT_STRUCT)}
     assert_passes(run("no_semantic_drift", DRIFT_FINAL, inputs, rules={"max_drift": 0.5}))
-    assert_fails_with(run("no_semantic_drift", DRIFT_FINAL, inputs, rules={"max_drift": 0.4}),
-                      "DRIFT_ABOVE_THRESHOLD:0.500>0.4")
+    assert_fails_with(
+        run("no_semantic_drift", DRIFT_FINAL, inputs, rules={"max_drift": 0.4}),
+        "DRIFT_ABOVE_THRESHOLD:0.500>0.4",
+    )
 
 
 def test_no_semantic_drift_passes_for_the_canonical_render() -> None:
@@ -322,7 +360,10 @@ def test_no_semantic_drift_passes_for_the_canonical_render() -> None:
     [
         ({}, "GATE_INPUT_MISSING:readme_struct"),
         ({"readme_struct": "usage: run"}, "GATE_INPUT_INVALID:readme_struct"),
-        ({"readme_struct": json.dumps({"title": "T", "evidence_map": "x"})}, "GATE_INPUT_INVALID:readme_struct"),
+        (
+            {"readme_struct": json.dumps({"title": "T", "evidence_map": "x"})},
+            "GATE_INPUT_INVALID:readme_struct",
+        ),
     ],
 )
 def test_no_semantic_drift_needs_a_valid_struct(inputs: dict[str, str], expected: str) -> None:
@@ -358,10 +399,15 @@ def test_evidence_map_field_names_in_text_do_not_count(output: str) -> None:
 @pytest.mark.parametrize(
     ("output", "expected"),
     [
-        (evidence_json({"claim_id": "c1", "evidence_path": "pkg/config.py", "evidence_symbol": "Config"}),
-         ["OUTPUT_SCHEMA_VIOLATION:claims.0.statement"]),
+        (
+            evidence_json({"claim_id": "c1", "evidence_path": "pkg/config.py", "evidence_symbol": "Config"}),
+            ["OUTPUT_SCHEMA_VIOLATION:claims.0.statement"],
+        ),
         (evidence_json(claim("c1", evidence_symbol=None)), ["OUTPUT_SCHEMA_VIOLATION:claims.0"]),
-        (evidence_json(claim("c1", evidence_symbol="", evidence_quote="")), ["OUTPUT_SCHEMA_VIOLATION:claims.0"]),
+        (
+            evidence_json(claim("c1", evidence_symbol="", evidence_quote="")),
+            ["OUTPUT_SCHEMA_VIOLATION:claims.0"],
+        ),
         (json.dumps({"claims": [claim("c1")], "notes": "x"}), ["OUTPUT_SCHEMA_VIOLATION:notes"]),
         (json.dumps({}), ["OUTPUT_SCHEMA_VIOLATION:claims"]),
     ],
@@ -375,13 +421,18 @@ def test_evidence_map_empty() -> None:
 
 
 def test_evidence_map_duplicate_ids() -> None:
-    assert_fails_with(evidence_gate(evidence_json(*GOOD_CLAIMS, GOOD_CLAIMS[0], GOOD_CLAIMS[1])),
-                      "CLAIM_DUPLICATE_ID:c001", "CLAIM_DUPLICATE_ID:c002")
+    assert_fails_with(
+        evidence_gate(evidence_json(*GOOD_CLAIMS, GOOD_CLAIMS[0], GOOD_CLAIMS[1])),
+        "CLAIM_DUPLICATE_ID:c001",
+        "CLAIM_DUPLICATE_ID:c002",
+    )
 
 
 @pytest.mark.parametrize("path", ["pkg/missing.py", "config.py", "./pkg/config.py", "pkg", "other/config.py"])
 def test_evidence_map_path_must_be_in_target(path: str) -> None:
-    assert_fails_with(evidence_gate(evidence_json(claim("c001", evidence_path=path))), "CLAIM_PATH_NOT_IN_TARGET:c001")
+    assert_fails_with(
+        evidence_gate(evidence_json(claim("c001", evidence_path=path))), "CLAIM_PATH_NOT_IN_TARGET:c001"
+    )
 
 
 def test_evidence_map_cannot_cite_omitted_file() -> None:
@@ -396,8 +447,13 @@ def test_evidence_map_quote_must_occur() -> None:
         claim("c003", evidence_path="pkg/widgets", evidence_symbol=None, evidence_quote="Draws widgets."),
         claim("c004", evidence_path="pkg/bare", evidence_symbol=None, evidence_quote="anything"),
     )
-    assert_fails_with(evidence_gate(output), "CLAIM_QUOTE_NOT_FOUND:c001", "CLAIM_QUOTE_NOT_FOUND:c002",
-                      "CLAIM_QUOTE_NOT_FOUND:c003", "CLAIM_QUOTE_NOT_FOUND:c004")
+    assert_fails_with(
+        evidence_gate(output),
+        "CLAIM_QUOTE_NOT_FOUND:c001",
+        "CLAIM_QUOTE_NOT_FOUND:c002",
+        "CLAIM_QUOTE_NOT_FOUND:c003",
+        "CLAIM_QUOTE_NOT_FOUND:c004",
+    )
 
 
 def test_evidence_map_quote_tolerates_rewrapped_whitespace() -> None:
@@ -412,7 +468,9 @@ def test_evidence_map_symbol_must_occur_as_a_whole_name(symbol: str) -> None:
     assert_fails_with(evidence_gate(output), "CLAIM_SYMBOL_NOT_FOUND:c001")
 
 
-@pytest.mark.parametrize("symbol", ["load_config", "load_config()", "Config", "Config.from_file", " from_file "])
+@pytest.mark.parametrize(
+    "symbol", ["load_config", "load_config()", "Config", "Config.from_file", " from_file "]
+)
 def test_evidence_map_symbol_found(symbol: str) -> None:
     assert_passes(evidence_gate(evidence_json(claim("c001", evidence_symbol=symbol))))
 
@@ -427,8 +485,10 @@ def test_evidence_map_checks_symbol_and_quote_independently() -> None:
     [
         ({}, "GATE_INPUT_MISSING:context"),
         ({"context": "pkg/config.py"}, "GATE_INPUT_INVALID:context"),
-        ({"context": json.dumps({"schema": "wf.context.v0", "target": CONTEXT.target.model_dump()})},
-         "GATE_INPUT_INVALID:context"),
+        (
+            {"context": json.dumps({"schema": "wf.context.v0", "target": CONTEXT.target.model_dump()})},
+            "GATE_INPUT_INVALID:context",
+        ),
     ],
 )
 def test_evidence_map_needs_a_valid_context(inputs: dict[str, str], expected: str) -> None:
@@ -471,7 +531,9 @@ def test_verification_needs_a_verified_claim() -> None:
 
 def test_verification_rejection_needs_a_reason() -> None:
     output = report_json(["c001"], ["c002", "c003"], {"c003": "  "})
-    assert_fails_with(verification_gate(output), "REJECTION_WITHOUT_REASON:c002", "REJECTION_WITHOUT_REASON:c003")
+    assert_fails_with(
+        verification_gate(output), "REJECTION_WITHOUT_REASON:c002", "REJECTION_WITHOUT_REASON:c003"
+    )
 
 
 @pytest.mark.parametrize(
@@ -503,8 +565,10 @@ def test_verification_every_claim_is_classified() -> None:
     [
         ('"verified_claims" "rejected_claims"', "OUTPUT_NOT_JSON"),
         (json.dumps({"rejected_claims": []}), "OUTPUT_SCHEMA_VIOLATION:verified_claims"),
-        (json.dumps({"verified_claims": ["c001"], "rejected_claims": [], "reasons": {"c002": 7}}),
-         "OUTPUT_SCHEMA_VIOLATION:reasons.c002"),
+        (
+            json.dumps({"verified_claims": ["c001"], "rejected_claims": [], "reasons": {"c002": 7}}),
+            "OUTPUT_SCHEMA_VIOLATION:reasons.c002",
+        ),
     ],
 )
 def test_verification_parses_strictly(output: str, expected: str) -> None:
@@ -514,8 +578,11 @@ def test_verification_parses_strictly(output: str, expected: str) -> None:
 def test_verification_needs_a_valid_evidence_map() -> None:
     output = report_json(["c001", "c002", "c003"], [])
     assert_fails_with(verification_gate(output, {"context": CONTEXT_TEXT}), "GATE_INPUT_MISSING:evidence_map")
-    assert_fails_with(verification_gate(report_json([], []), {"evidence_map": "claims: []"}),
-                      "GATE_INPUT_INVALID:evidence_map", "NO_VERIFIED_CLAIMS")
+    assert_fails_with(
+        verification_gate(report_json([], []), {"evidence_map": "claims: []"}),
+        "GATE_INPUT_INVALID:evidence_map",
+        "NO_VERIFIED_CLAIMS",
+    )
 
 
 # --- docs_readme_struct ---------------------------------------------------------------
@@ -524,7 +591,9 @@ REJECTING_REPORT = report_json(["c001", "c003"], ["c002"], {"c002": "EVIDENCE_NO
 
 
 def struct_gate(output: str, inputs: Mapping[str, str] | None = None) -> GateResult:
-    inputs = {"evidence_map": EVIDENCE_TEXT, "verification_report": REJECTING_REPORT} if inputs is None else inputs
+    inputs = (
+        {"evidence_map": EVIDENCE_TEXT, "verification_report": REJECTING_REPORT} if inputs is None else inputs
+    )
     return run("docs_readme_struct", output, inputs)
 
 
@@ -535,7 +604,10 @@ def test_struct_passes_with_verified_statements() -> None:
 
 
 def test_struct_rejected_statement_is_found_regardless_of_case_and_wrapping() -> None:
-    struct = {**STRUCT, "related_components": "Note: widgets are rendered\n  by the WIDGETS package, see below."}
+    struct = {
+        **STRUCT,
+        "related_components": "Note: widgets are rendered\n  by the WIDGETS package, see below.",
+    }
     assert_fails_with(struct_gate(json.dumps(struct)), "REJECTED_CLAIM_TEXT:c002")
 
 
@@ -580,8 +652,10 @@ def test_struct_section_body_may_not_hold_an_evidence_heading() -> None:
     [
         ({"evidence_map": EVIDENCE_TEXT}, ["GATE_INPUT_MISSING:verification_report"]),
         ({"verification_report": REJECTING_REPORT}, ["GATE_INPUT_MISSING:evidence_map"]),
-        ({"evidence_map": "{}", "verification_report": "[]"},
-         ["GATE_INPUT_INVALID:evidence_map", "GATE_INPUT_INVALID:verification_report"]),
+        (
+            {"evidence_map": "{}", "verification_report": "[]"},
+            ["GATE_INPUT_INVALID:evidence_map", "GATE_INPUT_INVALID:verification_report"],
+        ),
     ],
 )
 def test_struct_needs_valid_inputs(inputs: dict[str, str], expected: list[str]) -> None:
@@ -635,8 +709,15 @@ def test_final_only_requires_non_empty_struct_sections() -> None:
     assert_passes(final_gate(render(STRUCT), struct))
 
 
-@pytest.mark.parametrize(("heading", "slug"), [("## Evidence map", "evidence_map"), ("### claims", "claims"),
-                                              ("# Evidence:", "evidence"), ("#### evidence_map", "evidence_map")])
+@pytest.mark.parametrize(
+    ("heading", "slug"),
+    [
+        ("## Evidence map", "evidence_map"),
+        ("### claims", "claims"),
+        ("# Evidence:", "evidence"),
+        ("#### evidence_map", "evidence_map"),
+    ],
+)
 def test_final_may_not_add_an_evidence_heading(heading: str, slug: str) -> None:
     output = render(STRUCT) + f"\n{heading}\n\n- c001\n"
     assert_fails_with(final_gate(output), f"EVIDENCE_HEADING_PRESENT:{slug}")

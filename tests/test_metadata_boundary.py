@@ -24,7 +24,9 @@ def good_metadata() -> dict[str, str]:
     }
 
 
-def rejection(metadata: object, boundary: FrameMetadataBoundary | None = None, **kwargs: object) -> MetadataError:
+def rejection(
+    metadata: object, boundary: FrameMetadataBoundary | None = None, **kwargs: object
+) -> MetadataError:
     with pytest.raises(MetadataError) as caught:
         (boundary or FrameMetadataBoundary()).validate(metadata, **kwargs)  # type: ignore[arg-type]
     return caught.value
@@ -86,7 +88,9 @@ def test_non_string_values_and_non_mappings_are_invalid() -> None:
 
 
 @pytest.mark.parametrize("key", ["prompt_digest", "model", "agent_id"])
-@pytest.mark.parametrize("value", [PROMPT, "two\nlines", "trailing newline\n", "carriage\rreturn", "sep\u2028x"])
+@pytest.mark.parametrize(
+    "value", [PROMPT, "two\nlines", "trailing newline\n", "carriage\rreturn", "sep\u2028x"]
+)
 def test_multi_line_values_are_raw_text(key: str, value: str) -> None:
     error = rejection({**good_metadata(), key: value})
     assert error.code == "METADATA_RAW_TEXT_REJECTED"
@@ -108,7 +112,9 @@ def test_value_longer_than_32_chars_found_inside_the_context_is_raw_text() -> No
     error = rejection({"model": long_path}, forbidden_texts=[context])
 
     assert error.code == "METADATA_RAW_TEXT_REJECTED"
-    assert boundary.validate({"model": long_path[:32]}, forbidden_texts=[context]) == {"model": long_path[:32]}
+    assert boundary.validate({"model": long_path[:32]}, forbidden_texts=[context]) == {
+        "model": long_path[:32]
+    }
     assert boundary.validate({"model": long_path}) == {"model": long_path}
 
 
@@ -121,7 +127,9 @@ def test_digest_of_the_context_is_not_raw_text_even_when_the_payload_quotes_it()
 
 def test_short_values_may_occur_in_the_prompt_and_forbidden_texts_may_be_a_generator() -> None:
     prompt = "Model offline-deterministic writes docs for agent.docs_writer."
-    accepted = FrameMetadataBoundary().validate(good_metadata(), forbidden_texts=(t for t in [prompt, "", "  "]))
+    accepted = FrameMetadataBoundary().validate(
+        good_metadata(), forbidden_texts=(t for t in [prompt, "", "  "])
+    )
     assert accepted == dict(sorted(good_metadata().items()))
 
 
@@ -134,7 +142,9 @@ def test_per_key_budget_override() -> None:
 
 
 def test_key_budget_counts_utf8_bytes() -> None:
-    registry = FRAME_KEY_REGISTRY.register(KeyDescriptor("note", "runtime", "short_text", "annotation", False, 4))
+    registry = FRAME_KEY_REGISTRY.register(
+        KeyDescriptor("note", "runtime", "short_text", "annotation", False, 4)
+    )
     boundary = FrameMetadataBoundary(registry)
     assert boundary.validate({"note": "abcd"}) == {"note": "abcd"}
     assert boundary.validate({"note": "abé"}) == {"note": "abé"}  # 4 bytes

@@ -10,22 +10,35 @@ from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, KeyDescriptor, Key
 
 def descriptor(name: str = "summary_lang", **changes: object) -> KeyDescriptor:
     fields = dict(
-        name=name, owner_domain="tree", schema_type="identifier", mutability="annotation",
-        hash_impact=False, max_bytes=16,
+        name=name,
+        owner_domain="tree",
+        schema_type="identifier",
+        mutability="annotation",
+        hash_impact=False,
+        max_bytes=16,
     )
     return KeyDescriptor(**{**fields, **changes})
 
 
 def test_frame_registry_holds_the_workflow_frame_keys() -> None:
     assert set(FRAME_KEY_REGISTRY.names()) == {
-        "agent_id", "provider", "model", "provider_type", "prompt_digest", "context_digest", "prompt_link_id",
+        "agent_id",
+        "provider",
+        "model",
+        "provider_type",
+        "prompt_digest",
+        "context_digest",
+        "prompt_link_id",
     }
     assert FRAME_KEY_REGISTRY.get("agent_id").mutability == "identity"
     assert FRAME_KEY_REGISTRY.get("agent_id").hash_impact is True
-    assert {d.name for d in FRAME_KEY_REGISTRY.select(mutability="attested")} == set(FRAME_KEY_REGISTRY.names()) - {
-        "agent_id"
+    assert {d.name for d in FRAME_KEY_REGISTRY.select(mutability="attested")} == set(
+        FRAME_KEY_REGISTRY.names()
+    ) - {"agent_id"}
+    assert {d.name for d in FRAME_KEY_REGISTRY if d.schema_type == "digest"} == {
+        "prompt_digest",
+        "context_digest",
     }
-    assert {d.name for d in FRAME_KEY_REGISTRY if d.schema_type == "digest"} == {"prompt_digest", "context_digest"}
     assert all(d.persisted and d.retention == "keep" for d in FRAME_KEY_REGISTRY)
 
 

@@ -52,7 +52,9 @@ BASE_PROFILE: dict[str, Any] = {
             "output_format": "markdown",
         },
     ],
-    "gates": [{"gate_id": "notes_gate", "gate_type": "schema_required_fields", "required_fields": ["claims"]}],
+    "gates": [
+        {"gate_id": "notes_gate", "gate_type": "schema_required_fields", "required_fields": ["claims"]}
+    ],
     "artifact_policy": {},
     "failure_policy": {},
     "final_artifact_type": "final_text",
@@ -134,7 +136,9 @@ def test_bad_yaml_is_a_parse_error(tmp_path: Path) -> None:
 
 
 def test_key_given_twice_is_a_parse_error(tmp_path: Path) -> None:
-    text = yaml.safe_dump(profile_doc(), sort_keys=False).replace("gate_id: notes_gate\n", "gate_id: notes_gate\n  gate_id: other\n", 1)
+    text = yaml.safe_dump(profile_doc(), sort_keys=False).replace(
+        "gate_id: notes_gate\n", "gate_id: notes_gate\n  gate_id: other\n", 1
+    )
     assert text.count("gate_id: other") == 1
     error = assert_load_fails(tmp_path, text, "PROFILE_PARSE_ERROR")
     assert error.details["line"] is not None
@@ -176,11 +180,15 @@ def test_duplicate_workflow_id_within_one_layer_fails(tmp_path: Path) -> None:
 
 
 def test_missing_prompt_file_is_unresolved(tmp_path: Path) -> None:
-    assert_load_fails(tmp_path, with_turn_change(1, prompt_ref="prompts/absent.md"), "PROFILE_UNRESOLVED_PROMPT_REF")
+    assert_load_fails(
+        tmp_path, with_turn_change(1, prompt_ref="prompts/absent.md"), "PROFILE_UNRESOLVED_PROMPT_REF"
+    )
 
 
 def test_missing_system_prompt_file_is_unresolved(tmp_path: Path) -> None:
-    assert_load_fails(tmp_path, with_turn_change(0, system_prompt_ref="prompts/nope.md"), "PROFILE_UNRESOLVED_PROMPT_REF")
+    assert_load_fails(
+        tmp_path, with_turn_change(0, system_prompt_ref="prompts/nope.md"), "PROFILE_UNRESOLVED_PROMPT_REF"
+    )
 
 
 @pytest.mark.parametrize("ref", ["../outside.md", "OUTSIDE_ABSOLUTE"])
@@ -202,7 +210,9 @@ def test_duplicate_turn_id_fails(tmp_path: Path) -> None:
 
 def test_duplicate_output_type_fails(tmp_path: Path) -> None:
     assert_load_fails(
-        tmp_path, with_turn_change(1, output_type="notes", input_refs=["context"]), "PROFILE_DUPLICATE_OUTPUT_TYPE"
+        tmp_path,
+        with_turn_change(1, output_type="notes", input_refs=["context"]),
+        "PROFILE_DUPLICATE_OUTPUT_TYPE",
     )
 
 
@@ -262,7 +272,9 @@ def test_template_that_is_not_utf8_fails_as_syntax(tmp_path: Path) -> None:
         ("{{ inputs['context'] }}\n", "inputs.context"),
     ],
 )
-def test_template_reading_what_the_turn_does_not_get_fails_at_load(tmp_path: Path, template: str, name: str) -> None:
+def test_template_reading_what_the_turn_does_not_get_fails_at_load(
+    tmp_path: Path, template: str, name: str
+) -> None:
     root = write_layer_root(tmp_path)
     (root / "prompts" / "refine.md").write_text(template, encoding="utf-8")
     with pytest.raises(ProfileError) as caught:
@@ -280,7 +292,9 @@ def test_template_may_iterate_over_inputs(tmp_path: Path) -> None:
 
 
 def test_final_artifact_type_must_be_an_output_type(tmp_path: Path) -> None:
-    assert_load_fails(tmp_path, profile_doc(final_artifact_type="context"), "PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE")
+    assert_load_fails(
+        tmp_path, profile_doc(final_artifact_type="context"), "PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE"
+    )
 
 
 def test_unknown_workflow_id_is_not_found(tmp_path: Path) -> None:
@@ -318,8 +332,14 @@ def test_workspace_beats_user_beats_builtin(tmp_path: Path) -> None:
     catalog = load_catalog([workspace, user, builtin])
     assert catalog.get("tiny_flow").layer == "workspace"
     assert catalog.get("tiny_flow").profile.title == "Tiny from workspace"
-    assert [(p.workflow_id, p.layer) for p in catalog.all()] == [("other_flow", "builtin"), ("tiny_flow", "workspace")]
-    assert sorted((s.workflow_id, s.layer) for s in catalog.shadowed) == [("tiny_flow", "builtin"), ("tiny_flow", "user")]
+    assert [(p.workflow_id, p.layer) for p in catalog.all()] == [
+        ("other_flow", "builtin"),
+        ("tiny_flow", "workspace"),
+    ]
+    assert sorted((s.workflow_id, s.layer) for s in catalog.shadowed) == [
+        ("tiny_flow", "builtin"),
+        ("tiny_flow", "user"),
+    ]
 
     without_workspace = load_catalog([user, builtin])
     assert without_workspace.get("tiny_flow").layer == "user"
@@ -349,7 +369,9 @@ def test_relative_prompt_refs_resolve_against_their_own_layer_root(tmp_path: Pat
 
 
 def test_layer_without_profiles_directory_contributes_nothing(tmp_path: Path) -> None:
-    catalog = load_catalog([Layer("user", tmp_path / "missing"), Layer("builtin", write_layer_root(tmp_path / "b"))])
+    catalog = load_catalog(
+        [Layer("user", tmp_path / "missing"), Layer("builtin", write_layer_root(tmp_path / "b"))]
+    )
     assert [p.layer for p in catalog.all()] == ["builtin"]
 
 
@@ -388,7 +410,9 @@ def test_artifact_id_prompt_ref_resolves_through_the_reader(tmp_path: Path) -> N
         except KeyError:
             raise CasError("CAS_NOT_FOUND", f"no {artifact_id}") from None
 
-    doc = with_turn_change(1, prompt_ref=digest_text(SECOND_PROMPT), system_prompt_ref=digest_text(SYSTEM_PROMPT))
+    doc = with_turn_change(
+        1, prompt_ref=digest_text(SECOND_PROMPT), system_prompt_ref=digest_text(SYSTEM_PROMPT)
+    )
     loaded = load_one(write_layer_root(tmp_path, {"tiny.yaml": doc}), artifact_reader=reader)
     assert loaded.templates["refine"].text == SECOND_PROMPT
     assert loaded.templates["refine"].digest == digest_text(SECOND_PROMPT)
@@ -396,7 +420,11 @@ def test_artifact_id_prompt_ref_resolves_through_the_reader(tmp_path: Path) -> N
     assert sorted(requested) == sorted(stored)
 
     # Same prompt bytes by file or by artifact id: same code version for that turn.
-    by_file = load_one(write_layer_root(tmp_path / "files", {"tiny.yaml": with_turn_change(1, system_prompt_ref="prompts/system.md")}))
+    by_file = load_one(
+        write_layer_root(
+            tmp_path / "files", {"tiny.yaml": with_turn_change(1, system_prompt_ref="prompts/system.md")}
+        )
+    )
     assert by_file.turn_code_version("refine") == loaded.turn_code_version("refine")
 
 
@@ -471,7 +499,9 @@ def test_describe_lists_turns_gates_and_digests_without_prompt_text(tmp_path: Pa
     assert summary["workflow_id"] == "tiny_flow"
     assert summary["layer"] == "workspace"
     assert summary["code_version"] == loaded.code_version
-    assert [(t["seq"], t["turn_id"], t["input_refs"], t["output_type"], t["gate_id"]) for t in summary["turns"]] == [
+    assert [
+        (t["seq"], t["turn_id"], t["input_refs"], t["output_type"], t["gate_id"]) for t in summary["turns"]
+    ] == [
         (1, "gather", ["context"], "notes", "notes_gate"),
         (2, "refine", ["notes"], "final_text", None),
     ]

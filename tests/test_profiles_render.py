@@ -32,8 +32,14 @@ def render_code(text: str) -> str:
 
 
 def test_renders_variables_without_escaping_and_keeps_trailing_newline() -> None:
-    template = template_from_text("t.md", "{{ workflow_id }}/{{ turn_id }} at {{ target_path }} <{{ target_name }}> & {{ inputs.context }}\n")
-    assert render_prompt(template, VARIABLES) == f"docs_writer_thread_v1/evidence_gather at pkg/sub <sub> & {SECRET}\n"
+    template = template_from_text(
+        "t.md",
+        "{{ workflow_id }}/{{ turn_id }} at {{ target_path }} <{{ target_name }}> & {{ inputs.context }}\n",
+    )
+    assert (
+        render_prompt(template, VARIABLES)
+        == f"docs_writer_thread_v1/evidence_gather at pkg/sub <sub> & {SECRET}\n"
+    )
 
 
 def test_plain_string_templates_render_too() -> None:
@@ -45,7 +51,15 @@ def test_template_text_is_normalised_to_lf_and_digested() -> None:
     assert template == PromptTemplate(ref="t.md", text="a\nb\nc\n", digest=digest_text("a\nb\nc\n"))
 
 
-@pytest.mark.parametrize("text", ["{{ not_passed }}", "{{ inputs.evidence_map }}", "{{ inputs['x'] }}", "{% for c in missing %}{% endfor %}"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ not_passed }}",
+        "{{ inputs.evidence_map }}",
+        "{{ inputs['x'] }}",
+        "{% for c in missing %}{% endfor %}",
+    ],
+)
 def test_undefined_values_fail(text: str) -> None:
     assert render_code(text) == "PROFILE_TEMPLATE_UNDEFINED"
 

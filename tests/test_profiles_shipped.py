@@ -12,6 +12,7 @@ import pytest
 from wf_pipeline.config import Settings
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.payloads import (
+    README_SECTIONS,
     Claim,
     ClaimKind,
     ContextChild,
@@ -20,7 +21,6 @@ from wf_pipeline.metadata.payloads import (
     ContextTarget,
     EvidenceMap,
     ReadmeStruct,
-    README_SECTIONS,
     VerificationReport,
 )
 from wf_pipeline.profiles import Layer, LoadedProfile, default_layers, load_catalog, render_prompt
@@ -38,7 +38,9 @@ def shipped() -> LoadedProfile:
 def test_shipped_profile_comes_from_the_builtin_layer(tmp_path: Path) -> None:
     settings = Settings.from_env({"WF_HOME": str(tmp_path / "home")})
     assert settings.builtin_root == REPO_ROOT
-    layers = default_layers(settings, tmp_path / "empty_workspace", env={"WF_CONFIG_DIR": str(tmp_path / "cfg")})
+    layers = default_layers(
+        settings, tmp_path / "empty_workspace", env={"WF_CONFIG_DIR": str(tmp_path / "cfg")}
+    )
     loaded = load_catalog(layers).get(WORKFLOW_ID)
     assert loaded.layer == "builtin"
     assert loaded.source_path == REPO_ROOT / "profiles" / "docs_writer_thread_v1.yaml"
@@ -52,8 +54,24 @@ def test_shipped_profile_declares_the_four_turns_and_gates(shipped: LoadedProfil
     ]
     assert turns == [
         (1, "evidence_gather", ["context"], "evidence_map", "json", "evidence_gate", 1),
-        (2, "verification", ["context", "evidence_map"], "verification_report", "json", "verification_gate", 1),
-        (3, "readme_struct", ["context", "evidence_map", "verification_report"], "readme_struct", "json", "struct_gate", 1),
+        (
+            2,
+            "verification",
+            ["context", "evidence_map"],
+            "verification_report",
+            "json",
+            "verification_gate",
+            1,
+        ),
+        (
+            3,
+            "readme_struct",
+            ["context", "evidence_map", "verification_report"],
+            "readme_struct",
+            "json",
+            "struct_gate",
+            1,
+        ),
         (4, "style_refine", ["readme_struct"], "readme_final", "markdown", "final_gate", 1),
     ]
     assert {g.gate_id: g.gate_type for g in profile.gates} == {
@@ -83,13 +101,26 @@ def sample_inputs() -> dict[str, str]:
     context = ContextPayload(
         target=ContextTarget(path="pkg", name="pkg", node_id="node:" + "a" * 64),
         files=(
-            ContextFile(path="pkg/cli.py", name="cli.py", size=40, language="python", text="def main():\n    return 0\n"),
+            ContextFile(
+                path="pkg/cli.py",
+                name="cli.py",
+                size=40,
+                language="python",
+                text="def main():\n    return 0\n",
+            ),
             ContextFile(path="pkg/logo.png", name="logo.png", size=9000, omitted="binary"),
         ),
         children=(ContextChild(path="pkg/util", name="util", node_id="node:" + "b" * 64, readme="# util\n"),),
     )
     evidence = EvidenceMap(
-        claims=(Claim(claim_id="c001", statement="The CLI entry point is main.", evidence_path="pkg/cli.py", evidence_symbol="main"),)
+        claims=(
+            Claim(
+                claim_id="c001",
+                statement="The CLI entry point is main.",
+                evidence_path="pkg/cli.py",
+                evidence_symbol="main",
+            ),
+        )
     )
     report = VerificationReport(verified_claims=("c001",), rejected_claims=())
     struct = ReadmeStruct(title="pkg", purpose="The CLI entry point is main.")

@@ -78,15 +78,15 @@ if __name__ == "__main__":
     load_settings("settings.toml")
 '''
 
-PLAIN_PYTHON_SOURCE = '''def visible(x):
+PLAIN_PYTHON_SOURCE = """def visible(x):
     return x
 
 
 def _hidden():
     return None
-'''
+"""
 
-TS_SOURCE = '''import { thing } from "./thing";
+TS_SOURCE = """import { thing } from "./thing";
 
 /**
  * Add two numbers.
@@ -107,9 +107,9 @@ export default async function main() {}
 export { thing as reexported };
 function internalOnly() {}
 const notExported = 1;
-'''
+"""
 
-SHELL_SOURCE = '''#!/usr/bin/env bash
+SHELL_SOURCE = """#!/usr/bin/env bash
 # shellcheck disable=SC2086
 # Build the documentation site and publish it.
 # Requires a configured deploy key.
@@ -117,9 +117,9 @@ SHELL_SOURCE = '''#!/usr/bin/env bash
 # Usage: publish.sh ENVIRONMENT
 set -euo pipefail
 echo "publishing"
-'''
+"""
 
-MARKDOWN_SOURCE = '''# Operations guide
+MARKDOWN_SOURCE = """# Operations guide
 
 How to run the settings loader in production.
 
@@ -131,16 +131,16 @@ pip install .
 ```
 
 ## Troubleshooting
-'''
+"""
 
-CHILD_README = '''# plugins
+CHILD_README = """# plugins
 
 Extension points for third-party loaders.
 
 ## Scope
 
 - `base.py`
-'''
+"""
 
 BROKEN_PYTHON = "def broken(:\n    pass\n"
 
@@ -166,7 +166,12 @@ def make_context(**overrides) -> ContextPayload:
             _file("pkg/settings/logo.png", omitted="binary"),
         ],
         "children": [
-            {"path": "pkg/settings/plugins", "name": "plugins", "node_id": "node:" + "b" * 64, "readme": CHILD_README},
+            {
+                "path": "pkg/settings/plugins",
+                "name": "plugins",
+                "node_id": "node:" + "b" * 64,
+                "readme": CHILD_README,
+            },
             {"path": "pkg/settings/empty", "name": "empty", "node_id": "node:" + "c" * 64},
         ],
     }
@@ -216,7 +221,9 @@ def test_every_claim_is_grounded_in_the_text_it_cites() -> None:
         if claim.evidence_symbol:
             assert claim.evidence_symbol in cited, claim.claim_id
     assert "pkg/settings/logo.png" not in {claim.evidence_path for claim in evidence_map.claims}
-    assert [c.claim_id for c in evidence_map.claims] == [f"c{n:03d}" for n in range(1, len(evidence_map.claims) + 1)]
+    assert [c.claim_id for c in evidence_map.claims] == [
+        f"c{n:03d}" for n in range(1, len(evidence_map.claims) + 1)
+    ]
 
 
 def test_python_claims_follow_all_and_skip_private_names() -> None:
@@ -238,7 +245,10 @@ def test_python_claims_follow_all_and_skip_private_names() -> None:
     assert by_symbol["merge"] == (
         "`async merge(a: dict, b: dict, /, *extra: dict, **overrides: str) -> dict` — Merge settings dictionaries."
     )
-    assert by_symbol["Settings"] == "`Settings` — Validated settings for one run. Methods: `validate`, `to_dict`."
+    assert (
+        by_symbol["Settings"]
+        == "`Settings` — Validated settings for one run. Methods: `validate`, `to_dict`."
+    )
     assert any(c.kind == "script" and c.evidence_quote == 'if __name__ == "__main__":' for c in loader)
     # Without __all__, every public top-level name counts.
     plain = [c.evidence_symbol for c in evidence_map.claims if c.evidence_path == "pkg/settings/plain.py"]
@@ -252,7 +262,10 @@ def test_script_markdown_child_and_data_file_claims() -> None:
     assert exports["add"] == "`add(a: number, b: number): number` (function) — Add two numbers."
     assert exports["main"] == "`main()` (default async function)"
     script = next(c for c in evidence_map.claims if c.evidence_path == "pkg/settings/publish.sh")
-    assert (script.kind, script.evidence_quote) == ("script", "# Build the documentation site and publish it.")
+    assert (script.kind, script.evidence_quote) == (
+        "script",
+        "# Build the documentation site and publish it.",
+    )
     assert script.statement == (
         "`publish.sh` — Build the documentation site and publish it. Requires a configured deploy key."
     )
@@ -284,7 +297,9 @@ def _full_thread(context: ContextPayload, tamper=None) -> dict[str, str]:
         outputs["evidence_map"] = tamper(outputs["evidence_map"])
     outputs["verification_report"] = run_turn("verification_report", outputs)
     outputs["readme_struct"] = run_turn("readme_struct", outputs)
-    outputs["readme_final"] = run_turn("readme_final", {"readme_struct": outputs["readme_struct"]}, "markdown")
+    outputs["readme_final"] = run_turn(
+        "readme_final", {"readme_struct": outputs["readme_struct"]}, "markdown"
+    )
     return outputs
 
 
@@ -437,7 +452,10 @@ def test_missing_and_invalid_inputs_are_typed_errors() -> None:
     assert (caught.value.code, caught.value.details["cause"]) == ("PROVIDER_INPUT_INVALID", "OUTPUT_NOT_JSON")
     with pytest.raises(ProviderError) as caught:
         run_turn("readme_final", {"readme_struct": '{"title": "x", "evidence_map": "leak"}'}, "markdown")
-    assert (caught.value.code, caught.value.details["cause"]) == ("PROVIDER_INPUT_INVALID", "OUTPUT_SCHEMA_VIOLATION")
+    assert (caught.value.code, caught.value.details["cause"]) == (
+        "PROVIDER_INPUT_INVALID",
+        "OUTPUT_SCHEMA_VIOLATION",
+    )
 
 
 def test_anonymous_default_exports_are_named_default() -> None:
@@ -473,11 +491,11 @@ class Store:
         """Write out."""
 '''
 
-CONFIG_SOURCE = '''class Settings:
+CONFIG_SOURCE = """class Settings:
     @classmethod
     def from_env(cls):
         return cls()
-'''
+"""
 
 
 def _grounding_context() -> ContextPayload:
@@ -488,7 +506,11 @@ def _grounding_context() -> ContextPayload:
 
 def test_quoted_prose_keeps_code_spans_only_for_what_the_directory_has() -> None:
     _, evidence_map = evidence_map_for(_grounding_context())
-    by_kind = {(c.kind, c.evidence_symbol): c for c in evidence_map.claims if c.evidence_path == "pkg/settings/app.py"}
+    by_kind = {
+        (c.kind, c.evidence_symbol): c
+        for c in evidence_map.claims
+        if c.evidence_path == "pkg/settings/app.py"
+    }
     module = by_kind[("module", None)]
     # Sibling definitions, files and child directories stay code; everything else turns into plain text.
     assert module.statement == (
@@ -499,7 +521,7 @@ def test_quoted_prose_keeps_code_spans_only_for_what_the_directory_has() -> None
     )
     # The wrapped first paragraph reads as one sentence; a parameter of the function stays code.
     assert by_kind[("function", "load")].statement == (
-        '`load(path: str, *, hex_digest: str = \'\') -> None` — Load ``path`` with ``Settings.from_env``, not'
+        "`load(path: str, *, hex_digest: str = '') -> None` — Load ``path`` with ``Settings.from_env``, not"
         " invented_helper; ids look like sha256:\\<hex> or \\[a\\]\\*b\\*, one stray \\` stays literal."
     )
     # A class's constructor parameters and its own members count for its docstring.

@@ -29,7 +29,11 @@ class FakeServer:
             def do_POST(self) -> None:  # noqa: N802 (http.server naming)
                 length = int(self.headers.get("Content-Length", "0"))
                 server.received.append(
-                    {"path": self.path, "headers": dict(self.headers), "body": json.loads(self.rfile.read(length))}
+                    {
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": json.loads(self.rfile.read(length)),
+                    }
                 )
                 status, body = server.reply()
                 try:
@@ -100,14 +104,21 @@ def test_success_sends_the_wire_request_and_returns_content(server: FakeServer) 
     server.answer('{"claims": []}')
     provider = provider_for(server.base_url, {"LLM_KEY": "sk-test"}, api_key_env="LLM_KEY", max_tokens=512)
     response = provider.complete(make_request())
-    assert (response.text, response.provider_type, response.model) == ('{"claims": []}', "openai", "qwen2.5:7b")
+    assert (response.text, response.provider_type, response.model) == (
+        '{"claims": []}',
+        "openai",
+        "qwen2.5:7b",
+    )
     assert dict(response.usage) == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     (received,) = server.received
     assert received["path"] == "/v1/chat/completions"
     assert received["headers"]["Authorization"] == "Bearer sk-test"
     assert received["body"] == {
         "model": "qwen2.5:7b",
-        "messages": [{"role": "system", "content": "system rules"}, {"role": "user", "content": SECRET_PROMPT}],
+        "messages": [
+            {"role": "system", "content": "system rules"},
+            {"role": "user", "content": SECRET_PROMPT},
+        ],
         "temperature": 0.0,
         "max_tokens": 512,
         "response_format": {"type": "json_object"},
@@ -140,7 +151,9 @@ def test_json_fence_is_stripped(server: FakeServer, content: str) -> None:
 @pytest.mark.parametrize(
     ("status", "retryable"), [(500, True), (503, True), (429, True), (401, False), (400, False)]
 )
-def test_http_errors_carry_status_and_server_message(server: FakeServer, status: int, retryable: bool) -> None:
+def test_http_errors_carry_status_and_server_message(
+    server: FakeServer, status: int, retryable: bool
+) -> None:
     server.respond(status, json.dumps({"error": {"message": f"server says {status}", "type": "x"}}).encode())
     error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
     assert error.code == "PROVIDER_HTTP_ERROR"
@@ -151,7 +164,11 @@ def test_http_errors_carry_status_and_server_message(server: FakeServer, status:
 def test_http_error_with_non_json_body(server: FakeServer) -> None:
     server.respond(502, b"<html>bad gateway</html>")
     error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
-    assert (error.code, error.details["status"], error.details["retryable"]) == ("PROVIDER_HTTP_ERROR", 502, True)
+    assert (error.code, error.details["status"], error.details["retryable"]) == (
+        "PROVIDER_HTTP_ERROR",
+        502,
+        True,
+    )
 
 
 @pytest.mark.parametrize(
@@ -188,7 +205,9 @@ def test_closed_port_is_a_connection_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    error = provider_error(lambda: provider_for(f"http://127.0.0.1:{port}/v1").complete(make_request(timeout_ms=2_000)))
+    error = provider_error(
+        lambda: provider_for(f"http://127.0.0.1:{port}/v1").complete(make_request(timeout_ms=2_000))
+    )
     assert (error.code, error.details["retryable"]) == ("PROVIDER_CONNECTION_ERROR", True)
 
 
@@ -211,7 +230,10 @@ def test_required_key_missing_from_environment() -> None:
     options = {"base_url": "http://127.0.0.1:1/v1", "model": "m", "require_key": True}
     with pytest.raises(ProviderError) as caught:
         create_provider("openai", options, {"OTHER": "x"})
-    assert (caught.value.code, caught.value.details["api_key_env"]) == ("PROVIDER_MISSING_KEY", "OPENAI_API_KEY")
+    assert (caught.value.code, caught.value.details["api_key_env"]) == (
+        "PROVIDER_MISSING_KEY",
+        "OPENAI_API_KEY",
+    )
     assert create_provider("openai", options, {"OPENAI_API_KEY": "sk"}).model == "m"
 
 
@@ -229,5 +251,7 @@ def test_bad_flag_value_is_a_config_error():
     from wf_pipeline.providers.openai import OpenAIOptions
 
     with pytest.raises(ProviderError) as err:
-        OpenAIOptions.from_options({"base_url": "http://127.0.0.1:9/v1", "model": "m", "require_key": "maybe"}, {})
+        OpenAIOptions.from_options(
+            {"base_url": "http://127.0.0.1:9/v1", "model": "m", "require_key": "maybe"}, {}
+        )
     assert err.value.code == "PROVIDER_CONFIG_INVALID"

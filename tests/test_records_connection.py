@@ -16,14 +16,24 @@ from wf_pipeline.records.connection import parse_url
 
 def a_thread() -> ThreadRecord:
     return ThreadRecord(
-        thread_id="thread:1", workflow_id="wf", target_node_id="node:1", status="pending",
-        created_at_ms=1, updated_at_ms=1,
+        thread_id="thread:1",
+        workflow_id="wf",
+        target_node_id="node:1",
+        status="pending",
+        created_at_ms=1,
+        updated_at_ms=1,
     )
 
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://user@localhost/db", "not a url at all", "", "http://example.com/records", "postgres+asyncpg://h/db"],
+    [
+        "mysql://user@localhost/db",
+        "not a url at all",
+        "",
+        "http://example.com/records",
+        "postgres+asyncpg://h/db",
+    ],
 )
 def test_unsupported_or_garbled_urls_are_rejected(url: str) -> None:
     with pytest.raises(RecordError) as caught:
@@ -75,7 +85,9 @@ def test_sqlite_store_creates_its_folder_and_uses_wal(tmp_path) -> None:
 
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT value FROM wf_schema_meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+        assert (
+            conn.execute("SELECT value FROM wf_schema_meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+        )
 
 
 def test_in_memory_sqlite_store_keeps_data_for_its_lifetime() -> None:
@@ -105,7 +117,9 @@ def test_store_url_masks_the_password(record_store_url) -> None:
         pytest.skip("SQLite URLs carry no password")
     # Trust authentication ignores the password, so the store opens with it in the URL.
     url = make_url(record_store_url.url).set(password="hunter2-secret")
-    with open_record_store(url.render_as_string(hide_password=False), schema=record_store_url.schema) as store:
+    with open_record_store(
+        url.render_as_string(hide_password=False), schema=record_store_url.schema
+    ) as store:
         store.save_thread(a_thread())
         assert "hunter2-secret" not in store.url
         assert store.url.startswith("postgresql+psycopg2://")

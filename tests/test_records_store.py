@@ -43,7 +43,9 @@ def node_id(name: str) -> str:
     return "node:" + art(name)[len("sha256:") :]
 
 
-def make_thread(target: str = "pkg", *, workflow_id: str = WORKFLOW, status: str = "running", path: str | None = None) -> ThreadRecord:
+def make_thread(
+    target: str = "pkg", *, workflow_id: str = WORKFLOW, status: str = "running", path: str | None = None
+) -> ThreadRecord:
     target_node = node_id(target)
     return ThreadRecord(
         thread_id=thread_id_for(workflow_id, target_node),
@@ -200,12 +202,24 @@ def test_nodes_round_trip_and_upsert_on_node_id_and_path(store: RecordStore) -> 
     nodes = [
         NodeRecord(node_id=root, root_id=root, path=".", kind="dir", parent_path=None, scanned_at_ms=1),
         NodeRecord(
-            node_id=node_id("a.py"), root_id=root, path="a.py", kind="file", parent_path=".",
-            size=12, content_digest=art("a.py bytes"), scanned_at_ms=1,
+            node_id=node_id("a.py"),
+            root_id=root,
+            path="a.py",
+            kind="file",
+            parent_path=".",
+            size=12,
+            content_digest=art("a.py bytes"),
+            scanned_at_ms=1,
         ),
         NodeRecord(
-            node_id=node_id("logo.png"), root_id=root, path="logo.png", kind="file", parent_path=".",
-            size=9, omitted="binary", scanned_at_ms=1,
+            node_id=node_id("logo.png"),
+            root_id=root,
+            path="logo.png",
+            kind="file",
+            parent_path=".",
+            size=9,
+            omitted="binary",
+            scanned_at_ms=1,
         ),
     ]
     rescanned = nodes[1].model_copy(update={"scanned_at_ms": 2})
@@ -250,7 +264,9 @@ def test_recommitting_the_same_turn_does_not_duplicate(store: RecordStore, raw_s
     store.commit_turn(commit)
 
     for table in ("threads", "turns", "gates", "prompt_links", "artifact_links", "frames"):
-        assert raw_sql.scalar(f"SELECT count(*) FROM {{t}}{table}") == (2 if table == "artifact_links" else 1), table
+        assert raw_sql.scalar(f"SELECT count(*) FROM {{t}}{table}") == (
+            2 if table == "artifact_links" else 1
+        ), table
 
 
 def test_recommit_updates_the_rows_of_the_same_ids(store: RecordStore) -> None:
@@ -320,7 +336,12 @@ def test_turns_are_ordered_by_seq_then_attempt_and_latest_picks_the_last_attempt
     assert list(latest) == ["evidence_gather", "verification", "readme_struct"]
     assert latest["verification"] == commits[0].turn
     assert [g.evaluated_at_ms for g in store.gates_for_thread(thread.thread_id)] == [1011, 3011, 5011, 6011]
-    assert [p.created_at_ms for p in store.prompt_links_for_thread(thread.thread_id)] == [1001, 3001, 5001, 6001]
+    assert [p.created_at_ms for p in store.prompt_links_for_thread(thread.thread_id)] == [
+        1001,
+        3001,
+        5001,
+        6001,
+    ]
     assert store.latest_turns("thread:none") == {}
 
 
@@ -338,8 +359,15 @@ def test_list_threads_orders_by_target_path_and_filters(store: RecordStore) -> N
     everything = store.list_threads()
     assert everything[1:3] == sorted(everything[1:3], key=lambda t: t.thread_id)
     assert [t.target_path for t in store.list_threads(workflow_id=WORKFLOW)] == [".", "pkg", "pkg/sub"]
-    assert [t.target_path for t in store.list_threads(workflow_id=WORKFLOW, status="completed")] == [".", "pkg/sub"]
-    assert [t.workflow_id for t in store.list_threads(status="completed")] == [WORKFLOW, "other_workflow", WORKFLOW]
+    assert [t.target_path for t in store.list_threads(workflow_id=WORKFLOW, status="completed")] == [
+        ".",
+        "pkg/sub",
+    ]
+    assert [t.workflow_id for t in store.list_threads(status="completed")] == [
+        WORKFLOW,
+        "other_workflow",
+        WORKFLOW,
+    ]
     assert store.list_threads(workflow_id="nope") == []
 
 
@@ -389,8 +417,17 @@ def test_referenced_artifact_ids_cover_every_reference(store: RecordStore) -> No
     store.commit_turn(commit)
     root = node_id("root")
     store.upsert_nodes(
-        [NodeRecord(node_id=root, root_id=root, path="a.py", kind="file", parent_path=".",
-                    content_digest=art("file bytes"), scanned_at_ms=1)]
+        [
+            NodeRecord(
+                node_id=root,
+                root_id=root,
+                path="a.py",
+                kind="file",
+                parent_path=".",
+                content_digest=art("file bytes"),
+                scanned_at_ms=1,
+            )
+        ]
     )
     link = commit.prompt_link
 
@@ -510,7 +547,15 @@ def test_several_processes_share_one_store(record_store_url) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, record_store_url.url, record_store_url.schema or "", f"w{i}", str(turns)],
+            [
+                sys.executable,
+                "-c",
+                WRITER,
+                record_store_url.url,
+                record_store_url.schema or "",
+                f"w{i}",
+                str(turns),
+            ],
             env=env,
             stderr=subprocess.PIPE,
             text=True,

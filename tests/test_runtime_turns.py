@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
+
 from wf_pipeline.errors import ProviderError
 from wf_pipeline.metadata.canonical import is_digest
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
@@ -78,7 +78,10 @@ def test_retry_reuses_the_same_input_snapshot(setup):
     assert attempts[0].inputs == attempts[1].inputs
 
     records = [r for r in env.records.turns_for_thread(plan.thread.thread_id) if r.turn_id == "verification"]
-    assert [(r.attempt, r.status, r.error_code) for r in records] == [(1, "failed", "PROVIDER_TIMEOUT"), (2, "completed", None)]
+    assert [(r.attempt, r.status, r.error_code) for r in records] == [
+        (1, "failed", "PROVIDER_TIMEOUT"),
+        (2, "completed", None),
+    ]
     assert records[0].input_artifact_ids == records[1].input_artifact_ids
     assert all(r.provider_called for r in records)
 
@@ -140,7 +143,13 @@ def test_records_and_frame_carry_ids_and_digests_only(setup):
     frame = env.records.head_frame(plan.node_id, "readme")
     assert frame is not None and frame.artifact_id == outputs[-1].artifact_id
     assert set(frame.metadata) == {
-        "agent_id", "provider", "model", "provider_type", "prompt_digest", "context_digest", "prompt_link_id",
+        "agent_id",
+        "provider",
+        "model",
+        "provider_type",
+        "prompt_digest",
+        "context_digest",
+        "prompt_link_id",
     }
     assert is_digest(frame.metadata["prompt_digest"]) and frame.metadata["context_digest"] in context_ids
     assert frame.metadata["prompt_link_id"] == links[-1].prompt_link_id

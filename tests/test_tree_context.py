@@ -34,11 +34,20 @@ def test_context_lists_files_and_children(tree: Path) -> None:
     scan = scan_tree(tree, max_file_bytes=1024)
     payload = build_context(scan, "pkg", {"pkg/alpha": "# alpha\n", "pkg/elsewhere": "ignored"})
     target = scan.node("pkg")
-    assert (payload.target.path, payload.target.name, payload.target.node_id) == ("pkg", "pkg", target.node_id)
+    assert (payload.target.path, payload.target.name, payload.target.node_id) == (
+        "pkg",
+        "pkg",
+        target.node_id,
+    )
     assert [f.name for f in payload.files] == ["app.ts", "core.py", "huge.txt", "logo.png", "run"]
     core = payload.file("pkg/core.py")
     assert core is not None
-    assert (core.text, core.language, core.size, core.omitted) == ("def run():\n    return 1\n", "python", 24, None)
+    assert (core.text, core.language, core.size, core.omitted) == (
+        "def run():\n    return 1\n",
+        "python",
+        24,
+        None,
+    )
     assert payload.file("pkg/app.ts").language == "typescript"
     assert payload.file("pkg/run").language == "shell"
     assert [(c.path, c.node_id, c.readme) for c in payload.children] == [
@@ -63,7 +72,9 @@ def test_context_json_text_is_canonical_and_round_trips(tree: Path) -> None:
     assert raw["schema"] == "wf.context.v1"
     assert ContextPayload.model_validate(raw) == payload
     # Same tree, same bytes: the payload's digest is stable.
-    assert digest_text(context_json_text(build_context(scan_tree(tree), "pkg", {"pkg/beta": "# béta\n"}))) == digest_text(text)
+    assert digest_text(
+        context_json_text(build_context(scan_tree(tree), "pkg", {"pkg/beta": "# béta\n"}))
+    ) == digest_text(text)
 
 
 def test_root_context(tree: Path) -> None:

@@ -99,7 +99,9 @@ def test_ids_do_not_depend_on_creation_or_listing_order(tmp_path: Path) -> None:
     for name in reversed(names):
         write(backward, f"d/{name}", name)
     forward_scan, backward_scan = scan_tree(forward), scan_tree(backward)
-    assert [(n.path, n.node_id) for n in forward_scan.nodes] == [(n.path, n.node_id) for n in backward_scan.nodes]
+    assert [(n.path, n.node_id) for n in forward_scan.nodes] == [
+        (n.path, n.node_id) for n in backward_scan.nodes
+    ]
     assert forward_scan.node("d").children == tuple(f"d/{name}" for name in names)
 
 
@@ -127,7 +129,9 @@ def test_node_fields_and_navigation(tmp_path: Path) -> None:
     assert [n.path for n in scan.directories_bottom_up()] == ["pkg/sub", "docs", "pkg", "."]
     # Pre-order: every directory comes before its contents.
     order = [node.path for node in scan.nodes]
-    assert order.index("pkg") < order.index("pkg/core.py") < order.index("pkg/sub") < order.index("pkg/sub/a.py")
+    assert (
+        order.index("pkg") < order.index("pkg/core.py") < order.index("pkg/sub") < order.index("pkg/sub/a.py")
+    )
     assert scan.root == tmp_path.resolve()
 
 
@@ -332,7 +336,9 @@ def test_unreadable_file_is_recorded_with_a_warning(tmp_path: Path, monkeypatch:
     assert scan.node("ok.txt").omitted is None
 
 
-def test_unreadable_directory_is_skipped_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_directory_is_skipped_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(tmp_path, "ok.txt", "ok\n")
     write(tmp_path, "locked/inside.txt", "x\n")
     locked = tmp_path / "locked"
@@ -423,7 +429,10 @@ def test_check_root_validates_without_walking(tmp_path):
     from wf_pipeline.tree import check_root
 
     assert check_root(tmp_path) == tmp_path.resolve()
-    for target, code in ((tmp_path / "missing", "TREE_PATH_MISSING"), (_file(tmp_path), "TREE_NOT_A_DIRECTORY")):
+    for target, code in (
+        (tmp_path / "missing", "TREE_PATH_MISSING"),
+        (_file(tmp_path), "TREE_NOT_A_DIRECTORY"),
+    ):
         with pytest.raises(TreeError) as err:
             check_root(target)
         assert err.value.code == code

@@ -29,7 +29,7 @@ class Settings(BaseModel):
     builtin_root: Path
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = Path(env.get("WF_HOME") or DEFAULT_HOME).expanduser().resolve()
         return cls(

@@ -21,7 +21,11 @@ class WfError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, **({"details": self.details} if self.details else {})}
+        return {
+            "code": self.code,
+            "message": self.message,
+            **({"details": self.details} if self.details else {}),
+        }
 
 
 class ConfigError(WfError):

@@ -44,9 +44,7 @@ class CasStore:
         try:
             self._fs, root = url_to_fs(url, **storage_options)
         except (ValueError, ImportError) as exc:
-            raise CasError(
-                "CAS_INVALID_URL", f"cannot open a store at {url}: {exc}", url=url
-            ) from exc
+            raise CasError("CAS_INVALID_URL", f"cannot open a store at {url}: {exc}", url=url) from exc
         root = root.rstrip("/")
         self._objects_dir = f"{root}/objects"
         self._tmp_dir = f"{root}/tmp"
@@ -68,8 +66,12 @@ class CasStore:
             # A size difference means an earlier write was damaged; replace it atomically.
             if stored_size != len(data):
                 if stored_size is not None:
-                    log.warning("cas replacing damaged object %s (%d bytes stored, %d expected)",
-                                artifact_id, stored_size, len(data))
+                    log.warning(
+                        "cas replacing damaged object %s (%d bytes stored, %d expected)",
+                        artifact_id,
+                        stored_size,
+                        len(data),
+                    )
                 self._write_strategy.write(self._fs, path, data, tmp_dir=self._tmp_dir)
                 log.debug("cas wrote %s (%d bytes)", artifact_id, len(data))
         return ArtifactRef(artifact_id, len(data))
@@ -81,9 +83,7 @@ class CasStore:
         try:
             data = canonical_json(value)
         except (TypeError, ValueError) as exc:
-            raise CasError(
-                "CAS_INVALID_JSON", f"value is not canonical JSON: {type(exc).__name__}"
-            ) from exc
+            raise CasError("CAS_INVALID_JSON", f"value is not canonical JSON: {type(exc).__name__}") from exc
         return self.put(data)
 
     def delete(self, artifact_id: str) -> None:
@@ -123,9 +123,7 @@ class CasStore:
         try:
             return json.loads(text)
         except ValueError as exc:
-            raise CasError(
-                "CAS_DECODE_ERROR", f"{artifact_id} is not JSON", artifact_id=artifact_id
-            ) from exc
+            raise CasError("CAS_DECODE_ERROR", f"{artifact_id} is not JSON", artifact_id=artifact_id) from exc
 
     def exists(self, artifact_id: str) -> bool:
         path = self._object_path(artifact_id)
@@ -171,7 +169,9 @@ class CasStore:
             except FileNotFoundError:
                 raise CasError("CAS_REF_NOT_FOUND", f"no ref {name!r} in {self.url}", ref=name) from None
         if not is_digest(value):
-            raise CasError("CAS_REF_CORRUPT", f"ref {name!r} in {self.url} does not hold an artifact id", ref=name)
+            raise CasError(
+                "CAS_REF_CORRUPT", f"ref {name!r} in {self.url} does not hold an artifact id", ref=name
+            )
         return value
 
     # -- internals -----------------------------------------------------------
@@ -185,10 +185,11 @@ class CasStore:
     def _object_path(self, artifact_id: str) -> str:
         if not is_digest(artifact_id):
             raise CasError(
-                "CAS_INVALID_ID", "artifact id must be sha256:<64 lowercase hex>",
+                "CAS_INVALID_ID",
+                "artifact id must be sha256:<64 lowercase hex>",
                 artifact_id=str(artifact_id)[:80],
             )
-        hex_digest = artifact_id[len(DIGEST_PREFIX):]
+        hex_digest = artifact_id[len(DIGEST_PREFIX) :]
         return f"{self._objects_dir}/{hex_digest[:2]}/{hex_digest[2:]}"
 
     def _stored_size(self, path: str) -> int | None:
@@ -211,9 +212,7 @@ class CasStore:
         )
 
     def _not_found(self, artifact_id: str) -> CasError:
-        return CasError(
-            "CAS_NOT_FOUND", f"{artifact_id} is not in {self.url}", artifact_id=artifact_id
-        )
+        return CasError("CAS_NOT_FOUND", f"{artifact_id} is not in {self.url}", artifact_id=artifact_id)
 
     @contextmanager
     def _backend(self, operation: str, artifact_id: str | None) -> Iterator[None]:

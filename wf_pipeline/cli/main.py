@@ -62,12 +62,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from wf_pipeline.profiles import default_layers, describe, load_catalog, load_profile_file
+    from wf_pipeline.profiles import catalog_rows, default_layers, describe, load_catalog, load_profile_file
 
     settings = _settings()
     if args.action == "validate" and args.file:
         loaded = load_profile_file(Path(args.file), "workspace")
-        _emit(args, {"valid": [loaded.profile.workflow_id]}, lambda c, p: c.print(f"valid: {loaded.profile.workflow_id}"))
+        _emit(
+            args,
+            {"valid": [loaded.profile.workflow_id]},
+            lambda c, p: c.print(f"valid: {loaded.profile.workflow_id}"),
+        )
         return 0
     catalog = load_catalog(default_layers(settings, Path.cwd()))
     if args.action == "show":
@@ -75,12 +79,13 @@ def cmd_profiles(args: argparse.Namespace) -> int:
             raise SystemExit("wf profiles show needs a WORKFLOW_ID")
         _emit(args, describe(catalog.get(args.workflow_id)), lambda c, p: c.print_json(data=p))
         return 0
-    rows = [
-        {"workflow_id": l.profile.workflow_id, "version": l.profile.version, "layer": l.layer, "source": str(l.source_path), "title": l.profile.title}
-        for l in catalog.all()
-    ]
+    rows = catalog_rows(catalog)
     if args.action == "validate":
-        _emit(args, {"valid": [r["workflow_id"] for r in rows]}, lambda c, p: c.print(f"valid: {', '.join(p['valid'])}"))
+        _emit(
+            args,
+            {"valid": [r["workflow_id"] for r in rows]},
+            lambda c, p: c.print(f"valid: {', '.join(p['valid'])}"),
+        )
         return 0
 
     def render(console: Console, data: list[dict]) -> None:
@@ -113,7 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from wf_pipeline.compiler import resume_thread
 
-    summary = resume_thread(_settings(), args.thread_id, out_dir=Path(args.out).resolve() if args.out else None)
+    summary = resume_thread(
+        _settings(), args.thread_id, out_dir=Path(args.out).resolve() if args.out else None
+    )
     _emit(args, summary.to_json(), _render_run)
     return 0 if summary.ok else EXIT_FAILED
 
@@ -131,7 +138,9 @@ def cmd_threads(args: argparse.Namespace) -> int:
     def render(console: Console, rows: list[dict]) -> None:
         table = Table("thread_id", "workflow", "target", "status", "last turn")
         for row in rows:
-            table.add_row(row["thread_id"], row["workflow_id"], row["target"], row["status"], str(row["last_turn_seq"]))
+            table.add_row(
+                row["thread_id"], row["workflow_id"], row["target"], row["status"], str(row["last_turn_seq"])
+            )
         console.print(table)
 
     _emit(args, list_threads(env, args.workflow), render)
@@ -154,12 +163,26 @@ def _render_run(console: Console, s: dict) -> None:
 
 
 def _render_thread(console: Console, d: dict) -> None:
-    console.print(f"[bold]{d['thread_id']}[/] {d['workflow_id']} target {d['target_key']} ({d['target_path']}): {d['status']}")
+    console.print(
+        f"[bold]{d['thread_id']}[/] {d['workflow_id']} target {d['target_key']} ({d['target_path']}): {d['status']}"
+    )
     table = Table("seq", "turn", "attempt", "status", "output artifact", "gate")
     for t in d["turns"]:
         gate = t["gate"]
-        verdict = "-" if gate is None else f"{gate['gate_id']}: {gate['outcome']}" + (f" {', '.join(gate['reasons'])}" if gate["reasons"] else "")
-        table.add_row(str(t["seq"]), t["turn_id"], str(t["attempt"]), t["status"] + (f" {t['error_code']}" if t["error_code"] else ""), t["output_artifact_id"] or "-", verdict)
+        verdict = (
+            "-"
+            if gate is None
+            else f"{gate['gate_id']}: {gate['outcome']}"
+            + (f" {', '.join(gate['reasons'])}" if gate["reasons"] else "")
+        )
+        table.add_row(
+            str(t["seq"]),
+            t["turn_id"],
+            str(t["attempt"]),
+            t["status"] + (f" {t['error_code']}" if t["error_code"] else ""),
+            t["output_artifact_id"] or "-",
+            verdict,
+        )
     console.print(table)
 
 
@@ -169,8 +192,12 @@ class _progress:
     def __init__(self, args: argparse.Namespace) -> None:
         self._enabled = not args.json and sys.stderr.isatty()
         self._progress = Progress(
-            TextColumn("threads"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=Console(stderr=True), transient=True,
+            TextColumn("threads"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
         )
         self._task: Any = None
 
@@ -196,7 +223,9 @@ class _progress:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wf", description="Declarative multi-turn agent workflows over codebases, on Dagster.")
+    parser = argparse.ArgumentParser(
+        prog="wf", description="Declarative multi-turn agent workflows over codebases, on Dagster."
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -214,9 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="run a workflow over a directory tree, bottom-up")
     run.add_argument("workflow_id")
     run.add_argument("path")
-    run.add_argument("--out", help="folder the outputs mirror the tree into (default: $WF_HOME/out/<tree name>)")
+    run.add_argument(
+        "--out", help="folder the outputs mirror the tree into (default: $WF_HOME/out/<tree name>)"
+    )
     run.add_argument("--in-place", action="store_true", help="write README.md files into the tree itself")
-    run.add_argument("--overwrite", action="store_true", help="with --in-place: replace existing README.md files")
+    run.add_argument(
+        "--overwrite", action="store_true", help="with --in-place: replace existing README.md files"
+    )
     run.set_defaults(handler=cmd_run)
 
     resume = sub.add_parser("resume", parents=[common], help="resume a thread from its failed turn")

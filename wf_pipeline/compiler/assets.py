@@ -41,13 +41,22 @@ def turn_assets(loaded: LoadedProfile) -> list[AssetsDefinition]:
     return [_turn_asset(loaded, turn, partitions) for turn in loaded.profile.ordered_turns()]
 
 
-def _turn_asset(loaded: LoadedProfile, turn: Any, partitions: DynamicPartitionsDefinition) -> AssetsDefinition:
+def _turn_asset(
+    loaded: LoadedProfile, turn: Any, partitions: DynamicPartitionsDefinition
+) -> AssetsDefinition:
     profile = loaded.profile
     key = turn_asset_key(profile.workflow_id, turn.output_type)
     upstream_refs = [ref for ref in turn.input_refs if ref != CONTEXT_REF]
     gate = profile.gate(turn.gate_id) if turn.gate_id else None
     check_specs = (
-        [AssetCheckSpec(name=gate.gate_id, asset=key, blocking=True, description=f"{gate.gate_type} gate of {turn.turn_id}")]
+        [
+            AssetCheckSpec(
+                name=gate.gate_id,
+                asset=key,
+                blocking=True,
+                description=f"{gate.gate_type} gate of {turn.turn_id}",
+            )
+        ]
         if gate
         else []
     )
@@ -76,7 +85,9 @@ def _turn_asset(loaded: LoadedProfile, turn: Any, partitions: DynamicPartitionsD
                 description=f"{result.error_code}: turn {turn.turn_id} of thread {result.thread_id} failed",
                 metadata=_metadata(result, turn.seq),
             )
-        yield Output(result, data_version=DataVersion(result.artifact_id), metadata=_metadata(result, turn.seq))
+        yield Output(
+            result, data_version=DataVersion(result.artifact_id), metadata=_metadata(result, turn.seq)
+        )
         if gate is not None:
             yield AssetCheckResult(
                 check_name=gate.gate_id,

@@ -47,7 +47,9 @@ def open_instance(settings: Settings) -> DagsterInstance:
 
 def _catalog(settings: Settings, workspace_dir: Path | None) -> ProfileCatalog:
     # Opening the CAS writes nothing; it only serves prompt_refs given as artifact ids.
-    return load_catalog(default_layers(settings, workspace_dir or Path.cwd()), artifact_reader=open_cas(settings.cas_url).get)
+    return load_catalog(
+        default_layers(settings, workspace_dir or Path.cwd()), artifact_reader=open_cas(settings.cas_url).get
+    )
 
 
 def run_workflow(
@@ -118,7 +120,14 @@ class _Launched:
         self.ids: list[str] = []
 
 
-def _execute(settings: Settings, env: RuntimeEnv, catalog: ProfileCatalog, plan: RunPlan, pending: list, on_progress: Progress | None) -> _Launched:
+def _execute(
+    settings: Settings,
+    env: RuntimeEnv,
+    catalog: ProfileCatalog,
+    plan: RunPlan,
+    pending: list,
+    on_progress: Progress | None,
+) -> _Launched:
     launched = _Launched()
     total = len(plan.threads)
     done = total - len(pending)

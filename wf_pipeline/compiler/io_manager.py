@@ -26,7 +26,9 @@ class CasIOManager(IOManager):
 
     def handle_output(self, context: OutputContext, obj: TurnOutput) -> None:
         descriptor = self._cas.put_json(obj.to_json())
-        self._cas.set_ref(_ref_name(list(context.asset_key.path), context.partition_key), descriptor.artifact_id)
+        self._cas.set_ref(
+            _ref_name(list(context.asset_key.path), context.partition_key), descriptor.artifact_id
+        )
 
     def load_input(self, context: InputContext) -> TurnOutput:
         upstream = context.upstream_output

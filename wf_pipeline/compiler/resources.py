@@ -27,7 +27,9 @@ def runtime_resources(env: RuntimeEnv | None = None) -> dict[str, ResourceDefini
     runtime = (
         ResourceDefinition.hardcoded_resource(env, "wf_pipeline runtime (stores and provider)")
         if env is not None
-        else ResourceDefinition(_open_from_environment, description="wf_pipeline runtime opened from WF_ settings")
+        else ResourceDefinition(
+            _open_from_environment, description="wf_pipeline runtime opened from WF_ settings"
+        )
     )
     io_manager = IOManagerDefinition(
         lambda context: CasIOManager(context.resources.wf_runtime.cas),

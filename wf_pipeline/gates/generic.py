@@ -121,7 +121,9 @@ def required_field_reasons(document: Mapping[str, Any], fields: Iterable[str]) -
     return reasons
 
 
-def parse_output(output_text: str, model: type[ModelT], spec: GateSpecLike) -> tuple[ModelT | None, list[str]]:
+def parse_output(
+    output_text: str, model: type[ModelT], spec: GateSpecLike
+) -> tuple[ModelT | None, list[str]]:
     """The output parsed strictly as ``model`` (or None) plus the reasons it falls short.
 
     ``spec.required_fields`` applies to every JSON gate with the same meaning: present
@@ -208,7 +210,11 @@ def section_reasons(headings: Sequence[Heading], required: Mapping[str, str], le
     ``level`` None accepts a heading of any level.
     """
     present = {normalize_heading(h.text) for h in headings if level is None or h.level == level}
-    return [reason("SECTION_MISSING", key) for key, text in required.items() if normalize_heading(text) not in present]
+    return [
+        reason("SECTION_MISSING", key)
+        for key, text in required.items()
+        if normalize_heading(text) not in present
+    ]
 
 
 _EVIDENCE_HEADINGS = {normalize_heading(text): _slug(text) for text in EVIDENCE_MAP_HEADINGS}
@@ -264,8 +270,10 @@ def schema_required_fields(output_text: str, inputs: Mapping[str, str], spec: Ga
 def _required_section_headings(spec: GateSpecLike) -> dict[str, str]:
     # Entries are README section keys ("api_surface") or literal heading texts ("Install").
     sections = _rules(spec).get("sections")
-    if not isinstance(sections, list | tuple) or not sections or not all(
-        isinstance(entry, str) and entry.strip() for entry in sections
+    if (
+        not isinstance(sections, list | tuple)
+        or not sections
+        or not all(isinstance(entry, str) and entry.strip() for entry in sections)
     ):
         raise _rules_error(spec, "sections", "a non-empty list of section keys or heading texts")
     return {

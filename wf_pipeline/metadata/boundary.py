@@ -60,7 +60,9 @@ class FrameMetadataBoundary:
     def validate(self, metadata: Mapping[str, str], forbidden_texts: Iterable[str] = ()) -> dict[str, str]:
         """Return a new, key-sorted copy of ``metadata`` once every key and value passes."""
         if not isinstance(metadata, Mapping):
-            raise MetadataError("METADATA_INVALID_VALUE", f"frame metadata must be a mapping, got {type(metadata).__name__}")
+            raise MetadataError(
+                "METADATA_INVALID_VALUE", f"frame metadata must be a mapping, got {type(metadata).__name__}"
+            )
         # Empty texts would be "contained" in every value.
         forbidden = tuple(text for text in forbidden_texts if isinstance(text, str) and text.strip())
         for key in metadata:
@@ -88,10 +90,14 @@ class FrameMetadataBoundary:
         descriptor = self.registry.get(key) if isinstance(key, str) else None
         if descriptor is None:
             label = _key_label(key)
-            raise MetadataError("METADATA_UNKNOWN_KEY", f"frame metadata key {label} is not registered", key=label)
+            raise MetadataError(
+                "METADATA_UNKNOWN_KEY", f"frame metadata key {label} is not registered", key=label
+            )
         if not descriptor.persisted:
             raise MetadataError(
-                "METADATA_EPHEMERAL_KEY", f"frame metadata key {key} is ephemeral and never persisted", key=key
+                "METADATA_EPHEMERAL_KEY",
+                f"frame metadata key {key} is ephemeral and never persisted",
+                key=key,
             )
         return descriptor
 
@@ -99,7 +105,9 @@ class FrameMetadataBoundary:
         key = descriptor.name
         if not isinstance(value, str):
             raise MetadataError(
-                "METADATA_INVALID_VALUE", f"value of {key} must be a string, got {type(value).__name__}", key=key
+                "METADATA_INVALID_VALUE",
+                f"value of {key} must be a string, got {type(value).__name__}",
+                key=key,
             )
         if self._is_raw_text(descriptor, value, forbidden):
             raise MetadataError(

@@ -43,7 +43,9 @@ class Budgets:
         }
         for name, value in limits.items():
             if not _is_positive_int(value):
-                raise MetadataError("METADATA_INVALID_BUDGET", f"budget {name} must be a positive int", budget=name)
+                raise MetadataError(
+                    "METADATA_INVALID_BUDGET", f"budget {name} must be a positive int", budget=name
+                )
         # Frozen all the way down: a shared Budgets must not change under its users.
         object.__setattr__(self, "per_key_max_bytes", MappingProxyType(dict(self.per_key_max_bytes)))
 
@@ -55,7 +57,9 @@ class Budgets:
             return self.prompt_artifact_max_bytes
         if role == "context":
             return self.context_artifact_max_bytes
-        raise MetadataError("METADATA_UNKNOWN_ARTIFACT_ROLE", f"no artifact budget for role {role!r}", role=str(role))
+        raise MetadataError(
+            "METADATA_UNKNOWN_ARTIFACT_ROLE", f"no artifact budget for role {role!r}", role=str(role)
+        )
 
 
 def check_artifact_budget(role: ArtifactBudgetRole, size: int, budgets: Budgets | None = None) -> None:

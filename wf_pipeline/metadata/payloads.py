@@ -39,7 +39,7 @@ class ContextFile(_Strict):
     omitted: OmittedReason | None = None
 
     @model_validator(mode="after")
-    def _text_xor_omitted(self) -> "ContextFile":
+    def _text_xor_omitted(self) -> ContextFile:
         if (self.text is None) == (self.omitted is None):
             raise ValueError("exactly one of text and omitted must be set")
         return self
@@ -100,7 +100,7 @@ class Claim(_Strict):
     kind: ClaimKind | None = None
 
     @model_validator(mode="after")
-    def _symbol_or_quote(self) -> "Claim":
+    def _symbol_or_quote(self) -> Claim:
         if not (self.evidence_symbol or self.evidence_quote):
             raise ValueError("a claim needs evidence_symbol or evidence_quote")
         return self
@@ -166,7 +166,9 @@ def parse_json_output(text: str, model: type[_Strict]) -> Any:
     try:
         raw = json.loads(text)
     except (json.JSONDecodeError, TypeError) as exc:
-        raise MetadataError("OUTPUT_NOT_JSON", f"output is not a JSON document ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        raise MetadataError(
+            "OUTPUT_NOT_JSON", f"output is not a JSON document ({exc.msg if hasattr(exc, 'msg') else exc})"
+        ) from None
     if not isinstance(raw, dict):
         raise MetadataError("OUTPUT_NOT_JSON", "output is not a JSON object")
     try:

@@ -118,11 +118,14 @@ class KeyRegistry:
         for descriptor in descriptors:
             if not isinstance(descriptor, KeyDescriptor):
                 raise MetadataError(
-                    "METADATA_INVALID_DESCRIPTOR", f"expected a KeyDescriptor, got {type(descriptor).__name__}"
+                    "METADATA_INVALID_DESCRIPTOR",
+                    f"expected a KeyDescriptor, got {type(descriptor).__name__}",
                 )
             if descriptor.name in by_name:
                 raise MetadataError(
-                    "METADATA_DUPLICATE_KEY", f"key {descriptor.name!r} is already registered", key=descriptor.name
+                    "METADATA_DUPLICATE_KEY",
+                    f"key {descriptor.name!r} is already registered",
+                    key=descriptor.name,
                 )
             by_name[descriptor.name] = descriptor
         self._by_name = MappingProxyType(dict(sorted(by_name.items())))
@@ -134,7 +137,9 @@ class KeyRegistry:
     def get(self, name: str) -> KeyDescriptor | None:
         return self._by_name.get(name)
 
-    def select(self, *, owner_domain: str | None = None, mutability: Mutability | None = None) -> tuple[KeyDescriptor, ...]:
+    def select(
+        self, *, owner_domain: str | None = None, mutability: Mutability | None = None
+    ) -> tuple[KeyDescriptor, ...]:
         return tuple(
             descriptor
             for descriptor in self
@@ -170,11 +175,23 @@ class KeyRegistry:
 # prompt or context means a different frame history); descriptive provider facts do not.
 FRAME_KEY_REGISTRY = KeyRegistry(
     (
-        KeyDescriptor("agent_id", "runtime", "identifier", "identity", True, IDENTIFIER_MAX_BYTES, visibility="public"),
-        KeyDescriptor("provider", "runtime", "identifier", "attested", False, IDENTIFIER_MAX_BYTES, visibility="public"),
-        KeyDescriptor("model", "runtime", "identifier", "attested", False, IDENTIFIER_MAX_BYTES, visibility="public"),
         KeyDescriptor(
-            "provider_type", "runtime", "identifier", "attested", False, IDENTIFIER_MAX_BYTES, visibility="public"
+            "agent_id", "runtime", "identifier", "identity", True, IDENTIFIER_MAX_BYTES, visibility="public"
+        ),
+        KeyDescriptor(
+            "provider", "runtime", "identifier", "attested", False, IDENTIFIER_MAX_BYTES, visibility="public"
+        ),
+        KeyDescriptor(
+            "model", "runtime", "identifier", "attested", False, IDENTIFIER_MAX_BYTES, visibility="public"
+        ),
+        KeyDescriptor(
+            "provider_type",
+            "runtime",
+            "identifier",
+            "attested",
+            False,
+            IDENTIFIER_MAX_BYTES,
+            visibility="public",
         ),
         KeyDescriptor("prompt_digest", "runtime", "digest", "attested", True, DIGEST_MAX_BYTES),
         KeyDescriptor("context_digest", "runtime", "digest", "attested", True, DIGEST_MAX_BYTES),

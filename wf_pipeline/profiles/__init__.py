@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wf_pipeline.profiles.describe import describe, validate_report
+from wf_pipeline.profiles.describe import catalog_rows, describe, validate_report
 from wf_pipeline.profiles.loader import (
     Layer,
     LoadedProfile,
@@ -36,6 +36,7 @@ __all__ = [
     "TurnSpec",
     "compile_template",
     "default_layers",
+    "catalog_rows",
     "describe",
     "load_catalog",
     "load_profile_file",

@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from wf_pipeline.errors import ProfileError
-from wf_pipeline.profiles.loader import ArtifactReader, Layer, LayerName, LoadedProfile, load_profile_file
+from wf_pipeline.profiles.loader import (
+    ArtifactReader,
+    Layer,
+    LayerName,
+    LoadedProfile,
+    ProfileCatalog,
+    load_profile_file,
+)
 
 
 def describe(loaded: LoadedProfile) -> dict[str, Any]:
@@ -56,3 +63,17 @@ def validate_report(
     except ProfileError as exc:
         return {"ok": False, "path": str(path), "error": exc.to_dict()}
     return {"ok": True, "path": str(path), **describe(loaded)}
+
+
+def catalog_rows(catalog: ProfileCatalog) -> list[dict[str, Any]]:
+    """One row per effective profile, with the layer it comes from (for `wf profiles list`)."""
+    return [
+        {
+            "workflow_id": loaded.profile.workflow_id,
+            "version": loaded.profile.version,
+            "layer": loaded.layer,
+            "source": str(loaded.source_path),
+            "title": loaded.profile.title,
+        }
+        for loaded in catalog.all()
+    ]

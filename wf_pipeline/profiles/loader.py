@@ -80,7 +80,9 @@ class LoadedProfile:
     def turn_code_version(self, turn_id: str) -> str:
         """Profile version plus a digest of this turn's own prompt templates."""
         if turn_id not in self.templates:
-            raise ProfileError("PROFILE_UNKNOWN_TURN", f"{self.workflow_id} has no turn {turn_id!r}", turn_id=turn_id)
+            raise ProfileError(
+                "PROFILE_UNKNOWN_TURN", f"{self.workflow_id} has no turn {turn_id!r}", turn_id=turn_id
+            )
         turn_digest = sha256_hex(canonical_json(self._turn_prompt_digests(turn_id)))
         return f"{self.profile.version}-{turn_digest[:CODE_VERSION_HEX]}"
 
@@ -104,7 +106,9 @@ class ProfileCatalog:
             return self.profiles[workflow_id]
         except KeyError:
             raise ProfileError(
-                "PROFILE_NOT_FOUND", f"no profile defines workflow_id {workflow_id!r}", workflow_id=workflow_id
+                "PROFILE_NOT_FOUND",
+                f"no profile defines workflow_id {workflow_id!r}",
+                workflow_id=workflow_id,
             ) from None
 
     def all(self) -> list[LoadedProfile]:
@@ -211,7 +215,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -229,7 +236,9 @@ def _parse(path: Path) -> Profile:
             line=mark.line + 1 if mark is not None else None,
         ) from None
     except OSError as exc:
-        raise ProfileError("PROFILE_PARSE_ERROR", f"{path} cannot be read ({exc.strerror})", path=str(path)) from None
+        raise ProfileError(
+            "PROFILE_PARSE_ERROR", f"{path} cannot be read ({exc.strerror})", path=str(path)
+        ) from None
     try:
         return Profile.model_validate(raw)
     except ValidationError as exc:
@@ -264,7 +273,9 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
     for code, name, values in uniqueness:
         repeated = _repeated(values)
         if repeated:
-            raise ProfileError(code, f"{where['path']}: {name} repeated: {repeated}", **where, repeated=repeated)
+            raise ProfileError(
+                code, f"{where['path']}: {name} repeated: {repeated}", **where, repeated=repeated
+            )
 
     known_types = gate_types()
     for gate in profile.gates:
@@ -363,7 +374,11 @@ def _resolve_template(
         if exc.code != "PROFILE_TEMPLATE_SYNTAX":
             raise
         raise ProfileError(
-            exc.code, f"{where['path']}: turn {turn.turn_id}: {exc.message}", **where, turn_id=turn.turn_id, **exc.details
+            exc.code,
+            f"{where['path']}: turn {turn.turn_id}: {exc.message}",
+            **where,
+            turn_id=turn.turn_id,
+            **exc.details,
         ) from None
     return template
 
@@ -371,7 +386,9 @@ def _resolve_template(
 def _check_template_names(template: PromptTemplate, turn: TurnSpec, where: dict[str, str]) -> None:
     """Fail at load time on variables the runtime will never pass to this turn."""
     variables, input_keys = referenced_names(template)
-    unknown = sorted(variables - RENDER_VARIABLES) + sorted(f"inputs.{key}" for key in input_keys - set(turn.input_refs))
+    unknown = sorted(variables - RENDER_VARIABLES) + sorted(
+        f"inputs.{key}" for key in input_keys - set(turn.input_refs)
+    )
     if unknown:
         raise ProfileError(
             "PROFILE_TEMPLATE_UNDEFINED",

@@ -110,11 +110,17 @@ def render_prompt(template: PromptTemplate | str, variables: Mapping[str, Any]) 
     except (SecurityError, OverflowError) as exc:
         # The sandbox reports its size limits (e.g. range length) as OverflowError.
         raise ProfileError(
-            "PROFILE_TEMPLATE_SECURITY", f"{where} violates the sandbox: {exc}", ref=template.ref, digest=template.digest
+            "PROFILE_TEMPLATE_SECURITY",
+            f"{where} violates the sandbox: {exc}",
+            ref=template.ref,
+            digest=template.digest,
         ) from None
     except UndefinedError as exc:
         raise ProfileError(
-            "PROFILE_TEMPLATE_UNDEFINED", f"{where} reads an undefined value: {exc}", ref=template.ref, digest=template.digest
+            "PROFILE_TEMPLATE_UNDEFINED",
+            f"{where} reads an undefined value: {exc}",
+            ref=template.ref,
+            digest=template.digest,
         ) from None
     except Exception as exc:  # noqa: BLE001 - any template failure becomes one typed error
         raise ProfileError(

@@ -9,4 +9,11 @@ from wf_pipeline.providers.base import (
     register_provider,
 )
 
-__all__ = ["Provider", "ProviderRequest", "ProviderResponse", "create_provider", "provider_names", "register_provider"]
+__all__ = [
+    "Provider",
+    "ProviderRequest",
+    "ProviderResponse",
+    "create_provider",
+    "provider_names",
+    "register_provider",
+]

@@ -226,7 +226,8 @@ def python_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> 
             methods = [
                 member.name
                 for member in statement.body
-                if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)) and not member.name.startswith("_")
+                if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and not member.name.startswith("_")
             ]
             listed = f"Methods: {', '.join(code(m) for m in methods)}." if methods else ""
             summary = _doc_summary(statement, vocabulary, constructor_parameters(statement))
@@ -290,7 +291,11 @@ def _exports_on_line(line: str) -> list[tuple[str, str]]:
         if keyword == "function" and (params := _FUNCTION_PARAMS.match(line, declaration.end())):
             returns = f": {params['returns'].strip()}" if params["returns"] else ""
             rendered = f"{name}{params['generics'] or ''}({params['params'].strip()}){returns}"
-        label = ("default " if declaration["default"] else "") + ("async " if declaration["async"] else "") + keyword
+        label = (
+            ("default " if declaration["default"] else "")
+            + ("async " if declaration["async"] else "")
+            + keyword
+        )
         return [(name, f"{code(rendered)} ({label})")]
     if _EXPORT_DEFAULT_EXPRESSION.match(line):
         return [("default", f"{code('default')} (default export)")]
@@ -397,7 +402,9 @@ def markdown_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -
         yield Finding("heading", file.path, f"{code(file.name)} — {vocabulary.ground(heading)}", quote=line)
     paragraph = first_paragraph_line(text, headings[0][2] if headings else None)
     if paragraph:
-        yield Finding("file", file.path, f"{code(file.name)} — {vocabulary.ground(paragraph)}", quote=paragraph)
+        yield Finding(
+            "file", file.path, f"{code(file.name)} — {vocabulary.ground(paragraph)}", quote=paragraph
+        )
 
 
 # --- everything else ------------------------------------------------------------------

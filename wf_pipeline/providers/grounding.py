@@ -134,7 +134,12 @@ class Vocabulary:
         if call := _CALL.match(span):
             return self._defines(call["name"])
         if _DOTTED.fullmatch(span):
-            return span in self.files or span in self.directories or self._defines(span) or span in set(parameters)
+            return (
+                span in self.files
+                or span in self.directories
+                or self._defines(span)
+                or span in set(parameters)
+            )
         return False
 
     def _defines(self, dotted: str) -> bool:
@@ -155,4 +160,6 @@ class Vocabulary:
 
 def _escape_backticks(text: str) -> str:
     # An unmatched backtick would pair with one from a later span on the same README line.
-    return "".join("\\`" if char == "`" and not _escaped(text, index) else char for index, char in enumerate(text))
+    return "".join(
+        "\\`" if char == "`" and not _escaped(text, index) else char for index, char in enumerate(text)
+    )

@@ -40,12 +40,14 @@ class OpenAIOptions:
     json_mode: bool = True
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any], env: Mapping[str, str]) -> "OpenAIOptions":
+    def from_options(cls, options: Mapping[str, Any], env: Mapping[str, str]) -> OpenAIOptions:
         base_url = options.get("base_url")
         model = options.get("model")
         parsed = urlparse(base_url) if isinstance(base_url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ProviderError("PROVIDER_CONFIG_INVALID", "option base_url must be an http(s) URL", option="base_url")
+            raise ProviderError(
+                "PROVIDER_CONFIG_INVALID", "option base_url must be an http(s) URL", option="base_url"
+            )
         if not isinstance(model, str) or not model.strip():
             raise ProviderError("PROVIDER_CONFIG_INVALID", "option model is required", option="model")
         key_env = str(options.get("api_key_env") or DEFAULT_API_KEY_ENV)
@@ -136,7 +138,10 @@ class OpenAIProvider:
         if self.options.api_key:
             headers["Authorization"] = f"Bearer {self.options.api_key}"
         http_request = urllib.request.Request(
-            self.endpoint, data=json.dumps(self._body(request)).encode("utf-8"), headers=headers, method="POST"
+            self.endpoint,
+            data=json.dumps(self._body(request)).encode("utf-8"),
+            headers=headers,
+            method="POST",
         )
         where = {"endpoint": self.endpoint, "turn_id": request.turn_id}
         try:
@@ -156,7 +161,10 @@ class OpenAIProvider:
             if _is_timeout(exc.reason):
                 raise self._timeout(request, where) from None
             raise ProviderError(
-                "PROVIDER_CONNECTION_ERROR", f"cannot reach {self.endpoint}: {exc.reason}", retryable=True, **where
+                "PROVIDER_CONNECTION_ERROR",
+                f"cannot reach {self.endpoint}: {exc.reason}",
+                retryable=True,
+                **where,
             ) from None
         except TimeoutError:
             raise self._timeout(request, where) from None
@@ -177,7 +185,9 @@ class OpenAIProvider:
 
         def bad_response(what: str) -> ProviderError:
             message = f"{self.endpoint} answered {what}"
-            return ProviderError("PROVIDER_BAD_RESPONSE", message, endpoint=self.endpoint, turn_id=request.turn_id)
+            return ProviderError(
+                "PROVIDER_BAD_RESPONSE", message, endpoint=self.endpoint, turn_id=request.turn_id
+            )
 
         try:
             payload = json.loads(raw)
@@ -193,7 +203,11 @@ class OpenAIProvider:
         text = strip_json_fence(content) if request.output_format == "json" else content
         usage = payload.get("usage")
         counts = (
-            {key: value for key, value in usage.items() if isinstance(value, int) and not isinstance(value, bool)}
+            {
+                key: value
+                for key, value in usage.items()
+                if isinstance(value, int) and not isinstance(value, bool)
+            }
             if isinstance(usage, dict)
             else {}
         )

@@ -26,7 +26,9 @@ _API_KINDS = frozenset({"class", "function", "export"})
 def render_readme(struct: ReadmeStruct) -> str:
     """The canonical markdown of a README structure (the form the final gate measures drift against)."""
     parts = [f"# {struct.title}\n\n"]
-    parts.extend(f"## {README_SECTIONS[key]}\n\n{body.strip()}\n\n" for key, body in struct.sections().items())
+    parts.extend(
+        f"## {README_SECTIONS[key]}\n\n{body.strip()}\n\n" for key, body in struct.sections().items()
+    )
     return "".join(parts).rstrip("\n") + "\n"
 
 
@@ -75,7 +77,12 @@ class _StructBuilder:
         found = []
         for claim in self.claims:
             level = heading_level(claim.evidence_quote or "")
-            if claim.kind == "heading" and claim.evidence_path == path and level and claim.statement.startswith(prefix):
+            if (
+                claim.kind == "heading"
+                and claim.evidence_path == path
+                and level
+                and claim.statement.startswith(prefix)
+            ):
                 found.append((level, claim.statement.removeprefix(prefix)))
         return found
 
@@ -102,7 +109,9 @@ class _StructBuilder:
         readme_paths = sorted({c.evidence_path for c in self.claims if _is_readme(c.evidence_path)})
         for path in readme_paths:
             cited = [c for c in self.claims if c.evidence_path == path]
-            described = [c for c in cited if c.kind == "file"] or [c for c in cited if c.kind == "heading"][:1]
+            described = [c for c in cited if c.kind == "file"] or [c for c in cited if c.kind == "heading"][
+                :1
+            ]
             statements.extend(c.statement for c in described)
         return _bullets(statements)
 
@@ -125,7 +134,9 @@ class _StructBuilder:
         return _bullets(c.statement for c in self.of_kind("script"))
 
     def related_components(self) -> str:
-        return _bullets(c.statement for c in self.claims if c.kind == "child" or (c.kind is None and self.is_child(c)))
+        return _bullets(
+            c.statement for c in self.claims if c.kind == "child" or (c.kind is None and self.is_child(c))
+        )
 
     def caveats(self) -> str:
         if self.context is None:

@@ -62,4 +62,6 @@ def verify_evidence_map(evidence_map: EvidenceMap, context: ContextPayload) -> V
             verified.append(claim.claim_id)
         else:
             reasons[claim.claim_id] = reason
-    return VerificationReport(verified_claims=tuple(verified), rejected_claims=tuple(reasons), reasons=reasons)
+    return VerificationReport(
+        verified_claims=tuple(verified), rejected_claims=tuple(reasons), reasons=reasons
+    )

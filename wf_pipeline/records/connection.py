@@ -56,7 +56,9 @@ def is_memory_sqlite(url: URL) -> bool:
 def create_record_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S})
+    return create_engine(
+        url, pool_pre_ping=True, connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
+    )
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -98,11 +100,15 @@ def translated_errors(url: URL, action: str) -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise RecordError(
-            "RECORD_INTEGRITY", f"{action} violates a record constraint: {driver_message(exc, url)}", action=action
+            "RECORD_INTEGRITY",
+            f"{action} violates a record constraint: {driver_message(exc, url)}",
+            action=action,
         ) from exc
     except DataError as exc:
         raise RecordError(
-            "RECORD_INTEGRITY", f"{action} stores a value the column rejects: {driver_message(exc, url)}", action=action
+            "RECORD_INTEGRITY",
+            f"{action} stores a value the column rejects: {driver_message(exc, url)}",
+            action=action,
         ) from exc
     except (OperationalError, InterfaceError) as exc:
         raise RecordError(

@@ -191,12 +191,18 @@ class RecordStore:
             return
         key = _KEYS[table_name]
         # One statement may not touch a row twice (PostgreSQL refuses): the last record per key wins.
-        rows = list({tuple(row[col] for col in key): row for row in (r.model_dump() for r in records)}.values())
+        rows = list(
+            {tuple(row[col] for col in key): row for row in (r.model_dump() for r in records)}.values()
+        )
         table = self._tables[table_name]
         statement = self._insert(table)
         statement = statement.on_conflict_do_update(
             index_elements=list(key),
-            set_={column.name: statement.excluded[column.name] for column in table.columns if column.name not in key},
+            set_={
+                column.name: statement.excluded[column.name]
+                for column in table.columns
+                if column.name not in key
+            },
         )
         conn.execute(statement, rows)
 
@@ -360,7 +366,9 @@ class RecordStore:
         """Artifact ids of every frame of ``frame_type`` (the outputs a workflow has produced)."""
         table = self._tables["frames"]
         with self._reading("frame_artifact_ids") as conn:
-            rows = conn.execute(select(table.c.artifact_id).where(table.c.frame_type == frame_type).distinct())
+            rows = conn.execute(
+                select(table.c.artifact_id).where(table.c.frame_type == frame_type).distinct()
+            )
             return {row[0] for row in rows}
 
     # --- orphan detection ------------------------------------------------------------

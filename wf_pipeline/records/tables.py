@@ -85,9 +85,15 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
         unique=(("thread_id", "turn_id", "attempt"),),
         references_thread=True,
     ),
-    TableSpec("gates", GateRecord, key=("gate_record_id",), indexes=(("thread_id",),), references_thread=True),
     TableSpec(
-        "prompt_links", PromptLinkRecord, key=("prompt_link_id",), indexes=(("thread_id",),), references_thread=True
+        "gates", GateRecord, key=("gate_record_id",), indexes=(("thread_id",),), references_thread=True
+    ),
+    TableSpec(
+        "prompt_links",
+        PromptLinkRecord,
+        key=("prompt_link_id",),
+        indexes=(("thread_id",),),
+        references_thread=True,
     ),
     TableSpec(
         "artifact_links",

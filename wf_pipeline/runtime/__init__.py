@@ -3,7 +3,13 @@
 from wf_pipeline.runtime.environment import RuntimeEnv, provider_from_settings
 from wf_pipeline.runtime.runs import RunPlan, RunSummary, ThreadSummary, plan_run, summarize_run, write_readme
 from wf_pipeline.runtime.targets import Target, register_targets, resolve_target, target_key_for
-from wf_pipeline.runtime.threads import ThreadPlan, final_artifact_id, open_thread, plan_thread, scan_workspace
+from wf_pipeline.runtime.threads import (
+    ThreadPlan,
+    final_artifact_id,
+    open_thread,
+    plan_thread,
+    scan_workspace,
+)
 from wf_pipeline.runtime.turn import CONTEXT_REF, TurnOutput, run_turn
 
 __all__ = [

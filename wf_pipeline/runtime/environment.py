@@ -37,12 +37,14 @@ class RuntimeEnv:
         catalog: ProfileCatalog | None = None,
         provider: Provider | None = None,
         env: Mapping[str, str] | None = None,
-    ) -> "RuntimeEnv":
+    ) -> RuntimeEnv:
         env = os.environ if env is None else env
         settings.ensure_dirs()
         cas = open_cas(settings.cas_url)
         if catalog is None:
-            catalog = load_catalog(default_layers(settings, workspace_dir or Path.cwd()), artifact_reader=cas.get)
+            catalog = load_catalog(
+                default_layers(settings, workspace_dir or Path.cwd()), artifact_reader=cas.get
+            )
         budgets = Budgets()
         return cls(
             settings=settings,
@@ -58,7 +60,7 @@ class RuntimeEnv:
 def provider_options(name: str, env: Mapping[str, str]) -> dict[str, Any]:
     """Provider options from ``WF_<PROVIDER>_<OPTION>`` variables, e.g. WF_OPENAI_BASE_URL."""
     prefix = f"WF_{name.upper()}_"
-    return {key[len(prefix):].lower(): value for key, value in env.items() if key.startswith(prefix)}
+    return {key[len(prefix) :].lower(): value for key, value in env.items() if key.startswith(prefix)}
 
 
 def provider_from_settings(settings: Settings, env: Mapping[str, str]) -> Provider:

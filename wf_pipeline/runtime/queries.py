@@ -20,7 +20,8 @@ def record_scan(env: RuntimeEnv, scan: TreeScan) -> dict[str, Any]:
         "directories": sum(1 for n in scan.nodes if n.kind == "dir"),
         "files": len(files),
         "omitted": {
-            reason: sum(1 for n in files if n.omitted == reason) for reason in ("binary", "oversized", "unreadable")
+            reason: sum(1 for n in files if n.omitted == reason)
+            for reason in ("binary", "oversized", "unreadable")
         },
         "warnings": [{"code": w.code, "path": w.path, "message": w.message} for w in scan.warnings],
     }
@@ -59,7 +60,9 @@ def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
                 "status": turn.status,
                 "input_artifact_ids": list(turn.input_artifact_ids),
                 "output_artifact_id": turn.output_artifact_id,
-                "gate": {"gate_id": gate.gate_id, "outcome": gate.outcome, "reasons": list(gate.reasons)} if gate else None,
+                "gate": {"gate_id": gate.gate_id, "outcome": gate.outcome, "reasons": list(gate.reasons)}
+                if gate
+                else None,
                 "error_code": turn.error_code,
                 "started_at_ms": turn.started_at_ms,
                 "ended_at_ms": turn.ended_at_ms,
@@ -70,5 +73,3 @@ def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
         "prompt_link_ids": sorted(link_id for _, link_id in links),
         "turns": turns,
     }
-
-

@@ -120,11 +120,16 @@ def summarize_run(
     summaries = []
     for thread_plan in plan.threads:
         thread = env.records.get_thread(thread_plan.thread.thread_id) or thread_plan.thread
-        artifact_id = final_artifact_id(env, plan.loaded, thread.thread_id) if thread.status == "completed" else None
+        artifact_id = (
+            final_artifact_id(env, plan.loaded, thread.thread_id) if thread.status == "completed" else None
+        )
         output_path = None
         if artifact_id is not None:
             output_path = write_readme(
-                env, artifact_id, _destination(plan.scan.root, thread, out_dir, in_place), overwrite=overwrite or not in_place
+                env,
+                artifact_id,
+                _destination(plan.scan.root, thread, out_dir, in_place),
+                overwrite=overwrite or not in_place,
             )
         summaries.append(
             ThreadSummary(

@@ -27,7 +27,7 @@ class Target:
     path: str
 
     @classmethod
-    def from_record(cls, record: TargetRecord) -> "Target":
+    def from_record(cls, record: TargetRecord) -> Target:
         return cls(key=record.target_key, root=Path(record.root_path), path=record.path)
 
 
@@ -65,5 +65,7 @@ def register_targets(records: RecordStore, scan: TreeScan) -> list[Target]:
 def resolve_target(records: RecordStore, key: str) -> Target:
     record = records.get_target(key)
     if record is None:
-        raise RunError("RUN_UNKNOWN_TARGET", f"no target registered under key {key!r}; run `wf targets sync PATH`")
+        raise RunError(
+            "RUN_UNKNOWN_TARGET", f"no target registered under key {key!r}; run `wf targets sync PATH`"
+        )
     return Target.from_record(record)

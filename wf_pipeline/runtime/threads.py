@@ -66,7 +66,9 @@ def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id:
     return ThreadPlan(target=target, node_id=node_id, thread=thread, reusable=False)
 
 
-def open_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, thread_id: str | None = None) -> ThreadRecord:
+def open_thread(
+    env: RuntimeEnv, loaded: LoadedProfile, target: Target, thread_id: str | None = None
+) -> ThreadRecord:
     """The thread a turn works in: the named one (resume), or the one for the tree as it is now."""
     if thread_id is not None:
         thread = env.records.get_thread(thread_id)

@@ -15,7 +15,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from wf_pipeline.errors import MetadataError, RunError, WfError
+from wf_pipeline.errors import RunError, WfError
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
 from wf_pipeline.metadata.canonical import canonical_text, digest_text
@@ -38,7 +38,12 @@ from wf_pipeline.providers import ProviderRequest
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.targets import Target
-from wf_pipeline.runtime.threads import context_snapshot, final_output_type, frame_type_of, recorded_context_id
+from wf_pipeline.runtime.threads import (
+    context_snapshot,
+    final_output_type,
+    frame_type_of,
+    recorded_context_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +79,14 @@ class TurnOutput:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TurnOutput":
-        return cls(**{**data, "input_artifact_ids": tuple(data["input_artifact_ids"]), "gate_reasons": tuple(data["gate_reasons"])})
+    def from_json(cls, data: dict[str, Any]) -> TurnOutput:
+        return cls(
+            **{
+                **data,
+                "input_artifact_ids": tuple(data["input_artifact_ids"]),
+                "gate_reasons": tuple(data["gate_reasons"]),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,12 @@ def run_turn(
     history = env.records.turns_for_thread(thread.thread_id)
     previous = [r for r in history if r.turn_id == turn_id]
     latest = previous[-1] if previous else None
-    if latest is not None and latest.status == "completed" and latest.output_artifact_id and env.cas.exists(latest.output_artifact_id):
+    if (
+        latest is not None
+        and latest.status == "completed"
+        and latest.output_artifact_id
+        and env.cas.exists(latest.output_artifact_id)
+    ):
         return _reused_output(env, thread, turn, target, latest)
 
     snapshot = _snapshot_inputs(env, loaded, thread, target, turn)
@@ -126,26 +142,54 @@ def run_turn(
                     timeout_ms=turn.timeout_ms,
                 )
             )
-            output_bytes = _checked_output(response.text, turn.output_format, profile.artifact_policy.max_output_bytes)
+            output_bytes = _checked_output(
+                response.text, turn.output_format, profile.artifact_policy.max_output_bytes
+            )
         except WfError as exc:
-            log.warning("turn %s of thread %s attempt %d failed: %s", turn.turn_id, thread.thread_id, attempt, exc.code)
-            output = _commit_failed_attempt(env, loaded, thread, target, turn, snapshot, attempt, started, exc, provider_calls)
+            log.warning(
+                "turn %s of thread %s attempt %d failed: %s",
+                turn.turn_id,
+                thread.thread_id,
+                attempt,
+                exc.code,
+            )
+            output = _commit_failed_attempt(
+                env, loaded, thread, target, turn, snapshot, attempt, started, exc, provider_calls
+            )
             continue
         # Output artifact first, then the gate, then every record of the turn at once.
         output_ref = env.cas.put(output_bytes)
         output_text = output_bytes.decode("utf-8")
         gate = evaluate(gate_spec, output_text, snapshot.texts) if gate_spec else None
         return _commit_attempt(
-            env, loaded, thread, target, turn, snapshot, attempt, started,
-            output_ref.artifact_id, output_ref.size, gate, response.provider_type, response.model, provider_calls,
+            env,
+            loaded,
+            thread,
+            target,
+            turn,
+            snapshot,
+            attempt,
+            started,
+            output_ref.artifact_id,
+            output_ref.size,
+            gate,
+            response.provider_type,
+            response.model,
+            provider_calls,
         )
     assert output is not None
     return output
 
 
-def _reused_output(env: RuntimeEnv, thread: ThreadRecord, turn: Any, target: Target, latest: TurnRecord) -> TurnOutput:
+def _reused_output(
+    env: RuntimeEnv, thread: ThreadRecord, turn: Any, target: Target, latest: TurnRecord
+) -> TurnOutput:
     gate = next(
-        (g for g in reversed(env.records.gates_for_thread(thread.thread_id)) if g.turn_id == turn.turn_id and g.attempt == latest.attempt),
+        (
+            g
+            for g in reversed(env.records.gates_for_thread(thread.thread_id))
+            if g.turn_id == turn.turn_id and g.attempt == latest.attempt
+        ),
         None,
     )
     return TurnOutput(
@@ -165,7 +209,9 @@ def _reused_output(env: RuntimeEnv, thread: ThreadRecord, turn: Any, target: Tar
     )
 
 
-def _snapshot_inputs(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn: Any) -> _Snapshot:
+def _snapshot_inputs(
+    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn: Any
+) -> _Snapshot:
     profile = loaded.profile
     latest = env.records.latest_turns(thread.thread_id)
     producers = {t.output_type: t for t in profile.ordered_turns()}
@@ -230,10 +276,10 @@ def _checked_output(text: str, output_format: str, max_output_bytes: int) -> byt
     return data
 
 
-def _input_links(thread_id: str, turn_id: str, attempt: int, snapshot: _Snapshot, created: int) -> list[ArtifactLinkRecord]:
-    links = [
-        (role, artifact_id, size) for role, (artifact_id, size) in snapshot.artifacts.items()
-    ] + [
+def _input_links(
+    thread_id: str, turn_id: str, attempt: int, snapshot: _Snapshot, created: int
+) -> list[ArtifactLinkRecord]:
+    links = [(role, artifact_id, size) for role, (artifact_id, size) in snapshot.artifacts.items()] + [
         ("input", artifact_id, 0) for ref, artifact_id in snapshot.artifact_ids.items() if ref != CONTEXT_REF
     ]
     return [
@@ -251,9 +297,19 @@ def _input_links(thread_id: str, turn_id: str, attempt: int, snapshot: _Snapshot
     ]
 
 
-def _prompt_link(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, turn: Any, attempt: int, snapshot: _Snapshot, created: int) -> PromptLinkRecord:
+def _prompt_link(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    turn: Any,
+    attempt: int,
+    snapshot: _Snapshot,
+    created: int,
+) -> PromptLinkRecord:
     return PromptLinkRecord(
-        prompt_link_id=prompt_link_id_for(loaded.profile.workflow_id, thread.thread_id, turn.turn_id, attempt),
+        prompt_link_id=prompt_link_id_for(
+            loaded.profile.workflow_id, thread.thread_id, turn.turn_id, attempt
+        ),
         thread_id=thread.thread_id,
         turn_id=turn.turn_id,
         node_id=thread.target_node_id,
@@ -267,12 +323,22 @@ def _prompt_link(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, t
 
 
 def _commit_failed_attempt(
-    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn: Any,
-    snapshot: _Snapshot, attempt: int, started: int, error: WfError, provider_calls: int,
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    target: Target,
+    turn: Any,
+    snapshot: _Snapshot,
+    attempt: int,
+    started: int,
+    error: WfError,
+    provider_calls: int,
 ) -> TurnOutput:
     ended = now_ms()
     record = TurnRecord(
-        turn_record_id=turn_record_id_for(loaded.profile.workflow_id, thread.thread_id, turn.turn_id, attempt),
+        turn_record_id=turn_record_id_for(
+            loaded.profile.workflow_id, thread.thread_id, turn.turn_id, attempt
+        ),
         thread_id=thread.thread_id,
         turn_id=turn.turn_id,
         turn_seq=turn.seq,
@@ -285,7 +351,9 @@ def _commit_failed_attempt(
         error_text=error.message[:500],
         provider_called=True,
     )
-    updated = thread.model_copy(update={"status": "failed", "updated_at_ms": ended, "last_turn_seq": turn.seq})
+    updated = thread.model_copy(
+        update={"status": "failed", "updated_at_ms": ended, "last_turn_seq": turn.seq}
+    )
     env.records.commit_turn(
         TurnCommit(
             thread=updated,
@@ -297,17 +365,37 @@ def _commit_failed_attempt(
         )
     )
     return TurnOutput(
-        thread_id=thread.thread_id, turn_id=turn.turn_id, output_type=turn.output_type, target_key=target.key,
-        status="failed", attempt=attempt, artifact_id=None, artifact_size=0,
-        input_artifact_ids=record.input_artifact_ids, gate_id=turn.gate_id, gate_outcome=None,
-        provider_calls=provider_calls, error_code=error.code,
+        thread_id=thread.thread_id,
+        turn_id=turn.turn_id,
+        output_type=turn.output_type,
+        target_key=target.key,
+        status="failed",
+        attempt=attempt,
+        artifact_id=None,
+        artifact_size=0,
+        input_artifact_ids=record.input_artifact_ids,
+        gate_id=turn.gate_id,
+        gate_outcome=None,
+        provider_calls=provider_calls,
+        error_code=error.code,
     )
 
 
 def _commit_attempt(
-    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn: Any,
-    snapshot: _Snapshot, attempt: int, started: int, output_id: str, output_size: int,
-    gate: GateResult | None, provider_type: str, model: str, provider_calls: int,
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    target: Target,
+    turn: Any,
+    snapshot: _Snapshot,
+    attempt: int,
+    started: int,
+    output_id: str,
+    output_size: int,
+    gate: GateResult | None,
+    provider_type: str,
+    model: str,
+    provider_calls: int,
 ) -> TurnOutput:
     profile = loaded.profile
     ended = now_ms()
@@ -348,28 +436,60 @@ def _commit_attempt(
     links = _input_links(thread.thread_id, turn.turn_id, attempt, snapshot, ended)
     links.append(
         ArtifactLinkRecord(
-            artifact_link_id=artifact_link_id_for(thread.thread_id, turn.turn_id, attempt, "output", output_id),
-            artifact_id=output_id, thread_id=thread.thread_id, turn_id=turn.turn_id, attempt=attempt,
-            role="output", size=output_size, created_at_ms=ended,
+            artifact_link_id=artifact_link_id_for(
+                thread.thread_id, turn.turn_id, attempt, "output", output_id
+            ),
+            artifact_id=output_id,
+            thread_id=thread.thread_id,
+            turn_id=turn.turn_id,
+            attempt=attempt,
+            role="output",
+            size=output_size,
+            created_at_ms=ended,
         )
     )
     frame = None
     if is_final and passed:
-        frame = _final_frame(env, loaded, thread, prompt_link, snapshot, output_id, provider_type, model, ended)
-    updated = thread.model_copy(update={"status": thread_status, "updated_at_ms": ended, "last_turn_seq": turn.seq})
+        frame = _final_frame(
+            env, loaded, thread, prompt_link, snapshot, output_id, provider_type, model, ended
+        )
+    updated = thread.model_copy(
+        update={"status": thread_status, "updated_at_ms": ended, "last_turn_seq": turn.seq}
+    )
     env.records.commit_turn(
-        TurnCommit(thread=updated, turn=record, gate=gate_record, prompt_link=prompt_link, artifact_links=tuple(links), frame=frame)
+        TurnCommit(
+            thread=updated,
+            turn=record,
+            gate=gate_record,
+            prompt_link=prompt_link,
+            artifact_links=tuple(links),
+            frame=frame,
+        )
     )
     log.info(
         "turn %s of thread %s attempt %d: %s, output %s, gate %s",
-        turn.turn_id, thread.thread_id, attempt, status, output_id, gate.outcome if gate else "none",
+        turn.turn_id,
+        thread.thread_id,
+        attempt,
+        status,
+        output_id,
+        gate.outcome if gate else "none",
     )
     return TurnOutput(
-        thread_id=thread.thread_id, turn_id=turn.turn_id, output_type=turn.output_type, target_key=target.key,
-        status=status, attempt=attempt, artifact_id=output_id, artifact_size=output_size,
-        input_artifact_ids=record.input_artifact_ids, gate_id=gate.gate_id if gate else None,
-        gate_outcome=gate.outcome if gate else None, gate_reasons=gate.reasons if gate else (),
-        provider_calls=provider_calls, error_code=record.error_code,
+        thread_id=thread.thread_id,
+        turn_id=turn.turn_id,
+        output_type=turn.output_type,
+        target_key=target.key,
+        status=status,
+        attempt=attempt,
+        artifact_id=output_id,
+        artifact_size=output_size,
+        input_artifact_ids=record.input_artifact_ids,
+        gate_id=gate.gate_id if gate else None,
+        gate_outcome=gate.outcome if gate else None,
+        gate_reasons=gate.reasons if gate else (),
+        provider_calls=provider_calls,
+        error_code=record.error_code,
     )
 
 
@@ -381,24 +501,31 @@ def _thread_context_id(env: RuntimeEnv, thread: ThreadRecord) -> str:
 
 
 def _final_frame(
-    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, prompt_link: PromptLinkRecord,
-    snapshot: _Snapshot, output_id: str, provider_type: str, model: str, created: int,
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    prompt_link: PromptLinkRecord,
+    snapshot: _Snapshot,
+    output_id: str,
+    provider_type: str,
+    model: str,
+    created: int,
 ) -> FrameRecord:
     """The frame attached to the target node, its metadata passed through the one write boundary."""
     profile = loaded.profile
     forbidden = [snapshot.user_prompt, *snapshot.texts.values()]
     metadata = env.boundary.validate(
-            {
-                "agent_id": profile.target_agent_id or f"agent.{profile.workflow_id}",
-                "provider": env.settings.provider,
-                "provider_type": provider_type,
-                "model": model,
-                "prompt_digest": digest_text(snapshot.system_prompt + "\n" + snapshot.user_prompt),
-                "context_digest": snapshot.artifact_ids.get(CONTEXT_REF) or _thread_context_id(env, thread),
-                "prompt_link_id": prompt_link.prompt_link_id,
-            },
-            forbidden_texts=forbidden,
-        )
+        {
+            "agent_id": profile.target_agent_id or f"agent.{profile.workflow_id}",
+            "provider": env.settings.provider,
+            "provider_type": provider_type,
+            "model": model,
+            "prompt_digest": digest_text(snapshot.system_prompt + "\n" + snapshot.user_prompt),
+            "context_digest": snapshot.artifact_ids.get(CONTEXT_REF) or _thread_context_id(env, thread),
+            "prompt_link_id": prompt_link.prompt_link_id,
+        },
+        forbidden_texts=forbidden,
+    )
     frame_type = frame_type_of(loaded)
     return FrameRecord(
         frame_id=frame_id_for(thread.target_node_id, frame_type, output_id),

@@ -134,7 +134,9 @@ def build_context(scan: TreeScan, dir_path: str, child_readmes: Mapping[str, str
         target=ContextTarget(path=target.path, name=target.name, node_id=target.node_id),
         files=tuple(_context_file(scan, node) for node in scan.files_in(dir_path)),
         children=tuple(
-            ContextChild(path=node.path, name=node.name, node_id=node.node_id, readme=child_readmes.get(node.path))
+            ContextChild(
+                path=node.path, name=node.name, node_id=node.node_id, readme=child_readmes.get(node.path)
+            )
             for node in scan.dirs_in(dir_path)
         ),
     )

@@ -105,7 +105,9 @@ class TreeScan:
     def node(self, path: str) -> TreeNode:
         found = self._by_path.get(path)
         if found is None:
-            raise TreeError("TREE_NODE_NOT_FOUND", f"no node at {path!r} in the scan of {self.root}", path=path)
+            raise TreeError(
+                "TREE_NODE_NOT_FOUND", f"no node at {path!r} in the scan of {self.root}", path=path
+            )
         return found
 
     def absolute_path(self, path: str) -> Path:
@@ -260,7 +262,9 @@ class _Walker:
         self.nodes[slot] = node
         return node
 
-    def _with_own_gitignore(self, path: str, entries: list[os.DirEntry[str]], rules: IgnoreRules) -> IgnoreRules:
+    def _with_own_gitignore(
+        self, path: str, entries: list[os.DirEntry[str]], rules: IgnoreRules
+    ) -> IgnoreRules:
         entry = next((e for e in entries if e.name == GITIGNORE_NAME), None)
         if entry is None or _entry_kind(entry) != "file":
             return rules
@@ -273,7 +277,11 @@ class _Walker:
             return rules
         spec, invalid = compile_patterns(text.splitlines())
         for line in invalid:
-            self.warn("TREE_IGNORE_PATTERN_INVALID", gitignore_path, f"line {line} is not a valid gitignore pattern; skipped")
+            self.warn(
+                "TREE_IGNORE_PATTERN_INVALID",
+                gitignore_path,
+                f"line {line} is not a valid gitignore pattern; skipped",
+            )
         return rules.with_gitignore(IgnoreLayer(path, spec))
 
     def _visit(
@@ -306,9 +314,15 @@ class _Walker:
             if exc.errno == errno.ELOOP:
                 self.warn("TREE_SYMLINK_LOOP", path, "symlink chain loops; skipped")
             elif os.path.islink(entry.path):
-                self.warn("TREE_BROKEN_SYMLINK", path, f"symlink target is unavailable ({_errno_name(exc)}); skipped")
+                self.warn(
+                    "TREE_BROKEN_SYMLINK",
+                    path,
+                    f"symlink target is unavailable ({_errno_name(exc)}); skipped",
+                )
             else:  # vanished or became inaccessible after it was listed
-                self.warn("TREE_UNREADABLE_FILE", path, f"entry cannot be inspected ({_errno_name(exc)}); skipped")
+                self.warn(
+                    "TREE_UNREADABLE_FILE", path, f"entry cannot be inspected ({_errno_name(exc)}); skipped"
+                )
             return
         self.warn("TREE_SPECIAL_FILE", path, "not a regular file or directory; skipped")
 
@@ -323,20 +337,26 @@ class _Walker:
         if entry.is_symlink():
             real = os.path.realpath(entry.path)
             if any(_is_same_or_ancestor(real, ancestor) for ancestor in real_ancestors):
-                self.warn("TREE_SYMLINK_LOOP", path, "directory symlink points at itself or an ancestor; skipped")
+                self.warn(
+                    "TREE_SYMLINK_LOOP", path, "directory symlink points at itself or an ancestor; skipped"
+                )
                 return None
         else:
             real = os.path.join(real_ancestors[-1], entry.name)
         try:
             entries = _list_directory(entry.path)
         except OSError as exc:
-            self.warn("TREE_UNREADABLE_DIR", path, f"directory cannot be listed ({_errno_name(exc)}); skipped")
+            self.warn(
+                "TREE_UNREADABLE_DIR", path, f"directory cannot be listed ({_errno_name(exc)}); skipped"
+            )
             return None
         if any(child.name == VENV_MARKER for child in entries):
             return None
         return self.build_dir(path, entry.name, depth, entries, rules, (*real_ancestors, real))
 
-    def _build_file(self, abs_path: str, path: str, name: str, parent_path: str, depth: int) -> TreeNode | None:
+    def _build_file(
+        self, abs_path: str, path: str, name: str, parent_path: str, depth: int
+    ) -> TreeNode | None:
         try:
             facts = _read_file_facts(abs_path, self.max_file_bytes)
         except OSError as exc:
@@ -377,14 +397,18 @@ def _open_root(root: Path | str) -> tuple[Path, list[os.DirEntry[str]]]:
     except (FileNotFoundError, NotADirectoryError):
         raise TreeError("TREE_PATH_MISSING", f"{root_path} does not exist", path=str(root_path)) from None
     except OSError as exc:
-        raise TreeError("TREE_UNREADABLE", f"{root_path} cannot be read ({_errno_name(exc)})", path=str(root_path)) from None
+        raise TreeError(
+            "TREE_UNREADABLE", f"{root_path} cannot be read ({_errno_name(exc)})", path=str(root_path)
+        ) from None
     if not stat.S_ISDIR(root_stat.st_mode):
         raise TreeError("TREE_NOT_A_DIRECTORY", f"{root_path} is not a directory", path=str(root_path))
     resolved = root_path.resolve()
     try:
         entries = _list_directory(str(resolved))
     except OSError as exc:
-        raise TreeError("TREE_UNREADABLE", f"{resolved} cannot be listed ({_errno_name(exc)})", path=str(resolved)) from None
+        raise TreeError(
+            "TREE_UNREADABLE", f"{resolved} cannot be listed ({_errno_name(exc)})", path=str(resolved)
+        ) from None
     return resolved, entries
 
 
