@@ -160,3 +160,19 @@ def test_records_and_frame_carry_ids_and_digests_only(setup):
     # Every artifact a record names is in the CAS and hashes to its id.
     for artifact_id in env.records.referenced_artifact_ids():
         env.cas.get(artifact_id)
+
+
+def test_a_non_retryable_provider_error_is_not_retried(setup):
+    refused = ProviderError("PROVIDER_HTTP_ERROR", "401 unauthorized", status=401, retryable=False)
+    provider = ScriptedProvider({"evidence_gather": [refused, refused]})
+    env, loaded, plan = setup(provider)
+    (output,) = _run_all(env, loaded, plan)
+    assert output.error_code == "PROVIDER_HTTP_ERROR"
+    assert len(provider.requests) == 1
+
+
+def test_artifact_links_record_real_sizes(setup):
+    env, loaded, plan = setup(ScriptedProvider())
+    _run_all(env, loaded, plan)
+    for link in env.records.artifact_links_for_thread(plan.thread.thread_id):
+        assert link.size == len(env.cas.get(link.artifact_id)), (link.turn_id, link.role)

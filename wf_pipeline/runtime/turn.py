@@ -15,6 +15,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from wf_pipeline.cas import ArtifactRef
 from wf_pipeline.errors import RunError, WfError
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
@@ -34,7 +35,7 @@ from wf_pipeline.metadata.records import (
     turn_record_id_for,
 )
 from wf_pipeline.profiles import LoadedProfile, render_prompt
-from wf_pipeline.providers import ProviderRequest
+from wf_pipeline.providers import ProviderRequest, ProviderResponse
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.targets import Target
@@ -99,6 +100,11 @@ class _Snapshot:
     user_prompt: str
     artifacts: dict[str, tuple[str, int]] = field(default_factory=dict)  # role -> (id, size)
 
+    @property
+    def inputs(self) -> dict[str, tuple[str, int]]:
+        """input_ref -> (artifact id, size); texts came out of the CAS as canonical UTF-8."""
+        return {ref: (self.artifact_ids[ref], len(text.encode("utf-8"))) for ref, text in self.texts.items()}
+
 
 def run_turn(
     env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn_id: str
@@ -108,9 +114,7 @@ def run_turn(
     turn = next((t for t in profile.ordered_turns() if t.turn_id == turn_id), None)
     if turn is None:
         raise RunError("RUN_UNKNOWN_TURN", f"{profile.workflow_id} has no turn {turn_id!r}")
-    history = env.records.turns_for_thread(thread.thread_id)
-    previous = [r for r in history if r.turn_id == turn_id]
-    latest = previous[-1] if previous else None
+    latest = env.records.latest_turns(thread.thread_id).get(turn_id)
     if (
         latest is not None
         and latest.status == "completed"
@@ -122,63 +126,46 @@ def run_turn(
     snapshot = _snapshot_inputs(env, loaded, thread, target, turn)
     gate_spec = profile.gate(turn.gate_id) if turn.gate_id else None
     max_attempts = 1 + min(turn.retry_limit, profile.thread_policy.max_turn_retries)
-    first_attempt = (latest.attempt + 1) if latest else 1
+    first = (latest.attempt + 1) if latest else 1
     provider_calls = 0
-    output: TurnOutput | None = None
-    for attempt in range(first_attempt, first_attempt + max_attempts):
-        started = now_ms()
+    failed: TurnOutput | None = None
+    for number in range(first, first + max_attempts):
+        attempt = _Attempt(env, loaded, thread, target, turn, snapshot, number, now_ms())
         provider_calls += 1
         try:
-            response = env.provider.complete(
-                ProviderRequest(
-                    workflow_id=profile.workflow_id,
-                    thread_id=thread.thread_id,
-                    turn_id=turn.turn_id,
-                    output_type=turn.output_type,
-                    output_format=turn.output_format,
-                    system_prompt=snapshot.system_prompt,
-                    user_prompt=snapshot.user_prompt,
-                    inputs=snapshot.texts,
-                    timeout_ms=turn.timeout_ms,
-                )
-            )
+            response = env.provider.complete(_request(attempt))
             output_bytes = _checked_output(
                 response.text, turn.output_format, profile.artifact_policy.max_output_bytes
             )
         except WfError as exc:
             log.warning(
-                "turn %s of thread %s attempt %d failed: %s",
-                turn.turn_id,
-                thread.thread_id,
-                attempt,
-                exc.code,
+                "turn %s of thread %s attempt %d failed: %s", turn.turn_id, thread.thread_id, number, exc.code
             )
-            output = _commit_failed_attempt(
-                env, loaded, thread, target, turn, snapshot, attempt, started, exc, provider_calls
-            )
+            failed = _commit_failed(attempt, exc, provider_calls)
+            if exc.details.get("retryable") is False:
+                return failed
             continue
         # Output artifact first, then the gate, then every record of the turn at once.
         output_ref = env.cas.put(output_bytes)
-        output_text = output_bytes.decode("utf-8")
-        gate = evaluate(gate_spec, output_text, snapshot.texts) if gate_spec else None
-        return _commit_attempt(
-            env,
-            loaded,
-            thread,
-            target,
-            turn,
-            snapshot,
-            attempt,
-            started,
-            output_ref.artifact_id,
-            output_ref.size,
-            gate,
-            response.provider_type,
-            response.model,
-            provider_calls,
-        )
-    assert output is not None
-    return output
+        gate = evaluate(gate_spec, output_bytes.decode("utf-8"), snapshot.texts) if gate_spec else None
+        return _commit_completed(attempt, output_ref, gate, response, provider_calls)
+    assert failed is not None  # at least one attempt always runs
+    return failed
+
+
+def _request(attempt: _Attempt) -> ProviderRequest:
+    turn = attempt.turn
+    return ProviderRequest(
+        workflow_id=attempt.loaded.profile.workflow_id,
+        thread_id=attempt.thread.thread_id,
+        turn_id=turn.turn_id,
+        output_type=turn.output_type,
+        output_format=turn.output_format,
+        system_prompt=attempt.snapshot.system_prompt,
+        user_prompt=attempt.snapshot.user_prompt,
+        inputs=attempt.snapshot.texts,
+        timeout_ms=turn.timeout_ms,
+    )
 
 
 def _reused_output(
@@ -276,155 +263,149 @@ def _checked_output(text: str, output_format: str, max_output_bytes: int) -> byt
     return data
 
 
-def _input_links(
-    thread_id: str, turn_id: str, attempt: int, snapshot: _Snapshot, created: int
-) -> list[ArtifactLinkRecord]:
-    links = [(role, artifact_id, size) for role, (artifact_id, size) in snapshot.artifacts.items()] + [
-        ("input", artifact_id, 0) for ref, artifact_id in snapshot.artifact_ids.items() if ref != CONTEXT_REF
-    ]
-    return [
-        ArtifactLinkRecord(
-            artifact_link_id=artifact_link_id_for(thread_id, turn_id, attempt, role, artifact_id),
-            artifact_id=artifact_id,
-            thread_id=thread_id,
-            turn_id=turn_id,
-            attempt=attempt,
-            role=role,
-            size=size,
-            created_at_ms=created,
+@dataclass(frozen=True)
+class _Attempt:
+    """One try of one turn: everything its records are derived from."""
+
+    env: RuntimeEnv
+    loaded: LoadedProfile
+    thread: ThreadRecord
+    target: Target
+    turn: Any
+    snapshot: _Snapshot
+    number: int
+    started_ms: int
+
+    @property
+    def workflow_id(self) -> str:
+        return self.loaded.profile.workflow_id
+
+    def turn_record(self, status: TurnStatus, ended_ms: int, **outcome: Any) -> TurnRecord:
+        return TurnRecord(
+            turn_record_id=turn_record_id_for(
+                self.workflow_id, self.thread.thread_id, self.turn.turn_id, self.number
+            ),
+            thread_id=self.thread.thread_id,
+            turn_id=self.turn.turn_id,
+            turn_seq=self.turn.seq,
+            attempt=self.number,
+            status=status,
+            input_artifact_ids=tuple(self.snapshot.artifact_ids.values()),
+            started_at_ms=self.started_ms,
+            ended_at_ms=ended_ms,
+            provider_called=True,
+            **outcome,
         )
-        for role, artifact_id, size in links
-    ]
+
+    def prompt_link(self, created_ms: int) -> PromptLinkRecord:
+        artifacts = self.snapshot.artifacts
+        return PromptLinkRecord(
+            prompt_link_id=prompt_link_id_for(
+                self.workflow_id, self.thread.thread_id, self.turn.turn_id, self.number
+            ),
+            thread_id=self.thread.thread_id,
+            turn_id=self.turn.turn_id,
+            node_id=self.thread.target_node_id,
+            frame_id=self.thread.target_frame_id,
+            system_prompt_artifact_id=artifacts.get("system_prompt", (None,))[0],
+            user_prompt_template_artifact_id=artifacts["prompt_template"][0],
+            rendered_prompt_artifact_id=artifacts.get("rendered_prompt", (None,))[0],
+            context_artifact_id=self.snapshot.artifact_ids.get(CONTEXT_REF),
+            created_at_ms=created_ms,
+        )
+
+    def artifact_links(
+        self, created_ms: int, output: ArtifactRef | None = None
+    ) -> tuple[ArtifactLinkRecord, ...]:
+        links = list(self.snapshot.artifacts.items())
+        links += [("input", pair) for ref, pair in self.snapshot.inputs.items() if ref != CONTEXT_REF]
+        if output is not None:
+            links.append(("output", (output.artifact_id, output.size)))
+        return tuple(
+            ArtifactLinkRecord(
+                artifact_link_id=artifact_link_id_for(
+                    self.thread.thread_id, self.turn.turn_id, self.number, role, artifact_id
+                ),
+                artifact_id=artifact_id,
+                thread_id=self.thread.thread_id,
+                turn_id=self.turn.turn_id,
+                attempt=self.number,
+                role=role,
+                size=size,
+                created_at_ms=created_ms,
+            )
+            for role, (artifact_id, size) in links
+        )
+
+    def thread_update(self, status: str, ended_ms: int) -> ThreadRecord:
+        return self.thread.model_copy(
+            update={"status": status, "updated_at_ms": ended_ms, "last_turn_seq": self.turn.seq}
+        )
+
+    def output(
+        self, record: TurnRecord, provider_calls: int, size: int = 0, gate: GateResult | None = None
+    ) -> TurnOutput:
+        return TurnOutput(
+            thread_id=self.thread.thread_id,
+            turn_id=self.turn.turn_id,
+            output_type=self.turn.output_type,
+            target_key=self.target.key,
+            status=record.status,
+            attempt=self.number,
+            artifact_id=record.output_artifact_id,
+            artifact_size=size,
+            input_artifact_ids=record.input_artifact_ids,
+            gate_id=gate.gate_id if gate else self.turn.gate_id,
+            gate_outcome=gate.outcome if gate else None,
+            gate_reasons=gate.reasons if gate else (),
+            provider_calls=provider_calls,
+            error_code=record.error_code,
+        )
 
 
-def _prompt_link(
-    env: RuntimeEnv,
-    loaded: LoadedProfile,
-    thread: ThreadRecord,
-    turn: Any,
-    attempt: int,
-    snapshot: _Snapshot,
-    created: int,
-) -> PromptLinkRecord:
-    return PromptLinkRecord(
-        prompt_link_id=prompt_link_id_for(
-            loaded.profile.workflow_id, thread.thread_id, turn.turn_id, attempt
-        ),
-        thread_id=thread.thread_id,
-        turn_id=turn.turn_id,
-        node_id=thread.target_node_id,
-        frame_id=thread.target_frame_id,
-        system_prompt_artifact_id=snapshot.artifacts.get("system_prompt", (None,))[0],
-        user_prompt_template_artifact_id=snapshot.artifacts["prompt_template"][0],
-        rendered_prompt_artifact_id=snapshot.artifacts.get("rendered_prompt", (None,))[0],
-        context_artifact_id=snapshot.artifact_ids.get(CONTEXT_REF),
-        created_at_ms=created,
-    )
-
-
-def _commit_failed_attempt(
-    env: RuntimeEnv,
-    loaded: LoadedProfile,
-    thread: ThreadRecord,
-    target: Target,
-    turn: Any,
-    snapshot: _Snapshot,
-    attempt: int,
-    started: int,
-    error: WfError,
-    provider_calls: int,
-) -> TurnOutput:
+def _commit_failed(attempt: _Attempt, error: WfError, provider_calls: int) -> TurnOutput:
+    """A provider error or unusable output: the attempt is recorded, the thread is failed."""
     ended = now_ms()
-    record = TurnRecord(
-        turn_record_id=turn_record_id_for(
-            loaded.profile.workflow_id, thread.thread_id, turn.turn_id, attempt
-        ),
-        thread_id=thread.thread_id,
-        turn_id=turn.turn_id,
-        turn_seq=turn.seq,
-        attempt=attempt,
-        status="failed",
-        input_artifact_ids=tuple(snapshot.artifact_ids.values()),
-        started_at_ms=started,
-        ended_at_ms=ended,
-        error_code=error.code,
-        error_text=error.message[:500],
-        provider_called=True,
-    )
-    updated = thread.model_copy(
-        update={"status": "failed", "updated_at_ms": ended, "last_turn_seq": turn.seq}
-    )
-    env.records.commit_turn(
+    record = attempt.turn_record("failed", ended, error_code=error.code, error_text=error.message[:500])
+    attempt.env.records.commit_turn(
         TurnCommit(
-            thread=updated,
+            thread=attempt.thread_update("failed", ended),
             turn=record,
-            gate=None,
-            prompt_link=_prompt_link(env, loaded, thread, turn, attempt, snapshot, ended),
-            artifact_links=tuple(_input_links(thread.thread_id, turn.turn_id, attempt, snapshot, ended)),
-            frame=None,
+            prompt_link=attempt.prompt_link(ended),
+            artifact_links=attempt.artifact_links(ended),
         )
     )
-    return TurnOutput(
-        thread_id=thread.thread_id,
-        turn_id=turn.turn_id,
-        output_type=turn.output_type,
-        target_key=target.key,
-        status="failed",
-        attempt=attempt,
-        artifact_id=None,
-        artifact_size=0,
-        input_artifact_ids=record.input_artifact_ids,
-        gate_id=turn.gate_id,
-        gate_outcome=None,
-        provider_calls=provider_calls,
-        error_code=error.code,
-    )
+    return attempt.output(record, provider_calls)
 
 
-def _commit_attempt(
-    env: RuntimeEnv,
-    loaded: LoadedProfile,
-    thread: ThreadRecord,
-    target: Target,
-    turn: Any,
-    snapshot: _Snapshot,
-    attempt: int,
-    started: int,
-    output_id: str,
-    output_size: int,
+def _commit_completed(
+    attempt: _Attempt,
+    output: ArtifactRef,
     gate: GateResult | None,
-    provider_type: str,
-    model: str,
+    response: ProviderResponse,
     provider_calls: int,
 ) -> TurnOutput:
-    profile = loaded.profile
+    """An output was produced: record it with its gate verdict, and the frame if it is final."""
+    loaded, thread, turn = attempt.loaded, attempt.thread, attempt.turn
     ended = now_ms()
     passed = gate is None or gate.passed
     is_final = turn.output_type == final_output_type(loaded)
-    status: TurnStatus = "completed" if passed else "failed"
-    thread_status = ("completed" if is_final else "running") if passed else "failed"
-    record = TurnRecord(
-        turn_record_id=turn_record_id_for(profile.workflow_id, thread.thread_id, turn.turn_id, attempt),
-        thread_id=thread.thread_id,
-        turn_id=turn.turn_id,
-        turn_seq=turn.seq,
-        attempt=attempt,
-        status=status,
-        input_artifact_ids=tuple(snapshot.artifact_ids.values()),
-        output_artifact_id=output_id,
-        started_at_ms=started,
-        ended_at_ms=ended,
+    record = attempt.turn_record(
+        "completed" if passed else "failed",
+        ended,
+        output_artifact_id=output.artifact_id,
         error_code=None if passed else "GATE_FAILED",
         error_text=None if passed else f"gate {gate.gate_id} failed: {', '.join(gate.reasons)}"[:500],
-        provider_called=True,
     )
     gate_record = (
         GateRecord(
-            gate_record_id=gate_record_id_for(profile.workflow_id, thread.thread_id, turn.turn_id, attempt),
+            gate_record_id=gate_record_id_for(
+                attempt.workflow_id, thread.thread_id, turn.turn_id, attempt.number
+            ),
             thread_id=thread.thread_id,
             turn_id=turn.turn_id,
             gate_id=gate.gate_id,
-            attempt=attempt,
+            attempt=attempt.number,
             outcome=gate.outcome,
             reasons=gate.reasons,
             evaluated_at_ms=ended,
@@ -432,37 +413,20 @@ def _commit_attempt(
         if gate
         else None
     )
-    prompt_link = _prompt_link(env, loaded, thread, turn, attempt, snapshot, ended)
-    links = _input_links(thread.thread_id, turn.turn_id, attempt, snapshot, ended)
-    links.append(
-        ArtifactLinkRecord(
-            artifact_link_id=artifact_link_id_for(
-                thread.thread_id, turn.turn_id, attempt, "output", output_id
-            ),
-            artifact_id=output_id,
-            thread_id=thread.thread_id,
-            turn_id=turn.turn_id,
-            attempt=attempt,
-            role="output",
-            size=output_size,
-            created_at_ms=ended,
-        )
+    prompt_link = attempt.prompt_link(ended)
+    frame = (
+        _final_frame(attempt, prompt_link, output.artifact_id, response, ended)
+        if is_final and passed
+        else None
     )
-    frame = None
-    if is_final and passed:
-        frame = _final_frame(
-            env, loaded, thread, prompt_link, snapshot, output_id, provider_type, model, ended
-        )
-    updated = thread.model_copy(
-        update={"status": thread_status, "updated_at_ms": ended, "last_turn_seq": turn.seq}
-    )
-    env.records.commit_turn(
+    thread_status = ("completed" if is_final else "running") if passed else "failed"
+    attempt.env.records.commit_turn(
         TurnCommit(
-            thread=updated,
+            thread=attempt.thread_update(thread_status, ended),
             turn=record,
             gate=gate_record,
             prompt_link=prompt_link,
-            artifact_links=tuple(links),
+            artifact_links=attempt.artifact_links(ended, output),
             frame=frame,
         )
     )
@@ -470,27 +434,12 @@ def _commit_attempt(
         "turn %s of thread %s attempt %d: %s, output %s, gate %s",
         turn.turn_id,
         thread.thread_id,
-        attempt,
-        status,
-        output_id,
+        attempt.number,
+        record.status,
+        output.artifact_id,
         gate.outcome if gate else "none",
     )
-    return TurnOutput(
-        thread_id=thread.thread_id,
-        turn_id=turn.turn_id,
-        output_type=turn.output_type,
-        target_key=target.key,
-        status=status,
-        attempt=attempt,
-        artifact_id=output_id,
-        artifact_size=output_size,
-        input_artifact_ids=record.input_artifact_ids,
-        gate_id=gate.gate_id if gate else None,
-        gate_outcome=gate.outcome if gate else None,
-        gate_reasons=gate.reasons if gate else (),
-        provider_calls=provider_calls,
-        error_code=record.error_code,
-    )
+    return attempt.output(record, provider_calls, output.size, gate)
 
 
 def _thread_context_id(env: RuntimeEnv, thread: ThreadRecord) -> str:
@@ -501,30 +450,22 @@ def _thread_context_id(env: RuntimeEnv, thread: ThreadRecord) -> str:
 
 
 def _final_frame(
-    env: RuntimeEnv,
-    loaded: LoadedProfile,
-    thread: ThreadRecord,
-    prompt_link: PromptLinkRecord,
-    snapshot: _Snapshot,
-    output_id: str,
-    provider_type: str,
-    model: str,
-    created: int,
+    attempt: _Attempt, prompt_link: PromptLinkRecord, output_id: str, response: ProviderResponse, created: int
 ) -> FrameRecord:
     """The frame attached to the target node, its metadata passed through the one write boundary."""
+    env, loaded, thread, snapshot = attempt.env, attempt.loaded, attempt.thread, attempt.snapshot
     profile = loaded.profile
-    forbidden = [snapshot.user_prompt, *snapshot.texts.values()]
     metadata = env.boundary.validate(
         {
             "agent_id": profile.target_agent_id or f"agent.{profile.workflow_id}",
             "provider": env.settings.provider,
-            "provider_type": provider_type,
-            "model": model,
+            "provider_type": response.provider_type,
+            "model": response.model,
             "prompt_digest": digest_text(snapshot.system_prompt + "\n" + snapshot.user_prompt),
             "context_digest": snapshot.artifact_ids.get(CONTEXT_REF) or _thread_context_id(env, thread),
             "prompt_link_id": prompt_link.prompt_link_id,
         },
-        forbidden_texts=forbidden,
+        forbidden_texts=[snapshot.user_prompt, *snapshot.texts.values()],
     )
     frame_type = frame_type_of(loaded)
     return FrameRecord(
