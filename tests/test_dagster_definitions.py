@@ -39,7 +39,6 @@ def key(output_type: str) -> AssetKey:
     return AssetKey([WORKFLOW, output_type])
 
 
-@pytest.mark.skipif(not DAGSTER.exists(), reason=f"dagster CLI not installed at {DAGSTER}")
 def test_dagster_validates_the_code_location(tmp_path):
     dagster_home = tmp_path / "dagster-home"
     dagster_home.mkdir()
@@ -138,3 +137,35 @@ def test_code_version_follows_the_prompt_template(tmp_path, monkeypatch):
     # The same bytes in another place give the same versions: only prompt content counts.
     prompt.write_text(prompt.read_text().removesuffix("\nPrefer short sentences.\n"))
     assert _code_versions(build_definitions(load_catalog(default_layers(settings, workspace)))) == before
+
+
+@pytest.mark.slow
+def test_code_location_job_runs_a_target_on_its_own(tmp_path, monkeypatch):
+    """What a UI launch does: the code location's job, one partition, no CLI, no thread tag."""
+    from e2e_support import SAMPLE_REPO, copy_tree
+
+    from wf_pipeline.compiler import open_instance, resolve_job, run_workflow
+    from wf_pipeline.runtime import RuntimeEnv
+
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    tree = copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit")
+    first = run_workflow(settings, WORKFLOW, tree)
+    assert first.ok
+    module = tree / "storage" / "memory.py"
+    module.write_text(module.read_text() + '\n\ndef flush_all() -> None:\n    """Drop every store."""\n')
+
+    defs = build_definitions(load_catalog(default_layers(settings, tmp_path)))
+    result = resolve_job(defs, WORKFLOW).execute_in_process(
+        partition_key="stationkit/storage", instance=open_instance(settings), raise_on_error=False
+    )
+    assert result.success
+    env = RuntimeEnv.open(settings)
+    threads = [t for t in env.records.list_threads(WORKFLOW) if t.target_path == "storage"]
+    assert len(threads) == 2  # the old thread and the one for the changed directory
+    new = next(t for t in threads if t.thread_id not in {x.thread_id for x in first.threads})
+    assert new.status == "completed"
+    head = env.records.head_frame(new.target_node_id, "readme")
+    assert "flush_all" in env.cas.get_text(head.artifact_id)
+    materialized = result.asset_materializations_for_node("docs_writer_thread_v1__readme_final")
+    assert materialized[0].metadata["artifact_id"].value == head.artifact_id

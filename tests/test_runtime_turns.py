@@ -176,3 +176,29 @@ def test_artifact_links_record_real_sizes(setup):
     _run_all(env, loaded, plan)
     for link in env.records.artifact_links_for_thread(plan.thread.thread_id):
         assert link.size == len(env.cas.get(link.artifact_id)), (link.turn_id, link.role)
+
+
+def test_stop_on_gate_fail_off_records_the_verdict_and_goes_on(setup):
+    import dataclasses
+
+    leaky = "# storage\n\n## Evidence map\n\n- c001\n"
+    env, loaded, plan = setup(ScriptedProvider({"style_refine": [leaky]}))
+    policy = loaded.profile.failure_policy.model_copy(update={"stop_on_gate_fail": False})
+    lenient = dataclasses.replace(
+        loaded, profile=loaded.profile.model_copy(update={"failure_policy": policy})
+    )
+    outputs = _run_all(env, lenient, plan)
+    assert [o.status for o in outputs] == ["completed"] * 4
+    assert outputs[-1].gate_outcome == "fail"
+    assert any(r.startswith("EVIDENCE_HEADING_PRESENT") for r in outputs[-1].gate_reasons)
+    assert env.records.get_thread(plan.thread.thread_id).status == "completed"
+    frame = env.records.head_frame(plan.node_id, "readme")
+    assert frame is not None and frame.artifact_id == outputs[-1].artifact_id
+
+
+def test_the_shipped_profile_stops_on_the_same_failing_verdict(setup):
+    leaky = "# storage\n\n## Evidence map\n\n- c001\n"
+    env, loaded, plan = setup(ScriptedProvider({"style_refine": [leaky]}))
+    assert _run_all(env, loaded, plan)[-1].status == "failed"
+    assert env.records.get_thread(plan.thread.thread_id).status == "failed"
+    assert env.records.head_frame(plan.node_id, "readme") is None

@@ -53,7 +53,7 @@ def _turn_asset(
             AssetCheckSpec(
                 name=gate.gate_id,
                 asset=key,
-                blocking=True,
+                blocking=profile.failure_policy.stop_on_gate_fail,
                 description=f"{gate.gate_type} gate of {turn.turn_id}",
             )
         ]

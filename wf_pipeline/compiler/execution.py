@@ -40,8 +40,17 @@ Progress = Callable[[int, int], None]
 _QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
+# The embedded default instance: SQLite storage in DAGSTER_HOME, and no usage telemetry
+# (the machine may have no route out, and a CLI run should not phone home).
+_EMBEDDED_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+
+
 def open_instance(settings: Settings) -> DagsterInstance:
+    """The Dagster instance the CLI and the UI share; an existing dagster.yaml is left as it is."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(_EMBEDDED_INSTANCE_YAML)
     return DagsterInstance.from_config(str(settings.dagster_home))
 
 

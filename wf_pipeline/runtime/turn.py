@@ -388,7 +388,8 @@ def _commit_completed(
     """An output was produced: record it with its gate verdict, and the frame if it is final."""
     loaded, thread, turn = attempt.loaded, attempt.thread, attempt.turn
     ended = now_ms()
-    passed = gate is None or gate.passed
+    # With stop_on_gate_fail off, a failing verdict is recorded but the thread goes on.
+    passed = gate is None or gate.passed or not loaded.profile.failure_policy.stop_on_gate_fail
     is_final = turn.output_type == final_output_type(loaded)
     record = attempt.turn_record(
         "completed" if passed else "failed",
