@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at definition time.
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,8 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetsDefinition,
+    BackfillPolicy,
+    BetaWarning,
     DataVersion,
     DynamicPartitionsDefinition,
     Failure,
@@ -23,7 +26,7 @@ from dagster import (
 
 from wf_pipeline.compiler.resources import IO_MANAGER_KEY, RUNTIME_KEY
 from wf_pipeline.profiles import LoadedProfile
-from wf_pipeline.runtime import CONTEXT_REF, TurnOutput, open_thread, resolve_target, run_turn
+from wf_pipeline.runtime import CONTEXT_REF, TurnOutput, resolve_target, run_turn_batch
 
 THREAD_TAG = "wf/thread_id"
 
@@ -38,7 +41,10 @@ def turn_asset_key(workflow_id: str, output_type: str) -> AssetKey:
 
 def turn_assets(loaded: LoadedProfile) -> list[AssetsDefinition]:
     partitions = targets_partitions(loaded.profile.workflow_id)
-    return [_turn_asset(loaded, turn, partitions) for turn in loaded.profile.ordered_turns()]
+    # Single-run backfills and output data versions are marked beta; we rely on both knowingly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+        return [_turn_asset(loaded, turn, partitions) for turn in loaded.profile.ordered_turns()]
 
 
 def _turn_asset(
@@ -72,36 +78,76 @@ def _turn_asset(
         code_version=loaded.turn_code_version(turn.turn_id),
         description=f"{turn.title} (turn {turn.seq} of {profile.workflow_id} {profile.version})",
         kinds={"python"},
+        # A backfill batches its targets into one run; bottom-up order is kept by the
+        # runtime, which skips a directory whose children have not finished.
+        backfill_policy=BackfillPolicy.single_run(),
     )
-    def _compute(context: AssetExecutionContext, **upstream: TurnOutput) -> Iterator[Any]:
+    def _compute(context: AssetExecutionContext, **upstream: dict[str, TurnOutput]) -> Iterator[Any]:
         env = context.resources.wf_runtime
-        target = resolve_target(env.records, context.partition_key)
-        thread_ids = {out.thread_id for out in upstream.values()}
-        thread_id = thread_ids.pop() if thread_ids else context.run.tags.get(THREAD_TAG)
-        thread = open_thread(env, loaded, target, thread_id)
-        result = run_turn(env, loaded, thread, target, turn.turn_id)
-        if result.artifact_id is None:
+        keys = context.partition_keys
+        targets = [resolve_target(env.records, key) for key in keys]
+        upstream_by_key = {key: [outs[key] for outs in upstream.values() if key in outs] for key in keys}
+        results = run_turn_batch(
+            env, loaded, turn.turn_id, targets, upstream_by_key, thread_id=context.run.tags.get(THREAD_TAG)
+        )
+        single = len(keys) == 1
+        if single and results[keys[0]].artifact_id is None:
+            result = results[keys[0]]
             raise Failure(
-                description=f"{result.error_code}: turn {turn.turn_id} of thread {result.thread_id} failed",
+                description=f"{result.error_code}: turn {turn.turn_id} of thread {result.thread_id} did not complete",
                 metadata=_metadata(result, turn.seq),
             )
-        yield Output(
-            result, data_version=DataVersion(result.artifact_id), metadata=_metadata(result, turn.seq)
-        )
+        for key, result in results.items():
+            context.add_asset_metadata(_metadata(result, turn.seq), partition_key=key)
+        # One step, one data version: a single target reports its artifact digest; a batch
+        # carries each target's artifact id in that partition's metadata instead.
+        data_version = DataVersion(results[keys[0]].artifact_id) if single else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BetaWarning)
+            output = Output(results, data_version=data_version, metadata=_batch_summary(results))
+        yield output
         if gate is not None:
-            yield AssetCheckResult(
-                check_name=gate.gate_id,
-                passed=result.gate_passed,
-                severity=AssetCheckSeverity.ERROR,
-                metadata={
-                    "thread_id": result.thread_id,
-                    "gate_type": gate.gate_type,
-                    "reasons": MetadataValue.json(list(result.gate_reasons)),
-                    "output_artifact_id": result.artifact_id,
-                },
-            )
+            yield _gate_check(gate, results, single)
 
     return _compute
+
+
+def _gate_check(gate: Any, results: dict[str, TurnOutput], single: bool) -> AssetCheckResult:
+    """The gate verdicts of the step.
+
+    For one target the check is Dagster-blocking (ERROR). In a batch, blocking is enforced
+    per thread by the runtime (a failed thread's later turns are skipped), so a failing
+    thread is reported as a WARN and never stops the other threads of the step.
+    """
+    evaluated = {key: r for key, r in results.items() if r.gate_outcome is not None}
+    failing = {key: r for key, r in evaluated.items() if not r.gate_passed}
+    return AssetCheckResult(
+        check_name=gate.gate_id,
+        passed=not failing,
+        severity=AssetCheckSeverity.ERROR if single else AssetCheckSeverity.WARN,
+        metadata={
+            "gate_type": gate.gate_type,
+            "evaluated": len(evaluated),
+            "failed": len(failing),
+            "failures": MetadataValue.json(
+                {
+                    key: {"thread_id": r.thread_id, "reasons": list(r.gate_reasons)}
+                    for key, r in failing.items()
+                }
+            ),
+        },
+    )
+
+
+def _batch_summary(results: dict[str, TurnOutput]) -> dict[str, Any]:
+    statuses = [r.status for r in results.values()]
+    return {
+        "targets": len(results),
+        "completed": statuses.count("completed"),
+        "failed": statuses.count("failed"),
+        "skipped": statuses.count("skipped"),
+        "provider_calls": sum(r.provider_calls for r in results.values()),
+    }
 
 
 def _metadata(result: TurnOutput, seq: int) -> dict[str, Any]:
@@ -112,6 +158,7 @@ def _metadata(result: TurnOutput, seq: int) -> dict[str, Any]:
         "thread_id": result.thread_id,
         "turn_seq": seq,
         "attempt": result.attempt,
+        "status": result.status,
         "input_artifact_ids": MetadataValue.json(list(result.input_artifact_ids)),
         "reused": result.reused,
         "provider_calls": result.provider_calls,

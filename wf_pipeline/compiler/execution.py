@@ -1,18 +1,24 @@
 """Runs launched from the CLI, executed by Dagster on the same instance the UI reads.
 
-Threads run bottom-up, one Dagster run per pending target, so a directory's context
-includes the READMEs its children produced in earlier runs. Finished threads found by
-their dedupe key are not launched at all.
+Threads run bottom-up in batches: one Dagster run per depth level of the tree, deepest
+first, so a directory's context includes the READMEs its children produced in the level
+before. Inside a run every turn handles all of the level's targets, with concurrent
+provider calls. Finished threads found by their dedupe key are not launched at all.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dagster import DagsterInstance
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 
 from wf_pipeline.cas import open_cas
 from wf_pipeline.compiler.assets import THREAD_TAG, targets_partitions
@@ -26,6 +32,7 @@ from wf_pipeline.runtime import (
     RunPlan,
     RunSummary,
     RuntimeEnv,
+    ThreadPlan,
     plan_run,
     plan_thread,
     resolve_target,
@@ -111,7 +118,9 @@ def resume_thread(
     plan_entry = plan_thread(env, loaded, target, thread.target_node_id)
     scan = scan_workspace(env, loaded, target.root)
     plan = RunPlan(loaded=loaded, scan=scan, threads=(plan_entry,))
-    run_ids = _execute(settings, env, catalog, plan, [] if plan_entry.reusable else [plan_entry], None)
+    run_ids = _execute(
+        settings, env, catalog, plan, [] if plan_entry.reusable else [plan_entry], None, resume=plan_entry
+    )
     return summarize_run(
         env,
         plan,
@@ -129,14 +138,49 @@ class _Launched:
         self.ids: list[str] = []
 
 
+def sync_partitions(instance: DagsterInstance, workflow_id: str, keys: Sequence[str]) -> None:
+    """Make ``keys`` (one tree's targets, deepest first) the workflow's partitions, in that order.
+
+    Dagster runs take contiguous partition ranges, so each depth level of a tree must be a
+    contiguous block: the tree's keys are (re)added after every other key, in bottom-up
+    order. Re-adding a key keeps its materialization history.
+    """
+    name = targets_partitions(workflow_id).name
+    existing = instance.get_dynamic_partitions(name)
+    ours = set(keys)
+    desired = [key for key in existing if key not in ours] + list(keys)
+    if existing == desired:
+        return
+    for key in existing:
+        if key in ours:
+            instance.delete_dynamic_partition(name, key)
+    instance.add_dynamic_partitions(name, list(keys))
+
+
+def depth_levels(entries: Sequence[ThreadPlan]) -> list[list[ThreadPlan]]:
+    """Threads grouped by directory depth, deepest level first (the order they must run in)."""
+    levels: dict[int, list[ThreadPlan]] = {}
+    for entry in entries:
+        depth = 0 if entry.target.path == "." else entry.target.path.count("/") + 1
+        levels.setdefault(depth, []).append(entry)
+    return [levels[depth] for depth in sorted(levels, reverse=True)]
+
+
 def _execute(
     settings: Settings,
     env: RuntimeEnv,
     catalog: ProfileCatalog,
     plan: RunPlan,
-    pending: list,
+    pending: Sequence[ThreadPlan],
     on_progress: Progress | None,
+    *,
+    resume: ThreadPlan | None = None,
 ) -> _Launched:
+    """One Dagster run per depth level that has pending threads, deepest level first.
+
+    A level's run covers the level's contiguous partition range; its finished threads are
+    reused inside the run at no provider cost. ``resume`` runs that one thread alone.
+    """
     launched = _Launched()
     total = len(plan.threads)
     done = total - len(pending)
@@ -146,23 +190,29 @@ def _execute(
         return launched
     workflow_id = plan.loaded.profile.workflow_id
     instance = open_instance(settings)
-    partitions_name = targets_partitions(workflow_id).name
-    known = set(instance.get_dynamic_partitions(partitions_name))
-    new_keys = [entry.target.key for entry in plan.threads if entry.target.key not in known]
-    if new_keys:
-        instance.add_dynamic_partitions(partitions_name, new_keys)
+    sync_partitions(instance, workflow_id, [entry.target.key for entry in plan.threads])
     job = resolve_job(build_definitions(catalog, env), workflow_id)
+    pending_keys = {entry.target.key for entry in pending}
     with _quiet_dagster():
-        for entry in pending:
+        for level in depth_levels(plan.threads):
+            level_pending = sum(1 for entry in level if entry.target.key in pending_keys)
+            if not level_pending:
+                continue
+            if resume is not None:
+                tags = {THREAD_TAG: resume.thread.thread_id, PARTITION_NAME_TAG: resume.target.key}
+            else:
+                tags = {
+                    ASSET_PARTITION_RANGE_START_TAG: level[0].target.key,
+                    ASSET_PARTITION_RANGE_END_TAG: level[-1].target.key,
+                }
             result = job.execute_in_process(
-                partition_key=entry.target.key,
                 instance=instance,
                 raise_on_error=False,
                 run_config=_QUIET_RUN_CONFIG,
-                tags={THREAD_TAG: entry.thread.thread_id, "wf/target": entry.target.key},
+                tags={**tags, "wf/targets": str(len(level))},
             )
             launched.ids.append(result.run_id)
-            done += 1
+            done += level_pending
             if on_progress:
                 on_progress(done, total)
     return launched

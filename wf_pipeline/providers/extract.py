@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -186,9 +187,15 @@ def _is_main_guard(statement: ast.stmt) -> bool:
     return has_name and has_main
 
 
+# CPython 3.11 can fail with "AST constructor recursion depth mismatch" when threads
+# parse at the same time; turns of many threads run concurrently, so parsing is serial.
+_PARSE_LOCK = threading.Lock()
+
+
 def _parsed_python(text: str) -> ast.Module | None:
     try:
-        return ast.parse(text)
+        with _PARSE_LOCK:
+            return ast.parse(text)
     except (SyntaxError, ValueError):
         return None
 

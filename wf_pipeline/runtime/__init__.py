@@ -1,5 +1,6 @@
 """Runtime: executes turns of threads; knows nothing about Dagster."""
 
+from wf_pipeline.runtime.batch import run_turn_batch
 from wf_pipeline.runtime.environment import RuntimeEnv, provider_from_settings
 from wf_pipeline.runtime.runs import RunPlan, RunSummary, ThreadSummary, plan_run, summarize_run, write_readme
 from wf_pipeline.runtime.targets import Target, register_targets, resolve_target, target_key_for
@@ -29,6 +30,7 @@ __all__ = [
     "register_targets",
     "resolve_target",
     "run_turn",
+    "run_turn_batch",
     "scan_workspace",
     "summarize_run",
     "target_key_for",

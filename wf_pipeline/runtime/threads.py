@@ -9,7 +9,7 @@ from wf_pipeline.errors import RunError
 from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_for
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
-from wf_pipeline.runtime.targets import Target
+from wf_pipeline.runtime.targets import Target, documentable_directories
 from wf_pipeline.tree import TreeScan, build_context, context_json_text, scan_tree
 
 README_FRAME_TYPE = "readme"
@@ -67,7 +67,11 @@ def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id:
 
 
 def open_thread(
-    env: RuntimeEnv, loaded: LoadedProfile, target: Target, thread_id: str | None = None
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    target: Target,
+    thread_id: str | None = None,
+    scan: TreeScan | None = None,
 ) -> ThreadRecord:
     """The thread a turn works in: the named one (resume), or the one for the tree as it is now."""
     if thread_id is not None:
@@ -75,7 +79,7 @@ def open_thread(
         if thread is None:
             raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")
         return thread
-    scan = scan_workspace(env, loaded, target.root)
+    scan = scan or scan_workspace(env, loaded, target.root)
     plan = plan_thread(env, loaded, target, scan.node(target.path).node_id)
     if env.records.get_thread(plan.thread.thread_id) is None:
         env.records.save_thread(plan.thread)
@@ -91,7 +95,9 @@ def final_artifact_id(env: RuntimeEnv, loaded: LoadedProfile, thread_id: str) ->
     return latest.output_artifact_id if env.cas.exists(latest.output_artifact_id) else None
 
 
-def context_snapshot(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target) -> str:
+def context_snapshot(
+    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, scan: TreeScan | None = None
+) -> str:
     """Artifact id of the thread's context payload, built once and reused by every later turn.
 
     Reusing the first snapshot keeps retries and resumes on the same inputs even if the
@@ -100,7 +106,7 @@ def context_snapshot(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecor
     recorded = recorded_context_id(env, thread.thread_id)
     if recorded is not None:
         return recorded
-    scan = scan_workspace(env, loaded, target.root)
+    scan = scan or scan_workspace(env, loaded, target.root)
     node = scan.node(target.path)
     if node.node_id != thread.target_node_id:
         raise RunError(
@@ -109,6 +115,23 @@ def context_snapshot(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecor
         )
     payload = build_context(scan, target.path, child_readmes(env, loaded, scan, target.path))
     return env.cas.put_text(context_json_text(payload)).artifact_id
+
+
+def unsettled_children(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: str) -> list[str]:
+    """Child directories whose thread for their current content has not finished yet.
+
+    A directory's context includes its children's READMEs, so its thread must not start
+    before theirs have completed or failed (bottom-up order).
+    """
+    documentable = set(documentable_directories(scan))
+    pending = []
+    for child in scan.children_of(path):
+        if child.kind != "dir" or child.path not in documentable:
+            continue
+        thread = env.records.get_thread(thread_id_for(loaded.profile.workflow_id, child.node_id, ""))
+        if thread is None or thread.status not in ("completed", "failed", "aborted"):
+            pending.append(child.path)
+    return pending
 
 
 def recorded_context_id(env: RuntimeEnv, thread_id: str) -> str | None:

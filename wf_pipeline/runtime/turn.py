@@ -45,11 +45,12 @@ from wf_pipeline.runtime.threads import (
     frame_type_of,
     recorded_context_id,
 )
+from wf_pipeline.tree import TreeScan
 
 log = logging.getLogger(__name__)
 
 CONTEXT_REF = "context"
-TurnStatus = Literal["completed", "failed"]
+TurnStatus = Literal["completed", "failed", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,24 @@ class TurnOutput:
     provider_calls: int = 0
     reused: bool = False
     error_code: str | None = None
+
+    @classmethod
+    def skipped(cls, thread_id: str, turn: Any, target_key: str, reason_code: str) -> TurnOutput:
+        """A turn that did not run for this thread (no provider call, no record)."""
+        return cls(
+            thread_id=thread_id,
+            turn_id=turn.turn_id,
+            output_type=turn.output_type,
+            target_key=target_key,
+            status="skipped",
+            attempt=0,
+            artifact_id=None,
+            artifact_size=0,
+            input_artifact_ids=(),
+            gate_id=turn.gate_id,
+            gate_outcome=None,
+            error_code=reason_code,
+        )
 
     @property
     def gate_passed(self) -> bool:
@@ -107,7 +126,12 @@ class _Snapshot:
 
 
 def run_turn(
-    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn_id: str
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    target: Target,
+    turn_id: str,
+    scan: TreeScan | None = None,
 ) -> TurnOutput:
     """Run (or reuse) ``turn_id`` of ``thread``. Completed turns never call the provider again."""
     profile = loaded.profile
@@ -123,7 +147,7 @@ def run_turn(
     ):
         return _reused_output(env, thread, turn, target, latest)
 
-    snapshot = _snapshot_inputs(env, loaded, thread, target, turn)
+    snapshot = _snapshot_inputs(env, loaded, thread, target, turn, scan)
     gate_spec = profile.gate(turn.gate_id) if turn.gate_id else None
     max_attempts = 1 + min(turn.retry_limit, profile.thread_policy.max_turn_retries)
     first = (latest.attempt + 1) if latest else 1
@@ -197,7 +221,12 @@ def _reused_output(
 
 
 def _snapshot_inputs(
-    env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, target: Target, turn: Any
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    target: Target,
+    turn: Any,
+    scan: TreeScan | None,
 ) -> _Snapshot:
     profile = loaded.profile
     latest = env.records.latest_turns(thread.thread_id)
@@ -205,7 +234,7 @@ def _snapshot_inputs(
     artifact_ids: dict[str, str] = {}
     for ref in turn.input_refs:
         if ref == CONTEXT_REF:
-            artifact_ids[ref] = context_snapshot(env, loaded, thread, target)
+            artifact_ids[ref] = context_snapshot(env, loaded, thread, target, scan)
             continue
         upstream = latest.get(producers[ref].turn_id)
         if upstream is None or upstream.status != "completed" or upstream.output_artifact_id is None:

@@ -1,0 +1,93 @@
+"""One turn for many targets at once: the unit a batched Dagster step executes.
+
+Provider calls of different threads run concurrently (``WF_PROVIDER_CONCURRENCY``);
+each thread still goes through `run_turn` on its own, so one thread's failing gate or
+provider error stops only that thread. A thread is skipped, with no provider call and
+no record, when its upstream turn did not complete, or when its directory's children
+have not finished (a parent never starts before its children: bottom-up).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from wf_pipeline.errors import WfError
+from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.targets import Target
+from wf_pipeline.runtime.threads import open_thread, recorded_context_id, scan_workspace, unsettled_children
+from wf_pipeline.runtime.turn import CONTEXT_REF, TurnOutput, run_turn
+from wf_pipeline.tree import TreeScan
+
+log = logging.getLogger(__name__)
+
+
+def run_turn_batch(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    turn_id: str,
+    targets: Sequence[Target],
+    upstream: Mapping[str, Sequence[TurnOutput]],
+    *,
+    thread_id: str | None = None,
+) -> dict[str, TurnOutput]:
+    """Run ``turn_id`` for every target; returns target key -> outcome, in target order.
+
+    ``upstream`` maps a target key to the outputs of this turn's upstream turns for it.
+    ``thread_id`` names the thread to resume; it applies only to a single target.
+    """
+    turn = loaded.profile.turn(turn_id)
+    scans = _scans_by_root(env, loaded, targets)
+    prepared: dict[str, TurnOutput | tuple] = {}
+    for target in targets:
+        previous = upstream.get(target.key, ())
+        blocked = next((out for out in previous if out.status != "completed" or not out.gate_passed), None)
+        if blocked is not None:
+            prepared[target.key] = TurnOutput.skipped(
+                blocked.thread_id, turn, target.key, "RUN_UPSTREAM_FAILED"
+            )
+            continue
+        scan = scans[target.root]
+        known_thread = next((out.thread_id for out in previous), None) or (
+            thread_id if len(targets) == 1 else None
+        )
+        thread = open_thread(env, loaded, target, known_thread, scan)
+        if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
+            pending = unsettled_children(env, loaded, scan, target.path)
+            if pending:
+                log.warning("thread %s waits for %d child directories", thread.thread_id, len(pending))
+                prepared[target.key] = TurnOutput.skipped(
+                    thread.thread_id, turn, target.key, "RUN_CHILDREN_PENDING"
+                )
+                continue
+        prepared[target.key] = (thread, target, scan)
+
+    runnable = {key: job for key, job in prepared.items() if isinstance(job, tuple)}
+    workers = max(1, min(env.settings.provider_concurrency, len(runnable)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wf-turn") as pool:
+        futures = {
+            key: pool.submit(_run_one, env, loaded, thread, target, turn, scan)
+            for key, (thread, target, scan) in runnable.items()
+        }
+        results = {key: future.result() for key, future in futures.items()}
+    return {target.key: results.get(target.key) or prepared[target.key] for target in targets}
+
+
+def _run_one(
+    env: RuntimeEnv, loaded: LoadedProfile, thread, target: Target, turn, scan: TreeScan
+) -> TurnOutput:
+    try:
+        return run_turn(env, loaded, thread, target, turn.turn_id, scan)
+    except WfError as exc:
+        # Errors before the provider call (render, budget, changed tree) end this thread
+        # only; the step goes on with the others.
+        log.warning("turn %s of thread %s could not start: %s", turn.turn_id, thread.thread_id, exc.code)
+        return TurnOutput.skipped(thread.thread_id, turn, target.key, exc.code)
+
+
+def _scans_by_root(env: RuntimeEnv, loaded: LoadedProfile, targets: Sequence[Target]) -> dict[Path, TreeScan]:
+    # One scan per tree for the whole batch, not one per target.
+    return {root: scan_workspace(env, loaded, root) for root in dict.fromkeys(t.root for t in targets)}
