@@ -115,6 +115,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.ok else EXIT_FAILED
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from wf_pipeline.compiler import run_workflow
+
+    with _progress(args) as on_progress:
+        summary = run_workflow(
+            _settings(), args.workflow_id, Path(args.path), on_progress=on_progress, write_outputs=False
+        )
+    _emit(args, summary.to_json(), _render_run)
+    return 0 if summary.ok else EXIT_FAILED
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from wf_pipeline.compiler import sync_targets
+
+    result = sync_targets(_settings(), args.workflow, Path(args.path))
+
+    def render(console: Console, r: dict) -> None:
+        console.print(
+            f"{len(r['targets'])} targets in {r['levels']} levels registered as partitions {r['partitions']}"
+        )
+
+    _emit(args, result, render)
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from wf_pipeline.compiler import resume_thread
 
@@ -251,6 +276,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="with --in-place: replace existing README.md files"
     )
     run.set_defaults(handler=cmd_run)
+
+    backfill = sub.add_parser(
+        "backfill", parents=[common], help="run every target of a tree in batched runs, one per depth level"
+    )
+    backfill.add_argument("workflow_id")
+    backfill.add_argument("path")
+    backfill.set_defaults(handler=cmd_backfill)
+
+    targets = sub.add_parser("targets", parents=[common], help="register a tree's directories as partitions")
+    targets.add_argument("action", choices=["sync"])
+    targets.add_argument("path")
+    targets.add_argument(
+        "--workflow", default="docs_writer_thread_v1", help="the workflow whose partitions to sync"
+    )
+    targets.set_defaults(handler=cmd_targets)
 
     resume = sub.add_parser("resume", parents=[common], help="resume a thread from its failed turn")
     resume.add_argument("thread_id")

@@ -35,6 +35,7 @@ from wf_pipeline.runtime import (
     ThreadPlan,
     plan_run,
     plan_thread,
+    register_targets,
     resolve_target,
     scan_workspace,
     summarize_run,
@@ -79,8 +80,13 @@ def run_workflow(
     workspace_dir: Path | None = None,
     provider: Provider | None = None,
     on_progress: Progress | None = None,
+    write_outputs: bool = True,
 ) -> RunSummary:
-    """Document ``root`` with ``workflow_id``: plan, execute pending threads, write outputs."""
+    """Document ``root`` with ``workflow_id``: plan, execute pending threads, write outputs.
+
+    Without ``write_outputs`` (a backfill) the threads run and are recorded, and the
+    outputs stay in the CAS.
+    """
     check_root(root)  # bad paths fail before anything is written
     catalog = _catalog(settings, workspace_dir)
     loaded = catalog.get(workflow_id)
@@ -93,10 +99,28 @@ def run_workflow(
         plan,
         started_ms=run_ids.started_ms,
         dagster_run_ids=run_ids.ids,
-        out_dir=None if in_place else (out_dir or settings.out_dir / scan.root.name),
-        in_place=in_place,
+        out_dir=None if in_place or not write_outputs else (out_dir or settings.out_dir / scan.root.name),
+        in_place=in_place and write_outputs,
         overwrite=overwrite,
     )
+
+
+def sync_targets(
+    settings: Settings, workflow_id: str, root: Path, *, workspace_dir: Path | None = None
+) -> dict[str, object]:
+    """Register a tree's directories as targets and as the workflow's partitions, bottom-up."""
+    check_root(root)
+    catalog = _catalog(settings, workspace_dir)
+    loaded = catalog.get(workflow_id)
+    env = RuntimeEnv.open(settings, catalog=catalog)
+    targets = register_targets(env.records, scan_workspace(env, loaded, root))
+    sync_partitions(open_instance(settings), workflow_id, [target.key for target in targets])
+    return {
+        "workflow_id": workflow_id,
+        "partitions": targets_partitions(workflow_id).name,
+        "targets": [target.key for target in targets],
+        "levels": len({0 if t.path == "." else t.path.count("/") + 1 for t in targets}),
+    }
 
 
 def resume_thread(

@@ -116,7 +116,11 @@ def summarize_run(
     in_place: bool,
     overwrite: bool,
 ) -> RunSummary:
-    """Write the READMEs of completed threads and report every thread of the plan."""
+    """Write the READMEs of completed threads and report every thread of the plan.
+
+    With neither ``out_dir`` nor ``in_place`` nothing is written (a backfill only fills the
+    stores; the outputs stay available from the CAS).
+    """
     summaries = []
     for thread_plan in plan.threads:
         thread = env.records.get_thread(thread_plan.thread.thread_id) or thread_plan.thread
@@ -124,7 +128,7 @@ def summarize_run(
             final_artifact_id(env, plan.loaded, thread.thread_id) if thread.status == "completed" else None
         )
         output_path = None
-        if artifact_id is not None:
+        if artifact_id is not None and (out_dir is not None or in_place):
             output_path = write_readme(
                 env,
                 artifact_id,

@@ -1,0 +1,141 @@
+"""Batched backfills: few Dagster runs, bottom-up order, concurrency, per-thread gate blocking."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from e2e_support import isolated_settings
+
+from wf_pipeline.compiler import build_definitions, open_instance, resolve_job, run_workflow, sync_targets
+from wf_pipeline.errors import ProviderError
+from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
+from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.tree.synthetic import generate_tree
+
+pytestmark = pytest.mark.slow
+WORKFLOW = "docs_writer_thread_v1"
+
+
+class ObservingProvider:
+    """The offline provider, with a little latency, counting overlapping calls; fails chosen targets."""
+
+    provider_type = "offline"
+    model = "offline-v1"
+
+    def __init__(self, fail_paths: frozenset[str] = frozenset(), latency_s: float = 0.02) -> None:
+        self._inner = create_provider("offline")
+        self._fail_paths = fail_paths
+        self._latency_s = latency_s
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.max_in_flight = 0
+        self.calls = 0
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        with self._lock:
+            self._in_flight += 1
+            self.calls += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            time.sleep(self._latency_s)
+            context = json.loads(request.inputs.get("context") or "{}")
+            if context.get("target", {}).get("path") in self._fail_paths:
+                raise ProviderError("PROVIDER_HTTP_ERROR", "refused for this target", retryable=False)
+            return self._inner.complete(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return isolated_settings(monkeypatch, tmp_path / "home")
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else "."
+
+
+def _turns_by_path(env: RuntimeEnv):
+    return {
+        t.target_path: (t, env.records.turns_for_thread(t.thread_id))
+        for t in env.records.list_threads(WORKFLOW)
+    }
+
+
+def test_backfill_batches_levels_runs_bottom_up_and_concurrently(settings, tmp_path):
+    tree = tmp_path / "big"
+    generate_tree(tree, directories=41, fanout=4)  # depths 0..3
+    provider = ObservingProvider()
+    summary = run_workflow(settings, WORKFLOW, tree, provider=provider, write_outputs=False)
+    assert summary.ok
+    assert len(summary.threads) == 41
+    assert len(summary.dagster_run_ids) == 4  # one run per depth level, not one per target
+    assert provider.calls == 4 * 41
+    assert provider.max_in_flight > 1  # provider calls overlap inside a turn
+
+    env = RuntimeEnv.open(settings)
+    by_path = _turns_by_path(env)
+    checked = 0
+    for path, (thread, turns) in by_path.items():
+        assert thread.status == "completed"
+        children = [p for p in by_path if p != "." and _parent(p) == path]
+        started = min(t.started_at_ms for t in turns)
+        for child in children:
+            child_end = max(t.ended_at_ms for t in by_path[child][1])
+            assert child_end <= started, f"{path} started before its child {child} finished"
+            checked += 1
+    assert checked == 40  # every directory but the root is someone's child
+
+    instance = open_instance(settings)
+    runs = instance.get_run_records()
+    assert len(runs) == 4
+    assert all(r.dagster_run.tags.get(ASSET_PARTITION_RANGE_START_TAG) for r in runs)
+
+
+def test_a_failing_target_never_blocks_its_siblings_or_parent(settings, tmp_path):
+    tree = tmp_path / "big"
+    generate_tree(tree, directories=21, fanout=4)
+    bad = "pkg0001/pkg0005"
+    summary = run_workflow(
+        settings, WORKFLOW, tree, provider=ObservingProvider(frozenset({bad})), write_outputs=False
+    )
+    statuses = {t.path: t.status for t in summary.threads}
+    assert statuses.pop(bad) == "failed"
+    assert set(statuses.values()) == {"completed"}, statuses
+    env = RuntimeEnv.open(settings)
+    failed = next(t for t in env.records.list_threads(WORKFLOW) if t.target_path == bad)
+    turns = env.records.turns_for_thread(failed.thread_id)
+    assert [(t.turn_id, t.error_code) for t in turns] == [("evidence_gather", "PROVIDER_HTTP_ERROR")]
+
+
+def test_one_run_over_every_level_never_starts_a_parent_before_its_children(settings, tmp_path):
+    """What a single-run backfill of the whole tree from the UI does: leaves first, parents wait."""
+    tree = tmp_path / "big"
+    generate_tree(tree, directories=6, fanout=5)  # a root and five leaves
+    synced = sync_targets(settings, WORKFLOW, tree)
+    keys = synced["targets"]
+    env = RuntimeEnv.open(settings)
+    job = resolve_job(build_definitions(env.catalog, env), WORKFLOW)
+    instance = open_instance(settings)
+    tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+
+    first = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    assert first.success
+    by_path = _turns_by_path(env)
+    assert {p for p, (t, _) in by_path.items() if t.status == "completed"} == {
+        k.split("/", 1)[1] for k in keys[:-1]
+    }
+    assert by_path["."][1] == []  # the root waited: no turn, no provider call
+    final = first.asset_materializations_for_node("docs_writer_thread_v1__evidence_map")
+    root_meta = next(m for m in final if m.partition == keys[-1]).metadata
+    assert root_meta["error_code"].value == "RUN_CHILDREN_PENDING"
+
+    second = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    assert second.success
+    assert _turns_by_path(env)["."][0].status == "completed"
