@@ -139,3 +139,47 @@ def test_one_run_over_every_level_never_starts_a_parent_before_its_children(sett
     second = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     assert second.success
     assert _turns_by_path(env)["."][0].status == "completed"
+
+
+def test_the_bottom_up_sensor_finishes_a_ui_backfill_level_by_level(settings, tmp_path):
+    from dagster import DagsterEventType, RunRequest, SkipReason, build_run_status_sensor_context
+
+    tree = tmp_path / "big"
+    generate_tree(tree, directories=7, fanout=2)  # depths 0..2
+    keys = sync_targets(settings, WORKFLOW, tree)["targets"]
+    env = RuntimeEnv.open(settings)
+    defs = build_definitions(env.catalog, env)
+    job = resolve_job(defs, WORKFLOW)
+    sensor = next(s for s in defs.sensors if s.name == f"{WORKFLOW}_bottom_up")
+    instance = open_instance(settings)
+
+    def evaluate(run_result):
+        run = instance.get_run_by_id(run_result.run_id)
+        (success,) = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)
+        context = build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_event=success.dagster_event,
+            dagster_instance=instance,
+            dagster_run=run,
+        )
+        return sensor(context)
+
+    # A UI backfill over the whole tree: one run; only the deepest level can finish in it.
+    run = job.execute_in_process(
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+        raise_on_error=False,
+    )
+    runs = 1
+    while True:
+        result = evaluate(run)
+        if isinstance(result, SkipReason):
+            break
+        (request,) = result
+        assert isinstance(request, RunRequest)
+        run = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
+        assert run.success
+        runs += 1
+    assert runs == 3  # one run per depth level, never one per target
+    assert {t.status for t in env.records.list_threads(WORKFLOW)} == {"completed"}
+    assert len(env.records.list_threads(WORKFLOW)) == 7

@@ -6,6 +6,7 @@ from dagster import AssetSelection, Definitions, JobDefinition, define_asset_job
 
 from wf_pipeline.compiler.assets import turn_assets
 from wf_pipeline.compiler.resources import runtime_resources
+from wf_pipeline.compiler.sensors import bottom_up_sensor
 from wf_pipeline.profiles import LoadedProfile, ProfileCatalog
 from wf_pipeline.runtime import RuntimeEnv
 
@@ -32,10 +33,13 @@ def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) ->
     """
     assets = []
     jobs = []
+    sensors = []
     for loaded in catalog.all():
+        job = profile_job(loaded)
         assets.extend(turn_assets(loaded))
-        jobs.append(profile_job(loaded))
-    return Definitions(assets=assets, jobs=jobs, resources=runtime_resources(env))
+        jobs.append(job)
+        sensors.append(bottom_up_sensor(loaded, job))
+    return Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=runtime_resources(env))
 
 
 def resolve_job(defs: Definitions, workflow_id: str) -> JobDefinition:

@@ -23,6 +23,7 @@ from dagster._core.storage.tags import (
 from wf_pipeline.cas import open_cas
 from wf_pipeline.compiler.assets import THREAD_TAG, targets_partitions
 from wf_pipeline.compiler.definitions import build_definitions, resolve_job
+from wf_pipeline.compiler.sensors import LAUNCHED_BY_TAG
 from wf_pipeline.config import Settings
 from wf_pipeline.errors import RunError
 from wf_pipeline.metadata.records import now_ms
@@ -233,7 +234,8 @@ def _execute(
                 instance=instance,
                 raise_on_error=False,
                 run_config=_QUIET_RUN_CONFIG,
-                tags={**tags, "wf/targets": str(len(level))},
+                # The bottom-up sensor leaves CLI runs alone: the CLI launches every level itself.
+                tags={**tags, "wf/targets": str(len(level)), LAUNCHED_BY_TAG: "cli"},
             )
             launched.ids.append(result.run_id)
             done += level_pending

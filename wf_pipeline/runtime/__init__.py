@@ -2,8 +2,16 @@
 
 from wf_pipeline.runtime.batch import run_turn_batch
 from wf_pipeline.runtime.environment import RuntimeEnv, provider_from_settings
-from wf_pipeline.runtime.runs import RunPlan, RunSummary, ThreadSummary, plan_run, summarize_run, write_readme
-from wf_pipeline.runtime.targets import Target, register_targets, resolve_target, target_key_for
+from wf_pipeline.runtime.runs import (
+    RunPlan,
+    RunSummary,
+    ThreadSummary,
+    next_ready_level,
+    plan_run,
+    summarize_run,
+    write_readme,
+)
+from wf_pipeline.runtime.targets import Target, register_targets, resolve_target, target_depth, target_key_for
 from wf_pipeline.runtime.threads import (
     ThreadPlan,
     final_artifact_id,
@@ -24,6 +32,7 @@ __all__ = [
     "TurnOutput",
     "final_artifact_id",
     "open_thread",
+    "next_ready_level",
     "plan_run",
     "plan_thread",
     "provider_from_settings",
@@ -33,6 +42,7 @@ __all__ = [
     "run_turn_batch",
     "scan_workspace",
     "summarize_run",
+    "target_depth",
     "target_key_for",
     "write_readme",
 ]

@@ -16,8 +16,14 @@ from wf_pipeline.errors import RunError
 from wf_pipeline.metadata.records import ThreadRecord
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
-from wf_pipeline.runtime.targets import register_targets
-from wf_pipeline.runtime.threads import ThreadPlan, final_artifact_id, plan_thread
+from wf_pipeline.runtime.targets import Target, register_targets, target_depth
+from wf_pipeline.runtime.threads import (
+    ThreadPlan,
+    final_artifact_id,
+    plan_thread,
+    scan_workspace,
+    unsettled_children,
+)
 from wf_pipeline.tree import TreeScan
 
 README_NAME = "README.md"
@@ -185,3 +191,25 @@ def write_readme(env: RuntimeEnv, artifact_id: str, destination: Path, *, overwr
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return destination
+
+
+def next_ready_level(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> list[Target]:
+    """The deepest depth level of a tree that still has work whose children are all settled.
+
+    Returned whole (every target of that level, bottom-up order), since runs take
+    contiguous partition ranges; finished threads in it are reused at no cost. Empty when
+    the tree is done or nothing can start yet.
+    """
+    scan = scan_workspace(env, loaded, root)
+    targets = register_targets(env.records, scan)
+    ready_depths = set()
+    for target in targets:
+        thread = plan_thread(env, loaded, target, scan.node(target.path).node_id).thread
+        if thread.status in ("completed", "failed", "aborted"):
+            continue
+        if not unsettled_children(env, loaded, scan, target.path):
+            ready_depths.add(target_depth(target))
+    if not ready_depths:
+        return []
+    deepest = max(ready_depths)
+    return [target for target in targets if target_depth(target) == deepest]

@@ -31,6 +31,11 @@ class Target:
         return cls(key=record.target_key, root=Path(record.root_path), path=record.path)
 
 
+def target_depth(target: Target) -> int:
+    """Depth of the target directory below its tree root (the root is 0)."""
+    return 0 if target.path == "." else target.path.count("/") + 1
+
+
 def documentable_directories(scan: TreeScan) -> list[str]:
     """Directories with at least one readable text file below them, deepest first.
 

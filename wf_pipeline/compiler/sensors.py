@@ -1,0 +1,80 @@
+"""Sensors: a backfill launched from the UI finishes bottom-up on its own.
+
+A single-run backfill over a whole tree runs its leaves; their parents wait (the runtime
+skips a directory whose children have not finished). When such a run succeeds, this
+sensor requests the next ready depth level as one run, until the tree is done. Runs the
+CLI launches level by level itself carry a tag and are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunStatusSensorContext,
+    SensorDefinition,
+    SkipReason,
+    run_status_sensor,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
+
+from wf_pipeline.config import Settings
+from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.runtime import RuntimeEnv, next_ready_level, resolve_target
+
+LAUNCHED_BY_TAG = "wf/launched_by"
+CONTINUES_TAG = "wf/continues_run"
+
+
+def bottom_up_sensor(loaded: LoadedProfile, job: Any) -> SensorDefinition:
+    """``job`` is the workflow's asset job (an unresolved asset job definition)."""
+    workflow_id = loaded.profile.workflow_id
+
+    @run_status_sensor(
+        name=f"{workflow_id}_bottom_up",
+        run_status=DagsterRunStatus.SUCCESS,
+        monitored_jobs=[job],
+        request_job=job,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="After a UI run or backfill of this workflow succeeds, run the next ready depth level.",
+    )
+    def _continue_bottom_up(context: RunStatusSensorContext):
+        tags = context.dagster_run.tags
+        if tags.get(LAUNCHED_BY_TAG) == "cli":
+            return SkipReason("the CLI runs its levels itself")
+        keys = {
+            tags.get(k)
+            for k in (PARTITION_NAME_TAG, ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
+        }
+        keys.discard(None)
+        if not keys:
+            return SkipReason("run has no target partitions")
+        env = RuntimeEnv.open(Settings.from_env(os.environ))
+        roots: set[Path] = {resolve_target(env.records, key).root for key in keys}
+        requests = []
+        for root in sorted(roots):
+            level = next_ready_level(env, loaded, root)
+            if not level:
+                continue
+            requests.append(
+                RunRequest(
+                    run_key=f"{context.dagster_run.run_id}:{level[0].key}",
+                    tags={
+                        ASSET_PARTITION_RANGE_START_TAG: level[0].key,
+                        ASSET_PARTITION_RANGE_END_TAG: level[-1].key,
+                        CONTINUES_TAG: context.dagster_run.run_id,
+                    },
+                )
+            )
+        return requests or SkipReason("no directory is ready: the tree is done or waiting")
+
+    return _continue_bottom_up
