@@ -182,3 +182,28 @@ def test_in_place_outputs_are_not_evidence_and_reruns_are_free(settings, tree):
     docs = next(t for t in third.threads if t.path == "docs")
     assert docs.output_path is None  # the hand-written README.md is kept without --overwrite
     assert (tree / "docs" / "README.md").read_text().startswith("# Station docs")
+
+
+def test_editing_a_prompt_gives_every_target_a_new_thread(settings, tree, tmp_path):
+    import shutil
+
+    from e2e_support import REPO_ROOT
+
+    first = run_workflow(settings, WORKFLOW, tree)
+    assert first.ok
+    # A workspace layer with the same profile and one reworded prompt.
+    workspace = tmp_path / "workspace"
+    shutil.copytree(REPO_ROOT / "profiles", workspace / "profiles")
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    prompt = workspace / "assets" / "prompts" / "docs_writer" / "style_refine.md"
+    prompt.write_text(prompt.read_text() + "\nKeep sentences short.\n")
+
+    second = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert second.threads_reused == 0
+    assert second.provider_calls == 4 * len(second.threads)
+    assert not {t.thread_id for t in first.threads} & {t.thread_id for t in second.threads}
+    # The offline provider ignores prompt wording, so the READMEs themselves are unchanged.
+    assert [t.final_artifact_id for t in second.threads] == [t.final_artifact_id for t in first.threads]
+    # Back to the shipped prompt: the first threads are found again by their dedupe key.
+    third = run_workflow(settings, WORKFLOW, tree)
+    assert third.provider_calls == 0

@@ -44,10 +44,24 @@ def scan_workspace(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> TreeSc
     return scan_tree(root, skip_contents=env.records.frame_artifact_ids(frame_type_of(loaded)))
 
 
+def target_frame_id(loaded: LoadedProfile) -> str:
+    """The frame a thread produces: its type at this profile's code version.
+
+    Part of the dedupe key, so editing a prompt (which changes the code version Dagster
+    shows as stale) gives every target a new thread instead of reusing old outputs.
+    """
+    return f"{frame_type_of(loaded)}@{loaded.code_version}"
+
+
+def thread_id_of(loaded: LoadedProfile, node_id: str) -> str:
+    """Thread identity from the dedupe key (workflow_id, target_node_id, target_frame_id)."""
+    return thread_id_for(loaded.profile.workflow_id, node_id, target_frame_id(loaded))
+
+
 def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id: str) -> ThreadPlan:
     """Find the thread for the dedupe key, or describe a new pending one (nothing is written)."""
     profile = loaded.profile
-    thread_id = thread_id_for(profile.workflow_id, node_id, "")
+    thread_id = thread_id_of(loaded, node_id)
     existing = env.records.get_thread(thread_id)
     if existing is not None:
         reusable = existing.status == "completed" and final_artifact_id(env, loaded, thread_id) is not None
@@ -57,6 +71,7 @@ def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id:
         thread_id=thread_id,
         workflow_id=profile.workflow_id,
         target_node_id=node_id,
+        target_frame_id=target_frame_id(loaded),
         target_key=target.key,
         target_path=target.path,
         status="pending",
@@ -128,7 +143,7 @@ def unsettled_children(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, p
     for child in scan.children_of(path):
         if child.kind != "dir" or child.path not in documentable:
             continue
-        thread = env.records.get_thread(thread_id_for(loaded.profile.workflow_id, child.node_id, ""))
+        thread = env.records.get_thread(thread_id_of(loaded, child.node_id))
         if thread is None or thread.status not in ("completed", "failed", "aborted"):
             pending.append(child.path)
     return pending
