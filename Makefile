@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 export WF_HOME ?= $(CURDIR)/.wf
 
-.PHONY: install run test test-fast lint dagster-ui clean
+.PHONY: install run test test-fast lint bench dagster-ui clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,14 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check wf_pipeline tests
 	$(BIN)/ruff format --check wf_pipeline tests
+
+# LangGraph, the comparison in P2, comes only with the `bench` extra.
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run_all.py
 
 dagster-ui: $(STAMP)
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(WF_HOME)/dagster} $(BIN)/dagster dev -w workspace.yaml

@@ -4,16 +4,33 @@ Threads run bottom-up in batches: one Dagster run per depth level of the tree, d
 first, so a directory's context includes the READMEs its children produced in the level
 before. Inside a run every turn handles all of the level's targets, with concurrent
 provider calls. Finished threads found by their dedupe key are not launched at all.
+
+Where the steps of a run execute is configuration (``WF_EXECUTOR``): in the launching
+process (the default), or out of process (one process per step, one Kubernetes Job per
+step, one Celery task per step). Out-of-process steps rebuild the job from
+`reconstruct_profile_job` and open their runtime from the WF_ settings they inherit.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from dagster import DagsterInstance
+import yaml
+from dagster import (
+    DagsterInstance,
+    ExecutorDefinition,
+    JobDefinition,
+    build_reconstructable_job,
+    execute_job,
+    multiprocess_executor,
+)
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -24,8 +41,8 @@ from wf_pipeline.cas import open_cas
 from wf_pipeline.compiler.assets import THREAD_TAG, targets_partitions
 from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.sensors import LAUNCHED_BY_TAG
-from wf_pipeline.config import Settings
-from wf_pipeline.errors import RunError
+from wf_pipeline.config import SETTINGS_VARIABLES, Settings
+from wf_pipeline.errors import ConfigError, RunError
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
 from wf_pipeline.providers import Provider
@@ -51,7 +68,13 @@ _QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}
 
 # The embedded default instance: SQLite storage in DAGSTER_HOME, and no usage telemetry
 # (the machine may have no route out, and a CLI run should not phone home).
-_EMBEDDED_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+# deploy/dagster-postgres.yaml is the PostgreSQL one.
+_EMBEDDED_INSTANCE_YAML = (
+    "telemetry:\n  enabled: false\n"
+    # Step processes of out-of-process runs log to their console at this level (the run's
+    # events are stored in full): engine chatter stays out of the terminal.
+    "python_logs:\n  python_log_level: INFO\n"
+)
 
 
 def open_instance(settings: Settings) -> DagsterInstance:
@@ -89,12 +112,13 @@ def run_workflow(
     outputs stay in the CAS.
     """
     check_root(root)  # bad paths fail before anything is written
+    _check_provider_portable(settings, provider)
     catalog = _catalog(settings, workspace_dir)
     loaded = catalog.get(workflow_id)
     env = RuntimeEnv.open(settings, catalog=catalog, provider=provider)
     scan = scan_workspace(env, loaded, root)
     plan = plan_run(env, loaded, scan)
-    run_ids = _execute(settings, env, catalog, plan, plan.pending, on_progress)
+    run_ids = _execute(settings, env, catalog, plan, plan.pending, on_progress, workspace_dir=workspace_dir)
     return summarize_run(
         env,
         plan,
@@ -133,6 +157,7 @@ def resume_thread(
     provider: Provider | None = None,
 ) -> RunSummary:
     """Re-run a failed or interrupted thread from its first unfinished turn."""
+    _check_provider_portable(settings, provider)
     catalog = _catalog(settings, workspace_dir)
     env = RuntimeEnv.open(settings, catalog=catalog, provider=provider)
     thread = env.records.get_thread(thread_id)
@@ -144,7 +169,14 @@ def resume_thread(
     scan = scan_workspace(env, loaded, target.root)
     plan = RunPlan(loaded=loaded, scan=scan, threads=(plan_entry,))
     run_ids = _execute(
-        settings, env, catalog, plan, [] if plan_entry.reusable else [plan_entry], None, resume=plan_entry
+        settings,
+        env,
+        catalog,
+        plan,
+        [] if plan_entry.reusable else [plan_entry],
+        None,
+        workspace_dir=workspace_dir,
+        resume=plan_entry,
     )
     return summarize_run(
         env,
@@ -199,6 +231,7 @@ def _execute(
     pending: Sequence[ThreadPlan],
     on_progress: Progress | None,
     *,
+    workspace_dir: Path | None,
     resume: ThreadPlan | None = None,
 ) -> _Launched:
     """One Dagster run per depth level that has pending threads, deepest level first.
@@ -216,7 +249,7 @@ def _execute(
     workflow_id = plan.loaded.profile.workflow_id
     instance = open_instance(settings)
     sync_partitions(instance, workflow_id, [entry.target.key for entry in plan.threads])
-    job = resolve_job(build_definitions(catalog, env), workflow_id)
+    run_level = _level_runner(settings, env, catalog, workflow_id, workspace_dir or Path.cwd())
     pending_keys = {entry.target.key for entry in pending}
     with _quiet_dagster():
         for level in depth_levels(plan.threads):
@@ -230,18 +263,159 @@ def _execute(
                     ASSET_PARTITION_RANGE_START_TAG: level[0].target.key,
                     ASSET_PARTITION_RANGE_END_TAG: level[-1].target.key,
                 }
-            result = job.execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                run_config=_QUIET_RUN_CONFIG,
-                # The bottom-up sensor leaves CLI runs alone: the CLI launches every level itself.
-                tags={**tags, "wf/targets": str(len(level)), LAUNCHED_BY_TAG: "cli"},
-            )
-            launched.ids.append(result.run_id)
+            # The bottom-up sensor leaves CLI runs alone: the CLI launches every level itself.
+            run_id = run_level(instance, {**tags, "wf/targets": str(len(level)), LAUNCHED_BY_TAG: "cli"})
+            launched.ids.append(run_id)
             done += level_pending
             if on_progress:
                 on_progress(done, total)
     return launched
+
+
+LevelRunner = Callable[[DagsterInstance, Mapping[str, str]], str]
+
+
+def _level_runner(
+    settings: Settings, env: RuntimeEnv, catalog: ProfileCatalog, workflow_id: str, workspace_dir: Path
+) -> LevelRunner:
+    """How one level's run executes under ``settings.executor``; the runner returns the run id."""
+    if settings.executor == "in_process":
+        # The steps use the env already open here, provider object included.
+        job = resolve_job(build_definitions(catalog, env), workflow_id)
+
+        def run_in_process(instance: DagsterInstance, tags: Mapping[str, str]) -> str:
+            result = job.execute_in_process(
+                instance=instance, raise_on_error=False, run_config=_QUIET_RUN_CONFIG, tags=dict(tags)
+            )
+            return result.run_id
+
+        return run_in_process
+
+    executor_definition(settings.executor)  # a missing integration fails before any run starts
+    reconstructable_job = build_reconstructable_job(
+        __name__,
+        reconstruct_profile_job.__name__,
+        reconstructable_kwargs={
+            "workflow_id": workflow_id,
+            "workspace_dir": str(workspace_dir.resolve()),
+            "executor": settings.executor,
+        },
+    )
+    run_config = {**_QUIET_RUN_CONFIG, "execution": {"config": executor_run_config(settings)}}
+
+    def run_out_of_process(instance: DagsterInstance, tags: Mapping[str, str]) -> str:
+        with settings_environment(settings):
+            result = execute_job(
+                reconstructable_job, instance=instance, run_config=run_config, tags=dict(tags)
+            )
+        return result.run_id
+
+    return run_out_of_process
+
+
+def reconstruct_profile_job(workflow_id: str, workspace_dir: str, executor: str) -> JobDefinition:
+    """The workflow's job as every process of an out-of-process run rebuilds it.
+
+    Settings come from the process environment, which the launching process filled from
+    its own settings; each step opens its runtime (stores, provider) from them too.
+    """
+    settings = Settings.from_env(os.environ)
+    job = resolve_job(build_definitions(_catalog(settings, Path(workspace_dir))), workflow_id)
+    return job.with_executor_def(executor_definition(executor))
+
+
+# Where each out-of-process executor lives, and the package that provides it.
+_EXECUTOR_IMPORTS = {
+    "k8s": ("dagster_k8s", "k8s_job_executor", "dagster-k8s"),
+    "celery": ("dagster_celery", "celery_executor", "dagster-celery"),
+}
+
+
+def executor_definition(name: str) -> ExecutorDefinition:
+    """The Dagster executor for a ``WF_EXECUTOR`` value other than ``in_process``."""
+    if name == "multiprocess":
+        return multiprocess_executor
+    if name not in _EXECUTOR_IMPORTS:
+        raise ConfigError("CONFIG_BAD_EXECUTOR", f"no out-of-process executor named {name!r}", executor=name)
+    module_name, attribute, package = _EXECUTOR_IMPORTS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            "CONFIG_EXECUTOR_UNAVAILABLE",
+            f"WF_EXECUTOR={name} needs the {package} package, in the release paired with the installed dagster",
+            executor=name,
+            package=package,
+        ) from exc
+    return getattr(module, attribute)
+
+
+def executor_run_config(settings: Settings) -> dict[str, Any]:
+    """The executor's run config: ``WF_MAX_PROCESSES``, then the ``WF_EXECUTOR_CONFIG`` file over it."""
+    config: dict[str, Any] = {}
+    if settings.max_processes is not None and settings.executor in ("multiprocess", "k8s"):
+        config["max_concurrent"] = settings.max_processes
+    if settings.executor_config is not None:
+        config.update(_read_executor_config(settings.executor_config))
+    return config
+
+
+def _read_executor_config(path: Path) -> dict[str, Any]:
+    """The ``execution: config:`` mapping of a run config YAML file.
+
+    The same file serves ``dagster-celery worker start -y``, so Celery workers and the
+    runs that feed them agree on the broker.
+    """
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            "CONFIG_BAD_EXECUTOR_CONFIG", f"cannot read the executor config {path}", path=str(path)
+        ) from exc
+    execution = loaded.get("execution") if isinstance(loaded, dict) else None
+    config = execution.get("config") if isinstance(execution, dict) else None
+    if not isinstance(loaded, dict) or set(loaded) != {"execution"} or not isinstance(config, dict):
+        raise ConfigError(
+            "CONFIG_BAD_EXECUTOR_CONFIG",
+            f"the executor config {path} must hold exactly an execution: config: mapping",
+            path=str(path),
+        )
+    return config
+
+
+def _check_provider_portable(settings: Settings, provider: Provider | None) -> None:
+    # An object lives in this process only; out-of-process steps build theirs from settings.
+    if provider is not None and settings.executor != "in_process":
+        raise RunError(
+            "RUN_PROVIDER_NOT_PORTABLE",
+            f"a provider object cannot reach steps of the {settings.executor} executor; "
+            "configure the provider with WF_PROVIDER and WF_<PROVIDER>_<OPTION> instead",
+            executor=settings.executor,
+        )
+
+
+@contextmanager
+def settings_environment(settings: Settings) -> Iterator[None]:
+    """Make the process environment say exactly ``settings`` while processes are started.
+
+    Child processes inherit the environment; a settings variable the settings leave unset
+    is removed, so a stale value cannot reach the steps either.
+    """
+    wanted = settings.to_env()
+    saved = {name: os.environ.get(name) for name in SETTINGS_VARIABLES}
+    try:
+        for name in SETTINGS_VARIABLES:
+            if name in wanted:
+                os.environ[name] = wanted[name]
+            else:
+                os.environ.pop(name, None)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class _quiet_dagster:

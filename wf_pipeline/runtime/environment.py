@@ -49,7 +49,7 @@ class RuntimeEnv:
         return cls(
             settings=settings,
             cas=cas,
-            records=open_record_store(settings.records_url),
+            records=open_record_store(settings.records_url, schema=settings.records_schema),
             catalog=catalog,
             provider=provider or provider_from_settings(settings, env),
             boundary=FrameMetadataBoundary(FRAME_KEY_REGISTRY, budgets),

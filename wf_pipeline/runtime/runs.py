@@ -6,6 +6,8 @@ decides what needs to run and reports what happened, from the records.
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import os
 import tempfile
 from collections.abc import Iterable
@@ -176,21 +178,52 @@ def write_readme(env: RuntimeEnv, artifact_id: str, destination: Path, *, overwr
     Returns the path written, or None when an existing file was kept.
     """
     data = env.cas.get(artifact_id)
+    if destination.parent.is_dir():
+        _remove_abandoned_writes(destination)
     if destination.exists():
         if destination.read_bytes() == data:
             return destination
         if not overwrite:
             return None
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".README.", dir=destination.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(destination), suffix=".tmp", dir=destination.parent)
     try:
+        # Held until the rename, so a live writer's file is never taken for an abandoned one.
+        fcntl.flock(fd, fcntl.LOCK_EX)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.replace(tmp_name, destination)
+            handle.flush()
+            os.replace(tmp_name, destination)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return destination
+
+
+def _temp_prefix(destination: Path) -> str:
+    return f".{destination.name}."
+
+
+def _remove_abandoned_writes(destination: Path) -> None:
+    """Remove temporary files of earlier writes of ``destination`` whose writer died before renaming.
+
+    A killed process leaves its temporary file behind; its lock died with it, so a file
+    nobody holds locked is abandoned (in the output folder, or in the tree itself when
+    writing in place, where it would otherwise be scanned as a source file).
+    """
+    for leftover in destination.parent.glob(f"{glob.escape(_temp_prefix(destination))}*.tmp"):
+        try:
+            fd = os.open(leftover, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # renamed or removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # another process is writing it right now
+        else:
+            leftover.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 def next_ready_level(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> list[Target]:

@@ -1,0 +1,135 @@
+"""P1: orchestration overhead of `run_workflow` over a plain loop doing the same turns.
+
+Both sides document the same generated 300-directory tree with the zero-latency
+simulated provider, each in a fresh home with the SQLite record store and the local CAS:
+
+- ours: `run_workflow` (scan, plan, partitions, one Dagster run per depth level with
+  the turns as asset steps, CAS IO manager, gate checks, READMEs written at the end);
+- loop: the same runtime functions called directly, no Dagster: `plan_run`, then for
+  every thread bottom-up `open_thread` and `run_turn` for each turn in order (the same
+  CAS objects, turn/gate/link/frame records), then `summarize_run` writing the READMEs.
+
+Prints `P1 ratio=<ours/loop> ours_s=... loop_s=... threads=...`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from support import (
+    DIRECTORIES,
+    FANOUT,
+    REPO_ROOT,
+    WORKFLOW_ID,
+    bench_home,
+    check_complete,
+    make_tree,
+    require_simulated_provider,
+    timed,
+    warm_up,
+)
+
+from wf_pipeline.compiler import run_workflow
+from wf_pipeline.metadata.records import now_ms
+from wf_pipeline.runtime import (
+    RunSummary,
+    RuntimeEnv,
+    open_thread,
+    plan_run,
+    run_turn,
+    scan_workspace,
+    summarize_run,
+)
+from wf_pipeline.tree import check_root
+
+
+@dataclass(frozen=True)
+class Measurement:
+    seconds: float
+    threads: int
+    dagster_runs: int = 0
+    # Directory path -> README text, read after the clock stopped (P2 checks both sides agree).
+    readmes: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def per_thread_s(self) -> float:
+        return self.seconds / self.threads
+
+
+def measure_ours(directories: int = DIRECTORIES, fanout: int = FANOUT) -> Measurement:
+    with bench_home(latency_ms=0) as home:
+        tree = make_tree(home.root, directories=directories, fanout=fanout)
+        summary, seconds = timed(
+            lambda: run_workflow(home.settings, WORKFLOW_ID, tree, workspace_dir=REPO_ROOT)
+        )
+        check_complete(summary, directories, "ours")
+        readmes = written_readmes(summary)
+    return Measurement(seconds, len(summary.threads), len(summary.dagster_run_ids), readmes)
+
+
+def written_readmes(summary: RunSummary) -> dict[str, str]:
+    return {t.path: Path(t.output_path).read_text() for t in summary.threads if t.output_path}
+
+
+def check_same_readmes(first: Measurement, second: Measurement, what: str) -> None:
+    """Timings only compare when both sides produced the same READMEs for the same directories."""
+    differing = sorted(path for path in first.readmes if first.readmes[path] != second.readmes.get(path))
+    if differing or first.readmes.keys() != second.readmes.keys():
+        raise SystemExit(f"{what}: READMEs differ between the two sides (first: {differing[:3]})")
+
+
+def plain_loop(settings, tree) -> RunSummary:
+    """Every thread bottom-up, every turn in order, straight through the runtime."""
+    check_root(tree)
+    env = RuntimeEnv.open(settings, workspace_dir=REPO_ROOT)
+    loaded = env.catalog.get(WORKFLOW_ID)
+    started = now_ms()
+    scan = scan_workspace(env, loaded, tree)
+    plan = plan_run(env, loaded, scan)
+    turn_ids = [turn.turn_id for turn in loaded.profile.ordered_turns()]
+    for entry in plan.threads:  # deepest directories first
+        thread = open_thread(env, loaded, entry.target, entry.thread.thread_id, scan)
+        for turn_id in turn_ids:
+            outcome = run_turn(env, loaded, thread, entry.target, turn_id, scan)
+            if outcome.status != "completed" or not outcome.gate_passed:
+                break
+    return summarize_run(
+        env,
+        plan,
+        started_ms=started,
+        dagster_run_ids=(),
+        out_dir=settings.out_dir / scan.root.name,
+        in_place=False,
+        overwrite=False,
+    )
+
+
+def measure_loop(directories: int = DIRECTORIES, fanout: int = FANOUT) -> Measurement:
+    with bench_home(latency_ms=0) as home:
+        tree = make_tree(home.root, directories=directories, fanout=fanout)
+        summary, seconds = timed(lambda: plain_loop(home.settings, tree))
+        check_complete(summary, directories, "loop")
+        readmes = written_readmes(summary)
+    return Measurement(seconds, len(summary.threads), readmes=readmes)
+
+
+def report(ours: Measurement, loop: Measurement) -> str:
+    return (
+        f"P1 ratio={ours.seconds / loop.seconds:.2f} ours_s={ours.seconds:.2f} loop_s={loop.seconds:.2f} "
+        f"threads={ours.threads} fanout={FANOUT} dagster_runs={ours.dagster_runs}"
+    )
+
+
+def main() -> Measurement:
+    require_simulated_provider()
+    warm_up()
+    loop = measure_loop()
+    ours = measure_ours()
+    check_same_readmes(ours, loop, "P1")
+    print(report(ours, loop), flush=True)
+    return ours
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""All benchmarks in one process, one line each: P1, P2 (reusing P1's run of ours), P3, P8."""
+
+from __future__ import annotations
+
+import os
+
+import p1_overhead
+import p2_langgraph
+import p3_latency
+import p8_crash_resume
+from support import require_simulated_provider
+
+
+def main() -> None:
+    require_simulated_provider()
+    load1, load5, _ = os.getloadavg()
+    # Other work on the machine slows some measurements more than others; say how busy it was.
+    print(f"# cpus={os.cpu_count()} load1={load1:.2f} load5={load5:.2f}", flush=True)
+    ours = p1_overhead.main()
+    p2_langgraph.main(ours)
+    p3_latency.main()
+    p8_crash_resume.main()
+
+
+if __name__ == "__main__":
+    main()

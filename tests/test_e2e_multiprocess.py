@@ -1,0 +1,235 @@
+"""Scale-out by configuration: the executor, its settings, and the same run with one process per step."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import DagsterEventType, DagsterRunStatus
+from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
+from postgres_support import RECORDS_SCHEMA, fresh_database, postgres_settings
+
+from wf_pipeline.compiler import open_instance, resume_thread, run_workflow
+from wf_pipeline.compiler.execution import executor_definition, executor_run_config, settings_environment
+from wf_pipeline.config import SETTINGS_VARIABLES, Settings
+from wf_pipeline.errors import ConfigError, RunError
+from wf_pipeline.providers import create_provider
+from wf_pipeline.records import open_record_store
+
+WORKFLOW = "docs_writer_thread_v1"
+
+
+def _settings(tmp_path: Path, **variables: str) -> Settings:
+    return Settings.from_env({"WF_HOME": str(tmp_path / "home"), **variables})
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def test_in_process_is_the_default_executor(tmp_path):
+    settings = _settings(tmp_path)
+    assert settings.executor == "in_process"
+    assert settings.max_processes is None
+    assert settings.records_schema is None
+
+
+def test_settings_round_trip_through_the_environment(tmp_path):
+    config = tmp_path / "executor.yaml"
+    settings = _settings(
+        tmp_path,
+        WF_EXECUTOR="multiprocess",
+        WF_MAX_PROCESSES="3",
+        WF_EXECUTOR_CONFIG=str(config),
+        WF_RECORDS_URL="postgresql://wf@db.internal:5432/wf",
+        WF_RECORDS_SCHEMA="wf_records",
+        WF_CAS_URL="s3://bucket/wf-cas",
+        WF_PROVIDER="simulated",
+        WF_PROVIDER_CONCURRENCY="5",
+    )
+    assert Settings.from_env(settings.to_env()) == settings
+    assert set(settings.to_env()) <= set(SETTINGS_VARIABLES)
+    assert settings.max_processes == 3 and settings.executor_config == config
+
+
+@pytest.mark.parametrize(
+    ("variables", "code"),
+    [
+        ({"WF_EXECUTOR": "threads"}, "CONFIG_BAD_EXECUTOR"),
+        ({"WF_MAX_PROCESSES": "0"}, "CONFIG_BAD_NUMBER"),
+        ({"WF_MAX_PROCESSES": "many"}, "CONFIG_BAD_NUMBER"),
+        ({"WF_PROVIDER_CONCURRENCY": "-2"}, "CONFIG_BAD_NUMBER"),
+    ],
+)
+def test_bad_executor_settings_are_refused(tmp_path, variables, code):
+    with pytest.raises(ConfigError) as caught:
+        _settings(tmp_path, **variables)
+    assert caught.value.code == code
+
+
+def test_settings_environment_sets_exactly_the_settings_and_restores(tmp_path, monkeypatch):
+    monkeypatch.setenv("WF_RECORDS_SCHEMA", "stale_schema")
+    monkeypatch.setenv("WF_EXECUTOR", "in_process")
+    monkeypatch.delenv("WF_MAX_PROCESSES", raising=False)
+    settings = _settings(tmp_path, WF_EXECUTOR="multiprocess", WF_MAX_PROCESSES="2")
+
+    with settings_environment(settings):
+        assert Settings.from_env(os.environ) == settings
+        assert "WF_RECORDS_SCHEMA" not in os.environ  # the settings have none: a stale one is gone
+
+    assert os.environ["WF_RECORDS_SCHEMA"] == "stale_schema"
+    assert os.environ["WF_EXECUTOR"] == "in_process"
+    assert "WF_MAX_PROCESSES" not in os.environ
+
+
+def test_executor_run_config_merges_the_config_file_over_the_process_limit(tmp_path):
+    config = tmp_path / "executor.yaml"
+    config.write_text("execution:\n  config:\n    start_method:\n      spawn: {}\n    max_concurrent: 6\n")
+    settings = _settings(
+        tmp_path, WF_EXECUTOR="multiprocess", WF_MAX_PROCESSES="2", WF_EXECUTOR_CONFIG=str(config)
+    )
+    assert executor_run_config(settings) == {"max_concurrent": 6, "start_method": {"spawn": {}}}
+    assert executor_run_config(_settings(tmp_path, WF_EXECUTOR="multiprocess", WF_MAX_PROCESSES="2")) == {
+        "max_concurrent": 2
+    }
+    # Celery has no process limit of its own: its workers' concurrency decides.
+    assert executor_run_config(_settings(tmp_path, WF_EXECUTOR="celery", WF_MAX_PROCESSES="2")) == {}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "- not\n- a mapping\n",
+        "execution: [unclosed\n",
+        "max_concurrent: 4\n",  # the executor's mapping without execution: config: around it
+        "execution:\n  config:\n    max_concurrent: 4\nresources: {}\n",  # more than the executor
+        "execution:\n  config: 4\n",
+    ],
+)
+def test_an_executor_config_other_than_execution_config_is_refused(tmp_path, content):
+    config = tmp_path / "executor.yaml"
+    config.write_text(content)
+    settings = _settings(tmp_path, WF_EXECUTOR="multiprocess", WF_EXECUTOR_CONFIG=str(config))
+    with pytest.raises(ConfigError) as caught:
+        executor_run_config(settings)
+    assert caught.value.code == "CONFIG_BAD_EXECUTOR_CONFIG"
+
+
+@pytest.mark.parametrize(
+    ("executor", "expected"),
+    [
+        ("k8s", {"job_namespace": "wf", "max_concurrent": 8}),  # the file's limit wins over WF_MAX_PROCESSES
+        ("celery", {"backend": "rpc://"}),
+    ],
+)
+def test_the_shipped_executor_configs_are_executor_run_config(tmp_path, executor, expected):
+    shipped = REPO_ROOT / "deploy" / f"{executor}-executor.yaml"
+    settings = _settings(
+        tmp_path, WF_EXECUTOR=executor, WF_EXECUTOR_CONFIG=str(shipped), WF_MAX_PROCESSES="3"
+    )
+    config = executor_run_config(settings)
+    assert expected.items() <= config.items()
+
+
+def test_a_missing_executor_config_file_is_refused(tmp_path):
+    settings = _settings(tmp_path, WF_EXECUTOR="k8s", WF_EXECUTOR_CONFIG=str(tmp_path / "absent.yaml"))
+    with pytest.raises(ConfigError) as caught:
+        executor_run_config(settings)
+    assert caught.value.code == "CONFIG_BAD_EXECUTOR_CONFIG"
+
+
+@pytest.mark.parametrize(("name", "module"), [("k8s", "dagster_k8s"), ("celery", "dagster_celery")])
+def test_a_cluster_executor_without_its_package_is_named(monkeypatch, name, module):
+    monkeypatch.setitem(sys.modules, module, None)  # as if the package were not installed
+    with pytest.raises(ConfigError) as caught:
+        executor_definition(name)
+    assert caught.value.code == "CONFIG_EXECUTOR_UNAVAILABLE"
+    assert caught.value.details["package"] == module.replace("_", "-")
+
+
+def test_executor_definition_rejects_an_unknown_name():
+    with pytest.raises(ConfigError) as caught:
+        executor_definition("in_process")  # runs in the launching process: no executor to build
+    assert caught.value.code == "CONFIG_BAD_EXECUTOR"
+    assert executor_definition("multiprocess").name == "multiprocess"
+
+
+@pytest.mark.parametrize("entry", ["run", "resume"])
+def test_a_provider_object_cannot_cross_processes(tmp_path, monkeypatch, entry):
+    monkeypatch.chdir(tmp_path)
+    isolated_settings(monkeypatch, tmp_path / "home")
+    settings = _settings(tmp_path, WF_EXECUTOR="multiprocess")
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    provider = create_provider("offline")
+    with pytest.raises(RunError) as caught:
+        if entry == "run":
+            run_workflow(settings, WORKFLOW, tree, provider=provider)
+        else:
+            resume_thread(settings, "thread:unknown", provider=provider)
+    assert caught.value.code == "RUN_PROVIDER_NOT_PORTABLE"
+    assert not (settings.home / "records.db").exists()  # refused before anything was recorded
+
+
+# --- the same run, one process per step ----------------------------------------------------
+
+
+@pytest.fixture
+def database():
+    with fresh_database() as created:
+        yield created
+
+
+def _readmes(out: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(out)): path.read_bytes() for path in sorted(out.rglob("README.md"))}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_multiprocess_run_on_postgresql_matches_the_in_process_run(tmp_path, monkeypatch, database):
+    monkeypatch.chdir(tmp_path)
+    # The reference: the embedded default, every step in this process.
+    reference_settings = isolated_settings(monkeypatch, tmp_path / "reference")
+    reference_tree = copy_tree(SAMPLE_REPO, tmp_path / "reference-tree" / "sample_repo")
+    reference = run_workflow(reference_settings, WORKFLOW, reference_tree)
+    assert reference.ok
+
+    # Scale-out by configuration only: PostgreSQL instance and records, a CAS every step
+    # process shares, and one process per step.
+    settings = postgres_settings(
+        monkeypatch, tmp_path / "home", database, WF_EXECUTOR="multiprocess", WF_MAX_PROCESSES="2"
+    )
+    assert settings.executor == "multiprocess" and settings.cas_url.startswith("file://")
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "scaled-tree" / "sample_repo")
+    summary = run_workflow(settings, WORKFLOW, tree)
+
+    assert summary.ok, [(t.path, t.status) for t in summary.threads]
+    assert summary.provider_calls == 4 * len(summary.threads) == reference.provider_calls
+    assert [t.final_artifact_id for t in summary.threads] == [t.final_artifact_id for t in reference.threads]
+    out = settings.out_dir / tree.name
+    assert _readmes(out) == _readmes(reference_settings.out_dir / reference_tree.name)
+    assert len(_readmes(out)) == len(summary.threads)
+
+    # Each step ran in a process of its own, none of them this one.
+    instance = open_instance(settings)
+    runs = instance.get_run_records()
+    assert {r.dagster_run.run_id for r in runs} == set(summary.dagster_run_ids)
+    assert {r.dagster_run.status for r in runs} == {DagsterRunStatus.SUCCESS}
+    step_pids: set[int] = set()
+    for run_id in summary.dagster_run_ids:
+        starts = instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)
+        pids = {entry.dagster_event.pid for entry in starts}
+        assert len(starts) == 4 and len(pids) == 4, run_id
+        step_pids |= pids
+        engine_messages = [
+            e.user_message for e in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+        ]
+        assert any("multiprocess executor" in message for message in engine_messages), engine_messages
+    assert os.getpid() not in step_pids
+    assert len(step_pids) == 4 * len(summary.dagster_run_ids)
+
+    # The steps recorded their turns in the configured PostgreSQL schema.
+    with open_record_store(settings.records_url, schema=RECORDS_SCHEMA) as store:
+        threads = store.list_threads(WORKFLOW)
+    assert {t.status for t in threads} == {"completed"} and len(threads) == len(summary.threads)
+    assert database.scalar(f"SELECT count(*) FROM {RECORDS_SCHEMA}.wf_turns") == 4 * len(threads)

@@ -1,0 +1,220 @@
+"""The Dagster UI in headless Chromium: a person sees the docs writer's graph and gates, adds a
+target partition and materializes it, and the run lands in the shared instance and the CAS."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus
+from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from ui_support import (
+    UI_ARTIFACTS,
+    VENV_BIN,
+    DagsterServices,
+    dismiss_community_prompt,
+    isolated_environment,
+    launch_chromium,
+    require_chromium,
+    traced_on_failure,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.ui]
+
+WORKFLOW = "docs_writer_thread_v1"
+PARTITIONS = f"{WORKFLOW}_targets"
+# The code location is named after the module workspace.yaml loads.
+LOCATION = "wf_pipeline.definitions"
+GATE_OF_ASSET = {
+    "evidence_map": "evidence_gate",
+    "verification_report": "verification_gate",
+    "readme_struct": "struct_gate",
+    "readme_final": "final_gate",
+}
+# The directory the test changes, and the symbol it adds there.
+CHANGED_DIR = "stationkit/storage"
+TARGET_KEY = "stationkit/storage"  # `<tree name>/<relative path>` of the documented subtree "stationkit"
+ADDED_SYMBOL = "clear_all"
+RUN_TIMEOUT_MS = 120_000
+
+
+@dataclass(frozen=True)
+class DocumentedTree:
+    """A copy of the sample tree whose "stationkit" subtree was documented by `wf run`, then changed."""
+
+    home: Path
+    root: Path
+    previous_final_artifact: str  # the changed target's README before the change
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def ui_env(home) -> dict[str, str]:
+    require_chromium()
+    return isolated_environment(home)
+
+
+@pytest.fixture
+def documented_tree(tmp_path, home, ui_env) -> DocumentedTree:
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    subtree = tree / "stationkit"
+    completed = subprocess.run(
+        [str(VENV_BIN / "wf"), "run", WORKFLOW, str(subtree), "--json"],
+        cwd=REPO_ROOT,
+        env=ui_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    threads = {t["target"]: t for t in json.loads(completed.stdout)["threads"]}
+    assert threads[TARGET_KEY]["status"] == "completed"
+
+    # The directory changes after it was documented: it needs a new thread.
+    module = tree / CHANGED_DIR / "memory.py"
+    module.write_text(
+        module.read_text()
+        + f'\n\ndef {ADDED_SYMBOL}(store):\n    """Drop every reading."""\n    store.clear()\n'
+    )
+    # The target stays registered in the record store, but its partition is gone from the
+    # instance (as after "Delete partition" in the UI): the UI has to add it back.
+    with DagsterInstance.from_config(ui_env["DAGSTER_HOME"]) as instance:
+        assert TARGET_KEY in instance.get_dynamic_partitions(PARTITIONS)
+        instance.delete_dynamic_partition(PARTITIONS, TARGET_KEY)
+    return DocumentedTree(home, tree, threads[TARGET_KEY]["final_artifact_id"])
+
+
+@pytest.fixture
+def dagster_services(request, documented_tree, ui_env) -> DagsterServices:
+    services = DagsterServices(env=ui_env, log_dir=UI_ARTIFACTS)
+    request.addfinalizer(services.stop)
+    services.start()
+    services.wait_until_serving()
+    return services
+
+
+@pytest.fixture
+def browser(tmp_path, dagster_services) -> Iterator[BrowserContext]:
+    with sync_playwright() as playwright:
+        context = launch_chromium(playwright, tmp_path / "chromium-profile")
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def instance(ui_env) -> Iterator[DagsterInstance]:
+    with DagsterInstance.from_config(ui_env["DAGSTER_HOME"]) as opened:
+        yield opened
+
+
+def open_asset_group(page: Page, base_url: str) -> None:
+    page.goto(f"{base_url}/locations/{LOCATION}/asset-groups/{WORKFLOW}")
+    # The code location loads lazily; the graph appears once it has.
+    for asset in GATE_OF_ASSET:
+        expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=60_000)
+
+
+def test_ui_shows_the_gated_graph_and_materializes_a_new_target(
+    browser: BrowserContext,
+    dagster_services: DagsterServices,
+    documented_tree: DocumentedTree,
+    instance: DagsterInstance,
+):
+    with traced_on_failure(browser, "docs_writer"):
+        page = browser.new_page()
+        dismiss_community_prompt(page)
+        show_graph_and_gates(page, dagster_services.url)
+        run_id = materialize_new_partition(page, dagster_services.url, instance)
+        follow_run_to_success(page, dagster_services, run_id)
+
+    # The instance agrees: a UI-launched run of that partition that succeeded ...
+    run = instance.get_run_by_id(run_id)
+    assert run is not None and run.status == DagsterRunStatus.SUCCESS
+    assert run.tags.get("dagster/partition") == TARGET_KEY
+    assert run.tags.get("dagster/from_ui") == "true"
+    materialized = {
+        entry.dagster_event.asset_key.path[-1]
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+        if entry.dagster_event.partition == TARGET_KEY
+    }
+    assert materialized == set(GATE_OF_ASSET)
+    checks = {
+        entry.dagster_event.event_specific_data.check_name: entry.dagster_event.event_specific_data.passed
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    }
+    assert checks == {gate: True for gate in GATE_OF_ASSET.values()}
+
+    # ... whose final README is a new artifact, stored in the CAS under its digest.
+    final = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey([WORKFLOW, "readme_final"]), asset_partitions=[TARGET_KEY]),
+        limit=1,
+    ).records[0]
+    assert final.run_id == run_id
+    artifact_id = final.asset_materialization.metadata["artifact_id"].value
+    assert artifact_id.startswith("sha256:") and artifact_id != documented_tree.previous_final_artifact
+    hex_digest = artifact_id.removeprefix("sha256:")
+    stored = (documented_tree.home / "cas" / "objects" / hex_digest[:2] / hex_digest[2:]).read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == hex_digest
+    readme = stored.decode("utf-8")
+    assert readme.startswith("# storage\n")
+    assert f"`{ADDED_SYMBOL}(store)`" in readme  # written from the changed tree
+
+
+def show_graph_and_gates(page: Page, base_url: str) -> None:
+    """The group's graph shows the four turn assets; each asset's Checks tab shows its blocking gate."""
+    open_asset_group(page, base_url)
+    # Each node's live status: the gate check of the `wf run` passed, and nothing is still loading.
+    expect(page.get_by_text("1 / 1 Passed", exact=True)).to_have_count(len(GATE_OF_ASSET), timeout=60_000)
+    expect(page.get_by_text("Loading...")).to_have_count(0, timeout=60_000)
+    UI_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(UI_ARTIFACTS / "asset_graph.png"))
+    for asset, gate in GATE_OF_ASSET.items():
+        page.goto(f"{base_url}/assets/{WORKFLOW}/{asset}?view=checks")
+        expect(page.get_by_text(gate, exact=True).first).to_be_visible()
+        expect(page.get_by_text("This is a blocking asset check.")).to_be_visible()
+
+
+def materialize_new_partition(page: Page, base_url: str, instance: DagsterInstance) -> str:
+    """Add the changed directory's partition in the Materialize dialog and launch all four assets for it."""
+    open_asset_group(page, base_url)
+    page.get_by_role("button", name="Materialize all").click()
+    launch = page.get_by_role("dialog").filter(
+        has_text=f"Launch runs to materialize {len(GATE_OF_ASSET)} assets"
+    )
+    expect(launch).to_be_visible()
+    launch.get_by_role("button", name="Add a partition").click()
+    add = page.get_by_role("dialog").filter(has_text=f"Add a partition for {PARTITIONS}")
+    add.get_by_role("textbox").fill(TARGET_KEY)
+    add.get_by_role("button", name="Save").click()
+    expect(add).to_be_hidden()
+    assert TARGET_KEY in instance.get_dynamic_partitions(PARTITIONS)
+
+    # The new partition is the selection.
+    expect(launch.get_by_text("1 partition", exact=True)).to_be_visible()
+    launch.get_by_role("button", name="Launch 1 run").click()
+    launched = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+    expect(launched).to_be_visible()
+    short_run_id = launched.inner_text().split()[-1]
+    return next(r.run_id for r in instance.get_runs(limit=5) if r.run_id.startswith(short_run_id))
+
+
+def follow_run_to_success(page: Page, services: DagsterServices, run_id: str) -> None:
+    page.goto(f"{services.url}/runs/{run_id}")
+    expect(page.get_by_text(f"partition: {TARGET_KEY}")).to_be_visible()
+    outcome = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
+    expect(outcome).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    page.screenshot(path=str(UI_ARTIFACTS / "run_page.png"))
+    assert outcome.inner_text() == "Success", services.log_tail("dagster-daemon")
