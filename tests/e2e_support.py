@@ -5,20 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from wf_pipeline.config import Settings
+from wf_pipeline.config import SETTINGS_VARIABLES, Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_REPO = REPO_ROOT / "assets" / "sample_repo"
 
-WF_VARIABLES = (
-    "WF_HOME",
-    "WF_CAS_URL",
-    "WF_RECORDS_URL",
-    "WF_OUT",
-    "WF_PROVIDER",
-    "WF_CONFIG_DIR",
-    "DAGSTER_HOME",
-)
+# Every variable the product reads, so a developer's exported settings never leak into tests.
+WF_VARIABLES = (*SETTINGS_VARIABLES, "WF_CONFIG_DIR")
 
 
 def isolated_settings(monkeypatch, home: Path) -> Settings:

@@ -418,10 +418,19 @@ def settings_environment(settings: Settings) -> Iterator[None]:
                 os.environ[name] = value
 
 
+# A level run covers hundreds of partitions; without this, SQLite event storage writes one
+# "planned" event per partition and asset before the run starts (about a fifth of a big
+# run's time). Failed threads stay visible in our records and the run summary.
+_PLANNED_SUBSET_VARIABLE = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
 class _quiet_dagster:
-    """Silence Dagster's own engine logger and preview warnings for the duration of CLI runs."""
+    """For the duration of CLI runs: no engine chatter or preview warnings in the terminal,
+    and planned-materialization events per run rather than per partition."""
 
     def __enter__(self) -> None:
+        self._planned_subset = os.environ.get(_PLANNED_SUBSET_VARIABLE)
+        os.environ[_PLANNED_SUBSET_VARIABLE] = "1"
         self._logger = logging.getLogger("dagster")
         self._level = self._logger.level
         self._logger.setLevel(logging.CRITICAL)
@@ -432,3 +441,7 @@ class _quiet_dagster:
     def __exit__(self, *exc: object) -> None:
         self._warnings.__exit__(*exc)
         self._logger.setLevel(self._level)
+        if self._planned_subset is None:
+            os.environ.pop(_PLANNED_SUBSET_VARIABLE, None)
+        else:
+            os.environ[_PLANNED_SUBSET_VARIABLE] = self._planned_subset

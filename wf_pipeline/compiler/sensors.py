@@ -28,6 +28,7 @@ from dagster._core.storage.tags import (
 )
 
 from wf_pipeline.config import Settings
+from wf_pipeline.errors import RunError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime import RuntimeEnv, next_ready_level, resolve_target
 
@@ -42,13 +43,19 @@ def bottom_up_sensor(loaded: LoadedProfile, job: Any) -> SensorDefinition:
     @run_status_sensor(
         name=f"{workflow_id}_bottom_up",
         run_status=DagsterRunStatus.SUCCESS,
-        monitored_jobs=[job],
+        # Launches from the asset graph run as Dagster's implicit asset job, not as ours,
+        # so every run of the code location is watched and filtered by its assets below.
         request_job=job,
         default_status=DefaultSensorStatus.RUNNING,
         description="After a UI run or backfill of this workflow succeeds, run the next ready depth level.",
     )
     def _continue_bottom_up(context: RunStatusSensorContext):
-        tags = context.dagster_run.tags
+        run = context.dagster_run
+        tags = run.tags
+        selected = run.asset_selection
+        ours = run.job_name == job.name or any(k.path[0] == workflow_id for k in selected or ())
+        if not ours:
+            return SkipReason(f"run materialized no asset of {workflow_id}")
         if tags.get(LAUNCHED_BY_TAG) == "cli":
             return SkipReason("the CLI runs its levels itself")
         keys = {
@@ -59,7 +66,12 @@ def bottom_up_sensor(loaded: LoadedProfile, job: Any) -> SensorDefinition:
         if not keys:
             return SkipReason("run has no target partitions")
         env = RuntimeEnv.open(Settings.from_env(os.environ))
-        roots: set[Path] = {resolve_target(env.records, key).root for key in keys}
+        roots: set[Path] = set()
+        for key in keys:
+            try:
+                roots.add(resolve_target(env.records, key).root)
+            except RunError:
+                continue  # a partition added by hand that no tree registered
         requests = []
         for root in sorted(roots):
             level = next_ready_level(env, loaded, root)

@@ -124,6 +124,7 @@ class RecordStore:
         self.schema = schema
         self.table_prefix = table_prefix
         self._tables: RecordTables = build_tables(table_prefix, schema)
+        self._upserts: dict[str, Any] = {}
         self._engine: Engine = create_record_engine(self._url)
         try:
             self._create_schema()
@@ -194,17 +195,25 @@ class RecordStore:
         rows = list(
             {tuple(row[col] for col in key): row for row in (r.model_dump() for r in records)}.values()
         )
-        table = self._tables[table_name]
-        statement = self._insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=list(key),
-            set_={
-                column.name: statement.excluded[column.name]
-                for column in table.columns
-                if column.name not in key
-            },
-        )
-        conn.execute(statement, rows)
+        conn.execute(self._upsert_statement(table_name), rows)
+
+    def _upsert_statement(self, table_name: str) -> Any:
+        # Built once per table: constructing it costs more than a small upsert itself.
+        cached = self._upserts.get(table_name)
+        if cached is None:
+            key = _KEYS[table_name]
+            table = self._tables[table_name]
+            insert = self._insert(table)
+            cached = insert.on_conflict_do_update(
+                index_elements=list(key),
+                set_={
+                    column.name: insert.excluded[column.name]
+                    for column in table.columns
+                    if column.name not in key
+                },
+            )
+            self._upserts[table_name] = cached
+        return cached
 
     @contextmanager
     def _writing(self, action: str) -> Iterator[Connection]:
