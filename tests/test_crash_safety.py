@@ -52,8 +52,6 @@ from crash_support import (
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
 from wf_pipeline.cas import open_cas
-from wf_pipeline.compiler import open_instance
-from wf_pipeline.config import Settings
 from wf_pipeline.metadata.records import (
     artifact_link_id_for,
     frame_id_for,
@@ -122,14 +120,14 @@ class KillSchedule:
     """Chooses each kill so that enough of them still find unfinished work.
 
     The first kills land in the first runs' start-up, while the record store is created
-    and the threads are planned for the first time. After them a shuffled deck fixes how many kills land
-    early in start-up (imports, scan, plan), late in start-up (partition sync, Dagster
-    run creation) and inside turns, some committed turn records (plus a few
-    milliseconds) into a run. Start-up kills also fire at the first turn record, so they
-    let no more than one burst of commits through. Turn kills share the remaining turns
-    out so that they reach the upper levels too, but one never lets the last
-    ``TURN_RESERVE`` turns through; with fewer left than that, every kill lands while
-    the interpreter is still starting.
+    and the threads are planned for the first time. After them a shuffled deck fixes
+    how many kills land early in start-up (imports, scan, plan), late in start-up
+    (partition sync, Dagster run creation) and inside turns, some committed turn records
+    (plus a few milliseconds) into a run. Start-up kills also fire at the first turn
+    record, so they let no more than one burst of commits through. Turn kills share the
+    remaining turns out so that they reach the upper levels too, but one never lets the
+    last ``TURN_RESERVE`` turns through; with fewer left than that, every kill lands
+    while the interpreter is still starting.
     """
 
     FRESH_HOME_KILLS = 3
@@ -179,9 +177,6 @@ def test_sigkill_at_random_points_then_plain_reruns_lose_and_repeat_nothing(tmp_
     )
     assert reference_run.returncode == 0, reference_run.stderr[-3000:]
 
-    # The Dagster instance is created up front: a kill inside Dagster's own first storage
-    # set-up breaks every later run (see the xfail test below, which lands on it every time).
-    open_instance(Settings.from_env(crashed.env())).dispose()
     kills = _kill_repeatedly(crashed, tree, cwd, timeline.startup_s)
     phases = Counter(kill.phase for kill in kills if kill.interrupted_work)
     print(f"\ncrash safety, seed {SEED}, reference run {timeline.total_s:.1f}s:")
@@ -445,6 +440,7 @@ def _assert_dagster_usable(home: WfHome, summary: dict) -> str:
     # Deepest first: each depth level is one contiguous partition range.
     assert [depth[key] for key in partitions] == sorted((depth[key] for key in partitions), reverse=True)
     gaps = dagster_partition_gaps(home, keys)
+    assert not gaps, gaps
     return (
         f"Dagster: {statuses[DagsterRunStatus.SUCCESS]} runs succeeded, "
         f"{statuses[DagsterRunStatus.STARTED]} killed runs left STARTED, "
@@ -481,11 +477,6 @@ def dagster_partition_gaps(home: WfHome, keys: list[str]) -> dict[str, set[str]]
 
 @pytest.mark.slow
 @pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
-@pytest.mark.xfail(
-    strict=True,
-    reason="compiler/execution.py launches no run for a level whose threads all completed, "
-    "so the materializations a killed run never recorded stay missing",
-)
 def test_a_level_killed_after_its_last_turn_committed_is_materialized_by_the_next_run(tmp_path):
     """Records committed, Dagster not told yet: the rerun must still record the level's outputs."""
     tree = tmp_path / "tree"
@@ -523,11 +514,6 @@ def test_a_level_killed_after_its_last_turn_committed_is_materialized_by_the_nex
 
 @pytest.mark.slow
 @pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
-@pytest.mark.xfail(
-    strict=True,
-    reason="compiler/execution.py open_instance: Dagster never completes an event log index "
-    "database that a killed first open left without tables",
-)
 def test_a_first_run_killed_while_dagster_creates_its_storage_leaves_later_runs_working(tmp_path):
     tree = tmp_path / "tree"
     generate_tree(tree, directories=2, fanout=1)

@@ -13,7 +13,9 @@ step, one Celery task per step). Out-of-process steps rebuild the job from
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import logging
 import os
 import warnings
@@ -27,10 +29,12 @@ from dagster import (
     DagsterInstance,
     ExecutorDefinition,
     JobDefinition,
+    RunsFilter,
     build_reconstructable_job,
     execute_job,
     multiprocess_executor,
 )
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -38,7 +42,7 @@ from dagster._core.storage.tags import (
 )
 
 from wf_pipeline.cas import open_cas
-from wf_pipeline.compiler.assets import THREAD_TAG, targets_partitions
+from wf_pipeline.compiler.assets import THREAD_TAG, targets_partitions, turn_asset_key
 from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.sensors import LAUNCHED_BY_TAG
 from wf_pipeline.config import SETTINGS_VARIABLES, Settings
@@ -82,8 +86,20 @@ def open_instance(settings: Settings) -> DagsterInstance:
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists():
-        config.write_text(_EMBEDDED_INSTANCE_YAML)
-    return DagsterInstance.from_config(str(settings.dagster_home))
+        staged = config.with_name(f".dagster.yaml.{os.getpid()}")
+        staged.write_text(_EMBEDDED_INSTANCE_YAML)
+        os.replace(staged, config)  # a killed first run never leaves a truncated config
+    instance = DagsterInstance.from_config(str(settings.dagster_home))
+    ready = settings.dagster_home / ".wf-instance-ready"
+    if not ready.exists():
+        # Dagster creates its SQLite storages in several steps and never completes an index
+        # database that a killed first open left without tables; the migration `dagster
+        # instance migrate` runs completes whatever is missing. Its progress output stays
+        # off the terminal (and off --json stdout).
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            instance.upgrade(print_fn=lambda *_: None)
+        ready.touch()
+    return instance
 
 
 def _catalog(settings: Settings, workspace_dir: Path | None) -> ProfileCatalog:
@@ -214,6 +230,26 @@ def sync_partitions(instance: DagsterInstance, workflow_id: str, keys: Sequence[
     instance.add_dynamic_partitions(name, list(keys))
 
 
+def unrecorded_keys(instance: DagsterInstance, plan: RunPlan) -> set[str]:
+    """The plan's partition keys some turn asset has no finished materialization for."""
+    workflow_id = plan.loaded.profile.workflow_id
+    keys = {entry.target.key for entry in plan.threads}
+    unfinished = {
+        record.dagster_run.run_id
+        for record in instance.get_run_records(filters=RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
+    }
+    events = instance.event_log_storage
+    missing: set[str] = set()
+    for turn in plan.loaded.profile.ordered_turns():
+        asset_key = turn_asset_key(workflow_id, turn.output_type)
+        missing |= keys - instance.get_materialized_partitions(asset_key)
+        attempts = events.get_latest_asset_partition_materialization_attempts_without_materializations(
+            asset_key
+        )
+        missing |= {key for key, (run_id, _) in attempts.items() if key in keys and run_id in unfinished}
+    return missing
+
+
 def depth_levels(entries: Sequence[ThreadPlan]) -> list[list[ThreadPlan]]:
     """Threads grouped by directory depth, deepest level first (the order they must run in)."""
     levels: dict[int, list[ThreadPlan]] = {}
@@ -244,17 +280,21 @@ def _execute(
     done = total - len(pending)
     if on_progress:
         on_progress(done, total)
-    if not pending:
-        return launched
     workflow_id = plan.loaded.profile.workflow_id
     instance = open_instance(settings)
+    # A run killed after its turns committed but before Dagster recorded the step leaves
+    # partitions unmaterialized, or "in progress" for good; their levels run again, at no
+    # provider cost since every turn is reused.
+    unrecorded = set() if resume is not None else unrecorded_keys(instance, plan)
+    if not pending and not unrecorded:
+        return launched
     sync_partitions(instance, workflow_id, [entry.target.key for entry in plan.threads])
     run_level = _level_runner(settings, env, catalog, workflow_id, workspace_dir or Path.cwd())
     pending_keys = {entry.target.key for entry in pending}
     with _quiet_dagster():
         for level in depth_levels(plan.threads):
             level_pending = sum(1 for entry in level if entry.target.key in pending_keys)
-            if not level_pending:
+            if not level_pending and not any(entry.target.key in unrecorded for entry in level):
                 continue
             if resume is not None:
                 tags = {THREAD_TAG: resume.thread.thread_id, PARTITION_NAME_TAG: resume.target.key}
