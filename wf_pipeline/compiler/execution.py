@@ -61,6 +61,7 @@ from wf_pipeline.runtime import (
     resolve_target,
     scan_workspace,
     summarize_run,
+    target_depth,
 )
 from wf_pipeline.tree import check_root
 
@@ -160,7 +161,7 @@ def sync_targets(
         "workflow_id": workflow_id,
         "partitions": targets_partitions(workflow_id).name,
         "targets": [target.key for target in targets],
-        "levels": len({0 if t.path == "." else t.path.count("/") + 1 for t in targets}),
+        "levels": len({target_depth(target) for target in targets}),
     }
 
 
@@ -254,7 +255,7 @@ def depth_levels(entries: Sequence[ThreadPlan]) -> list[list[ThreadPlan]]:
     """Threads grouped by directory depth, deepest level first (the order they must run in)."""
     levels: dict[int, list[ThreadPlan]] = {}
     for entry in entries:
-        depth = 0 if entry.target.path == "." else entry.target.path.count("/") + 1
+        depth = target_depth(entry.target)
         levels.setdefault(depth, []).append(entry)
     return [levels[depth] for depth in sorted(levels, reverse=True)]
 
