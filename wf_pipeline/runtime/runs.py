@@ -52,8 +52,7 @@ def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
     plans = []
     for target in targets:
         plan = plan_thread(env, loaded, target, scan.node(target.path).node_id)
-        if env.records.get_thread(plan.thread.thread_id) is None:
-            env.records.save_thread(plan.thread)
+        plan.save_if_new(env)
         plans.append(plan)
     return RunPlan(loaded=loaded, scan=scan, threads=tuple(plans))
 

@@ -23,6 +23,11 @@ class ThreadPlan:
     node_id: str
     thread: ThreadRecord
     reusable: bool
+    recorded: bool = True  # False for a new thread not saved yet
+
+    def save_if_new(self, env: RuntimeEnv) -> None:
+        if not self.recorded:
+            env.records.save_thread(self.thread)
 
 
 def frame_type_of(loaded: LoadedProfile) -> str:
@@ -78,7 +83,7 @@ def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id:
         created_at_ms=stamp,
         updated_at_ms=stamp,
     )
-    return ThreadPlan(target=target, node_id=node_id, thread=thread, reusable=False)
+    return ThreadPlan(target=target, node_id=node_id, thread=thread, reusable=False, recorded=False)
 
 
 def open_thread(
@@ -96,8 +101,7 @@ def open_thread(
         return thread
     scan = scan or scan_workspace(env, loaded, target.root)
     plan = plan_thread(env, loaded, target, scan.node(target.path).node_id)
-    if env.records.get_thread(plan.thread.thread_id) is None:
-        env.records.save_thread(plan.thread)
+    plan.save_if_new(env)
     return plan.thread
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -138,7 +139,8 @@ def run_turn(
     turn = next((t for t in profile.ordered_turns() if t.turn_id == turn_id), None)
     if turn is None:
         raise RunError("RUN_UNKNOWN_TURN", f"{profile.workflow_id} has no turn {turn_id!r}")
-    latest = env.records.latest_turns(thread.thread_id).get(turn_id)
+    history = env.records.latest_turns(thread.thread_id)
+    latest = history.get(turn_id)
     if (
         latest is not None
         and latest.status == "completed"
@@ -147,7 +149,7 @@ def run_turn(
     ):
         return _reused_output(env, thread, turn, target, latest)
 
-    snapshot = _snapshot_inputs(env, loaded, thread, target, turn, scan)
+    snapshot = _snapshot_inputs(env, loaded, thread, target, turn, scan, history)
     gate_spec = profile.gate(turn.gate_id) if turn.gate_id else None
     max_attempts = 1 + min(turn.retry_limit, profile.thread_policy.max_turn_retries)
     first = (latest.attempt + 1) if latest else 1
@@ -227,9 +229,9 @@ def _snapshot_inputs(
     target: Target,
     turn: Any,
     scan: TreeScan | None,
+    latest: Mapping[str, TurnRecord],
 ) -> _Snapshot:
     profile = loaded.profile
-    latest = env.records.latest_turns(thread.thread_id)
     producers = {t.output_type: t for t in profile.ordered_turns()}
     artifact_ids: dict[str, str] = {}
     for ref in turn.input_refs:
