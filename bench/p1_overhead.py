@@ -4,7 +4,8 @@ Both sides document the same generated 300-directory tree with the zero-latency
 simulated provider, each in a fresh home with the SQLite record store and the local CAS:
 
 - ours: `run_workflow` (scan, plan, partitions, one Dagster run per depth level with
-  the turns as asset steps, CAS IO manager, gate checks, READMEs written at the end);
+  the turns as asset steps, materializations per partition, gate checks, READMEs
+  written at the end);
 - loop: the same runtime functions called directly, no Dagster: `plan_run`, then for
   every thread bottom-up `open_thread` and `run_turn` for each turn in order (the same
   CAS objects, turn/gate/link/frame records), then `summarize_run` writing the READMEs.

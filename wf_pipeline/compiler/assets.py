@@ -1,4 +1,10 @@
-"""Profile -> Dagster assets: one asset per turn output, one blocking check per gate."""
+"""Profile -> Dagster assets: one asset per turn output, one blocking check per gate.
+
+A turn's output is in the CAS and its records before the step ends (the runtime writes
+both), so a step hands nothing to Dagster but metadata: ids, digests and verdicts. A
+downstream turn reads its inputs from the thread's records; the asset dependencies give
+Dagster the lineage and the staleness of the graph.
+"""
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at definition time.
 
@@ -11,7 +17,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetIn,
     AssetKey,
     AssetsDefinition,
     BackfillPolicy,
@@ -19,12 +24,13 @@ from dagster import (
     DataVersion,
     DynamicPartitionsDefinition,
     Failure,
+    MaterializeResult,
     MetadataValue,
-    Output,
     asset,
 )
 
-from wf_pipeline.compiler.resources import IO_MANAGER_KEY, RUNTIME_KEY
+from wf_pipeline.compiler.event_log import dynamic_partitions_snapshot
+from wf_pipeline.compiler.resources import RUNTIME_KEY
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime import CONTEXT_REF, TurnOutput, resolve_target, run_turn_batch
 
@@ -69,10 +75,9 @@ def _turn_asset(
 
     @asset(
         key=key,
-        ins={ref: AssetIn(key=turn_asset_key(profile.workflow_id, ref)) for ref in upstream_refs},
+        deps=[turn_asset_key(profile.workflow_id, ref) for ref in upstream_refs],
         partitions_def=partitions,
         check_specs=check_specs,
-        io_manager_key=IO_MANAGER_KEY,
         required_resource_keys={RUNTIME_KEY},
         group_name=profile.workflow_id,
         code_version=loaded.turn_code_version(turn.turn_id),
@@ -82,13 +87,12 @@ def _turn_asset(
         # runtime, which skips a directory whose children have not finished.
         backfill_policy=BackfillPolicy.single_run(),
     )
-    def _compute(context: AssetExecutionContext, **upstream: dict[str, TurnOutput]) -> Iterator[Any]:
+    def _compute(context: AssetExecutionContext) -> Iterator[Any]:
         env = context.resources.wf_runtime
         keys = context.partition_keys
         targets = [resolve_target(env.records, key) for key in keys]
-        upstream_by_key = {key: [outs[key] for outs in upstream.values() if key in outs] for key in keys}
         results = run_turn_batch(
-            env, loaded, turn.turn_id, targets, upstream_by_key, thread_id=context.run.tags.get(THREAD_TAG)
+            env, loaded, turn.turn_id, targets, thread_id=context.run.tags.get(THREAD_TAG)
         )
         single = len(keys) == 1
         if single and results[keys[0]].artifact_id is None:
@@ -97,15 +101,16 @@ def _turn_asset(
                 description=f"{result.error_code}: turn {turn.turn_id} of thread {result.thread_id} did not complete",
                 metadata=_metadata(result, turn.seq),
             )
-        for key, result in results.items():
-            context.add_asset_metadata(_metadata(result, turn.seq), partition_key=key)
+        with dynamic_partitions_snapshot(context.instance, partitions.name):
+            for key, result in results.items():
+                context.add_asset_metadata(_metadata(result, turn.seq), partition_key=key)
         # One step, one data version: a single target reports its artifact digest; a batch
         # carries each target's artifact id in that partition's metadata instead.
         data_version = DataVersion(results[keys[0]].artifact_id) if single else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", BetaWarning)
-            output = Output(results, data_version=data_version, metadata=_batch_summary(results))
-        yield output
+            materialized = MaterializeResult(data_version=data_version, metadata=_batch_summary(results))
+        yield materialized
         if gate is not None:
             yield _gate_check(gate, results, single)
 

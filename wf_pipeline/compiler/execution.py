@@ -44,6 +44,7 @@ from dagster._core.storage.tags import (
 from wf_pipeline.cas import open_cas
 from wf_pipeline.compiler.assets import THREAD_TAG, targets_partitions, turn_asset_key
 from wf_pipeline.compiler.definitions import build_definitions, resolve_job
+from wf_pipeline.compiler.event_log import dynamic_partitions_snapshot
 from wf_pipeline.compiler.sensors import LAUNCHED_BY_TAG
 from wf_pipeline.config import SETTINGS_VARIABLES, Settings
 from wf_pipeline.errors import ConfigError, RunError
@@ -72,14 +73,25 @@ _QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}
 
 
 # The embedded default instance: SQLite storage in DAGSTER_HOME, and no usage telemetry
-# (the machine may have no route out, and a CLI run should not phone home).
+# (the machine may have no route out, and a CLI run should not phone home). Its event log
+# is Dagster's SQLite one with batched writes (compiler/event_log.py), same files and schema.
 # deploy/dagster-postgres.yaml is the PostgreSQL one.
-_EMBEDDED_INSTANCE_YAML = (
-    "telemetry:\n  enabled: false\n"
-    # Step processes of out-of-process runs log to their console at this level (the run's
-    # events are stored in full): engine chatter stays out of the terminal.
-    "python_logs:\n  python_log_level: INFO\n"
-)
+def _embedded_instance_yaml(dagster_home: Path) -> str:
+    return yaml.safe_dump(
+        {
+            "telemetry": {"enabled": False},
+            # Step processes of out-of-process runs log to their console at this level (the
+            # run's events are stored in full): engine chatter stays out of the terminal.
+            "python_logs": {"python_log_level": "INFO"},
+            "event_log_storage": {
+                "module": "wf_pipeline.compiler.event_log",
+                "class": "BatchedSqliteEventLogStorage",
+                # Where Dagster's default SQLite storage keeps its event logs.
+                "config": {"base_dir": str(dagster_home.resolve() / "history" / "runs")},
+            },
+        },
+        sort_keys=False,
+    )
 
 
 def open_instance(settings: Settings) -> DagsterInstance:
@@ -88,7 +100,7 @@ def open_instance(settings: Settings) -> DagsterInstance:
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists():
         staged = config.with_name(f".dagster.yaml.{os.getpid()}")
-        staged.write_text(_EMBEDDED_INSTANCE_YAML)
+        staged.write_text(_embedded_instance_yaml(settings.dagster_home))
         os.replace(staged, config)  # a killed first run never leaves a truncated config
     instance = DagsterInstance.from_config(str(settings.dagster_home))
     ready = settings.dagster_home / ".wf-instance-ready"
@@ -325,9 +337,11 @@ def _level_runner(
         job = resolve_job(build_definitions(catalog, env), workflow_id)
 
         def run_in_process(instance: DagsterInstance, tags: Mapping[str, str]) -> str:
-            result = job.execute_in_process(
-                instance=instance, raise_on_error=False, run_config=_QUIET_RUN_CONFIG, tags=dict(tags)
-            )
+            # The partitions were synced before the first level: the run reads them once.
+            with dynamic_partitions_snapshot(instance, targets_partitions(workflow_id).name):
+                result = job.execute_in_process(
+                    instance=instance, raise_on_error=False, run_config=_QUIET_RUN_CONFIG, tags=dict(tags)
+                )
             return result.run_id
 
         return run_in_process
@@ -459,19 +473,24 @@ def settings_environment(settings: Settings) -> Iterator[None]:
                 os.environ[name] = value
 
 
-# A level run covers hundreds of partitions; without this, SQLite event storage writes one
-# "planned" event per partition and asset before the run starts (about a fifth of a big
-# run's time). Failed threads stay visible in our records and the run summary.
-_PLANNED_SUBSET_VARIABLE = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+# A level run covers hundreds of partitions. Without these, Dagster writes one "planned"
+# event per partition and asset before the run starts, and stores a step's per-partition
+# materializations one by one; with them, planned events are one per run and a step's
+# materializations reach the event log as one batch. Failed threads stay visible in our
+# records and the run summary.
+_BATCHING_VARIABLES = {
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1",
+    "DAGSTER_EVENT_BATCH_SIZE": "1000",
+}
 
 
 class _quiet_dagster:
     """For the duration of CLI runs: no engine chatter or preview warnings in the terminal,
-    and planned-materialization events per run rather than per partition."""
+    and Dagster's event batching on (`_BATCHING_VARIABLES`)."""
 
     def __enter__(self) -> None:
-        self._planned_subset = os.environ.get(_PLANNED_SUBSET_VARIABLE)
-        os.environ[_PLANNED_SUBSET_VARIABLE] = "1"
+        self._saved = {name: os.environ.get(name) for name in _BATCHING_VARIABLES}
+        os.environ.update(_BATCHING_VARIABLES)
         self._logger = logging.getLogger("dagster")
         self._level = self._logger.level
         self._logger.setLevel(logging.CRITICAL)
@@ -482,7 +501,8 @@ class _quiet_dagster:
     def __exit__(self, *exc: object) -> None:
         self._warnings.__exit__(*exc)
         self._logger.setLevel(self._level)
-        if self._planned_subset is None:
-            os.environ.pop(_PLANNED_SUBSET_VARIABLE, None)
-        else:
-            os.environ[_PLANNED_SUBSET_VARIABLE] = self._planned_subset
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

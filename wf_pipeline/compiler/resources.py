@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 
-from dagster import InitResourceContext, IOManagerDefinition, ResourceDefinition
+from dagster import InitResourceContext, ResourceDefinition
 
-from wf_pipeline.compiler.io_manager import CasIOManager
 from wf_pipeline.config import Settings
 from wf_pipeline.runtime import RuntimeEnv
 
 RUNTIME_KEY = "wf_runtime"
-IO_MANAGER_KEY = "wf_cas_io_manager"
 
 
 def _open_from_environment(_: InitResourceContext) -> RuntimeEnv:
@@ -31,9 +29,4 @@ def runtime_resources(env: RuntimeEnv | None = None) -> dict[str, ResourceDefini
             _open_from_environment, description="wf_pipeline runtime opened from WF_ settings"
         )
     )
-    io_manager = IOManagerDefinition(
-        lambda context: CasIOManager(context.resources.wf_runtime.cas),
-        required_resource_keys={RUNTIME_KEY},
-        description="turn outputs in the CAS; artifact digest as data version",
-    )
-    return {RUNTIME_KEY: runtime, IO_MANAGER_KEY: io_manager}
+    return {RUNTIME_KEY: runtime}

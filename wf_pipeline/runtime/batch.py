@@ -10,7 +10,7 @@ have not finished (a parent never starts before its children: bottom-up).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,31 +30,19 @@ def run_turn_batch(
     loaded: LoadedProfile,
     turn_id: str,
     targets: Sequence[Target],
-    upstream: Mapping[str, Sequence[TurnOutput]],
     *,
     thread_id: str | None = None,
 ) -> dict[str, TurnOutput]:
     """Run ``turn_id`` for every target; returns target key -> outcome, in target order.
 
-    ``upstream`` maps a target key to the outputs of this turn's upstream turns for it.
     ``thread_id`` names the thread to resume; it applies only to a single target.
     """
     turn = loaded.profile.turn(turn_id)
     scans = _scans_by_root(env, loaded, targets)
     prepared: dict[str, TurnOutput | tuple] = {}
     for target in targets:
-        previous = upstream.get(target.key, ())
-        blocked = next((out for out in previous if out.status != "completed" or not out.gate_passed), None)
-        if blocked is not None:
-            prepared[target.key] = TurnOutput.skipped(
-                blocked.thread_id, turn, target.key, "RUN_UPSTREAM_FAILED"
-            )
-            continue
         scan = scans[target.root]
-        known_thread = next((out.thread_id for out in previous), None) or (
-            thread_id if len(targets) == 1 else None
-        )
-        thread = open_thread(env, loaded, target, known_thread, scan)
+        thread = open_thread(env, loaded, target, thread_id if len(targets) == 1 else None, scan)
         if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
             pending = unsettled_children(env, loaded, scan, target.path)
             if pending:

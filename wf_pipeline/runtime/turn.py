@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wf_pipeline.cas import ArtifactRef
@@ -95,19 +95,6 @@ class TurnOutput:
     @property
     def gate_passed(self) -> bool:
         return self.gate_outcome in (None, "pass")
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TurnOutput:
-        return cls(
-            **{
-                **data,
-                "input_artifact_ids": tuple(data["input_artifact_ids"]),
-                "gate_reasons": tuple(data["gate_reasons"]),
-            }
-        )
 
 
 @dataclass(frozen=True)

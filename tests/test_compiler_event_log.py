@@ -1,0 +1,180 @@
+"""The embedded instance's event log stores exactly what Dagster's own SQLite storage stores.
+
+The same partitioned job (a batched step with per-partition metadata, a downstream asset
+and an asset check) runs on a plain Dagster SQLite instance and on one whose event log is
+`BatchedSqliteEventLogStorage`, with Dagster's event batching on; everything the UI and
+the runtime read back must agree.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the context annotation at definition time.
+
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetRecordsFilter,
+    BackfillPolicy,
+    DagsterEventType,
+    DagsterInstance,
+    DynamicPartitionsDefinition,
+    EventRecordsFilter,
+    MaterializeResult,
+    asset,
+    materialize,
+)
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from wf_pipeline.compiler.event_log import BatchedSqliteEventLogStorage, dynamic_partitions_snapshot
+
+PARTITIONS = DynamicPartitionsDefinition(name="dirs")
+KEYS = [f"tree/d{i:02d}" for i in range(12)]
+
+
+@asset(
+    partitions_def=PARTITIONS,
+    backfill_policy=BackfillPolicy.single_run(),
+    check_specs=[AssetCheckSpec("gate", asset="first", blocking=True)],
+)
+def first(context: AssetExecutionContext):
+    for key in context.partition_keys:
+        context.add_asset_metadata({"artifact_id": f"sha-{key}", "bytes": len(key)}, partition_key=key)
+    yield MaterializeResult(metadata={"targets": len(context.partition_keys)})
+    yield AssetCheckResult(
+        check_name="gate", passed=True, metadata={"evaluated": len(context.partition_keys)}
+    )
+
+
+@asset(partitions_def=PARTITIONS, backfill_policy=BackfillPolicy.single_run(), deps=[first])
+def second(context: AssetExecutionContext):
+    for key in context.partition_keys:
+        context.add_asset_metadata({"turn_seq": 2}, partition_key=key)
+    return MaterializeResult()
+
+
+def open_instance(home: Path, *, batched: bool) -> DagsterInstance:
+    config: dict = {"telemetry": {"enabled": False}}
+    if batched:
+        config["event_log_storage"] = {
+            "module": "wf_pipeline.compiler.event_log",
+            "class": "BatchedSqliteEventLogStorage",
+            "config": {"base_dir": str(home / "history" / "runs")},
+        }
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return DagsterInstance.from_config(str(home))
+
+
+def run_level(instance: DagsterInstance, keys: list[str]) -> None:
+    result = materialize(
+        [first, second],
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+    )
+    assert result.success
+
+
+def what_the_instance_shows(instance: DagsterInstance) -> dict:
+    shown: dict = {}
+    for name in ("first", "second"):
+        asset_key = AssetKey(name)
+        shown[name, "materialized"] = sorted(instance.get_materialized_partitions(asset_key))
+        for key in KEYS:
+            latest = instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key]), limit=1
+            ).records
+            materialization = latest[0].asset_materialization if latest else None
+            # Metadata and tag names: run ids and timestamps differ between the instances.
+            shown[name, key] = materialization and (
+                dict(materialization.metadata),
+                sorted(materialization.tags),
+            )
+        shown[name, "events"] = len(instance.fetch_materializations(asset_key, limit=100).records)
+        planned = instance.get_event_records(
+            EventRecordsFilter(event_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED, asset_key=asset_key)
+        )
+        shown[name, "planned"] = len(planned)
+        shown[name, "asset_record"] = [
+            record.asset_entry.last_materialization_record.event_log_entry.dagster_event.partition
+            for record in instance.get_asset_records([asset_key])
+        ]
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key([next(iter(first.check_keys))])
+    shown["check"] = [
+        (execution.status.value, execution.event.dagster_event.event_type_value)
+        for execution in check.values()
+    ]
+    return shown
+
+
+@pytest.fixture
+def batching(monkeypatch):
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
+
+
+def test_batched_storage_stores_what_dagsters_storage_stores(tmp_path, batching, monkeypatch):
+    batch_sizes = []
+    store_batch = BatchedSqliteEventLogStorage.store_event_batch
+
+    def counted(storage, events):
+        batch_sizes.append(len(events))
+        store_batch(storage, events)
+
+    monkeypatch.setattr(BatchedSqliteEventLogStorage, "store_event_batch", counted)
+    shown = {}
+    for batched in (False, True):
+        instance = open_instance(tmp_path / f"batched-{batched}", batched=batched)
+        assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage) is batched
+        instance.add_dynamic_partitions(PARTITIONS.name, KEYS)
+        run_level(instance, KEYS[:8])  # a batch of eight, then one of four
+        run_level(instance, KEYS[8:])
+        shown[batched] = what_the_instance_shows(instance)
+        instance.dispose()
+    assert shown[True]["first", "materialized"] == KEYS
+    assert shown[True]["first", KEYS[3]][0]["artifact_id"].value == f"sha-{KEYS[3]}"
+    assert shown[True]["first", "events"] == len(KEYS)
+    # The asset's row holds the latest event stored: one of the last batch (Dagster's order).
+    assert shown[True]["first", "asset_record"][0] in KEYS[8:]
+    assert shown[True] == shown[False]
+    # Both runs' materializations went through as batches: 8 and 4 partitions per step.
+    assert sorted(size for size in batch_sizes if size in (4, 8)) == [4, 4, 8, 8]
+
+
+def test_a_reopened_instance_reads_the_batched_events(tmp_path, batching):
+    instance = open_instance(tmp_path / "home", batched=True)
+    instance.add_dynamic_partitions(PARTITIONS.name, KEYS)
+    run_level(instance, KEYS)
+    instance.dispose()
+    reopened = DagsterInstance.from_config(str(tmp_path / "home"))
+    assert sorted(reopened.get_materialized_partitions(AssetKey("second"))) == KEYS
+    assert reopened.get_run_records()[0].dagster_run.is_success
+
+
+def test_a_snapshot_serves_partition_lookups_from_one_read(tmp_path):
+    instance = open_instance(tmp_path / "home", batched=True)
+    other_process = DagsterInstance.from_config(str(tmp_path / "home"))
+    instance.add_dynamic_partitions(PARTITIONS.name, KEYS[:2])
+    with dynamic_partitions_snapshot(instance, PARTITIONS.name):
+        other_process.add_dynamic_partitions(PARTITIONS.name, [KEYS[2]])
+        assert instance.get_dynamic_partitions(PARTITIONS.name) == KEYS[:2]
+        assert not instance.has_dynamic_partition(PARTITIONS.name, KEYS[2])
+        assert instance.has_dynamic_partition(PARTITIONS.name, KEYS[1])
+        # Only this context sees the snapshot; other partition definitions are read as usual.
+        assert instance.get_dynamic_partitions("other") == []
+    assert instance.get_dynamic_partitions(PARTITIONS.name) == KEYS[:3]
+    assert instance.has_dynamic_partition(PARTITIONS.name, KEYS[2])
+
+
+def test_wiping_the_instance_drops_its_connections(tmp_path, batching):
+    instance = open_instance(tmp_path / "home", batched=True)
+    instance.add_dynamic_partitions(PARTITIONS.name, KEYS)
+    run_level(instance, KEYS[:4])
+    instance.wipe()
+    instance.add_dynamic_partitions(PARTITIONS.name, KEYS)
+    assert not list((tmp_path / "home" / "history" / "runs").glob("[!i]*.db"))
+    run_level(instance, KEYS[4:8])  # the run databases are created afresh, not written through stale handles
+    assert sorted(instance.get_materialized_partitions(AssetKey("first"))) == KEYS[4:8]
