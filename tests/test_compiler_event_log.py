@@ -28,7 +28,9 @@ from dagster import (
     materialize,
 )
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from e2e_support import isolated_settings
 
+from wf_pipeline.compiler import open_instance as wf_open_instance
 from wf_pipeline.compiler.event_log import BatchedSqliteEventLogStorage, dynamic_partitions_snapshot
 
 PARTITIONS = DynamicPartitionsDefinition(name="dirs")
@@ -178,3 +180,40 @@ def test_wiping_the_instance_drops_its_connections(tmp_path, batching):
     assert not list((tmp_path / "home" / "history" / "runs").glob("[!i]*.db"))
     run_level(instance, KEYS[4:8])  # the run databases are created afresh, not written through stale handles
     assert sorted(instance.get_materialized_partitions(AssetKey("first"))) == KEYS[4:8]
+
+
+def test_the_embedded_instance_uses_the_batched_event_log(tmp_path, monkeypatch):
+    settings = isolated_settings(monkeypatch, tmp_path / "wf-home")
+    instance = wf_open_instance(settings)
+    assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+    # Where Dagster's default SQLite storage keeps event logs, next to its run storage.
+    assert (settings.dagster_home / "history" / "runs" / "index.db").exists()
+    assert (settings.dagster_home / "history" / "runs.db").exists()
+
+
+def test_a_home_of_an_earlier_release_is_upgraded_and_keeps_its_runs(tmp_path, monkeypatch, batching):
+    settings = isolated_settings(monkeypatch, tmp_path / "wf-home")
+    settings.dagster_home.mkdir(parents=True)
+    config = settings.dagster_home / "dagster.yaml"
+    config.write_text("telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n")
+    earlier = DagsterInstance.from_config(str(settings.dagster_home))
+    assert not isinstance(earlier.event_log_storage, BatchedSqliteEventLogStorage)
+    earlier.add_dynamic_partitions(PARTITIONS.name, KEYS)
+    run_level(earlier, KEYS[:4])
+    earlier.dispose()
+
+    instance = wf_open_instance(settings)
+    assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+    assert sorted(instance.get_materialized_partitions(AssetKey("second"))) == KEYS[:4]
+    run_level(instance, KEYS[4:])
+    assert sorted(instance.get_materialized_partitions(AssetKey("second"))) == KEYS
+
+
+def test_a_dagster_yaml_of_the_users_is_left_as_it_is(tmp_path, monkeypatch):
+    settings = isolated_settings(monkeypatch, tmp_path / "wf-home")
+    settings.dagster_home.mkdir(parents=True)
+    own = "telemetry:\n  enabled: false\n"
+    (settings.dagster_home / "dagster.yaml").write_text(own)
+    instance = wf_open_instance(settings)
+    assert (settings.dagster_home / "dagster.yaml").read_text() == own
+    assert not isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)

@@ -94,11 +94,16 @@ def _embedded_instance_yaml(dagster_home: Path) -> str:
     )
 
 
+# What earlier releases wrote: same storage files, without the batched event log. Such a
+# home gets the current configuration; any other existing dagster.yaml is the user's.
+_EARLIER_EMBEDDED_INSTANCE_YAML = "telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n"
+
+
 def open_instance(settings: Settings) -> DagsterInstance:
-    """The Dagster instance the CLI and the UI share; an existing dagster.yaml is left as it is."""
+    """The Dagster instance the CLI and the UI share; a dagster.yaml of the user's is left as it is."""
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     config = settings.dagster_home / "dagster.yaml"
-    if not config.exists():
+    if not config.exists() or config.read_text(encoding="utf-8") == _EARLIER_EMBEDDED_INSTANCE_YAML:
         staged = config.with_name(f".dagster.yaml.{os.getpid()}")
         staged.write_text(_embedded_instance_yaml(settings.dagster_home))
         os.replace(staged, config)  # a killed first run never leaves a truncated config
