@@ -8,6 +8,7 @@ the runtime read back must agree.
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at definition time.
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,20 @@ def what_the_instance_shows(instance: DagsterInstance) -> dict:
     return shown
 
 
+def run_database_schemas(home: Path) -> set:
+    """Tables, indexes and alembic stamp of each run's database (all alike)."""
+    schemas = set()
+    for path in (home / "history" / "runs").glob("*.db"):
+        if path.name == "index.db":
+            continue
+        with sqlite3.connect(path) as conn:
+            objects = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+            stamp = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+            journal = conn.execute("PRAGMA journal_mode").fetchone()
+        schemas.add((tuple(objects), tuple(stamp), journal))
+    return schemas
+
+
 @pytest.fixture
 def batching(monkeypatch):
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
@@ -135,12 +150,17 @@ def test_batched_storage_stores_what_dagsters_storage_stores(tmp_path, batching,
         run_level(instance, KEYS[:8])  # a batch of eight, then one of four
         run_level(instance, KEYS[8:])
         shown[batched] = what_the_instance_shows(instance)
+        shown[batched]["run databases"] = run_database_schemas(tmp_path / f"batched-{batched}")
         instance.dispose()
     assert shown[True]["first", "materialized"] == KEYS
     assert shown[True]["first", KEYS[3]][0]["artifact_id"].value == f"sha-{KEYS[3]}"
     assert shown[True]["first", "events"] == len(KEYS)
     # The asset's row holds the latest event stored: one of the last batch (Dagster's order).
     assert shown[True]["first", "asset_record"][0] in KEYS[8:]
+    assert (
+        len(shown[True]["run databases"]) == 1
+        and shown[True]["run databases"] == shown[False]["run databases"]
+    )
     assert shown[True] == shown[False]
     # Both runs' materializations went through as batches: 8 and 4 partitions per step.
     assert sorted(size for size in batch_sizes if size in (4, 8)) == [4, 4, 8, 8]

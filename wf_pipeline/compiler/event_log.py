@@ -19,22 +19,28 @@ migrate` see an ordinary SQLite instance, and:
 from __future__ import annotations
 
 import contextvars
+import functools
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from dagster import DagsterEventType, DagsterInstance
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
 from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata, SqlEventLogStorageTable
+from dagster._core.storage.event_log.sqlite import sqlite_event_log as sqlite_event_log_module
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from dagster._core.storage.sql import create_engine
+from dagster._core.storage.sql import create_engine, get_alembic_config
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
 # What Dagster batches: a step's per-partition asset events and a run's planned events.
@@ -100,6 +106,10 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def _initdb(self, engine: Engine, for_index_shard: bool = False) -> None:
+        if for_index_shard or not _set_up_run_database(engine):
+            super()._initdb(engine, for_index_shard=for_index_shard)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """One batch of a run's asset events: one transaction on the run database, one on the index."""
@@ -188,6 +198,33 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
+
+
+def _set_up_run_database(engine: Engine) -> bool:
+    """Make sure a run's database exists as Dagster makes it (tables, WAL, the alembic head stamp).
+
+    Dagster's set-up reads every migration script again for each run database it opens,
+    about a tenth of a second each; here they are read once per process. An already
+    stamped database is left alone, as Dagster leaves it. False when another process is
+    setting the database up at the same moment: Dagster's set-up, which retries, takes over.
+    """
+    try:
+        with engine.connect() as conn:
+            migrations = MigrationContext.configure(conn)
+            if migrations.get_current_revision() is not None:
+                return True
+            SqlEventLogStorageMetadata.create_all(engine)
+            conn.execute(text("PRAGMA journal_mode=WAL;"))
+            migrations.stamp(_migration_scripts(), "head")
+            conn.commit()
+    except (DBAPIError, sqlite3.Error):
+        return False
+    return True
+
+
+@functools.cache
+def _migration_scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(get_alembic_config(sqlite_event_log_module.__file__))
 
 
 @contextmanager
