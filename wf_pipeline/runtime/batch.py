@@ -39,34 +39,27 @@ def run_turn_batch(
     """
     turn = loaded.profile.turn(turn_id)
     scans = _scans_by_root(env, loaded, targets)
-    prepared: dict[str, TurnOutput | tuple] = {}
-    for target in targets:
-        scan = scans[target.root]
-        thread = open_thread(env, loaded, target, thread_id if len(targets) == 1 else None, scan)
-        if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
-            pending = unsettled_children(env, loaded, scan, target.path)
-            if pending:
-                log.warning("thread %s waits for %d child directories", thread.thread_id, len(pending))
-                prepared[target.key] = TurnOutput.skipped(
-                    thread.thread_id, turn, target.key, "RUN_CHILDREN_PENDING"
-                )
-                continue
-        prepared[target.key] = (thread, target, scan)
-
-    runnable = {key: job for key, job in prepared.items() if isinstance(job, tuple)}
-    workers = max(1, min(env.settings.provider_concurrency, len(runnable)))
+    resumed = thread_id if len(targets) == 1 else None
+    workers = max(1, min(env.settings.provider_concurrency, len(targets)))
+    # Each worker also opens its thread and checks the children, so that work overlaps
+    # the provider calls of the others instead of delaying the first call.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wf-turn") as pool:
         futures = {
-            key: pool.submit(_run_one, env, loaded, thread, target, turn, scan)
-            for key, (thread, target, scan) in runnable.items()
+            target.key: pool.submit(_run_one, env, loaded, target, turn, scans[target.root], resumed)
+            for target in targets
         }
-        results = {key: future.result() for key, future in futures.items()}
-    return {target.key: results.get(target.key) or prepared[target.key] for target in targets}
+        return {key: future.result() for key, future in futures.items()}
 
 
 def _run_one(
-    env: RuntimeEnv, loaded: LoadedProfile, thread, target: Target, turn, scan: TreeScan
+    env: RuntimeEnv, loaded: LoadedProfile, target: Target, turn, scan: TreeScan, thread_id: str | None
 ) -> TurnOutput:
+    thread = open_thread(env, loaded, target, thread_id, scan)
+    if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
+        pending = unsettled_children(env, loaded, scan, target.path)
+        if pending:
+            log.warning("thread %s waits for %d child directories", thread.thread_id, len(pending))
+            return TurnOutput.skipped(thread.thread_id, turn, target.key, "RUN_CHILDREN_PENDING")
     try:
         return run_turn(env, loaded, thread, target, turn.turn_id, scan)
     except WfError as exc:
