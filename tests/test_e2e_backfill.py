@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from dagster import AssetKey
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from e2e_support import isolated_settings
 
@@ -68,6 +69,21 @@ def _turns_by_path(env: RuntimeEnv):
     }
 
 
+def _checked_bottom_up(env: RuntimeEnv) -> int:
+    """Every thread completed, none started before all its children's turns ended; pairs checked."""
+    by_path = _turns_by_path(env)
+    checked = 0
+    for path, (thread, turns) in by_path.items():
+        assert thread.status == "completed"
+        children = [p for p in by_path if p != "." and _parent(p) == path]
+        started = min(t.started_at_ms for t in turns)
+        for child in children:
+            child_end = max(t.ended_at_ms for t in by_path[child][1])
+            assert child_end <= started, f"{path} started before its child {child} finished"
+            checked += 1
+    return checked
+
+
 def test_backfill_batches_levels_runs_bottom_up_and_concurrently(settings, tmp_path):
     tree = tmp_path / "big"
     generate_tree(tree, directories=41, fanout=4)  # depths 0..3
@@ -79,23 +95,29 @@ def test_backfill_batches_levels_runs_bottom_up_and_concurrently(settings, tmp_p
     assert provider.calls == 4 * 41
     assert provider.max_in_flight > 1  # provider calls overlap inside a turn
 
-    env = RuntimeEnv.open(settings)
-    by_path = _turns_by_path(env)
-    checked = 0
-    for path, (thread, turns) in by_path.items():
-        assert thread.status == "completed"
-        children = [p for p in by_path if p != "." and _parent(p) == path]
-        started = min(t.started_at_ms for t in turns)
-        for child in children:
-            child_end = max(t.ended_at_ms for t in by_path[child][1])
-            assert child_end <= started, f"{path} started before its child {child} finished"
-            checked += 1
-    assert checked == 40  # every directory but the root is someone's child
+    assert _checked_bottom_up(RuntimeEnv.open(settings)) == 40  # every directory but the root is a child
 
     instance = open_instance(settings)
     runs = instance.get_run_records()
     assert len(runs) == 4
     assert all(r.dagster_run.tags.get(ASSET_PARTITION_RANGE_START_TAG) for r in runs)
+
+
+def test_a_300_directory_backfill_takes_one_run_per_level_bottom_up(settings, tmp_path):
+    tree = tmp_path / "repo"
+    generate_tree(tree, directories=300, fanout=4)  # levels of 1/4/16/64/215 directories
+    keys = sync_targets(settings, WORKFLOW, tree)["targets"]
+    provider = ObservingProvider(latency_s=0)
+    summary = run_workflow(settings, WORKFLOW, tree, provider=provider, write_outputs=False)
+    assert summary.ok and len(summary.threads) == 300
+    assert len(summary.dagster_run_ids) == 5
+    assert provider.calls == 4 * 300
+    assert _checked_bottom_up(RuntimeEnv.open(settings)) == 299
+    instance = open_instance(settings)
+    runs = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
+    assert [int(r.dagster_run.tags["wf/targets"]) for r in runs] == [215, 64, 16, 4, 1]
+    for turn in ("evidence_map", "verification_report", "readme_struct", "readme_final"):
+        assert instance.get_materialized_partitions(AssetKey([WORKFLOW, turn])) == set(keys)
 
 
 def test_a_failing_target_never_blocks_its_siblings_or_parent(settings, tmp_path):
