@@ -174,15 +174,15 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         return present
 
     def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
-        snapshot = _snapshot.get()
-        if snapshot is not None and partitions_def_name in snapshot:
-            return list(snapshot[partitions_def_name][0])
+        snapshot = (_snapshot.get() or {}).get(partitions_def_name)
+        if snapshot is not None:
+            return list(snapshot[0])
         return super().get_dynamic_partitions(partitions_def_name)
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
-        snapshot = _snapshot.get()
-        if snapshot is not None and partitions_def_name in snapshot:
-            return partition_key in snapshot[partitions_def_name][1]
+        snapshot = (_snapshot.get() or {}).get(partitions_def_name)
+        if snapshot is not None:
+            return partition_key in snapshot[1]
         return super().has_dynamic_partition(partitions_def_name, partition_key)
 
     def wipe(self) -> None:

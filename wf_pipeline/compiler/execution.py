@@ -462,20 +462,27 @@ def settings_environment(settings: Settings) -> Iterator[None]:
     is removed, so a stale value cannot reach the steps either.
     """
     wanted = settings.to_env()
-    saved = {name: os.environ.get(name) for name in SETTINGS_VARIABLES}
+    with _environment({name: wanted.get(name) for name in SETTINGS_VARIABLES}):
+        yield
+
+
+@contextmanager
+def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, remove) these variables for the block; restore them afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
     try:
-        for name in SETTINGS_VARIABLES:
-            if name in wanted:
-                os.environ[name] = wanted[name]
-            else:
-                os.environ.pop(name, None)
+        _set_environment(values)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environment(saved)
+
+
+def _set_environment(values: Mapping[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 # A level run covers hundreds of partitions. Without these, Dagster writes one "planned"
@@ -489,25 +496,16 @@ _BATCHING_VARIABLES = {
 }
 
 
-class _quiet_dagster:
+@contextmanager
+def _quiet_dagster() -> Iterator[None]:
     """For the duration of CLI runs: no engine chatter or preview warnings in the terminal,
     and Dagster's event batching on (`_BATCHING_VARIABLES`)."""
-
-    def __enter__(self) -> None:
-        self._saved = {name: os.environ.get(name) for name in _BATCHING_VARIABLES}
-        os.environ.update(_BATCHING_VARIABLES)
-        self._logger = logging.getLogger("dagster")
-        self._level = self._logger.level
-        self._logger.setLevel(logging.CRITICAL)
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc: object) -> None:
-        self._warnings.__exit__(*exc)
-        self._logger.setLevel(self._level)
-        for name, value in self._saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    logger = logging.getLogger("dagster")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with _environment(_BATCHING_VARIABLES), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
