@@ -56,7 +56,8 @@ class Settings(BaseModel):
     max_processes: int | None = None
     # A run config YAML file holding the executor's ``execution: config:`` mapping.
     executor_config: Path | None = None
-    # Where built-in profiles and their assets live (the repository root by default).
+    # Where built-in profiles and their assets live (by default the wheel's packaged copy, else the
+    # source tree: see wf_pipeline.profiles.builtin).
     builtin_root: Path
 
     @classmethod
@@ -83,7 +84,7 @@ class Settings(BaseModel):
             executor=executor,
             max_processes=_positive_int(env, "WF_MAX_PROCESSES"),
             executor_config=Path(executor_config).expanduser().resolve() if executor_config else None,
-            builtin_root=Path(env.get("WF_BUILTIN_ROOT") or _repo_root()).expanduser().resolve(),
+            builtin_root=Path(env.get("WF_BUILTIN_ROOT") or _default_builtin_root()).expanduser().resolve(),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -128,6 +129,8 @@ def _positive_int(env: Mapping[str, str], name: str) -> int | None:
     return value
 
 
-def _repo_root() -> Path:
-    # Built-in profiles/ and assets/ sit beside the package in the source tree.
-    return Path(__file__).resolve().parent.parent
+def _default_builtin_root() -> Path:
+    # Imported here, not at the top: wf_pipeline.profiles imports this module through its loader.
+    from wf_pipeline.profiles.builtin import builtin_root
+
+    return builtin_root()

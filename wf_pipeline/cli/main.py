@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from wf_pipeline import __version__
 from wf_pipeline.config import Settings
 from wf_pipeline.errors import WfError
 
@@ -248,9 +249,18 @@ class _progress:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``wf`` argument parser: ``--version`` and one subcommand per use case.
+
+    Returns:
+        An ``argparse.ArgumentParser`` whose parsed namespace has ``handler`` (the ``cmd_*``
+        function to call) and ``json``. ``--version`` prints ``wf <version>`` and exits 0; a bad
+        command line exits 2 (argparse's rule). Raises nothing itself.
+    """
     parser = argparse.ArgumentParser(
         prog="wf", description="Declarative multi-turn agent workflows over codebases, on Dagster."
     )
+    # The installed distribution's version (importlib.metadata), read by wf_pipeline/__init__.py.
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)

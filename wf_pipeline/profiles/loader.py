@@ -21,6 +21,7 @@ from wf_pipeline.config import Settings
 from wf_pipeline.errors import ProfileError, WfError
 from wf_pipeline.gates import gate_types
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
+from wf_pipeline.profiles.builtin import PROFILE_DIR
 from wf_pipeline.profiles.render import (
     RENDER_VARIABLES,
     PromptTemplate,
@@ -32,7 +33,6 @@ from wf_pipeline.profiles.schema import CONTEXT_INPUT, Profile, TurnSpec
 LayerName = Literal["workspace", "user", "builtin"]
 ArtifactReader = Callable[[str], bytes]
 
-PROFILE_DIR = "profiles"
 PROFILE_SUFFIXES = (".yaml", ".yml")
 DEFAULT_USER_CONFIG_DIR = "~/.config/wf"
 # Length of the digest prefix in code versions: short enough to read, long enough to differ.
