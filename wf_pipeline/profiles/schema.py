@@ -201,6 +201,12 @@ class FailurePolicy(_Frozen):
 
 
 class Profile(_Frozen):
+    """One workflow declaration, as docs/profiles.md describes it field by field.
+
+    Cross-references (unique ids and seqs, gate and input refs, prompt refs, what the
+    artifact policy may leave unstored) are checked by the loader, not here.
+    """
+
     workflow_id: Identifier
     version: Annotated[str, Field(pattern=VERSION_PATTERN)]
     title: NonEmpty
