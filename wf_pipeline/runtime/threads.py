@@ -191,7 +191,18 @@ def unsettled_children(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, p
     """Child directories whose thread for their current content has not finished yet.
 
     A directory's context includes its children's READMEs, so its thread must not start
-    before theirs have completed or failed (bottom-up order).
+    before theirs have completed or failed (bottom-up order). Each child's thread is
+    looked up under the profile's dedupe key (`thread_id_of`), as `plan_thread` made it.
+
+    Args:
+        env: the runtime (its record store is read).
+        loaded: the profile.
+        scan: the tree as scanned for this run.
+        path: the parent directory, relative to the scanned root.
+
+    Returns:
+        Paths of the documentable child directories whose thread is missing or is neither
+        completed, failed nor aborted; empty when the parent may start.
     """
     documentable = set(documentable_directories(scan))
     pending = []
