@@ -238,3 +238,15 @@ def test_max_output_bytes_must_be_positive(tmp_path: Path, limit: int) -> None:
         tmp_path, profile_doc(artifact_policy={"max_output_bytes": limit}), "PROFILE_SCHEMA_INVALID"
     )
     assert error.details["fields"] == ["artifact_policy.max_output_bytes"]
+
+
+def test_an_unknown_mode_is_schema_invalid_even_beside_the_switch(tmp_path: Path) -> None:
+    doc = profile_doc(failure_policy={"mode": "ignore", "stop_on_gate_fail": True})
+    error = assert_load_fails(tmp_path, doc, "PROFILE_SCHEMA_INVALID")
+    assert error.details["fields"] == ["failure_policy.mode"]
+
+
+def test_conflict_message_states_both_values(tmp_path: Path) -> None:
+    doc = profile_doc(failure_policy={"mode": "continue", "stop_on_gate_fail": True})
+    error = assert_load_fails(tmp_path, doc, "PROFILE_FAILURE_POLICY_CONFLICT")
+    assert "mode 'continue' contradicts stop_on_gate_fail: true" in error.message

@@ -181,15 +181,16 @@ class FailurePolicy(_Frozen):
         if not isinstance(switch, bool):
             raise PydanticCustomError(
                 "PROFILE_SCHEMA_INVALID",
-                "stop_on_gate_fail must be true or false, not {value!r}",
+                f"stop_on_gate_fail must be true or false, not {switch!r}",
                 {"value": switch},
             )
         implied = _MODE_OF_SWITCH[switch]
         mode = data.setdefault("mode", implied)
-        if mode != implied:
+        # A mode that is no mode at all is the field's own error (PROFILE_SCHEMA_INVALID).
+        if mode in _MODE_OF_SWITCH.values() and mode != implied:
             raise PydanticCustomError(
                 "PROFILE_FAILURE_POLICY_CONFLICT",
-                "mode {mode!r} contradicts stop_on_gate_fail: {switch} (which means mode {implied!r})",
+                f"mode {mode!r} contradicts stop_on_gate_fail: {str(switch).lower()} (which means mode {implied!r})",
                 {"mode": mode, "switch": switch, "implied": implied},
             )
         return data
