@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 
 from wf_pipeline.errors import ProviderError
-from wf_pipeline.metadata.canonical import is_digest
+from wf_pipeline.metadata.canonical import derived_id, digest_text, is_digest
+from wf_pipeline.profiles import Profile
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
-from wf_pipeline.runtime import RuntimeEnv, plan_run, run_turn
+from wf_pipeline.runtime import RuntimeEnv, plan_run, prepare_resume, resume_seq, run_turn
+from wf_pipeline.runtime.threads import unsettled_children
 from wf_pipeline.tree import scan_tree
 
 WORKFLOW = "docs_writer_thread_v1"
@@ -45,14 +48,21 @@ def setup(tmp_path, monkeypatch):
     settings = isolated_settings(monkeypatch, tmp_path / "home")
     tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
 
-    def make(provider):
+    def make(provider, **sections):
+        """The shipped profile, with ``sections`` (e.g. failure_policy={...}) validated in its place."""
         env = RuntimeEnv.open(settings, provider=provider)
-        loaded = env.catalog.get(WORKFLOW)
+        loaded = with_sections(env.catalog.get(WORKFLOW), **sections)
         plan = plan_run(env, loaded, scan_tree(tree))
         (thread_plan,) = plan.threads
         return env, loaded, thread_plan
 
     return make
+
+
+def with_sections(loaded, **sections):
+    """The loaded profile with some top-level sections replaced, through the schema's validation."""
+    document = {**loaded.profile.model_dump(), **sections}
+    return dataclasses.replace(loaded, profile=Profile.model_validate(document))
 
 
 def _run_all(env, loaded, thread_plan):
@@ -178,15 +188,12 @@ def test_artifact_links_record_real_sizes(setup):
         assert link.size == len(env.cas.get(link.artifact_id)), (link.turn_id, link.role)
 
 
-def test_stop_on_gate_fail_off_records_the_verdict_and_goes_on(setup):
-    import dataclasses
-
+@pytest.mark.parametrize("policy", [{"stop_on_gate_fail": False}, {"mode": "continue"}])
+def test_stop_on_gate_fail_off_records_the_verdict_and_goes_on(setup, policy):
     leaky = "# storage\n\n## Evidence map\n\n- c001\n"
-    env, loaded, plan = setup(ScriptedProvider({"style_refine": [leaky]}))
-    policy = loaded.profile.failure_policy.model_copy(update={"stop_on_gate_fail": False})
-    lenient = dataclasses.replace(
-        loaded, profile=loaded.profile.model_copy(update={"failure_policy": policy})
-    )
+    # The older boolean spelling and the mode it stands for behave the same.
+    env, lenient, plan = setup(ScriptedProvider({"style_refine": [leaky]}), failure_policy=policy)
+    assert lenient.profile.failure_policy.mode == "continue"
     outputs = _run_all(env, lenient, plan)
     assert [o.status for o in outputs] == ["completed"] * 4
     assert outputs[-1].gate_outcome == "fail"
@@ -202,3 +209,168 @@ def test_the_shipped_profile_stops_on_the_same_failing_verdict(setup):
     assert _run_all(env, loaded, plan)[-1].status == "failed"
     assert env.records.get_thread(plan.thread.thread_id).status == "failed"
     assert env.records.head_frame(plan.node_id, "readme") is None
+
+
+# --- profile fields the runtime honours ------------------------------------------------
+
+
+def test_shipped_dedupe_key_gives_the_thread_ids_of_earlier_releases(setup):
+    env, loaded, plan = setup(ScriptedProvider())
+    assert loaded.profile.thread_policy.dedupe_key_fields == [
+        "workflow_id",
+        "target_node_id",
+        "target_frame_id",
+    ]
+    # The formula every earlier release used, written out.
+    frame_id = f"readme@{loaded.code_version}"
+    assert plan.thread.target_frame_id == frame_id
+    assert plan.thread.thread_id == derived_id("thread", WORKFLOW, plan.node_id, frame_id)
+
+
+def test_target_key_in_the_dedupe_key_separates_copies_of_a_tree(tmp_path, monkeypatch):
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    first = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
+    second = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage_copy")
+    env = RuntimeEnv.open(settings, provider=ScriptedProvider())
+    shipped = env.catalog.get(WORKFLOW)
+    by_key = with_sections(
+        shipped,
+        thread_policy={
+            "dedupe_key_fields": ["workflow_id", "target_node_id", "target_frame_id", "target_key"]
+        },
+    )
+    for loaded in (shipped, by_key):
+        (done,) = plan_run(env, loaded, scan_tree(first)).threads
+        _run_all(env, loaded, done)
+    (shipped_copy,) = plan_run(env, shipped, scan_tree(second)).threads
+    (keyed_copy,) = plan_run(env, by_key, scan_tree(second)).threads
+    # Same content, same relative paths: the same node id under both roots.
+    assert shipped_copy.node_id == keyed_copy.node_id == done.node_id
+    # By content alone the copy is the thread already finished; with the key it is its own.
+    assert shipped_copy.reusable and shipped_copy.thread.target_key == "storage"
+    assert not keyed_copy.reusable and keyed_copy.thread.status == "pending"
+    assert keyed_copy.thread.thread_id not in (shipped_copy.thread.thread_id, done.thread.thread_id)
+    assert keyed_copy.thread.target_key == "storage_copy"
+
+
+def test_children_are_found_under_the_profiles_dedupe_key(tmp_path, monkeypatch):
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    tree = copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit")
+    env = RuntimeEnv.open(settings, provider=ScriptedProvider())
+    loaded = with_sections(
+        env.catalog.get(WORKFLOW),
+        thread_policy={"dedupe_key_fields": ["workflow_id", "target_node_id", "target_path"]},
+    )
+    scan = scan_tree(tree)
+    plan = plan_run(env, loaded, scan)
+    children = [entry for entry in plan.threads if entry.target.path != "."]
+    assert children and unsettled_children(env, loaded, scan, ".")
+    for entry in children:
+        _run_all(env, loaded, entry)
+    assert unsettled_children(env, loaded, scan, ".") == []
+
+
+def test_store_prompt_render_off_keeps_no_rendered_prompt(setup):
+    provider = ScriptedProvider()
+    env, loaded, plan = setup(provider, artifact_policy={"store_prompt_render": False})
+    outputs = _run_all(env, loaded, plan)
+    assert [o.status for o in outputs] == ["completed"] * 4
+    thread_id = plan.thread.thread_id
+    roles = {link.role for link in env.records.artifact_links_for_thread(thread_id)}
+    assert roles == {"prompt_template", "context", "input", "output"}
+    for link in env.records.prompt_links_for_thread(thread_id):
+        assert link.rendered_prompt_artifact_id is None and link.system_prompt_artifact_id is None
+        assert link.user_prompt_template_artifact_id is not None
+        assert (link.context_artifact_id is not None) is (
+            "context" in loaded.profile.turn(link.turn_id).input_refs
+        )
+    for request in provider.requests:
+        assert not env.cas.exists(digest_text(request.user_prompt))
+        assert not env.cas.exists(digest_text(request.system_prompt))
+    # The frame still identifies the prompt by its digest.
+    assert is_digest(env.records.head_frame(plan.node_id, "readme").metadata["prompt_digest"])
+
+
+def test_store_prompt_render_on_keeps_both_rendered_prompts(setup):
+    provider = ScriptedProvider()
+    env, loaded, plan = setup(provider)
+    _run_all(env, loaded, plan)
+    for request in provider.requests:
+        assert env.cas.exists(digest_text(request.user_prompt))
+        assert env.cas.exists(digest_text(request.system_prompt))
+
+
+def test_max_output_bytes_is_the_profiles_limit(setup):
+    provider = ScriptedProvider()
+    env, loaded, plan = setup(provider, artifact_policy={"max_output_bytes": 64})
+    (output,) = _run_all(env, loaded, plan)
+    assert (output.status, output.error_code, output.artifact_id) == ("failed", "RUN_OUTPUT_TOO_LARGE", None)
+    records = env.records.turns_for_thread(plan.thread.thread_id)
+    assert [(r.attempt, r.error_code) for r in records] == [
+        (1, "RUN_OUTPUT_TOO_LARGE"),
+        (2, "RUN_OUTPUT_TOO_LARGE"),
+    ]
+    assert "limit 64" in records[0].error_text
+
+
+def _fail_at_readme_struct(setup, **sections):
+    down = ProviderError("PROVIDER_CONNECTION_ERROR", "refused")
+    provider = ScriptedProvider({"readme_struct": [down, down]})
+    env, loaded, plan = setup(provider, **sections)
+    assert [o.status for o in _run_all(env, loaded, plan)] == ["completed", "completed", "failed"]
+    return env, loaded, plan, provider
+
+
+def test_resume_from_the_failed_turn_reuses_completed_turns(setup):
+    env, loaded, plan, provider = _fail_at_readme_struct(setup)
+    thread = env.records.get_thread(plan.thread.thread_id)
+    assert resume_seq(loaded, thread, env.records.latest_turns(thread.thread_id)) == 3
+    assert prepare_resume(env, loaded, thread) == thread  # nothing moves back
+    before = len(provider.requests)
+    outputs = _run_all(env, loaded, plan)
+    assert [o.reused for o in outputs] == [True, True, False, False]
+    assert [r.turn_id for r in provider.requests[before:]] == ["readme_struct", "style_refine"]
+    assert env.records.get_thread(thread.thread_id).status == "completed"
+
+
+def test_resume_from_the_first_turn_runs_every_turn_again(setup):
+    env, loaded, plan, provider = _fail_at_readme_struct(
+        setup, failure_policy={"resume_from_failed_turn": False}
+    )
+    thread = env.records.get_thread(plan.thread.thread_id)
+    earlier = {r.turn_id: r for r in env.records.latest_turns(thread.thread_id).values()}
+    assert resume_seq(loaded, thread, earlier) == 1
+    rewound = prepare_resume(env, loaded, thread)
+    assert (rewound.status, rewound.last_turn_seq) == ("pending", 0)
+    assert env.records.get_thread(thread.thread_id) == rewound
+    before = len(provider.requests)
+    outputs = _run_all(env, loaded, plan)
+    assert [o.status for o in outputs] == ["completed"] * 4
+    assert not any(o.reused for o in outputs)
+    assert [r.turn_id for r in provider.requests[before:]] == TURNS
+    # New attempts; the earlier ones stay recorded and their outputs stay in the CAS.
+    assert [o.attempt for o in outputs] == [2, 2, 3, 1]
+    for turn_id in ("evidence_gather", "verification"):
+        assert env.cas.exists(earlier[turn_id].output_artifact_id)
+    # The same context snapshot: the restarted turns see the inputs the first ones saw.
+    assert outputs[0].input_artifact_ids == earlier["evidence_gather"].input_artifact_ids
+    final = env.records.get_thread(thread.thread_id)
+    assert (final.status, final.last_turn_seq) == ("completed", 4)
+
+
+def test_resume_of_a_completed_thread_changes_nothing(setup):
+    env, loaded, plan = setup(ScriptedProvider(), failure_policy={"resume_from_failed_turn": False})
+    _run_all(env, loaded, plan)
+    thread = env.records.get_thread(plan.thread.thread_id)
+    assert resume_seq(loaded, thread, env.records.latest_turns(thread.thread_id)) is None
+    assert prepare_resume(env, loaded, thread) == thread
+
+
+def test_a_turn_run_again_for_a_lost_output_does_not_unsettle_later_turns(setup):
+    provider = ScriptedProvider()
+    env, loaded, plan = setup(provider)
+    first = _run_all(env, loaded, plan)
+    env.cas.delete(first[0].artifact_id)
+    again = _run_all(env, loaded, plan)
+    assert [o.reused for o in again] == [False, True, True, True]
+    assert env.records.get_thread(plan.thread.thread_id).last_turn_seq == 4

@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     targets.set_defaults(handler=cmd_targets)
 
-    resume = sub.add_parser("resume", parents=[common], help="resume a thread from its failed turn")
+    resume = sub.add_parser("resume", parents=[common], help="resume a failed thread per its failure_policy")
     resume.add_argument("thread_id")
     resume.add_argument("--out", help="folder for the thread's output")
     resume.set_defaults(handler=cmd_resume)

@@ -58,6 +58,7 @@ from wf_pipeline.runtime import (
     ThreadPlan,
     plan_run,
     plan_thread,
+    prepare_resume,
     register_targets,
     resolve_target,
     scan_workspace,
@@ -198,6 +199,7 @@ def resume_thread(
     if thread is None:
         raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")
     loaded = catalog.get(thread.workflow_id)
+    prepare_resume(env, loaded, thread)  # the profile's failure_policy decides where it restarts
     target = resolve_target(env.records, thread.target_key)
     plan_entry = plan_thread(env, loaded, target, thread.target_node_id)
     scan = scan_workspace(env, loaded, target.root)

@@ -8,10 +8,12 @@ is stored with each row so later migrations know what they read.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from wf_pipeline.errors import MetadataError
 from wf_pipeline.metadata.canonical import derived_id, is_digest
 
 SCHEMA_VERSION = 1
@@ -167,9 +169,96 @@ class FrameRecord(_Record):
 # --- deterministic ids ---------------------------------------------------------------
 
 
-def thread_id_for(workflow_id: str, target_node_id: str, target_frame_id: str = "") -> str:
-    """Thread identity from the dedupe key (workflow_id, target_node_id, target_frame_id)."""
-    return derived_id("thread", workflow_id, target_node_id, target_frame_id)
+# The fields a thread's dedupe key may name, in the order their values are hashed. The
+# first three are the historical key; its ids must never change, or existing homes would
+# stop finding their finished threads.
+THREAD_KEY_FIELDS = ("workflow_id", "target_node_id", "target_frame_id", "target_key", "target_path")
+# Without the workflow id two workflows would share threads; without the node id a thread
+# would outlive the content its context snapshot was built from.
+REQUIRED_THREAD_KEY_FIELDS = ("workflow_id", "target_node_id")
+_LOCATION_FIELDS = THREAD_KEY_FIELDS[3:]
+
+
+def thread_key_problems(fields: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Check a dedupe key's field names against `THREAD_KEY_FIELDS`.
+
+    Args:
+        fields: the field names a profile's ``thread_policy.dedupe_key_fields`` lists.
+
+    Returns:
+        ``(unknown, missing)``: names not in `THREAD_KEY_FIELDS` (in the order given), and
+        names of `REQUIRED_THREAD_KEY_FIELDS` the key leaves out. Both empty for a usable key.
+    """
+    chosen = list(fields)
+    unknown = [name for name in chosen if name not in THREAD_KEY_FIELDS]
+    missing = [name for name in REQUIRED_THREAD_KEY_FIELDS if name not in chosen]
+    return unknown, missing
+
+
+def thread_id_for(workflow_id: str, target_node_id: str, target_frame_id: str = "", **location: str) -> str:
+    """Thread identity from the values of a dedupe key.
+
+    Args:
+        workflow_id: the profile's workflow id.
+        target_node_id: the Merkle id of the target directory.
+        target_frame_id: the frame the thread produces; "" when the key leaves it out.
+        location: ``target_key`` and/or ``target_path`` values, only for keys that name them.
+
+    Returns:
+        ``thread:<24 hex>``. For (workflow_id, target_node_id, target_frame_id) this is the
+        id every earlier release derived; a location field adds a ``name=value`` part, so a
+        key with it never collides with one without it.
+
+    Raises:
+        MetadataError: ``METADATA_UNKNOWN_THREAD_KEY_FIELD`` for a location name outside
+            `THREAD_KEY_FIELDS`.
+    """
+    unknown = sorted(set(location) - set(_LOCATION_FIELDS))
+    if unknown:
+        raise MetadataError(
+            "METADATA_UNKNOWN_THREAD_KEY_FIELD",
+            f"thread key fields {unknown} are not among {list(THREAD_KEY_FIELDS)}",
+            unknown=unknown,
+        )
+    extra = [f"{name}={location[name]}" for name in _LOCATION_FIELDS if name in location]
+    return derived_id("thread", workflow_id, target_node_id, target_frame_id, *extra)
+
+
+def thread_id_from_key(fields: Iterable[str], values: Mapping[str, str]) -> str:
+    """The thread id for a dedupe key: only the named fields' values take part.
+
+    Args:
+        fields: dedupe key field names (order and repeats do not matter).
+        values: every field of `THREAD_KEY_FIELDS` -> its value for this thread.
+
+    Returns:
+        The id `thread_id_for` derives from the named fields; a field left out counts as
+        absent (``target_frame_id`` as "").
+
+    Raises:
+        MetadataError: ``METADATA_UNKNOWN_THREAD_KEY_FIELD`` for a name outside
+            `THREAD_KEY_FIELDS`, ``METADATA_THREAD_KEY_INCOMPLETE`` when a field of
+            `REQUIRED_THREAD_KEY_FIELDS` is missing (profiles are checked at load time with
+            the same rule, so this only guards profiles built by hand).
+    """
+    chosen = set(fields)
+    unknown, missing = thread_key_problems(sorted(chosen))
+    if unknown:
+        raise MetadataError(
+            "METADATA_UNKNOWN_THREAD_KEY_FIELD",
+            f"thread key fields {unknown} are not among {list(THREAD_KEY_FIELDS)}",
+            unknown=unknown,
+        )
+    if missing:
+        raise MetadataError(
+            "METADATA_THREAD_KEY_INCOMPLETE", f"a thread key must name {missing}", missing=missing
+        )
+    return thread_id_for(
+        values["workflow_id"],
+        values["target_node_id"],
+        values["target_frame_id"] if "target_frame_id" in chosen else "",
+        **{name: values[name] for name in _LOCATION_FIELDS if name in chosen},
+    )
 
 
 def turn_record_id_for(workflow_id: str, thread_id: str, turn_id: str, attempt: int) -> str:

@@ -242,13 +242,38 @@ def _parse(path: Path) -> Profile:
     try:
         return Profile.model_validate(raw)
     except ValidationError as exc:
-        fields = sorted({".".join(str(part) for part in err["loc"]) or "<root>" for err in exc.errors()})
-        raise ProfileError(
-            "PROFILE_SCHEMA_INVALID",
-            f"{path} does not match the profile schema at: {', '.join(fields)}",
+        raise _schema_error(path, exc) from None
+
+
+_SCHEMA_CODE = "PROFILE_SCHEMA_INVALID"
+
+
+def _schema_error(path: Path, exc: ValidationError) -> ProfileError:
+    """The ProfileError for a schema violation.
+
+    Validators in schema.py that have a code of their own raise it as the pydantic error
+    type (``PROFILE_...``). When every error of the file carries the same such code, that
+    code is reported with the validator's figures; otherwise ``PROFILE_SCHEMA_INVALID``.
+    Either way ``fields`` lists the dotted path of every offending field.
+    """
+    errors = exc.errors()
+    fields = sorted({".".join(str(part) for part in err["loc"]) or "<root>" for err in errors})
+    coded = [err for err in errors if err["type"].startswith("PROFILE_")]
+    if coded and len(coded) == len(errors) and len({err["type"] for err in coded}) == 1:
+        first = coded[0]
+        return ProfileError(
+            first["type"],
+            f"{path}: {', '.join(fields)}: {first['msg']}",
             path=str(path),
             fields=fields,
-        ) from None
+            **(first.get("ctx") or {}),
+        )
+    return ProfileError(
+        _SCHEMA_CODE,
+        f"{path} does not match the profile schema at: {', '.join(fields)}",
+        path=str(path),
+        fields=fields,
+    )
 
 
 def _repeated(values: Iterable[Any]) -> list[Any]:
@@ -317,6 +342,44 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
             f"{where['path']}: final_artifact_type {final!r} is no turn's output_type",
             **where,
             final_artifact_type=final,
+        )
+    _check_artifact_policy(profile, where)
+
+
+def _check_artifact_policy(profile: Profile, where: dict[str, str]) -> None:
+    """Reject an artifact policy that would leave unstored bytes something reads back.
+
+    Raises:
+        ProfileError: ``PROFILE_ARTIFACT_POLICY_CONFLICT`` with ``field`` and, per output
+            type or turn id, why it must be stored.
+    """
+    policy = profile.artifact_policy
+    turns = profile.ordered_turns()
+    if not policy.store_output:
+        final = profile.final_artifact_type or turns[-1].output_type
+        needed: dict[str, list[str]] = {}
+        for turn in turns:
+            readers = [f"read by turn {t.turn_id}" for t in turns if turn.output_type in t.input_refs]
+            final_use = ["the final output"] if turn.output_type == final else []
+            # Even an output nothing reads is how a completed turn is recognised on reuse.
+            needed[turn.output_type] = readers + final_use or ["read back to reuse the completed turn"]
+        raise ProfileError(
+            "PROFILE_ARTIFACT_POLICY_CONFLICT",
+            f"{where['path']}: store_output: false cannot be honoured; every output is read back: "
+            + "; ".join(f"{output} ({', '.join(why)})" for output, why in needed.items()),
+            **where,
+            field="artifact_policy.store_output",
+            needed=needed,
+        )
+    readers = [turn.turn_id for turn in turns if CONTEXT_INPUT in turn.input_refs]
+    if not policy.store_context_payload and readers:
+        raise ProfileError(
+            "PROFILE_ARTIFACT_POLICY_CONFLICT",
+            f"{where['path']}: store_context_payload: false cannot be honoured; turns {readers} read "
+            "the context snapshot, which later turns, retries and resumes read back",
+            **where,
+            field="artifact_policy.store_context_payload",
+            needed={CONTEXT_INPUT: [f"read by turn {turn_id}" for turn_id in readers]},
         )
 
 

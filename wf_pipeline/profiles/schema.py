@@ -1,16 +1,22 @@
 """The profile schema: one YAML workflow declaration as frozen pydantic models.
 
-These models check shape only (types, bounds, identifier syntax, unknown keys). Checks
-that relate parts of a profile to each other or to the outside world (seq order, gate
-references, input refs, prompt files, gate types) live in the loader, because each of
-them has its own stable error code.
+These models check shape only (types, bounds, identifier syntax, unknown keys, values
+that contradict each other inside one policy). Checks that relate parts of a profile to
+each other or to the outside world (seq order, gate references, input refs, prompt files,
+gate types, what the artifact policy may leave unstored) live in the loader, because each
+of them has its own stable error code. A validator here that has a code of its own raises
+a ``PydanticCustomError`` whose type is that code; the loader reports it under that code.
+docs/profiles.md describes every field.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from wf_pipeline.metadata.records import THREAD_KEY_FIELDS, thread_key_problems
 
 # Identifiers become Dagster asset keys, op names and check names, so they stay
 # lowercase snake case.
@@ -35,16 +41,53 @@ def _unique(values: list[str], what: str) -> list[str]:
 
 
 class ThreadPolicy(_Frozen):
-    start_conditions: list[NonEmpty] = []
+    """How threads are identified and retried.
+
+    Attributes:
+        start_conditions: must be empty; no start condition is evaluated, so a non-empty
+            list fails with ``PROFILE_SCHEMA_INVALID`` rather than being silently ignored.
+        dedupe_key_fields: the fields whose values make a thread's identity (see
+            `wf_pipeline.metadata.records.THREAD_KEY_FIELDS`); an unknown name fails with
+            ``PROFILE_UNKNOWN_DEDUPE_FIELD``, a key without ``workflow_id`` and
+            ``target_node_id`` with ``PROFILE_DEDUPE_KEY_INCOMPLETE``.
+        max_turn_retries: cap on every turn's ``retry_limit``.
+    """
+
+    start_conditions: list[Any] = []
     dedupe_key_fields: list[NonEmpty] = Field(
-        default_factory=lambda: ["workflow_id", "target_node_id", "target_frame_id"], min_length=1
+        default_factory=lambda: list(THREAD_KEY_FIELDS[:3]), min_length=1
     )
     max_turn_retries: int = Field(default=2, ge=0)
 
+    @field_validator("start_conditions")
+    @classmethod
+    def _no_start_conditions(cls, value: list[Any]) -> list[Any]:
+        if value:
+            raise PydanticCustomError(
+                "PROFILE_SCHEMA_INVALID",
+                "start_conditions are not evaluated; leave the list empty (got {count} conditions)",
+                {"count": len(value)},
+            )
+        return value
+
     @field_validator("dedupe_key_fields")
     @classmethod
-    def _unique_fields(cls, value: list[str]) -> list[str]:
-        return _unique(value, "dedupe_key_fields")
+    def _known_fields(cls, value: list[str]) -> list[str]:
+        _unique(value, "dedupe_key_fields")
+        unknown, missing = thread_key_problems(value)
+        if unknown:
+            raise PydanticCustomError(
+                "PROFILE_UNKNOWN_DEDUPE_FIELD",
+                "dedupe_key_fields names unknown fields {unknown}; allowed: {allowed}",
+                {"unknown": unknown, "allowed": list(THREAD_KEY_FIELDS)},
+            )
+        if missing:
+            raise PydanticCustomError(
+                "PROFILE_DEDUPE_KEY_INCOMPLETE",
+                "dedupe_key_fields must include {missing}",
+                {"missing": missing},
+            )
+        return value
 
 
 class TurnSpec(_Frozen):
@@ -83,19 +126,88 @@ class GateSpec(_Frozen):
 
 
 class ArtifactPolicy(_Frozen):
+    """Which of a turn's bytes are kept in the CAS, and how large an output may be.
+
+    Attributes:
+        store_output: keep every turn output. ``false`` fails to load with
+            ``PROFILE_ARTIFACT_POLICY_CONFLICT``: later turns, turn reuse, the asset's data
+            version and the output sink all read outputs back.
+        store_prompt_render: keep the rendered user and system prompts (the unrendered
+            template is kept either way; the frame carries the prompt digest either way).
+        store_context_payload: keep the context snapshot. ``false`` fails to load with
+            ``PROFILE_ARTIFACT_POLICY_CONFLICT`` when a turn reads ``context``, since later
+            turns, retries and resumes read that snapshot back.
+        max_output_bytes: largest output, in bytes of canonical UTF-8; a larger one is a
+            failed attempt with ``RUN_OUTPUT_TOO_LARGE``.
+    """
+
     store_output: bool = True
     store_prompt_render: bool = True
     store_context_payload: bool = True
     max_output_bytes: int = Field(default=262_144, gt=0)
 
 
+FailureMode = Literal["stop_on_gate_fail", "continue"]
+# The mode each value of the older boolean switch stands for.
+_MODE_OF_SWITCH: dict[bool, FailureMode] = {True: "stop_on_gate_fail", False: "continue"}
+
+
 class FailurePolicy(_Frozen):
-    mode: Literal["stop_on_gate_fail", "continue"] = "stop_on_gate_fail"
+    """What a failing gate does to its thread, and where a resumed thread starts again.
+
+    Attributes:
+        mode: ``stop_on_gate_fail`` (a failing gate fails the turn and the thread; later
+            turns do not run) or ``continue`` (the verdict is recorded, the turn completes,
+            the thread goes on).
+        resume_from_failed_turn: ``wf resume`` re-runs a failed thread from its failed turn
+            (true) or from its first turn (false); see `wf_pipeline.runtime.failure`.
+
+    The boolean ``stop_on_gate_fail`` key of earlier profiles is still accepted as another
+    spelling of ``mode``; it is not stored, and `stop_on_gate_fail` reads it back from
+    ``mode``. Given together with a ``mode`` it contradicts, loading fails with
+    ``PROFILE_FAILURE_POLICY_CONFLICT``.
+    """
+
+    mode: FailureMode = "stop_on_gate_fail"
     resume_from_failed_turn: bool = True
-    stop_on_gate_fail: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch_as_mode(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "stop_on_gate_fail" not in data:
+            return data
+        data = dict(data)
+        switch = data.pop("stop_on_gate_fail")
+        if not isinstance(switch, bool):
+            raise PydanticCustomError(
+                "PROFILE_SCHEMA_INVALID",
+                f"stop_on_gate_fail must be true or false, not {switch!r}",
+                {"value": switch},
+            )
+        implied = _MODE_OF_SWITCH[switch]
+        mode = data.setdefault("mode", implied)
+        # A mode that is no mode at all is the field's own error (PROFILE_SCHEMA_INVALID).
+        if mode in _MODE_OF_SWITCH.values() and mode != implied:
+            raise PydanticCustomError(
+                "PROFILE_FAILURE_POLICY_CONFLICT",
+                f"mode {mode!r} contradicts stop_on_gate_fail: {str(switch).lower()} (which means mode {implied!r})",
+                {"mode": mode, "switch": switch, "implied": implied},
+            )
+        return data
+
+    @property
+    def stop_on_gate_fail(self) -> bool:
+        """True when a failing gate stops its thread (``mode: stop_on_gate_fail``)."""
+        return self.mode == "stop_on_gate_fail"
 
 
 class Profile(_Frozen):
+    """One workflow declaration, as docs/profiles.md describes it field by field.
+
+    Cross-references (unique ids and seqs, gate and input refs, prompt refs, what the
+    artifact policy may leave unstored) are checked by the loader, not here.
+    """
+
     workflow_id: Identifier
     version: Annotated[str, Field(pattern=VERSION_PATTERN)]
     title: NonEmpty
@@ -105,7 +217,8 @@ class Profile(_Frozen):
     gates: list[GateSpec]
     artifact_policy: ArtifactPolicy
     failure_policy: FailurePolicy
-    thread_profile: NonEmpty | None = None
+    # No thread_profile: it was never read, so a profile that sets it fails to load
+    # (PROFILE_SCHEMA_INVALID at "thread_profile") instead of being silently ignored.
     target_agent_id: NonEmpty | None = None
     target_frame_type: Identifier | None = None
     final_artifact_type: Identifier | None = None

@@ -2,6 +2,7 @@
 
 from wf_pipeline.runtime.batch import run_turn_batch
 from wf_pipeline.runtime.environment import RuntimeEnv, provider_from_settings
+from wf_pipeline.runtime.failure import gate_stops_thread, prepare_resume, resume_seq
 from wf_pipeline.runtime.runs import (
     RunPlan,
     RunSummary,
@@ -31,13 +32,16 @@ __all__ = [
     "ThreadSummary",
     "TurnOutput",
     "final_artifact_id",
+    "gate_stops_thread",
     "open_thread",
     "next_ready_level",
     "plan_run",
     "plan_thread",
+    "prepare_resume",
     "provider_from_settings",
     "register_targets",
     "resolve_target",
+    "resume_seq",
     "run_turn",
     "run_turn_batch",
     "scan_workspace",

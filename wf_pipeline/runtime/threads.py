@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wf_pipeline.errors import RunError
-from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_for
+from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_from_key
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
-from wf_pipeline.runtime.targets import Target, documentable_directories
+from wf_pipeline.runtime.targets import Target, documentable_directories, target_key_for
 from wf_pipeline.tree import TreeScan, build_context, context_json_text, scan_tree
 
 README_FRAME_TYPE = "readme"
@@ -52,21 +52,72 @@ def scan_workspace(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> TreeSc
 def target_frame_id(loaded: LoadedProfile) -> str:
     """The frame a thread produces: its type at this profile's code version.
 
-    Part of the dedupe key, so editing a prompt (which changes the code version Dagster
-    shows as stale) gives every target a new thread instead of reusing old outputs.
+    Part of the default dedupe key, so editing a prompt (which changes the code version
+    Dagster shows as stale) gives every target a new thread instead of reusing old outputs.
+    Returns ``<frame type>@<code version>``.
     """
     return f"{frame_type_of(loaded)}@{loaded.code_version}"
 
 
-def thread_id_of(loaded: LoadedProfile, node_id: str) -> str:
-    """Thread identity from the dedupe key (workflow_id, target_node_id, target_frame_id)."""
-    return thread_id_for(loaded.profile.workflow_id, node_id, target_frame_id(loaded))
+def thread_key_values(loaded: LoadedProfile, node_id: str, target: Target) -> dict[str, str]:
+    """Every field a dedupe key may name -> its value for this target.
+
+    Args:
+        loaded: the profile (gives workflow_id and, through its code version, the frame id).
+        node_id: the target directory's current Merkle node id.
+        target: the target (its partition key and its path below the tree root).
+
+    Returns:
+        A mapping over `wf_pipeline.metadata.records.THREAD_KEY_FIELDS`.
+    """
+    return {
+        "workflow_id": loaded.profile.workflow_id,
+        "target_node_id": node_id,
+        "target_frame_id": target_frame_id(loaded),
+        "target_key": target.key,
+        "target_path": target.path,
+    }
+
+
+def thread_id_of(loaded: LoadedProfile, node_id: str, target: Target) -> str:
+    """Thread identity from the profile's ``thread_policy.dedupe_key_fields``.
+
+    Args:
+        loaded: the profile whose dedupe key applies.
+        node_id: the target directory's current Merkle node id.
+        target: the target directory (key and path, for keys that name them).
+
+    Returns:
+        ``thread:<24 hex>``; for the key (workflow_id, target_node_id, target_frame_id)
+        the same id as every earlier release, so existing homes keep their threads.
+
+    Raises:
+        MetadataError: ``METADATA_UNKNOWN_THREAD_KEY_FIELD`` or
+            ``METADATA_THREAD_KEY_INCOMPLETE`` for a key no loaded profile can have.
+    """
+    return thread_id_from_key(
+        loaded.profile.thread_policy.dedupe_key_fields, thread_key_values(loaded, node_id, target)
+    )
 
 
 def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id: str) -> ThreadPlan:
-    """Find the thread for the dedupe key, or describe a new pending one (nothing is written)."""
+    """Find the thread for the dedupe key, or describe a new pending one (nothing is written).
+
+    Args:
+        env: the runtime (its record store and CAS are read).
+        loaded: the profile; its ``dedupe_key_fields`` decide the thread id (`thread_id_of`).
+        target: the target directory.
+        node_id: the target directory's current Merkle node id.
+
+    Returns:
+        A `ThreadPlan`: the recorded thread (``reusable`` when it completed and its final
+        artifact is still in the CAS), or a new pending one with ``recorded=False``.
+
+    Raises:
+        MetadataError: as `thread_id_of`.
+    """
     profile = loaded.profile
-    thread_id = thread_id_of(loaded, node_id)
+    thread_id = thread_id_of(loaded, node_id, target)
     existing = env.records.get_thread(thread_id)
     if existing is not None:
         reusable = existing.status == "completed" and final_artifact_id(env, loaded, thread_id) is not None
@@ -140,14 +191,26 @@ def unsettled_children(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, p
     """Child directories whose thread for their current content has not finished yet.
 
     A directory's context includes its children's READMEs, so its thread must not start
-    before theirs have completed or failed (bottom-up order).
+    before theirs have completed or failed (bottom-up order). Each child's thread is
+    looked up under the profile's dedupe key (`thread_id_of`), as `plan_thread` made it.
+
+    Args:
+        env: the runtime (its record store is read).
+        loaded: the profile.
+        scan: the tree as scanned for this run.
+        path: the parent directory, relative to the scanned root.
+
+    Returns:
+        Paths of the documentable child directories whose thread is missing or is neither
+        completed, failed nor aborted; empty when the parent may start.
     """
     documentable = set(documentable_directories(scan))
     pending = []
     for child in scan.children_of(path):
         if child.kind != "dir" or child.path not in documentable:
             continue
-        thread = env.records.get_thread(thread_id_of(loaded, child.node_id))
+        child_target = Target(key=target_key_for(scan.root, child.path), root=scan.root, path=child.path)
+        thread = env.records.get_thread(thread_id_of(loaded, child.node_id, child_target))
         if thread is None or thread.status not in ("completed", "failed", "aborted"):
             pending.append(child.path)
     return pending

@@ -39,6 +39,7 @@ from wf_pipeline.profiles import LoadedProfile, render_prompt
 from wf_pipeline.providers import ProviderRequest, ProviderResponse
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.failure import gate_stops_thread, turn_is_settled
 from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import (
     context_snapshot,
@@ -128,12 +129,7 @@ def run_turn(
         raise RunError("RUN_UNKNOWN_TURN", f"{profile.workflow_id} has no turn {turn_id!r}")
     history = env.records.latest_turns(thread.thread_id)
     latest = history.get(turn_id)
-    if (
-        latest is not None
-        and latest.status == "completed"
-        and latest.output_artifact_id
-        and env.cas.exists(latest.output_artifact_id)
-    ):
+    if turn_is_settled(thread, latest) and env.cas.exists(latest.output_artifact_id):
         return _reused_output(env, thread, turn, target, latest)
 
     snapshot = _snapshot_inputs(env, loaded, thread, target, turn, scan, history)
@@ -246,23 +242,53 @@ def _snapshot_inputs(
     user_prompt = render_prompt(template, variables)
     system_prompt = render_prompt(system_template, variables) if system_template else ""
 
-    policy = profile.artifact_policy
     check_artifact_budget("prompt", len(canonical_text(system_prompt + user_prompt)), env.budgets)
     if CONTEXT_REF in texts:
         check_artifact_budget("context", len(canonical_text(texts[CONTEXT_REF])), env.budgets)
+    return _Snapshot(
+        artifact_ids,
+        texts,
+        system_prompt,
+        user_prompt,
+        _stored_prompt_artifacts(
+            env, loaded, template.text, system_prompt if system_template else None, user_prompt
+        )
+        | _context_artifact(env, artifact_ids),
+    )
 
-    artifacts: dict[str, tuple[str, int]] = {}
-    template_ref = env.cas.put_text(template.text)
-    artifacts["prompt_template"] = (template_ref.artifact_id, template_ref.size)
-    if system_template:
+
+def _stored_prompt_artifacts(
+    env: RuntimeEnv, loaded: LoadedProfile, template_text: str, system_prompt: str | None, user_prompt: str
+) -> dict[str, tuple[str, int]]:
+    """Put the turn's prompt artifacts the artifact policy keeps; role -> (artifact id, bytes).
+
+    The user prompt template is always kept (it is profile content, not target data).
+    ``store_prompt_render`` decides both rendered prompts, the system prompt's included,
+    since both are rendered with the target's variables. The frame's ``prompt_digest``
+    identifies the prompt either way.
+    """
+    template_ref = env.cas.put_text(template_text)
+    artifacts = {"prompt_template": (template_ref.artifact_id, template_ref.size)}
+    if not loaded.profile.artifact_policy.store_prompt_render:
+        return artifacts
+    if system_prompt is not None:
         system_ref = env.cas.put_text(system_prompt)
         artifacts["system_prompt"] = (system_ref.artifact_id, system_ref.size)
-    if policy.store_prompt_render:
-        rendered_ref = env.cas.put_text(user_prompt)
-        artifacts["rendered_prompt"] = (rendered_ref.artifact_id, rendered_ref.size)
-    if CONTEXT_REF in artifact_ids and policy.store_context_payload:
-        artifacts["context"] = (artifact_ids[CONTEXT_REF], env.cas.size(artifact_ids[CONTEXT_REF]))
-    return _Snapshot(artifact_ids, texts, system_prompt, user_prompt, artifacts)
+    rendered_ref = env.cas.put_text(user_prompt)
+    artifacts["rendered_prompt"] = (rendered_ref.artifact_id, rendered_ref.size)
+    return artifacts
+
+
+def _context_artifact(env: RuntimeEnv, artifact_ids: Mapping[str, str]) -> dict[str, tuple[str, int]]:
+    """The context snapshot's artifact link, for a turn that reads it.
+
+    The snapshot is always kept when a turn reads it (later turns, retries and resumes
+    read it back); the loader rejects ``store_context_payload: false`` for such profiles
+    (``PROFILE_ARTIFACT_POLICY_CONFLICT``), so there is no policy to consult here.
+    """
+    if CONTEXT_REF not in artifact_ids:
+        return {}
+    return {"context": (artifact_ids[CONTEXT_REF], env.cas.size(artifact_ids[CONTEXT_REF]))}
 
 
 def _checked_output(text: str, output_format: str, max_output_bytes: int) -> bytes:
@@ -356,8 +382,11 @@ class _Attempt:
         )
 
     def thread_update(self, status: str, ended_ms: int) -> ThreadRecord:
+        # The furthest turn reached: re-running an earlier turn (its output was lost from
+        # the CAS) must not unsettle the completed turns after it (runtime/failure.py).
+        progress = max(self.thread.last_turn_seq, self.turn.seq)
         return self.thread.model_copy(
-            update={"status": status, "updated_at_ms": ended_ms, "last_turn_seq": self.turn.seq}
+            update={"status": status, "updated_at_ms": ended_ms, "last_turn_seq": progress}
         )
 
     def output(
@@ -406,8 +435,8 @@ def _commit_completed(
     """An output was produced: record it with its gate verdict, and the frame if it is final."""
     loaded, thread, turn = attempt.loaded, attempt.thread, attempt.turn
     ended = now_ms()
-    # With stop_on_gate_fail off, a failing verdict is recorded but the thread goes on.
-    passed = gate is None or gate.passed or not loaded.profile.failure_policy.stop_on_gate_fail
+    # Under mode: continue a failing verdict is recorded but the thread goes on.
+    passed = not gate_stops_thread(loaded.profile.failure_policy, gate)
     is_final = turn.output_type == final_output_type(loaded)
     record = attempt.turn_record(
         "completed" if passed else "failed",
