@@ -48,6 +48,7 @@ def code_of(call: Callable[[], object]) -> str:
 @check
 def check_put_returns_the_digest_and_get_the_bytes(backend: CasBackend) -> None:
     store = backend.open()
+    assert isinstance(store, ArtifactStore)  # every method of the protocol is there
     data = bytes(range(256)) * 3
     ref = store.put(data)
     assert ref == ArtifactRef(digest(data), len(data))

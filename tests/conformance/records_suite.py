@@ -168,6 +168,7 @@ def make_commit(
 @check
 def check_turn_commit_round_trips_every_record(backend: RecordBackend) -> None:
     store = backend.open()
+    assert isinstance(store, RecordStore)  # every method of the protocol is there
     thread = make_thread()
     commit = make_commit(thread, frame_type="readme")
 

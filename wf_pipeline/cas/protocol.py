@@ -13,7 +13,7 @@ canonical bytes (`ArtifactCodec`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -202,17 +202,13 @@ class ArtifactCodec:
 
     A store inherits this so that text and JSON canonicalisation is decided once
     (`wf_pipeline.metadata.canonical`): UTF-8 with LF line endings, JSON with sorted keys
-    and no insignificant whitespace. Subclasses provide ``put``, ``get`` and ``stat``.
+    and no insignificant whitespace. The store that inherits it provides ``put``, ``get``
+    and ``stat``.
     """
 
-    def put(self, data: bytes) -> ArtifactRef:  # pragma: no cover - provided by the store
-        raise NotImplementedError
-
-    def get(self, artifact_id: str, *, size: int | None = None) -> bytes:  # pragma: no cover
-        raise NotImplementedError
-
-    def stat(self, artifact_id: str) -> ArtifactRef:  # pragma: no cover
-        raise NotImplementedError
+    put: Callable[[bytes], ArtifactRef]
+    get: Callable[..., bytes]
+    stat: Callable[[str], ArtifactRef]
 
     def put_text(self, text: str) -> ArtifactRef:
         """Store ``text`` as canonical UTF-8 (LF line endings); returns its ref (size in bytes)."""

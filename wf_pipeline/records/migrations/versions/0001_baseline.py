@@ -27,6 +27,7 @@ def _text(name: str, nullable: bool = False) -> sa.Column:
 
 
 def upgrade() -> None:
+    """Create the nine tables, their keys, uniqueness, thread references and indexes, and schema_meta."""
     n = names()
     schema = n.schema
     threads = n.table("threads")
@@ -178,6 +179,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop every table of the baseline, children before the threads they reference."""
     n = names()
     for name in ("schema_meta", "frames", "artifact_links", "prompt_links", "gates", "turns", "threads"):
         op.drop_table(n.table(name), schema=n.schema)
