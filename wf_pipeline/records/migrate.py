@@ -68,11 +68,20 @@ def migrate_to_head(engine: Engine, url: URL, *, schema: str | None, table_prefi
                 expected=HEAD_REVISION,
             )
         from alembic import command
+        from alembic.util import CommandError
 
         config = _alembic_config(conn, schema, table_prefix)
-        if not current and _has_pre_migration_tables(conn, schema, table_prefix):
-            command.stamp(config, BASELINE_REVISION)
-        command.upgrade(config, "head")
+        try:
+            if not current and _has_pre_migration_tables(conn, schema, table_prefix):
+                command.stamp(config, BASELINE_REVISION)
+            command.upgrade(config, "head")
+        except CommandError as exc:
+            # Alembic's own failures (a broken revision chain); driver errors are translated above.
+            raise RecordError(
+                "RECORD_UNAVAILABLE",
+                f"cannot migrate record store {safe_url(url)} to {HEAD_REVISION}: {exc}",
+                url=safe_url(url),
+            ) from exc
 
 
 def read_revisions(engine: Engine, *, schema: str | None, table_prefix: str) -> set[str]:
