@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from dagster import build_resources
 from e2e_support import isolated_settings
 
 from wf_pipeline.compiler.resources import RUNTIME_KEY, runtime_resources
+from wf_pipeline.config import Settings
+from wf_pipeline.errors import WfError
 from wf_pipeline.metadata.records import ThreadRecord
 from wf_pipeline.providers import create_provider
+from wf_pipeline.records import MemoryRecordStore, register_record_store
 from wf_pipeline.runtime import RuntimeEnv
 
 
@@ -82,3 +86,28 @@ def test_a_hardcoded_env_is_left_to_its_owner(tmp_path, monkeypatch):
             touch_records(getattr(resources, RUNTIME_KEY))
         assert pooled_connections(owned) == 1
         touch_records(owned)
+
+
+class CountingRecordStore(MemoryRecordStore):
+    """An in-memory record store, plugged in by URL scheme, that counts its closes."""
+
+    closes = 0
+
+    def close(self) -> None:
+        CountingRecordStore.closes += 1
+
+
+def test_a_failing_open_closes_the_stores_it_had_opened(tmp_path, monkeypatch):
+    register_record_store("closecount", lambda url, **options: CountingRecordStore())
+    home = tmp_path / "home"
+    isolated_settings(monkeypatch, home)
+    settings = Settings.from_env(
+        {"WF_HOME": str(home), "WF_RECORDS_URL": "closecount://records", "WF_PROVIDER": "no_such_provider"}
+    )
+    CountingRecordStore.closes = 0
+
+    with pytest.raises(WfError) as caught:
+        RuntimeEnv.open(settings, workspace_dir=tmp_path)
+
+    assert caught.value.code == "PROVIDER_UNKNOWN"
+    assert CountingRecordStore.closes == 1
