@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import pytest
@@ -41,12 +42,14 @@ def _reachable_postgres_url() -> tuple[str | None, str]:
     return None, "; ".join(problems)
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-)
-def record_store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[RecordStoreTarget]:
-    """A fresh, empty record store location on each backend (a new schema per test on PostgreSQL)."""
-    if request.param == "sqlite":
+@contextmanager
+def record_store_location(kind: str, tmp_path) -> Iterator[RecordStoreTarget]:
+    """A fresh, empty record store location of ``kind`` ("sqlite" or "postgres").
+
+    On PostgreSQL a new schema, dropped afterwards; an unreachable server skips the test
+    (fails it under CI=true).
+    """
+    if kind == "sqlite":
         yield RecordStoreTarget("sqlite", f"sqlite:///{tmp_path / 'records' / 'records.db'}", None)
         return
     url, problem = _reachable_postgres_url()
@@ -65,3 +68,12 @@ def record_store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[Recor
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def record_store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[RecordStoreTarget]:
+    """A fresh, empty record store location on each backend (a new schema per test on PostgreSQL)."""
+    with record_store_location(request.param, tmp_path) as target:
+        yield target

@@ -31,7 +31,8 @@ def memory_url():
 def store(request, tmp_path) -> CasStore:
     if request.param == "file":
         return open_cas((tmp_path / "cas").as_uri())
-    return open_cas(request.getfixturevalue("memory_url"))
+    # fsspec's memory filesystem stands in for an object store (whole-object uploads).
+    return CasStore(request.getfixturevalue("memory_url"))
 
 
 @pytest.fixture
@@ -329,7 +330,7 @@ def test_failed_rename_leaves_nothing_under_the_final_name(local_root, local_sto
 
 
 def test_failed_whole_object_put_leaves_nothing(memory_url, monkeypatch):
-    store = open_cas(memory_url)
+    store = CasStore(memory_url)
 
     def failing_pipe(path, value, **kwargs):
         raise ConnectionError("connection reset by peer")
@@ -443,3 +444,82 @@ def test_concurrent_puts_of_same_data_from_processes(local_root, local_store):
     assert list(local_store.iter_artifact_ids()) == [digest(data)]
     assert local_store.get(digest(data)) == data
     assert tmp_leftovers(local_root) == []
+
+
+# -- batch put: one durability barrier ----------------------------------------
+
+
+class SyscallLog:
+    """Calls through to the real os functions of the write strategy, recording their order."""
+
+    def __init__(self, monkeypatch) -> None:
+        from wf_pipeline.cas import backends
+
+        self.events: list[tuple[str, str]] = []
+        real_fsync, real_open, real_replace = backends.os.fsync, backends.os.open, backends.os.replace
+        opened: dict[int, str] = {}
+
+        def logged_open(path, flags, *args):
+            fd = real_open(path, flags, *args)
+            opened[fd] = str(path)
+            return fd
+
+        def logged_fsync(fd):
+            path = opened.get(fd, "?")
+            kind = "fsync-dir" if os.path.isdir(path) else "fsync-file"
+            self.events.append((kind, path))
+            return real_fsync(fd)
+
+        def logged_replace(source, target):
+            self.events.append(("replace", str(target)))
+            return real_replace(source, target)
+
+        monkeypatch.setattr(backends.os, "open", logged_open)
+        monkeypatch.setattr(backends.os, "fsync", logged_fsync)
+        monkeypatch.setattr(backends.os, "replace", logged_replace)
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.events]
+
+
+def test_put_many_syncs_the_batch_once_before_publishing_it(local_root, local_store, monkeypatch):
+    items = [f"batch object {n}".encode() for n in range(12)]
+    folders = {object_path(local_root, digest(item)).parent for item in items}
+    log = SyscallLog(monkeypatch)
+
+    refs = local_store.put_many(items)
+
+    kinds = log.kinds()
+    # Every object's bytes are durable before any name appears, and each folder is synced once, last.
+    assert kinds == ["fsync-file"] * 12 + ["replace"] * 12 + ["fsync-dir"] * len(folders)
+    assert {Path(path) for kind, path in log.events if kind == "fsync-dir"} == folders
+    assert [local_store.get(ref.artifact_id) for ref in refs] == items
+    assert tmp_leftovers(local_root) == []
+
+
+def test_put_many_failing_midway_leaves_complete_objects_and_no_scratch(local_root, local_store, monkeypatch):
+    from wf_pipeline.cas import backends
+
+    items = [f"object {n}".encode() for n in range(5)]
+    real_replace = backends.os.replace
+    published: list[str] = []
+
+    def replace_until_the_disk_fills(source, target):
+        if len(published) == 2:
+            raise OSError(28, "No space left on device")
+        published.append(target)
+        return real_replace(source, target)
+
+    monkeypatch.setattr(backends.os, "replace", replace_until_the_disk_fills)
+    with pytest.raises(CasError) as caught:
+        local_store.put_many(items)
+    assert caught.value.code == "CAS_BACKEND_ERROR"
+    assert tmp_leftovers(local_root) == []
+    stored = list(local_store.iter_artifact_ids())
+    assert len(stored) == 2
+    for artifact_id in stored:
+        local_store.get(artifact_id)  # verified: complete objects only
+
+    monkeypatch.undo()
+    assert [ref.artifact_id for ref in local_store.put_many(items)] == [digest(item) for item in items]
+    assert len(list(local_store.iter_artifact_ids())) == 5

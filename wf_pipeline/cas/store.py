@@ -8,36 +8,41 @@ the digest, so a corrupt or truncated object is reported, never returned.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from fsspec.core import url_to_fs
 
-from wf_pipeline.cas.backends import write_strategy_for
-from wf_pipeline.errors import CasError, WfError
-from wf_pipeline.metadata.canonical import (
-    DIGEST_PREFIX,
-    canonical_json,
-    canonical_text,
-    digest,
-    is_digest,
+from wf_pipeline.cas.backends import write_batch, write_strategy_for
+from wf_pipeline.cas.protocol import (
+    ArtifactCodec,
+    ArtifactRef,
+    batch_of,
+    check_ref_name,
+    check_ref_value,
+    hex_of,
+    not_found,
+    ref_not_found,
+    verify,
 )
+from wf_pipeline.errors import CasError, WfError
+from wf_pipeline.metadata.canonical import DIGEST_PREFIX, is_digest
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ArtifactRef:
-    artifact_id: str
-    size: int
+class FsspecArtifactStore(ArtifactCodec):
+    """An `ArtifactStore` rooted at an fsspec URL (``file:///abs/path``, ``s3://bucket/cas``, ...).
 
+    Args:
+        url: the store's root; a bare path is a local folder. Created lazily on first write.
+        **storage_options: passed to fsspec (credentials, endpoint, ...).
 
-class CasStore:
-    """A store rooted at an fsspec URL (``file:///abs/path``, ``memory://bucket``, ``s3://...``)."""
+    Raises ``CAS_INVALID_URL`` when fsspec knows no filesystem for the URL. How an object
+    is published atomically depends on the protocol (`wf_pipeline.cas.backends`).
+    """
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.url = url
@@ -52,19 +57,34 @@ class CasStore:
         self._write_strategy = write_strategy_for(self._fs)
 
     def __repr__(self) -> str:
-        return f"CasStore({self.url!r})"
+        return f"{type(self).__name__}({self.url!r})"
 
     # -- writing -------------------------------------------------------------
 
     def put(self, data: bytes) -> ArtifactRef:
-        """Store ``data`` under its digest; a present, intact-sized object is left alone."""
-        data = bytes(data)
-        artifact_id = digest(data)
-        path = self._object_path(artifact_id)
-        with self._backend("put", artifact_id):
-            stored_size = self._stored_size(path)
-            # A size difference means an earlier write was damaged; replace it atomically.
-            if stored_size != len(data):
+        """Store ``data`` under its digest; a present, intact-sized object is left alone.
+
+        Returns the ref (id, size in bytes). Raises ``CAS_BACKEND_ERROR``.
+        """
+        return self.put_many([data])[0]
+
+    def put_many(self, items: Iterable[bytes]) -> list[ArtifactRef]:
+        """Store a batch behind one durability barrier; one ref per item, in input order.
+
+        Objects already stored with the right size are skipped, duplicates are written
+        once. Local filesystems stage every object, fsync them in one pass, rename each
+        into place and fsync each folder once; object stores upload each object whole.
+        Raises ``CAS_BACKEND_ERROR``; no object is ever half-written under its name.
+        """
+        refs, distinct = batch_of(items)
+        with self._backend("put", refs[0].artifact_id if len(distinct) == 1 else None):
+            to_write = []
+            for artifact_id, data in distinct.items():
+                path = self._object_path(artifact_id)
+                stored_size = self._stored_size(path)
+                # A size difference means an earlier write was damaged; replace it atomically.
+                if stored_size == len(data):
+                    continue
                 if stored_size is not None:
                     log.warning(
                         "cas replacing damaged object %s (%d bytes stored, %d expected)",
@@ -72,22 +92,17 @@ class CasStore:
                         stored_size,
                         len(data),
                     )
-                self._write_strategy.write(self._fs, path, data, tmp_dir=self._tmp_dir)
-                log.debug("cas wrote %s (%d bytes)", artifact_id, len(data))
-        return ArtifactRef(artifact_id, len(data))
-
-    def put_text(self, text: str) -> ArtifactRef:
-        return self.put(canonical_text(text))
-
-    def put_json(self, value: Any) -> ArtifactRef:
-        try:
-            data = canonical_json(value)
-        except (TypeError, ValueError) as exc:
-            raise CasError("CAS_INVALID_JSON", f"value is not canonical JSON: {type(exc).__name__}") from exc
-        return self.put(data)
+                to_write.append((path, data))
+            if to_write:
+                write_batch(self._write_strategy, self._fs, to_write, tmp_dir=self._tmp_dir)
+                log.debug("cas wrote %d objects (%d bytes)", len(to_write), sum(len(d) for _, d in to_write))
+        return refs
 
     def delete(self, artifact_id: str) -> None:
-        """Remove an object; deleting an absent one is not an error."""
+        """Remove an object; deleting an absent one is not an error.
+
+        Raises ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR``.
+        """
         path = self._object_path(artifact_id)
         with self._backend("delete", artifact_id):
             try:
@@ -99,53 +114,49 @@ class CasStore:
     # -- reading -------------------------------------------------------------
 
     def get(self, artifact_id: str, *, size: int | None = None) -> bytes:
-        """The verified bytes of ``artifact_id`` (and of ``size`` bytes, if given)."""
+        """The verified bytes of ``artifact_id`` (and of ``size`` bytes, if given).
+
+        Raises ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``, ``CAS_BACKEND_ERROR``.
+        """
         path = self._object_path(artifact_id)
         with self._backend("get", artifact_id):
             try:
                 data = bytes(self._fs.cat_file(path))
             except FileNotFoundError:
-                raise self._not_found(artifact_id) from None
-        self._verify(artifact_id, data, size)
-        return data
-
-    def get_text(self, artifact_id: str, *, size: int | None = None) -> str:
-        data = self.get(artifact_id, size=size)
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CasError(
-                "CAS_DECODE_ERROR", f"{artifact_id} is not UTF-8 text", artifact_id=artifact_id
-            ) from exc
-
-    def get_json(self, artifact_id: str, *, size: int | None = None) -> Any:
-        text = self.get_text(artifact_id, size=size)
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise CasError("CAS_DECODE_ERROR", f"{artifact_id} is not JSON", artifact_id=artifact_id) from exc
+                raise not_found(artifact_id, where=self.url) from None
+        return verify(artifact_id, data, size, where=self.url)
 
     def exists(self, artifact_id: str) -> bool:
+        """Whether an object is stored under ``artifact_id`` (not verified).
+
+        Raises ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR``.
+        """
         path = self._object_path(artifact_id)
         with self._backend("exists", artifact_id):
             return self._stored_size(path) is not None
 
-    def size(self, artifact_id: str) -> int:
-        """Stored size in bytes, without reading or verifying the object."""
+    def stat(self, artifact_id: str) -> ArtifactRef:
+        """The stored object's id and size in bytes, without reading or verifying it.
+
+        Raises ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_BACKEND_ERROR``.
+        """
         path = self._object_path(artifact_id)
         with self._backend("size", artifact_id):
             stored_size = self._stored_size(path)
         if stored_size is None:
-            raise self._not_found(artifact_id)
-        return stored_size
+            raise not_found(artifact_id, where=self.url)
+        return ArtifactRef(artifact_id, stored_size)
 
     def iter_artifact_ids(self) -> Iterator[str]:
-        """Ids of every stored object, in id order; stray files under objects/ are skipped."""
+        """Ids of every stored object, in id order; stray files under objects/ are skipped.
+
+        Raises ``CAS_BACKEND_ERROR``.
+        """
         with self._backend("list", None):
             if self._stored_size(self._objects_dir) is None:  # nothing stored yet
                 return
             paths = self._fs.find(self._objects_dir)
-        for path in paths:
+        for path in sorted(paths):
             fan_out, rest = path.rsplit("/", 2)[-2:]
             artifact_id = f"{DIGEST_PREFIX}{fan_out}{rest}"
             if len(fan_out) == 2 and is_digest(artifact_id):
@@ -156,6 +167,10 @@ class CasStore:
     # atomically like an object, so readers see the old or the new id, never a mix.
 
     def set_ref(self, name: str, artifact_id: str) -> None:
+        """Point ``name`` at ``artifact_id``, atomically.
+
+        Raises ``CAS_INVALID_ID``, ``CAS_INVALID_REF``, ``CAS_BACKEND_ERROR``.
+        """
         self._object_path(artifact_id)  # validates the id
         with self._backend("set_ref", artifact_id):
             self._write_strategy.write(
@@ -163,33 +178,24 @@ class CasStore:
             )
 
     def get_ref(self, name: str) -> str:
+        """The artifact id ``name`` points at.
+
+        Raises ``CAS_INVALID_REF``, ``CAS_REF_NOT_FOUND``, ``CAS_REF_CORRUPT``, ``CAS_BACKEND_ERROR``.
+        """
         with self._backend("get_ref", None):
             try:
                 value = bytes(self._fs.cat_file(self._ref_path(name))).decode("ascii").strip()
             except FileNotFoundError:
-                raise CasError("CAS_REF_NOT_FOUND", f"no ref {name!r} in {self.url}", ref=name) from None
-        if not is_digest(value):
-            raise CasError(
-                "CAS_REF_CORRUPT", f"ref {name!r} in {self.url} does not hold an artifact id", ref=name
-            )
-        return value
+                raise ref_not_found(name, where=self.url) from None
+        return check_ref_value(name, value, where=self.url)
 
     # -- internals -----------------------------------------------------------
 
     def _ref_path(self, name: str) -> str:
-        parts = name.split("/")
-        if not name or any(part in ("", ".", "..") for part in parts):
-            raise CasError("CAS_INVALID_REF", f"invalid ref name {name!r}", ref=name)
-        return f"{self._refs_dir}/{name}"
+        return f"{self._refs_dir}/{check_ref_name(name)}"
 
     def _object_path(self, artifact_id: str) -> str:
-        if not is_digest(artifact_id):
-            raise CasError(
-                "CAS_INVALID_ID",
-                "artifact id must be sha256:<64 lowercase hex>",
-                artifact_id=str(artifact_id)[:80],
-            )
-        hex_digest = artifact_id[len(DIGEST_PREFIX) :]
+        hex_digest = hex_of(artifact_id)
         return f"{self._objects_dir}/{hex_digest[:2]}/{hex_digest[2:]}"
 
     def _stored_size(self, path: str) -> int | None:
@@ -197,22 +203,6 @@ class CasStore:
             return int(self._fs.info(path)["size"])
         except FileNotFoundError:
             return None
-
-    def _verify(self, artifact_id: str, data: bytes, expected_size: int | None) -> None:
-        actual_id = digest(data)
-        if actual_id == artifact_id and (expected_size is None or expected_size == len(data)):
-            return
-        raise CasError(
-            "CAS_DIGEST_MISMATCH",
-            f"stored object {artifact_id} in {self.url} does not match its id or expected size",
-            artifact_id=artifact_id,
-            actual_digest=actual_id,
-            expected_size=expected_size,
-            actual_size=len(data),
-        )
-
-    def _not_found(self, artifact_id: str) -> CasError:
-        return CasError("CAS_NOT_FOUND", f"{artifact_id} is not in {self.url}", artifact_id=artifact_id)
 
     @contextmanager
     def _backend(self, operation: str, artifact_id: str | None) -> Iterator[None]:
@@ -232,5 +222,5 @@ class CasStore:
             ) from exc
 
 
-def open_cas(url: str, **storage_options: Any) -> CasStore:
-    return CasStore(url, **storage_options)
+# The name callers have always imported; the fsspec store is the default implementation.
+CasStore = FsspecArtifactStore

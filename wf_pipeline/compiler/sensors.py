@@ -65,28 +65,28 @@ def bottom_up_sensor(loaded: LoadedProfile, job: Any) -> SensorDefinition:
         keys.discard(None)
         if not keys:
             return SkipReason("run has no target partitions")
-        env = RuntimeEnv.open(Settings.from_env(os.environ))
-        roots: set[Path] = set()
-        for key in keys:
-            try:
-                roots.add(resolve_target(env.records, key).root)
-            except RunError:
-                continue  # a partition added by hand that no tree registered
-        requests = []
-        for root in sorted(roots):
-            level = next_ready_level(env, loaded, root)
-            if not level:
-                continue
-            requests.append(
-                RunRequest(
-                    run_key=f"{context.dagster_run.run_id}:{level[0].key}",
-                    tags={
-                        ASSET_PARTITION_RANGE_START_TAG: level[0].key,
-                        ASSET_PARTITION_RANGE_END_TAG: level[-1].key,
-                        CONTINUES_TAG: context.dagster_run.run_id,
-                    },
+        with RuntimeEnv.open(Settings.from_env(os.environ)) as env:
+            roots: set[Path] = set()
+            for key in keys:
+                try:
+                    roots.add(resolve_target(env.records, key).root)
+                except RunError:
+                    continue  # a partition added by hand that no tree registered
+            requests = []
+            for root in sorted(roots):
+                level = next_ready_level(env, loaded, root)
+                if not level:
+                    continue
+                requests.append(
+                    RunRequest(
+                        run_key=f"{context.dagster_run.run_id}:{level[0].key}",
+                        tags={
+                            ASSET_PARTITION_RANGE_START_TAG: level[0].key,
+                            ASSET_PARTITION_RANGE_END_TAG: level[-1].key,
+                            CONTINUES_TAG: context.dagster_run.run_id,
+                        },
+                    )
                 )
-            )
         return requests or SkipReason("no directory is ready: the tree is done or waiting")
 
     return _continue_bottom_up

@@ -1,5 +1,20 @@
-"""Durable record store (SQLAlchemy Core): SQLite by default, PostgreSQL by URL."""
+"""Durable records: the `RecordStore` protocol and its stores.
 
-from wf_pipeline.records.store import RecordStore, TurnCommit, open_record_store
+`open_record_store` opens a store by URL: `SqlRecordStore` (SQLAlchemy Core; SQLite by
+default, PostgreSQL by URL, tables migrated with alembic on open) or
+`MemoryRecordStore` for ``memory://``.
+"""
 
-__all__ = ["RecordStore", "TurnCommit", "open_record_store"]
+from wf_pipeline.records.memory import MemoryRecordStore
+from wf_pipeline.records.protocol import RecordStore, TurnCommit
+from wf_pipeline.records.registry import open_record_store, register_record_store
+from wf_pipeline.records.store import SqlRecordStore
+
+__all__ = [
+    "MemoryRecordStore",
+    "RecordStore",
+    "SqlRecordStore",
+    "TurnCommit",
+    "open_record_store",
+    "register_record_store",
+]

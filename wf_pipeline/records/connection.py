@@ -28,7 +28,12 @@ SQL_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 
 
 def parse_url(url: str) -> URL:
-    """Parse and normalise a record-store URL; ``postgresql://`` means psycopg2."""
+    """Parse and normalise a SQL record-store URL; ``postgresql://`` means psycopg2.
+
+    Returns SQLAlchemy's URL with driver ``sqlite`` or ``postgresql+psycopg2``. Raises
+    ``RECORD_BAD_URL`` for an unparsable URL or another scheme (the message names the
+    scheme, never the password).
+    """
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError) as exc:
@@ -46,14 +51,22 @@ def parse_url(url: str) -> URL:
 
 
 def safe_url(url: URL) -> str:
+    """``url`` as text with its password masked (``***``), for messages and logs."""
     return url.render_as_string(hide_password=True)
 
 
 def is_memory_sqlite(url: URL) -> bool:
+    """Whether ``url`` is an in-memory SQLite database (``sqlite://`` or ``:memory:``)."""
     return url.database in (None, "", ":memory:")
 
 
 def create_record_engine(url: URL) -> Engine:
+    """An engine for a parsed URL (see `parse_url`).
+
+    SQLite: WAL journal, busy timeout of ``SQLITE_BUSY_TIMEOUT_MS`` (ms), foreign keys
+    on, the file's folder created (``RECORD_UNAVAILABLE`` if it cannot be). PostgreSQL:
+    pre-pinged pooled connections, connect timeout of ``POSTGRES_CONNECT_TIMEOUT_S`` (s).
+    """
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     return create_engine(
@@ -95,7 +108,11 @@ def _sqlite_engine(url: URL) -> Engine:
 
 @contextmanager
 def translated_errors(url: URL, action: str) -> Iterator[None]:
-    """Turn driver failures during ``action`` into RECORD_ codes, keeping passwords out."""
+    """Turn driver failures during ``action`` into RECORD_ codes, keeping passwords out.
+
+    Integrity and data errors become ``RECORD_INTEGRITY``; operational and interface
+    errors (unreachable server, locked file) become ``RECORD_UNAVAILABLE``.
+    """
     try:
         yield
     except IntegrityError as exc:
@@ -120,6 +137,7 @@ def translated_errors(url: URL, action: str) -> Iterator[None]:
 
 
 def driver_message(exc: Exception, url: URL) -> str:
+    """The driver's message of ``exc`` on one line, at most 500 characters, password masked."""
     original = getattr(exc, "orig", None) or exc
     message = " ".join(str(original).split())
     if url.password:

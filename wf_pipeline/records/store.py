@@ -1,24 +1,22 @@
-"""The durable record store: threads, turns, gates, prompt and artifact links, frames, nodes.
+"""The SQL record store (SQLAlchemy Core): SQLite by default, PostgreSQL by URL.
 
 Writes take canonical record models and re-validate them; reads return models. Every
 write is an upsert on the record's deterministic id, so replaying a step rewrites the
 same rows instead of adding new ones. The records of one turn commit in one
-transaction (``commit_turn``): after a failure none of them is visible.
+transaction (``commit_turn``): after a failure none of them is visible. The tables are
+migrated to the newest revision when the store opens (`wf_pipeline.records.migrate`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Table, select, text
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from wf_pipeline.errors import RecordError
 from wf_pipeline.metadata.records import (
@@ -35,81 +33,40 @@ from wf_pipeline.metadata.records import (
 from wf_pipeline.records.connection import (
     SQL_NAME_RE,
     create_record_engine,
-    driver_message,
     parse_url,
     safe_url,
     translated_errors,
 )
+from wf_pipeline.records.migrate import migrate_to_head
+from wf_pipeline.records.protocol import (
+    ARTIFACT_LIST_COLUMN,
+    ARTIFACT_REFERENCE_COLUMNS,
+    ORDERS,
+    RecordT,
+    TurnCommit,
+    check_turn_commit,
+    field_errors,
+    latest_by_turn,
+    validated,
+)
 from wf_pipeline.records.tables import TABLE_SPECS, RecordTables, build_tables
-
-RecordT = TypeVar("RecordT", bound=BaseModel)
 
 SCHEMA_VERSION_KEY = "schema_version"
 _KEYS = {spec.name: spec.key for spec in TABLE_SPECS}
-# Concurrent first opens of a fresh database may race on CREATE TABLE; the loser retries
-# and then finds the tables in place.
-_CREATE_ATTEMPTS = 5
 
 
-@dataclass(frozen=True)
-class TurnCommit:
-    """Everything one attempt of one turn writes, committed together."""
+class SqlRecordStore:
+    """A `RecordStore` over SQLAlchemy Core.
 
-    thread: ThreadRecord
-    turn: TurnRecord
-    gate: GateRecord | None = None
-    prompt_link: PromptLinkRecord | None = None
-    artifact_links: tuple[ArtifactLinkRecord, ...] = ()
-    frame: FrameRecord | None = None
+    Args:
+        url: ``sqlite:///<file>``, ``sqlite://`` (in memory) or ``postgresql://...``.
+        schema: PostgreSQL schema of the tables (created if missing); None for the default.
+        table_prefix: prefix of every table name (``[a-z_][a-z0-9_]*``, or empty).
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "artifact_links", tuple(self.artifact_links))
-        turn = self.turn
-        members = [
-            ("turn", turn),
-            ("gate", self.gate),
-            ("prompt_link", self.prompt_link),
-            *(("artifact_link", link) for link in self.artifact_links),
-            ("frame", self.frame),
-        ]
-        for name, record in members:
-            if record is None:
-                continue
-            # Prompt links and frames carry no attempt, frames no turn id: absent fields agree.
-            belongs = (
-                record.thread_id == self.thread.thread_id
-                and getattr(record, "turn_id", turn.turn_id) == turn.turn_id
-                and getattr(record, "attempt", turn.attempt) == turn.attempt
-            )
-            if not belongs:
-                raise RecordError(
-                    "RECORD_INVALID",
-                    f"{name} record does not belong to turn {turn.turn_id} attempt {turn.attempt} "
-                    f"of thread {self.thread.thread_id}",
-                    thread_id=self.thread.thread_id,
-                    record=name,
-                )
-
-
-def _validated(record: Any, model: type[RecordT]) -> RecordT:
-    """Re-validate ``record`` as ``model``: models built with model_construct skip checks."""
-    if not isinstance(record, model):
-        raise RecordError("RECORD_INVALID", f"expected a {model.__name__}, got {type(record).__name__}")
-    try:
-        return model.model_validate(record.model_dump())
-    except ValidationError as exc:
-        raise RecordError(
-            "RECORD_INVALID", f"{model.__name__} fails validation: {_field_errors(exc)}", model=model.__name__
-        ) from exc
-
-
-def _field_errors(exc: ValidationError) -> str:
-    # Field locations and error types only: input values may hold payload text.
-    return ", ".join(f"{'.'.join(map(str, err['loc']))}:{err['type']}" for err in exc.errors())
-
-
-class RecordStore:
-    """Record store over SQLAlchemy Core; ``url`` is ``sqlite:///<file>`` or ``postgresql://...``."""
+    Opening migrates the tables to the newest revision. Raises ``RECORD_BAD_URL``,
+    ``RECORD_BAD_OPTION``, ``RECORD_UNAVAILABLE``, ``RECORD_SCHEMA_MISMATCH`` (the database
+    was written by a newer release).
+    """
 
     def __init__(self, url: str, *, schema: str | None = None, table_prefix: str = "wf_") -> None:
         self._url = parse_url(url)
@@ -127,7 +84,7 @@ class RecordStore:
         self._upserts: dict[str, Any] = {}
         self._engine: Engine = create_record_engine(self._url)
         try:
-            self._create_schema()
+            self._open_schema()
         except BaseException:
             self._engine.dispose()
             raise
@@ -140,39 +97,26 @@ class RecordStore:
     # --- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
+        """Dispose of the engine and its pooled connections."""
         self._engine.dispose()
 
-    def __enter__(self) -> RecordStore:
+    def __enter__(self) -> SqlRecordStore:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _create_schema(self) -> None:
+    def __repr__(self) -> str:
+        return f"SqlRecordStore({self.url!r})"
+
+    def _open_schema(self) -> None:
+        migrate_to_head(self._engine, self._url, schema=self.schema, table_prefix=self.table_prefix)
         schema_meta = self._tables.schema_meta
-        for attempt in range(1, _CREATE_ATTEMPTS + 1):
-            try:
-                with self._engine.begin() as conn:
-                    if self.schema is not None:
-                        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-                    self._tables.metadata.create_all(conn)
-                    conn.execute(
-                        self._insert(schema_meta)
-                        .values(key=SCHEMA_VERSION_KEY, value=str(SCHEMA_VERSION))
-                        .on_conflict_do_nothing(index_elements=["key"])
-                    )
-                    stored = conn.execute(
-                        select(schema_meta.c.value).where(schema_meta.c.key == SCHEMA_VERSION_KEY)
-                    ).scalar_one()
-                break
-            except DBAPIError as exc:
-                if attempt == _CREATE_ATTEMPTS or not _lost_creation_race(exc):
-                    raise RecordError(
-                        "RECORD_UNAVAILABLE",
-                        f"cannot open record store {self.url}: {driver_message(exc, self._url)}",
-                        url=self.url,
-                    ) from exc
-                time.sleep(0.05 * attempt)
+        with self._reading("open") as conn:
+            stored = conn.execute(
+                select(schema_meta.c.value).where(schema_meta.c.key == SCHEMA_VERSION_KEY)
+            ).scalar_one_or_none()
+        # The rows' own format version: a newer release may write rows this code cannot read.
         if stored != str(SCHEMA_VERSION):
             raise RecordError(
                 "RECORD_SCHEMA_MISMATCH",
@@ -233,7 +177,7 @@ class RecordStore:
         except ValidationError as exc:
             raise RecordError(
                 "RECORD_INTEGRITY",
-                f"stored {model.__name__} row fails validation during {action}: {_field_errors(exc)}",
+                f"stored {model.__name__} row fails validation during {action}: {field_errors(exc)}",
                 action=action,
             ) from exc
 
@@ -244,47 +188,63 @@ class RecordStore:
     # --- nodes -----------------------------------------------------------------------
 
     def upsert_nodes(self, records: Iterable[NodeRecord]) -> int:
-        """Upsert nodes keyed by (node_id, path); returns how many distinct nodes were written."""
-        nodes = [_validated(record, NodeRecord) for record in records]
+        """Upsert nodes keyed by (node_id, path); returns how many distinct nodes were written.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        nodes = [validated(record, NodeRecord) for record in records]
         with self._writing("upsert_nodes") as conn:
             self._upsert(conn, "nodes", nodes)
         return len({(node.node_id, node.path) for node in nodes})
 
     def nodes_for_root(self, root_id: str) -> list[NodeRecord]:
+        """Nodes seen under ``root_id``, by path then node_id; ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``."""
         table = self._tables["nodes"]
-        statement = select(table).where(table.c.root_id == root_id).order_by(table.c.path, table.c.node_id)
+        statement = (
+            select(table).where(table.c.root_id == root_id).order_by(*_order_columns(table, "nodes_for_root"))
+        )
         return self._select("nodes_for_root", NodeRecord, statement)
 
     # --- targets ---------------------------------------------------------------------
 
     def save_targets(self, records: Iterable[TargetRecord]) -> None:
-        """Upsert targets keyed by target_key: the latest registration of a key wins."""
-        targets = [_validated(record, TargetRecord) for record in records]
+        """Upsert targets keyed by target_key: the latest registration of a key wins.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        targets = [validated(record, TargetRecord) for record in records]
         with self._writing("save_targets") as conn:
             self._upsert(conn, "targets", targets)
 
     def get_target(self, target_key: str) -> TargetRecord | None:
+        """The target of ``target_key``, or None."""
         table = self._tables["targets"]
         return self._first("get_target", TargetRecord, select(table).where(table.c.target_key == target_key))
 
     def list_targets(self) -> list[TargetRecord]:
+        """Every target, by target_key."""
         table = self._tables["targets"]
-        return self._select("list_targets", TargetRecord, select(table).order_by(table.c.target_key))
+        return self._select(
+            "list_targets", TargetRecord, select(table).order_by(*_order_columns(table, "list_targets"))
+        )
 
     # --- threads ---------------------------------------------------------------------
 
     def save_thread(self, record: ThreadRecord) -> None:
-        thread = _validated(record, ThreadRecord)
+        """Upsert one thread keyed by thread_id; ``RECORD_INVALID``, ``RECORD_UNAVAILABLE``."""
+        thread = validated(record, ThreadRecord)
         with self._writing("save_thread") as conn:
             self._upsert(conn, "threads", [thread])
 
     def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        """The thread ``thread_id``, or None."""
         table = self._tables["threads"]
         return self._first("get_thread", ThreadRecord, select(table).where(table.c.thread_id == thread_id))
 
     def list_threads(self, workflow_id: str | None = None, status: str | None = None) -> list[ThreadRecord]:
+        """Threads, optionally of one workflow and/or status, by target_path then thread_id."""
         table = self._tables["threads"]
-        statement = select(table).order_by(table.c.target_path, table.c.thread_id)
+        statement = select(table).order_by(*_order_columns(table, "list_threads"))
         if workflow_id is not None:
             statement = statement.where(table.c.workflow_id == workflow_id)
         if status is not None:
@@ -294,70 +254,65 @@ class RecordStore:
     # --- one turn, one transaction ---------------------------------------------------
 
     def commit_turn(self, commit: TurnCommit) -> None:
-        """Upsert the thread and every record of one turn attempt in one transaction."""
-        if not isinstance(commit, TurnCommit):
-            raise RecordError("RECORD_INVALID", f"expected a TurnCommit, got {type(commit).__name__}")
-        thread = _validated(commit.thread, ThreadRecord)
-        turn = _validated(commit.turn, TurnRecord)
-        gate = None if commit.gate is None else _validated(commit.gate, GateRecord)
-        prompt_link = None if commit.prompt_link is None else _validated(commit.prompt_link, PromptLinkRecord)
-        artifact_links = [_validated(link, ArtifactLinkRecord) for link in commit.artifact_links]
-        frame = None if commit.frame is None else _validated(commit.frame, FrameRecord)
-        # Parents first: the thread row is what the other rows reference.
+        """Upsert the thread and every record of one turn attempt in one transaction.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY`` (rolled back),
+        ``RECORD_UNAVAILABLE``.
+        """
+        checked = check_turn_commit(commit)
         with self._writing("commit_turn") as conn:
-            self._upsert(conn, "threads", [thread])
-            self._upsert(conn, "turns", [turn])
-            self._upsert(conn, "gates", [gate] if gate else [])
-            self._upsert(conn, "prompt_links", [prompt_link] if prompt_link else [])
-            self._upsert(conn, "artifact_links", artifact_links)
-            self._upsert(conn, "frames", [frame] if frame else [])
+            for table_name, records in checked.rows():
+                self._upsert(conn, table_name, records)
 
     def turns_for_thread(self, thread_id: str) -> list[TurnRecord]:
+        """Every turn attempt of a thread, by turn_seq, attempt, turn_id."""
         table = self._tables["turns"]
         statement = (
             select(table)
             .where(table.c.thread_id == thread_id)
-            .order_by(table.c.turn_seq, table.c.attempt, table.c.turn_id)
+            .order_by(*_order_columns(table, "turns_for_thread"))
         )
         return self._select("turns_for_thread", TurnRecord, statement)
 
     def latest_turns(self, thread_id: str) -> dict[str, TurnRecord]:
         """turn_id -> the record of its highest attempt, in turn_seq order."""
-        # Rows come in attempt order, so the last one seen per turn_id is its latest.
-        latest = {turn.turn_id: turn for turn in self.turns_for_thread(thread_id)}
-        return dict(sorted(latest.items(), key=lambda item: (item[1].turn_seq, item[0])))
+        return latest_by_turn(self.turns_for_thread(thread_id))
 
     def gates_for_thread(self, thread_id: str) -> list[GateRecord]:
+        """Gate results of a thread, by evaluated_at_ms, attempt, gate_record_id."""
         table = self._tables["gates"]
         statement = (
             select(table)
             .where(table.c.thread_id == thread_id)
-            .order_by(table.c.evaluated_at_ms, table.c.attempt, table.c.gate_record_id)
+            .order_by(*_order_columns(table, "gates_for_thread"))
         )
         return self._select("gates_for_thread", GateRecord, statement)
 
     def prompt_links_for_thread(self, thread_id: str) -> list[PromptLinkRecord]:
+        """Prompt links of a thread, by created_at_ms, prompt_link_id."""
         table = self._tables["prompt_links"]
         statement = (
             select(table)
             .where(table.c.thread_id == thread_id)
-            .order_by(table.c.created_at_ms, table.c.prompt_link_id)
+            .order_by(*_order_columns(table, "prompt_links_for_thread"))
         )
         return self._select("prompt_links_for_thread", PromptLinkRecord, statement)
 
     def artifact_links_for_thread(self, thread_id: str) -> list[ArtifactLinkRecord]:
+        """Artifact links of a thread, by created_at_ms, attempt, artifact_link_id."""
         table = self._tables["artifact_links"]
         statement = (
             select(table)
             .where(table.c.thread_id == thread_id)
-            .order_by(table.c.created_at_ms, table.c.attempt, table.c.artifact_link_id)
+            .order_by(*_order_columns(table, "artifact_links_for_thread"))
         )
         return self._select("artifact_links_for_thread", ArtifactLinkRecord, statement)
 
     # --- frames ----------------------------------------------------------------------
 
     def save_frame(self, record: FrameRecord) -> None:
-        frame = _validated(record, FrameRecord)
+        """Upsert one frame keyed by frame_id; ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``."""
+        frame = validated(record, FrameRecord)
         with self._writing("save_frame") as conn:
             self._upsert(conn, "frames", [frame])
 
@@ -367,7 +322,7 @@ class RecordStore:
         statement = (
             select(table)
             .where(table.c.node_id == node_id, table.c.frame_type == frame_type)
-            .order_by(table.c.created_at_ms.desc(), table.c.frame_id.desc())
+            .order_by(*(column.desc() for column in _order_columns(table, "head_frame")))
         )
         return self._first("head_frame", FrameRecord, statement)
 
@@ -385,35 +340,16 @@ class RecordStore:
     def referenced_artifact_ids(self) -> set[str]:
         """Every artifact id any record refers to; CAS objects outside this set are orphans."""
         tables = self._tables
-        single_columns = [
-            tables["turns"].c.output_artifact_id,
-            tables["artifact_links"].c.artifact_id,
-            tables["frames"].c.artifact_id,
-            tables["nodes"].c.content_digest,
-            *(
-                tables["prompt_links"].c[name]
-                for name in (
-                    "system_prompt_artifact_id",
-                    "user_prompt_template_artifact_id",
-                    "rendered_prompt_artifact_id",
-                    "context_artifact_id",
-                )
-            ),
-        ]
+        single_columns = [tables[table].c[column] for table, column in ARTIFACT_REFERENCE_COLUMNS]
+        list_table, list_column = ARTIFACT_LIST_COLUMN
         found: set[str] = set()
         with self._reading("referenced_artifact_ids") as conn:
             for column in single_columns:
                 found.update(conn.execute(select(column).where(column.is_not(None)).distinct()).scalars())
-            for inputs in conn.execute(select(tables["turns"].c.input_artifact_ids)).scalars():
+            for inputs in conn.execute(select(tables[list_table].c[list_column])).scalars():
                 found.update(inputs or ())
         return found
 
 
-def open_record_store(url: str, *, schema: str | None = None, table_prefix: str = "wf_") -> RecordStore:
-    return RecordStore(url, schema=schema, table_prefix=table_prefix)
-
-
-def _lost_creation_race(exc: DBAPIError) -> bool:
-    # Two first opens both found a table missing and both created it; the loser sees a
-    # duplicate (SQLite, PostgreSQL) or a unique violation in the catalog (PostgreSQL).
-    return isinstance(exc, IntegrityError) or "already exists" in str(exc.orig).lower()
+def _order_columns(table: Table, listing: str) -> list[Any]:
+    return [table.c[name] for name in ORDERS[listing]]

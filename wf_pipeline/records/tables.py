@@ -2,7 +2,9 @@
 
 Each table mirrors one model of ``wf_pipeline.metadata.records`` column for column, so
 a new model field becomes a column without a second definition here. Tuples and dicts
-are stored as canonical JSON text; timestamps are BIGINT milliseconds.
+are stored as canonical JSON text; timestamps are BIGINT milliseconds. The database
+gets its tables from the migrations (`wf_pipeline.records.migrations`), never from this
+module: a change here needs a revision there, and a test compares the two.
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ class JsonText(TypeDecorator[Any]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        """``value`` as canonical JSON text (sorted keys, no spaces), None as NULL."""
         return None if value is None else canonical_json(value).decode("utf-8")
 
     def process_result_value(self, value: str | None, dialect: Any) -> Any:
+        """The stored JSON text parsed back (lists for stored tuples), NULL as None."""
         return None if value is None else json.loads(value)
 
 
@@ -136,15 +140,22 @@ def _column_type(annotation: Any) -> tuple[TypeEngine[Any] | type[TypeEngine[Any
 
 @dataclass(frozen=True)
 class RecordTables:
+    """The tables of one store: ``metadata``, the ``schema_meta`` table and the record tables by model name."""
+
     metadata: MetaData
     schema_meta: Table
     by_name: dict[str, Table]
 
     def __getitem__(self, name: str) -> Table:
+        """The table of the record kind ``name`` (``"threads"``, ``"turns"``, ...)."""
         return self.by_name[name]
 
 
 def build_tables(table_prefix: str, schema: str | None) -> RecordTables:
+    """The SQLAlchemy tables of a store whose table names start with ``table_prefix``, in ``schema``.
+
+    Constraint and index names follow `NAMING_CONVENTION`, so they match the migrations'.
+    """
     metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
     threads_table = f"{table_prefix}threads"
     tables: dict[str, Table] = {}

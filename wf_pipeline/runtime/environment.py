@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wf_pipeline.cas import CasStore, open_cas
+from wf_pipeline.cas import ArtifactStore, open_cas
 from wf_pipeline.config import Settings
 from wf_pipeline.errors import ConfigError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
@@ -20,13 +20,46 @@ from wf_pipeline.records import RecordStore, open_record_store
 
 @dataclass(frozen=True)
 class RuntimeEnv:
+    """The stores, catalog and provider one process runs turns with.
+
+    Open it with `open` and close it when done, best as a context manager
+    (``with RuntimeEnv.open(settings) as env: ...``): `close` releases the record store's
+    connections, the artifact store and a provider that `open` created.
+    """
+
     settings: Settings
-    cas: CasStore
+    cas: ArtifactStore
     records: RecordStore
     catalog: ProfileCatalog
     provider: Provider
     boundary: FrameMetadataBoundary
     budgets: Budgets
+    # Whether `close` closes the provider: only one that `open` created, not one handed in.
+    owns_provider: bool = field(default=False, repr=False, compare=False)
+
+    def close(self) -> None:
+        """Close the record store, the artifact store and an owned provider; safe to call twice.
+
+        Every part is closed even when an earlier one fails; the first failure is raised after.
+        """
+        closers = [self.records.close, self.cas.close]
+        provider_close = getattr(self.provider, "close", None) if self.owns_provider else None
+        if callable(provider_close):
+            closers.append(provider_close)
+        failure: BaseException | None = None
+        for close in closers:
+            try:
+                close()
+            except BaseException as exc:  # close the rest before reporting
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def __enter__(self) -> RuntimeEnv:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @classmethod
     def open(
@@ -38,23 +71,45 @@ class RuntimeEnv:
         provider: Provider | None = None,
         env: Mapping[str, str] | None = None,
     ) -> RuntimeEnv:
+        """Open the stores and the provider that ``settings`` name.
+
+        Args:
+            settings: where the stores are and which provider to use.
+            workspace_dir: the workspace layer of profiles (default: the current folder).
+            catalog, provider: used as given instead of being loaded or created; a provider
+                handed in is not closed by `close`.
+            env: the variables provider options are read from (default: the process's).
+
+        Returns an open env; close it (or use it as a context manager). Raises the stores'
+        ``CAS_*`` and ``RECORD_*`` codes, the catalog's ``PROFILE_*`` codes and
+        ``CONFIG_PROVIDER_MISSING``; whatever was opened before a failure is closed again.
+        """
         env = os.environ if env is None else env
         settings.ensure_dirs()
         cas = open_cas(settings.cas_url)
-        if catalog is None:
-            catalog = load_catalog(
-                default_layers(settings, workspace_dir or Path.cwd()), artifact_reader=cas.get
+        records: RecordStore | None = None
+        try:
+            if catalog is None:
+                catalog = load_catalog(
+                    default_layers(settings, workspace_dir or Path.cwd()), artifact_reader=cas.get
+                )
+            budgets = Budgets()
+            records = open_record_store(settings.records_url, schema=settings.records_schema)
+            return cls(
+                settings=settings,
+                cas=cas,
+                records=records,
+                catalog=catalog,
+                provider=provider or provider_from_settings(settings, env),
+                boundary=FrameMetadataBoundary(FRAME_KEY_REGISTRY, budgets),
+                budgets=budgets,
+                owns_provider=provider is None,
             )
-        budgets = Budgets()
-        return cls(
-            settings=settings,
-            cas=cas,
-            records=open_record_store(settings.records_url, schema=settings.records_schema),
-            catalog=catalog,
-            provider=provider or provider_from_settings(settings, env),
-            boundary=FrameMetadataBoundary(FRAME_KEY_REGISTRY, budgets),
-            budgets=budgets,
-        )
+        except BaseException:
+            if records is not None:
+                records.close()
+            cas.close()
+            raise
 
 
 def provider_options(name: str, env: Mapping[str, str]) -> dict[str, Any]:

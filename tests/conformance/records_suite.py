@@ -1,0 +1,536 @@
+"""The RecordStore conformance suite.
+
+A backend is described by `RecordBackend`: how to open the store under test (every
+call opens a new handle on the same store). A new implementation adds one backend to
+``tests/test_records_conformance.py`` and must pass every check in `CHECKS`. Checks
+that look under the API (raw rows, several processes) stay with the SQL store's own
+tests in ``tests/test_records_store.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from wf_pipeline.errors import RecordError
+from wf_pipeline.metadata.canonical import digest_text
+from wf_pipeline.metadata.records import (
+    ArtifactLinkRecord,
+    FrameRecord,
+    GateRecord,
+    NodeRecord,
+    PromptLinkRecord,
+    TargetRecord,
+    ThreadRecord,
+    TurnRecord,
+    artifact_link_id_for,
+    frame_id_for,
+    gate_record_id_for,
+    prompt_link_id_for,
+    thread_id_for,
+    turn_record_id_for,
+)
+from wf_pipeline.records import RecordStore, TurnCommit
+
+
+@dataclass
+class RecordBackend:
+    """One implementation under test; `close_all` closes every handle the checks opened."""
+
+    name: str
+    opener: Callable[[], RecordStore]
+    opened: list[RecordStore] = field(default_factory=list)
+
+    def open(self) -> RecordStore:
+        store = self.opener()
+        self.opened.append(store)
+        return store
+
+    def close_all(self) -> None:
+        for store in self.opened:
+            store.close()
+
+
+CHECKS: list[Callable[[RecordBackend], None]] = []
+
+
+def check(function: Callable[[RecordBackend], None]) -> Callable[[RecordBackend], None]:
+    CHECKS.append(function)
+    return function
+
+
+WORKFLOW = "docs_writer_thread_v1"
+
+
+def art(name: str) -> str:
+    return digest_text(name)
+
+
+def node_id(name: str) -> str:
+    return "node:" + art(name)[len("sha256:") :]
+
+
+def make_thread(
+    target: str = "pkg", *, workflow_id: str = WORKFLOW, status: str = "running", path: str | None = None
+) -> ThreadRecord:
+    target_node = node_id(target)
+    return ThreadRecord(
+        thread_id=thread_id_for(workflow_id, target_node),
+        workflow_id=workflow_id,
+        target_node_id=target_node,
+        target_path=path if path is not None else target,
+        status=status,
+        created_at_ms=1_700_000_000_000,
+        updated_at_ms=1_700_000_000_500,
+        last_turn_seq=1,
+    )
+
+
+def make_commit(
+    thread: ThreadRecord,
+    turn_id: str = "evidence_gather",
+    *,
+    seq: int = 1,
+    attempt: int = 1,
+    status: str = "completed",
+    at: int = 1_700_000_001_000,
+    frame_type: str | None = None,
+    frame_id: str | None = None,
+) -> TurnCommit:
+    output = art(f"{thread.thread_id}/{turn_id}/{attempt}/output")
+    context = art(f"{thread.thread_id}/context")
+    turn = TurnRecord(
+        turn_record_id=turn_record_id_for(thread.workflow_id, thread.thread_id, turn_id, attempt),
+        thread_id=thread.thread_id,
+        turn_id=turn_id,
+        turn_seq=seq,
+        attempt=attempt,
+        status=status,
+        input_artifact_ids=(context,),
+        output_artifact_id=output,
+        started_at_ms=at,
+        ended_at_ms=at + 10,
+        error_code=None if status == "completed" else "GATE_FAILED",
+    )
+    gate = GateRecord(
+        gate_record_id=gate_record_id_for(thread.workflow_id, thread.thread_id, turn_id, attempt),
+        thread_id=thread.thread_id,
+        turn_id=turn_id,
+        gate_id=f"{turn_id}_gate",
+        attempt=attempt,
+        outcome="pass" if status == "completed" else "fail",
+        reasons=() if status == "completed" else ("SECTION_MISSING:usage",),
+        evaluated_at_ms=at + 11,
+    )
+    prompt_link = PromptLinkRecord(
+        prompt_link_id=prompt_link_id_for(thread.workflow_id, thread.thread_id, turn_id, attempt),
+        thread_id=thread.thread_id,
+        turn_id=turn_id,
+        node_id=thread.target_node_id,
+        system_prompt_artifact_id=art("system"),
+        user_prompt_template_artifact_id=art(f"template/{turn_id}"),
+        rendered_prompt_artifact_id=art(f"{thread.thread_id}/{turn_id}/{attempt}/rendered"),
+        context_artifact_id=context,
+        created_at_ms=at + 1,
+    )
+    links = tuple(
+        ArtifactLinkRecord(
+            artifact_link_id=artifact_link_id_for(thread.thread_id, turn_id, attempt, role, artifact),
+            artifact_id=artifact,
+            thread_id=thread.thread_id,
+            turn_id=turn_id,
+            attempt=attempt,
+            role=role,
+            size=size,
+            created_at_ms=at + 2,
+        )
+        for role, artifact, size in (("context", context, 300), ("output", output, 120))
+    )
+    frame = None
+    if frame_type is not None:
+        frame = FrameRecord(
+            frame_id=frame_id or frame_id_for(thread.target_node_id, frame_type, output),
+            node_id=thread.target_node_id,
+            frame_type=frame_type,
+            artifact_id=output,
+            thread_id=thread.thread_id,
+            metadata={"agent_id": "agent.docs", "prompt_link_id": prompt_link.prompt_link_id},
+            created_at_ms=at + 20,
+        )
+    return TurnCommit(
+        thread=thread, turn=turn, gate=gate, prompt_link=prompt_link, artifact_links=links, frame=frame
+    )
+
+
+@check
+def check_turn_commit_round_trips_every_record(backend: RecordBackend) -> None:
+    store = backend.open()
+    assert isinstance(store, RecordStore)  # every method of the protocol is there
+    thread = make_thread()
+    commit = make_commit(thread, frame_type="readme")
+
+    store.commit_turn(commit)
+
+    assert store.get_thread(thread.thread_id) == thread
+    assert store.turns_for_thread(thread.thread_id) == [commit.turn]
+    assert store.gates_for_thread(thread.thread_id) == [commit.gate]
+    assert store.prompt_links_for_thread(thread.thread_id) == [commit.prompt_link]
+    assert store.artifact_links_for_thread(thread.thread_id) == sorted(
+        commit.artifact_links, key=lambda link: link.artifact_link_id
+    )
+    assert store.head_frame(thread.target_node_id, "readme") == commit.frame
+    assert isinstance(store.turns_for_thread(thread.thread_id)[0].input_artifact_ids, tuple)
+
+
+@check
+def check_failed_turn_round_trips_reasons_and_error_fields(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread()
+    commit = make_commit(thread, status="failed")
+
+    store.commit_turn(commit)
+
+    (turn,) = store.turns_for_thread(thread.thread_id)
+    (gate,) = store.gates_for_thread(thread.thread_id)
+    assert (turn.status, turn.error_code) == ("failed", "GATE_FAILED")
+    assert gate.reasons == ("SECTION_MISSING:usage",)
+
+
+@check
+def check_nodes_round_trip_and_upsert_on_node_id_and_path(backend: RecordBackend) -> None:
+    store = backend.open()
+    root = node_id("root")
+    nodes = [
+        NodeRecord(node_id=root, root_id=root, path=".", kind="dir", parent_path=None, scanned_at_ms=1),
+        NodeRecord(
+            node_id=node_id("a.py"),
+            root_id=root,
+            path="a.py",
+            kind="file",
+            parent_path=".",
+            size=12,
+            content_digest=art("a.py bytes"),
+            scanned_at_ms=1,
+        ),
+        NodeRecord(
+            node_id=node_id("logo.png"),
+            root_id=root,
+            path="logo.png",
+            kind="file",
+            parent_path=".",
+            size=9,
+            omitted="binary",
+            scanned_at_ms=1,
+        ),
+    ]
+    rescanned = nodes[1].model_copy(update={"scanned_at_ms": 2})
+
+    assert store.upsert_nodes(nodes) == 3
+    assert store.upsert_nodes([nodes[1], rescanned]) == 1
+
+    assert store.nodes_for_root(root) == [nodes[0], rescanned, nodes[2]]
+    assert store.nodes_for_root(node_id("other root")) == []
+
+
+@check
+def check_targets_round_trip_and_latest_registration_wins(backend: RecordBackend) -> None:
+    store = backend.open()
+    first = TargetRecord(target_key="repo/pkg", root_path="/srv/repo", path="pkg", registered_at_ms=1)
+    moved = first.model_copy(update={"root_path": "/srv/repo2", "registered_at_ms": 2})
+    other = TargetRecord(target_key="repo", root_path="/srv/repo", path=".", registered_at_ms=1)
+
+    store.save_targets([first, other])
+    store.save_targets([moved])
+
+    assert store.get_target("repo/pkg") == moved
+    assert store.get_target("missing") is None
+    assert store.list_targets() == [other, moved]
+
+
+@check
+def check_data_survives_reopening(backend: RecordBackend) -> None:
+    thread = make_thread()
+    with backend.open() as store:
+        store.commit_turn(make_commit(thread))
+    with backend.open() as store:
+        assert store.get_thread(thread.thread_id) == thread
+        assert len(store.turns_for_thread(thread.thread_id)) == 1
+
+
+@check
+def check_recommit_updates_the_rows_of_the_same_ids(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread()
+    running = make_commit(thread, status="failed")
+    store.commit_turn(running)
+    completed = make_commit(thread.model_copy(update={"status": "completed"}), status="completed")
+
+    store.commit_turn(completed)
+
+    assert store.get_thread(thread.thread_id).status == "completed"
+    assert store.turns_for_thread(thread.thread_id) == [completed.turn]
+    assert store.gates_for_thread(thread.thread_id) == [completed.gate]
+
+
+@check
+def check_failing_last_insert_rolls_back_the_whole_turn(backend: RecordBackend) -> None:
+    store = backend.open()
+    # A frame already holds this (node, frame type, artifact) under another id, so the
+    # frame insert, the last statement of the commit, violates a unique constraint.
+    thread = make_thread()
+    commit = make_commit(thread, frame_type="readme")
+    squatter = commit.frame.model_copy(update={"frame_id": "frame:squatter", "thread_id": "thread:elsewhere"})
+    store.save_frame(squatter)
+
+    with pytest.raises(RecordError) as caught:
+        store.commit_turn(commit)
+
+    assert caught.value.code == "RECORD_INTEGRITY"
+    assert store.get_thread(thread.thread_id) is None
+    assert store.turns_for_thread(thread.thread_id) == []
+    assert store.gates_for_thread(thread.thread_id) == []
+    assert store.prompt_links_for_thread(thread.thread_id) == []
+    assert store.artifact_links_for_thread(thread.thread_id) == []
+    assert store.head_frame(thread.target_node_id, "readme") == squatter
+
+
+@check
+def check_second_record_for_the_same_turn_attempt_is_an_integrity_error(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread()
+    commit = make_commit(thread)
+    store.commit_turn(commit)
+    impostor = commit.turn.model_copy(update={"turn_record_id": "turn:impostor"})
+
+    with pytest.raises(RecordError) as caught:
+        store.commit_turn(TurnCommit(thread=thread, turn=impostor))
+
+    assert caught.value.code == "RECORD_INTEGRITY"
+    assert store.turns_for_thread(thread.thread_id) == [commit.turn]
+
+
+@check
+def check_turns_are_ordered_by_seq_then_attempt_and_latest_picks_the_last_attempt(
+    backend: RecordBackend,
+) -> None:
+    store = backend.open()
+    thread = make_thread()
+    commits = [
+        make_commit(thread, "verification", seq=2, attempt=2, at=5000),
+        make_commit(thread, "evidence_gather", seq=1, attempt=1, at=1000),
+        make_commit(thread, "verification", seq=2, attempt=1, status="failed", at=3000),
+        make_commit(thread, "readme_struct", seq=3, attempt=1, at=6000),
+    ]
+    for commit in commits:
+        store.commit_turn(commit)
+
+    ordered = [(t.turn_seq, t.attempt) for t in store.turns_for_thread(thread.thread_id)]
+    latest = store.latest_turns(thread.thread_id)
+
+    assert ordered == [(1, 1), (2, 1), (2, 2), (3, 1)]
+    assert list(latest) == ["evidence_gather", "verification", "readme_struct"]
+    assert latest["verification"] == commits[0].turn
+    assert [g.evaluated_at_ms for g in store.gates_for_thread(thread.thread_id)] == [1011, 3011, 5011, 6011]
+    assert [p.created_at_ms for p in store.prompt_links_for_thread(thread.thread_id)] == [
+        1001,
+        3001,
+        5001,
+        6001,
+    ]
+    assert store.latest_turns("thread:none") == {}
+
+
+@check
+def check_list_threads_orders_by_target_path_and_filters(backend: RecordBackend) -> None:
+    store = backend.open()
+    threads = [
+        make_thread("pkg/sub", status="completed"),
+        make_thread("pkg", status="running"),
+        make_thread(".", status="completed"),
+        make_thread("pkg", workflow_id="other_workflow", status="completed"),
+    ]
+    for thread in threads:
+        store.save_thread(thread)
+
+    assert [t.target_path for t in store.list_threads()] == sorted(t.target_path for t in threads)
+    everything = store.list_threads()
+    assert everything[1:3] == sorted(everything[1:3], key=lambda t: t.thread_id)
+    assert [t.target_path for t in store.list_threads(workflow_id=WORKFLOW)] == [".", "pkg", "pkg/sub"]
+    assert [t.target_path for t in store.list_threads(workflow_id=WORKFLOW, status="completed")] == [
+        ".",
+        "pkg/sub",
+    ]
+    assert [t.workflow_id for t in store.list_threads(status="completed")] == [
+        WORKFLOW,
+        "other_workflow",
+        WORKFLOW,
+    ]
+    assert store.list_threads(workflow_id="nope") == []
+
+
+@check
+def check_head_frame_is_the_latest_by_created_at_then_frame_id(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread()
+    store.save_thread(thread)
+    node = thread.target_node_id
+
+    def frame(name: str, created: int, frame_type: str = "readme") -> FrameRecord:
+        return FrameRecord(
+            frame_id=frame_id_for(node, frame_type, art(name)),
+            node_id=node,
+            frame_type=frame_type,
+            artifact_id=art(name),
+            thread_id=thread.thread_id,
+            created_at_ms=created,
+        )
+
+    old, tie_a, tie_b, summary = frame("v1", 10), frame("v2", 20), frame("v3", 20), frame("s", 99, "summary")
+    for record in (tie_a, summary, old, tie_b):
+        store.save_frame(record)
+
+    assert store.head_frame(node, "readme") == max(tie_a, tie_b, key=lambda f: f.frame_id)
+    assert store.head_frame(node, "summary") == summary
+    assert store.head_frame(node, "missing") is None
+
+    newest_again = old.model_copy(update={"created_at_ms": 30})
+    store.save_frame(newest_again)
+    assert store.head_frame(node, "readme") == newest_again
+
+
+@check
+def check_referenced_artifact_ids_cover_every_reference(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread()
+    commit = make_commit(thread, frame_type="readme")
+    store.commit_turn(commit)
+    root = node_id("root")
+    store.upsert_nodes(
+        [
+            NodeRecord(
+                node_id=root,
+                root_id=root,
+                path="a.py",
+                kind="file",
+                parent_path=".",
+                content_digest=art("file bytes"),
+                scanned_at_ms=1,
+            )
+        ]
+    )
+    link = commit.prompt_link
+
+    expected = {
+        *commit.turn.input_artifact_ids,
+        commit.turn.output_artifact_id,
+        link.system_prompt_artifact_id,
+        link.user_prompt_template_artifact_id,
+        link.rendered_prompt_artifact_id,
+        link.context_artifact_id,
+        *(a.artifact_id for a in commit.artifact_links),
+        commit.frame.artifact_id,
+        art("file bytes"),
+    }
+    assert store.referenced_artifact_ids() == expected
+
+
+@check
+def check_referenced_artifact_ids_include_turn_inputs_without_links(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread()
+    commit = make_commit(thread)
+    only_input = art("input referenced by the turn alone")
+    turn = commit.turn.model_copy(update={"input_artifact_ids": (only_input,), "output_artifact_id": None})
+
+    store.commit_turn(TurnCommit(thread=thread, turn=turn))
+
+    assert store.referenced_artifact_ids() == {only_input}
+
+
+@check
+def check_invalid_records_are_rejected_before_writing(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread()
+    unchecked = ThreadRecord.model_construct(**{**thread.model_dump(), "status": "bogus"})
+
+    with pytest.raises(RecordError) as caught:
+        store.save_thread(unchecked)
+    assert caught.value.code == "RECORD_INVALID"
+
+    with pytest.raises(RecordError) as wrong_type:
+        store.save_thread(make_commit(thread).turn)
+    assert wrong_type.value.code == "RECORD_INVALID"
+    assert store.list_threads() == []
+
+
+@check
+def check_turn_commit_refuses_records_of_another_turn(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread()
+    commit = make_commit(thread)
+    other = make_commit(make_thread("elsewhere"))
+
+    for mixed in (
+        {"gate": other.gate},
+        {"prompt_link": other.prompt_link},
+        {"artifact_links": other.artifact_links},
+        {"gate": commit.gate.model_copy(update={"attempt": 2})},
+        {"frame": make_commit(make_thread("elsewhere"), frame_type="readme").frame},
+        {"turn": other.turn},
+    ):
+        with pytest.raises(RecordError) as caught:
+            TurnCommit(thread=thread, **{"turn": commit.turn, **mixed})
+        assert caught.value.code == "RECORD_INVALID"
+    assert store.list_threads() == []
+
+
+@check
+def check_recommitting_the_same_turn_does_not_duplicate(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread()
+    commit = make_commit(thread, frame_type="readme")
+
+    store.commit_turn(commit)
+    store.commit_turn(commit)
+
+    assert store.list_threads() == [thread]
+    assert store.turns_for_thread(thread.thread_id) == [commit.turn]
+    assert store.gates_for_thread(thread.thread_id) == [commit.gate]
+    assert store.prompt_links_for_thread(thread.thread_id) == [commit.prompt_link]
+    assert len(store.artifact_links_for_thread(thread.thread_id)) == 2
+    assert store.frame_artifact_ids("readme") == {commit.frame.artifact_id}
+    assert store.frame_artifact_ids("summary") == set()
+
+
+@check
+def check_concurrent_writers_in_threads(backend: RecordBackend) -> None:
+    writers, turns = 4, 8
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        store = backend.open()
+        thread = make_thread(f"pkg{n}")
+        barrier.wait()
+        try:
+            for seq in range(1, turns + 1):
+                store.commit_turn(make_commit(thread, f"t{seq}", seq=seq, at=1000 * seq))
+                store.commit_turn(make_commit(thread, f"t{seq}", seq=seq, at=1000 * seq))  # a replay
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    store = backend.open()
+    listed = store.list_threads()
+    assert [t.target_path for t in listed] == [f"pkg{n}" for n in range(writers)]
+    for thread in listed:
+        assert [t.turn_seq for t in store.turns_for_thread(thread.thread_id)] == list(range(1, turns + 1))

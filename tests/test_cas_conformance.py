@@ -1,0 +1,149 @@
+"""Every ArtifactStore implementation passes the conformance suite; broken ones fail it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import fsspec
+import pytest
+from conformance import failing_checks
+from conformance.cas_suite import CHECKS, CasBackend
+
+from wf_pipeline.cas import CasStore, FsspecArtifactStore, MemoryArtifactStore, open_cas
+from wf_pipeline.cas.protocol import ArtifactRef, not_found
+from wf_pipeline.errors import CasError
+
+
+def corrupt_fsspec(store: FsspecArtifactStore, artifact_id: str, data: bytes) -> None:
+    # Damage the object behind the store's back, through the same filesystem.
+    store._fs.pipe_file(store._object_path(artifact_id), data)
+
+
+def corrupt_memory(store: MemoryArtifactStore, artifact_id: str, data: bytes) -> None:
+    store.corrupt_for_testing(artifact_id, data)
+
+
+def file_backend(tmp_path) -> CasBackend:
+    url = (tmp_path / "cas").as_uri()
+    return CasBackend("file", lambda: open_cas(url), corrupt_fsspec, process_url=url)
+
+
+def fsspec_memory_backend(tmp_path) -> CasBackend:
+    # fsspec's memory filesystem stands in for an object store: whole-object uploads.
+    url = f"memory://cas-conformance-{uuid.uuid4().hex}"
+    return CasBackend("fsspec-memory", lambda: CasStore(url), corrupt_fsspec)
+
+
+def memory_backend(tmp_path) -> CasBackend:
+    url = f"memory://cas-conformance-{uuid.uuid4().hex}"
+    return CasBackend("memory", lambda: open_cas(url), corrupt_memory)
+
+
+# A new backend adds its factory here and must pass every check.
+BACKENDS = {"file": file_backend, "fsspec-memory": fsspec_memory_backend, "memory": memory_backend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def cas_backend(request, tmp_path) -> CasBackend:
+    backend = BACKENDS[request.param](tmp_path)
+    yield backend
+    fs = fsspec.filesystem("memory")
+    for path in fs.ls("/", detail=False):
+        if "cas-conformance-" in path:
+            fs.rm(path, recursive=True)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[check.__name__.removeprefix("check_") for check in CHECKS])
+def test_conformance(cas_backend: CasBackend, check) -> None:
+    check(cas_backend)
+
+
+def test_memory_url_opens_the_in_memory_store_and_names_share_contents() -> None:
+    name = f"memory://shared-{uuid.uuid4().hex}"
+    first, second = open_cas(name), open_cas(name)
+    assert isinstance(first, MemoryArtifactStore)
+    ref = first.put(b"seen by both")
+    assert second.get(ref.artifact_id) == b"seen by both"
+    assert not open_cas("memory://").exists(ref.artifact_id)  # no name: a private store
+
+
+# --- broken implementations fail the suite -------------------------------------------
+
+
+def memory_like_backend(store_class: type[MemoryArtifactStore]) -> CasBackend:
+    """A fresh named store of ``store_class``, so every handle the checks open shares it."""
+    name = f"{store_class.__name__}-{uuid.uuid4().hex}"
+    return CasBackend(store_class.__name__, lambda: store_class(name), corrupt_memory)
+
+
+class SkipsVerification(MemoryArtifactStore):
+    """Returns stored bytes without checking them against the id."""
+
+    def get(self, artifact_id: str, *, size: int | None = None) -> bytes:
+        data = self._contents.objects.get(artifact_id)
+        if data is None:
+            raise not_found(artifact_id, where=self.url)
+        return data
+
+
+class RefusesSecondPut(MemoryArtifactStore):
+    """Treats storing present bytes again as an error, like an exclusive create."""
+
+    def put_many(self, items):
+        items = [bytes(item) for item in items]
+        for ref in ArtifactRefs(items):
+            if self.exists(ref.artifact_id):
+                raise CasError("CAS_BACKEND_ERROR", f"{ref.artifact_id} already exists")
+        return super().put_many(items)
+
+
+def ArtifactRefs(items: list[bytes]) -> list[ArtifactRef]:
+    return MemoryArtifactStore().put_many(items)
+
+
+class PublishesInTwoSteps(MemoryArtifactStore):
+    """Makes a half-written object visible before the whole one, as a non-atomic write does."""
+
+    def put_many(self, items):
+        items = [bytes(item) for item in items]
+        refs = ArtifactRefs(items)
+        for ref, item in zip(refs, items):
+            if not self.exists(ref.artifact_id):
+                with self._contents.lock:
+                    self._contents.objects[ref.artifact_id] = item[: len(item) // 2]
+                time.sleep(0.01)
+            with self._contents.lock:
+                self._contents.objects[ref.artifact_id] = item
+        return refs
+
+
+class KeepsDeletedObjects(MemoryArtifactStore):
+    """Acknowledges a delete but keeps the object."""
+
+    def delete(self, artifact_id: str) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("broken", "caught_by"),
+    [
+        (
+            SkipsVerification,
+            {"check_get_verifies_the_digest", "check_truncation_and_wrong_size_are_digest_mismatches"},
+        ),
+        (RefusesSecondPut, {"check_put_is_idempotent", "check_put_many_stores_a_batch_in_input_order"}),
+        (PublishesInTwoSteps, {"check_concurrent_writers_in_threads"}),
+        (KeepsDeletedObjects, {"check_delete_removes_one_object_and_is_idempotent"}),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else "",
+)
+def test_a_broken_implementation_fails_the_suite(broken, caught_by) -> None:
+    failed = failing_checks(CHECKS, lambda: memory_like_backend(broken))
+
+    assert caught_by <= failed, f"{broken.__name__} passed {sorted(caught_by - failed)}"
+
+
+def test_the_reference_implementation_fails_no_check() -> None:
+    # The harness above reports real failures only: the correct store passes every check through it.
+    assert failing_checks(CHECKS, lambda: memory_like_backend(MemoryArtifactStore)) == set()

@@ -1,0 +1,122 @@
+"""Every RecordStore implementation passes the conformance suite; broken ones fail it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from conformance import failing_checks
+from conformance.records_suite import CHECKS, RecordBackend
+from conftest import record_store_location
+
+from wf_pipeline.metadata.records import ThreadRecord
+from wf_pipeline.records import MemoryRecordStore, open_record_store
+from wf_pipeline.records.protocol import check_turn_commit, validated
+
+
+def sql_backend(kind: str):
+    @contextmanager
+    def opened(tmp_path) -> Iterator[RecordBackend]:
+        with record_store_location(kind, tmp_path) as target:
+            yield RecordBackend(kind, lambda: open_record_store(target.url, schema=target.schema))
+
+    return opened
+
+
+@contextmanager
+def memory_backend(tmp_path) -> Iterator[RecordBackend]:
+    url = f"memory://records-conformance-{uuid.uuid4().hex}"
+    yield RecordBackend("memory", lambda: open_record_store(url))
+
+
+# A new backend adds its factory here and must pass every check.
+BACKENDS = {"sqlite": sql_backend("sqlite"), "postgres": sql_backend("postgres"), "memory": memory_backend}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"])
+def record_backend(request, tmp_path) -> Iterator[RecordBackend]:
+    with BACKENDS[request.param](tmp_path) as backend:
+        try:
+            yield backend
+        finally:
+            backend.close_all()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[check.__name__.removeprefix("check_") for check in CHECKS])
+def test_conformance(record_backend: RecordBackend, check) -> None:
+    check(record_backend)
+
+
+def test_memory_url_opens_the_in_memory_store() -> None:
+    name = f"memory://shared-{uuid.uuid4().hex}"
+    first, second = open_record_store(name), open_record_store(name)
+    assert isinstance(first, MemoryRecordStore)
+    first.save_thread(
+        ThreadRecord(
+            thread_id="thread:t",
+            workflow_id="wf",
+            target_node_id="n",
+            status="running",
+            created_at_ms=1,
+            updated_at_ms=1,
+        )
+    )
+    assert second.get_thread("thread:t") is not None
+    assert open_record_store("memory://").get_thread("thread:t") is None  # no name: a private store
+
+
+# --- broken implementations fail the suite -------------------------------------------
+
+
+class CommitsTableByTable(MemoryRecordStore):
+    """Writes each table of a turn separately: a failing frame leaves the turn behind."""
+
+    def commit_turn(self, commit) -> None:
+        for name, records in check_turn_commit(commit).rows():
+            self._write("commit_turn", [(name, records)])
+
+
+class SkipsValidation(MemoryRecordStore):
+    """Stores threads as given, without validating them."""
+
+    def save_thread(self, record) -> None:
+        self._write("save_thread", [("threads", [record])])
+
+
+class ListsInInsertionOrder(MemoryRecordStore):
+    """Lists threads in the order they were written, not the protocol's order."""
+
+    def list_threads(self, workflow_id=None, status=None):
+        rows = [
+            row
+            for row in self._rows("threads")
+            if (workflow_id is None or row["workflow_id"] == workflow_id)
+            and (status is None or row["status"] == status)
+        ]
+        return [validated(ThreadRecord.model_validate(row), ThreadRecord) for row in rows]
+
+
+def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
+    name = f"{store_class.__name__}-{uuid.uuid4().hex}"
+    return RecordBackend(store_class.__name__, lambda: store_class(name))
+
+
+@pytest.mark.parametrize(
+    ("broken", "caught_by"),
+    [
+        (CommitsTableByTable, {"check_failing_last_insert_rolls_back_the_whole_turn"}),
+        (SkipsValidation, {"check_invalid_records_are_rejected_before_writing"}),
+        (ListsInInsertionOrder, {"check_list_threads_orders_by_target_path_and_filters"}),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else "",
+)
+def test_a_broken_implementation_fails_the_suite(broken, caught_by) -> None:
+    failed = failing_checks(CHECKS, lambda: memory_like_backend(broken))
+
+    assert caught_by <= failed, f"{broken.__name__} passed {sorted(caught_by - failed)}"
+
+
+def test_the_reference_implementation_fails_no_check() -> None:
+    assert failing_checks(CHECKS, lambda: memory_like_backend(MemoryRecordStore)) == set()

@@ -1,0 +1,180 @@
+"""Alembic migrations of the record store: run on open, stamp older stores, stay fast at head."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from wf_pipeline.errors import RecordError
+from wf_pipeline.metadata.records import TurnRecord, turn_record_id_for
+from wf_pipeline.records import TurnCommit, open_record_store
+from wf_pipeline.records.migrate import script_head, version_table
+from wf_pipeline.records.migrations import HEAD_REVISION
+from wf_pipeline.records.tables import build_tables
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# Written by the release before migrations existed (commit fc327ab): its store filled with one
+# thread of two turns, a frame, two nodes and a target, then dumped as SQL (SQLite's iterdump;
+# for PostgreSQL its DDL compiled into the placeholder schema __schema__ and pg_dump --inserts).
+LEGACY_SQLITE = FIXTURES / "records_v1_sqlite.sql"
+LEGACY_POSTGRES = FIXTURES / "records_v1_postgres.sql"
+LEGACY_THREAD_ID = "thread:e154ca9717daccb0f70f8636"
+
+
+def sql_engine(target) -> sa.Engine:
+    return sa.create_engine(target.url.replace("postgresql://", "postgresql+psycopg2://", 1))
+
+
+def stored_revisions(target, prefix: str = "wf_") -> list[str]:
+    table = f'"{target.schema}".{version_table(prefix)}' if target.schema else version_table(prefix)
+    engine = sql_engine(target)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalars())
+    finally:
+        engine.dispose()
+
+
+def build_legacy_store(target, tmp_path) -> None:
+    """Create the previous release's tables and rows at ``target``, from the committed SQL."""
+    if target.backend == "sqlite":
+        path = Path(target.url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path) as conn:
+            conn.executescript(LEGACY_SQLITE.read_text())
+        return
+    script = LEGACY_POSTGRES.read_text().replace("__schema__", target.schema)
+    engine = sql_engine(target)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(script)
+    finally:
+        engine.dispose()
+
+
+def schema_differences(target, prefix: str = "wf_") -> list:
+    """What alembic's autogenerate finds between the migrated tables and the store's models."""
+    metadata = build_tables(prefix, target.schema).metadata
+    ours = {table.name for table in metadata.tables.values()}
+
+    def include_name(name, type_, parent_names) -> bool:
+        if type_ == "schema":
+            return name == target.schema
+        if type_ == "table":
+            return name in ours
+        return True
+
+    engine = sql_engine(target)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_schemas": target.schema is not None,
+                    "include_name": include_name,
+                },
+            )
+            return compare_metadata(context, metadata)
+    finally:
+        engine.dispose()
+
+
+def test_head_constant_matches_the_migration_scripts() -> None:
+    assert script_head() == HEAD_REVISION
+
+
+def test_a_new_store_is_created_at_head_with_the_models_tables(record_store_url) -> None:
+    open_record_store(record_store_url.url, schema=record_store_url.schema).close()
+
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
+    assert schema_differences(record_store_url) == []
+
+
+def test_a_store_of_the_previous_release_is_migrated_on_open(record_store_url, tmp_path) -> None:
+    build_legacy_store(record_store_url, tmp_path)
+
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        thread = store.get_thread(LEGACY_THREAD_ID)
+        turns = store.turns_for_thread(LEGACY_THREAD_ID)
+        assert thread is not None and thread.status == "completed"
+        assert [(t.turn_id, t.status) for t in turns] == [
+            ("evidence_gather", "completed"),
+            ("verification", "failed"),
+        ]
+        assert store.head_frame(thread.target_node_id, "readme") is not None
+        assert store.get_target("repo/pkg").root_path == "/srv/repo"
+        assert (
+            len(store.referenced_artifact_ids()) == 9
+        )  # 2 outputs, 1 context, 1 system, 2 templates, 2 renders, 1 file
+        # The migrated store takes new writes like a new one.
+        next_turn = turns[0].model_copy(
+            update={
+                "turn_record_id": turn_record_id_for(
+                    thread.workflow_id, thread.thread_id, "readme_struct", 1
+                ),
+                "turn_id": "readme_struct",
+                "turn_seq": 3,
+            }
+        )
+        store.commit_turn(TurnCommit(thread=thread, turn=TurnRecord.model_validate(next_turn.model_dump())))
+        assert len(store.turns_for_thread(LEGACY_THREAD_ID)) == 3
+
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
+    assert schema_differences(record_store_url) == []
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as again:
+        assert len(again.turns_for_thread(LEGACY_THREAD_ID)) == 3
+
+
+def test_each_table_prefix_has_its_own_version_table(record_store_url) -> None:
+    for prefix in ("a_", "b_"):
+        open_record_store(record_store_url.url, schema=record_store_url.schema, table_prefix=prefix).close()
+
+    assert (
+        stored_revisions(record_store_url, "a_")
+        == stored_revisions(record_store_url, "b_")
+        == [HEAD_REVISION]
+    )
+
+
+def test_a_store_at_an_unknown_revision_is_refused(record_store_url) -> None:
+    open_record_store(record_store_url.url, schema=record_store_url.schema).close()
+    table = (
+        f'"{record_store_url.schema}".wf_alembic_version' if record_store_url.schema else "wf_alembic_version"
+    )
+    engine = sql_engine(record_store_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {table} SET version_num = '9999_from_a_newer_release'"))
+    engine.dispose()
+
+    with pytest.raises(RecordError) as caught:
+        open_record_store(record_store_url.url, schema=record_store_url.schema)
+    assert caught.value.code == "RECORD_SCHEMA_MISMATCH"
+    assert caught.value.details["stored"] == "9999_from_a_newer_release"
+
+
+OPEN_AND_REPORT = """
+import sys
+from wf_pipeline.records import open_record_store
+open_record_store(sys.argv[1]).close()
+print("alembic" in sys.modules)
+"""
+
+
+def test_opening_a_store_at_head_does_not_load_alembic(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+
+    def opened_with_alembic() -> str:
+        return subprocess.run(
+            [sys.executable, "-c", OPEN_AND_REPORT, url], check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    assert opened_with_alembic() == "True"  # the first open creates the tables
+    assert opened_with_alembic() == "False"  # later opens read the version and stop

@@ -1,0 +1,269 @@
+"""The artifact-store protocol and the rules every implementation shares.
+
+An artifact is immutable bytes whose id is ``sha256:<64 lowercase hex>`` of those bytes
+(`wf_pipeline.metadata.canonical.digest`). A store maps ids to bytes; it never hands out
+bytes that do not hash to the id asked for. Encryption, retention and audit wrap a store
+through this protocol, so they see one interface whatever the backend.
+
+The judgements that must not differ between implementations live here once: what a
+valid id and a valid ref name are, how a read is verified, and how text and JSON become
+canonical bytes (`ArtifactCodec`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from wf_pipeline.errors import CasError
+from wf_pipeline.metadata.canonical import DIGEST_PREFIX, canonical_json, canonical_text, digest, is_digest
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """Where an artifact is: its id and its size.
+
+    Attributes:
+        artifact_id: ``sha256:<64 lowercase hex>`` of the stored bytes.
+        size: length of the stored bytes, in bytes.
+    """
+
+    artifact_id: str
+    size: int
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """A content-addressed store of immutable bytes, plus named refs to them.
+
+    Every implementation passes the conformance suite in ``tests/conformance/cas_suite.py``:
+    puts are atomic (a reader sees the whole object or none) and idempotent, reads verify
+    the digest, concurrent writers of one object all succeed. Errors are `CasError` with
+    the codes named per method; any backend failure is ``CAS_BACKEND_ERROR``.
+    """
+
+    url: str
+
+    def put(self, data: bytes) -> ArtifactRef:
+        """Store ``data`` under its digest and return its ref.
+
+        Idempotent: storing present bytes again writes nothing (a damaged copy is replaced).
+        Raises ``CAS_BACKEND_ERROR``; nothing is visible under the id after a failure.
+        """
+        ...
+
+    def put_many(self, items: Iterable[bytes]) -> list[ArtifactRef]:
+        """Store every object of ``items`` with one durability barrier for the whole batch.
+
+        Returns one ref per item, in input order (duplicates give equal refs). Each object
+        is published atomically; after a failure, objects published before it stay (they
+        are valid content) and none is half-written. Raises ``CAS_BACKEND_ERROR``.
+        """
+        ...
+
+    def put_text(self, text: str) -> ArtifactRef:
+        """Store ``text`` as canonical UTF-8 with LF line endings; see `put`."""
+        ...
+
+    def put_json(self, value: Any) -> ArtifactRef:
+        """Store ``value`` as canonical JSON; raises ``CAS_INVALID_JSON`` if it has no canonical form."""
+        ...
+
+    def get(self, artifact_id: str, *, size: int | None = None) -> bytes:
+        """The verified bytes of ``artifact_id``.
+
+        Args:
+            artifact_id: the id to read.
+            size: the expected length in bytes, checked when given.
+
+        Raises ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH`` (stored bytes
+        do not hash to the id or differ from ``size``), ``CAS_BACKEND_ERROR``.
+        """
+        ...
+
+    def get_text(self, artifact_id: str, *, size: int | None = None) -> str:
+        """`get`, decoded as UTF-8; raises ``CAS_DECODE_ERROR`` besides `get`'s codes."""
+        ...
+
+    def get_json(self, artifact_id: str, *, size: int | None = None) -> Any:
+        """`get_text`, parsed as JSON; raises ``CAS_DECODE_ERROR`` besides `get`'s codes."""
+        ...
+
+    def exists(self, artifact_id: str) -> bool:
+        """Whether an object is stored under ``artifact_id`` (not verified); ``CAS_INVALID_ID``."""
+        ...
+
+    def stat(self, artifact_id: str) -> ArtifactRef:
+        """The stored object's ref (id and size in bytes), without reading or verifying it.
+
+        Raises ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_BACKEND_ERROR``.
+        """
+        ...
+
+    def size(self, artifact_id: str) -> int:
+        """``stat(artifact_id).size``: the stored size in bytes; same codes as `stat`."""
+        ...
+
+    def delete(self, artifact_id: str) -> None:
+        """Remove an object; deleting an absent one is not an error. ``CAS_INVALID_ID``."""
+        ...
+
+    def iter_artifact_ids(self) -> Iterator[str]:
+        """Ids of every stored object, in ascending id order; refs are not objects."""
+        ...
+
+    def set_ref(self, name: str, artifact_id: str) -> None:
+        """Point the ref ``name`` (slash-separated, no empty, ``.`` or ``..`` part) at an artifact.
+
+        Replaced atomically: readers see the old or the new id. Raises ``CAS_INVALID_REF``,
+        ``CAS_INVALID_ID``.
+        """
+        ...
+
+    def get_ref(self, name: str) -> str:
+        """The artifact id ``name`` points at; ``CAS_REF_NOT_FOUND``, ``CAS_REF_CORRUPT``, ``CAS_INVALID_REF``."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store holds open (clients, sessions); stored objects stay."""
+        ...
+
+
+def check_artifact_id(artifact_id: str) -> str:
+    """Return ``artifact_id`` if it is ``sha256:<64 lowercase hex>``, else raise ``CAS_INVALID_ID``.
+
+    Checked before any storage is touched, so an id can never name a path outside the store.
+    """
+    if not is_digest(artifact_id):
+        raise CasError(
+            "CAS_INVALID_ID",
+            "artifact id must be sha256:<64 lowercase hex>",
+            artifact_id=str(artifact_id)[:80],
+        )
+    return artifact_id
+
+
+def hex_of(artifact_id: str) -> str:
+    """The 64 hex digits of a valid id (``CAS_INVALID_ID`` otherwise)."""
+    return check_artifact_id(artifact_id)[len(DIGEST_PREFIX) :]
+
+
+def check_ref_name(name: str) -> str:
+    """Return ``name`` if it is a valid ref name, else raise ``CAS_INVALID_REF``.
+
+    A ref name is slash-separated parts, none empty, ``.`` or ``..``.
+    """
+    parts = name.split("/")
+    if not name or any(part in ("", ".", "..") for part in parts):
+        raise CasError("CAS_INVALID_REF", f"invalid ref name {name!r}", ref=name)
+    return name
+
+
+def verify(artifact_id: str, data: bytes, expected_size: int | None, *, where: str) -> bytes:
+    """Return ``data`` if it hashes to ``artifact_id`` and has ``expected_size`` bytes (when given).
+
+    Raises ``CAS_DIGEST_MISMATCH`` with the id, the actual digest and both sizes (never the
+    bytes); ``where`` names the store in the message.
+    """
+    actual_id = digest(data)
+    if actual_id == artifact_id and (expected_size is None or expected_size == len(data)):
+        return data
+    raise CasError(
+        "CAS_DIGEST_MISMATCH",
+        f"stored object {artifact_id} in {where} does not match its id or expected size",
+        artifact_id=artifact_id,
+        actual_digest=actual_id,
+        expected_size=expected_size,
+        actual_size=len(data),
+    )
+
+
+def not_found(artifact_id: str, *, where: str) -> CasError:
+    """The ``CAS_NOT_FOUND`` error for ``artifact_id`` in the store named ``where``."""
+    return CasError("CAS_NOT_FOUND", f"{artifact_id} is not in {where}", artifact_id=artifact_id)
+
+
+def ref_not_found(name: str, *, where: str) -> CasError:
+    """The ``CAS_REF_NOT_FOUND`` error for the ref ``name`` in the store named ``where``."""
+    return CasError("CAS_REF_NOT_FOUND", f"no ref {name!r} in {where}", ref=name)
+
+
+def check_ref_value(name: str, value: str, *, where: str) -> str:
+    """Return the stored ref ``value`` if it is an artifact id, else raise ``CAS_REF_CORRUPT``."""
+    if not is_digest(value):
+        raise CasError("CAS_REF_CORRUPT", f"ref {name!r} in {where} does not hold an artifact id", ref=name)
+    return value
+
+
+class ArtifactCodec:
+    """Text and JSON helpers over `put` and `get`, shared by every store.
+
+    A store inherits this so that text and JSON canonicalisation is decided once
+    (`wf_pipeline.metadata.canonical`): UTF-8 with LF line endings, JSON with sorted keys
+    and no insignificant whitespace. The store that inherits it provides ``put``, ``get``
+    and ``stat``.
+    """
+
+    put: Callable[[bytes], ArtifactRef]
+    get: Callable[..., bytes]
+    stat: Callable[[str], ArtifactRef]
+
+    def put_text(self, text: str) -> ArtifactRef:
+        """Store ``text`` as canonical UTF-8 (LF line endings); returns its ref (size in bytes)."""
+        return self.put(canonical_text(text))
+
+    def put_json(self, value: Any) -> ArtifactRef:
+        """Store ``value`` as canonical JSON; raises ``CAS_INVALID_JSON`` before writing anything."""
+        try:
+            data = canonical_json(value)
+        except (TypeError, ValueError) as exc:
+            raise CasError("CAS_INVALID_JSON", f"value is not canonical JSON: {type(exc).__name__}") from exc
+        return self.put(data)
+
+    def get_text(self, artifact_id: str, *, size: int | None = None) -> str:
+        """The verified object decoded as UTF-8; ``CAS_DECODE_ERROR`` plus the codes of ``get``."""
+        data = self.get(artifact_id, size=size)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CasError(
+                "CAS_DECODE_ERROR", f"{artifact_id} is not UTF-8 text", artifact_id=artifact_id
+            ) from exc
+
+    def get_json(self, artifact_id: str, *, size: int | None = None) -> Any:
+        """The verified object parsed as JSON; ``CAS_DECODE_ERROR`` plus the codes of ``get``."""
+        text = self.get_text(artifact_id, size=size)
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise CasError("CAS_DECODE_ERROR", f"{artifact_id} is not JSON", artifact_id=artifact_id) from exc
+
+    def size(self, artifact_id: str) -> int:
+        """Stored size in bytes, without reading or verifying the object; the codes of ``stat``."""
+        return self.stat(artifact_id).size
+
+    def close(self) -> None:
+        """Nothing to release by default; stores holding clients override this."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def batch_of(items: Iterable[bytes]) -> tuple[list[ArtifactRef], dict[str, bytes]]:
+    """Refs of ``items`` in input order, and the distinct objects by id (first occurrence).
+
+    Shared by every `put_many`, so a batch with duplicates writes each object once.
+    """
+    refs: list[ArtifactRef] = []
+    distinct: dict[str, bytes] = {}
+    for item in items:
+        data = bytes(item)
+        artifact_id = digest(data)
+        refs.append(ArtifactRef(artifact_id, len(data)))
+        distinct.setdefault(artifact_id, data)
+    return refs, distinct

@@ -1,0 +1,271 @@
+"""An in-memory `RecordStore`: the reference implementation of the protocol, for tests and demos.
+
+Rows are kept as the dumped record models, per table, under one lock; every write
+builds the new contents of the tables it touches, checks the same keys, uniqueness and
+thread references as the SQL tables (`wf_pipeline.records.tables.TABLE_SPECS`), and only
+then publishes them, so a failing write leaves nothing behind. Nothing survives the
+process. ``memory://<name>`` opens a store by name (opens of the same name, schema and
+prefix in one process share their rows); ``memory://`` opens a private one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from wf_pipeline.errors import RecordError
+from wf_pipeline.metadata.records import (
+    ArtifactLinkRecord,
+    FrameRecord,
+    GateRecord,
+    NodeRecord,
+    PromptLinkRecord,
+    TargetRecord,
+    ThreadRecord,
+    TurnRecord,
+)
+from wf_pipeline.records.protocol import (
+    ARTIFACT_LIST_COLUMN,
+    ARTIFACT_REFERENCE_COLUMNS,
+    ORDERS,
+    RecordT,
+    TurnCommit,
+    check_turn_commit,
+    latest_by_turn,
+    validated,
+)
+from wf_pipeline.records.tables import TABLE_SPECS
+
+MEMORY_SCHEME = "memory"
+_SPECS = {spec.name: spec for spec in TABLE_SPECS}
+
+Row = dict[str, Any]
+
+
+@dataclass
+class _Contents:
+    tables: dict[str, dict[tuple[Any, ...], Row]] = field(
+        default_factory=lambda: {spec.name: {} for spec in TABLE_SPECS}
+    )
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# Named stores of this process, so two opens of ``memory://x`` see the same rows.
+_NAMED: dict[tuple[str, str | None, str], _Contents] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+class MemoryRecordStore:
+    """A `RecordStore` held in this process's memory.
+
+    Args:
+        name: stores of the same non-empty name (and schema and prefix) share their rows
+            within the process; an empty name makes a private store.
+        schema, table_prefix: only tell stores of one name apart, as they do in a database.
+
+    Raises the protocol's codes: ``RECORD_INVALID`` and ``RECORD_INTEGRITY``; it is never
+    unavailable.
+    """
+
+    backend = MEMORY_SCHEME
+
+    def __init__(self, name: str = "", *, schema: str | None = None, table_prefix: str = "wf_") -> None:
+        self._name = name
+        if not name:
+            self._contents = _Contents()
+        else:
+            with _NAMED_LOCK:
+                self._contents = _NAMED.setdefault((name, schema, table_prefix), _Contents())
+
+    @property
+    def url(self) -> str:
+        """``memory://<name>``."""
+        return f"{MEMORY_SCHEME}://{self._name}"
+
+    def __repr__(self) -> str:
+        return f"MemoryRecordStore({self.url!r})"
+
+    def close(self) -> None:
+        """Nothing to release; the rows stay for other opens of the same name."""
+
+    def __enter__(self) -> MemoryRecordStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- plumbing --------------------------------------------------------------------
+
+    def _write(self, action: str, batches: Sequence[tuple[str, Sequence[BaseModel]]]) -> None:
+        """Upsert every batch (table name, records) all or nothing; ``RECORD_INTEGRITY`` on a broken rule."""
+        with self._contents.lock:
+            staged = {name: dict(self._contents.tables[name]) for name, _ in batches}
+            for name, records in batches:
+                key = _SPECS[name].key
+                for record in records:
+                    row = record.model_dump()
+                    staged[name][tuple(row[col] for col in key)] = row
+            tables = {**self._contents.tables, **staged}
+            for name in staged:
+                self._check(action, name, tables)
+            self._contents.tables.update(staged)
+
+    @staticmethod
+    def _check(action: str, name: str, tables: dict[str, dict[tuple[Any, ...], Row]]) -> None:
+        spec = _SPECS[name]
+        rows = tables[name].values()
+        for columns in spec.unique:
+            seen: set[tuple[Any, ...]] = set()
+            for row in rows:
+                values = tuple(row[col] for col in columns)
+                if values in seen:
+                    raise RecordError(
+                        "RECORD_INTEGRITY",
+                        f"{action} violates a record constraint: two {name} rows share {', '.join(columns)}",
+                        action=action,
+                    )
+                seen.add(values)
+        if spec.references_thread:
+            threads = tables["threads"]
+            for row in rows:
+                if (row["thread_id"],) not in threads:
+                    raise RecordError(
+                        "RECORD_INTEGRITY",
+                        f"{action} violates a record constraint: {name} row refers to a missing thread",
+                        action=action,
+                    )
+
+    def _rows(self, name: str, where: Callable[[Row], bool] | None = None) -> list[Row]:
+        with self._contents.lock:
+            rows = list(self._contents.tables[name].values())
+        return [row for row in rows if where is None or where(row)]
+
+    def _listing(
+        self, listing: str, name: str, model: type[RecordT], where: Callable[[Row], bool] | None = None
+    ) -> list[RecordT]:
+        columns = ORDERS[listing]
+        rows = sorted(self._rows(name, where), key=lambda row: tuple(row[col] for col in columns))
+        return [model.model_validate(row) for row in rows]
+
+    # --- nodes and targets -----------------------------------------------------------
+
+    def upsert_nodes(self, records: Iterable[NodeRecord]) -> int:
+        """Upsert nodes keyed by (node_id, path); returns how many distinct nodes were written."""
+        nodes = [validated(record, NodeRecord) for record in records]
+        self._write("upsert_nodes", [("nodes", nodes)])
+        return len({(node.node_id, node.path) for node in nodes})
+
+    def nodes_for_root(self, root_id: str) -> list[NodeRecord]:
+        """Nodes seen under ``root_id``, by path then node_id."""
+        return self._listing("nodes_for_root", "nodes", NodeRecord, lambda row: row["root_id"] == root_id)
+
+    def save_targets(self, records: Iterable[TargetRecord]) -> None:
+        """Upsert targets keyed by target_key; ``RECORD_INVALID`` (nothing written)."""
+        self._write("save_targets", [("targets", [validated(record, TargetRecord) for record in records])])
+
+    def get_target(self, target_key: str) -> TargetRecord | None:
+        """The target of ``target_key``, or None."""
+        found = self._listing(
+            "list_targets", "targets", TargetRecord, lambda row: row["target_key"] == target_key
+        )
+        return found[0] if found else None
+
+    def list_targets(self) -> list[TargetRecord]:
+        """Every target, by target_key."""
+        return self._listing("list_targets", "targets", TargetRecord)
+
+    # --- threads and turns -----------------------------------------------------------
+
+    def save_thread(self, record: ThreadRecord) -> None:
+        """Upsert one thread keyed by thread_id; ``RECORD_INVALID``."""
+        self._write("save_thread", [("threads", [validated(record, ThreadRecord)])])
+
+    def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        """The thread ``thread_id``, or None."""
+        found = self._listing(
+            "list_threads", "threads", ThreadRecord, lambda row: row["thread_id"] == thread_id
+        )
+        return found[0] if found else None
+
+    def list_threads(self, workflow_id: str | None = None, status: str | None = None) -> list[ThreadRecord]:
+        """Threads, optionally of one workflow and/or status, by target_path then thread_id."""
+
+        def where(row: Row) -> bool:
+            return (workflow_id is None or row["workflow_id"] == workflow_id) and (
+                status is None or row["status"] == status
+            )
+
+        return self._listing("list_threads", "threads", ThreadRecord, where)
+
+    def commit_turn(self, commit: TurnCommit) -> None:
+        """Upsert the thread and every record of one turn attempt, all or nothing.
+
+        Raises ``RECORD_INVALID`` and ``RECORD_INTEGRITY``; nothing is written on either.
+        """
+        self._write("commit_turn", check_turn_commit(commit).rows())
+
+    def _of_thread(self, listing: str, name: str, model: type[RecordT], thread_id: str) -> list[RecordT]:
+        return self._listing(listing, name, model, lambda row: row["thread_id"] == thread_id)
+
+    def turns_for_thread(self, thread_id: str) -> list[TurnRecord]:
+        """Every turn attempt of a thread, by turn_seq, attempt, turn_id."""
+        return self._of_thread("turns_for_thread", "turns", TurnRecord, thread_id)
+
+    def latest_turns(self, thread_id: str) -> dict[str, TurnRecord]:
+        """turn_id -> the record of its highest attempt, in turn_seq order."""
+        return latest_by_turn(self.turns_for_thread(thread_id))
+
+    def gates_for_thread(self, thread_id: str) -> list[GateRecord]:
+        """Gate results of a thread, by evaluated_at_ms, attempt, gate_record_id."""
+        return self._of_thread("gates_for_thread", "gates", GateRecord, thread_id)
+
+    def prompt_links_for_thread(self, thread_id: str) -> list[PromptLinkRecord]:
+        """Prompt links of a thread, by created_at_ms, prompt_link_id."""
+        return self._of_thread("prompt_links_for_thread", "prompt_links", PromptLinkRecord, thread_id)
+
+    def artifact_links_for_thread(self, thread_id: str) -> list[ArtifactLinkRecord]:
+        """Artifact links of a thread, by created_at_ms, attempt, artifact_link_id."""
+        return self._of_thread("artifact_links_for_thread", "artifact_links", ArtifactLinkRecord, thread_id)
+
+    # --- frames and references -------------------------------------------------------
+
+    def save_frame(self, record: FrameRecord) -> None:
+        """Upsert one frame keyed by frame_id; ``RECORD_INVALID``, ``RECORD_INTEGRITY``."""
+        self._write("save_frame", [("frames", [validated(record, FrameRecord)])])
+
+    def head_frame(self, node_id: str, frame_type: str) -> FrameRecord | None:
+        """The latest frame of ``frame_type`` on ``node_id``: newest created_at_ms, then highest frame_id."""
+        frames = self._listing(
+            "head_frame",
+            "frames",
+            FrameRecord,
+            lambda row: row["node_id"] == node_id and row["frame_type"] == frame_type,
+        )
+        return frames[-1] if frames else None
+
+    def frame_artifact_ids(self, frame_type: str) -> set[str]:
+        """Artifact ids of every frame of ``frame_type``."""
+        return {
+            row["artifact_id"] for row in self._rows("frames", lambda row: row["frame_type"] == frame_type)
+        }
+
+    def referenced_artifact_ids(self) -> set[str]:
+        """Every artifact id any record refers to; CAS objects outside this set are orphans."""
+        found: set[str] = set()
+        for name, column in ARTIFACT_REFERENCE_COLUMNS:
+            found.update(row[column] for row in self._rows(name) if row[column] is not None)
+        list_table, list_column = ARTIFACT_LIST_COLUMN
+        for row in self._rows(list_table):
+            found.update(row[list_column] or ())
+        return found
+
+
+def open_memory_record_store(
+    url: str, *, schema: str | None = None, table_prefix: str = "wf_"
+) -> MemoryRecordStore:
+    """Open ``memory://<name>``; the part after ``://`` is the name (empty: a private store)."""
+    return MemoryRecordStore(url.split("://", 1)[1].strip("/"), schema=schema, table_prefix=table_prefix)

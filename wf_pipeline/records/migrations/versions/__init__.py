@@ -1,0 +1,1 @@
+"""Revisions of the record store, one module each (alembic loads them from this folder)."""

@@ -1,0 +1,280 @@
+"""The record-store protocol and the rules every implementation shares.
+
+A record store keeps the canonical record models of `wf_pipeline.metadata.records`:
+nodes, targets, threads, turns, gates, prompt links, artifact links and frames. Writes
+are upserts on each record's deterministic id; the records of one turn attempt commit
+together (`TurnCommit`). What must not differ between implementations lives here once:
+the validation of records on the way in, the order every listing returns, and which
+fields refer to artifacts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
+
+from wf_pipeline.errors import RecordError
+from wf_pipeline.metadata.records import (
+    ArtifactLinkRecord,
+    FrameRecord,
+    GateRecord,
+    NodeRecord,
+    PromptLinkRecord,
+    TargetRecord,
+    ThreadRecord,
+    TurnRecord,
+)
+
+RecordT = TypeVar("RecordT", bound=BaseModel)
+
+# The order each listing returns, as (table, columns): ascending on every column. One
+# definition serves the SQL ORDER BY and the in-memory sort alike.
+ORDERS: dict[str, tuple[str, ...]] = {
+    "nodes_for_root": ("path", "node_id"),
+    "list_targets": ("target_key",),
+    "list_threads": ("target_path", "thread_id"),
+    "turns_for_thread": ("turn_seq", "attempt", "turn_id"),
+    "gates_for_thread": ("evaluated_at_ms", "attempt", "gate_record_id"),
+    "prompt_links_for_thread": ("created_at_ms", "prompt_link_id"),
+    "artifact_links_for_thread": ("created_at_ms", "attempt", "artifact_link_id"),
+    # The head is the largest under this order: newest created_at_ms, then highest frame_id.
+    "head_frame": ("created_at_ms", "frame_id"),
+}
+
+# Every (table, column) holding one artifact id; turns.input_artifact_ids holds several.
+ARTIFACT_REFERENCE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("turns", "output_artifact_id"),
+    ("artifact_links", "artifact_id"),
+    ("frames", "artifact_id"),
+    ("nodes", "content_digest"),
+    ("prompt_links", "system_prompt_artifact_id"),
+    ("prompt_links", "user_prompt_template_artifact_id"),
+    ("prompt_links", "rendered_prompt_artifact_id"),
+    ("prompt_links", "context_artifact_id"),
+)
+ARTIFACT_LIST_COLUMN = ("turns", "input_artifact_ids")
+
+
+@dataclass(frozen=True)
+class TurnCommit:
+    """Everything one attempt of one turn writes, committed together.
+
+    Attributes:
+        thread: the thread row, upserted first (the others reference it).
+        turn: the turn attempt.
+        gate, prompt_link, frame: optional rows of the same attempt.
+        artifact_links: links of the artifacts the attempt read or wrote.
+
+    Raises ``RECORD_INVALID`` when a member belongs to another thread, turn or attempt.
+    """
+
+    thread: ThreadRecord
+    turn: TurnRecord
+    gate: GateRecord | None = None
+    prompt_link: PromptLinkRecord | None = None
+    artifact_links: tuple[ArtifactLinkRecord, ...] = ()
+    frame: FrameRecord | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "artifact_links", tuple(self.artifact_links))
+        turn = self.turn
+        members = [
+            ("turn", turn),
+            ("gate", self.gate),
+            ("prompt_link", self.prompt_link),
+            *(("artifact_link", link) for link in self.artifact_links),
+            ("frame", self.frame),
+        ]
+        for name, record in members:
+            if record is None:
+                continue
+            # Prompt links and frames carry no attempt, frames no turn id: absent fields agree.
+            belongs = (
+                record.thread_id == self.thread.thread_id
+                and getattr(record, "turn_id", turn.turn_id) == turn.turn_id
+                and getattr(record, "attempt", turn.attempt) == turn.attempt
+            )
+            if not belongs:
+                raise RecordError(
+                    "RECORD_INVALID",
+                    f"{name} record does not belong to turn {turn.turn_id} attempt {turn.attempt} "
+                    f"of thread {self.thread.thread_id}",
+                    thread_id=self.thread.thread_id,
+                    record=name,
+                )
+
+    def validated(self) -> ValidatedTurn:
+        """Every member re-validated (`validated`); raises ``RECORD_INVALID``."""
+        return ValidatedTurn(
+            thread=validated(self.thread, ThreadRecord),
+            turn=validated(self.turn, TurnRecord),
+            gate=None if self.gate is None else validated(self.gate, GateRecord),
+            prompt_link=None if self.prompt_link is None else validated(self.prompt_link, PromptLinkRecord),
+            artifact_links=tuple(validated(link, ArtifactLinkRecord) for link in self.artifact_links),
+            frame=None if self.frame is None else validated(self.frame, FrameRecord),
+        )
+
+
+@dataclass(frozen=True)
+class ValidatedTurn:
+    """A `TurnCommit` whose members passed validation; rows per table, parents first."""
+
+    thread: ThreadRecord
+    turn: TurnRecord
+    gate: GateRecord | None
+    prompt_link: PromptLinkRecord | None
+    artifact_links: tuple[ArtifactLinkRecord, ...]
+    frame: FrameRecord | None
+
+    def rows(self) -> list[tuple[str, list[BaseModel]]]:
+        """(table name, records) in write order: the thread row first, as the others reference it."""
+        return [
+            ("threads", [self.thread]),
+            ("turns", [self.turn]),
+            ("gates", [self.gate] if self.gate else []),
+            ("prompt_links", [self.prompt_link] if self.prompt_link else []),
+            ("artifact_links", list(self.artifact_links)),
+            ("frames", [self.frame] if self.frame else []),
+        ]
+
+
+def validated(record: Any, model: type[RecordT]) -> RecordT:
+    """Re-validate ``record`` as ``model``; models built with ``model_construct`` skip checks.
+
+    Raises ``RECORD_INVALID`` naming the failing fields and error types (never values,
+    which may hold payload text).
+    """
+    if not isinstance(record, model):
+        raise RecordError("RECORD_INVALID", f"expected a {model.__name__}, got {type(record).__name__}")
+    try:
+        return model.model_validate(record.model_dump())
+    except ValidationError as exc:
+        raise RecordError(
+            "RECORD_INVALID", f"{model.__name__} fails validation: {field_errors(exc)}", model=model.__name__
+        ) from exc
+
+
+def field_errors(exc: ValidationError) -> str:
+    """``loc:type`` of each error in ``exc``, comma-separated; input values are left out."""
+    return ", ".join(f"{'.'.join(map(str, err['loc']))}:{err['type']}" for err in exc.errors())
+
+
+def check_turn_commit(commit: Any) -> ValidatedTurn:
+    """``commit`` validated; ``RECORD_INVALID`` if it is not a `TurnCommit` or a member is invalid."""
+    if not isinstance(commit, TurnCommit):
+        raise RecordError("RECORD_INVALID", f"expected a TurnCommit, got {type(commit).__name__}")
+    return commit.validated()
+
+
+def latest_by_turn(turns: Iterable[TurnRecord]) -> dict[str, TurnRecord]:
+    """turn_id -> its record of highest attempt, in turn_seq order, from turns in listing order."""
+    # Rows come in attempt order, so the last one seen per turn_id is its latest.
+    latest = {turn.turn_id: turn for turn in turns}
+    return dict(sorted(latest.items(), key=lambda item: (item[1].turn_seq, item[0])))
+
+
+@runtime_checkable
+class RecordStore(Protocol):
+    """Durable records of threads and what they touched.
+
+    Every implementation passes the conformance suite in
+    ``tests/conformance/records_suite.py``. Writes validate their records first
+    (``RECORD_INVALID``, nothing written) and upsert on each record's key; a write that
+    breaks a uniqueness or reference rule is ``RECORD_INTEGRITY`` and leaves nothing of
+    itself behind; an unreachable backend is ``RECORD_UNAVAILABLE``. Listings return
+    models in the order `ORDERS` names.
+    """
+
+    backend: str
+
+    @property
+    def url(self) -> str:
+        """The store's URL, any password masked."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+        ...
+
+    def __enter__(self) -> RecordStore: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def upsert_nodes(self, records: Iterable[NodeRecord]) -> int:
+        """Upsert nodes keyed by (node_id, path); returns how many distinct nodes were written."""
+        ...
+
+    def nodes_for_root(self, root_id: str) -> list[NodeRecord]:
+        """Nodes seen under the root ``root_id``, by path then node_id."""
+        ...
+
+    def save_targets(self, records: Iterable[TargetRecord]) -> None:
+        """Upsert targets keyed by target_key: the latest registration of a key wins."""
+        ...
+
+    def get_target(self, target_key: str) -> TargetRecord | None:
+        """The target of ``target_key``, or None."""
+        ...
+
+    def list_targets(self) -> list[TargetRecord]:
+        """Every target, by target_key."""
+        ...
+
+    def save_thread(self, record: ThreadRecord) -> None:
+        """Upsert one thread keyed by thread_id."""
+        ...
+
+    def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        """The thread ``thread_id``, or None."""
+        ...
+
+    def list_threads(self, workflow_id: str | None = None, status: str | None = None) -> list[ThreadRecord]:
+        """Threads, optionally of one workflow and/or one status, by target_path then thread_id."""
+        ...
+
+    def commit_turn(self, commit: TurnCommit) -> None:
+        """Upsert the thread and every record of one turn attempt, all or nothing.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY`` (e.g. a second
+        turn row for the same attempt under another id; nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def turns_for_thread(self, thread_id: str) -> list[TurnRecord]:
+        """Every turn attempt of a thread, by turn_seq, attempt, turn_id."""
+        ...
+
+    def latest_turns(self, thread_id: str) -> dict[str, TurnRecord]:
+        """turn_id -> the record of its highest attempt, in turn_seq order."""
+        ...
+
+    def gates_for_thread(self, thread_id: str) -> list[GateRecord]:
+        """Gate results of a thread, by evaluated_at_ms, attempt, gate_record_id."""
+        ...
+
+    def prompt_links_for_thread(self, thread_id: str) -> list[PromptLinkRecord]:
+        """Prompt links of a thread, by created_at_ms, prompt_link_id."""
+        ...
+
+    def artifact_links_for_thread(self, thread_id: str) -> list[ArtifactLinkRecord]:
+        """Artifact links of a thread, by created_at_ms, attempt, artifact_link_id."""
+        ...
+
+    def save_frame(self, record: FrameRecord) -> None:
+        """Upsert one frame keyed by frame_id; ``RECORD_INTEGRITY`` if (node, type, artifact) is taken."""
+        ...
+
+    def head_frame(self, node_id: str, frame_type: str) -> FrameRecord | None:
+        """The latest frame of ``frame_type`` on ``node_id`` (newest created_at_ms, then highest frame_id)."""
+        ...
+
+    def frame_artifact_ids(self, frame_type: str) -> set[str]:
+        """Artifact ids of every frame of ``frame_type``."""
+        ...
+
+    def referenced_artifact_ids(self) -> set[str]:
+        """Every artifact id any record refers to; CAS objects outside this set are orphans."""
+        ...

@@ -1,0 +1,42 @@
+"""Which `RecordStore` a URL opens: a small registry of openers by URL scheme.
+
+``memory://`` opens the in-memory store; ``sqlite://`` and ``postgresql://`` (with or
+without a ``+driver``) open the SQL store; a backend registers an opener for its own
+scheme with `register_record_store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from wf_pipeline.records.memory import MEMORY_SCHEME, open_memory_record_store
+from wf_pipeline.records.protocol import RecordStore
+from wf_pipeline.records.store import SqlRecordStore
+
+RecordStoreOpener = Callable[..., RecordStore]
+
+_OPENERS: dict[str, RecordStoreOpener] = {MEMORY_SCHEME: open_memory_record_store}
+
+
+def register_record_store(scheme: str, opener: RecordStoreOpener) -> None:
+    """Make `open_record_store` call ``opener(url, schema=..., table_prefix=...)`` for ``<scheme>://`` URLs."""
+    _OPENERS[scheme] = opener
+
+
+def open_record_store(url: str, *, schema: str | None = None, table_prefix: str = "wf_") -> RecordStore:
+    """Open the record store at ``url``.
+
+    Args:
+        url: ``memory://<name>``, ``sqlite:///<file>``, ``sqlite://`` or ``postgresql://...``.
+        schema: PostgreSQL schema of the tables (``WF_RECORDS_SCHEMA``); None for the default.
+        table_prefix: prefix of every table name.
+
+    Returns the store for the URL's scheme, its tables migrated to the newest revision.
+    Raises ``RECORD_BAD_URL``, ``RECORD_BAD_OPTION``, ``RECORD_UNAVAILABLE``,
+    ``RECORD_SCHEMA_MISMATCH``.
+    """
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+    opener = _OPENERS.get(scheme)
+    if opener is not None:
+        return opener(url, schema=schema, table_prefix=table_prefix)
+    return SqlRecordStore(url, schema=schema, table_prefix=table_prefix)
