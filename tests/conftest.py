@@ -65,3 +65,11 @@ def record_store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[Recor
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _builtin_workflows() -> None:
+    """Register the built-in workflows (gates, offline turns, output sinks) as the CLI and Dagster do."""
+    from wf_pipeline.workflows import load_builtin_workflows
+
+    load_builtin_workflows()

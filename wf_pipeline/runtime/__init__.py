@@ -9,8 +9,8 @@ from wf_pipeline.runtime.runs import (
     next_ready_level,
     plan_run,
     summarize_run,
-    write_readme,
 )
+from wf_pipeline.runtime.sinks import OutputSink, output_sink, register_output_sink, write_file_atomically
 from wf_pipeline.runtime.targets import Target, register_targets, resolve_target, target_depth, target_key_for
 from wf_pipeline.runtime.threads import (
     ThreadPlan,
@@ -23,6 +23,7 @@ from wf_pipeline.runtime.turn import CONTEXT_REF, TurnOutput, run_turn
 
 __all__ = [
     "CONTEXT_REF",
+    "OutputSink",
     "RunPlan",
     "RunSummary",
     "RuntimeEnv",
@@ -32,10 +33,12 @@ __all__ = [
     "TurnOutput",
     "final_artifact_id",
     "open_thread",
+    "output_sink",
     "next_ready_level",
     "plan_run",
     "plan_thread",
     "provider_from_settings",
+    "register_output_sink",
     "register_targets",
     "resolve_target",
     "run_turn",
@@ -44,5 +47,5 @@ __all__ = [
     "summarize_run",
     "target_depth",
     "target_key_for",
-    "write_readme",
+    "write_file_atomically",
 ]

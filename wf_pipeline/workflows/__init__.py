@@ -1,0 +1,35 @@
+"""Workflow plug-ins: one package per workflow, each registering itself in one place.
+
+A workflow package ``wf_pipeline.workflows.<name>`` holds everything specific to that
+workflow and exposes ``plugin.register()``, which declares its payload schemas, gates,
+offline turns and output sink to the generic registries (metadata, gates, providers,
+runtime). Generic packages never import this package; the layers above the runtime
+(the compiler's definitions, the run entry points, tests) call
+``load_builtin_workflows()`` before they run anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+# Module names of the built-in workflows; each has a ``plugin`` module with ``register()``.
+BUILTIN_WORKFLOWS: tuple[str, ...] = ("docs_writer",)
+
+_LOCK = threading.Lock()
+_loaded: set[str] = set()
+
+
+def load_builtin_workflows() -> tuple[str, ...]:
+    """Register every built-in workflow once per process; later calls do nothing.
+
+    Returns the names of the built-in workflows. Raises whatever a plug-in's
+    ``register()`` raises (duplicate gate types, output types or frame types).
+    """
+    with _LOCK:
+        for name in BUILTIN_WORKFLOWS:
+            if name in _loaded:
+                continue
+            importlib.import_module(f"wf_pipeline.workflows.{name}.plugin").register()
+            _loaded.add(name)
+    return BUILTIN_WORKFLOWS
