@@ -85,7 +85,9 @@ def test_a_dotted_symbol_is_judged_alike_by_gate_and_verifier(
     text: str, language: str | None, holds: bool
 ) -> None:
     claim = {"statement": "Config.load reads settings.", "evidence_path": "pkg/config.py"}
-    gate, report = judge(context_with("config.py", text, language), {**claim, "evidence_symbol": "Config.load"})
+    gate, report = judge(
+        context_with("config.py", text, language), {**claim, "evidence_symbol": "Config.load"}
+    )
     assert gate.passed is holds
     assert ("c001" in report.verified_claims) is holds
     if not holds:
@@ -106,7 +108,11 @@ WRAPPED_SOURCE = 'def load_config(path):\n    """Read the settings\n    file fro
     ],
 )
 def test_a_wrapped_quote_is_judged_alike_by_gate_and_verifier(quote: str, holds: bool) -> None:
-    claim = {"statement": "Settings come from disk.", "evidence_path": "pkg/config.py", "evidence_quote": quote}
+    claim = {
+        "statement": "Settings come from disk.",
+        "evidence_path": "pkg/config.py",
+        "evidence_quote": quote,
+    }
     gate, report = judge(context_with("config.py", WRAPPED_SOURCE, "python"), claim)
     assert gate.passed is holds
     assert ("c001" in report.verified_claims) is holds
@@ -137,7 +143,9 @@ def test_extraction_treats_a_heading_inside_a_longer_fence_as_code() -> None:
     assert list(markdown_headings(FENCED_GUIDE)) == [(1, "Guide", "# Guide"), (2, "Usage", "## Usage")]
     assert first_paragraph_line(FENCED_GUIDE, "# Guide") == "Run the collector."
     context = context_with("guide.md", FENCED_GUIDE, "markdown")
-    evidence = parse_json_output(offline_turn("evidence_map", {"context": context.model_dump_json()}), EvidenceMap)
+    evidence = parse_json_output(
+        offline_turn("evidence_map", {"context": context.model_dump_json()}), EvidenceMap
+    )
     quotes = [claim.evidence_quote for claim in evidence.claims]
     assert quotes == ["# Guide", "## Usage", "Run the collector."]
 

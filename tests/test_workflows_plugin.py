@@ -27,7 +27,12 @@ GENERIC = ("runtime", "gates", "providers", "cas", "records", "metadata", "tree"
 def test_loading_registers_the_docs_writer_once() -> None:
     assert load_builtin_workflows() == BUILTIN_WORKFLOWS == ("docs_writer",)
     assert load_builtin_workflows() == BUILTIN_WORKFLOWS  # a second call registers nothing twice
-    assert {"docs_evidence_map", "docs_readme_final", "no_semantic_drift", "required_sections"} <= gate_types()
+    assert {
+        "docs_evidence_map",
+        "docs_readme_final",
+        "no_semantic_drift",
+        "required_sections",
+    } <= gate_types()
     assert output_model("evidence_map") is EvidenceMap
     assert output_model("readme_struct") is ReadmeStruct
     assert output_model("readme_final") is None  # markdown has no JSON schema
