@@ -64,6 +64,7 @@ def builtin_gate(gate_type: str) -> Callable[[Evaluator], Evaluator]:
 
 
 def rules(spec: GateSpecLike) -> Mapping[str, Any]:
+    """The gate's ``rules`` mapping (empty when the profile gives none)."""
     return spec.rules or {}
 
 

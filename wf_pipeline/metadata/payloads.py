@@ -60,6 +60,8 @@ class ContextChild(StrictPayload):
 
 
 class ContextTarget(StrictPayload):
+    """The directory a thread documents: POSIX path relative to the scanned root, name, node id."""
+
     path: str  # "." for the scanned root
     name: str
     node_id: str

@@ -216,7 +216,10 @@ def _title_reasons(final_text: str, headings: Sequence[Heading], title: str) -> 
 
 def docs_readme_final(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
     """The markdown starts with ``# title``, keeps every non-empty struct section as a ``##`` heading,
-    adds no evidence-map heading, and drifts from the struct at most ``rules.max_drift``."""
+    adds no evidence-map heading, and drifts from the struct at most ``rules.max_drift``.
+
+    Raises GateError GATE_RULES_INVALID for a ``rules.max_drift`` outside [0, 1].
+    """
     max_drift = max_drift_rule(spec)
     headings = parse_headings(output_text)
     reasons = evidence_heading_reasons(headings)
@@ -232,7 +235,10 @@ def docs_readme_final(output_text: str, inputs: Mapping[str, str], spec: GateSpe
 
 
 def no_semantic_drift(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
-    """The markdown output keeps the ``readme_struct`` input's words (``rules.max_drift``)."""
+    """The markdown output keeps the ``readme_struct`` input's words (``rules.max_drift``).
+
+    Raises GateError GATE_RULES_INVALID for a ``rules.max_drift`` outside [0, 1].
+    """
     max_drift = max_drift_rule(spec)
     struct, reasons = parse_input(inputs, README_STRUCT_REF, ReadmeStruct)
     if struct is None:
