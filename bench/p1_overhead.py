@@ -45,6 +45,7 @@ from wf_pipeline.runtime import (
     summarize_run,
 )
 from wf_pipeline.tree import check_root
+from wf_pipeline.workflows import load_builtin_workflows
 
 PAIRS = 3
 
@@ -86,6 +87,7 @@ def check_same_readmes(first: Measurement, second: Measurement, what: str) -> No
 
 def plain_loop(settings, tree) -> RunSummary:
     """Every thread bottom-up, every turn in order, straight through the runtime."""
+    load_builtin_workflows()
     check_root(tree)
     env = RuntimeEnv.open(settings, workspace_dir=REPO_ROOT)
     loaded = env.catalog.get(WORKFLOW_ID)

@@ -39,13 +39,13 @@ from support import (
 )
 
 from wf_pipeline.config import Settings
+from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.profiles import LoadedProfile, default_layers, load_catalog, render_prompt
 from wf_pipeline.providers import Provider, ProviderRequest, create_provider
 from wf_pipeline.runtime.targets import target_key_for
 from wf_pipeline.tree import TreeScan, build_context, context_json_text, scan_tree
-
-CONTEXT_REF = "context"
-README_NAME = "README.md"
+from wf_pipeline.workflows import load_builtin_workflows
+from wf_pipeline.workflows.docs_writer.sink import README_NAME
 
 
 class DocsState(TypedDict, total=False):
@@ -122,6 +122,7 @@ def document_tree(graph, scan: TreeScan, out_dir: Path) -> dict[str, str]:
 
 
 def measure_langgraph(directories: int = DIRECTORIES, fanout: int = FANOUT) -> Measurement:
+    load_builtin_workflows()  # the simulated provider answers with the docs writer's offline turns
     provider = create_provider("simulated", {"latency_ms": "0"})
     with tempfile.TemporaryDirectory(prefix="wf-bench-langgraph-") as folder:
         # The profile as ours loads it: built-in and workspace layers, an empty user layer.

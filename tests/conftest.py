@@ -77,3 +77,11 @@ def record_store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[Recor
     """A fresh, empty record store location on each backend (a new schema per test on PostgreSQL)."""
     with record_store_location(request.param, tmp_path) as target:
         yield target
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _builtin_workflows() -> None:
+    """Register the built-in workflows (gates, offline turns, output sinks) as the CLI and Dagster do."""
+    from wf_pipeline.workflows import load_builtin_workflows
+
+    load_builtin_workflows()

@@ -20,7 +20,7 @@ from e2e_support import REPO_ROOT
 
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
 README_NAME = "README.md"
-README_TEMP_PREFIX = ".README."  # runtime/runs.py write_readme's temporary files
+README_TEMP_PREFIX = ".README."  # temporary files of the docs writer's output sink (runtime/sinks.py)
 POLL_S = 0.003
 RUN_TIMEOUT_S = 300
 

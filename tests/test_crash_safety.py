@@ -61,8 +61,8 @@ from wf_pipeline.metadata.records import (
     turn_record_id_for,
 )
 from wf_pipeline.records import open_record_store
-from wf_pipeline.runtime import write_readme
 from wf_pipeline.tree.synthetic import generate_tree
+from wf_pipeline.workflows.docs_writer.sink import write_readme
 
 WORKFLOW = "docs_writer_thread_v1"
 TURNS = ("evidence_gather", "verification", "readme_struct", "style_refine")
@@ -539,15 +539,16 @@ from pathlib import Path
 from wf_pipeline.cas import open_cas
 from wf_pipeline.compiler import open_instance
 from wf_pipeline.config import Settings
-from wf_pipeline.runtime import runs
+from wf_pipeline.runtime import sinks
+from wf_pipeline.workflows.docs_writer.sink import write_readme
 
 def stall(*args):
     print("stalled", flush=True)
     time.sleep(600)
 
-runs.os.replace = stall
+sinks.os.replace = stall
 env = SimpleNamespace(cas=open_cas(sys.argv[1]))
-runs.write_readme(env, sys.argv[2], Path(sys.argv[3]), overwrite=True)
+write_readme(env, sys.argv[2], Path(sys.argv[3]), overwrite=True)
 """
 
 

@@ -11,16 +11,11 @@ import pytest
 
 from wf_pipeline.errors import GateError
 from wf_pipeline.gates import GateResult, evaluate, gate_types, register
-from wf_pipeline.gates.generic import Heading, drift, parse_headings
+from wf_pipeline.gates.generic import Heading, parse_headings
 from wf_pipeline.metadata.canonical import canonical_json
-from wf_pipeline.metadata.payloads import (
-    README_SECTIONS,
-    ContextChild,
-    ContextFile,
-    ContextPayload,
-    ContextTarget,
-    ReadmeStruct,
-)
+from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, ContextTarget
+from wf_pipeline.workflows.docs_writer.gates import drift
+from wf_pipeline.workflows.docs_writer.payloads import README_SECTIONS, ReadmeStruct
 
 
 @dataclass(frozen=True)
@@ -72,7 +67,7 @@ CONTEXT = ContextPayload(
             path="pkg/widgets",
             name="widgets",
             node_id="node:" + "1" * 64,
-            readme="# widgets\n\nRenders widgets.\n",
+            head_frame="# widgets\n\nRenders widgets.\n",
         ),
         ContextChild(path="pkg/bare", name="bare", node_id="node:" + "2" * 64),
     ),

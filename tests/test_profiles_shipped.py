@@ -11,19 +11,16 @@ import pytest
 
 from wf_pipeline.config import Settings
 from wf_pipeline.metadata.canonical import canonical_json
-from wf_pipeline.metadata.payloads import (
+from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, ContextTarget
+from wf_pipeline.profiles import Layer, LoadedProfile, default_layers, load_catalog, render_prompt
+from wf_pipeline.workflows.docs_writer.payloads import (
     README_SECTIONS,
     Claim,
     ClaimKind,
-    ContextChild,
-    ContextFile,
-    ContextPayload,
-    ContextTarget,
     EvidenceMap,
     ReadmeStruct,
     VerificationReport,
 )
-from wf_pipeline.profiles import Layer, LoadedProfile, default_layers, load_catalog, render_prompt
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_ID = "docs_writer_thread_v1"
@@ -110,7 +107,9 @@ def sample_inputs() -> dict[str, str]:
             ),
             ContextFile(path="pkg/logo.png", name="logo.png", size=9000, omitted="binary"),
         ),
-        children=(ContextChild(path="pkg/util", name="util", node_id="node:" + "b" * 64, readme="# util\n"),),
+        children=(
+            ContextChild(path="pkg/util", name="util", node_id="node:" + "b" * 64, head_frame="# util\n"),
+        ),
     )
     evidence = EvidenceMap(
         claims=(

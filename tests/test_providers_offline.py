@@ -9,20 +9,21 @@ import pytest
 
 from wf_pipeline.errors import ProviderError
 from wf_pipeline.metadata.canonical import canonical_json
-from wf_pipeline.metadata.payloads import (
+from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, parse_json_output
+from wf_pipeline.providers import ProviderRequest, create_provider
+from wf_pipeline.workflows.docs_writer.extract import (
+    MAX_CHILD_SCOPE_NAMES,
+    child_findings,
+    script_export_findings,
+)
+from wf_pipeline.workflows.docs_writer.payloads import (
     EVIDENCE_MAP_HEADINGS,
     README_SECTIONS,
-    ContextChild,
-    ContextFile,
-    ContextPayload,
     EvidenceMap,
     ReadmeStruct,
     VerificationReport,
-    parse_json_output,
 )
-from wf_pipeline.providers import ProviderRequest, create_provider
-from wf_pipeline.providers.extract import MAX_CHILD_SCOPE_NAMES, child_findings, script_export_findings
-from wf_pipeline.providers.readme import render_readme
+from wf_pipeline.workflows.docs_writer.render import render_readme
 
 PYTHON_SOURCE = '''"""Load and validate pipeline settings.
 
@@ -170,7 +171,7 @@ def make_context(**overrides) -> ContextPayload:
                 "path": "pkg/settings/plugins",
                 "name": "plugins",
                 "node_id": "node:" + "b" * 64,
-                "readme": CHILD_README,
+                "head_frame": CHILD_README,
             },
             {"path": "pkg/settings/empty", "name": "empty", "node_id": "node:" + "c" * 64},
         ],
@@ -214,7 +215,7 @@ def test_every_claim_is_grounded_in_the_text_it_cites() -> None:
     _, evidence_map = evidence_map_for(context)
     assert evidence_map.claims
     for claim in evidence_map.claims:
-        cited = context.evidence_text(claim.evidence_path)
+        cited = context.text_at(claim.evidence_path)
         assert cited is not None, claim.claim_id
         if claim.evidence_quote:
             assert claim.evidence_quote in cited, claim.claim_id
@@ -533,7 +534,7 @@ def test_quoted_prose_keeps_code_spans_only_for_what_the_directory_has() -> None
 
 
 def _child(name: str, readme: str) -> ContextChild:
-    return ContextChild(path=f"pkg/{name}", name=name, node_id="node:" + "e" * 64, readme=readme)
+    return ContextChild(path=f"pkg/{name}", name=name, node_id="node:" + "e" * 64, head_frame=readme)
 
 
 def test_child_summary_is_its_first_purpose_item_without_the_file_name() -> None:

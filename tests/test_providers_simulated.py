@@ -55,7 +55,7 @@ def context_json(path: str) -> str:
         ),
         children=(
             ContextChild(
-                path=f"{path}/plugins", name="plugins", node_id="node:" + "b" * 64, readme=CHILD_README
+                path=f"{path}/plugins", name="plugins", node_id="node:" + "b" * 64, head_frame=CHILD_README
             ),
         ),
     )

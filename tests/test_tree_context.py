@@ -50,7 +50,7 @@ def test_context_lists_files_and_children(tree: Path) -> None:
     )
     assert payload.file("pkg/app.ts").language == "typescript"
     assert payload.file("pkg/run").language == "shell"
-    assert [(c.path, c.node_id, c.readme) for c in payload.children] == [
+    assert [(c.path, c.node_id, c.head_frame) for c in payload.children] == [
         ("pkg/alpha", scan.node("pkg/alpha").node_id, "# alpha\n"),
         ("pkg/beta", scan.node("pkg/beta").node_id, None),
     ]

@@ -21,6 +21,7 @@ from rich.table import Table
 from wf_pipeline import __version__
 from wf_pipeline.config import Settings
 from wf_pipeline.errors import WfError
+from wf_pipeline.workflows import load_builtin_workflows
 
 EXIT_FAILED = 1
 
@@ -321,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("RUN_BAD_ARGUMENTS: --overwrite only applies with --in-place", file=sys.stderr)
         return 2
     try:
+        load_builtin_workflows()  # before any profile is loaded: its gate types must be known
         return args.handler(args)
     except WfError as exc:
         if args.json:

@@ -66,6 +66,7 @@ from wf_pipeline.runtime import (
     target_depth,
 )
 from wf_pipeline.tree import check_root
+from wf_pipeline.workflows import load_builtin_workflows
 
 Progress = Callable[[int, int], None]
 
@@ -122,6 +123,7 @@ def open_instance(settings: Settings) -> DagsterInstance:
 
 
 def _catalog(settings: Settings, workspace_dir: Path | None) -> ProfileCatalog:
+    load_builtin_workflows()  # the profiles' gates, offline turns and output sinks
     # Opening the CAS writes nothing; it only serves prompt_refs given as artifact ids.
     return load_catalog(
         default_layers(settings, workspace_dir or Path.cwd()), artifact_reader=open_cas(settings.cas_url).get

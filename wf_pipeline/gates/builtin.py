@@ -1,11 +1,11 @@
-"""Built-in gate evaluators; importing this module registers them.
+"""Built-in generic gate evaluators; importing this module registers them.
 
-Generic checks live in ``generic``; the docs_writer_thread_v1 checks, which reuse them,
-live in ``docs_writer``.
+Workflow-specific gates are registered by their workflow's plug-in
+(``wf_pipeline.workflows``), never from here.
 """
 
 from __future__ import annotations
 
-from wf_pipeline.gates import docs_writer, generic
+from wf_pipeline.gates import generic
 
-__all__ = ["docs_writer", "generic"]
+__all__ = ["generic"]

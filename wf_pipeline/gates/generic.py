@@ -1,8 +1,8 @@
-"""Generic gate evaluators and the pieces the profile-specific gates share.
+"""Generic gate evaluators and the pieces workflow-specific gates share.
 
-Every check parses what it judges: JSON through the payload models, markdown through a
-heading parser that knows fenced code blocks. A field or heading name that merely
-appears somewhere in the text never counts.
+Every check parses what it judges: JSON through the payload models, Markdown through
+the one Markdown reader (``wf_pipeline.text.markdown``). A field or heading name that
+merely appears somewhere in the text never counts.
 """
 
 from __future__ import annotations
@@ -10,24 +10,17 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from wf_pipeline.errors import GateError, MetadataError
 from wf_pipeline.gates.registry import Evaluator, GateSpecLike, register
-from wf_pipeline.metadata.payloads import (
-    EVIDENCE_MAP_HEADINGS,
-    README_SECTIONS,
-    ReadmeStruct,
-    parse_json_output,
-)
+from wf_pipeline.metadata.payloads import parse_json_output
+from wf_pipeline.text.markdown import Heading, read_markdown
 
-DEFAULT_MAX_DRIFT = 0.15
-README_STRUCT_REF = "readme_struct"
+__all__ = ["Heading"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -45,15 +38,24 @@ def reason(code: str, *parts: object) -> str:
     return ":".join([code, *safe])
 
 
+def sorted_reasons(fn: Evaluator) -> Evaluator:
+    """``fn`` wrapped so that its reasons come back sorted and without repeats."""
+
+    @functools.wraps(fn)
+    def evaluator(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
+        return sorted(set(fn(output_text, inputs, spec)))
+
+    return evaluator
+
+
 def builtin_gate(gate_type: str) -> Callable[[Evaluator], Evaluator]:
-    """Register an evaluator whose reasons come back sorted and without repeats."""
+    """Register a generic evaluator under ``gate_type``, its reasons sorted and without repeats.
+
+    Raises GateError GATE_DUPLICATE_TYPE when ``gate_type`` is taken.
+    """
 
     def decorator(fn: Evaluator) -> Evaluator:
-        @functools.wraps(fn)
-        def evaluator(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
-            return sorted(set(fn(output_text, inputs, spec)))
-
-        return register(gate_type)(evaluator)
+        return register(gate_type)(sorted_reasons(fn))
 
     return decorator
 
@@ -61,24 +63,19 @@ def builtin_gate(gate_type: str) -> Callable[[Evaluator], Evaluator]:
 # --- rules --------------------------------------------------------------------------
 
 
-def _rules(spec: GateSpecLike) -> Mapping[str, Any]:
+def rules(spec: GateSpecLike) -> Mapping[str, Any]:
+    """The gate's ``rules`` mapping (empty when the profile gives none)."""
     return spec.rules or {}
 
 
-def _rules_error(spec: GateSpecLike, rule: str, expected: str) -> GateError:
+def rules_error(spec: GateSpecLike, rule: str, expected: str) -> GateError:
+    """GateError GATE_RULES_INVALID naming the gate, the rule and what it must be."""
     return GateError(
         "GATE_RULES_INVALID",
         f"gate {spec.gate_id!r} rule {rule!r} must be {expected}",
         gate_id=spec.gate_id,
         rule=rule,
     )
-
-
-def max_drift_rule(spec: GateSpecLike) -> float:
-    value = _rules(spec).get("max_drift", DEFAULT_MAX_DRIFT)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise _rules_error(spec, "max_drift", "a number between 0 and 1")
-    return float(value)
 
 
 # --- JSON output and inputs -----------------------------------------------------------
@@ -152,47 +149,13 @@ def parse_input(inputs: Mapping[str, str], ref: str, model: type[ModelT]) -> tup
 # --- markdown -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Heading:
-    level: int
-    text: str
-    line: int  # zero-based line index in the document
-
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
-_FENCE_CLOSE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})[ \t]*$")
-_ATX_HEADING = re.compile(r"^ {0,3}(?P<marks>#{1,6})(?:[ \t]+(?P<text>.*?))?[ \t]*$")
-_CLOSING_MARKS = re.compile(r"(?:^|[ \t]+)#+$")
-
-
-def markdown_lines(text: str) -> list[str]:
-    return _LINE_BREAK.split(text)
-
-
 def parse_headings(text: str) -> list[Heading]:
-    """ATX headings (``#`` to ``######``) outside fenced code blocks, CommonMark style.
+    """The ``#`` (ATX) headings of a Markdown text, in document order, as the Markdown reader sees them.
 
-    Setext headings are not recognised: the rendered READMEs use ATX headings only.
+    Headings inside code (fenced, however long the fence, or indented) are not headings.
+    Setext headings are not counted: a section heading in an output is a ``#`` heading.
     """
-    headings: list[Heading] = []
-    open_fence: str | None = None
-    for index, line in enumerate(markdown_lines(text)):
-        if open_fence is not None:
-            closing = _FENCE_CLOSE.match(line)
-            if closing and closing["fence"][0] == open_fence[0] and len(closing["fence"]) >= len(open_fence):
-                open_fence = None
-            continue
-        fence = _FENCE_OPEN.match(line)
-        # A backtick fence's info string may not contain backticks (then it is inline code).
-        if fence and not (fence["fence"][0] == "`" and "`" in fence["info"]):
-            open_fence = fence["fence"]
-            continue
-        heading = _ATX_HEADING.match(line)
-        if heading:
-            content = _CLOSING_MARKS.sub("", heading["text"] or "").strip()
-            headings.append(Heading(level=len(heading["marks"]), text=content, line=index))
-    return headings
+    return read_markdown(text).atx_headings()
 
 
 def normalize_heading(text: str) -> str:
@@ -200,7 +163,8 @@ def normalize_heading(text: str) -> str:
     return " ".join(text.split()).rstrip(":").rstrip().casefold()
 
 
-def _slug(text: str) -> str:
+def heading_slug(text: str) -> str:
+    """A heading as an identifier for reasons: normalized, runs of non-word characters as ``_``."""
     return re.sub(r"\W+", "_", normalize_heading(text)).strip("_")
 
 
@@ -217,44 +181,6 @@ def section_reasons(headings: Sequence[Heading], required: Mapping[str, str], le
     ]
 
 
-_EVIDENCE_HEADINGS = {normalize_heading(text): _slug(text) for text in EVIDENCE_MAP_HEADINGS}
-
-
-def evidence_heading_reasons(headings: Iterable[Heading]) -> list[str]:
-    """EVIDENCE_HEADING_PRESENT:<slug> for any heading that would leak the evidence map."""
-    return [
-        reason("EVIDENCE_HEADING_PRESENT", _EVIDENCE_HEADINGS[normalize_heading(h.text)])
-        for h in headings
-        if normalize_heading(h.text) in _EVIDENCE_HEADINGS
-    ]
-
-
-# --- drift --------------------------------------------------------------------------
-
-
-def word_tokens(text: str) -> Counter[str]:
-    return Counter(re.findall(r"\w+", text.lower()))
-
-
-def drift(struct: ReadmeStruct, final_text: str) -> float:
-    """Fraction of the struct's section-body tokens (a multiset) missing from the final text."""
-    expected = Counter[str]()
-    for body in struct.sections().values():
-        expected.update(word_tokens(body))
-    total = sum(expected.values())
-    if total == 0:
-        return 0.0
-    missing = expected - word_tokens(final_text)
-    return sum(missing.values()) / total
-
-
-def drift_reasons(struct: ReadmeStruct, final_text: str, max_drift: float) -> list[str]:
-    measured = drift(struct, final_text)
-    if measured > max_drift:
-        return [reason("DRIFT_ABOVE_THRESHOLD", f"{measured:.3f}>{max_drift:g}")]
-    return []
-
-
 # --- generic evaluators ---------------------------------------------------------------
 
 
@@ -267,25 +193,46 @@ def schema_required_fields(output_text: str, inputs: Mapping[str, str], spec: Ga
     return required_field_reasons(document, spec.required_fields or ())
 
 
+_SECTION_HEADINGS: dict[str, str] = {}
+
+
+def register_section_headings(headings: Mapping[str, str]) -> None:
+    """Let ``rules.sections`` of ``required_sections`` name sections by key (key -> heading text).
+
+    A workflow registers its section vocabulary (e.g. ``api_surface`` -> ``API surface``).
+    Registering a key again with the same heading is a no-op; raises GateError
+    GATE_DUPLICATE_SECTION_KEY when the key already names another heading.
+    """
+    for key, heading in headings.items():
+        existing = _SECTION_HEADINGS.get(key)
+        if existing is not None and existing != heading:
+            raise GateError(
+                "GATE_DUPLICATE_SECTION_KEY",
+                f"section key {key!r} already names heading {existing!r}",
+                key=key,
+            )
+    _SECTION_HEADINGS.update(headings)
+
+
 def _required_section_headings(spec: GateSpecLike) -> dict[str, str]:
-    # Entries are README section keys ("api_surface") or literal heading texts ("Install").
-    sections = _rules(spec).get("sections")
+    # Entries are registered section keys ("api_surface") or literal heading texts ("Install").
+    sections = rules(spec).get("sections")
     if (
         not isinstance(sections, list | tuple)
         or not sections
         or not all(isinstance(entry, str) and entry.strip() for entry in sections)
     ):
-        raise _rules_error(spec, "sections", "a non-empty list of section keys or heading texts")
+        raise rules_error(spec, "sections", "a non-empty list of section keys or heading texts")
     return {
-        (entry if entry in README_SECTIONS else _slug(entry)): README_SECTIONS.get(entry, entry)
+        (entry if entry in _SECTION_HEADINGS else heading_slug(entry)): _SECTION_HEADINGS.get(entry, entry)
         for entry in sections
     }
 
 
 def _heading_level_rule(spec: GateSpecLike) -> int | None:
-    level = _rules(spec).get("level")
+    level = rules(spec).get("level")
     if level is not None and (isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 6):
-        raise _rules_error(spec, "level", "an integer from 1 to 6")
+        raise rules_error(spec, "level", "an integer from 1 to 6")
     return level
 
 
@@ -294,13 +241,3 @@ def required_sections(output_text: str, inputs: Mapping[str, str], spec: GateSpe
     """The markdown output has a heading for each of ``rules.sections`` (any level unless ``rules.level``)."""
     required = _required_section_headings(spec)
     return section_reasons(parse_headings(output_text), required, _heading_level_rule(spec))
-
-
-@builtin_gate("no_semantic_drift")
-def no_semantic_drift(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
-    """The markdown output keeps the ``readme_struct`` input's words (``rules.max_drift``)."""
-    max_drift = max_drift_rule(spec)
-    struct, reasons = parse_input(inputs, README_STRUCT_REF, ReadmeStruct)
-    if struct is None:
-        return reasons
-    return drift_reasons(struct, output_text, max_drift)

@@ -16,6 +16,8 @@ from wf_pipeline.errors import GateError
 
 
 class GateSpecLike(Protocol):
+    """What an evaluator reads of a profile's gate declaration (``profiles.schema.GateSpec`` fits)."""
+
     gate_id: str
     gate_type: str
     required_fields: list[str] | tuple[str, ...]
@@ -28,12 +30,15 @@ Evaluator = Callable[[str, Mapping[str, str], GateSpecLike], list[str]]
 
 @dataclass(frozen=True)
 class GateResult:
+    """One gate's verdict: ``outcome`` and the sorted reason codes (empty when nothing was wrong)."""
+
     gate_id: str
     outcome: Literal["pass", "fail"]
     reasons: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
+        """Whether the outcome is ``pass``."""
         return self.outcome == "pass"
 
 
@@ -41,6 +46,12 @@ _EVALUATORS: dict[str, Evaluator] = {}
 
 
 def register(gate_type: str) -> Callable[[Evaluator], Evaluator]:
+    """Decorator registering an evaluator under ``gate_type``; returns the evaluator unchanged.
+
+    Raises GateError GATE_DUPLICATE_TYPE when ``gate_type`` is already registered.
+    Workflow gates are registered by their plug-in (``wf_pipeline.workflows``).
+    """
+
     def decorator(fn: Evaluator) -> Evaluator:
         if gate_type in _EVALUATORS:
             raise GateError("GATE_DUPLICATE_TYPE", f"gate type {gate_type!r} is registered twice")
@@ -51,6 +62,7 @@ def register(gate_type: str) -> Callable[[Evaluator], Evaluator]:
 
 
 def gate_types() -> frozenset[str]:
+    """Every registered gate type: the generic built-ins and those of the loaded workflows."""
     _load_builtin()
     return frozenset(_EVALUATORS)
 

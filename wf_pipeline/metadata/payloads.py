@@ -1,30 +1,34 @@
-"""Structured payloads that cross domain boundaries.
+"""Structured payloads that cross domain boundaries, and the registry of output schemas.
 
 The context payload is what the runtime hands a provider and a gate for one target
-directory; the docs-writer models are the strict shapes of that profile's outputs.
-Providers produce them, gates parse and judge them, the runtime stores them. They are
-defined once, here, and every other domain imports them.
+directory. Each workflow's output schemas (the strict shapes of its turns' outputs)
+live with the workflow, which registers them here by output type; providers produce
+them, gates parse and judge them, the runtime stores them.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wf_pipeline.errors import MetadataError
 
 CONTEXT_SCHEMA = "wf.context.v1"
+# The input_ref under which a turn receives its target's context payload.
+CONTEXT_REF = "context"
 
 OmittedReason = Literal["binary", "oversized", "unreadable"]
 
 
-class _Strict(BaseModel):
+class StrictPayload(BaseModel):
+    """Base of every payload schema: immutable, and unknown fields are a validation error."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ContextFile(_Strict):
+class ContextFile(StrictPayload):
     """One file directly inside the target directory.
 
     ``path`` is POSIX and relative to the scanned root. ``text`` is None exactly when
@@ -45,22 +49,27 @@ class ContextFile(_Strict):
         return self
 
 
-class ContextChild(_Strict):
-    """A child directory with the README generated for it earlier in the run (bottom-up)."""
+class ContextChild(StrictPayload):
+    """A child directory, with the text of its head frame (the frame of the workflow's
+    frame type produced for it earlier in the run, bottom-up), or None when it has none."""
 
     path: str
     name: str
     node_id: str
-    readme: str | None = None
+    head_frame: str | None = None
 
 
-class ContextTarget(_Strict):
+class ContextTarget(StrictPayload):
+    """The directory a thread documents: POSIX path relative to the scanned root, name, node id."""
+
     path: str  # "." for the scanned root
     name: str
     node_id: str
 
 
-class ContextPayload(_Strict):
+class ContextPayload(StrictPayload):
+    """Everything a turn sees of its target directory: direct files and direct children."""
+
     schema_id: Literal["wf.context.v1"] = Field(default=CONTEXT_SCHEMA, alias="schema")
     target: ContextTarget
     files: tuple[ContextFile, ...] = ()
@@ -69,99 +78,61 @@ class ContextPayload(_Strict):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     def file(self, path: str) -> ContextFile | None:
+        """The direct file at ``path`` (relative to the scanned root), or None."""
         return next((f for f in self.files if f.path == path), None)
 
     def child(self, path: str) -> ContextChild | None:
+        """The direct child directory at ``path``, or None."""
         return next((c for c in self.children if c.path == path), None)
 
-    def evidence_text(self, path: str) -> str | None:
-        """Text a claim citing ``path`` can be checked against: a file's text or a child's README."""
+    def text_at(self, path: str) -> str | None:
+        """The text the payload holds for ``path``: a file's text or a child's head frame.
+
+        None for an unknown path, an omitted file, or a child without a head frame.
+        """
         found = self.file(path)
         if found is not None:
             return found.text
         child = self.child(path)
-        return child.readme if child is not None else None
+        return child.head_frame if child is not None else None
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON-ready form (aliases, no None fields), the shape stored as an artifact."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-# --- docs_writer_thread_v1 outputs -------------------------------------------------
+# --- output schemas, registered by the workflows ------------------------------------
 
-ClaimKind = Literal["module", "class", "function", "export", "script", "heading", "child", "file"]
-
-
-class Claim(_Strict):
-    claim_id: Annotated[str, Field(min_length=1)]
-    statement: Annotated[str, Field(min_length=1)]
-    evidence_path: Annotated[str, Field(min_length=1)]
-    evidence_symbol: str | None = None
-    evidence_quote: str | None = None
-    kind: ClaimKind | None = None
-
-    @model_validator(mode="after")
-    def _symbol_or_quote(self) -> Claim:
-        if not (self.evidence_symbol or self.evidence_quote):
-            raise ValueError("a claim needs evidence_symbol or evidence_quote")
-        return self
+_OUTPUT_MODELS: dict[str, type[StrictPayload]] = {}
 
 
-class EvidenceMap(_Strict):
-    claims: tuple[Claim, ...]
+def register_output_model(output_type: str, model: type[StrictPayload]) -> None:
+    """Declare ``model`` as the schema of outputs of type ``output_type``.
+
+    Registering the same model again is a no-op. Raises MetadataError
+    OUTPUT_TYPE_DUPLICATE when another model already owns ``output_type``.
+    """
+    existing = _OUTPUT_MODELS.get(output_type)
+    if existing is not None and existing is not model:
+        raise MetadataError(
+            "OUTPUT_TYPE_DUPLICATE",
+            f"output type {output_type!r} already has schema {existing.__name__}",
+            output_type=output_type,
+        )
+    _OUTPUT_MODELS[output_type] = model
 
 
-class VerificationReport(_Strict):
-    verified_claims: tuple[str, ...]
-    rejected_claims: tuple[str, ...]
-    # claim_id -> reason code (e.g. EVIDENCE_NOT_FOUND) for every rejected claim.
-    reasons: dict[str, str] = Field(default_factory=dict)
+def output_model(output_type: str) -> type[StrictPayload] | None:
+    """The schema registered for ``output_type``, or None (free-form output such as markdown)."""
+    return _OUTPUT_MODELS.get(output_type)
 
 
-# Section key -> heading in the final README, in the order they are written.
-README_SECTIONS: dict[str, str] = {
-    "scope": "Scope",
-    "purpose": "Purpose",
-    "api_surface": "API surface",
-    "behavior_notes": "Behavior notes",
-    "usage": "Usage",
-    "caveats": "Caveats",
-    "related_components": "Related components",
-}
-# Headings that would leak the evidence map into a README.
-EVIDENCE_MAP_HEADINGS = ("evidence map", "evidence", "claims", "evidence_map")
-
-
-class ReadmeStruct(_Strict):
-    title: Annotated[str, Field(min_length=1)]
-    scope: str | None = None
-    purpose: str | None = None
-    api_surface: str | None = None
-    behavior_notes: str | None = None
-    usage: str | None = None
-    caveats: str | None = None
-    related_components: str | None = None
-
-    def sections(self) -> dict[str, str]:
-        """Non-empty sections in README order."""
-        return {
-            key: value
-            for key in README_SECTIONS
-            if (value := getattr(self, key)) is not None and value.strip()
-        }
-
-
-OUTPUT_MODELS: dict[str, type[_Strict]] = {
-    "evidence_map": EvidenceMap,
-    "verification_report": VerificationReport,
-    "readme_struct": ReadmeStruct,
-}
-
-
-def parse_json_output(text: str, model: type[_Strict]) -> Any:
+def parse_json_output(text: str, model: type[StrictPayload]) -> Any:
     """Parse model output strictly: one JSON object that validates against ``model``.
 
-    Raises MetadataError(OUTPUT_NOT_JSON | OUTPUT_SCHEMA_VIOLATION). Nothing is inferred
-    from field names appearing in free text.
+    Returns the validated ``model`` instance. Raises MetadataError(OUTPUT_NOT_JSON |
+    OUTPUT_SCHEMA_VIOLATION, with ``fields``). Nothing is inferred from field names
+    appearing in free text.
     """
     try:
         raw = json.loads(text)

@@ -1,9 +1,11 @@
-"""The offline provider: deterministic, model-free docs-writer output.
+"""The offline provider: deterministic, model-free output, dispatched by output type.
 
-It ignores the prompt and derives each turn's output from the turn's structured
-inputs alone: claims from the context's source text, a verification that re-checks
-them, a README structure from the verified ones, and that structure's canonical
-markdown. Same inputs, same bytes out.
+It ignores the prompt. Each workflow registers an offline turn per output type it
+produces (see ``register_offline_turn``); an offline turn derives the output from the
+request's structured inputs alone. Same inputs, same bytes out.
+
+The helpers ``raw_input`` and ``parsed_input`` give offline turns the request's inputs
+with the provider's error codes.
 """
 
 from __future__ import annotations
@@ -15,30 +17,41 @@ from pydantic import BaseModel
 
 from wf_pipeline.errors import MetadataError, ProviderError
 from wf_pipeline.metadata.canonical import canonical_json
-from wf_pipeline.metadata.payloads import (
-    Claim,
-    ContextPayload,
-    EvidenceMap,
-    ReadmeStruct,
-    VerificationReport,
-    parse_json_output,
-)
+from wf_pipeline.metadata.payloads import StrictPayload, parse_json_output
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
-from wf_pipeline.providers.extract import Finding, child_findings, file_findings, vocabulary_of
-from wf_pipeline.providers.readme import build_readme_struct, render_readme
-from wf_pipeline.providers.verify import verify_evidence_map
 
 PROVIDER_TYPE = "offline"
 MODEL = "offline-v1"
 
-_Model = TypeVar("_Model", bound=BaseModel)
+OfflineTurn = Callable[[ProviderRequest], str]
+_ModelT = TypeVar("_ModelT", bound=StrictPayload)
+_TURNS: dict[str, OfflineTurn] = {}
 
 
-def _json_text(model: BaseModel) -> str:
+def register_offline_turn(output_type: str, turn: OfflineTurn) -> None:
+    """Make the offline provider answer requests for ``output_type`` with ``turn(request)``.
+
+    ``turn`` returns the output text and raises ProviderError for bad inputs.
+    Registering the same function again is a no-op. Raises ProviderError
+    PROVIDER_DUPLICATE_OUTPUT when another function already serves ``output_type``.
+    """
+    existing = _TURNS.get(output_type)
+    if existing is not None and existing is not turn:
+        raise ProviderError(
+            "PROVIDER_DUPLICATE_OUTPUT",
+            f"the offline provider already has a turn for output type {output_type!r}",
+            output_type=output_type,
+        )
+    _TURNS[output_type] = turn
+
+
+def json_text(model: BaseModel) -> str:
+    """The canonical JSON text of a payload (aliases, no None fields, sorted keys, no spaces)."""
     return canonical_json(model.model_dump(mode="json", by_alias=True, exclude_none=True)).decode()
 
 
-def _raw_input(request: ProviderRequest, ref: str) -> str:
+def raw_input(request: ProviderRequest, ref: str) -> str:
+    """The raw text of input ``ref``. Raises ProviderError PROVIDER_INPUT_MISSING when absent."""
     try:
         return request.inputs[ref]
     except KeyError:
@@ -50,9 +63,14 @@ def _raw_input(request: ProviderRequest, ref: str) -> str:
         ) from None
 
 
-def _parsed_input(request: ProviderRequest, ref: str, model: type[_Model]) -> _Model:
+def parsed_input(request: ProviderRequest, ref: str, model: type[_ModelT]) -> _ModelT:
+    """Input ``ref`` parsed strictly as ``model``.
+
+    Raises ProviderError PROVIDER_INPUT_MISSING, or PROVIDER_INPUT_INVALID (with the
+    parse error's code as ``cause``).
+    """
     try:
-        return parse_json_output(_raw_input(request, ref), model)
+        return parse_json_output(raw_input(request, ref), model)
     except MetadataError as exc:
         raise ProviderError(
             "PROVIDER_INPUT_INVALID",
@@ -63,74 +81,19 @@ def _parsed_input(request: ProviderRequest, ref: str, model: type[_Model]) -> _M
         ) from None
 
 
-def _context(request: ProviderRequest) -> ContextPayload:
-    return _parsed_input(request, "context", ContextPayload)
-
-
-def build_evidence_map(context: ContextPayload) -> EvidenceMap:
-    """Claims for every readable file (by path, then position in the file), then every child README."""
-    vocabulary = vocabulary_of(context.files, (child.name for child in context.children))
-    findings: list[Finding] = []
-    for file in sorted(context.files, key=lambda f: f.path):
-        findings.extend(file_findings(file, vocabulary))
-    for child in sorted(context.children, key=lambda c: c.path):
-        findings.extend(child_findings(child))
-    claims = tuple(
-        Claim(
-            claim_id=f"c{number:03d}",
-            statement=finding.statement,
-            evidence_path=finding.path,
-            evidence_symbol=finding.symbol,
-            evidence_quote=finding.quote,
-            kind=finding.kind,
-        )
-        for number, finding in enumerate(findings, start=1)
-    )
-    return EvidenceMap(claims=claims)
-
-
-def _evidence_map_turn(request: ProviderRequest) -> str:
-    return _json_text(build_evidence_map(_context(request)))
-
-
-def _verification_turn(request: ProviderRequest) -> str:
-    evidence_map = _parsed_input(request, "evidence_map", EvidenceMap)
-    return _json_text(verify_evidence_map(evidence_map, _context(request)))
-
-
-def _readme_struct_turn(request: ProviderRequest) -> str:
-    evidence_map = _parsed_input(request, "evidence_map", EvidenceMap)
-    report = _parsed_input(request, "verification_report", VerificationReport)
-    context = _context(request) if "context" in request.inputs else None
-    struct = build_readme_struct(evidence_map, report, context)
-    if struct is None:
-        # Only the context names the scanned root; claims alone cannot title its README.
-        raise ProviderError(
-            "PROVIDER_INPUT_MISSING",
-            f"turn {request.turn_id} cannot derive the README title without input 'context'",
-            turn_id=request.turn_id,
-            input_ref="context",
-        )
-    return _json_text(struct)
-
-
-def _readme_final_turn(request: ProviderRequest) -> str:
-    return render_readme(_parsed_input(request, "readme_struct", ReadmeStruct))
-
-
-_TURNS: dict[str, Callable[[ProviderRequest], str]] = {
-    "evidence_map": _evidence_map_turn,
-    "verification_report": _verification_turn,
-    "readme_struct": _readme_struct_turn,
-    "readme_final": _readme_final_turn,
-}
-
-
 class OfflineProvider:
+    """Answers each request with the offline turn registered for its output type."""
+
     provider_type = PROVIDER_TYPE
     model = MODEL
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """The registered turn's output for ``request``.
+
+        Raises ProviderError PROVIDER_UNSUPPORTED_OUTPUT (with the ``supported`` types)
+        when no loaded workflow registered a turn for ``request.output_type``, and
+        whatever the turn raises.
+        """
         try:
             produce = _TURNS[request.output_type]
         except KeyError:
@@ -145,4 +108,5 @@ class OfflineProvider:
 
 @register_provider(PROVIDER_TYPE)
 def offline_provider(options: Mapping[str, Any], env: Mapping[str, str]) -> OfflineProvider:
+    """Build the offline provider; it takes no options and reads no environment."""
     return OfflineProvider()

@@ -10,8 +10,8 @@ from wf_pipeline.runtime.runs import (
     next_ready_level,
     plan_run,
     summarize_run,
-    write_readme,
 )
+from wf_pipeline.runtime.sinks import OutputSink, output_sink, register_output_sink, write_file_atomically
 from wf_pipeline.runtime.targets import Target, register_targets, resolve_target, target_depth, target_key_for
 from wf_pipeline.runtime.threads import (
     ThreadPlan,
@@ -24,6 +24,7 @@ from wf_pipeline.runtime.turn import CONTEXT_REF, TurnOutput, run_turn
 
 __all__ = [
     "CONTEXT_REF",
+    "OutputSink",
     "RunPlan",
     "RunSummary",
     "RuntimeEnv",
@@ -34,11 +35,13 @@ __all__ = [
     "final_artifact_id",
     "gate_stops_thread",
     "open_thread",
+    "output_sink",
     "next_ready_level",
     "plan_run",
     "plan_thread",
     "prepare_resume",
     "provider_from_settings",
+    "register_output_sink",
     "register_targets",
     "resolve_target",
     "resume_seq",
@@ -48,5 +51,5 @@ __all__ = [
     "summarize_run",
     "target_depth",
     "target_key_for",
-    "write_readme",
+    "write_file_atomically",
 ]

@@ -1,4 +1,4 @@
-"""A run over a tree: plan the threads bottom-up, then summarise and write the READMEs.
+"""A run over a tree: plan the threads bottom-up, then summarise and write the outputs.
 
 Executing the pending threads is the compiler's job (through Dagster); this module only
 decides what needs to run and reports what happened, from the records.
@@ -6,10 +6,6 @@ decides what needs to run and reports what happened, from the records.
 
 from __future__ import annotations
 
-import fcntl
-import glob
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +14,17 @@ from wf_pipeline.errors import RunError
 from wf_pipeline.metadata.records import ThreadRecord
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.sinks import output_sink
 from wf_pipeline.runtime.targets import Target, register_targets, target_depth
 from wf_pipeline.runtime.threads import (
     ThreadPlan,
     final_artifact_id,
+    frame_type_of,
     plan_thread,
     scan_workspace,
     unsettled_children,
 )
 from wf_pipeline.tree import TreeScan
-
-README_NAME = "README.md"
 
 
 @dataclass(frozen=True)
@@ -123,11 +119,16 @@ def summarize_run(
     in_place: bool,
     overwrite: bool,
 ) -> RunSummary:
-    """Write the READMEs of completed threads and report every thread of the plan.
+    """Write the outputs of completed threads and report every thread of the plan.
 
-    With neither ``out_dir`` nor ``in_place`` nothing is written (a backfill only fills the
-    stores; the outputs stay available from the CAS).
+    Outputs go through the output sink of the profile's frame type (see ``sinks``);
+    with neither ``out_dir`` nor ``in_place`` nothing is written (a backfill only fills
+    the stores; the outputs stay available from the CAS). Raises RunError
+    RUN_NO_OUTPUT_SINK, before anything is written, when outputs are to be written and
+    no loaded workflow provides a sink for the frame type.
     """
+    writing = out_dir is not None or in_place
+    sink = output_sink(frame_type_of(plan.loaded)) if writing else None
     summaries = []
     for thread_plan in plan.threads:
         thread = env.records.get_thread(thread_plan.thread.thread_id) or thread_plan.thread
@@ -135,11 +136,11 @@ def summarize_run(
             final_artifact_id(env, plan.loaded, thread.thread_id) if thread.status == "completed" else None
         )
         output_path = None
-        if artifact_id is not None and (out_dir is not None or in_place):
-            output_path = write_readme(
+        if artifact_id is not None and sink is not None:
+            output_path = sink.write(
                 env,
                 artifact_id,
-                _destination(plan.scan.root, thread, out_dir, in_place),
+                _target_directory(plan.scan.root, thread, out_dir, in_place),
                 overwrite=overwrite or not in_place,
             )
         summaries.append(
@@ -163,66 +164,11 @@ def summarize_run(
     )
 
 
-def _destination(root: Path, thread: ThreadRecord, out_dir: Path | None, in_place: bool) -> Path:
+def _target_directory(root: Path, thread: ThreadRecord, out_dir: Path | None, in_place: bool) -> Path:
     base = root if in_place else out_dir
     if base is None:
         raise RunError("RUN_NO_OUTPUT_DIR", "either an output folder or in-place writing is needed")
-    relative = Path() if thread.target_path == "." else Path(thread.target_path)
-    return base / relative / README_NAME
-
-
-def write_readme(env: RuntimeEnv, artifact_id: str, destination: Path, *, overwrite: bool) -> Path | None:
-    """Write the artifact's bytes atomically; an existing file is kept unless ``overwrite``.
-
-    Returns the path written, or None when an existing file was kept.
-    """
-    data = env.cas.get(artifact_id)
-    if destination.parent.is_dir():
-        _remove_abandoned_writes(destination)
-    if destination.exists():
-        if destination.read_bytes() == data:
-            return destination
-        if not overwrite:
-            return None
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(destination), suffix=".tmp", dir=destination.parent)
-    try:
-        # Held until the rename, so a live writer's file is never taken for an abandoned one.
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.replace(tmp_name, destination)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return destination
-
-
-def _temp_prefix(destination: Path) -> str:
-    return f".{destination.name}."
-
-
-def _remove_abandoned_writes(destination: Path) -> None:
-    """Remove temporary files of earlier writes of ``destination`` whose writer died before renaming.
-
-    A killed process leaves its temporary file behind; its lock died with it, so a file
-    nobody holds locked is abandoned (in the output folder, or in the tree itself when
-    writing in place, where it would otherwise be scanned as a source file).
-    """
-    for leftover in destination.parent.glob(f"{glob.escape(_temp_prefix(destination))}*.tmp"):
-        try:
-            fd = os.open(leftover, os.O_RDONLY)
-        except FileNotFoundError:
-            continue  # renamed or removed meanwhile
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # another process is writing it right now
-        else:
-            leftover.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
+    return base if thread.target_path == "." else base / thread.target_path
 
 
 def next_ready_level(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> list[Target]:

@@ -1,4 +1,4 @@
-"""Thread identity, the context snapshot, and the children's READMEs a directory sees."""
+"""Thread identity, the context snapshot, and the children's head frames a directory sees."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.targets import Target, documentable_directories, target_key_for
 from wf_pipeline.tree import TreeScan, build_context, context_json_text, scan_tree
-
-README_FRAME_TYPE = "readme"
 
 
 @dataclass(frozen=True)
@@ -31,10 +29,12 @@ class ThreadPlan:
 
 
 def frame_type_of(loaded: LoadedProfile) -> str:
-    return loaded.profile.target_frame_type or README_FRAME_TYPE
+    """The frame type a thread of this profile produces: ``target_frame_type``, else its final output type."""
+    return loaded.profile.target_frame_type or final_output_type(loaded)
 
 
 def final_output_type(loaded: LoadedProfile) -> str:
+    """The output type of the thread's final artifact: ``final_artifact_type``, else the last turn's."""
     profile = loaded.profile
     return profile.final_artifact_type or profile.ordered_turns()[-1].output_type
 
@@ -42,7 +42,7 @@ def final_output_type(loaded: LoadedProfile) -> str:
 def scan_workspace(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> TreeScan:
     """Scan a tree the way every turn of this workflow sees it.
 
-    The workflow's own outputs (frames of its type, e.g. READMEs written in place) are
+    The workflow's own outputs (frames of its type, e.g. files its output sink wrote in place) are
     left out, so writing them into the tree changes no node id and they never become
     evidence for the next run.
     """
@@ -183,14 +183,14 @@ def context_snapshot(
             "RUN_TARGET_CHANGED",
             f"target {target.key} changed since thread {thread.thread_id} was planned; run again",
         )
-    payload = build_context(scan, target.path, child_readmes(env, loaded, scan, target.path))
+    payload = build_context(scan, target.path, child_frames(env, loaded, scan, target.path))
     return env.cas.put_text(context_json_text(payload)).artifact_id
 
 
 def unsettled_children(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: str) -> list[str]:
     """Child directories whose thread for their current content has not finished yet.
 
-    A directory's context includes its children's READMEs, so its thread must not start
+    A directory's context includes its children's head frames, so its thread must not start
     before theirs have completed or failed (bottom-up order). Each child's thread is
     looked up under the profile's dedupe key (`thread_id_of`), as `plan_thread` made it.
 
@@ -224,13 +224,16 @@ def recorded_context_id(env: RuntimeEnv, thread_id: str) -> str | None:
     return None
 
 
-def child_readmes(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: str) -> dict[str, str | None]:
-    """The head README frame of each child directory (None where a child has none yet)."""
+def child_frames(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: str) -> dict[str, str | None]:
+    """Child directory path -> text of its head frame of the profile's frame type (None if none yet).
+
+    Raises CasError when a head frame's artifact is missing or corrupt.
+    """
     frame_type = frame_type_of(loaded)
-    readmes: dict[str, str | None] = {}
+    frames: dict[str, str | None] = {}
     for child in scan.children_of(path):
         if child.kind != "dir":
             continue
         head = env.records.head_frame(child.node_id, frame_type)
-        readmes[child.path] = env.cas.get_text(head.artifact_id) if head is not None else None
-    return readmes
+        frames[child.path] = env.cas.get_text(head.artifact_id) if head is not None else None
+    return frames

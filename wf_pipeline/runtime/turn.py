@@ -21,6 +21,7 @@ from wf_pipeline.errors import RunError, WfError
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
 from wf_pipeline.metadata.canonical import canonical_text, digest_text
+from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
     FrameRecord,
@@ -51,7 +52,6 @@ from wf_pipeline.tree import TreeScan
 
 log = logging.getLogger(__name__)
 
-CONTEXT_REF = "context"
 TurnStatus = Literal["completed", "failed", "skipped"]
 
 

@@ -12,78 +12,10 @@ from collections.abc import Mapping
 from wf_pipeline.errors import TreeError
 from wf_pipeline.metadata.canonical import canonical_json, digest
 from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, ContextTarget
+from wf_pipeline.text.languages import detect_language
 from wf_pipeline.tree.scan import TreeNode, TreeScan
 
-LANGUAGE_BY_EXTENSION: dict[str, str] = {
-    ".py": "python",
-    ".pyi": "python",
-    ".js": "javascript",
-    ".mjs": "javascript",
-    ".cjs": "javascript",
-    ".jsx": "javascript",
-    ".ts": "typescript",
-    ".tsx": "typescript",
-    ".sh": "shell",
-    ".bash": "shell",
-    ".zsh": "shell",
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".rst": "restructuredtext",
-    ".json": "json",
-    ".yaml": "yaml",
-    ".yml": "yaml",
-    ".toml": "toml",
-    ".ini": "ini",
-    ".cfg": "ini",
-    ".txt": "text",
-    ".html": "html",
-    ".css": "css",
-    ".sql": "sql",
-    ".xml": "xml",
-    ".csv": "csv",
-    ".go": "go",
-    ".rs": "rust",
-    ".java": "java",
-    ".rb": "ruby",
-    ".c": "c",
-    ".h": "c",
-    ".cc": "cpp",
-    ".cpp": "cpp",
-    ".hpp": "cpp",
-}
-LANGUAGE_BY_NAME: dict[str, str] = {"Makefile": "makefile", "Dockerfile": "dockerfile"}
-# Interpreter named by a shebang (after `/usr/bin/env` if present) -> language.
-LANGUAGE_BY_INTERPRETER: dict[str, str] = {
-    "sh": "shell",
-    "bash": "shell",
-    "dash": "shell",
-    "zsh": "shell",
-    "python": "python",
-    "python3": "python",
-    "node": "javascript",
-}
-
-
-def _shebang_language(text: str) -> str | None:
-    if not text.startswith("#!"):
-        return None
-    words = text[2:].partition("\n")[0].split()
-    if not words:
-        return None
-    interpreter = words[0].rpartition("/")[2]
-    if interpreter == "env":
-        interpreter = next((word for word in words[1:] if not word.startswith("-")), "")
-    return LANGUAGE_BY_INTERPRETER.get(interpreter)
-
-
-def detect_language(name: str, text: str | None) -> str | None:
-    """Language from the file name's extension; for names without one, from a shebang."""
-    if name in LANGUAGE_BY_NAME:
-        return LANGUAGE_BY_NAME[name]
-    stem, dot, extension = name.rpartition(".")
-    if dot and stem:
-        return LANGUAGE_BY_EXTENSION.get("." + extension.lower())
-    return _shebang_language(text) if text is not None else None
+__all__ = ["build_context", "context_json_text", "detect_language"]
 
 
 def _read_unchanged_text(scan: TreeScan, node: TreeNode) -> str:
@@ -121,9 +53,12 @@ def _context_file(scan: TreeScan, node: TreeNode) -> ContextFile:
     )
 
 
-def build_context(scan: TreeScan, dir_path: str, child_readmes: Mapping[str, str | None]) -> ContextPayload:
+def build_context(scan: TreeScan, dir_path: str, child_frames: Mapping[str, str | None]) -> ContextPayload:
     """Context for the directory at ``dir_path``: its direct files (name order) and its
-    direct child directories with the README each got earlier in the run, if any.
+    direct child directories, each with its head frame's text from ``child_frames``
+    (child path -> text; a missing or None entry means the child has none yet).
+
+    File languages come from the one language table (``wf_pipeline.text.languages``).
 
     Raises TreeError TREE_NODE_NOT_FOUND, TREE_NOT_A_DIRECTORY or TREE_CHANGED_DURING_RUN.
     """
@@ -135,7 +70,7 @@ def build_context(scan: TreeScan, dir_path: str, child_readmes: Mapping[str, str
         files=tuple(_context_file(scan, node) for node in scan.files_in(dir_path)),
         children=tuple(
             ContextChild(
-                path=node.path, name=node.name, node_id=node.node_id, readme=child_readmes.get(node.path)
+                path=node.path, name=node.name, node_id=node.node_id, head_frame=child_frames.get(node.path)
             )
             for node in scan.dirs_in(dir_path)
         ),

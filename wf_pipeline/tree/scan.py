@@ -422,7 +422,7 @@ def scan_tree(
     """Scan ``root`` into nodes with Merkle ids; same tree, same ids and order.
 
     Files whose content digest is in ``skip_contents`` are left out as if ignored: a
-    workflow passes the digests of its own outputs, so README files it wrote into the
+    workflow passes the digests of its own outputs, so output files it wrote into the
     tree are neither evidence for themselves nor a change that re-ids the tree.
 
     Raises TreeError TREE_PATH_MISSING, TREE_NOT_A_DIRECTORY, TREE_UNREADABLE (the root

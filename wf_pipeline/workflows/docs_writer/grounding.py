@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -61,6 +62,19 @@ def plain_text(content: str) -> str:
 
 # --- what sources define --------------------------------------------------------------
 
+# CPython 3.11 can fail with "AST constructor recursion depth mismatch" when threads
+# parse at the same time; turns of many threads run concurrently, so parsing is serial.
+_PARSE_LOCK = threading.Lock()
+
+
+def parsed_python(text: str) -> ast.Module | None:
+    """The syntax tree of Python source ``text``, or None when it does not parse."""
+    try:
+        with _PARSE_LOCK:
+            return ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+
 
 def _assigned_names(target: ast.expr) -> Iterator[str]:
     if isinstance(target, ast.Name):
@@ -89,6 +103,7 @@ def python_defined_names(module: ast.Module) -> set[str]:
 
 
 def python_parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[str]:
+    """Every parameter name of a function, ``*args`` and ``**kwargs`` included."""
     args = node.args
     every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
     return frozenset(arg.arg for arg in every if arg is not None)
@@ -108,6 +123,7 @@ def script_defined_names(text: str) -> set[str]:
 
 
 def shell_defined_names(text: str) -> set[str]:
+    """Function names a shell script defines (``name()`` or ``function name()``)."""
     return {found["name"] for found in _SHELL_FUNCTION.finditer(text)}
 
 
@@ -123,6 +139,8 @@ class Vocabulary:
     directories: frozenset[str] = frozenset()
 
     def resolves(self, span: str, parameters: Iterable[str] = ()) -> bool:
+        """Whether code span ``span`` names something here: an entry, a defined name, a call of
+        one, a dotted name whose parts are all defined, or one of ``parameters``."""
         span = span.strip()
         if not span:
             return False

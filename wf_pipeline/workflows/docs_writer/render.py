@@ -10,21 +10,25 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 
-from wf_pipeline.metadata.payloads import (
+from wf_pipeline.metadata.payloads import ContextPayload
+from wf_pipeline.workflows.docs_writer.extract import heading_level
+from wf_pipeline.workflows.docs_writer.payloads import (
     README_SECTIONS,
     Claim,
-    ContextPayload,
     EvidenceMap,
     ReadmeStruct,
     VerificationReport,
 )
-from wf_pipeline.providers.extract import heading_level
 
 _API_KINDS = frozenset({"class", "function", "export"})
 
 
 def render_readme(struct: ReadmeStruct) -> str:
-    """The canonical markdown of a README structure (the form the final gate measures drift against)."""
+    """The canonical markdown of a README structure (the form the final gate measures drift against).
+
+    ``# title``, then ``## heading`` and body for each non-empty section in README order;
+    the text ends with exactly one newline.
+    """
     parts = [f"# {struct.title}\n\n"]
     parts.extend(
         f"## {README_SECTIONS[key]}\n\n{body.strip()}\n\n" for key, body in struct.sections().items()
@@ -142,7 +146,7 @@ class _StructBuilder:
         if self.context is None:
             return ""
         notes = [f"`{f.name}` — not included ({f.omitted})" for f in self.context.files if f.omitted]
-        notes += [f"`{c.name}/` — no README available" for c in self.context.children if not c.readme]
+        notes += [f"`{c.name}/` — no README available" for c in self.context.children if not c.head_frame]
         return _bullets(notes)
 
 

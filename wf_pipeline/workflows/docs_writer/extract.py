@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import ast
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
-from wf_pipeline.metadata.payloads import README_SECTIONS, ClaimKind, ContextChild, ContextFile
-from wf_pipeline.providers.grounding import (
+from wf_pipeline.metadata.payloads import ContextChild, ContextFile
+from wf_pipeline.text.languages import canonical_language, extension_language, shebang_language
+from wf_pipeline.text.markdown import read_markdown
+from wf_pipeline.workflows.docs_writer.grounding import (
     Vocabulary,
     constructor_parameters,
+    parsed_python,
     python_defined_names,
     python_parameters,
     script_defined_names,
     shell_defined_names,
 )
+from wf_pipeline.workflows.docs_writer.payloads import README_SECTIONS, ClaimKind
 
 # Longest first line that still reads as a useful description of a data/config file.
 MAX_FILE_LINE_CHARS = 120
@@ -38,6 +40,8 @@ MAX_CHILD_SCOPE_NAMES = 6
 
 @dataclass(frozen=True)
 class Finding:
+    """A statement about ``path`` and its evidence: a ``symbol``, a verbatim ``quote``, or both."""
+
     kind: ClaimKind
     path: str
     statement: str
@@ -47,48 +51,25 @@ class Finding:
 
 # --- language detection -------------------------------------------------------------
 
-_SUFFIX_LANGUAGE = {
-    ".py": "python",
-    ".pyi": "python",
-    ".js": "javascript",
-    ".jsx": "javascript",
-    ".mjs": "javascript",
-    ".cjs": "javascript",
-    ".ts": "typescript",
-    ".tsx": "typescript",
-    ".mts": "typescript",
-    ".cts": "typescript",
-    ".sh": "shell",
-    ".bash": "shell",
-    ".zsh": "shell",
-    ".md": "markdown",
-    ".markdown": "markdown",
-}
-_LANGUAGE_ALIASES = {"js": "javascript", "ts": "typescript", "bash": "shell", "sh": "shell", "zsh": "shell"}
+# Languages an extractor reads; every other file gets a plain file claim.
+EXTRACTED_LANGUAGES = frozenset({"python", "javascript", "typescript", "shell", "markdown"})
 
 
 def detect_language(file: ContextFile) -> str | None:
-    """Language by suffix, then the scanner's label, then an interpreter line."""
-    suffix = PurePosixPath(file.name).suffix.lower()
-    if suffix in _SUFFIX_LANGUAGE:
-        return _SUFFIX_LANGUAGE[suffix]
-    if file.language:
-        label = file.language.lower()
-        label = _LANGUAGE_ALIASES.get(label, label)
-        if label in set(_SUFFIX_LANGUAGE.values()):
-            return label
-    first_line = (file.text or "").split("\n", 1)[0]
-    if first_line.startswith("#!"):
-        if "python" in first_line:
-            return "python"
-        if re.search(r"\b(ba|z|da)?sh\b", first_line):
-            return "shell"
-        if "node" in first_line:
-            return "javascript"
-    return None
+    """The extractor language of ``file``: by its name in the language table, then the
+    scanner's label, then an interpreter line; None when no extractor applies."""
+    by_name = extension_language(file.name)
+    if by_name in EXTRACTED_LANGUAGES:
+        return by_name
+    label = canonical_language(file.language)
+    if label in EXTRACTED_LANGUAGES:
+        return label
+    by_shebang = shebang_language(file.text or "")
+    return by_shebang if by_shebang in EXTRACTED_LANGUAGES else None
 
 
 def first_line(text: str) -> str:
+    """The first non-blank line of ``text``, stripped ("" when there is none)."""
     lines = text.strip().splitlines()
     return lines[0].strip() if lines else ""
 
@@ -104,6 +85,7 @@ def first_paragraph(text: str) -> str:
 
 
 def code(text: str) -> str:
+    """``text`` as an inline code span."""
     return f"`{text}`"
 
 
@@ -187,22 +169,10 @@ def _is_main_guard(statement: ast.stmt) -> bool:
     return has_name and has_main
 
 
-# CPython 3.11 can fail with "AST constructor recursion depth mismatch" when threads
-# parse at the same time; turns of many threads run concurrently, so parsing is serial.
-_PARSE_LOCK = threading.Lock()
-
-
-def _parsed_python(text: str) -> ast.Module | None:
-    try:
-        with _PARSE_LOCK:
-            return ast.parse(text)
-    except (SyntaxError, ValueError):
-        return None
-
-
 def python_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> Iterator[Finding]:
+    """The module docstring, public functions and classes, and a ``__main__`` guard of a Python file."""
     text = file.text or ""
-    module = _parsed_python(text)
+    module = parsed_python(text)
     if module is None:
         return
     vocabulary = vocabulary or vocabulary_of([file])
@@ -310,6 +280,7 @@ def _exports_on_line(line: str) -> list[tuple[str, str]]:
 
 
 def script_export_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> Iterator[Finding]:
+    """One finding per export of a JavaScript or TypeScript file, with its JSDoc summary."""
     vocabulary = vocabulary or vocabulary_of([file])
     lines = (file.text or "").splitlines()
     for index, line in enumerate(lines):
@@ -354,54 +325,50 @@ def shell_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> I
 
 # --- markdown -------------------------------------------------------------------------
 
-_ATX_HEADING = re.compile(r"^ {0,3}(?P<marks>#{1,6})[ \t]+(?P<text>.+?)(?:[ \t]+#+)?[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(```|~~~)")
-_LIST_OR_BLOCK = re.compile(r"^\s*([-*+]\s|\d+[.)]\s|>|\||<!--|!\[|\[!)")
+# Lines of a paragraph that are markup rather than prose: tables, images, badges,
+# admonitions, HTML comments, and list or quote markers a lazy continuation carries.
+_NOT_PROSE = re.compile(r"^\s*([-*+]\s|\d+[.)]\s|>|\||<!--|!\[|\[!)")
+_RULE_LINE = re.compile(r"[=\-]{3,}")
 
 
 def markdown_headings(text: str) -> Iterator[tuple[int, str, str]]:
-    """(level, heading text, verbatim line) for ATX headings outside fenced code."""
-    in_fence = False
-    for line in text.splitlines():
-        if _FENCE.match(line):
-            in_fence = not in_fence
-            continue
-        if in_fence:
-            continue
-        heading = _ATX_HEADING.match(line)
-        if heading:
-            yield len(heading["marks"]), heading["text"].strip(), line.strip()
+    """(level, heading text, verbatim line) of each ``#`` heading, as the Markdown reader sees it.
+
+    Headings inside code (of any fence length) or inside a list or quote are not headings.
+    """
+    document = read_markdown(text)
+    for heading in document.atx_headings():
+        if heading.text:
+            yield heading.level, heading.text, document.lines[heading.line].strip()
 
 
 def first_paragraph_line(text: str, after_line: str | None = None) -> str:
-    """First prose line (not a heading, list item, quote, table or code) after ``after_line``."""
-    lines = text.splitlines()
-    if after_line is not None:
-        try:
-            lines = lines[[line.strip() for line in lines].index(after_line) + 1 :]
-        except ValueError:
-            pass
-    in_fence = False
-    for line in lines:
-        if _FENCE.match(line):
-            in_fence = not in_fence
-            continue
-        stripped = line.strip()
-        if in_fence or not stripped or _ATX_HEADING.match(line) or _LIST_OR_BLOCK.match(line):
-            continue
-        if re.fullmatch(r"[=\-]{3,}", stripped):
-            continue
-        return stripped
+    """First prose line of a top-level paragraph after the first line equal to ``after_line``.
+
+    Lines that are markup (tables, images, badges, HTML comments) are skipped; so is
+    everything that is not a top-level paragraph (headings, lists, quotes, code).
+    Returns the stripped line, or "" when there is none.
+    """
+    document = read_markdown(text)
+    stripped = [line.strip() for line in document.lines]
+    after = -1
+    if after_line is not None and after_line in stripped:
+        after = stripped.index(after_line)
+    for index in document.paragraph_lines(after):
+        line = document.lines[index]
+        if stripped[index] and not _NOT_PROSE.match(line) and not _RULE_LINE.fullmatch(stripped[index]):
+            return stripped[index]
     return ""
 
 
 def heading_level(line: str) -> int | None:
-    """The level of an ATX heading line, None for any other line."""
-    heading = _ATX_HEADING.match(line)
-    return len(heading["marks"]) if heading else None
+    """The level of a line that is a ``#`` heading on its own, None for any other line."""
+    headings = read_markdown(line).atx_headings()
+    return headings[0].level if headings and headings[0].line == 0 else None
 
 
 def markdown_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> Iterator[Finding]:
+    """A claim per heading (up to MAX_HEADINGS_PER_FILE) and one for the first prose line."""
     vocabulary = vocabulary or vocabulary_of([file])
     text = file.text or ""
     headings = list(markdown_headings(text))[:MAX_HEADINGS_PER_FILE]
@@ -418,6 +385,7 @@ def markdown_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -
 
 
 def plain_file_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> Iterator[Finding]:
+    """A claim quoting the first line of any other file, when it is short enough to describe it."""
     vocabulary = vocabulary or vocabulary_of([file])
     line = first_line(file.text or "")
     if line and len(line) < MAX_FILE_LINE_CHARS:
@@ -437,7 +405,7 @@ def _defined_names(file: ContextFile) -> set[str]:
     text = file.text or ""
     language = detect_language(file)
     if language == "python":
-        module = _parsed_python(text)
+        module = parsed_python(text)
         return python_defined_names(module) if module is not None else set()
     if language in ("javascript", "typescript"):
         return script_defined_names(text)
@@ -482,28 +450,21 @@ def readme_title_line(readme: str) -> tuple[str, str] | None:
     return (line, line) if line else None
 
 
-_LIST_ITEM = re.compile(r"^(?P<indent>[ \t]*)(?:[-*+]|\d+[.)])[ \t]+(?P<text>.*\S)[ \t]*$")
 # A generated Purpose item starts with the file it summarises: "`cli.py` — <summary>".
 _FILE_NAMED_ITEM = re.compile(r"^`[^`]+`[ \t]+—[ \t]+(?P<text>.+)$")
 _LEADING_SPAN = re.compile(r"^(`+).+?\1")
 
 
 def section_items(readme: str, heading: str) -> Iterator[tuple[str, str]]:
-    """(verbatim line, item text) of each top-level list item under the ``## heading`` section."""
-    inside = in_fence = False
-    for line in readme.splitlines():
-        if _FENCE.match(line):
-            in_fence = not in_fence
-            continue
-        if in_fence:
-            continue
-        if found := _ATX_HEADING.match(line):
-            if len(found["marks"]) <= 2:
-                inside = len(found["marks"]) == 2 and found["text"].strip().lower() == heading.lower()
-            continue
-        item = _LIST_ITEM.match(line)
-        if inside and item and not item["indent"]:
-            yield line.strip(), item["text"]
+    """(verbatim line, item text) of each top-level list item in every ``## heading`` section.
+
+    A section runs to the next ``#`` or ``##`` heading; headings match case-insensitively.
+    """
+    document = read_markdown(readme)
+    sections = [s for s in document.sections(2) if s.heading.text.lower() == heading.lower()]
+    for item in document.list_items:
+        if any(item.line in section for section in sections):
+            yield document.lines[item.line].strip(), item.text
 
 
 def readme_summary(readme: str, title_line: str) -> tuple[str, str] | None:
@@ -532,11 +493,13 @@ def readme_summary(readme: str, title_line: str) -> tuple[str, str] | None:
 
 
 def child_findings(child: ContextChild) -> list[Finding]:
-    if not child.readme:
+    """One claim summarising a child directory from its README (its head frame); none without one."""
+    readme = child.head_frame
+    if not readme:
         return []
-    title = readme_title_line(child.readme)
+    title = readme_title_line(readme)
     if title is None:
         return []
     title_line, title_text = title
-    summary, quote = readme_summary(child.readme, title_line) or (title_text, title_line)
+    summary, quote = readme_summary(readme, title_line) or (title_text, title_line)
     return [Finding("child", child.path, f"{code(child.name + '/')} — {summary}", quote=quote)]

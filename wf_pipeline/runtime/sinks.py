@@ -1,0 +1,129 @@
+"""Output sinks: where a workflow's final outputs go when a run writes them out.
+
+A workflow registers one sink per frame type it produces (its profile's
+``target_frame_type``). After a run, the runtime asks the sink of the profile's frame
+type to write each completed thread's final artifact for the thread's target
+directory; the sink decides the file name and format. The runtime itself names no
+workflow and no output.
+
+``write_file_atomically`` is the shared way a sink puts bytes on disk: a temporary file
+in the destination's folder, renamed over the destination, so a reader never sees a
+half-written file and a crashed writer leaves only a temporary file that the next
+write removes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from wf_pipeline.errors import RunError
+
+if TYPE_CHECKING:
+    from wf_pipeline.runtime.environment import RuntimeEnv
+
+
+class OutputSink(Protocol):
+    """Writes one thread's final artifact for one target directory."""
+
+    def write(self, env: RuntimeEnv, artifact_id: str, directory: Path, *, overwrite: bool) -> Path | None:
+        """Write the artifact ``artifact_id`` (read from ``env.cas``) for the target ``directory``.
+
+        ``directory`` is where the target sits in the output tree (the out folder or the
+        scanned tree itself). An existing output is replaced only with ``overwrite``.
+        Returns the path written, or None when an existing output was kept.
+        """
+        ...
+
+
+_SINKS: dict[str, OutputSink] = {}
+
+
+def register_output_sink(frame_type: str, sink: OutputSink) -> None:
+    """Make ``sink`` write the outputs of profiles whose frame type is ``frame_type``.
+
+    Registering the same sink again is a no-op. Raises RunError RUN_SINK_DUPLICATE when
+    another sink already serves ``frame_type``.
+    """
+    existing = _SINKS.get(frame_type)
+    if existing is not None and existing is not sink:
+        raise RunError(
+            "RUN_SINK_DUPLICATE",
+            f"frame type {frame_type!r} already has an output sink",
+            frame_type=frame_type,
+        )
+    _SINKS[frame_type] = sink
+
+
+def output_sink(frame_type: str) -> OutputSink:
+    """The sink registered for ``frame_type``.
+
+    Raises RunError RUN_NO_OUTPUT_SINK when no loaded workflow registered one.
+    """
+    try:
+        return _SINKS[frame_type]
+    except KeyError:
+        raise RunError(
+            "RUN_NO_OUTPUT_SINK",
+            f"no output sink for frame type {frame_type!r} (known: {', '.join(sorted(_SINKS)) or 'none'})",
+            frame_type=frame_type,
+        ) from None
+
+
+def write_file_atomically(data: bytes, destination: Path, *, overwrite: bool) -> Path | None:
+    """Write ``data`` to ``destination`` atomically; an existing different file is kept unless ``overwrite``.
+
+    Returns ``destination`` when it now holds ``data`` (written, or already equal), None
+    when an existing file was kept. OS errors (permissions, full disk) propagate as
+    OSError, and the temporary file is removed.
+    """
+    if destination.parent.is_dir():
+        _remove_abandoned_writes(destination)
+    if destination.exists():
+        if destination.read_bytes() == data:
+            return destination
+        if not overwrite:
+            return None
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(destination), suffix=".tmp", dir=destination.parent)
+    try:
+        # Held until the rename, so a live writer's file is never taken for an abandoned one.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.replace(tmp_name, destination)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return destination
+
+
+def _temp_prefix(destination: Path) -> str:
+    return f".{destination.name}."
+
+
+def _remove_abandoned_writes(destination: Path) -> None:
+    """Remove temporary files of earlier writes of ``destination`` whose writer died before renaming.
+
+    A killed process leaves its temporary file behind; its lock died with it, so a file
+    nobody holds locked is abandoned (in the output folder, or in the tree itself when
+    writing in place, where it would otherwise be scanned as a source file).
+    """
+    for leftover in destination.parent.glob(f"{glob.escape(_temp_prefix(destination))}*.tmp"):
+        try:
+            fd = os.open(leftover, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # renamed or removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # another process is writing it right now
+        else:
+            leftover.unlink(missing_ok=True)
+        finally:
+            os.close(fd)

@@ -1,0 +1,132 @@
+"""Does a claim hold in this tree: the one evidence rule of the docs writer.
+
+The offline verifier (``verify``) and the evidence gate (``gates``) both ask this
+module and only map its answer to their own reason codes, so they cannot disagree.
+
+The rules:
+
+- The cited path must be a file or child directory of the target's context. An
+  omitted file (binary, oversized, unreadable) has no text, so nothing can be shown
+  in it; neither can a child directory without a head frame.
+- A quote holds when it occurs in the cited text with runs of whitespace (spaces,
+  tabs, line breaks) treated as one space, so a line wrapped differently still
+  matches; a quote that is only whitespace never holds.
+- A symbol (surrounding spaces and a trailing ``()`` ignored) that is an identifier or
+  a dotted name (``Config.load``) holds when it occurs in the text as a whole name (not
+  inside a longer identifier: ``load`` is not in ``download``), or, in Python source,
+  when the text defines it: ``Config.load`` holds where class ``Config`` defines
+  ``load`` (a method, nested class or class attribute), however the file refers to it.
+  Any other symbol (``--verbose``) holds when it occurs verbatim.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from wf_pipeline.metadata.payloads import ContextPayload
+from wf_pipeline.workflows.docs_writer.grounding import parsed_python
+from wf_pipeline.workflows.docs_writer.payloads import Claim
+
+PathStatus = Literal["file", "child", "omitted", "missing"]
+
+_DOTTED_NAME = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*")
+
+
+@dataclass(frozen=True)
+class ClaimEvidence:
+    """What the context shows about one claim's evidence.
+
+    ``path``: ``file`` or ``child`` when the cited path is in the target, ``omitted``
+    for an omitted file, ``missing`` when the target has no such entry.
+    ``quote_found`` / ``symbol_found``: None when the claim gives no quote / symbol or
+    the path is omitted or missing, else whether it holds in the cited text.
+    """
+
+    path: PathStatus
+    quote_found: bool | None = None
+    symbol_found: bool | None = None
+
+    @property
+    def holds(self) -> bool:
+        """The path is in the target and every piece of evidence the claim gives was found."""
+        return (
+            self.path in ("file", "child")
+            and self.quote_found is not False
+            and self.symbol_found is not False
+        )
+
+
+def collapse_whitespace(text: str) -> str:
+    """``text`` with every run of whitespace as one space, stripped."""
+    return " ".join(text.split())
+
+
+def quote_occurs(quote: str, text: str) -> bool:
+    """Whether ``quote`` occurs in ``text``, whitespace runs in both counted as one space."""
+    needle = collapse_whitespace(quote)
+    return bool(needle) and needle in collapse_whitespace(text)
+
+
+def _defines_path(module: ast.Module, parts: list[str]) -> bool:
+    """Whether a class somewhere in ``module`` is ``parts[0]`` and defines the rest, level by level."""
+    scopes: list[list[ast.stmt]] = [
+        node.body for node in ast.walk(module) if isinstance(node, ast.ClassDef) and node.name == parts[0]
+    ]
+    for part in parts[1:]:
+        next_scopes = []
+        for body in scopes:
+            for statement in body:
+                if isinstance(statement, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    if statement.name == part:
+                        next_scopes.append(statement.body)
+                elif isinstance(statement, (ast.Assign, ast.AnnAssign)):
+                    targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+                    if any(isinstance(target, ast.Name) and target.id == part for target in targets):
+                        next_scopes.append([])
+        scopes = next_scopes
+    return bool(scopes)
+
+
+def symbol_occurs(symbol: str, text: str, *, language: str | None = None) -> bool:
+    """Whether ``symbol`` holds in ``text`` (see the module docstring for the rule).
+
+    ``language`` is the file's language label; only ``python`` enables the definition
+    rule for dotted names.
+    """
+    name = symbol.strip().removesuffix("()").strip()
+    if not name:
+        return False
+    if not _DOTTED_NAME.fullmatch(name):
+        return name in text
+    if re.search(rf"(?<![\w$]){re.escape(name)}(?![\w$])", text) is not None:
+        return True
+    if "." in name and language == "python":
+        module = parsed_python(text)
+        return module is not None and _defines_path(module, name.split("."))
+    return False
+
+
+def claim_evidence(claim: Claim, context: ContextPayload) -> ClaimEvidence:
+    """Check ``claim``'s path, quote and symbol against the target's ``context``."""
+    cited_file = context.file(claim.evidence_path)
+    if cited_file is not None:
+        if cited_file.text is None:
+            return ClaimEvidence(path="omitted")
+        status: PathStatus = "file"
+        language = cited_file.language
+    elif context.child(claim.evidence_path) is not None:
+        status, language = "child", "markdown"
+    else:
+        return ClaimEvidence(path="missing")
+    # A child directory without a head frame has no text any quote or symbol could be in.
+    text = context.text_at(claim.evidence_path) or ""
+    return ClaimEvidence(
+        path=status,
+        quote_found=quote_occurs(claim.evidence_quote, text) if claim.evidence_quote else None,
+        symbol_found=symbol_occurs(claim.evidence_symbol, text, language=language)
+        if claim.evidence_symbol
+        else None,
+    )
