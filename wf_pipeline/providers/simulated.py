@@ -113,6 +113,8 @@ def _names(options: Mapping[str, Any], option: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SimulatedOptions:
+    """Validated options of the simulated provider (see the module docstring; latency in ms)."""
+
     latency_ms: float = 0.0
     failure_rate: float = 0.0
     seed: int = 0
@@ -122,6 +124,7 @@ class SimulatedOptions:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SimulatedOptions:
+        """Parse ``options`` (strings from the environment); ``PROVIDER_CONFIG_INVALID`` names a bad one."""
         unknown = sorted(set(options) - _OPTION_NAMES)
         if unknown:
             # A misspelt WF_SIMULATED_* variable would otherwise silently inject nothing.
