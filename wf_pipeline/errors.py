@@ -328,7 +328,7 @@ PROVIDER_CONNECTION_ERROR = _code(
 PROVIDER_HTTP_ERROR = _code(
     "PROVIDER_HTTP_ERROR",
     ProviderError,
-    meaning="the provider refused the request with a 4xx status other than 429: repeating it gets the same",
+    meaning="the provider answered a non-2xx status other than 429 and 5xx (a refusal): repeating it gets the same",
 )
 PROVIDER_INPUT_INVALID = _code(
     "PROVIDER_INPUT_INVALID", ProviderError, meaning="a turn input the provider needs is not valid"

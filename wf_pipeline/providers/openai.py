@@ -216,7 +216,7 @@ class OpenAIProvider:
             limits=httpx.Limits(
                 max_connections=options.max_connections, max_keepalive_connections=options.max_connections
             ),
-            # Proxies and CA bundles come from options, never from the process environment.
+            # Settings travel as values: proxy variables and CA bundle paths of the process are not read.
             trust_env=False,
         )
 
