@@ -21,11 +21,15 @@ class FakeServer:
     """Chat-completions endpoint whose reply each test sets; records what it received."""
 
     def __init__(self) -> None:
-        self.reply: Callable[[], tuple[int, bytes]] = lambda: (200, b"{}")
+        # A reply is (status, body) or (status, body, extra headers).
+        self.reply: Callable[[], tuple] = lambda: (200, b"{}")
         self.received: list[dict] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1 keeps connections open, so a pooled client can reuse them.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:  # noqa: N802 (http.server naming)
                 length = int(self.headers.get("Content-Length", "0"))
                 server.received.append(
@@ -33,11 +37,14 @@ class FakeServer:
                         "path": self.path,
                         "headers": dict(self.headers),
                         "body": json.loads(self.rfile.read(length)),
+                        "client_port": self.client_address[1],
                     }
                 )
-                status, body = server.reply()
+                status, body, *extra = server.reply()
                 try:
                     self.send_response(status)
+                    for name, value in (extra[0] if extra else {}).items():
+                        self.send_header(name, value)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
@@ -149,26 +156,95 @@ def test_json_fence_is_stripped(server: FakeServer, content: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "retryable"), [(500, True), (503, True), (429, True), (401, False), (400, False)]
+    ("status", "code", "retryable"),
+    [
+        (500, "PROVIDER_SERVER_ERROR", True),
+        (503, "PROVIDER_SERVER_ERROR", True),
+        (429, "PROVIDER_RATE_LIMITED", True),
+        (401, "PROVIDER_HTTP_ERROR", False),
+        (400, "PROVIDER_HTTP_ERROR", False),
+    ],
 )
 def test_http_errors_carry_status_and_server_message(
-    server: FakeServer, status: int, retryable: bool
+    server: FakeServer, status: int, code: str, retryable: bool
 ) -> None:
     server.respond(status, json.dumps({"error": {"message": f"server says {status}", "type": "x"}}).encode())
     error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
-    assert error.code == "PROVIDER_HTTP_ERROR"
-    assert (error.details["status"], error.details["retryable"]) == (status, retryable)
+    assert (error.code, error.retryable, error.details["status"]) == (code, retryable, status)
     assert f"server says {status}" in error.message
+    assert f"HTTP {status}" in error.message
+    assert "retry_after_ms" not in error.details  # the server sent no Retry-After
 
 
 def test_http_error_with_non_json_body(server: FakeServer) -> None:
     server.respond(502, b"<html>bad gateway</html>")
     error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
-    assert (error.code, error.details["status"], error.details["retryable"]) == (
-        "PROVIDER_HTTP_ERROR",
-        502,
-        True,
-    )
+    assert (error.code, error.details["status"], error.retryable) == ("PROVIDER_SERVER_ERROR", 502, True)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "expected_ms"),
+    [
+        (429, "2", 2_000),
+        (503, "0", 0),
+        (429, "Wed, 21 Oct 2015 07:28:00 GMT", 0),  # an HTTP date in the past: no wait
+        (429, "soon", None),  # unreadable: ignored
+        (500, "5", None),  # RFC 9110 gives Retry-After meaning on 503 and 429 only
+    ],
+)
+def test_retry_after_is_read_from_429_and_503(
+    server: FakeServer, status: int, retry_after: str, expected_ms: int | None
+) -> None:
+    server.reply = lambda: (status, b"{}", {"Retry-After": retry_after})
+    error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
+    assert error.details.get("retry_after_ms") == expected_ms
+    if expected_ms is not None:
+        assert f"Retry-After {expected_ms} ms" in error.message
+
+
+def test_retry_after_as_a_future_http_date() -> None:
+    from datetime import UTC, datetime
+
+    from wf_pipeline.providers.retry import parse_retry_after
+
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("Thu, 01 Jan 2026 12:00:03 GMT", now) == 3_000
+    assert parse_retry_after("Thursday, 01-Jan-26 12:00:03 GMT", now) == 3_000  # RFC 850 form
+    assert parse_retry_after("Thu Jan  1 12:00:03 2026", now) == 3_000  # asctime form
+    assert parse_retry_after(" 7 ", now) == 7_000
+    assert parse_retry_after("-1", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+def test_one_pooled_connection_serves_successive_calls(server: FakeServer) -> None:
+    server.answer('{"claims": []}')
+    with provider_for(server.base_url) as provider:
+        for _ in range(5):
+            provider.complete(make_request())
+    # Keep-alive: the five requests came over one TCP connection.
+    assert len({received["client_port"] for received in server.received}) == 1
+
+
+def test_a_closed_provider_fails_with_a_connection_error(server: FakeServer) -> None:
+    server.answer('{"claims": []}')
+    provider = provider_for(server.base_url)
+    provider.close()
+    provider.close()  # idempotent
+    error = provider_error(lambda: provider.complete(make_request()))
+    assert (error.code, error.retryable) == ("PROVIDER_CONNECTION_ERROR", True)
+    assert server.received == []
+
+
+def test_connect_and_read_timeouts_are_separate_and_bounded_by_the_request() -> None:
+    from wf_pipeline.providers.openai import OpenAIProvider
+
+    provider = provider_for("http://127.0.0.1:9/v1", connect_timeout_ms="300", read_timeout_ms="2000")
+    assert isinstance(provider, OpenAIProvider)
+    timeout = provider._timeout(make_request(timeout_ms=5_000))
+    assert (timeout.connect, timeout.read) == (0.3, 2.0)
+    bounded = provider._timeout(make_request(timeout_ms=100))
+    assert (bounded.connect, bounded.read) == (0.1, 0.1)
+    provider.close()
 
 
 @pytest.mark.parametrize(
@@ -197,7 +273,7 @@ def test_slow_server_times_out(server: FakeServer) -> None:
     server.reply = slow
     started = time.monotonic()
     error = provider_error(lambda: provider_for(server.base_url).complete(make_request(timeout_ms=200)))
-    assert (error.code, error.details["retryable"]) == ("PROVIDER_TIMEOUT", True)
+    assert (error.code, error.retryable, error.details["phase"]) == ("PROVIDER_TIMEOUT", True, "read")
     assert time.monotonic() - started < 1.4
 
 
@@ -208,7 +284,7 @@ def test_closed_port_is_a_connection_error() -> None:
     error = provider_error(
         lambda: provider_for(f"http://127.0.0.1:{port}/v1").complete(make_request(timeout_ms=2_000))
     )
-    assert (error.code, error.details["retryable"]) == ("PROVIDER_CONNECTION_ERROR", True)
+    assert (error.code, error.retryable) == ("PROVIDER_CONNECTION_ERROR", True)
 
 
 @pytest.mark.parametrize(
@@ -218,6 +294,9 @@ def test_closed_port_is_a_connection_error() -> None:
         {"base_url": "ftp://host/v1", "model": "m"},
         {"base_url": "http://127.0.0.1:1/v1"},
         {"base_url": "http://127.0.0.1:1/v1", "model": "m", "max_tokens": "many"},
+        {"base_url": "http://127.0.0.1:1/v1", "model": "m", "connect_timeout_ms": "0"},
+        {"base_url": "http://127.0.0.1:1/v1", "model": "m", "read_timeout_ms": "soon"},
+        {"base_url": "http://127.0.0.1:1/v1", "model": "m", "max_connections": True},
     ],
 )
 def test_invalid_configuration(options: dict) -> None:

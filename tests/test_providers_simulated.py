@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from wf_pipeline.errors import ProviderError
+from wf_pipeline.errors import PROVIDER_SIMULATED_FAILURE, PROVIDER_SIMULATED_TARGET_FAILURE, ProviderError
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, ContextTarget
 from wf_pipeline.providers import ProviderRequest, create_provider, provider_names
-from wf_pipeline.providers.simulated import FAILURE_CODE, SimulatedProvider
+from wf_pipeline.providers.simulated import SimulatedProvider
 from wf_pipeline.runtime.environment import provider_options
 
 LOADER_SOURCE = '''"""Load pipeline settings from TOML files."""
@@ -102,8 +103,8 @@ def failure_pattern(provider, threads: int = 100, calls_per_thread: int = 2) -> 
                 provider.complete(request_for(f"thread:{thread}", 0, inputs))
                 pattern.append(False)
             except ProviderError as exc:
-                assert exc.code == FAILURE_CODE
-                assert exc.details["retryable"] is True
+                assert exc.code == PROVIDER_SIMULATED_FAILURE
+                assert exc.retryable is True
                 pattern.append(True)
     return pattern
 
@@ -141,6 +142,19 @@ def test_latency_is_applied_per_call() -> None:
     assert time.perf_counter() - started >= 0.150
 
 
+def test_latency_over_the_request_timeout_is_a_timeout_after_that_timeout() -> None:
+    provider = simulated(latency_ms=5_000)
+    context = context_json("pkg/settings")
+    request = dataclasses.replace(request_for("thread:1", 0, {"context": context}), timeout_ms=200)
+    started = time.perf_counter()
+    with pytest.raises(ProviderError) as raised:
+        provider.complete(request)
+    elapsed = time.perf_counter() - started
+    assert raised.value.code == "PROVIDER_TIMEOUT"
+    assert (raised.value.details["latency_ms"], raised.value.details["timeout_ms"]) == (5_000, 200)
+    assert 0.2 <= elapsed < 2.0
+
+
 def test_concurrent_calls_overlap_their_latency() -> None:
     latency_s = 0.3
     provider = simulated(latency_ms=latency_s * 1000)
@@ -171,8 +185,8 @@ def test_failure_rate_one_always_fails_retryably() -> None:
     for index in range(len(DOCS_TURNS)):
         with pytest.raises(ProviderError) as raised:
             provider.complete(request_for("thread:1", index, texts))
-        assert raised.value.code == FAILURE_CODE
-        assert raised.value.details["retryable"] is True
+        assert raised.value.code == PROVIDER_SIMULATED_FAILURE
+        assert raised.value.retryable is True
     assert all(failure_pattern(provider, threads=50))
 
 
@@ -230,8 +244,8 @@ def test_fail_targets_fails_only_that_target_at_every_turn() -> None:
         for _attempt in range(3):
             with pytest.raises(ProviderError) as raised:
                 provider.complete(request_for("thread:beta", index, texts))
-            assert raised.value.code == FAILURE_CODE
-            assert raised.value.details["retryable"] is False
+            assert raised.value.code == PROVIDER_SIMULATED_TARGET_FAILURE
+            assert raised.value.retryable is False
             assert raised.value.details["target_path"] == "pkg/beta"
             assert raised.value.details["turn_id"] == turn_id
 
@@ -241,7 +255,7 @@ def test_fail_targets_matches_a_nested_suffix_and_the_root() -> None:
     for thread_id, path in (("thread:nested", "src/pkg/beta"), ("thread:root", ".")):
         with pytest.raises(ProviderError) as raised:
             provider.complete(request_for(thread_id, 0, {"context": context_json(path)}))
-        assert raised.value.details["retryable"] is False
+        assert (raised.value.code, raised.value.retryable) == (PROVIDER_SIMULATED_TARGET_FAILURE, False)
 
 
 def test_style_refine_target_is_unknown_to_a_provider_that_saw_no_context() -> None:
@@ -263,13 +277,13 @@ def test_fail_turns_restricts_where_failures_apply() -> None:
             continue
         with pytest.raises(ProviderError) as raised:
             provider.complete(request)
-        assert raised.value.details["retryable"] is True
+        assert (raised.value.code, raised.value.retryable) == (PROVIDER_SIMULATED_FAILURE, True)
 
     beta_texts = run_thread(create_provider("offline"), "thread:beta", "pkg/beta")
     assert provider.complete(request_for("thread:beta", 0, beta_texts)).text == beta_texts["evidence_map"]
     with pytest.raises(ProviderError) as raised:
         provider.complete(request_for("thread:beta", 1, beta_texts))
-    assert raised.value.details["retryable"] is False
+    assert (raised.value.code, raised.value.retryable) == (PROVIDER_SIMULATED_TARGET_FAILURE, False)
 
 
 def test_options_from_environment_strings() -> None:

@@ -1,26 +1,65 @@
-"""One error hierarchy with stable codes.
+"""One error hierarchy with stable codes, and the catalogue of every code.
 
 Every error the product raises on purpose is a `WfError` carrying a stable `code`
 (e.g. ``PROFILE_DUPLICATE_SEQ``). Callers and tests branch on the code, never on
 message text. Domain subclasses exist so an ``except`` can be narrow; the code is
 what identifies the failure.
+
+The catalogue below names every code once: the class that raises it, whether a
+turn attempt that failed with it is worth repeating (``retryable``), and what it
+means. Each code is a module-level constant (an `ErrorCode`, a ``str`` equal to its
+name), so ``raise ProviderError(PROVIDER_TIMEOUT, ...)`` and ``exc.code ==
+"PROVIDER_TIMEOUT"`` both hold, and JSON output shows the plain name.
+``tests/test_errors_catalogue.py`` scans the package source and fails when a raised
+code is missing here or is raised by another class than the one catalogued.
+
+Gate reason codes (``CLAIM_QUOTE_NOT_FOUND``...) and the turn outcomes
+``GATE_FAILED`` and ``RUN_CHILDREN_PENDING`` are verdicts recorded on a turn, not
+errors raised, so they are not in this catalogue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 
 class WfError(Exception):
-    """Base of every deliberate wf_pipeline failure."""
+    """Base of every deliberate wf_pipeline failure.
 
-    def __init__(self, code: str, message: str, **details: Any) -> None:
+    Args:
+        code: a stable code, one of the catalogue's constants (or its string name).
+        message: a human sentence with the figures that explain the failure (sizes in
+            bytes, times in ms, limits); never prompt text, context payload or model
+            output.
+        retryable: accepted for callers that state it; for a catalogued code it must
+            agree with the catalogue (a disagreement raises ``ValueError``, a programming
+            error). For a code missing from the catalogue it is the only source and
+            defaults to False.
+        **details: machine-readable figures (ids, sizes, limits) shown by ``to_dict``.
+
+    ``str(exc)`` is ``"CODE: message"``, the form the CLI prints.
+    """
+
+    def __init__(self, code: str, message: str, *, retryable: bool | None = None, **details: Any) -> None:
         super().__init__(f"{code}: {message}")
-        self.code = code
+        entry = CATALOGUE.get(code)
+        if entry is not None and retryable is not None and retryable != entry.retryable:
+            raise ValueError(f"{code} is catalogued with retryable={entry.retryable}, not {retryable}")
+        # A plain str: records, JSON and pickles carry the name, not the catalogue object.
+        self.code = str(code)
         self.message = message
         self.details = details
+        self.retryable: bool = entry.retryable if entry is not None else bool(retryable)
+
+    @property
+    def entry(self) -> ErrorCode | None:
+        """The catalogue entry of this error's code, or None for an uncatalogued code."""
+        return CATALOGUE.get(self.code)
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"code", "message", "details"?}``, the shape of the CLI's JSON error output."""
         return {
             "code": self.code,
             "message": self.message,
@@ -62,3 +101,315 @@ class GateError(WfError):
 
 class RunError(WfError):
     """Executing turns, threads and runs."""
+
+
+class ErrorCode(str):
+    """One catalogue entry: a ``str`` equal to the code's name, with its facts as attributes.
+
+    Attributes:
+        error_class: the `WfError` subclass that raises this code.
+        retryable: True when a turn attempt that failed with this code may succeed if
+            repeated unchanged (the turn's retry loop repeats only these).
+        meaning: what the code says went wrong, for readers of logs and records.
+    """
+
+    error_class: type[WfError]
+    retryable: bool
+    meaning: str
+
+    def __new__(cls, name: str, error_class: type[WfError], retryable: bool, meaning: str) -> ErrorCode:
+        code = super().__new__(cls, name)
+        code.error_class = error_class
+        code.retryable = retryable
+        code.meaning = meaning
+        return code
+
+    def __repr__(self) -> str:
+        return f"ErrorCode({str(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # Unpickles to the catalogue's own entry.
+        return (lookup, (str(self),))
+
+
+_CATALOGUE: dict[str, ErrorCode] = {}
+#: Every code by name, read-only.
+CATALOGUE: Mapping[str, ErrorCode] = MappingProxyType(_CATALOGUE)
+
+
+def _code(name: str, error_class: type[WfError], *, retryable: bool = False, meaning: str) -> ErrorCode:
+    if name in _CATALOGUE:
+        raise ValueError(f"error code {name} is catalogued twice")
+    code = ErrorCode(name, error_class, retryable, meaning)
+    _CATALOGUE[name] = code
+    return code
+
+
+def lookup(name: str) -> ErrorCode:
+    """The catalogue entry named ``name``; ``KeyError`` when no such code is catalogued."""
+    return _CATALOGUE[name]
+
+
+# --- configuration -------------------------------------------------------------------------
+CONFIG_BAD_EXECUTOR = _code("CONFIG_BAD_EXECUTOR", ConfigError, meaning="WF_EXECUTOR names no known executor")
+CONFIG_BAD_EXECUTOR_CONFIG = _code(
+    "CONFIG_BAD_EXECUTOR_CONFIG",
+    ConfigError,
+    meaning="the executor config file cannot be read or is not a YAML mapping",
+)
+CONFIG_BAD_NUMBER = _code(
+    "CONFIG_BAD_NUMBER", ConfigError, meaning="a numeric WF_* setting is not a positive whole number"
+)
+CONFIG_EXECUTOR_UNAVAILABLE = _code(
+    "CONFIG_EXECUTOR_UNAVAILABLE",
+    ConfigError,
+    meaning="the chosen executor needs a package that is not installed",
+)
+CONFIG_PROVIDER_MISSING = _code(
+    "CONFIG_PROVIDER_MISSING", ConfigError, meaning="no provider is configured for the runtime"
+)
+
+# --- workspace tree ------------------------------------------------------------------------
+TREE_CHANGED_DURING_RUN = _code(
+    "TREE_CHANGED_DURING_RUN",
+    TreeError,
+    meaning="a file of the scanned tree changed or vanished before its context was read",
+)
+TREE_IGNORE_PATTERN_INVALID = _code(
+    "TREE_IGNORE_PATTERN_INVALID", TreeError, meaning="an ignore pattern is not valid gitignore syntax"
+)
+TREE_INVALID_OPTION = _code("TREE_INVALID_OPTION", TreeError, meaning="a scan option is out of range")
+TREE_NODE_NOT_FOUND = _code("TREE_NODE_NOT_FOUND", TreeError, meaning="no node at that path in the scan")
+TREE_NOT_A_DIRECTORY = _code("TREE_NOT_A_DIRECTORY", TreeError, meaning="the path is not a directory")
+TREE_PATH_MISSING = _code("TREE_PATH_MISSING", TreeError, meaning="the path to scan does not exist")
+TREE_UNREADABLE = _code("TREE_UNREADABLE", TreeError, meaning="the scan root cannot be read or listed")
+
+# --- content-addressed storage -------------------------------------------------------------
+CAS_BACKEND_ERROR = _code(
+    "CAS_BACKEND_ERROR", CasError, meaning="the storage backend failed to read or write an object"
+)
+CAS_DECODE_ERROR = _code("CAS_DECODE_ERROR", CasError, meaning="an artifact read as text is not UTF-8")
+CAS_DIGEST_MISMATCH = _code(
+    "CAS_DIGEST_MISMATCH", CasError, meaning="stored bytes no longer hash to their artifact id (corruption)"
+)
+CAS_INVALID_ID = _code("CAS_INVALID_ID", CasError, meaning="not an artifact id of the form sha256:<hex>")
+CAS_INVALID_JSON = _code("CAS_INVALID_JSON", CasError, meaning="an artifact read as JSON is not JSON")
+CAS_INVALID_REF = _code("CAS_INVALID_REF", CasError, meaning="a ref name has characters refs may not use")
+CAS_INVALID_URL = _code("CAS_INVALID_URL", CasError, meaning="the CAS URL names no usable storage")
+CAS_NOT_FOUND = _code("CAS_NOT_FOUND", CasError, meaning="no artifact with that id is stored")
+CAS_REF_CORRUPT = _code("CAS_REF_CORRUPT", CasError, meaning="a ref does not hold an artifact id")
+CAS_REF_NOT_FOUND = _code("CAS_REF_NOT_FOUND", CasError, meaning="no ref with that name is stored")
+
+# --- profiles ------------------------------------------------------------------------------
+PROFILE_DUPLICATE_GATE_ID = _code(
+    "PROFILE_DUPLICATE_GATE_ID", ProfileError, meaning="two gates of one profile share a gate_id"
+)
+PROFILE_DUPLICATE_OUTPUT_TYPE = _code(
+    "PROFILE_DUPLICATE_OUTPUT_TYPE", ProfileError, meaning="two turns of one profile share an output_type"
+)
+PROFILE_DUPLICATE_SEQ = _code(
+    "PROFILE_DUPLICATE_SEQ", ProfileError, meaning="two turns of one profile share a seq"
+)
+PROFILE_DUPLICATE_TURN_ID = _code(
+    "PROFILE_DUPLICATE_TURN_ID", ProfileError, meaning="two turns of one profile share a turn_id"
+)
+PROFILE_DUPLICATE_WORKFLOW_ID = _code(
+    "PROFILE_DUPLICATE_WORKFLOW_ID", ProfileError, meaning="one layer defines a workflow_id twice"
+)
+PROFILE_NOT_FOUND = _code("PROFILE_NOT_FOUND", ProfileError, meaning="no layer defines that workflow_id")
+PROFILE_PARSE_ERROR = _code(
+    "PROFILE_PARSE_ERROR", ProfileError, meaning="a profile file cannot be read or is not valid YAML"
+)
+PROFILE_SCHEMA_INVALID = _code(
+    "PROFILE_SCHEMA_INVALID", ProfileError, meaning="a profile does not match the profile schema"
+)
+PROFILE_TEMPLATE_RENDER_FAILED = _code(
+    "PROFILE_TEMPLATE_RENDER_FAILED", ProfileError, meaning="a prompt template failed while rendering"
+)
+PROFILE_TEMPLATE_SECURITY = _code(
+    "PROFILE_TEMPLATE_SECURITY",
+    ProfileError,
+    meaning="a prompt template tried an operation the sandbox forbids",
+)
+PROFILE_TEMPLATE_SYNTAX = _code(
+    "PROFILE_TEMPLATE_SYNTAX", ProfileError, meaning="a prompt template is not valid Jinja syntax"
+)
+PROFILE_TEMPLATE_UNDEFINED = _code(
+    "PROFILE_TEMPLATE_UNDEFINED",
+    ProfileError,
+    meaning="a prompt template uses a variable the turn does not have",
+)
+PROFILE_UNDECLARED_GATE = _code(
+    "PROFILE_UNDECLARED_GATE", ProfileError, meaning="a turn names a gate the profile does not declare"
+)
+PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE = _code(
+    "PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE",
+    ProfileError,
+    meaning="final_artifact_type names an output no turn produces",
+)
+PROFILE_UNKNOWN_GATE_TYPE = _code(
+    "PROFILE_UNKNOWN_GATE_TYPE", ProfileError, meaning="a gate's gate_type is not registered"
+)
+PROFILE_UNKNOWN_TURN = _code("PROFILE_UNKNOWN_TURN", ProfileError, meaning="the profile has no such turn")
+PROFILE_UNRESOLVED_INPUT_REF = _code(
+    "PROFILE_UNRESOLVED_INPUT_REF", ProfileError, meaning="a turn's input_ref is produced by no earlier turn"
+)
+PROFILE_UNRESOLVED_PROMPT_REF = _code(
+    "PROFILE_UNRESOLVED_PROMPT_REF", ProfileError, meaning="a turn's prompt_ref names no readable file"
+)
+
+# --- metadata, budgets and payload schemas -------------------------------------------------
+METADATA_BUDGET_EXCEEDED = _code(
+    "METADATA_BUDGET_EXCEEDED",
+    MetadataError,
+    meaning="a metadata value, a frame or a prompt/context artifact is over its byte budget",
+)
+METADATA_DUPLICATE_KEY = _code(
+    "METADATA_DUPLICATE_KEY", MetadataError, meaning="a key registry declares one key twice"
+)
+METADATA_EPHEMERAL_KEY = _code(
+    "METADATA_EPHEMERAL_KEY", MetadataError, meaning="an ephemeral key was offered for persisted metadata"
+)
+METADATA_INVALID_BUDGET = _code(
+    "METADATA_INVALID_BUDGET", MetadataError, meaning="a budget is not a positive number of bytes"
+)
+METADATA_INVALID_DESCRIPTOR = _code(
+    "METADATA_INVALID_DESCRIPTOR", MetadataError, meaning="a key descriptor is inconsistent"
+)
+METADATA_INVALID_VALUE = _code(
+    "METADATA_INVALID_VALUE", MetadataError, meaning="a metadata value does not match its key's schema type"
+)
+METADATA_RAW_TEXT_REJECTED = _code(
+    "METADATA_RAW_TEXT_REJECTED",
+    MetadataError,
+    meaning="a metadata value looks like raw prompt or context text",
+)
+METADATA_UNKNOWN_ARTIFACT_ROLE = _code(
+    "METADATA_UNKNOWN_ARTIFACT_ROLE", MetadataError, meaning="no artifact budget exists for that role"
+)
+METADATA_UNKNOWN_KEY = _code(
+    "METADATA_UNKNOWN_KEY", MetadataError, meaning="a metadata key is not in the key registry"
+)
+OUTPUT_NOT_JSON = _code("OUTPUT_NOT_JSON", MetadataError, meaning="a structured output is not JSON")
+OUTPUT_SCHEMA_VIOLATION = _code(
+    "OUTPUT_SCHEMA_VIOLATION", MetadataError, meaning="a structured output does not match its payload schema"
+)
+
+# --- record store --------------------------------------------------------------------------
+RECORD_BAD_OPTION = _code(
+    "RECORD_BAD_OPTION", RecordError, meaning="a record-store option (schema, table prefix) is invalid"
+)
+RECORD_BAD_URL = _code("RECORD_BAD_URL", RecordError, meaning="the records URL names no supported database")
+RECORD_INTEGRITY = _code(
+    "RECORD_INTEGRITY", RecordError, meaning="a write would contradict a record already stored"
+)
+RECORD_INVALID = _code("RECORD_INVALID", RecordError, meaning="a record fails its schema")
+RECORD_SCHEMA_MISMATCH = _code(
+    "RECORD_SCHEMA_MISMATCH", RecordError, meaning="the database holds another schema version than this code"
+)
+RECORD_UNAVAILABLE = _code("RECORD_UNAVAILABLE", RecordError, meaning="the record store cannot be reached")
+
+# --- providers -----------------------------------------------------------------------------
+PROVIDER_BAD_RESPONSE = _code(
+    "PROVIDER_BAD_RESPONSE",
+    ProviderError,
+    retryable=True,
+    meaning="the provider answered 2xx with a body that holds no usable completion",
+)
+PROVIDER_CONFIG_INVALID = _code(
+    "PROVIDER_CONFIG_INVALID", ProviderError, meaning="a provider option is missing or malformed"
+)
+PROVIDER_CONNECTION_ERROR = _code(
+    "PROVIDER_CONNECTION_ERROR",
+    ProviderError,
+    retryable=True,
+    meaning="the provider's endpoint could not be reached or dropped the connection",
+)
+PROVIDER_HTTP_ERROR = _code(
+    "PROVIDER_HTTP_ERROR",
+    ProviderError,
+    meaning="the provider answered a non-2xx status other than 429 and 5xx (a refusal): repeating it gets the same",
+)
+PROVIDER_INPUT_INVALID = _code(
+    "PROVIDER_INPUT_INVALID", ProviderError, meaning="a turn input the provider needs is not valid"
+)
+PROVIDER_INPUT_MISSING = _code(
+    "PROVIDER_INPUT_MISSING", ProviderError, meaning="a turn input the provider needs is absent"
+)
+PROVIDER_MISSING_KEY = _code(
+    "PROVIDER_MISSING_KEY", ProviderError, meaning="the provider requires an API key and none is set"
+)
+PROVIDER_RATE_LIMITED = _code(
+    "PROVIDER_RATE_LIMITED",
+    ProviderError,
+    retryable=True,
+    meaning="the provider answered 429 Too Many Requests (its Retry-After is honoured)",
+)
+PROVIDER_SERVER_ERROR = _code(
+    "PROVIDER_SERVER_ERROR",
+    ProviderError,
+    retryable=True,
+    meaning="the provider answered a 5xx status (a 503's Retry-After is honoured)",
+)
+PROVIDER_SIMULATED_FAILURE = _code(
+    "PROVIDER_SIMULATED_FAILURE",
+    ProviderError,
+    retryable=True,
+    meaning="the simulated provider's failure_rate failed this call",
+)
+PROVIDER_SIMULATED_TARGET_FAILURE = _code(
+    "PROVIDER_SIMULATED_TARGET_FAILURE",
+    ProviderError,
+    meaning="the simulated provider fails every call for this target (fail_targets)",
+)
+PROVIDER_TIMEOUT = _code(
+    "PROVIDER_TIMEOUT",
+    ProviderError,
+    retryable=True,
+    meaning="no answer within the time left before the turn's deadline (timeout_ms)",
+)
+PROVIDER_UNKNOWN = _code(
+    "PROVIDER_UNKNOWN", ProviderError, meaning="no provider is registered under that name"
+)
+PROVIDER_UNSUPPORTED_OUTPUT = _code(
+    "PROVIDER_UNSUPPORTED_OUTPUT", ProviderError, meaning="the provider cannot produce that output type"
+)
+
+# --- gates ---------------------------------------------------------------------------------
+GATE_DUPLICATE_TYPE = _code("GATE_DUPLICATE_TYPE", GateError, meaning="a gate type is registered twice")
+GATE_RULES_INVALID = _code("GATE_RULES_INVALID", GateError, meaning="a gate's rules are malformed")
+GATE_UNKNOWN_TYPE = _code("GATE_UNKNOWN_TYPE", GateError, meaning="no gate evaluator has that gate_type")
+
+# --- running turns, threads and runs -------------------------------------------------------
+RUN_CONTEXT_MISSING = _code(
+    "RUN_CONTEXT_MISSING", RunError, meaning="a thread has no recorded context snapshot"
+)
+RUN_INPUT_NOT_READY = _code(
+    "RUN_INPUT_NOT_READY", RunError, meaning="a turn's input has no completed output upstream"
+)
+RUN_NO_OUTPUT_DIR = _code(
+    "RUN_NO_OUTPUT_DIR", RunError, meaning="outputs need an output folder or in-place writing"
+)
+RUN_OUTPUT_SHAPE = _code(
+    "RUN_OUTPUT_SHAPE",
+    RunError,
+    retryable=True,
+    meaning="the model's output is empty or not the JSON object the turn needs (a new answer may be)",
+)
+RUN_OUTPUT_TOO_LARGE = _code(
+    "RUN_OUTPUT_TOO_LARGE",
+    RunError,
+    retryable=True,
+    meaning="the model's output is over artifact_policy.max_output_bytes (a new answer may be shorter)",
+)
+RUN_PROVIDER_NOT_PORTABLE = _code(
+    "RUN_PROVIDER_NOT_PORTABLE",
+    RunError,
+    meaning="a provider object cannot reach the steps of a multi-process executor",
+)
+RUN_TARGET_CHANGED = _code(
+    "RUN_TARGET_CHANGED", RunError, meaning="the target changed since its thread was planned"
+)
+RUN_UNKNOWN_TARGET = _code("RUN_UNKNOWN_TARGET", RunError, meaning="no target is registered under that key")
+RUN_UNKNOWN_THREAD = _code("RUN_UNKNOWN_THREAD", RunError, meaning="no thread has that id")
+RUN_UNKNOWN_TURN = _code("RUN_UNKNOWN_TURN", RunError, meaning="the workflow has no turn with that id")

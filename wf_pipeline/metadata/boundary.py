@@ -75,15 +75,7 @@ class FrameMetadataBoundary:
             self._check_value(descriptor, value, forbidden)
             accepted[key] = value
             frame_bytes += _utf8_size(key) + _utf8_size(value)
-        if frame_bytes > self.budgets.per_frame_max_bytes:
-            raise MetadataError(
-                "METADATA_BUDGET_EXCEEDED",
-                f"frame metadata of {frame_bytes} bytes exceeds the frame budget of "
-                f"{self.budgets.per_frame_max_bytes} bytes",
-                scope="frame",
-                size=frame_bytes,
-                limit=self.budgets.per_frame_max_bytes,
-            )
+        self.budgets.check_frame(frame_bytes)
         return accepted
 
     def _descriptor(self, key: object) -> KeyDescriptor:
@@ -119,17 +111,7 @@ class FrameMetadataBoundary:
             raise MetadataError(
                 "METADATA_INVALID_VALUE", f"value of {key} is not a valid {descriptor.schema_type}", key=key
             )
-        limit = self.budgets.key_limit(descriptor)
-        size = _utf8_size(value)
-        if size > limit:
-            raise MetadataError(
-                "METADATA_BUDGET_EXCEEDED",
-                f"value of {key} is {size} bytes, over its budget of {limit} bytes",
-                scope="key",
-                key=key,
-                size=size,
-                limit=limit,
-            )
+        self.budgets.check_key(descriptor, _utf8_size(value))
 
     @staticmethod
     def _is_raw_text(descriptor: KeyDescriptor, value: str, forbidden: tuple[str, ...]) -> bool:

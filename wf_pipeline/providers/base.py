@@ -11,11 +11,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from wf_pipeline.errors import ProviderError
+from wf_pipeline.errors import PROVIDER_UNKNOWN, ProviderError
 
 
 @dataclass(frozen=True)
 class ProviderRequest:
+    """One call to a provider: ids, the rendered prompts and the raw inputs, never stored here.
+
+    ``timeout_ms`` is the time this call may take: the runtime sets it to what is left
+    of the turn's deadline (``timeout_ms`` of the turn, for all attempts and waits), so
+    an HTTP provider bounds its request by it. The runtime enforces the deadline itself
+    too (`wf_pipeline.providers.retry.call_within`), for providers that cannot.
+    """
+
     workflow_id: str
     thread_id: str
     turn_id: str
@@ -30,6 +38,8 @@ class ProviderRequest:
 
 @dataclass(frozen=True)
 class ProviderResponse:
+    """A provider's answer: the output text, who produced it, and token counts if the server gave them."""
+
     text: str
     provider_type: str
     model: str
@@ -37,10 +47,25 @@ class ProviderResponse:
 
 
 class Provider(Protocol):
+    """What the runtime calls. ``complete`` may be called from several threads at once.
+
+    ``complete`` returns a `ProviderResponse` or raises a `ProviderError` whose code's
+    ``retryable`` flag in the error catalogue tells the runtime whether to try again.
+    A provider that holds resources (connections) also has ``close()``; callers release
+    it through `close_provider`.
+    """
+
     provider_type: str
     model: str
 
     def complete(self, request: ProviderRequest) -> ProviderResponse: ...
+
+
+def close_provider(provider: object) -> None:
+    """Release what ``provider`` holds (a connection pool) if it has a ``close()``; idempotent."""
+    close = getattr(provider, "close", None)
+    if callable(close):
+        close()
 
 
 ProviderFactory = Callable[[Mapping[str, Any], Mapping[str, str]], Provider]
@@ -48,6 +73,8 @@ _FACTORIES: dict[str, ProviderFactory] = {}
 
 
 def register_provider(name: str) -> Callable[[ProviderFactory], ProviderFactory]:
+    """Decorator: register ``factory(options, env)`` as the provider called ``name``."""
+
     def decorator(factory: ProviderFactory) -> ProviderFactory:
         _FACTORIES[name] = factory
         return factory
@@ -56,6 +83,7 @@ def register_provider(name: str) -> Callable[[ProviderFactory], ProviderFactory]
 
 
 def provider_names() -> list[str]:
+    """Names of every registered provider, sorted."""
     _load_builtin()
     return sorted(_FACTORIES)
 
@@ -63,7 +91,12 @@ def provider_names() -> list[str]:
 def create_provider(
     name: str, options: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
 ) -> Provider:
-    """Build the provider registered as ``name`` with ``options`` and an environment for secrets."""
+    """Build the provider registered as ``name`` with ``options`` and an environment for secrets.
+
+    Raises:
+        ProviderError: ``PROVIDER_UNKNOWN`` when no provider has that name; the factory's
+            own codes (``PROVIDER_CONFIG_INVALID``, ``PROVIDER_MISSING_KEY``) for bad options.
+    """
     import os
 
     _load_builtin()
@@ -71,7 +104,7 @@ def create_provider(
         factory = _FACTORIES[name]
     except KeyError:
         raise ProviderError(
-            "PROVIDER_UNKNOWN", f"no provider named {name!r} (known: {', '.join(sorted(_FACTORIES))})"
+            PROVIDER_UNKNOWN, f"no provider named {name!r} (known: {', '.join(sorted(_FACTORIES))})"
         ) from None
     return factory(dict(options or {}), os.environ if env is None else env)
 

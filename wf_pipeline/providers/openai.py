@@ -1,60 +1,114 @@
-"""OpenAI chat-completions wire provider.
+"""OpenAI chat-completions wire provider, on one pooled ``httpx.Client``.
 
 Speaks ``POST {base_url}/chat/completions``, which OpenAI, Ollama, vLLM and the
 llama.cpp server all accept. The API key comes from the environment and is optional,
 since local servers usually need none. Errors carry the HTTP status and the server's
 own error message, never the prompt or the model output.
+
+Why httpx and not the official ``openai`` client with ``base_url``: the official
+client does speak to Ollama, vLLM and llama.cpp through ``base_url``, but it brings a
+retry loop of its own (which would stack on the turn's tenacity loop and its deadline
+unless switched off), insists on an API key (local servers need none, so a dummy key
+would be faked), reads ``OPENAI_*`` variables of the process by itself (settings here
+travel as values), and maps errors to its own exception classes that would then be
+mapped again to our codes. The wire is one POST with a JSON body; httpx (which the
+official client is built on) gives the pooled, thread-safe connections and the
+separate connect and read timeouts, and every status maps straight onto a catalogue
+code. So this provider uses httpx directly.
+
+Each provider instance owns one ``httpx.Client`` (a keep-alive connection pool shared
+by the concurrent calls of a run); ``close()`` releases it.
+
+Options (strings when they come from ``WF_OPENAI_*`` variables): ``base_url`` and
+``model`` (required); ``api_key_env`` (default ``OPENAI_API_KEY``) and ``require_key``;
+``temperature``, ``max_tokens``, ``json_mode``; ``connect_timeout_ms`` (default 10000)
+and ``read_timeout_ms`` (default: no limit of its own), each further bounded by the time
+left before the turn's deadline (the request's ``timeout_ms``); ``max_connections``
+(default 16) for the pool.
+
+Status codes map onto the error catalogue: 429 is ``PROVIDER_RATE_LIMITED`` and 5xx
+``PROVIDER_SERVER_ERROR`` (both retryable; a 429's or 503's ``Retry-After``, in seconds
+or as an HTTP date per RFC 9110 section 10.2.3, goes into the ``retry_after_ms``
+detail, which the retry loop honours); any other non-2xx status is
+``PROVIDER_HTTP_ERROR`` (not retryable).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import socket
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.client import HTTPException
 from typing import Any
 from urllib.parse import urlparse
 
-from wf_pipeline.errors import ProviderError
+import httpx
+
+from wf_pipeline.errors import (
+    PROVIDER_BAD_RESPONSE,
+    PROVIDER_CONFIG_INVALID,
+    PROVIDER_CONNECTION_ERROR,
+    PROVIDER_HTTP_ERROR,
+    PROVIDER_MISSING_KEY,
+    PROVIDER_RATE_LIMITED,
+    PROVIDER_SERVER_ERROR,
+    PROVIDER_TIMEOUT,
+    ErrorCode,
+    ProviderError,
+)
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
+from wf_pipeline.providers.retry import RETRY_AFTER_DETAIL, parse_retry_after
 
 PROVIDER_TYPE = "openai"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+DEFAULT_MAX_CONNECTIONS = 16
 # Server error messages are echoed into our errors; a bound keeps them log-sized.
 MAX_SERVER_MESSAGE_CHARS = 300
+# RFC 9110 defines Retry-After for 503 (and 3xx); RFC 6585 adds it to 429.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 _JSON_FENCE = re.compile(r"^```[A-Za-z]*[ \t]*\n(?P<body>.*?)\n?```$", re.DOTALL)
 
 
 @dataclass(frozen=True)
 class OpenAIOptions:
+    """Validated options of one OpenAI-wire provider (timeouts in ms, None for no limit of its own)."""
+
     base_url: str
     model: str
     api_key: str | None
     temperature: float = 0.0
     max_tokens: int | None = None
     json_mode: bool = True
+    connect_timeout_ms: int = DEFAULT_CONNECT_TIMEOUT_MS
+    read_timeout_ms: int | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], env: Mapping[str, str]) -> OpenAIOptions:
+        """Read ``options`` (strings from the environment are parsed) and the key from ``env``.
+
+        Raises:
+            ProviderError: ``PROVIDER_CONFIG_INVALID`` naming the option and its value;
+                ``PROVIDER_MISSING_KEY`` when ``require_key`` is set and the key variable is empty.
+        """
         base_url = options.get("base_url")
         model = options.get("model")
         parsed = urlparse(base_url) if isinstance(base_url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ProviderError(
-                "PROVIDER_CONFIG_INVALID", "option base_url must be an http(s) URL", option="base_url"
+                PROVIDER_CONFIG_INVALID,
+                f"option base_url must be an http(s) URL, got {base_url!r}",
+                option="base_url",
             )
         if not isinstance(model, str) or not model.strip():
-            raise ProviderError("PROVIDER_CONFIG_INVALID", "option model is required", option="model")
+            raise ProviderError(PROVIDER_CONFIG_INVALID, "option model is required", option="model")
         key_env = str(options.get("api_key_env") or DEFAULT_API_KEY_ENV)
         api_key = env.get(key_env) or None
         if api_key is None and _flag(options.get("require_key"), default=False):
             raise ProviderError(
-                "PROVIDER_MISSING_KEY", f"environment variable {key_env} is not set", api_key_env=key_env
+                PROVIDER_MISSING_KEY, f"environment variable {key_env} is not set", api_key_env=key_env
             )
         max_tokens = options.get("max_tokens")
         try:
@@ -62,8 +116,9 @@ class OpenAIOptions:
             max_tokens = int(max_tokens) if max_tokens is not None else None
         except (TypeError, ValueError):
             raise ProviderError(
-                "PROVIDER_CONFIG_INVALID",
-                "options temperature and max_tokens must be numbers",
+                PROVIDER_CONFIG_INVALID,
+                f"options temperature and max_tokens must be numbers, got {options.get('temperature')!r} "
+                f"and {options.get('max_tokens')!r}",
                 option="temperature|max_tokens",
             ) from None
         return cls(
@@ -73,7 +128,27 @@ class OpenAIOptions:
             temperature=temperature,
             max_tokens=max_tokens,
             json_mode=_flag(options.get("json_mode"), default=True),
+            connect_timeout_ms=_positive_int(options, "connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT_MS),
+            read_timeout_ms=_positive_int(options, "read_timeout_ms", None),
+            max_connections=_positive_int(options, "max_connections", DEFAULT_MAX_CONNECTIONS),
         )
+
+
+def _positive_int(options: Mapping[str, Any], option: str, default: int | None) -> int | None:
+    value = options.get(option)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(str(value).strip()) if not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or number <= 0:
+        raise ProviderError(
+            PROVIDER_CONFIG_INVALID,
+            f"option {option} must be a positive integer, got {value!r}",
+            option=option,
+        )
+    return number
 
 
 def _flag(value: Any, *, default: bool) -> bool:
@@ -87,7 +162,7 @@ def _flag(value: Any, *, default: bool) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise ProviderError("PROVIDER_CONFIG_INVALID", f"option value {value!r} is not a boolean", option="flag")
+    raise ProviderError(PROVIDER_CONFIG_INVALID, f"option value {value!r} is not a boolean", option="flag")
 
 
 def strip_json_fence(content: str) -> str:
@@ -106,17 +181,54 @@ def _server_message(body: bytes) -> str | None:
     return message[:MAX_SERVER_MESSAGE_CHARS] if isinstance(message, str) else None
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, (TimeoutError, socket.timeout))
+def status_code(status: int) -> ErrorCode:
+    """The catalogue code of a non-2xx HTTP status: 429 rate limited, 5xx server error, else refused."""
+    if status == 429:
+        return PROVIDER_RATE_LIMITED
+    if status >= 500:
+        return PROVIDER_SERVER_ERROR
+    return PROVIDER_HTTP_ERROR
+
+
+_TIMEOUT_PHASES = {
+    httpx.ConnectTimeout: "connect",
+    httpx.ReadTimeout: "read",
+    httpx.WriteTimeout: "write",
+    httpx.PoolTimeout: "pool",
+}
 
 
 class OpenAIProvider:
+    """Calls one chat-completions endpoint through a pooled ``httpx.Client`` (thread-safe)."""
+
     provider_type = PROVIDER_TYPE
 
     def __init__(self, options: OpenAIOptions) -> None:
+        """Open the connection pool (no connection is made until the first call)."""
         self.options = options
         self.model = options.model
         self.endpoint = f"{options.base_url}/chat/completions"
+        headers = {"Accept": "application/json"}
+        if options.api_key:
+            headers["Authorization"] = f"Bearer {options.api_key}"
+        self._client = httpx.Client(
+            headers=headers,
+            limits=httpx.Limits(
+                max_connections=options.max_connections, max_keepalive_connections=options.max_connections
+            ),
+            # Settings travel as values: proxy variables and CA bundle paths of the process are not read.
+            trust_env=False,
+        )
+
+    def close(self) -> None:
+        """Close the pooled connections; idempotent. Later calls fail with PROVIDER_CONNECTION_ERROR."""
+        self._client.close()
+
+    def __enter__(self) -> OpenAIProvider:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _body(self, request: ProviderRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -133,60 +245,74 @@ class OpenAIProvider:
             body["response_format"] = {"type": "json_object"}
         return body
 
-    def _post(self, request: ProviderRequest) -> bytes:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.options.api_key:
-            headers["Authorization"] = f"Bearer {self.options.api_key}"
-        http_request = urllib.request.Request(
-            self.endpoint,
-            data=json.dumps(self._body(request)).encode("utf-8"),
-            headers=headers,
-            method="POST",
+    def _timeout(self, request: ProviderRequest) -> httpx.Timeout:
+        """Connect and read timeouts, each bounded by the time the call may take (request.timeout_ms)."""
+        left_s = request.timeout_ms / 1000
+        read_ms = self.options.read_timeout_ms
+        read_s = min(left_s, read_ms / 1000) if read_ms is not None else left_s
+        return httpx.Timeout(
+            connect=min(left_s, self.options.connect_timeout_ms / 1000),
+            read=read_s,
+            write=left_s,
+            pool=left_s,
         )
+
+    def _post(self, request: ProviderRequest) -> bytes:
         where = {"endpoint": self.endpoint, "turn_id": request.turn_id}
         try:
-            with urllib.request.urlopen(http_request, timeout=request.timeout_ms / 1000) as response:
-                return response.read()
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            message = _server_message(exc.read() or b"")
+            response = self._client.post(
+                self.endpoint, json=self._body(request), timeout=self._timeout(request)
+            )
+        except httpx.TimeoutException as exc:
+            phase = _TIMEOUT_PHASES.get(type(exc), "read")
             raise ProviderError(
-                "PROVIDER_HTTP_ERROR",
-                f"HTTP {status} from {self.endpoint}" + (f": {message}" if message else ""),
-                status=status,
-                retryable=status == 429 or status >= 500,
+                PROVIDER_TIMEOUT,
+                f"no answer from {self.endpoint} within {request.timeout_ms} ms ({phase} timeout)",
+                timeout_ms=request.timeout_ms,
+                phase=phase,
                 **where,
             ) from None
-        except urllib.error.URLError as exc:
-            if _is_timeout(exc.reason):
-                raise self._timeout(request, where) from None
+        except (httpx.TransportError, RuntimeError) as exc:
+            # RuntimeError: the client was closed.
             raise ProviderError(
-                "PROVIDER_CONNECTION_ERROR",
-                f"cannot reach {self.endpoint}: {exc.reason}",
-                retryable=True,
+                PROVIDER_CONNECTION_ERROR,
+                f"cannot reach {self.endpoint}: {type(exc).__name__}",
                 **where,
             ) from None
-        except TimeoutError:
-            raise self._timeout(request, where) from None
-        except (OSError, HTTPException) as exc:
-            raise ProviderError(
-                "PROVIDER_CONNECTION_ERROR",
-                f"connection to {self.endpoint} failed: {type(exc).__name__}",
-                retryable=True,
-                **where,
-            ) from None
-
-    def _timeout(self, request: ProviderRequest, where: dict[str, str]) -> ProviderError:
-        message = f"no answer from {self.endpoint} within {request.timeout_ms} ms"
-        return ProviderError("PROVIDER_TIMEOUT", message, retryable=True, **where)
+        if response.is_success:
+            return response.content
+        status = response.status_code
+        message = _server_message(response.content)
+        details: dict[str, Any] = {"status": status, **where}
+        if status in RETRY_AFTER_STATUSES:
+            retry_after_ms = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after_ms is not None:
+                details[RETRY_AFTER_DETAIL] = retry_after_ms
+        wait = f", Retry-After {details[RETRY_AFTER_DETAIL]} ms" if RETRY_AFTER_DETAIL in details else ""
+        raise ProviderError(
+            status_code(status),
+            f"HTTP {status} from {self.endpoint}{wait}" + (f": {message}" if message else ""),
+            **details,
+        )
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """POST the request and return the first choice's content (JSON fences stripped for JSON turns).
+
+        Returns:
+            A `ProviderResponse` with the token counts the server reported in ``usage``.
+
+        Raises:
+            ProviderError: ``PROVIDER_TIMEOUT`` (connect or read timeout, bounded by
+                ``request.timeout_ms``), ``PROVIDER_CONNECTION_ERROR``, ``PROVIDER_RATE_LIMITED``
+                (429), ``PROVIDER_SERVER_ERROR`` (5xx), ``PROVIDER_HTTP_ERROR`` (other statuses),
+                ``PROVIDER_BAD_RESPONSE`` (a 2xx body without usable content).
+        """
         raw = self._post(request)
 
         def bad_response(what: str) -> ProviderError:
-            message = f"{self.endpoint} answered {what}"
+            message = f"{self.endpoint} answered {what} ({len(raw)} bytes)"
             return ProviderError(
-                "PROVIDER_BAD_RESPONSE", message, endpoint=self.endpoint, turn_id=request.turn_id
+                PROVIDER_BAD_RESPONSE, message, endpoint=self.endpoint, turn_id=request.turn_id, size=len(raw)
             )
 
         try:
@@ -216,4 +342,5 @@ class OpenAIProvider:
 
 @register_provider(PROVIDER_TYPE)
 def openai_provider(options: Mapping[str, Any], env: Mapping[str, str]) -> OpenAIProvider:
+    """Build an `OpenAIProvider`; raises what `OpenAIOptions.from_options` raises."""
     return OpenAIProvider(OpenAIOptions.from_options(options, env))

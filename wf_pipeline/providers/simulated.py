@@ -7,15 +7,18 @@ real; on top of that a call can be slowed down and made to fail.
 Options (strings when they come from ``WF_SIMULATED_*`` variables):
 
 - ``latency_ms``: sleep this long in every call, failing ones included. ``time.sleep``
-  releases the GIL, so concurrent calls overlap the way network calls do.
-- ``failure_rate``: probability in [0, 1] that a call fails with a retryable
-  ``PROVIDER_SIMULATED_FAILURE``. The draw is a hash of (seed, thread id, turn id,
-  call number of that thread and turn), so a run repeats exactly and a retry of the
-  same turn draws again and can succeed.
+  releases the GIL, so concurrent calls overlap the way network calls do. Like a
+  network call with a timeout, a call whose latency is longer than the request's
+  ``timeout_ms`` sleeps ``timeout_ms`` and fails with ``PROVIDER_TIMEOUT``.
+- ``failure_rate``: probability in [0, 1] that a call fails with
+  ``PROVIDER_SIMULATED_FAILURE`` (retryable in the error catalogue). The draw is a
+  hash of (seed, thread id, turn id, call number of that thread and turn), so a run
+  repeats exactly and a retry of the same turn draws again and can succeed.
 - ``seed``: integer mixed into that hash.
 - ``fail_targets``: comma-separated target path suffixes; every call of a thread whose
-  target path ends with one of them (on a path-component boundary) fails with a
-  non-retryable ``PROVIDER_SIMULATED_FAILURE``: a backend that always fails one target.
+  target path ends with one of them (on a path-component boundary) fails with
+  ``PROVIDER_SIMULATED_TARGET_FAILURE`` (not retryable): a backend that always fails one
+  target.
 - ``fail_turns``: comma-separated turn ids; failure_rate and fail_targets apply only to
   these turns (default: every turn).
 
@@ -37,21 +40,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wf_pipeline.errors import ProviderError
+from wf_pipeline.errors import (
+    PROVIDER_CONFIG_INVALID,
+    PROVIDER_SIMULATED_FAILURE,
+    PROVIDER_SIMULATED_TARGET_FAILURE,
+    PROVIDER_TIMEOUT,
+    ProviderError,
+)
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
 from wf_pipeline.providers.offline import OfflineProvider
 
 PROVIDER_TYPE = "simulated"
 MODEL = "simulated-v1"
-FAILURE_CODE = "PROVIDER_SIMULATED_FAILURE"
 CONTEXT_REF = "context"
 
 _OPTION_NAMES = frozenset({"latency_ms", "failure_rate", "seed", "fail_targets", "fail_turns"})
 
 
 def _invalid(option: str, message: str) -> ProviderError:
-    return ProviderError("PROVIDER_CONFIG_INVALID", f"option {option}: {message}", option=option)
+    return ProviderError(PROVIDER_CONFIG_INVALID, f"option {option}: {message}", option=option)
 
 
 def _number(options: Mapping[str, Any], option: str, default: float) -> float:
@@ -105,6 +113,8 @@ def _names(options: Mapping[str, Any], option: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SimulatedOptions:
+    """Validated options of the simulated provider (see the module docstring; latency in ms)."""
+
     latency_ms: float = 0.0
     failure_rate: float = 0.0
     seed: int = 0
@@ -114,6 +124,7 @@ class SimulatedOptions:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SimulatedOptions:
+        """Parse ``options`` (strings from the environment); ``PROVIDER_CONFIG_INVALID`` names a bad one."""
         unknown = sorted(set(options) - _OPTION_NAMES)
         if unknown:
             # A misspelt WF_SIMULATED_* variable would otherwise silently inject nothing.
@@ -162,6 +173,8 @@ def _context_target_path(request: ProviderRequest) -> str | None:
 
 
 class SimulatedProvider:
+    """The offline provider behind injected latency and failures (see the module docstring)."""
+
     provider_type = PROVIDER_TYPE
     model = MODEL
 
@@ -193,26 +206,47 @@ class SimulatedProvider:
         where = {"thread_id": request.thread_id, "turn_id": request.turn_id, "call_number": call_number}
         if target_path is not None and any(_matches_suffix(target_path, s) for s in options.fail_targets):
             return ProviderError(
-                FAILURE_CODE,
+                PROVIDER_SIMULATED_TARGET_FAILURE,
                 f"simulated failure for target {target_path!r} (turn {request.turn_id})",
-                retryable=False,
                 target_path=target_path,
                 **where,
             )
         if failure_draw(options.seed, request.thread_id, request.turn_id, call_number) < options.failure_rate:
             return ProviderError(
-                FAILURE_CODE,
+                PROVIDER_SIMULATED_FAILURE,
                 f"simulated failure of call {call_number} of turn {request.turn_id} "
-                f"in thread {request.thread_id}",
-                retryable=True,
+                f"in thread {request.thread_id} (draw below failure_rate {options.failure_rate:g})",
                 **where,
             )
         return None
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """The offline provider's answer to ``request`` after ``latency_ms``, unless a failure is injected.
+
+        Returns:
+            A `ProviderResponse` with provider_type ``simulated`` and model ``simulated-v1``.
+
+        Raises:
+            ProviderError: ``PROVIDER_TIMEOUT`` when latency_ms is over ``request.timeout_ms``
+                (raised after ``timeout_ms``); ``PROVIDER_SIMULATED_FAILURE`` (retryable) when the
+                call's draw is below failure_rate; ``PROVIDER_SIMULATED_TARGET_FAILURE`` (not
+                retryable) for a fail_targets target; the offline provider's own codes
+                (``PROVIDER_INPUT_MISSING``, ``PROVIDER_INPUT_INVALID``...) for bad inputs.
+        """
         call_number, target_path = self._record_call(request)
-        if self.options.latency_ms:
-            time.sleep(self.options.latency_ms / 1000)
+        latency_ms = self.options.latency_ms
+        if latency_ms > request.timeout_ms:
+            time.sleep(request.timeout_ms / 1000)
+            raise ProviderError(
+                PROVIDER_TIMEOUT,
+                f"simulated latency of {latency_ms:g} ms is over the {request.timeout_ms} ms the call may take",
+                thread_id=request.thread_id,
+                turn_id=request.turn_id,
+                latency_ms=latency_ms,
+                timeout_ms=request.timeout_ms,
+            )
+        if latency_ms:
+            time.sleep(latency_ms / 1000)
         failure = self._injected_failure(request, call_number, target_path)
         if failure is not None:
             raise failure
@@ -224,4 +258,9 @@ class SimulatedProvider:
 
 @register_provider(PROVIDER_TYPE)
 def simulated_provider(options: Mapping[str, Any], env: Mapping[str, str]) -> SimulatedProvider:
+    """Build a `SimulatedProvider` from ``options`` (``env`` is unused: it needs no secret).
+
+    Raises:
+        ProviderError: ``PROVIDER_CONFIG_INVALID`` for an unknown or malformed option.
+    """
     return SimulatedProvider(SimulatedOptions.from_options(options))

@@ -38,6 +38,7 @@ from wf_pipeline.metadata.records import (
 )
 from wf_pipeline.profiles import LoadedProfile, render_prompt
 from wf_pipeline.providers import ProviderRequest, ProviderResponse
+from wf_pipeline.providers.retry import Deadline, call_within, provider_retrying
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import gate_stops_thread, turn_is_settled
@@ -122,7 +123,34 @@ def run_turn(
     turn_id: str,
     scan: TreeScan | None = None,
 ) -> TurnOutput:
-    """Run (or reuse) ``turn_id`` of ``thread``. Completed turns never call the provider again."""
+    """Run (or reuse) ``turn_id`` of ``thread``. Completed turns never call the provider again.
+
+    Args:
+        env: the open runtime (provider, CAS, records).
+        loaded: the thread's profile with its templates.
+        thread: the thread's current record.
+        target: the thread's target.
+        turn_id: the turn to run.
+        scan: the tree scan of this run, if the caller has one (else the context is rebuilt).
+
+    Returns:
+        The turn's `TurnOutput`: ``completed`` (or ``failed`` on a failing gate that stops
+        the thread) with the output artifact, or ``failed`` with the last attempt's error
+        code once retries are over.
+
+    Attempts: 1 + min(the turn's retry_limit, thread_policy.max_turn_retries), numbered on
+    from the last recorded attempt, each committed as its own turn record. Only errors
+    the catalogue marks retryable are retried, after exponential backoff with jitter and
+    never sooner than a server's Retry-After (`wf_pipeline.providers.retry`). The turn's
+    timeout_ms is a deadline for all attempts and waits: a call still running at the
+    deadline is recorded as ``PROVIDER_TIMEOUT`` and its late answer is dropped; a wait
+    that would cross the deadline is not started, and the last error stands.
+
+    Raises:
+        RunError: ``RUN_UNKNOWN_TURN``, ``RUN_INPUT_NOT_READY``, ``RUN_CONTEXT_MISSING``;
+            MetadataError ``METADATA_BUDGET_EXCEEDED`` for an over-budget prompt or context
+            (before anything is written); record-store and CAS errors propagate.
+    """
     profile = loaded.profile
     turn = next((t for t in profile.ordered_turns() if t.turn_id == turn_id), None)
     if turn is None:
@@ -136,13 +164,15 @@ def run_turn(
     gate_spec = profile.gate(turn.gate_id) if turn.gate_id else None
     max_attempts = 1 + min(turn.retry_limit, profile.thread_policy.max_turn_retries)
     first = (latest.attempt + 1) if latest else 1
-    provider_calls = 0
-    failed: TurnOutput | None = None
-    for number in range(first, first + max_attempts):
+    # timeout_ms bounds the whole turn: every attempt and every wait between attempts.
+    deadline = Deadline(turn.timeout_ms)
+    failures: list[TurnOutput] = []
+
+    def attempt_once() -> tuple[_Attempt, ProviderResponse, bytes]:
+        number = first + len(failures)
         attempt = _Attempt(env, loaded, thread, target, turn, snapshot, number, now_ms())
-        provider_calls += 1
         try:
-            response = env.provider.complete(_request(attempt))
+            response = call_within(env.provider, _request(attempt, deadline), deadline)
             output_bytes = _checked_output(
                 response.text, turn.output_format, profile.artifact_policy.max_output_bytes
             )
@@ -150,19 +180,40 @@ def run_turn(
             log.warning(
                 "turn %s of thread %s attempt %d failed: %s", turn.turn_id, thread.thread_id, number, exc.code
             )
-            failed = _commit_failed(attempt, exc, provider_calls)
-            if exc.details.get("retryable") is False:
-                return failed
-            continue
-        # Output artifact first, then the gate, then every record of the turn at once.
-        output_ref = env.cas.put(output_bytes)
-        gate = evaluate(gate_spec, output_bytes.decode("utf-8"), snapshot.texts) if gate_spec else None
-        return _commit_completed(attempt, output_ref, gate, response, provider_calls)
-    assert failed is not None  # at least one attempt always runs
-    return failed
+            failures.append(_commit_failed(attempt, exc, len(failures) + 1))
+            raise _RecordedFailure(exc) from exc
+        return attempt, response, output_bytes
+
+    retrying = provider_retrying(
+        max_attempts,
+        deadline,
+        error_of=_recorded_error,
+        label=f"turn {turn.turn_id} of thread {thread.thread_id}",
+    )
+    try:
+        attempt, response, output_bytes = retrying(attempt_once)
+    except _RecordedFailure:
+        return failures[-1]
+    # Output artifact first, then the gate, then every record of the turn at once.
+    output_ref = env.cas.put(output_bytes)
+    gate = evaluate(gate_spec, output_bytes.decode("utf-8"), snapshot.texts) if gate_spec else None
+    return _commit_completed(attempt, output_ref, gate, response, len(failures) + 1)
 
 
-def _request(attempt: _Attempt) -> ProviderRequest:
+class _RecordedFailure(Exception):
+    """An attempt's error after its failed turn record was committed; the retry loop judges ``error``."""
+
+    def __init__(self, error: WfError) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
+def _recorded_error(exc: BaseException | None) -> WfError | None:
+    # Only recorded failures are retried: anything else (a record-store error) propagates.
+    return exc.error if isinstance(exc, _RecordedFailure) else None
+
+
+def _request(attempt: _Attempt, deadline: Deadline) -> ProviderRequest:
     turn = attempt.turn
     return ProviderRequest(
         workflow_id=attempt.loaded.profile.workflow_id,
@@ -173,7 +224,8 @@ def _request(attempt: _Attempt) -> ProviderRequest:
         system_prompt=attempt.snapshot.system_prompt,
         user_prompt=attempt.snapshot.user_prompt,
         inputs=attempt.snapshot.texts,
-        timeout_ms=turn.timeout_ms,
+        # The call may take what is left of the turn's deadline (at least 1 ms).
+        timeout_ms=max(1, deadline.remaining_ms()),
     )
 
 

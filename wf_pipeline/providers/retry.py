@@ -1,0 +1,242 @@
+"""Retries and the per-turn deadline of provider calls.
+
+A turn's ``timeout_ms`` is a deadline for the whole turn: every attempt and every wait
+between attempts ends by it, whatever the provider.
+
+- `Deadline` measures it on the monotonic clock.
+- `call_within` runs one ``provider.complete`` in a daemon thread and stops waiting
+  when the deadline passes, with ``PROVIDER_TIMEOUT``. Python cannot stop a running
+  thread, so an overrunning call goes on in the background; its result is dropped,
+  and since providers only compute and answer (the runtime writes the CAS and the
+  records from the caller's thread, after the call returned in time), nothing is
+  written late. The thread is a daemon, so it never holds the process open.
+- `provider_retrying` builds the tenacity retry loop: it repeats only errors whose
+  code the catalogue (`wf_pipeline.errors`) marks retryable, waits with exponential
+  backoff and jitter (tenacity's ``wait_exponential_jitter``), never sooner than a
+  server's ``Retry-After`` (RFC 9110, section 10.2.3; providers put it in the error's
+  ``retry_after_ms`` detail), and stops after ``max_attempts`` or when the next wait
+  would cross the deadline. In that last case the turn ends at once with the last
+  attempt's own error (a 429 stays ``PROVIDER_RATE_LIMITED``), rather than sleeping
+  to the deadline for nothing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import tenacity
+
+from wf_pipeline.errors import PROVIDER_TIMEOUT, ProviderError, WfError
+from wf_pipeline.providers.base import Provider, ProviderRequest, ProviderResponse
+
+log = logging.getLogger(__name__)
+
+#: Detail key under which a provider reports the server's Retry-After, in ms.
+RETRY_AFTER_DETAIL = "retry_after_ms"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter between attempts, in seconds.
+
+    The n-th wait (n from 1) is ``min(multiplier_s * 2**(n-1) + uniform(0, jitter_s), max_s)``,
+    tenacity's ``wait_exponential_jitter`` (the scheme Google Cloud documents for its
+    storage retries).
+    """
+
+    multiplier_s: float = 0.25
+    max_s: float = 8.0
+    jitter_s: float = 0.25
+
+    def strategy(self) -> tenacity.wait.wait_base:
+        """The tenacity wait strategy for these figures."""
+        return tenacity.wait_exponential_jitter(
+            multiplier=self.multiplier_s, max=self.max_s, jitter=self.jitter_s
+        )
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+class Deadline:
+    """The end of a turn: ``timeout_ms`` after it was created, on the monotonic clock."""
+
+    def __init__(self, timeout_ms: int, clock: Callable[[], float] = time.monotonic) -> None:
+        """Start the clock now; ``timeout_ms`` must be positive (the profile schema ensures it)."""
+        self.timeout_ms = timeout_ms
+        self._clock = clock
+        self._start = clock()
+        self._end = self._start + timeout_ms / 1000
+
+    def remaining_s(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self._end - self._clock())
+
+    def remaining_ms(self) -> int:
+        """Whole milliseconds left, never negative."""
+        return math.floor(self.remaining_s() * 1000)
+
+    def elapsed_ms(self) -> int:
+        """Whole milliseconds since the deadline started."""
+        return math.floor((self._clock() - self._start) * 1000)
+
+    def expired(self) -> bool:
+        """True once no time is left."""
+        return self.remaining_s() <= 0
+
+
+def _timeout(request: ProviderRequest, deadline: Deadline) -> ProviderError:
+    return ProviderError(
+        PROVIDER_TIMEOUT,
+        f"turn {request.turn_id} of thread {request.thread_id} got no answer within its deadline of "
+        f"{deadline.timeout_ms} ms ({deadline.elapsed_ms()} ms elapsed)",
+        thread_id=request.thread_id,
+        turn_id=request.turn_id,
+        timeout_ms=deadline.timeout_ms,
+        elapsed_ms=deadline.elapsed_ms(),
+    )
+
+
+def call_within(provider: Provider, request: ProviderRequest, deadline: Deadline) -> ProviderResponse:
+    """``provider.complete(request)``, given up when ``deadline`` passes.
+
+    Args:
+        provider: any provider; its call runs in a daemon thread of its own.
+        request: the call; its ``timeout_ms`` should already be the time left.
+        deadline: the turn's deadline.
+
+    Returns:
+        The provider's response, if it came before the deadline.
+
+    Raises:
+        ProviderError: ``PROVIDER_TIMEOUT`` when the deadline passes first (the late
+            answer, if any, is dropped); otherwise whatever ``complete`` raised.
+    """
+    if deadline.expired():
+        raise _timeout(request, deadline)
+    outcome: dict[str, object] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["response"] = provider.complete(request)
+        except BaseException as exc:  # handed to the caller's thread as is
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"wf-provider-{request.turn_id}", daemon=True).start()
+    if not done.wait(deadline.remaining_s()):
+        raise _timeout(request, deadline)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["response"]  # type: ignore[return-value]
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> int | None:
+    """A ``Retry-After`` header value as milliseconds to wait, or None when absent or unreadable.
+
+    RFC 9110, section 10.2.3: the value is either delay-seconds (a non-negative integer)
+    or an HTTP-date; a date in the past means no wait (0). ``now`` (UTC) is for tests.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text) * 1000
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0, math.ceil(seconds * 1000))
+
+
+def _default_error_of(exc: BaseException | None) -> WfError | None:
+    return exc if isinstance(exc, WfError) else None
+
+
+class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
+    """Backoff with jitter, but never shorter than the server's Retry-After."""
+
+    def __init__(self, backoff: Backoff, error_of: Callable[[BaseException | None], WfError | None]) -> None:
+        self._backoff = backoff.strategy()
+        self._error_of = error_of
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        wait_s = self._backoff(retry_state)
+        outcome = retry_state.outcome
+        error = self._error_of(outcome.exception()) if outcome is not None else None
+        retry_after_ms = error.details.get(RETRY_AFTER_DETAIL) if error is not None else None
+        if isinstance(retry_after_ms, int) and not isinstance(retry_after_ms, bool):
+            wait_s = max(wait_s, retry_after_ms / 1000)
+        return wait_s
+
+
+class _StopAtDeadline(tenacity.stop.stop_base):
+    """Stop when the coming wait would end at or after the deadline (tenacity computes the wait first)."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self._deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return retry_state.upcoming_sleep >= self._deadline.remaining_s()
+
+
+def provider_retrying(
+    max_attempts: int,
+    deadline: Deadline,
+    *,
+    error_of: Callable[[BaseException | None], WfError | None] = _default_error_of,
+    backoff: Backoff = DEFAULT_BACKOFF,
+    sleep: Callable[[float], None] = time.sleep,
+    label: str = "provider call",
+) -> tenacity.Retrying:
+    """The retry loop of one turn, as a ``tenacity.Retrying`` to call with the attempt function.
+
+    Args:
+        max_attempts: attempts in all, at least 1 (1 + the turn's retry budget).
+        deadline: the turn's deadline; no wait is started that would end after it.
+        error_of: maps what an attempt raised to the `WfError` that decides (the runtime
+            wraps a recorded failure); an exception it maps to None is never retried.
+        backoff: the backoff figures.
+        sleep: how to wait, in seconds (tests pass a recorder).
+        label: ids for the log line before each wait (never prompt or output text).
+
+    Returns:
+        A ``tenacity.Retrying`` with ``reraise=True``: calling it with a function returns
+        the function's result, or raises the last attempt's exception once it is not
+        retryable, the attempts are used up, or the deadline leaves no room for the wait.
+    """
+
+    def retryable(exc: BaseException) -> bool:
+        error = error_of(exc)
+        return error is not None and error.retryable
+
+    def log_wait(retry_state: tenacity.RetryCallState) -> None:
+        error = error_of(retry_state.outcome.exception()) if retry_state.outcome else None
+        log.info(
+            "%s: attempt %d failed with %s; next attempt in %d ms",
+            label,
+            retry_state.attempt_number,
+            error.code if error else "?",
+            round(retry_state.upcoming_sleep * 1000),
+        )
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(retryable),
+        wait=_WaitHonouringRetryAfter(backoff, error_of),
+        stop=tenacity.stop_after_attempt(max(1, max_attempts)) | _StopAtDeadline(deadline),
+        sleep=sleep,
+        before_sleep=log_wait,
+        reraise=True,
+    )
