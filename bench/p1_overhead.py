@@ -33,7 +33,7 @@ from support import (
     warm_up,
 )
 
-from wf_pipeline.compiler import run_workflow
+from wf_pipeline.service import run_workflow
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.runtime import (
     RunSummary,

@@ -137,7 +137,7 @@ def warm_up() -> None:
     global _warmed_up
     if _warmed_up:
         return
-    from wf_pipeline.compiler import run_workflow
+    from wf_pipeline.service import run_workflow
 
     with bench_home(latency_ms=0) as home:
         tree = make_tree(home.root, directories=3, fanout=2)

@@ -144,7 +144,8 @@ def test_code_location_job_runs_a_target_on_its_own(tmp_path, monkeypatch):
     """What a UI launch does: the code location's job, one partition, no CLI, no thread tag."""
     from e2e_support import SAMPLE_REPO, copy_tree
 
-    from wf_pipeline.compiler import open_instance, resolve_job, run_workflow
+    from wf_pipeline.compiler import open_instance, resolve_job
+    from wf_pipeline.service import run_workflow
     from wf_pipeline.runtime import RuntimeEnv
 
     monkeypatch.chdir(tmp_path)

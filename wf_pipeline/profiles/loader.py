@@ -8,7 +8,6 @@ when a higher layer shadows it. Each way a profile can be wrong has its own code
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -126,8 +125,8 @@ def default_layers(
     The repository root is often both the workspace and the built-in root; a root that
     equals an earlier layer's is skipped so its profiles are not loaded twice.
     """
-    env = os.environ if env is None else env
-    user_root = Path(env.get("WF_CONFIG_DIR") or DEFAULT_USER_CONFIG_DIR)
+    configured = settings.config_dir if env is None else env.get("WF_CONFIG_DIR")
+    user_root = Path(configured or DEFAULT_USER_CONFIG_DIR)
     candidates: list[Layer] = [
         Layer("workspace", workspace_dir),
         Layer("user", user_root),

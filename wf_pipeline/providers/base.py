@@ -64,8 +64,6 @@ def create_provider(
     name: str, options: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
 ) -> Provider:
     """Build the provider registered as ``name`` with ``options`` and an environment for secrets."""
-    import os
-
     _load_builtin()
     try:
         factory = _FACTORIES[name]
@@ -73,7 +71,7 @@ def create_provider(
         raise ProviderError(
             "PROVIDER_UNKNOWN", f"no provider named {name!r} (known: {', '.join(sorted(_FACTORIES))})"
         ) from None
-    return factory(dict(options or {}), os.environ if env is None else env)
+    return factory(dict(options or {}), {} if env is None else env)
 
 
 def _load_builtin() -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from wf_pipeline.cas import CasStore, open_cas
 from wf_pipeline.config import Settings
@@ -16,6 +14,7 @@ from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, Budgets
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
 from wf_pipeline.providers import Provider, create_provider
 from wf_pipeline.records import RecordStore, open_record_store
+from wf_pipeline.settings import provider_options
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,6 @@ class RuntimeEnv:
         provider: Provider | None = None,
         env: Mapping[str, str] | None = None,
     ) -> RuntimeEnv:
-        env = os.environ if env is None else env
         settings.ensure_dirs()
         cas = open_cas(settings.cas_url)
         if catalog is None:
@@ -57,13 +55,10 @@ class RuntimeEnv:
         )
 
 
-def provider_options(name: str, env: Mapping[str, str]) -> dict[str, Any]:
-    """Provider options from ``WF_<PROVIDER>_<OPTION>`` variables, e.g. WF_OPENAI_BASE_URL."""
-    prefix = f"WF_{name.upper()}_"
-    return {key[len(prefix) :].lower(): value for key, value in env.items() if key.startswith(prefix)}
-
-
-def provider_from_settings(settings: Settings, env: Mapping[str, str]) -> Provider:
+def provider_from_settings(settings: Settings, env: Mapping[str, str] | None = None) -> Provider:
+    """The provider ``settings`` name; ``env`` (default: the settings' own) gives options and secrets."""
     if not settings.provider:
         raise ConfigError("CONFIG_PROVIDER_MISSING", "WF_PROVIDER is empty")
+    if env is None:
+        return create_provider(settings.provider, settings.provider_options, settings.secrets)
     return create_provider(settings.provider, provider_options(settings.provider, env), env)
