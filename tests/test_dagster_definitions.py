@@ -145,8 +145,8 @@ def test_code_location_job_runs_a_target_on_its_own(tmp_path, monkeypatch):
     from e2e_support import SAMPLE_REPO, copy_tree
 
     from wf_pipeline.compiler import open_instance, resolve_job
-    from wf_pipeline.service import run_workflow
     from wf_pipeline.runtime import RuntimeEnv
+    from wf_pipeline.service import run_workflow
 
     monkeypatch.chdir(tmp_path)
     settings = isolated_settings(monkeypatch, tmp_path / "home")

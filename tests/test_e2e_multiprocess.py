@@ -14,11 +14,11 @@ from postgres_support import RECORDS_SCHEMA, fresh_database, postgres_settings
 from wf_pipeline.compiler import open_instance
 from wf_pipeline.compiler.launch.executors import executor_definition, executor_run_config, runtime_run_config
 from wf_pipeline.compiler.resources import RUNTIME_CONFIG_SCHEMA, settings_from_config
-from wf_pipeline.service import resume_thread, run_workflow
-from wf_pipeline.settings import LAUNCH_FIELDS, SETTINGS_VARIABLES, Settings
 from wf_pipeline.errors import ConfigError, RunError
 from wf_pipeline.providers import create_provider
 from wf_pipeline.records import open_record_store
+from wf_pipeline.service import resume_thread, run_workflow
+from wf_pipeline.settings import LAUNCH_FIELDS, SETTINGS_VARIABLES, Settings
 
 WORKFLOW = "docs_writer_thread_v1"
 
