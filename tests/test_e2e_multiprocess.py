@@ -39,8 +39,7 @@ def test_in_process_is_the_default_executor(tmp_path):
 
 def _step_settings(settings: Settings, environ: dict[str, str]) -> Settings:
     """What a step process opens: the run's resource config, its own environment for the rest."""
-    config = runtime_run_config(settings)["resources"]["wf_runtime"]["config"]
-    return Settings.from_values({name: config.get(name) for name in LAUNCH_FIELDS}, environ)
+    return Settings.from_values(settings.launch_values(), environ)
 
 
 def test_settings_reach_steps_through_run_config_not_the_environment(tmp_path):
@@ -73,6 +72,18 @@ def test_settings_reach_steps_through_run_config_not_the_environment(tmp_path):
     assert "sk-secret" not in repr(runtime_run_config(settings))
     assert step.secrets.get("WF_TEST_KEY") is None
     assert _step_settings(settings, {"WF_TEST_KEY": "sk-step"}).secrets["WF_TEST_KEY"] == "sk-step"
+
+
+def test_a_url_with_a_password_stays_out_of_run_config(tmp_path):
+    url = "postgresql://wf:pg-secret@db.internal:5432/wf"
+    settings = _settings(tmp_path, WF_RECORDS_URL=url)
+    config = runtime_run_config(settings)["resources"]["wf_runtime"]["config"]
+    assert config["records_url"] == {"env": "WF_RECORDS_URL"} and "pg-secret" not in repr(config)
+    # The step reads it from its own environment, as Dagster resolves `env:` there.
+    step = Settings.from_values(
+        {**settings.launch_values(), "records_url": None}, {"WF_RECORDS_URL": url, "WF_HOME": "/elsewhere"}
+    )
+    assert step.records_url == url and step.home == settings.home
 
 
 def test_the_resource_config_schema_has_every_launch_field(tmp_path):

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
@@ -68,6 +69,10 @@ LAUNCH_FIELDS = (
     "config_dir",
     "provider_options",
 )
+
+# URL settings that may embed a password, with their variables: a step reads such a URL
+# from its own environment rather than from run config (`Settings.launch_values`).
+SECRET_URL_VARIABLES = {"records_url": "WF_RECORDS_URL", "cas_url": "WF_CAS_URL"}
 
 
 class Settings(BaseSettings):
@@ -211,9 +216,11 @@ class Settings(BaseSettings):
     def launch_values(self) -> dict[str, Any]:
         """The fields a step process needs, as plain JSON values (paths as strings).
 
-        This is what run config carries to out-of-process steps: no secret is among them
-        (keys stay in the environment, named by ``api_key_env``). An unset optional field
-        is an empty string, so that the step does not fall back to its own environment.
+        This is what run config carries to out-of-process steps, so no secret is among
+        them: provider keys stay in the environment, named by ``api_key_env``, and a URL
+        that embeds a password (``WF_RECORDS_URL``, ``WF_CAS_URL``) is None, which the
+        step reads from its own environment (`SECRET_URL_VARIABLES`). An unset optional
+        field is an empty string, so that the step does not fall back to its environment.
         """
         values: dict[str, Any] = {}
         for name in LAUNCH_FIELDS:
@@ -222,6 +229,9 @@ class Settings(BaseSettings):
                 value = str(value)
             values[name] = "" if value is None else value
         values["provider_options"] = dict(self.provider_options)
+        for name in SECRET_URL_VARIABLES:
+            if urlsplit(values[name]).password is not None:
+                values[name] = None
         return values
 
     @property
@@ -303,6 +313,7 @@ __all__ = [
     "DEFAULT_HOME",
     "EXECUTORS",
     "LAUNCH_FIELDS",
+    "SECRET_URL_VARIABLES",
     "SETTINGS_VARIABLES",
     "Executor",
     "Settings",

@@ -21,7 +21,7 @@ from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.resources import RUNTIME_KEY
 from wf_pipeline.errors import ConfigError
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
-from wf_pipeline.settings import Settings
+from wf_pipeline.settings import SECRET_URL_VARIABLES, Settings
 
 # Where each out-of-process executor lives, and the package that provides it.
 _EXECUTOR_IMPORTS = {
@@ -70,10 +70,15 @@ def executor_run_config(settings: Settings) -> dict[str, Any]:
 def runtime_run_config(settings: Settings) -> dict[str, Any]:
     """The run config that opens the steps' runtime from ``settings``: the resource's config fields.
 
-    Holds `Settings.launch_values` only: no secret (a key stays in the environment, named
-    by the provider's ``api_key_env`` option).
+    Holds `Settings.launch_values` only, so no secret: a provider key stays in the
+    environment, named by the provider's ``api_key_env`` option, and a URL that embeds a
+    password is Dagster's ``{env: VARIABLE}``, read by each step from its own environment.
     """
-    return {"resources": {RUNTIME_KEY: {"config": settings.launch_values()}}}
+    values = settings.launch_values()
+    for name, variable in SECRET_URL_VARIABLES.items():
+        if values[name] is None:
+            values[name] = {"env": variable}
+    return {"resources": {RUNTIME_KEY: {"config": values}}}
 
 
 def _read_executor_config(path: Path) -> dict[str, Any]:
