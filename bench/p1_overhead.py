@@ -33,7 +33,6 @@ from support import (
     warm_up,
 )
 
-from wf_pipeline.compiler import run_workflow
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.runtime import (
     RunSummary,
@@ -44,6 +43,7 @@ from wf_pipeline.runtime import (
     scan_workspace,
     summarize_run,
 )
+from wf_pipeline.service import run_workflow
 from wf_pipeline.tree import check_root
 from wf_pipeline.workflows import load_builtin_workflows
 

@@ -38,11 +38,11 @@ from support import (
     warm_up,
 )
 
-from wf_pipeline.config import Settings
 from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.profiles import LoadedProfile, default_layers, load_catalog, render_prompt
 from wf_pipeline.providers import Provider, ProviderRequest, create_provider
 from wf_pipeline.runtime.targets import target_key_for
+from wf_pipeline.settings import Settings
 from wf_pipeline.tree import TreeScan, build_context, context_json_text, scan_tree
 from wf_pipeline.workflows import load_builtin_workflows
 from wf_pipeline.workflows.docs_writer.sink import README_NAME

@@ -28,7 +28,7 @@ from support import (
     warm_up,
 )
 
-from wf_pipeline.compiler import run_workflow
+from wf_pipeline.service import run_workflow
 
 LATENCY_MS = 200
 CONCURRENCY = 16

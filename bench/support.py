@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from wf_pipeline.config import Settings
+from wf_pipeline.settings import Settings
 from wf_pipeline.tree.synthetic import generate_tree
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +137,7 @@ def warm_up() -> None:
     global _warmed_up
     if _warmed_up:
         return
-    from wf_pipeline.compiler import run_workflow
+    from wf_pipeline.service import run_workflow
 
     with bench_home(latency_ms=0) as home:
         tree = make_tree(home.root, directories=3, fanout=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from wf_pipeline.config import SETTINGS_VARIABLES, Settings
+from wf_pipeline.settings import SETTINGS_VARIABLES, Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_REPO = REPO_ROOT / "assets" / "sample_repo"

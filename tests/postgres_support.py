@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from conftest import _reachable_postgres_url
 from e2e_support import REPO_ROOT, isolated_settings
 
-from wf_pipeline.config import SETTINGS_VARIABLES, Settings
+from wf_pipeline.settings import SETTINGS_VARIABLES, Settings
 
 DEPLOYED_INSTANCE_YAML = REPO_ROOT / "deploy" / "dagster-postgres.yaml"
 RECORDS_SCHEMA = "wf_records"

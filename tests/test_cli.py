@@ -545,3 +545,32 @@ def test_resume_unknown_thread(sandbox):
     result = sandbox.wf("resume", "thread:000000000000000000000000")
     assert result.returncode == 1
     assert result.stderr.startswith("RUN_UNKNOWN_THREAD:")
+
+
+def test_targets_sync_takes_the_only_loaded_workflow(sandbox):
+    tree = copy_tree(SAMPLE_REPO, sandbox.cwd / "sample_repo")
+    result = sandbox.wf_json("targets", "sync", str(tree))
+    assert result["workflow_id"] == WORKFLOW
+    assert result["partitions"] == f"{WORKFLOW}_targets"
+    assert result["targets"] and result["levels"] >= 2
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_targets_sync_asks_for_the_workflow_when_several_are_loaded(sandbox, as_json):
+    copy = _copy_shipped_profile(sandbox.cwd)
+    second = copy.with_name("second_workflow.yaml")
+    second.write_text(
+        copy.read_text(encoding="utf-8").replace(f"workflow_id: {WORKFLOW}", "workflow_id: second_workflow")
+    )
+    tree = copy_tree(SAMPLE_REPO, sandbox.cwd / "sample_repo")
+    if as_json:
+        error = sandbox.wf_json("targets", "sync", str(tree), expect_rc=1)["error"]
+        assert error["code"] == "RUN_WORKFLOW_REQUIRED"
+        assert sorted(error["details"]["workflows"]) == sorted([WORKFLOW, "second_workflow"])
+    else:
+        result = sandbox.wf("targets", "sync", str(tree))
+        assert result.returncode == 1
+        assert result.stderr.startswith("RUN_WORKFLOW_REQUIRED: name the workflow: 2 are loaded")
+    assert not (sandbox.home / "records.db").exists()  # refused before anything was recorded
+    named = sandbox.wf_json("targets", "sync", str(tree), "--workflow", "second_workflow")
+    assert named["workflow_id"] == "second_workflow"

@@ -2,8 +2,9 @@
 
 The same partitioned job (a batched step with per-partition metadata, a downstream asset
 and an asset check) runs on a plain Dagster SQLite instance and on one whose event log is
-`BatchedSqliteEventLogStorage`, with Dagster's event batching on; everything the UI and
-the runtime read back must agree.
+`BatchedSqliteEventLogStorage`, both with Dagster's event batching on through the
+instance's configuration (`WfDagsterInstance`); everything the UI and the runtime read
+back must agree.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at definition time.
@@ -30,7 +31,8 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from e2e_support import isolated_settings
 
 from wf_pipeline.compiler import open_instance as wf_open_instance
-from wf_pipeline.compiler.event_log import BatchedSqliteEventLogStorage, dynamic_partitions_snapshot
+from wf_pipeline.compiler.launch.event_log import BatchedSqliteEventLogStorage, dynamic_partitions_snapshot
+from wf_pipeline.compiler.launch.instance import DEFAULT_EVENT_BATCH_SIZE, WfDagsterInstance
 
 PARTITIONS = DynamicPartitionsDefinition(name="dirs")
 KEYS = [f"tree/d{i:02d}" for i in range(12)]
@@ -56,13 +58,17 @@ def second(context: AssetExecutionContext):
     return MaterializeResult()
 
 
-def open_instance(home: Path, *, batched: bool) -> DagsterInstance:
-    config: dict = {"telemetry": {"enabled": False}}
+def open_instance(home: Path, *, batched: bool, **storage_config) -> DagsterInstance:
+    config: dict = {
+        "instance_class": {"module": "wf_pipeline.compiler.launch.instance", "class": "WfDagsterInstance"},
+        "event_batch_size": 1000,
+        "telemetry": {"enabled": False},
+    }
     if batched:
         config["event_log_storage"] = {
-            "module": "wf_pipeline.compiler.event_log",
+            "module": "wf_pipeline.compiler.launch.event_log",
             "class": "BatchedSqliteEventLogStorage",
-            "config": {"base_dir": str(home / "history" / "runs")},
+            "config": {"base_dir": str(home / "history" / "runs"), **storage_config},
         }
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
@@ -129,7 +135,9 @@ def run_database_schemas(home: Path) -> set:
 
 @pytest.fixture
 def batching(monkeypatch):
-    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    # Dagster's own SQLite storage, the reference, reads this one from the environment only;
+    # the instance's batch size is its configuration, for both.
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
     monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
 
 
@@ -203,10 +211,33 @@ def test_wiping_the_instance_drops_its_connections(tmp_path, batching):
     assert sorted(instance.get_materialized_partitions(AssetKey("first"))) == KEYS[4:8]
 
 
+def test_the_batched_storage_plans_partition_subsets_by_its_own_configuration(tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", raising=False)
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+    counts = {}
+    for emit in (True, False):
+        instance = open_instance(
+            tmp_path / f"emit-{emit}", batched=True, emit_partition_subset_in_planned_events=emit
+        )
+        assert (
+            instance.event_log_storage.supports_partition_subset_in_asset_materialization_planned_events
+            is emit
+        )
+        instance.add_dynamic_partitions(PARTITIONS.name, KEYS)
+        run_level(instance, KEYS[:8])
+        counts[emit] = what_the_instance_shows(instance)["first", "planned"]
+        instance.dispose()
+    assert counts == {True: 1, False: 8}  # one event for the run's subset, or one per partition
+
+
 def test_the_embedded_instance_uses_the_batched_event_log(tmp_path, monkeypatch):
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
     settings = isolated_settings(monkeypatch, tmp_path / "wf-home")
     instance = wf_open_instance(settings)
     assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+    # Batching is the instance's configuration: every process that loads it batches alike.
+    assert isinstance(instance, WfDagsterInstance)
+    assert instance._get_event_batch_size() == DEFAULT_EVENT_BATCH_SIZE
     # Where Dagster's default SQLite storage keeps event logs, next to its run storage.
     assert (settings.dagster_home / "history" / "runs" / "index.db").exists()
     assert (settings.dagster_home / "history" / "runs.db").exists()
@@ -238,3 +269,33 @@ def test_a_dagster_yaml_of_the_users_is_left_as_it_is(tmp_path, monkeypatch):
     instance = wf_open_instance(settings)
     assert (settings.dagster_home / "dagster.yaml").read_text() == own
     assert not isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+
+
+def test_a_home_of_the_previous_release_is_rewritten_and_its_module_path_still_loads(tmp_path, monkeypatch):
+    settings = isolated_settings(monkeypatch, tmp_path / "wf-home")
+    settings.dagster_home.mkdir(parents=True)
+    config = settings.dagster_home / "dagster.yaml"
+    previous = yaml.safe_dump(
+        {
+            "telemetry": {"enabled": False},
+            "python_logs": {"python_log_level": "INFO"},
+            "event_log_storage": {
+                "module": "wf_pipeline.compiler.event_log",
+                "class": "BatchedSqliteEventLogStorage",
+                "config": {"base_dir": str(settings.dagster_home.resolve() / "history" / "runs")},
+            },
+        },
+        sort_keys=False,
+    )
+    config.write_text(previous)
+    # A process that reads the file before the CLI rewrites it (the UI, the daemon) still loads it.
+    earlier = DagsterInstance.from_config(str(settings.dagster_home))
+    assert isinstance(earlier.event_log_storage, BatchedSqliteEventLogStorage)
+    earlier.add_dynamic_partitions(PARTITIONS.name, KEYS)
+    run_level(earlier, KEYS[:4])
+    earlier.dispose()
+
+    instance = wf_open_instance(settings)
+    assert "wf_pipeline.compiler.launch.event_log" in config.read_text()
+    assert isinstance(instance, WfDagsterInstance)
+    assert sorted(instance.get_materialized_partitions(AssetKey("second"))) == KEYS[:4]

@@ -538,7 +538,7 @@ from types import SimpleNamespace
 from pathlib import Path
 from wf_pipeline.cas import open_cas
 from wf_pipeline.compiler import open_instance
-from wf_pipeline.config import Settings
+from wf_pipeline.settings import Settings
 from wf_pipeline.runtime import sinks
 from wf_pipeline.workflows.docs_writer.sink import write_readme
 

@@ -144,8 +144,10 @@ def test_code_location_job_runs_a_target_on_its_own(tmp_path, monkeypatch):
     """What a UI launch does: the code location's job, one partition, no CLI, no thread tag."""
     from e2e_support import SAMPLE_REPO, copy_tree
 
-    from wf_pipeline.compiler import open_instance, resolve_job, run_workflow
+    from wf_pipeline.compiler import open_instance, resolve_job
+    from wf_pipeline.compiler.launch.executors import runtime_run_config
     from wf_pipeline.runtime import RuntimeEnv
+    from wf_pipeline.service import run_workflow
 
     monkeypatch.chdir(tmp_path)
     settings = isolated_settings(monkeypatch, tmp_path / "home")
@@ -155,9 +157,15 @@ def test_code_location_job_runs_a_target_on_its_own(tmp_path, monkeypatch):
     module = tree / "storage" / "memory.py"
     module.write_text(module.read_text() + '\n\ndef flush_all() -> None:\n    """Drop every store."""\n')
 
+    # The settings reach the run as values, in the resource's config: not from this environment.
+    monkeypatch.delenv("WF_HOME")
+    monkeypatch.delenv("WF_CONFIG_DIR")
     defs = build_definitions(load_catalog(default_layers(settings, tmp_path)))
     result = resolve_job(defs, WORKFLOW).execute_in_process(
-        partition_key="stationkit/storage", instance=open_instance(settings), raise_on_error=False
+        partition_key="stationkit/storage",
+        instance=open_instance(settings),
+        raise_on_error=False,
+        run_config=runtime_run_config(settings),
     )
     assert result.success
     env = RuntimeEnv.open(settings)

@@ -11,10 +11,11 @@ from dagster import AssetKey
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from e2e_support import isolated_settings
 
-from wf_pipeline.compiler import build_definitions, open_instance, resolve_job, run_workflow, sync_targets
+from wf_pipeline.compiler import build_definitions, open_instance, resolve_job
 from wf_pipeline.errors import ProviderError
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.service import run_workflow, sync_targets
 from wf_pipeline.tree.synthetic import generate_tree
 
 pytestmark = pytest.mark.slow

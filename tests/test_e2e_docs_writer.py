@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 
-from wf_pipeline.compiler import open_instance, resume_thread, run_workflow
+from wf_pipeline.compiler import open_instance
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.runtime.queries import thread_details
+from wf_pipeline.service import resume_thread, run_workflow
 
 pytestmark = pytest.mark.slow
 WORKFLOW = "docs_writer_thread_v1"

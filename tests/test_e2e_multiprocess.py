@@ -11,12 +11,14 @@ from dagster import DagsterEventType, DagsterRunStatus
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
 from postgres_support import RECORDS_SCHEMA, fresh_database, postgres_settings
 
-from wf_pipeline.compiler import open_instance, resume_thread, run_workflow
-from wf_pipeline.compiler.execution import executor_definition, executor_run_config, settings_environment
-from wf_pipeline.config import SETTINGS_VARIABLES, Settings
+from wf_pipeline.compiler import open_instance
+from wf_pipeline.compiler.launch.executors import executor_definition, executor_run_config, runtime_run_config
+from wf_pipeline.compiler.resources import RUNTIME_CONFIG_SCHEMA, settings_from_config
 from wf_pipeline.errors import ConfigError, RunError
 from wf_pipeline.providers import create_provider
 from wf_pipeline.records import open_record_store
+from wf_pipeline.service import resume_thread, run_workflow
+from wf_pipeline.settings import LAUNCH_FIELDS, SETTINGS_VARIABLES, Settings
 
 WORKFLOW = "docs_writer_thread_v1"
 
@@ -35,7 +37,12 @@ def test_in_process_is_the_default_executor(tmp_path):
     assert settings.records_schema is None
 
 
-def test_settings_round_trip_through_the_environment(tmp_path):
+def _step_settings(settings: Settings, environ: dict[str, str]) -> Settings:
+    """What a step process opens: the run's resource config, its own environment for the rest."""
+    return Settings.from_values(settings.launch_values(), environ)
+
+
+def test_settings_reach_steps_through_run_config_not_the_environment(tmp_path):
     config = tmp_path / "executor.yaml"
     settings = _settings(
         tmp_path,
@@ -43,14 +50,48 @@ def test_settings_round_trip_through_the_environment(tmp_path):
         WF_MAX_PROCESSES="3",
         WF_EXECUTOR_CONFIG=str(config),
         WF_RECORDS_URL="postgresql://wf@db.internal:5432/wf",
-        WF_RECORDS_SCHEMA="wf_records",
         WF_CAS_URL="s3://bucket/wf-cas",
-        WF_PROVIDER="simulated",
+        WF_PROVIDER="openai",
+        WF_OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+        WF_OPENAI_API_KEY_ENV="WF_TEST_KEY",
+        WF_TEST_KEY="sk-secret",
         WF_PROVIDER_CONCURRENCY="5",
     )
-    assert Settings.from_env(settings.to_env()) == settings
-    assert set(settings.to_env()) <= set(SETTINGS_VARIABLES)
     assert settings.max_processes == 3 and settings.executor_config == config
+    # A step process whose environment says otherwise (stale or missing values) opens the
+    # launcher's runtime all the same: only the executor's own settings stay behind.
+    stale = {"WF_HOME": "/elsewhere", "WF_RECORDS_SCHEMA": "stale_schema", "WF_PROVIDER": "offline"}
+    step = _step_settings(settings, stale)
+    launcher_only = {"executor", "max_processes", "executor_config"}
+    assert step.model_dump(exclude=launcher_only) == settings.model_dump(exclude=launcher_only)
+    assert step.records_schema is None and step.provider_options == {
+        "base_url": "http://127.0.0.1:9/v1",
+        "api_key_env": "WF_TEST_KEY",
+    }
+    # The key never enters run config: the step looks it up, by name, in its own environment.
+    assert "sk-secret" not in repr(runtime_run_config(settings))
+    assert step.secrets.get("WF_TEST_KEY") is None
+    assert _step_settings(settings, {"WF_TEST_KEY": "sk-step"}).secrets["WF_TEST_KEY"] == "sk-step"
+
+
+def test_a_url_with_a_password_stays_out_of_run_config(tmp_path):
+    url = "postgresql://wf:pg-secret@db.internal:5432/wf"
+    settings = _settings(tmp_path, WF_RECORDS_URL=url)
+    config = runtime_run_config(settings)["resources"]["wf_runtime"]["config"]
+    assert config["records_url"] == {"env": "WF_RECORDS_URL"} and "pg-secret" not in repr(config)
+    # The step reads it from its own environment, as Dagster resolves `env:` there.
+    step = Settings.from_values(
+        {**settings.launch_values(), "records_url": None}, {"WF_RECORDS_URL": url, "WF_HOME": "/elsewhere"}
+    )
+    assert step.records_url == url and step.home == settings.home
+
+
+def test_the_resource_config_schema_has_every_launch_field(tmp_path):
+    assert set(RUNTIME_CONFIG_SCHEMA) == set(LAUNCH_FIELDS)
+    settings = _settings(tmp_path, WF_RECORDS_SCHEMA="wf_records", WF_PROVIDER_CONCURRENCY="3")
+    config = runtime_run_config(settings)["resources"]["wf_runtime"]["config"]
+    assert settings_from_config(config) == settings
+    assert len(SETTINGS_VARIABLES) == len(set(SETTINGS_VARIABLES))
 
 
 @pytest.mark.parametrize(
@@ -66,21 +107,6 @@ def test_bad_executor_settings_are_refused(tmp_path, variables, code):
     with pytest.raises(ConfigError) as caught:
         _settings(tmp_path, **variables)
     assert caught.value.code == code
-
-
-def test_settings_environment_sets_exactly_the_settings_and_restores(tmp_path, monkeypatch):
-    monkeypatch.setenv("WF_RECORDS_SCHEMA", "stale_schema")
-    monkeypatch.setenv("WF_EXECUTOR", "in_process")
-    monkeypatch.delenv("WF_MAX_PROCESSES", raising=False)
-    settings = _settings(tmp_path, WF_EXECUTOR="multiprocess", WF_MAX_PROCESSES="2")
-
-    with settings_environment(settings):
-        assert Settings.from_env(os.environ) == settings
-        assert "WF_RECORDS_SCHEMA" not in os.environ  # the settings have none: a stale one is gone
-
-    assert os.environ["WF_RECORDS_SCHEMA"] == "stale_schema"
-    assert os.environ["WF_EXECUTOR"] == "in_process"
-    assert "WF_MAX_PROCESSES" not in os.environ
 
 
 def test_executor_run_config_merges_the_config_file_over_the_process_limit(tmp_path):
@@ -200,8 +226,14 @@ def test_multiprocess_run_on_postgresql_matches_the_in_process_run(tmp_path, mon
         monkeypatch, tmp_path / "home", database, WF_EXECUTOR="multiprocess", WF_MAX_PROCESSES="2"
     )
     assert settings.executor == "multiprocess" and settings.cas_url.startswith("file://")
+    # The settings are values from here on: step processes get them from the run's config,
+    # not from an environment this process would have to change.
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    environment_before = dict(os.environ)
     tree = copy_tree(SAMPLE_REPO, tmp_path / "scaled-tree" / "sample_repo")
     summary = run_workflow(settings, WORKFLOW, tree)
+    assert dict(os.environ) == environment_before
 
     assert summary.ok, [(t.path, t.status) for t in summary.threads]
     assert summary.provider_calls == 4 * len(summary.threads) == reference.provider_calls
@@ -225,6 +257,8 @@ def test_multiprocess_run_on_postgresql_matches_the_in_process_run(tmp_path, mon
             e.user_message for e in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
         ]
         assert any("multiprocess executor" in message for message in engine_messages), engine_messages
+        runtime_config = instance.get_run_by_id(run_id).run_config["resources"]["wf_runtime"]["config"]
+        assert runtime_config["records_schema"] == RECORDS_SCHEMA
     assert os.getpid() not in step_pids
     assert len(step_pids) == 4 * len(summary.dagster_run_ids)
 

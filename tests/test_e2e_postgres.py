@@ -7,8 +7,9 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterRunStatus
 from e2e_support import SAMPLE_REPO, copy_tree
 from postgres_support import RECORDS_SCHEMA, fresh_database, postgres_settings
 
-from wf_pipeline.compiler import open_instance, run_workflow
+from wf_pipeline.compiler import open_instance
 from wf_pipeline.records import open_record_store
+from wf_pipeline.service import run_workflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 WORKFLOW = "docs_writer_thread_v1"

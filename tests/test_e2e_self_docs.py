@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from e2e_support import REPO_ROOT, copy_tree, isolated_settings
 
-from wf_pipeline.compiler import run_workflow
+from wf_pipeline.service import run_workflow
 
 pytestmark = pytest.mark.slow
 WORKFLOW = "docs_writer_thread_v1"

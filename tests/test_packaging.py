@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree
 
-from wf_pipeline.config import Settings
+from wf_pipeline.builtin import PACKAGED_DIR, builtin_root, packaged_root, source_root
 from wf_pipeline.profiles import Layer, LoadedProfile, load_catalog
-from wf_pipeline.profiles.builtin import PACKAGED_DIR, builtin_root, packaged_root, source_root
+from wf_pipeline.settings import Settings
 
 WORKFLOW = "docs_writer_thread_v1"
 DIST = "wf_pipeline"
@@ -142,8 +142,8 @@ def test_an_unpacked_wheel_finds_its_packaged_layer_first(wheel, tmp_path):
         archive.extractall(unpacked)
     probe = (
         "import json, wf_pipeline\n"
-        "from wf_pipeline.config import Settings\n"
-        "from wf_pipeline.profiles.builtin import builtin_root\n"
+        "from wf_pipeline.settings import Settings\n"
+        "from wf_pipeline.builtin import builtin_root\n"
         "print(json.dumps({'file': wf_pipeline.__file__, 'root': str(builtin_root()),\n"
         "                  'settings': str(Settings.from_env({'WF_HOME': 'unused'}).builtin_root)}))\n"
     )

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
 
-from wf_pipeline.compiler import resume_thread, run_workflow
+from wf_pipeline.service import resume_thread, run_workflow
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import yaml
 
-from wf_pipeline.config import Settings
 from wf_pipeline.errors import CasError, ProfileError
 from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.profiles import (
@@ -20,6 +19,7 @@ from wf_pipeline.profiles import (
     load_profile_file,
     validate_report,
 )
+from wf_pipeline.settings import Settings
 
 FIRST_PROMPT = "Summarise {{ target_path }}:\n{{ inputs.context }}\n"
 SECOND_PROMPT = "Refine for {{ target_name }}:\n{{ inputs.notes }}\n"

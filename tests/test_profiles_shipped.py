@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from wf_pipeline.config import Settings
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, ContextTarget
 from wf_pipeline.profiles import Layer, LoadedProfile, default_layers, load_catalog, render_prompt
+from wf_pipeline.settings import Settings
 from wf_pipeline.workflows.docs_writer.payloads import (
     README_SECTIONS,
     Claim,

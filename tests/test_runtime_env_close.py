@@ -7,12 +7,12 @@ from dagster import build_resources
 from e2e_support import isolated_settings
 
 from wf_pipeline.compiler.resources import RUNTIME_KEY, runtime_resources
-from wf_pipeline.config import Settings
 from wf_pipeline.errors import WfError
 from wf_pipeline.metadata.records import ThreadRecord
 from wf_pipeline.providers import create_provider
 from wf_pipeline.records import MemoryRecordStore, register_record_store
 from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.settings import Settings
 
 
 class ClosableProvider:

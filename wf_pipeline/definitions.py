@@ -6,14 +6,7 @@ the built-in profiles; each becomes an asset group with its checks and a job.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from wf_pipeline.service import code_location
+from wf_pipeline.settings import Settings
 
-from wf_pipeline.compiler import build_definitions
-from wf_pipeline.config import Settings
-from wf_pipeline.profiles import default_layers, load_catalog
-from wf_pipeline.workflows import load_builtin_workflows
-
-_settings = Settings.from_env(os.environ)
-load_builtin_workflows()  # profiles name the workflows' gate types
-defs = build_definitions(load_catalog(default_layers(_settings, Path.cwd())))
+defs = code_location(Settings.from_env())

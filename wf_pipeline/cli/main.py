@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,21 +18,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from wf_pipeline import __version__
-from wf_pipeline.config import Settings
 from wf_pipeline.errors import WfError
-from wf_pipeline.workflows import load_builtin_workflows
+from wf_pipeline.settings import Settings
 
 EXIT_FAILED = 1
 
 
 def _settings() -> Settings:
-    return Settings.from_env(os.environ)
-
-
-def _env(args: argparse.Namespace):
-    from wf_pipeline.runtime import RuntimeEnv
-
-    return RuntimeEnv.open(_settings())
+    # The one place the command reads its settings: the process environment, once.
+    return Settings.from_env()
 
 
 def _emit(args: argparse.Namespace, payload: Any, render: Callable[[Console, Any], None]) -> None:
@@ -47,11 +40,9 @@ def _emit(args: argparse.Namespace, payload: Any, render: Callable[[Console, Any
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from wf_pipeline.runtime.queries import record_scan
-    from wf_pipeline.tree import scan_tree
+    from wf_pipeline import service
 
-    scan = scan_tree(Path(args.path))
-    summary = record_scan(_env(args), scan)
+    summary = service.scan(_settings(), Path(args.path))
 
     def render(console: Console, s: dict) -> None:
         console.print(f"[bold]{s['root']}[/]  root {s['root_id']}")
@@ -64,30 +55,17 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from wf_pipeline.profiles import catalog_rows, default_layers, describe, load_catalog, load_profile_file
+    from wf_pipeline import service
 
     settings = _settings()
-    if args.action == "validate" and args.file:
-        loaded = load_profile_file(Path(args.file), "workspace")
-        _emit(
-            args,
-            {"valid": [loaded.profile.workflow_id]},
-            lambda c, p: c.print(f"valid: {loaded.profile.workflow_id}"),
-        )
+    if args.action == "validate":
+        result = service.validate_profiles(settings, Path(args.file) if args.file else None)
+        _emit(args, result, lambda c, p: c.print(f"valid: {', '.join(p['valid'])}"))
         return 0
-    catalog = load_catalog(default_layers(settings, Path.cwd()))
     if args.action == "show":
         if not args.workflow_id:
             raise SystemExit("wf profiles show needs a WORKFLOW_ID")
-        _emit(args, describe(catalog.get(args.workflow_id)), lambda c, p: c.print_json(data=p))
-        return 0
-    rows = catalog_rows(catalog)
-    if args.action == "validate":
-        _emit(
-            args,
-            {"valid": [r["workflow_id"] for r in rows]},
-            lambda c, p: c.print(f"valid: {', '.join(p['valid'])}"),
-        )
+        _emit(args, service.show_profile(settings, args.workflow_id), lambda c, p: c.print_json(data=p))
         return 0
 
     def render(console: Console, data: list[dict]) -> None:
@@ -96,15 +74,15 @@ def cmd_profiles(args: argparse.Namespace) -> int:
             table.add_row(row["workflow_id"], row["version"], row["layer"], row["source"], row["title"])
         console.print(table)
 
-    _emit(args, rows, render)
+    _emit(args, service.list_profiles(settings), render)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from wf_pipeline.compiler import run_workflow
+    from wf_pipeline import service
 
     with _progress(args) as on_progress:
-        summary = run_workflow(
+        summary = service.run_workflow(
             _settings(),
             args.workflow_id,
             Path(args.path),
@@ -118,20 +96,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from wf_pipeline.compiler import run_workflow
+    from wf_pipeline import service
 
     with _progress(args) as on_progress:
-        summary = run_workflow(
-            _settings(), args.workflow_id, Path(args.path), on_progress=on_progress, write_outputs=False
-        )
+        summary = service.backfill(_settings(), args.workflow_id, Path(args.path), on_progress=on_progress)
     _emit(args, summary.to_json(), _render_run)
     return 0 if summary.ok else EXIT_FAILED
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from wf_pipeline.compiler import sync_targets
+    from wf_pipeline import service
 
-    result = sync_targets(_settings(), args.workflow, Path(args.path))
+    result = service.sync_targets(_settings(), args.workflow, Path(args.path))
 
     def render(console: Console, r: dict) -> None:
         console.print(
@@ -143,9 +119,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from wf_pipeline.compiler import resume_thread
+    from wf_pipeline import service
 
-    summary = resume_thread(
+    summary = service.resume_thread(
         _settings(), args.thread_id, out_dir=Path(args.out).resolve() if args.out else None
     )
     _emit(args, summary.to_json(), _render_run)
@@ -153,13 +129,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
-    from wf_pipeline.runtime.queries import list_threads, thread_details
+    from wf_pipeline import service
 
-    env = _env(args)
     if args.action == "show":
         if not args.thread_id:
             raise SystemExit("wf threads show needs a THREAD_ID")
-        _emit(args, thread_details(env, args.thread_id), _render_thread)
+        _emit(args, service.show_thread(_settings(), args.thread_id), _render_thread)
         return 0
 
     def render(console: Console, rows: list[dict]) -> None:
@@ -170,7 +145,7 @@ def cmd_threads(args: argparse.Namespace) -> int:
             )
         console.print(table)
 
-    _emit(args, list_threads(env, args.workflow), render)
+    _emit(args, service.list_threads(_settings(), args.workflow), render)
     return 0
 
 
@@ -299,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     targets.add_argument("action", choices=["sync"])
     targets.add_argument("path")
     targets.add_argument(
-        "--workflow", default="docs_writer_thread_v1", help="the workflow whose partitions to sync"
+        "--workflow", help="the workflow whose partitions to sync (may be left out when only one is loaded)"
     )
     targets.set_defaults(handler=cmd_targets)
 
@@ -322,7 +297,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("RUN_BAD_ARGUMENTS: --overwrite only applies with --in-place", file=sys.stderr)
         return 2
     try:
-        load_builtin_workflows()  # before any profile is loaded: its gate types must be known
         return args.handler(args)
     except WfError as exc:
         if args.json:

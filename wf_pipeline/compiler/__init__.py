@@ -1,14 +1,14 @@
-"""The only place that imports dagster: profiles compile to Definitions here."""
+"""The only package that imports dagster: profiles compile to Definitions here, and runs launch (launch/)."""
 
+from wf_pipeline.compiler.assets import targets_partitions, turn_asset_key
 from wf_pipeline.compiler.definitions import build_definitions, job_name, resolve_job
-from wf_pipeline.compiler.execution import open_instance, resume_thread, run_workflow, sync_targets
+from wf_pipeline.compiler.launch.instance import open_instance
 
 __all__ = [
     "build_definitions",
     "job_name",
     "open_instance",
     "resolve_job",
-    "resume_thread",
-    "run_workflow",
-    "sync_targets",
+    "targets_partitions",
+    "turn_asset_key",
 ]

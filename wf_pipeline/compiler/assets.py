@@ -8,7 +8,6 @@ Dagster the lineage and the staleness of the graph.
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at definition time.
 
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,17 +18,17 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     BackfillPolicy,
-    BetaWarning,
     DataVersion,
     DynamicPartitionsDefinition,
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
+    multi_asset,
 )
 
-from wf_pipeline.compiler.event_log import dynamic_partitions_snapshot
+from wf_pipeline.compiler.launch.event_log import dynamic_partitions_snapshot
 from wf_pipeline.compiler.resources import RUNTIME_KEY
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime import CONTEXT_REF, TurnOutput, resolve_target, run_turn_batch
@@ -47,10 +46,7 @@ def turn_asset_key(workflow_id: str, output_type: str) -> AssetKey:
 
 def turn_assets(loaded: LoadedProfile) -> list[AssetsDefinition]:
     partitions = targets_partitions(loaded.profile.workflow_id)
-    # Single-run backfills and output data versions are marked beta; we rely on both knowingly.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BetaWarning)
-        return [_turn_asset(loaded, turn, partitions) for turn in loaded.profile.ordered_turns()]
+    return [_turn_asset(loaded, turn, partitions) for turn in loaded.profile.ordered_turns()]
 
 
 def _turn_asset(
@@ -73,16 +69,23 @@ def _turn_asset(
         else []
     )
 
-    @asset(
+    spec = AssetSpec(
         key=key,
         deps=[turn_asset_key(profile.workflow_id, ref) for ref in upstream_refs],
-        partitions_def=partitions,
-        check_specs=check_specs,
-        required_resource_keys={RUNTIME_KEY},
         group_name=profile.workflow_id,
         code_version=loaded.turn_code_version(turn.turn_id),
         description=f"{turn.title} (turn {turn.seq} of {profile.workflow_id} {profile.version})",
         kinds={"python"},
+    )
+
+    # A one-asset multi_asset: `@asset` marks its backfill_policy parameter as beta,
+    # `@multi_asset` does not. The op keeps the name `@asset` would give it.
+    @multi_asset(
+        name=key.to_python_identifier(),
+        specs=[spec],
+        partitions_def=partitions,
+        check_specs=check_specs,
+        required_resource_keys={RUNTIME_KEY},
         # A backfill batches its targets into one run; bottom-up order is kept by the
         # runtime, which skips a directory whose children have not finished.
         backfill_policy=BackfillPolicy.single_run(),
@@ -107,10 +110,7 @@ def _turn_asset(
         # One step, one data version: a single target reports its artifact digest; a batch
         # carries each target's artifact id in that partition's metadata instead.
         data_version = DataVersion(results[keys[0]].artifact_id) if single else None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", BetaWarning)
-            materialized = MaterializeResult(data_version=data_version, metadata=_batch_summary(results))
-        yield materialized
+        yield MaterializeResult(data_version=data_version, metadata=_batch_summary(results))
         if gate is not None:
             yield _gate_check(gate, results, single)
 

@@ -9,7 +9,6 @@ from wf_pipeline.compiler.resources import runtime_resources
 from wf_pipeline.compiler.sensors import bottom_up_sensor
 from wf_pipeline.profiles import LoadedProfile, ProfileCatalog
 from wf_pipeline.runtime import RuntimeEnv
-from wf_pipeline.workflows import load_builtin_workflows
 
 
 def job_name(workflow_id: str) -> str:
@@ -32,7 +31,6 @@ def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) ->
     With ``env`` the resources use that open runtime (CLI runs); without, each run opens
     the runtime from WF_ settings (the code location the UI and daemon load).
     """
-    load_builtin_workflows()
     assets = []
     jobs = []
     sensors = []

@@ -8,7 +8,6 @@ CLI launches level by level itself carry a tag and are left alone.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,10 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from wf_pipeline.config import Settings
 from wf_pipeline.errors import RunError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime import RuntimeEnv, next_ready_level, resolve_target
+from wf_pipeline.settings import Settings
 
 LAUNCHED_BY_TAG = "wf/launched_by"
 CONTINUES_TAG = "wf/continues_run"
@@ -65,7 +64,7 @@ def bottom_up_sensor(loaded: LoadedProfile, job: Any) -> SensorDefinition:
         keys.discard(None)
         if not keys:
             return SkipReason("run has no target partitions")
-        with RuntimeEnv.open(Settings.from_env(os.environ)) as env:
+        with RuntimeEnv.open(Settings.from_env()) as env:
             roots: set[Path] = set()
             for key in keys:
                 try:

@@ -8,7 +8,6 @@ when a higher layer shadows it. Each way a profile can be wrong has its own code
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -17,11 +16,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from wf_pipeline.config import Settings
+from wf_pipeline.builtin import PROFILE_DIR
 from wf_pipeline.errors import ProfileError, WfError
 from wf_pipeline.gates import gate_types
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
-from wf_pipeline.profiles.builtin import PROFILE_DIR
 from wf_pipeline.profiles.render import (
     RENDER_VARIABLES,
     PromptTemplate,
@@ -29,6 +27,7 @@ from wf_pipeline.profiles.render import (
     template_from_text,
 )
 from wf_pipeline.profiles.schema import CONTEXT_INPUT, Profile, TurnSpec
+from wf_pipeline.settings import Settings
 
 LayerName = Literal["workspace", "user", "builtin"]
 ArtifactReader = Callable[[str], bytes]
@@ -126,8 +125,8 @@ def default_layers(
     The repository root is often both the workspace and the built-in root; a root that
     equals an earlier layer's is skipped so its profiles are not loaded twice.
     """
-    env = os.environ if env is None else env
-    user_root = Path(env.get("WF_CONFIG_DIR") or DEFAULT_USER_CONFIG_DIR)
+    configured = settings.config_dir if env is None else env.get("WF_CONFIG_DIR")
+    user_root = Path(configured or DEFAULT_USER_CONFIG_DIR)
     candidates: list[Layer] = [
         Layer("workspace", workspace_dir),
         Layer("user", user_root),

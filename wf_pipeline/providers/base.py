@@ -97,8 +97,6 @@ def create_provider(
         ProviderError: ``PROVIDER_UNKNOWN`` when no provider has that name; the factory's
             own codes (``PROVIDER_CONFIG_INVALID``, ``PROVIDER_MISSING_KEY``) for bad options.
     """
-    import os
-
     _load_builtin()
     try:
         factory = _FACTORIES[name]
@@ -106,7 +104,7 @@ def create_provider(
         raise ProviderError(
             PROVIDER_UNKNOWN, f"no provider named {name!r} (known: {', '.join(sorted(_FACTORIES))})"
         ) from None
-    return factory(dict(options or {}), os.environ if env is None else env)
+    return factory(dict(options or {}), {} if env is None else env)
 
 
 def _load_builtin() -> None:

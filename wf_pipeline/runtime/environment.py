@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from wf_pipeline.cas import ArtifactStore, open_cas
-from wf_pipeline.config import Settings
 from wf_pipeline.errors import ConfigError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
 from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, Budgets
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
 from wf_pipeline.providers import Provider, create_provider
 from wf_pipeline.records import RecordStore, open_record_store
+from wf_pipeline.settings import Settings, provider_options
 
 
 @dataclass(frozen=True)
@@ -78,13 +76,13 @@ class RuntimeEnv:
             workspace_dir: the workspace layer of profiles (default: the current folder).
             catalog, provider: used as given instead of being loaded or created; a provider
                 handed in is not closed by `close`.
-            env: the variables provider options are read from (default: the process's).
+            env: variables to read provider options (``WF_<PROVIDER>_<OPTION>``) and secrets
+                from, instead of the settings' own ``provider_options`` and ``secrets``.
 
         Returns an open env; close it (or use it as a context manager). Raises the stores'
         ``CAS_*`` and ``RECORD_*`` codes, the catalog's ``PROFILE_*`` codes and
         ``CONFIG_PROVIDER_MISSING``; whatever was opened before a failure is closed again.
         """
-        env = os.environ if env is None else env
         settings.ensure_dirs()
         cas = open_cas(settings.cas_url)
         records: RecordStore | None = None
@@ -112,13 +110,10 @@ class RuntimeEnv:
             raise
 
 
-def provider_options(name: str, env: Mapping[str, str]) -> dict[str, Any]:
-    """Provider options from ``WF_<PROVIDER>_<OPTION>`` variables, e.g. WF_OPENAI_BASE_URL."""
-    prefix = f"WF_{name.upper()}_"
-    return {key[len(prefix) :].lower(): value for key, value in env.items() if key.startswith(prefix)}
-
-
-def provider_from_settings(settings: Settings, env: Mapping[str, str]) -> Provider:
+def provider_from_settings(settings: Settings, env: Mapping[str, str] | None = None) -> Provider:
+    """The provider ``settings`` name; ``env`` (default: the settings' own) gives options and secrets."""
     if not settings.provider:
         raise ConfigError("CONFIG_PROVIDER_MISSING", "WF_PROVIDER is empty")
+    if env is None:
+        return create_provider(settings.provider, settings.provider_options, settings.secrets)
     return create_provider(settings.provider, provider_options(settings.provider, env), env)

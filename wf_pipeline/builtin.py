@@ -13,12 +13,11 @@ from pathlib import Path
 
 # The package data folder inside an installed wheel; the build maps the repository's files here.
 PACKAGED_DIR = "_builtin"
-# The folder of every layer root that holds its profiles. Defined here, not in the loader, because
-# this module must import nothing of the package: settings code imports it, and the loader imports
-# the settings.
+# The folder of every layer root that holds its profiles. Defined here, not in the loader: this module
+# sits beside the settings (which default to its root) and imports nothing of the package.
 PROFILE_DIR = "profiles"
 
-_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def packaged_root() -> Path:

@@ -1,0 +1,136 @@
+"""The Dagster instance the CLI, the UI and every step process share.
+
+The embedded default is SQLite storage in DAGSTER_HOME with no usage telemetry (the
+machine may have no route out, and a CLI run should not phone home). Event batching is
+part of the instance's own configuration (its dagster.yaml), so every process that
+loads the instance (the CLI, step processes, the UI, the daemon) batches alike, and no
+process has to change its environment for it:
+
+- `WfDagsterInstance` carries the event batch size, which Dagster otherwise reads from
+  the ``DAGSTER_EVENT_BATCH_SIZE`` variable on every event
+  (``DagsterInstance._get_event_batch_size``);
+- the event log storage (`BatchedSqliteEventLogStorage`) answers Dagster's question
+  whether planned events carry a partition subset.
+
+deploy/dagster-postgres.yaml is the PostgreSQL one; a dagster.yaml of the user's is
+used as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dagster import DagsterInstance, Field
+from dagster._core.instance.ref import InstanceRef
+
+from wf_pipeline.settings import Settings
+
+# Events of one batch (a step's per-partition materializations, a run's planned events)
+# stored at once; Dagster's default, 0, stores them one by one.
+DEFAULT_EVENT_BATCH_SIZE = 1000
+
+EVENT_LOG_MODULE = "wf_pipeline.compiler.launch.event_log"
+INSTANCE_MODULE = "wf_pipeline.compiler.launch.instance"
+
+
+class WfDagsterInstance(DagsterInstance):
+    """A Dagster instance whose event batch size is configuration (``event_batch_size``).
+
+    Named in dagster.yaml as ``instance_class: {module: wf_pipeline.compiler.launch.instance,
+    class: WfDagsterInstance}`` with an optional top-level ``event_batch_size: N`` (events,
+    default 1000; 0 turns batching off). Dagster passes that key to the constructor
+    (``dagster._core.instance.factory.create_instance_from_ref``).
+    """
+
+    def __init__(self, *args: Any, event_batch_size: int = DEFAULT_EVENT_BATCH_SIZE, **kwargs: Any) -> None:
+        self._wf_event_batch_size = int(event_batch_size)
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Field]:
+        """The dagster.yaml keys this class adds to Dagster's instance schema."""
+        return {"event_batch_size": Field(int, is_required=False, default_value=DEFAULT_EVENT_BATCH_SIZE)}
+
+    @staticmethod
+    def config_defaults(base_dir: str) -> Any:
+        """The storages a dagster.yaml leaves out: Dagster's defaults (SQLite under ``base_dir``)."""
+        return InstanceRef.config_defaults(base_dir)
+
+    def _get_event_batch_size(self) -> int:
+        # Where Dagster reads the batch size; the base class reads DAGSTER_EVENT_BATCH_SIZE.
+        return self._wf_event_batch_size
+
+
+def embedded_instance_yaml(dagster_home: Path) -> str:
+    """The dagster.yaml this release writes into an empty DAGSTER_HOME (text, UTF-8)."""
+    return yaml.safe_dump(
+        {
+            "instance_class": {"module": INSTANCE_MODULE, "class": WfDagsterInstance.__name__},
+            "event_batch_size": DEFAULT_EVENT_BATCH_SIZE,
+            "telemetry": {"enabled": False},
+            # Step processes of out-of-process runs log to their console at this level (the
+            # run's events are stored in full): engine chatter stays out of the terminal.
+            "python_logs": {"python_log_level": "INFO"},
+            "event_log_storage": {
+                "module": EVENT_LOG_MODULE,
+                "class": "BatchedSqliteEventLogStorage",
+                # Where Dagster's default SQLite storage keeps its event logs.
+                "config": {"base_dir": str(dagster_home.resolve() / "history" / "runs")},
+            },
+        },
+        sort_keys=False,
+    )
+
+
+def _previous_embedded_instance_yamls(dagster_home: Path) -> tuple[str, ...]:
+    """What earlier releases wrote: the same storage files, without this release's batching set-up.
+
+    Such a home gets the current configuration; any other existing dagster.yaml is the user's.
+    """
+    first = "telemetry:\n  enabled: false\npython_logs:\n  python_log_level: INFO\n"
+    batched_event_log = yaml.safe_dump(
+        {
+            "telemetry": {"enabled": False},
+            "python_logs": {"python_log_level": "INFO"},
+            "event_log_storage": {
+                "module": "wf_pipeline.compiler.event_log",
+                "class": "BatchedSqliteEventLogStorage",
+                "config": {"base_dir": str(dagster_home.resolve() / "history" / "runs")},
+            },
+        },
+        sort_keys=False,
+    )
+    return first, batched_event_log
+
+
+def open_instance(settings: Settings) -> DagsterInstance:
+    """The Dagster instance in ``settings.dagster_home``, created and migrated on first use.
+
+    Writes the embedded dagster.yaml when there is none, or when it is one an earlier
+    release wrote; a dagster.yaml of the user's is left as it is. Returns the loaded
+    instance (a `WfDagsterInstance` for the embedded configuration).
+    """
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists() or config.read_text(encoding="utf-8") in _previous_embedded_instance_yamls(
+        settings.dagster_home
+    ):
+        staged = config.with_name(f".dagster.yaml.{os.getpid()}")
+        staged.write_text(embedded_instance_yaml(settings.dagster_home))
+        os.replace(staged, config)  # a killed first run never leaves a truncated config
+    instance = DagsterInstance.from_config(str(settings.dagster_home))
+    ready = settings.dagster_home / ".wf-instance-ready"
+    if not ready.exists():
+        # Dagster creates its SQLite storages in several steps and never completes an index
+        # database that a killed first open left without tables; the migration `dagster
+        # instance migrate` runs completes whatever is missing. Its progress output stays
+        # off the terminal (and off --json stdout).
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            instance.upgrade(print_fn=lambda *_: None)
+        ready.touch()
+    return instance

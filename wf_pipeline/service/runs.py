@@ -1,0 +1,206 @@
+"""Use cases that run threads: run, backfill, resume, and registering a tree's targets.
+
+Plain functions over the runtime and the compiler's launch API; the CLI and any other
+front end call these and format what they return.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wf_pipeline.compiler import targets_partitions
+from wf_pipeline.compiler.launch.executors import load_profiles
+from wf_pipeline.compiler.launch.instance import open_instance
+from wf_pipeline.compiler.launch.levels import Progress, launch_levels, sync_partitions
+from wf_pipeline.errors import RunError
+from wf_pipeline.profiles import ProfileCatalog
+from wf_pipeline.providers import Provider
+from wf_pipeline.runtime import (
+    RunPlan,
+    RunSummary,
+    RuntimeEnv,
+    plan_run,
+    plan_thread,
+    prepare_resume,
+    register_targets,
+    resolve_target,
+    scan_workspace,
+    summarize_run,
+    target_depth,
+)
+from wf_pipeline.settings import Settings
+from wf_pipeline.tree import check_root
+
+
+def run_workflow(
+    settings: Settings,
+    workflow_id: str,
+    root: Path,
+    *,
+    out_dir: Path | None = None,
+    in_place: bool = False,
+    overwrite: bool = False,
+    workspace_dir: Path | None = None,
+    provider: Provider | None = None,
+    on_progress: Progress | None = None,
+    write_outputs: bool = True,
+) -> RunSummary:
+    """Run ``workflow_id`` over the tree at ``root``: plan, execute pending threads, write outputs.
+
+    Args: ``out_dir`` is where outputs mirror the tree (default ``<WF_OUT>/<tree name>``);
+    ``in_place`` writes into the tree itself, replacing existing outputs only with
+    ``overwrite``; ``workspace_dir`` is the workspace profile layer (default: the working
+    directory); ``provider`` replaces the configured one (in-process executor only);
+    ``on_progress(done, total)`` counts threads; without ``write_outputs`` (a backfill)
+    the threads run and are recorded, and the outputs stay in the CAS.
+
+    Returns the run's `RunSummary` (threads, provider calls, Dagster run ids, timings in
+    ms). Raises ``TREE_*`` for a bad root (before anything is written), ``PROFILE_*`` for
+    an unknown workflow, ``RUN_PROVIDER_NOT_PORTABLE`` for a provider object with an
+    out-of-process executor, and the executor's ``CONFIG_*`` errors.
+    """
+    check_root(root)  # bad paths fail before anything is written
+    _check_provider_portable(settings, provider)
+    catalog = _catalog(settings, workspace_dir)
+    loaded = catalog.get(workflow_id)
+    with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env:
+        scan = scan_workspace(env, loaded, root)
+        plan = plan_run(env, loaded, scan)
+        launched = launch_levels(
+            settings, env, catalog, plan, plan.pending, on_progress, workspace_dir=workspace_dir
+        )
+        return summarize_run(
+            env,
+            plan,
+            started_ms=launched.started_ms,
+            dagster_run_ids=launched.ids,
+            out_dir=None if in_place or not write_outputs else (out_dir or settings.out_dir / scan.root.name),
+            in_place=in_place and write_outputs,
+            overwrite=overwrite,
+        )
+
+
+def backfill(
+    settings: Settings,
+    workflow_id: str,
+    root: Path,
+    *,
+    workspace_dir: Path | None = None,
+    provider: Provider | None = None,
+    on_progress: Progress | None = None,
+) -> RunSummary:
+    """Run every pending thread of the tree in batched runs, one per depth level; write no output.
+
+    The outputs stay in the CAS and the records. Arguments, return value and errors are
+    those of `run_workflow`.
+    """
+    return run_workflow(
+        settings,
+        workflow_id,
+        root,
+        workspace_dir=workspace_dir,
+        provider=provider,
+        on_progress=on_progress,
+        write_outputs=False,
+    )
+
+
+def resume_thread(
+    settings: Settings,
+    thread_id: str,
+    *,
+    out_dir: Path | None = None,
+    workspace_dir: Path | None = None,
+    provider: Provider | None = None,
+) -> RunSummary:
+    """Re-run a failed or interrupted thread from its first unfinished turn, and write its output.
+
+    The workflow comes from the thread's record. ``out_dir`` defaults to
+    ``<WF_OUT>/<tree name>``; an existing output there is replaced. Returns the
+    `RunSummary` of that one thread. Raises ``RUN_UNKNOWN_THREAD`` (figure: none beyond
+    the id in the message), ``RUN_PROVIDER_NOT_PORTABLE``, and the errors of `run_workflow`.
+    """
+    _check_provider_portable(settings, provider)
+    catalog = _catalog(settings, workspace_dir)
+    with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env:
+        thread = env.records.get_thread(thread_id)
+        if thread is None:
+            raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")
+        loaded = catalog.get(thread.workflow_id)
+        prepare_resume(env, loaded, thread)  # the profile's failure_policy decides where it restarts
+        target = resolve_target(env.records, thread.target_key)
+        plan_entry = plan_thread(env, loaded, target, thread.target_node_id)
+        scan = scan_workspace(env, loaded, target.root)
+        plan = RunPlan(loaded=loaded, scan=scan, threads=(plan_entry,))
+        launched = launch_levels(
+            settings,
+            env,
+            catalog,
+            plan,
+            [] if plan_entry.reusable else [plan_entry],
+            None,
+            workspace_dir=workspace_dir,
+            resume=plan_entry,
+        )
+        return summarize_run(
+            env,
+            plan,
+            started_ms=launched.started_ms,
+            dagster_run_ids=launched.ids,
+            out_dir=out_dir or settings.out_dir / scan.root.name,
+            in_place=False,
+            overwrite=True,
+        )
+
+
+def sync_targets(
+    settings: Settings, workflow_id: str | None, root: Path, *, workspace_dir: Path | None = None
+) -> dict[str, Any]:
+    """Register a tree's directories as targets and as the workflow's partitions, bottom-up.
+
+    ``workflow_id`` may be None when the catalog holds exactly one workflow. Returns
+    ``{"workflow_id", "partitions" (the partitions definition's name), "targets" (keys,
+    deepest first), "levels" (count)}``. Raises ``TREE_*`` for a bad root,
+    ``RUN_WORKFLOW_REQUIRED`` (figure: workflows) when several workflows could be meant,
+    and ``PROFILE_*`` for an unknown one.
+    """
+    check_root(root)
+    catalog = _catalog(settings, workspace_dir)
+    workflow_id = workflow_id or _only_workflow(catalog)
+    loaded = catalog.get(workflow_id)
+    with RuntimeEnv.open(settings, catalog=catalog) as env:
+        targets = register_targets(env.records, scan_workspace(env, loaded, root))
+    sync_partitions(open_instance(settings), workflow_id, [target.key for target in targets])
+    return {
+        "workflow_id": workflow_id,
+        "partitions": targets_partitions(workflow_id).name,
+        "targets": [target.key for target in targets],
+        "levels": len({target_depth(target) for target in targets}),
+    }
+
+
+def _only_workflow(catalog: ProfileCatalog) -> str:
+    workflows = [loaded.profile.workflow_id for loaded in catalog.all()]
+    if len(workflows) != 1:
+        raise RunError(
+            "RUN_WORKFLOW_REQUIRED",
+            f"name the workflow: {len(workflows)} are loaded ({', '.join(workflows) or 'none'})",
+            workflows=workflows,
+        )
+    return workflows[0]
+
+
+def _catalog(settings: Settings, workspace_dir: Path | None) -> ProfileCatalog:
+    return load_profiles(settings, workspace_dir or Path.cwd())
+
+
+def _check_provider_portable(settings: Settings, provider: Provider | None) -> None:
+    # An object lives in this process only; out-of-process steps build theirs from settings.
+    if provider is not None and settings.executor != "in_process":
+        raise RunError(
+            "RUN_PROVIDER_NOT_PORTABLE",
+            f"a provider object cannot reach steps of the {settings.executor} executor; "
+            "configure the provider with WF_PROVIDER and WF_<PROVIDER>_<OPTION> instead",
+            executor=settings.executor,
+        )

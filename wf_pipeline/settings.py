@@ -1,0 +1,317 @@
+"""Settings: every ``WF_*`` variable (and ``DAGSTER_HOME``), read once, all rooted in one home folder.
+
+This is the only module of the package that reads the process environment, and it only
+reads it: `Settings.from_env` takes a mapping (the environment by default) and returns a
+frozen value that callers pass down, so tests can point every store at a temporary
+folder. The variables are parsed by pydantic-settings (``env_prefix="WF_"``); bad values
+raise `ConfigError` with a stable code and the variable's name and value.
+
+Provider options come from ``WF_<PROVIDER>_<OPTION>`` variables (e.g.
+``WF_OPENAI_BASE_URL``) and are kept in `Settings.provider_options`. Secrets are not
+settings: a provider option names the variable that holds a key (``api_key_env``), and
+`Settings.secrets` looks it up in the environment the settings were read from. Secrets
+never appear in the settings' fields, so `Settings.launch_values` (what run config
+carries to step processes) holds none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+from pydantic_settings.sources import EnvSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
+
+from wf_pipeline.builtin import builtin_root
+from wf_pipeline.errors import ConfigError
+
+DEFAULT_HOME = "~/.wf"
+
+# How the steps of a Dagster run execute: all in the launching process (the default), one
+# process per step on this machine, one Kubernetes Job per step, or one Celery task per step.
+Executor = Literal["in_process", "multiprocess", "k8s", "celery"]
+EXECUTORS: tuple[str, ...] = get_args(Executor)
+
+# Every variable `Settings.from_env` reads as a field (provider options and secrets aside).
+SETTINGS_VARIABLES = (
+    "WF_HOME",
+    "WF_CAS_URL",
+    "WF_RECORDS_URL",
+    "WF_RECORDS_SCHEMA",
+    "DAGSTER_HOME",
+    "WF_OUT",
+    "WF_PROVIDER",
+    "WF_PROVIDER_CONCURRENCY",
+    "WF_EXECUTOR",
+    "WF_MAX_PROCESSES",
+    "WF_EXECUTOR_CONFIG",
+    "WF_BUILTIN_ROOT",
+    "WF_CONFIG_DIR",
+)
+
+# Fields a step process needs to open the same runtime as the launching process; the
+# executor's own settings stay with the launcher (they shape the run config instead).
+LAUNCH_FIELDS = (
+    "home",
+    "cas_url",
+    "records_url",
+    "records_schema",
+    "dagster_home",
+    "out_dir",
+    "provider",
+    "provider_concurrency",
+    "builtin_root",
+    "config_dir",
+    "provider_options",
+)
+
+# URL settings that may embed a password, with their variables: a step reads such a URL
+# from its own environment rather than from run config (`Settings.launch_values`).
+SECRET_URL_VARIABLES = {"records_url": "WF_RECORDS_URL", "cas_url": "WF_CAS_URL"}
+
+
+class Settings(BaseSettings):
+    """The product's settings, one frozen value.
+
+    Fields and their variables: ``home`` (WF_HOME, default ~/.wf), ``cas_url``
+    (WF_CAS_URL, default ``<home>/cas`` as a file URI), ``records_url`` (WF_RECORDS_URL,
+    default SQLite ``<home>/records.db``), ``records_schema`` (WF_RECORDS_SCHEMA),
+    ``dagster_home`` (DAGSTER_HOME, default ``<home>/dagster``), ``out_dir`` (WF_OUT,
+    default ``<home>/out``), ``provider`` (WF_PROVIDER, default offline),
+    ``provider_concurrency`` (WF_PROVIDER_CONCURRENCY, default 8), ``executor``
+    (WF_EXECUTOR), ``max_processes`` (WF_MAX_PROCESSES), ``executor_config``
+    (WF_EXECUTOR_CONFIG), ``builtin_root`` (WF_BUILTIN_ROOT, default the wheel's packaged copy, else the source tree),
+    ``config_dir`` (WF_CONFIG_DIR, the user profile layer; None: ~/.config/wf) and
+    ``provider_options`` (``WF_<PROVIDER>_<OPTION>`` of the chosen provider, option
+    names lower-cased). An empty variable counts as unset. Paths are absolute.
+
+    Raises ``CONFIG_BAD_EXECUTOR`` (figure: executor) and ``CONFIG_BAD_NUMBER`` (figure:
+    name) when built.
+    """
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        env_prefix="WF_",
+        env_ignore_empty=True,
+        # Variable names match in any case, as pydantic-settings does by default.
+        case_sensitive=False,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    home: Path = Path(DEFAULT_HOME)
+    cas_url: str = ""
+    records_url: str = ""
+    # A PostgreSQL schema for the record store's tables (None: the connection's default).
+    records_schema: str | None = None
+    dagster_home: Path | None = Field(
+        default=None, validation_alias=AliasChoices("DAGSTER_HOME", "dagster_home")
+    )
+    out_dir: Path | None = Field(default=None, validation_alias=AliasChoices("WF_OUT", "out_dir"))
+    provider: str = "offline"
+    provider_concurrency: int = 8
+    executor: Executor = "in_process"
+    # Most step processes (or step jobs) at once in one run; None: the executor's default.
+    max_processes: int | None = None
+    # A run config YAML file holding the executor's ``execution: config:`` mapping.
+    executor_config: Path | None = None
+    # Where built-in profiles and their assets live (the repository root by default).
+    builtin_root: Path | None = None
+    # The user layer of profiles (None: ~/.config/wf).
+    config_dir: Path | None = None
+    provider_options: dict[str, str] = Field(default_factory=dict)
+
+    _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _known_executor(cls, value: Any) -> Any:
+        if value in (None, ""):
+            return "in_process"
+        if value not in EXECUTORS:
+            raise ConfigError(
+                "CONFIG_BAD_EXECUTOR",
+                f"WF_EXECUTOR={value!r} is not one of {', '.join(EXECUTORS)}",
+                executor=value,
+            )
+        return value
+
+    @field_validator("provider_concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, value: Any) -> Any:
+        return _positive_int("WF_PROVIDER_CONCURRENCY", value) or 8
+
+    @field_validator("max_processes", mode="before")
+    @classmethod
+    def _processes(cls, value: Any) -> Any:
+        return _positive_int("WF_MAX_PROCESSES", value)
+
+    @field_validator("records_schema", "cas_url", "records_url", "provider", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rooted_in_home(cls, data: Any) -> Any:
+        """Fill the defaults that derive from the home folder; make every path absolute."""
+        if not isinstance(data, dict):
+            return data
+        values = {key: value for key, value in data.items() if value not in (None, "")}
+        home = _path(values.get("home") or DEFAULT_HOME)
+        values["home"] = home
+        values.setdefault("cas_url", (home / "cas").as_uri())
+        values.setdefault("records_url", f"sqlite:///{home / 'records.db'}")
+        dagster_home = values.get("DAGSTER_HOME", values.pop("dagster_home", None))
+        values["DAGSTER_HOME"] = _path(dagster_home or home / "dagster")
+        out_dir = values.get("WF_OUT", values.pop("out_dir", None))
+        values["WF_OUT"] = _path(out_dir or home / "out")
+        values["builtin_root"] = _path(values.get("builtin_root") or builtin_root())
+        for key in ("executor_config", "config_dir"):
+            if values.get(key):
+                values[key] = _path(values[key])
+        values.setdefault("provider", "offline")
+        return values
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings read from ``env`` (the process environment when None), once.
+
+        Returns a frozen `Settings`; ``WF_<PROVIDER>_<OPTION>`` variables of the chosen
+        provider become ``provider_options``, and ``env`` stays the source of `secrets`.
+        Raises ``CONFIG_BAD_EXECUTOR`` or ``CONFIG_BAD_NUMBER`` with the variable's figures.
+        """
+        environ = dict(os.environ if env is None else env)
+        source = _MappingEnvSource(cls, environ)
+        settings = _build(cls, (source,), {})
+        options = provider_options(settings.provider, environ)
+        if options:
+            settings = settings.model_copy(update={"provider_options": options})
+        settings._environ = MappingProxyType(environ)
+        return settings
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from field values (e.g. a run's resource config), the rest from ``env``.
+
+        ``values`` maps field names (those of `launch_values`) to values; a value of None
+        takes the variable's value from ``env`` (the process environment when None), which
+        also stays the source of `secrets`. Raises as `from_env` does.
+        """
+        environ = dict(os.environ if env is None else env)
+        given = {key: value for key, value in values.items() if value is not None}
+        source = _MappingEnvSource(cls, environ)
+        settings = _build(cls, (InitSettingsSource(cls, init_kwargs=given), source), given)
+        if "provider_options" not in given:
+            options = provider_options(settings.provider, environ)
+            settings = settings.model_copy(update={"provider_options": options})
+        settings._environ = MappingProxyType(environ)
+        return settings
+
+    def launch_values(self) -> dict[str, Any]:
+        """The fields a step process needs, as plain JSON values (paths as strings).
+
+        This is what run config carries to out-of-process steps, so no secret is among
+        them: provider keys stay in the environment, named by ``api_key_env``, and a URL
+        that embeds a password (``WF_RECORDS_URL``, ``WF_CAS_URL``) is None, which the
+        step reads from its own environment (`SECRET_URL_VARIABLES`). An unset optional
+        field is an empty string, so that the step does not fall back to its environment.
+        """
+        values: dict[str, Any] = {}
+        for name in LAUNCH_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                value = str(value)
+            values[name] = "" if value is None else value
+        values["provider_options"] = dict(self.provider_options)
+        for name in SECRET_URL_VARIABLES:
+            if urlsplit(values[name]).password is not None:
+                values[name] = None
+        return values
+
+    @property
+    def secrets(self) -> Mapping[str, str]:
+        """The environment these settings were read from, for secrets named by an option (read-only)."""
+        return self._environ
+
+    def __eq__(self, other: object) -> bool:
+        # Equal settings are equal values; the environment kept for secrets is not one of them.
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.model_dump(mode="json", exclude={"provider_options"}).items())))
+
+    def ensure_dirs(self) -> None:
+        """Create the home and Dagster home folders (an existing folder is fine)."""
+        for path in (self.home, self.dagster_home):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def provider_options(name: str, env: Mapping[str, str]) -> dict[str, str]:
+    """Provider options from ``WF_<PROVIDER>_<OPTION>`` variables, e.g. WF_OPENAI_BASE_URL.
+
+    Returns option name (lower-cased) -> raw string; an empty provider name has none.
+    """
+    if not name:
+        return {}
+    prefix = f"WF_{name.upper()}_"
+    return {key[len(prefix) :].lower(): value for key, value in env.items() if key.startswith(prefix)}
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._mapping = {key: value for key, value in environ.items() if value != ""}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._mapping, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _build(cls: type[Settings], sources: tuple[Any, ...], init_kwargs: dict[str, Any]) -> Settings:
+    # Our validators raise ConfigError themselves; anything else pydantic rejects becomes one too.
+    try:
+        return cls(_build_sources=(sources, init_kwargs))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError("CONFIG_BAD_VALUE", f"setting {field}: {first['msg']}", field=field) from None
+
+
+def _positive_int(name: str, raw: Any) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1 or isinstance(raw, bool):
+        raise ConfigError("CONFIG_BAD_NUMBER", f"{name}={raw!r} is not a positive whole number", name=name)
+    return value
+
+
+def _path(value: Any) -> Path:
+    return Path(value).expanduser().resolve()
+
+
+__all__ = [
+    "DEFAULT_HOME",
+    "EXECUTORS",
+    "LAUNCH_FIELDS",
+    "SECRET_URL_VARIABLES",
+    "SETTINGS_VARIABLES",
+    "Executor",
+    "Settings",
+    "provider_options",
+]
