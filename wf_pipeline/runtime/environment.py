@@ -25,6 +25,16 @@ class RuntimeEnv:
     Open it with `open` and close it when done, best as a context manager
     (``with RuntimeEnv.open(settings) as env: ...``): `close` releases the record store's
     connections, the artifact store and a provider that `open` created.
+
+    Attributes:
+        settings: the settings the env was opened from.
+        cas: the artifact store (``settings.cas_url``).
+        records: the record store (``settings.records_url``).
+        catalog: the workflow profiles this process can run.
+        provider: the model provider turns call.
+        boundary: the one write boundary frame metadata passes through.
+        budgets: the byte budgets of prompts, contexts and metadata.
+        owns_provider: whether `close` closes ``provider``.
     """
 
     settings: Settings
@@ -40,7 +50,9 @@ class RuntimeEnv:
     def close(self) -> None:
         """Close the record store, the artifact store and an owned provider; safe to call twice.
 
-        Every part is closed even when an earlier one fails; the first failure is raised after.
+        Raises:
+            BaseException: the first exception a part's ``close`` raised; every part is
+                closed even when an earlier one fails.
         """
         closers = [self.records.close, self.cas.close]
         provider_close = getattr(self.provider, "close", None) if self.owns_provider else None
@@ -56,9 +68,11 @@ class RuntimeEnv:
             raise failure
 
     def __enter__(self) -> RuntimeEnv:
+        """Returns the env itself."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Close the env (`close`); an exception of the ``with`` body propagates unchanged."""
         self.close()
 
     @classmethod
@@ -80,9 +94,19 @@ class RuntimeEnv:
                 handed in is not closed by `close`.
             env: the variables provider options are read from (default: the process's).
 
-        Returns an open env; close it (or use it as a context manager). Raises the stores'
-        ``CAS_*`` and ``RECORD_*`` codes, the catalog's ``PROFILE_*`` codes and
-        ``CONFIG_PROVIDER_MISSING``; whatever was opened before a failure is closed again.
+        Returns:
+            An open env; close it (or use it as a context manager).
+
+        Raises:
+            CasError: ``CAS_INVALID_URL`` when no storage serves ``settings.cas_url``.
+            ProfileError: the catalog's ``PROFILE_*`` codes (a layer that does not parse
+                or validate).
+            RecordError: ``RECORD_BAD_URL``, ``RECORD_BAD_OPTION``, ``RECORD_UNAVAILABLE``,
+                ``RECORD_SCHEMA_MISMATCH``.
+            ConfigError, ProviderError: as `provider_from_settings`.
+            OSError: when the home folders cannot be created.
+
+        Whatever was opened before a failure is closed again.
         """
         env = os.environ if env is None else env
         settings.ensure_dirs()
@@ -113,12 +137,35 @@ class RuntimeEnv:
 
 
 def provider_options(name: str, env: Mapping[str, str]) -> dict[str, Any]:
-    """Provider options from ``WF_<PROVIDER>_<OPTION>`` variables, e.g. WF_OPENAI_BASE_URL."""
+    """Provider options from ``WF_<PROVIDER>_<OPTION>`` variables, e.g. WF_OPENAI_BASE_URL.
+
+    Args:
+        name: the provider's name (``WF_PROVIDER``); matched upper-cased.
+        env: the variables to read.
+
+    Returns:
+        Option name (lower-cased, prefix stripped) -> the variable's raw string value;
+        the provider's factory parses and checks them.
+    """
     prefix = f"WF_{name.upper()}_"
     return {key[len(prefix) :].lower(): value for key, value in env.items() if key.startswith(prefix)}
 
 
 def provider_from_settings(settings: Settings, env: Mapping[str, str]) -> Provider:
+    """Create the provider ``settings.provider`` names, with its options from ``env``.
+
+    Args:
+        settings: gives the provider's name (``WF_PROVIDER``).
+        env: the variables provider options (`provider_options`) and keys are read from.
+
+    Returns:
+        A new provider; the caller closes it if it has a ``close``.
+
+    Raises:
+        ConfigError: ``CONFIG_PROVIDER_MISSING`` when ``WF_PROVIDER`` is empty.
+        ProviderError: ``PROVIDER_UNKNOWN``, ``PROVIDER_CONFIG_INVALID``,
+            ``PROVIDER_MISSING_KEY`` (`wf_pipeline.providers.create_provider`).
+    """
     if not settings.provider:
         raise ConfigError("CONFIG_PROVIDER_MISSING", "WF_PROVIDER is empty")
     return create_provider(settings.provider, provider_options(settings.provider, env), env)
