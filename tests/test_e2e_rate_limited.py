@@ -23,9 +23,9 @@ from itertools import pairwise
 import pytest
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
 
-from wf_pipeline.service import run_workflow
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.service import run_workflow
 
 pytestmark = pytest.mark.slow
 WORKFLOW = "docs_writer_thread_v1"

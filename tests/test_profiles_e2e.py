@@ -10,8 +10,8 @@ import pytest
 import yaml
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
 
-from wf_pipeline.service import resume_thread, run_workflow
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
+from wf_pipeline.service import resume_thread, run_workflow
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,15 @@ from wf_pipeline.errors import GateError
 
 
 class GateSpecLike(Protocol):
-    """What an evaluator reads of a profile's gate declaration (``profiles.schema.GateSpec`` fits)."""
+    """What an evaluator reads of a profile's gate declaration (``profiles.schema.GateSpec`` fits).
+
+    Attributes:
+        gate_id: the gate's id in its profile.
+        gate_type: the registered evaluator's name.
+        required_fields: output fields that must be present and non-empty (JSON gates).
+        rules: the gate type's options (e.g. ``max_drift``); the evaluator checks them.
+        fail_on_violation: whether reasons fail the gate (else they are only recorded).
+    """
 
     gate_id: str
     gate_type: str
@@ -30,7 +38,13 @@ Evaluator = Callable[[str, Mapping[str, str], GateSpecLike], list[str]]
 
 @dataclass(frozen=True)
 class GateResult:
-    """One gate's verdict: ``outcome`` and the sorted reason codes (empty when nothing was wrong)."""
+    """One gate's verdict: ``outcome`` and the sorted reason codes (empty when nothing was wrong).
+
+    Attributes:
+        gate_id: the gate's id in its profile.
+        outcome: ``pass`` or ``fail``.
+        reasons: reason codes with claim ids and section keys, never payload text.
+    """
 
     gate_id: str
     outcome: Literal["pass", "fail"]
@@ -48,8 +62,17 @@ _EVALUATORS: dict[str, Evaluator] = {}
 def register(gate_type: str) -> Callable[[Evaluator], Evaluator]:
     """Decorator registering an evaluator under ``gate_type``; returns the evaluator unchanged.
 
-    Raises GateError GATE_DUPLICATE_TYPE when ``gate_type`` is already registered.
     Workflow gates are registered by their plug-in (``wf_pipeline.workflows``).
+
+    Args:
+        gate_type: the name profiles use in a gate's ``gate_type``.
+
+    Returns:
+        A decorator that registers an `Evaluator` and returns it unchanged.
+
+    Raises:
+        GateError: ``GATE_DUPLICATE_TYPE``, when the decorator is applied, if
+            ``gate_type`` is already registered (the same evaluator included).
     """
 
     def decorator(fn: Evaluator) -> Evaluator:
@@ -62,7 +85,12 @@ def register(gate_type: str) -> Callable[[Evaluator], Evaluator]:
 
 
 def gate_types() -> frozenset[str]:
-    """Every registered gate type: the generic built-ins and those of the loaded workflows."""
+    """Every registered gate type: the generic built-ins and those of the loaded workflows.
+
+    Returns:
+        The gate type names; the profile loader rejects any other
+        (``PROFILE_UNKNOWN_GATE_TYPE``).
+    """
     _load_builtin()
     return frozenset(_EVALUATORS)
 
@@ -71,6 +99,18 @@ def evaluate(spec: GateSpecLike, output_text: str, inputs: Mapping[str, str]) ->
     """Run the evaluator for ``spec.gate_type``.
 
     A gate with ``fail_on_violation: false`` records its reasons but passes.
+
+    Args:
+        spec: the gate's declaration.
+        output_text: the turn's raw output text.
+        inputs: input_ref -> raw text of the turn's inputs.
+
+    Returns:
+        The `GateResult`, reasons as the evaluator returned them.
+
+    Raises:
+        GateError: ``GATE_UNKNOWN_TYPE`` when no evaluator is registered for
+            ``spec.gate_type``; the evaluator's ``GATE_RULES_INVALID`` for bad ``rules``.
     """
     _load_builtin()
     try:

@@ -109,8 +109,15 @@ _OUTPUT_MODELS: dict[str, type[StrictPayload]] = {}
 def register_output_model(output_type: str, model: type[StrictPayload]) -> None:
     """Declare ``model`` as the schema of outputs of type ``output_type``.
 
-    Registering the same model again is a no-op. Raises MetadataError
-    OUTPUT_TYPE_DUPLICATE when another model already owns ``output_type``.
+    Registering the same model again is a no-op.
+
+    Args:
+        output_type: a turn's output type, as profiles declare it.
+        model: the strict schema outputs of that type are parsed with (`parse_json_output`).
+
+    Raises:
+        MetadataError: ``OUTPUT_TYPE_DUPLICATE`` when another model already owns
+            ``output_type``.
     """
     existing = _OUTPUT_MODELS.get(output_type)
     if existing is not None and existing is not model:

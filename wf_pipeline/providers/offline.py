@@ -31,9 +31,17 @@ _TURNS: dict[str, OfflineTurn] = {}
 def register_offline_turn(output_type: str, turn: OfflineTurn) -> None:
     """Make the offline provider answer requests for ``output_type`` with ``turn(request)``.
 
-    ``turn`` returns the output text and raises ProviderError for bad inputs.
-    Registering the same function again is a no-op. Raises ProviderError
-    PROVIDER_DUPLICATE_OUTPUT when another function already serves ``output_type``.
+    Registering the same function again is a no-op.
+
+    Args:
+        output_type: a turn's output type, as profiles declare it.
+        turn: takes the `ProviderRequest` and returns the output text; raises
+            ProviderError for bad inputs (``PROVIDER_INPUT_MISSING``,
+            ``PROVIDER_INPUT_INVALID``: see `raw_input`, `parsed_input`).
+
+    Raises:
+        ProviderError: ``PROVIDER_DUPLICATE_OUTPUT`` when another function already serves
+            ``output_type``.
     """
     existing = _TURNS.get(output_type)
     if existing is not None and existing is not turn:

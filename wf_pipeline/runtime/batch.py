@@ -33,9 +33,28 @@ def run_turn_batch(
     *,
     thread_id: str | None = None,
 ) -> dict[str, TurnOutput]:
-    """Run ``turn_id`` for every target; returns target key -> outcome, in target order.
+    """Run ``turn_id`` for every target, the provider calls of different threads concurrently.
 
-    ``thread_id`` names the thread to resume; it applies only to a single target.
+    Args:
+        env: the open runtime; ``settings.provider_concurrency`` bounds the worker threads.
+        loaded: the profile the turn belongs to.
+        turn_id: the turn to run.
+        targets: the step's targets (one Dagster partition each).
+        thread_id: the thread to resume; it applies only when ``targets`` holds one target.
+
+    Returns:
+        Target key -> `TurnOutput`, in target order. A thread that could not start is
+        ``skipped`` with the reason as ``error_code``: ``RUN_CHILDREN_PENDING``, or the
+        code raised before its provider call (e.g. ``RUN_TARGET_CHANGED``,
+        ``METADATA_BUDGET_EXCEEDED``, ``CAS_NOT_FOUND``). Provider failures are ``failed``
+        outputs (`run_turn`), not exceptions.
+
+    Raises:
+        KeyError: for a ``turn_id`` the profile does not have.
+        TreeError: the scan's codes (``TREE_PATH_MISSING``, ``TREE_NOT_A_DIRECTORY``...)
+            for a target's tree root.
+        RunError: ``RUN_UNKNOWN_THREAD`` when ``thread_id`` names no recorded thread.
+        RecordError: ``RECORD_*`` while opening a thread or checking its children.
     """
     turn = loaded.profile.turn(turn_id)
     scans = _scans_by_root(env, loaded, targets)

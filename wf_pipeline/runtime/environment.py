@@ -23,6 +23,16 @@ class RuntimeEnv:
     Open it with `open` and close it when done, best as a context manager
     (``with RuntimeEnv.open(settings) as env: ...``): `close` releases the record store's
     connections, the artifact store and a provider that `open` created.
+
+    Attributes:
+        settings: the settings the env was opened from.
+        cas: the artifact store (``settings.cas_url``).
+        records: the record store (``settings.records_url``).
+        catalog: the workflow profiles this process can run.
+        provider: the model provider turns call.
+        boundary: the one write boundary frame metadata passes through.
+        budgets: the byte budgets of prompts, contexts and metadata.
+        owns_provider: whether `close` closes ``provider``.
     """
 
     settings: Settings
@@ -38,7 +48,9 @@ class RuntimeEnv:
     def close(self) -> None:
         """Close the record store, the artifact store and an owned provider; safe to call twice.
 
-        Every part is closed even when an earlier one fails; the first failure is raised after.
+        Raises:
+            BaseException: the first exception a part's ``close`` raised; every part is
+                closed even when an earlier one fails.
         """
         closers = [self.records.close, self.cas.close]
         provider_close = getattr(self.provider, "close", None) if self.owns_provider else None
@@ -54,9 +66,11 @@ class RuntimeEnv:
             raise failure
 
     def __enter__(self) -> RuntimeEnv:
+        """Returns the env itself."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Close the env (`close`); an exception of the ``with`` body propagates unchanged."""
         self.close()
 
     @classmethod
@@ -79,9 +93,19 @@ class RuntimeEnv:
             env: variables to read provider options (``WF_<PROVIDER>_<OPTION>``) and secrets
                 from, instead of the settings' own ``provider_options`` and ``secrets``.
 
-        Returns an open env; close it (or use it as a context manager). Raises the stores'
-        ``CAS_*`` and ``RECORD_*`` codes, the catalog's ``PROFILE_*`` codes and
-        ``CONFIG_PROVIDER_MISSING``; whatever was opened before a failure is closed again.
+        Returns:
+            An open env; close it (or use it as a context manager).
+
+        Raises:
+            CasError: ``CAS_INVALID_URL`` when no storage serves ``settings.cas_url``.
+            ProfileError: the catalog's ``PROFILE_*`` codes (a layer that does not parse
+                or validate).
+            RecordError: ``RECORD_BAD_URL``, ``RECORD_BAD_OPTION``, ``RECORD_UNAVAILABLE``,
+                ``RECORD_SCHEMA_MISMATCH``.
+            ConfigError, ProviderError: as `provider_from_settings`.
+            OSError: when the home folders cannot be created.
+
+        Whatever was opened before a failure is closed again.
         """
         settings.ensure_dirs()
         cas = open_cas(settings.cas_url)
@@ -111,7 +135,22 @@ class RuntimeEnv:
 
 
 def provider_from_settings(settings: Settings, env: Mapping[str, str] | None = None) -> Provider:
-    """The provider ``settings`` name; ``env`` (default: the settings' own) gives options and secrets."""
+    """Create the provider ``settings.provider`` names.
+
+    Args:
+        settings: gives the provider's name (``WF_PROVIDER``), and by default its options
+            (``settings.provider_options``) and the secrets its options name.
+        env: variables to read the options (``WF_<PROVIDER>_<OPTION>``) and keys from
+            instead of the settings' own.
+
+    Returns:
+        A new provider; the caller closes it if it has a ``close``.
+
+    Raises:
+        ConfigError: ``CONFIG_PROVIDER_MISSING`` when ``WF_PROVIDER`` is empty.
+        ProviderError: ``PROVIDER_UNKNOWN``, ``PROVIDER_CONFIG_INVALID``,
+            ``PROVIDER_MISSING_KEY`` (`wf_pipeline.providers.create_provider`).
+    """
     if not settings.provider:
         raise ConfigError("CONFIG_PROVIDER_MISSING", "WF_PROVIDER is empty")
     if env is None:

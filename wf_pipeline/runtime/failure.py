@@ -97,6 +97,10 @@ def prepare_resume(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord)
 
     Returns:
         The thread record after the rule is applied (unchanged when nothing moved back).
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``, or ``RECORD_INVALID`` / ``RECORD_INTEGRITY``
+            when the rewound thread cannot be saved.
     """
     history = env.records.latest_turns(thread.thread_id)
     seq = resume_seq(loaded, thread, history)

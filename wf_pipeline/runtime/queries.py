@@ -11,7 +11,20 @@ from wf_pipeline.tree import TreeScan
 
 
 def record_scan(env: RuntimeEnv, scan: TreeScan) -> dict[str, Any]:
-    """Persist the node records of a scan and summarise it."""
+    """Persist the node records of a scan and summarise it.
+
+    Args:
+        env: the runtime (its record store is written).
+        scan: the scan to record.
+
+    Returns:
+        ``{"root", "root_id", "directories", "files", "omitted": {"binary",
+        "oversized", "unreadable"}, "warnings": [{"code", "path", "message"}]}``, counts
+        as ints; no file content.
+
+    Raises:
+        RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
+    """
     env.records.upsert_nodes(scan.to_records(now_ms()))
     files = [n for n in scan.nodes if n.kind == "file"]
     return {
@@ -28,6 +41,19 @@ def record_scan(env: RuntimeEnv, scan: TreeScan) -> dict[str, Any]:
 
 
 def list_threads(env: RuntimeEnv, workflow_id: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded thread, optionally of one workflow, in the record store's listing order.
+
+    Args:
+        env: the runtime (its record store is read).
+        workflow_id: only threads of this workflow; None for all.
+
+    Returns:
+        One ``{"thread_id", "workflow_id", "target", "path", "status", "last_turn_seq",
+        "updated_at_ms"}`` per thread (``updated_at_ms``: Unix epoch, ms).
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
     return [
         {
             "thread_id": t.thread_id,
@@ -43,7 +69,23 @@ def list_threads(env: RuntimeEnv, workflow_id: str | None = None) -> list[dict[s
 
 
 def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
-    """A thread with its turns in seq order (every attempt), gate outcomes and artifact ids."""
+    """A thread with its turns in seq order (every attempt), gate outcomes and artifact ids.
+
+    Args:
+        env: the runtime (its record store is read).
+        thread_id: the thread to show.
+
+    Returns:
+        The thread record's JSON fields (without ``schema_version``), plus
+        ``prompt_link_ids`` (sorted) and ``turns``: one ``{"turn_id", "seq", "attempt",
+        "status", "input_artifact_ids", "output_artifact_id", "gate": {"gate_id",
+        "outcome", "reasons"} | None, "error_code", "started_at_ms", "ended_at_ms"}`` per
+        attempt (times: Unix epoch, ms). Ids and digests only, never payload text.
+
+    Raises:
+        RunError: ``RUN_UNKNOWN_THREAD`` when no thread has that id.
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
     thread = env.records.get_thread(thread_id)
     if thread is None:
         raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")

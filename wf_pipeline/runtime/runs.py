@@ -29,21 +29,46 @@ from wf_pipeline.tree import TreeScan
 
 @dataclass(frozen=True)
 class RunPlan:
+    """What a run over one tree has to do, decided from the records before anything runs.
+
+    Attributes:
+        loaded: the profile the run uses.
+        scan: the tree as scanned for this run.
+        threads: one `ThreadPlan` per documentable directory, deepest directories first.
+    """
+
     loaded: LoadedProfile
     scan: TreeScan
     threads: tuple[ThreadPlan, ...]  # deepest directories first
 
     @property
     def pending(self) -> list[ThreadPlan]:
+        """The threads that must run (not reusable), in plan order."""
         return [plan for plan in self.threads if not plan.reusable]
 
     @property
     def reused(self) -> list[ThreadPlan]:
+        """The completed threads whose final artifact is still in the CAS, in plan order."""
         return [plan for plan in self.threads if plan.reusable]
 
 
 def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
-    """Register every directory as a target and decide, per dedupe key, which threads must run."""
+    """Register every directory as a target and decide, per dedupe key, which threads must run.
+
+    New threads are saved as ``pending``; recorded ones are left as they are.
+
+    Args:
+        env: the runtime (its record store is read and written, its CAS checked).
+        loaded: the profile to run.
+        scan: the tree as scanned for this run (`scan_workspace`).
+
+    Returns:
+        A `RunPlan` over every documentable directory, deepest first.
+
+    Raises:
+        MetadataError: as `thread_id_of` (a dedupe key no loaded profile can have).
+        RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
+    """
     targets = register_targets(env.records, scan)
     plans = []
     for target in targets:
@@ -55,6 +80,18 @@ def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
 
 @dataclass(frozen=True)
 class ThreadSummary:
+    """One thread's line in a run report: ids and paths only.
+
+    Attributes:
+        target: the target (partition) key.
+        path: the target directory, relative to the tree root (``.`` for the root).
+        thread_id: the thread's id.
+        status: the thread's recorded status after the run.
+        output_path: the file the output sink wrote (or found already equal), else None.
+        final_artifact_id: the final artifact of a completed thread, else None.
+        reused: whether the thread had completed before the run.
+    """
+
     target: str
     path: str
     thread_id: str
@@ -66,6 +103,17 @@ class ThreadSummary:
 
 @dataclass(frozen=True)
 class RunSummary:
+    """What a run did, from the records: the CLI's report and exit status.
+
+    Attributes:
+        workflow_id: the profile's workflow.
+        threads: one `ThreadSummary` per planned thread, in plan order.
+        provider_calls: provider calls made by the run (`provider_calls_since`).
+        threads_reused: threads that had completed before the run.
+        dagster_run_ids: the Dagster runs that executed the pending threads.
+        out_dir: the output folder, or None when writing in place or not at all.
+    """
+
     workflow_id: str
     threads: tuple[ThreadSummary, ...]
     provider_calls: int
@@ -75,9 +123,11 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
+        """Whether every thread of the run completed."""
         return all(t.status == "completed" for t in self.threads)
 
     def to_json(self) -> dict:
+        """The JSON-ready report: every attribute, threads as dicts, tuples as lists."""
         return {
             "workflow_id": self.workflow_id,
             "threads": [
@@ -100,7 +150,19 @@ class RunSummary:
 
 
 def provider_calls_since(env: RuntimeEnv, thread_ids: Iterable[str], since_ms: int) -> int:
-    """Provider calls made for these threads since ``since_ms``, counted from the turn records."""
+    """Provider calls made for these threads since ``since_ms``, counted from the turn records.
+
+    Args:
+        env: the runtime (its record store is read).
+        thread_ids: the threads to count.
+        since_ms: Unix epoch in ms; attempts started earlier are not counted.
+
+    Returns:
+        The number of turn attempts with ``provider_called`` started at or after ``since_ms``.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
     return sum(
         1
         for thread_id in thread_ids
@@ -123,9 +185,28 @@ def summarize_run(
 
     Outputs go through the output sink of the profile's frame type (see ``sinks``);
     with neither ``out_dir`` nor ``in_place`` nothing is written (a backfill only fills
-    the stores; the outputs stay available from the CAS). Raises RunError
-    RUN_NO_OUTPUT_SINK, before anything is written, when outputs are to be written and
-    no loaded workflow provides a sink for the frame type.
+    the stores; the outputs stay available from the CAS).
+
+    Args:
+        env: the runtime (records read, CAS read by the sink).
+        plan: the run's plan (`plan_run`).
+        started_ms: when the run started, Unix epoch in ms (provider calls are counted from it).
+        dagster_run_ids: the Dagster runs that executed the plan.
+        out_dir: write outputs into this folder, mirroring the tree.
+        in_place: write outputs into the scanned tree itself.
+        overwrite: replace existing, different outputs when writing in place; outputs
+            in ``out_dir`` are always replaced.
+
+    Returns:
+        The `RunSummary` of every planned thread.
+
+    Raises:
+        RunError: ``RUN_NO_OUTPUT_SINK``, before anything is written, when outputs are to
+            be written and no loaded workflow provides a sink for the frame type.
+        CasError: the sink's read of a final artifact (``CAS_NOT_FOUND``,
+            ``CAS_DIGEST_MISMATCH``).
+        OSError: when an output cannot be written (nothing is half-written).
+        RecordError: ``RECORD_UNAVAILABLE``.
     """
     writing = out_dir is not None or in_place
     sink = output_sink(frame_type_of(plan.loaded)) if writing else None
@@ -175,8 +256,22 @@ def next_ready_level(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> list
     """The deepest depth level of a tree that still has work whose children are all settled.
 
     Returned whole (every target of that level, bottom-up order), since runs take
-    contiguous partition ranges; finished threads in it are reused at no cost. Empty when
-    the tree is done or nothing can start yet.
+    contiguous partition ranges; finished threads in it are reused at no cost.
+
+    Args:
+        env: the runtime (records read and targets registered; nothing else written).
+        loaded: the profile to run.
+        root: the tree root, scanned afresh.
+
+    Returns:
+        The targets of that level in bottom-up order; empty when the tree is done or
+        nothing can start yet.
+
+    Raises:
+        TreeError: the scan's codes (``TREE_PATH_MISSING``, ``TREE_NOT_A_DIRECTORY``,
+            ``TREE_UNREADABLE``).
+        MetadataError: as `thread_id_of`.
+        RecordError: ``RECORD_INVALID``, ``RECORD_UNAVAILABLE``.
     """
     scan = scan_workspace(env, loaded, root)
     targets = register_targets(env.records, scan)

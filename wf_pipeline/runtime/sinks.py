@@ -9,7 +9,8 @@ workflow and no output.
 ``write_file_atomically`` is the shared way a sink puts bytes on disk: a temporary file
 in the destination's folder, renamed over the destination, so a reader never sees a
 half-written file and a crashed writer leaves only a temporary file that the next
-write removes.
+write removes (POSIX ``rename(2)`` replaces the destination atomically within one file
+system; ``flock(2)`` locks die with their process).
 """
 
 from __future__ import annotations
@@ -33,9 +34,20 @@ class OutputSink(Protocol):
     def write(self, env: RuntimeEnv, artifact_id: str, directory: Path, *, overwrite: bool) -> Path | None:
         """Write the artifact ``artifact_id`` (read from ``env.cas``) for the target ``directory``.
 
-        ``directory`` is where the target sits in the output tree (the out folder or the
-        scanned tree itself). An existing output is replaced only with ``overwrite``.
-        Returns the path written, or None when an existing output was kept.
+        Args:
+            env: the runtime; the artifact's bytes are read from ``env.cas``.
+            artifact_id: the thread's final artifact.
+            directory: where the target sits in the output tree (the out folder or the
+                scanned tree itself); it may not exist yet.
+            overwrite: replace an existing, different output.
+
+        Returns:
+            The path written (or already holding the same bytes), or None when an
+            existing output was kept.
+
+        Raises:
+            CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH`` for the artifact.
+            OSError: when the output cannot be written; nothing is half-written.
         """
         ...
 
@@ -46,8 +58,14 @@ _SINKS: dict[str, OutputSink] = {}
 def register_output_sink(frame_type: str, sink: OutputSink) -> None:
     """Make ``sink`` write the outputs of profiles whose frame type is ``frame_type``.
 
-    Registering the same sink again is a no-op. Raises RunError RUN_SINK_DUPLICATE when
-    another sink already serves ``frame_type``.
+    Registering the same sink again is a no-op, so a plug-in may register twice.
+
+    Args:
+        frame_type: a profile's ``target_frame_type`` (else its final output type).
+        sink: the sink for that frame type.
+
+    Raises:
+        RunError: ``RUN_SINK_DUPLICATE`` when another sink already serves ``frame_type``.
     """
     existing = _SINKS.get(frame_type)
     if existing is not None and existing is not sink:
@@ -62,7 +80,15 @@ def register_output_sink(frame_type: str, sink: OutputSink) -> None:
 def output_sink(frame_type: str) -> OutputSink:
     """The sink registered for ``frame_type``.
 
-    Raises RunError RUN_NO_OUTPUT_SINK when no loaded workflow registered one.
+    Args:
+        frame_type: the frame type of the profile whose outputs are written.
+
+    Returns:
+        The registered `OutputSink`.
+
+    Raises:
+        RunError: ``RUN_NO_OUTPUT_SINK`` (with the known frame types) when no loaded
+            workflow registered one.
     """
     try:
         return _SINKS[frame_type]
@@ -77,9 +103,20 @@ def output_sink(frame_type: str) -> OutputSink:
 def write_file_atomically(data: bytes, destination: Path, *, overwrite: bool) -> Path | None:
     """Write ``data`` to ``destination`` atomically; an existing different file is kept unless ``overwrite``.
 
-    Returns ``destination`` when it now holds ``data`` (written, or already equal), None
-    when an existing file was kept. OS errors (permissions, full disk) propagate as
-    OSError, and the temporary file is removed.
+    Temporary files that earlier writers of ``destination`` abandoned are removed first.
+
+    Args:
+        data: the bytes to write.
+        destination: the file; its folder is created when missing.
+        overwrite: replace an existing file whose bytes differ from ``data``.
+
+    Returns:
+        ``destination`` when it now holds ``data`` (written, or already equal), None when
+        an existing file was kept.
+
+    Raises:
+        OSError: permissions, full disk...; the temporary file is removed and
+            ``destination`` is left as it was.
     """
     if destination.parent.is_dir():
         _remove_abandoned_writes(destination)

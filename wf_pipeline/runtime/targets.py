@@ -17,22 +17,44 @@ from wf_pipeline.tree import TreeScan
 
 
 def target_key_for(root: Path, path: str) -> str:
+    """The partition key of a directory: ``<root name>`` for the root, else ``<root name>/<path>``.
+
+    Args:
+        root: the tree root.
+        path: the directory, POSIX and relative to ``root`` (``.`` for the root).
+    """
     return root.name if path == "." else f"{root.name}/{path}"
 
 
 @dataclass(frozen=True)
 class Target:
+    """A directory a workflow runs on: one Dagster partition.
+
+    Attributes:
+        key: the partition key (`target_key_for`).
+        root: the tree root.
+        path: the directory, POSIX and relative to ``root`` (``.`` for the root).
+    """
+
     key: str
     root: Path
     path: str
 
     @classmethod
     def from_record(cls, record: TargetRecord) -> Target:
+        """The target a target record stands for."""
         return cls(key=record.target_key, root=Path(record.root_path), path=record.path)
 
 
 def target_depth(target: Target) -> int:
-    """Depth of the target directory below its tree root (the root is 0)."""
+    """Depth of the target directory below its tree root (the root is 0).
+
+    Args:
+        target: the target.
+
+    Returns:
+        The number of path segments of ``target.path``; 0 for the root.
+    """
     return 0 if target.path == "." else target.path.count("/") + 1
 
 
@@ -41,6 +63,12 @@ def documentable_directories(scan: TreeScan) -> list[str]:
 
     A directory holding nothing, or only binary, oversized or ignored files, offers no
     evidence a claim could cite, so it gets no thread.
+
+    Args:
+        scan: the tree as scanned.
+
+    Returns:
+        Directory paths relative to the scanned root, in `TreeScan.directories_bottom_up` order.
     """
     with_files: set[str] = set()
     for node in scan.nodes:
@@ -52,7 +80,18 @@ def documentable_directories(scan: TreeScan) -> list[str]:
 
 
 def register_targets(records: RecordStore, scan: TreeScan) -> list[Target]:
-    """Record every documentable directory of ``scan`` as a target; the latest registration of a key wins."""
+    """Record every documentable directory of ``scan`` as a target; the latest registration of a key wins.
+
+    Args:
+        records: the record store the targets are saved to.
+        scan: the tree as scanned.
+
+    Returns:
+        The targets, deepest first (`documentable_directories`).
+
+    Raises:
+        RecordError: ``RECORD_INVALID``, ``RECORD_UNAVAILABLE``.
+    """
     stamp = now_ms()
     targets = [
         Target(key=target_key_for(scan.root, path), root=scan.root, path=path)
@@ -68,6 +107,19 @@ def register_targets(records: RecordStore, scan: TreeScan) -> list[Target]:
 
 
 def resolve_target(records: RecordStore, key: str) -> Target:
+    """The target registered under a partition key, for a process that got only the key.
+
+    Args:
+        records: the record store the target was registered in.
+        key: the partition key.
+
+    Returns:
+        The registered `Target`.
+
+    Raises:
+        RunError: ``RUN_UNKNOWN_TARGET`` when no target is registered under ``key``.
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
     record = records.get_target(key)
     if record is None:
         raise RunError(

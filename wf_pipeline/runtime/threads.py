@@ -15,7 +15,15 @@ from wf_pipeline.tree import TreeScan, build_context, context_json_text, scan_tr
 
 @dataclass(frozen=True)
 class ThreadPlan:
-    """What one directory's thread is, and whether a finished one can be reused."""
+    """What one directory's thread is, and whether a finished one can be reused.
+
+    Attributes:
+        target: the thread's target directory.
+        node_id: the directory's Merkle node id in this scan.
+        thread: the recorded thread, or the new pending one.
+        reusable: the thread completed and its final artifact is still in the CAS.
+        recorded: whether ``thread`` is in the record store.
+    """
 
     target: Target
     node_id: str
@@ -24,17 +32,36 @@ class ThreadPlan:
     recorded: bool = True  # False for a new thread not saved yet
 
     def save_if_new(self, env: RuntimeEnv) -> None:
+        """Save a new thread to ``env.records``; a recorded one is left alone.
+
+        Raises:
+            RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
+        """
         if not self.recorded:
             env.records.save_thread(self.thread)
 
 
 def frame_type_of(loaded: LoadedProfile) -> str:
-    """The frame type a thread of this profile produces: ``target_frame_type``, else its final output type."""
+    """The frame type a thread of this profile produces: ``target_frame_type``, else its final output type.
+
+    Args:
+        loaded: the profile.
+
+    Returns:
+        The frame type, which also selects the output sink (`wf_pipeline.runtime.sinks`).
+    """
     return loaded.profile.target_frame_type or final_output_type(loaded)
 
 
 def final_output_type(loaded: LoadedProfile) -> str:
-    """The output type of the thread's final artifact: ``final_artifact_type``, else the last turn's."""
+    """The output type of the thread's final artifact: ``final_artifact_type``, else the last turn's.
+
+    Args:
+        loaded: the profile.
+
+    Returns:
+        An output type that one of the profile's turns produces (the loader checks it).
+    """
     profile = loaded.profile
     return profile.final_artifact_type or profile.ordered_turns()[-1].output_type
 
@@ -45,6 +72,19 @@ def scan_workspace(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> TreeSc
     The workflow's own outputs (frames of its type, e.g. files its output sink wrote in place) are
     left out, so writing them into the tree changes no node id and they never become
     evidence for the next run.
+
+    Args:
+        env: the runtime (its record store gives the frames to leave out).
+        loaded: the profile (its frame type).
+        root: the tree root.
+
+    Returns:
+        The `TreeScan` of ``root``.
+
+    Raises:
+        TreeError: ``TREE_PATH_MISSING``, ``TREE_NOT_A_DIRECTORY``, ``TREE_UNREADABLE``
+            (`wf_pipeline.tree.scan_tree`).
+        RecordError: ``RECORD_UNAVAILABLE``.
     """
     return scan_tree(root, skip_contents=env.records.frame_artifact_ids(frame_type_of(loaded)))
 
@@ -54,7 +94,12 @@ def target_frame_id(loaded: LoadedProfile) -> str:
 
     Part of the default dedupe key, so editing a prompt (which changes the code version
     Dagster shows as stale) gives every target a new thread instead of reusing old outputs.
-    Returns ``<frame type>@<code version>``.
+
+    Args:
+        loaded: the profile (its frame type and code version).
+
+    Returns:
+        ``<frame type>@<code version>``.
     """
     return f"{frame_type_of(loaded)}@{loaded.code_version}"
 
@@ -115,6 +160,7 @@ def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id:
 
     Raises:
         MetadataError: as `thread_id_of`.
+        RecordError: ``RECORD_UNAVAILABLE``.
     """
     profile = loaded.profile
     thread_id = thread_id_of(loaded, node_id, target)
@@ -144,7 +190,27 @@ def open_thread(
     thread_id: str | None = None,
     scan: TreeScan | None = None,
 ) -> ThreadRecord:
-    """The thread a turn works in: the named one (resume), or the one for the tree as it is now."""
+    """The thread a turn works in: the named one (resume), or the one for the tree as it is now.
+
+    A new thread is saved as ``pending`` before it is returned.
+
+    Args:
+        env: the runtime (its record store is read and written).
+        loaded: the profile.
+        target: the target directory.
+        thread_id: the thread to resume; None for the thread of the tree as it is now.
+        scan: the tree as scanned for this run; scanned afresh when None.
+
+    Returns:
+        The thread's record.
+
+    Raises:
+        RunError: ``RUN_UNKNOWN_THREAD`` when ``thread_id`` names no recorded thread.
+        TreeError: the scan's codes, or ``TREE_NODE_NOT_FOUND`` when the target
+            directory is not in the scan.
+        MetadataError: as `thread_id_of`.
+        RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
+    """
     if thread_id is not None:
         thread = env.records.get_thread(thread_id)
         if thread is None:
@@ -157,7 +223,20 @@ def open_thread(
 
 
 def final_artifact_id(env: RuntimeEnv, loaded: LoadedProfile, thread_id: str) -> str | None:
-    """The final artifact of a completed thread, if its bytes are still in the CAS."""
+    """The final artifact of a completed thread, if its bytes are still in the CAS.
+
+    Args:
+        env: the runtime (records read, CAS checked for presence, not verified).
+        loaded: the thread's profile (which turn produces the final output).
+        thread_id: the thread.
+
+    Returns:
+        The artifact id (``sha256:<hex>``) of the final turn's latest completed attempt,
+        or None when that turn has not completed or its bytes are gone.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
     final_turn = next(t for t in loaded.profile.ordered_turns() if t.output_type == final_output_type(loaded))
     latest = env.records.latest_turns(thread_id).get(final_turn.turn_id)
     if latest is None or latest.status != "completed" or latest.output_artifact_id is None:
@@ -172,6 +251,23 @@ def context_snapshot(
 
     Reusing the first snapshot keeps retries and resumes on the same inputs even if the
     tree has changed since.
+
+    Args:
+        env: the runtime (records read, CAS read and written).
+        loaded: the profile (its frame type, for the children's head frames).
+        thread: the thread.
+        target: the thread's target directory.
+        scan: the tree as scanned for this run; scanned afresh when None.
+
+    Returns:
+        The context payload's artifact id (``sha256:<hex>``).
+
+    Raises:
+        RunError: ``RUN_TARGET_CHANGED`` when the directory's node id is no longer the
+            thread's (the tree changed since the thread was planned).
+        TreeError: the scan's codes, ``TREE_NODE_NOT_FOUND``, ``TREE_CHANGED_DURING_RUN``
+            (`wf_pipeline.tree.build_context`).
+        CasError: as `child_frames`; ``CAS_BACKEND_ERROR`` when the snapshot cannot be stored.
     """
     recorded = recorded_context_id(env, thread.thread_id)
     if recorded is not None:
@@ -203,6 +299,11 @@ def unsettled_children(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, p
     Returns:
         Paths of the documentable child directories whose thread is missing or is neither
         completed, failed nor aborted; empty when the parent may start.
+
+    Raises:
+        TreeError: ``TREE_NODE_NOT_FOUND`` when ``path`` is not in the scan.
+        MetadataError: as `thread_id_of`.
+        RecordError: ``RECORD_UNAVAILABLE``.
     """
     documentable = set(documentable_directories(scan))
     pending = []
@@ -217,7 +318,18 @@ def unsettled_children(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, p
 
 
 def recorded_context_id(env: RuntimeEnv, thread_id: str) -> str | None:
-    """The context snapshot an earlier turn of the thread recorded, if any."""
+    """The context snapshot an earlier turn of the thread recorded, if any.
+
+    Args:
+        env: the runtime (its record store is read).
+        thread_id: the thread.
+
+    Returns:
+        The context artifact id of the first prompt link that has one, else None.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
     for link in env.records.prompt_links_for_thread(thread_id):
         if link.context_artifact_id is not None:
             return link.context_artifact_id
@@ -227,7 +339,20 @@ def recorded_context_id(env: RuntimeEnv, thread_id: str) -> str | None:
 def child_frames(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: str) -> dict[str, str | None]:
     """Child directory path -> text of its head frame of the profile's frame type (None if none yet).
 
-    Raises CasError when a head frame's artifact is missing or corrupt.
+    Args:
+        env: the runtime (records and CAS read).
+        loaded: the profile (its frame type).
+        scan: the tree as scanned for this run.
+        path: the parent directory, relative to the scanned root.
+
+    Returns:
+        Child path -> head frame text (decoded UTF-8) or None, for every direct child
+        directory in scan order.
+
+    Raises:
+        CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``, ``CAS_DECODE_ERROR`` when a
+            head frame's artifact is missing or corrupt.
+        RecordError: ``RECORD_UNAVAILABLE``.
     """
     frame_type = frame_type_of(loaded)
     frames: dict[str, str | None] = {}

@@ -53,12 +53,32 @@ from wf_pipeline.tree import TreeScan
 
 log = logging.getLogger(__name__)
 
+# "skipped": the turn did not run for the thread (no provider call, no record).
 TurnStatus = Literal["completed", "failed", "skipped"]
 
 
 @dataclass(frozen=True)
 class TurnOutput:
-    """What a turn hands downstream: ids, status and gate verdict, never payload text."""
+    """What a turn hands downstream: ids, status and gate verdict, never payload text.
+
+    Attributes:
+        thread_id: the thread.
+        turn_id: the turn.
+        output_type: the turn's output type.
+        target_key: the target (partition) key.
+        status: ``completed``, ``failed`` or ``skipped``.
+        attempt: the attempt number the outcome comes from (0 when skipped).
+        artifact_id: the output artifact (``sha256:<hex>``), None when none was produced.
+        artifact_size: the output artifact's size in bytes (0 when none).
+        input_artifact_ids: the artifacts the turn read, in ``input_refs`` order.
+        gate_id: the turn's gate, None for a turn without one.
+        gate_outcome: ``pass`` or ``fail``; None when no gate was evaluated.
+        gate_reasons: the gate's sorted reason codes.
+        provider_calls: provider calls this invocation made (0 when reused or skipped).
+        reused: whether an earlier completed attempt was returned without a call.
+        error_code: why the turn failed or was skipped (a catalogue code,
+            ``GATE_FAILED`` or ``RUN_CHILDREN_PENDING``), else None.
+    """
 
     thread_id: str
     turn_id: str
@@ -78,7 +98,17 @@ class TurnOutput:
 
     @classmethod
     def skipped(cls, thread_id: str, turn: Any, target_key: str, reason_code: str) -> TurnOutput:
-        """A turn that did not run for this thread (no provider call, no record)."""
+        """A turn that did not run for this thread (no provider call, no record).
+
+        Args:
+            thread_id: the thread.
+            turn: the turn's spec (its ``turn_id``, ``output_type`` and ``gate_id``).
+            target_key: the target (partition) key.
+            reason_code: why it did not run, kept as ``error_code``.
+
+        Returns:
+            A ``skipped`` output with attempt 0 and no artifact.
+        """
         return cls(
             thread_id=thread_id,
             turn_id=turn.turn_id,
@@ -96,6 +126,7 @@ class TurnOutput:
 
     @property
     def gate_passed(self) -> bool:
+        """Whether no gate failed: a ``pass`` verdict, or no verdict at all."""
         return self.gate_outcome in (None, "pass")
 
 
@@ -141,15 +172,25 @@ def run_turn(
     Attempts: 1 + min(the turn's retry_limit, thread_policy.max_turn_retries), numbered on
     from the last recorded attempt, each committed as its own turn record. Only errors
     the catalogue marks retryable are retried, after exponential backoff with jitter and
-    never sooner than a server's Retry-After (`wf_pipeline.providers.retry`). The turn's
-    timeout_ms is a deadline for all attempts and waits: a call still running at the
-    deadline is recorded as ``PROVIDER_TIMEOUT`` and its late answer is dropped; a wait
-    that would cross the deadline is not started, and the last error stands.
+    never sooner than a server's Retry-After (HTTP, RFC 9110 section 10.2.3;
+    `wf_pipeline.providers.retry`). The turn's timeout_ms is a deadline for all attempts
+    and waits: a call still running at the deadline is recorded as ``PROVIDER_TIMEOUT``
+    and its late answer is dropped; a wait that would cross the deadline is not started,
+    and the last error stands. Provider errors and unusable output (``RUN_OUTPUT_TOO_LARGE``
+    over ``max_output_bytes``, ``RUN_OUTPUT_SHAPE``) are recorded attempts, not exceptions.
 
     Raises:
-        RunError: ``RUN_UNKNOWN_TURN``, ``RUN_INPUT_NOT_READY``, ``RUN_CONTEXT_MISSING``;
-            MetadataError ``METADATA_BUDGET_EXCEEDED`` for an over-budget prompt or context
-            (before anything is written); record-store and CAS errors propagate.
+        RunError: ``RUN_UNKNOWN_TURN``, ``RUN_INPUT_NOT_READY``, ``RUN_TARGET_CHANGED``
+            (the context is built from a changed tree), ``RUN_CONTEXT_MISSING``.
+        ProfileError: ``PROFILE_TEMPLATE_*`` when a prompt does not render.
+        MetadataError: ``METADATA_BUDGET_EXCEEDED`` for an over-budget prompt or context
+            (before anything is written); the frame-metadata boundary's ``METADATA_*``
+            codes for a final frame.
+        GateError: ``GATE_UNKNOWN_TYPE``, ``GATE_RULES_INVALID`` from the gate.
+        CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``, ``CAS_DECODE_ERROR`` for an
+            input; ``CAS_BACKEND_ERROR``.
+        TreeError: as `wf_pipeline.runtime.threads.context_snapshot`.
+        RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
     """
     profile = loaded.profile
     turn = next((t for t in profile.ordered_turns() if t.turn_id == turn_id), None)

@@ -29,8 +29,18 @@ _loaded: set[str] = set()
 def load_builtin_workflows() -> tuple[str, ...]:
     """Register every built-in workflow once per process; later calls do nothing.
 
-    Returns the names of the built-in workflows. Raises whatever a plug-in's
-    ``register()`` raises (duplicate gate types, output types or frame types).
+    Returns:
+        The names of the built-in workflows (sub-packages of this package), sorted.
+
+    Raises:
+        GateError: ``GATE_DUPLICATE_TYPE``, ``GATE_DUPLICATE_SECTION_KEY``.
+        MetadataError: ``OUTPUT_TYPE_DUPLICATE``.
+        ProviderError: ``PROVIDER_DUPLICATE_OUTPUT``.
+        RunError: ``RUN_SINK_DUPLICATE``.
+        ImportError: for a sub-package without a ``plugin`` module.
+
+    These are what a plug-in's ``register()`` raises when two workflows claim the same
+    name. A plug-in that raised is not marked loaded, so a later call tries it again.
     """
     with _LOCK:
         for name in BUILTIN_WORKFLOWS:

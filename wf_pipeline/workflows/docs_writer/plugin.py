@@ -30,9 +30,16 @@ def register() -> None:
     """Register the docs writer's schemas, section headings, gates, offline turns and output sink.
 
     Call once per process (``wf_pipeline.workflows.load_builtin_workflows`` does).
-    Raises GateError GATE_DUPLICATE_TYPE when one of its gate types is already taken,
-    and the registries' duplicate errors when another workflow owns one of its output
-    types or its frame type.
+
+    Raises:
+        GateError: ``GATE_DUPLICATE_TYPE`` when one of its gate types is already taken
+            (a second call raises it too); ``GATE_DUPLICATE_SECTION_KEY`` when a section
+            key already names another heading.
+        MetadataError: ``OUTPUT_TYPE_DUPLICATE`` when another workflow owns one of its
+            output types' schemas.
+        ProviderError: ``PROVIDER_DUPLICATE_OUTPUT`` when another workflow owns one of its
+            output types' offline turns.
+        RunError: ``RUN_SINK_DUPLICATE`` when another sink serves frame type ``readme``.
     """
     for output_type, model in OUTPUT_MODELS.items():
         register_output_model(output_type, model)
