@@ -21,6 +21,9 @@ ERROR_CLASSES = {
     for name, value in vars(errors).items()
     if isinstance(value, type) and issubclass(value, WfError)
 }
+# Profile schema validators raise their code as a pydantic error type; the loader turns it
+# into the ProfileError of that code.
+ERROR_CLASSES["PydanticCustomError"] = errors.ProfileError
 
 
 def raised_codes(source: str, where: str) -> list[tuple[str, str, str]]:
@@ -130,6 +133,26 @@ def test_the_scan_reports_an_unknown_code_and_a_wrong_class() -> None:
         "sample.py:4: PROVIDER_TIMEOUT raised as CasError, catalogued as ProviderError",
         "sample.py:7: RUN_NOT_A_CODE is not in the catalogue",
     ]
+
+
+def test_every_raise_site_names_a_catalogue_constant() -> None:
+    """No raise site spells a code as a string: a misspelt constant fails at import, a string never."""
+    literals = []
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            class_name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            first = node.args[0]
+            if (
+                class_name in ERROR_CLASSES
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                literals.append(f"{path.relative_to(PACKAGE_ROOT)}:{node.lineno}: {first.value}")
+    assert literals == []
 
 
 def test_each_entry_is_its_name_with_a_class_a_flag_and_a_meaning() -> None:

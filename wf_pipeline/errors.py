@@ -168,6 +168,9 @@ CONFIG_EXECUTOR_UNAVAILABLE = _code(
 CONFIG_PROVIDER_MISSING = _code(
     "CONFIG_PROVIDER_MISSING", ConfigError, meaning="no provider is configured for the runtime"
 )
+CONFIG_BAD_VALUE = _code(
+    "CONFIG_BAD_VALUE", ConfigError, meaning="a WF_* setting has a value of the wrong kind (pydantic's check)"
+)
 
 # --- workspace tree ------------------------------------------------------------------------
 TREE_CHANGED_DURING_RUN = _code(
@@ -257,6 +260,26 @@ PROFILE_UNRESOLVED_INPUT_REF = _code(
 PROFILE_UNRESOLVED_PROMPT_REF = _code(
     "PROFILE_UNRESOLVED_PROMPT_REF", ProfileError, meaning="a turn's prompt_ref names no readable file"
 )
+PROFILE_ARTIFACT_POLICY_CONFLICT = _code(
+    "PROFILE_ARTIFACT_POLICY_CONFLICT",
+    ProfileError,
+    meaning="artifact_policy turns off storing an artifact that a later turn, the final output or reuse reads",
+)
+PROFILE_DEDUPE_KEY_INCOMPLETE = _code(
+    "PROFILE_DEDUPE_KEY_INCOMPLETE",
+    ProfileError,
+    meaning="thread_policy.dedupe_key_fields leaves out workflow_id or target_node_id",
+)
+PROFILE_FAILURE_POLICY_CONFLICT = _code(
+    "PROFILE_FAILURE_POLICY_CONFLICT",
+    ProfileError,
+    meaning="failure_policy.mode contradicts failure_policy.stop_on_gate_fail",
+)
+PROFILE_UNKNOWN_DEDUPE_FIELD = _code(
+    "PROFILE_UNKNOWN_DEDUPE_FIELD",
+    ProfileError,
+    meaning="thread_policy.dedupe_key_fields names a field a thread key cannot hold",
+)
 
 # --- metadata, budgets and payload schemas -------------------------------------------------
 METADATA_BUDGET_EXCEEDED = _code(
@@ -293,6 +316,19 @@ METADATA_UNKNOWN_KEY = _code(
 OUTPUT_NOT_JSON = _code("OUTPUT_NOT_JSON", MetadataError, meaning="a structured output is not JSON")
 OUTPUT_SCHEMA_VIOLATION = _code(
     "OUTPUT_SCHEMA_VIOLATION", MetadataError, meaning="a structured output does not match its payload schema"
+)
+METADATA_THREAD_KEY_INCOMPLETE = _code(
+    "METADATA_THREAD_KEY_INCOMPLETE",
+    MetadataError,
+    meaning="a thread key lacks workflow_id or target_node_id",
+)
+METADATA_UNKNOWN_THREAD_KEY_FIELD = _code(
+    "METADATA_UNKNOWN_THREAD_KEY_FIELD", MetadataError, meaning="a thread key names an unknown field"
+)
+OUTPUT_TYPE_DUPLICATE = _code(
+    "OUTPUT_TYPE_DUPLICATE",
+    MetadataError,
+    meaning="two workflows register a payload model for one output type",
 )
 
 # --- record store --------------------------------------------------------------------------
@@ -374,11 +410,17 @@ PROVIDER_UNKNOWN = _code(
 PROVIDER_UNSUPPORTED_OUTPUT = _code(
     "PROVIDER_UNSUPPORTED_OUTPUT", ProviderError, meaning="the provider cannot produce that output type"
 )
+PROVIDER_DUPLICATE_OUTPUT = _code(
+    "PROVIDER_DUPLICATE_OUTPUT", ProviderError, meaning="two offline turns are registered for one output type"
+)
 
 # --- gates ---------------------------------------------------------------------------------
 GATE_DUPLICATE_TYPE = _code("GATE_DUPLICATE_TYPE", GateError, meaning="a gate type is registered twice")
 GATE_RULES_INVALID = _code("GATE_RULES_INVALID", GateError, meaning="a gate's rules are malformed")
 GATE_UNKNOWN_TYPE = _code("GATE_UNKNOWN_TYPE", GateError, meaning="no gate evaluator has that gate_type")
+GATE_DUPLICATE_SECTION_KEY = _code(
+    "GATE_DUPLICATE_SECTION_KEY", GateError, meaning="two workflows register the same section key"
+)
 
 # --- running turns, threads and runs -------------------------------------------------------
 RUN_CONTEXT_MISSING = _code(
@@ -413,3 +455,12 @@ RUN_TARGET_CHANGED = _code(
 RUN_UNKNOWN_TARGET = _code("RUN_UNKNOWN_TARGET", RunError, meaning="no target is registered under that key")
 RUN_UNKNOWN_THREAD = _code("RUN_UNKNOWN_THREAD", RunError, meaning="no thread has that id")
 RUN_UNKNOWN_TURN = _code("RUN_UNKNOWN_TURN", RunError, meaning="the workflow has no turn with that id")
+RUN_NO_OUTPUT_SINK = _code(
+    "RUN_NO_OUTPUT_SINK", RunError, meaning="no output sink is registered for the profile's frame type"
+)
+RUN_SINK_DUPLICATE = _code(
+    "RUN_SINK_DUPLICATE", RunError, meaning="two output sinks are registered for one frame type"
+)
+RUN_WORKFLOW_REQUIRED = _code(
+    "RUN_WORKFLOW_REQUIRED", RunError, meaning="several workflows are loaded: the command must name one"
+)

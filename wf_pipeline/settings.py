@@ -29,7 +29,7 @@ from pydantic_settings.sources import EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 
 from wf_pipeline.builtin import builtin_root
-from wf_pipeline.errors import ConfigError
+from wf_pipeline.errors import CONFIG_BAD_EXECUTOR, CONFIG_BAD_NUMBER, CONFIG_BAD_VALUE, ConfigError
 
 DEFAULT_HOME = "~/.wf"
 
@@ -136,7 +136,7 @@ class Settings(BaseSettings):
             return "in_process"
         if value not in EXECUTORS:
             raise ConfigError(
-                "CONFIG_BAD_EXECUTOR",
+                CONFIG_BAD_EXECUTOR,
                 f"WF_EXECUTOR={value!r} is not one of {', '.join(EXECUTORS)}",
                 executor=value,
             )
@@ -286,7 +286,7 @@ def _build(cls: type[Settings], sources: tuple[Any, ...], init_kwargs: dict[str,
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"
-        raise ConfigError("CONFIG_BAD_VALUE", f"setting {field}: {first['msg']}", field=field) from None
+        raise ConfigError(CONFIG_BAD_VALUE, f"setting {field}: {first['msg']}", field=field) from None
 
 
 def _positive_int(name: str, raw: Any) -> int | None:
@@ -297,7 +297,7 @@ def _positive_int(name: str, raw: Any) -> int | None:
     except (TypeError, ValueError):
         value = 0
     if value < 1 or isinstance(raw, bool):
-        raise ConfigError("CONFIG_BAD_NUMBER", f"{name}={raw!r} is not a positive whole number", name=name)
+        raise ConfigError(CONFIG_BAD_NUMBER, f"{name}={raw!r} is not a positive whole number", name=name)
     return value
 
 

@@ -17,7 +17,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from wf_pipeline.errors import CasError
+from wf_pipeline.errors import (
+    CAS_DECODE_ERROR,
+    CAS_DIGEST_MISMATCH,
+    CAS_INVALID_ID,
+    CAS_INVALID_JSON,
+    CAS_INVALID_REF,
+    CAS_NOT_FOUND,
+    CAS_REF_CORRUPT,
+    CAS_REF_NOT_FOUND,
+    CasError,
+)
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, canonical_json, canonical_text, digest, is_digest
 
 
@@ -138,7 +148,7 @@ def check_artifact_id(artifact_id: str) -> str:
     """
     if not is_digest(artifact_id):
         raise CasError(
-            "CAS_INVALID_ID",
+            CAS_INVALID_ID,
             "artifact id must be sha256:<64 lowercase hex>",
             artifact_id=str(artifact_id)[:80],
         )
@@ -157,7 +167,7 @@ def check_ref_name(name: str) -> str:
     """
     parts = name.split("/")
     if not name or any(part in ("", ".", "..") for part in parts):
-        raise CasError("CAS_INVALID_REF", f"invalid ref name {name!r}", ref=name)
+        raise CasError(CAS_INVALID_REF, f"invalid ref name {name!r}", ref=name)
     return name
 
 
@@ -171,7 +181,7 @@ def verify(artifact_id: str, data: bytes, expected_size: int | None, *, where: s
     if actual_id == artifact_id and (expected_size is None or expected_size == len(data)):
         return data
     raise CasError(
-        "CAS_DIGEST_MISMATCH",
+        CAS_DIGEST_MISMATCH,
         f"stored object {artifact_id} in {where} does not match its id or expected size",
         artifact_id=artifact_id,
         actual_digest=actual_id,
@@ -182,18 +192,18 @@ def verify(artifact_id: str, data: bytes, expected_size: int | None, *, where: s
 
 def not_found(artifact_id: str, *, where: str) -> CasError:
     """The ``CAS_NOT_FOUND`` error for ``artifact_id`` in the store named ``where``."""
-    return CasError("CAS_NOT_FOUND", f"{artifact_id} is not in {where}", artifact_id=artifact_id)
+    return CasError(CAS_NOT_FOUND, f"{artifact_id} is not in {where}", artifact_id=artifact_id)
 
 
 def ref_not_found(name: str, *, where: str) -> CasError:
     """The ``CAS_REF_NOT_FOUND`` error for the ref ``name`` in the store named ``where``."""
-    return CasError("CAS_REF_NOT_FOUND", f"no ref {name!r} in {where}", ref=name)
+    return CasError(CAS_REF_NOT_FOUND, f"no ref {name!r} in {where}", ref=name)
 
 
 def check_ref_value(name: str, value: str, *, where: str) -> str:
     """Return the stored ref ``value`` if it is an artifact id, else raise ``CAS_REF_CORRUPT``."""
     if not is_digest(value):
-        raise CasError("CAS_REF_CORRUPT", f"ref {name!r} in {where} does not hold an artifact id", ref=name)
+        raise CasError(CAS_REF_CORRUPT, f"ref {name!r} in {where} does not hold an artifact id", ref=name)
     return value
 
 
@@ -219,7 +229,7 @@ class ArtifactCodec:
         try:
             data = canonical_json(value)
         except (TypeError, ValueError) as exc:
-            raise CasError("CAS_INVALID_JSON", f"value is not canonical JSON: {type(exc).__name__}") from exc
+            raise CasError(CAS_INVALID_JSON, f"value is not canonical JSON: {type(exc).__name__}") from exc
         return self.put(data)
 
     def get_text(self, artifact_id: str, *, size: int | None = None) -> str:
@@ -229,7 +239,7 @@ class ArtifactCodec:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise CasError(
-                "CAS_DECODE_ERROR", f"{artifact_id} is not UTF-8 text", artifact_id=artifact_id
+                CAS_DECODE_ERROR, f"{artifact_id} is not UTF-8 text", artifact_id=artifact_id
             ) from exc
 
     def get_json(self, artifact_id: str, *, size: int | None = None) -> Any:
@@ -238,7 +248,7 @@ class ArtifactCodec:
         try:
             return json.loads(text)
         except ValueError as exc:
-            raise CasError("CAS_DECODE_ERROR", f"{artifact_id} is not JSON", artifact_id=artifact_id) from exc
+            raise CasError(CAS_DECODE_ERROR, f"{artifact_id} is not JSON", artifact_id=artifact_id) from exc
 
     def size(self, artifact_id: str) -> int:
         """Stored size in bytes, without reading or verifying the object; the codes of ``stat``."""

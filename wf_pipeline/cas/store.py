@@ -27,7 +27,7 @@ from wf_pipeline.cas.protocol import (
     ref_not_found,
     verify,
 )
-from wf_pipeline.errors import CasError, WfError
+from wf_pipeline.errors import CAS_BACKEND_ERROR, CAS_INVALID_URL, CasError, WfError
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, is_digest
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class FsspecArtifactStore(ArtifactCodec):
         try:
             self._fs, root = url_to_fs(url, **storage_options)
         except (ValueError, ImportError) as exc:
-            raise CasError("CAS_INVALID_URL", f"cannot open a store at {url}: {exc}", url=url) from exc
+            raise CasError(CAS_INVALID_URL, f"cannot open a store at {url}: {exc}", url=url) from exc
         root = root.rstrip("/")
         self._objects_dir = f"{root}/objects"
         self._tmp_dir = f"{root}/tmp"
@@ -214,7 +214,7 @@ class FsspecArtifactStore(ArtifactCodec):
             raise
         except Exception as exc:
             raise CasError(
-                "CAS_BACKEND_ERROR",
+                CAS_BACKEND_ERROR,
                 f"{operation} {artifact_id or ''} on {self.url} failed: {type(exc).__name__}: {exc}",
                 operation=operation,
                 artifact_id=artifact_id,

@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from wf_pipeline.errors import GateError, MetadataError
+from wf_pipeline.errors import (
+    GATE_DUPLICATE_SECTION_KEY,
+    GATE_RULES_INVALID,
+    OUTPUT_SCHEMA_VIOLATION,
+    GateError,
+    MetadataError,
+)
 from wf_pipeline.gates.registry import Evaluator, GateSpecLike, register
 from wf_pipeline.metadata.payloads import parse_json_output
 from wf_pipeline.text.markdown import Heading, read_markdown
@@ -71,7 +77,7 @@ def rules(spec: GateSpecLike) -> Mapping[str, Any]:
 def rules_error(spec: GateSpecLike, rule: str, expected: str) -> GateError:
     """GateError GATE_RULES_INVALID naming the gate, the rule and what it must be."""
     return GateError(
-        "GATE_RULES_INVALID",
+        GATE_RULES_INVALID,
         f"gate {spec.gate_id!r} rule {rule!r} must be {expected}",
         gate_id=spec.gate_id,
         rule=rule,
@@ -82,7 +88,7 @@ def rules_error(spec: GateSpecLike, rule: str, expected: str) -> GateError:
 
 
 def _output_error_reasons(error: MetadataError) -> list[str]:
-    if error.code == "OUTPUT_SCHEMA_VIOLATION":
+    if error.code == OUTPUT_SCHEMA_VIOLATION:
         return [reason(error.code, field) for field in error.details.get("fields", ["<root>"])]
     return [reason(error.code)]
 
@@ -207,7 +213,7 @@ def register_section_headings(headings: Mapping[str, str]) -> None:
         existing = _SECTION_HEADINGS.get(key)
         if existing is not None and existing != heading:
             raise GateError(
-                "GATE_DUPLICATE_SECTION_KEY",
+                GATE_DUPLICATE_SECTION_KEY,
                 f"section key {key!r} already names heading {existing!r}",
                 key=key,
             )

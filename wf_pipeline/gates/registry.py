@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from wf_pipeline.errors import GateError
+from wf_pipeline.errors import GATE_DUPLICATE_TYPE, GATE_UNKNOWN_TYPE, GateError
 
 
 class GateSpecLike(Protocol):
@@ -77,7 +77,7 @@ def register(gate_type: str) -> Callable[[Evaluator], Evaluator]:
 
     def decorator(fn: Evaluator) -> Evaluator:
         if gate_type in _EVALUATORS:
-            raise GateError("GATE_DUPLICATE_TYPE", f"gate type {gate_type!r} is registered twice")
+            raise GateError(GATE_DUPLICATE_TYPE, f"gate type {gate_type!r} is registered twice")
         _EVALUATORS[gate_type] = fn
         return fn
 
@@ -116,7 +116,7 @@ def evaluate(spec: GateSpecLike, output_text: str, inputs: Mapping[str, str]) ->
     try:
         evaluator = _EVALUATORS[spec.gate_type]
     except KeyError:
-        raise GateError("GATE_UNKNOWN_TYPE", f"no gate type {spec.gate_type!r}") from None
+        raise GateError(GATE_UNKNOWN_TYPE, f"no gate type {spec.gate_type!r}") from None
     reasons = tuple(evaluator(output_text, inputs, spec))
     failed = bool(reasons) and spec.fail_on_violation
     return GateResult(gate_id=spec.gate_id, outcome="fail" if failed else "pass", reasons=reasons)

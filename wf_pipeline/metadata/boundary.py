@@ -22,7 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from wf_pipeline.errors import MetadataError
+from wf_pipeline.errors import (
+    METADATA_EPHEMERAL_KEY,
+    METADATA_INVALID_VALUE,
+    METADATA_RAW_TEXT_REJECTED,
+    METADATA_UNKNOWN_KEY,
+    MetadataError,
+)
 from wf_pipeline.metadata.budgets import Budgets, check_artifact_budget
 from wf_pipeline.metadata.canonical import digest_text, is_digest
 from wf_pipeline.metadata.registry import (
@@ -61,7 +67,7 @@ class FrameMetadataBoundary:
         """Return a new, key-sorted copy of ``metadata`` once every key and value passes."""
         if not isinstance(metadata, Mapping):
             raise MetadataError(
-                "METADATA_INVALID_VALUE", f"frame metadata must be a mapping, got {type(metadata).__name__}"
+                METADATA_INVALID_VALUE, f"frame metadata must be a mapping, got {type(metadata).__name__}"
             )
         # Empty texts would be "contained" in every value.
         forbidden = tuple(text for text in forbidden_texts if isinstance(text, str) and text.strip())
@@ -83,11 +89,11 @@ class FrameMetadataBoundary:
         if descriptor is None:
             label = _key_label(key)
             raise MetadataError(
-                "METADATA_UNKNOWN_KEY", f"frame metadata key {label} is not registered", key=label
+                METADATA_UNKNOWN_KEY, f"frame metadata key {label} is not registered", key=label
             )
         if not descriptor.persisted:
             raise MetadataError(
-                "METADATA_EPHEMERAL_KEY",
+                METADATA_EPHEMERAL_KEY,
                 f"frame metadata key {key} is ephemeral and never persisted",
                 key=key,
             )
@@ -97,19 +103,19 @@ class FrameMetadataBoundary:
         key = descriptor.name
         if not isinstance(value, str):
             raise MetadataError(
-                "METADATA_INVALID_VALUE",
+                METADATA_INVALID_VALUE,
                 f"value of {key} must be a string, got {type(value).__name__}",
                 key=key,
             )
         if self._is_raw_text(descriptor, value, forbidden):
             raise MetadataError(
-                "METADATA_RAW_TEXT_REJECTED",
+                METADATA_RAW_TEXT_REJECTED,
                 f"value of {key} looks like raw prompt or context text ({_utf8_size(value)} bytes)",
                 key=key,
             )
         if not matches_schema(descriptor.schema_type, value):
             raise MetadataError(
-                "METADATA_INVALID_VALUE", f"value of {key} is not a valid {descriptor.schema_type}", key=key
+                METADATA_INVALID_VALUE, f"value of {key} is not a valid {descriptor.schema_type}", key=key
             )
         self.budgets.check_key(descriptor, _utf8_size(value))
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from wf_pipeline.errors import MetadataError
+from wf_pipeline.errors import OUTPUT_NOT_JSON, OUTPUT_SCHEMA_VIOLATION, OUTPUT_TYPE_DUPLICATE, MetadataError
 
 CONTEXT_SCHEMA = "wf.context.v1"
 # The input_ref under which a turn receives its target's context payload.
@@ -122,7 +122,7 @@ def register_output_model(output_type: str, model: type[StrictPayload]) -> None:
     existing = _OUTPUT_MODELS.get(output_type)
     if existing is not None and existing is not model:
         raise MetadataError(
-            "OUTPUT_TYPE_DUPLICATE",
+            OUTPUT_TYPE_DUPLICATE,
             f"output type {output_type!r} already has schema {existing.__name__}",
             output_type=output_type,
         )
@@ -145,14 +145,14 @@ def parse_json_output(text: str, model: type[StrictPayload]) -> Any:
         raw = json.loads(text)
     except (json.JSONDecodeError, TypeError) as exc:
         raise MetadataError(
-            "OUTPUT_NOT_JSON", f"output is not a JSON document ({exc.msg if hasattr(exc, 'msg') else exc})"
+            OUTPUT_NOT_JSON, f"output is not a JSON document ({exc.msg if hasattr(exc, 'msg') else exc})"
         ) from None
     if not isinstance(raw, dict):
-        raise MetadataError("OUTPUT_NOT_JSON", "output is not a JSON object")
+        raise MetadataError(OUTPUT_NOT_JSON, "output is not a JSON object")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         fields = sorted({".".join(str(p) for p in err["loc"]) or "<root>" for err in exc.errors()})
         raise MetadataError(
-            "OUTPUT_SCHEMA_VIOLATION", f"output does not match {model.__name__}", fields=fields
+            OUTPUT_SCHEMA_VIOLATION, f"output does not match {model.__name__}", fields=fields
         ) from None

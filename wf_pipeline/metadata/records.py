@@ -13,7 +13,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from wf_pipeline.errors import MetadataError
+from wf_pipeline.errors import (
+    METADATA_THREAD_KEY_INCOMPLETE,
+    METADATA_UNKNOWN_THREAD_KEY_FIELD,
+    MetadataError,
+)
 from wf_pipeline.metadata.canonical import derived_id, is_digest
 
 SCHEMA_VERSION = 1
@@ -216,7 +220,7 @@ def thread_id_for(workflow_id: str, target_node_id: str, target_frame_id: str = 
     unknown = sorted(set(location) - set(_LOCATION_FIELDS))
     if unknown:
         raise MetadataError(
-            "METADATA_UNKNOWN_THREAD_KEY_FIELD",
+            METADATA_UNKNOWN_THREAD_KEY_FIELD,
             f"thread key fields {unknown} are not among {list(THREAD_KEY_FIELDS)}",
             unknown=unknown,
         )
@@ -245,13 +249,13 @@ def thread_id_from_key(fields: Iterable[str], values: Mapping[str, str]) -> str:
     unknown, missing = thread_key_problems(sorted(chosen))
     if unknown:
         raise MetadataError(
-            "METADATA_UNKNOWN_THREAD_KEY_FIELD",
+            METADATA_UNKNOWN_THREAD_KEY_FIELD,
             f"thread key fields {unknown} are not among {list(THREAD_KEY_FIELDS)}",
             unknown=unknown,
         )
     if missing:
         raise MetadataError(
-            "METADATA_THREAD_KEY_INCOMPLETE", f"a thread key must name {missing}", missing=missing
+            METADATA_THREAD_KEY_INCOMPLETE, f"a thread key must name {missing}", missing=missing
         )
     return thread_id_for(
         values["workflow_id"],

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, get_args
 
-from wf_pipeline.errors import MetadataError
+from wf_pipeline.errors import METADATA_DUPLICATE_KEY, METADATA_INVALID_DESCRIPTOR, MetadataError
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, is_digest
 
 SchemaType = Literal["digest", "identifier", "short_text"]
@@ -51,7 +51,7 @@ def matches_schema(schema_type: SchemaType, value: str) -> bool:
         return IDENTIFIER_RE.fullmatch(value) is not None
     if schema_type == "short_text":
         return bool(value) and not any(unicodedata.category(char) == "Cc" for char in value)
-    raise MetadataError("METADATA_INVALID_DESCRIPTOR", f"unknown schema type {schema_type!r}")
+    raise MetadataError(METADATA_INVALID_DESCRIPTOR, f"unknown schema type {schema_type!r}")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class KeyDescriptor:
         problem = self._problem()
         if problem is not None:
             raise MetadataError(
-                "METADATA_INVALID_DESCRIPTOR",
+                METADATA_INVALID_DESCRIPTOR,
                 f"key descriptor {self.name!r}: {problem}",
                 key=self.name,
                 problem=problem,
@@ -118,12 +118,12 @@ class KeyRegistry:
         for descriptor in descriptors:
             if not isinstance(descriptor, KeyDescriptor):
                 raise MetadataError(
-                    "METADATA_INVALID_DESCRIPTOR",
+                    METADATA_INVALID_DESCRIPTOR,
                     f"expected a KeyDescriptor, got {type(descriptor).__name__}",
                 )
             if descriptor.name in by_name:
                 raise MetadataError(
-                    "METADATA_DUPLICATE_KEY",
+                    METADATA_DUPLICATE_KEY,
                     f"key {descriptor.name!r} is already registered",
                     key=descriptor.name,
                 )

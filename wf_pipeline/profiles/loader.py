@@ -17,7 +17,29 @@ import yaml
 from pydantic import ValidationError
 
 from wf_pipeline.builtin import PROFILE_DIR
-from wf_pipeline.errors import ProfileError, WfError
+from wf_pipeline.errors import (
+    CATALOGUE,
+    PROFILE_ARTIFACT_POLICY_CONFLICT,
+    PROFILE_DUPLICATE_GATE_ID,
+    PROFILE_DUPLICATE_OUTPUT_TYPE,
+    PROFILE_DUPLICATE_SEQ,
+    PROFILE_DUPLICATE_TURN_ID,
+    PROFILE_DUPLICATE_WORKFLOW_ID,
+    PROFILE_NOT_FOUND,
+    PROFILE_PARSE_ERROR,
+    PROFILE_SCHEMA_INVALID,
+    PROFILE_TEMPLATE_SYNTAX,
+    PROFILE_TEMPLATE_UNDEFINED,
+    PROFILE_UNDECLARED_GATE,
+    PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE,
+    PROFILE_UNKNOWN_GATE_TYPE,
+    PROFILE_UNKNOWN_TURN,
+    PROFILE_UNRESOLVED_INPUT_REF,
+    PROFILE_UNRESOLVED_PROMPT_REF,
+    ProfileError,
+    WfError,
+    lookup,
+)
 from wf_pipeline.gates import gate_types
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
 from wf_pipeline.profiles.render import (
@@ -80,7 +102,7 @@ class LoadedProfile:
         """Profile version plus a digest of this turn's own prompt templates."""
         if turn_id not in self.templates:
             raise ProfileError(
-                "PROFILE_UNKNOWN_TURN", f"{self.workflow_id} has no turn {turn_id!r}", turn_id=turn_id
+                PROFILE_UNKNOWN_TURN, f"{self.workflow_id} has no turn {turn_id!r}", turn_id=turn_id
             )
         turn_digest = sha256_hex(canonical_json(self._turn_prompt_digests(turn_id)))
         return f"{self.profile.version}-{turn_digest[:CODE_VERSION_HEX]}"
@@ -105,7 +127,7 @@ class ProfileCatalog:
             return self.profiles[workflow_id]
         except KeyError:
             raise ProfileError(
-                "PROFILE_NOT_FOUND",
+                PROFILE_NOT_FOUND,
                 f"no profile defines workflow_id {workflow_id!r}",
                 workflow_id=workflow_id,
             ) from None
@@ -153,7 +175,7 @@ def load_catalog(layers: Iterable[Layer], artifact_reader: ArtifactReader | None
             earlier = in_layer.get(loaded.workflow_id)
             if earlier is not None:
                 raise ProfileError(
-                    "PROFILE_DUPLICATE_WORKFLOW_ID",
+                    PROFILE_DUPLICATE_WORKFLOW_ID,
                     f"workflow_id {loaded.workflow_id!r} is defined twice in the {layer.name} layer",
                     workflow_id=loaded.workflow_id,
                     layer=layer.name,
@@ -229,22 +251,19 @@ def _parse(path: Path) -> Profile:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ProfileError(
-            "PROFILE_PARSE_ERROR",
+            PROFILE_PARSE_ERROR,
             f"{path} is not valid YAML" + (f" (line {mark.line + 1})" if mark is not None else ""),
             path=str(path),
             line=mark.line + 1 if mark is not None else None,
         ) from None
     except OSError as exc:
         raise ProfileError(
-            "PROFILE_PARSE_ERROR", f"{path} cannot be read ({exc.strerror})", path=str(path)
+            PROFILE_PARSE_ERROR, f"{path} cannot be read ({exc.strerror})", path=str(path)
         ) from None
     try:
         return Profile.model_validate(raw)
     except ValidationError as exc:
         raise _schema_error(path, exc) from None
-
-
-_SCHEMA_CODE = "PROFILE_SCHEMA_INVALID"
 
 
 def _schema_error(path: Path, exc: ValidationError) -> ProfileError:
@@ -257,18 +276,18 @@ def _schema_error(path: Path, exc: ValidationError) -> ProfileError:
     """
     errors = exc.errors()
     fields = sorted({".".join(str(part) for part in err["loc"]) or "<root>" for err in errors})
-    coded = [err for err in errors if err["type"].startswith("PROFILE_")]
+    coded = [err for err in errors if err["type"] in CATALOGUE]
     if coded and len(coded) == len(errors) and len({err["type"] for err in coded}) == 1:
         first = coded[0]
         return ProfileError(
-            first["type"],
+            lookup(first["type"]),
             f"{path}: {', '.join(fields)}: {first['msg']}",
             path=str(path),
             fields=fields,
             **(first.get("ctx") or {}),
         )
     return ProfileError(
-        _SCHEMA_CODE,
+        PROFILE_SCHEMA_INVALID,
         f"{path} does not match the profile schema at: {', '.join(fields)}",
         path=str(path),
         fields=fields,
@@ -289,10 +308,10 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
     """Cross-references inside the profile, each failure with its own code."""
     turns = profile.ordered_turns()
     uniqueness = (
-        ("PROFILE_DUPLICATE_TURN_ID", "turn_id", [turn.turn_id for turn in turns]),
-        ("PROFILE_DUPLICATE_SEQ", "seq", [turn.seq for turn in turns]),
-        ("PROFILE_DUPLICATE_OUTPUT_TYPE", "output_type", [turn.output_type for turn in turns]),
-        ("PROFILE_DUPLICATE_GATE_ID", "gate_id", [gate.gate_id for gate in profile.gates]),
+        (PROFILE_DUPLICATE_TURN_ID, "turn_id", [turn.turn_id for turn in turns]),
+        (PROFILE_DUPLICATE_SEQ, "seq", [turn.seq for turn in turns]),
+        (PROFILE_DUPLICATE_OUTPUT_TYPE, "output_type", [turn.output_type for turn in turns]),
+        (PROFILE_DUPLICATE_GATE_ID, "gate_id", [gate.gate_id for gate in profile.gates]),
     )
     for code, name, values in uniqueness:
         repeated = _repeated(values)
@@ -305,7 +324,7 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
     for gate in profile.gates:
         if gate.gate_type not in known_types:
             raise ProfileError(
-                "PROFILE_UNKNOWN_GATE_TYPE",
+                PROFILE_UNKNOWN_GATE_TYPE,
                 f"{where['path']}: gate {gate.gate_id} has unknown gate_type {gate.gate_type!r}",
                 **where,
                 gate_id=gate.gate_id,
@@ -317,7 +336,7 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
     for turn in turns:
         if turn.gate_id is not None and turn.gate_id not in declared_gates:
             raise ProfileError(
-                "PROFILE_UNDECLARED_GATE",
+                PROFILE_UNDECLARED_GATE,
                 f"{where['path']}: turn {turn.turn_id} names undeclared gate {turn.gate_id!r}",
                 **where,
                 turn_id=turn.turn_id,
@@ -326,7 +345,7 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
         for input_ref in turn.input_refs:
             if input_ref not in produced:
                 raise ProfileError(
-                    "PROFILE_UNRESOLVED_INPUT_REF",
+                    PROFILE_UNRESOLVED_INPUT_REF,
                     f"{where['path']}: turn {turn.turn_id} reads {input_ref!r}, which no earlier turn produces",
                     **where,
                     turn_id=turn.turn_id,
@@ -337,7 +356,7 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
     final = profile.final_artifact_type
     if final is not None and final not in produced - {CONTEXT_INPUT}:
         raise ProfileError(
-            "PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE",
+            PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE,
             f"{where['path']}: final_artifact_type {final!r} is no turn's output_type",
             **where,
             final_artifact_type=final,
@@ -363,7 +382,7 @@ def _check_artifact_policy(profile: Profile, where: dict[str, str]) -> None:
             # Even an output nothing reads is how a completed turn is recognised on reuse.
             needed[turn.output_type] = readers + final_use or ["read back to reuse the completed turn"]
         raise ProfileError(
-            "PROFILE_ARTIFACT_POLICY_CONFLICT",
+            PROFILE_ARTIFACT_POLICY_CONFLICT,
             f"{where['path']}: store_output: false cannot be honoured; every output is read back: "
             + "; ".join(f"{output} ({', '.join(why)})" for output, why in needed.items()),
             **where,
@@ -373,7 +392,7 @@ def _check_artifact_policy(profile: Profile, where: dict[str, str]) -> None:
     readers = [turn.turn_id for turn in turns if CONTEXT_INPUT in turn.input_refs]
     if not policy.store_context_payload and readers:
         raise ProfileError(
-            "PROFILE_ARTIFACT_POLICY_CONFLICT",
+            PROFILE_ARTIFACT_POLICY_CONFLICT,
             f"{where['path']}: store_context_payload: false cannot be honoured; turns {readers} read "
             "the context snapshot, which later turns, retries and resumes read back",
             **where,
@@ -412,7 +431,7 @@ def _resolve_template(
     data = _read_ref(ref, layer, artifact_reader)
     if data is None:
         raise ProfileError(
-            "PROFILE_UNRESOLVED_PROMPT_REF",
+            PROFILE_UNRESOLVED_PROMPT_REF,
             f"{where['path']}: turn {turn.turn_id} prompt {ref!r} does not resolve in the {layer.name} layer",
             **where,
             turn_id=turn.turn_id,
@@ -423,7 +442,7 @@ def _resolve_template(
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ProfileError(
-            "PROFILE_TEMPLATE_SYNTAX",
+            PROFILE_TEMPLATE_SYNTAX,
             f"{where['path']}: turn {turn.turn_id} prompt {ref!r} is not UTF-8 text",
             **where,
             turn_id=turn.turn_id,
@@ -433,7 +452,7 @@ def _resolve_template(
     try:
         _check_template_names(template, turn, where)
     except ProfileError as exc:
-        if exc.code != "PROFILE_TEMPLATE_SYNTAX":
+        if exc.code != PROFILE_TEMPLATE_SYNTAX:
             raise
         raise ProfileError(
             exc.code,
@@ -453,7 +472,7 @@ def _check_template_names(template: PromptTemplate, turn: TurnSpec, where: dict[
     )
     if unknown:
         raise ProfileError(
-            "PROFILE_TEMPLATE_UNDEFINED",
+            PROFILE_TEMPLATE_UNDEFINED,
             f"{where['path']}: turn {turn.turn_id} prompt {template.ref!r} reads {unknown}, "
             f"which the turn does not provide",
             **where,

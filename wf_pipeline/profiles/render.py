@@ -16,7 +16,13 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from wf_pipeline.errors import ProfileError
+from wf_pipeline.errors import (
+    PROFILE_TEMPLATE_RENDER_FAILED,
+    PROFILE_TEMPLATE_SECURITY,
+    PROFILE_TEMPLATE_SYNTAX,
+    PROFILE_TEMPLATE_UNDEFINED,
+    ProfileError,
+)
 from wf_pipeline.metadata.canonical import digest_text
 
 # The variables the runtime passes to every turn's templates.
@@ -61,7 +67,7 @@ def compile_template(template: PromptTemplate | str) -> Template:
         compiled = _ENVIRONMENT.from_string(template.text)
     except TemplateSyntaxError as exc:
         raise ProfileError(
-            "PROFILE_TEMPLATE_SYNTAX",
+            PROFILE_TEMPLATE_SYNTAX,
             f"template {template.ref} ({template.digest}) does not parse at line {exc.lineno}",
             ref=template.ref,
             digest=template.digest,
@@ -110,21 +116,21 @@ def render_prompt(template: PromptTemplate | str, variables: Mapping[str, Any]) 
     except (SecurityError, OverflowError) as exc:
         # The sandbox reports its size limits (e.g. range length) as OverflowError.
         raise ProfileError(
-            "PROFILE_TEMPLATE_SECURITY",
+            PROFILE_TEMPLATE_SECURITY,
             f"{where} violates the sandbox: {exc}",
             ref=template.ref,
             digest=template.digest,
         ) from None
     except UndefinedError as exc:
         raise ProfileError(
-            "PROFILE_TEMPLATE_UNDEFINED",
+            PROFILE_TEMPLATE_UNDEFINED,
             f"{where} reads an undefined value: {exc}",
             ref=template.ref,
             digest=template.digest,
         ) from None
     except Exception as exc:  # noqa: BLE001 - any template failure becomes one typed error
         raise ProfileError(
-            "PROFILE_TEMPLATE_RENDER_FAILED",
+            PROFILE_TEMPLATE_RENDER_FAILED,
             f"{where} failed while rendering ({type(exc).__name__})",
             ref=template.ref,
             digest=template.digest,

@@ -16,6 +16,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from wf_pipeline.errors import (
+    PROFILE_DEDUPE_KEY_INCOMPLETE,
+    PROFILE_FAILURE_POLICY_CONFLICT,
+    PROFILE_SCHEMA_INVALID,
+    PROFILE_UNKNOWN_DEDUPE_FIELD,
+)
 from wf_pipeline.metadata.records import THREAD_KEY_FIELDS, thread_key_problems
 
 # Identifiers become Dagster asset keys, op names and check names, so they stay
@@ -64,7 +70,7 @@ class ThreadPolicy(_Frozen):
     def _no_start_conditions(cls, value: list[Any]) -> list[Any]:
         if value:
             raise PydanticCustomError(
-                "PROFILE_SCHEMA_INVALID",
+                PROFILE_SCHEMA_INVALID,
                 "start_conditions are not evaluated; leave the list empty (got {count} conditions)",
                 {"count": len(value)},
             )
@@ -77,13 +83,13 @@ class ThreadPolicy(_Frozen):
         unknown, missing = thread_key_problems(value)
         if unknown:
             raise PydanticCustomError(
-                "PROFILE_UNKNOWN_DEDUPE_FIELD",
+                PROFILE_UNKNOWN_DEDUPE_FIELD,
                 "dedupe_key_fields names unknown fields {unknown}; allowed: {allowed}",
                 {"unknown": unknown, "allowed": list(THREAD_KEY_FIELDS)},
             )
         if missing:
             raise PydanticCustomError(
-                "PROFILE_DEDUPE_KEY_INCOMPLETE",
+                PROFILE_DEDUPE_KEY_INCOMPLETE,
                 "dedupe_key_fields must include {missing}",
                 {"missing": missing},
             )
@@ -180,7 +186,7 @@ class FailurePolicy(_Frozen):
         switch = data.pop("stop_on_gate_fail")
         if not isinstance(switch, bool):
             raise PydanticCustomError(
-                "PROFILE_SCHEMA_INVALID",
+                PROFILE_SCHEMA_INVALID,
                 f"stop_on_gate_fail must be true or false, not {switch!r}",
                 {"value": switch},
             )
@@ -189,7 +195,7 @@ class FailurePolicy(_Frozen):
         # A mode that is no mode at all is the field's own error (PROFILE_SCHEMA_INVALID).
         if mode in _MODE_OF_SWITCH.values() and mode != implied:
             raise PydanticCustomError(
-                "PROFILE_FAILURE_POLICY_CONFLICT",
+                PROFILE_FAILURE_POLICY_CONFLICT,
                 f"mode {mode!r} contradicts stop_on_gate_fail: {str(switch).lower()} (which means mode {implied!r})",
                 {"mode": mode, "switch": switch, "implied": implied},
             )

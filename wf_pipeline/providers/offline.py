@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from wf_pipeline.errors import MetadataError, ProviderError
+from wf_pipeline.errors import (
+    PROVIDER_DUPLICATE_OUTPUT,
+    PROVIDER_INPUT_INVALID,
+    PROVIDER_INPUT_MISSING,
+    PROVIDER_UNSUPPORTED_OUTPUT,
+    MetadataError,
+    ProviderError,
+)
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.payloads import StrictPayload, parse_json_output
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
@@ -46,7 +53,7 @@ def register_offline_turn(output_type: str, turn: OfflineTurn) -> None:
     existing = _TURNS.get(output_type)
     if existing is not None and existing is not turn:
         raise ProviderError(
-            "PROVIDER_DUPLICATE_OUTPUT",
+            PROVIDER_DUPLICATE_OUTPUT,
             f"the offline provider already has a turn for output type {output_type!r}",
             output_type=output_type,
         )
@@ -64,7 +71,7 @@ def raw_input(request: ProviderRequest, ref: str) -> str:
         return request.inputs[ref]
     except KeyError:
         raise ProviderError(
-            "PROVIDER_INPUT_MISSING",
+            PROVIDER_INPUT_MISSING,
             f"turn {request.turn_id} of thread {request.thread_id} needs input {ref!r}",
             turn_id=request.turn_id,
             input_ref=ref,
@@ -81,7 +88,7 @@ def parsed_input(request: ProviderRequest, ref: str, model: type[_ModelT]) -> _M
         return parse_json_output(raw_input(request, ref), model)
     except MetadataError as exc:
         raise ProviderError(
-            "PROVIDER_INPUT_INVALID",
+            PROVIDER_INPUT_INVALID,
             f"input {ref!r} of turn {request.turn_id} is not a valid {model.__name__} ({exc.code})",
             turn_id=request.turn_id,
             input_ref=ref,
@@ -106,7 +113,7 @@ class OfflineProvider:
             produce = _TURNS[request.output_type]
         except KeyError:
             raise ProviderError(
-                "PROVIDER_UNSUPPORTED_OUTPUT",
+                PROVIDER_UNSUPPORTED_OUTPUT,
                 f"offline provider cannot produce output type {request.output_type!r} (turn {request.turn_id})",
                 output_type=request.output_type,
                 supported=sorted(_TURNS),

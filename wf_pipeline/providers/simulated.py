@@ -1,7 +1,7 @@
 """The simulated provider: offline output with injected latency and failures.
 
 It exists for benchmarks and fault tests. Every successful call returns exactly what
-the offline provider returns for the same request, so gates pass and READMEs are
+the offline provider returns for the same request, so gates pass and outputs are
 real; on top of that a call can be slowed down and made to fail.
 
 Options (strings when they come from ``WF_SIMULATED_*`` variables):
@@ -48,12 +48,12 @@ from wf_pipeline.errors import (
     ProviderError,
 )
 from wf_pipeline.metadata.canonical import canonical_json
+from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
 from wf_pipeline.providers.offline import OfflineProvider
 
 PROVIDER_TYPE = "simulated"
 MODEL = "simulated-v1"
-CONTEXT_REF = "context"
 
 _OPTION_NAMES = frozenset({"latency_ms", "failure_rate", "seed", "fail_targets", "fail_turns"})
 

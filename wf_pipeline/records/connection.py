@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from wf_pipeline.errors import RecordError
+from wf_pipeline.errors import RECORD_BAD_URL, RECORD_INTEGRITY, RECORD_UNAVAILABLE, RecordError
 
 SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
 POSTGRES_DRIVERS = {"postgresql", "postgresql+psycopg2"}
@@ -37,14 +37,14 @@ def parse_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError) as exc:
-        raise RecordError("RECORD_BAD_URL", "record store URL cannot be parsed") from exc
+        raise RecordError(RECORD_BAD_URL, "record store URL cannot be parsed") from exc
     if parsed.drivername in SQLITE_DRIVERS:
         return parsed.set(drivername="sqlite")
     if parsed.drivername in POSTGRES_DRIVERS:
         # No host means libpq's local socket, which is a valid choice.
         return parsed.set(drivername="postgresql+psycopg2")
     raise RecordError(
-        "RECORD_BAD_URL",
+        RECORD_BAD_URL,
         f"unsupported record store URL scheme {parsed.drivername!r}; use sqlite:/// or postgresql://",
         scheme=parsed.drivername,
     )
@@ -84,7 +84,7 @@ def _sqlite_engine(url: URL) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RecordError(
-                "RECORD_UNAVAILABLE", f"cannot create the folder of the record store {path}", path=str(path)
+                RECORD_UNAVAILABLE, f"cannot create the folder of the record store {path}", path=str(path)
             ) from exc
         engine = create_engine(
             url.set(database=str(path)), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
@@ -117,19 +117,19 @@ def translated_errors(url: URL, action: str) -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise RecordError(
-            "RECORD_INTEGRITY",
+            RECORD_INTEGRITY,
             f"{action} violates a record constraint: {driver_message(exc, url)}",
             action=action,
         ) from exc
     except DataError as exc:
         raise RecordError(
-            "RECORD_INTEGRITY",
+            RECORD_INTEGRITY,
             f"{action} stores a value the column rejects: {driver_message(exc, url)}",
             action=action,
         ) from exc
     except (OperationalError, InterfaceError) as exc:
         raise RecordError(
-            "RECORD_UNAVAILABLE",
+            RECORD_UNAVAILABLE,
             f"record store {safe_url(url)} unavailable during {action}: {driver_message(exc, url)}",
             action=action,
             url=safe_url(url),

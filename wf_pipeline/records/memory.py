@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from wf_pipeline.errors import RecordError
+from wf_pipeline.errors import RECORD_INTEGRITY, RecordError
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
     FrameRecord,
@@ -124,7 +124,7 @@ class MemoryRecordStore:
                 values = tuple(row[col] for col in columns)
                 if values in seen:
                     raise RecordError(
-                        "RECORD_INTEGRITY",
+                        RECORD_INTEGRITY,
                         f"{action} violates a record constraint: two {name} rows share {', '.join(columns)}",
                         action=action,
                     )
@@ -134,7 +134,7 @@ class MemoryRecordStore:
             for row in rows:
                 if (row["thread_id"],) not in threads:
                     raise RecordError(
-                        "RECORD_INTEGRITY",
+                        RECORD_INTEGRITY,
                         f"{action} violates a record constraint: {name} row refers to a missing thread",
                         action=action,
                     )

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError
 
-from wf_pipeline.errors import RecordError
+from wf_pipeline.errors import RECORD_SCHEMA_MISMATCH, RECORD_UNAVAILABLE, RecordError
 from wf_pipeline.records.connection import safe_url, translated_errors
 from wf_pipeline.records.migrations import BASELINE_REVISION, HEAD_REVISION
 
@@ -61,7 +61,7 @@ def migrate_to_head(engine: Engine, url: URL, *, schema: str | None, table_prefi
         unknown = current - set(known)
         if unknown:
             raise RecordError(
-                "RECORD_SCHEMA_MISMATCH",
+                RECORD_SCHEMA_MISMATCH,
                 f"record store {safe_url(url)} is at revision {sorted(unknown)[0]}, "
                 f"which this release does not know (its newest is {HEAD_REVISION})",
                 stored=sorted(unknown)[0],
@@ -78,7 +78,7 @@ def migrate_to_head(engine: Engine, url: URL, *, schema: str | None, table_prefi
         except CommandError as exc:
             # Alembic's own failures (a broken revision chain); driver errors are translated above.
             raise RecordError(
-                "RECORD_UNAVAILABLE",
+                RECORD_UNAVAILABLE,
                 f"cannot migrate record store {safe_url(url)} to {HEAD_REVISION}: {exc}",
                 url=safe_url(url),
             ) from exc

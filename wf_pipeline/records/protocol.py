@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
-from wf_pipeline.errors import RecordError
+from wf_pipeline.errors import RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
     FrameRecord,
@@ -99,7 +99,7 @@ class TurnCommit:
             )
             if not belongs:
                 raise RecordError(
-                    "RECORD_INVALID",
+                    RECORD_INVALID,
                     f"{name} record does not belong to turn {turn.turn_id} attempt {turn.attempt} "
                     f"of thread {self.thread.thread_id}",
                     thread_id=self.thread.thread_id,
@@ -148,12 +148,12 @@ def validated(record: Any, model: type[RecordT]) -> RecordT:
     which may hold payload text).
     """
     if not isinstance(record, model):
-        raise RecordError("RECORD_INVALID", f"expected a {model.__name__}, got {type(record).__name__}")
+        raise RecordError(RECORD_INVALID, f"expected a {model.__name__}, got {type(record).__name__}")
     try:
         return model.model_validate(record.model_dump())
     except ValidationError as exc:
         raise RecordError(
-            "RECORD_INVALID", f"{model.__name__} fails validation: {field_errors(exc)}", model=model.__name__
+            RECORD_INVALID, f"{model.__name__} fails validation: {field_errors(exc)}", model=model.__name__
         ) from exc
 
 
@@ -165,7 +165,7 @@ def field_errors(exc: ValidationError) -> str:
 def check_turn_commit(commit: Any) -> ValidatedTurn:
     """``commit`` validated; ``RECORD_INVALID`` if it is not a `TurnCommit` or a member is invalid."""
     if not isinstance(commit, TurnCommit):
-        raise RecordError("RECORD_INVALID", f"expected a TurnCommit, got {type(commit).__name__}")
+        raise RecordError(RECORD_INVALID, f"expected a TurnCommit, got {type(commit).__name__}")
     return commit.validated()
 
 

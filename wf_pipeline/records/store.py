@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from wf_pipeline.errors import RecordError
+from wf_pipeline.errors import RECORD_BAD_OPTION, RECORD_INTEGRITY, RECORD_SCHEMA_MISMATCH, RecordError
 from wf_pipeline.metadata.records import (
     SCHEMA_VERSION,
     ArtifactLinkRecord,
@@ -72,12 +72,12 @@ class SqlRecordStore:
         self._url = parse_url(url)
         self.backend = self._url.get_backend_name()
         if not SQL_NAME_RE.fullmatch(table_prefix) and table_prefix != "":
-            raise RecordError("RECORD_BAD_OPTION", "table_prefix must match " + SQL_NAME_RE.pattern)
+            raise RecordError(RECORD_BAD_OPTION, "table_prefix must match " + SQL_NAME_RE.pattern)
         if schema is not None:
             if self.backend != "postgresql":
-                raise RecordError("RECORD_BAD_OPTION", "a schema is only supported on PostgreSQL")
+                raise RecordError(RECORD_BAD_OPTION, "a schema is only supported on PostgreSQL")
             if not SQL_NAME_RE.fullmatch(schema):
-                raise RecordError("RECORD_BAD_OPTION", "schema must match " + SQL_NAME_RE.pattern)
+                raise RecordError(RECORD_BAD_OPTION, "schema must match " + SQL_NAME_RE.pattern)
         self.schema = schema
         self.table_prefix = table_prefix
         self._tables: RecordTables = build_tables(table_prefix, schema)
@@ -119,7 +119,7 @@ class SqlRecordStore:
         # The rows' own format version: a newer release may write rows this code cannot read.
         if stored != str(SCHEMA_VERSION):
             raise RecordError(
-                "RECORD_SCHEMA_MISMATCH",
+                RECORD_SCHEMA_MISMATCH,
                 f"record store {self.url} has schema version {stored}, this code reads version {SCHEMA_VERSION}",
                 stored=stored,
                 expected=SCHEMA_VERSION,
@@ -176,7 +176,7 @@ class SqlRecordStore:
             return [model.model_validate(dict(row)) for row in rows]
         except ValidationError as exc:
             raise RecordError(
-                "RECORD_INTEGRITY",
+                RECORD_INTEGRITY,
                 f"stored {model.__name__} row fails validation during {action}: {field_errors(exc)}",
                 action=action,
             ) from exc

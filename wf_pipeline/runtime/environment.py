@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wf_pipeline.cas import ArtifactStore, open_cas
-from wf_pipeline.errors import ConfigError
+from wf_pipeline.errors import CONFIG_PROVIDER_MISSING, ConfigError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
 from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, Budgets
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
@@ -152,7 +152,7 @@ def provider_from_settings(settings: Settings, env: Mapping[str, str] | None = N
             ``PROVIDER_MISSING_KEY`` (`wf_pipeline.providers.create_provider`).
     """
     if not settings.provider:
-        raise ConfigError("CONFIG_PROVIDER_MISSING", "WF_PROVIDER is empty")
+        raise ConfigError(CONFIG_PROVIDER_MISSING, "WF_PROVIDER is empty")
     if env is None:
         return create_provider(settings.provider, settings.provider_options, settings.secrets)
     return create_provider(settings.provider, provider_options(settings.provider, env), env)

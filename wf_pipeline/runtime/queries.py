@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wf_pipeline.errors import RunError
+from wf_pipeline.errors import RUN_UNKNOWN_THREAD, RunError
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.tree import TreeScan
@@ -88,7 +88,7 @@ def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
     """
     thread = env.records.get_thread(thread_id)
     if thread is None:
-        raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")
+        raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")
     gates = {(g.turn_id, g.attempt): g for g in env.records.gates_for_thread(thread_id)}
     links = {(p.turn_id, p.prompt_link_id) for p in env.records.prompt_links_for_thread(thread_id)}
     turns = []

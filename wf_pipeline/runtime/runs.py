@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wf_pipeline.errors import RunError
+from wf_pipeline.errors import RUN_NO_OUTPUT_DIR, RunError
 from wf_pipeline.metadata.records import ThreadRecord
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
@@ -248,7 +248,7 @@ def summarize_run(
 def _target_directory(root: Path, thread: ThreadRecord, out_dir: Path | None, in_place: bool) -> Path:
     base = root if in_place else out_dir
     if base is None:
-        raise RunError("RUN_NO_OUTPUT_DIR", "either an output folder or in-place writing is needed")
+        raise RunError(RUN_NO_OUTPUT_DIR, "either an output folder or in-place writing is needed")
     return base if thread.target_path == "." else base / thread.target_path
 
 

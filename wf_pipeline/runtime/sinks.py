@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from wf_pipeline.errors import RunError
+from wf_pipeline.errors import RUN_NO_OUTPUT_SINK, RUN_SINK_DUPLICATE, RunError
 
 if TYPE_CHECKING:
     from wf_pipeline.runtime.environment import RuntimeEnv
@@ -70,7 +70,7 @@ def register_output_sink(frame_type: str, sink: OutputSink) -> None:
     existing = _SINKS.get(frame_type)
     if existing is not None and existing is not sink:
         raise RunError(
-            "RUN_SINK_DUPLICATE",
+            RUN_SINK_DUPLICATE,
             f"frame type {frame_type!r} already has an output sink",
             frame_type=frame_type,
         )
@@ -94,7 +94,7 @@ def output_sink(frame_type: str) -> OutputSink:
         return _SINKS[frame_type]
     except KeyError:
         raise RunError(
-            "RUN_NO_OUTPUT_SINK",
+            RUN_NO_OUTPUT_SINK,
             f"no output sink for frame type {frame_type!r} (known: {', '.join(sorted(_SINKS)) or 'none'})",
             frame_type=frame_type,
         ) from None

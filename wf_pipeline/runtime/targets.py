@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from wf_pipeline.errors import RunError
+from wf_pipeline.errors import RUN_UNKNOWN_TARGET, RunError
 from wf_pipeline.metadata.records import TargetRecord, now_ms
 from wf_pipeline.records import RecordStore
 from wf_pipeline.tree import TreeScan
@@ -123,6 +123,6 @@ def resolve_target(records: RecordStore, key: str) -> Target:
     record = records.get_target(key)
     if record is None:
         raise RunError(
-            "RUN_UNKNOWN_TARGET", f"no target registered under key {key!r}; run `wf targets sync PATH`"
+            RUN_UNKNOWN_TARGET, f"no target registered under key {key!r}; run `wf targets sync PATH`"
         )
     return Target.from_record(record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from wf_pipeline.errors import RunError
+from wf_pipeline.errors import RUN_TARGET_CHANGED, RUN_UNKNOWN_THREAD, RunError
 from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_from_key
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
@@ -214,7 +214,7 @@ def open_thread(
     if thread_id is not None:
         thread = env.records.get_thread(thread_id)
         if thread is None:
-            raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")
+            raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")
         return thread
     scan = scan or scan_workspace(env, loaded, target.root)
     plan = plan_thread(env, loaded, target, scan.node(target.path).node_id)
@@ -276,7 +276,7 @@ def context_snapshot(
     node = scan.node(target.path)
     if node.node_id != thread.target_node_id:
         raise RunError(
-            "RUN_TARGET_CHANGED",
+            RUN_TARGET_CHANGED,
             f"target {target.key} changed since thread {thread.thread_id} was planned; run again",
         )
     payload = build_context(scan, target.path, child_frames(env, loaded, scan, target.path))

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wf_pipeline.cas import ArtifactRef
-from wf_pipeline.errors import RunError, WfError
+from wf_pipeline.errors import (
+    RUN_CONTEXT_MISSING,
+    RUN_INPUT_NOT_READY,
+    RUN_OUTPUT_SHAPE,
+    RUN_OUTPUT_TOO_LARGE,
+    RUN_UNKNOWN_TURN,
+    RunError,
+    WfError,
+)
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
 from wf_pipeline.metadata.canonical import canonical_text, digest_text
@@ -195,7 +203,7 @@ def run_turn(
     profile = loaded.profile
     turn = next((t for t in profile.ordered_turns() if t.turn_id == turn_id), None)
     if turn is None:
-        raise RunError("RUN_UNKNOWN_TURN", f"{profile.workflow_id} has no turn {turn_id!r}")
+        raise RunError(RUN_UNKNOWN_TURN, f"{profile.workflow_id} has no turn {turn_id!r}")
     history = env.records.latest_turns(thread.thread_id)
     latest = history.get(turn_id)
     if turn_is_settled(thread, latest) and env.cas.exists(latest.output_artifact_id):
@@ -317,7 +325,7 @@ def _snapshot_inputs(
         upstream = latest.get(producers[ref].turn_id)
         if upstream is None or upstream.status != "completed" or upstream.output_artifact_id is None:
             raise RunError(
-                "RUN_INPUT_NOT_READY",
+                RUN_INPUT_NOT_READY,
                 f"turn {turn.turn_id} of thread {thread.thread_id} needs {ref}, which has no completed output",
             )
         artifact_ids[ref] = upstream.output_artifact_id
@@ -387,16 +395,16 @@ def _context_artifact(env: RuntimeEnv, artifact_ids: Mapping[str, str]) -> dict[
 def _checked_output(text: str, output_format: str, max_output_bytes: int) -> bytes:
     data = canonical_text(text)
     if len(data) > max_output_bytes:
-        raise RunError("RUN_OUTPUT_TOO_LARGE", f"output has {len(data)} bytes, limit {max_output_bytes}")
+        raise RunError(RUN_OUTPUT_TOO_LARGE, f"output has {len(data)} bytes, limit {max_output_bytes}")
     if output_format == "json":
         try:
             parsed = json.loads(data)
         except json.JSONDecodeError:
-            raise RunError("RUN_OUTPUT_SHAPE", "output is not a JSON document") from None
+            raise RunError(RUN_OUTPUT_SHAPE, "output is not a JSON document") from None
         if not isinstance(parsed, dict):
-            raise RunError("RUN_OUTPUT_SHAPE", "output is not a JSON object")
+            raise RunError(RUN_OUTPUT_SHAPE, "output is not a JSON object")
     elif not data.strip():
-        raise RunError("RUN_OUTPUT_SHAPE", "output is empty")
+        raise RunError(RUN_OUTPUT_SHAPE, "output is empty")
     return data
 
 
@@ -586,7 +594,7 @@ def _commit_completed(
 def _thread_context_id(env: RuntimeEnv, thread: ThreadRecord) -> str:
     context_id = recorded_context_id(env, thread.thread_id)
     if context_id is None:
-        raise RunError("RUN_CONTEXT_MISSING", f"thread {thread.thread_id} has no recorded context snapshot")
+        raise RunError(RUN_CONTEXT_MISSING, f"thread {thread.thread_id} has no recorded context snapshot")
     return context_id
 
 

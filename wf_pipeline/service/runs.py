@@ -13,7 +13,7 @@ from wf_pipeline.compiler import targets_partitions
 from wf_pipeline.compiler.launch.executors import load_profiles
 from wf_pipeline.compiler.launch.instance import open_instance
 from wf_pipeline.compiler.launch.levels import Progress, launch_levels, sync_partitions
-from wf_pipeline.errors import RunError
+from wf_pipeline.errors import RUN_PROVIDER_NOT_PORTABLE, RUN_UNKNOWN_THREAD, RUN_WORKFLOW_REQUIRED, RunError
 from wf_pipeline.profiles import ProfileCatalog
 from wf_pipeline.providers import Provider
 from wf_pipeline.runtime import (
@@ -126,7 +126,7 @@ def resume_thread(
     with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env:
         thread = env.records.get_thread(thread_id)
         if thread is None:
-            raise RunError("RUN_UNKNOWN_THREAD", f"no thread {thread_id}")
+            raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")
         loaded = catalog.get(thread.workflow_id)
         prepare_resume(env, loaded, thread)  # the profile's failure_policy decides where it restarts
         target = resolve_target(env.records, thread.target_key)
@@ -184,7 +184,7 @@ def _only_workflow(catalog: ProfileCatalog) -> str:
     workflows = [loaded.profile.workflow_id for loaded in catalog.all()]
     if len(workflows) != 1:
         raise RunError(
-            "RUN_WORKFLOW_REQUIRED",
+            RUN_WORKFLOW_REQUIRED,
             f"name the workflow: {len(workflows)} are loaded ({', '.join(workflows) or 'none'})",
             workflows=workflows,
         )
@@ -199,7 +199,7 @@ def _check_provider_portable(settings: Settings, provider: Provider | None) -> N
     # An object lives in this process only; out-of-process steps build theirs from settings.
     if provider is not None and settings.executor != "in_process":
         raise RunError(
-            "RUN_PROVIDER_NOT_PORTABLE",
+            RUN_PROVIDER_NOT_PORTABLE,
             f"a provider object cannot reach steps of the {settings.executor} executor; "
             "configure the provider with WF_PROVIDER and WF_<PROVIDER>_<OPTION> instead",
             executor=settings.executor,

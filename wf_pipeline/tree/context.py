@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from wf_pipeline.errors import TreeError
+from wf_pipeline.errors import TREE_CHANGED_DURING_RUN, TREE_NOT_A_DIRECTORY, TreeError
 from wf_pipeline.metadata.canonical import canonical_json, digest
 from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, ContextTarget
 from wf_pipeline.text.languages import detect_language
@@ -27,12 +27,12 @@ def _read_unchanged_text(scan: TreeScan, node: TreeNode) -> str:
             data = handle.read(node.size + 1)
     except OSError as exc:
         raise TreeError(
-            "TREE_CHANGED_DURING_RUN", f"{node.path} can no longer be read ({exc.strerror})", path=node.path
+            TREE_CHANGED_DURING_RUN, f"{node.path} can no longer be read ({exc.strerror})", path=node.path
         ) from None
     current = digest(data)
     if current != node.content_digest:
         raise TreeError(
-            "TREE_CHANGED_DURING_RUN",
+            TREE_CHANGED_DURING_RUN,
             f"{node.path} changed since the scan ({node.content_digest} -> {current})",
             path=node.path,
             expected=node.content_digest,
@@ -64,7 +64,7 @@ def build_context(scan: TreeScan, dir_path: str, child_frames: Mapping[str, str 
     """
     target = scan.node(dir_path)
     if target.kind != "dir":
-        raise TreeError("TREE_NOT_A_DIRECTORY", f"{dir_path} is a file, not a directory", path=dir_path)
+        raise TreeError(TREE_NOT_A_DIRECTORY, f"{dir_path} is a file, not a directory", path=dir_path)
     return ContextPayload(
         target=ContextTarget(path=target.path, name=target.name, node_id=target.node_id),
         files=tuple(_context_file(scan, node) for node in scan.files_in(dir_path)),

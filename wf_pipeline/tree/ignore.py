@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pathspec import GitIgnoreSpec
 
-from wf_pipeline.errors import TreeError
+from wf_pipeline.errors import TREE_IGNORE_PATTERN_INVALID, TreeError
 
 GITIGNORE_NAME = ".gitignore"
 VENV_MARKER = "pyvenv.cfg"
@@ -98,7 +98,7 @@ class IgnoreRules:
         spec, invalid = compile_patterns(list(patterns))
         if invalid:
             raise TreeError(
-                "TREE_IGNORE_PATTERN_INVALID",
+                TREE_IGNORE_PATTERN_INVALID,
                 f"extra ignore pattern(s) at position(s) {invalid} are not valid gitignore patterns",
                 positions=invalid,
             )

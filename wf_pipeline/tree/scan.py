@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from wf_pipeline.errors import TreeError
+from wf_pipeline.errors import (
+    TREE_IGNORE_PATTERN_INVALID,
+    TREE_INVALID_OPTION,
+    TREE_NODE_NOT_FOUND,
+    TREE_NOT_A_DIRECTORY,
+    TREE_PATH_MISSING,
+    TREE_UNREADABLE,
+    TreeError,
+)
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, canonical_json, sha256_hex
 from wf_pipeline.metadata.payloads import OmittedReason
 from wf_pipeline.metadata.records import NodeKind, NodeRecord
@@ -105,9 +113,7 @@ class TreeScan:
     def node(self, path: str) -> TreeNode:
         found = self._by_path.get(path)
         if found is None:
-            raise TreeError(
-                "TREE_NODE_NOT_FOUND", f"no node at {path!r} in the scan of {self.root}", path=path
-            )
+            raise TreeError(TREE_NODE_NOT_FOUND, f"no node at {path!r} in the scan of {self.root}", path=path)
         return found
 
     def absolute_path(self, path: str) -> Path:
@@ -278,7 +284,7 @@ class _Walker:
         spec, invalid = compile_patterns(text.splitlines())
         for line in invalid:
             self.warn(
-                "TREE_IGNORE_PATTERN_INVALID",
+                TREE_IGNORE_PATTERN_INVALID,
                 gitignore_path,
                 f"line {line} is not a valid gitignore pattern; skipped",
             )
@@ -395,19 +401,19 @@ def _open_root(root: Path | str) -> tuple[Path, list[os.DirEntry[str]]]:
     try:
         root_stat = os.stat(root_path)
     except (FileNotFoundError, NotADirectoryError):
-        raise TreeError("TREE_PATH_MISSING", f"{root_path} does not exist", path=str(root_path)) from None
+        raise TreeError(TREE_PATH_MISSING, f"{root_path} does not exist", path=str(root_path)) from None
     except OSError as exc:
         raise TreeError(
-            "TREE_UNREADABLE", f"{root_path} cannot be read ({_errno_name(exc)})", path=str(root_path)
+            TREE_UNREADABLE, f"{root_path} cannot be read ({_errno_name(exc)})", path=str(root_path)
         ) from None
     if not stat.S_ISDIR(root_stat.st_mode):
-        raise TreeError("TREE_NOT_A_DIRECTORY", f"{root_path} is not a directory", path=str(root_path))
+        raise TreeError(TREE_NOT_A_DIRECTORY, f"{root_path} is not a directory", path=str(root_path))
     resolved = root_path.resolve()
     try:
         entries = _list_directory(str(resolved))
     except OSError as exc:
         raise TreeError(
-            "TREE_UNREADABLE", f"{resolved} cannot be listed ({_errno_name(exc)})", path=str(resolved)
+            TREE_UNREADABLE, f"{resolved} cannot be listed ({_errno_name(exc)})", path=str(resolved)
         ) from None
     return resolved, entries
 
@@ -430,7 +436,7 @@ def scan_tree(
     TREE_IGNORE_PATTERN_INVALID (a bad ``extra_ignores`` pattern).
     """
     if max_file_bytes < 0:
-        raise TreeError("TREE_INVALID_OPTION", f"max_file_bytes must be >= 0, got {max_file_bytes}")
+        raise TreeError(TREE_INVALID_OPTION, f"max_file_bytes must be >= 0, got {max_file_bytes}")
     rules = IgnoreRules.from_extra_patterns(extra_ignores)
     resolved, entries = _open_root(root)
 

@@ -19,7 +19,12 @@ from dagster import ExecutorDefinition, JobDefinition, multiprocess_executor
 from wf_pipeline.cas import open_cas
 from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.resources import RUNTIME_KEY
-from wf_pipeline.errors import ConfigError
+from wf_pipeline.errors import (
+    CONFIG_BAD_EXECUTOR,
+    CONFIG_BAD_EXECUTOR_CONFIG,
+    CONFIG_EXECUTOR_UNAVAILABLE,
+    ConfigError,
+)
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
 from wf_pipeline.settings import SECRET_URL_VARIABLES, Settings
 from wf_pipeline.workflows import load_builtin_workflows
@@ -40,13 +45,13 @@ def executor_definition(name: str) -> ExecutorDefinition:
     if name == "multiprocess":
         return multiprocess_executor
     if name not in _EXECUTOR_IMPORTS:
-        raise ConfigError("CONFIG_BAD_EXECUTOR", f"no out-of-process executor named {name!r}", executor=name)
+        raise ConfigError(CONFIG_BAD_EXECUTOR, f"no out-of-process executor named {name!r}", executor=name)
     module_name, attribute, package = _EXECUTOR_IMPORTS[name]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(
-            "CONFIG_EXECUTOR_UNAVAILABLE",
+            CONFIG_EXECUTOR_UNAVAILABLE,
             f"WF_EXECUTOR={name} needs the {package} package, in the release paired with the installed dagster",
             executor=name,
             package=package,
@@ -92,13 +97,13 @@ def _read_executor_config(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(
-            "CONFIG_BAD_EXECUTOR_CONFIG", f"cannot read the executor config {path}", path=str(path)
+            CONFIG_BAD_EXECUTOR_CONFIG, f"cannot read the executor config {path}", path=str(path)
         ) from exc
     execution = loaded.get("execution") if isinstance(loaded, dict) else None
     config = execution.get("config") if isinstance(execution, dict) else None
     if not isinstance(loaded, dict) or set(loaded) != {"execution"} or not isinstance(config, dict):
         raise ConfigError(
-            "CONFIG_BAD_EXECUTOR_CONFIG",
+            CONFIG_BAD_EXECUTOR_CONFIG,
             f"the executor config {path} must hold exactly an execution: config: mapping",
             path=str(path),
         )

@@ -8,7 +8,7 @@ the offline provider under its output type.
 
 from __future__ import annotations
 
-from wf_pipeline.errors import ProviderError
+from wf_pipeline.errors import PROVIDER_INPUT_MISSING, ProviderError
 from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
 from wf_pipeline.providers.base import ProviderRequest
 from wf_pipeline.providers.offline import OfflineTurn, json_text, parsed_input
@@ -71,7 +71,7 @@ def readme_struct_turn(request: ProviderRequest) -> str:
     if struct is None:
         # Only the context names the scanned root; claims alone cannot title its README.
         raise ProviderError(
-            "PROVIDER_INPUT_MISSING",
+            PROVIDER_INPUT_MISSING,
             f"turn {request.turn_id} cannot derive the README title without input 'context'",
             turn_id=request.turn_id,
             input_ref=CONTEXT_REF,
