@@ -120,10 +120,11 @@ class Directory:
     parameters: dict[str, set[str]] = field(default_factory=dict)  # function or class -> its parameters
     source_lines: set[str] = field(default_factory=set)
     public: dict[str, list[str]] = field(default_factory=dict)  # module file -> public classes and functions
+    files: set[str] = field(default_factory=set)  # names of the directory's own files
 
     @classmethod
     def read(cls, path: Path) -> Directory:
-        directory = cls(path)
+        directory = cls(path, files={child.name for child in path.iterdir() if child.is_file()})
         for module_path in sorted(path.glob("*.py")):
             text = module_path.read_text()
             module = ast.parse(text)
@@ -158,7 +159,8 @@ class Directory:
         span = span.strip()
         if not span or span.startswith("/"):
             return False
-        if span.endswith("/") or "/" in span:
+        if span.endswith("/") or "/" in span or span in self.files:
+            # A path, or a file of this directory by name (``0001_baseline.py`` is no identifier).
             return (self.path / span).exists()
         if signature := _SIGNATURE.match(span):
             return self._names_defined(signature["name"])
