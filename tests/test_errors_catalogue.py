@@ -29,7 +29,8 @@ ERROR_CLASSES["PydanticCustomError"] = errors.ProfileError
 def raised_codes(source: str, where: str) -> list[tuple[str, str, str]]:
     """(code, class name, location) for every ``SomeError(CODE, ...)`` call in ``source``.
 
-    A code is a string literal, a catalogue constant (``PROVIDER_TIMEOUT`` or
+    A `Registry` call raises the codes it is given as ``duplicate`` and ``unknown``. A code
+    is a string literal, a catalogue constant (``PROVIDER_TIMEOUT`` or
     ``errors.PROVIDER_TIMEOUT``), or, when the call passes a variable, every code-shaped
     literal and catalogue constant of the enclosing function (the loader raises from a
     table of codes), or of the module's helper function that picks the code
@@ -48,6 +49,14 @@ def raised_codes(source: str, where: str) -> list[tuple[str, str, str]]:
             continue
         func = node.func
         class_name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        if class_name == "Registry":
+            # A registry raises its duplicate and unknown codes as their catalogued class.
+            for keyword in node.keywords:
+                code = _code_in(keyword.value) if keyword.arg in ("duplicate", "unknown") else None
+                if code is not None:
+                    entry = CATALOGUE[code]
+                    found.append((code, entry.error_class.__name__, f"{where}:{node.lineno}"))
+            continue
         if class_name not in ERROR_CLASSES:
             continue
         location = f"{where}:{node.lineno}"

@@ -53,7 +53,7 @@ def test_the_offline_provider_serves_only_registered_output_types() -> None:
     with pytest.raises(ProviderError) as raised:
         create_provider("offline").complete(request)
     assert raised.value.code == "PROVIDER_UNSUPPORTED_OUTPUT"
-    assert set(OFFLINE_TURNS) <= set(raised.value.details["supported"])
+    assert set(OFFLINE_TURNS) <= set(raised.value.details["known"])
 
 
 def test_registries_refuse_a_second_owner() -> None:

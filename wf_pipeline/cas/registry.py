@@ -14,18 +14,29 @@ from typing import Any
 from wf_pipeline.cas.memory import MEMORY_SCHEME, open_memory_store
 from wf_pipeline.cas.protocol import ArtifactStore
 from wf_pipeline.cas.store import FsspecArtifactStore
+from wf_pipeline.registry import Registry
 
 ArtifactStoreOpener = Callable[..., ArtifactStore]
 
-_OPENERS: dict[str, ArtifactStoreOpener] = {MEMORY_SCHEME: open_memory_store}
+# Every scheme without an opener falls back to the fsspec store, so a lookup never fails.
+_OPENERS: Registry[str, ArtifactStoreOpener] = Registry(
+    "artifact store opener", key="scheme", reregister="replace"
+)
+_OPENERS.register(MEMORY_SCHEME, open_memory_store)
 
 
 def register_artifact_store(scheme: str, opener: ArtifactStoreOpener) -> None:
     """Make `open_cas` call ``opener(url, **storage_options)`` for URLs ``<scheme>://...``.
 
     A later registration for the same scheme replaces the earlier one.
+
+    Args:
+        scheme: the URL scheme, lower-case (``memory``, ``s3``).
+        opener: builds the store from the URL and the storage options.
+
+    Raises nothing.
     """
-    _OPENERS[scheme] = opener
+    _OPENERS.register(scheme, opener)
 
 
 def url_scheme(url: str) -> str:
@@ -43,7 +54,7 @@ def open_cas(url: str, **storage_options: Any) -> ArtifactStore:
     Returns the store for the URL's scheme (see `register_artifact_store`). Raises
     ``CAS_INVALID_URL`` when no filesystem serves the URL.
     """
-    opener = _OPENERS.get(url_scheme(url))
+    opener = _OPENERS.find(url_scheme(url))
     if opener is not None:
         return opener(url, **storage_options)
     return FsspecArtifactStore(url, **storage_options)

@@ -24,6 +24,7 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.gates.registry import Evaluator, GateSpecLike, register
 from wf_pipeline.metadata.payloads import parse_json_output
+from wf_pipeline.registry import Registry
 from wf_pipeline.text.markdown import Heading, read_markdown
 
 __all__ = ["Heading"]
@@ -199,25 +200,25 @@ def schema_required_fields(output_text: str, inputs: Mapping[str, str], spec: Ga
     return required_field_reasons(document, spec.required_fields or ())
 
 
-_SECTION_HEADINGS: dict[str, str] = {}
+_SECTION_HEADINGS: Registry[str, str] = Registry(
+    "section heading", key="section key", duplicate=GATE_DUPLICATE_SECTION_KEY
+)
 
 
 def register_section_headings(headings: Mapping[str, str]) -> None:
     """Let ``rules.sections`` of ``required_sections`` name sections by key (key -> heading text).
 
     A workflow registers its section vocabulary (e.g. ``api_surface`` -> ``API surface``).
-    Registering a key again with the same heading is a no-op; raises GateError
-    GATE_DUPLICATE_SECTION_KEY when the key already names another heading.
+    Registering a key again with the same heading is a no-op.
+
+    Args:
+        headings: section key -> heading text.
+
+    Raises:
+        GateError: ``GATE_DUPLICATE_SECTION_KEY`` when a key already names another
+            heading; then none of ``headings`` is registered.
     """
-    for key, heading in headings.items():
-        existing = _SECTION_HEADINGS.get(key)
-        if existing is not None and existing != heading:
-            raise GateError(
-                GATE_DUPLICATE_SECTION_KEY,
-                f"section key {key!r} already names heading {existing!r}",
-                key=key,
-            )
-    _SECTION_HEADINGS.update(headings)
+    _SECTION_HEADINGS.register_many(headings)
 
 
 def _required_section_headings(spec: GateSpecLike) -> dict[str, str]:
@@ -229,10 +230,14 @@ def _required_section_headings(spec: GateSpecLike) -> dict[str, str]:
         or not all(isinstance(entry, str) and entry.strip() for entry in sections)
     ):
         raise rules_error(spec, "sections", "a non-empty list of section keys or heading texts")
-    return {
-        (entry if entry in _SECTION_HEADINGS else heading_slug(entry)): _SECTION_HEADINGS.get(entry, entry)
-        for entry in sections
-    }
+    required: dict[str, str] = {}
+    for entry in sections:
+        registered = _SECTION_HEADINGS.find(entry)
+        if registered is None:
+            required[heading_slug(entry)] = entry
+        else:
+            required[entry] = registered
+    return required
 
 
 def _heading_level_rule(spec: GateSpecLike) -> int | None:

@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from wf_pipeline.errors import GATE_DUPLICATE_TYPE, GATE_UNKNOWN_TYPE, GateError
+from wf_pipeline.errors import GATE_DUPLICATE_TYPE, GATE_UNKNOWN_TYPE
+from wf_pipeline.registry import Registry
 
 
 class GateSpecLike(Protocol):
@@ -56,7 +57,14 @@ class GateResult:
         return self.outcome == "pass"
 
 
-_EVALUATORS: dict[str, Evaluator] = {}
+# A gate type is claimed once: a second registration is refused even for the same evaluator.
+_EVALUATORS: Registry[str, Evaluator] = Registry(
+    "gate evaluator",
+    key="gate type",
+    duplicate=GATE_DUPLICATE_TYPE,
+    unknown=GATE_UNKNOWN_TYPE,
+    reregister="never",
+)
 
 
 def register(gate_type: str) -> Callable[[Evaluator], Evaluator]:
@@ -76,10 +84,7 @@ def register(gate_type: str) -> Callable[[Evaluator], Evaluator]:
     """
 
     def decorator(fn: Evaluator) -> Evaluator:
-        if gate_type in _EVALUATORS:
-            raise GateError(GATE_DUPLICATE_TYPE, f"gate type {gate_type!r} is registered twice")
-        _EVALUATORS[gate_type] = fn
-        return fn
+        return _EVALUATORS.register(gate_type, fn)
 
     return decorator
 
@@ -92,7 +97,7 @@ def gate_types() -> frozenset[str]:
         (``PROFILE_UNKNOWN_GATE_TYPE``).
     """
     _load_builtin()
-    return frozenset(_EVALUATORS)
+    return frozenset(_EVALUATORS.keys())
 
 
 def evaluate(spec: GateSpecLike, output_text: str, inputs: Mapping[str, str]) -> GateResult:
@@ -109,14 +114,11 @@ def evaluate(spec: GateSpecLike, output_text: str, inputs: Mapping[str, str]) ->
         The `GateResult`, reasons as the evaluator returned them.
 
     Raises:
-        GateError: ``GATE_UNKNOWN_TYPE`` when no evaluator is registered for
-            ``spec.gate_type``; the evaluator's ``GATE_RULES_INVALID`` for bad ``rules``.
+        GateError: ``GATE_UNKNOWN_TYPE`` (with the known gate types) when no evaluator is
+            registered for ``spec.gate_type``; the evaluator's ``GATE_RULES_INVALID`` for bad ``rules``.
     """
     _load_builtin()
-    try:
-        evaluator = _EVALUATORS[spec.gate_type]
-    except KeyError:
-        raise GateError(GATE_UNKNOWN_TYPE, f"no gate type {spec.gate_type!r}") from None
+    evaluator = _EVALUATORS.get(spec.gate_type)
     reasons = tuple(evaluator(output_text, inputs, spec))
     failed = bool(reasons) and spec.fail_on_violation
     return GateResult(gate_id=spec.gate_id, outcome="fail" if failed else "pass", reasons=reasons)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wf_pipeline.errors import OUTPUT_NOT_JSON, OUTPUT_SCHEMA_VIOLATION, OUTPUT_TYPE_DUPLICATE, MetadataError
+from wf_pipeline.registry import Registry
 
 CONTEXT_SCHEMA = "wf.context.v1"
 # The input_ref under which a turn receives its target's context payload.
@@ -103,7 +104,9 @@ class ContextPayload(StrictPayload):
 
 # --- output schemas, registered by the workflows ------------------------------------
 
-_OUTPUT_MODELS: dict[str, type[StrictPayload]] = {}
+_OUTPUT_MODELS: Registry[str, type[StrictPayload]] = Registry(
+    "payload schema", key="output type", duplicate=OUTPUT_TYPE_DUPLICATE
+)
 
 
 def register_output_model(output_type: str, model: type[StrictPayload]) -> None:
@@ -119,19 +122,12 @@ def register_output_model(output_type: str, model: type[StrictPayload]) -> None:
         MetadataError: ``OUTPUT_TYPE_DUPLICATE`` when another model already owns
             ``output_type``.
     """
-    existing = _OUTPUT_MODELS.get(output_type)
-    if existing is not None and existing is not model:
-        raise MetadataError(
-            OUTPUT_TYPE_DUPLICATE,
-            f"output type {output_type!r} already has schema {existing.__name__}",
-            output_type=output_type,
-        )
-    _OUTPUT_MODELS[output_type] = model
+    _OUTPUT_MODELS.register(output_type, model)
 
 
 def output_model(output_type: str) -> type[StrictPayload] | None:
     """The schema registered for ``output_type``, or None (free-form output such as markdown)."""
-    return _OUTPUT_MODELS.get(output_type)
+    return _OUTPUT_MODELS.find(output_type)
 
 
 def parse_json_output(text: str, model: type[StrictPayload]) -> Any:

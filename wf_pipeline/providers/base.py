@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from wf_pipeline.errors import PROVIDER_UNKNOWN, ProviderError
+from wf_pipeline.errors import PROVIDER_UNKNOWN
+from wf_pipeline.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -69,15 +70,26 @@ def close_provider(provider: object) -> None:
 
 
 ProviderFactory = Callable[[Mapping[str, Any], Mapping[str, str]], Provider]
-_FACTORIES: dict[str, ProviderFactory] = {}
+# A later registration under a name replaces the earlier one (a test or a deployment may override).
+_FACTORIES: Registry[str, ProviderFactory] = Registry(
+    "provider", key="name", unknown=PROVIDER_UNKNOWN, reregister="replace"
+)
 
 
 def register_provider(name: str) -> Callable[[ProviderFactory], ProviderFactory]:
-    """Decorator: register ``factory(options, env)`` as the provider called ``name``."""
+    """Decorator: register ``factory(options, env)`` as the provider called ``name``.
+
+    A later registration under ``name`` replaces the earlier one.
+
+    Args:
+        name: the name settings and profiles use (``WF_PROVIDER``).
+
+    Returns:
+        A decorator that registers a `ProviderFactory` and returns it unchanged. Raises nothing.
+    """
 
     def decorator(factory: ProviderFactory) -> ProviderFactory:
-        _FACTORIES[name] = factory
-        return factory
+        return _FACTORIES.register(name, factory)
 
     return decorator
 
@@ -85,7 +97,7 @@ def register_provider(name: str) -> Callable[[ProviderFactory], ProviderFactory]
 def provider_names() -> list[str]:
     """Names of every registered provider, sorted."""
     _load_builtin()
-    return sorted(_FACTORIES)
+    return _FACTORIES.keys()
 
 
 def create_provider(
@@ -94,16 +106,11 @@ def create_provider(
     """Build the provider registered as ``name`` with ``options`` and an environment for secrets.
 
     Raises:
-        ProviderError: ``PROVIDER_UNKNOWN`` when no provider has that name; the factory's
+        ProviderError: ``PROVIDER_UNKNOWN`` (with the known names) when no provider has that name; the factory's
             own codes (``PROVIDER_CONFIG_INVALID``, ``PROVIDER_MISSING_KEY``) for bad options.
     """
     _load_builtin()
-    try:
-        factory = _FACTORIES[name]
-    except KeyError:
-        raise ProviderError(
-            PROVIDER_UNKNOWN, f"no provider named {name!r} (known: {', '.join(sorted(_FACTORIES))})"
-        ) from None
+    factory = _FACTORIES.get(name)
     return factory(dict(options or {}), {} if env is None else env)
 
 

@@ -26,13 +26,19 @@ from wf_pipeline.errors import (
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.payloads import StrictPayload, parse_json_output
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
+from wf_pipeline.registry import Registry
 
 PROVIDER_TYPE = "offline"
 MODEL = "offline-v1"
 
 OfflineTurn = Callable[[ProviderRequest], str]
 _ModelT = TypeVar("_ModelT", bound=StrictPayload)
-_TURNS: dict[str, OfflineTurn] = {}
+_TURNS: Registry[str, OfflineTurn] = Registry(
+    "offline turn",
+    key="output type",
+    duplicate=PROVIDER_DUPLICATE_OUTPUT,
+    unknown=PROVIDER_UNSUPPORTED_OUTPUT,
+)
 
 
 def register_offline_turn(output_type: str, turn: OfflineTurn) -> None:
@@ -50,14 +56,7 @@ def register_offline_turn(output_type: str, turn: OfflineTurn) -> None:
         ProviderError: ``PROVIDER_DUPLICATE_OUTPUT`` when another function already serves
             ``output_type``.
     """
-    existing = _TURNS.get(output_type)
-    if existing is not None and existing is not turn:
-        raise ProviderError(
-            PROVIDER_DUPLICATE_OUTPUT,
-            f"the offline provider already has a turn for output type {output_type!r}",
-            output_type=output_type,
-        )
-    _TURNS[output_type] = turn
+    _TURNS.register(output_type, turn)
 
 
 def json_text(model: BaseModel) -> str:
@@ -105,19 +104,19 @@ class OfflineProvider:
     def complete(self, request: ProviderRequest) -> ProviderResponse:
         """The registered turn's output for ``request``.
 
-        Raises ProviderError PROVIDER_UNSUPPORTED_OUTPUT (with the ``supported`` types)
-        when no loaded workflow registered a turn for ``request.output_type``, and
-        whatever the turn raises.
+        Args:
+            request: the call; its ``output_type`` picks the offline turn.
+
+        Returns:
+            The turn's output text as a `ProviderResponse` of this provider and model.
+
+        Raises:
+            ProviderError: ``PROVIDER_UNSUPPORTED_OUTPUT`` (with the ``output_type``, the
+                ``known`` output types and the ``turn_id`` in its details) when no loaded
+                workflow registered a turn for ``request.output_type``; whatever the turn
+                raises.
         """
-        try:
-            produce = _TURNS[request.output_type]
-        except KeyError:
-            raise ProviderError(
-                PROVIDER_UNSUPPORTED_OUTPUT,
-                f"offline provider cannot produce output type {request.output_type!r} (turn {request.turn_id})",
-                output_type=request.output_type,
-                supported=sorted(_TURNS),
-            ) from None
+        produce = _TURNS.get(request.output_type, turn_id=request.turn_id)
         return ProviderResponse(text=produce(request), provider_type=self.provider_type, model=self.model)
 
 

@@ -12,15 +12,29 @@ from collections.abc import Callable
 from wf_pipeline.records.memory import MEMORY_SCHEME, open_memory_record_store
 from wf_pipeline.records.protocol import RecordStore
 from wf_pipeline.records.store import SqlRecordStore
+from wf_pipeline.registry import Registry
 
 RecordStoreOpener = Callable[..., RecordStore]
 
-_OPENERS: dict[str, RecordStoreOpener] = {MEMORY_SCHEME: open_memory_record_store}
+# Every scheme without an opener falls back to the SQL store, so a lookup never fails.
+_OPENERS: Registry[str, RecordStoreOpener] = Registry(
+    "record store opener", key="scheme", reregister="replace"
+)
+_OPENERS.register(MEMORY_SCHEME, open_memory_record_store)
 
 
 def register_record_store(scheme: str, opener: RecordStoreOpener) -> None:
-    """Make `open_record_store` call ``opener(url, schema=..., table_prefix=...)`` for ``<scheme>://`` URLs."""
-    _OPENERS[scheme] = opener
+    """Make `open_record_store` call ``opener(url, schema=..., table_prefix=...)`` for ``<scheme>://`` URLs.
+
+    A later registration for the same scheme replaces the earlier one.
+
+    Args:
+        scheme: the URL scheme without a ``+driver`` part, lower-case (``memory``).
+        opener: builds the store from the URL, ``schema`` and ``table_prefix``.
+
+    Raises nothing.
+    """
+    _OPENERS.register(scheme, opener)
 
 
 def open_record_store(url: str, *, schema: str | None = None, table_prefix: str = "wf_") -> RecordStore:
@@ -36,7 +50,7 @@ def open_record_store(url: str, *, schema: str | None = None, table_prefix: str 
     ``RECORD_SCHEMA_MISMATCH``.
     """
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
-    opener = _OPENERS.get(scheme)
+    opener = _OPENERS.find(scheme)
     if opener is not None:
         return opener(url, schema=schema, table_prefix=table_prefix)
     return SqlRecordStore(url, schema=schema, table_prefix=table_prefix)

@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from wf_pipeline.errors import RUN_NO_OUTPUT_SINK, RUN_SINK_DUPLICATE, RunError
+from wf_pipeline.errors import RUN_NO_OUTPUT_SINK, RUN_SINK_DUPLICATE
+from wf_pipeline.registry import Registry
 
 if TYPE_CHECKING:
     from wf_pipeline.runtime.environment import RuntimeEnv
@@ -52,7 +53,9 @@ class OutputSink(Protocol):
         ...
 
 
-_SINKS: dict[str, OutputSink] = {}
+_SINKS: Registry[str, OutputSink] = Registry(
+    "output sink", key="frame type", duplicate=RUN_SINK_DUPLICATE, unknown=RUN_NO_OUTPUT_SINK
+)
 
 
 def register_output_sink(frame_type: str, sink: OutputSink) -> None:
@@ -67,14 +70,7 @@ def register_output_sink(frame_type: str, sink: OutputSink) -> None:
     Raises:
         RunError: ``RUN_SINK_DUPLICATE`` when another sink already serves ``frame_type``.
     """
-    existing = _SINKS.get(frame_type)
-    if existing is not None and existing is not sink:
-        raise RunError(
-            RUN_SINK_DUPLICATE,
-            f"frame type {frame_type!r} already has an output sink",
-            frame_type=frame_type,
-        )
-    _SINKS[frame_type] = sink
+    _SINKS.register(frame_type, sink)
 
 
 def output_sink(frame_type: str) -> OutputSink:
@@ -90,14 +86,7 @@ def output_sink(frame_type: str) -> OutputSink:
         RunError: ``RUN_NO_OUTPUT_SINK`` (with the known frame types) when no loaded
             workflow registered one.
     """
-    try:
-        return _SINKS[frame_type]
-    except KeyError:
-        raise RunError(
-            RUN_NO_OUTPUT_SINK,
-            f"no output sink for frame type {frame_type!r} (known: {', '.join(sorted(_SINKS)) or 'none'})",
-            frame_type=frame_type,
-        ) from None
+    return _SINKS.get(frame_type)
 
 
 def write_file_atomically(data: bytes, destination: Path, *, overwrite: bool) -> Path | None:
