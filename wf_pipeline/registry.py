@@ -142,6 +142,7 @@ class Registry(Generic[K, V]):
 
     def find(self, key: K) -> V | None:
         """The value registered under ``key``, or None when there is none. Raises nothing."""
+        # One dict read is atomic; only writes and listings, which take several steps, hold the lock.
         return self._entries.get(key)
 
     def keys(self) -> list[K]:
