@@ -17,6 +17,8 @@ from typing import Protocol
 
 from fsspec import AbstractFileSystem
 
+from wf_pipeline.registry import Registry
+
 
 class WriteStrategy(Protocol):
     """Publishes objects under their final path so that no reader sees a partial object.
@@ -120,22 +122,32 @@ def _fsync_path(path: str) -> None:
 
 _LOCAL_RENAME = LocalRenameWrite()
 _WHOLE_OBJECT_PUT = WholeObjectPut()
-_STRATEGIES: dict[str, WriteStrategy] = {"file": _LOCAL_RENAME, "local": _LOCAL_RENAME}
+# A later registration for a protocol replaces the earlier one; unknown protocols fall back below.
+_STRATEGIES: Registry[str, WriteStrategy] = Registry("write strategy", key="protocol", reregister="replace")
+_STRATEGIES.register_many({"file": _LOCAL_RENAME, "local": _LOCAL_RENAME})
 
 
 def register_cas_backend(protocol: str, write_strategy: WriteStrategy) -> None:
     """Use ``write_strategy`` for fsspec stores whose filesystem speaks ``protocol`` (e.g. ``"s3"``).
 
     This picks how the fsspec store writes; to plug in a whole other store for a URL
-    scheme, use `wf_pipeline.cas.register_artifact_store`.
+    scheme, use `wf_pipeline.cas.register_artifact_store`. A later registration for the
+    same protocol replaces the earlier one.
+
+    Args:
+        protocol: an fsspec protocol name (``"s3"``, ``"gcs"``).
+        write_strategy: how the fsspec store writes objects to such a filesystem.
+
+    Raises nothing.
     """
-    _STRATEGIES[protocol] = write_strategy
+    _STRATEGIES.register(protocol, write_strategy)
 
 
 def write_strategy_for(fs: AbstractFileSystem) -> WriteStrategy:
     """The strategy registered for one of ``fs``'s protocols, else `WholeObjectPut`."""
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
     for protocol in protocols:
-        if protocol in _STRATEGIES:
-            return _STRATEGIES[protocol]
+        strategy = _STRATEGIES.find(protocol)
+        if strategy is not None:
+            return strategy
     return _WHOLE_OBJECT_PUT
