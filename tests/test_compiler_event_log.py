@@ -10,6 +10,8 @@ back must agree.
 # No `from __future__ import annotations`: Dagster inspects the context annotation at definition time.
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -299,3 +301,29 @@ def test_a_home_of_the_previous_release_is_rewritten_and_its_module_path_still_l
     assert "wf_pipeline.compiler.launch.event_log" in config.read_text()
     assert isinstance(instance, WfDagsterInstance)
     assert sorted(instance.get_materialized_partitions(AssetKey("second"))) == KEYS[:4]
+
+
+# Each process opens the home as `wf` does, then lists its runs through the opened instance.
+_OPEN_HOME = """
+import sys
+from wf_pipeline.compiler import open_instance
+from wf_pipeline.settings import Settings
+instance = open_instance(Settings.from_env({"WF_HOME": sys.argv[1]}))
+instance.get_runs()
+"""
+
+
+def test_processes_opening_a_new_home_at_once_all_succeed_and_print_nothing(tmp_path):
+    """First opens create Dagster's storages and migrate them; concurrent ones must not collide."""
+    home = tmp_path / "wf-home"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_HOME, str(home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(process.wait(timeout=120), *process.communicate()) for process in processes]
+    assert [(code, out, err) for code, out, err in outcomes if code != 0] == []
+    # --json output depends on it: migrations print no progress.
+    assert {out for _, out, _ in outcomes} == {b""}
+    assert (home / "dagster" / ".wf-instance-ready").exists()

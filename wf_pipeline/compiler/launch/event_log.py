@@ -40,7 +40,7 @@ from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite import sqlite_event_log as sqlite_event_log_module
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from dagster._core.storage.sql import create_engine, get_alembic_config
+from dagster._core.storage.sql import create_engine, get_alembic_config, run_alembic_upgrade
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import select, text
@@ -208,6 +208,21 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         if snapshot is not None:
             return partition_key in snapshot[1]
         return super().has_dynamic_partition(partitions_def_name, partition_key)
+
+    def upgrade(self) -> None:
+        """Migrate every run database and the index database to Dagster's current schema.
+
+        The same migrations as `SqliteEventLogStorage.upgrade`, which also prints its
+        progress to stdout (and a tqdm bar to stderr); here nothing reaches the terminal,
+        so ``wf ... --json`` output stays clean without redirecting the process's streams.
+        """
+        alembic_config = get_alembic_config(sqlite_event_log_module.__file__)
+        for run_id in self.get_all_run_ids():
+            with self.run_connection(run_id) as conn:
+                run_alembic_upgrade(alembic_config, conn, run_id)
+        with self.index_connection() as conn:
+            run_alembic_upgrade(alembic_config, conn, "index")
+        self._initialized_dbs = set()
 
     def wipe(self) -> None:
         self._dispose_engines()  # wiping deletes the run databases: no connection may outlive them

@@ -18,9 +18,10 @@ used as it is.
 
 from __future__ import annotations
 
-import contextlib
-import io
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,14 @@ def _previous_embedded_instance_yamls(dagster_home: Path) -> tuple[str, ...]:
     return first, batched_event_log
 
 
+@contextmanager
+def _home_lock(dagster_home: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``dagster_home`` (flock(2) on a lock file) for the block."""
+    with open(dagster_home / ".wf-instance.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+        yield
+
+
 def open_instance(settings: Settings) -> DagsterInstance:
     """The Dagster instance in ``settings.dagster_home``, created and migrated on first use.
 
@@ -116,21 +125,23 @@ def open_instance(settings: Settings) -> DagsterInstance:
     instance (a `WfDagsterInstance` for the embedded configuration).
     """
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = settings.dagster_home / "dagster.yaml"
-    if not config.exists() or config.read_text(encoding="utf-8") in _previous_embedded_instance_yamls(
-        settings.dagster_home
-    ):
-        staged = config.with_name(f".dagster.yaml.{os.getpid()}")
-        staged.write_text(embedded_instance_yaml(settings.dagster_home))
-        os.replace(staged, config)  # a killed first run never leaves a truncated config
-    instance = DagsterInstance.from_config(str(settings.dagster_home))
-    ready = settings.dagster_home / ".wf-instance-ready"
-    if not ready.exists():
-        # Dagster creates its SQLite storages in several steps and never completes an index
-        # database that a killed first open left without tables; the migration `dagster
-        # instance migrate` runs completes whatever is missing. Its progress output stays
-        # off the terminal (and off --json stdout).
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            instance.upgrade(print_fn=lambda *_: None)
-        ready.touch()
+    # Two processes opening a new home at once would both create Dagster's SQLite storages
+    # and run their migrations, which collide (a table created twice, two alembic heads).
+    with _home_lock(settings.dagster_home):
+        config = settings.dagster_home / "dagster.yaml"
+        if not config.exists() or config.read_text(encoding="utf-8") in _previous_embedded_instance_yamls(
+            settings.dagster_home
+        ):
+            staged = config.with_name(f".dagster.yaml.{os.getpid()}")
+            staged.write_text(embedded_instance_yaml(settings.dagster_home))
+            os.replace(staged, config)  # a killed first run never leaves a truncated config
+        instance = DagsterInstance.from_config(str(settings.dagster_home))
+        ready = settings.dagster_home / ".wf-instance-ready"
+        if not ready.exists():
+            # Dagster creates its SQLite storages in several steps and never completes an index
+            # database that a killed first open left without tables; the migration `dagster
+            # instance migrate` runs completes whatever is missing (quietly: the embedded
+            # event log's upgrade prints nothing).
+            instance.upgrade(print_fn=None)
+            ready.touch()
     return instance
