@@ -9,7 +9,7 @@ from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, KeyDescriptor
 
 PROMPT = "You are a careful technical writer. Document the package below.\nUse only the evidence given."
-CONTEXT = '{"schema":"wf.context.v1","files":[{"path":"pkg/a.py","text":"def helper_function_with_a_long_name(): pass"}]}'
+CONTEXT = '{"schema":"wf.context.v2","files":[{"path":"pkg/a.py","text":"def helper_function_with_a_long_name(): pass"}]}'
 
 
 def good_metadata() -> dict[str, str]:

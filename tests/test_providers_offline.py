@@ -154,7 +154,7 @@ def _file(path: str, text: str | None = None, omitted: str | None = None) -> dic
 
 def make_context(**overrides) -> ContextPayload:
     payload = {
-        "schema": "wf.context.v1",
+        "schema": "wf.context.v2",
         "target": {"path": "pkg/settings", "name": "settings", "node_id": "node:" + "a" * 64},
         "files": [
             _file("pkg/settings/loader.py", PYTHON_SOURCE),

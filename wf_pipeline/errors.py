@@ -452,6 +452,11 @@ RUN_PROVIDER_NOT_PORTABLE = _code(
 RUN_TARGET_CHANGED = _code(
     "RUN_TARGET_CHANGED", RunError, meaning="the target changed since its thread was planned"
 )
+RUN_THREAD_STALE = _code(
+    "RUN_THREAD_STALE",
+    RunError,
+    meaning="the thread was made by an earlier version of its profile; resuming it would start another",
+)
 RUN_UNKNOWN_TARGET = _code("RUN_UNKNOWN_TARGET", RunError, meaning="no target is registered under that key")
 RUN_UNKNOWN_THREAD = _code("RUN_UNKNOWN_THREAD", RunError, meaning="no thread has that id")
 RUN_UNKNOWN_TURN = _code("RUN_UNKNOWN_TURN", RunError, meaning="the workflow has no turn with that id")

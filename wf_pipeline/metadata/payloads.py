@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from wf_pipeline.errors import OUTPUT_NOT_JSON, OUTPUT_SCHEMA_VIOLATION, OUTPUT_TYPE_DUPLICATE, MetadataError
 from wf_pipeline.registry import Registry
 
-CONTEXT_SCHEMA = "wf.context.v1"
+# v2: a child directory's text is its head frame (``head_frame``), whatever the workflow's
+# frame type; v1 named it after one workflow's output.
+CONTEXT_SCHEMA = "wf.context.v2"
 # The input_ref under which a turn receives its target's context payload.
 CONTEXT_REF = "context"
 
@@ -71,7 +73,7 @@ class ContextTarget(StrictPayload):
 class ContextPayload(StrictPayload):
     """Everything a turn sees of its target directory: direct files and direct children."""
 
-    schema_id: Literal["wf.context.v1"] = Field(default=CONTEXT_SCHEMA, alias="schema")
+    schema_id: Literal["wf.context.v2"] = Field(default=CONTEXT_SCHEMA, alias="schema")
     target: ContextTarget
     files: tuple[ContextFile, ...] = ()
     children: tuple[ContextChild, ...] = ()

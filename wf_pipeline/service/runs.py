@@ -13,7 +13,13 @@ from wf_pipeline.compiler import targets_partitions
 from wf_pipeline.compiler.launch.executors import load_profiles
 from wf_pipeline.compiler.launch.instance import open_instance
 from wf_pipeline.compiler.launch.levels import Progress, launch_levels, sync_partitions
-from wf_pipeline.errors import RUN_PROVIDER_NOT_PORTABLE, RUN_UNKNOWN_THREAD, RUN_WORKFLOW_REQUIRED, RunError
+from wf_pipeline.errors import (
+    RUN_PROVIDER_NOT_PORTABLE,
+    RUN_THREAD_STALE,
+    RUN_UNKNOWN_THREAD,
+    RUN_WORKFLOW_REQUIRED,
+    RunError,
+)
 from wf_pipeline.profiles import ProfileCatalog
 from wf_pipeline.providers import Provider
 from wf_pipeline.runtime import (
@@ -119,7 +125,9 @@ def resume_thread(
     The workflow comes from the thread's record. ``out_dir`` defaults to
     ``<WF_OUT>/<tree name>``; an existing output there is replaced. Returns the
     `RunSummary` of that one thread. Raises ``RUN_UNKNOWN_THREAD`` (figure: none beyond
-    the id in the message), ``RUN_PROVIDER_NOT_PORTABLE``, and the errors of `run_workflow`.
+    the id in the message), ``RUN_THREAD_STALE`` when the profile changed since the thread was
+    made (figures: the thread's and the profile's frame ids), ``RUN_PROVIDER_NOT_PORTABLE``, and
+    the errors of `run_workflow`.
     """
     _check_provider_portable(settings, provider)
     catalog = _catalog(settings, workspace_dir)
@@ -131,6 +139,17 @@ def resume_thread(
         prepare_resume(env, loaded, thread)  # the profile's failure_policy decides where it restarts
         target = resolve_target(env.records, thread.target_key)
         plan_entry = plan_thread(env, loaded, target, thread.target_node_id)
+        if plan_entry.thread.thread_id != thread.thread_id:
+            # The profile changed since (its code version is part of the thread's identity):
+            # resuming would start another thread, not this one.
+            raise RunError(
+                RUN_THREAD_STALE,
+                f"thread {thread_id} was made for {thread.target_frame_id}; {loaded.profile.workflow_id} "
+                f"now makes {plan_entry.thread.target_frame_id}: run the tree again with wf run",
+                thread_id=thread_id,
+                thread_frame_id=thread.target_frame_id,
+                current_frame_id=plan_entry.thread.target_frame_id,
+            )
         scan = scan_workspace(env, loaded, target.root)
         plan = RunPlan(loaded=loaded, scan=scan, threads=(plan_entry,))
         launched = launch_levels(
