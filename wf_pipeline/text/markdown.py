@@ -1,7 +1,7 @@
 """The one Markdown reader: block structure of a document, parsed by markdown-it-py.
 
 Everything that looks at Markdown (extraction of claims from documents, gates that
-judge a README) reads it through here, so all agree on what is a heading and what is
+judge a Markdown output) reads it through here, so all agree on what is a heading and what is
 code. Parsing follows CommonMark (markdown-it-py's ``commonmark`` preset): a ``## x``
 line inside a fence opened by four backticks is code until a fence of at least four
 backticks closes it (CommonMark 0.31, section 4.5), and so are lines of an indented
