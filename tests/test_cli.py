@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree
 
+from wf_pipeline.errors import CONFIG_BAD_EXECUTOR_CONFIG, CONFIG_STORE_NOT_SHARED
+
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
 WORKFLOW = "docs_writer_thread_v1"
 TURNS = ["evidence_gather", "verification", "readme_struct", "style_refine"]
@@ -181,6 +183,33 @@ def test_run_on_an_unreadable_tree_writes_nothing(unreadable_case, as_json):
         assert result.stderr.startswith("TREE_UNREADABLE:"), result.stderr
     assert not box.home.exists()
     assert snapshot(box.cwd.parent) == before
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+@pytest.mark.parametrize("kind", ["executor_config", "memory_stores"])
+def test_run_refuses_executor_settings_no_run_can_use_before_writing_anything(sandbox, kind, as_json):
+    tree = copy_tree(SAMPLE_REPO / "stationkit" / "sensors", sandbox.cwd / "sensors")
+    if kind == "executor_config":
+        config = sandbox.cwd / "executor.yaml"
+        config.write_text("execution: {config: {bogus_key: 1}}\n")
+        env, code = {"WF_EXECUTOR_CONFIG": str(config)}, CONFIG_BAD_EXECUTOR_CONFIG
+    else:
+        env, code = {"WF_CAS_URL": "memory://x", "WF_RECORDS_URL": "memory://x"}, CONFIG_STORE_NOT_SHARED
+    before = snapshot(sandbox.cwd.parent)
+
+    result = sandbox.wf(
+        "run", WORKFLOW, str(tree), *(["--json"] if as_json else []), WF_EXECUTOR="multiprocess", **env
+    )
+
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    if as_json:
+        error = json.loads(result.stdout)["error"]
+        assert error["code"] == code and error["details"]["executor"] == "multiprocess"
+    else:
+        assert result.stderr.startswith(f"{code}:"), result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not sandbox.home.exists()  # no records, no instance, no CAS
+    assert snapshot(sandbox.cwd.parent) == before
 
 
 def test_overwrite_without_in_place_is_refused(sandbox):

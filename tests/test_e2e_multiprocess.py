@@ -12,12 +12,24 @@ from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
 from postgres_support import RECORDS_SCHEMA, fresh_database, postgres_settings
 
 from wf_pipeline.compiler import open_instance
-from wf_pipeline.compiler.launch.executors import executor_definition, executor_run_config, runtime_run_config
+from wf_pipeline.compiler.launch.executors import (
+    check_launch_settings,
+    executor_definition,
+    executor_run_config,
+    runtime_run_config,
+    validated_executor_config,
+)
 from wf_pipeline.compiler.resources import RUNTIME_CONFIG_SCHEMA, settings_from_config
-from wf_pipeline.errors import ConfigError, RunError
+from wf_pipeline.errors import (
+    CONFIG_BAD_EXECUTOR_CONFIG,
+    CONFIG_STORE_NOT_SHARED,
+    RUN_PROVIDER_NOT_PORTABLE,
+    ConfigError,
+    RunError,
+)
 from wf_pipeline.providers import create_provider
 from wf_pipeline.records import open_record_store
-from wf_pipeline.service import resume_thread, run_workflow
+from wf_pipeline.service import backfill, resume_thread, run_workflow
 from wf_pipeline.settings import LAUNCH_FIELDS, SETTINGS_VARIABLES, Settings
 
 WORKFLOW = "docs_writer_thread_v1"
@@ -193,8 +205,131 @@ def test_a_provider_object_cannot_cross_processes(tmp_path, monkeypatch, entry):
             run_workflow(settings, WORKFLOW, tree, provider=provider)
         else:
             resume_thread(settings, "thread:unknown", provider=provider)
-    assert caught.value.code == "RUN_PROVIDER_NOT_PORTABLE"
+    assert caught.value.code == RUN_PROVIDER_NOT_PORTABLE
     assert not (settings.home / "records.db").exists()  # refused before anything was recorded
+
+
+# --- refused before anything is planned or recorded --------------------------------------
+
+
+def _launch(entry: str, settings: Settings, tree: Path) -> None:
+    """Call the use case ``entry`` (run, backfill or resume) the way the CLI does."""
+    if entry == "run":
+        run_workflow(settings, WORKFLOW, tree)
+    elif entry == "backfill":
+        backfill(settings, WORKFLOW, tree)
+    else:
+        resume_thread(settings, "thread:unknown")  # the refusal comes before the thread lookup
+
+
+def _recorded_threads(url: str) -> list:
+    with open_record_store(url) as store:
+        return store.list_threads()
+
+
+@pytest.mark.parametrize("entry", ["run", "backfill", "resume"])
+@pytest.mark.parametrize(
+    ("content", "entries"),
+    [
+        ("execution: {config: {bogus_key: 1}}\n", ["bogus_key"]),  # an unknown entry
+        ("execution: {config: {max_concurrent: many}}\n", ["max_concurrent"]),  # the wrong type
+        (  # a required entry left out
+            "execution: {config: {tag_concurrency_limits: [{value: x}]}}\n",
+            ["tag_concurrency_limits:key", "tag_concurrency_limits:limit"],
+        ),
+    ],
+    ids=["unknown", "type", "missing"],
+)
+def test_an_executor_config_that_does_not_fit_the_executor_is_refused_before_recording(
+    tmp_path, monkeypatch, entry, content, entries
+):
+    monkeypatch.chdir(tmp_path)
+    isolated_settings(monkeypatch, tmp_path / "home")
+    config = tmp_path / "executor.yaml"
+    config.write_text(content)
+    settings = _settings(tmp_path, WF_EXECUTOR="multiprocess", WF_EXECUTOR_CONFIG=str(config))
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    with pytest.raises(ConfigError) as caught:
+        _launch(entry, settings, tree)
+    assert caught.value.code == CONFIG_BAD_EXECUTOR_CONFIG
+    assert caught.value.details["path"] == str(config) and caught.value.details["executor"] == "multiprocess"
+    assert caught.value.details["entries"] == entries
+    assert str(config) in str(caught.value)
+    assert not (settings.home / "records.db").exists()  # nothing planned, nothing recorded
+
+
+def test_a_fitting_executor_config_passes_the_check(tmp_path):
+    config = tmp_path / "executor.yaml"
+    config.write_text("execution:\n  config:\n    start_method:\n      spawn: {}\n    max_concurrent: 6\n")
+    settings = _settings(tmp_path, WF_EXECUTOR="multiprocess", WF_EXECUTOR_CONFIG=str(config))
+    check_launch_settings(settings)
+    # The run gets the file's mapping as written; Dagster fills in its own defaults.
+    assert validated_executor_config(settings) == {"max_concurrent": 6, "start_method": {"spawn": {}}}
+    check_launch_settings(_settings(tmp_path, WF_EXECUTOR="multiprocess", WF_MAX_PROCESSES="2"))
+
+
+@pytest.mark.parametrize(("executor", "module"), [("k8s", "dagster_k8s"), ("celery", "dagster_celery")])
+def test_cluster_executor_configs_are_checked_against_their_schema(tmp_path, executor, module):
+    pytest.importorskip(module)
+    shipped = _settings(
+        tmp_path,
+        WF_EXECUTOR=executor,
+        WF_EXECUTOR_CONFIG=str(REPO_ROOT / "deploy" / f"{executor}-executor.yaml"),
+    )
+    check_launch_settings(shipped)
+    config = tmp_path / "executor.yaml"
+    config.write_text("execution: {config: {bogus_key: 1}}\n")
+    with pytest.raises(ConfigError) as caught:
+        check_launch_settings(_settings(tmp_path, WF_EXECUTOR=executor, WF_EXECUTOR_CONFIG=str(config)))
+    assert caught.value.code == CONFIG_BAD_EXECUTOR_CONFIG
+    assert caught.value.details["entries"] == ["bogus_key"]
+
+
+@pytest.mark.parametrize("entry", ["run", "backfill", "resume"])
+def test_an_executor_config_for_the_in_process_executor_is_refused(tmp_path, monkeypatch, entry):
+    monkeypatch.chdir(tmp_path)
+    isolated_settings(monkeypatch, tmp_path / "home")
+    config = tmp_path / "executor.yaml"
+    config.write_text("execution: {config: {max_concurrent: 2}}\n")  # would fit multiprocess
+    settings = _settings(tmp_path, WF_EXECUTOR_CONFIG=str(config))
+    assert settings.executor == "in_process"
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    with pytest.raises(ConfigError) as caught:
+        _launch(entry, settings, tree)
+    assert caught.value.code == CONFIG_BAD_EXECUTOR_CONFIG
+    assert caught.value.details == {"executor": "in_process", "path": str(config)}
+    assert not (settings.home / "records.db").exists()
+
+
+@pytest.mark.parametrize("entry", ["run", "backfill", "resume"])
+@pytest.mark.parametrize(
+    ("variables", "store"),
+    [
+        ({"WF_CAS_URL": "memory://shared-cas"}, "cas"),
+        ({"WF_RECORDS_URL": "memory://shared-records"}, "records"),
+        ({"WF_CAS_URL": "memory://both", "WF_RECORDS_URL": "memory://both"}, "cas"),
+        ({"WF_RECORDS_URL": "sqlite://"}, "records"),  # an in-memory SQLite database
+    ],
+    ids=["cas", "records", "both", "sqlite-memory"],
+)
+def test_an_in_memory_store_with_an_out_of_process_executor_is_refused(
+    tmp_path, monkeypatch, entry, variables, store
+):
+    monkeypatch.chdir(tmp_path)
+    isolated_settings(monkeypatch, tmp_path / "home")
+    settings = _settings(tmp_path, WF_EXECUTOR="multiprocess", **variables)
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    with pytest.raises(ConfigError) as caught:
+        _launch(entry, settings, tree)
+    assert caught.value.code == CONFIG_STORE_NOT_SHARED
+    assert caught.value.details["store"] == store and caught.value.details["executor"] == "multiprocess"
+    assert caught.value.details["variable"] in str(caught.value)
+    if settings.records_url.startswith("memory://"):
+        assert _recorded_threads(settings.records_url) == []  # this process's store: still empty
+    else:
+        assert not (settings.home / "records.db").exists()
+    # The same stores serve the in-process executor.
+    check_launch_settings(_settings(tmp_path, **variables))
 
 
 # --- the same run, one process per step ----------------------------------------------------

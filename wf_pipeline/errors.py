@@ -155,7 +155,8 @@ CONFIG_BAD_EXECUTOR = _code("CONFIG_BAD_EXECUTOR", ConfigError, meaning="WF_EXEC
 CONFIG_BAD_EXECUTOR_CONFIG = _code(
     "CONFIG_BAD_EXECUTOR_CONFIG",
     ConfigError,
-    meaning="the executor config file cannot be read or is not a YAML mapping",
+    meaning="the executor config cannot be read, is not an execution: config: mapping, does not fit the "
+    "executor's config schema, or is given to the in-process executor (which takes none)",
 )
 CONFIG_BAD_NUMBER = _code(
     "CONFIG_BAD_NUMBER", ConfigError, meaning="a numeric WF_* setting is not a positive whole number"
@@ -164,6 +165,11 @@ CONFIG_EXECUTOR_UNAVAILABLE = _code(
     "CONFIG_EXECUTOR_UNAVAILABLE",
     ConfigError,
     meaning="the chosen executor needs a package that is not installed",
+)
+CONFIG_STORE_NOT_SHARED = _code(
+    "CONFIG_STORE_NOT_SHARED",
+    ConfigError,
+    meaning="a store lives in one process's memory, which the steps of an out-of-process executor cannot reach",
 )
 CONFIG_PROVIDER_MISSING = _code(
     "CONFIG_PROVIDER_MISSING", ConfigError, meaning="no provider is configured for the runtime"

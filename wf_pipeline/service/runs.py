@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wf_pipeline.compiler import targets_partitions
-from wf_pipeline.compiler.launch.executors import load_profiles
+from wf_pipeline.compiler.launch.executors import check_launch_settings, load_profiles
 from wf_pipeline.compiler.launch.instance import open_instance
 from wf_pipeline.compiler.launch.levels import Progress, launch_levels, sync_partitions
 from wf_pipeline.errors import (
@@ -64,10 +64,11 @@ def run_workflow(
     Returns the run's `RunSummary` (threads, provider calls, Dagster run ids, timings in
     ms). Raises ``TREE_*`` for a bad root (before anything is written), ``PROFILE_*`` for
     an unknown workflow, ``RUN_PROVIDER_NOT_PORTABLE`` for a provider object with an
-    out-of-process executor, and the executor's ``CONFIG_*`` errors.
+    out-of-process executor, and the executor's ``CONFIG_*`` errors (``CONFIG_BAD_EXECUTOR_CONFIG``,
+    ``CONFIG_EXECUTOR_UNAVAILABLE``, ``CONFIG_STORE_NOT_SHARED``), all before anything is written.
     """
     check_root(root)  # bad paths fail before anything is written
-    _check_provider_portable(settings, provider)
+    _check_launchable(settings, provider)
     catalog = _catalog(settings, workspace_dir)
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env:
@@ -126,10 +127,10 @@ def resume_thread(
     ``<WF_OUT>/<tree name>``; an existing output there is replaced. Returns the
     `RunSummary` of that one thread. Raises ``RUN_UNKNOWN_THREAD`` (figure: none beyond
     the id in the message), ``RUN_THREAD_STALE`` when the profile changed since the thread was
-    made (figures: the thread's and the profile's frame ids), ``RUN_PROVIDER_NOT_PORTABLE``, and
-    the errors of `run_workflow`.
+    made (figures: the thread's and the profile's frame ids), ``RUN_PROVIDER_NOT_PORTABLE``, the
+    executor's ``CONFIG_*`` errors (before anything is written), and the errors of `run_workflow`.
     """
-    _check_provider_portable(settings, provider)
+    _check_launchable(settings, provider)
     catalog = _catalog(settings, workspace_dir)
     with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env:
         thread = env.records.get_thread(thread_id)
@@ -212,6 +213,12 @@ def _only_workflow(catalog: ProfileCatalog) -> str:
 
 def _catalog(settings: Settings, workspace_dir: Path | None) -> ProfileCatalog:
     return load_profiles(settings, workspace_dir or Path.cwd())
+
+
+def _check_launchable(settings: Settings, provider: Provider | None) -> None:
+    # Every use case that launches runs refuses what no run could use, before writing anything.
+    _check_provider_portable(settings, provider)
+    check_launch_settings(settings)
 
 
 def _check_provider_portable(settings: Settings, provider: Provider | None) -> None:

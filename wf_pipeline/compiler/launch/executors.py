@@ -15,17 +15,23 @@ from typing import Any
 
 import yaml
 from dagster import ExecutorDefinition, JobDefinition, multiprocess_executor
+from dagster._config import EvaluationError, process_config
 
 from wf_pipeline.cas import open_cas
+from wf_pipeline.cas.memory import MEMORY_SCHEME as CAS_MEMORY_SCHEME
+from wf_pipeline.cas.registry import url_scheme
 from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.resources import RUNTIME_KEY
 from wf_pipeline.errors import (
     CONFIG_BAD_EXECUTOR,
     CONFIG_BAD_EXECUTOR_CONFIG,
     CONFIG_EXECUTOR_UNAVAILABLE,
+    CONFIG_STORE_NOT_SHARED,
     ConfigError,
 )
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
+from wf_pipeline.records.connection import is_memory_sqlite, parse_url
+from wf_pipeline.records.memory import MEMORY_SCHEME as RECORDS_MEMORY_SCHEME
 from wf_pipeline.settings import SECRET_URL_VARIABLES, Settings
 from wf_pipeline.workflows import load_builtin_workflows
 
@@ -73,6 +79,94 @@ def executor_run_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def check_launch_settings(settings: Settings) -> None:
+    """Refuse executor settings no run can start with, before anything is planned or recorded.
+
+    Args: ``settings``, whose ``executor``, ``executor_config``, ``max_processes``,
+    ``cas_url`` and ``records_url`` are judged. Returns None.
+
+    Raises ``CONFIG_BAD_EXECUTOR_CONFIG`` (figures: executor, path) for a
+    ``WF_EXECUTOR_CONFIG`` given to the in-process executor, which takes no config, and
+    the errors of `executor_definition`, `validated_executor_config` and
+    `check_stores_shared` for an out-of-process one.
+    """
+    if settings.executor == "in_process":
+        if settings.executor_config is not None:
+            # A file the user set and that does nothing would be a silent no-op.
+            raise ConfigError(
+                CONFIG_BAD_EXECUTOR_CONFIG,
+                f"the in_process executor takes no config, but WF_EXECUTOR_CONFIG names "
+                f"{settings.executor_config}; unset it or choose an out-of-process WF_EXECUTOR",
+                executor=settings.executor,
+                path=str(settings.executor_config),
+            )
+        return
+    validated_executor_config(settings)
+    check_stores_shared(settings)
+
+
+def validated_executor_config(settings: Settings) -> dict[str, Any]:
+    """`executor_run_config`, checked against the config schema of the executor's definition.
+
+    The check is Dagster's own (``process_config``, which ``execute_job`` applies to the
+    run's ``execution: config:``), so a bad entry is refused before any run starts rather
+    than as a Dagster traceback inside one. Returns the ``execution: config:`` mapping as
+    given (Dagster fills in its defaults itself). Raises ``CONFIG_BAD_EXECUTOR_CONFIG``
+    (figures: executor, path (None without a file), entries (the offending config paths,
+    ``:``-separated), errors (Dagster's messages)) for a wrong type, an unknown or a
+    missing required entry, and the errors of `executor_definition` and
+    `executor_run_config`.
+    """
+    definition = executor_definition(settings.executor)
+    config = executor_run_config(settings)
+    config_type = definition.config_schema.config_type
+    if config_type is None:  # typed optional; an executor declaring no schema has Any here
+        return config
+    # Dagster's public API validates a whole job's run config only; process_config is that
+    # check (`ResolvedRunConfig.build` calls it) applied to one executor definition's schema.
+    result = process_config(config_type, config)
+    if result.success:
+        return config
+    errors = list(result.errors or [])
+    path = settings.executor_config
+    source = str(path) if path is not None else "built from WF_MAX_PROCESSES"
+    raise ConfigError(
+        CONFIG_BAD_EXECUTOR_CONFIG,
+        f"the executor config {source} does not fit the {settings.executor} "
+        f"executor: {'; '.join(error.message for error in errors)}",
+        executor=settings.executor,
+        path=None if path is None else str(path),
+        entries=[entry for error in errors for entry in _offending_entries(error)],
+        errors=[error.message for error in errors],
+    )
+
+
+def check_stores_shared(settings: Settings) -> None:
+    """Refuse a store held in this process's memory when the steps run in other processes.
+
+    Each step process would open its own empty store: the steps would find no thread, call
+    no provider, and the launcher would see nothing they did. Args: ``settings`` with an
+    out-of-process ``executor``. Returns None. Raises ``CONFIG_STORE_NOT_SHARED`` (figures:
+    store (``cas`` or ``records``), variable, executor) for ``memory://`` stores and an
+    in-memory SQLite record store.
+    """
+    stores = (
+        ("cas", "CAS", "WF_CAS_URL", url_scheme(settings.cas_url) == CAS_MEMORY_SCHEME),
+        ("records", "record", "WF_RECORDS_URL", _records_in_memory(settings.records_url)),
+    )
+    for store, label, variable, in_memory in stores:
+        if in_memory:
+            raise ConfigError(
+                CONFIG_STORE_NOT_SHARED,
+                f"the {label} store ({variable}) lives in this process's memory, which the steps of the "
+                f"{settings.executor} executor cannot reach; use a file or server store, "
+                "or WF_EXECUTOR=in_process",
+                store=store,
+                variable=variable,
+                executor=settings.executor,
+            )
+
+
 def runtime_run_config(settings: Settings) -> dict[str, Any]:
     """The run config that opens the steps' runtime from ``settings``: the resource's config fields.
 
@@ -108,6 +202,21 @@ def _read_executor_config(path: Path) -> dict[str, Any]:
             path=str(path),
         )
     return config
+
+
+def _offending_entries(error: EvaluationError) -> list[str]:
+    # The path to the bad value, plus the entry names an unknown or missing entry error holds.
+    names = getattr(error.error_data, "field_names", None) or [getattr(error.error_data, "field_name", None)]
+    levels = list(error.stack.levels)
+    return [":".join([*levels, name]) for name in names if name] or [":".join(levels) or "(root)"]
+
+
+def _records_in_memory(url: str) -> bool:
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+    if scheme == RECORDS_MEMORY_SCHEME:
+        return True
+    # ``sqlite://`` (no file) is one process's database too; other URLs are judged when opened.
+    return scheme == "sqlite" and is_memory_sqlite(parse_url(url))
 
 
 def load_profiles(settings: Settings, workspace_dir: Path) -> ProfileCatalog:

@@ -25,7 +25,7 @@ from wf_pipeline.compiler.assets import THREAD_TAG, targets_partitions, turn_ass
 from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.launch import executors
 from wf_pipeline.compiler.launch.event_log import dynamic_partitions_snapshot
-from wf_pipeline.compiler.launch.executors import executor_definition, executor_run_config, runtime_run_config
+from wf_pipeline.compiler.launch.executors import runtime_run_config, validated_executor_config
 from wf_pipeline.compiler.launch.instance import open_instance
 from wf_pipeline.compiler.sensors import LAUNCHED_BY_TAG
 from wf_pipeline.metadata.records import now_ms
@@ -156,8 +156,8 @@ def level_runner(
 
     In process, the steps use ``env`` (provider object included). Out of process, each
     step rebuilds the job (`executors.reconstruct_profile_job`) and opens its runtime from
-    the run's resource config. Raises ``CONFIG_BAD_EXECUTOR`` or
-    ``CONFIG_EXECUTOR_UNAVAILABLE`` before any run starts.
+    the run's resource config. Raises ``CONFIG_BAD_EXECUTOR``,
+    ``CONFIG_EXECUTOR_UNAVAILABLE`` or ``CONFIG_BAD_EXECUTOR_CONFIG`` before any run starts.
     """
     if settings.executor == "in_process":
         job = resolve_job(build_definitions(catalog, env), workflow_id)
@@ -172,7 +172,8 @@ def level_runner(
 
         return run_in_process
 
-    executor_definition(settings.executor)  # a missing integration fails before any run starts
+    # A missing integration or a config that does not fit fails before any run starts.
+    execution_config = validated_executor_config(settings)
     reconstructable_job = build_reconstructable_job(
         executors.__name__,
         executors.reconstruct_profile_job.__name__,
@@ -186,7 +187,7 @@ def level_runner(
     run_config = {
         **QUIET_RUN_CONFIG,
         **runtime_run_config(settings),
-        "execution": {"config": executor_run_config(settings)},
+        "execution": {"config": execution_config},
     }
 
     def run_out_of_process(instance: DagsterInstance, tags: Mapping[str, str]) -> str:
