@@ -59,6 +59,15 @@ def _utf8_size(text: str) -> int:
 
 
 class FrameMetadataBoundary:
+    """Checks a frame's metadata against a key registry and byte budgets before it is written.
+
+    Args:
+        registry: the keys that may be persisted (default `FRAME_KEY_REGISTRY`).
+        budgets: the byte budgets per key and per frame (default `Budgets()`).
+
+    The checks and their codes are those listed in this module's docstring.
+    """
+
     def __init__(self, registry: KeyRegistry = FRAME_KEY_REGISTRY, budgets: Budgets | None = None) -> None:
         self.registry = registry
         self.budgets = budgets or Budgets()
