@@ -62,10 +62,13 @@ CODE_VERSION_HEX = 12
 
 @dataclass(frozen=True)
 class Layer:
+    """One source of profiles: a named layer (workspace, user or builtin) and its root folder."""
+
     name: LayerName
     root: Path
 
     def profile_files(self) -> list[Path]:
+        """The ``.yaml``/``.yml`` files of the layer's profile folder, sorted by path; [] when it has none."""
         directory = self.root / PROFILE_DIR
         if not directory.is_dir():
             return []
@@ -74,6 +77,16 @@ class Layer:
 
 @dataclass(frozen=True)
 class LoadedProfile:
+    """A validated profile with its prompt templates resolved, and where it was loaded from.
+
+    Attributes:
+        profile: the validated profile.
+        layer: the layer that defined it.
+        source_path: its YAML file.
+        templates: turn_id -> the user prompt template.
+        system_prompts: turn_id -> the system prompt template, or None.
+    """
+
     profile: Profile
     layer: LayerName
     source_path: Path
@@ -82,6 +95,7 @@ class LoadedProfile:
 
     @property
     def workflow_id(self) -> str:
+        """The profile's workflow id."""
         return self.profile.workflow_id
 
     def _turn_prompt_digests(self, turn_id: str) -> dict[str, str | None]:
@@ -119,10 +133,23 @@ class ShadowedProfile:
 
 @dataclass(frozen=True)
 class ProfileCatalog:
+    """The loaded profiles by workflow id, and the ones higher layers shadow."""
+
     profiles: dict[str, LoadedProfile]
     shadowed: tuple[ShadowedProfile, ...] = field(default=())
 
     def get(self, workflow_id: str) -> LoadedProfile:
+        """The loaded profile of ``workflow_id``.
+
+        Args:
+            workflow_id: the workflow id to look up.
+
+        Returns:
+            Its `LoadedProfile`.
+
+        Raises:
+            ProfileError: ``PROFILE_NOT_FOUND`` (figure: workflow_id) when no layer defines it.
+        """
         try:
             return self.profiles[workflow_id]
         except KeyError:
@@ -133,6 +160,7 @@ class ProfileCatalog:
             ) from None
 
     def all(self) -> list[LoadedProfile]:
+        """Every loaded profile, in workflow id order."""
         return [self.profiles[workflow_id] for workflow_id in sorted(self.profiles)]
 
 
