@@ -45,7 +45,15 @@ def spans_lines(value: str) -> bool:
 
 
 def matches_schema(schema_type: SchemaType, value: str) -> bool:
-    """Whether ``value`` has the shape ``schema_type`` promises."""
+    """Whether ``value`` has the shape ``schema_type`` promises.
+
+    ``digest`` is ``sha256:<64 hex>``; ``identifier`` matches `IDENTIFIER_RE` (at most 128
+    characters); ``short_text`` is non-empty with no control character (Unicode category Cc).
+
+    Raises:
+        MetadataError: ``METADATA_INVALID_DESCRIPTOR`` for a ``schema_type`` outside
+            `SchemaType`.
+    """
     if schema_type == "digest":
         return is_digest(value)
     if schema_type == "identifier":
@@ -152,7 +160,12 @@ class KeyRegistry:
         self._by_name = MappingProxyType(dict(sorted(by_name.items())))
 
     def register(self, *descriptors: KeyDescriptor) -> KeyRegistry:
-        """A new registry with ``descriptors`` added; this one is left unchanged."""
+        """A new registry with ``descriptors`` added; this one is left unchanged.
+
+        Raises:
+            MetadataError: ``METADATA_DUPLICATE_KEY`` (figure: key) when a name is already
+                registered, ``METADATA_INVALID_DESCRIPTOR`` for something not a `KeyDescriptor`.
+        """
         return KeyRegistry((*self, *descriptors))
 
     def get(self, name: str) -> KeyDescriptor | None:

@@ -430,7 +430,18 @@ class _Walker:
 
 
 def check_root(root: Path | str) -> Path:
-    """Validate a tree root without walking it; the same errors as scan_tree, nothing read below."""
+    """Validate a tree root without walking it; nothing below the root is read.
+
+    Args:
+        root: the directory to scan.
+
+    Returns:
+        The resolved root path.
+
+    Raises:
+        TreeError: ``TREE_PATH_MISSING``, ``TREE_NOT_A_DIRECTORY``, or ``TREE_UNREADABLE``
+            when the root cannot be read or listed (figure: path), as `scan_tree` would.
+    """
     return _open_root(root)[0]
 
 
