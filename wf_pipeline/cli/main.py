@@ -40,6 +40,19 @@ def _emit(args: argparse.Namespace, payload: Any, render: Callable[[Console, Any
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    """``wf scan PATH``: scan a tree and record its nodes' Merkle ids.
+
+    Args:
+        args: the parsed command line (``path``, ``json``).
+
+    Returns:
+        The exit status, 0. Prints the summary of `service.scan` (counts of directories,
+        files and omitted entries, and the scan's warnings), as JSON with ``--json``.
+
+    Raises:
+        WfError: ``CONFIG_*`` for bad settings, ``TREE_*`` for a bad root and the record
+            store's ``RECORD_*`` errors; `main` prints them and exits 1.
+    """
     from wf_pipeline import service
 
     summary = service.scan(_settings(), Path(args.path))
@@ -55,6 +68,21 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
+    """``wf profiles list|validate|show``: list, validate or show the workflow profiles.
+
+    Args:
+        args: the parsed command line (``action``, ``workflow_id`` for show, ``file`` for
+            validate, ``json``).
+
+    Returns:
+        The exit status, 0. ``list`` prints one row per profile, ``validate`` the valid
+        workflow ids, ``show`` the resolved profile as JSON.
+
+    Raises:
+        SystemExit: ``show`` without a WORKFLOW_ID (exit status 1, argparse-style usage error).
+        WfError: ``CONFIG_*`` for bad settings, ``PROFILE_NOT_FOUND`` and the loader's other
+            ``PROFILE_*`` errors; `main` prints them and exits 1.
+    """
     from wf_pipeline import service
 
     settings = _settings()
@@ -79,6 +107,21 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``wf run WORKFLOW_ID PATH``: run a workflow over a tree bottom-up and write its outputs.
+
+    Args:
+        args: the parsed command line (``workflow_id``, ``path``, ``out``, ``in_place``,
+            ``overwrite``, ``json``).
+
+    Returns:
+        The exit status: 0 when every thread succeeded, 1 (``EXIT_FAILED``) otherwise. Prints
+        the run summary (one row per thread, provider calls); a progress bar goes to stderr
+        only when it is a terminal and ``--json`` is off.
+
+    Raises:
+        WfError: those of `service.run_workflow` (``CONFIG_*``, ``TREE_*``, ``PROFILE_*``,
+            ``RUN_*``); `main` prints them and exits 1.
+    """
     from wf_pipeline import service
 
     with _progress(args) as on_progress:
@@ -96,6 +139,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    """``wf backfill WORKFLOW_ID PATH``: run every pending thread in one batched run per depth level.
+
+    Args:
+        args: the parsed command line (``workflow_id``, ``path``, ``json``).
+
+    Returns:
+        The exit status: 0 when every thread succeeded, 1 (``EXIT_FAILED``) otherwise. Writes
+        no output file; the outputs stay in the CAS and the records.
+
+    Raises:
+        WfError: those of `service.backfill` (the same as `service.run_workflow`); `main`
+            prints them and exits 1.
+    """
     from wf_pipeline import service
 
     with _progress(args) as on_progress:
@@ -105,6 +161,20 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
+    """``wf targets sync PATH``: register a tree's directories as targets and as Dagster partitions.
+
+    Args:
+        args: the parsed command line (``path``, ``workflow`` (optional when only one workflow
+            is loaded), ``json``).
+
+    Returns:
+        The exit status, 0. Prints the count of targets, of depth levels and the partitions
+        definition's name.
+
+    Raises:
+        WfError: ``TREE_*`` for a bad root, ``RUN_WORKFLOW_REQUIRED`` when several workflows
+            could be meant, ``PROFILE_*`` for an unknown one; `main` prints them and exits 1.
+    """
     from wf_pipeline import service
 
     result = service.sync_targets(_settings(), args.workflow, Path(args.path))
@@ -119,6 +189,18 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    """``wf resume THREAD_ID``: re-run a failed or interrupted thread and write its output.
+
+    Args:
+        args: the parsed command line (``thread_id``, ``out``, ``json``).
+
+    Returns:
+        The exit status: 0 when the thread succeeded, 1 (``EXIT_FAILED``) otherwise.
+
+    Raises:
+        WfError: ``RUN_UNKNOWN_THREAD``, ``RUN_THREAD_STALE`` and the errors of
+            `service.resume_thread`; `main` prints them and exits 1.
+    """
     from wf_pipeline import service
 
     summary = service.resume_thread(
@@ -129,6 +211,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
+    """``wf threads list|show``: list the recorded threads, or show one with its turns.
+
+    Args:
+        args: the parsed command line (``action``, ``thread_id`` for show, ``workflow`` to
+            filter the list, ``json``).
+
+    Returns:
+        The exit status, 0.
+
+    Raises:
+        SystemExit: ``show`` without a THREAD_ID (exit status 1, a usage error).
+        WfError: ``RUN_UNKNOWN_THREAD`` for show, the record store's ``RECORD_*`` errors;
+            `main` prints them and exits 1.
+    """
     from wf_pipeline import service
 
     if args.action == "show":
@@ -292,6 +388,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wf`` command: parse ``argv``, run the chosen command, print its error.
+
+    Args:
+        argv: the arguments after the program name; None reads ``sys.argv``.
+
+    Returns:
+        The exit status: the command's (0 or 1), 1 (``EXIT_FAILED``) after a `WfError`, which is
+        printed as ``CODE: message`` on stderr (or ``{"error": {...}}`` on stdout with
+        ``--json``), and 2 for a bad command line (argparse's convention, also used for
+        ``--overwrite`` without ``--in-place``).
+
+    Raises:
+        SystemExit: from argparse for ``--help``, ``--version`` (0) or a bad command line (2),
+            and from a command missing its positional id. Errors that are not `WfError`
+            propagate unchanged.
+    """
     args = build_parser().parse_args(argv)
     if getattr(args, "overwrite", False) and not getattr(args, "in_place", False):
         print("RUN_BAD_ARGUMENTS: --overwrite only applies with --in-place", file=sys.stderr)

@@ -37,14 +37,35 @@ THREAD_TAG = "wf/thread_id"
 
 
 def targets_partitions(workflow_id: str) -> DynamicPartitionsDefinition:
+    """The dynamic partitions definition of a workflow's targets, named ``<workflow_id>_targets``.
+
+    Args:
+        workflow_id: the profile's workflow id.
+
+    Returns:
+        A `DynamicPartitionsDefinition`; its keys are target keys, one per directory.
+    """
     return DynamicPartitionsDefinition(name=f"{workflow_id}_targets")
 
 
 def turn_asset_key(workflow_id: str, output_type: str) -> AssetKey:
+    """The asset key of one turn's output: ``[workflow_id, output_type]``."""
     return AssetKey([workflow_id, output_type])
 
 
 def turn_assets(loaded: LoadedProfile) -> list[AssetsDefinition]:
+    """One partitioned asset per turn of the profile, in seq order, each with its gate's check.
+
+    Args:
+        loaded: the loaded profile.
+
+    Returns:
+        The `AssetsDefinition` list, one per turn. An asset's code version is the turn's code
+        version, and its check blocks downstream turns when the profile's failure policy
+        stops on a failing gate. A step that fails for a single target raises Dagster's
+        `Failure` with the turn's ``CODE`` in its description; building the assets raises
+        nothing.
+    """
     partitions = targets_partitions(loaded.profile.workflow_id)
     return [_turn_asset(loaded, turn, partitions) for turn in loaded.profile.ordered_turns()]
 

@@ -12,10 +12,20 @@ from wf_pipeline.runtime import RuntimeEnv
 
 
 def job_name(workflow_id: str) -> str:
+    """The name of a workflow's asset job: ``<workflow_id>_job``."""
     return f"{workflow_id}_job"
 
 
 def profile_job(loaded: LoadedProfile):
+    """The asset job that materializes every turn asset of one profile.
+
+    Args:
+        loaded: the loaded profile.
+
+    Returns:
+        An unresolved asset job (Dagster's `define_asset_job`) selecting the profile's asset
+        group, tagged ``wf/workflow_id`` and ``wf/profile_version``. Raises nothing.
+    """
     workflow_id = loaded.profile.workflow_id
     return define_asset_job(
         name=job_name(workflow_id),
@@ -43,4 +53,17 @@ def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) ->
 
 
 def resolve_job(defs: Definitions, workflow_id: str) -> JobDefinition:
+    """The resolved job of ``workflow_id`` in ``defs``.
+
+    Args:
+        defs: Definitions from `build_definitions`.
+        workflow_id: the profile's workflow id.
+
+    Returns:
+        Its `JobDefinition`, with resources bound.
+
+    Raises:
+        DagsterInvariantViolationError: no job of that workflow is in ``defs`` (Dagster's own
+            error, not a `WfError`: callers resolve only workflows they compiled).
+    """
     return defs.resolve_job_def(job_name(workflow_id))

@@ -59,12 +59,37 @@ def _utf8_size(text: str) -> int:
 
 
 class FrameMetadataBoundary:
+    """Checks a frame's metadata against a key registry and byte budgets before it is written.
+
+    Args:
+        registry: the keys that may be persisted (default `FRAME_KEY_REGISTRY`).
+        budgets: the byte budgets per key and per frame (default `Budgets()`).
+
+    The checks and their codes are those listed in this module's docstring.
+    """
+
     def __init__(self, registry: KeyRegistry = FRAME_KEY_REGISTRY, budgets: Budgets | None = None) -> None:
         self.registry = registry
         self.budgets = budgets or Budgets()
 
     def validate(self, metadata: Mapping[str, str], forbidden_texts: Iterable[str] = ()) -> dict[str, str]:
-        """Return a new, key-sorted copy of ``metadata`` once every key and value passes."""
+        """Return a new, key-sorted copy of ``metadata`` once every key and value passes.
+
+        Args:
+            metadata: key -> string value, as it would be written.
+            forbidden_texts: the raw prompt and context texts at hand; a value holding one
+                (or a long value found inside one) is raw text.
+
+        Returns:
+            The accepted mapping, sorted by key; nothing is returned unless all of it passes.
+
+        Raises:
+            MetadataError: in the order of this module's docstring: ``METADATA_UNKNOWN_KEY``,
+                ``METADATA_EPHEMERAL_KEY``, ``METADATA_RAW_TEXT_REJECTED``,
+                ``METADATA_INVALID_VALUE`` (also for a ``metadata`` that is not a mapping),
+                ``METADATA_BUDGET_EXCEEDED`` (figures: sizes and limits in bytes). Each names
+                the key (or a digest of it), never the value.
+        """
         if not isinstance(metadata, Mapping):
             raise MetadataError(
                 METADATA_INVALID_VALUE, f"frame metadata must be a mapping, got {type(metadata).__name__}"

@@ -29,6 +29,7 @@ def canonical_json(value: Any) -> bytes:
 
 
 def sha256_hex(data: bytes) -> str:
+    """The lowercase hex SHA-256 of ``data`` (64 characters), without the ``sha256:`` prefix."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -38,14 +39,28 @@ def digest(data: bytes) -> str:
 
 
 def digest_json(value: Any) -> str:
+    """``sha256:<hex>`` of ``value``'s canonical JSON.
+
+    Args:
+        value: a JSON-serialisable value.
+
+    Returns:
+        The digest string, 71 characters.
+
+    Raises:
+        TypeError: ``value`` holds something JSON cannot encode (the json module's error).
+        ValueError: ``value`` holds NaN or an infinity (``allow_nan=False``).
+    """
     return digest(canonical_json(value))
 
 
 def digest_text(text: str) -> str:
+    """``sha256:<hex>`` of ``text``'s canonical bytes (UTF-8, line endings normalised to LF)."""
     return digest(canonical_text(text))
 
 
 def is_digest(value: object) -> bool:
+    """Whether ``value`` is a string of the form ``sha256:<64 lowercase hex>``."""
     return isinstance(value, str) and DIGEST_RE.fullmatch(value) is not None
 
 

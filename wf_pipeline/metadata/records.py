@@ -32,6 +32,7 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 def now_ms() -> int:
+    """The current wall-clock time in ms since the Unix epoch, the unit of every ``*_at_ms`` field."""
     return time.time_ns() // 1_000_000
 
 
@@ -47,6 +48,12 @@ def _check_digest(value: str | None) -> str | None:
 
 
 class NodeRecord(_Record):
+    """One scanned file or directory: its Merkle node id, path, kind and size in bytes; times in ms.
+
+    Built with bad fields it raises pydantic's ``ValidationError``; the record store reports
+    that as ``RECORD_INVALID``.
+    """
+
     node_id: NonEmpty
     root_id: NonEmpty  # node id of the scanned root this node was seen under
     path: str  # POSIX, relative to the scanned root; "." for the root
@@ -59,6 +66,12 @@ class NodeRecord(_Record):
 
 
 class ThreadRecord(_Record):
+    """One thread: a workflow run over one target directory, with its status; times in ms.
+
+    Built with bad fields it raises pydantic's ``ValidationError``; the record store reports
+    that as ``RECORD_INVALID``.
+    """
+
     thread_id: NonEmpty
     workflow_id: NonEmpty
     target_node_id: NonEmpty
@@ -72,6 +85,12 @@ class ThreadRecord(_Record):
 
 
 class TurnRecord(_Record):
+    """One attempt of one turn of a thread: its inputs, output artifact id and error code; times in ms.
+
+    Artifact ids must be of the form ``sha256:<64 hex>``. Built with bad fields it raises pydantic's ``ValidationError``; the record store reports
+    that as ``RECORD_INVALID``.
+    """
+
     turn_record_id: NonEmpty
     thread_id: NonEmpty
     turn_id: NonEmpty
@@ -101,6 +120,12 @@ class TurnRecord(_Record):
 
 
 class GateRecord(_Record):
+    """One gate verdict on one turn attempt: outcome and reason codes; time in ms.
+
+    Built with bad fields it raises pydantic's ``ValidationError``; the record store reports
+    that as ``RECORD_INVALID``.
+    """
+
     gate_record_id: NonEmpty
     thread_id: NonEmpty
     turn_id: NonEmpty
@@ -112,6 +137,12 @@ class GateRecord(_Record):
 
 
 class PromptLinkRecord(_Record):
+    """The prompt and context artifact ids one turn attempt used on one node; time in ms.
+
+    Artifact ids must be of the form ``sha256:<64 hex>``. Built with bad fields it raises pydantic's ``ValidationError``; the record store reports
+    that as ``RECORD_INVALID``.
+    """
+
     prompt_link_id: NonEmpty
     thread_id: NonEmpty
     turn_id: NonEmpty
@@ -135,6 +166,12 @@ class PromptLinkRecord(_Record):
 
 
 class ArtifactLinkRecord(_Record):
+    """One artifact a turn attempt read or wrote, with its role and size in bytes; time in ms.
+
+    The artifact id must be of the form ``sha256:<64 hex>``. Built with bad fields it raises pydantic's ``ValidationError``; the record store reports
+    that as ``RECORD_INVALID``.
+    """
+
     artifact_link_id: NonEmpty
     artifact_id: NonEmpty
     thread_id: NonEmpty
@@ -161,6 +198,12 @@ class TargetRecord(_Record):
 
 
 class FrameRecord(_Record):
+    """One frame: a turn's output artifact attached to a node, with its validated metadata; time in ms.
+
+    Its ``metadata`` passes `FrameMetadataBoundary.validate` before it is written. Built with bad fields it raises pydantic's ``ValidationError``; the record store reports
+    that as ``RECORD_INVALID``.
+    """
+
     frame_id: NonEmpty
     node_id: NonEmpty
     frame_type: NonEmpty
@@ -266,20 +309,25 @@ def thread_id_from_key(fields: Iterable[str], values: Mapping[str, str]) -> str:
 
 
 def turn_record_id_for(workflow_id: str, thread_id: str, turn_id: str, attempt: int) -> str:
+    """Deterministic id ``turn:<24 hex>`` of one attempt of one turn of a thread."""
     return derived_id("turn", workflow_id, thread_id, turn_id, str(attempt))
 
 
 def gate_record_id_for(workflow_id: str, thread_id: str, turn_id: str, attempt: int) -> str:
+    """Deterministic id ``gate:<24 hex>`` of the gate verdict on one turn attempt."""
     return derived_id("gate", workflow_id, thread_id, turn_id, str(attempt))
 
 
 def prompt_link_id_for(workflow_id: str, thread_id: str, turn_id: str, attempt: int) -> str:
+    """Deterministic id ``plink:<24 hex>`` of one turn attempt's prompt link."""
     return derived_id("plink", workflow_id, thread_id, turn_id, str(attempt))
 
 
 def artifact_link_id_for(thread_id: str, turn_id: str, attempt: int, role: str, artifact_id: str) -> str:
+    """Deterministic id ``alink:<24 hex>`` of one artifact's link to one turn attempt in one role."""
     return derived_id("alink", thread_id, turn_id, str(attempt), role, artifact_id)
 
 
 def frame_id_for(node_id: str, frame_type: str, artifact_id: str) -> str:
+    """Deterministic id ``frame:<24 hex>`` of one frame: node, frame type and artifact id."""
     return derived_id("frame", node_id, frame_type, artifact_id)

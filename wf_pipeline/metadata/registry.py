@@ -40,11 +40,20 @@ LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def spans_lines(value: str) -> bool:
+    """Whether ``value`` holds any character that `str.splitlines` breaks on (`LINE_BREAKS`)."""
     return any(char in LINE_BREAKS for char in value)
 
 
 def matches_schema(schema_type: SchemaType, value: str) -> bool:
-    """Whether ``value`` has the shape ``schema_type`` promises."""
+    """Whether ``value`` has the shape ``schema_type`` promises.
+
+    ``digest`` is ``sha256:<64 hex>``; ``identifier`` matches `IDENTIFIER_RE` (at most 128
+    characters); ``short_text`` is non-empty with no control character (Unicode category Cc).
+
+    Raises:
+        MetadataError: ``METADATA_INVALID_DESCRIPTOR`` for a ``schema_type`` outside
+            `SchemaType`.
+    """
     if schema_type == "digest":
         return is_digest(value)
     if schema_type == "identifier":
@@ -56,6 +65,25 @@ def matches_schema(schema_type: SchemaType, value: str) -> bool:
 
 @dataclass(frozen=True)
 class KeyDescriptor:
+    """The governance of one metadata key (rules from the design's key registry).
+
+    Attributes:
+        name: the key, matching `NAME_RE`.
+        owner_domain: the domain that owns it, matching `NAME_RE`.
+        schema_type: the shape its values have (see `matches_schema`).
+        mutability: ``identity`` (hash-critical), ``attested``, ``annotation`` or ``ephemeral``
+            (never persisted).
+        hash_impact: whether it takes part in provenance hashes.
+        max_bytes: the largest UTF-8 size of a value, in bytes (a positive int).
+        retention: ``keep`` or a retention policy name matching `NAME_RE`.
+        redaction: ``none``, ``hash`` or ``drop``.
+        visibility: ``public``, ``internal`` or ``privileged``.
+
+    Raises:
+        MetadataError: ``METADATA_INVALID_DESCRIPTOR`` (figures: key, problem) when a field is
+            out of its range, or an identity key lacks hash impact, or an ephemeral key has it.
+    """
+
     name: str
     owner_domain: str
     schema_type: SchemaType
@@ -105,6 +133,7 @@ class KeyDescriptor:
 
     @property
     def persisted(self) -> bool:
+        """Whether values of this key are ever written (every mutability but ``ephemeral``)."""
         return self.mutability != "ephemeral"
 
 
@@ -131,15 +160,22 @@ class KeyRegistry:
         self._by_name = MappingProxyType(dict(sorted(by_name.items())))
 
     def register(self, *descriptors: KeyDescriptor) -> KeyRegistry:
-        """A new registry with ``descriptors`` added; this one is left unchanged."""
+        """A new registry with ``descriptors`` added; this one is left unchanged.
+
+        Raises:
+            MetadataError: ``METADATA_DUPLICATE_KEY`` (figure: key) when a name is already
+                registered, ``METADATA_INVALID_DESCRIPTOR`` for something not a `KeyDescriptor`.
+        """
         return KeyRegistry((*self, *descriptors))
 
     def get(self, name: str) -> KeyDescriptor | None:
+        """The descriptor of key ``name``, or None when it is not registered."""
         return self._by_name.get(name)
 
     def select(
         self, *, owner_domain: str | None = None, mutability: Mutability | None = None
     ) -> tuple[KeyDescriptor, ...]:
+        """The descriptors of one owner domain and/or one mutability class, in key-name order."""
         return tuple(
             descriptor
             for descriptor in self
@@ -148,6 +184,7 @@ class KeyRegistry:
         )
 
     def names(self) -> tuple[str, ...]:
+        """Every registered key name, sorted."""
         return tuple(self._by_name)
 
     def __contains__(self, name: object) -> bool:

@@ -62,10 +62,13 @@ CODE_VERSION_HEX = 12
 
 @dataclass(frozen=True)
 class Layer:
+    """One source of profiles: a named layer (workspace, user or builtin) and its root folder."""
+
     name: LayerName
     root: Path
 
     def profile_files(self) -> list[Path]:
+        """The ``.yaml``/``.yml`` files of the layer's profile folder, sorted by path; [] when it has none."""
         directory = self.root / PROFILE_DIR
         if not directory.is_dir():
             return []
@@ -74,6 +77,16 @@ class Layer:
 
 @dataclass(frozen=True)
 class LoadedProfile:
+    """A validated profile with its prompt templates resolved, and where it was loaded from.
+
+    Attributes:
+        profile: the validated profile.
+        layer: the layer that defined it.
+        source_path: its YAML file.
+        templates: turn_id -> the user prompt template.
+        system_prompts: turn_id -> the system prompt template, or None.
+    """
+
     profile: Profile
     layer: LayerName
     source_path: Path
@@ -82,6 +95,7 @@ class LoadedProfile:
 
     @property
     def workflow_id(self) -> str:
+        """The profile's workflow id."""
         return self.profile.workflow_id
 
     def _turn_prompt_digests(self, turn_id: str) -> dict[str, str | None]:
@@ -99,7 +113,18 @@ class LoadedProfile:
         return f"{self.profile.version}-{sha256_hex(canonical_json(by_turn))[:CODE_VERSION_HEX]}"
 
     def turn_code_version(self, turn_id: str) -> str:
-        """Profile version plus a digest of this turn's own prompt templates."""
+        """Profile version plus a digest of this turn's own prompt templates.
+
+        Args:
+            turn_id: a turn of this profile.
+
+        Returns:
+            ``<version>-<12 hex>``; it changes only when this turn's prompt texts change.
+
+        Raises:
+            ProfileError: ``PROFILE_UNKNOWN_TURN`` (figure: turn_id) when the profile has no
+                such turn.
+        """
         if turn_id not in self.templates:
             raise ProfileError(
                 PROFILE_UNKNOWN_TURN, f"{self.workflow_id} has no turn {turn_id!r}", turn_id=turn_id
@@ -119,10 +144,23 @@ class ShadowedProfile:
 
 @dataclass(frozen=True)
 class ProfileCatalog:
+    """The loaded profiles by workflow id, and the ones higher layers shadow."""
+
     profiles: dict[str, LoadedProfile]
     shadowed: tuple[ShadowedProfile, ...] = field(default=())
 
     def get(self, workflow_id: str) -> LoadedProfile:
+        """The loaded profile of ``workflow_id``.
+
+        Args:
+            workflow_id: the workflow id to look up.
+
+        Returns:
+            Its `LoadedProfile`.
+
+        Raises:
+            ProfileError: ``PROFILE_NOT_FOUND`` (figure: workflow_id) when no layer defines it.
+        """
         try:
             return self.profiles[workflow_id]
         except KeyError:
@@ -133,6 +171,7 @@ class ProfileCatalog:
             ) from None
 
     def all(self) -> list[LoadedProfile]:
+        """Every loaded profile, in workflow id order."""
         return [self.profiles[workflow_id] for workflow_id in sorted(self.profiles)]
 
 
@@ -165,7 +204,22 @@ def default_layers(
 
 
 def load_catalog(layers: Iterable[Layer], artifact_reader: ArtifactReader | None = None) -> ProfileCatalog:
-    """Load and validate every profile of every layer; the first layer to define an id wins."""
+    """Load and validate every profile of every layer; the first layer to define an id wins.
+
+    Args:
+        layers: the layers, highest precedence first (see `default_layers`).
+        artifact_reader: reads ``sha256:`` prompt refs from the CAS; None when profiles name
+            only files.
+
+    Returns:
+        The `ProfileCatalog`: the winning profile per workflow id, and the ones later layers
+        define too, as shadowed.
+
+    Raises:
+        ProfileError: ``PROFILE_DUPLICATE_WORKFLOW_ID`` (figures: workflow_id, layer, paths)
+            when two files of one layer define the same workflow id, and every code of
+            `load_profile_file` for the first invalid file.
+    """
     winners: dict[str, LoadedProfile] = {}
     shadowed: list[ShadowedProfile] = []
     for layer in layers:
@@ -201,6 +255,28 @@ def load_profile_file(
     ``layer`` may be a full Layer, or just a layer name (default "workspace") whose
     root is then the folder holding the file's ``profiles/`` directory (or the file's
     own folder otherwise), which is what ``wf profiles validate FILE`` needs.
+
+    Args:
+        path: the profile's YAML file.
+        layer: the layer it belongs to, or a layer name.
+        artifact_reader: reads ``sha256:`` prompt refs from the CAS; None when it names
+            only files.
+
+    Returns:
+        The `LoadedProfile`, with every turn's prompt templates resolved.
+
+    Raises:
+        ProfileError: ``PROFILE_PARSE_ERROR`` (unreadable or not YAML, or a key given twice;
+            figure: line); ``PROFILE_SCHEMA_INVALID`` or a schema validator's own code
+            (``PROFILE_FAILURE_POLICY_CONFLICT``, ``PROFILE_DEDUPE_KEY_INCOMPLETE``,
+            ``PROFILE_UNKNOWN_DEDUPE_FIELD``...; figure: fields); ``PROFILE_DUPLICATE_TURN_ID``,
+            ``PROFILE_DUPLICATE_SEQ``, ``PROFILE_DUPLICATE_OUTPUT_TYPE``,
+            ``PROFILE_DUPLICATE_GATE_ID`` (figure: repeated); ``PROFILE_UNKNOWN_GATE_TYPE``,
+            ``PROFILE_UNDECLARED_GATE``, ``PROFILE_UNRESOLVED_INPUT_REF``,
+            ``PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE``, ``PROFILE_ARTIFACT_POLICY_CONFLICT``;
+            ``PROFILE_UNRESOLVED_PROMPT_REF``, ``PROFILE_TEMPLATE_SYNTAX`` and
+            ``PROFILE_TEMPLATE_UNDEFINED`` for its prompt templates. Every error carries the
+            file's path.
     """
     path = Path(path)
     if not isinstance(layer, Layer):

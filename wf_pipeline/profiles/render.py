@@ -32,12 +32,24 @@ INPUTS_VARIABLE = "inputs"
 
 @dataclass(frozen=True)
 class PromptTemplate:
+    """A prompt template's reference, its text with LF line endings, and its ``sha256:`` digest."""
+
     ref: str  # the prompt_ref it was resolved from
     text: str  # LF line endings
     digest: str  # sha256:<hex> of the canonical text; equals the artifact id in CAS
 
 
 def template_from_text(ref: str, text: str) -> PromptTemplate:
+    """A `PromptTemplate` of ``text`` with CRLF and CR normalised to LF.
+
+    Args:
+        ref: the prompt_ref it was resolved from (``<inline>`` for text given directly).
+        text: the template text.
+
+    Returns:
+        The template; its digest equals the CAS artifact id of the normalised text. Raises
+        nothing: syntax is checked by `compile_template`.
+    """
     normalised = text.replace("\r\n", "\n").replace("\r", "\n")
     return PromptTemplate(ref=ref, text=normalised, digest=digest_text(normalised))
 

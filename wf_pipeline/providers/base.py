@@ -59,7 +59,21 @@ class Provider(Protocol):
     provider_type: str
     model: str
 
-    def complete(self, request: ProviderRequest) -> ProviderResponse: ...
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        """Answer one request within ``request.timeout_ms``.
+
+        Args:
+            request: the rendered prompts, the raw inputs and the call's time budget in ms.
+
+        Returns:
+            The `ProviderResponse`: output text, provider type, model, token counts.
+
+        Raises:
+            ProviderError: a ``PROVIDER_*`` code of the catalogue (``PROVIDER_TIMEOUT``,
+                ``PROVIDER_RATE_LIMITED``, ``PROVIDER_BAD_RESPONSE``...); its ``retryable``
+                flag tells the runtime whether to try again.
+        """
+        ...
 
 
 def close_provider(provider: object) -> None:

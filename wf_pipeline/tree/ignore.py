@@ -41,6 +41,9 @@ BUILTIN_IGNORED_DIR_SUFFIXES = (".egg-info",)
 
 
 def is_builtin_ignored(name: str, is_dir: bool) -> bool:
+    """Whether ``name`` is always skipped: version-control metadata, or a cache, build or
+    virtual-environment directory (``BUILTIN_IGNORED_*``); no pattern can re-include it.
+    """
     if name in BUILTIN_IGNORED_NAMES:
         return True
     return is_dir and (name in BUILTIN_IGNORED_DIR_NAMES or name.endswith(BUILTIN_IGNORED_DIR_SUFFIXES))
@@ -93,6 +96,19 @@ class IgnoreRules:
 
     @classmethod
     def from_extra_patterns(cls, patterns: Sequence[str]) -> IgnoreRules:
+        """Rules holding only the caller's patterns, anchored at the scan root.
+
+        Args:
+            patterns: gitignore-syntax lines (git's command-line excludes rule: they outrank
+                every ``.gitignore``).
+
+        Returns:
+            The rules; empty when ``patterns`` is empty.
+
+        Raises:
+            TreeError: ``TREE_IGNORE_PATTERN_INVALID`` (figure: the 1-based positions) when a
+                pattern is not valid gitignore syntax; nothing is compiled then.
+        """
         if not patterns:
             return cls()
         spec, invalid = compile_patterns(list(patterns))
@@ -109,6 +125,11 @@ class IgnoreRules:
         return IgnoreRules(self.extra, (layer, *self.gitignores))
 
     def is_ignored(self, path: str, is_dir: bool) -> bool:
+        """Whether ``path`` (POSIX, relative to the scan root) is skipped.
+
+        Caller patterns decide first, then ``.gitignore`` files deepest first; the first layer
+        with a matching pattern decides (git's precedence). False when no layer matches.
+        """
         for layer in (*self.extra, *self.gitignores):
             verdict = layer.verdict(path, is_dir)
             if verdict is not None:

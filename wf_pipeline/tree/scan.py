@@ -51,6 +51,12 @@ HASH_CHUNK_BYTES = 1 << 20
 
 
 def file_node_id(path: str, content_digest: str | None) -> str:
+    """A file's Merkle id, ``node:<64 hex>``, from its path and content digest.
+
+    Args:
+        path: POSIX, relative to the scan root.
+        content_digest: ``sha256:<hex>`` of its bytes, or None for an unreadable file.
+    """
     return "node:" + sha256_hex(canonical_json(["file", path, content_digest or "unreadable"]))
 
 
@@ -61,6 +67,7 @@ def dir_node_id(path: str, children: Iterable[tuple[str, str]]) -> str:
 
 
 def child_path(parent_path: str, name: str) -> str:
+    """The POSIX path of ``name`` inside ``parent_path`` (no ``./`` prefix below the root)."""
     return name if parent_path == ROOT_PATH else f"{parent_path}/{name}"
 
 
@@ -80,6 +87,8 @@ def is_binary(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class ScanWarning:
+    """An anomaly a scan skipped past: a ``TREE_*`` warning code, the path, and a message."""
+
     code: str
     path: str
     message: str
@@ -87,6 +96,10 @@ class ScanWarning:
 
 @dataclass(frozen=True)
 class TreeNode:
+    """One scanned file or directory: Merkle id, POSIX path, depth (root 0), size in bytes,
+    content digest, the reason its text is omitted, and its children's paths.
+    """
+
     node_id: str
     path: str
     name: str
@@ -101,6 +114,10 @@ class TreeNode:
 
 @dataclass(frozen=True)
 class TreeScan:
+    """The result of `scan_tree`: the resolved root, its Merkle id, every node (parents
+    before children) and the warnings.
+    """
+
     root: Path
     root_id: str
     nodes: tuple[TreeNode, ...]
@@ -111,6 +128,11 @@ class TreeScan:
         object.__setattr__(self, "_by_path", {node.path: node for node in self.nodes})
 
     def node(self, path: str) -> TreeNode:
+        """The node at ``path`` (POSIX, relative to the root; ``.`` for the root).
+
+        Raises:
+            TreeError: ``TREE_NODE_NOT_FOUND`` (figure: path) when the scan has no node there.
+        """
         found = self._by_path.get(path)
         if found is None:
             raise TreeError(TREE_NODE_NOT_FOUND, f"no node at {path!r} in the scan of {self.root}", path=path)
@@ -121,12 +143,27 @@ class TreeScan:
         return self.root if path == ROOT_PATH else self.root.joinpath(*path.split("/"))
 
     def children_of(self, path: str) -> list[TreeNode]:
+        """The nodes directly inside the directory at ``path``, in name order.
+
+        Raises:
+            TreeError: ``TREE_NODE_NOT_FOUND`` when the scan has no node at ``path``.
+        """
         return [self._by_path[child] for child in self.node(path).children]
 
     def files_in(self, path: str) -> list[TreeNode]:
+        """The files directly inside the directory at ``path``, in name order.
+
+        Raises:
+            TreeError: ``TREE_NODE_NOT_FOUND`` when the scan has no node at ``path``.
+        """
         return [child for child in self.children_of(path) if child.kind == "file"]
 
     def dirs_in(self, path: str) -> list[TreeNode]:
+        """The directories directly inside the directory at ``path``, in name order.
+
+        Raises:
+            TreeError: ``TREE_NODE_NOT_FOUND`` when the scan has no node at ``path``.
+        """
         return [child for child in self.children_of(path) if child.kind == "dir"]
 
     def directories_bottom_up(self) -> list[TreeNode]:
@@ -135,6 +172,7 @@ class TreeScan:
         return sorted(directories, key=lambda node: (-node.depth, node.path))
 
     def to_records(self, scanned_at_ms: int) -> list[NodeRecord]:
+        """One `NodeRecord` per node, in scan order, stamped ``scanned_at_ms`` (ms since the epoch)."""
         return [
             NodeRecord(
                 node_id=node.node_id,
@@ -392,7 +430,18 @@ class _Walker:
 
 
 def check_root(root: Path | str) -> Path:
-    """Validate a tree root without walking it; the same errors as scan_tree, nothing read below."""
+    """Validate a tree root without walking it; nothing below the root is read.
+
+    Args:
+        root: the directory to scan.
+
+    Returns:
+        The resolved root path.
+
+    Raises:
+        TreeError: ``TREE_PATH_MISSING``, ``TREE_NOT_A_DIRECTORY``, or ``TREE_UNREADABLE``
+            when the root cannot be read or listed (figure: path), as `scan_tree` would.
+    """
     return _open_root(root)[0]
 
 

@@ -33,6 +33,9 @@ def generate_tree(root: Path, *, directories: int, fanout: int = 4) -> list[Path
 
     Each directory has ``fanout`` children until the count is reached. Returns the
     directories in creation order. Deterministic: same arguments, same bytes.
+
+    Raises:
+        ValueError: ``directories`` or ``fanout`` below 1.
     """
     if directories < 1 or fanout < 1:
         raise ValueError("directories and fanout must be at least 1")

@@ -86,10 +86,12 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     def from_config_value(  # ty: ignore[invalid-method-override]
         cls, inst_data: ConfigurableClassData | None, config_value: Any
     ) -> BatchedSqliteEventLogStorage:
+        """Build the storage from its ``dagster.yaml`` config (Dagster's `ConfigurableClass` hook)."""
         return cls(inst_data=inst_data, **config_value)
 
     @classmethod
     def config_type(cls) -> UserConfigSchema:
+        """The config schema: ``base_dir`` and ``emit_partition_subset_in_planned_events`` (default True)."""
         return {
             "base_dir": StringSource,
             "emit_partition_subset_in_planned_events": Field(bool, is_required=False, default_value=True),
@@ -97,6 +99,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
 
     @property
     def supports_partition_subset_in_asset_materialization_planned_events(self) -> bool:
+        """Whether a run's planned partitions are written as one event per asset (Dagster asks the storage)."""
         # A level run covers hundreds of partitions: one planned event per asset and run,
         # not one per partition. Failed threads stay visible in our records and the run summary.
         return self._emit_partition_subsets
@@ -174,6 +177,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     # migration exists; all only ever appear (through migrations), so a yes is kept and a
     # no is asked again.
     def has_table(self, table_name: str) -> bool:
+        """Whether the index database has ``table_name``; a yes is remembered, a no is asked again."""
         return self._schema_fact(
             ("table", table_name), lambda: SqliteEventLogStorage.has_table(self, table_name)
         )
@@ -185,6 +189,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         )
 
     def has_secondary_index(self, name: str) -> bool:
+        """Whether the data migration ``name`` has run; a yes is remembered, a no is asked again."""
         return self._schema_fact(
             ("index", name), lambda: SqliteEventLogStorage.has_secondary_index(self, name)
         )
@@ -198,12 +203,14 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         return present
 
     def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
+        """The keys of a dynamic partitions definition, in order; from the active snapshot when one is."""
         snapshot = (_snapshot.get() or {}).get(partitions_def_name)
         if snapshot is not None:
             return list(snapshot[0])
         return super().get_dynamic_partitions(partitions_def_name)
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
+        """Whether ``partition_key`` is a key of the definition; from the active snapshot when one is."""
         snapshot = (_snapshot.get() or {}).get(partitions_def_name)
         if snapshot is not None:
             return partition_key in snapshot[1]
@@ -225,10 +232,12 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         self._initialized_dbs = set()
 
     def wipe(self) -> None:
+        """Close the kept engines, then delete every event as `SqliteEventLogStorage.wipe` does."""
         self._dispose_engines()  # wiping deletes the run databases: no connection may outlive them
         super().wipe()
 
     def dispose(self) -> None:
+        """Close the kept engines, then dispose as `SqliteEventLogStorage.dispose` does."""
         self._dispose_engines()
         super().dispose()
 
