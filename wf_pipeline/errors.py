@@ -429,6 +429,11 @@ GATE_DUPLICATE_SECTION_KEY = _code(
 )
 
 # --- running turns, threads and runs -------------------------------------------------------
+RUN_BAD_ARGUMENTS = _code(
+    "RUN_BAD_ARGUMENTS",
+    RunError,
+    meaning="the command's options contradict each other (checked before anything runs)",
+)
 RUN_CONTEXT_MISSING = _code(
     "RUN_CONTEXT_MISSING", RunError, meaning="a thread has no recorded context snapshot"
 )

@@ -396,8 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status: the command's (0 or 1), 1 (``EXIT_FAILED``) after a `WfError`, which is
         printed as ``CODE: message`` on stderr (or ``{"error": {...}}`` on stdout with
-        ``--json``), and 2 for a bad command line (argparse's convention, also used for
-        ``--overwrite`` without ``--in-place``).
+        ``--json``), and 2 for a command line argparse cannot parse (its convention).
 
     Raises:
         SystemExit: from argparse for ``--help``, ``--version`` (0) or a bad command line (2),
@@ -405,9 +404,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             propagate unchanged.
     """
     args = build_parser().parse_args(argv)
-    if getattr(args, "overwrite", False) and not getattr(args, "in_place", False):
-        print("RUN_BAD_ARGUMENTS: --overwrite only applies with --in-place", file=sys.stderr)
-        return 2
     try:
         return args.handler(args)
     except WfError as exc:

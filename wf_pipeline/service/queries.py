@@ -24,7 +24,7 @@ def scan(settings: Settings, root: Path) -> dict[str, Any]:
 
     Returns ``{"root", "root_id", "directories", "files", "omitted" (count per reason),
     "warnings" ([{code, path, message}])}``. Raises ``TREE_*`` for a bad root and the
-    record store's ``RECORDS_*`` errors.
+    record store's ``RECORD_*`` errors.
     """
     tree = scan_tree(root)
     with _open_env(settings) as env:

@@ -14,6 +14,7 @@ from wf_pipeline.compiler.launch.executors import check_launch_settings, load_pr
 from wf_pipeline.compiler.launch.instance import open_instance
 from wf_pipeline.compiler.launch.levels import Progress, launch_levels, sync_partitions
 from wf_pipeline.errors import (
+    RUN_BAD_ARGUMENTS,
     RUN_PROVIDER_NOT_PORTABLE,
     RUN_THREAD_STALE,
     RUN_UNKNOWN_THREAD,
@@ -63,10 +64,16 @@ def run_workflow(
 
     Returns the run's `RunSummary` (threads, provider calls, Dagster run ids, timings in
     ms). Raises ``TREE_*`` for a bad root (before anything is written), ``PROFILE_*`` for
-    an unknown workflow, ``RUN_PROVIDER_NOT_PORTABLE`` for a provider object with an
-    out-of-process executor, and the executor's ``CONFIG_*`` errors (``CONFIG_BAD_EXECUTOR_CONFIG``,
+    an unknown workflow, ``RUN_BAD_ARGUMENTS`` for ``overwrite`` without ``in_place``,
+    ``RUN_PROVIDER_NOT_PORTABLE`` for a provider object with an out-of-process executor,
+    and the executor's ``CONFIG_*`` errors (``CONFIG_BAD_EXECUTOR_CONFIG``,
     ``CONFIG_EXECUTOR_UNAVAILABLE``, ``CONFIG_STORE_NOT_SHARED``), all before anything is written.
     """
+    if overwrite and not in_place:
+        raise RunError(
+            RUN_BAD_ARGUMENTS,
+            "overwrite only applies to in-place writing; an output folder is always written in full",
+        )
     check_root(root)  # bad paths fail before anything is written
     _check_launchable(settings, provider)
     catalog = _catalog(settings, workspace_dir)
