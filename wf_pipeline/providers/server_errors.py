@@ -30,6 +30,8 @@ _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 # JSON string escapes: a server that echoes the request body as JSON escapes the prompt's
 # newlines, quotes and non-ASCII characters, which would otherwise break every shared run.
 _JSON_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|[\"\\/bfnrt])")
+# What folding drops: everything but letters and digits (Unicode word characters less "_").
+_NOT_WORD = re.compile(r"[\W_]+")
 # An echo escaped twice (a JSON body quoted inside a JSON message) is unescaped twice.
 _MAX_UNESCAPE_ROUNDS = 3
 
@@ -44,7 +46,7 @@ def _unescape(match: re.Match[str]) -> str:
 
 
 def _fold(text: str) -> str:
-    """``text`` with JSON escapes decoded, case folded, and only letters and digits kept.
+    """``text`` with JSON escapes decoded, case folded, and only letters and digits (word characters) kept.
 
     Folding makes an echo recognisable after a server re-encoded it (JSON escapes, changed
     whitespace or quoting, changed case); it only ever makes `repeats_request` stricter.
@@ -54,7 +56,7 @@ def _fold(text: str) -> str:
         if unescaped == text:
             break
         text = unescaped
-    return "".join(char for char in text.casefold() if char.isalnum())
+    return _NOT_WORD.sub("", text.casefold())
 
 
 def repeats_request(text: str, sent: Iterable[str], window: int = ECHO_WINDOW_CHARS) -> bool:
