@@ -1,7 +1,8 @@
 """The profile schema: one YAML workflow declaration as frozen pydantic models.
 
 These models check shape only (types, bounds, identifier syntax, unknown keys, values
-that contradict each other inside one policy). Checks that relate parts of a profile to
+that contradict each other inside one policy). Types are checked in pydantic's strict mode:
+a YAML value of another type is ``PROFILE_SCHEMA_INVALID`` at its field, never converted. Checks that relate parts of a profile to
 each other or to the outside world (seq order, gate references, input refs, prompt files,
 gate types, what the artifact policy may leave unstored) live in the loader, because each
 of them has its own stable error code. A validator here that has a code of its own raises
@@ -36,7 +37,9 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Strict: a YAML value of the wrong type is an error, never coerced (pydantic's lax mode
+    # would read `true` as the integer 1, `0` or "no" as false, and 7 as the string "7").
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 def _unique(values: list[str], what: str) -> list[str]:

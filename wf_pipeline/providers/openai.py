@@ -2,8 +2,10 @@
 
 Speaks ``POST {base_url}/chat/completions``, which OpenAI, Ollama, vLLM and the
 llama.cpp server all accept. The API key comes from the environment and is optional,
-since local servers usually need none. Errors carry the HTTP status and the server's
-own error message, never the prompt or the model output.
+since local servers usually need none. Errors carry the HTTP status, the server's
+``error.type`` and ``error.code`` tokens and its ``error.message`` unless that repeats
+request content (`wf_pipeline.providers.server_errors` judges what may be kept), never
+the prompt or the model output.
 
 Why httpx and not the official ``openai`` client with ``base_url``: the official
 client does speak to Ollama, vLLM and llama.cpp through ``base_url``, but it brings a
@@ -58,13 +60,12 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
 from wf_pipeline.providers.retry import RETRY_AFTER_DETAIL, parse_retry_after
+from wf_pipeline.providers.server_errors import server_message, server_token
 
 PROVIDER_TYPE = "openai"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 DEFAULT_MAX_CONNECTIONS = 16
-# Server error messages are echoed into our errors; a bound keeps them log-sized.
-MAX_SERVER_MESSAGE_CHARS = 300
 # RFC 9110 defines Retry-After for 503 (and 3xx); RFC 6585 adds it to 429.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
@@ -172,13 +173,32 @@ def strip_json_fence(content: str) -> str:
     return fenced["body"].strip() if fenced else stripped
 
 
-def _server_message(body: bytes) -> str | None:
+def server_error_parts(body: bytes, request: ProviderRequest) -> dict[str, str]:
+    """What an error may quote of a non-2xx body ``{"error": {"message", "type", "code"}}``.
+
+    ``{"error": "text"}`` (Ollama's form) counts as a message. The message passes through
+    `server_message` (kept only when it does not repeat request content), ``type`` and
+    ``code`` through `server_token`.
+
+    Args:
+        body: the response body, in bytes.
+        request: the request the server answered.
+
+    Returns:
+        A dict with any of ``message``, ``type``, ``code`` (strings); empty when the body is
+        not JSON or says nothing usable. Raises nothing.
+    """
     try:
         error = json.loads(body).get("error")
     except (ValueError, AttributeError):
-        return None
-    message = error.get("message") if isinstance(error, dict) else error
-    return message[:MAX_SERVER_MESSAGE_CHARS] if isinstance(message, str) else None
+        return {}
+    fields = error if isinstance(error, dict) else {"message": error}
+    parts = {
+        "message": server_message(fields.get("message"), request),
+        "type": server_token(fields.get("type"), request),
+        "code": server_token(fields.get("code"), request),
+    }
+    return {name: value for name, value in parts.items() if value is not None}
 
 
 def status_code(status: int) -> ErrorCode:
@@ -282,16 +302,19 @@ class OpenAIProvider:
         if response.is_success:
             return response.content
         status = response.status_code
-        message = _server_message(response.content)
+        said = server_error_parts(response.content, request)
         details: dict[str, Any] = {"status": status, **where}
+        details.update({f"server_error_{name}": said[name] for name in ("type", "code") if name in said})
         if status in RETRY_AFTER_STATUSES:
             retry_after_ms = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after_ms is not None:
                 details[RETRY_AFTER_DETAIL] = retry_after_ms
         wait = f", Retry-After {details[RETRY_AFTER_DETAIL]} ms" if RETRY_AFTER_DETAIL in details else ""
+        tokens = ", ".join(f"{name} {said[name]}" for name in ("type", "code") if name in said)
+        quoted = said.get("message", "") + (f" ({tokens})" if tokens else "")
         raise ProviderError(
             status_code(status),
-            f"HTTP {status} from {self.endpoint}{wait}" + (f": {message}" if message else ""),
+            f"HTTP {status} from {self.endpoint}{wait}" + (f": {quoted.strip()}" if quoted else ""),
             **details,
         )
 
