@@ -10,9 +10,10 @@ from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 
 from wf_pipeline.errors import ProviderError
 from wf_pipeline.metadata.canonical import derived_id, digest_text, is_digest
+from wf_pipeline.metadata.registry import Budgets
 from wf_pipeline.profiles import Profile
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
-from wf_pipeline.runtime import RuntimeEnv, plan_run, prepare_resume, resume_seq, run_turn
+from wf_pipeline.runtime import RuntimeEnv, plan_run, prepare_resume, resume_seq, run_turn, run_turn_batch
 from wf_pipeline.runtime.threads import unsettled_children
 from wf_pipeline.tree import scan_tree
 
@@ -374,3 +375,19 @@ def test_a_turn_run_again_for_a_lost_output_does_not_unsettle_later_turns(setup)
     again = _run_all(env, loaded, plan)
     assert [o.reused for o in again] == [False, True, True, True]
     assert env.records.get_thread(plan.thread.thread_id).last_turn_seq == 4
+
+
+def test_a_turn_over_a_budget_is_skipped_with_the_budget_and_size_in_the_log(setup, caplog):
+    """The batch goes on without the thread, and the log says which budget and by how much."""
+    provider = ScriptedProvider()
+    env, loaded, plan = setup(provider)
+    env = dataclasses.replace(env, budgets=Budgets(context_artifact_max_bytes=64))
+    with caplog.at_level("WARNING", logger="wf_pipeline.runtime.batch"):
+        (output,) = run_turn_batch(env, loaded, "evidence_gather", [plan.target]).values()
+    assert output.status == "skipped" and output.error_code == "METADATA_BUDGET_EXCEEDED"
+    assert provider.requests == []
+    (message,) = [
+        record.getMessage() for record in caplog.records if "could not start" in record.getMessage()
+    ]
+    assert "METADATA_BUDGET_EXCEEDED" in message and "context_artifact_max_bytes" in message
+    assert "of 64 bytes" in message

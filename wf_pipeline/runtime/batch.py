@@ -83,8 +83,9 @@ def _run_one(
         return run_turn(env, loaded, thread, target, turn.turn_id, scan)
     except WfError as exc:
         # Errors before the provider call (render, budget, changed tree) end this thread
-        # only; the step goes on with the others.
-        log.warning("turn %s of thread %s could not start: %s", turn.turn_id, thread.thread_id, exc.code)
+        # only; the step goes on with the others. The message carries the error's figures
+        # (a budget's name, size and limit), never payload text.
+        log.warning("turn %s of thread %s could not start: %s", turn.turn_id, thread.thread_id, exc)
         return TurnOutput.skipped(thread.thread_id, turn, target.key, exc.code)
 
 
