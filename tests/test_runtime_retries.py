@@ -229,3 +229,39 @@ def test_call_within_returns_in_time_answers_and_raises_the_providers_errors():
     with pytest.raises(ProviderError) as caught:
         call_within(Answering(), request, expired)
     assert caught.value.code == "PROVIDER_TIMEOUT"
+
+
+@pytest.mark.parametrize("returns_by_deadline", [True, False])
+def test_a_late_answer_is_dropped_whether_the_call_runs_inline_or_in_a_thread(returns_by_deadline):
+    """Providers that cannot block past the deadline run in the caller's thread; the rule is the same."""
+    request = ProviderRequest(
+        workflow_id="w",
+        thread_id="thread:1",
+        turn_id="t",
+        output_type="o",
+        output_format="markdown",
+        system_prompt="",
+        user_prompt="",
+        inputs={},
+        timeout_ms=50,
+    )
+    callers: list[threading.Thread] = []
+
+    class Late:
+        provider_type = model = "x"
+
+        def __init__(self) -> None:
+            self.returns_by_deadline = returns_by_deadline
+
+        def complete(self, request):
+            callers.append(threading.current_thread())
+            time.sleep(0.2)
+            return ProviderResponse(text="# late\n", provider_type="x", model="x")
+
+    with pytest.raises(ProviderError) as caught:
+        call_within(Late(), request, Deadline(50))
+    assert caught.value.code == "PROVIDER_TIMEOUT"
+    assert (callers[0] is threading.current_thread()) is returns_by_deadline
+    # The shipped providers that only compute (or sleep within the deadline) run inline.
+    assert create_provider("offline").returns_by_deadline is True
+    assert create_provider("simulated").returns_by_deadline is True

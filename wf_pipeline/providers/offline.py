@@ -100,6 +100,8 @@ class OfflineProvider:
 
     provider_type = PROVIDER_TYPE
     model = MODEL
+    # Pure computation on the request's inputs: it cannot block past the turn's deadline.
+    returns_by_deadline = True
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
         """The registered turn's output for ``request``.

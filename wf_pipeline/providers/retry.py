@@ -107,8 +107,13 @@ def _timeout(request: ProviderRequest, deadline: Deadline) -> ProviderError:
 def call_within(provider: Provider, request: ProviderRequest, deadline: Deadline) -> ProviderResponse:
     """``provider.complete(request)``, given up when ``deadline`` passes.
 
+    A provider whose ``returns_by_deadline`` attribute is true (its call computes, or sleeps
+    at most ``request.timeout_ms``, and cannot block past it) is called in the caller's
+    thread, and an answer that still came late is dropped the same way; any other runs
+    in a daemon thread of its own, so a hung call cannot hold the turn.
+
     Args:
-        provider: any provider; its call runs in a daemon thread of its own.
+        provider: any provider.
         request: the call; its ``timeout_ms`` should already be the time left.
         deadline: the turn's deadline.
 
@@ -121,6 +126,12 @@ def call_within(provider: Provider, request: ProviderRequest, deadline: Deadline
     """
     if deadline.expired():
         raise _timeout(request, deadline)
+    if getattr(provider, "returns_by_deadline", False):
+        # A thread per call costs about as much as an offline turn's own work.
+        response = provider.complete(request)
+        if deadline.expired():
+            raise _timeout(request, deadline)
+        return response
     outcome: dict[str, object] = {}
     done = threading.Event()
 

@@ -177,6 +177,8 @@ class SimulatedProvider:
 
     provider_type = PROVIDER_TYPE
     model = MODEL
+    # Its latency sleeps at most request.timeout_ms, and the rest is offline computation.
+    returns_by_deadline = True
 
     def __init__(self, options: SimulatedOptions) -> None:
         self.options = options
