@@ -177,7 +177,7 @@ def test_json_prompt_examples_parse_as_their_models(shipped: LoadedProfile) -> N
         ("readme_struct", ReadmeStruct),
     ):
         example = next(line for line in prompt_text(shipped, turn_id).splitlines() if line.startswith('{"'))
-        model.model_validate(json.loads(example))
+        assert model.model_validate(json.loads(example)) is not None  # raises when the shape is wrong
 
 
 def test_style_prompt_names_every_readme_heading_in_order(shipped: LoadedProfile) -> None:

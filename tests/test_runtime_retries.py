@@ -199,8 +199,9 @@ def test_a_non_wf_error_is_never_retried():
     assert calls == [1]
 
 
-def test_call_within_returns_in_time_answers_and_raises_the_providers_errors():
-    request = ProviderRequest(
+def _bare_request(**fields: object) -> ProviderRequest:
+    """A provider request with ids only: call_within never looks at its text."""
+    base = dict(
         workflow_id="w",
         thread_id="thread:1",
         turn_id="t",
@@ -210,6 +211,11 @@ def test_call_within_returns_in_time_answers_and_raises_the_providers_errors():
         user_prompt="",
         inputs={},
     )
+    return ProviderRequest(**{**base, **fields})
+
+
+def test_call_within_returns_in_time_answers_and_raises_the_providers_errors():
+    request = _bare_request()
 
     class Answering:
         provider_type = model = "x"
@@ -234,17 +240,7 @@ def test_call_within_returns_in_time_answers_and_raises_the_providers_errors():
 @pytest.mark.parametrize("returns_by_deadline", [True, False])
 def test_a_late_answer_is_dropped_whether_the_call_runs_inline_or_in_a_thread(returns_by_deadline):
     """Providers that cannot block past the deadline run in the caller's thread; the rule is the same."""
-    request = ProviderRequest(
-        workflow_id="w",
-        thread_id="thread:1",
-        turn_id="t",
-        output_type="o",
-        output_format="markdown",
-        system_prompt="",
-        user_prompt="",
-        inputs={},
-        timeout_ms=50,
-    )
+    request = _bare_request(timeout_ms=50)
     callers: list[threading.Thread] = []
 
     class Late:
