@@ -309,8 +309,11 @@ def test_an_executor_config_for_the_in_process_executor_is_refused(tmp_path, mon
         ({"WF_RECORDS_URL": "memory://shared-records"}, "records"),
         ({"WF_CAS_URL": "memory://both", "WF_RECORDS_URL": "memory://both"}, "cas"),
         ({"WF_RECORDS_URL": "sqlite://"}, "records"),  # an in-memory SQLite database
+        # SQLite's URI filenames: a named shared-cache database, and the anonymous one
+        ({"WF_RECORDS_URL": "sqlite:///file:mem1?mode=memory&cache=shared&uri=true"}, "records"),
+        ({"WF_RECORDS_URL": "sqlite:///file::memory:?cache=shared&uri=true"}, "records"),
     ],
-    ids=["cas", "records", "both", "sqlite-memory"],
+    ids=["cas", "records", "both", "sqlite-memory", "sqlite-uri-mode-memory", "sqlite-uri-memory"],
 )
 def test_an_in_memory_store_with_an_out_of_process_executor_is_refused(
     tmp_path, monkeypatch, entry, variables, store

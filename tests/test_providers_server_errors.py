@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import threading
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -94,6 +96,9 @@ def test_a_plain_server_message_is_kept(message: str) -> None:
         PROMPT.upper().replace(" ", "  "),  # other case and spacing
         "input was: You write documentation for code repositories",  # the system prompt
         'cannot read ["retention_policy.py"]',  # an input text
+        f"bad input: {urllib.parse.quote(PROMPT[10:210])}",  # percent-encoded: %20 leaves digits
+        f"bad input: {urllib.parse.quote_plus(json.dumps({'content': PROMPT}))}",  # JSON, then form-encoded
+        f"bad input: {html.escape(PROMPT)}",  # HTML character references
     ],
 )
 def test_a_message_that_repeats_the_request_is_withheld(echo: str) -> None:

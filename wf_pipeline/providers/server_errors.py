@@ -12,8 +12,10 @@ judgement; every provider that quotes a server builds its message from them.
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,7 +34,8 @@ _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _JSON_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|[\"\\/bfnrt])")
 # What folding drops: everything but letters and digits (Unicode word characters less "_").
 _NOT_WORD = re.compile(r"[\W_]+")
-# An echo escaped twice (a JSON body quoted inside a JSON message) is unescaped twice.
+# An echo escaped twice (a JSON body quoted inside a JSON message, or percent-encoded JSON)
+# is unescaped twice.
 _MAX_UNESCAPE_ROUNDS = 3
 
 
@@ -45,17 +48,25 @@ def _unescape(match: re.Match[str]) -> str:
     return json.loads(f'"{match.group(0)}"')
 
 
-def _fold(text: str) -> str:
-    """``text`` with JSON escapes decoded, case folded, and only letters and digits (word characters) kept.
+def _decode_once(text: str) -> str:
+    """One round of the encodings servers echo input in: JSON string escapes, percent-encoding
+    (RFC 3986, ``+`` for space as in form data) and HTML character references."""
+    text = _JSON_ESCAPE.sub(_unescape, text)
+    return html.unescape(urllib.parse.unquote_plus(text))
 
-    Folding makes an echo recognisable after a server re-encoded it (JSON escapes, changed
-    whitespace or quoting, changed case); it only ever makes `repeats_request` stricter.
+
+def _fold(text: str) -> str:
+    """``text`` decoded, case folded, and only letters and digits (word characters) kept.
+
+    Folding makes an echo recognisable after a server re-encoded it (JSON escapes,
+    percent-encoding, HTML references, changed whitespace or quoting, changed case); it
+    only ever makes `repeats_request` stricter.
     """
     for _ in range(_MAX_UNESCAPE_ROUNDS):
-        unescaped = _JSON_ESCAPE.sub(_unescape, text)
-        if unescaped == text:
+        decoded = _decode_once(text)
+        if decoded == text:
             break
-        text = unescaped
+        text = decoded
     return _NOT_WORD.sub("", text.casefold())
 
 

@@ -56,8 +56,17 @@ def safe_url(url: URL) -> str:
 
 
 def is_memory_sqlite(url: URL) -> bool:
-    """Whether ``url`` is an in-memory SQLite database (``sqlite://`` or ``:memory:``)."""
-    return url.database in (None, "", ":memory:")
+    """Whether ``url`` is an in-memory SQLite database, in any of SQLite's spellings.
+
+    ``sqlite://``, ``sqlite:///:memory:``, and URI filenames (``uri=true``) naming
+    ``file::memory:`` or carrying ``mode=memory`` (SQLite's "In-Memory Databases" and
+    "URI Filenames" documents).
+    """
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return True
+    mode = url.query.get("mode")
+    return database.startswith("file::memory:") or (database.startswith("file:") and mode == "memory")
 
 
 def create_record_engine(url: URL) -> Engine:
