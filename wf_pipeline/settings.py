@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     max_processes: int | None = None
     # A run config YAML file holding the executor's ``execution: config:`` mapping.
     executor_config: Path | None = None
-    # Where built-in profiles and their assets live (the repository root by default).
+    # Where built-in profiles and their assets live (default: `wf_pipeline.builtin.builtin_root`).
     builtin_root: Path | None = None
     # The user layer of profiles (None: ~/.config/wf).
     config_dir: Path | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, Budgets
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
 from wf_pipeline.providers import Provider, create_provider
 from wf_pipeline.records import RecordStore, open_record_store
-from wf_pipeline.settings import Settings, provider_options
+from wf_pipeline.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,6 @@ class RuntimeEnv:
         workspace_dir: Path | None = None,
         catalog: ProfileCatalog | None = None,
         provider: Provider | None = None,
-        env: Mapping[str, str] | None = None,
     ) -> RuntimeEnv:
         """Open the stores and the provider that ``settings`` name.
 
@@ -90,8 +88,6 @@ class RuntimeEnv:
             workspace_dir: the workspace layer of profiles (default: the current folder).
             catalog, provider: used as given instead of being loaded or created; a provider
                 handed in is not closed by `close`.
-            env: variables to read provider options (``WF_<PROVIDER>_<OPTION>``) and secrets
-                from, instead of the settings' own ``provider_options`` and ``secrets``.
 
         Returns:
             An open env; close it (or use it as a context manager).
@@ -122,7 +118,7 @@ class RuntimeEnv:
                 cas=cas,
                 records=records,
                 catalog=catalog,
-                provider=provider or provider_from_settings(settings, env),
+                provider=provider or provider_from_settings(settings),
                 boundary=FrameMetadataBoundary(FRAME_KEY_REGISTRY, budgets),
                 budgets=budgets,
                 owns_provider=provider is None,
@@ -134,14 +130,12 @@ class RuntimeEnv:
             raise
 
 
-def provider_from_settings(settings: Settings, env: Mapping[str, str] | None = None) -> Provider:
+def provider_from_settings(settings: Settings) -> Provider:
     """Create the provider ``settings.provider`` names.
 
     Args:
-        settings: gives the provider's name (``WF_PROVIDER``), and by default its options
+        settings: gives the provider's name (``WF_PROVIDER``), its options
             (``settings.provider_options``) and the secrets its options name.
-        env: variables to read the options (``WF_<PROVIDER>_<OPTION>``) and keys from
-            instead of the settings' own.
 
     Returns:
         A new provider; the caller closes it if it has a ``close``.
@@ -153,6 +147,4 @@ def provider_from_settings(settings: Settings, env: Mapping[str, str] | None = N
     """
     if not settings.provider:
         raise ConfigError(CONFIG_PROVIDER_MISSING, "WF_PROVIDER is empty")
-    if env is None:
-        return create_provider(settings.provider, settings.provider_options, settings.secrets)
-    return create_provider(settings.provider, provider_options(settings.provider, env), env)
+    return create_provider(settings.provider, settings.provider_options, settings.secrets)
