@@ -144,20 +144,21 @@ def resume_thread(
         if thread is None:
             raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")
         loaded = catalog.get(thread.workflow_id)
-        prepare_resume(env, loaded, thread)  # the profile's failure_policy decides where it restarts
         target = resolve_target(env.records, thread.target_key)
-        plan_entry = plan_thread(env, loaded, target, thread.target_node_id)
-        if plan_entry.thread.thread_id != thread.thread_id:
+        current = plan_thread(env, loaded, target, thread.target_node_id).thread  # writes nothing
+        if current.thread_id != thread.thread_id:
             # The profile changed since (its code version is part of the thread's identity):
-            # resuming would start another thread, not this one.
+            # resuming would start another thread, not this one. Refused before anything moves.
             raise RunError(
                 RUN_THREAD_STALE,
                 f"thread {thread_id} was made for {thread.target_frame_id}; {loaded.profile.workflow_id} "
-                f"now makes {plan_entry.thread.target_frame_id}: run the tree again with wf run",
+                f"now makes {current.target_frame_id}: run the tree again with wf run",
                 thread_id=thread_id,
                 thread_frame_id=thread.target_frame_id,
-                current_frame_id=plan_entry.thread.target_frame_id,
+                current_frame_id=current.target_frame_id,
             )
+        prepare_resume(env, loaded, thread)  # the profile's failure_policy decides where it restarts
+        plan_entry = plan_thread(env, loaded, target, thread.target_node_id)
         scan = scan_workspace(env, loaded, target.root)
         plan = RunPlan(loaded=loaded, scan=scan, threads=(plan_entry,))
         launched = launch_levels(
