@@ -13,7 +13,7 @@ from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, ContextTarget
 from wf_pipeline.providers import ProviderRequest, create_provider, provider_names
 from wf_pipeline.providers.simulated import SimulatedProvider
-from wf_pipeline.runtime.environment import provider_options
+from wf_pipeline.settings import provider_options
 
 LOADER_SOURCE = '''"""Load pipeline settings from TOML files."""
 
