@@ -17,6 +17,8 @@ import shutil
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 
@@ -39,9 +41,19 @@ def prompt_digest(system_prompt: str, user_prompt: str) -> str:
 
 
 class RateLimitingServer:
-    """Chat completions on loopback: 429 with Retry-After for the first calls of each turn, then the answer."""
+    """Chat completions on loopback: 429 with Retry-After for the first calls of each turn, then the answer.
 
-    def __init__(self) -> None:
+    ``refusals`` gives the Retry-After value of each refusal (called at the time of the
+    refusal); ``refused_turns`` limits the refusals to those turns (None: every turn).
+    """
+
+    def __init__(
+        self,
+        refusals: tuple[Callable[[], str], ...] = (lambda: str(RETRY_AFTER_S),) * REFUSALS_PER_TURN,
+        refused_turns: frozenset[str] | None = None,
+    ) -> None:
+        self.refusals = refusals
+        self.refused_turns = refused_turns
         self.requests: dict[str, ProviderRequest] = {}
         self.calls: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
         self._lock = threading.Lock()
@@ -73,12 +85,14 @@ class RateLimitingServer:
         system, user = (message["content"] for message in body["messages"])
         request = self.requests[prompt_digest(system, user)]
         key = (request.thread_id, request.turn_id)
+        refused = self.refused_turns is None or request.turn_id in self.refused_turns
         with self._lock:
-            status = 429 if len(self.calls[key]) < REFUSALS_PER_TURN else 200
+            seen = len(self.calls[key])
+            status = 429 if refused and seen < len(self.refusals) else 200
             self.calls[key].append((time.monotonic(), status))
         if status == 429:
             error = {"error": {"message": "slow down", "type": "rate_limit"}}
-            return 429, error, {"Retry-After": str(RETRY_AFTER_S)}
+            return 429, error, {"Retry-After": self.refusals[seen]()}
         text = self._offline.complete(request).text
         choice = {"index": 0, "message": {"role": "assistant", "content": text}}
         return 200, {"choices": [choice], "usage": {"total_tokens": 1}}, {}
@@ -163,3 +177,50 @@ def test_every_thread_completes_after_the_servers_retry_after_waits(tmp_path, mo
             for earlier, later in pairwise(attempts):
                 assert later.started_at_ms - earlier.ended_at_ms >= 1000 * RETRY_AFTER_S - 10
         assert env.records.get_thread(thread.thread_id).status == "completed"
+
+
+def test_retry_after_in_seconds_and_as_an_http_date_is_waited_end_to_end(tmp_path, monkeypatch):
+    """429 ``Retry-After: 2``, then 429 with an HTTP date 3 s ahead, then 200: the run waits both."""
+    # An HTTP date has whole seconds: 3 s ahead of the refusal is at least 2 s after it.
+    fake = RateLimitingServer(
+        refusals=(lambda: "2", lambda: formatdate(time.time() + 3, usegmt=True)),
+        refused_turns=frozenset({"evidence_gather"}),
+    )
+    thread = threading.Thread(target=fake.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
+    workspace = tmp_path / "workspace"
+    shutil.copytree(REPO_ROOT / "profiles", workspace / "profiles")
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    profile = workspace / "profiles" / "docs_writer_thread_v1.yaml"
+    profile.write_text(profile.read_text().replace("retry_limit: 1", "retry_limit: 2"))
+
+    provider = FilingProvider(fake)
+    try:
+        summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace, provider=provider)
+    finally:
+        provider.close()
+        fake.httpd.shutdown()
+        fake.httpd.server_close()
+
+    assert summary.ok, [(t.target, t.status) for t in summary.threads]
+    (done,) = summary.threads
+    calls = fake.calls[(done.thread_id, "evidence_gather")]
+    assert [status for _, status in calls] == [429, 429, 200]
+    gaps = [later - earlier for (earlier, _), (later, _) in pairwise(calls)]
+    assert gaps[0] >= 2 and gaps[1] >= 2, gaps
+
+    records = RuntimeEnv.open(settings).records.turns_for_thread(done.thread_id)
+    attempts = [r for r in records if r.turn_id == "evidence_gather"]
+    assert [(r.attempt, r.status, r.error_code) for r in attempts] == [
+        (1, "failed", "PROVIDER_RATE_LIMITED"),
+        (2, "failed", "PROVIDER_RATE_LIMITED"),
+        (3, "completed", None),
+    ]
+    assert "Retry-After 2000 ms" in attempts[0].error_text
+    assert "Retry-After" in attempts[1].error_text
+    for earlier, later in pairwise(attempts):
+        assert later.started_at_ms - earlier.ended_at_ms >= 2000 - 10
+    assert all(r.status == "completed" for r in records if r.turn_id != "evidence_gather")

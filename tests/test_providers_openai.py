@@ -4,107 +4,20 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 
 import pytest
+from openai_wire_support import SECRET_PROMPT, FakeServer, make_request, provider_error, provider_for, serving
 
 from wf_pipeline.errors import ProviderError
-from wf_pipeline.providers import ProviderRequest, create_provider
-
-SECRET_PROMPT = "user prompt that must never leak into errors"
-
-
-class FakeServer:
-    """Chat-completions endpoint whose reply each test sets; records what it received."""
-
-    def __init__(self) -> None:
-        # A reply is (status, body) or (status, body, extra headers).
-        self.reply: Callable[[], tuple] = lambda: (200, b"{}")
-        self.received: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            # HTTP/1.1 keeps connections open, so a pooled client can reuse them.
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-                length = int(self.headers.get("Content-Length", "0"))
-                server.received.append(
-                    {
-                        "path": self.path,
-                        "headers": dict(self.headers),
-                        "body": json.loads(self.rfile.read(length)),
-                        "client_port": self.client_address[1],
-                    }
-                )
-                status, body, *extra = server.reply()
-                try:
-                    self.send_response(status)
-                    for name, value in (extra[0] if extra else {}).items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout test)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def answer(self, content: str | None, status: int = 200, usage: dict | None = None) -> None:
-        payload = {
-            "id": "chatcmpl-1",
-            "model": "served-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-            "usage": usage or {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-        }
-        self.reply = lambda: (status, json.dumps(payload).encode())
-
-    def respond(self, status: int, body: bytes) -> None:
-        self.reply = lambda: (status, body)
+from wf_pipeline.providers import create_provider
 
 
 @pytest.fixture
 def server() -> Iterator[FakeServer]:
-    fake = FakeServer()
-    thread = threading.Thread(target=fake.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield fake
-    fake.httpd.shutdown()
-    fake.httpd.server_close()
-
-
-def make_request(output_format: str = "json", timeout_ms: int = 5_000) -> ProviderRequest:
-    return ProviderRequest(
-        workflow_id="docs_writer_thread_v1",
-        thread_id="thread:1",
-        turn_id="evidence_gather",
-        output_type="evidence_map" if output_format == "json" else "readme_final",
-        output_format=output_format,
-        system_prompt="system rules",
-        user_prompt=SECRET_PROMPT,
-        inputs={"context": "{}"},
-        timeout_ms=timeout_ms,
-    )
-
-
-def provider_for(base_url: str, env: dict[str, str] | None = None, **options: object):
-    return create_provider("openai", {"base_url": base_url, "model": "qwen2.5:7b", **options}, env or {})
-
-
-def provider_error(call: Callable[[], object]) -> ProviderError:
-    with pytest.raises(ProviderError) as caught:
-        call()
-    assert SECRET_PROMPT not in str(caught.value)
-    return caught.value
+    with serving() as fake:
+        yield fake
 
 
 def test_success_sends_the_wire_request_and_returns_content(server: FakeServer) -> None:
@@ -147,12 +60,11 @@ def test_json_mode_can_be_switched_off(server: FakeServer) -> None:
     assert "response_format" not in server.received[0]["body"]
 
 
-@pytest.mark.parametrize(
-    "content", ['```json\n{"claims": []}\n```', '  ```\n{"claims": []}\n```\n', '```JSON\n{"claims": []}```']
-)
-def test_json_fence_is_stripped(server: FakeServer, content: str) -> None:
+@pytest.mark.parametrize("content", ['```json\n{"claims": []}\n```', '<think>plan</think>\n{"claims": []}'])
+def test_content_is_returned_as_the_server_sent_it(server: FakeServer, content: str) -> None:
+    # Unwrapping is the turn's, for every provider alike (tests/test_model_output.py).
     server.answer(content)
-    assert provider_for(server.base_url).complete(make_request()).text == '{"claims": []}'
+    assert provider_for(server.base_url).complete(make_request()).text == content
 
 
 @pytest.mark.parametrize(
@@ -334,3 +246,96 @@ def test_bad_flag_value_is_a_config_error():
             {"base_url": "http://127.0.0.1:9/v1", "model": "m", "require_key": "maybe"}, {}
         )
     assert err.value.code == "PROVIDER_CONFIG_INVALID"
+
+
+def _reply(finish_reason: str | None, content: str | None, usage: dict | None = None) -> bytes:
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": content},
+        "finish_reason": finish_reason,
+    }
+    return json.dumps({"choices": [choice], "usage": usage or {"completion_tokens": 64}}).encode()
+
+
+@pytest.mark.parametrize("content", ['{"claims": [{"claim_id": "c001", "statem', "", None])
+def test_a_reply_cut_at_the_token_limit_is_output_truncated(server: FakeServer, content: str | None) -> None:
+    server.respond(200, _reply("length", content))
+    error = provider_error(lambda: provider_for(server.base_url, max_tokens=64).complete(make_request()))
+    assert (error.code, error.retryable) == ("PROVIDER_OUTPUT_TRUNCATED", False)
+    assert (error.details["max_tokens"], error.details["completion_tokens"]) == (64, 64)
+    assert "max_tokens 64, completion_tokens 64" in error.message
+    assert "not a JSON" not in error.message
+
+
+def test_a_complete_reply_with_finish_reason_stop_is_returned(server: FakeServer) -> None:
+    server.respond(200, _reply("stop", '{"claims": []}'))
+    assert provider_for(server.base_url).complete(make_request()).text == '{"claims": []}'
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message", "tokens"),
+    [
+        (
+            {"error": {"message": "model is overloaded", "type": "server_error", "code": "overloaded"}},
+            "PROVIDER_SERVER_ERROR",
+            "model is overloaded",
+            {"server_error_type": "server_error", "server_error_code": "overloaded"},
+        ),
+        ({"error": "llama runner process has terminated"}, "PROVIDER_SERVER_ERROR", "llama runner", {}),
+        (
+            {
+                "object": "error",
+                "message": "max context 4096 exceeded",
+                "type": "BadRequestError",
+                "code": 400,
+            },
+            "PROVIDER_HTTP_ERROR",
+            "max context 4096 exceeded",
+            {"server_error_type": "BadRequestError", "server_error_code": "400"},
+        ),
+        (
+            {"error": {"message": "upstream rate limit", "code": 429}},
+            "PROVIDER_RATE_LIMITED",
+            "upstream rate limit",
+            {"server_error_code": "429"},
+        ),
+        (
+            {"error": {"message": "provider returned error", "code": 502}},
+            "PROVIDER_SERVER_ERROR",
+            "provider",
+            {},
+        ),
+    ],
+)
+def test_an_error_object_in_a_200_reply_keeps_the_servers_message(
+    server: FakeServer, body: dict, code: str, message: str, tokens: dict
+) -> None:
+    server.respond(200, json.dumps(body).encode())
+    error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
+    assert error.code == code
+    assert message in error.message
+    assert "HTTP 200" in error.message and "error object" in error.message
+    assert error.details["status"] == 200
+    assert {key: error.details[key] for key in tokens} == tokens
+
+
+def test_an_error_object_in_a_200_reply_that_echoes_the_prompt_is_withheld(server: FakeServer) -> None:
+    from wf_pipeline.providers.server_errors import WITHHELD_NOTE
+
+    server.respond(200, json.dumps({"object": "error", "message": f"cannot parse: {SECRET_PROMPT}"}).encode())
+    error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
+    assert error.code == "PROVIDER_SERVER_ERROR"
+    assert WITHHELD_NOTE in error.message
+
+
+def test_a_non_2xx_vllm_error_body_keeps_its_message(server: FakeServer) -> None:
+    body = {
+        "object": "error",
+        "message": "model qwen2.5:7b does not exist",
+        "type": "NotFoundError",
+        "code": 404,
+    }
+    server.respond(404, json.dumps(body).encode())
+    error = provider_error(lambda: provider_for(server.base_url).complete(make_request()))
+    assert (error.code, error.details["status"]) == ("PROVIDER_HTTP_ERROR", 404)
+    assert "does not exist" in error.message

@@ -381,6 +381,12 @@ PROVIDER_INPUT_MISSING = _code(
 PROVIDER_MISSING_KEY = _code(
     "PROVIDER_MISSING_KEY", ProviderError, meaning="the provider requires an API key and none is set"
 )
+PROVIDER_OUTPUT_TRUNCATED = _code(
+    "PROVIDER_OUTPUT_TRUNCATED",
+    ProviderError,
+    # Not retryable: the same prompt under the same max_tokens stops at the same limit again.
+    meaning="the provider stopped the reply at its token limit (finish_reason length): raise max_tokens",
+)
 PROVIDER_RATE_LIMITED = _code(
     "PROVIDER_RATE_LIMITED",
     ProviderError,

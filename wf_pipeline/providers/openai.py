@@ -32,13 +32,14 @@ Status codes map onto the error catalogue: 429 is ``PROVIDER_RATE_LIMITED`` and 
 ``PROVIDER_SERVER_ERROR`` (both retryable; a 429's or 503's ``Retry-After``, in seconds
 or as an HTTP date per RFC 9110 section 10.2.3, goes into the ``retry_after_ms``
 detail, which the retry loop honours); any other non-2xx status is
-``PROVIDER_HTTP_ERROR`` (not retryable).
+``PROVIDER_HTTP_ERROR`` (not retryable). A 200 reply can still fail: an error object in
+its body keeps the server's message and maps like a status (`OpenAIProvider._server_error`),
+and ``finish_reason: "length"`` is ``PROVIDER_OUTPUT_TRUNCATED``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ from wf_pipeline.errors import (
     PROVIDER_CONNECTION_ERROR,
     PROVIDER_HTTP_ERROR,
     PROVIDER_MISSING_KEY,
+    PROVIDER_OUTPUT_TRUNCATED,
     PROVIDER_RATE_LIMITED,
     PROVIDER_SERVER_ERROR,
     PROVIDER_TIMEOUT,
@@ -68,8 +70,6 @@ DEFAULT_CONNECT_TIMEOUT_MS = 10_000
 DEFAULT_MAX_CONNECTIONS = 16
 # RFC 9110 defines Retry-After for 503 (and 3xx); RFC 6585 adds it to 429.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
-
-_JSON_FENCE = re.compile(r"^```[A-Za-z]*[ \t]*\n(?P<body>.*?)\n?```$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -166,19 +166,31 @@ def _flag(value: Any, *, default: bool) -> bool:
     raise ProviderError(PROVIDER_CONFIG_INVALID, f"option value {value!r} is not a boolean", option="flag")
 
 
-def strip_json_fence(content: str) -> str:
-    """Remove one surrounding markdown code fence (models often wrap JSON in one)."""
-    stripped = content.strip()
-    fenced = _JSON_FENCE.match(stripped)
-    return fenced["body"].strip() if fenced else stripped
+def error_object(payload: Any) -> dict[str, Any] | None:
+    """The error object a parsed body carries, in the forms servers send, or None.
+
+    ``{"error": {"message", "type", "code"}}`` (OpenAI, llama.cpp, OpenRouter),
+    ``{"error": "text"}`` (Ollama) and a top-level ``{"object": "error", "message", "type",
+    "code"}`` (vLLM's ``ErrorResponse``). Returns the fields as a dict (a text error as its
+    ``message``); None when ``payload`` is no error. Raises nothing.
+    """
+    if not isinstance(payload, dict):
+        return None
+    if payload.get("object") == "error":
+        return payload
+    error = payload.get("error")
+    if isinstance(error, dict):
+        return error
+    if isinstance(error, str) and error.strip():
+        return {"message": error}
+    return None
 
 
 def server_error_parts(body: bytes, request: ProviderRequest) -> dict[str, str]:
-    """What an error may quote of a non-2xx body ``{"error": {"message", "type", "code"}}``.
+    """What an error may quote of a body that carries an error object (`error_object`).
 
-    ``{"error": "text"}`` (Ollama's form) counts as a message. The message passes through
-    `server_message` (kept only when it does not repeat request content), ``type`` and
-    ``code`` through `server_token`.
+    The message passes through `server_message` (kept only when it does not repeat request
+    content), ``type`` and ``code`` through `server_token`.
 
     Args:
         body: the response body, in bytes.
@@ -189,10 +201,11 @@ def server_error_parts(body: bytes, request: ProviderRequest) -> dict[str, str]:
         not JSON or says nothing usable. Raises nothing.
     """
     try:
-        error = json.loads(body).get("error")
-    except (ValueError, AttributeError):
+        fields = error_object(json.loads(body))
+    except ValueError:
         return {}
-    fields = error if isinstance(error, dict) else {"message": error}
+    if fields is None:
+        return {}
     parts = {
         "message": server_message(fields.get("message"), request),
         "type": server_token(fields.get("type"), request),
@@ -301,25 +314,43 @@ class OpenAIProvider:
             ) from None
         if response.is_success:
             return response.content
-        status = response.status_code
-        said = server_error_parts(response.content, request)
-        details: dict[str, Any] = {"status": status, **where}
+        raise self._server_error(response.status_code, response.content, request, response.headers)
+
+    def _server_error(
+        self, status: int, body: bytes, request: ProviderRequest, headers: Mapping[str, str] | None = None
+    ) -> ProviderError:
+        """The error for a reply that refuses: a non-2xx status, or an error object in a 2xx body.
+
+        The code follows the HTTP status (`status_code`); in a 2xx body, an error object's
+        numeric ``code`` of 400 to 599 counts as that status (vLLM and OpenRouter put the
+        status there), and any other error object is ``PROVIDER_SERVER_ERROR``.
+        """
+        said = server_error_parts(body, request)
+        details: dict[str, Any] = {"status": status, "endpoint": self.endpoint, "turn_id": request.turn_id}
         details.update({f"server_error_{name}": said[name] for name in ("type", "code") if name in said})
-        if status in RETRY_AFTER_STATUSES:
-            retry_after_ms = parse_retry_after(response.headers.get("Retry-After"))
+        where = f"HTTP {status} from {self.endpoint}"
+        judged = status
+        if 200 <= status < 300:
+            embedded = int(said["code"]) if said.get("code", "").isdigit() else 0
+            # A failure the server could not put in the status line counts as a server error.
+            judged = embedded if 400 <= embedded < 600 else 500
+            where += " carries an error object"
+        if status in RETRY_AFTER_STATUSES and headers is not None:
+            retry_after_ms = parse_retry_after(headers.get("Retry-After"))
             if retry_after_ms is not None:
                 details[RETRY_AFTER_DETAIL] = retry_after_ms
         wait = f", Retry-After {details[RETRY_AFTER_DETAIL]} ms" if RETRY_AFTER_DETAIL in details else ""
         tokens = ", ".join(f"{name} {said[name]}" for name in ("type", "code") if name in said)
         quoted = said.get("message", "") + (f" ({tokens})" if tokens else "")
-        raise ProviderError(
-            status_code(status),
-            f"HTTP {status} from {self.endpoint}{wait}" + (f": {quoted.strip()}" if quoted else ""),
-            **details,
+        return ProviderError(
+            status_code(judged), where + wait + (f": {quoted.strip()}" if quoted else ""), **details
         )
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
-        """POST the request and return the first choice's content (JSON fences stripped for JSON turns).
+        """POST the request and return the first choice's content as the server sent it.
+
+        Unwrapping (a reasoning block, a surrounding fence) is the turn's business
+        (`wf_pipeline.text.model_output.unwrap_model_output`), the same for every provider.
 
         Returns:
             A `ProviderResponse` with the token counts the server reported in ``usage``.
@@ -327,8 +358,11 @@ class OpenAIProvider:
         Raises:
             ProviderError: ``PROVIDER_TIMEOUT`` (connect or read timeout, bounded by
                 ``request.timeout_ms``), ``PROVIDER_CONNECTION_ERROR``, ``PROVIDER_RATE_LIMITED``
-                (429), ``PROVIDER_SERVER_ERROR`` (5xx), ``PROVIDER_HTTP_ERROR`` (other statuses),
-                ``PROVIDER_BAD_RESPONSE`` (a 2xx body without usable content).
+                (429), ``PROVIDER_SERVER_ERROR`` (5xx, or an error object in a 2xx body),
+                ``PROVIDER_HTTP_ERROR`` (other statuses, or an error object whose numeric code
+                is one), ``PROVIDER_OUTPUT_TRUNCATED`` (``finish_reason: "length"``: the reply
+                stopped at the token limit), ``PROVIDER_BAD_RESPONSE`` (a 2xx body without
+                usable content).
         """
         raw = self._post(request)
 
@@ -342,14 +376,13 @@ class OpenAIProvider:
             payload = json.loads(raw)
         except ValueError:
             raise bad_response("with a body that is not JSON") from None
+        if error_object(payload) is not None:
+            # Some servers and proxies answer 200 and put the failure in the body.
+            raise self._server_error(200, raw, request)
         choices = payload.get("choices") if isinstance(payload, dict) else None
         if not isinstance(choices, list) or not choices:
             raise bad_response("without choices")
-        message = choices[0].get("message") if isinstance(choices[0], dict) else None
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, str) or not content.strip():
-            raise bad_response("with empty content")
-        text = strip_json_fence(content) if request.output_format == "json" else content
+        choice = choices[0] if isinstance(choices[0], dict) else {}
         usage = payload.get("usage")
         counts = (
             {
@@ -360,7 +393,30 @@ class OpenAIProvider:
             if isinstance(usage, dict)
             else {}
         )
-        return ProviderResponse(text=text, provider_type=self.provider_type, model=self.model, usage=counts)
+        if choice.get("finish_reason") == "length":
+            raise self._truncated(request, counts)
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, str) or not content.strip():
+            raise bad_response("with empty content")
+        return ProviderResponse(
+            text=content, provider_type=self.provider_type, model=self.model, usage=counts
+        )
+
+    def _truncated(self, request: ProviderRequest, usage: Mapping[str, int]) -> ProviderError:
+        """PROVIDER_OUTPUT_TRUNCATED with the limit and the tokens the server reported."""
+        limit = self.options.max_tokens
+        used = usage.get("completion_tokens")
+        figures = f"max_tokens {limit if limit is not None else 'unset (the server default)'}"
+        figures += f", completion_tokens {used}" if used is not None else ""
+        return ProviderError(
+            PROVIDER_OUTPUT_TRUNCATED,
+            f"{self.endpoint} stopped the reply at the token limit (finish_reason length; {figures})",
+            endpoint=self.endpoint,
+            turn_id=request.turn_id,
+            max_tokens=limit,
+            completion_tokens=used,
+        )
 
 
 @register_provider(PROVIDER_TYPE)

@@ -57,6 +57,7 @@ from wf_pipeline.runtime.threads import (
     frame_type_of,
     recorded_context_id,
 )
+from wf_pipeline.text.model_output import unwrap_model_output
 from wf_pipeline.tree import TreeScan
 
 log = logging.getLogger(__name__)
@@ -393,7 +394,10 @@ def _context_artifact(env: RuntimeEnv, artifact_ids: Mapping[str, str]) -> dict[
 
 
 def _checked_output(text: str, output_format: str, max_output_bytes: int) -> bytes:
-    data = canonical_text(text)
+    """The output bytes the turn stores: the reply unwrapped (`unwrap_model_output`: a leading
+    reasoning block and a surrounding fence removed), canonical, within the size limit and of
+    the turn's shape. Raises RunError RUN_OUTPUT_TOO_LARGE, RUN_OUTPUT_SHAPE."""
+    data = canonical_text(unwrap_model_output(text))
     if len(data) > max_output_bytes:
         raise RunError(RUN_OUTPUT_TOO_LARGE, f"output has {len(data)} bytes, limit {max_output_bytes}")
     if output_format == "json":
