@@ -148,6 +148,9 @@ class Directory:
                 self.names.update(_target_names(target))
         elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr)):
             self.names.update(_target_names(node.target))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            # An imported name is bound in the module (a package's re-exports are its API).
+            self.names.update(alias.asname or alias.name.split(".")[0] for alias in node.names)
 
     def unresolved(self, line: str, spans: list[str]) -> list[str]:
         """The spans of one README line that name nothing in this directory."""

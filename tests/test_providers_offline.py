@@ -241,7 +241,7 @@ def test_python_claims_follow_all_and_skip_private_names() -> None:
     by_symbol = {c.evidence_symbol: c.statement for c in loader if c.evidence_symbol}
     assert by_symbol["load_settings"] == (
         "`load_settings(path: str, *, strict: bool = True, limit=DEFAULT_LIMIT) -> Settings`"
-        " — Read settings from ``path``."
+        " — Read settings from `path`."  # the docstring's ``path``, read as Markdown
     )
     assert by_symbol["merge"] == (
         "`async merge(a: dict, b: dict, /, *extra: dict, **overrides: str) -> dict` — Merge settings dictionaries."
@@ -515,19 +515,19 @@ def test_quoted_prose_keeps_code_spans_only_for_what_the_directory_has() -> None
     module = by_kind[("module", None)]
     # Sibling definitions, files and child directories stay code; everything else turns into plain text.
     assert module.statement == (
-        "`app.py` — Read WF_HOME into ``Settings`` and ``config.py``; see missing.py and ``plugins/``."
+        "`app.py` — Read WF_HOME into `Settings` and `config.py`; see missing.py and `plugins/`."
     )
     assert module.evidence_quote == (
         "Read ``WF_HOME`` into ``Settings`` and ``config.py``; see ``missing.py`` and ``plugins/``."
     )
     # The wrapped first paragraph reads as one sentence; a parameter of the function stays code.
     assert by_kind[("function", "load")].statement == (
-        "`load(path: str, *, hex_digest: str = '') -> None` — Load ``path`` with ``Settings.from_env``, not"
+        "`load(path: str, *, hex_digest: str = '') -> None` — Load `path` with `Settings.from_env`, not"
         " invented_helper; ids look like sha256:\\<hex> or \\[a\\]\\*b\\*, one stray \\` stays literal."
     )
     # A class's constructor parameters and its own members count for its docstring.
     assert by_kind[("class", "Store")].statement == (
-        "`Store` — Keeps readings under ``root`` for ``Store.flush``, unlike Store.vanish. Methods: `flush`."
+        "`Store` — Keeps readings under `root` for `Store.flush`, unlike Store.vanish. Methods: `flush`."
     )
     report = parse_json_output(_full_thread(_grounding_context())["verification_report"], VerificationReport)
     assert report.rejected_claims == ()

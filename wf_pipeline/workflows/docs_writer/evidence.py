@@ -10,7 +10,11 @@ The rules:
   in it; neither can a child directory without a head frame.
 - A quote holds when it occurs in the cited text with runs of whitespace (spaces,
   tabs, line breaks) treated as one space, so a line wrapped differently still
-  matches; a quote that is only whitespace never holds.
+  matches; a quote that is only whitespace never holds. It holds too when, both read
+  as Markdown (`wf_pipeline.text.docstrings.rst_to_markdown`, the conversion every
+  docstring a README shows goes through), the quote occurs in the text: a quote of a
+  docstring as the README shows it (`` `OpenFile` ``) is grounded by its source
+  (``` ``OpenFile`` ```).
 - A symbol (surrounding spaces and a trailing ``()`` ignored) that is an identifier or
   a dotted name (``Config.load``) holds when it occurs in the text as a whole name (not
   inside a longer identifier: ``load`` is not in ``download``), or, in Python source,
@@ -22,16 +26,20 @@ The rules:
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 from wf_pipeline.metadata.payloads import ContextPayload
+from wf_pipeline.text.docstrings import rst_to_markdown
 from wf_pipeline.workflows.docs_writer.grounding import parsed_python
 from wf_pipeline.workflows.docs_writer.payloads import Claim
 
 PathStatus = Literal["file", "child", "omitted", "missing"]
 
+# A turn checks every claim against the few files it cites: each file's forms are made once.
+_FORMS_CACHE_SIZE = 32
 _DOTTED_NAME = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*")
 
 
@@ -64,10 +72,21 @@ def collapse_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+@functools.lru_cache(maxsize=_FORMS_CACHE_SIZE)
+def quote_forms(text: str) -> tuple[str, str]:
+    """(as written, read as Markdown) of ``text``, whitespace runs collapsed: the forms quotes
+    are compared in (`quote_occurs`)."""
+    return collapse_whitespace(text), collapse_whitespace(rst_to_markdown(text))
+
+
 def quote_occurs(quote: str, text: str) -> bool:
-    """Whether ``quote`` occurs in ``text``, whitespace runs in both counted as one space."""
-    needle = collapse_whitespace(quote)
-    return bool(needle) and needle in collapse_whitespace(text)
+    """Whether ``quote`` occurs in ``text``: as written or both read as Markdown, whitespace
+    runs in both counted as one space (`quote_forms`)."""
+    needle_written, needle_converted = quote_forms(quote)
+    if not needle_written:
+        return False
+    written, converted = quote_forms(text)
+    return needle_written in written or (bool(needle_converted) and needle_converted in converted)
 
 
 def _defines_path(module: ast.Module, parts: list[str]) -> bool:

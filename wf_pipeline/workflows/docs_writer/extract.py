@@ -11,11 +11,13 @@ keeps its code spans only where the directory's vocabulary resolves them (see
 from __future__ import annotations
 
 import ast
+import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from wf_pipeline.metadata.payloads import ContextChild, ContextFile
+from wf_pipeline.text.docstrings import rst_to_markdown
 from wf_pipeline.text.languages import canonical_language, extension_language, shebang_language
 from wf_pipeline.text.markdown import read_markdown
 from wf_pipeline.workflows.docs_writer.grounding import (
@@ -146,9 +148,15 @@ def _static_all(module: ast.Module) -> list[str] | None:
     return names
 
 
+def docstring_summary(doc: str | None) -> str:
+    """The first paragraph of a docstring on one line, its reStructuredText read as Markdown
+    (`rst_to_markdown`); "" for no docstring. Every docstring summary a README shows comes from here."""
+    return rst_to_markdown(first_paragraph(doc)) if doc else ""
+
+
 def _doc_summary(node: ast.AST, vocabulary: Vocabulary, parameters: frozenset[str] = frozenset()) -> str:
-    doc = ast.get_docstring(node)  # type: ignore[arg-type]
-    return vocabulary.ground(first_paragraph(doc), parameters) if doc else ""
+    summary = docstring_summary(ast.get_docstring(node))  # type: ignore[arg-type]
+    return vocabulary.ground(summary, parameters) if summary else ""
 
 
 def _described(rendered: str, *details: str) -> str:
@@ -169,8 +177,187 @@ def _is_main_guard(statement: ast.stmt) -> bool:
     return has_name and has_main
 
 
-def python_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> Iterator[Finding]:
-    """The module docstring, public functions and classes, and a ``__main__`` guard of a Python file."""
+def _is_overload(node: ast.stmt) -> bool:
+    """Whether ``node`` is decorated ``@overload`` (``typing``'s, or any module's ``.overload``)."""
+    decorators = getattr(node, "decorator_list", [])
+    return any(
+        (isinstance(d, ast.Name) and d.id == "overload")
+        or (isinstance(d, ast.Attribute) and d.attr == "overload")
+        for d in decorators
+    )
+
+
+def _collapsed(definitions: list[ast.stmt]) -> tuple[ast.stmt, ast.stmt]:
+    """(the definition an API entry shows, the one whose docstring it quotes) for one name.
+
+    Overloads collapse into one entry (PEP 484: the ``@overload`` variants describe the one
+    implementation that follows them): the last definition that is not an overload (what
+    the name is bound to at run time), else the first overload (a stub without an
+    implementation). Its docstring, or the first docstring among the variants.
+    """
+    implementations = [d for d in definitions if not _is_overload(d)]
+    shown = implementations[-1] if implementations else definitions[0]
+    documented = shown if ast.get_docstring(shown) else None  # type: ignore[arg-type]
+    documented = documented or next((d for d in definitions if ast.get_docstring(d)), shown)  # type: ignore[arg-type]
+    return shown, documented
+
+
+@dataclass(frozen=True)
+class ReExport:
+    """A name a module exports by importing it: ``name`` as bound, ``source`` the module as
+    written (``.registry``, ``os.path``; ``.caching`` for ``from . import caching``),
+    ``original`` its name there ("" when the name is the module itself), ``line`` the
+    1-based line of the imported name."""
+
+    name: str
+    source: str
+    original: str
+    line: int
+
+
+def _import_statements(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Top-level imports, also inside ``try`` and ``if`` blocks (optional imports)."""
+    for statement in body:
+        if isinstance(statement, (ast.Import, ast.ImportFrom)):
+            yield statement
+        elif isinstance(statement, ast.Try):
+            for block in (statement.body, *(h.body for h in statement.handlers), statement.orelse):
+                yield from _import_statements(block)
+        elif isinstance(statement, ast.If) and not _is_main_guard(statement):
+            yield from _import_statements(statement.body)
+            yield from _import_statements(statement.orelse)
+
+
+def python_reexports(module: ast.Module, *, package_init: bool) -> list[ReExport]:
+    """The imported names a module exports, each once, in source order.
+
+    The rule is the one type checkers apply to a library's public API (the typing
+    specification's "Library interface" rules, as pyright and mypy read them): with a
+    literal ``__all__``, exactly the imported names it lists; without one, a name imported
+    ``as`` itself (``from .x import a as a``), and, in a package's ``__init__.py``, every
+    public name of a relative import (``from .x import a``, ``from . import mod``). Star
+    imports are not followed.
+
+    Args:
+        module: the module's syntax tree.
+        package_init: whether the module is a package's ``__init__.py``.
+
+    Returns:
+        The re-exports, a name bound twice listed at its first import. Raises nothing.
+    """
+    exported = _static_all(module)
+    found: dict[str, ReExport] = {}
+    for statement in _import_statements(module.body):
+        relative = isinstance(statement, ast.ImportFrom) and statement.level > 0
+        source = (
+            "." * statement.level + (statement.module or "") if isinstance(statement, ast.ImportFrom) else ""
+        )
+        for alias in statement.names:
+            if alias.name == "*":
+                continue
+            if isinstance(statement, ast.Import):
+                bound = alias.asname or alias.name.split(".")[0]
+                where, original = (alias.name if alias.asname else bound), ""
+            elif source == ".":
+                # ``from . import caching``: the package's own submodule.
+                bound, where, original = alias.asname or alias.name, f".{alias.name}", ""
+            else:
+                bound, where, original = alias.asname or alias.name, source, alias.name
+            if exported is not None:
+                public = bound in exported
+            else:
+                public = not bound.startswith("_") and (
+                    alias.asname == alias.name or (package_init and relative)
+                )
+            if public and bound not in found:
+                found[bound] = ReExport(bound, where, original, getattr(alias, "lineno", statement.lineno))
+    return list(found.values())
+
+
+def local_module(source: str, directory: str) -> list[str] | None:
+    """The components of an imported module below the importing file's ``directory``, or None.
+
+    ``.registry`` (from a file of that directory) is ``["registry"]``; so is
+    ``stationkit.sensors.registry`` imported in ``src/stationkit/sensors``, an absolute
+    import whose package is the directory itself (its dotted prefix ends with the
+    directory's trailing path components). Modules elsewhere (``..x``, ``os.path``) are None.
+
+    Args:
+        source: the module as written in the import (`ReExport.source`).
+        directory: the importing file's directory, POSIX, relative to the scanned root ("" for it).
+    """
+    if source.startswith("."):
+        if source.startswith("..") or source == ".":
+            return None
+        return source[1:].split(".")
+    parts = source.split(".")
+    directory_parts = [part for part in directory.split("/") if part]
+    for size in range(min(len(directory_parts), len(parts) - 1), 0, -1):
+        if parts[:size] == directory_parts[-size:]:
+            return parts[size:]
+    return None
+
+
+def sibling_reexports(files: Iterable[ContextFile]) -> dict[str, frozenset[str]]:
+    """File name -> the names a directory's ``__init__.py`` re-exports from that sibling module.
+
+    ``from .registry import register_implementation`` in ``__init__.py`` makes
+    ``register_implementation`` part of the package's API, so ``registry.py`` documents it
+    even when its own ``__all__`` leaves it out (`local_module` says which imports are of
+    siblings). Empty without a readable ``__init__.py``.
+    """
+    init = next((f for f in files if f.name == "__init__.py" and f.text is not None), None)
+    module = parsed_python(init.text or "") if init is not None else None
+    if init is None or module is None:
+        return {}
+    directory = posixpath.dirname(init.path)
+    by_file: dict[str, set[str]] = {}
+    for reexport in python_reexports(module, package_init=True):
+        local = local_module(reexport.source, directory)
+        if reexport.original and local is not None and len(local) == 1:
+            by_file.setdefault(f"{local[0]}.py", set()).add(reexport.original)
+    return {name: frozenset(names) for name, names in by_file.items()}
+
+
+def _source_reference(source: str, directory: str, vocabulary: Vocabulary) -> str:
+    """Where a re-export comes from, as the README shows it: a sibling file or a child
+    directory as a code span, any other module as text."""
+    local = local_module(source, directory)
+    if local:
+        if len(local) == 1 and f"{local[0]}.py" in vocabulary.files:
+            return code(f"{local[0]}.py")
+        if local[0] in vocabulary.directories:
+            return code(f"{local[0]}/")
+    return vocabulary.ground(code(source))
+
+
+def _reexport_finding(
+    file: ContextFile, reexport: ReExport, lines: list[str], vocabulary: Vocabulary
+) -> Finding:
+    origin = _source_reference(reexport.source, posixpath.dirname(file.path), vocabulary)
+    if not reexport.original:
+        statement = f"{code(reexport.name)} — re-exported module ({origin})"
+    else:
+        statement = f"{code(reexport.name)} — re-exported from {origin}"
+        if reexport.original != reexport.name:
+            statement += f" (named {vocabulary.ground(code(reexport.original))} there)"
+    return Finding(
+        "export", file.path, statement, symbol=reexport.name, quote=_source_line(lines, reexport.line)
+    )
+
+
+def python_findings(
+    file: ContextFile, vocabulary: Vocabulary | None = None, also_public: Iterable[str] = ()
+) -> Iterator[Finding]:
+    """The module docstring, public functions and classes, re-exported names and a
+    ``__main__`` guard of a Python file.
+
+    A name is public when ``__all__`` lists it (else when it has no leading underscore),
+    or when it is in ``also_public`` (the names the package's ``__init__.py`` re-exports
+    from this module, `sibling_reexports`). A name defined more than once (``@overload``
+    variants, a redefinition) is one entry (`_collapsed`). Imported names the module
+    exports are entries too (`python_reexports`).
+    """
     text = file.text or ""
     module = parsed_python(text)
     if module is None:
@@ -180,46 +367,70 @@ def python_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> 
     doc = ast.get_docstring(module)
     doc_line = first_line(doc) if doc else ""
     if doc_line and doc_line in text:
-        summary = vocabulary.ground(first_paragraph(doc or ""))
+        summary = vocabulary.ground(docstring_summary(doc))
         yield Finding("module", file.path, f"{code(file.name)} — {summary}", quote=doc_line)
 
     exported = _static_all(module)
+    extra = frozenset(also_public)
 
     def is_public(name: str) -> bool:
-        return name in exported if exported is not None else not name.startswith("_")
+        listed = name in exported if exported is not None else not name.startswith("_")
+        return listed or name in extra
 
+    definitions: dict[str, list[ast.stmt]] = {}
     for statement in module.body:
-        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and is_public(statement.name):
-            prefix = "async " if isinstance(statement, ast.AsyncFunctionDef) else ""
-            rendered = code(f"{prefix}{statement.name}{python_signature(statement)}")
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            definitions.setdefault(statement.name, []).append(statement)
+    package_init = file.name == "__init__.py"
+    reexports = [r for r in python_reexports(module, package_init=package_init) if r.name not in definitions]
+    emitted: set[str] = set()
+    for statement in module.body:
+        end_line = statement.end_lineno or statement.lineno
+        for reexport in reexports:
+            if statement.lineno <= reexport.line <= end_line:
+                yield _reexport_finding(file, reexport, lines, vocabulary)
+        if not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if _is_main_guard(statement):
+                guard = _source_line(lines, statement.lineno)
+                if guard:
+                    yield Finding(
+                        "script",
+                        file.path,
+                        f"{code(file.name)} — script entry point ({code(guard)})",
+                        quote=guard,
+                    )
+            continue
+        if statement.name in emitted or not is_public(statement.name):
+            continue
+        emitted.add(statement.name)
+        shown, documented = _collapsed(definitions[statement.name])
+        if isinstance(shown, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            prefix = "async " if isinstance(shown, ast.AsyncFunctionDef) else ""
+            rendered = code(f"{prefix}{shown.name}{python_signature(shown)}")
+            summary = _doc_summary(documented, vocabulary, python_parameters(shown))
             yield Finding(
                 "function",
                 file.path,
-                _described(rendered, _doc_summary(statement, vocabulary, python_parameters(statement))),
-                symbol=statement.name,
-                quote=_source_line(lines, statement.lineno),
+                _described(rendered, summary),
+                symbol=shown.name,
+                quote=_source_line(lines, shown.lineno),
             )
-        elif isinstance(statement, ast.ClassDef) and is_public(statement.name):
-            methods = [
+        elif isinstance(shown, ast.ClassDef):
+            methods = dict.fromkeys(
                 member.name
-                for member in statement.body
+                for member in shown.body
                 if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef))
                 and not member.name.startswith("_")
-            ]
+            )
             listed = f"Methods: {', '.join(code(m) for m in methods)}." if methods else ""
-            summary = _doc_summary(statement, vocabulary, constructor_parameters(statement))
+            summary = _doc_summary(documented, vocabulary, constructor_parameters(shown))
             yield Finding(
                 "class",
                 file.path,
-                _described(code(statement.name), summary, listed),
-                symbol=statement.name,
-                quote=_source_line(lines, statement.lineno),
+                _described(code(shown.name), summary, listed),
+                symbol=shown.name,
+                quote=_source_line(lines, shown.lineno),
             )
-        elif _is_main_guard(statement):
-            guard = _source_line(lines, statement.lineno)
-            if guard:
-                statement = f"{code(file.name)} — script entry point ({code(guard)})"
-                yield Finding("script", file.path, statement, quote=guard)
 
 
 # --- JavaScript / TypeScript ----------------------------------------------------------
@@ -406,7 +617,11 @@ def _defined_names(file: ContextFile) -> set[str]:
     language = detect_language(file)
     if language == "python":
         module = parsed_python(text)
-        return python_defined_names(module) if module is not None else set()
+        if module is None:
+            return set()
+        # A name the module re-exports is bound there as much as one it defines.
+        reexported = python_reexports(module, package_init=file.name == "__init__.py")
+        return python_defined_names(module) | {reexport.name for reexport in reexported}
     if language in ("javascript", "typescript"):
         return script_defined_names(text)
     if language == "shell":
@@ -424,17 +639,23 @@ def vocabulary_of(files: Iterable[ContextFile], child_names: Iterable[str] = ())
     )
 
 
-def file_findings(file: ContextFile, vocabulary: Vocabulary | None = None) -> list[Finding]:
+def file_findings(
+    file: ContextFile, vocabulary: Vocabulary | None = None, also_public: Iterable[str] = ()
+) -> list[Finding]:
     """Findings for one file with text; a file its extractor finds nothing in still gets a file claim.
 
     Prose quoted into a statement keeps its code spans only where ``vocabulary`` (the
-    file's directory; the file alone when not given) resolves them.
+    file's directory; the file alone when not given) resolves them. ``also_public``: for a
+    Python module, the names its package re-exports from it (`sibling_reexports`).
     """
     if file.text is None:
         return []
     vocabulary = vocabulary or vocabulary_of([file])
-    extractor = _EXTRACTORS.get(detect_language(file), plain_file_findings)
-    findings = list(extractor(file, vocabulary))
+    language = detect_language(file)
+    if language == "python":
+        findings = list(python_findings(file, vocabulary, also_public))
+    else:
+        findings = list(_EXTRACTORS.get(language, plain_file_findings)(file, vocabulary))
     return findings or list(plain_file_findings(file, vocabulary))
 
 

@@ -12,7 +12,13 @@ from wf_pipeline.errors import PROVIDER_INPUT_MISSING, ProviderError
 from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
 from wf_pipeline.providers.base import ProviderRequest
 from wf_pipeline.providers.offline import OfflineTurn, json_text, parsed_input
-from wf_pipeline.workflows.docs_writer.extract import Finding, child_findings, file_findings, vocabulary_of
+from wf_pipeline.workflows.docs_writer.extract import (
+    Finding,
+    child_findings,
+    file_findings,
+    sibling_reexports,
+    vocabulary_of,
+)
 from wf_pipeline.workflows.docs_writer.payloads import Claim, EvidenceMap, ReadmeStruct, VerificationReport
 from wf_pipeline.workflows.docs_writer.render import build_readme_struct, render_readme
 from wf_pipeline.workflows.docs_writer.verify import verify_evidence_map
@@ -28,9 +34,11 @@ def build_evidence_map(context: ContextPayload) -> EvidenceMap:
     Claim ids are ``c001``, ``c002``... in that order.
     """
     vocabulary = vocabulary_of(context.files, (child.name for child in context.children))
+    # Names the package's __init__ re-exports are public in the module that defines them.
+    reexported = sibling_reexports(context.files)
     findings: list[Finding] = []
     for file in sorted(context.files, key=lambda f: f.path):
-        findings.extend(file_findings(file, vocabulary))
+        findings.extend(file_findings(file, vocabulary, reexported.get(file.name, ())))
     for child in sorted(context.children, key=lambda c: c.path):
         findings.extend(child_findings(child))
     claims = tuple(

@@ -1,0 +1,129 @@
+"""reStructuredText in docstrings, read as Markdown.
+
+Python docstrings are mostly written for Sphinx: inline literals ````x````, roles such as
+``:class:`Foo``` or ``:func:`~pkg.mod.run```, hyperlink references `` `text <url>`_ ``
+and a ``::`` that introduces a literal block. Quoted into Markdown as they are, they
+read as stray backticks and colons. `rst_to_markdown` is the one conversion; everything
+that puts docstring text into a README, and the evidence rule that compares quotes,
+call it.
+
+The forms follow the Docutils reStructuredText specification (inline markup, interpreted
+text, hyperlink references, literal blocks) and Sphinx's roles:
+
+- ````x```` (inline literal) becomes `` `x` ``.
+- A Python-domain role (``:class:``, ``:func:``, ``:meth:``, ``:mod:``, ``:attr:``,
+  ``:exc:``, ``:data:``, ``:obj:``, ``:const:``, ``:type:``, ``:py:class:`` and the other
+  ``:py:*:`` forms, also other domains' ``:c:func:`` and the like) becomes its target in
+  backticks: ``~a.b.C`` shows ``C`` (Sphinx's tilde keeps the last component), a leading
+  ``.`` or ``!`` is dropped, and an explicit title (``title <target>``) shows the title.
+- Other code-like roles (``:envvar:``, ``:option:``, ``:file:``, ``:samp:``, ``:kbd:``,
+  ``:command:``, ``:program:``, ``:makevar:``, ``:regexp:``, ``:code:``, ``:literal:``)
+  become backticks; prose roles (``:ref:``, ``:doc:``, ``:term:``, ``:abbr:``, ``:dfn:``,
+  ``:guilabel:``, ``:menuselection:``, ``:emphasis:``, ``:strong:``...) become their
+  text (a title when one is given); ``:pep:`8``` and ``:rfc:`9110``` become ``PEP 8`` and
+  ``RFC 9110``.
+- A hyperlink reference `` `text <url>`_ `` or `` `text`_ `` becomes ``text``; a trailing
+  ``::`` becomes ``:`` (an expanded literal-block marker), and a lone ``::`` goes.
+"""
+
+from __future__ import annotations
+
+import re
+
+# :role:`content`, with an optional domain (``:py:class:``) and Sphinx's ``!`` / ``~`` forms.
+_ROLE = re.compile(r":(?P<role>[A-Za-z][\w+.-]*(?::[A-Za-z][\w+.-]*)?):`(?P<content>[^`]+)`")
+_INLINE_LITERAL = re.compile(r"``(?P<content>(?:(?!``).)+?)``")
+_HYPERLINK = re.compile(r"`(?P<text>[^`<]+?)\s*(?:<[^`>]*>)?`__?(?![\w])")
+_EXPLICIT_TITLE = re.compile(r"^(?P<title>.+?)\s*<(?P<target>[^<>]+)>$", re.DOTALL)
+_LITERAL_MARKER = re.compile(r"(?<=\S)::(?=\s*$)", re.MULTILINE)
+_LONE_LITERAL_MARKER = re.compile(r"(?:(?<=\s)|^)::(?=\s*$)", re.MULTILINE)
+
+# Roles whose content is code: shown in backticks.
+CODE_ROLES = frozenset(
+    {
+        "envvar",
+        "option",
+        "file",
+        "samp",
+        "kbd",
+        "command",
+        "program",
+        "makevar",
+        "regexp",
+        "code",
+        "literal",
+        "mailheader",
+        "mimetype",
+        "token",
+        "keyword",
+    }
+)
+# Roles whose content is text: shown as it reads.
+TEXT_ROLES = frozenset(
+    {
+        "ref",
+        "doc",
+        "term",
+        "abbr",
+        "dfn",
+        "guilabel",
+        "menuselection",
+        "emphasis",
+        "strong",
+        "sub",
+        "sup",
+        "subscript",
+        "superscript",
+        "title-reference",
+        "title",
+        "t",
+        "numref",
+        "download",
+        "manpage",
+    }
+)
+
+
+def _object_name(target: str) -> str:
+    """How Sphinx shows a cross-reference target: ``~a.b.C`` as ``C``; ``!`` and a leading ``.`` dropped."""
+    target = target.strip().lstrip("!")
+    if target.startswith("~"):
+        return target[1:].rsplit(".", 1)[-1]
+    return target.lstrip(".")
+
+
+def _role(found: re.Match[str]) -> str:
+    role = found["role"].lower()
+    name = role.rsplit(":", 1)[-1]
+    content = found["content"]
+    explicit = _EXPLICIT_TITLE.match(content)
+    if name == "pep":
+        return f"PEP {content.strip()}"
+    if name == "rfc":
+        return f"RFC {content.strip()}"
+    if name in TEXT_ROLES:
+        return (explicit["title"] if explicit else content).strip()
+    if name in CODE_ROLES:
+        return f"`{content.strip()}`"
+    # Cross-references of the Python domain and the other programming-language domains.
+    shown = explicit["title"].strip() if explicit else _object_name(content)
+    return f"`{shown}`"
+
+
+def rst_to_markdown(text: str) -> str:
+    """``text`` with reStructuredText inline markup rewritten as Markdown (see the module doc).
+
+    Args:
+        text: docstring text (a line, a paragraph or a whole docstring).
+
+    Returns:
+        The converted text; text without reStructuredText markup comes back unchanged.
+        Raises nothing.
+    """
+    if "`" not in text and "::" not in text:
+        return text
+    text = _ROLE.sub(_role, text)
+    text = _INLINE_LITERAL.sub(lambda found: f"`{found['content']}`", text)
+    text = _HYPERLINK.sub(lambda found: found["text"], text)
+    text = _LITERAL_MARKER.sub(":", text)
+    return _LONE_LITERAL_MARKER.sub("", text)
