@@ -117,3 +117,51 @@ def test_a_thread_completes_when_the_server_wraps_every_answer(tmp_path, monkeyp
         assert json.loads(stored[turn_id]) == json.loads(provider.answers[turn_id])
     assert stored["style_refine"] == provider.answers["style_refine"]
     assert stored["style_refine"].startswith("# storage\n")
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "attempts", "said"),
+    [
+        # Cut at the token limit: not retried, the same request would stop at the same limit.
+        (
+            {
+                "choices": [
+                    {"message": {"role": "assistant", "content": '{"claims": ['}, "finish_reason": "length"}
+                ],
+                "usage": {"completion_tokens": 32},
+            },
+            "PROVIDER_OUTPUT_TRUNCATED",
+            1,
+            "finish_reason length; max_tokens 32, completion_tokens 32",
+        ),
+        # An error object in a 200 reply: a server error (retried), the server's words kept.
+        (
+            {"object": "error", "message": "CUDA out of memory on device 0", "type": "InternalServerError"},
+            "PROVIDER_SERVER_ERROR",
+            2,
+            "CUDA out of memory on device 0",
+        ),
+    ],
+    ids=["truncated", "error-object"],
+)
+def test_a_failing_200_reply_fails_the_turn_with_its_code_and_the_servers_words(
+    tmp_path, monkeypatch, body, code, attempts, said
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
+    with serving() as server:
+        server.respond(200, json.dumps(body).encode())
+        provider = provider_for(server.base_url, max_tokens=32)
+        env = RuntimeEnv.open(settings, provider=provider)
+        loaded = env.catalog.get(WORKFLOW)
+        (plan,) = plan_run(env, loaded, scan_tree(tree)).threads
+        thread = env.records.get_thread(plan.thread.thread_id)
+        output = run_turn(env, loaded, thread, plan.target, "evidence_gather")
+        provider.close()
+    assert (output.status, output.error_code) == ("failed", code)
+    records = env.records.turns_for_thread(plan.thread.thread_id)
+    assert [(r.attempt, r.error_code) for r in records] == [(n, code) for n in range(1, attempts + 1)]
+    assert all(said in r.error_text for r in records)
+    assert "not a JSON document" not in records[0].error_text
+    assert len(server.received) == attempts
