@@ -4,7 +4,7 @@ Python docstrings are mostly written for Sphinx: inline literals ````x````, role
 ``:class:`Foo``` or ``:func:`~pkg.mod.run```, hyperlink references `` `text <url>`_ ``
 and a ``::`` that introduces a literal block. Quoted into Markdown as they are, they
 read as stray backticks and colons. `rst_to_markdown` is the one conversion; everything
-that puts docstring text into a README, and the evidence rule that compares quotes,
+that puts docstring text into a generated document, and any rule that compares quotes,
 call it.
 
 The forms follow the Docutils reStructuredText specification (inline markup, interpreted

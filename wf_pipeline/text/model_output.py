@@ -57,7 +57,7 @@ def strip_wrapping_fence(text: str) -> str:
     """The content of a code fence that is the whole of ``text``, else ``text`` unchanged.
 
     The fence counts only when every non-blank line of ``text`` belongs to it (so a
-    README that starts and ends with code blocks is left whole) and its info string is
+    Markdown document that starts and ends with code blocks is left whole) and its info string is
     empty or names an output format (`WRAPPING_FENCE_INFOS`, any case).
 
     Args:
