@@ -174,6 +174,7 @@ def test_which_imports_are_of_the_directory_itself(
         ("Read `the docs <https://example.org>`_ or `Intro`_.", "Read the docs or Intro."),
         ("In a structure like::", "In a structure like:"),
         ("Plain `code` and *emphasis* stay.", "Plain `code` and *emphasis* stay."),
+        (r"attach all :func:`option`\s and :class:`Foo`\ s", "attach all `option`s and `Foo`s"),
     ],
 )
 def test_restructuredtext_becomes_markdown(rst: str, markdown: str) -> None:

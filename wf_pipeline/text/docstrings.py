@@ -22,6 +22,8 @@ text, hyperlink references, literal blocks) and Sphinx's roles:
   ``:guilabel:``, ``:menuselection:``, ``:emphasis:``, ``:strong:``...) become their
   text (a title when one is given); ``:pep:`8``` and ``:rfc:`9110``` become ``PEP 8`` and
   ``RFC 9110``.
+- A backslash right after inline markup (``:func:`option`\\s``) goes, with the space it
+  escapes (``\\ ``).
 - A hyperlink reference `` `text <url>`_ `` or `` `text`_ `` becomes ``text``; a trailing
   ``::`` becomes ``:`` (an expanded literal-block marker), and a lone ``::`` goes.
 """
@@ -36,6 +38,9 @@ _INLINE_LITERAL = re.compile(r"``(?P<content>(?:(?!``).)+?)``")
 _HYPERLINK = re.compile(r"`(?P<text>[^`<]+?)\s*(?:<[^`>]*>)?`__?(?![\w])")
 _EXPLICIT_TITLE = re.compile(r"^(?P<title>.+?)\s*<(?P<target>[^<>]+)>$", re.DOTALL)
 _LITERAL_MARKER = re.compile(r"(?<=\S)::(?=\s*$)", re.MULTILINE)
+# An escaped character right after inline markup (``:func:`option`\s``) ends the markup and
+# reads as the character; an escaped space (``\ ``) reads as nothing (Docutils: escaping mechanism).
+_ESCAPE_AFTER_MARKUP = re.compile(r"(?<=`)\\(?: |(?=\w))")
 _LONE_LITERAL_MARKER = re.compile(r"(?:(?<=\s)|^)::(?=\s*$)", re.MULTILINE)
 
 # Roles whose content is code: shown in backticks.
@@ -125,5 +130,6 @@ def rst_to_markdown(text: str) -> str:
     text = _ROLE.sub(_role, text)
     text = _INLINE_LITERAL.sub(lambda found: f"`{found['content']}`", text)
     text = _HYPERLINK.sub(lambda found: found["text"], text)
+    text = _ESCAPE_AFTER_MARKUP.sub("", text)
     text = _LITERAL_MARKER.sub(":", text)
     return _LONE_LITERAL_MARKER.sub("", text)
