@@ -117,6 +117,11 @@ def test_the_package_api_includes_what_init_re_exports() -> None:
         ('from .a import x, y\nfrom os import sep\n__all__ = ["x", "sep"]\n', ["x", "sep"]),
         ('from .a import x, y\n__all__ = ("y",)\n', ["y"]),
         ('from .a import x\nfrom .b import y\n__all__ = ["x"]\n__all__ += ["y"]\n', ["x", "y"]),
+        (
+            'from .a import x, y, z, w\n__all__ = ["x"]\n__all__.extend(["y", "w"])\n'
+            '__all__.append("z")\n__all__.remove("w")\n',
+            ["x", "y", "z"],
+        ),
         # Without __all__: relative imports of public names, and ``import a as a`` forms.
         (
             "from .a import x, _y\nimport json\nimport numpy as numpy\nfrom os import sep as sep\n",

@@ -124,16 +124,43 @@ def python_signature(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
     return f"({', '.join(parts)}){returns}"
 
 
+def _all_method_call(statement: ast.stmt) -> tuple[str, ast.expr] | None:
+    """(method, argument) of an ``__all__.extend(...)`` / ``.append(...)`` / ``.remove(...)`` statement."""
+    if not isinstance(statement, ast.Expr) or not isinstance(statement.value, ast.Call):
+        return None
+    call = statement.value
+    func = call.func
+    if (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "__all__"
+        and func.attr in ("extend", "append", "remove")
+        and len(call.args) == 1
+        and not call.keywords
+    ):
+        return func.attr, call.args[0]
+    return None
+
+
 def _static_all(module: ast.Module) -> list[str] | None:
-    """Names in a literal ``__all__`` (assignments and ``+=``); None when absent or computed."""
+    """Names in a literal ``__all__``; None when absent or computed.
+
+    The forms are those the typing specification's "Library interface" rules let a type
+    checker read: ``__all__ = [...]`` (or a tuple), ``__all__ += [...]``,
+    ``__all__.extend([...])``, ``__all__.append("x")`` and ``__all__.remove("x")``. A value
+    that is not a literal (``__all__ += core.__all__``) makes the whole list unknown.
+    """
     names: list[str] | None = None
     for statement in module.body:
+        method_call = _all_method_call(statement)
         if isinstance(statement, ast.Assign):
-            targets, value, extend = statement.targets, statement.value, False
+            targets, value, mode = statement.targets, statement.value, "set"
         elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
-            targets, value, extend = [statement.target], statement.value, False
+            targets, value, mode = [statement.target], statement.value, "set"
         elif isinstance(statement, ast.AugAssign) and isinstance(statement.op, ast.Add):
-            targets, value, extend = [statement.target], statement.value, True
+            targets, value, mode = [statement.target], statement.value, "extend"
+        elif method_call is not None:
+            targets, (mode, value) = [ast.Name(id="__all__")], method_call
         else:
             continue
         if not any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
@@ -142,9 +169,16 @@ def _static_all(module: ast.Module) -> list[str] | None:
             literal = ast.literal_eval(value)
         except ValueError:
             return None
+        if mode in ("append", "remove"):
+            literal = [literal]
         if not isinstance(literal, (list, tuple)) or not all(isinstance(n, str) for n in literal):
             return None
-        names = [*(names or []), *literal] if extend else list(literal)
+        if mode == "set":
+            names = list(literal)
+        elif mode == "remove":
+            names = [name for name in names or [] if name not in literal]
+        else:
+            names = [*(names or []), *literal]
     return names
 
 
