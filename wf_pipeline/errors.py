@@ -232,6 +232,11 @@ PROFILE_PARSE_ERROR = _code(
 PROFILE_SCHEMA_INVALID = _code(
     "PROFILE_SCHEMA_INVALID", ProfileError, meaning="a profile does not match the profile schema"
 )
+PROFILE_TEMPLATE_LIMIT = _code(
+    "PROFILE_TEMPLATE_LIMIT",
+    ProfileError,
+    meaning="rendering a prompt template went over its bound in output bytes, value size or time",
+)
 PROFILE_TEMPLATE_RENDER_FAILED = _code(
     "PROFILE_TEMPLATE_RENDER_FAILED", ProfileError, meaning="a prompt template failed while rendering"
 )
