@@ -171,6 +171,21 @@ CONFIG_STORE_NOT_SHARED = _code(
     ConfigError,
     meaning="a store lives in one process's memory, which the steps of an out-of-process executor cannot reach",
 )
+CONFIG_INSTANCE_ENV_MISSING = _code(
+    "CONFIG_INSTANCE_ENV_MISSING",
+    ConfigError,
+    meaning="the Dagster instance's dagster.yaml reads an environment variable that is not set",
+)
+CONFIG_INSTANCE_REFUSED = _code(
+    "CONFIG_INSTANCE_REFUSED",
+    ConfigError,
+    meaning="the Dagster instance's PostgreSQL server refused the login or the database",
+)
+CONFIG_INSTANCE_UNREACHABLE = _code(
+    "CONFIG_INSTANCE_UNREACHABLE",
+    ConfigError,
+    meaning="the Dagster instance's PostgreSQL server cannot be reached",
+)
 CONFIG_PROVIDER_MISSING = _code(
     "CONFIG_PROVIDER_MISSING", ConfigError, meaning="no provider is configured for the runtime"
 )
