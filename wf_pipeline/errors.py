@@ -186,6 +186,11 @@ CONFIG_INSTANCE_UNREACHABLE = _code(
     ConfigError,
     meaning="the Dagster instance's PostgreSQL server cannot be reached",
 )
+CONFIG_UI_UNAVAILABLE = _code(
+    "CONFIG_UI_UNAVAILABLE",
+    ConfigError,
+    meaning="the dg command that serves the Dagster UI (dagster-dg-cli) is not installed",
+)
 CONFIG_PROVIDER_MISSING = _code(
     "CONFIG_PROVIDER_MISSING", ConfigError, meaning="no provider is configured for the runtime"
 )

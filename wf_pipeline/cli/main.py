@@ -10,6 +10,7 @@ by argparse with the usage line. Output goes through `wf_pipeline.cli.output`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -259,6 +260,29 @@ def cmd_threads(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """``wf ui``: serve the Dagster UI over the same instance and profiles as every ``wf`` command.
+
+    Args:
+        args: the parsed command line (``port``, ``host``).
+
+    Returns:
+        Does not return on success: the process becomes ``dg dev`` (so Ctrl-C reaches
+        Dagster's own shutdown, which stops every process it started).
+
+    Raises:
+        WfError: ``CONFIG_UI_UNAVAILABLE``, ``CONFIG_INSTANCE_*`` and the settings'
+            ``CONFIG_*`` errors; `main` prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    argv, env = service.dagster_ui_command(_settings(), port=args.port, host=args.host)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)
+    return EXIT_FAILED  # not reached: execve replaces the process or raises OSError
+
+
 # --- rendering -----------------------------------------------------------------------
 
 
@@ -440,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     threads.add_argument("thread_id", nargs="?", metavar="THREAD_ID", help="for show: the thread's id")
     threads.add_argument("--workflow", help="only threads of this workflow")
+
+    ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
+    ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")
+    ui.add_argument("--host", help="the webserver's host (default 127.0.0.1)")
     return parser
 
 
