@@ -173,3 +173,20 @@ def test_a_bad_profile_warning_prints_once_through_the_console(tmp_path):
     result = box.wf("profiles", "list")
     assert result.returncode == 0
     assert result.stderr.count("PROFILE_PARSE_ERROR: ") == 1, result.stderr
+
+
+def test_every_positional_argument_of_every_command_has_help():
+    import argparse
+
+    from wf_pipeline.cli.main import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [
+        f"{name} {action.dest}"
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not action.option_strings and not action.help
+    ]
+    assert missing == []
+    assert len(commands.choices) >= 8
