@@ -182,3 +182,64 @@ def test_a_server_that_refuses_the_database_is_named_with_its_reason(tmp_path, s
     )
     assert missing in stderr and "does not exist" in stderr
     assert "not-shown-anywhere" not in stderr
+
+
+@pytest.fixture
+def password_refusing_server() -> Iterator[int]:
+    """A loopback server that answers PostgreSQL's start-up as a server does for a wrong
+    password: no TLS ('N'), then an ErrorResponse with SQLSTATE 28P01 (protocol 3.0)."""
+    import struct
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def read_message(conn: socket.socket) -> bytes:
+        (length,) = struct.unpack("!I", conn.recv(4, socket.MSG_WAITALL))
+        return conn.recv(length - 4, socket.MSG_WAITALL)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                body = read_message(conn)
+                if body[:4] == struct.pack("!I", 80877103):  # SSLRequest: refuse TLS, read the start-up
+                    conn.sendall(b"N")
+                    read_message(conn)
+                fields = b"".join(
+                    tag + text + b"\0"
+                    for tag, text in (
+                        (b"S", b"FATAL"),
+                        (b"V", b"FATAL"),
+                        (b"C", b"28P01"),
+                        (b"M", b'password authentication failed for user "postgres"'),
+                    )
+                )
+                payload = fields + b"\0"
+                conn.sendall(b"E" + struct.pack("!I", len(payload) + 4) + payload)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()
+
+
+def test_a_wrong_password_is_named_as_refused(tmp_path, password_refusing_server):
+    settings = {
+        **FULL,
+        "DAGSTER_PG_PORT": str(password_refusing_server),
+        "DAGSTER_PG_PASSWORD": "wrong-secret",
+    }
+    stderr = _assert_one_coded_line(
+        _wf_with_postgres_instance(tmp_path, **settings), "CONFIG_INSTANCE_REFUSED"
+    )
+    assert "password authentication failed" in stderr
+    assert "wrong-secret" not in stderr
