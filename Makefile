@@ -1,10 +1,11 @@
 # Every target installs into .venv at the repository root; nothing global is touched.
+# WF_HOME is left to the environment: unset, every target uses wf's own default, ~/.wf,
+# the same home as the README's .venv/bin/wf commands.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
-export WF_HOME ?= $(CURDIR)/.wf
 
 .PHONY: install run test test-fast lint bench dagster-ui clean
 
@@ -38,10 +39,12 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run_all.py
 
-# Runs launched from the UI batch their events as CLI runs do: the instance's dagster.yaml
-# says so (see README, The Dagster UI).
+# `wf ui` prepares the home's instance (its dagster.yaml: batched events, no telemetry, no
+# community modal) and becomes `dg dev` on it; Ctrl-C reaches Dagster's own shutdown.
+# UI_ARGS, e.g. UI_ARGS="--port 3001", goes to `wf ui`.
 dagster-ui: $(STAMP)
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(WF_HOME)/dagster} $(BIN)/dagster dev -w workspace.yaml
+	exec $(BIN)/wf ui $(UI_ARGS)
 
+# The home (~/.wf or $WF_HOME) holds records and outputs, and is never removed here.
 clean:
-	rm -rf $(VENV) .wf
+	rm -rf $(VENV)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +16,27 @@ POSTGRES_URLS = (
     "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
     "postgresql+psycopg2://root@127.0.0.1:5432/test",
 )
+
+
+_TEST_HOME_KEY = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point WF_HOME at a temporary folder for the whole session (each xdist worker its own).
+
+    wf's default home is ~/.wf, shared with the user's own runs; a test that forgets to
+    isolate its settings must never read or write there. DAGSTER_HOME then follows WF_HOME.
+    """
+    home = tempfile.mkdtemp(prefix="wf-test-home-")
+    config.stash[_TEST_HOME_KEY] = home
+    os.environ["WF_HOME"] = home
+    os.environ.pop("DAGSTER_HOME", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_TEST_HOME_KEY, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 class RecordStoreTarget(NamedTuple):

@@ -212,14 +212,34 @@ def test_run_refuses_executor_settings_no_run_can_use_before_writing_anything(sa
     assert snapshot(sandbox.cwd.parent) == before
 
 
-def test_overwrite_without_in_place_is_refused(sandbox):
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", WORKFLOW, "{tree}", "--overwrite"],
+        ["--json", "run", WORKFLOW, "{tree}", "--overwrite"],
+        ["threads", "show"],
+        ["profiles", "show"],
+        ["run", WORKFLOW],
+        ["no-such-command"],
+    ],
+    ids=[
+        "overwrite-alone",
+        "overwrite-alone-json",
+        "threads-show",
+        "profiles-show",
+        "missing-path",
+        "unknown",
+    ],
+)
+def test_usage_errors_exit_2_with_the_usage_line_and_write_nothing(sandbox, args):
     tree = copy_tree(SAMPLE_REPO / "stationkit" / "sensors", sandbox.cwd / "sensors")
     before = snapshot(sandbox.cwd.parent)
 
-    result = sandbox.wf("run", WORKFLOW, str(tree), "--overwrite")
+    result = sandbox.wf(*[arg.format(tree=tree) for arg in args])
 
-    assert result.returncode == 1  # a WfError, like every refused input
-    assert result.stderr.startswith("RUN_BAD_ARGUMENTS:")
+    assert result.returncode == 2, (result.returncode, result.stderr)  # argparse's status, as documented
+    assert result.stderr.startswith("usage: wf"), result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
     assert snapshot(sandbox.cwd.parent) == before
 
 
@@ -444,22 +464,80 @@ def test_profiles_validate_file_reports_the_profile_error_code(sandbox, as_json)
     result = sandbox.wf("profiles", "validate", "--file", str(broken), *(["--json"] if as_json else []))
     assert result.returncode == 1
     if as_json:
-        assert json.loads(result.stdout)["error"]["code"] == "PROFILE_DUPLICATE_SEQ"
+        report = json.loads(result.stdout)
+        assert report["valid"] == []
+        assert [(bad["code"], bad["path"]) for bad in report["invalid"]] == [
+            ("PROFILE_DUPLICATE_SEQ", str(broken))
+        ]
     else:
-        assert result.stderr.startswith("PROFILE_DUPLICATE_SEQ:"), result.stderr
+        assert "PROFILE_DUPLICATE_SEQ: " in result.stdout, result.stdout
 
 
 def test_profiles_validate_file_accepts_the_shipped_profile(sandbox):
     copy = _copy_shipped_profile(sandbox.cwd)
-    assert sandbox.wf_json("profiles", "validate", "--file", str(copy)) == {"valid": [WORKFLOW]}
+    assert sandbox.wf_json("profiles", "validate", "--file", str(copy)) == {
+        "valid": [WORKFLOW],
+        "invalid": [],
+    }
 
 
 def test_profiles_validate_reports_a_broken_workspace_profile(sandbox):
     _copy_shipped_profile(sandbox.cwd)
-    _duplicate_seq_profile(sandbox.cwd / "profiles" / f"{WORKFLOW}.yaml")
+    broken = _duplicate_seq_profile(sandbox.cwd / "profiles" / f"{WORKFLOW}.yaml")
     result = sandbox.wf("profiles", "validate")
     assert result.returncode == 1
-    assert result.stderr.startswith("PROFILE_DUPLICATE_SEQ:"), result.stderr
+    assert f"PROFILE_DUPLICATE_SEQ: {broken}" in result.stdout, result.stdout
+    # The built-in layer's profile of the same id still loads and validates.
+    assert "valid: " + WORKFLOW in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("workflow_id: [unclosed\n", "PROFILE_PARSE_ERROR"),
+        ("workflow_id: x\nturns: 3\n", "PROFILE_SCHEMA_INVALID"),
+    ],
+    ids=["yaml", "schema"],
+)
+@pytest.mark.parametrize("layer", ["workspace", "user"])
+def test_one_bad_profile_file_blocks_no_command(sandbox, text, code, layer):
+    root = sandbox.cwd if layer == "workspace" else sandbox.config_dir
+    bad = root / "profiles" / "broken.yaml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(text)
+
+    listed = sandbox.wf("profiles", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert WORKFLOW in {row["workflow_id"] for row in json.loads(listed.stdout)}
+    assert f"{code}: " in listed.stderr and str(bad) in listed.stderr  # a warning naming the file
+
+    report = sandbox.wf_json("profiles", "validate", expect_rc=1)
+    assert report["valid"] == [WORKFLOW]
+    assert [(b["path"], b["layer"], b["code"]) for b in report["invalid"]] == [(str(bad), layer, code)]
+
+    tree = copy_tree(SAMPLE_REPO / "stationkit" / "sensors", sandbox.cwd / "sensors")
+    summary = sandbox.wf_json("run", WORKFLOW, str(tree))
+    assert [t["status"] for t in summary["threads"]] == ["completed"]
+
+
+def test_profiles_validate_renders_every_template_against_a_sample_context(sandbox):
+    profile = _copy_shipped_profile(sandbox.cwd)
+    prompt = sandbox.cwd / "assets" / "prompts" / "docs_writer" / "verification.md"
+    # Loads (the names are the turn's), fails on every target: a string has no such attribute.
+    prompt.write_text(prompt.read_text() + "\n{{ inputs.context.no_such_attribute }}\n")
+
+    report = sandbox.wf_json("profiles", "validate", expect_rc=1)
+    assert report["valid"] == []
+    assert [(b["path"], b["code"]) for b in report["invalid"]] == [
+        (str(profile), "PROFILE_TEMPLATE_UNDEFINED")
+    ]
+    assert "verification" in report["invalid"][0]["message"]
+
+    prompt.write_text(
+        "{% for a in range(100000) %}{% for b in range(100000) %}{{ inputs.context }}{% endfor %}{% endfor %}\n"
+    )
+    report = sandbox.wf_json("profiles", "validate", expect_rc=1)
+    assert [b["code"] for b in report["invalid"]] == ["PROFILE_TEMPLATE_LIMIT"]
 
 
 def test_profiles_show_describes_the_four_turns(sandbox):

@@ -61,6 +61,37 @@ def test_dagster_validates_the_code_location(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_code_location_loads_the_good_profiles_beside_a_broken_one(tmp_path):
+    dagster_home = tmp_path / "dagster-home"
+    dagster_home.mkdir()
+    broken = tmp_path / "user-config" / "profiles" / "broken.yaml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("workflow_id: [unclosed\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WF_")}
+    env.update(
+        DAGSTER_HOME=str(dagster_home),
+        WF_HOME=str(tmp_path / "wf-home"),
+        WF_CONFIG_DIR=str(tmp_path / "user-config"),
+    )
+    script = (
+        "from wf_pipeline.definitions import defs; "
+        "print(sorted(job.name for job in defs.resolve_all_job_defs()))"
+    )
+
+    result = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "python"), "-c", script],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert WORKFLOW in result.stdout
+    assert f"PROFILE_PARSE_ERROR: {broken}" in result.stderr  # the warning names the file and its code
+
+
 @pytest.fixture
 def code_location_defs(tmp_path, monkeypatch) -> Definitions:
     """``wf_pipeline.definitions.defs`` as the code location loads it, with no user or workspace profiles."""

@@ -171,12 +171,14 @@ def test_missing_required_top_level_field_is_schema_invalid(tmp_path: Path) -> N
     assert error.details["fields"] == ["gates"]
 
 
-def test_duplicate_workflow_id_within_one_layer_fails(tmp_path: Path) -> None:
+def test_duplicate_workflow_id_within_one_layer_is_one_problem(tmp_path: Path) -> None:
     root = write_layer_root(tmp_path, {"a.yaml": profile_doc(), "b.yml": profile_doc(title="Again")})
-    with pytest.raises(ProfileError) as caught:
-        load_catalog([Layer("workspace", root)])
-    assert caught.value.code == "PROFILE_DUPLICATE_WORKFLOW_ID"
-    assert len(caught.value.details["paths"]) == 2
+    catalog = load_catalog([Layer("workspace", root)])
+    assert [problem.error.code for problem in catalog.problems] == ["PROFILE_DUPLICATE_WORKFLOW_ID"]
+    assert len(catalog.problems[0].error.details["paths"]) == 2
+    assert catalog.problems[0].path.name == "b.yml"
+    # The first file by path is kept.
+    assert catalog.get("tiny_flow").profile.title == "Tiny flow"
 
 
 def test_missing_prompt_file_is_unresolved(tmp_path: Path) -> None:
@@ -348,14 +350,45 @@ def test_workspace_beats_user_beats_builtin(tmp_path: Path) -> None:
     assert load_catalog([builtin]).get("tiny_flow").layer == "builtin"
 
 
-def test_a_broken_shadowed_profile_still_fails_the_catalog(tmp_path: Path) -> None:
+def test_a_broken_shadowed_profile_is_reported_as_a_problem(tmp_path: Path) -> None:
     workspace, user, builtin = three_layers(tmp_path)
     (tmp_path / "user" / "profiles" / "tiny.yaml").write_text(
         yaml.safe_dump(with_turn_change(1, seq=1)), encoding="utf-8"
     )
+    catalog = load_catalog([workspace, user, builtin])
+    assert [(p.layer, p.error.code) for p in catalog.problems] == [("user", "PROFILE_DUPLICATE_SEQ")]
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("workflow_id: [unclosed\n", "PROFILE_PARSE_ERROR"),
+        ("workflow_id: broken_flow\nturns: 3\n", "PROFILE_SCHEMA_INVALID"),
+    ],
+)
+@pytest.mark.parametrize("bad_layer", ["workspace", "user", "builtin"])
+def test_one_bad_file_in_any_layer_leaves_every_other_profile_loaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, code: str, bad_layer: str
+) -> None:
+    layers = {
+        "workspace": write_layer_root(tmp_path / "ws", {"ws.yaml": profile_doc(workflow_id="ws_flow")}),
+        "user": write_layer_root(tmp_path / "user", {"user.yaml": profile_doc(workflow_id="user_flow")}),
+        "builtin": write_layer_root(tmp_path / "b", {"b.yaml": profile_doc(workflow_id="builtin_flow")}),
+    }
+    bad = layers[bad_layer] / "profiles" / "aaa_broken.yaml"
+    bad.write_text(text, encoding="utf-8")
+    with caplog.at_level("WARNING", logger="wf_pipeline.profiles.loader"):
+        catalog = load_catalog([Layer(name, root) for name, root in layers.items()])  # type: ignore[arg-type]
+    assert sorted(catalog.profiles) == ["builtin_flow", "user_flow", "ws_flow"]
+    assert [(p.path, p.layer, p.error.code) for p in catalog.problems] == [(bad, bad_layer, code)]
+    assert any(
+        record.getMessage().startswith(f"{code}: ") and str(bad) in record.getMessage()
+        for record in caplog.records
+    )
     with pytest.raises(ProfileError) as caught:
-        load_catalog([workspace, user, builtin])
-    assert caught.value.code == "PROFILE_DUPLICATE_SEQ"
+        catalog.get("broken_flow")
+    assert caught.value.code == "PROFILE_NOT_FOUND"
+    assert str(bad) in caught.value.message
 
 
 def test_relative_prompt_refs_resolve_against_their_own_layer_root(tmp_path: Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+
 import pytest
 
 from wf_pipeline.errors import ProfileError
@@ -108,3 +111,60 @@ def test_referenced_names_finds_top_level_and_input_keys() -> None:
     )
     assert variables == {"target_name", "inputs"}
     assert input_keys == {"context", "evidence_map"}
+
+
+# --- bounds: output bytes, value sizes, time --------------------------------------------
+
+# Each of these would need more than 10 GB (or hours) if rendered without bounds.
+UNBOUNDED_TEMPLATES = {
+    "nested-loops-output": (
+        "{% for a in range(100000) %}{% for b in range(100000) %}{{ 'x' * 1000 }}{% endfor %}{% endfor %}"
+    ),
+    "repeat": "{{ 'x' * 10**10 }}",
+    "power": "{{ 2 ** 100000000000 }}",
+    "doubling-concat": (
+        "{% set ns = namespace(s='ab') %}{% for i in range(80) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
+        "{{ ns.s|length }}"
+    ),
+    "doubling-plus": (
+        "{% set ns = namespace(s=[1]) %}{% for i in range(80) %}{% set ns.s = ns.s + ns.s %}{% endfor %}"
+        "{{ ns.s|length }}"
+    ),
+    "center": "{{ 'x'|center(10000000000) }}",
+    "printf-width": "{{ '%10000000000s' % 'x' }}",
+    "format-filter": "{{ '%10000000000s'|format('x') }}",
+    "str-format": "{{ '{:>10000000000}'.format('x') }}",
+}
+
+
+@pytest.mark.parametrize("text", list(UNBOUNDED_TEMPLATES.values()), ids=list(UNBOUNDED_TEMPLATES))
+def test_a_template_asking_for_too_much_gives_the_limit_code_quickly(text: str) -> None:
+    started = time.monotonic()
+    assert render_code(text) == "PROFILE_TEMPLATE_LIMIT"
+    assert time.monotonic() - started < 5
+
+
+def test_the_output_bound_counts_utf8_bytes() -> None:
+    assert render_prompt("{{ 'é' * 5 }}", VARIABLES, max_bytes=10) == "é" * 5
+    with pytest.raises(ProfileError) as caught:
+        render_prompt("{% for i in range(6) %}é{% endfor %}", VARIABLES, max_bytes=10)
+    assert caught.value.code == "PROFILE_TEMPLATE_LIMIT"
+    assert caught.value.details["limit_bytes"] == 10 and caught.value.details["size"] == 12
+
+
+def test_loops_that_print_nothing_are_bounded_in_time() -> None:
+    text = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
+    started = time.monotonic()
+    with pytest.raises(ProfileError) as caught:
+        render_prompt(text, VARIABLES, timeout_s=0.5)
+    elapsed = time.monotonic() - started
+    assert caught.value.code == "PROFILE_TEMPLATE_LIMIT"
+    assert caught.value.details["limit_s"] == 0.5
+    assert elapsed < 3
+
+
+def test_bounds_leave_ordinary_templates_and_the_callers_tracer_alone() -> None:
+    previous = sys.gettrace()
+    text = "{{ target_name ~ '/' ~ target_path }} {{ 3 * 4 }} {{ [1] + [2] }} {{ '%3s'|format('x') }} {{ '{:>3}'.format('y') }}"
+    assert render_prompt(text, VARIABLES) == "sub/pkg/sub 12 [1, 2]   x   y"
+    assert sys.gettrace() is previous

@@ -171,6 +171,26 @@ CONFIG_STORE_NOT_SHARED = _code(
     ConfigError,
     meaning="a store lives in one process's memory, which the steps of an out-of-process executor cannot reach",
 )
+CONFIG_INSTANCE_ENV_MISSING = _code(
+    "CONFIG_INSTANCE_ENV_MISSING",
+    ConfigError,
+    meaning="the Dagster instance's dagster.yaml reads an environment variable that is not set",
+)
+CONFIG_INSTANCE_REFUSED = _code(
+    "CONFIG_INSTANCE_REFUSED",
+    ConfigError,
+    meaning="the Dagster instance's PostgreSQL server refused the login or the database",
+)
+CONFIG_INSTANCE_UNREACHABLE = _code(
+    "CONFIG_INSTANCE_UNREACHABLE",
+    ConfigError,
+    meaning="the Dagster instance's PostgreSQL server cannot be reached",
+)
+CONFIG_UI_UNAVAILABLE = _code(
+    "CONFIG_UI_UNAVAILABLE",
+    ConfigError,
+    meaning="the dg command that serves the Dagster UI (dagster-dg-cli) is not installed",
+)
 CONFIG_PROVIDER_MISSING = _code(
     "CONFIG_PROVIDER_MISSING", ConfigError, meaning="no provider is configured for the runtime"
 )
@@ -231,6 +251,11 @@ PROFILE_PARSE_ERROR = _code(
 )
 PROFILE_SCHEMA_INVALID = _code(
     "PROFILE_SCHEMA_INVALID", ProfileError, meaning="a profile does not match the profile schema"
+)
+PROFILE_TEMPLATE_LIMIT = _code(
+    "PROFILE_TEMPLATE_LIMIT",
+    ProfileError,
+    meaning="rendering a prompt template went over its bound in output bytes, value size or time",
 )
 PROFILE_TEMPLATE_RENDER_FAILED = _code(
     "PROFILE_TEMPLATE_RENDER_FAILED", ProfileError, meaning="a prompt template failed while rendering"

@@ -1,13 +1,16 @@
 """The ``wf`` command: parse arguments, call one function, format the answer.
 
-Every failure the product knows about is a WfError; it is printed as ``code: message``
-(or as JSON with ``--json``) and the command exits with status 1.
+Exit statuses: 0 success; 1 an error (every failure the product knows about is a WfError,
+printed as ``CODE: message`` on stderr, or as JSON with ``--json``), or a run in which a
+thread failed; 2 a usage error, anything the command line alone shows to be wrong (an
+unknown command or option, a missing argument, options that exclude each other), printed
+by argparse with the usage line. Output goes through `wf_pipeline.cli.output`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,13 +18,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from wf_pipeline import __version__
+from wf_pipeline.cli.output import emit, plural, print_table, stderr_console, warnings_to
 from wf_pipeline.errors import WfError
 from wf_pipeline.settings import Settings
 
+EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_USAGE = 2  # argparse's own status for a bad command line
 
 
 def _settings() -> Settings:
@@ -30,10 +35,7 @@ def _settings() -> Settings:
 
 
 def _emit(args: argparse.Namespace, payload: Any, render: Callable[[Console, Any], None]) -> None:
-    if args.json:
-        print(json.dumps(payload, indent=2, sort_keys=True))
-    else:
-        render(Console(), payload)
+    emit(args.json, payload, render)
 
 
 # --- commands ------------------------------------------------------------------------
@@ -58,10 +60,17 @@ def cmd_scan(args: argparse.Namespace) -> int:
     summary = service.scan(_settings(), Path(args.path))
 
     def render(console: Console, s: dict) -> None:
-        console.print(f"[bold]{s['root']}[/]  root {s['root_id']}")
-        console.print(f"{s['directories']} directories, {s['files']} files; omitted {s['omitted']}")
+        console.print(f"{s['root']}  root {s['root_id']}", markup=False, highlight=False)
+        omitted = [plural(count, f"{reason} file") for reason, count in sorted(s["omitted"].items()) if count]
+        console.print(
+            f"{plural(s['directories'], 'directory')}, {plural(s['files'], 'file')}; "
+            f"left out of prompts: {', '.join(omitted) if omitted else 'none'}",
+            highlight=False,
+        )
         for warning in s["warnings"]:
-            console.print(f"[yellow]{warning['code']}[/]: {warning['path']}")
+            console.print(
+                f"{warning['code']}: {warning['message']}", markup=False, highlight=False, style="yellow"
+            )
 
     _emit(args, summary, render)
     return 0
@@ -75,32 +84,38 @@ def cmd_profiles(args: argparse.Namespace) -> int:
             validate, ``json``).
 
     Returns:
-        The exit status, 0. ``list`` prints one row per profile, ``validate`` the valid
-        workflow ids, ``show`` the resolved profile as JSON.
+        The exit status. ``list`` prints one row per profile (0); ``validate`` the valid
+        workflow ids and each bad file with its code, 1 when any file is bad; ``show`` the
+        resolved profile as JSON (0). A bad file never hides the good ones.
 
     Raises:
-        SystemExit: ``show`` without a WORKFLOW_ID (exit status 1, argparse-style usage error).
         WfError: ``CONFIG_*`` for bad settings, ``PROFILE_NOT_FOUND`` and the loader's other
-            ``PROFILE_*`` errors; `main` prints them and exits 1.
+            ``PROFILE_*`` errors; `main` prints them and exits 1. ``show`` without a
+            WORKFLOW_ID is a usage error (`main` exits 2).
     """
     from wf_pipeline import service
 
     settings = _settings()
     if args.action == "validate":
         result = service.validate_profiles(settings, Path(args.file) if args.file else None)
-        _emit(args, result, lambda c, p: c.print(f"valid: {', '.join(p['valid'])}"))
-        return 0
+
+        def render_validation(console: Console, p: dict) -> None:
+            console.print(f"valid: {', '.join(p['valid']) or 'none'}", markup=False, highlight=False)
+            for bad in p["invalid"]:
+                console.print(f"{bad['code']}: {bad['message']}", markup=False, highlight=False, style="red")
+
+        _emit(args, result, render_validation)
+        return EXIT_FAILED if result["invalid"] else EXIT_OK
     if args.action == "show":
-        if not args.workflow_id:
-            raise SystemExit("wf profiles show needs a WORKFLOW_ID")
         _emit(args, service.show_profile(settings, args.workflow_id), lambda c, p: c.print_json(data=p))
         return 0
 
     def render(console: Console, data: list[dict]) -> None:
-        table = Table("workflow_id", "version", "layer", "source", "title")
-        for row in data:
-            table.add_row(row["workflow_id"], row["version"], row["layer"], row["source"], row["title"])
-        console.print(table)
+        print_table(
+            console,
+            ("workflow_id", "version", "layer", "source", "title"),
+            [(r["workflow_id"], r["version"], r["layer"], r["source"], r["title"]) for r in data],
+        )
 
     _emit(args, service.list_profiles(settings), render)
     return 0
@@ -181,7 +196,10 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
     def render(console: Console, r: dict) -> None:
         console.print(
-            f"{len(r['targets'])} targets in {r['levels']} levels registered as partitions {r['partitions']}"
+            f"{plural(len(r['targets']), 'target')} in {plural(r['levels'], 'level')} "
+            f"registered as partitions {r['partitions']}",
+            markup=False,
+            highlight=False,
         )
 
     _emit(args, result, render)
@@ -221,50 +239,79 @@ def cmd_threads(args: argparse.Namespace) -> int:
         The exit status, 0.
 
     Raises:
-        SystemExit: ``show`` without a THREAD_ID (exit status 1, a usage error).
         WfError: ``RUN_UNKNOWN_THREAD`` for show, the record store's ``RECORD_*`` errors;
-            `main` prints them and exits 1.
+            `main` prints them and exits 1. ``show`` without a THREAD_ID is a usage error
+            (`main` exits 2).
     """
     from wf_pipeline import service
 
     if args.action == "show":
-        if not args.thread_id:
-            raise SystemExit("wf threads show needs a THREAD_ID")
         _emit(args, service.show_thread(_settings(), args.thread_id), _render_thread)
         return 0
 
     def render(console: Console, rows: list[dict]) -> None:
-        table = Table("thread_id", "workflow", "target", "status", "last turn")
-        for row in rows:
-            table.add_row(
-                row["thread_id"], row["workflow_id"], row["target"], row["status"], str(row["last_turn_seq"])
-            )
-        console.print(table)
+        print_table(
+            console,
+            ("thread_id", "workflow", "target", "status", "last turn"),
+            [(r["thread_id"], r["workflow_id"], r["target"], r["status"], r["last_turn_seq"]) for r in rows],
+        )
 
     _emit(args, service.list_threads(_settings(), args.workflow), render)
     return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """``wf ui``: serve the Dagster UI over the same instance and profiles as every ``wf`` command.
+
+    Args:
+        args: the parsed command line (``port``, ``host``).
+
+    Returns:
+        Does not return on success: the process becomes ``dg dev`` (so Ctrl-C reaches
+        Dagster's own shutdown, which stops every process it started).
+
+    Raises:
+        WfError: ``CONFIG_UI_UNAVAILABLE``, ``CONFIG_INSTANCE_*`` and the settings'
+            ``CONFIG_*`` errors; `main` prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    argv, env = service.dagster_ui_command(_settings(), port=args.port, host=args.host)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)
+    return EXIT_FAILED  # not reached: execve replaces the process or raises OSError
 
 
 # --- rendering -----------------------------------------------------------------------
 
 
 def _render_run(console: Console, s: dict) -> None:
-    table = Table("directory", "status", "thread_id", "README")
-    for t in s["threads"]:
-        status = t["status"] + (" (reused)" if t["reused"] else "")
-        written = "written" if t["output_path"] else "-"
-        table.add_row(t["path"], status, t["thread_id"], written)
-    console.print(table)
-    console.print(f"provider calls: {s['provider_calls']}, threads reused: {s['threads_reused']}")
+    rows = [
+        (
+            t["path"],
+            t["status"] + (" (reused)" if t["reused"] else ""),
+            t["thread_id"],
+            "written" if t["output_path"] else "-",
+        )
+        for t in s["threads"]
+    ]
+    print_table(console, ("directory", "status", "thread_id", "README"), rows)
+    console.print(
+        f"{plural(s['provider_calls'], 'provider call')}, {plural(s['threads_reused'], 'thread')} reused",
+        highlight=False,
+    )
     if s["out_dir"]:
-        console.print(f"READMEs written under [bold]{s['out_dir']}[/]")
+        console.print(f"READMEs written under {s['out_dir']}", markup=False, highlight=False)
 
 
 def _render_thread(console: Console, d: dict) -> None:
     console.print(
-        f"[bold]{d['thread_id']}[/] {d['workflow_id']} target {d['target_key']} ({d['target_path']}): {d['status']}"
+        f"{d['thread_id']} {d['workflow_id']} target {d['target_key']} ({d['target_path']}): {d['status']}",
+        markup=False,
+        highlight=False,
     )
-    table = Table("seq", "turn", "attempt", "status", "output artifact", "gate")
+    rows = []
     for t in d["turns"]:
         gate = t["gate"]
         verdict = (
@@ -273,19 +320,24 @@ def _render_thread(console: Console, d: dict) -> None:
             else f"{gate['gate_id']}: {gate['outcome']}"
             + (f" {', '.join(gate['reasons'])}" if gate["reasons"] else "")
         )
-        table.add_row(
-            str(t["seq"]),
-            t["turn_id"],
-            str(t["attempt"]),
-            t["status"] + (f" {t['error_code']}" if t["error_code"] else ""),
-            t["output_artifact_id"] or "-",
-            verdict,
+        rows.append(
+            (
+                t["seq"],
+                t["turn_id"],
+                t["attempt"],
+                t["status"] + (f" {t['error_code']}" if t["error_code"] else ""),
+                t["output_artifact_id"],
+                verdict,
+            )
         )
-    console.print(table)
+    print_table(console, ("seq", "turn", "attempt", "status", "output artifact", "gate"), rows)
 
 
 class _progress:
-    """A rich progress bar of threads done of total (stderr, so --json stays clean)."""
+    """A rich progress bar of threads done of total (stderr, so --json stays clean).
+
+    While it is active, logging warnings print through the bar's console, above the bar.
+    """
 
     def __init__(self, args: argparse.Namespace) -> None:
         self._enabled = not args.json and sys.stderr.isatty()
@@ -294,7 +346,7 @@ class _progress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=args.stderr_console,
             transient=True,
         )
         self._task: Any = None
@@ -320,36 +372,67 @@ class _progress:
 # --- parser ----------------------------------------------------------------------------
 
 
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What the command line alone shows to be wrong (exit 2, argparse-style), or None.
+
+    The rule: a mistake visible without reading any file or setting is a usage error;
+    everything else is a WfError (exit 1).
+    """
+    if args.command == "run" and args.overwrite and not args.in_place:
+        return "--overwrite needs --in-place (it replaces README.md files inside the tree)"
+    if args.command == "profiles" and args.action == "show" and not args.workflow_id:
+        return "profiles show needs a WORKFLOW_ID"
+    if args.command == "threads" and args.action == "show" and not args.thread_id:
+        return "threads show needs a THREAD_ID"
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``wf`` argument parser: ``--version`` and one subcommand per use case.
+    """The ``wf`` argument parser: ``--version``, ``--json`` and one subcommand per use case.
 
     Returns:
         An ``argparse.ArgumentParser`` whose parsed namespace has ``handler`` (the ``cmd_*``
-        function to call) and ``json``. ``--version`` prints ``wf <version>`` and exits 0; a bad
-        command line exits 2 (argparse's rule). Raises nothing itself.
+        function to call), ``command``, ``parser`` (the subcommand's own parser, for usage
+        errors) and ``json`` / ``json_first`` (``--json`` after or before the subcommand).
+        ``--version`` prints ``wf <version>`` and exits 0; a bad command line exits 2
+        (argparse's rule). Raises nothing itself.
     """
     parser = argparse.ArgumentParser(
-        prog="wf", description="Declarative multi-turn agent workflows over codebases, on Dagster."
+        prog="wf",
+        description="Declarative multi-turn agent workflows over codebases, on Dagster.",
+        epilog="Exit status: 0 success, 1 an error (CODE: message) or a failed thread, 2 a usage error.",
     )
     # The installed distribution's version (importlib.metadata), read by wf_pipeline/__init__.py.
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # Its own dest: a subcommand's default for --json would otherwise overwrite this one.
+    parser.add_argument("--json", dest="json_first", action="store_true", help="machine-readable output")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    scan = sub.add_parser("scan", parents=[common], help="scan a tree and record its Merkle node ids")
-    scan.add_argument("path")
-    scan.set_defaults(handler=cmd_scan)
+    def command(
+        name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        sub_parser = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub_parser.set_defaults(handler=handler, parser=sub_parser)
+        return sub_parser
 
-    profiles = sub.add_parser("profiles", parents=[common], help="list, validate or show workflow profiles")
-    profiles.add_argument("action", choices=["list", "validate", "show"])
-    profiles.add_argument("workflow_id", nargs="?", help="for show: the workflow id")
+    tree_help = "the directory tree (a folder on this machine)"
+    workflow_help = "the workflow id of a loaded profile (see: wf profiles list)"
+
+    scan = command("scan", "scan a tree and record its Merkle node ids", cmd_scan)
+    scan.add_argument("path", metavar="PATH", help=tree_help)
+
+    profiles = command("profiles", "list, validate or show workflow profiles", cmd_profiles)
+    profiles.add_argument(
+        "action", choices=["list", "validate", "show"], help="list the profiles, validate them, or show one"
+    )
+    profiles.add_argument("workflow_id", nargs="?", metavar="WORKFLOW_ID", help="for show: the workflow id")
     profiles.add_argument("--file", help="for validate: one profile file instead of every layer")
-    profiles.set_defaults(handler=cmd_profiles)
 
-    run = sub.add_parser("run", parents=[common], help="run a workflow over a directory tree, bottom-up")
-    run.add_argument("workflow_id")
-    run.add_argument("path")
+    run = command("run", "run a workflow over a directory tree, bottom-up", cmd_run)
+    run.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
+    run.add_argument("path", metavar="PATH", help=tree_help)
     run.add_argument(
         "--out", help="folder the outputs mirror the tree into (default: $WF_HOME/out/<tree name>)"
     )
@@ -357,33 +440,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--overwrite", action="store_true", help="with --in-place: replace existing README.md files"
     )
-    run.set_defaults(handler=cmd_run)
 
-    backfill = sub.add_parser(
-        "backfill", parents=[common], help="run every target of a tree in batched runs, one per depth level"
+    backfill = command(
+        "backfill", "run every target of a tree in batched runs, one per depth level", cmd_backfill
     )
-    backfill.add_argument("workflow_id")
-    backfill.add_argument("path")
-    backfill.set_defaults(handler=cmd_backfill)
+    backfill.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
+    backfill.add_argument("path", metavar="PATH", help=tree_help)
 
-    targets = sub.add_parser("targets", parents=[common], help="register a tree's directories as partitions")
-    targets.add_argument("action", choices=["sync"])
-    targets.add_argument("path")
+    targets = command("targets", "register a tree's directories as partitions", cmd_targets)
+    targets.add_argument("action", choices=["sync"], help="sync: register the tree's directories")
+    targets.add_argument("path", metavar="PATH", help=tree_help)
     targets.add_argument(
         "--workflow", help="the workflow whose partitions to sync (may be left out when only one is loaded)"
     )
-    targets.set_defaults(handler=cmd_targets)
 
-    resume = sub.add_parser("resume", parents=[common], help="resume a failed thread per its failure_policy")
-    resume.add_argument("thread_id")
+    resume = command("resume", "resume a failed thread per its failure_policy", cmd_resume)
+    resume.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")
     resume.add_argument("--out", help="folder for the thread's output")
-    resume.set_defaults(handler=cmd_resume)
 
-    threads = sub.add_parser("threads", parents=[common], help="list threads or show one")
-    threads.add_argument("action", choices=["list", "show"])
-    threads.add_argument("thread_id", nargs="?")
+    threads = command("threads", "list threads or show one", cmd_threads)
+    threads.add_argument(
+        "action", choices=["list", "show"], help="list the threads, or show one with its turns"
+    )
+    threads.add_argument("thread_id", nargs="?", metavar="THREAD_ID", help="for show: the thread's id")
     threads.add_argument("--workflow", help="only threads of this workflow")
-    threads.set_defaults(handler=cmd_threads)
+
+    ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
+    ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")
+    ui.add_argument("--host", help="the webserver's host (default 127.0.0.1)")
     return parser
 
 
@@ -394,24 +478,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name; None reads ``sys.argv``.
 
     Returns:
-        The exit status: the command's (0 or 1), 1 (``EXIT_FAILED``) after a `WfError`, which is
-        printed as ``CODE: message`` on stderr (or ``{"error": {...}}`` on stdout with
-        ``--json``), and 2 for a command line argparse cannot parse (its convention).
+        The exit status: the command's (0, or 1 when a thread failed), 1 (``EXIT_FAILED``)
+        after a `WfError`, which is printed as ``CODE: message`` on stderr (or
+        ``{"error": {...}}`` on stdout with ``--json``). While the command runs, logging
+        warnings print through its stderr console (`output.warnings_to`).
 
     Raises:
-        SystemExit: from argparse for ``--help``, ``--version`` (0) or a bad command line (2),
-            and from a command missing its positional id. Errors that are not `WfError`
-            propagate unchanged.
+        SystemExit: from argparse for ``--help``, ``--version`` (0) or a usage error (2: a
+            bad command line, or options that exclude each other, see `_usage_problem`).
+            Errors that are not `WfError` propagate unchanged.
     """
     args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except WfError as exc:
-        if args.json:
-            print(json.dumps({"error": exc.to_dict()}, indent=2, sort_keys=True, default=str))
-        else:
-            print(f"{exc.code}: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
+    args.json = args.json or args.json_first
+    problem = _usage_problem(args)
+    if problem is not None:
+        args.parser.error(problem)  # exits 2 with the subcommand's usage line
+    args.stderr_console = stderr_console()
+    with warnings_to(args.stderr_console):
+        try:
+            return args.handler(args)
+        except WfError as exc:
+            if args.json:
+                emit(True, {"error": exc.to_dict()}, lambda console, payload: None)
+            else:
+                args.stderr_console.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
+            return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ when a higher layer shadows it. Each way a profile can be wrong has its own code
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -50,6 +51,8 @@ from wf_pipeline.profiles.render import (
 )
 from wf_pipeline.profiles.schema import CONTEXT_INPUT, Profile, TurnSpec
 from wf_pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
 
 LayerName = Literal["workspace", "user", "builtin"]
 ArtifactReader = Callable[[str], bytes]
@@ -143,11 +146,40 @@ class ShadowedProfile:
 
 
 @dataclass(frozen=True)
+class ProfileProblem:
+    """A profile file that did not load, kept apart so the other profiles still load.
+
+    Attributes:
+        path: the file.
+        layer: the layer it sits in.
+        error: why it did not load (a ``PROFILE_*`` code, its message names the file).
+    """
+
+    path: Path
+    layer: LayerName
+    error: ProfileError
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"path", "layer", "code", "message"}``, the shape ``wf profiles validate --json`` lists."""
+        return {
+            "path": str(self.path),
+            "layer": self.layer,
+            "code": self.error.code,
+            "message": self.error.message,
+        }
+
+
+@dataclass(frozen=True)
 class ProfileCatalog:
-    """The loaded profiles by workflow id, and the ones higher layers shadow."""
+    """The loaded profiles by workflow id, the ones higher layers shadow, and the files that failed.
+
+    A file that fails to load is one entry of ``problems``; it never hides the other
+    profiles of its layer or of any other layer.
+    """
 
     profiles: dict[str, LoadedProfile]
     shadowed: tuple[ShadowedProfile, ...] = field(default=())
+    problems: tuple[ProfileProblem, ...] = field(default=())
 
     def get(self, workflow_id: str) -> LoadedProfile:
         """The loaded profile of ``workflow_id``.
@@ -159,15 +191,20 @@ class ProfileCatalog:
             Its `LoadedProfile`.
 
         Raises:
-            ProfileError: ``PROFILE_NOT_FOUND`` (figure: workflow_id) when no layer defines it.
+            ProfileError: ``PROFILE_NOT_FOUND`` (figures: workflow_id, the files that failed
+                to load) when no layer defines it; the message names those files, one of
+                which may be the profile meant.
         """
         try:
             return self.profiles[workflow_id]
         except KeyError:
+            failed = [f"{problem.path} ({problem.error.code})" for problem in self.problems]
             raise ProfileError(
                 PROFILE_NOT_FOUND,
-                f"no profile defines workflow_id {workflow_id!r}",
+                f"no profile defines workflow_id {workflow_id!r}"
+                + (f"; {len(failed)} profile file(s) failed to load: {', '.join(failed)}" if failed else ""),
                 workflow_id=workflow_id,
+                failed_files=[str(problem.path) for problem in self.problems],
             ) from None
 
     def all(self) -> list[LoadedProfile]:
@@ -206,42 +243,51 @@ def default_layers(
 def load_catalog(layers: Iterable[Layer], artifact_reader: ArtifactReader | None = None) -> ProfileCatalog:
     """Load and validate every profile of every layer; the first layer to define an id wins.
 
+    A file that fails to load (not YAML, schema-invalid, a template that does not parse...)
+    becomes one `ProfileProblem` and one logged warning (``CODE: message``, naming the
+    file); every other file of every layer still loads. When two files of one layer define
+    the same workflow id, the first by path is kept and the second is the problem
+    (``PROFILE_DUPLICATE_WORKFLOW_ID``, figures: workflow_id, layer, paths).
+
     Args:
         layers: the layers, highest precedence first (see `default_layers`).
         artifact_reader: reads ``sha256:`` prompt refs from the CAS; None when profiles name
             only files.
 
     Returns:
-        The `ProfileCatalog`: the winning profile per workflow id, and the ones later layers
-        define too, as shadowed.
-
-    Raises:
-        ProfileError: ``PROFILE_DUPLICATE_WORKFLOW_ID`` (figures: workflow_id, layer, paths)
-            when two files of one layer define the same workflow id, and every code of
-            `load_profile_file` for the first invalid file.
+        The `ProfileCatalog`: the winning profile per workflow id, the ones later layers
+        define too as shadowed, and the files that failed as problems (path order per
+        layer). Raises nothing for a bad file.
     """
     winners: dict[str, LoadedProfile] = {}
     shadowed: list[ShadowedProfile] = []
+    problems: list[ProfileProblem] = []
     for layer in layers:
         in_layer: dict[str, LoadedProfile] = {}
         for path in layer.profile_files():
-            loaded = load_profile_file(path, layer, artifact_reader)
-            earlier = in_layer.get(loaded.workflow_id)
-            if earlier is not None:
-                raise ProfileError(
-                    PROFILE_DUPLICATE_WORKFLOW_ID,
-                    f"workflow_id {loaded.workflow_id!r} is defined twice in the {layer.name} layer",
-                    workflow_id=loaded.workflow_id,
-                    layer=layer.name,
-                    paths=[str(earlier.source_path), str(path)],
-                )
+            try:
+                loaded = load_profile_file(path, layer, artifact_reader)
+                earlier = in_layer.get(loaded.workflow_id)
+                if earlier is not None:
+                    raise ProfileError(
+                        PROFILE_DUPLICATE_WORKFLOW_ID,
+                        f"{path}: workflow_id {loaded.workflow_id!r} is already defined in the "
+                        f"{layer.name} layer by {earlier.source_path}",
+                        workflow_id=loaded.workflow_id,
+                        layer=layer.name,
+                        paths=[str(earlier.source_path), str(path)],
+                    )
+            except ProfileError as exc:
+                problems.append(ProfileProblem(path, layer.name, exc))
+                log.warning("%s: %s (the other profiles still load)", exc.code, exc.message)
+                continue
             in_layer[loaded.workflow_id] = loaded
         for workflow_id, loaded in in_layer.items():
             if workflow_id in winners:
                 shadowed.append(ShadowedProfile(workflow_id, layer.name, loaded.source_path))
             else:
                 winners[workflow_id] = loaded
-    return ProfileCatalog(profiles=winners, shadowed=tuple(shadowed))
+    return ProfileCatalog(profiles=winners, shadowed=tuple(shadowed), problems=tuple(problems))
 
 
 # --- one file ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from wf_pipeline.runtime.runs import (
     plan_run,
     summarize_run,
 )
+from wf_pipeline.runtime.sample import sample_render_errors
 from wf_pipeline.runtime.sinks import OutputSink, output_sink, register_output_sink, write_file_atomically
 from wf_pipeline.runtime.targets import Target, register_targets, resolve_target, target_depth, target_key_for
 from wf_pipeline.runtime.threads import (
@@ -20,7 +21,7 @@ from wf_pipeline.runtime.threads import (
     plan_thread,
     scan_workspace,
 )
-from wf_pipeline.runtime.turn import CONTEXT_REF, TurnOutput, run_turn
+from wf_pipeline.runtime.turn import CONTEXT_REF, TurnOutput, render_variables, run_turn
 
 __all__ = [
     "CONTEXT_REF",
@@ -45,7 +46,9 @@ __all__ = [
     "register_targets",
     "resolve_target",
     "resume_seq",
+    "render_variables",
     "run_turn",
+    "sample_render_errors",
     "run_turn_batch",
     "scan_workspace",
     "summarize_run",

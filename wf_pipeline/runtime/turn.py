@@ -307,6 +307,31 @@ def _reused_output(
     )
 
 
+def render_variables(
+    workflow_id: str, turn_id: str, target_path: str, target_name: str, inputs: Mapping[str, str]
+) -> dict[str, Any]:
+    """The variables a turn's prompt templates are rendered with (`profiles.render.RENDER_VARIABLES`).
+
+    Args:
+        workflow_id: the profile's workflow id.
+        turn_id: the turn being rendered.
+        target_path: the target directory, relative to the tree's root (``.`` for the root).
+        target_name: the directory's own name (the root's folder name for ``.``).
+        inputs: input ref -> its text (the context payload's JSON, earlier turns' outputs).
+
+    Returns:
+        ``{"workflow_id", "turn_id", "target_path", "target_name", "inputs"}``; runs and
+        ``wf profiles validate``'s sample render both build them here. Raises nothing.
+    """
+    return {
+        "workflow_id": workflow_id,
+        "turn_id": turn_id,
+        "target_path": target_path,
+        "target_name": target_name,
+        "inputs": dict(inputs),
+    }
+
+
 def _snapshot_inputs(
     env: RuntimeEnv,
     loaded: LoadedProfile,
@@ -332,13 +357,8 @@ def _snapshot_inputs(
         artifact_ids[ref] = upstream.output_artifact_id
     texts = {ref: env.cas.get_text(artifact_id) for ref, artifact_id in artifact_ids.items()}
 
-    variables = {
-        "workflow_id": profile.workflow_id,
-        "turn_id": turn.turn_id,
-        "target_path": target.path,
-        "target_name": target.root.name if target.path == "." else target.path.rsplit("/", 1)[-1],
-        "inputs": texts,
-    }
+    target_name = target.root.name if target.path == "." else target.path.rsplit("/", 1)[-1]
+    variables = render_variables(profile.workflow_id, turn.turn_id, target.path, target_name, texts)
     template = loaded.templates[turn.turn_id]
     system_template = loaded.system_prompts.get(turn.turn_id)
     user_prompt = render_prompt(template, variables)

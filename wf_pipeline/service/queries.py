@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from wf_pipeline.compiler.launch.executors import load_profiles
-from wf_pipeline.profiles import catalog_rows, describe, load_profile_file
-from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.errors import ProfileError
+from wf_pipeline.profiles import ProfileProblem, catalog_rows, describe, load_profile_file
+from wf_pipeline.runtime import RuntimeEnv, sample_render_errors
 from wf_pipeline.runtime.queries import list_threads as _list_threads
 from wf_pipeline.runtime.queries import record_scan, thread_details
 from wf_pipeline.settings import Settings
@@ -59,15 +60,39 @@ def list_profiles(settings: Settings, workspace_dir: Path | None = None) -> list
 
 def validate_profiles(
     settings: Settings, file: Path | None = None, workspace_dir: Path | None = None
-) -> dict[str, list[str]]:
-    """Validate one profile file, or every profile of every layer; returns ``{"valid": [workflow ids]}``.
+) -> dict[str, Any]:
+    """Validate one profile file, or every profile file of every layer, and render each template.
 
-    Raises the loader's ``PROFILE_*`` error for the first invalid profile.
+    A file that loads is rendered against a sample context (`runtime.sample_render_errors`),
+    so a template that fails on every target is caught here rather than in a run.
+
+    Args:
+        settings: the settings naming the user layer and the CAS (for ``sha256:`` prompt refs).
+        file: one file to check instead of every layer.
+        workspace_dir: the workspace layer's folder (default: the working directory).
+
+    Returns:
+        ``{"valid": [workflow ids], "invalid": [{"path", "layer", "code", "message"}]}``, each
+        bad file (or failing template) once, in layer and path order. Raises nothing for a
+        bad profile; ``CONFIG_*`` and ``CAS_INVALID_URL`` for bad settings.
     """
+    load_builtin_workflows()  # profiles name the workflows' gate types
     if file is not None:
-        load_builtin_workflows()  # the file names the workflows' gate types
-        return {"valid": [load_profile_file(file, "workspace").profile.workflow_id]}
-    return {"valid": [row["workflow_id"] for row in list_profiles(settings, workspace_dir)]}
+        try:
+            loaded_profiles = [load_profile_file(file, "workspace")]
+            problems: list[ProfileProblem] = []
+        except ProfileError as exc:
+            loaded_profiles, problems = [], [ProfileProblem(Path(file), "workspace", exc)]
+    else:
+        catalog = load_profiles(settings, workspace_dir or Path.cwd())
+        loaded_profiles, problems = catalog.all(), list(catalog.problems)
+    valid: list[str] = []
+    for loaded in loaded_profiles:
+        render_errors = sample_render_errors(loaded)
+        problems.extend(ProfileProblem(loaded.source_path, loaded.layer, error) for error in render_errors)
+        if not render_errors:
+            valid.append(loaded.workflow_id)
+    return {"valid": valid, "invalid": [problem.to_dict() for problem in problems]}
 
 
 def show_profile(settings: Settings, workflow_id: str, workspace_dir: Path | None = None) -> dict[str, Any]:

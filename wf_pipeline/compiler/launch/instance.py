@@ -29,6 +29,7 @@ import yaml
 from dagster import DagsterInstance, Field
 from dagster._core.instance.ref import InstanceRef
 
+from wf_pipeline.compiler.launch.instance_check import check_postgres_instance
 from wf_pipeline.settings import Settings
 
 # Events of one batch (a step's per-partition materializations, a run's planned events)
@@ -74,6 +75,8 @@ def embedded_instance_yaml(dagster_home: Path) -> str:
             "instance_class": {"module": INSTANCE_MODULE, "class": WfDagsterInstance.__name__},
             "event_batch_size": DEFAULT_EVENT_BATCH_SIZE,
             "telemetry": {"enabled": False},
+            # The UI's first-visit community modal (Dagster's ``nux`` setting).
+            "nux": {"enabled": False},
             # Step processes of out-of-process runs log to their console at this level (the
             # run's events are stored in full): engine chatter stays out of the terminal.
             "python_logs": {"python_log_level": "INFO"},
@@ -106,7 +109,21 @@ def _previous_embedded_instance_yamls(dagster_home: Path) -> tuple[str, ...]:
         },
         sort_keys=False,
     )
-    return first, batched_event_log
+    without_nux = yaml.safe_dump(
+        {
+            "instance_class": {"module": INSTANCE_MODULE, "class": WfDagsterInstance.__name__},
+            "event_batch_size": DEFAULT_EVENT_BATCH_SIZE,
+            "telemetry": {"enabled": False},
+            "python_logs": {"python_log_level": "INFO"},
+            "event_log_storage": {
+                "module": EVENT_LOG_MODULE,
+                "class": "BatchedSqliteEventLogStorage",
+                "config": {"base_dir": str(dagster_home.resolve() / "history" / "runs")},
+            },
+        },
+        sort_keys=False,
+    )
+    return first, batched_event_log, without_nux
 
 
 @contextmanager
@@ -135,6 +152,7 @@ def open_instance(settings: Settings) -> DagsterInstance:
             staged = config.with_name(f".dagster.yaml.{os.getpid()}")
             staged.write_text(embedded_instance_yaml(settings.dagster_home))
             os.replace(staged, config)  # a killed first run never leaves a truncated config
+        check_postgres_instance(config, settings.secrets)  # CONFIG_* before Dagster's retries
         instance = DagsterInstance.from_config(str(settings.dagster_home))
         ready = settings.dagster_home / ".wf-instance-ready"
         if not ready.exists():

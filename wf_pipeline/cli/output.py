@@ -1,0 +1,175 @@
+"""How every ``wf`` command writes: JSON or text, tables, plurals, warnings, and closed pipes.
+
+Every command formats through these few functions, so the rules hold for new commands
+without being repeated:
+
+- `emit`: the command's answer, as JSON (``--json``) or through a text renderer; a reader
+  that closes the pipe early (``wf threads list --json | head -1``) ends the output
+  quietly, without a traceback, and the command keeps its exit status.
+- `print_table`: a table whose cells are never cut. On a terminal it is a rich table
+  whose columns fold rather than end in an ellipsis; otherwise (a pipe, a file) it is
+  plain aligned lines, one row per line, so ids can be copied and grepped whole.
+- `plural`: ``1 directory``, ``2 directories``.
+- `warnings_to`: for the duration of a command, Python logging warnings go through the
+  given rich console (the progress bar's, when one is shown), so they print above the
+  bar instead of through it. The handler is removed again afterwards; no logger's level
+  is changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+# Gap between the columns of a plain (not a terminal) table, in spaces.
+PLAIN_COLUMN_GAP = 2
+
+
+def _quiet_closed_stdout() -> None:
+    # The reader went away: later writes (including the interpreter's final flush) go to
+    # /dev/null, which is the remedy Python's documentation gives for SIGPIPE.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+class _StdoutConsole(Console):
+    """A rich console whose closed pipe ends the output, not the command."""
+
+    def on_broken_pipe(self) -> None:
+        # rich's default exits with status 1; the command's own status should stand.
+        self.quiet = True
+        _quiet_closed_stdout()
+
+
+def stdout_console() -> Console:
+    """A console on stdout that never wraps printed lines (``soft_wrap``): a path or id
+    stays on one line, whatever the terminal's or the pipe's assumed width. A closed
+    pipe silences it (later prints write nothing) and raises nothing."""
+    return _StdoutConsole(soft_wrap=True)
+
+
+def stderr_console() -> Console:
+    """A console on stderr, for progress bars and warnings (so ``--json`` stdout stays clean)."""
+    return Console(stderr=True, soft_wrap=True)
+
+
+def emit(json_output: bool, payload: Any, render: Callable[[Console, Any], None]) -> None:
+    """Write a command's answer: ``payload`` as indented JSON, or ``render(console, payload)``.
+
+    Args:
+        json_output: True for ``--json``: the payload as JSON with sorted keys on stdout.
+        payload: JSON-ready values (ids, counts, paths; never prompt text or model output).
+        render: writes the text form on the stdout console it is given (use `print_table`
+            and `plural` there).
+
+    Returns:
+        None. A closed stdout (``BrokenPipeError``) ends the output quietly: nothing is
+        raised and nothing more is written.
+    """
+    try:
+        if json_output:
+            sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            render(stdout_console(), payload)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_closed_stdout()
+
+
+def print_table(console: Console, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print ``rows`` under ``columns``, never cutting a cell.
+
+    Args:
+        console: where to print (normally `stdout_console`).
+        columns: the header of each column.
+        rows: one sequence of cells per row; cells are shown with ``str``, None as ``-``.
+
+    Returns:
+        None. On a terminal: a rich table whose long cells fold onto more lines. Elsewhere:
+        the header and one line per row, columns left-aligned and separated by at least
+        two spaces, no borders and no styles.
+    """
+    cells = [["-" if cell is None else str(cell) for cell in row] for row in rows]
+    if console.is_terminal:
+        table = Table(*columns)
+        for column in table.columns:
+            column.overflow = "fold"
+        for row in cells:
+            # Text, not markup: a path or a reason with brackets is shown as it is.
+            table.add_row(*(Text(cell) for cell in row))
+        console.print(table)
+        return
+    widths = [max([len(column), *(len(row[i]) for row in cells)]) for i, column in enumerate(columns)]
+    gap = " " * PLAIN_COLUMN_GAP
+    for line in [list(columns), *cells]:
+        padded = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
+        console.print(Text(gap.join(padded).rstrip()))
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``"<count> <noun>"`` with the noun in the right number.
+
+    Args:
+        count: how many.
+        singular: the noun for one (``directory``).
+        plural_form: the noun for any other count; default: ``singular`` + ``s``, or
+            ``ies`` for a consonant + ``y`` ending (English regular plurals).
+
+    Returns:
+        e.g. ``"1 directory"``, ``"0 directories"``, ``"2 files"``. Raises nothing.
+    """
+    if count == 1:
+        return f"{count} {singular}"
+    if plural_form is None:
+        if singular.endswith("y") and singular[-2:-1] not in ("a", "e", "i", "o", "u", ""):
+            plural_form = singular[:-1] + "ies"
+        else:
+            plural_form = singular + "s"
+    return f"{count} {plural_form}"
+
+
+class _ConsoleLogHandler(logging.Handler):
+    """Writes log records of WARNING and above through a rich console, as plain text."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(level=logging.WARNING)
+        self._console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = Text(record.getMessage(), style="yellow" if record.levelno < logging.ERROR else "red")
+            self._console.print(text)
+        except Exception:  # noqa: BLE001 - logging's own rule: a handler never raises
+            self.handleError(record)
+
+
+@contextmanager
+def warnings_to(console: Console) -> Iterator[None]:
+    """Route Python logging warnings through ``console`` while the block runs.
+
+    Args:
+        console: the console to print on; pass the progress bar's console so a warning
+            prints above the live bar.
+
+    Yields:
+        None. A handler on the root logger (level WARNING, set on the handler only) is
+        added on entry and removed on exit; the loggers' own levels are left as they are.
+    """
+    handler = _ConsoleLogHandler(console)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
