@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -183,3 +184,66 @@ def test_a_flipped_byte_in_a_final_output_no_longer_blocks_the_tree(settings, tm
     assert not rerun.reused and rerun.final_artifact_id == child.final_artifact_id
     written = Path(rerun.output_path).read_bytes()
     assert written == RuntimeEnv.open(settings).cas.get(child.final_artifact_id)
+
+
+# --- wf cas verify [--repair] ---------------------------------------------------------
+
+
+def run_cli(argv, capsys):
+    from wf_pipeline.cli.main import main
+
+    status = main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cas_verify_quarantines_corrupt_objects_and_repair_runs_their_turns_again(
+    settings, one_thread, capsys
+):
+    env, loaded, plan = one_thread(ScriptedProvider())
+    outputs = run_all(env, loaded, plan)
+    final, evidence = outputs[-1].artifact_id, outputs[0].artifact_id
+    template = next(
+        link.artifact_id
+        for link in env.records.artifact_links_for_thread(plan.thread.thread_id)
+        if link.role == "prompt_template" and link.turn_id == "verification"
+    )
+    for artifact_id in (final, evidence, template):
+        flip_a_byte(settings, artifact_id)
+
+    status, out, _ = run_cli(["cas", "verify", "--json"], capsys)
+    report = json.loads(out)
+    assert status == 1 and not report["ok"]
+    assert {c["artifact_id"] for c in report["corrupt"]} == {final, evidence, template}
+    assert len(quarantined(settings)) == 3  # moved aside, not deleted
+    assert report["checked"] > 3 and report["bytes_checked"] > 0
+
+    status, out, _ = run_cli(["cas", "verify"], capsys)  # text: the objects are now missing
+    assert status == 1 and "CAS_NOT_FOUND" in out and final in out
+
+    orphan = env.cas.put(b"bytes no record links").artifact_id
+    flip_a_byte(settings, orphan)
+    env.close()
+
+    status, out, _ = run_cli(["cas", "verify", "--repair", "--json"], capsys)
+    report = json.loads(out)
+    outcomes = {o["artifact_id"]: o for o in report["outcomes"]}
+    assert {outcomes[a]["status"] for a in (final, evidence, template)} == {"repaired"}
+    assert outcomes[final]["threads"] == [plan.thread.thread_id]
+    # An object nobody links cannot be produced again: reported, and the exit status says so.
+    assert outcomes[orphan]["status"] == "unrepaired" and "no record links it" in outcomes[orphan]["reason"]
+    assert status == 1 and report["unrepaired"] == 1
+
+    reopened = RuntimeEnv.open(settings)
+    for artifact_id in (final, evidence, template):
+        assert reopened.cas.get(artifact_id)
+    assert reopened.records.get_thread(plan.thread.thread_id).status == "completed"
+    reopened.close()
+
+
+def test_cas_verify_of_an_intact_store_exits_0(settings, one_thread, capsys):
+    env, loaded, plan = one_thread(ScriptedProvider())
+    run_all(env, loaded, plan)
+    env.close()
+    status, out, _ = run_cli(["cas", "verify"], capsys)
+    assert status == 0 and "every object is intact" in out

@@ -245,7 +245,61 @@ def cmd_threads(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cas(args: argparse.Namespace) -> int:
+    """``wf cas verify [--repair]``: check every CAS object against its id, quarantine corrupt ones.
+
+    Args:
+        args: the parsed command line (``action``, ``repair``, ``json``).
+
+    Returns:
+        The exit status: 0 when every object is intact (or, with ``--repair``, was
+        repaired), 1 (``EXIT_FAILED``) when anything stays corrupt. A progress bar of
+        objects goes to stderr when it is a terminal and ``--json`` is off.
+
+    Raises:
+        WfError: those of `service.verify_cas` (``CAS_*``, ``RECORD_*``, ``PROFILE_*``,
+            ``CONFIG_*``); `main` prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    with _progress(args, label="objects") as on_progress:
+        result = service.verify_cas(_settings(), repair=args.repair, on_progress=on_progress)
+    _emit(args, result, _render_verify)
+    return 0 if result["ok"] else EXIT_FAILED
+
+
 # --- rendering -----------------------------------------------------------------------
+
+
+def _render_verify(console: Console, r: dict) -> None:
+    console.print(f"checked {r['checked']} objects ({r['bytes_checked']} bytes) in {r['cas_url']}")
+    for item in r["corrupt"]:
+        console.print(
+            f"CAS_DIGEST_MISMATCH: {item['artifact_id']} ({item['size']} bytes) is corrupt; "
+            f"moved to {item['quarantined_to'] or '-'}",
+            markup=False,
+        )
+    for artifact_id in r["missing"]:
+        console.print(
+            f"CAS_NOT_FOUND: {artifact_id} is referenced by the records but not stored", markup=False
+        )
+    for outcome in r["outcomes"]:
+        reason = f": {outcome['reason']}" if outcome["reason"] else ""
+        console.print(f"{outcome['artifact_id']} {outcome['status']}{reason}", markup=False)
+    if r["ok"]:
+        lost = r["corrupt"] or r["missing"]
+        console.print("every corrupt or missing object was repaired" if lost else "every object is intact")
+    elif r["repair"]:
+        console.print(f"{_count(r['unrepaired'], 'object')} could not be repaired")
+    else:
+        console.print(
+            f"{_count(r['unrepaired'], 'object')} corrupt or missing; "
+            "wf cas verify --repair runs their turns again"
+        )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _render_run(console: Console, s: dict) -> None:
@@ -285,12 +339,13 @@ def _render_thread(console: Console, d: dict) -> None:
 
 
 class _progress:
-    """A rich progress bar of threads done of total (stderr, so --json stays clean)."""
+    """A rich progress bar of items (threads, objects) done of total (stderr, so --json stays clean)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, *, label: str = "threads") -> None:
         self._enabled = not args.json and sys.stderr.isatty()
+        self._label = label
         self._progress = Progress(
-            TextColumn("threads"),
+            TextColumn(label),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -307,7 +362,7 @@ class _progress:
             if not self._enabled:
                 return
             if self._task is None:
-                self._task = self._progress.add_task("threads", total=total)
+                self._task = self._progress.add_task(self._label, total=total)
             self._progress.update(self._task, completed=done, total=total)
 
         return update
@@ -378,6 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("thread_id")
     resume.add_argument("--out", help="folder for the thread's output")
     resume.set_defaults(handler=cmd_resume)
+
+    cas = sub.add_parser("cas", parents=[common], help="check the content-addressed store")
+    cas.add_argument("action", choices=["verify"], help="verify: check every object against its id")
+    cas.add_argument(
+        "--repair",
+        action="store_true",
+        help="run the turns that produced corrupt objects again (corrupt objects are quarantined either way)",
+    )
+    cas.set_defaults(handler=cmd_cas)
 
     threads = sub.add_parser("threads", parents=[common], help="list threads or show one")
     threads.add_argument("action", choices=["list", "show"])

@@ -264,6 +264,42 @@ def run_turn(
     return _commit_completed(attempt, output_ref, gate, response, len(failures) + 1)
 
 
+def restore_turn_artifacts(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    target: Target,
+    turn_id: str,
+    scan: TreeScan | None = None,
+) -> None:
+    """Store again the prompt and context artifacts of a turn, without calling the provider.
+
+    The turn's inputs are snapshotted as a new attempt would (template, rendered prompts
+    under the artifact policy, the context snapshot); rendering is deterministic, so the
+    same inputs give the same ids back. Used to bring back such artifacts after they were
+    lost or quarantined (`wf_pipeline.runtime.repair`).
+
+    Args:
+        env: the runtime (records read, CAS read and written).
+        loaded: the thread's profile.
+        thread: the thread.
+        target: the thread's target.
+        turn_id: the turn.
+        scan: the tree scan, if the caller has one.
+
+    Raises:
+        RunError: ``RUN_UNKNOWN_TURN``, ``RUN_INPUT_NOT_READY``, ``RUN_TARGET_CHANGED``.
+        ProfileError, MetadataError, CasError, TreeError, RecordError: as `run_turn`
+            before its provider call.
+    """
+    turn = next((t for t in loaded.profile.ordered_turns() if t.turn_id == turn_id), None)
+    if turn is None:
+        raise RunError(RUN_UNKNOWN_TURN, f"{loaded.profile.workflow_id} has no turn {turn_id!r}")
+    history = env.records.latest_turns(thread.thread_id)
+    thread, history = _regenerate_lost_inputs(env, loaded, thread, target, turn, scan, history)
+    _snapshot_inputs(env, loaded, thread, target, turn, scan, history)
+
+
 def _regenerate_lost_inputs(
     env: RuntimeEnv,
     loaded: LoadedProfile,
