@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,114 @@ else:
     assert result["code"] == "RECORD_STORAGE_ERROR", result
     assert "database or disk is full" in result["message"]
     assert result["details"]["reason"]
+
+
+# --- output files: inside the root, the umask's mode, full disks ------------------------
+
+
+def _umask() -> int:
+    # Read without changing it for good: /proc/self/status has the process's umask (Linux).
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    pytest.skip("no Umask line in /proc/self/status")
+
+
+def test_a_written_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_mode(tmp_path) -> None:
+    from wf_pipeline.runtime.sinks import write_file_atomically
+
+    created = write_file_atomically(b"# new\n", tmp_path / "tree" / "README.md", overwrite=False)
+    assert stat.S_IMODE(created.stat().st_mode) == 0o666 & ~_umask()
+
+    existing = tmp_path / "tree" / "other" / "README.md"
+    existing.parent.mkdir()
+    existing.write_bytes(b"# old\n")
+    existing.chmod(0o640)
+    assert write_file_atomically(b"# replaced\n", existing, overwrite=True) == existing
+    assert existing.read_bytes() == b"# replaced\n"
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o640
+
+
+def test_in_place_writes_never_leave_the_root_or_go_through_links(tmp_path, caplog) -> None:
+    from wf_pipeline.runtime.sinks import write_file_atomically
+
+    root = tmp_path / "tree"
+    (root / "real").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "to_outside").symlink_to(outside, target_is_directory=True)
+    (root / "to_inside").symlink_to(root / "real", target_is_directory=True)
+    (root / "real" / "README.md").symlink_to(outside / "target.md")
+
+    with caplog.at_level("WARNING", logger="wf_pipeline.runtime.sinks"):
+        for destination in (
+            root / "to_outside" / "README.md",
+            root / "to_inside" / "README.md",
+            root / "real" / "README.md",
+            root / ".." / "escape" / "README.md",
+        ):
+            assert write_file_atomically(b"# x\n", destination, overwrite=True, root=root) is None
+    assert sorted(p.name for p in outside.iterdir()) == []  # nothing written outside
+    assert not (tmp_path / "escape").exists()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 4 and all(m.startswith("RUN_OUTPUT_OUTSIDE_ROOT: ") for m in messages)
+    assert "to_outside" in messages[0]
+    # Inside the root, without links, writing works.
+    assert write_file_atomically(b"# ok\n", root / "sub" / "README.md", overwrite=False, root=root)
+
+
+def test_a_full_disk_under_an_output_gives_a_code_with_the_reason(tmp_path) -> None:
+    mount = tmp_path / "full"
+    script = f"""
+import json
+from pathlib import Path
+from wf_pipeline.errors import WfError
+from wf_pipeline.runtime.sinks import write_file_atomically
+try:
+    write_file_atomically(b"#" * 400_000, Path({str(mount)!r}) / "README.md", overwrite=False)
+except WfError as exc:
+    print(json.dumps({{"code": exc.code, "message": exc.message,
+                       "left": sorted(p.name for p in Path({str(mount)!r}).iterdir())}}))
+"""
+    result = run_on_full_fs(mount, 64, script)
+    assert result["code"] == "RUN_OUTPUT_WRITE_FAILED"
+    assert ENOSPC_TEXT in result["message"]
+    assert result["left"] == []  # nothing half-written, no temporary file left
+
+
+@pytest.mark.slow
+def test_in_place_run_writes_nothing_through_a_linked_folder_and_the_mirror_documents_it(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    from e2e_support import isolated_settings
+
+    from wf_pipeline.service import run_workflow
+
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    tree = tmp_path / "tree"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "core.py").write_text('def run(path):\n    """Run the job at path."""\n    return path\n')
+    outside = tmp_path / "outside" / "ext"
+    outside.mkdir(parents=True)
+    (outside / "helpers.py").write_text(
+        'def helper(value):\n    """Double a value."""\n    return 2 * value\n'
+    )
+    (tree / "ext").symlink_to(outside, target_is_directory=True)
+
+    with caplog.at_level("WARNING", logger="wf_pipeline.runtime.sinks"):
+        summary = run_workflow(settings, "docs_writer_thread_v1", tree, in_place=True)
+    assert not (outside / "README.md").exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["helpers.py"]
+    assert (tree / "pkg" / "README.md").exists()
+    linked = [t for t in summary.threads if t.path == "ext"]
+    if linked:  # the scan documented the linked folder: in place it is refused, by name
+        assert linked[0].output_path is None
+        assert any(
+            r.getMessage().startswith("RUN_OUTPUT_OUTSIDE_ROOT") and "ext" in r.getMessage()
+            for r in caplog.records
+        )
+        mirrored = run_workflow(settings, "docs_writer_thread_v1", tree, out_dir=tmp_path / "mirror")
+        (mirror_entry,) = [t for t in mirrored.threads if t.path == "ext"]
+        assert mirror_entry.output_path == str(tmp_path / "mirror" / "ext" / "README.md")
+        assert not (outside / "README.md").exists()

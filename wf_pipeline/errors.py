@@ -480,6 +480,18 @@ RUN_THREAD_STALE = _code(
 RUN_UNKNOWN_TARGET = _code("RUN_UNKNOWN_TARGET", RunError, meaning="no target is registered under that key")
 RUN_UNKNOWN_THREAD = _code("RUN_UNKNOWN_THREAD", RunError, meaning="no thread has that id")
 RUN_UNKNOWN_TURN = _code("RUN_UNKNOWN_TURN", RunError, meaning="the workflow has no turn with that id")
+RUN_OUTPUT_OUTSIDE_ROOT = _code(
+    "RUN_OUTPUT_OUTSIDE_ROOT",
+    RunError,
+    meaning="an output's destination resolves outside the folder written into, or goes through a "
+    "symbolic link (a linked folder or file): it is not written (a warning names it)",
+)
+RUN_OUTPUT_WRITE_FAILED = _code(
+    "RUN_OUTPUT_WRITE_FAILED",
+    RunError,
+    meaning="an output file could not be written (full disk, I/O error, permissions); the message gives "
+    "the operating system's reason, and nothing is half-written",
+)
 RUN_NO_OUTPUT_SINK = _code(
     "RUN_NO_OUTPUT_SINK", RunError, meaning="no output sink is registered for the profile's frame type"
 )
