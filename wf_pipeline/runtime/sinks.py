@@ -142,7 +142,11 @@ def write_file_atomically(
     if root is not None:
         refusal = outside_root(destination, root)
         if refusal is not None:
-            log.warning("%s: %s not written: %s", RUN_OUTPUT_OUTSIDE_ROOT, destination, refusal)
+            # A warning, not a failure: the other outputs are still written.
+            warning = RunError(
+                RUN_OUTPUT_OUTSIDE_ROOT, f"{destination} not written: {refusal}", path=str(destination)
+            )
+            log.warning("%s", warning)
             return None
     try:
         return _write(data, destination, overwrite=overwrite)
