@@ -227,3 +227,35 @@ def test_in_place_run_writes_nothing_through_a_linked_folder_and_the_mirror_docu
         (mirror_entry,) = [t for t in mirrored.threads if t.path == "ext"]
         assert mirror_entry.output_path == str(tmp_path / "mirror" / "ext" / "README.md")
         assert not (outside / "README.md").exists()
+
+
+STORAGE_CODES = {"RUN_INSTANCE_STORAGE_ERROR", "RECORD_STORAGE_ERROR", "CAS_BACKEND_ERROR"}
+STORAGE_REASONS = ("database or disk is full", "No space left on device", "disk I/O error")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size_kib", [200, 3072])
+def test_wf_run_on_a_full_home_says_code_and_reason_in_text_and_json(tmp_path, size_kib) -> None:
+    from e2e_support import SAMPLE_REPO, WF_VARIABLES, copy_tree
+
+    from tests.fullfs_support import run_cli_on_full_fs
+
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "tree")
+    mount = tmp_path / "full"
+    env = {key: value for key, value in os.environ.items() if key not in WF_VARIABLES}
+    env.update(WF_HOME=str(mount / "home"), WF_CONFIG_DIR=str(tmp_path / "config"))
+    argv = ["run", "docs_writer_thread_v1", str(tree)]
+
+    status, _, stderr = run_cli_on_full_fs(mount, size_kib, argv, env=env)
+    assert status == 1
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    code, _, message = last.partition(": ")
+    assert code in STORAGE_CODES, stderr[-2000:]
+    assert any(reason in message for reason in STORAGE_REASONS)
+
+    status, stdout, stderr = run_cli_on_full_fs(mount, size_kib, [*argv, "--json"], env=env)
+    assert status == 1 and "Traceback" not in stderr
+    error = json.loads(stdout)["error"]
+    assert error["code"] in STORAGE_CODES
+    assert any(reason in error["details"]["reason"] for reason in STORAGE_REASONS)

@@ -492,6 +492,12 @@ RUN_OUTPUT_WRITE_FAILED = _code(
     meaning="an output file could not be written (full disk, I/O error, permissions); the message gives "
     "the operating system's reason, and nothing is half-written",
 )
+RUN_INSTANCE_STORAGE_ERROR = _code(
+    "RUN_INSTANCE_STORAGE_ERROR",
+    RunError,
+    meaning="the Dagster instance's storage failed (its disk is full, or an I/O error); the message gives "
+    "the reason",
+)
 RUN_NO_OUTPUT_SINK = _code(
     "RUN_NO_OUTPUT_SINK", RunError, meaning="no output sink is registered for the profile's frame type"
 )
