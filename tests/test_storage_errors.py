@@ -259,3 +259,27 @@ def test_wf_run_on_a_full_home_says_code_and_reason_in_text_and_json(tmp_path, s
     error = json.loads(stdout)["error"]
     assert error["code"] in STORAGE_CODES
     assert any(reason in error["details"]["reason"] for reason in STORAGE_REASONS)
+
+
+def test_provider_messages_never_show_a_password_of_the_base_url() -> None:
+    from wf_pipeline.errors import WfError
+    from wf_pipeline.providers import ProviderRequest, create_provider
+
+    provider = create_provider(
+        "openai", {"base_url": "http://user:s3cret@127.0.0.1:9/v1", "model": "m", "max_retries": "0"}, {}
+    )
+    request = ProviderRequest(
+        workflow_id="wf",
+        thread_id="thread:1",
+        turn_id="t",
+        output_type="readme_final",
+        output_format="markdown",
+        system_prompt="",
+        user_prompt="hello",
+        inputs={},
+        timeout_ms=2000,
+    )
+    with pytest.raises(WfError) as caught:
+        provider.complete(request)
+    assert caught.value.code == "PROVIDER_CONNECTION_ERROR"
+    assert "s3cret" not in str(caught.value) and "user:***@127.0.0.1" in str(caught.value)

@@ -57,6 +57,7 @@ from wf_pipeline.errors import (
     PROVIDER_TIMEOUT,
     ErrorCode,
     ProviderError,
+    masked_url,
 )
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
 from wf_pipeline.providers.retry import RETRY_AFTER_DETAIL, parse_retry_after
@@ -100,7 +101,7 @@ class OpenAIOptions:
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ProviderError(
                 PROVIDER_CONFIG_INVALID,
-                f"option base_url must be an http(s) URL, got {base_url!r}",
+                f"option base_url must be an http(s) URL, got {masked_url(str(base_url))!r}",
                 option="base_url",
             )
         if not isinstance(model, str) or not model.strip():
@@ -287,7 +288,7 @@ class OpenAIProvider:
             phase = _TIMEOUT_PHASES.get(type(exc), "read")
             raise ProviderError(
                 PROVIDER_TIMEOUT,
-                f"no answer from {self.endpoint} within {request.timeout_ms} ms ({phase} timeout)",
+                f"no answer from {masked_url(self.endpoint)} within {request.timeout_ms} ms ({phase} timeout)",
                 timeout_ms=request.timeout_ms,
                 phase=phase,
                 **where,
@@ -296,7 +297,7 @@ class OpenAIProvider:
             # RuntimeError: the client was closed.
             raise ProviderError(
                 PROVIDER_CONNECTION_ERROR,
-                f"cannot reach {self.endpoint}: {type(exc).__name__}",
+                f"cannot reach {masked_url(self.endpoint)}: {type(exc).__name__}",
                 **where,
             ) from None
         if response.is_success:
@@ -314,7 +315,8 @@ class OpenAIProvider:
         quoted = said.get("message", "") + (f" ({tokens})" if tokens else "")
         raise ProviderError(
             status_code(status),
-            f"HTTP {status} from {self.endpoint}{wait}" + (f": {quoted.strip()}" if quoted else ""),
+            f"HTTP {status} from {masked_url(self.endpoint)}{wait}"
+            + (f": {quoted.strip()}" if quoted else ""),
             **details,
         )
 
@@ -333,7 +335,7 @@ class OpenAIProvider:
         raw = self._post(request)
 
         def bad_response(what: str) -> ProviderError:
-            message = f"{self.endpoint} answered {what} ({len(raw)} bytes)"
+            message = f"{masked_url(self.endpoint)} answered {what} ({len(raw)} bytes)"
             return ProviderError(
                 PROVIDER_BAD_RESPONSE, message, endpoint=self.endpoint, turn_id=request.turn_id, size=len(raw)
             )
