@@ -219,7 +219,7 @@ def test_cas_verify_quarantines_corrupt_objects_and_repair_runs_their_turns_agai
     assert report["checked"] > 3 and report["bytes_checked"] > 0
 
     status, out, _ = run_cli(["cas", "verify"], capsys)  # text: the objects are now missing
-    assert status == 1 and "CAS_NOT_FOUND" in out and final in out
+    assert status == 1 and f"CAS_NOT_FOUND: {final} is referenced" in out  # ids never wrapped
 
     orphan = env.cas.put(b"bytes no record links").artifact_id
     flip_a_byte(settings, orphan)
@@ -247,3 +247,25 @@ def test_cas_verify_of_an_intact_store_exits_0(settings, one_thread, capsys):
     env.close()
     status, out, _ = run_cli(["cas", "verify"], capsys)
     assert status == 0 and "every object is intact" in out
+
+
+def test_wf_cas_verify_runs_in_a_fresh_process(settings, one_thread, tmp_path) -> None:
+    # A fresh process has loaded no workflow plug-in yet: the command must load them itself.
+    import os
+    import subprocess
+    import sys
+
+    env, loaded, plan = one_thread(ScriptedProvider())
+    run_all(env, loaded, plan)
+    env.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "wf_pipeline.cli.main", "cas", "verify", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "WF_HOME": str(settings.home), "WF_CONFIG_DIR": str(settings.config_dir)},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] and report["checked"] > 0 and report["corrupt"] == []

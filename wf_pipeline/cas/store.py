@@ -144,7 +144,7 @@ class FsspecArtifactStore(ArtifactCodec):
                 self._fs.mv(path, target)
             except FileNotFoundError:
                 return None  # another process moved it first
-        log.warning("%s: %s moved to %s", CAS_DIGEST_MISMATCH, artifact_id, target)
+        log.debug("cas quarantined %s to %s", artifact_id, target)  # callers report it
         return target
 
     # -- reading -------------------------------------------------------------

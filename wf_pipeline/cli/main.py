@@ -272,20 +272,27 @@ def cmd_cas(args: argparse.Namespace) -> int:
 
 
 def _render_verify(console: Console, r: dict) -> None:
-    console.print(f"checked {r['checked']} objects ({r['bytes_checked']} bytes) in {r['cas_url']}")
+    console.print(
+        f"checked {r['checked']} objects ({r['bytes_checked']} bytes) in {r['cas_url']}",
+        markup=False,
+        soft_wrap=True,
+    )
     for item in r["corrupt"]:
         console.print(
             f"CAS_DIGEST_MISMATCH: {item['artifact_id']} ({item['size']} bytes) is corrupt; "
             f"moved to {item['quarantined_to'] or '-'}",
             markup=False,
+            soft_wrap=True,
         )
     for artifact_id in r["missing"]:
         console.print(
-            f"CAS_NOT_FOUND: {artifact_id} is referenced by the records but not stored", markup=False
+            f"CAS_NOT_FOUND: {artifact_id} is referenced by the records but not stored",
+            markup=False,
+            soft_wrap=True,
         )
     for outcome in r["outcomes"]:
         reason = f": {outcome['reason']}" if outcome["reason"] else ""
-        console.print(f"{outcome['artifact_id']} {outcome['status']}{reason}", markup=False)
+        console.print(f"{outcome['artifact_id']} {outcome['status']}{reason}", markup=False, soft_wrap=True)
     if r["ok"]:
         lost = r["corrupt"] or r["missing"]
         console.print("every corrupt or missing object was repaired" if lost else "every object is intact")

@@ -204,7 +204,8 @@ def _rerun_thread(
             )
         prompt_turns = {link.turn_id for link in links if link.role != "output" and link.role != "input"}
         turns = loaded.profile.ordered_turns()
-        last_seq = max(t.seq for t in turns if t.turn_id in {link.turn_id for link in links})
+        linked_turns = {link.turn_id for link in links}
+        last_seq = max((t.seq for t in turns if t.turn_id in linked_turns), default=0)
         for turn in turns:
             if turn.seq > last_seq:
                 break

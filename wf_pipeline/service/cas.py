@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from wf_pipeline.compiler.launch.executors import load_profiles
 from wf_pipeline.errors import masked_url
 from wf_pipeline.providers import Provider
 from wf_pipeline.runtime import RuntimeEnv
@@ -46,7 +47,9 @@ def verify_cas(
         RecordError: ``RECORD_*`` from the record store.
         ProfileError, ConfigError, ProviderError: as `RuntimeEnv.open`.
     """
-    with RuntimeEnv.open(settings, workspace_dir=workspace_dir, provider=provider) as env:
+    # The workflows' plug-ins register their gate types before the profiles load.
+    catalog = load_profiles(settings, workspace_dir or Path.cwd())
+    with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env:
         report = verify_store(env, on_progress)
         lost = [c.artifact_id for c in report.corrupt] + list(report.missing)
         outcomes = repair_objects(env, lost) if repair else []
