@@ -20,9 +20,12 @@ errors raised, so they are not in this catalogue.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 class WfError(Exception):
@@ -375,6 +378,12 @@ RECORD_SCHEMA_MISMATCH = _code(
     "RECORD_SCHEMA_MISMATCH", RecordError, meaning="the database holds another schema version than this code"
 )
 RECORD_UNAVAILABLE = _code("RECORD_UNAVAILABLE", RecordError, meaning="the record store cannot be reached")
+RECORD_STORAGE_ERROR = _code(
+    "RECORD_STORAGE_ERROR",
+    RecordError,
+    meaning="the database's storage failed: its disk is full (SQLite SQLITE_FULL, PostgreSQL 53100) "
+    "or an I/O error occurred (SQLITE_IOERR, PostgreSQL 58030); the message gives the reason",
+)
 
 # --- providers -----------------------------------------------------------------------------
 PROVIDER_BAD_RESPONSE = _code(
@@ -502,6 +511,24 @@ RUN_THREAD_STALE = _code(
 RUN_UNKNOWN_TARGET = _code("RUN_UNKNOWN_TARGET", RunError, meaning="no target is registered under that key")
 RUN_UNKNOWN_THREAD = _code("RUN_UNKNOWN_THREAD", RunError, meaning="no thread has that id")
 RUN_UNKNOWN_TURN = _code("RUN_UNKNOWN_TURN", RunError, meaning="the workflow has no turn with that id")
+RUN_OUTPUT_OUTSIDE_ROOT = _code(
+    "RUN_OUTPUT_OUTSIDE_ROOT",
+    RunError,
+    meaning="an output's destination resolves outside the folder written into, or goes through a "
+    "symbolic link (a linked folder or file): it is not written (a warning names it)",
+)
+RUN_OUTPUT_WRITE_FAILED = _code(
+    "RUN_OUTPUT_WRITE_FAILED",
+    RunError,
+    meaning="an output file could not be written (full disk, I/O error, permissions); the message gives "
+    "the operating system's reason, and nothing is half-written",
+)
+RUN_INSTANCE_STORAGE_ERROR = _code(
+    "RUN_INSTANCE_STORAGE_ERROR",
+    RunError,
+    meaning="the Dagster instance's storage failed (its disk is full, or an I/O error); the message gives "
+    "the reason",
+)
 RUN_NO_OUTPUT_SINK = _code(
     "RUN_NO_OUTPUT_SINK", RunError, meaning="no output sink is registered for the profile's frame type"
 )
@@ -511,3 +538,78 @@ RUN_SINK_DUPLICATE = _code(
 RUN_WORKFLOW_REQUIRED = _code(
     "RUN_WORKFLOW_REQUIRED", RunError, meaning="several workflows are loaded: the command must name one"
 )
+
+
+# --- figures for messages ------------------------------------------------------------------
+# Every message that names a URL or an operating-system failure builds it with these two
+# functions, so a password never reaches a message or a log, and a full disk always says so.
+
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "key")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password, and query values that name a secret, replaced by ``***``.
+
+    Covers the userinfo of RFC 3986 (``scheme://user:password@host``, as in PostgreSQL,
+    S3 or HTTP URLs) and query parameters whose name contains ``password``, ``secret``,
+    ``token`` or ``key`` (libpq's ``?password=``, presigned tokens). Text that is not a
+    URL comes back unchanged.
+
+    Args:
+        url: a URL or a bare path.
+
+    Returns:
+        The URL, safe for messages and logs. Raises nothing.
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostinfo}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_secret_key(name) for name, _ in pairs):
+            query = urlencode(
+                [(name, "***" if _secret_key(name) else value) for name, value in pairs], safe="*"
+            )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _secret_key(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_QUERY_KEYS)
+
+
+def os_reason(exc: BaseException) -> str:
+    """The operating system's reason for a failure, e.g. ``No space left on device (ENOSPC)``.
+
+    Follows the chain of causes (libraries wrap ``OSError`` in their own exceptions) and
+    returns the first ``OSError``'s ``strerror`` with its errno name (POSIX ``errno.h``),
+    without the file name. SQLite reports a full disk as "database or disk is full"
+    (``SQLITE_FULL``) and a failed read or write as "disk I/O error" (``SQLITE_IOERR``);
+    those texts are kept as the driver says them. Anything else gives
+    ``<type>: <message>`` on one line.
+
+    Args:
+        exc: the failure.
+
+    Returns:
+        One line, at most 300 characters. Raises nothing.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None:
+            name = errno.errorcode.get(current.errno, f"errno {current.errno}")
+            return f"{current.strerror or os.strerror(current.errno)} ({name})"[:300]
+        current = current.__cause__ or current.__context__
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]

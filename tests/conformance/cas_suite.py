@@ -118,6 +118,39 @@ def check_truncation_and_wrong_size_are_digest_mismatches(backend: CasBackend) -
 
 
 @check
+def check_put_replaces_a_damaged_object_of_the_same_size(backend: CasBackend) -> None:
+    # A flipped byte keeps the size: put must compare the bytes, not only the size.
+    store = backend.open()
+    payload = b"the bytes a later run links to"
+    ref = store.put(payload)
+    damaged = bytearray(payload)
+    damaged[0] ^= 0x01
+    backend.corrupt(store, ref.artifact_id, bytes(damaged))
+    assert store.put(payload) == ref
+    assert store.get(ref.artifact_id) == payload
+    backend.corrupt(store, ref.artifact_id, bytes(damaged))
+    assert store.put_many([b"other", payload])[1] == ref
+    assert store.get(ref.artifact_id) == payload
+
+
+@check
+def check_quarantine_moves_an_object_aside(backend: CasBackend) -> None:
+    store = backend.open()
+    kept = store.put(b"kept")
+    ref = store.put(b"damaged later")
+    backend.corrupt(store, ref.artifact_id, b"damaged LATER")
+    where = store.quarantine(ref.artifact_id)
+    assert where is not None and "quarantine" in where
+    assert not store.exists(ref.artifact_id)
+    assert code_of(lambda: store.get(ref.artifact_id)) == "CAS_NOT_FOUND"
+    assert list(store.iter_artifact_ids()) == [kept.artifact_id]
+    assert store.quarantine(ref.artifact_id) is None  # nothing left under the id
+    assert store.put(b"damaged later") == ref  # the intact bytes can be stored again
+    assert store.get(ref.artifact_id) == b"damaged later"
+    assert code_of(lambda: store.quarantine("sha256:nothex")) == "CAS_INVALID_ID"
+
+
+@check
 def check_absent_and_invalid_ids(backend: CasBackend) -> None:
     store = backend.open()
     absent = digest(b"never stored")

@@ -19,6 +19,9 @@ from fsspec import AbstractFileSystem
 
 from wf_pipeline.registry import Registry
 
+# Permission bits of every object a local store writes (owner read/write only).
+OBJECT_MODE = 0o600
+
 
 class WriteStrategy(Protocol):
     """Publishes objects under their final path so that no reader sees a partial object.
@@ -38,7 +41,7 @@ class WriteStrategy(Protocol):
 
 
 class LocalRenameWrite:
-    """Write to a unique temporary file, fsync, then rename over the final name.
+    """Write to a unique temporary file (mode `OBJECT_MODE`, 0600), fsync, then rename over the final name.
 
     ``os.replace`` is atomic within one filesystem (POSIX rename(2)), so concurrent
     writers of the same object (threads or processes) each land a complete file and the
@@ -65,7 +68,9 @@ class LocalRenameWrite:
             for path, data in items:
                 tmp_path = os.path.join(tmp_dir, f"{uuid.uuid4().hex}.part")
                 staged.append((tmp_path, path))
-                with open(tmp_path, "xb") as handle:
+                # 0600: objects hold prompts and source code; only the store's owner reads them.
+                fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OBJECT_MODE)
+                with open(fd, "wb") as handle:
                     handle.write(data)
             # One barrier for the batch: the data of every object is durable before any name is.
             for tmp_path, _ in staged:

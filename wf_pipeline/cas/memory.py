@@ -19,6 +19,7 @@ from wf_pipeline.cas.protocol import (
     check_artifact_id,
     check_ref_name,
     check_ref_value,
+    hex_of,
     not_found,
     ref_not_found,
     verify,
@@ -31,6 +32,7 @@ MEMORY_SCHEME = "memory"
 class _Contents:
     objects: dict[str, bytes] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
+    quarantined: dict[str, bytes] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -68,14 +70,14 @@ class MemoryArtifactStore(ArtifactCodec):
     def put_many(self, items: Iterable[bytes]) -> list[ArtifactRef]:
         """Store a batch under one lock; one ref per item, in input order.
 
-        A present object of the right size is kept; one of another size (damaged) is replaced.
+        A present object holding exactly these bytes is kept; one whose bytes differ
+        (damaged, whatever its size) is replaced.
         """
         refs, distinct = batch_of(items)
         with self._contents.lock:
             objects = self._contents.objects
             for artifact_id, data in distinct.items():
-                stored = objects.get(artifact_id)
-                if stored is None or len(stored) != len(data):
+                if objects.get(artifact_id) != data:
                     objects[artifact_id] = data
         return refs
 
@@ -108,6 +110,26 @@ class MemoryArtifactStore(ArtifactCodec):
         check_artifact_id(artifact_id)
         with self._contents.lock:
             self._contents.objects.pop(artifact_id, None)
+
+    def quarantine(self, artifact_id: str) -> str | None:
+        """Move the object aside (kept in `quarantined`); returns its quarantine name, None if absent.
+
+        Raises ``CAS_INVALID_ID``.
+        """
+        check_artifact_id(artifact_id)
+        with self._contents.lock:
+            data = self._contents.objects.pop(artifact_id, None)
+            if data is None:
+                return None
+            name = f"quarantine/{hex_of(artifact_id)}.{len(self._contents.quarantined)}"
+            self._contents.quarantined[name] = data
+        return name
+
+    @property
+    def quarantined(self) -> dict[str, bytes]:
+        """Quarantine name -> the bytes moved aside by `quarantine` (a copy)."""
+        with self._contents.lock:
+            return dict(self._contents.quarantined)
 
     def iter_artifact_ids(self) -> Iterator[str]:
         """Ids of every stored object, in ascending id order (a snapshot taken at the call)."""

@@ -59,7 +59,8 @@ class ArtifactStore(Protocol):
     def put(self, data: bytes) -> ArtifactRef:
         """Store ``data`` under its digest and return its ref.
 
-        Idempotent: storing present bytes again writes nothing (a damaged copy is replaced).
+        Idempotent: storing present bytes again writes nothing. A stored copy whose bytes
+        differ (damaged, even at the same size) is replaced atomically, never trusted.
         Raises ``CAS_BACKEND_ERROR``; nothing is visible under the id after a failure.
         """
         ...
@@ -118,6 +119,17 @@ class ArtifactStore(Protocol):
 
     def delete(self, artifact_id: str) -> None:
         """Remove an object; deleting an absent one is not an error. ``CAS_INVALID_ID``."""
+        ...
+
+    def quarantine(self, artifact_id: str) -> str | None:
+        """Move the stored object of ``artifact_id`` aside, kept but no longer readable under its id.
+
+        Used for objects whose bytes no longer hash to their id: they are kept for
+        diagnosis (never deleted), and the id reads as absent afterwards, so a later `put`
+        of the right bytes stores them anew. Returns where the object went (a path or
+        name inside the store), or None when nothing was stored under the id. Raises
+        ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR``.
+        """
         ...
 
     def iter_artifact_ids(self) -> Iterator[str]:

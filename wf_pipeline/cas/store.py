@@ -9,6 +9,7 @@ the digest, so a corrupt or truncated object is reported, never returned.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,7 +28,15 @@ from wf_pipeline.cas.protocol import (
     ref_not_found,
     verify,
 )
-from wf_pipeline.errors import CAS_BACKEND_ERROR, CAS_INVALID_URL, CasError, WfError
+from wf_pipeline.errors import (
+    CAS_BACKEND_ERROR,
+    CAS_DIGEST_MISMATCH,
+    CAS_INVALID_URL,
+    CasError,
+    WfError,
+    masked_url,
+    os_reason,
+)
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, is_digest
 
 log = logging.getLogger(__name__)
@@ -46,23 +55,28 @@ class FsspecArtifactStore(ArtifactCodec):
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.url = url
+        self._where = masked_url(url)  # how messages name the store
         try:
             self._fs, root = url_to_fs(url, **storage_options)
         except (ValueError, ImportError) as exc:
-            raise CasError(CAS_INVALID_URL, f"cannot open a store at {url}: {exc}", url=url) from exc
+            safe = masked_url(url)
+            raise CasError(
+                CAS_INVALID_URL, f"cannot open a store at {safe}: {str(exc).replace(url, safe)}", url=safe
+            ) from exc
         root = root.rstrip("/")
         self._objects_dir = f"{root}/objects"
         self._tmp_dir = f"{root}/tmp"
         self._refs_dir = f"{root}/refs"
+        self._quarantine_dir = f"{root}/quarantine"
         self._write_strategy = write_strategy_for(self._fs)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
+        return f"{type(self).__name__}({self._where!r})"
 
     # -- writing -------------------------------------------------------------
 
     def put(self, data: bytes) -> ArtifactRef:
-        """Store ``data`` under its digest; a present, intact-sized object is left alone.
+        """Store ``data`` under its digest; a present object holding exactly ``data`` is left alone.
 
         Returns the ref (id, size in bytes). Raises ``CAS_BACKEND_ERROR``.
         """
@@ -71,8 +85,8 @@ class FsspecArtifactStore(ArtifactCodec):
     def put_many(self, items: Iterable[bytes]) -> list[ArtifactRef]:
         """Store a batch behind one durability barrier; one ref per item, in input order.
 
-        Objects already stored with the right size are skipped, duplicates are written
-        once. Local filesystems stage every object, fsync them in one pass, rename each
+        Objects already stored with exactly these bytes are skipped (compared byte for
+        byte, so a damaged copy of the same size is replaced), duplicates are written once. Local filesystems stage every object, fsync them in one pass, rename each
         into place and fsync each folder once; object stores upload each object whole.
         Raises ``CAS_BACKEND_ERROR``; no object is ever half-written under its name.
         """
@@ -82,13 +96,16 @@ class FsspecArtifactStore(ArtifactCodec):
             for artifact_id, data in distinct.items():
                 path = self._object_path(artifact_id)
                 stored_size = self._stored_size(path)
-                # A size difference means an earlier write was damaged; replace it atomically.
-                if stored_size == len(data):
+                # A present object is trusted only if it holds exactly these bytes: a damaged
+                # copy (a flipped byte keeps the size) is replaced atomically, never linked to.
+                if stored_size == len(data) and self._stored_bytes(path) == data:
                     continue
                 if stored_size is not None:
                     log.warning(
-                        "cas replacing damaged object %s (%d bytes stored, %d expected)",
+                        "%s: replacing damaged object %s in %s (%d bytes stored, %d expected)",
+                        CAS_DIGEST_MISMATCH,
                         artifact_id,
+                        self._where,
                         stored_size,
                         len(data),
                     )
@@ -111,6 +128,25 @@ class FsspecArtifactStore(ArtifactCodec):
                 return
         log.debug("cas deleted %s", artifact_id)
 
+    def quarantine(self, artifact_id: str) -> str | None:
+        """Move the object to ``<root>/quarantine/<hex>.<unique>``: kept, no longer readable by id.
+
+        Returns the quarantine path, or None when nothing is stored under the id. Raises
+        ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR``.
+        """
+        path = self._object_path(artifact_id)
+        target = f"{self._quarantine_dir}/{hex_of(artifact_id)}.{uuid.uuid4().hex[:12]}"
+        with self._backend("quarantine", artifact_id):
+            if self._stored_size(path) is None:
+                return None
+            self._fs.makedirs(self._quarantine_dir, exist_ok=True)
+            try:
+                self._fs.mv(path, target)
+            except FileNotFoundError:
+                return None  # another process moved it first
+        log.debug("cas quarantined %s to %s", artifact_id, target)  # callers report it
+        return target
+
     # -- reading -------------------------------------------------------------
 
     def get(self, artifact_id: str, *, size: int | None = None) -> bytes:
@@ -123,8 +159,8 @@ class FsspecArtifactStore(ArtifactCodec):
             try:
                 data = bytes(self._fs.cat_file(path))
             except FileNotFoundError:
-                raise not_found(artifact_id, where=self.url) from None
-        return verify(artifact_id, data, size, where=self.url)
+                raise not_found(artifact_id, where=self._where) from None
+        return verify(artifact_id, data, size, where=self._where)
 
     def exists(self, artifact_id: str) -> bool:
         """Whether an object is stored under ``artifact_id`` (not verified).
@@ -144,7 +180,7 @@ class FsspecArtifactStore(ArtifactCodec):
         with self._backend("size", artifact_id):
             stored_size = self._stored_size(path)
         if stored_size is None:
-            raise not_found(artifact_id, where=self.url)
+            raise not_found(artifact_id, where=self._where)
         return ArtifactRef(artifact_id, stored_size)
 
     def iter_artifact_ids(self) -> Iterator[str]:
@@ -186,8 +222,8 @@ class FsspecArtifactStore(ArtifactCodec):
             try:
                 value = bytes(self._fs.cat_file(self._ref_path(name))).decode("ascii").strip()
             except FileNotFoundError:
-                raise ref_not_found(name, where=self.url) from None
-        return check_ref_value(name, value, where=self.url)
+                raise ref_not_found(name, where=self._where) from None
+        return check_ref_value(name, value, where=self._where)
 
     # -- internals -----------------------------------------------------------
 
@@ -197,6 +233,12 @@ class FsspecArtifactStore(ArtifactCodec):
     def _object_path(self, artifact_id: str) -> str:
         hex_digest = hex_of(artifact_id)
         return f"{self._objects_dir}/{hex_digest[:2]}/{hex_digest[2:]}"
+
+    def _stored_bytes(self, path: str) -> bytes | None:
+        try:
+            return bytes(self._fs.cat_file(path))
+        except FileNotFoundError:
+            return None
 
     def _stored_size(self, path: str) -> int | None:
         try:
@@ -213,12 +255,17 @@ class FsspecArtifactStore(ArtifactCodec):
         except WfError:
             raise
         except Exception as exc:
+            # The operating system's reason ("No space left on device (ENOSPC)") leads, so a
+            # full disk or an I/O error reads as such; the URL never shows a password.
+            reason = os_reason(exc)
+            target = f" {artifact_id}" if artifact_id else ""
             raise CasError(
                 CAS_BACKEND_ERROR,
-                f"{operation} {artifact_id or ''} on {self.url} failed: {type(exc).__name__}: {exc}",
+                f"{operation}{target} on {self._where} failed: {reason}",
                 operation=operation,
                 artifact_id=artifact_id,
                 error_type=type(exc).__name__,
+                reason=reason,
             ) from exc
 
 

@@ -283,7 +283,64 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return EXIT_FAILED  # not reached: execve replaces the process or raises OSError
 
 
+def cmd_cas(args: argparse.Namespace) -> int:
+    """``wf cas verify [--repair]``: check every CAS object against its id, quarantine corrupt ones.
+
+    Args:
+        args: the parsed command line (``action``, ``repair``, ``json``).
+
+    Returns:
+        The exit status: 0 when every object is intact (or, with ``--repair``, was
+        repaired), 1 (``EXIT_FAILED``) when anything stays corrupt. A progress bar of
+        objects goes to stderr when it is a terminal and ``--json`` is off.
+
+    Raises:
+        WfError: those of `service.verify_cas` (``CAS_*``, ``RECORD_*``, ``PROFILE_*``,
+            ``CONFIG_*``); `main` prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    with _progress(args, label="objects") as on_progress:
+        result = service.verify_cas(_settings(), repair=args.repair, on_progress=on_progress)
+    _emit(args, result, _render_verify)
+    return 0 if result["ok"] else EXIT_FAILED
+
+
 # --- rendering -----------------------------------------------------------------------
+
+
+def _render_verify(console: Console, r: dict) -> None:
+    console.print(
+        f"checked {r['checked']} objects ({r['bytes_checked']} bytes) in {r['cas_url']}",
+        markup=False,
+        soft_wrap=True,
+    )
+    for item in r["corrupt"]:
+        console.print(
+            f"CAS_DIGEST_MISMATCH: {item['artifact_id']} ({item['size']} bytes) is corrupt; "
+            f"moved to {item['quarantined_to'] or '-'}",
+            markup=False,
+            soft_wrap=True,
+        )
+    for artifact_id in r["missing"]:
+        console.print(
+            f"CAS_NOT_FOUND: {artifact_id} is referenced by the records but not stored",
+            markup=False,
+            soft_wrap=True,
+        )
+    for outcome in r["outcomes"]:
+        reason = f": {outcome['reason']}" if outcome["reason"] else ""
+        console.print(f"{outcome['artifact_id']} {outcome['status']}{reason}", markup=False, soft_wrap=True)
+    if r["ok"]:
+        lost = r["corrupt"] or r["missing"]
+        console.print("every corrupt or missing object was repaired" if lost else "every object is intact")
+    elif r["repair"]:
+        console.print(f"{plural(r['unrepaired'], 'object')} could not be repaired")
+    else:
+        console.print(
+            f"{plural(r['unrepaired'], 'object')} corrupt or missing; "
+            "wf cas verify --repair runs their turns again"
+        )
 
 
 def _render_run(console: Console, s: dict) -> None:
@@ -334,15 +391,16 @@ def _render_thread(console: Console, d: dict) -> None:
 
 
 class _progress:
-    """A rich progress bar of threads done of total (stderr, so --json stays clean).
+    """A rich progress bar of items (threads, objects) done of total (stderr, so --json stays clean).
 
     While it is active, logging warnings print through the bar's console, above the bar.
     """
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, *, label: str = "threads") -> None:
         self._enabled = not args.json and sys.stderr.isatty()
+        self._label = label
         self._progress = Progress(
-            TextColumn("threads"),
+            TextColumn(label),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -359,7 +417,7 @@ class _progress:
             if not self._enabled:
                 return
             if self._task is None:
-                self._task = self._progress.add_task("threads", total=total)
+                self._task = self._progress.add_task(self._label, total=total)
             self._progress.update(self._task, completed=done, total=total)
 
         return update
@@ -457,6 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     resume = command("resume", "resume a failed thread per its failure_policy", cmd_resume)
     resume.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")
     resume.add_argument("--out", help="folder for the thread's output")
+
+    cas = command("cas", "check the content-addressed store", cmd_cas)
+    cas.add_argument("action", choices=["verify"], help="verify: check every object against its id")
+    cas.add_argument(
+        "--repair",
+        action="store_true",
+        help="run the turns that produced corrupt objects again (corrupt objects are quarantined either way)",
+    )
 
     threads = command("threads", "list threads or show one", cmd_threads)
     threads.add_argument(

@@ -59,6 +59,7 @@ from wf_pipeline.errors import (
     PROVIDER_TIMEOUT,
     ErrorCode,
     ProviderError,
+    masked_url,
 )
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
 from wf_pipeline.providers.retry import RETRY_AFTER_DETAIL, parse_retry_after
@@ -100,7 +101,7 @@ class OpenAIOptions:
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ProviderError(
                 PROVIDER_CONFIG_INVALID,
-                f"option base_url must be an http(s) URL, got {base_url!r}",
+                f"option base_url must be an http(s) URL, got {masked_url(str(base_url))!r}",
                 option="base_url",
             )
         if not isinstance(model, str) or not model.strip():
@@ -300,7 +301,7 @@ class OpenAIProvider:
             phase = _TIMEOUT_PHASES.get(type(exc), "read")
             raise ProviderError(
                 PROVIDER_TIMEOUT,
-                f"no answer from {self.endpoint} within {request.timeout_ms} ms ({phase} timeout)",
+                f"no answer from {masked_url(self.endpoint)} within {request.timeout_ms} ms ({phase} timeout)",
                 timeout_ms=request.timeout_ms,
                 phase=phase,
                 **where,
@@ -309,7 +310,7 @@ class OpenAIProvider:
             # RuntimeError: the client was closed.
             raise ProviderError(
                 PROVIDER_CONNECTION_ERROR,
-                f"cannot reach {self.endpoint}: {type(exc).__name__}",
+                f"cannot reach {masked_url(self.endpoint)}: {type(exc).__name__}",
                 **where,
             ) from None
         if response.is_success:
@@ -326,9 +327,13 @@ class OpenAIProvider:
         status there), and any other error object is ``PROVIDER_SERVER_ERROR``.
         """
         said = server_error_parts(body, request)
-        details: dict[str, Any] = {"status": status, "endpoint": self.endpoint, "turn_id": request.turn_id}
+        details: dict[str, Any] = {
+            "status": status,
+            "endpoint": masked_url(self.endpoint),
+            "turn_id": request.turn_id,
+        }
         details.update({f"server_error_{name}": said[name] for name in ("type", "code") if name in said})
-        where = f"HTTP {status} from {self.endpoint}"
+        where = f"HTTP {status} from {masked_url(self.endpoint)}"
         judged = status
         if 200 <= status < 300:
             embedded = int(said["code"]) if said.get("code", "").isdigit() else 0
@@ -367,7 +372,7 @@ class OpenAIProvider:
         raw = self._post(request)
 
         def bad_response(what: str) -> ProviderError:
-            message = f"{self.endpoint} answered {what} ({len(raw)} bytes)"
+            message = f"{masked_url(self.endpoint)} answered {what} ({len(raw)} bytes)"
             return ProviderError(
                 PROVIDER_BAD_RESPONSE, message, endpoint=self.endpoint, turn_id=request.turn_id, size=len(raw)
             )

@@ -18,7 +18,15 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from wf_pipeline.errors import RECORD_BAD_URL, RECORD_INTEGRITY, RECORD_UNAVAILABLE, RecordError
+from wf_pipeline.errors import (
+    RECORD_BAD_URL,
+    RECORD_INTEGRITY,
+    RECORD_STORAGE_ERROR,
+    RECORD_UNAVAILABLE,
+    RecordError,
+    masked_url,
+    os_reason,
+)
 
 SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
 POSTGRES_DRIVERS = {"postgresql", "postgresql+psycopg2"}
@@ -51,8 +59,8 @@ def parse_url(url: str) -> URL:
 
 
 def safe_url(url: URL) -> str:
-    """``url`` as text with its password masked (``***``), for messages and logs."""
-    return url.render_as_string(hide_password=True)
+    """``url`` as text with its password masked (``***``), for messages and logs (`masked_url`)."""
+    return masked_url(url.render_as_string(hide_password=False))
 
 
 def is_memory_sqlite(url: URL) -> bool:
@@ -137,12 +145,49 @@ def translated_errors(url: URL, action: str) -> Iterator[None]:
             action=action,
         ) from exc
     except (OperationalError, InterfaceError) as exc:
+        reason = storage_failure(exc)
+        if reason is not None:
+            raise RecordError(
+                RECORD_STORAGE_ERROR,
+                f"record store {safe_url(url)} could not write during {action}: {reason}",
+                action=action,
+                url=safe_url(url),
+                reason=reason,
+            ) from exc
         raise RecordError(
             RECORD_UNAVAILABLE,
             f"record store {safe_url(url)} unavailable during {action}: {driver_message(exc, url)}",
             action=action,
             url=safe_url(url),
         ) from exc
+
+
+# SQLite's result texts for a full disk and a failed read or write (sqlite3.h: SQLITE_FULL,
+# SQLITE_IOERR), and PostgreSQL's SQLSTATEs disk_full and io_error (Appendix A, class 53 and 58).
+_SQLITE_STORAGE_TEXTS = ("database or disk is full", "disk i/o error")
+_POSTGRES_STORAGE_STATES = {"53100": "disk full (53100)", "58030": "I/O error (58030)"}
+
+
+def storage_failure(exc: Exception) -> str | None:
+    """The storage reason of a driver failure (full disk, I/O error), or None for any other failure.
+
+    Args:
+        exc: a SQLAlchemy ``DBAPIError``.
+
+    Returns:
+        SQLite's own text (``database or disk is full``, ``disk I/O error``) or
+        PostgreSQL's condition with its SQLSTATE, followed by the operating system's
+        reason when one is chained (`wf_pipeline.errors.os_reason`); None otherwise.
+    """
+    original = getattr(exc, "orig", None) or exc
+    text = " ".join(str(original).split())
+    lowered = text.lower()
+    state = getattr(original, "pgcode", None)
+    if state in _POSTGRES_STORAGE_STATES:
+        return f"{_POSTGRES_STORAGE_STATES[state]}: {text[:300]}"
+    if any(marker in lowered for marker in _SQLITE_STORAGE_TEXTS):
+        return text[:300]
+    return os_reason(original) if isinstance(original, OSError) else None
 
 
 def driver_message(exc: Exception, url: URL) -> str:

@@ -205,7 +205,9 @@ def summarize_run(
             be written and no loaded workflow provides a sink for the frame type.
         CasError: the sink's read of a final artifact (``CAS_NOT_FOUND``,
             ``CAS_DIGEST_MISMATCH``).
-        OSError: when an output cannot be written (nothing is half-written).
+        RunError: ``RUN_OUTPUT_WRITE_FAILED`` when an output cannot be written, with the
+            operating system's reason (nothing is half-written). A destination outside the
+            root or through a symbolic link is not written (warning ``RUN_OUTPUT_OUTSIDE_ROOT``).
         RecordError: ``RECORD_UNAVAILABLE``.
     """
     writing = out_dir is not None or in_place
@@ -223,6 +225,8 @@ def summarize_run(
                 artifact_id,
                 _target_directory(plan.scan.root, thread, out_dir, in_place),
                 overwrite=overwrite or not in_place,
+                # Never write outside the tree (in place) or the output folder, nor through links.
+                root=plan.scan.root if in_place else out_dir,
             )
         summaries.append(
             ThreadSummary(

@@ -17,22 +17,41 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import logging
 import os
-import tempfile
+import stat
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from wf_pipeline.errors import RUN_NO_OUTPUT_SINK, RUN_SINK_DUPLICATE
+from wf_pipeline.errors import (
+    RUN_NO_OUTPUT_SINK,
+    RUN_OUTPUT_OUTSIDE_ROOT,
+    RUN_OUTPUT_WRITE_FAILED,
+    RUN_SINK_DUPLICATE,
+    RunError,
+    os_reason,
+)
 from wf_pipeline.registry import Registry
 
 if TYPE_CHECKING:
     from wf_pipeline.runtime.environment import RuntimeEnv
 
+log = logging.getLogger(__name__)
+
 
 class OutputSink(Protocol):
     """Writes one thread's final artifact for one target directory."""
 
-    def write(self, env: RuntimeEnv, artifact_id: str, directory: Path, *, overwrite: bool) -> Path | None:
+    def write(
+        self,
+        env: RuntimeEnv,
+        artifact_id: str,
+        directory: Path,
+        *,
+        overwrite: bool,
+        root: Path | None = None,
+    ) -> Path | None:
         """Write the artifact ``artifact_id`` (read from ``env.cas``) for the target ``directory``.
 
         Args:
@@ -41,14 +60,17 @@ class OutputSink(Protocol):
             directory: where the target sits in the output tree (the out folder or the
                 scanned tree itself); it may not exist yet.
             overwrite: replace an existing, different output.
+            root: the folder the write must stay in (the tree written in place, or the
+                output folder); None checks nothing. See `write_file_atomically`.
 
         Returns:
             The path written (or already holding the same bytes), or None when an
-            existing output was kept.
+            existing output was kept or the destination left ``root``.
 
         Raises:
             CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH`` for the artifact.
-            OSError: when the output cannot be written; nothing is half-written.
+            RunError: ``RUN_OUTPUT_WRITE_FAILED`` when the output cannot be written (with
+                the operating system's reason); nothing is half-written.
         """
         ...
 
@@ -89,36 +111,105 @@ def output_sink(frame_type: str) -> OutputSink:
     return _SINKS.get(frame_type)
 
 
-def write_file_atomically(data: bytes, destination: Path, *, overwrite: bool) -> Path | None:
+def write_file_atomically(
+    data: bytes, destination: Path, *, overwrite: bool, root: Path | None = None
+) -> Path | None:
     """Write ``data`` to ``destination`` atomically; an existing different file is kept unless ``overwrite``.
 
     Temporary files that earlier writers of ``destination`` abandoned are removed first.
+    A new file gets the mode the process's umask gives (``open(2)`` with 0666, as
+    ``cp`` and editors create files); a replaced file keeps its own mode.
 
     Args:
         data: the bytes to write.
         destination: the file; its folder is created when missing.
         overwrite: replace an existing file whose bytes differ from ``data``.
+        root: the folder writes must stay in (the tree written in place, or the output
+            folder). When given, a destination that resolves outside it, that goes
+            through a symbolic link below it (a linked folder), or that is itself a
+            link, is not written: a warning ``RUN_OUTPUT_OUTSIDE_ROOT`` names it and None
+            is returned (`outside_root`).
 
     Returns:
         ``destination`` when it now holds ``data`` (written, or already equal), None when
-        an existing file was kept.
+        an existing file was kept or the destination is refused.
 
     Raises:
-        OSError: permissions, full disk...; the temporary file is removed and
+        RunError: ``RUN_OUTPUT_WRITE_FAILED`` with the operating system's reason (full
+            disk, I/O error, permissions); the temporary file is removed and
             ``destination`` is left as it was.
     """
+    if root is not None:
+        refusal = outside_root(destination, root)
+        if refusal is not None:
+            # A warning, not a failure: the other outputs are still written.
+            warning = RunError(
+                RUN_OUTPUT_OUTSIDE_ROOT, f"{destination} not written: {refusal}", path=str(destination)
+            )
+            log.warning("%s", warning)
+            return None
+    try:
+        return _write(data, destination, overwrite=overwrite)
+    except OSError as exc:
+        reason = os_reason(exc)
+        raise RunError(
+            RUN_OUTPUT_WRITE_FAILED,
+            f"cannot write {destination}: {reason}",
+            path=str(destination),
+            reason=reason,
+        ) from exc
+
+
+def outside_root(destination: Path, root: Path) -> str | None:
+    """Why writing ``destination`` would leave ``root``, or None when it stays inside.
+
+    The rule of careful tools (``tar``'s and ``git``'s refusal to write through links):
+    no folder between ``root`` and the destination, and not the destination itself, may
+    be a symbolic link, and the destination's resolved folder must lie inside the
+    resolved root. ``root`` itself may be reached through links.
+
+    Args:
+        destination: the file to be written.
+        root: the folder writes must stay in.
+
+    Returns:
+        A short reason naming the offending path, or None. Raises nothing.
+    """
+    resolved_root = root.resolve()
+    try:
+        relative = destination.relative_to(root)
+    except ValueError:
+        relative = None
+    if relative is not None:
+        current = root
+        for part in relative.parts:
+            current = current / part
+            if current.is_symlink():
+                kind = "file" if current == destination else "folder"
+                return f"{current} is a symbolic link ({kind}) to {os.path.realpath(current)}"
+    if not destination.parent.resolve().is_relative_to(resolved_root):
+        return f"its folder resolves to {destination.parent.resolve()}, outside {resolved_root}"
+    return None
+
+
+def _write(data: bytes, destination: Path, *, overwrite: bool) -> Path | None:
     if destination.parent.is_dir():
         _remove_abandoned_writes(destination)
-    if destination.exists():
+    existing = destination.stat() if destination.exists() else None
+    if existing is not None:
         if destination.read_bytes() == data:
             return destination
         if not overwrite:
             return None
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(destination), suffix=".tmp", dir=destination.parent)
+    tmp_name = str(destination.parent / f"{_temp_prefix(destination)}{uuid.uuid4().hex}.tmp")
+    # 0666 under the umask, like any file a user creates (mkstemp would give 0600).
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         # Held until the rename, so a live writer's file is never taken for an abandoned one.
         fcntl.flock(fd, fcntl.LOCK_EX)
+        if existing is not None:
+            os.fchmod(fd, stat.S_IMODE(existing.st_mode))  # a replaced file keeps its mode
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from wf_pipeline.errors import RUN_TARGET_CHANGED, RUN_UNKNOWN_THREAD, RunError
+from wf_pipeline.errors import CAS_NOT_FOUND, RUN_TARGET_CHANGED, RUN_UNKNOWN_THREAD, RunError
 from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_from_key
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.integrity import usable_artifact
 from wf_pipeline.runtime.targets import Target, documentable_directories, target_key_for
 from wf_pipeline.tree import TreeScan, build_context, context_json_text, scan_tree
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -223,25 +227,29 @@ def open_thread(
 
 
 def final_artifact_id(env: RuntimeEnv, loaded: LoadedProfile, thread_id: str) -> str | None:
-    """The final artifact of a completed thread, if its bytes are still in the CAS.
+    """The final artifact of a completed thread, if its bytes are still in the CAS, intact.
+
+    A corrupt final artifact is quarantined with a warning (`usable_artifact`), so the
+    thread is planned again instead of blocking its tree on every run.
 
     Args:
-        env: the runtime (records read, CAS checked for presence, not verified).
+        env: the runtime (records read, the artifact read and verified).
         loaded: the thread's profile (which turn produces the final output).
         thread_id: the thread.
 
     Returns:
         The artifact id (``sha256:<hex>``) of the final turn's latest completed attempt,
-        or None when that turn has not completed or its bytes are gone.
+        or None when that turn has not completed or its bytes are gone or corrupt.
 
     Raises:
         RecordError: ``RECORD_UNAVAILABLE``.
+        CasError: ``CAS_BACKEND_ERROR``.
     """
     final_turn = next(t for t in loaded.profile.ordered_turns() if t.output_type == final_output_type(loaded))
     latest = env.records.latest_turns(thread_id).get(final_turn.turn_id)
     if latest is None or latest.status != "completed" or latest.output_artifact_id is None:
         return None
-    return latest.output_artifact_id if env.cas.exists(latest.output_artifact_id) else None
+    return latest.output_artifact_id if usable_artifact(env, latest.output_artifact_id) else None
 
 
 def context_snapshot(
@@ -249,8 +257,9 @@ def context_snapshot(
 ) -> str:
     """Artifact id of the thread's context payload, built once and reused by every later turn.
 
-    Reusing the first snapshot keeps retries and resumes on the same inputs even if the
-    tree has changed since.
+    Reusing the recorded snapshot keeps retries and resumes on the same inputs even if the
+    tree has changed since. A recorded snapshot that is missing or corrupt (quarantined,
+    `usable_artifact`) is built again from the tree.
 
     Args:
         env: the runtime (records read, CAS read and written).
@@ -270,8 +279,10 @@ def context_snapshot(
         CasError: as `child_frames`; ``CAS_BACKEND_ERROR`` when the snapshot cannot be stored.
     """
     recorded = recorded_context_id(env, thread.thread_id)
-    if recorded is not None:
+    if recorded is not None and usable_artifact(env, recorded):
         return recorded
+    # First turn, or the recorded snapshot is gone or corrupt: built from the tree, which
+    # must still be the thread's (then the bytes, and so the id, come out the same).
     scan = scan or scan_workspace(env, loaded, target.root)
     node = scan.node(target.path)
     if node.node_id != thread.target_node_id:
@@ -325,12 +336,13 @@ def recorded_context_id(env: RuntimeEnv, thread_id: str) -> str | None:
         thread_id: the thread.
 
     Returns:
-        The context artifact id of the first prompt link that has one, else None.
+        The context artifact id of the latest prompt link that has one, else None.
 
     Raises:
         RecordError: ``RECORD_UNAVAILABLE``.
     """
-    for link in env.records.prompt_links_for_thread(thread_id):
+    # The latest: it differs from the first only when a lost snapshot was built again.
+    for link in reversed(env.records.prompt_links_for_thread(thread_id)):
         if link.context_artifact_id is not None:
             return link.context_artifact_id
     return None
@@ -349,9 +361,11 @@ def child_frames(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: s
         Child path -> head frame text (decoded UTF-8) or None, for every direct child
         directory in scan order.
 
+    A head frame whose artifact is missing or corrupt counts as none, with a warning
+    (`usable_artifact` quarantines a corrupt one).
+
     Raises:
-        CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``, ``CAS_DECODE_ERROR`` when a
-            head frame's artifact is missing or corrupt.
+        CasError: ``CAS_DECODE_ERROR`` for a head frame that is not UTF-8; ``CAS_BACKEND_ERROR``.
         RecordError: ``RECORD_UNAVAILABLE``.
     """
     frame_type = frame_type_of(loaded)
@@ -360,5 +374,15 @@ def child_frames(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: s
         if child.kind != "dir":
             continue
         head = env.records.head_frame(child.node_id, frame_type)
+        if head is not None and not usable_artifact(env, head.artifact_id):
+            # The child's thread is planned again (its final output fails the same check);
+            # meanwhile the parent is told the child has no frame rather than failing.
+            log.warning(
+                "%s: head frame %s of %s is missing or corrupt; the parent's context goes without it",
+                CAS_NOT_FOUND,
+                head.artifact_id,
+                child.path,
+            )
+            head = None
         frames[child.path] = env.cas.get_text(head.artifact_id) if head is not None else None
     return frames

@@ -50,6 +50,7 @@ from wf_pipeline.providers.retry import Deadline, call_within, provider_retrying
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import gate_stops_thread, turn_is_settled
+from wf_pipeline.runtime.integrity import usable_artifact
 from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import (
     context_snapshot,
@@ -165,6 +166,10 @@ def run_turn(
 ) -> TurnOutput:
     """Run (or reuse) ``turn_id`` of ``thread``. Completed turns never call the provider again.
 
+    A completed turn whose output is missing or corrupt (quarantined by `usable_artifact`)
+    runs again with a warning; an input whose recorded output is missing or corrupt has
+    its producing turn run again first. Either way a completed thread stays completed.
+
     Args:
         env: the open runtime (provider, CAS, records).
         loaded: the thread's profile with its templates.
@@ -207,8 +212,18 @@ def run_turn(
         raise RunError(RUN_UNKNOWN_TURN, f"{profile.workflow_id} has no turn {turn_id!r}")
     history = env.records.latest_turns(thread.thread_id)
     latest = history.get(turn_id)
-    if turn_is_settled(thread, latest) and env.cas.exists(latest.output_artifact_id):
-        return _reused_output(env, thread, turn, target, latest)
+    if turn_is_settled(thread, latest):
+        if usable_artifact(env, latest.output_artifact_id):
+            return _reused_output(env, thread, turn, target, latest)
+        # Its output is gone or was corrupt (now quarantined): this turn runs again; the
+        # completed turns after it stay settled (see _Attempt.thread_update).
+        log.warning(
+            "turn %s of thread %s runs again: its output %s is missing or corrupt",
+            turn.turn_id,
+            thread.thread_id,
+            latest.output_artifact_id,
+        )
+    thread, history = _regenerate_lost_inputs(env, loaded, thread, target, turn, scan, history)
 
     snapshot = _snapshot_inputs(env, loaded, thread, target, turn, scan, history)
     gate_spec = profile.gate(turn.gate_id) if turn.gate_id else None
@@ -248,6 +263,86 @@ def run_turn(
     output_ref = env.cas.put(output_bytes)
     gate = evaluate(gate_spec, output_bytes.decode("utf-8"), snapshot.texts) if gate_spec else None
     return _commit_completed(attempt, output_ref, gate, response, len(failures) + 1)
+
+
+def restore_turn_artifacts(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    target: Target,
+    turn_id: str,
+    scan: TreeScan | None = None,
+) -> None:
+    """Store again the prompt and context artifacts of a turn, without calling the provider.
+
+    The turn's inputs are snapshotted as a new attempt would (template, rendered prompts
+    under the artifact policy, the context snapshot); rendering is deterministic, so the
+    same inputs give the same ids back. Used to bring back such artifacts after they were
+    lost or quarantined (`wf_pipeline.runtime.repair`).
+
+    Args:
+        env: the runtime (records read, CAS read and written).
+        loaded: the thread's profile.
+        thread: the thread.
+        target: the thread's target.
+        turn_id: the turn.
+        scan: the tree scan, if the caller has one.
+
+    Raises:
+        RunError: ``RUN_UNKNOWN_TURN``, ``RUN_INPUT_NOT_READY``, ``RUN_TARGET_CHANGED``.
+        ProfileError, MetadataError, CasError, TreeError, RecordError: as `run_turn`
+            before its provider call.
+    """
+    turn = next((t for t in loaded.profile.ordered_turns() if t.turn_id == turn_id), None)
+    if turn is None:
+        raise RunError(RUN_UNKNOWN_TURN, f"{loaded.profile.workflow_id} has no turn {turn_id!r}")
+    history = env.records.latest_turns(thread.thread_id)
+    thread, history = _regenerate_lost_inputs(env, loaded, thread, target, turn, scan, history)
+    _snapshot_inputs(env, loaded, thread, target, turn, scan, history)
+
+
+def _regenerate_lost_inputs(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    target: Target,
+    turn: Any,
+    scan: TreeScan | None,
+    history: Mapping[str, TurnRecord],
+) -> tuple[ThreadRecord, Mapping[str, TurnRecord]]:
+    """Run again the producer of every input whose recorded output is missing or corrupt.
+
+    Returns the thread and its latest turns as recorded afterwards (unchanged when every
+    input is intact). Raises ``RUN_INPUT_NOT_READY`` when a producer could not complete
+    again; the producer's own attempt records why.
+    """
+    producers = {t.output_type: t for t in loaded.profile.ordered_turns()}
+    for ref in turn.input_refs:
+        if ref == CONTEXT_REF:
+            continue  # the context snapshot is checked and rebuilt by context_snapshot
+        producer = producers[ref]
+        upstream = history.get(producer.turn_id)
+        if upstream is None or upstream.status != "completed" or upstream.output_artifact_id is None:
+            continue  # not produced yet: _snapshot_inputs reports RUN_INPUT_NOT_READY
+        if usable_artifact(env, upstream.output_artifact_id):
+            continue
+        log.warning(
+            "turn %s of thread %s runs again: input %s (%s) is missing or corrupt",
+            producer.turn_id,
+            thread.thread_id,
+            ref,
+            upstream.output_artifact_id,
+        )
+        produced = run_turn(env, loaded, thread, target, producer.turn_id, scan)
+        if produced.status != "completed":
+            raise RunError(
+                RUN_INPUT_NOT_READY,
+                f"turn {turn.turn_id} of thread {thread.thread_id} needs {ref}, whose producer "
+                f"{producer.turn_id} ran again and ended {produced.status} ({produced.error_code})",
+            )
+        thread = env.records.get_thread(thread.thread_id) or thread
+        history = env.records.latest_turns(thread.thread_id)
+    return thread, history
 
 
 class _RecordedFailure(Exception):
@@ -592,7 +687,10 @@ def _commit_completed(
         if is_final and passed
         else None
     )
-    thread_status = ("completed" if is_final else "running") if passed else "failed"
+    # A completed thread whose earlier turn ran again (its output was lost) stays completed:
+    # its later turns stay settled (thread_update keeps the furthest turn reached).
+    done = is_final or thread.status == "completed"
+    thread_status = ("completed" if done else "running") if passed else "failed"
     attempt.env.records.commit_turn(
         TurnCommit(
             thread=attempt.thread_update(thread_status, ended),

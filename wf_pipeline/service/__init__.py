@@ -4,6 +4,7 @@ Plain functions over the runtime and the compiler's launch API. Each takes the
 `Settings` it works under as its first argument; none reads the environment.
 """
 
+from wf_pipeline.service.cas import verify_cas
 from wf_pipeline.service.definitions import code_location
 from wf_pipeline.service.queries import (
     list_profiles,
@@ -29,4 +30,5 @@ __all__ = [
     "show_thread",
     "sync_targets",
     "validate_profiles",
+    "verify_cas",
 ]

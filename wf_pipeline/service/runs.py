@@ -13,6 +13,7 @@ from wf_pipeline.compiler import targets_partitions
 from wf_pipeline.compiler.launch.executors import check_launch_settings, load_profiles
 from wf_pipeline.compiler.launch.instance import open_instance
 from wf_pipeline.compiler.launch.levels import Progress, launch_levels, sync_partitions
+from wf_pipeline.compiler.launch.storage_errors import instance_storage_errors
 from wf_pipeline.errors import (
     RUN_BAD_ARGUMENTS,
     RUN_PROVIDER_NOT_PORTABLE,
@@ -67,7 +68,8 @@ def run_workflow(
     an unknown workflow, ``RUN_BAD_ARGUMENTS`` for ``overwrite`` without ``in_place``,
     ``RUN_PROVIDER_NOT_PORTABLE`` for a provider object with an out-of-process executor,
     and the executor's ``CONFIG_*`` errors (``CONFIG_BAD_EXECUTOR_CONFIG``,
-    ``CONFIG_EXECUTOR_UNAVAILABLE``, ``CONFIG_STORE_NOT_SHARED``), all before anything is written.
+    ``CONFIG_EXECUTOR_UNAVAILABLE``, ``CONFIG_STORE_NOT_SHARED``), all before anything is written;
+    ``RUN_INSTANCE_STORAGE_ERROR`` when the Dagster instance's storage fails (full disk, I/O error).
     """
     if overwrite and not in_place:
         raise RunError(
@@ -81,9 +83,10 @@ def run_workflow(
     with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env:
         scan = scan_workspace(env, loaded, root)
         plan = plan_run(env, loaded, scan)
-        launched = launch_levels(
-            settings, env, catalog, plan, plan.pending, on_progress, workspace_dir=workspace_dir
-        )
+        with instance_storage_errors(settings):
+            launched = launch_levels(
+                settings, env, catalog, plan, plan.pending, on_progress, workspace_dir=workspace_dir
+            )
         return summarize_run(
             env,
             plan,
@@ -161,16 +164,17 @@ def resume_thread(
         plan_entry = plan_thread(env, loaded, target, thread.target_node_id)
         scan = scan_workspace(env, loaded, target.root)
         plan = RunPlan(loaded=loaded, scan=scan, threads=(plan_entry,))
-        launched = launch_levels(
-            settings,
-            env,
-            catalog,
-            plan,
-            [] if plan_entry.reusable else [plan_entry],
-            None,
-            workspace_dir=workspace_dir,
-            resume=plan_entry,
-        )
+        with instance_storage_errors(settings):
+            launched = launch_levels(
+                settings,
+                env,
+                catalog,
+                plan,
+                [] if plan_entry.reusable else [plan_entry],
+                None,
+                workspace_dir=workspace_dir,
+                resume=plan_entry,
+            )
         return summarize_run(
             env,
             plan,
@@ -199,7 +203,8 @@ def sync_targets(
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog) as env:
         targets = register_targets(env.records, scan_workspace(env, loaded, root))
-    sync_partitions(open_instance(settings), workflow_id, [target.key for target in targets])
+    with instance_storage_errors(settings):
+        sync_partitions(open_instance(settings), workflow_id, [target.key for target in targets])
     return {
         "workflow_id": workflow_id,
         "partitions": targets_partitions(workflow_id).name,

@@ -1,0 +1,47 @@
+"""Whether a recorded artifact can be used: present in the CAS and intact.
+
+Every place the runtime would reuse or read a recorded artifact (a completed turn's
+output, a thread's final output, a context snapshot, a child's head frame) asks
+`usable_artifact` first. A corrupt object (its bytes no longer hash to its id) is moved
+to the store's quarantine with a warning, so the id reads as absent and the turn that
+produced it runs again, instead of every later run failing on the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from wf_pipeline.errors import CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError
+from wf_pipeline.runtime.environment import RuntimeEnv
+
+log = logging.getLogger(__name__)
+
+
+def usable_artifact(env: RuntimeEnv, artifact_id: str) -> bool:
+    """Whether ``artifact_id`` is stored and its bytes still hash to it (read and verified).
+
+    A corrupt object is quarantined (`ArtifactStore.quarantine`: moved aside, not deleted)
+    and a warning ``CAS_DIGEST_MISMATCH: ...`` names it, so its producer runs again.
+
+    Args:
+        env: the runtime (its CAS is read).
+        artifact_id: the artifact (``sha256:<hex>``).
+
+    Returns:
+        True when the object is present and intact; False when it is missing or was corrupt.
+
+    Raises:
+        CasError: ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR`` (storage failures are not
+            corruption: they propagate).
+    """
+    try:
+        env.cas.get(artifact_id)
+    except CasError as exc:
+        if exc.code == CAS_NOT_FOUND:
+            return False
+        if exc.code != CAS_DIGEST_MISMATCH:
+            raise
+        where = env.cas.quarantine(artifact_id)
+        log.warning("%s; moved to %s, the turn that produced it runs again", exc, where or "nowhere (gone)")
+        return False
+    return True
