@@ -148,12 +148,33 @@ class ArtifactPolicy(_Frozen):
             turns, retries and resumes read that snapshot back.
         max_output_bytes: largest output, in bytes of canonical UTF-8; a larger one is a
             failed attempt with ``RUN_OUTPUT_TOO_LARGE``.
+        max_prompt_bytes: largest rendered prompt (system plus user prompt), in bytes of
+            canonical UTF-8. The loader checks every turn's worst case against it
+            (``PROFILE_BUDGET_TOO_SMALL``), so a run never meets an over-budget prompt.
+        max_context_bytes: largest context payload (its canonical JSON), in bytes. The
+            context builder fits every directory's payload into it: whole files, else
+            per-file extracts, else a documented selection (`wf_pipeline.tree.context`).
+        max_context_tokens: the model's context window in tokens, or None (no limit
+            checked). No tokenizer that works offline is installed, so tokens are bounded
+            conservatively by bytes: every token of a byte-level BPE tokenizer (GPT-2,
+            cl100k, o200k, Llama 3) covers at least one byte, so a prompt of N UTF-8 bytes
+            has at most N tokens. The loader requires ``max_prompt_bytes`` +
+            ``max_output_bytes`` <= ``max_context_tokens``.
+
+    The budgets are operational limits, not content: they are left out of the profile's
+    code version (`wf_pipeline.profiles.loader.LoadedProfile.code_version`), so raising
+    one keeps every thread and lets ``wf resume`` finish a thread that failed on it. A
+    thread keeps its recorded context snapshot; the runtime checks that snapshot against
+    the current ``max_context_bytes`` before every turn (``METADATA_BUDGET_EXCEEDED``).
     """
 
     store_output: bool = True
     store_prompt_render: bool = True
     store_context_payload: bool = True
     max_output_bytes: int = Field(default=262_144, gt=0)
+    max_prompt_bytes: int = Field(default=1_048_576, gt=0)
+    max_context_bytes: int = Field(default=393_216, gt=0)
+    max_context_tokens: int | None = Field(default=None, gt=0)
 
 
 FailureMode = Literal["stop_on_gate_fail", "continue"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from wf_pipeline.cas import ArtifactRef
@@ -28,6 +28,7 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
+from wf_pipeline.metadata.budgets import Budgets
 from wf_pipeline.metadata.canonical import canonical_text, digest_text
 from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.metadata.records import (
@@ -46,7 +47,7 @@ from wf_pipeline.metadata.records import (
 )
 from wf_pipeline.profiles import LoadedProfile, render_prompt
 from wf_pipeline.providers import ProviderRequest, ProviderResponse
-from wf_pipeline.providers.retry import Deadline, call_within, provider_retrying
+from wf_pipeline.providers.retry import Deadline, call_within, is_deterministic, provider_retrying
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import gate_stops_thread, turn_is_settled
@@ -179,7 +180,8 @@ def run_turn(
 
     Attempts: 1 + min(the turn's retry_limit, thread_policy.max_turn_retries), numbered on
     from the last recorded attempt, each committed as its own turn record. Only errors
-    the catalogue marks retryable are retried, after exponential backoff with jitter and
+    the catalogue marks retryable are retried (and, for a provider that declares itself
+    ``deterministic``, not an output too large or of the wrong shape, which would repeat), after exponential backoff with jitter and
     never sooner than a server's Retry-After (HTTP, RFC 9110 section 10.2.3;
     `wf_pipeline.providers.retry`). The turn's timeout_ms is a deadline for all attempts
     and waits: a call still running at the deadline is recorded as ``PROVIDER_TIMEOUT``
@@ -236,6 +238,7 @@ def run_turn(
     retrying = provider_retrying(
         max_attempts,
         deadline,
+        deterministic=is_deterministic(env.provider),
         error_of=_recorded_error,
         label=f"turn {turn.turn_id} of thread {thread.thread_id}",
     )
@@ -275,6 +278,7 @@ def _request(attempt: _Attempt, deadline: Deadline) -> ProviderRequest:
         inputs=attempt.snapshot.texts,
         # The call may take what is left of the turn's deadline (at least 1 ms).
         timeout_ms=max(1, deadline.remaining_ms()),
+        max_output_bytes=attempt.loaded.profile.artifact_policy.max_output_bytes,
     )
 
 
@@ -343,9 +347,13 @@ def _snapshot_inputs(
     user_prompt = render_prompt(template, variables)
     system_prompt = render_prompt(system_template, variables) if system_template else ""
 
-    check_artifact_budget("prompt", len(canonical_text(system_prompt + user_prompt)), env.budgets)
+    # The profile's budgets: the loader proved the prompt fits them for any tree, so these
+    # checks hold by construction; they still guard a context snapshot recorded under a
+    # larger max_context_bytes than the profile has now.
+    budgets = profile_budgets(env, loaded)
+    check_artifact_budget("prompt", len(canonical_text(system_prompt + user_prompt)), budgets)
     if CONTEXT_REF in texts:
-        check_artifact_budget("context", len(canonical_text(texts[CONTEXT_REF])), env.budgets)
+        check_artifact_budget("context", len(canonical_text(texts[CONTEXT_REF])), budgets)
     return _Snapshot(
         artifact_ids,
         texts,
@@ -355,6 +363,25 @@ def _snapshot_inputs(
             env, loaded, template.text, system_prompt if system_template else None, user_prompt
         )
         | _context_artifact(env, artifact_ids),
+    )
+
+
+def profile_budgets(env: RuntimeEnv, loaded: LoadedProfile) -> Budgets:
+    """The env's budgets with the profile's prompt and context limits.
+
+    Args:
+        env: the runtime (its metadata budgets are kept).
+        loaded: the profile; ``artifact_policy.max_prompt_bytes`` and ``max_context_bytes``
+            replace the prompt and context artifact budgets.
+
+    Returns:
+        A `Budgets` for this profile's turns.
+    """
+    policy = loaded.profile.artifact_policy
+    return replace(
+        env.budgets,
+        prompt_artifact_max_bytes=policy.max_prompt_bytes,
+        context_artifact_max_bytes=policy.max_context_bytes,
     )
 
 

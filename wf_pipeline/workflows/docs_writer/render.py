@@ -21,6 +21,8 @@ from wf_pipeline.workflows.docs_writer.payloads import (
 )
 
 _API_KINDS = frozenset({"class", "function", "export"})
+# Omitted entries a shortened README still lists by name (`build_readme_struct`).
+MAX_LISTED_OMISSIONS = 20
 
 
 def render_readme(struct: ReadmeStruct) -> str:
@@ -62,10 +64,17 @@ def _is_readme(path: str) -> bool:
 
 
 class _StructBuilder:
-    def __init__(self, claims: list[Claim], context: ContextPayload | None, target: str) -> None:
+    def __init__(
+        self,
+        claims: list[Claim],
+        context: ContextPayload | None,
+        target: str,
+        max_listed_omissions: int | None = None,
+    ) -> None:
         self.claims = claims
         self.context = context
         self.target = target
+        self.max_listed_omissions = max_listed_omissions
 
     def is_child(self, claim: Claim) -> bool:
         if self.context is not None:
@@ -146,14 +155,30 @@ class _StructBuilder:
         if self.context is None:
             return ""
         notes = [f"`{f.name}` — not included ({f.omitted})" for f in self.context.files if f.omitted]
-        notes += [f"`{c.name}/` — no README available" for c in self.context.children if not c.head_frame]
+        notes += [
+            f"`{c.name}/` — README not included ({c.omitted})"
+            if c.omitted
+            else f"`{c.name}/` — no README available"
+            for c in self.context.children
+            if not c.head_frame
+        ]
+        if self.max_listed_omissions is not None and len(notes) > self.max_listed_omissions:
+            more = len(notes) - self.max_listed_omissions
+            notes = notes[: self.max_listed_omissions] + [f"{more} more entries — not included"]
         return _bullets(notes)
 
 
 def build_readme_struct(
-    evidence_map: EvidenceMap, report: VerificationReport, context: ContextPayload | None
+    evidence_map: EvidenceMap,
+    report: VerificationReport,
+    context: ContextPayload | None,
+    max_listed_omissions: int | None = None,
 ) -> ReadmeStruct | None:
     """The README structure of the target, or None when its title cannot be known.
+
+    Caveats list every file the context left out (binary, oversized, unreadable, or over
+    the context budget) and every child without a README; with ``max_listed_omissions``,
+    only that many by name and then how many more.
 
     The title is the target's name from the context; without a context it is the name
     of the directory all claims cite, which is unknowable for the scanned root.
@@ -177,7 +202,7 @@ def build_readme_struct(
     if not title:
         return None
 
-    builder = _StructBuilder(verified, context, target)
+    builder = _StructBuilder(verified, context, target, max_listed_omissions)
     sections: dict[str, str] = {}
     for key in README_SECTIONS:
         lines = getattr(builder, key)().splitlines()
