@@ -55,7 +55,7 @@ def _findings(context: ContextPayload) -> list[Finding]:
     return findings
 
 
-def _evidence_map(findings: list[Finding]) -> EvidenceMap:
+def _evidence_map(findings: list[Finding], undescribed: list[str] | None = None) -> EvidenceMap:
     return EvidenceMap(
         claims=tuple(
             Claim(
@@ -67,7 +67,8 @@ def _evidence_map(findings: list[Finding]) -> EvidenceMap:
                 kind=finding.kind,
             )
             for number, finding in enumerate(findings, start=1)
-        )
+        ),
+        undescribed_paths=tuple(sorted(undescribed)) if undescribed else None,
     )
 
 
@@ -98,18 +99,18 @@ def group_findings(findings: list[Finding]) -> list[Finding]:
     return result
 
 
-def _ranked(findings: list[Finding], context: ContextPayload) -> list[Finding]:
-    # What a shortened map keeps first: subdirectories, then entry points and READMEs
-    # (`wf_pipeline.tree.context.file_priority`), then files by path; file order kept inside.
+def _ranked_paths(findings: list[Finding], context: ContextPayload) -> list[str]:
+    # What a shortened map keeps first: subdirectories, then entry points and documentation
+    # (`wf_pipeline.tree.context.file_priority`), then files by path.
     children = {child.path for child in context.children}
+    paths = {finding.path for finding in findings}
 
-    def rank(item: tuple[int, Finding]) -> tuple[int, int, str, int]:
-        index, finding = item
-        if finding.path in children:
-            return (0, 0, finding.path, index)
-        return (1, file_priority(posixpath.basename(finding.path)), finding.path, index)
+    def rank(path: str) -> tuple[int, int, str]:
+        if path in children:
+            return (0, 0, path)
+        return (1, file_priority(posixpath.basename(path)), path)
 
-    return [finding for _, finding in sorted(enumerate(findings), key=rank)]
+    return sorted(paths, key=rank)
 
 
 def _size(model: BaseModel) -> int:
@@ -133,8 +134,9 @@ def build_evidence_map(context: ContextPayload, max_bytes: int | None = None) ->
 
     Claim ids are ``c001``, ``c002``... in that order. Over ``max_bytes`` (the profile's
     ``max_output_bytes``), each file's API claims are grouped into one (`group_findings`);
-    if that is still over, the map keeps the longest run of claims that fits, ranked
-    subdirectories first, then entry points and READMEs, then the other files by path.
+    if that is still over, the map keeps the claims of as many whole paths as fit, ranked
+    subdirectories first, then entry points and documentation, then the other files by
+    path, and lists the others in ``undescribed_paths``.
     """
     findings = _findings(context)
     evidence_map = _evidence_map(findings)
@@ -144,9 +146,13 @@ def build_evidence_map(context: ContextPayload, max_bytes: int | None = None) ->
     evidence_map = _evidence_map(findings)
     if _size(evidence_map) <= max_bytes:
         return evidence_map
-    ranked = _ranked(findings, context)
-    keep = _longest_prefix(len(ranked), lambda k: _size(_evidence_map(ranked[:k])) <= max_bytes)
-    return _evidence_map(ranked[:keep])
+    ranked = _ranked_paths(findings, context)
+
+    def shortened(k: int) -> EvidenceMap:
+        kept = set(ranked[:k])
+        return _evidence_map([f for f in findings if f.path in kept], ranked[k:])
+
+    return shortened(_longest_prefix(len(ranked), lambda k: _size(shortened(k)) <= max_bytes))
 
 
 def fitted_readme_struct(
@@ -157,9 +163,10 @@ def fitted_readme_struct(
 ) -> ReadmeStruct | None:
     """`build_readme_struct`, kept within ``max_bytes`` less `MARKDOWN_MARGIN_BYTES`.
 
-    Over the limit, the caveats list at most `MAX_LISTED_OMISSIONS` entries by name; if
-    still over, the struct is built from the longest run of verified claims that fits (the
-    others are left out of the evidence map handed on, so their text is not excluded).
+    Over the limit, the caveats list at most `MAX_LISTED_OMISSIONS` entries by name, and
+    the struct is built from the longest run of verified claims that fits; the others are
+    left out of the evidence map handed on (so their text is not excluded) and their
+    paths count as undescribed.
     """
     struct = build_readme_struct(evidence_map, report, context)
     if struct is None or max_bytes is None or _size(struct) <= max_bytes - MARKDOWN_MARGIN_BYTES:
@@ -169,7 +176,12 @@ def fitted_readme_struct(
 
     def built(k: int) -> ReadmeStruct | None:
         dropped = set(verified[k:])
-        kept_map = EvidenceMap(claims=tuple(c for c in evidence_map.claims if c.claim_id not in dropped))
+        claims = tuple(c for c in evidence_map.claims if c.claim_id not in dropped)
+        kept_ids = set(verified[:k])
+        described = {c.evidence_path for c in claims if c.claim_id in kept_ids}
+        left_out = {c.evidence_path for c in evidence_map.claims if c.claim_id in dropped} - described
+        undescribed = sorted(left_out | set(evidence_map.undescribed_paths or ()))
+        kept_map = EvidenceMap(claims=claims, undescribed_paths=tuple(undescribed) or None)
         kept_report = report.model_copy(update={"verified_claims": tuple(verified[:k])})
         return build_readme_struct(kept_map, kept_report, context, max_listed_omissions=MAX_LISTED_OMISSIONS)
 

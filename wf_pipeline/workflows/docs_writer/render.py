@@ -70,7 +70,9 @@ class _StructBuilder:
         context: ContextPayload | None,
         target: str,
         max_listed_omissions: int | None = None,
+        undescribed: tuple[str, ...] = (),
     ) -> None:
+        self.undescribed = undescribed
         self.claims = claims
         self.context = context
         self.target = target
@@ -162,6 +164,9 @@ class _StructBuilder:
             for c in self.context.children
             if not c.head_frame
         ]
+        notes += [
+            f"`{_relative(path, self.target)}` — not described (output limit)" for path in self.undescribed
+        ]
         if self.max_listed_omissions is not None and len(notes) > self.max_listed_omissions:
             more = len(notes) - self.max_listed_omissions
             notes = notes[: self.max_listed_omissions] + [f"{more} more entries — not included"]
@@ -177,7 +182,8 @@ def build_readme_struct(
     """The README structure of the target, or None when its title cannot be known.
 
     Caveats list every file the context left out (binary, oversized, unreadable, or over
-    the context budget) and every child without a README; with ``max_listed_omissions``,
+    the context budget), every child without a README, and every path the evidence map
+    left undescribed to fit its output limit; with ``max_listed_omissions``,
     only that many by name and then how many more.
 
     The title is the target's name from the context; without a context it is the name
@@ -202,7 +208,12 @@ def build_readme_struct(
     if not title:
         return None
 
-    builder = _StructBuilder(verified, context, target, max_listed_omissions)
+    undescribed = tuple(
+        path
+        for path in evidence_map.undescribed_paths or ()
+        if context is None or context.file(path) is not None or context.child(path) is not None
+    )
+    builder = _StructBuilder(verified, context, target, max_listed_omissions, undescribed)
     sections: dict[str, str] = {}
     for key in README_SECTIONS:
         lines = getattr(builder, key)().splitlines()
