@@ -19,6 +19,7 @@ from wf_pipeline.profiles.loader import Layer, load_profile_file
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv, plan_run, run_turn
 from wf_pipeline.service import resume_thread, run_workflow
+from wf_pipeline.text.tokens import count_tokens
 from wf_pipeline.tree import build_context, context_extractor, context_json_text, scan_tree
 from wf_pipeline.tree.context import file_priority
 from wf_pipeline.workflows import load_builtin_workflows
@@ -141,6 +142,52 @@ def test_max_context_tokens_must_hold_the_prompt_and_the_output(tmp_path):
         max_output_bytes=16_384,
     )
     load_profile_file(small, Layer("workspace", tmp_path))
+
+
+def test_a_named_tokenizer_counts_prompts_offline_instead_of_bounding_them_by_bytes(tmp_path):
+    # The window of a 128k-token model: by bytes alone the default budgets cannot fit it
+    # (above); counted with a real encoding, only the output's bound must leave room.
+    load_profile_file(
+        write_profile(tmp_path, max_context_tokens=131_072, tokenizer="o200k_base", max_output_bytes=16_384),
+        Layer("workspace", tmp_path),
+    )
+    with pytest.raises(ProfileError) as caught:
+        load_profile_file(
+            write_profile(
+                tmp_path, max_context_tokens=200_000, tokenizer="o200k_base", max_output_bytes=200_000
+            ),
+            Layer("workspace", tmp_path),
+        )
+    assert caught.value.code == "PROFILE_BUDGET_TOO_SMALL"
+    assert count_tokens("hello world", "o200k_base") == 2
+    assert count_tokens("hello world", "cl100k_base") == 2
+    source = (REPO_ROOT / "wf_pipeline" / "runtime" / "turn.py").read_text(encoding="utf-8")
+    assert count_tokens(source, "o200k_base") < len(source.encode("utf-8")) / 3
+
+
+def test_a_prompt_over_the_token_window_is_refused_before_any_call(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    package = make_tree(tmp_path / "src", modules=3)
+    provider = NondeterministicOffline()
+    with RuntimeEnv.open(settings, provider=provider) as env:
+        loaded = env.catalog.get(WORKFLOW)
+        policy = loaded.profile.artifact_policy.model_copy(
+            update={"max_context_tokens": 3_000, "tokenizer": "o200k_base", "max_output_bytes": 1_000}
+        )
+        loaded = dataclasses.replace(
+            loaded, profile=loaded.profile.model_copy(update={"artifact_policy": policy})
+        )
+        (thread_plan,) = plan_run(env, loaded, scan_tree(package)).threads
+        thread = env.records.get_thread(thread_plan.thread.thread_id)
+        with pytest.raises(WfError) as caught:
+            run_turn(env, loaded, thread, thread_plan.target, "evidence_gather")
+    error = caught.value
+    assert error.code == "METADATA_BUDGET_EXCEEDED"
+    assert error.details["budget"] == "max_context_tokens" and error.details["limit"] == 3_000
+    assert error.details["size"] == error.details["prompt_tokens"] + 1_000 > 3_000
+    assert f"{error.details['prompt_tokens']} tokens (o200k_base)" in error.message
+    assert provider.calls == 0
 
 
 def test_budgets_are_not_part_of_the_code_version(tmp_path):

@@ -89,6 +89,7 @@ def test_shipped_profile_declares_the_four_turns_and_gates(shipped: LoadedProfil
         "max_prompt_bytes": 1_048_576,
         "max_context_bytes": 393_216,
         "max_context_tokens": None,
+        "tokenizer": None,
     }
     assert profile.failure_policy.mode == "stop_on_gate_fail"
     for turn in profile.turns:

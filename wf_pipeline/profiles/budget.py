@@ -15,7 +15,8 @@ template that repeats an input counts it each time. When the sum is over
 ``max_prompt_bytes`` the profile does not load (``PROFILE_BUDGET_TOO_SMALL``), so a run
 can never build an over-budget prompt. With ``max_context_tokens`` set, the prompt and the
 output together must fit the model's window, counted by the conservative rule that a
-byte-level BPE token covers at least one byte (see `wf_pipeline.profiles.schema.ArtifactPolicy`).
+byte-level BPE token covers at least one byte, unless the profile names a ``tokenizer``
+to count each prompt with at run time (see `wf_pipeline.profiles.schema.ArtifactPolicy`).
 """
 
 from __future__ import annotations
@@ -110,22 +111,35 @@ def check_prompt_budgets(
     Raises:
         ProfileError: ``PROFILE_BUDGET_TOO_SMALL`` with the turn, the worst case, the
             limit and each part's bytes; or when ``max_prompt_bytes`` + ``max_output_bytes``
-            is over ``max_context_tokens``. The ``PROFILE_TEMPLATE_*`` codes of a template
-            that cannot render.
+            is over ``max_context_tokens`` (without a ``tokenizer``; with one, when
+            ``max_output_bytes`` leaves no room in it). The ``PROFILE_TEMPLATE_*`` codes of
+            a template that cannot render.
     """
     policy = profile.artifact_policy
-    if policy.max_context_tokens is not None:
-        needed = policy.max_prompt_bytes + policy.max_output_bytes
-        if needed > policy.max_context_tokens:
+    window = policy.max_context_tokens
+    if window is not None:
+        # Without a tokenizer the prompt's tokens are bounded by its bytes, like the output's.
+        needed = policy.max_output_bytes + (0 if policy.tokenizer else policy.max_prompt_bytes)
+        if needed > window or (policy.tokenizer and needed >= window):
+            counted = (
+                f"max_output_bytes {policy.max_output_bytes} leaves no room for a prompt"
+                if policy.tokenizer
+                else f"max_prompt_bytes {policy.max_prompt_bytes} + max_output_bytes "
+                f"{policy.max_output_bytes} = {needed} may be up to {needed} tokens (a token covers at "
+                "least one byte)"
+            )
             raise ProfileError(
                 PROFILE_BUDGET_TOO_SMALL,
-                f"{where['path']}: max_prompt_bytes {policy.max_prompt_bytes} + max_output_bytes "
-                f"{policy.max_output_bytes} = {needed} may be up to {needed} tokens (a token covers at least "
-                f"one byte), over max_context_tokens {policy.max_context_tokens}; lower max_prompt_bytes",
+                f"{where['path']}: {counted}, within max_context_tokens {window}; "
+                + (
+                    "lower max_output_bytes"
+                    if policy.tokenizer
+                    else "lower max_prompt_bytes or max_output_bytes, or name a tokenizer to count prompts"
+                ),
                 **where,
                 field="artifact_policy.max_context_tokens",
                 size=needed,
-                limit=policy.max_context_tokens,
+                limit=window,
             )
     for turn in profile.ordered_turns():
         total, overhead, per_input = worst_case_prompt_bytes(

@@ -18,11 +18,13 @@ from typing import Any, Literal
 
 from wf_pipeline.cas import ArtifactRef
 from wf_pipeline.errors import (
+    METADATA_BUDGET_EXCEEDED,
     RUN_CONTEXT_MISSING,
     RUN_INPUT_NOT_READY,
     RUN_OUTPUT_SHAPE,
     RUN_OUTPUT_TOO_LARGE,
     RUN_UNKNOWN_TURN,
+    MetadataError,
     RunError,
     WfError,
 )
@@ -46,6 +48,7 @@ from wf_pipeline.metadata.records import (
     turn_record_id_for,
 )
 from wf_pipeline.profiles import LoadedProfile, render_prompt
+from wf_pipeline.profiles.schema import ArtifactPolicy
 from wf_pipeline.providers import ProviderRequest, ProviderResponse
 from wf_pipeline.providers.retry import Deadline, call_within, is_deterministic, provider_retrying
 from wf_pipeline.records import TurnCommit
@@ -58,6 +61,7 @@ from wf_pipeline.runtime.threads import (
     frame_type_of,
     recorded_context_id,
 )
+from wf_pipeline.text.tokens import count_tokens
 from wf_pipeline.tree import TreeScan
 
 log = logging.getLogger(__name__)
@@ -193,8 +197,9 @@ def run_turn(
         RunError: ``RUN_UNKNOWN_TURN``, ``RUN_INPUT_NOT_READY``, ``RUN_TARGET_CHANGED``
             (the context is built from a changed tree), ``RUN_CONTEXT_MISSING``.
         ProfileError: ``PROFILE_TEMPLATE_*`` when a prompt does not render.
-        MetadataError: ``METADATA_BUDGET_EXCEEDED`` for an over-budget prompt or context
-            (before anything is written); the frame-metadata boundary's ``METADATA_*``
+        MetadataError: ``METADATA_BUDGET_EXCEEDED`` for an over-budget prompt or context,
+            or a prompt whose counted tokens overflow ``max_context_tokens`` (before
+            anything is written); the frame-metadata boundary's ``METADATA_*``
             codes for a final frame.
         GateError: ``GATE_UNKNOWN_TYPE``, ``GATE_RULES_INVALID`` from the gate.
         CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``, ``CAS_DECODE_ERROR`` for an
@@ -354,6 +359,7 @@ def _snapshot_inputs(
     check_artifact_budget("prompt", len(canonical_text(system_prompt + user_prompt)), budgets)
     if CONTEXT_REF in texts:
         check_artifact_budget("context", len(canonical_text(texts[CONTEXT_REF])), budgets)
+    check_token_window(profile.artifact_policy, system_prompt + user_prompt, turn.turn_id)
     return _Snapshot(
         artifact_ids,
         texts,
@@ -364,6 +370,39 @@ def _snapshot_inputs(
         )
         | _context_artifact(env, artifact_ids),
     )
+
+
+def check_token_window(policy: ArtifactPolicy, prompt: str, turn_id: str) -> None:
+    """Refuse a prompt whose counted tokens and the largest output overflow the model's window.
+
+    Only for a profile that names a ``tokenizer`` and a ``max_context_tokens``; without a
+    tokenizer the loader already proved the window holds (`wf_pipeline.profiles.budget`).
+
+    Args:
+        policy: the profile's artifact policy.
+        prompt: the system and user prompt, as sent.
+        turn_id: the turn, for the message.
+
+    Raises:
+        MetadataError: ``METADATA_BUDGET_EXCEEDED`` (budget ``max_context_tokens``) with the
+            prompt's token count, the output's bound and the window.
+    """
+    window, encoding = policy.max_context_tokens, policy.tokenizer
+    if window is None or encoding is None:
+        return
+    tokens = count_tokens(prompt, encoding)
+    needed = tokens + policy.max_output_bytes
+    if needed > window:
+        raise MetadataError(
+            METADATA_BUDGET_EXCEEDED,
+            f"turn {turn_id}: prompt of {tokens} tokens ({encoding}) + up to {policy.max_output_bytes} "
+            f"output tokens (max_output_bytes) exceeds max_context_tokens of {window}",
+            budget="max_context_tokens",
+            scope="prompt_tokens",
+            size=needed,
+            limit=window,
+            prompt_tokens=tokens,
+        )
 
 
 def profile_budgets(env: RuntimeEnv, loaded: LoadedProfile) -> Budgets:
