@@ -416,4 +416,38 @@ def test_a_thread_failed_on_a_budget_completes_on_resume_once_the_budget_is_rais
     first = [(r.attempt, r.error_code) for r in records if r.turn_id == "evidence_gather"]
     # One failed attempt (not retried: the offline provider would repeat it), then the resume.
     assert first == [(1, "RUN_OUTPUT_TOO_LARGE"), (2, None)]
+
+
+def test_a_recorded_snapshot_over_a_lowered_context_budget_is_refused_not_used(tmp_path, monkeypatch):
+    """Budgets are outside the code version, so a thread keeps its snapshot only while it fits."""
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    package = make_tree(tmp_path / "src", modules=3)
+    with RuntimeEnv.open(settings) as env:
+        loaded = env.catalog.get(WORKFLOW)
+        (thread_plan,) = plan_run(env, loaded, scan_tree(package)).threads
+        thread = env.records.get_thread(thread_plan.thread.thread_id)
+        first = run_turn(env, loaded, thread, thread_plan.target, "evidence_gather")
+        assert first.status == "completed"
+        (link, *_) = env.records.prompt_links_for_thread(thread.thread_id)
+        snapshot_size = env.cas.size(link.context_artifact_id)
+        policy = loaded.profile.artifact_policy.model_copy(update={"max_context_bytes": snapshot_size - 1})
+        lowered = dataclasses.replace(
+            loaded, profile=loaded.profile.model_copy(update={"artifact_policy": policy})
+        )
+        thread = env.records.get_thread(thread.thread_id)
+        with pytest.raises(WfError) as caught:
+            run_turn(env, lowered, thread, thread_plan.target, "verification")
+    assert caught.value.code == "METADATA_BUDGET_EXCEEDED"
+    assert (caught.value.details["size"], caught.value.details["limit"]) == (snapshot_size, snapshot_size - 1)
+
+
+def test_the_docs_writer_registers_its_extractor_and_a_second_one_is_refused():
+    from wf_pipeline.tree import register_context_extractor
+
     assert context_extractor("readme") is context_extract
+    register_context_extractor("readme", context_extract)  # the same one again: a no-op
+    with pytest.raises(WfError) as caught:
+        register_context_extractor("readme", lambda name, text: None)
+    assert caught.value.code == "TREE_EXTRACTOR_DUPLICATE"
+    assert context_extractor("no_such_frame_type") is None
