@@ -17,6 +17,7 @@ from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.payloads import ContextPayload
 from wf_pipeline.profiles.loader import Layer, load_profile_file
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
+from wf_pipeline.providers.offline import json_text
 from wf_pipeline.runtime import RuntimeEnv, plan_run, run_turn
 from wf_pipeline.service import resume_thread, run_workflow
 from wf_pipeline.text.tokens import count_tokens
@@ -312,6 +313,10 @@ def test_offline_outputs_group_then_shorten_and_name_what_they_left_out(tmp_path
     grouped = build_evidence_map(context, full_size * 2 // 3)
     assert grouped.undescribed_paths is None
     assert len(grouped.claims) < len(full.claims)
+    # One claim per path: every file still described, by its first claim.
+    one_each = build_evidence_map(context, len(json_text(grouped).encode("utf-8")) - 1)
+    assert one_each.undescribed_paths is None
+    assert len(one_each.claims) == len({c.evidence_path for c in full.claims})
     # Shortened: whole modules left out and named, entry points kept.
     short = build_evidence_map(context, 4_000)
     assert short.undescribed_paths

@@ -6,7 +6,8 @@ markdown is that structure's canonical rendering. The plug-in registers each tur
 the offline provider under its output type.
 
 Each turn keeps its output within the request's ``max_output_bytes`` (the profile's
-``artifact_policy.max_output_bytes``): the evidence map groups, then shortens, its claims;
+``artifact_policy.max_output_bytes``): the evidence map groups its claims, then keeps one
+per path, then leaves whole paths out and names them;
 the README structure lists fewer omitted files, then uses fewer verified claims. The
 verification report lists ids only, so it stays far smaller than the map it checks.
 """
@@ -99,6 +100,17 @@ def group_findings(findings: list[Finding]) -> list[Finding]:
     return result
 
 
+def first_finding_per_path(findings: list[Finding]) -> list[Finding]:
+    """Each path's first finding only (a module's docstring claim, a document's title)."""
+    seen: set[str] = set()
+    kept = []
+    for finding in findings:
+        if finding.path not in seen:
+            seen.add(finding.path)
+            kept.append(finding)
+    return kept
+
+
 def _ranked_paths(findings: list[Finding], context: ContextPayload) -> list[str]:
     # What a shortened map keeps first: subdirectories, then entry points and documentation
     # (`wf_pipeline.tree.context.file_priority`), then files by path.
@@ -134,6 +146,7 @@ def build_evidence_map(context: ContextPayload, max_bytes: int | None = None) ->
 
     Claim ids are ``c001``, ``c002``... in that order. Over ``max_bytes`` (the profile's
     ``max_output_bytes``), each file's API claims are grouped into one (`group_findings`);
+    if that is still over, each path keeps only its first claim (`first_finding_per_path`);
     if that is still over, the map keeps the claims of as many whole paths as fit, ranked
     subdirectories first, then entry points and documentation, then the other files by
     path, and lists the others in ``undescribed_paths``.
@@ -143,6 +156,10 @@ def build_evidence_map(context: ContextPayload, max_bytes: int | None = None) ->
     if max_bytes is None or _size(evidence_map) <= max_bytes:
         return evidence_map
     findings = group_findings(findings)
+    evidence_map = _evidence_map(findings)
+    if _size(evidence_map) <= max_bytes:
+        return evidence_map
+    findings = first_finding_per_path(findings)
     evidence_map = _evidence_map(findings)
     if _size(evidence_map) <= max_bytes:
         return evidence_map
