@@ -456,3 +456,20 @@ def test_the_docs_writer_registers_its_extractor_and_a_second_one_is_refused():
         register_context_extractor("readme", lambda name, text: None)
     assert caught.value.code == "TREE_EXTRACTOR_DUPLICATE"
     assert context_extractor("no_such_frame_type") is None
+
+
+def test_a_readme_structure_parses_each_heading_claim_once_however_many_files(tmp_path, monkeypatch):
+    """Scope entries once parsed every claim's quote per file: 1,000 modules took minutes."""
+    from wf_pipeline.workflows.docs_writer import render
+
+    package = make_tree(tmp_path, modules=60)
+    context = build_context(scan_tree(package), ".", {})
+    evidence_map = build_evidence_map(context)
+    report = verify_evidence_map(evidence_map, context)
+    parsed: list[str] = []
+    real = render.heading_level
+    monkeypatch.setattr(render, "heading_level", lambda line: parsed.append(line) or real(line))
+    struct = render.build_readme_struct(evidence_map, report, context)
+    assert struct is not None and "README.md` — pkg" in struct.scope
+    headings = [c for c in evidence_map.claims if c.kind == "heading"]
+    assert headings and len(parsed) == len(headings)
