@@ -27,6 +27,7 @@ from wf_pipeline.errors import PROFILE_BUDGET_TOO_SMALL, ProfileError
 from wf_pipeline.metadata.canonical import canonical_text
 from wf_pipeline.profiles.render import PromptTemplate, render_prompt
 from wf_pipeline.profiles.schema import CONTEXT_INPUT, Profile, TurnSpec
+from wf_pipeline.text.tokens import max_tokens_of_bytes
 
 # Linux PATH_MAX and NAME_MAX (<linux/limits.h>): the longest target path and name.
 PATH_MAX_BYTES = 4096
@@ -119,7 +120,9 @@ def check_prompt_budgets(
     window = policy.max_context_tokens
     if window is not None:
         # Without a tokenizer the prompt's tokens are bounded by its bytes, like the output's.
-        needed = policy.max_output_bytes + (0 if policy.tokenizer else policy.max_prompt_bytes)
+        needed = max_tokens_of_bytes(policy.max_output_bytes) + (
+            0 if policy.tokenizer else max_tokens_of_bytes(policy.max_prompt_bytes)
+        )
         if needed > window or (policy.tokenizer and needed >= window):
             counted = (
                 f"max_output_bytes {policy.max_output_bytes} leaves no room for a prompt"

@@ -61,7 +61,7 @@ from wf_pipeline.runtime.threads import (
     frame_type_of,
     recorded_context_id,
 )
-from wf_pipeline.text.tokens import count_tokens
+from wf_pipeline.text.tokens import count_tokens, max_tokens_of_bytes
 from wf_pipeline.tree import TreeScan
 
 log = logging.getLogger(__name__)
@@ -391,7 +391,7 @@ def check_token_window(policy: ArtifactPolicy, prompt: str, turn_id: str) -> Non
     if window is None or encoding is None:
         return
     tokens = count_tokens(prompt, encoding)
-    needed = tokens + policy.max_output_bytes
+    needed = tokens + max_tokens_of_bytes(policy.max_output_bytes)
     if needed > window:
         raise MetadataError(
             METADATA_BUDGET_EXCEEDED,
