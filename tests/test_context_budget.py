@@ -117,6 +117,19 @@ def test_the_loader_refuses_a_prompt_budget_below_a_turns_worst_case(tmp_path):
     assert "600000" in error.message and str(error.details["size"]) in error.message
 
 
+def test_a_template_that_repeats_an_input_counts_it_each_time(tmp_path):
+    path = write_profile(tmp_path)
+    prompt = tmp_path / "assets" / "prompts" / "docs_writer" / "evidence_gather.md"
+    text = prompt.read_text(encoding="utf-8")
+    prompt.write_text(text + "\n{{ inputs.context }}\n{{ inputs.context | upper }}\n", encoding="utf-8")
+    with pytest.raises(ProfileError) as caught:
+        load_profile_file(path, Layer("workspace", tmp_path))
+    assert caught.value.code == "PROFILE_BUDGET_TOO_SMALL"
+    assert caught.value.details["turn_id"] == "evidence_gather"
+    # Inserted twice as it is, once transformed: three times the context budget.
+    assert caught.value.details["input_bytes"] == {"context": 3 * 393_216}
+
+
 def test_the_defaults_fit_and_a_smaller_context_budget_makes_room(tmp_path):
     load_profile_file(write_profile(tmp_path), Layer("workspace", tmp_path))
     # The same 600000 prompt budget loads once the context and outputs are smaller.

@@ -11,7 +11,12 @@ it can get is known before any run, from figures the profile itself sets:
 - the rest is the templates' own text.
 
 Each input is rendered as a marker, and the marker is counted in the result, so a
-template that repeats an input counts it each time. When the sum is over
+template that repeats an input counts it each time; so does each place the template
+reads an input (`wf_pipeline.profiles.render.input_read_counts`), which counts an input a
+filter transforms past recognition (``upper``, ``truncate``). Filters that grow an
+input (``tojson`` escaping) are not bounded here: the run-time check before each call
+(``METADATA_BUDGET_EXCEEDED``) stays the guard for such templates; the shipped templates
+insert their inputs as they are. When the sum is over
 ``max_prompt_bytes`` the profile does not load (``PROFILE_BUDGET_TOO_SMALL``), so a run
 can never build an over-budget prompt. With ``max_context_tokens`` set, the prompt and the
 output together must fit the model's window, counted by the conservative rule that a
@@ -25,7 +30,7 @@ from collections.abc import Mapping
 
 from wf_pipeline.errors import PROFILE_BUDGET_TOO_SMALL, ProfileError
 from wf_pipeline.metadata.canonical import canonical_text
-from wf_pipeline.profiles.render import PromptTemplate, render_prompt
+from wf_pipeline.profiles.render import PromptTemplate, input_read_counts, render_prompt
 from wf_pipeline.profiles.schema import CONTEXT_INPUT, Profile, TurnSpec
 from wf_pipeline.text.tokens import max_tokens_of_bytes
 
@@ -35,8 +40,9 @@ NAME_MAX_BYTES = 255
 
 
 def _marker(ref: str) -> str:
-    # A marker no template text contains by accident; removed again before measuring.
-    return f"\x00wf-input:{ref}\x00"
+    # Letters and digits only, so escaping filters (tojson, e) leave it whole; removed
+    # again before measuring.
+    return f"WFINPUTMARKER7Q{ref}Q7WFINPUTMARKER"
 
 
 def input_budgets(profile: Profile, turn: TurnSpec) -> dict[str, int]:
@@ -87,8 +93,13 @@ def worst_case_prompt_bytes(
     if system is not None:
         rendered += render_prompt(system, variables)
     per_input: dict[str, int] = {}
+    reads = input_read_counts(template)
+    for ref, count in (input_read_counts(system) if system is not None else {}).items():
+        reads[ref] = reads.get(ref, 0) + count
     for ref, budget in budgets.items():
-        count = rendered.count(_marker(ref))
+        # Rendered occurrences count a loop's repeats; the template's own reads count an
+        # input a filter transformed past recognition (``upper``).
+        count = max(rendered.count(_marker(ref)), reads.get(ref, 0))
         per_input[ref] = count * budget
         rendered = rendered.replace(_marker(ref), "")
     overhead = len(canonical_text(rendered))
