@@ -415,7 +415,8 @@ def test_tiny_budgets_document_a_directory_with_extracts_selection_and_the_omitt
         assert f"`{name}` — not included (budget)" in readme
 
 
-def test_a_thread_failed_on_a_budget_completes_on_resume_once_the_budget_is_raised(tmp_path, monkeypatch):
+@pytest.mark.parametrize("again", ["resume", "run"])
+def test_a_thread_failed_on_a_budget_completes_once_the_budget_is_raised(tmp_path, monkeypatch, again):
     workspace = tmp_path / "ws"
     workspace.mkdir()
     monkeypatch.chdir(workspace)
@@ -426,13 +427,17 @@ def test_a_thread_failed_on_a_budget_completes_on_resume_once_the_budget_is_rais
     (thread,) = failed.threads
     assert thread.status == "failed"
     write_profile(workspace, max_output_bytes=262_144)
-    resumed = resume_thread(settings, thread.thread_id, workspace_dir=workspace)
+    if again == "resume":
+        resumed = resume_thread(settings, thread.thread_id, workspace_dir=workspace)
+    else:
+        resumed = run_workflow(settings, WORKFLOW, package, workspace_dir=workspace)
     assert [t.status for t in resumed.threads] == ["completed"]
     assert [t.thread_id for t in resumed.threads] == [thread.thread_id]
     with RuntimeEnv.open(settings, workspace_dir=workspace) as env:
         records = env.records.turns_for_thread(thread.thread_id)
     first = [(r.attempt, r.error_code) for r in records if r.turn_id == "evidence_gather"]
-    # One failed attempt (not retried: the offline provider would repeat it), then the resume.
+    # One failed attempt (not retried: the offline provider would repeat it), then the same
+    # thread (budgets are not part of its identity) completes on the raised budget.
     assert first == [(1, "RUN_OUTPUT_TOO_LARGE"), (2, None)]
 
 
