@@ -456,13 +456,15 @@ RUN_OUTPUT_SHAPE = _code(
     "RUN_OUTPUT_SHAPE",
     RunError,
     retryable=True,
-    meaning="the model's output is empty or not the JSON object the turn needs (a new answer may be)",
+    meaning="the model's output is empty or not the JSON object the turn needs (a new answer may be; "
+    "not retried for a deterministic provider, providers/retry.py)",
 )
 RUN_OUTPUT_TOO_LARGE = _code(
     "RUN_OUTPUT_TOO_LARGE",
     RunError,
     retryable=True,
-    meaning="the model's output is over artifact_policy.max_output_bytes (a new answer may be shorter)",
+    meaning="the model's output is over artifact_policy.max_output_bytes (a new answer may be shorter; "
+    "not retried for a deterministic provider, providers/retry.py)",
 )
 RUN_PROVIDER_NOT_PORTABLE = _code(
     "RUN_PROVIDER_NOT_PORTABLE",
