@@ -259,6 +259,10 @@ def test_python_extracts_give_the_same_findings_as_the_whole_module():
         return [(f.symbol, f.quote, f.statement) for f in file_findings(file)]
 
     assert findings(extract) == findings(text)
+    # A module with nothing public (a data table) is described by its first line, whole or extracted.
+    table = "TABLE = {\n" + "".join(f"    {i}: {i * i},\n" for i in range(200)) + "}\n"
+    assert python_extract(table) == "TABLE = {\n"
+    assert findings(python_extract(table)) == findings(table) != []
 
 
 def test_over_even_the_extracts_a_deterministic_selection_keeps_entry_points_first(tmp_path):

@@ -10,7 +10,8 @@ file, verbatim and in their order, so every quote and symbol the offline extract
   class its decorators, signature lines and docstring (a class also keeps its public
   methods' signature lines), and a ``__main__`` guard's ``if`` line. Bodies are replaced
   by an indented ``...`` line, so the extract is still Python that parses, and the same
-  findings come out of it. A file that does not parse gets no extract.
+  findings come out of it. A module with nothing public (data tables) is its first line,
+  as the findings describe it; a file that does not parse gets no extract.
 - Markdown (and child READMEs): heading lines, the first prose line after the first
   heading, and the first `MAX_SECTION_ITEMS` top-level list items of each section.
 - JavaScript / TypeScript: ``export`` lines with the JSDoc block right above each.
@@ -30,6 +31,7 @@ from wf_pipeline.workflows.docs_writer.extract import (
     first_line,
     first_paragraph_line,
     markdown_headings,
+    python_findings,
 )
 from wf_pipeline.workflows.docs_writer.grounding import parsed_python
 
@@ -113,7 +115,14 @@ def python_extract(text: str) -> str | None:
             out.append(" " * kept.stubs[index] + "...")
     extract = "\n".join(out) + "\n" if out else ""
     # The extract must stay Python, or the findings read from it would differ.
-    return extract if parsed_python(extract) is not None else None
+    if parsed_python(extract) is None:
+        return None
+    probe = ContextFile(path="extract.py", name="extract.py", size=len(extract), text=extract)
+    if next(python_findings(probe), None) is None:
+        # Nothing public to read: the file is described by its first line (`file_findings`).
+        line = first_line(text)
+        return line + "\n" if line else ""
+    return extract
 
 
 def _class_lines(kept: _PythonLines, node: ast.ClassDef) -> None:
