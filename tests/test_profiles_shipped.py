@@ -86,6 +86,10 @@ def test_shipped_profile_declares_the_four_turns_and_gates(shipped: LoadedProfil
         "store_prompt_render": True,
         "store_context_payload": True,
         "max_output_bytes": 262_144,
+        "max_prompt_bytes": 1_048_576,
+        "max_context_bytes": 393_216,
+        "max_context_tokens": None,
+        "tokenizer": None,
     }
     assert profile.failure_policy.mode == "stop_on_gate_fail"
     for turn in profile.turns:

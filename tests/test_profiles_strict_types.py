@@ -70,6 +70,9 @@ def test_the_field_lists_cover_the_schema() -> None:
         "turns.0.retry_limit",
         "turns.0.timeout_ms",
         "artifact_policy.max_output_bytes",
+        "artifact_policy.max_prompt_bytes",
+        "artifact_policy.max_context_bytes",
+        "artifact_policy.max_context_tokens",
     ]
     assert {
         "workflow_id",

@@ -10,7 +10,6 @@ from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 
 from wf_pipeline.errors import ProviderError
 from wf_pipeline.metadata.canonical import derived_id, digest_text, is_digest
-from wf_pipeline.metadata.registry import Budgets
 from wf_pipeline.profiles import Profile
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv, plan_run, prepare_resume, resume_seq, run_turn, run_turn_batch
@@ -381,7 +380,11 @@ def test_a_turn_over_a_budget_is_skipped_with_the_budget_and_size_in_the_log(set
     """The batch goes on without the thread, and the log says which budget and by how much."""
     provider = ScriptedProvider()
     env, loaded, plan = setup(provider)
-    env = dataclasses.replace(env, budgets=Budgets(context_artifact_max_bytes=64))
+    # The profile's context budget, too small for even the names of the directory's files.
+    policy = loaded.profile.artifact_policy.model_copy(update={"max_context_bytes": 64})
+    loaded = dataclasses.replace(
+        loaded, profile=loaded.profile.model_copy(update={"artifact_policy": policy})
+    )
     with caplog.at_level("WARNING", logger="wf_pipeline.runtime.batch"):
         (output,) = run_turn_batch(env, loaded, "evidence_gather", [plan.target]).values()
     assert output.status == "skipped" and output.error_code == "METADATA_BUDGET_EXCEEDED"
@@ -389,5 +392,4 @@ def test_a_turn_over_a_budget_is_skipped_with_the_budget_and_size_in_the_log(set
     (message,) = [
         record.getMessage() for record in caplog.records if "could not start" in record.getMessage()
     ]
-    assert "METADATA_BUDGET_EXCEEDED" in message and "context_artifact_max_bytes" in message
-    assert "of 64 bytes" in message
+    assert "METADATA_BUDGET_EXCEEDED" in message and "max_context_bytes 64" in message

@@ -69,7 +69,7 @@ def test_context_json_text_is_canonical_and_round_trips(tree: Path) -> None:
     text = context_json_text(payload)
     raw = json.loads(text)
     assert text == json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert raw["schema"] == "wf.context.v2"
+    assert raw["schema"] == "wf.context.v3"
     assert ContextPayload.model_validate(raw) == payload
     # Same tree, same bytes: the payload's digest is stable.
     assert digest_text(

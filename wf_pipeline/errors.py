@@ -207,6 +207,9 @@ TREE_CHANGED_DURING_RUN = _code(
     TreeError,
     meaning="a file of the scanned tree changed or vanished before its context was read",
 )
+TREE_EXTRACTOR_DUPLICATE = _code(
+    "TREE_EXTRACTOR_DUPLICATE", TreeError, meaning="two context extractors are registered for one frame type"
+)
 TREE_IGNORE_PATTERN_INVALID = _code(
     "TREE_IGNORE_PATTERN_INVALID", TreeError, meaning="an ignore pattern is not valid gitignore syntax"
 )
@@ -298,6 +301,12 @@ PROFILE_ARTIFACT_POLICY_CONFLICT = _code(
     "PROFILE_ARTIFACT_POLICY_CONFLICT",
     ProfileError,
     meaning="artifact_policy turns off storing an artifact that a later turn, the final output or reuse reads",
+)
+PROFILE_BUDGET_TOO_SMALL = _code(
+    "PROFILE_BUDGET_TOO_SMALL",
+    ProfileError,
+    meaning="a turn's worst-case prompt (context budget, upstream max_output_bytes, template) is over "
+    "artifact_policy.max_prompt_bytes, or max_prompt_bytes is over max_context_tokens",
 )
 PROFILE_DEDUPE_KEY_INCOMPLETE = _code(
     "PROFILE_DEDUPE_KEY_INCOMPLETE",
@@ -487,13 +496,15 @@ RUN_OUTPUT_SHAPE = _code(
     "RUN_OUTPUT_SHAPE",
     RunError,
     retryable=True,
-    meaning="the model's output is empty or not the JSON object the turn needs (a new answer may be)",
+    meaning="the model's output is empty or not the JSON object the turn needs (a new answer may be; "
+    "not retried for a deterministic provider, providers/retry.py)",
 )
 RUN_OUTPUT_TOO_LARGE = _code(
     "RUN_OUTPUT_TOO_LARGE",
     RunError,
     retryable=True,
-    meaning="the model's output is over artifact_policy.max_output_bytes (a new answer may be shorter)",
+    meaning="the model's output is over artifact_policy.max_output_bytes (a new answer may be shorter; "
+    "not retried for a deterministic provider, providers/retry.py)",
 )
 RUN_PROVIDER_NOT_PORTABLE = _code(
     "RUN_PROVIDER_NOT_PORTABLE",

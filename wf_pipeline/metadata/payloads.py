@@ -16,13 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from wf_pipeline.errors import OUTPUT_NOT_JSON, OUTPUT_SCHEMA_VIOLATION, OUTPUT_TYPE_DUPLICATE, MetadataError
 from wf_pipeline.registry import Registry
 
-# v2: a child directory's text is its head frame (``head_frame``), whatever the workflow's
-# frame type; v1 named it after one workflow's output.
-CONTEXT_SCHEMA = "wf.context.v2"
+# v3: a file's ``text`` or a child's ``head_frame`` may be an extract (``extracted: true``)
+# and either may be left out to fit the budget (``omitted: "budget"``); v2: a child
+# directory's text is its head frame, whatever the workflow's frame type; v1 named it
+# after one workflow's output.
+CONTEXT_SCHEMA = "wf.context.v3"
 # The input_ref under which a turn receives its target's context payload.
 CONTEXT_REF = "context"
 
-OmittedReason = Literal["binary", "oversized", "unreadable"]
+# "budget": readable, but left out so the payload fits artifact_policy.max_context_bytes.
+OmittedReason = Literal["binary", "oversized", "unreadable", "budget"]
 
 
 class StrictPayload(BaseModel):
@@ -35,7 +38,10 @@ class ContextFile(StrictPayload):
     """One file directly inside the target directory.
 
     ``path`` is POSIX and relative to the scanned root. ``text`` is None exactly when
-    ``omitted`` says why (binary, oversized or unreadable files never enter prompts).
+    ``omitted`` says why (binary, oversized or unreadable files never enter prompts;
+    ``budget``: left out to fit the context budget). ``extracted`` is true when ``text``
+    is the workflow's extract of the file (whole lines of it: signatures, docstrings,
+    headings) rather than the whole file.
     """
 
     path: str
@@ -43,23 +49,40 @@ class ContextFile(StrictPayload):
     size: int
     language: str | None = None
     text: str | None = None
+    extracted: Literal[True] | None = None
     omitted: OmittedReason | None = None
 
     @model_validator(mode="after")
     def _text_xor_omitted(self) -> ContextFile:
         if (self.text is None) == (self.omitted is None):
             raise ValueError("exactly one of text and omitted must be set")
+        if self.extracted and self.text is None:
+            raise ValueError("an extracted file has text")
         return self
 
 
 class ContextChild(StrictPayload):
     """A child directory, with the text of its head frame (the frame of the workflow's
-    frame type produced for it earlier in the run, bottom-up), or None when it has none."""
+    frame type produced for it earlier in the run, bottom-up), or None when it has none.
+
+    ``extracted`` is true when ``head_frame`` is an extract of that frame; ``omitted`` is
+    ``budget`` when the child has a frame that was left out to fit the context budget.
+    """
 
     path: str
     name: str
     node_id: str
     head_frame: str | None = None
+    extracted: Literal[True] | None = None
+    omitted: Literal["budget"] | None = None
+
+    @model_validator(mode="after")
+    def _frame_or_omitted(self) -> ContextChild:
+        if self.omitted is not None and self.head_frame is not None:
+            raise ValueError("an omitted child has no head_frame")
+        if self.extracted and self.head_frame is None:
+            raise ValueError("an extracted child has a head_frame")
+        return self
 
 
 class ContextTarget(StrictPayload):
@@ -73,7 +96,9 @@ class ContextTarget(StrictPayload):
 class ContextPayload(StrictPayload):
     """Everything a turn sees of its target directory: direct files and direct children."""
 
-    schema_id: Literal["wf.context.v2"] = Field(default=CONTEXT_SCHEMA, alias="schema")
+    # v2 payloads (snapshots recorded by earlier releases) are v3 payloads without
+    # extracts or budget omissions, so resumed threads still read them.
+    schema_id: Literal["wf.context.v3", "wf.context.v2"] = Field(default=CONTEXT_SCHEMA, alias="schema")
     target: ContextTarget
     files: tuple[ContextFile, ...] = ()
     children: tuple[ContextChild, ...] = ()

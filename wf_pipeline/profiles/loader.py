@@ -43,6 +43,7 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.gates import gate_types
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
+from wf_pipeline.profiles.budget import check_prompt_budgets
 from wf_pipeline.profiles.render import (
     RENDER_VARIABLES,
     PromptTemplate,
@@ -321,7 +322,9 @@ def load_profile_file(
             ``PROFILE_UNDECLARED_GATE``, ``PROFILE_UNRESOLVED_INPUT_REF``,
             ``PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE``, ``PROFILE_ARTIFACT_POLICY_CONFLICT``;
             ``PROFILE_UNRESOLVED_PROMPT_REF``, ``PROFILE_TEMPLATE_SYNTAX`` and
-            ``PROFILE_TEMPLATE_UNDEFINED`` for its prompt templates. Every error carries the
+            ``PROFILE_TEMPLATE_UNDEFINED`` for its prompt templates;
+            ``PROFILE_BUDGET_TOO_SMALL`` when a turn's worst-case prompt is over
+            ``max_prompt_bytes`` (`wf_pipeline.profiles.budget`). Every error carries the
             file's path.
     """
     path = Path(path)
@@ -340,6 +343,7 @@ def load_profile_file(
             if turn.system_prompt_ref is not None
             else None
         )
+    check_prompt_budgets(profile, templates, system_prompts, where)
     return LoadedProfile(
         profile=profile,
         layer=layer.name,

@@ -255,21 +255,38 @@ def referenced_names(template: PromptTemplate | str) -> tuple[frozenset[str], fr
     ``inputs.name`` and ``inputs["name"]`` count as input keys; dict methods such as
     ``inputs.items()`` do not. Raises PROFILE_TEMPLATE_SYNTAX when the text does not parse.
     """
+    variables, counts = _input_reads(template)
+    return variables, frozenset(counts)
+
+
+def input_read_counts(template: PromptTemplate | str) -> dict[str, int]:
+    """How many places of the template read each literal ``inputs`` key (``inputs.name``,
+    ``inputs["name"]``), whatever filters apply to it; a loop's body counts once.
+
+    Raises PROFILE_TEMPLATE_SYNTAX when the text does not parse.
+    """
+    return _input_reads(template)[1]
+
+
+def _input_reads(template: PromptTemplate | str) -> tuple[frozenset[str], dict[str, int]]:
     template = _as_template(template)
     compile_template(template)  # reports syntax errors with the template's own code
     tree = _ENVIRONMENT.parse(template.text)
     variables = frozenset(meta.find_undeclared_variables(tree))
-    input_keys: set[str] = set()
+    counts: dict[str, int] = {}
     if INPUTS_VARIABLE in variables:
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
             if not (isinstance(node.node, nodes.Name) and node.node.name == INPUTS_VARIABLE):
                 continue
+            key = None
             if isinstance(node, nodes.Getattr) and not hasattr(dict, node.attr):
-                input_keys.add(node.attr)
+                key = node.attr
             elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
                 if isinstance(node.arg.value, str):
-                    input_keys.add(node.arg.value)
-    return variables, frozenset(input_keys)
+                    key = node.arg.value
+            if key is not None:
+                counts[key] = counts.get(key, 0) + 1
+    return variables, counts
 
 
 def render_prompt(

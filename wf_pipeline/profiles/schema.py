@@ -24,6 +24,7 @@ from wf_pipeline.errors import (
     PROFILE_UNKNOWN_DEDUPE_FIELD,
 )
 from wf_pipeline.metadata.records import THREAD_KEY_FIELDS, thread_key_problems
+from wf_pipeline.text.tokens import TokenEncoding
 
 # Identifiers become Dagster asset keys, op names and check names, so they stay
 # lowercase snake case.
@@ -148,12 +149,40 @@ class ArtifactPolicy(_Frozen):
             turns, retries and resumes read that snapshot back.
         max_output_bytes: largest output, in bytes of canonical UTF-8; a larger one is a
             failed attempt with ``RUN_OUTPUT_TOO_LARGE``.
+        max_prompt_bytes: largest rendered prompt (system plus user prompt), in bytes of
+            canonical UTF-8. The loader checks every turn's worst case against it
+            (``PROFILE_BUDGET_TOO_SMALL``), so a run never meets an over-budget prompt.
+        max_context_bytes: largest context payload (its canonical JSON), in bytes. The
+            context builder fits every directory's payload into it: whole files, else
+            per-file extracts, else a documented selection (`wf_pipeline.tree.context`).
+        max_context_tokens: the model's context window in tokens (prompt and output), or
+            None (no window checked). Output tokens are bounded by ``max_output_bytes``:
+            every token of a byte-level BPE (GPT-2, cl100k, o200k, Llama 3) covers at
+            least one byte, so N bytes are at most N tokens.
+        tokenizer: how prompt tokens are counted against ``max_context_tokens``. None:
+            bounded by bytes like the output, so the loader requires
+            ``max_prompt_bytes`` + ``max_output_bytes`` <= ``max_context_tokens`` and no
+            prompt can overflow the window (conservative: code averages about 4 bytes a
+            token). ``o200k_base`` or ``cl100k_base``: each rendered prompt is counted
+            with that encoding (`wf_pipeline.text.tokens`, offline) before the call; the
+            loader requires only ``max_output_bytes`` < ``max_context_tokens``, and a
+            prompt over the window is ``METADATA_BUDGET_EXCEEDED`` before any call.
+
+    The budgets are operational limits, not content: they are left out of the profile's
+    code version (`wf_pipeline.profiles.loader.LoadedProfile.code_version`), so raising
+    one keeps every thread and lets ``wf resume`` finish a thread that failed on it. A
+    thread keeps its recorded context snapshot; the runtime checks that snapshot against
+    the current ``max_context_bytes`` before every turn (``METADATA_BUDGET_EXCEEDED``).
     """
 
     store_output: bool = True
     store_prompt_render: bool = True
     store_context_payload: bool = True
     max_output_bytes: int = Field(default=262_144, gt=0)
+    max_prompt_bytes: int = Field(default=1_048_576, gt=0)
+    max_context_bytes: int = Field(default=393_216, gt=0)
+    max_context_tokens: int | None = Field(default=None, gt=0)
+    tokenizer: TokenEncoding | None = None
 
 
 FailureMode = Literal["stop_on_gate_fail", "continue"]

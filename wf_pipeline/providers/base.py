@@ -35,6 +35,9 @@ class ProviderRequest:
     # Raw text of each input, keyed by input_ref ("context" is the context payload JSON).
     inputs: Mapping[str, str]
     timeout_ms: int = 120_000
+    # The profile's artifact_policy.max_output_bytes: a provider that can size its output
+    # (the offline turns) keeps within it; None when the caller sets no limit.
+    max_output_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class Provider(Protocol):
 
     provider_type: str
     model: str
+    # Optional: a provider whose ``deterministic`` attribute is true answers the same
+    # request with the same output every time, so an error judged on its output
+    # (`wf_pipeline.providers.retry.repeats_on_retry`) is not retried. Absent means false.
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
         """Answer one request within ``request.timeout_ms``.

@@ -102,6 +102,8 @@ class OfflineProvider:
     model = MODEL
     # Pure computation on the request's inputs: it cannot block past the turn's deadline.
     returns_by_deadline = True
+    # The same request always gives the same output: an output error would repeat.
+    deterministic = True
 
     def complete(self, request: ProviderRequest) -> ProviderResponse:
         """The registered turn's output for ``request``.

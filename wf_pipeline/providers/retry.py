@@ -11,7 +11,9 @@ between attempts ends by it, whatever the provider.
   records from the caller's thread, after the call returned in time), nothing is
   written late. The thread is a daemon, so it never holds the process open.
 - `provider_retrying` builds the tenacity retry loop: it repeats only errors whose
-  code the catalogue (`wf_pipeline.errors`) marks retryable, waits with exponential
+  code the catalogue (`wf_pipeline.errors`) marks retryable and that would not repeat
+  the same way (`repeats_on_retry`: an output too large or of the wrong shape from a
+  provider that declares itself ``deterministic``, such as the offline one), waits with exponential
   backoff and jitter (tenacity's ``wait_exponential_jitter``), never sooner than a
   server's ``Retry-After`` (RFC 9110, section 10.2.3; providers put it in the error's
   ``retry_after_ms`` detail), and stops after ``max_attempts`` or when the next wait
@@ -33,7 +35,13 @@ from datetime import UTC, datetime
 
 import tenacity
 
-from wf_pipeline.errors import PROVIDER_TIMEOUT, ProviderError, WfError
+from wf_pipeline.errors import (
+    PROVIDER_TIMEOUT,
+    RUN_OUTPUT_SHAPE,
+    RUN_OUTPUT_TOO_LARGE,
+    ProviderError,
+    WfError,
+)
 from wf_pipeline.providers.base import Provider, ProviderRequest, ProviderResponse
 
 log = logging.getLogger(__name__)
@@ -203,10 +211,40 @@ class _StopAtDeadline(tenacity.stop.stop_base):
         return retry_state.upcoming_sleep >= self._deadline.remaining_s()
 
 
+# Codes judged on the provider's output alone: the same request to a deterministic
+# provider gives the same output, so they would repeat on every retry. Budget errors
+# (METADATA_BUDGET_EXCEEDED) are raised before any call and are never retryable at all.
+OUTPUT_JUDGED_CODES = frozenset({RUN_OUTPUT_TOO_LARGE, RUN_OUTPUT_SHAPE})
+
+
+def is_deterministic(provider: object) -> bool:
+    """Whether ``provider`` declares ``deterministic = True`` (same request, same output)."""
+    return getattr(provider, "deterministic", False) is True
+
+
+def repeats_on_retry(error: WfError, *, deterministic: bool) -> bool:
+    """Whether trying ``error``'s attempt again would fail the same way.
+
+    Args:
+        error: the attempt's error.
+        deterministic: whether the provider declares it answers a request the same way
+            every time (`is_deterministic`).
+
+    Returns:
+        True for a code the catalogue marks not retryable, and, for a deterministic
+        provider, for a code in `OUTPUT_JUDGED_CODES` (an output too large or of the wrong
+        shape); False otherwise (a timeout, a lost connection, a rate limit may pass).
+    """
+    if not error.retryable:
+        return True
+    return deterministic and error.code in OUTPUT_JUDGED_CODES
+
+
 def provider_retrying(
     max_attempts: int,
     deadline: Deadline,
     *,
+    deterministic: bool = False,
     error_of: Callable[[BaseException | None], WfError | None] = _default_error_of,
     backoff: Backoff = DEFAULT_BACKOFF,
     sleep: Callable[[float], None] = time.sleep,
@@ -217,6 +255,8 @@ def provider_retrying(
     Args:
         max_attempts: attempts in all, at least 1 (1 + the turn's retry budget).
         deadline: the turn's deadline; no wait is started that would end after it.
+        deterministic: the provider is deterministic: errors judged on its output are
+            not retried (`repeats_on_retry`).
         error_of: maps what an attempt raised to the `WfError` that decides (the runtime
             wraps a recorded failure); an exception it maps to None is never retried.
         backoff: the backoff figures.
@@ -231,7 +271,7 @@ def provider_retrying(
 
     def retryable(exc: BaseException) -> bool:
         error = error_of(exc)
-        return error is not None and error.retryable
+        return error is not None and not repeats_on_retry(error, deterministic=deterministic)
 
     def log_wait(retry_state: tenacity.RetryCallState) -> None:
         error = error_of(retry_state.outcome.exception()) if retry_state.outcome else None

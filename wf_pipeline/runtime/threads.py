@@ -12,7 +12,7 @@ from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import usable_artifact
 from wf_pipeline.runtime.targets import Target, documentable_directories, target_key_for
-from wf_pipeline.tree import TreeScan, build_context, context_json_text, scan_tree
+from wf_pipeline.tree import TreeScan, build_context, context_extractor, context_json_text, scan_tree
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,9 @@ def context_snapshot(
 
     Reusing the recorded snapshot keeps retries and resumes on the same inputs even if the
     tree has changed since. A recorded snapshot that is missing or corrupt (quarantined,
-    `usable_artifact`) is built again from the tree.
+    `usable_artifact`) is built again from the tree. A new snapshot fits the profile's
+    ``artifact_policy.max_context_bytes``, with the extractor the workflow registered for
+    its frame type (`wf_pipeline.tree.build_context`).
 
     Args:
         env: the runtime (records read, CAS read and written).
@@ -276,6 +278,8 @@ def context_snapshot(
             thread's (the tree changed since the thread was planned).
         TreeError: the scan's codes, ``TREE_NODE_NOT_FOUND``, ``TREE_CHANGED_DURING_RUN``
             (`wf_pipeline.tree.build_context`).
+        MetadataError: ``METADATA_BUDGET_EXCEEDED`` when even the names of the directory's
+            entries are over ``max_context_bytes``.
         CasError: as `child_frames`; ``CAS_BACKEND_ERROR`` when the snapshot cannot be stored.
     """
     recorded = recorded_context_id(env, thread.thread_id)
@@ -290,7 +294,13 @@ def context_snapshot(
             RUN_TARGET_CHANGED,
             f"target {target.key} changed since thread {thread.thread_id} was planned; run again",
         )
-    payload = build_context(scan, target.path, child_frames(env, loaded, scan, target.path))
+    payload = build_context(
+        scan,
+        target.path,
+        child_frames(env, loaded, scan, target.path),
+        max_bytes=loaded.profile.artifact_policy.max_context_bytes,
+        extractor=context_extractor(frame_type_of(loaded)),
+    )
     return env.cas.put_text(context_json_text(payload)).artifact_id
 
 

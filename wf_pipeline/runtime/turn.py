@@ -13,21 +13,24 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from wf_pipeline.cas import ArtifactRef
 from wf_pipeline.errors import (
+    METADATA_BUDGET_EXCEEDED,
     RUN_CONTEXT_MISSING,
     RUN_INPUT_NOT_READY,
     RUN_OUTPUT_SHAPE,
     RUN_OUTPUT_TOO_LARGE,
     RUN_UNKNOWN_TURN,
+    MetadataError,
     RunError,
     WfError,
 )
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
+from wf_pipeline.metadata.budgets import Budgets
 from wf_pipeline.metadata.canonical import canonical_text, digest_text
 from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.metadata.records import (
@@ -45,8 +48,9 @@ from wf_pipeline.metadata.records import (
     turn_record_id_for,
 )
 from wf_pipeline.profiles import LoadedProfile, render_prompt
+from wf_pipeline.profiles.schema import ArtifactPolicy
 from wf_pipeline.providers import ProviderRequest, ProviderResponse
-from wf_pipeline.providers.retry import Deadline, call_within, provider_retrying
+from wf_pipeline.providers.retry import Deadline, call_within, is_deterministic, provider_retrying
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import gate_stops_thread, turn_is_settled
@@ -59,6 +63,7 @@ from wf_pipeline.runtime.threads import (
     recorded_context_id,
 )
 from wf_pipeline.text.model_output import unwrap_model_output
+from wf_pipeline.text.tokens import count_tokens, max_tokens_of_bytes
 from wf_pipeline.tree import TreeScan
 
 log = logging.getLogger(__name__)
@@ -185,7 +190,8 @@ def run_turn(
 
     Attempts: 1 + min(the turn's retry_limit, thread_policy.max_turn_retries), numbered on
     from the last recorded attempt, each committed as its own turn record. Only errors
-    the catalogue marks retryable are retried, after exponential backoff with jitter and
+    the catalogue marks retryable are retried (and, for a provider that declares itself
+    ``deterministic``, not an output too large or of the wrong shape, which would repeat), after exponential backoff with jitter and
     never sooner than a server's Retry-After (HTTP, RFC 9110 section 10.2.3;
     `wf_pipeline.providers.retry`). The turn's timeout_ms is a deadline for all attempts
     and waits: a call still running at the deadline is recorded as ``PROVIDER_TIMEOUT``
@@ -197,8 +203,9 @@ def run_turn(
         RunError: ``RUN_UNKNOWN_TURN``, ``RUN_INPUT_NOT_READY``, ``RUN_TARGET_CHANGED``
             (the context is built from a changed tree), ``RUN_CONTEXT_MISSING``.
         ProfileError: ``PROFILE_TEMPLATE_*`` when a prompt does not render.
-        MetadataError: ``METADATA_BUDGET_EXCEEDED`` for an over-budget prompt or context
-            (before anything is written); the frame-metadata boundary's ``METADATA_*``
+        MetadataError: ``METADATA_BUDGET_EXCEEDED`` for an over-budget prompt or context,
+            or a prompt whose counted tokens overflow ``max_context_tokens`` (before
+            anything is written); the frame-metadata boundary's ``METADATA_*``
             codes for a final frame.
         GateError: ``GATE_UNKNOWN_TYPE``, ``GATE_RULES_INVALID`` from the gate.
         CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``, ``CAS_DECODE_ERROR`` for an
@@ -252,6 +259,7 @@ def run_turn(
     retrying = provider_retrying(
         max_attempts,
         deadline,
+        deterministic=is_deterministic(env.provider),
         error_of=_recorded_error,
         label=f"turn {turn.turn_id} of thread {thread.thread_id}",
     )
@@ -371,6 +379,7 @@ def _request(attempt: _Attempt, deadline: Deadline) -> ProviderRequest:
         inputs=attempt.snapshot.texts,
         # The call may take what is left of the turn's deadline (at least 1 ms).
         timeout_ms=max(1, deadline.remaining_ms()),
+        max_output_bytes=attempt.loaded.profile.artifact_policy.max_output_bytes,
     )
 
 
@@ -459,9 +468,14 @@ def _snapshot_inputs(
     user_prompt = render_prompt(template, variables)
     system_prompt = render_prompt(system_template, variables) if system_template else ""
 
-    check_artifact_budget("prompt", len(canonical_text(system_prompt + user_prompt)), env.budgets)
+    # The profile's budgets: the loader proved the prompt fits them for any tree, so these
+    # checks hold by construction; they still guard a context snapshot recorded under a
+    # larger max_context_bytes than the profile has now.
+    budgets = profile_budgets(env, loaded)
+    check_artifact_budget("prompt", len(canonical_text(system_prompt + user_prompt)), budgets)
     if CONTEXT_REF in texts:
-        check_artifact_budget("context", len(canonical_text(texts[CONTEXT_REF])), env.budgets)
+        check_artifact_budget("context", len(canonical_text(texts[CONTEXT_REF])), budgets)
+    check_token_window(profile.artifact_policy, system_prompt + user_prompt, turn.turn_id)
     return _Snapshot(
         artifact_ids,
         texts,
@@ -471,6 +485,58 @@ def _snapshot_inputs(
             env, loaded, template.text, system_prompt if system_template else None, user_prompt
         )
         | _context_artifact(env, artifact_ids),
+    )
+
+
+def check_token_window(policy: ArtifactPolicy, prompt: str, turn_id: str) -> None:
+    """Refuse a prompt whose counted tokens and the largest output overflow the model's window.
+
+    Only for a profile that names a ``tokenizer`` and a ``max_context_tokens``; without a
+    tokenizer the loader already proved the window holds (`wf_pipeline.profiles.budget`).
+
+    Args:
+        policy: the profile's artifact policy.
+        prompt: the system and user prompt, as sent.
+        turn_id: the turn, for the message.
+
+    Raises:
+        MetadataError: ``METADATA_BUDGET_EXCEEDED`` (budget ``max_context_tokens``) with the
+            prompt's token count, the output's bound and the window.
+    """
+    window, encoding = policy.max_context_tokens, policy.tokenizer
+    if window is None or encoding is None:
+        return
+    tokens = count_tokens(prompt, encoding)
+    needed = tokens + max_tokens_of_bytes(policy.max_output_bytes)
+    if needed > window:
+        raise MetadataError(
+            METADATA_BUDGET_EXCEEDED,
+            f"turn {turn_id}: prompt of {tokens} tokens ({encoding}) + up to {policy.max_output_bytes} "
+            f"output tokens (max_output_bytes) exceeds max_context_tokens of {window}",
+            budget="max_context_tokens",
+            scope="prompt_tokens",
+            size=needed,
+            limit=window,
+            prompt_tokens=tokens,
+        )
+
+
+def profile_budgets(env: RuntimeEnv, loaded: LoadedProfile) -> Budgets:
+    """The env's budgets with the profile's prompt and context limits.
+
+    Args:
+        env: the runtime (its metadata budgets are kept).
+        loaded: the profile; ``artifact_policy.max_prompt_bytes`` and ``max_context_bytes``
+            replace the prompt and context artifact budgets.
+
+    Returns:
+        A `Budgets` for this profile's turns.
+    """
+    policy = loaded.profile.artifact_policy
+    return replace(
+        env.budgets,
+        prompt_artifact_max_bytes=policy.max_prompt_bytes,
+        context_artifact_max_bytes=policy.max_context_bytes,
     )
 
 

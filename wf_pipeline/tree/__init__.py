@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from wf_pipeline.tree.context import build_context, context_json_text, detect_language
+from wf_pipeline.tree.context import (
+    build_context,
+    context_extractor,
+    context_json_text,
+    detect_language,
+    register_context_extractor,
+)
 from wf_pipeline.tree.scan import (
     DEFAULT_MAX_FILE_BYTES,
     ROOT_PATH,
@@ -23,6 +29,8 @@ __all__ = [
     "TreeNode",
     "TreeScan",
     "build_context",
+    "context_extractor",
+    "register_context_extractor",
     "check_root",
     "context_json_text",
     "detect_language",

@@ -6,8 +6,10 @@ module and only map its answer to their own reason codes, so they cannot disagre
 The rules:
 
 - The cited path must be a file or child directory of the target's context. An
-  omitted file (binary, oversized, unreadable) has no text, so nothing can be shown
-  in it; neither can a child directory without a head frame.
+  omitted file (binary, oversized, unreadable, or left out to fit the context budget)
+  has no text, so nothing can be shown in it; neither can a child directory without a
+  head frame. A file or head frame given as an extract is judged on the extract's text
+  (whole lines of the file, so what holds there holds in the file).
 - A quote holds when it occurs in the cited text with runs of whitespace (spaces,
   tabs, line breaks) treated as one space, so a line wrapped differently still
   matches; a quote that is only whitespace never holds. It holds too when, both read

@@ -38,9 +38,15 @@ class Claim(StrictPayload):
 
 
 class EvidenceMap(StrictPayload):
-    """Output of ``evidence_gather``: the claims, in the order they were found."""
+    """Output of ``evidence_gather``: the claims, in the order they were found.
+
+    ``undescribed_paths`` (optional) lists files or child directories of the context whose
+    claims were left out so the map fits ``max_output_bytes``; the README's caveats name
+    them.
+    """
 
     claims: tuple[Claim, ...]
+    undescribed_paths: tuple[str, ...] | None = None
 
 
 class VerificationReport(StrictPayload):

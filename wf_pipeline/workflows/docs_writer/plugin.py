@@ -7,7 +7,9 @@ output types and gate types:
 - its README section vocabulary for the generic ``required_sections`` gate;
 - its gates, by gate type (``gates.register``);
 - its offline turns, by output type (``providers.offline.register_offline_turn``);
-- its output sink, for frame type ``readme`` (``runtime.sinks.register_output_sink``).
+- its output sink, for frame type ``readme`` (``runtime.sinks.register_output_sink``);
+- its per-file context extracts, for frame type ``readme``
+  (``tree.context.register_context_extractor``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from wf_pipeline.gates.registry import register as register_gate
 from wf_pipeline.metadata.payloads import register_output_model
 from wf_pipeline.providers.offline import register_offline_turn
 from wf_pipeline.runtime.sinks import register_output_sink
+from wf_pipeline.tree.context import register_context_extractor
+from wf_pipeline.workflows.docs_writer.context_extract import context_extract
 from wf_pipeline.workflows.docs_writer.gates import GATES
 from wf_pipeline.workflows.docs_writer.offline import OFFLINE_TURNS
 from wf_pipeline.workflows.docs_writer.payloads import OUTPUT_MODELS, README_SECTIONS
@@ -40,6 +44,7 @@ def register() -> None:
         ProviderError: ``PROVIDER_DUPLICATE_OUTPUT`` when another workflow owns one of its
             output types' offline turns.
         RunError: ``RUN_SINK_DUPLICATE`` when another sink serves frame type ``readme``.
+        TreeError: ``TREE_EXTRACTOR_DUPLICATE`` when another extractor serves frame type ``readme``.
     """
     for output_type, model in OUTPUT_MODELS.items():
         register_output_model(output_type, model)
@@ -49,3 +54,4 @@ def register() -> None:
     for output_type, turn in OFFLINE_TURNS.items():
         register_offline_turn(output_type, turn)
     register_output_sink(FRAME_TYPE, README_SINK)
+    register_context_extractor(FRAME_TYPE, context_extract)

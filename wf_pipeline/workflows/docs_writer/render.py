@@ -21,6 +21,8 @@ from wf_pipeline.workflows.docs_writer.payloads import (
 )
 
 _API_KINDS = frozenset({"class", "function", "export"})
+# Omitted entries a shortened README still lists by name (`build_readme_struct`).
+MAX_LISTED_OMISSIONS = 20
 
 
 def render_readme(struct: ReadmeStruct) -> str:
@@ -62,10 +64,23 @@ def _is_readme(path: str) -> bool:
 
 
 class _StructBuilder:
-    def __init__(self, claims: list[Claim], context: ContextPayload | None, target: str) -> None:
+    def __init__(
+        self,
+        claims: list[Claim],
+        context: ContextPayload | None,
+        target: str,
+        max_listed_omissions: int | None = None,
+        undescribed: tuple[str, ...] = (),
+    ) -> None:
+        self.undescribed = undescribed
         self.claims = claims
+        self.heading_claims: dict[str, list[Claim]] = {}
+        for claim in claims:
+            if claim.kind == "heading":
+                self.heading_claims.setdefault(claim.evidence_path, []).append(claim)
         self.context = context
         self.target = target
+        self.max_listed_omissions = max_listed_omissions
 
     def is_child(self, claim: Claim) -> bool:
         if self.context is not None:
@@ -79,14 +94,13 @@ class _StructBuilder:
         """(level, text) of the cited headings of one document, in document order."""
         prefix = f"`{posixpath.basename(path)}` — "
         found = []
-        for claim in self.claims:
+        for claim in self.heading_claims.get(path, ()):
+            # Parsing a quote as Markdown is the costly part: only the document's own
+            # heading claims get there, so a directory of many files stays linear.
+            if not claim.statement.startswith(prefix):
+                continue
             level = heading_level(claim.evidence_quote or "")
-            if (
-                claim.kind == "heading"
-                and claim.evidence_path == path
-                and level
-                and claim.statement.startswith(prefix)
-            ):
+            if level:
                 found.append((level, claim.statement.removeprefix(prefix)))
         return found
 
@@ -146,14 +160,34 @@ class _StructBuilder:
         if self.context is None:
             return ""
         notes = [f"`{f.name}` — not included ({f.omitted})" for f in self.context.files if f.omitted]
-        notes += [f"`{c.name}/` — no README available" for c in self.context.children if not c.head_frame]
+        notes += [
+            f"`{c.name}/` — README not included ({c.omitted})"
+            if c.omitted
+            else f"`{c.name}/` — no README available"
+            for c in self.context.children
+            if not c.head_frame
+        ]
+        notes += [
+            f"`{_relative(path, self.target)}` — not described (output limit)" for path in self.undescribed
+        ]
+        if self.max_listed_omissions is not None and len(notes) > self.max_listed_omissions:
+            more = len(notes) - self.max_listed_omissions
+            notes = notes[: self.max_listed_omissions] + [f"{more} more entries — not included"]
         return _bullets(notes)
 
 
 def build_readme_struct(
-    evidence_map: EvidenceMap, report: VerificationReport, context: ContextPayload | None
+    evidence_map: EvidenceMap,
+    report: VerificationReport,
+    context: ContextPayload | None,
+    max_listed_omissions: int | None = None,
 ) -> ReadmeStruct | None:
     """The README structure of the target, or None when its title cannot be known.
+
+    Caveats list every file the context left out (binary, oversized, unreadable, or over
+    the context budget), every child without a README, and every path the evidence map
+    left undescribed to fit its output limit; with ``max_listed_omissions``,
+    only that many by name and then how many more.
 
     The title is the target's name from the context; without a context it is the name
     of the directory all claims cite, which is unknowable for the scanned root.
@@ -177,7 +211,12 @@ def build_readme_struct(
     if not title:
         return None
 
-    builder = _StructBuilder(verified, context, target)
+    undescribed = tuple(
+        path
+        for path in evidence_map.undescribed_paths or ()
+        if context is None or context.file(path) is not None or context.child(path) is not None
+    )
+    builder = _StructBuilder(verified, context, target, max_listed_omissions, undescribed)
     sections: dict[str, str] = {}
     for key in README_SECTIONS:
         lines = getattr(builder, key)().splitlines()
