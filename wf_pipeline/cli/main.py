@@ -24,9 +24,13 @@ from wf_pipeline.settings import Settings
 EXIT_FAILED = 1
 
 
-def _settings() -> Settings:
-    # The one place the command reads its settings: the process environment, once.
-    return Settings.from_env()
+def _settings(args: argparse.Namespace | None = None) -> Settings:
+    # The one place the command reads its settings: the process environment, once; a
+    # command-line switch that mirrors a setting overrides its variable.
+    settings = Settings.from_env()
+    if args is not None and getattr(args, "follow_external_links", False):
+        settings = settings.model_copy(update={"follow_external_links": True})
+    return settings
 
 
 def _emit(args: argparse.Namespace, payload: Any, render: Callable[[Console, Any], None]) -> None:
@@ -55,13 +59,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
     """
     from wf_pipeline import service
 
-    summary = service.scan(_settings(), Path(args.path))
+    summary = service.scan(_settings(args), Path(args.path))
 
     def render(console: Console, s: dict) -> None:
         console.print(f"[bold]{s['root']}[/]  root {s['root_id']}")
         console.print(f"{s['directories']} directories, {s['files']} files; omitted {s['omitted']}")
         for warning in s["warnings"]:
-            console.print(f"[yellow]{warning['code']}[/]: {warning['path']}")
+            # `CODE: message`, the message naming the path; no markup, since paths may hold brackets.
+            console.print(
+                f"{warning['code']}: {warning['message']}", markup=False, highlight=False, soft_wrap=True
+            )
 
     _emit(args, summary, render)
     return 0
@@ -126,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with _progress(args) as on_progress:
         summary = service.run_workflow(
-            _settings(),
+            _settings(args),
             args.workflow_id,
             Path(args.path),
             out_dir=Path(args.out).resolve() if args.out else None,
@@ -155,7 +162,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from wf_pipeline import service
 
     with _progress(args) as on_progress:
-        summary = service.backfill(_settings(), args.workflow_id, Path(args.path), on_progress=on_progress)
+        summary = service.backfill(
+            _settings(args), args.workflow_id, Path(args.path), on_progress=on_progress
+        )
     _emit(args, summary.to_json(), _render_run)
     return 0 if summary.ok else EXIT_FAILED
 
@@ -177,7 +186,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
     """
     from wf_pipeline import service
 
-    result = service.sync_targets(_settings(), args.workflow, Path(args.path))
+    result = service.sync_targets(_settings(args), args.workflow, Path(args.path))
 
     def render(console: Console, r: dict) -> None:
         console.print(
@@ -335,9 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    links = argparse.ArgumentParser(add_help=False)
+    links.add_argument(
+        "--follow-external-links",
+        action="store_true",
+        help="read symlinks that resolve outside the tree root (default: skip them with a warning;"
+        " also WF_FOLLOW_EXTERNAL_LINKS=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    scan = sub.add_parser("scan", parents=[common], help="scan a tree and record its Merkle node ids")
+    scan = sub.add_parser("scan", parents=[common, links], help="scan a tree and record its Merkle node ids")
     scan.add_argument("path")
     scan.set_defaults(handler=cmd_scan)
 
@@ -347,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     profiles.add_argument("--file", help="for validate: one profile file instead of every layer")
     profiles.set_defaults(handler=cmd_profiles)
 
-    run = sub.add_parser("run", parents=[common], help="run a workflow over a directory tree, bottom-up")
+    run = sub.add_parser(
+        "run", parents=[common, links], help="run a workflow over a directory tree, bottom-up"
+    )
     run.add_argument("workflow_id")
     run.add_argument("path")
     run.add_argument(
@@ -360,13 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     backfill = sub.add_parser(
-        "backfill", parents=[common], help="run every target of a tree in batched runs, one per depth level"
+        "backfill",
+        parents=[common, links],
+        help="run every target of a tree in batched runs, one per depth level",
     )
     backfill.add_argument("workflow_id")
     backfill.add_argument("path")
     backfill.set_defaults(handler=cmd_backfill)
 
-    targets = sub.add_parser("targets", parents=[common], help="register a tree's directories as partitions")
+    targets = sub.add_parser(
+        "targets", parents=[common, links], help="register a tree's directories as partitions"
+    )
     targets.add_argument("action", choices=["sync"])
     targets.add_argument("path")
     targets.add_argument(
