@@ -12,10 +12,11 @@ import json
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deep_tree_support import DEEP_LEVELS, make_deep_tree
+from deep_tree_support import DEEP_LEVELS, make_deep_tree, remove_children
 from e2e_support import REPO_ROOT
 
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
@@ -26,6 +27,13 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}"),
 ]
+
+
+@pytest.fixture
+def deep_tmp(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``, emptied without recursion afterwards (pytest's clean-up recurses)."""
+    yield tmp_path
+    remove_children(tmp_path)
 
 
 def wf(base: Path, *args: str, home: str = "wf-home") -> subprocess.CompletedProcess:
@@ -119,11 +127,12 @@ def test_following_external_links_is_an_explicit_opt_in(tmp_path: Path, linked_t
     assert "TREE_LINK_OUTSIDE_ROOT" not in codes
 
 
-def test_a_whole_run_over_a_thousand_levels_documents_every_directory(tmp_path: Path) -> None:
+def test_a_whole_run_over_a_thousand_levels_documents_every_directory(deep_tmp: Path) -> None:
     """No recursion limit anywhere on the way: scan, targets, levels, contexts, turns, output sink.
 
     Slow by nature: the run launches one Dagster run per depth level.
     """
+    tmp_path = deep_tmp
     make_deep_tree(tmp_path / "tree")
     out = tmp_path / "out"
     result = wf(tmp_path, "run", WORKFLOW, str(tmp_path / "tree"), "--out", str(out), "--json")

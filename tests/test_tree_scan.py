@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from deep_tree_support import DEEP_LEVELS, make_deep_tree
+from deep_tree_support import DEEP_LEVELS, make_deep_tree, remove_children
 
 from wf_pipeline.errors import TreeError
 from wf_pipeline.metadata.records import NodeRecord
@@ -493,6 +493,13 @@ def test_caches_and_installed_packages_are_skipped(tmp_path: Path) -> None:
 
 
 def test_a_tree_a_thousand_levels_deep_scans_without_recursion(tmp_path: Path) -> None:
+    try:
+        _scan_a_thousand_levels(tmp_path)
+    finally:
+        remove_children(tmp_path)
+
+
+def _scan_a_thousand_levels(tmp_path: Path) -> None:
     deepest = make_deep_tree(tmp_path)
     scan = scan_tree(tmp_path)
     assert len([n for n in scan.nodes if n.kind == "dir"]) == DEEP_LEVELS + 1

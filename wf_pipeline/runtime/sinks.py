@@ -114,7 +114,7 @@ def write_file_atomically(data: bytes, destination: Path, *, overwrite: bool) ->
             return destination
         if not overwrite:
             return None
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(destination.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(destination), suffix=".tmp", dir=destination.parent)
     try:
         # Held until the rename, so a live writer's file is never taken for an abandoned one.
@@ -127,6 +127,33 @@ def write_file_atomically(data: bytes, destination: Path, *, overwrite: bool) ->
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return destination
+
+
+def make_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents (``mkdir -p``) at any depth.
+
+    ``Path.mkdir(parents=True)`` and ``os.makedirs`` call themselves once per missing level
+    and fail with ``RecursionError`` about 1,000 levels down; this walks up to the first
+    existing folder and creates the rest top-down in a loop.
+
+    Args:
+        folder: the folder to create; an existing folder is fine.
+
+    Raises:
+        OSError: a part of the path is a file (``FileExistsError``), permissions, full disk...
+    """
+    missing: list[Path] = []
+    current = folder
+    while not current.is_dir() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            # Another writer made it in between; a file in the way is still an error.
+            if not path.is_dir():
+                raise
 
 
 def _temp_prefix(destination: Path) -> str:
