@@ -143,3 +143,28 @@ def test_a_whole_run_over_a_thousand_levels_documents_every_directory(deep_tmp: 
     assert {t["status"] for t in threads} == {"completed"}
     # os.path.exists, not Path.rglob or os.walk: both recurse on Python 3.11.
     assert all(t["output_path"] and os.path.exists(t["output_path"]) for t in threads)
+
+
+def test_sources_with_a_bom_or_a_coding_line_keep_their_api(tmp_path: Path) -> None:
+    pkg = tmp_path / "tree" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "bom.py").write_bytes(
+        b'\xef\xbb\xbf"""Helpers with a byte order mark."""\n\n\ndef bom_api_function(x):\n'
+        b'    """Return x doubled."""\n    return 2 * x\n'
+    )
+    (pkg / "latin.py").write_bytes(
+        '# -*- coding: latin-1 -*-\n"""Module latin: café."""\n\n\ndef latin_api_function():\n'
+        '    """Say héllo."""\n    return "hé"\n'.encode("latin-1")
+    )
+    (pkg / ".gitignore").write_bytes(b"\xef\xbb\xbfgenerated/\n")
+    (pkg / "generated").mkdir()
+    (pkg / "generated" / "secret_table.py").write_text("def generated_only():\n    pass\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = wf(tmp_path, "run", WORKFLOW, str(tmp_path / "tree"), "--out", str(out), "--json")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    readme = (out / "pkg" / "README.md").read_text(encoding="utf-8")
+    assert "bom_api_function" in readme
+    assert "latin_api_function" in readme and "café" in readme
+    assert "binary" not in readme
+    # The ignored directory behind the BOM-prefixed .gitignore never reaches a prompt.
+    assert files_holding(tmp_path / "wf-home" / "cas", b"generated_only") == []
