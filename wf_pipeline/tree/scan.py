@@ -4,9 +4,11 @@ A file's id hashes its path and the digest of its bytes; a directory's id hashes
 and its children's (name, id) pairs. Changing one file therefore re-ids that file and its
 ancestors and nothing else. Scanning only reads: nothing is written anywhere.
 
-Anomalies in the tree (unreadable entries, broken or looping symlinks, names that are not
-UTF-8, special files) never stop a scan; each becomes a ``ScanWarning`` and, except for
-unreadable files, the entry is skipped.
+Anomalies in the tree (unreadable entries, broken or looping symlinks, symlinks that
+resolve outside the root, names that are not UTF-8, special files) never stop a scan; each
+becomes a ``ScanWarning`` with a catalogue code (``wf_pipeline.errors``) and, except for
+unreadable files, the entry is skipped. Nothing outside the root is read unless the caller
+opts in (``follow_external_links``).
 """
 
 from __future__ import annotations
@@ -93,7 +95,13 @@ def is_binary(data: bytes, name: str = "") -> bool:
 
 @dataclass(frozen=True)
 class ScanWarning:
-    """An anomaly a scan skipped past: a ``TREE_*`` warning code, the path, and a message."""
+    """An anomaly a scan skipped past.
+
+    Attributes:
+        code: a catalogued ``TREE_*`` code (``wf_pipeline.errors``).
+        path: the entry's POSIX path relative to the root (undecodable bytes backslash-escaped).
+        message: a sentence that starts with the path, so ``f"{code}: {message}"`` stands alone.
+    """
 
     code: str
     path: str
