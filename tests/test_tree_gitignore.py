@@ -126,6 +126,11 @@ def make_tree(root: Path) -> None:
         target.write_text(f"{relative}\n", encoding="utf-8")
     (root / ".gitignore").write_bytes(ROOT_GITIGNORE)
     (root / "sub" / ".gitignore").write_bytes(NESTED_GITIGNORE)
+    # Git does not follow a symlinked .gitignore, even one pointing inside the tree.
+    (root / "linked").mkdir()
+    (root / "linked" / "hidden.txt").write_text("kept: the linked patterns do not apply\n", encoding="utf-8")
+    (root / "patterns.txt").write_text("hidden.txt\n", encoding="utf-8")
+    (root / "linked" / ".gitignore").symlink_to(root / "patterns.txt")
 
 
 def test_the_scan_keeps_exactly_the_files_git_keeps(tmp_path: Path) -> None:
@@ -135,7 +140,13 @@ def test_the_scan_keeps_exactly_the_files_git_keeps(tmp_path: Path) -> None:
     scanned = {node.path for node in scan.nodes if node.kind == "file"}
     expected = git_kept_files(root, tmp_path / "home")
     assert "first_ignored/x.txt" not in expected  # git honours the pattern after the BOM
-    assert {"kept.txt", "#comment.txt", "space", "sub/b.log"} <= expected  # the fixture really discriminates
+    assert {
+        "kept.txt",
+        "#comment.txt",
+        "space",
+        "sub/b.log",
+        "linked/hidden.txt",
+    } <= expected  # the fixture really discriminates
     assert scanned == expected
     assert scan.warnings == ()
 

@@ -11,6 +11,7 @@ A ``.gitignore`` is read the way git reads it (``add_patterns_from_buffer`` in g
 ``dir.c``): a leading UTF-8 byte order mark is dropped, lines end at LF with one CR before
 it dropped, and each line is matched with pathspec's ``GitIgnoreSpec`` (git's wildmatch
 rules: negation, anchoring, ``**``, unescaped trailing spaces, ``\\#`` and ``\\!``).
+A ``.gitignore`` that is a symlink is not read, as git does not follow it.
 ``tests/test_tree_gitignore.py`` compares the scan with ``git ls-files`` on the same tree.
 """
 

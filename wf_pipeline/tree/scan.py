@@ -374,12 +374,11 @@ class _Walker:
         self, path: str, entries: list[os.DirEntry[str]], rules: IgnoreRules
     ) -> IgnoreRules:
         entry = next((e for e in entries if e.name == GITIGNORE_NAME), None)
-        if entry is None or _entry_kind(entry) != "file":
+        # Git never follows a symlinked .gitignore (gitignore(5), NOTES): its patterns do not
+        # apply, wherever it points; the link itself is scanned like any other entry.
+        if entry is None or entry.is_symlink() or _entry_kind(entry) != "file":
             return rules
         gitignore_path = child_path(path, GITIGNORE_NAME)
-        if self._external_target(entry, gitignore_path) is not None:
-            # Warned about where the entry itself is visited.
-            return rules
         try:
             with _open_for_read(entry.path) as handle:
                 data = handle.read()
