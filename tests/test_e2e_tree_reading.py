@@ -81,6 +81,11 @@ def test_links_outside_the_tree_never_reach_the_cas_or_a_readme(tmp_path: Path, 
     assert result.returncode == 0, (result.stdout, result.stderr)
     summary = json.loads(result.stdout)
     assert summary["threads"], summary
+    # The run names every link it skipped.
+    assert {(w["code"], w["path"]) for w in summary["warnings"]} >= {
+        ("TREE_LINK_OUTSIDE_ROOT", "pkg/passwd"),
+        ("TREE_LINK_OUTSIDE_ROOT", "pkg/docs"),
+    }
     readmes = sorted(out.rglob("README.md"))
     assert readmes, "the run documented nothing"
     cas = tmp_path / "wf-home" / "cas"
@@ -95,6 +100,9 @@ def test_links_outside_the_tree_never_reach_the_cas_or_a_readme(tmp_path: Path, 
         "tool.py",
     ]
 
+    synced = wf(tmp_path, "targets", "sync", str(root))
+    assert synced.returncode == 0, synced.stderr
+    assert "TREE_LINK_OUTSIDE_ROOT: pkg/passwd: " in synced.stdout
     scanned = wf(tmp_path, "scan", str(root))
     assert scanned.returncode == 0, scanned.stderr
     lines = scanned.stdout.splitlines()

@@ -64,11 +64,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     def render(console: Console, s: dict) -> None:
         console.print(f"[bold]{s['root']}[/]  root {s['root_id']}")
         console.print(f"{s['directories']} directories, {s['files']} files; omitted {s['omitted']}")
-        for warning in s["warnings"]:
-            # `CODE: message`, the message naming the path; no markup, since paths may hold brackets.
-            console.print(
-                f"{warning['code']}: {warning['message']}", markup=False, highlight=False, soft_wrap=True
-            )
+        _print_warnings(console, s["warnings"])
 
     _emit(args, summary, render)
     return 0
@@ -189,6 +185,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
     result = service.sync_targets(_settings(args), args.workflow, Path(args.path))
 
     def render(console: Console, r: dict) -> None:
+        _print_warnings(console, r["warnings"])
         console.print(
             f"{len(r['targets'])} targets in {r['levels']} levels registered as partitions {r['partitions']}"
         )
@@ -257,7 +254,16 @@ def cmd_threads(args: argparse.Namespace) -> int:
 # --- rendering -----------------------------------------------------------------------
 
 
+def _print_warnings(console: Console, warnings: list[dict]) -> None:
+    # `CODE: message`, the message naming the path; no markup, since paths may hold brackets.
+    for warning in warnings:
+        console.print(
+            f"{warning['code']}: {warning['message']}", markup=False, highlight=False, soft_wrap=True
+        )
+
+
 def _render_run(console: Console, s: dict) -> None:
+    _print_warnings(console, s.get("warnings", []))
     table = Table("directory", "status", "thread_id", "README")
     for t in s["threads"]:
         status = t["status"] + (" (reused)" if t["reused"] else "")

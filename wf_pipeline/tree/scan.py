@@ -107,6 +107,10 @@ class ScanWarning:
     path: str
     message: str
 
+    def to_json(self) -> dict[str, str]:
+        """``{"code", "path", "message"}``, the shape every command reports a scan warning in."""
+        return {"code": self.code, "path": self.path, "message": self.message}
+
 
 @dataclass(frozen=True)
 class TreeNode:
