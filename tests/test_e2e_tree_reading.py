@@ -22,6 +22,9 @@ from e2e_support import REPO_ROOT
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
 WORKFLOW = "docs_writer_thread_v1"
 RUN_TIMEOUT_S = 1800
+# One Dagster run per depth level, about 3 s each on a busy 2-core machine: 1,001 levels
+# take close to an hour there.
+DEEP_RUN_TIMEOUT_S = 4 * 3600
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,11 +39,13 @@ def deep_tmp(tmp_path: Path) -> Iterator[Path]:
     remove_children(tmp_path)
 
 
-def wf(base: Path, *args: str, home: str = "wf-home") -> subprocess.CompletedProcess:
+def wf(
+    base: Path, *args: str, home: str = "wf-home", timeout: float = RUN_TIMEOUT_S
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
     env.update(WF_HOME=str(base / home), WF_CONFIG_DIR=str(base / "user-config"))
     return subprocess.run(
-        [str(WF), *args], cwd=base, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+        [str(WF), *args], cwd=base, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -143,7 +148,16 @@ def test_a_whole_run_over_a_thousand_levels_documents_every_directory(deep_tmp: 
     tmp_path = deep_tmp
     make_deep_tree(tmp_path / "tree")
     out = tmp_path / "out"
-    result = wf(tmp_path, "run", WORKFLOW, str(tmp_path / "tree"), "--out", str(out), "--json")
+    result = wf(
+        tmp_path,
+        "run",
+        WORKFLOW,
+        str(tmp_path / "tree"),
+        "--out",
+        str(out),
+        "--json",
+        timeout=DEEP_RUN_TIMEOUT_S,
+    )
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
     assert "RecursionError" not in result.stderr
     threads = json.loads(result.stdout)["threads"]
