@@ -137,3 +137,56 @@ def test_context_of_a_file_or_missing_path(tree: Path) -> None:
 )
 def test_detect_language(name: str, text: str | None, language: str | None) -> None:
     assert detect_language(name, text) == language
+
+
+# --- decoding (PEP 263, byte order marks) ------------------------------------------------
+
+
+def test_source_text_is_decoded_per_pep_263_once_at_the_context(tmp_path: Path) -> None:
+    latin1 = "# -*- coding: latin-1 -*-\n" + 'NAME = "café"\n\n\ndef greet():\n    """Say hé."""\n'
+    write(tmp_path, "pkg/latin.py", latin1.encode("latin-1"))
+    write(tmp_path, "pkg/bom.py", b"\xef\xbb\xbf" + b'"""Module with a BOM."""\n\n\ndef api():\n    pass\n')
+    write(tmp_path, "pkg/bom.md", b"\xef\xbb\xbf# Title\n")
+    write(tmp_path, "pkg/tool", "#!/usr/bin/env python3\n# coding: cp1252\nX = '€'\n".encode("cp1252"))
+    # Not Python: a coding line means nothing, and Latin-1 bytes are not text.
+    write(tmp_path, "pkg/latin.txt", "# coding: latin-1\ncafé\n".encode("latin-1"))
+    # Python refuses these itself, so they carry no text either.
+    write(tmp_path, "pkg/bad_cookie.py", b"# coding: no-such-codec\nx = 1\n")
+    write(tmp_path, "pkg/bom_cookie.py", b"\xef\xbb\xbf# coding: latin-1\nx = 1\n")
+    scan = scan_tree(tmp_path)
+    payload = build_context(scan, "pkg", {})
+    texts = {f.name: f.text for f in payload.files}
+    omitted = {f.name: f.omitted for f in payload.files}
+    assert texts["latin.py"] == latin1
+    assert texts["bom.py"].startswith('"""Module with a BOM."""')
+    assert texts["bom.md"] == "# Title\n"
+    assert texts["tool"] == "#!/usr/bin/env python3\n# coding: cp1252\nX = '€'\n"
+    assert omitted == {
+        "bad_cookie.py": "binary",
+        "bom.md": None,
+        "bom.py": None,
+        "bom_cookie.py": "binary",
+        "latin.py": None,
+        "latin.txt": "binary",
+        "tool": None,
+    }
+    # The stored payload is canonical UTF-8 JSON holding the decoded text.
+    stored = {f["name"]: f.get("text") for f in json.loads(context_json_text(payload))["files"]}
+    assert stored["latin.py"] == latin1
+    assert stored["bom.py"] == texts["bom.py"]
+
+
+def test_decode_source_is_the_one_rule() -> None:
+    from wf_pipeline.text import decode_source, source_encoding
+
+    assert decode_source(b"\xef\xbb\xbfx = 1\n", "m.py") == "x = 1\n"
+    assert decode_source(b"x = '\xe9'\n", "m.py") is None  # no declaration: UTF-8, as CPython
+    assert decode_source(b"#!/bin/sh\n# vim: set fileencoding=latin-1 :\n\xe9\n", "m.py") == (
+        "#!/bin/sh\n# vim: set fileencoding=latin-1 :\né\n"
+    )
+    # Declarations count on the first two lines only (PEP 263).
+    assert decode_source(b"\n\n# coding: latin-1\n\xe9\n", "m.py") is None
+    assert decode_source(b"a\x00b", "m.py") is None
+    assert decode_source(b"# coding: rot13\nx\n", "m.py") is None  # not a bytes-to-text codec
+    assert source_encoding("README.md", b"\xef\xbb\xbf#") == "utf-8-sig"
+    assert source_encoding("m.pyi", b"# coding: latin-1\n") == "iso-8859-1"

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from deep_tree_support import DEEP_LEVELS, make_deep_tree, remove_children
 
 from wf_pipeline.errors import TreeError
 from wf_pipeline.metadata.records import NodeRecord
@@ -291,26 +292,59 @@ def test_streamed_hash_covers_files_larger_than_one_chunk(tmp_path: Path) -> Non
 # --- anomalies -----------------------------------------------------------------------
 
 
-def test_symlinks_followed_loops_and_dangling_links_warned(tmp_path: Path) -> None:
+def test_symlinks_inside_followed_outside_skipped_loops_and_dangling_links_warned(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     write(outside, "shared.txt", "shared\n")
+    secret = write(tmp_path, "secret.txt", "outside marker\n")
     root = tmp_path / "root"
     write(root, "pkg/real.txt", "real\n")
     (root / "pkg/link.txt").symlink_to(root / "pkg/real.txt")
     (root / "pkg/shared").symlink_to(outside)
+    (root / "pkg/secret.txt").symlink_to(secret)
     (root / "pkg/back").symlink_to(root)
     (root / "pkg/self").symlink_to(root / "pkg")
     (root / "pkg/dangling").symlink_to(root / "nowhere")
     (root / "pkg/ring").symlink_to(root / "pkg/ring")
     scan = scan_tree(root)
-    assert paths(scan) == {".", "pkg", "pkg/real.txt", "pkg/link.txt", "pkg/shared", "pkg/shared/shared.txt"}
+    assert paths(scan) == {".", "pkg", "pkg/real.txt", "pkg/link.txt"}
     assert scan.node("pkg/link.txt").content_digest == scan.node("pkg/real.txt").content_digest
     assert warning_codes(scan) == {
         "pkg/back": "TREE_SYMLINK_LOOP",
         "pkg/self": "TREE_SYMLINK_LOOP",
         "pkg/ring": "TREE_SYMLINK_LOOP",
         "pkg/dangling": "TREE_BROKEN_SYMLINK",
+        "pkg/shared": "TREE_LINK_OUTSIDE_ROOT",
+        "pkg/secret.txt": "TREE_LINK_OUTSIDE_ROOT",
     }
+    # The warning names the link and where it leads, as one `CODE: message` line can show.
+    by_path = {warning.path: warning for warning in scan.warnings}
+    assert "pkg/secret.txt" in by_path["pkg/secret.txt"].message
+    assert str(secret) in by_path["pkg/secret.txt"].message
+
+    followed = scan_tree(root, follow_external_links=True)
+    assert {"pkg/shared", "pkg/shared/shared.txt", "pkg/secret.txt"} <= paths(followed)
+    assert "TREE_LINK_OUTSIDE_ROOT" not in warning_codes(followed).values()
+
+
+def test_a_gitignore_linked_from_outside_is_not_read(tmp_path: Path) -> None:
+    outside = write(tmp_path, "elsewhere/.gitignore", "*.py\n")
+    root = tmp_path / "root"
+    write(root, "a.py", "A = 1\n")
+    (root / ".gitignore").symlink_to(outside)
+    scan = scan_tree(root)
+    assert paths(scan) == {".", "a.py"}
+    assert warning_codes(scan) == {".gitignore": "TREE_LINK_OUTSIDE_ROOT"}
+
+
+def test_links_through_an_inside_link_to_the_outside_are_skipped(tmp_path: Path) -> None:
+    write(tmp_path, "outside/marker.md", "# outside heading\n")
+    root = tmp_path / "root"
+    (root / "pkg").mkdir(parents=True)
+    (root / "hop").symlink_to(tmp_path / "outside")
+    (root / "pkg/via").symlink_to(root / "hop")  # inside at first sight, outside once resolved
+    scan = scan_tree(root)
+    assert paths(scan) == {".", "pkg"}
+    assert warning_codes(scan) == {"hop": "TREE_LINK_OUTSIDE_ROOT", "pkg/via": "TREE_LINK_OUTSIDE_ROOT"}
 
 
 def test_symlink_to_a_sibling_directory_is_not_a_loop(tmp_path: Path) -> None:
@@ -442,3 +476,35 @@ def _file(tmp_path):
     path = tmp_path / "plain.txt"
     path.write_text("x")
     return path
+
+
+def test_caches_and_installed_packages_are_skipped(tmp_path: Path) -> None:
+    """A home folder's caches (`wf run ~`) and a tree's installed packages are not documentation."""
+    write(tmp_path, "notes.md", "# notes\n")
+    write(tmp_path, ".cache/pip/http/a/b/c/entry", b"cached wheel")
+    write(tmp_path, ".cache/pip/selfcheck/x.json", "{}")
+    write(tmp_path, "lib/python3.11/site-packages/rich/__init__.py", "")
+    for name in (".venv", ".venv311", ".venv-docs", ".tox", ".mypy_cache", ".pytest_cache", "__pycache__"):
+        write(tmp_path, f"proj/{name}/x.py", "")
+    write(tmp_path, ".cache.py", "# a file named like a cache is kept\n")
+    scan = scan_tree(tmp_path)
+    assert paths(scan) == {".", "notes.md", ".cache.py", "lib", "lib/python3.11", "proj"}
+    assert scan.warnings == ()
+
+
+def test_a_tree_a_thousand_levels_deep_scans_without_recursion(tmp_path: Path) -> None:
+    try:
+        _scan_a_thousand_levels(tmp_path)
+    finally:
+        remove_children(tmp_path)
+
+
+def _scan_a_thousand_levels(tmp_path: Path) -> None:
+    deepest = make_deep_tree(tmp_path)
+    scan = scan_tree(tmp_path)
+    assert len([n for n in scan.nodes if n.kind == "dir"]) == DEEP_LEVELS + 1
+    assert scan.node(f"{deepest}/m{DEEP_LEVELS}.py").depth == DEEP_LEVELS + 1
+    order = scan.directories_bottom_up()
+    assert order[0].path == deepest and order[-1].path == "."
+    # The same tree gives the same ids (the Merkle chain is computed without recursion too).
+    assert scan_tree(tmp_path).root_id == scan.root_id

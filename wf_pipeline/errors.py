@@ -218,6 +218,29 @@ TREE_NODE_NOT_FOUND = _code("TREE_NODE_NOT_FOUND", TreeError, meaning="no node a
 TREE_NOT_A_DIRECTORY = _code("TREE_NOT_A_DIRECTORY", TreeError, meaning="the path is not a directory")
 TREE_PATH_MISSING = _code("TREE_PATH_MISSING", TreeError, meaning="the path to scan does not exist")
 TREE_UNREADABLE = _code("TREE_UNREADABLE", TreeError, meaning="the scan root cannot be read or listed")
+# Scan warnings: the scan skips the entry (an unreadable file is kept without text) and goes
+# on; each is a TreeError value in `TreeScan.warnings`, never raised.
+TREE_BROKEN_SYMLINK = _code("TREE_BROKEN_SYMLINK", TreeError, meaning="a symlink's target does not exist")
+TREE_LINK_OUTSIDE_ROOT = _code(
+    "TREE_LINK_OUTSIDE_ROOT",
+    TreeError,
+    meaning="a symlink resolves outside the tree root and is not followed (opt in: --follow-external-links)",
+)
+TREE_NON_UTF8_NAME = _code("TREE_NON_UTF8_NAME", TreeError, meaning="a file or directory name is not UTF-8")
+TREE_SPECIAL_FILE = _code(
+    "TREE_SPECIAL_FILE",
+    TreeError,
+    meaning="an entry is neither a regular file nor a directory (fifo, socket...)",
+)
+TREE_SYMLINK_LOOP = _code(
+    "TREE_SYMLINK_LOOP", TreeError, meaning="a symlink chain loops, or a directory link points at an ancestor"
+)
+TREE_UNREADABLE_DIR = _code(
+    "TREE_UNREADABLE_DIR", TreeError, meaning="a directory of the tree cannot be listed"
+)
+TREE_UNREADABLE_FILE = _code(
+    "TREE_UNREADABLE_FILE", TreeError, meaning="a file of the tree cannot be read or inspected"
+)
 
 # --- content-addressed storage -------------------------------------------------------------
 CAS_BACKEND_ERROR = _code(

@@ -53,6 +53,7 @@ SETTINGS_VARIABLES = (
     "WF_EXECUTOR_CONFIG",
     "WF_BUILTIN_ROOT",
     "WF_CONFIG_DIR",
+    "WF_FOLLOW_EXTERNAL_LINKS",
 )
 
 # Fields a step process needs to open the same runtime as the launching process; the
@@ -69,6 +70,7 @@ LAUNCH_FIELDS = (
     "builtin_root",
     "config_dir",
     "provider_options",
+    "follow_external_links",
 )
 
 # URL settings that may embed a password, with their variables: a step reads such a URL
@@ -87,7 +89,9 @@ class Settings(BaseSettings):
     ``provider_concurrency`` (WF_PROVIDER_CONCURRENCY, default 8), ``executor``
     (WF_EXECUTOR), ``max_processes`` (WF_MAX_PROCESSES), ``executor_config``
     (WF_EXECUTOR_CONFIG), ``builtin_root`` (WF_BUILTIN_ROOT, default the wheel's packaged copy, else the source tree),
-    ``config_dir`` (WF_CONFIG_DIR, the user profile layer; None: ~/.config/wf) and
+    ``config_dir`` (WF_CONFIG_DIR, the user profile layer; None: ~/.config/wf),
+    ``follow_external_links`` (WF_FOLLOW_EXTERNAL_LINKS, default false: scans skip symlinks
+    that resolve outside the tree root; the CLI's ``--follow-external-links`` sets it) and
     ``provider_options`` (``WF_<PROVIDER>_<OPTION>`` of the chosen provider, option
     names lower-cased). An empty variable counts as unset. Paths are absolute.
 
@@ -125,6 +129,9 @@ class Settings(BaseSettings):
     builtin_root: Path | None = None
     # The user layer of profiles (None: ~/.config/wf).
     config_dir: Path | None = None
+    # Whether a scan reads symlinks that resolve outside the tree root. A launch value, so
+    # every step process and the sensor scan a tree exactly as the launching process did.
+    follow_external_links: bool = False
     provider_options: dict[str, str] = Field(default_factory=dict)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)

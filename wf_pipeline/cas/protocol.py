@@ -12,7 +12,6 @@ canonical bytes (`ArtifactCodec`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -28,7 +27,14 @@ from wf_pipeline.errors import (
     CAS_REF_NOT_FOUND,
     CasError,
 )
-from wf_pipeline.metadata.canonical import DIGEST_PREFIX, canonical_json, canonical_text, digest, is_digest
+from wf_pipeline.metadata.canonical import (
+    DIGEST_PREFIX,
+    canonical_json,
+    canonical_text,
+    digest,
+    is_digest,
+    parse_json,
+)
 
 
 @dataclass(frozen=True)
@@ -258,7 +264,7 @@ class ArtifactCodec:
         """The verified object parsed as JSON; ``CAS_DECODE_ERROR`` plus the codes of ``get``."""
         text = self.get_text(artifact_id, size=size)
         try:
-            return json.loads(text)
+            return parse_json(text)
         except ValueError as exc:
             raise CasError(CAS_DECODE_ERROR, f"{artifact_id} is not JSON", artifact_id=artifact_id) from exc
 

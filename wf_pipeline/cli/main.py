@@ -29,9 +29,13 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2  # argparse's own status for a bad command line
 
 
-def _settings() -> Settings:
-    # The one place the command reads its settings: the process environment, once.
-    return Settings.from_env()
+def _settings(args: argparse.Namespace | None = None) -> Settings:
+    # The one place the command reads its settings: the process environment, once; a
+    # command-line switch that mirrors a setting overrides its variable.
+    settings = Settings.from_env()
+    if args is not None and getattr(args, "follow_external_links", False):
+        settings = settings.model_copy(update={"follow_external_links": True})
+    return settings
 
 
 def _emit(args: argparse.Namespace, payload: Any, render: Callable[[Console, Any], None]) -> None:
@@ -57,7 +61,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     """
     from wf_pipeline import service
 
-    summary = service.scan(_settings(), Path(args.path))
+    summary = service.scan(_settings(args), Path(args.path))
 
     def render(console: Console, s: dict) -> None:
         console.print(f"{s['root']}  root {s['root_id']}", markup=False, highlight=False)
@@ -67,10 +71,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             f"left out of prompts: {', '.join(omitted) if omitted else 'none'}",
             highlight=False,
         )
-        for warning in s["warnings"]:
-            console.print(
-                f"{warning['code']}: {warning['message']}", markup=False, highlight=False, style="yellow"
-            )
+        _print_warnings(console, s["warnings"])
 
     _emit(args, summary, render)
     return 0
@@ -141,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with _progress(args) as on_progress:
         summary = service.run_workflow(
-            _settings(),
+            _settings(args),
             args.workflow_id,
             Path(args.path),
             out_dir=Path(args.out).resolve() if args.out else None,
@@ -170,7 +171,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from wf_pipeline import service
 
     with _progress(args) as on_progress:
-        summary = service.backfill(_settings(), args.workflow_id, Path(args.path), on_progress=on_progress)
+        summary = service.backfill(
+            _settings(args), args.workflow_id, Path(args.path), on_progress=on_progress
+        )
     _emit(args, summary.to_json(), _render_run)
     return 0 if summary.ok else EXIT_FAILED
 
@@ -192,9 +195,10 @@ def cmd_targets(args: argparse.Namespace) -> int:
     """
     from wf_pipeline import service
 
-    result = service.sync_targets(_settings(), args.workflow, Path(args.path))
+    result = service.sync_targets(_settings(args), args.workflow, Path(args.path))
 
     def render(console: Console, r: dict) -> None:
+        _print_warnings(console, r["warnings"])
         console.print(
             f"{plural(len(r['targets']), 'target')} in {plural(r['levels'], 'level')} "
             f"registered as partitions {r['partitions']}",
@@ -343,7 +347,16 @@ def _render_verify(console: Console, r: dict) -> None:
         )
 
 
+def _print_warnings(console: Console, warnings: list[dict]) -> None:
+    # `CODE: message`, the message naming the path; no markup, since paths may hold brackets.
+    for warning in warnings:
+        console.print(
+            f"{warning['code']}: {warning['message']}", markup=False, highlight=False, soft_wrap=True
+        )
+
+
 def _render_run(console: Console, s: dict) -> None:
+    _print_warnings(console, s.get("warnings", []))
     rows = [
         (
             t["path"],
@@ -466,19 +479,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", dest="json_first", action="store_true", help="machine-readable output")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    links = argparse.ArgumentParser(add_help=False)
+    links.add_argument(
+        "--follow-external-links",
+        action="store_true",
+        help="read symlinks that resolve outside the tree root (default: skip them with a warning;"
+        " also WF_FOLLOW_EXTERNAL_LINKS=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
+        name: str,
+        help_text: str,
+        handler: Callable[[argparse.Namespace], int],
+        parents: tuple[argparse.ArgumentParser, ...] = (),
     ) -> argparse.ArgumentParser:
-        sub_parser = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub_parser = sub.add_parser(name, parents=[common, *parents], help=help_text, description=help_text)
         sub_parser.set_defaults(handler=handler, parser=sub_parser)
         return sub_parser
 
     tree_help = "the directory tree (a folder on this machine)"
     workflow_help = "the workflow id of a loaded profile (see: wf profiles list)"
 
-    scan = command("scan", "scan a tree and record its Merkle node ids", cmd_scan)
+    scan = command("scan", "scan a tree and record its Merkle node ids", cmd_scan, (links,))
     scan.add_argument("path", metavar="PATH", help=tree_help)
 
     profiles = command("profiles", "list, validate or show workflow profiles", cmd_profiles)
@@ -488,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     profiles.add_argument("workflow_id", nargs="?", metavar="WORKFLOW_ID", help="for show: the workflow id")
     profiles.add_argument("--file", help="for validate: one profile file instead of every layer")
 
-    run = command("run", "run a workflow over a directory tree, bottom-up", cmd_run)
+    run = command("run", "run a workflow over a directory tree, bottom-up", cmd_run, (links,))
     run.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
     run.add_argument("path", metavar="PATH", help=tree_help)
     run.add_argument(
@@ -500,12 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     backfill = command(
-        "backfill", "run every target of a tree in batched runs, one per depth level", cmd_backfill
+        "backfill", "run every target of a tree in batched runs, one per depth level", cmd_backfill, (links,)
     )
     backfill.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
     backfill.add_argument("path", metavar="PATH", help=tree_help)
 
-    targets = command("targets", "register a tree's directories as partitions", cmd_targets)
+    targets = command("targets", "register a tree's directories as partitions", cmd_targets, (links,))
     targets.add_argument("action", choices=["sync"], help="sync: register the tree's directories")
     targets.add_argument("path", metavar="PATH", help=tree_help)
     targets.add_argument(

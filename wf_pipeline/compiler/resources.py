@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dagster import Field, InitResourceContext, IntSource, Map, Noneable, ResourceDefinition, StringSource
+from dagster import (
+    BoolSource,
+    Field,
+    InitResourceContext,
+    IntSource,
+    Map,
+    Noneable,
+    ResourceDefinition,
+    StringSource,
+)
 
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.settings import LAUNCH_FIELDS, Settings
@@ -41,6 +50,7 @@ RUNTIME_CONFIG_SCHEMA = {
     "builtin_root": _optional(StringSource, "WF_BUILTIN_ROOT"),
     "config_dir": _optional(StringSource, "WF_CONFIG_DIR"),
     "provider_options": _optional(Map(str, str), "WF_<PROVIDER>_<OPTION>"),
+    "follow_external_links": _optional(BoolSource, "WF_FOLLOW_EXTERNAL_LINKS"),
 }
 
 

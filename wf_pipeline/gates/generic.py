@@ -23,6 +23,7 @@ from wf_pipeline.errors import (
     MetadataError,
 )
 from wf_pipeline.gates.registry import Evaluator, GateSpecLike, register
+from wf_pipeline.metadata.canonical import parse_json
 from wf_pipeline.metadata.payloads import parse_json_output
 from wf_pipeline.registry import Registry
 from wf_pipeline.text.markdown import Heading, read_markdown
@@ -96,7 +97,7 @@ def _output_error_reasons(error: MetadataError) -> list[str]:
 
 def _load_json_object(output_text: str) -> tuple[dict[str, Any] | None, list[str]]:
     try:
-        raw = json.loads(output_text)
+        raw = parse_json(output_text)
     except (json.JSONDecodeError, TypeError):
         return None, [reason("OUTPUT_NOT_JSON")]
     if not isinstance(raw, dict):
@@ -137,7 +138,7 @@ def parse_output(
         parsed = parse_json_output(output_text, model)
     except MetadataError as error:
         return None, _output_error_reasons(error)
-    return parsed, required_field_reasons(json.loads(output_text), spec.required_fields or ())
+    return parsed, required_field_reasons(parse_json(output_text), spec.required_fields or ())
 
 
 def parse_input(inputs: Mapping[str, str], ref: str, model: type[ModelT]) -> tuple[ModelT | None, list[str]]:

@@ -28,6 +28,30 @@ def canonical_json(value: Any) -> bytes:
     ).encode("utf-8")
 
 
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` for documents from outside (model output, stored artifacts), at any depth.
+
+    Python's JSON parser recurses once per nesting level and raises a raw ``RecursionError``
+    past the interpreter's limit (about 1,000 levels); such a document is reported the way
+    any other unreadable JSON is.
+
+    Args:
+        text: the JSON text (str, or UTF-8 bytes).
+
+    Returns:
+        The parsed value.
+
+    Raises:
+        json.JSONDecodeError: (a ``ValueError``) malformed JSON, or nesting deeper than the
+            parser can follow (message "nested too deeply").
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        doc = text if isinstance(text, str) else text.decode("utf-8", "replace")
+        raise json.JSONDecodeError("nested too deeply", doc, 0) from None
+
+
 def sha256_hex(data: bytes) -> str:
     """The lowercase hex SHA-256 of ``data`` (64 characters), without the ``sha256:`` prefix."""
     return hashlib.sha256(data).hexdigest()

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wf_pipeline.errors import OUTPUT_NOT_JSON, OUTPUT_SCHEMA_VIOLATION, OUTPUT_TYPE_DUPLICATE, MetadataError
+from wf_pipeline.metadata.canonical import parse_json
 from wf_pipeline.registry import Registry
 
 # v3: a file's ``text`` or a child's ``head_frame`` may be an extract (``extracted: true``)
@@ -165,7 +166,7 @@ def parse_json_output(text: str, model: type[StrictPayload]) -> Any:
     appearing in free text.
     """
     try:
-        raw = json.loads(text)
+        raw = parse_json(text)
     except (json.JSONDecodeError, TypeError) as exc:
         raise MetadataError(
             OUTPUT_NOT_JSON, f"output is not a JSON document ({exc.msg if hasattr(exc, 'msg') else exc})"

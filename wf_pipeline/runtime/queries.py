@@ -36,7 +36,7 @@ def record_scan(env: RuntimeEnv, scan: TreeScan) -> dict[str, Any]:
             reason: sum(1 for n in files if n.omitted == reason)
             for reason in ("binary", "oversized", "unreadable")
         },
-        "warnings": [{"code": w.code, "path": w.path, "message": w.message} for w in scan.warnings],
+        "warnings": [warning.to_json() for warning in scan.warnings],
     }
 
 

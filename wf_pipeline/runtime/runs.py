@@ -112,6 +112,8 @@ class RunSummary:
         threads_reused: threads that had completed before the run.
         dagster_run_ids: the Dagster runs that executed the pending threads.
         out_dir: the output folder, or None when writing in place or not at all.
+        warnings: the scan's warnings, ``{"code", "path", "message"}`` each (entries skipped:
+            links outside the root, loops, unreadable files...).
     """
 
     workflow_id: str
@@ -120,6 +122,7 @@ class RunSummary:
     threads_reused: int
     dagster_run_ids: tuple[str, ...]
     out_dir: str | None
+    warnings: tuple[dict[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -146,6 +149,7 @@ class RunSummary:
             "threads_reused": self.threads_reused,
             "dagster_run_ids": list(self.dagster_run_ids),
             "out_dir": self.out_dir,
+            "warnings": [dict(warning) for warning in self.warnings],
         }
 
 

@@ -201,7 +201,7 @@ def _write(data: bytes, destination: Path, *, overwrite: bool) -> Path | None:
             return destination
         if not overwrite:
             return None
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(destination.parent)
     tmp_name = str(destination.parent / f"{_temp_prefix(destination)}{uuid.uuid4().hex}.tmp")
     # 0666 under the umask, like any file a user creates (mkstemp would give 0600).
     fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -218,6 +218,33 @@ def _write(data: bytes, destination: Path, *, overwrite: bool) -> Path | None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return destination
+
+
+def make_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents (``mkdir -p``) at any depth.
+
+    ``Path.mkdir(parents=True)`` and ``os.makedirs`` call themselves once per missing level
+    and fail with ``RecursionError`` about 1,000 levels down; this walks up to the first
+    existing folder and creates the rest top-down in a loop.
+
+    Args:
+        folder: the folder to create; an existing folder is fine.
+
+    Raises:
+        OSError: a part of the path is a file (``FileExistsError``), permissions, full disk...
+    """
+    missing: list[Path] = []
+    current = folder
+    while not current.is_dir() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            # Another writer made it in between; a file in the way is still an error.
+            if not path.is_dir():
+                raise
 
 
 def _temp_prefix(destination: Path) -> str:

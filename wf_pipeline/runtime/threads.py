@@ -75,7 +75,9 @@ def scan_workspace(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> TreeSc
 
     The workflow's own outputs (frames of its type, e.g. files its output sink wrote in place) are
     left out, so writing them into the tree changes no node id and they never become
-    evidence for the next run.
+    evidence for the next run. Symlinks that resolve outside the root are read only when
+    ``env.settings.follow_external_links`` is set; the launcher, its step processes and the
+    sensor all take it from the settings, so they all see the same tree.
 
     Args:
         env: the runtime (its record store gives the frames to leave out).
@@ -90,7 +92,11 @@ def scan_workspace(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> TreeSc
             (`wf_pipeline.tree.scan_tree`).
         RecordError: ``RECORD_UNAVAILABLE``.
     """
-    return scan_tree(root, skip_contents=env.records.frame_artifact_ids(frame_type_of(loaded)))
+    return scan_tree(
+        root,
+        skip_contents=env.records.frame_artifact_ids(frame_type_of(loaded)),
+        follow_external_links=env.settings.follow_external_links,
+    )
 
 
 def target_frame_id(loaded: LoadedProfile) -> str:

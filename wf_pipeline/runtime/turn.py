@@ -31,7 +31,7 @@ from wf_pipeline.errors import (
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
 from wf_pipeline.metadata.budgets import Budgets
-from wf_pipeline.metadata.canonical import canonical_text, digest_text
+from wf_pipeline.metadata.canonical import canonical_text, digest_text, parse_json
 from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
@@ -583,7 +583,7 @@ def _checked_output(text: str, output_format: str, max_output_bytes: int) -> byt
         raise RunError(RUN_OUTPUT_TOO_LARGE, f"output has {len(data)} bytes, limit {max_output_bytes}")
     if output_format == "json":
         try:
-            parsed = json.loads(data)
+            parsed = parse_json(data)
         except json.JSONDecodeError:
             raise RunError(RUN_OUTPUT_SHAPE, "output is not a JSON document") from None
         if not isinstance(parsed, dict):

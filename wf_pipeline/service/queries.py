@@ -24,10 +24,11 @@ def scan(settings: Settings, root: Path) -> dict[str, Any]:
     """Scan the tree at ``root`` and record its nodes' Merkle ids in the record store.
 
     Returns ``{"root", "root_id", "directories", "files", "omitted" (count per reason),
-    "warnings" ([{code, path, message}])}``. Raises ``TREE_*`` for a bad root and the
+    "warnings" ([{code, path, message}])}``; symlinks outside the root are followed only
+    with ``settings.follow_external_links``. Raises ``TREE_*`` for a bad root and the
     record store's ``RECORD_*`` errors.
     """
-    tree = scan_tree(root)
+    tree = scan_tree(root, follow_external_links=settings.follow_external_links)
     with _open_env(settings) as env:
         return record_scan(env, tree)
 

@@ -6,6 +6,7 @@ front end call these and format what they return.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def run_workflow(
             launched = launch_levels(
                 settings, env, catalog, plan, plan.pending, on_progress, workspace_dir=workspace_dir
             )
-        return summarize_run(
+        summary = summarize_run(
             env,
             plan,
             started_ms=launched.started_ms,
@@ -96,6 +97,7 @@ def run_workflow(
             in_place=in_place and write_outputs,
             overwrite=overwrite,
         )
+        return replace(summary, warnings=tuple(warning.to_json() for warning in scan.warnings))
 
 
 def backfill(
@@ -193,7 +195,8 @@ def sync_targets(
 
     ``workflow_id`` may be None when the catalog holds exactly one workflow. Returns
     ``{"workflow_id", "partitions" (the partitions definition's name), "targets" (keys,
-    deepest first), "levels" (count)}``. Raises ``TREE_*`` for a bad root,
+    deepest first), "levels" (count), "warnings" (the scan's, ``{code, path, message}``
+    each)}``. Raises ``TREE_*`` for a bad root,
     ``RUN_WORKFLOW_REQUIRED`` (figure: workflows) when several workflows could be meant,
     and ``PROFILE_*`` for an unknown one.
     """
@@ -202,7 +205,8 @@ def sync_targets(
     workflow_id = workflow_id or _only_workflow(catalog)
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog) as env:
-        targets = register_targets(env.records, scan_workspace(env, loaded, root))
+        scan = scan_workspace(env, loaded, root)
+        targets = register_targets(env.records, scan)
     with instance_storage_errors(settings):
         sync_partitions(open_instance(settings), workflow_id, [target.key for target in targets])
     return {
@@ -210,6 +214,7 @@ def sync_targets(
         "partitions": targets_partitions(workflow_id).name,
         "targets": [target.key for target in targets],
         "levels": len({target_depth(target) for target in targets}),
+        "warnings": [warning.to_json() for warning in scan.warnings],
     }
 
 

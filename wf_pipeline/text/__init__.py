@@ -1,5 +1,6 @@
-"""Shared text tools: one Markdown reader (markdown-it-py) and one language table."""
+"""Shared text tools: one Markdown reader (markdown-it-py), one language table, one source decoder."""
 
+from wf_pipeline.text.decoding import decode_source, source_encoding
 from wf_pipeline.text.languages import (
     LANGUAGE_BY_EXTENSION,
     LANGUAGE_BY_INTERPRETER,
@@ -19,8 +20,10 @@ __all__ = [
     "MarkdownDocument",
     "Section",
     "canonical_language",
+    "decode_source",
     "detect_language",
     "extension_language",
     "read_markdown",
     "shebang_language",
+    "source_encoding",
 ]

@@ -2,7 +2,10 @@
 
 Files are read again from disk and must still hash to the digest the scan recorded, so a
 payload never mixes a scan's ids with bytes the scan did not see. Omitted files (binary,
-oversized, unreadable) appear with their reason and never with text.
+oversized, unreadable) appear with their reason and never with text. A file's text is
+decoded once, here, by the rule the scan judged it with
+(`wf_pipeline.text.decoding.decode_source`: PEP 263 for Python sources, a byte order mark
+dropped), so everything downstream reads the payload's str and never decodes again.
 
 Fitting (`build_context` with ``max_bytes``, the profile's
 ``artifact_policy.max_context_bytes``), in this order, stopping as soon as the payload's
@@ -46,6 +49,7 @@ from wf_pipeline.errors import (
 from wf_pipeline.metadata.canonical import canonical_json, digest
 from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, ContextTarget
 from wf_pipeline.registry import Registry
+from wf_pipeline.text.decoding import decode_source
 from wf_pipeline.text.languages import detect_language, extension_language
 from wf_pipeline.tree.scan import TreeNode, TreeScan
 
@@ -115,7 +119,7 @@ def file_priority(name: str) -> int:
 
 
 def _read_unchanged_text(scan: TreeScan, node: TreeNode) -> str:
-    """The file's text, provided its bytes still match the scan."""
+    """The file's decoded text, provided its bytes still match the scan."""
     location = scan.absolute_path(node.path)
     try:
         with open(location, "rb") as handle:
@@ -134,7 +138,13 @@ def _read_unchanged_text(scan: TreeScan, node: TreeNode) -> str:
             expected=node.content_digest,
             actual=current,
         )
-    return data.decode("utf-8")
+    text = decode_source(data, node.name)
+    if text is None:
+        # Unreachable for a scan of this release: the same bytes and name gave text there.
+        raise TreeError(
+            TREE_CHANGED_DURING_RUN, f"{node.path} was scanned as text but does not decode", path=node.path
+        )
+    return text
 
 
 def _context_file(scan: TreeScan, node: TreeNode) -> ContextFile:

@@ -1,11 +1,18 @@
 """Which paths a scan skips.
 
 Three sources, checked in this order: built-in names (version-control metadata, virtual
-environments, caches and build output) that nothing can re-include; caller patterns
+environments, caches and build output, `is_builtin_ignored`) that nothing can re-include; caller patterns
 (``extra_ignores``), which outrank the tree's own files the way git's command-line
 excludes do; then every ``.gitignore`` from the deepest directory up to the root, where
 the deepest file with a matching pattern decides (so a nested ``!pattern`` can re-include
 what a parent ignored).
+
+A ``.gitignore`` is read the way git reads it (``add_patterns_from_buffer`` in git's
+``dir.c``): a leading UTF-8 byte order mark is dropped, lines end at LF with one CR before
+it dropped, and each line is matched with pathspec's ``GitIgnoreSpec`` (git's wildmatch
+rules: negation, anchoring, ``**``, unescaped trailing spaces, ``\\#`` and ``\\!``).
+A ``.gitignore`` that is a symlink is not read, as git does not follow it.
+``tests/test_tree_gitignore.py`` compares the scan with ``git ls-files`` on the same tree.
 """
 
 from __future__ import annotations
@@ -19,41 +26,85 @@ from wf_pipeline.errors import TREE_IGNORE_PATTERN_INVALID, TreeError
 
 GITIGNORE_NAME = ".gitignore"
 VENV_MARKER = "pyvenv.cfg"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 # Version-control metadata is skipped whether it is a directory or a file (a worktree's
 # `.git` is a file).
 BUILTIN_IGNORED_NAMES = frozenset({".git", ".hg", ".svn"})
+# Caches, build output and installed packages: generated, often huge, never documentation
+# (the XDG cache folder `.cache` holds pip's and other tools' downloads under a home folder).
 BUILTIN_IGNORED_DIR_NAMES = frozenset(
     {
         "__pycache__",
         "node_modules",
+        "site-packages",
         "build",
         "dist",
+        ".cache",
         ".tox",
+        ".nox",
         ".mypy_cache",
         ".pytest_cache",
         ".ruff_cache",
-        ".venv",
+        ".hypothesis",
+        ".eggs",
         "venv",
     }
 )
+# `.venv`, `.venv311`, `.venv-docs`...: the names tools and people give virtual environments.
+BUILTIN_IGNORED_DIR_PREFIXES = (".venv",)
 BUILTIN_IGNORED_DIR_SUFFIXES = (".egg-info",)
 
 
 def is_builtin_ignored(name: str, is_dir: bool) -> bool:
-    """Whether ``name`` is always skipped: version-control metadata, or a cache, build or
-    virtual-environment directory (``BUILTIN_IGNORED_*``); no pattern can re-include it.
+    """Whether ``name`` is always skipped; no pattern can re-include it.
+
+    Args:
+        name: the entry's base name.
+        is_dir: whether it is a directory (after following a link).
+
+    Returns:
+        True for version-control metadata (``.git``, ``.hg``, ``.svn``; file or directory), and
+        for directories named in ``BUILTIN_IGNORED_DIR_NAMES`` (caches such as ``.cache``,
+        ``.tox``, ``.mypy_cache``, ``.pytest_cache``, ``__pycache__``; ``site-packages``;
+        build output), starting with ``.venv`` or ending with ``.egg-info``. A directory
+        holding ``pyvenv.cfg`` is skipped by the scan too, whatever its name.
     """
     if name in BUILTIN_IGNORED_NAMES:
         return True
-    return is_dir and (name in BUILTIN_IGNORED_DIR_NAMES or name.endswith(BUILTIN_IGNORED_DIR_SUFFIXES))
+    return is_dir and (
+        name in BUILTIN_IGNORED_DIR_NAMES
+        or name.startswith(BUILTIN_IGNORED_DIR_PREFIXES)
+        or name.endswith(BUILTIN_IGNORED_DIR_SUFFIXES)
+    )
+
+
+def gitignore_lines(data: bytes) -> list[str]:
+    """The pattern lines of a ``.gitignore`` file's bytes, split the way git splits them.
+
+    Args:
+        data: the file's bytes.
+
+    Returns:
+        One str per line: a leading UTF-8 byte order mark is dropped (git's
+        ``skip_utf8_bom``), lines are split at LF only and lose one trailing CR (git's
+        ``add_patterns_from_buffer``). Bytes that are not UTF-8 survive as lone surrogates
+        (``surrogateescape``), so they match only the same bytes. Comments and blank lines
+        are left to the pattern parser, which skips them as git does.
+    """
+    if data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM) :]
+    text = data.decode("utf-8", "surrogateescape")
+    lines = text.split("\n")
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def compile_patterns(lines: Sequence[str]) -> tuple[GitIgnoreSpec, list[int]]:
     """Compile gitignore lines; returns the spec and the 1-based numbers of invalid lines.
 
     Git skips a pattern it cannot parse and keeps the rest, so one bad line must not
-    discard the whole file.
+    discard the whole file. An invalid line becomes a blank one, so the spec's pattern
+    indexes stay the line indexes.
     """
     try:
         return GitIgnoreSpec.from_lines(lines), []
@@ -66,24 +117,76 @@ def compile_patterns(lines: Sequence[str]) -> tuple[GitIgnoreSpec, list[int]]:
             GitIgnoreSpec.from_lines([line])
         except ValueError:
             invalid.append(number)
+            valid.append("")
         else:
             valid.append(line)
     return GitIgnoreSpec.from_lines(valid), invalid
 
 
+def _is_directory_pattern(line: str) -> bool:
+    # git's PATTERN_FLAG_MUSTBEDIR: the pattern, without its unescaped trailing spaces, ends in "/".
+    return not line.startswith("#") and line.rstrip(" ").endswith("/")
+
+
 @dataclass(frozen=True)
 class IgnoreLayer:
-    """Patterns anchored at ``base`` (a POSIX path relative to the scan root, "." for the root)."""
+    """Patterns anchored at ``base`` (a POSIX path relative to the scan root, "." for the root).
+
+    Built the way git's ``dir.c`` treats a pattern line: a directory-only pattern
+    ("build/") loses its trailing slash and applies to directories only (``dir_spec``);
+    every other pattern applies to files and directories (``spec``). Lines that belong to
+    the other spec are blank in each, so pattern indexes are line indexes in both and the
+    later matching line wins, as in git.
+    """
 
     base: str
     spec: GitIgnoreSpec
+    dir_spec: GitIgnoreSpec | None = None
+
+    @classmethod
+    def from_lines(cls, base: str, lines: Sequence[str]) -> tuple[IgnoreLayer, list[int]]:
+        """The layer of ``lines`` (gitignore syntax) anchored at ``base``.
+
+        Returns:
+            The layer and the 1-based numbers of the lines that are not valid patterns
+            (skipped, as git skips them).
+        """
+        _, invalid = compile_patterns(lines)
+        bad = set(invalid)
+        file_lines: list[str] = []
+        dir_lines: list[str] = []
+        for number, line in enumerate(lines, start=1):
+            if number in bad:
+                file_lines.append("")
+                dir_lines.append("")
+            elif _is_directory_pattern(line):
+                file_lines.append("")
+                dir_lines.append(line.rstrip(" ")[:-1])
+            else:
+                file_lines.append(line)
+                dir_lines.append("")
+        dir_spec = GitIgnoreSpec.from_lines(dir_lines) if any(dir_lines) else None
+        return cls(base, GitIgnoreSpec.from_lines(file_lines), dir_spec), invalid
 
     def verdict(self, path: str, is_dir: bool) -> bool | None:
         """True if the last matching pattern ignores ``path``, False if it re-includes it,
-        None if no pattern here matches. ``path`` lies under ``base``."""
+        None if no pattern here matches. ``path`` lies under ``base``.
+
+        A path is matched by its own name, never with a trailing slash: pathspec reads a
+        trailing slash as "anything below", which would make ``nested/**`` (everything
+        inside ``nested``) or ``dd/**/`` (directories inside ``dd``) ignore the directory
+        itself, where git ignores only what is inside it.
+        """
         relative = path if self.base == "." else path[len(self.base) + 1 :]
-        # The trailing slash lets directory-only patterns ("build/") match.
-        return self.spec.check_file(relative + "/" if is_dir else relative).include
+        result = self.spec.check_file(relative)
+        if not is_dir or self.dir_spec is None:
+            return result.include
+        as_dir = self.dir_spec.check_file(relative)
+        if as_dir.include is None:
+            return result.include
+        if result.include is None or (as_dir.index or 0) > (result.index or 0):
+            return as_dir.include
+        return result.include
 
 
 @dataclass(frozen=True)
@@ -111,14 +214,14 @@ class IgnoreRules:
         """
         if not patterns:
             return cls()
-        spec, invalid = compile_patterns(list(patterns))
+        layer, invalid = IgnoreLayer.from_lines(".", list(patterns))
         if invalid:
             raise TreeError(
                 TREE_IGNORE_PATTERN_INVALID,
                 f"extra ignore pattern(s) at position(s) {invalid} are not valid gitignore patterns",
                 positions=invalid,
             )
-        return cls(extra=(IgnoreLayer(".", spec),))
+        return cls(extra=(layer,))
 
     def with_gitignore(self, layer: IgnoreLayer) -> IgnoreRules:
         """Rules below a directory with its own .gitignore, which outranks its ancestors'."""

@@ -4,9 +4,11 @@ A file's id hashes its path and the digest of its bytes; a directory's id hashes
 and its children's (name, id) pairs. Changing one file therefore re-ids that file and its
 ancestors and nothing else. Scanning only reads: nothing is written anywhere.
 
-Anomalies in the tree (unreadable entries, broken or looping symlinks, names that are not
-UTF-8, special files) never stop a scan; each becomes a ``ScanWarning`` and, except for
-unreadable files, the entry is skipped.
+Anomalies in the tree (unreadable entries, broken or looping symlinks, symlinks that
+resolve outside the root, names that are not UTF-8, special files) never stop a scan; each
+becomes a ``ScanWarning`` with a catalogue code (``wf_pipeline.errors``) and, except for
+unreadable files, the entry is skipped. Nothing outside the root is read unless the caller
+opts in (``follow_external_links``).
 """
 
 from __future__ import annotations
@@ -21,29 +23,36 @@ from pathlib import Path
 from typing import BinaryIO
 
 from wf_pipeline.errors import (
+    TREE_BROKEN_SYMLINK,
     TREE_IGNORE_PATTERN_INVALID,
     TREE_INVALID_OPTION,
+    TREE_LINK_OUTSIDE_ROOT,
     TREE_NODE_NOT_FOUND,
+    TREE_NON_UTF8_NAME,
     TREE_NOT_A_DIRECTORY,
     TREE_PATH_MISSING,
+    TREE_SPECIAL_FILE,
+    TREE_SYMLINK_LOOP,
     TREE_UNREADABLE,
+    TREE_UNREADABLE_DIR,
+    TREE_UNREADABLE_FILE,
     TreeError,
 )
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, canonical_json, sha256_hex
 from wf_pipeline.metadata.payloads import OmittedReason
 from wf_pipeline.metadata.records import NodeKind, NodeRecord
+from wf_pipeline.text.decoding import BINARY_SNIFF_BYTES, decode_source
 from wf_pipeline.tree.ignore import (
     GITIGNORE_NAME,
     VENV_MARKER,
     IgnoreLayer,
     IgnoreRules,
-    compile_patterns,
+    gitignore_lines,
     is_builtin_ignored,
 )
 
 DEFAULT_MAX_FILE_BYTES = 262_144
 ROOT_PATH = "."
-BINARY_SNIFF_BYTES = 8192
 HASH_CHUNK_BYTES = 1 << 20
 
 
@@ -71,15 +80,14 @@ def child_path(parent_path: str, name: str) -> str:
     return name if parent_path == ROOT_PATH else f"{parent_path}/{name}"
 
 
-def is_binary(data: bytes) -> bool:
-    """Binary means a NUL byte in the first 8 KiB or bytes that are not valid UTF-8."""
-    if b"\0" in data[:BINARY_SNIFF_BYTES]:
-        return True
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return False
+def is_binary(data: bytes, name: str = "") -> bool:
+    """Whether a file with these bytes and this base name has no text.
+
+    The one rule is `wf_pipeline.text.decoding.decode_source`: a NUL byte in the first
+    8 KiB, or bytes its encoding (PEP 263 for Python sources, else UTF-8 with an optional
+    byte order mark) cannot decode.
+    """
+    return decode_source(data, name) is None
 
 
 # --- results -------------------------------------------------------------------------
@@ -87,11 +95,21 @@ def is_binary(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class ScanWarning:
-    """An anomaly a scan skipped past: a ``TREE_*`` warning code, the path, and a message."""
+    """An anomaly a scan skipped past.
+
+    Attributes:
+        code: a catalogued ``TREE_*`` code (``wf_pipeline.errors``).
+        path: the entry's POSIX path relative to the root (undecodable bytes backslash-escaped).
+        message: a sentence that starts with the path, so ``f"{code}: {message}"`` stands alone.
+    """
 
     code: str
     path: str
     message: str
+
+    def to_json(self) -> dict[str, str]:
+        """``{"code", "path", "message"}``, the shape every command reports a scan warning in."""
+        return {"code": self.code, "path": self.path, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -208,18 +226,18 @@ class _FileFacts:
     omitted: OmittedReason | None
 
 
-def _read_file_facts(path: str, max_file_bytes: int) -> _FileFacts:
+def _read_file_facts(path: str, name: str, max_file_bytes: int) -> _FileFacts:
     """Hash a file by streaming; only the first ``max_file_bytes + 1`` bytes are held at once.
 
     An oversized file is reported as binary when its first 8 KiB hold a NUL byte; its
-    UTF-8 validity beyond that is not checked, since its text is never used either way.
+    decodability beyond that is not checked, since its text is never used either way.
     """
     with _open_for_read(path) as handle:
         head = handle.read(max_file_bytes + 1)
         hasher = hashlib.sha256(head)
         size = len(head)
         if size <= max_file_bytes:
-            omitted: OmittedReason | None = "binary" if is_binary(head) else None
+            omitted: OmittedReason | None = "binary" if is_binary(head, name) else None
         else:
             while chunk := handle.read(HASH_CHUNK_BYTES):
                 hasher.update(chunk)
@@ -265,19 +283,76 @@ def _errno_name(exc: OSError) -> str:
 # --- the walk ------------------------------------------------------------------------
 
 
+@dataclass
+class _DirFrame:
+    """A directory being walked: its listing, where the walk is in it, and the children so far."""
+
+    path: str
+    name: str
+    depth: int
+    entries: list[os.DirEntry[str]]
+    rules: IgnoreRules
+    # Real paths of this directory and its ancestors, for telling a link loop from a link.
+    real_ancestors: tuple[str, ...]
+    slot: int
+    position: int = 0
+    children: list[TreeNode] = field(default_factory=list)
+
+    def finish(self) -> TreeNode:
+        return TreeNode(
+            node_id=dir_node_id(self.path, ((child.name, child.node_id) for child in self.children)),
+            path=self.path,
+            name=self.name,
+            kind="dir",
+            parent_path=None if self.path == ROOT_PATH else self.path.rpartition("/")[0] or ROOT_PATH,
+            depth=self.depth,
+            children=tuple(child.path for child in self.children),
+        )
+
+
 class _Walker:
-    def __init__(self, max_file_bytes: int, skip_contents: frozenset[str]) -> None:
+    """A depth-first walk with an explicit stack, so no depth of tree meets Python's recursion limit."""
+
+    def __init__(
+        self, root_real: str, max_file_bytes: int, skip_contents: frozenset[str], follow_external_links: bool
+    ) -> None:
+        self.root_real = root_real
         self.max_file_bytes = max_file_bytes
         self.skip_contents = skip_contents
+        self.follow_external_links = follow_external_links
         # Pre-order: a directory reserves its slot before its children are walked and
         # fills it once their ids (and so its own) are known.
         self.nodes: list[TreeNode | None] = []
         self.warnings: list[ScanWarning] = []
 
-    def warn(self, code: str, path: str, message: str) -> None:
-        self.warnings.append(ScanWarning(code=code, path=path, message=message))
+    def warn(self, warning: TreeError) -> None:
+        """Keep a scan warning; ``warning`` carries its catalogue code and the path in ``details``."""
+        self.warnings.append(
+            ScanWarning(code=warning.code, path=warning.details["path"], message=warning.message)
+        )
 
-    def build_dir(
+    def walk(self, entries: list[os.DirEntry[str]], rules: IgnoreRules, root_name: str) -> TreeNode:
+        """Walk the tree whose root lists ``entries``; returns the root's node."""
+        stack = [self._open_frame(ROOT_PATH, root_name, 0, entries, rules, (self.root_real,))]
+        while True:
+            frame = stack[-1]
+            if frame.position < len(frame.entries):
+                entry = frame.entries[frame.position]
+                frame.position += 1
+                visited = self._visit(entry, frame)
+                if isinstance(visited, _DirFrame):
+                    stack.append(visited)
+                elif visited is not None:
+                    frame.children.append(visited)
+                continue
+            stack.pop()
+            node = frame.finish()
+            self.nodes[frame.slot] = node
+            if not stack:
+                return node
+            stack[-1].children.append(node)
+
+    def _open_frame(
         self,
         path: str,
         name: str,
@@ -285,126 +360,145 @@ class _Walker:
         entries: list[os.DirEntry[str]],
         rules: IgnoreRules,
         real_ancestors: tuple[str, ...],
-    ) -> TreeNode:
+    ) -> _DirFrame:
         slot = len(self.nodes)
         self.nodes.append(None)
         rules = self._with_own_gitignore(path, entries, rules)
-        children: list[TreeNode] = []
-        for entry in entries:
-            child = self._visit(entry, path, depth + 1, rules, real_ancestors)
-            if child is not None:
-                children.append(child)
-        node = TreeNode(
-            node_id=dir_node_id(path, ((child.name, child.node_id) for child in children)),
-            path=path,
-            name=name,
-            kind="dir",
-            parent_path=None if path == ROOT_PATH else path.rpartition("/")[0] or ROOT_PATH,
-            depth=depth,
-            children=tuple(child.path for child in children),
-        )
-        self.nodes[slot] = node
-        return node
+        return _DirFrame(path, name, depth, entries, rules, real_ancestors, slot)
+
+    def _external_target(self, entry: os.DirEntry[str], path: str) -> str | None:
+        """The real path a symlink leads to when that lies outside the root and links
+        outside are not followed; None for anything the scan may read."""
+        if self.follow_external_links or not entry.is_symlink():
+            return None
+        real = os.path.realpath(entry.path)
+        return None if _is_same_or_ancestor(self.root_real, real) else real
 
     def _with_own_gitignore(
         self, path: str, entries: list[os.DirEntry[str]], rules: IgnoreRules
     ) -> IgnoreRules:
         entry = next((e for e in entries if e.name == GITIGNORE_NAME), None)
-        if entry is None or _entry_kind(entry) != "file":
+        # Git never follows a symlinked .gitignore (gitignore(5), NOTES): its patterns do not
+        # apply, wherever it points; the link itself is scanned like any other entry.
+        if entry is None or entry.is_symlink() or _entry_kind(entry) != "file":
             return rules
         gitignore_path = child_path(path, GITIGNORE_NAME)
         try:
             with _open_for_read(entry.path) as handle:
-                text = handle.read().decode("utf-8", "replace")
+                data = handle.read()
         except OSError:
             # The file itself is scanned as unreadable and warned about there.
             return rules
-        spec, invalid = compile_patterns(text.splitlines())
+        layer, invalid = IgnoreLayer.from_lines(path, gitignore_lines(data))
         for line in invalid:
             self.warn(
-                TREE_IGNORE_PATTERN_INVALID,
-                gitignore_path,
-                f"line {line} is not a valid gitignore pattern; skipped",
+                TreeError(
+                    TREE_IGNORE_PATTERN_INVALID,
+                    f"{gitignore_path}: line {line} is not a valid gitignore pattern; skipped",
+                    path=gitignore_path,
+                )
             )
-        return rules.with_gitignore(IgnoreLayer(path, spec))
+        return rules.with_gitignore(layer)
 
-    def _visit(
-        self,
-        entry: os.DirEntry[str],
-        parent_path: str,
-        depth: int,
-        rules: IgnoreRules,
-        real_ancestors: tuple[str, ...],
-    ) -> TreeNode | None:
-        path = child_path(parent_path, entry.name)
+    def _visit(self, entry: os.DirEntry[str], parent: _DirFrame) -> TreeNode | _DirFrame | None:
+        """A file's node, a directory's frame to walk next, or None for a skipped entry."""
+        path = child_path(parent.path, entry.name)
         if not _is_utf8_name(entry.name):
-            self.warn("TREE_NON_UTF8_NAME", _printable(path), "name is not valid UTF-8; skipped")
+            shown = _printable(path)
+            self.warn(TreeError(TREE_NON_UTF8_NAME, f"{shown}: name is not valid UTF-8; skipped", path=shown))
             return None
         kind = _entry_kind(entry)
         is_dir = kind == "dir"
-        if is_builtin_ignored(entry.name, is_dir) or rules.is_ignored(path, is_dir):
+        if is_builtin_ignored(entry.name, is_dir) or parent.rules.is_ignored(path, is_dir):
+            return None
+        if kind is None:
+            self._warn_not_regular(entry, path)
+            return None
+        external = self._external_target(entry, path)
+        if external is not None:
+            self.warn(
+                TreeError(
+                    TREE_LINK_OUTSIDE_ROOT,
+                    f"{path}: symlink resolves to {external}, outside the tree root {self.root_real};"
+                    " skipped (--follow-external-links reads it)",
+                    path=path,
+                    target=external,
+                )
+            )
             return None
         if kind == "dir":
-            return self._visit_dir(entry, path, depth, rules, real_ancestors)
-        if kind == "file":
-            return self._build_file(entry.path, path, entry.name, parent_path, depth)
-        self._warn_not_regular(entry, path)
-        return None
+            return self._visit_dir(entry, path, parent)
+        return self._build_file(entry.path, path, entry.name, parent.path, parent.depth + 1)
 
     def _warn_not_regular(self, entry: os.DirEntry[str], path: str) -> None:
         try:
             os.stat(entry.path)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                self.warn("TREE_SYMLINK_LOOP", path, "symlink chain loops; skipped")
+                self.warn(TreeError(TREE_SYMLINK_LOOP, f"{path}: symlink chain loops; skipped", path=path))
             elif os.path.islink(entry.path):
                 self.warn(
-                    "TREE_BROKEN_SYMLINK",
-                    path,
-                    f"symlink target is unavailable ({_errno_name(exc)}); skipped",
+                    TreeError(
+                        TREE_BROKEN_SYMLINK,
+                        f"{path}: symlink target is unavailable ({_errno_name(exc)}); skipped",
+                        path=path,
+                    )
                 )
             else:  # vanished or became inaccessible after it was listed
                 self.warn(
-                    "TREE_UNREADABLE_FILE", path, f"entry cannot be inspected ({_errno_name(exc)}); skipped"
+                    TreeError(
+                        TREE_UNREADABLE_FILE,
+                        f"{path}: entry cannot be inspected ({_errno_name(exc)}); skipped",
+                        path=path,
+                    )
                 )
             return
-        self.warn("TREE_SPECIAL_FILE", path, "not a regular file or directory; skipped")
+        self.warn(
+            TreeError(TREE_SPECIAL_FILE, f"{path}: not a regular file or directory; skipped", path=path)
+        )
 
-    def _visit_dir(
-        self,
-        entry: os.DirEntry[str],
-        path: str,
-        depth: int,
-        rules: IgnoreRules,
-        real_ancestors: tuple[str, ...],
-    ) -> TreeNode | None:
+    def _visit_dir(self, entry: os.DirEntry[str], path: str, parent: _DirFrame) -> _DirFrame | None:
         if entry.is_symlink():
             real = os.path.realpath(entry.path)
-            if any(_is_same_or_ancestor(real, ancestor) for ancestor in real_ancestors):
+            if any(_is_same_or_ancestor(real, ancestor) for ancestor in parent.real_ancestors):
                 self.warn(
-                    "TREE_SYMLINK_LOOP", path, "directory symlink points at itself or an ancestor; skipped"
+                    TreeError(
+                        TREE_SYMLINK_LOOP,
+                        f"{path}: directory symlink points at itself or an ancestor; skipped",
+                        path=path,
+                    )
                 )
                 return None
         else:
-            real = os.path.join(real_ancestors[-1], entry.name)
+            real = os.path.join(parent.real_ancestors[-1], entry.name)
         try:
             entries = _list_directory(entry.path)
         except OSError as exc:
             self.warn(
-                "TREE_UNREADABLE_DIR", path, f"directory cannot be listed ({_errno_name(exc)}); skipped"
+                TreeError(
+                    TREE_UNREADABLE_DIR,
+                    f"{path}: directory cannot be listed ({_errno_name(exc)}); skipped",
+                    path=path,
+                )
             )
             return None
         if any(child.name == VENV_MARKER for child in entries):
             return None
-        return self.build_dir(path, entry.name, depth, entries, rules, (*real_ancestors, real))
+        return self._open_frame(
+            path, entry.name, parent.depth + 1, entries, parent.rules, (*parent.real_ancestors, real)
+        )
 
     def _build_file(
         self, abs_path: str, path: str, name: str, parent_path: str, depth: int
     ) -> TreeNode | None:
         try:
-            facts = _read_file_facts(abs_path, self.max_file_bytes)
+            facts = _read_file_facts(abs_path, name, self.max_file_bytes)
         except OSError as exc:
-            self.warn("TREE_UNREADABLE_FILE", path, f"file cannot be read ({_errno_name(exc)})")
+            self.warn(
+                TreeError(
+                    TREE_UNREADABLE_FILE, f"{path}: file cannot be read ({_errno_name(exc)})", path=path
+                )
+            )
             try:
                 size = os.stat(abs_path).st_size
             except OSError:
@@ -473,12 +567,25 @@ def scan_tree(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     extra_ignores: Sequence[str] = (),
     skip_contents: Collection[str] = (),
+    follow_external_links: bool = False,
 ) -> TreeScan:
     """Scan ``root`` into nodes with Merkle ids; same tree, same ids and order.
 
     Files whose content digest is in ``skip_contents`` are left out as if ignored: a
     workflow passes the digests of its own outputs, so output files it wrote into the
     tree are neither evidence for themselves nor a change that re-ids the tree.
+
+    A symlink (to a file or a directory) that resolves outside the root is neither read nor
+    listed unless ``follow_external_links`` is True; it is skipped with a
+    ``TREE_LINK_OUTSIDE_ROOT`` warning naming it and its target. Links that stay inside the
+    root are followed. The walk keeps its own stack, so depth is bounded only by the
+    filesystem, never by Python's recursion limit.
+
+    Returns:
+        The `TreeScan`; its ``warnings`` carry catalogue codes (``TREE_LINK_OUTSIDE_ROOT``,
+        ``TREE_SYMLINK_LOOP``, ``TREE_BROKEN_SYMLINK``, ``TREE_UNREADABLE_FILE``,
+        ``TREE_UNREADABLE_DIR``, ``TREE_SPECIAL_FILE``, ``TREE_NON_UTF8_NAME``,
+        ``TREE_IGNORE_PATTERN_INVALID``).
 
     Raises TreeError TREE_PATH_MISSING, TREE_NOT_A_DIRECTORY, TREE_UNREADABLE (the root
     cannot be listed), TREE_INVALID_OPTION (negative ``max_file_bytes``) or
@@ -489,9 +596,7 @@ def scan_tree(
     rules = IgnoreRules.from_extra_patterns(extra_ignores)
     resolved, entries = _open_root(root)
 
-    walker = _Walker(max_file_bytes, frozenset(skip_contents))
-    root_node = walker.build_dir(
-        ROOT_PATH, resolved.name or str(resolved), 0, entries, rules, (str(resolved),)
-    )
+    walker = _Walker(str(resolved), max_file_bytes, frozenset(skip_contents), follow_external_links)
+    root_node = walker.walk(entries, rules, resolved.name or str(resolved))
     nodes = tuple(node for node in walker.nodes if node is not None)
     return TreeScan(root=resolved, root_id=root_node.node_id, nodes=nodes, warnings=tuple(walker.warnings))
