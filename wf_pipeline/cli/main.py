@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -114,9 +115,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             ``overwrite``, ``json``).
 
     Returns:
-        The exit status: 0 when every thread succeeded, 1 (``EXIT_FAILED``) otherwise. Prints
-        the run summary (one row per thread, provider calls); a progress bar goes to stderr
-        only when it is a terminal and ``--json`` is off.
+        The exit status: 0 when every thread succeeded (or the tree has nothing to
+        document, which it says plainly), 1 (``EXIT_FAILED``) otherwise. Prints the run
+        summary: one row per thread, how many directories were documented, reused and
+        failed, provider calls, where the READMEs went, and ``failed: PATH: CODE: message``
+        for each failed directory; a progress bar goes to stderr only when it is a terminal
+        and ``--json`` is off.
 
     Raises:
         WfError: those of `service.run_workflow` (``CONFIG_*``, ``TREE_*``, ``PROFILE_*``,
@@ -195,7 +199,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         args: the parsed command line (``thread_id``, ``out``, ``json``).
 
     Returns:
-        The exit status: 0 when the thread succeeded, 1 (``EXIT_FAILED``) otherwise.
+        The exit status: 0 when the thread succeeded, 1 (``EXIT_FAILED``) otherwise. Prints
+        what the resume did: turns run again, turns reused, the thread's final status, and
+        its ``CODE: message`` when it failed again.
 
     Raises:
         WfError: ``RUN_UNKNOWN_THREAD``, ``RUN_THREAD_STALE`` and the errors of
@@ -206,7 +212,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     summary = service.resume_thread(
         _settings(), args.thread_id, out_dir=Path(args.out).resolve() if args.out else None
     )
-    _emit(args, summary.to_json(), _render_run)
+    _emit(args, summary.to_json(), _render_resume)
     return 0 if summary.ok else EXIT_FAILED
 
 
@@ -249,15 +255,59 @@ def cmd_threads(args: argparse.Namespace) -> int:
 
 
 def _render_run(console: Console, s: dict) -> None:
+    if not s["threads"]:
+        # soft_wrap: a path is never broken across lines, so it can be copied.
+        console.print(
+            f"nothing to document: no directory under {escape(str(s['root']))} has a readable text file",
+            soft_wrap=True,
+        )
+        return
     table = Table("directory", "status", "thread_id", "README")
     for t in s["threads"]:
-        status = t["status"] + (" (reused)" if t["reused"] else "")
+        status = (
+            t["status"]
+            + (" (reused)" if t["reused"] else "")
+            + (f" {t['error_code']}" if t["error_code"] else "")
+        )
         written = "written" if t["output_path"] else "-"
         table.add_row(t["path"], status, t["thread_id"], written)
     console.print(table)
-    console.print(f"provider calls: {s['provider_calls']}, threads reused: {s['threads_reused']}")
-    if s["out_dir"]:
-        console.print(f"READMEs written under [bold]{s['out_dir']}[/]")
+    _render_outcome(console, s)
+
+
+def _render_outcome(console: Console, s: dict) -> None:
+    c = s["counts"]
+    parts = [f"{c['documented']} documented", f"{c['reused']} reused", f"{c['failed']} failed"]
+    if c["unfinished"]:
+        parts.append(f"{c['unfinished']} unfinished")
+    console.print(f"{_plural(len(s['threads']), 'directory', 'directories')}: {', '.join(parts)}")
+    console.print(f"provider calls: {s['provider_calls']}")
+    if c["written"]:
+        where = s["out_dir"] or s["root"]
+        console.print(
+            f"{_plural(c['written'], 'README')} written under [bold]{escape(str(where))}[/]", soft_wrap=True
+        )
+    for t in s["threads"]:
+        if t["status"] == "failed":
+            # CODE: message, with the figures the message carries (never payload text).
+            console.print(
+                f"failed: {escape(t['path'])}: {t['error_code']}: {escape(t['error_text'] or '')}",
+                soft_wrap=True,
+            )
+
+
+def _render_resume(console: Console, s: dict) -> None:
+    for t in s["threads"]:
+        console.print(
+            f"thread {t['thread_id']} ({escape(t['path'])}): {_plural(t['turns_run'], 'turn')} run again, "
+            f"{_plural(t['turns_reused'], 'turn')} reused; now {t['status']}",
+            soft_wrap=True,
+        )
+    _render_outcome(console, s)
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
 def _render_thread(console: Console, d: dict) -> None:
@@ -282,6 +332,8 @@ def _render_thread(console: Console, d: dict) -> None:
             verdict,
         )
     console.print(table)
+    if d.get("error_code"):
+        console.print(f"failed: {d['error_code']}: {escape(d.get('error_text') or '')}", soft_wrap=True)
 
 
 class _progress:
