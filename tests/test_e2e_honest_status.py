@@ -104,6 +104,15 @@ def test_a_target_failing_at_an_inner_turn_is_failed_in_dagster_and_in_the_cli(t
     assert f"failed: {BAD}: {FAILURE_CODE}: " in again.stdout
     assert "0 documented" in again.stdout and f"{len(by_path)} reused, 1 failed" in again.stdout
 
+    # Once the cause is gone, a resume finishes the thread and says what it did.
+    resumed = sandbox.wf("resume", bad["thread_id"], WF_PROVIDER="simulated")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (
+        f"thread {bad['thread_id']} ({BAD}): 3 turns run again, 1 turn reused; now completed"
+        in resumed.stdout
+    )
+    assert sandbox.wf_json("threads", "show", bad["thread_id"])["error_code"] is None
+
 
 def test_a_tree_with_nothing_to_document_says_so(tmp_path):
     sandbox = make_sandbox(tmp_path)

@@ -52,7 +52,7 @@ from dagster._utils.warnings import disable_dagster_warnings
 
 from wf_pipeline.compiler.launch.event_log import dynamic_partitions_snapshot
 from wf_pipeline.compiler.resources import RUNTIME_KEY
-from wf_pipeline.errors import RUN_THREADS_FAILED
+from wf_pipeline.errors import RUN_THREADS_FAILED, RunError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime import CONTEXT_REF, Target, TurnOutput, resolve_target, run_turn_batch
 
@@ -202,9 +202,13 @@ def _carry_completed_targets(
         failed.update({key: r for key, r in current.items() if r.status == "failed"})
     if failed:
         context.instance.add_run_tags(context.run.run_id, {THREADS_FAILED_TAG: str(len(failed))})
-        raise Failure(
-            description=f"{RUN_THREADS_FAILED}: {len(failed)} of {len(targets)} targets failed: "
+        error = RunError(
+            RUN_THREADS_FAILED,
+            f"{len(failed)} of {len(targets)} targets failed: "
             + ", ".join(f"{key} ({r.error_code})" for key, r in failed.items()),
+        )
+        raise Failure(
+            description=str(error),
             metadata={
                 "failed": MetadataValue.json(
                     {

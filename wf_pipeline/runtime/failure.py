@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from wf_pipeline.errors import RUN_TURN_CRASHED, WfError
+from wf_pipeline.errors import RUN_TURN_CRASHED, RunError, WfError
 from wf_pipeline.gates import GateResult
 from wf_pipeline.metadata.records import ThreadRecord, TurnRecord, now_ms
 from wf_pipeline.profiles import FailurePolicy, LoadedProfile
@@ -164,10 +164,9 @@ def mark_thread_failed(env: RuntimeEnv, thread: ThreadRecord, error: BaseExcepti
     Raises nothing: when the record store itself cannot take the write, the failure is
     logged with both codes and the thread stays as it was (a later run or resume picks it up).
     """
-    if isinstance(error, WfError):
-        code, text = str(error.code), error.message
-    else:
-        code, text = RUN_TURN_CRASHED, f"{type(error).__name__} in a turn of thread {thread.thread_id}"
+    if not isinstance(error, WfError):
+        error = RunError(RUN_TURN_CRASHED, f"{type(error).__name__} in a turn of thread {thread.thread_id}")
+    code, text = str(error.code), error.message
     try:
         current = env.records.get_thread(thread.thread_id) or thread
         env.records.save_thread(failed_thread(current, code, text))
