@@ -102,6 +102,9 @@ def test_a_target_failing_at_an_inner_turn_is_failed_in_dagster_and_in_the_cli(t
     again = sandbox.wf("run", WORKFLOW, str(tree), **provider_env)
     assert again.returncode == 1, again.stderr
     assert f"failed: {BAD}: {FAILURE_CODE}: " in again.stdout
+    # The turn's warning reads CODE: message too.
+    (warning,) = [line for line in again.stderr.splitlines() if "turn verification of thread" in line]
+    assert warning.startswith(f"{FAILURE_CODE}: simulated failure for target")
     assert "0 documented" in again.stdout and f"{len(by_path)} reused, 1 failed" in again.stdout
 
     # Once the cause is gone, a resume finishes the thread and says what it did.

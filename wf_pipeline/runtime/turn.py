@@ -247,8 +247,14 @@ def run_turn(
                 response.text, turn.output_format, profile.artifact_policy.max_output_bytes
             )
         except WfError as exc:
+            # CODE: message first, as every error a user sees; the message carries the figures.
             log.warning(
-                "turn %s of thread %s attempt %d failed: %s", turn.turn_id, thread.thread_id, number, exc.code
+                "%s: %s (turn %s of thread %s, attempt %d)",
+                exc.code,
+                exc.message,
+                turn.turn_id,
+                thread.thread_id,
+                number,
             )
             failures.append(_commit_failed(attempt, exc, len(failures) + 1))
             raise _RecordedFailure(exc) from exc
