@@ -11,7 +11,7 @@ from dagster import AssetKey
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from e2e_support import isolated_settings
 
-from wf_pipeline.compiler import build_definitions, open_instance, resolve_job
+from wf_pipeline.compiler import build_definitions, open_instance, resolve_job, targets_partitions
 from wf_pipeline.errors import ProviderError
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv
@@ -155,9 +155,17 @@ def test_one_run_over_every_level_never_starts_a_parent_before_its_children(sett
         k.split("/", 1)[1] for k in keys[:-1]
     }
     assert by_path["."][1] == []  # the root waited: no turn, no provider call
-    final = first.asset_materializations_for_node("docs_writer_thread_v1__evidence_map")
-    root_meta = next(m for m in final if m.partition == keys[-1]).metadata
-    assert root_meta["error_code"].value == "RUN_CHILDREN_PENDING"
+    # The waiting root is no materialization, and no failure either: it is still missing.
+    for node in ("evidence_map", "readme_final"):
+        materialized = {
+            m.partition for m in first.asset_materializations_for_node(f"docs_writer_thread_v1__{node}")
+        }
+        assert keys[-1] not in materialized
+    asset = AssetKey([WORKFLOW, "readme_final"])
+    assert instance.get_materialized_partitions(asset) == set(keys[:-1])
+    partitions = targets_partitions(WORKFLOW)
+    status = instance.get_status_by_partition(asset, keys, partitions)
+    assert status[keys[-1]] is None and {status[k].value for k in keys[:-1]} == {"MATERIALIZED"}
 
     second = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     assert second.success
@@ -206,3 +214,59 @@ def test_the_bottom_up_sensor_finishes_a_ui_backfill_level_by_level(settings, tm
     assert runs == 3  # one run per depth level, never one per target
     assert {t.status for t in env.records.list_threads(WORKFLOW)} == {"completed"}
     assert len(env.records.list_threads(WORKFLOW)) == 7
+
+
+def test_a_ui_backfill_with_a_failed_directory_fails_its_run_and_still_finishes_the_tree(settings, tmp_path):
+    from dagster import DagsterEventType, RunRequest, SkipReason, build_run_status_sensor_context
+
+    from wf_pipeline.compiler.assets import THREADS_FAILED_TAG
+
+    tree = tmp_path / "big"
+    generate_tree(tree, directories=7, fanout=2)  # depths 0..2
+    keys = sync_targets(settings, WORKFLOW, tree)["targets"]
+    bad = keys[0].split("/", 1)[1]  # a directory of the deepest level
+    env = RuntimeEnv.open(settings, provider=ObservingProvider(frozenset({bad})))
+    defs = build_definitions(env.catalog, env)
+    job = resolve_job(defs, WORKFLOW)
+    sensors = {s.name: s for s in defs.sensors}
+    instance = open_instance(settings)
+
+    def evaluate(run_result):
+        run = instance.get_run_by_id(run_result.run_id)
+        event_type, name = (
+            (DagsterEventType.RUN_SUCCESS, f"{WORKFLOW}_bottom_up")
+            if run_result.success
+            else (DagsterEventType.RUN_FAILURE, f"{WORKFLOW}_bottom_up_after_failed_threads")
+        )
+        (event,) = instance.all_logs(run.run_id, of_type=event_type)
+        context = build_run_status_sensor_context(
+            sensor_name=name, dagster_event=event.dagster_event, dagster_instance=instance, dagster_run=run
+        )
+        return sensors[name](context)
+
+    run = job.execute_in_process(
+        instance=instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+        raise_on_error=False,
+    )
+    # The failed directory fails the run, which says so in a tag; its siblings are documented.
+    assert not run.success
+    assert instance.get_run_by_id(run.run_id).tags[THREADS_FAILED_TAG] == "1"
+    runs = 1
+    while True:
+        result = evaluate(run)
+        if isinstance(result, SkipReason):
+            break
+        (request,) = result
+        assert isinstance(request, RunRequest)
+        run = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
+        assert run.success
+        runs += 1
+    assert runs == 3  # the failed child did not hold its parent back
+    statuses = {t.target_path: t.status for t in env.records.list_threads(WORKFLOW)}
+    assert statuses.pop(bad) == "failed"
+    assert set(statuses.values()) == {"completed"} and len(statuses) == 6
+    asset = AssetKey([WORKFLOW, "readme_final"])
+    assert instance.get_materialized_partitions(asset) == set(keys) - {keys[0]}
+    status = instance.get_status_by_partition(asset, [keys[0]], targets_partitions(WORKFLOW))
+    assert status[keys[0]].value == "FAILED"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
@@ -376,8 +378,8 @@ def test_a_turn_run_again_for_a_lost_output_does_not_unsettle_later_turns(setup)
     assert env.records.get_thread(plan.thread.thread_id).last_turn_seq == 4
 
 
-def test_a_turn_over_a_budget_is_skipped_with_the_budget_and_size_in_the_log(setup, caplog):
-    """The batch goes on without the thread, and the log says which budget and by how much."""
+def test_a_turn_over_a_budget_fails_its_thread_with_the_budget_and_size(setup, caplog):
+    """The batch goes on without the thread; the thread ends failed, saying which budget and by how much."""
     provider = ScriptedProvider()
     env, loaded, plan = setup(provider)
     # The profile's context budget, too small for even the names of the directory's files.
@@ -387,9 +389,47 @@ def test_a_turn_over_a_budget_is_skipped_with_the_budget_and_size_in_the_log(set
     )
     with caplog.at_level("WARNING", logger="wf_pipeline.runtime.batch"):
         (output,) = run_turn_batch(env, loaded, "evidence_gather", [plan.target]).values()
-    assert output.status == "skipped" and output.error_code == "METADATA_BUDGET_EXCEEDED"
+    assert output.status == "failed" and output.error_code == "METADATA_BUDGET_EXCEEDED"
     assert provider.requests == []
+    thread = env.records.get_thread(plan.thread.thread_id)
+    assert (thread.status, thread.error_code) == ("failed", "METADATA_BUDGET_EXCEEDED")
+    assert "max_context_bytes 64" in thread.error_text
     (message,) = [
-        record.getMessage() for record in caplog.records if "could not start" in record.getMessage()
+        record.getMessage() for record in caplog.records if "METADATA_BUDGET_EXCEEDED" in record.getMessage()
     ]
     assert "METADATA_BUDGET_EXCEEDED" in message and "max_context_bytes 64" in message
+
+
+def test_a_storage_error_fails_the_thread_and_a_later_success_clears_it(setup):
+    """A CAS that cannot write ends the thread failed with the CAS code, never running."""
+    provider = ScriptedProvider()
+    env, loaded, plan = setup(provider)
+    (first,) = run_turn_batch(env, loaded, "evidence_gather", [plan.target]).values()
+    assert first.status == "completed"
+    assert env.records.get_thread(plan.thread.thread_id).status == "running"
+    # The store's staging folder becomes a file: every new object fails to write.
+    staging = Path(env.settings.cas_url.removeprefix("file://")) / "tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.write_text("not a folder")
+
+    (second,) = run_turn_batch(env, loaded, "verification", [plan.target]).values()
+
+    assert (second.status, second.error_code) == ("failed", "CAS_BACKEND_ERROR")
+    thread = env.records.get_thread(plan.thread.thread_id)
+    assert (thread.status, thread.error_code) == ("failed", "CAS_BACKEND_ERROR")
+    assert thread.error_text
+    staging.unlink()
+    (again,) = run_turn_batch(env, loaded, "verification", [plan.target]).values()
+    assert again.status == "completed"
+    thread = env.records.get_thread(plan.thread.thread_id)
+    assert (thread.status, thread.error_code, thread.error_text) == ("running", None, None)
+
+
+def test_a_failing_gate_fails_the_thread_with_the_gate_and_its_reasons(setup):
+    provider = ScriptedProvider({"evidence_gather": [json.dumps({"claims": []})]})
+    env, loaded, plan = setup(provider)
+    outputs = _run_all(env, loaded, plan)
+    assert outputs[-1].status == "failed"
+    thread = env.records.get_thread(plan.thread.thread_id)
+    assert (thread.status, thread.error_code) == ("failed", "GATE_FAILED")
+    assert thread.error_text.startswith(f"gate {outputs[-1].gate_id} of turn {outputs[-1].turn_id} failed: ")

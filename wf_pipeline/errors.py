@@ -569,6 +569,16 @@ RUN_NO_OUTPUT_SINK = _code(
 RUN_SINK_DUPLICATE = _code(
     "RUN_SINK_DUPLICATE", RunError, meaning="two output sinks are registered for one frame type"
 )
+RUN_TURN_CRASHED = _code(
+    "RUN_TURN_CRASHED",
+    RunError,
+    meaning="a turn stopped on an unexpected error; its thread is marked failed with the error's type",
+)
+RUN_THREADS_FAILED = _code(
+    "RUN_THREADS_FAILED",
+    RunError,
+    meaning="threads of the run failed; each is recorded failed with its own code and message",
+)
 RUN_WORKFLOW_REQUIRED = _code(
     "RUN_WORKFLOW_REQUIRED", RunError, meaning="several workflows are loaded: the command must name one"
 )

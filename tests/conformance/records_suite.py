@@ -200,6 +200,27 @@ def check_failed_turn_round_trips_reasons_and_error_fields(backend: RecordBacken
 
 
 @check
+def check_failed_thread_keeps_its_error_code_and_text_until_it_completes(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread(status="failed").model_copy(
+        update={
+            "error_code": "METADATA_BUDGET_EXCEEDED",
+            "error_text": "prompt has 1005058 bytes, limit 1048576",
+        }
+    )
+    store.save_thread(thread)
+
+    assert store.get_thread(thread.thread_id) == thread
+    assert [t.error_code for t in store.list_threads(status="failed")] == ["METADATA_BUDGET_EXCEEDED"]
+    # A thread that completes later carries no error any more.
+    store.save_thread(
+        thread.model_copy(update={"status": "completed", "error_code": None, "error_text": None})
+    )
+    again = store.get_thread(thread.thread_id)
+    assert (again.status, again.error_code, again.error_text) == ("completed", None, None)
+
+
+@check
 def check_nodes_round_trip_and_upsert_on_node_id_and_path(backend: RecordBackend) -> None:
     store = backend.open()
     root = node_id("root")

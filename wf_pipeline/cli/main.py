@@ -130,9 +130,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             ``overwrite``, ``json``).
 
     Returns:
-        The exit status: 0 when every thread succeeded, 1 (``EXIT_FAILED``) otherwise. Prints
-        the run summary (one row per thread, provider calls); a progress bar goes to stderr
-        only when it is a terminal and ``--json`` is off.
+        The exit status: 0 when every thread succeeded (or the tree has nothing to
+        document, which it says plainly), 1 (``EXIT_FAILED``) otherwise. Prints the run
+        summary: one row per thread, how many directories were documented, reused and
+        failed, provider calls, where the READMEs went, and ``failed: PATH: CODE: message``
+        for each failed directory; a progress bar goes to stderr only when it is a terminal
+        and ``--json`` is off.
 
     Raises:
         WfError: those of `service.run_workflow` (``CONFIG_*``, ``TREE_*``, ``PROFILE_*``,
@@ -217,7 +220,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         args: the parsed command line (``thread_id``, ``out``, ``json``).
 
     Returns:
-        The exit status: 0 when the thread succeeded, 1 (``EXIT_FAILED``) otherwise.
+        The exit status: 0 when the thread succeeded, 1 (``EXIT_FAILED``) otherwise. Prints
+        what the resume did: turns run again, turns reused, the thread's final status, and
+        its ``CODE: message`` when it failed again.
 
     Raises:
         WfError: ``RUN_UNKNOWN_THREAD``, ``RUN_THREAD_STALE`` and the errors of
@@ -228,7 +233,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     summary = service.resume_thread(
         _settings(), args.thread_id, out_dir=Path(args.out).resolve() if args.out else None
     )
-    _emit(args, summary.to_json(), _render_run)
+    _emit(args, summary.to_json(), _render_resume)
     return 0 if summary.ok else EXIT_FAILED
 
 
@@ -357,22 +362,65 @@ def _print_warnings(console: Console, warnings: list[dict]) -> None:
 
 def _render_run(console: Console, s: dict) -> None:
     _print_warnings(console, s.get("warnings", []))
+    if not s["threads"]:
+        console.print(
+            f"nothing to document: no directory under {s['root']} has a readable text file",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     rows = [
         (
             t["path"],
-            t["status"] + (" (reused)" if t["reused"] else ""),
+            t["status"]
+            + (" (reused)" if t["reused"] else "")
+            + (f" {t['error_code']}" if t["error_code"] else ""),
             t["thread_id"],
             "written" if t["output_path"] else "-",
         )
         for t in s["threads"]
     ]
     print_table(console, ("directory", "status", "thread_id", "README"), rows)
-    console.print(
-        f"{plural(s['provider_calls'], 'provider call')}, {plural(s['threads_reused'], 'thread')} reused",
-        highlight=False,
-    )
-    if s["out_dir"]:
-        console.print(f"READMEs written under {s['out_dir']}", markup=False, highlight=False)
+    _render_outcome(console, s)
+
+
+def _render_outcome(console: Console, s: dict) -> None:
+    c = s["counts"]
+    parts = [f"{c['documented']} documented", f"{c['reused']} reused", f"{c['failed']} failed"]
+    if c["unfinished"]:
+        parts.append(f"{c['unfinished']} unfinished")
+    console.print(f"{plural(len(s['threads']), 'directory')}: {', '.join(parts)}", highlight=False)
+    console.print(plural(s["provider_calls"], "provider call"), highlight=False)
+    if c["written"]:
+        where = s["out_dir"] or s["root"]
+        console.print(
+            f"{plural(c['written'], 'README')} written under {where}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    for t in s["threads"]:
+        if t["status"] == "failed":
+            # CODE: message, with the figures the message carries (never payload text).
+            console.print(
+                f"failed: {t['path']}: {t['error_code']}: {t['error_text'] or ''}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def _render_resume(console: Console, s: dict) -> None:
+    for t in s["threads"]:
+        console.print(
+            f"thread {t['thread_id']} ({t['path']}): {plural(t['turns_run'], 'turn')} run again, "
+            f"{plural(t['turns_reused'], 'turn')} reused; now {t['status']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    _render_outcome(console, s)
 
 
 def _render_thread(console: Console, d: dict) -> None:
@@ -401,6 +449,13 @@ def _render_thread(console: Console, d: dict) -> None:
             )
         )
     print_table(console, ("seq", "turn", "attempt", "status", "output artifact", "gate"), rows)
+    if d.get("error_code"):
+        console.print(
+            f"failed: {d['error_code']}: {d.get('error_text') or ''}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 class _progress:

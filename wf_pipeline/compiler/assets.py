@@ -4,19 +4,38 @@ A turn's output is in the CAS and its records before the step ends (the runtime 
 both), so a step hands nothing to Dagster but metadata: ids, digests and verdicts. A
 downstream turn reads its inputs from the thread's records; the asset dependencies give
 Dagster the lineage and the staleness of the graph.
+
+Status is per partition (one partition per target directory):
+
+- A partition whose turn failed or was skipped is never a materialization. Dagster
+  materializes a step's output for every partition of the step's range, so a step whose
+  targets all completed yields its output, and a step where some did not reports each
+  completed target as its own `AssetMaterialization` instead, leaves its (skippable)
+  output out, and carries those targets through the later turns itself (Dagster skips the
+  later steps, whose only input is the missing output).
+- Gate verdicts are partition-aware asset checks (`AssetCheckSpec(partitions_def=...)`,
+  a Dagster preview feature): one `AssetCheckEvaluation` per target, passed or failed,
+  with the gate's reasons or the turn's error code.
+- A run in which a thread failed fails: after every other target is recorded, the step
+  tags the run ``wf/threads_failed=<count>`` and raises `Failure` with
+  ``RUN_THREADS_FAILED`` naming the failed targets and their codes.
+  Dagster then lists the failed targets' partitions as failed (planned in a failed run,
+  never materialized). A directory that waits for its children (``RUN_CHILDREN_PENDING``)
+  is not a failure: it stays unmaterialized in a successful run.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at definition time.
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from dagster import (
-    AssetCheckResult,
+    AssetCheckEvaluation,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
@@ -25,15 +44,21 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    Output,
     multi_asset,
 )
+from dagster._core.definitions.data_version import CODE_VERSION_TAG, DATA_VERSION_TAG
+from dagster._utils.warnings import disable_dagster_warnings
 
 from wf_pipeline.compiler.launch.event_log import dynamic_partitions_snapshot
 from wf_pipeline.compiler.resources import RUNTIME_KEY
+from wf_pipeline.errors import RUN_THREADS_FAILED, RunError
 from wf_pipeline.profiles import LoadedProfile
-from wf_pipeline.runtime import CONTEXT_REF, TurnOutput, resolve_target, run_turn_batch
+from wf_pipeline.runtime import CONTEXT_REF, Target, TurnOutput, resolve_target, run_turn_batch
 
 THREAD_TAG = "wf/thread_id"
+# Set on a run whose threads failed (value: how many); the run fails, and the UI's run list shows it.
+THREADS_FAILED_TAG = "wf/threads_failed"
 
 
 def targets_partitions(workflow_id: str) -> DynamicPartitionsDefinition:
@@ -61,10 +86,11 @@ def turn_assets(loaded: LoadedProfile) -> list[AssetsDefinition]:
 
     Returns:
         The `AssetsDefinition` list, one per turn. An asset's code version is the turn's code
-        version, and its check blocks downstream turns when the profile's failure policy
-        stops on a failing gate. A step that fails for a single target raises Dagster's
-        `Failure` with the turn's ``CODE`` in its description; building the assets raises
-        nothing.
+        version, and its check (one verdict per partition) blocks downstream turns when the
+        profile's failure policy stops on a failing gate. A step in which a thread failed
+        raises Dagster's `Failure` with ``RUN_THREADS_FAILED`` and the failed targets' codes
+        in its description, after recording every other target (see the module's
+        docstring); building the assets raises nothing.
     """
     partitions = targets_partitions(loaded.profile.workflow_id)
     return [_turn_asset(loaded, turn, partitions) for turn in loaded.profile.ordered_turns()]
@@ -76,19 +102,7 @@ def _turn_asset(
     profile = loaded.profile
     key = turn_asset_key(profile.workflow_id, turn.output_type)
     upstream_refs = [ref for ref in turn.input_refs if ref != CONTEXT_REF]
-    gate = profile.gate(turn.gate_id) if turn.gate_id else None
-    check_specs = (
-        [
-            AssetCheckSpec(
-                name=gate.gate_id,
-                asset=key,
-                blocking=profile.failure_policy.stop_on_gate_fail,
-                description=f"{gate.gate_type} gate of {turn.turn_id}",
-            )
-        ]
-        if gate
-        else []
-    )
+    check_specs = [_check_spec(loaded, turn, partitions)] if turn.gate_id else []
 
     spec = AssetSpec(
         key=key,
@@ -97,6 +111,8 @@ def _turn_asset(
         code_version=loaded.turn_code_version(turn.turn_id),
         description=f"{turn.title} (turn {turn.seq} of {profile.workflow_id} {profile.version})",
         kinds={"python"},
+        # Left out when some targets of the step did not complete (they are no materialization).
+        skippable=True,
     )
 
     # A one-asset multi_asset: `@asset` marks its backfill_policy parameter as beta,
@@ -115,57 +131,190 @@ def _turn_asset(
         env = context.resources.wf_runtime
         keys = context.partition_keys
         targets = [resolve_target(env.records, key) for key in keys]
-        results = run_turn_batch(
-            env, loaded, turn.turn_id, targets, thread_id=context.run.tags.get(THREAD_TAG)
-        )
-        single = len(keys) == 1
-        if single and results[keys[0]].artifact_id is None:
-            result = results[keys[0]]
-            raise Failure(
-                description=f"{result.error_code}: turn {turn.turn_id} of thread {result.thread_id} did not complete",
-                metadata=_metadata(result, turn.seq),
-            )
-        with dynamic_partitions_snapshot(context.instance, partitions.name):
-            for key, result in results.items():
-                context.add_asset_metadata(_metadata(result, turn.seq), partition_key=key)
-        # One step, one data version: a single target reports its artifact digest; a batch
-        # carries each target's artifact id in that partition's metadata instead.
-        data_version = DataVersion(results[keys[0]].artifact_id) if single else None
-        yield MaterializeResult(data_version=data_version, metadata=_batch_summary(results))
-        if gate is not None:
-            yield _gate_check(gate, results, single)
+        thread_id = context.run.tags.get(THREAD_TAG)
+        results = run_turn_batch(env, loaded, turn.turn_id, targets, thread_id=thread_id)
+        check_outputs = {
+            spec.key: name for name, spec in context.assets_def.check_specs_by_output_name.items()
+        }
+        if all(r.status == "completed" for r in results.values()):
+            # Every target has its output: the step's output materializes the whole range.
+            with dynamic_partitions_snapshot(context.instance, partitions.name):
+                for partition, result in results.items():
+                    context.add_asset_metadata(_metadata(result, turn.seq), partition_key=partition)
+            # One step, one data version: a single target reports its artifact digest; a batch
+            # carries each target's artifact id in that partition's metadata instead.
+            data_version = DataVersion(results[keys[0]].artifact_id) if len(keys) == 1 else None
+            yield MaterializeResult(data_version=data_version, metadata=_batch_summary(results))
+            yield from _gate_evaluations(loaded, turn, results, check_outputs)
+            return
+        yield from _carry_completed_targets(context, loaded, turn, targets, results, thread_id, check_outputs)
 
     return _compute
 
 
-def _gate_check(gate: Any, results: dict[str, TurnOutput], single: bool) -> AssetCheckResult:
-    """The gate verdicts of the step.
+def _check_spec(loaded: LoadedProfile, turn: Any, partitions: DynamicPartitionsDefinition) -> AssetCheckSpec:
+    """The gate's check, partitioned like its asset so that each target has its own verdict."""
+    profile = loaded.profile
+    gate = profile.gate(turn.gate_id)
+    # Partitioned checks are a Dagster preview feature; its warning is Dagster's to scope.
+    with disable_dagster_warnings():
+        return AssetCheckSpec(
+            name=gate.gate_id,
+            asset=turn_asset_key(profile.workflow_id, turn.output_type),
+            blocking=profile.failure_policy.stop_on_gate_fail,
+            description=f"{gate.gate_type} gate of {turn.turn_id}",
+            partitions_def=partitions,
+        )
 
-    For one target the check is Dagster-blocking (ERROR). In a batch, blocking is enforced
-    per thread by the runtime (a failed thread's later turns are skipped), so a failing
-    thread is reported as a WARN and never stops the other threads of the step.
+
+def _carry_completed_targets(
+    context: AssetExecutionContext,
+    loaded: LoadedProfile,
+    turn: Any,
+    targets: Sequence[Target],
+    results: Mapping[str, TurnOutput],
+    thread_id: str | None,
+    check_outputs: Mapping[Any, str],
+) -> Iterator[Any]:
+    """A step where some targets did not complete: materialize the others one by one, run their
+    later turns here, then fail the run if any thread failed.
+
+    Dagster would skip every later step (their input, this step's output, is missing), so the
+    completed targets go through the later turns of the run's selection in this step, each
+    turn reported per partition like this one. Raises `Failure` (``RUN_THREADS_FAILED``)
+    once everything is recorded when a thread failed; targets that only wait for their
+    children are no failure.
     """
-    evaluated = {key: r for key, r in results.items() if r.gate_outcome is not None}
-    failing = {key: r for key, r in evaluated.items() if not r.gate_passed}
-    return AssetCheckResult(
-        check_name=gate.gate_id,
-        passed=not failing,
-        severity=AssetCheckSeverity.ERROR if single else AssetCheckSeverity.WARN,
-        metadata={
-            "gate_type": gate.gate_type,
-            "evaluated": len(evaluated),
-            "failed": len(failing),
-            "failures": MetadataValue.json(
-                {
-                    key: {"thread_id": r.thread_id, "reasons": list(r.gate_reasons)}
-                    for key, r in failing.items()
-                }
+    env = context.resources.wf_runtime
+    failed: dict[str, TurnOutput] = {}
+    # A run of the whole job has an empty selection: every asset.
+    current, chain = dict(results), _carried_turns(loaded, turn, context.run.asset_selection or None)
+    for index, step_turn in enumerate(chain):
+        if index:
+            live = [
+                t for t in targets if current.get(t.key) is not None and current[t.key].status == "completed"
+            ]
+            if not live:
+                break
+            current = run_turn_batch(env, loaded, step_turn.turn_id, live, thread_id=thread_id)
+        yield from _materializations(loaded, step_turn, current)
+        yield from _gate_evaluations(loaded, step_turn, current, check_outputs if index == 0 else {})
+        failed.update({key: r for key, r in current.items() if r.status == "failed"})
+    if failed:
+        context.instance.add_run_tags(context.run.run_id, {THREADS_FAILED_TAG: str(len(failed))})
+        error = RunError(
+            RUN_THREADS_FAILED,
+            f"{len(failed)} of {len(targets)} targets failed: "
+            + ", ".join(f"{key} ({r.error_code})" for key, r in failed.items()),
+        )
+        raise Failure(
+            description=str(error),
+            metadata={
+                "failed": MetadataValue.json(
+                    {
+                        key: {"thread_id": r.thread_id, "turn_id": r.turn_id, "error_code": r.error_code}
+                        for key, r in failed.items()
+                    }
+                )
+            },
+        )
+
+
+def _carried_turns(loaded: LoadedProfile, turn: Any, selection: Any) -> list[Any]:
+    """``turn`` and the later turns that depend on it, transitively, within the run's selection.
+
+    A later turn is carried only when every producer of its inputs either ran before this
+    step (upstream of ``turn``) or is carried too: a turn that also waits for another step
+    is left to that step's order.
+    """
+    profile = loaded.profile
+    producers = {t.output_type: t.turn_id for t in profile.ordered_turns()}
+
+    def inputs_of(t: Any) -> set[str]:
+        return {producers[ref] for ref in t.input_refs if ref != CONTEXT_REF}
+
+    upstream: set[str] = set()
+    frontier = inputs_of(turn)
+    while frontier:
+        upstream |= frontier
+        frontier = set().union(*(inputs_of(profile.turn(t)) for t in frontier)) - upstream
+    chain, carried = [turn], {turn.turn_id}
+    for later in profile.ordered_turns():
+        if later.seq <= turn.seq or (
+            selection is not None and turn_asset_key(profile.workflow_id, later.output_type) not in selection
+        ):
+            continue
+        needs = inputs_of(later)
+        if needs & carried and needs <= carried | upstream:
+            chain.append(later)
+            carried.add(later.turn_id)
+    return chain
+
+
+def _materializations(loaded: LoadedProfile, turn: Any, results: Mapping[str, TurnOutput]) -> Iterator[Any]:
+    """One materialization per completed target, with its artifact digest as data version."""
+    key = turn_asset_key(loaded.profile.workflow_id, turn.output_type)
+    code_version = loaded.turn_code_version(turn.turn_id)
+    for partition, result in results.items():
+        if result.status == "completed" and result.artifact_id:
+            yield AssetMaterialization(
+                asset_key=key,
+                partition=partition,
+                metadata=_metadata(result, turn.seq),
+                tags={CODE_VERSION_TAG: code_version, DATA_VERSION_TAG: result.artifact_id},
+            )
+
+
+def _gate_evaluations(
+    loaded: LoadedProfile, turn: Any, results: Mapping[str, TurnOutput], check_outputs: Mapping[Any, str]
+) -> Iterator[Any]:
+    """One check evaluation per target whose gate ran or whose turn failed, then the check's output.
+
+    A failing gate that stops the thread is an ERROR; one recorded under ``mode: continue``
+    a WARN. A turn that failed before its gate (a provider error, a budget) fails the check
+    with the turn's code, so the failure shows on that partition too. A skipped target
+    (waiting for its children, or failed earlier) gets no evaluation.
+    """
+    if not turn.gate_id:
+        return
+    profile = loaded.profile
+    gate = profile.gate(turn.gate_id)
+    asset_key = turn_asset_key(profile.workflow_id, turn.output_type)
+    for partition, result in results.items():
+        if result.status == "skipped":
+            continue
+        evaluated = result.gate_outcome is not None
+        passed = evaluated and result.gate_passed
+        stops = result.status == "failed"
+        yield AssetCheckEvaluation(
+            asset_key=asset_key,
+            check_name=gate.gate_id,
+            passed=passed,
+            partition=partition,
+            blocking=profile.failure_policy.stop_on_gate_fail,
+            severity=AssetCheckSeverity.ERROR if stops or not evaluated else AssetCheckSeverity.WARN,
+            description=None
+            if passed
+            else (
+                f"gate {gate.gate_id} failed: {', '.join(result.gate_reasons)}"
+                if evaluated
+                else f"{result.error_code}: turn {turn.turn_id} failed before its gate"
             ),
-        },
-    )
+            metadata={
+                "gate_type": gate.gate_type,
+                "thread_id": result.thread_id,
+                "outcome": result.gate_outcome or "not evaluated",
+                "reasons": MetadataValue.json(list(result.gate_reasons)),
+                **({"error_code": result.error_code} if result.error_code else {}),
+            },
+        )
+    for check_key, output_name in check_outputs.items():
+        if check_key.name == gate.gate_id:
+            # The check's output: later steps wait on it; the verdicts are the evaluations above.
+            yield Output(None, output_name=output_name)
 
 
-def _batch_summary(results: dict[str, TurnOutput]) -> dict[str, Any]:
+def _batch_summary(results: Mapping[str, TurnOutput]) -> dict[str, Any]:
     statuses = [r.status for r in results.values()]
     return {
         "targets": len(results),

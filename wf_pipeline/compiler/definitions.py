@@ -6,7 +6,7 @@ from dagster import AssetSelection, Definitions, JobDefinition, define_asset_job
 
 from wf_pipeline.compiler.assets import turn_assets
 from wf_pipeline.compiler.resources import runtime_resources
-from wf_pipeline.compiler.sensors import bottom_up_sensor
+from wf_pipeline.compiler.sensors import bottom_up_after_failed_threads_sensor, bottom_up_sensor
 from wf_pipeline.profiles import LoadedProfile, ProfileCatalog
 from wf_pipeline.runtime import RuntimeEnv
 
@@ -48,7 +48,7 @@ def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) ->
         job = profile_job(loaded)
         assets.extend(turn_assets(loaded))
         jobs.append(job)
-        sensors.append(bottom_up_sensor(loaded, job))
+        sensors += [bottom_up_sensor(loaded, job), bottom_up_after_failed_threads_sensor(loaded, job)]
     return Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=runtime_resources(env))
 
 

@@ -82,6 +82,10 @@ class ThreadRecord(_Record):
     created_at_ms: int
     updated_at_ms: int
     last_turn_seq: int = 0
+    # Why a failed thread stopped: a catalogue code (or GATE_FAILED) and its message with
+    # figures, never payload text; None while the thread is not failed.
+    error_code: str | None = None
+    error_text: str | None = None
 
 
 class TurnRecord(_Record):

@@ -4,7 +4,8 @@ Provider calls of different threads run concurrently (``WF_PROVIDER_CONCURRENCY`
 each thread still goes through `run_turn` on its own, so one thread's failing gate or
 provider error stops only that thread. A thread is skipped, with no provider call and
 no record, when its upstream turn did not complete, or when its directory's children
-have not finished (a parent never starts before its children: bottom-up).
+have not finished (a parent never starts before its children: bottom-up). Any other
+error ends the thread ``failed`` with its code and message, never ``running``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from wf_pipeline.errors import WfError
+from wf_pipeline.errors import RUN_INPUT_NOT_READY, WfError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.failure import mark_thread_failed
 from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import open_thread, recorded_context_id, scan_workspace, unsettled_children
-from wf_pipeline.runtime.turn import CONTEXT_REF, TurnOutput, run_turn
+from wf_pipeline.runtime.turn import CHILDREN_PENDING, CONTEXT_REF, TurnOutput, run_turn
 from wf_pipeline.tree import TreeScan
 
 log = logging.getLogger(__name__)
@@ -43,18 +45,23 @@ def run_turn_batch(
         thread_id: the thread to resume; it applies only when ``targets`` holds one target.
 
     Returns:
-        Target key -> `TurnOutput`, in target order. A thread that could not start is
-        ``skipped`` with the reason as ``error_code``: ``RUN_CHILDREN_PENDING``, or the
-        code raised before its provider call (e.g. ``RUN_TARGET_CHANGED``,
-        ``METADATA_BUDGET_EXCEEDED``, ``CAS_NOT_FOUND``). Provider failures are ``failed``
-        outputs (`run_turn`), not exceptions.
+        Target key -> `TurnOutput`, in target order. A directory whose children have not
+        finished is ``skipped`` with ``RUN_CHILDREN_PENDING`` (it waits; not a failure), a
+        thread whose earlier turn failed is ``skipped`` with that failure's code. A turn
+        that meets an error before or around its provider call (``RUN_TARGET_CHANGED``,
+        ``METADATA_BUDGET_EXCEEDED``, ``PROFILE_TEMPLATE_*``, ``CAS_*``, ``RECORD_*``) is
+        ``failed`` with that code and its thread is recorded ``failed`` with the code and
+        message (`wf_pipeline.runtime.failure.mark_thread_failed`). Provider failures are
+        ``failed`` outputs too (`run_turn`), not exceptions.
 
     Raises:
         KeyError: for a ``turn_id`` the profile does not have.
         TreeError: the scan's codes (``TREE_PATH_MISSING``, ``TREE_NOT_A_DIRECTORY``...)
             for a target's tree root.
         RunError: ``RUN_UNKNOWN_THREAD`` when ``thread_id`` names no recorded thread.
-        RecordError: ``RECORD_*`` while opening a thread or checking its children.
+        RecordError: ``RECORD_*`` while opening a thread (after that, a record error is
+            the thread's failure); an unexpected exception in a turn is the thread's
+            ``RUN_TURN_CRASHED`` failure.
     """
     turn = loaded.profile.turn(turn_id)
     scans = _scans_by_root(env, loaded, targets)
@@ -74,19 +81,42 @@ def _run_one(
     env: RuntimeEnv, loaded: LoadedProfile, target: Target, turn, scan: TreeScan, thread_id: str | None
 ) -> TurnOutput:
     thread = open_thread(env, loaded, target, thread_id, scan)
-    if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
-        pending = unsettled_children(env, loaded, scan, target.path)
-        if pending:
-            log.warning("thread %s waits for %d child directories", thread.thread_id, len(pending))
-            return TurnOutput.skipped(thread.thread_id, turn, target.key, "RUN_CHILDREN_PENDING")
     try:
+        if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
+            pending = unsettled_children(env, loaded, scan, target.path)
+            if pending:
+                # Not a failure: the parent waits for its children (bottom-up order).
+                log.info("thread %s waits for %d child directories", thread.thread_id, len(pending))
+                return TurnOutput.skipped(thread.thread_id, turn, target.key, CHILDREN_PENDING)
         return run_turn(env, loaded, thread, target, turn.turn_id, scan)
     except WfError as exc:
-        # Errors before the provider call (render, budget, changed tree) end this thread
-        # only; the step goes on with the others. The message carries the error's figures
-        # (a budget's name, size and limit), never payload text.
-        log.warning("turn %s of thread %s could not start: %s", turn.turn_id, thread.thread_id, exc)
-        return TurnOutput.skipped(thread.thread_id, turn, target.key, exc.code)
+        if exc.code == RUN_INPUT_NOT_READY and thread.status == "failed":
+            # An earlier turn of this thread failed: its code and message stand.
+            return TurnOutput.skipped(
+                thread.thread_id,
+                turn,
+                target.key,
+                thread.error_code or exc.code,
+                error_text=thread.error_text,
+            )
+        # Errors before the provider call (render, budget, changed tree, storage, records)
+        # end this thread only; the step goes on with the others. The message carries the
+        # error's figures (a budget's name, size and limit), never payload text.
+        code = mark_thread_failed(env, thread, exc)
+        log.warning("%s: turn %s of thread %s failed: %s", code, turn.turn_id, thread.thread_id, exc.message)
+        return TurnOutput.skipped(
+            thread.thread_id, turn, target.key, code, status="failed", error_text=exc.message
+        )
+    except Exception as exc:  # noqa: BLE001 - an unexpected error ends this thread only, failed
+        code = mark_thread_failed(env, thread, exc)
+        # The type only: an unexpected exception's text may quote the data it choked on.
+        log.warning(
+            "%s: turn %s of thread %s stopped on %s", code, turn.turn_id, thread.thread_id, type(exc).__name__
+        )
+        log.debug("turn %s of thread %s", turn.turn_id, thread.thread_id, exc_info=True)
+        return TurnOutput.skipped(
+            thread.thread_id, turn, target.key, code, status="failed", error_text=type(exc).__name__
+        )
 
 
 def _scans_by_root(env: RuntimeEnv, loaded: LoadedProfile, targets: Sequence[Target]) -> dict[Path, TreeScan]:

@@ -1,9 +1,11 @@
 """The profile's failure policy as the runtime applies it.
 
-Two rules live here and nowhere else:
+Three rules live here and nowhere else:
 
 - whether a gate verdict stops its thread (``failure_policy.mode``);
-- where a thread that runs again after failing starts (``resume_from_failed_turn``).
+- where a thread that runs again after failing starts (``resume_from_failed_turn``);
+- how a thread that cannot finish is recorded: ``failed``, with its code and message
+  (`failed_thread`, `mark_thread_failed`), never left ``running`` or ``pending``.
 
 A thread's ``last_turn_seq`` is how far it has got: a completed turn at or before it is
 reused, one after it runs again. Resuming from the failed turn leaves it as it is (the
@@ -12,12 +14,20 @@ failed turn is the first not completed); restarting from the first turn sets it 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
+from wf_pipeline.errors import RUN_TURN_CRASHED, RunError, WfError
 from wf_pipeline.gates import GateResult
 from wf_pipeline.metadata.records import ThreadRecord, TurnRecord, now_ms
 from wf_pipeline.profiles import FailurePolicy, LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
+
+log = logging.getLogger(__name__)
+
+# Longest error text kept on a thread or turn record, in characters (the code says what
+# went wrong; the text carries its figures).
+ERROR_TEXT_LIMIT = 500
 
 # Statuses of a thread that a resume may pick up again.
 RESUMABLE_STATUSES = ("failed", "aborted", "running", "pending")
@@ -111,3 +121,55 @@ def prepare_resume(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord)
     )
     env.records.save_thread(rewound)
     return rewound
+
+
+def failed_thread(thread: ThreadRecord, code: str, text: str, at_ms: int | None = None) -> ThreadRecord:
+    """``thread`` as a failed thread that says why: status ``failed``, ``error_code``, ``error_text``.
+
+    Args:
+        thread: the thread as recorded.
+        code: a catalogue code, or the verdict ``GATE_FAILED``.
+        text: the error's message with its figures (truncated to `ERROR_TEXT_LIMIT` characters).
+        at_ms: when it failed, Unix epoch in ms (now when None).
+
+    Returns:
+        A new `ThreadRecord`; ``last_turn_seq`` is kept, so a resume starts where the thread stopped.
+    """
+    return thread.model_copy(
+        update={
+            "status": "failed",
+            "error_code": code,
+            "error_text": text[:ERROR_TEXT_LIMIT],
+            "updated_at_ms": at_ms if at_ms is not None else now_ms(),
+        }
+    )
+
+
+def mark_thread_failed(env: RuntimeEnv, thread: ThreadRecord, error: BaseException) -> str:
+    """Record that ``thread`` cannot finish because of ``error``; returns the code recorded.
+
+    Used for every error a turn meets outside its provider attempts (a prompt that does not
+    render, a budget, the CAS, the record store): the thread ends ``failed`` with the
+    error's code and message instead of staying ``running`` or ``pending``.
+
+    Args:
+        env: the runtime (its record store is read and written).
+        thread: the thread the turn ran in.
+        error: a `WfError` (its code and message are kept), or any other exception, kept as
+            ``RUN_TURN_CRASHED`` with the exception's type name only (its text may hold data).
+
+    Returns:
+        The code recorded on the thread.
+
+    Raises nothing: when the record store itself cannot take the write, the failure is
+    logged with both codes and the thread stays as it was (a later run or resume picks it up).
+    """
+    if not isinstance(error, WfError):
+        error = RunError(RUN_TURN_CRASHED, f"{type(error).__name__} in a turn of thread {thread.thread_id}")
+    code, text = str(error.code), error.message
+    try:
+        current = env.records.get_thread(thread.thread_id) or thread
+        env.records.save_thread(failed_thread(current, code, text))
+    except WfError as exc:
+        log.warning("%s: thread %s could not be marked failed (%s)", exc.code, thread.thread_id, code)
+    return code

@@ -49,7 +49,8 @@ def list_threads(env: RuntimeEnv, workflow_id: str | None = None) -> list[dict[s
 
     Returns:
         One ``{"thread_id", "workflow_id", "target", "path", "status", "last_turn_seq",
-        "updated_at_ms"}`` per thread (``updated_at_ms``: Unix epoch, ms).
+        "error_code", "updated_at_ms"}`` per thread (``updated_at_ms``: Unix epoch, ms;
+        ``error_code``: why a failed thread stopped, else None).
 
     Raises:
         RecordError: ``RECORD_UNAVAILABLE``.
@@ -62,6 +63,7 @@ def list_threads(env: RuntimeEnv, workflow_id: str | None = None) -> list[dict[s
             "path": t.target_path,
             "status": t.status,
             "last_turn_seq": t.last_turn_seq,
+            "error_code": t.error_code,
             "updated_at_ms": t.updated_at_ms,
         }
         for t in env.records.list_threads(workflow_id=workflow_id)
@@ -79,8 +81,10 @@ def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
         The thread record's JSON fields (without ``schema_version``), plus
         ``prompt_link_ids`` (sorted) and ``turns``: one ``{"turn_id", "seq", "attempt",
         "status", "input_artifact_ids", "output_artifact_id", "gate": {"gate_id",
-        "outcome", "reasons"} | None, "error_code", "started_at_ms", "ended_at_ms"}`` per
-        attempt (times: Unix epoch, ms). Ids and digests only, never payload text.
+        "outcome", "reasons"} | None, "error_code", "error_text", "started_at_ms",
+        "ended_at_ms"}`` per attempt (times: Unix epoch, ms). The thread's ``error_code`` and
+        ``error_text`` say why a failed thread stopped. Ids, digests and error messages
+        with their figures only, never payload text.
 
     Raises:
         RunError: ``RUN_UNKNOWN_THREAD`` when no thread has that id.
@@ -106,6 +110,7 @@ def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
                 if gate
                 else None,
                 "error_code": turn.error_code,
+                "error_text": turn.error_text,
                 "started_at_ms": turn.started_at_ms,
                 "ended_at_ms": turn.ended_at_ms,
             }

@@ -90,6 +90,10 @@ class ThreadSummary:
         output_path: the file the output sink wrote (or found already equal), else None.
         final_artifact_id: the final artifact of a completed thread, else None.
         reused: whether the thread had completed before the run.
+        error_code: why a failed thread stopped (a catalogue code or ``GATE_FAILED``), else None.
+        error_text: that error's message with its figures, else None.
+        turns_run: turns whose latest attempt started during this run.
+        turns_reused: completed turns of earlier runs this run did not repeat.
     """
 
     target: str
@@ -99,6 +103,10 @@ class ThreadSummary:
     output_path: str | None
     final_artifact_id: str | None
     reused: bool
+    error_code: str | None = None
+    error_text: str | None = None
+    turns_run: int = 0
+    turns_reused: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,7 @@ class RunSummary:
         out_dir: the output folder, or None when writing in place or not at all.
         warnings: the scan's warnings, ``{"code", "path", "message"}`` each (entries skipped:
             links outside the root, loops, unreadable files...).
+        root: the tree's root folder, None when unknown.
     """
 
     workflow_id: str
@@ -123,16 +132,32 @@ class RunSummary:
     dagster_run_ids: tuple[str, ...]
     out_dir: str | None
     warnings: tuple[dict[str, str], ...] = ()
+    root: str | None = None
 
     @property
     def ok(self) -> bool:
-        """Whether every thread of the run completed."""
+        """Whether every thread of the run completed (true for a tree with nothing to document)."""
         return all(t.status == "completed" for t in self.threads)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """Directories by outcome: ``documented`` (completed in this run), ``reused`` (completed
+        before), ``failed``, ``unfinished`` (neither completed nor failed), ``written`` (outputs
+        the sink wrote or found equal)."""
+        completed = [t for t in self.threads if t.status == "completed"]
+        return {
+            "documented": sum(1 for t in completed if not t.reused),
+            "reused": sum(1 for t in completed if t.reused),
+            "failed": sum(1 for t in self.threads if t.status == "failed"),
+            "unfinished": sum(1 for t in self.threads if t.status not in ("completed", "failed")),
+            "written": sum(1 for t in self.threads if t.output_path),
+        }
+
     def to_json(self) -> dict:
-        """The JSON-ready report: every attribute, threads as dicts, tuples as lists."""
+        """The JSON-ready report: every attribute and `counts`, threads as dicts, tuples as lists."""
         return {
             "workflow_id": self.workflow_id,
+            "root": self.root,
             "threads": [
                 {
                     "target": t.target,
@@ -142,9 +167,14 @@ class RunSummary:
                     "output_path": t.output_path,
                     "final_artifact_id": t.final_artifact_id,
                     "reused": t.reused,
+                    "error_code": t.error_code,
+                    "error_text": t.error_text,
+                    "turns_run": t.turns_run,
+                    "turns_reused": t.turns_reused,
                 }
                 for t in self.threads
             ],
+            "counts": self.counts,
             "provider_calls": self.provider_calls,
             "threads_reused": self.threads_reused,
             "dagster_run_ids": list(self.dagster_run_ids),
@@ -232,6 +262,8 @@ def summarize_run(
                 # Never write outside the tree (in place) or the output folder, nor through links.
                 root=plan.scan.root if in_place else out_dir,
             )
+        latest = env.records.latest_turns(thread.thread_id).values()
+        turns_run = sum(1 for turn in latest if turn.started_at_ms >= started_ms)
         summaries.append(
             ThreadSummary(
                 target=thread_plan.target.key,
@@ -241,6 +273,12 @@ def summarize_run(
                 output_path=str(output_path) if output_path else None,
                 final_artifact_id=artifact_id,
                 reused=thread_plan.reusable,
+                error_code=thread.error_code if thread.status == "failed" else None,
+                error_text=thread.error_text if thread.status == "failed" else None,
+                turns_run=turns_run,
+                turns_reused=sum(
+                    1 for turn in latest if turn.started_at_ms < started_ms and turn.status == "completed"
+                ),
             )
         )
     return RunSummary(
@@ -250,6 +288,7 @@ def summarize_run(
         threads_reused=len(plan.reused),
         dagster_run_ids=tuple(dagster_run_ids),
         out_dir=None if in_place else str(out_dir) if out_dir else None,
+        root=str(plan.scan.root),
     )
 
 

@@ -53,7 +53,7 @@ from wf_pipeline.providers import ProviderRequest, ProviderResponse
 from wf_pipeline.providers.retry import Deadline, call_within, is_deterministic, provider_retrying
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
-from wf_pipeline.runtime.failure import gate_stops_thread, turn_is_settled
+from wf_pipeline.runtime.failure import ERROR_TEXT_LIMIT, failed_thread, gate_stops_thread, turn_is_settled
 from wf_pipeline.runtime.integrity import usable_artifact
 from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import (
@@ -70,6 +70,12 @@ log = logging.getLogger(__name__)
 
 # "skipped": the turn did not run for the thread (no provider call, no record).
 TurnStatus = Literal["completed", "failed", "skipped"]
+
+# The verdict recorded on a turn (and its thread) whose gate failed and stops the thread:
+# not an error raised, so not in the error catalogue.
+GATE_FAILED = "GATE_FAILED"
+# Why a directory's turn waits: its child directories' threads have not finished. Not a failure.
+CHILDREN_PENDING = "RUN_CHILDREN_PENDING"
 
 
 @dataclass(frozen=True)
@@ -110,26 +116,40 @@ class TurnOutput:
     provider_calls: int = 0
     reused: bool = False
     error_code: str | None = None
+    error_text: str | None = None
 
     @classmethod
-    def skipped(cls, thread_id: str, turn: Any, target_key: str, reason_code: str) -> TurnOutput:
-        """A turn that did not run for this thread (no provider call, no record).
+    def skipped(
+        cls,
+        thread_id: str,
+        turn: Any,
+        target_key: str,
+        reason_code: str,
+        *,
+        status: TurnStatus = "skipped",
+        error_text: str | None = None,
+    ) -> TurnOutput:
+        """A turn that did not run for this thread (no provider call, no turn record).
 
         Args:
             thread_id: the thread.
             turn: the turn's spec (its ``turn_id``, ``output_type`` and ``gate_id``).
             target_key: the target (partition) key.
             reason_code: why it did not run, kept as ``error_code``.
+            status: ``skipped`` (it waits, e.g. ``RUN_CHILDREN_PENDING``, or an earlier turn
+                failed) or ``failed`` (the turn met an error before its provider call and
+                its thread is recorded failed).
+            error_text: the error's message with its figures, if any.
 
         Returns:
-            A ``skipped`` output with attempt 0 and no artifact.
+            An output with attempt 0 and no artifact.
         """
         return cls(
             thread_id=thread_id,
             turn_id=turn.turn_id,
             output_type=turn.output_type,
             target_key=target_key,
-            status="skipped",
+            status=status,
             attempt=0,
             artifact_id=None,
             artifact_size=0,
@@ -137,6 +157,7 @@ class TurnOutput:
             gate_id=turn.gate_id,
             gate_outcome=None,
             error_code=reason_code,
+            error_text=error_text,
         )
 
     @property
@@ -249,8 +270,14 @@ def run_turn(
                 response.text, turn.output_format, profile.artifact_policy.max_output_bytes
             )
         except WfError as exc:
+            # CODE: message first, as every error a user sees; the message carries the figures.
             log.warning(
-                "turn %s of thread %s attempt %d failed: %s", turn.turn_id, thread.thread_id, number, exc.code
+                "%s: %s (turn %s of thread %s, attempt %d)",
+                exc.code,
+                exc.message,
+                turn.turn_id,
+                thread.thread_id,
+                number,
             )
             failures.append(_commit_failed(attempt, exc, len(failures) + 1))
             raise _RecordedFailure(exc) from exc
@@ -667,12 +694,16 @@ class _Attempt:
             for role, (artifact_id, size) in links
         )
 
-    def thread_update(self, status: str, ended_ms: int) -> ThreadRecord:
+    def thread_update(self, status: str, ended_ms: int, error: tuple[str, str] | None = None) -> ThreadRecord:
         # The furthest turn reached: re-running an earlier turn (its output was lost from
         # the CAS) must not unsettle the completed turns after it (runtime/failure.py).
         progress = max(self.thread.last_turn_seq, self.turn.seq)
-        return self.thread.model_copy(
-            update={"status": status, "updated_at_ms": ended_ms, "last_turn_seq": progress}
+        thread = self.thread.model_copy(update={"last_turn_seq": progress})
+        if error is not None:
+            return failed_thread(thread, *error, at_ms=ended_ms)
+        # A thread that goes on (or completes) no longer carries an earlier failure.
+        return thread.model_copy(
+            update={"status": status, "updated_at_ms": ended_ms, "error_code": None, "error_text": None}
         )
 
     def output(
@@ -693,16 +724,18 @@ class _Attempt:
             gate_reasons=gate.reasons if gate else (),
             provider_calls=provider_calls,
             error_code=record.error_code,
+            error_text=record.error_text,
         )
 
 
 def _commit_failed(attempt: _Attempt, error: WfError, provider_calls: int) -> TurnOutput:
     """A provider error or unusable output: the attempt is recorded, the thread is failed."""
     ended = now_ms()
-    record = attempt.turn_record("failed", ended, error_code=error.code, error_text=error.message[:500])
+    text = error.message[:ERROR_TEXT_LIMIT]
+    record = attempt.turn_record("failed", ended, error_code=error.code, error_text=text)
     attempt.env.records.commit_turn(
         TurnCommit(
-            thread=attempt.thread_update("failed", ended),
+            thread=attempt.thread_update("failed", ended, (str(error.code), text)),
             turn=record,
             prompt_link=attempt.prompt_link(ended),
             artifact_links=attempt.artifact_links(ended),
@@ -728,8 +761,12 @@ def _commit_completed(
         "completed" if passed else "failed",
         ended,
         output_artifact_id=output.artifact_id,
-        error_code=None if passed else "GATE_FAILED",
-        error_text=None if passed else f"gate {gate.gate_id} failed: {', '.join(gate.reasons)}"[:500],
+        error_code=None if passed else GATE_FAILED,
+        error_text=None
+        if passed
+        else f"gate {gate.gate_id} of turn {turn.turn_id} failed: {', '.join(gate.reasons)}"[
+            :ERROR_TEXT_LIMIT
+        ],
     )
     gate_record = (
         GateRecord(
@@ -757,9 +794,10 @@ def _commit_completed(
     # its later turns stay settled (thread_update keeps the furthest turn reached).
     done = is_final or thread.status == "completed"
     thread_status = ("completed" if done else "running") if passed else "failed"
+    thread_error = None if passed else (GATE_FAILED, record.error_text or GATE_FAILED)
     attempt.env.records.commit_turn(
         TurnCommit(
-            thread=attempt.thread_update(thread_status, ended),
+            thread=attempt.thread_update(thread_status, ended, thread_error),
             turn=record,
             gate=gate_record,
             prompt_link=prompt_link,

@@ -17,7 +17,10 @@ migrate` see an ordinary SQLite instance, and:
 - keeps one engine and one pooled connection per database file instead of creating
   both per statement;
 - remembers schema facts once they hold (migrations add tables and columns, never drop);
-- serves partition lookups from one read inside `dynamic_partitions_snapshot`.
+- serves partition lookups from one read inside `dynamic_partitions_snapshot`;
+- reads planned partition subsets back per partition, so that the partitions a failed run
+  planned and never materialized are listed as failed (and those of a running run as in
+  progress), as with one planned event per partition.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ import functools
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from dagster import DagsterEventType, DagsterInstance, Field, StringSource
+from dagster import AssetKey, DagsterEventType, DagsterInstance, Field, StringSource
 from dagster._config.config_schema import UserConfigSchema
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
 from dagster._core.events.log import EventLogEntry
@@ -42,7 +45,7 @@ from dagster._core.storage.event_log.sqlite import sqlite_event_log as sqlite_ev
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine, get_alembic_config, run_alembic_upgrade
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._serdes import ConfigurableClassData
+from dagster._serdes import ConfigurableClassData, deserialize_value
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -101,8 +104,60 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     def supports_partition_subset_in_asset_materialization_planned_events(self) -> bool:
         """Whether a run's planned partitions are written as one event per asset (Dagster asks the storage)."""
         # A level run covers hundreds of partitions: one planned event per asset and run,
-        # not one per partition. Failed threads stay visible in our records and the run summary.
+        # not one per partition. The failed and in-progress partitions still come out per partition
+        # (`get_latest_asset_partition_materialization_attempts_without_materializations`).
         return self._emit_partition_subsets
+
+    def get_latest_asset_partition_materialization_attempts_without_materializations(
+        self, asset_key: AssetKey, after_storage_id: int | None = None
+    ) -> Mapping[str, tuple[str, int]]:
+        """Partition -> (run id, planned event id) of the latest planned materialization not followed by one.
+
+        Dagster's query groups planned events by their partition column, which is empty for a
+        planned event that carries a partition subset (how this storage plans a run); its
+        partitions would never read as failed or in progress. Here such events count for each
+        partition of their subset, the latest planned event of a partition wins, and one
+        followed by a materialization of that partition is done. Dagster's asset status cache
+        reads this to list a failed run's unmaterialized partitions as failed.
+        """
+        attempts = dict(
+            super().get_latest_asset_partition_materialization_attempts_without_materializations(
+                asset_key, after_storage_id=after_storage_id
+            )
+        )
+        table = SqlEventLogStorageTable
+        query = select(table.c.id, table.c.run_id, table.c.event).where(
+            table.c.asset_key == asset_key.to_string(),
+            table.c.partition.is_(None),
+            table.c.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED.value,
+        )
+        if after_storage_id is not None:
+            query = query.where(table.c.id > after_storage_id)
+        with self.index_connection() as conn:
+            rows = conn.execute(query.order_by(table.c.id)).fetchall()
+        planned: dict[str, tuple[str, int]] = {}
+        for event_id, run_id, body in rows:
+            entry = deserialize_value(body, EventLogEntry)
+            data = entry.dagster_event.event_specific_data if entry.dagster_event else None
+            subset = getattr(data, "partitions_subset", None)
+            for partition in subset.get_partition_keys() if subset is not None else ():
+                planned[partition] = (run_id, event_id)  # rows come oldest first: the latest wins
+        if not planned:
+            return attempts
+        materialized = self._latest_event_ids_by_partition_subquery(
+            asset_key, [DagsterEventType.ASSET_MATERIALIZATION], after_cursor=after_storage_id
+        )
+        with self.index_connection() as conn:
+            latest_materialization = {
+                row.partition: row.id
+                for row in conn.execute(select(materialized.c.partition, materialized.c.id))
+            }
+        for partition, (run_id, event_id) in planned.items():
+            if latest_materialization.get(partition, -1) > event_id:
+                continue
+            if partition not in attempts or attempts[partition][1] < event_id:
+                attempts[partition] = (run_id, event_id)
+        return attempts
 
     def _engine(self, shard: str) -> Engine:
         with self._engines_lock:
