@@ -565,7 +565,9 @@ def check_renew_and_release_apply_to_the_holder_only(backend: RecordBackend) -> 
     assert store.renew_lease(thread_id, "host:2:b", 5_000, at_ms=10_100) is False
     assert store.release_lease(thread_id, "host:2:b") is False
     assert store.renew_lease(thread_id, "host:1:a", 5_000, at_ms=10_100) is True
-    assert store.acquire_lease(thread_id, "host:2:b", 1_000, at_ms=14_000).holder == "host:1:a"  # renewed to 15_100
+    assert (
+        store.acquire_lease(thread_id, "host:2:b", 1_000, at_ms=14_000).holder == "host:1:a"
+    )  # renewed to 15_100
     assert store.release_lease(thread_id, "host:1:a") is True
     assert store.release_lease(thread_id, "host:1:a") is False
     assert store.acquire_lease(thread_id, "host:2:b", 1_000, at_ms=14_000).holder == "host:2:b"  # free again
@@ -608,3 +610,17 @@ def check_concurrent_acquirers_get_one_lease(backend: RecordBackend) -> None:
 
     assert errors == []
     assert all(len(winners) == 1 for winners in won.values()), won
+
+
+@check
+def check_add_thread_never_replaces_a_recorded_thread(backend: RecordBackend) -> None:
+    store = backend.open()
+    moved_on = make_thread(status="running")
+    planned_again = moved_on.model_copy(update={"status": "pending", "last_turn_seq": 0})
+
+    assert store.add_thread(moved_on) == moved_on
+    assert store.add_thread(planned_again) == moved_on
+    assert store.get_thread(moved_on.thread_id) == moved_on
+    with pytest.raises(RecordError) as caught:
+        store.add_thread(moved_on.model_construct(**{**moved_on.model_dump(), "status": "bogus"}))
+    assert caught.value.code == "RECORD_INVALID"

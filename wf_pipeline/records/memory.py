@@ -188,6 +188,14 @@ class MemoryRecordStore:
         """Upsert one thread keyed by thread_id; ``RECORD_INVALID``."""
         self._write("save_thread", [("threads", [validated(record, ThreadRecord)])])
 
+    def add_thread(self, record: ThreadRecord) -> ThreadRecord:
+        """Insert a thread unless its thread_id is recorded; returns the thread as stored."""
+        thread = validated(record, ThreadRecord)
+        with self._contents.lock:
+            rows = self._contents.tables["threads"]
+            row = rows.setdefault((thread.thread_id,), thread.model_dump())
+            return ThreadRecord.model_validate(row)
+
     def get_thread(self, thread_id: str) -> ThreadRecord | None:
         """The thread ``thread_id``, or None."""
         found = self._listing(
@@ -269,7 +277,9 @@ class MemoryRecordStore:
 
     # --- thread leases -----------------------------------------------------------------
 
-    def acquire_lease(self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None) -> ThreadLease:
+    def acquire_lease(
+        self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None
+    ) -> ThreadLease:
         """Take the lease if free, expired or ``holder``'s; returns the lease as stored (see the protocol)."""
         check_lease_args(thread_id, holder, ttl_ms)
         at = now_ms() if at_ms is None else at_ms

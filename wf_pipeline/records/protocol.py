@@ -198,7 +198,9 @@ def check_lease_args(thread_id: Any, holder: Any, ttl_ms: Any) -> None:
     if not isinstance(holder, str) or not holder:
         raise RecordError(RECORD_INVALID, "a lease needs a non-empty holder", thread_id=thread_id)
     if not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool) or ttl_ms <= 0:
-        raise RecordError(RECORD_INVALID, f"a lease needs a positive ttl_ms, got {ttl_ms!r}", thread_id=thread_id)
+        raise RecordError(
+            RECORD_INVALID, f"a lease needs a positive ttl_ms, got {ttl_ms!r}", thread_id=thread_id
+        )
 
 
 @runtime_checkable
@@ -250,6 +252,15 @@ class RecordStore(Protocol):
 
     def save_thread(self, record: ThreadRecord) -> None:
         """Upsert one thread keyed by thread_id."""
+        ...
+
+    def add_thread(self, record: ThreadRecord) -> ThreadRecord:
+        """Insert a thread unless its thread_id is recorded; returns the thread as stored.
+
+        Atomic: of two processes planning the same new thread, one inserts and the other
+        gets that row back, so a plan never resets a thread another process has moved on.
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
         ...
 
     def get_thread(self, thread_id: str) -> ThreadRecord | None:
@@ -308,7 +319,9 @@ class RecordStore(Protocol):
     # Atomic in the store (one statement or one lock), expiring so a dead holder blocks no one
     # for longer than its TTL. Times are the callers' wall clocks in ms (``at_ms``, default now).
 
-    def acquire_lease(self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None) -> ThreadLease:
+    def acquire_lease(
+        self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None
+    ) -> ThreadLease:
         """Take the lease of ``thread_id`` for ``ttl_ms`` if it is free, expired or ``holder``'s own.
 
         Returns the lease as stored afterwards: ``holder`` is the caller's when it got

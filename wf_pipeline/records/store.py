@@ -239,6 +239,29 @@ class SqlRecordStore:
         with self._writing("save_thread") as conn:
             self._upsert(conn, "threads", [thread])
 
+    def add_thread(self, record: ThreadRecord) -> ThreadRecord:
+        """Insert a thread unless recorded (``ON CONFLICT DO NOTHING``); returns the stored one.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        thread = validated(record, ThreadRecord)
+        table = self._tables["threads"]
+        statement = (
+            self._insert(table)
+            .values(**thread.model_dump())
+            .on_conflict_do_nothing(index_elements=["thread_id"])
+        )
+        with self._writing("add_thread") as conn:
+            conn.execute(statement)
+            row = conn.execute(select(table).where(table.c.thread_id == thread.thread_id)).mappings().one()
+        try:
+            return ThreadRecord.model_validate(dict(row))
+        except ValidationError as exc:
+            raise RecordError(
+                RECORD_INTEGRITY,
+                f"stored ThreadRecord row fails validation during add_thread: {field_errors(exc)}",
+            ) from exc
+
     def get_thread(self, thread_id: str) -> ThreadRecord | None:
         """The thread ``thread_id``, or None."""
         table = self._tables["threads"]
@@ -353,10 +376,11 @@ class SqlRecordStore:
                 found.update(inputs or ())
         return found
 
-
     # --- thread leases -----------------------------------------------------------------
 
-    def acquire_lease(self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None) -> ThreadLease:
+    def acquire_lease(
+        self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None
+    ) -> ThreadLease:
         """Take the lease of ``thread_id`` if free, expired or ``holder``'s; returns the lease as stored.
 
         One upsert whose update applies only to an expired lease or the holder's own
@@ -375,7 +399,9 @@ class SqlRecordStore:
         with self._writing("acquire_lease") as conn:
             conn.execute(statement)
             row = conn.execute(select(table).where(table.c.thread_id == thread_id)).mappings().one()
-        return ThreadLease(thread_id=row["thread_id"], holder=row["holder"], expires_at_ms=row["expires_at_ms"])
+        return ThreadLease(
+            thread_id=row["thread_id"], holder=row["holder"], expires_at_ms=row["expires_at_ms"]
+        )
 
     def renew_lease(self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None) -> bool:
         """Extend ``holder``'s lease to ``at_ms + ttl_ms``; False when it holds it no more."""
@@ -394,7 +420,9 @@ class SqlRecordStore:
         """Drop ``holder``'s lease of ``thread_id``; False when ``holder`` did not hold it."""
         table = self._tables.leases
         with self._writing("release_lease") as conn:
-            result = conn.execute(delete(table).where(table.c.thread_id == thread_id, table.c.holder == holder))
+            result = conn.execute(
+                delete(table).where(table.c.thread_id == thread_id, table.c.holder == holder)
+            )
         return result.rowcount == 1
 
 

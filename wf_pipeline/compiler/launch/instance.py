@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from dagster import DagsterInstance, Field
+from dagster import DagsterInstance, Field, RunsFilter
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
+from wf_pipeline.runtime.leases import host_name, process_is_gone
 from wf_pipeline.settings import Settings
 
 # Events of one batch (a step's per-partition materializations, a run's planned events)
@@ -37,6 +39,10 @@ DEFAULT_EVENT_BATCH_SIZE = 1000
 
 EVENT_LOG_MODULE = "wf_pipeline.compiler.launch.event_log"
 INSTANCE_MODULE = "wf_pipeline.compiler.launch.instance"
+
+# Tags of a run the CLI launches: the host and pid of the process that executes it.
+HOST_TAG = "wf/host"
+PID_TAG = "wf/pid"
 
 
 class WfDagsterInstance(DagsterInstance):
@@ -144,4 +150,35 @@ def open_instance(settings: Settings) -> DagsterInstance:
             # event log's upgrade prints nothing).
             instance.upgrade(print_fn=None)
             ready.touch()
+        # Under the lock: two processes opening at once report a dead run's end only once.
+        fail_runs_of_ended_processes(instance)
     return instance
+
+
+def launcher_tags() -> dict[str, str]:
+    """The run tags naming this process as the one executing the run (``wf/host``, ``wf/pid``)."""
+    return {HOST_TAG: host_name(), PID_TAG: str(os.getpid())}
+
+
+def fail_runs_of_ended_processes(instance: DagsterInstance) -> list[str]:
+    """Mark failed every unfinished run whose executing process has ended; returns their ids.
+
+    A run the CLI executes carries its process's host and pid (`launcher_tags`). When
+    that process was killed (SIGKILL, a crash, a lost machine's reboot) Dagster never
+    records the run's end and it would stay STARTED for good. Each open of the instance
+    checks the in-progress runs tagged with a pid of this host and reports the ones whose
+    process is gone as failed (`DagsterInstance.report_run_failed`). Runs launched from
+    the UI or the daemon run in Dagster's own run workers; Dagster's run monitoring
+    (``run_monitoring`` in dagster.yaml, run by the daemon) is what covers those.
+    """
+    failed = []
+    for record in instance.get_run_records(filters=RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES)):
+        run = record.dagster_run
+        pid = run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or not process_is_gone(run.tags.get(HOST_TAG, ""), int(pid)):
+            continue
+        instance.report_run_failed(
+            run, f"the process that executed this run (pid {pid} on {run.tags[HOST_TAG]}) has ended"
+        )
+        failed.append(run.run_id)
+    return failed

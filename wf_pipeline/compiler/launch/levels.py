@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from dagster import DagsterInstance, RunsFilter, build_reconstructable_job, execute_job
+from dagster._core.events import RunFailureReason
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG,
+    RUN_FAILURE_REASON_TAG,
 )
 
 from wf_pipeline.compiler.assets import THREAD_TAG, targets_partitions, turn_asset_key
@@ -26,8 +28,9 @@ from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.launch import executors
 from wf_pipeline.compiler.launch.event_log import dynamic_partitions_snapshot
 from wf_pipeline.compiler.launch.executors import runtime_run_config, validated_executor_config
-from wf_pipeline.compiler.launch.instance import open_instance
+from wf_pipeline.compiler.launch.instance import launcher_tags, open_instance
 from wf_pipeline.compiler.sensors import LAUNCHED_BY_TAG
+from wf_pipeline.errors import RUN_INTERRUPTED, RunError
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.profiles import ProfileCatalog
 from wf_pipeline.runtime import RunPlan, RuntimeEnv, ThreadPlan, target_depth
@@ -111,7 +114,8 @@ def launch_levels(
 
     ``pending`` are the plan's threads to run; ``on_progress(done, total)`` counts threads.
     ``resume`` runs that one thread alone. Returns the runs started. Raises the
-    executor's ``CONFIG_*`` errors before any run starts.
+    executor's ``CONFIG_*`` errors before any run starts, and ``RUN_INTERRUPTED`` after a
+    run a signal stopped (no later level starts).
     """
     launched = Launched()
     total = len(plan.threads)
@@ -141,12 +145,36 @@ def launch_levels(
                 ASSET_PARTITION_RANGE_END_TAG: level[-1].target.key,
             }
         # The bottom-up sensor leaves CLI runs alone: the CLI launches every level itself.
-        run_id = run_level(instance, {**tags, "wf/targets": str(len(level)), LAUNCHED_BY_TAG: "cli"})
+        # The process's host and pid let the next open of the instance fail the run if this
+        # process dies before Dagster records its end (`instance.fail_runs_of_ended_processes`).
+        run_id = run_level(
+            instance,
+            {**tags, "wf/targets": str(len(level)), LAUNCHED_BY_TAG: "cli", **launcher_tags()},
+        )
         launched.ids.append(run_id)
+        _stop_if_interrupted(instance, env, run_id)
         done += level_pending
         if on_progress:
             on_progress(done, total)
     return launched
+
+
+def _stop_if_interrupted(instance: DagsterInstance, env: RuntimeEnv, run_id: str) -> None:
+    """Raise ``RUN_INTERRUPTED`` when a signal stopped the run ``run_id``; no later level starts.
+
+    The runtime sets ``env.interrupt`` when the signal reached a step; a signal Dagster
+    took between steps shows as the run's failure reason instead (``UNEXPECTED_TERMINATION``).
+    """
+    run = instance.get_run_by_id(run_id)
+    if (
+        run is not None
+        and run.tags.get(RUN_FAILURE_REASON_TAG) == RunFailureReason.UNEXPECTED_TERMINATION.value
+    ):
+        env.interrupt.set()
+    if env.interrupt.is_set():
+        raise RunError(
+            RUN_INTERRUPTED, f"run {run_id} was interrupted; no further level is started", run_id=run_id
+        )
 
 
 def level_runner(
