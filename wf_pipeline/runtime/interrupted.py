@@ -16,19 +16,24 @@ from collections.abc import Iterable
 from wf_pipeline.errors import RUN_THREAD_BUSY, WfError
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.runtime.environment import RuntimeEnv
-from wf_pipeline.runtime.leases import thread_lease
+from wf_pipeline.runtime.leases import holder_is_this_process, thread_lease
 
 log = logging.getLogger(__name__)
 
 # Statuses a thread keeps when its run stops: it had already ended.
 ENDED_STATUSES = ("completed", "failed", "aborted")
+# Longest wait for a worker of this process that still holds a thread's lease (ms).
+OWN_WORKER_WAIT_MS = 10_000
 
 
 def mark_threads_failed(env: RuntimeEnv, thread_ids: Iterable[str], reason_code: str) -> list[str]:
     """Mark every listed thread that has not ended as ``failed``; returns the ids marked.
 
-    Each thread is marked under its lease, taken without waiting: a thread whose lease
-    another live process holds is in progress there and is left alone.
+    Each thread is marked under its lease. A thread whose lease another live process
+    holds is in progress there and is left alone; one a worker of this process still
+    holds (it is ending its turn at the interrupt) is waited for, up to
+    `OWN_WORKER_WAIT_MS`. The thread record has no error fields yet: the reason is the
+    in-flight turn attempt's ``error_code`` and the caller's message.
 
     Args:
         env: the runtime (its record store is read and written).
@@ -46,19 +51,27 @@ def mark_threads_failed(env: RuntimeEnv, thread_ids: Iterable[str], reason_code:
         thread = env.records.get_thread(thread_id)
         if thread is None or thread.status in ENDED_STATUSES:
             continue
-        try:
-            with thread_lease(env.records, thread_id, wait_ms=0):
-                current = env.records.get_thread(thread_id) or thread
-                if current.status in ENDED_STATUSES:
-                    continue
-                env.records.save_thread(
-                    current.model_copy(update={"status": "failed", "updated_at_ms": now_ms()})
-                )
-        except WfError as exc:
-            if exc.code != RUN_THREAD_BUSY:
-                raise
-            continue  # another live process runs it
-        marked.append(thread_id)
+        if _mark_failed(env, thread_id):
+            marked.append(thread_id)
     if marked:
-        log.warning("%d threads marked failed: %s", len(marked), reason_code)
+        log.info("%d threads marked failed: %s", len(marked), reason_code)
     return marked
+
+
+def _mark_failed(env: RuntimeEnv, thread_id: str, wait_ms: int = 0) -> bool:
+    try:
+        with thread_lease(env.records, thread_id, wait_ms=wait_ms):
+            current = env.records.get_thread(thread_id)
+            if current is None or current.status in ENDED_STATUSES:
+                return False
+            env.records.save_thread(
+                current.model_copy(update={"status": "failed", "updated_at_ms": now_ms()})
+            )
+            return True
+    except WfError as exc:
+        if exc.code != RUN_THREAD_BUSY:
+            raise
+        if wait_ms == 0 and holder_is_this_process(str(exc.details.get("holder", ""))):
+            # A worker of this process is still ending its turn (it stops at the interrupt): wait for it.
+            return _mark_failed(env, thread_id, OWN_WORKER_WAIT_MS)
+        return False  # another live process runs it

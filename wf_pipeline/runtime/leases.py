@@ -88,6 +88,12 @@ def holder_is_gone(holder: str) -> bool:
     return process_is_gone(parts[0], int(parts[1]))
 
 
+def holder_is_this_process(holder: str) -> bool:
+    """Whether a holder id (`new_holder_id`) names this very process."""
+    parts = holder.rsplit(":", 2)
+    return len(parts) == 3 and parts[0] == host_name() and parts[1] == str(os.getpid())
+
+
 @contextmanager
 def thread_lease(
     records: RecordStore, thread_id: str, *, wait_ms: int, interrupt: threading.Event | None = None

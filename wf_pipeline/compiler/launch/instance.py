@@ -43,6 +43,8 @@ INSTANCE_MODULE = "wf_pipeline.compiler.launch.instance"
 # Tags of a run the CLI launches: the host and pid of the process that executes it.
 HOST_TAG = "wf/host"
 PID_TAG = "wf/pid"
+# Tag of a run marked failed because its process ended: its steps' attempts never finished.
+PROCESS_ENDED_TAG = "wf/process_ended"
 
 
 class WfDagsterInstance(DagsterInstance):
@@ -167,7 +169,9 @@ def fail_runs_of_ended_processes(instance: DagsterInstance) -> list[str]:
     that process was killed (SIGKILL, a crash, a lost machine's reboot) Dagster never
     records the run's end and it would stay STARTED for good. Each open of the instance
     checks the in-progress runs tagged with a pid of this host and reports the ones whose
-    process is gone as failed (`DagsterInstance.report_run_failed`). Runs launched from
+    process is gone as failed (`DagsterInstance.report_run_failed`), tagged
+    ``wf/process_ended`` so the next launch treats its partitions as not recorded
+    (`wf_pipeline.compiler.launch.levels.unrecorded_keys`). Runs launched from
     the UI or the daemon run in Dagster's own run workers; Dagster's run monitoring
     (``run_monitoring`` in dagster.yaml, run by the daemon) is what covers those.
     """
@@ -177,6 +181,7 @@ def fail_runs_of_ended_processes(instance: DagsterInstance) -> list[str]:
         pid = run.tags.get(PID_TAG, "")
         if not pid.isdigit() or not process_is_gone(run.tags.get(HOST_TAG, ""), int(pid)):
             continue
+        instance.add_run_tags(run.run_id, {PROCESS_ENDED_TAG: "true"})
         instance.report_run_failed(
             run, f"the process that executed this run (pid {pid} on {run.tags[HOST_TAG]}) has ended"
         )

@@ -28,7 +28,7 @@ from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.launch import executors
 from wf_pipeline.compiler.launch.event_log import dynamic_partitions_snapshot
 from wf_pipeline.compiler.launch.executors import runtime_run_config, validated_executor_config
-from wf_pipeline.compiler.launch.instance import launcher_tags, open_instance
+from wf_pipeline.compiler.launch.instance import PROCESS_ENDED_TAG, launcher_tags, open_instance
 from wf_pipeline.compiler.sensors import LAUNCHED_BY_TAG
 from wf_pipeline.errors import RUN_INTERRUPTED, RunError
 from wf_pipeline.metadata.records import now_ms
@@ -71,12 +71,20 @@ def sync_partitions(instance: DagsterInstance, workflow_id: str, keys: Sequence[
 
 
 def unrecorded_keys(instance: DagsterInstance, plan: RunPlan) -> set[str]:
-    """The plan's partition keys some turn asset has no finished materialization for."""
+    """The plan's partition keys some turn asset has no finished materialization for.
+
+    A key counts when an asset never materialized it, or when its latest attempt belongs
+    to a run still in progress or to a run whose process died (``wf/process_ended``).
+    """
     workflow_id = plan.loaded.profile.workflow_id
     keys = {entry.target.key for entry in plan.threads}
     unfinished = {
         record.dagster_run.run_id
         for record in instance.get_run_records(filters=RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
+    } | {
+        # Runs whose process died, marked failed on open: their steps never finished either.
+        record.dagster_run.run_id
+        for record in instance.get_run_records(filters=RunsFilter(tags={PROCESS_ENDED_TAG: "true"}))
     }
     events = instance.event_log_storage
     missing: set[str] = set()
