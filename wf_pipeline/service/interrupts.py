@@ -11,11 +11,13 @@ it restores the previous ones when its block ends. Inside the block:
   ``RUN_INTERRUPTED``, and Dagster marks the run failed.
 
 Either way the block ends with `RunError` ``RUN_INTERRUPTED``, after the run's unfinished
-threads are marked ``failed`` (`wf_pipeline.runtime.interrupted`).
+threads are marked ``failed`` (`wf_pipeline.runtime.interrupted`). A second signal while
+that happens ends the process at once, with the signal's default action.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -66,6 +68,11 @@ def stop_on_signals(env: RuntimeEnv) -> Iterator[RunStop]:
     previous: dict[int, Any] = {}
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if env.interrupt.is_set():
+            # A second signal while the run winds down: stop now, as the signal would by default.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         stop.signal_name = signal.Signals(signum).name
         env.interrupt.set()
         raise KeyboardInterrupt(stop.signal_name)
