@@ -360,6 +360,7 @@ def test_four_runs_started_together_on_fresh_homes(tmp_path):
         assert again.process.wait(timeout=600) == 0, again.stderr_path.read_text()[-2000:]
         assert json.loads(again.stdout_path.read_text())["provider_calls"] == 0
         assert _unfinished_runs(home) == []
+    print(f"provider calls per trial of {runs} runs: {report}")
     # Eight documentable directories, four turns each: 32 calls per trial, whichever run made them.
     assert set(report) == {32}, report
 
@@ -404,6 +405,7 @@ def test_runs_killed_with_sigterm_exit_quickly_and_the_next_run_finishes(tmp_pat
     summary = json.loads(final.stdout_path.read_text())
     assert {thread["status"] for thread in summary["threads"]} == {"completed"}
     assert set(_thread_statuses(home)) == {"completed"}
+    print(f"SIGTERM kills (return code, seconds to exit): {report}")
     assert sum(1 for code, _ in report if code == 1) >= kills // 2, report
 
 

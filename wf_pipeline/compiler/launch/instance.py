@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -175,15 +175,34 @@ def fail_runs_of_ended_processes(instance: DagsterInstance) -> list[str]:
     the UI or the daemon run in Dagster's own run workers; Dagster's run monitoring
     (``run_monitoring`` in dagster.yaml, run by the daemon) is what covers those.
     """
+    return _fail_runs(
+        instance,
+        lambda host, pid: process_is_gone(host, pid),
+        "the process that executed this run (pid {pid} on {host}) has ended",
+    )
+
+
+def fail_runs_of_this_process(instance: DagsterInstance) -> list[str]:
+    """Mark failed every unfinished run this process executes; returns their ids.
+
+    For a run stopped by a signal before Dagster took charge of it (while it was being
+    created, before its steps), which Dagster would otherwise leave NOT_STARTED or STARTED.
+    Tagged ``wf/process_ended`` like the runs of dead processes.
+    """
+    this = (host_name(), os.getpid())
+    return _fail_runs(
+        instance, lambda host, pid: (host, pid) == this, "run interrupted by a signal (pid {pid} on {host})"
+    )
+
+
+def _fail_runs(instance: DagsterInstance, ended: Callable[[str, int], bool], message: str) -> list[str]:
     failed = []
     for record in instance.get_run_records(filters=RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES)):
         run = record.dagster_run
-        pid = run.tags.get(PID_TAG, "")
-        if not pid.isdigit() or not process_is_gone(run.tags.get(HOST_TAG, ""), int(pid)):
+        host, pid = run.tags.get(HOST_TAG, ""), run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or not ended(host, int(pid)):
             continue
         instance.add_run_tags(run.run_id, {PROCESS_ENDED_TAG: "true"})
-        instance.report_run_failed(
-            run, f"the process that executed this run (pid {pid} on {run.tags[HOST_TAG]}) has ended"
-        )
+        instance.report_run_failed(run, message.format(pid=pid, host=host))
         failed.append(run.run_id)
     return failed

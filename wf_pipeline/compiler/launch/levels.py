@@ -28,7 +28,12 @@ from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.launch import executors
 from wf_pipeline.compiler.launch.event_log import dynamic_partitions_snapshot
 from wf_pipeline.compiler.launch.executors import runtime_run_config, validated_executor_config
-from wf_pipeline.compiler.launch.instance import PROCESS_ENDED_TAG, launcher_tags, open_instance
+from wf_pipeline.compiler.launch.instance import (
+    PROCESS_ENDED_TAG,
+    fail_runs_of_this_process,
+    launcher_tags,
+    open_instance,
+)
 from wf_pipeline.compiler.sensors import LAUNCHED_BY_TAG
 from wf_pipeline.errors import RUN_INTERRUPTED, RunError
 from wf_pipeline.metadata.records import now_ms
@@ -155,10 +160,16 @@ def launch_levels(
         # The bottom-up sensor leaves CLI runs alone: the CLI launches every level itself.
         # The process's host and pid let the next open of the instance fail the run if this
         # process dies before Dagster records its end (`instance.fail_runs_of_ended_processes`).
-        run_id = run_level(
-            instance,
-            {**tags, "wf/targets": str(len(level)), LAUNCHED_BY_TAG: "cli", **launcher_tags()},
-        )
+        try:
+            run_id = run_level(
+                instance,
+                {**tags, "wf/targets": str(len(level)), LAUNCHED_BY_TAG: "cli", **launcher_tags()},
+            )
+        except BaseException:
+            if env.interrupt.is_set():
+                # Stopped before Dagster took charge of the run: it would stay NOT_STARTED.
+                fail_runs_of_this_process(instance)
+            raise
         launched.ids.append(run_id)
         _stop_if_interrupted(instance, env, run_id)
         done += level_pending
