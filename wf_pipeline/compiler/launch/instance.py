@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from dagster import DagsterInstance, Field, RunsFilter
+from dagster import DagsterInstance, DagsterRunStatus, Field, RunsFilter
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
@@ -43,6 +43,9 @@ INSTANCE_MODULE = "wf_pipeline.compiler.launch.instance"
 # Tags of a run the CLI launches: the host and pid of the process that executes it.
 HOST_TAG = "wf/host"
 PID_TAG = "wf/pid"
+# A run the CLI created and whose process may stop before Dagster records its end: in
+# progress, or not started yet (a stop while the run is being created leaves it NOT_STARTED).
+UNFINISHED_RUN_STATUSES = [*IN_PROGRESS_RUN_STATUSES, DagsterRunStatus.NOT_STARTED]
 # Tag of a run marked failed because its process ended: its steps' attempts never finished.
 PROCESS_ENDED_TAG = "wf/process_ended"
 
@@ -197,7 +200,7 @@ def fail_runs_of_this_process(instance: DagsterInstance) -> list[str]:
 
 def _fail_runs(instance: DagsterInstance, ended: Callable[[str, int], bool], message: str) -> list[str]:
     failed = []
-    for record in instance.get_run_records(filters=RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES)):
+    for record in instance.get_run_records(filters=RunsFilter(statuses=UNFINISHED_RUN_STATUSES)):
         run = record.dagster_run
         host, pid = run.tags.get(HOST_TAG, ""), run.tags.get(PID_TAG, "")
         if not pid.isdigit() or not ended(host, int(pid)):
