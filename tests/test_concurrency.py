@@ -263,7 +263,10 @@ def test_an_interrupt_abandons_an_in_flight_call():
     assert time.monotonic() - started < 1.5
 
 
-def test_sigterm_in_a_stoppable_block_marks_its_threads_and_restores_the_handlers(tmp_path, monkeypatch):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_in_a_stoppable_block_marks_its_threads_and_restores_the_handlers(
+    tmp_path, monkeypatch, signum
+):
     monkeypatch.chdir(tmp_path)
     settings = isolated_settings(monkeypatch, tmp_path / "home")
     tree = copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit")
@@ -273,12 +276,12 @@ def test_sigterm_in_a_stoppable_block_marks_its_threads_and_restores_the_handler
         ids = [entry.thread.thread_id for entry in plan.threads]
         with pytest.raises(RunError) as caught, stop_on_signals(env) as stop:
             stop.thread_ids = ids
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             time.sleep(5)  # the handler interrupts this at once
         statuses = {env.records.get_thread(thread_id).status for thread_id in ids}
 
     assert caught.value.code == "RUN_INTERRUPTED"
-    assert caught.value.details["signal"] == "SIGTERM"
+    assert caught.value.details["signal"] == signal.Signals(signum).name
     assert caught.value.details["threads_marked"] == len(ids) == 3
     assert statuses == {"failed"}
     assert {signum: signal.getsignal(signum) for signum in before} == before
