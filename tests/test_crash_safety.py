@@ -419,14 +419,17 @@ def _outputs_by_turn(home: WfHome) -> dict[tuple[str, str, int], tuple]:
 def _assert_dagster_usable(home: WfHome, summary: dict) -> str:
     """The instance still opens and answers, and its partitions cover the tree, deepest first.
 
-    A run killed by SIGKILL is never marked finished (nothing is left to report it), so
-    it stays NOT_STARTED or STARTED.
+    A run killed by SIGKILL is marked failed by the next open of the instance (its
+    process is gone), tagged ``wf/process_ended``; nothing stays NOT_STARTED or STARTED.
     """
     keys = [thread["target"] for thread in summary["threads"]]
     instance = DagsterInstance.from_config(str(home.dagster_home))
     try:
-        statuses = Counter(record.dagster_run.status for record in instance.get_run_records())
-        assert set(statuses) <= {DagsterRunStatus.SUCCESS, *KILLED_RUN_STATUSES}, statuses
+        records = instance.get_run_records()
+        statuses = Counter(record.dagster_run.status for record in records)
+        assert set(statuses) <= {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}, statuses
+        failed = [r.dagster_run for r in records if r.dagster_run.status == DagsterRunStatus.FAILURE]
+        assert all(run.tags.get("wf/process_ended") == "true" for run in failed), [run.tags for run in failed]
         partitions = instance.get_dynamic_partitions(PARTITIONS)
     finally:
         instance.dispose()
@@ -438,8 +441,7 @@ def _assert_dagster_usable(home: WfHome, summary: dict) -> str:
     assert not gaps, gaps
     return (
         f"Dagster: {statuses[DagsterRunStatus.SUCCESS]} runs succeeded, "
-        f"{statuses[DagsterRunStatus.STARTED]} killed runs left STARTED, "
-        f"{statuses[DagsterRunStatus.NOT_STARTED]} left NOT_STARTED; "
+        f"{statuses[DagsterRunStatus.FAILURE]} killed runs marked failed; "
         f"(asset, partition) pairs never materialized or shown in progress for good: "
         f"{sum(len(missing) for missing in gaps.values())}"
     )
@@ -454,6 +456,7 @@ def dagster_partition_gaps(home: WfHome, keys: list[str]) -> dict[str, set[str]]
             record.dagster_run.run_id
             for record in instance.get_run_records()
             if record.dagster_run.status in KILLED_RUN_STATUSES
+            or record.dagster_run.tags.get("wf/process_ended") == "true"
         }
         gaps = {}
         for output_type in OUTPUT_TYPES:

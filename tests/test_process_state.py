@@ -83,3 +83,30 @@ def test_the_checks_catch_what_they_look_for():
     assert sorted(line for line, _ in _findings(offending)) == [2, 3, 4, 5, 6]
     assert sorted(_environment_reads(offending)) == [2, 3, 4, 7]
     assert _environment_reads(SETTINGS_MODULE.read_text(encoding="utf-8"))  # the one reader
+
+
+# Signal handlers are process-wide too: only the CLI, and the service's context manager
+# that restores the previous handlers when its block ends, may install them.
+SIGNAL_HANDLER_MODULES = {PACKAGE / "service" / "interrupts.py"}
+
+
+def _signal_installs(source: str) -> list[int]:
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and _dotted(node.func) in ("signal.signal", "signal.setitimer", "signal.siginterrupt")
+    ]
+
+
+@pytest.mark.parametrize(
+    "module",
+    [m for m in MODULES if m not in SIGNAL_HANDLER_MODULES and "cli" not in m.relative_to(PACKAGE).parts],
+    ids=lambda path: str(path.relative_to(PACKAGE)),
+)
+def test_only_the_cli_and_the_run_stopper_install_signal_handlers(module):
+    assert _signal_installs(module.read_text(encoding="utf-8")) == []
+
+
+def test_the_signal_check_catches_a_handler():
+    assert _signal_installs("import signal\nsignal.signal(signal.SIGTERM, print)\n") == [2]

@@ -12,7 +12,7 @@ from conformance.records_suite import CHECKS, RecordBackend
 from conftest import record_store_location
 
 from wf_pipeline.metadata.records import ThreadRecord
-from wf_pipeline.records import MemoryRecordStore, open_record_store
+from wf_pipeline.records import MemoryRecordStore, ThreadLease, open_record_store
 from wf_pipeline.records.protocol import check_turn_commit, validated
 
 
@@ -98,6 +98,15 @@ class ListsInInsertionOrder(MemoryRecordStore):
         return [validated(ThreadRecord.model_validate(row), ThreadRecord) for row in rows]
 
 
+class LeaseAlwaysGranted(MemoryRecordStore):
+    """Hands the lease to every caller, live holder or not."""
+
+    def acquire_lease(self, thread_id, holder, ttl_ms, *, at_ms=None):
+        lease = ThreadLease(thread_id, holder, (at_ms or 0) + ttl_ms)
+        self._contents.leases[thread_id] = lease
+        return lease
+
+
 def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
     name = f"{store_class.__name__}-{uuid.uuid4().hex}"
     return RecordBackend(store_class.__name__, lambda: store_class(name))
@@ -109,6 +118,10 @@ def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
         (CommitsTableByTable, {"check_failing_last_insert_rolls_back_the_whole_turn"}),
         (SkipsValidation, {"check_invalid_records_are_rejected_before_writing"}),
         (ListsInInsertionOrder, {"check_list_threads_orders_by_target_path_and_filters"}),
+        (
+            LeaseAlwaysGranted,
+            {"check_a_lease_has_one_holder_until_it_expires", "check_concurrent_acquirers_get_one_lease"},
+        ),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else "",
 )

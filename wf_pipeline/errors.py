@@ -582,6 +582,16 @@ RUN_THREADS_FAILED = _code(
 RUN_WORKFLOW_REQUIRED = _code(
     "RUN_WORKFLOW_REQUIRED", RunError, meaning="several workflows are loaded: the command must name one"
 )
+RUN_INTERRUPTED = _code(
+    "RUN_INTERRUPTED",
+    RunError,
+    meaning="the run was stopped by a signal (SIGTERM, SIGINT); its unfinished threads are marked failed",
+)
+RUN_THREAD_BUSY = _code(
+    "RUN_THREAD_BUSY",
+    RunError,
+    meaning="another live process holds the thread's lease past the wait bound; the thread is in progress there",
+)
 
 
 # --- figures for messages ------------------------------------------------------------------

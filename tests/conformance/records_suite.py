@@ -555,3 +555,93 @@ def check_concurrent_writers_in_threads(backend: RecordBackend) -> None:
     assert [t.target_path for t in listed] == [f"pkg{n}" for n in range(writers)]
     for thread in listed:
         assert [t.turn_seq for t in store.turns_for_thread(thread.thread_id)] == list(range(1, turns + 1))
+
+
+# --- thread leases ---------------------------------------------------------------------
+
+
+@check
+def check_a_lease_has_one_holder_until_it_expires(backend: RecordBackend) -> None:
+    first, second = backend.open(), backend.open()
+    thread_id = make_thread().thread_id
+
+    taken = first.acquire_lease(thread_id, "host:1:a", 1_000, at_ms=10_000)
+    refused = second.acquire_lease(thread_id, "host:2:b", 1_000, at_ms=10_500)
+    renewed = first.acquire_lease(thread_id, "host:1:a", 1_000, at_ms=10_600)  # the holder's own: renewed
+    taken_over = second.acquire_lease(thread_id, "host:2:b", 1_000, at_ms=11_600)  # expired at 11_600
+
+    assert (taken.holder, taken.expires_at_ms) == ("host:1:a", 11_000)
+    assert (refused.holder, refused.expires_at_ms) == ("host:1:a", 11_000)
+    assert (renewed.holder, renewed.expires_at_ms) == ("host:1:a", 11_600)
+    assert (taken_over.holder, taken_over.expires_at_ms) == ("host:2:b", 12_600)
+    assert first.renew_lease(thread_id, "host:1:a", 1_000, at_ms=11_700) is False  # lost it
+
+
+@check
+def check_renew_and_release_apply_to_the_holder_only(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread_id = make_thread().thread_id
+    store.acquire_lease(thread_id, "host:1:a", 1_000, at_ms=10_000)
+
+    assert store.renew_lease(thread_id, "host:2:b", 5_000, at_ms=10_100) is False
+    assert store.release_lease(thread_id, "host:2:b") is False
+    assert store.renew_lease(thread_id, "host:1:a", 5_000, at_ms=10_100) is True
+    assert (
+        store.acquire_lease(thread_id, "host:2:b", 1_000, at_ms=14_000).holder == "host:1:a"
+    )  # renewed to 15_100
+    assert store.release_lease(thread_id, "host:1:a") is True
+    assert store.release_lease(thread_id, "host:1:a") is False
+    assert store.acquire_lease(thread_id, "host:2:b", 1_000, at_ms=14_000).holder == "host:2:b"  # free again
+    assert store.renew_lease("thread:none", "host:1:a", 1_000) is False
+
+
+@check
+def check_lease_arguments_are_validated(backend: RecordBackend) -> None:
+    store = backend.open()
+    for thread_id, holder, ttl_ms in (("", "h", 1), ("thread:x", "", 1), ("thread:x", "h", 0)):
+        with pytest.raises(RecordError) as caught:
+            store.acquire_lease(thread_id, holder, ttl_ms)
+        assert caught.value.code == "RECORD_INVALID"
+
+
+@check
+def check_concurrent_acquirers_get_one_lease(backend: RecordBackend) -> None:
+    contenders, rounds = 4, 10
+    barrier = threading.Barrier(contenders)
+    won: dict[int, list[str]] = {n: [] for n in range(rounds)}
+    errors: list[BaseException] = []
+
+    def contender(n: int) -> None:
+        store = backend.open()
+        try:
+            for r in range(rounds):
+                barrier.wait()
+                lease = store.acquire_lease(f"thread:race{r}", f"holder{n}", 60_000)
+                if lease.holder == f"holder{n}":
+                    won[r].append(lease.holder)
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=contender, args=(n,)) for n in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert all(len(winners) == 1 for winners in won.values()), won
+
+
+@check
+def check_add_thread_never_replaces_a_recorded_thread(backend: RecordBackend) -> None:
+    store = backend.open()
+    moved_on = make_thread(status="running")
+    planned_again = moved_on.model_copy(update={"status": "pending", "last_turn_seq": 0})
+
+    assert store.add_thread(moved_on) == moved_on
+    assert store.add_thread(planned_again) == moved_on
+    assert store.get_thread(moved_on.thread_id) == moved_on
+    with pytest.raises(RecordError) as caught:
+        store.add_thread(moved_on.model_construct(**{**moved_on.model_dump(), "status": "bogus"}))
+    assert caught.value.code == "RECORD_INVALID"

@@ -37,9 +37,11 @@ import tenacity
 
 from wf_pipeline.errors import (
     PROVIDER_TIMEOUT,
+    RUN_INTERRUPTED,
     RUN_OUTPUT_SHAPE,
     RUN_OUTPUT_TOO_LARGE,
     ProviderError,
+    RunError,
     WfError,
 )
 from wf_pipeline.providers.base import Provider, ProviderRequest, ProviderResponse
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: Detail key under which a provider reports the server's Retry-After, in ms.
 RETRY_AFTER_DETAIL = "retry_after_ms"
+#: How often a waiting call looks at its interrupt (s): the delay before a stop takes effect.
+INTERRUPT_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,12 @@ def _timeout(request: ProviderRequest, deadline: Deadline) -> ProviderError:
     )
 
 
-def call_within(provider: Provider, request: ProviderRequest, deadline: Deadline) -> ProviderResponse:
+def call_within(
+    provider: Provider,
+    request: ProviderRequest,
+    deadline: Deadline,
+    interrupt: threading.Event | None = None,
+) -> ProviderResponse:
     """``provider.complete(request)``, given up when ``deadline`` passes.
 
     A provider whose ``returns_by_deadline`` attribute is true (its call computes, or sleeps
@@ -124,6 +133,8 @@ def call_within(provider: Provider, request: ProviderRequest, deadline: Deadline
         provider: any provider.
         request: the call; its ``timeout_ms`` should already be the time left.
         deadline: the turn's deadline.
+        interrupt: when it is set, a call running in its own thread is abandoned (its
+            late answer is dropped), checked every `INTERRUPT_POLL_S` seconds.
 
     Returns:
         The provider's response, if it came before the deadline.
@@ -131,9 +142,15 @@ def call_within(provider: Provider, request: ProviderRequest, deadline: Deadline
     Raises:
         ProviderError: ``PROVIDER_TIMEOUT`` when the deadline passes first (the late
             answer, if any, is dropped); otherwise whatever ``complete`` raised.
+        RunError: ``RUN_INTERRUPTED`` when ``interrupt`` is set before the answer came.
     """
     if deadline.expired():
         raise _timeout(request, deadline)
+    if interrupt is not None and interrupt.is_set():
+        raise RunError(
+            RUN_INTERRUPTED,
+            f"turn {request.turn_id} of thread {request.thread_id} not called: the run was interrupted",
+        )
     if getattr(provider, "returns_by_deadline", False):
         # A thread per call costs about as much as an offline turn's own work.
         response = provider.complete(request)
@@ -152,8 +169,15 @@ def call_within(provider: Provider, request: ProviderRequest, deadline: Deadline
             done.set()
 
     threading.Thread(target=run, name=f"wf-provider-{request.turn_id}", daemon=True).start()
-    if not done.wait(deadline.remaining_s()):
-        raise _timeout(request, deadline)
+    while not done.wait(min(deadline.remaining_s(), INTERRUPT_POLL_S)):
+        if interrupt is not None and interrupt.is_set():
+            raise RunError(
+                RUN_INTERRUPTED,
+                f"call of turn {request.turn_id} of thread {request.thread_id} abandoned after "
+                f"{deadline.elapsed_ms()} ms: the run was interrupted",
+            )
+        if deadline.expired():
+            raise _timeout(request, deadline)
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["response"]  # type: ignore[return-value]

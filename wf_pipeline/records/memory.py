@@ -27,13 +27,16 @@ from wf_pipeline.metadata.records import (
     TargetRecord,
     ThreadRecord,
     TurnRecord,
+    now_ms,
 )
 from wf_pipeline.records.protocol import (
     ARTIFACT_LIST_COLUMN,
     ARTIFACT_REFERENCE_COLUMNS,
     ORDERS,
     RecordT,
+    ThreadLease,
     TurnCommit,
+    check_lease_args,
     check_turn_commit,
     latest_by_turn,
     validated,
@@ -52,6 +55,7 @@ class _Contents:
         default_factory=lambda: {spec.name: {} for spec in TABLE_SPECS}
     )
     lock: threading.Lock = field(default_factory=threading.Lock)
+    leases: dict[str, ThreadLease] = field(default_factory=dict)
 
 
 # Named stores of this process, so two opens of ``memory://x`` see the same rows.
@@ -184,6 +188,14 @@ class MemoryRecordStore:
         """Upsert one thread keyed by thread_id; ``RECORD_INVALID``."""
         self._write("save_thread", [("threads", [validated(record, ThreadRecord)])])
 
+    def add_thread(self, record: ThreadRecord) -> ThreadRecord:
+        """Insert a thread unless its thread_id is recorded; returns the thread as stored."""
+        thread = validated(record, ThreadRecord)
+        with self._contents.lock:
+            rows = self._contents.tables["threads"]
+            row = rows.setdefault((thread.thread_id,), thread.model_dump())
+            return ThreadRecord.model_validate(row)
+
     def get_thread(self, thread_id: str) -> ThreadRecord | None:
         """The thread ``thread_id``, or None."""
         found = self._listing(
@@ -262,6 +274,41 @@ class MemoryRecordStore:
         for row in self._rows(list_table):
             found.update(row[list_column] or ())
         return found
+
+    # --- thread leases -----------------------------------------------------------------
+
+    def acquire_lease(
+        self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None
+    ) -> ThreadLease:
+        """Take the lease if free, expired or ``holder``'s; returns the lease as stored (see the protocol)."""
+        check_lease_args(thread_id, holder, ttl_ms)
+        at = now_ms() if at_ms is None else at_ms
+        with self._contents.lock:
+            current = self._contents.leases.get(thread_id)
+            if current is None or current.holder == holder or current.expires_at_ms <= at:
+                current = ThreadLease(thread_id=thread_id, holder=holder, expires_at_ms=at + ttl_ms)
+                self._contents.leases[thread_id] = current
+            return current
+
+    def renew_lease(self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None) -> bool:
+        """Extend ``holder``'s lease to ``at_ms + ttl_ms``; False when it holds it no more."""
+        check_lease_args(thread_id, holder, ttl_ms)
+        at = now_ms() if at_ms is None else at_ms
+        with self._contents.lock:
+            current = self._contents.leases.get(thread_id)
+            if current is None or current.holder != holder:
+                return False
+            self._contents.leases[thread_id] = ThreadLease(thread_id, holder, at + ttl_ms)
+            return True
+
+    def release_lease(self, thread_id: str, holder: str) -> bool:
+        """Drop ``holder``'s lease of ``thread_id``; False when ``holder`` did not hold it."""
+        with self._contents.lock:
+            current = self._contents.leases.get(thread_id)
+            if current is None or current.holder != holder:
+                return False
+            del self._contents.leases[thread_id]
+            return True
 
 
 def open_memory_record_store(

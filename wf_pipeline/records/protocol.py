@@ -176,6 +176,33 @@ def latest_by_turn(turns: Iterable[TurnRecord]) -> dict[str, TurnRecord]:
     return dict(sorted(latest.items(), key=lambda item: (item[1].turn_seq, item[0])))
 
 
+@dataclass(frozen=True)
+class ThreadLease:
+    """Who may run a thread's turns now, until when.
+
+    Attributes:
+        thread_id: the leased thread.
+        holder: the holder's id (opaque to the store; the runtime puts host and pid in it).
+        expires_at_ms: Unix epoch in ms after which anyone may take the lease over.
+    """
+
+    thread_id: str
+    holder: str
+    expires_at_ms: int
+
+
+def check_lease_args(thread_id: Any, holder: Any, ttl_ms: Any) -> None:
+    """Refuse lease arguments no store can keep: ``RECORD_INVALID`` naming the argument."""
+    if not isinstance(thread_id, str) or not thread_id:
+        raise RecordError(RECORD_INVALID, "a lease needs a non-empty thread_id")
+    if not isinstance(holder, str) or not holder:
+        raise RecordError(RECORD_INVALID, "a lease needs a non-empty holder", thread_id=thread_id)
+    if not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool) or ttl_ms <= 0:
+        raise RecordError(
+            RECORD_INVALID, f"a lease needs a positive ttl_ms, got {ttl_ms!r}", thread_id=thread_id
+        )
+
+
 @runtime_checkable
 class RecordStore(Protocol):
     """Durable records of threads and what they touched.
@@ -225,6 +252,15 @@ class RecordStore(Protocol):
 
     def save_thread(self, record: ThreadRecord) -> None:
         """Upsert one thread keyed by thread_id."""
+        ...
+
+    def add_thread(self, record: ThreadRecord) -> ThreadRecord:
+        """Insert a thread unless its thread_id is recorded; returns the thread as stored.
+
+        Atomic: of two processes planning the same new thread, one inserts and the other
+        gets that row back, so a plan never resets a thread another process has moved on.
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
         ...
 
     def get_thread(self, thread_id: str) -> ThreadRecord | None:
@@ -277,4 +313,27 @@ class RecordStore(Protocol):
 
     def referenced_artifact_ids(self) -> set[str]:
         """Every artifact id any record refers to; CAS objects outside this set are orphans."""
+        ...
+
+    # Thread leases: one holder at a time runs a thread's turns, across processes and hosts.
+    # Atomic in the store (one statement or one lock), expiring so a dead holder blocks no one
+    # for longer than its TTL. Times are the callers' wall clocks in ms (``at_ms``, default now).
+
+    def acquire_lease(
+        self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None
+    ) -> ThreadLease:
+        """Take the lease of ``thread_id`` for ``ttl_ms`` if it is free, expired or ``holder``'s own.
+
+        Returns the lease as stored afterwards: ``holder`` is the caller's when it got
+        (or renewed) the lease, another holder's live lease otherwise. Raises
+        ``RECORD_INVALID`` (empty ids, ttl_ms <= 0), ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def renew_lease(self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None) -> bool:
+        """Extend ``holder``'s lease to ``at_ms + ttl_ms``; False when ``holder`` no longer holds it."""
+        ...
+
+    def release_lease(self, thread_id: str, holder: str) -> bool:
+        """Drop ``holder``'s lease of ``thread_id``; False when ``holder`` did not hold it (nothing changes)."""
         ...

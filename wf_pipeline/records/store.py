@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -29,6 +29,7 @@ from wf_pipeline.metadata.records import (
     TargetRecord,
     ThreadRecord,
     TurnRecord,
+    now_ms,
 )
 from wf_pipeline.records.connection import (
     SQL_NAME_RE,
@@ -43,7 +44,9 @@ from wf_pipeline.records.protocol import (
     ARTIFACT_REFERENCE_COLUMNS,
     ORDERS,
     RecordT,
+    ThreadLease,
     TurnCommit,
+    check_lease_args,
     check_turn_commit,
     field_errors,
     latest_by_turn,
@@ -236,6 +239,29 @@ class SqlRecordStore:
         with self._writing("save_thread") as conn:
             self._upsert(conn, "threads", [thread])
 
+    def add_thread(self, record: ThreadRecord) -> ThreadRecord:
+        """Insert a thread unless recorded (``ON CONFLICT DO NOTHING``); returns the stored one.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        thread = validated(record, ThreadRecord)
+        table = self._tables["threads"]
+        statement = (
+            self._insert(table)
+            .values(**thread.model_dump())
+            .on_conflict_do_nothing(index_elements=["thread_id"])
+        )
+        with self._writing("add_thread") as conn:
+            conn.execute(statement)
+            row = conn.execute(select(table).where(table.c.thread_id == thread.thread_id)).mappings().one()
+        try:
+            return ThreadRecord.model_validate(dict(row))
+        except ValidationError as exc:
+            raise RecordError(
+                RECORD_INTEGRITY,
+                f"stored ThreadRecord row fails validation during add_thread: {field_errors(exc)}",
+            ) from exc
+
     def get_thread(self, thread_id: str) -> ThreadRecord | None:
         """The thread ``thread_id``, or None."""
         table = self._tables["threads"]
@@ -349,6 +375,55 @@ class SqlRecordStore:
             for inputs in conn.execute(select(tables[list_table].c[list_column])).scalars():
                 found.update(inputs or ())
         return found
+
+    # --- thread leases -----------------------------------------------------------------
+
+    def acquire_lease(
+        self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None
+    ) -> ThreadLease:
+        """Take the lease of ``thread_id`` if free, expired or ``holder``'s; returns the lease as stored.
+
+        One upsert whose update applies only to an expired lease or the holder's own
+        (``INSERT ... ON CONFLICT DO UPDATE ... WHERE``, atomic on SQLite and PostgreSQL),
+        then a read in the same transaction. Raises ``RECORD_INVALID``, ``RECORD_UNAVAILABLE``.
+        """
+        check_lease_args(thread_id, holder, ttl_ms)
+        at = now_ms() if at_ms is None else at_ms
+        table = self._tables.leases
+        insert = self._insert(table).values(thread_id=thread_id, holder=holder, expires_at_ms=at + ttl_ms)
+        statement = insert.on_conflict_do_update(
+            index_elements=["thread_id"],
+            set_={"holder": insert.excluded.holder, "expires_at_ms": insert.excluded.expires_at_ms},
+            where=(table.c.holder == insert.excluded.holder) | (table.c.expires_at_ms <= at),
+        )
+        with self._writing("acquire_lease") as conn:
+            conn.execute(statement)
+            row = conn.execute(select(table).where(table.c.thread_id == thread_id)).mappings().one()
+        return ThreadLease(
+            thread_id=row["thread_id"], holder=row["holder"], expires_at_ms=row["expires_at_ms"]
+        )
+
+    def renew_lease(self, thread_id: str, holder: str, ttl_ms: int, *, at_ms: int | None = None) -> bool:
+        """Extend ``holder``'s lease to ``at_ms + ttl_ms``; False when it holds it no more."""
+        check_lease_args(thread_id, holder, ttl_ms)
+        at = now_ms() if at_ms is None else at_ms
+        table = self._tables.leases
+        with self._writing("renew_lease") as conn:
+            result = conn.execute(
+                update(table)
+                .where(table.c.thread_id == thread_id, table.c.holder == holder)
+                .values(expires_at_ms=at + ttl_ms)
+            )
+        return result.rowcount == 1
+
+    def release_lease(self, thread_id: str, holder: str) -> bool:
+        """Drop ``holder``'s lease of ``thread_id``; False when ``holder`` did not hold it."""
+        table = self._tables.leases
+        with self._writing("release_lease") as conn:
+            result = conn.execute(
+                delete(table).where(table.c.thread_id == thread_id, table.c.holder == holder)
+            )
+        return result.rowcount == 1
 
 
 def _order_columns(table: Table, listing: str) -> list[Any]:

@@ -140,11 +140,13 @@ def _column_type(annotation: Any) -> tuple[TypeEngine[Any] | type[TypeEngine[Any
 
 @dataclass(frozen=True)
 class RecordTables:
-    """The tables of one store: ``metadata``, the ``schema_meta`` table and the record tables by model name."""
+    """The tables of one store: ``metadata``, ``schema_meta``, the record tables by model name, ``leases``."""
 
     metadata: MetaData
     schema_meta: Table
     by_name: dict[str, Table]
+    # Thread leases (`wf_pipeline.records.protocol.ThreadLease`): coordination, not records.
+    leases: Table
 
     def __getitem__(self, name: str) -> Table:
         """The table of the record kind ``name`` (``"threads"``, ``"turns"``, ...)."""
@@ -180,4 +182,11 @@ def build_tables(table_prefix: str, schema: str | None) -> RecordTables:
         Column("key", Text, primary_key=True),
         Column("value", Text, nullable=False),
     )
-    return RecordTables(metadata=metadata, schema_meta=schema_meta, by_name=tables)
+    leases = Table(
+        f"{table_prefix}thread_leases",
+        metadata,
+        Column("thread_id", Text, primary_key=True),
+        Column("holder", Text, nullable=False),
+        Column("expires_at_ms", BigInteger, nullable=False),
+    )
+    return RecordTables(metadata=metadata, schema_meta=schema_meta, by_name=tables, leases=leases)

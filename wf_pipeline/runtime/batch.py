@@ -5,7 +5,9 @@ each thread still goes through `run_turn` on its own, so one thread's failing ga
 provider error stops only that thread. A thread is skipped, with no provider call and
 no record, when its upstream turn did not complete, or when its directory's children
 have not finished (a parent never starts before its children: bottom-up). Any other
-error ends the thread ``failed`` with its code and message, never ``running``.
+error ends the thread ``failed`` with its code and message, never ``running``. A thread's
+turn runs under the thread's lease (`wf_pipeline.runtime.leases`), so two processes on
+one home never call the provider twice for it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from wf_pipeline.errors import RUN_INPUT_NOT_READY, WfError
+from wf_pipeline.errors import RUN_INPUT_NOT_READY, RUN_INTERRUPTED, RUN_THREAD_BUSY, WfError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import mark_thread_failed
+from wf_pipeline.runtime.leases import LEASE_TTL_MS, thread_lease
 from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import open_thread, recorded_context_id, scan_workspace, unsettled_children
 from wf_pipeline.runtime.turn import CHILDREN_PENDING, CONTEXT_REF, TurnOutput, run_turn
@@ -52,9 +55,14 @@ def run_turn_batch(
         ``METADATA_BUDGET_EXCEEDED``, ``PROFILE_TEMPLATE_*``, ``CAS_*``, ``RECORD_*``) is
         ``failed`` with that code and its thread is recorded ``failed`` with the code and
         message (`wf_pipeline.runtime.failure.mark_thread_failed`). Provider failures are
-        ``failed`` outputs too (`run_turn`), not exceptions.
+        ``failed`` outputs too (`run_turn`), not exceptions. ``RUN_INTERRUPTED`` (``env.interrupt`` was set before it
+        started) and ``RUN_THREAD_BUSY`` (another live process kept the thread's lease,
+        `wf_pipeline.runtime.leases`) are ``skipped``: the thread is not failed by them here.
 
     Raises:
+        BaseException: an interrupt raised into the waiting thread (a signal) propagates
+            after ``env.interrupt`` is set and the workers have recorded their calls as
+            ``RUN_INTERRUPTED``.
         KeyError: for a ``turn_id`` the profile does not have.
         TreeError: the scan's codes (``TREE_PATH_MISSING``, ``TREE_NOT_A_DIRECTORY``...)
             for a target's tree root.
@@ -74,13 +82,25 @@ def run_turn_batch(
             target.key: pool.submit(_run_one, env, loaded, target, turn, scans[target.root], resumed)
             for target in targets
         }
-        return {key: future.result() for key, future in futures.items()}
+        try:
+            return {key: future.result() for key, future in futures.items()}
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # A signal reached this thread while it waited (Dagster raises its execution
+                # interrupt here, KeyboardInterrupt outside Dagster): the workers abandon their
+                # provider calls and record them as interrupted, so leaving the pool (which
+                # waits for them) takes a moment, not the rest of every call.
+                env.interrupt.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _run_one(
     env: RuntimeEnv, loaded: LoadedProfile, target: Target, turn, scan: TreeScan, thread_id: str | None
 ) -> TurnOutput:
     thread = open_thread(env, loaded, target, thread_id, scan)
+    if env.interrupt.is_set():
+        return TurnOutput.skipped(thread.thread_id, turn, target.key, RUN_INTERRUPTED)
     try:
         if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
             pending = unsettled_children(env, loaded, scan, target.path)
@@ -88,8 +108,20 @@ def _run_one(
                 # Not a failure: the parent waits for its children (bottom-up order).
                 log.info("thread %s waits for %d child directories", thread.thread_id, len(pending))
                 return TurnOutput.skipped(thread.thread_id, turn, target.key, CHILDREN_PENDING)
-        return run_turn(env, loaded, thread, target, turn.turn_id, scan)
+        # One holder at a time runs a thread's turn: a waiter then finds the turn completed
+        # and reuses it. The holder finishes within the turn's deadline, or its lease expires.
+        with thread_lease(
+            env.records, thread.thread_id, wait_ms=turn.timeout_ms + LEASE_TTL_MS, interrupt=env.interrupt
+        ):
+            # Read again under the lease: another process may have moved the thread on.
+            current = env.records.get_thread(thread.thread_id) or thread
+            return run_turn(env, loaded, current, target, turn.turn_id, scan)
     except WfError as exc:
+        if exc.code in (RUN_THREAD_BUSY, RUN_INTERRUPTED):
+            # In progress in another process, or stopped by a signal (the run's stopper marks
+            # its threads): neither is this thread's own failure.
+            log.warning("%s: turn %s of thread %s: %s", exc.code, turn.turn_id, thread.thread_id, exc.message)
+            return TurnOutput.skipped(thread.thread_id, turn, target.key, exc.code)
         if exc.code == RUN_INPUT_NOT_READY and thread.status == "failed":
             # An earlier turn of this thread failed: its code and message stand.
             return TurnOutput.skipped(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,9 @@ class RuntimeEnv:
         boundary: the one write boundary frame metadata passes through.
         budgets: the byte budgets of prompts, contexts and metadata.
         owns_provider: whether `close` closes ``provider``.
+        interrupt: set when the run using this env is to stop (a signal reached it):
+            waiting provider calls and lease waits give up, threads not started yet
+            are skipped with ``RUN_INTERRUPTED``.
     """
 
     settings: Settings
@@ -43,6 +47,7 @@ class RuntimeEnv:
     budgets: Budgets
     # Whether `close` closes the provider: only one that `open` created, not one handed in.
     owns_provider: bool = field(default=False, repr=False, compare=False)
+    interrupt: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     def close(self) -> None:
         """Close the record store, the artifact store and an owned provider; safe to call twice.

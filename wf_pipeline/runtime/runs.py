@@ -72,8 +72,10 @@ def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
     targets = register_targets(env.records, scan)
     plans = []
     for target in targets:
-        plan = plan_thread(env, loaded, target, scan.node(target.path).node_id)
-        plan.save_if_new(env)
+        node_id = scan.node(target.path).node_id
+        plan = plan_thread(env, loaded, target, node_id)
+        if plan.save_if_new(env) != plan.thread:
+            plan = plan_thread(env, loaded, target, node_id)  # another process recorded it meanwhile
         plans.append(plan)
     return RunPlan(loaded=loaded, scan=scan, threads=tuple(plans))
 

@@ -35,14 +35,21 @@ class ThreadPlan:
     reusable: bool
     recorded: bool = True  # False for a new thread not saved yet
 
-    def save_if_new(self, env: RuntimeEnv) -> None:
+    def save_if_new(self, env: RuntimeEnv) -> ThreadRecord:
         """Save a new thread to ``env.records``; a recorded one is left alone.
+
+        The insert never replaces a row another process saved in the meantime (it may have
+        run turns already): `RecordStore.add_thread`.
+
+        Returns:
+            The thread as recorded.
 
         Raises:
             RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
         """
         if not self.recorded:
-            env.records.save_thread(self.thread)
+            return env.records.add_thread(self.thread)
+        return self.thread
 
 
 def frame_type_of(loaded: LoadedProfile) -> str:
@@ -228,8 +235,7 @@ def open_thread(
         return thread
     scan = scan or scan_workspace(env, loaded, target.root)
     plan = plan_thread(env, loaded, target, scan.node(target.path).node_id)
-    plan.save_if_new(env)
-    return plan.thread
+    return plan.save_if_new(env)
 
 
 def final_artifact_id(env: RuntimeEnv, loaded: LoadedProfile, thread_id: str) -> str | None:

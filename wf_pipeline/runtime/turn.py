@@ -265,7 +265,7 @@ def run_turn(
         number = first + len(failures)
         attempt = _Attempt(env, loaded, thread, target, turn, snapshot, number, now_ms())
         try:
-            response = call_within(env.provider, _request(attempt, deadline), deadline)
+            response = call_within(env.provider, _request(attempt, deadline), deadline, env.interrupt)
             output_bytes = _checked_output(
                 response.text, turn.output_format, profile.artifact_policy.max_output_bytes
             )
@@ -288,6 +288,9 @@ def run_turn(
         deadline,
         deterministic=is_deterministic(env.provider),
         error_of=_recorded_error,
+        # A wait between attempts (a Retry-After may be long) ends when the run is interrupted;
+        # the next attempt then records RUN_INTERRUPTED without calling.
+        sleep=env.interrupt.wait,
         label=f"turn {turn.turn_id} of thread {thread.thread_id}",
     )
     try:

@@ -38,6 +38,7 @@ from wf_pipeline.runtime import (
     summarize_run,
     target_depth,
 )
+from wf_pipeline.service.interrupts import stop_on_signals
 from wf_pipeline.settings import Settings
 from wf_pipeline.tree import check_root
 
@@ -70,7 +71,9 @@ def run_workflow(
     ``RUN_PROVIDER_NOT_PORTABLE`` for a provider object with an out-of-process executor,
     and the executor's ``CONFIG_*`` errors (``CONFIG_BAD_EXECUTOR_CONFIG``,
     ``CONFIG_EXECUTOR_UNAVAILABLE``, ``CONFIG_STORE_NOT_SHARED``), all before anything is written;
-    ``RUN_INSTANCE_STORAGE_ERROR`` when the Dagster instance's storage fails (full disk, I/O error).
+    ``RUN_INSTANCE_STORAGE_ERROR`` when the Dagster instance's storage fails (full disk, I/O error);
+    ``RUN_INTERRUPTED`` when SIGTERM or SIGINT stopped the run (its unfinished threads are
+    then marked failed; `wf_pipeline.service.interrupts`).
     """
     if overwrite and not in_place:
         raise RunError(
@@ -81,9 +84,10 @@ def run_workflow(
     _check_launchable(settings, provider)
     catalog = _catalog(settings, workspace_dir)
     loaded = catalog.get(workflow_id)
-    with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env:
+    with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env, stop_on_signals(env) as stop:
         scan = scan_workspace(env, loaded, root)
         plan = plan_run(env, loaded, scan)
+        stop.thread_ids = [entry.thread.thread_id for entry in plan.threads]
         with instance_storage_errors(settings):
             launched = launch_levels(
                 settings, env, catalog, plan, plan.pending, on_progress, workspace_dir=workspace_dir
@@ -144,7 +148,8 @@ def resume_thread(
     """
     _check_launchable(settings, provider)
     catalog = _catalog(settings, workspace_dir)
-    with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env:
+    with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env, stop_on_signals(env) as stop:
+        stop.thread_ids = [thread_id]
         thread = env.records.get_thread(thread_id)
         if thread is None:
             raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")

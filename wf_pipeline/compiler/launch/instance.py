@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
-from dagster import DagsterInstance, Field
+from dagster import DagsterInstance, DagsterRunStatus, Field, RunsFilter
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from wf_pipeline.compiler.launch.instance_check import check_postgres_instance
+from wf_pipeline.runtime.leases import host_name, process_is_gone
 from wf_pipeline.settings import Settings
 
 # Events of one batch (a step's per-partition materializations, a run's planned events)
@@ -38,6 +40,15 @@ DEFAULT_EVENT_BATCH_SIZE = 1000
 
 EVENT_LOG_MODULE = "wf_pipeline.compiler.launch.event_log"
 INSTANCE_MODULE = "wf_pipeline.compiler.launch.instance"
+
+# Tags of a run the CLI launches: the host and pid of the process that executes it.
+HOST_TAG = "wf/host"
+PID_TAG = "wf/pid"
+# A run the CLI created and whose process may stop before Dagster records its end: in
+# progress, or not started yet (a stop while the run is being created leaves it NOT_STARTED).
+UNFINISHED_RUN_STATUSES = [*IN_PROGRESS_RUN_STATUSES, DagsterRunStatus.NOT_STARTED]
+# Tag of a run marked failed because its process ended: its steps' attempts never finished.
+PROCESS_ENDED_TAG = "wf/process_ended"
 
 
 class WfDagsterInstance(DagsterInstance):
@@ -127,8 +138,13 @@ def _previous_embedded_instance_yamls(dagster_home: Path) -> tuple[str, ...]:
 
 
 @contextmanager
-def _home_lock(dagster_home: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``dagster_home`` (flock(2) on a lock file) for the block."""
+def home_lock(dagster_home: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``dagster_home`` for the block: flock(2) on a lock file.
+
+    Serialises what processes sharing one home must not do at once (creating and migrating
+    the instance, rewriting a workflow's partitions). Raises OSError when the lock file
+    cannot be opened.
+    """
     with open(dagster_home / ".wf-instance.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
         yield
@@ -144,7 +160,7 @@ def open_instance(settings: Settings) -> DagsterInstance:
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
     # Two processes opening a new home at once would both create Dagster's SQLite storages
     # and run their migrations, which collide (a table created twice, two alembic heads).
-    with _home_lock(settings.dagster_home):
+    with home_lock(settings.dagster_home):
         config = settings.dagster_home / "dagster.yaml"
         if not config.exists() or config.read_text(encoding="utf-8") in _previous_embedded_instance_yamls(
             settings.dagster_home
@@ -162,4 +178,57 @@ def open_instance(settings: Settings) -> DagsterInstance:
             # event log's upgrade prints nothing).
             instance.upgrade(print_fn=None)
             ready.touch()
+        # Under the lock: two processes opening at once report a dead run's end only once.
+        fail_runs_of_ended_processes(instance)
     return instance
+
+
+def launcher_tags() -> dict[str, str]:
+    """The run tags naming this process as the one executing the run (``wf/host``, ``wf/pid``)."""
+    return {HOST_TAG: host_name(), PID_TAG: str(os.getpid())}
+
+
+def fail_runs_of_ended_processes(instance: DagsterInstance) -> list[str]:
+    """Mark failed every unfinished run whose executing process has ended; returns their ids.
+
+    A run the CLI executes carries its process's host and pid (`launcher_tags`). When
+    that process was killed (SIGKILL, a crash, a lost machine's reboot) Dagster never
+    records the run's end and it would stay STARTED for good. Each open of the instance
+    checks the in-progress runs tagged with a pid of this host and reports the ones whose
+    process is gone as failed (`DagsterInstance.report_run_failed`), tagged
+    ``wf/process_ended`` so the next launch treats its partitions as not recorded
+    (`wf_pipeline.compiler.launch.levels.unrecorded_keys`). Runs launched from
+    the UI or the daemon run in Dagster's own run workers; Dagster's run monitoring
+    (``run_monitoring`` in dagster.yaml, run by the daemon) is what covers those.
+    """
+    return _fail_runs(
+        instance,
+        lambda host, pid: process_is_gone(host, pid),
+        "the process that executed this run (pid {pid} on {host}) has ended",
+    )
+
+
+def fail_runs_of_this_process(instance: DagsterInstance) -> list[str]:
+    """Mark failed every unfinished run this process executes; returns their ids.
+
+    For a run stopped by a signal before Dagster took charge of it (while it was being
+    created, before its steps), which Dagster would otherwise leave NOT_STARTED or STARTED.
+    Tagged ``wf/process_ended`` like the runs of dead processes.
+    """
+    this = (host_name(), os.getpid())
+    return _fail_runs(
+        instance, lambda host, pid: (host, pid) == this, "run interrupted by a signal (pid {pid} on {host})"
+    )
+
+
+def _fail_runs(instance: DagsterInstance, ended: Callable[[str, int], bool], message: str) -> list[str]:
+    failed = []
+    for record in instance.get_run_records(filters=RunsFilter(statuses=UNFINISHED_RUN_STATUSES)):
+        run = record.dagster_run
+        host, pid = run.tags.get(HOST_TAG, ""), run.tags.get(PID_TAG, "")
+        if not pid.isdigit() or not ended(host, int(pid)):
+            continue
+        instance.add_run_tags(run.run_id, {PROCESS_ENDED_TAG: "true"})
+        instance.report_run_failed(run, message.format(pid=pid, host=host))
+        failed.append(run.run_id)
+    return failed

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from dagster import DagsterInstance, RunsFilter, build_reconstructable_job, execute_job
+from dagster._core.events import RunFailureReason
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG,
+    RUN_FAILURE_REASON_TAG,
 )
 
 from wf_pipeline.compiler.assets import THREAD_TAG, targets_partitions, turn_asset_key
@@ -26,8 +28,15 @@ from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.launch import executors
 from wf_pipeline.compiler.launch.event_log import dynamic_partitions_snapshot
 from wf_pipeline.compiler.launch.executors import runtime_run_config, validated_executor_config
-from wf_pipeline.compiler.launch.instance import open_instance
+from wf_pipeline.compiler.launch.instance import (
+    PROCESS_ENDED_TAG,
+    fail_runs_of_this_process,
+    home_lock,
+    launcher_tags,
+    open_instance,
+)
 from wf_pipeline.compiler.sensors import LAUNCHED_BY_TAG
+from wf_pipeline.errors import RUN_INTERRUPTED, RunError
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.profiles import ProfileCatalog
 from wf_pipeline.runtime import RunPlan, RuntimeEnv, ThreadPlan, target_depth
@@ -53,27 +62,38 @@ def sync_partitions(instance: DagsterInstance, workflow_id: str, keys: Sequence[
 
     Dagster runs take contiguous partition ranges, so each depth level of a tree must be a
     contiguous block: the tree's keys are (re)added after every other key, in bottom-up
-    order. Re-adding a key keeps its materialization history.
+    order. Re-adding a key keeps its materialization history. The read, deletes and adds
+    run under the home's lock (`instance.home_lock`), so processes syncing the same tree at
+    once never add a key twice (a UNIQUE constraint failure in Dagster's storage).
     """
     name = targets_partitions(workflow_id).name
-    existing = instance.get_dynamic_partitions(name)
-    ours = set(keys)
-    desired = [key for key in existing if key not in ours] + list(keys)
-    if existing == desired:
-        return
-    for key in existing:
-        if key in ours:
-            instance.delete_dynamic_partition(name, key)
-    instance.add_dynamic_partitions(name, list(keys))
+    with home_lock(Path(instance.root_directory)):
+        existing = instance.get_dynamic_partitions(name)
+        ours = set(keys)
+        desired = [key for key in existing if key not in ours] + list(keys)
+        if existing == desired:
+            return
+        for key in existing:
+            if key in ours:
+                instance.delete_dynamic_partition(name, key)
+        instance.add_dynamic_partitions(name, list(keys))
 
 
 def unrecorded_keys(instance: DagsterInstance, plan: RunPlan) -> set[str]:
-    """The plan's partition keys some turn asset has no finished materialization for."""
+    """The plan's partition keys some turn asset has no finished materialization for.
+
+    A key counts when an asset never materialized it, or when its latest attempt belongs
+    to a run still in progress or to a run whose process died (``wf/process_ended``).
+    """
     workflow_id = plan.loaded.profile.workflow_id
     keys = {entry.target.key for entry in plan.threads}
     unfinished = {
         record.dagster_run.run_id
         for record in instance.get_run_records(filters=RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
+    } | {
+        # Runs whose process died, marked failed on open: their steps never finished either.
+        record.dagster_run.run_id
+        for record in instance.get_run_records(filters=RunsFilter(tags={PROCESS_ENDED_TAG: "true"}))
     }
     events = instance.event_log_storage
     missing: set[str] = set()
@@ -111,7 +131,8 @@ def launch_levels(
 
     ``pending`` are the plan's threads to run; ``on_progress(done, total)`` counts threads.
     ``resume`` runs that one thread alone. Returns the runs started. Raises the
-    executor's ``CONFIG_*`` errors before any run starts.
+    executor's ``CONFIG_*`` errors before any run starts, and ``RUN_INTERRUPTED`` after a
+    run a signal stopped (no later level starts).
     """
     launched = Launched()
     total = len(plan.threads)
@@ -141,12 +162,42 @@ def launch_levels(
                 ASSET_PARTITION_RANGE_END_TAG: level[-1].target.key,
             }
         # The bottom-up sensor leaves CLI runs alone: the CLI launches every level itself.
-        run_id = run_level(instance, {**tags, "wf/targets": str(len(level)), LAUNCHED_BY_TAG: "cli"})
+        # The process's host and pid let the next open of the instance fail the run if this
+        # process dies before Dagster records its end (`instance.fail_runs_of_ended_processes`).
+        try:
+            run_id = run_level(
+                instance,
+                {**tags, "wf/targets": str(len(level)), LAUNCHED_BY_TAG: "cli", **launcher_tags()},
+            )
+        except BaseException:
+            if env.interrupt.is_set():
+                # Stopped before Dagster took charge of the run: it would stay NOT_STARTED.
+                fail_runs_of_this_process(instance)
+            raise
         launched.ids.append(run_id)
+        _stop_if_interrupted(instance, env, run_id)
         done += level_pending
         if on_progress:
             on_progress(done, total)
     return launched
+
+
+def _stop_if_interrupted(instance: DagsterInstance, env: RuntimeEnv, run_id: str) -> None:
+    """Raise ``RUN_INTERRUPTED`` when a signal stopped the run ``run_id``; no later level starts.
+
+    The runtime sets ``env.interrupt`` when the signal reached a step; a signal Dagster
+    took between steps shows as the run's failure reason instead (``UNEXPECTED_TERMINATION``).
+    """
+    run = instance.get_run_by_id(run_id)
+    if (
+        run is not None
+        and run.tags.get(RUN_FAILURE_REASON_TAG) == RunFailureReason.UNEXPECTED_TERMINATION.value
+    ):
+        env.interrupt.set()
+    if env.interrupt.is_set():
+        raise RunError(
+            RUN_INTERRUPTED, f"run {run_id} was interrupted; no further level is started", run_id=run_id
+        )
 
 
 def level_runner(
