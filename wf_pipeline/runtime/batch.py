@@ -17,8 +17,15 @@ from pathlib import Path
 from wf_pipeline.errors import WfError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.outputs import write_step_outputs
 from wf_pipeline.runtime.targets import Target
-from wf_pipeline.runtime.threads import open_thread, recorded_context_id, scan_workspace, unsettled_children
+from wf_pipeline.runtime.threads import (
+    ThreadIdentity,
+    open_thread,
+    recorded_context_id,
+    scan_workspace,
+    unsettled_children,
+)
 from wf_pipeline.runtime.turn import CONTEXT_REF, TurnOutput, run_turn
 from wf_pipeline.tree import TreeScan
 
@@ -43,7 +50,9 @@ def run_turn_batch(
         thread_id: the thread to resume; it applies only when ``targets`` holds one target.
 
     Returns:
-        Target key -> `TurnOutput`, in target order. A thread that could not start is
+        Target key -> `TurnOutput`, in target order. After the turn that produces the
+        final output, every completed target's output is written where its tree's outputs
+        go (`wf_pipeline.runtime.outputs.write_step_outputs`). A thread that could not start is
         ``skipped`` with the reason as ``error_code``: ``RUN_CHILDREN_PENDING``, or the
         code raised before its provider call (e.g. ``RUN_TARGET_CHANGED``,
         ``METADATA_BUDGET_EXCEEDED``, ``CAS_NOT_FOUND``). Provider failures are ``failed``
@@ -58,24 +67,38 @@ def run_turn_batch(
     """
     turn = loaded.profile.turn(turn_id)
     scans = _scans_by_root(env, loaded, targets)
+    # Thread ids as the records stand when the step starts: children finished in earlier
+    # levels are part of a parent's identity from here on.
+    identities = {root: ThreadIdentity(env, loaded, scan) for root, scan in scans.items()}
     resumed = thread_id if len(targets) == 1 else None
     workers = max(1, min(env.settings.provider_concurrency, len(targets)))
     # Each worker also opens its thread and checks the children, so that work overlaps
     # the provider calls of the others instead of delaying the first call.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wf-turn") as pool:
         futures = {
-            target.key: pool.submit(_run_one, env, loaded, target, turn, scans[target.root], resumed)
+            target.key: pool.submit(_run_one, env, loaded, target, turn, identities[target.root], resumed)
             for target in targets
         }
-        return {key: future.result() for key, future in futures.items()}
+        results = {key: future.result() for key, future in futures.items()}
+    # The final turn's step writes the outputs, so every launch path does (UI, sensor, CLI).
+    write_step_outputs(
+        env, loaded, turn_id, targets, {key: (r.thread_id, r.status) for key, r in results.items()}
+    )
+    return results
 
 
 def _run_one(
-    env: RuntimeEnv, loaded: LoadedProfile, target: Target, turn, scan: TreeScan, thread_id: str | None
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    target: Target,
+    turn,
+    identity: ThreadIdentity,
+    thread_id: str | None,
 ) -> TurnOutput:
-    thread = open_thread(env, loaded, target, thread_id, scan)
+    scan = identity.scan
+    thread = open_thread(env, loaded, target, thread_id, scan, identity)
     if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
-        pending = unsettled_children(env, loaded, scan, target.path)
+        pending = unsettled_children(env, loaded, scan, target.path, identity)
         if pending:
             log.warning("thread %s waits for %d child directories", thread.thread_id, len(pending))
             return TurnOutput.skipped(thread.thread_id, turn, target.key, "RUN_CHILDREN_PENDING")
