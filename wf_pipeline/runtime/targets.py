@@ -29,6 +29,7 @@ from pathlib import Path
 from wf_pipeline.errors import RUN_NAME_UNREPRESENTABLE, RUN_UNKNOWN_TARGET, RUN_UNKNOWN_TREE, RunError
 from wf_pipeline.metadata.records import TargetRecord, TreeRecord, now_ms
 from wf_pipeline.records import RecordStore
+from wf_pipeline.text.names import display_name
 from wf_pipeline.tree import TreeScan
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,7 @@ def encode_name(name: str) -> str:
     """One file name as it appears in a partition key: reversible with ``urllib.parse.unquote``.
 
     Characters Dagster reserves or rejects (see the module docstring) become ``%XX`` of
-    their UTF-8 bytes; bytes a file name holds that are not UTF-8 (Python decodes them
-    to the surrogates U+DC80..U+DCFF, PEP 383) become ``%XX`` of the byte itself; every
-    other character, spaces and Unicode included, is kept as it is.
+    their UTF-8 bytes; every other character, spaces and Unicode included, is kept.
 
     Args:
         name: one path segment (no ``/``), as `os.fsdecode` gives it.
@@ -66,22 +65,21 @@ def encode_name(name: str) -> str:
         ``]`` or ``|``.
 
     Raises:
-        RunError: ``RUN_NAME_UNREPRESENTABLE`` for a surrogate no file-system name can
-            hold (outside U+DC80..U+DCFF).
+        RunError: ``RUN_NAME_UNREPRESENTABLE`` for a name whose bytes are not UTF-8
+            (Python holds them as surrogates, PEP 383): the record store, Markdown and
+            JSON hold text, so such a directory is skipped with a warning naming it.
     """
     parts = []
     for char in name:
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:
-            parts.append(f"%{code - 0xDC00:02X}")
-        elif 0xD800 <= code <= 0xDFFF:
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            shown = display_name(name)
             raise RunError(
                 RUN_NAME_UNREPRESENTABLE,
-                f"name {name.encode('utf-8', 'backslashreplace').decode('ascii')!r} holds the lone "
-                f"surrogate U+{code:04X}, which no file-system name can hold",
-                name=name.encode("utf-8", "backslashreplace").decode("ascii"),
+                f"name '{shown}' is not UTF-8 (byte or surrogate U+{ord(char):04X}); "
+                "it cannot be recorded as text",
+                name=shown,
             )
-        elif char in _RESERVED or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+        if char in _RESERVED or unicodedata.category(char) in ("Cc", "Zl", "Zp"):
             parts.append("".join(f"%{byte:02X}" for byte in char.encode("utf-8")))
         else:
             parts.append(char)
@@ -121,26 +119,6 @@ def target_key_for(root: Path, path: str) -> str:
     if path == ".":
         return tree_key
     return tree_key + "/" + "/".join(encode_name(segment) for segment in path.split("/"))
-
-
-def display_name(name: str) -> str:
-    """A file name as a title or a line of text shows it: one line, every character visible.
-
-    Control characters, line and paragraph separators and bytes that are not UTF-8 are
-    written as Python-style escapes (``\\x07``, ``\\u2028``, ``\\udcff``), the rest is kept.
-
-    Args:
-        name: one path segment.
-
-    Returns:
-        The printable form; equal to ``name`` for every ordinary name.
-    """
-    return "".join(
-        char.encode("unicode_escape").decode("ascii")
-        if unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs")
-        else char
-        for char in name
-    )
 
 
 @dataclass(frozen=True)
