@@ -21,10 +21,11 @@ from wf_pipeline.errors import (
     RunError,
 )
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
-from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.runtime import RuntimeEnv, ThreadIdentity
 from wf_pipeline.runtime.targets import encode_name, target_key_for
 from wf_pipeline.service import backfill, export_outputs, resume_thread, run_workflow, sync_targets
 from wf_pipeline.text.names import code_span, display_name, escape_inline, unescape_inline
+from wf_pipeline.tree.scan import TreeNode, TreeScan
 
 WORKFLOW = "docs_writer_thread_v1"
 
@@ -270,3 +271,36 @@ def test_sync_refuses_contradicting_output_options(settings, tmp_path):
         with pytest.raises(RunError) as caught:
             sync_targets(settings, WORKFLOW, tree, **options)
         assert caught.value.code == RUN_BAD_ARGUMENTS
+
+
+def test_thread_identity_walks_a_deep_tree_without_recursion(settings, tmp_path):
+    # A scan 1,000 directories deep, built directly: three stack frames a level would pass
+    # Python's default recursion limit of 1,000 many times over.
+    depth = 1_000
+    paths = ["."] + ["/".join(["d"] * level) for level in range(1, depth + 1)]
+    nodes = [
+        TreeNode(
+            node_id=f"node:{level}",
+            path=path,
+            name="d" if level else "deep",
+            kind="dir",
+            parent_path=None if level == 0 else paths[level - 1],
+            depth=level,
+            children=(paths[level + 1],) if level < depth else (f"{path}/m.py",),
+        )
+        for level, path in enumerate(paths)
+    ]
+    module = TreeNode(
+        node_id="node:m",
+        path=f"{paths[-1]}/m.py",
+        name="m.py",
+        kind="file",
+        parent_path=paths[-1],
+        depth=depth + 1,
+    )
+    scan = TreeScan(root=tmp_path, root_id="node:0", nodes=(*nodes, module))
+    with RuntimeEnv.open(settings, provider=Provider()) as env:
+        loaded = env.catalog.get(WORKFLOW)
+        identity = ThreadIdentity(env, loaded, scan)
+        root_id = identity.thread_id(".")
+        assert root_id.startswith("thread:") and len({identity.thread_id(p) for p in paths}) == depth + 1

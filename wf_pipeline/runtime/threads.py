@@ -214,10 +214,33 @@ class ThreadIdentity:
         """
         known = self._ids.get(path)
         if known is None:
-            node_id = self.scan.node(path).node_id
-            known = thread_id_of(self.loaded, node_id, target or self.target(path), self.parts(path))
+            # Children first, without recursion: a tree may be thousands of levels deep.
+            for below in self._unknown_descendants(path):
+                try:
+                    self._ids[below] = self._compute(below, None)
+                except RunError:
+                    continue  # a name no key can hold: that directory has no thread
+            known = self._compute(path, target)
             self._ids[path] = known
         return known
+
+    def _compute(self, path: str, target: Target | None) -> str:
+        # Every documentable child's id is known here (`_unknown_descendants` order).
+        node_id = self.scan.node(path).node_id
+        return thread_id_of(self.loaded, node_id, target or self.target(path), self.parts(path))
+
+    def _unknown_descendants(self, path: str) -> list[str]:
+        """Documentable directories below ``path`` whose id is not known yet, deepest first (post-order)."""
+        order: list[str] = []
+        stack = [child.path for child in self.scan.children_of(path) if child.kind == "dir"]
+        while stack:
+            current = stack.pop()
+            if current in self._ids:
+                continue
+            order.append(current)
+            stack.extend(child.path for child in self.scan.children_of(current) if child.kind == "dir")
+        # Reversed pre-order puts every directory after all of its descendants.
+        return [below for below in reversed(order) if below in self.documentable()]
 
     def child_outputs(self, path: str) -> dict[str, str | None]:
         """Child directory path -> final artifact id of its current thread, or None when it has none yet.
