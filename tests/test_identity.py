@@ -12,6 +12,7 @@ from dagster._core.definitions.partitions.utils.multi import INVALID_STATIC_PART
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 
+from wf_pipeline.cli.main import main as cli_main
 from wf_pipeline.compiler import build_definitions, open_instance, resolve_job
 from wf_pipeline.errors import (
     RUN_BAD_ARGUMENTS,
@@ -304,3 +305,24 @@ def test_thread_identity_walks_a_deep_tree_without_recursion(settings, tmp_path)
         identity = ThreadIdentity(env, loaded, scan)
         root_id = identity.thread_id(".")
         assert root_id.startswith("thread:") and len({identity.thread_id(p) for p in paths}) == depth + 1
+
+
+def test_cli_sync_records_the_output_folder_and_export_writes_there(settings, tmp_path, capsys):
+    tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
+    out = tmp_path / "synced-out"
+    assert cli_main(["targets", "sync", str(tree), "--out", str(out), "--json"]) == 0
+    synced = json.loads(capsys.readouterr().out)
+    assert synced["out_dir"] == str(out.resolve()) and synced["tree"].startswith("storage~")
+
+    assert cli_main(["run", WORKFLOW, str(tree), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["out_dir"] == str(out.resolve())
+    assert (out / "README.md").read_text().startswith("# storage\n")
+
+    exported = tmp_path / "exported"
+    assert cli_main(["export", synced["tree"], "--out", str(exported), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == [str(exported / "README.md")]
+    assert (exported / "README.md").read_bytes() == (out / "README.md").read_bytes()
+
+    assert cli_main(["export", "nothing-like-it"]) == 1
+    assert capsys.readouterr().err.startswith("RUN_UNKNOWN_TREE:")

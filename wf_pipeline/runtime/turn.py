@@ -57,6 +57,7 @@ from wf_pipeline.runtime.threads import (
     frame_type_of,
     recorded_context_id,
 )
+from wf_pipeline.text.names import display_name
 from wf_pipeline.tree import TreeScan
 
 log = logging.getLogger(__name__)
@@ -334,8 +335,11 @@ def _snapshot_inputs(
     variables = {
         "workflow_id": profile.workflow_id,
         "turn_id": turn.turn_id,
-        "target_path": target.path,
-        "target_name": target.root.name if target.path == "." else target.path.rsplit("/", 1)[-1],
+        # One line each, every character visible: a name may hold any character but "/" and NUL.
+        "target_path": display_name(target.path),
+        "target_name": display_name(
+            target.root.name if target.path == "." else target.path.rsplit("/", 1)[-1]
+        ),
         "inputs": texts,
     }
     template = loaded.templates[turn.turn_id]
