@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from wf_pipeline.errors import WfError
+from wf_pipeline.errors import RUN_INPUT_NOT_READY, WfError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.outputs import write_step_outputs
@@ -22,6 +22,7 @@ from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import (
     ThreadIdentity,
     open_thread,
+    plan_thread,
     recorded_context_id,
     scan_workspace,
     unsettled_children,
@@ -96,12 +97,24 @@ def _run_one(
     thread_id: str | None,
 ) -> TurnOutput:
     scan = identity.scan
-    thread = open_thread(env, loaded, target, thread_id, scan, identity)
+    if thread_id is not None:
+        thread = open_thread(env, loaded, target, thread_id, scan, identity)
+    else:
+        plan = plan_thread(env, loaded, target, identity)
+        thread = plan.thread
+        if not plan.recorded and CONTEXT_REF not in turn.input_refs:
+            # No thread of this identity has started (a parent whose children finished
+            # since its first turn was skipped): nothing to continue, nothing to record.
+            return TurnOutput.skipped(thread.thread_id, turn, target.key, RUN_INPUT_NOT_READY)
     if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
         pending = unsettled_children(env, loaded, scan, target.path, identity)
         if pending:
+            # Its identity depends on the children's outputs: nothing is recorded under
+            # an id that will not hold once they have finished.
             log.warning("thread %s waits for %d child directories", thread.thread_id, len(pending))
             return TurnOutput.skipped(thread.thread_id, turn, target.key, "RUN_CHILDREN_PENDING")
+    if thread_id is None:
+        plan.save_if_new(env)
     try:
         return run_turn(env, loaded, thread, target, turn.turn_id, scan)
     except WfError as exc:
