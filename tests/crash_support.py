@@ -18,6 +18,8 @@ from pathlib import Path
 
 from e2e_support import REPO_ROOT
 
+from wf_pipeline.runtime.targets import tree_key_for
+
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
 README_NAME = "README.md"
 README_TEMP_PREFIX = ".README."  # temporary files of the docs writer's output sink (runtime/sinks.py)
@@ -49,7 +51,7 @@ class WfHome:
         return self.home / "dagster"
 
     def out_dir(self, tree: Path) -> Path:
-        return self.home / "out" / tree.name
+        return self.home / "out" / tree_key_for(tree)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}

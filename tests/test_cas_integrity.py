@@ -12,7 +12,7 @@ from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 from wf_pipeline.errors import ProviderError
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv, plan_run, plan_thread, run_turn
-from wf_pipeline.runtime.threads import child_frames, final_artifact_id
+from wf_pipeline.runtime.threads import ThreadIdentity, child_frames, final_artifact_id
 from wf_pipeline.tree import scan_tree
 
 WORKFLOW = "docs_writer_thread_v1"
@@ -94,7 +94,9 @@ def test_a_flipped_byte_in_a_final_output_runs_that_turn_again_with_a_warning(se
 
     with caplog.at_level(logging.WARNING):
         assert final_artifact_id(env, loaded, plan.thread.thread_id) is None
-        replanned = plan_thread(env, loaded, plan.target, plan.node_id)
+        replanned = plan_thread(
+            env, loaded, plan.target, ThreadIdentity(env, loaded, scan_tree(plan.target.root))
+        )
     assert not replanned.reusable  # planned again rather than reused or failing
     assert any("CAS_DIGEST_MISMATCH" in r.getMessage() and final in r.getMessage() for r in caplog.records)
     (moved,) = quarantined(settings)  # moved aside, not deleted

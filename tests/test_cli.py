@@ -17,6 +17,7 @@ import pytest
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree
 
 from wf_pipeline.errors import CONFIG_BAD_EXECUTOR_CONFIG, CONFIG_STORE_NOT_SHARED
+from wf_pipeline.runtime.targets import tree_key_for
 
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
 WORKFLOW = "docs_writer_thread_v1"
@@ -293,12 +294,14 @@ def test_run_json_reports_every_thread_completed_with_its_readme(sample_runs):
         assert THREAD_FIELDS <= thread.keys()
         assert thread["status"] == "completed", thread
         assert thread["thread_id"].startswith("thread:")
-        assert thread["target"] == (
-            "sample_repo" if thread["path"] == "." else f"sample_repo/{thread['path']}"
-        )
+        # Keys and the default output folder name the tree by its base name and root digest.
+        key = tree_key_for(run.tree)
+        assert key.startswith("sample_repo~")
+        assert thread["target"] == (key if thread["path"] == "." else f"{key}/{thread['path']}")
         readme = Path(thread["output_path"])
-        # Default output mirrors the tree under $WF_HOME/out/<tree name>.
-        assert readme == run.box.home / "out" / "sample_repo" / thread["path"] / "README.md"
+        # Default output mirrors the tree under $WF_HOME/out/<tree key>.
+        assert summary["out_dir"] == str(run.box.home / "out" / key)
+        assert readme == run.box.home / "out" / key / thread["path"] / "README.md"
         assert sha256_id(readme.read_bytes()) == thread["final_artifact_id"]
     # The tree itself is left alone.
     assert not list(run.tree.rglob("README.md"))
@@ -308,8 +311,8 @@ def test_run_json_reports_every_thread_completed_with_its_readme(sample_runs):
 @pytest.mark.xdist_group("cli_sample_runs")
 def test_readmes_are_identical_across_homes_and_name_no_absolute_path(sample_runs):
     first, second = sample_runs
-    first_readmes = readmes_under(first.box.home / "out" / "sample_repo")
-    second_readmes = readmes_under(second.box.home / "out" / "sample_repo")
+    first_readmes = readmes_under(Path(first.summary["out_dir"]))
+    second_readmes = readmes_under(Path(second.summary["out_dir"]))
     assert len(first_readmes) == len(first.summary["threads"])
     assert first_readmes == second_readmes
     assert [t["final_artifact_id"] for t in first.summary["threads"]] == [
@@ -398,7 +401,7 @@ def test_in_place_keeps_existing_readmes_unless_overwrite(sandbox):
     by_path = {t["path"]: t for t in first["threads"]}
     assert set(by_path) == {".", "sensors", "storage"}
     assert all(t["status"] == "completed" for t in first["threads"])
-    assert first["out_dir"] is None
+    assert first["out_dir"] == str(tree.resolve()) and first["in_place"] is True
     for path in (".", "sensors"):
         readme = tree / path / "README.md"
         assert by_path[path]["output_path"] == str(readme)

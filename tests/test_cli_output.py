@@ -86,7 +86,9 @@ def test_piped_tables_never_cut_ids(one_run):
 
     listed = box.wf("threads", "list").stdout.splitlines()
     assert listed[0].split() == ["thread_id", "workflow", "target", "status", "last", "turn"]
-    assert listed[1].split() == [thread_id, WORKFLOW, "sensors", "completed", "4"]
+    row = listed[1].split()
+    assert row[:2] == [thread_id, WORKFLOW] and row[3:] == ["completed", "4"]
+    assert re.fullmatch(r"sensors~[0-9a-f]{6}", row[2])  # the tree's key: base name and root digest
 
 
 def test_a_terminal_table_folds_long_cells_instead_of_cutting_them():

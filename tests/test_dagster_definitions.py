@@ -17,6 +17,7 @@ from e2e_support import REPO_ROOT, isolated_settings
 
 from wf_pipeline.compiler.definitions import build_definitions
 from wf_pipeline.profiles import Layer, default_layers, load_catalog
+from wf_pipeline.runtime.targets import target_key_for
 
 DAGSTER = REPO_ROOT / ".venv" / "bin" / "dagster"
 WORKFLOW = "docs_writer_thread_v1"
@@ -193,7 +194,7 @@ def test_code_location_job_runs_a_target_on_its_own(tmp_path, monkeypatch):
     monkeypatch.delenv("WF_CONFIG_DIR")
     defs = build_definitions(load_catalog(default_layers(settings, tmp_path)))
     result = resolve_job(defs, WORKFLOW).execute_in_process(
-        partition_key="stationkit/storage",
+        partition_key=target_key_for(tree, "storage"),
         instance=open_instance(settings),
         raise_on_error=False,
         run_config=runtime_run_config(settings),

@@ -89,7 +89,7 @@ def test_backfill_batches_levels_runs_bottom_up_and_concurrently(settings, tmp_p
     tree = tmp_path / "big"
     generate_tree(tree, directories=41, fanout=4)  # depths 0..3
     provider = ObservingProvider()
-    summary = run_workflow(settings, WORKFLOW, tree, provider=provider, write_outputs=False)
+    summary = run_workflow(settings, WORKFLOW, tree, provider=provider)
     assert summary.ok
     assert len(summary.threads) == 41
     assert len(summary.dagster_run_ids) == 4  # one run per depth level, not one per target
@@ -109,7 +109,7 @@ def test_a_300_directory_backfill_takes_one_run_per_level_bottom_up(settings, tm
     generate_tree(tree, directories=300, fanout=4)  # levels of 1/4/16/64/215 directories
     keys = sync_targets(settings, WORKFLOW, tree)["targets"]
     provider = ObservingProvider(latency_s=0)
-    summary = run_workflow(settings, WORKFLOW, tree, provider=provider, write_outputs=False)
+    summary = run_workflow(settings, WORKFLOW, tree, provider=provider)
     assert summary.ok and len(summary.threads) == 300
     assert len(summary.dagster_run_ids) == 5
     assert provider.calls == 4 * 300
@@ -125,9 +125,7 @@ def test_a_failing_target_never_blocks_its_siblings_or_parent(settings, tmp_path
     tree = tmp_path / "big"
     generate_tree(tree, directories=21, fanout=4)
     bad = "pkg0001/pkg0005"
-    summary = run_workflow(
-        settings, WORKFLOW, tree, provider=ObservingProvider(frozenset({bad})), write_outputs=False
-    )
+    summary = run_workflow(settings, WORKFLOW, tree, provider=ObservingProvider(frozenset({bad})))
     statuses = {t.path: t.status for t in summary.threads}
     assert statuses.pop(bad) == "failed"
     assert set(statuses.values()) == {"completed"}, statuses
@@ -154,7 +152,9 @@ def test_one_run_over_every_level_never_starts_a_parent_before_its_children(sett
     assert {p for p, (t, _) in by_path.items() if t.status == "completed"} == {
         k.split("/", 1)[1] for k in keys[:-1]
     }
-    assert by_path["."][1] == []  # the root waited: no turn, no provider call
+    # The root waited: no turn, no provider call, and no thread recorded under an identity
+    # its children's outputs were about to change.
+    assert "." not in by_path
     # The waiting root is no materialization, and no failure either: it is still missing.
     for node in ("evidence_map", "readme_final"):
         materialized = {
@@ -214,6 +214,10 @@ def test_the_bottom_up_sensor_finishes_a_ui_backfill_level_by_level(settings, tm
     assert runs == 3  # one run per depth level, never one per target
     assert {t.status for t in env.records.list_threads(WORKFLOW)} == {"completed"}
     assert len(env.records.list_threads(WORKFLOW)) == 7
+    # The UI run and the sensor's runs wrote every README where the tree's outputs go.
+    out = settings.out_dir / keys[-1]
+    written = sorted(path.relative_to(out).parent.as_posix() for path in out.rglob("README.md"))
+    assert written == sorted(t.target_path for t in env.records.list_threads(WORKFLOW))
 
 
 def test_a_ui_backfill_with_a_failed_directory_fails_its_run_and_still_finishes_the_tree(settings, tmp_path):

@@ -72,8 +72,9 @@ def test_sample_tree_documents_every_directory_and_reruns_for_free(settings, tre
         assert str(tree) not in text and str(settings.home) not in text
         assert text.startswith("# ")
 
-    # Outputs mirror the tree under WF_HOME/out/<tree name>.
-    out = settings.out_dir / tree.name
+    # Outputs mirror the tree under WF_HOME/out/<tree name>~<root digest>.
+    out = Path(summary.out_dir)
+    assert out.parent == settings.out_dir and out.name.startswith(f"{tree.name}~")
     assert (out / "README.md").is_file()
     assert (out / "stationkit" / "sensors" / "README.md").is_file()
     root_readme = (out / "README.md").read_text()

@@ -29,6 +29,7 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.providers import create_provider
 from wf_pipeline.records import open_record_store
+from wf_pipeline.runtime.targets import tree_key_for
 from wf_pipeline.service import backfill, resume_thread, run_workflow
 from wf_pipeline.settings import LAUNCH_FIELDS, SETTINGS_VARIABLES, Settings
 
@@ -376,8 +377,8 @@ def test_multiprocess_run_on_postgresql_matches_the_in_process_run(tmp_path, mon
     assert summary.ok, [(t.path, t.status) for t in summary.threads]
     assert summary.provider_calls == 4 * len(summary.threads) == reference.provider_calls
     assert [t.final_artifact_id for t in summary.threads] == [t.final_artifact_id for t in reference.threads]
-    out = settings.out_dir / tree.name
-    assert _readmes(out) == _readmes(reference_settings.out_dir / reference_tree.name)
+    out = Path(summary.out_dir)
+    assert _readmes(out) == _readmes(reference_settings.out_dir / tree_key_for(reference_tree))
     assert len(_readmes(out)) == len(summary.threads)
 
     # Each step ran in a process of its own, none of them this one.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 
 from wf_pipeline.errors import ProviderError
-from wf_pipeline.metadata.canonical import derived_id, digest_text, is_digest
+from wf_pipeline.metadata.canonical import canonical_json, derived_id, digest_text, is_digest
 from wf_pipeline.profiles import Profile
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv, plan_run, prepare_resume, resume_seq, run_turn, run_turn_batch
@@ -216,20 +217,24 @@ def test_the_shipped_profile_stops_on_the_same_failing_verdict(setup):
 # --- profile fields the runtime honours ------------------------------------------------
 
 
-def test_shipped_dedupe_key_gives_the_thread_ids_of_earlier_releases(setup):
+def test_thread_identity_is_the_dedupe_key_plus_tree_provider_and_children(setup, tmp_path):
     env, loaded, plan = setup(ScriptedProvider())
     assert loaded.profile.thread_policy.dedupe_key_fields == [
         "workflow_id",
         "target_node_id",
         "target_frame_id",
     ]
-    # The formula every earlier release used, written out.
     frame_id = f"readme@{loaded.code_version}"
     assert plan.thread.target_frame_id == frame_id
-    assert plan.thread.thread_id == derived_id("thread", WORKFLOW, plan.node_id, frame_id)
+    keyed = derived_id("thread", WORKFLOW, plan.node_id, frame_id)
+    tree_id = hashlib.sha256(str((tmp_path / "storage").resolve()).encode()).hexdigest()
+    no_children = hashlib.sha256(canonical_json([])).hexdigest()
+    assert plan.thread.thread_id == derived_id(
+        "thread", keyed, f"tree={tree_id}", "provider=offline:offline-v1", f"children={no_children}"
+    )
 
 
-def test_target_key_in_the_dedupe_key_separates_copies_of_a_tree(tmp_path, monkeypatch):
+def test_copies_of_a_tree_never_share_a_thread_whatever_the_dedupe_key(tmp_path, monkeypatch):
     settings = isolated_settings(monkeypatch, tmp_path / "home")
     first = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
     second = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage_copy")
@@ -241,18 +246,22 @@ def test_target_key_in_the_dedupe_key_separates_copies_of_a_tree(tmp_path, monke
             "dedupe_key_fields": ["workflow_id", "target_node_id", "target_frame_id", "target_key"]
         },
     )
+    done = {}
     for loaded in (shipped, by_key):
-        (done,) = plan_run(env, loaded, scan_tree(first)).threads
-        _run_all(env, loaded, done)
+        (done[loaded.profile.thread_policy.dedupe_key_fields[-1]],) = plan_run(
+            env, loaded, scan_tree(first)
+        ).threads
+        _run_all(env, loaded, done[loaded.profile.thread_policy.dedupe_key_fields[-1]])
     (shipped_copy,) = plan_run(env, shipped, scan_tree(second)).threads
     (keyed_copy,) = plan_run(env, by_key, scan_tree(second)).threads
-    # Same content, same relative paths: the same node id under both roots.
-    assert shipped_copy.node_id == keyed_copy.node_id == done.node_id
-    # By content alone the copy is the thread already finished; with the key it is its own.
-    assert shipped_copy.reusable and shipped_copy.thread.target_key == "storage"
-    assert not keyed_copy.reusable and keyed_copy.thread.status == "pending"
-    assert keyed_copy.thread.thread_id not in (shipped_copy.thread.thread_id, done.thread.thread_id)
-    assert keyed_copy.thread.target_key == "storage_copy"
+    # Same content, same relative paths: the same node id under both roots...
+    assert shipped_copy.node_id == keyed_copy.node_id == done["target_key"].node_id
+    # ...but another tree: neither key reuses the finished threads of the first copy.
+    for copy in (shipped_copy, keyed_copy):
+        assert not copy.reusable and copy.thread.status == "pending"
+        assert copy.thread.thread_id not in {entry.thread.thread_id for entry in done.values()}
+        assert copy.thread.target_key.startswith("storage_copy~")
+    assert shipped_copy.thread.thread_id != keyed_copy.thread.thread_id
 
 
 def test_children_are_found_under_the_profiles_dedupe_key(tmp_path, monkeypatch):

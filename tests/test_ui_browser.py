@@ -1,5 +1,6 @@
 """The Dagster UI in headless Chromium: a person sees the docs writer's graph and gates, adds a
-target partition and materializes it, and the run lands in the shared instance and the CAS."""
+target partition and materializes it, and the run lands in the shared instance, the CAS and
+the tree's output folder."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from ui_support import (
     traced_on_failure,
 )
 
+from wf_pipeline.runtime.targets import target_key_for
+
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
 
 WORKFLOW = "docs_writer_thread_v1"
@@ -40,7 +43,7 @@ GATE_OF_ASSET = {
 }
 # The directory the test changes, and the symbol it adds there.
 CHANGED_DIR = "stationkit/storage"
-TARGET_KEY = "stationkit/storage"  # `<tree name>/<relative path>` of the documented subtree "stationkit"
+TARGET_PATH = "storage"  # the changed directory, relative to the documented subtree "stationkit"
 ADDED_SYMBOL = "clear_all"
 RUN_TIMEOUT_MS = 120_000
 
@@ -52,6 +55,8 @@ class DocumentedTree:
     home: Path
     root: Path
     previous_final_artifact: str  # the changed target's README before the change
+    target_key: str  # `<tree name>~<root digest>/<relative path>` of the changed directory
+    out_dir: Path  # where the tree's outputs go (`wf run`'s default: $WF_OUT/<tree key>)
 
 
 @pytest.fixture
@@ -78,8 +83,12 @@ def documented_tree(tmp_path, home, ui_env) -> DocumentedTree:
         timeout=120,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    threads = {t["target"]: t for t in json.loads(completed.stdout)["threads"]}
-    assert threads[TARGET_KEY]["status"] == "completed"
+    summary = json.loads(completed.stdout)
+    target_key = target_key_for(subtree, TARGET_PATH)
+    threads = {t["target"]: t for t in summary["threads"]}
+    assert threads[target_key]["status"] == "completed"
+    out_dir = Path(summary["out_dir"])
+    assert (out_dir / TARGET_PATH / "README.md").is_file()
 
     # The directory changes after it was documented: it needs a new thread.
     module = tree / CHANGED_DIR / "memory.py"
@@ -90,9 +99,9 @@ def documented_tree(tmp_path, home, ui_env) -> DocumentedTree:
     # The target stays registered in the record store, but its partition is gone from the
     # instance (as after "Delete partition" in the UI): the UI has to add it back.
     with DagsterInstance.from_config(ui_env["DAGSTER_HOME"]) as instance:
-        assert TARGET_KEY in instance.get_dynamic_partitions(PARTITIONS)
-        instance.delete_dynamic_partition(PARTITIONS, TARGET_KEY)
-    return DocumentedTree(home, tree, threads[TARGET_KEY]["final_artifact_id"])
+        assert target_key in instance.get_dynamic_partitions(PARTITIONS)
+        instance.delete_dynamic_partition(PARTITIONS, target_key)
+    return DocumentedTree(home, tree, threads[target_key]["final_artifact_id"], target_key, out_dir)
 
 
 @pytest.fixture
@@ -137,18 +146,19 @@ def test_ui_shows_the_gated_graph_and_materializes_a_new_target(
         page = browser.new_page()
         dismiss_community_prompt(page)
         show_graph_and_gates(page, dagster_services.url)
-        run_id = materialize_new_partition(page, dagster_services.url, instance)
-        follow_run_to_success(page, dagster_services, run_id)
+        target_key = documented_tree.target_key
+        run_id = materialize_new_partition(page, dagster_services.url, instance, target_key)
+        follow_run_to_success(page, dagster_services, run_id, target_key)
 
     # The instance agrees: a UI-launched run of that partition that succeeded ...
     run = instance.get_run_by_id(run_id)
     assert run is not None and run.status == DagsterRunStatus.SUCCESS
-    assert run.tags.get("dagster/partition") == TARGET_KEY
+    assert run.tags.get("dagster/partition") == target_key
     assert run.tags.get("dagster/from_ui") == "true"
     materialized = {
         entry.dagster_event.asset_key.path[-1]
         for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
-        if entry.dagster_event.partition == TARGET_KEY
+        if entry.dagster_event.partition == target_key
     }
     assert materialized == set(GATE_OF_ASSET)
     checks = {
@@ -159,7 +169,7 @@ def test_ui_shows_the_gated_graph_and_materializes_a_new_target(
 
     # ... whose final README is a new artifact, stored in the CAS under its digest.
     final = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey([WORKFLOW, "readme_final"]), asset_partitions=[TARGET_KEY]),
+        AssetRecordsFilter(asset_key=AssetKey([WORKFLOW, "readme_final"]), asset_partitions=[target_key]),
         limit=1,
     ).records[0]
     assert final.run_id == run_id
@@ -171,6 +181,10 @@ def test_ui_shows_the_gated_graph_and_materializes_a_new_target(
     readme = stored.decode("utf-8")
     assert readme.startswith("# storage\n")
     assert f"`{ADDED_SYMBOL}(store)`" in readme  # written from the changed tree
+
+    # The UI-launched run wrote the README file where the tree's outputs go, as `wf run` does.
+    written = documented_tree.out_dir / TARGET_PATH / "README.md"
+    assert written.read_bytes() == stored
 
 
 def show_graph_and_gates(page: Page, base_url: str) -> None:
@@ -187,7 +201,7 @@ def show_graph_and_gates(page: Page, base_url: str) -> None:
         expect(page.get_by_text("This is a blocking asset check.")).to_be_visible()
 
 
-def materialize_new_partition(page: Page, base_url: str, instance: DagsterInstance) -> str:
+def materialize_new_partition(page: Page, base_url: str, instance: DagsterInstance, target_key: str) -> str:
     """Add the changed directory's partition in the Materialize dialog and launch all four assets for it."""
     open_asset_group(page, base_url)
     page.get_by_role("button", name="Materialize all").click()
@@ -197,10 +211,10 @@ def materialize_new_partition(page: Page, base_url: str, instance: DagsterInstan
     expect(launch).to_be_visible()
     launch.get_by_role("button", name="Add a partition").click()
     add = page.get_by_role("dialog").filter(has_text=f"Add a partition for {PARTITIONS}")
-    add.get_by_role("textbox").fill(TARGET_KEY)
+    add.get_by_role("textbox").fill(target_key)
     add.get_by_role("button", name="Save").click()
     expect(add).to_be_hidden()
-    assert TARGET_KEY in instance.get_dynamic_partitions(PARTITIONS)
+    assert target_key in instance.get_dynamic_partitions(PARTITIONS)
 
     # The new partition is the selection.
     expect(launch.get_by_text("1 partition", exact=True)).to_be_visible()
@@ -211,9 +225,9 @@ def materialize_new_partition(page: Page, base_url: str, instance: DagsterInstan
     return next(r.run_id for r in instance.get_runs(limit=5) if r.run_id.startswith(short_run_id))
 
 
-def follow_run_to_success(page: Page, services: DagsterServices, run_id: str) -> None:
+def follow_run_to_success(page: Page, services: DagsterServices, run_id: str, target_key: str) -> None:
     page.goto(f"{services.url}/runs/{run_id}")
-    expect(page.get_by_text(f"partition: {TARGET_KEY}")).to_be_visible()
+    expect(page.get_by_text(f"partition: {target_key}")).to_be_visible()
     outcome = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$")).first
     expect(outcome).to_be_visible(timeout=RUN_TIMEOUT_MS)
     page.screenshot(path=str(UI_ARTIFACTS / "run_page.png"))

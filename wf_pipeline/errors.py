@@ -512,9 +512,6 @@ RUN_CONTEXT_MISSING = _code(
 RUN_INPUT_NOT_READY = _code(
     "RUN_INPUT_NOT_READY", RunError, meaning="a turn's input has no completed output upstream"
 )
-RUN_NO_OUTPUT_DIR = _code(
-    "RUN_NO_OUTPUT_DIR", RunError, meaning="outputs need an output folder or in-place writing"
-)
 RUN_OUTPUT_SHAPE = _code(
     "RUN_OUTPUT_SHAPE",
     RunError,
@@ -543,6 +540,14 @@ RUN_THREAD_STALE = _code(
     meaning="the thread was made by an earlier version of its profile; resuming it would start another",
 )
 RUN_UNKNOWN_TARGET = _code("RUN_UNKNOWN_TARGET", RunError, meaning="no target is registered under that key")
+RUN_UNKNOWN_TREE = _code(
+    "RUN_UNKNOWN_TREE", RunError, meaning="no tree is registered under that path or key (run wf targets sync)"
+)
+RUN_NAME_UNREPRESENTABLE = _code(
+    "RUN_NAME_UNREPRESENTABLE",
+    RunError,
+    meaning="a file name cannot be written as a partition key (not a file system name); the directory is skipped",
+)
 RUN_UNKNOWN_THREAD = _code("RUN_UNKNOWN_THREAD", RunError, meaning="no thread has that id")
 RUN_UNKNOWN_TURN = _code("RUN_UNKNOWN_TURN", RunError, meaning="the workflow has no turn with that id")
 RUN_OUTPUT_OUTSIDE_ROOT = _code(

@@ -164,8 +164,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         args: the parsed command line (``workflow_id``, ``path``, ``json``).
 
     Returns:
-        The exit status: 0 when every thread succeeded, 1 (``EXIT_FAILED``) otherwise. Writes
-        no output file; the outputs stay in the CAS and the records.
+        The exit status: 0 when every thread succeeded, 1 (``EXIT_FAILED``) otherwise. The
+        outputs are written where the tree's outputs go (``wf targets sync``).
 
     Raises:
         WfError: those of `service.backfill` (the same as `service.run_workflow`); `main`
@@ -182,11 +182,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    """``wf targets sync PATH``: register a tree's directories as targets and as Dagster partitions.
+    """``wf targets sync PATH [--out DIR | --in-place [--overwrite]]``: register a tree, its targets and partitions.
 
     Args:
         args: the parsed command line (``path``, ``workflow`` (optional when only one workflow
-            is loaded), ``json``).
+            is loaded), ``out``, ``in_place``, ``overwrite``, ``json``).
 
     Returns:
         The exit status, 0. Prints the count of targets, of depth levels and the partitions
@@ -198,7 +198,14 @@ def cmd_targets(args: argparse.Namespace) -> int:
     """
     from wf_pipeline import service
 
-    result = service.sync_targets(_settings(args), args.workflow, Path(args.path))
+    result = service.sync_targets(
+        _settings(args),
+        args.workflow,
+        Path(args.path),
+        out_dir=Path(args.out).resolve() if args.out else None,
+        in_place=args.in_place,
+        overwrite=args.overwrite,
+    )
 
     def render(console: Console, r: dict) -> None:
         _print_warnings(console, r["warnings"])
@@ -207,6 +214,49 @@ def cmd_targets(args: argparse.Namespace) -> int:
             f"registered as partitions {r['partitions']}",
             markup=False,
             highlight=False,
+        )
+        place = "in place" if r["in_place"] else "under"
+        console.print(
+            f"tree {r['tree']}: outputs are written {place} {r['out_dir']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    _emit(args, result, render)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``wf export TREE [--out DIR]``: write the latest outputs of a registered tree from the CAS.
+
+    Args:
+        args: the parsed command line (``tree``: a path, tree key or base name; ``out``;
+            ``workflow``; ``json``).
+
+    Returns:
+        The exit status, 0. Prints how many outputs were written and where.
+
+    Raises:
+        WfError: ``RUN_UNKNOWN_TREE`` and the errors of `service.export_outputs`; `main`
+            prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    result = service.export_outputs(
+        _settings(args),
+        args.tree,
+        out_dir=Path(args.out).resolve() if args.out else None,
+        workflow_id=args.workflow,
+    )
+
+    def render(console: Console, r: dict) -> None:
+        console.print(
+            f"{plural(len(r['written']), 'output')} of {r['tree']} written under {r['out_dir']}; "
+            f"{plural(len(r['missing']), 'directory')} without one yet",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
 
     _emit(args, result, render)
@@ -570,7 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
     run.add_argument("path", metavar="PATH", help=tree_help)
     run.add_argument(
-        "--out", help="folder the outputs mirror the tree into (default: $WF_HOME/out/<tree name>)"
+        "--out",
+        help="folder the outputs mirror the tree into, recorded for the tree "
+        "(default: the place `wf targets sync` recorded, else $WF_OUT/<tree key>)",
     )
     run.add_argument("--in-place", action="store_true", help="write README.md files into the tree itself")
     run.add_argument(
@@ -589,6 +641,20 @@ def build_parser() -> argparse.ArgumentParser:
     targets.add_argument(
         "--workflow", help="the workflow whose partitions to sync (may be left out when only one is loaded)"
     )
+    targets.add_argument(
+        "--out", help="folder every launch path (UI, sensors, CLI) writes the tree's outputs into"
+    )
+    targets.add_argument("--in-place", action="store_true", help="write the outputs into the tree itself")
+    targets.add_argument(
+        "--overwrite", action="store_true", help="with --in-place: replace existing README.md files"
+    )
+
+    export = command("export", "write a tree's latest outputs from the CAS", cmd_export)
+    export.add_argument(
+        "tree", metavar="TREE", help="the tree: its path, its key (name~hex) or its base name"
+    )
+    export.add_argument("--out", help="folder to write into (default: the tree's recorded output place)")
+    export.add_argument("--workflow", help="the workflow (may be left out when only one is loaded)")
 
     resume = command("resume", "resume a failed thread per its failure_policy", cmd_resume)
     resume.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")

@@ -201,6 +201,25 @@ class TargetRecord(_Record):
     registered_at_ms: int
 
 
+class TreeRecord(_Record):
+    """A tree registered at sync: its identity, where its outputs go; time in ms.
+
+    A tree is identified by its resolved root path, not by its base name, so two trees
+    that share a base name never share partitions, threads or output folders.
+    Built with bad fields it raises pydantic's ``ValidationError``; the record store
+    reports that as ``RECORD_INVALID``.
+    """
+
+    root_id: NonEmpty  # `tree_root_id` of the resolved root path
+    root_path: NonEmpty  # the resolved absolute root path on the machine that registered it
+    display_name: str  # the root's base name, as titles show it
+    tree_key: NonEmpty  # the root's partition key (`wf_pipeline.runtime.targets.target_key_for`)
+    out_dir: str | None = None  # outputs mirror the tree here; None with in_place or not synced with one
+    in_place: bool = False  # outputs are written into the tree itself
+    overwrite: bool = False  # in place: replace existing, different outputs
+    registered_at_ms: int
+
+
 class FrameRecord(_Record):
     """One frame: a turn's output artifact attached to a node, with its validated metadata; time in ms.
 
@@ -275,16 +294,20 @@ def thread_id_for(workflow_id: str, target_node_id: str, target_frame_id: str = 
     return derived_id("thread", workflow_id, target_node_id, target_frame_id, *extra)
 
 
-def thread_id_from_key(fields: Iterable[str], values: Mapping[str, str]) -> str:
+def thread_id_from_key(fields: Iterable[str], values: Mapping[str, str], identity: Iterable[str] = ()) -> str:
     """The thread id for a dedupe key: only the named fields' values take part.
 
     Args:
         fields: dedupe key field names (order and repeats do not matter).
         values: every field of `THREAD_KEY_FIELDS` -> its value for this thread.
+        identity: ``name=value`` parts every thread's identity holds whatever its dedupe
+            key names (the tree, the provider and model, the children's outputs); empty
+            gives the id of the dedupe key alone.
 
     Returns:
         The id `thread_id_for` derives from the named fields; a field left out counts as
-        absent (``target_frame_id`` as "").
+        absent (``target_frame_id`` as ""). With ``identity`` parts, the id derived from
+        that id and the parts.
 
     Raises:
         MetadataError: ``METADATA_UNKNOWN_THREAD_KEY_FIELD`` for a name outside
@@ -304,12 +327,14 @@ def thread_id_from_key(fields: Iterable[str], values: Mapping[str, str]) -> str:
         raise MetadataError(
             METADATA_THREAD_KEY_INCOMPLETE, f"a thread key must name {missing}", missing=missing
         )
-    return thread_id_for(
+    keyed = thread_id_for(
         values["workflow_id"],
         values["target_node_id"],
         values["target_frame_id"] if "target_frame_id" in chosen else "",
         **{name: values[name] for name in _LOCATION_FIELDS if name in chosen},
     )
+    parts = list(identity)
+    return derived_id("thread", keyed, *parts) if parts else keyed
 
 
 def turn_record_id_for(workflow_id: str, thread_id: str, turn_id: str, attempt: int) -> str:

@@ -26,6 +26,7 @@ from wf_pipeline.metadata.records import (
     PromptLinkRecord,
     TargetRecord,
     ThreadRecord,
+    TreeRecord,
     TurnRecord,
     now_ms,
 )
@@ -181,6 +182,19 @@ class MemoryRecordStore:
     def list_targets(self) -> list[TargetRecord]:
         """Every target, by target_key."""
         return self._listing("list_targets", "targets", TargetRecord)
+
+    def save_tree(self, record: TreeRecord) -> None:
+        """Upsert one tree keyed by root_id; ``RECORD_INVALID`` (nothing written)."""
+        self._write("save_tree", [("trees", [validated(record, TreeRecord)])])
+
+    def get_tree(self, root_id: str) -> TreeRecord | None:
+        """The tree ``root_id``, or None."""
+        found = self._listing("list_trees", "trees", TreeRecord, lambda row: row["root_id"] == root_id)
+        return found[0] if found else None
+
+    def list_trees(self) -> list[TreeRecord]:
+        """Every registered tree, by root_path then root_id."""
+        return self._listing("list_trees", "trees", TreeRecord)
 
     # --- threads and turns -----------------------------------------------------------
 

@@ -25,6 +25,7 @@ from wf_pipeline.metadata.records import (
     PromptLinkRecord,
     TargetRecord,
     ThreadRecord,
+    TreeRecord,
     TurnRecord,
 )
 
@@ -35,6 +36,7 @@ RecordT = TypeVar("RecordT", bound=BaseModel)
 ORDERS: dict[str, tuple[str, ...]] = {
     "nodes_for_root": ("path", "node_id"),
     "list_targets": ("target_key",),
+    "list_trees": ("root_path", "root_id"),
     "list_threads": ("target_path", "thread_id"),
     "turns_for_thread": ("turn_seq", "attempt", "turn_id"),
     "gates_for_thread": ("evaluated_at_ms", "attempt", "gate_record_id"),
@@ -248,6 +250,18 @@ class RecordStore(Protocol):
 
     def list_targets(self) -> list[TargetRecord]:
         """Every target, by target_key."""
+        ...
+
+    def save_tree(self, record: TreeRecord) -> None:
+        """Upsert one tree keyed by root_id: the latest registration wins."""
+        ...
+
+    def get_tree(self, root_id: str) -> TreeRecord | None:
+        """The tree ``root_id``, or None."""
+        ...
+
+    def list_trees(self) -> list[TreeRecord]:
+        """Every registered tree, by root_path then root_id."""
         ...
 
     def save_thread(self, record: ThreadRecord) -> None:

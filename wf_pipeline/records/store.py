@@ -28,6 +28,7 @@ from wf_pipeline.metadata.records import (
     PromptLinkRecord,
     TargetRecord,
     ThreadRecord,
+    TreeRecord,
     TurnRecord,
     now_ms,
 )
@@ -229,6 +230,29 @@ class SqlRecordStore:
         table = self._tables["targets"]
         return self._select(
             "list_targets", TargetRecord, select(table).order_by(*_order_columns(table, "list_targets"))
+        )
+
+    # --- trees -----------------------------------------------------------------------
+
+    def save_tree(self, record: TreeRecord) -> None:
+        """Upsert one tree keyed by root_id: the latest registration wins.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        tree = validated(record, TreeRecord)
+        with self._writing("save_tree") as conn:
+            self._upsert(conn, "trees", [tree])
+
+    def get_tree(self, root_id: str) -> TreeRecord | None:
+        """The tree ``root_id``, or None."""
+        table = self._tables["trees"]
+        return self._first("get_tree", TreeRecord, select(table).where(table.c.root_id == root_id))
+
+    def list_trees(self) -> list[TreeRecord]:
+        """Every registered tree, by root_path then root_id."""
+        table = self._tables["trees"]
+        return self._select(
+            "list_trees", TreeRecord, select(table).order_by(*_order_columns(table, "list_trees"))
         )
 
     # --- threads ---------------------------------------------------------------------

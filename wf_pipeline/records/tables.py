@@ -38,6 +38,7 @@ from wf_pipeline.metadata.records import (
     PromptLinkRecord,
     TargetRecord,
     ThreadRecord,
+    TreeRecord,
     TurnRecord,
 )
 
@@ -80,6 +81,7 @@ class TableSpec:
 TABLE_SPECS: tuple[TableSpec, ...] = (
     TableSpec("nodes", NodeRecord, key=("node_id", "path"), indexes=(("root_id", "path"),)),
     TableSpec("targets", TargetRecord, key=("target_key",)),
+    TableSpec("trees", TreeRecord, key=("root_id",)),
     TableSpec("threads", ThreadRecord, key=("thread_id",), indexes=(("workflow_id", "status"),)),
     # One row per (thread, turn, attempt): the deterministic turn_record_id encodes exactly that.
     TableSpec(

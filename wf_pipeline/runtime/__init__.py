@@ -3,21 +3,34 @@
 from wf_pipeline.runtime.batch import run_turn_batch
 from wf_pipeline.runtime.environment import RuntimeEnv, provider_from_settings
 from wf_pipeline.runtime.failure import gate_stops_thread, prepare_resume, resume_seq
+from wf_pipeline.runtime.outputs import output_directory, tree_of, write_thread_output
 from wf_pipeline.runtime.runs import (
     RunPlan,
     RunSummary,
     ThreadSummary,
     next_ready_level,
     plan_run,
+    replan,
     summarize_run,
 )
 from wf_pipeline.runtime.sample import sample_render_errors
 from wf_pipeline.runtime.sinks import OutputSink, output_sink, register_output_sink, write_file_atomically
-from wf_pipeline.runtime.targets import Target, register_targets, resolve_target, target_depth, target_key_for
+from wf_pipeline.runtime.targets import (
+    Target,
+    find_tree,
+    register_targets,
+    register_tree,
+    resolve_target,
+    target_depth,
+    target_key_for,
+    tree_output_dir,
+)
 from wf_pipeline.runtime.threads import (
+    ThreadIdentity,
     ThreadPlan,
     final_artifact_id,
     open_thread,
+    plan_for_thread,
     plan_thread,
     scan_workspace,
 )
@@ -30,20 +43,26 @@ __all__ = [
     "RunSummary",
     "RuntimeEnv",
     "Target",
+    "ThreadIdentity",
     "ThreadPlan",
     "ThreadSummary",
     "TurnOutput",
     "final_artifact_id",
+    "find_tree",
     "gate_stops_thread",
-    "open_thread",
-    "output_sink",
     "next_ready_level",
+    "open_thread",
+    "output_directory",
+    "output_sink",
+    "plan_for_thread",
     "plan_run",
     "plan_thread",
     "prepare_resume",
     "provider_from_settings",
     "register_output_sink",
     "register_targets",
+    "register_tree",
+    "replan",
     "resolve_target",
     "resume_seq",
     "render_variables",
@@ -54,5 +73,8 @@ __all__ = [
     "summarize_run",
     "target_depth",
     "target_key_for",
+    "tree_of",
+    "tree_output_dir",
     "write_file_atomically",
+    "write_thread_output",
 ]

@@ -22,8 +22,16 @@ from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import mark_thread_failed
 from wf_pipeline.runtime.leases import LEASE_TTL_MS, thread_lease
+from wf_pipeline.runtime.outputs import write_step_outputs
 from wf_pipeline.runtime.targets import Target
-from wf_pipeline.runtime.threads import open_thread, recorded_context_id, scan_workspace, unsettled_children
+from wf_pipeline.runtime.threads import (
+    ThreadIdentity,
+    open_thread,
+    plan_thread,
+    recorded_context_id,
+    scan_workspace,
+    unsettled_children,
+)
 from wf_pipeline.runtime.turn import CHILDREN_PENDING, CONTEXT_REF, TurnOutput, run_turn
 from wf_pipeline.tree import TreeScan
 
@@ -57,7 +65,9 @@ def run_turn_batch(
         message (`wf_pipeline.runtime.failure.mark_thread_failed`). Provider failures are
         ``failed`` outputs too (`run_turn`), not exceptions. ``RUN_INTERRUPTED`` (``env.interrupt`` was set before it
         started) and ``RUN_THREAD_BUSY`` (another live process kept the thread's lease,
-        `wf_pipeline.runtime.leases`) are ``skipped``: the thread is not failed by them here.
+        `wf_pipeline.runtime.leases`) are ``skipped``: the thread is not failed by them here. After the turn that produces the final
+        output, every completed target's output is written where its tree's outputs go
+        (`wf_pipeline.runtime.outputs.write_step_outputs`).
 
     Raises:
         BaseException: an interrupt raised into the waiting thread (a signal) propagates
@@ -73,17 +83,20 @@ def run_turn_batch(
     """
     turn = loaded.profile.turn(turn_id)
     scans = _scans_by_root(env, loaded, targets)
+    # Thread ids as the records stand when the step starts: children finished in earlier
+    # levels are part of a parent's identity from here on.
+    identities = {root: ThreadIdentity(env, loaded, scan) for root, scan in scans.items()}
     resumed = thread_id if len(targets) == 1 else None
     workers = max(1, min(env.settings.provider_concurrency, len(targets)))
     # Each worker also opens its thread and checks the children, so that work overlaps
     # the provider calls of the others instead of delaying the first call.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wf-turn") as pool:
         futures = {
-            target.key: pool.submit(_run_one, env, loaded, target, turn, scans[target.root], resumed)
+            target.key: pool.submit(_run_one, env, loaded, target, turn, identities[target.root], resumed)
             for target in targets
         }
         try:
-            return {key: future.result() for key, future in futures.items()}
+            results = {key: future.result() for key, future in futures.items()}
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 # A signal reached this thread while it waited (Dagster raises its execution
@@ -93,21 +106,45 @@ def run_turn_batch(
                 env.interrupt.set()
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
+    # The final turn's step writes the outputs, so every launch path does (UI, sensor, CLI).
+    write_step_outputs(
+        env, loaded, turn_id, targets, {key: (r.thread_id, r.status) for key, r in results.items()}
+    )
+    return results
 
 
 def _run_one(
-    env: RuntimeEnv, loaded: LoadedProfile, target: Target, turn, scan: TreeScan, thread_id: str | None
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    target: Target,
+    turn,
+    identity: ThreadIdentity,
+    thread_id: str | None,
 ) -> TurnOutput:
-    thread = open_thread(env, loaded, target, thread_id, scan)
+    scan = identity.scan
+    plan = None
+    if thread_id is not None:
+        thread = open_thread(env, loaded, target, thread_id, scan, identity)
+    else:
+        plan = plan_thread(env, loaded, target, identity)
+        thread = plan.thread
+        if not plan.recorded and CONTEXT_REF not in turn.input_refs:
+            # No thread of this identity has started (a parent whose children finished
+            # since its first turn was skipped): nothing to continue, nothing to record.
+            return TurnOutput.skipped(thread.thread_id, turn, target.key, RUN_INPUT_NOT_READY)
     if env.interrupt.is_set():
         return TurnOutput.skipped(thread.thread_id, turn, target.key, RUN_INTERRUPTED)
     try:
         if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
-            pending = unsettled_children(env, loaded, scan, target.path)
+            pending = unsettled_children(env, loaded, scan, target.path, identity)
             if pending:
-                # Not a failure: the parent waits for its children (bottom-up order).
+                # Not a failure: the parent waits for its children (bottom-up order). Its
+                # identity depends on their outputs, so nothing is recorded under an id that
+                # will not hold once they have finished.
                 log.info("thread %s waits for %d child directories", thread.thread_id, len(pending))
                 return TurnOutput.skipped(thread.thread_id, turn, target.key, CHILDREN_PENDING)
+        if plan is not None:
+            thread = plan.save_if_new(env)
         # One holder at a time runs a thread's turn: a waiter then finds the turn completed
         # and reuses it. The holder finishes within the turn's deadline, or its lease expires.
         with thread_lease(

@@ -21,7 +21,7 @@ from wf_pipeline.metadata.records import ArtifactLinkRecord, ThreadRecord
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import usable_artifact
 from wf_pipeline.runtime.targets import resolve_target
-from wf_pipeline.runtime.threads import thread_id_of
+from wf_pipeline.runtime.threads import target_frame_id
 from wf_pipeline.runtime.turn import restore_turn_artifacts, run_turn
 
 # Progress callback: (objects checked, objects in total).
@@ -197,7 +197,8 @@ def _rerun_thread(
     try:
         loaded = env.catalog.get(thread.workflow_id)
         target = resolve_target(env.records, thread.target_key)
-        if thread_id_of(loaded, thread.target_node_id, target) != thread.thread_id:
+        # The profile's code version is part of the thread's frame id (as `wf resume` checks).
+        if thread.target_frame_id != target_frame_id(loaded):
             return (
                 f"thread {thread.thread_id} was made by another version of {thread.workflow_id}; "
                 "run the tree again with wf run"

@@ -10,16 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wf_pipeline.errors import RUN_NO_OUTPUT_DIR, RunError
-from wf_pipeline.metadata.records import ThreadRecord
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
-from wf_pipeline.runtime.sinks import output_sink
+from wf_pipeline.runtime.outputs import output_directory, tree_of, write_thread_output
 from wf_pipeline.runtime.targets import Target, register_targets, target_depth
 from wf_pipeline.runtime.threads import (
+    ThreadIdentity,
     ThreadPlan,
     final_artifact_id,
-    frame_type_of,
     plan_thread,
     scan_workspace,
     unsettled_children,
@@ -53,9 +51,11 @@ class RunPlan:
 
 
 def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
-    """Register every directory as a target and decide, per dedupe key, which threads must run.
+    """Register every directory as a target and decide, per thread identity, which threads must run.
 
-    New threads are saved as ``pending``; recorded ones are left as they are.
+    New threads are saved as ``pending``; recorded ones are left as they are. A parent's
+    identity holds its children's outputs, so its entry here is provisional until its
+    level starts (`replan`).
 
     Args:
         env: the runtime (its record store is read and written, its CAS checked).
@@ -70,14 +70,42 @@ def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
         RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
     """
     targets = register_targets(env.records, scan)
+    return RunPlan(loaded=loaded, scan=scan, threads=tuple(replan(env, loaded, scan, targets)))
+
+
+def replan(
+    env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, targets: Iterable[Target]
+) -> list[ThreadPlan]:
+    """The threads of ``targets`` for the records as they stand now; new final ones are saved as ``pending``.
+
+    Called again when a depth level starts, so a parent's thread is the one for its
+    children's outputs at that time, and by the run summary, so it reports the threads
+    that actually ran.
+
+    Args:
+        env: the runtime (records read and written).
+        loaded: the profile.
+        scan: the tree as scanned for this run.
+        targets: the targets to plan, in the order wanted.
+
+    Returns:
+        One `ThreadPlan` per target, in order.
+
+    Raises:
+        MetadataError: as `thread_id_of`.
+        RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
+    """
+    identity = ThreadIdentity(env, loaded, scan)
     plans = []
     for target in targets:
-        node_id = scan.node(target.path).node_id
-        plan = plan_thread(env, loaded, target, node_id)
-        if plan.save_if_new(env) != plan.thread:
-            plan = plan_thread(env, loaded, target, node_id)  # another process recorded it meanwhile
+        plan = plan_thread(env, loaded, target, identity)
+        # A parent whose children are still to run gets another id once they have: only
+        # a thread whose identity is final is recorded.
+        if not unsettled_children(env, loaded, scan, target.path, identity):
+            if plan.save_if_new(env) != plan.thread:
+                plan = plan_thread(env, loaded, target, identity)  # another process recorded it meanwhile
         plans.append(plan)
-    return RunPlan(loaded=loaded, scan=scan, threads=tuple(plans))
+    return plans
 
 
 @dataclass(frozen=True)
@@ -121,7 +149,9 @@ class RunSummary:
         provider_calls: provider calls made by the run (`provider_calls_since`).
         threads_reused: threads that had completed before the run.
         dagster_run_ids: the Dagster runs that executed the pending threads.
-        out_dir: the output folder, or None when writing in place or not at all.
+        out_dir: the folder the outputs went to: the tree's output folder, or its root
+            when writing in place.
+        in_place: whether the outputs were written into the tree itself.
         warnings: the scan's warnings, ``{"code", "path", "message"}`` each (entries skipped:
             links outside the root, loops, unreadable files...).
         root: the tree's root folder, None when unknown.
@@ -135,6 +165,7 @@ class RunSummary:
     out_dir: str | None
     warnings: tuple[dict[str, str], ...] = ()
     root: str | None = None
+    in_place: bool = False
 
     @property
     def ok(self) -> bool:
@@ -182,6 +213,7 @@ class RunSummary:
             "dagster_run_ids": list(self.dagster_run_ids),
             "out_dir": self.out_dir,
             "warnings": [dict(warning) for warning in self.warnings],
+            "in_place": self.in_place,
         }
 
 
@@ -213,68 +245,62 @@ def summarize_run(
     *,
     started_ms: int,
     dagster_run_ids: Iterable[str],
-    out_dir: Path | None,
-    in_place: bool,
-    overwrite: bool,
+    replanned: bool = True,
 ) -> RunSummary:
-    """Write the outputs of completed threads and report every thread of the plan.
+    """Report every thread the run ran or reused, and make sure each completed one's output is written.
 
-    Outputs go through the output sink of the profile's frame type (see ``sinks``);
-    with neither ``out_dir`` nor ``in_place`` nothing is written (a backfill only fills
-    the stores; the outputs stay available from the CAS).
+    The final turn's step already wrote the outputs of the threads it completed
+    (`wf_pipeline.runtime.outputs`); the same function runs here for every completed
+    thread, so reused threads' outputs reach a new output place too (equal files are
+    left as they are). Where they go is the tree record's.
 
     Args:
         env: the runtime (records read, CAS read by the sink).
-        plan: the run's plan (`plan_run`).
+        plan: the run's plan (`plan_run`); its threads are planned again (`replan`) so the
+            report names the threads that ran, parents included.
         started_ms: when the run started, Unix epoch in ms (provider calls are counted from it).
         dagster_run_ids: the Dagster runs that executed the plan.
-        out_dir: write outputs into this folder, mirroring the tree.
-        in_place: write outputs into the scanned tree itself.
-        overwrite: replace existing, different outputs when writing in place; outputs
-            in ``out_dir`` are always replaced.
+        replanned: plan the threads again; False reports the plan's own threads (a
+            resumed thread keeps its id whatever its children's outputs are now).
 
     Returns:
         The `RunSummary` of every planned thread.
 
     Raises:
-        RunError: ``RUN_NO_OUTPUT_SINK``, before anything is written, when outputs are to
-            be written and no loaded workflow provides a sink for the frame type.
+        RunError: ``RUN_NO_OUTPUT_SINK`` when no loaded workflow provides a sink for the
+            frame type; ``RUN_OUTPUT_WRITE_FAILED`` when an output cannot be written.
         CasError: the sink's read of a final artifact (``CAS_NOT_FOUND``,
             ``CAS_DIGEST_MISMATCH``).
-        RunError: ``RUN_OUTPUT_WRITE_FAILED`` when an output cannot be written, with the
-            operating system's reason (nothing is half-written). A destination outside the
-            root or through a symbolic link is not written (warning ``RUN_OUTPUT_OUTSIDE_ROOT``).
+        RunError: ``RUN_OUTPUT_WRITE_FAILED`` with the operating system's reason (nothing is
+            half-written). A destination outside the root or through a symbolic link is not
+            written (warning ``RUN_OUTPUT_OUTSIDE_ROOT``).
         RecordError: ``RECORD_UNAVAILABLE``.
     """
-    writing = out_dir is not None or in_place
-    sink = output_sink(frame_type_of(plan.loaded)) if writing else None
+    tree = tree_of(env, plan.scan.root)
+    planned_reusable = {entry.thread.thread_id for entry in plan.threads if entry.reusable}
+    current = (
+        replan(env, plan.loaded, plan.scan, [entry.target for entry in plan.threads])
+        if replanned
+        else list(plan.threads)
+    )
     summaries = []
-    for thread_plan in plan.threads:
-        thread = env.records.get_thread(thread_plan.thread.thread_id) or thread_plan.thread
+    for entry in current:
+        thread = env.records.get_thread(entry.thread.thread_id) or entry.thread
         artifact_id = (
             final_artifact_id(env, plan.loaded, thread.thread_id) if thread.status == "completed" else None
         )
-        output_path = None
-        if artifact_id is not None and sink is not None:
-            output_path = sink.write(
-                env,
-                artifact_id,
-                _target_directory(plan.scan.root, thread, out_dir, in_place),
-                overwrite=overwrite or not in_place,
-                # Never write outside the tree (in place) or the output folder, nor through links.
-                root=plan.scan.root if in_place else out_dir,
-            )
+        output_path = write_thread_output(env, plan.loaded, tree, thread) if artifact_id else None
         latest = env.records.latest_turns(thread.thread_id).values()
         turns_run = sum(1 for turn in latest if turn.started_at_ms >= started_ms)
         summaries.append(
             ThreadSummary(
-                target=thread_plan.target.key,
+                target=entry.target.key,
                 path=thread.target_path,
                 thread_id=thread.thread_id,
                 status=thread.status,
                 output_path=str(output_path) if output_path else None,
                 final_artifact_id=artifact_id,
-                reused=thread_plan.reusable,
+                reused=thread.thread_id in planned_reusable,
                 error_code=thread.error_code if thread.status == "failed" else None,
                 error_text=thread.error_text if thread.status == "failed" else None,
                 turns_run=turns_run,
@@ -286,19 +312,15 @@ def summarize_run(
     return RunSummary(
         workflow_id=plan.loaded.profile.workflow_id,
         threads=tuple(summaries),
-        provider_calls=provider_calls_since(env, (t.thread.thread_id for t in plan.threads), started_ms),
-        threads_reused=len(plan.reused),
+        provider_calls=provider_calls_since(
+            env, {t.thread.thread_id for t in (*plan.threads, *current)}, started_ms
+        ),
+        threads_reused=sum(1 for t in summaries if t.reused),
         dagster_run_ids=tuple(dagster_run_ids),
-        out_dir=None if in_place else str(out_dir) if out_dir else None,
+        out_dir=str(output_directory(env, tree, ".")),
+        in_place=tree.in_place,
         root=str(plan.scan.root),
     )
-
-
-def _target_directory(root: Path, thread: ThreadRecord, out_dir: Path | None, in_place: bool) -> Path:
-    base = root if in_place else out_dir
-    if base is None:
-        raise RunError(RUN_NO_OUTPUT_DIR, "either an output folder or in-place writing is needed")
-    return base if thread.target_path == "." else base / thread.target_path
 
 
 def next_ready_level(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> list[Target]:
@@ -324,12 +346,13 @@ def next_ready_level(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> list
     """
     scan = scan_workspace(env, loaded, root)
     targets = register_targets(env.records, scan)
+    identity = ThreadIdentity(env, loaded, scan)
     ready_depths = set()
     for target in targets:
-        thread = plan_thread(env, loaded, target, scan.node(target.path).node_id).thread
+        thread = plan_thread(env, loaded, target, identity).thread
         if thread.status in ("completed", "failed", "aborted"):
             continue
-        if not unsettled_children(env, loaded, scan, target.path):
+        if not unsettled_children(env, loaded, scan, target.path, identity):
             ready_depths.add(target_depth(target))
     if not ready_depths:
         return []

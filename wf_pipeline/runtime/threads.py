@@ -1,20 +1,29 @@
-"""Thread identity, the context snapshot, and the children's head frames a directory sees."""
+"""Thread identity, the context snapshot, and the children's outputs a directory sees.
+
+A thread's identity is its profile's dedupe key plus three parts every thread holds:
+the tree (`wf_pipeline.runtime.targets.tree_root_id`), the provider and model, and a
+digest of its child directories' current outputs (each child's own current thread's
+final artifact id, or none). So two trees that share a base name never share a thread,
+switching the provider or model runs anew while switching back finds the earlier
+threads, and a child whose output changed (it failed before and completed since, or
+was regenerated) gives its parent a new thread with a fresh context. A parent's
+identity is decided when its turn runs (its level starts), from the records then.
+"""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from wf_pipeline.errors import CAS_NOT_FOUND, RUN_TARGET_CHANGED, RUN_UNKNOWN_THREAD, RunError
+from wf_pipeline.errors import RUN_TARGET_CHANGED, RUN_UNKNOWN_THREAD, RunError
+from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_from_key
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import usable_artifact
-from wf_pipeline.runtime.targets import Target, documentable_directories, target_key_for
+from wf_pipeline.runtime.targets import Target, documentable_directories, target_key_for, tree_root_id
 from wf_pipeline.tree import TreeScan, build_context, context_extractor, context_json_text, scan_tree
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -141,50 +150,175 @@ def thread_key_values(loaded: LoadedProfile, node_id: str, target: Target) -> di
     }
 
 
-def thread_id_of(loaded: LoadedProfile, node_id: str, target: Target) -> str:
-    """Thread identity from the profile's ``thread_policy.dedupe_key_fields``.
+def provider_identity(env: RuntimeEnv) -> str:
+    """The provider part of a thread's identity: ``<provider type>:<model>`` of ``env.provider``."""
+    return f"{env.provider.provider_type}:{env.provider.model}"
+
+
+def thread_id_of(loaded: LoadedProfile, node_id: str, target: Target, identity: tuple[str, ...] = ()) -> str:
+    """Thread identity from the profile's ``thread_policy.dedupe_key_fields`` and the identity parts.
 
     Args:
         loaded: the profile whose dedupe key applies.
         node_id: the target directory's current Merkle node id.
         target: the target directory (key and path, for keys that name them).
+        identity: the parts every thread holds (`ThreadIdentity.parts`); empty for the
+            dedupe key alone.
 
     Returns:
-        ``thread:<24 hex>``; for the key (workflow_id, target_node_id, target_frame_id)
-        the same id as every earlier release, so existing homes keep their threads.
+        ``thread:<24 hex>``.
 
     Raises:
         MetadataError: ``METADATA_UNKNOWN_THREAD_KEY_FIELD`` or
             ``METADATA_THREAD_KEY_INCOMPLETE`` for a key no loaded profile can have.
     """
     return thread_id_from_key(
-        loaded.profile.thread_policy.dedupe_key_fields, thread_key_values(loaded, node_id, target)
+        loaded.profile.thread_policy.dedupe_key_fields, thread_key_values(loaded, node_id, target), identity
     )
 
 
-def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id: str) -> ThreadPlan:
-    """Find the thread for the dedupe key, or describe a new pending one (nothing is written).
+@dataclass
+class ThreadIdentity:
+    """The thread ids of one scan's directories as the records stand now, computed once per directory.
+
+    Make a new one after threads may have finished (a new level, a new step): a
+    directory's id depends on its children's outputs at the time it is computed.
+
+    Attributes:
+        env: the runtime (records and CAS read; its provider names the provider part).
+        loaded: the profile.
+        scan: the tree as scanned for this run.
+    """
+
+    env: RuntimeEnv
+    loaded: LoadedProfile
+    scan: TreeScan
+    _ids: dict[str, str] = field(default_factory=dict, repr=False)
+    _documentable: set[str] | None = field(default=None, repr=False)
+
+    def target(self, path: str) -> Target:
+        """The target of ``path`` in this scan (`target_key_for`; ``RUN_NAME_UNREPRESENTABLE``)."""
+        return Target(key=target_key_for(self.scan.root, path), root=self.scan.root, path=path)
+
+    def documentable(self) -> set[str]:
+        """The scan's documentable directories (`documentable_directories`)."""
+        if self._documentable is None:
+            self._documentable = set(documentable_directories(self.scan))
+        return self._documentable
+
+    def parts(self, path: str) -> tuple[str, ...]:
+        """The identity parts of ``path``'s thread: ``tree=``, ``provider=``, ``children=`` (a SHA-256 hex)."""
+        outputs = sorted((child, artifact or "") for child, artifact in self.child_outputs(path).items())
+        children = hashlib.sha256(canonical_json(outputs)).hexdigest()
+        return (
+            f"tree={tree_root_id(self.scan.root)}",
+            f"provider={provider_identity(self.env)}",
+            f"children={children}",
+        )
+
+    def thread_id(self, path: str, target: Target | None = None) -> str:
+        """The id of ``path``'s thread for the tree and records as they are now (`thread_id_of`).
+
+        Raises:
+            RunError: ``RUN_NAME_UNREPRESENTABLE`` when ``target`` is None and the path
+                has a name no partition key can hold.
+            TreeError: ``TREE_NODE_NOT_FOUND`` when ``path`` is not in the scan.
+            MetadataError: as `thread_id_of`.
+            RecordError: ``RECORD_UNAVAILABLE``.
+        """
+        known = self._ids.get(path)
+        if known is None:
+            # Children first, without recursion: a tree may be thousands of levels deep.
+            for below in self._unknown_descendants(path):
+                try:
+                    self._ids[below] = self._compute(below, None)
+                except RunError:
+                    continue  # a name no key can hold: that directory has no thread
+            known = self._compute(path, target)
+            self._ids[path] = known
+        return known
+
+    def _compute(self, path: str, target: Target | None) -> str:
+        # Every documentable child's id is known here (`_unknown_descendants` order).
+        node_id = self.scan.node(path).node_id
+        return thread_id_of(self.loaded, node_id, target or self.target(path), self.parts(path))
+
+    def _unknown_descendants(self, path: str) -> list[str]:
+        """Documentable directories below ``path`` whose id is not known yet, deepest first (post-order)."""
+        order: list[str] = []
+        stack = [child.path for child in self.scan.children_of(path) if child.kind == "dir"]
+        while stack:
+            current = stack.pop()
+            if current in self._ids:
+                continue
+            order.append(current)
+            stack.extend(child.path for child in self.scan.children_of(current) if child.kind == "dir")
+        # Reversed pre-order puts every directory after all of its descendants.
+        return [below for below in reversed(order) if below in self.documentable()]
+
+    def child_outputs(self, path: str) -> dict[str, str | None]:
+        """Child directory path -> final artifact id of its current thread, or None when it has none yet.
+
+        Every direct child directory is listed, in scan order; one with nothing to
+        document, or whose name no key can hold, has no thread and maps to None.
+        """
+        outputs: dict[str, str | None] = {}
+        for child in self.scan.children_of(path):
+            if child.kind != "dir":
+                continue
+            outputs[child.path] = None
+            if child.path not in self.documentable():
+                continue
+            try:
+                child_id = self.thread_id(child.path)
+            except RunError:
+                continue  # a name no key can hold: skipped at registration, so no thread
+            thread = self.env.records.get_thread(child_id)
+            if thread is not None and thread.status == "completed":
+                outputs[child.path] = final_artifact_id(self.env, self.loaded, child_id)
+        return outputs
+
+    def child_threads(self, path: str) -> dict[str, ThreadRecord | None]:
+        """Documentable child directory path -> its current thread's record, or None when not recorded."""
+        threads: dict[str, ThreadRecord | None] = {}
+        for child in self.scan.children_of(path):
+            if child.kind != "dir" or child.path not in self.documentable():
+                continue
+            try:
+                child_id = self.thread_id(child.path)
+            except RunError:
+                continue
+            threads[child.path] = self.env.records.get_thread(child_id)
+        return threads
+
+
+def plan_thread(
+    env: RuntimeEnv, loaded: LoadedProfile, target: Target, identity: ThreadIdentity
+) -> ThreadPlan:
+    """Find the thread for the target's identity now, or describe a new pending one (nothing is written).
 
     Args:
         env: the runtime (its record store and CAS are read).
-        loaded: the profile; its ``dedupe_key_fields`` decide the thread id (`thread_id_of`).
+        loaded: the profile; its ``dedupe_key_fields`` and the identity parts decide the
+            thread id (`ThreadIdentity.thread_id`).
         target: the target directory.
-        node_id: the target directory's current Merkle node id.
+        identity: the thread ids of the target's scan as the records stand now.
 
     Returns:
         A `ThreadPlan`: the recorded thread (``reusable`` when it completed and its final
         artifact is still in the CAS), or a new pending one with ``recorded=False``.
 
     Raises:
+        TreeError: ``TREE_NODE_NOT_FOUND`` when the target is not in the scan.
         MetadataError: as `thread_id_of`.
         RecordError: ``RECORD_UNAVAILABLE``.
     """
-    profile = loaded.profile
-    thread_id = thread_id_of(loaded, node_id, target)
+    node_id = identity.scan.node(target.path).node_id
+    thread_id = identity.thread_id(target.path, target)
     existing = env.records.get_thread(thread_id)
     if existing is not None:
-        reusable = existing.status == "completed" and final_artifact_id(env, loaded, thread_id) is not None
-        return ThreadPlan(target=target, node_id=node_id, thread=existing, reusable=reusable)
+        return plan_for_thread(env, loaded, target, existing)
+    profile = loaded.profile
     stamp = now_ms()
     thread = ThreadRecord(
         thread_id=thread_id,
@@ -200,12 +334,25 @@ def plan_thread(env: RuntimeEnv, loaded: LoadedProfile, target: Target, node_id:
     return ThreadPlan(target=target, node_id=node_id, thread=thread, reusable=False, recorded=False)
 
 
+def plan_for_thread(
+    env: RuntimeEnv, loaded: LoadedProfile, target: Target, thread: ThreadRecord
+) -> ThreadPlan:
+    """The plan entry of a recorded thread: ``reusable`` when it completed and its final artifact is in the CAS.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
+    reusable = thread.status == "completed" and final_artifact_id(env, loaded, thread.thread_id) is not None
+    return ThreadPlan(target=target, node_id=thread.target_node_id, thread=thread, reusable=reusable)
+
+
 def open_thread(
     env: RuntimeEnv,
     loaded: LoadedProfile,
     target: Target,
     thread_id: str | None = None,
     scan: TreeScan | None = None,
+    identity: ThreadIdentity | None = None,
 ) -> ThreadRecord:
     """The thread a turn works in: the named one (resume), or the one for the tree as it is now.
 
@@ -217,6 +364,7 @@ def open_thread(
         target: the target directory.
         thread_id: the thread to resume; None for the thread of the tree as it is now.
         scan: the tree as scanned for this run; scanned afresh when None.
+        identity: the thread ids of ``scan`` as the records stand now; made afresh when None.
 
     Returns:
         The thread's record.
@@ -234,7 +382,7 @@ def open_thread(
             raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")
         return thread
     scan = scan or scan_workspace(env, loaded, target.root)
-    plan = plan_thread(env, loaded, target, scan.node(target.path).node_id)
+    plan = plan_thread(env, loaded, target, identity or ThreadIdentity(env, loaded, scan))
     return plan.save_if_new(env)
 
 
@@ -313,21 +461,30 @@ def context_snapshot(
         max_bytes=loaded.profile.artifact_policy.max_context_bytes,
         extractor=context_extractor(frame_type_of(loaded)),
     )
+    # The children's outputs are part of the thread's identity: a context built from
+    # other outputs than the id says would be reused under the wrong id.
     return env.cas.put_text(context_json_text(payload)).artifact_id
 
 
-def unsettled_children(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: str) -> list[str]:
+def unsettled_children(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    scan: TreeScan,
+    path: str,
+    identity: ThreadIdentity | None = None,
+) -> list[str]:
     """Child directories whose thread for their current content has not finished yet.
 
-    A directory's context includes its children's head frames, so its thread must not start
-    before theirs have completed or failed (bottom-up order). Each child's thread is
-    looked up under the profile's dedupe key (`thread_id_of`), as `plan_thread` made it.
+    A directory's context includes its children's outputs, so its thread must not start
+    before theirs have completed or failed (bottom-up order). Each child's thread is its
+    current one (`ThreadIdentity.thread_id`), as `plan_thread` made it.
 
     Args:
         env: the runtime (its record store is read).
         loaded: the profile.
         scan: the tree as scanned for this run.
         path: the parent directory, relative to the scanned root.
+        identity: the thread ids of ``scan`` as the records stand now; made afresh when None.
 
     Returns:
         Paths of the documentable child directories whose thread is missing or is neither
@@ -338,16 +495,12 @@ def unsettled_children(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, p
         MetadataError: as `thread_id_of`.
         RecordError: ``RECORD_UNAVAILABLE``.
     """
-    documentable = set(documentable_directories(scan))
-    pending = []
-    for child in scan.children_of(path):
-        if child.kind != "dir" or child.path not in documentable:
-            continue
-        child_target = Target(key=target_key_for(scan.root, child.path), root=scan.root, path=child.path)
-        thread = env.records.get_thread(thread_id_of(loaded, child.node_id, child_target))
-        if thread is None or thread.status not in ("completed", "failed", "aborted"):
-            pending.append(child.path)
-    return pending
+    identity = identity or ThreadIdentity(env, loaded, scan)
+    return [
+        child
+        for child, thread in identity.child_threads(path).items()
+        if thread is None or thread.status not in ("completed", "failed", "aborted")
+    ]
 
 
 def recorded_context_id(env: RuntimeEnv, thread_id: str) -> str | None:
@@ -371,40 +524,28 @@ def recorded_context_id(env: RuntimeEnv, thread_id: str) -> str | None:
 
 
 def child_frames(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: str) -> dict[str, str | None]:
-    """Child directory path -> text of its head frame of the profile's frame type (None if none yet).
+    """Child directory path -> text of its current thread's final output (None if it has none).
+
+    The same outputs the parent's identity digests (`ThreadIdentity.child_outputs`), so a
+    context and the id it is recorded under always agree.
 
     Args:
         env: the runtime (records and CAS read).
-        loaded: the profile (its frame type).
+        loaded: the profile.
         scan: the tree as scanned for this run.
         path: the parent directory, relative to the scanned root.
 
     Returns:
-        Child path -> head frame text (decoded UTF-8) or None, for every direct child
+        Child path -> output text (decoded UTF-8) or None, for every direct child
         directory in scan order.
 
     A head frame whose artifact is missing or corrupt counts as none, with a warning
     (`usable_artifact` quarantines a corrupt one).
 
     Raises:
-        CasError: ``CAS_DECODE_ERROR`` for a head frame that is not UTF-8; ``CAS_BACKEND_ERROR``.
+        CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``, ``CAS_DECODE_ERROR`` when an
+            output's artifact is missing or corrupt.
         RecordError: ``RECORD_UNAVAILABLE``.
     """
-    frame_type = frame_type_of(loaded)
-    frames: dict[str, str | None] = {}
-    for child in scan.children_of(path):
-        if child.kind != "dir":
-            continue
-        head = env.records.head_frame(child.node_id, frame_type)
-        if head is not None and not usable_artifact(env, head.artifact_id):
-            # The child's thread is planned again (its final output fails the same check);
-            # meanwhile the parent is told the child has no frame rather than failing.
-            log.warning(
-                "%s: head frame %s of %s is missing or corrupt; the parent's context goes without it",
-                CAS_NOT_FOUND,
-                head.artifact_id,
-                child.path,
-            )
-            head = None
-        frames[child.path] = env.cas.get_text(head.artifact_id) if head is not None else None
-    return frames
+    outputs = ThreadIdentity(env, loaded, scan).child_outputs(path)
+    return {child: env.cas.get_text(artifact) if artifact else None for child, artifact in outputs.items()}

@@ -63,6 +63,7 @@ from wf_pipeline.runtime.threads import (
     recorded_context_id,
 )
 from wf_pipeline.text.model_output import unwrap_model_output
+from wf_pipeline.text.names import display_name
 from wf_pipeline.text.tokens import count_tokens, max_tokens_of_bytes
 from wf_pipeline.tree import TreeScan
 
@@ -492,7 +493,10 @@ def _snapshot_inputs(
     texts = {ref: env.cas.get_text(artifact_id) for ref, artifact_id in artifact_ids.items()}
 
     target_name = target.root.name if target.path == "." else target.path.rsplit("/", 1)[-1]
-    variables = render_variables(profile.workflow_id, turn.turn_id, target.path, target_name, texts)
+    # One line each, every character visible: a name may hold any character but "/" and NUL.
+    variables = render_variables(
+        profile.workflow_id, turn.turn_id, display_name(target.path), display_name(target_name), texts
+    )
     template = loaded.templates[turn.turn_id]
     system_template = loaded.system_prompts.get(turn.turn_id)
     user_prompt = render_prompt(template, variables)

@@ -14,11 +14,12 @@ from wf_pipeline.service.queries import (
     show_thread,
     validate_profiles,
 )
-from wf_pipeline.service.runs import backfill, resume_thread, run_workflow, sync_targets
+from wf_pipeline.service.runs import backfill, export_outputs, resume_thread, run_workflow, sync_targets
 from wf_pipeline.service.ui import dagster_ui_command
 
 __all__ = [
     "backfill",
+    "export_outputs",
     "code_location",
     "dagster_ui_command",
     "list_profiles",

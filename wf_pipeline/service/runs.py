@@ -29,15 +29,22 @@ from wf_pipeline.runtime import (
     RunPlan,
     RunSummary,
     RuntimeEnv,
+    ThreadIdentity,
+    find_tree,
+    output_directory,
+    plan_for_thread,
     plan_run,
     plan_thread,
     prepare_resume,
     register_targets,
+    register_tree,
     resolve_target,
     scan_workspace,
     summarize_run,
     target_depth,
+    write_thread_output,
 )
+from wf_pipeline.runtime.threads import target_frame_id
 from wf_pipeline.service.interrupts import stop_on_signals
 from wf_pipeline.settings import Settings
 from wf_pipeline.tree import check_root
@@ -54,53 +61,44 @@ def run_workflow(
     workspace_dir: Path | None = None,
     provider: Provider | None = None,
     on_progress: Progress | None = None,
-    write_outputs: bool = True,
 ) -> RunSummary:
     """Run ``workflow_id`` over the tree at ``root``: plan, execute pending threads, write outputs.
 
-    Args: ``out_dir`` is where outputs mirror the tree (default ``<WF_OUT>/<tree name>``);
-    ``in_place`` writes into the tree itself, replacing existing outputs only with
-    ``overwrite``; ``workspace_dir`` is the workspace profile layer (default: the working
-    directory); ``provider`` replaces the configured one (in-process executor only);
-    ``on_progress(done, total)`` counts threads; without ``write_outputs`` (a backfill)
-    the threads run and are recorded, and the outputs stay in the CAS.
+    Args: ``out_dir`` is where outputs mirror the tree; ``in_place`` writes into the tree
+    itself, replacing existing outputs only with ``overwrite``. Either one is recorded
+    as the tree's output place (as `sync_targets` does); with neither, the place recorded
+    earlier applies, by default ``<WF_OUT>/<tree key>``. ``workspace_dir`` is the
+    workspace profile layer (default: the working directory); ``provider`` replaces the
+    configured one (in-process executor only); ``on_progress(done, total)`` counts threads.
 
-    Returns the run's `RunSummary` (threads, provider calls, Dagster run ids, timings in
-    ms). Raises ``TREE_*`` for a bad root (before anything is written), ``PROFILE_*`` for
-    an unknown workflow, ``RUN_BAD_ARGUMENTS`` for ``overwrite`` without ``in_place``,
-    ``RUN_PROVIDER_NOT_PORTABLE`` for a provider object with an out-of-process executor,
-    and the executor's ``CONFIG_*`` errors (``CONFIG_BAD_EXECUTOR_CONFIG``,
-    ``CONFIG_EXECUTOR_UNAVAILABLE``, ``CONFIG_STORE_NOT_SHARED``), all before anything is written;
-    ``RUN_INSTANCE_STORAGE_ERROR`` when the Dagster instance's storage fails (full disk, I/O error);
-    ``RUN_INTERRUPTED`` when SIGTERM or SIGINT stopped the run (its unfinished threads are
-    then marked failed; `wf_pipeline.service.interrupts`).
+    Returns the run's `RunSummary` (threads, provider calls, Dagster run ids, out_dir).
+    Raises ``TREE_*`` for a bad root (before anything is written), ``PROFILE_*`` for
+    an unknown workflow, ``RUN_BAD_ARGUMENTS`` for ``overwrite`` without ``in_place`` or
+    both ``out_dir`` and ``in_place``, ``RUN_PROVIDER_NOT_PORTABLE`` for a provider object
+    with an out-of-process executor, and the executor's ``CONFIG_*`` errors
+    (``CONFIG_BAD_EXECUTOR_CONFIG``, ``CONFIG_EXECUTOR_UNAVAILABLE``,
+    ``CONFIG_STORE_NOT_SHARED``), all before anything is written; ``RUN_OUTPUT_WRITE_FAILED``
+    when an output cannot be written.; ``RUN_INSTANCE_STORAGE_ERROR`` when the Dagster
+    instance's storage fails (full disk, I/O error); ``RUN_INTERRUPTED`` when SIGTERM or
+    SIGINT stopped the run (its unfinished threads are then marked failed;
+    `wf_pipeline.service.interrupts`).
     """
-    if overwrite and not in_place:
-        raise RunError(
-            RUN_BAD_ARGUMENTS,
-            "overwrite only applies to in-place writing; an output folder is always written in full",
-        )
+    _check_output_arguments(out_dir, in_place, overwrite)
     check_root(root)  # bad paths fail before anything is written
     _check_launchable(settings, provider)
     catalog = _catalog(settings, workspace_dir)
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env, stop_on_signals(env) as stop:
         scan = scan_workspace(env, loaded, root)
+        if out_dir is not None or in_place:
+            register_tree(env.records, scan.root, out_dir=out_dir, in_place=in_place, overwrite=overwrite)
         plan = plan_run(env, loaded, scan)
         stop.thread_ids = [entry.thread.thread_id for entry in plan.threads]
         with instance_storage_errors(settings):
             launched = launch_levels(
                 settings, env, catalog, plan, plan.pending, on_progress, workspace_dir=workspace_dir
             )
-        summary = summarize_run(
-            env,
-            plan,
-            started_ms=launched.started_ms,
-            dagster_run_ids=launched.ids,
-            out_dir=None if in_place or not write_outputs else (out_dir or settings.out_dir / scan.root.name),
-            in_place=in_place and write_outputs,
-            overwrite=overwrite,
-        )
+        summary = summarize_run(env, plan, started_ms=launched.started_ms, dagster_run_ids=launched.ids)
         return replace(summary, warnings=tuple(warning.to_json() for warning in scan.warnings))
 
 
@@ -113,10 +111,11 @@ def backfill(
     provider: Provider | None = None,
     on_progress: Progress | None = None,
 ) -> RunSummary:
-    """Run every pending thread of the tree in batched runs, one per depth level; write no output.
+    """Run every pending thread of the tree in batched runs, one per depth level.
 
-    The outputs stay in the CAS and the records. Arguments, return value and errors are
-    those of `run_workflow`.
+    The outputs are written where the tree's outputs go (recorded by `sync_targets`,
+    else ``<WF_OUT>/<tree key>``), as by every launch path. Arguments, return value and
+    errors are those of `run_workflow`.
     """
     return run_workflow(
         settings,
@@ -125,8 +124,17 @@ def backfill(
         workspace_dir=workspace_dir,
         provider=provider,
         on_progress=on_progress,
-        write_outputs=False,
     )
+
+
+def _check_output_arguments(out_dir: Path | None, in_place: bool, overwrite: bool) -> None:
+    if overwrite and not in_place:
+        raise RunError(
+            RUN_BAD_ARGUMENTS,
+            "overwrite only applies to in-place writing; an output folder is always written in full",
+        )
+    if out_dir is not None and in_place:
+        raise RunError(RUN_BAD_ARGUMENTS, "choose an output folder or in-place writing, not both")
 
 
 def resume_thread(
@@ -139,8 +147,8 @@ def resume_thread(
 ) -> RunSummary:
     """Re-run a failed or interrupted thread from its first unfinished turn, and write its output.
 
-    The workflow comes from the thread's record. ``out_dir`` defaults to
-    ``<WF_OUT>/<tree name>``; an existing output there is replaced. Returns the
+    The workflow comes from the thread's record. ``out_dir``, when given, becomes the
+    tree's output place; otherwise the place recorded for the tree applies. Returns the
     `RunSummary` of that one thread. Raises ``RUN_UNKNOWN_THREAD`` (figure: none beyond
     the id in the message), ``RUN_THREAD_STALE`` when the profile changed since the thread was
     made (figures: the thread's and the profile's frame ids), ``RUN_PROVIDER_NOT_PORTABLE``, the
@@ -155,20 +163,23 @@ def resume_thread(
             raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")
         loaded = catalog.get(thread.workflow_id)
         target = resolve_target(env.records, thread.target_key)
-        current = plan_thread(env, loaded, target, thread.target_node_id).thread  # writes nothing
-        if current.thread_id != thread.thread_id:
+        current_frame_id = target_frame_id(loaded)
+        if thread.target_frame_id != current_frame_id:
             # The profile changed since (its code version is part of the thread's identity):
             # resuming would start another thread, not this one. Refused before anything moves.
             raise RunError(
                 RUN_THREAD_STALE,
                 f"thread {thread_id} was made for {thread.target_frame_id}; {loaded.profile.workflow_id} "
-                f"now makes {current.target_frame_id}: run the tree again with wf run",
+                f"now makes {current_frame_id}: run the tree again with wf run",
                 thread_id=thread_id,
                 thread_frame_id=thread.target_frame_id,
-                current_frame_id=current.target_frame_id,
+                current_frame_id=current_frame_id,
             )
+        if out_dir is not None:
+            register_tree(env.records, target.root, out_dir=out_dir)
         prepare_resume(env, loaded, thread)  # the profile's failure_policy decides where it restarts
-        plan_entry = plan_thread(env, loaded, target, thread.target_node_id)
+        resumed = env.records.get_thread(thread_id) or thread
+        plan_entry = plan_for_thread(env, loaded, target, resumed)
         scan = scan_workspace(env, loaded, target.root)
         plan = RunPlan(loaded=loaded, scan=scan, threads=(plan_entry,))
         with instance_storage_errors(settings):
@@ -182,45 +193,115 @@ def resume_thread(
                 workspace_dir=workspace_dir,
                 resume=plan_entry,
             )
+        # A resumed thread keeps its id whatever its children's outputs are now: report that thread.
         return summarize_run(
-            env,
-            plan,
-            started_ms=launched.started_ms,
-            dagster_run_ids=launched.ids,
-            out_dir=out_dir or settings.out_dir / scan.root.name,
-            in_place=False,
-            overwrite=True,
+            env, plan, started_ms=launched.started_ms, dagster_run_ids=launched.ids, replanned=False
         )
 
 
 def sync_targets(
-    settings: Settings, workflow_id: str | None, root: Path, *, workspace_dir: Path | None = None
+    settings: Settings,
+    workflow_id: str | None,
+    root: Path,
+    *,
+    workspace_dir: Path | None = None,
+    out_dir: Path | None = None,
+    in_place: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Register a tree's directories as targets and as the workflow's partitions, bottom-up.
+    """Register a tree, its directories as targets and as the workflow's partitions, bottom-up.
 
-    ``workflow_id`` may be None when the catalog holds exactly one workflow. Returns
-    ``{"workflow_id", "partitions" (the partitions definition's name), "targets" (keys,
-    deepest first), "levels" (count), "warnings" (the scan's, ``{code, path, message}``
-    each)}``. Raises ``TREE_*`` for a bad root,
-    ``RUN_WORKFLOW_REQUIRED`` (figure: workflows) when several workflows could be meant,
-    and ``PROFILE_*`` for an unknown one.
+    ``workflow_id`` may be None when the catalog holds exactly one workflow. ``out_dir``
+    or ``in_place`` (with ``overwrite``) records where the tree's outputs go, for every
+    launch path (UI runs and backfills, sensors, the CLI); with neither, an earlier choice
+    is kept, by default ``<WF_OUT>/<tree key>``. Returns ``{"workflow_id", "partitions"
+    (the partitions definition's name), "tree" (key), "root", "out_dir", "in_place",
+    "targets" (keys, deepest first), "levels" (count), "warnings" (the scan's, ``{code, path,
+    message}`` each)}``. Raises ``TREE_*`` for a bad
+    root, ``RUN_BAD_ARGUMENTS`` for contradicting output options, ``RUN_WORKFLOW_REQUIRED``
+    (figure: workflows) when several workflows could be meant, and ``PROFILE_*`` for an
+    unknown one.
     """
+    _check_output_arguments(out_dir, in_place, overwrite)
     check_root(root)
     catalog = _catalog(settings, workspace_dir)
     workflow_id = workflow_id or _only_workflow(catalog)
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog) as env:
         scan = scan_workspace(env, loaded, root)
+        explicit = out_dir is not None or in_place
+        tree = register_tree(
+            env.records,
+            scan.root,
+            out_dir=out_dir,
+            in_place=in_place,
+            overwrite=overwrite,
+            keep_outputs=not explicit,
+        )
         targets = register_targets(env.records, scan)
+        outputs = output_directory(env, tree, ".")
     with instance_storage_errors(settings):
         sync_partitions(open_instance(settings), workflow_id, [target.key for target in targets])
     return {
         "workflow_id": workflow_id,
         "partitions": targets_partitions(workflow_id).name,
+        "tree": tree.tree_key,
+        "root": tree.root_path,
+        "out_dir": str(outputs),
+        "in_place": tree.in_place,
         "targets": [target.key for target in targets],
         "levels": len({target_depth(target) for target in targets}),
         "warnings": [warning.to_json() for warning in scan.warnings],
     }
+
+
+def export_outputs(
+    settings: Settings,
+    tree_name: str,
+    *,
+    out_dir: Path | None = None,
+    workflow_id: str | None = None,
+    workspace_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Write the latest outputs of a registered tree from the CAS, without running anything.
+
+    For every target of the tree, the thread for the tree and records as they are now
+    (`wf_pipeline.runtime.ThreadIdentity`) is looked up; a completed one's output is
+    written through the workflow's output sink. ``out_dir`` overrides the tree's recorded
+    place for this export only (it is not recorded).
+
+    Returns ``{"workflow_id", "tree" (key), "out_dir", "written" (paths), "missing"
+    (target paths with no completed output)}``. Raises ``RUN_UNKNOWN_TREE`` for a name no
+    tree is registered under, ``TREE_*`` when its root is gone, ``RUN_WORKFLOW_REQUIRED``,
+    ``PROFILE_*``, ``RUN_OUTPUT_WRITE_FAILED``.
+    """
+    catalog = _catalog(settings, workspace_dir)
+    workflow_id = workflow_id or _only_workflow(catalog)
+    loaded = catalog.get(workflow_id)
+    with RuntimeEnv.open(settings, catalog=catalog) as env:
+        tree = find_tree(env.records, tree_name)
+        if out_dir is not None:
+            tree = tree.model_copy(
+                update={"out_dir": str(out_dir.resolve()), "in_place": False, "overwrite": False}
+            )
+        scan = scan_workspace(env, loaded, Path(tree.root_path))
+        targets = register_targets(env.records, scan)
+        identity = ThreadIdentity(env, loaded, scan)
+        written, missing = [], []
+        for target in targets:
+            thread = plan_thread(env, loaded, target, identity).thread  # nothing is saved
+            path = write_thread_output(env, loaded, tree, thread)
+            if path is None:
+                missing.append(target.path)
+            else:
+                written.append(str(path))
+        return {
+            "workflow_id": workflow_id,
+            "tree": tree.tree_key,
+            "out_dir": str(output_directory(env, tree, ".")),
+            "written": written,
+            "missing": missing,
+        }
 
 
 def _only_workflow(catalog: ProfileCatalog) -> str:

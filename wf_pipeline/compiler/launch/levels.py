@@ -39,7 +39,7 @@ from wf_pipeline.compiler.sensors import LAUNCHED_BY_TAG
 from wf_pipeline.errors import RUN_INTERRUPTED, RunError
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.profiles import ProfileCatalog
-from wf_pipeline.runtime import RunPlan, RuntimeEnv, ThreadPlan, target_depth
+from wf_pipeline.runtime import RunPlan, RuntimeEnv, ThreadPlan, replan, target_depth
 from wf_pipeline.settings import Settings
 
 Progress = Callable[[int, int], None]
@@ -151,6 +151,11 @@ def launch_levels(
     run_level = level_runner(settings, env, catalog, workflow_id, workspace_dir or Path.cwd())
     pending_keys = {entry.target.key for entry in pending}
     for level in depth_levels(plan.threads):
+        if resume is None:
+            # A parent's thread depends on its children's outputs, known only now that the
+            # deeper levels have run: plan the level again when it starts.
+            level = replan(env, plan.loaded, plan.scan, [entry.target for entry in level])
+            pending_keys |= {entry.target.key for entry in level if not entry.reusable}
         level_pending = sum(1 for entry in level if entry.target.key in pending_keys)
         if not level_pending and not any(entry.target.key in unrecorded for entry in level):
             continue
@@ -176,7 +181,7 @@ def launch_levels(
             raise
         launched.ids.append(run_id)
         _stop_if_interrupted(instance, env, run_id)
-        done += level_pending
+        done = min(total, done + level_pending)
         if on_progress:
             on_progress(done, total)
     return launched

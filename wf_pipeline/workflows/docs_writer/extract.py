@@ -20,6 +20,7 @@ from wf_pipeline.metadata.payloads import ContextChild, ContextFile
 from wf_pipeline.text.docstrings import rst_to_markdown
 from wf_pipeline.text.languages import canonical_language, extension_language, shebang_language
 from wf_pipeline.text.markdown import read_markdown
+from wf_pipeline.text.names import code_span
 from wf_pipeline.workflows.docs_writer.grounding import (
     Vocabulary,
     constructor_parameters,
@@ -87,8 +88,8 @@ def first_paragraph(text: str) -> str:
 
 
 def code(text: str) -> str:
-    """``text`` as an inline code span."""
-    return f"`{text}`"
+    """``text`` as an inline code span (`wf_pipeline.text.names.code_span`: any name, one line)."""
+    return code_span(text)
 
 
 # --- Python ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from wf_pipeline.gates.generic import (
 from wf_pipeline.gates.registry import Evaluator, GateSpecLike
 from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
 from wf_pipeline.text.markdown import split_lines
+from wf_pipeline.text.names import unescape_inline
 from wf_pipeline.workflows.docs_writer.evidence import claim_evidence, collapse_whitespace
 from wf_pipeline.workflows.docs_writer.payloads import (
     EVIDENCE_MAP_HEADINGS,
@@ -209,7 +210,9 @@ def _title_reasons(final_text: str, headings: Sequence[Heading], title: str) -> 
     leading = next((h for h in headings if h.line == first_line and h.level == 1), None)
     if leading is None:
         return [reason("TITLE_MISSING")]
-    if collapse_whitespace(leading.text) != collapse_whitespace(title):
+    # The renderer escapes Markdown punctuation in the title; a heading written without
+    # the escapes names the same title.
+    if collapse_whitespace(unescape_inline(leading.text)) != collapse_whitespace(title):
         return [reason("TITLE_MISMATCH")]
     return []
 

@@ -11,7 +11,8 @@ import posixpath
 from collections.abc import Iterable
 
 from wf_pipeline.metadata.payloads import ContextPayload
-from wf_pipeline.workflows.docs_writer.extract import heading_level
+from wf_pipeline.text.names import display_name, escape_inline
+from wf_pipeline.workflows.docs_writer.extract import code, heading_level
 from wf_pipeline.workflows.docs_writer.payloads import (
     README_SECTIONS,
     Claim,
@@ -28,10 +29,10 @@ MAX_LISTED_OMISSIONS = 20
 def render_readme(struct: ReadmeStruct) -> str:
     """The canonical markdown of a README structure (the form the final gate measures drift against).
 
-    ``# title``, then ``## heading`` and body for each non-empty section in README order;
+    ``# title`` (Markdown punctuation in it escaped), then ``## heading`` and body for each non-empty section in README order;
     the text ends with exactly one newline.
     """
-    parts = [f"# {struct.title}\n\n"]
+    parts = [f"# {escape_inline(struct.title)}\n\n"]
     parts.extend(
         f"## {README_SECTIONS[key]}\n\n{body.strip()}\n\n" for key, body in struct.sections().items()
     )
@@ -92,7 +93,7 @@ class _StructBuilder:
 
     def headings(self, path: str) -> list[tuple[int, str]]:
         """(level, text) of the cited headings of one document, in document order."""
-        prefix = f"`{posixpath.basename(path)}` — "
+        prefix = f"{code(posixpath.basename(path))} — "
         found = []
         for claim in self.heading_claims.get(path, ()):
             # Parsing a quote as Markdown is the costly part: only the document's own
@@ -106,7 +107,7 @@ class _StructBuilder:
 
     def scope_entry(self, path: str) -> str:
         """A file's Scope entry; a document's also names its first heading and its sections."""
-        entry = f"- `{_relative(path, self.target)}`"
+        entry = f"- {code(_relative(path, self.target))}"
         headings = self.headings(path)
         if not headings:
             return entry
@@ -119,7 +120,7 @@ class _StructBuilder:
         files = sorted({c.evidence_path for c in self.claims if not self.is_child(c)})
         children = sorted({c.evidence_path for c in self.claims if self.is_child(c)})
         entries = [self.scope_entry(path) for path in files]
-        entries += [f"- `{_relative(path, self.target)}/`" for path in children]
+        entries += [f"- {code(_relative(path, self.target) + '/')}" for path in children]
         return "\n".join(entries)
 
     def purpose(self) -> str:
@@ -141,7 +142,7 @@ class _StructBuilder:
         blocks = []
         for path in sorted(by_path):
             items = "\n".join(f"  - {statement}" for statement in by_path[path])
-            blocks.append(f"- `{_relative(path, self.target)}`\n{items}")
+            blocks.append(f"- {code(_relative(path, self.target))}\n{items}")
         return "\n".join(blocks)
 
     def behavior_notes(self) -> str:
@@ -159,16 +160,17 @@ class _StructBuilder:
     def caveats(self) -> str:
         if self.context is None:
             return ""
-        notes = [f"`{f.name}` — not included ({f.omitted})" for f in self.context.files if f.omitted]
+        notes = [f"{code(f.name)} — not included ({f.omitted})" for f in self.context.files if f.omitted]
         notes += [
-            f"`{c.name}/` — README not included ({c.omitted})"
+            f"{code(c.name + '/')} — README not included ({c.omitted})"
             if c.omitted
-            else f"`{c.name}/` — no README available"
+            else f"{code(c.name + '/')} — no README available"
             for c in self.context.children
             if not c.head_frame
         ]
         notes += [
-            f"`{_relative(path, self.target)}` — not described (output limit)" for path in self.undescribed
+            f"{code(_relative(path, self.target))} — not described (output limit)"
+            for path in self.undescribed
         ]
         if self.max_listed_omissions is not None and len(notes) > self.max_listed_omissions:
             more = len(notes) - self.max_listed_omissions
@@ -204,10 +206,10 @@ def build_readme_struct(
     verified = [c for c in verified if is_clean(c.statement)]
 
     if context is not None:
-        target, title = context.target.path, context.target.name
+        target, title = context.target.path, display_name(context.target.name)
     else:
         target = _target_path(evidence_map.claims) or "."
-        title = posixpath.basename(target) if target != "." else ""
+        title = display_name(posixpath.basename(target)) if target != "." else ""
     if not title:
         return None
 

@@ -1,0 +1,118 @@
+"""Writing a thread's final output where its tree's outputs go: the one function every launch path uses.
+
+`wf run`, `wf resume`, `wf backfill`, runs and backfills launched from the UI and runs a
+sensor requests all end in the final turn's step, which writes each completed target's
+output through the workflow's output sink (`wf_pipeline.runtime.sinks`); the CLI's run
+summary calls the same function, which finds equal bytes already written. Where the
+outputs go is the tree record's (`wf targets sync PATH --out DIR | --in-place`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from wf_pipeline.errors import WfError
+from wf_pipeline.metadata.records import ThreadRecord, TreeRecord
+from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.sinks import output_sink
+from wf_pipeline.runtime.targets import Target, register_tree, tree_output_dir, tree_root_id
+from wf_pipeline.runtime.threads import final_artifact_id, final_output_type, frame_type_of
+
+log = logging.getLogger(__name__)
+
+
+def tree_of(env: RuntimeEnv, root: Path) -> TreeRecord:
+    """The tree record of ``root``, registered with the default output place when missing.
+
+    Raises:
+        RunError: ``RUN_NAME_UNREPRESENTABLE`` (`register_tree`).
+        RecordError: ``RECORD_INVALID``, ``RECORD_UNAVAILABLE``.
+    """
+    return env.records.get_tree(tree_root_id(root)) or register_tree(env.records, root, keep_outputs=True)
+
+
+def output_directory(env: RuntimeEnv, tree: TreeRecord, target_path: str) -> Path:
+    """Where the output of the directory ``target_path`` goes (`tree_output_dir` mirrored by path)."""
+    base = tree_output_dir(tree, env.settings.out_dir)
+    return base if target_path == "." else base.joinpath(*target_path.split("/"))
+
+
+def write_thread_output(
+    env: RuntimeEnv, loaded: LoadedProfile, tree: TreeRecord, thread: ThreadRecord
+) -> Path | None:
+    """Write a completed thread's final artifact through the profile's output sink, where ``tree`` says.
+
+    Args:
+        env: the runtime (records and CAS read; ``settings.out_dir`` is the default place).
+        loaded: the thread's profile (its frame type selects the sink).
+        tree: the thread's tree record (its output place and overwrite choice).
+        thread: the thread.
+
+    Returns:
+        The path written or already holding the same bytes; None when the thread has no
+        final artifact (not completed, or its bytes are gone) or an existing, different
+        in-place output was kept (the tree was synced without ``--overwrite``).
+
+    Raises:
+        RunError: ``RUN_NO_OUTPUT_SINK`` when no workflow registered a sink for the frame
+            type; ``RUN_OUTPUT_WRITE_FAILED`` with the operating system's reason when the
+            file cannot be written (nothing is half-written).
+        CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH`` for the artifact.
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
+    artifact_id = final_artifact_id(env, loaded, thread.thread_id) if thread.status == "completed" else None
+    if artifact_id is None:
+        return None
+    sink = output_sink(frame_type_of(loaded))
+    directory = output_directory(env, tree, thread.target_path)
+    # Never outside the tree (in place) or the output folder, nor through links (the sink's check).
+    return sink.write(
+        env,
+        artifact_id,
+        directory,
+        overwrite=tree.overwrite or not tree.in_place,
+        root=tree_output_dir(tree, env.settings.out_dir),
+    )
+
+
+def write_step_outputs(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    turn_id: str,
+    targets: Sequence[Target],
+    statuses: Mapping[str, tuple[str, str]],
+) -> dict[str, Path | None]:
+    """After the final turn's step: write the output of every target whose thread completed.
+
+    A write that fails is logged as a warning with its code and does not fail the step:
+    the thread's output stays in the CAS (`wf export` writes it later).
+
+    Args:
+        env: the runtime.
+        loaded: the profile.
+        turn_id: the step's turn; only the turn producing the final output writes.
+        targets: the step's targets.
+        statuses: target key -> (thread id, turn status) of the step's results.
+
+    Returns:
+        Target key -> path written (None when nothing was), for the targets written.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
+    if loaded.profile.turn(turn_id).output_type != final_output_type(loaded):
+        return {}
+    written: dict[str, Path | None] = {}
+    for target in targets:
+        thread_id, status = statuses.get(target.key, ("", ""))
+        thread = env.records.get_thread(thread_id) if status == "completed" else None
+        if thread is None:
+            continue
+        try:
+            written[target.key] = write_thread_output(env, loaded, tree_of(env, target.root), thread)
+        except WfError as exc:
+            log.warning("%s", exc)
+    return written
