@@ -157,7 +157,6 @@ def test_every_turn_of_a_thousand_levels_runs_and_every_readme_is_written(
     make_deep_tree(deep_tmp / "tree")
     catalog = load_profiles(settings, deep_tmp)
     loaded = catalog.get(WORKFLOW)
-    out = deep_tmp / "out"
     with RuntimeEnv.open(settings, catalog=catalog) as env:
         scan = scan_workspace(env, loaded, deep_tmp / "tree")
         # Each batch would scan the whole tree again (4,004 scans of 2,001 nodes); the scan
@@ -170,9 +169,7 @@ def test_every_turn_of_a_thousand_levels_runs_and_every_readme_is_written(
             for turn in loaded.profile.ordered_turns():
                 results = run_turn_batch(env, loaded, turn.turn_id, targets)
                 assert {r.status for r in results.values()} == {"completed"}, results
-        summary = summarize_run(
-            env, plan, started_ms=0, dagster_run_ids=(), out_dir=out, in_place=False, overwrite=False
-        )
+        summary = summarize_run(env, plan, started_ms=0, dagster_run_ids=())
     assert summary.ok
     # os.path.exists, not Path.rglob or os.walk: both recurse on Python 3.11.
     assert all(t.output_path and os.path.exists(t.output_path) for t in summary.threads)

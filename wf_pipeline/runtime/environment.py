@@ -36,6 +36,8 @@ class RuntimeEnv:
         interrupt: set when the run using this env is to stop (a signal reached it):
             waiting provider calls and lease waits give up, threads not started yet
             are skipped with ``RUN_INTERRUPTED``.
+        completed_thread_ids: (root, path, node id, frame id, provider) -> the thread id
+            of a directory whose thread had completed when its id was computed.
     """
 
     settings: Settings
@@ -48,6 +50,10 @@ class RuntimeEnv:
     # Whether `close` closes the provider: only one that `open` created, not one handed in.
     owns_provider: bool = field(default=False, repr=False, compare=False)
     interrupt: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    # Thread ids of directories whose thread had completed, for this env's lifetime
+    # (`wf_pipeline.runtime.threads.ThreadIdentity`): a parent's id then costs its children,
+    # not its whole subtree, in every step after theirs.
+    completed_thread_ids: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False, compare=False)
 
     def close(self) -> None:
         """Close the record store, the artifact store and an owned provider; safe to call twice.

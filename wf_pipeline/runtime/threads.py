@@ -226,7 +226,7 @@ class ThreadIdentity:
             MetadataError: as `thread_id_of`.
             RecordError: ``RECORD_UNAVAILABLE``.
         """
-        known = self._ids.get(path)
+        known = self._ids.get(path) or self._remembered(path)
         if known is None:
             # Children first, without recursion: a tree may be thousands of levels deep.
             for below in self._unknown_descendants(path):
@@ -238,10 +238,33 @@ class ThreadIdentity:
             self._ids[path] = known
         return known
 
+    def _memo_key(self, path: str) -> tuple[str, ...]:
+        node_id = self.scan.node(path).node_id
+        return (str(self.scan.root), path, node_id, target_frame_id(self.loaded), provider_identity(self.env))
+
+    def _remembered(self, path: str) -> str | None:
+        """The id of ``path``'s thread from an earlier computation in this env, if it is still completed.
+
+        A completed thread's children had all finished before it ran (bottom-up), so its
+        id stands while it stays completed: its subtree need not be walked again.
+        """
+        thread_id = self.env.completed_thread_ids.get(self._memo_key(path))
+        if thread_id is None:
+            return None
+        thread = self.env.records.get_thread(thread_id)
+        return thread_id if thread is not None and thread.status == "completed" else None
+
+    def _remember(self, path: str, thread_id: str) -> None:
+        thread = self.env.records.get_thread(thread_id)
+        if thread is not None and thread.status == "completed":
+            self.env.completed_thread_ids[self._memo_key(path)] = thread_id
+
     def _compute(self, path: str, target: Target | None) -> str:
         # Every documentable child's id is known here (`_unknown_descendants` order).
         node_id = self.scan.node(path).node_id
-        return thread_id_of(self.loaded, node_id, target or self.target(path), self.parts(path))
+        thread_id = thread_id_of(self.loaded, node_id, target or self.target(path), self.parts(path))
+        self._remember(path, thread_id)
+        return thread_id
 
     def _unknown_descendants(self, path: str) -> list[str]:
         """Documentable directories below ``path`` whose id is not known yet, deepest first (post-order)."""
@@ -250,6 +273,10 @@ class ThreadIdentity:
         while stack:
             current = stack.pop()
             if current in self._ids:
+                continue
+            remembered = self._remembered(current) if current in self.documentable() else None
+            if remembered is not None:
+                self._ids[current] = remembered  # its subtree is settled: not walked again
                 continue
             order.append(current)
             stack.extend(child.path for child in self.scan.children_of(current) if child.kind == "dir")
