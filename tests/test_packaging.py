@@ -237,7 +237,8 @@ def test_wheel_installed_outside_the_checkout_runs_the_docs_writer(wheel, tmp_pa
 
     summary = json.loads(_run([wf, "run", WORKFLOW, str(tree), "--json"], cwd, env).stdout)
     assert summary["threads"] and all(t["status"] == "completed" for t in summary["threads"]), summary
-    out = tmp_path / "wf-home" / "out" / "sample_repo"
+    out = Path(summary["out_dir"])  # <WF_OUT>/<tree key>: the base name and the root's digest
+    assert out.parent == tmp_path / "wf-home" / "out" and out.name.startswith("sample_repo~")
     readmes = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("README.md"))}
     assert set(readmes) == {f"{t['path']}/README.md".removeprefix("./") for t in summary["threads"]}
 
@@ -250,7 +251,7 @@ def test_wheel_installed_outside_the_checkout_runs_the_docs_writer(wheel, tmp_pa
     assert {t["path"]: t["thread_id"] for t in checkout_summary["threads"]} == {
         t["path"]: t["thread_id"] for t in summary["threads"]
     }
-    checkout_out = tmp_path / "checkout-home" / "out" / "sample_repo"
+    checkout_out = Path(checkout_summary["out_dir"])
     assert {
         p.relative_to(checkout_out).as_posix(): p.read_bytes()
         for p in sorted(checkout_out.rglob("README.md"))

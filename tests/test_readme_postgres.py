@@ -93,7 +93,8 @@ def test_the_readme_postgres_section_runs_verbatim(tmp_path, server, throwaway_n
     assert (home / "dagster" / "dagster.yaml").read_text() == (
         REPO_ROOT / "deploy" / "dagster-postgres.yaml"
     ).read_text()
-    readmes = sorted((home / "out" / "sample_repo").rglob("README.md"))
+    (out,) = (home / "out").glob("sample_repo~*")  # <WF_OUT>/<tree key>
+    readmes = sorted(out.rglob("README.md"))
     assert len(readmes) == 8
     for name, sql in (
         (dagster_db, "SELECT count(*) FROM runs"),
