@@ -180,6 +180,10 @@ def test_which_imports_are_of_the_directory_itself(
         ("In a structure like::", "In a structure like:"),
         ("Plain `code` and *emphasis* stay.", "Plain `code` and *emphasis* stay."),
         (r"attach all :func:`option`\s and :class:`Foo`\ s", "attach all `option`s and `Foo`s"),
+        ("Before.\n\n.. deprecated:: 1.6.0\n    Use ``b``.\n\nAfter.", "Before.\n\n\nAfter."),
+        (".. dialect:: mysql+aiomysql\n    :name: aiomysql\n\n    :url: x\nText.", "\nText."),
+        ("  .. note:: n\n  Kept.", "\n  Kept."),
+        ("Ellipsis... and ..dots stay.", "Ellipsis... and ..dots stay."),
     ],
 )
 def test_restructuredtext_becomes_markdown(rst: str, markdown: str) -> None:
@@ -201,6 +205,27 @@ def test_docstrings_reach_the_readme_as_markdown() -> None:
     assert statements[0] == "`base.py` — Core types: the `Reading` record and `Sensor`."
     assert statements[1] == "`Reading` — A value read by a `Sensor` at `time`."
     assert not any(":class:" in s or "``" in s for s in statements)
+    api_section(context)  # every claim verifies
+
+
+def test_directives_never_reach_the_readme() -> None:
+    source = (
+        '""".. dialect:: mysql+aiomysql\n    :name: aiomysql\n    :dbapi: aiomysql\n\n'
+        'The aiomysql dialect.\n"""\n\n'
+        "def f():\n"
+        '    """.. deprecated:: 1.6.0\n        Use g.\n\n    Run f.\n    """\n\n'
+        "def g():\n"
+        '    """Uses ``x`` and :func:`_sql.select` too.\n\n    .. versionadded:: 2.0\n    """\n'
+    )
+    context = package({"aiomysql.py": source})
+    statements = [claim.statement for claim in build_evidence_map(context).claims]
+    assert statements[:3] == [
+        "`aiomysql.py` — The aiomysql dialect.",
+        "`f()` — Run f.",
+        # Spans naming nothing here read as text; an `_` that cannot pair into emphasis stays as written.
+        "`g()` — Uses x and _sql.select too.",
+    ]
+    assert not any(".." in s or "\\_" in s for s in statements)
     api_section(context)  # every claim verifies
 
 

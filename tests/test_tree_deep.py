@@ -60,3 +60,15 @@ def test_an_output_a_thousand_levels_down_is_written(deep_tmp: Path) -> None:
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(FileExistsError):
         make_folders(tmp_path / "a-file" / "below")
+
+
+def test_a_directory_of_only_empty_files_gets_no_thread(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "typed").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text('def a():\n    """A."""\n', encoding="utf-8")
+    (tmp_path / "pkg" / "sub" / "__init__.py").write_text("", encoding="utf-8")
+    (tmp_path / "pkg" / "typed" / "py.typed").write_text("", encoding="utf-8")
+    (tmp_path / "pkg" / "typed" / "deeper").mkdir()
+    (tmp_path / "pkg" / "typed" / "deeper" / "b.py").write_text("B = 1\n", encoding="utf-8")
+    # An empty file offers nothing to cite; a directory above documented children still gets one.
+    assert documentable_directories(scan_tree(tmp_path)) == ["pkg/typed/deeper", "pkg/typed", "pkg", "."]

@@ -184,12 +184,27 @@ def test_builtin_ignores(tmp_path: Path) -> None:
     write(tmp_path, "node_modules/left-pad/index.js", "")
     write(tmp_path, "pkg/__pycache__/a.cpython-311.pyc", b"\x00")
     write(tmp_path, "wf_pipeline.egg-info/PKG-INFO", "")
-    for cache in (".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache", "build", "dist"):
+    for cache in (".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".npm/_cacache", "proj/_cacache"):
         write(tmp_path, f"{cache}/x.txt", "")
+    write(tmp_path, "proj/.ipynb_checkpoints/f-checkpoint.py", "x = 1\n")
     write(tmp_path, "pkg/build.py", "# a file named like a build step is kept\n")
     scan = scan_tree(tmp_path)
-    assert paths(scan) == {".", "keep.py", "sub", "pkg", "pkg/build.py"}
+    assert paths(scan) == {".", "keep.py", "sub", "pkg", "pkg/build.py", "proj"}
     assert scan.warnings == ()
+
+
+def test_build_output_is_skipped_visibly_and_a_package_named_build_is_kept(tmp_path: Path) -> None:
+    write(tmp_path, "build/lib/pkg/x.py", "x = 1\n")
+    write(tmp_path, "dist/pkg-1.0.tar.gz", b"\x1f\x8b")
+    write(tmp_path, "src/pkg/operations/build/__init__.py", "")
+    write(tmp_path, "src/pkg/operations/build/wheel.py", '"""Build a wheel."""\n')
+    scan = scan_tree(tmp_path)
+    assert "src/pkg/operations/build/wheel.py" in paths(scan)
+    assert not any(path.startswith(("build", "dist")) for path in paths(scan))
+    assert sorted((w.code, w.path) for w in scan.warnings) == [
+        ("TREE_BUILD_OUTPUT_SKIPPED", "build"),
+        ("TREE_BUILD_OUTPUT_SKIPPED", "dist"),
+    ]
 
 
 def test_gitignore_patterns_nested_and_negated(tmp_path: Path) -> None:

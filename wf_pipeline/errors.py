@@ -221,6 +221,11 @@ TREE_UNREADABLE = _code("TREE_UNREADABLE", TreeError, meaning="the scan root can
 # Scan warnings: the scan skips the entry (an unreadable file is kept without text) and goes
 # on; each is a TreeError value in `TreeScan.warnings`, never raised.
 TREE_BROKEN_SYMLINK = _code("TREE_BROKEN_SYMLINK", TreeError, meaning="a symlink's target does not exist")
+TREE_BUILD_OUTPUT_SKIPPED = _code(
+    "TREE_BUILD_OUTPUT_SKIPPED",
+    TreeError,
+    meaning="a directory named build or dist that is not a Python package is skipped as build output",
+)
 TREE_LINK_OUTSIDE_ROOT = _code(
     "TREE_LINK_OUTSIDE_ROOT",
     TreeError,

@@ -154,10 +154,11 @@ def target_depth(target: Target) -> int:
 
 
 def documentable_directories(scan: TreeScan) -> list[str]:
-    """Directories with at least one readable text file below them, deepest first.
+    """Directories with at least one readable, non-empty text file below them, deepest first.
 
-    A directory holding nothing, or only binary, oversized or ignored files, offers no
-    evidence a claim could cite, so it gets no thread.
+    A directory holding nothing, or only empty (0 bytes: an empty ``__init__.py``, a
+    ``py.typed`` marker), binary, oversized or ignored files, offers no evidence a claim
+    could cite, so it gets no thread.
 
     Args:
         scan: the tree as scanned.
@@ -167,7 +168,8 @@ def documentable_directories(scan: TreeScan) -> list[str]:
     """
     with_files: set[str] = set()
     for node in scan.nodes:
-        parent = node.parent_path if node.kind == "file" and node.omitted is None else None
+        has_text = node.kind == "file" and node.omitted is None and node.size > 0
+        parent = node.parent_path if has_text else None
         while parent is not None and parent not in with_files:
             with_files.add(parent)
             parent = scan.node(parent).parent_path

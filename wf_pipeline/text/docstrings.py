@@ -26,6 +26,10 @@ text, hyperlink references, literal blocks) and Sphinx's roles:
   escapes (``\\ ``).
 - A hyperlink reference `` `text <url>`_ `` or `` `text`_ `` becomes ``text``; a trailing
   ``::`` becomes ``:`` (an expanded literal-block marker), and a lone ``::`` goes.
+- An explicit markup block (Docutils: a line starting with ``..`` and a space: a directive
+  such as ``.. deprecated:: 1.6.0``, ``.. note::`` or Sphinx extensions' ``.. dialect::``,
+  a comment, a hyperlink target) goes with its indented options and body
+  (`drop_explicit_markup`): it is markup for the documentation builder, not prose.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ _LITERAL_MARKER = re.compile(r"(?<=\S)::(?=\s*$)", re.MULTILINE)
 # reads as the character; an escaped space (``\ ``) reads as nothing (Docutils: escaping mechanism).
 _ESCAPE_AFTER_MARKUP = re.compile(r"(?<=`)\\(?: |(?=\w))")
 _LONE_LITERAL_MARKER = re.compile(r"(?:(?<=\s)|^)::(?=\s*$)", re.MULTILINE)
+# Docutils' explicit markup start: ".." then whitespace or the end of the line.
+_EXPLICIT_MARKUP = re.compile(r"^(?P<indent>[ \t]*)\.\.(?:[ \t]|$)")
 
 # Roles whose content is code: shown in backticks.
 CODE_ROLES = frozenset(
@@ -115,6 +121,42 @@ def _role(found: re.Match[str]) -> str:
     return f"`{shown}`"
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def drop_explicit_markup(text: str) -> str:
+    """``text`` without its reStructuredText explicit markup blocks (Docutils: explicit markup blocks).
+
+    A block starts at a line whose first non-blank characters are ``..`` followed by
+    whitespace or the line's end, and runs over every following line that is blank or
+    indented deeper than that line (the directive's options and content).
+
+    Args:
+        text: docstring text.
+
+    Returns:
+        The text without those lines; a blank line stays where a block stood, so the
+        paragraphs around it stay apart. Raises nothing.
+    """
+    if ".." not in text:
+        return text
+    kept: list[str] = []
+    block_indent: int | None = None
+    for line in text.split("\n"):
+        if block_indent is not None:
+            if not line.strip() or _indent(line) > block_indent:
+                continue
+            block_indent = None
+            kept.append("")
+        found = _EXPLICIT_MARKUP.match(line)
+        if found:
+            block_indent = len(found["indent"])
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
 def rst_to_markdown(text: str) -> str:
     """``text`` with reStructuredText inline markup rewritten as Markdown (see the module doc).
 
@@ -125,6 +167,7 @@ def rst_to_markdown(text: str) -> str:
         The converted text; text without reStructuredText markup comes back unchanged.
         Raises nothing.
     """
+    text = drop_explicit_markup(text)
     if "`" not in text and "::" not in text:
         return text
     text = _ROLE.sub(_role, text)

@@ -26,6 +26,8 @@ _LIST_MARKER = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]+(?P<text>.*?))?
 # Block structure only: inline content (emphasis, links) is never read here, and skipping it
 # halves the parse time; each block keeps its raw text in ``Token.content``.
 _PARSER = MarkdownIt("commonmark").disable("inline")
+# Inline structure of one line, for the question whether it holds emphasis (`has_emphasis`).
+_INLINE_PARSER = MarkdownIt("commonmark")
 # Documents are small and are read several times per turn (title, summary, sections).
 _CACHE_SIZE = 64
 
@@ -114,6 +116,23 @@ class MarkdownDocument:
 def split_lines(text: str) -> list[str]:
     """``text`` split at CommonMark line endings (LF, CRLF, CR); a final ending leaves an empty last line."""
     return _LINE_BREAK.split(text)
+
+
+def has_emphasis(text: str) -> bool:
+    """Whether ``text``, read as one CommonMark paragraph, holds emphasis or strong emphasis.
+
+    Args:
+        text: inline Markdown (one line of a list item, a sentence).
+
+    Returns:
+        True when an ``_`` or ``*`` delimiter run pairs with another (CommonMark 0.31,
+        section 6.2); code spans and backslash escapes are read as CommonMark reads them.
+    """
+    return any(
+        child.type in ("em_open", "strong_open")
+        for token in _INLINE_PARSER.parseInline(text)
+        for child in token.children or ()
+    )
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -32,15 +32,18 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # `.git` is a file).
 BUILTIN_IGNORED_NAMES = frozenset({".git", ".hg", ".svn"})
 # Caches, build output and installed packages: generated, often huge, never documentation
-# (the XDG cache folder `.cache` holds pip's and other tools' downloads under a home folder).
+# (the XDG cache folder `.cache` holds pip's and other tools' downloads under a home folder;
+# `.npm` and its content store `_cacache` are npm's cache; Jupyter keeps notebook and file
+# copies in `.ipynb_checkpoints`).
 BUILTIN_IGNORED_DIR_NAMES = frozenset(
     {
         "__pycache__",
         "node_modules",
         "site-packages",
-        "build",
-        "dist",
         ".cache",
+        ".npm",
+        "_cacache",
+        ".ipynb_checkpoints",
         ".tox",
         ".nox",
         ".mypy_cache",
@@ -51,6 +54,11 @@ BUILTIN_IGNORED_DIR_NAMES = frozenset(
         "venv",
     }
 )
+# Build output by its conventional name (setuptools' `build/`, `dist/`). Such a name is also a
+# fine name for a source package (pip's `_internal/operations/build`), so a directory that is a
+# Python package (holds `__init__.py`) is kept; the scan skips the others with a warning.
+BUILD_OUTPUT_DIR_NAMES = frozenset({"build", "dist"})
+PACKAGE_MARKER = "__init__.py"
 # `.venv`, `.venv311`, `.venv-docs`...: the names tools and people give virtual environments.
 BUILTIN_IGNORED_DIR_PREFIXES = (".venv",)
 BUILTIN_IGNORED_DIR_SUFFIXES = (".egg-info",)
@@ -67,8 +75,9 @@ def is_builtin_ignored(name: str, is_dir: bool) -> bool:
         True for version-control metadata (``.git``, ``.hg``, ``.svn``; file or directory), and
         for directories named in ``BUILTIN_IGNORED_DIR_NAMES`` (caches such as ``.cache``,
         ``.tox``, ``.mypy_cache``, ``.pytest_cache``, ``__pycache__``; ``site-packages``;
-        build output), starting with ``.venv`` or ending with ``.egg-info``. A directory
-        holding ``pyvenv.cfg`` is skipped by the scan too, whatever its name.
+        ``.eggs``), starting with ``.venv`` or ending with ``.egg-info``. A directory
+        holding ``pyvenv.cfg`` is skipped by the scan too, whatever its name, and so is a
+        ``build`` or ``dist`` directory that is not a Python package (`is_build_output`).
     """
     if name in BUILTIN_IGNORED_NAMES:
         return True
@@ -77,6 +86,21 @@ def is_builtin_ignored(name: str, is_dir: bool) -> bool:
         or name.startswith(BUILTIN_IGNORED_DIR_PREFIXES)
         or name.endswith(BUILTIN_IGNORED_DIR_SUFFIXES)
     )
+
+
+def is_build_output(name: str, entry_names: Sequence[str]) -> bool:
+    """Whether a directory is build output the scan skips (with a ``TREE_BUILD_OUTPUT_SKIPPED`` warning).
+
+    Args:
+        name: the directory's base name.
+        entry_names: the base names of its entries.
+
+    Returns:
+        True for a directory named ``build`` or ``dist`` (setuptools' and most packagers'
+        output folders) that holds no ``__init__.py``; a Python package of that name is
+        source and is kept.
+    """
+    return name in BUILD_OUTPUT_DIR_NAMES and PACKAGE_MARKER not in entry_names
 
 
 def gitignore_lines(data: bytes) -> list[str]:

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from wf_pipeline.errors import (
     TREE_BROKEN_SYMLINK,
+    TREE_BUILD_OUTPUT_SKIPPED,
     TREE_IGNORE_PATTERN_INVALID,
     TREE_INVALID_OPTION,
     TREE_LINK_OUTSIDE_ROOT,
@@ -48,6 +49,7 @@ from wf_pipeline.tree.ignore import (
     IgnoreLayer,
     IgnoreRules,
     gitignore_lines,
+    is_build_output,
     is_builtin_ignored,
 )
 
@@ -483,6 +485,15 @@ class _Walker:
             )
             return None
         if any(child.name == VENV_MARKER for child in entries):
+            return None
+        if is_build_output(entry.name, [child.name for child in entries]):
+            self.warn(
+                TreeError(
+                    TREE_BUILD_OUTPUT_SKIPPED,
+                    f"{path}: build output (named {entry.name}, no __init__.py, {len(entries)} entries); skipped",
+                    path=path,
+                )
+            )
             return None
         return self._open_frame(
             path, entry.name, parent.depth + 1, entries, parent.rules, (*parent.real_ancestors, real)

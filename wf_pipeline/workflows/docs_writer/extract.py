@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from wf_pipeline.metadata.payloads import ContextChild, ContextFile
-from wf_pipeline.text.docstrings import rst_to_markdown
+from wf_pipeline.text.docstrings import drop_explicit_markup, rst_to_markdown
 from wf_pipeline.text.languages import canonical_language, extension_language, shebang_language
 from wf_pipeline.text.markdown import read_markdown
 from wf_pipeline.text.names import code_span
@@ -186,7 +186,7 @@ def _static_all(module: ast.Module) -> list[str] | None:
 def docstring_summary(doc: str | None) -> str:
     """The first paragraph of a docstring on one line, its reStructuredText read as Markdown
     (`rst_to_markdown`); "" for no docstring. Every docstring summary a README shows comes from here."""
-    return rst_to_markdown(first_paragraph(doc)) if doc else ""
+    return rst_to_markdown(first_paragraph(drop_explicit_markup(doc))) if doc else ""
 
 
 def _doc_summary(node: ast.AST, vocabulary: Vocabulary, parameters: frozenset[str] = frozenset()) -> str:
@@ -400,7 +400,7 @@ def python_findings(
     vocabulary = vocabulary or vocabulary_of([file])
     lines = text.splitlines()
     doc = ast.get_docstring(module)
-    doc_line = first_line(doc) if doc else ""
+    doc_line = first_line(drop_explicit_markup(doc)) if doc else ""
     if doc_line and doc_line in text:
         summary = vocabulary.ground(docstring_summary(doc))
         yield Finding("module", file.path, f"{code(file.name)} — {summary}", quote=doc_line)

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from wf_pipeline.text.markdown import has_emphasis
+
 _NAME = r"[A-Za-z_$][\w$]*"
 _DOTTED = re.compile(rf"{_NAME}(?:\.{_NAME})*")
 _CALL = re.compile(rf"(?:async\s+)?(?P<name>{_NAME}(?:\.{_NAME})*)\s*\(")
@@ -26,6 +28,7 @@ _SCRIPT_DECLARATION = re.compile(
 _SHELL_FUNCTION = re.compile(rf"^\s*(?:function\s+)?(?P<name>{_NAME})\s*\(\s*\)", re.MULTILINE)
 # Characters that would turn plain text into markup once a span's backticks are gone.
 _MARKUP = re.compile(r"[\\`*<\[\]]|(?<!\w)_|_(?!\w)")
+_MARKUP_BUT_UNDERSCORE = re.compile(r"[\\`*<\[\]]")
 
 
 def _escaped(text: str, index: int) -> bool:
@@ -55,9 +58,14 @@ def code_spans(text: str) -> Iterator[tuple[int, int, str]]:
         position = closing.end()
 
 
-def plain_text(content: str) -> str:
-    """A span's content as markdown text that renders the same characters."""
-    return _MARKUP.sub(lambda found: "\\" + found.group(), content)
+def plain_text(content: str, *, escape_underscores: bool = True) -> str:
+    """A span's content as markdown text that renders the same characters.
+
+    With ``escape_underscores=False`` an ``_`` stays as it is: the caller checks that the
+    whole line then holds no emphasis (`Vocabulary.ground`).
+    """
+    pattern = _MARKUP if escape_underscores else _MARKUP_BUT_UNDERSCORE
+    return pattern.sub(lambda found: "\\" + found.group(), content)
 
 
 # --- what sources define --------------------------------------------------------------
@@ -164,16 +172,32 @@ class Vocabulary:
         return all(part in self.names for part in dotted.split("."))
 
     def ground(self, text: str, parameters: Iterable[str] = ()) -> str:
-        """``text`` with each code span kept only when it resolves, and stray backticks escaped."""
+        """``text`` with each code span kept only when it resolves, and stray backticks escaped.
+
+        A span that does not resolve becomes plain text; its ``_`` are escaped (``\\_``) only
+        when, left as they are, they would pair into emphasis (`has_emphasis`), so
+        ``_sql.select`` reads as written.
+        """
         parameters = frozenset(parameters)
-        pieces: list[str] = []
+        strict: list[str] = []
+        relaxed: list[str] = []
         position = 0
         for start, end, content in code_spans(text):
-            pieces.append(_escape_backticks(text[position:start]))
-            pieces.append(text[start:end] if self.resolves(content, parameters) else plain_text(content))
+            between = _escape_backticks(text[position:start])
+            strict.append(between)
+            relaxed.append(between)
+            if self.resolves(content, parameters):
+                strict.append(text[start:end])
+                relaxed.append(text[start:end])
+            else:
+                strict.append(plain_text(content))
+                relaxed.append(plain_text(content, escape_underscores=False))
             position = end
-        pieces.append(_escape_backticks(text[position:]))
-        return "".join(pieces)
+        tail = _escape_backticks(text[position:])
+        strict.append(tail)
+        relaxed.append(tail)
+        as_written = "".join(relaxed)
+        return as_written if not has_emphasis(as_written) else "".join(strict)
 
 
 def _escape_backticks(text: str) -> str:
