@@ -523,6 +523,27 @@ def test_one_bad_profile_file_blocks_no_command(sandbox, text, code, layer):
     assert [t["status"] for t in summary["threads"]] == ["completed"]
 
 
+def test_profiles_validate_lists_each_bad_file_once_naming_the_profile_file(sandbox):
+    profile = _copy_shipped_profile(sandbox.cwd)
+    prompt = sandbox.cwd / "assets" / "prompts" / "docs_writer" / "verification.md"
+    # Loads, then fails when rendered: the error is the template's, in this profile.
+    prompt.write_text(
+        '{% set ns = namespace(s="a") %}{% for i in range(40) %}{% set ns.s = [ns.s, ns.s]|join %}'
+        "{% endfor %}{{ ns.s|length }}\n"
+    )
+    broken = sandbox.cwd / "profiles" / "broken.yaml"
+    broken.write_text("workflow_id: [unclosed\n")
+
+    result = sandbox.wf("profiles", "validate")
+
+    assert result.returncode == 1
+    assert result.stdout.count(str(broken)) == 1, result.stdout
+    assert result.stdout.count("PROFILE_TEMPLATE_LIMIT") == 1, result.stdout
+    assert f"PROFILE_TEMPLATE_LIMIT: {profile}: template " in result.stdout, result.stdout
+    # The list is the report: the same problems are not warned about again on stderr.
+    assert str(broken) not in result.stderr and "PROFILE_" not in result.stderr, result.stderr
+
+
 def test_profiles_validate_renders_every_template_against_a_sample_context(sandbox):
     profile = _copy_shipped_profile(sandbox.cwd)
     prompt = sandbox.cwd / "assets" / "prompts" / "docs_writer" / "verification.md"
