@@ -219,7 +219,10 @@ def test_run_refuses_executor_settings_no_run_can_use_before_writing_anything(sa
         ["run", WORKFLOW, "{tree}", "--overwrite"],
         ["--json", "run", WORKFLOW, "{tree}", "--overwrite"],
         ["threads", "show"],
+        ["threads", "list", "thread:abc"],
+        ["threads", "show", "thread:abc", "thread:def"],
         ["profiles", "show"],
+        ["profiles", "list", WORKFLOW],
         ["run", WORKFLOW],
         ["no-such-command"],
     ],
@@ -227,7 +230,10 @@ def test_run_refuses_executor_settings_no_run_can_use_before_writing_anything(sa
         "overwrite-alone",
         "overwrite-alone-json",
         "threads-show",
+        "threads-list-extra",
+        "threads-show-extra",
         "profiles-show",
+        "profiles-list-extra",
         "missing-path",
         "unknown",
     ],
@@ -376,11 +382,17 @@ def test_threads_show_lists_turns_with_gates_and_artifacts_in_the_cas(sample_run
                 assert sha256_id(run.box.cas_bytes(artifact_id)) == artifact_id
 
 
-@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
-def test_threads_show_unknown_id_is_an_error(sandbox, as_json):
-    result = sandbox.wf(
-        "threads", "show", "thread:000000000000000000000000", *(["--json"] if as_json else [])
-    )
+@pytest.mark.parametrize("json_at", ["none", "end", "before-id", "before-action"])
+def test_threads_show_unknown_id_is_an_error(sandbox, json_at):
+    thread_id = "thread:000000000000000000000000"
+    args = {
+        "none": ["threads", "show", thread_id],
+        "end": ["threads", "show", thread_id, "--json"],
+        "before-id": ["threads", "show", "--json", thread_id],
+        "before-action": ["threads", "--json", "show", thread_id],
+    }[json_at]
+    as_json = json_at != "none"
+    result = sandbox.wf(*args)
     assert result.returncode == 1
     if as_json:
         assert json.loads(result.stdout)["error"]["code"] == "RUN_UNKNOWN_THREAD"
