@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wf_pipeline import __version__
-from wf_pipeline.cli.output import emit, plural, print_table, stderr_console, warnings_to
+from wf_pipeline.cli.output import emit, plural, print_table, print_warnings, stderr_console, warnings_to
 from wf_pipeline.errors import WfError
 from wf_pipeline.settings import Settings
+from wf_pipeline.text.names import display_name
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -403,18 +404,16 @@ def _render_verify(console: Console, r: dict) -> None:
 
 
 def _print_warnings(console: Console, warnings: list[dict]) -> None:
-    # `CODE: message`, the message naming the path; no markup, since paths may hold brackets.
-    for warning in warnings:
-        console.print(
-            f"{warning['code']}: {warning['message']}", markup=False, highlight=False, soft_wrap=True
-        )
+    # On stderr whatever console the renderer holds: stdout is for the results only.
+    del console
+    print_warnings(warnings)
 
 
 def _render_run(console: Console, s: dict) -> None:
     _print_warnings(console, s.get("warnings", []))
     if not s["threads"]:
         console.print(
-            f"nothing to document: no directory under {s['root']} has a readable text file",
+            display_name(f"nothing to document: no directory under {s['root']} has a readable text file"),
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -445,7 +444,7 @@ def _render_outcome(console: Console, s: dict) -> None:
     if c["written"]:
         where = s["out_dir"] or s["root"]
         console.print(
-            f"{plural(c['written'], 'README')} written under {where}",
+            display_name(f"{plural(c['written'], 'README')} written under {where}"),
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -454,7 +453,7 @@ def _render_outcome(console: Console, s: dict) -> None:
         if t["status"] == "failed":
             # CODE: message, with the figures the message carries (never payload text).
             console.print(
-                f"failed: {t['path']}: {t['error_code']}: {t['error_text'] or ''}",
+                display_name(f"failed: {t['path']}: {t['error_code']}: {t['error_text'] or ''}"),
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
@@ -464,8 +463,10 @@ def _render_outcome(console: Console, s: dict) -> None:
 def _render_resume(console: Console, s: dict) -> None:
     for t in s["threads"]:
         console.print(
-            f"thread {t['thread_id']} ({t['path']}): {plural(t['turns_run'], 'turn')} run again, "
-            f"{plural(t['turns_reused'], 'turn')} reused; now {t['status']}",
+            display_name(
+                f"thread {t['thread_id']} ({t['path']}): {plural(t['turns_run'], 'turn')} run again, "
+                f"{plural(t['turns_reused'], 'turn')} reused; now {t['status']}"
+            ),
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -731,7 +732,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json:
                 emit(True, {"error": exc.to_dict()}, lambda console, payload: None)
             else:
-                args.stderr_console.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
+                args.stderr_console.print(
+                    display_name(f"{exc.code}: {exc.message}"), markup=False, highlight=False
+                )
             return EXIT_FAILED
 
 
