@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import subprocess
 
 import pytest
-from e2e_support import SAMPLE_REPO, copy_tree
+from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree
 from rich.console import Console
 from test_cli import WF, WORKFLOW, Sandbox, make_sandbox
 
@@ -197,6 +198,25 @@ def test_scan_warnings_go_to_stderr_not_mixed_with_the_results(tmp_path, command
     assert result.returncode == 0, result.stderr
     assert "TREE_LINK_OUTSIDE_ROOT" not in result.stdout, result.stdout
     assert result.stderr.count("TREE_LINK_OUTSIDE_ROOT: ") == 1, result.stderr
+
+
+def test_a_non_utf8_name_gives_the_warning_the_readme_documents(tmp_path):
+    box = make_sandbox(tmp_path)
+    tree = box.cwd / "project"
+    tree.mkdir()
+    (tree / "main.py").write_text("x = 1\n")
+    bad = os.fsencode(tree) + b"/bad\xff"
+    os.mkdir(bad)
+    with open(bad + b"/m.py", "w") as handle:
+        handle.write("y = 1\n")
+
+    result = box.wf("scan", str(tree))
+
+    warning = "TREE_NON_UTF8_NAME: bad\\xff: name is not valid UTF-8; skipped"
+    assert result.returncode == 0, result.stderr
+    assert warning in result.stderr, result.stderr
+    readme = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert warning in readme
 
 
 def test_a_bad_profile_warning_prints_once_through_the_console(tmp_path):
