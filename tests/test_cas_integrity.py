@@ -199,6 +199,18 @@ def run_cli(argv, capsys):
     return status, captured.out, captured.err
 
 
+def test_a_scanned_trees_file_digests_are_not_taken_for_cas_objects(settings, tmp_path, capsys):
+    # The nodes table holds each file's sha256 digest; the file's bytes live in the tree.
+    tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
+    status, _, err = run_cli(["scan", str(tree)], capsys)
+    assert status == 0, err
+
+    status, out, _ = run_cli(["cas", "verify", "--json"], capsys)
+    report = json.loads(out)
+    assert status == 0 and report["ok"], report
+    assert report["missing"] == [] and report["unrepaired"] == 0
+
+
 def test_cas_verify_quarantines_corrupt_objects_and_repair_runs_their_turns_again(
     settings, one_thread, capsys
 ):

@@ -219,7 +219,10 @@ def test_run_refuses_executor_settings_no_run_can_use_before_writing_anything(sa
         ["run", WORKFLOW, "{tree}", "--overwrite"],
         ["--json", "run", WORKFLOW, "{tree}", "--overwrite"],
         ["threads", "show"],
+        ["threads", "list", "thread:abc"],
+        ["threads", "show", "thread:abc", "thread:def"],
         ["profiles", "show"],
+        ["profiles", "list", WORKFLOW],
         ["run", WORKFLOW],
         ["no-such-command"],
     ],
@@ -227,7 +230,10 @@ def test_run_refuses_executor_settings_no_run_can_use_before_writing_anything(sa
         "overwrite-alone",
         "overwrite-alone-json",
         "threads-show",
+        "threads-list-extra",
+        "threads-show-extra",
         "profiles-show",
+        "profiles-list-extra",
         "missing-path",
         "unknown",
     ],
@@ -376,11 +382,17 @@ def test_threads_show_lists_turns_with_gates_and_artifacts_in_the_cas(sample_run
                 assert sha256_id(run.box.cas_bytes(artifact_id)) == artifact_id
 
 
-@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
-def test_threads_show_unknown_id_is_an_error(sandbox, as_json):
-    result = sandbox.wf(
-        "threads", "show", "thread:000000000000000000000000", *(["--json"] if as_json else [])
-    )
+@pytest.mark.parametrize("json_at", ["none", "end", "before-id", "before-action"])
+def test_threads_show_unknown_id_is_an_error(sandbox, json_at):
+    thread_id = "thread:000000000000000000000000"
+    args = {
+        "none": ["threads", "show", thread_id],
+        "end": ["threads", "show", thread_id, "--json"],
+        "before-id": ["threads", "show", "--json", thread_id],
+        "before-action": ["threads", "--json", "show", thread_id],
+    }[json_at]
+    as_json = json_at != "none"
+    result = sandbox.wf(*args)
     assert result.returncode == 1
     if as_json:
         assert json.loads(result.stdout)["error"]["code"] == "RUN_UNKNOWN_THREAD"
@@ -521,6 +533,27 @@ def test_one_bad_profile_file_blocks_no_command(sandbox, text, code, layer):
     tree = copy_tree(SAMPLE_REPO / "stationkit" / "sensors", sandbox.cwd / "sensors")
     summary = sandbox.wf_json("run", WORKFLOW, str(tree))
     assert [t["status"] for t in summary["threads"]] == ["completed"]
+
+
+def test_profiles_validate_lists_each_bad_file_once_naming_the_profile_file(sandbox):
+    profile = _copy_shipped_profile(sandbox.cwd)
+    prompt = sandbox.cwd / "assets" / "prompts" / "docs_writer" / "verification.md"
+    # Loads, then fails when rendered: the error is the template's, in this profile.
+    prompt.write_text(
+        '{% set ns = namespace(s="a") %}{% for i in range(40) %}{% set ns.s = [ns.s, ns.s]|join %}'
+        "{% endfor %}{{ ns.s|length }}\n"
+    )
+    broken = sandbox.cwd / "profiles" / "broken.yaml"
+    broken.write_text("workflow_id: [unclosed\n")
+
+    result = sandbox.wf("profiles", "validate")
+
+    assert result.returncode == 1
+    assert result.stdout.count(str(broken)) == 1, result.stdout
+    assert result.stdout.count("PROFILE_TEMPLATE_LIMIT") == 1, result.stdout
+    assert f"PROFILE_TEMPLATE_LIMIT: {profile}: template " in result.stdout, result.stdout
+    # The list is the report: the same problems are not warned about again on stderr.
+    assert str(broken) not in result.stderr and "PROFILE_" not in result.stderr, result.stderr
 
 
 def test_profiles_validate_renders_every_template_against_a_sample_context(sandbox):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import subprocess
 
 import pytest
-from e2e_support import SAMPLE_REPO, copy_tree
+from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree
 from rich.console import Console
 from test_cli import WF, WORKFLOW, Sandbox, make_sandbox
 
@@ -108,6 +109,20 @@ def test_plain_tables_show_brackets_and_none_as_they_are():
     assert buffer.getvalue().splitlines() == ["a           b", "[bold]x[/]  -"]
 
 
+@pytest.mark.parametrize("terminal", [False, True], ids=["plain", "terminal"])
+def test_tables_show_control_characters_escaped_one_row_per_line(terminal):
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=terminal, width=120, color_system=None)
+    print_table(
+        console, ("directory", "status"), [("ctl\x07bell", "ok"), ("nl\nline", "ok"), ("esc\x1b[31m", "ok")]
+    )
+    text = buffer.getvalue()
+    assert "\x07" not in text and "\x1b" not in text  # no bell, no escape sequence reaches the terminal
+    assert "ctl\\x07bell" in text and "nl\\nline" in text and "esc\\x1b[31m" in text
+    if not terminal:
+        assert len(text.splitlines()) == 4  # the header and one line per row
+
+
 # --- words and counts -----------------------------------------------------------------------
 
 
@@ -165,6 +180,43 @@ def test_warnings_go_through_the_commands_console_and_the_handler_leaves_after()
     assert buffer.getvalue() == "RUN_X: turn verification failed [gate]\n"
     assert root.handlers == handlers_before
     assert (root.level, logging.getLogger("wf_pipeline.runtime.turn").level) == levels_before
+
+
+@pytest.mark.parametrize("command", ["scan", "targets"])
+def test_scan_warnings_go_to_stderr_not_mixed_with_the_results(tmp_path, command):
+    box = make_sandbox(tmp_path)
+    tree = box.cwd / "project"
+    tree.mkdir()
+    (tree / "main.py").write_text("def main():\n    return 0\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tree / "ext").symlink_to(outside, target_is_directory=True)
+    args = ("scan", str(tree)) if command == "scan" else ("targets", "sync", str(tree))
+
+    result = box.wf(*args)
+
+    assert result.returncode == 0, result.stderr
+    assert "TREE_LINK_OUTSIDE_ROOT" not in result.stdout, result.stdout
+    assert result.stderr.count("TREE_LINK_OUTSIDE_ROOT: ") == 1, result.stderr
+
+
+def test_a_non_utf8_name_gives_the_warning_the_readme_documents(tmp_path):
+    box = make_sandbox(tmp_path)
+    tree = box.cwd / "project"
+    tree.mkdir()
+    (tree / "main.py").write_text("x = 1\n")
+    bad = os.fsencode(tree) + b"/bad\xff"
+    os.mkdir(bad)
+    with open(bad + b"/m.py", "w") as handle:
+        handle.write("y = 1\n")
+
+    result = box.wf("scan", str(tree))
+
+    warning = "TREE_NON_UTF8_NAME: bad\\xff: name is not valid UTF-8; skipped"
+    assert result.returncode == 0, result.stderr
+    assert warning in result.stderr, result.stderr
+    readme = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert warning in readme
 
 
 def test_a_bad_profile_warning_prints_once_through_the_console(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -326,3 +327,29 @@ def test_cli_sync_records_the_output_folder_and_export_writes_there(settings, tm
 
     assert cli_main(["export", "nothing-like-it"]) == 1
     assert capsys.readouterr().err.startswith("RUN_UNKNOWN_TREE:")
+
+
+def test_export_writes_the_latest_outputs_of_an_edited_moved_or_deleted_tree(settings, tmp_path, capsys):
+    tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
+    assert cli_main(["run", WORKFLOW, str(tree), "--out", str(tmp_path / "out"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    produced = (tmp_path / "out" / "README.md").read_bytes()
+    tree_key = summary["threads"][0]["target"].split("/")[0]
+
+    # Edited after its run: the last run's outputs are still the latest ones.
+    source = next(tree.rglob("*.py"))
+    source.write_text(source.read_text() + "\n# edited\n")
+    assert cli_main(["export", str(tree), "--out", str(tmp_path / "edited"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["missing"] == [] and report["written"] == [str(tmp_path / "edited" / "README.md")]
+
+    # Moved, then deleted: named by its key, its outputs come from the CAS.
+    moved = tmp_path / "moved"
+    tree.rename(moved)
+    assert cli_main(["export", tree_key, "--out", str(tmp_path / "moved-out"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["missing"] == []
+    shutil.rmtree(moved)
+    assert cli_main(["export", tree_key, "--json"]) == 0  # into the place the run recorded
+    assert json.loads(capsys.readouterr().out)["written"] == [str((tmp_path / "out" / "README.md").resolve())]
+    for folder in ("edited", "moved-out", "out"):
+        assert (tmp_path / folder / "README.md").read_bytes() == produced

@@ -168,3 +168,37 @@ def test_bounds_leave_ordinary_templates_and_the_callers_tracer_alone() -> None:
     text = "{{ target_name ~ '/' ~ target_path }} {{ 3 * 4 }} {{ [1] + [2] }} {{ '%3s'|format('x') }} {{ '{:>3}'.format('y') }}"
     assert render_prompt(text, VARIABLES) == "sub/pkg/sub 12 [1, 2]   x   y"
     assert sys.gettrace() is previous
+
+
+# Values made by filters, methods and calls: each doubles a string 20 times (a million
+# characters) while printing only its length, so only a bound on the values themselves,
+# whatever callable makes them, refuses it.
+AMPLIFYING_CALLS = {
+    "join-filter": "{% set ns.s = [ns.s, ns.s]|join %}",
+    "replace-filter": "{% set ns.s = ns.s|replace('a', 'aa') %}",
+    "replace-method": "{% set ns.s = ns.s.replace('a', 'aa') %}",
+    "join-method": "{% set ns.s = ''.join([ns.s, ns.s]) %}",
+    "ljust-method": "{% set ns.s = ns.s.ljust(ns.s|length * 2) %}",
+}
+
+
+@pytest.mark.parametrize("step", list(AMPLIFYING_CALLS.values()), ids=list(AMPLIFYING_CALLS))
+def test_values_made_by_any_filter_or_method_are_bounded(step: str) -> None:
+    text = "{% set ns = namespace(s='a') %}{% for i in range(20) %}" + step + "{% endfor %}{{ ns.s|length }}"
+    with pytest.raises(ProfileError) as caught:
+        render_prompt(text, VARIABLES, max_bytes=1000)
+    assert caught.value.code == "PROFILE_TEMPLATE_LIMIT"
+    assert caught.value.details["limit_bytes"] == 1000
+
+
+def test_one_replace_asking_for_gigabytes_is_refused_before_it_runs() -> None:
+    # Without an estimate made first, this one C-level call takes seconds and gigabytes.
+    text = "{% set s = 'a' * 10000000 %}{{ s|replace('a', 'a' * 400)|length }}{{ s.replace('a', 'a' * 400)|length }}"
+    started = time.monotonic()
+    assert render_code(text) == "PROFILE_TEMPLATE_LIMIT"
+    assert time.monotonic() - started < 2
+
+
+def test_filters_and_methods_still_work_within_the_bounds() -> None:
+    text = "{{ ['a', 'b']|join(', ') }} {{ 'abc'|replace('b', 'x') }} {{ 'x'.ljust(3) }}|{{ '-'.join(['1', '2']) }}"
+    assert render_prompt(text, VARIABLES) == "a, b axc x  |1-2"

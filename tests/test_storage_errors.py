@@ -172,6 +172,20 @@ def test_in_place_writes_never_leave_the_root_or_go_through_links(tmp_path, capl
     assert write_file_atomically(b"# ok\n", root / "sub" / "README.md", overwrite=False, root=root)
 
 
+def test_a_refused_destination_is_warned_about_once(tmp_path, caplog) -> None:
+    # The final step and the run's summary both write every output: one refusal, one warning.
+    from wf_pipeline.runtime.sinks import write_file_atomically
+
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "README.md").symlink_to(tmp_path / "elsewhere.md")
+    with caplog.at_level("WARNING", logger="wf_pipeline.runtime.sinks"):
+        for _ in range(2):
+            assert write_file_atomically(b"# x\n", root / "README.md", overwrite=True, root=root) is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and messages[0].startswith("RUN_OUTPUT_OUTSIDE_ROOT: "), messages
+
+
 def test_a_full_disk_under_an_output_gives_a_code_with_the_reason(tmp_path) -> None:
     mount = tmp_path / "full"
     script = f"""

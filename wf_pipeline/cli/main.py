@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wf_pipeline import __version__
-from wf_pipeline.cli.output import emit, plural, print_table, stderr_console, warnings_to
+from wf_pipeline.cli.output import emit, plural, print_table, print_warnings, stderr_console, warnings_to
 from wf_pipeline.errors import WfError
 from wf_pipeline.settings import Settings
+from wf_pipeline.text.names import display_name
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -403,18 +404,16 @@ def _render_verify(console: Console, r: dict) -> None:
 
 
 def _print_warnings(console: Console, warnings: list[dict]) -> None:
-    # `CODE: message`, the message naming the path; no markup, since paths may hold brackets.
-    for warning in warnings:
-        console.print(
-            f"{warning['code']}: {warning['message']}", markup=False, highlight=False, soft_wrap=True
-        )
+    # On stderr whatever console the renderer holds: stdout is for the results only.
+    del console
+    print_warnings(warnings)
 
 
 def _render_run(console: Console, s: dict) -> None:
     _print_warnings(console, s.get("warnings", []))
     if not s["threads"]:
         console.print(
-            f"nothing to document: no directory under {s['root']} has a readable text file",
+            display_name(f"nothing to document: no directory under {s['root']} has a readable text file"),
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -445,7 +444,7 @@ def _render_outcome(console: Console, s: dict) -> None:
     if c["written"]:
         where = s["out_dir"] or s["root"]
         console.print(
-            f"{plural(c['written'], 'README')} written under {where}",
+            display_name(f"{plural(c['written'], 'README')} written under {where}"),
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -454,7 +453,7 @@ def _render_outcome(console: Console, s: dict) -> None:
         if t["status"] == "failed":
             # CODE: message, with the figures the message carries (never payload text).
             console.print(
-                f"failed: {t['path']}: {t['error_code']}: {t['error_text'] or ''}",
+                display_name(f"failed: {t['path']}: {t['error_code']}: {t['error_text'] or ''}"),
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
@@ -464,8 +463,10 @@ def _render_outcome(console: Console, s: dict) -> None:
 def _render_resume(console: Console, s: dict) -> None:
     for t in s["threads"]:
         console.print(
-            f"thread {t['thread_id']} ({t['path']}): {plural(t['turns_run'], 'turn')} run again, "
-            f"{plural(t['turns_reused'], 'turn')} reused; now {t['status']}",
+            display_name(
+                f"thread {t['thread_id']} ({t['path']}): {plural(t['turns_run'], 'turn')} run again, "
+                f"{plural(t['turns_reused'], 'turn')} reused; now {t['status']}"
+            ),
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -556,10 +557,6 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     """
     if args.command == "run" and args.overwrite and not args.in_place:
         return "--overwrite needs --in-place (it replaces README.md files inside the tree)"
-    if args.command == "profiles" and args.action == "show" and not args.workflow_id:
-        return "profiles show needs a WORKFLOW_ID"
-    if args.command == "threads" and args.action == "show" and not args.thread_id:
-        return "threads show needs a THREAD_ID"
     return None
 
 
@@ -584,6 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", dest="json_first", action="store_true", help="machine-readable output")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    # An action's --json leaves the attribute unset when absent, so `wf threads --json list`
+    # keeps the value its command parser set.
+    action_common = argparse.ArgumentParser(add_help=False)
+    action_common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
     links = argparse.ArgumentParser(add_help=False)
     links.add_argument(
         "--follow-external-links",
@@ -603,6 +606,23 @@ def build_parser() -> argparse.ArgumentParser:
         sub_parser.set_defaults(handler=handler, parser=sub_parser)
         return sub_parser
 
+    def actions(
+        command_parser: argparse.ArgumentParser, help_text: str
+    ) -> Callable[..., argparse.ArgumentParser]:
+        # Each action is its own parser with its own positionals: a THREAD_ID after an option
+        # is read (`threads show --json ID`), an argument an action does not take is a usage
+        # error (`threads list ID`), where one shared optional positional got neither right.
+        group = command_parser.add_subparsers(dest="action", required=True, metavar="ACTION", help=help_text)
+
+        def action(name: str, action_help: str) -> argparse.ArgumentParser:
+            action_parser = group.add_parser(
+                name, parents=[action_common], help=action_help, description=action_help
+            )
+            action_parser.set_defaults(parser=action_parser)
+            return action_parser
+
+        return action
+
     tree_help = "the directory tree (a folder on this machine)"
     workflow_help = "the workflow id of a loaded profile (see: wf profiles list)"
 
@@ -610,11 +630,12 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("path", metavar="PATH", help=tree_help)
 
     profiles = command("profiles", "list, validate or show workflow profiles", cmd_profiles)
-    profiles.add_argument(
-        "action", choices=["list", "validate", "show"], help="list the profiles, validate them, or show one"
-    )
-    profiles.add_argument("workflow_id", nargs="?", metavar="WORKFLOW_ID", help="for show: the workflow id")
-    profiles.add_argument("--file", help="for validate: one profile file instead of every layer")
+    profile_action = actions(profiles, "list the profiles, validate them, or show one")
+    profile_action("list", "list the loaded profiles")
+    validate = profile_action("validate", "validate every profile file and render its templates")
+    validate.add_argument("--file", help="one profile file instead of every layer")
+    profile_show = profile_action("show", "show one resolved profile")
+    profile_show.add_argument("workflow_id", metavar="WORKFLOW_ID", help="the workflow id")
 
     run = command("run", "run a workflow over a directory tree, bottom-up", cmd_run, (links,))
     run.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
@@ -669,11 +690,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     threads = command("threads", "list threads or show one", cmd_threads)
-    threads.add_argument(
-        "action", choices=["list", "show"], help="list the threads, or show one with its turns"
-    )
-    threads.add_argument("thread_id", nargs="?", metavar="THREAD_ID", help="for show: the thread's id")
-    threads.add_argument("--workflow", help="only threads of this workflow")
+    thread_action = actions(threads, "list the threads, or show one with its turns")
+    thread_list = thread_action("list", "list the recorded threads")
+    thread_list.add_argument("--workflow", help="only threads of this workflow")
+    thread_show = thread_action("show", "show one thread with its turns")
+    thread_show.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
     ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")
@@ -711,7 +732,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json:
                 emit(True, {"error": exc.to_dict()}, lambda console, payload: None)
             else:
-                args.stderr_console.print(f"{exc.code}: {exc.message}", markup=False, highlight=False)
+                args.stderr_console.print(
+                    display_name(f"{exc.code}: {exc.message}"), markup=False, highlight=False
+                )
             return EXIT_FAILED
 
 

@@ -10,6 +10,9 @@ without being repeated:
   whose columns fold rather than end in an ellipsis; otherwise (a pipe, a file) it is
   plain aligned lines, one row per line, so ids can be copied and grepped whole.
 - `plural`: ``1 directory``, ``2 directories``.
+- `print_warnings`: a command's warnings, ``CODE: message`` on stderr, never mixed with
+  its results on stdout.
+- Names are shown through `display_name`: control characters never reach the terminal raw.
 - `warnings_to`: for the duration of a command, Python logging warnings go through the
   given rich console (the progress bar's, when one is shown), so they print above the
   bar instead of through it. The handler is removed again afterwards; no logger's level
@@ -22,13 +25,15 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from wf_pipeline.text.names import display_name
 
 # Gap between the columns of a plain (not a terminal) table, in spaces.
 PLAIN_COLUMN_GAP = 2
@@ -100,7 +105,9 @@ def print_table(console: Console, columns: Sequence[str], rows: Sequence[Sequenc
         the header and one line per row, columns left-aligned and separated by at least
         two spaces, no borders and no styles.
     """
-    cells = [["-" if cell is None else str(cell) for cell in row] for row in rows]
+    # Every character visible and one line per row: a name holding a bell, an escape
+    # sequence or a newline is shown escaped (`display_name`), as the READMEs show it.
+    cells = [["-" if cell is None else display_name(str(cell)) for cell in row] for row in rows]
     if console.is_terminal:
         table = Table(*columns)
         for column in table.columns:
@@ -115,6 +122,25 @@ def print_table(console: Console, columns: Sequence[str], rows: Sequence[Sequenc
     for line in [list(columns), *cells]:
         padded = [cell.ljust(width) for cell, width in zip(line, widths, strict=True)]
         console.print(Text(gap.join(padded).rstrip()))
+
+
+def print_warnings(warnings: Sequence[Mapping[str, Any]], console: Console | None = None) -> None:
+    """Print each warning as ``CODE: message`` on stderr, every character visible.
+
+    Args:
+        warnings: ``{"code", "message"}`` each (a scan's or a run's warnings).
+        console: the stderr console to print on (the progress bar's, when one is shown);
+            default: a new `stderr_console`.
+
+    Returns:
+        None. Warnings go to stderr so stdout holds only the command's results, as
+        logged warnings do (`warnings_to`). Raises nothing.
+    """
+    console = console or stderr_console()
+    for warning in warnings:
+        # No markup: paths may hold brackets.
+        text = display_name(f"{warning['code']}: {warning['message']}")
+        console.print(text, markup=False, highlight=False, soft_wrap=True, style="yellow")
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
@@ -148,7 +174,9 @@ class _ConsoleLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            text = Text(record.getMessage(), style="yellow" if record.levelno < logging.ERROR else "red")
+            text = Text(
+                display_name(record.getMessage()), style="yellow" if record.levelno < logging.ERROR else "red"
+            )
             self._console.print(text)
         except Exception:  # noqa: BLE001 - logging's own rule: a handler never raises
             self.handleError(record)

@@ -160,13 +160,21 @@ class ProfileProblem:
     layer: LayerName
     error: ProfileError
 
+    @property
+    def message(self) -> str:
+        """The error's message, led by the profile file when the message does not name it
+        (a template's error names the template, not the profile that uses it)."""
+        text = self.error.message
+        return text if str(self.path) in text else f"{self.path}: {text}"
+
     def to_dict(self) -> dict[str, Any]:
-        """``{"path", "layer", "code", "message"}``, the shape ``wf profiles validate --json`` lists."""
+        """``{"path", "layer", "code", "message"}``, the shape ``wf profiles validate --json`` lists;
+        the message always names the profile file."""
         return {
             "path": str(self.path),
             "layer": self.layer,
             "code": self.error.code,
-            "message": self.error.message,
+            "message": self.message,
         }
 
 
@@ -241,7 +249,9 @@ def default_layers(
     return layers
 
 
-def load_catalog(layers: Iterable[Layer], artifact_reader: ArtifactReader | None = None) -> ProfileCatalog:
+def load_catalog(
+    layers: Iterable[Layer], artifact_reader: ArtifactReader | None = None, *, warn: bool = True
+) -> ProfileCatalog:
     """Load and validate every profile of every layer; the first layer to define an id wins.
 
     A file that fails to load (not YAML, schema-invalid, a template that does not parse...)
@@ -254,6 +264,8 @@ def load_catalog(layers: Iterable[Layer], artifact_reader: ArtifactReader | None
         layers: the layers, highest precedence first (see `default_layers`).
         artifact_reader: reads ``sha256:`` prompt refs from the CAS; None when profiles name
             only files.
+        warn: log each bad file as a warning; False for a caller that reports the problems
+            itself (``wf profiles validate`` lists them), so no file is reported twice.
 
     Returns:
         The `ProfileCatalog`: the winning profile per workflow id, the ones later layers
@@ -279,8 +291,10 @@ def load_catalog(layers: Iterable[Layer], artifact_reader: ArtifactReader | None
                         paths=[str(earlier.source_path), str(path)],
                     )
             except ProfileError as exc:
-                problems.append(ProfileProblem(path, layer.name, exc))
-                log.warning("%s: %s (the other profiles still load)", exc.code, exc.message)
+                problem = ProfileProblem(path, layer.name, exc)
+                problems.append(problem)
+                if warn:
+                    log.warning("%s: %s (the other profiles still load)", exc.code, problem.message)
                 continue
             in_layer[loaded.workflow_id] = loaded
         for workflow_id, loaded in in_layer.items():

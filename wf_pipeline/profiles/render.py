@@ -8,14 +8,18 @@ than an empty string. Compiled templates are cached by content digest.
 Rendering is bounded, because a few nested loops can ask for terabytes: the output is
 streamed and counted in UTF-8 bytes, every value the template builds with ``*``, ``+``,
 ``**``, ``~``, ``%``, ``format`` or ``center``/``indent`` is refused before it is made
-when it would pass the same bound, and a deadline is checked on every line the template
-executes (a trace function active only in template code, on the rendering thread). Any
+when it would pass the same bound, ``replace``, ``join`` and the width methods of strings
+are refused before they run when their result would, every value any filter, method or
+call returns is measured against the bound, and a deadline is checked on every line the template
+executes (a trace function active only in template code, on the rendering thread) and
+before and after every filter and call. Any
 bound crossed gives ``PROFILE_TEMPLATE_LIMIT``. Jinja's own sandbox already limits
 ``range`` to 100,000 items.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import threading
@@ -127,6 +131,98 @@ def _check_numbers(fmt: Any, args: Iterable[Any]) -> None:
             raise _RenderLimit("a format width", width=arg, limit_bytes=_BOUNDS.max_bytes)
 
 
+def _check_clock() -> None:
+    if time.monotonic() > _BOUNDS.deadline:
+        raise _RenderLimit("its time", limit_s=_BOUNDS.timeout_s)
+
+
+def _measure(value: Any) -> int | None:
+    """The size of a value a filter or call produced: characters of a string, items of a
+    container; None for values whose size is not a length (numbers, booleans, None)."""
+    if isinstance(value, str | bytes | bytearray | list | tuple | dict | set | frozenset):
+        return len(value)
+    return None
+
+
+def _checked_result(value: Any) -> Any:
+    # Every value a filter, method or call hands back to the template is measured: no
+    # chain of calls can hold more than one bound's worth, whatever callable made it.
+    size = _measure(value)
+    if size is not None:
+        _check_size(size)
+    _check_clock()
+    return value
+
+
+def _estimate_replace(value: Any, old: Any, new: Any, count: Any = -1) -> None:
+    """Refuse ``replace`` before it runs when its result would pass the bound: the result is
+    computed from the number of matches, so one C-level call cannot run for minutes."""
+    if not (isinstance(value, str) and isinstance(old, str) and isinstance(new, str)):
+        return
+    if len(new) <= len(old):
+        return
+    matches = value.count(old) if old else len(value) + 1
+    if isinstance(count, int) and count >= 0:
+        matches = min(matches, count)
+    _check_size(len(value) + matches * (len(new) - len(old)))
+
+
+def _estimate_join(items: Any, separator: Any = "") -> None:
+    """Refuse ``join`` before it runs when its strings and separators pass the bound."""
+    if isinstance(items, list | tuple) and isinstance(separator, str):
+        total = len(separator) * max(len(items) - 1, 0)
+        for item in items:
+            if isinstance(item, str):
+                total += len(item)
+        _check_size(total)
+
+
+# Methods of str whose one argument is the width of the result.
+_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
+
+
+def _precheck_method(method: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    owner = getattr(method, "__self__", None)
+    name = getattr(method, "__name__", "")
+    if isinstance(owner, str):
+        if name == "replace" and len(args) >= 2:
+            _estimate_replace(owner, *args[:3])
+        elif name == "join" and args:
+            _estimate_join(args[0], owner)
+        elif name in _WIDTH_METHODS and args and isinstance(args[0], int):
+            _check_size(args[0])
+        elif name == "expandtabs":
+            tabsize = args[0] if args else kwargs.get("tabsize", 8)
+            if isinstance(tabsize, int):
+                _check_size(len(owner) + owner.count("\t") * tabsize)
+
+
+def _prechecked_filter(name: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    if name == "replace" and len(args) >= 2:
+        _estimate_replace(value, *args[:3])
+    elif name == "join":
+        separator = args[0] if args else kwargs.get("d", "")
+        if not isinstance(value, list | tuple) and isinstance(value, Iterable):
+            return  # a generator is consumed by the filter; its result is still measured
+        _estimate_join(value, separator)
+
+
+def _bounded_filter(name: str, function: Any) -> Any:
+    """``function`` with its result measured against the bounds (see `_checked_result`)."""
+    pass_arg = getattr(function, "jinja_pass_arg", None)
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        # A context, eval context or environment passed first is not the filtered value.
+        value_at = 1 if pass_arg is not None else 0
+        if len(args) > value_at:
+            _prechecked_filter(name, args[value_at], args[value_at + 1 :], kwargs)
+        _check_clock()
+        return _checked_result(function(*args, **kwargs))
+
+    return bounded
+
+
 def _bounded_center(value: str, width: int = 80) -> str:
     _check_size(int(width))
     return do_center(value, width)
@@ -195,6 +291,13 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
 
         return bounded
 
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        """A call from template code: methods known to build large strings are checked
+        before they run, and every result is measured after (see `_checked_result`)."""
+        _precheck_method(__obj, args, kwargs)
+        _check_clock()
+        return _checked_result(super().call(__context, __obj, *args, **kwargs))
+
     def bounded_concat(self, parts: Iterable[Any]) -> str:
         """``~``: the parts as strings joined, refused when longer than the bound."""
         texts = [str(part) for part in parts]
@@ -217,6 +320,7 @@ def _call_tracer(frame: FrameType, event: str, arg: Any) -> Any:
 
 _ENVIRONMENT = _BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _ENVIRONMENT.filters.update(center=_bounded_center, indent=_bounded_indent, format=_bounded_format)
+_ENVIRONMENT.filters.update({name: _bounded_filter(name, f) for name, f in _ENVIRONMENT.filters.items()})
 _COMPILED: dict[str, Template] = {}
 _COMPILED_LOCK = threading.Lock()
 
@@ -366,3 +470,4 @@ def render_prompt(
         ) from None
     finally:
         sys.settrace(previous_tracer)
+        _BOUNDS.deadline = float("inf")

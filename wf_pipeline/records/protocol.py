@@ -47,11 +47,12 @@ ORDERS: dict[str, tuple[str, ...]] = {
 }
 
 # Every (table, column) holding one artifact id; turns.input_artifact_ids holds several.
+# nodes.content_digest is not one: it is the digest of a file of the scanned tree, in the
+# same ``sha256:`` form, but the file's bytes live in the tree and are never put in the CAS.
 ARTIFACT_REFERENCE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("turns", "output_artifact_id"),
     ("artifact_links", "artifact_id"),
     ("frames", "artifact_id"),
-    ("nodes", "content_digest"),
     ("prompt_links", "system_prompt_artifact_id"),
     ("prompt_links", "user_prompt_template_artifact_id"),
     ("prompt_links", "rendered_prompt_artifact_id"),

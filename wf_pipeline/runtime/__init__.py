@@ -3,7 +3,12 @@
 from wf_pipeline.runtime.batch import run_turn_batch
 from wf_pipeline.runtime.environment import RuntimeEnv, provider_from_settings
 from wf_pipeline.runtime.failure import gate_stops_thread, prepare_resume, resume_seq
-from wf_pipeline.runtime.outputs import output_directory, tree_of, write_thread_output
+from wf_pipeline.runtime.outputs import (
+    latest_completed_threads,
+    output_directory,
+    tree_of,
+    write_thread_output,
+)
 from wf_pipeline.runtime.runs import (
     RunPlan,
     RunSummary,
@@ -77,4 +82,5 @@ __all__ = [
     "tree_output_dir",
     "write_file_atomically",
     "write_thread_output",
+    "latest_completed_threads",
 ]

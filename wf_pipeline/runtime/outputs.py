@@ -116,3 +116,38 @@ def write_step_outputs(
         except WfError as exc:
             log.warning("%s", exc)
     return written
+
+
+def latest_completed_threads(
+    env: RuntimeEnv, loaded: LoadedProfile, tree: TreeRecord
+) -> dict[str, ThreadRecord | None]:
+    """The latest completed thread of every recorded target of ``tree``, read from the records only.
+
+    What ``wf export`` writes: the tree on disk is not read, so a tree that has moved,
+    been deleted or been edited since its last run still has the outputs of that run.
+
+    Args:
+        env: the runtime (records read).
+        loaded: the workflow whose threads count.
+        tree: the tree; its targets are the recorded ones whose key is the tree's key or
+            starts with it and ``/`` (`wf_pipeline.runtime.targets.target_key_for`).
+
+    Returns:
+        Target path -> its completed thread with the newest ``updated_at_ms`` (None when
+        the target has none yet), in the records' target order.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
+    prefix = tree.tree_key + "/"
+    targets = [
+        target
+        for target in env.records.list_targets()
+        if target.target_key == tree.tree_key or target.target_key.startswith(prefix)
+    ]
+    latest: dict[str, ThreadRecord] = {}
+    for thread in env.records.list_threads(loaded.workflow_id, status="completed"):
+        current = latest.get(thread.target_key)
+        if current is None or thread.updated_at_ms > current.updated_at_ms:
+            latest[thread.target_key] = thread
+    return {target.path: latest.get(target.target_key) for target in targets}

@@ -20,6 +20,7 @@ import glob
 import logging
 import os
 import stat
+import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -38,6 +39,20 @@ if TYPE_CHECKING:
     from wf_pipeline.runtime.environment import RuntimeEnv
 
 log = logging.getLogger(__name__)
+
+# The refusals this process has warned about: the final step and the run's summary both
+# write every output (`wf_pipeline.runtime.outputs`), and one refused file is one warning.
+_WARNED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def _warn_once(warning: RunError) -> None:
+    text = str(warning)
+    with _WARNED_LOCK:
+        if text in _WARNED:
+            return
+        _WARNED.add(text)
+    log.warning("%s", text)
 
 
 class OutputSink(Protocol):
@@ -143,10 +158,11 @@ def write_file_atomically(
         refusal = outside_root(destination, root)
         if refusal is not None:
             # A warning, not a failure: the other outputs are still written.
-            warning = RunError(
-                RUN_OUTPUT_OUTSIDE_ROOT, f"{destination} not written: {refusal}", path=str(destination)
+            _warn_once(
+                RunError(
+                    RUN_OUTPUT_OUTSIDE_ROOT, f"{destination} not written: {refusal}", path=str(destination)
+                )
             )
-            log.warning("%s", warning)
             return None
     try:
         return _write(data, destination, overwrite=overwrite)

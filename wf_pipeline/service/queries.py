@@ -85,7 +85,8 @@ def validate_profiles(
         except ProfileError as exc:
             loaded_profiles, problems = [], [ProfileProblem(Path(file), "workspace", exc)]
     else:
-        catalog = load_profiles(settings, workspace_dir or Path.cwd())
+        # The problems are the result: logging them too would report each bad file twice.
+        catalog = load_profiles(settings, workspace_dir or Path.cwd(), warn=False)
         loaded_profiles, problems = catalog.all(), list(catalog.problems)
     valid: list[str] = []
     for loaded in loaded_profiles:

@@ -21,7 +21,9 @@ from wf_pipeline.errors import (
     RUN_THREAD_STALE,
     RUN_UNKNOWN_THREAD,
     RUN_WORKFLOW_REQUIRED,
+    TREE_PATH_MISSING,
     RunError,
+    TreeError,
 )
 from wf_pipeline.profiles import ProfileCatalog
 from wf_pipeline.providers import Provider
@@ -29,12 +31,11 @@ from wf_pipeline.runtime import (
     RunPlan,
     RunSummary,
     RuntimeEnv,
-    ThreadIdentity,
     find_tree,
+    latest_completed_threads,
     output_directory,
     plan_for_thread,
     plan_run,
-    plan_thread,
     prepare_resume,
     register_targets,
     register_tree,
@@ -265,14 +266,16 @@ def export_outputs(
 ) -> dict[str, Any]:
     """Write the latest outputs of a registered tree from the CAS, without running anything.
 
-    For every target of the tree, the thread for the tree and records as they are now
-    (`wf_pipeline.runtime.ThreadIdentity`) is looked up; a completed one's output is
-    written through the workflow's output sink. ``out_dir`` overrides the tree's recorded
-    place for this export only (it is not recorded).
+    For every recorded target of the tree, the output of its latest completed thread
+    (`wf_pipeline.runtime.latest_completed_threads`) is written through the workflow's
+    output sink. Only the records and the CAS are read: a tree that has moved, been
+    deleted (named by its key) or edited since its last run exports that run's outputs.
+    ``out_dir`` overrides the tree's recorded place for this export only (it is not recorded).
 
     Returns ``{"workflow_id", "tree" (key), "out_dir", "written" (paths), "missing"
     (target paths with no completed output)}``. Raises ``RUN_UNKNOWN_TREE`` for a name no
-    tree is registered under, ``TREE_*`` when its root is gone, ``RUN_WORKFLOW_REQUIRED``,
+    tree is registered under, ``TREE_PATH_MISSING`` when the outputs go into the tree
+    itself (in place) and its root is gone (give ``out_dir``), ``RUN_WORKFLOW_REQUIRED``,
     ``PROFILE_*``, ``RUN_OUTPUT_WRITE_FAILED``.
     """
     catalog = _catalog(settings, workspace_dir)
@@ -284,15 +287,19 @@ def export_outputs(
             tree = tree.model_copy(
                 update={"out_dir": str(out_dir.resolve()), "in_place": False, "overwrite": False}
             )
-        scan = scan_workspace(env, loaded, Path(tree.root_path))
-        targets = register_targets(env.records, scan)
-        identity = ThreadIdentity(env, loaded, scan)
+        if tree.in_place and not Path(tree.root_path).is_dir():
+            # In place means into the tree: a tree that is gone is not made again.
+            raise TreeError(
+                TREE_PATH_MISSING,
+                f"{tree.root_path} does not exist; its outputs go into the tree itself: "
+                "name a folder to export into with --out",
+                path=tree.root_path,
+            )
         written, missing = [], []
-        for target in targets:
-            thread = plan_thread(env, loaded, target, identity).thread  # nothing is saved
-            path = write_thread_output(env, loaded, tree, thread)
+        for target_path, thread in latest_completed_threads(env, loaded, tree).items():
+            path = write_thread_output(env, loaded, tree, thread) if thread is not None else None
             if path is None:
-                missing.append(target.path)
+                missing.append(target_path)
             else:
                 written.append(str(path))
         return {

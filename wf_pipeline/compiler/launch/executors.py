@@ -219,16 +219,16 @@ def _records_in_memory(url: str) -> bool:
     return scheme == "sqlite" and is_memory_sqlite(parse_url(url))
 
 
-def load_profiles(settings: Settings, workspace_dir: Path) -> ProfileCatalog:
+def load_profiles(settings: Settings, workspace_dir: Path, *, warn: bool = True) -> ProfileCatalog:
     """The profile catalog of ``settings`` as seen from ``workspace_dir`` (workspace, user, built-in layers).
 
     The built-in workflows are registered first (profiles name their gate types). Opening
     the CAS writes nothing; it only serves prompt_refs given as artifact ids. Raises the
-    profile loader's ``PROFILE_*`` errors.
+    profile loader's ``PROFILE_*`` errors. ``warn``: log each bad file (see `load_catalog`).
     """
     load_builtin_workflows()
     return load_catalog(
-        default_layers(settings, workspace_dir), artifact_reader=open_cas(settings.cas_url).get
+        default_layers(settings, workspace_dir), artifact_reader=open_cas(settings.cas_url).get, warn=warn
     )
 
 
