@@ -179,9 +179,13 @@ def test_a_refused_destination_is_warned_about_once(tmp_path, caplog) -> None:
     root = tmp_path / "tree"
     root.mkdir()
     (root / "README.md").symlink_to(tmp_path / "elsewhere.md")
+    warned: set[str] = set()  # a runtime's own (`RuntimeEnv.warned`)
     with caplog.at_level("WARNING", logger="wf_pipeline.runtime.sinks"):
         for _ in range(2):
-            assert write_file_atomically(b"# x\n", root / "README.md", overwrite=True, root=root) is None
+            written = write_file_atomically(
+                b"# x\n", root / "README.md", overwrite=True, root=root, warned=warned
+            )
+            assert written is None
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and messages[0].startswith("RUN_OUTPUT_OUTSIDE_ROOT: "), messages
 

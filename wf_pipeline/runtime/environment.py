@@ -38,6 +38,7 @@ class RuntimeEnv:
             are skipped with ``RUN_INTERRUPTED``.
         completed_thread_ids: (root, path, node id, frame id, provider) -> the thread id
             of a directory whose thread had completed when its id was computed.
+        warned: the text of warnings this runtime has given that are given once.
     """
 
     settings: Settings
@@ -54,6 +55,9 @@ class RuntimeEnv:
     # (`wf_pipeline.runtime.threads.ThreadIdentity`): a parent's id then costs its children,
     # not its whole subtree, in every step after theirs.
     completed_thread_ids: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False, compare=False)
+    # Warnings already given once by this runtime (a refused output is met by the final step
+    # and again by the run's summary).
+    warned: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def close(self) -> None:
         """Close the record store, the artifact store and an owned provider; safe to call twice.

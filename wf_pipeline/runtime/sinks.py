@@ -20,7 +20,6 @@ import glob
 import logging
 import os
 import stat
-import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -40,18 +39,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The refusals this process has warned about: the final step and the run's summary both
-# write every output (`wf_pipeline.runtime.outputs`), and one refused file is one warning.
-_WARNED: set[str] = set()
-_WARNED_LOCK = threading.Lock()
 
-
-def _warn_once(warning: RunError) -> None:
+def _warn_once(warning: RunError, warned: set[str] | None) -> None:
+    # The final step and the run's summary both write every output
+    # (`wf_pipeline.runtime.outputs`): one refused file is one warning per runtime.
     text = str(warning)
-    with _WARNED_LOCK:
-        if text in _WARNED:
+    if warned is not None:
+        if text in warned:
             return
-        _WARNED.add(text)
+        warned.add(text)  # set.add is atomic under the GIL: worker threads may share it
     log.warning("%s", text)
 
 
@@ -127,7 +123,12 @@ def output_sink(frame_type: str) -> OutputSink:
 
 
 def write_file_atomically(
-    data: bytes, destination: Path, *, overwrite: bool, root: Path | None = None
+    data: bytes,
+    destination: Path,
+    *,
+    overwrite: bool,
+    root: Path | None = None,
+    warned: set[str] | None = None,
 ) -> Path | None:
     """Write ``data`` to ``destination`` atomically; an existing different file is kept unless ``overwrite``.
 
@@ -144,6 +145,8 @@ def write_file_atomically(
             through a symbolic link below it (a linked folder), or that is itself a
             link, is not written: a warning ``RUN_OUTPUT_OUTSIDE_ROOT`` names it and None
             is returned (`outside_root`).
+        warned: the warnings already given by the caller's runtime (``RuntimeEnv.warned``);
+            a refusal in it is not warned about again. None warns every time.
 
     Returns:
         ``destination`` when it now holds ``data`` (written, or already equal), None when
@@ -161,7 +164,8 @@ def write_file_atomically(
             _warn_once(
                 RunError(
                     RUN_OUTPUT_OUTSIDE_ROOT, f"{destination} not written: {refusal}", path=str(destination)
-                )
+                ),
+                warned,
             )
             return None
     try:

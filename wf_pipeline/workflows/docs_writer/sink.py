@@ -25,7 +25,9 @@ def write_readme(
     missing or corrupt, ``RUN_OUTPUT_WRITE_FAILED`` (with the operating system's reason)
     when the file cannot be written; nothing is half-written under ``destination``.
     """
-    return write_file_atomically(env.cas.get(artifact_id), destination, overwrite=overwrite, root=root)
+    return write_file_atomically(
+        env.cas.get(artifact_id), destination, overwrite=overwrite, root=root, warned=env.warned
+    )
 
 
 class ReadmeSink:
