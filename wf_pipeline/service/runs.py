@@ -77,8 +77,9 @@ def run_workflow(
     both ``out_dir`` and ``in_place``, ``RUN_PROVIDER_NOT_PORTABLE`` for a provider object
     with an out-of-process executor, and the executor's ``CONFIG_*`` errors
     (``CONFIG_BAD_EXECUTOR_CONFIG``, ``CONFIG_EXECUTOR_UNAVAILABLE``,
-    ``CONFIG_STORE_NOT_SHARED``), all before anything is written; ``RUN_OUTPUT_WRITE_FAILED``
-    when an output cannot be written.; ``RUN_INSTANCE_STORAGE_ERROR`` when the Dagster
+    ``CONFIG_STORE_NOT_SHARED``), all before anything is written (an output that cannot be
+    written is its thread's ``output_error`` in the summary, ``RUN_OUTPUT_WRITE_FAILED``
+    with the operating system's reason); ``RUN_INSTANCE_STORAGE_ERROR`` when the Dagster
     instance's storage fails (full disk, I/O error); ``RUN_INTERRUPTED`` when SIGTERM or
     SIGINT stopped the run (its unfinished threads are then marked failed;
     `wf_pipeline.service.interrupts`).

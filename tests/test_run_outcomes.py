@@ -1,0 +1,39 @@
+"""A run's report stays whole and honest: per-directory output failures, output folders in the tree."""
+
+from __future__ import annotations
+
+import pytest
+from e2e_support import isolated_settings
+
+from wf_pipeline.service import run_workflow
+
+pytestmark = pytest.mark.slow
+WORKFLOW = "docs_writer_thread_v1"
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return isolated_settings(monkeypatch, tmp_path / "home")
+
+
+def test_an_output_that_cannot_be_written_fails_its_directory_not_the_report(settings, tmp_path):
+    tree = tmp_path / "t"
+    (tree / "pkg" / "README.md").mkdir(parents=True)
+    (tree / "pkg" / "a.py").write_text("x = 1\n")
+    (tree / "pkg" / "README.md" / "notes.md").write_text("# inner\n")
+    (tree / "b.py").write_text("y = 2\n")
+
+    summary = run_workflow(settings, WORKFLOW, tree)
+
+    by_path = {t.path: t for t in summary.threads}
+    assert set(by_path) == {".", "pkg", "pkg/README.md"}
+    assert all(t.status == "completed" for t in summary.threads)
+    # pkg's README.md is the directory above: its output alone is not written.
+    assert by_path["pkg"].output_error.startswith("RUN_OUTPUT_WRITE_FAILED:")
+    assert by_path["pkg"].output_path is None
+    assert by_path["."].output_path and by_path["pkg/README.md"].output_path
+    assert by_path["."].output_error is None
+    assert summary.counts["output_failed"] == 1
+    assert summary.counts["written"] == 2
+    assert not summary.ok
