@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from e2e_support import isolated_settings
+from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 
 from wf_pipeline.service import run_workflow
 
@@ -37,3 +37,19 @@ def test_an_output_that_cannot_be_written_fails_its_directory_not_the_report(set
     assert summary.counts["output_failed"] == 1
     assert summary.counts["written"] == 2
     assert not summary.ok
+
+
+def test_an_output_folder_inside_the_tree_is_not_scanned(settings, tmp_path):
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "outin")
+    out = tree / "gen"
+
+    first = run_workflow(settings, WORKFLOW, tree, out_dir=out)
+    assert first.ok, [(t.path, t.status) for t in first.threads]
+    assert first.counts["documented"] == 8 and first.counts["written"] == 8
+    assert not any(t.path == "gen" or t.path.startswith("gen/") for t in first.threads)
+    assert (out / "README.md").is_file()
+
+    # The READMEs now inside the tree change no directory's identity.
+    again = run_workflow(settings, WORKFLOW, tree, out_dir=out)
+    assert again.ok and again.counts["reused"] == 8 and again.provider_calls == 0
+    assert {t.thread_id for t in again.threads} == {t.thread_id for t in first.threads}

@@ -90,9 +90,10 @@ def run_workflow(
     catalog = _catalog(settings, workspace_dir)
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env, stop_on_signals(env) as stop:
-        scan = scan_workspace(env, loaded, root)
         if out_dir is not None or in_place:
-            register_tree(env.records, scan.root, out_dir=out_dir, in_place=in_place, overwrite=overwrite)
+            # Before the scan: an output folder inside the tree is left out of it.
+            register_tree(env.records, root, out_dir=out_dir, in_place=in_place, overwrite=overwrite)
+        scan = scan_workspace(env, loaded, root)
         plan = plan_run(env, loaded, scan)
         stop.thread_ids = [entry.thread.thread_id for entry in plan.threads]
         with instance_storage_errors(settings):
@@ -229,16 +230,17 @@ def sync_targets(
     workflow_id = workflow_id or _only_workflow(catalog)
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog) as env:
-        scan = scan_workspace(env, loaded, root)
         explicit = out_dir is not None or in_place
+        # Before the scan: an output folder inside the tree is left out of it.
         tree = register_tree(
             env.records,
-            scan.root,
+            root,
             out_dir=out_dir,
             in_place=in_place,
             overwrite=overwrite,
             keep_outputs=not explicit,
         )
+        scan = scan_workspace(env, loaded, root)
         targets = register_targets(env.records, scan)
         outputs = output_directory(env, tree, ".")
     with instance_storage_errors(settings):
