@@ -96,6 +96,7 @@ def run_workflow(
         scan = scan_workspace(env, loaded, root)
         plan = plan_run(env, loaded, scan)
         stop.thread_ids = [entry.thread.thread_id for entry in plan.threads]
+        stop.workflow_id, stop.target_keys = workflow_id, [entry.target.key for entry in plan.threads]
         with instance_storage_errors(settings):
             launched = launch_levels(
                 settings, env, catalog, plan, plan.pending, on_progress, workspace_dir=workspace_dir
