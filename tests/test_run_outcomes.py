@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 
+from wf_pipeline.metadata.records import now_ms
+from wf_pipeline.runtime import RuntimeEnv, plan_run, summarize_run
+from wf_pipeline.runtime.threads import scan_workspace
 from wf_pipeline.service import run_workflow
 
 pytestmark = pytest.mark.slow
@@ -53,3 +56,21 @@ def test_an_output_folder_inside_the_tree_is_not_scanned(settings, tmp_path):
     again = run_workflow(settings, WORKFLOW, tree, out_dir=out)
     assert again.ok and again.counts["reused"] == 8 and again.provider_calls == 0
     assert {t.thread_id for t in again.threads} == {t.thread_id for t in first.threads}
+
+
+def test_a_summary_counts_only_its_own_provider_calls(settings, tmp_path):
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "shared")
+    with RuntimeEnv.open(settings) as env:
+        loaded = env.catalog.get(WORKFLOW)
+        plan = plan_run(env, loaded, scan_workspace(env, loaded, tree))
+        started = now_ms()
+        assert len(plan.pending) == 8
+        # Another command documents the whole tree while this one has only planned it.
+        other = run_workflow(settings, WORKFLOW, tree)
+        assert other.provider_calls == 32 and other.counts["documented"] == 8
+
+        mine = summarize_run(env, plan, started_ms=started, dagster_run_ids=[])
+
+    assert mine.ok
+    assert mine.provider_calls == 0
+    assert mine.counts["documented"] == 0 and mine.counts["reused"] == 8

@@ -121,7 +121,8 @@ class ThreadSummary:
         status: the thread's recorded status after the run.
         output_path: the file the output sink wrote (or found already equal), else None.
         final_artifact_id: the final artifact of a completed thread, else None.
-        reused: whether the thread had completed before the run.
+        reused: whether the thread had completed before the run (or, in process, another
+            process completed it: this run made no provider call for it).
         error_code: why a failed thread stopped (a catalogue code or ``GATE_FAILED``), else None.
         error_text: that error's message with its figures, else None.
         turns_run: turns whose latest attempt started during this run.
@@ -151,7 +152,8 @@ class RunSummary:
     Attributes:
         workflow_id: the profile's workflow.
         threads: one `ThreadSummary` per planned thread, in plan order.
-        provider_calls: provider calls made by the run (`provider_calls_since`).
+        provider_calls: provider calls made by the run: this process's own count in process
+            (`RuntimeEnv.provider_calls`), else `provider_calls_since` the run's start.
         threads_reused: threads that had completed before the run.
         dagster_run_ids: the Dagster runs that executed the pending threads.
         out_dir: the folder the outputs went to: the tree's output folder, or its root
@@ -277,7 +279,9 @@ def summarize_run(
         env: the runtime (records read, CAS read by the sink).
         plan: the run's plan (`plan_run`); its threads are planned again (`replan`) so the
             report names the threads that ran, parents included.
-        started_ms: when the run started, Unix epoch in ms (provider calls are counted from it).
+        started_ms: when the run started, Unix epoch in ms (turns run are counted from it;
+            so are provider calls when the steps ran in other processes: in process, the
+            env's own count of its calls is used, `RuntimeEnv.provider_calls`).
         dagster_run_ids: the Dagster runs that executed the plan.
         replanned: plan the threads again; False reports the plan's own threads (a
             resumed thread keeps its id whatever its children's outputs are now).
@@ -301,6 +305,9 @@ def summarize_run(
         if replanned
         else list(plan.threads)
     )
+    # Steps of an in-process run count their calls on this env: then a thread that another
+    # process completed meanwhile is reused here, and only this process's calls are counted.
+    own_counts = env.settings.executor == "in_process"
     summaries = []
     for entry in current:
         thread = env.records.get_thread(entry.thread.thread_id) or entry.thread
@@ -320,7 +327,8 @@ def summarize_run(
                 status=thread.status,
                 output_path=str(output_path) if output_path else None,
                 final_artifact_id=artifact_id,
-                reused=thread.thread_id in planned_reusable,
+                reused=thread.thread_id in planned_reusable
+                or (own_counts and thread.status == "completed" and not env.provider_calls[thread.thread_id]),
                 error_code=thread.error_code if thread.status == "failed" else None,
                 error_text=thread.error_text if thread.status == "failed" else None,
                 turns_run=turns_run,
@@ -333,9 +341,9 @@ def summarize_run(
     return RunSummary(
         workflow_id=plan.loaded.profile.workflow_id,
         threads=tuple(summaries),
-        provider_calls=provider_calls_since(
-            env, {t.thread.thread_id for t in (*plan.threads, *current)}, started_ms
-        ),
+        provider_calls=sum(env.provider_calls.values())
+        if own_counts
+        else provider_calls_since(env, {t.thread.thread_id for t in (*plan.threads, *current)}, started_ms),
         threads_reused=sum(1 for t in summaries if t.reused),
         dagster_run_ids=tuple(dagster_run_ids),
         out_dir=str(output_directory(env, tree, ".")),
