@@ -8,6 +8,7 @@ import time
 
 import pytest
 from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
+from fullfs_support import run_on_full_fs
 
 from wf_pipeline.errors import RUN_INSTANCE_STORAGE_ERROR, RunError
 from wf_pipeline.metadata.records import now_ms
@@ -75,3 +76,36 @@ def test_a_run_ending_with_an_error_marks_its_unfinished_threads_failed_with_the
     assert env.records.get_thread(later).error_code == "RUN_INSTANCE_STORAGE_ERROR"
     assert threads and all(t.status == "failed" for t in threads)
     assert {t.error_code for t in threads} == {"RUN_INSTANCE_STORAGE_ERROR"}
+
+
+def test_sqlite_disk_io_error_on_a_full_file_system_names_the_full_disk(tmp_path):
+    mount = tmp_path / "full"
+    script = f"""
+import json, sqlite3
+from pathlib import Path
+from sqlalchemy.exc import OperationalError
+from wf_pipeline.compiler.launch.storage_errors import instance_storage_errors
+from wf_pipeline.errors import WfError
+from wf_pipeline.settings import Settings
+
+home = Path({str(mount)!r}) / "home"
+home.mkdir()
+try:
+    with open(home / "fill", "wb") as handle:
+        while True:
+            handle.write(b"x" * 4096)
+            handle.flush()
+except OSError:
+    pass
+settings = Settings.from_env({{"WF_HOME": str(home)}})
+try:
+    with instance_storage_errors(settings):
+        raise OperationalError("INSERT", {{}}, sqlite3.OperationalError("disk I/O error"))
+except WfError as exc:
+    print(json.dumps({{"code": exc.code, "message": exc.message}}))
+"""
+    result = run_on_full_fs(mount, 64, script)
+
+    assert result["code"] == "RUN_INSTANCE_STORAGE_ERROR"
+    assert "disk I/O error" in result["message"]
+    assert "No space left on device" in result["message"] and "0 bytes free" in result["message"]
