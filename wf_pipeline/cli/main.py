@@ -426,7 +426,7 @@ def _render_run(console: Console, s: dict) -> None:
             + (" (reused)" if t["reused"] else "")
             + (f" {t['error_code']}" if t["error_code"] else ""),
             t["thread_id"],
-            "written" if t["output_path"] else "-",
+            "written" if t["output_path"] else ("failed" if t.get("output_error") else "-"),
         )
         for t in s["threads"]
     ]
@@ -439,6 +439,8 @@ def _render_outcome(console: Console, s: dict) -> None:
     parts = [f"{c['documented']} documented", f"{c['reused']} reused", f"{c['failed']} failed"]
     if c["unfinished"]:
         parts.append(f"{c['unfinished']} unfinished")
+    if c.get("output_failed"):
+        parts.append(f"{plural(c['output_failed'], 'output')} not written")
     console.print(f"{plural(len(s['threads']), 'directory')}: {', '.join(parts)}", highlight=False)
     console.print(plural(s["provider_calls"], "provider call"), highlight=False)
     if c["written"]:
@@ -454,6 +456,14 @@ def _render_outcome(console: Console, s: dict) -> None:
             # CODE: message, with the figures the message carries (never payload text).
             console.print(
                 display_name(f"failed: {t['path']}: {t['error_code']}: {t['error_text'] or ''}"),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif t.get("output_error"):
+            # The thread completed; its output stays in the CAS (`wf export` writes it later).
+            console.print(
+                f"output not written: {t['path']}: {t['output_error']}",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,8 @@ class RuntimeEnv:
         completed_thread_ids: (root, path, node id, frame id, provider) -> the thread id
             of a directory whose thread had completed when its id was computed.
         warned: the text of warnings this runtime has given that are given once.
+        provider_calls: thread id -> provider calls turns made through this env (steps of
+            an in-process run use the launcher's env, so its summary counts its own calls).
     """
 
     settings: Settings
@@ -58,6 +61,13 @@ class RuntimeEnv:
     # Warnings already given once by this runtime (a refused output is met by the final step
     # and again by the run's summary).
     warned: set[str] = field(default_factory=set, repr=False, compare=False)
+    provider_calls: Counter[str] = field(default_factory=Counter, init=False, repr=False, compare=False)
+    _calls_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def note_provider_call(self, thread_id: str) -> None:
+        """Count one provider call (one turn attempt) made through this env for ``thread_id``."""
+        with self._calls_lock:  # the turn workers of a step run in threads
+            self.provider_calls[thread_id] += 1
 
     def close(self) -> None:
         """Close the record store, the artifact store and an owned provider; safe to call twice.

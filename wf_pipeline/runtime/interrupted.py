@@ -11,7 +11,7 @@ to that process.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from wf_pipeline.errors import RUN_THREAD_BUSY, WfError
 from wf_pipeline.runtime.environment import RuntimeEnv
@@ -24,6 +24,38 @@ log = logging.getLogger(__name__)
 ENDED_STATUSES = ("completed", "failed", "aborted")
 # Longest wait for a worker of this process that still holds a thread's lease (ms).
 OWN_WORKER_WAIT_MS = 10_000
+
+
+def unfinished_threads_of(
+    env: RuntimeEnv, workflow_id: str, target_keys: Collection[str], since_ms: int
+) -> list[str]:
+    """Threads of these targets created since ``since_ms`` that have not ended.
+
+    A directory's thread id depends on its children's outputs at the time its level
+    starts, so the threads a run actually created can differ from the ids it planned;
+    the records of its targets name them all.
+
+    Args:
+        env: the runtime (its record store is read).
+        workflow_id: the run's workflow.
+        target_keys: the run's targets (partition keys).
+        since_ms: when the run started, Unix epoch in ms; older threads belong to earlier runs.
+
+    Returns:
+        Their ids, oldest first.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
+    keys = set(target_keys)
+    threads = [
+        thread
+        for thread in env.records.list_threads(workflow_id)
+        if thread.target_key in keys
+        and thread.status not in ENDED_STATUSES
+        and thread.created_at_ms >= since_ms
+    ]
+    return [thread.thread_id for thread in sorted(threads, key=lambda t: t.created_at_ms)]
 
 
 def mark_threads_failed(env: RuntimeEnv, thread_ids: Iterable[str], reason_code: str) -> list[str]:
@@ -58,6 +90,7 @@ def mark_threads_failed(env: RuntimeEnv, thread_ids: Iterable[str], reason_code:
 
 
 def _mark_failed(env: RuntimeEnv, thread_id: str, reason_code: str, wait_ms: int = 0) -> bool:
+    # Under the thread's lease, so a live worker elsewhere keeps the thread it runs.
     try:
         with thread_lease(env.records, thread_id, wait_ms=wait_ms):
             current = env.records.get_thread(thread_id)

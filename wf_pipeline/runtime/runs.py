@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from wf_pipeline.errors import WfError
+from wf_pipeline.metadata.records import ThreadRecord, TreeRecord
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.outputs import output_directory, tree_of, write_thread_output
@@ -119,11 +121,14 @@ class ThreadSummary:
         status: the thread's recorded status after the run.
         output_path: the file the output sink wrote (or found already equal), else None.
         final_artifact_id: the final artifact of a completed thread, else None.
-        reused: whether the thread had completed before the run.
+        reused: whether the thread had completed before the run (or, in process, another
+            process completed it: this run made no provider call for it).
         error_code: why a failed thread stopped (a catalogue code or ``GATE_FAILED``), else None.
         error_text: that error's message with its figures, else None.
         turns_run: turns whose latest attempt started during this run.
         turns_reused: completed turns of earlier runs this run did not repeat.
+        output_error: ``CODE: message`` when the completed thread's output could not be
+            written (``RUN_OUTPUT_WRITE_FAILED``...), else None; the output stays in the CAS.
     """
 
     target: str
@@ -137,6 +142,7 @@ class ThreadSummary:
     error_text: str | None = None
     turns_run: int = 0
     turns_reused: int = 0
+    output_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,8 @@ class RunSummary:
     Attributes:
         workflow_id: the profile's workflow.
         threads: one `ThreadSummary` per planned thread, in plan order.
-        provider_calls: provider calls made by the run (`provider_calls_since`).
+        provider_calls: provider calls made by the run: this process's own count in process
+            (`RuntimeEnv.provider_calls`), else `provider_calls_since` the run's start.
         threads_reused: threads that had completed before the run.
         dagster_run_ids: the Dagster runs that executed the pending threads.
         out_dir: the folder the outputs went to: the tree's output folder, or its root
@@ -169,14 +176,15 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        """Whether every thread of the run completed (true for a tree with nothing to document)."""
-        return all(t.status == "completed" for t in self.threads)
+        """Whether every thread of the run completed and had its output written (true for a
+        tree with nothing to document)."""
+        return all(t.status == "completed" and t.output_error is None for t in self.threads)
 
     @property
     def counts(self) -> dict[str, int]:
         """Directories by outcome: ``documented`` (completed in this run), ``reused`` (completed
         before), ``failed``, ``unfinished`` (neither completed nor failed), ``written`` (outputs
-        the sink wrote or found equal)."""
+        the sink wrote or found equal), ``output_failed`` (completed, output not written)."""
         completed = [t for t in self.threads if t.status == "completed"]
         return {
             "documented": sum(1 for t in completed if not t.reused),
@@ -184,6 +192,7 @@ class RunSummary:
             "failed": sum(1 for t in self.threads if t.status == "failed"),
             "unfinished": sum(1 for t in self.threads if t.status not in ("completed", "failed")),
             "written": sum(1 for t in self.threads if t.output_path),
+            "output_failed": sum(1 for t in self.threads if t.output_error),
         }
 
     def to_json(self) -> dict:
@@ -204,6 +213,7 @@ class RunSummary:
                     "error_text": t.error_text,
                     "turns_run": t.turns_run,
                     "turns_reused": t.turns_reused,
+                    "output_error": t.output_error,
                 }
                 for t in self.threads
             ],
@@ -239,6 +249,17 @@ def provider_calls_since(env: RuntimeEnv, thread_ids: Iterable[str], since_ms: i
     )
 
 
+def _write_output(
+    env: RuntimeEnv, loaded: LoadedProfile, tree: TreeRecord, thread: ThreadRecord
+) -> tuple[Path | None, str | None]:
+    # One directory's output that cannot be written (a directory named like the output
+    # file, a full disk) is that directory's failure, never the end of the report.
+    try:
+        return write_thread_output(env, loaded, tree, thread), None
+    except WfError as exc:
+        return None, str(exc)
+
+
 def summarize_run(
     env: RuntimeEnv,
     plan: RunPlan,
@@ -258,7 +279,9 @@ def summarize_run(
         env: the runtime (records read, CAS read by the sink).
         plan: the run's plan (`plan_run`); its threads are planned again (`replan`) so the
             report names the threads that ran, parents included.
-        started_ms: when the run started, Unix epoch in ms (provider calls are counted from it).
+        started_ms: when the run started, Unix epoch in ms (turns run are counted from it;
+            so are provider calls when the steps ran in other processes: in process, the
+            env's own count of its calls is used, `RuntimeEnv.provider_calls`).
         dagster_run_ids: the Dagster runs that executed the plan.
         replanned: plan the threads again; False reports the plan's own threads (a
             resumed thread keeps its id whatever its children's outputs are now).
@@ -266,14 +289,13 @@ def summarize_run(
     Returns:
         The `RunSummary` of every planned thread.
 
+    An output that cannot be written (``RUN_NO_OUTPUT_SINK``, ``RUN_OUTPUT_WRITE_FAILED``
+    with the operating system's reason, the sink's ``CAS_NOT_FOUND`` /
+    ``CAS_DIGEST_MISMATCH``) is that thread's ``output_error``; the other threads are
+    still written and reported. A destination outside the root or through a symbolic
+    link is not written (warning ``RUN_OUTPUT_OUTSIDE_ROOT``).
+
     Raises:
-        RunError: ``RUN_NO_OUTPUT_SINK`` when no loaded workflow provides a sink for the
-            frame type; ``RUN_OUTPUT_WRITE_FAILED`` when an output cannot be written.
-        CasError: the sink's read of a final artifact (``CAS_NOT_FOUND``,
-            ``CAS_DIGEST_MISMATCH``).
-        RunError: ``RUN_OUTPUT_WRITE_FAILED`` with the operating system's reason (nothing is
-            half-written). A destination outside the root or through a symbolic link is not
-            written (warning ``RUN_OUTPUT_OUTSIDE_ROOT``).
         RecordError: ``RECORD_UNAVAILABLE``.
     """
     tree = tree_of(env, plan.scan.root)
@@ -283,13 +305,18 @@ def summarize_run(
         if replanned
         else list(plan.threads)
     )
+    # Steps of an in-process run count their calls on this env: then a thread that another
+    # process completed meanwhile is reused here, and only this process's calls are counted.
+    own_counts = env.settings.executor == "in_process"
     summaries = []
     for entry in current:
         thread = env.records.get_thread(entry.thread.thread_id) or entry.thread
         artifact_id = (
             final_artifact_id(env, plan.loaded, thread.thread_id) if thread.status == "completed" else None
         )
-        output_path = write_thread_output(env, plan.loaded, tree, thread) if artifact_id else None
+        output_path, output_error = (
+            _write_output(env, plan.loaded, tree, thread) if artifact_id else (None, None)
+        )
         latest = env.records.latest_turns(thread.thread_id).values()
         turns_run = sum(1 for turn in latest if turn.started_at_ms >= started_ms)
         summaries.append(
@@ -300,21 +327,23 @@ def summarize_run(
                 status=thread.status,
                 output_path=str(output_path) if output_path else None,
                 final_artifact_id=artifact_id,
-                reused=thread.thread_id in planned_reusable,
+                reused=thread.thread_id in planned_reusable
+                or (own_counts and thread.status == "completed" and not env.provider_calls[thread.thread_id]),
                 error_code=thread.error_code if thread.status == "failed" else None,
                 error_text=thread.error_text if thread.status == "failed" else None,
                 turns_run=turns_run,
                 turns_reused=sum(
                     1 for turn in latest if turn.started_at_ms < started_ms and turn.status == "completed"
                 ),
+                output_error=output_error,
             )
         )
     return RunSummary(
         workflow_id=plan.loaded.profile.workflow_id,
         threads=tuple(summaries),
-        provider_calls=provider_calls_since(
-            env, {t.thread.thread_id for t in (*plan.threads, *current)}, started_ms
-        ),
+        provider_calls=sum(env.provider_calls.values())
+        if own_counts
+        else provider_calls_since(env, {t.thread.thread_id for t in (*plan.threads, *current)}, started_ms),
         threads_reused=sum(1 for t in summaries if t.reused),
         dagster_run_ids=tuple(dagster_run_ids),
         out_dir=str(output_directory(env, tree, ".")),

@@ -22,7 +22,13 @@ from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_from_ke
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import usable_artifact
-from wf_pipeline.runtime.targets import Target, documentable_directories, target_key_for, tree_root_id
+from wf_pipeline.runtime.targets import (
+    Target,
+    documentable_directories,
+    target_key_for,
+    tree_output_dir,
+    tree_root_id,
+)
 from wf_pipeline.tree import TreeScan, build_context, context_extractor, context_json_text, scan_tree
 
 
@@ -91,7 +97,8 @@ def scan_workspace(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> TreeSc
 
     The workflow's own outputs (frames of its type, e.g. files its output sink wrote in place) are
     left out, so writing them into the tree changes no node id and they never become
-    evidence for the next run. Symlinks that resolve outside the root are read only when
+    evidence for the next run. The tree's output folder (`wf run --out DIR`), when it lies
+    inside the tree, is left out whole for the same reason. Symlinks that resolve outside the root are read only when
     ``env.settings.follow_external_links`` is set; the launcher, its step processes and the
     sensor all take it from the settings, so they all see the same tree.
 
@@ -112,7 +119,21 @@ def scan_workspace(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> TreeSc
         root,
         skip_contents=env.records.frame_artifact_ids(frame_type_of(loaded)),
         follow_external_links=env.settings.follow_external_links,
+        skip_dirs=_output_dirs_inside(env, root),
     )
+
+
+def _output_dirs_inside(env: RuntimeEnv, root: Path) -> tuple[str, ...]:
+    # The outputs written there would otherwise become files of the tree: new evidence
+    # and new node ids for the directories above them, so their threads would never settle.
+    resolved = root.resolve()
+    tree = env.records.get_tree(tree_root_id(resolved))
+    if tree is None or tree.in_place:
+        return ()
+    out = tree_output_dir(tree, env.settings.out_dir).resolve()
+    if out == resolved or not out.is_relative_to(resolved):
+        return ()
+    return ("/".join(out.relative_to(resolved).parts),)
 
 
 def target_frame_id(loaded: LoadedProfile) -> str:

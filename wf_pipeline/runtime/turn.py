@@ -265,6 +265,8 @@ def run_turn(
     def attempt_once() -> tuple[_Attempt, ProviderResponse, bytes]:
         number = first + len(failures)
         attempt = _Attempt(env, loaded, thread, target, turn, snapshot, number, now_ms())
+        if not env.interrupt.is_set():
+            env.note_provider_call(thread.thread_id)  # this process's own count (`RunSummary`)
         try:
             response = call_within(env.provider, _request(attempt, deadline), deadline, env.interrupt)
             output_bytes = _checked_output(

@@ -78,8 +78,9 @@ def run_workflow(
     both ``out_dir`` and ``in_place``, ``RUN_PROVIDER_NOT_PORTABLE`` for a provider object
     with an out-of-process executor, and the executor's ``CONFIG_*`` errors
     (``CONFIG_BAD_EXECUTOR_CONFIG``, ``CONFIG_EXECUTOR_UNAVAILABLE``,
-    ``CONFIG_STORE_NOT_SHARED``), all before anything is written; ``RUN_OUTPUT_WRITE_FAILED``
-    when an output cannot be written.; ``RUN_INSTANCE_STORAGE_ERROR`` when the Dagster
+    ``CONFIG_STORE_NOT_SHARED``), all before anything is written (an output that cannot be
+    written is its thread's ``output_error`` in the summary, ``RUN_OUTPUT_WRITE_FAILED``
+    with the operating system's reason); ``RUN_INSTANCE_STORAGE_ERROR`` when the Dagster
     instance's storage fails (full disk, I/O error); ``RUN_INTERRUPTED`` when SIGTERM or
     SIGINT stopped the run (its unfinished threads are then marked failed;
     `wf_pipeline.service.interrupts`).
@@ -90,11 +91,13 @@ def run_workflow(
     catalog = _catalog(settings, workspace_dir)
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog, provider=provider) as env, stop_on_signals(env) as stop:
-        scan = scan_workspace(env, loaded, root)
         if out_dir is not None or in_place:
-            register_tree(env.records, scan.root, out_dir=out_dir, in_place=in_place, overwrite=overwrite)
+            # Before the scan: an output folder inside the tree is left out of it.
+            register_tree(env.records, root, out_dir=out_dir, in_place=in_place, overwrite=overwrite)
+        scan = scan_workspace(env, loaded, root)
         plan = plan_run(env, loaded, scan)
         stop.thread_ids = [entry.thread.thread_id for entry in plan.threads]
+        stop.workflow_id, stop.target_keys = workflow_id, [entry.target.key for entry in plan.threads]
         with instance_storage_errors(settings):
             launched = launch_levels(
                 settings, env, catalog, plan, plan.pending, on_progress, workspace_dir=workspace_dir
@@ -229,16 +232,17 @@ def sync_targets(
     workflow_id = workflow_id or _only_workflow(catalog)
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog) as env:
-        scan = scan_workspace(env, loaded, root)
         explicit = out_dir is not None or in_place
+        # Before the scan: an output folder inside the tree is left out of it.
         tree = register_tree(
             env.records,
-            scan.root,
+            root,
             out_dir=out_dir,
             in_place=in_place,
             overwrite=overwrite,
             keep_outputs=not explicit,
         )
+        scan = scan_workspace(env, loaded, root)
         targets = register_targets(env.records, scan)
         outputs = output_directory(env, tree, ".")
     with instance_storage_errors(settings):

@@ -316,11 +316,17 @@ class _Walker:
     """A depth-first walk with an explicit stack, so no depth of tree meets Python's recursion limit."""
 
     def __init__(
-        self, root_real: str, max_file_bytes: int, skip_contents: frozenset[str], follow_external_links: bool
+        self,
+        root_real: str,
+        max_file_bytes: int,
+        skip_contents: frozenset[str],
+        follow_external_links: bool,
+        skip_dirs: frozenset[str] = frozenset(),
     ) -> None:
         self.root_real = root_real
         self.max_file_bytes = max_file_bytes
         self.skip_contents = skip_contents
+        self.skip_dirs = skip_dirs
         self.follow_external_links = follow_external_links
         # Pre-order: a directory reserves its slot before its children are walked and
         # fills it once their ids (and so its own) are known.
@@ -412,6 +418,8 @@ class _Walker:
         kind = _entry_kind(entry)
         is_dir = kind == "dir"
         if is_builtin_ignored(entry.name, is_dir) or parent.rules.is_ignored(path, is_dir):
+            return None
+        if is_dir and path in self.skip_dirs:
             return None
         if kind is None:
             self._warn_not_regular(entry, path)
@@ -579,12 +587,16 @@ def scan_tree(
     extra_ignores: Sequence[str] = (),
     skip_contents: Collection[str] = (),
     follow_external_links: bool = False,
+    skip_dirs: Collection[str] = (),
 ) -> TreeScan:
     """Scan ``root`` into nodes with Merkle ids; same tree, same ids and order.
 
     Files whose content digest is in ``skip_contents`` are left out as if ignored: a
     workflow passes the digests of its own outputs, so output files it wrote into the
     tree are neither evidence for themselves nor a change that re-ids the tree.
+    Directories whose tree path (``a/b``, relative to the root) is in ``skip_dirs`` are
+    left out with everything under them: a workflow passes its output folder when that
+    lies inside the tree.
 
     A symlink (to a file or a directory) that resolves outside the root is neither read nor
     listed unless ``follow_external_links`` is True; it is skipped with a
@@ -607,7 +619,9 @@ def scan_tree(
     rules = IgnoreRules.from_extra_patterns(extra_ignores)
     resolved, entries = _open_root(root)
 
-    walker = _Walker(str(resolved), max_file_bytes, frozenset(skip_contents), follow_external_links)
+    walker = _Walker(
+        str(resolved), max_file_bytes, frozenset(skip_contents), follow_external_links, frozenset(skip_dirs)
+    )
     root_node = walker.walk(entries, rules, resolved.name or str(resolved))
     nodes = tuple(node for node in walker.nodes if node is not None)
     return TreeScan(root=resolved, root_id=root_node.node_id, nodes=nodes, warnings=tuple(walker.warnings))

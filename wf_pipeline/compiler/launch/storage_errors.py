@@ -9,8 +9,10 @@ the chain of causes and reports it as ``RUN_INSTANCE_STORAGE_ERROR`` with the re
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 
@@ -36,9 +38,10 @@ def instance_storage_errors(settings: Settings) -> Iterator[None]:
     except WfError:
         raise
     except Exception as exc:
-        reason = _storage_reason(exc)
+        reason = storage_reason(exc)
         if reason is None:
             raise
+        reason += _full_disk_note(settings.dagster_home)
         raise RunError(
             RUN_INSTANCE_STORAGE_ERROR,
             f"the Dagster instance in {settings.dagster_home} could not store the run: {reason}",
@@ -47,7 +50,34 @@ def instance_storage_errors(settings: Settings) -> Iterator[None]:
         ) from exc
 
 
-def _storage_reason(exc: BaseException) -> str | None:
+# Below this many free bytes, SQLite's "disk I/O error" is the file system being full.
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def _full_disk_note(directory: Path) -> str:
+    # SQLite reports a write that found no space as "disk I/O error" when the journal or
+    # the WAL could not grow: the free space of the file system names the cause.
+    existing = next((folder for folder in (directory, *directory.parents) if folder.exists()), directory)
+    try:
+        stats = os.statvfs(existing)
+    except OSError:
+        return ""
+    free = stats.f_bavail * stats.f_frsize
+    if free >= _NEARLY_FULL_BYTES:
+        return ""
+    return f" (its file system is full: {free} bytes free; No space left on device, ENOSPC)"
+
+
+def storage_reason(exc: BaseException) -> str | None:
+    """The storage reason in ``exc``'s chain of causes (driver or OS failure), else None.
+
+    Args:
+        exc: any exception Dagster or its storage raised.
+
+    Returns:
+        `wf_pipeline.records.connection.storage_failure`'s text for a driver error,
+        `wf_pipeline.errors.os_reason` for an OS error with an errno, else None.
+    """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
