@@ -549,7 +549,7 @@ def stall(*args):
     time.sleep(600)
 
 sinks.os.replace = stall
-env = SimpleNamespace(cas=open_cas(sys.argv[1]))
+env = SimpleNamespace(cas=open_cas(sys.argv[1]), warned=set())
 write_readme(env, sys.argv[2], Path(sys.argv[3]), overwrite=True)
 """
 
@@ -582,7 +582,7 @@ def test_a_readme_write_killed_before_its_rename_leaves_no_file_once_written_aga
     try:
         in_progress = set(destination.parent.glob(".README.md.*.tmp")) - set(abandoned)
         assert (
-            write_readme(SimpleNamespace(cas=cas), new.artifact_id, destination, overwrite=True)
+            write_readme(SimpleNamespace(cas=cas, warned=set()), new.artifact_id, destination, overwrite=True)
             == destination
         )
         assert destination.read_bytes() == cas.get(new.artifact_id)
