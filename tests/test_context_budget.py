@@ -131,14 +131,16 @@ def test_a_template_that_repeats_an_input_counts_it_each_time(tmp_path):
 
 
 def test_the_defaults_fit_and_a_smaller_context_budget_makes_room(tmp_path):
-    load_profile_file(write_profile(tmp_path), Layer("workspace", tmp_path))
+    defaults = load_profile_file(write_profile(tmp_path), Layer("workspace", tmp_path))
+    assert defaults.profile.artifact_policy.max_context_bytes == 393_216
     # The same 600000 prompt budget loads once the context and outputs are smaller.
-    load_profile_file(
+    smaller = load_profile_file(
         write_profile(
             tmp_path, max_prompt_bytes=600_000, max_context_bytes=200_000, max_output_bytes=100_000
         ),
         Layer("workspace", tmp_path),
     )
+    assert smaller.profile.artifact_policy.max_prompt_bytes == 600_000
 
 
 def test_max_context_tokens_must_hold_the_prompt_and_the_output(tmp_path):
