@@ -61,6 +61,7 @@ def test_a_target_failing_at_an_inner_turn_is_failed_in_dagster_and_in_the_cli(t
         "reused": 0,
         "failed": 1,
         "unfinished": 0,
+        "output_failed": 0,
         "written": len(by_path),
     }
 
