@@ -20,10 +20,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wf_pipeline import __version__
-from wf_pipeline.cli.output import emit, plural, print_table, print_warnings, stderr_console, warnings_to
+from wf_pipeline.cli.output import (
+    emit,
+    plural,
+    print_line,
+    print_table,
+    print_warnings,
+    stderr_console,
+    warnings_to,
+)
 from wf_pipeline.errors import WfError
 from wf_pipeline.settings import Settings
-from wf_pipeline.text.names import display_name
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -65,14 +72,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     summary = service.scan(_settings(args), Path(args.path))
 
     def render(console: Console, s: dict) -> None:
-        console.print(f"{s['root']}  root {s['root_id']}", markup=False, highlight=False)
+        print_line(console, f"{s['root']}  root {s['root_id']}")
         omitted = [plural(count, f"{reason} file") for reason, count in sorted(s["omitted"].items()) if count]
         console.print(
             f"{plural(s['directories'], 'directory')}, {plural(s['files'], 'file')}; "
             f"left out of prompts: {', '.join(omitted) if omitted else 'none'}",
             highlight=False,
         )
-        _print_warnings(console, s["warnings"])
+        print_warnings(s["warnings"])
 
     _emit(args, summary, render)
     return 0
@@ -102,9 +109,9 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         result = service.validate_profiles(settings, Path(args.file) if args.file else None)
 
         def render_validation(console: Console, p: dict) -> None:
-            console.print(f"valid: {', '.join(p['valid']) or 'none'}", markup=False, highlight=False)
+            print_line(console, f"valid: {', '.join(p['valid']) or 'none'}")
             for bad in p["invalid"]:
-                console.print(f"{bad['code']}: {bad['message']}", markup=False, highlight=False, style="red")
+                print_line(console, f"{bad['code']}: {bad['message']}", style="red")
 
         _emit(args, result, render_validation)
         return EXIT_FAILED if result["invalid"] else EXIT_OK
@@ -209,20 +216,14 @@ def cmd_targets(args: argparse.Namespace) -> int:
     )
 
     def render(console: Console, r: dict) -> None:
-        _print_warnings(console, r["warnings"])
-        console.print(
+        print_warnings(r["warnings"])
+        print_line(
+            console,
             f"{plural(len(r['targets']), 'target')} in {plural(r['levels'], 'level')} "
             f"registered as partitions {r['partitions']}",
-            markup=False,
-            highlight=False,
         )
         place = "in place" if r["in_place"] else "under"
-        console.print(
-            f"tree {r['tree']}: outputs are written {place} {r['out_dir']}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_line(console, f"tree {r['tree']}: outputs are written {place} {r['out_dir']}")
 
     _emit(args, result, render)
     return 0
@@ -252,12 +253,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
 
     def render(console: Console, r: dict) -> None:
-        console.print(
+        print_line(
+            console,
             f"{plural(len(r['written']), 'output')} of {r['tree']} written under {r['out_dir']}; "
             f"{plural(len(r['missing']), 'directory')} without one yet",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
         )
 
     _emit(args, result, render)
@@ -370,27 +369,18 @@ def cmd_cas(args: argparse.Namespace) -> int:
 
 
 def _render_verify(console: Console, r: dict) -> None:
-    console.print(
-        f"checked {r['checked']} objects ({r['bytes_checked']} bytes) in {r['cas_url']}",
-        markup=False,
-        soft_wrap=True,
-    )
+    print_line(console, f"checked {r['checked']} objects ({r['bytes_checked']} bytes) in {r['cas_url']}")
     for item in r["corrupt"]:
-        console.print(
+        print_line(
+            console,
             f"CAS_DIGEST_MISMATCH: {item['artifact_id']} ({item['size']} bytes) is corrupt; "
             f"moved to {item['quarantined_to'] or '-'}",
-            markup=False,
-            soft_wrap=True,
         )
     for artifact_id in r["missing"]:
-        console.print(
-            f"CAS_NOT_FOUND: {artifact_id} is referenced by the records but not stored",
-            markup=False,
-            soft_wrap=True,
-        )
+        print_line(console, f"CAS_NOT_FOUND: {artifact_id} is referenced by the records but not stored")
     for outcome in r["outcomes"]:
         reason = f": {outcome['reason']}" if outcome["reason"] else ""
-        console.print(f"{outcome['artifact_id']} {outcome['status']}{reason}", markup=False, soft_wrap=True)
+        print_line(console, f"{outcome['artifact_id']} {outcome['status']}{reason}")
     if r["ok"]:
         lost = r["corrupt"] or r["missing"]
         console.print("every corrupt or missing object was repaired" if lost else "every object is intact")
@@ -403,21 +393,10 @@ def _render_verify(console: Console, r: dict) -> None:
         )
 
 
-def _print_warnings(console: Console, warnings: list[dict]) -> None:
-    # On stderr whatever console the renderer holds: stdout is for the results only.
-    del console
-    print_warnings(warnings)
-
-
 def _render_run(console: Console, s: dict) -> None:
-    _print_warnings(console, s.get("warnings", []))
+    print_warnings(s.get("warnings", []))
     if not s["threads"]:
-        console.print(
-            display_name(f"nothing to document: no directory under {s['root']} has a readable text file"),
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_line(console, f"nothing to document: no directory under {s['root']} has a readable text file")
         return
     rows = [
         (
@@ -445,50 +424,30 @@ def _render_outcome(console: Console, s: dict) -> None:
     console.print(plural(s["provider_calls"], "provider call"), highlight=False)
     if c["written"]:
         where = s["out_dir"] or s["root"]
-        console.print(
-            display_name(f"{plural(c['written'], 'README')} written under {where}"),
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_line(console, f"{plural(c['written'], 'README')} written under {where}")
     for t in s["threads"]:
         if t["status"] == "failed":
             # CODE: message, with the figures the message carries (never payload text).
-            console.print(
-                display_name(f"failed: {t['path']}: {t['error_code']}: {t['error_text'] or ''}"),
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            print_line(console, f"failed: {t['path']}: {t['error_code']}: {t['error_text'] or ''}")
         elif t.get("output_error"):
             # The thread completed; its output stays in the CAS (`wf export` writes it later).
-            console.print(
-                f"output not written: {t['path']}: {t['output_error']}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
+            print_line(console, f"output not written: {t['path']}: {t['output_error']}")
 
 
 def _render_resume(console: Console, s: dict) -> None:
     for t in s["threads"]:
-        console.print(
-            display_name(
-                f"thread {t['thread_id']} ({t['path']}): {plural(t['turns_run'], 'turn')} run again, "
-                f"{plural(t['turns_reused'], 'turn')} reused; now {t['status']}"
-            ),
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+        print_line(
+            console,
+            f"thread {t['thread_id']} ({t['path']}): {plural(t['turns_run'], 'turn')} run again, "
+            f"{plural(t['turns_reused'], 'turn')} reused; now {t['status']}",
         )
     _render_outcome(console, s)
 
 
 def _render_thread(console: Console, d: dict) -> None:
-    console.print(
+    print_line(
+        console,
         f"{d['thread_id']} {d['workflow_id']} target {d['target_key']} ({d['target_path']}): {d['status']}",
-        markup=False,
-        highlight=False,
     )
     rows = []
     for t in d["turns"]:
@@ -511,12 +470,7 @@ def _render_thread(console: Console, d: dict) -> None:
         )
     print_table(console, ("seq", "turn", "attempt", "status", "output artifact", "gate"), rows)
     if d.get("error_code"):
-        console.print(
-            f"failed: {d['error_code']}: {d.get('error_text') or ''}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_line(console, f"failed: {d['error_code']}: {d.get('error_text') or ''}")
 
 
 class _progress:
@@ -742,9 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json:
                 emit(True, {"error": exc.to_dict()}, lambda console, payload: None)
             else:
-                args.stderr_console.print(
-                    display_name(f"{exc.code}: {exc.message}"), markup=False, highlight=False
-                )
+                print_line(args.stderr_console, f"{exc.code}: {exc.message}")
             return EXIT_FAILED
 
 

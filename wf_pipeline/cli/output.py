@@ -124,6 +124,22 @@ def print_table(console: Console, columns: Sequence[str], rows: Sequence[Sequenc
         console.print(Text(gap.join(padded).rstrip()))
 
 
+def print_line(console: Console, text: str, *, style: str | None = None) -> None:
+    """Print one line of a command's result as it is: every character visible, nothing cut.
+
+    Args:
+        console: where to print.
+        text: the line; names and messages in it may hold any character a file system
+            allows, so control characters are shown escaped (`display_name`), brackets are
+            not read as markup, and a long line is never broken inside a path or an id.
+        style: a rich style for the whole line, or None.
+
+    Returns:
+        None. Raises nothing.
+    """
+    console.print(display_name(text), markup=False, highlight=False, soft_wrap=True, style=style)
+
+
 def print_warnings(warnings: Sequence[Mapping[str, Any]], console: Console | None = None) -> None:
     """Print each warning as ``CODE: message`` on stderr, every character visible.
 
@@ -138,9 +154,7 @@ def print_warnings(warnings: Sequence[Mapping[str, Any]], console: Console | Non
     """
     console = console or stderr_console()
     for warning in warnings:
-        # No markup: paths may hold brackets.
-        text = display_name(f"{warning['code']}: {warning['message']}")
-        console.print(text, markup=False, highlight=False, soft_wrap=True, style="yellow")
+        print_line(console, f"{warning['code']}: {warning['message']}", style="yellow")
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
