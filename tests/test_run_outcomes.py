@@ -7,6 +7,7 @@ from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.runtime import RuntimeEnv, plan_run, summarize_run
+from wf_pipeline.runtime.failure import mark_thread_failed
 from wf_pipeline.runtime.threads import scan_workspace
 from wf_pipeline.service import run_workflow
 
@@ -74,3 +75,26 @@ def test_a_summary_counts_only_its_own_provider_calls(settings, tmp_path):
     assert mine.ok
     assert mine.provider_calls == 0
     assert mine.counts["documented"] == 0 and mine.counts["reused"] == 8
+
+
+def test_a_run_after_a_failed_child_leaves_no_thread_pending(settings, tmp_path):
+    """A child that failed before runs again first: its parent's thread is saved only for the
+    child's new output, so no thread saved for the failed one stays pending for good."""
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "t")
+    assert run_workflow(settings, WORKFLOW, tree).ok
+    leaf = tree / "stationkit" / "sensors"
+    (leaf / "extra.py").write_text('def extra():\n    """Added."""\n')
+    with RuntimeEnv.open(settings) as env:
+        loaded = env.catalog.get(WORKFLOW)
+        plan = plan_run(env, loaded, scan_workspace(env, loaded, tree))
+        # A run stopped while the leaf ran: the leaf's new thread ends failed.
+        (leaf_plan,) = [entry for entry in plan.pending if entry.target.path == "stationkit/sensors"]
+        mark_thread_failed(env, env.records.get_thread(leaf_plan.thread.thread_id), RuntimeError())
+
+    again = run_workflow(settings, WORKFLOW, tree)
+
+    assert again.ok, [(t.path, t.status) for t in again.threads]
+    assert again.counts["documented"] == 3  # the leaf, its parent and the root
+    with RuntimeEnv.open(settings) as env:
+        statuses = {t.status for t in env.records.list_threads(workflow_id=loaded.profile.workflow_id)}
+    assert statuses <= {"completed", "failed"}, statuses

@@ -72,23 +72,34 @@ def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
         RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
     """
     targets = register_targets(env.records, scan)
-    return RunPlan(loaded=loaded, scan=scan, threads=tuple(replan(env, loaded, scan, targets)))
+    return RunPlan(
+        loaded=loaded, scan=scan, threads=tuple(replan(env, loaded, scan, targets, before_run=True))
+    )
 
 
 def replan(
-    env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, targets: Iterable[Target]
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    scan: TreeScan,
+    targets: Iterable[Target],
+    *,
+    before_run: bool = False,
 ) -> list[ThreadPlan]:
     """The threads of ``targets`` for the records as they stand now; new final ones are saved as ``pending``.
 
     Called again when a depth level starts, so a parent's thread is the one for its
     children's outputs at that time, and by the run summary, so it reports the threads
-    that actually ran.
+    that actually ran. Only a thread whose identity is final is saved: one saved with an
+    identity its run then changes would stay ``pending`` for good.
 
     Args:
         env: the runtime (records read and written).
         loaded: the profile.
         scan: the tree as scanned for this run.
-        targets: the targets to plan, in the order wanted.
+        targets: the targets to plan, deepest first.
+        before_run: the run has not started: every child planned here that is not
+            reusable (failed ones included) runs first and may change its parent's
+            identity, so that parent is not saved yet.
 
     Returns:
         One `ThreadPlan` per target, in order.
@@ -98,14 +109,18 @@ def replan(
         RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
     """
     identity = ThreadIdentity(env, loaded, scan)
+    to_run: set[str] = set()
     plans = []
     for target in targets:
         plan = plan_thread(env, loaded, target, identity)
-        # A parent whose children are still to run gets another id once they have: only
-        # a thread whose identity is final is recorded.
-        if not unsettled_children(env, loaded, scan, target.path, identity):
-            if plan.save_if_new(env) != plan.thread:
-                plan = plan_thread(env, loaded, target, identity)  # another process recorded it meanwhile
+        # A parent whose children are still to run gets another id once they have.
+        final = not unsettled_children(env, loaded, scan, target.path, identity)
+        if final and before_run:
+            final = to_run.isdisjoint(identity.child_threads(target.path))
+        if final and plan.save_if_new(env) != plan.thread:
+            plan = plan_thread(env, loaded, target, identity)  # another process recorded it meanwhile
+        if not plan.reusable:
+            to_run.add(target.path)
         plans.append(plan)
     return plans
 
