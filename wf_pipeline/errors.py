@@ -358,6 +358,11 @@ METADATA_BUDGET_EXCEEDED = _code(
     MetadataError,
     meaning="a metadata value, a frame or a prompt/context artifact is over its byte budget",
 )
+METADATA_BAD_DURATION = _code(
+    "METADATA_BAD_DURATION",
+    MetadataError,
+    meaning="a duration is not a positive number with a unit (ms, s, m, h, d, w) or 'forever'",
+)
 METADATA_DUPLICATE_KEY = _code(
     "METADATA_DUPLICATE_KEY", MetadataError, meaning="a key registry declares one key twice"
 )

@@ -1,0 +1,43 @@
+"""Durations: one parser for retention windows, grace periods and report ranges."""
+
+from __future__ import annotations
+
+import pytest
+
+from wf_pipeline.errors import METADATA_BAD_DURATION, MetadataError
+from wf_pipeline.metadata.durations import format_duration_ms, parse_duration_ms
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1s", 1_000),
+        ("12h", 43_200_000),
+        ("7d", 604_800_000),
+        ("2w", 1_209_600_000),
+        ("250ms", 250),
+        ("90m", 5_400_000),
+        (" 3d ", 259_200_000),
+        ("forever", None),
+    ],
+)
+def test_durations_parse_to_milliseconds(text, expected):
+    assert parse_duration_ms(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0d", "7", "d", "-1d", "1.5h", "7 d", "7D", "1y", "forever!", "1d2h"])
+def test_anything_else_is_a_bad_duration(text):
+    with pytest.raises(MetadataError) as caught:
+        parse_duration_ms(text)
+    assert caught.value.code == METADATA_BAD_DURATION
+
+
+def test_a_non_text_duration_is_a_bad_duration():
+    with pytest.raises(MetadataError) as caught:
+        parse_duration_ms(7)  # type: ignore[arg-type]
+    assert caught.value.code == METADATA_BAD_DURATION
+
+
+@pytest.mark.parametrize("duration_ms", [None, 1, 1_000, 90_000, 86_400_000, 1_209_600_000, 1_500])
+def test_formatting_round_trips(duration_ms):
+    assert parse_duration_ms(format_duration_ms(duration_ms)) == duration_ms
