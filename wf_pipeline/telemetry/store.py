@@ -63,6 +63,8 @@ _JOURNAL = "_compaction.json"
 _LOCK = ".lock"
 # Parquet compression: zstd is both small and fast to write and read in pyarrow and DuckDB.
 _COMPRESSION = "zstd"
+_DAY_MS = 86_400_000
+_EPOCH = dt.date(1970, 1, 1)
 
 
 def quote_partition(value: str) -> str:
@@ -323,23 +325,27 @@ def _as_date(value: dt.date | str) -> str:
 
 def _partitions(batch: pyarrow.Table) -> Iterator[tuple[tuple[str, str], pyarrow.Table]]:
     """(UTC day, workflow id) -> the rows of ``batch`` in that partition."""
-    stamps = pc.cast(batch.column("ts_ms"), pyarrow.timestamp("ms", tz="UTC"))
-    days = pc.dictionary_encode(pc.strftime(stamps, format="%Y-%m-%d")).combine_chunks()
-    workflows = pc.dictionary_encode(batch.column("workflow_id")).combine_chunks()
-    day_codes = days.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    workflow_codes = workflows.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    codes = day_codes * len(workflows.dictionary) + workflow_codes
-    if codes.size and (codes == codes[0]).all():
+    # Whole days since the epoch by integer division: ts_ms is UTC and days have no leap
+    # seconds in Unix time (POSIX.1 section 4.16), so this is the UTC calendar day.
+    days = batch.column("ts_ms").to_numpy() // _DAY_MS
+    bounds = pc.min_max(batch.column("workflow_id"))
+    if days.min() == days.max() and bounds["min"] == bounds["max"]:
         # One partition (every flush of one step, and each synthetic chunk): no reordering.
-        yield (days.dictionary[day_codes[0]].as_py(), workflows.dictionary[workflow_codes[0]].as_py()), batch
+        yield (_day_name(int(days[0])), bounds["min"].as_py()), batch
         return
+    workflows = pc.dictionary_encode(batch.column("workflow_id")).combine_chunks()
+    width = len(workflows.dictionary)
+    codes = (days - days.min()) * width + workflows.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     order = np.argsort(codes, kind="stable")
     ordered = batch.take(pyarrow.array(order))
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
     ends = np.r_[starts[1:], sorted_codes.size]
     for start, end in zip(starts, ends):
-        code = int(sorted_codes[start])
-        day = days.dictionary[code // len(workflows.dictionary)].as_py()
-        workflow = workflows.dictionary[code % len(workflows.dictionary)].as_py()
-        yield (day, workflow), ordered.slice(int(start), int(end - start))
+        day_offset, workflow_code = divmod(int(sorted_codes[start]), width)
+        workflow = workflows.dictionary[workflow_code].as_py()
+        yield (_day_name(int(days.min()) + day_offset), workflow), ordered.slice(int(start), int(end - start))
+
+
+def _day_name(epoch_day: int) -> str:
+    return (_EPOCH + dt.timedelta(days=epoch_day)).isoformat()
