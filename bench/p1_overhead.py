@@ -42,11 +42,13 @@ from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.runtime import (
     RunSummary,
     RuntimeEnv,
-    open_thread,
+    ThreadIdentity,
     plan_run,
+    plan_thread,
     run_turn,
     scan_workspace,
     summarize_run,
+    target_depth,
 )
 from wf_pipeline.service import run_workflow
 from wf_pipeline.tree import check_root
@@ -102,8 +104,16 @@ def plain_loop(settings, tree) -> RunSummary:
     scan = scan_workspace(env, loaded, tree)
     plan = plan_run(env, loaded, scan)
     turn_ids = [turn.turn_id for turn in loaded.profile.ordered_turns()]
+    identity, depth = None, None
     for entry in plan.threads:  # deepest directories first
-        thread = open_thread(env, loaded, entry.target, entry.thread.thread_id, scan)
+        # A parent's thread id holds its children's outputs: plan it once they have run,
+        # with one identity per depth level, as the Dagster side does per level.
+        if depth != target_depth(entry.target):
+            depth, identity = target_depth(entry.target), ThreadIdentity(env, loaded, scan)
+        planned = plan_thread(env, loaded, entry.target, identity)
+        if planned.reusable:
+            continue
+        thread = planned.save_if_new(env)
         for turn_id in turn_ids:
             outcome = run_turn(env, loaded, thread, entry.target, turn_id, scan)
             if outcome.status != "completed" or not outcome.gate_passed:
@@ -113,9 +123,6 @@ def plain_loop(settings, tree) -> RunSummary:
         plan,
         started_ms=started,
         dagster_run_ids=(),
-        out_dir=settings.out_dir / scan.root.name,
-        in_place=False,
-        overwrite=False,
     )
 
 
