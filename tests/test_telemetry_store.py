@@ -386,3 +386,9 @@ def test_synth_writes_realistic_rows_through_the_writer(tmp_path):
         "select key, regr_slope(b, epoch(day) / 86400) s from d group by key order by s desc limit 1",
     )
     assert growth[0][1] > 0
+
+
+def test_a_url_no_filesystem_serves_is_a_typed_error():
+    with pytest.raises(TelemetryError) as caught:
+        TelemetryStore("nosuchproto://bucket/telemetry")
+    assert caught.value.code == "TELEMETRY_BAD_URL"
