@@ -156,3 +156,22 @@ def test_a_rejected_frame_write_emits_a_rejected_row(monkeypatch, tmp_path):
     # Nothing of a rejected frame is written: no accepted row, no frame record.
     _, accepted = run_query(settings, "select count(*) from metadata_writes where outcome = 'accepted'")
     assert accepted == [(0,)] and _frames(settings) == []
+
+
+@pytest.mark.slow
+def test_step_processes_of_the_multiprocess_executor_write_their_rows(monkeypatch, tmp_path):
+    monkeypatch.setenv("WF_EXECUTOR", "multiprocess")
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    settings = settings.model_copy(update={"executor": "multiprocess"})
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "repo")
+    summary = run_workflow(settings, WORKFLOW, tree)
+    assert summary.ok
+    writes = sum(len(metadata) for _, metadata in _frames(settings))
+    assert writes > 0
+    _, rows = run_query(settings, "select count(*), count(distinct run_id) from metadata_writes")
+    assert rows[0][0] == writes
+    # Every row names the Dagster run of the step that wrote it.
+    _, missing = run_query(settings, "select count(*) from artifact_writes where run_id is null")
+    assert missing == [(0,)]
+    _, run_ids = run_query(settings, "select distinct run_id from artifact_writes")
+    assert {run_id for (run_id,) in run_ids} <= set(summary.dagster_run_ids)
