@@ -392,3 +392,49 @@ def test_a_url_no_filesystem_serves_is_a_typed_error():
     with pytest.raises(TelemetryError) as caught:
         TelemetryStore("nosuchproto://bucket/telemetry")
     assert caught.value.code == "TELEMETRY_BAD_URL"
+
+
+QUERY_LOOP = """
+import sys, time
+from wf_pipeline.settings import Settings
+from wf_pipeline.telemetry import run_query
+settings = Settings.from_env({"WF_HOME": sys.argv[1]})
+print("ready", flush=True)
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    print(run_query(settings, "select count(*) from metadata_writes")[1][0][0], flush=True)
+"""
+
+
+def test_a_query_in_another_process_during_compaction_sees_each_row_once(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    settings = _settings(tmp_path)
+    store = TelemetryStore(settings.telemetry_url)
+    total = _write_days(store, days=6, files_per_day=8, rows_per_file=50)
+    real_rm = store.fs.rm
+
+    def slow_rm(path, *args, **kwargs):
+        time.sleep(0.02)
+        return real_rm(path, *args, **kwargs)
+
+    monkeypatch.setattr(store.fs, "rm", slow_rm)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", QUERY_LOOP, str(settings.home), "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        first = reader.stdout.readline().strip()  # the reader is querying
+        for day in range(2, 8):
+            store.compact(f"2026-01-0{day}")
+        second = reader.stdout.readline().strip()
+    finally:
+        reader.kill()
+        rest, errors = reader.communicate()
+    counts = {int(line) for line in [first, second, *rest.split()] if line.strip()}
+    assert counts == {total}, errors[-2000:]
+    assert len(store.files(METADATA_WRITES)) == 1 + 6
