@@ -31,7 +31,7 @@ MAX_CHUNK_ROWS = 1_000_000
 # Workflow-registered keys added to the registry's own, so "top 20" has a field to choose from.
 _EXTRA_KEYS = 48
 _DOMAINS = ("docs", "review", "tests", "summary", "lint", "deps")
-_DEFAULT_WORKFLOWS = ("docs_writer_thread_v1", "code_review_v1", "test_planner_v1")
+_DEFAULT_WORKFLOWS = ("synthetic_a_v1", "synthetic_b_v1", "synthetic_c_v1")
 
 
 @dataclass(frozen=True)
