@@ -42,6 +42,7 @@ LIMIT {TOP}
 
 
 def main(rows: int = ROWS) -> tuple[float, int]:
+    """Measure and print the P5 line; returns (median query seconds, writer rows per second)."""
     with bench_home(latency_ms=0) as home:
         settings = home.settings
         written = synth_telemetry(settings, rows, DAYS)

@@ -108,6 +108,8 @@ class TelemetryRowModel(pa.DataFrameModel):
     run_id: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
 
     class Config:
+        """pandera options: exactly these columns, in this order, with their types as given (no coercion)."""
+
         strict = True
         ordered = True
         coerce = False
