@@ -759,3 +759,25 @@ def check_bulk_listings_cover_every_thread_and_head(backend: RecordBackend) -> N
         (two.target_node_id, "readme"): commits[1].frame,
     }
     assert [f.node_id for f in store.head_frames()] == sorted(f.node_id for f in heads.values())
+
+
+@check
+def check_commit_turns_writes_many_turns_all_or_nothing(backend: RecordBackend) -> None:
+    store = backend.open()
+    threads = [make_thread(f"bulk{n}") for n in range(3)]
+    commits = [
+        make_commit(thread, turn_id, seq=seq) for thread in threads for seq, turn_id in ((1, "a"), (2, "b"))
+    ]
+
+    assert store.commit_turns(commits) == 6
+    assert [t.turn_id for t in backend.open().turns_for_thread(threads[1].thread_id)] == ["a", "b"]
+    assert len(store.list_prompt_links()) == 6
+
+    broken = make_commit(make_thread("never"), "a")
+    bad_turn = broken.turn.model_construct(**{**broken.turn.model_dump(), "attempt": 0})
+    with pytest.raises(RecordError) as caught:
+        store.commit_turns(
+            [make_commit(make_thread("fine"), "a"), TurnCommit(thread=broken.thread, turn=bad_turn)]
+        )
+    assert caught.value.code == "RECORD_INVALID"
+    assert store.get_thread(make_thread("fine").thread_id) is None

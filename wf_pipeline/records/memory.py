@@ -236,6 +236,12 @@ class MemoryRecordStore:
         """
         self._write("commit_turn", check_turn_commit(commit).rows())
 
+    def commit_turns(self, commits: Iterable[TurnCommit]) -> int:
+        """Upsert the records of many turn attempts, all or nothing; returns how many commits."""
+        checked = [check_turn_commit(commit) for commit in commits]
+        self._write("commit_turns", [batch for turn in checked for batch in turn.rows()])
+        return len(checked)
+
     def _of_thread(self, listing: str, name: str, model: type[RecordT], thread_id: str) -> list[RecordT]:
         return self._listing(listing, name, model, lambda row: row["thread_id"] == thread_id)
 

@@ -304,6 +304,14 @@ class RecordStore(Protocol):
         """
         ...
 
+    def commit_turns(self, commits: Iterable[TurnCommit]) -> int:
+        """`commit_turn` for many turn attempts in one transaction, all or nothing; returns how many.
+
+        For bulk loads (imports, fixtures): one statement per table instead of one
+        transaction per turn. Raises as `commit_turn`.
+        """
+        ...
+
     def turns_for_thread(self, thread_id: str) -> list[TurnRecord]:
         """Every turn attempt of a thread, by turn_seq, attempt, turn_id."""
         ...

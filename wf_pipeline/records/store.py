@@ -317,6 +317,23 @@ class SqlRecordStore:
             for table_name, records in checked.rows():
                 self._upsert(conn, table_name, records)
 
+    def commit_turns(self, commits: Iterable[TurnCommit]) -> int:
+        """Upsert the records of many turn attempts in one transaction, one executemany per table.
+
+        Returns how many commits were written. Raises ``RECORD_INVALID`` (nothing written),
+        ``RECORD_INTEGRITY`` (rolled back), ``RECORD_UNAVAILABLE``.
+        """
+        checked = [check_turn_commit(commit) for commit in commits]
+        by_table: dict[str, list[BaseModel]] = {}
+        for turn in checked:
+            for table_name, records in turn.rows():
+                by_table.setdefault(table_name, []).extend(records)
+        with self._writing("commit_turns") as conn:
+            # rows() lists parents first, and dicts keep that order across commits.
+            for table_name, records in by_table.items():
+                self._upsert(conn, table_name, records)
+        return len(checked)
+
     def turns_for_thread(self, thread_id: str) -> list[TurnRecord]:
         """Every turn attempt of a thread, by turn_seq, attempt, turn_id."""
         table = self._tables["turns"]
