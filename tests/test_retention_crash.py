@@ -22,6 +22,7 @@ from wf_pipeline.retention.holds import place_hold
 from wf_pipeline.retention.reads import ExpiryAwareStore
 from wf_pipeline.retention.sweep import plan_retention
 from wf_pipeline.retention.synthetic import write_workload
+from wf_pipeline.telemetry import DisabledTelemetryRecorder
 from wf_pipeline.workflows import load_builtin_workflows
 
 pytestmark = pytest.mark.slow
@@ -35,6 +36,7 @@ KILLS = 10
 class Env:
     def __init__(self, records, cas, catalog) -> None:
         self.records, self.cas, self.catalog = records, cas, catalog
+        self.telemetry = DisabledTelemetryRecorder()
 
 
 def tombstone_count(database: Path) -> int:

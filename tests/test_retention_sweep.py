@@ -28,6 +28,7 @@ from wf_pipeline.records import MemoryRecordStore, RecordStore, TurnCommit, open
 from wf_pipeline.retention.holds import place_hold, release_holds
 from wf_pipeline.retention.reads import ExpiryAwareStore
 from wf_pipeline.retention.sweep import apply_retention, plan_retention
+from wf_pipeline.telemetry import DisabledTelemetryRecorder, Recorder
 from wf_pipeline.workflows import load_builtin_workflows
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,7 @@ class Env:
     records: RecordStore
     cas: ArtifactStore
     catalog: ProfileCatalog
+    telemetry: Recorder = dataclasses.field(default_factory=DisabledTelemetryRecorder)
 
 
 @dataclass
@@ -296,3 +298,34 @@ def test_a_crash_between_tombstones_and_deletes_is_finished_by_the_next_sweep(tm
     assert result.deleted == plan.count
     assert not any(inner.exists(a) for a in done.renders)
     records.close()
+
+
+class CapturingRecorder(DisabledTelemetryRecorder):
+    enabled = True
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.flushes = 0
+
+    def artifact_event(self, **row: object) -> None:
+        self.rows.append(row)
+
+    def flush_safely(self) -> int:
+        self.flushes += 1
+        return len(self.rows)
+
+
+def test_every_deletion_is_one_expired_telemetry_row_without_payload() -> None:
+    env = make_env(SHORT_PROMPTS)
+    env.telemetry = CapturingRecorder()
+    done = write_thread(env, "pkg")
+
+    result = apply_retention(env, now_ms=T0 + 10 * SECOND)
+
+    rows = env.telemetry.rows
+    assert len(rows) == result.deleted and env.telemetry.flushes == 1
+    assert {row["outcome"] for row in rows} == {"expired"}
+    assert {row["artifact_class"] for row in rows} == {"prompt_render"}
+    assert sum(row["bytes"] for row in rows) == result.bytes_freed
+    assert {row["thread_id"] for row in rows} == {done.thread.thread_id}
+    assert all(isinstance(value, (str, int, type(None))) for row in rows for value in row.values())

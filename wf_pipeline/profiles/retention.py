@@ -33,15 +33,13 @@ from typing import Any, Literal, NoReturn
 import yaml
 
 from wf_pipeline.errors import PROFILE_RETENTION_INVALID, MetadataError, ProfileError
+from wf_pipeline.metadata.artifact_classes import ARTIFACT_CLASSES
 from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.registry import Registry
 
-# The artifact classes of DESIGN §7 every profile may name.
-PROMPT_RENDER = "prompt_render"
-CONTEXT_PAYLOAD = "context_payload"
-PROVIDER_RESPONSE = "provider_response"
+# The artifact classes of DESIGN §7 every profile may name (`wf_pipeline.metadata.artifact_classes`).
+BUILTIN_CLASSES: tuple[str, ...] = ARTIFACT_CLASSES
 OUTPUT = "output"
-BUILTIN_CLASSES: tuple[str, ...] = (PROMPT_RENDER, CONTEXT_PAYLOAD, PROVIDER_RESPONSE, OUTPUT)
 
 # The keys of a retention block that are not artifact classes.
 PRESET_KEY = "preset"

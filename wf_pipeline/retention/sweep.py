@@ -30,36 +30,25 @@ from typing import Any, Protocol
 
 from wf_pipeline.cas import ArtifactStore
 from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_NOT_FOUND, CasError
+from wf_pipeline.metadata.artifact_classes import artifact_class_of_role
 from wf_pipeline.metadata.canonical import is_digest
 from wf_pipeline.metadata.records import RESUMABLE_STATUSES, ThreadRecord, TombstoneRecord, now_ms
 from wf_pipeline.profiles import ProfileCatalog
-from wf_pipeline.profiles.retention import (
-    CONTEXT_PAYLOAD,
-    OUTPUT,
-    PROMPT_RENDER,
-    RetentionPolicy,
-    output_class,
-)
+from wf_pipeline.profiles.retention import OUTPUT, RetentionPolicy, output_class
 from wf_pipeline.records import RecordStore
+from wf_pipeline.telemetry import Recorder
 
 log = logging.getLogger(__name__)
 
-# The class of an artifact by the role a link gives it (DESIGN §7). ``input`` links are
-# upstream outputs read by a later turn: they keep their thread's protection but take no
-# part in windows (the producing turn's ``output`` link decides the class).
-ROLE_CLASSES: dict[str, str] = {
-    "system_prompt": PROMPT_RENDER,
-    "prompt_template": PROMPT_RENDER,
-    "rendered_prompt": PROMPT_RENDER,
-    "context": CONTEXT_PAYLOAD,
-    "output": OUTPUT,
-}
-# Prompt-link columns and the class of the artifact each names.
-PROMPT_LINK_CLASSES: tuple[tuple[str, str], ...] = (
-    ("system_prompt_artifact_id", PROMPT_RENDER),
-    ("user_prompt_template_artifact_id", PROMPT_RENDER),
-    ("rendered_prompt_artifact_id", PROMPT_RENDER),
-    ("context_artifact_id", CONTEXT_PAYLOAD),
+# The class of an artifact comes from the role a link gives it (`artifact_class_of_role`).
+# ``input`` links are upstream outputs read by a later turn: they keep their thread's
+# protection but take no part in windows (the producing turn's ``output`` link decides).
+# Prompt-link columns and the link role of the artifact each names.
+PROMPT_LINK_ROLES: tuple[tuple[str, str], ...] = (
+    ("system_prompt_artifact_id", "system_prompt"),
+    ("user_prompt_template_artifact_id", "prompt_template"),
+    ("rendered_prompt_artifact_id", "rendered_prompt"),
+    ("context_artifact_id", "context"),
 )
 # Why an artifact is kept, strongest first: an artifact kept for several reasons is
 # counted under the first.
@@ -78,6 +67,7 @@ class RetentionEnv(Protocol):
     records: RecordStore
     cas: ArtifactStore
     catalog: ProfileCatalog
+    telemetry: Recorder
 
 
 @dataclass(frozen=True)
@@ -303,16 +293,22 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
         return entry
 
     for link in records.list_artifact_links():
-        artifact_class = ROLE_CLASSES.get(link.role)
+        artifact_class = artifact_class_of_role(link.role)
         if artifact_class == OUTPUT:
             artifact_class = _output_class_of(env.catalog, threads.get(link.thread_id), link.turn_id)
         entry = refer(link.artifact_id, artifact_class, link.thread_id, link.turn_id, link.created_at_ms)
         entry.size = link.size
     for prompt in records.list_prompt_links():
-        for column, artifact_class in PROMPT_LINK_CLASSES:
+        for column, role in PROMPT_LINK_ROLES:
             artifact_id = getattr(prompt, column)
             if artifact_id is not None:
-                refer(artifact_id, artifact_class, prompt.thread_id, prompt.turn_id, prompt.created_at_ms)
+                refer(
+                    artifact_id,
+                    artifact_class_of_role(role),
+                    prompt.thread_id,
+                    prompt.turn_id,
+                    prompt.created_at_ms,
+                )
 
     # A resumable thread also reads turn inputs and outputs that no link may name.
     for thread in threads.values():
@@ -404,7 +400,7 @@ def apply_retention(
     run again, it finishes what the kill interrupted.
 
     Args:
-        env: as `plan_retention`; its ``telemetry`` recorder, when it has one, gets the rows.
+        env: as `plan_retention`; its ``telemetry`` recorder gets one row per deletion.
         now_ms: the sweep's clock, Unix epoch ms.
         on_progress: called with (artifacts done, artifacts planned) after each batch.
 
@@ -432,9 +428,7 @@ def apply_retention(
         log.info("retention deleted %d of %d artifacts (%d bytes)", done, total, freed)
         if on_progress is not None:
             on_progress(done, total)
-    flush = getattr(getattr(env, "telemetry", None), "flush_safely", None)
-    if callable(flush):
-        flush()
+    env.telemetry.flush_safely()
     return RetentionResult(
         now_ms=now_ms,
         deleted=done,
@@ -448,12 +442,9 @@ def apply_retention(
 def record_deletion(env: RetentionEnv, item: PlannedDeletion) -> None:
     """The one place a sweep's deletion becomes a telemetry row (``artifact_writes``, outcome ``expired``).
 
-    A runtime without a telemetry recorder records nothing. Ids, class and size only.
+    Ids, class and size only; buffered until the sweep's end (`apply_retention` flushes).
     """
-    telemetry = getattr(env, "telemetry", None)
-    if telemetry is None:
-        return
-    telemetry.artifact_event(
+    env.telemetry.artifact_event(
         workflow_id=item.workflow_id,
         profile_version=None,
         thread_id=item.thread_id,
