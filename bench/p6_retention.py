@@ -11,6 +11,7 @@ tombstones and delete the objects. Prints `P6 sweep_per_s=X deleted=N seconds=S`
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -61,6 +62,8 @@ def main() -> float:
         finally:
             records.close()
             cas.close()
+        # Flushed to disk before timing: a sweep deletes old objects, not ones still in writeback.
+        os.sync()
         expected = len(workload.contexts) + len(workload.renders) + 1  # + the shared system prompt
         started = time.perf_counter()
         result = retention_apply(settings, workspace_dir=home.root)

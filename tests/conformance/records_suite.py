@@ -749,8 +749,10 @@ def check_bulk_listings_cover_every_thread_and_head(backend: RecordBackend) -> N
     )
     store.save_frame(newer)
 
-    assert store.list_prompt_links() == [c.prompt_link for c in commits]
-    assert sorted(store.list_artifact_links(), key=lambda a: a.artifact_link_id) == sorted(
+    assert store.list_prompt_links() == sorted(
+        (c.prompt_link for c in commits), key=lambda p: p.prompt_link_id
+    )
+    assert store.list_artifact_links() == sorted(
         (link for c in commits for link in c.artifact_links), key=lambda a: a.artifact_link_id
     )
     heads = {(f.node_id, f.frame_type): f for f in store.head_frames()}

@@ -295,11 +295,11 @@ class MemoryRecordStore:
         return [heads[pair] for pair in sorted(heads)]
 
     def list_prompt_links(self) -> list[PromptLinkRecord]:
-        """Every prompt link, by created_at_ms, prompt_link_id."""
+        """Every prompt link, by prompt_link_id."""
         return self._listing("list_prompt_links", "prompt_links", PromptLinkRecord)
 
     def list_artifact_links(self) -> list[ArtifactLinkRecord]:
-        """Every artifact link, by created_at_ms, attempt, artifact_link_id."""
+        """Every artifact link, by artifact_link_id."""
         return self._listing("list_artifact_links", "artifact_links", ArtifactLinkRecord)
 
     def referenced_artifact_ids(self) -> set[str]:

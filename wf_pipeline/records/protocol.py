@@ -47,8 +47,9 @@ ORDERS: dict[str, tuple[str, ...]] = {
     # The head is the largest under this order: newest created_at_ms, then highest frame_id.
     "head_frame": ("created_at_ms", "frame_id"),
     "head_frames": ("node_id", "frame_type"),
-    "list_prompt_links": ("created_at_ms", "prompt_link_id"),
-    "list_artifact_links": ("created_at_ms", "attempt", "artifact_link_id"),
+    # Bulk listings follow the key: the database walks its primary key, with no sort.
+    "list_prompt_links": ("prompt_link_id",),
+    "list_artifact_links": ("artifact_link_id",),
     "list_tombstones": ("deleted_at_ms", "artifact_id"),
     "active_holds": ("created_at_ms", "hold_id"),
 }
@@ -353,11 +354,11 @@ class RecordStore(Protocol):
         ...
 
     def list_prompt_links(self) -> list[PromptLinkRecord]:
-        """Every prompt link of every thread, by created_at_ms, prompt_link_id (retention plans from them)."""
+        """Every prompt link of every thread, by prompt_link_id (retention plans from them)."""
         ...
 
     def list_artifact_links(self) -> list[ArtifactLinkRecord]:
-        """Every artifact link of every thread, by created_at_ms, attempt, artifact_link_id."""
+        """Every artifact link of every thread, by artifact_link_id."""
         ...
 
     # Retention: tombstones of deleted artifacts and legal holds. Both outlive the threads

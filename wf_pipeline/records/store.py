@@ -178,9 +178,12 @@ class SqlRecordStore:
 
     def _select(self, action: str, model: type[RecordT], statement: Any) -> list[RecordT]:
         with self._reading(action) as conn:
-            rows = conn.execute(statement).mappings().all()
+            result = conn.execute(statement)
+            keys = list(result.keys())
+            rows = result.all()
         try:
-            return [model.model_validate(dict(row)) for row in rows]
+            # zip over plain tuples: building a dict per row mapping costs more than validating it.
+            return [model.model_validate(dict(zip(keys, row))) for row in rows]
         except ValidationError as exc:
             raise RecordError(
                 RECORD_INTEGRITY,
@@ -421,13 +424,13 @@ class SqlRecordStore:
         return list(heads.values())
 
     def list_prompt_links(self) -> list[PromptLinkRecord]:
-        """Every prompt link, by created_at_ms, prompt_link_id."""
+        """Every prompt link, by prompt_link_id."""
         table = self._tables["prompt_links"]
         statement = select(table).order_by(*_order_columns(table, "list_prompt_links"))
         return self._select("list_prompt_links", PromptLinkRecord, statement)
 
     def list_artifact_links(self) -> list[ArtifactLinkRecord]:
-        """Every artifact link, by created_at_ms, attempt, artifact_link_id."""
+        """Every artifact link, by artifact_link_id."""
         table = self._tables["artifact_links"]
         statement = select(table).order_by(*_order_columns(table, "list_artifact_links"))
         return self._select("list_artifact_links", ArtifactLinkRecord, statement)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -57,8 +58,12 @@ EXPIRED = "expired"
 # Tombstones per transaction and CAS deletes after it: large enough that a commit costs
 # little per artifact, small enough that a crash leaves few tombstones ahead of deletes.
 BATCH_SIZE = 1_000
+# Concurrent deletes per batch: an unlink waits on the filesystem's journal far more than on
+# Python, so several in flight cut a local sweep's wall time about tenfold (bench/p6_retention.py).
+DELETE_WORKERS = 16
 
 Progress = Callable[[int, int], None]
+_UNSET: Any = object()
 
 
 class RetentionEnv(Protocol):
@@ -253,6 +258,7 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
     held_threads = {hold.thread_id for hold in holds if hold.thread_id}
     held_workflows = {hold.workflow_id for hold in holds if hold.workflow_id}
     verdicts: dict[str, _Verdict] = {}
+    lifetimes: dict[tuple[str, str], int | None] = {}
 
     def verdict(artifact_id: str) -> _Verdict:
         found = verdicts.get(artifact_id)
@@ -284,7 +290,12 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
             return entry
         assert thread is not None
         policy = policies[thread.workflow_id]
-        expires = policy.expires_at_ms(artifact_class, created_at_ms)
+        lifetime = lifetimes.get((thread.workflow_id, artifact_class), _UNSET)
+        if lifetime is _UNSET:  # window + grace, once per (workflow, class)
+            lifetime = lifetimes[(thread.workflow_id, artifact_class)] = policy.expires_at_ms(
+                artifact_class, 0
+            )
+        expires = None if lifetime is None else created_at_ms + lifetime
         if expires is None or expires > now_ms:
             entry.protect("window")
         elif expires > entry.expires_at:
@@ -292,10 +303,14 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
             entry.decider = (artifact_class, thread.workflow_id, thread_id, turn_id, policy)
         return entry
 
+    output_classes: dict[tuple[str, str], str] = {}  # (thread, turn) -> class, looked up once
     for link in records.list_artifact_links():
         artifact_class = artifact_class_of_role(link.role)
         if artifact_class == OUTPUT:
-            artifact_class = _output_class_of(env.catalog, threads.get(link.thread_id), link.turn_id)
+            key = (link.thread_id, link.turn_id)
+            if key not in output_classes:
+                output_classes[key] = _output_class_of(env.catalog, threads.get(link.thread_id), link.turn_id)
+            artifact_class = output_classes[key]
         entry = refer(link.artifact_id, artifact_class, link.thread_id, link.turn_id, link.created_at_ms)
         entry.size = link.size
     for prompt in records.list_prompt_links():
@@ -395,7 +410,7 @@ def apply_retention(
     """Plan a sweep at ``now_ms`` and carry it out: tombstones first, then the CAS deletes, per batch.
 
     Each batch of `BATCH_SIZE` artifacts commits its tombstones in one transaction, then
-    deletes their objects and records one telemetry row per deletion (outcome
+    deletes their objects (`DELETE_WORKERS` at a time) and records one telemetry row per deletion (outcome
     ``expired``). Killed at any point, it leaves every deleted object with its tombstone;
     run again, it finishes what the kill interrupted.
 
@@ -416,18 +431,23 @@ def apply_retention(
     done = tombstones = freed = 0
     if on_progress is not None:
         on_progress(0, total)
-    for start in range(0, total, BATCH_SIZE):
-        batch = plan.deletions[start : start + BATCH_SIZE]
-        written_at = _wall_clock_ms()
-        tombstones += env.records.add_tombstones(item.tombstone(written_at) for item in batch)
-        for item in batch:
-            env.cas.delete(item.artifact_id)
-            record_deletion(env, item)
-            freed += item.bytes
-        done += len(batch)
-        log.info("retention deleted %d of %d artifacts (%d bytes)", done, total, freed)
-        if on_progress is not None:
-            on_progress(done, total)
+    with ThreadPoolExecutor(max_workers=DELETE_WORKERS, thread_name_prefix="retention-delete") as pool:
+        for start in range(0, total, BATCH_SIZE):
+            batch = plan.deletions[start : start + BATCH_SIZE]
+            written_at = _wall_clock_ms()
+            # Committed before any of the batch's objects goes: a crash never outruns its tombstones.
+            tombstones += env.records.add_tombstones(item.tombstone(written_at) for item in batch)
+            ids = [item.artifact_id for item in batch]
+            slices = [ids[n::DELETE_WORKERS] for n in range(DELETE_WORKERS)]
+            for _ in pool.map(lambda part: [env.cas.delete(i) for i in part], slices):
+                pass  # iterating re-raises the first failed delete
+            for item in batch:
+                record_deletion(env, item)
+                freed += item.bytes
+            done += len(batch)
+            log.info("retention deleted %d of %d artifacts (%d bytes)", done, total, freed)
+            if on_progress is not None:
+                on_progress(done, total)
     env.telemetry.flush_safely()
     return RetentionResult(
         now_ms=now_ms,
