@@ -136,12 +136,13 @@ def test_a_class_a_workflow_registers_may_be_named() -> None:
     with pytest.raises(ProfileError):
         resolve_retention({"evidence_maps": "3d"}, workflow_id="w")
 
-    register_artifact_class("evidence_maps", ("evidence_map",))
+    # An output type no shipped profile has: the registry is per process, other tests share it.
+    register_artifact_class("evidence_maps", ("registered_test_output",))
 
     policy = resolve_retention({"evidence_maps": "3d"}, workflow_id="w")
     assert policy.window_ms("evidence_maps") == 3 * DAY
     assert "evidence_maps" in known_artifact_classes()
-    assert output_class("evidence_map") == "evidence_maps"
+    assert output_class("registered_test_output") == "evidence_maps"
     assert output_class("readme_final") == "output"
     with pytest.raises(ValueError):
         register_artifact_class("output")
