@@ -1,4 +1,4 @@
-"""All benchmarks in one process, one line each: P1 (and its telemetry cost), P2 (reusing P1's run of ours), P3, P5, P8."""
+"""All benchmarks in one process, one line each: P1 (and its telemetry cost), P2 (reusing P1's run of ours), P3, P5, P6, P8."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import p1_overhead
 import p2_langgraph
 import p3_latency
 import p5_telemetry
+import p6_retention
 import p8_crash_resume
 from support import require_simulated_provider
 
@@ -21,6 +22,7 @@ def main() -> None:
     p2_langgraph.main(ours)
     p3_latency.main()
     p5_telemetry.main()
+    p6_retention.main()
     p8_crash_resume.main()
 
 
