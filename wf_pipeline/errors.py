@@ -110,6 +110,10 @@ class TelemetryError(WfError):
     """Telemetry rows, their Parquet store and the DuckDB views over it."""
 
 
+class RetentionError(WfError):
+    """Retention policy, holds, planning and applying deletions."""
+
+
 class ErrorCode(str):
     """One catalogue entry: a ``str`` equal to the code's name, with its facts as attributes.
 
@@ -252,6 +256,11 @@ TREE_UNREADABLE_FILE = _code(
 )
 
 # --- content-addressed storage -------------------------------------------------------------
+CAS_ARTIFACT_EXPIRED = _code(
+    "CAS_ARTIFACT_EXPIRED",
+    CasError,
+    meaning="the artifact was deleted by retention; its tombstone says when, under which policy and why",
+)
 CAS_BACKEND_ERROR = _code(
     "CAS_BACKEND_ERROR", CasError, meaning="the storage backend failed to read or write an object"
 )
@@ -286,6 +295,11 @@ PROFILE_DUPLICATE_WORKFLOW_ID = _code(
 PROFILE_NOT_FOUND = _code("PROFILE_NOT_FOUND", ProfileError, meaning="no layer defines that workflow_id")
 PROFILE_PARSE_ERROR = _code(
     "PROFILE_PARSE_ERROR", ProfileError, meaning="a profile file cannot be read or is not valid YAML"
+)
+PROFILE_RETENTION_INVALID = _code(
+    "PROFILE_RETENTION_INVALID",
+    ProfileError,
+    meaning="a profile's retention block names an unknown preset or artifact class, or a bad duration",
 )
 PROFILE_SCHEMA_INVALID = _code(
     "PROFILE_SCHEMA_INVALID", ProfileError, meaning="a profile does not match the profile schema"
@@ -633,6 +647,25 @@ TELEMETRY_BAD_ARGUMENTS = _code(
     "TELEMETRY_BAD_ARGUMENTS",
     TelemetryError,
     meaning="a telemetry command got a bad figure (row or day count, date, table name)",
+)
+
+
+# --- retention -----------------------------------------------------------------------------
+RETENTION_ARCHIVE_ERROR = _code(
+    "RETENTION_ARCHIVE_ERROR",
+    RetentionError,
+    retryable=True,
+    meaning="compaction could not read, write or rename a Parquet file of the record archive; no record was deleted",
+)
+RETENTION_HOLD_NOT_FOUND = _code(
+    "RETENTION_HOLD_NOT_FOUND",
+    RetentionError,
+    meaning="no active hold matches the thread, workflow or hold id",
+)
+RETENTION_SCOPE_UNKNOWN = _code(
+    "RETENTION_SCOPE_UNKNOWN",
+    RetentionError,
+    meaning="a hold names a thread or workflow the record store and profiles do not know",
 )
 
 
