@@ -22,7 +22,7 @@ Three rules, each safe against a run writing at the same time:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
@@ -96,6 +96,7 @@ def sweep_orphans(
     *,
     now_ms: int,
     grace_ms: int | None,
+    on_deleted: Callable[[ObjectInfo], None] | None = None,
 ) -> OrphanSweep:
     """Delete the orphans last put more than ``grace_ms`` before ``now_ms``, each after its tombstone.
 
@@ -106,6 +107,7 @@ def sweep_orphans(
         now_ms: the time the sweep judges age against (epoch ms).
         grace_ms: how long an unreferenced object is kept after its last put (ms); None
             (``forever``) keeps every orphan.
+        on_deleted: called with each object after its delete (telemetry).
 
     Returns:
         An `OrphanSweep`. An object whose tombstone says ``orphan`` and still exists (a
@@ -156,6 +158,8 @@ def sweep_orphans(
         records.add_tombstones(fresh)  # tombstones first: a crash never leaves a silent deletion
     for info in doomed:
         cas.delete(info.artifact_id)
+        if on_deleted is not None:
+            on_deleted(info)
     return OrphanSweep(
         scanned=scanned,
         deleted=len(doomed),
