@@ -207,21 +207,22 @@ def _target_of(thread: ThreadRecord) -> tuple[str, str]:
     return thread.workflow_id, thread.target_key or f"node:{thread.target_node_id}"
 
 
-def current_thread_ids(threads: Iterable[ThreadRecord], head_frame_thread_ids: Iterable[str]) -> set[str]:
-    """Threads a run or a reader still starts from: the newest per target, and those behind a head frame.
+def current_thread_ids(threads: Iterable[ThreadRecord]) -> set[str]:
+    """The threads a run still starts from: the newest of each target (largest ``created_at_ms``; ties all count).
 
-    The newest thread of a target (largest ``created_at_ms``; ties all count) is the one
-    the next run of an unchanged tree reuses: a thread's id derives from the tree's
-    content, so an unchanged target plans the same thread again. A head frame's thread
-    produced the output readers get for its node.
+    A thread's id derives from its target's content (and the profile's identity parts),
+    so the next run of an unchanged tree plans exactly the newest thread of each target
+    again and reuses it. Older threads of a target were superseded by a changed tree (or
+    another provider or profile version); their frames sit on node ids no current scan
+    has, so no parent's context reads them. If a tree goes back to an older state whose
+    thread was archived, that target runs again: the one cost of archiving, accepted.
     """
     threads = list(threads)
     newest: dict[tuple[str, str], int] = {}
     for thread in threads:
         key = _target_of(thread)
         newest[key] = max(thread.created_at_ms, newest.get(key, thread.created_at_ms))
-    current = {t.thread_id for t in threads if t.created_at_ms == newest[_target_of(t)]}
-    return current | set(head_frame_thread_ids)
+    return {t.thread_id for t in threads if t.created_at_ms == newest[_target_of(t)]}
 
 
 def archivable_threads(
@@ -330,7 +331,7 @@ def archive_threads(
     """
     discarded = archive.discard_incomplete()
     threads = records.list_threads()
-    current = current_thread_ids(threads, (frame.thread_id for frame in records.head_frames()))
+    current = current_thread_ids(threads)
     chosen = archivable_threads(
         threads,
         now_ms=now_ms,
