@@ -33,7 +33,13 @@ from wf_pipeline.metadata.records import (
 )
 from wf_pipeline.records import TurnCommit, open_record_store
 from wf_pipeline.retention.archive import RecordArchive
-from wf_pipeline.retention.compaction import archive_threads, sweep_orphans, sweep_scratch
+from wf_pipeline.retention.compaction import (
+    archivable_threads,
+    archive_threads,
+    current_thread_ids,
+    sweep_orphans,
+    sweep_scratch,
+)
 from wf_pipeline.service import compact
 from wf_pipeline.telemetry.query import run_query
 
@@ -328,6 +334,33 @@ def test_archive_moves_only_old_finished_superseded_unheld_threads(stores):
     assert (again.threads_archived, again.files) == (0, ())
 
 
+def test_workflow_holds_keep_every_thread_and_released_holds_keep_none():
+    old = NOW - 30 * DAY
+    superseded = thread_on("pkg", "v1", created=old - DAY, updated=old)
+    current = thread_on("pkg", "v2", created=old, updated=old)
+    failed = thread_on("lib", "lib v1", created=old - DAY, updated=old, status="failed")
+    lib_current = thread_on("lib", "lib v2", created=old, updated=old)
+    pending = thread_on("app", "app v1", created=old - DAY, updated=old, status="pending")
+    app_current = thread_on("app", "app v2", created=old, updated=old)
+    threads = [superseded, current, failed, lib_current, pending, app_current]
+    current_ids = current_thread_ids(threads)
+    assert current_ids == {current.thread_id, lib_current.thread_id, app_current.thread_id}
+
+    def chosen(holds, window=7 * DAY):
+        picked = archivable_threads(
+            threads, now_ms=NOW, archive_after_ms={WORKFLOW: window}, holds=holds, current=current_ids
+        )
+        return {t.thread_id for t in picked}
+
+    assert chosen([]) == {superseded.thread_id, failed.thread_id}
+    workflow_hold = HoldRecord(hold_id="hold:w", workflow_id=WORKFLOW, created_at_ms=old)
+    assert chosen([workflow_hold]) == set()
+    released = workflow_hold.model_copy(update={"released_at_ms": old + 1})
+    assert chosen([released]) == {superseded.thread_id, failed.thread_id}
+    assert chosen([], window=None) == set()  # archive_after: forever
+    assert chosen([], window=40 * DAY) == set()  # not old enough yet
+
+
 def test_an_archive_killed_before_the_delete_loses_nothing_and_the_rerun_writes_no_duplicate(
     stores, monkeypatch
 ):
@@ -473,3 +506,50 @@ def test_a_bad_grace_period_is_a_clear_error_and_nothing_is_touched(tmp_path, mo
     with pytest.raises(Exception) as caught:
         compact(settings.model_copy(update={"compact_grace": "0s"}))
     assert caught.value.code == "METADATA_BAD_DURATION"
+
+
+# --- end to end: a real run, archived, then the same tree again ------------------------------
+
+
+@pytest.mark.slow
+def test_after_archiving_superseded_threads_an_unchanged_tree_reuses_every_thread(tmp_path, monkeypatch):
+    from e2e_support import SAMPLE_REPO, copy_tree
+
+    from wf_pipeline.service import run_workflow
+
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    repo = Path(__file__).resolve().parent.parent
+    profile = (repo / "profiles" / "docs_writer_thread_v1.yaml").read_text()
+    profile = profile.replace("  preset: docs_family\n", "  preset: docs_family\n  archive_after: 1s\n")
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "docs_writer_thread_v1.yaml").write_text(profile)
+    shutil.copytree(repo / "assets" / "prompts", tmp_path / "assets" / "prompts")
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    workflow = "docs_writer_thread_v1"
+
+    first = run_workflow(settings, workflow, tree)
+    changed = tree / "stationkit" / "sensors" / "simulated.py"
+    changed.write_text(changed.read_text() + "\n\ndef extra_probe() -> int:\n    return 7\n")
+    second = run_workflow(settings, workflow, tree)
+    assert first.ok and second.ok
+    superseded = {t.thread_id for t in first.threads} - {t.thread_id for t in second.threads}
+    assert len(superseded) == 3  # stationkit/sensors and its two ancestors ran again
+
+    import time
+
+    time.sleep(1.2)  # past archive_after
+    result = compact(settings)
+
+    assert result.archive.threads_archived == len(superseded)
+    with open_record_store(settings.records_url) as records:
+        assert {t.thread_id for t in records.list_threads()} == {t.thread_id for t in second.threads}
+    columns, rows = run_query(settings, "select thread_id from archived_threads order by thread_id")
+    assert {row[0] for row in rows} == superseded
+    # The orphan sweep (grace 1h) kept everything, the archived threads' objects included.
+    assert result.orphans.deleted == 0
+
+    third = run_workflow(settings, workflow, tree)
+    assert third.ok
+    assert third.threads_reused == len(second.threads)
+    assert third.provider_calls == 0
