@@ -558,3 +558,119 @@ def test_after_archiving_superseded_threads_an_unchanged_tree_reuses_every_threa
     assert third.ok
     assert third.threads_reused == len(second.threads)
     assert third.provider_calls == 0
+
+
+# --- crash safety: `wf compact` killed with SIGKILL at random moments ---------------------
+
+
+def _archived_keys(archive: RecordArchive, table: str, key: str) -> list[str]:
+    return [
+        value
+        for path in archive.files(table)
+        for value in pq.read_table(path, columns=[key])[key].to_pylist()
+    ]
+
+
+@pytest.mark.slow
+def test_wf_compact_killed_at_random_moments_loses_nothing(tmp_path, monkeypatch):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    repo = Path(__file__).resolve().parent.parent
+    profile = (repo / "profiles" / "docs_writer_thread_v1.yaml").read_text()
+    profile = profile.replace(
+        "  preset: docs_family\n", "  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n"
+    )
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "docs_writer_thread_v1.yaml").write_text(profile)
+    shutil.copytree(repo / "assets" / "prompts", tmp_path / "assets" / "prompts")
+    workflow = "docs_writer_thread_v1"
+    cas = open_cas(settings.cas_url)
+    cas_root = settings.home / "cas"
+    old = _now_ms() - DAY
+    all_threads: set[str] = set()
+    orphans: set[str] = set()
+    targets = 40
+
+    def more_work(version: int) -> None:
+        # A new tree version per target supersedes the last one; new orphans appear too.
+        with open_record_store(settings.records_url) as records:
+            for n in range(targets):
+                thread = thread_on(f"t{n}", f"t{n} v{version}", created=old + version, workflow_id=workflow)
+                commit_with_artifacts(records, cas, thread)
+                all_threads.add(thread.thread_id)
+        orphans.update(put_old(cas, cas_root, f"orphan {version} {n}".encode(), old) for n in range(40))
+
+    env = {**os.environ, "WF_HOME": str(settings.home), "WF_COMPACT_GRACE": "1s"}
+    archive = RecordArchive(settings.home / "archive")
+
+    def check_nothing_lost() -> None:
+        with open_record_store(settings.records_url) as records:
+            live = {t.thread_id for t in records.list_threads()}
+            referenced = records.referenced_artifact_ids() | archive.referenced_artifact_ids()
+            for artifact_id in orphans:
+                if not cas.exists(artifact_id):
+                    assert records.get_tombstone(artifact_id) is not None  # tombstone first, always
+        # Every thread is whole in the store or in the archive (or both, until the delete).
+        assert live | set(archive.archived_threads()) == all_threads
+        assert all(cas.exists(artifact_id) for artifact_id in referenced)
+
+    rng = random.Random(9)
+    kills = 0
+    more_work(1)
+    for version in range(2, 12):
+        more_work(version)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wf_pipeline.cli.main", "compact", "--json"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # Wait (watching only) until the archive's first file of this run appears, then kill
+        # somewhere in the writes, the delete or the orphan sweep that follow.
+        before = set(archive.root.glob("*/*"))
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            if set(archive.root.glob("*/*")) - before:
+                break
+            time.sleep(0.003)
+        time.sleep(rng.uniform(0.0, 0.6))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        check_nothing_lost()
+    final = subprocess.run(
+        [sys.executable, "-m", "wf_pipeline.cli.main", "compact", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(final.stdout)["archive"]["discarded_files"] == 0
+    check_nothing_lost()
+
+    assert kills >= 3  # the loop above really interrupted runs
+    with open_record_store(settings.records_url) as records:
+        assert len(records.list_threads()) == targets  # the current thread of each target
+        assert all(not cas.exists(artifact_id) for artifact_id in orphans)
+        assert all(records.get_tombstone(a).reason == "orphan" for a in orphans)
+    assert len(archive.archived_threads()) == len(all_threads) - targets
+    # No row was archived twice, however often a run died half-way.
+    for table, key in (
+        ("threads", "thread_id"),
+        ("turns", "turn_record_id"),
+        ("gates", "gate_record_id"),
+        ("prompt_links", "prompt_link_id"),
+        ("artifact_links", "artifact_link_id"),
+        ("frames", "frame_id"),
+    ):
+        keys = _archived_keys(archive, table, key)
+        assert len(keys) == len(set(keys)), table
