@@ -61,7 +61,8 @@ class OrphanSweep:
         scanned: CAS objects listed.
         deleted: orphans deleted (each with a tombstone).
         bytes_freed: their total size in bytes.
-        kept_young: unreferenced objects kept because they were put within the grace period.
+        kept_young: unreferenced objects kept because they were put within the grace period
+            (or, at the second look, put again or recorded since the first).
         grace_ms: the grace period applied, in ms.
     """
 
