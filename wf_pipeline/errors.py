@@ -656,6 +656,12 @@ TELEMETRY_BAD_ARGUMENTS = _code(
 
 
 # --- retention -----------------------------------------------------------------------------
+RETENTION_ARCHIVE_ERROR = _code(
+    "RETENTION_ARCHIVE_ERROR",
+    RetentionError,
+    retryable=True,
+    meaning="compaction could not read, write or rename a Parquet file of the record archive; no record was deleted",
+)
 RETENTION_HOLD_NOT_FOUND = _code(
     "RETENTION_HOLD_NOT_FOUND",
     RetentionError,

@@ -56,6 +56,7 @@ SETTINGS_VARIABLES = (
     "WF_FOLLOW_EXTERNAL_LINKS",
     "WF_TELEMETRY",
     "WF_TELEMETRY_URL",
+    "WF_COMPACT_GRACE",
 )
 
 # Fields a step process needs to open the same runtime as the launching process; the
@@ -102,7 +103,9 @@ class Settings(BaseSettings):
     that resolve outside the tree root; the CLI's ``--follow-external-links`` sets it) and
     ``telemetry`` (WF_TELEMETRY, default true: turns record one telemetry row per metadata
     write and artifact put; 0 turns it off at no cost), ``telemetry_url`` (WF_TELEMETRY_URL,
-    default ``<home>/telemetry``; any fsspec URL) and
+    default ``<home>/telemetry``; any fsspec URL), ``compact_grace`` (WF_COMPACT_GRACE,
+    default ``1h``: the least time `wf compact` leaves an unreferenced CAS object or a
+    scratch file alone; a duration such as ``12h`` or ``forever``) and
     ``provider_options`` (``WF_<PROVIDER>_<OPTION>`` of the chosen provider, option
     names lower-cased). An empty variable counts as unset. Paths are absolute.
 
@@ -146,6 +149,9 @@ class Settings(BaseSettings):
     # Telemetry rows (wf_pipeline.telemetry): on by default; where their Parquet files go.
     telemetry: bool = True
     telemetry_url: str = ""
+    # The orphan sweep's least grace period (a duration, parsed where it is used); a run puts
+    # CAS objects before their records, and this long is what keeps them safe meanwhile.
+    compact_grace: str = "1h"
     provider_options: dict[str, str] = Field(default_factory=dict)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)

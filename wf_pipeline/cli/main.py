@@ -366,6 +366,28 @@ def cmd_cas(args: argparse.Namespace) -> int:
     return 0 if result["ok"] else EXIT_FAILED
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    """``wf compact``: archive old threads' records, sweep orphan CAS objects and scratch files, merge telemetry.
+
+    Args:
+        args: the parsed command line (``json``).
+
+    Returns:
+        0. A progress bar of the parts goes to stderr when it is a terminal and ``--json`` is off.
+
+    Raises:
+        WfError: those of `service.compact` (``METADATA_BAD_DURATION``,
+            ``RETENTION_ARCHIVE_ERROR``, ``CAS_*``, ``RECORD_*``, ``PROFILE_*``,
+            ``TELEMETRY_WRITE_FAILED``); `main` prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    with _progress(args, label="compaction parts") as on_progress:
+        result = service.compact(_settings(), on_progress=on_progress)
+    _emit(args, result.to_dict(), _render_compact)
+    return 0
+
+
 def cmd_retention(args: argparse.Namespace) -> int:
     """``wf retention plan|apply|hold|release|holds``: retention sweeps and legal holds.
 
@@ -508,6 +530,83 @@ def _positive_int(text: str) -> int:
 
 
 # --- rendering -----------------------------------------------------------------------
+
+
+def _render_compact(console: Console, r: dict) -> None:
+    from wf_pipeline.metadata.durations import format_duration_ms
+
+    grace = format_duration_ms(r["grace_ms"])
+    archive, orphans, scratch, telemetry = r["archive"], r["orphans"], r["scratch"], r["telemetry"]
+    rows = [
+        (
+            "archive",
+            f"{plural(archive['threads_archived'], 'thread')} moved",
+            f"{archive['bytes_written']} bytes written",
+            f"{archive['skipped_changed']} changed meanwhile",
+        ),
+        (
+            "orphans",
+            f"{plural(orphans['deleted'], 'object')} deleted of {orphans['scanned']}",
+            f"{orphans['bytes_freed']} bytes freed",
+            f"{orphans['kept_young']} within grace",
+        ),
+        (
+            "scratch",
+            f"{plural(scratch['deleted'], 'file')} deleted",
+            f"{scratch['bytes_freed']} bytes freed",
+            f"{scratch['kept_young']} within grace",
+        ),
+    ]
+    if telemetry is not None:
+        rows.append(
+            (
+                "telemetry",
+                f"{plural(telemetry['files_merged'], 'file')} merged",
+                f"{telemetry['bytes_before']} -> {telemetry['bytes_after']} bytes",
+                f"{plural(telemetry['partitions'], 'partition')}",
+            )
+        )
+    print_table(console, ("part", "done", "bytes", "kept"), rows)
+    print_line(console, f"compaction {r['compaction_id']}: grace {grace}; archive in {r['archive_dir']}")
+
+
+def _hold_line(h: dict) -> str:
+    scope = f"thread {h['thread_id']}" if h["thread_id"] else f"workflow {h['workflow_id']}"
+    return f"{h['hold_id']} on {scope}" + (f" ({h['reason']})" if h["reason"] else "")
+
+
+def _render_holds(console: Console, rows: list[dict]) -> None:
+    if not rows:
+        console.print("no active holds")
+        return
+    print_table(
+        console,
+        ("hold_id", "thread", "workflow", "since (ms)", "reason"),
+        [
+            (h["hold_id"], h["thread_id"] or "-", h["workflow_id"] or "-", h["created_at_ms"], h["reason"])
+            for h in rows
+        ],
+    )
+
+
+def _render_retention(console: Console, r: dict) -> None:
+    print_table(
+        console,
+        ("class", "workflow", "artifacts", "bytes"),
+        [(g["artifact_class"], g["workflow_id"], g["count"], g["bytes"]) for g in r["groups"]],
+    )
+    kept = ", ".join(f"{count} {reason}" for reason, count in r["kept"].items()) or "none"
+    if "deleted" in r:
+        console.print(
+            f"deleted {plural(r['deleted'], 'artifact')} ({r['bytes_freed']} bytes), "
+            f"{plural(r['tombstones_written'], 'tombstone')} written; kept by rule: {kept}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"would delete {plural(r['count'], 'artifact')} ({r['bytes']} bytes); kept by rule: {kept}",
+            highlight=False,
+        )
 
 
 def _render_query(console: Console, r: dict) -> None:
@@ -828,6 +927,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair",
         action="store_true",
         help="run the turns that produced corrupt objects again (corrupt objects are quarantined either way)",
+    )
+
+    command(
+        "compact",
+        "archive old threads' records to Parquet, delete orphan CAS objects and scratch files "
+        "past the grace period (WF_COMPACT_GRACE), merge closed days of telemetry",
+        cmd_compact,
     )
 
     threads = command("threads", "list threads or show one", cmd_threads)

@@ -19,7 +19,7 @@ import duckdb
 
 from wf_pipeline.errors import TELEMETRY_QUERY_INVALID, TelemetryError
 from wf_pipeline.settings import Settings
-from wf_pipeline.telemetry.store import TelemetryStore
+from wf_pipeline.telemetry.store import TelemetryStore, seed_archive
 
 __all__ = ["VIEWS", "VIEWS_SQL", "connect", "connect_store", "run_query", "view_columns"]
 
@@ -47,6 +47,7 @@ def connect_store(store: TelemetryStore, archive: str | None = None) -> duckdb.D
     if not store.local:
         con.register_filesystem(store.fs)
     archive = archive if archive is not None else store.location.rsplit("/", 1)[0] + "/archive"
+    seed_archive(archive)
     con.execute("SET VARIABLE wf_telemetry = ?", [store.location])
     con.execute("SET VARIABLE wf_archive = ?", [archive])
     con.execute(VIEWS_SQL.read_text(encoding="utf-8"))

@@ -52,9 +52,17 @@ from wf_pipeline.errors import (
     masked_url,
     os_reason,
 )
+from wf_pipeline.metadata.archive import ARCHIVE_SEED_NAME, MARKER_TABLE, archive_schema
 from wf_pipeline.telemetry.schema import ARROW_SCHEMA, TABLES, model_for, validate_batch
 
-__all__ = ["SEED_DATE", "CompactionResult", "TelemetryStore", "partition_dir", "quote_partition"]
+__all__ = [
+    "SEED_DATE",
+    "CompactionResult",
+    "TelemetryStore",
+    "partition_dir",
+    "quote_partition",
+    "seed_archive",
+]
 
 #: The day partition of the zero-row seed file of each table.
 SEED_DATE = "1970-01-01"
@@ -162,10 +170,14 @@ class TelemetryStore:
     def ensure_seeded(self) -> None:
         """Write each table's zero-row seed file when it is missing (idempotent).
 
-        Raises ``TELEMETRY_WRITE_FAILED`` (figure: the OS reason) when it cannot be written.
+        A local store also seeds the archive beside it (`seed_archive`), so views.sql runs
+        from a plain DuckDB connection over the default layout. Raises
+        ``TELEMETRY_WRITE_FAILED`` (figure: the OS reason) when it cannot be written.
         """
         if self._seeded:
             return
+        if self.local:
+            seed_archive(self.root.rsplit("/", 1)[0] + "/archive")
         for table in TABLES:
             folder = f"{self.root}/{table}/date={SEED_DATE}/workflow_id={_SEED_WORKFLOW}"
             path = f"{folder}/{_SEED_NAME}"
@@ -378,3 +390,36 @@ def _partitions(batch: pyarrow.Table) -> Iterator[tuple[tuple[str, str], pyarrow
 
 def _day_name(epoch_day: int) -> str:
     return (_EPOCH + dt.timedelta(days=epoch_day)).isoformat()
+
+
+def seed_archive(location: str) -> None:
+    """Write the record archive's zero-row threads file when missing, so ``archived_threads`` resolves.
+
+    Args:
+        location: the archive root (``wf_archive``): a local path or an fsspec URL.
+
+    The file (`wf_pipeline.metadata.archive.ARCHIVE_SEED_NAME`, the archived threads'
+    schema) appears whole: a local file is renamed into place, an object store gets one put.
+    Raises ``TELEMETRY_WRITE_FAILED`` (figure: the OS reason) when it cannot be written.
+    """
+    fs, root = fsspec.core.url_to_fs(location)
+    folder = f"{root.rstrip('/')}/{MARKER_TABLE}"
+    final = f"{folder}/{ARCHIVE_SEED_NAME}"
+    try:
+        if fs.exists(final):
+            return
+        buffer = io.BytesIO()
+        pq.write_table(archive_schema(MARKER_TABLE).empty_table(), buffer)
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(folder, exist_ok=True)
+            temp = f"{folder}/.{ARCHIVE_SEED_NAME}.{uuid.uuid4().hex}.tmp"
+            fs.pipe_file(temp, buffer.getvalue())
+            fs.mv(temp, final)
+        else:
+            fs.pipe_file(final, buffer.getvalue())
+    except (OSError, pyarrow.ArrowException) as exc:
+        raise TelemetryError(
+            TELEMETRY_WRITE_FAILED,
+            f"cannot seed the record archive at {masked_url(location)}: {os_reason(exc)}",
+            reason=os_reason(exc),
+        ) from exc

@@ -100,3 +100,15 @@ SELECT
 FROM metadata_writes
 WHERE outcome IN ('accepted', 'rejected')
 GROUP BY ALL;
+
+-- Threads whose record rows compaction (`wf compact`) moved out of the record store into
+-- Parquet under wf_archive: the thread record's columns, plus archived_at_ms (ms) and
+-- compaction_id. Their turns, gates, prompt and artifact links and frames sit beside them
+-- in <wf_archive>/<table>/*.parquet. A zero-row seed file keeps the view valid before the
+-- first compaction. Without wf_archive, the archive beside wf_telemetry is read.
+CREATE OR REPLACE VIEW archived_threads AS
+SELECT *
+FROM read_parquet(
+    coalesce(getvariable('wf_archive'), getvariable('wf_telemetry') || '/../archive') || '/threads/*.parquet',
+    union_by_name = true
+);
