@@ -54,6 +54,8 @@ SETTINGS_VARIABLES = (
     "WF_BUILTIN_ROOT",
     "WF_CONFIG_DIR",
     "WF_FOLLOW_EXTERNAL_LINKS",
+    "WF_TELEMETRY",
+    "WF_TELEMETRY_URL",
 )
 
 # Fields a step process needs to open the same runtime as the launching process; the
@@ -71,11 +73,17 @@ LAUNCH_FIELDS = (
     "config_dir",
     "provider_options",
     "follow_external_links",
+    "telemetry",
+    "telemetry_url",
 )
 
 # URL settings that may embed a password, with their variables: a step reads such a URL
 # from its own environment rather than from run config (`Settings.launch_values`).
-SECRET_URL_VARIABLES = {"records_url": "WF_RECORDS_URL", "cas_url": "WF_CAS_URL"}
+SECRET_URL_VARIABLES = {
+    "records_url": "WF_RECORDS_URL",
+    "cas_url": "WF_CAS_URL",
+    "telemetry_url": "WF_TELEMETRY_URL",
+}
 
 
 class Settings(BaseSettings):
@@ -92,6 +100,9 @@ class Settings(BaseSettings):
     ``config_dir`` (WF_CONFIG_DIR, the user profile layer; None: ~/.config/wf),
     ``follow_external_links`` (WF_FOLLOW_EXTERNAL_LINKS, default false: scans skip symlinks
     that resolve outside the tree root; the CLI's ``--follow-external-links`` sets it) and
+    ``telemetry`` (WF_TELEMETRY, default true: turns record one telemetry row per metadata
+    write and artifact put; 0 turns it off at no cost), ``telemetry_url`` (WF_TELEMETRY_URL,
+    default ``<home>/telemetry``; any fsspec URL) and
     ``provider_options`` (``WF_<PROVIDER>_<OPTION>`` of the chosen provider, option
     names lower-cased). An empty variable counts as unset. Paths are absolute.
 
@@ -132,6 +143,9 @@ class Settings(BaseSettings):
     # Whether a scan reads symlinks that resolve outside the tree root. A launch value, so
     # every step process and the sensor scan a tree exactly as the launching process did.
     follow_external_links: bool = False
+    # Telemetry rows (wf_pipeline.telemetry): on by default; where their Parquet files go.
+    telemetry: bool = True
+    telemetry_url: str = ""
     provider_options: dict[str, str] = Field(default_factory=dict)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
@@ -159,7 +173,7 @@ class Settings(BaseSettings):
     def _processes(cls, value: Any) -> Any:
         return _positive_int("WF_MAX_PROCESSES", value)
 
-    @field_validator("records_schema", "cas_url", "records_url", "provider", mode="before")
+    @field_validator("records_schema", "cas_url", "records_url", "telemetry_url", "provider", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -175,6 +189,7 @@ class Settings(BaseSettings):
         values["home"] = home
         values.setdefault("cas_url", (home / "cas").as_uri())
         values.setdefault("records_url", f"sqlite:///{home / 'records.db'}")
+        values.setdefault("telemetry_url", str(home / "telemetry"))
         dagster_home = values.get("DAGSTER_HOME", values.pop("dagster_home", None))
         values["DAGSTER_HOME"] = _path(dagster_home or home / "dagster")
         out_dir = values.get("WF_OUT", values.pop("out_dir", None))
