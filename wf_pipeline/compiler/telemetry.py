@@ -31,8 +31,8 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
-    AssetSelection,
     AssetsDefinition,
+    AssetSelection,
     DailyPartitionsDefinition,
     MetadataValue,
     Output,
@@ -175,11 +175,16 @@ def budget_headroom(context: AssetExecutionContext) -> Iterator[Any]:
         },
     )
     yield _headroom_evaluation(day, frame, warn, error)
+    # A partitioned check's verdict is the evaluation above; its output only ends the step.
+    for output_name in context.assets_def.check_specs_by_output_name:
+        yield Output(None, output_name=output_name)
 
 
 def _headroom_evaluation(day: str, frame: Any, warn: Any, error: Any) -> AssetCheckEvaluation:
     def keys(rows: Any) -> str:
-        return ", ".join(f"{d}/{k} {r:.0%}" for d, k, r in zip(rows["domain"], rows["key"], rows["p95_ratio"]))
+        return ", ".join(
+            f"{d}/{k} {r:.0%}" for d, k, r in zip(rows["domain"], rows["key"], rows["p95_ratio"])
+        )
 
     if not error.empty:
         severity, passed = AssetCheckSeverity.ERROR, False
