@@ -71,8 +71,10 @@ CHART_DAYS = 14
 #: Daily UTC partitions; ``end_offset=1`` makes today's (still open) day a partition.
 TELEMETRY_PARTITIONS = DailyPartitionsDefinition(start_date=TELEMETRY_START_DATE, end_offset=1)
 
-KEY_GROWTH_TYPE = pandera_schema_to_dagster_type(KeyGrowthModel)
-BUDGET_HEADROOM_TYPE = pandera_schema_to_dagster_type(BudgetHeadroomModel)
+# dagster-pandera's converter is marked beta; its warning is Dagster's to scope.
+with disable_dagster_warnings():
+    KEY_GROWTH_TYPE = pandera_schema_to_dagster_type(KeyGrowthModel)
+    BUDGET_HEADROOM_TYPE = pandera_schema_to_dagster_type(BudgetHeadroomModel)
 
 
 def _markdown_chart(png: bytes, title: str) -> MetadataValue:
