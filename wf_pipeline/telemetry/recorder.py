@@ -58,9 +58,9 @@ class Recorder(Protocol):
 
     def artifact_event(self, **row: object) -> None: ...  # noqa: D102
 
-    def flush(self) -> int: ...  # noqa: D102
+    def flush(self, run_id: str | None = None) -> int: ...  # noqa: D102
 
-    def flush_safely(self) -> int: ...  # noqa: D102
+    def flush_safely(self, run_id: str | None = None) -> int: ...  # noqa: D102
 
     @property
     def pending(self) -> int: ...  # noqa: D102
@@ -179,8 +179,12 @@ class TelemetryRecorder:
         with self._lock:
             return sum(len(rows) for rows in self._rows.values())
 
-    def flush(self) -> int:
+    def flush(self, run_id: str | None = None) -> int:
         """Write the buffered rows (one Parquet file per table and partition) and empty the buffer.
+
+        Args:
+            run_id: the Dagster run of the step being flushed; fills the rows recorded
+                without a run id (turns do not know their run; the step does).
 
         Returns:
             Rows written (0 when the buffer was empty: then nothing is written).
@@ -195,10 +199,10 @@ class TelemetryRecorder:
         written = 0
         for table, rows in taken.items():
             if rows:
-                written += self.store.write(table, _to_table(rows))
+                written += self.store.write(table, _to_table(rows, run_id))
         return written
 
-    def flush_safely(self) -> int:
+    def flush_safely(self, run_id: str | None = None) -> int:
         """`flush`, but a telemetry failure is logged (its code, once per code) instead of raised.
 
         Telemetry observes runs; it must never fail the turn or step it measures, and
@@ -210,7 +214,7 @@ class TelemetryRecorder:
         """
         pending = self.pending
         try:
-            return self.flush()
+            return self.flush(run_id)
         except (WfError, OSError) as exc:
             code = getattr(exc, "code", type(exc).__name__)
             if code not in self._warned:
@@ -231,11 +235,11 @@ class DisabledTelemetryRecorder:
     def artifact_event(self, **row: object) -> None:
         """Do nothing."""
 
-    def flush(self) -> int:
+    def flush(self, run_id: str | None = None) -> int:
         """Write nothing; returns 0."""
         return 0
 
-    def flush_safely(self) -> int:
+    def flush_safely(self, run_id: str | None = None) -> int:
         """Write nothing; returns 0."""
         return 0
 
@@ -247,10 +251,12 @@ def open_recorder(settings: Settings) -> TelemetryRecorder | DisabledTelemetryRe
     return TelemetryRecorder(TelemetryStore(settings.telemetry_url))
 
 
-def _to_table(rows: list[_Row]) -> pyarrow.Table:
+def _to_table(rows: list[_Row], run_id: str | None) -> pyarrow.Table:
     columns = list(zip(*rows))
+    if run_id is not None:
+        columns[-1] = tuple(run_id if value is None else value for value in columns[-1])
     arrays = []
-    for (name, (kind, _)), values in zip(COLUMNS.items(), columns):
+    for (kind, _), values in zip(COLUMNS.values(), columns):
         try:
             arrays.append(pyarrow.array(values, type=kind))
         except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError, OverflowError):
@@ -258,5 +264,4 @@ def _to_table(rows: list[_Row]) -> pyarrow.Table:
             arrays.append(
                 pyarrow.array([None if v is None else repr(v) for v in values], type=pyarrow.string())
             )
-            del name
     return pyarrow.Table.from_arrays(arrays, names=ARROW_SCHEMA.names)
