@@ -228,7 +228,6 @@ def telemetry_job() -> Any:
     return define_asset_job(
         name=TELEMETRY_JOB,
         selection=AssetSelection.groups(TELEMETRY_GROUP),
-        partitions_def=TELEMETRY_PARTITIONS,
         description="Telemetry growth and budget headroom of one UTC day (DuckDB over the Parquet telemetry)",
         tags={"wf/kind": "telemetry"},
     )
