@@ -46,6 +46,10 @@ CHANGED_DIR = "stationkit/storage"
 TARGET_PATH = "storage"  # the changed directory, relative to the documented subtree "stationkit"
 ADDED_SYMBOL = "clear_all"
 RUN_TIMEOUT_MS = 120_000
+# The telemetry asset group (wf_pipeline/compiler/telemetry.py): its daily assets and the headroom check.
+TELEMETRY_GROUP = "telemetry"
+TELEMETRY_ASSETS = ("metadata_growth_daily", "budget_headroom")
+HEADROOM_CHECK = "p95_within_budget"
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ def test_ui_shows_the_gated_graph_and_materializes_a_new_target(
         page = browser.new_page()
         dismiss_community_prompt(page)
         show_graph_and_gates(page, dagster_services.url)
+        show_telemetry_group(page, dagster_services.url)
         target_key = documented_tree.target_key
         run_id = materialize_new_partition(page, dagster_services.url, instance, target_key)
         follow_run_to_success(page, dagster_services, run_id, target_key)
@@ -199,6 +204,16 @@ def show_graph_and_gates(page: Page, base_url: str) -> None:
         page.goto(f"{base_url}/assets/{WORKFLOW}/{asset}?view=checks")
         expect(page.get_by_text(gate, exact=True).first).to_be_visible()
         expect(page.get_by_text("This is a blocking asset check.")).to_be_visible()
+
+
+def show_telemetry_group(page: Page, base_url: str) -> None:
+    """The code location's ``telemetry`` group shows its two daily assets, and the headroom asset its check."""
+    page.goto(f"{base_url}/locations/{LOCATION}/asset-groups/{TELEMETRY_GROUP}")
+    for asset in TELEMETRY_ASSETS:
+        expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=60_000)
+    page.screenshot(path=str(UI_ARTIFACTS / "telemetry_group.png"))
+    page.goto(f"{base_url}/assets/{TELEMETRY_ASSETS[1]}?view=checks")
+    expect(page.get_by_text(HEADROOM_CHECK, exact=True).first).to_be_visible(timeout=60_000)
 
 
 def materialize_new_partition(page: Page, base_url: str, instance: DagsterInstance, target_key: str) -> str:
