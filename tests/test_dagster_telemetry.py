@@ -11,7 +11,13 @@ import re
 
 import pandas as pd
 import pytest
-from dagster import AssetCheckSeverity, AssetRecordsFilter, check_dagster_type
+from dagster import (
+    AssetCheckSeverity,
+    AssetRecordsFilter,
+    DefaultScheduleStatus,
+    build_schedule_context,
+    check_dagster_type,
+)
 from e2e_support import isolated_settings
 from telemetry_support import DAY_MS, png_facts, recorder, write
 
@@ -25,6 +31,7 @@ from wf_pipeline.compiler.telemetry import (
     KEY_GROWTH_TYPE,
     TELEMETRY_GROUP,
     TELEMETRY_JOB,
+    TELEMETRY_SCHEDULE,
 )
 from wf_pipeline.errors import METADATA_BUDGET_EXCEEDED, MetadataError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
@@ -180,3 +187,24 @@ def test_headroom_check_warns_then_fails_before_the_first_rejection(env, tmp_pat
         check_key=next(iter(defs.resolve_asset_graph().get(HEADROOM_ASSET).check_keys)), limit=20
     )
     assert len(history) == len(verdicts)
+
+
+def test_the_hourly_schedule_runs_today_and_closes_yesterday_after_midnight(telemetry_job, instance):
+    defs, job = telemetry_job
+    hourly = defs.resolve_schedule_def(TELEMETRY_SCHEDULE)
+    assert hourly.job_name == job.name and hourly.default_status == DefaultScheduleStatus.RUNNING
+
+    def requested(at: dt.datetime) -> list[tuple[str, str]]:
+        with build_schedule_context(
+            instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def()
+        ) as context:
+            result = hourly.evaluate_tick(context)
+        return [(r.partition_key, r.run_key) for r in result.run_requests]
+
+    assert requested(dt.datetime(2026, 3, 10, 14, 5, tzinfo=dt.UTC)) == [
+        ("2026-03-10", "2026-03-10@2026-03-10T14")
+    ]
+    assert [p for p, _ in requested(dt.datetime(2026, 3, 11, 0, 5, tzinfo=dt.UTC))] == [
+        "2026-03-10",
+        "2026-03-11",
+    ]

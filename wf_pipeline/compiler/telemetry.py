@@ -21,6 +21,7 @@ metadata hold keys, sizes and counts only.
 # No `from __future__ import annotations`: Dagster inspects the context annotation at definition time.
 
 import base64
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,10 +35,15 @@ from dagster import (
     AssetsDefinition,
     AssetSelection,
     DailyPartitionsDefinition,
+    DefaultScheduleStatus,
     MetadataValue,
     Output,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
     asset,
     define_asset_job,
+    schedule,
 )
 from dagster._utils.warnings import disable_dagster_warnings
 from dagster_duckdb import DuckDBResource
@@ -58,6 +64,7 @@ from wf_pipeline.telemetry.reports import (
 
 TELEMETRY_GROUP = "telemetry"
 TELEMETRY_JOB = "wf_telemetry"
+TELEMETRY_SCHEDULE = "wf_telemetry_hourly"
 DUCKDB_KEY = "telemetry_duckdb"
 GROWTH_ASSET = AssetKey("metadata_growth_daily")
 HEADROOM_ASSET = AssetKey("budget_headroom")
@@ -231,6 +238,39 @@ def telemetry_job() -> Any:
         description="Telemetry growth and budget headroom of one UTC day (DuckDB over the Parquet telemetry)",
         tags={"wf/kind": "telemetry"},
     )
+
+
+def telemetry_schedule(job: Any) -> ScheduleDefinition:
+    """Every hour (minute 5, UTC) materialize today's partition of ``job`` (the `telemetry_job`).
+
+    At the first tick of a day it also requests yesterday's partition, so each closed day
+    ends with its final figures. Run keys are ``<day>@<tick hour>``: a tick the daemon
+    retries never launches twice. Running by default: the headroom check only warns
+    before rejections if it runs while they approach.
+    """
+
+    @schedule(
+        name=TELEMETRY_SCHEDULE,
+        job=job,
+        cron_schedule="5 * * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description="Hourly: today's telemetry growth and headroom (and, after midnight, yesterday's final figures)",
+    )
+    def _hourly(context: ScheduleEvaluationContext) -> list[RunRequest]:
+        return telemetry_run_requests(context.scheduled_execution_time)
+
+    return _hourly
+
+
+def telemetry_run_requests(tick: Any) -> list[RunRequest]:
+    """The runs of the hourly telemetry tick at ``tick`` (an aware datetime): today's day, and yesterday's in hour 0."""
+    tick = tick.astimezone(dt.UTC)
+    days = [tick.date()]
+    if tick.hour == 0:
+        days.insert(0, tick.date() - dt.timedelta(days=1))
+    stamp = tick.strftime("%Y-%m-%dT%H")
+    return [RunRequest(run_key=f"{day.isoformat()}@{stamp}", partition_key=day.isoformat()) for day in days]
 
 
 def telemetry_resources() -> dict[str, Any]:
