@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
 
 from wf_pipeline.errors import METADATA_BUDGET_EXCEEDED
-from wf_pipeline.metadata.budgets import Budgets
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
+from wf_pipeline.metadata.budgets import Budgets
 from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.service import run_workflow
