@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -151,3 +152,53 @@ def test_bad_arguments_give_codes_and_write_nothing(settings, history, tmp_path)
         telemetry_report(settings, "growth", png=missing)
     assert unwritable.value.code == TELEMETRY_CHART_WRITE_FAILED
     assert not (tmp_path / "a.png").exists() and not missing.parent.exists()
+
+
+def wf(home, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
+    env["WF_HOME"] = str(home)
+    return subprocess.run(
+        [str(WF), *args], env=env, capture_output=True, text=True, timeout=300, cwd=home.parent
+    )
+
+
+@pytest.mark.slow
+def test_wf_telemetry_report_prints_the_table_json_and_chart(tmp_path):
+    home = tmp_path / "home"
+    synth = wf(home, "telemetry", "synth", "--rows", "20000", "--days", "5", "--json")
+    assert synth.returncode == 0, synth.stderr
+
+    chart = tmp_path / "growth.png"
+    report = wf(home, "telemetry", "report", "growth", "--since", "forever", "--png", str(chart), "--json")
+    assert report.returncode == 0, report.stderr
+    payload = json.loads(report.stdout)
+    # The report agrees with an ad-hoc query over the same view.
+    query = wf(home, "telemetry", "query", "select sum(bytes), sum(writes) from key_growth", "--json")
+    assert query.returncode == 0, query.stderr
+    [[total_bytes, total_writes]] = json.loads(query.stdout)["rows"]
+    assert sum(r["bytes"] for r in payload["rows"]) == int(total_bytes) > 0
+    assert sum(r["writes"] for r in payload["rows"]) == int(total_writes)
+    assert len({r["day"] for r in payload["rows"]}) == 5
+    width, height, variance = png_facts(chart.read_bytes())
+    assert (width, height) == (WIDTH, HEIGHT) == (payload["chart"]["width"], payload["chart"]["height"])
+    assert variance > 1e-3
+
+    text = wf(home, "telemetry", "report", "headroom")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].split()[:3] == ["domain", "key", "writes"]
+    assert lines[-1].startswith("headroom since 7d: ")
+    levels = {line.split()[-1] for line in lines[1:-1]}
+    assert levels and levels <= {"ok", "warn", "error", "unbudgeted"}
+
+
+@pytest.mark.slow
+def test_wf_telemetry_report_errors_exit_1_with_their_code_and_usage_exits_2(tmp_path):
+    home = tmp_path / "home"
+    unknown = wf(home, "telemetry", "report", "sizes")
+    assert unknown.returncode == 1 and unknown.stderr.startswith("TELEMETRY_BAD_ARGUMENTS: ")
+    since = wf(home, "telemetry", "report", "growth", "--since", "7 days", "--json")
+    assert since.returncode == 1 and json.loads(since.stdout)["error"]["code"] == "METADATA_BAD_DURATION"
+    png = wf(home, "telemetry", "report", "rejections", "--png", str(tmp_path / "missing" / "r.png"))
+    assert png.returncode == 1 and png.stderr.startswith("TELEMETRY_CHART_WRITE_FAILED: ")
+    assert wf(home, "telemetry", "report").returncode == 2
