@@ -208,3 +208,13 @@ def test_the_hourly_schedule_runs_today_and_closes_yesterday_after_midnight(tele
         "2026-03-10",
         "2026-03-11",
     ]
+
+
+def test_a_day_without_telemetry_materializes_empty_and_passes_the_check(telemetry_job, instance):
+    _, job = telemetry_job
+    result = job.execute_in_process(partition_key="2026-02-01", instance=instance)
+    assert result.success
+    assert result.output_for_node("metadata_growth_daily").empty
+    assert result.output_for_node("budget_headroom").empty
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed and evaluation.partition == "2026-02-01"

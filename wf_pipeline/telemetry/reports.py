@@ -183,13 +183,11 @@ class ReportSpec:
 
     Attributes:
         kind: ``growth``, ``headroom`` or ``rejections``.
-        title: the chart's and the table's title.
         frame: ``(con, since_ms=, until_ms=) -> DataFrame``.
         chart: ``DataFrame -> PNG bytes``.
     """
 
     kind: str
-    title: str
     frame: Callable[..., pd.DataFrame]
     chart: Callable[[pd.DataFrame], bytes]
 
@@ -214,11 +212,9 @@ def _headroom_chart(frame: pd.DataFrame) -> bytes:
 
 #: The reports of ``wf telemetry report``, by kind.
 REPORTS: Final[dict[str, ReportSpec]] = {
-    "growth": ReportSpec("growth", "Bytes written per key per day", growth_frame, _growth_chart),
-    "headroom": ReportSpec(
-        "headroom", "Budget headroom per key (p95 / budget)", headroom_frame, _headroom_chart
-    ),
-    "rejections": ReportSpec("rejections", "Rejected writes per day", rejections_frame, _rejections_chart),
+    "growth": ReportSpec("growth", growth_frame, _growth_chart),
+    "headroom": ReportSpec("headroom", headroom_frame, _headroom_chart),
+    "rejections": ReportSpec("rejections", rejections_frame, _rejections_chart),
 }
 
 
