@@ -147,12 +147,12 @@ def open_asset_group(page: Page, base_url: str) -> None:
 
 
 def test_ui_shows_the_gated_graph_and_materializes_a_new_target(
+    telemetry_today: str,
     browser: BrowserContext,
     dagster_services: DagsterServices,
     documented_tree: DocumentedTree,
     instance: DagsterInstance,
 ):
-    materialize_todays_telemetry(documented_tree.home, instance)
     with traced_on_failure(browser, "docs_writer"):
         page = browser.new_page()
         dismiss_community_prompt(page)
@@ -213,17 +213,22 @@ def show_graph_and_gates(page: Page, base_url: str) -> None:
         expect(page.get_by_text("This is a blocking asset check.")).to_be_visible()
 
 
-def materialize_todays_telemetry(home: Path, instance: DagsterInstance) -> None:
-    """Materialize today's partition of the telemetry group (the `wf run` above wrote its rows) on the shared instance."""
+@pytest.fixture
+def telemetry_today(documented_tree: DocumentedTree, instance: DagsterInstance) -> str:
+    """Today's partition of the telemetry group, materialized on the shared instance (the `wf run` wrote its rows).
+
+    Requested before ``browser``: Dagster's in-process run then never meets Playwright's event loop.
+    """
+    home = documented_tree.home
     settings = Settings.from_env(isolated_environment(home))
     day = datetime.datetime.now(datetime.UTC).date().isoformat()
     with RuntimeEnv.open(settings, workspace_dir=home) as env:
         defs = build_definitions(load_catalog(default_layers(settings, home)), env)
-        assert (
-            defs.resolve_job_def(TELEMETRY_JOB)
-            .execute_in_process(partition_key=day, instance=instance)
-            .success
-        )
+        result = defs.resolve_job_def(TELEMETRY_JOB).execute_in_process(partition_key=day, instance=instance)
+    assert result.success
+    [growth] = result.asset_materializations_for_node("metadata_growth_daily")
+    assert growth.metadata["writes"].value > 0  # the frame metadata the `wf run` wrote
+    return day
 
 
 def show_telemetry_group(page: Page, base_url: str) -> None:
