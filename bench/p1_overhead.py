@@ -15,13 +15,20 @@ Runs three loop/ours pairs back to back and prints the median of their ratios:
 
 The cost of telemetry: each pair's run of ours (``WF_TELEMETRY=1``, the default) is
 followed by the same run with ``WF_TELEMETRY=0``; the line
-`P1 telemetry_cost=<median on/off - 1> on_s=... off_s=... ratios=...` gives the extra
-wall time as a fraction (0.05 is 5%).
+`P1 telemetry_cost=<median on/off - 1> share=<s in telemetry / wall> on_s=... off_s=...`
+gives the extra wall time as a fraction (0.05 is 5%). On a busy machine the on/off
+ratio swings by more than the cost itself, so the runs with telemetry also time every
+call into the recorder (rows recorded in the turn threads, and the flushes): ``share`` is
+that time over the run's wall time, summed over threads, so an upper bound.
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,13 +49,16 @@ from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.runtime import (
     RunSummary,
     RuntimeEnv,
-    open_thread,
+    ThreadIdentity,
     plan_run,
+    plan_thread,
     run_turn,
     scan_workspace,
     summarize_run,
+    target_depth,
 )
 from wf_pipeline.service import run_workflow
+from wf_pipeline.telemetry import TelemetryRecorder
 from wf_pipeline.tree import check_root
 from wf_pipeline.workflows import load_builtin_workflows
 
@@ -62,6 +72,8 @@ class Measurement:
     dagster_runs: int = 0
     # Directory path -> README text, read after the clock stopped (P2 checks both sides agree).
     readmes: dict[str, str] = field(default_factory=dict, repr=False)
+    # Seconds spent in the telemetry recorder during the run (all threads summed).
+    telemetry_s: float = 0.0
 
     @property
     def per_thread_s(self) -> float:
@@ -71,14 +83,43 @@ class Measurement:
 def measure_ours(
     directories: int = DIRECTORIES, fanout: int = FANOUT, *, telemetry: bool = True
 ) -> Measurement:
-    with bench_home(latency_ms=0, telemetry=telemetry) as home:
+    with bench_home(latency_ms=0, telemetry=telemetry) as home, timed_telemetry() as spent:
         tree = make_tree(home.root, directories=directories, fanout=fanout)
         summary, seconds = timed(
             lambda: run_workflow(home.settings, WORKFLOW_ID, tree, workspace_dir=REPO_ROOT)
         )
         check_complete(summary, directories, "ours")
         readmes = written_readmes(summary)
-    return Measurement(seconds, len(summary.threads), len(summary.dagster_run_ids), readmes)
+    return Measurement(seconds, len(summary.threads), len(summary.dagster_run_ids), readmes, spent[0])
+
+
+@contextmanager
+def timed_telemetry() -> Iterator[list[float]]:
+    """Seconds spent in the telemetry recorder's methods while the block runs (all threads summed)."""
+    spent = [0.0]
+    lock = threading.Lock()
+    originals = {
+        name: getattr(TelemetryRecorder, name) for name in ("metadata_write", "artifact_event", "flush")
+    }
+
+    def timing(method):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                with lock:
+                    spent[0] += time.perf_counter() - started
+
+        return wrapper
+
+    for name, method in originals.items():
+        setattr(TelemetryRecorder, name, timing(method))
+    try:
+        yield spent
+    finally:
+        for name, method in originals.items():
+            setattr(TelemetryRecorder, name, method)
 
 
 def written_readmes(summary: RunSummary) -> dict[str, str]:
@@ -102,8 +143,16 @@ def plain_loop(settings, tree) -> RunSummary:
     scan = scan_workspace(env, loaded, tree)
     plan = plan_run(env, loaded, scan)
     turn_ids = [turn.turn_id for turn in loaded.profile.ordered_turns()]
+    identity, depth = None, None
     for entry in plan.threads:  # deepest directories first
-        thread = open_thread(env, loaded, entry.target, entry.thread.thread_id, scan)
+        # A parent's thread id holds its children's outputs: plan it once they have run,
+        # with one identity per depth level, as the Dagster side does per level.
+        if depth != target_depth(entry.target):
+            depth, identity = target_depth(entry.target), ThreadIdentity(env, loaded, scan)
+        planned = plan_thread(env, loaded, entry.target, identity)
+        if planned.reusable:
+            continue
+        thread = planned.save_if_new(env)
         for turn_id in turn_ids:
             outcome = run_turn(env, loaded, thread, entry.target, turn_id, scan)
             if outcome.status != "completed" or not outcome.gate_passed:
@@ -113,9 +162,6 @@ def plain_loop(settings, tree) -> RunSummary:
         plan,
         started_ms=started,
         dagster_run_ids=(),
-        out_dir=settings.out_dir / scan.root.name,
-        in_place=False,
-        overwrite=False,
     )
 
 
@@ -144,8 +190,10 @@ def report(pairs: list[tuple[Measurement, Measurement]]) -> str:
 def telemetry_report(on: list[Measurement], off: list[Measurement]) -> str:
     """The median of on/off ratios minus one: what telemetry adds to a run's wall time."""
     ratios = [with_it.seconds / without.seconds for with_it, without in zip(on, off)]
+    share = statistics.median(m.telemetry_s / m.seconds for m in on)
     return (
-        f"P1 telemetry_cost={statistics.median(ratios) - 1:.3f} "
+        f"P1 telemetry_cost={statistics.median(ratios) - 1:.3f} share={share:.4f} "
+        f"telemetry_s={statistics.median(m.telemetry_s for m in on):.3f} "
         f"on_s={statistics.median(m.seconds for m in on):.2f} off_s={statistics.median(m.seconds for m in off):.2f} "
         f"pairs={len(ratios)} ratios={'/'.join(f'{r:.3f}' for r in ratios)}"
     )
@@ -165,6 +213,17 @@ def main() -> Measurement:
     print(telemetry_report([ours for _, ours in pairs], without_telemetry), flush=True)
     # P2 compares against the run of ours with the median time.
     return sorted((ours for _, ours in pairs), key=lambda m: m.seconds)[len(pairs) // 2]
+
+
+def telemetry_main(directories: int = DIRECTORIES, pairs: int = PAIRS) -> None:
+    """Only the telemetry cost: ``pairs`` runs of ours with telemetry on, each followed by one with it off."""
+    require_simulated_provider()
+    warm_up()
+    on, off = [], []
+    for _ in range(pairs):
+        on.append(measure_ours(directories, telemetry=True))
+        off.append(measure_ours(directories, telemetry=False))
+    print(telemetry_report(on, off) + f" directories={directories}", flush=True)
 
 
 if __name__ == "__main__":

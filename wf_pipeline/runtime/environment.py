@@ -132,6 +132,8 @@ class RuntimeEnv:
             RecordError: ``RECORD_BAD_URL``, ``RECORD_BAD_OPTION``, ``RECORD_UNAVAILABLE``,
                 ``RECORD_SCHEMA_MISMATCH``.
             ConfigError, ProviderError: as `provider_from_settings`.
+            TelemetryError: ``TELEMETRY_BAD_URL`` when no filesystem serves
+                ``settings.telemetry_url`` (with telemetry on).
             OSError: when the home folders cannot be created.
 
         Whatever was opened before a failure is closed again.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow
 
@@ -54,16 +54,24 @@ class Recorder(Protocol):
 
     enabled: bool
 
-    def metadata_write(self, **row: object) -> None: ...  # noqa: D102
+    def metadata_write(self, **row: Any) -> None:
+        """Buffer one ``metadata_writes`` row (see `TelemetryRecorder.metadata_write`)."""
 
-    def artifact_event(self, **row: object) -> None: ...  # noqa: D102
+    def artifact_event(self, **row: Any) -> None:
+        """Buffer one ``artifact_writes`` row (see `TelemetryRecorder.artifact_event`)."""
 
-    def flush(self, run_id: str | None = None) -> int: ...  # noqa: D102
+    def flush(self, run_id: str | None = None) -> int:
+        """Write the buffer; rows written (see `TelemetryRecorder.flush`)."""
+        ...
 
-    def flush_safely(self, run_id: str | None = None) -> int: ...  # noqa: D102
+    def flush_safely(self, run_id: str | None = None) -> int:
+        """Write the buffer, logging a failure instead of raising; rows written."""
+        ...
 
     @property
-    def pending(self) -> int: ...  # noqa: D102
+    def pending(self) -> int:
+        """Rows buffered."""
+        ...
 
 
 class TelemetryRecorder:

@@ -45,6 +45,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from wf_pipeline.errors import (
     TELEMETRY_BAD_ARGUMENTS,
+    TELEMETRY_BAD_URL,
     TELEMETRY_WRITE_FAILED,
     TelemetryError,
     WfError,
@@ -120,6 +121,9 @@ class TelemetryStore:
         url: a local path or any fsspec URL (``memory://telemetry``, ``s3://bucket/wf``...),
             usually ``settings.telemetry_url``.
 
+    Raises:
+        TelemetryError: ``TELEMETRY_BAD_URL`` when fsspec has no filesystem for ``url``.
+
     Attributes:
         fs: the fsspec filesystem; root: the folder in ``fs``'s terms; local: whether ``fs``
             is the local disk (then renames are atomic and ``.lock`` can be locked).
@@ -127,7 +131,14 @@ class TelemetryStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.fs, root = fsspec.core.url_to_fs(url)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url)
+        except (ValueError, ImportError, OSError) as exc:
+            raise TelemetryError(
+                TELEMETRY_BAD_URL,
+                f"no filesystem serves telemetry URL {masked_url(url)}: {os_reason(exc)}",
+                url=masked_url(url),
+            ) from None
         self.root = root.rstrip("/") or "/"
         self.local = isinstance(self.fs, LocalFileSystem)
         self._seeded = False
