@@ -25,7 +25,6 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-import pandas as pd
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
@@ -113,12 +112,7 @@ def metadata_growth_daily(context: AssetExecutionContext) -> Iterator[Any]:
         with install_views(con, settings):
             frame = growth_frame(con, since_ms=start_ms, until_ms=end_ms)
             history = growth_frame(con, since_ms=start_ms - (CHART_DAYS - 1) * DAY_MS, until_ms=end_ms)
-    frame = frame if not frame.empty else _empty(KeyGrowthModel)
-    per_key = history.groupby(["day", "key"], as_index=False)["bytes"].sum() if not history.empty else history
-    png = growth_chart_png(
-        per_key if not history.empty else pd.DataFrame(columns=["day", "key", "bytes"]),
-        title=f"Bytes written per key, {CHART_DAYS} days to {day}",
-    )
+    png = growth_chart_png(history, title=f"Bytes written per key, {CHART_DAYS} days to {day}")
     yield Output(
         frame,
         metadata={
@@ -166,7 +160,6 @@ def budget_headroom(context: AssetExecutionContext) -> Iterator[Any]:
     with context.resources.telemetry_duckdb.get_connection() as con:
         with install_views(con, settings):
             frame = headroom_frame(con, since_ms=start_ms, until_ms=end_ms)
-    frame = frame if not frame.empty else _empty(BudgetHeadroomModel)
     warn = frame[frame["level"] == "warn"]
     error = frame[frame["level"] == "error"]
     worst = frame.dropna(subset=["p95_ratio"]).head(1)
@@ -218,11 +211,6 @@ def _headroom_evaluation(day: str, frame: Any, warn: Any, error: Any) -> AssetCh
             "budgeted_keys": int(frame["p95_ratio"].notna().sum()),
         },
     )
-
-
-def _empty(model: Any) -> pd.DataFrame:
-    # A day with no rows is a materialization too: an empty frame of the model's columns.
-    return pd.DataFrame({name: pd.Series(dtype=object) for name in model.to_schema().columns})
 
 
 def telemetry_assets() -> list[AssetsDefinition]:

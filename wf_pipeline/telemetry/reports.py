@@ -184,7 +184,8 @@ class ReportSpec:
     Attributes:
         kind: ``growth``, ``headroom`` or ``rejections``.
         frame: ``(con, since_ms=, until_ms=) -> DataFrame``.
-        chart: ``DataFrame -> PNG bytes``.
+        chart: ``DataFrame -> PNG bytes`` (`wf_pipeline.telemetry.charts`; rows of the
+            same (day, key) are summed there, an empty frame draws a "no rows" chart).
     """
 
     kind: str
@@ -192,29 +193,11 @@ class ReportSpec:
     chart: Callable[[pd.DataFrame], bytes]
 
 
-def _rejections_chart(frame: pd.DataFrame) -> bytes:
-    per_key = frame.groupby(["day", "key"], as_index=False)["rejections"].sum() if not frame.empty else frame
-    return rejections_chart_png(
-        per_key if not frame.empty else pd.DataFrame(columns=["day", "key", "rejections"])
-    )
-
-
-def _growth_chart(frame: pd.DataFrame) -> bytes:
-    per_key = frame.groupby(["day", "key"], as_index=False)["bytes"].sum() if not frame.empty else frame
-    return growth_chart_png(per_key if not frame.empty else pd.DataFrame(columns=["day", "key", "bytes"]))
-
-
-def _headroom_chart(frame: pd.DataFrame) -> bytes:
-    return headroom_chart_png(
-        frame if not frame.empty else pd.DataFrame(columns=["key", "p95_bytes", "budget_bytes"])
-    )
-
-
 #: The reports of ``wf telemetry report``, by kind.
 REPORTS: Final[dict[str, ReportSpec]] = {
-    "growth": ReportSpec("growth", growth_frame, _growth_chart),
-    "headroom": ReportSpec("headroom", headroom_frame, _headroom_chart),
-    "rejections": ReportSpec("rejections", rejections_frame, _rejections_chart),
+    "growth": ReportSpec("growth", growth_frame, growth_chart_png),
+    "headroom": ReportSpec("headroom", headroom_frame, headroom_chart_png),
+    "rejections": ReportSpec("rejections", rejections_frame, rejections_chart_png),
 }
 
 
