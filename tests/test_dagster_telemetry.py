@@ -218,3 +218,18 @@ def test_a_day_without_telemetry_materializes_empty_and_passes_the_check(telemet
     assert result.output_for_node("budget_headroom").empty
     [evaluation] = result.get_asset_check_evaluations()
     assert evaluation.passed and evaluation.partition == "2026-02-01"
+
+
+def test_the_code_location_runs_telemetry_without_a_working_provider(
+    settings, tmp_path, monkeypatch, instance
+):
+    """The UI's code location (no CLI env) reads only settings: a provider without its key stops no telemetry run."""
+    monkeypatch.setenv("WF_PROVIDER", "no_such_provider")
+    rec = recorder(settings)
+    write(rec, key="model", size=42, budget=128, ts_ms=DAY_NOON_MS)
+    rec.flush()
+    defs = build_definitions(load_catalog(default_layers(settings, tmp_path)))
+    result = defs.resolve_job_def(TELEMETRY_JOB).execute_in_process(partition_key=DAY, instance=instance)
+    assert result.success
+    growth = result.output_for_node("metadata_growth_daily")
+    assert list(growth["key"]) == ["model"] and list(growth["bytes"]) == [42]

@@ -59,7 +59,7 @@ def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) ->
     telemetry = telemetry_job()
     jobs.append(telemetry)
     schedules = [telemetry_schedule(telemetry)]
-    resources = {**runtime_resources(env), **telemetry_resources()}
+    resources = {**runtime_resources(env), **telemetry_resources(env)}
     return Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules, resources=resources)
 
 

@@ -12,7 +12,8 @@ so today's writes are measured while they happen):
   ``p95_within_budget`` warns (severity WARN) when a key's p95 reaches 80% of its budget
   and fails (ERROR) at 95%, so people hear of a key before its writes are rejected.
 
-Both read the Parquet telemetry through dagster-duckdb's `DuckDBResource` (an in-memory
+Both read the Parquet telemetry (located by the ``wf_settings`` resource: settings only, no
+runtime) through dagster-duckdb's `DuckDBResource` (an in-memory
 database per step, the product's views created on its connection) and return pandas
 frames typed by the telemetry pandera models through dagster-pandera. Frames and
 metadata hold keys, sizes and counts only.
@@ -35,8 +36,10 @@ from dagster import (
     AssetSelection,
     DailyPartitionsDefinition,
     DefaultScheduleStatus,
+    InitResourceContext,
     MetadataValue,
     Output,
+    ResourceDefinition,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
@@ -48,7 +51,7 @@ from dagster._utils.warnings import disable_dagster_warnings
 from dagster_duckdb import DuckDBResource
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from wf_pipeline.compiler.resources import RUNTIME_KEY
+from wf_pipeline.compiler.resources import RUNTIME_CONFIG_SCHEMA, settings_from_config
 from wf_pipeline.telemetry.charts import growth_chart_png, headroom_chart_png
 from wf_pipeline.telemetry.headroom import ERROR_RATIO, WARN_RATIO
 from wf_pipeline.telemetry.query import install_views
@@ -65,6 +68,7 @@ TELEMETRY_GROUP = "telemetry"
 TELEMETRY_JOB = "wf_telemetry"
 TELEMETRY_SCHEDULE = "wf_telemetry_hourly"
 DUCKDB_KEY = "telemetry_duckdb"
+SETTINGS_KEY = "wf_settings"
 GROWTH_ASSET = AssetKey("metadata_growth_daily")
 HEADROOM_ASSET = AssetKey("budget_headroom")
 HEADROOM_CHECK = "p95_within_budget"
@@ -100,14 +104,14 @@ def _day(context: AssetExecutionContext) -> tuple[str, int, int]:
     group_name=TELEMETRY_GROUP,
     partitions_def=TELEMETRY_PARTITIONS,
     dagster_type=KEY_GROWTH_TYPE,
-    required_resource_keys={RUNTIME_KEY, DUCKDB_KEY},
+    required_resource_keys={SETTINGS_KEY, DUCKDB_KEY},
     kinds={"duckdb", "parquet"},
     description="Bytes and writes per metadata key and artifact class on one UTC day (key_growth view)",
 )
 def metadata_growth_daily(context: AssetExecutionContext) -> Iterator[Any]:
     """The day's ``key_growth`` rows, with totals and a 14-day growth chart as metadata."""
     day, start_ms, end_ms = _day(context)
-    settings = context.resources.wf_runtime.settings
+    settings = context.resources.wf_settings
     with context.resources.telemetry_duckdb.get_connection() as con:
         with install_views(con, settings):
             frame = growth_frame(con, since_ms=start_ms, until_ms=end_ms)
@@ -148,7 +152,7 @@ def _headroom_check_spec() -> AssetCheckSpec:
     group_name=TELEMETRY_GROUP,
     partitions_def=TELEMETRY_PARTITIONS,
     dagster_type=BUDGET_HEADROOM_TYPE,
-    required_resource_keys={RUNTIME_KEY, DUCKDB_KEY},
+    required_resource_keys={SETTINGS_KEY, DUCKDB_KEY},
     check_specs=[_headroom_check_spec()],
     kinds={"duckdb", "parquet"},
     description="p50/p95/max value size per metadata key against its budget, over one UTC day",
@@ -156,7 +160,7 @@ def _headroom_check_spec() -> AssetCheckSpec:
 def budget_headroom(context: AssetExecutionContext) -> Iterator[Any]:
     """The day's headroom per key and the ``p95_within_budget`` check's verdict."""
     day, start_ms, end_ms = _day(context)
-    settings = context.resources.wf_runtime.settings
+    settings = context.resources.wf_settings
     with context.resources.telemetry_duckdb.get_connection() as con:
         with install_views(con, settings):
             frame = headroom_frame(con, since_ms=start_ms, until_ms=end_ms)
@@ -261,6 +265,30 @@ def telemetry_run_requests(tick: Any) -> list[RunRequest]:
     return [RunRequest(run_key=f"{day.isoformat()}@{stamp}", partition_key=day.isoformat()) for day in days]
 
 
-def telemetry_resources() -> dict[str, Any]:
-    """The resources of the telemetry assets besides ``wf_runtime``: an in-memory DuckDB per step."""
-    return {DUCKDB_KEY: DuckDBResource(database=":memory:")}
+def _settings_from_config(context: InitResourceContext) -> Any:
+    return settings_from_config(context.resource_config or {})
+
+
+def telemetry_resources(env: Any = None) -> dict[str, Any]:
+    """The resources of the telemetry assets: their settings and an in-memory DuckDB per step.
+
+    Args:
+        env: the CLI's open `RuntimeEnv` (its settings are used as they are), or None: the
+            settings come from the resource's config, laid out as ``wf_runtime``'s, unset
+            fields from the WF_ variables of the process. Only settings, not a whole runtime:
+            telemetry needs no record store, CAS or provider, so a provider without its key
+            never stops it.
+
+    Returns:
+        ``{"wf_settings": ..., "telemetry_duckdb": DuckDBResource(":memory:")}``.
+    """
+    settings = (
+        ResourceDefinition.hardcoded_resource(env.settings, "the launching process's wf settings")
+        if env is not None
+        else ResourceDefinition(
+            _settings_from_config,
+            config_schema=RUNTIME_CONFIG_SCHEMA,
+            description="wf settings from this config (unset fields: WF_ variables)",
+        )
+    )
+    return {SETTINGS_KEY: settings, DUCKDB_KEY: DuckDBResource(database=":memory:")}
