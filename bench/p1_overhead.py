@@ -220,9 +220,10 @@ def telemetry_main(directories: int = DIRECTORIES, pairs: int = PAIRS) -> None:
     require_simulated_provider()
     warm_up()
     on, off = [], []
-    for _ in range(pairs):
-        on.append(measure_ours(directories, telemetry=True))
-        off.append(measure_ours(directories, telemetry=False))
+    for index in range(pairs):
+        # Alternate which runs first, so a trend in the machine's load favours neither.
+        for telemetry in (True, False) if index % 2 == 0 else (False, True):
+            (on if telemetry else off).append(measure_ours(directories, telemetry=telemetry))
     print(telemetry_report(on, off) + f" directories={directories}", flush=True)
 
 
