@@ -4,6 +4,7 @@ the tree's output folder."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import re
@@ -27,7 +28,12 @@ from ui_support import (
     traced_on_failure,
 )
 
+from wf_pipeline.compiler.definitions import build_definitions
+from wf_pipeline.compiler.telemetry import TELEMETRY_JOB
+from wf_pipeline.profiles import default_layers, load_catalog
+from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.runtime.targets import target_key_for
+from wf_pipeline.settings import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
 
@@ -46,6 +52,10 @@ CHANGED_DIR = "stationkit/storage"
 TARGET_PATH = "storage"  # the changed directory, relative to the documented subtree "stationkit"
 ADDED_SYMBOL = "clear_all"
 RUN_TIMEOUT_MS = 120_000
+# The telemetry asset group (wf_pipeline/compiler/telemetry.py): its daily assets and the headroom check.
+TELEMETRY_GROUP = "telemetry"
+TELEMETRY_ASSETS = ("metadata_growth_daily", "budget_headroom")
+HEADROOM_CHECK = "p95_within_budget"
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,7 @@ def open_asset_group(page: Page, base_url: str) -> None:
 
 
 def test_ui_shows_the_gated_graph_and_materializes_a_new_target(
+    telemetry_today: str,
     browser: BrowserContext,
     dagster_services: DagsterServices,
     documented_tree: DocumentedTree,
@@ -146,6 +157,7 @@ def test_ui_shows_the_gated_graph_and_materializes_a_new_target(
         page = browser.new_page()
         dismiss_community_prompt(page)
         show_graph_and_gates(page, dagster_services.url)
+        show_telemetry_group(page, dagster_services.url)
         target_key = documented_tree.target_key
         run_id = materialize_new_partition(page, dagster_services.url, instance, target_key)
         follow_run_to_success(page, dagster_services, run_id, target_key)
@@ -199,6 +211,43 @@ def show_graph_and_gates(page: Page, base_url: str) -> None:
         page.goto(f"{base_url}/assets/{WORKFLOW}/{asset}?view=checks")
         expect(page.get_by_text(gate, exact=True).first).to_be_visible()
         expect(page.get_by_text("This is a blocking asset check.")).to_be_visible()
+
+
+@pytest.fixture
+def telemetry_today(documented_tree: DocumentedTree, instance: DagsterInstance) -> str:
+    """Today's partition of the telemetry group, materialized on the shared instance (the `wf run` wrote its rows).
+
+    Requested before ``browser``: Dagster's in-process run then never meets Playwright's event loop.
+    """
+    home = documented_tree.home
+    settings = Settings.from_env(isolated_environment(home))
+    day = datetime.datetime.now(datetime.UTC).date().isoformat()
+    with RuntimeEnv.open(settings, workspace_dir=home) as env:
+        defs = build_definitions(load_catalog(default_layers(settings, home)), env)
+        result = defs.resolve_job_def(TELEMETRY_JOB).execute_in_process(partition_key=day, instance=instance)
+    assert result.success
+    [growth] = result.asset_materializations_for_node("metadata_growth_daily")
+    assert growth.metadata["writes"].value > 0  # the frame metadata the `wf run` wrote
+    return day
+
+
+def show_telemetry_group(page: Page, base_url: str) -> None:
+    """The code location's ``telemetry`` group shows its two daily assets, the headroom asset its check,
+    and the growth asset's latest materialization its chart (a Markdown image the UI renders)."""
+    page.goto(f"{base_url}/locations/{LOCATION}/asset-groups/{TELEMETRY_GROUP}")
+    for asset in TELEMETRY_ASSETS:
+        expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=60_000)
+    page.screenshot(path=str(UI_ARTIFACTS / "telemetry_group.png"))
+    page.goto(f"{base_url}/assets/{TELEMETRY_ASSETS[1]}?view=checks")
+    expect(page.get_by_text(HEADROOM_CHECK, exact=True).first).to_be_visible(timeout=60_000)
+    page.goto(f"{base_url}/assets/{TELEMETRY_ASSETS[0]}")
+    page.get_by_text("[Show Markdown]").first.click()
+    chart = page.get_by_role("dialog").locator("img")
+    expect(chart).to_be_visible(timeout=30_000)
+    assert chart.get_attribute("src").startswith("data:image/png;base64,")
+    # Decoded by the browser at the chart's size: the image really renders.
+    assert chart.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [1000, 500]
+    page.screenshot(path=str(UI_ARTIFACTS / "telemetry_growth_chart.png"))
 
 
 def materialize_new_partition(page: Page, base_url: str, instance: DagsterInstance, target_key: str) -> str:

@@ -653,6 +653,11 @@ TELEMETRY_BAD_ARGUMENTS = _code(
     TelemetryError,
     meaning="a telemetry command got a bad figure (row or day count, date, table name)",
 )
+TELEMETRY_CHART_WRITE_FAILED = _code(
+    "TELEMETRY_CHART_WRITE_FAILED",
+    TelemetryError,
+    meaning="a report's PNG chart could not be written to the named file (missing folder, permissions, disk full)",
+)
 
 
 # --- retention -----------------------------------------------------------------------------

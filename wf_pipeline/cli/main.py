@@ -471,20 +471,23 @@ def _render_retention(console: Console, r: dict) -> None:
 
 
 def cmd_telemetry(args: argparse.Namespace) -> int:
-    """``wf telemetry query "SQL" [--json|--csv]``, ``wf telemetry views``, ``wf telemetry synth``.
+    """``wf telemetry query "SQL" [--json|--csv]``, ``views``, ``synth``, ``report KIND [--since] [--png]``.
 
     Args:
         args: the parsed command line (``action``; ``sql`` and ``csv`` for query; ``rows``,
-            ``days``, ``workflow`` for synth; ``json``).
+            ``days``, ``workflow`` for synth; ``report``, ``since``, ``png`` for report; ``json``).
 
     Returns:
         The exit status, 0. ``query`` prints a table of the result (CSV with a header line
         with ``--csv``, ``{"columns", "rows"}`` with ``--json``); ``views`` the views with
         their columns; ``synth`` the rows written and the writer's rows per second, with a
-        progress bar of rows on a terminal.
+        progress bar of rows on a terminal; ``report`` the report's table and, with
+        ``--png``, where its chart went (`wf_pipeline.service.telemetry_reports`).
 
     Raises:
         WfError: ``TELEMETRY_QUERY_INVALID`` (bad SQL), ``TELEMETRY_WRITE_FAILED``,
+            ``TELEMETRY_BAD_ARGUMENTS`` (an unknown report), ``METADATA_BAD_DURATION``
+            (``--since``), ``TELEMETRY_CHART_WRITE_FAILED`` (``--png``),
             ``CONFIG_*``; `main` prints them and exits 1.
     """
     from wf_pipeline.service import telemetry
@@ -498,6 +501,11 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
             _emit(args, result, _render_query)
     elif args.action == "views":
         _emit(args, telemetry.telemetry_views(settings), _render_views)
+    elif args.action == "report":
+        from wf_pipeline.service.telemetry_reports import telemetry_report
+
+        png = Path(args.png) if args.png else None
+        _emit(args, telemetry_report(settings, args.report, since=args.since, png=png), _render_report)
     else:
         with _progress(args, label="rows") as on_progress:
             result = telemetry.synth_telemetry(
@@ -612,6 +620,17 @@ def _render_retention(console: Console, r: dict) -> None:
 def _render_query(console: Console, r: dict) -> None:
     print_table(console, r["columns"], r["rows"])
     console.print(plural(len(r["rows"]), "row"), highlight=False)
+
+
+def _render_report(console: Console, r: dict) -> None:
+    print_table(console, r["columns"], [[row[c] for c in r["columns"]] for row in r["rows"]])
+    print_line(console, f"{r['report']} since {r['since']}: {plural(len(r['rows']), 'row')}")
+    chart = r["chart"]
+    if chart is not None:
+        print_line(
+            console,
+            f"chart: {chart['path']} ({chart['width']} x {chart['height']} px, {chart['bytes']} bytes)",
+        )
 
 
 def _render_views(console: Console, r: dict) -> None:
@@ -966,7 +985,7 @@ def build_parser() -> argparse.ArgumentParser:
         "telemetry", "query the metadata growth telemetry (DuckDB over Parquet)", cmd_telemetry
     )
     telemetry_action = actions(
-        telemetry, "run a query over the views, list the views, or write synthetic rows"
+        telemetry, "run a query over the views, list the views, write synthetic rows, or print a report"
     )
     telemetry_query = telemetry_action("query", "run one DuckDB SQL statement over the telemetry views")
     telemetry_query.add_argument(
@@ -980,6 +999,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--days", type=_positive_int, required=True, help="over how many days, ending today (UTC)"
     )
     synth.add_argument("--workflow", help="one workflow id for every row (default: three)")
+    report = telemetry_action(
+        "report", "print a growth, headroom or rejections report; --png draws its chart"
+    )
+    # Checked by the service (TELEMETRY_BAD_ARGUMENTS), which owns the list of reports.
+    report.add_argument("report", metavar="REPORT", help="growth, headroom or rejections")
+    report.add_argument("--since", default="7d", help="how far back: 12h, 7d, 4w or forever (default 7d)")
+    report.add_argument("--png", metavar="FILE", help="also draw the chart into this PNG file")
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
     ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")

@@ -7,6 +7,12 @@ from dagster import AssetSelection, Definitions, JobDefinition, define_asset_job
 from wf_pipeline.compiler.assets import turn_assets
 from wf_pipeline.compiler.resources import runtime_resources
 from wf_pipeline.compiler.sensors import bottom_up_after_failed_threads_sensor, bottom_up_sensor
+from wf_pipeline.compiler.telemetry import (
+    telemetry_assets,
+    telemetry_job,
+    telemetry_resources,
+    telemetry_schedule,
+)
 from wf_pipeline.profiles import LoadedProfile, ProfileCatalog
 from wf_pipeline.runtime import RuntimeEnv
 
@@ -36,7 +42,7 @@ def profile_job(loaded: LoadedProfile):
 
 
 def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) -> Definitions:
-    """One asset group and one job per profile of the catalog.
+    """One asset group and one job per profile of the catalog, and the ``telemetry`` group, job and schedule.
 
     With ``env`` the resources use that open runtime (CLI runs); without, each run opens
     the runtime from WF_ settings (the code location the UI and daemon load).
@@ -49,7 +55,12 @@ def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) ->
         assets.extend(turn_assets(loaded))
         jobs.append(job)
         sensors += [bottom_up_sensor(loaded, job), bottom_up_after_failed_threads_sensor(loaded, job)]
-    return Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=runtime_resources(env))
+    assets.extend(telemetry_assets())
+    telemetry = telemetry_job()
+    jobs.append(telemetry)
+    schedules = [telemetry_schedule(telemetry)]
+    resources = {**runtime_resources(env), **telemetry_resources(env)}
+    return Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules, resources=resources)
 
 
 def resolve_job(defs: Definitions, workflow_id: str) -> JobDefinition:

@@ -9,6 +9,7 @@ the local disk is reached through its fsspec filesystem, registered with DuckDB
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterator, Mapping
 from importlib import resources
@@ -21,7 +22,16 @@ from wf_pipeline.errors import TELEMETRY_QUERY_INVALID, TelemetryError
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.store import TelemetryStore, seed_archive
 
-__all__ = ["VIEWS", "VIEWS_SQL", "connect", "connect_store", "run_query", "view_columns"]
+__all__ = [
+    "VIEWS",
+    "VIEWS_SQL",
+    "connect",
+    "connect_store",
+    "create_views",
+    "install_views",
+    "run_query",
+    "view_columns",
+]
 
 #: The shipped view definitions (a plain DuckDB SQL file; its header says how to run it by hand).
 VIEWS_SQL: Path = Path(str(resources.files("wf_pipeline.telemetry").joinpath("views.sql")))
@@ -32,18 +42,18 @@ def archive_location(settings: Settings) -> str:
     return str(settings.home / "archive")
 
 
-def connect_store(store: TelemetryStore, archive: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A new in-memory DuckDB connection with ``store``'s views created.
+def create_views(con: duckdb.DuckDBPyConnection, store: TelemetryStore, archive: str | None = None) -> None:
+    """Create ``store``'s views (``views.sql``) on the open connection ``con``.
 
     Args:
+        con: any DuckDB connection (a new in-memory one, or one a Dagster ``DuckDBResource`` opened).
         store: the telemetry store (seeded here when empty, so every view resolves).
         archive: the ``wf_archive`` location (None: ``<store root>/../archive``).
 
     Returns:
-        The open connection; the caller closes it.
+        None; the variables ``wf_telemetry`` and ``wf_archive`` and the views are set on ``con``.
     """
     store.ensure_seeded()
-    con = duckdb.connect()
     if not store.local:
         con.register_filesystem(store.fs)
     archive = archive if archive is not None else store.location.rsplit("/", 1)[0] + "/archive"
@@ -51,7 +61,30 @@ def connect_store(store: TelemetryStore, archive: str | None = None) -> duckdb.D
     con.execute("SET VARIABLE wf_telemetry = ?", [store.location])
     con.execute("SET VARIABLE wf_archive = ?", [archive])
     con.execute(VIEWS_SQL.read_text(encoding="utf-8"))
+
+
+def connect_store(store: TelemetryStore, archive: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection with ``store``'s views created (`create_views`).
+
+    Returns:
+        The open connection; the caller closes it.
+    """
+    con = duckdb.connect()
+    create_views(con, store, archive)
     return con
+
+
+@contextlib.contextmanager
+def install_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> Iterator[None]:
+    """Create the views over ``settings.telemetry_url`` on ``con`` and hold the store's shared read lock.
+
+    For connections the caller opened (a Dagster ``DuckDBResource``): inside the block,
+    queries see each row once even while a compaction runs, as with `run_query`.
+    """
+    store = TelemetryStore(settings.telemetry_url)
+    create_views(con, store, archive_location(settings))
+    with store.read_lock():
+        yield
 
 
 def connect(settings: Settings) -> duckdb.DuckDBPyConnection:

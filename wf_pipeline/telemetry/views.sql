@@ -85,7 +85,10 @@ GROUP BY ALL;
 -- Headroom per key: value sizes of every write attempt (accepted or rejected) against the
 -- key's budget. p50/p95 are continuous quantiles (DuckDB quantile_cont, linear interpolation);
 -- p95_ratio = p95_bytes / budget_bytes (NULL without a budget).
-CREATE OR REPLACE VIEW budget_headroom AS
+-- budget_headroom_between(since_ms, until_ms) is the same over the writes with
+-- since_ms <= ts_ms < until_ms (reports over --since, the daily Dagster asset); the view is
+-- that macro over all time, so the rule is written once.
+CREATE OR REPLACE MACRO budget_headroom_between(since_ms, until_ms) AS TABLE
 SELECT
     domain,
     key,
@@ -98,8 +101,11 @@ SELECT
     quantile_cont(bytes, 0.95) / nullif(max(budget_bytes), 0) AS p95_ratio,
     max(budget_bytes) - max(bytes) AS headroom_bytes
 FROM metadata_writes
-WHERE outcome IN ('accepted', 'rejected')
+WHERE outcome IN ('accepted', 'rejected') AND ts_ms >= since_ms AND ts_ms < until_ms
 GROUP BY ALL;
+
+CREATE OR REPLACE VIEW budget_headroom AS
+SELECT * FROM budget_headroom_between(0, 9223372036854775807);
 
 -- Threads whose record rows compaction (`wf compact`) moved out of the record store into
 -- Parquet under wf_archive: the thread record's columns, plus archived_at_ms (ms) and
