@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, JobDefinition, define_asset_job
 
-from wf_pipeline.compiler.assets import turn_assets
+from wf_pipeline.compiler.assets import job_name, turn_assets
+from wf_pipeline.compiler.maintenance import retention_job, retention_schedule, retention_trigger_sensor
 from wf_pipeline.compiler.resources import runtime_resources
 from wf_pipeline.compiler.sensors import bottom_up_after_failed_threads_sensor, bottom_up_sensor
 from wf_pipeline.profiles import LoadedProfile, ProfileCatalog
 from wf_pipeline.runtime import RuntimeEnv
-
-
-def job_name(workflow_id: str) -> str:
-    """The name of a workflow's asset job: ``<workflow_id>_job``."""
-    return f"{workflow_id}_job"
 
 
 def profile_job(loaded: LoadedProfile):
@@ -36,7 +32,10 @@ def profile_job(loaded: LoadedProfile):
 
 
 def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) -> Definitions:
-    """One asset group and one job per profile of the catalog.
+    """One asset group and one job per profile of the catalog, and the ``wf_retention`` maintenance job.
+
+    The maintenance job comes with its daily schedule and early-trigger sensor
+    (`wf_pipeline.compiler.maintenance`).
 
     With ``env`` the resources use that open runtime (CLI runs); without, each run opens
     the runtime from WF_ settings (the code location the UI and daemon load).
@@ -49,7 +48,14 @@ def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) ->
         assets.extend(turn_assets(loaded))
         jobs.append(job)
         sensors += [bottom_up_sensor(loaded, job), bottom_up_after_failed_threads_sensor(loaded, job)]
-    return Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=runtime_resources(env))
+    retention = retention_job()
+    return Definitions(
+        assets=assets,
+        jobs=[*jobs, retention],
+        schedules=[retention_schedule(retention)],
+        sensors=[*sensors, retention_trigger_sensor(retention)],
+        resources=runtime_resources(env),
+    )
 
 
 def resolve_job(defs: Definitions, workflow_id: str) -> JobDefinition:

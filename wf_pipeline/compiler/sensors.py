@@ -29,7 +29,7 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from wf_pipeline.compiler.assets import THREADS_FAILED_TAG
+from wf_pipeline.compiler.assets import THREADS_FAILED_TAG, is_workflow_run
 from wf_pipeline.errors import RunError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime import RuntimeEnv, next_ready_level, resolve_target
@@ -84,9 +84,7 @@ def _next_level_requests(context: RunStatusSensorContext, loaded: LoadedProfile,
     workflow_id = loaded.profile.workflow_id
     run = context.dagster_run
     tags = run.tags
-    selected = run.asset_selection
-    ours = run.job_name == job.name or any(k.path[0] == workflow_id for k in selected or ())
-    if not ours:
+    if not is_workflow_run(run, workflow_id):
         return SkipReason(f"run materialized no asset of {workflow_id}")
     if tags.get(LAUNCHED_BY_TAG) == "cli":
         return SkipReason("the CLI runs its levels itself")
