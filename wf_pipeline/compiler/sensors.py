@@ -53,7 +53,7 @@ def bottom_up_sensor(loaded: LoadedProfile, job: Any) -> SensorDefinition:
         description="After a UI run or backfill of this workflow succeeds, run the next ready depth level.",
     )
     def _continue_bottom_up(context: RunStatusSensorContext):
-        return _next_level_requests(context, loaded, job)
+        return _next_level_requests(context, loaded)
 
     return _continue_bottom_up
 
@@ -75,12 +75,12 @@ def bottom_up_after_failed_threads_sensor(loaded: LoadedProfile, job: Any) -> Se
     def _continue_after_failed_threads(context: RunStatusSensorContext):
         if THREADS_FAILED_TAG not in context.dagster_run.tags:
             return SkipReason("the run failed for another reason than failed threads")
-        return _next_level_requests(context, loaded, job)
+        return _next_level_requests(context, loaded)
 
     return _continue_after_failed_threads
 
 
-def _next_level_requests(context: RunStatusSensorContext, loaded: LoadedProfile, job: Any) -> Any:
+def _next_level_requests(context: RunStatusSensorContext, loaded: LoadedProfile) -> Any:
     workflow_id = loaded.profile.workflow_id
     run = context.dagster_run
     tags = run.tags
