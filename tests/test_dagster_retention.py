@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 from dagster import (
     AssetKey,
     AssetMaterialization,
@@ -16,18 +18,21 @@ from dagster import (
     job,
     op,
 )
-from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
+from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
 
 from wf_pipeline.compiler import build_definitions, open_instance, targets_partitions
 from wf_pipeline.compiler.history import prune_dagster_history
 from wf_pipeline.compiler.launch.executors import load_profiles
 from wf_pipeline.compiler.maintenance import (
+    BYTES_FREED_TAG,
+    DELETED_TAG,
     RETENTION_JOB,
     RETENTION_SCHEDULE,
     RETENTION_SENSOR,
+    TRIGGER_BYTES_TAG,
 )
 from wf_pipeline.runtime import RuntimeEnv
-from wf_pipeline.service import sync_targets
+from wf_pipeline.service import run_workflow, sync_targets
 
 WORKFLOW = "docs_writer_thread_v1"
 ASSET = AssetKey([WORKFLOW, "evidence_map"])
@@ -154,3 +159,80 @@ def test_the_trigger_skips_while_a_retention_run_is_unfinished(settings, tmp_pat
 
     assert not result.run_requests
     assert queued.run_id in (result.skip_message or "")
+
+
+def _workspace_with_retention(workspace: Path, retention: dict[str, str]) -> None:
+    """A workspace layer whose copy of the shipped profile has these retention windows."""
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    document = yaml.safe_load((REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8"))
+    document["retention"] = retention
+    (workspace / "profiles").mkdir()
+    (workspace / "profiles" / f"{WORKFLOW}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+
+
+def _step_metadata(result, step: str) -> dict[str, object]:
+    (event,) = [e for e in result.all_events if e.step_key == step and e.event_type_value == "STEP_OUTPUT"]
+    return {name: value.value for name, value in event.event_specific_data.metadata.items()}
+
+
+@pytest.mark.slow
+def test_the_trigger_launches_the_job_which_expires_renders_and_records_its_figures(
+    settings, tmp_path, monkeypatch
+):
+    # The workspace is the working directory (the code location's layer, as in the UI).
+    _workspace_with_retention(
+        tmp_path, {"prompt_render": "1s", "context_payload": "1h", "grace": "0s", "run_history": "1s"}
+    )
+    tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
+    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=tmp_path)
+    assert summary.threads and all(t.status == "completed" for t in summary.threads)
+    instance = open_instance(settings)
+    workflow_runs = [r.dagster_run.run_id for r in instance.get_run_records()]
+    assert workflow_runs
+    with RuntimeEnv.open(settings) as env:
+        renders = {
+            link.artifact_id
+            for thread in env.records.list_threads(WORKFLOW)
+            for link in env.records.artifact_links_for_thread(thread.thread_id)
+            if link.role == "rendered_prompt"
+        }
+        kept = {
+            link.artifact_id
+            for thread in env.records.list_threads(WORKFLOW)
+            for link in env.records.artifact_links_for_thread(thread.thread_id)
+            if link.role in ("context", "output")
+        }
+    assert renders and kept
+    time.sleep(2.1)
+    defs = _defs(settings, tmp_path)
+    sensor = defs.resolve_sensor_def(RETENTION_SENSOR)
+
+    # Below the threshold: no run.
+    monkeypatch.setenv("WF_RETENTION_TRIGGER_BYTES", str(1 << 40))
+    with build_sensor_context(instance=instance) as context:
+        assert not sensor.evaluate_tick(context).run_requests
+    # Past it: one run of wf_retention, whose tags say how many bytes were due.
+    monkeypatch.setenv("WF_RETENTION_TRIGGER_BYTES", "1")
+    with build_sensor_context(instance=instance) as context:
+        (request,) = sensor.evaluate_tick(context).run_requests
+        assert context.cursor
+    assert (request.job_name or sensor.job_name) == RETENTION_JOB
+    due = int(request.tags[TRIGGER_BYTES_TAG])
+    assert due > 0
+
+    result = defs.resolve_job_def(RETENTION_JOB).execute_in_process(instance=instance, tags=request.tags)
+
+    assert result.success
+    applied = _step_metadata(result, "apply_retention_op")
+    assert applied["deleted"] == applied["tombstones_written"] >= len(renders)
+    assert applied["bytes_freed"] == due
+    with RuntimeEnv.open(settings) as env:
+        assert not any(env.cas.exists(artifact_id) for artifact_id in renders)
+        assert all(env.cas.exists(artifact_id) for artifact_id in kept - renders)
+    tags = instance.get_run_by_id(result.run_id).tags
+    assert tags[DELETED_TAG] == str(applied["deleted"]) and tags[BYTES_FREED_TAG] == str(due)
+    # The workflow's runs are past their 1 s window, but each holds latest materializations.
+    history = _step_metadata(result, "prune_dagster_history_op")
+    assert history["runs_deleted"] == 0 and history["runs_kept_latest"] == len(workflow_runs)
+    assert all(instance.get_run_by_id(run_id) for run_id in workflow_runs)
+    assert _step_metadata(result, "compact_op")
