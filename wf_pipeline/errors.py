@@ -106,6 +106,10 @@ class RunError(WfError):
     """Executing turns, threads and runs."""
 
 
+class RetentionError(WfError):
+    """Retention policy, holds, planning and applying deletions."""
+
+
 class ErrorCode(str):
     """One catalogue entry: a ``str`` equal to the code's name, with its facts as attributes.
 
@@ -248,6 +252,11 @@ TREE_UNREADABLE_FILE = _code(
 )
 
 # --- content-addressed storage -------------------------------------------------------------
+CAS_ARTIFACT_EXPIRED = _code(
+    "CAS_ARTIFACT_EXPIRED",
+    CasError,
+    meaning="the artifact was deleted by retention; its tombstone says when, under which policy and why",
+)
 CAS_BACKEND_ERROR = _code(
     "CAS_BACKEND_ERROR", CasError, meaning="the storage backend failed to read or write an object"
 )
@@ -282,6 +291,11 @@ PROFILE_DUPLICATE_WORKFLOW_ID = _code(
 PROFILE_NOT_FOUND = _code("PROFILE_NOT_FOUND", ProfileError, meaning="no layer defines that workflow_id")
 PROFILE_PARSE_ERROR = _code(
     "PROFILE_PARSE_ERROR", ProfileError, meaning="a profile file cannot be read or is not valid YAML"
+)
+PROFILE_RETENTION_INVALID = _code(
+    "PROFILE_RETENTION_INVALID",
+    ProfileError,
+    meaning="a profile's retention block names an unknown preset or artifact class, or a bad duration",
 )
 PROFILE_SCHEMA_INVALID = _code(
     "PROFILE_SCHEMA_INVALID", ProfileError, meaning="a profile does not match the profile schema"
@@ -606,6 +620,19 @@ RUN_THREAD_BUSY = _code(
     "RUN_THREAD_BUSY",
     RunError,
     meaning="another live process holds the thread's lease past the wait bound; the thread is in progress there",
+)
+
+
+# --- retention -----------------------------------------------------------------------------
+RETENTION_HOLD_NOT_FOUND = _code(
+    "RETENTION_HOLD_NOT_FOUND",
+    RetentionError,
+    meaning="no active hold matches the thread, workflow or hold id",
+)
+RETENTION_SCOPE_UNKNOWN = _code(
+    "RETENTION_SCOPE_UNKNOWN",
+    RetentionError,
+    meaning="a hold names a thread or workflow the record store and profiles do not know",
 )
 
 

@@ -21,14 +21,17 @@ from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
     FrameRecord,
     GateRecord,
+    HoldRecord,
     NodeRecord,
     PromptLinkRecord,
     TargetRecord,
     ThreadRecord,
+    TombstoneRecord,
     TurnRecord,
     artifact_link_id_for,
     frame_id_for,
     gate_record_id_for,
+    hold_id_for,
     prompt_link_id_for,
     thread_id_for,
     turn_record_id_for,
@@ -646,3 +649,113 @@ def check_add_thread_never_replaces_a_recorded_thread(backend: RecordBackend) ->
     with pytest.raises(RecordError) as caught:
         store.add_thread(moved_on.model_construct(**{**moved_on.model_dump(), "status": "bogus"}))
     assert caught.value.code == "RECORD_INVALID"
+
+
+def make_tombstone(name: str, *, at: int = 1_700_000_100_000, **fields) -> TombstoneRecord:
+    values = {
+        "artifact_id": art(name),
+        "artifact_class": "prompt_render",
+        "workflow_id": WORKFLOW,
+        "policy": "preset:docs_family",
+        "window_ms": 7 * 86_400_000,
+        "reason": "expired",
+        "bytes": 1234,
+        "deleted_at_ms": at,
+    }
+    return TombstoneRecord(**{**values, **fields})
+
+
+@check
+def check_tombstones_round_trip_filter_and_upsert_on_artifact_id(backend: RecordBackend) -> None:
+    store = backend.open()
+    first = make_tombstone("a", at=30)
+    second = make_tombstone("b", at=10, artifact_class="context_payload", window_ms=None)
+    orphan = make_tombstone("c", at=20, artifact_class="orphan", workflow_id="", reason="orphan")
+
+    assert store.add_tombstones([first, second, orphan]) == 3
+    assert store.get_tombstone(first.artifact_id) == first
+    assert store.get_tombstone(art("never deleted")) is None
+    assert store.list_tombstones() == [second, orphan, first]
+    assert store.list_tombstones(artifact_class="context_payload") == [second]
+    assert store.list_tombstones(workflow_id=WORKFLOW) == [second, first]
+    assert store.tombstones_for([first.artifact_id, art("never deleted"), orphan.artifact_id]) == {
+        first.artifact_id: first,
+        orphan.artifact_id: orphan,
+    }
+
+    # Deleted again (re-put, expired again): the latest tombstone replaces the first.
+    again = first.model_copy(update={"deleted_at_ms": 40, "bytes": 99})
+    assert store.add_tombstones([again]) == 1
+    assert backend.open().get_tombstone(first.artifact_id) == again
+    assert len(store.list_tombstones()) == 3
+
+
+@check
+def check_tombstones_for_many_ids_and_invalid_ones_write_nothing(backend: RecordBackend) -> None:
+    store = backend.open()
+    many = [make_tombstone(f"bulk-{n}", at=n) for n in range(1_200)]
+    assert store.add_tombstones(many) == 1_200
+    found = store.tombstones_for([t.artifact_id for t in many] + [art("absent")])
+    assert len(found) == 1_200 and found[many[-1].artifact_id] == many[-1]
+
+    bad = make_tombstone("bad").model_construct(**{**make_tombstone("bad").model_dump(), "bytes": -1})
+    with pytest.raises(RecordError) as caught:
+        store.add_tombstones([make_tombstone("good, but in a bad batch"), bad])
+    assert caught.value.code == "RECORD_INVALID"
+    assert store.get_tombstone(art("good, but in a bad batch")) is None
+
+
+@check
+def check_holds_are_active_until_released_once(backend: RecordBackend) -> None:
+    store = backend.open()
+    on_thread = HoldRecord(
+        hold_id=hold_id_for("thread", "thread:x", 20), thread_id="thread:x", reason="audit", created_at_ms=20
+    )
+    on_workflow = HoldRecord(
+        hold_id=hold_id_for("workflow", WORKFLOW, 10), workflow_id=WORKFLOW, created_at_ms=10
+    )
+    store.add_hold(on_thread)
+    store.add_hold(on_workflow)
+
+    assert store.active_holds() == [on_workflow, on_thread]
+    assert store.get_hold(on_thread.hold_id) == on_thread
+    assert store.release_hold(on_workflow.hold_id, at_ms=50) is True
+    assert store.release_hold(on_workflow.hold_id, at_ms=60) is False
+    assert store.release_hold("hold:unknown") is False
+    assert backend.open().active_holds() == [on_thread]
+    assert store.get_hold(on_workflow.hold_id).released_at_ms == 50
+
+    with pytest.raises(RecordError) as caught:
+        store.add_hold(on_thread.model_construct(**{**on_thread.model_dump(), "workflow_id": WORKFLOW}))
+    assert caught.value.code == "RECORD_INVALID"
+
+
+@check
+def check_bulk_listings_cover_every_thread_and_head(backend: RecordBackend) -> None:
+    store = backend.open()
+    one, two = make_thread("a"), make_thread("b")
+    commits = [
+        make_commit(one, frame_type="readme"),
+        make_commit(two, frame_type="readme", at=1_700_000_002_000),
+    ]
+    for commit in commits:
+        store.commit_turn(commit)
+    newer = commits[0].frame.model_copy(
+        update={
+            "frame_id": frame_id_for(one.target_node_id, "readme", art("newer")),
+            "artifact_id": art("newer"),
+            "created_at_ms": commits[0].frame.created_at_ms + 5,
+        }
+    )
+    store.save_frame(newer)
+
+    assert store.list_prompt_links() == [c.prompt_link for c in commits]
+    assert sorted(store.list_artifact_links(), key=lambda a: a.artifact_link_id) == sorted(
+        (link for c in commits for link in c.artifact_links), key=lambda a: a.artifact_link_id
+    )
+    heads = {(f.node_id, f.frame_type): f for f in store.head_frames()}
+    assert heads == {
+        (one.target_node_id, "readme"): newer,
+        (two.target_node_id, "readme"): commits[1].frame,
+    }
+    assert [f.node_id for f in store.head_frames()] == sorted(f.node_id for f in heads.values())

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from wf_pipeline.errors import (
     METADATA_THREAD_KEY_INCOMPLETE,
@@ -236,6 +236,65 @@ class FrameRecord(_Record):
     created_at_ms: int
 
 
+class TombstoneRecord(_Record):
+    """One artifact that retention or compaction deleted from the CAS: what, why, when; bytes and ms.
+
+    Written BEFORE the CAS object is deleted, so a crash between the two leaves a
+    tombstone whose object may still exist (the next sweep finishes the delete), never a
+    deleted object without its tombstone. The artifact id must be ``sha256:<64 hex>``.
+    Built with bad fields it raises pydantic's ``ValidationError``; the record store
+    reports that as ``RECORD_INVALID``.
+
+    Attributes:
+        artifact_id: the deleted object's id.
+        artifact_class: its retention class (``prompt_render``, ``context_payload``, ...,
+            or ``orphan`` when no record referred to it).
+        workflow_id: a workflow whose records referred to it ("" for an orphan).
+        policy: where the window came from (``profile:<id>``, ``preset:<name>``, ...).
+        window_ms: the class's window in ms (None: no window, e.g. an orphan).
+        reason: why it went (``expired``, ``orphan``, ...).
+        bytes: the object's size in bytes when it was deleted.
+        deleted_at_ms: when the tombstone was written (Unix epoch ms).
+    """
+
+    artifact_id: NonEmpty
+    artifact_class: NonEmpty
+    workflow_id: str = ""
+    policy: str = ""
+    window_ms: int | None = None
+    reason: NonEmpty
+    bytes: int = Field(ge=0)
+    deleted_at_ms: int
+
+    @field_validator("artifact_id")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        _check_digest(value)
+        return value
+
+
+class HoldRecord(_Record):
+    """A legal hold: nothing a thread (or every thread of a workflow) refers to is deleted; times in ms.
+
+    Exactly one of ``thread_id`` and ``workflow_id`` is set. A hold is active until
+    ``released_at_ms`` is set. Built with bad fields it raises pydantic's
+    ``ValidationError``; the record store reports that as ``RECORD_INVALID``.
+    """
+
+    hold_id: NonEmpty
+    thread_id: str | None = None
+    workflow_id: str | None = None
+    reason: str = ""
+    created_at_ms: int
+    released_at_ms: int | None = None
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> HoldRecord:
+        if bool(self.thread_id) == bool(self.workflow_id):
+            raise ValueError("a hold names exactly one of thread_id and workflow_id")
+        return self
+
+
 # --- deterministic ids ---------------------------------------------------------------
 
 
@@ -360,3 +419,8 @@ def artifact_link_id_for(thread_id: str, turn_id: str, attempt: int, role: str, 
 def frame_id_for(node_id: str, frame_type: str, artifact_id: str) -> str:
     """Deterministic id ``frame:<24 hex>`` of one frame: node, frame type and artifact id."""
     return derived_id("frame", node_id, frame_type, artifact_id)
+
+
+def hold_id_for(scope: str, scope_id: str, created_at_ms: int) -> str:
+    """Deterministic id ``hold:<24 hex>`` of a hold placed on ``scope`` (``thread``/``workflow``) at a time in ms."""
+    return derived_id("hold", scope, scope_id, str(created_at_ms))

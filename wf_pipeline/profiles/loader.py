@@ -50,6 +50,7 @@ from wf_pipeline.profiles.render import (
     referenced_names,
     template_from_text,
 )
+from wf_pipeline.profiles.retention import RetentionPolicy, resolve_retention
 from wf_pipeline.profiles.schema import CONTEXT_INPUT, Profile, TurnSpec
 from wf_pipeline.settings import Settings
 
@@ -102,6 +103,16 @@ class LoadedProfile:
         """The profile's workflow id."""
         return self.profile.workflow_id
 
+    @property
+    def retention(self) -> RetentionPolicy:
+        """The profile's resolved retention windows (`wf_pipeline.profiles.retention`); checked at load."""
+        return resolve_retention(
+            self.profile.retention,
+            workflow_id=self.workflow_id,
+            layer=self.layer,
+            path=str(self.source_path),
+        )
+
     def _turn_prompt_digests(self, turn_id: str) -> dict[str, str | None]:
         system = self.system_prompts.get(turn_id)
         return {"prompt": self.templates[turn_id].digest, "system": system.digest if system else None}
@@ -111,7 +122,7 @@ class LoadedProfile:
         """Profile version plus a digest of every turn's prompt templates.
 
         Changing any prompt's text changes it; nothing else about where or how the
-        profile was loaded does.
+        profile was loaded does, and neither do its budgets or its ``retention`` block.
         """
         by_turn = {turn_id: self._turn_prompt_digests(turn_id) for turn_id in sorted(self.templates)}
         return f"{self.profile.version}-{sha256_hex(canonical_json(by_turn))[:CODE_VERSION_HEX]}"
@@ -338,7 +349,8 @@ def load_profile_file(
             ``PROFILE_UNRESOLVED_PROMPT_REF``, ``PROFILE_TEMPLATE_SYNTAX`` and
             ``PROFILE_TEMPLATE_UNDEFINED`` for its prompt templates;
             ``PROFILE_BUDGET_TOO_SMALL`` when a turn's worst-case prompt is over
-            ``max_prompt_bytes`` (`wf_pipeline.profiles.budget`). Every error carries the
+            ``max_prompt_bytes`` (`wf_pipeline.profiles.budget`); ``PROFILE_RETENTION_INVALID``
+            (figure: field) for a bad ``retention`` block (`wf_pipeline.profiles.retention`). Every error carries the
             file's path.
     """
     path = Path(path)
@@ -348,6 +360,7 @@ def load_profile_file(
     profile = _parse(path)
     where = {"path": str(path), "workflow_id": profile.workflow_id}
     _check_structure(profile, where)
+    resolve_retention(profile.retention, workflow_id=profile.workflow_id, layer=layer.name, path=str(path))
     templates: dict[str, PromptTemplate] = {}
     system_prompts: dict[str, PromptTemplate | None] = {}
     for turn in profile.ordered_turns():

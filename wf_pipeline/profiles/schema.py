@@ -260,6 +260,9 @@ class Profile(_Frozen):
     target_agent_id: NonEmpty | None = None
     target_frame_type: Identifier | None = None
     final_artifact_type: Identifier | None = None
+    # Retention windows per artifact class (`wf_pipeline.profiles.retention`); checked by the
+    # loader, left out of the code version and of thread identity.
+    retention: dict[str, str] | None = None
 
     def ordered_turns(self) -> list[TurnSpec]:
         return sorted(self.turns, key=lambda turn: turn.seq)

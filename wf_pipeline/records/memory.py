@@ -22,10 +22,12 @@ from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
     FrameRecord,
     GateRecord,
+    HoldRecord,
     NodeRecord,
     PromptLinkRecord,
     TargetRecord,
     ThreadRecord,
+    TombstoneRecord,
     TreeRecord,
     TurnRecord,
     now_ms,
@@ -279,6 +281,21 @@ class MemoryRecordStore:
             row["artifact_id"] for row in self._rows("frames", lambda row: row["frame_type"] == frame_type)
         }
 
+    def head_frames(self) -> list[FrameRecord]:
+        """The head frame of every (node_id, frame_type): the last under the `head_frame` order."""
+        heads: dict[tuple[str, str], FrameRecord] = {}
+        for frame in self._listing("head_frame", "frames", FrameRecord):
+            heads[(frame.node_id, frame.frame_type)] = frame
+        return [heads[pair] for pair in sorted(heads)]
+
+    def list_prompt_links(self) -> list[PromptLinkRecord]:
+        """Every prompt link, by created_at_ms, prompt_link_id."""
+        return self._listing("list_prompt_links", "prompt_links", PromptLinkRecord)
+
+    def list_artifact_links(self) -> list[ArtifactLinkRecord]:
+        """Every artifact link, by created_at_ms, attempt, artifact_link_id."""
+        return self._listing("list_artifact_links", "artifact_links", ArtifactLinkRecord)
+
     def referenced_artifact_ids(self) -> set[str]:
         """Every artifact id any record refers to; CAS objects outside this set are orphans."""
         found: set[str] = set()
@@ -288,6 +305,64 @@ class MemoryRecordStore:
         for row in self._rows(list_table):
             found.update(row[list_column] or ())
         return found
+
+    # --- retention: tombstones and holds -------------------------------------------------
+
+    def add_tombstones(self, records: Iterable[TombstoneRecord]) -> int:
+        """Upsert tombstones keyed by artifact_id, all or nothing; returns how many distinct ids."""
+        tombstones = [validated(record, TombstoneRecord) for record in records]
+        self._write("add_tombstones", [("tombstones", tombstones)])
+        return len({tombstone.artifact_id for tombstone in tombstones})
+
+    def get_tombstone(self, artifact_id: str) -> TombstoneRecord | None:
+        """The tombstone of ``artifact_id``, or None."""
+        with self._contents.lock:
+            row = self._contents.tables["tombstones"].get((artifact_id,))
+        return None if row is None else TombstoneRecord.model_validate(row)
+
+    def tombstones_for(self, artifact_ids: Iterable[str]) -> dict[str, TombstoneRecord]:
+        """artifact_id -> tombstone for those of ``artifact_ids`` that have one."""
+        with self._contents.lock:
+            table = self._contents.tables["tombstones"]
+            rows = [table[(aid,)] for aid in set(artifact_ids) if (aid,) in table]
+        return {row["artifact_id"]: TombstoneRecord.model_validate(row) for row in rows}
+
+    def list_tombstones(
+        self, workflow_id: str | None = None, artifact_class: str | None = None
+    ) -> list[TombstoneRecord]:
+        """Tombstones, optionally of one workflow and/or class, by deleted_at_ms then artifact_id."""
+
+        def where(row: Row) -> bool:
+            return (workflow_id is None or row["workflow_id"] == workflow_id) and (
+                artifact_class is None or row["artifact_class"] == artifact_class
+            )
+
+        return self._listing("list_tombstones", "tombstones", TombstoneRecord, where)
+
+    def add_hold(self, record: HoldRecord) -> None:
+        """Upsert one hold keyed by hold_id; ``RECORD_INVALID`` (nothing written)."""
+        self._write("add_hold", [("holds", [validated(record, HoldRecord)])])
+
+    def get_hold(self, hold_id: str) -> HoldRecord | None:
+        """The hold ``hold_id``, or None."""
+        with self._contents.lock:
+            row = self._contents.tables["holds"].get((hold_id,))
+        return None if row is None else HoldRecord.model_validate(row)
+
+    def release_hold(self, hold_id: str, *, at_ms: int | None = None) -> bool:
+        """Set ``released_at_ms`` (default now) of an active hold; False if none was active."""
+        at = now_ms() if at_ms is None else at_ms
+        with self._contents.lock:
+            holds = self._contents.tables["holds"]
+            row = holds.get((hold_id,))
+            if row is None or row["released_at_ms"] is not None:
+                return False
+            holds[(hold_id,)] = {**row, "released_at_ms": at}
+            return True
+
+    def active_holds(self) -> list[HoldRecord]:
+        """Holds not released, by created_at_ms then hold_id."""
+        return self._listing("active_holds", "holds", HoldRecord, lambda row: row["released_at_ms"] is None)
 
     # --- thread leases -----------------------------------------------------------------
 

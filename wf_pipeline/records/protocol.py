@@ -21,10 +21,12 @@ from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
     FrameRecord,
     GateRecord,
+    HoldRecord,
     NodeRecord,
     PromptLinkRecord,
     TargetRecord,
     ThreadRecord,
+    TombstoneRecord,
     TreeRecord,
     TurnRecord,
 )
@@ -44,7 +46,15 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "artifact_links_for_thread": ("created_at_ms", "attempt", "artifact_link_id"),
     # The head is the largest under this order: newest created_at_ms, then highest frame_id.
     "head_frame": ("created_at_ms", "frame_id"),
+    "head_frames": ("node_id", "frame_type"),
+    "list_prompt_links": ("created_at_ms", "prompt_link_id"),
+    "list_artifact_links": ("created_at_ms", "attempt", "artifact_link_id"),
+    "list_tombstones": ("deleted_at_ms", "artifact_id"),
+    "active_holds": ("created_at_ms", "hold_id"),
 }
+
+# How many ids one ``IN (...)`` lookup carries: SQLite caps bound parameters per statement.
+ID_CHUNK = 500
 
 # Every (table, column) holding one artifact id; turns.input_artifact_ids holds several.
 # nodes.content_digest is not one: it is the digest of a file of the scanned tree, in the
@@ -328,6 +338,59 @@ class RecordStore(Protocol):
 
     def referenced_artifact_ids(self) -> set[str]:
         """Every artifact id any record refers to; CAS objects outside this set are orphans."""
+        ...
+
+    def head_frames(self) -> list[FrameRecord]:
+        """The head frame (`head_frame`) of every (node_id, frame_type) pair, by node_id then frame_type."""
+        ...
+
+    def list_prompt_links(self) -> list[PromptLinkRecord]:
+        """Every prompt link of every thread, by created_at_ms, prompt_link_id (retention plans from them)."""
+        ...
+
+    def list_artifact_links(self) -> list[ArtifactLinkRecord]:
+        """Every artifact link of every thread, by created_at_ms, attempt, artifact_link_id."""
+        ...
+
+    # Retention: tombstones of deleted artifacts and legal holds. Both outlive the threads
+    # they describe, so neither references the threads table.
+
+    def add_tombstones(self, records: Iterable[TombstoneRecord]) -> int:
+        """Upsert tombstones keyed by artifact_id, all in one transaction; returns how many distinct ids.
+
+        An artifact deleted again keeps its latest tombstone. Raises ``RECORD_INVALID``
+        (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def get_tombstone(self, artifact_id: str) -> TombstoneRecord | None:
+        """The tombstone of ``artifact_id``, or None when it was never deleted."""
+        ...
+
+    def tombstones_for(self, artifact_ids: Iterable[str]) -> dict[str, TombstoneRecord]:
+        """artifact_id -> tombstone, for those of ``artifact_ids`` that have one."""
+        ...
+
+    def list_tombstones(
+        self, workflow_id: str | None = None, artifact_class: str | None = None
+    ) -> list[TombstoneRecord]:
+        """Tombstones, optionally of one workflow and/or class, by deleted_at_ms then artifact_id."""
+        ...
+
+    def add_hold(self, record: HoldRecord) -> None:
+        """Upsert one hold keyed by hold_id; ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``."""
+        ...
+
+    def get_hold(self, hold_id: str) -> HoldRecord | None:
+        """The hold ``hold_id`` (active or released), or None."""
+        ...
+
+    def release_hold(self, hold_id: str, *, at_ms: int | None = None) -> bool:
+        """Set ``released_at_ms`` (default now) of an active hold; False if unknown or already released."""
+        ...
+
+    def active_holds(self) -> list[HoldRecord]:
+        """Holds not released, by created_at_ms then hold_id."""
         ...
 
     # Thread leases: one holder at a time runs a thread's turns, across processes and hosts.

@@ -24,10 +24,12 @@ from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
     FrameRecord,
     GateRecord,
+    HoldRecord,
     NodeRecord,
     PromptLinkRecord,
     TargetRecord,
     ThreadRecord,
+    TombstoneRecord,
     TreeRecord,
     TurnRecord,
     now_ms,
@@ -43,6 +45,7 @@ from wf_pipeline.records.migrate import migrate_to_head
 from wf_pipeline.records.protocol import (
     ARTIFACT_LIST_COLUMN,
     ARTIFACT_REFERENCE_COLUMNS,
+    ID_CHUNK,
     ORDERS,
     RecordT,
     ThreadLease,
@@ -384,6 +387,110 @@ class SqlRecordStore:
                 select(table.c.artifact_id).where(table.c.frame_type == frame_type).distinct()
             )
             return {row[0] for row in rows}
+
+    def head_frames(self) -> list[FrameRecord]:
+        """The head frame of every (node_id, frame_type), by node_id then frame_type.
+
+        Frames come newest last per pair under the `head_frame` order, so the last one
+        seen per pair is its head (the same rule as `head_frame`, applied in one scan).
+        """
+        table = self._tables["frames"]
+        statement = select(table).order_by(
+            table.c.node_id, table.c.frame_type, *_order_columns(table, "head_frame")
+        )
+        heads: dict[tuple[str, str], FrameRecord] = {}
+        for frame in self._select("head_frames", FrameRecord, statement):
+            heads[(frame.node_id, frame.frame_type)] = frame
+        return list(heads.values())
+
+    def list_prompt_links(self) -> list[PromptLinkRecord]:
+        """Every prompt link, by created_at_ms, prompt_link_id."""
+        table = self._tables["prompt_links"]
+        statement = select(table).order_by(*_order_columns(table, "list_prompt_links"))
+        return self._select("list_prompt_links", PromptLinkRecord, statement)
+
+    def list_artifact_links(self) -> list[ArtifactLinkRecord]:
+        """Every artifact link, by created_at_ms, attempt, artifact_link_id."""
+        table = self._tables["artifact_links"]
+        statement = select(table).order_by(*_order_columns(table, "list_artifact_links"))
+        return self._select("list_artifact_links", ArtifactLinkRecord, statement)
+
+    # --- retention: tombstones and holds -------------------------------------------------
+
+    def add_tombstones(self, records: Iterable[TombstoneRecord]) -> int:
+        """Upsert tombstones keyed by artifact_id in one transaction (one executemany).
+
+        Returns how many distinct artifact ids were written. Raises ``RECORD_INVALID``
+        (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        tombstones = [validated(record, TombstoneRecord) for record in records]
+        with self._writing("add_tombstones") as conn:
+            self._upsert(conn, "tombstones", tombstones)
+        return len({tombstone.artifact_id for tombstone in tombstones})
+
+    def get_tombstone(self, artifact_id: str) -> TombstoneRecord | None:
+        """The tombstone of ``artifact_id``, or None."""
+        table = self._tables["tombstones"]
+        return self._first(
+            "get_tombstone", TombstoneRecord, select(table).where(table.c.artifact_id == artifact_id)
+        )
+
+    def tombstones_for(self, artifact_ids: Iterable[str]) -> dict[str, TombstoneRecord]:
+        """artifact_id -> tombstone for those of ``artifact_ids`` that have one (``ID_CHUNK`` ids a query)."""
+        table = self._tables["tombstones"]
+        wanted = sorted(set(artifact_ids))
+        found: dict[str, TombstoneRecord] = {}
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start : start + ID_CHUNK]
+            statement = select(table).where(table.c.artifact_id.in_(chunk))
+            for tombstone in self._select("tombstones_for", TombstoneRecord, statement):
+                found[tombstone.artifact_id] = tombstone
+        return found
+
+    def list_tombstones(
+        self, workflow_id: str | None = None, artifact_class: str | None = None
+    ) -> list[TombstoneRecord]:
+        """Tombstones, optionally of one workflow and/or class, by deleted_at_ms then artifact_id."""
+        table = self._tables["tombstones"]
+        statement = select(table).order_by(*_order_columns(table, "list_tombstones"))
+        if workflow_id is not None:
+            statement = statement.where(table.c.workflow_id == workflow_id)
+        if artifact_class is not None:
+            statement = statement.where(table.c.artifact_class == artifact_class)
+        return self._select("list_tombstones", TombstoneRecord, statement)
+
+    def add_hold(self, record: HoldRecord) -> None:
+        """Upsert one hold keyed by hold_id; ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``."""
+        hold = validated(record, HoldRecord)
+        with self._writing("add_hold") as conn:
+            self._upsert(conn, "holds", [hold])
+
+    def get_hold(self, hold_id: str) -> HoldRecord | None:
+        """The hold ``hold_id``, or None."""
+        table = self._tables["holds"]
+        return self._first("get_hold", HoldRecord, select(table).where(table.c.hold_id == hold_id))
+
+    def release_hold(self, hold_id: str, *, at_ms: int | None = None) -> bool:
+        """Set ``released_at_ms`` of an active hold (one conditional UPDATE); False if none was active."""
+        at = now_ms() if at_ms is None else at_ms
+        table = self._tables["holds"]
+        with self._writing("release_hold") as conn:
+            result = conn.execute(
+                update(table)
+                .where(table.c.hold_id == hold_id, table.c.released_at_ms.is_(None))
+                .values(released_at_ms=at)
+            )
+        return result.rowcount == 1
+
+    def active_holds(self) -> list[HoldRecord]:
+        """Holds not released, by created_at_ms then hold_id."""
+        table = self._tables["holds"]
+        statement = (
+            select(table)
+            .where(table.c.released_at_ms.is_(None))
+            .order_by(*_order_columns(table, "active_holds"))
+        )
+        return self._select("active_holds", HoldRecord, statement)
 
     # --- orphan detection ------------------------------------------------------------
 

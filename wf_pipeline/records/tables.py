@@ -34,10 +34,12 @@ from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
     FrameRecord,
     GateRecord,
+    HoldRecord,
     NodeRecord,
     PromptLinkRecord,
     TargetRecord,
     ThreadRecord,
+    TombstoneRecord,
     TreeRecord,
     TurnRecord,
 )
@@ -116,6 +118,16 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
         indexes=(("node_id", "frame_type", "created_at_ms"),),
         unique=(("node_id", "frame_type", "artifact_id"),),
     ),
+    # One tombstone per deleted artifact: an id deleted twice keeps its latest deletion.
+    # No thread reference: a tombstone outlives whatever referred to the object.
+    TableSpec(
+        "tombstones",
+        TombstoneRecord,
+        key=("artifact_id",),
+        indexes=(("workflow_id", "artifact_class"),),
+    ),
+    # Legal holds on a thread or a workflow (no reference: a hold may outlive its thread).
+    TableSpec("holds", HoldRecord, key=("hold_id",)),
 )
 
 

@@ -14,6 +14,7 @@ from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, Budgets
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
 from wf_pipeline.providers import Provider, create_provider
 from wf_pipeline.records import RecordStore, open_record_store
+from wf_pipeline.retention.reads import ExpiryAwareStore
 from wf_pipeline.settings import Settings
 
 
@@ -27,7 +28,8 @@ class RuntimeEnv:
 
     Attributes:
         settings: the settings the env was opened from.
-        cas: the artifact store (``settings.cas_url``).
+        cas: the artifact store (``settings.cas_url``), wrapped so that reading an artifact
+            retention deleted raises ``CAS_ARTIFACT_EXPIRED`` (`wf_pipeline.retention.reads`).
         records: the record store (``settings.records_url``).
         catalog: the workflow profiles this process can run.
         provider: the model provider turns call.
@@ -140,7 +142,8 @@ class RuntimeEnv:
             records = open_record_store(settings.records_url, schema=settings.records_schema)
             return cls(
                 settings=settings,
-                cas=cas,
+                # Reads of artifacts retention deleted say so (CAS_ARTIFACT_EXPIRED), for every reader.
+                cas=ExpiryAwareStore(cas, records),
                 records=records,
                 catalog=catalog,
                 provider=provider or provider_from_settings(settings),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from wf_pipeline.errors import CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError
+from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError
 from wf_pipeline.runtime.environment import RuntimeEnv
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ def usable_artifact(env: RuntimeEnv, artifact_id: str) -> bool:
         artifact_id: the artifact (``sha256:<hex>``).
 
     Returns:
-        True when the object is present and intact; False when it is missing or was corrupt.
+        True when the object is present and intact; False when it is missing, was corrupt,
+        or was deleted by retention (``CAS_ARTIFACT_EXPIRED``, `wf_pipeline.retention.reads`).
 
     Raises:
         CasError: ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR`` (storage failures are not
@@ -38,6 +39,10 @@ def usable_artifact(env: RuntimeEnv, artifact_id: str) -> bool:
         env.cas.get(artifact_id)
     except CasError as exc:
         if exc.code == CAS_NOT_FOUND:
+            return False
+        if exc.code == CAS_ARTIFACT_EXPIRED:
+            # Deleted by retention on purpose: absent, and its producer runs again if needed.
+            log.info("%s", exc.code)
             return False
         if exc.code != CAS_DIGEST_MISMATCH:
             raise

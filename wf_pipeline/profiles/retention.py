@@ -1,0 +1,212 @@
+"""Retention windows of a profile: how long each artifact class is kept, resolved to milliseconds.
+
+A profile may declare::
+
+    retention:
+      preset: docs_family        # family defaults (retention_presets.yaml beside this module)
+      prompt_render: 7d          # one window per artifact class, a duration or ``forever``
+      context_payload: 30d
+      output: forever
+      grace: 1h                  # added to every window before anything goes
+      run_history: 90d           # Dagster runs and event-log entries of wf runs
+      archive_after: 180d        # record rows of older threads move to the archive
+      output_of_heads: keep      # ``expire`` lets the output behind a current head frame go
+
+The profile's own fields override the preset's; the workspace layer overrides the
+built-in one by defining the profile there (`wf_pipeline.profiles.loader`). Durations are
+parsed only by `wf_pipeline.metadata.durations.parse_duration_ms`. A class nobody names is
+kept forever, and a profile without a ``retention`` block keeps everything.
+
+Retention is an operational setting, not content: it is left out of the code version
+(`wf_pipeline.profiles.loader.LoadedProfile.code_version`) and of thread identity, so a
+run after changing only retention reuses every thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+import yaml
+
+from wf_pipeline.errors import PROFILE_RETENTION_INVALID, MetadataError, ProfileError
+from wf_pipeline.metadata.durations import parse_duration_ms
+from wf_pipeline.registry import Registry
+
+# The artifact classes of DESIGN §7 every profile may name.
+PROMPT_RENDER = "prompt_render"
+CONTEXT_PAYLOAD = "context_payload"
+PROVIDER_RESPONSE = "provider_response"
+OUTPUT = "output"
+BUILTIN_CLASSES: tuple[str, ...] = (PROMPT_RENDER, CONTEXT_PAYLOAD, PROVIDER_RESPONSE, OUTPUT)
+
+# The keys of a retention block that are not artifact classes.
+PRESET_KEY = "preset"
+GRACE_KEY = "grace"
+RUN_HISTORY_KEY = "run_history"
+ARCHIVE_AFTER_KEY = "archive_after"
+OUTPUT_OF_HEADS_KEY = "output_of_heads"
+DURATION_SETTINGS = (GRACE_KEY, RUN_HISTORY_KEY, ARCHIVE_AFTER_KEY)
+OutputOfHeads = Literal["keep", "expire"]
+OUTPUT_OF_HEADS_VALUES: tuple[OutputOfHeads, ...] = ("keep", "expire")
+
+PRESETS_FILE = Path(__file__).with_name("retention_presets.yaml")
+
+# Classes a workflow registers beyond the built-in ones: class -> the output types whose
+# outputs belong to it (instead of ``output``). Registering the same class again replaces it.
+_ARTIFACT_CLASSES: Registry[str, tuple[str, ...]] = Registry(
+    "artifact class", key="artifact class", reregister="replace"
+)
+
+
+def register_artifact_class(name: str, output_types: tuple[str, ...] = ()) -> None:
+    """Let profiles name ``name`` in their ``retention`` block.
+
+    Args:
+        name: the class name, e.g. ``evidence_map``; must not be a built-in class.
+        output_types: output types whose turn outputs are of this class rather than ``output``.
+
+    Raises:
+        ValueError: ``name`` is a built-in class (a programming error of the workflow).
+    """
+    if name in BUILTIN_CLASSES:
+        raise ValueError(f"{name!r} is a built-in artifact class")
+    _ARTIFACT_CLASSES.register(name, tuple(output_types))
+
+
+def known_artifact_classes() -> tuple[str, ...]:
+    """The built-in classes, then every registered class in name order."""
+    return BUILTIN_CLASSES + tuple(sorted(_ARTIFACT_CLASSES.keys()))
+
+
+def output_class(output_type: str) -> str:
+    """The class of a turn output of ``output_type``: a registered class naming it, else ``output``."""
+    for name in sorted(_ARTIFACT_CLASSES.keys()):
+        if output_type in _ARTIFACT_CLASSES.get(name):
+            return name
+    return OUTPUT
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """The resolved retention of one workflow, every duration in ms (None: forever).
+
+    Attributes:
+        workflow_id: the profile's workflow id.
+        source: where the windows came from, as tombstones record it
+            (``<workflow_id>@<layer>`` plus ``+preset:<name>`` when a preset applies).
+        windows_ms: artifact class -> window in ms, or None (forever). A class missing
+            here is kept forever.
+        grace_ms: added to every window (ms, >= 0).
+        run_history_ms: how long Dagster keeps runs of this workflow, or None.
+        archive_after_ms: when thread rows move to the archive, or None.
+        output_of_heads: ``keep`` (default) never deletes the output behind a current head
+            frame; ``expire`` lets its class window apply to it.
+    """
+
+    workflow_id: str
+    source: str
+    windows_ms: Mapping[str, int | None] = field(default_factory=dict)
+    grace_ms: int = 0
+    run_history_ms: int | None = None
+    archive_after_ms: int | None = None
+    output_of_heads: OutputOfHeads = "keep"
+
+    def window_ms(self, artifact_class: str) -> int | None:
+        """The window of ``artifact_class`` in ms, None when it is kept forever."""
+        return self.windows_ms.get(artifact_class)
+
+    def expires_at_ms(self, artifact_class: str, created_at_ms: int) -> int | None:
+        """When an artifact of ``artifact_class`` created at ``created_at_ms`` may go (window + grace), or None."""
+        window = self.window_ms(artifact_class)
+        return None if window is None else created_at_ms + window + self.grace_ms
+
+
+@cache
+def _presets(path: Path) -> dict[str, dict[str, Any]]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path} must map preset names to retention blocks")
+    return data
+
+
+def retention_presets() -> dict[str, dict[str, Any]]:
+    """The shipped presets: name -> retention block (the same keys a profile writes, no ``preset``)."""
+    return {name: dict(block) for name, block in _presets(PRESETS_FILE).items()}
+
+
+def resolve_retention(
+    block: Mapping[str, Any] | None, *, workflow_id: str, layer: str = "builtin", path: str = ""
+) -> RetentionPolicy:
+    """The `RetentionPolicy` of a profile's ``retention`` block: the preset's fields, then the profile's.
+
+    Args:
+        block: the profile's ``retention`` mapping, or None (everything kept forever).
+        workflow_id, layer: name the policy's ``source``.
+        path: the profile file, for messages.
+
+    Returns:
+        The policy, every duration in ms.
+
+    Raises:
+        ProfileError: ``PROFILE_RETENTION_INVALID`` with ``field`` (``retention.<key>``) for
+            an unknown preset, a key that is neither a setting nor a known artifact class
+            (built-in or registered with `register_artifact_class`), a bad duration (the
+            parser's message), or a bad ``output_of_heads``.
+    """
+    if not block:
+        return RetentionPolicy(workflow_id=workflow_id, source=f"{workflow_id}@{layer}")
+    merged: dict[str, Any] = {}
+    source = f"{workflow_id}@{layer}"
+    preset = block.get(PRESET_KEY)
+    if preset is not None:
+        presets = retention_presets()
+        if preset not in presets:
+            _invalid(path, PRESET_KEY, f"unknown preset {preset!r} (known: {', '.join(sorted(presets))})")
+        merged.update(presets[preset])
+        source += f"+preset:{preset}"
+    merged.update({key: value for key, value in block.items() if key != PRESET_KEY})
+    known = set(known_artifact_classes())
+    windows: dict[str, int | None] = {}
+    settings: dict[str, int | None] = {GRACE_KEY: 0, RUN_HISTORY_KEY: None, ARCHIVE_AFTER_KEY: None}
+    output_of_heads: OutputOfHeads = "keep"
+    for key, value in merged.items():
+        if key == OUTPUT_OF_HEADS_KEY:
+            if value not in OUTPUT_OF_HEADS_VALUES:
+                _invalid(path, key, f"must be one of {', '.join(OUTPUT_OF_HEADS_VALUES)}, not {value!r}")
+            output_of_heads = value
+            continue
+        if key not in DURATION_SETTINGS and key not in known:
+            _invalid(
+                path,
+                key,
+                f"{key!r} is neither a retention setting nor a known artifact class "
+                f"(classes: {', '.join(sorted(known))})",
+            )
+        try:
+            duration = parse_duration_ms(value)
+        except MetadataError as exc:
+            _invalid(path, key, exc.message)
+        if key in DURATION_SETTINGS:
+            if key == GRACE_KEY and duration is None:
+                _invalid(path, key, "grace must be a finite duration")
+            settings[key] = duration
+        else:
+            windows[key] = duration
+    return RetentionPolicy(
+        workflow_id=workflow_id,
+        source=source,
+        windows_ms=windows,
+        grace_ms=settings[GRACE_KEY] or 0,
+        run_history_ms=settings[RUN_HISTORY_KEY],
+        archive_after_ms=settings[ARCHIVE_AFTER_KEY],
+        output_of_heads=output_of_heads,
+    )
+
+
+def _invalid(path: str, key: str, why: str) -> NoReturn:
+    field_name = f"retention.{key}"
+    raise ProfileError(PROFILE_RETENTION_INVALID, f"{path}: {field_name}: {why}", path=path, field=field_name)

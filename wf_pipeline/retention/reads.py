@@ -1,0 +1,143 @@
+"""Reading an artifact retention deleted: ``CAS_ARTIFACT_EXPIRED``, never a bare "not found".
+
+`expired_error` is the one judgement: an artifact whose object is gone (or unreadable)
+and that has a tombstone was expired on purpose, and the error says when and under which
+policy. `ExpiryAwareStore` wraps an artifact store with it, so every reader of the
+runtime's store (turn inputs, reuse checks, sinks, the service's queries) gets the same
+answer without checking tombstones itself. A stored object is served as usual even when a
+tombstone names it (the same bytes were put again after the sweep).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from wf_pipeline.cas import ArtifactRef, ArtifactStore
+from wf_pipeline.cas.protocol import ArtifactCodec
+from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError
+from wf_pipeline.metadata.durations import format_duration_ms
+from wf_pipeline.records import RecordStore
+
+# The read failures a tombstone explains: the object is gone, or a half-deleted copy remains.
+_EXPLAINED = (CAS_NOT_FOUND, CAS_DIGEST_MISMATCH)
+
+
+def expired_error(records: RecordStore, artifact_id: str) -> CasError | None:
+    """The ``CAS_ARTIFACT_EXPIRED`` error for ``artifact_id`` if it has a tombstone, else None.
+
+    Args:
+        records: the record store holding tombstones.
+        artifact_id: an artifact whose read failed.
+
+    Returns:
+        A `CasError` whose message names the class, the policy, the window and the
+        deletion time (Unix epoch ms), and whose details carry the same figures; None
+        when no tombstone names the artifact.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
+    tombstone = records.get_tombstone(artifact_id)
+    if tombstone is None:
+        return None
+    return CasError(
+        CAS_ARTIFACT_EXPIRED,
+        f"{artifact_id} ({tombstone.artifact_class}, {tombstone.bytes} bytes) was deleted by retention "
+        f"at {tombstone.deleted_at_ms} ms: {tombstone.reason} under {tombstone.policy or 'no policy'} "
+        f"(window {format_duration_ms(tombstone.window_ms)})",
+        artifact_id=artifact_id,
+        artifact_class=tombstone.artifact_class,
+        policy=tombstone.policy,
+        window_ms=tombstone.window_ms,
+        reason=tombstone.reason,
+        deleted_at_ms=tombstone.deleted_at_ms,
+    )
+
+
+class ExpiryAwareStore(ArtifactCodec):
+    """An `ArtifactStore` that reports reads of tombstoned, missing artifacts as ``CAS_ARTIFACT_EXPIRED``.
+
+    Args:
+        inner: the store that holds the bytes; every call is passed to it.
+        records: the record store whose tombstones explain missing objects.
+
+    `get`, `get_text`, `get_json`, `stat` and `size` raise ``CAS_ARTIFACT_EXPIRED`` where
+    the inner store raises ``CAS_NOT_FOUND`` or ``CAS_DIGEST_MISMATCH`` for an artifact
+    with a tombstone (`expired_error`); every other code passes through unchanged.
+    """
+
+    def __init__(self, inner: ArtifactStore, records: RecordStore) -> None:
+        self.inner = inner
+        self.records = records
+        self.url = inner.url
+
+    def __repr__(self) -> str:
+        return f"ExpiryAwareStore({self.inner!r})"
+
+    def _explained(self, exc: CasError, artifact_id: str) -> CasError:
+        if exc.code not in _EXPLAINED:
+            return exc
+        return expired_error(self.records, artifact_id) or exc
+
+    def get(self, artifact_id: str, *, size: int | None = None) -> bytes:
+        """The inner store's verified bytes; ``CAS_ARTIFACT_EXPIRED`` for a tombstoned, missing object."""
+        try:
+            return self.inner.get(artifact_id, size=size)
+        except CasError as exc:
+            raised = self._explained(exc, artifact_id)
+            if raised is exc:
+                raise
+            raise raised from exc
+
+    def stat(self, artifact_id: str) -> ArtifactRef:
+        """The inner store's ref; ``CAS_ARTIFACT_EXPIRED`` for a tombstoned, missing object."""
+        try:
+            return self.inner.stat(artifact_id)
+        except CasError as exc:
+            raised = self._explained(exc, artifact_id)
+            if raised is exc:
+                raise
+            raise raised from exc
+
+    def put(self, data: bytes) -> ArtifactRef:
+        """`ArtifactStore.put` of the inner store."""
+        return self.inner.put(data)
+
+    def put_many(self, items: Iterable[bytes]) -> list[ArtifactRef]:
+        """`ArtifactStore.put_many` of the inner store."""
+        return self.inner.put_many(items)
+
+    def exists(self, artifact_id: str) -> bool:
+        """`ArtifactStore.exists` of the inner store."""
+        return self.inner.exists(artifact_id)
+
+    def delete(self, artifact_id: str) -> None:
+        """`ArtifactStore.delete` of the inner store."""
+        self.inner.delete(artifact_id)
+
+    def quarantine(self, artifact_id: str) -> str | None:
+        """`ArtifactStore.quarantine` of the inner store."""
+        return self.inner.quarantine(artifact_id)
+
+    def iter_artifact_ids(self) -> Iterator[str]:
+        """`ArtifactStore.iter_artifact_ids` of the inner store."""
+        return self.inner.iter_artifact_ids()
+
+    def set_ref(self, name: str, artifact_id: str) -> None:
+        """`ArtifactStore.set_ref` of the inner store."""
+        self.inner.set_ref(name, artifact_id)
+
+    def get_ref(self, name: str) -> str:
+        """`ArtifactStore.get_ref` of the inner store."""
+        return self.inner.get_ref(name)
+
+    def close(self) -> None:
+        """Close the inner store (the record store is closed by its owner)."""
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Backend-specific extras (a local store's root, its scratch folder) stay reachable.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
