@@ -81,8 +81,12 @@ def compact(env: RuntimeEnv, now_ms: int) -> dict[str, int]:
 
 
 def run_history_windows(env: RuntimeEnv) -> dict[str, int | None]:
-    """Workflow id -> its profile's ``run_history`` window in ms (None: Dagster runs kept for good)."""
-    return {loaded.profile.workflow_id: None for loaded in env.catalog.all()}
+    """Workflow id -> its profile's ``run_history`` window in ms (None: Dagster runs kept for good).
+
+    The window is the policy's own (`wf_pipeline.profiles.retention.RetentionPolicy`); the
+    grace period is for artifacts a run may still be writing, and a finished run writes nothing.
+    """
+    return {loaded.profile.workflow_id: loaded.retention.run_history_ms for loaded in env.catalog.all()}
 
 
 # --- The job. -------------------------------------------------------------------------------
