@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+from datetime import UTC, datetime
 
 import fsspec
 import pytest
@@ -24,20 +26,35 @@ def corrupt_memory(store: MemoryArtifactStore, artifact_id: str, data: bytes) ->
     store.corrupt_for_testing(artifact_id, data)
 
 
+def backdate_file(store: FsspecArtifactStore, artifact_id: str, modified_ms: int) -> None:
+    seconds = modified_ms / 1000
+    os.utime(store._object_path(artifact_id), (seconds, seconds))
+
+
+def backdate_fsspec_memory(store: FsspecArtifactStore, artifact_id: str, modified_ms: int) -> None:
+    # fsspec's memory filesystem reports a file's ``created`` time as its age.
+    memory_file = store._fs.store[store._object_path(artifact_id)]
+    memory_file.created = datetime.fromtimestamp(modified_ms / 1000, tz=UTC)
+
+
+def backdate_memory(store: MemoryArtifactStore, artifact_id: str, modified_ms: int) -> None:
+    store.backdate_for_testing(artifact_id, modified_ms)
+
+
 def file_backend(tmp_path) -> CasBackend:
     url = (tmp_path / "cas").as_uri()
-    return CasBackend("file", lambda: open_cas(url), corrupt_fsspec, process_url=url)
+    return CasBackend("file", lambda: open_cas(url), corrupt_fsspec, process_url=url, backdate=backdate_file)
 
 
 def fsspec_memory_backend(tmp_path) -> CasBackend:
     # fsspec's memory filesystem stands in for an object store: whole-object uploads.
     url = f"memory://cas-conformance-{uuid.uuid4().hex}"
-    return CasBackend("fsspec-memory", lambda: CasStore(url), corrupt_fsspec)
+    return CasBackend("fsspec-memory", lambda: CasStore(url), corrupt_fsspec, backdate=backdate_fsspec_memory)
 
 
 def memory_backend(tmp_path) -> CasBackend:
     url = f"memory://cas-conformance-{uuid.uuid4().hex}"
-    return CasBackend("memory", lambda: open_cas(url), corrupt_memory)
+    return CasBackend("memory", lambda: open_cas(url), corrupt_memory, backdate=backdate_memory)
 
 
 # A new backend adds its factory here and must pass every check.
@@ -74,7 +91,9 @@ def test_memory_url_opens_the_in_memory_store_and_names_share_contents() -> None
 def memory_like_backend(store_class: type[MemoryArtifactStore]) -> CasBackend:
     """A fresh named store of ``store_class``, so every handle the checks open shares it."""
     name = f"{store_class.__name__}-{uuid.uuid4().hex}"
-    return CasBackend(store_class.__name__, lambda: store_class(name), corrupt_memory)
+    return CasBackend(
+        store_class.__name__, lambda: store_class(name), corrupt_memory, backdate=backdate_memory
+    )
 
 
 class SkipsVerification(MemoryArtifactStore):
@@ -132,6 +151,19 @@ class TrustsSameSizedObjects(MemoryArtifactStore):
         return refs
 
 
+class KeepsFirstPutTime(MemoryArtifactStore):
+    """Dates an object by its first put only, so an object put again still looks old."""
+
+    def put_many(self, items):
+        items = [bytes(item) for item in items]
+        with self._contents.lock:
+            first_put = dict(self._contents.modified_ms)
+        refs = super().put_many(items)
+        with self._contents.lock:
+            self._contents.modified_ms.update(first_put)
+        return refs
+
+
 class KeepsDeletedObjects(MemoryArtifactStore):
     """Acknowledges a delete but keeps the object."""
 
@@ -149,6 +181,7 @@ class KeepsDeletedObjects(MemoryArtifactStore):
         (RefusesSecondPut, {"check_put_is_idempotent", "check_put_many_stores_a_batch_in_input_order"}),
         (PublishesInTwoSteps, {"check_concurrent_writers_in_threads"}),
         (KeepsDeletedObjects, {"check_delete_removes_one_object_and_is_idempotent"}),
+        (KeepsFirstPutTime, {"check_putting_a_present_object_again_makes_it_young"}),
         (TrustsSameSizedObjects, {"check_put_replaces_a_damaged_object_of_the_same_size"}),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else "",

@@ -106,6 +106,10 @@ class RunError(WfError):
     """Executing turns, threads and runs."""
 
 
+class TelemetryError(WfError):
+    """Telemetry rows, their Parquet store and the DuckDB views over it."""
+
+
 class RetentionError(WfError):
     """Retention policy, holds, planning and applying deletions."""
 
@@ -622,8 +626,37 @@ RUN_THREAD_BUSY = _code(
     meaning="another live process holds the thread's lease past the wait bound; the thread is in progress there",
 )
 
+# --- telemetry -------------------------------------------------------------------------------
+TELEMETRY_SCHEMA_INVALID = _code(
+    "TELEMETRY_SCHEMA_INVALID",
+    TelemetryError,
+    meaning="a batch of telemetry rows does not match its table's schema; nothing of it was written",
+)
+TELEMETRY_QUERY_INVALID = _code(
+    "TELEMETRY_QUERY_INVALID",
+    TelemetryError,
+    meaning="DuckDB rejected a telemetry query (syntax, unknown view or column, type error)",
+)
+TELEMETRY_WRITE_FAILED = _code(
+    "TELEMETRY_WRITE_FAILED",
+    TelemetryError,
+    retryable=True,
+    meaning="the telemetry store could not write, rename or delete a Parquet file (disk full, permissions)",
+)
+TELEMETRY_BAD_ARGUMENTS = _code(
+    "TELEMETRY_BAD_ARGUMENTS",
+    TelemetryError,
+    meaning="a telemetry command got a bad figure (row or day count, date, table name)",
+)
+
 
 # --- retention -----------------------------------------------------------------------------
+RETENTION_ARCHIVE_ERROR = _code(
+    "RETENTION_ARCHIVE_ERROR",
+    RetentionError,
+    retryable=True,
+    meaning="compaction could not read, write or rename a Parquet file of the record archive; no record was deleted",
+)
 RETENTION_HOLD_NOT_FOUND = _code(
     "RETENTION_HOLD_NOT_FOUND",
     RetentionError,

@@ -57,6 +57,9 @@ SETTINGS_VARIABLES = (
     "WF_CONFIG_DIR",
     "WF_FOLLOW_EXTERNAL_LINKS",
     "WF_RETENTION_TRIGGER_BYTES",
+    "WF_TELEMETRY",
+    "WF_TELEMETRY_URL",
+    "WF_COMPACT_GRACE",
 )
 
 # Fields a step process needs to open the same runtime as the launching process; the
@@ -74,11 +77,17 @@ LAUNCH_FIELDS = (
     "config_dir",
     "provider_options",
     "follow_external_links",
+    "telemetry",
+    "telemetry_url",
 )
 
 # URL settings that may embed a password, with their variables: a step reads such a URL
 # from its own environment rather than from run config (`Settings.launch_values`).
-SECRET_URL_VARIABLES = {"records_url": "WF_RECORDS_URL", "cas_url": "WF_CAS_URL"}
+SECRET_URL_VARIABLES = {
+    "records_url": "WF_RECORDS_URL",
+    "cas_url": "WF_CAS_URL",
+    "telemetry_url": "WF_TELEMETRY_URL",
+}
 
 
 class Settings(BaseSettings):
@@ -95,6 +104,11 @@ class Settings(BaseSettings):
     ``config_dir`` (WF_CONFIG_DIR, the user profile layer; None: ~/.config/wf),
     ``follow_external_links`` (WF_FOLLOW_EXTERNAL_LINKS, default false: scans skip symlinks
     that resolve outside the tree root; the CLI's ``--follow-external-links`` sets it),
+    ``telemetry`` (WF_TELEMETRY, default true: turns record one telemetry row per metadata
+    write and artifact put; 0 turns it off at no cost), ``telemetry_url`` (WF_TELEMETRY_URL,
+    default ``<home>/telemetry``; any fsspec URL), ``compact_grace`` (WF_COMPACT_GRACE,
+    default ``1h``: the least time `wf compact` leaves an unreferenced CAS object or a
+    scratch file alone; a duration such as ``12h`` or ``forever``),
     ``retention_trigger_bytes`` (WF_RETENTION_TRIGGER_BYTES, bytes, default 1 GiB: when
     expired artifacts hold more, the Dagster sensor ``wf_retention_trigger`` runs retention
     before its daily schedule) and
@@ -138,6 +152,13 @@ class Settings(BaseSettings):
     # Whether a scan reads symlinks that resolve outside the tree root. A launch value, so
     # every step process and the sensor scan a tree exactly as the launching process did.
     follow_external_links: bool = False
+    # Telemetry rows (wf_pipeline.telemetry): on by default; where their Parquet files go.
+    telemetry: bool = True
+    telemetry_url: str = ""
+    # The orphan sweep's least grace period (a duration, parsed where it is used); a run puts
+    # CAS objects before their records, and this long is what keeps them safe meanwhile.
+    compact_grace: str = "1h"
+    # Bytes due for retention past which the Dagster trigger sensor runs it early.
     retention_trigger_bytes: int = DEFAULT_RETENTION_TRIGGER_BYTES
     provider_options: dict[str, str] = Field(default_factory=dict)
 
@@ -171,7 +192,7 @@ class Settings(BaseSettings):
     def _trigger_bytes(cls, value: Any) -> Any:
         return _positive_int("WF_RETENTION_TRIGGER_BYTES", value) or DEFAULT_RETENTION_TRIGGER_BYTES
 
-    @field_validator("records_schema", "cas_url", "records_url", "provider", mode="before")
+    @field_validator("records_schema", "cas_url", "records_url", "telemetry_url", "provider", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -187,6 +208,7 @@ class Settings(BaseSettings):
         values["home"] = home
         values.setdefault("cas_url", (home / "cas").as_uri())
         values.setdefault("records_url", f"sqlite:///{home / 'records.db'}")
+        values.setdefault("telemetry_url", str(home / "telemetry"))
         dagster_home = values.get("DAGSTER_HOME", values.pop("dagster_home", None))
         values["DAGSTER_HOME"] = _path(dagster_home or home / "dagster")
         out_dir = values.get("WF_OUT", values.pop("out_dir", None))

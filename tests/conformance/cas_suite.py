@@ -11,12 +11,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from wf_pipeline.cas import ArtifactRef, ArtifactStore, open_cas
+from wf_pipeline.cas import ArtifactRef, ArtifactStore, ObjectInfo, open_cas
 from wf_pipeline.errors import CasError
 from wf_pipeline.metadata.canonical import digest
 
@@ -29,6 +30,8 @@ class CasBackend:
     open: Callable[[], ArtifactStore]
     corrupt: Callable[[ArtifactStore, str, bytes], None]
     process_url: str | None = None
+    # Makes a stored object look last written at the given epoch ms, behind the store's back.
+    backdate: Callable[[ArtifactStore, str, int], None] | None = None
 
 
 CHECKS: list[Callable[[CasBackend], None]] = []
@@ -184,6 +187,60 @@ def check_listing_is_sorted_and_complete(backend: CasBackend) -> None:
     ids = {store.put(f"object {n}".encode()).artifact_id for n in range(12)}
     store.set_ref("not/an/object", sorted(ids)[0])
     assert list(store.iter_artifact_ids()) == sorted(ids)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# Filesystem clocks and timestamp granularity: a time read back may lag the wall clock slightly.
+CLOCK_SLACK_MS = 2_000
+
+
+@check
+def check_objects_list_sizes_and_put_times(backend: CasBackend) -> None:
+    store = backend.open()
+    assert list(store.iter_objects()) == []
+    before = _now_ms()
+    refs = [store.put(f"timed object {n}".encode() * (n + 1)) for n in range(5)]
+    after = _now_ms()
+    infos = list(store.iter_objects())
+    assert [info.artifact_id for info in infos] == sorted(ref.artifact_id for ref in refs)
+    assert all(isinstance(info, ObjectInfo) for info in infos)
+    sizes = {ref.artifact_id: ref.size for ref in refs}
+    assert {info.artifact_id: info.size for info in infos} == sizes
+    for info in infos:
+        assert before - CLOCK_SLACK_MS <= info.modified_ms <= after + CLOCK_SLACK_MS
+    store.delete(refs[0].artifact_id)
+    assert refs[0].artifact_id not in {info.artifact_id for info in store.iter_objects()}
+
+
+@check
+def check_putting_a_present_object_again_makes_it_young(backend: CasBackend) -> None:
+    # A run puts objects before it records them: an old object put again must not look old.
+    assert backend.backdate is not None, "a backend must say how to age an object"
+    store = backend.open()
+    ref = store.put(b"put long ago")
+    long_ago = _now_ms() - 30 * 86_400_000
+    backend.backdate(store, ref.artifact_id, long_ago)
+    (aged,) = store.iter_objects()
+    assert aged.modified_ms < long_ago + CLOCK_SLACK_MS
+    before = _now_ms()
+    assert store.put_many([b"put long ago"]) == [ref]
+    (fresh,) = store.iter_objects()
+    assert fresh.modified_ms >= before - CLOCK_SLACK_MS
+    assert store.get(ref.artifact_id) == b"put long ago"
+
+
+@check
+def check_scratch_listing_and_removal(backend: CasBackend) -> None:
+    store = backend.open()
+    store.put_many([b"staged and renamed", b"another"])
+    # A completed write leaves no scratch file behind.
+    assert list(store.iter_scratch()) == []
+    store.delete_scratch("absent.part")  # not an error
+    for bad in ("../objects", "a/b.part", "", ".."):
+        assert code_of(lambda bad=bad: store.delete_scratch(bad)) == "CAS_INVALID_REF"
 
 
 @check

@@ -426,6 +426,49 @@ def check_head_frame_is_the_latest_by_created_at_then_frame_id(backend: RecordBa
 
 
 @check
+def check_delete_threads_removes_unchanged_threads_with_their_history(backend: RecordBackend) -> None:
+    store = backend.open()
+    gone = make_thread("gone", status="completed")
+    moved_on = make_thread("moved_on", status="completed")
+    kept = make_thread("kept", status="completed")
+    for thread in (gone, moved_on, kept):
+        store.commit_turn(make_commit(thread, frame_type="readme"))
+    store.acquire_lease(gone.thread_id, "holder-1", 60_000)
+    assert [f.thread_id for f in store.frames_for_thread(gone.thread_id)] == [gone.thread_id]
+    kept_refs = store.referenced_artifact_ids()
+    # moved_on was updated after it was read: the delete must leave it whole.
+    store.save_thread(moved_on.model_copy(update={"updated_at_ms": moved_on.updated_at_ms + 1}))
+
+    deleted = store.delete_threads(
+        {
+            gone.thread_id: gone.updated_at_ms,
+            moved_on.thread_id: moved_on.updated_at_ms,
+            "thread:absent": 1,
+        }
+    )
+
+    assert deleted == [gone.thread_id]
+    assert store.get_thread(gone.thread_id) is None
+    assert store.turns_for_thread(gone.thread_id) == []
+    assert store.gates_for_thread(gone.thread_id) == []
+    assert store.prompt_links_for_thread(gone.thread_id) == []
+    assert store.artifact_links_for_thread(gone.thread_id) == []
+    assert store.frames_for_thread(gone.thread_id) == []
+    assert store.head_frame(gone.target_node_id, "readme") is None
+    # Its lease went too: another holder takes it at once.
+    assert store.acquire_lease(gone.thread_id, "holder-2", 60_000).holder == "holder-2"
+    for thread in (moved_on, kept):
+        assert store.get_thread(thread.thread_id) is not None
+        assert len(store.turns_for_thread(thread.thread_id)) == 1
+        assert len(store.frames_for_thread(thread.thread_id)) == 1
+    only_gone = make_commit(gone)
+    assert only_gone.turn.output_artifact_id in kept_refs
+    assert only_gone.turn.output_artifact_id not in store.referenced_artifact_ids()
+    assert store.delete_threads({}) == []
+    assert store.delete_threads({gone.thread_id: gone.updated_at_ms}) == []  # idempotent
+
+
+@check
 def check_referenced_artifact_ids_cover_every_reference(backend: RecordBackend) -> None:
     store = backend.open()
     thread = make_thread()

@@ -14,7 +14,7 @@ from wf_pipeline.cas.backends import (
     write_strategy_for,
 )
 from wf_pipeline.cas.memory import MemoryArtifactStore
-from wf_pipeline.cas.protocol import ArtifactRef, ArtifactStore
+from wf_pipeline.cas.protocol import ArtifactRef, ArtifactStore, ObjectInfo, ScratchFile
 from wf_pipeline.cas.registry import open_cas, register_artifact_store
 from wf_pipeline.cas.store import CasStore, FsspecArtifactStore
 
@@ -25,6 +25,8 @@ __all__ = [
     "FsspecArtifactStore",
     "LocalRenameWrite",
     "MemoryArtifactStore",
+    "ObjectInfo",
+    "ScratchFile",
     "WholeObjectPut",
     "WriteStrategy",
     "open_cas",

@@ -9,16 +9,20 @@ same name in one process share their objects, as fsspec's memory filesystem does
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from wf_pipeline.cas.protocol import (
     ArtifactCodec,
     ArtifactRef,
+    ObjectInfo,
+    ScratchFile,
     batch_of,
     check_artifact_id,
     check_ref_name,
     check_ref_value,
+    check_scratch_name,
     hex_of,
     not_found,
     ref_not_found,
@@ -31,6 +35,8 @@ MEMORY_SCHEME = "memory"
 @dataclass
 class _Contents:
     objects: dict[str, bytes] = field(default_factory=dict)
+    # Artifact id -> when it was last put (ms): what `iter_objects` reports as its age.
+    modified_ms: dict[str, int] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
     quarantined: dict[str, bytes] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,11 +80,14 @@ class MemoryArtifactStore(ArtifactCodec):
         (damaged, whatever its size) is replaced.
         """
         refs, distinct = batch_of(items)
+        now_ms = time.time_ns() // 1_000_000
         with self._contents.lock:
             objects = self._contents.objects
             for artifact_id, data in distinct.items():
                 if objects.get(artifact_id) != data:
                     objects[artifact_id] = data
+                # Every put refreshes the age, as the fsspec store does (see `iter_objects`).
+                self._contents.modified_ms[artifact_id] = now_ms
         return refs
 
     def get(self, artifact_id: str, *, size: int | None = None) -> bytes:
@@ -110,6 +119,7 @@ class MemoryArtifactStore(ArtifactCodec):
         check_artifact_id(artifact_id)
         with self._contents.lock:
             self._contents.objects.pop(artifact_id, None)
+            self._contents.modified_ms.pop(artifact_id, None)
 
     def quarantine(self, artifact_id: str) -> str | None:
         """Move the object aside (kept in `quarantined`); returns its quarantine name, None if absent.
@@ -119,6 +129,7 @@ class MemoryArtifactStore(ArtifactCodec):
         check_artifact_id(artifact_id)
         with self._contents.lock:
             data = self._contents.objects.pop(artifact_id, None)
+            self._contents.modified_ms.pop(artifact_id, None)
             if data is None:
                 return None
             name = f"quarantine/{hex_of(artifact_id)}.{len(self._contents.quarantined)}"
@@ -136,6 +147,35 @@ class MemoryArtifactStore(ArtifactCodec):
         with self._contents.lock:
             ids = sorted(self._contents.objects)
         return iter(ids)
+
+    def iter_objects(self) -> Iterator[ObjectInfo]:
+        """Every object with its size (bytes) and last put time (ms), in id order (a snapshot)."""
+        with self._contents.lock:
+            now_ms = time.time_ns() // 1_000_000
+            infos = [
+                ObjectInfo(artifact_id, len(data), self._contents.modified_ms.get(artifact_id, now_ms))
+                for artifact_id, data in sorted(self._contents.objects.items())
+            ]
+        return iter(infos)
+
+    def iter_scratch(self) -> Iterator[ScratchFile]:
+        """None: puts here are atomic under the lock and stage nothing."""
+        return iter(())
+
+    def delete_scratch(self, name: str) -> None:
+        """Nothing to remove (see `iter_scratch`); ``CAS_INVALID_REF`` for a name with a folder part."""
+        check_scratch_name(name)
+
+    def backdate_for_testing(self, artifact_id: str, modified_ms: int) -> None:
+        """Test hook: make the object of ``artifact_id`` look last put at ``modified_ms`` (epoch ms).
+
+        Stands in for an object written long ago, so age rules (grace periods) can be tested
+        without waiting.
+        """
+        check_artifact_id(artifact_id)
+        with self._contents.lock:
+            if artifact_id in self._contents.objects:
+                self._contents.modified_ms[artifact_id] = modified_ms
 
     def set_ref(self, name: str, artifact_id: str) -> None:
         """Point ``name`` at ``artifact_id``; ``CAS_INVALID_ID``, ``CAS_INVALID_REF``."""

@@ -50,6 +50,38 @@ class ArtifactRef:
     size: int
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object as a listing sees it, without reading it.
+
+    Attributes:
+        artifact_id: ``sha256:<64 lowercase hex>``.
+        size: stored length in bytes.
+        modified_ms: when the object was last written or put again (Unix epoch, ms); a
+            store that cannot tell reports the time of the listing, so an age check never
+            takes such an object for old.
+    """
+
+    artifact_id: str
+    size: int
+    modified_ms: int
+
+
+@dataclass(frozen=True)
+class ScratchFile:
+    """One scratch file a store left behind (a write staged in ``tmp/*.part`` and never renamed).
+
+    Attributes:
+        name: the file's name inside the store's scratch folder (no folder part).
+        size: its length in bytes.
+        modified_ms: when it was last written (Unix epoch, ms).
+    """
+
+    name: str
+    size: int
+    modified_ms: int
+
+
 @runtime_checkable
 class ArtifactStore(Protocol):
     """A content-addressed store of immutable bytes, plus named refs to them.
@@ -142,6 +174,30 @@ class ArtifactStore(Protocol):
         """Ids of every stored object, in ascending id order; refs are not objects."""
         ...
 
+    def iter_objects(self) -> Iterator[ObjectInfo]:
+        """Every stored object with its size (bytes) and last write time (ms), in ascending id order.
+
+        A `put` of an object already stored refreshes its time, so an object a run has just
+        put (before its records exist: CAS first) always looks young to an age check such
+        as the orphan sweep's grace period. Raises ``CAS_BACKEND_ERROR``.
+        """
+        ...
+
+    def iter_scratch(self) -> Iterator[ScratchFile]:
+        """Scratch files of staged writes (``tmp/*.part``), in name order; none for stores without them.
+
+        A write that crashed between staging and rename leaves one behind; a live write's
+        file is young. Raises ``CAS_BACKEND_ERROR``.
+        """
+        ...
+
+    def delete_scratch(self, name: str) -> None:
+        """Remove the scratch file ``name`` (as `iter_scratch` lists it); an absent one is not an error.
+
+        Raises ``CAS_INVALID_REF`` for a name with a folder part, ``CAS_BACKEND_ERROR``.
+        """
+        ...
+
     def set_ref(self, name: str, artifact_id: str) -> None:
         """Point the ref ``name`` (slash-separated, no empty, ``.`` or ``..`` part) at an artifact.
 
@@ -176,6 +232,16 @@ def check_artifact_id(artifact_id: str) -> str:
 def hex_of(artifact_id: str) -> str:
     """The 64 hex digits of a valid id (``CAS_INVALID_ID`` otherwise)."""
     return check_artifact_id(artifact_id)[len(DIGEST_PREFIX) :]
+
+
+def check_scratch_name(name: str) -> str:
+    """Return ``name`` if it names a file directly inside a scratch folder, else ``CAS_INVALID_REF``.
+
+    A scratch name has no slash and is not ``.`` or ``..``, so it never reaches outside the folder.
+    """
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise CasError(CAS_INVALID_REF, f"invalid scratch file name {str(name)[:80]!r}", ref=str(name)[:80])
+    return name
 
 
 def check_ref_name(name: str) -> str:

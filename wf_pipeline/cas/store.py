@@ -9,20 +9,27 @@ the digest, so a corrupt or truncated object is reported, never returned.
 from __future__ import annotations
 
 import logging
+import os
+import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from wf_pipeline.cas.backends import write_batch, write_strategy_for
 from wf_pipeline.cas.protocol import (
     ArtifactCodec,
     ArtifactRef,
+    ObjectInfo,
+    ScratchFile,
     batch_of,
     check_ref_name,
     check_ref_value,
+    check_scratch_name,
     hex_of,
     not_found,
     ref_not_found,
@@ -40,6 +47,10 @@ from wf_pipeline.errors import (
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, is_digest
 
 log = logging.getLogger(__name__)
+
+# How old (ms) a present object may look before a put of it again renews its age on a store
+# that cannot touch in place. Grace periods of age rules (the orphan sweep) must be longer.
+REFRESH_AGE_MS = 60_000
 
 
 class FsspecArtifactStore(ArtifactCodec):
@@ -88,6 +99,8 @@ class FsspecArtifactStore(ArtifactCodec):
         Objects already stored with exactly these bytes are skipped (compared byte for
         byte, so a damaged copy of the same size is replaced), duplicates are written once. Local filesystems stage every object, fsync them in one pass, rename each
         into place and fsync each folder once; object stores upload each object whole.
+        A present object's age starts again (local: touched; object stores: uploaded again
+        once older than `REFRESH_AGE_MS`), see `iter_objects`.
         Raises ``CAS_BACKEND_ERROR``; no object is ever half-written under its name.
         """
         refs, distinct = batch_of(items)
@@ -95,10 +108,13 @@ class FsspecArtifactStore(ArtifactCodec):
             to_write = []
             for artifact_id, data in distinct.items():
                 path = self._object_path(artifact_id)
-                stored_size = self._stored_size(path)
+                stored = self._stored_info(path)
+                stored_size = None if stored is None else int(stored["size"])
                 # A present object is trusted only if it holds exactly these bytes: a damaged
                 # copy (a flipped byte keeps the size) is replaced atomically, never linked to.
-                if stored_size == len(data) and self._stored_bytes(path) == data:
+                if stored is not None and stored_size == len(data) and self._stored_bytes(path) == data:
+                    if not self._refresh(path, stored):
+                        to_write.append((path, data))
                     continue
                 if stored_size is not None:
                     log.warning(
@@ -198,6 +214,49 @@ class FsspecArtifactStore(ArtifactCodec):
             if len(fan_out) == 2 and is_digest(artifact_id):
                 yield artifact_id
 
+    def iter_objects(self) -> Iterator[ObjectInfo]:
+        """Every object with its size (bytes) and last write time (ms, from fsspec's info), in id order.
+
+        The time is the filesystem's ``mtime`` (local), ``created`` (memory), ``LastModified``
+        (S3) or ``updated`` (GCS); a backend reporting none gives the listing time, so an age
+        rule never takes the object for old. Raises ``CAS_BACKEND_ERROR``.
+        """
+        with self._backend("list", None):
+            if self._stored_size(self._objects_dir) is None:  # nothing stored yet
+                return
+            details = self._fs.find(self._objects_dir, detail=True)
+        now_ms = time.time_ns() // 1_000_000
+        for path in sorted(details):
+            fan_out, rest = path.rsplit("/", 2)[-2:]
+            artifact_id = f"{DIGEST_PREFIX}{fan_out}{rest}"
+            if len(fan_out) == 2 and is_digest(artifact_id):
+                info = details[path]
+                yield ObjectInfo(artifact_id, int(info.get("size") or 0), modified_ms(info, default=now_ms))
+
+    def iter_scratch(self) -> Iterator[ScratchFile]:
+        """Staged writes left in ``<root>/tmp/`` (``*.part``), in name order. Raises ``CAS_BACKEND_ERROR``."""
+        with self._backend("list", None):
+            if self._stored_size(self._tmp_dir) is None:
+                return
+            details = self._fs.ls(self._tmp_dir, detail=True)
+        now_ms = time.time_ns() // 1_000_000
+        for info in sorted(details, key=lambda item: str(item["name"])):
+            name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
+            if info.get("type") == "file" and name.endswith(".part"):
+                yield ScratchFile(name, int(info.get("size") or 0), modified_ms(info, default=now_ms))
+
+    def delete_scratch(self, name: str) -> None:
+        """Remove ``<root>/tmp/<name>``; an absent file is not an error.
+
+        Raises ``CAS_INVALID_REF`` (a name with a folder part), ``CAS_BACKEND_ERROR``.
+        """
+        path = f"{self._tmp_dir}/{check_scratch_name(name)}"
+        with self._backend("delete_scratch", None):
+            try:
+                self._fs.rm_file(path)
+            except FileNotFoundError:
+                return
+
     # -- refs ----------------------------------------------------------------
     # A ref is the one mutable thing here: a named pointer to an artifact id, replaced
     # atomically like an object, so readers see the old or the new id, never a mix.
@@ -240,6 +299,28 @@ class FsspecArtifactStore(ArtifactCodec):
         except FileNotFoundError:
             return None
 
+    def _refresh(self, path: str, info: Mapping[str, Any]) -> bool:
+        # A put of a present object makes it young again: a run puts before it records
+        # (CAS first), and the orphan sweep's grace period counts from the last put. A
+        # local file is touched; elsewhere False asks the caller to upload the object again
+        # (atomic, whole), but only once it is older than REFRESH_AGE_MS, so repeated puts
+        # of a fresh object cost nothing. fsspec's own touch is not used: it would create an
+        # empty file under the id if the object vanished in between.
+        if isinstance(self._fs, LocalFileSystem):
+            try:
+                os.utime(path)
+            except FileNotFoundError:
+                return False
+            return True
+        now = time.time_ns() // 1_000_000
+        return now - modified_ms(info, default=now) <= REFRESH_AGE_MS
+
+    def _stored_info(self, path: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._fs.info(path))
+        except FileNotFoundError:
+            return None
+
     def _stored_size(self, path: str) -> int | None:
         try:
             return int(self._fs.info(path)["size"])
@@ -267,6 +348,31 @@ class FsspecArtifactStore(ArtifactCodec):
                 error_type=type(exc).__name__,
                 reason=reason,
             ) from exc
+
+
+# fsspec info keys holding a last-write time, by backend: local, memory, S3, GCS/Azure.
+_MODIFIED_KEYS = ("mtime", "created", "LastModified", "last_modified", "updated")
+
+
+def modified_ms(info: Mapping[str, Any], *, default: int) -> int:
+    """The last write time in an fsspec ``info`` dict, as Unix epoch ms; ``default`` when it has none.
+
+    Accepts seconds as a number, a `datetime`, or ISO 8601 text, whichever the backend gives.
+    """
+    for key in _MODIFIED_KEYS:
+        value = info.get(key)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            return int(value.timestamp() * 1000)
+        if isinstance(value, int | float):
+            return int(float(value) * 1000)
+        if isinstance(value, str):
+            try:
+                return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+            except ValueError:
+                continue
+    return default
 
 
 # The name callers have always imported; the fsspec store is the default implementation.

@@ -365,7 +365,67 @@ def cmd_cas(args: argparse.Namespace) -> int:
     return 0 if result["ok"] else EXIT_FAILED
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    """``wf compact``: archive old threads' records, sweep orphan CAS objects and scratch files, merge telemetry.
+
+    Args:
+        args: the parsed command line (``json``).
+
+    Returns:
+        0. A progress bar of the parts goes to stderr when it is a terminal and ``--json`` is off.
+
+    Raises:
+        WfError: those of `service.compact` (``METADATA_BAD_DURATION``,
+            ``RETENTION_ARCHIVE_ERROR``, ``CAS_*``, ``RECORD_*``, ``PROFILE_*``,
+            ``TELEMETRY_WRITE_FAILED``); `main` prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    with _progress(args, label="compaction parts") as on_progress:
+        result = service.compact(_settings(), on_progress=on_progress)
+    _emit(args, result.to_dict(), _render_compact)
+    return 0
+
+
 # --- rendering -----------------------------------------------------------------------
+
+
+def _render_compact(console: Console, r: dict) -> None:
+    from wf_pipeline.metadata.durations import format_duration_ms
+
+    grace = format_duration_ms(r["grace_ms"])
+    archive, orphans, scratch, telemetry = r["archive"], r["orphans"], r["scratch"], r["telemetry"]
+    rows = [
+        (
+            "archive",
+            f"{plural(archive['threads_archived'], 'thread')} moved",
+            f"{archive['bytes_written']} bytes written",
+            f"{archive['skipped_changed']} changed meanwhile",
+        ),
+        (
+            "orphans",
+            f"{plural(orphans['deleted'], 'object')} deleted of {orphans['scanned']}",
+            f"{orphans['bytes_freed']} bytes freed",
+            f"{orphans['kept_young']} within grace",
+        ),
+        (
+            "scratch",
+            f"{plural(scratch['deleted'], 'file')} deleted",
+            f"{scratch['bytes_freed']} bytes freed",
+            f"{scratch['kept_young']} within grace",
+        ),
+    ]
+    if telemetry is not None:
+        rows.append(
+            (
+                "telemetry",
+                f"{plural(telemetry['files_merged'], 'file')} merged",
+                f"{telemetry['bytes_before']} -> {telemetry['bytes_after']} bytes",
+                f"{plural(telemetry['partitions'], 'partition')}",
+            )
+        )
+    print_table(console, ("part", "done", "bytes", "kept"), rows)
+    print_line(console, f"compaction {r['compaction_id']}: grace {grace}; archive in {r['archive_dir']}")
 
 
 def _render_verify(console: Console, r: dict) -> None:
@@ -651,6 +711,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--repair",
         action="store_true",
         help="run the turns that produced corrupt objects again (corrupt objects are quarantined either way)",
+    )
+
+    command(
+        "compact",
+        "archive old threads' records to Parquet, delete orphan CAS objects and scratch files "
+        "past the grace period (WF_COMPACT_GRACE), merge closed days of telemetry",
+        cmd_compact,
     )
 
     threads = command("threads", "list threads or show one", cmd_threads)

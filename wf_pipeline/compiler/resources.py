@@ -51,6 +51,8 @@ RUNTIME_CONFIG_SCHEMA = {
     "config_dir": _optional(StringSource, "WF_CONFIG_DIR"),
     "provider_options": _optional(Map(str, str), "WF_<PROVIDER>_<OPTION>"),
     "follow_external_links": _optional(BoolSource, "WF_FOLLOW_EXTERNAL_LINKS"),
+    "telemetry": _optional(BoolSource, "WF_TELEMETRY"),
+    "telemetry_url": _optional(StringSource, "WF_TELEMETRY_URL"),
 }
 
 

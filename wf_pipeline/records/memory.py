@@ -11,7 +11,7 @@ prefix in one process share their rows); ``memory://`` opens a private one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -305,6 +305,29 @@ class MemoryRecordStore:
         for row in self._rows(list_table):
             found.update(row[list_column] or ())
         return found
+
+    def frames_for_thread(self, thread_id: str) -> list[FrameRecord]:
+        """Frames a thread produced, by created_at_ms, frame_id."""
+        return self._of_thread("frames_for_thread", "frames", FrameRecord, thread_id)
+
+    def delete_threads(self, expected_updated_at_ms: Mapping[str, int]) -> list[str]:
+        """Delete unchanged threads and their history under one lock; returns the deleted ids, sorted."""
+        with self._contents.lock:
+            threads = self._contents.tables["threads"]
+            doomed = {
+                thread_id
+                for thread_id, updated_at_ms in expected_updated_at_ms.items()
+                if (row := threads.get((thread_id,))) is not None and row["updated_at_ms"] == updated_at_ms
+            }
+            if not doomed:
+                return []
+            for name, table in self._contents.tables.items():
+                if name == "threads" or _SPECS[name].references_thread or name == "frames":
+                    for key in [key for key, row in table.items() if row["thread_id"] in doomed]:
+                        del table[key]
+            for thread_id in doomed:
+                self._contents.leases.pop(thread_id, None)
+        return sorted(doomed)
 
     # --- retention: tombstones and holds -------------------------------------------------
 

@@ -10,7 +10,7 @@ fields refer to artifacts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -44,6 +44,7 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "gates_for_thread": ("evaluated_at_ms", "attempt", "gate_record_id"),
     "prompt_links_for_thread": ("created_at_ms", "prompt_link_id"),
     "artifact_links_for_thread": ("created_at_ms", "attempt", "artifact_link_id"),
+    "frames_for_thread": ("created_at_ms", "frame_id"),
     # The head is the largest under this order: newest created_at_ms, then highest frame_id.
     "head_frame": ("created_at_ms", "frame_id"),
     "head_frames": ("node_id", "frame_type"),
@@ -338,6 +339,28 @@ class RecordStore(Protocol):
 
     def referenced_artifact_ids(self) -> set[str]:
         """Every artifact id any record refers to; CAS objects outside this set are orphans."""
+        ...
+
+    def frames_for_thread(self, thread_id: str) -> list[FrameRecord]:
+        """Frames a thread produced, by created_at_ms, frame_id."""
+        ...
+
+    def delete_threads(self, expected_updated_at_ms: Mapping[str, int]) -> list[str]:
+        """Delete threads with every row of their history, in one transaction.
+
+        Used once those rows are durable elsewhere (the compaction archive). A thread is
+        deleted only if its ``updated_at_ms`` still equals the value given for it, so a
+        thread that moved on since it was read (resumed, rerun) stays whole. Its turns,
+        gates, prompt links, artifact links, frames and lease go with it.
+
+        Args:
+            expected_updated_at_ms: thread_id -> the ``updated_at_ms`` it was read with.
+
+        Returns:
+            The ids of the threads deleted, sorted; absent or changed threads are left out.
+
+        Raises ``RECORD_UNAVAILABLE`` (nothing deleted).
+        """
         ...
 
     def head_frames(self) -> list[FrameRecord]:

@@ -9,7 +9,7 @@ migrated to the newest revision when the store opens (`wf_pipeline.records.migra
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -506,6 +506,51 @@ class SqlRecordStore:
             for inputs in conn.execute(select(tables[list_table].c[list_column])).scalars():
                 found.update(inputs or ())
         return found
+
+    def frames_for_thread(self, thread_id: str) -> list[FrameRecord]:
+        """Frames a thread produced, by created_at_ms, frame_id."""
+        table = self._tables["frames"]
+        statement = (
+            select(table)
+            .where(table.c.thread_id == thread_id)
+            .order_by(*_order_columns(table, "frames_for_thread"))
+        )
+        return self._select("frames_for_thread", FrameRecord, statement)
+
+    # --- archiving ---------------------------------------------------------------------
+
+    def delete_threads(self, expected_updated_at_ms: Mapping[str, int]) -> list[str]:
+        """Delete unchanged threads and their history in one transaction; returns the deleted ids, sorted.
+
+        The threads are re-read inside the transaction, so one updated since the caller
+        read it stays. Raises ``RECORD_UNAVAILABLE`` (nothing deleted).
+        """
+        if not expected_updated_at_ms:
+            return []
+        tables = self._tables
+        threads = tables["threads"]
+        history = [
+            tables[spec.name] for spec in TABLE_SPECS if spec.references_thread or spec.name == "frames"
+        ]
+        doomed: list[str] = []
+        wanted = sorted(expected_updated_at_ms)
+        with self._writing("delete_threads") as conn:
+            # Chunks keep each IN list under SQLite's bound-parameter limit.
+            for start in range(0, len(wanted), ID_CHUNK):
+                chunk = wanted[start : start + ID_CHUNK]
+                rows = conn.execute(
+                    select(threads.c.thread_id, threads.c.updated_at_ms)
+                    .where(threads.c.thread_id.in_(chunk))
+                    .with_for_update()
+                )
+                ids = [tid for tid, updated in rows if updated == expected_updated_at_ms[tid]]
+                if not ids:
+                    continue
+                for table in [*history, tables.leases]:
+                    conn.execute(delete(table).where(table.c.thread_id.in_(ids)))
+                conn.execute(delete(threads).where(threads.c.thread_id.in_(ids)))
+                doomed.extend(ids)
+        return sorted(doomed)
 
     # --- thread leases -----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from wf_pipeline.cas import ArtifactRef, ArtifactStore
+from wf_pipeline.cas import ArtifactRef, ArtifactStore, ObjectInfo, ScratchFile
 from wf_pipeline.cas.protocol import ArtifactCodec
 from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError
 from wf_pipeline.metadata.durations import format_duration_ms
@@ -123,6 +123,18 @@ class ExpiryAwareStore(ArtifactCodec):
     def iter_artifact_ids(self) -> Iterator[str]:
         """`ArtifactStore.iter_artifact_ids` of the inner store."""
         return self.inner.iter_artifact_ids()
+
+    def iter_objects(self) -> Iterator[ObjectInfo]:
+        """`ArtifactStore.iter_objects` of the inner store (sizes in bytes, times in ms)."""
+        return self.inner.iter_objects()
+
+    def iter_scratch(self) -> Iterator[ScratchFile]:
+        """`ArtifactStore.iter_scratch` of the inner store."""
+        return self.inner.iter_scratch()
+
+    def delete_scratch(self, name: str) -> None:
+        """`ArtifactStore.delete_scratch` of the inner store."""
+        self.inner.delete_scratch(name)
 
     def set_ref(self, name: str, artifact_id: str) -> None:
         """`ArtifactStore.set_ref` of the inner store."""

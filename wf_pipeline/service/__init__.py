@@ -5,6 +5,7 @@ Plain functions over the runtime and the compiler's launch API. Each takes the
 """
 
 from wf_pipeline.service.cas import verify_cas
+from wf_pipeline.service.compaction import CompactionResult, compact
 from wf_pipeline.service.definitions import code_location
 from wf_pipeline.service.queries import (
     list_profiles,
@@ -18,7 +19,9 @@ from wf_pipeline.service.runs import backfill, export_outputs, resume_thread, ru
 from wf_pipeline.service.ui import dagster_ui_command
 
 __all__ = [
+    "CompactionResult",
     "backfill",
+    "compact",
     "export_outputs",
     "code_location",
     "dagster_ui_command",

@@ -1,0 +1,190 @@
+"""The columns of the telemetry tables: one pyarrow schema and the pandera models that check it.
+
+Two tables share the same columns (issue 9, item 1): ``metadata_writes`` (one row per key a
+frame-metadata write carried, or the key a rejected write failed on) and ``artifact_writes``
+(one row per artifact put, delete or expiry; ``key`` is the artifact class, ``domain`` is
+``cas``). A row holds ids, sizes and codes only, never a value or a payload.
+
+Columns (``*`` may be null where the writer does not know it):
+
+- ``ts_ms`` int64: milliseconds since the Unix epoch (UTC) of the write;
+- ``workflow_id``, ``profile_version``*, ``thread_id``*, ``turn_id``*, ``node_id``*,
+  ``frame_id``*: where the write happened;
+- ``domain``, ``key``: the key's owner domain and name (or ``cas`` and the artifact class);
+- ``mutability_class``*: the key's mutability class (``identity``, ``attested``...);
+- ``bytes`` int64: the value's (artifact's) size in bytes, UTF-8 for metadata values;
+- ``budget_bytes`` int64*: the budget that size is held against;
+- ``outcome``: ``accepted``, ``rejected``, ``deleted`` or ``expired``;
+- ``error_code``*: the catalogue code of a rejection;
+- ``run_id``*: the Dagster run the write belongs to.
+
+Every flush checks its batch with the table's pandera `DataFrameModel` (`validate_batch`)
+before anything is written; the frame is viewed over the Arrow buffers
+(``pandas.ArrowDtype``), so checking costs no copy of the rows.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow
+from pandera.errors import SchemaError, SchemaErrors
+from pandera.typing import Series
+
+from wf_pipeline.errors import TELEMETRY_SCHEMA_INVALID, TelemetryError
+
+__all__ = [
+    "ARROW_SCHEMA",
+    "ARTIFACT_WRITES",
+    "COLUMNS",
+    "METADATA_WRITES",
+    "OUTCOMES",
+    "TABLES",
+    "ArtifactWritesModel",
+    "MetadataWritesModel",
+    "TelemetryRowModel",
+    "empty_table",
+    "model_for",
+    "validate_batch",
+]
+
+METADATA_WRITES: Final = "metadata_writes"
+ARTIFACT_WRITES: Final = "artifact_writes"
+#: The telemetry tables, in the order the views and the store list them.
+TABLES: Final[tuple[str, ...]] = (METADATA_WRITES, ARTIFACT_WRITES)
+#: What became of a write.
+OUTCOMES: Final[tuple[str, ...]] = ("accepted", "rejected", "deleted", "expired")
+
+_STRING = pyarrow.string()
+_INT64 = pyarrow.int64()
+
+#: Column name -> (Arrow type, nullable), in file order.
+COLUMNS: Final[dict[str, tuple[pyarrow.DataType, bool]]] = {
+    "ts_ms": (_INT64, False),
+    "workflow_id": (_STRING, False),
+    "profile_version": (_STRING, True),
+    "thread_id": (_STRING, True),
+    "turn_id": (_STRING, True),
+    "node_id": (_STRING, True),
+    "frame_id": (_STRING, True),
+    "domain": (_STRING, False),
+    "key": (_STRING, False),
+    "mutability_class": (_STRING, True),
+    "bytes": (_INT64, False),
+    "budget_bytes": (_INT64, True),
+    "outcome": (_STRING, False),
+    "error_code": (_STRING, True),
+    "run_id": (_STRING, True),
+}
+
+#: The Parquet schema of both tables.
+ARROW_SCHEMA: Final = pyarrow.schema(
+    [pyarrow.field(name, kind, nullable=nullable) for name, (kind, nullable) in COLUMNS.items()]
+)
+
+_STR = pd.ArrowDtype(_STRING)
+_I64 = pd.ArrowDtype(_INT64)
+
+
+class TelemetryRowModel(pa.DataFrameModel):
+    """The columns every telemetry table has (see the module docstring); strict and ordered."""
+
+    ts_ms: Series[_I64] = pa.Field(ge=0)  # type: ignore[valid-type]
+    workflow_id: Series[_STR] = pa.Field(str_length={"min_value": 1})  # type: ignore[valid-type]
+    profile_version: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    thread_id: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    turn_id: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    node_id: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    frame_id: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    domain: Series[_STR] = pa.Field(str_length={"min_value": 1})  # type: ignore[valid-type]
+    key: Series[_STR] = pa.Field(str_length={"min_value": 1})  # type: ignore[valid-type]
+    mutability_class: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    bytes: Series[_I64] = pa.Field(ge=0)  # type: ignore[valid-type]
+    budget_bytes: Series[_I64] = pa.Field(nullable=True, ge=0)  # type: ignore[valid-type]
+    outcome: Series[_STR] = pa.Field(isin=list(OUTCOMES))  # type: ignore[valid-type]
+    error_code: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    run_id: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+
+    class Config:
+        strict = True
+        ordered = True
+        coerce = False
+
+
+class MetadataWritesModel(TelemetryRowModel):
+    """Rows of ``metadata_writes``: one per frame-metadata key written or rejected."""
+
+
+class ArtifactWritesModel(TelemetryRowModel):
+    """Rows of ``artifact_writes``: one per artifact put, delete or expiry (key = artifact class)."""
+
+
+_MODELS: Final[dict[str, type[TelemetryRowModel]]] = {
+    METADATA_WRITES: MetadataWritesModel,
+    ARTIFACT_WRITES: ArtifactWritesModel,
+}
+
+
+def model_for(table: str) -> type[TelemetryRowModel]:
+    """The pandera model of ``table``; ``TELEMETRY_SCHEMA_INVALID`` for a table that does not exist."""
+    try:
+        return _MODELS[table]
+    except KeyError:
+        raise TelemetryError(
+            TELEMETRY_SCHEMA_INVALID,
+            f"no telemetry table {table!r} (tables: {', '.join(TABLES)})",
+            table=str(table),
+        ) from None
+
+
+def empty_table() -> pyarrow.Table:
+    """A zero-row table with `ARROW_SCHEMA`."""
+    return ARROW_SCHEMA.empty_table()
+
+
+def validate_batch(table: str, batch: pyarrow.Table) -> pyarrow.Table:
+    """Check a batch of rows against ``table``'s schema and pandera model before it is written.
+
+    Args:
+        table: one of `TABLES`.
+        batch: the rows; its columns must be exactly `COLUMNS`, in order, with their Arrow
+            types (a nullable column may be all null).
+
+    Returns:
+        ``batch`` cast to `ARROW_SCHEMA` (same buffers; only field nullability differs).
+
+    Raises:
+        TelemetryError: ``TELEMETRY_SCHEMA_INVALID`` naming the table, the failing column
+            and check, and how many rows failed; never a value.
+    """
+    model = model_for(table)
+    if batch.schema.names != ARROW_SCHEMA.names or batch.schema.types != ARROW_SCHEMA.types:
+        got = ", ".join(f"{field.name}:{field.type}" for field in batch.schema)
+        raise TelemetryError(
+            TELEMETRY_SCHEMA_INVALID,
+            f"{table} batch of {batch.num_rows} rows has columns ({got}), not the table's "
+            f"{len(ARROW_SCHEMA)} columns in order",
+            table=table,
+        )
+    frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
+    try:
+        model.validate(frame, lazy=True)
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+        first = cases.iloc[0] if len(cases) else None
+        column = str(first["column"]) if first is not None else "?"
+        check = str(first["check"]) if first is not None else "?"
+        raise TelemetryError(
+            TELEMETRY_SCHEMA_INVALID,
+            f"{table} batch of {batch.num_rows} rows fails {len(cases)} check(s), "
+            f"first: column {column} check {check}",
+            table=table,
+            column=column,
+            check=check,
+            failures=len(cases),
+        ) from None
+    except SchemaError as exc:  # pragma: no cover - lazy=True reports SchemaErrors
+        raise TelemetryError(TELEMETRY_SCHEMA_INVALID, f"{table} batch fails a check", table=table) from exc
+    return batch.cast(ARROW_SCHEMA)

@@ -1,0 +1,114 @@
+-- wf_pipeline telemetry views (DuckDB 2.0 SQL). The product runs this file as is; so can anyone.
+--
+-- Two variables locate the files:
+--   wf_telemetry  the telemetry root ($WF_HOME/telemetry, or the WF_TELEMETRY_URL location)
+--   wf_archive    the archive root ($WF_HOME/archive), for the archived_threads view
+--
+-- From a plain duckdb shell:
+--   SET VARIABLE wf_telemetry = '/home/me/.wf/telemetry';
+--   SET VARIABLE wf_archive = '/home/me/.wf/archive';
+--   .read /path/to/site-packages/wf_pipeline/telemetry/views.sql
+--   SELECT * FROM key_growth ORDER BY bytes DESC LIMIT 20;
+--
+-- From Python:
+--   import duckdb, importlib.resources
+--   con = duckdb.connect()
+--   con.execute("SET VARIABLE wf_telemetry = '/home/me/.wf/telemetry'")
+--   con.execute(importlib.resources.files("wf_pipeline.telemetry").joinpath("views.sql").read_text())
+--   (or: from wf_pipeline.telemetry import connect; con = connect(settings))
+--
+-- Files are hive-partitioned: <table>/date=YYYY-MM-DD/workflow_id=<id>/*.parquet. The
+-- directory's workflow_id (percent-decoded by DuckDB) equals the file's column; each table
+-- holds one zero-row seed file, so the views work before the first write. Sizes are bytes,
+-- times ts_ms (milliseconds since the Unix epoch, UTC).
+
+-- One row per frame-metadata key written (outcome accepted) or rejected.
+CREATE OR REPLACE VIEW metadata_writes AS
+SELECT * EXCLUDE (date), date AS day
+FROM read_parquet(
+    getvariable('wf_telemetry') || '/metadata_writes/*/*/*.parquet',
+    hive_partitioning = true,
+    hive_types = {'date': DATE, 'workflow_id': VARCHAR}
+);
+
+-- One row per artifact put (accepted), delete or expiry; key is the artifact class.
+CREATE OR REPLACE VIEW artifact_writes AS
+SELECT * EXCLUDE (date), date AS day
+FROM read_parquet(
+    getvariable('wf_telemetry') || '/artifact_writes/*/*/*.parquet',
+    hive_partitioning = true,
+    hive_types = {'date': DATE, 'workflow_id': VARCHAR}
+);
+
+-- Growth per key per UTC day, over both tables (source names the table): accepted writes and
+-- their bytes, rejections, and bytes removed by deletes and expiries.
+CREATE OR REPLACE VIEW key_growth AS
+SELECT
+    day,
+    'metadata_writes' AS source,
+    domain,
+    key,
+    count(*) FILTER (WHERE outcome = 'accepted') AS writes,
+    coalesce(sum(bytes) FILTER (WHERE outcome = 'accepted'), 0)::BIGINT AS bytes,
+    count(*) FILTER (WHERE outcome = 'rejected') AS rejected,
+    0::BIGINT AS removed_bytes
+FROM metadata_writes
+GROUP BY ALL
+UNION ALL
+SELECT
+    day,
+    'artifact_writes' AS source,
+    domain,
+    key,
+    count(*) FILTER (WHERE outcome = 'accepted') AS writes,
+    coalesce(sum(bytes) FILTER (WHERE outcome = 'accepted'), 0)::BIGINT AS bytes,
+    count(*) FILTER (WHERE outcome = 'rejected') AS rejected,
+    coalesce(sum(bytes) FILTER (WHERE outcome IN ('deleted', 'expired')), 0)::BIGINT AS removed_bytes
+FROM artifact_writes
+GROUP BY ALL;
+
+-- Growth per frame: the accepted metadata writes of each frame, their keys and bytes.
+CREATE OR REPLACE VIEW frame_growth AS
+SELECT
+    workflow_id,
+    thread_id,
+    frame_id,
+    count(*) AS writes,
+    count(DISTINCT key) AS keys,
+    sum(bytes)::BIGINT AS bytes,
+    min(ts_ms) AS first_ts_ms,
+    max(ts_ms) AS last_ts_ms
+FROM metadata_writes
+WHERE outcome = 'accepted' AND frame_id IS NOT NULL
+GROUP BY ALL;
+
+-- Headroom per key: value sizes of every write attempt (accepted or rejected) against the
+-- key's budget. p50/p95 are continuous quantiles (DuckDB quantile_cont, linear interpolation);
+-- p95_ratio = p95_bytes / budget_bytes (NULL without a budget).
+CREATE OR REPLACE VIEW budget_headroom AS
+SELECT
+    domain,
+    key,
+    count(*) AS writes,
+    count(*) FILTER (WHERE outcome = 'rejected') AS rejected,
+    max(budget_bytes) AS budget_bytes,
+    quantile_cont(bytes, 0.5) AS p50_bytes,
+    quantile_cont(bytes, 0.95) AS p95_bytes,
+    max(bytes) AS max_bytes,
+    quantile_cont(bytes, 0.95) / nullif(max(budget_bytes), 0) AS p95_ratio,
+    max(budget_bytes) - max(bytes) AS headroom_bytes
+FROM metadata_writes
+WHERE outcome IN ('accepted', 'rejected')
+GROUP BY ALL;
+
+-- Threads whose record rows compaction (`wf compact`) moved out of the record store into
+-- Parquet under wf_archive: the thread record's columns, plus archived_at_ms (ms) and
+-- compaction_id. Their turns, gates, prompt and artifact links and frames sit beside them
+-- in <wf_archive>/<table>/*.parquet. A zero-row seed file keeps the view valid before the
+-- first compaction. Without wf_archive, the archive beside wf_telemetry is read.
+CREATE OR REPLACE VIEW archived_threads AS
+SELECT *
+FROM read_parquet(
+    coalesce(getvariable('wf_archive'), getvariable('wf_telemetry') || '/../archive') || '/threads/*.parquet',
+    union_by_name = true
+);
