@@ -387,6 +387,46 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    """``wf retention plan|apply|hold|release|holds``: retention sweeps and legal holds.
+
+    Args:
+        args: the parsed command line (``action``; ``thread_id``, ``workflow``, ``reason``,
+            ``hold_id`` for holds; ``json``).
+
+    Returns:
+        The exit status, 0. ``plan`` prints per class and workflow the count and bytes a
+        sweep would delete; ``apply`` deletes them (a progress bar of artifacts on stderr)
+        and prints deleted count, bytes freed and tombstones written.
+
+    Raises:
+        WfError: ``RETENTION_HOLD_NOT_FOUND``, ``RETENTION_SCOPE_UNKNOWN``, ``PROFILE_*``,
+            ``RECORD_*``, ``CAS_*``; `main` prints them and exits 1.
+    """
+    from wf_pipeline.service import retention
+
+    settings = _settings()
+    if args.action == "plan":
+        _emit(args, retention.retention_plan(settings), _render_retention)
+    elif args.action == "apply":
+        with _progress(args, label="artifacts") as on_progress:
+            result = retention.retention_apply(settings, on_progress=on_progress)
+        _emit(args, result, _render_retention)
+    elif args.action == "hold":
+        placed = retention.hold(
+            settings, thread_id=args.thread_id, workflow_id=args.workflow, reason=args.reason or ""
+        )
+        _emit(args, placed, lambda console, h: print_line(console, f"held: {_hold_line(h)}"))
+    elif args.action == "release":
+        released = retention.release(
+            settings, thread_id=args.thread_id, workflow_id=args.workflow, hold_id=args.hold_id
+        )
+        _emit(args, released, lambda c, rows: [print_line(c, f"released: {_hold_line(h)}") for h in rows])
+    else:
+        _emit(args, retention.list_holds(settings), _render_holds)
+    return 0
+
+
 # --- rendering -----------------------------------------------------------------------
 
 
@@ -426,6 +466,45 @@ def _render_compact(console: Console, r: dict) -> None:
         )
     print_table(console, ("part", "done", "bytes", "kept"), rows)
     print_line(console, f"compaction {r['compaction_id']}: grace {grace}; archive in {r['archive_dir']}")
+
+
+def _hold_line(h: dict) -> str:
+    scope = f"thread {h['thread_id']}" if h["thread_id"] else f"workflow {h['workflow_id']}"
+    return f"{h['hold_id']} on {scope}" + (f" ({h['reason']})" if h["reason"] else "")
+
+
+def _render_holds(console: Console, rows: list[dict]) -> None:
+    if not rows:
+        console.print("no active holds")
+        return
+    print_table(
+        console,
+        ("hold_id", "thread", "workflow", "since (ms)", "reason"),
+        [
+            (h["hold_id"], h["thread_id"] or "-", h["workflow_id"] or "-", h["created_at_ms"], h["reason"])
+            for h in rows
+        ],
+    )
+
+
+def _render_retention(console: Console, r: dict) -> None:
+    print_table(
+        console,
+        ("class", "workflow", "artifacts", "bytes"),
+        [(g["artifact_class"], g["workflow_id"], g["count"], g["bytes"]) for g in r["groups"]],
+    )
+    kept = ", ".join(f"{count} {reason}" for reason, count in r["kept"].items()) or "none"
+    if "deleted" in r:
+        console.print(
+            f"deleted {plural(r['deleted'], 'artifact')} ({r['bytes_freed']} bytes), "
+            f"{plural(r['tombstones_written'], 'tombstone')} written; kept by rule: {kept}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"would delete {plural(r['count'], 'artifact')} ({r['bytes']} bytes); kept by rule: {kept}",
+            highlight=False,
+        )
 
 
 def _render_verify(console: Console, r: dict) -> None:
@@ -529,6 +608,16 @@ def _render_thread(console: Console, d: dict) -> None:
             )
         )
     print_table(console, ("seq", "turn", "attempt", "status", "output artifact", "gate"), rows)
+    artifacts = d.get("artifacts", [])
+    if artifacts:
+        print_table(
+            console,
+            ("turn", "attempt", "role", "artifact", "bytes", "state"),
+            [
+                (a["turn_id"], a["attempt"], a["role"], a["artifact_id"], a["size"], a["state"])
+                for a in artifacts
+            ],
+        )
     if d.get("error_code"):
         print_line(console, f"failed: {d['error_code']}: {d.get('error_text') or ''}")
 
@@ -581,6 +670,11 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     """
     if args.command == "run" and args.overwrite and not args.in_place:
         return "--overwrite needs --in-place (it replaces README.md files inside the tree)"
+    if args.command == "retention" and args.action in ("hold", "release"):
+        scopes = [args.thread_id, args.workflow, getattr(args, "hold_id", None)]
+        if sum(scope is not None for scope in scopes) != 1:
+            extra = ", --hold-id" if args.action == "release" else ""
+            return f"give exactly one of THREAD_ID, --workflow{extra}"
     return None
 
 
@@ -726,6 +820,25 @@ def build_parser() -> argparse.ArgumentParser:
     thread_list.add_argument("--workflow", help="only threads of this workflow")
     thread_show = thread_action("show", "show one thread with its turns")
     thread_show.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")
+
+    retention = command("retention", "plan or apply retention sweeps, place or release holds", cmd_retention)
+    retention_action = actions(retention, "plan, apply, hold, release or list holds")
+    retention_action("plan", "dry run: per class and workflow, the artifacts and bytes a sweep deletes")
+    retention_action("apply", "delete expired artifacts, writing a tombstone for each first")
+    for name, help_text in (
+        ("hold", "keep everything a thread or workflow refers to until released"),
+        ("release", "release the active holds on a thread or workflow"),
+    ):
+        scope = retention_action(name, help_text)
+        scope.add_argument(
+            "thread_id", metavar="THREAD_ID", nargs="?", help="the thread (see: wf threads list)"
+        )
+        scope.add_argument("--workflow", help="a workflow id instead of a thread")
+        if name == "hold":
+            scope.add_argument("--reason", help="why (kept with the hold)")
+        else:
+            scope.add_argument("--hold-id", help="one hold by its id instead")
+    retention_action("holds", "list the active holds")
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
     ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")

@@ -23,6 +23,9 @@ from wf_pipeline.metadata.canonical import derived_id, is_digest
 SCHEMA_VERSION = 1
 
 ThreadStatus = Literal["pending", "running", "completed", "failed", "aborted"]
+# Statuses of a thread that a resume may pick up again: it still needs what it recorded
+# (its context snapshot, its completed turns' outputs), so retention keeps those.
+RESUMABLE_STATUSES: tuple[ThreadStatus, ...] = ("failed", "aborted", "running", "pending")
 TurnStatus = Literal["pending", "running", "completed", "failed", "skipped"]
 GateOutcome = Literal["pass", "fail"]
 ArtifactRole = Literal["system_prompt", "prompt_template", "rendered_prompt", "context", "input", "output"]

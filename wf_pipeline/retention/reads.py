@@ -55,6 +55,28 @@ def expired_error(records: RecordStore, artifact_id: str) -> CasError | None:
     )
 
 
+STORED, EXPIRED, MISSING = "stored", "expired", "missing"
+
+
+def artifact_states(records: RecordStore, cas: ArtifactStore, artifact_ids: Iterable[str]) -> dict[str, str]:
+    """artifact_id -> ``stored``, ``expired`` (gone, with a tombstone) or ``missing`` (gone, no tombstone).
+
+    The same judgement as `expired_error`, for listings (``wf threads show``): an object
+    still stored is ``stored`` even if a tombstone names it (its bytes were put again).
+    Objects are checked for presence, not read.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``. CasError: ``CAS_BACKEND_ERROR``.
+    """
+    wanted = sorted(set(artifact_ids))
+    gone = [artifact_id for artifact_id in wanted if not cas.exists(artifact_id)]
+    tombstoned = records.tombstones_for(gone)
+    states = dict.fromkeys(wanted, STORED)
+    for artifact_id in gone:
+        states[artifact_id] = EXPIRED if artifact_id in tombstoned else MISSING
+    return states
+
+
 class ExpiryAwareStore(ArtifactCodec):
     """An `ArtifactStore` that reports reads of tombstoned, missing artifacts as ``CAS_ARTIFACT_EXPIRED``.
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from wf_pipeline.errors import RUN_TURN_CRASHED, RunError, WfError
 from wf_pipeline.gates import GateResult
-from wf_pipeline.metadata.records import ThreadRecord, TurnRecord, now_ms
+from wf_pipeline.metadata.records import RESUMABLE_STATUSES, ThreadRecord, TurnRecord, now_ms
 from wf_pipeline.profiles import FailurePolicy, LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
 
@@ -28,9 +28,6 @@ log = logging.getLogger(__name__)
 # Longest error text kept on a thread or turn record, in characters (the code says what
 # went wrong; the text carries its figures).
 ERROR_TEXT_LIMIT = 500
-
-# Statuses of a thread that a resume may pick up again.
-RESUMABLE_STATUSES = ("failed", "aborted", "running", "pending")
 
 
 def gate_stops_thread(policy: FailurePolicy, gate: GateResult | None) -> bool:

@@ -6,6 +6,7 @@ from typing import Any
 
 from wf_pipeline.errors import RUN_UNKNOWN_THREAD, RunError
 from wf_pipeline.metadata.records import now_ms
+from wf_pipeline.retention.reads import artifact_states
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.tree import TreeScan
 
@@ -82,7 +83,10 @@ def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
         ``prompt_link_ids`` (sorted) and ``turns``: one ``{"turn_id", "seq", "attempt",
         "status", "input_artifact_ids", "output_artifact_id", "gate": {"gate_id",
         "outcome", "reasons"} | None, "error_code", "error_text", "started_at_ms",
-        "ended_at_ms"}`` per attempt (times: Unix epoch, ms). The thread's ``error_code`` and
+        "ended_at_ms"}`` per attempt (times: Unix epoch, ms), and ``artifacts``: one
+        ``{"artifact_id", "role", "turn_id", "attempt", "size" (bytes), "state"}`` per
+        artifact link, ``state`` ``stored``, ``expired`` (deleted by retention, see
+        `wf_pipeline.retention.reads.artifact_states`) or ``missing``. The thread's ``error_code`` and
         ``error_text`` say why a failed thread stopped. Ids, digests and error messages
         with their figures only, never payload text.
 
@@ -115,8 +119,21 @@ def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
                 "ended_at_ms": turn.ended_at_ms,
             }
         )
+    artifact_links = env.records.artifact_links_for_thread(thread_id)
+    states = artifact_states(env.records, env.cas, (link.artifact_id for link in artifact_links))
     return {
         **thread.model_dump(mode="json", exclude={"schema_version"}),
         "prompt_link_ids": sorted(link_id for _, link_id in links),
         "turns": turns,
+        "artifacts": [
+            {
+                "artifact_id": link.artifact_id,
+                "role": link.role,
+                "turn_id": link.turn_id,
+                "attempt": link.attempt,
+                "size": link.size,
+                "state": states[link.artifact_id],
+            }
+            for link in artifact_links
+        ],
     }

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from wf_pipeline.errors import CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError, WfError
+from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError, WfError
 from wf_pipeline.metadata.records import ArtifactLinkRecord, ThreadRecord
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import usable_artifact
@@ -88,7 +88,8 @@ def verify_store(env: RuntimeEnv, on_progress: Progress | None = None) -> Verify
         on_progress: called with (checked, total) as objects are read.
 
     Returns:
-        A `VerifyReport`, with the ids the records refer to that the store lacks.
+        A `VerifyReport`, with the ids the records refer to that the store lacks, except
+        those retention deleted (they have a tombstone).
 
     Raises:
         CasError: ``CAS_BACKEND_ERROR`` when the store cannot be listed or read.
@@ -101,8 +102,8 @@ def verify_store(env: RuntimeEnv, on_progress: Progress | None = None) -> Verify
         try:
             total_bytes += len(env.cas.get(artifact_id))
         except CasError as exc:
-            if exc.code == CAS_NOT_FOUND:
-                continue  # removed meanwhile (cleanup, or another verify)
+            if exc.code in (CAS_NOT_FOUND, CAS_ARTIFACT_EXPIRED):
+                continue  # removed meanwhile (cleanup, a retention sweep, or another verify)
             if exc.code != CAS_DIGEST_MISMATCH:
                 raise
             size = int(exc.details.get("actual_size") or 0)
@@ -111,7 +112,9 @@ def verify_store(env: RuntimeEnv, on_progress: Progress | None = None) -> Verify
         if on_progress is not None:
             on_progress(number, len(ids))
     present = set(ids) - {c.artifact_id for c in corrupt}
-    missing = sorted(env.records.referenced_artifact_ids() - present - {c.artifact_id for c in corrupt})
+    lost = env.records.referenced_artifact_ids() - present - {c.artifact_id for c in corrupt}
+    # Retention deleted these on purpose: their tombstones say so, nothing is to repair.
+    missing = sorted(lost - set(env.records.tombstones_for(lost)))
     return VerifyReport(
         checked=len(ids), bytes_checked=total_bytes, corrupt=tuple(corrupt), missing=tuple(missing)
     )

@@ -1,0 +1,298 @@
+"""Retention sweeps over real records and CAS objects: windows, each safety rule, tombstones, expired reads."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from wf_pipeline.cas import ArtifactStore, FsspecArtifactStore, MemoryArtifactStore
+from wf_pipeline.errors import CasError
+from wf_pipeline.metadata.canonical import digest
+from wf_pipeline.metadata.records import (
+    ArtifactLinkRecord,
+    FrameRecord,
+    PromptLinkRecord,
+    ThreadRecord,
+    TurnRecord,
+    artifact_link_id_for,
+    frame_id_for,
+    prompt_link_id_for,
+    thread_id_for,
+    turn_record_id_for,
+)
+from wf_pipeline.profiles import Layer, ProfileCatalog, load_catalog
+from wf_pipeline.records import MemoryRecordStore, RecordStore, TurnCommit, open_record_store
+from wf_pipeline.retention.holds import place_hold, release_holds
+from wf_pipeline.retention.reads import ExpiryAwareStore
+from wf_pipeline.retention.sweep import apply_retention, plan_retention
+from wf_pipeline.workflows import load_builtin_workflows
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = "docs_writer_thread_v1"
+T0 = 1_700_000_000_000
+SECOND, HOUR, DAY = 1_000, 3_600_000, 86_400_000
+TURNS = ("evidence_gather", "verification", "readme_struct", "style_refine")
+
+
+def catalog_with(retention: dict[str, str] | None) -> ProfileCatalog:
+    """The shipped catalog with the docs writer's retention block replaced."""
+    load_builtin_workflows()
+    catalog = load_catalog([Layer("builtin", REPO_ROOT)])
+    loaded = catalog.get(WORKFLOW)
+    changed = dataclasses.replace(loaded, profile=loaded.profile.model_copy(update={"retention": retention}))
+    return dataclasses.replace(catalog, profiles={**catalog.profiles, WORKFLOW: changed})
+
+
+@dataclass
+class Env:
+    records: RecordStore
+    cas: ArtifactStore
+    catalog: ProfileCatalog
+
+
+@dataclass
+class Written:
+    thread: ThreadRecord
+    context: str
+    renders: list[str]
+    outputs: list[str]
+    final: str
+
+
+def write_thread(env: Env, name: str, *, status: str = "completed", at: int = T0, turns=TURNS) -> Written:
+    """A thread of the docs writer whose turns put real objects: one context, a render and an output per turn."""
+    node = "node:" + name
+    thread = ThreadRecord(
+        thread_id=thread_id_for(WORKFLOW, node),
+        workflow_id=WORKFLOW,
+        target_node_id=node,
+        target_path=name,
+        status=status,
+        created_at_ms=at,
+        updated_at_ms=at,
+        last_turn_seq=len(turns),
+    )
+    context = env.cas.put_text(f"context of {name}")
+    system = env.cas.put_text("system prompt shared by every thread")
+    written = Written(thread, context.artifact_id, [], [], "")
+    for seq, turn_id in enumerate(turns, start=1):
+        render = env.cas.put_text(f"prompt for {name}/{turn_id}")
+        output = env.cas.put_text(f"output of {name}/{turn_id}")
+        written.renders.append(render.artifact_id)
+        written.outputs.append(output.artifact_id)
+        when = at + seq
+        roles = (
+            ("system_prompt", system),
+            ("rendered_prompt", render),
+            ("context", context),
+            ("output", output),
+        )
+        frame = None
+        if seq == len(turns) and status == "completed":
+            frame = FrameRecord(
+                frame_id=frame_id_for(node, "readme", output.artifact_id),
+                node_id=node,
+                frame_type="readme",
+                artifact_id=output.artifact_id,
+                thread_id=thread.thread_id,
+                created_at_ms=when,
+            )
+        env.records.commit_turn(
+            TurnCommit(
+                thread=thread,
+                turn=TurnRecord(
+                    turn_record_id=turn_record_id_for(WORKFLOW, thread.thread_id, turn_id, 1),
+                    thread_id=thread.thread_id,
+                    turn_id=turn_id,
+                    turn_seq=seq,
+                    attempt=1,
+                    status="completed",
+                    input_artifact_ids=(context.artifact_id,),
+                    output_artifact_id=output.artifact_id,
+                    started_at_ms=when,
+                    ended_at_ms=when,
+                ),
+                prompt_link=PromptLinkRecord(
+                    prompt_link_id=prompt_link_id_for(WORKFLOW, thread.thread_id, turn_id, 1),
+                    thread_id=thread.thread_id,
+                    turn_id=turn_id,
+                    node_id=node,
+                    system_prompt_artifact_id=system.artifact_id,
+                    user_prompt_template_artifact_id=None,
+                    rendered_prompt_artifact_id=render.artifact_id,
+                    context_artifact_id=context.artifact_id,
+                    created_at_ms=when,
+                ),
+                artifact_links=tuple(
+                    ArtifactLinkRecord(
+                        artifact_link_id=artifact_link_id_for(
+                            thread.thread_id, turn_id, 1, role, ref.artifact_id
+                        ),
+                        artifact_id=ref.artifact_id,
+                        thread_id=thread.thread_id,
+                        turn_id=turn_id,
+                        attempt=1,
+                        role=role,
+                        size=ref.size,
+                        created_at_ms=when,
+                    )
+                    for role, ref in roles
+                ),
+                frame=frame,
+            )
+        )
+    written.final = written.outputs[-1]
+    return written
+
+
+def make_env(retention: dict[str, str] | None, *, cas: ArtifactStore | None = None) -> Env:
+    records = MemoryRecordStore()
+    inner = cas if cas is not None else MemoryArtifactStore()
+    return Env(records=records, cas=ExpiryAwareStore(inner, records), catalog=catalog_with(retention))
+
+
+SHORT_PROMPTS = {"prompt_render": "1s", "context_payload": "1h"}
+
+
+def deleted_ids(env: Env, now: int) -> set[str]:
+    return {item.artifact_id for item in plan_retention(env, now_ms=now).deletions}
+
+
+def test_prompt_renders_go_after_their_window_contexts_and_outputs_stay() -> None:
+    env = make_env(SHORT_PROMPTS)
+    done = write_thread(env, "pkg")
+
+    assert deleted_ids(env, T0 + 500) == set()
+    plan = plan_retention(env, now_ms=T0 + 10 * SECOND)
+    system = env.cas.put_text("system prompt shared by every thread").artifact_id
+    assert {item.artifact_id for item in plan.deletions} == set(done.renders) | {system}
+    assert {item.artifact_class for item in plan.deletions} == {"prompt_render"}
+    (group,) = plan.totals()
+    assert (group.artifact_class, group.workflow_id, group.count) == ("prompt_render", WORKFLOW, 5)
+    assert group.bytes == sum(env.cas.stat(a).size for a in [*done.renders, system])
+    assert plan.kept["head"] == 1 and plan.kept["window"] >= 4  # the final output; context + outputs
+    # After the context window, the context goes too; the outputs (forever) never do.
+    later = deleted_ids(env, T0 + 2 * HOUR)
+    assert done.context in later and not later & set(done.outputs)
+
+
+def test_apply_writes_tombstones_deletes_objects_and_reads_say_expired() -> None:
+    env = make_env(SHORT_PROMPTS)
+    done = write_thread(env, "pkg")
+    before = env.records.referenced_artifact_ids()
+
+    result = apply_retention(env, now_ms=T0 + 10 * SECOND)
+
+    assert result.deleted == result.tombstones_written == 5
+    assert result.bytes_freed == sum(g.bytes for g in result.groups) > 0
+    for artifact_id in done.renders:
+        assert not env.cas.exists(artifact_id)
+        tombstone = env.records.get_tombstone(artifact_id)
+        assert (tombstone.artifact_class, tombstone.reason, tombstone.window_ms) == (
+            "prompt_render",
+            "expired",
+            1_000,
+        )
+        assert tombstone.policy == f"{WORKFLOW}@builtin"
+        with pytest.raises(CasError) as caught:
+            env.cas.get_text(artifact_id)
+        assert caught.value.code == "CAS_ARTIFACT_EXPIRED"
+    # Records stay; other objects are readable; an unknown id is still CAS_NOT_FOUND.
+    assert env.records.referenced_artifact_ids() == before
+    assert env.cas.get_text(done.final) == "output of pkg/style_refine"
+    with pytest.raises(CasError) as caught:
+        env.cas.get(digest(b"never stored"))
+    assert caught.value.code == "CAS_NOT_FOUND"
+    # A second sweep finds nothing left to do.
+    again = apply_retention(env, now_ms=T0 + 20 * SECOND)
+    assert (again.deleted, again.tombstones_written) == (0, 0)
+
+
+@pytest.mark.parametrize("status", ["pending", "running", "failed", "aborted"])
+def test_a_resumable_thread_keeps_everything_it_refers_to(status: str) -> None:
+    env = make_env({"prompt_render": "1s", "context_payload": "1s", "output": "1s"})
+    unfinished = write_thread(env, "unfinished", status=status, turns=TURNS[:2])
+    finished = write_thread(env, "finished")
+
+    gone = deleted_ids(env, T0 + DAY)
+
+    assert not gone & {unfinished.context, *unfinished.renders, *unfinished.outputs}
+    # The completed thread's expire (except the head output and what it shares).
+    assert set(finished.renders) <= gone and finished.context in gone
+    assert finished.final not in gone
+    assert plan_retention(env, now_ms=T0 + DAY).kept["resumable"] >= 5
+
+
+def test_the_head_output_stays_unless_the_policy_expires_heads() -> None:
+    keep = make_env({"output": "1s"})
+    head_kept = write_thread(keep, "pkg")
+    assert deleted_ids(keep, T0 + DAY) == set(head_kept.outputs[:-1])
+
+    expire = make_env({"output": "1s", "output_of_heads": "expire"})
+    head_gone = write_thread(expire, "pkg")
+    assert deleted_ids(expire, T0 + DAY) == set(head_gone.outputs)
+
+
+def test_holds_on_a_thread_or_a_workflow_keep_everything_until_released() -> None:
+    env = make_env(SHORT_PROMPTS)
+    held = write_thread(env, "held")
+    free = write_thread(env, "free")
+    now = T0 + 10 * SECOND
+
+    place_hold(env.records, thread_id=held.thread.thread_id, reason="case 1", at_ms=T0)
+    gone = deleted_ids(env, now)
+    assert set(free.renders) <= gone and not gone & set(held.renders)
+    # The shared system prompt is referenced by the held thread too: every reference must allow.
+    assert env.cas.put_text("system prompt shared by every thread").artifact_id not in gone
+
+    place_hold(env.records, workflow_id=WORKFLOW, at_ms=T0 + 1)
+    assert deleted_ids(env, now) == set()
+
+    release_holds(env.records, workflow_id=WORKFLOW)
+    release_holds(env.records, thread_id=held.thread.thread_id)
+    assert set(held.renders) <= deleted_ids(env, now)
+
+    with pytest.raises(Exception) as caught:
+        release_holds(env.records, thread_id=held.thread.thread_id)
+    assert caught.value.code == "RETENTION_HOLD_NOT_FOUND"
+    with pytest.raises(Exception) as caught:
+        place_hold(env.records, thread_id="thread:nope")
+    assert caught.value.code == "RETENTION_SCOPE_UNKNOWN"
+
+
+def test_an_artifact_shared_by_two_threads_goes_only_when_both_windows_allow() -> None:
+    env = make_env({"prompt_render": "1h"})
+    old = write_thread(env, "old", at=T0)
+    new = write_thread(env, "new", at=T0 + 2 * HOUR)
+    shared = env.cas.put_text("system prompt shared by every thread").artifact_id
+
+    gone = deleted_ids(env, T0 + 2 * HOUR)
+    assert set(old.renders) <= gone and shared not in gone and not gone & set(new.renders)
+    assert shared in deleted_ids(env, T0 + 4 * HOUR)
+
+
+def test_a_workflow_without_retention_keeps_everything() -> None:
+    env = make_env(None)
+    write_thread(env, "pkg")
+    plan = plan_retention(env, now_ms=T0 + 365 * DAY)
+    assert plan.count == 0 and plan.kept["window"] > 0
+
+
+def test_a_crash_between_tombstones_and_deletes_is_finished_by_the_next_sweep(tmp_path: Path) -> None:
+    records = open_record_store(f"sqlite:///{tmp_path / 'records.db'}")
+    inner = FsspecArtifactStore(str(tmp_path / "cas"))
+    env = Env(records, ExpiryAwareStore(inner, records), catalog_with(SHORT_PROMPTS))
+    done = write_thread(env, "pkg")
+    plan = plan_retention(env, now_ms=T0 + 10 * SECOND)
+    # The tombstones of a batch committed, then the process died before any delete.
+    env.records.add_tombstones(item.tombstone(T0) for item in plan.deletions)
+    assert all(inner.exists(a) for a in done.renders)
+
+    result = apply_retention(env, now_ms=T0 + 10 * SECOND)
+
+    assert result.deleted == plan.count
+    assert not any(inner.exists(a) for a in done.renders)
+    records.close()

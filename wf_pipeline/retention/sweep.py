@@ -1,0 +1,471 @@
+"""Planning and applying a retention sweep: which artifacts have outlived their window, and deleting them.
+
+`plan_retention` reads every reference the records hold to an artifact (artifact links
+and prompt links), gives each its class (`ROLE_CLASSES`) and its age (the reference's
+``created_at_ms``), and asks the workflow's policy (`wf_pipeline.profiles.retention`)
+when it may go. The safety rules (issue 9, item 8) then keep, whatever the window says:
+
+- every artifact a pending, running or failed-but-resumable thread refers to
+  (`RESUMABLE_STATUSES`): its context snapshot, its turns' inputs and outputs, its
+  prompt renders, so a resume finds them all;
+- the output behind a current head frame, unless its workflow's policy says
+  ``output_of_heads: expire``;
+- everything a thread under hold refers to, and everything of a workflow under hold;
+- artifacts a loaded profile names as a ``sha256:`` prompt ref.
+
+`apply_retention` writes each batch's tombstones FIRST, in one committed transaction,
+then deletes the batch's CAS objects. A crash between the two leaves tombstones whose
+objects may still exist; the next sweep plans them again and finishes the delete, so no
+object is ever gone without its tombstone. An already swept artifact (tombstone written,
+object gone) is not planned again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from wf_pipeline.cas import ArtifactStore
+from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_NOT_FOUND, CasError
+from wf_pipeline.metadata.canonical import is_digest
+from wf_pipeline.metadata.records import RESUMABLE_STATUSES, ThreadRecord, TombstoneRecord, now_ms
+from wf_pipeline.profiles import ProfileCatalog
+from wf_pipeline.profiles.retention import (
+    CONTEXT_PAYLOAD,
+    OUTPUT,
+    PROMPT_RENDER,
+    RetentionPolicy,
+    output_class,
+)
+from wf_pipeline.records import RecordStore
+
+log = logging.getLogger(__name__)
+
+# The class of an artifact by the role a link gives it (DESIGN §7). ``input`` links are
+# upstream outputs read by a later turn: they keep their thread's protection but take no
+# part in windows (the producing turn's ``output`` link decides the class).
+ROLE_CLASSES: dict[str, str] = {
+    "system_prompt": PROMPT_RENDER,
+    "prompt_template": PROMPT_RENDER,
+    "rendered_prompt": PROMPT_RENDER,
+    "context": CONTEXT_PAYLOAD,
+    "output": OUTPUT,
+}
+# Prompt-link columns and the class of the artifact each names.
+PROMPT_LINK_CLASSES: tuple[tuple[str, str], ...] = (
+    ("system_prompt_artifact_id", PROMPT_RENDER),
+    ("user_prompt_template_artifact_id", PROMPT_RENDER),
+    ("rendered_prompt_artifact_id", PROMPT_RENDER),
+    ("context_artifact_id", CONTEXT_PAYLOAD),
+)
+# Why an artifact is kept, strongest first: an artifact kept for several reasons is
+# counted under the first.
+KEEP_REASONS = ("hold", "resumable", "head", "profile", "no_policy", "unknown_thread", "window")
+EXPIRED = "expired"
+# Tombstones per transaction and CAS deletes after it: large enough that a commit costs
+# little per artifact, small enough that a crash leaves few tombstones ahead of deletes.
+BATCH_SIZE = 1_000
+
+Progress = Callable[[int, int], None]
+
+
+class RetentionEnv(Protocol):
+    """What a sweep needs from the runtime (`wf_pipeline.runtime.RuntimeEnv` has all of it)."""
+
+    records: RecordStore
+    cas: ArtifactStore
+    catalog: ProfileCatalog
+
+
+@dataclass(frozen=True)
+class PlannedDeletion:
+    """One artifact a sweep deletes, with the facts its tombstone records.
+
+    Attributes:
+        artifact_id: the artifact.
+        artifact_class: the class whose window let it go (the reference that expires
+            last decides, since every reference must allow the deletion).
+        workflow_id, thread_id, turn_id: the reference that decided.
+        policy: the policy's source (`RetentionPolicy.source`).
+        window_ms: that class's window in ms.
+        bytes: the object's size in bytes.
+        reason: ``expired``.
+    """
+
+    artifact_id: str
+    artifact_class: str
+    workflow_id: str
+    thread_id: str
+    turn_id: str
+    policy: str
+    window_ms: int | None
+    bytes: int
+    reason: str = EXPIRED
+
+    def tombstone(self, deleted_at_ms: int) -> TombstoneRecord:
+        """The tombstone recording this deletion at ``deleted_at_ms`` (Unix epoch ms)."""
+        return TombstoneRecord(
+            artifact_id=self.artifact_id,
+            artifact_class=self.artifact_class,
+            workflow_id=self.workflow_id,
+            policy=self.policy,
+            window_ms=self.window_ms,
+            reason=self.reason,
+            bytes=self.bytes,
+            deleted_at_ms=deleted_at_ms,
+        )
+
+
+@dataclass(frozen=True)
+class GroupTotal:
+    """Count and bytes of the deletions of one (artifact class, workflow) pair."""
+
+    artifact_class: str
+    workflow_id: str
+    count: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"artifact_class", "workflow_id", "count", "bytes"}``."""
+        return {
+            "artifact_class": self.artifact_class,
+            "workflow_id": self.workflow_id,
+            "count": self.count,
+            "bytes": self.bytes,
+        }
+
+
+def group_totals(deletions: Iterable[PlannedDeletion]) -> list[GroupTotal]:
+    """Deletions summed per (class, workflow), sorted by class then workflow."""
+    counts: Counter[tuple[str, str]] = Counter()
+    sizes: Counter[tuple[str, str]] = Counter()
+    for item in deletions:
+        key = (item.artifact_class, item.workflow_id)
+        counts[key] += 1
+        sizes[key] += item.bytes
+    return [GroupTotal(cls, wf, counts[(cls, wf)], sizes[(cls, wf)]) for cls, wf in sorted(counts)]
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    """What a sweep at ``now_ms`` deletes, and how many referenced artifacts it keeps and why.
+
+    Attributes:
+        now_ms: the sweep's clock (Unix epoch ms).
+        deletions: the artifacts to delete, in artifact id order.
+        kept: keep reason (`KEEP_REASONS`) -> artifacts kept for it.
+    """
+
+    now_ms: int
+    deletions: tuple[PlannedDeletion, ...]
+    kept: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        """Artifacts to delete."""
+        return len(self.deletions)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes the deletions free."""
+        return sum(item.bytes for item in self.deletions)
+
+    def totals(self) -> list[GroupTotal]:
+        """The deletions per (class, workflow): count and bytes."""
+        return group_totals(self.deletions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"now_ms", "count", "bytes", "groups": [GroupTotal.to_dict()], "kept": {reason: count}}``."""
+        return {
+            "now_ms": self.now_ms,
+            "count": self.count,
+            "bytes": self.bytes,
+            "groups": [group.to_dict() for group in self.totals()],
+            "kept": dict(self.kept),
+        }
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    """What `apply_retention` did.
+
+    Attributes:
+        now_ms: the sweep's clock (Unix epoch ms).
+        deleted: CAS objects deleted (counted per planned artifact).
+        bytes_freed: their bytes.
+        tombstones_written: tombstones committed (one per deleted artifact).
+        groups: the deletions per (class, workflow).
+        kept: keep reason -> artifacts kept, as planned.
+    """
+
+    now_ms: int
+    deleted: int
+    bytes_freed: int
+    tombstones_written: int
+    groups: tuple[GroupTotal, ...]
+    kept: Mapping[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"now_ms", "deleted", "bytes_freed", "tombstones_written", "groups", "kept"}``."""
+        return {
+            "now_ms": self.now_ms,
+            "deleted": self.deleted,
+            "bytes_freed": self.bytes_freed,
+            "tombstones_written": self.tombstones_written,
+            "groups": [group.to_dict() for group in self.groups],
+            "kept": dict(self.kept),
+        }
+
+
+class _Verdict:
+    """Everything the references of one artifact say, folded as they are read."""
+
+    __slots__ = ("keep", "expires_at", "decider", "size")
+
+    def __init__(self) -> None:
+        self.keep: str | None = None
+        self.expires_at = -1
+        self.decider: tuple[str, str, str, str, RetentionPolicy] | None = None
+        self.size: int | None = None
+
+    def protect(self, reason: str) -> None:
+        if self.keep is None or KEEP_REASONS.index(reason) < KEEP_REASONS.index(self.keep):
+            self.keep = reason
+
+
+def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
+    """The artifacts whose every reference has outlived its class window (plus grace) at ``now_ms``.
+
+    An artifact is content-addressed, so several threads, turns and classes may refer to
+    the same object: it is deleted only if EVERY reference allows it, i.e. the longest
+    window wins, and any reference protected by a safety rule keeps it.
+
+    Args:
+        env: the record store, the CAS (sizes of prompt-only references, whether a
+            tombstoned object is still there) and the profiles (one policy per workflow;
+            a workflow without a loaded profile keeps everything).
+        now_ms: the sweep's clock, Unix epoch ms.
+
+    Returns:
+        The `RetentionPlan`. Nothing is written.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``.
+        CasError: ``CAS_BACKEND_ERROR``.
+    """
+    records = env.records
+    threads = {thread.thread_id: thread for thread in records.list_threads()}
+    policies = {workflow_id: loaded.retention for workflow_id, loaded in env.catalog.profiles.items()}
+    holds = records.active_holds()
+    held_threads = {hold.thread_id for hold in holds if hold.thread_id}
+    held_workflows = {hold.workflow_id for hold in holds if hold.workflow_id}
+    verdicts: dict[str, _Verdict] = {}
+
+    def verdict(artifact_id: str) -> _Verdict:
+        found = verdicts.get(artifact_id)
+        if found is None:
+            found = verdicts[artifact_id] = _Verdict()
+        return found
+
+    def thread_protection(thread: ThreadRecord | None) -> str | None:
+        if thread is None:
+            return "unknown_thread"
+        if thread.thread_id in held_threads or thread.workflow_id in held_workflows:
+            return "hold"
+        if thread.status in RESUMABLE_STATUSES:
+            return "resumable"
+        if thread.workflow_id not in policies:
+            return "no_policy"
+        return None
+
+    def refer(
+        artifact_id: str, artifact_class: str | None, thread_id: str, turn_id: str, created_at_ms: int
+    ) -> _Verdict:
+        entry = verdict(artifact_id)
+        thread = threads.get(thread_id)
+        protection = thread_protection(thread)
+        if protection is not None:
+            entry.protect(protection)
+            return entry
+        if artifact_class is None:  # an input link: protected with its thread, no window of its own
+            return entry
+        assert thread is not None
+        policy = policies[thread.workflow_id]
+        expires = policy.expires_at_ms(artifact_class, created_at_ms)
+        if expires is None or expires > now_ms:
+            entry.protect("window")
+        elif expires > entry.expires_at:
+            entry.expires_at = expires
+            entry.decider = (artifact_class, thread.workflow_id, thread_id, turn_id, policy)
+        return entry
+
+    for link in records.list_artifact_links():
+        artifact_class = ROLE_CLASSES.get(link.role)
+        if artifact_class == OUTPUT:
+            artifact_class = _output_class_of(env.catalog, threads.get(link.thread_id), link.turn_id)
+        entry = refer(link.artifact_id, artifact_class, link.thread_id, link.turn_id, link.created_at_ms)
+        entry.size = link.size
+    for prompt in records.list_prompt_links():
+        for column, artifact_class in PROMPT_LINK_CLASSES:
+            artifact_id = getattr(prompt, column)
+            if artifact_id is not None:
+                refer(artifact_id, artifact_class, prompt.thread_id, prompt.turn_id, prompt.created_at_ms)
+
+    # A resumable thread also reads turn inputs and outputs that no link may name.
+    for thread in threads.values():
+        if thread.status in RESUMABLE_STATUSES:
+            for turn in records.turns_for_thread(thread.thread_id):
+                for artifact_id in (*turn.input_artifact_ids, turn.output_artifact_id):
+                    if artifact_id is not None:
+                        verdict(artifact_id).protect(thread_protection(thread) or "resumable")
+    for frame in records.head_frames():
+        thread = threads.get(frame.thread_id)
+        policy = policies.get(thread.workflow_id) if thread else None
+        if policy is None or policy.output_of_heads != "expire":
+            verdict(frame.artifact_id).protect("head")
+    for loaded in env.catalog.profiles.values():
+        for turn in loaded.profile.turns:
+            for ref in (turn.prompt_ref, turn.system_prompt_ref):
+                if ref is not None and is_digest(ref):
+                    verdict(ref).protect("profile")
+
+    kept: Counter[str] = Counter()
+    candidates: dict[str, _Verdict] = {}
+    for artifact_id, entry in verdicts.items():
+        if entry.keep is not None:
+            kept[entry.keep] += 1
+        elif entry.decider is not None:
+            candidates[artifact_id] = entry
+    deletions = _still_stored(env, candidates)
+    return RetentionPlan(
+        now_ms=now_ms,
+        deletions=tuple(deletions),
+        kept={reason: kept[reason] for reason in KEEP_REASONS if kept[reason]},
+    )
+
+
+def _output_class_of(catalog: ProfileCatalog, thread: ThreadRecord | None, turn_id: str) -> str:
+    """The class of a turn's output: a class a workflow registered for its output type, else ``output``."""
+    loaded = catalog.profiles.get(thread.workflow_id) if thread is not None else None
+    if loaded is None:
+        return OUTPUT
+    try:
+        return output_class(loaded.profile.turn(turn_id).output_type)
+    except KeyError:  # a turn the current profile no longer has
+        return OUTPUT
+
+
+def _still_stored(env: RetentionEnv, candidates: Mapping[str, _Verdict]) -> list[PlannedDeletion]:
+    """The candidates as deletions, minus those already swept (tombstone written, object gone).
+
+    Sizes come from the links; an artifact only prompt links name is sized by a ``stat``.
+    """
+    tombstoned = env.records.tombstones_for(candidates)
+    deletions = []
+    for artifact_id in sorted(candidates):
+        entry = candidates[artifact_id]
+        size = entry.size
+        if artifact_id in tombstoned or size is None:
+            try:
+                size = env.cas.stat(artifact_id).size
+            except CasError as exc:
+                # The runtime's store reports a tombstoned, missing object as expired (retention.reads).
+                if exc.code not in (CAS_NOT_FOUND, CAS_ARTIFACT_EXPIRED):
+                    raise
+                continue  # already gone: swept before, or never stored
+        assert entry.decider is not None
+        artifact_class, workflow_id, thread_id, turn_id, policy = entry.decider
+        deletions.append(
+            PlannedDeletion(
+                artifact_id=artifact_id,
+                artifact_class=artifact_class,
+                workflow_id=workflow_id,
+                thread_id=thread_id,
+                turn_id=turn_id,
+                policy=policy.source,
+                window_ms=policy.window_ms(artifact_class),
+                bytes=size,
+            )
+        )
+    return deletions
+
+
+def apply_retention(
+    env: RetentionEnv, *, now_ms: int, on_progress: Progress | None = None
+) -> RetentionResult:
+    """Plan a sweep at ``now_ms`` and carry it out: tombstones first, then the CAS deletes, per batch.
+
+    Each batch of `BATCH_SIZE` artifacts commits its tombstones in one transaction, then
+    deletes their objects and records one telemetry row per deletion (outcome
+    ``expired``). Killed at any point, it leaves every deleted object with its tombstone;
+    run again, it finishes what the kill interrupted.
+
+    Args:
+        env: as `plan_retention`; its ``telemetry`` recorder, when it has one, gets the rows.
+        now_ms: the sweep's clock, Unix epoch ms.
+        on_progress: called with (artifacts done, artifacts planned) after each batch.
+
+    Returns:
+        The `RetentionResult`: deleted count, bytes freed, tombstones written, per-group totals.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``.
+        CasError: ``CAS_BACKEND_ERROR`` (the batch's tombstones stay; a rerun finishes it).
+    """
+    plan = plan_retention(env, now_ms=now_ms)
+    total = plan.count
+    done = tombstones = freed = 0
+    if on_progress is not None:
+        on_progress(0, total)
+    for start in range(0, total, BATCH_SIZE):
+        batch = plan.deletions[start : start + BATCH_SIZE]
+        written_at = _wall_clock_ms()
+        tombstones += env.records.add_tombstones(item.tombstone(written_at) for item in batch)
+        for item in batch:
+            env.cas.delete(item.artifact_id)
+            record_deletion(env, item)
+            freed += item.bytes
+        done += len(batch)
+        log.info("retention deleted %d of %d artifacts (%d bytes)", done, total, freed)
+        if on_progress is not None:
+            on_progress(done, total)
+    flush = getattr(getattr(env, "telemetry", None), "flush_safely", None)
+    if callable(flush):
+        flush()
+    return RetentionResult(
+        now_ms=now_ms,
+        deleted=done,
+        bytes_freed=freed,
+        tombstones_written=tombstones,
+        groups=tuple(plan.totals()),
+        kept=plan.kept,
+    )
+
+
+def record_deletion(env: RetentionEnv, item: PlannedDeletion) -> None:
+    """The one place a sweep's deletion becomes a telemetry row (``artifact_writes``, outcome ``expired``).
+
+    A runtime without a telemetry recorder records nothing. Ids, class and size only.
+    """
+    telemetry = getattr(env, "telemetry", None)
+    if telemetry is None:
+        return
+    telemetry.artifact_event(
+        workflow_id=item.workflow_id,
+        profile_version=None,
+        thread_id=item.thread_id,
+        turn_id=item.turn_id,
+        node_id=None,
+        frame_id=None,
+        artifact_class=item.artifact_class,
+        bytes=item.bytes,
+        outcome=item.reason,
+    )
+
+
+def _wall_clock_ms() -> int:
+    # deleted_at_ms is when the tombstone was written, not the sweep's (possibly simulated) clock.
+    return now_ms()

@@ -1,0 +1,142 @@
+"""Retention use cases: plan and apply a sweep, place and release legal holds.
+
+Called by ``wf retention ...`` and by the Dagster retention job; each opens the runtime
+over ``settings`` (the profiles give each workflow's windows) and returns JSON-ready
+values: ids, classes, counts, bytes and ms, never artifact content.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from wf_pipeline.compiler.launch.executors import load_profiles
+from wf_pipeline.metadata.records import HoldRecord, now_ms
+from wf_pipeline.retention.holds import place_hold, release_holds
+from wf_pipeline.retention.sweep import Progress, apply_retention, plan_retention
+from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.settings import Settings
+
+
+def _open_env(settings: Settings, workspace_dir: Path | None) -> RuntimeEnv:
+    # The catalog comes from the one loader that registers the built-in workflows first, so
+    # a workflow's registered artifact classes are known when its retention block is read.
+    return RuntimeEnv.open(settings, catalog=load_profiles(settings, workspace_dir or Path.cwd()))
+
+
+def retention_plan(
+    settings: Settings, now_ms: int | None = None, *, workspace_dir: Path | None = None
+) -> dict[str, Any]:
+    """What a sweep would delete now (a dry run: nothing is written).
+
+    Args:
+        settings: the stores.
+        now_ms: the sweep's clock (Unix epoch ms), default the wall clock.
+        workspace_dir: the workspace profile layer (default the working directory).
+
+    Returns:
+        ``{"now_ms", "count", "bytes", "groups": [{"artifact_class", "workflow_id", "count",
+        "bytes"}], "kept": {reason: artifacts}}`` (`RetentionPlan.to_dict`).
+
+    Raises:
+        RecordError: ``RECORD_*``. CasError: ``CAS_INVALID_URL``, ``CAS_BACKEND_ERROR``.
+        ProfileError: the loader's ``PROFILE_*`` codes (``PROFILE_RETENTION_INVALID``...).
+    """
+    with _open_env(settings, workspace_dir) as env:
+        return plan_retention(env, now_ms=_clock(now_ms)).to_dict()
+
+
+def retention_apply(
+    settings: Settings,
+    now_ms: int | None = None,
+    on_progress: Progress | None = None,
+    *,
+    workspace_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Sweep now: a tombstone for every expired artifact, then its CAS object deleted.
+
+    Args:
+        settings: the stores.
+        now_ms: the sweep's clock (Unix epoch ms), default the wall clock.
+        on_progress: called with (artifacts done, artifacts planned) after each batch.
+        workspace_dir: the workspace profile layer (default the working directory).
+
+    Returns:
+        ``{"now_ms", "deleted", "bytes_freed", "tombstones_written", "groups": [{"artifact_class",
+        "workflow_id", "count", "bytes"}], "kept": {reason: artifacts}}``
+        (`RetentionResult.to_dict`); ``deleted`` counts artifacts, ``bytes_freed`` bytes.
+
+    Raises:
+        As `retention_plan`; a failure mid-way leaves every deleted object with its
+        tombstone, and the next sweep finishes the rest.
+    """
+    with _open_env(settings, workspace_dir) as env:
+        return apply_retention(env, now_ms=_clock(now_ms), on_progress=on_progress).to_dict()
+
+
+def hold(
+    settings: Settings,
+    *,
+    thread_id: str | None = None,
+    workflow_id: str | None = None,
+    reason: str = "",
+    workspace_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Place a legal hold on one thread or one workflow: retention deletes nothing it refers to.
+
+    Args:
+        settings: the stores.
+        thread_id, workflow_id: the scope; exactly one.
+        reason: why (ids, case numbers).
+        workspace_dir: the workspace profile layer, for the workflows it defines.
+
+    Returns:
+        The hold: ``{"hold_id", "thread_id", "workflow_id", "reason", "created_at_ms",
+        "released_at_ms"}``.
+
+    Raises:
+        RetentionError: ``RETENTION_SCOPE_UNKNOWN``. RecordError: ``RECORD_*``.
+    """
+    with _open_env(settings, workspace_dir) as env:
+        placed = place_hold(
+            env.records,
+            thread_id=thread_id,
+            workflow_id=workflow_id,
+            reason=reason,
+            known_workflows=env.catalog.profiles,
+        )
+        return _hold_dict(placed)
+
+
+def release(
+    settings: Settings,
+    *,
+    thread_id: str | None = None,
+    workflow_id: str | None = None,
+    hold_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Release the active holds on a thread or a workflow, or one hold by id.
+
+    Returns:
+        The released holds (as `hold` returns them, ``released_at_ms`` set), oldest first.
+
+    Raises:
+        RetentionError: ``RETENTION_HOLD_NOT_FOUND``. RecordError: ``RECORD_*``.
+    """
+    with _open_env(settings, None) as env:
+        released = release_holds(env.records, thread_id=thread_id, workflow_id=workflow_id, hold_id=hold_id)
+        return [_hold_dict(env.records.get_hold(h.hold_id) or h) for h in released]
+
+
+def list_holds(settings: Settings) -> list[dict[str, Any]]:
+    """The active holds, oldest first, each as `hold` returns it."""
+    with _open_env(settings, None) as env:
+        return [_hold_dict(h) for h in env.records.active_holds()]
+
+
+def _hold_dict(record: HoldRecord) -> dict[str, Any]:
+    return record.model_dump(mode="json", exclude={"schema_version"})
+
+
+def _clock(at_ms: int | None) -> int:
+    return now_ms() if at_ms is None else at_ms
