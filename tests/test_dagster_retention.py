@@ -20,9 +20,8 @@ from dagster import (
 )
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
 
-from wf_pipeline.compiler import build_definitions, open_instance, targets_partitions
+from wf_pipeline.compiler import open_instance, targets_partitions
 from wf_pipeline.compiler.history import prune_dagster_history
-from wf_pipeline.compiler.launch.executors import load_profiles
 from wf_pipeline.compiler.maintenance import (
     BYTES_FREED_TAG,
     DELETED_TAG,
@@ -32,7 +31,7 @@ from wf_pipeline.compiler.maintenance import (
     TRIGGER_BYTES_TAG,
 )
 from wf_pipeline.runtime import RuntimeEnv
-from wf_pipeline.service import run_workflow, sync_targets
+from wf_pipeline.service import code_location, run_workflow, sync_targets
 
 WORKFLOW = "docs_writer_thread_v1"
 ASSET = AssetKey([WORKFLOW, "evidence_map"])
@@ -45,7 +44,8 @@ def settings(tmp_path, monkeypatch):
 
 
 def _defs(settings, tmp_path):
-    return build_definitions(load_profiles(settings, tmp_path))
+    """The code location's Definitions, as the UI and the daemon load them."""
+    return code_location(settings, tmp_path)
 
 
 def test_the_daily_schedule_requests_a_retention_run(settings, tmp_path):
@@ -181,7 +181,7 @@ def test_the_trigger_launches_the_job_which_expires_renders_and_records_its_figu
 ):
     # The workspace is the working directory (the code location's layer, as in the UI).
     _workspace_with_retention(
-        tmp_path, {"prompt_render": "1s", "context_payload": "1h", "grace": "0s", "run_history": "1s"}
+        tmp_path, {"prompt_render": "1s", "context_payload": "1h", "grace": "1ms", "run_history": "1s"}
     )
     tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
     summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=tmp_path)
@@ -225,6 +225,8 @@ def test_the_trigger_launches_the_job_which_expires_renders_and_records_its_figu
     assert result.success
     applied = _step_metadata(result, "apply_retention_op")
     assert applied["deleted"] == applied["tombstones_written"] >= len(renders)
+    # Only prompt renders were due: contexts (1 h) and outputs (forever) stay.
+    assert {name for name in applied if name.startswith("deleted_")} == {"deleted_prompt_render"}
     assert applied["bytes_freed"] == due
     with RuntimeEnv.open(settings) as env:
         assert not any(env.cas.exists(artifact_id) for artifact_id in renders)
@@ -235,4 +237,5 @@ def test_the_trigger_launches_the_job_which_expires_renders_and_records_its_figu
     history = _step_metadata(result, "prune_dagster_history_op")
     assert history["runs_deleted"] == 0 and history["runs_kept_latest"] == len(workflow_runs)
     assert all(instance.get_run_by_id(run_id) for run_id in workflow_runs)
-    assert _step_metadata(result, "compact_op")
+    compacted = _step_metadata(result, "compact_op")
+    assert compacted["compaction_id"] and compacted["orphans_scanned"] > 0

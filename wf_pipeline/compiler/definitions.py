@@ -5,7 +5,12 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, JobDefinition, define_asset_job
 
 from wf_pipeline.compiler.assets import job_name, turn_assets
-from wf_pipeline.compiler.maintenance import retention_job, retention_schedule, retention_trigger_sensor
+from wf_pipeline.compiler.maintenance import (
+    MaintenanceCalls,
+    retention_job,
+    retention_schedule,
+    retention_trigger_sensor,
+)
 from wf_pipeline.compiler.resources import runtime_resources
 from wf_pipeline.compiler.sensors import bottom_up_after_failed_threads_sensor, bottom_up_sensor
 from wf_pipeline.profiles import LoadedProfile, ProfileCatalog
@@ -31,11 +36,14 @@ def profile_job(loaded: LoadedProfile):
     )
 
 
-def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) -> Definitions:
-    """One asset group and one job per profile of the catalog, and the ``wf_retention`` maintenance job.
+def build_definitions(
+    catalog: ProfileCatalog, env: RuntimeEnv | None = None, maintenance: MaintenanceCalls | None = None
+) -> Definitions:
+    """One asset group and one job per profile of the catalog; with ``maintenance``, the ``wf_retention`` job.
 
     The maintenance job comes with its daily schedule and early-trigger sensor
-    (`wf_pipeline.compiler.maintenance`).
+    (`wf_pipeline.compiler.maintenance`); ``maintenance`` holds the retention and
+    compaction use cases the service layer hands in (the code location does).
 
     With ``env`` the resources use that open runtime (CLI runs); without, each run opens
     the runtime from WF_ settings (the code location the UI and daemon load).
@@ -48,13 +56,14 @@ def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) ->
         assets.extend(turn_assets(loaded))
         jobs.append(job)
         sensors += [bottom_up_sensor(loaded, job), bottom_up_after_failed_threads_sensor(loaded, job)]
-    retention = retention_job()
+    schedules = []
+    if maintenance is not None:
+        retention = retention_job(maintenance)
+        jobs.append(retention)
+        schedules.append(retention_schedule(retention))
+        sensors.append(retention_trigger_sensor(retention, maintenance))
     return Definitions(
-        assets=assets,
-        jobs=[*jobs, retention],
-        schedules=[retention_schedule(retention)],
-        sensors=[*sensors, retention_trigger_sensor(retention)],
-        resources=runtime_resources(env),
+        assets=assets, jobs=jobs, schedules=schedules, sensors=sensors, resources=runtime_resources(env)
     )
 
 

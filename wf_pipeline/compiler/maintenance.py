@@ -15,7 +15,8 @@ a profile's retention windows are meant to be enforced without anyone watching.
 # No `from __future__ import annotations`: Dagster inspects the context annotations at definition time.
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
@@ -62,22 +63,23 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-# --- The calls into the retention domain: one place each. ---------------------------------
+@dataclass(frozen=True)
+class MaintenanceCalls:
+    """The use cases the maintenance job runs, handed in by the service layer (which sits above the compiler).
 
+    Each takes the settings of the run's runtime and the time (ms since the epoch) ages are
+    judged against; figures are flat name -> count or bytes mappings (no paths, no payload).
 
-def retention_due_bytes(env: RuntimeEnv, now_ms: int) -> int:
-    """Bytes of the CAS objects retention would delete at ``now_ms`` (a dry run; nothing changes)."""
-    raise NotImplementedError("retention planning is not wired in yet")
+    Attributes:
+        due_bytes: bytes of the CAS objects retention would delete (a dry run).
+        apply_retention: applies retention; figures ``deleted``, ``bytes_freed`` (bytes) and
+            ``tombstones_written``, at least.
+        compact: compacts the home; figures per part.
+    """
 
-
-def apply_retention(env: RuntimeEnv, now_ms: int) -> dict[str, int]:
-    """Apply retention at ``now_ms``: ``{"deleted": count, "bytes_freed": bytes, "tombstones_written": count}``."""
-    raise NotImplementedError("retention is not wired in yet")
-
-
-def compact(env: RuntimeEnv, now_ms: int) -> dict[str, int]:
-    """Compact the home at ``now_ms``; returns counts and bytes per part (names as the compaction reports them)."""
-    raise NotImplementedError("compaction is not wired in yet")
+    due_bytes: Callable[[Settings, int], int]
+    apply_retention: Callable[[Settings, int], Mapping[str, int]]
+    compact: Callable[[Settings, int], Mapping[str, int | str]]
 
 
 def run_history_windows(env: RuntimeEnv) -> dict[str, int | None]:
@@ -92,65 +94,65 @@ def run_history_windows(env: RuntimeEnv) -> dict[str, int | None]:
 # --- The job. -------------------------------------------------------------------------------
 
 
-def _record(context: OpExecutionContext, figures: Mapping[str, int], tags: Mapping[str, str]) -> None:
-    """Figures as the step's output metadata, and as run tags the run list shows."""
+def _record(context: OpExecutionContext, figures: Mapping[str, int | str], tags: Mapping[str, str]) -> None:
+    """Figures as the step's output metadata, and the named ones as run tags the run list shows."""
     context.add_output_metadata(dict(figures))
     context.instance.add_run_tags(context.run_id, {tag: str(figures[name]) for tag, name in tags.items()})
 
 
-@op(
-    required_resource_keys={RUNTIME_KEY},
-    out=Out(Nothing),
-    description="Delete the CAS objects past their profile's retention window, a tombstone for each.",
-)
-def apply_retention_op(context: OpExecutionContext) -> None:
-    """Metadata: ``deleted``, ``bytes_freed`` (bytes), ``tombstones_written``."""
-    figures = apply_retention(getattr(context.resources, RUNTIME_KEY), _now_ms())
-    _record(
-        context,
-        figures,
-        {DELETED_TAG: "deleted", BYTES_FREED_TAG: "bytes_freed", TOMBSTONES_TAG: "tombstones_written"},
-    )
-
-
-@op(
-    required_resource_keys={RUNTIME_KEY},
-    ins={"after": In(Nothing)},
-    out=Out(Nothing),
-    description="Delete workflow runs older than their run_history window; remove gone targets' partitions.",
-)
-def prune_dagster_history_op(context: OpExecutionContext) -> None:
-    """Metadata: ``runs_deleted``, ``runs_kept_latest``, ``partitions_removed``."""
-    env: RuntimeEnv = getattr(context.resources, RUNTIME_KEY)
-    result = prune_dagster_history(
-        context.instance, env.records, env.catalog.all(), run_history_windows(env), now_ms=_now_ms()
-    )
-    figures = {
-        "runs_deleted": result.runs_deleted,
-        "runs_kept_latest": result.runs_kept_latest,
-        "partitions_removed": result.partitions_removed,
-    }
-    _record(context, figures, {RUNS_DELETED_TAG: "runs_deleted"})
-
-
-@op(
-    required_resource_keys={RUNTIME_KEY},
-    ins={"after": In(Nothing)},
-    out=Out(Nothing),
-    description="Remove orphans and scratch files, archive old records, merge closed telemetry days.",
-)
-def compact_op(context: OpExecutionContext) -> None:
-    """Metadata: the compaction's counts and bytes per part."""
-    figures = compact(getattr(context.resources, RUNTIME_KEY), _now_ms())
-    context.add_output_metadata(dict(figures))
-
-
-def retention_job() -> JobDefinition:
+def retention_job(calls: MaintenanceCalls) -> JobDefinition:
     """The ``wf_retention`` job: apply retention, prune Dagster's history, then compact.
 
+    Args:
+        calls: the retention and compaction use cases (`MaintenanceCalls`).
+
     Returns:
-        A job whose ops use the ``wf_runtime`` resource (bound by the Definitions). Raises nothing.
+        A job whose ops use the ``wf_runtime`` resource (bound by the Definitions): its
+        settings for ``calls``, its records and catalog for the history prune. A step whose
+        use case raises fails the run with that error's code; later steps do not run.
     """
+
+    @op(
+        required_resource_keys={RUNTIME_KEY},
+        out=Out(Nothing),
+        description="Delete the CAS objects past their profile's retention window, a tombstone for each.",
+    )
+    def apply_retention_op(context: OpExecutionContext) -> None:
+        env: RuntimeEnv = getattr(context.resources, RUNTIME_KEY)
+        figures = calls.apply_retention(env.settings, _now_ms())
+        _record(
+            context,
+            figures,
+            {DELETED_TAG: "deleted", BYTES_FREED_TAG: "bytes_freed", TOMBSTONES_TAG: "tombstones_written"},
+        )
+
+    @op(
+        required_resource_keys={RUNTIME_KEY},
+        ins={"after": In(Nothing)},
+        out=Out(Nothing),
+        description="Delete workflow runs older than their run_history window; remove gone targets' partitions.",
+    )
+    def prune_dagster_history_op(context: OpExecutionContext) -> None:
+        env: RuntimeEnv = getattr(context.resources, RUNTIME_KEY)
+        result = prune_dagster_history(
+            context.instance, env.records, env.catalog.all(), run_history_windows(env), now_ms=_now_ms()
+        )
+        figures = {
+            "runs_deleted": result.runs_deleted,
+            "runs_kept_latest": result.runs_kept_latest,
+            "partitions_removed": result.partitions_removed,
+        }
+        _record(context, figures, {RUNS_DELETED_TAG: "runs_deleted"})
+
+    @op(
+        required_resource_keys={RUNTIME_KEY},
+        ins={"after": In(Nothing)},
+        out=Out(Nothing),
+        description="Remove orphans and scratch files, archive old records, merge closed telemetry days.",
+    )
+    def compact_op(context: OpExecutionContext) -> None:
+        env: RuntimeEnv = getattr(context.resources, RUNTIME_KEY)
+        _record(context, calls.compact(env.settings, _now_ms()), {})
 
     @job(
         name=RETENTION_JOB,
@@ -175,14 +177,15 @@ def retention_schedule(retention: JobDefinition) -> ScheduleDefinition:
     )
 
 
-def retention_trigger_sensor(retention: JobDefinition) -> SensorDefinition:
+def retention_trigger_sensor(retention: JobDefinition, calls: MaintenanceCalls) -> SensorDefinition:
     """``wf_retention_trigger``: runs the job early when retention would free ``WF_RETENTION_TRIGGER_BYTES``.
 
     Evaluated at most every `TRIGGER_INTERVAL_S` seconds. While a ``wf_retention`` run is
     queued or in progress (whoever launched it) it skips without planning, so a slow run
-    is never doubled; otherwise it plans retention with the code location's WF_ settings and
-    requests a run when the due bytes reach the threshold. The cursor holds the time (ms)
-    of the last request, which makes each request's run key new.
+    is never doubled; otherwise it plans retention (``calls.due_bytes``) with the code
+    location's WF_ settings and requests a run, tagged with the due bytes, when they reach
+    the threshold. The cursor holds the time (ms) of the last request, which makes each
+    request's run key new.
     """
 
     @sensor(
@@ -200,8 +203,7 @@ def retention_trigger_sensor(retention: JobDefinition) -> SensorDefinition:
             return SkipReason(f"run {unfinished[0].dagster_run.run_id} of {RETENTION_JOB} is not finished")
         settings = Settings.from_env()
         now = _now_ms()
-        with RuntimeEnv.open(settings) as env:
-            due = retention_due_bytes(env, now)
+        due = calls.due_bytes(settings, now)
         threshold = settings.retention_trigger_bytes
         if due < threshold:
             return SkipReason(f"{due} bytes are due, below WF_RETENTION_TRIGGER_BYTES={threshold}")
