@@ -30,8 +30,10 @@ from wf_pipeline.compiler.maintenance import (
     RETENTION_SENSOR,
     TRIGGER_BYTES_TAG,
 )
+from wf_pipeline.errors import CONFIG_BAD_NUMBER, ConfigError
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.service import code_location, run_workflow, sync_targets
+from wf_pipeline.settings import DEFAULT_RETENTION_TRIGGER_BYTES, Settings
 
 WORKFLOW = "docs_writer_thread_v1"
 ASSET = AssetKey([WORKFLOW, "evidence_map"])
@@ -239,3 +241,13 @@ def test_the_trigger_launches_the_job_which_expires_renders_and_records_its_figu
     assert all(instance.get_run_by_id(run_id) for run_id in workflow_runs)
     compacted = _step_metadata(result, "compact_op")
     assert compacted["compaction_id"] and compacted["orphans_scanned"] > 0
+
+
+def test_the_trigger_threshold_is_a_setting_with_a_checked_value():
+    assert Settings.from_env({}).retention_trigger_bytes == DEFAULT_RETENTION_TRIGGER_BYTES == 1 << 30
+    assert Settings.from_env({"WF_RETENTION_TRIGGER_BYTES": "4096"}).retention_trigger_bytes == 4096
+    for bad in ("0", "-1", "1GiB"):
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({"WF_RETENTION_TRIGGER_BYTES": bad})
+        assert caught.value.code == CONFIG_BAD_NUMBER
+        assert "WF_RETENTION_TRIGGER_BYTES" in str(caught.value)
