@@ -66,9 +66,10 @@ def gone_partitions(instance: DagsterInstance, records: RecordStore, workflow_id
         Partition keys (strings). Raises ``RECORD_UNAVAILABLE`` from the record store.
     """
     trees = {tree.root_path for tree in records.list_trees()}
+    targets = {target.target_key: target for target in records.list_targets()}  # one query, not one per key
     gone = []
     for key in instance.get_dynamic_partitions(targets_partitions(workflow_id).name):
-        target = records.get_target(key)
+        target = targets.get(key)
         if (
             target is None
             or target.root_path not in trees
