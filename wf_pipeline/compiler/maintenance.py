@@ -14,7 +14,6 @@ a profile's retention windows are meant to be enforced without anyone watching.
 
 # No `from __future__ import annotations`: Dagster inspects the context annotations at definition time.
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from wf_pipeline.compiler.history import prune_dagster_history
 from wf_pipeline.compiler.resources import RUNTIME_KEY
+from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.settings import Settings
 
@@ -57,10 +57,6 @@ BYTES_FREED_TAG = "wf/retention_bytes_freed"
 TOMBSTONES_TAG = "wf/retention_tombstones"
 RUNS_DELETED_TAG = "wf/retention_runs_deleted"
 TRIGGER_BYTES_TAG = "wf/retention_due_bytes"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -91,9 +87,6 @@ def run_history_windows(env: RuntimeEnv) -> dict[str, int | None]:
     return {loaded.profile.workflow_id: loaded.retention.run_history_ms for loaded in env.catalog.all()}
 
 
-# --- The job. -------------------------------------------------------------------------------
-
-
 def _record(context: OpExecutionContext, figures: Mapping[str, int | str], tags: Mapping[str, str]) -> None:
     """Figures as the step's output metadata, and the named ones as run tags the run list shows."""
     context.add_output_metadata(dict(figures))
@@ -119,7 +112,7 @@ def retention_job(calls: MaintenanceCalls) -> JobDefinition:
     )
     def apply_retention_op(context: OpExecutionContext) -> None:
         env: RuntimeEnv = getattr(context.resources, RUNTIME_KEY)
-        figures = calls.apply_retention(env.settings, _now_ms())
+        figures = calls.apply_retention(env.settings, now_ms())
         _record(
             context,
             figures,
@@ -135,7 +128,7 @@ def retention_job(calls: MaintenanceCalls) -> JobDefinition:
     def prune_dagster_history_op(context: OpExecutionContext) -> None:
         env: RuntimeEnv = getattr(context.resources, RUNTIME_KEY)
         result = prune_dagster_history(
-            context.instance, env.records, env.catalog.all(), run_history_windows(env), now_ms=_now_ms()
+            context.instance, env.records, env.catalog.all(), run_history_windows(env), now_ms=now_ms()
         )
         figures = {
             "runs_deleted": result.runs_deleted,
@@ -152,7 +145,7 @@ def retention_job(calls: MaintenanceCalls) -> JobDefinition:
     )
     def compact_op(context: OpExecutionContext) -> None:
         env: RuntimeEnv = getattr(context.resources, RUNTIME_KEY)
-        _record(context, calls.compact(env.settings, _now_ms()), {})
+        _record(context, calls.compact(env.settings, now_ms()), {})
 
     @job(
         name=RETENTION_JOB,
@@ -202,7 +195,7 @@ def retention_trigger_sensor(retention: JobDefinition, calls: MaintenanceCalls) 
         if unfinished:
             return SkipReason(f"run {unfinished[0].dagster_run.run_id} of {RETENTION_JOB} is not finished")
         settings = Settings.from_env()
-        now = _now_ms()
+        now = now_ms()
         due = calls.due_bytes(settings, now)
         threshold = settings.retention_trigger_bytes
         if due < threshold:
