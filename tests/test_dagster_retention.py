@@ -4,7 +4,11 @@ the partitions of targets that are gone."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,11 +17,14 @@ import yaml
 from dagster import (
     AssetKey,
     AssetMaterialization,
+    DagsterRunStatus,
+    RunsFilter,
     build_schedule_context,
     build_sensor_context,
     job,
     op,
 )
+from dagster._core.storage.dagster_run import FINISHED_STATUSES
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
 
 from wf_pipeline.compiler import open_instance, targets_partitions
@@ -251,3 +258,73 @@ def test_the_trigger_threshold_is_a_setting_with_a_checked_value():
             Settings.from_env({"WF_RETENTION_TRIGGER_BYTES": bad})
         assert caught.value.code == CONFIG_BAD_NUMBER
         assert "WF_RETENTION_TRIGGER_BYTES" in str(caught.value)
+
+
+def _expired_renders_home(settings, tmp_path: Path) -> set[str]:
+    """A docs-writer run whose prompt renders expire after 1 s, 2 s ago; returns the renders' artifact ids."""
+    _workspace_with_retention(
+        tmp_path, {"prompt_render": "1s", "context_payload": "1h", "grace": "1ms", "run_history": "1s"}
+    )
+    tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
+    run_workflow(settings, WORKFLOW, tree, workspace_dir=tmp_path)
+    with RuntimeEnv.open(settings) as env:
+        renders = {
+            link.artifact_id
+            for thread in env.records.list_threads(WORKFLOW)
+            for link in env.records.artifact_links_for_thread(thread.thread_id)
+            if link.role == "rendered_prompt"
+        }
+    time.sleep(2.1)
+    return renders
+
+
+@pytest.mark.slow
+def test_the_daemon_launches_wf_retention_through_the_trigger(settings, tmp_path):
+    renders = _expired_renders_home(settings, tmp_path)
+    assert renders
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
+    environ.update(
+        WF_HOME=str(settings.home),
+        DAGSTER_HOME=str(settings.dagster_home),
+        WF_CONFIG_DIR=str(settings.config_dir),
+        WF_RETENTION_TRIGGER_BYTES="1",
+        PYTHONUNBUFFERED="1",
+    )
+    log = tmp_path / "dagster-daemon.log"
+    instance = open_instance(settings)
+    with open(log, "wb") as output:
+        # The code location as the daemon loads it, with the working directory as its workspace layer.
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "wf_pipeline.definitions"],
+            cwd=tmp_path,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the run workers it starts stop with it
+        )
+    try:
+        deadline = time.monotonic() + 240
+        finished = []
+        while time.monotonic() < deadline and not finished:
+            assert daemon.poll() is None, log.read_text(errors="replace")[-3000:]
+            finished = instance.get_run_records(
+                filters=RunsFilter(job_name=RETENTION_JOB, statuses=FINISHED_STATUSES)
+            )
+            time.sleep(1)
+        assert finished, f"no {RETENTION_JOB} run finished:\n{log.read_text(errors='replace')[-3000:]}"
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(timeout=10)
+
+    (record,) = finished
+    run = record.dagster_run
+    assert run.status == DagsterRunStatus.SUCCESS
+    assert run.tags[TRIGGER_BYTES_TAG] == run.tags[BYTES_FREED_TAG] != "0"
+    assert int(run.tags[DELETED_TAG]) >= len(renders)
+    with RuntimeEnv.open(settings) as env:
+        assert not any(env.cas.exists(artifact_id) for artifact_id in renders)
