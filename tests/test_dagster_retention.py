@@ -188,31 +188,11 @@ def _step_metadata(result, step: str) -> dict[str, object]:
 def test_the_trigger_launches_the_job_which_expires_renders_and_records_its_figures(
     settings, tmp_path, monkeypatch
 ):
-    # The workspace is the working directory (the code location's layer, as in the UI).
-    _workspace_with_retention(
-        tmp_path, {"prompt_render": "1s", "context_payload": "1h", "grace": "1ms", "run_history": "1s"}
-    )
-    tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
-    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=tmp_path)
-    assert summary.threads and all(t.status == "completed" for t in summary.threads)
+    renders, kept = _expired_renders_home(settings, tmp_path)
+    assert renders and kept
     instance = open_instance(settings)
     workflow_runs = [r.dagster_run.run_id for r in instance.get_run_records()]
     assert workflow_runs
-    with RuntimeEnv.open(settings) as env:
-        renders = {
-            link.artifact_id
-            for thread in env.records.list_threads(WORKFLOW)
-            for link in env.records.artifact_links_for_thread(thread.thread_id)
-            if link.role == "rendered_prompt"
-        }
-        kept = {
-            link.artifact_id
-            for thread in env.records.list_threads(WORKFLOW)
-            for link in env.records.artifact_links_for_thread(thread.thread_id)
-            if link.role in ("context", "output")
-        }
-    assert renders and kept
-    time.sleep(2.1)
     defs = _defs(settings, tmp_path)
     sensor = defs.resolve_sensor_def(RETENTION_SENSOR)
 
@@ -260,27 +240,37 @@ def test_the_trigger_threshold_is_a_setting_with_a_checked_value():
         assert "WF_RETENTION_TRIGGER_BYTES" in str(caught.value)
 
 
-def _expired_renders_home(settings, tmp_path: Path) -> set[str]:
-    """A docs-writer run whose prompt renders expire after 1 s, 2 s ago; returns the renders' artifact ids."""
+def _links(env: RuntimeEnv, roles: set[str]) -> set[str]:
+    return {
+        link.artifact_id
+        for thread in env.records.list_threads(WORKFLOW)
+        for link in env.records.artifact_links_for_thread(thread.thread_id)
+        if link.role in roles
+    }
+
+
+def _expired_renders_home(settings, tmp_path: Path) -> tuple[set[str], set[str]]:
+    """A docs-writer run, 2 s ago, whose prompt renders expire after 1 s (contexts after 1 h, outputs never).
+
+    The working directory is the workspace layer holding the profile (the code location's,
+    as in the UI and the daemon). Returns the artifact ids of the rendered prompts, and of
+    the contexts and outputs.
+    """
     _workspace_with_retention(
         tmp_path, {"prompt_render": "1s", "context_payload": "1h", "grace": "1ms", "run_history": "1s"}
     )
     tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
-    run_workflow(settings, WORKFLOW, tree, workspace_dir=tmp_path)
+    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=tmp_path)
+    assert summary.threads and all(t.status == "completed" for t in summary.threads)
     with RuntimeEnv.open(settings) as env:
-        renders = {
-            link.artifact_id
-            for thread in env.records.list_threads(WORKFLOW)
-            for link in env.records.artifact_links_for_thread(thread.thread_id)
-            if link.role == "rendered_prompt"
-        }
+        renders, kept = _links(env, {"rendered_prompt"}), _links(env, {"context", "output"})
     time.sleep(2.1)
-    return renders
+    return renders, kept
 
 
 @pytest.mark.slow
 def test_the_daemon_launches_wf_retention_through_the_trigger(settings, tmp_path):
-    renders = _expired_renders_home(settings, tmp_path)
+    renders, _ = _expired_renders_home(settings, tmp_path)
     assert renders
     environ = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
     environ.update(
