@@ -112,7 +112,7 @@ def test_history_prune_keeps_latest_materializations_and_removes_gone_partitions
     recent = _run(instance, workflow_job, [other_key])  # inside the window
 
     # The gone target's directory is deleted from the tree.
-    shutil.rmtree(tree / synced_path(settings, gone_key))
+    shutil.rmtree(tree / _synced_path(settings, gone_key))
 
     with RuntimeEnv.open(settings) as env:
         result = prune_dagster_history(
@@ -131,7 +131,7 @@ def test_history_prune_keeps_latest_materializations_and_removes_gone_partitions
     assert not instance.all_logs(first)
 
 
-def synced_path(settings, key: str) -> str:
+def _synced_path(settings, key: str) -> str:
     with RuntimeEnv.open(settings) as env:
         return env.records.get_target(key).path
 
