@@ -1,4 +1,4 @@
-"""All benchmarks in one process, one line each: P1, P2 (reusing P1's run of ours), P3, P8."""
+"""All benchmarks in one process, one line each: P1 (and its telemetry cost), P2 (reusing P1's run of ours), P3, P5, P8."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import p1_overhead
 import p2_langgraph
 import p3_latency
+import p5_telemetry
 import p8_crash_resume
 from support import require_simulated_provider
 
@@ -19,6 +20,7 @@ def main() -> None:
     ours = p1_overhead.main()
     p2_langgraph.main(ours)
     p3_latency.main()
+    p5_telemetry.main()
     p8_crash_resume.main()
 
 

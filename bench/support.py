@@ -52,8 +52,11 @@ class BenchHome:
         return self.settings.records_url
 
 
-def home_environment(home: Path, *, latency_ms: int, concurrency: int | None = None) -> dict[str, str]:
+def home_environment(
+    home: Path, *, latency_ms: int, concurrency: int | None = None, telemetry: bool = True
+) -> dict[str, str]:
     env = {
+        "WF_TELEMETRY": "1" if telemetry else "0",
         "WF_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
         "WF_CONFIG_DIR": str(home / "user-config"),
@@ -70,10 +73,17 @@ def _without_product_variables(env: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def bench_home(*, latency_ms: int, concurrency: int | None = None) -> Iterator[BenchHome]:
-    """A fresh temporary home; ``os.environ`` points the product at it until the block ends."""
+def bench_home(
+    *, latency_ms: int, concurrency: int | None = None, telemetry: bool = True
+) -> Iterator[BenchHome]:
+    """A fresh temporary home; ``os.environ`` points the product at it until the block ends.
+
+    ``telemetry`` sets ``WF_TELEMETRY`` (on by default, as in the product).
+    """
     folder = Path(tempfile.mkdtemp(prefix="wf-bench-"))
-    env = home_environment(folder / "home", latency_ms=latency_ms, concurrency=concurrency)
+    env = home_environment(
+        folder / "home", latency_ms=latency_ms, concurrency=concurrency, telemetry=telemetry
+    )
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update({**_without_product_variables(saved), **env})

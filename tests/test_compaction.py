@@ -485,6 +485,11 @@ def test_wf_compact_archives_sweeps_and_the_view_reaches_archived_threads(tmp_pa
     columns, rows = run_query(settings, "select thread_id, status, compaction_id from archived_threads")
     assert columns == ["thread_id", "status", "compaction_id"]
     assert rows == [(superseded.thread_id, "completed", result["compaction_id"])]
+    # The deletion is measured like any other artifact delete: one telemetry row, no payload.
+    _, deleted = run_query(
+        settings, "select key, bytes, outcome from artifact_writes where outcome = 'deleted'"
+    )
+    assert deleted == [("orphan", len(b"an orphan"), "deleted")]
     # Nothing printed names a payload: ids, counts and sizes only.
     assert "an orphan" not in json.dumps(result)
 

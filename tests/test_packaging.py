@@ -118,6 +118,12 @@ def test_wheel_holds_the_package_and_not_the_sample_tree_or_tests(wheel_files):
     assert "wf = wf_pipeline.cli.main:main" in entry_points
 
 
+def test_wheel_ships_the_telemetry_views_sql(wheel_files):
+    # The views are a plain SQL file anyone may run, so the wheel must carry it byte for byte.
+    source = (REPO_ROOT / DIST / "telemetry" / "views.sql").read_bytes()
+    assert wheel_files[f"{DIST}/telemetry/views.sql"] == source
+
+
 def test_packaged_layer_gives_the_code_versions_of_the_source_tree(wheel, tmp_path):
     """Same prompt bytes, same digests: threads made from a checkout are reused by a wheel install."""
     with zipfile.ZipFile(wheel) as archive:

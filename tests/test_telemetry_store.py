@@ -325,3 +325,70 @@ def test_a_query_during_compaction_sees_each_row_exactly_once(tmp_path, monkeypa
     assert errors == []
     assert seen and set(seen) == {total}
     assert len(store.files(METADATA_WRITES)) == 1 + 6
+
+
+def test_a_memory_url_in_settings_serves_queries(tmp_path):
+    url = f"memory://wf-telemetry-{uuid.uuid4().hex}"
+    settings = Settings.from_env({"WF_HOME": str(tmp_path / "home"), "WF_TELEMETRY_URL": url})
+    assert settings.telemetry_url == url
+    recorder = open_recorder(settings)
+    _row(recorder, ts_ms=JAN1, key="k1")
+    _row(recorder, ts_ms=JAN1 + DAY_MS, key="k2")
+    assert recorder.flush(run_id="run-1") == 2
+    columns, rows = run_query(settings, "select key, day, run_id from metadata_writes order by key")
+    assert rows == [("k1", dt.date(2026, 1, 1), "run-1"), ("k2", dt.date(2026, 1, 2), "run-1")]
+    assert not (tmp_path / "home" / "telemetry").exists()
+    store = TelemetryStore(url)
+    store.fs.rm(store.root, recursive=True)
+
+
+def test_a_failing_store_is_logged_once_and_the_rows_dropped(tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the telemetry folder should be")
+    recorder = TelemetryRecorder(TelemetryStore(str(blocker)))
+    for _ in range(2):
+        _row(recorder, ts_ms=JAN1)
+        with caplog.at_level("WARNING", logger="wf_pipeline.telemetry.recorder"):
+            assert recorder.flush_safely() == 0
+        assert recorder.pending == 0
+    warnings = [r.getMessage() for r in caplog.records if "telemetry flush dropped" in r.getMessage()]
+    assert len(warnings) == 1 and "TELEMETRY_WRITE_FAILED" in warnings[0]
+
+
+def test_synth_writes_realistic_rows_through_the_writer(tmp_path):
+    from wf_pipeline.service import synth_telemetry
+
+    settings = _settings(tmp_path)
+    seen = []
+    result = synth_telemetry(
+        settings,
+        50_000,
+        5,
+        end_day=dt.date(2026, 1, 5),
+        on_progress=lambda done, total: seen.append((done, total)),
+    )
+    assert result["rows"] == 50_000 and result["files"] == 15 and seen[-1] == (50_000, 50_000)
+    _, rows = run_query(
+        settings,
+        "select count(*), count(distinct workflow_id), min(day), max(day), count(distinct key), "
+        "count(*) filter (where outcome = 'rejected'), count(*) filter (where bytes > budget_bytes) "
+        "from metadata_writes",
+    )
+    total, workflows, first, last, keys, rejected, over = rows[0]
+    assert (total, workflows, first, last) == (50_000, 3, dt.date(2026, 1, 1), dt.date(2026, 1, 5))
+    assert keys > 20
+    # Rejections are exactly the over-budget sizes, and rare.
+    assert 0 < rejected == over < total * 0.05
+    # Some keys grow: the top key's daily bytes rise over the days.
+    _, growth = run_query(
+        settings,
+        "with d as (select key, day, sum(bytes) b from key_growth group by all) "
+        "select key, regr_slope(b, epoch(day) / 86400) s from d group by key order by s desc limit 1",
+    )
+    assert growth[0][1] > 0
+
+
+def test_a_url_no_filesystem_serves_is_a_typed_error():
+    with pytest.raises(TelemetryError) as caught:
+        TelemetryStore("nosuchproto://bucket/telemetry")
+    assert caught.value.code == "TELEMETRY_BAD_URL"

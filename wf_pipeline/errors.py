@@ -643,6 +643,11 @@ TELEMETRY_WRITE_FAILED = _code(
     retryable=True,
     meaning="the telemetry store could not write, rename or delete a Parquet file (disk full, permissions)",
 )
+TELEMETRY_BAD_URL = _code(
+    "TELEMETRY_BAD_URL",
+    TelemetryError,
+    meaning="WF_TELEMETRY_URL names no filesystem fsspec can open (unknown protocol, missing package)",
+)
 TELEMETRY_BAD_ARGUMENTS = _code(
     "TELEMETRY_BAD_ARGUMENTS",
     TelemetryError,

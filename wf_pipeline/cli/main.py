@@ -10,6 +10,7 @@ by argparse with the usage line. Output goes through `wf_pipeline.cli.output`.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -427,6 +428,65 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_telemetry(args: argparse.Namespace) -> int:
+    """``wf telemetry query "SQL" [--json|--csv]``, ``wf telemetry views``, ``wf telemetry synth``.
+
+    Args:
+        args: the parsed command line (``action``; ``sql`` and ``csv`` for query; ``rows``,
+            ``days``, ``workflow`` for synth; ``json``).
+
+    Returns:
+        The exit status, 0. ``query`` prints a table of the result (CSV with a header line
+        with ``--csv``, ``{"columns", "rows"}`` with ``--json``); ``views`` the views with
+        their columns; ``synth`` the rows written and the writer's rows per second, with a
+        progress bar of rows on a terminal.
+
+    Raises:
+        WfError: ``TELEMETRY_QUERY_INVALID`` (bad SQL), ``TELEMETRY_WRITE_FAILED``,
+            ``CONFIG_*``; `main` prints them and exits 1.
+    """
+    from wf_pipeline.service import telemetry
+
+    settings = _settings()
+    if args.action == "query":
+        result = telemetry.query_telemetry(settings, args.sql)
+        if args.csv and not args.json:
+            _write_csv(result)
+        else:
+            _emit(args, result, _render_query)
+    elif args.action == "views":
+        _emit(args, telemetry.telemetry_views(settings), _render_views)
+    else:
+        with _progress(args, label="rows") as on_progress:
+            result = telemetry.synth_telemetry(
+                settings, args.rows, args.days, workflow=args.workflow, on_progress=on_progress
+            )
+        _emit(args, result, _render_synth)
+    return 0
+
+
+def _write_csv(result: dict) -> None:
+    # RFC 4180 CSV (the csv module's default dialect): a header line, then one line per row.
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    try:
+        writer.writerow(result["columns"])
+        writer.writerows(["" if cell is None else cell for cell in row] for row in result["rows"])
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+
+
+def _positive_int(text: str) -> int:
+    # A bad count is visible on the command line alone: a usage error (exit 2).
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
 # --- rendering -----------------------------------------------------------------------
 
 
@@ -505,6 +565,24 @@ def _render_retention(console: Console, r: dict) -> None:
             f"would delete {plural(r['count'], 'artifact')} ({r['bytes']} bytes); kept by rule: {kept}",
             highlight=False,
         )
+
+
+def _render_query(console: Console, r: dict) -> None:
+    print_table(console, r["columns"], r["rows"])
+    console.print(plural(len(r["rows"]), "row"), highlight=False)
+
+
+def _render_views(console: Console, r: dict) -> None:
+    rows = [(v["name"], ", ".join(f"{c['name']} {c['type']}" for c in v["columns"])) for v in r["views"]]
+    print_table(console, ("view", "columns"), rows)
+
+
+def _render_synth(console: Console, r: dict) -> None:
+    console.print(
+        f"{plural(r['rows'], 'row')} over {plural(r['days'], 'day')} in {plural(r['files'], 'file')}: "
+        f"{r['seconds']} s, writer {r['rows_per_s']} rows/s",
+        highlight=False,
+    )
 
 
 def _render_verify(console: Console, r: dict) -> None:
@@ -675,6 +753,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         if sum(scope is not None for scope in scopes) != 1:
             extra = ", --hold-id" if args.action == "release" else ""
             return f"give exactly one of THREAD_ID, --workflow{extra}"
+    if args.command == "telemetry" and getattr(args, "csv", False) and args.json:
+        return "--csv and --json exclude each other"
     return None
 
 
@@ -839,6 +919,24 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             scope.add_argument("--hold-id", help="one hold by its id instead")
     retention_action("holds", "list the active holds")
+    telemetry = command(
+        "telemetry", "query the metadata growth telemetry (DuckDB over Parquet)", cmd_telemetry
+    )
+    telemetry_action = actions(
+        telemetry, "run a query over the views, list the views, or write synthetic rows"
+    )
+    telemetry_query = telemetry_action("query", "run one DuckDB SQL statement over the telemetry views")
+    telemetry_query.add_argument(
+        "sql", metavar="SQL", help='e.g. "select * from key_growth order by bytes desc limit 20"'
+    )
+    telemetry_query.add_argument("--csv", action="store_true", help="CSV output with a header line")
+    telemetry_action("views", "list the views with their columns")
+    synth = telemetry_action("synth", "write realistic synthetic telemetry rows (tests, benchmarks)")
+    synth.add_argument("--rows", type=_positive_int, required=True, help="how many rows")
+    synth.add_argument(
+        "--days", type=_positive_int, required=True, help="over how many days, ending today (UTC)"
+    )
+    synth.add_argument("--workflow", help="one workflow id for every row (default: three)")
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
     ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")

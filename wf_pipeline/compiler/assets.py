@@ -149,7 +149,9 @@ def _turn_asset(
         keys = context.partition_keys
         targets = [resolve_target(env.records, key) for key in keys]
         thread_id = context.run.tags.get(THREAD_TAG)
-        results = run_turn_batch(env, loaded, turn.turn_id, targets, thread_id=thread_id)
+        results = run_turn_batch(
+            env, loaded, turn.turn_id, targets, thread_id=thread_id, run_id=context.run.run_id
+        )
         check_outputs = {
             spec.key: name for name, spec in context.assets_def.check_specs_by_output_name.items()
         }
@@ -213,7 +215,9 @@ def _carry_completed_targets(
             ]
             if not live:
                 break
-            current = run_turn_batch(env, loaded, step_turn.turn_id, live, thread_id=thread_id)
+            current = run_turn_batch(
+                env, loaded, step_turn.turn_id, live, thread_id=thread_id, run_id=context.run.run_id
+            )
         yield from _materializations(loaded, step_turn, current)
         yield from _gate_evaluations(loaded, step_turn, current, check_outputs if index == 0 else {})
         failed.update({key: r for key, r in current.items() if r.status == "failed"})

@@ -20,7 +20,8 @@ Errors name keys (or a digest of a key that is not name-shaped) and sizes, never
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
 from wf_pipeline.errors import (
     METADATA_EPHEMERAL_KEY,
@@ -58,6 +59,17 @@ def _utf8_size(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
+@contextmanager
+def _sized(value: object) -> Iterator[None]:
+    """Add the value's UTF-8 size (``size``, bytes) to a key's rejection: telemetry counts it, never the value."""
+    try:
+        yield
+    except MetadataError as exc:
+        if isinstance(value, str):
+            exc.details.setdefault("size", _utf8_size(value))
+        raise
+
+
 class FrameMetadataBoundary:
     """Checks a frame's metadata against a key registry and byte budgets before it is written.
 
@@ -88,7 +100,9 @@ class FrameMetadataBoundary:
                 ``METADATA_EPHEMERAL_KEY``, ``METADATA_RAW_TEXT_REJECTED``,
                 ``METADATA_INVALID_VALUE`` (also for a ``metadata`` that is not a mapping),
                 ``METADATA_BUDGET_EXCEEDED`` (figures: sizes and limits in bytes). Each names
-                the key (or a digest of it), never the value.
+                the key (or a digest of it), never the value; a key's rejection carries the
+                key (``details["key"]``) and its value's UTF-8 size (``details["size"]``,
+                bytes), a frame's rejection ``scope="frame"`` and the frame's size.
         """
         if not isinstance(metadata, Mapping):
             raise MetadataError(
@@ -97,13 +111,15 @@ class FrameMetadataBoundary:
         # Empty texts would be "contained" in every value.
         forbidden = tuple(text for text in forbidden_texts if isinstance(text, str) and text.strip())
         for key in metadata:
-            self._descriptor(key)
+            with _sized(metadata[key]):
+                self._descriptor(key)
         accepted: dict[str, str] = {}
         frame_bytes = 0
         for key in sorted(metadata):
-            descriptor = self._descriptor(key)
             value = metadata[key]
-            self._check_value(descriptor, value, forbidden)
+            with _sized(value):
+                descriptor = self._descriptor(key)
+                self._check_value(descriptor, value, forbidden)
             accepted[key] = value
             frame_bytes += _utf8_size(key) + _utf8_size(value)
         self.budgets.check_frame(frame_bytes)

@@ -22,6 +22,7 @@ from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import mark_thread_failed
 from wf_pipeline.runtime.leases import LEASE_TTL_MS, thread_lease
+from wf_pipeline.runtime.measure import flush_telemetry
 from wf_pipeline.runtime.outputs import write_step_outputs
 from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import (
@@ -45,6 +46,7 @@ def run_turn_batch(
     targets: Sequence[Target],
     *,
     thread_id: str | None = None,
+    run_id: str | None = None,
 ) -> dict[str, TurnOutput]:
     """Run ``turn_id`` for every target, the provider calls of different threads concurrently.
 
@@ -54,6 +56,7 @@ def run_turn_batch(
         turn_id: the turn to run.
         targets: the step's targets (one Dagster partition each).
         thread_id: the thread to resume; it applies only when ``targets`` holds one target.
+        run_id: the Dagster run of this step, written with its telemetry rows.
 
     Returns:
         Target key -> `TurnOutput`, in target order. A directory whose children have not
@@ -67,7 +70,9 @@ def run_turn_batch(
         started) and ``RUN_THREAD_BUSY`` (another live process kept the thread's lease,
         `wf_pipeline.runtime.leases`) are ``skipped``: the thread is not failed by them here. After the turn that produces the final
         output, every completed target's output is written where its tree's outputs go
-        (`wf_pipeline.runtime.outputs.write_step_outputs`).
+        (`wf_pipeline.runtime.outputs.write_step_outputs`). The telemetry rows the
+        step's turns recorded are written when it ends, one file per partition
+        (`wf_pipeline.runtime.measure.flush_telemetry`; a telemetry failure is logged).
 
     Raises:
         BaseException: an interrupt raised into the waiting thread (a signal) propagates
@@ -81,6 +86,20 @@ def run_turn_batch(
             the thread's failure); an unexpected exception in a turn is the thread's
             ``RUN_TURN_CRASHED`` failure.
     """
+    try:
+        return _run_batch(env, loaded, turn_id, targets, thread_id)
+    finally:
+        # Once per step, never per row; whatever happened to the turns.
+        flush_telemetry(env, run_id)
+
+
+def _run_batch(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    turn_id: str,
+    targets: Sequence[Target],
+    thread_id: str | None,
+) -> dict[str, TurnOutput]:
     turn = loaded.profile.turn(turn_id)
     scans = _scans_by_root(env, loaded, targets)
     # Thread ids as the records stand when the step starts: children finished in earlier

@@ -16,6 +16,7 @@ from wf_pipeline.providers import Provider, create_provider
 from wf_pipeline.records import RecordStore, open_record_store
 from wf_pipeline.retention.reads import ExpiryAwareStore
 from wf_pipeline.settings import Settings
+from wf_pipeline.telemetry import DisabledTelemetryRecorder, Recorder, open_recorder
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class RuntimeEnv:
         provider: the model provider turns call.
         boundary: the one write boundary frame metadata passes through.
         budgets: the byte budgets of prompts, contexts and metadata.
+        telemetry: where turns record their telemetry rows (`wf_pipeline.telemetry`);
+            buffered, written at the end of each step and by `close`. Disabled unless
+            `open` made it from settings (``WF_TELEMETRY``).
         owns_provider: whether `close` closes ``provider``.
         interrupt: set when the run using this env is to stop (a signal reached it):
             waiting provider calls and lease waits give up, threads not started yet
@@ -53,6 +57,7 @@ class RuntimeEnv:
     provider: Provider
     boundary: FrameMetadataBoundary
     budgets: Budgets
+    telemetry: Recorder = field(default_factory=DisabledTelemetryRecorder, repr=False, compare=False)
     # Whether `close` closes the provider: only one that `open` created, not one handed in.
     owns_provider: bool = field(default=False, repr=False, compare=False)
     interrupt: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
@@ -72,12 +77,15 @@ class RuntimeEnv:
             self.provider_calls[thread_id] += 1
 
     def close(self) -> None:
-        """Close the record store, the artifact store and an owned provider; safe to call twice.
+        """Write buffered telemetry, then close the record store, the artifact store and an owned provider; safe to call twice.
+
+        A telemetry failure is logged, never raised (`TelemetryRecorder.flush_safely`).
 
         Raises:
             BaseException: the first exception a part's ``close`` raised; every part is
                 closed even when an earlier one fails.
         """
+        self.telemetry.flush_safely()
         closers = [self.records.close, self.cas.close]
         provider_close = getattr(self.provider, "close", None) if self.owns_provider else None
         if callable(provider_close):
@@ -126,6 +134,8 @@ class RuntimeEnv:
             RecordError: ``RECORD_BAD_URL``, ``RECORD_BAD_OPTION``, ``RECORD_UNAVAILABLE``,
                 ``RECORD_SCHEMA_MISMATCH``.
             ConfigError, ProviderError: as `provider_from_settings`.
+            TelemetryError: ``TELEMETRY_BAD_URL`` when no filesystem serves
+                ``settings.telemetry_url`` (with telemetry on).
             OSError: when the home folders cannot be created.
 
         Whatever was opened before a failure is closed again.
@@ -149,6 +159,7 @@ class RuntimeEnv:
                 provider=provider or provider_from_settings(settings),
                 boundary=FrameMetadataBoundary(FRAME_KEY_REGISTRY, budgets),
                 budgets=budgets,
+                telemetry=open_recorder(settings),
                 owns_provider=provider is None,
             )
         except BaseException:

@@ -55,6 +55,12 @@ from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import ERROR_TEXT_LIMIT, failed_thread, gate_stops_thread, turn_is_settled
 from wf_pipeline.runtime.integrity import usable_artifact
+from wf_pipeline.runtime.measure import (
+    WriteSite,
+    record_artifact_links,
+    record_frame_metadata,
+    record_rejection,
+)
 from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import (
     context_snapshot,
@@ -646,6 +652,17 @@ class _Attempt:
     def workflow_id(self) -> str:
         return self.loaded.profile.workflow_id
 
+    def site(self, frame_id: str | None = None) -> WriteSite:
+        """Where this attempt writes, for its telemetry rows (``frame_id``: the frame written, if any)."""
+        return WriteSite(
+            workflow_id=self.workflow_id,
+            profile_version=self.loaded.profile.version,
+            thread_id=self.thread.thread_id,
+            turn_id=self.turn.turn_id,
+            node_id=self.thread.target_node_id,
+            frame_id=frame_id,
+        )
+
     def turn_record(self, status: TurnStatus, ended_ms: int, **outcome: Any) -> TurnRecord:
         return TurnRecord(
             turn_record_id=turn_record_id_for(
@@ -742,14 +759,16 @@ def _commit_failed(attempt: _Attempt, error: WfError, provider_calls: int) -> Tu
     ended = now_ms()
     text = error.message[:ERROR_TEXT_LIMIT]
     record = attempt.turn_record("failed", ended, error_code=error.code, error_text=text)
+    links = attempt.artifact_links(ended)
     attempt.env.records.commit_turn(
         TurnCommit(
             thread=attempt.thread_update("failed", ended, (str(error.code), text)),
             turn=record,
             prompt_link=attempt.prompt_link(ended),
-            artifact_links=attempt.artifact_links(ended),
+            artifact_links=links,
         )
     )
+    record_artifact_links(attempt.env, attempt.site(), links)
     return attempt.output(record, provider_calls)
 
 
@@ -804,16 +823,21 @@ def _commit_completed(
     done = is_final or thread.status == "completed"
     thread_status = ("completed" if done else "running") if passed else "failed"
     thread_error = None if passed else (GATE_FAILED, record.error_text or GATE_FAILED)
+    links = attempt.artifact_links(ended, output)
     attempt.env.records.commit_turn(
         TurnCommit(
             thread=attempt.thread_update(thread_status, ended, thread_error),
             turn=record,
             gate=gate_record,
             prompt_link=prompt_link,
-            artifact_links=attempt.artifact_links(ended, output),
+            artifact_links=links,
             frame=frame,
         )
     )
+    # Telemetry after the commit: a row counts a write that the records hold.
+    record_artifact_links(attempt.env, attempt.site(frame.frame_id if frame else None), links)
+    if frame is not None:
+        record_frame_metadata(attempt.env, attempt.site(frame.frame_id), frame.metadata)
     log.info(
         "turn %s of thread %s attempt %d: %s, output %s, gate %s",
         turn.turn_id,
@@ -839,21 +863,26 @@ def _final_frame(
     """The frame attached to the target node, its metadata passed through the one write boundary."""
     env, loaded, thread, snapshot = attempt.env, attempt.loaded, attempt.thread, attempt.snapshot
     profile = loaded.profile
-    metadata = env.boundary.validate(
-        {
-            "agent_id": profile.target_agent_id or f"agent.{profile.workflow_id}",
-            "provider": env.settings.provider,
-            "provider_type": response.provider_type,
-            "model": response.model,
-            "prompt_digest": digest_text(snapshot.system_prompt + "\n" + snapshot.user_prompt),
-            "context_digest": snapshot.artifact_ids.get(CONTEXT_REF) or _thread_context_id(env, thread),
-            "prompt_link_id": prompt_link.prompt_link_id,
-        },
-        forbidden_texts=[snapshot.user_prompt, *snapshot.texts.values()],
-    )
     frame_type = frame_type_of(loaded)
+    frame_id = frame_id_for(thread.target_node_id, frame_type, output_id)
+    try:
+        metadata = env.boundary.validate(
+            {
+                "agent_id": profile.target_agent_id or f"agent.{profile.workflow_id}",
+                "provider": env.settings.provider,
+                "provider_type": response.provider_type,
+                "model": response.model,
+                "prompt_digest": digest_text(snapshot.system_prompt + "\n" + snapshot.user_prompt),
+                "context_digest": snapshot.artifact_ids.get(CONTEXT_REF) or _thread_context_id(env, thread),
+                "prompt_link_id": prompt_link.prompt_link_id,
+            },
+            forbidden_texts=[snapshot.user_prompt, *snapshot.texts.values()],
+        )
+    except MetadataError as exc:
+        record_rejection(env, attempt.site(frame_id), exc)
+        raise
     return FrameRecord(
-        frame_id=frame_id_for(thread.target_node_id, frame_type, output_id),
+        frame_id=frame_id,
         node_id=thread.target_node_id,
         frame_type=frame_type,
         artifact_id=output_id,

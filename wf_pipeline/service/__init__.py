@@ -16,23 +16,33 @@ from wf_pipeline.service.queries import (
     validate_profiles,
 )
 from wf_pipeline.service.runs import backfill, export_outputs, resume_thread, run_workflow, sync_targets
+from wf_pipeline.service.telemetry import (
+    compact_telemetry,
+    query_telemetry,
+    synth_telemetry,
+    telemetry_views,
+)
 from wf_pipeline.service.ui import dagster_ui_command
 
 __all__ = [
     "CompactionResult",
     "backfill",
     "compact",
+    "compact_telemetry",
     "export_outputs",
     "code_location",
     "dagster_ui_command",
     "list_profiles",
     "list_threads",
+    "query_telemetry",
     "resume_thread",
     "run_workflow",
     "scan",
     "show_profile",
     "show_thread",
     "sync_targets",
+    "synth_telemetry",
+    "telemetry_views",
     "validate_profiles",
     "verify_cas",
 ]

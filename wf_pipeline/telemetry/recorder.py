@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow
 
@@ -54,16 +54,24 @@ class Recorder(Protocol):
 
     enabled: bool
 
-    def metadata_write(self, **row: object) -> None: ...  # noqa: D102
+    def metadata_write(self, **row: Any) -> None:
+        """Buffer one ``metadata_writes`` row (see `TelemetryRecorder.metadata_write`)."""
 
-    def artifact_event(self, **row: object) -> None: ...  # noqa: D102
+    def artifact_event(self, **row: Any) -> None:
+        """Buffer one ``artifact_writes`` row (see `TelemetryRecorder.artifact_event`)."""
 
-    def flush(self) -> int: ...  # noqa: D102
+    def flush(self, run_id: str | None = None) -> int:
+        """Write the buffer; rows written (see `TelemetryRecorder.flush`)."""
+        ...
 
-    def flush_safely(self) -> int: ...  # noqa: D102
+    def flush_safely(self, run_id: str | None = None) -> int:
+        """Write the buffer, logging a failure instead of raising; rows written."""
+        ...
 
     @property
-    def pending(self) -> int: ...  # noqa: D102
+    def pending(self) -> int:
+        """Rows buffered."""
+        ...
 
 
 class TelemetryRecorder:
@@ -179,8 +187,12 @@ class TelemetryRecorder:
         with self._lock:
             return sum(len(rows) for rows in self._rows.values())
 
-    def flush(self) -> int:
+    def flush(self, run_id: str | None = None) -> int:
         """Write the buffered rows (one Parquet file per table and partition) and empty the buffer.
+
+        Args:
+            run_id: the Dagster run of the step being flushed; fills the rows recorded
+                without a run id (turns do not know their run; the step does).
 
         Returns:
             Rows written (0 when the buffer was empty: then nothing is written).
@@ -195,10 +207,10 @@ class TelemetryRecorder:
         written = 0
         for table, rows in taken.items():
             if rows:
-                written += self.store.write(table, _to_table(rows))
+                written += self.store.write(table, _to_table(rows, run_id))
         return written
 
-    def flush_safely(self) -> int:
+    def flush_safely(self, run_id: str | None = None) -> int:
         """`flush`, but a telemetry failure is logged (its code, once per code) instead of raised.
 
         Telemetry observes runs; it must never fail the turn or step it measures, and
@@ -210,7 +222,7 @@ class TelemetryRecorder:
         """
         pending = self.pending
         try:
-            return self.flush()
+            return self.flush(run_id)
         except (WfError, OSError) as exc:
             code = getattr(exc, "code", type(exc).__name__)
             if code not in self._warned:
@@ -231,11 +243,11 @@ class DisabledTelemetryRecorder:
     def artifact_event(self, **row: object) -> None:
         """Do nothing."""
 
-    def flush(self) -> int:
+    def flush(self, run_id: str | None = None) -> int:
         """Write nothing; returns 0."""
         return 0
 
-    def flush_safely(self) -> int:
+    def flush_safely(self, run_id: str | None = None) -> int:
         """Write nothing; returns 0."""
         return 0
 
@@ -247,10 +259,12 @@ def open_recorder(settings: Settings) -> TelemetryRecorder | DisabledTelemetryRe
     return TelemetryRecorder(TelemetryStore(settings.telemetry_url))
 
 
-def _to_table(rows: list[_Row]) -> pyarrow.Table:
+def _to_table(rows: list[_Row], run_id: str | None) -> pyarrow.Table:
     columns = list(zip(*rows))
+    if run_id is not None:
+        columns[-1] = tuple(run_id if value is None else value for value in columns[-1])
     arrays = []
-    for (name, (kind, _)), values in zip(COLUMNS.items(), columns):
+    for (kind, _), values in zip(COLUMNS.values(), columns):
         try:
             arrays.append(pyarrow.array(values, type=kind))
         except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError, OverflowError):
@@ -258,5 +272,4 @@ def _to_table(rows: list[_Row]) -> pyarrow.Table:
             arrays.append(
                 pyarrow.array([None if v is None else repr(v) for v in values], type=pyarrow.string())
             )
-            del name
     return pyarrow.Table.from_arrays(arrays, names=ARROW_SCHEMA.names)

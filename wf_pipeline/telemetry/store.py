@@ -45,6 +45,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from wf_pipeline.errors import (
     TELEMETRY_BAD_ARGUMENTS,
+    TELEMETRY_BAD_URL,
     TELEMETRY_WRITE_FAILED,
     TelemetryError,
     WfError,
@@ -69,8 +70,28 @@ _SEED_WORKFLOW = "_seed"
 _SEED_NAME = "part-0-seed.parquet"
 _JOURNAL = "_compaction.json"
 _LOCK = ".lock"
-# Parquet compression: zstd is both small and fast to write and read in pyarrow and DuckDB.
-_COMPRESSION = "zstd"
+# Parquet options: zstd is both small and fast to write and read in pyarrow and DuckDB;
+# dictionary pages only for the columns with few distinct values (ids and sizes would fill
+# a dictionary page and fall back to plain encoding, time spent for nothing); min/max
+# statistics for the columns range filters use. Together they halve the write time.
+_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": [
+        "workflow_id",
+        "profile_version",
+        "turn_id",
+        "domain",
+        "key",
+        "mutability_class",
+        "budget_bytes",
+        "outcome",
+        "error_code",
+        "run_id",
+    ],
+    "write_statistics": ["ts_ms", "bytes"],
+}
+_DAY_MS = 86_400_000
+_EPOCH = dt.date(1970, 1, 1)
 
 
 def quote_partition(value: str) -> str:
@@ -108,6 +129,9 @@ class TelemetryStore:
         url: a local path or any fsspec URL (``memory://telemetry``, ``s3://bucket/wf``...),
             usually ``settings.telemetry_url``.
 
+    Raises:
+        TelemetryError: ``TELEMETRY_BAD_URL`` when fsspec has no filesystem for ``url``.
+
     Attributes:
         fs: the fsspec filesystem; root: the folder in ``fs``'s terms; local: whether ``fs``
             is the local disk (then renames are atomic and ``.lock`` can be locked).
@@ -115,7 +139,14 @@ class TelemetryStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.fs, root = fsspec.core.url_to_fs(url)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url)
+        except (ValueError, ImportError, OSError) as exc:
+            raise TelemetryError(
+                TELEMETRY_BAD_URL,
+                f"no filesystem serves telemetry URL {masked_url(url)}: {os_reason(exc)}",
+                url=masked_url(url),
+            ) from None
         self.root = root.rstrip("/") or "/"
         self.local = isinstance(self.fs, LocalFileSystem)
         self._seeded = False
@@ -186,14 +217,14 @@ class TelemetryStore:
                 self.fs.makedirs(folder, exist_ok=True)
                 temp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
                 try:
-                    pq.write_table(part, temp, compression=_COMPRESSION)
+                    pq.write_table(part, temp, **_PARQUET_OPTIONS)
                     self.fs.mv(temp, final)
                 finally:
                     if self.fs.exists(temp):
                         self.fs.rm(temp)
             else:
                 buffer = io.BytesIO()
-                pq.write_table(part, buffer, compression=_COMPRESSION)
+                pq.write_table(part, buffer, **_PARQUET_OPTIONS)
                 # One put: an object store shows the whole object or none of it.
                 self.fs.pipe_file(final, buffer.getvalue())
         except (OSError, pyarrow.ArrowException) as exc:
@@ -292,7 +323,7 @@ class TelemetryStore:
         name = f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex}-c.parquet"
         temp = f"{folder}/.{name}.tmp"
         buffer = io.BytesIO()
-        pq.write_table(merged, buffer, compression=_COMPRESSION)
+        pq.write_table(merged, buffer, **_PARQUET_OPTIONS)
         self.fs.pipe_file(temp, buffer.getvalue())
         journal = {
             "merged": name,
@@ -335,26 +366,30 @@ def _as_date(value: dt.date | str) -> str:
 
 def _partitions(batch: pyarrow.Table) -> Iterator[tuple[tuple[str, str], pyarrow.Table]]:
     """(UTC day, workflow id) -> the rows of ``batch`` in that partition."""
-    stamps = pc.cast(batch.column("ts_ms"), pyarrow.timestamp("ms", tz="UTC"))
-    days = pc.dictionary_encode(pc.strftime(stamps, format="%Y-%m-%d")).combine_chunks()
-    workflows = pc.dictionary_encode(batch.column("workflow_id")).combine_chunks()
-    day_codes = days.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    workflow_codes = workflows.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    codes = day_codes * len(workflows.dictionary) + workflow_codes
-    if codes.size and (codes == codes[0]).all():
+    # Whole days since the epoch by integer division: ts_ms is UTC and days have no leap
+    # seconds in Unix time (POSIX.1 section 4.16), so this is the UTC calendar day.
+    days = batch.column("ts_ms").to_numpy() // _DAY_MS
+    bounds = pc.min_max(batch.column("workflow_id"))
+    if days.min() == days.max() and bounds["min"] == bounds["max"]:
         # One partition (every flush of one step, and each synthetic chunk): no reordering.
-        yield (days.dictionary[day_codes[0]].as_py(), workflows.dictionary[workflow_codes[0]].as_py()), batch
+        yield (_day_name(int(days[0])), bounds["min"].as_py()), batch
         return
+    workflows = pc.dictionary_encode(batch.column("workflow_id")).combine_chunks()
+    width = len(workflows.dictionary)
+    codes = (days - days.min()) * width + workflows.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     order = np.argsort(codes, kind="stable")
     ordered = batch.take(pyarrow.array(order))
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
     ends = np.r_[starts[1:], sorted_codes.size]
     for start, end in zip(starts, ends):
-        code = int(sorted_codes[start])
-        day = days.dictionary[code // len(workflows.dictionary)].as_py()
-        workflow = workflows.dictionary[code % len(workflows.dictionary)].as_py()
-        yield (day, workflow), ordered.slice(int(start), int(end - start))
+        day_offset, workflow_code = divmod(int(sorted_codes[start]), width)
+        workflow = workflows.dictionary[workflow_code].as_py()
+        yield (_day_name(int(days.min()) + day_offset), workflow), ordered.slice(int(start), int(end - start))
+
+
+def _day_name(epoch_day: int) -> str:
+    return (_EPOCH + dt.timedelta(days=epoch_day)).isoformat()
 
 
 def seed_archive(location: str) -> None:

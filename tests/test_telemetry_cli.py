@@ -1,0 +1,94 @@
+"""``wf telemetry`` as a user runs it: synth, query (--json, --csv), views, bad SQL, usage errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from e2e_support import REPO_ROOT
+
+from wf_pipeline.errors import TELEMETRY_QUERY_INVALID
+from wf_pipeline.settings import Settings
+from wf_pipeline.telemetry import METADATA_WRITES, TelemetryStore
+
+WF = REPO_ROOT / ".venv" / "bin" / "wf"
+
+pytestmark = pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+
+
+def wf(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
+    env["WF_HOME"] = str(home)
+    return subprocess.run(
+        [str(WF), *args], env=env, capture_output=True, text=True, timeout=300, cwd=home.parent
+    )
+
+
+@pytest.mark.slow
+def test_synth_then_query_as_json_and_csv_and_list_views(tmp_path):
+    home = tmp_path / "home"
+    synth = wf(home, "telemetry", "synth", "--rows", "30000", "--days", "3", "--workflow", "wf_a", "--json")
+    assert synth.returncode == 0, synth.stderr
+    report = json.loads(synth.stdout)
+    assert report["rows"] == 30000 and report["days"] == 3 and report["files"] == 3
+    assert report["rows_per_s"] > 0
+
+    # The rows are really in the store, one file per day, with realistic rejections.
+    store = TelemetryStore(Settings.from_env({"WF_HOME": str(home)}).telemetry_url)
+    table = store.read_table(METADATA_WRITES)
+    assert table.num_rows == 30000
+    assert len([path for path in store.files(METADATA_WRITES) if "_seed" not in path]) == 3
+    outcomes = set(table.column("outcome").to_pylist())
+    assert outcomes == {"accepted", "rejected"}
+
+    query = "select day, count(*) as n from metadata_writes group by day order by day"
+    as_json = wf(home, "telemetry", "query", query, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    result = json.loads(as_json.stdout)
+    assert result["columns"] == ["day", "n"]
+    assert [row[1] for row in result["rows"]] == [10000, 10000, 10000]
+    assert len({row[0] for row in result["rows"]}) == 3
+
+    as_csv = wf(home, "telemetry", "query", query, "--csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    lines = list(csv.reader(io.StringIO(as_csv.stdout)))
+    assert lines[0] == ["day", "n"] and [line[1] for line in lines[1:]] == ["10000"] * 3
+
+    top = wf(
+        home,
+        "telemetry",
+        "query",
+        "select key, sum(bytes) from key_growth group by key order by 2 desc limit 20",
+    )
+    assert top.returncode == 0 and "20 rows" in top.stdout
+
+    views = wf(home, "telemetry", "views", "--json")
+    assert views.returncode == 0, views.stderr
+    names = {view["name"]: [c["name"] for c in view["columns"]] for view in json.loads(views.stdout)["views"]}
+    assert {"metadata_writes", "artifact_writes", "key_growth", "frame_growth", "budget_headroom"} <= set(
+        names
+    )
+    assert {"p50_bytes", "p95_bytes", "max_bytes", "budget_bytes"} <= set(names["budget_headroom"])
+
+
+def test_bad_sql_exits_1_with_the_code_and_usage_errors_exit_2(tmp_path):
+    home = tmp_path / "home"
+    bad = wf(home, "telemetry", "query", "select nope from metadata_writes")
+    assert bad.returncode == 1
+    assert bad.stderr.startswith(f"{TELEMETRY_QUERY_INVALID}: ")
+    assert "nope" in bad.stderr
+    bad_json = wf(home, "telemetry", "query", "selec 1", "--json")
+    assert bad_json.returncode == 1
+    assert json.loads(bad_json.stdout)["error"]["code"] == TELEMETRY_QUERY_INVALID
+    both = wf(home, "telemetry", "query", "select 1", "--json", "--csv")
+    assert both.returncode == 2 and "exclude each other" in both.stderr
+    zero = wf(home, "telemetry", "synth", "--rows", "0", "--days", "1")
+    assert zero.returncode == 2
+    # Nothing was written by any of them: only the seed files (made by the queries) exist.
+    files = sorted(path.name for path in (home / "telemetry").rglob("*.parquet"))
+    assert files == ["part-0-seed.parquet", "part-0-seed.parquet"]
