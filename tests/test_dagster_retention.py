@@ -26,6 +26,7 @@ from dagster import (
 )
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
+from postgres_support import fresh_database, postgres_settings
 
 from wf_pipeline.compiler import open_instance, targets_partitions
 from wf_pipeline.compiler.history import prune_dagster_history
@@ -50,6 +51,17 @@ ASSET = AssetKey([WORKFLOW, "evidence_map"])
 def settings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return isolated_settings(monkeypatch, tmp_path / "home")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_settings(request, tmp_path, monkeypatch):
+    """Settings of a home whose Dagster instance and records are SQLite, or PostgreSQL (a fresh database)."""
+    monkeypatch.chdir(tmp_path)
+    if request.param == "sqlite":
+        yield isolated_settings(monkeypatch, tmp_path / "home")
+        return
+    with fresh_database() as database:
+        yield postgres_settings(monkeypatch, tmp_path / "home", database)
 
 
 def _defs(settings, tmp_path):
@@ -90,7 +102,8 @@ def _run(instance, name: str, partitions: list[str]) -> str:
     return result.run_id
 
 
-def test_history_prune_keeps_latest_materializations_and_removes_gone_partitions(settings, tmp_path):
+def test_history_prune_keeps_latest_materializations_and_removes_gone_partitions(any_settings, tmp_path):
+    settings = any_settings
     tree = copy_tree(SAMPLE_REPO, tmp_path / "tree")
     synced = sync_targets(settings, WORKFLOW, tree)
     keys = synced["targets"]
