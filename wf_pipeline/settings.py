@@ -32,6 +32,8 @@ from wf_pipeline.builtin import builtin_root
 from wf_pipeline.errors import CONFIG_BAD_EXECUTOR, CONFIG_BAD_NUMBER, CONFIG_BAD_VALUE, ConfigError
 
 DEFAULT_HOME = "~/.wf"
+# Bytes retention would free past which the ``wf_retention_trigger`` sensor runs retention early.
+DEFAULT_RETENTION_TRIGGER_BYTES = 1 << 30  # 1 GiB
 
 # How the steps of a Dagster run execute: all in the launching process (the default), one
 # process per step on this machine, one Kubernetes Job per step, or one Celery task per step.
@@ -54,6 +56,7 @@ SETTINGS_VARIABLES = (
     "WF_BUILTIN_ROOT",
     "WF_CONFIG_DIR",
     "WF_FOLLOW_EXTERNAL_LINKS",
+    "WF_RETENTION_TRIGGER_BYTES",
     "WF_TELEMETRY",
     "WF_TELEMETRY_URL",
     "WF_COMPACT_GRACE",
@@ -100,12 +103,15 @@ class Settings(BaseSettings):
     (WF_EXECUTOR_CONFIG), ``builtin_root`` (WF_BUILTIN_ROOT, default the wheel's packaged copy, else the source tree),
     ``config_dir`` (WF_CONFIG_DIR, the user profile layer; None: ~/.config/wf),
     ``follow_external_links`` (WF_FOLLOW_EXTERNAL_LINKS, default false: scans skip symlinks
-    that resolve outside the tree root; the CLI's ``--follow-external-links`` sets it) and
+    that resolve outside the tree root; the CLI's ``--follow-external-links`` sets it),
     ``telemetry`` (WF_TELEMETRY, default true: turns record one telemetry row per metadata
     write and artifact put; 0 turns it off at no cost), ``telemetry_url`` (WF_TELEMETRY_URL,
     default ``<home>/telemetry``; any fsspec URL), ``compact_grace`` (WF_COMPACT_GRACE,
     default ``1h``: the least time `wf compact` leaves an unreferenced CAS object or a
-    scratch file alone; a duration such as ``12h`` or ``forever``) and
+    scratch file alone; a duration such as ``12h`` or ``forever``),
+    ``retention_trigger_bytes`` (WF_RETENTION_TRIGGER_BYTES, bytes, default 1 GiB: when
+    expired artifacts hold more, the Dagster sensor ``wf_retention_trigger`` runs retention
+    before its daily schedule) and
     ``provider_options`` (``WF_<PROVIDER>_<OPTION>`` of the chosen provider, option
     names lower-cased). An empty variable counts as unset. Paths are absolute.
 
@@ -152,6 +158,8 @@ class Settings(BaseSettings):
     # The orphan sweep's least grace period (a duration, parsed where it is used); a run puts
     # CAS objects before their records, and this long is what keeps them safe meanwhile.
     compact_grace: str = "1h"
+    # Bytes due for retention past which the Dagster trigger sensor runs it early.
+    retention_trigger_bytes: int = DEFAULT_RETENTION_TRIGGER_BYTES
     provider_options: dict[str, str] = Field(default_factory=dict)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
@@ -178,6 +186,11 @@ class Settings(BaseSettings):
     @classmethod
     def _processes(cls, value: Any) -> Any:
         return _positive_int("WF_MAX_PROCESSES", value)
+
+    @field_validator("retention_trigger_bytes", mode="before")
+    @classmethod
+    def _trigger_bytes(cls, value: Any) -> Any:
+        return _positive_int("WF_RETENTION_TRIGGER_BYTES", value) or DEFAULT_RETENTION_TRIGGER_BYTES
 
     @field_validator("records_schema", "cas_url", "records_url", "telemetry_url", "provider", mode="before")
     @classmethod
@@ -335,6 +348,7 @@ def _path(value: Any) -> Path:
 
 __all__ = [
     "DEFAULT_HOME",
+    "DEFAULT_RETENTION_TRIGGER_BYTES",
     "EXECUTORS",
     "LAUNCH_FIELDS",
     "SECRET_URL_VARIABLES",

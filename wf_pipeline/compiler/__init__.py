@@ -3,8 +3,10 @@
 from wf_pipeline.compiler.assets import targets_partitions, turn_asset_key
 from wf_pipeline.compiler.definitions import build_definitions, job_name, resolve_job
 from wf_pipeline.compiler.launch.instance import open_instance
+from wf_pipeline.compiler.maintenance import MaintenanceCalls
 
 __all__ = [
+    "MaintenanceCalls",
     "build_definitions",
     "job_name",
     "open_instance",

@@ -73,6 +73,23 @@ def targets_partitions(workflow_id: str) -> DynamicPartitionsDefinition:
     return DynamicPartitionsDefinition(name=f"{workflow_id}_targets")
 
 
+def job_name(workflow_id: str) -> str:
+    """The name of a workflow's asset job: ``<workflow_id>_job``."""
+    return f"{workflow_id}_job"
+
+
+def is_workflow_run(run: Any, workflow_id: str) -> bool:
+    """Whether the Dagster run ``run`` (a `DagsterRun`) ran assets of ``workflow_id``.
+
+    Either the workflow's own job (`job_name`), or a launch from the asset graph, which runs
+    as Dagster's implicit asset job with an asset selection of the workflow's keys
+    (`turn_asset_key`: ``[workflow_id, output_type]``). Raises nothing.
+    """
+    return run.job_name == job_name(workflow_id) or any(
+        key.path[0] == workflow_id for key in run.asset_selection or ()
+    )
+
+
 def turn_asset_key(workflow_id: str, output_type: str) -> AssetKey:
     """The asset key of one turn's output: ``[workflow_id, output_type]``."""
     return AssetKey([workflow_id, output_type])

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, JobDefinition, define_asset_job
 
-from wf_pipeline.compiler.assets import turn_assets
+from wf_pipeline.compiler.assets import job_name, turn_assets
+from wf_pipeline.compiler.maintenance import (
+    MaintenanceCalls,
+    retention_job,
+    retention_schedule,
+    retention_trigger_sensor,
+)
 from wf_pipeline.compiler.resources import runtime_resources
 from wf_pipeline.compiler.sensors import bottom_up_after_failed_threads_sensor, bottom_up_sensor
 from wf_pipeline.compiler.telemetry import (
@@ -15,11 +21,6 @@ from wf_pipeline.compiler.telemetry import (
 )
 from wf_pipeline.profiles import LoadedProfile, ProfileCatalog
 from wf_pipeline.runtime import RuntimeEnv
-
-
-def job_name(workflow_id: str) -> str:
-    """The name of a workflow's asset job: ``<workflow_id>_job``."""
-    return f"{workflow_id}_job"
 
 
 def profile_job(loaded: LoadedProfile):
@@ -41,8 +42,14 @@ def profile_job(loaded: LoadedProfile):
     )
 
 
-def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) -> Definitions:
-    """One asset group and one job per profile of the catalog, and the ``telemetry`` group, job and schedule.
+def build_definitions(
+    catalog: ProfileCatalog, env: RuntimeEnv | None = None, maintenance: MaintenanceCalls | None = None
+) -> Definitions:
+    """One asset group and one job per profile, the ``telemetry`` group, job and schedule; with ``maintenance``, ``wf_retention``.
+
+    The maintenance job comes with its daily schedule and early-trigger sensor
+    (`wf_pipeline.compiler.maintenance`); ``maintenance`` holds the retention and
+    compaction use cases the service layer hands in (the code location does).
 
     With ``env`` the resources use that open runtime (CLI runs); without, each run opens
     the runtime from WF_ settings (the code location the UI and daemon load).
@@ -59,6 +66,11 @@ def build_definitions(catalog: ProfileCatalog, env: RuntimeEnv | None = None) ->
     telemetry = telemetry_job()
     jobs.append(telemetry)
     schedules = [telemetry_schedule(telemetry)]
+    if maintenance is not None:
+        retention = retention_job(maintenance)
+        jobs.append(retention)
+        schedules.append(retention_schedule(retention))
+        sensors.append(retention_trigger_sensor(retention, maintenance))
     resources = {**runtime_resources(env), **telemetry_resources(env)}
     return Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules, resources=resources)
 

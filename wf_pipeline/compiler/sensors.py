@@ -29,7 +29,7 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from wf_pipeline.compiler.assets import THREADS_FAILED_TAG
+from wf_pipeline.compiler.assets import THREADS_FAILED_TAG, is_workflow_run
 from wf_pipeline.errors import RunError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime import RuntimeEnv, next_ready_level, resolve_target
@@ -53,7 +53,7 @@ def bottom_up_sensor(loaded: LoadedProfile, job: Any) -> SensorDefinition:
         description="After a UI run or backfill of this workflow succeeds, run the next ready depth level.",
     )
     def _continue_bottom_up(context: RunStatusSensorContext):
-        return _next_level_requests(context, loaded, job)
+        return _next_level_requests(context, loaded)
 
     return _continue_bottom_up
 
@@ -75,18 +75,16 @@ def bottom_up_after_failed_threads_sensor(loaded: LoadedProfile, job: Any) -> Se
     def _continue_after_failed_threads(context: RunStatusSensorContext):
         if THREADS_FAILED_TAG not in context.dagster_run.tags:
             return SkipReason("the run failed for another reason than failed threads")
-        return _next_level_requests(context, loaded, job)
+        return _next_level_requests(context, loaded)
 
     return _continue_after_failed_threads
 
 
-def _next_level_requests(context: RunStatusSensorContext, loaded: LoadedProfile, job: Any) -> Any:
+def _next_level_requests(context: RunStatusSensorContext, loaded: LoadedProfile) -> Any:
     workflow_id = loaded.profile.workflow_id
     run = context.dagster_run
     tags = run.tags
-    selected = run.asset_selection
-    ours = run.job_name == job.name or any(k.path[0] == workflow_id for k in selected or ())
-    if not ours:
+    if not is_workflow_run(run, workflow_id):
         return SkipReason(f"run materialized no asset of {workflow_id}")
     if tags.get(LAUNCHED_BY_TAG) == "cli":
         return SkipReason("the CLI runs its levels itself")
