@@ -76,7 +76,10 @@ def test_piped_tables_never_cut_ids(one_run):
     box, summary = one_run
     thread_id = summary["threads"][0]["thread_id"]
     shown = box.wf_json("threads", "show", thread_id)
+    # The turns' outputs, then every artifact the thread's attempts used, with their state.
     artifact_ids = [turn["output_artifact_id"] for turn in shown["turns"]]
+    artifact_ids += [artifact["artifact_id"] for artifact in shown["artifacts"]]
+    assert len(shown["artifacts"]) > len(shown["turns"])
     assert all(SHA256_ID.fullmatch(artifact_id) for artifact_id in artifact_ids)
 
     text = box.wf("threads", "show", thread_id)  # stdout is a pipe: no terminal, 80 columns assumed
