@@ -12,6 +12,7 @@ from wf_pipeline.errors import ProfileError
 from wf_pipeline.metadata.records import thread_id_for
 from wf_pipeline.profiles import Layer, LoadedProfile, load_catalog, load_profile_file
 from wf_pipeline.profiles.retention import (
+    class_of_link,
     known_artifact_classes,
     output_class,
     register_artifact_class,
@@ -152,3 +153,40 @@ def test_no_retention_block_keeps_everything() -> None:
     policy = resolve_retention(None, workflow_id="w", layer="user")
     assert policy.source == "w@user"
     assert all(policy.window_ms(name) is None for name in known_artifact_classes())
+
+
+def test_retention_and_telemetry_class_a_link_by_one_rule(monkeypatch, tmp_path) -> None:
+    """A turn output whose type a workflow registered is of that class for retention and telemetry alike."""
+    from e2e_support import isolated_settings
+
+    from wf_pipeline.metadata.records import ArtifactLinkRecord
+    from wf_pipeline.runtime import RuntimeEnv
+    from wf_pipeline.runtime.measure import WriteSite, record_artifact_links
+    from wf_pipeline.telemetry import run_query
+
+    register_artifact_class("evidence_maps", ("registered_test_output",))
+    assert class_of_link("output", "registered_test_output") == "evidence_maps"
+    assert class_of_link("output", "readme_final") == "output"
+    assert class_of_link("output", None) == "output"
+    assert class_of_link("rendered_prompt", "registered_test_output") == "prompt_render"
+    assert class_of_link("input", "registered_test_output") is None
+
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    links = [
+        ArtifactLinkRecord(
+            artifact_link_id=f"link:{role}",
+            artifact_id="sha256:" + digit * 64,
+            thread_id="thread:1",
+            turn_id="turn",
+            attempt=1,
+            role=role,
+            size=size,
+            created_at_ms=1,
+        )
+        for role, digit, size in (("output", "a", 10), ("context", "b", 20), ("input", "c", 30))
+    ]
+    site = WriteSite("w", "1", "thread:1", "turn", None, None)
+    with RuntimeEnv.open(settings) as env:
+        record_artifact_links(env, site, links, "registered_test_output")
+    _, rows = run_query(settings, "select key, bytes from artifact_writes order by bytes")
+    assert rows == [("evidence_maps", 10), ("context_payload", 20)]

@@ -33,7 +33,7 @@ from typing import Any, Literal, NoReturn
 import yaml
 
 from wf_pipeline.errors import PROFILE_RETENTION_INVALID, MetadataError, ProfileError
-from wf_pipeline.metadata.artifact_classes import ARTIFACT_CLASSES
+from wf_pipeline.metadata.artifact_classes import ARTIFACT_CLASSES, artifact_class_of_role
 from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.registry import Registry
 
@@ -86,6 +86,24 @@ def output_class(output_type: str) -> str:
         if output_type in _ARTIFACT_CLASSES.get(name):
             return name
     return OUTPUT
+
+
+def class_of_link(role: str, output_type: str | None) -> str | None:
+    """The artifact class of an artifact a turn linked under ``role``: the one rule retention and telemetry share.
+
+    Args:
+        role: the link's role (`wf_pipeline.metadata.records.ArtifactLinkRecord.role`).
+        output_type: the linking turn's output type; None when no loaded profile knows the turn.
+
+    Returns:
+        The role's class (`artifact_class_of_role`), except that a turn output whose type a
+        workflow registered a class for is of that class; None for a role that puts nothing
+        (``input``).
+    """
+    artifact_class = artifact_class_of_role(role)
+    if artifact_class == OUTPUT and output_type is not None:
+        return output_class(output_type)
+    return artifact_class
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from wf_pipeline.metadata.artifact_classes import artifact_class_of_role
 from wf_pipeline.metadata.canonical import is_digest
 from wf_pipeline.metadata.records import RESUMABLE_STATUSES, ThreadRecord, TombstoneRecord, now_ms
 from wf_pipeline.profiles import ProfileCatalog
-from wf_pipeline.profiles.retention import OUTPUT, RetentionPolicy, output_class
+from wf_pipeline.profiles.retention import OUTPUT, RetentionPolicy, class_of_link
 from wf_pipeline.records import RecordStore
 from wf_pipeline.telemetry import Recorder
 
@@ -303,13 +303,14 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
             entry.decider = (artifact_class, thread.workflow_id, thread_id, turn_id, policy)
         return entry
 
-    output_classes: dict[tuple[str, str], str] = {}  # (thread, turn) -> class, looked up once
+    output_classes: dict[tuple[str, str], str | None] = {}  # (thread, turn) -> class, looked up once
     for link in records.list_artifact_links():
         artifact_class = artifact_class_of_role(link.role)
         if artifact_class == OUTPUT:
             key = (link.thread_id, link.turn_id)
             if key not in output_classes:
-                output_classes[key] = _output_class_of(env.catalog, threads.get(link.thread_id), link.turn_id)
+                output_type = _output_type_of(env.catalog, threads.get(link.thread_id), link.turn_id)
+                output_classes[key] = class_of_link(link.role, output_type)
             artifact_class = output_classes[key]
         entry = refer(link.artifact_id, artifact_class, link.thread_id, link.turn_id, link.created_at_ms)
         entry.size = link.size
@@ -358,15 +359,15 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
     )
 
 
-def _output_class_of(catalog: ProfileCatalog, thread: ThreadRecord | None, turn_id: str) -> str:
-    """The class of a turn's output: a class a workflow registered for its output type, else ``output``."""
+def _output_type_of(catalog: ProfileCatalog, thread: ThreadRecord | None, turn_id: str) -> str | None:
+    """The output type of a thread's turn in its loaded profile; None when no profile has that turn."""
     loaded = catalog.profiles.get(thread.workflow_id) if thread is not None else None
     if loaded is None:
-        return OUTPUT
+        return None
     try:
-        return output_class(loaded.profile.turn(turn_id).output_type)
+        return loaded.profile.turn(turn_id).output_type
     except KeyError:  # a turn the current profile no longer has
-        return OUTPUT
+        return None
 
 
 def _still_stored(env: RetentionEnv, candidates: Mapping[str, _Verdict]) -> list[PlannedDeletion]:

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from wf_pipeline.errors import MetadataError
-from wf_pipeline.metadata.artifact_classes import artifact_class_of_role
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
 from wf_pipeline.metadata.records import ArtifactLinkRecord
+from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.runtime.environment import RuntimeEnv
 
 __all__ = [
@@ -112,18 +112,21 @@ def record_rejection(env: RuntimeEnv, site: WriteSite, error: MetadataError) -> 
     )
 
 
-def record_artifact_links(env: RuntimeEnv, site: WriteSite, links: Iterable[ArtifactLinkRecord]) -> None:
+def record_artifact_links(
+    env: RuntimeEnv, site: WriteSite, links: Iterable[ArtifactLinkRecord], output_type: str
+) -> None:
     """One ``accepted`` ``artifact_writes`` row per artifact a turn attempt put (its links but ``input``).
 
-    The class comes from the link's role (`artifact_class_of_role`), the size from the link
-    (bytes). An ``input`` link re-reads an output put earlier, so it has no row.
+    The class comes from the link's role and the turn's ``output_type`` (`class_of_link`,
+    the rule retention applies too), the size from the link (bytes). An ``input`` link
+    re-reads an output put earlier, so it has no row.
     """
     recorder = env.telemetry
     if not recorder.enabled:
         return
     columns = site.columns()
     for link in links:
-        artifact_class = artifact_class_of_role(link.role)
+        artifact_class = class_of_link(link.role, output_type)
         if artifact_class is None:
             continue
         recorder.artifact_event(**columns, artifact_class=artifact_class, bytes=link.size, outcome="accepted")

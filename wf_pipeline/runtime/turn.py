@@ -768,7 +768,7 @@ def _commit_failed(attempt: _Attempt, error: WfError, provider_calls: int) -> Tu
             artifact_links=links,
         )
     )
-    record_artifact_links(attempt.env, attempt.site(), links)
+    record_artifact_links(attempt.env, attempt.site(), links, attempt.turn.output_type)
     return attempt.output(record, provider_calls)
 
 
@@ -835,7 +835,9 @@ def _commit_completed(
         )
     )
     # Telemetry after the commit: a row counts a write that the records hold.
-    record_artifact_links(attempt.env, attempt.site(frame.frame_id if frame else None), links)
+    record_artifact_links(
+        attempt.env, attempt.site(frame.frame_id if frame else None), links, attempt.turn.output_type
+    )
     if frame is not None:
         record_frame_metadata(attempt.env, attempt.site(frame.frame_id), frame.metadata)
     log.info(
