@@ -428,48 +428,6 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- rendering -----------------------------------------------------------------------
-
-
-def _hold_line(h: dict) -> str:
-    scope = f"thread {h['thread_id']}" if h["thread_id"] else f"workflow {h['workflow_id']}"
-    return f"{h['hold_id']} on {scope}" + (f" ({h['reason']})" if h["reason"] else "")
-
-
-def _render_holds(console: Console, rows: list[dict]) -> None:
-    if not rows:
-        console.print("no active holds")
-        return
-    print_table(
-        console,
-        ("hold_id", "thread", "workflow", "since (ms)", "reason"),
-        [
-            (h["hold_id"], h["thread_id"] or "-", h["workflow_id"] or "-", h["created_at_ms"], h["reason"])
-            for h in rows
-        ],
-    )
-
-
-def _render_retention(console: Console, r: dict) -> None:
-    print_table(
-        console,
-        ("class", "workflow", "artifacts", "bytes"),
-        [(g["artifact_class"], g["workflow_id"], g["count"], g["bytes"]) for g in r["groups"]],
-    )
-    kept = ", ".join(f"{count} {reason}" for reason, count in r["kept"].items()) or "none"
-    if "deleted" in r:
-        console.print(
-            f"deleted {plural(r['deleted'], 'artifact')} ({r['bytes_freed']} bytes), "
-            f"{plural(r['tombstones_written'], 'tombstone')} written; kept by rule: {kept}",
-            highlight=False,
-        )
-    else:
-        console.print(
-            f"would delete {plural(r['count'], 'artifact')} ({r['bytes']} bytes); kept by rule: {kept}",
-            highlight=False,
-        )
-
-
 def cmd_telemetry(args: argparse.Namespace) -> int:
     """``wf telemetry query "SQL" [--json|--csv]``, ``views``, ``synth``, ``report KIND [--since] [--png]``.
 
