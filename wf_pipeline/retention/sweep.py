@@ -5,7 +5,8 @@ and prompt links), live in the record store or archived by compaction in Parquet
 (`wf_pipeline.retention.archive`), gives each its class (`ROLE_CLASSES`) and its age (the
 reference's ``created_at_ms``), and asks the workflow's policy
 (`wf_pipeline.profiles.retention`) when it may go: the same windows judge an artifact
-whether its thread's rows are live or archived. The safety rules (issue 9, item 8) then keep, whatever the window says:
+whether its thread's rows are live or archived. The safety rules (issue 9, item 8) then
+keep, whatever the window says:
 
 - every artifact a pending, running or failed-but-resumable thread refers to
   (`RESUMABLE_STATUSES`): its context snapshot, its turns' inputs and outputs, its
