@@ -498,6 +498,59 @@ def test_wf_compact_archives_sweeps_and_the_view_reaches_archived_threads(tmp_pa
     assert "0 threads moved" in out and "0 objects deleted" in out
 
 
+def test_wf_retention_apply_expires_archived_threads_prompts_and_a_hold_protects_one(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    workflow = "docs_writer_thread_v1"
+    # Threads archived after 1s; prompt renders kept 1s; contexts (30d) and outputs (forever) as preset.
+    repo = Path(__file__).resolve().parent.parent
+    profile = (repo / "profiles" / f"{workflow}.yaml").read_text()
+    profile = profile.replace(
+        "  preset: docs_family\n",
+        "  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n  prompt_render: 1s\n",
+    )
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / f"{workflow}.yaml").write_text(profile)
+    shutil.copytree(repo / "assets" / "prompts", tmp_path / "assets" / "prompts")
+    cas = open_cas(settings.cas_url)
+    now = _now_ms()
+    ids = {}
+    with open_record_store(settings.records_url) as records:
+        for target in ("pkg", "lib"):
+            for version, created in (("v1", now - 20_000), ("v2", now - 10_000)):
+                thread = thread_on(target, f"{target} {version}", created=created, workflow_id=workflow)
+                ids[(target, version)] = (thread.thread_id, commit_with_artifacts(records, cas, thread))
+
+    assert main(["compact", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["archive"]["threads_archived"] == 2  # the two v1 threads
+    archived, archived_objects = ids[("pkg", "v1")]
+    held, held_objects = ids[("lib", "v1")]
+    assert main(["retention", "hold", held]) == 0  # an archived thread can be held
+    capsys.readouterr()
+
+    assert main(["retention", "apply", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+
+    prompts = ("rendered", "system", "template")
+    # The archived thread's prompt renders went with the live v2 threads'; the held one kept all.
+    assert result["deleted"] == result["tombstones_written"] == 3 * len(prompts)
+    assert {g["artifact_class"] for g in result["groups"]} == {"prompt_render"}
+    with open_record_store(settings.records_url) as records:
+        for role in prompts:
+            assert not cas.exists(archived_objects[role])
+            tombstone = records.get_tombstone(archived_objects[role])
+            assert (tombstone.artifact_class, tombstone.reason) == ("prompt_render", "expired")
+            assert records.get_tombstone(held_objects[role]) is None
+    assert cas.exists(archived_objects["output"]) and cas.exists(archived_objects["context"])
+    assert all(cas.exists(artifact_id) for artifact_id in held_objects.values())
+
+    # A later compaction sees the expired objects as tombstoned, not as orphans.
+    assert main(["compact", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["orphans"]["deleted"] == 0
+
+
 def test_a_bad_grace_period_is_a_clear_error_and_nothing_is_touched(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     settings = isolated_settings(monkeypatch, tmp_path / "home")

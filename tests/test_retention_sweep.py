@@ -25,6 +25,8 @@ from wf_pipeline.metadata.records import (
 )
 from wf_pipeline.profiles import Layer, ProfileCatalog, load_catalog
 from wf_pipeline.records import MemoryRecordStore, RecordStore, TurnCommit, open_record_store
+from wf_pipeline.retention.archive import RecordArchive
+from wf_pipeline.retention.compaction import archive_threads, sweep_orphans
 from wf_pipeline.retention.holds import place_hold, release_holds
 from wf_pipeline.retention.reads import ExpiryAwareStore
 from wf_pipeline.retention.sweep import apply_retention, plan_retention
@@ -64,13 +66,19 @@ class Written:
     final: str
 
 
-def write_thread(env: Env, name: str, *, status: str = "completed", at: int = T0, turns=TURNS) -> Written:
-    """A thread of the docs writer whose turns put real objects: one context, a render and an output per turn."""
+def write_thread(
+    env: Env, name: str, *, status: str = "completed", at: int = T0, turns=TURNS, target: str = ""
+) -> Written:
+    """A thread of the docs writer whose turns put real objects: one context, a render and an output per turn.
+
+    Threads given the same ``target`` (partition key) supersede each other: the newest is current.
+    """
     node = "node:" + name
     thread = ThreadRecord(
         thread_id=thread_id_for(WORKFLOW, node),
         workflow_id=WORKFLOW,
         target_node_id=node,
+        target_key=target,
         target_path=name,
         status=status,
         created_at_ms=at,
@@ -329,3 +337,151 @@ def test_every_deletion_is_one_expired_telemetry_row_without_payload() -> None:
     assert sum(row["bytes"] for row in rows) == result.bytes_freed
     assert {row["thread_id"] for row in rows} == {done.thread.thread_id}
     assert all(isinstance(value, (str, int, type(None))) for row in rows for value in row.values())
+
+
+# --- archived threads: compaction moved their rows to Parquet, the same windows judge them ----
+
+
+@pytest.fixture
+def archived_world(tmp_path: Path):
+    """A superseded thread archived by compaction, the current thread of its target still live.
+
+    Windows: prompt renders 1h, contexts 30d, outputs forever. The archived thread ran at
+    T0, the live one two hours later; both refer to the same system prompt object.
+    """
+    records = open_record_store(f"sqlite:///{tmp_path / 'records.db'}")
+    inner = FsspecArtifactStore(str(tmp_path / "cas"))
+    env = Env(
+        records,
+        ExpiryAwareStore(inner, records),
+        catalog_with({"prompt_render": "1h", "context_payload": "30d"}),
+    )
+    old = write_thread(env, "pkg v1", target="pkg", at=T0)
+    new = write_thread(env, "pkg v2", target="pkg", at=T0 + 2 * HOUR)
+    archive = RecordArchive(tmp_path / "archive")
+    with archive.locked():
+        run = archive_threads(
+            records, archive, now_ms=T0 + 2 * HOUR, archive_after_ms={WORKFLOW: SECOND}, compaction_id="c1"
+        )
+    assert run.threads_archived == 1
+    assert records.get_thread(old.thread.thread_id) is None  # its rows live only in the archive now
+    yield env, inner, archive, old, new
+    records.close()
+
+
+def test_an_archived_thread_s_prompt_renders_expire_by_their_window_like_live_ones(archived_world) -> None:
+    env, inner, archive, old, new = archived_world
+    shared = env.cas.put_text("system prompt shared by every thread").artifact_id
+    now = T0 + 2 * HOUR + 10 * SECOND  # past the archived thread's render window, not the live one's
+
+    # Without the archive, its rows are out of sight and its objects would stay for ever.
+    assert not deleted_ids(env, now) & set(old.renders)
+    planned = {item.artifact_id for item in plan_retention(env, now_ms=now, archive=archive).deletions}
+    assert planned == set(old.renders)  # the shared system prompt waits for the live thread's window
+
+    result = apply_retention(env, now_ms=now, archive=archive)
+
+    assert result.deleted == result.tombstones_written == len(old.renders)
+    assert [(g.artifact_class, g.workflow_id, g.count) for g in result.groups] == [
+        ("prompt_render", WORKFLOW, len(old.renders))
+    ]
+    for artifact_id in old.renders:
+        assert not inner.exists(artifact_id)
+        tombstone = env.records.get_tombstone(artifact_id)
+        assert (tombstone.artifact_class, tombstone.reason, tombstone.window_ms) == (
+            "prompt_render",
+            "expired",
+            HOUR,
+        )
+        with pytest.raises(CasError) as caught:
+            env.cas.get(artifact_id)
+        assert caught.value.code == "CAS_ARTIFACT_EXPIRED"
+    # Outputs (forever), the context (30d), the shared prompt and the live thread's renders stay.
+    assert all(inner.exists(a) for a in [*old.outputs, old.context, shared, *new.renders])
+    assert apply_retention(env, now_ms=now, archive=archive).deleted == 0  # nothing left to do
+
+    # Once the live thread's window passes too, the shared object goes: every reference allows.
+    later = {
+        item.artifact_id for item in plan_retention(env, now_ms=T0 + 4 * HOUR, archive=archive).deletions
+    }
+    assert later == {*new.renders, shared}
+
+
+def test_the_orphan_sweep_treats_expired_archived_artifacts_as_tombstoned(archived_world) -> None:
+    env, inner, archive, old, _ = archived_world
+    apply_retention(env, now_ms=T0 + 2 * HOUR + 10 * SECOND, archive=archive)
+    orphan = inner.put(b"an object no record names").artifact_id
+    # A day after the last put: every unreferenced object is past the orphan grace period.
+    wall_clock_later = max(info.modified_ms for info in inner.iter_objects()) + DAY
+
+    sweep = sweep_orphans(inner, env.records, archive, now_ms=wall_clock_later, grace_ms=HOUR)
+
+    # Only the true orphan goes: the expired renders are tombstoned (not orphans, not re-tombstoned),
+    # and everything an archived row still names is kept.
+    assert sweep.deleted == 1 and not inner.exists(orphan)
+    assert env.records.get_tombstone(orphan).reason == "orphan"
+    for artifact_id in old.renders:
+        assert env.records.get_tombstone(artifact_id).reason == "expired"
+    assert all(inner.exists(a) for a in [*old.outputs, old.context])
+
+
+def test_a_crash_after_an_archived_artifact_s_tombstone_is_finished_by_retention_not_the_orphan_sweep(
+    archived_world,
+) -> None:
+    env, inner, archive, old, _ = archived_world
+    now = T0 + 2 * HOUR + 10 * SECOND
+    plan = plan_retention(env, now_ms=now, archive=archive)
+    env.records.add_tombstones(item.tombstone(T0) for item in plan.deletions)  # then killed
+    later = max(i.modified_ms for i in inner.iter_objects()) + DAY
+
+    assert sweep_orphans(inner, env.records, archive, now_ms=later, grace_ms=HOUR).deleted == 0
+    assert all(inner.exists(a) for a in old.renders)
+    assert apply_retention(env, now_ms=now, archive=archive).deleted == len(old.renders)
+    assert not any(inner.exists(a) for a in old.renders)
+
+
+def test_holds_on_an_archived_thread_or_its_workflow_protect_it(archived_world) -> None:
+    env, inner, archive, old, _ = archived_world
+    now = T0 + 2 * HOUR + 10 * SECOND
+    thread_id = old.thread.thread_id
+    with pytest.raises(Exception) as caught:  # unknown to the record store alone
+        place_hold(env.records, thread_id=thread_id, at_ms=T0)
+    assert caught.value.code == "RETENTION_SCOPE_UNKNOWN"
+
+    place_hold(env.records, thread_id=thread_id, archived_threads=archive.archived_threads(), at_ms=T0)
+    plan = plan_retention(env, now_ms=now, archive=archive)
+    assert plan.count == 0 and plan.kept["hold"] >= len(old.renders)
+    assert apply_retention(env, now_ms=now, archive=archive).deleted == 0
+    assert all(inner.exists(a) for a in old.renders)
+
+    release_holds(env.records, thread_id=thread_id)
+    place_hold(env.records, workflow_id=WORKFLOW, at_ms=T0)
+    assert plan_retention(env, now_ms=now, archive=archive).count == 0
+    release_holds(env.records, workflow_id=WORKFLOW)
+    assert deleted_ids_with(env, archive, now) == set(old.renders)
+
+
+def test_an_archived_failed_thread_keeps_what_a_resume_needs(tmp_path: Path) -> None:
+    records = open_record_store(f"sqlite:///{tmp_path / 'records.db'}")
+    env = Env(
+        records,
+        MemoryArtifactStore(),
+        catalog_with({"prompt_render": "1s", "context_payload": "1s", "output": "1s"}),
+    )
+    failed = write_thread(env, "pkg v1", status="failed", target="pkg", turns=TURNS[:2])
+    write_thread(env, "pkg v2", target="pkg", at=T0 + HOUR)
+    archive = RecordArchive(tmp_path / "archive")
+    with archive.locked():
+        archive_threads(
+            records, archive, now_ms=T0 + HOUR, archive_after_ms={WORKFLOW: SECOND}, compaction_id="c1"
+        )
+    assert set(archive.archived_threads()) == {failed.thread.thread_id}
+
+    gone = deleted_ids_with(env, archive, T0 + DAY)
+
+    assert not gone & {failed.context, *failed.renders, *failed.outputs}
+    records.close()
+
+
+def deleted_ids_with(env: Env, archive: RecordArchive, now: int) -> set[str]:
+    return {item.artifact_id for item in plan_retention(env, now_ms=now, archive=archive).deletions}

@@ -78,7 +78,12 @@ class RecordArchive:
             p for p in folder.iterdir() if p.name.endswith(_SUFFIX) and not p.name.startswith((".", "_"))
         )
 
-    def _read(self, table: str, columns: Sequence[str]) -> Iterator[dict[str, list[Any]]]:
+    def read_columns(self, table: str, columns: Sequence[str]) -> Iterator[dict[str, list[Any]]]:
+        """The named columns of ``table``, one ``{column: values}`` dict per complete file, in file order.
+
+        Only those columns are read from each Parquet file (pyarrow's column projection).
+        Raises ``RETENTION_ARCHIVE_ERROR`` (figures: path) when a file cannot be read.
+        """
         for path in self.files(table):
             try:
                 yield pq.read_table(path, columns=list(columns)).to_pydict()
@@ -92,7 +97,7 @@ class RecordArchive:
     def archived_threads(self) -> dict[str, int]:
         """thread_id -> the ``updated_at_ms`` it was archived with (the latest, if archived twice)."""
         found: dict[str, int] = {}
-        for columns in self._read(MARKER_TABLE, ("thread_id", "updated_at_ms")):
+        for columns in self.read_columns(MARKER_TABLE, ("thread_id", "updated_at_ms")):
             for thread_id, updated in zip(columns["thread_id"], columns["updated_at_ms"], strict=True):
                 found[thread_id] = max(updated, found.get(thread_id, updated))
         return found
@@ -105,13 +110,12 @@ class RecordArchive:
         """
         found: set[str] = set()
         for table, column in ARTIFACT_REFERENCE_COLUMNS:
-            for columns in self._read(table, (column,)):
+            for columns in self.read_columns(table, (column,)):
                 found.update(value for value in columns[column] if value)
         list_table, list_column = ARTIFACT_LIST_COLUMN
-        for columns in self._read(list_table, (list_column,)):
+        for columns in self.read_columns(list_table, (list_column,)):
             for text in columns[list_column]:
-                if text:
-                    found.update(_json_list(text))
+                found.update(json_id_list(text))
         return found
 
     @contextmanager
@@ -211,7 +215,10 @@ class RecordArchive:
             ) from exc
 
 
-def _json_list(text: str) -> list[str]:
+def json_id_list(text: str | None) -> list[str]:
+    """The ids of an archived list column (``turns.input_artifact_ids``: canonical JSON text); [] for empty."""
+    if not text:
+        return []
     value = json.loads(text)
     return [item for item in value if isinstance(item, str)]
 

@@ -7,7 +7,7 @@ was held and for how long.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from wf_pipeline.errors import RETENTION_HOLD_NOT_FOUND, RETENTION_SCOPE_UNKNOWN, RetentionError
 from wf_pipeline.metadata.records import HoldRecord, hold_id_for, now_ms
@@ -21,6 +21,7 @@ def place_hold(
     workflow_id: str | None = None,
     reason: str = "",
     known_workflows: Iterable[str] = (),
+    archived_threads: Collection[str] = (),
     at_ms: int | None = None,
 ) -> HoldRecord:
     """Record an active hold on one thread or one workflow.
@@ -31,6 +32,8 @@ def place_hold(
         reason: why (kept in the record; ids and case numbers, not payload).
         known_workflows: workflow ids the loaded profiles define; a workflow hold is
             accepted when it names one of them or one the record store has threads of.
+        archived_threads: thread ids of the record archive (`RecordArchive.archived_threads`):
+            a thread whose rows compaction moved there may be held too.
         at_ms: the hold's creation time (Unix epoch ms), default now.
 
     Returns:
@@ -45,7 +48,7 @@ def place_hold(
         raise RetentionError(RETENTION_SCOPE_UNKNOWN, "a hold names exactly one thread id or one workflow id")
     created = now_ms() if at_ms is None else at_ms
     if thread_id is not None:
-        if records.get_thread(thread_id) is None:
+        if thread_id not in archived_threads and records.get_thread(thread_id) is None:
             raise RetentionError(
                 RETENTION_SCOPE_UNKNOWN, f"no thread {thread_id} to hold", scope="thread", id=thread_id
             )

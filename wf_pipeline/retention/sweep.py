@@ -1,9 +1,12 @@
 """Planning and applying a retention sweep: which artifacts have outlived their window, and deleting them.
 
 `plan_retention` reads every reference the records hold to an artifact (artifact links
-and prompt links), gives each its class (`ROLE_CLASSES`) and its age (the reference's
-``created_at_ms``), and asks the workflow's policy (`wf_pipeline.profiles.retention`)
-when it may go. The safety rules (issue 9, item 8) then keep, whatever the window says:
+and prompt links), live in the record store or archived by compaction in Parquet
+(`wf_pipeline.retention.archive`), gives each its class (`ROLE_CLASSES`) and its age (the
+reference's ``created_at_ms``), and asks the workflow's policy
+(`wf_pipeline.profiles.retention`) when it may go: the same windows judge an artifact
+whether its thread's rows are live or archived. The safety rules (issue 9, item 8) then
+keep, whatever the window says:
 
 - every artifact a pending, running or failed-but-resumable thread refers to
   (`RESUMABLE_STATUSES`): its context snapshot, its turns' inputs and outputs, its
@@ -24,19 +27,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from wf_pipeline.cas import ArtifactStore
 from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_NOT_FOUND, CasError
 from wf_pipeline.metadata.artifact_classes import artifact_class_of_role
 from wf_pipeline.metadata.canonical import is_digest
-from wf_pipeline.metadata.records import RESUMABLE_STATUSES, ThreadRecord, TombstoneRecord, now_ms
+from wf_pipeline.metadata.records import RESUMABLE_STATUSES, TombstoneRecord, now_ms
 from wf_pipeline.profiles import ProfileCatalog
 from wf_pipeline.profiles.retention import OUTPUT, RetentionPolicy, class_of_link
 from wf_pipeline.records import RecordStore
+from wf_pipeline.retention.archive import RecordArchive, json_id_list
 from wf_pipeline.telemetry import Recorder
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,35 @@ DELETE_WORKERS = 16
 
 Progress = Callable[[int, int], None]
 _UNSET: Any = object()
+
+
+class _Thread(NamedTuple):
+    """What the rules read of a thread, live (`ThreadRecord`) or archived (a Parquet row)."""
+
+    thread_id: str
+    workflow_id: str
+    status: str
+
+
+class _Link(NamedTuple):
+    """One artifact link: (artifact, role, thread, turn, size in bytes, created_at_ms)."""
+
+    artifact_id: str
+    role: str
+    thread_id: str
+    turn_id: str
+    size: int
+    created_at_ms: int
+
+
+class _PromptRef(NamedTuple):
+    """One artifact a prompt link names: (artifact, link role, thread, turn, created_at_ms)."""
+
+    artifact_id: str
+    role: str
+    thread_id: str
+    turn_id: str
+    created_at_ms: int
 
 
 class RetentionEnv(Protocol):
@@ -231,18 +264,27 @@ class _Verdict:
             self.keep = reason
 
 
-def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
+def plan_retention(env: RetentionEnv, *, now_ms: int, archive: RecordArchive | None = None) -> RetentionPlan:
     """The artifacts whose every reference has outlived its class window (plus grace) at ``now_ms``.
 
     An artifact is content-addressed, so several threads, turns and classes may refer to
     the same object: it is deleted only if EVERY reference allows it, i.e. the longest
     window wins, and any reference protected by a safety rule keeps it.
 
+    Archived threads (``archive``) count like live ones: their artifact and prompt links
+    are references with their class, age and thread, judged by the same rule; a hold on
+    an archived thread's id or workflow protects them; where a thread is both live and
+    archived (a compaction that left it in place), its live row is the truth. The
+    archive is read after the record store: compaction writes a thread's archive files
+    before it deletes its rows, so a thread archived during the plan is seen at least
+    once. Each archived table is read once, only the columns the rules need.
+
     Args:
         env: the record store, the CAS (sizes of prompt-only references, whether a
             tombstoned object is still there) and the profiles (one policy per workflow;
             a workflow without a loaded profile keeps everything).
         now_ms: the sweep's clock, Unix epoch ms.
+        archive: the record archive (``$WF_HOME/archive``); None reads live records only.
 
     Returns:
         The `RetentionPlan`. Nothing is written.
@@ -250,9 +292,10 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
     Raises:
         RecordError: ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``.
         CasError: ``CAS_BACKEND_ERROR``.
+        RetentionError: ``RETENTION_ARCHIVE_ERROR`` (an archive file cannot be read).
     """
     records = env.records
-    threads = {thread.thread_id: thread for thread in records.list_threads()}
+    threads = {t.thread_id: _Thread(t.thread_id, t.workflow_id, t.status) for t in records.list_threads()}
     policies = {workflow_id: loaded.retention for workflow_id, loaded in env.catalog.profiles.items()}
     holds = records.active_holds()
     held_threads = {hold.thread_id for hold in holds if hold.thread_id}
@@ -266,7 +309,7 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
             found = verdicts[artifact_id] = _Verdict()
         return found
 
-    def thread_protection(thread: ThreadRecord | None) -> str | None:
+    def thread_protection(thread: _Thread | None) -> str | None:
         if thread is None:
             return "unknown_thread"
         if thread.thread_id in held_threads or thread.workflow_id in held_workflows:
@@ -304,28 +347,43 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
         return entry
 
     output_classes: dict[tuple[str, str], str | None] = {}  # (thread, turn) -> class, looked up once
-    for link in records.list_artifact_links():
-        artifact_class = artifact_class_of_role(link.role)
-        if artifact_class == OUTPUT:
-            key = (link.thread_id, link.turn_id)
-            if key not in output_classes:
-                output_type = _output_type_of(env.catalog, threads.get(link.thread_id), link.turn_id)
-                output_classes[key] = class_of_link(link.role, output_type)
-            artifact_class = output_classes[key]
-        entry = refer(link.artifact_id, artifact_class, link.thread_id, link.turn_id, link.created_at_ms)
-        entry.size = link.size
-    for prompt in records.list_prompt_links():
-        for column, role in PROMPT_LINK_ROLES:
-            artifact_id = getattr(prompt, column)
-            if artifact_id is not None:
-                refer(
-                    artifact_id,
-                    artifact_class_of_role(role),
-                    prompt.thread_id,
-                    prompt.turn_id,
-                    prompt.created_at_ms,
-                )
 
+    def take_links(links: Iterable[_Link]) -> None:
+        for link in links:
+            artifact_class = artifact_class_of_role(link.role)
+            if artifact_class == OUTPUT:
+                key = (link.thread_id, link.turn_id)
+                if key not in output_classes:
+                    output_type = _output_type_of(env.catalog, threads.get(link.thread_id), link.turn_id)
+                    output_classes[key] = class_of_link(link.role, output_type)
+                artifact_class = output_classes[key]
+            entry = refer(link.artifact_id, artifact_class, link.thread_id, link.turn_id, link.created_at_ms)
+            entry.size = link.size
+
+    def take_prompts(refs: Iterable[_PromptRef]) -> None:
+        for ref in refs:
+            refer(
+                ref.artifact_id,
+                artifact_class_of_role(ref.role),
+                ref.thread_id,
+                ref.turn_id,
+                ref.created_at_ms,
+            )
+
+    take_links(
+        _Link(link.artifact_id, link.role, link.thread_id, link.turn_id, link.size, link.created_at_ms)
+        for link in records.list_artifact_links()
+    )
+    take_prompts(
+        ref
+        for prompt in records.list_prompt_links()
+        for ref in _prompt_refs(
+            prompt.thread_id,
+            prompt.turn_id,
+            prompt.created_at_ms,
+            [getattr(prompt, column) for column, _ in PROMPT_LINK_ROLES],
+        )
+    )
     # A resumable thread also reads turn inputs and outputs that no link may name.
     for thread in threads.values():
         if thread.status in RESUMABLE_STATUSES:
@@ -333,6 +391,20 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
                 for artifact_id in (*turn.input_artifact_ids, turn.output_artifact_id):
                     if artifact_id is not None:
                         verdict(artifact_id).protect(thread_protection(thread) or "resumable")
+
+    if archive is not None:  # after the live rows: see the docstring
+        live = set(threads)
+        for thread in _archived_threads(archive):
+            threads.setdefault(thread.thread_id, thread)  # a live row wins
+        take_links(_archived_links(archive))
+        take_prompts(_archived_prompt_refs(archive))
+        resumable = {
+            thread_id
+            for thread_id, thread in threads.items()
+            if thread_id not in live and thread.status in RESUMABLE_STATUSES
+        }
+        for thread_id, artifact_id in _archived_turn_refs(archive, resumable):
+            verdict(artifact_id).protect(thread_protection(threads[thread_id]) or "resumable")
     for frame in records.head_frames():
         thread = threads.get(frame.thread_id)
         policy = policies.get(thread.workflow_id) if thread else None
@@ -359,7 +431,63 @@ def plan_retention(env: RetentionEnv, *, now_ms: int) -> RetentionPlan:
     )
 
 
-def _output_type_of(catalog: ProfileCatalog, thread: ThreadRecord | None, turn_id: str) -> str | None:
+def _prompt_refs(
+    thread_id: str, turn_id: str, created_at_ms: int, artifact_ids: Iterable[str | None]
+) -> Iterator[_PromptRef]:
+    """The artifacts one prompt link names, its columns' values in `PROMPT_LINK_ROLES` order."""
+    for (_, role), artifact_id in zip(PROMPT_LINK_ROLES, artifact_ids, strict=True):
+        if artifact_id:
+            yield _PromptRef(artifact_id, role, thread_id, turn_id, created_at_ms)
+
+
+def _archived_threads(archive: RecordArchive) -> Iterator[_Thread]:
+    """Archived threads, each as of its latest archived row (a thread archived twice has two)."""
+    latest: dict[str, tuple[int, _Thread]] = {}
+    for cols in archive.read_columns("threads", ("thread_id", "workflow_id", "status", "updated_at_ms")):
+        for thread_id, workflow_id, status, updated in zip(
+            cols["thread_id"], cols["workflow_id"], cols["status"], cols["updated_at_ms"], strict=True
+        ):
+            seen = latest.get(thread_id)
+            if seen is None or updated >= seen[0]:
+                latest[thread_id] = (updated, _Thread(thread_id, workflow_id, status))
+    return (thread for _, thread in latest.values())
+
+
+def _archived_links(archive: RecordArchive) -> Iterator[_Link]:
+    """Every archived artifact link (a thread archived twice repeats its links; folding them is idempotent)."""
+    for cols in archive.read_columns("artifact_links", _Link._fields):
+        yield from map(_Link, *(cols[name] for name in _Link._fields))
+
+
+def _archived_prompt_refs(archive: RecordArchive) -> Iterator[_PromptRef]:
+    """Every artifact an archived prompt link names."""
+    columns = [column for column, _ in PROMPT_LINK_ROLES]
+    for cols in archive.read_columns("prompt_links", ("thread_id", "turn_id", "created_at_ms", *columns)):
+        for row in zip(
+            cols["thread_id"],
+            cols["turn_id"],
+            cols["created_at_ms"],
+            *(cols[c] for c in columns),
+            strict=True,
+        ):
+            yield from _prompt_refs(row[0], row[1], row[2], row[3:])
+
+
+def _archived_turn_refs(archive: RecordArchive, thread_ids: set[str]) -> Iterator[tuple[str, str]]:
+    """(thread, artifact) for the inputs and outputs of the archived turns of ``thread_ids``."""
+    if not thread_ids:
+        return
+    for cols in archive.read_columns("turns", ("thread_id", "input_artifact_ids", "output_artifact_id")):
+        for thread_id, inputs, output in zip(
+            cols["thread_id"], cols["input_artifact_ids"], cols["output_artifact_id"], strict=True
+        ):
+            if thread_id in thread_ids:
+                for artifact_id in (*json_id_list(inputs), output):
+                    if artifact_id:
+                        yield thread_id, artifact_id
+
+
+def _output_type_of(catalog: ProfileCatalog, thread: _Thread | None, turn_id: str) -> str | None:
     """The output type of a thread's turn in its loaded profile; None when no profile has that turn."""
     loaded = catalog.profiles.get(thread.workflow_id) if thread is not None else None
     if loaded is None:
@@ -406,7 +534,11 @@ def _still_stored(env: RetentionEnv, candidates: Mapping[str, _Verdict]) -> list
 
 
 def apply_retention(
-    env: RetentionEnv, *, now_ms: int, on_progress: Progress | None = None
+    env: RetentionEnv,
+    *,
+    now_ms: int,
+    on_progress: Progress | None = None,
+    archive: RecordArchive | None = None,
 ) -> RetentionResult:
     """Plan a sweep at ``now_ms`` and carry it out: tombstones first, then the CAS deletes, per batch.
 
@@ -419,6 +551,7 @@ def apply_retention(
         env: as `plan_retention`; its ``telemetry`` recorder gets one row per deletion.
         now_ms: the sweep's clock, Unix epoch ms.
         on_progress: called with (artifacts done, artifacts planned) after each batch.
+        archive: as `plan_retention`: archived threads' artifacts expire like live ones.
 
     Returns:
         The `RetentionResult`: deleted count, bytes freed, tombstones written, per-group totals.
@@ -426,8 +559,9 @@ def apply_retention(
     Raises:
         RecordError: ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``.
         CasError: ``CAS_BACKEND_ERROR`` (the batch's tombstones stay; a rerun finishes it).
+        RetentionError: ``RETENTION_ARCHIVE_ERROR`` (nothing deleted).
     """
-    plan = plan_retention(env, now_ms=now_ms)
+    plan = plan_retention(env, now_ms=now_ms, archive=archive)
     total = plan.count
     done = tombstones = freed = 0
     if on_progress is not None:

@@ -12,16 +12,23 @@ from typing import Any
 
 from wf_pipeline.compiler.launch.executors import load_profiles
 from wf_pipeline.metadata.records import HoldRecord, now_ms
+from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.retention.holds import place_hold, release_holds
 from wf_pipeline.retention.sweep import Progress, apply_retention, plan_retention
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.settings import Settings
+from wf_pipeline.telemetry.query import archive_location
 
 
 def _open_env(settings: Settings, workspace_dir: Path | None) -> RuntimeEnv:
     # The catalog comes from the one loader that registers the built-in workflows first, so
     # a workflow's registered artifact classes are known when its retention block is read.
     return RuntimeEnv.open(settings, catalog=load_profiles(settings, workspace_dir or Path.cwd()))
+
+
+def _archive(settings: Settings) -> RecordArchive:
+    # Compaction's archive: archived threads' artifacts expire (and are held) like live ones.
+    return RecordArchive(Path(archive_location(settings)))
 
 
 def retention_plan(
@@ -41,9 +48,10 @@ def retention_plan(
     Raises:
         RecordError: ``RECORD_*``. CasError: ``CAS_INVALID_URL``, ``CAS_BACKEND_ERROR``.
         ProfileError: the loader's ``PROFILE_*`` codes (``PROFILE_RETENTION_INVALID``...).
+        RetentionError: ``RETENTION_ARCHIVE_ERROR`` (an archive file cannot be read).
     """
     with _open_env(settings, workspace_dir) as env:
-        return plan_retention(env, now_ms=_clock(now_ms)).to_dict()
+        return plan_retention(env, now_ms=_clock(now_ms), archive=_archive(settings)).to_dict()
 
 
 def retention_apply(
@@ -71,7 +79,9 @@ def retention_apply(
         tombstone, and the next sweep finishes the rest.
     """
     with _open_env(settings, workspace_dir) as env:
-        return apply_retention(env, now_ms=_clock(now_ms), on_progress=on_progress).to_dict()
+        return apply_retention(
+            env, now_ms=_clock(now_ms), on_progress=on_progress, archive=_archive(settings)
+        ).to_dict()
 
 
 def hold(
@@ -95,7 +105,7 @@ def hold(
         "released_at_ms"}``.
 
     Raises:
-        RetentionError: ``RETENTION_SCOPE_UNKNOWN``. RecordError: ``RECORD_*``.
+        RetentionError: ``RETENTION_SCOPE_UNKNOWN``, ``RETENTION_ARCHIVE_ERROR``. RecordError: ``RECORD_*``.
     """
     with _open_env(settings, workspace_dir) as env:
         placed = place_hold(
@@ -104,6 +114,7 @@ def hold(
             workflow_id=workflow_id,
             reason=reason,
             known_workflows=env.catalog.profiles,
+            archived_threads=_archive(settings).archived_threads() if thread_id is not None else (),
         )
         return _hold_dict(placed)
 
