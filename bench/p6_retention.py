@@ -6,7 +6,9 @@ rendered prompts (100,000 artifacts past the built-in docs_family windows: promp
 7 days, contexts 30 days) and four outputs (kept forever), in SQLite records and the local
 CAS of a fresh WF_HOME. The timed part is `service.retention_apply`: open the runtime,
 plan (read every link, apply the windows and safety rules), then per batch commit the
-tombstones and delete the objects. Prints `P6 sweep_per_s=X deleted=N seconds=S`.
+tombstones and delete the objects. Prints `P6 sweep_per_s=X deleted=N seconds=S (...)`:
+N is 100,001, the 100,000 per-thread artifacts plus the one system prompt every turn
+shares (it expires with the renders, as in a real run), and the line says so.
 """
 
 from __future__ import annotations
@@ -71,7 +73,13 @@ def main() -> float:
     if result["deleted"] != expected or result["tombstones_written"] != expected:
         raise SystemExit(f"P6 swept {result['deleted']} artifacts, expected {expected}")
     rate = result["deleted"] / seconds
-    print(f"P6 sweep_per_s={rate:.0f} deleted={result['deleted']} seconds={seconds:.2f}", flush=True)
+    per_thread = len(workload.contexts) + len(workload.renders)
+    shared = result["deleted"] - per_thread
+    print(
+        f"P6 sweep_per_s={rate:.0f} deleted={result['deleted']} seconds={seconds:.2f} "
+        f"({per_thread} per-thread artifacts + {shared} shared system prompt)",
+        flush=True,
+    )
     return rate
 
 

@@ -667,6 +667,12 @@ RETENTION_ARCHIVE_ERROR = _code(
     retryable=True,
     meaning="compaction could not read, write or rename a Parquet file of the record archive; no record was deleted",
 )
+RETENTION_POLICY_UNAVAILABLE = _code(
+    "RETENTION_POLICY_UNAVAILABLE",
+    RetentionError,
+    meaning="a profile file failed to load, so the windows that govern some workflow are unknown; "
+    "a destructive sweep (retention apply, compaction) refuses and deletes nothing",
+)
 RETENTION_HOLD_NOT_FOUND = _code(
     "RETENTION_HOLD_NOT_FOUND",
     RetentionError,

@@ -562,6 +562,23 @@ def _render_retention(console: Console, r: dict) -> None:
         [(g["artifact_class"], g["workflow_id"], g["count"], g["bytes"]) for g in r["groups"]],
     )
     kept = ", ".join(f"{count} {reason}" for reason, count in r["kept"].items()) or "none"
+    # Each workflow's effective windows, so a user sees why something is kept.
+    print_table(
+        console,
+        ("workflow", "class", "window", "grace", "source"),
+        [
+            (p["workflow_id"], c["artifact_class"], c["window"], p["grace"], p["source"])
+            for p in r.get("policies", [])
+            for c in p["classes"]
+        ],
+    )
+    for problem in r.get("problems", []):
+        print_line(console, f"profile not loaded: {problem['path']} ({problem['code']})")
+    if r.get("apply_refused"):
+        print_line(
+            console,
+            "apply would refuse (RETENTION_POLICY_UNAVAILABLE): this plan is not what apply would do",
+        )
     if "deleted" in r:
         console.print(
             f"deleted {plural(r['deleted'], 'artifact')} ({r['bytes_freed']} bytes), "

@@ -20,19 +20,20 @@ UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w
 _DURATION_RE = re.compile(r"(\d{1,12})(ms|s|m|h|d|w)")
 
 
-def parse_duration_ms(text: str) -> int | None:
+def parse_duration_ms(text: str, *, allow_zero: bool = False) -> int | None:
     """The length of ``text`` in milliseconds; None for ``forever``.
 
     Args:
         text: one positive whole number and a unit (``ms``, ``s``, ``m``, ``h``, ``d``,
             ``w``) with no space, e.g. ``7d``, ``12h``, ``1s``; or ``forever``.
+        allow_zero: accept a zero such as ``0s`` (a grace period may be none; a window may not).
 
     Returns:
-        The duration in ms (> 0), or None for ``forever``.
+        The duration in ms (> 0, or >= 0 with ``allow_zero``), or None for ``forever``.
 
     Raises:
         MetadataError: ``METADATA_BAD_DURATION`` (figure: the text) for anything else,
-            zero included.
+            zero included unless ``allow_zero``.
     """
     if not isinstance(text, str):
         raise MetadataError(
@@ -42,7 +43,7 @@ def parse_duration_ms(text: str) -> int | None:
     if value == FOREVER:
         return None
     match = _DURATION_RE.fullmatch(value)
-    if match is None or int(match.group(1)) == 0:
+    if match is None or (int(match.group(1)) == 0 and not allow_zero):
         raise MetadataError(
             METADATA_BAD_DURATION,
             f"duration {text!r} is not a positive number with a unit ({', '.join(UNIT_MS)}) or '{FOREVER}'",

@@ -7,7 +7,7 @@ A profile may declare::
       prompt_render: 7d          # one window per artifact class, a duration or ``forever``
       context_payload: 30d
       output: forever
-      grace: 1h                  # added to every window before anything goes
+      grace: 1h                  # added to every window before anything goes (absent: none; 0s allowed)
       run_history: 90d           # Dagster runs and event-log entries of wf runs
       archive_after: 180d        # record rows of older threads move to the archive
       output_of_heads: keep      # ``expire`` lets the output behind a current head frame go
@@ -116,7 +116,9 @@ class RetentionPolicy:
             (``<workflow_id>@<layer>`` plus ``+preset:<name>`` when a preset applies).
         windows_ms: artifact class -> window in ms, or None (forever). A class missing
             here is kept forever.
-        grace_ms: added to every window (ms, >= 0).
+        grace_ms: added to every window (ms, >= 0; 0 when neither the preset nor the
+            profile sets ``grace``: the shipped presets set none, so a profile's windows mean
+            what they say).
         run_history_ms: how long Dagster keeps runs of this workflow, or None.
         archive_after_ms: when thread rows move to the archive, or None.
         output_of_heads: ``keep`` (default) never deletes the output behind a current head
@@ -203,7 +205,8 @@ def resolve_retention(
                 f"(classes: {', '.join(sorted(known))})",
             )
         try:
-            duration = parse_duration_ms(value)
+            # Only a grace may be zero: a zero window would delete an artifact as it is written.
+            duration = parse_duration_ms(value, allow_zero=key == GRACE_KEY)
         except MetadataError as exc:
             _invalid(path, key, exc.message)
         if key in DURATION_SETTINGS:

@@ -120,7 +120,14 @@ class RecordArchive:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the archive's lock (``<root>/.lock``, flock) for one compaction at a time.
+        """Hold the home's sweep lock (``<root>/.lock``, flock): one destructive sweep at a time.
+
+        Compaction (archive and orphan sweep) and ``wf retention apply`` (CLI or Dagster job)
+        both take it, so two sweeps never plan the same deletions and each deletion is
+        counted, tombstoned and emitted once, by the process that did it; a second sweep
+        waits, then plans against the first one's tombstones. flock serializes processes
+        on one machine (a shared POSIX or NFSv4 home); sweeps of one record store from
+        several homes are not serialized by it.
 
         The lock goes with the process, so a killed run never leaves the archive locked.
         Raises ``RETENTION_ARCHIVE_ERROR`` when the lock file cannot be opened.

@@ -32,6 +32,7 @@ from wf_pipeline.retention.compaction import (
     sweep_orphans,
     sweep_scratch,
 )
+from wf_pipeline.retention.policies import require_policies
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry import TelemetryStore, open_recorder
 from wf_pipeline.telemetry.query import archive_location
@@ -100,7 +101,8 @@ class CompactionResult:
 def orphan_grace_ms(settings: Settings, catalog: ProfileCatalog) -> int | None:
     """The orphan and scratch grace period: the longest of ``WF_COMPACT_GRACE`` and every profile's ``grace``.
 
-    An orphan belongs to no workflow, so the most careful window of any applies. Returns
+    An orphan belongs to no workflow, so the most careful window of any applies; profiles
+    without a ``grace`` (the default, 0) leave ``WF_COMPACT_GRACE`` as the floor. Returns
     ms, or None when ``WF_COMPACT_GRACE`` is ``forever`` (nothing is swept). Raises
     ``METADATA_BAD_DURATION`` for a bad ``WF_COMPACT_GRACE``.
     """
@@ -135,12 +137,15 @@ def compact(
 
     Raises:
         MetadataError: ``METADATA_BAD_DURATION`` (``WF_COMPACT_GRACE``).
-        RetentionError: ``RETENTION_ARCHIVE_ERROR`` (no record deleted).
+        RetentionError: ``RETENTION_POLICY_UNAVAILABLE`` (a profile file failed to load: its
+            ``archive_after`` and ``grace`` are unknown, so nothing is done),
+            ``RETENTION_ARCHIVE_ERROR`` (no record deleted).
         CasError, RecordError, ProfileError: the stores' and loader's codes.
         TelemetryError: ``TELEMETRY_WRITE_FAILED`` from the telemetry compaction.
     """
     now = current_ms() if now_ms is None else now_ms
     catalog = catalog or load_profiles(settings, workspace_dir or Path.cwd(), warn=False)
+    require_policies(catalog, "compact")
     grace_ms = orphan_grace_ms(settings, catalog)
     archive_after = {profile.workflow_id: profile.retention.archive_after_ms for profile in catalog.all()}
     archive = RecordArchive(Path(archive_location(settings)))

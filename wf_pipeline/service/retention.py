@@ -14,16 +14,19 @@ from wf_pipeline.compiler.launch.executors import load_profiles
 from wf_pipeline.metadata.records import HoldRecord, now_ms
 from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.retention.holds import place_hold, release_holds
+from wf_pipeline.retention.policies import effective_windows, policy_problems, require_policies
 from wf_pipeline.retention.sweep import Progress, apply_retention, plan_retention
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.query import archive_location
 
 
-def _open_env(settings: Settings, workspace_dir: Path | None) -> RuntimeEnv:
+def _open_env(settings: Settings, workspace_dir: Path | None, *, warn: bool = True) -> RuntimeEnv:
     # The catalog comes from the one loader that registers the built-in workflows first, so
     # a workflow's registered artifact classes are known when its retention block is read.
-    return RuntimeEnv.open(settings, catalog=load_profiles(settings, workspace_dir or Path.cwd()))
+    # warn=False: the sweep reports the problems itself (in its result, or by refusing).
+    catalog = load_profiles(settings, workspace_dir or Path.cwd(), warn=warn)
+    return RuntimeEnv.open(settings, catalog=catalog)
 
 
 def _archive(settings: Settings) -> RecordArchive:
@@ -43,15 +46,27 @@ def retention_plan(
 
     Returns:
         ``{"now_ms", "count", "bytes", "groups": [{"artifact_class", "workflow_id", "count",
-        "bytes"}], "kept": {reason: artifacts}}`` (`RetentionPlan.to_dict`).
+        "bytes"}], "kept": {reason: artifacts}}`` (`RetentionPlan.to_dict`), plus
+        ``"policies"`` (each workflow's effective windows and grace,
+        `wf_pipeline.retention.policies.effective_windows`), ``"problems"`` (profile files
+        that failed to load) and ``"apply_refused"`` (True when problems would make
+        `retention_apply` refuse with ``RETENTION_POLICY_UNAVAILABLE``: this plan is then not
+        what apply would do).
 
     Raises:
         RecordError: ``RECORD_*``. CasError: ``CAS_INVALID_URL``, ``CAS_BACKEND_ERROR``.
         ProfileError: the loader's ``PROFILE_*`` codes (``PROFILE_RETENTION_INVALID``...).
         RetentionError: ``RETENTION_ARCHIVE_ERROR`` (an archive file cannot be read).
     """
-    with _open_env(settings, workspace_dir) as env:
-        return plan_retention(env, now_ms=_clock(now_ms), archive=_archive(settings)).to_dict()
+    with _open_env(settings, workspace_dir, warn=False) as env:
+        result = plan_retention(env, now_ms=_clock(now_ms), archive=_archive(settings)).to_dict()
+        problems = policy_problems(env.catalog)
+        return {
+            **result,
+            "policies": effective_windows(env.catalog),
+            "problems": problems,
+            "apply_refused": bool(problems),
+        }
 
 
 def retention_apply(
@@ -72,16 +87,23 @@ def retention_apply(
     Returns:
         ``{"now_ms", "deleted", "bytes_freed", "tombstones_written", "groups": [{"artifact_class",
         "workflow_id", "count", "bytes"}], "kept": {reason: artifacts}}``
-        (`RetentionResult.to_dict`); ``deleted`` counts artifacts, ``bytes_freed`` bytes.
+        (`RetentionResult.to_dict`) plus ``"policies"`` (as `retention_plan`); ``deleted``
+        counts artifacts, ``bytes_freed`` bytes. Only what THIS call deleted is counted (and
+        emitted as telemetry): sweeps of one home run one at a time under the home's sweep
+        lock (`RecordArchive.locked`, shared with `wf compact`), so a second concurrent
+        sweep waits, then finds nothing due.
 
     Raises:
-        As `retention_plan`; a failure mid-way leaves every deleted object with its
-        tombstone, and the next sweep finishes the rest.
+        RetentionError: ``RETENTION_POLICY_UNAVAILABLE`` (a profile file failed to load;
+            nothing deleted). As `retention_plan` otherwise; a failure mid-way leaves every
+            deleted object with its tombstone, and the next sweep finishes the rest.
     """
-    with _open_env(settings, workspace_dir) as env:
-        return apply_retention(
-            env, now_ms=_clock(now_ms), on_progress=on_progress, archive=_archive(settings)
-        ).to_dict()
+    archive = _archive(settings)
+    with archive.locked(), _open_env(settings, workspace_dir, warn=False) as env:
+        # Planned under the lock: a sweep that waited sees the tombstones of the one before.
+        require_policies(env.catalog, "retention apply")
+        result = apply_retention(env, now_ms=_clock(now_ms), on_progress=on_progress, archive=archive)
+        return {**result.to_dict(), "policies": effective_windows(env.catalog)}
 
 
 def hold(
