@@ -41,3 +41,17 @@ def test_a_non_text_duration_is_a_bad_duration():
 @pytest.mark.parametrize("duration_ms", [None, 1, 1_000, 90_000, 86_400_000, 1_209_600_000, 1_500])
 def test_formatting_round_trips(duration_ms):
     assert parse_duration_ms(format_duration_ms(duration_ms)) == duration_ms
+
+
+@pytest.mark.parametrize("text", ["0s", "0ms", "0d", "000h"])
+def test_zero_only_when_allowed(text):
+    # A grace period may be none; a window of zero is still refused.
+    assert parse_duration_ms(text, allow_zero=True) == 0
+    with pytest.raises(MetadataError) as caught:
+        parse_duration_ms(text)
+    assert caught.value.code == METADATA_BAD_DURATION
+
+
+def test_zero_formats_as_zero_seconds():
+    assert format_duration_ms(0) == "0s"
+    assert parse_duration_ms(format_duration_ms(0), allow_zero=True) == 0

@@ -37,13 +37,20 @@ def wf(*args: str, cwd: Path, settings) -> dict | list:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    """A workspace layer whose copy of the shipped profile keeps prompt renders 1 s and contexts 1 h."""
+    """The recipe: copy the shipped profile, ADD ``prompt_render: 1s`` and ``context_payload: 1h``.
+
+    The copy keeps everything else, its ``preset: docs_family`` included.
+    """
     root = tmp_path / "workspace"
     shutil.copytree(REPO_ROOT / "assets" / "prompts", root / "assets" / "prompts")
-    document = yaml.safe_load((REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text())
-    document["retention"] = {"prompt_render": "1s", "context_payload": "1h"}
     (root / "profiles").mkdir()
-    (root / "profiles" / f"{WORKFLOW}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    copy = root / "profiles" / f"{WORKFLOW}.yaml"
+    shutil.copyfile(REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml", copy)
+    text = copy.read_text(encoding="utf-8")
+    text = text.replace("retention:\n", "retention:\n  prompt_render: 1s\n  context_payload: 1h\n", 1)
+    copy.write_text(text, encoding="utf-8")
+    block = yaml.safe_load(text)["retention"]
+    assert block == {"preset": "docs_family", "prompt_render": "1s", "context_payload": "1h"}
     return root
 
 
@@ -59,6 +66,12 @@ def test_prompt_renders_expire_contexts_and_outputs_stay_and_the_tree_is_reused(
 
     plan = wf("retention", "plan", cwd=workspace, settings=settings)
     result = wf("retention", "apply", cwd=workspace, settings=settings)
+
+    # The plan says why: the preset's windows with the two added, and no grace.
+    (policy,) = [p for p in plan["policies"] if p["workflow_id"] == WORKFLOW]
+    windows = {c["artifact_class"]: (c["window"], c["lifetime_ms"]) for c in policy["classes"]}
+    assert policy["grace_ms"] == 0
+    assert windows["prompt_render"] == ("1s", 1_000) and windows["context_payload"] == ("1h", 3_600_000)
 
     classes = {group["artifact_class"] for group in result["groups"]}
     assert classes == {"prompt_render"}, result["groups"]

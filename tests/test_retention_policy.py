@@ -66,10 +66,11 @@ def test_the_docs_writer_uses_the_docs_family_preset() -> None:
     assert policy.window_ms("prompt_render") == 7 * DAY and preset["prompt_render"] == "7d"
     assert policy.window_ms("context_payload") == 30 * DAY
     assert policy.window_ms("output") is None
-    assert policy.grace_ms == HOUR
+    # The preset carries no grace: a window means what it says unless a profile adds one.
+    assert policy.grace_ms == 0 and "grace" not in preset
     assert (policy.run_history_ms, policy.archive_after_ms) == (90 * DAY, 180 * DAY)
     assert policy.output_of_heads == "keep"
-    assert policy.expires_at_ms("prompt_render", 1_000) == 1_000 + 7 * DAY + HOUR
+    assert policy.expires_at_ms("prompt_render", 1_000) == 1_000 + 7 * DAY
     assert policy.expires_at_ms("output", 1_000) is None
 
 
@@ -93,6 +94,23 @@ def test_profile_fields_override_the_preset_field_by_field(tmp_path: Path) -> No
     assert policy.window_ms("context_payload") == 30 * DAY  # from the preset
     assert policy.grace_ms == 300_000
     assert policy.output_of_heads == "expire"
+
+
+def test_a_copy_that_keeps_the_preset_and_adds_two_windows_has_no_grace(tmp_path: Path) -> None:
+    # The acceptance recipe: the shipped block (preset: docs_family) plus two lines.
+    policy = workspace_copy(
+        tmp_path, {"preset": "docs_family", "prompt_render": "1s", "context_payload": "1h"}
+    ).retention
+
+    assert policy.source == f"{WORKFLOW}@workspace+preset:docs_family"
+    assert policy.expires_at_ms("prompt_render", 0) == 1_000
+    assert policy.expires_at_ms("context_payload", 0) == HOUR
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0s", 0), ("0ms", 0), ("90s", 90_000)])
+def test_a_grace_may_be_zero(tmp_path: Path, text: str, expected: int) -> None:
+    policy = workspace_copy(tmp_path, {"preset": "docs_family", "grace": text}).retention
+    assert policy.grace_ms == expected
 
 
 def test_retention_changes_neither_code_versions_nor_thread_ids(tmp_path: Path) -> None:

@@ -56,13 +56,15 @@ def format_duration_ms(duration_ms: int | None) -> str:
     """The shortest exact spelling of ``duration_ms`` (the inverse of `parse_duration_ms`).
 
     Args:
-        duration_ms: a duration in ms (> 0), or None for ``forever``.
+        duration_ms: a duration in ms (>= 0), or None for ``forever``.
 
     Returns:
-        Text such as ``7d`` or ``90s``; ``forever`` for None.
+        Text such as ``7d`` or ``90s``; ``0s`` for 0 (no grace); ``forever`` for None.
     """
     if duration_ms is None:
         return FOREVER
+    if duration_ms == 0:
+        return "0s"
     for unit, size in sorted(UNIT_MS.items(), key=lambda item: -item[1]):
         if duration_ms % size == 0:
             return f"{duration_ms // size}{unit}"

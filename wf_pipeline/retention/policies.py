@@ -74,7 +74,7 @@ def effective_windows(catalog: ProfileCatalog) -> list[dict[str, Any]]:
                 "workflow_id": policy.workflow_id,
                 "source": policy.source,
                 "grace_ms": policy.grace_ms,
-                "grace": format_duration_ms(policy.grace_ms) if policy.grace_ms else "0s",
+                "grace": format_duration_ms(policy.grace_ms),
                 "output_of_heads": policy.output_of_heads,
                 "classes": classes,
             }
