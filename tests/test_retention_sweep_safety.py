@@ -134,7 +134,9 @@ def test_apply_and_compact_refuse_while_a_workspace_profile_fails_to_load(tmp_pa
     assert plain.stderr.startswith("RETENTION_POLICY_UNAVAILABLE: "), plain.stderr
     assert "PROFILE_RETENTION_INVALID" in plain.stderr
 
-    compacted = subprocess.run([str(WF), "compact", "--json"], cwd=cwd, env=env, capture_output=True, text=True)
+    compacted = subprocess.run(
+        [str(WF), "compact", "--json"], cwd=cwd, env=env, capture_output=True, text=True
+    )
     assert compacted.returncode == 1, compacted.stdout
     assert json.loads(compacted.stdout)["error"]["code"] == "RETENTION_POLICY_UNAVAILABLE"
 
@@ -186,7 +188,11 @@ def test_a_workspace_grace_still_applies_and_shows(tmp_path) -> None:
     settings, _ = seeded_home(tmp_path, threads=1)
     cwd = workspace(tmp_path, "  prompt_render: 1s\n  grace: 2h\n")
     done = subprocess.run(
-        [str(WF), "retention", "plan", "--json"], cwd=cwd, env=wf_env(settings.home), capture_output=True, text=True
+        [str(WF), "retention", "plan", "--json"],
+        cwd=cwd,
+        env=wf_env(settings.home),
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     (policy,) = [p for p in json.loads(done.stdout)["policies"] if p["workflow_id"] == WORKFLOW]
