@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import record_store_location
 from e2e_support import REPO_ROOT
 
 from wf_pipeline.cas import open_cas
@@ -36,12 +37,16 @@ def wf_env(home: Path) -> dict[str, str]:
     return env
 
 
-def seeded_home(tmp_path: Path, threads: int) -> tuple[Settings, int]:
-    """A home with ``threads`` expired threads; returns its settings and the artifacts due."""
+def seeded_home(tmp_path: Path, threads: int, **shared: str) -> tuple[Settings, int]:
+    """A home with ``threads`` expired threads; returns its settings and the artifacts due.
+
+    ``shared``: more WF_ variables (a PostgreSQL record store and a CAS other homes use).
+    """
     home = tmp_path / "home"
-    settings = Settings.from_env({"WF_HOME": str(home), "WF_CONFIG_DIR": str(home / "user-config")})
+    values = {"WF_HOME": str(home), "WF_CONFIG_DIR": str(home / "user-config"), **shared}
+    settings = Settings.from_env(values)
     settings.ensure_dirs()
-    records = open_record_store(settings.records_url)
+    records = open_record_store(settings.records_url, schema=settings.records_schema)
     cas = open_cas(settings.cas_url)
     try:
         workload = write_workload(
@@ -105,6 +110,44 @@ def test_two_concurrent_applies_count_and_emit_each_deletion_once(tmp_path) -> N
         assert len(records.list_tombstones()) == due
     finally:
         records.close()
+
+
+@pytest.mark.postgres
+def test_two_homes_sharing_a_postgres_store_sweep_one_at_a_time(tmp_path) -> None:
+    # Two machines: each its own WF_HOME (so its own file lock), one record store, one CAS.
+    with record_store_location("postgres", tmp_path) as target:
+        shared = {
+            "WF_RECORDS_URL": target.url,
+            "WF_RECORDS_SCHEMA": target.schema or "",
+            "WF_CAS_URL": (tmp_path / "shared-cas").as_uri(),
+        }
+        settings, due = seeded_home(tmp_path, threads=1_000, **shared)
+        cwd = workspace(tmp_path)
+        procs = []
+        for name in ("machine-a", "machine-b"):
+            env = {**wf_env(tmp_path / name), **shared}
+            procs.append(
+                subprocess.Popen(
+                    [str(WF), "retention", "apply", "--json"],
+                    cwd=cwd,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err + out
+            results.append(json.loads(out))
+        assert sorted(r["deleted"] for r in results) == [0, due]
+        assert sum(r["tombstones_written"] for r in results) == due
+        records = open_record_store(target.url, schema=target.schema)
+        try:
+            assert len(records.list_tombstones()) == due
+        finally:
+            records.close()
 
 
 def test_apply_and_compact_refuse_while_a_workspace_profile_fails_to_load(tmp_path) -> None:

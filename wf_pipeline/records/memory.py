@@ -11,7 +11,8 @@ prefix in one process share their rows); ``memory://`` opens a private one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -388,6 +389,11 @@ class MemoryRecordStore:
                 return False
             holds[(hold_id,)] = {**row, "released_at_ms": at}
             return True
+
+    @contextmanager
+    def sweep_lock(self) -> Iterator[None]:
+        """No lock: an in-memory store belongs to one process (see `RecordStore.sweep_lock`)."""
+        yield
 
     def active_holds(self) -> list[HoldRecord]:
         """Holds not released, by created_at_ms then hold_id."""

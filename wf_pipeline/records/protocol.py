@@ -11,6 +11,7 @@ fields refer to artifacts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -423,6 +424,17 @@ class RecordStore(Protocol):
 
     def active_holds(self) -> list[HoldRecord]:
         """Holds not released, by created_at_ms then hold_id."""
+        ...
+
+    def sweep_lock(self) -> AbstractContextManager[None]:
+        """Hold the store-wide lock of destructive sweeps (retention apply, compaction) while inside.
+
+        Sweeps by several homes or machines over one shared store wait for each other, so
+        no two plan the same deletions. On PostgreSQL a session advisory lock keyed by the
+        store's schema and table prefix (released when the session ends, so a killed sweep
+        blocks no one); a store only one home uses (SQLite, memory) needs none: the
+        home's file lock serializes its sweeps. Raises ``RECORD_UNAVAILABLE``.
+        """
         ...
 
     # Thread leases: one holder at a time runs a thread's turns, across processes and hosts.

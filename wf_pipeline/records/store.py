@@ -9,12 +9,13 @@ migrated to the newest revision when the store opens (`wf_pipeline.records.migra
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -501,6 +502,36 @@ class SqlRecordStore:
                 .values(released_at_ms=at)
             )
         return result.rowcount == 1
+
+    @contextmanager
+    def sweep_lock(self) -> Iterator[None]:
+        """See `RecordStore.sweep_lock`: a PostgreSQL session advisory lock, none on SQLite.
+
+        The lock is held by one pooled connection for the whole sweep; the sweep's own
+        reads and writes use other connections. Raises ``RECORD_UNAVAILABLE``.
+        """
+        if self.backend != "postgresql":
+            yield  # a SQLite file belongs to one home, whose file lock serializes its sweeps
+            return
+        key = self._sweep_lock_key()
+        conn = self._engine.connect()
+        try:
+            with translated_errors(self._url, "sweep_lock"):
+                conn.execute(select(func.pg_advisory_lock(key)))
+                conn.commit()  # session-level: the lock outlives the transaction
+            yield
+        finally:
+            try:
+                with translated_errors(self._url, "sweep_unlock"):
+                    conn.execute(select(func.pg_advisory_unlock(key)))
+                    conn.commit()
+            finally:
+                conn.close()
+
+    def _sweep_lock_key(self) -> int:
+        # A signed 64-bit key per (schema, prefix): stores sharing one database lock apart.
+        name = f"wf_pipeline.sweep:{self.schema or ''}:{self.table_prefix}".encode()
+        return int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
 
     def active_holds(self) -> list[HoldRecord]:
         """Holds not released, by created_at_ms then hold_id."""

@@ -155,9 +155,9 @@ def compact(
     cas = open_cas(settings.cas_url)
     records = open_record_store(settings.records_url, schema=settings.records_schema)
     try:
-        # One compaction at a time: the archive lock spans archiving and the orphan sweep,
-        # whose reference set reads the archive.
-        with archive.locked():
+        # One sweep at a time: the home's lock and the record store's span archiving and the
+        # orphan sweep, whose reference set reads the archive and the tombstones.
+        with archive.locked(), records.sweep_lock():
             archived = archive_threads(
                 records, archive, now_ms=now, archive_after_ms=archive_after, compaction_id=compaction_id
             )

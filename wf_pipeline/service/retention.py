@@ -90,8 +90,9 @@ def retention_apply(
         (`RetentionResult.to_dict`) plus ``"policies"`` (as `retention_plan`); ``deleted``
         counts artifacts, ``bytes_freed`` bytes. Only what THIS call deleted is counted (and
         emitted as telemetry): sweeps of one home run one at a time under the home's sweep
-        lock (`RecordArchive.locked`, shared with `wf compact`), so a second concurrent
-        sweep waits, then finds nothing due.
+        lock (`RecordArchive.locked`, shared with `wf compact`) and the record store's
+        (`RecordStore.sweep_lock`: a PostgreSQL advisory lock, for homes sharing one
+        store), so a second concurrent sweep waits, then finds nothing due.
 
     Raises:
         RetentionError: ``RETENTION_POLICY_UNAVAILABLE`` (a profile file failed to load;
@@ -100,9 +101,11 @@ def retention_apply(
     """
     archive = _archive(settings)
     with archive.locked(), _open_env(settings, workspace_dir, warn=False) as env:
-        # Planned under the lock: a sweep that waited sees the tombstones of the one before.
         require_policies(env.catalog, "retention apply")
-        result = apply_retention(env, now_ms=_clock(now_ms), on_progress=on_progress, archive=archive)
+        # Planned under both locks: a sweep that waited (here, or on another machine sharing
+        # a PostgreSQL record store) sees the tombstones of the one before.
+        with env.records.sweep_lock():
+            result = apply_retention(env, now_ms=_clock(now_ms), on_progress=on_progress, archive=archive)
         return {**result.to_dict(), "policies": effective_windows(env.catalog)}
 
 
