@@ -90,3 +90,46 @@ def test_prompt_renders_expire_contexts_and_outputs_stay_and_the_tree_is_reused(
     assert second.ok
     assert second.threads_reused == len(second.threads) == len(first.threads)
     assert second.provider_calls == 0
+
+
+def _retention_workspace(root: Path, windows: dict[str, str]) -> Path:
+    """A workspace layer whose copy of the shipped profile has the retention block ``windows``."""
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", root / "assets" / "prompts")
+    document = yaml.safe_load((REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text())
+    document["retention"] = windows
+    (root / "profiles").mkdir(parents=True)
+    (root / "profiles" / f"{WORKFLOW}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    return root
+
+
+def test_expired_intermediates_of_completed_threads_cost_no_provider_call(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    windows = {"prompt_render": "1s", "context_payload": "1s", "provider_response": "1s", "output": "1s"}
+    workspace = _retention_workspace(tmp_path / "workspace", windows)
+    monkeypatch.chdir(workspace)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    first = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert first.ok
+    time.sleep(2)
+    applied = wf("retention", "apply", cwd=workspace, settings=settings)
+    assert {group["artifact_class"] for group in applied["groups"]} >= {"output"}  # intermediates went
+
+    with (tree / "stationkit" / "sensors" / "base.py").open("a", encoding="utf-8") as handle:
+        handle.write("# changed\n")
+    caplog.set_level("INFO")
+    second = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert second.ok
+    outcomes = second.counts
+    changed = [t for t in second.threads if not t.reused]
+    # sensors/, stationkit/ and the root are documented again; every other thread is reused whole.
+    assert len(changed) == 3, outcomes
+    assert second.threads_reused == len(second.threads) - 3
+    turns = 4
+    assert second.provider_calls == len(changed) * turns
+    assert "runs again" not in caplog.text
+    for thread in second.threads:
+        if thread.reused:
+            shown = wf("threads", "show", thread.thread_id, cwd=workspace, settings=settings)
+            assert [t["attempt"] for t in shown["turns"]] == [1] * turns, shown["turns"]
