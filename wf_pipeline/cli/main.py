@@ -691,6 +691,13 @@ def _render_thread(console: Console, d: dict) -> None:
         console,
         f"{d['thread_id']} {d['workflow_id']} target {d['target_key']} ({d['target_path']}): {d['status']}",
     )
+    if d.get("archived"):
+        compaction = d["compaction"]
+        print_line(
+            console,
+            f"archived by compaction {compaction['compaction_id']} at {compaction['archived_at_ms']} ms "
+            "(read from the archive; wf threads list shows live threads only)",
+        )
     rows = []
     for t in d["turns"]:
         gate = t["gate"]
@@ -921,7 +928,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     threads = command("threads", "list threads or show one", cmd_threads)
     thread_action = actions(threads, "list the threads, or show one with its turns")
-    thread_list = thread_action("list", "list the recorded threads")
+    thread_list = thread_action(
+        "list",
+        "list the live threads in the record store (archived ones: wf threads show ID, or archived_threads)",
+    )
     thread_list.add_argument("--workflow", help="only threads of this workflow")
     thread_show = thread_action("show", "show one thread with its turns")
     thread_show.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")
