@@ -493,6 +493,28 @@ def test_wf_compact_archives_sweeps_and_the_view_reaches_archived_threads(tmp_pa
     # Nothing printed names a payload: ids, counts and sizes only.
     assert "an orphan" not in json.dumps(result)
 
+    # The archived thread is shown from the archive, marked archived, with its rows.
+    assert main(["threads", "show", superseded.thread_id, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["archived"] is True
+    assert shown["compaction"]["compaction_id"] == result["compaction_id"]
+    assert shown["thread_id"] == superseded.thread_id and shown["status"] == "completed"
+    assert [(t["turn_id"], t["attempt"], t["status"]) for t in shown["turns"]] == [("t1", 1, "completed")]
+    assert shown["turns"][0]["gate"] == {"gate_id": "g", "outcome": "pass", "reasons": ["OK:a", "OK:b"]}
+    assert shown["turns"][0]["input_artifact_ids"] == [
+        cas.put(f"{superseded.thread_id} context".encode()).artifact_id
+    ]
+    assert len(shown["prompt_link_ids"]) == 1
+    assert {a["state"] for a in shown["artifacts"]} == {"stored"}
+    assert main(["threads", "show", superseded.thread_id]) == 0
+    assert "archived by compaction" in capsys.readouterr().out
+    assert main(["threads", "show", current.thread_id, "--json"]) == 0
+    live = json.loads(capsys.readouterr().out)
+    assert live["archived"] is False and live["compaction"] is None
+    assert main(["threads", "show", "thread:nothing-like-it", "--json"]) == 1
+    missing = capsys.readouterr()
+    assert "RUN_UNKNOWN_THREAD" in missing.out + missing.err
+
     assert main(["compact"]) == 0
     out = capsys.readouterr().out
     assert "0 threads moved" in out and "0 objects deleted" in out

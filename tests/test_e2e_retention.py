@@ -103,3 +103,101 @@ def test_prompt_renders_expire_contexts_and_outputs_stay_and_the_tree_is_reused(
     assert second.ok
     assert second.threads_reused == len(second.threads) == len(first.threads)
     assert second.provider_calls == 0
+
+
+def _retention_workspace(root: Path, windows: dict[str, str]) -> Path:
+    """A workspace layer whose copy of the shipped profile has the retention block ``windows``."""
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", root / "assets" / "prompts")
+    document = yaml.safe_load((REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text())
+    document["retention"] = windows
+    (root / "profiles").mkdir(parents=True)
+    (root / "profiles" / f"{WORKFLOW}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    return root
+
+
+def test_expired_intermediates_of_completed_threads_cost_no_provider_call(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    windows = {"prompt_render": "1s", "context_payload": "1s", "provider_response": "1s", "output": "1s"}
+    workspace = _retention_workspace(tmp_path / "workspace", windows)
+    monkeypatch.chdir(workspace)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    first = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert first.ok
+    time.sleep(2)
+    applied = wf("retention", "apply", cwd=workspace, settings=settings)
+    assert {group["artifact_class"] for group in applied["groups"]} >= {"output"}  # intermediates went
+
+    with (tree / "stationkit" / "sensors" / "base.py").open("a", encoding="utf-8") as handle:
+        handle.write("# changed\n")
+    caplog.set_level("INFO")
+    second = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert second.ok
+    outcomes = second.counts
+    changed = [t for t in second.threads if not t.reused]
+    # sensors/, stationkit/ and the root are documented again; every other thread is reused whole.
+    assert len(changed) == 3, outcomes
+    assert second.threads_reused == len(second.threads) - 3
+    turns = 4
+    assert second.provider_calls == len(changed) * turns
+    assert "runs again" not in caplog.text
+    for thread in second.threads:
+        if thread.reused:
+            shown = wf("threads", "show", thread.thread_id, cwd=workspace, settings=settings)
+            assert [t["attempt"] for t in shown["turns"]] == [1] * turns, shown["turns"]
+
+
+def test_expired_head_outputs_are_reported_expired_by_export_and_remade_by_a_run(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    windows = {"output": "1s", "output_of_heads": "expire"}
+    workspace = _retention_workspace(tmp_path / "workspace", windows)
+    monkeypatch.chdir(workspace)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    first = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert first.ok
+    time.sleep(2)
+    wf("retention", "apply", cwd=workspace, settings=settings)
+
+    env = {**os.environ, "WF_HOME": str(settings.home), "WF_CONFIG_DIR": str(settings.home / "user-config")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wf_pipeline.cli.main",
+            "export",
+            str(tree),
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr + done.stdout  # a directory's output failure, as in a run
+    exported = json.loads(done.stdout)
+    assert exported["missing"] == [] and exported["written"] == []
+    assert len(exported["expired"]) == len(first.threads)
+    assert {item["code"] for item in exported["expired"]} == {"CAS_ARTIFACT_EXPIRED"}
+    assert {item["thread_id"] for item in exported["expired"]} == {t.thread_id for t in first.threads}
+    text = subprocess.run(
+        [sys.executable, "-m", "wf_pipeline.cli.main", "export", str(tree), "--out", str(tmp_path / "out")],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert text.returncode == 1 and "CAS_ARTIFACT_EXPIRED" in text.stdout + text.stderr
+
+    # A run makes the expired finals again, and says why each turn runs again.
+    caplog.set_level("INFO")
+    second = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert second.ok
+    assert "CAS_ARTIFACT_EXPIRED: turn" in caplog.text
+    assert "is missing or corrupt" not in caplog.text

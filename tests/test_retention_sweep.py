@@ -28,7 +28,7 @@ from wf_pipeline.records import MemoryRecordStore, RecordStore, TurnCommit, open
 from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.retention.compaction import archive_threads, sweep_orphans
 from wf_pipeline.retention.holds import place_hold, release_holds
-from wf_pipeline.retention.reads import ExpiryAwareStore
+from wf_pipeline.retention.reads import STORED, ExpiryAwareStore, artifact_states
 from wf_pipeline.retention.sweep import apply_retention, plan_retention
 from wf_pipeline.telemetry import DisabledTelemetryRecorder, Recorder
 from wf_pipeline.workflows import load_builtin_workflows
@@ -219,6 +219,40 @@ def test_apply_writes_tombstones_deletes_objects_and_reads_say_expired() -> None
     # A second sweep finds nothing left to do.
     again = apply_retention(env, now_ms=T0 + 20 * SECOND)
     assert (again.deleted, again.tombstones_written) == (0, 0)
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_an_expired_object_stored_again_loses_its_tombstone_and_is_judged_afresh(backend, tmp_path) -> None:
+    if backend == "memory":
+        env = make_env(SHORT_PROMPTS)
+    else:
+        records = open_record_store(f"sqlite:///{tmp_path / 'records.db'}")
+        inner = FsspecArtifactStore(str(tmp_path / "cas"))
+        env = Env(records, ExpiryAwareStore(inner, records), catalog_with(SHORT_PROMPTS))
+    done = write_thread(env, "pkg")
+    revived = done.renders[0]
+    data = env.cas.get(revived)
+    apply_retention(env, now_ms=T0 + 10 * SECOND)
+    assert env.records.get_tombstone(revived) is not None
+
+    # A later run renders the same prompt again: the object is back, its tombstone gone.
+    assert env.cas.put(data).artifact_id == revived
+    assert env.records.get_tombstone(revived) is None
+    assert env.cas.get(revived) == data
+    states = artifact_states(env.records, env.cas, done.renders)
+    assert states[revived] == STORED
+    assert {states[a] for a in done.renders[1:]} == {"expired"}
+    # The next plan judges it by its window like any stored object (past it: it goes again).
+    assert revived in deleted_ids(env, T0 + 10 * SECOND)
+    result = apply_retention(env, now_ms=T0 + 10 * SECOND)
+    assert result.deleted == 1 and env.records.get_tombstone(revived) is not None
+    # put_many drops tombstones the same way; a loss after that reads as not found, not expired.
+    env.cas.put_many([data])
+    assert env.records.get_tombstone(revived) is None
+    env.cas.inner.delete(revived)
+    with pytest.raises(CasError) as lost:
+        env.cas.get(revived)
+    assert lost.value.code == "CAS_NOT_FOUND"
 
 
 @pytest.mark.parametrize("status", ["pending", "running", "failed", "aborted"])

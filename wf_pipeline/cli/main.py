@@ -238,7 +238,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             ``workflow``; ``json``).
 
     Returns:
-        The exit status, 0. Prints how many outputs were written and where.
+        The exit status: 0, or 1 (``EXIT_FAILED``) when a directory's output was deleted
+        by retention (each printed as ``output not written: PATH: CAS_ARTIFACT_EXPIRED:
+        ...``; JSON ``expired``). Prints how many outputs were written and where.
 
     Raises:
         WfError: ``RUN_UNKNOWN_TREE`` and the errors of `service.export_outputs`; `main`
@@ -254,14 +256,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
 
     def render(console: Console, r: dict) -> None:
+        expired = f"; {plural(len(r['expired']), 'output')} expired" if r["expired"] else ""
         print_line(
             console,
             f"{plural(len(r['written']), 'output')} of {r['tree']} written under {r['out_dir']}; "
-            f"{plural(len(r['missing']), 'directory')} without one yet",
+            f"{plural(len(r['missing']), 'directory')} without one yet{expired}",
         )
+        for item in r["expired"]:
+            print_line(console, f"output not written: {item['path']}: {item['code']}: {item['message']}")
 
     _emit(args, result, render)
-    return 0
+    # An expired output is that directory's output failure, as in a run's summary.
+    return EXIT_FAILED if result["expired"] else 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -702,6 +708,13 @@ def _render_thread(console: Console, d: dict) -> None:
         console,
         f"{d['thread_id']} {d['workflow_id']} target {d['target_key']} ({d['target_path']}): {d['status']}",
     )
+    if d.get("archived"):
+        compaction = d["compaction"]
+        print_line(
+            console,
+            f"archived by compaction {compaction['compaction_id']} at {compaction['archived_at_ms']} ms "
+            "(read from the archive; wf threads list shows live threads only)",
+        )
     rows = []
     for t in d["turns"]:
         gate = t["gate"]
@@ -932,7 +945,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     threads = command("threads", "list threads or show one", cmd_threads)
     thread_action = actions(threads, "list the threads, or show one with its turns")
-    thread_list = thread_action("list", "list the recorded threads")
+    thread_list = thread_action(
+        "list",
+        "list the live threads in the record store (archived ones: wf threads show ID, or archived_threads)",
+    )
     thread_list.add_argument("--workflow", help="only threads of this workflow")
     thread_show = thread_action("show", "show one thread with its turns")
     thread_show.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")

@@ -10,6 +10,7 @@ ints as int64, text and literals as strings, tuples and dicts as canonical JSON 
 
 from __future__ import annotations
 
+import json
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -26,7 +27,14 @@ from wf_pipeline.metadata.records import (
     TurnRecord,
 )
 
-__all__ = ["ARCHIVE_MODELS", "ARCHIVE_SEED_NAME", "MARKER_TABLE", "archive_row", "archive_schema"]
+__all__ = [
+    "ARCHIVE_MODELS",
+    "ARCHIVE_SEED_NAME",
+    "MARKER_TABLE",
+    "archive_row",
+    "archive_schema",
+    "record_of_row",
+]
 
 # Archived tables and their record models, in write order: ``threads`` last, as its file
 # marks a compaction run's archive complete.
@@ -82,3 +90,32 @@ def archive_row(record: BaseModel, *, archived_at_ms: int, compaction_id: str) -
     row["archived_at_ms"] = archived_at_ms
     row["compaction_id"] = compaction_id
     return row
+
+
+def record_of_row(table: str, row: dict[str, Any]) -> BaseModel:
+    """The record an archive row was made from (`archive_row` undone): JSON text columns parsed, stamps dropped.
+
+    Args:
+        table: the archived table (a key of `ARCHIVE_MODELS`).
+        row: one row as read from its Parquet file (column -> value).
+
+    Returns:
+        The table's record model, validated.
+
+    Raises:
+        KeyError: ``table`` is not archived. pydantic.ValidationError: a row the model
+            rejects (the record store reports such rows as ``RECORD_INVALID``).
+    """
+    model = ARCHIVE_MODELS[table]
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name not in row:
+            continue
+        value = row[name]
+        annotation = info.annotation
+        if get_origin(annotation) in (Union, types.UnionType):
+            annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+        if isinstance(value, str) and get_origin(annotation) in (tuple, dict):
+            value = json.loads(value)
+        fields[name] = value
+    return model.model_validate(fields)

@@ -344,6 +344,12 @@ class MemoryRecordStore:
         self._write("add_tombstones", [("tombstones", tombstones)])
         return len({tombstone.artifact_id for tombstone in tombstones})
 
+    def drop_tombstones(self, artifact_ids: Iterable[str]) -> int:
+        """Remove the tombstones of ``artifact_ids``; returns how many went."""
+        with self._contents.lock:
+            table = self._contents.tables["tombstones"]
+            return sum(1 for aid in set(artifact_ids) if table.pop((aid,), None) is not None)
+
     def get_tombstone(self, artifact_id: str) -> TombstoneRecord | None:
         """The tombstone of ``artifact_id``, or None."""
         with self._contents.lock:

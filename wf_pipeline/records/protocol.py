@@ -396,6 +396,13 @@ class RecordStore(Protocol):
         """
         ...
 
+    def drop_tombstones(self, artifact_ids: Iterable[str]) -> int:
+        """Remove the tombstones of ``artifact_ids`` (their objects were stored again); returns how many went.
+
+        Ids without a tombstone are ignored. Raises ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
     def get_tombstone(self, artifact_id: str) -> TombstoneRecord | None:
         """The tombstone of ``artifact_id``, or None when it was never deleted."""
         ...

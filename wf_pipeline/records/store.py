@@ -449,6 +449,22 @@ class SqlRecordStore:
             self._upsert(conn, "tombstones", tombstones)
         return len({tombstone.artifact_id for tombstone in tombstones})
 
+    def drop_tombstones(self, artifact_ids: Iterable[str]) -> int:
+        """Delete the tombstones of ``artifact_ids`` in one transaction (``ID_CHUNK`` ids a statement).
+
+        Returns how many rows went. Raises ``RECORD_UNAVAILABLE``.
+        """
+        table = self._tables["tombstones"]
+        wanted = sorted(set(artifact_ids))
+        dropped = 0
+        if not wanted:
+            return 0
+        with self._writing("drop_tombstones") as conn:
+            for start in range(0, len(wanted), ID_CHUNK):
+                chunk = wanted[start : start + ID_CHUNK]
+                dropped += conn.execute(delete(table).where(table.c.artifact_id.in_(chunk))).rowcount or 0
+        return dropped
+
     def get_tombstone(self, artifact_id: str) -> TombstoneRecord | None:
         """The tombstone of ``artifact_id``, or None."""
         table = self._tables["tombstones"]

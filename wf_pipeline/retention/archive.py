@@ -32,7 +32,13 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from wf_pipeline.errors import RETENTION_ARCHIVE_ERROR, RetentionError, os_reason
-from wf_pipeline.metadata.archive import ARCHIVE_MODELS, MARKER_TABLE, archive_row, archive_schema
+from wf_pipeline.metadata.archive import (
+    ARCHIVE_MODELS,
+    MARKER_TABLE,
+    archive_row,
+    archive_schema,
+    record_of_row,
+)
 from wf_pipeline.records.protocol import ARTIFACT_LIST_COLUMN, ARTIFACT_REFERENCE_COLUMNS
 
 _SUFFIX = ".parquet"
@@ -101,6 +107,52 @@ class RecordArchive:
             for thread_id, updated in zip(columns["thread_id"], columns["updated_at_ms"], strict=True):
                 found[thread_id] = max(updated, found.get(thread_id, updated))
         return found
+
+    def thread_records(self, thread_id: str) -> ArchivedThread | None:
+        """The archived rows of one thread as records; None when it was never archived.
+
+        Each table's files are read with a row filter on ``thread_id`` (pyarrow), so only
+        that thread's rows are built. A thread archived twice shows the rows of its
+        latest compaction run.
+
+        Raises ``RETENTION_ARCHIVE_ERROR`` (figures: path) when a file cannot be read.
+        """
+        marker = self._rows(MARKER_TABLE, thread_id)
+        if not marker:
+            return None
+        latest = max(marker, key=lambda row: row["archived_at_ms"])
+        compaction_id = latest["compaction_id"]
+
+        def records(table: str) -> list[Any]:
+            rows = marker if table == MARKER_TABLE else self._rows(table, thread_id)
+            return [record_of_row(table, row) for row in rows if row["compaction_id"] == compaction_id]
+
+        return ArchivedThread(
+            thread=records(MARKER_TABLE)[0],
+            # The record store's listing orders (`wf_pipeline.records.protocol`).
+            turns=sorted(records("turns"), key=lambda t: (t.turn_seq, t.attempt, t.turn_id)),
+            gates=sorted(records("gates"), key=lambda g: (g.evaluated_at_ms, g.attempt, g.gate_record_id)),
+            prompt_links=records("prompt_links"),
+            artifact_links=sorted(
+                records("artifact_links"), key=lambda a: (a.created_at_ms, a.attempt, a.artifact_link_id)
+            ),
+            compaction_id=compaction_id,
+            archived_at_ms=int(latest["archived_at_ms"]),
+        )
+
+    def _rows(self, table: str, thread_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for path in self.files(table):
+            try:
+                found = pq.read_table(path, filters=[("thread_id", "=", thread_id)])
+            except (OSError, pa.ArrowException) as exc:
+                raise RetentionError(
+                    RETENTION_ARCHIVE_ERROR,
+                    f"cannot read archive file {path}: {os_reason(exc)}",
+                    path=str(path),
+                ) from exc
+            rows.extend(found.to_pylist())
+        return rows
 
     def referenced_artifact_ids(self) -> set[str]:
         """Every artifact id an archived row refers to, through the same columns as the record store's.
@@ -220,6 +272,29 @@ class RecordArchive:
                 path=str(path),
                 action=action,
             ) from exc
+
+
+@dataclass(frozen=True)
+class ArchivedThread:
+    """One archived thread's records, as `RecordArchive.thread_records` read them back.
+
+    Attributes:
+        thread: its `ThreadRecord`.
+        turns: its `TurnRecord` rows, in seq then attempt order.
+        gates: its `GateRecord` rows.
+        prompt_links: its `PromptLinkRecord` rows.
+        artifact_links: its `ArtifactLinkRecord` rows.
+        compaction_id: the compaction run that archived it.
+        archived_at_ms: when (Unix epoch, ms).
+    """
+
+    thread: Any
+    turns: list[Any]
+    gates: list[Any]
+    prompt_links: list[Any]
+    artifact_links: list[Any]
+    compaction_id: str
+    archived_at_ms: int
 
 
 def json_id_list(text: str | None) -> list[str]:

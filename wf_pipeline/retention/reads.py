@@ -4,8 +4,10 @@
 and that has a tombstone was expired on purpose, and the error says when and under which
 policy. `ExpiryAwareStore` wraps an artifact store with it, so every reader of the
 runtime's store (turn inputs, reuse checks, sinks, the service's queries) gets the same
-answer without checking tombstones itself. A stored object is served as usual even when a
-tombstone names it (the same bytes were put again after the sweep).
+answer without checking tombstones itself. Storing the same bytes again through
+`ExpiryAwareStore.put` drops their tombstone (the one place it goes), so a revived object
+is judged afresh by everything; an object stored while a tombstone still names it (put
+by another writer) is served and listed as stored all the same.
 """
 
 from __future__ import annotations
@@ -123,12 +125,24 @@ class ExpiryAwareStore(ArtifactCodec):
             raise raised from exc
 
     def put(self, data: bytes) -> ArtifactRef:
-        """`ArtifactStore.put` of the inner store."""
-        return self.inner.put(data)
+        """`ArtifactStore.put` of the inner store; an expired object stored again loses its tombstone."""
+        ref = self.inner.put(data)
+        self._revived([ref])
+        return ref
 
     def put_many(self, items: Iterable[bytes]) -> list[ArtifactRef]:
-        """`ArtifactStore.put_many` of the inner store."""
-        return self.inner.put_many(items)
+        """`ArtifactStore.put_many` of the inner store; expired objects stored again lose their tombstones."""
+        refs = self.inner.put_many(items)
+        self._revived(refs)
+        return refs
+
+    def _revived(self, refs: Iterable[ArtifactRef]) -> None:
+        # The one place a tombstone goes: its object is stored again, so it is judged as
+        # any stored object (reads, `artifact_states`, the next retention plan, the orphan
+        # sweep), and a later loss reads as CAS_NOT_FOUND, not as this old expiry.
+        ids = {ref.artifact_id for ref in refs}
+        if ids and self.records.tombstones_for(ids):
+            self.records.drop_tombstones(ids)
 
     def exists(self, artifact_id: str) -> bool:
         """`ArtifactStore.exists` of the inner store."""

@@ -20,8 +20,7 @@ log = logging.getLogger(__name__)
 def usable_artifact(env: RuntimeEnv, artifact_id: str) -> bool:
     """Whether ``artifact_id`` is stored and its bytes still hash to it (read and verified).
 
-    A corrupt object is quarantined (`ArtifactStore.quarantine`: moved aside, not deleted)
-    and a warning ``CAS_DIGEST_MISMATCH: ...`` names it, so its producer runs again.
+    ``unusable_reason(env, artifact_id) is None``; see there for quarantine and codes.
 
     Args:
         env: the runtime (its CAS is read).
@@ -35,18 +34,50 @@ def usable_artifact(env: RuntimeEnv, artifact_id: str) -> bool:
         CasError: ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR`` (storage failures are not
             corruption: they propagate).
     """
+    return unusable_reason(env, artifact_id) is None
+
+
+def unusable_reason(env: RuntimeEnv, artifact_id: str) -> str | None:
+    """Why ``artifact_id`` cannot be used, as an error code; None when it is stored and intact.
+
+    A corrupt object is quarantined (`ArtifactStore.quarantine`: moved aside, not deleted)
+    and a warning ``CAS_DIGEST_MISMATCH: ...`` names it, so its producer runs again.
+
+    Args:
+        env: the runtime (its CAS is read and verified).
+        artifact_id: the artifact (``sha256:<hex>``).
+
+    Returns:
+        None when usable; ``CAS_ARTIFACT_EXPIRED`` when retention deleted it (a tombstone
+        names it, `wf_pipeline.retention.reads`), ``CAS_NOT_FOUND`` when it is gone with no
+        tombstone, ``CAS_DIGEST_MISMATCH`` when it was corrupt (now quarantined).
+
+    Raises:
+        CasError: ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR`` (storage failures are not
+            corruption: they propagate).
+    """
     try:
         env.cas.get(artifact_id)
     except CasError as exc:
-        if exc.code == CAS_NOT_FOUND:
-            return False
-        if exc.code == CAS_ARTIFACT_EXPIRED:
-            # Deleted by retention on purpose: absent, and its producer runs again if needed.
-            log.info("%s", exc.code)
-            return False
+        if exc.code in (CAS_NOT_FOUND, CAS_ARTIFACT_EXPIRED):
+            # Lost, or deleted by retention on purpose: its producer runs again if needed.
+            return exc.code
         if exc.code != CAS_DIGEST_MISMATCH:
             raise
         where = env.cas.quarantine(artifact_id)
         log.warning("%s; moved to %s, the turn that produced it runs again", exc, where or "nowhere (gone)")
-        return False
-    return True
+        return CAS_DIGEST_MISMATCH
+    return None
+
+
+# How a warning names each reason; the code leads the line (CODE: message).
+_STATE_WORDS = {
+    CAS_ARTIFACT_EXPIRED: "was deleted by retention",
+    CAS_NOT_FOUND: "is missing",
+    CAS_DIGEST_MISMATCH: "was corrupt (quarantined)",
+}
+
+
+def describe_unusable(code: str) -> str:
+    """The words a warning uses for an `unusable_reason` code (``is missing``...); raises nothing."""
+    return _STATE_WORDS.get(code, "cannot be read")

@@ -13,13 +13,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from wf_pipeline.errors import WfError
+from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CasError, WfError
 from wf_pipeline.metadata.records import ThreadRecord, TreeRecord
 from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.retention.reads import expired_error
 from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.integrity import unusable_reason
 from wf_pipeline.runtime.sinks import output_sink
 from wf_pipeline.runtime.targets import Target, register_tree, tree_output_dir, tree_root_id
-from wf_pipeline.runtime.threads import final_artifact_id, final_output_type, frame_type_of
+from wf_pipeline.runtime.threads import final_output_type, frame_type_of, recorded_final_artifact_id
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +55,30 @@ def write_thread_output(
 
     Returns:
         The path written or already holding the same bytes; None when the thread has no
-        final artifact (not completed, or its bytes are gone) or an existing, different
-        in-place output was kept (the tree was synced without ``--overwrite``).
+        final artifact (not completed, or its bytes are lost or were corrupt) or an
+        existing, different in-place output was kept (the tree was synced without
+        ``--overwrite``).
 
     Raises:
+        CasError: ``CAS_ARTIFACT_EXPIRED`` when retention deleted the final artifact (its
+            tombstone's class, policy, window and time in the message): expired, not
+            "not produced yet"; ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH`` for the artifact.
         RunError: ``RUN_NO_OUTPUT_SINK`` when no workflow registered a sink for the frame
             type; ``RUN_OUTPUT_WRITE_FAILED`` with the operating system's reason when the
             file cannot be written (nothing is half-written).
-        CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH`` for the artifact.
         RecordError: ``RECORD_UNAVAILABLE``.
     """
-    artifact_id = final_artifact_id(env, loaded, thread.thread_id) if thread.status == "completed" else None
+    if thread.status != "completed":
+        return None
+    artifact_id = recorded_final_artifact_id(env, loaded, thread.thread_id)
     if artifact_id is None:
+        return None
+    reason = unusable_reason(env, artifact_id)
+    if reason == CAS_ARTIFACT_EXPIRED:
+        raise expired_error(env.records, artifact_id) or CasError(
+            reason, f"{artifact_id} was deleted by retention"
+        )
+    if reason is not None:
         return None
     sink = output_sink(frame_type_of(loaded))
     directory = output_directory(env, tree, thread.target_path)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from wf_pipeline.errors import RUN_UNKNOWN_THREAD, RunError
-from wf_pipeline.metadata.records import now_ms
+from wf_pipeline.metadata.records import (
+    ArtifactLinkRecord,
+    GateRecord,
+    PromptLinkRecord,
+    ThreadRecord,
+    TurnRecord,
+    now_ms,
+)
+from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.retention.reads import artifact_states
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.tree import TreeScan
@@ -71,16 +80,23 @@ def list_threads(env: RuntimeEnv, workflow_id: str | None = None) -> list[dict[s
     ]
 
 
-def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
+def thread_details(env: RuntimeEnv, thread_id: str, archive: RecordArchive | None = None) -> dict[str, Any]:
     """A thread with its turns in seq order (every attempt), gate outcomes and artifact ids.
 
+    A thread that is no longer in the record store but in ``archive`` (moved there by
+    ``wf compact``) is shown from its archived rows, marked ``"archived": true`` with its
+    ``compaction`` (``{"compaction_id", "archived_at_ms"}``, epoch ms).
+
     Args:
-        env: the runtime (its record store is read).
+        env: the runtime (its record store is read, its CAS checked for presence).
         thread_id: the thread to show.
+        archive: the record archive to look in when the record store has no such
+            thread; None looks only in the record store.
 
     Returns:
-        The thread record's JSON fields (without ``schema_version``), plus
-        ``prompt_link_ids`` (sorted) and ``turns``: one ``{"turn_id", "seq", "attempt",
+        The thread record's JSON fields (without ``schema_version``), plus ``archived``
+        (bool), ``compaction`` (None unless archived), ``prompt_link_ids`` (sorted) and
+        ``turns``: one ``{"turn_id", "seq", "attempt",
         "status", "input_artifact_ids", "output_artifact_id", "gate": {"gate_id",
         "outcome", "reasons"} | None, "error_code", "error_text", "started_at_ms",
         "ended_at_ms"}`` per attempt (times: Unix epoch, ms), and ``artifacts``: one
@@ -91,18 +107,52 @@ def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
         with their figures only, never payload text.
 
     Raises:
-        RunError: ``RUN_UNKNOWN_THREAD`` when no thread has that id.
-        RecordError: ``RECORD_UNAVAILABLE``.
+        RunError: ``RUN_UNKNOWN_THREAD`` when no thread has that id, live or archived.
+        RecordError: ``RECORD_UNAVAILABLE``. RetentionError: ``RETENTION_ARCHIVE_ERROR``
+            when an archive file cannot be read.
     """
     thread = env.records.get_thread(thread_id)
-    if thread is None:
+    if thread is not None:
+        return _details(
+            env,
+            thread,
+            turns=env.records.turns_for_thread(thread_id),
+            gates=env.records.gates_for_thread(thread_id),
+            prompt_links=env.records.prompt_links_for_thread(thread_id),
+            artifact_links=env.records.artifact_links_for_thread(thread_id),
+            compaction=None,
+        )
+    archived = archive.thread_records(thread_id) if archive is not None else None
+    if archived is None:
         raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")
-    gates = {(g.turn_id, g.attempt): g for g in env.records.gates_for_thread(thread_id)}
-    links = {(p.turn_id, p.prompt_link_id) for p in env.records.prompt_links_for_thread(thread_id)}
-    turns = []
-    for turn in env.records.turns_for_thread(thread_id):
-        gate = gates.get((turn.turn_id, turn.attempt))
-        turns.append(
+    return _details(
+        env,
+        archived.thread,
+        turns=archived.turns,
+        gates=archived.gates,
+        prompt_links=archived.prompt_links,
+        artifact_links=archived.artifact_links,
+        compaction={"compaction_id": archived.compaction_id, "archived_at_ms": archived.archived_at_ms},
+    )
+
+
+def _details(
+    env: RuntimeEnv,
+    thread: ThreadRecord,
+    *,
+    turns: Sequence[TurnRecord],
+    gates: Sequence[GateRecord],
+    prompt_links: Sequence[PromptLinkRecord],
+    artifact_links: Sequence[ArtifactLinkRecord],
+    compaction: dict[str, Any] | None,
+) -> dict[str, Any]:
+    # One shape for live and archived threads (see thread_details).
+    by_attempt = {(g.turn_id, g.attempt): g for g in gates}
+    links = {(p.turn_id, p.prompt_link_id) for p in prompt_links}
+    shown_turns = []
+    for turn in turns:
+        gate = by_attempt.get((turn.turn_id, turn.attempt))
+        shown_turns.append(
             {
                 "turn_id": turn.turn_id,
                 "seq": turn.turn_seq,
@@ -119,12 +169,13 @@ def thread_details(env: RuntimeEnv, thread_id: str) -> dict[str, Any]:
                 "ended_at_ms": turn.ended_at_ms,
             }
         )
-    artifact_links = env.records.artifact_links_for_thread(thread_id)
     states = artifact_states(env.records, env.cas, (link.artifact_id for link in artifact_links))
     return {
         **thread.model_dump(mode="json", exclude={"schema_version"}),
+        "archived": compaction is not None,
+        "compaction": compaction,
         "prompt_link_ids": sorted(link_id for _, link_id in links),
-        "turns": turns,
+        "turns": shown_turns,
         "artifacts": [
             {
                 "artifact_id": link.artifact_id,

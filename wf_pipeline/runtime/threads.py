@@ -453,11 +453,29 @@ def final_artifact_id(env: RuntimeEnv, loaded: LoadedProfile, thread_id: str) ->
         RecordError: ``RECORD_UNAVAILABLE``.
         CasError: ``CAS_BACKEND_ERROR``.
     """
+    recorded = recorded_final_artifact_id(env, loaded, thread_id)
+    return recorded if recorded is not None and usable_artifact(env, recorded) else None
+
+
+def recorded_final_artifact_id(env: RuntimeEnv, loaded: LoadedProfile, thread_id: str) -> str | None:
+    """The final turn's latest completed output as recorded, whether or not its bytes are stored.
+
+    Args:
+        env: the runtime (records read; the CAS is not).
+        loaded: the thread's profile (which turn produces the final output).
+        thread_id: the thread.
+
+    Returns:
+        The artifact id (``sha256:<hex>``), or None when the final turn has not completed.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
     final_turn = next(t for t in loaded.profile.ordered_turns() if t.output_type == final_output_type(loaded))
     latest = env.records.latest_turns(thread_id).get(final_turn.turn_id)
     if latest is None or latest.status != "completed" or latest.output_artifact_id is None:
         return None
-    return latest.output_artifact_id if usable_artifact(env, latest.output_artifact_id) else None
+    return latest.output_artifact_id
 
 
 def context_snapshot(

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from wf_pipeline.cas import ArtifactRef
 from wf_pipeline.errors import (
+    CAS_ARTIFACT_EXPIRED,
     METADATA_BUDGET_EXCEEDED,
     RUN_CONTEXT_MISSING,
     RUN_INPUT_NOT_READY,
@@ -54,7 +55,7 @@ from wf_pipeline.providers.retry import Deadline, call_within, is_deterministic,
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import ERROR_TEXT_LIMIT, failed_thread, gate_stops_thread, turn_is_settled
-from wf_pipeline.runtime.integrity import usable_artifact
+from wf_pipeline.runtime.integrity import describe_unusable, unusable_reason
 from wf_pipeline.runtime.measure import (
     WriteSite,
     record_artifact_links,
@@ -64,6 +65,7 @@ from wf_pipeline.runtime.measure import (
 from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import (
     context_snapshot,
+    final_artifact_id,
     final_output_type,
     frame_type_of,
     recorded_context_id,
@@ -199,9 +201,12 @@ def run_turn(
 ) -> TurnOutput:
     """Run (or reuse) ``turn_id`` of ``thread``. Completed turns never call the provider again.
 
-    A completed turn whose output is missing or corrupt (quarantined by `usable_artifact`)
-    runs again with a warning; an input whose recorded output is missing or corrupt has
-    its producing turn run again first. Either way a completed thread stays completed.
+    A completed turn whose output is missing, expired or corrupt (quarantined by
+    `unusable_reason`) runs again with a warning naming the reason's code
+    (``CAS_ARTIFACT_EXPIRED`` for an object retention deleted); an input whose recorded
+    output is unusable has its producing turn run again first. Either way a completed
+    thread stays completed. A completed thread whose final output is usable is reused
+    whole: an earlier turn whose output retention deleted is reused, not run again.
 
     Args:
         env: the open runtime (provider, CAS, records).
@@ -248,15 +253,22 @@ def run_turn(
     history = env.records.latest_turns(thread.thread_id)
     latest = history.get(turn_id)
     if turn_is_settled(thread, latest):
-        if usable_artifact(env, latest.output_artifact_id):
+        reason = unusable_reason(env, latest.output_artifact_id)
+        if reason is None:
             return _reused_output(env, thread, turn, target, latest)
-        # Its output is gone or was corrupt (now quarantined): this turn runs again; the
-        # completed turns after it stay settled (see _Attempt.thread_update).
+        if reason == CAS_ARTIFACT_EXPIRED and _reused_whole(env, loaded, thread, turn):
+            # Retention deleted an intermediate of a thread whose final output is still
+            # usable: nothing downstream needs it, so the thread is reused as it stands.
+            return _reused_output(env, thread, turn, target, latest)
+        # Its output is gone, expired or was corrupt (now quarantined): this turn runs
+        # again; the completed turns after it stay settled (see _Attempt.thread_update).
         log.warning(
-            "turn %s of thread %s runs again: its output %s is missing or corrupt",
+            "%s: turn %s of thread %s runs again: its output %s %s",
+            reason,
             turn.turn_id,
             thread.thread_id,
             latest.output_artifact_id,
+            describe_unusable(reason),
         )
     thread, history = _regenerate_lost_inputs(env, loaded, thread, target, turn, scan, history)
 
@@ -371,14 +383,17 @@ def _regenerate_lost_inputs(
         upstream = history.get(producer.turn_id)
         if upstream is None or upstream.status != "completed" or upstream.output_artifact_id is None:
             continue  # not produced yet: _snapshot_inputs reports RUN_INPUT_NOT_READY
-        if usable_artifact(env, upstream.output_artifact_id):
+        reason = unusable_reason(env, upstream.output_artifact_id)
+        if reason is None:
             continue
         log.warning(
-            "turn %s of thread %s runs again: input %s (%s) is missing or corrupt",
+            "%s: turn %s of thread %s runs again: input %s (%s) %s",
+            reason,
             producer.turn_id,
             thread.thread_id,
             ref,
             upstream.output_artifact_id,
+            describe_unusable(reason),
         )
         produced = run_turn(env, loaded, thread, target, producer.turn_id, scan)
         if produced.status != "completed":
@@ -422,6 +437,28 @@ def _request(attempt: _Attempt, deadline: Deadline) -> ProviderRequest:
     )
 
 
+def _reused_whole(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, turn: Any) -> bool:
+    """Whether ``thread`` is completed and its final output (not ``turn``'s) is stored and intact."""
+    if thread.status != "completed" or turn.output_type == final_output_type(loaded):
+        return False
+    return final_artifact_id(env, loaded, thread.thread_id) is not None
+
+
+def _recorded_output_size(env: RuntimeEnv, thread: ThreadRecord, turn: Any, latest: TurnRecord) -> int:
+    """The reused output's size in bytes: stored size, else its output link's (an expired object)."""
+    artifact_id = latest.output_artifact_id
+    if env.cas.exists(artifact_id):
+        return env.cas.size(artifact_id)
+    return next(
+        (
+            link.size
+            for link in env.records.artifact_links_for_thread(thread.thread_id)
+            if link.role == "output" and link.turn_id == turn.turn_id and link.artifact_id == artifact_id
+        ),
+        0,
+    )
+
+
 def _reused_output(
     env: RuntimeEnv, thread: ThreadRecord, turn: Any, target: Target, latest: TurnRecord
 ) -> TurnOutput:
@@ -441,7 +478,7 @@ def _reused_output(
         status="completed",
         attempt=latest.attempt,
         artifact_id=latest.output_artifact_id,
-        artifact_size=env.cas.size(latest.output_artifact_id),
+        artifact_size=_recorded_output_size(env, thread, turn, latest),
         input_artifact_ids=latest.input_artifact_ids,
         gate_id=gate.gate_id if gate else turn.gate_id,
         gate_outcome=gate.outcome if gate else None,

@@ -12,10 +12,12 @@ from typing import Any
 from wf_pipeline.compiler.launch.executors import load_profiles
 from wf_pipeline.errors import ProfileError
 from wf_pipeline.profiles import ProfileProblem, catalog_rows, describe, load_profile_file
+from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.runtime import RuntimeEnv, sample_render_errors
 from wf_pipeline.runtime.queries import list_threads as _list_threads
 from wf_pipeline.runtime.queries import record_scan, thread_details
 from wf_pipeline.settings import Settings
+from wf_pipeline.telemetry.query import archive_location
 from wf_pipeline.tree import scan_tree
 from wf_pipeline.workflows import load_builtin_workflows
 
@@ -44,10 +46,13 @@ def list_threads(settings: Settings, workflow_id: str | None = None) -> list[dic
 def show_thread(settings: Settings, thread_id: str) -> dict[str, Any]:
     """One thread's record with its turns in seq order (every attempt), gate outcomes and artifact ids.
 
-    Raises ``RUN_UNKNOWN_THREAD`` when no thread has that id.
+    A thread ``wf compact`` archived is read from the archive (``$WF_HOME/archive``) and
+    marked ``"archived": true`` with its ``compaction`` (`runtime.queries.thread_details`).
+    Raises ``RUN_UNKNOWN_THREAD`` when no thread has that id, live or archived, and
+    ``RETENTION_ARCHIVE_ERROR`` when an archive file cannot be read.
     """
     with _open_env(settings) as env:
-        return thread_details(env, thread_id)
+        return thread_details(env, thread_id, RecordArchive(Path(archive_location(settings))))
 
 
 def list_profiles(settings: Settings, workspace_dir: Path | None = None) -> list[dict[str, Any]]:

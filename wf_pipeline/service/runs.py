@@ -16,12 +16,14 @@ from wf_pipeline.compiler.launch.instance import open_instance
 from wf_pipeline.compiler.launch.levels import Progress, launch_levels, sync_partitions
 from wf_pipeline.compiler.launch.storage_errors import instance_storage_errors
 from wf_pipeline.errors import (
+    CAS_ARTIFACT_EXPIRED,
     RUN_BAD_ARGUMENTS,
     RUN_PROVIDER_NOT_PORTABLE,
     RUN_THREAD_STALE,
     RUN_UNKNOWN_THREAD,
     RUN_WORKFLOW_REQUIRED,
     TREE_PATH_MISSING,
+    CasError,
     RunError,
     TreeError,
 )
@@ -277,7 +279,9 @@ def export_outputs(
     ``out_dir`` overrides the tree's recorded place for this export only (it is not recorded).
 
     Returns ``{"workflow_id", "tree" (key), "out_dir", "written" (paths), "missing"
-    (target paths with no completed output)}``. Raises ``RUN_UNKNOWN_TREE`` for a name no
+    (target paths with no completed output), "expired" (``{"path", "thread_id",
+    "artifact_id", "code": "CAS_ARTIFACT_EXPIRED", "message"}`` for each directory whose
+    completed output retention deleted)}``. Raises ``RUN_UNKNOWN_TREE`` for a name no
     tree is registered under, ``TREE_PATH_MISSING`` when the outputs go into the tree
     itself (in place) and its root is gone (give ``out_dir``), ``RUN_WORKFLOW_REQUIRED``,
     ``PROFILE_*``, ``RUN_OUTPUT_WRITE_FAILED``.
@@ -299,9 +303,24 @@ def export_outputs(
                 "name a folder to export into with --out",
                 path=tree.root_path,
             )
-        written, missing = [], []
+        written, missing, expired = [], [], []
         for target_path, thread in latest_completed_threads(env, loaded, tree).items():
-            path = write_thread_output(env, loaded, tree, thread) if thread is not None else None
+            try:
+                path = write_thread_output(env, loaded, tree, thread) if thread is not None else None
+            except CasError as exc:
+                if exc.code != CAS_ARTIFACT_EXPIRED:
+                    raise
+                # Deleted by retention: that directory's failure, not "no output yet".
+                expired.append(
+                    {
+                        "path": target_path,
+                        "thread_id": thread.thread_id if thread else None,
+                        "artifact_id": exc.details.get("artifact_id"),
+                        "code": exc.code,
+                        "message": exc.message,
+                    }
+                )
+                continue
             if path is None:
                 missing.append(target_path)
             else:
@@ -312,6 +331,7 @@ def export_outputs(
             "out_dir": str(output_directory(env, tree, ".")),
             "written": written,
             "missing": missing,
+            "expired": expired,
         }
 
 
