@@ -41,3 +41,16 @@ def test_a_non_text_duration_is_a_bad_duration():
 @pytest.mark.parametrize("duration_ms", [None, 1, 1_000, 90_000, 86_400_000, 1_209_600_000, 1_500])
 def test_formatting_round_trips(duration_ms):
     assert parse_duration_ms(format_duration_ms(duration_ms)) == duration_ms
+
+
+@pytest.mark.parametrize("text", ["36500d", "5214w", "876000h"])
+def test_durations_up_to_one_hundred_years_are_accepted(text):
+    assert parse_duration_ms(text) <= 36_500 * 86_400_000
+
+
+@pytest.mark.parametrize("text", ["36501d", "5215w", "99999999999d", "999999999999w"])
+def test_durations_beyond_one_hundred_years_are_bad_with_the_figure(text):
+    with pytest.raises(MetadataError) as caught:
+        parse_duration_ms(text)
+    assert caught.value.code == METADATA_BAD_DURATION
+    assert text in str(caught.value) and "36500d" in str(caught.value)

@@ -170,14 +170,13 @@ class TelemetryStore:
     def ensure_seeded(self) -> None:
         """Write each table's zero-row seed file when it is missing (idempotent).
 
-        A local store also seeds the archive beside it (`seed_archive`), so views.sql runs
-        from a plain DuckDB connection over the default layout. Raises
+        The record archive is not touched here (it lives at ``$WF_HOME/archive`` whatever
+        the telemetry URL, and is seeded by the query side), so an archive problem never
+        costs telemetry rows. Raises
         ``TELEMETRY_WRITE_FAILED`` (figure: the OS reason) when it cannot be written.
         """
         if self._seeded:
             return
-        if self.local:
-            seed_archive(self.root.rsplit("/", 1)[0] + "/archive")
         for table in TABLES:
             folder = f"{self.root}/{table}/date={SEED_DATE}/workflow_id={_SEED_WORKFLOW}"
             path = f"{folder}/{_SEED_NAME}"
