@@ -10,7 +10,6 @@ by argparse with the usage line. Output goes through `wf_pipeline.cli.output`.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +28,8 @@ from wf_pipeline.cli.output import (
     print_warnings,
     stderr_console,
     warnings_to,
+    write_csv_rows,
+    write_json_rows,
 )
 from wf_pipeline.errors import WfError
 from wf_pipeline.settings import Settings
@@ -50,6 +51,9 @@ def _settings(args: argparse.Namespace | None = None) -> Settings:
 def _emit(args: argparse.Namespace, payload: Any, render: Callable[[Console, Any], None]) -> None:
     emit(args.json, payload, render)
 
+
+#: Rows a ``wf telemetry query`` table shows at most; --json and --csv stream every row.
+TABLE_ROW_LIMIT = 1000
 
 # --- commands ------------------------------------------------------------------------
 
@@ -452,11 +456,12 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
 
     settings = _settings()
     if args.action == "query":
-        result = telemetry.query_telemetry(settings, args.sql)
-        if args.csv and not args.json:
-            _write_csv(result)
+        if args.json or args.csv:
+            # Streamed: a result of millions of rows is never held whole.
+            with telemetry.stream_query(settings, args.sql) as (columns, rows):
+                (write_json_rows if args.json else write_csv_rows)(columns, rows)
         else:
-            _emit(args, result, _render_query)
+            _emit(args, telemetry.query_telemetry(settings, args.sql, limit=TABLE_ROW_LIMIT), _render_query)
     elif args.action == "views":
         _emit(args, telemetry.telemetry_views(settings), _render_views)
     elif args.action == "report":
@@ -471,17 +476,6 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
             )
         _emit(args, result, _render_synth)
     return 0
-
-
-def _write_csv(result: dict) -> None:
-    # RFC 4180 CSV (the csv module's default dialect): a header line, then one line per row.
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    try:
-        writer.writerow(result["columns"])
-        writer.writerows(["" if cell is None else cell for cell in row] for row in result["rows"])
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
 
 
 def _positive_int(text: str) -> int:
@@ -577,7 +571,14 @@ def _render_retention(console: Console, r: dict) -> None:
 
 def _render_query(console: Console, r: dict) -> None:
     print_table(console, r["columns"], r["rows"])
-    console.print(plural(len(r["rows"]), "row"), highlight=False)
+    if r["omitted_rows"]:
+        print_line(
+            console,
+            f"{plural(r['row_count'], 'row')}, first {len(r['rows'])} shown, "
+            f"{r['omitted_rows']} left out (--json or --csv give all)",
+        )
+    else:
+        console.print(plural(r["row_count"], "row"), highlight=False)
 
 
 def _render_report(console: Console, r: dict) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "create_views",
     "install_views",
     "lock_down",
+    "open_query",
     "run_query",
     "view_columns",
 ]
@@ -177,8 +178,13 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     return connect_store(TelemetryStore(settings.telemetry_url), archive_location(settings))
 
 
-def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one read-only SQL statement over the telemetry views.
+#: Rows fetched from DuckDB at a time while streaming a result (memory stays near one batch).
+FETCH_BATCH_ROWS = 10_000
+
+
+@contextlib.contextmanager
+def open_query(settings: Settings, sql: str) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
+    """Run one read-only SQL statement over the telemetry views and stream its rows.
 
     Args:
         settings: locate the store (``telemetry_url``) and the archive (``home``).
@@ -187,12 +193,14 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, 
             (`lock_down`).
 
     Returns:
-        (column names, rows as tuples of Python values).
+        A context manager giving (column names, an iterator of rows as tuples of Python
+        values, fetched `FETCH_BATCH_ROWS` at a time). The store's shared read lock and the
+        connection are held until the block ends, so a compaction is seen whole or not at all.
 
     Raises:
         TelemetryError: ``TELEMETRY_QUERY_INVALID: <reason>``: not exactly one SELECT
             statement, or DuckDB's message (first line of it) for SQL it rejects, a file
-            outside the roots included.
+            outside the roots included (while executing or fetching).
     """
     check_read_only(sql)
     store = TelemetryStore(settings.telemetry_url)
@@ -204,14 +212,38 @@ def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, 
         with store.read_lock():
             try:
                 con.execute(sql)
-                if con.description is None:
-                    return [], []
-                columns = [column[0] for column in con.description]
-                return columns, con.fetchall()
             except duckdb.Error as exc:
                 raise TelemetryError(TELEMETRY_QUERY_INVALID, _first_line(exc)) from None
+            columns = [column[0] for column in con.description or ()]
+
+            def rows() -> Iterator[tuple[Any, ...]]:
+                if con.description is None:
+                    return
+                while True:
+                    try:
+                        batch = con.fetchmany(FETCH_BATCH_ROWS)
+                    except duckdb.Error as exc:
+                        raise TelemetryError(TELEMETRY_QUERY_INVALID, _first_line(exc)) from None
+                    if not batch:
+                        return
+                    yield from batch
+
+            yield columns, rows()
     finally:
         con.close()
+
+
+def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only SQL statement over the telemetry views (`open_query`) and collect its rows.
+
+    Returns:
+        (column names, rows as tuples of Python values).
+
+    Raises:
+        TelemetryError: ``TELEMETRY_QUERY_INVALID: <reason>`` (see `open_query`).
+    """
+    with open_query(settings, sql) as (columns, rows):
+        return columns, list(rows)
 
 
 def view_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
