@@ -20,7 +20,9 @@ NOW_MS = 1_790_000_000_000
 
 def test_a_custom_telemetry_url_writes_no_archive_beside_it_and_the_view_reads_wf_home(tmp_path):
     home = tmp_path / "home"
-    settings = Settings.from_env({"WF_HOME": str(home), "WF_TELEMETRY_URL": str(tmp_path / "elsewhere" / "tele")})
+    settings = Settings.from_env(
+        {"WF_HOME": str(home), "WF_TELEMETRY_URL": str(tmp_path / "elsewhere" / "tele")}
+    )
     rec = recorder(settings)
     write(rec, key="model", size=10, budget=128, ts_ms=NOW_MS)
     assert rec.flush() == 1
@@ -53,7 +55,11 @@ def test_a_relative_telemetry_url_creates_no_archive_in_the_working_directory(tm
     env = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
     env.update(WF_HOME=str(tmp_path / "home"), WF_TELEMETRY_URL="reltele")
     synth = subprocess.run(
-        [str(WF), "telemetry", "synth", "--rows", "10", "--days", "1"], env=env, cwd=cwd, capture_output=True, text=True
+        [str(WF), "telemetry", "synth", "--rows", "10", "--days", "1"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
     )
     assert synth.returncode == 0, synth.stderr
     assert (cwd / "reltele").is_dir() and not (cwd / "archive").exists()

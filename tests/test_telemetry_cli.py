@@ -163,3 +163,26 @@ def test_writing_sql_is_refused_by_the_command_with_exit_1(tmp_path):
     passwd = wf(home, "telemetry", "query", "select * from read_csv('/etc/passwd', sep = ':')", "--json")
     assert passwd.returncode == 1
     assert strict_json(passwd.stdout)["error"]["code"] == TELEMETRY_QUERY_INVALID
+
+
+def test_a_per_process_telemetry_url_is_warned_about_on_stderr(tmp_path):
+    home = tmp_path / "home"
+    env_url = {"WF_TELEMETRY_URL": "memory://tele"}
+    result = wf_env(
+        home, env_url, "telemetry", "query", "select count(*) as n from metadata_writes", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert strict_json(result.stdout)["rows"] == [[0]]  # stdout stays clean JSON
+    assert result.stderr.startswith(
+        "CONFIG_STORE_NOT_SHARED: the telemetry store (WF_TELEMETRY_URL=memory://tele)"
+    )
+    quiet = wf(home, "telemetry", "query", "select 1 as one")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def wf_env(home: Path, extra: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
+    env.update(extra, WF_HOME=str(home))
+    return subprocess.run(
+        [str(WF), *args], env=env, capture_output=True, text=True, timeout=300, cwd=home.parent
+    )

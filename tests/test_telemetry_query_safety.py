@@ -53,7 +53,9 @@ def test_the_views_and_the_roots_stay_readable(settings):
     columns, rows = run_query(settings, "select count(*) from archived_threads")
     assert rows == [(0,)]
     root = settings.telemetry_url
-    _, rows = run_query(settings, f"select count(*) from read_parquet('{root}/metadata_writes/*/*/*.parquet')")
+    _, rows = run_query(
+        settings, f"select count(*) from read_parquet('{root}/metadata_writes/*/*/*.parquet')"
+    )
     assert rows == [(0,)]
     _, rows = run_query(settings, "from budget_headroom")
     assert rows == []

@@ -45,6 +45,9 @@ def _settings(args: argparse.Namespace | None = None) -> Settings:
     settings = Settings.from_env()
     if args is not None and getattr(args, "follow_external_links", False):
         settings = settings.model_copy(update={"follow_external_links": True})
+    from wf_pipeline.service.telemetry import settings_warnings
+
+    print_warnings(settings_warnings(settings))
     return settings
 
 

@@ -8,16 +8,44 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from wf_pipeline.errors import masked_url
+from wf_pipeline.errors import CONFIG_STORE_NOT_SHARED, masked_url
 from wf_pipeline.settings import Settings
-from wf_pipeline.telemetry import METADATA_WRITES, TelemetryStore, run_query
+from wf_pipeline.telemetry import METADATA_WRITES, TelemetryStore
 from wf_pipeline.telemetry.encode import json_value
 from wf_pipeline.telemetry.query import connect, open_query, view_columns
+from wf_pipeline.telemetry.store import per_process_url
 from wf_pipeline.telemetry.synth import synthetic_batches
 
-__all__ = ["compact_telemetry", "query_telemetry", "stream_query", "synth_telemetry", "telemetry_views"]
+__all__ = [
+    "settings_warnings",
+    "compact_telemetry",
+    "query_telemetry",
+    "stream_query",
+    "synth_telemetry",
+    "telemetry_views",
+]
 
 Progress = Callable[[int, int], None]
+
+
+def settings_warnings(settings: Settings) -> list[dict[str, str]]:
+    """Warnings about ``settings`` that every command should show before it works.
+
+    Returns:
+        ``[{"code", "message"}]``: ``CONFIG_STORE_NOT_SHARED`` when ``telemetry_url`` lives
+        in this process's memory (`per_process_url`): the rows this command writes are gone
+        when it exits, and no other ``wf`` command will see them. Empty otherwise.
+    """
+    if not per_process_url(settings.telemetry_url):
+        return []
+    return [
+        {
+            "code": CONFIG_STORE_NOT_SHARED,
+            "message": f"the telemetry store (WF_TELEMETRY_URL={masked_url(settings.telemetry_url)}) "
+            "lives in this process's memory: its rows are lost when the command exits and no other "
+            "command sees them; use a directory or a shared fsspec URL",
+        }
+    ]
 
 
 def query_telemetry(settings: Settings, sql: str, *, limit: int | None = None) -> dict[str, Any]:

@@ -32,7 +32,13 @@ CHART_DPI: Final = 100
 #: Keys drawn as their own line or bar segment; the rest are summed as "other keys".
 MAX_SERIES: Final = 8
 
-_LEVEL_COLOURS: Final = {"fixed": "#5c8fd6", "ok": "#4c9a2a", "warn": "#e0a800", "error": "#c62828", "unbudgeted": "#9e9e9e"}
+_LEVEL_COLOURS: Final = {
+    "fixed": "#5c8fd6",
+    "ok": "#4c9a2a",
+    "warn": "#e0a800",
+    "error": "#c62828",
+    "unbudgeted": "#9e9e9e",
+}
 
 
 def _figure() -> tuple[Figure, object]:

@@ -48,7 +48,9 @@ def iso_duration(value: dt.timedelta) -> str:
         [
             f"{hours}H" if hours else "",
             f"{minutes}M" if minutes else "",
-            (f"{seconds}.{fraction:06d}".rstrip("0") + "S") if fraction else (f"{seconds}S" if seconds else ""),
+            (f"{seconds}.{fraction:06d}".rstrip("0") + "S")
+            if fraction
+            else (f"{seconds}S" if seconds else ""),
         ]
     )
     if not date_part and not time_part:

@@ -78,7 +78,9 @@ class BudgetHeadroomModel(pa.DataFrameModel):
     class Config:
         strict = True
         name = "BudgetHeadroom"
-        description = "p50/p95/max value size per key against its budget, with its level (fixed/ok/warn/error)"
+        description = (
+            "p50/p95/max value size per key against its budget, with its level (fixed/ok/warn/error)"
+        )
 
 
 def day_bounds_ms(day: dt.date | str) -> tuple[int, int]:
