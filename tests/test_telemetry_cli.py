@@ -186,3 +186,17 @@ def wf_env(home: Path, extra: dict[str, str], *args: str) -> subprocess.Complete
     return subprocess.run(
         [str(WF), *args], env=env, capture_output=True, text=True, timeout=300, cwd=home.parent
     )
+
+
+def test_synth_days_must_fit_after_the_epoch_or_exit_2_with_the_figure(tmp_path):
+    import datetime as dt
+
+    from wf_pipeline.telemetry.synth import max_synthetic_days
+
+    home = tmp_path / "home"
+    limit = max_synthetic_days()
+    assert limit == (dt.datetime.now(dt.UTC).date() - dt.date(1970, 1, 1)).days + 1
+    huge = wf(home, "telemetry", "synth", "--rows", "10", "--days", "100000")
+    assert huge.returncode == 2 and "100000" in huge.stderr and str(limit) in huge.stderr
+    assert not (home / "telemetry").exists()
+    assert max_synthetic_days(dt.date(1970, 1, 3)) == 3

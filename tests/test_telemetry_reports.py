@@ -193,12 +193,18 @@ def test_wf_telemetry_report_prints_the_table_json_and_chart(tmp_path):
 
 
 @pytest.mark.slow
-def test_wf_telemetry_report_errors_exit_1_with_their_code_and_usage_exits_2(tmp_path):
+def test_wf_telemetry_report_errors_exit_1_with_their_code_and_usage_errors_exit_2(tmp_path):
     home = tmp_path / "home"
     unknown = wf(home, "telemetry", "report", "sizes")
-    assert unknown.returncode == 1 and unknown.stderr.startswith("TELEMETRY_BAD_ARGUMENTS: ")
+    assert unknown.returncode == 2 and "no telemetry report 'sizes'" in unknown.stderr
+    empty_png = wf(home, "telemetry", "report", "growth", "--png", "")
+    assert empty_png.returncode == 2 and "--png needs a file name" in empty_png.stderr
     since = wf(home, "telemetry", "report", "growth", "--since", "7 days", "--json")
     assert since.returncode == 1 and json.loads(since.stdout)["error"]["code"] == "METADATA_BAD_DURATION"
+    for huge in ("99999999999d", "999999999999w", "36501d"):
+        too_long = wf(home, "telemetry", "report", "growth", "--since", huge)
+        assert too_long.returncode == 1 and too_long.stderr.startswith("METADATA_BAD_DURATION: ")
+        assert huge in too_long.stderr and "Traceback" not in too_long.stderr
     png = wf(home, "telemetry", "report", "rejections", "--png", str(tmp_path / "missing" / "r.png"))
     assert png.returncode == 1 and png.stderr.startswith("TELEMETRY_CHART_WRITE_FAILED: ")
     assert wf(home, "telemetry", "report").returncode == 2

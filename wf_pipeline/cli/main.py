@@ -470,7 +470,7 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
     elif args.action == "report":
         from wf_pipeline.service.telemetry_reports import telemetry_report
 
-        png = Path(args.png) if args.png else None
+        png = Path(args.png) if args.png is not None else None
         _emit(args, telemetry_report(settings, args.report, since=args.since, png=png), _render_report)
     else:
         with _progress(args, label="rows") as on_progress:
@@ -776,8 +776,26 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         if sum(scope is not None for scope in scopes) != 1:
             extra = ", --hold-id" if args.action == "release" else ""
             return f"give exactly one of THREAD_ID, --workflow{extra}"
-    if args.command == "telemetry" and getattr(args, "csv", False) and args.json:
+    if args.command == "telemetry":
+        return _telemetry_usage_problem(args)
+    return None
+
+
+def _telemetry_usage_problem(args: argparse.Namespace) -> str | None:
+    # The lists and ranges are the service's; only the verdict (exit 2) is the CLI's.
+    if getattr(args, "csv", False) and args.json:
         return "--csv and --json exclude each other"
+    if args.action == "report":
+        from wf_pipeline.service.telemetry_reports import REPORT_KINDS
+
+        if args.report not in REPORT_KINDS:
+            return f"no telemetry report {args.report!r} (reports: {', '.join(REPORT_KINDS)})"
+        if args.png is not None and not args.png.strip():
+            return "--png needs a file name"
+    if args.action == "synth":
+        from wf_pipeline.service.telemetry import synthetic_days_problem
+
+        return synthetic_days_problem(args.days)
     return None
 
 
@@ -964,7 +982,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = telemetry_action(
         "report", "print a growth, headroom or rejections report; --png draws its chart"
     )
-    # Checked by the service (TELEMETRY_BAD_ARGUMENTS), which owns the list of reports.
+    # Checked against the service's list of reports (`_usage_problem`: exit 2).
     report.add_argument("report", metavar="REPORT", help="growth, headroom or rejections")
     report.add_argument("--since", default="7d", help="how far back: 12h, 7d, 4w or forever (default 7d)")
     report.add_argument("--png", metavar="FILE", help="also draw the chart into this PNG file")

@@ -14,14 +14,15 @@ from wf_pipeline.telemetry import METADATA_WRITES, TelemetryStore
 from wf_pipeline.telemetry.encode import json_value
 from wf_pipeline.telemetry.query import connect, open_query, view_columns
 from wf_pipeline.telemetry.store import per_process_url
-from wf_pipeline.telemetry.synth import synthetic_batches
+from wf_pipeline.telemetry.synth import synthetic_batches, synthetic_days_problem
 
 __all__ = [
-    "settings_warnings",
     "compact_telemetry",
     "query_telemetry",
+    "settings_warnings",
     "stream_query",
     "synth_telemetry",
+    "synthetic_days_problem",
     "telemetry_views",
 ]
 
