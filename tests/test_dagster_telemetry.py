@@ -210,6 +210,28 @@ def test_the_hourly_schedule_runs_today_and_closes_yesterday_after_midnight(tele
     ]
 
 
+def test_digest_keys_at_their_budget_pass_the_check(env, telemetry_job, instance):
+    """A normal run writes 71-byte digests against a 71-byte budget (p95 ratio 1.0): fixed by
+    schema, they cannot grow, so the check passes while a growing key still warns."""
+    from wf_pipeline.metadata.canonical import DIGEST_PREFIX
+
+    _, job = telemetry_job
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    site = WriteSite("docs_writer_thread_v1", "1.0.0", "thread-1", "turn-1", "node-1", "frame-1")
+    for i in range(5):
+        digest = DIGEST_PREFIX + f"{i:064x}"
+        accepted = env.boundary.validate({"prompt_digest": digest, "context_digest": digest, "model": "gpt"})
+        record_frame_metadata(env, site, accepted)
+    assert flush_telemetry(env) == 15
+    result = job.execute_in_process(partition_key=today, instance=instance, asset_selection=[HEADROOM_ASSET])
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed, evaluation.description
+    frame = result.output_for_node("budget_headroom")
+    levels = dict(zip(frame["key"], frame["level"], strict=True))
+    assert levels["prompt_digest"] == levels["context_digest"] == "fixed"
+    assert set(frame.loc[frame["key"].str.endswith("_digest"), "p95_ratio"]) == {1.0}
+
+
 def test_a_day_without_telemetry_materializes_empty_and_passes_the_check(telemetry_job, instance):
     _, job = telemetry_job
     result = job.execute_in_process(partition_key="2026-02-01", instance=instance)

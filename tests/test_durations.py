@@ -55,3 +55,16 @@ def test_zero_only_when_allowed(text):
 def test_zero_formats_as_zero_seconds():
     assert format_duration_ms(0) == "0s"
     assert parse_duration_ms(format_duration_ms(0), allow_zero=True) == 0
+
+
+@pytest.mark.parametrize("text", ["36500d", "5214w", "876000h"])
+def test_durations_up_to_one_hundred_years_are_accepted(text):
+    assert parse_duration_ms(text) <= 36_500 * 86_400_000
+
+
+@pytest.mark.parametrize("text", ["36501d", "5215w", "99999999999d", "999999999999w"])
+def test_durations_beyond_one_hundred_years_are_bad_with_the_figure(text):
+    with pytest.raises(MetadataError) as caught:
+        parse_duration_ms(text)
+    assert caught.value.code == METADATA_BAD_DURATION
+    assert text in str(caught.value) and "36500d" in str(caught.value)

@@ -313,8 +313,17 @@ def test_an_executor_config_for_the_in_process_executor_is_refused(tmp_path, mon
         # SQLite's URI filenames: a named shared-cache database, and the anonymous one
         ({"WF_RECORDS_URL": "sqlite:///file:mem1?mode=memory&cache=shared&uri=true"}, "records"),
         ({"WF_RECORDS_URL": "sqlite:///file::memory:?cache=shared&uri=true"}, "records"),
+        ({"WF_TELEMETRY_URL": "memory://telemetry"}, "telemetry"),
     ],
-    ids=["cas", "records", "both", "sqlite-memory", "sqlite-uri-mode-memory", "sqlite-uri-memory"],
+    ids=[
+        "cas",
+        "records",
+        "both",
+        "sqlite-memory",
+        "sqlite-uri-mode-memory",
+        "sqlite-uri-memory",
+        "telemetry",
+    ],
 )
 def test_an_in_memory_store_with_an_out_of_process_executor_is_refused(
     tmp_path, monkeypatch, entry, variables, store

@@ -21,7 +21,7 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.service.telemetry_reports import REPORT_KINDS, telemetry_report
 from wf_pipeline.telemetry.charts import CHART_DPI, CHART_SIZE_IN
-from wf_pipeline.telemetry.headroom import headroom_level
+from wf_pipeline.telemetry.headroom import LEVELS, headroom_level
 
 # Noon UTC, so "days ago" never straddles midnight.
 NOW_MS = int(dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC).timestamp() * 1000)
@@ -189,16 +189,66 @@ def test_wf_telemetry_report_prints_the_table_json_and_chart(tmp_path):
     assert lines[0].split()[:3] == ["domain", "key", "writes"]
     assert lines[-1].startswith("headroom since 7d: ")
     levels = {line.split()[-1] for line in lines[1:-1]}
-    assert levels and levels <= {"ok", "warn", "error", "unbudgeted"}
+    assert levels and levels <= set(LEVELS)
 
 
 @pytest.mark.slow
-def test_wf_telemetry_report_errors_exit_1_with_their_code_and_usage_exits_2(tmp_path):
+def test_wf_telemetry_report_errors_exit_1_with_their_code_and_usage_errors_exit_2(tmp_path):
     home = tmp_path / "home"
     unknown = wf(home, "telemetry", "report", "sizes")
-    assert unknown.returncode == 1 and unknown.stderr.startswith("TELEMETRY_BAD_ARGUMENTS: ")
+    assert unknown.returncode == 2 and "no telemetry report 'sizes'" in unknown.stderr
+    empty_png = wf(home, "telemetry", "report", "growth", "--png", "")
+    assert empty_png.returncode == 2 and "--png needs a file name" in empty_png.stderr
     since = wf(home, "telemetry", "report", "growth", "--since", "7 days", "--json")
     assert since.returncode == 1 and json.loads(since.stdout)["error"]["code"] == "METADATA_BAD_DURATION"
+    for huge in ("99999999999d", "999999999999w", "36501d"):
+        too_long = wf(home, "telemetry", "report", "growth", "--since", huge)
+        assert too_long.returncode == 1 and too_long.stderr.startswith("METADATA_BAD_DURATION: ")
+        assert huge in too_long.stderr and "Traceback" not in too_long.stderr
     png = wf(home, "telemetry", "report", "rejections", "--png", str(tmp_path / "missing" / "r.png"))
     assert png.returncode == 1 and png.stderr.startswith("TELEMETRY_CHART_WRITE_FAILED: ")
     assert wf(home, "telemetry", "report").returncode == 2
+
+
+def test_fixed_width_keys_are_judged_by_their_schema_type_not_their_name():
+    from wf_pipeline.metadata.registry import DIGEST_MAX_BYTES, KeyDescriptor, KeyRegistry
+    from wf_pipeline.telemetry.headroom import is_fixed_width
+
+    # The shipped registry: digests are fixed-width, identifiers are not.
+    assert is_fixed_width("runtime", "context_digest") and is_fixed_width("runtime", "prompt_digest")
+    assert not is_fixed_width("runtime", "model")
+    assert not is_fixed_width("runtime", "no_such_key") and not is_fixed_width("other", "context_digest")
+    # The same name with another schema type is not fixed; another name with a digest schema is.
+    custom = KeyRegistry(
+        (
+            KeyDescriptor("context_digest", "runtime", "identifier", "attested", False, 128),
+            KeyDescriptor("blob_ref", "runtime", "digest", "attested", False, DIGEST_MAX_BYTES),
+        )
+    )
+    assert not is_fixed_width("runtime", "context_digest", custom)
+    assert is_fixed_width("runtime", "blob_ref", custom)
+    # A fixed key at its budget is "fixed", never warn/error; a non-fixed one at its budget errors.
+    assert headroom_level(DIGEST_MAX_BYTES, DIGEST_MAX_BYTES, fixed_width=True) == "fixed"
+    assert headroom_level(DIGEST_MAX_BYTES, DIGEST_MAX_BYTES) == "error"
+    assert headroom_level(DIGEST_MAX_BYTES + 1, DIGEST_MAX_BYTES, fixed_width=True) == "error"
+
+
+def test_a_normal_runs_digest_keys_at_their_budget_show_no_error(settings):
+    """Digests written through the product's boundary are 71 bytes against a budget of 71."""
+    from wf_pipeline.metadata.boundary import FrameMetadataBoundary
+    from wf_pipeline.metadata.canonical import DIGEST_PREFIX
+
+    boundary = FrameMetadataBoundary()
+    rec = recorder(settings)
+    for i in range(5):
+        digest = DIGEST_PREFIX + f"{i:064x}"
+        accepted = boundary.validate({"context_digest": digest, "prompt_digest": digest, "model": "m" * 20})
+        for key, value in accepted.items():
+            budget = boundary.budgets.key_limit(boundary.registry.get(key))
+            write(rec, key=key, size=len(value.encode()), budget=budget, ts_ms=NOW_MS - 1000 + i)
+    rec.flush()
+    report = telemetry_report(settings, "headroom", since="1d", now_ms=NOW_MS)
+    levels = {row["key"]: row["level"] for row in report["rows"]}
+    assert levels == {"context_digest": "fixed", "prompt_digest": "fixed", "model": "ok"}
+    ratios = {row["key"]: row["p95_ratio"] for row in report["rows"]}
+    assert ratios["context_digest"] == 1

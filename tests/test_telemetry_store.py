@@ -196,14 +196,18 @@ def test_views_sql_runs_from_a_plain_duckdb_connection(tmp_path):
     recorder = open_recorder(settings)
     _row(recorder, ts_ms=JAN1)
     recorder.flush()
-    con = duckdb.connect()
-    con.execute("SET VARIABLE wf_telemetry = ?", [settings.telemetry_url])
-    con.execute(VIEWS_SQL.read_text())
-    assert con.execute("select writes, bytes from key_growth").fetchall() == [(1, 12)]
-    con.close()
+    # The product's views seed the archive ($WF_HOME/archive) the first time they open;
+    # the telemetry writer never touches it.
     product = connect(settings)
     assert product.execute("select count(*) from metadata_writes").fetchone() == (1,)
     product.close()
+    con = duckdb.connect()
+    con.execute("SET VARIABLE wf_telemetry = ?", [settings.telemetry_url])
+    con.execute("SET VARIABLE wf_archive = ?", [str(settings.home / "archive")])
+    con.execute(VIEWS_SQL.read_text())
+    assert con.execute("select writes, bytes from key_growth").fetchall() == [(1, 12)]
+    assert con.execute("select count(*) from archived_threads").fetchone() == (0,)
+    con.close()
 
 
 def test_recorder_is_thread_safe(tmp_path):

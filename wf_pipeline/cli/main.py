@@ -10,7 +10,6 @@ by argparse with the usage line. Output goes through `wf_pipeline.cli.output`.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +28,8 @@ from wf_pipeline.cli.output import (
     print_warnings,
     stderr_console,
     warnings_to,
+    write_csv_rows,
+    write_json_rows,
 )
 from wf_pipeline.errors import WfError
 from wf_pipeline.settings import Settings
@@ -44,12 +45,18 @@ def _settings(args: argparse.Namespace | None = None) -> Settings:
     settings = Settings.from_env()
     if args is not None and getattr(args, "follow_external_links", False):
         settings = settings.model_copy(update={"follow_external_links": True})
+    from wf_pipeline.service.telemetry import settings_warnings
+
+    print_warnings(settings_warnings(settings))
     return settings
 
 
 def _emit(args: argparse.Namespace, payload: Any, render: Callable[[Console, Any], None]) -> None:
     emit(args.json, payload, render)
 
+
+#: Rows a ``wf telemetry query`` table shows at most; --json and --csv stream every row.
+TABLE_ROW_LIMIT = 1000
 
 # --- commands ------------------------------------------------------------------------
 
@@ -458,17 +465,18 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
 
     settings = _settings()
     if args.action == "query":
-        result = telemetry.query_telemetry(settings, args.sql)
-        if args.csv and not args.json:
-            _write_csv(result)
+        if args.json or args.csv:
+            # Streamed: a result of millions of rows is never held whole.
+            with telemetry.stream_query(settings, args.sql) as (columns, rows):
+                (write_json_rows if args.json else write_csv_rows)(columns, rows)
         else:
-            _emit(args, result, _render_query)
+            _emit(args, telemetry.query_telemetry(settings, args.sql, limit=TABLE_ROW_LIMIT), _render_query)
     elif args.action == "views":
         _emit(args, telemetry.telemetry_views(settings), _render_views)
     elif args.action == "report":
         from wf_pipeline.service.telemetry_reports import telemetry_report
 
-        png = Path(args.png) if args.png else None
+        png = Path(args.png) if args.png is not None else None
         _emit(args, telemetry_report(settings, args.report, since=args.since, png=png), _render_report)
     else:
         with _progress(args, label="rows") as on_progress:
@@ -477,17 +485,6 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
             )
         _emit(args, result, _render_synth)
     return 0
-
-
-def _write_csv(result: dict) -> None:
-    # RFC 4180 CSV (the csv module's default dialect): a header line, then one line per row.
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    try:
-        writer.writerow(result["columns"])
-        writer.writerows(["" if cell is None else cell for cell in row] for row in result["rows"])
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
 
 
 def _positive_int(text: str) -> int:
@@ -600,7 +597,14 @@ def _render_retention(console: Console, r: dict) -> None:
 
 def _render_query(console: Console, r: dict) -> None:
     print_table(console, r["columns"], r["rows"])
-    console.print(plural(len(r["rows"]), "row"), highlight=False)
+    if r["omitted_rows"]:
+        print_line(
+            console,
+            f"{plural(r['row_count'], 'row')}, first {len(r['rows'])} shown, "
+            f"{r['omitted_rows']} left out (--json or --csv give all)",
+        )
+    else:
+        console.print(plural(r["row_count"], "row"), highlight=False)
 
 
 def _render_report(console: Console, r: dict) -> None:
@@ -802,8 +806,26 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         if sum(scope is not None for scope in scopes) != 1:
             extra = ", --hold-id" if args.action == "release" else ""
             return f"give exactly one of THREAD_ID, --workflow{extra}"
-    if args.command == "telemetry" and getattr(args, "csv", False) and args.json:
+    if args.command == "telemetry":
+        return _telemetry_usage_problem(args)
+    return None
+
+
+def _telemetry_usage_problem(args: argparse.Namespace) -> str | None:
+    # The lists and ranges are the service's; only the verdict (exit 2) is the CLI's.
+    if getattr(args, "csv", False) and args.json:
         return "--csv and --json exclude each other"
+    if args.action == "report":
+        from wf_pipeline.service.telemetry_reports import REPORT_KINDS
+
+        if args.report not in REPORT_KINDS:
+            return f"no telemetry report {args.report!r} (reports: {', '.join(REPORT_KINDS)})"
+        if args.png is not None and not args.png.strip():
+            return "--png needs a file name"
+    if args.action == "synth":
+        from wf_pipeline.service.telemetry import synthetic_days_problem
+
+        return synthetic_days_problem(args.days)
     return None
 
 
@@ -993,7 +1015,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = telemetry_action(
         "report", "print a growth, headroom or rejections report; --png draws its chart"
     )
-    # Checked by the service (TELEMETRY_BAD_ARGUMENTS), which owns the list of reports.
+    # Checked against the service's list of reports (`_usage_problem`: exit 2).
     report.add_argument("report", metavar="REPORT", help="growth, headroom or rejections")
     report.add_argument("--since", default="7d", help="how far back: 12h, 7d, 4w or forever (default 7d)")
     report.add_argument("--png", metavar="FILE", help="also draw the chart into this PNG file")

@@ -10,6 +10,8 @@ without being repeated:
   whose columns fold rather than end in an ellipsis; otherwise (a pipe, a file) it is
   plain aligned lines, one row per line, so ids can be copied and grepped whole.
 - `plural`: ``1 directory``, ``2 directories``.
+- `write_json_rows` / `write_csv_rows`: a query result streamed row by row (valid JSON,
+  or RFC 4180 CSV), so its size never has to fit in memory.
 - `print_warnings`: a command's warnings, ``CODE: message`` on stderr, never mixed with
   its results on stdout.
 - Names are shown through `display_name`: control characters never reach the terminal raw.
@@ -21,11 +23,12 @@ without being repeated:
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -88,6 +91,59 @@ def emit(json_output: bool, payload: Any, render: Callable[[Console, Any], None]
         else:
             render(stdout_console(), payload)
             sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_closed_stdout()
+
+
+def write_json_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write ``{"columns": [...], "rows": [[...], ...]}`` to stdout, one row per line, as rows arrive.
+
+    Args:
+        columns: the column names.
+        rows: JSON-ready rows (already encoded: no NaN, bytes or dates), consumed once.
+
+    Returns:
+        None. The output is one valid JSON object (RFC 8259; ``allow_nan=False``). A closed
+        stdout ends it quietly, as `emit` does.
+    """
+    try:
+        out = sys.stdout
+        out.write('{\n  "columns": ' + json.dumps(list(columns), allow_nan=False) + ',\n  "rows": [')
+        first = True
+        for row in rows:
+            out.write(("\n    " if first else ",\n    ") + json.dumps(list(row), allow_nan=False))
+            first = False
+        out.write("]\n}\n" if first else "\n  ]\n}\n")
+        out.flush()
+    except BrokenPipeError:
+        _quiet_closed_stdout()
+
+
+def write_csv_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write RFC 4180 CSV (the csv module's default dialect) to stdout: a header line, then each row.
+
+    Args:
+        columns: the column names.
+        rows: JSON-ready rows, consumed once; None is an empty cell, lists and objects are
+            their compact JSON text, everything else its ``str``.
+
+    Returns:
+        None. A closed stdout ends the output quietly.
+    """
+
+    def cell(value: Any) -> Any:
+        if value is None:
+            return ""
+        if isinstance(value, (list, dict)):
+            return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        return value
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    try:
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([cell(value) for value in row])
+        sys.stdout.flush()
     except BrokenPipeError:
         _quiet_closed_stdout()
 

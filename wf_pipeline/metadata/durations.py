@@ -10,12 +10,17 @@ import re
 
 from wf_pipeline.errors import METADATA_BAD_DURATION, MetadataError
 
-__all__ = ["FOREVER", "UNIT_MS", "format_duration_ms", "parse_duration_ms"]
+__all__ = ["FOREVER", "MAX_DURATION_MS", "UNIT_MS", "format_duration_ms", "parse_duration_ms"]
 
 FOREVER = "forever"
 
 # Milliseconds per unit; a week is the longest unit people write for retention.
 UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+#: The longest duration accepted: 100 years of 365 days (36500d), in ms. Longer spans
+#: overflow date arithmetic (a date before year 1) and mean "forever" anyway, which has
+#: its own spelling.
+MAX_DURATION_MS = 36_500 * UNIT_MS["d"]
 
 _DURATION_RE = re.compile(r"(\d{1,12})(ms|s|m|h|d|w)")
 
@@ -29,11 +34,12 @@ def parse_duration_ms(text: str, *, allow_zero: bool = False) -> int | None:
         allow_zero: accept a zero such as ``0s`` (a grace period may be none; a window may not).
 
     Returns:
-        The duration in ms (> 0, or >= 0 with ``allow_zero``), or None for ``forever``.
+        The duration in ms (> 0, or >= 0 with ``allow_zero``; at most `MAX_DURATION_MS`,
+        36500d), or None for ``forever``.
 
     Raises:
-        MetadataError: ``METADATA_BAD_DURATION`` (figure: the text) for anything else,
-            zero included unless ``allow_zero``.
+        MetadataError: ``METADATA_BAD_DURATION`` (figure: the text) for anything else:
+            zero unless ``allow_zero``, and anything longer than 36500d.
     """
     if not isinstance(text, str):
         raise MetadataError(
@@ -49,7 +55,15 @@ def parse_duration_ms(text: str, *, allow_zero: bool = False) -> int | None:
             f"duration {text!r} is not a positive number with a unit ({', '.join(UNIT_MS)}) or '{FOREVER}'",
             duration=text,
         )
-    return int(match.group(1)) * UNIT_MS[match.group(2)]
+    duration_ms = int(match.group(1)) * UNIT_MS[match.group(2)]
+    if duration_ms > MAX_DURATION_MS:
+        raise MetadataError(
+            METADATA_BAD_DURATION,
+            f"duration {text!r} is {duration_ms} ms, longer than the limit of "
+            f"{format_duration_ms(MAX_DURATION_MS)} ({MAX_DURATION_MS} ms); write '{FOREVER}' for no limit",
+            duration=text,
+        )
+    return duration_ms
 
 
 def format_duration_ms(duration_ms: int | None) -> str:

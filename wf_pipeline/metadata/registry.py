@@ -20,6 +20,11 @@ from wf_pipeline.errors import METADATA_DUPLICATE_KEY, METADATA_INVALID_DESCRIPT
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, is_digest
 
 SchemaType = Literal["digest", "identifier", "short_text"]
+
+#: Schema types whose every value has the same size: a ``digest`` is always
+#: ``sha256:`` + 64 hex digits (`DIGEST_MAX_BYTES` bytes), so such a key cannot grow
+#: toward its budget however many values it sees.
+FIXED_WIDTH_SCHEMA_TYPES: frozenset[str] = frozenset({"digest"})
 Mutability = Literal["identity", "attested", "annotation", "ephemeral"]
 Redaction = Literal["none", "hash", "drop"]
 Visibility = Literal["public", "internal", "privileged"]
@@ -132,6 +137,11 @@ class KeyDescriptor:
         return None
 
     @property
+    def fixed_width(self) -> bool:
+        """Whether every value of this key has the same size by schema (`FIXED_WIDTH_SCHEMA_TYPES`)."""
+        return self.schema_type in FIXED_WIDTH_SCHEMA_TYPES
+
+    @property
     def persisted(self) -> bool:
         """Whether values of this key are ever written (every mutability but ``ephemeral``)."""
         return self.mutability != "ephemeral"
@@ -242,6 +252,7 @@ FRAME_KEY_REGISTRY = KeyRegistry(
 from wf_pipeline.metadata.budgets import Budgets  # noqa: E402
 
 __all__ = [
+    "FIXED_WIDTH_SCHEMA_TYPES",
     "FRAME_KEY_REGISTRY",
     "Budgets",
     "KeyDescriptor",

@@ -2,34 +2,92 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from wf_pipeline.errors import masked_url
+from wf_pipeline.errors import CONFIG_STORE_NOT_SHARED, masked_url
 from wf_pipeline.settings import Settings
-from wf_pipeline.telemetry import METADATA_WRITES, TelemetryStore, run_query
-from wf_pipeline.telemetry.query import connect, view_columns
-from wf_pipeline.telemetry.synth import synthetic_batches
+from wf_pipeline.telemetry import METADATA_WRITES, TelemetryStore
+from wf_pipeline.telemetry.encode import json_value
+from wf_pipeline.telemetry.query import connect, open_query, view_columns
+from wf_pipeline.telemetry.store import per_process_url
+from wf_pipeline.telemetry.synth import synthetic_batches, synthetic_days_problem
 
-__all__ = ["compact_telemetry", "query_telemetry", "synth_telemetry", "telemetry_views"]
+__all__ = [
+    "compact_telemetry",
+    "query_telemetry",
+    "settings_warnings",
+    "stream_query",
+    "synth_telemetry",
+    "synthetic_days_problem",
+    "telemetry_views",
+]
 
 Progress = Callable[[int, int], None]
 
 
-def query_telemetry(settings: Settings, sql: str) -> dict[str, Any]:
-    """Run ``sql`` over the telemetry views (`wf_pipeline.telemetry.run_query`).
+def settings_warnings(settings: Settings) -> list[dict[str, str]]:
+    """Warnings about ``settings`` that every command should show before it works.
 
     Returns:
-        ``{"columns": [names], "rows": [[values]]}`` (dates and other non-JSON values are
-        turned into strings by the CLI's JSON output).
+        ``[{"code", "message"}]``: ``CONFIG_STORE_NOT_SHARED`` when ``telemetry_url`` lives
+        in this process's memory (`per_process_url`): the rows this command writes are gone
+        when it exits, and no other ``wf`` command will see them. Empty otherwise.
+    """
+    if not per_process_url(settings.telemetry_url):
+        return []
+    return [
+        {
+            "code": CONFIG_STORE_NOT_SHARED,
+            "message": f"the telemetry store (WF_TELEMETRY_URL={masked_url(settings.telemetry_url)}) "
+            "lives in this process's memory: its rows are lost when the command exits and no other "
+            "command sees them; use a directory or a shared fsspec URL",
+        }
+    ]
+
+
+def query_telemetry(settings: Settings, sql: str, *, limit: int | None = None) -> dict[str, Any]:
+    """Run ``sql`` over the telemetry views (`wf_pipeline.telemetry.query.open_query`), rows JSON-encoded.
+
+    Args:
+        settings: where the telemetry and the archive are.
+        sql: one read-only SELECT statement.
+        limit: keep at most this many rows (the rest are counted, not held); None keeps all.
+
+    Returns:
+        ``{"columns": [names], "rows": [[values]] (each value `json_value`-encoded: valid
+        JSON, blobs as base64, intervals as ISO 8601 durations), "row_count" (all rows),
+        "omitted_rows" (rows past ``limit``)}``.
 
     Raises:
-        TelemetryError: ``TELEMETRY_QUERY_INVALID: <DuckDB's message>``.
+        TelemetryError: ``TELEMETRY_QUERY_INVALID: <reason>``.
     """
-    columns, rows = run_query(settings, sql)
-    return {"columns": columns, "rows": [list(row) for row in rows]}
+    kept: list[list[Any]] = []
+    total = 0
+    with open_query(settings, sql) as (columns, rows):
+        for row in rows:
+            total += 1
+            if limit is None or len(kept) < limit:
+                kept.append([json_value(value) for value in row])
+    return {"columns": columns, "rows": kept, "row_count": total, "omitted_rows": total - len(kept)}
+
+
+@contextlib.contextmanager
+def stream_query(settings: Settings, sql: str) -> Iterator[tuple[list[str], Iterator[list[Any]]]]:
+    """Run ``sql`` like `query_telemetry`, but give its rows one at a time (for ``--json``/``--csv``).
+
+    Returns:
+        A context manager giving (column names, an iterator of rows, each a list of
+        `json_value`-encoded values); memory stays near one fetch batch whatever the result size.
+
+    Raises:
+        TelemetryError: ``TELEMETRY_QUERY_INVALID: <reason>`` (on entering, or while iterating).
+    """
+    with open_query(settings, sql) as (columns, rows):
+        yield columns, ([json_value(value) for value in row] for row in rows)
 
 
 def telemetry_views(settings: Settings) -> dict[str, Any]:

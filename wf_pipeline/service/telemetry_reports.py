@@ -26,6 +26,7 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.settings import Settings
+from wf_pipeline.telemetry.encode import json_value
 from wf_pipeline.telemetry.query import install_views
 from wf_pipeline.telemetry.reports import REPORTS
 
@@ -36,21 +37,16 @@ REPORT_KINDS: tuple[str, ...] = tuple(REPORTS)
 
 
 def _json_value(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if hasattr(value, "isoformat"):  # pandas Timestamp
-        return value.date().isoformat()
-    if hasattr(value, "item"):  # numpy scalars
+    # pandas turns DATE columns into midnight Timestamps and counts into floats: undo that
+    # first (a day stays YYYY-MM-DD, a whole count an int, a ratio 4 decimals), then the one
+    # encoder (`json_value`) makes everything else valid JSON.
+    if hasattr(value, "item") and not isinstance(value, (dt.date, dt.datetime)):
         value = value.item()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
+    if isinstance(value, dt.datetime) and value.time() == dt.time() and value.tzinfo is None:
+        return value.date().isoformat()
+    if isinstance(value, float) and math.isfinite(value):
         return int(value) if value.is_integer() else round(value, 4)
-    return value
+    return json_value(value)
 
 
 def _png_size(png: bytes) -> tuple[int, int]:

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from wf_pipeline.telemetry.headroom import ERROR_RATIO, WARN_RATIO, headroom_level
+from wf_pipeline.telemetry.headroom import ERROR_RATIO, WARN_RATIO, headroom_level, is_fixed_width
 
 __all__ = [
     "CHART_DPI",
@@ -32,7 +32,13 @@ CHART_DPI: Final = 100
 #: Keys drawn as their own line or bar segment; the rest are summed as "other keys".
 MAX_SERIES: Final = 8
 
-_LEVEL_COLOURS: Final = {"ok": "#4c9a2a", "warn": "#e0a800", "error": "#c62828", "unbudgeted": "#9e9e9e"}
+_LEVEL_COLOURS: Final = {
+    "fixed": "#5c8fd6",
+    "ok": "#4c9a2a",
+    "warn": "#e0a800",
+    "error": "#c62828",
+    "unbudgeted": "#9e9e9e",
+}
 
 
 def _figure() -> tuple[Figure, object]:
@@ -106,7 +112,8 @@ def headroom_chart_png(
         title: the chart's title.
 
     Returns:
-        The PNG file's bytes (1000 x 500 pixels); bars are coloured by `headroom_level`.
+        The PNG file's bytes (1000 x 500 pixels); bars are coloured by the frame's ``level``
+        column, or by `headroom_level` (with `is_fixed_width`) when it has none.
         Raises ``KeyError`` for a missing column.
     """
     figure, axes = _figure()
@@ -118,10 +125,22 @@ def headroom_chart_png(
         return _png(figure)
     budgeted = budgeted.assign(ratio=budgeted["p95_bytes"] / budgeted["budget_bytes"] * 100.0)
     budgeted = budgeted.sort_values("ratio", ascending=True).tail(MAX_SERIES * 3)
-    colours = [
-        _LEVEL_COLOURS[headroom_level(p95, budget)]
-        for p95, budget in zip(budgeted["p95_bytes"], budgeted["budget_bytes"])
-    ]
+    # The frame's own level column when it has one (`headroom_frame`), so chart and table agree.
+    levels = (
+        list(budgeted["level"])
+        if "level" in budgeted.columns
+        else [
+            headroom_level(p95, budget, fixed_width=is_fixed_width(domain, key))
+            for domain, key, p95, budget in zip(
+                budgeted.get("domain", [None] * len(budgeted)),
+                budgeted["key"],
+                budgeted["p95_bytes"],
+                budgeted["budget_bytes"],
+                strict=True,
+            )
+        ]
+    )
+    colours = [_LEVEL_COLOURS[level] for level in levels]
     axes.barh([str(k) for k in budgeted["key"]], budgeted["ratio"].to_numpy(), color=colours)
     axes.axvline(WARN_RATIO * 100, color=_LEVEL_COLOURS["warn"], linestyle="--", label="warn (80%)")
     axes.axvline(ERROR_RATIO * 100, color=_LEVEL_COLOURS["error"], linestyle="--", label="error (95%)")

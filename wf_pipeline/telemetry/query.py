@@ -2,9 +2,16 @@
 
 The views are those of ``views.sql`` (shipped in this package; `VIEWS_SQL` is its path),
 run on a fresh in-memory DuckDB connection after setting its variables ``wf_telemetry``
-(the store's location) and ``wf_archive`` (``$WF_HOME/archive``). A store that is not on
-the local disk is reached through its fsspec filesystem, registered with DuckDB
-(``DuckDBPyConnection.register_filesystem``).
+(the store's location) and ``wf_archive`` (``$WF_HOME/archive``, `archive_location`). A
+store that is not on the local disk is reached through its fsspec filesystem, registered
+with DuckDB (``DuckDBPyConnection.register_filesystem``).
+
+`run_query` is read-only: the text must be exactly one SELECT-like statement, judged by
+DuckDB's own parser (``duckdb.extract_statements``), and the connection it runs on may
+only read files under the telemetry and archive roots (DuckDB's ``allowed_directories``
+with ``enable_external_access = false`` and ``lock_configuration = true``, as DuckDB's
+"Securing DuckDB" guide describes), so COPY, ATTACH, SET, DDL, ``read_csv('/etc/passwd')``
+and the like are refused.
 """
 
 from __future__ import annotations
@@ -25,10 +32,14 @@ from wf_pipeline.telemetry.store import TelemetryStore, seed_archive
 __all__ = [
     "VIEWS",
     "VIEWS_SQL",
+    "archive_location",
+    "check_read_only",
     "connect",
     "connect_store",
     "create_views",
     "install_views",
+    "lock_down",
+    "open_query",
     "run_query",
     "view_columns",
 ]
@@ -38,32 +49,101 @@ VIEWS_SQL: Path = Path(str(resources.files("wf_pipeline.telemetry").joinpath("vi
 
 
 def archive_location(settings: Settings) -> str:
-    """Where archived record rows live (``$WF_HOME/archive``), the ``wf_archive`` variable."""
+    """Where archived record rows live: always ``$WF_HOME/archive``, the ``wf_archive`` variable.
+
+    The one answer for compaction, retention and the views; it does not move with
+    ``WF_TELEMETRY_URL`` (the archive holds records, not telemetry).
+    """
     return str(settings.home / "archive")
 
 
-def create_views(con: duckdb.DuckDBPyConnection, store: TelemetryStore, archive: str | None = None) -> None:
+#: Statement types `run_query` runs: plain queries (SELECT, FROM-first, VALUES, SHOW,
+#: DESCRIBE and SUMMARIZE all parse as SELECT in DuckDB).
+_READ_ONLY_TYPES = frozenset({duckdb.StatementType.SELECT})
+
+
+def check_read_only(sql: str) -> None:
+    """Accept ``sql`` only when DuckDB parses it as exactly one SELECT-like statement.
+
+    Args:
+        sql: the text a user gave ``wf telemetry query``.
+
+    Returns:
+        None.
+
+    Raises:
+        TelemetryError: ``TELEMETRY_QUERY_INVALID: <reason>`` for text DuckDB cannot parse,
+            no statement, several statements, or a statement of another type (COPY,
+            ATTACH, SET, PRAGMA, CREATE, DROP, INSERT, EXPLAIN...), with its type.
+    """
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise TelemetryError(TELEMETRY_QUERY_INVALID, _first_line(exc)) from None
+    if len(statements) != 1:
+        raise TelemetryError(
+            TELEMETRY_QUERY_INVALID,
+            f"give exactly one SELECT statement, got {len(statements)} statements",
+            statements=len(statements),
+        )
+    kind = statements[0].type
+    if kind not in _READ_ONLY_TYPES:
+        raise TelemetryError(
+            TELEMETRY_QUERY_INVALID,
+            f"only a SELECT statement may run over the telemetry views, got a {kind.name} statement",
+            statement_type=kind.name,
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _sql_text(value: str) -> str:
+    # A SQL string literal: single quotes doubled (SQL standard quoting).
+    return "'" + value.replace("'", "''") + "'"
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, store: TelemetryStore, archive: str) -> None:
+    """Limit ``con``'s file access to the telemetry and archive roots, for good.
+
+    Sets DuckDB's ``allowed_directories`` to the two roots, then ``enable_external_access
+    = false`` (only those directories stay readable) and ``lock_configuration = true`` (no
+    later SET can undo it). Call it after the views are created.
+    """
+    roots = [store.location.rstrip("/") + "/", archive.rstrip("/") + "/"]
+    con.execute(f"SET allowed_directories = [{', '.join(_sql_text(root) for root in roots)}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def create_views(con: duckdb.DuckDBPyConnection, store: TelemetryStore, archive: str) -> None:
     """Create ``store``'s views (``views.sql``) on the open connection ``con``.
 
     Args:
         con: any DuckDB connection (a new in-memory one, or one a Dagster ``DuckDBResource`` opened).
         store: the telemetry store (seeded here when empty, so every view resolves).
-        archive: the ``wf_archive`` location (None: ``<store root>/../archive``).
+        archive: the ``wf_archive`` location (`archive_location`); its zero-row seed file is
+            written here when missing, so ``archived_threads`` resolves before the first
+            compaction. The telemetry writer never touches it.
 
     Returns:
         None; the variables ``wf_telemetry`` and ``wf_archive`` and the views are set on ``con``.
+
+    Raises:
+        TelemetryError: ``TELEMETRY_WRITE_FAILED`` when a seed file cannot be written.
     """
     store.ensure_seeded()
     if not store.local:
         con.register_filesystem(store.fs)
-    archive = archive if archive is not None else store.location.rsplit("/", 1)[0] + "/archive"
     seed_archive(archive)
     con.execute("SET VARIABLE wf_telemetry = ?", [store.location])
     con.execute("SET VARIABLE wf_archive = ?", [archive])
     con.execute(VIEWS_SQL.read_text(encoding="utf-8"))
 
 
-def connect_store(store: TelemetryStore, archive: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect_store(store: TelemetryStore, archive: str) -> duckdb.DuckDBPyConnection:
     """A new in-memory DuckDB connection with ``store``'s views created (`create_views`).
 
     Returns:
@@ -98,37 +178,72 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     return connect_store(TelemetryStore(settings.telemetry_url), archive_location(settings))
 
 
-def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one SQL statement over the telemetry views.
+#: Rows fetched from DuckDB at a time while streaming a result (memory stays near one batch).
+FETCH_BATCH_ROWS = 10_000
+
+
+@contextlib.contextmanager
+def open_query(settings: Settings, sql: str) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
+    """Run one read-only SQL statement over the telemetry views and stream its rows.
 
     Args:
         settings: locate the store (``telemetry_url``) and the archive (``home``).
-        sql: DuckDB SQL; the views of `VIEWS` are defined.
+        sql: one DuckDB SELECT statement (`check_read_only`); the views of `VIEWS` are
+            defined, and only files under the telemetry and archive roots can be read
+            (`lock_down`).
 
     Returns:
-        (column names, rows as tuples of Python values); a statement without a result gives
-        ``([], [])``.
+        A context manager giving (column names, an iterator of rows as tuples of Python
+        values, fetched `FETCH_BATCH_ROWS` at a time). The store's shared read lock and the
+        connection are held until the block ends, so a compaction is seen whole or not at all.
 
     Raises:
-        TelemetryError: ``TELEMETRY_QUERY_INVALID: <DuckDB's message>`` (first line of it)
-            for SQL DuckDB rejects.
+        TelemetryError: ``TELEMETRY_QUERY_INVALID: <reason>``: not exactly one SELECT
+            statement, or DuckDB's message (first line of it) for SQL it rejects, a file
+            outside the roots included (while executing or fetching).
     """
+    check_read_only(sql)
     store = TelemetryStore(settings.telemetry_url)
-    con = connect_store(store, archive_location(settings))
+    archive = archive_location(settings)
+    con = connect_store(store, archive)
     try:
+        lock_down(con, store, archive)
         # The shared lock spans binding (which globs the files) and reading them.
         with store.read_lock():
             try:
                 con.execute(sql)
-                if con.description is None:
-                    return [], []
-                columns = [column[0] for column in con.description]
-                return columns, con.fetchall()
             except duckdb.Error as exc:
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise TelemetryError(TELEMETRY_QUERY_INVALID, message) from None
+                raise TelemetryError(TELEMETRY_QUERY_INVALID, _first_line(exc)) from None
+            columns = [column[0] for column in con.description or ()]
+
+            def rows() -> Iterator[tuple[Any, ...]]:
+                if con.description is None:
+                    return
+                while True:
+                    try:
+                        batch = con.fetchmany(FETCH_BATCH_ROWS)
+                    except duckdb.Error as exc:
+                        raise TelemetryError(TELEMETRY_QUERY_INVALID, _first_line(exc)) from None
+                    if not batch:
+                        return
+                    yield from batch
+
+            yield columns, rows()
     finally:
         con.close()
+
+
+def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only SQL statement over the telemetry views (`open_query`) and collect its rows.
+
+    Returns:
+        (column names, rows as tuples of Python values).
+
+    Raises:
+        TelemetryError: ``TELEMETRY_QUERY_INVALID: <reason>`` (see `open_query`).
+    """
+    with open_query(settings, sql) as (columns, rows):
+        return columns, list(rows)
 
 
 def view_columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:

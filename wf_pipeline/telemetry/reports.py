@@ -22,7 +22,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from wf_pipeline.telemetry.charts import growth_chart_png, headroom_chart_png, rejections_chart_png
-from wf_pipeline.telemetry.headroom import LEVELS, headroom_level
+from wf_pipeline.telemetry.headroom import LEVELS, headroom_level, is_fixed_width
 
 __all__ = [
     "DAY_MS",
@@ -78,7 +78,9 @@ class BudgetHeadroomModel(pa.DataFrameModel):
     class Config:
         strict = True
         name = "BudgetHeadroom"
-        description = "p50/p95/max value size per key against its budget, with its level (ok/warn/error)"
+        description = (
+            "p50/p95/max value size per key against its budget, with its level (fixed/ok/warn/error)"
+        )
 
 
 def day_bounds_ms(day: dt.date | str) -> tuple[int, int]:
@@ -148,7 +150,10 @@ def headroom_frame(
         [0 if since_ms is None else since_ms, _END_OF_TIME_MS if until_ms is None else until_ms],
     ).df()
     frame["level"] = [
-        headroom_level(p95, budget) for p95, budget in zip(frame["p95_bytes"], frame["budget_bytes"])
+        headroom_level(p95, budget, fixed_width=is_fixed_width(domain, key))
+        for domain, key, p95, budget in zip(
+            frame["domain"], frame["key"], frame["p95_bytes"], frame["budget_bytes"], strict=True
+        )
     ]
     return BudgetHeadroomModel.validate(frame) if not frame.empty else frame
 

@@ -42,6 +42,7 @@ import pyarrow
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 
 from wf_pipeline.errors import (
     TELEMETRY_BAD_ARGUMENTS,
@@ -61,6 +62,7 @@ __all__ = [
     "TelemetryStore",
     "partition_dir",
     "quote_partition",
+    "per_process_url",
     "seed_archive",
 ]
 
@@ -170,14 +172,13 @@ class TelemetryStore:
     def ensure_seeded(self) -> None:
         """Write each table's zero-row seed file when it is missing (idempotent).
 
-        A local store also seeds the archive beside it (`seed_archive`), so views.sql runs
-        from a plain DuckDB connection over the default layout. Raises
+        The record archive is not touched here (it lives at ``$WF_HOME/archive`` whatever
+        the telemetry URL, and is seeded by the query side), so an archive problem never
+        costs telemetry rows. Raises
         ``TELEMETRY_WRITE_FAILED`` (figure: the OS reason) when it cannot be written.
         """
         if self._seeded:
             return
-        if self.local:
-            seed_archive(self.root.rsplit("/", 1)[0] + "/archive")
         for table in TABLES:
             folder = f"{self.root}/{table}/date={SEED_DATE}/workflow_id={_SEED_WORKFLOW}"
             path = f"{folder}/{_SEED_NAME}"
@@ -390,6 +391,26 @@ def _partitions(batch: pyarrow.Table) -> Iterator[tuple[tuple[str, str], pyarrow
 
 def _day_name(epoch_day: int) -> str:
     return (_EPOCH + dt.timedelta(days=epoch_day)).isoformat()
+
+
+def per_process_url(url: str) -> bool:
+    """Whether the telemetry store at ``url`` lives in this process's memory (fsspec's ``memory://``).
+
+    Rows written there are gone when the process ends and are never seen by another process
+    (a later ``wf telemetry query``, an out-of-process executor's steps).
+
+    Args:
+        url: a telemetry URL (``settings.telemetry_url``).
+
+    Returns:
+        True when fsspec's filesystem for ``url`` is (a subclass of) its ``MemoryFileSystem``;
+        False otherwise, an unknown protocol included. Raises nothing.
+    """
+    try:
+        cls = fsspec.get_filesystem_class(fsspec.utils.get_protocol(url))
+    except (ValueError, ImportError):
+        return False
+    return issubclass(cls, MemoryFileSystem)
 
 
 def seed_archive(location: str) -> None:

@@ -23,7 +23,15 @@ from wf_pipeline.errors import METADATA_BUDGET_EXCEEDED, TELEMETRY_BAD_ARGUMENTS
 from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY
 from wf_pipeline.telemetry.schema import ARROW_SCHEMA
 
-__all__ = ["DAY_MS", "MAX_CHUNK_ROWS", "SyntheticKey", "synthetic_batches", "synthetic_keys"]
+__all__ = [
+    "DAY_MS",
+    "MAX_CHUNK_ROWS",
+    "SyntheticKey",
+    "max_synthetic_days",
+    "synthetic_batches",
+    "synthetic_keys",
+    "synthetic_days_problem",
+]
 
 DAY_MS = 86_400_000
 #: Rows per generated table at most (bounds memory: about 100 MB per million rows).
@@ -74,6 +82,33 @@ def synthetic_keys(seed: int = 7) -> list[SyntheticKey]:
     return keys
 
 
+_EPOCH_DAY = dt.date(1970, 1, 1)
+
+
+def max_synthetic_days(end_day: dt.date | None = None) -> int:
+    """The most days a synthetic workload can span ending ``end_day`` (default today, UTC).
+
+    Returns:
+        Whole days from 1970-01-01 to ``end_day`` inclusive: every row's ``ts_ms`` (ms
+        since the Unix epoch) must be >= 0, as the telemetry schema requires.
+    """
+    end = end_day or dt.datetime.now(dt.UTC).date()
+    return (end - _EPOCH_DAY).days + 1
+
+
+def synthetic_days_problem(days: int, end_day: dt.date | None = None) -> str | None:
+    """Why ``days`` cannot be a synthetic workload's span, or None when it can.
+
+    Returns:
+        A sentence with the figures (``days`` and `max_synthetic_days`) for a value below
+        1 or one reaching before 1970-01-01; None otherwise. Raises nothing.
+    """
+    limit = max_synthetic_days(end_day)
+    if days < 1 or days > limit:
+        return f"--days must be between 1 and {limit} (the days since 1970-01-01, UTC), got {days}"
+    return None
+
+
 def synthetic_batches(
     rows: int,
     days: int,
@@ -95,12 +130,16 @@ def synthetic_batches(
         Tables with `ARROW_SCHEMA`, at most `MAX_CHUNK_ROWS` rows each, in day order.
 
     Raises:
-        TelemetryError: ``TELEMETRY_BAD_ARGUMENTS`` for rows or days below 1, or an empty
-            workflow id.
+        TelemetryError: ``TELEMETRY_BAD_ARGUMENTS`` for rows below 1, days outside
+            `synthetic_days_problem`'s range, or an empty workflow id.
     """
-    if rows < 1 or days < 1:
+    problem = synthetic_days_problem(days, end_day)
+    if rows < 1 or problem is not None:
         raise TelemetryError(
-            TELEMETRY_BAD_ARGUMENTS, f"synth needs rows >= 1 and days >= 1, got rows={rows} days={days}"
+            TELEMETRY_BAD_ARGUMENTS,
+            problem or f"synth needs rows >= 1, got rows={rows}",
+            rows=rows,
+            days=days,
         )
     workflows = workflows or _DEFAULT_WORKFLOWS
     if not all(workflows):

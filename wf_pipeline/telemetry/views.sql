@@ -111,7 +111,9 @@ SELECT * FROM budget_headroom_between(0, 9223372036854775807);
 -- Parquet under wf_archive: the thread record's columns, plus archived_at_ms (ms) and
 -- compaction_id. Their turns, gates, prompt and artifact links and frames sit beside them
 -- in <wf_archive>/<table>/*.parquet. A zero-row seed file keeps the view valid before the
--- first compaction. Without wf_archive, the archive beside wf_telemetry is read.
+-- first compaction; the product writes it when it first opens these views (any
+-- `wf telemetry` command, the Dagster telemetry assets) or compacts. Without wf_archive,
+-- the archive beside wf_telemetry is read (the default layout: $WF_HOME/archive).
 CREATE OR REPLACE VIEW archived_threads AS
 SELECT *
 FROM read_parquet(

@@ -33,6 +33,7 @@ from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
 from wf_pipeline.records.connection import is_memory_sqlite, parse_url
 from wf_pipeline.records.memory import MEMORY_SCHEME as RECORDS_MEMORY_SCHEME
 from wf_pipeline.settings import SECRET_URL_VARIABLES, Settings
+from wf_pipeline.telemetry.store import per_process_url
 from wf_pipeline.workflows import load_builtin_workflows
 
 # Where each out-of-process executor lives, and the package that provides it.
@@ -147,12 +148,14 @@ def check_stores_shared(settings: Settings) -> None:
     Each step process would open its own empty store: the steps would find no thread, call
     no provider, and the launcher would see nothing they did. Args: ``settings`` with an
     out-of-process ``executor``. Returns None. Raises ``CONFIG_STORE_NOT_SHARED`` (figures:
-    store (``cas`` or ``records``), variable, executor) for ``memory://`` stores and an
-    in-memory SQLite record store.
+    store (``cas``, ``records`` or ``telemetry``), variable, executor) for ``memory://``
+    stores and an in-memory SQLite record store (telemetry rows flushed by the steps would
+    be lost without a word: `wf_pipeline.telemetry.store.per_process_url`).
     """
     stores = (
         ("cas", "CAS", "WF_CAS_URL", url_scheme(settings.cas_url) == CAS_MEMORY_SCHEME),
         ("records", "record", "WF_RECORDS_URL", _records_in_memory(settings.records_url)),
+        ("telemetry", "telemetry", "WF_TELEMETRY_URL", per_process_url(settings.telemetry_url)),
     )
     for store, label, variable, in_memory in stores:
         if in_memory:
