@@ -310,6 +310,11 @@ def _thread_statuses(home: WfHome) -> Counter[str]:
         return Counter()  # killed before the store was created
     connection = sqlite3.connect(f"file:{home.records_db}?mode=ro", uri=True, timeout=30)
     try:
+        tables = {
+            name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "wf_threads" not in tables:
+            return Counter()  # killed while the store's tables were being made: the next open migrates
         return Counter(status for (status,) in connection.execute("SELECT status FROM wf_threads"))
     finally:
         connection.close()

@@ -162,11 +162,12 @@ class Directory:
         span = span.strip()
         if not span or span.startswith("/"):
             return False
+        # A signature first: its defaults may hold a slash (``title: str = 'p95 / budget'``).
+        if signature := _SIGNATURE.match(span):
+            return self._names_defined(signature["name"])
         if span.endswith("/") or "/" in span or span in self.files:
             # A path, or a file of this directory by name (``0001_baseline.py`` is no identifier).
             return (self.path / span).exists()
-        if signature := _SIGNATURE.match(span):
-            return self._names_defined(signature["name"])
         if _DOTTED.fullmatch(span):
             return (self.path / span).exists() or self._names_defined(span) or span in parameters
         return span in self.source_lines

@@ -181,9 +181,11 @@ def retention_trigger_sensor(retention: JobDefinition, calls: MaintenanceCalls) 
     request's run key new.
     """
 
+    # Targeted by name: given the job itself, Definitions rebinds it with its resources
+    # through a copy that emits Dagster's BetaWarning on ``owners`` at every load.
     @sensor(
         name=RETENTION_SENSOR,
-        job=retention,
+        job_name=retention.name,
         minimum_interval_seconds=TRIGGER_INTERVAL_S,
         default_status=DefaultSensorStatus.RUNNING,
         description="Run wf_retention before its schedule when expired bytes pass WF_RETENTION_TRIGGER_BYTES.",
