@@ -114,6 +114,10 @@ class TelemetryError(WfError):
     """Telemetry rows, their Parquet store and the DuckDB views over it."""
 
 
+class KeysError(WfError):
+    """The keyring: master key, key-encryption keys (KEKs), data keys and their lifecycle."""
+
+
 class ErrorCode(str):
     """One catalogue entry: a ``str`` equal to the code's name, with its facts as attributes.
 
@@ -264,6 +268,12 @@ CAS_ARTIFACT_EXPIRED = _code(
 CAS_BACKEND_ERROR = _code(
     "CAS_BACKEND_ERROR", CasError, meaning="the storage backend failed to read or write an object"
 )
+CAS_DECRYPT_FAILED = _code(
+    "CAS_DECRYPT_FAILED",
+    CasError,
+    meaning="an encrypted artifact's data key or payload does not authenticate under its artifact id, class "
+    "and KEK id (a swapped, moved or tampered ciphertext); nothing is returned",
+)
 CAS_DECODE_ERROR = _code("CAS_DECODE_ERROR", CasError, meaning="an artifact read as text is not UTF-8")
 CAS_DIGEST_MISMATCH = _code(
     "CAS_DIGEST_MISMATCH", CasError, meaning="stored bytes no longer hash to their artifact id (corruption)"
@@ -272,6 +282,17 @@ CAS_INVALID_ID = _code("CAS_INVALID_ID", CasError, meaning="not an artifact id o
 CAS_INVALID_JSON = _code("CAS_INVALID_JSON", CasError, meaning="an artifact read as JSON is not JSON")
 CAS_INVALID_REF = _code("CAS_INVALID_REF", CasError, meaning="a ref name has characters refs may not use")
 CAS_INVALID_URL = _code("CAS_INVALID_URL", CasError, meaning="the CAS URL names no usable storage")
+CAS_KEY_DESTROYED = _code(
+    "CAS_KEY_DESTROYED",
+    CasError,
+    meaning="the artifact's KEK was destroyed (crypto-shredded); its payload is unreadable for good, its records stay",
+)
+CAS_NOT_ENCRYPTED = _code(
+    "CAS_NOT_ENCRYPTED",
+    CasError,
+    meaning="an artifact of a class whose policy requires encryption is stored in plaintext or under a key "
+    "this keyring does not hold; it is refused, never returned",
+)
 CAS_NOT_FOUND = _code("CAS_NOT_FOUND", CasError, meaning="no artifact with that id is stored")
 CAS_REF_CORRUPT = _code("CAS_REF_CORRUPT", CasError, meaning="a ref does not hold an artifact id")
 CAS_REF_NOT_FOUND = _code("CAS_REF_NOT_FOUND", CasError, meaning="no ref with that name is stored")
@@ -295,6 +316,11 @@ PROFILE_DUPLICATE_WORKFLOW_ID = _code(
 PROFILE_NOT_FOUND = _code("PROFILE_NOT_FOUND", ProfileError, meaning="no layer defines that workflow_id")
 PROFILE_PARSE_ERROR = _code(
     "PROFILE_PARSE_ERROR", ProfileError, meaning="a profile file cannot be read or is not valid YAML"
+)
+PROFILE_ENCRYPTION_INVALID = _code(
+    "PROFILE_ENCRYPTION_INVALID",
+    ProfileError,
+    meaning="a profile's encryption block names an unknown preset, class or level",
 )
 PROFILE_RETENTION_INVALID = _code(
     "PROFILE_RETENTION_INVALID",
@@ -682,6 +708,35 @@ RETENTION_SCOPE_UNKNOWN = _code(
     "RETENTION_SCOPE_UNKNOWN",
     RetentionError,
     meaning="a hold names a thread or workflow the record store and profiles do not know",
+)
+
+
+# --- keys ----------------------------------------------------------------------------------
+KEYS_KEK_IN_USE = _code(
+    "KEYS_KEK_IN_USE",
+    KeysError,
+    meaning="a KEK cannot be retired while data keys are still wrapped by it (rewrap first)",
+)
+KEYS_KEK_NOT_FOUND = _code("KEYS_KEK_NOT_FOUND", KeysError, meaning="no KEK with that id is in the keyring")
+KEYS_KEK_STATE = _code(
+    "KEYS_KEK_STATE",
+    KeysError,
+    meaning="the KEK's state does not allow the operation (e.g. retiring the primary, or using a destroyed KEK)",
+)
+KEYS_MANAGER_ERROR = _code(
+    "KEYS_MANAGER_ERROR",
+    KeysError,
+    retryable=True,
+    meaning="the key manager (local keyring or a KMS) failed to create, wrap, unwrap or destroy a key",
+)
+KEYS_MANAGER_UNKNOWN = _code(
+    "KEYS_MANAGER_UNKNOWN", KeysError, meaning="WF_KEY_MANAGER names no registered key manager"
+)
+KEYS_MASTER_KEY_INVALID = _code(
+    "KEYS_MASTER_KEY_INVALID",
+    KeysError,
+    meaning="the master key (WF_MASTER_KEY, base64 of 32 bytes, or WF_MASTER_KEY_FILE) is missing, malformed "
+    "or not the key the keyring was made with; nothing was read or written",
 )
 
 

@@ -298,6 +298,80 @@ class HoldRecord(_Record):
         return self
 
 
+KekState = Literal["primary", "decrypt_only", "retired", "destroyed"]
+#: KEK states, in lifecycle order: ``primary`` wraps new data keys of its lineage;
+#: ``decrypt_only`` (after a rotation) only unwraps; ``retired`` wraps nothing and no data
+#: key depends on it; ``destroyed`` has its key material erased for good (crypto-shredding).
+KEK_STATES: tuple[KekState, ...] = ("primary", "decrypt_only", "retired", "destroyed")
+
+
+class KekRecord(_Record):
+    """One key-encryption key (KEK) of the keyring; its material is held by a key manager.
+
+    A KEK belongs to one *lineage*: an artifact class and a period (``period_start_ms`` to
+    ``period_start_ms + period_ms``). Data keys of artifacts of that class put during that
+    period are wrapped by the lineage's primary KEK, so destroying every KEK of a lineage
+    crypto-shreds exactly the artifacts of that class and period. A rotation adds the next
+    ``generation`` as primary; older generations become decrypt-only. Times in ms.
+
+    Attributes:
+        kek_id: ``kek-<class>-<YYYYMMDD of period start>-g<generation>``; unique.
+        manager: the key manager holding the material (``local``, ``aws-kms``, ...).
+        key_ref: the manager's reference to the material (the local manager: the KEK
+            wrapped under the master key; a KMS: the key's id or ARN). None once destroyed.
+        artifact_class: the class of the lineage.
+        period_start_ms, period_ms: the lineage's period (Unix epoch ms, length in ms).
+        generation: 1 for the lineage's first KEK, +1 per rotation.
+        state: see `KEK_STATES`.
+        created_at_ms, rotated_at_ms, retired_at_ms, destroyed_at_ms: lifecycle times
+            (None until they happen).
+    """
+
+    kek_id: NonEmpty
+    manager: NonEmpty
+    key_ref: bytes | None = None
+    artifact_class: NonEmpty
+    period_start_ms: int
+    period_ms: int = Field(gt=0)
+    generation: int = Field(ge=1)
+    state: KekState
+    created_at_ms: int
+    rotated_at_ms: int | None = None
+    retired_at_ms: int | None = None
+    destroyed_at_ms: int | None = None
+
+
+class DataKeyRecord(_Record):
+    """The wrapped data key of one encrypted artifact; never the data key itself.
+
+    ``wrapped_key`` is the artifact's 256-bit data key encrypted by the KEK ``kek_id`` with
+    associated data binding the artifact id, its class, the KEK id and the format version
+    (`wf_pipeline.crypto.envelope`). A rewrap replaces ``wrapped_key`` and ``kek_id``
+    together; the artifact's payload is never re-encrypted. Times in ms.
+
+    Attributes:
+        artifact_id: the plaintext's id (``sha256:<64 hex>``), which is the CAS id.
+        artifact_class: the class the payload's associated data names.
+        kek_id: the KEK wrapping the data key now.
+        wrapped_key: the wrapped data key (manager-specific bytes).
+        created_at_ms: when the data key was made.
+        rewrapped_at_ms: when it was last moved to another KEK (None: never).
+    """
+
+    artifact_id: NonEmpty
+    artifact_class: NonEmpty
+    kek_id: NonEmpty
+    wrapped_key: bytes
+    created_at_ms: int
+    rewrapped_at_ms: int | None = None
+
+    @field_validator("artifact_id")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        _check_digest(value)
+        return value
+
+
 # --- deterministic ids ---------------------------------------------------------------
 
 

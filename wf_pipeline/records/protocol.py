@@ -20,9 +20,11 @@ from pydantic import BaseModel, ValidationError
 from wf_pipeline.errors import RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
+    DataKeyRecord,
     FrameRecord,
     GateRecord,
     HoldRecord,
+    KekRecord,
     NodeRecord,
     PromptLinkRecord,
     TargetRecord,
@@ -442,6 +444,81 @@ class RecordStore(Protocol):
         blocks no one); a store only one home uses (SQLite, memory) needs none: the
         home's file lock serializes its sweeps. Raises ``RECORD_UNAVAILABLE``.
         """
+        ...
+
+    # Keyring: KEK records (material stays with the key manager) and the wrapped data key of
+    # every encrypted artifact. Data keys outlive threads (a shredded artifact's key row stays
+    # so reports can list it), so neither table references the threads table.
+
+    def keyring_meta(self, name: str) -> bytes | None:
+        """The keyring's stored value ``name`` (e.g. the master-key check), or None."""
+        ...
+
+    def claim_keyring_meta(self, name: str, value: bytes) -> bytes:
+        """Store ``value`` under ``name`` unless a value is there; returns the stored value (first writer wins).
+
+        Raises ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def add_kek(self, record: KekRecord) -> KekRecord:
+        """Insert a KEK unless one with its kek_id exists; returns the stored record (first writer wins).
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def get_kek(self, kek_id: str) -> KekRecord | None:
+        """The KEK ``kek_id``, or None."""
+        ...
+
+    def list_keks(self, artifact_class: str | None = None) -> list[KekRecord]:
+        """KEKs (optionally of one class), by artifact_class, period_start_ms, generation."""
+        ...
+
+    def update_kek(self, kek_id: str, *, expected_state: str, **changes: object) -> KekRecord | None:
+        """Set fields of the KEK ``kek_id`` if its state is still ``expected_state``; the new record, or None.
+
+        ``changes`` names `KekRecord` fields (``state``, ``key_ref``, ``*_at_ms``). A
+        compare-and-set, so two lifecycle commands never both win. Raises ``RECORD_INVALID``,
+        ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def claim_data_keys(self, records: Iterable[DataKeyRecord]) -> dict[str, DataKeyRecord]:
+        """Insert each data key unless its artifact_id has one; returns artifact_id -> the stored record.
+
+        All in one transaction. First writer wins: concurrent writers of one artifact all
+        get the same stored key back and encrypt with it. Raises ``RECORD_INVALID``
+        (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def data_keys_for(self, artifact_ids: Iterable[str]) -> dict[str, DataKeyRecord]:
+        """artifact_id -> data key record, for those of ``artifact_ids`` that have one."""
+        ...
+
+    def data_keys_under(
+        self, kek_ids: Iterable[str], *, after_artifact_id: str | None = None, limit: int = 1000
+    ) -> list[DataKeyRecord]:
+        """Data keys wrapped by any of ``kek_ids``, by artifact_id, starting after ``after_artifact_id``.
+
+        Pages through a KEK's keys (rewrap batches, reports) without loading them all.
+        """
+        ...
+
+    def rewrap_data_keys(
+        self, records: Iterable[DataKeyRecord], *, expected_kek_ids: Mapping[str, str]
+    ) -> int:
+        """Replace wrapped_key, kek_id and rewrapped_at_ms of each record whose stored kek_id is still ``expected_kek_ids[artifact_id]``.
+
+        One transaction; a row moved by someone else meanwhile is left alone (compare-and-set).
+        Returns how many rows changed. Raises ``RECORD_INVALID``, ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def count_data_keys(self) -> dict[str, int]:
+        """kek_id -> how many data keys it wraps (KEKs wrapping none are absent)."""
         ...
 
     # Thread leases: one holder at a time runs a thread's turns, across processes and hosts.
