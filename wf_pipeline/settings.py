@@ -60,6 +60,9 @@ SETTINGS_VARIABLES = (
     "WF_TELEMETRY",
     "WF_TELEMETRY_URL",
     "WF_COMPACT_GRACE",
+    "WF_MASTER_KEY_FILE",
+    "WF_KEY_MANAGER",
+    "WF_KEK_PERIOD",
 )
 
 # Fields a step process needs to open the same runtime as the launching process; the
@@ -79,6 +82,9 @@ LAUNCH_FIELDS = (
     "follow_external_links",
     "telemetry",
     "telemetry_url",
+    "master_key_file",
+    "key_manager",
+    "kek_period",
 )
 
 # URL settings that may embed a password, with their variables: a step reads such a URL
@@ -111,7 +117,10 @@ class Settings(BaseSettings):
     scratch file alone; a duration such as ``12h`` or ``forever``),
     ``retention_trigger_bytes`` (WF_RETENTION_TRIGGER_BYTES, bytes, default 1 GiB: when
     expired artifacts hold more, the Dagster sensor ``wf_retention_trigger`` runs retention
-    before its daily schedule) and
+    before its daily schedule), ``master_key_file`` (WF_MASTER_KEY_FILE: a file holding the
+    keyring's master key; the key itself may instead be WF_MASTER_KEY, a secret read through
+    `secrets`), ``key_manager`` (WF_KEY_MANAGER, default ``local``), ``kek_period``
+    (WF_KEK_PERIOD, default ``1d``: one KEK lineage per artifact class per period) and
     ``provider_options`` (``WF_<PROVIDER>_<OPTION>`` of the chosen provider, option
     names lower-cased). An empty variable counts as unset. Paths are absolute.
 
@@ -160,6 +169,13 @@ class Settings(BaseSettings):
     compact_grace: str = "1h"
     # Bytes due for retention past which the Dagster trigger sensor runs it early.
     retention_trigger_bytes: int = DEFAULT_RETENTION_TRIGGER_BYTES
+    # The master key of the local keyring: WF_MASTER_KEY (base64, a secret: read through
+    # `secrets`, never a field) or this file holding it. Neither: ``<home>/keys/master.key``.
+    master_key_file: Path | None = None
+    # Which key manager makes new KEKs (wf_pipeline.crypto.managers): local or aws-kms.
+    key_manager: str = "local"
+    # The period of a KEK lineage (a duration): one KEK per artifact class per period.
+    kek_period: str = "1d"
     provider_options: dict[str, str] = Field(default_factory=dict)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
@@ -214,7 +230,7 @@ class Settings(BaseSettings):
         out_dir = values.get("WF_OUT", values.pop("out_dir", None))
         values["WF_OUT"] = _path(out_dir or home / "out")
         values["builtin_root"] = _path(values.get("builtin_root") or builtin_root())
-        for key in ("executor_config", "config_dir"):
+        for key in ("executor_config", "config_dir", "master_key_file"):
             if values.get(key):
                 values[key] = _path(values[key])
         values.setdefault("provider", "offline")
@@ -289,6 +305,16 @@ class Settings(BaseSettings):
 
     def __hash__(self) -> int:
         return hash(tuple(sorted(self.model_dump(mode="json", exclude={"provider_options"}).items())))
+
+    @property
+    def embedded_records(self) -> bool:
+        """Whether the record store is the embedded default (SQLite in the home), not one set by WF_RECORDS_URL."""
+        return self.records_url == f"sqlite:///{self.home / 'records.db'}"
+
+    @property
+    def default_master_key_file(self) -> Path:
+        """Where the embedded default keeps its master key when neither WF_MASTER_KEY nor WF_MASTER_KEY_FILE is set."""
+        return self.home / "keys" / "master.key"
 
     def ensure_dirs(self) -> None:
         """Create the home and Dagster home folders (an existing folder is fine)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from wf_pipeline.cas.protocol import (
@@ -69,11 +69,11 @@ class MemoryArtifactStore(ArtifactCodec):
     def __repr__(self) -> str:
         return f"MemoryArtifactStore({self.url!r})"
 
-    def put(self, data: bytes) -> ArtifactRef:
-        """Store ``data`` under its digest; returns its ref (id, size in bytes). Idempotent."""
+    def put(self, data: bytes, *, artifact_class: str | None = None) -> ArtifactRef:
+        """Store ``data`` under its digest; returns its ref (id, size in bytes). Idempotent; the class is ignored."""
         return self.put_many([data])[0]
 
-    def put_many(self, items: Iterable[bytes]) -> list[ArtifactRef]:
+    def put_many(self, items: Iterable[bytes], *, artifact_class: str | None = None) -> list[ArtifactRef]:
         """Store a batch under one lock; one ref per item, in input order.
 
         A present object holding exactly these bytes is kept; one whose bytes differ
@@ -90,14 +90,36 @@ class MemoryArtifactStore(ArtifactCodec):
                 self._contents.modified_ms[artifact_id] = now_ms
         return refs
 
-    def get(self, artifact_id: str, *, size: int | None = None) -> bytes:
-        """The verified bytes of ``artifact_id``; ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``."""
+    def get(self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None) -> bytes:
+        """The verified bytes of ``artifact_id`` (the class is ignored); ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``."""
+        return verify(artifact_id, self.read_object(artifact_id), size, where=self.url)
+
+    def read_object(self, artifact_id: str) -> bytes:
+        """The stored bytes of ``artifact_id``, unverified; ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``."""
         check_artifact_id(artifact_id)
         with self._contents.lock:
             data = self._contents.objects.get(artifact_id)
         if data is None:
             raise not_found(artifact_id, where=self.url)
-        return verify(artifact_id, data, size, where=self.url)
+        return data
+
+    def write_objects(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store each ``(artifact_id, bytes)`` as given, under one lock; ``CAS_INVALID_ID``."""
+        checked = [(check_artifact_id(artifact_id), bytes(data)) for artifact_id, data in items]
+        now_ms = time.time_ns() // 1_000_000
+        with self._contents.lock:
+            for artifact_id, data in checked:
+                self._contents.objects[artifact_id] = data
+                self._contents.modified_ms[artifact_id] = now_ms
+
+    def touch_object(self, artifact_id: str) -> bool:
+        """Renew the object's age; False when absent. ``CAS_INVALID_ID``."""
+        check_artifact_id(artifact_id)
+        with self._contents.lock:
+            if artifact_id not in self._contents.objects:
+                return False
+            self._contents.modified_ms[artifact_id] = time.time_ns() // 1_000_000
+            return True
 
     def exists(self, artifact_id: str) -> bool:
         """Whether an object is stored under ``artifact_id``; ``CAS_INVALID_ID``."""

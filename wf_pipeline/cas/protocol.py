@@ -12,7 +12,7 @@ canonical bytes (`ArtifactCodec`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -94,17 +94,20 @@ class ArtifactStore(Protocol):
 
     url: str
 
-    def put(self, data: bytes) -> ArtifactRef:
+    def put(self, data: bytes, *, artifact_class: str | None = None) -> ArtifactRef:
         """Store ``data`` under its digest and return its ref.
 
+        ``artifact_class`` (``prompt_render``, ``context_payload``, ``output``, ...) tells a
+        store that encrypts per class (`wf_pipeline.crypto.store`) which policy and keys
+        apply; plain stores ignore it. The id is the digest of ``data`` either way.
         Idempotent: storing present bytes again writes nothing. A stored copy whose bytes
         differ (damaged, even at the same size) is replaced atomically, never trusted.
         Raises ``CAS_BACKEND_ERROR``; nothing is visible under the id after a failure.
         """
         ...
 
-    def put_many(self, items: Iterable[bytes]) -> list[ArtifactRef]:
-        """Store every object of ``items`` with one durability barrier for the whole batch.
+    def put_many(self, items: Iterable[bytes], *, artifact_class: str | None = None) -> list[ArtifactRef]:
+        """Store every object of ``items`` (all of ``artifact_class``) with one durability barrier for the whole batch.
 
         Returns one ref per item, in input order (duplicates give equal refs). Each object
         is published atomically; after a failure, objects published before it stay (they
@@ -112,31 +115,38 @@ class ArtifactStore(Protocol):
         """
         ...
 
-    def put_text(self, text: str) -> ArtifactRef:
+    def put_text(self, text: str, *, artifact_class: str | None = None) -> ArtifactRef:
         """Store ``text`` as canonical UTF-8 with LF line endings; see `put`."""
         ...
 
-    def put_json(self, value: Any) -> ArtifactRef:
+    def put_json(self, value: Any, *, artifact_class: str | None = None) -> ArtifactRef:
         """Store ``value`` as canonical JSON; raises ``CAS_INVALID_JSON`` if it has no canonical form."""
         ...
 
-    def get(self, artifact_id: str, *, size: int | None = None) -> bytes:
+    def get(self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None) -> bytes:
         """The verified bytes of ``artifact_id``.
 
         Args:
             artifact_id: the id to read.
             size: the expected length in bytes, checked when given.
+            artifact_class: the class the reader expects, when it knows it: a store that
+                encrypts refuses a plaintext object of a class whose policy requires
+                encryption (``CAS_NOT_ENCRYPTED``); plain stores ignore it.
 
         Raises ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH`` (stored bytes
         do not hash to the id or differ from ``size``), ``CAS_BACKEND_ERROR``.
         """
         ...
 
-    def get_text(self, artifact_id: str, *, size: int | None = None) -> str:
+    def get_text(
+        self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None
+    ) -> str:
         """`get`, decoded as UTF-8; raises ``CAS_DECODE_ERROR`` besides `get`'s codes."""
         ...
 
-    def get_json(self, artifact_id: str, *, size: int | None = None) -> Any:
+    def get_json(
+        self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None
+    ) -> Any:
         """`get_text`, parsed as JSON; raises ``CAS_DECODE_ERROR`` besides `get`'s codes."""
         ...
 
@@ -172,6 +182,32 @@ class ArtifactStore(Protocol):
 
     def iter_artifact_ids(self) -> Iterator[str]:
         """Ids of every stored object, in ascending id order; refs are not objects."""
+        ...
+
+    # The raw object layer: stored bytes under an id, unverified. Wrappers that transform
+    # what is stored (`wf_pipeline.crypto.store` keeps envelopes, whose bytes do not hash to
+    # the id of the plaintext) read and publish through it; every other caller uses get/put.
+
+    def read_object(self, artifact_id: str) -> bytes:
+        """The stored bytes under ``artifact_id`` as they are, not verified against the id.
+
+        Raises ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_BACKEND_ERROR``.
+        """
+        ...
+
+    def write_objects(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Publish each ``(artifact_id, stored bytes)`` atomically under its id, one durability barrier for all.
+
+        The bytes are not checked against the id: the caller vouches for them. Raises
+        ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR``; no object is ever half-written under its id.
+        """
+        ...
+
+    def touch_object(self, artifact_id: str) -> bool:
+        """Renew the age of the stored object (see `iter_objects`); False when absent or when it must be written again.
+
+        Raises ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR``.
+        """
         ...
 
     def iter_objects(self) -> Iterator[ObjectInfo]:
@@ -300,25 +336,27 @@ class ArtifactCodec:
     and ``stat``.
     """
 
-    put: Callable[[bytes], ArtifactRef]
+    put: Callable[..., ArtifactRef]
     get: Callable[..., bytes]
     stat: Callable[[str], ArtifactRef]
 
-    def put_text(self, text: str) -> ArtifactRef:
+    def put_text(self, text: str, *, artifact_class: str | None = None) -> ArtifactRef:
         """Store ``text`` as canonical UTF-8 (LF line endings); returns its ref (size in bytes)."""
-        return self.put(canonical_text(text))
+        return self.put(canonical_text(text), artifact_class=artifact_class)
 
-    def put_json(self, value: Any) -> ArtifactRef:
+    def put_json(self, value: Any, *, artifact_class: str | None = None) -> ArtifactRef:
         """Store ``value`` as canonical JSON; raises ``CAS_INVALID_JSON`` before writing anything."""
         try:
             data = canonical_json(value)
         except (TypeError, ValueError) as exc:
             raise CasError(CAS_INVALID_JSON, f"value is not canonical JSON: {type(exc).__name__}") from exc
-        return self.put(data)
+        return self.put(data, artifact_class=artifact_class)
 
-    def get_text(self, artifact_id: str, *, size: int | None = None) -> str:
+    def get_text(
+        self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None
+    ) -> str:
         """The verified object decoded as UTF-8; ``CAS_DECODE_ERROR`` plus the codes of ``get``."""
-        data = self.get(artifact_id, size=size)
+        data = self.get(artifact_id, size=size, artifact_class=artifact_class)
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -326,9 +364,11 @@ class ArtifactCodec:
                 CAS_DECODE_ERROR, f"{artifact_id} is not UTF-8 text", artifact_id=artifact_id
             ) from exc
 
-    def get_json(self, artifact_id: str, *, size: int | None = None) -> Any:
+    def get_json(
+        self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None
+    ) -> Any:
         """The verified object parsed as JSON; ``CAS_DECODE_ERROR`` plus the codes of ``get``."""
-        text = self.get_text(artifact_id, size=size)
+        text = self.get_text(artifact_id, size=size, artifact_class=artifact_class)
         try:
             return parse_json(text)
         except ValueError as exc:

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -86,14 +86,14 @@ class FsspecArtifactStore(ArtifactCodec):
 
     # -- writing -------------------------------------------------------------
 
-    def put(self, data: bytes) -> ArtifactRef:
+    def put(self, data: bytes, *, artifact_class: str | None = None) -> ArtifactRef:
         """Store ``data`` under its digest; a present object holding exactly ``data`` is left alone.
 
-        Returns the ref (id, size in bytes). Raises ``CAS_BACKEND_ERROR``.
+        Returns the ref (id, size in bytes); the class is ignored. Raises ``CAS_BACKEND_ERROR``.
         """
         return self.put_many([data])[0]
 
-    def put_many(self, items: Iterable[bytes]) -> list[ArtifactRef]:
+    def put_many(self, items: Iterable[bytes], *, artifact_class: str | None = None) -> list[ArtifactRef]:
         """Store a batch behind one durability barrier; one ref per item, in input order.
 
         Objects already stored with exactly these bytes are skipped (compared byte for
@@ -165,18 +165,46 @@ class FsspecArtifactStore(ArtifactCodec):
 
     # -- reading -------------------------------------------------------------
 
-    def get(self, artifact_id: str, *, size: int | None = None) -> bytes:
-        """The verified bytes of ``artifact_id`` (and of ``size`` bytes, if given).
+    def get(self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None) -> bytes:
+        """The verified bytes of ``artifact_id`` (and of ``size`` bytes, if given); the class is ignored.
 
         Raises ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``, ``CAS_BACKEND_ERROR``.
+        """
+        return verify(artifact_id, self.read_object(artifact_id), size, where=self._where)
+
+    def read_object(self, artifact_id: str) -> bytes:
+        """The stored bytes of ``artifact_id``, unverified.
+
+        Raises ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_BACKEND_ERROR``.
         """
         path = self._object_path(artifact_id)
         with self._backend("get", artifact_id):
             try:
-                data = bytes(self._fs.cat_file(path))
+                return bytes(self._fs.cat_file(path))
             except FileNotFoundError:
                 raise not_found(artifact_id, where=self._where) from None
-        return verify(artifact_id, data, size, where=self._where)
+
+    def write_objects(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Publish each ``(artifact_id, bytes)`` under its id as given, behind one durability barrier.
+
+        Raises ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR``; nothing is half-written under an id.
+        """
+        to_write = [(self._object_path(artifact_id), bytes(data)) for artifact_id, data in items]
+        if not to_write:
+            return
+        with self._backend("put", items[0][0] if len(items) == 1 else None):
+            write_batch(self._write_strategy, self._fs, to_write, tmp_dir=self._tmp_dir)
+
+    def touch_object(self, artifact_id: str) -> bool:
+        """Renew the object's age (local: touched; object stores: True while younger than `REFRESH_AGE_MS`).
+
+        False when the object is absent or must be uploaded again to look young. Raises
+        ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR``.
+        """
+        path = self._object_path(artifact_id)
+        with self._backend("touch", artifact_id):
+            stored = self._stored_info(path)
+            return stored is not None and self._refresh(path, stored)
 
     def exists(self, artifact_id: str) -> bool:
         """Whether an object is stored under ``artifact_id`` (not verified).

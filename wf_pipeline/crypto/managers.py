@@ -1,6 +1,6 @@
 """Key managers: where KEK material lives, behind one small protocol and a registry.
 
-The shape is fsspec's: a small interface (`KeyManager`), plug-ins registered by name
+The shape is fsspec's: a small interface (`KeyManager`, six methods), plug-ins registered by name
 (`register_key_manager`), one opener (`open_key_manager`). The keyring
 (`wf_pipeline.crypto.keyring`) keeps KEK *records* in the record store and asks the KEK's
 manager for everything that touches key material:
@@ -11,7 +11,7 @@ manager for everything that touches key material:
   wrapped by ``GenerateDataKey``, ``Decrypt`` and ``ReEncrypt``, and never leave KMS unwrapped
   except to the process that asked.
 
-Another KMS implements the same five methods. GCP Cloud KMS: ``create_kek`` creates a
+Another KMS implements the same six methods. GCP Cloud KMS: ``create_kek`` creates a
 CryptoKey (purpose ENCRYPT_DECRYPT) in a key ring and returns its resource name;
 ``generate_data_key`` draws 32 bytes locally and calls ``Encrypt`` with the wrap context's
 canonical bytes as ``additional_authenticated_data``; ``unwrap`` calls ``Decrypt`` with the
@@ -76,6 +76,10 @@ class KeyManager(Protocol):
 
     def generate_data_key(self, kek: KekRecord, context: Mapping[str, str]) -> tuple[bytes, bytes]:
         """A fresh 32-byte data key and its wrapping under ``kek`` with ``context``: ``(data_key, wrapped)``."""
+        ...
+
+    def wrap(self, kek: KekRecord, data_key: bytes, context: Mapping[str, str]) -> bytes:
+        """``data_key`` wrapped under ``kek`` with ``context`` (a move from another manager's KEK)."""
         ...
 
     def unwrap(self, kek: KekRecord, wrapped: bytes, context: Mapping[str, str]) -> bytes:
@@ -231,6 +235,10 @@ class LocalKeyManager:
         """``(data_key, wrapped)``: a fresh data key and ``nonce | GCM(data_key)`` under ``kek``."""
         data_key = new_data_key()
         return data_key, self._wrap(self._kek(kek), data_key, context)
+
+    def wrap(self, kek: KekRecord, data_key: bytes, context: Mapping[str, str]) -> bytes:
+        """``nonce | GCM(data_key)`` under ``kek`` with ``context`` as associated data."""
+        return self._wrap(self._kek(kek), data_key, context)
 
     def unwrap(self, kek: KekRecord, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         """The data key in ``wrapped``; ``CAS_DECRYPT_FAILED`` when it does not authenticate."""

@@ -44,6 +44,7 @@ from wf_pipeline.errors import (
 from wf_pipeline.gates import gate_types
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
 from wf_pipeline.profiles.budget import check_prompt_budgets
+from wf_pipeline.profiles.encryption import EncryptionPolicy, resolve_encryption
 from wf_pipeline.profiles.render import (
     RENDER_VARIABLES,
     PromptTemplate,
@@ -108,6 +109,16 @@ class LoadedProfile:
         """The profile's resolved retention windows (`wf_pipeline.profiles.retention`); checked at load."""
         return resolve_retention(
             self.profile.retention,
+            workflow_id=self.workflow_id,
+            layer=self.layer,
+            path=str(self.source_path),
+        )
+
+    @property
+    def encryption(self) -> EncryptionPolicy:
+        """The profile's resolved encryption levels (`wf_pipeline.profiles.encryption`); checked at load."""
+        return resolve_encryption(
+            self.profile.encryption,
             workflow_id=self.workflow_id,
             layer=self.layer,
             path=str(self.source_path),
@@ -350,7 +361,8 @@ def load_profile_file(
             ``PROFILE_TEMPLATE_UNDEFINED`` for its prompt templates;
             ``PROFILE_BUDGET_TOO_SMALL`` when a turn's worst-case prompt is over
             ``max_prompt_bytes`` (`wf_pipeline.profiles.budget`); ``PROFILE_RETENTION_INVALID``
-            (figure: field) for a bad ``retention`` block (`wf_pipeline.profiles.retention`). Every error carries the
+            (figure: field) for a bad ``retention`` block (`wf_pipeline.profiles.retention`);
+            ``PROFILE_ENCRYPTION_INVALID`` (figure: field) for a bad ``encryption`` block. Every error carries the
             file's path.
     """
     path = Path(path)
@@ -361,6 +373,7 @@ def load_profile_file(
     where = {"path": str(path), "workflow_id": profile.workflow_id}
     _check_structure(profile, where)
     resolve_retention(profile.retention, workflow_id=profile.workflow_id, layer=layer.name, path=str(path))
+    resolve_encryption(profile.encryption, workflow_id=profile.workflow_id, layer=layer.name, path=str(path))
     templates: dict[str, PromptTemplate] = {}
     system_prompts: dict[str, PromptTemplate | None] = {}
     for turn in profile.ordered_turns():

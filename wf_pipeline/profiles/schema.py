@@ -263,6 +263,9 @@ class Profile(_Frozen):
     # Retention windows per artifact class (`wf_pipeline.profiles.retention`); checked by the
     # loader, left out of the code version and of thread identity.
     retention: dict[str, str] | None = None
+    # Encryption level per artifact class (`wf_pipeline.profiles.encryption`); checked by the
+    # loader, left out of the code version and of thread identity.
+    encryption: dict[str, Any] | None = None
 
     def ordered_turns(self) -> list[TurnSpec]:
         return sorted(self.turns, key=lambda turn: turn.seq)

@@ -12,7 +12,7 @@ by another writer) is served and listed as stored all the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from wf_pipeline.cas import ArtifactRef, ArtifactStore, ObjectInfo, ScratchFile
@@ -104,10 +104,10 @@ class ExpiryAwareStore(ArtifactCodec):
             return exc
         return expired_error(self.records, artifact_id) or exc
 
-    def get(self, artifact_id: str, *, size: int | None = None) -> bytes:
+    def get(self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None) -> bytes:
         """The inner store's verified bytes; ``CAS_ARTIFACT_EXPIRED`` for a tombstoned, missing object."""
         try:
-            return self.inner.get(artifact_id, size=size)
+            return self.inner.get(artifact_id, size=size, artifact_class=artifact_class)
         except CasError as exc:
             raised = self._explained(exc, artifact_id)
             if raised is exc:
@@ -124,23 +124,23 @@ class ExpiryAwareStore(ArtifactCodec):
                 raise
             raise raised from exc
 
-    def put(self, data: bytes) -> ArtifactRef:
+    def put(self, data: bytes, *, artifact_class: str | None = None) -> ArtifactRef:
         """`ArtifactStore.put` of the inner store; an expired object stored again loses its tombstone."""
-        ref = self.inner.put(data)
-        self._revived([ref])
+        ref = self.inner.put(data, artifact_class=artifact_class)
+        self._revived([ref.artifact_id])
         return ref
 
-    def put_many(self, items: Iterable[bytes]) -> list[ArtifactRef]:
+    def put_many(self, items: Iterable[bytes], *, artifact_class: str | None = None) -> list[ArtifactRef]:
         """`ArtifactStore.put_many` of the inner store; expired objects stored again lose their tombstones."""
-        refs = self.inner.put_many(items)
-        self._revived(refs)
+        refs = self.inner.put_many(items, artifact_class=artifact_class)
+        self._revived(ref.artifact_id for ref in refs)
         return refs
 
-    def _revived(self, refs: Iterable[ArtifactRef]) -> None:
+    def _revived(self, artifact_ids: Iterable[str]) -> None:
         # The one place a tombstone goes: its object is stored again, so it is judged as
         # any stored object (reads, `artifact_states`, the next retention plan, the orphan
         # sweep), and a later loss reads as CAS_NOT_FOUND, not as this old expiry.
-        ids = {ref.artifact_id for ref in refs}
+        ids = set(artifact_ids)
         if ids and self.records.tombstones_for(ids):
             self.records.drop_tombstones(ids)
 
@@ -151,6 +151,19 @@ class ExpiryAwareStore(ArtifactCodec):
     def delete(self, artifact_id: str) -> None:
         """`ArtifactStore.delete` of the inner store."""
         self.inner.delete(artifact_id)
+
+    def read_object(self, artifact_id: str) -> bytes:
+        """`ArtifactStore.read_object` of the inner store (unverified stored bytes)."""
+        return self.inner.read_object(artifact_id)
+
+    def write_objects(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """`ArtifactStore.write_objects` of the inner store; stored-again objects lose their tombstones."""
+        self.inner.write_objects(items)
+        self._revived(artifact_id for artifact_id, _ in items)
+
+    def touch_object(self, artifact_id: str) -> bool:
+        """`ArtifactStore.touch_object` of the inner store."""
+        return self.inner.touch_object(artifact_id)
 
     def quarantine(self, artifact_id: str) -> str | None:
         """`ArtifactStore.quarantine` of the inner store."""

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wf_pipeline.cas import ArtifactStore, open_cas
+from wf_pipeline.crypto.open import artifact_reader, encrypted_store
 from wf_pipeline.errors import CONFIG_PROVIDER_MISSING, ConfigError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
 from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, Budgets
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
+from wf_pipeline.profiles.encryption import merged_policy
 from wf_pipeline.providers import Provider, create_provider
 from wf_pipeline.records import RecordStore, open_record_store
 from wf_pipeline.retention.reads import ExpiryAwareStore
@@ -29,7 +31,9 @@ class RuntimeEnv:
 
     Attributes:
         settings: the settings the env was opened from.
-        cas: the artifact store (``settings.cas_url``), wrapped so that reading an artifact
+        cas: the artifact store (``settings.cas_url``), wrapped so that artifacts rest
+            encrypted per the catalog's encryption policies (`wf_pipeline.crypto.store`,
+            the strictest level per class across profiles) and reading an artifact
             retention deleted raises ``CAS_ARTIFACT_EXPIRED`` (`wf_pipeline.retention.reads`).
         records: the record store (``settings.records_url``).
         catalog: the workflow profiles this process can run.
@@ -136,20 +140,26 @@ class RuntimeEnv:
             ConfigError, ProviderError: as `provider_from_settings`.
             TelemetryError: ``TELEMETRY_BAD_URL`` when no filesystem serves
                 ``settings.telemetry_url`` (with telemetry on).
+            KeysError: ``KEYS_MASTER_KEY_INVALID`` when a profile requires encryption and the
+                master key is missing, malformed or not the keyring's (checked before
+                anything is read or written), ``KEYS_MANAGER_UNKNOWN``, ``KEYS_MANAGER_ERROR``.
             OSError: when the home folders cannot be created.
 
         Whatever was opened before a failure is closed again.
         """
         settings.ensure_dirs()
-        cas = open_cas(settings.cas_url)
+        cas: ArtifactStore = open_cas(settings.cas_url)
         records: RecordStore | None = None
         try:
             if catalog is None:
                 catalog = load_catalog(
-                    default_layers(settings, workspace_dir or Path.cwd()), artifact_reader=cas.get
+                    default_layers(settings, workspace_dir or Path.cwd()),
+                    artifact_reader=artifact_reader(settings),
                 )
             budgets = Budgets()
             records = open_record_store(settings.records_url, schema=settings.records_schema)
+            # One CAS holds every workflow's artifacts: each class rests as its strictest profile asks.
+            cas = encrypted_store(cas, settings, records, merged_policy(p.encryption for p in catalog.all()))
             return cls(
                 settings=settings,
                 # Reads of artifacts retention deleted say so (CAS_ARTIFACT_EXPIRED), for every reader.

@@ -11,10 +11,25 @@ from __future__ import annotations
 
 import logging
 
-from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError
+from wf_pipeline.errors import (
+    CAS_ARTIFACT_EXPIRED,
+    CAS_DECRYPT_FAILED,
+    CAS_DIGEST_MISMATCH,
+    CAS_KEY_DESTROYED,
+    CAS_NOT_ENCRYPTED,
+    CAS_NOT_FOUND,
+    CasError,
+)
 from wf_pipeline.runtime.environment import RuntimeEnv
 
 log = logging.getLogger(__name__)
+
+#: Codes of an artifact removed on purpose: deleted by retention, or shredded (its KEK destroyed).
+#: Its records stay; a turn that needs it runs again, a thread that does not is reused.
+GONE_ON_PURPOSE: frozenset[str] = frozenset({CAS_ARTIFACT_EXPIRED, CAS_KEY_DESTROYED})
+#: Codes of a stored object that must not be used: corrupt, a sealed object that does not
+#: authenticate, or plaintext where encryption is required. It is quarantined, never returned.
+UNUSABLE_OBJECT: frozenset[str] = frozenset({CAS_DIGEST_MISMATCH, CAS_DECRYPT_FAILED, CAS_NOT_ENCRYPTED})
 
 
 def usable_artifact(env: RuntimeEnv, artifact_id: str) -> bool:
@@ -40,8 +55,9 @@ def usable_artifact(env: RuntimeEnv, artifact_id: str) -> bool:
 def unusable_reason(env: RuntimeEnv, artifact_id: str) -> str | None:
     """Why ``artifact_id`` cannot be used, as an error code; None when it is stored and intact.
 
-    A corrupt object is quarantined (`ArtifactStore.quarantine`: moved aside, not deleted)
-    and a warning ``CAS_DIGEST_MISMATCH: ...`` names it, so its producer runs again.
+    A corrupt object, a sealed one that does not authenticate, or plaintext where
+    encryption is required (`UNUSABLE_OBJECT`) is quarantined (`ArtifactStore.quarantine`:
+    moved aside, not deleted) and a warning with its code names it, so its producer runs again.
 
     Args:
         env: the runtime (its CAS is read and verified).
@@ -49,32 +65,38 @@ def unusable_reason(env: RuntimeEnv, artifact_id: str) -> str | None:
 
     Returns:
         None when usable; ``CAS_ARTIFACT_EXPIRED`` when retention deleted it (a tombstone
-        names it, `wf_pipeline.retention.reads`), ``CAS_NOT_FOUND`` when it is gone with no
-        tombstone, ``CAS_DIGEST_MISMATCH`` when it was corrupt (now quarantined).
+        names it, `wf_pipeline.retention.reads`), ``CAS_KEY_DESTROYED`` when it was
+        shredded, ``CAS_NOT_FOUND`` when it is gone with no tombstone, or the
+        `UNUSABLE_OBJECT` code of an object now quarantined.
 
     Raises:
         CasError: ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR`` (storage failures are not
             corruption: they propagate).
+        KeysError: ``KEYS_MASTER_KEY_INVALID``, ``KEYS_MANAGER_ERROR`` (a keyring that cannot
+            open the artifact is not the artifact's fault).
     """
     try:
         env.cas.get(artifact_id)
     except CasError as exc:
-        if exc.code in (CAS_NOT_FOUND, CAS_ARTIFACT_EXPIRED):
-            # Lost, or deleted by retention on purpose: its producer runs again if needed.
+        if exc.code == CAS_NOT_FOUND or exc.code in GONE_ON_PURPOSE:
+            # Lost, or deleted or shredded on purpose: its producer runs again if needed.
             return exc.code
-        if exc.code != CAS_DIGEST_MISMATCH:
+        if exc.code not in UNUSABLE_OBJECT:
             raise
         where = env.cas.quarantine(artifact_id)
         log.warning("%s; moved to %s, the turn that produced it runs again", exc, where or "nowhere (gone)")
-        return CAS_DIGEST_MISMATCH
+        return exc.code
     return None
 
 
 # How a warning names each reason; the code leads the line (CODE: message).
 _STATE_WORDS = {
     CAS_ARTIFACT_EXPIRED: "was deleted by retention",
+    CAS_KEY_DESTROYED: "was shredded (its key was destroyed)",
     CAS_NOT_FOUND: "is missing",
     CAS_DIGEST_MISMATCH: "was corrupt (quarantined)",
+    CAS_DECRYPT_FAILED: "did not authenticate (quarantined)",
+    CAS_NOT_ENCRYPTED: "was stored in plaintext where encryption is required (quarantined)",
 }
 
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CasError, WfError
+from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_KEY_DESTROYED, CasError, WfError
 from wf_pipeline.metadata.records import ThreadRecord, TreeRecord
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.retention.reads import expired_error
@@ -62,7 +62,8 @@ def write_thread_output(
     Raises:
         CasError: ``CAS_ARTIFACT_EXPIRED`` when retention deleted the final artifact (its
             tombstone's class, policy, window and time in the message): expired, not
-            "not produced yet"; ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH`` for the artifact.
+            "not produced yet"; ``CAS_KEY_DESTROYED`` when it was shredded; ``CAS_NOT_FOUND``,
+            ``CAS_DIGEST_MISMATCH`` for the artifact.
         RunError: ``RUN_NO_OUTPUT_SINK`` when no workflow registered a sink for the frame
             type; ``RUN_OUTPUT_WRITE_FAILED`` with the operating system's reason when the
             file cannot be written (nothing is half-written).
@@ -78,6 +79,8 @@ def write_thread_output(
         raise expired_error(env.records, artifact_id) or CasError(
             reason, f"{artifact_id} was deleted by retention"
         )
+    if reason == CAS_KEY_DESTROYED:
+        raise CasError(reason, f"{artifact_id} was shredded: its key was destroyed", artifact_id=artifact_id)
     if reason is not None:
         return None
     sink = output_sink(frame_type_of(loaded))

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError, WfError
+from wf_pipeline.errors import CAS_NOT_FOUND, CasError, WfError
 from wf_pipeline.metadata.records import ArtifactLinkRecord, ThreadRecord
 from wf_pipeline.runtime.environment import RuntimeEnv
-from wf_pipeline.runtime.integrity import usable_artifact
+from wf_pipeline.runtime.integrity import GONE_ON_PURPOSE, UNUSABLE_OBJECT, usable_artifact
 from wf_pipeline.runtime.targets import resolve_target
 from wf_pipeline.runtime.threads import target_frame_id
 from wf_pipeline.runtime.turn import restore_turn_artifacts, run_turn
@@ -102,9 +102,9 @@ def verify_store(env: RuntimeEnv, on_progress: Progress | None = None) -> Verify
         try:
             total_bytes += len(env.cas.get(artifact_id))
         except CasError as exc:
-            if exc.code in (CAS_NOT_FOUND, CAS_ARTIFACT_EXPIRED):
-                continue  # removed meanwhile (cleanup, a retention sweep, or another verify)
-            if exc.code != CAS_DIGEST_MISMATCH:
+            if exc.code == CAS_NOT_FOUND or exc.code in GONE_ON_PURPOSE:
+                continue  # removed meanwhile (cleanup, a retention sweep, or another verify), or shredded
+            if exc.code not in UNUSABLE_OBJECT:
                 raise
             size = int(exc.details.get("actual_size") or 0)
             total_bytes += size

@@ -20,6 +20,7 @@ from wf_pipeline.errors import RUN_TARGET_CHANGED, RUN_UNKNOWN_THREAD, RunError
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_from_key
 from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import usable_artifact
 from wf_pipeline.runtime.targets import (
@@ -529,7 +530,9 @@ def context_snapshot(
     )
     # The children's outputs are part of the thread's identity: a context built from
     # other outputs than the id says would be reused under the wrong id.
-    return env.cas.put_text(context_json_text(payload)).artifact_id
+    return env.cas.put_text(
+        context_json_text(payload), artifact_class=class_of_link("context", None)
+    ).artifact_id
 
 
 def unsettled_children(
@@ -614,4 +617,8 @@ def child_frames(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: s
         RecordError: ``RECORD_UNAVAILABLE``.
     """
     outputs = ThreadIdentity(env, loaded, scan).child_outputs(path)
-    return {child: env.cas.get_text(artifact) if artifact else None for child, artifact in outputs.items()}
+    output_class = class_of_link("output", final_output_type(loaded))
+    return {
+        child: env.cas.get_text(artifact, artifact_class=output_class) if artifact else None
+        for child, artifact in outputs.items()
+    }

@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from wf_pipeline.cas import ArtifactRef
 from wf_pipeline.errors import (
-    CAS_ARTIFACT_EXPIRED,
     METADATA_BUDGET_EXCEEDED,
     RUN_CONTEXT_MISSING,
     RUN_INPUT_NOT_READY,
@@ -49,13 +48,14 @@ from wf_pipeline.metadata.records import (
     turn_record_id_for,
 )
 from wf_pipeline.profiles import LoadedProfile, render_prompt
+from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.profiles.schema import ArtifactPolicy
 from wf_pipeline.providers import ProviderRequest, ProviderResponse
 from wf_pipeline.providers.retry import Deadline, call_within, is_deterministic, provider_retrying
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import ERROR_TEXT_LIMIT, failed_thread, gate_stops_thread, turn_is_settled
-from wf_pipeline.runtime.integrity import describe_unusable, unusable_reason
+from wf_pipeline.runtime.integrity import GONE_ON_PURPOSE, describe_unusable, unusable_reason
 from wf_pipeline.runtime.measure import (
     WriteSite,
     record_artifact_links,
@@ -256,7 +256,7 @@ def run_turn(
         reason = unusable_reason(env, latest.output_artifact_id)
         if reason is None:
             return _reused_output(env, thread, turn, target, latest)
-        if reason == CAS_ARTIFACT_EXPIRED and _reused_whole(env, loaded, thread, turn):
+        if reason in GONE_ON_PURPOSE and _reused_whole(env, loaded, thread, turn):
             # Retention deleted an intermediate of a thread whose final output is still
             # usable: nothing downstream needs it, so the thread is reused as it stands.
             return _reused_output(env, thread, turn, target, latest)
@@ -319,7 +319,7 @@ def run_turn(
     except _RecordedFailure:
         return failures[-1]
     # Output artifact first, then the gate, then every record of the turn at once.
-    output_ref = env.cas.put(output_bytes)
+    output_ref = env.cas.put(output_bytes, artifact_class=class_of_link("output", turn.output_type))
     gate = evaluate(gate_spec, output_bytes.decode("utf-8"), snapshot.texts) if gate_spec else None
     return _commit_completed(attempt, output_ref, gate, response, len(failures) + 1)
 
@@ -535,7 +535,15 @@ def _snapshot_inputs(
                 f"turn {turn.turn_id} of thread {thread.thread_id} needs {ref}, which has no completed output",
             )
         artifact_ids[ref] = upstream.output_artifact_id
-    texts = {ref: env.cas.get_text(artifact_id) for ref, artifact_id in artifact_ids.items()}
+    texts = {
+        ref: env.cas.get_text(
+            artifact_id,
+            artifact_class=class_of_link("context", None)
+            if ref == CONTEXT_REF
+            else class_of_link("output", producers[ref].output_type),
+        )
+        for ref, artifact_id in artifact_ids.items()
+    }
 
     target_name = target.root.name if target.path == "." else target.path.rsplit("/", 1)[-1]
     # One line each, every character visible: a name may hold any character but "/" and NUL.
@@ -629,14 +637,15 @@ def _stored_prompt_artifacts(
     since both are rendered with the target's variables. The frame's ``prompt_digest``
     identifies the prompt either way.
     """
-    template_ref = env.cas.put_text(template_text)
+    prompt_class = class_of_link("prompt_template", None)
+    template_ref = env.cas.put_text(template_text, artifact_class=prompt_class)
     artifacts = {"prompt_template": (template_ref.artifact_id, template_ref.size)}
     if not loaded.profile.artifact_policy.store_prompt_render:
         return artifacts
     if system_prompt is not None:
-        system_ref = env.cas.put_text(system_prompt)
+        system_ref = env.cas.put_text(system_prompt, artifact_class=prompt_class)
         artifacts["system_prompt"] = (system_ref.artifact_id, system_ref.size)
-    rendered_ref = env.cas.put_text(user_prompt)
+    rendered_ref = env.cas.put_text(user_prompt, artifact_class=prompt_class)
     artifacts["rendered_prompt"] = (rendered_ref.artifact_id, rendered_ref.size)
     return artifacts
 

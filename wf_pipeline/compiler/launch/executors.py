@@ -17,11 +17,11 @@ import yaml
 from dagster import ExecutorDefinition, JobDefinition, multiprocess_executor
 from dagster._config import EvaluationError, process_config
 
-from wf_pipeline.cas import open_cas
 from wf_pipeline.cas.memory import MEMORY_SCHEME as CAS_MEMORY_SCHEME
 from wf_pipeline.cas.registry import url_scheme
 from wf_pipeline.compiler.definitions import build_definitions, resolve_job
 from wf_pipeline.compiler.resources import RUNTIME_KEY
+from wf_pipeline.crypto.open import artifact_reader
 from wf_pipeline.errors import (
     CONFIG_BAD_EXECUTOR,
     CONFIG_BAD_EXECUTOR_CONFIG,
@@ -226,12 +226,13 @@ def load_profiles(settings: Settings, workspace_dir: Path, *, warn: bool = True)
     """The profile catalog of ``settings`` as seen from ``workspace_dir`` (workspace, user, built-in layers).
 
     The built-in workflows are registered first (profiles name their gate types). Opening
-    the CAS writes nothing; it only serves prompt_refs given as artifact ids. Raises the
+    the CAS writes nothing; it only serves prompt_refs given as artifact ids (sealed ones
+    through the keyring, `wf_pipeline.crypto.open.artifact_reader`). Raises the
     profile loader's ``PROFILE_*`` errors. ``warn``: log each bad file (see `load_catalog`).
     """
     load_builtin_workflows()
     return load_catalog(
-        default_layers(settings, workspace_dir), artifact_reader=open_cas(settings.cas_url).get, warn=warn
+        default_layers(settings, workspace_dir), artifact_reader=artifact_reader(settings), warn=warn
     )
 
 

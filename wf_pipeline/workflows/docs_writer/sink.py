@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wf_pipeline.profiles.retention import OUTPUT
 from wf_pipeline.runtime.sinks import write_file_atomically
 
 if TYPE_CHECKING:
@@ -26,7 +27,11 @@ def write_readme(
     when the file cannot be written; nothing is half-written under ``destination``.
     """
     return write_file_atomically(
-        env.cas.get(artifact_id), destination, overwrite=overwrite, root=root, warned=env.warned
+        env.cas.get(artifact_id, artifact_class=OUTPUT),
+        destination,
+        overwrite=overwrite,
+        root=root,
+        warned=env.warned,
     )
 
 

@@ -1,0 +1,174 @@
+"""Opening the keyring and the encrypting store from settings, in one place.
+
+The master key comes from ``WF_MASTER_KEY`` (base64 of 32 bytes; a secret, read from the
+environment the settings were read from) or ``WF_MASTER_KEY_FILE``. With neither, the
+embedded default (records in the home's SQLite file) keeps one in
+``<home>/keys/master.key``, made (mode 0600) the first time a policy requires encryption
+and the keyring is new. Everywhere else a required class without a key is an error. The
+key is checked against the keyring before anything is read or written with it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from wf_pipeline.cas.protocol import ArtifactStore
+from wf_pipeline.cas.registry import open_cas
+from wf_pipeline.crypto.keyring import MASTER_CHECK, Keyring, check_master_key
+from wf_pipeline.crypto.managers import (
+    LOCAL,
+    KeyManager,
+    LocalKeyManager,
+    new_master_key_text,
+    open_key_manager,
+    parse_master_key,
+)
+from wf_pipeline.crypto.store import EncryptedArtifactStore
+from wf_pipeline.errors import KEYS_MASTER_KEY_INVALID, KeysError, os_reason
+from wf_pipeline.metadata.durations import parse_duration_ms
+from wf_pipeline.profiles.encryption import EncryptionPolicy
+from wf_pipeline.records.protocol import RecordStore
+from wf_pipeline.records.registry import open_record_store
+from wf_pipeline.settings import Settings
+
+MASTER_KEY_VARIABLE = "WF_MASTER_KEY"
+
+
+def master_key(settings: Settings) -> tuple[bytes, str] | None:
+    """The configured master key and where it came from, or None when none is configured.
+
+    Looks at ``WF_MASTER_KEY``, then ``WF_MASTER_KEY_FILE``, then the embedded default's
+    ``<home>/keys/master.key`` (only if that file exists). Raises ``KEYS_MASTER_KEY_INVALID``
+    when both variables are set, the file cannot be read, or the key is malformed; the
+    message names the source, never the key.
+    """
+    text = settings.secrets.get(MASTER_KEY_VARIABLE, "")
+    if text and settings.master_key_file is not None:
+        raise KeysError(
+            KEYS_MASTER_KEY_INVALID,
+            "both WF_MASTER_KEY and WF_MASTER_KEY_FILE are set; set one",
+            source="WF_MASTER_KEY, WF_MASTER_KEY_FILE",
+        )
+    if text:
+        return parse_master_key(text, source=MASTER_KEY_VARIABLE), MASTER_KEY_VARIABLE
+    if settings.master_key_file is not None:
+        return _read_key_file(
+            settings.master_key_file, source=f"WF_MASTER_KEY_FILE ({settings.master_key_file})"
+        )
+    default = settings.default_master_key_file
+    if default.exists():
+        return _read_key_file(default, source=f"the home's master key file ({default})")
+    return None
+
+
+def _read_key_file(path: Path, *, source: str) -> tuple[bytes, str]:
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise KeysError(
+            KEYS_MASTER_KEY_INVALID, f"{source} cannot be read: {os_reason(exc)}", source=source
+        ) from exc
+    return parse_master_key(content, source=source), source
+
+
+def _create_default_key(path: Path) -> None:
+    # O_EXCL: two processes starting at once make one key; the loser reads the winner's.
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "w", encoding="ascii") as handle:
+            handle.write(new_master_key_text() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def open_keyring(settings: Settings, records: RecordStore, *, required: bool) -> Keyring | None:
+    """The keyring ``settings`` configure over ``records``, or None when none is configured and none is required.
+
+    Args:
+        settings: the master key sources, ``key_manager`` and ``kek_period``.
+        records: where KEK records and data keys live.
+        required: whether some class requires encryption (`EncryptionPolicy.needs_keyring`):
+            then a missing key is an error, except in the embedded default, which makes one.
+
+    Raises ``KEYS_MASTER_KEY_INVALID`` (missing when required, malformed, or not this
+    keyring's), ``KEYS_MANAGER_UNKNOWN``, ``KEYS_MANAGER_ERROR``, ``RECORD_UNAVAILABLE``.
+    Nothing is read or written with a key that fails the check.
+    """
+    managers: dict[str, KeyManager] = {}
+    found = master_key(settings)
+    wants_local = settings.key_manager == LOCAL
+    if (
+        found is None
+        and required
+        and wants_local
+        and settings.embedded_records
+        and records.keyring_meta(MASTER_CHECK) is None
+    ):
+        _create_default_key(settings.default_master_key_file)
+        found = master_key(settings)
+    if found is not None:
+        key, source = found
+        check_master_key(records, key, source=source)
+        managers[LOCAL] = LocalKeyManager(key)
+    if not wants_local:
+        managers[settings.key_manager] = open_key_manager(settings.key_manager, **_manager_options(settings))
+    if settings.key_manager not in managers:
+        if not required:
+            return None  # sealed objects then read as KEYS_MASTER_KEY_INVALID, one by one
+        raise KeysError(
+            KEYS_MASTER_KEY_INVALID,
+            "encryption is required (or the keyring exists) but no master key is configured: "
+            "set WF_MASTER_KEY (base64 of 32 bytes) or WF_MASTER_KEY_FILE",
+            source="WF_MASTER_KEY, WF_MASTER_KEY_FILE",
+        )
+    period_ms = parse_duration_ms(settings.kek_period)
+    if period_ms is None:
+        raise KeysError(
+            KEYS_MASTER_KEY_INVALID, "WF_KEK_PERIOD must be a finite duration", source="WF_KEK_PERIOD"
+        )
+    return Keyring(records, managers, default_manager=settings.key_manager, period_ms=period_ms)
+
+
+def _manager_options(settings: Settings) -> dict[str, object]:
+    options = getattr(settings, "key_manager_options", None)
+    return dict(options()) if callable(options) else {}
+
+
+def encrypted_store(
+    inner: ArtifactStore, settings: Settings, records: RecordStore, policy: EncryptionPolicy
+) -> EncryptedArtifactStore:
+    """``inner`` wrapped so that artifacts rest per ``policy``, with the keyring ``settings`` configure.
+
+    Raises as `open_keyring` (with ``required`` from the policy).
+    """
+    keyring = open_keyring(settings, records, required=policy.needs_keyring)
+    return EncryptedArtifactStore(inner, policy, keyring)
+
+
+def artifact_reader(settings: Settings) -> Callable[..., bytes]:
+    """A reader of artifacts by id for profile loading (prompt_refs given as artifact ids).
+
+    Sealed prompt artifacts are opened with the keyring when a master key is configured;
+    the record store and keyring are opened only when a profile names an artifact, and
+    closed after each read. Raises what `EncryptedArtifactStore.get` raises.
+    """
+
+    def read(artifact_id: str, **options: Any) -> bytes:
+        records = open_record_store(settings.records_url, schema=settings.records_schema)
+        try:
+            store = EncryptedArtifactStore(
+                open_cas(settings.cas_url),
+                EncryptionPolicy(),
+                open_keyring(settings, records, required=False),
+            )
+            with store:
+                return store.get(artifact_id, **options)
+        finally:
+            records.close()
+
+    return read

@@ -1,0 +1,255 @@
+"""`EncryptedArtifactStore`: an `ArtifactStore` wrapper that keeps artifacts of encrypted classes sealed.
+
+The artifact id stays the digest of the plaintext, so content addressing, dedupe and the
+records are the same with or without encryption: putting the same plaintext twice keeps
+one object under one id. What the inner store holds under that id is an envelope
+(`wf_pipeline.crypto.envelope`) whose data key is in the keyring.
+
+Reads fail closed:
+
+- an envelope is opened with the data key the keyring holds for the id, authenticated
+  against the id and the class the key was made for, and then verified against the id;
+- a plaintext object is returned only when the reader's class (or, if it does not say,
+  every class) does not require encryption; otherwise ``CAS_NOT_ENCRYPTED``;
+- an envelope whose data key this keyring does not hold is ``CAS_NOT_ENCRYPTED``, one whose
+  KEK was destroyed ``CAS_KEY_DESTROYED``, one that does not authenticate (swapped, moved
+  or tampered) ``CAS_DECRYPT_FAILED``. Nothing unauthenticated is ever returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from wf_pipeline.cas.protocol import (
+    ArtifactCodec,
+    ArtifactRef,
+    ArtifactStore,
+    ObjectInfo,
+    ScratchFile,
+    batch_of,
+    verify,
+)
+from wf_pipeline.crypto.envelope import is_envelope, open_envelope, payload_size, seal
+from wf_pipeline.crypto.keyring import Keyring
+from wf_pipeline.errors import (
+    CAS_NOT_ENCRYPTED,
+    CAS_NOT_FOUND,
+    KEYS_MASTER_KEY_INVALID,
+    CasError,
+    KeysError,
+    masked_url,
+)
+from wf_pipeline.profiles.encryption import EncryptionPolicy
+
+#: The class of an artifact put without one; its level is the policy's default.
+UNCLASSIFIED = "unclassified"
+
+
+class EncryptedArtifactStore(ArtifactCodec):
+    """Seals artifacts of encrypted classes over any inner `ArtifactStore`.
+
+    Args:
+        inner: the store holding the objects (file, memory, s3, ...).
+        policy: per-class levels (`wf_pipeline.profiles.encryption`).
+        keyring: the keyring for data keys; None when no master key or KMS is configured
+            (then ``required`` classes cannot be written or read: ``KEYS_MASTER_KEY_INVALID``).
+        keyring_error: what to raise when the keyring is needed but None (the reason it
+            could not be opened); default a plain ``KEYS_MASTER_KEY_INVALID``.
+
+    Sizes: `put` returns and `stat` reports the plaintext's size in bytes; `iter_objects`
+    lists stored sizes (what the backend holds).
+    """
+
+    def __init__(
+        self,
+        inner: ArtifactStore,
+        policy: EncryptionPolicy,
+        keyring: Keyring | None,
+        *,
+        keyring_error: Callable[[], KeysError] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.policy = policy
+        self.keyring = keyring
+        self.url = inner.url
+        self._keyring_error = keyring_error
+
+    def __repr__(self) -> str:
+        return f"EncryptedArtifactStore({self.inner!r}, policy={self.policy.source!r})"
+
+    # -- writing -------------------------------------------------------------
+
+    def put(self, data: bytes, *, artifact_class: str | None = None) -> ArtifactRef:
+        """Store ``data`` (sealed when its class is encrypted); returns its ref (plaintext id and size).
+
+        Raises ``KEYS_MASTER_KEY_INVALID`` (a required class without a keyring),
+        ``KEYS_MANAGER_ERROR``, ``CAS_BACKEND_ERROR``.
+        """
+        return self.put_many([data], artifact_class=artifact_class)[0]
+
+    def put_many(self, items: Iterable[bytes], *, artifact_class: str | None = None) -> list[ArtifactRef]:
+        """Store a batch of one class; one ref per item, in input order, ids of the plaintexts.
+
+        A sealed object already holding exactly this plaintext is kept (its age renewed);
+        anything else under the id (plaintext, damaged, sealed under another key) is
+        replaced by a new envelope, atomically. An artifact that already has a data key
+        stays sealed even when this class is not encrypted. Raises as `put`.
+        """
+        refs, distinct = batch_of(items)
+        if not distinct:
+            return refs
+        name = artifact_class or UNCLASSIFIED
+        keyring = self.keyring
+        if not self.policy.encrypts(name, keyring_available=keyring is not None):
+            if self.policy.level(name) == "required":
+                raise self._no_keyring(refs[0].artifact_id)
+            sealed_already = keyring.records.data_keys_for(list(distinct)) if keyring is not None else {}
+            plain = [data for artifact_id, data in distinct.items() if artifact_id not in sealed_already]
+            if plain:
+                self.inner.put_many(plain, artifact_class=artifact_class)
+            if not sealed_already:
+                return refs
+            distinct = {artifact_id: distinct[artifact_id] for artifact_id in sealed_already}
+        assert keyring is not None
+        keys = keyring.data_keys_for_put(list(distinct), name)
+        to_write: list[tuple[str, bytes]] = []
+        for artifact_id, data in distinct.items():
+            data_key, row = keys[artifact_id]
+            if self._holds(artifact_id, data_key, row.artifact_class, data) and self.inner.touch_object(
+                artifact_id
+            ):
+                continue
+            to_write.append((artifact_id, seal(data_key, artifact_id, row.artifact_class, data)))
+        if to_write:
+            self.inner.write_objects(to_write)
+        return refs
+
+    def _holds(self, artifact_id: str, data_key: bytes, artifact_class: str, data: bytes) -> bool:
+        # Whether the stored object is an envelope of exactly ``data`` under this data key.
+        try:
+            blob = self.inner.read_object(artifact_id)
+        except CasError as exc:
+            if exc.code == CAS_NOT_FOUND:
+                return False
+            raise
+        if not is_envelope(blob) or payload_size(len(blob)) != len(data):
+            return False
+        try:
+            return open_envelope(data_key, artifact_id, artifact_class, blob) == data
+        except CasError:
+            return False
+
+    def write_objects(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """`ArtifactStore.write_objects` of the inner store (raw stored bytes, e.g. a restore)."""
+        self.inner.write_objects(items)
+
+    def touch_object(self, artifact_id: str) -> bool:
+        """`ArtifactStore.touch_object` of the inner store."""
+        return self.inner.touch_object(artifact_id)
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None) -> bytes:
+        """The authenticated, verified plaintext of ``artifact_id``.
+
+        Args:
+            artifact_id: the plaintext's id.
+            size: the expected plaintext size in bytes, checked when given.
+            artifact_class: the class the reader expects; decides whether a plaintext
+                object is refused (see the module docstring).
+
+        Raises ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_NOT_ENCRYPTED``,
+        ``CAS_DECRYPT_FAILED``, ``CAS_KEY_DESTROYED``, ``CAS_DIGEST_MISMATCH``,
+        ``KEYS_MASTER_KEY_INVALID`` (a sealed object and no keyring), ``KEYS_MANAGER_ERROR``,
+        ``CAS_BACKEND_ERROR``.
+        """
+        blob = self.inner.read_object(artifact_id)
+        if is_envelope(blob):
+            if self.keyring is None:
+                raise self._no_keyring(artifact_id)
+            data_key, row = self.keyring.data_key_for_get(artifact_id)
+            return verify(
+                artifact_id,
+                open_envelope(data_key, artifact_id, row.artifact_class, blob),
+                size,
+                where=self._where,
+            )
+        if self.policy.requires(artifact_class):
+            raise CasError(
+                CAS_NOT_ENCRYPTED,
+                f"{artifact_id} is stored in plaintext, but {artifact_class or 'every class'} must be encrypted; refused",
+                artifact_id=artifact_id,
+                artifact_class=artifact_class,
+            )
+        return verify(artifact_id, blob, size, where=self._where)
+
+    def read_object(self, artifact_id: str) -> bytes:
+        """`ArtifactStore.read_object` of the inner store: the stored bytes (an envelope for sealed artifacts)."""
+        return self.inner.read_object(artifact_id)
+
+    def exists(self, artifact_id: str) -> bool:
+        """`ArtifactStore.exists` of the inner store (not verified, not decrypted)."""
+        return self.inner.exists(artifact_id)
+
+    def stat(self, artifact_id: str) -> ArtifactRef:
+        """The artifact's id and plaintext size in bytes, without decrypting.
+
+        A sealed artifact's size is its stored size less the envelope's overhead. Raises
+        ``CAS_INVALID_ID``, ``CAS_NOT_FOUND``, ``CAS_BACKEND_ERROR``.
+        """
+        ref = self.inner.stat(artifact_id)
+        if self.keyring is not None and self.keyring.data_key_record(artifact_id) is not None:
+            return ArtifactRef(artifact_id, payload_size(ref.size))
+        return ref
+
+    # -- passed through --------------------------------------------------------
+
+    def delete(self, artifact_id: str) -> None:
+        """`ArtifactStore.delete` of the inner store; the data key stays (reports list shredded keys)."""
+        self.inner.delete(artifact_id)
+
+    def quarantine(self, artifact_id: str) -> str | None:
+        """`ArtifactStore.quarantine` of the inner store."""
+        return self.inner.quarantine(artifact_id)
+
+    def iter_artifact_ids(self) -> Iterator[str]:
+        """`ArtifactStore.iter_artifact_ids` of the inner store."""
+        return self.inner.iter_artifact_ids()
+
+    def iter_objects(self) -> Iterator[ObjectInfo]:
+        """`ArtifactStore.iter_objects` of the inner store (stored sizes)."""
+        return self.inner.iter_objects()
+
+    def iter_scratch(self) -> Iterator[ScratchFile]:
+        """`ArtifactStore.iter_scratch` of the inner store."""
+        return self.inner.iter_scratch()
+
+    def delete_scratch(self, name: str) -> None:
+        """`ArtifactStore.delete_scratch` of the inner store."""
+        self.inner.delete_scratch(name)
+
+    def set_ref(self, name: str, artifact_id: str) -> None:
+        """`ArtifactStore.set_ref` of the inner store (refs hold ids, never payloads)."""
+        self.inner.set_ref(name, artifact_id)
+
+    def get_ref(self, name: str) -> str:
+        """`ArtifactStore.get_ref` of the inner store."""
+        return self.inner.get_ref(name)
+
+    def close(self) -> None:
+        """Close the inner store."""
+        self.inner.close()
+
+    @property
+    def _where(self) -> str:
+        return masked_url(self.url)
+
+    def _no_keyring(self, artifact_id: str) -> KeysError:
+        if self._keyring_error is not None:
+            return self._keyring_error()
+        return KeysError(
+            KEYS_MASTER_KEY_INVALID,
+            f"{artifact_id} needs the keyring, and no master key (WF_MASTER_KEY or WF_MASTER_KEY_FILE) "
+            "or key manager is configured",
+            artifact_id=artifact_id,
+        )
