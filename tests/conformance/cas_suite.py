@@ -32,6 +32,15 @@ class CasBackend:
     process_url: str | None = None
     # Makes a stored object look last written at the given epoch ms, behind the store's back.
     backdate: Callable[[ArtifactStore, str, int], None] | None = None
+    # Opens the store in another (forked) process; default: ``open_cas(process_url)``.
+    process_open: Callable[[], ArtifactStore] | None = None
+
+    def open_in_process(self) -> ArtifactStore:
+        """The store as another process opens it."""
+        if self.process_open is not None:
+            return self.process_open()
+        assert self.process_url is not None
+        return open_cas(self.process_url)
 
 
 CHECKS: list[Callable[[CasBackend], None]] = []
@@ -324,16 +333,16 @@ def check_concurrent_writers_in_threads(backend: CasBackend) -> None:
     assert store.get(shared_id, size=len(shared)) == shared
 
 
-def _put_from_process(url: str, items: list[bytes], start) -> None:
+def _put_from_process(backend: CasBackend, items: list[bytes], start) -> None:
     start.wait()
-    store = open_cas(url)
+    store = backend.open_in_process()
     store.put(items[0])
     store.put_many(items)
 
 
 @check
 def check_concurrent_writers_in_processes(backend: CasBackend) -> None:
-    if backend.process_url is None:
+    if backend.process_url is None and backend.process_open is None:
         return  # a store other processes cannot reach has no cross-process writers
     context = multiprocessing.get_context("fork")
     shared = os.urandom(512 * 1024)
@@ -341,7 +350,7 @@ def check_concurrent_writers_in_processes(backend: CasBackend) -> None:
     start = context.Barrier(workers)
     batches = [[shared, f"process {n}".encode()] for n in range(workers)]
     processes = [
-        context.Process(target=_put_from_process, args=(backend.process_url, batch, start))
+        context.Process(target=_put_from_process, args=(backend, batch, start))
         for batch in batches
     ]
     for process in processes:
