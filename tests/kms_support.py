@@ -1,6 +1,6 @@
 """KMS on loopback for the key-manager tests: moto's server, and a KMS that answers one error.
 
-`moto_kms` is a real moto server (``ThreadedMotoServer``) on 127.0.0.1 with a free port,
+`moto_server` runs a real moto server (``ThreadedMotoServer``) on 127.0.0.1 with a free port,
 spoken to over HTTP by boto3; `ErrorKms` is a small KMS-wire endpoint that answers every
 call with one AWS error, for the errors moto never returns (a disabled or pending-deletion
 key on ``Decrypt``, ``IncorrectKeyException``, throttling).
@@ -43,7 +43,7 @@ class MotoKms:
             endpoint_url=self.endpoint_url,
             region_name=REGION,
             config=Config(
-                retries={"mode": "standard", "max_attempts": 2}, connect_timeout=2, read_timeout=10
+                retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=10
             ),
             **CREDENTIALS,
         )
@@ -55,9 +55,12 @@ class MotoKms:
         )
 
 
-@pytest.fixture(scope="session")
-def moto_kms() -> Iterator[MotoKms]:
-    """One moto server for the session, on 127.0.0.1 and a port the OS picks."""
+@contextlib.contextmanager
+def moto_server() -> Iterator[MotoKms]:
+    """A moto server on 127.0.0.1 and a port the OS picks, stopped on exit.
+
+    Test modules wrap it in a fixture: ``moto_kms = pytest.fixture(scope="module")(...)``.
+    """
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -67,6 +70,17 @@ def moto_kms() -> Iterator[MotoKms]:
         yield MotoKms(f"http://{host}:{port}")
     finally:
         server.stop()
+
+
+def set_aws_test_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test credentials for boto3's default chain; no shared files and no instance metadata lookups."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def closed_port_url() -> str:
@@ -115,20 +129,8 @@ class ErrorKms:
         self.endpoint_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def manager(self, max_attempts: int = 2) -> AwsKmsKeyManager:
-        """A manager that builds its own client for this endpoint (needs `aws_env`'s credentials)."""
+        """A manager that builds its own client for this endpoint (needs `set_aws_test_env`'s credentials)."""
         return AwsKmsKeyManager(endpoint_url=self.endpoint_url, region_name=REGION, max_attempts=max_attempts)
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Test credentials for boto3's default chain; no shared files and no instance metadata lookups."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(name, raising=False)
 
 
 @contextlib.contextmanager

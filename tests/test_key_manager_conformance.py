@@ -6,12 +6,12 @@ Broken managers fail it, so the checks can fail.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import pytest
 from conformance import failing_checks
 from conformance.key_manager_suite import CHECKS, KeyManagerBackend
-from kms_support import MotoKms, moto_kms  # noqa: F401 (the fixture)
+from kms_support import MotoKms, moto_server
 
 from wf_pipeline.crypto.managers import LocalKeyManager, new_master_key_text, parse_master_key
 from wf_pipeline.errors import CAS_DECRYPT_FAILED, KEYS_MANAGER_ERROR, CasError
@@ -29,6 +29,12 @@ def aws_kms_backend(kms: MotoKms) -> KeyManagerBackend:
     # manager error (tests/test_crypto_aws_kms.py checks IncorrectKeyException itself).
     prefix = f"wf-conf-{os.urandom(4).hex()}"
     return KeyManagerBackend("aws-kms", lambda: kms.manager(prefix), foreign_key_code=KEYS_MANAGER_ERROR)
+
+
+@pytest.fixture(scope="module")
+def moto_kms() -> Iterator[MotoKms]:
+    with moto_server() as kms:
+        yield kms
 
 
 @pytest.fixture(params=["local", "aws-kms"])

@@ -307,7 +307,7 @@ def _new_client(
     from botocore.exceptions import BotoCoreError
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout_s,
         read_timeout=read_timeout_s,
     )
