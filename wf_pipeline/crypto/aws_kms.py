@@ -115,8 +115,9 @@ class AwsKmsKeyManager:
             if exc.details.get("aws_code") != "AlreadyExistsException":
                 self._schedule_deletion(kek_id, created["KeyMetadata"]["KeyId"])
                 raise
-            existing = self._call("DescribeKey", kek_id, KeyId=alias)["KeyMetadata"]
+            # The key just made is surplus either way; drop it before anything else can fail.
             self._schedule_deletion(kek_id, created["KeyMetadata"]["KeyId"])
+            existing = self._call("DescribeKey", kek_id, KeyId=alias)["KeyMetadata"]
             if existing.get("Description") != kek_id or existing.get("KeyState") != "Enabled":
                 raise KeysError(
                     KEYS_MANAGER_ERROR,
@@ -199,7 +200,8 @@ class AwsKmsKeyManager:
         ``KMSInvalidStateException``) but could be restored with ``CancelKeyDeletion``. The
         keyring treats the KEK as destroyed at once: it marks the record ``destroyed`` and
         erases ``key_ref``, and every manager refuses such a record (``CAS_KEY_DESTROYED``).
-        The alias is removed (``DeleteAlias``) so the name no longer resolves. A key already
+        The alias under this manager's prefix is removed (``DeleteAlias``) so the name no
+        longer resolves; KMS removes any other alias with the key itself. A key already
         pending deletion or gone is fine (a retried destroy). Raises ``KEYS_MANAGER_ERROR``.
         """
         if kek.key_ref is None:
