@@ -16,6 +16,7 @@ boto3 is imported when a manager is built, never when `wf_pipeline` is imported.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -113,7 +114,9 @@ class AwsKmsKeyManager:
             self._call("CreateAlias", kek_id, AliasName=alias, TargetKeyId=arn)
         except KeysError as exc:
             if exc.details.get("aws_code") != "AlreadyExistsException":
-                self._schedule_deletion(kek_id, created["KeyMetadata"]["KeyId"])
+                # Best effort: the alias error is the one to report, not a failed cleanup.
+                with contextlib.suppress(KeysError):
+                    self._schedule_deletion(kek_id, created["KeyMetadata"]["KeyId"])
                 raise
             # The key just made is surplus either way; drop it before anything else can fail.
             self._schedule_deletion(kek_id, created["KeyMetadata"]["KeyId"])
