@@ -20,8 +20,8 @@ from pathlib import Path
 
 from wf_pipeline.crypto.keyring import Keyring, check_master_key
 from wf_pipeline.crypto.managers import LocalKeyManager, new_master_key_text
-from wf_pipeline.metadata.canonical import digest
 from wf_pipeline.metadata.artifact_classes import ARTIFACT_CLASSES
+from wf_pipeline.metadata.canonical import digest
 from wf_pipeline.records import open_record_store
 
 KEYS = 100_000

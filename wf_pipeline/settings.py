@@ -61,8 +61,11 @@ SETTINGS_VARIABLES = (
     "WF_TELEMETRY_URL",
     "WF_COMPACT_GRACE",
     "WF_MASTER_KEY_FILE",
-    "WF_KEY_MANAGER",
     "WF_KEK_PERIOD",
+    "WF_KEY_MANAGER",
+    "WF_KMS_ENDPOINT_URL",
+    "WF_KMS_REGION",
+    "WF_KMS_ALIAS_PREFIX",
 )
 
 # Fields a step process needs to open the same runtime as the launching process; the
@@ -83,8 +86,11 @@ LAUNCH_FIELDS = (
     "telemetry",
     "telemetry_url",
     "master_key_file",
-    "key_manager",
     "kek_period",
+    "key_manager",
+    "kms_endpoint_url",
+    "kms_region",
+    "kms_alias_prefix",
 )
 
 # URL settings that may embed a password, with their variables: a step reads such a URL
@@ -93,6 +99,7 @@ SECRET_URL_VARIABLES = {
     "records_url": "WF_RECORDS_URL",
     "cas_url": "WF_CAS_URL",
     "telemetry_url": "WF_TELEMETRY_URL",
+    "kms_endpoint_url": "WF_KMS_ENDPOINT_URL",
 }
 
 
@@ -119,8 +126,13 @@ class Settings(BaseSettings):
     expired artifacts hold more, the Dagster sensor ``wf_retention_trigger`` runs retention
     before its daily schedule), ``master_key_file`` (WF_MASTER_KEY_FILE: a file holding the
     keyring's master key; the key itself may instead be WF_MASTER_KEY, a secret read through
-    `secrets`), ``key_manager`` (WF_KEY_MANAGER, default ``local``), ``kek_period``
-    (WF_KEK_PERIOD, default ``1d``: one KEK lineage per artifact class per period) and
+    `secrets`), ``kek_period`` (WF_KEK_PERIOD, default ``1d``: one KEK lineage per artifact
+    class per period), ``key_manager`` (WF_KEY_MANAGER, default ``local``: the
+    key manager that holds new KEKs, ``local`` or ``aws-kms``), ``kms_endpoint_url``
+    (WF_KMS_ENDPOINT_URL, None: AWS's regional endpoint; LocalStack or any KMS-compatible
+    service otherwise), ``kms_region`` (WF_KMS_REGION, None: boto3's default chain),
+    ``kms_alias_prefix`` (WF_KMS_ALIAS_PREFIX, default ``wf``: KEK aliases are
+    ``alias/<prefix>/<kek_id>``) and
     ``provider_options`` (``WF_<PROVIDER>_<OPTION>`` of the chosen provider, option
     names lower-cased). An empty variable counts as unset. Paths are absolute.
 
@@ -172,10 +184,13 @@ class Settings(BaseSettings):
     # The master key of the local keyring: WF_MASTER_KEY (base64, a secret: read through
     # `secrets`, never a field) or this file holding it. Neither: ``<home>/keys/master.key``.
     master_key_file: Path | None = None
-    # Which key manager makes new KEKs (wf_pipeline.crypto.managers): local or aws-kms.
-    key_manager: str = "local"
     # The period of a KEK lineage (a duration): one KEK per artifact class per period.
     kek_period: str = "1d"
+    # The key manager of new KEKs and, for aws-kms, where KMS is (`key_manager_options`).
+    key_manager: str = "local"
+    kms_endpoint_url: str | None = None
+    kms_region: str | None = None
+    kms_alias_prefix: str = "wf"
     provider_options: dict[str, str] = Field(default_factory=dict)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
@@ -208,10 +223,29 @@ class Settings(BaseSettings):
     def _trigger_bytes(cls, value: Any) -> Any:
         return _positive_int("WF_RETENTION_TRIGGER_BYTES", value) or DEFAULT_RETENTION_TRIGGER_BYTES
 
-    @field_validator("records_schema", "cas_url", "records_url", "telemetry_url", "provider", mode="before")
+    @field_validator(
+        "records_schema",
+        "cas_url",
+        "records_url",
+        "telemetry_url",
+        "provider",
+        "kms_endpoint_url",
+        "kms_region",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("key_manager", mode="before")
+    @classmethod
+    def _default_key_manager(cls, value: Any) -> Any:
+        return "local" if value in (None, "") else value
+
+    @field_validator("kms_alias_prefix", mode="before")
+    @classmethod
+    def _default_alias_prefix(cls, value: Any) -> Any:
+        return "wf" if value in (None, "") else value
 
     @model_validator(mode="before")
     @classmethod
@@ -291,6 +325,21 @@ class Settings(BaseSettings):
             if urlsplit(values[name]).password is not None:
                 values[name] = None
         return values
+
+    def key_manager_options(self) -> dict[str, Any]:
+        """The keyword options of `wf_pipeline.crypto.managers.open_key_manager` these settings hold.
+
+        For ``aws-kms``: ``{"endpoint_url", "region_name", "alias_prefix"}`` (None for an
+        unset endpoint or region, which boto3 then resolves). Other managers get ``{}``
+        here; the local manager's master key is not a setting of this kind. Raises nothing.
+        """
+        if self.key_manager != "aws-kms":
+            return {}
+        return {
+            "endpoint_url": self.kms_endpoint_url,
+            "region_name": self.kms_region,
+            "alias_prefix": self.kms_alias_prefix,
+        }
 
     @property
     def secrets(self) -> Mapping[str, str]:

@@ -349,10 +349,7 @@ def check_concurrent_writers_in_processes(backend: CasBackend) -> None:
     workers = 4
     start = context.Barrier(workers)
     batches = [[shared, f"process {n}".encode()] for n in range(workers)]
-    processes = [
-        context.Process(target=_put_from_process, args=(backend, batch, start))
-        for batch in batches
-    ]
+    processes = [context.Process(target=_put_from_process, args=(backend, batch, start)) for batch in batches]
     for process in processes:
         process.start()
     for process in processes:

@@ -53,6 +53,10 @@ RUNTIME_CONFIG_SCHEMA = {
     "follow_external_links": _optional(BoolSource, "WF_FOLLOW_EXTERNAL_LINKS"),
     "telemetry": _optional(BoolSource, "WF_TELEMETRY"),
     "telemetry_url": _optional(StringSource, "WF_TELEMETRY_URL"),
+    "key_manager": _optional(StringSource, "WF_KEY_MANAGER"),
+    "kms_endpoint_url": _optional(StringSource, "WF_KMS_ENDPOINT_URL"),
+    "kms_region": _optional(StringSource, "WF_KMS_REGION"),
+    "kms_alias_prefix": _optional(StringSource, "WF_KMS_ALIAS_PREFIX"),
 }
 
 
