@@ -116,7 +116,7 @@ def open_keyring(settings: Settings, records: RecordStore, *, required: bool) ->
         check_master_key(records, key, source=source)
         managers[LOCAL] = LocalKeyManager(key)
     if not wants_local:
-        managers[settings.key_manager] = open_key_manager(settings.key_manager, **_manager_options(settings))
+        managers[settings.key_manager] = open_key_manager(settings.key_manager, **settings.key_manager_options())
     if settings.key_manager not in managers:
         if not required:
             return None  # sealed objects then read as KEYS_MASTER_KEY_INVALID, one by one
@@ -132,11 +132,6 @@ def open_keyring(settings: Settings, records: RecordStore, *, required: bool) ->
             KEYS_MASTER_KEY_INVALID, "WF_KEK_PERIOD must be a finite duration", source="WF_KEK_PERIOD"
         )
     return Keyring(records, managers, default_manager=settings.key_manager, period_ms=period_ms)
-
-
-def _manager_options(settings: Settings) -> dict[str, object]:
-    options = getattr(settings, "key_manager_options", None)
-    return dict(options()) if callable(options) else {}
 
 
 def encrypted_store(
