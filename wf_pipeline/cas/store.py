@@ -67,6 +67,10 @@ class FsspecArtifactStore(ArtifactCodec):
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.url = url
         self._where = masked_url(url)  # how messages name the store
+        if _is_remote(url):
+            # Other processes add and delete objects behind this one's back: a cached listing
+            # would show deleted objects as present (an `info` served from it) and hide new ones.
+            storage_options.setdefault("use_listings_cache", False)
         try:
             self._fs, root = url_to_fs(url, **storage_options)
         except (ValueError, ImportError) as exc:
@@ -348,6 +352,16 @@ class FsspecArtifactStore(ArtifactCodec):
                 error_type=type(exc).__name__,
                 reason=reason,
             ) from exc
+
+
+# URL schemes served by this machine's own filesystem (or this process's memory): their
+# listings cannot go stale behind the store's back, so fsspec's listing cache stays as it is.
+_LOCAL_SCHEMES = frozenset({"file", "local", "memory"})
+
+
+def _is_remote(url: str) -> bool:
+    """Whether ``url`` names a store other machines may change (an object store, not a path)."""
+    return "://" in url and url.split("://", 1)[0].lower() not in _LOCAL_SCHEMES
 
 
 # fsspec info keys holding a last-write time, by backend: local, memory, S3, GCS/Azure.
