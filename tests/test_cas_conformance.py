@@ -11,7 +11,7 @@ import fsspec
 import pytest
 from conformance import failing_checks
 from conformance.cas_suite import CHECKS, CasBackend
-from s3_support import MotoServer, moto_server  # noqa: F401 (the fixture the s3 backend uses)
+from s3_support import MotoServer
 
 from wf_pipeline.cas import (
     CasStore,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from s3_support import MotoServer, moto_server  # noqa: F401 (fixture)
+from s3_support import MotoServer
 
 from wf_pipeline.cas import FsspecArtifactStore, open_cas
 from wf_pipeline.compiler.launch.executors import runtime_run_config
