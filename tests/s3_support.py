@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 # moto's default account; its backends are keyed by it.
 MOTO_ACCOUNT = "123456789012"
@@ -47,6 +45,8 @@ class MotoServer:
 
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` (``s3``, ``kms``) on this server."""
+        import boto3
+
         return boto3.client(
             service,
             endpoint_url=self.endpoint_url,
@@ -83,6 +83,9 @@ class MotoServer:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     """One moto server (S3 and KMS) on 127.0.0.1 and a free port, for the session."""
+    # Imported here: every test session loads this module (conftest), few start the server.
+    from moto.server import ThreadedMotoServer
+
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
