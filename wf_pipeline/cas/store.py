@@ -67,7 +67,7 @@ class FsspecArtifactStore(ArtifactCodec):
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.url = url
         self._where = masked_url(url)  # how messages name the store
-        if _is_remote(url):
+        if _scheme_of(url) in LISTING_CACHE_OFF_SCHEMES:
             # Other processes add and delete objects behind this one's back: a cached listing
             # would show deleted objects as present (an `info` served from it) and hide new ones.
             storage_options.setdefault("use_listings_cache", False)
@@ -354,14 +354,15 @@ class FsspecArtifactStore(ArtifactCodec):
             ) from exc
 
 
-# URL schemes served by this machine's own filesystem (or this process's memory): their
-# listings cannot go stale behind the store's back, so fsspec's listing cache stays as it is.
-_LOCAL_SCHEMES = frozenset({"file", "local", "memory"})
+# Object-store schemes (s3fs, gcsfs, adlfs) whose fsspec listing cache the store turns off:
+# other processes change these stores, so every listing and `info` asks the store itself.
+# Each of these filesystems passes ``use_listings_cache`` on to fsspec's DirCache; other
+# filesystems (sftp, ...) may not accept the keyword, so they are left as they are.
+LISTING_CACHE_OFF_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az"})
 
 
-def _is_remote(url: str) -> bool:
-    """Whether ``url`` names a store other machines may change (an object store, not a path)."""
-    return "://" in url and url.split("://", 1)[0].lower() not in _LOCAL_SCHEMES
+def _scheme_of(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else "file"
 
 
 # fsspec info keys holding a last-write time, by backend: local, memory, S3, GCS/Azure.
