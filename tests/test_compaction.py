@@ -460,7 +460,8 @@ def test_wf_compact_archives_sweeps_and_the_view_reaches_archived_threads(tmp_pa
     repo = Path(__file__).resolve().parent.parent
     profile = (repo / "profiles" / "docs_writer_thread_v1.yaml").read_text()
     profile = profile.replace(
-        "  preset: docs_family\n", "  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n"
+        "retention:\n  preset: docs_family\n",
+        "retention:\n  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n",
     )
     (workspace_profiles / "docs_writer_thread_v1.yaml").write_text(profile)
     shutil.copytree(repo / "assets" / "prompts", tmp_path / "assets" / "prompts")
@@ -530,8 +531,8 @@ def test_wf_retention_apply_expires_archived_threads_prompts_and_a_hold_protects
     repo = Path(__file__).resolve().parent.parent
     profile = (repo / "profiles" / f"{workflow}.yaml").read_text()
     profile = profile.replace(
-        "  preset: docs_family\n",
-        "  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n  prompt_render: 1s\n",
+        "retention:\n  preset: docs_family\n",
+        "retention:\n  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n  prompt_render: 1s\n",
     )
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / f"{workflow}.yaml").write_text(profile)
@@ -601,7 +602,9 @@ def test_after_archiving_superseded_threads_an_unchanged_tree_reuses_every_threa
     settings = isolated_settings(monkeypatch, tmp_path / "home")
     repo = Path(__file__).resolve().parent.parent
     profile = (repo / "profiles" / "docs_writer_thread_v1.yaml").read_text()
-    profile = profile.replace("  preset: docs_family\n", "  preset: docs_family\n  archive_after: 1s\n")
+    profile = profile.replace(
+        "retention:\n  preset: docs_family\n", "retention:\n  preset: docs_family\n  archive_after: 1s\n"
+    )
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "docs_writer_thread_v1.yaml").write_text(profile)
     shutil.copytree(repo / "assets" / "prompts", tmp_path / "assets" / "prompts")
@@ -659,7 +662,8 @@ def test_wf_compact_killed_at_random_moments_loses_nothing(tmp_path, monkeypatch
     repo = Path(__file__).resolve().parent.parent
     profile = (repo / "profiles" / "docs_writer_thread_v1.yaml").read_text()
     profile = profile.replace(
-        "  preset: docs_family\n", "  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n"
+        "retention:\n  preset: docs_family\n",
+        "retention:\n  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n",
     )
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "docs_writer_thread_v1.yaml").write_text(profile)

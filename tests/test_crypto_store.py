@@ -332,7 +332,9 @@ def test_a_new_keyring_gets_a_master_key_once_and_a_second_home_must_be_given_it
         other = settings_for(tmp_path / "b", WF_RECORDS_URL=settings.records_url)
         assert code_of(lambda: open_keyring(other, records, required=True)) == "KEYS_MASTER_KEY_INVALID"
         assert not other.default_master_key_file.exists()
-        given = settings_for(tmp_path / "b", WF_RECORDS_URL=settings.records_url, WF_MASTER_KEY_FILE=str(key_file))
+        given = settings_for(
+            tmp_path / "b", WF_RECORDS_URL=settings.records_url, WF_MASTER_KEY_FILE=str(key_file)
+        )
         assert open_keyring(given, records, required=True) is not None
     finally:
         records.close()

@@ -18,6 +18,7 @@ from conftest import record_store_location
 from e2e_support import REPO_ROOT
 
 from wf_pipeline.cas import open_cas
+from wf_pipeline.crypto.managers import new_master_key_text
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.records import open_record_store
 from wf_pipeline.retention.synthetic import write_workload
@@ -66,8 +67,10 @@ def workspace(tmp_path: Path, retention_lines: str | None = None) -> Path:
     shutil.copytree(REPO_ROOT / "assets" / "prompts", root / "assets" / "prompts")
     text = (REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8")
     if retention_lines is not None:
-        assert "  preset: docs_family\n" in text
-        text = text.replace("  preset: docs_family\n", "  preset: docs_family\n" + retention_lines)
+        assert "retention:\n  preset: docs_family\n" in text
+        text = text.replace(
+            "retention:\n  preset: docs_family\n", "retention:\n  preset: docs_family\n" + retention_lines
+        )
     (root / "profiles" / f"{WORKFLOW}.yaml").write_text(text, encoding="utf-8")
     return root
 
@@ -120,6 +123,8 @@ def test_two_homes_sharing_a_postgres_store_sweep_one_at_a_time(tmp_path) -> Non
             "WF_RECORDS_URL": target.url,
             "WF_RECORDS_SCHEMA": target.schema or "",
             "WF_CAS_URL": (tmp_path / "shared-cas").as_uri(),
+            # Homes sharing a record store share its keyring's master key.
+            "WF_MASTER_KEY": new_master_key_text(),
         }
         settings, due = seeded_home(tmp_path, threads=1_000, **shared)
         cwd = workspace(tmp_path)
