@@ -3,10 +3,12 @@ report, ``key_events`` telemetry read by DuckDB, and shredded artifacts in ``wf 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from e2e_support import REPO_ROOT
@@ -34,8 +36,11 @@ from wf_pipeline.metadata.records import (
 )
 from wf_pipeline.profiles.encryption import EncryptionPolicy
 from wf_pipeline.records import TurnCommit
+from wf_pipeline.retention.archive import RecordArchive
+from wf_pipeline.retention.compaction import archive_threads
 from wf_pipeline.service import keys, show_thread
 from wf_pipeline.service.telemetry import query_telemetry
+from wf_pipeline.telemetry.query import archive_location
 
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
 WORKFLOW = "docs_writer_thread_v1"
@@ -105,7 +110,11 @@ def test_a_lifecycle_moves_keys_refuses_what_it_must_and_writes_key_events(setti
 
     # Never key material: no KEK reference, no wrapped key, in anything a command returns.
     shown = json.dumps([created, listed, rotated, result, destroyed, report])
-    assert "key_ref" not in shown and "wrapped" not in shown
+    assert "key_ref" not in shown and "wrapped_key" not in shown
+    with opened(settings) as (records, _):
+        for row in records.data_keys_for(ids[:5]).values():
+            assert base64.b64encode(row.wrapped_key).decode() not in shown
+            assert row.wrapped_key.hex() not in shown
 
     rows = query_telemetry(
         settings,
@@ -134,20 +143,22 @@ def test_a_lifecycle_moves_keys_refuses_what_it_must_and_writes_key_events(setti
     assert by_event[("create", "ok")]["artifact_class"] == "output"
 
 
-def _thread_with_artifacts(settings, name: str) -> tuple[str, dict[str, str]]:
+def _thread_with_artifacts(
+    settings, name: str, *, target: str = "", at: int | None = None
+) -> tuple[str, dict[str, str]]:
     """A thread of two turns whose artifacts are sealed: per turn a prompt render and an output.
 
     Returns the thread id and artifact id -> class.
     """
     policy = EncryptionPolicy(levels={}, default="required", source="test")
     classes: dict[str, str] = {}
-    at = now_ms()
+    at = now_ms() if at is None else at
     node = f"node:{name}"
     thread = ThreadRecord(
         thread_id=thread_id_for(WORKFLOW, node),
         workflow_id=WORKFLOW,
         target_node_id=node,
-        target_key="",
+        target_key=target,
         target_path=name,
         status="completed",
         created_at_ms=at,
@@ -198,8 +209,17 @@ def _thread_with_artifacts(settings, name: str) -> tuple[str, dict[str, str]]:
 
 
 def test_destroying_a_lineage_shreds_its_class_and_period_and_threads_show_marks_them(settings):
-    thread_id, classes = _thread_with_artifacts(settings, "pkg")
-    other_id, other_classes = _thread_with_artifacts(settings, "lib")
+    thread_id, classes = _thread_with_artifacts(settings, "pkg", target="pkg")
+    # A superseded thread of another target, archived by compaction: the report finds it there.
+    other_id, other_classes = _thread_with_artifacts(settings, "lib v1", target="lib", at=now_ms() - 60_000)
+    _thread_with_artifacts(settings, "lib v2", target="lib")
+    with opened(settings) as (records, _):
+        archive = RecordArchive(Path(archive_location(settings)))
+        with archive.locked():
+            run = archive_threads(
+                records, archive, now_ms=now_ms(), archive_after_ms={WORKFLOW: 30_000}, compaction_id="c1"
+            )
+        assert run.threads_archived == 1 and records.get_thread(other_id) is None
     outputs = {a for a, c in classes.items() if c == "output"}
     assert (
         _code(lambda: keys.destroy_keys(settings, lineage=f"output:{_today()}")) == KEYS_CONFIRMATION_REQUIRED
@@ -208,7 +228,7 @@ def test_destroying_a_lineage_shreds_its_class_and_period_and_threads_show_marks
 
     destroyed = keys.destroy_keys(settings, lineage=f"output:{_today()}", confirm=True)
     assert [k["kek_id"] for k in destroyed["destroyed"]] == [f"kek-output-{_today()}-g1"]
-    assert destroyed["data_keys_shredded"] == 4  # two outputs per thread
+    assert destroyed["data_keys_shredded"] == 6  # two outputs per thread
     assert _code(lambda: keys.destroy_keys(settings, lineage="output:20000101", confirm=True)) == (
         KEYS_KEK_NOT_FOUND
     )
@@ -218,11 +238,17 @@ def test_destroying_a_lineage_shreds_its_class_and_period_and_threads_show_marks
     assert states == {a: "shredded" if c == "output" else "stored" for a, c in classes.items()}
     assert len(shown["turns"]) == 2  # the records stay
 
+    archived = show_thread(settings, other_id)
+    assert archived["archived"]
+    assert {a["artifact_id"]: a["state"] for a in archived["artifacts"]} == {
+        a: "shredded" if c == "output" else "stored" for a, c in other_classes.items()
+    }
+
     report = keys.keys_report(settings)
-    assert report["shredded"] == 4 and report["by_class"] == {"output": 4}
-    assert sorted((t["thread_id"], t["artifacts"], t["archived"]) for t in report["by_thread"]) == sorted(
-        [(thread_id, 2, False), (other_id, 2, False)]
-    )
+    assert report["shredded"] == 6 and report["by_class"] == {"output": 6}
+    by_thread = {t["thread_id"]: (t["artifacts"], t["archived"]) for t in report["by_thread"]}
+    assert by_thread[thread_id] == (2, False) and by_thread[other_id] == (2, True)
+    assert len(by_thread) == 3
     mine = {a["artifact_id"]: a for a in report["artifacts"] if a["artifact_id"] in outputs}
     assert set(mine) == outputs
     for artifact in mine.values():
