@@ -268,6 +268,7 @@ def wf(settings, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(WF), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
 def test_the_wf_keys_commands_print_ids_states_and_counts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
