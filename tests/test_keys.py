@@ -232,6 +232,10 @@ def test_destroying_a_lineage_shreds_its_class_and_period_and_threads_show_marks
     assert _code(lambda: keys.destroy_keys(settings, lineage="output:20000101", confirm=True)) == (
         KEYS_KEK_NOT_FOUND
     )
+    again = keys.destroy_keys(settings, lineage=f"output:{_today()}", confirm=True)
+    assert again["destroyed"] == [] and again["already_gone"] == [f"kek-output-{_today()}-g1"]
+    repeat = keys.destroy_keys(settings, f"kek-output-{_today()}-g1", confirm=True)
+    assert repeat["data_keys_shredded"] == 0  # shredded once, counted once
 
     shown = show_thread(settings, thread_id)
     states = {a["artifact_id"]: a["state"] for a in shown["artifacts"]}

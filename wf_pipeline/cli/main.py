@@ -699,6 +699,8 @@ def _render_rewrap(console: Console, r: dict) -> None:
 def _render_destroyed(console: Console, r: dict) -> None:
     for k in r["destroyed"]:
         print_line(console, f"destroyed {_kek_line(k)}: {plural(k['data_keys'], 'artifact')} shredded")
+    for kek_id in r["already_gone"]:
+        print_line(console, f"{kek_id} was already retired or destroyed")
     print_line(
         console, f"{plural(r['data_keys_shredded'], 'artifact')} shredded in all (wf keys report lists them)"
     )

@@ -344,7 +344,9 @@ def destroy_keys(
         confirm: must be True (the command's ``--yes``); otherwise nothing is destroyed.
 
     Returns:
-        ``{"destroyed": [kek_dict with "data_keys" = data keys it shredded], "data_keys_shredded": total}``.
+        ``{"destroyed": [kek_dict with "data_keys" = data keys it shredded now (0 for a KEK
+        destroyed before)], "already_gone": [ids of the lineage's KEKs already retired or
+        destroyed, left as they are], "data_keys_shredded": total}``.
 
     Raises:
         KeysError: ``KEYS_CONFIRMATION_REQUIRED`` (``confirm`` False: nothing read or
@@ -363,6 +365,7 @@ def destroy_keys(
             lineage=lineage,
         )
     with _keyring(settings) as (records, keyring), _events(settings) as events:
+        gone: list[str] = []
         if lineage is not None:
             artifact_class, start, end = _parse_lineage(lineage)
             keks = [k for k in records.list_keks(artifact_class) if start <= k.period_start_ms < end]
@@ -370,14 +373,20 @@ def destroy_keys(
                 raise KeysError(
                     KEYS_KEK_NOT_FOUND, f"no KEK of lineage {lineage} in the keyring", lineage=lineage
                 )
-            ids = [k.kek_id for k in keks]
+            # Retired and destroyed KEKs hold no material any more: nothing to erase.
+            ids = [k.kek_id for k in keks if k.state in ("primary", "decrypt_only")]
+            gone = [k.kek_id for k in keks if k.state not in ("primary", "decrypt_only")]
         else:
             assert kek_id is not None
             ids = [kek_id]
         destroyed = []
         for one in ids:
             started = time.monotonic()
-            shredded = records.count_data_keys().get(one, 0)
+            before = records.get_kek(one)
+            # A KEK destroyed before shreds nothing now (destroy is idempotent).
+            shredded = (
+                0 if before is None or before.state == "destroyed" else records.count_data_keys().get(one, 0)
+            )
             try:
                 kek = keyring.destroy(one)
             except WfError as exc:
@@ -385,7 +394,11 @@ def destroy_keys(
                 raise
             _event(events, "destroy", kek, data_keys=shredded, elapsed_ms=_elapsed(started))
             destroyed.append(kek_dict(kek, shredded))
-        return {"destroyed": destroyed, "data_keys_shredded": sum(d["data_keys"] for d in destroyed)}
+        return {
+            "destroyed": destroyed,
+            "already_gone": gone,
+            "data_keys_shredded": sum(d["data_keys"] for d in destroyed),
+        }
 
 
 def keys_report(settings: Settings, *, include_archived: bool = True) -> dict[str, Any]:
