@@ -14,7 +14,7 @@ from e2e_support import REPO_ROOT
 
 from wf_pipeline.errors import TELEMETRY_QUERY_INVALID
 from wf_pipeline.settings import Settings
-from wf_pipeline.telemetry import METADATA_WRITES, TelemetryStore
+from wf_pipeline.telemetry import METADATA_WRITES, TABLES, TelemetryStore
 
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
 
@@ -91,7 +91,7 @@ def test_bad_sql_exits_1_with_the_code_and_usage_errors_exit_2(tmp_path):
     assert zero.returncode == 2
     # Nothing was written by any of them: only the seed files (made by the queries) exist.
     files = sorted(path.name for path in (home / "telemetry").rglob("*.parquet"))
-    assert files == ["part-0-seed.parquet", "part-0-seed.parquet"]
+    assert files == ["part-0-seed.parquet"] * len(TABLES)
 
 
 def strict_json(text: str):

@@ -712,6 +712,12 @@ RETENTION_SCOPE_UNKNOWN = _code(
 
 
 # --- keys ----------------------------------------------------------------------------------
+KEYS_CONFIRMATION_REQUIRED = _code(
+    "KEYS_CONFIRMATION_REQUIRED",
+    KeysError,
+    meaning="destroying a KEK shreds every artifact it wraps, for good; the command needs --yes "
+    "(nothing was destroyed)",
+)
 KEYS_KEK_IN_USE = _code(
     "KEYS_KEK_IN_USE",
     KeysError,

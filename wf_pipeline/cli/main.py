@@ -246,8 +246,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     Returns:
         The exit status: 0, or 1 (``EXIT_FAILED``) when a directory's output was deleted
-        by retention (each printed as ``output not written: PATH: CAS_ARTIFACT_EXPIRED:
-        ...``; JSON ``expired``). Prints how many outputs were written and where.
+        by retention or shredded (each printed as ``output not written: PATH:
+        CAS_ARTIFACT_EXPIRED: ...`` or ``CAS_KEY_DESTROYED``; JSON ``expired``, ``shredded``). Prints how many outputs were written and where.
 
     Raises:
         WfError: ``RUN_UNKNOWN_TREE`` and the errors of `service.export_outputs`; `main`
@@ -264,17 +264,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     def render(console: Console, r: dict) -> None:
         expired = f"; {plural(len(r['expired']), 'output')} expired" if r["expired"] else ""
+        shredded = f"; {plural(len(r['shredded']), 'output')} shredded" if r["shredded"] else ""
         print_line(
             console,
             f"{plural(len(r['written']), 'output')} of {r['tree']} written under {r['out_dir']}; "
-            f"{plural(len(r['missing']), 'directory')} without one yet{expired}",
+            f"{plural(len(r['missing']), 'directory')} without one yet{expired}{shredded}",
         )
-        for item in r["expired"]:
+        for item in [*r["expired"], *r["shredded"]]:
             print_line(console, f"output not written: {item['path']}: {item['code']}: {item['message']}")
 
     _emit(args, result, render)
-    # An expired output is that directory's output failure, as in a run's summary.
-    return EXIT_FAILED if result["expired"] else 0
+    # An expired or shredded output is that directory's output failure, as in a run's summary.
+    return EXIT_FAILED if result["expired"] or result["shredded"] else 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -487,6 +488,52 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """``wf keys list|create|rotate|rewrap|retire|destroy|report``: the key lifecycle (`wf_pipeline.service.keys`).
+
+    Args:
+        args: the parsed command line (``action``; ``artifact_class`` for create and
+            ``--class`` for list and rotate; ``page`` for rewrap; ``kek_id``, ``lineage`` and
+            ``yes`` for destroy; ``kek_id`` for retire; ``json``).
+
+    Returns:
+        The exit status, 0. Prints ids, states, counts and times (ms), never key material:
+        ``list`` a table of KEKs; ``create`` the primary KEK; ``rotate`` the new primaries;
+        ``rewrap`` the counts (a progress bar of data keys on stderr); ``retire`` and
+        ``destroy`` the KEKs changed; ``report`` the shredded artifacts per class and thread.
+
+    Raises:
+        WfError: ``KEYS_CONFIRMATION_REQUIRED`` (destroy without ``--yes``), ``KEYS_KEK_NOT_FOUND``,
+            ``KEYS_KEK_STATE``, ``KEYS_KEK_IN_USE``, ``KEYS_MASTER_KEY_INVALID``,
+            ``KEYS_MANAGER_*``, ``RECORD_*``; `main` prints them and exits 1.
+    """
+    from wf_pipeline.service import keys
+
+    settings = _settings()
+    if args.action == "list":
+        _emit(args, keys.list_keys(settings, args.artifact_class), _render_keys)
+    elif args.action == "create":
+        _emit(args, keys.create_key(settings, args.artifact_class), _render_created_key)
+    elif args.action == "rotate":
+        _emit(args, keys.rotate_keys(settings, args.artifact_class or None), _render_rotated)
+    elif args.action == "rewrap":
+        with _progress(args, label="data keys") as on_progress:
+            result = keys.rewrap_keys(settings, on_progress, page=args.page)
+        _emit(args, result, _render_rewrap)
+    elif args.action == "retire":
+        _emit(
+            args,
+            keys.retire_key(settings, args.kek_id),
+            lambda c, k: print_line(c, f"retired {_kek_line(k)}"),
+        )
+    elif args.action == "destroy":
+        result = keys.destroy_keys(settings, args.kek_id, lineage=args.lineage, confirm=args.yes)
+        _emit(args, result, _render_destroyed)
+    else:
+        _emit(args, keys.keys_report(settings), _render_keys_report)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     # A bad count is visible on the command line alone: a usage error (exit 2).
     try:
@@ -592,6 +639,99 @@ def _render_retention(console: Console, r: dict) -> None:
         console.print(
             f"would delete {plural(r['count'], 'artifact')} ({r['bytes']} bytes); kept by rule: {kept}",
             highlight=False,
+        )
+
+
+def _kek_line(k: dict) -> str:
+    return f"{k['kek_id']} ({k['artifact_class']}, period {k['period_start']}, generation {k['generation']}): {k['state']}"
+
+
+def _render_keys(console: Console, r: dict) -> None:
+    if not r["keks"]:
+        console.print("no KEKs yet")
+        return
+    print_table(
+        console,
+        ("kek_id", "class", "period", "gen", "state", "manager", "data keys", "created (ms)"),
+        [
+            (
+                k["kek_id"],
+                k["artifact_class"],
+                k["period_start"],
+                k["generation"],
+                k["state"],
+                k["manager"],
+                k["data_keys"],
+                k["created_at_ms"],
+            )
+            for k in r["keks"]
+        ],
+    )
+    print_line(
+        console,
+        f"{plural(len(r['keks']), 'KEK')} wrapping {plural(r['data_keys'], 'data key')}; "
+        f"{r['under_decrypt_only']} under decrypt-only KEKs (wf keys rewrap moves them)",
+    )
+
+
+def _render_created_key(console: Console, k: dict) -> None:
+    print_line(console, f"{'created' if k['created'] else 'already primary'}: {_kek_line(k)}")
+
+
+def _render_rotated(console: Console, r: dict) -> None:
+    if not r["rotated"]:
+        console.print("no lineage has a primary KEK: nothing rotated")
+    for k in r["rotated"]:
+        print_line(console, f"new primary {_kek_line(k)}")
+    print_line(
+        console, f"{plural(r['under_decrypt_only'], 'data key')} under decrypt-only KEKs: run wf keys rewrap"
+    )
+
+
+def _render_rewrap(console: Console, r: dict) -> None:
+    print_line(
+        console,
+        f"rewrapped {plural(r['rewrapped'], 'data key')} in {r['elapsed_ms']} ms; "
+        f"{r['skipped']} moved by another writer first; {r['remaining']} left under decrypt-only KEKs",
+    )
+
+
+def _render_destroyed(console: Console, r: dict) -> None:
+    for k in r["destroyed"]:
+        print_line(console, f"destroyed {_kek_line(k)}: {plural(k['data_keys'], 'artifact')} shredded")
+    for kek_id in r["already_gone"]:
+        print_line(console, f"{kek_id} was already retired or destroyed")
+    print_line(
+        console, f"{plural(r['data_keys_shredded'], 'artifact')} shredded in all (wf keys report lists them)"
+    )
+
+
+def _render_keys_report(console: Console, r: dict) -> None:
+    print_line(
+        console,
+        f"{plural(r['shredded'], 'artifact')} unreadable under {plural(len(r['destroyed_keks']), 'destroyed KEK')}",
+    )
+    if r["by_class"]:
+        print_table(console, ("class", "artifacts"), sorted(r["by_class"].items()))
+    if r["by_thread"]:
+        print_table(
+            console,
+            ("thread", "archived", "artifacts"),
+            [(t["thread_id"], "yes" if t["archived"] else "no", t["artifacts"]) for t in r["by_thread"]],
+        )
+    if r["artifacts"]:
+        print_table(
+            console,
+            ("artifact", "class", "kek_id", "threads / turns"),
+            [
+                (
+                    a["artifact_id"],
+                    a["artifact_class"],
+                    a["kek_id"],
+                    ", ".join(f"{link['thread_id']}/{link['turn_id']}" for link in a["links"]) or "-",
+                )
+                for a in r["artifacts"]
+            ],
         )
 
 
@@ -808,6 +948,13 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
             return f"give exactly one of THREAD_ID, --workflow{extra}"
     if args.command == "telemetry":
         return _telemetry_usage_problem(args)
+    if args.command == "keys" and args.action == "destroy":
+        if (args.kek_id is None) == (args.lineage is None):
+            return "give exactly one of KEK_ID, --lineage CLASS:YYYYMMDD"
+        if args.lineage is not None:
+            from wf_pipeline.service.keys import lineage_problem
+
+            return lineage_problem(args.lineage)
     return None
 
 
@@ -1019,6 +1166,41 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("report", metavar="REPORT", help="growth, headroom or rejections")
     report.add_argument("--since", default="7d", help="how far back: 12h, 7d, 4w or forever (default 7d)")
     report.add_argument("--png", metavar="FILE", help="also draw the chart into this PNG file")
+
+    keys = command(
+        "keys", "list, create, rotate, rewrap, retire or destroy KEKs; report shredded artifacts", cmd_keys
+    )
+    key_action = actions(keys, "the key lifecycle (ids, states and counts; never key material)")
+    key_list = key_action("list", "list the KEKs with their state and the data keys each wraps")
+    key_list.add_argument("--class", dest="artifact_class", help="only this artifact class's KEKs")
+    key_create = key_action(
+        "create", "make the primary KEK of a class for the current period (WF_KEK_PERIOD)"
+    )
+    key_create.add_argument("artifact_class", metavar="CLASS", help="the artifact class, e.g. output")
+    key_rotate = key_action(
+        "rotate", "add a new primary generation to every lineage (decrypt-only: the old one)"
+    )
+    key_rotate.add_argument(
+        "--class", dest="artifact_class", action="append", help="only this class (repeatable; default all)"
+    )
+    key_rewrap = key_action(
+        "rewrap", "move data keys from decrypt-only KEKs to their primary (resumable; payloads untouched)"
+    )
+    key_rewrap.add_argument(
+        "--page",
+        type=_positive_int,
+        help="data keys per transaction (default 1000); a kill loses at most one page",
+    )
+    key_retire = key_action("retire", "retire a decrypt-only KEK no data key depends on")
+    key_retire.add_argument("kek_id", metavar="KEK_ID", help="the KEK (see: wf keys list)")
+    key_destroy = key_action(
+        "destroy",
+        "destroy a KEK or a whole lineage: every artifact it wraps becomes unreadable (crypto-shredding)",
+    )
+    key_destroy.add_argument("kek_id", metavar="KEK_ID", nargs="?", help="the KEK (see: wf keys list)")
+    key_destroy.add_argument("--lineage", metavar="CLASS:YYYYMMDD", help="every KEK of a class and period")
+    key_destroy.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    key_action("report", "the artifacts destroyed KEKs made unreadable, per class and thread")
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
     ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")

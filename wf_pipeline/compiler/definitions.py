@@ -7,6 +7,7 @@ from dagster import AssetSelection, Definitions, JobDefinition, define_asset_job
 from wf_pipeline.compiler.assets import job_name, turn_assets
 from wf_pipeline.compiler.maintenance import (
     MaintenanceCalls,
+    keys_rewrap_job,
     retention_job,
     retention_schedule,
     retention_trigger_sensor,
@@ -49,7 +50,8 @@ def build_definitions(
 
     The maintenance job comes with its daily schedule and early-trigger sensor
     (`wf_pipeline.compiler.maintenance`); ``maintenance`` holds the retention and
-    compaction use cases the service layer hands in (the code location does).
+    compaction use cases the service layer hands in (the code location does), and the
+    key rewrap (then the ``wf_keys_rewrap`` job is defined too).
 
     With ``env`` the resources use that open runtime (CLI runs); without, each run opens
     the runtime from WF_ settings (the code location the UI and daemon load).
@@ -71,6 +73,8 @@ def build_definitions(
         jobs.append(retention)
         schedules.append(retention_schedule(retention))
         sensors.append(retention_trigger_sensor(retention, maintenance))
+        if maintenance.rewrap_keys is not None:
+            jobs.append(keys_rewrap_job(maintenance.rewrap_keys))
     resources = {**runtime_resources(env), **telemetry_resources(env)}
     return Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules, resources=resources)
 

@@ -10,6 +10,10 @@ page and run list show them: ids, counts and bytes only.
 ``wf_retention_daily`` runs the job every day; ``wf_retention_trigger`` runs it early when
 the bytes retention would free pass ``WF_RETENTION_TRIGGER_BYTES``. Both are on by default:
 a profile's retention windows are meant to be enforced without anyone watching.
+
+``wf_keys_rewrap`` moves every data key under a decrypt-only KEK to its lineage's primary
+(the use case of ``wf keys rewrap``, handed in like the retention calls); run it from the
+UI or a schedule after a rotation. Its metadata: counts and elapsed ms only.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the context annotations at definition time.
@@ -45,6 +49,7 @@ from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.settings import Settings
 
 RETENTION_JOB = "wf_retention"
+KEYS_REWRAP_JOB = "wf_keys_rewrap"
 RETENTION_SCHEDULE = "wf_retention_daily"
 RETENTION_SENSOR = "wf_retention_trigger"
 # Daily at 03:00 UTC, when few runs write.
@@ -71,11 +76,15 @@ class MaintenanceCalls:
         apply_retention: applies retention; figures ``deleted``, ``bytes_freed`` (bytes) and
             ``tombstones_written``, at least.
         compact: compacts the home; figures per part.
+        rewrap_keys: moves data keys off decrypt-only KEKs (takes the settings only);
+            figures ``rewrapped``, ``skipped``, ``remaining`` (counts) and ``elapsed_ms``.
+            None: no ``wf_keys_rewrap`` job.
     """
 
     due_bytes: Callable[[Settings, int], int]
     apply_retention: Callable[[Settings, int], Mapping[str, int]]
     compact: Callable[[Settings, int], Mapping[str, int | str]]
+    rewrap_keys: Callable[[Settings], Mapping[str, int]] | None = None
 
 
 def run_history_windows(env: RuntimeEnv) -> dict[str, int | None]:
@@ -156,6 +165,40 @@ def retention_job(calls: MaintenanceCalls) -> JobDefinition:
         compact_op(after=prune_dagster_history_op(after=apply_retention_op()))
 
     return _wf_retention
+
+
+def keys_rewrap_job(rewrap_keys: Callable[[Settings], Mapping[str, int]]) -> JobDefinition:
+    """The ``wf_keys_rewrap`` job: one op that moves every data key under a decrypt-only KEK to its lineage's primary.
+
+    Args:
+        rewrap_keys: the use case (`MaintenanceCalls.rewrap_keys`), called with the
+            ``wf_runtime`` resource's settings.
+
+    Returns:
+        A job whose op's output metadata are the figures (``rewrapped``, ``skipped``,
+        ``remaining``: data keys; ``elapsed_ms``: ms). Resumable: a run killed mid-way
+        leaves every page it finished done, and the next run moves the rest. The op fails
+        with the use case's error code (``KEYS_MASTER_KEY_INVALID``, ``KEYS_MANAGER_ERROR``...).
+    """
+
+    @op(
+        required_resource_keys={RUNTIME_KEY},
+        out=Out(Nothing),
+        description="Move data keys from decrypt-only KEKs to their lineage's primary (payloads untouched).",
+    )
+    def rewrap_keys_op(context: OpExecutionContext) -> None:
+        env: RuntimeEnv = getattr(context.resources, RUNTIME_KEY)
+        context.add_output_metadata(dict(rewrap_keys(env.settings)))
+
+    @job(
+        name=KEYS_REWRAP_JOB,
+        description="Rewrap data keys after a KEK rotation (wf keys rewrap).",
+        tags={"wf/maintenance": "keys"},
+    )
+    def _wf_keys_rewrap() -> None:
+        rewrap_keys_op()
+
+    return _wf_keys_rewrap
 
 
 def retention_schedule(retention: JobDefinition) -> ScheduleDefinition:

@@ -57,25 +57,48 @@ def expired_error(records: RecordStore, artifact_id: str) -> CasError | None:
     )
 
 
-STORED, EXPIRED, MISSING = "stored", "expired", "missing"
+STORED, EXPIRED, MISSING, SHREDDED = "stored", "expired", "missing", "shredded"
+
+
+def shredded_artifact_ids(records: RecordStore, artifact_ids: Iterable[str]) -> set[str]:
+    """The artifacts of ``artifact_ids`` whose data key is wrapped by a destroyed KEK (crypto-shredded).
+
+    Read from the keyring's records (`RecordStore.data_keys_for`, `RecordStore.get_kek`):
+    an artifact put again after its KEK was destroyed has a new data key and is not
+    shredded. Reading one raises ``CAS_KEY_DESTROYED`` (`wf_pipeline.crypto.keyring`).
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
+    keys = records.data_keys_for(set(artifact_ids))
+    destroyed: dict[str, bool] = {}
+    for kek_id in {row.kek_id for row in keys.values()}:
+        kek = records.get_kek(kek_id)
+        destroyed[kek_id] = kek is not None and kek.state == "destroyed"
+    return {artifact_id for artifact_id, row in keys.items() if destroyed[row.kek_id]}
 
 
 def artifact_states(records: RecordStore, cas: ArtifactStore, artifact_ids: Iterable[str]) -> dict[str, str]:
-    """artifact_id -> ``stored``, ``expired`` (gone, with a tombstone) or ``missing`` (gone, no tombstone).
+    """artifact_id -> ``stored``, ``shredded``, ``expired`` (gone, with a tombstone) or ``missing`` (gone, no tombstone).
 
-    The same judgement as `expired_error`, for listings (``wf threads show``): an object
-    still stored is ``stored`` even if a tombstone names it (its bytes were put again).
-    Objects are checked for presence, not read.
+    The same judgement as `expired_error` and the keyring, for listings (``wf threads
+    show``): an artifact whose data key is under a destroyed KEK is ``shredded`` whether or
+    not its object is still stored (its ciphertext can never be read again:
+    `shredded_artifact_ids`); otherwise an object still stored is ``stored`` even if a
+    tombstone names it (its bytes were put again). Objects are checked for presence, not read.
 
     Raises:
         RecordError: ``RECORD_UNAVAILABLE``. CasError: ``CAS_BACKEND_ERROR``.
     """
     wanted = sorted(set(artifact_ids))
-    gone = [artifact_id for artifact_id in wanted if not cas.exists(artifact_id)]
+    shredded = shredded_artifact_ids(records, wanted)
+    gone = [a for a in wanted if a not in shredded and not cas.exists(a)]
     tombstoned = records.tombstones_for(gone)
     states = dict.fromkeys(wanted, STORED)
     for artifact_id in gone:
         states[artifact_id] = EXPIRED if artifact_id in tombstoned else MISSING
+    for artifact_id in shredded:
+        states[artifact_id] = SHREDDED
     return states
 
 

@@ -101,8 +101,9 @@ def thread_details(env: RuntimeEnv, thread_id: str, archive: RecordArchive | Non
         "outcome", "reasons"} | None, "error_code", "error_text", "started_at_ms",
         "ended_at_ms"}`` per attempt (times: Unix epoch, ms), and ``artifacts``: one
         ``{"artifact_id", "role", "turn_id", "attempt", "size" (bytes), "state"}`` per
-        artifact link, ``state`` ``stored``, ``expired`` (deleted by retention, see
-        `wf_pipeline.retention.reads.artifact_states`) or ``missing``. The thread's ``error_code`` and
+        artifact link, ``state`` ``stored``, ``shredded`` (its KEK was destroyed),
+        ``expired`` (deleted by retention; see `wf_pipeline.retention.reads.artifact_states`)
+        or ``missing``; the records stay either way. The thread's ``error_code`` and
         ``error_text`` say why a failed thread stopped. Ids, digests and error messages
         with their figures only, never payload text.
 

@@ -1,4 +1,4 @@
-"""The maintenance use cases the Dagster ``wf_retention`` job runs: retention, then compaction.
+"""The maintenance use cases the Dagster ``wf_retention`` job runs (retention, then compaction) and ``wf_keys_rewrap``.
 
 The job and its schedule and sensor live in the compiler (`wf_pipeline.compiler.maintenance`),
 which sits below this layer; the code location hands these calls in (`maintenance_calls`).
@@ -13,6 +13,7 @@ from typing import Any
 
 from wf_pipeline.compiler import MaintenanceCalls
 from wf_pipeline.service.compaction import compact
+from wf_pipeline.service.keys import rewrap_figures
 from wf_pipeline.service.retention import retention_apply, retention_plan
 from wf_pipeline.settings import Settings
 
@@ -65,7 +66,10 @@ def _numbers(values: Mapping[str, Any], prefix: str = "") -> dict[str, int]:
 
 
 def maintenance_calls() -> MaintenanceCalls:
-    """The calls the code location's ``wf_retention`` job, schedule and sensor run."""
+    """The calls the code location's ``wf_retention`` job, schedule and sensor, and ``wf_keys_rewrap``, run."""
     return MaintenanceCalls(
-        due_bytes=due_bytes, apply_retention=apply_retention_figures, compact=compact_figures
+        due_bytes=due_bytes,
+        apply_retention=apply_retention_figures,
+        compact=compact_figures,
+        rewrap_keys=rewrap_figures,
     )

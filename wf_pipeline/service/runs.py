@@ -17,6 +17,7 @@ from wf_pipeline.compiler.launch.levels import Progress, launch_levels, sync_par
 from wf_pipeline.compiler.launch.storage_errors import instance_storage_errors
 from wf_pipeline.errors import (
     CAS_ARTIFACT_EXPIRED,
+    CAS_KEY_DESTROYED,
     RUN_BAD_ARGUMENTS,
     RUN_PROVIDER_NOT_PORTABLE,
     RUN_THREAD_STALE,
@@ -281,7 +282,8 @@ def export_outputs(
     Returns ``{"workflow_id", "tree" (key), "out_dir", "written" (paths), "missing"
     (target paths with no completed output), "expired" (``{"path", "thread_id",
     "artifact_id", "code": "CAS_ARTIFACT_EXPIRED", "message"}`` for each directory whose
-    completed output retention deleted)}``. Raises ``RUN_UNKNOWN_TREE`` for a name no
+    completed output retention deleted), "shredded" (the same, with ``CAS_KEY_DESTROYED``,
+    for each directory whose completed output was crypto-shredded: its KEK was destroyed)}``. Raises ``RUN_UNKNOWN_TREE`` for a name no
     tree is registered under, ``TREE_PATH_MISSING`` when the outputs go into the tree
     itself (in place) and its root is gone (give ``out_dir``), ``RUN_WORKFLOW_REQUIRED``,
     ``PROFILE_*``, ``RUN_OUTPUT_WRITE_FAILED``.
@@ -303,15 +305,15 @@ def export_outputs(
                 "name a folder to export into with --out",
                 path=tree.root_path,
             )
-        written, missing, expired = [], [], []
+        written, missing, expired, shredded = [], [], [], []
         for target_path, thread in latest_completed_threads(env, loaded, tree).items():
             try:
                 path = write_thread_output(env, loaded, tree, thread) if thread is not None else None
             except CasError as exc:
-                if exc.code != CAS_ARTIFACT_EXPIRED:
+                if exc.code not in (CAS_ARTIFACT_EXPIRED, CAS_KEY_DESTROYED):
                     raise
-                # Deleted by retention: that directory's failure, not "no output yet".
-                expired.append(
+                # Deleted by retention or shredded: that directory's failure, not "no output yet".
+                (expired if exc.code == CAS_ARTIFACT_EXPIRED else shredded).append(
                     {
                         "path": target_path,
                         "thread_id": thread.thread_id if thread else None,
@@ -332,6 +334,7 @@ def export_outputs(
             "written": written,
             "missing": missing,
             "expired": expired,
+            "shredded": shredded,
         }
 
 

@@ -11,6 +11,7 @@ nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -21,9 +22,10 @@ import pyarrow
 from wf_pipeline.errors import WfError
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.schema import (
-    ARROW_SCHEMA,
     ARTIFACT_WRITES,
     COLUMNS,
+    KEY_EVENT_COLUMNS,
+    KEY_EVENTS,
     METADATA_WRITES,
     TABLES,
 )
@@ -59,6 +61,9 @@ class Recorder(Protocol):
 
     def artifact_event(self, **row: Any) -> None:
         """Buffer one ``artifact_writes`` row (see `TelemetryRecorder.artifact_event`)."""
+
+    def key_event(self, **row: Any) -> None:
+        """Buffer one ``key_events`` row (see `TelemetryRecorder.key_event`)."""
 
     def flush(self, run_id: str | None = None) -> int:
         """Write the buffer; rows written (see `TelemetryRecorder.flush`)."""
@@ -181,6 +186,52 @@ class TelemetryRecorder:
         with self._lock:
             self._rows[ARTIFACT_WRITES].append(row)
 
+    def key_event(
+        self,
+        *,
+        event: str,
+        kek_id: str | None = None,
+        artifact_class: str | None = None,
+        period_start_ms: int | None = None,
+        manager: str | None = None,
+        state: str | None = None,
+        data_keys: int | None = None,
+        elapsed_ms: int | None = None,
+        outcome: str = "ok",
+        error_code: str | None = None,
+        ts_ms: int | None = None,
+    ) -> None:
+        """Buffer one ``key_events`` row: a key lifecycle event (`wf_pipeline.telemetry.schema.KEY_EVENT_COLUMNS`).
+
+        Args:
+            event: ``create``, ``rotate``, ``rewrap``, ``retire`` or ``destroy``.
+            kek_id, artifact_class, manager, state: the KEK the event is about and its state
+                after it (None for a rewrap, which spans lineages).
+            period_start_ms: the start of the KEK's lineage period (Unix epoch ms, UTC);
+                stored as its UTC date.
+            data_keys: data keys affected (moved, shredded); elapsed_ms: wall time in ms.
+            outcome: ``ok`` or ``failed`` (then ``error_code`` is the failure's code).
+            ts_ms: when (Unix epoch ms, UTC); default now.
+
+        Ids, states, counts and times only: there is no column for key material. Checked
+        only at `flush`. Raises nothing.
+        """
+        row = (
+            _now_ms() if ts_ms is None else ts_ms,
+            event,
+            kek_id,
+            artifact_class,
+            None if period_start_ms is None else _utc_date(period_start_ms),
+            manager,
+            state,
+            data_keys,
+            elapsed_ms,
+            outcome,
+            error_code,
+        )
+        with self._lock:
+            self._rows[KEY_EVENTS].append(row)
+
     @property
     def pending(self) -> int:
         """Rows buffered and not flushed yet."""
@@ -207,7 +258,7 @@ class TelemetryRecorder:
         written = 0
         for table, rows in taken.items():
             if rows:
-                written += self.store.write(table, _to_table(rows, run_id))
+                written += self.store.write(table, _to_table(rows, run_id, table))
         return written
 
     def flush_safely(self, run_id: str | None = None) -> int:
@@ -243,6 +294,9 @@ class DisabledTelemetryRecorder:
     def artifact_event(self, **row: object) -> None:
         """Do nothing."""
 
+    def key_event(self, **row: object) -> None:
+        """Do nothing."""
+
     def flush(self, run_id: str | None = None) -> int:
         """Write nothing; returns 0."""
         return 0
@@ -259,12 +313,17 @@ def open_recorder(settings: Settings) -> TelemetryRecorder | DisabledTelemetryRe
     return TelemetryRecorder(TelemetryStore(settings.telemetry_url))
 
 
-def _to_table(rows: list[_Row], run_id: str | None) -> pyarrow.Table:
+def _utc_date(at_ms: int) -> dt.date:
+    return dt.datetime.fromtimestamp(at_ms / 1000, tz=dt.UTC).date()
+
+
+def _to_table(rows: list[_Row], run_id: str | None, table: str = METADATA_WRITES) -> pyarrow.Table:
+    spec = KEY_EVENT_COLUMNS if table == KEY_EVENTS else COLUMNS
     columns = list(zip(*rows))
-    if run_id is not None:
+    if run_id is not None and table != KEY_EVENTS:
         columns[-1] = tuple(run_id if value is None else value for value in columns[-1])
     arrays = []
-    for (kind, _), values in zip(COLUMNS.values(), columns):
+    for (kind, _), values in zip(spec.values(), columns):
         try:
             arrays.append(pyarrow.array(values, type=kind))
         except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, TypeError, OverflowError):
@@ -272,4 +331,4 @@ def _to_table(rows: list[_Row], run_id: str | None) -> pyarrow.Table:
             arrays.append(
                 pyarrow.array([None if v is None else repr(v) for v in values], type=pyarrow.string())
             )
-    return pyarrow.Table.from_arrays(arrays, names=ARROW_SCHEMA.names)
+    return pyarrow.Table.from_arrays(arrays, names=list(spec))

@@ -18,6 +18,10 @@ Columns (``*`` may be null where the writer does not know it):
 - ``error_code``*: the catalogue code of a rejection;
 - ``run_id``*: the Dagster run the write belongs to.
 
+A third table, ``key_events``, has columns of its own (`KEY_EVENT_COLUMNS`): one row per
+key lifecycle event (a KEK made, a rotation, a rewrap, a retirement, a destruction), with
+ids, states, counts and times, never key material, data keys or wrapped keys.
+
 Every flush checks its batch with the table's pandera `DataFrameModel` (`validate_batch`)
 before anything is written; the frame is viewed over the Arrow buffers
 (``pandas.ArrowDtype``), so checking costs no copy of the rows.
@@ -39,6 +43,12 @@ __all__ = [
     "ARROW_SCHEMA",
     "ARTIFACT_WRITES",
     "COLUMNS",
+    "KEY_EVENTS",
+    "KEY_EVENTS_SCHEMA",
+    "KEY_EVENT_COLUMNS",
+    "KEY_EVENT_KINDS",
+    "KEY_EVENT_OUTCOMES",
+    "KeyEventsModel",
     "METADATA_WRITES",
     "OUTCOMES",
     "TABLES",
@@ -47,13 +57,15 @@ __all__ = [
     "TelemetryRowModel",
     "empty_table",
     "model_for",
+    "schema_for",
     "validate_batch",
 ]
 
 METADATA_WRITES: Final = "metadata_writes"
 ARTIFACT_WRITES: Final = "artifact_writes"
+KEY_EVENTS: Final = "key_events"
 #: The telemetry tables, in the order the views and the store list them.
-TABLES: Final[tuple[str, ...]] = (METADATA_WRITES, ARTIFACT_WRITES)
+TABLES: Final[tuple[str, ...]] = (METADATA_WRITES, ARTIFACT_WRITES, KEY_EVENTS)
 #: What became of a write.
 OUTCOMES: Final[tuple[str, ...]] = ("accepted", "rejected", "deleted", "expired")
 
@@ -84,8 +96,48 @@ ARROW_SCHEMA: Final = pyarrow.schema(
     [pyarrow.field(name, kind, nullable=nullable) for name, (kind, nullable) in COLUMNS.items()]
 )
 
+#: The kinds of key lifecycle event a ``key_events`` row records.
+KEY_EVENT_KINDS: Final[tuple[str, ...]] = ("create", "rotate", "rewrap", "retire", "destroy")
+#: What became of a key lifecycle event: done, or refused / failed (then ``error_code`` says why).
+KEY_EVENT_OUTCOMES: Final[tuple[str, ...]] = ("ok", "failed")
+
+_TIMESTAMP = pyarrow.timestamp("ms", tz="UTC")
+_DATE = pyarrow.date32()
+
+#: Columns of ``key_events``: name -> (Arrow type, nullable), in file order.
+#:
+#: - ``event_at`` timestamp (ms, UTC): when the event happened; its UTC day is the
+#:   ``date=`` partition (the view's ``date`` column);
+#: - ``event``: one of `KEY_EVENT_KINDS` (also the second partition level);
+#: - ``kek_id``*, ``artifact_class``*, ``period_start``* (the lineage's first UTC day),
+#:   ``manager``*: the KEK the event is about (None for a rewrap, which spans lineages);
+#: - ``state``*: the KEK's state after the event;
+#: - ``data_keys`` int64*: data keys affected (moved by a rewrap, shredded by a destroy);
+#: - ``elapsed_ms`` int64*: wall time of the event in ms;
+#: - ``outcome``: one of `KEY_EVENT_OUTCOMES`; ``error_code``*: the catalogue code of a failure.
+KEY_EVENT_COLUMNS: Final[dict[str, tuple[pyarrow.DataType, bool]]] = {
+    "event_at": (_TIMESTAMP, False),
+    "event": (_STRING, False),
+    "kek_id": (_STRING, True),
+    "artifact_class": (_STRING, True),
+    "period_start": (_DATE, True),
+    "manager": (_STRING, True),
+    "state": (_STRING, True),
+    "data_keys": (_INT64, True),
+    "elapsed_ms": (_INT64, True),
+    "outcome": (_STRING, False),
+    "error_code": (_STRING, True),
+}
+
+#: The Parquet schema of ``key_events``.
+KEY_EVENTS_SCHEMA: Final = pyarrow.schema(
+    [pyarrow.field(name, kind, nullable=nullable) for name, (kind, nullable) in KEY_EVENT_COLUMNS.items()]
+)
+
 _STR = pd.ArrowDtype(_STRING)
 _I64 = pd.ArrowDtype(_INT64)
+_TS = pd.ArrowDtype(_TIMESTAMP)
+_D32 = pd.ArrowDtype(_DATE)
 
 
 class TelemetryRowModel(pa.DataFrameModel):
@@ -123,13 +175,43 @@ class ArtifactWritesModel(TelemetryRowModel):
     """Rows of ``artifact_writes``: one per artifact put, delete or expiry (key = artifact class)."""
 
 
-_MODELS: Final[dict[str, type[TelemetryRowModel]]] = {
+class KeyEventsModel(pa.DataFrameModel):
+    """Rows of ``key_events``: one per key lifecycle event (`KEY_EVENT_COLUMNS`); strict and ordered."""
+
+    event_at: Series[_TS]  # type: ignore[valid-type]
+    event: Series[_STR] = pa.Field(isin=list(KEY_EVENT_KINDS))  # type: ignore[valid-type]
+    kek_id: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    artifact_class: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    period_start: Series[_D32] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    manager: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    state: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    data_keys: Series[_I64] = pa.Field(nullable=True, ge=0)  # type: ignore[valid-type]
+    elapsed_ms: Series[_I64] = pa.Field(nullable=True, ge=0)  # type: ignore[valid-type]
+    outcome: Series[_STR] = pa.Field(isin=list(KEY_EVENT_OUTCOMES))  # type: ignore[valid-type]
+    error_code: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+
+    class Config:
+        """pandera options: exactly these columns, in this order, with their types as given (no coercion)."""
+
+        strict = True
+        ordered = True
+        coerce = False
+
+
+_MODELS: Final[dict[str, type[pa.DataFrameModel]]] = {
     METADATA_WRITES: MetadataWritesModel,
     ARTIFACT_WRITES: ArtifactWritesModel,
+    KEY_EVENTS: KeyEventsModel,
 }
 
 
-def model_for(table: str) -> type[TelemetryRowModel]:
+def schema_for(table: str) -> pyarrow.Schema:
+    """The Parquet schema of ``table``: `KEY_EVENTS_SCHEMA` or `ARROW_SCHEMA`; ``TELEMETRY_SCHEMA_INVALID`` for an unknown table."""
+    model_for(table)
+    return KEY_EVENTS_SCHEMA if table == KEY_EVENTS else ARROW_SCHEMA
+
+
+def model_for(table: str) -> type[pa.DataFrameModel]:
     """The pandera model of ``table``; ``TELEMETRY_SCHEMA_INVALID`` for a table that does not exist."""
     try:
         return _MODELS[table]
@@ -141,9 +223,9 @@ def model_for(table: str) -> type[TelemetryRowModel]:
         ) from None
 
 
-def empty_table() -> pyarrow.Table:
-    """A zero-row table with `ARROW_SCHEMA`."""
-    return ARROW_SCHEMA.empty_table()
+def empty_table(table: str = METADATA_WRITES) -> pyarrow.Table:
+    """A zero-row table with ``table``'s schema (`schema_for`; default `ARROW_SCHEMA`)."""
+    return schema_for(table).empty_table()
 
 
 def validate_batch(table: str, batch: pyarrow.Table) -> pyarrow.Table:
@@ -151,23 +233,26 @@ def validate_batch(table: str, batch: pyarrow.Table) -> pyarrow.Table:
 
     Args:
         table: one of `TABLES`.
-        batch: the rows; its columns must be exactly `COLUMNS`, in order, with their Arrow
-            types (a nullable column may be all null).
+        batch: the rows; its columns must be exactly the table's (`COLUMNS`, or
+            `KEY_EVENT_COLUMNS` for ``key_events``), in order, with their Arrow types (a
+            nullable column may be all null).
 
     Returns:
-        ``batch`` cast to `ARROW_SCHEMA` (same buffers; only field nullability differs).
+        ``batch`` cast to the table's schema (`schema_for`; same buffers; only field
+        nullability differs).
 
     Raises:
         TelemetryError: ``TELEMETRY_SCHEMA_INVALID`` naming the table, the failing column
             and check, and how many rows failed; never a value.
     """
     model = model_for(table)
-    if batch.schema.names != ARROW_SCHEMA.names or batch.schema.types != ARROW_SCHEMA.types:
+    schema = schema_for(table)
+    if batch.schema.names != schema.names or batch.schema.types != schema.types:
         got = ", ".join(f"{field.name}:{field.type}" for field in batch.schema)
         raise TelemetryError(
             TELEMETRY_SCHEMA_INVALID,
             f"{table} batch of {batch.num_rows} rows has columns ({got}), not the table's "
-            f"{len(ARROW_SCHEMA)} columns in order",
+            f"{len(schema)} columns in order",
             table=table,
         )
     frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
@@ -189,4 +274,4 @@ def validate_batch(table: str, batch: pyarrow.Table) -> pyarrow.Table:
         ) from None
     except SchemaError as exc:  # pragma: no cover - lazy=True reports SchemaErrors
         raise TelemetryError(TELEMETRY_SCHEMA_INVALID, f"{table} batch fails a check", table=table) from exc
-    return batch.cast(ARROW_SCHEMA)
+    return batch.cast(schema)

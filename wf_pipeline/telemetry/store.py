@@ -3,6 +3,10 @@
 Layout (issue 9, item 2)::
 
     <root>/<table>/date=YYYY-MM-DD/workflow_id=<quoted id>/part-<ms>-<uuid>.parquet
+    <root>/key_events/date=YYYY-MM-DD/event=<event>/part-<ms>-<uuid>.parquet
+
+(``key_events`` rows belong to no workflow: their second level is the event kind, and
+their day is that of ``event_at``; `PARTITIONS` gives each table's two columns.)
 
 ``date`` is the UTC day of a row's ``ts_ms``; the workflow id is percent-quoted (RFC 3986,
 nothing kept but unreserved characters), so ``/``, ``=`` or ``%`` in an id cannot make a
@@ -54,9 +58,10 @@ from wf_pipeline.errors import (
     os_reason,
 )
 from wf_pipeline.metadata.archive import ARCHIVE_SEED_NAME, MARKER_TABLE, archive_schema
-from wf_pipeline.telemetry.schema import ARROW_SCHEMA, TABLES, model_for, validate_batch
+from wf_pipeline.telemetry.schema import KEY_EVENTS, TABLES, model_for, schema_for, validate_batch
 
 __all__ = [
+    "PARTITIONS",
     "SEED_DATE",
     "CompactionResult",
     "TelemetryStore",
@@ -92,6 +97,15 @@ _PARQUET_OPTIONS: dict[str, Any] = {
     ],
     "write_statistics": ["ts_ms", "bytes"],
 }
+_KEY_EVENT_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": ["event", "artifact_class", "manager", "state", "outcome", "error_code"],
+    "write_statistics": ["event_at"],
+}
+#: Table -> (its time column, the column of its second partition level).
+PARTITIONS: dict[str, tuple[str, str]] = {
+    table: ("event_at", "event") if table == KEY_EVENTS else ("ts_ms", "workflow_id") for table in TABLES
+}
 _DAY_MS = 86_400_000
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -102,8 +116,16 @@ def quote_partition(value: str) -> str:
 
 
 def partition_dir(root: str, table: str, day: str, workflow_id: str) -> str:
-    """The folder of ``table``'s rows of UTC ``day`` (YYYY-MM-DD) and ``workflow_id`` under ``root``."""
-    return f"{root}/{table}/date={day}/workflow_id={quote_partition(workflow_id)}"
+    """The folder of ``table``'s rows of UTC ``day`` (YYYY-MM-DD) and ``workflow_id`` under ``root``.
+
+    For ``key_events`` the second value is the event kind (`PARTITIONS`).
+    """
+    column = PARTITIONS.get(table, ("ts_ms", "workflow_id"))[1]
+    return f"{root}/{table}/date={day}/{column}={quote_partition(workflow_id)}"
+
+
+def _parquet_options(table: str) -> dict[str, Any]:
+    return _KEY_EVENT_PARQUET_OPTIONS if table == KEY_EVENTS else _PARQUET_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -180,18 +202,18 @@ class TelemetryStore:
         if self._seeded:
             return
         for table in TABLES:
-            folder = f"{self.root}/{table}/date={SEED_DATE}/workflow_id={_SEED_WORKFLOW}"
+            folder = partition_dir(self.root, table, SEED_DATE, _SEED_WORKFLOW)
             path = f"{folder}/{_SEED_NAME}"
             if not self.fs.exists(path):
-                self._write_file(folder, _SEED_NAME, ARROW_SCHEMA.empty_table())
+                self._write_file(folder, _SEED_NAME, schema_for(table).empty_table(), table)
         self._seeded = True
 
     def write(self, table: str, batch: pyarrow.Table) -> int:
         """Validate ``batch`` and write it as one Parquet file per (UTC day, workflow) it spans.
 
         Args:
-            table: ``metadata_writes`` or ``artifact_writes``.
-            batch: rows with `ARROW_SCHEMA`'s columns.
+            table: ``metadata_writes``, ``artifact_writes`` or ``key_events``.
+            batch: rows with the table's columns (`wf_pipeline.telemetry.schema.schema_for`).
 
         Returns:
             Rows written (``batch.num_rows``); 0 writes no file.
@@ -206,26 +228,30 @@ class TelemetryStore:
         if batch.num_rows == 0:
             return 0
         self.ensure_seeded()
-        for (day, workflow_id), part in _partitions(batch):
+        time_column, part_column = PARTITIONS[table]
+        for (day, workflow_id), part in _partitions(batch, time_column, part_column):
             folder = partition_dir(self.root, table, day, workflow_id)
-            self._write_file(folder, f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex}.parquet", part)
+            self._write_file(
+                folder, f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex}.parquet", part, table
+            )
         return batch.num_rows
 
-    def _write_file(self, folder: str, name: str, part: pyarrow.Table) -> None:
+    def _write_file(self, folder: str, name: str, part: pyarrow.Table, table: str) -> None:
+        options = _parquet_options(table)
         final = f"{folder}/{name}"
         try:
             if self.local:
                 self.fs.makedirs(folder, exist_ok=True)
                 temp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
                 try:
-                    pq.write_table(part, temp, **_PARQUET_OPTIONS)
+                    pq.write_table(part, temp, **options)
                     self.fs.mv(temp, final)
                 finally:
                     if self.fs.exists(temp):
                         self.fs.rm(temp)
             else:
                 buffer = io.BytesIO()
-                pq.write_table(part, buffer, **_PARQUET_OPTIONS)
+                pq.write_table(part, buffer, **options)
                 # One put: an object store shows the whole object or none of it.
                 self.fs.pipe_file(final, buffer.getvalue())
         except (OSError, pyarrow.ArrowException) as exc:
@@ -257,14 +283,14 @@ class TelemetryStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def read_table(self, table: str) -> pyarrow.Table:
-        """Every row of ``table`` (under the shared lock), as one Arrow table with `ARROW_SCHEMA`."""
+        """Every row of ``table`` (under the shared lock), as one Arrow table with the table's schema."""
         with self.read_lock():
-            parts = [self._read_file(path) for path in self.files(table)]
-        return pyarrow.concat_tables(parts) if parts else ARROW_SCHEMA.empty_table()
+            parts = [self._read_file(path, table) for path in self.files(table)]
+        return pyarrow.concat_tables(parts) if parts else schema_for(table).empty_table()
 
-    def _read_file(self, path: str) -> pyarrow.Table:
+    def _read_file(self, path: str, table: str) -> pyarrow.Table:
         with self.fs.open(path, "rb") as handle:
-            return pq.read_table(handle, schema=ARROW_SCHEMA)
+            return pq.read_table(handle, schema=schema_for(table))
 
     # --- compaction --------------------------------------------------------------------------
 
@@ -292,12 +318,13 @@ class TelemetryStore:
         partitions = files_merged = rows = bytes_before = bytes_after = 0
         try:
             for table in TABLES:
-                for folder in sorted(self.fs.glob(f"{self.root}/{table}/date=*/workflow_id=*")):
+                part_column = PARTITIONS[table][1]
+                for folder in sorted(self.fs.glob(f"{self.root}/{table}/date=*/{part_column}=*")):
                     day = folder.rsplit("/", 2)[-2].removeprefix("date=")
                     self._recover(folder)
                     if day == SEED_DATE or not day < cutoff:
                         continue
-                    done = self._compact_partition(folder)
+                    done = self._compact_partition(folder, table)
                     if done is not None:
                         partitions += 1
                         files_merged += done[0]
@@ -314,17 +341,17 @@ class TelemetryStore:
             ) from exc
         return CompactionResult(partitions, files_merged, rows, bytes_before, bytes_after)
 
-    def _compact_partition(self, folder: str) -> tuple[int, int, int, int] | None:
+    def _compact_partition(self, folder: str, table: str) -> tuple[int, int, int, int] | None:
         sources = sorted(self.fs.glob(f"{folder}/*.parquet"))
         if len(sources) < 2:
             return None
-        merged = pyarrow.concat_tables([self._read_file(path) for path in sources])
-        merged = merged.take(pc.sort_indices(merged, sort_keys=[("ts_ms", "ascending")]))
+        merged = pyarrow.concat_tables([self._read_file(path, table) for path in sources])
+        merged = merged.take(pc.sort_indices(merged, sort_keys=[(PARTITIONS[table][0], "ascending")]))
         size_before = sum(self.fs.size(path) for path in sources)
         name = f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex}-c.parquet"
         temp = f"{folder}/.{name}.tmp"
         buffer = io.BytesIO()
-        pq.write_table(merged, buffer, **_PARQUET_OPTIONS)
+        pq.write_table(merged, buffer, **_parquet_options(table))
         self.fs.pipe_file(temp, buffer.getvalue())
         journal = {
             "merged": name,
@@ -365,17 +392,19 @@ def _as_date(value: dt.date | str) -> str:
         ) from None
 
 
-def _partitions(batch: pyarrow.Table) -> Iterator[tuple[tuple[str, str], pyarrow.Table]]:
-    """(UTC day, workflow id) -> the rows of ``batch`` in that partition."""
-    # Whole days since the epoch by integer division: ts_ms is UTC and days have no leap
+def _partitions(
+    batch: pyarrow.Table, time_column: str = "ts_ms", part_column: str = "workflow_id"
+) -> Iterator[tuple[tuple[str, str], pyarrow.Table]]:
+    """(UTC day, workflow id or event) -> the rows of ``batch`` in that partition."""
+    # Whole days since the epoch by integer division: times are UTC ms and days have no leap
     # seconds in Unix time (POSIX.1 section 4.16), so this is the UTC calendar day.
-    days = batch.column("ts_ms").to_numpy() // _DAY_MS
-    bounds = pc.min_max(batch.column("workflow_id"))
+    days = batch.column(time_column).cast(pyarrow.int64()).to_numpy() // _DAY_MS
+    bounds = pc.min_max(batch.column(part_column))
     if days.min() == days.max() and bounds["min"] == bounds["max"]:
         # One partition (every flush of one step, and each synthetic chunk): no reordering.
         yield (_day_name(int(days[0])), bounds["min"].as_py()), batch
         return
-    workflows = pc.dictionary_encode(batch.column("workflow_id")).combine_chunks()
+    workflows = pc.dictionary_encode(batch.column(part_column)).combine_chunks()
     width = len(workflows.dictionary)
     codes = (days - days.min()) * width + workflows.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     order = np.argsort(codes, kind="stable")

@@ -40,6 +40,19 @@ FROM read_parquet(
     hive_types = {'date': DATE, 'workflow_id': VARCHAR}
 );
 
+-- One row per key lifecycle event: a KEK made (create), a rotation (rotate: the new primary),
+-- a rewrap (data_keys moved), a retirement (retire) or a destruction (destroy: data_keys
+-- shredded). event_at is a UTC timestamp, date its UTC day, period_start the first day of the
+-- KEK's lineage; elapsed_ms in ms. Ids, states, counts and times only, never key material.
+-- Files: key_events/date=YYYY-MM-DD/event=<event>/*.parquet.
+CREATE OR REPLACE VIEW key_events AS
+SELECT * EXCLUDE (date), date
+FROM read_parquet(
+    getvariable('wf_telemetry') || '/key_events/*/*/*.parquet',
+    hive_partitioning = true,
+    hive_types = {'date': DATE, 'event': VARCHAR}
+);
+
 -- Growth per key per UTC day, over both tables (source names the table): accepted writes and
 -- their bytes, rejections, and bytes removed by deletes and expiries.
 CREATE OR REPLACE VIEW key_growth AS
