@@ -55,6 +55,7 @@ TRIGGER_INTERVAL_S = 15 * 60
 DELETED_TAG = "wf/retention_deleted"
 BYTES_FREED_TAG = "wf/retention_bytes_freed"
 TOMBSTONES_TAG = "wf/retention_tombstones"
+SHREDDED_TAG = "wf/retention_shredded_lineages"
 RUNS_DELETED_TAG = "wf/retention_runs_deleted"
 TRIGGER_BYTES_TAG = "wf/retention_due_bytes"
 
@@ -68,13 +69,14 @@ class MaintenanceCalls:
 
     Attributes:
         due_bytes: bytes of the CAS objects retention would delete (a dry run).
-        apply_retention: applies retention; figures ``deleted``, ``bytes_freed`` (bytes) and
-            ``tombstones_written``, at least.
+        apply_retention: applies retention; figures ``deleted``, ``bytes_freed`` (bytes),
+            ``tombstones_written`` and ``shredded_lineages`` (KEK lineages destroyed), at
+            least; other figures are counts or ids (e.g. ``shredded_kek_ids``).
         compact: compacts the home; figures per part.
     """
 
     due_bytes: Callable[[Settings, int], int]
-    apply_retention: Callable[[Settings, int], Mapping[str, int]]
+    apply_retention: Callable[[Settings, int], Mapping[str, int | str]]
     compact: Callable[[Settings, int], Mapping[str, int | str]]
 
 
@@ -108,7 +110,10 @@ def retention_job(calls: MaintenanceCalls) -> JobDefinition:
     @op(
         required_resource_keys={RUNTIME_KEY},
         out=Out(Nothing),
-        description="Delete the CAS objects past their profile's retention window, a tombstone for each.",
+        description=(
+            "Delete the CAS objects past their profile's retention window, a tombstone for each; "
+            "shred expired KEK lineages of shred-mode classes."
+        ),
     )
     def apply_retention_op(context: OpExecutionContext) -> None:
         env: RuntimeEnv = getattr(context.resources, RUNTIME_KEY)
@@ -116,7 +121,12 @@ def retention_job(calls: MaintenanceCalls) -> JobDefinition:
         _record(
             context,
             figures,
-            {DELETED_TAG: "deleted", BYTES_FREED_TAG: "bytes_freed", TOMBSTONES_TAG: "tombstones_written"},
+            {
+                DELETED_TAG: "deleted",
+                BYTES_FREED_TAG: "bytes_freed",
+                TOMBSTONES_TAG: "tombstones_written",
+                SHREDDED_TAG: "shredded_lineages",
+            },
         )
 
     @op(
