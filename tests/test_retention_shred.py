@@ -8,17 +8,19 @@ expired lineages, after moving out every artifact a safety rule keeps.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from conftest import record_store_location
 
-from wf_pipeline.cas import ArtifactStore, MemoryArtifactStore
-from wf_pipeline.crypto.keyring import Keyring
-from wf_pipeline.crypto.managers import LOCAL, LocalKeyManager
+from wf_pipeline.cas import ArtifactStore, MemoryArtifactStore, open_cas
+from wf_pipeline.crypto.keyring import Keyring, check_master_key
+from wf_pipeline.crypto.managers import LOCAL, LocalKeyManager, new_master_key_text, parse_master_key
 from wf_pipeline.crypto.store import EncryptedArtifactStore
 from wf_pipeline.errors import (
     CAS_ARTIFACT_EXPIRED,
@@ -39,6 +41,7 @@ from wf_pipeline.metadata.records import (
     TurnRecord,
     artifact_link_id_for,
     frame_id_for,
+    now_ms,
     prompt_link_id_for,
     thread_id_for,
     turn_record_id_for,
@@ -51,10 +54,14 @@ from wf_pipeline.retention.holds import place_hold
 from wf_pipeline.retention.reads import ExpiryAwareStore
 from wf_pipeline.retention.shred import Lineage
 from wf_pipeline.retention.sweep import apply_retention, plan_retention
+from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.service.maintenance import apply_retention_figures
+from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry import DisabledTelemetryRecorder, Recorder
 from wf_pipeline.workflows import load_builtin_workflows
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+WF = REPO_ROOT / ".venv" / "bin" / "wf"
 WORKFLOW = "docs_writer_thread_v1"
 HOUR, DAY = 3_600_000, 86_400_000
 T0 = 19_676 * DAY  # a UTC midnight (2023-11-15): day n of the test is lineage day n
@@ -103,6 +110,7 @@ class Written:
     context: str
     renders: list[str]
     outputs: list[str]
+    system: str = ""
 
     @property
     def final(self) -> str:
@@ -153,7 +161,7 @@ def write_thread(
     store = home.raw if plain else home.cas
     context = store.put_text(f"context of {name}", artifact_class="context_payload")
     system = home.cas.put_text("system prompt shared by every thread", artifact_class="prompt_render")
-    written = Written(thread, context.artifact_id, [], [])
+    written = Written(thread, context.artifact_id, [], [], system.artifact_id)
     for seq, turn_id in enumerate(TURNS, start=1):
         render = store.put_text(f"prompt for {name}/{turn_id}", artifact_class="prompt_render")
         output = store.put_text(f"output of {name}/{turn_id}", artifact_class="output")
@@ -483,12 +491,13 @@ def test_expired_artifacts_wait_for_their_lineage_to_end(home: Home) -> None:
     home.clock.at = now = T0 + 2 * DAY + 22 * HOUR
     plan = plan_retention(home, now_ms=now)
     assert plan.shreds == () and plan.deletions == ()
-    assert plan.kept["lineage"] == len(a.all) - 1  # everything but the head output
+    # Everything but the head output, and the system prompt (put last on day 0 too).
+    assert plan.kept["lineage"] == len(a.all) - 1 + 1
 
     home.clock.at = now = T0 + 3 * DAY + HOUR
     result = apply_retention(home, now_ms=now, keyring=home.keyring)
     assert {item.lineage for item in result.shredded} == lineages(0)
-    assert shredded_ids(home) == a.all - {a.final}
+    assert shredded_ids(home) == (a.all - {a.final}) | {a.system}
 
 
 def test_a_lineage_of_today_is_never_destroyed(home: Home) -> None:
@@ -577,3 +586,94 @@ def test_move_keys_moves_across_lineages_and_refuses_a_destroyed_kek(home: Home)
     with pytest.raises(KeysError) as caught:
         home.keyring.move_keys(list(home.records.data_keys_for([other]).values()))
     assert caught.value.code == KEYS_KEK_STATE
+
+
+# -- as users see it: `wf retention`, and the figures of the Dagster job ---------------
+
+
+def seeded_home(tmp_path: Path) -> tuple[Settings, Path, Written]:
+    """A home whose keyring saw one docs-writer thread 10 days ago, and a workspace shredding every class.
+
+    The docs_family windows: prompt renders (7d) are due, contexts (30d) and outputs (forever) are not.
+    """
+    settings = Settings.from_env({"WF_HOME": str(tmp_path / "home"), "WF_CONFIG_DIR": str(tmp_path / "cfg")})
+    settings.ensure_dirs()
+    key_text = new_master_key_text()
+    key_file = settings.default_master_key_file
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key_text + "\n", encoding="ascii")
+    key_file.chmod(0o600)
+    records = open_record_store(settings.records_url, schema=settings.records_schema)
+    key = parse_master_key(key_text, source="test")
+    check_master_key(records, key, source="test")
+    clock = Clock(now_ms() - 10 * DAY)
+    keyring = Keyring(records, {LOCAL: LocalKeyManager(key)}, default_manager=LOCAL, clock=clock)
+    raw = open_cas(settings.cas_url)
+    sealed = EncryptedArtifactStore(raw, EncryptionPolicy(default="required"), keyring)
+    seeded = Home(records, sealed, catalog_with(None), keyring, clock, raw)
+    try:
+        written = write_thread(seeded, "old", at=clock.at)
+    finally:
+        records.close()
+        raw.close()
+    workspace = tmp_path / "ws"
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    text = (REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8")
+    assert "  preset: docs_family\n" in text
+    text = text.replace("  preset: docs_family\n", "  preset: docs_family\n  mode: shred\n", 1)
+    text += "\nencryption:\n  preset: docs_family\n"
+    (workspace / "profiles").mkdir()
+    (workspace / "profiles" / f"{WORKFLOW}.yaml").write_text(text, encoding="utf-8")
+    return settings, workspace, written
+
+
+def wf(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
+    env.update(WF_HOME=str(settings.home), WF_CONFIG_DIR=str(settings.config_dir))
+    return subprocess.run([str(WF), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_wf_retention_plan_and_apply_report_the_shredded_lineages(tmp_path: Path) -> None:
+    settings, workspace, old = seeded_home(tmp_path)
+    due = {*old.renders, old.system}
+
+    planned = wf(settings, workspace, "retention", "plan", "--json")
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    (shred,) = plan["shreds"]
+    assert (shred["artifact_class"], shred["artifacts"], shred["moves"]) == ("prompt_render", len(due), 0)
+    assert shred["kek_ids"] == [f"kek-prompt_render-{shred['period_start'][:10].replace('-', '')}-g1"]
+    assert plan["count"] == 0 and plan["shredded_artifacts"] == len(due)
+    modes = {c["artifact_class"]: c["mode"] for p in plan["policies"] for c in p["classes"]}
+    assert modes["prompt_render"] == modes["output"] == "shred"
+
+    applied = wf(settings, workspace, "retention", "apply")
+    assert applied.returncode == 0, applied.stderr
+    assert shred["kek_ids"][0] in applied.stdout
+    assert f"shredded {len(due)} artifacts (1 KEK lineage destroyed" in applied.stdout
+
+    again = wf(settings, workspace, "retention", "apply", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["shredded"] == []
+    with RuntimeEnv.open(settings, workspace_dir=workspace) as env:
+        assert env.keyring is not None
+        assert {row.artifact_id for row in env.keyring.shredded_keys()} == due
+        for artifact_id in sorted(due):
+            with pytest.raises(CasError) as caught:
+                env.cas.get(artifact_id)
+            assert caught.value.code == CAS_KEY_DESTROYED
+        assert env.cas.get_text(old.context).startswith("context of old")
+
+
+def test_the_dagster_job_figures_name_the_destroyed_keks_and_counts(tmp_path: Path, monkeypatch) -> None:
+    settings, workspace, old = seeded_home(tmp_path)
+    monkeypatch.chdir(workspace)  # the workspace profile layer, as the code location reads it
+
+    figures = apply_retention_figures(settings, now_ms())
+
+    assert figures["shredded_lineages"] == 1 and figures["deferred_lineages"] == 0
+    assert figures["shredded_artifacts"] == figures["shredded_prompt_render"] == len(old.renders) + 1
+    assert str(figures["shredded_kek_ids"]).startswith("kek-prompt_render-")
+    assert figures["deleted"] == 0 and figures["moved_keys"] == 0
+    assert all(isinstance(value, int | str) for value in figures.values())
