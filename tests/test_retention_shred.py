@@ -139,11 +139,12 @@ def home(tmp_path):
 
 
 def write_thread(
-    home: Home, name: str, *, at: int, status: str = "completed", plain: bool = False
+    home: Home, name: str, *, at: int, status: str = "completed", plain: bool = False, classed: bool = True
 ) -> Written:
     """A docs-writer thread put at ``at`` (the keyring's clock too): a context, per turn a render and an output.
 
     ``plain``: its objects go to the raw store, unsealed (a class whose encryption was off).
+    ``classed=False``: put without a class (sealed under the ``unclassified`` lineages).
     """
     home.clock.at = at
     node = "node:" + name
@@ -159,12 +160,16 @@ def write_thread(
         last_turn_seq=len(TURNS),
     )
     store = home.raw if plain else home.cas
-    context = store.put_text(f"context of {name}", artifact_class="context_payload")
+
+    def cls(name: str) -> str | None:
+        return name if classed else None
+
+    context = store.put_text(f"context of {name}", artifact_class=cls("context_payload"))
     system = home.cas.put_text("system prompt shared by every thread", artifact_class="prompt_render")
     written = Written(thread, context.artifact_id, [], [], system.artifact_id)
     for seq, turn_id in enumerate(TURNS, start=1):
-        render = store.put_text(f"prompt for {name}/{turn_id}", artifact_class="prompt_render")
-        output = store.put_text(f"output of {name}/{turn_id}", artifact_class="output")
+        render = store.put_text(f"prompt for {name}/{turn_id}", artifact_class=cls("prompt_render"))
+        output = store.put_text(f"output of {name}/{turn_id}", artifact_class=cls("output"))
         written.renders.append(render.artifact_id)
         written.outputs.append(output.artifact_id)
         roles = (
@@ -542,6 +547,20 @@ def test_plaintext_artifacts_of_a_shred_mode_class_are_deleted_and_counted(home:
     result = apply_retention(home, now_ms=now, keyring=home.keyring)
 
     assert result.deleted == len(going) and result.to_dict()["plaintext_in_shred_mode"]["prompt_render"] == 2
+    assert {read_code(home, a) for a in going} == {CAS_ARTIFACT_EXPIRED}
+
+
+def test_artifacts_sealed_under_a_class_no_policy_shreds_are_deleted(home: Home) -> None:
+    # Put without a class: their keys are in "unclassified" lineages, which never come due.
+    odd = write_thread(home, "odd", at=T0 + HOUR, classed=False)
+    home.clock.at = now = T0 + 4 * DAY
+    result = apply_retention(home, now_ms=now, keyring=home.keyring)
+    going = odd.all - {odd.final}
+    assert result.plaintext_in_shred_mode == {}
+    assert {t.artifact_id for t in home.records.list_tombstones()} == going
+    # The shared system prompt was put as prompt_render: its lineage is shredded, with it alone.
+    assert [(r.lineage, r.artifacts) for r in result.shredded] == [(Lineage("prompt_render", T0, DAY), 1)]
+    assert shredded_ids(home) == {odd.system}
     assert {read_code(home, a) for a in going} == {CAS_ARTIFACT_EXPIRED}
 
 

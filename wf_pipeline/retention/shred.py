@@ -165,16 +165,6 @@ def shred_lifetimes(policies: Mapping[str, RetentionPolicy]) -> dict[str, int]:
     return lifetimes
 
 
-def shredding_classes(policies: Mapping[str, RetentionPolicy]) -> set[str]:
-    """The artifact classes some policy puts in ``shred`` mode (with any window)."""
-    return {
-        artifact_class
-        for policy in policies.values()
-        for artifact_class in {*policy.windows_ms, *policy.modes}
-        if policy.shreds(artifact_class)
-    }
-
-
 def live_lineages(records: RecordStore) -> dict[Lineage, list[KekRecord]]:
     """Every lineage with a KEK that still holds material -> its live KEKs, older generations first, the primary last."""
     found: dict[Lineage, list[KekRecord]] = defaultdict(list)
@@ -260,10 +250,7 @@ def apply_shreds(keyring: Keyring, shreds: Iterable[PlannedShred]) -> list[Shred
             of that page is moved, nothing destroyed).
         RecordError: ``RECORD_UNAVAILABLE``.
     """
-    results: list[ShredResult] = []
-    for shred in shreds:
-        results.append(_shred_one(keyring, shred))
-    return results
+    return [_shred_one(keyring, shred) for shred in shreds]
 
 
 def _shred_one(keyring: Keyring, shred: PlannedShred) -> ShredResult:

@@ -58,13 +58,14 @@ from wf_pipeline.profiles.retention import OUTPUT, RetentionPolicy, class_of_lin
 from wf_pipeline.records import RecordStore
 from wf_pipeline.retention.archive import RecordArchive, json_id_list
 from wf_pipeline.retention.shred import (
+    DESTROYED,
     PlannedShred,
     ShredResult,
     apply_shreds,
     is_gone,
     lineage_of,
     plan_shreds,
-    shredding_classes,
+    shred_lifetimes,
 )
 from wf_pipeline.telemetry import Recorder
 
@@ -283,7 +284,7 @@ class RetentionResult:
         [ShredResult.to_dict()], "shredded_lineages", "shredded_artifacts", "moved_keys",
         "deferred_lineages", "plaintext_in_shred_mode"}``: counts of destroyed lineages, of the
         data keys they wrapped and of keys moved out first. Ids and counts only."""
-        destroyed = [item for item in self.shredded if item.status == "destroyed"]
+        destroyed = [item for item in self.shredded if item.status == DESTROYED]
         return {
             "now_ms": self.now_ms,
             "deleted": self.deleted,
@@ -481,7 +482,7 @@ def plan_retention(env: RetentionEnv, *, now_ms: int, archive: RecordArchive | N
     shreds: list[PlannedShred] = []
     plaintext: Counter[str] = Counter()
     deletable = candidates
-    shredding = shredding_classes(policies)
+    shredding = set(shred_lifetimes(policies))  # classes whose lineages a sweep may destroy
     if shredding:
         shred_bound, plaintext = _shred_bound(records, candidates, shredding)
         deletable = {a: entry for a, entry in candidates.items() if a not in shred_bound}
@@ -505,11 +506,12 @@ def _shred_bound(
 
     Returns ``(artifact -> whether it still waits for its lineage, class -> plaintext count)``.
     An artifact is shred-bound when its deciding reference's policy shreds its class and it
-    has a data key under a KEK of a class some policy shreds: ``True`` while that KEK holds
+    has a data key under a KEK of a class in ``shredding`` (some policy shreds it with a
+    finite window, so its lineages do come due): ``True`` while that KEK holds
     material (its lineage takes it, now or later), ``False`` when the KEK is gone already
     (shredded before: nothing left to do). A shred-mode artifact without a data key (stored
     in plaintext) is counted per class and deleted; so is one whose KEK is unknown to the
-    keyring or of a class no policy shreds (its lineage would never be destroyed).
+    keyring or of a class outside ``shredding`` (its lineage would never be destroyed).
     """
     wanted: list[str] = []
     for artifact_id, entry in candidates.items():
