@@ -107,6 +107,50 @@ class LeaseAlwaysGranted(MemoryRecordStore):
         return lease
 
 
+class ClaimOverwrites(MemoryRecordStore):
+    """Stores every claimed data key, so the last writer's key replaces the first's."""
+
+    def claim_data_keys(self, records):
+        keys = list(records)
+        with self._contents.lock:
+            for key in keys:
+                self._contents.tables["data_keys"][(key.artifact_id,)] = key.model_dump()
+        return {key.artifact_id: key for key in keys}
+
+
+class RewrapWithoutCompare(MemoryRecordStore):
+    """Moves every data key it is given, whatever KEK wraps it now."""
+
+    def rewrap_data_keys(self, records, *, expected_kek_ids):
+        keys = list(records)
+        with self._contents.lock:
+            table = self._contents.tables["data_keys"]
+            for key in keys:
+                if (key.artifact_id,) in table:
+                    table[(key.artifact_id,)] = key.model_dump()
+        return len(keys)
+
+
+class UpdateKekWithoutCompare(MemoryRecordStore):
+    """Applies every KEK update, whatever state the KEK is in now."""
+
+    def update_kek(self, kek_id, *, expected_state, **changes):
+        kek = self.get_kek(kek_id)
+        if kek is None:
+            return None
+        updated = kek.model_copy(update=changes)
+        with self._contents.lock:
+            self._contents.tables["keks"][(kek_id,)] = updated.model_dump()
+        return updated
+
+
+class PagesWithOffsetAfterRewrap(MemoryRecordStore):
+    """Ignores after_artifact_id: paging while rewrapping skips or repeats keys."""
+
+    def data_keys_under(self, kek_ids, *, after_artifact_id=None, limit=1000):
+        return super().data_keys_under(kek_ids, limit=limit)
+
+
 def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
     name = f"{store_class.__name__}-{uuid.uuid4().hex}"
     return RecordBackend(store_class.__name__, lambda: store_class(name))
@@ -122,6 +166,20 @@ def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
             LeaseAlwaysGranted,
             {"check_a_lease_has_one_holder_until_it_expires", "check_concurrent_acquirers_get_one_lease"},
         ),
+        (
+            ClaimOverwrites,
+            {
+                "check_claim_data_keys_keeps_the_first_key_of_each_artifact",
+                "check_claim_data_keys_in_bulk_returns_the_stored_keys",
+                "check_invalid_data_keys_are_rejected_before_writing",
+            },
+        ),
+        (RewrapWithoutCompare, {"check_rewrap_leaves_keys_another_writer_moved"}),
+        (
+            UpdateKekWithoutCompare,
+            {"check_update_kek_is_a_compare_and_set", "check_concurrent_kek_updates_have_one_winner"},
+        ),
+        (PagesWithOffsetAfterRewrap, {"check_data_keys_under_pages_cover_every_key_once"}),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else "",
 )

@@ -13,9 +13,18 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from wf_pipeline.errors import RecordError
-from wf_pipeline.metadata.records import TurnRecord, turn_record_id_for
+from wf_pipeline.metadata.canonical import digest_text
+from wf_pipeline.metadata.records import (
+    DataKeyRecord,
+    HoldRecord,
+    KekRecord,
+    TombstoneRecord,
+    TurnRecord,
+    hold_id_for,
+    turn_record_id_for,
+)
 from wf_pipeline.records import TurnCommit, open_record_store
-from wf_pipeline.records.migrate import script_head, version_table
+from wf_pipeline.records.migrate import _alembic_config, script_head, version_table
 from wf_pipeline.records.migrations import HEAD_REVISION
 from wf_pipeline.records.tables import build_tables
 
@@ -178,3 +187,93 @@ def test_opening_a_store_at_head_does_not_load_alembic(tmp_path) -> None:
 
     assert opened_with_alembic() == "True"  # the first open creates the tables
     assert opened_with_alembic() == "False"  # later opens read the version and stop
+
+
+def migrate_to(target, revision: str, prefix: str = "wf_") -> None:
+    """Bring the store at ``target`` to ``revision`` with alembic, as an older release would have."""
+    from alembic import command
+
+    if target.backend == "sqlite":
+        Path(target.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sql_engine(target)
+    try:
+        with engine.connect() as conn:
+            command.upgrade(_alembic_config(conn, target.schema, prefix), revision)
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+def test_a_store_at_0005_gets_the_keyring_tables_and_keeps_its_rows(record_store_url, tmp_path) -> None:
+    migrate_to(record_store_url, "0005_retention")
+    assert stored_revisions(record_store_url) == ["0005_retention"]
+    tombstone = TombstoneRecord(
+        artifact_id=digest_text("deleted"),
+        artifact_class="prompt_render",
+        workflow_id="docs_writer_thread_v1",
+        policy="preset:docs_family",
+        window_ms=86_400_000,
+        reason="expired",
+        bytes=12,
+        deleted_at_ms=1_700_000_000_000,
+    )
+    hold = HoldRecord(hold_id=hold_id_for("workflow", "wf", 1), workflow_id="wf", created_at_ms=1)
+    # The 0005 release wrote these rows; its tables are exactly the migrations' up to 0005.
+    engine = sql_engine(record_store_url)
+    tables = build_tables("wf_", record_store_url.schema)
+    with engine.begin() as conn:
+        conn.execute(tables["tombstones"].insert(), [tombstone.model_dump()])
+        conn.execute(tables["holds"].insert(), [hold.model_dump()])
+        assert not sa.inspect(conn).has_table("wf_data_keys", schema=record_store_url.schema)
+    engine.dispose()
+
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        assert store.get_tombstone(tombstone.artifact_id) == tombstone
+        assert store.active_holds() == [hold]
+        kek = KekRecord(
+            kek_id="kek-prompt_render-20260101-g1",
+            manager="local",
+            key_ref=b"\x00wrapped\xff",
+            artifact_class="prompt_render",
+            period_start_ms=1_767_225_600_000,
+            period_ms=30 * 86_400_000,
+            generation=1,
+            state="primary",
+            created_at_ms=1_767_225_600_001,
+        )
+        key = DataKeyRecord(
+            artifact_id=digest_text("encrypted"),
+            artifact_class="prompt_render",
+            kek_id=kek.kek_id,
+            wrapped_key=b"\x00data key\xff",
+            created_at_ms=1_767_225_600_002,
+        )
+        assert store.add_kek(kek) == kek
+        assert store.claim_data_keys([key]) == {key.artifact_id: key}
+        assert store.claim_keyring_meta("master_check", b"\x01") == b"\x01"
+
+    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0006_keyring"]
+    assert schema_differences(record_store_url) == []
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as again:
+        assert again.get_kek(kek.kek_id) == kek
+        assert again.data_keys_for([key.artifact_id]) == {key.artifact_id: key}
+        assert again.keyring_meta("master_check") == b"\x01"
+
+
+def test_the_keyring_revision_downgrades_to_0005(record_store_url) -> None:
+    from alembic import command
+
+    open_record_store(record_store_url.url, schema=record_store_url.schema).close()
+    engine = sql_engine(record_store_url)
+    try:
+        with engine.connect() as conn:
+            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0005_retention")
+            conn.commit()
+        with engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names(schema=record_store_url.schema))
+    finally:
+        engine.dispose()
+
+    assert stored_revisions(record_store_url) == ["0005_retention"]
+    assert not {"wf_keyring_meta", "wf_keks", "wf_data_keys"} & present
+    assert {"wf_tombstones", "wf_holds"} <= present

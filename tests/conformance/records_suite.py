@@ -19,9 +19,11 @@ from wf_pipeline.errors import RecordError
 from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
+    DataKeyRecord,
     FrameRecord,
     GateRecord,
     HoldRecord,
+    KekRecord,
     NodeRecord,
     PromptLinkRecord,
     TargetRecord,
@@ -826,3 +828,388 @@ def check_commit_turns_writes_many_turns_all_or_nothing(backend: RecordBackend) 
         )
     assert caught.value.code == "RECORD_INVALID"
     assert store.get_thread(make_thread("fine").thread_id) is None
+
+
+# --- keyring: KEKs and data keys ---------------------------------------------------------
+
+DAY_MS = 86_400_000
+PERIOD_START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def make_kek(
+    artifact_class: str = "provider_response",
+    *,
+    period_start_ms: int = PERIOD_START,
+    generation: int = 1,
+    state: str = "primary",
+    **fields,
+) -> KekRecord:
+    day = {PERIOD_START: "20260101", PERIOD_START + 30 * DAY_MS: "20260131"}.get(period_start_ms, "19700101")
+    values = {
+        "kek_id": f"kek-{artifact_class}-{day}-g{generation}",
+        "manager": "local",
+        # Key material is opaque bytes: NUL and high bytes must survive the round trip.
+        "key_ref": bytes([0, 255, generation]) + b"wrapped-kek",
+        "artifact_class": artifact_class,
+        "period_start_ms": period_start_ms,
+        "period_ms": 30 * DAY_MS,
+        "generation": generation,
+        "state": state,
+        "created_at_ms": period_start_ms + generation,
+    }
+    return KekRecord(**{**values, **fields})
+
+
+def make_data_key(name: str, kek_id: str = "kek-provider_response-20260101-g1", **fields) -> DataKeyRecord:
+    values = {
+        "artifact_id": art(name),
+        "artifact_class": "provider_response",
+        "kek_id": kek_id,
+        "wrapped_key": b"\x00" + f"{kek_id}/{name}".encode() + b"\xff",
+        "created_at_ms": 1_767_225_601_000,
+    }
+    return DataKeyRecord(**{**values, **fields})
+
+
+def pages_under(store: RecordStore, kek_ids: list[str], limit: int, *, at_most: int = 20):
+    """Yield the keyset pages of `RecordStore.data_keys_under` until one is empty (at most ``at_most``)."""
+    after = None
+    for _ in range(at_most):
+        page = store.data_keys_under(kek_ids, after_artifact_id=after, limit=limit)
+        if not page:
+            return
+        yield page
+        after = page[-1].artifact_id
+    raise AssertionError(f"more than {at_most} pages: the listing does not advance")
+
+
+def run_in_threads(count: int, work: Callable[[int], object]) -> list[object]:
+    """``work(n)`` for n in range(count), each in its own thread started together; results by n."""
+    barrier = threading.Barrier(count)
+    results: list[object] = [None] * count
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            barrier.wait()
+            results[n] = work(n)
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [], errors
+    return results
+
+
+@check
+def check_keyring_meta_is_written_once(backend: RecordBackend) -> None:
+    store = backend.open()
+    assert store.keyring_meta("master_check") is None
+
+    assert store.claim_keyring_meta("master_check", b"\x00first\xff") == b"\x00first\xff"
+    assert store.claim_keyring_meta("master_check", b"second") == b"\x00first\xff"
+    assert backend.open().keyring_meta("master_check") == b"\x00first\xff"
+    assert store.keyring_meta("other") is None
+    for name, value in (("", b"x"), ("name", "not bytes")):
+        with pytest.raises(RecordError) as caught:
+            store.claim_keyring_meta(name, value)
+        assert caught.value.code == "RECORD_INVALID"
+    assert store.keyring_meta("name") is None
+
+
+@check
+def check_concurrent_keyring_meta_claims_agree(backend: RecordBackend) -> None:
+    def claim(n: int) -> bytes:
+        return backend.open().claim_keyring_meta("master_check", f"writer {n}".encode())
+
+    results = run_in_threads(4, claim)
+
+    assert len(set(results)) == 1
+    assert backend.open().keyring_meta("master_check") == results[0]
+
+
+@check
+def check_keks_round_trip_first_writer_wins_and_list_in_lineage_order(backend: RecordBackend) -> None:
+    store = backend.open()
+    later_period = PERIOD_START + 30 * DAY_MS
+    keks = [
+        make_kek(period_start_ms=later_period),
+        make_kek(generation=2, state="primary"),
+        make_kek("context_payload", key_ref=None),
+        make_kek(generation=1, state="decrypt_only", rotated_at_ms=PERIOD_START + 5),
+    ]
+    for kek in keks:
+        assert store.add_kek(kek) == kek
+
+    again = keks[1].model_copy(update={"manager": "aws-kms", "key_ref": b"arn"})
+    assert store.add_kek(again) == keks[1]  # first writer wins
+    assert backend.open().get_kek(keks[1].kek_id) == keks[1]
+    assert store.get_kek("kek-missing") is None
+    assert store.get_kek(keks[2].kek_id).key_ref is None
+    assert store.list_keks() == [keks[2], keks[3], keks[1], keks[0]]
+    assert store.list_keks("provider_response") == [keks[3], keks[1], keks[0]]
+    assert store.list_keks("output") == []
+
+    bad = make_kek("output")
+    with pytest.raises(RecordError) as caught:
+        store.add_kek(KekRecord.model_construct(**{**bad.model_dump(), "generation": 0}))
+    assert caught.value.code == "RECORD_INVALID"
+    with pytest.raises(RecordError) as wrong_type:
+        store.add_kek(make_data_key("a"))
+    assert wrong_type.value.code == "RECORD_INVALID"
+    assert store.list_keks("output") == []
+
+
+@check
+def check_update_kek_is_a_compare_and_set(backend: RecordBackend) -> None:
+    store = backend.open()
+    kek = store.add_kek(make_kek())
+
+    rotated = store.update_kek(kek.kek_id, expected_state="primary", state="decrypt_only", rotated_at_ms=7)
+
+    assert rotated == kek.model_copy(update={"state": "decrypt_only", "rotated_at_ms": 7})
+    assert backend.open().get_kek(kek.kek_id) == rotated
+    # A second command that read the KEK as primary loses: nothing changes.
+    assert store.update_kek(kek.kek_id, expected_state="primary", state="retired", retired_at_ms=8) is None
+    assert store.get_kek(kek.kek_id) == rotated
+    assert store.update_kek("kek-missing", expected_state="primary", state="retired") is None
+
+    destroyed = store.update_kek(
+        kek.kek_id, expected_state="decrypt_only", state="destroyed", key_ref=None, destroyed_at_ms=9
+    )
+    assert (destroyed.state, destroyed.key_ref, destroyed.destroyed_at_ms) == ("destroyed", None, 9)
+    assert store.get_kek(kek.kek_id) == destroyed
+
+    for expected_state, changes in (
+        ("destroyed", {"state": "bogus"}),
+        ("destroyed", {"schema_version": 2}),
+        ("destroyed", {"no_such_field": 1}),
+        ("destroyed", {"generation": 0}),
+        ("destroyed", {"key_ref": "not bytes"}),
+        ("destroyed", {}),
+        ("bogus", {"state": "retired"}),
+    ):
+        with pytest.raises(RecordError) as caught:
+            store.update_kek(kek.kek_id, expected_state=expected_state, **changes)
+        assert caught.value.code == "RECORD_INVALID", changes
+    assert store.get_kek(kek.kek_id) == destroyed
+
+
+@check
+def check_concurrent_kek_updates_have_one_winner(backend: RecordBackend) -> None:
+    kek = backend.open().add_kek(make_kek())
+
+    def retire(n: int) -> KekRecord | None:
+        return backend.open().update_kek(
+            kek.kek_id, expected_state="primary", state="decrypt_only", rotated_at_ms=100 + n
+        )
+
+    results = run_in_threads(4, retire)
+
+    winners = [result for result in results if result is not None]
+    assert len(winners) == 1
+    assert backend.open().get_kek(kek.kek_id) == winners[0]
+
+
+@check
+def check_claim_data_keys_keeps_the_first_key_of_each_artifact(backend: RecordBackend) -> None:
+    store = backend.open()
+    first_a, first_b = make_data_key("a"), make_data_key("b")
+
+    assert store.claim_data_keys([first_b, first_a]) == {
+        first_a.artifact_id: first_a,
+        first_b.artifact_id: first_b,
+    }
+    late_a = make_data_key("a", "kek-provider_response-20260101-g2")
+    first_c, late_c = make_data_key("c"), make_data_key("c", wrapped_key=b"late")
+    claimed = store.claim_data_keys([late_a, first_c, late_c])
+
+    assert claimed == {first_a.artifact_id: first_a, first_c.artifact_id: first_c}
+    assert backend.open().data_keys_for([art("a"), art("b"), art("c"), art("never")]) == {
+        first_a.artifact_id: first_a,
+        first_b.artifact_id: first_b,
+        first_c.artifact_id: first_c,
+    }
+    assert store.claim_data_keys([]) == {}
+    assert store.data_keys_for([]) == {}
+
+
+@check
+def check_claim_data_keys_in_bulk_returns_the_stored_keys(backend: RecordBackend) -> None:
+    store = backend.open()
+    stored = [make_data_key(f"bulk-{n}") for n in range(1_200)]
+    assert store.claim_data_keys(stored[:700]) == {key.artifact_id: key for key in stored[:700]}
+
+    # 700 taken already, 500 new: every id comes back with its first key.
+    retried = [key.model_copy(update={"wrapped_key": b"retry"}) for key in stored]
+    claimed = store.claim_data_keys(retried)
+
+    assert claimed == {key.artifact_id: key for key in stored[:700]} | {
+        key.artifact_id: key for key in retried[700:]
+    }
+    assert len(store.data_keys_for(key.artifact_id for key in stored)) == 1_200
+
+
+@check
+def check_concurrent_claims_of_one_artifact_get_the_same_key(backend: RecordBackend) -> None:
+    shared = [art(f"shared-{n}") for n in range(50)]
+
+    def claim(n: int) -> dict[str, DataKeyRecord]:
+        store = backend.open()
+        keys = [make_data_key(f"shared-{m}", wrapped_key=f"writer {n} key {m}".encode()) for m in range(50)]
+        return store.claim_data_keys([*keys, make_data_key(f"own-{n}")])
+
+    results = run_in_threads(4, claim)
+
+    stored = backend.open().data_keys_for(shared)
+    assert len(stored) == 50
+    for result in results:
+        assert {artifact_id: result[artifact_id] for artifact_id in shared} == stored
+    # Each key is one writer's whole key: no mix of two claims.
+    writers = {key.wrapped_key.split(b" key ")[0] for key in stored.values()}
+    assert len(writers) >= 1 and all(writer.startswith(b"writer ") for writer in writers)
+
+
+@check
+def check_invalid_data_keys_are_rejected_before_writing(backend: RecordBackend) -> None:
+    store = backend.open()
+    good = make_data_key("good, but in a bad batch")
+    bad_id = DataKeyRecord.model_construct(
+        **{**make_data_key("x").model_dump(), "artifact_id": "sha256:nothex"}
+    )
+
+    for batch in ([good, bad_id], [good, make_kek()]):
+        with pytest.raises(RecordError) as caught:
+            store.claim_data_keys(batch)
+        assert caught.value.code == "RECORD_INVALID"
+    assert store.data_keys_for([good.artifact_id]) == {}
+    assert store.count_data_keys() == {}
+
+
+@check
+def check_data_keys_under_pages_cover_every_key_once(backend: RecordBackend) -> None:
+    store = backend.open()
+    k1, k2, k3 = (f"kek-provider_response-20260101-g{n}" for n in (1, 2, 3))
+    under = {k1: 1_300, k2: 400, k3: 250}
+    for kek_id, count in under.items():
+        store.claim_data_keys(make_data_key(f"{kek_id}/{n}", kek_id) for n in range(count))
+
+    pages = list(pages_under(store, [k2, k1, k1], 500))
+
+    assert [len(page) for page in pages] == [500, 500, 500, 200]
+    listed = [key.artifact_id for page in pages for key in page]
+    assert listed == sorted(listed) and len(set(listed)) == 1_700
+    assert {key.kek_id for page in pages for key in page} == {k1, k2}
+    assert store.count_data_keys() == under
+    assert store.data_keys_under([]) == []
+    assert store.data_keys_under(["kek-none"]) == []
+    assert len(store.data_keys_under([k3])) == 250  # the default limit is 1000
+    for limit in (0, -1, True, "10"):
+        with pytest.raises(RecordError) as caught:
+            store.data_keys_under([k1], limit=limit)
+        assert caught.value.code == "RECORD_INVALID"
+
+
+@check
+def check_rewrap_moves_each_key_once_while_paging(backend: RecordBackend) -> None:
+    store = backend.open()
+    old, new = "kek-provider_response-20260101-g1", "kek-provider_response-20260101-g2"
+    originals = [make_data_key(f"r{n}", old) for n in range(2_100)]
+    store.claim_data_keys(originals)
+
+    moved = 0
+    for page in pages_under(store, [old], 1_000):
+        rewrapped = [
+            key.model_copy(update={"kek_id": new, "wrapped_key": b"under g2:" + key.wrapped_key})
+            for key in page
+        ]
+        moved += store.rewrap_data_keys(rewrapped, expected_kek_ids={key.artifact_id: old for key in page})
+
+    assert moved == 2_100
+    assert store.count_data_keys() == {new: 2_100}
+    stored = backend.open().data_keys_for(key.artifact_id for key in originals)
+    for original in originals:
+        key = stored[original.artifact_id]
+        assert (key.kek_id, key.wrapped_key) == (new, b"under g2:" + original.wrapped_key)
+        assert (key.artifact_class, key.created_at_ms) == (original.artifact_class, original.created_at_ms)
+        assert key.rewrapped_at_ms is not None  # a rewrap always says when
+
+
+@check
+def check_rewrap_leaves_keys_another_writer_moved(backend: RecordBackend) -> None:
+    store, other = backend.open(), backend.open()
+    g1, g2, g3 = (f"kek-provider_response-20260101-g{n}" for n in (1, 2, 3))
+    keys = [make_data_key(f"cas-{n}", g1) for n in range(10)]
+    store.claim_data_keys(keys)
+    expected = {key.artifact_id: g1 for key in keys}
+    # Another writer moves three of them to g3 after this one read them under g1.
+    theirs = [
+        key.model_copy(update={"kek_id": g3, "wrapped_key": b"theirs", "rewrapped_at_ms": 5})
+        for key in keys[:3]
+    ]
+    assert other.rewrap_data_keys(theirs, expected_kek_ids=expected) == 3
+
+    ours = [
+        key.model_copy(update={"kek_id": g2, "wrapped_key": b"ours", "rewrapped_at_ms": 6}) for key in keys
+    ]
+    assert store.rewrap_data_keys(ours, expected_kek_ids=expected) == 7
+
+    stored = store.data_keys_for(expected)
+    assert {aid: (k.kek_id, k.wrapped_key, k.rewrapped_at_ms) for aid, k in stored.items()} == {
+        **{key.artifact_id: (g3, b"theirs", 5) for key in keys[:3]},
+        **{key.artifact_id: (g2, b"ours", 6) for key in keys[3:]},
+    }
+    assert store.count_data_keys() == {g2: 7, g3: 3}
+    # Replaying the same rewrap changes nothing; an artifact without a key neither.
+    assert store.rewrap_data_keys(ours, expected_kek_ids=expected) == 0
+    ghost = make_data_key("no key stored", g2)
+    assert store.rewrap_data_keys([ghost], expected_kek_ids={ghost.artifact_id: g1}) == 0
+    assert store.rewrap_data_keys([], expected_kek_ids={}) == 0
+
+
+@check
+def check_invalid_rewraps_write_nothing(backend: RecordBackend) -> None:
+    store = backend.open()
+    g1, g2 = "kek-provider_response-20260101-g1", "kek-provider_response-20260101-g2"
+    key, other = make_data_key("a", g1), make_data_key("b", g1)
+    store.claim_data_keys([key, other])
+    move = key.model_copy(update={"kek_id": g2})
+    bad_id = DataKeyRecord.model_construct(
+        **{**other.model_dump(), "artifact_id": "sha256:bad", "kek_id": g2}
+    )
+
+    for batch, expected in (
+        ([move, other.model_copy(update={"kek_id": g2})], {key.artifact_id: g1}),  # b has no expected kek
+        ([move, bad_id], {key.artifact_id: g1, "sha256:bad": g1}),
+        ([move, move], {key.artifact_id: g1}),  # one artifact twice
+        ([move], {key.artifact_id: ""}),
+    ):
+        with pytest.raises(RecordError) as caught:
+            store.rewrap_data_keys(batch, expected_kek_ids=expected)
+        assert caught.value.code == "RECORD_INVALID"
+    assert store.count_data_keys() == {g1: 2}
+
+
+@check
+def check_data_keys_and_keks_outlive_deleted_threads(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread("encrypted", status="completed")
+    commit = make_commit(thread, frame_type="readme")
+    store.commit_turn(commit)
+    kek = store.add_kek(make_kek())
+    key = make_data_key("output", kek.kek_id, artifact_id=commit.turn.output_artifact_id)
+    store.claim_data_keys([key])
+
+    assert store.delete_threads({thread.thread_id: thread.updated_at_ms}) == [thread.thread_id]
+
+    assert store.get_thread(thread.thread_id) is None
+    assert store.data_keys_for([key.artifact_id]) == {key.artifact_id: key}
+    assert store.get_kek(kek.kek_id) == kek
+    assert store.count_data_keys() == {kek.kek_id: 1}
+    # A data key is no reference: an artifact only the keyring names is still an orphan.
+    assert key.artifact_id not in store.referenced_artifact_ids()

@@ -16,14 +16,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from wf_pipeline.errors import RECORD_INTEGRITY, RecordError
+from wf_pipeline.errors import RECORD_INTEGRITY, RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
+    DataKeyRecord,
     FrameRecord,
     GateRecord,
     HoldRecord,
+    KekRecord,
     NodeRecord,
     PromptLinkRecord,
     TargetRecord,
@@ -40,9 +42,15 @@ from wf_pipeline.records.protocol import (
     RecordT,
     ThreadLease,
     TurnCommit,
+    check_kek_changes,
+    check_keyring_meta,
     check_lease_args,
+    check_page_limit,
     check_turn_commit,
+    claimed_data_keys,
+    field_errors,
     latest_by_turn,
+    rewraps,
     validated,
 )
 from wf_pipeline.records.tables import TABLE_SPECS
@@ -60,6 +68,7 @@ class _Contents:
     )
     lock: threading.Lock = field(default_factory=threading.Lock)
     leases: dict[str, ThreadLease] = field(default_factory=dict)
+    keyring_meta: dict[str, bytes] = field(default_factory=dict)
 
 
 # Named stores of this process, so two opens of ``memory://x`` see the same rows.
@@ -404,6 +413,129 @@ class MemoryRecordStore:
     def active_holds(self) -> list[HoldRecord]:
         """Holds not released, by created_at_ms then hold_id."""
         return self._listing("active_holds", "holds", HoldRecord, lambda row: row["released_at_ms"] is None)
+
+    # --- keyring: KEKs and data keys ------------------------------------------------------
+
+    def keyring_meta(self, name: str) -> bytes | None:
+        """The keyring's stored value ``name``, or None."""
+        with self._contents.lock:
+            return self._contents.keyring_meta.get(name)
+
+    def claim_keyring_meta(self, name: str, value: bytes) -> bytes:
+        """Store ``value`` under ``name`` unless one is there; returns the stored value; ``RECORD_INVALID``."""
+        check_keyring_meta(name, value)
+        with self._contents.lock:
+            return self._contents.keyring_meta.setdefault(name, bytes(value))
+
+    def add_kek(self, record: KekRecord) -> KekRecord:
+        """Insert a KEK unless its kek_id is stored; returns the stored one; ``RECORD_INVALID``."""
+        kek = validated(record, KekRecord)
+        with self._contents.lock:
+            row = self._contents.tables["keks"].setdefault((kek.kek_id,), kek.model_dump())
+            return KekRecord.model_validate(row)
+
+    def get_kek(self, kek_id: str) -> KekRecord | None:
+        """The KEK ``kek_id``, or None."""
+        with self._contents.lock:
+            row = self._contents.tables["keks"].get((kek_id,))
+        return None if row is None else KekRecord.model_validate(row)
+
+    def list_keks(self, artifact_class: str | None = None) -> list[KekRecord]:
+        """KEKs (optionally of one class), by artifact_class, period_start_ms, generation, kek_id."""
+        return self._listing(
+            "list_keks",
+            "keks",
+            KekRecord,
+            None if artifact_class is None else lambda row: row["artifact_class"] == artifact_class,
+        )
+
+    def update_kek(self, kek_id: str, *, expected_state: str, **changes: object) -> KekRecord | None:
+        """Set ``changes`` on the KEK if its state is still ``expected_state`` (under the lock); the new record, or None.
+
+        Raises ``RECORD_INVALID`` (nothing written), as `check_kek_changes` says or when
+        the changed record fails validation as a whole.
+        """
+        values = check_kek_changes(kek_id, expected_state, changes)
+        with self._contents.lock:
+            keks = self._contents.tables["keks"]
+            row = keks.get((kek_id,))
+            if row is None or row["state"] != expected_state:
+                return None
+            try:
+                kek = KekRecord.model_validate({**row, **values})
+            except ValidationError as exc:
+                raise RecordError(
+                    RECORD_INVALID, f"KekRecord fails validation: {field_errors(exc)}", kek_id=kek_id
+                ) from exc
+            keks[(kek_id,)] = kek.model_dump()
+            return kek
+
+    def claim_data_keys(self, records: Iterable[DataKeyRecord]) -> dict[str, DataKeyRecord]:
+        """Insert each data key unless its artifact_id has one, under one lock; artifact_id -> the stored record.
+
+        Raises ``RECORD_INVALID`` (nothing written).
+        """
+        keys = claimed_data_keys(records)
+        with self._contents.lock:
+            table = self._contents.tables["data_keys"]
+            rows = {key.artifact_id: table.setdefault((key.artifact_id,), key.model_dump()) for key in keys}
+        return {artifact_id: DataKeyRecord.model_validate(row) for artifact_id, row in rows.items()}
+
+    def data_keys_for(self, artifact_ids: Iterable[str]) -> dict[str, DataKeyRecord]:
+        """artifact_id -> data key, for those of ``artifact_ids`` that have one."""
+        with self._contents.lock:
+            table = self._contents.tables["data_keys"]
+            rows = [table[(aid,)] for aid in set(artifact_ids) if (aid,) in table]
+        return {row["artifact_id"]: DataKeyRecord.model_validate(row) for row in rows}
+
+    def data_keys_under(
+        self, kek_ids: Iterable[str], *, after_artifact_id: str | None = None, limit: int = 1000
+    ) -> list[DataKeyRecord]:
+        """At most ``limit`` data keys wrapped by any of ``kek_ids``, by artifact_id, after ``after_artifact_id``.
+
+        Raises ``RECORD_INVALID`` (a limit that is not a positive int).
+        """
+        check_page_limit(limit)
+        wanted = set(kek_ids)
+
+        def where(row: Row) -> bool:
+            return row["kek_id"] in wanted and (
+                after_artifact_id is None or row["artifact_id"] > after_artifact_id
+            )
+
+        return self._listing("data_keys_under", "data_keys", DataKeyRecord, where)[:limit]
+
+    def rewrap_data_keys(
+        self, records: Iterable[DataKeyRecord], *, expected_kek_ids: Mapping[str, str]
+    ) -> int:
+        """Move each data key whose stored kek_id is still the expected one, under one lock; how many moved.
+
+        ``rewrapped_at_ms`` is the record's, or now (ms); artifact_class and created_at_ms
+        stay. Raises ``RECORD_INVALID`` (nothing written).
+        """
+        changes = rewraps(records, expected_kek_ids, now_ms())
+        moved = 0
+        with self._contents.lock:
+            table = self._contents.tables["data_keys"]
+            for change in changes:
+                row = table.get((change.artifact_id,))
+                if row is None or row["kek_id"] != change.expected_kek_id:
+                    continue
+                table[(change.artifact_id,)] = {
+                    **row,
+                    "kek_id": change.kek_id,
+                    "wrapped_key": change.wrapped_key,
+                    "rewrapped_at_ms": change.rewrapped_at_ms,
+                }
+                moved += 1
+        return moved
+
+    def count_data_keys(self) -> dict[str, int]:
+        """kek_id -> how many data keys it wraps; KEKs wrapping none are absent."""
+        counts: dict[str, int] = {}
+        for row in self._rows("data_keys"):
+            counts[row["kek_id"]] = counts.get(row["kek_id"], 0) + 1
+        return counts
 
     # --- thread leases -----------------------------------------------------------------
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from functools import cache
+from typing import Annotated, Any, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from wf_pipeline.errors import RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
+    KEK_STATES,
     ArtifactLinkRecord,
     DataKeyRecord,
     FrameRecord,
@@ -56,6 +58,10 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "list_artifact_links": ("artifact_link_id",),
     "list_tombstones": ("deleted_at_ms", "artifact_id"),
     "active_holds": ("created_at_ms", "hold_id"),
+    # kek_id last only breaks ties a lineage never has (one KEK per class, period, generation).
+    "list_keks": ("artifact_class", "period_start_ms", "generation", "kek_id"),
+    # Keyset pages: the next page starts after the last artifact_id of this one.
+    "data_keys_under": ("artifact_id",),
 }
 
 # How many ids one ``IN (...)`` lookup carries: SQLite caps bound parameters per statement.
@@ -219,6 +225,125 @@ def check_lease_args(thread_id: Any, holder: Any, ttl_ms: Any) -> None:
         raise RecordError(
             RECORD_INVALID, f"a lease needs a positive ttl_ms, got {ttl_ms!r}", thread_id=thread_id
         )
+
+
+# --- keyring arguments ---------------------------------------------------------------------
+
+# Fields a KEK update may not set: its key, and the row format the store writes itself.
+KEK_FIXED_FIELDS = frozenset({"kek_id", "schema_version"})
+
+
+@cache
+def _kek_field_adapter(name: str) -> TypeAdapter[Any]:
+    field = KekRecord.model_fields[name]
+    # The field's constraints (gt, ge, min_length) travel in its metadata.
+    return TypeAdapter(Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation)
+
+
+def check_kek_changes(kek_id: Any, expected_state: Any, changes: Mapping[str, object]) -> dict[str, Any]:
+    """The ``changes`` of a `RecordStore.update_kek`, each value validated as its `KekRecord` field.
+
+    Returns the changes as the store writes them. Raises ``RECORD_INVALID`` naming the
+    field (never its value: ``key_ref`` is key material) for an unknown or fixed field
+    (``kek_id``, ``schema_version``), a value its field refuses, no changes at all, or an
+    ``expected_state`` outside `KEK_STATES`.
+    """
+    if not isinstance(kek_id, str) or not kek_id:
+        raise RecordError(RECORD_INVALID, "update_kek needs a non-empty kek_id")
+    if expected_state not in KEK_STATES:
+        raise RecordError(
+            RECORD_INVALID, f"expected_state must be one of {', '.join(KEK_STATES)}", kek_id=kek_id
+        )
+    if not changes:
+        raise RecordError(RECORD_INVALID, "update_kek needs at least one change", kek_id=kek_id)
+    checked: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in KekRecord.model_fields or name in KEK_FIXED_FIELDS:
+            raise RecordError(RECORD_INVALID, f"update_kek cannot set {name!r}", kek_id=kek_id, field=name)
+        try:
+            checked[name] = _kek_field_adapter(name).validate_python(value, strict=True)
+        except ValidationError as exc:
+            raise RecordError(
+                RECORD_INVALID,
+                f"KekRecord.{name} fails validation: {field_errors(exc)}",
+                kek_id=kek_id,
+                field=name,
+            ) from exc
+    return checked
+
+
+def check_keyring_meta(name: Any, value: Any = b"") -> None:
+    """Refuse a keyring value no store can keep: ``RECORD_INVALID`` unless a non-empty str name and bytes."""
+    if not isinstance(name, str) or not name:
+        raise RecordError(RECORD_INVALID, "a keyring value needs a non-empty name")
+    if not isinstance(value, bytes):
+        raise RecordError(RECORD_INVALID, "a keyring value must be bytes", name=name)
+
+
+def check_page_limit(limit: Any) -> int:
+    """``limit`` of a page listing, a positive int; ``RECORD_INVALID`` otherwise."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+        raise RecordError(RECORD_INVALID, f"a page limit must be a positive int, got {limit!r}")
+    return limit
+
+
+def claimed_data_keys(records: Iterable[Any]) -> list[DataKeyRecord]:
+    """The data keys of a `RecordStore.claim_data_keys`, validated, one per artifact_id, by artifact_id.
+
+    Within one batch the first record of an artifact wins, as it would against a stored
+    one. Sorting makes concurrent batches lock rows in the same order (no deadlock).
+    Raises ``RECORD_INVALID`` (see `validated`).
+    """
+    first: dict[str, DataKeyRecord] = {}
+    for record in records:
+        key = validated(record, DataKeyRecord)
+        first.setdefault(key.artifact_id, key)
+    return [first[artifact_id] for artifact_id in sorted(first)]
+
+
+@dataclass(frozen=True)
+class Rewrap:
+    """One row change of a `RecordStore.rewrap_data_keys`: move ``artifact_id`` from ``expected_kek_id``.
+
+    Attributes:
+        artifact_id: the data key's artifact.
+        expected_kek_id: the kek_id the row must still have for the change to apply.
+        kek_id, wrapped_key: the new KEK and the data key wrapped by it.
+        rewrapped_at_ms: when it moved (Unix epoch ms).
+    """
+
+    artifact_id: str
+    expected_kek_id: str
+    kek_id: str
+    wrapped_key: bytes
+    rewrapped_at_ms: int
+
+
+def rewraps(records: Iterable[Any], expected_kek_ids: Mapping[str, str], at_ms: int) -> list[Rewrap]:
+    """The row changes of a `RecordStore.rewrap_data_keys`, validated, by artifact_id.
+
+    A record without ``rewrapped_at_ms`` gets ``at_ms`` (Unix epoch ms): a rewrapped key
+    always says when it moved. Sorting makes concurrent batches lock rows in the same
+    order (no deadlock). Raises ``RECORD_INVALID`` for an invalid record, one whose
+    artifact_id has no non-empty expected kek_id, or an artifact_id given twice.
+    """
+    changes: dict[str, Rewrap] = {}
+    for record in records:
+        key = validated(record, DataKeyRecord)
+        expected = expected_kek_ids.get(key.artifact_id)
+        if not isinstance(expected, str) or not expected:
+            raise RecordError(
+                RECORD_INVALID,
+                f"rewrap of {key.artifact_id} names no expected kek_id",
+                artifact_id=key.artifact_id,
+            )
+        if key.artifact_id in changes:
+            raise RecordError(
+                RECORD_INVALID, f"rewrap names {key.artifact_id} twice", artifact_id=key.artifact_id
+            )
+        at = at_ms if key.rewrapped_at_ms is None else key.rewrapped_at_ms
+        changes[key.artifact_id] = Rewrap(key.artifact_id, expected, key.kek_id, key.wrapped_key, at)
+    return [changes[artifact_id] for artifact_id in sorted(changes)]
 
 
 @runtime_checkable

@@ -15,17 +15,25 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Table, delete, func, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from wf_pipeline.errors import RECORD_BAD_OPTION, RECORD_INTEGRITY, RECORD_SCHEMA_MISMATCH, RecordError
+from wf_pipeline.errors import (
+    RECORD_BAD_OPTION,
+    RECORD_INTEGRITY,
+    RECORD_INVALID,
+    RECORD_SCHEMA_MISMATCH,
+    RecordError,
+)
 from wf_pipeline.metadata.records import (
     SCHEMA_VERSION,
     ArtifactLinkRecord,
+    DataKeyRecord,
     FrameRecord,
     GateRecord,
     HoldRecord,
+    KekRecord,
     NodeRecord,
     PromptLinkRecord,
     TargetRecord,
@@ -51,10 +59,15 @@ from wf_pipeline.records.protocol import (
     RecordT,
     ThreadLease,
     TurnCommit,
+    check_kek_changes,
+    check_keyring_meta,
     check_lease_args,
+    check_page_limit,
     check_turn_commit,
+    claimed_data_keys,
     field_errors,
     latest_by_turn,
+    rewraps,
     validated,
 )
 from wf_pipeline.records.tables import TABLE_SPECS, RecordTables, build_tables
@@ -619,6 +632,251 @@ class SqlRecordStore:
                 doomed.extend(ids)
         return sorted(doomed)
 
+    # --- keyring: KEKs and data keys ------------------------------------------------------
+
+    def keyring_meta(self, name: str) -> bytes | None:
+        """The keyring's stored value ``name``, or None; ``RECORD_UNAVAILABLE``."""
+        table = self._tables.keyring_meta
+        with self._reading("keyring_meta") as conn:
+            value = conn.execute(select(table.c.value).where(table.c.name == name)).scalar_one_or_none()
+        return None if value is None else bytes(value)
+
+    def claim_keyring_meta(self, name: str, value: bytes) -> bytes:
+        """Store ``value`` under ``name`` unless one is there (``ON CONFLICT DO NOTHING``); returns the stored value.
+
+        Raises ``RECORD_INVALID`` (a name that is not a non-empty str, a value that is not
+        bytes), ``RECORD_UNAVAILABLE``.
+        """
+        check_keyring_meta(name, value)
+        table = self._tables.keyring_meta
+        statement = (
+            self._insert(table).values(name=name, value=value).on_conflict_do_nothing(index_elements=["name"])
+        )
+        with self._writing("claim_keyring_meta") as conn:
+            conn.execute(statement)
+            stored = conn.execute(select(table.c.value).where(table.c.name == name)).scalar_one()
+        return bytes(stored)
+
+    def add_kek(self, record: KekRecord) -> KekRecord:
+        """Insert a KEK unless its kek_id is stored (``ON CONFLICT DO NOTHING``); returns the stored one.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY`` (the stored row
+        fails validation), ``RECORD_UNAVAILABLE``.
+        """
+        kek = validated(record, KekRecord)
+        table = self._tables["keks"]
+        statement = (
+            self._insert(table).values(**kek.model_dump()).on_conflict_do_nothing(index_elements=["kek_id"])
+        )
+        with self._writing("add_kek") as conn:
+            conn.execute(statement)
+            row = conn.execute(select(table).where(table.c.kek_id == kek.kek_id)).mappings().one()
+        return _stored("add_kek", KekRecord, dict(row))
+
+    def get_kek(self, kek_id: str) -> KekRecord | None:
+        """The KEK ``kek_id``, or None; ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``."""
+        table = self._tables["keks"]
+        return self._first("get_kek", KekRecord, select(table).where(table.c.kek_id == kek_id))
+
+    def list_keks(self, artifact_class: str | None = None) -> list[KekRecord]:
+        """KEKs (optionally of one class), by artifact_class, period_start_ms, generation, kek_id."""
+        table = self._tables["keks"]
+        statement = select(table).order_by(*_order_columns(table, "list_keks"))
+        if artifact_class is not None:
+            statement = statement.where(table.c.artifact_class == artifact_class)
+        return self._select("list_keks", KekRecord, statement)
+
+    def update_kek(self, kek_id: str, *, expected_state: str, **changes: object) -> KekRecord | None:
+        """Set ``changes`` on the KEK ``kek_id`` if its state is still ``expected_state``; the new record, or None.
+
+        One ``UPDATE ... WHERE kek_id = :id AND state = :expected`` (the compare-and-set),
+        then a read of the row in the same transaction; a result that fails validation as
+        a whole rolls back. Raises ``RECORD_INVALID`` (see `check_kek_changes`; nothing
+        written), ``RECORD_UNAVAILABLE``.
+        """
+        values = check_kek_changes(kek_id, expected_state, changes)
+        table = self._tables["keks"]
+        with self._writing("update_kek") as conn:
+            result = conn.execute(
+                update(table)
+                .where(table.c.kek_id == kek_id, table.c.state == expected_state)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return None
+            row = conn.execute(select(table).where(table.c.kek_id == kek_id)).mappings().one()
+            try:
+                # Raised inside the transaction, so the update rolls back.
+                return KekRecord.model_validate(dict(row))
+            except ValidationError as exc:
+                raise RecordError(
+                    RECORD_INVALID, f"KekRecord fails validation: {field_errors(exc)}", kek_id=kek_id
+                ) from exc
+
+    def claim_data_keys(self, records: Iterable[DataKeyRecord]) -> dict[str, DataKeyRecord]:
+        """Insert each data key unless its artifact_id has one; returns artifact_id -> the stored record.
+
+        One transaction: one executemany ``INSERT ... ON CONFLICT DO NOTHING RETURNING
+        artifact_id`` in artifact_id order (SQLAlchemy sends it as multi-row VALUES
+        batches, one round trip per batch), then a ``SELECT`` of the rows it did not
+        insert (``ID_CHUNK`` ids a query): those another writer stored first. Concurrent
+        claims of one artifact all return the row the first committed. Raises
+        ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
+        """
+        keys = claimed_data_keys(records)
+        if not keys:
+            return {}
+        table = self._tables["data_keys"]
+        found = {key.artifact_id: key for key in keys}
+        rows: list[dict[str, Any]] = []
+        with self._writing("claim_data_keys") as conn:
+            inserted = set(
+                conn.execute(self._claim_statement(), [key.model_dump() for key in keys]).scalars()
+            )
+            taken = [key.artifact_id for key in keys if key.artifact_id not in inserted]
+            for start in range(0, len(taken), ID_CHUNK):
+                result = conn.execute(
+                    select(table).where(table.c.artifact_id.in_(taken[start : start + ID_CHUNK]))
+                )
+                names = list(result.keys())
+                rows.extend(dict(zip(names, row)) for row in result.all())
+        for row in rows:
+            found[row["artifact_id"]] = _stored("claim_data_keys", DataKeyRecord, row)
+        return found
+
+    def data_keys_for(self, artifact_ids: Iterable[str]) -> dict[str, DataKeyRecord]:
+        """artifact_id -> data key, for those of ``artifact_ids`` that have one (``ID_CHUNK`` ids a query)."""
+        table = self._tables["data_keys"]
+        wanted = sorted(set(artifact_ids))
+        found: dict[str, DataKeyRecord] = {}
+        for start in range(0, len(wanted), ID_CHUNK):
+            chunk = wanted[start : start + ID_CHUNK]
+            statement = select(table).where(table.c.artifact_id.in_(chunk))
+            for key in self._select("data_keys_for", DataKeyRecord, statement):
+                found[key.artifact_id] = key
+        return found
+
+    def data_keys_under(
+        self, kek_ids: Iterable[str], *, after_artifact_id: str | None = None, limit: int = 1000
+    ) -> list[DataKeyRecord]:
+        """At most ``limit`` data keys wrapped by any of ``kek_ids``, by artifact_id, after ``after_artifact_id``.
+
+        Keyset pagination (``artifact_id > :after ORDER BY artifact_id LIMIT n``): a page
+        costs the same wherever it starts, and rows moved meanwhile are neither skipped
+        nor repeated. Raises ``RECORD_INVALID`` (a limit that is not a positive int),
+        ``RECORD_UNAVAILABLE``.
+        """
+        check_page_limit(limit)
+        wanted = sorted(set(kek_ids))
+        if not wanted:
+            return []
+        table = self._tables["data_keys"]
+        statement = (
+            select(table)
+            .where(table.c.kek_id.in_(wanted))
+            .order_by(*_order_columns(table, "data_keys_under"))
+            .limit(limit)
+        )
+        if after_artifact_id is not None:
+            statement = statement.where(table.c.artifact_id > after_artifact_id)
+        return self._select("data_keys_under", DataKeyRecord, statement)
+
+    def rewrap_data_keys(
+        self, records: Iterable[DataKeyRecord], *, expected_kek_ids: Mapping[str, str]
+    ) -> int:
+        """Move each data key to its record's kek_id and wrapped_key if its stored kek_id is still the expected one.
+
+        One transaction; a row another writer moved meanwhile is left alone (the
+        compare-and-set ``WHERE artifact_id = :a AND kek_id = :expected``). SQLite: one
+        executemany ``UPDATE``; PostgreSQL: one ``UPDATE ... FROM unnest(arrays)`` (an
+        executemany there costs a round trip per row).
+        ``rewrapped_at_ms`` is the record's, or now (ms) if it has none; artifact_class
+        and created_at_ms stay. Returns how many rows changed. Raises ``RECORD_INVALID``
+        (nothing written, see `rewraps`), ``RECORD_UNAVAILABLE``.
+        """
+        changes = rewraps(records, expected_kek_ids, now_ms())
+        if not changes:
+            return 0
+        with self._writing("rewrap_data_keys") as conn:
+            if self.backend == "postgresql":
+                moved = conn.execute(
+                    self._rewrap_unnest_statement(),
+                    {
+                        "artifact_ids": [change.artifact_id for change in changes],
+                        "expected_kek_ids": [change.expected_kek_id for change in changes],
+                        "kek_ids": [change.kek_id for change in changes],
+                        "wrapped_keys": [change.wrapped_key for change in changes],
+                        "rewrapped_at_ms": [change.rewrapped_at_ms for change in changes],
+                    },
+                ).rowcount
+            else:
+                sql, order = self._rewrap_statement()
+                parameters = [tuple(getattr(change, name) for name in order) for change in changes]
+                # Straight to sqlite3's executemany, which sums the rowcounts; the values are
+                # plain str, bytes and int, so SQLAlchemy's per-row processing adds nothing.
+                moved = conn.exec_driver_sql(sql, parameters).rowcount
+        return moved
+
+    def _claim_statement(self) -> Any:
+        cached = self._upserts.get("claim_data_keys")
+        if cached is None:
+            table = self._tables["data_keys"]
+            cached = (
+                self._insert(table)
+                .on_conflict_do_nothing(index_elements=["artifact_id"])
+                .returning(table.c.artifact_id)
+            )
+            self._upserts["claim_data_keys"] = cached
+        return cached
+
+    def _rewrap_unnest_statement(self) -> Any:
+        # PostgreSQL: the batch as five arrays unnested into rows, so one statement (one
+        # round trip, one plan) updates them all; rowcount counts the rows that matched.
+        cached = self._upserts.get("rewrap_data_keys_unnest")
+        if cached is None:
+            name = self._engine.dialect.identifier_preparer.format_table(self._tables["data_keys"])
+            cached = text(
+                f"UPDATE {name} AS d SET kek_id = v.kek_id, wrapped_key = v.wrapped_key, "
+                "rewrapped_at_ms = v.rewrapped_at_ms "
+                "FROM unnest(CAST(:artifact_ids AS text[]), CAST(:expected_kek_ids AS text[]), "
+                "CAST(:kek_ids AS text[]), CAST(:wrapped_keys AS bytea[]), CAST(:rewrapped_at_ms AS bigint[])) "
+                "AS v(artifact_id, expected_kek_id, kek_id, wrapped_key, rewrapped_at_ms) "
+                "WHERE d.artifact_id = v.artifact_id AND d.kek_id = v.expected_kek_id"
+            )
+            self._upserts["rewrap_data_keys_unnest"] = cached
+        return cached
+
+    def _rewrap_statement(self) -> tuple[str, tuple[str, ...]]:
+        # SQLite's compare-and-set UPDATE as SQL text with ``?`` placeholders, and the
+        # `Rewrap` field each placeholder takes, in order.
+        cached = self._upserts.get("rewrap_data_keys")
+        if cached is None:
+            table = self._tables["data_keys"]
+            statement = (
+                update(table)
+                .where(
+                    table.c.artifact_id == bindparam("artifact_id_"),
+                    table.c.kek_id == bindparam("expected_kek_id_"),
+                )
+                .values(
+                    kek_id=bindparam("kek_id_"),
+                    wrapped_key=bindparam("wrapped_key_"),
+                    rewrapped_at_ms=bindparam("rewrapped_at_ms_"),
+                )
+            )
+            compiled = statement.compile(dialect=self._engine.dialect)
+            order = tuple(name.removesuffix("_") for name in compiled.positiontup or ())
+            cached = (compiled.string, order)
+            self._upserts["rewrap_data_keys"] = cached
+        return cached
+
+    def count_data_keys(self) -> dict[str, int]:
+        """kek_id -> how many data keys it wraps (one ``GROUP BY``); KEKs wrapping none are absent."""
+        table = self._tables["data_keys"]
+        with self._reading("count_data_keys") as conn:
+            rows = conn.execute(select(table.c.kek_id, func.count()).group_by(table.c.kek_id))
+            return {kek_id: count for kek_id, count in rows}
+
     # --- thread leases -----------------------------------------------------------------
 
     def acquire_lease(
@@ -671,3 +929,15 @@ class SqlRecordStore:
 
 def _order_columns(table: Table, listing: str) -> list[Any]:
     return [table.c[name] for name in ORDERS[listing]]
+
+
+def _stored(action: str, model: type[RecordT], row: dict[str, Any]) -> RecordT:
+    """A row read back as ``model``; ``RECORD_INTEGRITY`` if the stored row fails validation."""
+    try:
+        return model.model_validate(row)
+    except ValidationError as exc:
+        raise RecordError(
+            RECORD_INTEGRITY,
+            f"stored {model.__name__} row fails validation during {action}: {field_errors(exc)}",
+            action=action,
+        ) from exc

@@ -2,7 +2,8 @@
 
 Each table mirrors one model of ``wf_pipeline.metadata.records`` column for column, so
 a new model field becomes a column without a second definition here. Tuples and dicts
-are stored as canonical JSON text; timestamps are BIGINT milliseconds. The database
+are stored as canonical JSON text, bytes as binary (BLOB, BYTEA); integers, timestamps
+(milliseconds) among them, are BIGINT. The database
 gets its tables from the migrations (`wf_pipeline.records.migrations`), never from this
 module: a change here needs a revision there, and a test compares the two.
 """
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Column,
     ForeignKeyConstraint,
     Index,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -32,9 +34,11 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
+    DataKeyRecord,
     FrameRecord,
     GateRecord,
     HoldRecord,
+    KekRecord,
     NodeRecord,
     PromptLinkRecord,
     TargetRecord,
@@ -78,6 +82,9 @@ class TableSpec:
     unique: tuple[tuple[str, ...], ...] = ()
     # Rows of a thread's history cannot outlive or precede their thread.
     references_thread: bool = False
+    # SQLite keeps the rows in the primary key's B-tree (``WITHOUT ROWID``): one tree per
+    # write instead of a rowid table plus a key index, and rows in key order for key-ordered scans.
+    clustered: bool = False
 
 
 TABLE_SPECS: tuple[TableSpec, ...] = (
@@ -128,6 +135,22 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
     ),
     # Legal holds on a thread or a workflow (no reference: a hold may outlive its thread).
     TableSpec("holds", HoldRecord, key=("hold_id",)),
+    # The keyring: KEKs by lineage, and one wrapped data key per encrypted artifact. No
+    # thread reference: a shredded artifact's key row outlives every thread that used it.
+    TableSpec(
+        "keks",
+        KekRecord,
+        key=("kek_id",),
+        indexes=(("artifact_class", "period_start_ms", "generation"),),
+    ),
+    # (kek_id, artifact_id) serves the keyset pages of one KEK's keys (`data_keys_under`).
+    TableSpec(
+        "data_keys",
+        DataKeyRecord,
+        key=("artifact_id",),
+        indexes=(("kek_id", "artifact_id"),),
+        clustered=True,
+    ),
 )
 
 
@@ -145,6 +168,8 @@ def _column_type(annotation: Any) -> tuple[TypeEngine[Any] | type[TypeEngine[Any
         return Boolean, nullable
     if annotation is int:
         return BigInteger, nullable
+    if annotation is bytes:
+        return LargeBinary, nullable
     if annotation is str or origin is Literal:
         return Text, nullable
     if origin in (tuple, dict):
@@ -154,13 +179,15 @@ def _column_type(annotation: Any) -> tuple[TypeEngine[Any] | type[TypeEngine[Any
 
 @dataclass(frozen=True)
 class RecordTables:
-    """The tables of one store: ``metadata``, ``schema_meta``, the record tables by model name, ``leases``."""
+    """The tables of one store: ``metadata``, ``schema_meta``, the record tables by model name, ``leases``, ``keyring_meta``."""
 
     metadata: MetaData
     schema_meta: Table
     by_name: dict[str, Table]
     # Thread leases (`wf_pipeline.records.protocol.ThreadLease`): coordination, not records.
     leases: Table
+    # Named values of the keyring (e.g. the master-key check), first writer wins.
+    keyring_meta: Table
 
     def __getitem__(self, name: str) -> Table:
         """The table of the record kind ``name`` (``"threads"``, ``"turns"``, ...)."""
@@ -186,7 +213,8 @@ def build_tables(table_prefix: str, schema: str | None) -> RecordTables:
             target = f"{schema}.{threads_table}.thread_id" if schema else f"{threads_table}.thread_id"
             constraints.append(ForeignKeyConstraint(["thread_id"], [target]))
         name = f"{table_prefix}{spec.name}"
-        table = Table(name, metadata, *columns, *constraints)
+        options = {"sqlite_with_rowid": False} if spec.clustered else {}
+        table = Table(name, metadata, *columns, *constraints, **options)
         for cols in spec.indexes:
             Index(None, *(table.c[col] for col in cols))
         tables[spec.name] = table
@@ -203,4 +231,12 @@ def build_tables(table_prefix: str, schema: str | None) -> RecordTables:
         Column("holder", Text, nullable=False),
         Column("expires_at_ms", BigInteger, nullable=False),
     )
-    return RecordTables(metadata=metadata, schema_meta=schema_meta, by_name=tables, leases=leases)
+    keyring_meta = Table(
+        f"{table_prefix}keyring_meta",
+        metadata,
+        Column("name", Text, primary_key=True),
+        Column("value", LargeBinary, nullable=False),
+    )
+    return RecordTables(
+        metadata=metadata, schema_meta=schema_meta, by_name=tables, leases=leases, keyring_meta=keyring_meta
+    )
