@@ -1,4 +1,4 @@
-"""All benchmarks in one process, one line each: P1 (and its telemetry cost), P2 (reusing P1's run of ours), P3, P5, P6, P8."""
+"""All benchmarks in one process, one line each: P1 (and its telemetry cost), P2 (reusing P1's run of ours), P3, P4, P5, P6, P7, P8."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import os
 import p1_overhead
 import p2_langgraph
 import p3_latency
+import p4_cas_encrypted
 import p5_telemetry
 import p6_retention
+import p7_rewrap
 import p8_crash_resume
 from support import require_simulated_provider
 
@@ -21,8 +23,10 @@ def main() -> None:
     ours = p1_overhead.main()
     p2_langgraph.main(ours)
     p3_latency.main()
+    p4_cas_encrypted.main()
     p5_telemetry.main()
     p6_retention.main()
+    p7_rewrap.main()
     p8_crash_resume.main()
 
 

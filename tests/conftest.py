@@ -11,6 +11,9 @@ from typing import NamedTuple
 import pytest
 import sqlalchemy as sa
 
+# The moto server (S3 and KMS on loopback) and a fresh bucket per test, for every test module.
+from s3_support import moto_server, s3_bucket  # noqa: F401
+
 # The shared test server trusts local connections; which role exists depends on the machine.
 POSTGRES_URLS = (
     "postgresql+psycopg2://postgres@127.0.0.1:5432/test",

@@ -11,8 +11,15 @@ import fsspec
 import pytest
 from conformance import failing_checks
 from conformance.cas_suite import CHECKS, CasBackend
+from s3_support import MotoServer
 
-from wf_pipeline.cas import CasStore, FsspecArtifactStore, MemoryArtifactStore, open_cas
+from wf_pipeline.cas import (
+    CasStore,
+    FsspecArtifactStore,
+    MemoryArtifactStore,
+    open_cas,
+    register_artifact_store,
+)
 from wf_pipeline.cas.protocol import ArtifactRef, not_found
 from wf_pipeline.errors import CasError
 
@@ -57,13 +64,43 @@ def memory_backend(tmp_path) -> CasBackend:
     return CasBackend("memory", lambda: open_cas(url), corrupt_memory, backdate=backdate_memory)
 
 
-# A new backend adds its factory here and must pass every check.
-BACKENDS = {"file": file_backend, "fsspec-memory": fsspec_memory_backend, "memory": memory_backend}
+def s3_backend(tmp_path, server: MotoServer) -> CasBackend:
+    # A real S3 wire: moto's server on loopback, a fresh bucket per test, the store under a prefix.
+    bucket = server.create_bucket()
+    url = f"s3://{bucket}/cas"
+    options = server.storage_options()
+
+    def backdate(store: FsspecArtifactStore, artifact_id: str, modified_ms: int) -> None:
+        # S3 sets LastModified itself on every upload; only the server's own state can age an object.
+        key = store._object_path(artifact_id).removeprefix(f"{bucket}/")
+        server.backdate(bucket, key, modified_ms)
+
+    return CasBackend(
+        "s3",
+        lambda: open_cas(url, **options),
+        corrupt_fsspec,
+        process_url=url,
+        backdate=backdate,
+        process_options=options,
+    )
+
+
+# A new backend adds its factory here and must pass every check. Factories that need a
+# server name its fixture (second item); it starts only when such a backend is tested.
+BACKENDS = {
+    "file": (file_backend, None),
+    "fsspec-memory": (fsspec_memory_backend, None),
+    "memory": (memory_backend, None),
+    "s3": (s3_backend, "moto_server"),
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def cas_backend(request, tmp_path) -> CasBackend:
-    backend = BACKENDS[request.param](tmp_path)
+    factory, server_fixture = BACKENDS[request.param]
+    backend = (
+        factory(tmp_path, request.getfixturevalue(server_fixture)) if server_fixture else factory(tmp_path)
+    )
     yield backend
     fs = fsspec.filesystem("memory")
     for path in fs.ls("/", detail=False):
@@ -195,3 +232,36 @@ def test_a_broken_implementation_fails_the_suite(broken, caught_by) -> None:
 def test_the_reference_implementation_fails_no_check() -> None:
     # The harness above reports real failures only: the correct store passes every check through it.
     assert failing_checks(CHECKS, lambda: memory_like_backend(MemoryArtifactStore)) == set()
+
+
+class WritesInPlace:
+    """Writes each object straight under its final name, a chunk at a time, as a non-atomic store does."""
+
+    def write(self, fs, path: str, data: bytes, *, tmp_dir: str) -> None:
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path, "wb") as handle:
+            for start in range(0, len(data), 64 * 1024):
+                handle.write(data[start : start + 64 * 1024])
+                handle.flush()
+                time.sleep(0.002)  # a slow disk: a kill lands inside a write
+
+
+def test_a_store_writing_in_place_fails_the_killed_writer_check(tmp_path) -> None:
+    scheme = f"inplace{uuid.uuid4().hex[:8]}"
+
+    def open_in_place(url: str, **options) -> FsspecArtifactStore:
+        store = FsspecArtifactStore(url.removeprefix(f"{scheme}://"), **options)
+        store._write_strategy = WritesInPlace()
+        return store
+
+    # Registered before the checks fork their writers, so the children open the same store.
+    register_artifact_store(scheme, open_in_place)
+    url = f"{scheme}://{tmp_path / 'cas'}"
+    backend = CasBackend(
+        scheme, lambda: open_cas(url), corrupt_fsspec, process_url=url, backdate=backdate_file
+    )
+    by_name = {check.__name__: check for check in CHECKS}
+
+    assert failing_checks([by_name["check_a_killed_writer_leaves_no_partial_object"]], lambda: backend) == {
+        "check_a_killed_writer_leaves_no_partial_object"
+    }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wf_pipeline.cas import ArtifactStore, FsspecArtifactStore, MemoryArtifactStore
+from wf_pipeline.cas import ArtifactStore, FsspecArtifactStore, MemoryArtifactStore, open_cas
 from wf_pipeline.errors import CasError
 from wf_pipeline.metadata.canonical import digest
 from wf_pipeline.metadata.records import (
@@ -189,8 +189,17 @@ def test_prompt_renders_go_after_their_window_contexts_and_outputs_stay() -> Non
     assert done.context in later and not later & set(done.outputs)
 
 
-def test_apply_writes_tombstones_deletes_objects_and_reads_say_expired() -> None:
-    env = make_env(SHORT_PROMPTS)
+def _cas_for(backend: str, request) -> ArtifactStore | None:
+    """The CAS a parametrized test runs on: None (the memory store), or a fresh bucket on moto's S3."""
+    if backend != "s3":
+        return None
+    server = request.getfixturevalue("moto_server")
+    return open_cas(f"s3://{server.create_bucket()}/cas", **server.storage_options())
+
+
+@pytest.mark.parametrize("backend", ["memory", "s3"])
+def test_apply_writes_tombstones_deletes_objects_and_reads_say_expired(backend, request) -> None:
+    env = make_env(SHORT_PROMPTS, cas=_cas_for(backend, request))
     done = write_thread(env, "pkg")
     before = env.records.referenced_artifact_ids()
 
@@ -221,13 +230,17 @@ def test_apply_writes_tombstones_deletes_objects_and_reads_say_expired() -> None
     assert (again.deleted, again.tombstones_written) == (0, 0)
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-def test_an_expired_object_stored_again_loses_its_tombstone_and_is_judged_afresh(backend, tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "sqlite-s3"])
+def test_an_expired_object_stored_again_loses_its_tombstone_and_is_judged_afresh(
+    backend, tmp_path, request
+) -> None:
     if backend == "memory":
         env = make_env(SHORT_PROMPTS)
     else:
         records = open_record_store(f"sqlite:///{tmp_path / 'records.db'}")
-        inner = FsspecArtifactStore(str(tmp_path / "cas"))
+        inner = (
+            _cas_for("s3", request) if backend == "sqlite-s3" else FsspecArtifactStore(str(tmp_path / "cas"))
+        )
         env = Env(records, ExpiryAwareStore(inner, records), catalog_with(SHORT_PROMPTS))
     done = write_thread(env, "pkg")
     revived = done.renders[0]

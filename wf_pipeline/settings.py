@@ -16,15 +16,17 @@ carries to step processes) holds none.
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, PrivateAttr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, SettingsConfigDict
 from pydantic_settings.sources import EnvSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -44,6 +46,9 @@ EXECUTORS: tuple[str, ...] = get_args(Executor)
 SETTINGS_VARIABLES = (
     "WF_HOME",
     "WF_CAS_URL",
+    "WF_CAS_ENDPOINT_URL",
+    "WF_CAS_REGION",
+    "WF_CAS_STORAGE_OPTIONS",
     "WF_RECORDS_URL",
     "WF_RECORDS_SCHEMA",
     "DAGSTER_HOME",
@@ -61,8 +66,11 @@ SETTINGS_VARIABLES = (
     "WF_TELEMETRY_URL",
     "WF_COMPACT_GRACE",
     "WF_MASTER_KEY_FILE",
-    "WF_KEY_MANAGER",
     "WF_KEK_PERIOD",
+    "WF_KEY_MANAGER",
+    "WF_KMS_ENDPOINT_URL",
+    "WF_KMS_REGION",
+    "WF_KMS_ALIAS_PREFIX",
 )
 
 # Fields a step process needs to open the same runtime as the launching process; the
@@ -70,6 +78,9 @@ SETTINGS_VARIABLES = (
 LAUNCH_FIELDS = (
     "home",
     "cas_url",
+    "cas_endpoint_url",
+    "cas_region",
+    "cas_storage_options",
     "records_url",
     "records_schema",
     "dagster_home",
@@ -83,8 +94,11 @@ LAUNCH_FIELDS = (
     "telemetry",
     "telemetry_url",
     "master_key_file",
-    "key_manager",
     "kek_period",
+    "key_manager",
+    "kms_endpoint_url",
+    "kms_region",
+    "kms_alias_prefix",
 )
 
 # URL settings that may embed a password, with their variables: a step reads such a URL
@@ -92,8 +106,18 @@ LAUNCH_FIELDS = (
 SECRET_URL_VARIABLES = {
     "records_url": "WF_RECORDS_URL",
     "cas_url": "WF_CAS_URL",
+    "cas_endpoint_url": "WF_CAS_ENDPOINT_URL",
     "telemetry_url": "WF_TELEMETRY_URL",
+    "kms_endpoint_url": "WF_KMS_ENDPOINT_URL",
 }
+# Every launch field a step may have to read from its own environment (`Settings.launch_values`
+# gives None for it): the URLs above when they embed a password, and the CAS storage options,
+# which may hold credentials (``key``, ``secret``, ``token``, ``account_key``) whenever set.
+ENVIRONMENT_VARIABLES = {**SECRET_URL_VARIABLES, "cas_storage_options": "WF_CAS_STORAGE_OPTIONS"}
+
+# CAS URL schemes that take an endpoint (WF_CAS_ENDPOINT_URL) and a region (WF_CAS_REGION).
+S3_SCHEMES = frozenset({"s3", "s3a"})
+GCS_SCHEMES = frozenset({"gs", "gcs"})
 
 
 class Settings(BaseSettings):
@@ -115,12 +139,22 @@ class Settings(BaseSettings):
     default ``<home>/telemetry``; any fsspec URL), ``compact_grace`` (WF_COMPACT_GRACE,
     default ``1h``: the least time `wf compact` leaves an unreferenced CAS object or a
     scratch file alone; a duration such as ``12h`` or ``forever``),
+    ``cas_endpoint_url`` (WF_CAS_ENDPOINT_URL, an ``http(s)://`` endpoint for an S3-compatible
+    (MinIO, Ceph, LocalStack) or GCS-emulating store; ``s3://`` and ``gs://`` CAS URLs only),
+    ``cas_region`` (WF_CAS_REGION, the S3 region; ``s3://`` only), ``cas_storage_options``
+    (WF_CAS_STORAGE_OPTIONS, a JSON object of extra fsspec options for the CAS filesystem,
+    e.g. ``{"anon": false}``; may hold credentials, so it is never shown, see `cas_options`),
     ``retention_trigger_bytes`` (WF_RETENTION_TRIGGER_BYTES, bytes, default 1 GiB: when
     expired artifacts hold more, the Dagster sensor ``wf_retention_trigger`` runs retention
     before its daily schedule), ``master_key_file`` (WF_MASTER_KEY_FILE: a file holding the
     keyring's master key; the key itself may instead be WF_MASTER_KEY, a secret read through
-    `secrets`), ``key_manager`` (WF_KEY_MANAGER, default ``local``), ``kek_period``
-    (WF_KEK_PERIOD, default ``1d``: one KEK lineage per artifact class per period) and
+    `secrets`), ``kek_period`` (WF_KEK_PERIOD, default ``1d``: one KEK lineage per artifact
+    class per period), ``key_manager`` (WF_KEY_MANAGER, default ``local``: the
+    key manager that holds new KEKs, ``local`` or ``aws-kms``), ``kms_endpoint_url``
+    (WF_KMS_ENDPOINT_URL, None: AWS's regional endpoint; LocalStack or any KMS-compatible
+    service otherwise), ``kms_region`` (WF_KMS_REGION, None: boto3's default chain),
+    ``kms_alias_prefix`` (WF_KMS_ALIAS_PREFIX, default ``wf``: KEK aliases are
+    ``alias/<prefix>/<kek_id>``) and
     ``provider_options`` (``WF_<PROVIDER>_<OPTION>`` of the chosen provider, option
     names lower-cased). An empty variable counts as unset. Paths are absolute.
 
@@ -140,6 +174,12 @@ class Settings(BaseSettings):
 
     home: Path = Path(DEFAULT_HOME)
     cas_url: str = ""
+    # Where an object-store CAS answers (MinIO, Ceph, LocalStack, moto); None: the provider's own.
+    cas_endpoint_url: str | None = None
+    cas_region: str | None = None
+    # Extra fsspec options for the CAS, parsed from JSON here (NoDecode: pydantic-settings' own
+    # JSON error would not be a ConfigError). repr=False: the options may carry credentials.
+    cas_storage_options: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict, repr=False)
     records_url: str = ""
     # A PostgreSQL schema for the record store's tables (None: the connection's default).
     records_schema: str | None = None
@@ -172,10 +212,13 @@ class Settings(BaseSettings):
     # The master key of the local keyring: WF_MASTER_KEY (base64, a secret: read through
     # `secrets`, never a field) or this file holding it. Neither: ``<home>/keys/master.key``.
     master_key_file: Path | None = None
-    # Which key manager makes new KEKs (wf_pipeline.crypto.managers): local or aws-kms.
-    key_manager: str = "local"
     # The period of a KEK lineage (a duration): one KEK per artifact class per period.
     kek_period: str = "1d"
+    # The key manager of new KEKs and, for aws-kms, where KMS is (`key_manager_options`).
+    key_manager: str = "local"
+    kms_endpoint_url: str | None = None
+    kms_region: str | None = None
+    kms_alias_prefix: str = "wf"
     provider_options: dict[str, str] = Field(default_factory=dict)
 
     _environ: Mapping[str, str] = PrivateAttr(default_factory=dict)
@@ -208,10 +251,82 @@ class Settings(BaseSettings):
     def _trigger_bytes(cls, value: Any) -> Any:
         return _positive_int("WF_RETENTION_TRIGGER_BYTES", value) or DEFAULT_RETENTION_TRIGGER_BYTES
 
-    @field_validator("records_schema", "cas_url", "records_url", "telemetry_url", "provider", mode="before")
+    @field_validator("cas_storage_options", mode="before")
+    @classmethod
+    def _options_object(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+            # The value itself is never echoed: it may hold a secret key.
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    CONFIG_BAD_VALUE,
+                    "WF_CAS_STORAGE_OPTIONS is not a JSON object (e.g. '{\"anon\": false}')",
+                    field="cas_storage_options",
+                )
+        return value
+
+    @field_validator("cas_endpoint_url", mode="before")
+    @classmethod
+    def _endpoint_url(cls, value: Any) -> Any:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(str(value))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                CONFIG_BAD_VALUE,
+                "WF_CAS_ENDPOINT_URL is not an http:// or https:// URL with a host",
+                field="cas_endpoint_url",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _cas_options_fit_the_scheme(self) -> Settings:
+        # An endpoint or a region the CAS's filesystem would not take is a mistake: say so now
+        # rather than let fsspec reject an unknown keyword (or ignore it) at the first write.
+        scheme = _scheme(self.cas_url)
+        if self.cas_endpoint_url and scheme not in S3_SCHEMES | GCS_SCHEMES:
+            raise ConfigError(
+                CONFIG_BAD_VALUE,
+                f"WF_CAS_ENDPOINT_URL applies to s3:// and gs:// stores, not to a {scheme}:// CAS",
+                field="cas_endpoint_url",
+            )
+        if self.cas_region and scheme not in S3_SCHEMES:
+            raise ConfigError(
+                CONFIG_BAD_VALUE,
+                f"WF_CAS_REGION applies to s3:// stores, not to a {scheme}:// CAS",
+                field="cas_region",
+            )
+        return self
+
+    @field_validator(
+        "records_schema",
+        "cas_url",
+        "cas_region",
+        "records_url",
+        "telemetry_url",
+        "provider",
+        "kms_endpoint_url",
+        "kms_region",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("key_manager", mode="before")
+    @classmethod
+    def _default_key_manager(cls, value: Any) -> Any:
+        return "local" if value in (None, "") else value
+
+    @field_validator("kms_alias_prefix", mode="before")
+    @classmethod
+    def _default_alias_prefix(cls, value: Any) -> Any:
+        return "wf" if value in (None, "") else value
 
     @model_validator(mode="before")
     @classmethod
@@ -276,8 +391,9 @@ class Settings(BaseSettings):
 
         This is what run config carries to out-of-process steps, so no secret is among
         them: provider keys stay in the environment, named by ``api_key_env``, and a URL
-        that embeds a password (``WF_RECORDS_URL``, ``WF_CAS_URL``) is None, which the
-        step reads from its own environment (`SECRET_URL_VARIABLES`). An unset optional
+        that embeds a password (``WF_RECORDS_URL``, ``WF_CAS_URL``, ``WF_CAS_ENDPOINT_URL``)
+        is None, which the step reads from its own environment (`SECRET_URL_VARIABLES`), and so
+        are the CAS storage options whenever set (``ENVIRONMENT_VARIABLES``). An unset optional
         field is an empty string, so that the step does not fall back to its environment.
         """
         values: dict[str, Any] = {}
@@ -290,7 +406,44 @@ class Settings(BaseSettings):
         for name in SECRET_URL_VARIABLES:
             if urlsplit(values[name]).password is not None:
                 values[name] = None
+        # Storage options may hold credentials: a step reads them from WF_CAS_STORAGE_OPTIONS.
+        values["cas_storage_options"] = None if self.cas_storage_options else ""
         return values
+
+    def key_manager_options(self) -> dict[str, Any]:
+        """The keyword options of `wf_pipeline.crypto.managers.open_key_manager` these settings hold.
+
+        For ``aws-kms``: ``{"endpoint_url", "region_name", "alias_prefix"}`` (None for an
+        unset endpoint or region, which boto3 then resolves). Other managers get ``{}``
+        here; the local manager's master key is not a setting of this kind. Raises nothing.
+        """
+        if self.key_manager != "aws-kms":
+            return {}
+        return {
+            "endpoint_url": self.kms_endpoint_url,
+            "region_name": self.kms_region,
+            "alias_prefix": self.kms_alias_prefix,
+        }
+
+    def cas_options(self) -> dict[str, Any]:
+        """The fsspec storage options to open the CAS with: ``open_cas(cas_url, **cas_options())``.
+
+        Returns a new dict: WF_CAS_STORAGE_OPTIONS, plus ``endpoint_url`` from
+        WF_CAS_ENDPOINT_URL (s3fs and gcsfs take it at the top level) and, for ``s3://``,
+        ``client_kwargs["region_name"]`` from WF_CAS_REGION; the dedicated variables win over
+        the same keys in WF_CAS_STORAGE_OPTIONS. Credentials are left to each filesystem's own
+        lookup (botocore: AWS_* variables, profiles, instance roles; gcsfs:
+        GOOGLE_APPLICATION_CREDENTIALS) unless the options name them. The result may hold
+        secrets: never log or show it. Raises nothing (the fields were checked when built).
+        """
+        options = copy.deepcopy(self.cas_storage_options)
+        if self.cas_endpoint_url:
+            options["endpoint_url"] = self.cas_endpoint_url
+        if self.cas_region:
+            client_kwargs = dict(options.get("client_kwargs") or {})
+            client_kwargs["region_name"] = self.cas_region
+            options["client_kwargs"] = client_kwargs
+        return options
 
     @property
     def secrets(self) -> Mapping[str, str]:
@@ -304,7 +457,8 @@ class Settings(BaseSettings):
         return self.model_dump() == other.model_dump()
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted(self.model_dump(mode="json", exclude={"provider_options"}).items())))
+        excluded = {"provider_options", "cas_storage_options"}  # dicts: not hashable
+        return hash(tuple(sorted(self.model_dump(mode="json", exclude=excluded).items())))
 
     @property
     def embedded_records(self) -> bool:
@@ -368,6 +522,11 @@ def _positive_int(name: str, raw: Any) -> int | None:
     return value
 
 
+def _scheme(url: str) -> str:
+    # As `wf_pipeline.cas.url_scheme` does (this module sits below the CAS): a bare path is file.
+    return url.split("://", 1)[0].lower() if "://" in url else "file"
+
+
 def _path(value: Any) -> Path:
     return Path(value).expanduser().resolve()
 
@@ -375,8 +534,11 @@ def _path(value: Any) -> Path:
 __all__ = [
     "DEFAULT_HOME",
     "DEFAULT_RETENTION_TRIGGER_BYTES",
+    "ENVIRONMENT_VARIABLES",
     "EXECUTORS",
+    "GCS_SCHEMES",
     "LAUNCH_FIELDS",
+    "S3_SCHEMES",
     "SECRET_URL_VARIABLES",
     "SETTINGS_VARIABLES",
     "Executor",

@@ -2,7 +2,7 @@
 
 A backend is described by `CasBackend`: how to open the store under test (every call
 opens the same store), how to damage a stored object behind its back, and, if other
-processes can reach it, the URL they open. A new implementation adds one `CasBackend`
+processes can reach it, the URL they open (with the storage options they pass). A new implementation adds one `CasBackend`
 to ``tests/test_cas_conformance.py`` and must pass every check in `CHECKS`.
 """
 
@@ -13,7 +13,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,17 @@ class CasBackend:
     process_url: str | None = None
     # Makes a stored object look last written at the given epoch ms, behind the store's back.
     backdate: Callable[[ArtifactStore, str, int], None] | None = None
+    # What other processes pass to `open_cas` with ``process_url`` (endpoint, credentials).
+    process_options: dict[str, Any] = field(default_factory=dict)
+    # Opens the store in another (forked) process; default: ``open_cas(process_url, **process_options)``.
+    process_open: Callable[[], ArtifactStore] | None = None
+
+    def open_in_process(self) -> ArtifactStore:
+        """The store as another process opens it."""
+        if self.process_open is not None:
+            return self.process_open()
+        assert self.process_url is not None
+        return open_cas(self.process_url, **self.process_options)
 
 
 CHECKS: list[Callable[[CasBackend], None]] = []
@@ -324,26 +336,23 @@ def check_concurrent_writers_in_threads(backend: CasBackend) -> None:
     assert store.get(shared_id, size=len(shared)) == shared
 
 
-def _put_from_process(url: str, items: list[bytes], start) -> None:
+def _put_from_process(backend: CasBackend, items: list[bytes], start) -> None:
     start.wait()
-    store = open_cas(url)
+    store = backend.open_in_process()
     store.put(items[0])
     store.put_many(items)
 
 
 @check
 def check_concurrent_writers_in_processes(backend: CasBackend) -> None:
-    if backend.process_url is None:
+    if backend.process_url is None and backend.process_open is None:
         return  # a store other processes cannot reach has no cross-process writers
     context = multiprocessing.get_context("fork")
     shared = os.urandom(512 * 1024)
     workers = 4
     start = context.Barrier(workers)
     batches = [[shared, f"process {n}".encode()] for n in range(workers)]
-    processes = [
-        context.Process(target=_put_from_process, args=(backend.process_url, batch, start))
-        for batch in batches
-    ]
+    processes = [context.Process(target=_put_from_process, args=(backend, batch, start)) for batch in batches]
     for process in processes:
         process.start()
     for process in processes:
@@ -355,3 +364,76 @@ def check_concurrent_writers_in_processes(backend: CasBackend) -> None:
     for batch in batches:
         for item in batch:
             assert store.get(digest(item)) == item
+
+
+def _change_from_process(url: str, options: dict[str, Any], put: bytes, delete: str) -> None:
+    store = open_cas(url, **options)
+    store.put(put)
+    store.delete(delete)
+
+
+@check
+def check_a_handle_sees_what_other_processes_changed(backend: CasBackend) -> None:
+    # An object store changes under other machines' feet: a handle that listed and looked up
+    # objects before must not answer from what it saw then (a cached listing).
+    if backend.process_url is None:
+        return
+    store = backend.open()
+    gone = store.put(b"deleted by another process")
+    added = digest(b"added by another process")
+    assert list(store.iter_artifact_ids()) == [gone.artifact_id]
+    assert store.exists(gone.artifact_id) and not store.exists(added)
+    assert [info.artifact_id for info in store.iter_objects()] == [gone.artifact_id]
+    context = multiprocessing.get_context("fork")
+    process = context.Process(
+        target=_change_from_process,
+        args=(backend.process_url, backend.process_options, b"added by another process", gone.artifact_id),
+    )
+    process.start()
+    process.join(timeout=60)
+    assert process.exitcode == 0
+    assert not store.exists(gone.artifact_id)
+    assert code_of(lambda: store.stat(gone.artifact_id)) == "CAS_NOT_FOUND"
+    assert code_of(lambda: store.get(gone.artifact_id)) == "CAS_NOT_FOUND"
+    assert store.exists(added) and store.get(added) == b"added by another process"
+    assert list(store.iter_artifact_ids()) == [added]
+    assert [info.artifact_id for info in store.iter_objects()] == [added]
+
+
+# Big enough that a write takes a while (so the kill lands in one), small enough for a test.
+KILLED_WRITER_OBJECT = 2 * 1024 * 1024
+
+
+def _write_until_killed(url: str, options: dict[str, Any], started) -> None:
+    store = open_cas(url, **options)
+    store.put(os.urandom(KILLED_WRITER_OBJECT))
+    started.set()  # one object is complete; the kill lands in one of the writes that follow
+    while True:
+        store.put(os.urandom(KILLED_WRITER_OBJECT))
+
+
+@check
+def check_a_killed_writer_leaves_no_partial_object(backend: CasBackend) -> None:
+    # A writer killed at any point leaves each object whole under its name or not there at
+    # all: every listed object reads back verified (a write in place would leave a prefix).
+    if backend.process_url is None:
+        return
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    store = backend.open()
+    for kill_after in (0.05, 0.2, 0.45):
+        process = context.Process(
+            target=_write_until_killed, args=(backend.process_url, backend.process_options, started)
+        )
+        process.start()
+        assert started.wait(timeout=60)
+        time.sleep(kill_after)
+        process.kill()
+        process.join(timeout=60)
+        started.clear()
+    listed = list(store.iter_artifact_ids())
+    assert len(listed) >= 3  # each writer completed one object at least
+    for artifact_id in listed:
+        assert len(store.get(artifact_id)) == KILLED_WRITER_OBJECT
+    # A later put of any object still works (no lock or half-state was left behind).
+    assert store.get(store.put(b"after the kills").artifact_id) == b"after the kills"

@@ -67,6 +67,10 @@ class FsspecArtifactStore(ArtifactCodec):
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.url = url
         self._where = masked_url(url)  # how messages name the store
+        if _scheme_of(url) in LISTING_CACHE_OFF_SCHEMES:
+            # Other processes add and delete objects behind this one's back: a cached listing
+            # would show deleted objects as present (an `info` served from it) and hide new ones.
+            storage_options.setdefault("use_listings_cache", False)
         try:
             self._fs, root = url_to_fs(url, **storage_options)
         except (ValueError, ImportError) as exc:
@@ -376,6 +380,17 @@ class FsspecArtifactStore(ArtifactCodec):
                 error_type=type(exc).__name__,
                 reason=reason,
             ) from exc
+
+
+# Object-store schemes (s3fs, gcsfs, adlfs) whose fsspec listing cache the store turns off:
+# other processes change these stores, so every listing and `info` asks the store itself.
+# Each of these filesystems passes ``use_listings_cache`` on to fsspec's DirCache; other
+# filesystems (sftp, ...) may not accept the keyword, so they are left as they are.
+LISTING_CACHE_OFF_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az"})
+
+
+def _scheme_of(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else "file"
 
 
 # fsspec info keys holding a last-write time, by backend: local, memory, S3, GCS/Azure.

@@ -37,10 +37,15 @@ def _optional(kind: object, variable: str) -> Field:
 
 # One field per `Settings.launch_values` key; None (unset) takes the opening process's variable,
 # an empty string the setting's default. No field holds a secret: provider keys stay in the
-# environment, named by the provider's ``api_key_env`` option.
+# environment, named by the provider's ``api_key_env`` option, and the CAS storage options
+# (credentials, maybe) are only ever read from the step's own WF_CAS_STORAGE_OPTIONS.
 RUNTIME_CONFIG_SCHEMA = {
     "home": _optional(StringSource, "WF_HOME"),
     "cas_url": _optional(StringSource, "WF_CAS_URL"),
+    "cas_endpoint_url": _optional(StringSource, "WF_CAS_ENDPOINT_URL"),
+    "cas_region": _optional(StringSource, "WF_CAS_REGION"),
+    # A JSON object as text; a launch never sets it (it may hold credentials): ``{env: ...}``.
+    "cas_storage_options": _optional(StringSource, "WF_CAS_STORAGE_OPTIONS"),
     "records_url": _optional(StringSource, "WF_RECORDS_URL"),
     "records_schema": _optional(StringSource, "WF_RECORDS_SCHEMA"),
     "dagster_home": _optional(StringSource, "DAGSTER_HOME"),
@@ -53,6 +58,12 @@ RUNTIME_CONFIG_SCHEMA = {
     "follow_external_links": _optional(BoolSource, "WF_FOLLOW_EXTERNAL_LINKS"),
     "telemetry": _optional(BoolSource, "WF_TELEMETRY"),
     "telemetry_url": _optional(StringSource, "WF_TELEMETRY_URL"),
+    "master_key_file": _optional(StringSource, "WF_MASTER_KEY_FILE"),
+    "kek_period": _optional(StringSource, "WF_KEK_PERIOD"),
+    "key_manager": _optional(StringSource, "WF_KEY_MANAGER"),
+    "kms_endpoint_url": _optional(StringSource, "WF_KMS_ENDPOINT_URL"),
+    "kms_region": _optional(StringSource, "WF_KMS_REGION"),
+    "kms_alias_prefix": _optional(StringSource, "WF_KMS_ALIAS_PREFIX"),
 }
 
 

@@ -6,3 +6,7 @@ keyring under a master key, AWS KMS); `wf_pipeline.crypto.keyring` ties KEK reco
 data keys in the record store to the managers; `wf_pipeline.crypto.store` is the
 `ArtifactStore` wrapper that encrypts per the policy of each artifact class.
 """
+
+# Importing the package registers both key managers (``local`` and ``aws-kms``); the AWS
+# manager loads boto3 only when one is built.
+from wf_pipeline.crypto import aws_kms, managers  # noqa: E402, F401

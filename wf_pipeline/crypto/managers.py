@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from wf_pipeline.crypto.envelope import DATA_KEY_BYTES, NONCE_BYTES, context_aad, new_data_key
 from wf_pipeline.errors import (
     CAS_DECRYPT_FAILED,
-    KEYS_MANAGER_ERROR,
+    CAS_KEY_DESTROYED,
     KEYS_MANAGER_UNKNOWN,
     KEYS_MASTER_KEY_INVALID,
     CasError,
@@ -64,8 +64,10 @@ class KeyManager(Protocol):
     context), so a wrapped key moved to another artifact, class or KEK does not unwrap.
 
     Errors: ``CAS_DECRYPT_FAILED`` when a wrapped key does not authenticate under its KEK and
-    context; ``KEYS_MANAGER_ERROR`` (retryable) when the manager itself fails. Key material,
-    data keys and wrapped keys never appear in a message.
+    context; ``CAS_KEY_DESTROYED`` when the KEK is destroyed (`kek_destroyed`: its record is
+    in state ``destroyed`` or has no ``key_ref``, or the manager reports the key gone);
+    ``KEYS_MANAGER_ERROR`` (retryable) when the manager itself fails. Key material, data
+    keys and wrapped keys never appear in a message.
     """
 
     name: str
@@ -273,15 +275,17 @@ class LocalKeyManager:
         return nonce + kek.encrypt(nonce, data_key, context_aad(dict(context)))
 
     def _kek(self, kek: KekRecord) -> AESGCM:
+        key_ref = kek.key_ref
+        # Checked before the cache: another process may have destroyed a KEK cached here.
+        if key_ref is None or kek_destroyed(kek):
+            raise key_destroyed(kek)
         with self._lock:
             cached = self._keks.get(kek.kek_id)
         if cached is not None:
             return cached
-        if kek.key_ref is None:
-            raise KeysError(KEYS_MANAGER_ERROR, f"KEK {kek.kek_id} has no material", kek_id=kek.kek_id)
         try:
             material = self._master.decrypt(
-                kek.key_ref[:NONCE_BYTES], kek.key_ref[NONCE_BYTES:], _kek_aad(kek.kek_id)
+                key_ref[:NONCE_BYTES], key_ref[NONCE_BYTES:], _kek_aad(kek.kek_id)
             )
         except InvalidTag:
             raise KeysError(
@@ -293,6 +297,20 @@ class LocalKeyManager:
         with self._lock:
             self._keks[kek.kek_id] = aead
         return aead
+
+
+def kek_destroyed(kek: KekRecord) -> bool:
+    """Whether ``kek``'s record says it is destroyed: state ``destroyed``, or no ``key_ref`` left."""
+    return kek.state == "destroyed" or kek.key_ref is None
+
+
+def key_destroyed(kek: KekRecord) -> CasError:
+    """The ``CAS_KEY_DESTROYED`` error for data keys under ``kek`` (ids only, never material)."""
+    return CasError(
+        CAS_KEY_DESTROYED,
+        f"KEK {kek.kek_id} is destroyed; the data keys it wrapped are unreadable for good",
+        kek_id=kek.kek_id,
+    )
 
 
 def _kek_aad(kek_id: str) -> bytes:

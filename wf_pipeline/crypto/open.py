@@ -116,7 +116,9 @@ def open_keyring(settings: Settings, records: RecordStore, *, required: bool) ->
         check_master_key(records, key, source=source)
         managers[LOCAL] = LocalKeyManager(key)
     if not wants_local:
-        managers[settings.key_manager] = open_key_manager(settings.key_manager, **_manager_options(settings))
+        managers[settings.key_manager] = open_key_manager(
+            settings.key_manager, **settings.key_manager_options()
+        )
     if settings.key_manager not in managers:
         if not required:
             return None  # sealed objects then read as KEYS_MASTER_KEY_INVALID, one by one
@@ -132,11 +134,6 @@ def open_keyring(settings: Settings, records: RecordStore, *, required: bool) ->
             KEYS_MASTER_KEY_INVALID, "WF_KEK_PERIOD must be a finite duration", source="WF_KEK_PERIOD"
         )
     return Keyring(records, managers, default_manager=settings.key_manager, period_ms=period_ms)
-
-
-def _manager_options(settings: Settings) -> dict[str, object]:
-    options = getattr(settings, "key_manager_options", None)
-    return dict(options()) if callable(options) else {}
 
 
 def encrypted_store(
@@ -162,7 +159,7 @@ def artifact_reader(settings: Settings) -> Callable[..., bytes]:
         records = open_record_store(settings.records_url, schema=settings.records_schema)
         try:
             store = EncryptedArtifactStore(
-                open_cas(settings.cas_url),
+                open_cas(settings.cas_url, **settings.cas_options()),
                 EncryptionPolicy(),
                 open_keyring(settings, records, required=False),
             )

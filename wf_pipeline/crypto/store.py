@@ -19,6 +19,7 @@ Reads fail closed:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 
 from wf_pipeline.cas.protocol import (
     ArtifactCodec,
@@ -43,6 +44,8 @@ from wf_pipeline.profiles.encryption import EncryptionPolicy
 
 #: The class of an artifact put without one; its level is the policy's default.
 UNCLASSIFIED = "unclassified"
+# Objects per keyring lookup when a listing reports plaintext sizes.
+_LISTING_PAGE = 1_000
 
 
 class EncryptedArtifactStore(ArtifactCodec):
@@ -56,8 +59,8 @@ class EncryptedArtifactStore(ArtifactCodec):
         keyring_error: what to raise when the keyring is needed but None (the reason it
             could not be opened); default a plain ``KEYS_MASTER_KEY_INVALID``.
 
-    Sizes: `put` returns and `stat` reports the plaintext's size in bytes; `iter_objects`
-    lists stored sizes (what the backend holds).
+    Sizes are the plaintext's, in bytes, everywhere (`put`, `stat`, `iter_objects`): an
+    envelope's overhead is the inner store's business.
     """
 
     def __init__(
@@ -217,8 +220,26 @@ class EncryptedArtifactStore(ArtifactCodec):
         return self.inner.iter_artifact_ids()
 
     def iter_objects(self) -> Iterator[ObjectInfo]:
-        """`ArtifactStore.iter_objects` of the inner store (stored sizes)."""
-        return self.inner.iter_objects()
+        """`ArtifactStore.iter_objects` of the inner store, with plaintext sizes (bytes) for sealed artifacts.
+
+        Which objects are sealed is asked of the keyring a page of ids at a time.
+        """
+        page: list[ObjectInfo] = []
+        for info in self.inner.iter_objects():
+            page.append(info)
+            if len(page) >= _LISTING_PAGE:
+                yield from self._plaintext_sizes(page)
+                page = []
+        yield from self._plaintext_sizes(page)
+
+    def _plaintext_sizes(self, page: list[ObjectInfo]) -> list[ObjectInfo]:
+        if not page or self.keyring is None:
+            return page
+        sealed = self.keyring.records.data_keys_for([info.artifact_id for info in page])
+        return [
+            replace(info, size=payload_size(info.size)) if info.artifact_id in sealed else info
+            for info in page
+        ]
 
     def iter_scratch(self) -> Iterator[ScratchFile]:
         """`ArtifactStore.iter_scratch` of the inner store."""

@@ -152,7 +152,7 @@ class RuntimeEnv:
         Whatever was opened before a failure is closed again.
         """
         settings.ensure_dirs()
-        cas: ArtifactStore = open_cas(settings.cas_url)
+        cas: ArtifactStore = open_cas(settings.cas_url, **settings.cas_options())
         records: RecordStore | None = None
         try:
             if catalog is None:

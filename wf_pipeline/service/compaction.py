@@ -152,7 +152,7 @@ def compact(
     compaction_id = f"{now}-{uuid.uuid4().hex[:8]}"
     progress = on_progress or (lambda done, total: None)
     recorder = open_recorder(settings)
-    cas = open_cas(settings.cas_url)
+    cas = open_cas(settings.cas_url, **settings.cas_options())
     records = open_record_store(settings.records_url, schema=settings.records_schema)
     try:
         # One sweep at a time: the home's lock and the record store's span archiving and the

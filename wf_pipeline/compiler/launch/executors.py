@@ -32,7 +32,7 @@ from wf_pipeline.errors import (
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
 from wf_pipeline.records.connection import is_memory_sqlite, parse_url
 from wf_pipeline.records.memory import MEMORY_SCHEME as RECORDS_MEMORY_SCHEME
-from wf_pipeline.settings import SECRET_URL_VARIABLES, Settings
+from wf_pipeline.settings import ENVIRONMENT_VARIABLES, Settings
 from wf_pipeline.telemetry.store import per_process_url
 from wf_pipeline.workflows import load_builtin_workflows
 
@@ -175,10 +175,11 @@ def runtime_run_config(settings: Settings) -> dict[str, Any]:
 
     Holds `Settings.launch_values` only, so no secret: a provider key stays in the
     environment, named by the provider's ``api_key_env`` option, and a URL that embeds a
-    password is Dagster's ``{env: VARIABLE}``, read by each step from its own environment.
+    password, and the CAS storage options when set, are Dagster's ``{env: VARIABLE}``, read by
+    each step from its own environment.
     """
     values = settings.launch_values()
-    for name, variable in SECRET_URL_VARIABLES.items():
+    for name, variable in ENVIRONMENT_VARIABLES.items():
         if values[name] is None:
             values[name] = {"env": variable}
     return {"resources": {RUNTIME_KEY: {"config": values}}}
