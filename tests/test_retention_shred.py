@@ -371,6 +371,9 @@ def test_apply_destroys_exactly_the_expired_lineages_and_moves_what_must_stay(ba
             # The acceptance: the keyring's report lists exactly those artifacts ...
             assert shredded_ids(home) == world.shredded()
             assert sum(item.artifacts for item in result.shredded) == len(world.shredded())
+            # Per window: day 0's prompt-render KEK wrapped A's renders and nothing else now.
+            day0 = home.records.data_keys_under(["kek-prompt_render-20231115-g1"], limit=1_000)
+            assert {row.artifact_id for row in day0} == set(world.expired_a.renders)
             # ... and reading any of them is CAS_KEY_DESTROYED, while the objects stay.
             assert {a: read_code(home, a) for a in world.shredded()} == dict.fromkeys(
                 world.shredded(), CAS_KEY_DESTROYED
