@@ -52,7 +52,10 @@ def main() -> float:
             keyring.data_key_for_get(sample)  # unwraps under the new KEK
         finally:
             records.close()
-    print(f"P7 rewrap_s={seconds:.2f} ({KEYS} data keys, {KEYS / seconds:.0f} keys/s, {len(rotated)} KEKs rotated)", flush=True)
+    print(
+        f"P7 rewrap_s={seconds:.2f} ({KEYS} data keys, {KEYS / seconds:.0f} keys/s, {len(rotated)} KEKs rotated)",
+        flush=True,
+    )
     return seconds
 
 

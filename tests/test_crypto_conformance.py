@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from conformance.cas_suite import CHECKS, CasBackend
+from test_cas_conformance import BACKENDS as PLAIN_BACKENDS
 
-from wf_pipeline.cas import ArtifactStore, open_cas
+from wf_pipeline.cas import ArtifactStore
 from wf_pipeline.crypto.envelope import seal
 from wf_pipeline.crypto.keyring import Keyring, check_master_key
 from wf_pipeline.crypto.managers import LocalKeyManager, new_master_key_text
@@ -28,71 +28,49 @@ from wf_pipeline.records import open_record_store
 ALL_REQUIRED = EncryptionPolicy(default="required", source="conformance")
 
 
-def encrypted_backend(
-    name: str, inner_url: str, records_url: str, *, processes: bool
-) -> tuple[CasBackend, list]:
+def encrypted(plain: CasBackend, records_url: str) -> tuple[CasBackend, list]:
+    """``plain`` behind the encrypting store, every class required, keys in ``records_url``."""
     master = base64.b64decode(new_master_key_text())
     opened: list = []
 
-    def open_store() -> EncryptedArtifactStore:
+    def sealed(inner: ArtifactStore) -> EncryptedArtifactStore:
         records = open_record_store(records_url)
         opened.append(records)
         check_master_key(records, master, source="conformance")
         keyring = Keyring(records, {"local": LocalKeyManager(master)}, default_manager="local")
-        return EncryptedArtifactStore(open_cas(inner_url), ALL_REQUIRED, keyring)
+        return EncryptedArtifactStore(inner, ALL_REQUIRED, keyring)
 
     def corrupt(store: ArtifactStore, artifact_id: str, data: bytes) -> None:
         assert isinstance(store, EncryptedArtifactStore) and store.keyring is not None
         data_key, row = store.keyring.data_key_for_get(artifact_id)
         store.inner.write_objects([(artifact_id, seal(data_key, artifact_id, row.artifact_class, data))])
 
-    backdate: Callable[[ArtifactStore, str, int], None] | None = None
-    if inner_url.startswith("file://"):
+    def backdate(store: ArtifactStore, artifact_id: str, modified_ms: int) -> None:
+        assert plain.backdate is not None
+        plain.backdate(store.inner, artifact_id, modified_ms)  # type: ignore[attr-defined]
 
-        def backdate(store: ArtifactStore, artifact_id: str, modified_ms: int) -> None:
-            path = store.inner._object_path(artifact_id)  # type: ignore[attr-defined]
-            os.utime(path, (modified_ms / 1000, modified_ms / 1000))
-
-    else:
-
-        def backdate(store: ArtifactStore, artifact_id: str, modified_ms: int) -> None:
-            store.inner.backdate_for_testing(artifact_id, modified_ms)  # type: ignore[attr-defined]
-
+    reachable = plain.process_url is not None or plain.process_open is not None
     backend = CasBackend(
-        name,
-        open_store,
+        f"{plain.name}-encrypted",
+        lambda: sealed(plain.open()),
         corrupt,
         backdate=backdate,
-        process_open=open_store if processes else None,
+        process_open=(lambda: sealed(plain.open_in_process())) if reachable else None,
     )
     return backend, opened
 
 
-def file_encrypted(tmp_path: Path) -> tuple[CasBackend, list]:
-    return encrypted_backend(
-        "file-encrypted",
-        (tmp_path / "cas").as_uri(),
-        f"sqlite:///{tmp_path / 'records.db'}",
-        processes=True,
+# Every plain backend of the suite, encrypted; server fixtures as test_cas_conformance names them.
+PLAIN = {name: entry for name, entry in PLAIN_BACKENDS.items() if name != "fsspec-memory"}
+
+
+@pytest.fixture(params=sorted(PLAIN))
+def encrypted_cas(request, tmp_path) -> Iterator[CasBackend]:
+    factory, server_fixture = PLAIN[request.param]
+    plain = (
+        factory(tmp_path, request.getfixturevalue(server_fixture)) if server_fixture else factory(tmp_path)
     )
-
-
-def memory_encrypted(tmp_path: Path) -> tuple[CasBackend, list]:
-    name = f"cas-conformance-{os.urandom(6).hex()}"
-    return encrypted_backend(
-        "memory-encrypted",
-        f"memory://{name}",
-        f"sqlite:///{tmp_path / 'records.db'}",
-        processes=False,
-    )
-
-
-BACKENDS = {"file-encrypted": file_encrypted, "memory-encrypted": memory_encrypted}
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-def encrypted_cas(request, tmp_path) -> CasBackend:
-    backend, opened = BACKENDS[request.param](tmp_path)
+    backend, opened = encrypted(plain, f"sqlite:///{tmp_path / 'records.db'}")
     yield backend
     for records in opened:
         records.close()

@@ -235,6 +235,8 @@ def test_rotation_while_four_writers_put_leaves_every_artifact_readable_and_rewr
     for thread in threads:
         thread.start()
     started.wait()
+    while len(ids) < 100:  # rotate while the writers are in full swing
+        threading.Event().wait(0.005)
     rotated = home.keyring.rotate()
     for thread in threads:
         thread.join()

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from conformance.records_suite import make_commit, make_thread
+from conformance.records_suite import make_commit, make_data_key, make_thread
 
 from wf_pipeline.errors import RecordError
+from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.metadata.records import SCHEMA_VERSION
 from wf_pipeline.records import RecordStore, open_record_store
 
@@ -116,6 +117,41 @@ def test_table_prefixes_isolate_stores_sharing_a_database(record_store_url) -> N
         assert first.list_threads() == [thread]
 
 
+# --- keyring ---------------------------------------------------------------------------
+
+
+def test_a_tampered_data_key_row_is_an_integrity_error(store: RecordStore, raw_sql: RawSql) -> None:
+    key = make_data_key("a")
+    store.claim_data_keys([key])
+    raw_sql.execute("UPDATE {t}data_keys SET kek_id = ''")
+
+    for read in (lambda: store.claim_data_keys([key]), lambda: store.data_keys_for([key.artifact_id])):
+        with pytest.raises(RecordError) as caught:
+            read()
+        assert caught.value.code == "RECORD_INTEGRITY"
+
+
+def test_claims_read_every_row_back_where_inserts_return_nothing(store, monkeypatch) -> None:
+    first = make_data_key("a")
+    store.claim_data_keys([first])
+    # As on SQLite before 3.35, which has no INSERT ... RETURNING.
+    monkeypatch.setattr(store._engine.dialect, "insert_returning", False)
+    late, new = make_data_key("a", wrapped_key=b"late"), make_data_key("b")
+
+    assert store.claim_data_keys([late, new]) == {first.artifact_id: first, new.artifact_id: new}
+    assert store.count_data_keys() == {first.kek_id: 2}
+
+
+def test_sqlite_keeps_data_keys_in_their_key_order(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'records.db'}"
+    open_record_store(url).close()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        ddl = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'wf_data_keys'")).scalar_one()
+    engine.dispose()
+    assert "WITHOUT ROWID" in ddl  # a rewrap page, in artifact_id order, writes neighbouring pages
+
+
 # --- several processes ---------------------------------------------------------------
 
 WRITER = textwrap.dedent(
@@ -166,3 +202,48 @@ def test_several_processes_share_one_store(record_store_url) -> None:
         threads = store.list_threads(workflow_id="wf")
         assert len(threads) == workers
         assert all(len(store.turns_for_thread(t.thread_id)) == turns for t in threads)
+
+
+CLAIMER = textwrap.dedent(
+    """
+    import hashlib, sys
+    from wf_pipeline.metadata.canonical import digest_text
+    from wf_pipeline.metadata.records import DataKeyRecord
+    from wf_pipeline.records import open_record_store
+
+    url, schema, worker = sys.argv[1], sys.argv[2] or None, sys.argv[3]
+    store = open_record_store(url, schema=schema)
+    keys = [DataKeyRecord(artifact_id=digest_text(f"shared-{n}"), artifact_class="output", kek_id="kek-" + worker,
+                          wrapped_key=f"{worker}/{n}".encode(), created_at_ms=1) for n in range(300)]
+    for start in range(0, 300, 50):
+        claimed = store.claim_data_keys(keys[start : start + 50])
+        for artifact_id, key in sorted(claimed.items()):
+            print(artifact_id, key.kek_id, key.wrapped_key.hex())
+    store.close()
+    """
+)
+
+
+def test_processes_claiming_the_same_artifacts_all_get_the_stored_keys(record_store_url) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, record_store_url.url, record_store_url.schema or "", f"w{i}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
+    outputs = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        outputs.append(sorted(stdout.splitlines()))
+
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        stored = store.data_keys_for(digest_text(f"shared-{n}") for n in range(300))
+    expected = [f"{aid} {key.kek_id} {key.wrapped_key.hex()}" for aid, key in sorted(stored.items())]
+    assert len(stored) == 300
+    assert outputs == [expected] * 3

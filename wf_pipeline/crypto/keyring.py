@@ -49,6 +49,8 @@ MASTER_CHECK = "master_key_check"
 # How long (ms) a process trusts its cached view of a lineage's primary KEK; a rotation by
 # another process is seen within this time, and `rewrap` passes again until none is left.
 PRIMARY_CACHE_MS = 2_000
+# How long (ms) a process trusts a cached KEK record of a live KEK (primary, decrypt-only).
+KEK_CACHE_MS = 2_000
 # Rows per rewrap transaction.
 REWRAP_PAGE = 1_000
 
@@ -113,7 +115,7 @@ class Keyring:
         self.period_ms = period_ms
         self.clock = clock
         self._lock = threading.Lock()
-        self._keks: dict[str, KekRecord] = {}
+        self._keks: dict[str, tuple[KekRecord, int]] = {}
         self._primary: dict[tuple[str, int], tuple[KekRecord, int]] = {}
 
     def __repr__(self) -> str:
@@ -126,15 +128,23 @@ class Keyring:
         return at_ms - at_ms % self.period_ms
 
     def kek(self, kek_id: str) -> KekRecord | None:
-        """The KEK record ``kek_id`` (cached once destroyed or retired: those never change again)."""
+        """The KEK record ``kek_id``, or None.
+
+        Destroyed and retired KEKs never change again and are cached for good; others for
+        `KEK_CACHE_MS`, so a destroy or retire by another process is seen within that time
+        (this keyring's own lifecycle calls update the cache at once).
+        """
+        now = self.clock()
         with self._lock:
             cached = self._keks.get(kek_id)
-        if cached is not None:
-            return cached
+        if cached is not None and (
+            cached[0].state in ("destroyed", "retired") or now - cached[1] <= KEK_CACHE_MS
+        ):
+            return cached[0]
         record = self.records.get_kek(kek_id)
-        if record is not None and record.state in ("destroyed", "retired"):
+        if record is not None:
             with self._lock:
-                self._keks[kek_id] = record
+                self._keks[kek_id] = (record, now)
         return record
 
     def primary_kek(self, artifact_class: str, at_ms: int | None = None) -> KekRecord:
@@ -508,6 +518,8 @@ class Keyring:
         if updated is None:
             raise KeysError(KEYS_KEK_STATE, f"KEK {kek_id} changed state meanwhile", kek_id=kek_id)
         self._manager(kek).destroy_kek(kek)
+        with self._lock:
+            self._keks[kek_id] = (updated, self.clock())
         return updated
 
     def destroy(self, kek_id: str) -> KekRecord:
@@ -525,7 +537,7 @@ class Keyring:
             return self.destroy(kek_id)  # changed meanwhile: judge the new state
         self._manager(kek).destroy_kek(kek)
         with self._lock:
-            self._keks[kek_id] = updated
+            self._keks[kek_id] = (updated, self.clock())
             self._primary.clear()
         return updated
 

@@ -113,7 +113,8 @@ class EncryptedArtifactStore(ArtifactCodec):
             if not sealed_already:
                 return refs
             distinct = {artifact_id: distinct[artifact_id] for artifact_id in sealed_already}
-        assert keyring is not None
+        if keyring is None:
+            raise self._no_keyring(refs[0].artifact_id)
         keys = keyring.data_keys_for_put(list(distinct), name)
         to_write: list[tuple[str, bytes]] = []
         for artifact_id, data in distinct.items():

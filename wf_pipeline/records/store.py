@@ -719,7 +719,8 @@ class SqlRecordStore:
         One transaction: one executemany ``INSERT ... ON CONFLICT DO NOTHING RETURNING
         artifact_id`` in artifact_id order (SQLAlchemy sends it as multi-row VALUES
         batches, one round trip per batch), then a ``SELECT`` of the rows it did not
-        insert (``ID_CHUNK`` ids a query): those another writer stored first. Concurrent
+        insert (``ID_CHUNK`` ids a query): those another writer stored first (all of them
+        where the database has no ``RETURNING``: SQLite before 3.35). Concurrent
         claims of one artifact all return the row the first committed. Raises
         ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
         """
@@ -729,10 +730,11 @@ class SqlRecordStore:
         table = self._tables["data_keys"]
         found = {key.artifact_id: key for key in keys}
         rows: list[dict[str, Any]] = []
+        returning = self._engine.dialect.insert_returning
         with self._writing("claim_data_keys") as conn:
-            inserted = set(
-                conn.execute(self._claim_statement(), [key.model_dump() for key in keys]).scalars()
-            )
+            result = conn.execute(self._claim_statement(returning), [key.model_dump() for key in keys])
+            # Without RETURNING (SQLite before 3.35) every row is read back.
+            inserted = set(result.scalars()) if returning else set()
             taken = [key.artifact_id for key in keys if key.artifact_id not in inserted]
             for start in range(0, len(taken), ID_CHUNK):
                 result = conn.execute(
@@ -817,16 +819,14 @@ class SqlRecordStore:
                 moved = conn.exec_driver_sql(sql, parameters).rowcount
         return moved
 
-    def _claim_statement(self) -> Any:
-        cached = self._upserts.get("claim_data_keys")
+    def _claim_statement(self, returning: bool) -> Any:
+        cached = self._upserts.get(f"claim_data_keys:{returning}")
         if cached is None:
             table = self._tables["data_keys"]
-            cached = (
-                self._insert(table)
-                .on_conflict_do_nothing(index_elements=["artifact_id"])
-                .returning(table.c.artifact_id)
-            )
-            self._upserts["claim_data_keys"] = cached
+            cached = self._insert(table).on_conflict_do_nothing(index_elements=["artifact_id"])
+            if returning:
+                cached = cached.returning(table.c.artifact_id)
+            self._upserts[f"claim_data_keys:{returning}"] = cached
         return cached
 
     def _rewrap_unnest_statement(self) -> Any:
