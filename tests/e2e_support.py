@@ -11,7 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_REPO = REPO_ROOT / "assets" / "sample_repo"
 
 # Every variable the product reads, so a developer's exported settings never leak into tests.
-WF_VARIABLES = (*SETTINGS_VARIABLES, "WF_CONFIG_DIR")
+WF_VARIABLES = (*SETTINGS_VARIABLES, "WF_CONFIG_DIR", "WF_MASTER_KEY")
 
 
 def isolated_settings(monkeypatch, home: Path) -> Settings:

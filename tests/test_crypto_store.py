@@ -316,24 +316,24 @@ def test_a_missing_master_key_file_and_two_sources_are_refused(tmp_path) -> None
     assert code_of(lambda: master_key(both)) == "KEYS_MASTER_KEY_INVALID"
 
 
-def test_the_embedded_default_makes_its_master_key_once_and_a_shared_store_never_does(tmp_path) -> None:
-    settings = settings_for(tmp_path)
+def test_a_new_keyring_gets_a_master_key_once_and_a_second_home_must_be_given_it(tmp_path) -> None:
+    settings = settings_for(tmp_path, WF_RECORDS_URL=f"sqlite:///{tmp_path / 'shared.db'}")
     records = open_record_store(settings.records_url)
     try:
         assert open_keyring(settings, records, required=False) is None
+        assert not settings.default_master_key_file.exists()  # made only when required
         assert open_keyring(settings, records, required=True) is not None
         key_file = settings.default_master_key_file
         assert key_file.stat().st_mode & 0o777 == 0o600
         first = key_file.read_text()
         assert open_keyring(settings, records, required=True) is not None
         assert key_file.read_text() == first
-    finally:
-        records.close()
-    shared = settings_for(tmp_path / "b", WF_RECORDS_URL=f"sqlite:///{tmp_path / 'shared.db'}")
-    records = open_record_store(shared.records_url)
-    try:
-        assert code_of(lambda: open_keyring(shared, records, required=True)) == "KEYS_MASTER_KEY_INVALID"
-        assert not shared.default_master_key_file.exists()
+        # Another home on the same record store: its keyring exists, so no key is made for it.
+        other = settings_for(tmp_path / "b", WF_RECORDS_URL=settings.records_url)
+        assert code_of(lambda: open_keyring(other, records, required=True)) == "KEYS_MASTER_KEY_INVALID"
+        assert not other.default_master_key_file.exists()
+        given = settings_for(tmp_path / "b", WF_RECORDS_URL=settings.records_url, WF_MASTER_KEY_FILE=str(key_file))
+        assert open_keyring(given, records, required=True) is not None
     finally:
         records.close()
 

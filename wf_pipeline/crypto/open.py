@@ -1,11 +1,12 @@
 """Opening the keyring and the encrypting store from settings, in one place.
 
 The master key comes from ``WF_MASTER_KEY`` (base64 of 32 bytes; a secret, read from the
-environment the settings were read from) or ``WF_MASTER_KEY_FILE``. With neither, the
-embedded default (records in the home's SQLite file) keeps one in
-``<home>/keys/master.key``, made (mode 0600) the first time a policy requires encryption
-and the keyring is new. Everywhere else a required class without a key is an error. The
-key is checked against the keyring before anything is read or written with it.
+environment the settings were read from) or ``WF_MASTER_KEY_FILE``. With neither, the home
+keeps one in ``<home>/keys/master.key``, made (mode 0600) only when a policy requires
+encryption and the keyring is new (no key was ever checked against it): the first home of
+a record store makes it, and every other home sharing that store must be given it (it gets
+``KEYS_MASTER_KEY_INVALID`` until then). The key is checked against the keyring before
+anything is read or written with it.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def open_keyring(settings: Settings, records: RecordStore, *, required: bool) ->
         settings: the master key sources, ``key_manager`` and ``kek_period``.
         records: where KEK records and data keys live.
         required: whether some class requires encryption (`EncryptionPolicy.needs_keyring`):
-            then a missing key is an error, except in the embedded default, which makes one.
+            then a missing key is an error, except for a new keyring, whose home makes one.
 
     Raises ``KEYS_MASTER_KEY_INVALID`` (missing when required, malformed, or not this
     keyring's), ``KEYS_MANAGER_UNKNOWN``, ``KEYS_MANAGER_ERROR``, ``RECORD_UNAVAILABLE``.
@@ -102,13 +103,7 @@ def open_keyring(settings: Settings, records: RecordStore, *, required: bool) ->
     managers: dict[str, KeyManager] = {}
     found = master_key(settings)
     wants_local = settings.key_manager == LOCAL
-    if (
-        found is None
-        and required
-        and wants_local
-        and settings.embedded_records
-        and records.keyring_meta(MASTER_CHECK) is None
-    ):
+    if found is None and required and wants_local and records.keyring_meta(MASTER_CHECK) is None:
         _create_default_key(settings.default_master_key_file)
         found = master_key(settings)
     if found is not None:
