@@ -643,7 +643,7 @@ def seeded_home(tmp_path: Path) -> tuple[Settings, Path, Written]:
     text = (REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8")
     assert "  preset: docs_family\n" in text
     text = text.replace("  preset: docs_family\n", "  preset: docs_family\n  mode: shred\n", 1)
-    text += "\nencryption:\n  preset: docs_family\n"
+    assert "\nencryption:\n  preset: docs_family\n" in text  # the shipped profile's sealed classes
     (workspace / "profiles").mkdir()
     (workspace / "profiles" / f"{WORKFLOW}.yaml").write_text(text, encoding="utf-8")
     return settings, workspace, written
