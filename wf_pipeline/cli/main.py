@@ -612,12 +612,39 @@ def _render_retention(console: Console, r: dict) -> None:
         [(g["artifact_class"], g["workflow_id"], g["count"], g["bytes"]) for g in r["groups"]],
     )
     kept = ", ".join(f"{count} {reason}" for reason, count in r["kept"].items()) or "none"
+    # KEK lineages of shred-mode classes: planned ("shreds") or done ("shredded").
+    lineages = r.get("shredded", r.get("shreds", []))
+    if lineages:
+        print_table(
+            console,
+            ("class", "period start", "KEKs", "artifacts", "keys moved", "status"),
+            [
+                (
+                    s["artifact_class"],
+                    s["period_start"],
+                    " ".join(s["kek_ids"]),
+                    s["artifacts"],
+                    s.get("moved", s.get("moves")),
+                    s.get("status", "planned"),
+                )
+                for s in lineages
+            ],
+        )
+    for artifact_class, count in r.get("plaintext_in_shred_mode", {}).items():
+        print_line(console, f"{artifact_class}: {plural(count, 'plaintext artifact')} deleted, not shredded")
     # Each workflow's effective windows, so a user sees why something is kept.
     print_table(
         console,
-        ("workflow", "class", "window", "grace", "source"),
+        ("workflow", "class", "window", "grace", "mode", "source"),
         [
-            (p["workflow_id"], c["artifact_class"], c["window"], p["grace"], p["source"])
+            (
+                p["workflow_id"],
+                c["artifact_class"],
+                c["window"],
+                p["grace"],
+                c.get("mode", "delete"),
+                p["source"],
+            )
             for p in r.get("policies", [])
             for c in p["classes"]
         ],
@@ -630,14 +657,27 @@ def _render_retention(console: Console, r: dict) -> None:
             "apply would refuse (RETENTION_POLICY_UNAVAILABLE): this plan is not what apply would do",
         )
     if "deleted" in r:
+        shredded = ""
+        if r.get("shredded"):
+            shredded = (
+                f"; shredded {plural(r['shredded_artifacts'], 'artifact')} "
+                f"({plural(r['shredded_lineages'], 'KEK lineage')} destroyed, "
+                f"{r['deferred_lineages']} deferred, {plural(r['moved_keys'], 'key')} moved first)"
+            )
         console.print(
             f"deleted {plural(r['deleted'], 'artifact')} ({r['bytes_freed']} bytes), "
-            f"{plural(r['tombstones_written'], 'tombstone')} written; kept by rule: {kept}",
+            f"{plural(r['tombstones_written'], 'tombstone')} written{shredded}; kept by rule: {kept}",
             highlight=False,
         )
     else:
+        shreds = ""
+        if r.get("shreds"):
+            shreds = (
+                f"; would shred {plural(r['shredded_artifacts'], 'artifact')} "
+                f"({plural(len(r['shreds']), 'KEK lineage')})"
+            )
         console.print(
-            f"would delete {plural(r['count'], 'artifact')} ({r['bytes']} bytes); kept by rule: {kept}",
+            f"would delete {plural(r['count'], 'artifact')} ({r['bytes']} bytes){shreds}; kept by rule: {kept}",
             highlight=False,
         )
 
@@ -1125,7 +1165,10 @@ def build_parser() -> argparse.ArgumentParser:
     retention = command("retention", "plan or apply retention sweeps, place or release holds", cmd_retention)
     retention_action = actions(retention, "plan, apply, hold, release or list holds")
     retention_action("plan", "dry run: per class and workflow, the artifacts and bytes a sweep deletes")
-    retention_action("apply", "delete expired artifacts, writing a tombstone for each first")
+    retention_action(
+        "apply",
+        "delete expired artifacts (a tombstone for each first); shred expired KEK lineages (mode: shred)",
+    )
     for name, help_text in (
         ("hold", "keep everything a thread or workflow refers to until released"),
         ("release", "release the active holds on a thread or workflow"),

@@ -60,6 +60,7 @@ TRIGGER_INTERVAL_S = 15 * 60
 DELETED_TAG = "wf/retention_deleted"
 BYTES_FREED_TAG = "wf/retention_bytes_freed"
 TOMBSTONES_TAG = "wf/retention_tombstones"
+SHREDDED_TAG = "wf/retention_shredded_lineages"
 RUNS_DELETED_TAG = "wf/retention_runs_deleted"
 TRIGGER_BYTES_TAG = "wf/retention_due_bytes"
 
@@ -73,8 +74,9 @@ class MaintenanceCalls:
 
     Attributes:
         due_bytes: bytes of the CAS objects retention would delete (a dry run).
-        apply_retention: applies retention; figures ``deleted``, ``bytes_freed`` (bytes) and
-            ``tombstones_written``, at least.
+        apply_retention: applies retention; figures ``deleted``, ``bytes_freed`` (bytes),
+            ``tombstones_written`` and ``shredded_lineages`` (KEK lineages destroyed), at
+            least; other figures are counts or ids (e.g. ``shredded_kek_ids``).
         compact: compacts the home; figures per part.
         rewrap_keys: moves data keys off decrypt-only KEKs (takes the settings only);
             figures ``rewrapped``, ``skipped``, ``remaining`` (counts) and ``elapsed_ms``.
@@ -82,7 +84,7 @@ class MaintenanceCalls:
     """
 
     due_bytes: Callable[[Settings, int], int]
-    apply_retention: Callable[[Settings, int], Mapping[str, int]]
+    apply_retention: Callable[[Settings, int], Mapping[str, int | str]]
     compact: Callable[[Settings, int], Mapping[str, int | str]]
     rewrap_keys: Callable[[Settings], Mapping[str, int]] | None = None
 
@@ -117,7 +119,10 @@ def retention_job(calls: MaintenanceCalls) -> JobDefinition:
     @op(
         required_resource_keys={RUNTIME_KEY},
         out=Out(Nothing),
-        description="Delete the CAS objects past their profile's retention window, a tombstone for each.",
+        description=(
+            "Delete the CAS objects past their profile's retention window, a tombstone for each; "
+            "shred expired KEK lineages of shred-mode classes."
+        ),
     )
     def apply_retention_op(context: OpExecutionContext) -> None:
         env: RuntimeEnv = getattr(context.resources, RUNTIME_KEY)
@@ -125,7 +130,12 @@ def retention_job(calls: MaintenanceCalls) -> JobDefinition:
         _record(
             context,
             figures,
-            {DELETED_TAG: "deleted", BYTES_FREED_TAG: "bytes_freed", TOMBSTONES_TAG: "tombstones_written"},
+            {
+                DELETED_TAG: "deleted",
+                BYTES_FREED_TAG: "bytes_freed",
+                TOMBSTONES_TAG: "tombstones_written",
+                SHREDDED_TAG: "shredded_lineages",
+            },
         )
 
     @op(

@@ -399,6 +399,58 @@ class Keyring:
         remaining = self.keys_under_decrypt_only()
         return RewrapProgress(rewrapped, skipped, remaining, int((time.monotonic() - started) * 1000))
 
+    def move_keys(self, rows: Sequence[DataKeyRecord], *, at_ms: int | None = None) -> int:
+        """Move data keys to the primary KEK of their class for the period holding ``at_ms`` (default now), across lineages.
+
+        Used before a lineage is destroyed (crypto-shredding, `wf_pipeline.retention.sweep`):
+        the artifacts that must stay readable leave it first. Payloads are not touched: each
+        data key is unwrapped by its KEK and wrapped again by the target under the target's
+        wrap context. One compare-and-set transaction per `REWRAP_PAGE` rows; a row another
+        writer moved first (a put renewing it, a concurrent move) is left as it is.
+
+        Args:
+            rows: data key records, as read from the record store.
+            at_ms: picks the target period (Unix epoch ms); default the keyring's clock.
+
+        Returns:
+            How many rows this call moved.
+
+        Raises ``KEYS_KEK_STATE`` (a row's KEK is destroyed or retired: its key cannot be
+        moved), ``KEYS_KEK_NOT_FOUND``, ``CAS_DECRYPT_FAILED``, ``KEYS_MANAGER_ERROR``,
+        ``KEYS_MANAGER_UNKNOWN``.
+        """
+        at = self.clock() if at_ms is None else at_ms
+        moved = 0
+        for start in range(0, len(rows), REWRAP_PAGE):
+            updates: list[DataKeyRecord] = []
+            expected: dict[str, str] = {}
+            for row in rows[start : start + REWRAP_PAGE]:
+                source = self._require(row.kek_id)
+                if source.state in ("destroyed", "retired") or source.key_ref is None:
+                    raise KeysError(
+                        KEYS_KEK_STATE,
+                        f"the data key of {row.artifact_id} is under KEK {source.kek_id}, which is "
+                        f"{source.state}; it cannot be moved",
+                        kek_id=source.kek_id,
+                        artifact_id=row.artifact_id,
+                    )
+                target = self.primary_kek(row.artifact_class, at)
+                if target.kek_id == source.kek_id:
+                    continue
+                updates.append(
+                    row.model_copy(
+                        update={
+                            "kek_id": target.kek_id,
+                            "wrapped_key": self._rewrapped(row, source, target),
+                            "rewrapped_at_ms": at,
+                        }
+                    )
+                )
+                expected[row.artifact_id] = row.kek_id
+            if updates:
+                moved += self.records.rewrap_data_keys(updates, expected_kek_ids=expected)
+        return moved
+
     def keys_under_decrypt_only(self) -> int:
         """How many data keys are still wrapped by decrypt-only KEKs."""
         counts = self.records.count_data_keys()

@@ -11,6 +11,27 @@ A profile may declare::
       run_history: 90d           # Dagster runs and event-log entries of wf runs
       archive_after: 180d        # record rows of older threads move to the archive
       output_of_heads: keep      # ``expire`` lets the output behind a current head frame go
+      mode: delete               # how expired artifacts go: ``delete`` (default) or ``shred``
+
+``mode`` is either one word for every class of the profile, or a mapping from artifact
+class to mode, the classes it does not name being ``delete``::
+
+      mode: shred                                  # every class of this profile
+      mode: {prompt_render: shred, context_payload: shred}
+
+- ``delete``: each expired artifact gets a tombstone, then its object is deleted
+  (`wf_pipeline.retention.sweep`).
+- ``shred``: crypto-shredding. Expired artifacts are not deleted one by one: the KEK
+  lineage of their class and period (`wf_pipeline.crypto.keyring`) is destroyed once the
+  period ended more than the class's window plus grace ago, after every artifact of the
+  lineage that must stay (a safety rule, or a longer window through another reference)
+  was moved to the current period's KEK. Reading a shredded artifact raises
+  ``CAS_KEY_DESTROYED``; its object may stay in the store and its thread's records stay.
+  An artifact of a shred-mode class that was stored in plaintext (encryption off for it)
+  cannot be shredded and is deleted the ``delete`` way. Shredding keeps an artifact up to
+  one KEK period (``WF_KEK_PERIOD``) past its window: a lineage goes as a whole.
+
+A profile's ``mode`` replaces the preset's as a whole (it is one field).
 
 The profile's own fields override the preset's; the workspace layer overrides the
 built-in one by defining the profile there (`wf_pipeline.profiles.loader`). Durations are
@@ -50,6 +71,11 @@ OUTPUT_OF_HEADS_KEY = "output_of_heads"
 DURATION_SETTINGS = (GRACE_KEY, RUN_HISTORY_KEY, ARCHIVE_AFTER_KEY)
 OutputOfHeads = Literal["keep", "expire"]
 OUTPUT_OF_HEADS_VALUES: tuple[OutputOfHeads, ...] = ("keep", "expire")
+MODE_KEY = "mode"
+RetentionMode = Literal["delete", "shred"]
+DELETE: RetentionMode = "delete"
+SHRED: RetentionMode = "shred"
+MODES: tuple[RetentionMode, ...] = (DELETE, SHRED)
 
 PRESETS_FILE = Path(__file__).with_name("retention_presets.yaml")
 
@@ -123,6 +149,10 @@ class RetentionPolicy:
         archive_after_ms: when thread rows move to the archive, or None.
         output_of_heads: ``keep`` (default) never deletes the output behind a current head
             frame; ``expire`` lets its class window apply to it.
+        modes: artifact class -> ``delete`` or ``shred``, for the classes the block's
+            ``mode`` mapping names.
+        default_mode: the mode of every class ``modes`` does not name (``mode: shred``
+            sets it; default ``delete``).
     """
 
     workflow_id: str
@@ -132,6 +162,16 @@ class RetentionPolicy:
     run_history_ms: int | None = None
     archive_after_ms: int | None = None
     output_of_heads: OutputOfHeads = "keep"
+    modes: Mapping[str, RetentionMode] = field(default_factory=dict)
+    default_mode: RetentionMode = DELETE
+
+    def mode(self, artifact_class: str) -> RetentionMode:
+        """How expired artifacts of ``artifact_class`` go: ``delete`` or ``shred`` (see the module docstring)."""
+        return self.modes.get(artifact_class, self.default_mode)
+
+    def shreds(self, artifact_class: str) -> bool:
+        """Whether ``artifact_class`` is in ``shred`` mode."""
+        return self.mode(artifact_class) == SHRED
 
     def window_ms(self, artifact_class: str) -> int | None:
         """The window of ``artifact_class`` in ms, None when it is kept forever."""
@@ -173,7 +213,8 @@ def resolve_retention(
         ProfileError: ``PROFILE_RETENTION_INVALID`` with ``field`` (``retention.<key>``) for
             an unknown preset, a key that is neither a setting nor a known artifact class
             (built-in or registered with `register_artifact_class`), a bad duration (the
-            parser's message), or a bad ``output_of_heads``.
+            parser's message), a bad ``output_of_heads``, or a bad ``mode`` (``field``
+            ``retention.mode`` or ``retention.mode.<class>``).
     """
     if not block:
         return RetentionPolicy(workflow_id=workflow_id, source=f"{workflow_id}@{layer}")
@@ -191,7 +232,12 @@ def resolve_retention(
     windows: dict[str, int | None] = {}
     settings: dict[str, int | None] = {GRACE_KEY: 0, RUN_HISTORY_KEY: None, ARCHIVE_AFTER_KEY: None}
     output_of_heads: OutputOfHeads = "keep"
+    modes: dict[str, RetentionMode] = {}
+    default_mode: RetentionMode = DELETE
     for key, value in merged.items():
+        if key == MODE_KEY:
+            default_mode, modes = _modes(value, known, path)
+            continue
         if key == OUTPUT_OF_HEADS_KEY:
             if value not in OUTPUT_OF_HEADS_VALUES:
                 _invalid(path, key, f"must be one of {', '.join(OUTPUT_OF_HEADS_VALUES)}, not {value!r}")
@@ -204,6 +250,8 @@ def resolve_retention(
                 f"{key!r} is neither a retention setting nor a known artifact class "
                 f"(classes: {', '.join(sorted(known))})",
             )
+        if not isinstance(value, str):
+            _invalid(path, key, f"must be a duration or forever, not a {type(value).__name__}")
         try:
             # Only a grace may be zero: a zero window would delete an artifact as it is written.
             duration = parse_duration_ms(value, allow_zero=key == GRACE_KEY)
@@ -223,7 +271,34 @@ def resolve_retention(
         run_history_ms=settings[RUN_HISTORY_KEY],
         archive_after_ms=settings[ARCHIVE_AFTER_KEY],
         output_of_heads=output_of_heads,
+        modes=modes,
+        default_mode=default_mode,
     )
+
+
+def _modes(value: Any, known: set[str], path: str) -> tuple[RetentionMode, dict[str, RetentionMode]]:
+    # ``mode: shred`` (every class) or ``mode: {class: mode}`` (the others: delete).
+    if isinstance(value, str):
+        if value not in MODES:
+            _invalid(
+                path, MODE_KEY, f"must be one of {', '.join(MODES)} or a mapping class -> mode, not {value!r}"
+            )
+        return value, {}  # type: ignore[return-value]  # checked against MODES above
+    if not isinstance(value, Mapping) or not value:
+        _invalid(path, MODE_KEY, "must be delete, shred, or a non-empty mapping artifact class -> mode")
+    modes: dict[str, RetentionMode] = {}
+    for artifact_class, mode in value.items():
+        where = f"{MODE_KEY}.{artifact_class}"
+        if artifact_class not in known:
+            _invalid(
+                path,
+                where,
+                f"{artifact_class!r} is not a known artifact class (classes: {', '.join(sorted(known))})",
+            )
+        if mode not in MODES:
+            _invalid(path, where, f"must be one of {', '.join(MODES)}, not {mode!r}")
+        modes[artifact_class] = mode
+    return DELETE, modes
 
 
 def _invalid(path: str, key: str, why: str) -> NoReturn:

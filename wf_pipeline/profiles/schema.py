@@ -261,8 +261,9 @@ class Profile(_Frozen):
     target_frame_type: Identifier | None = None
     final_artifact_type: Identifier | None = None
     # Retention windows per artifact class (`wf_pipeline.profiles.retention`); checked by the
-    # loader, left out of the code version and of thread identity.
-    retention: dict[str, str] | None = None
+    # loader, left out of the code version and of thread identity. Values are strings, except
+    # ``mode``, which may map classes to modes.
+    retention: dict[str, str | dict[str, str]] | None = None
     # Encryption level per artifact class (`wf_pipeline.profiles.encryption`); checked by the
     # loader, left out of the code version and of thread identity.
     encryption: dict[str, Any] | None = None

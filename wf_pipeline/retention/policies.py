@@ -50,9 +50,10 @@ def effective_windows(catalog: ProfileCatalog) -> list[dict[str, Any]]:
     Returns:
         One entry per workflow, in workflow id order: ``{"workflow_id", "source", "grace_ms",
         "grace", "output_of_heads", "classes": [{"artifact_class", "window_ms", "window",
-        "grace_ms", "lifetime_ms"}]}``; ``lifetime_ms`` is window + grace (ms), None (and
-        ``window`` ``forever``) when the class is kept forever. A class the policy does not
-        name is kept forever and not listed.
+        "grace_ms", "lifetime_ms", "mode"}]}``; ``lifetime_ms`` is window + grace (ms), None (and
+        ``window`` ``forever``) when the class is kept forever; ``mode`` is ``delete`` or
+        ``shred`` (`RetentionPolicy.mode`). A class the policy does not name is kept forever
+        and not listed.
     """
     rows = []
     for loaded in catalog.all():
@@ -67,6 +68,7 @@ def effective_windows(catalog: ProfileCatalog) -> list[dict[str, Any]]:
                     "window": format_duration_ms(window),
                     "grace_ms": policy.grace_ms,
                     "lifetime_ms": policy.expires_at_ms(artifact_class, 0),
+                    "mode": policy.mode(artifact_class),
                 }
             )
         rows.append(

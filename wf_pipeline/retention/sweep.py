@@ -16,6 +16,15 @@ keep, whatever the window says:
 - everything a thread under hold refers to, and everything of a workflow under hold;
 - artifacts a loaded profile names as a ``sha256:`` prompt ref.
 
+Classes in ``shred`` mode (`wf_pipeline.profiles.retention`) lose their expired
+artifacts by crypto-shredding instead (`wf_pipeline.retention.shred`): whole KEK
+lineages (class, period) are destroyed once every artifact of the lineage may go, the
+ones that may not (any rule above, or a longer window) being moved to the current KEK
+first. The reference that decides an artifact's expiry (the one expiring last) decides
+its mode. A shred-mode artifact stored in plaintext, or whose data key is under a KEK of
+a class no policy shreds, is deleted the ordinary way; one whose lineage is not due yet
+waits for it (kept as ``lineage``); one already shredded is not planned again.
+
 `apply_retention` writes each batch's tombstones FIRST, in one committed transaction,
 then deletes the batch's CAS objects. A crash between the two leaves tombstones whose
 objects may still exist; the next sweep plans them again and finishes the delete, so no
@@ -33,7 +42,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from wf_pipeline.cas import ArtifactStore
-from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_NOT_FOUND, CasError
+from wf_pipeline.crypto.keyring import Keyring
+from wf_pipeline.errors import (
+    CAS_ARTIFACT_EXPIRED,
+    CAS_NOT_FOUND,
+    KEYS_MASTER_KEY_INVALID,
+    CasError,
+    KeysError,
+)
 from wf_pipeline.metadata.artifact_classes import artifact_class_of_role
 from wf_pipeline.metadata.canonical import is_digest
 from wf_pipeline.metadata.records import RESUMABLE_STATUSES, TombstoneRecord, now_ms
@@ -41,6 +57,16 @@ from wf_pipeline.profiles import ProfileCatalog
 from wf_pipeline.profiles.retention import OUTPUT, RetentionPolicy, class_of_link
 from wf_pipeline.records import RecordStore
 from wf_pipeline.retention.archive import RecordArchive, json_id_list
+from wf_pipeline.retention.shred import (
+    DESTROYED,
+    PlannedShred,
+    ShredResult,
+    apply_shreds,
+    is_gone,
+    lineage_of,
+    plan_shreds,
+    shred_lifetimes,
+)
 from wf_pipeline.telemetry import Recorder
 
 log = logging.getLogger(__name__)
@@ -56,8 +82,8 @@ PROMPT_LINK_ROLES: tuple[tuple[str, str], ...] = (
     ("context_artifact_id", "context"),
 )
 # Why an artifact is kept, strongest first: an artifact kept for several reasons is
-# counted under the first.
-KEEP_REASONS = ("hold", "resumable", "head", "profile", "no_policy", "unknown_thread", "window")
+# counted under the first. ``lineage``: expired in shred mode, its KEK lineage not due yet.
+KEEP_REASONS = ("hold", "resumable", "head", "profile", "no_policy", "unknown_thread", "window", "lineage")
 EXPIRED = "expired"
 # Tombstones per transaction and CAS deletes after it: large enough that a commit costs
 # little per artifact, small enough that a crash leaves few tombstones ahead of deletes.
@@ -185,11 +211,16 @@ class RetentionPlan:
         now_ms: the sweep's clock (Unix epoch ms).
         deletions: the artifacts to delete, in artifact id order.
         kept: keep reason (`KEEP_REASONS`) -> artifacts kept for it.
+        shreds: the KEK lineages to destroy (shred mode), in (class, period) order.
+        plaintext_in_shred_mode: artifact class -> expired artifacts of a shred-mode class
+            that are deleted instead, having no data key (stored while encryption was off).
     """
 
     now_ms: int
     deletions: tuple[PlannedDeletion, ...]
     kept: Mapping[str, int] = field(default_factory=dict)
+    shreds: tuple[PlannedShred, ...] = ()
+    plaintext_in_shred_mode: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -206,13 +237,21 @@ class RetentionPlan:
         return group_totals(self.deletions)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"now_ms", "count", "bytes", "groups": [GroupTotal.to_dict()], "kept": {reason: count}}``."""
+        """``{"now_ms", "count", "bytes", "groups": [GroupTotal.to_dict()], "kept": {reason: count},
+        "shreds": [PlannedShred.to_dict()], "shredded_artifacts", "plaintext_in_shred_mode": {class: count}}``.
+
+        ``count`` and ``bytes`` are deletions only; shredded artifacts free no bytes (their
+        objects stay). Ids and counts only, no key material.
+        """
         return {
             "now_ms": self.now_ms,
             "count": self.count,
             "bytes": self.bytes,
             "groups": [group.to_dict() for group in self.totals()],
             "kept": dict(self.kept),
+            "shreds": [shred.to_dict() for shred in self.shreds],
+            "shredded_artifacts": sum(shred.artifacts for shred in self.shreds),
+            "plaintext_in_shred_mode": dict(self.plaintext_in_shred_mode),
         }
 
 
@@ -227,6 +266,8 @@ class RetentionResult:
         tombstones_written: tombstones committed (one per deleted artifact).
         groups: the deletions per (class, workflow).
         kept: keep reason -> artifacts kept, as planned.
+        shredded: one `ShredResult` per planned lineage (destroyed or deferred).
+        plaintext_in_shred_mode: class -> shred-mode artifacts deleted for want of a data key.
     """
 
     now_ms: int
@@ -235,9 +276,15 @@ class RetentionResult:
     tombstones_written: int
     groups: tuple[GroupTotal, ...]
     kept: Mapping[str, int]
+    shredded: tuple[ShredResult, ...] = ()
+    plaintext_in_shred_mode: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"now_ms", "deleted", "bytes_freed", "tombstones_written", "groups", "kept"}``."""
+        """``{"now_ms", "deleted", "bytes_freed", "tombstones_written", "groups", "kept", "shredded":
+        [ShredResult.to_dict()], "shredded_lineages", "shredded_artifacts", "moved_keys",
+        "deferred_lineages", "plaintext_in_shred_mode"}``: counts of destroyed lineages, of the
+        data keys they wrapped and of keys moved out first. Ids and counts only."""
+        destroyed = [item for item in self.shredded if item.status == DESTROYED]
         return {
             "now_ms": self.now_ms,
             "deleted": self.deleted,
@@ -245,6 +292,12 @@ class RetentionResult:
             "tombstones_written": self.tombstones_written,
             "groups": [group.to_dict() for group in self.groups],
             "kept": dict(self.kept),
+            "shredded": [item.to_dict() for item in self.shredded],
+            "shredded_lineages": len(destroyed),
+            "shredded_artifacts": sum(item.artifacts for item in destroyed),
+            "moved_keys": sum(item.moved for item in self.shredded),
+            "deferred_lineages": len(self.shredded) - len(destroyed),
+            "plaintext_in_shred_mode": dict(self.plaintext_in_shred_mode),
         }
 
 
@@ -285,6 +338,9 @@ def plan_retention(env: RetentionEnv, *, now_ms: int, archive: RecordArchive | N
             a workflow without a loaded profile keeps everything).
         now_ms: the sweep's clock, Unix epoch ms.
         archive: the record archive (``$WF_HOME/archive``); None reads live records only.
+
+    Shred-mode classes: see the module docstring and `wf_pipeline.retention.shred`; the
+    plan reads the keyring's records (KEKs, data keys) and writes nothing there either.
 
     Returns:
         The `RetentionPlan`. Nothing is written.
@@ -423,12 +479,66 @@ def plan_retention(env: RetentionEnv, *, now_ms: int, archive: RecordArchive | N
             kept[entry.keep] += 1
         elif entry.decider is not None:
             candidates[artifact_id] = entry
-    deletions = _still_stored(env, candidates)
+    shreds: list[PlannedShred] = []
+    plaintext: Counter[str] = Counter()
+    deletable = candidates
+    shredding = set(shred_lifetimes(policies))  # classes whose lineages a sweep may destroy
+    if shredding:
+        shred_bound, plaintext = _shred_bound(records, candidates, shredding)
+        deletable = {a: entry for a, entry in candidates.items() if a not in shred_bound}
+        shreds = plan_shreds(records, policies, candidates, now_ms=now_ms)
+        in_lineages = {artifact_id for shred in shreds for artifact_id in shred.artifact_ids}
+        kept["lineage"] += sum(1 for a in shred_bound if shred_bound[a] and a not in in_lineages)
+    deletions = _still_stored(env, deletable)
     return RetentionPlan(
         now_ms=now_ms,
         deletions=tuple(deletions),
         kept={reason: kept[reason] for reason in KEEP_REASONS if kept[reason]},
+        shreds=tuple(shreds),
+        plaintext_in_shred_mode=dict(sorted(plaintext.items())),
     )
+
+
+def _shred_bound(
+    records: RecordStore, candidates: Mapping[str, _Verdict], shredding: set[str]
+) -> tuple[dict[str, bool], Counter[str]]:
+    """Which expired artifacts go by shredding, not by deletion, and the shred-mode ones that cannot.
+
+    Returns ``(artifact -> whether it still waits for its lineage, class -> plaintext count)``.
+    An artifact is shred-bound when its deciding reference's policy shreds its class and it
+    has a data key under a KEK of a class in ``shredding`` (some policy shreds it with a
+    finite window, so its lineages do come due): ``True`` while that KEK holds
+    material (its lineage takes it, now or later), ``False`` when the KEK is gone already
+    (shredded before: nothing left to do). A shred-mode artifact without a data key (stored
+    in plaintext) is counted per class and deleted; so is one whose KEK is unknown to the
+    keyring or of a class outside ``shredding`` (its lineage would never be destroyed).
+    """
+    wanted: list[str] = []
+    for artifact_id, entry in candidates.items():
+        assert entry.decider is not None
+        artifact_class, _, _, _, policy = entry.decider
+        if policy.shreds(artifact_class):
+            wanted.append(artifact_id)
+    bound: dict[str, bool] = {}
+    plaintext: Counter[str] = Counter()
+    if not wanted:
+        return bound, plaintext
+    keks = {kek.kek_id: kek for kek in records.list_keks()}
+    for start in range(0, len(wanted), BATCH_SIZE):
+        chunk = wanted[start : start + BATCH_SIZE]
+        keys = records.data_keys_for(chunk)
+        for artifact_id in chunk:
+            row = keys.get(artifact_id)
+            if row is None:
+                decider = candidates[artifact_id].decider
+                assert decider is not None
+                plaintext[decider[0]] += 1
+                continue
+            kek = keks.get(row.kek_id)
+            if kek is None or lineage_of(kek).artifact_class not in shredding:
+                continue
+            bound[artifact_id] = not is_gone(kek)
+    return bound, plaintext
 
 
 def _prompt_refs(
@@ -539,8 +649,9 @@ def apply_retention(
     now_ms: int,
     on_progress: Progress | None = None,
     archive: RecordArchive | None = None,
+    keyring: Keyring | None = None,
 ) -> RetentionResult:
-    """Plan a sweep at ``now_ms`` and carry it out: tombstones first, then the CAS deletes, per batch.
+    """Plan a sweep at ``now_ms`` and carry it out: tombstones first, then the CAS deletes, per batch; then the shreds.
 
     Each batch of `BATCH_SIZE` artifacts commits its tombstones in one transaction, then
     deletes their objects (`DELETE_WORKERS` at a time) and records one telemetry row per deletion (outcome
@@ -552,16 +663,29 @@ def apply_retention(
         now_ms: the sweep's clock, Unix epoch ms.
         on_progress: called with (artifacts done, artifacts planned) after each batch.
         archive: as `plan_retention`: archived threads' artifacts expire like live ones.
+        keyring: the keyring the planned KEK lineages are moved out of and destroyed with
+            (`wf_pipeline.retention.shred.apply_shreds`); needed only when the plan shreds.
 
     Returns:
-        The `RetentionResult`: deleted count, bytes freed, tombstones written, per-group totals.
+        The `RetentionResult`: deleted count, bytes freed, tombstones written, per-group
+        totals, and the lineages shredded (or deferred).
 
     Raises:
+        KeysError: ``KEYS_MASTER_KEY_INVALID`` (lineages are due but no keyring is
+            configured; raised before anything is deleted), ``KEYS_MANAGER_ERROR``.
         RecordError: ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``.
-        CasError: ``CAS_BACKEND_ERROR`` (the batch's tombstones stay; a rerun finishes it).
+        CasError: ``CAS_BACKEND_ERROR`` (the batch's tombstones stay; a rerun finishes it),
+            ``CAS_DECRYPT_FAILED`` (a data key to move does not authenticate).
         RetentionError: ``RETENTION_ARCHIVE_ERROR`` (nothing deleted).
     """
     plan = plan_retention(env, now_ms=now_ms, archive=archive)
+    if plan.shreds and keyring is None:
+        raise KeysError(
+            KEYS_MASTER_KEY_INVALID,
+            f"retention would shred {len(plan.shreds)} KEK lineage(s), but no master key "
+            "(WF_MASTER_KEY or WF_MASTER_KEY_FILE) or key manager is configured; nothing deleted",
+            source="WF_MASTER_KEY, WF_MASTER_KEY_FILE",
+        )
     total = plan.count
     done = tombstones = freed = 0
     if on_progress is not None:
@@ -584,6 +708,10 @@ def apply_retention(
             if on_progress is not None:
                 on_progress(done, total)
     env.telemetry.flush_safely()
+    shredded: list[ShredResult] = []
+    if plan.shreds:
+        assert keyring is not None
+        shredded = apply_shreds(keyring, plan.shreds)
     return RetentionResult(
         now_ms=now_ms,
         deleted=done,
@@ -591,6 +719,8 @@ def apply_retention(
         tombstones_written=tombstones,
         groups=tuple(plan.totals()),
         kept=plan.kept,
+        shredded=tuple(shredded),
+        plaintext_in_shred_mode=plan.plaintext_in_shred_mode,
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wf_pipeline.cas import ArtifactStore, open_cas
+from wf_pipeline.crypto.keyring import Keyring
 from wf_pipeline.crypto.open import artifact_reader, encrypted_store
 from wf_pipeline.errors import CONFIG_PROVIDER_MISSING, ConfigError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
@@ -44,6 +45,8 @@ class RuntimeEnv:
             buffered, written at the end of each step and by `close`. Disabled unless
             `open` made it from settings (``WF_TELEMETRY``).
         owns_provider: whether `close` closes ``provider``.
+        keyring: the keyring of ``cas`` (`wf_pipeline.crypto.keyring`), None when no master
+            key or key manager is configured; retention shreds KEK lineages with it.
         interrupt: set when the run using this env is to stop (a signal reached it):
             waiting provider calls and lease waits give up, threads not started yet
             are skipped with ``RUN_INTERRUPTED``.
@@ -64,6 +67,7 @@ class RuntimeEnv:
     telemetry: Recorder = field(default_factory=DisabledTelemetryRecorder, repr=False, compare=False)
     # Whether `close` closes the provider: only one that `open` created, not one handed in.
     owns_provider: bool = field(default=False, repr=False, compare=False)
+    keyring: Keyring | None = field(default=None, repr=False, compare=False)
     interrupt: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     # Thread ids of directories whose thread had completed, for this env's lifetime
     # (`wf_pipeline.runtime.threads.ThreadIdentity`): a parent's id then costs its children,
@@ -159,7 +163,10 @@ class RuntimeEnv:
             budgets = Budgets()
             records = open_record_store(settings.records_url, schema=settings.records_schema)
             # One CAS holds every workflow's artifacts: each class rests as its strictest profile asks.
-            cas = encrypted_store(cas, settings, records, merged_policy(p.encryption for p in catalog.all()))
+            sealed = encrypted_store(
+                cas, settings, records, merged_policy(p.encryption for p in catalog.all())
+            )
+            cas = sealed
             return cls(
                 settings=settings,
                 # Reads of artifacts retention deleted say so (CAS_ARTIFACT_EXPIRED), for every reader.
@@ -171,6 +178,7 @@ class RuntimeEnv:
                 budgets=budgets,
                 telemetry=open_recorder(settings),
                 owns_provider=provider is None,
+                keyring=sealed.keyring,
             )
         except BaseException:
             if records is not None:

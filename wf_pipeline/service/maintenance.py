@@ -26,18 +26,36 @@ def due_bytes(settings: Settings, now_ms: int) -> int:
     return int(retention_plan(settings, now_ms)["bytes"])
 
 
-def apply_retention_figures(settings: Settings, now_ms: int) -> dict[str, int]:
+# Shredding figures of `retention_apply`, copied as they are (counts).
+_SHRED_FIGURES = ("shredded_lineages", "shredded_artifacts", "moved_keys", "deferred_lineages")
+
+
+def apply_retention_figures(settings: Settings, now_ms: int) -> dict[str, int | str]:
     """Apply retention at ``now_ms`` (`retention_apply`).
 
     Returns:
-        ``{"deleted": artifacts, "bytes_freed": bytes, "tombstones_written": tombstones}``
-        and ``deleted_<class>`` (artifacts) per artifact class. Raises `retention_apply`'s codes.
+        ``{"deleted": artifacts, "bytes_freed": bytes, "tombstones_written": tombstones}``,
+        ``deleted_<class>`` (artifacts) per artifact class, the shredding counts
+        (``shredded_lineages``, ``shredded_artifacts``, ``moved_keys``, ``deferred_lineages``),
+        ``shredded_<class>`` (artifacts) per class, ``plaintext_deleted_<class>`` (shred-mode
+        artifacts deleted for want of a data key) and ``shredded_kek_ids`` (the destroyed
+        KEK ids, space-separated, ``-`` for none: ids, never key material). Raises
+        `retention_apply`'s codes.
     """
     result = retention_apply(settings, now_ms)
-    figures = {name: int(result[name]) for name in ("deleted", "bytes_freed", "tombstones_written")}
+    figures: dict[str, int | str] = {
+        name: int(result[name]) for name in ("deleted", "bytes_freed", "tombstones_written", *_SHRED_FIGURES)
+    }
     for group in result["groups"]:
         key = f"deleted_{group['artifact_class']}"
-        figures[key] = figures.get(key, 0) + int(group["count"])
+        figures[key] = int(figures.get(key, 0)) + int(group["count"])
+    destroyed = [item for item in result["shredded"] if item["status"] == "destroyed"]
+    for item in destroyed:
+        key = f"shredded_{item['artifact_class']}"
+        figures[key] = int(figures.get(key, 0)) + int(item["artifacts"])
+    for artifact_class, count in result["plaintext_in_shred_mode"].items():
+        figures[f"plaintext_deleted_{artifact_class}"] = int(count)
+    figures["shredded_kek_ids"] = " ".join(k for item in destroyed for k in item["kek_ids"]) or "-"
     return figures
 
 

@@ -46,7 +46,11 @@ def retention_plan(
 
     Returns:
         ``{"now_ms", "count", "bytes", "groups": [{"artifact_class", "workflow_id", "count",
-        "bytes"}], "kept": {reason: artifacts}}`` (`RetentionPlan.to_dict`), plus
+        "bytes"}], "kept": {reason: artifacts}, "shreds": [{"artifact_class",
+        "period_start_ms", "period_start", "period_ms", "kek_ids", "artifacts", "moves"}],
+        "shredded_artifacts", "plaintext_in_shred_mode": {class: artifacts}}``
+        (`RetentionPlan.to_dict`; shreds are the KEK lineages of shred-mode classes a sweep
+        destroys, `wf_pipeline.retention.shred`), plus
         ``"policies"`` (each workflow's effective windows and grace,
         `wf_pipeline.retention.policies.effective_windows`), ``"problems"`` (profile files
         that failed to load) and ``"apply_refused"`` (True when problems would make
@@ -86,9 +90,13 @@ def retention_apply(
 
     Returns:
         ``{"now_ms", "deleted", "bytes_freed", "tombstones_written", "groups": [{"artifact_class",
-        "workflow_id", "count", "bytes"}], "kept": {reason: artifacts}}``
+        "workflow_id", "count", "bytes"}], "kept": {reason: artifacts}, "shredded":
+        [{"artifact_class", "period_start_ms", "period_start", "period_ms", "kek_ids",
+        "artifacts", "moved", "status"}], "shredded_lineages", "shredded_artifacts",
+        "moved_keys", "deferred_lineages", "plaintext_in_shred_mode"}``
         (`RetentionResult.to_dict`) plus ``"policies"`` (as `retention_plan`); ``deleted``
-        counts artifacts, ``bytes_freed`` bytes. Only what THIS call deleted is counted (and
+        counts artifacts, ``bytes_freed`` bytes. Shredding destroys KEKs with the runtime's
+        keyring; the shredded artifacts' objects stay in the store. Only what THIS call deleted is counted (and
         emitted as telemetry): sweeps of one home run one at a time under the home's sweep
         lock (`RecordArchive.locked`, shared with `wf compact`) and the record store's
         (`RecordStore.sweep_lock`: a PostgreSQL advisory lock, for homes sharing one
@@ -96,7 +104,9 @@ def retention_apply(
 
     Raises:
         RetentionError: ``RETENTION_POLICY_UNAVAILABLE`` (a profile file failed to load;
-            nothing deleted). As `retention_plan` otherwise; a failure mid-way leaves every
+            nothing deleted). KeysError: ``KEYS_MASTER_KEY_INVALID`` (lineages are due and no
+            keyring is configured; nothing deleted), ``KEYS_MANAGER_ERROR``. As
+            `retention_plan` otherwise; a failure mid-way leaves every
             deleted object with its tombstone, and the next sweep finishes the rest.
     """
     archive = _archive(settings)
@@ -105,7 +115,9 @@ def retention_apply(
         # Planned under both locks: a sweep that waited (here, or on another machine sharing
         # a PostgreSQL record store) sees the tombstones of the one before.
         with env.records.sweep_lock():
-            result = apply_retention(env, now_ms=_clock(now_ms), on_progress=on_progress, archive=archive)
+            result = apply_retention(
+                env, now_ms=_clock(now_ms), on_progress=on_progress, archive=archive, keyring=env.keyring
+            )
         return {**result.to_dict(), "policies": effective_windows(env.catalog)}
 
 
