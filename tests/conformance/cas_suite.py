@@ -329,7 +329,7 @@ def check_concurrent_writers_in_threads(backend: CasBackend) -> None:
     for thread in readers:
         thread.join()
 
-    assert errors == []
+    assert errors == [], [f"{type(e).__name__}: {e}" for e in errors]
     assert {ref for ref in refs if ref.artifact_id == shared_id} == {ArtifactRef(shared_id, len(shared))}
     own = {digest(f"own {n} {r}".encode()) for n in range(writers) for r in range(rounds)}
     assert set(store.iter_artifact_ids()) == own | {shared_id}
