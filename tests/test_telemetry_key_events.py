@@ -70,3 +70,29 @@ def test_a_bad_key_event_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(TelemetryError) as caught:
         store.write(KEY_EVENTS, extra.empty_table())
     assert caught.value.code == TELEMETRY_SCHEMA_INVALID
+
+
+def test_kek_a_put_makes_and_kek_a_sweep_destroys_emit_rows(tmp_path, monkeypatch):
+    # The runtime's keyring records its own lifecycle: a put into a new lineage makes a KEK
+    # (create), a destroy through it (as a shred-mode sweep does) shreds its data keys (destroy).
+    from e2e_support import isolated_settings
+
+    from wf_pipeline.runtime.environment import RuntimeEnv
+    from wf_pipeline.telemetry.query import run_query
+
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    with RuntimeEnv.open(settings, workspace_dir=tmp_path) as env:
+        ref = env.cas.put(b"a rendered prompt", artifact_class="prompt_render")
+        env.cas.put(b"another rendered prompt", artifact_class="prompt_render")
+        (kek,) = [k for k in env.records.list_keks() if k.artifact_class == "prompt_render"]
+        assert env.records.data_keys_for([ref.artifact_id])[ref.artifact_id].kek_id == kek.kek_id
+        assert env.keyring is not None
+        env.keyring.destroy(kek.kek_id)
+    _, rows = run_query(
+        settings,
+        "select event, kek_id, artifact_class, state, data_keys, outcome from key_events order by event",
+    )
+    assert [tuple(row) for row in rows] == [
+        ("create", kek.kek_id, "prompt_render", "primary", 0, "ok"),
+        ("destroy", kek.kek_id, "prompt_render", "destroyed", 2, "ok"),
+    ]

@@ -90,6 +90,10 @@ class Keyring:
         default_manager: the manager new KEKs are made with.
         period_ms: the lineage period in ms (> 0).
         clock: the time in ms (default: the wall clock).
+        on_event: called as ``on_event(event, kek, data_keys)`` after this keyring makes a
+            KEK (``create``) or destroys one (``destroy``, with the data keys it shredded),
+            e.g. to record telemetry; the keyring itself records nothing. Exceptions it
+            raises propagate.
 
     Raises ``KEYS_MANAGER_UNKNOWN`` when ``default_manager`` is not in ``managers``.
     """
@@ -102,6 +106,7 @@ class Keyring:
         default_manager: str,
         period_ms: int = DEFAULT_PERIOD_MS,
         clock: Callable[[], int] = now_ms,
+        on_event: Callable[[str, KekRecord, int], None] | None = None,
     ) -> None:
         if default_manager not in managers:
             raise KeysError(
@@ -114,6 +119,7 @@ class Keyring:
         self.default_manager = default_manager
         self.period_ms = period_ms
         self.clock = clock
+        self.on_event = on_event
         self._lock = threading.Lock()
         self._keks: dict[str, tuple[KekRecord, int]] = {}
         self._primary: dict[tuple[str, int], tuple[KekRecord, int]] = {}
@@ -196,7 +202,10 @@ class Keyring:
             state="primary",
             created_at_ms=self.clock(),
         )
-        return self.records.add_kek(record)
+        stored = self.records.add_kek(record)
+        if stored.key_ref == record.key_ref and self.on_event is not None:
+            self.on_event("create", stored, 0)  # ours won: another maker's KEK is its event
+        return stored
 
     def _manager(self, kek: KekRecord) -> KeyManager:
         manager = self.managers.get(kek.manager)
@@ -530,12 +539,15 @@ class Keyring:
         kek = self._require(kek_id)
         if kek.state == "destroyed":
             return kek
+        shredded = self.records.count_data_keys().get(kek_id, 0) if self.on_event is not None else 0
         updated = self.records.update_kek(
             kek_id, expected_state=kek.state, state="destroyed", key_ref=None, destroyed_at_ms=self.clock()
         )
         if updated is None:
             return self.destroy(kek_id)  # changed meanwhile: judge the new state
         self._manager(kek).destroy_kek(kek)
+        if self.on_event is not None:
+            self.on_event("destroy", updated, shredded)
         with self._lock:
             self._keks[kek_id] = (updated, self.clock())
             self._primary.clear()

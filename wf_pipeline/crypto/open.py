@@ -31,6 +31,7 @@ from wf_pipeline.crypto.managers import (
 from wf_pipeline.crypto.store import EncryptedArtifactStore
 from wf_pipeline.errors import KEYS_MASTER_KEY_INVALID, KeysError, os_reason
 from wf_pipeline.metadata.durations import parse_duration_ms
+from wf_pipeline.metadata.records import KekRecord
 from wf_pipeline.profiles.encryption import EncryptionPolicy
 from wf_pipeline.records.protocol import RecordStore
 from wf_pipeline.records.registry import open_record_store
@@ -87,7 +88,13 @@ def _create_default_key(path: Path) -> None:
             os.fsync(handle.fileno())
 
 
-def open_keyring(settings: Settings, records: RecordStore, *, required: bool) -> Keyring | None:
+def open_keyring(
+    settings: Settings,
+    records: RecordStore,
+    *,
+    required: bool,
+    on_event: Callable[[str, KekRecord, int], None] | None = None,
+) -> Keyring | None:
     """The keyring ``settings`` configure over ``records``, or None when none is configured and none is required.
 
     Args:
@@ -95,6 +102,7 @@ def open_keyring(settings: Settings, records: RecordStore, *, required: bool) ->
         records: where KEK records and data keys live.
         required: whether some class requires encryption (`EncryptionPolicy.needs_keyring`):
             then a missing key is an error, except for a new keyring, whose home makes one.
+        on_event: the keyring's lifecycle callback (`Keyring`), e.g. telemetry.
 
     Raises ``KEYS_MASTER_KEY_INVALID`` (missing when required, malformed, or not this
     keyring's), ``KEYS_MANAGER_UNKNOWN``, ``KEYS_MANAGER_ERROR``, ``RECORD_UNAVAILABLE``.
@@ -128,17 +136,25 @@ def open_keyring(settings: Settings, records: RecordStore, *, required: bool) ->
         raise KeysError(
             KEYS_MASTER_KEY_INVALID, "WF_KEK_PERIOD must be a finite duration", source="WF_KEK_PERIOD"
         )
-    return Keyring(records, managers, default_manager=settings.key_manager, period_ms=period_ms)
+    return Keyring(
+        records, managers, default_manager=settings.key_manager, period_ms=period_ms, on_event=on_event
+    )
 
 
 def encrypted_store(
-    inner: ArtifactStore, settings: Settings, records: RecordStore, policy: EncryptionPolicy
+    inner: ArtifactStore,
+    settings: Settings,
+    records: RecordStore,
+    policy: EncryptionPolicy,
+    *,
+    on_event: Callable[[str, KekRecord, int], None] | None = None,
 ) -> EncryptedArtifactStore:
     """``inner`` wrapped so that artifacts rest per ``policy``, with the keyring ``settings`` configure.
 
-    Raises as `open_keyring` (with ``required`` from the policy).
+    ``on_event`` is the keyring's lifecycle callback. Raises as `open_keyring` (with
+    ``required`` from the policy).
     """
-    keyring = open_keyring(settings, records, required=policy.needs_keyring)
+    keyring = open_keyring(settings, records, required=policy.needs_keyring, on_event=on_event)
     return EncryptedArtifactStore(inner, policy, keyring)
 
 

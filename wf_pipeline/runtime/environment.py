@@ -12,6 +12,7 @@ from wf_pipeline.crypto.keyring import Keyring
 from wf_pipeline.crypto.open import artifact_reader, encrypted_store
 from wf_pipeline.errors import CONFIG_PROVIDER_MISSING, ConfigError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
+from wf_pipeline.metadata.records import KekRecord
 from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, Budgets
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
 from wf_pipeline.profiles.encryption import merged_policy
@@ -20,6 +21,7 @@ from wf_pipeline.records import RecordStore, open_record_store
 from wf_pipeline.retention.reads import ExpiryAwareStore
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry import DisabledTelemetryRecorder, Recorder, open_recorder
+from wf_pipeline.telemetry.recorder import record_kek_event
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,15 @@ class RuntimeEnv:
                 )
             budgets = Budgets()
             records = open_record_store(settings.records_url, schema=settings.records_schema)
+            telemetry = open_recorder(settings)
+
+            def key_event(event: str, kek: KekRecord, data_keys: int) -> None:
+                # KEKs a put makes for a new lineage, or a retention sweep shreds.
+                record_kek_event(telemetry, event, kek, data_keys=data_keys)
+
             # One CAS holds every workflow's artifacts: each class rests as its strictest profile asks.
             sealed = encrypted_store(
-                cas, settings, records, merged_policy(p.encryption for p in catalog.all())
+                cas, settings, records, merged_policy(p.encryption for p in catalog.all()), on_event=key_event
             )
             cas = sealed
             return cls(
@@ -176,7 +184,7 @@ class RuntimeEnv:
                 provider=provider or provider_from_settings(settings),
                 boundary=FrameMetadataBoundary(FRAME_KEY_REGISTRY, budgets),
                 budgets=budgets,
-                telemetry=open_recorder(settings),
+                telemetry=telemetry,
                 owns_provider=provider is None,
                 keyring=sealed.keyring,
             )

@@ -37,6 +37,7 @@ from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry import Recorder, open_recorder
 from wf_pipeline.telemetry.query import archive_location
+from wf_pipeline.telemetry.recorder import record_kek_event
 
 #: Progress callback of `rewrap_keys`: (data keys moved so far, data keys to move at the start).
 RewrapProgressCallback = Callable[[int, int], None]
@@ -81,16 +82,12 @@ def _event(
     elapsed_ms: int | None = None,
     error: WfError | None = None,
 ) -> None:
-    recorder.key_event(
-        event=event,
-        kek_id=None if kek is None else kek.kek_id,
-        artifact_class=None if kek is None else kek.artifact_class,
-        period_start_ms=None if kek is None else kek.period_start_ms,
-        manager=None if kek is None else kek.manager,
-        state=None if kek is None else kek.state,
+    record_kek_event(
+        recorder,
+        event,
+        kek,
         data_keys=data_keys,
         elapsed_ms=elapsed_ms,
-        outcome="ok" if error is None else "failed",
         error_code=None if error is None else error.code,
     )
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import pyarrow
 
 from wf_pipeline.errors import WfError
+from wf_pipeline.metadata.records import KekRecord
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.schema import (
     ARTIFACT_WRITES,
@@ -280,6 +281,43 @@ class TelemetryRecorder:
                 self._warned.add(code)
                 logger.warning("telemetry flush dropped %d rows: %s", pending, exc)
             return 0
+
+
+def record_kek_event(
+    recorder: Recorder,
+    event: str,
+    kek: KekRecord | None,
+    *,
+    data_keys: int | None = None,
+    elapsed_ms: int | None = None,
+    error_code: str | None = None,
+) -> None:
+    """Buffer the ``key_events`` row of one lifecycle event of ``kek``: ids, lineage, state and counts only.
+
+    The one place a `KekRecord` becomes a row (its ``key_ref`` never does), for the key
+    commands and for KEKs the runtime or a retention sweep makes or destroys.
+
+    Args:
+        recorder: where the row goes.
+        event: ``create``, ``rotate``, ``rewrap``, ``retire`` or ``destroy``.
+        kek: the KEK concerned, None for an event of no single KEK.
+        data_keys: data keys the event concerned; elapsed_ms: its duration in ms.
+        error_code: the code of a failed event (outcome ``failed``), None when it succeeded.
+
+    Raises nothing beyond the recorder's own checks.
+    """
+    recorder.key_event(
+        event=event,
+        kek_id=None if kek is None else kek.kek_id,
+        artifact_class=None if kek is None else kek.artifact_class,
+        period_start_ms=None if kek is None else kek.period_start_ms,
+        manager=None if kek is None else kek.manager,
+        state=None if kek is None else kek.state,
+        data_keys=data_keys,
+        elapsed_ms=elapsed_ms,
+        outcome="ok" if error_code is None else "failed",
+        error_code=error_code,
+    )
 
 
 class DisabledTelemetryRecorder:
