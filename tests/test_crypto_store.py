@@ -348,7 +348,7 @@ def test_policy_presets_levels_and_validation() -> None:
     assert policy.level("prompt_render") == "required" and policy.level("output") == "required"
     assert policy.source == "w@builtin+preset:docs_family"
     assert set(encryption_presets()) >= {"docs_family", "all_required", "plaintext"}
-    off = resolve_encryption({"default": False}, workflow_id="w")  # YAML's bare `off`
+    off = resolve_encryption({"preset": "plaintext", "default": False}, workflow_id="w")  # YAML's bare `off`
     assert off.level("anything") == "off" and not off.needs_keyring
     for block in ({"preset": "nope"}, {"prompt_render": "maybe"}, {"not_a_class": "required"}):
         with pytest.raises(WfError) as caught:
@@ -360,3 +360,73 @@ def test_sealed_envelopes_differ_for_the_same_plaintext() -> None:
     key = b"k" * 32
     artifact_id = digest(b"p")
     assert seal(key, artifact_id, "output", b"p") != seal(key, artifact_id, "output", b"p")
+
+
+# --- periods, damaged keys, defaults ---------------------------------------------------
+
+
+def test_a_changed_kek_period_makes_its_own_lineage_ids(tmp_path) -> None:
+    from wf_pipeline.crypto.keyring import kek_id_for
+
+    day = kek_id_for("output", T0, DAY, 1)
+    three_days = kek_id_for("output", T0, 3 * DAY, 1)
+    hours = kek_id_for("output", T0 + 3_600_000, 3_600_000, 2)
+    assert day == f"kek-output-{_stamp(T0)}-g1"
+    assert three_days == f"kek-output-{_stamp(T0)}-3d-g1" and three_days != day
+    assert hours.endswith("T010000-1h-g2")
+
+
+def _stamp(at_ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(at_ms / 1000, tz=UTC).strftime("%Y%m%d")
+
+
+@pytest.mark.parametrize("value", ["forever", "garbage", "0s", "30s", "-1d"])
+def test_a_bad_kek_period_is_a_config_error_naming_the_variable(tmp_path, value) -> None:
+    settings = settings_for(tmp_path, WF_KEK_PERIOD=value)
+    records = open_record_store(settings.records_url)
+    try:
+        with pytest.raises(WfError) as caught:
+            open_keyring(settings, records, required=True)
+    finally:
+        records.close()
+    assert caught.value.code == "CONFIG_BAD_VALUE" and "WF_KEK_PERIOD" in str(caught.value)
+    assert not settings.default_master_key_file.exists()  # stopped before any key was made
+
+
+def test_a_damaged_wrapped_key_is_replaced_when_the_plaintext_is_put_again(home: Home) -> None:
+    a = home.store.put(b"artifact with a damaged key", artifact_class="output")
+    b = home.store.put(b"another artifact", artifact_class="output")
+    rows = home.records.data_keys_for([a.artifact_id, b.artifact_id])
+    damaged = rows[a.artifact_id].model_copy(update={"wrapped_key": rows[b.artifact_id].wrapped_key})
+    home.records.rewrap_data_keys([damaged], expected_kek_ids={a.artifact_id: damaged.kek_id})
+    assert code_of(lambda: home.store.get(a.artifact_id)) == "CAS_DECRYPT_FAILED"
+
+    home.store.put(b"artifact with a damaged key", artifact_class="output")
+
+    assert home.store.get(a.artifact_id) == b"artifact with a damaged key"
+    assert home.store.get(b.artifact_id) == b"another artifact"
+
+
+def test_a_profile_without_an_encryption_block_keeps_prompts_sealed() -> None:
+    for block in (None, {}, {"output": "required"}):
+        policy = resolve_encryption(block, workflow_id="w")
+        assert policy.level("prompt_render") == "required" and policy.level("context_payload") == "required"
+        assert policy.source == "w@builtin+preset:standard"
+    assert resolve_encryption({"preset": "plaintext"}, workflow_id="w").needs_keyring is False
+
+
+def test_an_optional_class_read_as_itself_accepts_plaintext_while_an_unknown_reader_does_not(
+    tmp_path,
+) -> None:
+    records = open_record_store(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        policy = resolve_encryption({"preset": "docs_family", "output": "off"}, workflow_id="w")
+        h = make_home(records, open_cas((tmp_path / "cas").as_uri()), policy=policy)
+        ref = h.store.put(b"# README\n", artifact_class="output")
+        assert h.inner.read_object(ref.artifact_id) == b"# README\n"  # off: written in plaintext
+        assert h.store.get(ref.artifact_id, artifact_class="output") == b"# README\n"
+        assert code_of(lambda: h.store.get(ref.artifact_id)) == "CAS_NOT_ENCRYPTED"
+    finally:
+        records.close()

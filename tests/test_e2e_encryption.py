@@ -138,3 +138,28 @@ def test_a_wrong_master_key_stops_a_run_before_anything_is_written(tmp_path, mon
     assert (
         sorted(path.name for path in (settings.home / "cas").rglob("*") if path.is_file()) == objects_before
     )
+
+
+def test_outputs_off_still_writes_every_readme_once_and_verify_finds_them_intact(
+    tmp_path, monkeypatch
+) -> None:
+    from wf_pipeline.service import verify_cas
+
+    tree, _ = canary_tree(tmp_path / "pkg")
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    workspace = tmp_path / "ws-off"
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    document = yaml.safe_load((REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8"))
+    document["encryption"] = {"preset": "docs_family", "output": "off"}
+    (workspace / "profiles").mkdir()
+    (workspace / "profiles" / f"{WORKFLOW}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+
+    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace, out_dir=tmp_path / "out")
+
+    assert all(thread.status == "completed" for thread in summary.threads)
+    assert summary.provider_calls == 4 * len(summary.threads)  # nothing refused and run again
+    assert len(readmes(tmp_path / "out")) == 4
+    assert not (settings.home / "cas" / "quarantine").exists()
+    report = verify_cas(settings, workspace_dir=workspace)
+    assert report["corrupt"] == [] and report["missing"] == []

@@ -816,7 +816,7 @@ def _render_verify(console: Console, r: dict) -> None:
     for item in r["corrupt"]:
         print_line(
             console,
-            f"CAS_DIGEST_MISMATCH: {item['artifact_id']} ({item['size']} bytes) is corrupt; "
+            f"{item['code']}: {item['artifact_id']} ({item['size']} bytes) is corrupt; "
             f"moved to {item['quarantined_to'] or '-'}",
         )
     for artifact_id in r["missing"]:

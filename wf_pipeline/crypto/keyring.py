@@ -21,6 +21,7 @@ material for good.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from wf_pipeline.crypto.envelope import wrap_context
 from wf_pipeline.crypto.managers import KeyManager, master_key_check, verify_master_key
 from wf_pipeline.errors import (
+    CAS_DECRYPT_FAILED,
     CAS_KEY_DESTROYED,
     CAS_NOT_ENCRYPTED,
     KEYS_KEK_IN_USE,
@@ -42,8 +44,12 @@ from wf_pipeline.errors import (
 from wf_pipeline.metadata.records import DataKeyRecord, KekRecord, now_ms
 from wf_pipeline.records.protocol import RecordStore
 
+log = logging.getLogger(__name__)
+
 #: The default lineage period: one day, in ms.
 DEFAULT_PERIOD_MS = 86_400_000
+#: The shortest lineage period, in ms: one KEK per class per minute is already many.
+MIN_PERIOD_MS = 60_000
 #: The keyring-meta entry holding the master-key check (`wf_pipeline.crypto.managers.master_key_check`).
 MASTER_CHECK = "master_key_check"
 # How long (ms) a process trusts its cached view of a lineage's primary KEK; a rotation by
@@ -56,12 +62,26 @@ REWRAP_PAGE = 1_000
 
 
 def kek_id_for(artifact_class: str, period_start_ms: int, period_ms: int, generation: int) -> str:
-    """``kek-<class>-<period start>-g<generation>``: the start is ``YYYYMMDD`` for whole-day periods, else ``YYYYMMDDTHHMMSS``."""
+    """The id of a lineage's KEK: ``kek-<class>-<start>[-<period>]-g<generation>``.
+
+    The start is ``YYYYMMDD`` for whole-day periods, else ``YYYYMMDDTHHMMSS`` (UTC). The
+    period (``3d``, ``12h``, ``30m``) is named unless it is the default day, so lineages of
+    two period settings never share an id.
+    """
     start = datetime.fromtimestamp(period_start_ms / 1000, tz=UTC)
     stamp = (
         start.strftime("%Y%m%d") if period_ms % DEFAULT_PERIOD_MS == 0 else start.strftime("%Y%m%dT%H%M%S")
     )
-    return f"kek-{artifact_class}-{stamp}-g{generation}"
+    period = "" if period_ms == DEFAULT_PERIOD_MS else f"-{period_label(period_ms)}"
+    return f"kek-{artifact_class}-{stamp}{period}-g{generation}"
+
+
+def period_label(period_ms: int) -> str:
+    """A period in its largest whole unit: ``3d``, ``12h``, ``30m``, else seconds (``90s``)."""
+    for unit, size in (("d", DEFAULT_PERIOD_MS), ("h", 3_600_000), ("m", 60_000)):
+        if period_ms % size == 0:
+            return f"{period_ms // size}{unit}"
+    return f"{period_ms // 1000}s"
 
 
 @dataclass(frozen=True)
@@ -255,7 +275,7 @@ class Keyring:
                 made[artifact_id] = (data_key, row)
             stored.update(self.records.claim_data_keys(row for _, row in made.values()))
         keys: dict[str, tuple[bytes, DataKeyRecord]] = {}
-        renew: list[tuple[DataKeyRecord, KekRecord]] = []
+        renew: list[tuple[DataKeyRecord, KekRecord, bool]] = []
         current_period = self.period_start(at)
         for artifact_id in wanted:
             row = stored[artifact_id]
@@ -271,26 +291,35 @@ class Keyring:
                 or kek.period_start_ms != current_period
                 or kek.period_ms != self.period_ms
             ):
-                renew.append((row, kek))
+                renew.append((row, kek, False))
                 continue
-            keys[artifact_id] = (self._unwrap(row, kek), row)
+            try:
+                keys[artifact_id] = (self._unwrap(row, kek), row)
+            except CasError as exc:
+                if exc.code != CAS_DECRYPT_FAILED:
+                    raise
+                # The stored wrapped key is damaged; the plaintext is in hand, so the
+                # artifact is sealed again under a new data key rather than blocked for good.
+                log.warning("%s: the data key of %s is replaced on put", CAS_DECRYPT_FAILED, artifact_id)
+                renew.append((row, kek, True))
         if renew:
             keys.update(self._renew(renew, at))
         return keys
 
     def _renew(
-        self, rows: Sequence[tuple[DataKeyRecord, KekRecord]], at_ms: int
+        self, rows: Sequence[tuple[DataKeyRecord, KekRecord, bool]], at_ms: int
     ) -> dict[str, tuple[bytes, DataKeyRecord]]:
         # Move each key to the current period's primary of its class; a key whose KEK is gone
-        # cannot be moved, so the artifact (being put again) gets a new data key instead.
+        # (or that no longer unwraps: ``replace``) cannot be moved, so the artifact (being put
+        # again) gets a new data key instead.
         keys: dict[str, tuple[bytes, DataKeyRecord]] = {}
         moved: list[DataKeyRecord] = []
         expected: dict[str, str] = {}
-        for row, kek in rows:
+        for row, kek, replace in rows:
             target = self.primary_kek(row.artifact_class, at_ms)
             manager = self._manager(target)
             context = wrap_context(row.artifact_id, row.artifact_class, target.kek_id)
-            if kek.state in ("destroyed", "retired") or kek.key_ref is None:
+            if replace or kek.state in ("destroyed", "retired") or kek.key_ref is None:
                 data_key, wrapped = manager.generate_data_key(target, context)
             else:
                 data_key = self._unwrap(row, kek)

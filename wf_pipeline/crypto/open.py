@@ -19,7 +19,7 @@ from typing import Any
 
 from wf_pipeline.cas.protocol import ArtifactStore
 from wf_pipeline.cas.registry import open_cas
-from wf_pipeline.crypto.keyring import MASTER_CHECK, Keyring, check_master_key
+from wf_pipeline.crypto.keyring import MASTER_CHECK, MIN_PERIOD_MS, Keyring, check_master_key
 from wf_pipeline.crypto.managers import (
     LOCAL,
     KeyManager,
@@ -29,7 +29,14 @@ from wf_pipeline.crypto.managers import (
     parse_master_key,
 )
 from wf_pipeline.crypto.store import EncryptedArtifactStore
-from wf_pipeline.errors import KEYS_MASTER_KEY_INVALID, KeysError, os_reason
+from wf_pipeline.errors import (
+    CONFIG_BAD_VALUE,
+    KEYS_MASTER_KEY_INVALID,
+    ConfigError,
+    KeysError,
+    MetadataError,
+    os_reason,
+)
 from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.metadata.records import KekRecord
 from wf_pipeline.profiles.encryption import EncryptionPolicy
@@ -88,6 +95,31 @@ def _create_default_key(path: Path) -> None:
             os.fsync(handle.fileno())
 
 
+def kek_period_ms(settings: Settings) -> int:
+    """``WF_KEK_PERIOD`` in ms: a finite duration of at least `MIN_PERIOD_MS` (one minute).
+
+    Raises ``CONFIG_BAD_VALUE`` naming the variable and its value otherwise.
+    """
+    text = settings.kek_period
+    try:
+        period_ms = parse_duration_ms(text)
+    except MetadataError as exc:
+        raise ConfigError(
+            CONFIG_BAD_VALUE,
+            f"WF_KEK_PERIOD={text!r}: {exc.message}",
+            field="kek_period",
+            value=str(text)[:40],
+        ) from None
+    if period_ms is None or period_ms < MIN_PERIOD_MS:
+        raise ConfigError(
+            CONFIG_BAD_VALUE,
+            f"WF_KEK_PERIOD={text!r} must be a finite duration of at least 1m (one KEK lineage per class per period)",
+            field="kek_period",
+            value=str(text)[:40],
+        )
+    return period_ms
+
+
 def open_keyring(
     settings: Settings,
     records: RecordStore,
@@ -105,9 +137,11 @@ def open_keyring(
         on_event: the keyring's lifecycle callback (`Keyring`), e.g. telemetry.
 
     Raises ``KEYS_MASTER_KEY_INVALID`` (missing when required, malformed, or not this
-    keyring's), ``KEYS_MANAGER_UNKNOWN``, ``KEYS_MANAGER_ERROR``, ``RECORD_UNAVAILABLE``.
+    keyring's), ``CONFIG_BAD_VALUE`` (``WF_KEK_PERIOD``), ``KEYS_MANAGER_UNKNOWN``,
+    ``KEYS_MANAGER_ERROR``, ``RECORD_UNAVAILABLE``.
     Nothing is read or written with a key that fails the check.
     """
+    period_ms = kek_period_ms(settings)  # a bad setting stops here, before any key is made
     managers: dict[str, KeyManager] = {}
     found = master_key(settings)
     wants_local = settings.key_manager == LOCAL
@@ -131,11 +165,6 @@ def open_keyring(
             "set WF_MASTER_KEY (base64 of 32 bytes) or WF_MASTER_KEY_FILE",
             source="WF_MASTER_KEY, WF_MASTER_KEY_FILE",
         )
-    period_ms = parse_duration_ms(settings.kek_period)
-    if period_ms is None:
-        raise KeysError(
-            KEYS_MASTER_KEY_INVALID, "WF_KEK_PERIOD must be a finite duration", source="WF_KEK_PERIOD"
-        )
     return Keyring(
         records, managers, default_manager=settings.key_manager, period_ms=period_ms, on_event=on_event
     )
@@ -151,11 +180,17 @@ def encrypted_store(
 ) -> EncryptedArtifactStore:
     """``inner`` wrapped so that artifacts rest per ``policy``, with the keyring ``settings`` configure.
 
-    ``on_event`` is the keyring's lifecycle callback. Raises as `open_keyring` (with
-    ``required`` from the policy).
+    ``on_event`` is the keyring's lifecycle callback. The keyring is opened on first need
+    (`EncryptedArtifactStore.keyring`); that access raises as `open_keyring` (with
+    ``required`` from the policy). Raises nothing itself.
     """
-    keyring = open_keyring(settings, records, required=policy.needs_keyring, on_event=on_event)
-    return EncryptedArtifactStore(inner, policy, keyring)
+    return EncryptedArtifactStore(
+        inner,
+        policy,
+        open_keyring=lambda: open_keyring(
+            settings, records, required=policy.needs_keyring, on_event=on_event
+        ),
+    )
 
 
 def artifact_reader(settings: Settings) -> Callable[..., bytes]:

@@ -18,6 +18,7 @@ Reads fail closed:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
@@ -56,6 +57,7 @@ class EncryptedArtifactStore(ArtifactCodec):
         policy: per-class levels (`wf_pipeline.profiles.encryption`).
         keyring: the keyring for data keys; None when no master key or KMS is configured
             (then ``required`` classes cannot be written or read: ``KEYS_MASTER_KEY_INVALID``).
+        open_keyring: instead of ``keyring``, how to open it on first need (`keyring`).
         keyring_error: what to raise when the keyring is needed but None (the reason it
             could not be opened); default a plain ``KEYS_MASTER_KEY_INVALID``.
 
@@ -67,15 +69,34 @@ class EncryptedArtifactStore(ArtifactCodec):
         self,
         inner: ArtifactStore,
         policy: EncryptionPolicy,
-        keyring: Keyring | None,
+        keyring: Keyring | None = None,
         *,
         keyring_error: Callable[[], KeysError] | None = None,
+        open_keyring: Callable[[], Keyring | None] | None = None,
     ) -> None:
         self.inner = inner
         self.policy = policy
-        self.keyring = keyring
         self.url = inner.url
+        self._keyring = keyring
         self._keyring_error = keyring_error
+        # Opened on first need (a sealed put or read), so commands that never touch a
+        # payload (listing threads) neither need the master key nor make one.
+        self._open_keyring = open_keyring
+        self._opening = threading.Lock()
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The keyring, opened on first access when the store was given ``open_keyring``.
+
+        Raises what ``open_keyring`` raises (``KEYS_MASTER_KEY_INVALID``...); a failed open
+        is tried again at the next access.
+        """
+        if self._open_keyring is not None:
+            with self._opening:
+                if self._open_keyring is not None:
+                    self._keyring = self._open_keyring()
+                    self._open_keyring = None
+        return self._keyring
 
     def __repr__(self) -> str:
         return f"EncryptedArtifactStore({self.inner!r}, policy={self.policy.source!r})"

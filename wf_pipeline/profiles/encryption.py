@@ -18,10 +18,14 @@ Levels:
 - ``off``: written in plaintext; both are read.
 
 The profile's own keys override the preset's; the workspace layer overrides the built-in
-one by defining the profile there. One process stores artifacts of every workflow in one
-CAS, so `merged_policy` takes, per class, the strictest level any loaded profile asks for.
-A profile without an ``encryption`` block asks for nothing (``off``). Like retention, the
-policy is operational: it is left out of the code version and of thread identity.
+one by defining the profile there. A block that names no preset, and a profile with no
+``encryption`` block at all, start from the `STANDARD_PRESET` (prompts, contexts and provider
+answers required, outputs optional): encryption is on unless a profile turns it off
+explicitly (``preset: plaintext``), so a workspace copy made before the block existed never
+drops it silently. One process stores artifacts of every workflow in one CAS, so
+`merged_policy` takes, per class, the strictest level any loaded profile asks for. Like
+retention, the policy is operational: it is left out of the code version and of thread
+identity.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ LEVELS: tuple[Level, ...] = ("off", "optional", "required")
 PRESET_KEY = "preset"
 DEFAULT_KEY = "default"
 PRESETS_FILE = Path(__file__).with_name("encryption_presets.yaml")
+#: The preset a block without ``preset`` (or a profile without a block) starts from.
+STANDARD_PRESET = "standard"
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ def resolve_encryption(
     """The `EncryptionPolicy` of a profile's ``encryption`` block: the preset's levels, then the profile's.
 
     Args:
-        block: the profile's ``encryption`` mapping, or None (nothing encrypted).
+        block: the profile's ``encryption`` mapping, or None (the `STANDARD_PRESET`).
         workflow_id, layer: name the policy's ``source``.
         path: the profile file, for messages.
 
@@ -120,16 +126,13 @@ def resolve_encryption(
             or a level other than ``required``, ``optional``, ``off``.
     """
     source = f"{workflow_id}@{layer}"
-    if not block:
-        return EncryptionPolicy(source=source)
-    merged: dict[str, Any] = {}
-    preset = block.get(PRESET_KEY)
-    if preset is not None:
-        presets = encryption_presets()
-        if preset not in presets:
-            _invalid(path, PRESET_KEY, f"unknown preset {preset!r} (known: {', '.join(sorted(presets))})")
-        merged.update(presets[preset])
-        source += f"+preset:{preset}"
+    block = block or {}
+    presets = encryption_presets()
+    preset = block.get(PRESET_KEY, STANDARD_PRESET)
+    if preset not in presets:
+        _invalid(path, PRESET_KEY, f"unknown preset {preset!r} (known: {', '.join(sorted(presets))})")
+    merged: dict[str, Any] = dict(presets[preset])
+    source += f"+preset:{preset}"
     merged.update({key: value for key, value in block.items() if key != PRESET_KEY})
     known = set(known_artifact_classes())
     levels: dict[str, Level] = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 from wf_pipeline.cas import ArtifactStore, open_cas
 from wf_pipeline.crypto.keyring import Keyring
 from wf_pipeline.crypto.open import artifact_reader, encrypted_store
+from wf_pipeline.crypto.store import EncryptedArtifactStore
 from wf_pipeline.errors import CONFIG_PROVIDER_MISSING, ConfigError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
 from wf_pipeline.metadata.records import KekRecord
@@ -47,8 +48,7 @@ class RuntimeEnv:
             buffered, written at the end of each step and by `close`. Disabled unless
             `open` made it from settings (``WF_TELEMETRY``).
         owns_provider: whether `close` closes ``provider``.
-        keyring: the keyring of ``cas`` (`wf_pipeline.crypto.keyring`), None when no master
-            key or key manager is configured; retention shreds KEK lineages with it.
+        sealed: the encrypting layer of ``cas``; `keyring` is its keyring.
         interrupt: set when the run using this env is to stop (a signal reached it):
             waiting provider calls and lease waits give up, threads not started yet
             are skipped with ``RUN_INTERRUPTED``.
@@ -69,7 +69,7 @@ class RuntimeEnv:
     telemetry: Recorder = field(default_factory=DisabledTelemetryRecorder, repr=False, compare=False)
     # Whether `close` closes the provider: only one that `open` created, not one handed in.
     owns_provider: bool = field(default=False, repr=False, compare=False)
-    keyring: Keyring | None = field(default=None, repr=False, compare=False)
+    sealed: EncryptedArtifactStore | None = field(default=None, repr=False, compare=False)
     interrupt: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     # Thread ids of directories whose thread had completed, for this env's lifetime
     # (`wf_pipeline.runtime.threads.ThreadIdentity`): a parent's id then costs its children,
@@ -80,6 +80,14 @@ class RuntimeEnv:
     warned: set[str] = field(default_factory=set, repr=False, compare=False)
     provider_calls: Counter[str] = field(default_factory=Counter, init=False, repr=False, compare=False)
     _calls_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    @property
+    def keyring(self) -> Keyring | None:
+        """The keyring of ``cas`` (`wf_pipeline.crypto.keyring`), opened on first access; None
+        when no master key or key manager is configured and no class requires one. Retention
+        shreds KEK lineages with it. Raises ``KEYS_MASTER_KEY_INVALID`` as `RuntimeEnv.open`.
+        """
+        return None if self.sealed is None else self.sealed.keyring
 
     def note_provider_call(self, thread_id: str) -> None:
         """Count one provider call (one turn attempt) made through this env for ``thread_id``."""
@@ -125,12 +133,16 @@ class RuntimeEnv:
         workspace_dir: Path | None = None,
         catalog: ProfileCatalog | None = None,
         provider: Provider | None = None,
+        check_keys: bool = True,
     ) -> RuntimeEnv:
         """Open the stores and the provider that ``settings`` name.
 
         Args:
             settings: where the stores are and which provider to use.
             workspace_dir: the workspace layer of profiles (default: the current folder).
+            check_keys: open and check the keyring now (runs, sweeps: a bad master key
+                stops them before anything is read or written); False opens it on first
+                need, so commands that read records only never need the key or make one.
             catalog, provider: used as given instead of being loaded or created; a provider
                 handed in is not closed by `close`.
 
@@ -174,6 +186,8 @@ class RuntimeEnv:
             sealed = encrypted_store(
                 cas, settings, records, merged_policy(p.encryption for p in catalog.all()), on_event=key_event
             )
+            if check_keys:
+                sealed.keyring  # noqa: B018 - opens and checks the keyring before anything else
             cas = sealed
             return cls(
                 settings=settings,
@@ -186,7 +200,7 @@ class RuntimeEnv:
                 budgets=budgets,
                 telemetry=telemetry,
                 owns_provider=provider is None,
-                keyring=sealed.keyring,
+                sealed=sealed,
             )
         except BaseException:
             if records is not None:

@@ -32,7 +32,7 @@ GONE_ON_PURPOSE: frozenset[str] = frozenset({CAS_ARTIFACT_EXPIRED, CAS_KEY_DESTR
 UNUSABLE_OBJECT: frozenset[str] = frozenset({CAS_DIGEST_MISMATCH, CAS_DECRYPT_FAILED, CAS_NOT_ENCRYPTED})
 
 
-def usable_artifact(env: RuntimeEnv, artifact_id: str) -> bool:
+def usable_artifact(env: RuntimeEnv, artifact_id: str, artifact_class: str | None = None) -> bool:
     """Whether ``artifact_id`` is stored and its bytes still hash to it (read and verified).
 
     ``unusable_reason(env, artifact_id) is None``; see there for quarantine and codes.
@@ -40,6 +40,7 @@ def usable_artifact(env: RuntimeEnv, artifact_id: str) -> bool:
     Args:
         env: the runtime (its CAS is read).
         artifact_id: the artifact (``sha256:<hex>``).
+        artifact_class: its class when known (see `unusable_reason`).
 
     Returns:
         True when the object is present and intact; False when it is missing, was corrupt,
@@ -49,10 +50,10 @@ def usable_artifact(env: RuntimeEnv, artifact_id: str) -> bool:
         CasError: ``CAS_INVALID_ID``, ``CAS_BACKEND_ERROR`` (storage failures are not
             corruption: they propagate).
     """
-    return unusable_reason(env, artifact_id) is None
+    return unusable_reason(env, artifact_id, artifact_class) is None
 
 
-def unusable_reason(env: RuntimeEnv, artifact_id: str) -> str | None:
+def unusable_reason(env: RuntimeEnv, artifact_id: str, artifact_class: str | None = None) -> str | None:
     """Why ``artifact_id`` cannot be used, as an error code; None when it is stored and intact.
 
     A corrupt object, a sealed one that does not authenticate, or plaintext where
@@ -62,6 +63,8 @@ def unusable_reason(env: RuntimeEnv, artifact_id: str) -> str | None:
     Args:
         env: the runtime (its CAS is read and verified).
         artifact_id: the artifact (``sha256:<hex>``).
+        artifact_class: its class when the caller knows it (a plaintext object is refused
+            only if its class requires encryption; unknown: the strictest level applies).
 
     Returns:
         None when usable; ``CAS_ARTIFACT_EXPIRED`` when retention deleted it (a tombstone
@@ -76,7 +79,7 @@ def unusable_reason(env: RuntimeEnv, artifact_id: str) -> str | None:
             open the artifact is not the artifact's fault).
     """
     try:
-        env.cas.get(artifact_id)
+        env.cas.get(artifact_id, artifact_class=artifact_class)
     except CasError as exc:
         if exc.code == CAS_NOT_FOUND or exc.code in GONE_ON_PURPOSE:
             # Lost, or deleted or shredded on purpose: its producer runs again if needed.

@@ -16,6 +16,7 @@ from pathlib import Path
 from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_KEY_DESTROYED, CasError, WfError
 from wf_pipeline.metadata.records import ThreadRecord, TreeRecord
 from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.retention.reads import expired_error
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import unusable_reason
@@ -74,7 +75,7 @@ def write_thread_output(
     artifact_id = recorded_final_artifact_id(env, loaded, thread.thread_id)
     if artifact_id is None:
         return None
-    reason = unusable_reason(env, artifact_id)
+    reason = unusable_reason(env, artifact_id, class_of_link("output", final_output_type(loaded)))
     if reason == CAS_ARTIFACT_EXPIRED:
         raise expired_error(env.records, artifact_id) or CasError(
             reason, f"{artifact_id} was deleted by retention"

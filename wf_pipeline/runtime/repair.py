@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from wf_pipeline.errors import CAS_NOT_FOUND, CasError, WfError
+from wf_pipeline.errors import CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError, WfError
 from wf_pipeline.metadata.records import ArtifactLinkRecord, ThreadRecord
+from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import GONE_ON_PURPOSE, UNUSABLE_OBJECT, usable_artifact
 from wf_pipeline.runtime.targets import resolve_target
@@ -30,17 +31,20 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class CorruptObject:
-    """One object whose bytes no longer hash to its id.
+    """One object that cannot be used: its bytes no longer hash to its id, or (sealed) do not authenticate.
 
     Attributes:
         artifact_id: the id (``sha256:<hex>``).
-        size: the stored size in bytes.
+        size: the stored size in bytes (as read; 0 when the read told none).
         quarantined_to: where the bytes were moved (inside the store), None if they vanished.
+        code: why (`wf_pipeline.runtime.integrity.UNUSABLE_OBJECT`): ``CAS_DIGEST_MISMATCH``,
+            ``CAS_DECRYPT_FAILED`` or ``CAS_NOT_ENCRYPTED``.
     """
 
     artifact_id: str
     size: int
     quarantined_to: str | None
+    code: str = CAS_DIGEST_MISMATCH
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,18 @@ def verify_store(env: RuntimeEnv, on_progress: Progress | None = None) -> Verify
         RecordError: ``RECORD_UNAVAILABLE``.
     """
     ids = list(env.cas.iter_artifact_ids())
+    # Each object is read as the class its links give it (a plaintext object of a class that
+    # may rest in plaintext is intact); an object no record links is read at the strictest level.
+    classes = {
+        link.artifact_id: artifact_class
+        for link in env.records.list_artifact_links()
+        if (artifact_class := class_of_link(link.role, None)) is not None
+    }
     total_bytes = 0
     corrupt: list[CorruptObject] = []
     for number, artifact_id in enumerate(ids, start=1):
         try:
-            total_bytes += len(env.cas.get(artifact_id))
+            total_bytes += len(env.cas.get(artifact_id, artifact_class=classes.get(artifact_id)))
         except CasError as exc:
             if exc.code == CAS_NOT_FOUND or exc.code in GONE_ON_PURPOSE:
                 continue  # removed meanwhile (cleanup, a retention sweep, or another verify), or shredded
@@ -108,7 +119,7 @@ def verify_store(env: RuntimeEnv, on_progress: Progress | None = None) -> Verify
                 raise
             size = int(exc.details.get("actual_size") or 0)
             total_bytes += size
-            corrupt.append(CorruptObject(artifact_id, size, env.cas.quarantine(artifact_id)))
+            corrupt.append(CorruptObject(artifact_id, size, env.cas.quarantine(artifact_id), exc.code))
         if on_progress is not None:
             on_progress(number, len(ids))
     present = set(ids) - {c.artifact_id for c in corrupt}
@@ -164,7 +175,8 @@ def _outcome(
     thread_ids: tuple[str, ...],
     failures: Mapping[str, str],
 ) -> RepairOutcome:
-    if usable_artifact(env, artifact_id):
+    artifact_class = next((c for link in linked if (c := class_of_link(link.role, None)) is not None), None)
+    if usable_artifact(env, artifact_id, artifact_class):
         return RepairOutcome(artifact_id, "repaired", threads=thread_ids)
     if not linked:
         return RepairOutcome(
@@ -180,7 +192,7 @@ def _outcome(
             latest is not None
             and latest.status == "completed"
             and latest.output_artifact_id not in (None, artifact_id)
-            and usable_artifact(env, latest.output_artifact_id)
+            and usable_artifact(env, latest.output_artifact_id, artifact_class)
         ):
             return RepairOutcome(artifact_id, "replaced", threads=thread_ids)
     return RepairOutcome(

@@ -455,7 +455,8 @@ def final_artifact_id(env: RuntimeEnv, loaded: LoadedProfile, thread_id: str) ->
         CasError: ``CAS_BACKEND_ERROR``.
     """
     recorded = recorded_final_artifact_id(env, loaded, thread_id)
-    return recorded if recorded is not None and usable_artifact(env, recorded) else None
+    output_class = class_of_link("output", final_output_type(loaded))
+    return recorded if recorded is not None and usable_artifact(env, recorded, output_class) else None
 
 
 def recorded_final_artifact_id(env: RuntimeEnv, loaded: LoadedProfile, thread_id: str) -> str | None:
@@ -510,7 +511,7 @@ def context_snapshot(
         CasError: as `child_frames`; ``CAS_BACKEND_ERROR`` when the snapshot cannot be stored.
     """
     recorded = recorded_context_id(env, thread.thread_id)
-    if recorded is not None and usable_artifact(env, recorded):
+    if recorded is not None and usable_artifact(env, recorded, class_of_link("context", None)):
         return recorded
     # First turn, or the recorded snapshot is gone or corrupt: built from the tree, which
     # must still be the thread's (then the bytes, and so the id, come out the same).

@@ -253,7 +253,7 @@ def run_turn(
     history = env.records.latest_turns(thread.thread_id)
     latest = history.get(turn_id)
     if turn_is_settled(thread, latest):
-        reason = unusable_reason(env, latest.output_artifact_id)
+        reason = unusable_reason(env, latest.output_artifact_id, class_of_link("output", turn.output_type))
         if reason is None:
             return _reused_output(env, thread, turn, target, latest)
         if reason in GONE_ON_PURPOSE and _reused_whole(env, loaded, thread, turn):
@@ -383,7 +383,9 @@ def _regenerate_lost_inputs(
         upstream = history.get(producer.turn_id)
         if upstream is None or upstream.status != "completed" or upstream.output_artifact_id is None:
             continue  # not produced yet: _snapshot_inputs reports RUN_INPUT_NOT_READY
-        reason = unusable_reason(env, upstream.output_artifact_id)
+        reason = unusable_reason(
+            env, upstream.output_artifact_id, class_of_link("output", producer.output_type)
+        )
         if reason is None:
             continue
         log.warning(

@@ -36,7 +36,7 @@ def verify_cas(
 
     Returns:
         ``{"cas_url" (password masked), "checked" (objects), "bytes_checked" (bytes),
-        "corrupt": [{"artifact_id", "size" (bytes), "quarantined_to"}], "missing" (ids the
+        "corrupt": [{"artifact_id", "size" (bytes), "quarantined_to", "code"}], "missing" (ids the
         records refer to that the store lacks, e.g. quarantined earlier), "repair" (bool),
         "outcomes": [{"artifact_id", "status" (repaired | replaced | unrepaired), "reason",
         "threads"}], "unrepaired" (count), "ok"}``. ``ok`` is False when a corrupt or
@@ -59,7 +59,7 @@ def verify_cas(
         "checked": report.checked,
         "bytes_checked": report.bytes_checked,
         "corrupt": [
-            {"artifact_id": c.artifact_id, "size": c.size, "quarantined_to": c.quarantined_to}
+            {"artifact_id": c.artifact_id, "size": c.size, "quarantined_to": c.quarantined_to, "code": c.code}
             for c in report.corrupt
         ],
         "missing": list(report.missing),

@@ -112,4 +112,6 @@ def show_profile(settings: Settings, workflow_id: str, workspace_dir: Path | Non
 
 def _open_env(settings: Settings) -> RuntimeEnv:
     # The catalog comes from the one loader that registers the built-in workflows first.
-    return RuntimeEnv.open(settings, catalog=load_profiles(settings, Path.cwd()))
+    # Queries read records (and an export reads outputs): the keyring opens only if a sealed
+    # payload is read, so listing threads neither needs the master key nor makes one.
+    return RuntimeEnv.open(settings, catalog=load_profiles(settings, Path.cwd()), check_keys=False)
