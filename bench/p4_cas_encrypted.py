@@ -13,7 +13,8 @@ same disk, in a fresh temporary folder each:
 
 Prints ``P4 ratio=X`` with X = raw seconds / CAS seconds (the CAS's share of raw
 throughput; target X >= 0.5), the median of three raw/CAS pairs run back to back, and
-each side's MiB/s.
+each side's MiB/s. For scale it also gives ``plain_ratio``: the same put and verified get
+through the plain (unencrypted) store, in the same pairs.
 """
 
 from __future__ import annotations
@@ -81,19 +82,33 @@ def cas_side(root: Path, payloads: list[bytes]) -> float:
         records.close()
 
 
+def plain_side(root: Path, payloads: list[bytes]) -> float:
+    """Seconds to put and get (verified) every payload through the plain store (no encryption)."""
+    store = open_cas((root / "cas").as_uri())
+    started = time.perf_counter()
+    refs = [store.put(data) for data in payloads]
+    for ref, data in zip(refs, payloads):
+        if store.get(ref.artifact_id, size=ref.size) != data:
+            raise SystemExit("P4 plain get returned other bytes")
+    return time.perf_counter() - started
+
+
 def main() -> float:
     payloads = [os.urandom(MIB) for _ in range(ARTIFACTS)]
-    ratios, raw_rates, cas_rates = [], [], []
+    ratios, plain_ratios, raw_rates, cas_rates = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="wf-bench-p4-") as folder:
         for pair in range(PAIRS):
             raw = raw_side(Path(folder) / f"raw{pair}", payloads)
             cas = cas_side(Path(folder) / f"cas{pair}", payloads)
+            plain = plain_side(Path(folder) / f"plain{pair}", payloads)
             ratios.append(raw / cas)
+            plain_ratios.append(raw / plain)
             raw_rates.append(2 * ARTIFACTS / raw)
             cas_rates.append(2 * ARTIFACTS / cas)
     ratio = statistics.median(ratios)
     print(
-        f"P4 ratio={ratio:.2f} (median of {PAIRS}: {', '.join(f'{r:.2f}' for r in ratios)}; "
+        f"P4 ratio={ratio:.2f} plain_ratio={statistics.median(plain_ratios):.2f} "
+        f"(median of {PAIRS}: {', '.join(f'{r:.2f}' for r in ratios)}; "
         f"raw {statistics.median(raw_rates):.0f} MiB/s, encrypted CAS {statistics.median(cas_rates):.0f} MiB/s, "
         f"{ARTIFACTS} x 1 MiB written and read)",
         flush=True,

@@ -125,10 +125,10 @@ def open_envelope(data_key: bytes, artifact_id: str, artifact_class: str, blob: 
             artifact_class=artifact_class,
         )
     nonce = blob[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
+    # A view, not a slice: the ciphertext is not copied before decryption.
+    sealed = memoryview(blob)[len(MAGIC) + NONCE_BYTES :]
     try:
-        return AESGCM(data_key).decrypt(
-            nonce, blob[len(MAGIC) + NONCE_BYTES :], payload_aad(artifact_id, artifact_class)
-        )
+        return AESGCM(data_key).decrypt(nonce, sealed, payload_aad(artifact_id, artifact_class))
     except InvalidTag:
         raise CasError(
             CAS_DECRYPT_FAILED,
