@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from e2e_support import REPO_ROOT
 from keys_support import artifact_ids, keyed_home, opened
+from retention_support import ROLE_CLASSES, write_recorded_thread
 
 from wf_pipeline.cas import open_cas
 from wf_pipeline.crypto.store import EncryptedArtifactStore
@@ -26,16 +27,9 @@ from wf_pipeline.errors import (
     KeysError,
 )
 from wf_pipeline.metadata.records import (
-    ArtifactLinkRecord,
-    ThreadRecord,
-    TurnRecord,
-    artifact_link_id_for,
     now_ms,
-    thread_id_for,
-    turn_record_id_for,
 )
 from wf_pipeline.profiles.encryption import EncryptionPolicy
-from wf_pipeline.records import TurnCommit
 from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.retention.compaction import archive_threads
 from wf_pipeline.service import keys, show_thread
@@ -151,61 +145,25 @@ def _thread_with_artifacts(
     Returns the thread id and artifact id -> class.
     """
     policy = EncryptionPolicy(levels={}, default="required", source="test")
-    classes: dict[str, str] = {}
     at = now_ms() if at is None else at
-    node = f"node:{name}"
-    thread = ThreadRecord(
-        thread_id=thread_id_for(WORKFLOW, node),
-        workflow_id=WORKFLOW,
-        target_node_id=node,
-        target_key=target,
-        target_path=name,
-        status="completed",
-        created_at_ms=at,
-        updated_at_ms=at,
-        last_turn_seq=2,
-    )
     with opened(settings) as (records, keyring):
         cas = EncryptedArtifactStore(open_cas(settings.cas_url), policy, keyring)
-        for seq, turn_id in enumerate(("evidence_gather", "style_refine"), start=1):
-            render = cas.put_text(f"prompt {name} {turn_id}", artifact_class="prompt_render")
-            output = cas.put_text(f"output {name} {turn_id}", artifact_class="output")
-            classes[render.artifact_id] = "prompt_render"
-            classes[output.artifact_id] = "output"
-            records.commit_turn(
-                TurnCommit(
-                    thread=thread,
-                    turn=TurnRecord(
-                        turn_record_id=turn_record_id_for(WORKFLOW, thread.thread_id, turn_id, 1),
-                        thread_id=thread.thread_id,
-                        turn_id=turn_id,
-                        turn_seq=seq,
-                        attempt=1,
-                        status="completed",
-                        input_artifact_ids=(render.artifact_id,),
-                        output_artifact_id=output.artifact_id,
-                        started_at_ms=at,
-                        ended_at_ms=at,
-                    ),
-                    artifact_links=tuple(
-                        ArtifactLinkRecord(
-                            artifact_link_id=artifact_link_id_for(
-                                thread.thread_id, turn_id, 1, role, ref.artifact_id
-                            ),
-                            artifact_id=ref.artifact_id,
-                            thread_id=thread.thread_id,
-                            turn_id=turn_id,
-                            attempt=1,
-                            role=role,
-                            size=ref.size,
-                            created_at_ms=at,
-                        )
-                        for role, ref in (("rendered_prompt", render), ("output", output))
-                    ),
-                )
-            )
+        written = write_recorded_thread(
+            records,
+            cas,
+            workflow_id=WORKFLOW,
+            name=name,
+            turn_ids=("evidence_gather", "style_refine"),
+            at=at,
+            target_key=target,
+            roles=("rendered_prompt", "output"),
+            classes=ROLE_CLASSES,
+            texts={"rendered_prompt": "prompt {name} {turn}", "output": "output {name} {turn}"},
+            prompt_link=False,
+            frame=False,
+        )
         cas.close()
-    return thread.thread_id, classes
+    return written.thread.thread_id, written.classes
 
 
 def test_destroying_a_lineage_shreds_its_class_and_period_and_threads_show_marks_them(settings):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import record_store_location
+from retention_support import ROLE_CLASSES, write_recorded_thread
 
 from wf_pipeline.cas import ArtifactStore, MemoryArtifactStore, open_cas
 from wf_pipeline.crypto.keyring import Keyring, check_master_key
@@ -34,22 +35,13 @@ from wf_pipeline.errors import (
     ProfileError,
 )
 from wf_pipeline.metadata.records import (
-    ArtifactLinkRecord,
-    FrameRecord,
-    PromptLinkRecord,
     ThreadRecord,
-    TurnRecord,
-    artifact_link_id_for,
-    frame_id_for,
     now_ms,
-    prompt_link_id_for,
-    thread_id_for,
-    turn_record_id_for,
 )
 from wf_pipeline.profiles import Layer, ProfileCatalog, load_catalog
 from wf_pipeline.profiles.encryption import EncryptionPolicy
 from wf_pipeline.profiles.retention import resolve_retention
-from wf_pipeline.records import RecordStore, TurnCommit, open_record_store
+from wf_pipeline.records import RecordStore, open_record_store
 from wf_pipeline.retention.holds import place_hold
 from wf_pipeline.retention.reads import ExpiryAwareStore
 from wf_pipeline.retention.shred import Lineage
@@ -147,91 +139,19 @@ def write_thread(
     ``classed=False``: put without a class (sealed under the ``unclassified`` lineages).
     """
     home.clock.at = at
-    node = "node:" + name
-    thread = ThreadRecord(
-        thread_id=thread_id_for(WORKFLOW, node),
+    recorded = write_recorded_thread(
+        home.records,
+        home.raw if plain else home.cas,
         workflow_id=WORKFLOW,
-        target_node_id=node,
+        name=name,
+        turn_ids=TURNS,
+        at=at,
         target_key=name,
-        target_path=name,
         status=status,
-        created_at_ms=at,
-        updated_at_ms=at,
-        last_turn_seq=len(TURNS),
+        system_cas=home.cas,
+        classes=ROLE_CLASSES if classed else {"system_prompt": ROLE_CLASSES["system_prompt"]},
     )
-    store = home.raw if plain else home.cas
-
-    def cls(name: str) -> str | None:
-        return name if classed else None
-
-    context = store.put_text(f"context of {name}", artifact_class=cls("context_payload"))
-    system = home.cas.put_text("system prompt shared by every thread", artifact_class="prompt_render")
-    written = Written(thread, context.artifact_id, [], [], system.artifact_id)
-    for seq, turn_id in enumerate(TURNS, start=1):
-        render = store.put_text(f"prompt for {name}/{turn_id}", artifact_class=cls("prompt_render"))
-        output = store.put_text(f"output of {name}/{turn_id}", artifact_class=cls("output"))
-        written.renders.append(render.artifact_id)
-        written.outputs.append(output.artifact_id)
-        roles = (
-            ("system_prompt", system),
-            ("rendered_prompt", render),
-            ("context", context),
-            ("output", output),
-        )
-        frame = None
-        if seq == len(TURNS) and status == "completed":
-            frame = FrameRecord(
-                frame_id=frame_id_for(node, "readme", output.artifact_id),
-                node_id=node,
-                frame_type="readme",
-                artifact_id=output.artifact_id,
-                thread_id=thread.thread_id,
-                created_at_ms=at,
-            )
-        home.records.commit_turn(
-            TurnCommit(
-                thread=thread,
-                turn=TurnRecord(
-                    turn_record_id=turn_record_id_for(WORKFLOW, thread.thread_id, turn_id, 1),
-                    thread_id=thread.thread_id,
-                    turn_id=turn_id,
-                    turn_seq=seq,
-                    attempt=1,
-                    status="completed",
-                    input_artifact_ids=(context.artifact_id,),
-                    output_artifact_id=output.artifact_id,
-                    started_at_ms=at,
-                    ended_at_ms=at,
-                ),
-                prompt_link=PromptLinkRecord(
-                    prompt_link_id=prompt_link_id_for(WORKFLOW, thread.thread_id, turn_id, 1),
-                    thread_id=thread.thread_id,
-                    turn_id=turn_id,
-                    node_id=node,
-                    system_prompt_artifact_id=system.artifact_id,
-                    rendered_prompt_artifact_id=render.artifact_id,
-                    context_artifact_id=context.artifact_id,
-                    created_at_ms=at,
-                ),
-                artifact_links=tuple(
-                    ArtifactLinkRecord(
-                        artifact_link_id=artifact_link_id_for(
-                            thread.thread_id, turn_id, 1, role, ref.artifact_id
-                        ),
-                        artifact_id=ref.artifact_id,
-                        thread_id=thread.thread_id,
-                        turn_id=turn_id,
-                        attempt=1,
-                        role=role,
-                        size=ref.size,
-                        created_at_ms=at,
-                    )
-                    for role, ref in roles
-                ),
-                frame=frame,
-            )
-        )
-    return written
+    return Written(recorded.thread, recorded.context, recorded.renders, recorded.outputs, recorded.system)
 
 
 def read_code(home: Home, artifact_id: str) -> str | None:

@@ -7,24 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from retention_support import write_recorded_thread
 
 from wf_pipeline.cas import ArtifactStore, FsspecArtifactStore, MemoryArtifactStore, open_cas
 from wf_pipeline.errors import CasError
 from wf_pipeline.metadata.canonical import digest
 from wf_pipeline.metadata.records import (
-    ArtifactLinkRecord,
-    FrameRecord,
-    PromptLinkRecord,
     ThreadRecord,
-    TurnRecord,
-    artifact_link_id_for,
-    frame_id_for,
-    prompt_link_id_for,
-    thread_id_for,
-    turn_record_id_for,
 )
 from wf_pipeline.profiles import Layer, ProfileCatalog, load_catalog
-from wf_pipeline.records import MemoryRecordStore, RecordStore, TurnCommit, open_record_store
+from wf_pipeline.records import MemoryRecordStore, RecordStore, open_record_store
 from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.retention.compaction import archive_threads, sweep_orphans
 from wf_pipeline.retention.holds import place_hold, release_holds
@@ -73,89 +65,20 @@ def write_thread(
 
     Threads given the same ``target`` (partition key) supersede each other: the newest is current.
     """
-    node = "node:" + name
-    thread = ThreadRecord(
-        thread_id=thread_id_for(WORKFLOW, node),
+    recorded = write_recorded_thread(
+        env.records,
+        env.cas,
         workflow_id=WORKFLOW,
-        target_node_id=node,
+        name=name,
+        turn_ids=turns,
+        at=at,
         target_key=target,
-        target_path=name,
         status=status,
-        created_at_ms=at,
-        updated_at_ms=at,
-        last_turn_seq=len(turns),
+        step_ms=1,
     )
-    context = env.cas.put_text(f"context of {name}")
-    system = env.cas.put_text("system prompt shared by every thread")
-    written = Written(thread, context.artifact_id, [], [], "")
-    for seq, turn_id in enumerate(turns, start=1):
-        render = env.cas.put_text(f"prompt for {name}/{turn_id}")
-        output = env.cas.put_text(f"output of {name}/{turn_id}")
-        written.renders.append(render.artifact_id)
-        written.outputs.append(output.artifact_id)
-        when = at + seq
-        roles = (
-            ("system_prompt", system),
-            ("rendered_prompt", render),
-            ("context", context),
-            ("output", output),
-        )
-        frame = None
-        if seq == len(turns) and status == "completed":
-            frame = FrameRecord(
-                frame_id=frame_id_for(node, "readme", output.artifact_id),
-                node_id=node,
-                frame_type="readme",
-                artifact_id=output.artifact_id,
-                thread_id=thread.thread_id,
-                created_at_ms=when,
-            )
-        env.records.commit_turn(
-            TurnCommit(
-                thread=thread,
-                turn=TurnRecord(
-                    turn_record_id=turn_record_id_for(WORKFLOW, thread.thread_id, turn_id, 1),
-                    thread_id=thread.thread_id,
-                    turn_id=turn_id,
-                    turn_seq=seq,
-                    attempt=1,
-                    status="completed",
-                    input_artifact_ids=(context.artifact_id,),
-                    output_artifact_id=output.artifact_id,
-                    started_at_ms=when,
-                    ended_at_ms=when,
-                ),
-                prompt_link=PromptLinkRecord(
-                    prompt_link_id=prompt_link_id_for(WORKFLOW, thread.thread_id, turn_id, 1),
-                    thread_id=thread.thread_id,
-                    turn_id=turn_id,
-                    node_id=node,
-                    system_prompt_artifact_id=system.artifact_id,
-                    user_prompt_template_artifact_id=None,
-                    rendered_prompt_artifact_id=render.artifact_id,
-                    context_artifact_id=context.artifact_id,
-                    created_at_ms=when,
-                ),
-                artifact_links=tuple(
-                    ArtifactLinkRecord(
-                        artifact_link_id=artifact_link_id_for(
-                            thread.thread_id, turn_id, 1, role, ref.artifact_id
-                        ),
-                        artifact_id=ref.artifact_id,
-                        thread_id=thread.thread_id,
-                        turn_id=turn_id,
-                        attempt=1,
-                        role=role,
-                        size=ref.size,
-                        created_at_ms=when,
-                    )
-                    for role, ref in roles
-                ),
-                frame=frame,
-            )
-        )
-    written.final = written.outputs[-1]
-    return written
+    return Written(
+        recorded.thread, recorded.context, recorded.renders, recorded.outputs, recorded.outputs[-1]
+    )
 
 
 def make_env(retention: dict[str, str] | None, *, cas: ArtifactStore | None = None) -> Env:
