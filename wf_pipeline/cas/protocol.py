@@ -401,3 +401,93 @@ def batch_of(items: Iterable[bytes]) -> tuple[list[ArtifactRef], dict[str, bytes
         refs.append(ArtifactRef(artifact_id, len(data)))
         distinct.setdefault(artifact_id, data)
     return refs, distinct
+
+
+class DelegatingStore(ArtifactCodec):
+    """An `ArtifactStore` that passes every call to ``inner``; a wrapper overrides only what it changes.
+
+    Retention's expiry-aware reads and the encrypting store are such wrappers, so what
+    "passing a call through" means (every argument, the class included) is written once.
+    Attributes a backend adds beyond the protocol (a local store's root) stay reachable.
+
+    Args:
+        inner: the wrapped store.
+    """
+
+    def __init__(self, inner: ArtifactStore) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    def put(self, data: bytes, *, artifact_class: str | None = None) -> ArtifactRef:
+        """`ArtifactStore.put` of the inner store."""
+        return self.inner.put(data, artifact_class=artifact_class)
+
+    def put_many(self, items: Iterable[bytes], *, artifact_class: str | None = None) -> list[ArtifactRef]:
+        """`ArtifactStore.put_many` of the inner store."""
+        return self.inner.put_many(items, artifact_class=artifact_class)
+
+    def get(self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None) -> bytes:
+        """`ArtifactStore.get` of the inner store."""
+        return self.inner.get(artifact_id, size=size, artifact_class=artifact_class)
+
+    def stat(self, artifact_id: str) -> ArtifactRef:
+        """`ArtifactStore.stat` of the inner store."""
+        return self.inner.stat(artifact_id)
+
+    def exists(self, artifact_id: str) -> bool:
+        """`ArtifactStore.exists` of the inner store."""
+        return self.inner.exists(artifact_id)
+
+    def delete(self, artifact_id: str) -> None:
+        """`ArtifactStore.delete` of the inner store."""
+        self.inner.delete(artifact_id)
+
+    def quarantine(self, artifact_id: str) -> str | None:
+        """`ArtifactStore.quarantine` of the inner store."""
+        return self.inner.quarantine(artifact_id)
+
+    def read_object(self, artifact_id: str) -> bytes:
+        """`ArtifactStore.read_object` of the inner store (unverified stored bytes)."""
+        return self.inner.read_object(artifact_id)
+
+    def write_objects(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """`ArtifactStore.write_objects` of the inner store."""
+        self.inner.write_objects(items)
+
+    def touch_object(self, artifact_id: str) -> bool:
+        """`ArtifactStore.touch_object` of the inner store."""
+        return self.inner.touch_object(artifact_id)
+
+    def iter_artifact_ids(self) -> Iterator[str]:
+        """`ArtifactStore.iter_artifact_ids` of the inner store."""
+        return self.inner.iter_artifact_ids()
+
+    def iter_objects(self) -> Iterator[ObjectInfo]:
+        """`ArtifactStore.iter_objects` of the inner store (sizes in bytes, times in ms)."""
+        return self.inner.iter_objects()
+
+    def iter_scratch(self) -> Iterator[ScratchFile]:
+        """`ArtifactStore.iter_scratch` of the inner store."""
+        return self.inner.iter_scratch()
+
+    def delete_scratch(self, name: str) -> None:
+        """`ArtifactStore.delete_scratch` of the inner store."""
+        self.inner.delete_scratch(name)
+
+    def set_ref(self, name: str, artifact_id: str) -> None:
+        """`ArtifactStore.set_ref` of the inner store."""
+        self.inner.set_ref(name, artifact_id)
+
+    def get_ref(self, name: str) -> str:
+        """`ArtifactStore.get_ref` of the inner store."""
+        return self.inner.get_ref(name)
+
+    def close(self) -> None:
+        """Close the inner store."""
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Backend-specific extras (a local store's root, its scratch folder) stay reachable.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)

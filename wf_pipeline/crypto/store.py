@@ -19,15 +19,14 @@ Reads fail closed:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from wf_pipeline.cas.protocol import (
-    ArtifactCodec,
     ArtifactRef,
     ArtifactStore,
+    DelegatingStore,
     ObjectInfo,
-    ScratchFile,
     batch_of,
     verify,
 )
@@ -49,7 +48,7 @@ UNCLASSIFIED = "unclassified"
 _LISTING_PAGE = 1_000
 
 
-class EncryptedArtifactStore(ArtifactCodec):
+class EncryptedArtifactStore(DelegatingStore):
     """Seals artifacts of encrypted classes over any inner `ArtifactStore`.
 
     Args:
@@ -74,9 +73,8 @@ class EncryptedArtifactStore(ArtifactCodec):
         keyring_error: Callable[[], KeysError] | None = None,
         open_keyring: Callable[[], Keyring | None] | None = None,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.policy = policy
-        self.url = inner.url
         self._keyring = keyring
         self._keyring_error = keyring_error
         # Opened on first need (a sealed put or read), so commands that never touch a
@@ -164,14 +162,6 @@ class EncryptedArtifactStore(ArtifactCodec):
         except CasError:
             return False
 
-    def write_objects(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """`ArtifactStore.write_objects` of the inner store (raw stored bytes, e.g. a restore)."""
-        self.inner.write_objects(items)
-
-    def touch_object(self, artifact_id: str) -> bool:
-        """`ArtifactStore.touch_object` of the inner store."""
-        return self.inner.touch_object(artifact_id)
-
     # -- reading -------------------------------------------------------------
 
     def get(self, artifact_id: str, *, size: int | None = None, artifact_class: str | None = None) -> bytes:
@@ -208,14 +198,6 @@ class EncryptedArtifactStore(ArtifactCodec):
             )
         return verify(artifact_id, blob, size, where=self._where)
 
-    def read_object(self, artifact_id: str) -> bytes:
-        """`ArtifactStore.read_object` of the inner store: the stored bytes (an envelope for sealed artifacts)."""
-        return self.inner.read_object(artifact_id)
-
-    def exists(self, artifact_id: str) -> bool:
-        """`ArtifactStore.exists` of the inner store (not verified, not decrypted)."""
-        return self.inner.exists(artifact_id)
-
     def stat(self, artifact_id: str) -> ArtifactRef:
         """The artifact's id and plaintext size in bytes, without decrypting.
 
@@ -228,18 +210,6 @@ class EncryptedArtifactStore(ArtifactCodec):
         return ref
 
     # -- passed through --------------------------------------------------------
-
-    def delete(self, artifact_id: str) -> None:
-        """`ArtifactStore.delete` of the inner store; the data key stays (reports list shredded keys)."""
-        self.inner.delete(artifact_id)
-
-    def quarantine(self, artifact_id: str) -> str | None:
-        """`ArtifactStore.quarantine` of the inner store."""
-        return self.inner.quarantine(artifact_id)
-
-    def iter_artifact_ids(self) -> Iterator[str]:
-        """`ArtifactStore.iter_artifact_ids` of the inner store."""
-        return self.inner.iter_artifact_ids()
 
     def iter_objects(self) -> Iterator[ObjectInfo]:
         """`ArtifactStore.iter_objects` of the inner store, with plaintext sizes (bytes) for sealed artifacts.
@@ -262,26 +232,6 @@ class EncryptedArtifactStore(ArtifactCodec):
             replace(info, size=payload_size(info.size)) if info.artifact_id in sealed else info
             for info in page
         ]
-
-    def iter_scratch(self) -> Iterator[ScratchFile]:
-        """`ArtifactStore.iter_scratch` of the inner store."""
-        return self.inner.iter_scratch()
-
-    def delete_scratch(self, name: str) -> None:
-        """`ArtifactStore.delete_scratch` of the inner store."""
-        self.inner.delete_scratch(name)
-
-    def set_ref(self, name: str, artifact_id: str) -> None:
-        """`ArtifactStore.set_ref` of the inner store (refs hold ids, never payloads)."""
-        self.inner.set_ref(name, artifact_id)
-
-    def get_ref(self, name: str) -> str:
-        """`ArtifactStore.get_ref` of the inner store."""
-        return self.inner.get_ref(name)
-
-    def close(self) -> None:
-        """Close the inner store."""
-        self.inner.close()
 
     @property
     def _where(self) -> str:

@@ -12,11 +12,10 @@ by another writer) is served and listed as stored all the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from wf_pipeline.cas import ArtifactRef, ArtifactStore, ObjectInfo, ScratchFile
-from wf_pipeline.cas.protocol import ArtifactCodec
+from wf_pipeline.cas import ArtifactRef, ArtifactStore
+from wf_pipeline.cas.protocol import DelegatingStore
 from wf_pipeline.errors import CAS_ARTIFACT_EXPIRED, CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError
 from wf_pipeline.metadata.durations import format_duration_ms
 from wf_pipeline.records import RecordStore
@@ -102,7 +101,7 @@ def artifact_states(records: RecordStore, cas: ArtifactStore, artifact_ids: Iter
     return states
 
 
-class ExpiryAwareStore(ArtifactCodec):
+class ExpiryAwareStore(DelegatingStore):
     """An `ArtifactStore` that reports reads of tombstoned, missing artifacts as ``CAS_ARTIFACT_EXPIRED``.
 
     Args:
@@ -115,9 +114,8 @@ class ExpiryAwareStore(ArtifactCodec):
     """
 
     def __init__(self, inner: ArtifactStore, records: RecordStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.records = records
-        self.url = inner.url
 
     def __repr__(self) -> str:
         return f"ExpiryAwareStore({self.inner!r})"
@@ -167,61 +165,7 @@ class ExpiryAwareStore(ArtifactCodec):
         if ids and self.records.tombstones_for(ids):
             self.records.drop_tombstones(ids)
 
-    def exists(self, artifact_id: str) -> bool:
-        """`ArtifactStore.exists` of the inner store."""
-        return self.inner.exists(artifact_id)
-
-    def delete(self, artifact_id: str) -> None:
-        """`ArtifactStore.delete` of the inner store."""
-        self.inner.delete(artifact_id)
-
-    def read_object(self, artifact_id: str) -> bytes:
-        """`ArtifactStore.read_object` of the inner store (unverified stored bytes)."""
-        return self.inner.read_object(artifact_id)
-
     def write_objects(self, items: Sequence[tuple[str, bytes]]) -> None:
         """`ArtifactStore.write_objects` of the inner store; stored-again objects lose their tombstones."""
         self.inner.write_objects(items)
         self._revived(artifact_id for artifact_id, _ in items)
-
-    def touch_object(self, artifact_id: str) -> bool:
-        """`ArtifactStore.touch_object` of the inner store."""
-        return self.inner.touch_object(artifact_id)
-
-    def quarantine(self, artifact_id: str) -> str | None:
-        """`ArtifactStore.quarantine` of the inner store."""
-        return self.inner.quarantine(artifact_id)
-
-    def iter_artifact_ids(self) -> Iterator[str]:
-        """`ArtifactStore.iter_artifact_ids` of the inner store."""
-        return self.inner.iter_artifact_ids()
-
-    def iter_objects(self) -> Iterator[ObjectInfo]:
-        """`ArtifactStore.iter_objects` of the inner store (sizes in bytes, times in ms)."""
-        return self.inner.iter_objects()
-
-    def iter_scratch(self) -> Iterator[ScratchFile]:
-        """`ArtifactStore.iter_scratch` of the inner store."""
-        return self.inner.iter_scratch()
-
-    def delete_scratch(self, name: str) -> None:
-        """`ArtifactStore.delete_scratch` of the inner store."""
-        self.inner.delete_scratch(name)
-
-    def set_ref(self, name: str, artifact_id: str) -> None:
-        """`ArtifactStore.set_ref` of the inner store."""
-        self.inner.set_ref(name, artifact_id)
-
-    def get_ref(self, name: str) -> str:
-        """`ArtifactStore.get_ref` of the inner store."""
-        return self.inner.get_ref(name)
-
-    def close(self) -> None:
-        """Close the inner store (the record store is closed by its owner)."""
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # Backend-specific extras (a local store's root, its scratch folder) stay reachable.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
