@@ -194,6 +194,10 @@ def test_destroying_a_lineage_shreds_its_class_and_period_and_threads_show_marks
     assert again["destroyed"] == [] and again["already_gone"] == [f"kek-output-{_today()}-g1"]
     repeat = keys.destroy_keys(settings, f"kek-output-{_today()}-g1", confirm=True)
     assert repeat["data_keys_shredded"] == 0  # shredded once, counted once
+    assert repeat["destroyed"] == [] and repeat["already_gone"] == [f"kek-output-{_today()}-g1"]
+    for bad in ("", "nope", "x:y", "prompt-render"):
+        assert _code(lambda bad=bad: keys.create_key(settings, bad)) == "KEYS_CLASS_UNKNOWN"
+        assert _code(lambda bad=bad: keys.rotate_keys(settings, [bad])) == "KEYS_CLASS_UNKNOWN"
 
     shown = show_thread(settings, thread_id)
     states = {a["artifact_id"]: a["state"] for a in shown["artifacts"]}

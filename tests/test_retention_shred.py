@@ -455,6 +455,9 @@ def test_only_shred_mode_classes_are_shredded_the_others_are_deleted(tmp_path) -
             assert {read_code(home, a) for a in renders} == {CAS_KEY_DESTROYED}
             assert {read_code(home, a) for a in deleted} == {CAS_ARTIFACT_EXPIRED}
             assert {g.artifact_class for g in result.groups} == {"context_payload", "output"}
+            # Deleted artifacts lose their data keys: no KEK depends on them, no report lists them.
+            assert home.records.data_keys_for(deleted) == {}
+            assert set(home.records.data_keys_for(renders)) == renders
         finally:
             home.records.close()
 

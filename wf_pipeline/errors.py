@@ -712,6 +712,11 @@ RETENTION_SCOPE_UNKNOWN = _code(
 
 
 # --- keys ----------------------------------------------------------------------------------
+KEYS_CLASS_UNKNOWN = _code(
+    "KEYS_CLASS_UNKNOWN",
+    KeysError,
+    meaning="a key command names an artifact class that is neither built in nor registered by a workflow",
+)
 KEYS_CONFIRMATION_REQUIRED = _code(
     "KEYS_CONFIRMATION_REQUIRED",
     KeysError,

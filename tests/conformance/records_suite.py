@@ -1213,3 +1213,15 @@ def check_data_keys_and_keks_outlive_deleted_threads(backend: RecordBackend) -> 
     assert store.count_data_keys() == {kek.kek_id: 1}
     # A data key is no reference: an artifact only the keyring names is still an orphan.
     assert key.artifact_id not in store.referenced_artifact_ids()
+
+
+@check
+def check_drop_data_keys_removes_only_the_named_keys(backend: RecordBackend) -> None:
+    store = backend.open()
+    kept, dropped = make_data_key("kept"), make_data_key("dropped")
+    store.claim_data_keys([kept, dropped])
+    assert store.drop_data_keys([dropped.artifact_id, make_data_key("never").artifact_id]) == 1
+    assert set(store.data_keys_for([kept.artifact_id, dropped.artifact_id])) == {kept.artifact_id}
+    assert store.drop_data_keys([dropped.artifact_id]) == 0
+    assert store.drop_data_keys([]) == 0
+    assert store.count_data_keys() == {kept.kek_id: 1}

@@ -4,7 +4,7 @@ KEK records and wrapped data keys live in the record store (`KekRecord`, `DataKe
 key material stays with the KEK's key manager (`wf_pipeline.crypto.managers`).
 
 KEK granularity, chosen so that crypto-shredding is possible: one *lineage* per artifact
-class per period (``WF_KEK_PERIOD``, default one day, aligned to UTC midnight). The data
+class per period (``WF_KEK_PERIOD``, default one day; periods count from the Unix epoch). The data
 key of an artifact put during a period is wrapped by the primary KEK of its class's
 lineage for that period. Every artifact of one class and one period thus depends on that
 lineage only, and destroying the lineage's KEKs shreds exactly those artifacts. Putting an
@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,7 +112,8 @@ class Keyring:
         period_ms: the lineage period in ms (> 0).
         clock: the time in ms (default: the wall clock).
         on_event: called as ``on_event(event, kek, data_keys)`` after this keyring makes a
-            KEK (``create``) or destroys one (``destroy``, with the data keys it shredded),
+            KEK (``create``), moves keys to a lineage (``rewrap``, by `move_keys`, with the
+            keys moved) or destroys one (``destroy``, with the data keys it shredded),
             e.g. to record telemetry; the keyring itself records nothing. Exceptions it
             raises propagate.
 
@@ -486,7 +488,14 @@ class Keyring:
                 )
                 expected[row.artifact_id] = row.kek_id
             if updates:
-                moved += self.records.rewrap_data_keys(updates, expected_kek_ids=expected)
+                changed = self.records.rewrap_data_keys(updates, expected_kek_ids=expected)
+                moved += changed
+                if changed and self.on_event is not None:
+                    # Counted per target lineage, as a rewrap is: how many keys now depend on it.
+                    for kek_id, count in Counter(row.kek_id for row in updates).items():
+                        target_kek = self.kek(kek_id)
+                        if target_kek is not None:
+                            self.on_event("rewrap", target_kek, count)
         return moved
 
     def keys_under_decrypt_only(self) -> int:

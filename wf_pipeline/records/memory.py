@@ -530,6 +530,12 @@ class MemoryRecordStore:
                 moved += 1
         return moved
 
+    def drop_data_keys(self, artifact_ids: Iterable[str]) -> int:
+        """Remove the data keys of ``artifact_ids``; returns how many went."""
+        with self._contents.lock:
+            table = self._contents.tables["data_keys"]
+            return sum(1 for aid in set(artifact_ids) if table.pop((aid,), None) is not None)
+
     def count_data_keys(self) -> dict[str, int]:
         """kek_id -> how many data keys it wraps; KEKs wrapping none are absent."""
         counts: dict[str, int] = {}

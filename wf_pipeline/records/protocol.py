@@ -642,6 +642,13 @@ class RecordStore(Protocol):
         """
         ...
 
+    def drop_data_keys(self, artifact_ids: Iterable[str]) -> int:
+        """Remove the data keys of ``artifact_ids`` (their objects were deleted); returns how many went.
+
+        Ids without a data key are ignored. Raises ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
     def count_data_keys(self) -> dict[str, int]:
         """kek_id -> how many data keys it wraps (KEKs wrapping none are absent)."""
         ...

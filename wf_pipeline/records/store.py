@@ -870,6 +870,22 @@ class SqlRecordStore:
             self._upserts["rewrap_data_keys"] = cached
         return cached
 
+    def drop_data_keys(self, artifact_ids: Iterable[str]) -> int:
+        """Delete the data keys of ``artifact_ids`` in one transaction (``ID_CHUNK`` ids a statement).
+
+        Returns how many rows went. Raises ``RECORD_UNAVAILABLE``.
+        """
+        table = self._tables["data_keys"]
+        wanted = sorted(set(artifact_ids))
+        dropped = 0
+        if not wanted:
+            return 0
+        with self._writing("drop_data_keys") as conn:
+            for start in range(0, len(wanted), ID_CHUNK):
+                chunk = wanted[start : start + ID_CHUNK]
+                dropped += conn.execute(delete(table).where(table.c.artifact_id.in_(chunk))).rowcount or 0
+        return dropped
+
     def count_data_keys(self) -> dict[str, int]:
         """kek_id -> how many data keys it wraps (one ``GROUP BY``); KEKs wrapping none are absent."""
         table = self._tables["data_keys"]

@@ -161,6 +161,8 @@ def sweep_orphans(
         cas.delete(info.artifact_id)
         if on_deleted is not None:
             on_deleted(info)
+    # Their data keys go too (as retention's deletions do): no KEK keeps depending on them.
+    records.drop_data_keys(info.artifact_id for info in doomed)
     return OrphanSweep(
         scanned=scanned,
         deleted=len(doomed),

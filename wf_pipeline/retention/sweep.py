@@ -700,6 +700,9 @@ def apply_retention(
             slices = [ids[n::DELETE_WORKERS] for n in range(DELETE_WORKERS)]
             for _ in pool.map(lambda part: [env.cas.delete(i) for i in part], slices):
                 pass  # iterating re-raises the first failed delete
+            # A deleted artifact's data key goes too: nothing depends on its KEK any more (retire,
+            # reports), and a copy of the object in a backup no longer opens.
+            env.records.drop_data_keys(ids)
             for item in batch:
                 record_deletion(env, item)
                 freed += item.bytes

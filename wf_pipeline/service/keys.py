@@ -24,13 +24,16 @@ from typing import Any
 
 from wf_pipeline.crypto.keyring import Keyring
 from wf_pipeline.crypto.open import open_keyring
+from wf_pipeline.crypto.store import UNCLASSIFIED
 from wf_pipeline.errors import (
+    KEYS_CLASS_UNKNOWN,
     KEYS_CONFIRMATION_REQUIRED,
     KEYS_KEK_NOT_FOUND,
     KeysError,
     WfError,
 )
 from wf_pipeline.metadata.records import KekRecord
+from wf_pipeline.profiles.retention import known_artifact_classes
 from wf_pipeline.records.protocol import RecordStore
 from wf_pipeline.records.registry import open_record_store
 from wf_pipeline.retention.archive import RecordArchive
@@ -90,6 +93,17 @@ def _event(
         elapsed_ms=elapsed_ms,
         error_code=None if error is None else error.code,
     )
+
+
+def _check_class(name: str) -> None:
+    # Lineages exist per class the product stores: a typo would make a KEK nothing uses.
+    known = (*known_artifact_classes(), UNCLASSIFIED)
+    if name not in known:
+        raise KeysError(
+            KEYS_CLASS_UNKNOWN,
+            f"{name!r} is not an artifact class (classes: {', '.join(known)})",
+            artifact_class=str(name)[:80],
+        )
 
 
 def _elapsed(started: float) -> int:
@@ -196,9 +210,11 @@ def create_key(settings: Settings, artifact_class: str) -> dict[str, Any]:
         (nothing made, no telemetry row).
 
     Raises:
-        KeysError: ``KEYS_MASTER_KEY_INVALID``, ``KEYS_MANAGER_UNKNOWN``, ``KEYS_MANAGER_ERROR``.
+        KeysError: ``KEYS_CLASS_UNKNOWN``, ``KEYS_MASTER_KEY_INVALID``, ``KEYS_MANAGER_UNKNOWN``,
+            ``KEYS_MANAGER_ERROR``.
         RecordError: ``RECORD_*``.
     """
+    _check_class(artifact_class)
     with _keyring(settings) as (records, keyring), _events(settings) as events:
         started = time.monotonic()
         start = keyring.period_start(keyring.clock())
@@ -227,9 +243,12 @@ def rotate_keys(settings: Settings, artifact_classes: Iterable[str] | None = Non
         rewrap would move now}``.
 
     Raises:
-        KeysError: ``KEYS_MASTER_KEY_INVALID``, ``KEYS_MANAGER_ERROR``. RecordError: ``RECORD_*``.
+        KeysError: ``KEYS_CLASS_UNKNOWN``, ``KEYS_MASTER_KEY_INVALID``, ``KEYS_MANAGER_ERROR``.
+        RecordError: ``RECORD_*``.
     """
     wanted = None if artifact_classes is None else list(artifact_classes) or None
+    for name in wanted or ():
+        _check_class(name)
     with _keyring(settings) as (_, keyring), _events(settings) as events:
         started = time.monotonic()
         try:
@@ -375,7 +394,12 @@ def destroy_keys(
             gone = [k.kek_id for k in keks if k.state not in ("primary", "decrypt_only")]
         else:
             assert kek_id is not None
-            ids = [kek_id]
+            one = records.get_kek(kek_id)
+            # As for a lineage: a retired or destroyed KEK holds no material; it is left as it is.
+            if one is not None and one.state not in ("primary", "decrypt_only"):
+                ids, gone = [], [kek_id]
+            else:
+                ids = [kek_id]
         destroyed = []
         for one in ids:
             started = time.monotonic()
