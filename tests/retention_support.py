@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from wf_pipeline.cas import ArtifactStore
 from wf_pipeline.metadata.records import (
@@ -18,7 +20,9 @@ from wf_pipeline.metadata.records import (
     thread_id_for,
     turn_record_id_for,
 )
+from wf_pipeline.profiles import Layer, ProfileCatalog, load_catalog
 from wf_pipeline.records import RecordStore, TurnCommit
+from wf_pipeline.workflows import load_builtin_workflows
 
 ALL_ROLES = ("system_prompt", "rendered_prompt", "context", "output")
 # The class each role's object is put under in a home with classes (see the profiles' retention classes).
@@ -190,3 +194,15 @@ def write_recorded_thread(
             )
         )
     return written
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def catalog_with(retention: dict | None, workflow_id: str = "docs_writer_thread_v1") -> ProfileCatalog:
+    """The shipped catalog with ``workflow_id``'s retention block replaced by ``retention``."""
+    load_builtin_workflows()
+    catalog = load_catalog([Layer("builtin", REPO_ROOT)])
+    loaded = catalog.get(workflow_id)
+    changed = dataclasses.replace(loaded, profile=loaded.profile.model_copy(update={"retention": retention}))
+    return dataclasses.replace(catalog, profiles={**catalog.profiles, workflow_id: changed})

@@ -7,7 +7,6 @@ expired lineages, after moving out every artifact a safety rule keeps.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import record_store_location
-from retention_support import ROLE_CLASSES, write_recorded_thread
+from retention_support import ROLE_CLASSES, catalog_with, write_recorded_thread
 
 from wf_pipeline.cas import ArtifactStore, MemoryArtifactStore, open_cas
 from wf_pipeline.crypto.keyring import Keyring, check_master_key
@@ -74,15 +73,6 @@ class Clock:
 
     def __call__(self) -> int:
         return self.at
-
-
-def catalog_with(retention: dict | None) -> ProfileCatalog:
-    """The shipped catalog with the docs writer's retention block replaced."""
-    load_builtin_workflows()
-    catalog = load_catalog([Layer("builtin", REPO_ROOT)])
-    loaded = catalog.get(WORKFLOW)
-    changed = dataclasses.replace(loaded, profile=loaded.profile.model_copy(update={"retention": retention}))
-    return dataclasses.replace(catalog, profiles={**catalog.profiles, WORKFLOW: changed})
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from retention_support import write_recorded_thread
+from retention_support import catalog_with, write_recorded_thread
 
 from wf_pipeline.cas import ArtifactStore, FsspecArtifactStore, MemoryArtifactStore, open_cas
 from wf_pipeline.errors import CasError
@@ -15,7 +15,7 @@ from wf_pipeline.metadata.canonical import digest
 from wf_pipeline.metadata.records import (
     ThreadRecord,
 )
-from wf_pipeline.profiles import Layer, ProfileCatalog, load_catalog
+from wf_pipeline.profiles import ProfileCatalog
 from wf_pipeline.records import MemoryRecordStore, RecordStore, open_record_store
 from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.retention.compaction import archive_threads, sweep_orphans
@@ -23,22 +23,12 @@ from wf_pipeline.retention.holds import place_hold, release_holds
 from wf_pipeline.retention.reads import STORED, ExpiryAwareStore, artifact_states
 from wf_pipeline.retention.sweep import apply_retention, plan_retention
 from wf_pipeline.telemetry import DisabledTelemetryRecorder, Recorder
-from wf_pipeline.workflows import load_builtin_workflows
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = "docs_writer_thread_v1"
 T0 = 1_700_000_000_000
 SECOND, HOUR, DAY = 1_000, 3_600_000, 86_400_000
 TURNS = ("evidence_gather", "verification", "readme_struct", "style_refine")
-
-
-def catalog_with(retention: dict[str, str] | None) -> ProfileCatalog:
-    """The shipped catalog with the docs writer's retention block replaced."""
-    load_builtin_workflows()
-    catalog = load_catalog([Layer("builtin", REPO_ROOT)])
-    loaded = catalog.get(WORKFLOW)
-    changed = dataclasses.replace(loaded, profile=loaded.profile.model_copy(update={"retention": retention}))
-    return dataclasses.replace(catalog, profiles={**catalog.profiles, WORKFLOW: changed})
 
 
 @dataclass

@@ -467,12 +467,16 @@ class SqlRecordStore:
 
         Returns how many rows went. Raises ``RECORD_UNAVAILABLE``.
         """
-        table = self._tables["tombstones"]
+        return self._delete_by_artifact("drop_tombstones", "tombstones", artifact_ids)
+
+    def _delete_by_artifact(self, action: str, table_name: str, artifact_ids: Iterable[str]) -> int:
+        # Rows keyed by artifact id, deleted in one transaction, ID_CHUNK ids a statement.
+        table = self._tables[table_name]
         wanted = sorted(set(artifact_ids))
         dropped = 0
         if not wanted:
             return 0
-        with self._writing("drop_tombstones") as conn:
+        with self._writing(action) as conn:
             for start in range(0, len(wanted), ID_CHUNK):
                 chunk = wanted[start : start + ID_CHUNK]
                 dropped += conn.execute(delete(table).where(table.c.artifact_id.in_(chunk))).rowcount or 0
@@ -875,16 +879,7 @@ class SqlRecordStore:
 
         Returns how many rows went. Raises ``RECORD_UNAVAILABLE``.
         """
-        table = self._tables["data_keys"]
-        wanted = sorted(set(artifact_ids))
-        dropped = 0
-        if not wanted:
-            return 0
-        with self._writing("drop_data_keys") as conn:
-            for start in range(0, len(wanted), ID_CHUNK):
-                chunk = wanted[start : start + ID_CHUNK]
-                dropped += conn.execute(delete(table).where(table.c.artifact_id.in_(chunk))).rowcount or 0
-        return dropped
+        return self._delete_by_artifact("drop_data_keys", "data_keys", artifact_ids)
 
     def count_data_keys(self) -> dict[str, int]:
         """kek_id -> how many data keys it wraps (one ``GROUP BY``); KEKs wrapping none are absent."""
