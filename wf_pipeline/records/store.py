@@ -491,14 +491,20 @@ class SqlRecordStore:
 
     def tombstones_for(self, artifact_ids: Iterable[str]) -> dict[str, TombstoneRecord]:
         """artifact_id -> tombstone for those of ``artifact_ids`` that have one (``ID_CHUNK`` ids a query)."""
-        table = self._tables["tombstones"]
+        return self._by_artifact("tombstones_for", "tombstones", TombstoneRecord, artifact_ids)
+
+    def _by_artifact(
+        self, action: str, table_name: str, model: type[RecordT], artifact_ids: Iterable[str]
+    ) -> dict[str, RecordT]:
+        # Rows keyed by artifact id, read ID_CHUNK ids a query.
+        table = self._tables[table_name]
         wanted = sorted(set(artifact_ids))
-        found: dict[str, TombstoneRecord] = {}
+        found: dict[str, RecordT] = {}
         for start in range(0, len(wanted), ID_CHUNK):
             chunk = wanted[start : start + ID_CHUNK]
             statement = select(table).where(table.c.artifact_id.in_(chunk))
-            for tombstone in self._select("tombstones_for", TombstoneRecord, statement):
-                found[tombstone.artifact_id] = tombstone
+            for record in self._select(action, model, statement):
+                found[record.artifact_id] = record  # type: ignore[attr-defined]
         return found
 
     def list_tombstones(
@@ -752,15 +758,7 @@ class SqlRecordStore:
 
     def data_keys_for(self, artifact_ids: Iterable[str]) -> dict[str, DataKeyRecord]:
         """artifact_id -> data key, for those of ``artifact_ids`` that have one (``ID_CHUNK`` ids a query)."""
-        table = self._tables["data_keys"]
-        wanted = sorted(set(artifact_ids))
-        found: dict[str, DataKeyRecord] = {}
-        for start in range(0, len(wanted), ID_CHUNK):
-            chunk = wanted[start : start + ID_CHUNK]
-            statement = select(table).where(table.c.artifact_id.in_(chunk))
-            for key in self._select("data_keys_for", DataKeyRecord, statement):
-                found[key.artifact_id] = key
-        return found
+        return self._by_artifact("data_keys_for", "data_keys", DataKeyRecord, artifact_ids)
 
     def data_keys_under(
         self, kek_ids: Iterable[str], *, after_artifact_id: str | None = None, limit: int = 1000
