@@ -34,6 +34,7 @@ from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.retention.compaction import archive_threads
 from wf_pipeline.service import keys, show_thread
 from wf_pipeline.service.telemetry import query_telemetry
+from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.query import archive_location
 
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
@@ -274,3 +275,11 @@ def test_the_lineage_argument_is_checked_before_anything_runs():
     assert keys.lineage_problem("my:class:20261130") is None  # the class is all before the last colon
     for bad in ("output", "output:2026113", "output:20261340", ":20261130x"):
         assert keys.lineage_problem(bad) is not None
+
+
+def test_listing_and_reporting_keys_need_no_master_key_and_make_none(tmp_path):
+    settings = Settings.from_env({"WF_HOME": str(tmp_path / "home")})
+    settings.ensure_dirs()
+    assert keys.list_keys(settings)["keks"] == []
+    assert keys.keys_report(settings)["artifacts"] == []
+    assert not settings.default_master_key_file.exists()

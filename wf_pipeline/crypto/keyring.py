@@ -592,23 +592,37 @@ class Keyring:
         return updated
 
     def shredded_keys(self, *, page: int = REWRAP_PAGE) -> Iterator[DataKeyRecord]:
-        """Every data key wrapped by a destroyed KEK (its artifact is unreadable), by artifact id."""
-        destroyed = [kek.kek_id for kek in self.records.list_keks() if kek.state == "destroyed"]
-        if not destroyed:
-            return
-        after: str | None = None
-        while True:
-            rows = self.records.data_keys_under(destroyed, after_artifact_id=after, limit=page)
-            if not rows:
-                return
-            yield from rows
-            after = rows[-1].artifact_id
+        """Every data key wrapped by a destroyed KEK (its artifact is unreadable), by artifact id (`shredded_keys`)."""
+        return shredded_keys(self.records, page=page)
 
     def _require(self, kek_id: str) -> KekRecord:
         kek = self.records.get_kek(kek_id)
         if kek is None:
             raise KeysError(KEYS_KEK_NOT_FOUND, f"no KEK {kek_id!r} in the keyring", kek_id=kek_id)
         return kek
+
+
+def keys_under_decrypt_only(records: RecordStore) -> int:
+    """How many data keys are still wrapped by decrypt-only KEKs; reads records only (no key material)."""
+    counts = records.count_data_keys()
+    return sum(counts.get(kek.kek_id, 0) for kek in records.list_keks() if kek.state == "decrypt_only")
+
+
+def shredded_keys(records: RecordStore, *, page: int = REWRAP_PAGE) -> Iterator[DataKeyRecord]:
+    """Every data key wrapped by a destroyed KEK (its artifact is unreadable), by artifact id.
+
+    Reads records only, so reports need no master key. Pages of ``page`` rows.
+    """
+    destroyed = [kek.kek_id for kek in records.list_keks() if kek.state == "destroyed"]
+    if not destroyed:
+        return
+    after: str | None = None
+    while True:
+        rows = records.data_keys_under(destroyed, after_artifact_id=after, limit=page)
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].artifact_id
 
 
 def check_master_key(records: RecordStore, master_key: bytes, *, source: str) -> None:

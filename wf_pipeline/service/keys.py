@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from wf_pipeline.crypto.keyring import Keyring
+from wf_pipeline.crypto.keyring import Keyring, keys_under_decrypt_only, shredded_keys
 from wf_pipeline.crypto.open import open_keyring
 from wf_pipeline.crypto.store import UNCLASSIFIED
 from wf_pipeline.errors import (
@@ -50,6 +50,17 @@ _LINEAGE = re.compile(r"^(?P<cls>.+):(?P<day>\d{8})$")
 
 
 # --- opening ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _records(settings: Settings) -> Iterator[RecordStore]:
+    # Listing and reporting read KEK records and data-key rows only: no master key is needed,
+    # and none is made for a home that has no keyring yet.
+    records = open_record_store(settings.records_url, schema=settings.records_schema)
+    try:
+        yield records
+    finally:
+        records.close()
 
 
 @contextmanager
@@ -176,8 +187,10 @@ def _parse_lineage(text: str) -> tuple[str, int, int]:
 def list_keys(settings: Settings, artifact_class: str | None = None) -> dict[str, Any]:
     """Every KEK of the keyring (or of one class), with the data keys each wraps.
 
+    Reads records only: no master key is needed, and none is made.
+
     Args:
-        settings: the record store and master key.
+        settings: the record store.
         artifact_class: only this class's KEKs (None: all).
 
     Returns:
@@ -185,16 +198,15 @@ def list_keys(settings: Settings, artifact_class: str | None = None) -> dict[str
         by the listed KEKs, "under_decrypt_only": data keys a rewrap would move}``.
 
     Raises:
-        KeysError: ``KEYS_MASTER_KEY_INVALID``, ``KEYS_MANAGER_UNKNOWN``, ``KEYS_MANAGER_ERROR``.
         RecordError: ``RECORD_*``.
     """
-    with _keyring(settings) as (records, keyring):
+    with _records(settings) as records:
         counts = records.count_data_keys()
         keks = records.list_keks(artifact_class)
         return {
             "keks": [kek_dict(kek, counts.get(kek.kek_id, 0)) for kek in keks],
             "data_keys": sum(counts.get(kek.kek_id, 0) for kek in keks),
-            "under_decrypt_only": keyring.keys_under_decrypt_only(),
+            "under_decrypt_only": keys_under_decrypt_only(records),
         }
 
 
@@ -436,14 +448,16 @@ def keys_report(settings: Settings, *, include_archived: bool = True) -> dict[st
         [{"thread_id", "turn_id", "attempt", "role", "archived"}]}] (by artifact id)}``. Ids,
         classes and counts only.
 
+    Reads records (and the archive) only: no master key is needed, and none is made.
+
     Raises:
-        KeysError: ``KEYS_MASTER_KEY_INVALID``. RecordError: ``RECORD_*``. RetentionError:
-        ``RETENTION_ARCHIVE_ERROR`` (an archive file cannot be read).
+        RecordError: ``RECORD_*``. RetentionError: ``RETENTION_ARCHIVE_ERROR`` (an archive file
+        cannot be read).
     """
-    with _keyring(settings) as (records, keyring):
+    with _records(settings) as records:
         counts = records.count_data_keys()
         destroyed = [k for k in records.list_keks() if k.state == "destroyed"]
-        rows = list(keyring.shredded_keys())
+        rows = list(shredded_keys(records))
         wanted = {row.artifact_id for row in rows}
         links: dict[str, list[dict[str, Any]]] = {}
         if wanted:
