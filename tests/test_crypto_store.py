@@ -430,3 +430,21 @@ def test_an_optional_class_read_as_itself_accepts_plaintext_while_an_unknown_rea
         assert code_of(lambda: h.store.get(ref.artifact_id)) == "CAS_NOT_ENCRYPTED"
     finally:
         records.close()
+
+
+def test_verify_counts_shredded_objects_apart_and_never_as_intact(tmp_path, monkeypatch) -> None:
+    from e2e_support import isolated_settings
+
+    from wf_pipeline.runtime.environment import RuntimeEnv
+    from wf_pipeline.runtime.repair import verify_store
+
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    with RuntimeEnv.open(settings, workspace_dir=tmp_path) as env:
+        kept = env.cas.put(b"kept", artifact_class="output")
+        shredded = env.cas.put(b"shredded", artifact_class="prompt_render")
+        kek_id = env.records.data_keys_for([shredded.artifact_id])[shredded.artifact_id].kek_id
+        assert env.keyring is not None
+        env.keyring.destroy(kek_id)
+        report = verify_store(env)
+    assert report.shredded == (shredded.artifact_id,)
+    assert report.checked == 1 and report.bytes_checked == kept.size and report.corrupt == ()

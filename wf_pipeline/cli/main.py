@@ -812,7 +812,10 @@ def _render_synth(console: Console, r: dict) -> None:
 
 
 def _render_verify(console: Console, r: dict) -> None:
-    print_line(console, f"checked {r['checked']} objects ({r['bytes_checked']} bytes) in {r['cas_url']}")
+    shredded = f"; {r['shredded']} shredded (KEK destroyed), not checked" if r.get("shredded") else ""
+    print_line(
+        console, f"checked {r['checked']} objects ({r['bytes_checked']} bytes) in {r['cas_url']}{shredded}"
+    )
     for item in r["corrupt"]:
         print_line(
             console,

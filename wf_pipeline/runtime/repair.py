@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from wf_pipeline.errors import CAS_DIGEST_MISMATCH, CAS_NOT_FOUND, CasError, WfError
+from wf_pipeline.errors import CAS_DIGEST_MISMATCH, CAS_KEY_DESTROYED, CAS_NOT_FOUND, CasError, WfError
 from wf_pipeline.metadata.records import ArtifactLinkRecord, ThreadRecord
 from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.runtime.environment import RuntimeEnv
@@ -57,12 +57,15 @@ class VerifyReport:
         corrupt: the corrupt objects, in id order, each quarantined.
         missing: ids the records refer to that the store does not hold (lost, or
             quarantined by an earlier check or run), in id order.
+        shredded: stored objects whose KEK was destroyed (unreadable for good, on purpose),
+            in id order; not counted in ``checked``.
     """
 
     checked: int
     bytes_checked: int
     corrupt: tuple[CorruptObject, ...]
     missing: tuple[str, ...] = ()
+    shredded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,14 @@ def verify_store(env: RuntimeEnv, on_progress: Progress | None = None) -> Verify
     }
     total_bytes = 0
     corrupt: list[CorruptObject] = []
+    shredded: list[str] = []
     for number, artifact_id in enumerate(ids, start=1):
         try:
             total_bytes += len(env.cas.get(artifact_id, artifact_class=classes.get(artifact_id)))
         except CasError as exc:
+            if exc.code == CAS_KEY_DESTROYED:
+                shredded.append(artifact_id)
+                continue
             if exc.code == CAS_NOT_FOUND or exc.code in GONE_ON_PURPOSE:
                 continue  # removed meanwhile (cleanup, a retention sweep, or another verify), or shredded
             if exc.code not in UNUSABLE_OBJECT:
@@ -127,7 +134,11 @@ def verify_store(env: RuntimeEnv, on_progress: Progress | None = None) -> Verify
     # Retention deleted these on purpose: their tombstones say so, nothing is to repair.
     missing = sorted(lost - set(env.records.tombstones_for(lost)))
     return VerifyReport(
-        checked=len(ids), bytes_checked=total_bytes, corrupt=tuple(corrupt), missing=tuple(missing)
+        checked=len(ids) - len(shredded),
+        bytes_checked=total_bytes,
+        corrupt=tuple(corrupt),
+        missing=tuple(missing),
+        shredded=tuple(shredded),
     )
 
 

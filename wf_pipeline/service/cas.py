@@ -36,7 +36,8 @@ def verify_cas(
 
     Returns:
         ``{"cas_url" (password masked), "checked" (objects), "bytes_checked" (bytes),
-        "corrupt": [{"artifact_id", "size" (bytes), "quarantined_to", "code"}], "missing" (ids the
+        "corrupt": [{"artifact_id", "size" (bytes), "quarantined_to", "code"}], "shredded" (count of
+        objects whose KEK was destroyed, not checked), "missing" (ids the
         records refer to that the store lacks, e.g. quarantined earlier), "repair" (bool),
         "outcomes": [{"artifact_id", "status" (repaired | replaced | unrepaired), "reason",
         "threads"}], "unrepaired" (count), "ok"}``. ``ok`` is False when a corrupt or
@@ -63,6 +64,7 @@ def verify_cas(
             for c in report.corrupt
         ],
         "missing": list(report.missing),
+        "shredded": len(report.shredded),
         "repair": repair,
         "outcomes": [
             {"artifact_id": o.artifact_id, "status": o.status, "reason": o.reason, "threads": list(o.threads)}
