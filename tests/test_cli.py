@@ -66,8 +66,23 @@ class Sandbox:
         return json.loads(result.stdout)
 
     def cas_bytes(self, artifact_id: str) -> bytes:
-        hex_digest = artifact_id.removeprefix("sha256:")
-        return (self.home / "cas" / "objects" / hex_digest[:2] / hex_digest[2:]).read_bytes()
+        """The artifact's plaintext, opened with the home's own keyring (objects rest sealed)."""
+        from wf_pipeline.cas import open_cas
+        from wf_pipeline.crypto.open import open_keyring
+        from wf_pipeline.crypto.store import EncryptedArtifactStore
+        from wf_pipeline.profiles.encryption import EncryptionPolicy
+        from wf_pipeline.records import open_record_store
+        from wf_pipeline.settings import Settings
+
+        settings = Settings.from_env({"WF_HOME": str(self.home)})
+        records = open_record_store(settings.records_url)
+        try:
+            keyring = open_keyring(settings, records, required=False)
+            store = EncryptedArtifactStore(open_cas(settings.cas_url), EncryptionPolicy(), keyring)
+            assert store.read_object(artifact_id).startswith(b"WFE\x01")  # sealed at rest
+            return store.get(artifact_id)
+        finally:
+            records.close()
 
 
 def make_sandbox(base: Path) -> Sandbox:
