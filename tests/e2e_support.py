@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from wf_pipeline.cas import ArtifactStore, open_cas
+from wf_pipeline.crypto.open import open_keyring
+from wf_pipeline.crypto.store import EncryptedArtifactStore
+from wf_pipeline.profiles.encryption import EncryptionPolicy
+from wf_pipeline.records import open_record_store
 from wf_pipeline.settings import SETTINGS_VARIABLES, Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,3 +32,26 @@ def isolated_settings(monkeypatch, home: Path) -> Settings:
 def copy_tree(source: Path, destination: Path) -> Path:
     shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
     return destination
+
+
+@contextmanager
+def home_store(home: Path) -> Iterator[ArtifactStore]:
+    """The CAS of the home ``home`` as the product reads it: sealed objects opened with its keyring.
+
+    Objects rest encrypted (the docs writer's ``docs_family`` policy), so a test that checks
+    what a run stored reads plaintexts through this, never the files under ``cas/objects``.
+    """
+    settings = Settings.from_env({"WF_HOME": str(home)})
+    records = open_record_store(settings.records_url)
+    try:
+        keyring = open_keyring(settings, records, required=False)
+        with EncryptedArtifactStore(open_cas(settings.cas_url), EncryptionPolicy(), keyring) as store:
+            yield store
+    finally:
+        records.close()
+
+
+def cas_plaintexts(home: Path) -> dict[str, bytes]:
+    """Every artifact the home's CAS holds, opened and verified: id -> plaintext."""
+    with home_store(home) as store:
+        return {artifact_id: store.get(artifact_id) for artifact_id in store.iter_artifact_ids()}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree
+from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, home_store
 
 from wf_pipeline.errors import CONFIG_BAD_EXECUTOR_CONFIG, CONFIG_STORE_NOT_SHARED
 from wf_pipeline.runtime.targets import tree_key_for
@@ -67,22 +67,9 @@ class Sandbox:
 
     def cas_bytes(self, artifact_id: str) -> bytes:
         """The artifact's plaintext, opened with the home's own keyring (objects rest sealed)."""
-        from wf_pipeline.cas import open_cas
-        from wf_pipeline.crypto.open import open_keyring
-        from wf_pipeline.crypto.store import EncryptedArtifactStore
-        from wf_pipeline.profiles.encryption import EncryptionPolicy
-        from wf_pipeline.records import open_record_store
-        from wf_pipeline.settings import Settings
-
-        settings = Settings.from_env({"WF_HOME": str(self.home)})
-        records = open_record_store(settings.records_url)
-        try:
-            keyring = open_keyring(settings, records, required=False)
-            store = EncryptedArtifactStore(open_cas(settings.cas_url), EncryptionPolicy(), keyring)
+        with home_store(self.home) as store:
             assert store.read_object(artifact_id).startswith(b"WFE\x01")  # sealed at rest
             return store.get(artifact_id)
-        finally:
-            records.close()
 
 
 def make_sandbox(base: Path) -> Sandbox:

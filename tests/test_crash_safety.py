@@ -50,6 +50,7 @@ from crash_support import (
     when_file_exists,
 )
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
+from e2e_support import home_store
 
 from wf_pipeline.cas import open_cas
 from wf_pipeline.metadata.records import (
@@ -274,8 +275,12 @@ def _assert_completed_turns_kept(before: Progress, after: Progress) -> None:
 
 
 def _assert_records_consistent(home: WfHome) -> None:
+    with home_store(home.home) as cas:
+        _assert_records_consistent_in(home, cas)
+
+
+def _assert_records_consistent_in(home: WfHome, cas) -> None:
     records = open_record_store(home.records_url)
-    cas = open_cas(home.cas_root.as_uri())
     try:
         threads = records.list_threads(WORKFLOW)
         assert len(threads) == DIRECTORIES
@@ -368,7 +373,11 @@ def _referenced_ids(home: WfHome) -> set[str]:
 
 def _assert_cas_intact(home: WfHome) -> str:
     """Every object hashes to its name, nothing referenced is missing; scratch stays in tmp/."""
-    cas = open_cas(home.cas_root.as_uri())
+    with home_store(home.home) as cas:
+        return _cas_intact_in(home, cas)
+
+
+def _cas_intact_in(home: WfHome, cas) -> str:
     objects_dir = home.cas_root / "objects"
     stored = list(cas.iter_artifact_ids())
     for artifact_id in stored:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from e2e_support import SAMPLE_REPO, copy_tree, isolated_settings
+from e2e_support import SAMPLE_REPO, copy_tree, home_store, isolated_settings
 
 from wf_pipeline.compiler import open_instance
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
@@ -32,8 +32,9 @@ def tree(tmp_path):
 
 
 def _cas_object_bytes(settings, artifact_id: str) -> bytes:
-    hex_digest = artifact_id.split(":", 1)[1]
-    return (settings.home / "cas" / "objects" / hex_digest[:2] / hex_digest[2:]).read_bytes()
+    # Objects rest sealed: read through the home's keyring (the plaintext, verified).
+    with home_store(settings.home) as store:
+        return store.get(artifact_id)
 
 
 def test_sample_tree_documents_every_directory_and_reruns_for_free(settings, tree):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from deep_tree_support import DEEP_LEVELS, make_deep_tree, remove_children
-from e2e_support import REPO_ROOT
+from e2e_support import REPO_ROOT, cas_plaintexts
 
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
 WORKFLOW = "docs_writer_thread_v1"
@@ -47,7 +47,15 @@ def wf(
 
 
 def files_holding(folder: Path, needle: bytes) -> list[str]:
-    return [str(path) for path in folder.rglob("*") if path.is_file() and needle in path.read_bytes()]
+    """Where ``needle`` is found: files under ``folder``, or, for a home's CAS folder, artifacts.
+
+    A CAS's objects rest sealed, so its artifacts are read through the home's keyring; a
+    needle in a plaintext artifact is found either way.
+    """
+    found = [str(path) for path in folder.rglob("*") if path.is_file() and needle in path.read_bytes()]
+    if folder.name == "cas" and (folder.parent / "records.db").exists():
+        found += [aid for aid, data in cas_plaintexts(folder.parent).items() if needle in data]
+    return found
 
 
 @pytest.fixture

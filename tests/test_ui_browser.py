@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus
-from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree
+from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, home_store
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 from ui_support import (
     UI_ARTIFACTS,
@@ -188,7 +188,8 @@ def test_ui_shows_the_gated_graph_and_materializes_a_new_target(
     artifact_id = final.asset_materialization.metadata["artifact_id"].value
     assert artifact_id.startswith("sha256:") and artifact_id != documented_tree.previous_final_artifact
     hex_digest = artifact_id.removeprefix("sha256:")
-    stored = (documented_tree.home / "cas" / "objects" / hex_digest[:2] / hex_digest[2:]).read_bytes()
+    with home_store(documented_tree.home) as store:  # objects rest sealed: read through the keyring
+        stored = store.get(artifact_id)
     assert hashlib.sha256(stored).hexdigest() == hex_digest
     readme = stored.decode("utf-8")
     assert readme.startswith("# storage\n")
