@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -614,11 +614,18 @@ def shredded_keys(records: RecordStore, *, page: int = REWRAP_PAGE) -> Iterator[
     Reads records only, so reports need no master key. Pages of ``page`` rows.
     """
     destroyed = [kek.kek_id for kek in records.list_keks() if kek.state == "destroyed"]
-    if not destroyed:
+    return data_keys_of(records, destroyed, page=page)
+
+
+def data_keys_of(
+    records: RecordStore, kek_ids: Collection[str], *, page: int = REWRAP_PAGE
+) -> Iterator[DataKeyRecord]:
+    """Every data key wrapped by one of ``kek_ids``, by artifact id, ``page`` rows a query (keyset paging)."""
+    if not kek_ids:
         return
     after: str | None = None
     while True:
-        rows = records.data_keys_under(destroyed, after_artifact_id=after, limit=page)
+        rows = records.data_keys_under(kek_ids, after_artifact_id=after, limit=page)
         if not rows:
             return
         yield from rows

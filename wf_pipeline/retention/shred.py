@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from wf_pipeline.crypto.keyring import REWRAP_PAGE, Keyring
-from wf_pipeline.metadata.records import DataKeyRecord, KekRecord
+from wf_pipeline.crypto.keyring import Keyring, data_keys_of
+from wf_pipeline.metadata.records import KekRecord
 from wf_pipeline.profiles.retention import RetentionPolicy
 from wf_pipeline.records import RecordStore
 
@@ -175,19 +175,6 @@ def live_lineages(records: RecordStore) -> dict[Lineage, list[KekRecord]]:
         lineage: sorted(keks, key=lambda k: (k.state == "primary", k.generation))
         for lineage, keks in found.items()
     }
-
-
-def data_keys_of(records: RecordStore, kek_ids: Collection[str]) -> Iterator[DataKeyRecord]:
-    """Every data key wrapped by one of ``kek_ids``, by artifact id, a page at a time."""
-    if not kek_ids:
-        return
-    after: str | None = None
-    while True:
-        rows = records.data_keys_under(kek_ids, after_artifact_id=after, limit=REWRAP_PAGE)
-        if not rows:
-            return
-        yield from rows
-        after = rows[-1].artifact_id
 
 
 def plan_shreds(
