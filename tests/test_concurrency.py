@@ -365,7 +365,7 @@ def test_four_runs_started_together_on_fresh_homes(tmp_path):
         for run in started:
             run.process.wait(timeout=600)
         failures = [
-            (run.process.returncode, run.stderr_path.read_text()[-2000:])
+            (run.process.returncode, run.stderr_path.read_text()[-2000:], run.stdout_path.read_text()[-2000:])
             for run in started
             if run.process.returncode != 0
         ]

@@ -118,6 +118,10 @@ class KeysError(WfError):
     """The keyring: master key, key-encryption keys (KEKs), data keys and their lifecycle."""
 
 
+class SecurityError(WfError):
+    """Identities, grants, privileged reads, the audit trail, redaction and log-sink filters."""
+
+
 class ErrorCode(str):
     """One catalogue entry: a ``str`` equal to the code's name, with its facts as attributes.
 
