@@ -13,6 +13,7 @@ identity is decided when its turn runs (its level starts), from the records then
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import usable_artifact
+from wf_pipeline.runtime.masking import context_view
 from wf_pipeline.runtime.targets import (
     Target,
     documentable_directories,
@@ -31,6 +33,8 @@ from wf_pipeline.runtime.targets import (
     tree_root_id,
 )
 from wf_pipeline.tree import TreeScan, build_context, context_extractor, context_json_text, scan_tree
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -486,7 +490,10 @@ def context_snapshot(
     """Artifact id of the thread's context payload, built once and reused by every later turn.
 
     Reusing the recorded snapshot keeps retries and resumes on the same inputs even if the
-    tree has changed since. A recorded snapshot that is missing or corrupt (quarantined,
+    tree has changed since. A new snapshot shows every text through the masked view of
+    the profile's redaction policy (`wf_pipeline.runtime.masking`): secret-shaped values are
+    replaced by placeholders before the payload is stored or rendered into any prompt,
+    unless the profile opts ``context_payload`` out. A recorded snapshot that is missing or corrupt (quarantined,
     `usable_artifact`) is built again from the tree. A new snapshot fits the profile's
     ``artifact_policy.max_context_bytes``, with the extractor the workflow registered for
     its frame type (`wf_pipeline.tree.build_context`).
@@ -522,18 +529,31 @@ def context_snapshot(
             RUN_TARGET_CHANGED,
             f"target {target.key} changed since thread {thread.thread_id} was planned; run again",
         )
+    policy = loaded.redaction
+    view = context_view(policy)
     payload = build_context(
         scan,
         target.path,
         child_frames(env, loaded, scan, target.path),
         max_bytes=loaded.profile.artifact_policy.max_context_bytes,
         extractor=context_extractor(frame_type_of(loaded)),
+        view=view,
     )
     # The children's outputs are part of the thread's identity: a context built from
     # other outputs than the id says would be reused under the wrong id.
-    return env.cas.put_text(
-        context_json_text(payload), artifact_class=class_of_link("context", None)
-    ).artifact_id
+    stored = env.cas.put_text(context_json_text(payload), artifact_class=class_of_link("context", None))
+    if view is not None:
+        view.report(target.path, node.node_id)
+    else:
+        log.warning(
+            "context %s of thread %s is stored and sent unmasked: profile %s opts context_payload "
+            "out of masking (redaction %s)",
+            stored.artifact_id,
+            thread.thread_id,
+            loaded.workflow_id,
+            policy.source,
+        )
+    return stored.artifact_id
 
 
 def unsettled_children(

@@ -1,0 +1,133 @@
+"""Secrets in the tree never reach a model or a README: the docs writer end to end through Dagster.
+
+A copy of the sample tree gets a ``.env`` with a fake cloud key and a password, a
+``config.env``, a ``settings.yaml`` and a module with a hard-coded token (all made at run
+time). With the offline and the simulated provider, neither the READMEs nor any stored
+context payload or prompt (read through the home's keyring) holds any of the values. A
+workspace copy of the profile that opts ``context_payload`` out of masking shows the values
+do flow into the stored context then, that evidence quoting them does not verify (the gate
+reads the masked view), and that the READMEs still hold none.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import string
+from pathlib import Path
+
+import pytest
+import yaml
+from e2e_support import REPO_ROOT, SAMPLE_REPO, cas_plaintexts, copy_tree, isolated_settings
+
+from wf_pipeline.providers import create_provider
+from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.runtime.queries import thread_details
+from wf_pipeline.service import run_workflow
+
+pytestmark = pytest.mark.slow
+WORKFLOW = "docs_writer_thread_v1"
+
+
+def _fake(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def _planted(tree: Path) -> dict[str, str]:
+    """Secret-shaped values written into ``tree``; name -> value (fresh every run)."""
+    values = {
+        "cloud_key": "AKIA" + _fake(string.ascii_uppercase + string.digits, 16),
+        "env_password": "pw-" + _fake(string.ascii_letters + string.digits, 14),
+        "config_password": "cfg-" + _fake(string.ascii_letters + string.digits, 14),
+        "yaml_password": "yml-" + _fake(string.ascii_letters + string.digits, 14),
+        "token": "ghp_" + _fake(string.ascii_letters + string.digits, 36),
+    }
+    (tree / ".env").write_text(
+        f"AWS_ACCESS_KEY_ID={values['cloud_key']}\nDB_PASSWORD={values['env_password']}\nDEBUG=false\n",
+        encoding="utf-8",
+    )
+    (tree / "config.env").write_text(
+        f"SMTP_PASSWORD={values['config_password']}\nPORT=2525\n", encoding="utf-8"
+    )
+    (tree / "stationkit" / "settings.yaml").write_text(
+        f"station: north\nupload:\n  password: {values['yaml_password']}\n", encoding="utf-8"
+    )
+    (tree / "stationkit" / "uploader.py").write_text(
+        '"""Upload readings to the archive."""\n\n'
+        f'GITHUB_TOKEN = "{values["token"]}"\n\n\n'
+        "def upload(readings: list[float]) -> int:\n"
+        '    """Send ``readings`` to the archive and return how many were sent."""\n'
+        "    return len(readings)\n",
+        encoding="utf-8",
+    )
+    return values
+
+
+def _leaks(data: bytes, values: dict[str, str]) -> list[str]:
+    return [name for name, value in values.items() if value.encode() in data]
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return isolated_settings(monkeypatch, tmp_path / "home")
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+
+
+def _readmes(out_dir: str) -> dict[str, bytes]:
+    return {str(path): path.read_bytes() for path in Path(out_dir).rglob("README.md")}
+
+
+@pytest.mark.parametrize("provider_name", ["offline", "simulated"])
+def test_no_secret_reaches_a_readme_or_a_stored_context(settings, tree, provider_name):
+    values = _planted(tree)
+    provider = create_provider(provider_name, {"latency_ms": "0"} if provider_name == "simulated" else {})
+    summary = run_workflow(settings, WORKFLOW, tree, provider=provider)
+    assert summary.ok, [(t.path, t.status) for t in summary.threads]
+
+    readmes = _readmes(summary.out_dir)
+    assert len(readmes) == len(summary.threads)
+    for path, data in readmes.items():
+        assert _leaks(data, values) == [], path
+    stored = cas_plaintexts(settings.home)
+    assert stored
+    for artifact_id, data in stored.items():
+        assert _leaks(data, values) == [], artifact_id
+    # The files were read, and their values replaced by placeholders.
+    masked = b"\n".join(stored.values())
+    assert b".env" in masked and b"uploader.py" in masked and b"settings.yaml" in masked
+    assert b"[secret:aws-access-key:" in masked and b"[secret:github-token:" in masked
+
+
+def _opted_out_workspace(tmp_path: Path) -> Path:
+    """A workspace layer whose copy of the shipped profile opts the context out of masking."""
+    workspace = tmp_path / "workspace"
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    document = yaml.safe_load((REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8"))
+    document["redaction"] = {"preset": "debug", "unmasked_classes": ["context_payload"]}
+    (workspace / "profiles").mkdir()
+    (workspace / "profiles" / f"{WORKFLOW}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    return workspace
+
+
+def test_an_opted_out_context_holds_the_values_but_no_evidence_or_readme_does(settings, tree, tmp_path):
+    values = _planted(tree)
+    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=_opted_out_workspace(tmp_path))
+
+    stored = b"\n".join(cas_plaintexts(settings.home).values())
+    # Unmasked, the values do reach the stored context (so the masked runs above prove something).
+    assert set(_leaks(stored, values)) == set(values)
+    # The root's claims quote .env lines with their values: the evidence gate reads the masked
+    # view, so those quotes are not found and nothing with a value enters a verified evidence map.
+    failed = {t.path: t for t in summary.threads if t.status != "completed"}
+    assert set(failed) == {"."}
+    env = RuntimeEnv.open(settings)
+    gate = thread_details(env, failed["."].thread_id)["turns"][0]["gate"]
+    assert gate["outcome"] == "fail"
+    assert {reason.split(":")[0] for reason in gate["reasons"]} == {"CLAIM_QUOTE_NOT_FOUND"}
+    for path, data in _readmes(summary.out_dir).items():
+        assert _leaks(data, values) == [], path
