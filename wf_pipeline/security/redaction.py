@@ -159,6 +159,8 @@ _NAME_VALUE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|[a-z]+(?:_[a-z]+)+")
 # Shorter hex strings are identifiers (migration revisions, abbreviated commits, colours), not
 # keys: detect-secrets' hex limit alone flags every 12-hex alembic revision id.
 _MIN_HEX_SECRET = 20
+# A pattern's group shorter than this is a label of the token, not the value (see _value_span).
+_MIN_GROUP = 4
 # Characters a plugin's match may carry around the value (its boundary groups).
 _EDGE_CHARS = " \t\r\n\"'`=:,;"
 
@@ -262,12 +264,28 @@ def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def _value_span(match: re.Match[str]) -> tuple[int, int]:
+    """The span of the value in a plugin pattern's match: its longest group, or the whole match.
+
+    A group holds the value in assignment and URL patterns (``://user:(password)@``); a
+    group at the start of the match, or of fewer than `_MIN_GROUP` characters, is a label of
+    the token (``(ghp|gho)_...``, ``glcbt-(ab_)?...``), and the token is the whole match.
+    """
+    groups = [i for i in range(1, (match.re.groups or 0) + 1) if match.group(i)]
+    if not groups:
+        return match.span()
+    longest = max(groups, key=lambda i: match.end(i) - match.start(i))
+    if match.start(longest) == match.start() or match.end(longest) - match.start(longest) < _MIN_GROUP:
+        return match.span()
+    return match.span(longest)
+
+
 def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tuple[str, int, int]]:
     """Where a fixed-format plugin's patterns match and the plugin itself accepts the value.
 
-    Positions come from the plugin's own patterns (a group's span, else the whole match,
-    trimmed of the boundary characters a pattern may take); the verdict from the plugin's
-    ``analyze_string`` on the match (the JWT plugin, for one, checks the token's form there).
+    Positions come from the plugin's own patterns (`_value_span`, trimmed of the boundary
+    characters a pattern may take); the verdict from the plugin's ``analyze_string`` on the
+    match (the JWT plugin, for one, checks the token's form there).
     """
     for plugin in _FORMAT_PLUGINS:
         hints = _HINTS.get(plugin.secret_type)
@@ -275,20 +293,18 @@ def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tu
             continue
         for pattern in plugin.denylist:
             for match in pattern.finditer(text):
-                accepted = {value.strip(_EDGE_CHARS) for value in plugin.analyze_string(match.group(0))}
-                groups = [i for i in range(1, (pattern.groups or 0) + 1) if match.group(i)] or [0]
-                for group in groups:
-                    start, end = _trimmed(text, *match.span(group))
-                    value = text[start:end]
-                    if value not in accepted:
-                        continue
-                    _, line = lines.line_at(start)
-                    if _filtered(value, line, plugin, filename):
-                        continue
-                    if plugin.secret_type == _JWT_KIND:
-                        # The plugin's pattern ends lazily, before the signature: mask it too.
-                        end = _JWT_TAIL.match(text, end).end()
-                    yield plugin.secret_type, start, end
+                accepted = [value.strip(_EDGE_CHARS) for value in plugin.analyze_string(match.group(0))]
+                start, end = _trimmed(text, *_value_span(match))
+                value = text[start:end]
+                if not value or not any(part and part in value for part in accepted):
+                    continue
+                _, line = lines.line_at(start)
+                if _filtered(value, line, plugin, filename):
+                    continue
+                if plugin.secret_type == _JWT_KIND:
+                    # The plugin's pattern ends lazily, before the signature: mask it too.
+                    end = _JWT_TAIL.match(text, end).end()
+                yield plugin.secret_type, start, end
     if "PRIVATE KEY" in text:
         for match in _PEM_BLOCK.finditer(text):
             yield _PRIVATE_KEY_KIND, match.start(), match.end()
