@@ -6,7 +6,8 @@ time). With the offline and the simulated provider, neither the READMEs nor any 
 context payload or prompt (read through the home's keyring) holds any of the values. A
 workspace copy of the profile that opts ``context_payload`` out of masking shows the values
 do flow into the stored context then, that evidence quoting them does not verify (the gate
-reads the masked view), and that the READMEs still hold none.
+reads the masked view), that the READMEs still hold none, and that each context built
+unmasked was audited.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from e2e_support import REPO_ROOT, SAMPLE_REPO, cas_plaintexts, copy_tree, isola
 from wf_pipeline.providers import create_provider
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.runtime.queries import thread_details
+from wf_pipeline.runtime.threads import recorded_context_id
+from wf_pipeline.security.audit import audit_events, verify_audit_chain
 from wf_pipeline.service import run_workflow
 
 pytestmark = pytest.mark.slow
@@ -131,3 +134,16 @@ def test_an_opted_out_context_holds_the_values_but_no_evidence_or_readme_does(se
     assert {reason.split(":")[0] for reason in gate["reasons"]} == {"CLAIM_QUOTE_NOT_FOUND"}
     for path, data in _readmes(summary.out_dir).items():
         assert _leaks(data, values) == [], path
+
+    # Every context built unmasked was audited first: one event per thread, naming the
+    # context artifact the thread's turns read and the policy that allowed it.
+    events = audit_events(env.records)
+    assert verify_audit_chain(env.records).ok
+    assert len(events) == len(summary.threads)
+    contexts = {recorded_context_id(env, t.thread_id) for t in summary.threads}
+    assert {event.artifact_ids for event in events} == {(context,) for context in contexts}
+    for event in events:
+        assert (event.outcome, event.reason_code, event.code) == ("allow", "REDACTION_OPT_OUT", None)
+        assert event.requester == f"profile:{WORKFLOW}" and event.scope["class"] == "context_payload"
+        assert event.policy_version == f"{WORKFLOW}@workspace+preset:debug"
+        assert event.bytes == len(cas_plaintexts(settings.home)[event.artifact_ids[0]])

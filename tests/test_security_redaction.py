@@ -31,7 +31,9 @@ from wf_pipeline.profiles.redaction import (
     redaction_presets,
     resolve_redaction,
 )
-from wf_pipeline.runtime.masking import context_view
+from wf_pipeline.records import open_record_store
+from wf_pipeline.runtime.masking import audit_unmasked_context, context_view
+from wf_pipeline.security.audit import audit_events
 from wf_pipeline.security.redaction import (
     PLACEHOLDER_PATTERN,
     SecretFinding,
@@ -342,3 +344,42 @@ def test_the_shipped_docs_writer_profile_names_its_preset() -> None:
     loaded = load_catalog([Layer("builtin", settings.builtin_root)]).get("docs_writer_thread_v1")
     assert loaded.profile.redaction == {"preset": "standard"}
     assert loaded.redaction.preset == "standard" and loaded.redaction.masks("context_payload")
+
+
+# --- the opt-out is audited, and fails closed ----------------------------------------------
+
+
+def test_an_unmasked_context_is_audited_and_fails_when_the_audit_cannot_be_written(tmp_path: Path) -> None:
+    policy = resolve_redaction({"unmasked_classes": ["context_payload"]}, workflow_id="w", layer="workspace")
+    context = digest_text("a context")
+    path = tmp_path / "records.db"
+    with open_record_store(f"sqlite:///{path}") as store:
+        audit_unmasked_context(
+            store,
+            policy,
+            workflow_id="w",
+            thread_id="thread:1",
+            node_id="node:1",
+            artifact_id=context,
+            size=9,
+        )
+        (event,) = audit_events(store)
+    assert (event.reason_code, event.outcome, event.artifact_ids, event.bytes) == (
+        "REDACTION_OPT_OUT",
+        "allow",
+        (context,),
+        9,
+    )
+    assert event.policy_version == "w@workspace+preset:standard"
+    with open_record_store(f"sqlite:///file:{path}?mode=ro&uri=true") as read_only:
+        with pytest.raises(WfError) as caught:
+            audit_unmasked_context(
+                read_only,
+                policy,
+                workflow_id="w",
+                thread_id="thread:2",
+                node_id="node:2",
+                artifact_id=context,
+                size=9,
+            )
+    assert caught.value.code == "AUDIT_UNAVAILABLE"

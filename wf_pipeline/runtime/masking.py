@@ -11,7 +11,14 @@ can never verify a quote that holds one.
 What is logged follows the policy (`wf_pipeline.profiles.redaction`): the count of masked
 values per context, or with ``log_findings`` each file's placeholders (kind and 8 hex of the
 value's digest, never the value); under ``hash_free_text`` the target is named by its node id,
-not its path. A context built unmasked is logged as a warning naming the policy.
+not its path.
+
+A context built unmasked (the profile opts ``context_payload`` out) is audited before it is
+stored or any provider sees it: one event in the audit trail (`wf_pipeline.security.audit`)
+names the profile as requester, reason ``REDACTION_OPT_OUT``, the workflow, thread and node
+as scope, the context artifact and its bytes, and the redaction policy as policy version.
+If the event cannot be written the turn fails with ``AUDIT_UNAVAILABLE`` and the context is
+neither stored nor sent (Vault's audit rule).
 """
 
 from __future__ import annotations
@@ -19,12 +26,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.profiles.redaction import RedactionPolicy
+from wf_pipeline.records.protocol import RecordStore
+from wf_pipeline.security.audit import append_audit_event
 from wf_pipeline.security.redaction import PLACEHOLDER_PATTERN, masked_text
 
 log = logging.getLogger(__name__)
 
 CONTEXT_PAYLOAD = "context_payload"
+#: The reason code of the audit event a context built unmasked appends.
+OPT_OUT_REASON = "REDACTION_OPT_OUT"
 
 
 @dataclass
@@ -83,3 +95,50 @@ def context_view(policy: RedactionPolicy) -> MaskingView | None:
     Raises nothing.
     """
     return MaskingView(policy) if policy.masks(CONTEXT_PAYLOAD) else None
+
+
+def audit_unmasked_context(
+    records: RecordStore,
+    policy: RedactionPolicy,
+    *,
+    workflow_id: str,
+    thread_id: str,
+    node_id: str,
+    artifact_id: str,
+    size: int,
+) -> None:
+    """Append the audit event of a context payload built unmasked, before it is stored or sent.
+
+    Args:
+        records: the record store holding the audit trail.
+        policy: the profile's redaction policy (its ``source`` is the event's policy version).
+        workflow_id, thread_id, node_id: the scope.
+        artifact_id: the context payload's artifact id (``sha256:<hex>``).
+        size: its bytes.
+
+    Raises:
+        SecurityError: ``AUDIT_UNAVAILABLE`` when the event is not written; the caller then
+            stores and sends nothing.
+    """
+    append_audit_event(
+        records,
+        requester=f"profile:{workflow_id}",
+        grant_id=None,
+        reason_code=OPT_OUT_REASON,
+        scope={"workflow": workflow_id, "thread": thread_id, "node": node_id, "class": CONTEXT_PAYLOAD},
+        artifact_ids=[artifact_id],
+        outcome="allow",
+        code=None,
+        bytes=size,
+        policy_version=policy.source,
+        now_ms=now_ms(),
+    )
+    log.warning(
+        "%s: context %s of thread %s is stored and sent unmasked: profile %s opts %s out of masking (%s)",
+        OPT_OUT_REASON,
+        artifact_id,
+        thread_id,
+        workflow_id,
+        CONTEXT_PAYLOAD,
+        policy.source,
+    )

@@ -13,18 +13,17 @@ identity is decided when its turn runs (its level starts), from the records then
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wf_pipeline.errors import RUN_TARGET_CHANGED, RUN_UNKNOWN_THREAD, RunError
-from wf_pipeline.metadata.canonical import canonical_json
+from wf_pipeline.metadata.canonical import canonical_json, canonical_text, digest
 from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_from_key
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import usable_artifact
-from wf_pipeline.runtime.masking import context_view
+from wf_pipeline.runtime.masking import audit_unmasked_context, context_view
 from wf_pipeline.runtime.targets import (
     Target,
     documentable_directories,
@@ -33,8 +32,6 @@ from wf_pipeline.runtime.targets import (
     tree_root_id,
 )
 from wf_pipeline.tree import TreeScan, build_context, context_extractor, context_json_text, scan_tree
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -493,7 +490,8 @@ def context_snapshot(
     tree has changed since. A new snapshot shows every text through the masked view of
     the profile's redaction policy (`wf_pipeline.runtime.masking`): secret-shaped values are
     replaced by placeholders before the payload is stored or rendered into any prompt,
-    unless the profile opts ``context_payload`` out. A recorded snapshot that is missing or corrupt (quarantined,
+    unless the profile opts ``context_payload`` out; such a context is audited first
+    (`wf_pipeline.runtime.masking.audit_unmasked_context`). A recorded snapshot that is missing or corrupt (quarantined,
     `usable_artifact`) is built again from the tree. A new snapshot fits the profile's
     ``artifact_policy.max_context_bytes``, with the extractor the workflow registered for
     its frame type (`wf_pipeline.tree.build_context`).
@@ -516,6 +514,8 @@ def context_snapshot(
         MetadataError: ``METADATA_BUDGET_EXCEEDED`` when even the names of the directory's
             entries are over ``max_context_bytes``.
         CasError: as `child_frames`; ``CAS_BACKEND_ERROR`` when the snapshot cannot be stored.
+        SecurityError: ``AUDIT_UNAVAILABLE`` when a context built unmasked cannot be audited
+            (nothing is stored).
     """
     recorded = recorded_context_id(env, thread.thread_id)
     if recorded is not None and usable_artifact(env, recorded, class_of_link("context", None)):
@@ -541,18 +541,22 @@ def context_snapshot(
     )
     # The children's outputs are part of the thread's identity: a context built from
     # other outputs than the id says would be reused under the wrong id.
-    stored = env.cas.put_text(context_json_text(payload), artifact_class=class_of_link("context", None))
+    text = context_json_text(payload)
+    if view is None:
+        # Opted out of masking: audited before anything is stored or sent (AUDIT_UNAVAILABLE).
+        data = canonical_text(text)
+        audit_unmasked_context(
+            env.records,
+            policy,
+            workflow_id=loaded.workflow_id,
+            thread_id=thread.thread_id,
+            node_id=node.node_id,
+            artifact_id=digest(data),
+            size=len(data),
+        )
+    stored = env.cas.put_text(text, artifact_class=class_of_link("context", None))
     if view is not None:
         view.report(target.path, node.node_id)
-    else:
-        log.warning(
-            "context %s of thread %s is stored and sent unmasked: profile %s opts context_payload "
-            "out of masking (redaction %s)",
-            stored.artifact_id,
-            thread.thread_id,
-            loaded.workflow_id,
-            policy.source,
-        )
     return stored.artifact_id
 
 
