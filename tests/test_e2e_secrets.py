@@ -15,13 +15,14 @@ from __future__ import annotations
 import secrets
 import shutil
 import string
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
 from e2e_support import REPO_ROOT, SAMPLE_REPO, cas_plaintexts, copy_tree, isolated_settings
 
-from wf_pipeline.providers import create_provider
+from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.runtime.queries import thread_details
 from wf_pipeline.runtime.threads import recorded_context_id
@@ -104,6 +105,61 @@ def test_no_secret_reaches_a_readme_or_a_stored_context(settings, tree, provider
     masked = b"\n".join(stored.values())
     assert b".env" in masked and b"uploader.py" in masked and b"settings.yaml" in masked
     assert b"[secret:aws-access-key:" in masked and b"[secret:github-token:" in masked
+
+
+class _CopyingModel:
+    """The offline provider, recording everything it is sent, whose README copies the planted files.
+
+    It stands for a model (an OpenAI-wire one) that writes secrets into its README anyway:
+    the values are not in what it was sent, so it is given the files out of band.
+    """
+
+    def __init__(self, copied: str) -> None:
+        self._inner = create_provider("offline")
+        self.provider_type = "openai"
+        self.model = "copying-model"
+        self._copied = copied
+        self._lock = threading.Lock()
+        self.sent: list[str] = []
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        with self._lock:
+            self.sent.append(
+                "\n".join([request.system_prompt, request.user_prompt, *request.inputs.values()])
+            )
+        text = self._inner.complete(request).text
+        if request.output_type == "readme_final":
+            text += "\n## Credentials\n\n" + self._copied
+        return ProviderResponse(text=text, provider_type=self.provider_type, model=self.model)
+
+
+def test_a_model_that_copies_secrets_sees_none_and_publishes_none(settings, tree):
+    values = _planted(tree)
+    # The planted files quoted as a model might quote them: fenced blocks, tagged or not.
+    model = _CopyingModel(
+        "```dotenv\n"
+        + (tree / ".env").read_text()
+        + "```\n\n```\n"
+        + (tree / "config.env").read_text()
+        + "```\n\n```yaml\n"
+        + (tree / "stationkit" / "settings.yaml").read_text()
+        + "```\n\n```python\n"
+        + (tree / "stationkit" / "uploader.py").read_text()
+        + "```\n"
+    )
+    summary = run_workflow(settings, WORKFLOW, tree, provider=model)
+    assert summary.ok, [(t.path, t.status, t.error_code) for t in summary.threads if t.status != "completed"]
+
+    # Every prompt and input the provider was sent is masked.
+    assert len(model.sent) == 4 * len(summary.threads)
+    for sent in model.sent:
+        assert _leaks(sent.encode(), values) == []
+    # The README outputs in the CAS hold what the model wrote; the written READMEs do not.
+    assert set(_leaks(b"\n".join(cas_plaintexts(settings.home).values()), values)) == set(values)
+    readmes = _readmes(summary.out_dir)
+    for path, data in readmes.items():
+        assert _leaks(data, values) == [], path
+        assert b"## Credentials" in data and b"[secret:" in data
 
 
 def _opted_out_workspace(tmp_path: Path) -> Path:

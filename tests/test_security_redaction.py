@@ -163,6 +163,19 @@ def test_env_file_passwords_and_keys_are_masked_and_plain_settings_kept(name: st
     assert masked.endswith("\nDEBUG=false\nPORT=8080\nHOST=db.internal\n")
 
 
+def test_config_quoted_in_markdown_is_read_as_its_file_type() -> None:
+    env_password, yaml_password = "pw-" + _fake(ALNUM, 12), "yml-" + _fake(ALNUM, 12)
+    readme = (
+        "# pkg\n\nSet the variables:\n\n```\n"
+        f"DB_PASSWORD={env_password}\nPORT=8080\n```\n\n```yaml\nupload:\n  password: {yaml_password}\n```\n\n"
+        "Then run `make PORT=8080`.\n"
+    )
+    for name in ("README.md", None):  # a head frame has no file name
+        masked = mask_secrets(readme, filename=name)
+        assert env_password not in masked and yaml_password not in masked
+        assert "PORT=8080\n" in masked and masked.endswith("Then run `make PORT=8080`.\n")
+
+
 def test_yaml_settings_passwords_are_masked() -> None:
     password = "s3-" + _fake(ALNUM, 10)
     text = f"station: north\nupload:\n  password: {password}\n  retries: 3\n"

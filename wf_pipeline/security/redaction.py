@@ -10,6 +10,9 @@ what masking needs and the plugins alone do not give:
 - ``.env``-style files (``.env``, ``*.env``, ``.env.*``): the ``Secret Keyword`` plugin reads
   them with its configuration-file patterns (``password=hunter2``, unquoted), as it
   reads ``.ini``, ``.cfg``, ``.yaml``, ``.toml`` and ``.properties`` files;
+- a shell-style assignment line (``DB_PASSWORD=hunter2``) is read the same way in any file,
+  and a Markdown fenced block tagged ``dotenv``, ``yaml``, ``python``... as a file of that kind
+  (a model that quotes a ``.env`` file in a README);
 - unquoted values of ``KEY=value`` and ``key: value`` lines of such configuration files are
   judged by the two high-entropy plugins' own entropy measures and limits (the plugins
   themselves only look at quoted strings, as detect-secrets' ad hoc scan would not).
@@ -150,12 +153,36 @@ _PEM_BLOCK = re.compile(
 )
 # The unquoted value of a KEY=value or key: value line of a configuration file.
 _CONFIG_VALUE = re.compile(r"^\s*(?:export\s+)?[\w.\-]+\s*[=:]\s*([^\s'\"#]+)\s*(?:#.*)?$")
+# A shell-style assignment, as in .env files, Dockerfiles and scripts: NAME=value, no spaces.
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*=\S")
 _ENV_NAME = re.compile(r"(?:^|[\\/])(?:\.env(?:\.[^\\/]*)?|[^\\/]*\.env)$")
 _CONFIG_TYPES = frozenset({FileType.YAML, FileType.CONFIG, FileType.INI, FileType.PROPERTIES, FileType.TOML})
 # A keyword's value that is itself a name (``API_KEY_ENV = "OPENAI_API_KEY"``, ``DUCKDB_KEY =
 # "telemetry_duckdb"``): an environment variable or resource name, not a secret. Only names of
 # words joined by underscores, without digits in lower case, so "hunter2" and "s3cr3t" stay secrets.
 _NAME_VALUE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|[a-z]+(?:_[a-z]+)+")
+# A fenced code block of Markdown (CommonMark: three or more backticks or tildes) and its info string.
+_FENCE = re.compile(
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[\w.+-]*)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+# Info strings -> a file name of that kind, so the block is read with that file type's patterns.
+_FENCE_FILES = {
+    "env": ".env",
+    "dotenv": ".env",
+    "ini": "settings.ini",
+    "cfg": "settings.cfg",
+    "toml": "settings.toml",
+    "yaml": "settings.yaml",
+    "yml": "settings.yaml",
+    "properties": "settings.properties",
+    "python": "module.py",
+    "py": "module.py",
+    "javascript": "module.js",
+    "js": "module.js",
+    "go": "module.go",
+    "java": "Module.java",
+}
 # Shorter hex strings are identifiers (migration revisions, abbreviated commits, colours), not
 # keys: detect-secrets' hex limit alone flags every 12-hex alembic revision id.
 _MIN_HEX_SECRET = 20
@@ -311,14 +338,20 @@ def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tu
 
 
 def _keyword_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tuple[str, int, int]]:
-    """Values the keyword plugin finds on lines that name one of its keywords."""
-    patterns = _keyword_patterns(filename)
+    """Values the keyword plugin finds on lines that name one of its keywords.
+
+    Its patterns are those for the file's type; a shell-style assignment line (`_ENV_LINE`)
+    takes the configuration patterns in any file (a ``.env`` line quoted in a README).
+    """
+    file_patterns = _keyword_patterns(filename)
     seen: set[int] = set()
     for hint in _KEYWORD_HINT.finditer(text):
         line_start, line = lines.line_at(hint.start())
         if line_start in seen:
             continue
         seen.add(line_start)
+        # A shell-style assignment (NAME=value) reads as configuration in any file.
+        patterns = keyword_plugin.CONFIG_DENYLIST_REGEX_TO_GROUP if _ENV_LINE.match(line) else file_patterns
         # The plugin's analyze_string stops at its first pattern that matches; so does this.
         for pattern, group in patterns.items():
             match = pattern.search(line)
@@ -338,7 +371,8 @@ def _entropic(plugin: HighEntropyStringsPlugin, value: str) -> bool:
 
 
 def _entropy_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tuple[str, int, int]]:
-    """Quoted strings (and unquoted configuration values) over an entropy plugin's limit."""
+    """Quoted strings, and unquoted values of configuration files and shell-style assignment
+    lines (`_ENV_LINE`), over an entropy plugin's limit."""
     for plugin in _ENTROPY:
         for match in plugin.regex.finditer(text):
             value = match.group(2)
@@ -346,10 +380,9 @@ def _entropy_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[t
                 _, line = lines.line_at(match.start())
                 if not _filtered(value, line, plugin, filename):
                     yield plugin.secret_type, match.start(2), match.end(2)
-    if not _is_config_file(filename):
-        return
+    config_file = _is_config_file(filename)
     for line_start, line in lines:
-        match = _CONFIG_VALUE.match(line)
+        match = _CONFIG_VALUE.match(line) if config_file or _ENV_LINE.match(line) else None
         if match is None:
             continue
         value = match.group(1)
@@ -361,6 +394,25 @@ def _entropy_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[t
             ):
                 yield plugin.secret_type, line_start + match.start(1), line_start + match.end(1)
                 break
+
+
+def _fenced_spans(text: str, filename: str | None) -> Iterator[tuple[str, int, int]]:
+    """In Markdown, each fenced code block whose info string names a configuration or source
+    language is read as a file of that language (a ``.env`` or ``settings.yaml`` quoted in a README).
+
+    A text without a file name (a frame, a log line, a payload) may be Markdown too.
+    """
+    if filename and not filename.lower().endswith((".md", ".markdown")):
+        return
+    if "```" not in text and "~~~" not in text:
+        return
+    for block in _FENCE.finditer(text):
+        name = _FENCE_FILES.get(block.group("info").lower())
+        if name is None:
+            continue
+        offset = block.start("body")
+        for finding in find_secrets(block.group("body"), filename=name):
+            yield finding.kind, offset + finding.start, offset + finding.end
 
 
 # When spans of different plugins cover the same characters, the most specific name wins.
@@ -396,6 +448,7 @@ def find_secrets(text: str, *, filename: str | None = None) -> list[SecretFindin
         *_format_spans(text, lines, filename),
         *_keyword_spans(text, lines, filename),
         *_entropy_spans(text, lines, filename),
+        *_fenced_spans(text, filename),
     ]
     if not spans:
         return []
