@@ -33,9 +33,10 @@ instances and calls only their pure parts (``analyze_string``, the entropy measu
 ``analyze_line`` (which consults the global settings and may call a plugin's network
 ``verify``). So it is safe from several threads at once and sends nothing anywhere.
 
-Cost: linear in the text. Each fixed-format plugin scans the whole text once; the keyword
-plugin reads only the lines that name a secret-sounding keyword; the entropy plugins read
-only quoted strings of their alphabet.
+Cost: linear in the text. Each fixed-format plugin scans the whole text once, or only the
+lines that hold a word its patterns need (`_LINE_GATES`: the credential-assignment plugins);
+the keyword plugin reads only the lines that name one of its keywords; the entropy plugins
+measure only strings long enough to pass their limit.
 """
 
 from __future__ import annotations
@@ -145,6 +146,20 @@ _HINTS: dict[str, tuple[str, ...]] = {
 # What a PEM block's body holds: base64, RFC 1421 headers ("Proc-Type: 4,ENCRYPTED"), line breaks,
 # escaped or not (a key quoted in JSON or a log line).
 _PEM_BODY = r"[A-Za-z0-9+/=:,.\- \t\r\n]|\\[rn]"
+# Plugins whose patterns match within one line and need one of these on it: they run on an
+# excerpt of those lines only (their lookbehind-led assignment patterns are the slowest).
+# Words are lower case and found in the lower-cased text (the patterns ignore case).
+_CREDENTIAL_WORDS = ("key", "pw", "pass", "token", "cloudant", "softlayer")
+_LINE_GATES: dict[str, tuple[str, ...]] = {
+    CloudantDetector.secret_type: _CREDENTIAL_WORDS,
+    IbmCloudIamDetector.secret_type: _CREDENTIAL_WORDS,
+    SoftlayerDetector.secret_type: _CREDENTIAL_WORDS,
+    IbmCosHmacDetector.secret_type: ("secret",),
+    ArtifactoryDetector.secret_type: ("akc", "ap"),
+    MailchimpDetector.secret_type: ("-us",),
+}
+# What every keyword of the keyword plugin's list holds (api_?key, db_?pass, pwd, secret...).
+_KEYWORD_WORDS = ("key", "pass", "pwd", "secret", "contrase")
 # A private key's whole PEM block (RFC 7468 labels such as "RSA PRIVATE KEY", "PGP PRIVATE KEY
 # BLOCK"); escaped line breaks (JSON, logs) are part of it. Unterminated: the header and its body.
 _PEM_BLOCK = re.compile(
@@ -250,6 +265,7 @@ class _Lines:
     def __init__(self, text: str) -> None:
         self.text = text
         self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self._lowered: str | None = None
 
     def line_at(self, offset: int) -> tuple[int, str]:
         """(start offset, text without its line break) of the line holding ``offset``."""
@@ -262,6 +278,37 @@ class _Lines:
         for index, start in enumerate(self.starts):
             end = self.starts[index + 1] - 1 if index + 1 < len(self.starts) else len(self.text)
             yield start, self.text[start:end]
+
+    def starts_with(self, words: tuple[str, ...]) -> list[int]:
+        """Start offsets of the lines that hold one of ``words`` (lower case), ignoring case, in order."""
+        if self._lowered is None:
+            self._lowered = self.text.lower()
+        found: set[int] = set()
+        for word in words:
+            position = self._lowered.find(word)
+            while position >= 0:
+                index = bisect.bisect_right(self.starts, position) - 1
+                found.add(self.starts[index])
+                # On to the next line: one hit per line is enough.
+                position = self.starts[index + 1] if index + 1 < len(self.starts) else len(self.text)
+                position = self._lowered.find(word, position)
+        return sorted(found)
+
+    def excerpt(self, words: tuple[str, ...]) -> tuple[str, list[int], list[int]]:
+        """The lines that hold one of ``words``, joined by line breaks, with where each came from.
+
+        Returns (excerpt, excerpt offset of each line, text offset of each line).
+        """
+        starts = self.starts_with(words)
+        parts: list[str] = []
+        at: list[int] = []
+        position = 0
+        for start in starts:
+            line = self.line_at(start)[1]
+            at.append(position)
+            parts.append(line)
+            position += len(line) + 1
+        return "\n".join(parts), at, starts
 
 
 def _filtered(secret: str, line: str, plugin: BasePlugin, filename: str | None) -> bool:
@@ -314,17 +361,28 @@ def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tu
     characters a pattern may take); the verdict from the plugin's ``analyze_string`` on the
     match (the JWT plugin, for one, checks the token's form there).
     """
+    excerpts: dict[tuple[str, ...], tuple[str, list[int], list[int]]] = {}
     for plugin in _FORMAT_PLUGINS:
         hints = _HINTS.get(plugin.secret_type)
         if hints is not None and not any(hint in text for hint in hints):
             continue
+        gate = _LINE_GATES.get(plugin.secret_type)
+        if gate is None:
+            scanned, at, starts = text, [0], [0]
+        else:
+            if gate not in excerpts:
+                excerpts[gate] = lines.excerpt(gate)
+            scanned, at, starts = excerpts[gate]
         for pattern in plugin.denylist:
-            for match in pattern.finditer(text):
+            for match in pattern.finditer(scanned):
                 accepted = [value.strip(_EDGE_CHARS) for value in plugin.analyze_string(match.group(0))]
-                start, end = _trimmed(text, *_value_span(match))
-                value = text[start:end]
+                start, end = _trimmed(scanned, *_value_span(match))
+                value = scanned[start:end]
                 if not value or not any(part and part in value for part in accepted):
                     continue
+                # Back to the text's offsets: the excerpt's line holding the value, moved.
+                index = bisect.bisect_right(at, start) - 1
+                start, end = start - at[index] + starts[index], end - at[index] + starts[index]
                 _, line = lines.line_at(start)
                 if _filtered(value, line, plugin, filename):
                     continue
@@ -344,12 +402,10 @@ def _keyword_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[t
     takes the configuration patterns in any file (a ``.env`` line quoted in a README).
     """
     file_patterns = _keyword_patterns(filename)
-    seen: set[int] = set()
-    for hint in _KEYWORD_HINT.finditer(text):
-        line_start, line = lines.line_at(hint.start())
-        if line_start in seen:
+    for line_start in lines.starts_with(_KEYWORD_WORDS):
+        _, line = lines.line_at(line_start)
+        if not _KEYWORD_HINT.search(line):
             continue
-        seen.add(line_start)
         # A shell-style assignment (NAME=value) reads as configuration in any file.
         patterns = keyword_plugin.CONFIG_DENYLIST_REGEX_TO_GROUP if _ENV_LINE.match(line) else file_patterns
         # The plugin's analyze_string stops at its first pattern that matches; so does this.
@@ -366,6 +422,9 @@ def _keyword_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[t
 def _entropic(plugin: HighEntropyStringsPlugin, value: str) -> bool:
     """Over the plugin's entropy limit; a hex value also at least `_MIN_HEX_SECRET` long."""
     if isinstance(plugin, HexHighEntropyString) and len(value) < _MIN_HEX_SECRET:
+        return False
+    # n characters carry at most log2(n) bits each: shorter values cannot pass, so skip the measure.
+    if len(value) <= 2**plugin.entropy_limit:
         return False
     return plugin.calculate_shannon_entropy(value) > plugin.entropy_limit
 
