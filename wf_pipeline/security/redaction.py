@@ -201,8 +201,8 @@ _FENCE_FILES = {
 # Shorter hex strings are identifiers (migration revisions, abbreviated commits, colours), not
 # keys: detect-secrets' hex limit alone flags every 12-hex alembic revision id.
 _MIN_HEX_SECRET = 20
-# A pattern's group shorter than this is a label of the token, not the value (see _value_span).
-_MIN_GROUP = 4
+# Plugins whose patterns' groups label the token (its prefix) rather than hold it: the token is the match.
+_WHOLE_MATCH_KINDS = frozenset({GitHubTokenDetector.secret_type, GitLabTokenDetector.secret_type})
 # Characters a plugin's match may carry around the value (its boundary groups).
 _EDGE_CHARS = " \t\r\n\"'`=:,;"
 
@@ -338,20 +338,17 @@ def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _value_span(match: re.Match[str]) -> tuple[int, int]:
+def _value_span(match: re.Match[str], kind: str) -> tuple[int, int]:
     """The span of the value in a plugin pattern's match: its longest group, or the whole match.
 
-    A group holds the value in assignment and URL patterns (``://user:(password)@``); a
-    group at the start of the match, or of fewer than `_MIN_GROUP` characters, is a label of
-    the token (``(ghp|gho)_...``, ``glcbt-(ab_)?...``), and the token is the whole match.
+    A group holds the value in assignment and URL patterns (``://user:(password)@``); the
+    token plugins whose groups are labels of the token (``(ghp|gho)_...``,
+    ``glcbt-(ab_)?...``, `_WHOLE_MATCH_KINDS`) give the whole match.
     """
     groups = [i for i in range(1, (match.re.groups or 0) + 1) if match.group(i)]
-    if not groups:
+    if not groups or kind in _WHOLE_MATCH_KINDS:
         return match.span()
-    longest = max(groups, key=lambda i: match.end(i) - match.start(i))
-    if match.start(longest) == match.start() or match.end(longest) - match.start(longest) < _MIN_GROUP:
-        return match.span()
-    return match.span(longest)
+    return match.span(max(groups, key=lambda i: match.end(i) - match.start(i)))
 
 
 def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tuple[str, int, int]]:
@@ -376,7 +373,7 @@ def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tu
         for pattern in plugin.denylist:
             for match in pattern.finditer(scanned):
                 accepted = [value.strip(_EDGE_CHARS) for value in plugin.analyze_string(match.group(0))]
-                start, end = _trimmed(scanned, *_value_span(match))
+                start, end = _trimmed(scanned, *_value_span(match, plugin.secret_type))
                 value = scanned[start:end]
                 if not value or not any(part and part in value for part in accepted):
                     continue
