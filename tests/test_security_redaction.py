@@ -144,6 +144,16 @@ def test_a_private_key_block_is_masked_whole(flavour: str) -> None:
     assert mask_secrets(quoted) == json.dumps({"key": finding.placeholder + "\n"})
 
 
+def test_a_putty_key_file_is_masked_to_its_mac_line() -> None:
+    body = base64.b64encode(secrets.token_bytes(48)).decode()
+    putty = (
+        "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: deploy\n"
+        f"Public-Lines: 1\n{base64.b64encode(secrets.token_bytes(32)).decode()}\n"
+        f"Private-Lines: 1\n{body}\nPrivate-MAC: {secrets.token_hex(32)}"
+    )
+    _masked_once(f"{putty}\n", putty, "Private Key", filename="deploy.ppk")
+
+
 def test_a_password_in_a_url_is_masked_and_the_url_kept() -> None:
     password = "Pw" + _fake(ALNUM, 12)
     text = f'DATABASE_URL = "postgresql://app:{password}@db.internal:5432/app"\n'

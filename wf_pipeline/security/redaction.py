@@ -5,8 +5,9 @@ heuristic filters (``detect_secrets.filters.heuristic``) what is not. This modul
 what masking needs and the plugins alone do not give:
 
 - offsets: each plugin's values are located in the text, so they can be replaced;
-- a private key's whole PEM block (``-----BEGIN ... PRIVATE KEY-----`` to its ``END``
-  line, RFC 7468), where the ``Private Key`` plugin matches only the ``BEGIN`` line;
+- a private key's whole block (PEM, RFC 7468: ``-----BEGIN ... PRIVATE KEY-----`` to its
+  ``END`` line; SSH2, RFC 4716; a PuTTY key file to its MAC line), where the ``Private Key``
+  plugin matches only the header;
 - ``.env``-style files (``.env``, ``*.env``, ``.env.*``): the ``Secret Keyword`` plugin reads
   them with its configuration-file patterns (``password=hunter2``, unquoted), as it
   reads ``.ini``, ``.cfg``, ``.yaml``, ``.toml`` and ``.properties`` files;
@@ -165,6 +166,10 @@ _KEYWORD_WORDS = ("key", "pass", "pwd", "secret", "contrase")
 _PEM_BLOCK = re.compile(
     rf"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----(?:{_PEM_BODY})*-----END \1-----"
     rf"|-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:{_PEM_BODY})*"
+    # RFC 4716 (SSH2) blocks carry quoted headers; PuTTY key files end with their MAC line.
+    r"|---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----.{0,65536}?---- END SSH2 ENCRYPTED PRIVATE KEY ----"
+    r"|PuTTY-User-Key-File-[0-9]+:.{0,65536}?Private-MAC: *[0-9a-fA-F]+",
+    re.DOTALL,
 )
 # The unquoted value of a KEY=value or key: value line of a configuration file.
 _CONFIG_VALUE = re.compile(r"^\s*(?:export\s+)?[\w.\-]+\s*[=:]\s*([^\s'\"#]+)\s*(?:#.*)?$")
@@ -387,7 +392,7 @@ def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tu
                     # The plugin's pattern ends lazily, before the signature: mask it too.
                     end = _JWT_TAIL.match(text, end).end()
                 yield plugin.secret_type, start, end
-    if "PRIVATE KEY" in text:
+    if "PRIVATE KEY" in text or "PuTTY-User-Key-File" in text:
         for match in _PEM_BLOCK.finditer(text):
             yield _PRIVATE_KEY_KIND, match.start(), match.end()
 
