@@ -173,8 +173,9 @@ _PEM_BLOCK = re.compile(
 )
 # The unquoted value of a KEY=value or key: value line of a configuration file.
 _CONFIG_VALUE = re.compile(r"^\s*(?:export\s+)?[\w.\-]+\s*[=:]\s*([^\s'\"#]+)\s*(?:#.*)?$")
-# A shell-style assignment, as in .env files, Dockerfiles and scripts: NAME=value, no spaces.
-_ENV_LINE = re.compile(r"^\s*(?:export\s+)?[A-Za-z_][A-Za-z0-9_]*=\S")
+# A shell-style assignment, as in .env files, Dockerfiles and scripts: NAME=value, no spaces, the
+# name in capitals as environment variables are (a keyword argument on its own line is not one).
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?[A-Z_][A-Z0-9_]*=\S")
 _ENV_NAME = re.compile(r"(?:^|[\\/])(?:\.env(?:\.[^\\/]*)?|[^\\/]*\.env)$")
 _CONFIG_TYPES = frozenset({FileType.YAML, FileType.CONFIG, FileType.INI, FileType.PROPERTIES, FileType.TOML})
 # A keyword's value that is itself a name (``API_KEY_ENV = "OPENAI_API_KEY"``, ``DUCKDB_KEY =
