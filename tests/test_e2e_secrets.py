@@ -27,7 +27,7 @@ from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.runtime.queries import thread_details
 from wf_pipeline.runtime.threads import recorded_context_id
 from wf_pipeline.security.audit import audit_events, verify_audit_chain
-from wf_pipeline.service import run_workflow
+from wf_pipeline.service import resume_thread, run_workflow
 
 pytestmark = pytest.mark.slow
 WORKFLOW = "docs_writer_thread_v1"
@@ -203,3 +203,31 @@ def test_an_opted_out_context_holds_the_values_but_no_evidence_or_readme_does(se
         assert event.requester == f"profile:{WORKFLOW}" and event.scope["class"] == "context_payload"
         assert event.policy_version == f"{WORKFLOW}@workspace+preset:debug"
         assert event.bytes == len(cas_plaintexts(settings.home)[event.artifact_ids[0]])
+
+
+def test_a_context_recorded_unmasked_is_masked_when_its_thread_resumes(settings, tree, tmp_path):
+    values = _planted(tree)
+    # Opted out, stationkit's thread records its context unmasked and fails at verification.
+    failing = create_provider(
+        "simulated", {"latency_ms": "0", "fail_targets": "stationkit", "fail_turns": "verification"}
+    )
+    first = run_workflow(
+        settings, WORKFLOW, tree, workspace_dir=_opted_out_workspace(tmp_path), provider=failing
+    )
+    (failed,) = [t for t in first.threads if t.path == "stationkit"]
+    assert failed.status == "failed"
+    env = RuntimeEnv.open(settings)
+    recorded = recorded_context_id(env, failed.thread_id)
+    assert _leaks(cas_plaintexts(settings.home)[recorded], values)  # the settings and the token
+
+    # Resumed under the shipped profile (standard preset, no opt-out): the provider is sent
+    # a masked copy of the recorded context, and the thread's turns record that copy.
+    model = _CopyingModel("")
+    resumed = resume_thread(settings, failed.thread_id, provider=model)
+    assert resumed.ok, [(t.path, t.status, t.error_code) for t in resumed.threads]
+    assert model.sent
+    for sent in model.sent:
+        assert _leaks(sent.encode(), values) == []
+    now = recorded_context_id(env, failed.thread_id)
+    assert now != recorded
+    assert _leaks(cas_plaintexts(settings.home)[now], values) == []

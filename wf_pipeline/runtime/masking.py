@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from wf_pipeline.metadata.payloads import ContextPayload
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.profiles.redaction import RedactionPolicy
 from wf_pipeline.records.protocol import RecordStore
@@ -95,6 +96,26 @@ def context_view(policy: RedactionPolicy) -> MaskingView | None:
     Raises nothing.
     """
     return MaskingView(policy) if policy.masks(CONTEXT_PAYLOAD) else None
+
+
+def masked_payload(payload: ContextPayload, view: MaskingView) -> ContextPayload:
+    """``payload`` with every file text and child head frame passed through ``view``.
+
+    For a context snapshot recorded before its profile masked contexts (an earlier release,
+    or an opt-out since removed): ``view.masked`` then says whether anything changed.
+    Raises nothing.
+    """
+    files = tuple(
+        file if file.text is None else file.model_copy(update={"text": view(file.name, file.text)})
+        for file in payload.files
+    )
+    children = tuple(
+        child
+        if child.head_frame is None
+        else child.model_copy(update={"head_frame": view(None, child.head_frame)})
+        for child in payload.children
+    )
+    return ContextPayload(target=payload.target, files=files, children=children)
 
 
 def audit_unmasked_context(
