@@ -251,7 +251,7 @@ def test_plain():
     assert True
 
 
-def helper():
+def make_value():
     return 1
 
 
@@ -273,7 +273,15 @@ class TestOuter(TestBase):
             assert True
 
 
-class Helper:
+class Builder:
+    def test_not_collected(self):
+        assert True
+
+
+class TestWithInit:
+    def __init__(self):
+        self.value = 1
+
     def test_not_collected(self):
         assert True
 """
@@ -292,11 +300,12 @@ RESOLVED = [
 ]
 MISSING = [
     "tests/test_sample.py::test_absent",
-    "tests/test_sample.py::helper",  # not a test function
+    "tests/test_sample.py::make_value",  # not a test function
     "tests/test_sample.py::test_plain[x]",  # takes no argument: no parametrized id
     "tests/test_sample.py::TestOuter::test_absent",
     "tests/test_sample.py::TestAbsent::test_method",
-    "tests/test_sample.py::Helper::test_not_collected",  # not a Test class
+    "tests/test_sample.py::Builder::test_not_collected",  # not a Test class
+    "tests/test_sample.py::TestWithInit::test_not_collected",  # pytest skips a class with __init__
     "tests/test_sample.py::TestOuter::TestInner::test_method",  # the inner class has no such method
     "tests/test_sample.py::test_method",  # a method is not a module-level test
 ]
@@ -451,7 +460,7 @@ def test_the_checkout_is_found_from_any_folder_inside_it():
     assert find_checkout(REPO_ROOT) == REPO_ROOT
 
 
-# --- helpers -------------------------------------------------------------------------------------
+# --- support -------------------------------------------------------------------------------------
 
 
 def _front(path: Path) -> dict:

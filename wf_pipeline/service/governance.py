@@ -250,9 +250,9 @@ def check_gate(root: Path, gate: str) -> str:
     A gate with ``::`` is a pytest node id: ``FILE::[CLASS::...]FUNCTION[PARAM]``. ``FILE``
     is a path relative to the root, inside it, named as pytest collects (``test_*.py`` or
     ``*_test.py``). The file is parsed with `ast`, nothing is imported. Each ``CLASS`` is a
-    class named ``Test...`` defined at that level (nested classes nest); ``FUNCTION`` is a
-    function named ``test...`` defined in the module or in the class body, or in a base
-    class that the same module defines. A ``[PARAM]`` suffix (a parametrized id) needs a
+    class named ``Test...`` defined at that level, without an ``__init__`` (nested classes
+    nest); ``FUNCTION`` is a function named ``test...`` defined in the module or in the
+    class body, or in a base class that the same module defines. A ``[PARAM]`` suffix (a parametrized id) needs a
     function that takes an argument a parametrize mark or a parametrized fixture can feed.
     Which parameter ids exist is only known to pytest's collection, so they are not checked.
 
@@ -359,11 +359,15 @@ def _inside(root: Path, relative: str, gate: str) -> Path:
 def _test_class(scope: list[ast.stmt], name: str) -> ast.ClassDef | None:
     if not name.startswith(_TEST_CLASS_PREFIX):
         return None
-    # The last definition wins, as at import time.
+    # The last definition wins, as at import time. pytest skips a class with its own __init__.
     found = None
     for node in scope:
         if isinstance(node, ast.ClassDef) and node.name == name:
             found = node
+    if found is not None and any(
+        isinstance(node, ast.FunctionDef) and node.name == "__init__" for node in found.body
+    ):
+        return None
     return found
 
 
