@@ -167,9 +167,9 @@ def test_frame_budget_counts_keys_and_values() -> None:
     metadata = good_metadata()
     total = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
 
-    assert FrameMetadataBoundary(budgets=Budgets(per_frame_max_bytes=total)).validate(owned(metadata)) == dict(
-        sorted(metadata.items())
-    )
+    assert FrameMetadataBoundary(budgets=Budgets(per_frame_max_bytes=total)).validate(
+        owned(metadata)
+    ) == dict(sorted(metadata.items()))
     error = rejection(metadata, FrameMetadataBoundary(budgets=Budgets(per_frame_max_bytes=total - 1)))
     assert error.code == "METADATA_BUDGET_EXCEEDED"
     assert (error.details["scope"], error.details["size"]) == ("frame", total)

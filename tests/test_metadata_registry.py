@@ -47,7 +47,9 @@ def test_frame_registry_holds_every_key_the_product_writes_with_its_owner() -> N
     assert {d.name: d.owner_domain for d in FRAME_KEY_REGISTRY} == {**FRAME_KEYS, **ANNOTATION_KEYS}
     assert FRAME_KEY_REGISTRY.get("agent_id").mutability == "identity"
     assert FRAME_KEY_REGISTRY.get("agent_id").hash_impact is True
-    assert {d.name for d in FRAME_KEY_REGISTRY.select(mutability="attested")} == set(FRAME_KEYS) - {"agent_id"}
+    assert {d.name for d in FRAME_KEY_REGISTRY.select(mutability="attested")} == set(FRAME_KEYS) - {
+        "agent_id"
+    }
     assert {d.name for d in FRAME_KEY_REGISTRY.select(mutability="annotation")} == set(ANNOTATION_KEYS)
     assert {d.name for d in FRAME_KEY_REGISTRY if d.schema_type == "digest"} == {
         "prompt_digest",

@@ -199,7 +199,11 @@ class FrameMetadataBoundary:
             for key in sorted(part):
                 descriptor = self._descriptor(key)
                 if descriptor.owner_domain != domain:
-                    label = domain if isinstance(domain, str) and NAME_RE.fullmatch(domain) else _key_label(domain)
+                    label = (
+                        domain
+                        if isinstance(domain, str) and NAME_RE.fullmatch(domain)
+                        else _key_label(domain)
+                    )
                     with _sized(part[key]):
                         raise MetadataError(
                             METADATA_KEY_NOT_OWNED,

@@ -279,7 +279,9 @@ def _descriptor_from(entry: object, index: int) -> KeyDescriptor:
     missing = [field for field in _REQUIRED_FIELDS if field not in entry]
     if missing:
         raise _descriptor_error(label, f"missing fields {missing}")
-    fields: dict[str, Any] = {field: entry[field] for field in (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS[:3]) if field in entry}
+    fields: dict[str, Any] = {
+        field: entry[field] for field in (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS[:3]) if field in entry
+    }
     fold_after = entry.get("fold_after")
     if fold_after is not None:
         if not isinstance(fold_after, str):
@@ -371,7 +373,9 @@ def descriptor_dict(descriptor: KeyDescriptor) -> dict[str, Any]:
         "retention": descriptor.retention,
         "redaction": descriptor.redaction,
         "visibility": descriptor.visibility,
-        "fold_after": None if descriptor.fold_after_ms is None else format_duration_ms(descriptor.fold_after_ms),
+        "fold_after": None
+        if descriptor.fold_after_ms is None
+        else format_duration_ms(descriptor.fold_after_ms),
     }
 
 

@@ -930,7 +930,8 @@ def _final_frame(
                     "prompt_digest": digest_text(snapshot.system_prompt + "\n" + snapshot.user_prompt),
                 },
                 "context": {
-                    "context_digest": snapshot.artifact_ids.get(CONTEXT_REF) or _thread_context_id(env, thread),
+                    "context_digest": snapshot.artifact_ids.get(CONTEXT_REF)
+                    or _thread_context_id(env, thread),
                 },
                 "workflow": {"prompt_link_id": prompt_link.prompt_link_id},
             },
