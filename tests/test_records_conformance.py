@@ -151,6 +151,30 @@ class PagesWithOffsetAfterRewrap(MemoryRecordStore):
         return super().data_keys_under(kek_ids, limit=limit)
 
 
+class FoldsEveryOldEvent(MemoryRecordStore):
+    """Folds a key's old events even when they do not start its log, and rewrites the view from the fold."""
+
+    def fold_annotation_events(self, cutoffs):
+        removed = 0
+        with self._contents.lock:
+            log = self._contents.tables["annotation_events"]
+            view = self._contents.tables["annotations"]
+            groups: dict = {}
+            for row in list(log.values()):
+                if row["key"] in cutoffs and row["at_ms"] < cutoffs[row["key"]]:
+                    groups.setdefault((row["frame_id"], row["key"]), []).append(row)
+            for (frame_id, key), rows in groups.items():
+                rows.sort(key=lambda row: row["seq"])
+                last = rows[-1]
+                for row in rows:
+                    del log[(frame_id, key, row["seq"])]
+                log[(frame_id, key, last["seq"])] = {**last, "kind": "snapshot", "folded": len(rows)}
+                if last["value"] is not None:
+                    view[(frame_id, key)] = {**view.get((frame_id, key), {}), "value": last["value"]}
+                removed += len(rows) - 1
+        return removed
+
+
 def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
     name = f"{store_class.__name__}-{uuid.uuid4().hex}"
     return RecordBackend(store_class.__name__, lambda: store_class(name))
@@ -180,6 +204,7 @@ def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
             {"check_update_kek_is_a_compare_and_set", "check_concurrent_kek_updates_have_one_winner"},
         ),
         (PagesWithOffsetAfterRewrap, {"check_data_keys_under_pages_cover_every_key_once"}),
+        (FoldsEveryOldEvent, {"check_folding_annotation_events_keeps_the_view"}),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else "",
 )

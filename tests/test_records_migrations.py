@@ -252,7 +252,7 @@ def test_a_store_at_0005_gets_the_keyring_tables_and_keeps_its_rows(record_store
         assert store.claim_data_keys([key]) == {key.artifact_id: key}
         assert store.claim_keyring_meta("master_check", b"\x01") == b"\x01"
 
-    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0006_keyring"]
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
     assert schema_differences(record_store_url) == []
     with open_record_store(record_store_url.url, schema=record_store_url.schema) as again:
         assert again.get_kek(kek.kek_id) == kek
@@ -277,3 +277,30 @@ def test_the_keyring_revision_downgrades_to_0005(record_store_url) -> None:
     assert stored_revisions(record_store_url) == ["0005_retention"]
     assert not {"wf_keyring_meta", "wf_keks", "wf_data_keys"} & present
     assert {"wf_tombstones", "wf_holds"} <= present
+
+
+def test_a_store_at_0006_gets_the_annotation_tables_and_downgrades_back(record_store_url) -> None:
+    from alembic import command
+
+    migrate_to(record_store_url, "0006_keyring")
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        events = store.append_annotations(
+            "frame-1", {"review_status": "approved"}, domain="workflow", at_ms=5
+        )
+        assert [event.seq for event in events] == [1]
+        assert store.current_annotations("frame-1")["review_status"].value == "approved"
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
+    assert schema_differences(record_store_url) == []
+
+    engine = sql_engine(record_store_url)
+    try:
+        with engine.connect() as conn:
+            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0006_keyring")
+            conn.commit()
+        with engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names(schema=record_store_url.schema))
+    finally:
+        engine.dispose()
+    assert stored_revisions(record_store_url) == ["0006_keyring"]
+    assert not {"wf_annotation_events", "wf_annotations"} & present
+    assert {"wf_keks", "wf_data_keys"} <= present
