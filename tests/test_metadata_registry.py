@@ -196,6 +196,7 @@ def test_a_minimal_entry_takes_the_defaults() -> None:
         ("keys:" + ENTRY, "METADATA_REGISTRY_INVALID"),
         ("version: 1\nkeys: []", "METADATA_REGISTRY_INVALID"),
         ("version: 1\nextra: 1\nkeys:" + ENTRY, "METADATA_REGISTRY_INVALID"),
+        ("version: 1\nkeys:" + ENTRY + "    max_bytes: 32\n", "METADATA_REGISTRY_INVALID"),
         ("version: 1\nkeys:\n  - review_status", "METADATA_INVALID_DESCRIPTOR"),
         ("version: 1\nkeys:" + ENTRY.replace("    max_bytes: 64\n", ""), "METADATA_INVALID_DESCRIPTOR"),
         ("version: 1\nkeys:" + ENTRY + "    colour: blue\n", "METADATA_INVALID_DESCRIPTOR"),

@@ -250,9 +250,30 @@ class KeyRegistry:
 REGISTRY_FILE = "keys.yaml"
 REGISTRY_VERSION = 1
 
-# The fields of one key in the registry file; the first six are required.
+# The fields of one key in the registry file: required ones, optional ones taken as they
+# are, and fold_after, a duration text that becomes KeyDescriptor.fold_after_ms.
 _REQUIRED_FIELDS = ("name", "owner_domain", "schema_type", "mutability", "hash_impact", "max_bytes")
-_OPTIONAL_FIELDS = ("retention", "redaction", "visibility", "fold_after")
+_DEFAULTED_FIELDS = ("retention", "redaction", "visibility")
+_FIELDS = (*_REQUIRED_FIELDS, *_DEFAULTED_FIELDS, "fold_after")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a field given twice in one mapping: a second ``visibility``
+    must not silently replace the first in a governance file."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate field {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _registry_error(source: str, problem: str) -> MetadataError:
@@ -273,14 +294,14 @@ def _descriptor_from(entry: object, index: int) -> KeyDescriptor:
         raise _descriptor_error(f"#{index}", "an entry must be a mapping of fields")
     name = entry.get("name")
     label = name if isinstance(name, str) else f"#{index}"
-    unknown = sorted(str(field) for field in entry if field not in (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS))
+    unknown = sorted(str(field) for field in entry if field not in _FIELDS)
     if unknown:
         raise _descriptor_error(label, f"unknown fields {unknown}")
     missing = [field for field in _REQUIRED_FIELDS if field not in entry]
     if missing:
         raise _descriptor_error(label, f"missing fields {missing}")
     fields: dict[str, Any] = {
-        field: entry[field] for field in (*_REQUIRED_FIELDS, *_OPTIONAL_FIELDS[:3]) if field in entry
+        field: entry[field] for field in (*_REQUIRED_FIELDS, *_DEFAULTED_FIELDS) if field in entry
     }
     fold_after = entry.get("fold_after")
     if fold_after is not None:
@@ -317,7 +338,7 @@ def parse_key_registry(text: str, source: str = "<text>") -> KeyRegistry:
             declared twice.
     """
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
