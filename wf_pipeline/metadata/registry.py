@@ -31,6 +31,7 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, is_digest
 from wf_pipeline.metadata.durations import format_duration_ms, parse_duration_ms
+from wf_pipeline.metadata.yaml_documents import load_yaml_document
 
 SchemaType = Literal["digest", "identifier", "short_text"]
 
@@ -257,25 +258,6 @@ _DEFAULTED_FIELDS = ("retention", "redaction", "visibility")
 _FIELDS = (*_REQUIRED_FIELDS, *_DEFAULTED_FIELDS, "fold_after")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a field given twice in one mapping: a second ``visibility``
-    must not silently replace the first in a governance file."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate field {key!r}",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def _registry_error(source: str, problem: str) -> MetadataError:
     return MetadataError(
         METADATA_REGISTRY_INVALID, f"key registry {source}: {problem}", source=source, problem=problem
@@ -338,7 +320,7 @@ def parse_key_registry(text: str, source: str = "<text>") -> KeyRegistry:
             declared twice.
     """
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+        document = load_yaml_document(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
