@@ -298,7 +298,7 @@ def test_a_store_at_0006_gets_the_audit_table_and_keeps_its_keyring(record_store
     with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
         store.add_kek(kek)
 
-    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0007_audit"]
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
     assert schema_differences(record_store_url) == []
     with open_record_store(record_store_url.url, schema=record_store_url.schema) as again:
         assert again.get_kek(kek.kek_id) == kek
@@ -337,5 +337,33 @@ def test_the_audit_revision_downgrades_to_0006_with_its_triggers(record_store_ur
         engine.dispose()
 
     assert stored_revisions(record_store_url) == ["0006_keyring"]
-    assert "wf_audit_events" not in present and {"wf_keks", "wf_data_keys"} <= present
+    assert not {"wf_audit_events", "wf_annotation_events", "wf_annotations"} & present
+    assert {"wf_keks", "wf_data_keys"} <= present
     assert not {name for name in left if name.startswith("wf_audit_events")}
+
+
+def test_a_store_at_0007_gets_the_annotation_tables_and_downgrades_back(record_store_url) -> None:
+    from alembic import command
+
+    migrate_to(record_store_url, "0007_audit")
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        events = store.append_annotations(
+            "frame-1", {"review_status": "approved"}, domain="workflow", at_ms=5
+        )
+        assert [event.seq for event in events] == [1]
+        assert store.current_annotations("frame-1")["review_status"].value == "approved"
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
+    assert schema_differences(record_store_url) == []
+
+    engine = sql_engine(record_store_url)
+    try:
+        with engine.connect() as conn:
+            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0007_audit")
+            conn.commit()
+        with engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names(schema=record_store_url.schema))
+    finally:
+        engine.dispose()
+    assert stored_revisions(record_store_url) == ["0007_audit"]
+    assert not {"wf_annotation_events", "wf_annotations"} & present
+    assert {"wf_audit_events", "wf_keks", "wf_data_keys"} <= present

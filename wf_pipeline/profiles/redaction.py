@@ -30,9 +30,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
 from wf_pipeline.errors import PROFILE_REDACTION_INVALID, ProfileError
+from wf_pipeline.metadata.yaml_documents import load_yaml_document
 
 PRESET_KEY = "preset"
 UNMASKED_KEY = "unmasked_classes"
@@ -72,7 +71,7 @@ class RedactionPolicy:
 
 @cache
 def _presets(path: Path) -> dict[str, dict[str, Any]]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml_document(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict) or not all(
         isinstance(block, dict) and all(isinstance(block.get(flag), bool) for flag in _PRESET_FLAGS)
         for block in data.values()

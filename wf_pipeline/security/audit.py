@@ -124,7 +124,7 @@ class AuditEvent:
             reason_code=record.reason_code,
             scope=MappingProxyType(dict(record.scope)),
             artifact_ids=tuple(record.artifact_ids),
-            outcome=record.outcome,
+            outcome=record.outcome,  # type: ignore[arg-type]  # as stored; verify judges it
             code=record.code,
             bytes=record.bytes,
             policy_version=record.policy_version,
@@ -223,6 +223,8 @@ def append_audit_event(
             not make a valid event. The cause is chained; nothing is written.
     """
     event_id = f"aud-{uuid.uuid4().hex}"
+    # Read once: a generator would be empty by the time the message counts it.
+    ids = tuple(artifact_ids) if isinstance(artifact_ids, Iterable) else artifact_ids
 
     def build(seq: int, head_hash: str | None) -> AuditEventRecord:
         if outcome not in AUDIT_OUTCOMES:
@@ -231,6 +233,8 @@ def append_audit_event(
             raise ValueError("a deny event carries its code and 0 bytes")
         if outcome == "allow" and code is not None:
             raise ValueError("an allow event carries no denial code")
+        if not isinstance(bytes, int) or isinstance(bytes, bool) or bytes < 0:
+            raise ValueError("bytes must be an int >= 0")
         fields: dict[str, Any] = {
             "seq": seq,
             "event_id": event_id,
@@ -240,7 +244,7 @@ def append_audit_event(
             "reason_code": reason_code,
             # Canonical JSON and back: what is hashed is exactly what the store keeps.
             "scope": json.loads(canonical_json(dict(scope))),
-            "artifact_ids": tuple(artifact_ids),
+            "artifact_ids": ids,
             "outcome": outcome,
             "code": code,
             "bytes": bytes,
@@ -255,7 +259,8 @@ def append_audit_event(
         cause = exc.code if isinstance(exc, WfError) else type(exc).__name__
         raise SecurityError(
             AUDIT_UNAVAILABLE,
-            f"audit event {event_id} ({outcome} for {requester}, {len(tuple(artifact_ids))} artifact(s)) "
+            f"audit event {event_id} ({outcome} for {requester}, "
+            f"{len(ids) if isinstance(ids, tuple) else '?'} artifact(s)) "
             f"was not written to {records.url}: {cause}",
             event_id=event_id,
             cause=cause,
@@ -421,7 +426,8 @@ def verify_audit_chain(
 def _pages(records: RecordStore, page: int) -> Iterator[list[AuditEventRecord]]:
     after = 0
     while True:
-        batch = records.audit_records(after_seq=after, limit=page)
+        # Only events past the last page: a store that repeats a page cannot loop this forever.
+        batch = [event for event in records.audit_records(after_seq=after, limit=page) if event.seq > after]
         if not batch:
             return
         yield batch
