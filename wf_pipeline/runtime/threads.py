@@ -493,12 +493,13 @@ def context_snapshot(
 
     Reusing the recorded snapshot keeps retries and resumes on the same inputs even if the
     tree has changed since (a snapshot recorded unmasked while the profile now masks is
-    replaced by its masked copy: `_masked_snapshot`). A new snapshot shows every text through the masked view of
-    the profile's redaction policy (`wf_pipeline.runtime.masking`): secret-shaped values are
-    replaced by placeholders before the payload is stored or rendered into any prompt,
-    unless the profile opts ``context_payload`` out; such a context is audited first
-    (`wf_pipeline.runtime.masking.audit_unmasked_context`). A recorded snapshot that is missing or corrupt (quarantined,
-    `usable_artifact`) is built again from the tree. A new snapshot fits the profile's
+    replaced by its masked copy: `_masked_snapshot`). A new snapshot shows every text
+    through the masked view of the profile's redaction policy (`wf_pipeline.runtime.masking`):
+    secret-shaped values are replaced by placeholders before the payload is stored or
+    rendered into any prompt, unless the profile opts ``context_payload`` out; such a
+    context is audited first (`wf_pipeline.runtime.masking.audit_unmasked_context`). A
+    recorded snapshot that is missing or corrupt (quarantined, `usable_artifact`) is built
+    again from the tree. A new snapshot fits the profile's
     ``artifact_policy.max_context_bytes``, with the extractor the workflow registered for
     its frame type (`wf_pipeline.tree.build_context`).
 
@@ -573,6 +574,10 @@ def _masked_snapshot(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecor
     since removed) is reused by retries and resumes; it must not reach a provider unmasked
     either. The copy is refitted to ``max_context_bytes`` (placeholders may be longer than
     values) and stored; its id replaces the recorded one from then on.
+
+    Raises:
+        CasError: ``CAS_DECODE_ERROR``, ``CAS_BACKEND_ERROR`` reading or storing the snapshot.
+        MetadataError: ``METADATA_BUDGET_EXCEEDED`` when even the masked copy's names do not fit.
     """
     view = context_view(loaded.redaction)
     if view is None:
