@@ -252,7 +252,7 @@ def test_a_store_at_0005_gets_the_keyring_tables_and_keeps_its_rows(record_store
         assert store.claim_data_keys([key]) == {key.artifact_id: key}
         assert store.claim_keyring_meta("master_check", b"\x01") == b"\x01"
 
-    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0006_keyring"]
+    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0008_grants"]
     assert schema_differences(record_store_url) == []
     with open_record_store(record_store_url.url, schema=record_store_url.schema) as again:
         assert again.get_kek(kek.kek_id) == kek

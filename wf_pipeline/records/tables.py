@@ -37,7 +37,9 @@ from wf_pipeline.metadata.records import (
     DataKeyRecord,
     FrameRecord,
     GateRecord,
+    GrantRecord,
     HoldRecord,
+    IdentityRecord,
     KekRecord,
     NodeRecord,
     PromptLinkRecord,
@@ -151,6 +153,9 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
         indexes=(("kek_id", "artifact_id"),),
         clustered=True,
     ),
+    # Identities and the grants they issue: no thread reference, both outlive any thread.
+    TableSpec("identities", IdentityRecord, key=("name",)),
+    TableSpec("grants", GrantRecord, key=("grant_id",)),
 )
 
 
