@@ -854,13 +854,6 @@ PRIVILEGED_ARTIFACT_GONE = _code(
 )
 
 
-# SHIM: catalogued by the audit trail's change; this entry goes when that is merged.
-AUDIT_UNAVAILABLE = _code(
-    "AUDIT_UNAVAILABLE",
-    SecurityError,
-    meaning="the audit event could not be written, so the privileged read fails and returns nothing",
-)
-
 # --- figures for messages ------------------------------------------------------------------
 # Every message that names a URL or an operating-system failure builds it with these two
 # functions, so a password never reaches a message or a log, and a full disk always says so.
