@@ -854,6 +854,20 @@ PRIVILEGED_ARTIFACT_GONE = _code(
 )
 
 
+# --- security: the audit trail ----------------------------------------------------------------
+AUDIT_CHAIN_BROKEN = _code(
+    "AUDIT_CHAIN_BROKEN",
+    SecurityError,
+    meaning="the audit trail's hash chain does not verify: an event was deleted, altered or reordered "
+    "(the message lists the positions)",
+)
+AUDIT_UNAVAILABLE = _code(
+    "AUDIT_UNAVAILABLE",
+    SecurityError,
+    meaning="the audit event could not be written (store down, table missing, read-only...); the request "
+    "it records fails and returns nothing",
+)
+
 # --- figures for messages ------------------------------------------------------------------
 # Every message that names a URL or an operating-system failure builds it with these two
 # functions, so a password never reaches a message or a log, and a full disk always says so.

@@ -19,6 +19,7 @@ from wf_pipeline.errors import RecordError
 from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
+    AuditEventRecord,
     DataKeyRecord,
     FrameRecord,
     GateRecord,
@@ -1225,3 +1226,131 @@ def check_drop_data_keys_removes_only_the_named_keys(backend: RecordBackend) -> 
     assert store.drop_data_keys([dropped.artifact_id]) == 0
     assert store.drop_data_keys([]) == 0
     assert store.count_data_keys() == {kept.kek_id: 1}
+
+
+# --- audit trail -------------------------------------------------------------------------
+
+
+def audit_builder(name: str, *, at: int = 1_700_000_200_000, grant_id: str | None = "grant-1", **fields):
+    """An `AuditBuilder` whose event links to the head it is given; its hash is a stand-in digest."""
+
+    def build(seq: int, head_hash: str | None) -> AuditEventRecord:
+        prev = head_hash or "sha256:" + "0" * 64
+        values = {
+            "seq": seq,
+            "event_id": f"aud-{name}",
+            "at_ms": at,
+            "requester": "id-reader",
+            "grant_id": grant_id,
+            "reason_code": "incident",
+            "scope": {"workflow_id": WORKFLOW, "turns": [1, 3]},
+            "artifact_ids": (art(name),),
+            "outcome": "allow",
+            "code": None,
+            "bytes": 12,
+            "policy_version": "1",
+            "prev_hash": prev,
+            "event_hash": digest_text(f"{seq}|{prev}|{name}"),
+            **fields,
+        }
+        return AuditEventRecord(**values)
+
+    return build
+
+
+@check
+def check_audit_records_append_at_the_head_and_list_by_seq(backend: RecordBackend) -> None:
+    store = backend.open()
+    first = store.append_audit_record(audit_builder("a", at=100))
+    second = store.append_audit_record(audit_builder("b", at=200, grant_id=None))
+    third = backend.open().append_audit_record(audit_builder("c", at=300))
+
+    assert [e.seq for e in (first, second, third)] == [1, 2, 3]
+    assert first.prev_hash == "sha256:" + "0" * 64
+    assert second.prev_hash == first.event_hash and third.prev_hash == second.event_hash
+    assert store.audit_records() == [first, second, third]
+    assert store.audit_records()[0].scope == {"workflow_id": WORKFLOW, "turns": [1, 3]}
+    assert store.audit_records(after_seq=1) == [second, third]
+    assert store.audit_records(limit=2) == [first, second]
+    assert store.audit_records(after_seq=1, limit=1) == [second]
+    assert store.audit_records(since_ms=200) == [second, third]
+    assert store.audit_records(grant_id="grant-1") == [first, third]
+    assert store.audit_records_with_hashes([third.event_hash, first.event_hash, "sha256:none"]) == [
+        first,
+        third,
+    ]
+    for bad in ({"after_seq": -1}, {"limit": 0}, {"after_seq": "1"}):
+        with pytest.raises(RecordError) as caught:
+            store.audit_records(**bad)
+        assert caught.value.code == "RECORD_INVALID"
+
+
+@check
+def check_audit_appends_off_the_head_write_nothing(backend: RecordBackend) -> None:
+    store = backend.open()
+    head = store.append_audit_record(audit_builder("a"))
+    good = audit_builder("b")
+
+    def wrong_seq(seq, head_hash):
+        return good(seq, head_hash).model_copy(update={"seq": seq + 1})
+
+    def wrong_link(seq, head_hash):
+        return good(seq, head_hash).model_copy(update={"prev_hash": "sha256:" + "1" * 64})
+
+    def invalid(seq, head_hash):
+        return AuditEventRecord.model_construct(**{**good(seq, head_hash).model_dump(), "outcome": "maybe"})
+
+    for build in (wrong_seq, wrong_link, invalid):
+        with pytest.raises(RecordError) as caught:
+            store.append_audit_record(build)
+        assert caught.value.code == "RECORD_INVALID"
+    with pytest.raises(RecordError) as caught:
+        store.append_audit_record(audit_builder("a"))  # event_id taken
+    assert caught.value.code == "RECORD_INTEGRITY"
+
+    def fails(seq, head_hash):
+        raise ValueError("the builder gave up")
+
+    with pytest.raises(ValueError):
+        store.append_audit_record(fails)
+    assert store.audit_records() == [head]
+    assert store.append_audit_record(good).seq == 2
+
+
+@check
+def check_concurrent_audit_appends_never_fork_the_chain(backend: RecordBackend) -> None:
+    writers, events = 4, 10
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        store = backend.open()
+        try:
+            barrier.wait()
+            for i in range(events):
+                store.append_audit_record(audit_builder(f"w{n}-{i}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    trail = backend.open().audit_records()
+    assert [e.seq for e in trail] == list(range(1, writers * events + 1))
+    assert all(later.prev_hash == earlier.event_hash for earlier, later in zip(trail, trail[1:]))
+
+
+@check
+def check_audit_records_outlive_deleted_threads(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread("audited", status="completed")
+    store.commit_turn(make_commit(thread))
+    event = store.append_audit_record(audit_builder("read"))
+
+    assert store.delete_threads({thread.thread_id: thread.updated_at_ms}) == [thread.thread_id]
+
+    assert store.audit_records() == [event]

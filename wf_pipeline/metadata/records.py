@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -441,6 +441,48 @@ class GrantRecord(_Record):
     reads: int = Field(default=0, ge=0)
     window_start_ms: int = 0
     window_reads: int = Field(default=0, ge=0)
+
+
+AuditOutcome = Literal["allow", "deny"]
+
+
+class AuditEventRecord(_Record):
+    """One event of the audit trail of privileged reads: a row of an append-only hash chain; times in ms.
+
+    Rows are only ever inserted (`wf_pipeline.records.protocol.RecordStore.append_audit_record`),
+    never updated or deleted. ``event_hash`` is the SHA-256 of the canonical JSON of every
+    other field but ``schema_version`` (`wf_pipeline.security.audit`); ``prev_hash`` is the
+    previous event's ``event_hash``, so deleting, altering or reordering an event breaks the
+    chain, as in a certificate-transparency log (RFC 6962).
+
+    Attributes:
+        seq: the event's position in the trail, 1 for the first; strictly increasing, no gaps.
+        event_id: ``aud-<32 hex>``; unique.
+        at_ms: when the request was decided (Unix epoch ms).
+        requester: who asked (an identity id).
+        grant_id, reason_code: the grant presented and the reason given, when any.
+        scope: what the grant allowed (workflow, thread, node, turn range), as JSON.
+        artifact_ids: the artifacts asked for (ids, never payloads).
+        outcome: ``allow`` or ``deny``; code: the denial's error code (None when allowed).
+        bytes: payload bytes returned (0 on a denial).
+        policy_version: the version of the policy that decided.
+        prev_hash, event_hash: ``sha256:<64 hex>`` digests of the chain.
+    """
+
+    seq: int = Field(ge=1)
+    event_id: NonEmpty
+    at_ms: int
+    requester: NonEmpty
+    grant_id: str | None = None
+    reason_code: str | None = None
+    scope: dict[str, Any] = Field(default_factory=dict)
+    artifact_ids: tuple[str, ...] = ()
+    outcome: AuditOutcome
+    code: str | None = None
+    bytes: int = Field(ge=0)
+    policy_version: NonEmpty
+    prev_hash: NonEmpty
+    event_hash: NonEmpty
 
 
 # --- deterministic ids ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from wf_pipeline.errors import RECORD_INTEGRITY, RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
+    AuditEventRecord,
     DataKeyRecord,
     FrameRecord,
     GateRecord,
@@ -42,9 +43,12 @@ from wf_pipeline.records.protocol import (
     ARTIFACT_REFERENCE_COLUMNS,
     GRANT_USE_OK,
     ORDERS,
+    AuditBuilder,
     RecordT,
     ThreadLease,
     TurnCommit,
+    check_audit_query,
+    check_audit_record,
     check_grant_use,
     check_kek_changes,
     check_keyring_meta,
@@ -548,6 +552,55 @@ class MemoryRecordStore:
         for row in self._rows("data_keys"):
             counts[row["kek_id"]] = counts.get(row["kek_id"], 0) + 1
         return counts
+
+    # --- audit trail -------------------------------------------------------------------
+
+    def append_audit_record(self, build: AuditBuilder) -> AuditEventRecord:
+        """Append ``build(seq, head_hash)`` at the head of the trail, under the store's lock; returns it.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY`` (event_id taken).
+        """
+        with self._contents.lock:
+            table = self._contents.tables["audit_events"]
+            head = table[max(table)] if table else None
+            seq, prev_hash = (1, None) if head is None else (head["seq"] + 1, head["event_hash"])
+            event = check_audit_record(build(seq, prev_hash), seq, prev_hash)
+            if any(row["event_id"] == event.event_id for row in table.values()):
+                raise RecordError(
+                    RECORD_INTEGRITY,
+                    f"append_audit_record violates a record constraint: event_id {event.event_id} is taken",
+                    action="append_audit_record",
+                )
+            table[(seq,)] = event.model_dump()
+        return event
+
+    def audit_records(
+        self,
+        *,
+        after_seq: int = 0,
+        since_ms: int | None = None,
+        grant_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEventRecord]:
+        """Audit events with seq > ``after_seq``, by seq, optionally since ``since_ms`` and of one grant; at most ``limit``."""
+        check_audit_query(after_seq, limit)
+
+        def where(row: Row) -> bool:
+            return (
+                row["seq"] > after_seq
+                and (since_ms is None or row["at_ms"] >= since_ms)
+                and (grant_id is None or row["grant_id"] == grant_id)
+            )
+
+        found = self._listing("audit_records", "audit_events", AuditEventRecord, where)
+        return found if limit is None else found[:limit]
+
+    def audit_records_with_hashes(self, event_hashes: Iterable[str]) -> list[AuditEventRecord]:
+        """The audit events whose event_hash is one of ``event_hashes``, by seq."""
+        wanted = set(event_hashes)
+        return self._listing(
+            "audit_records", "audit_events", AuditEventRecord, lambda row: row["event_hash"] in wanted
+        )
 
     # --- thread leases -----------------------------------------------------------------
 

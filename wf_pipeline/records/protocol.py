@@ -10,7 +10,7 @@ fields refer to artifacts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +22,7 @@ from wf_pipeline.errors import RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
     KEK_STATES,
     ArtifactLinkRecord,
+    AuditEventRecord,
     DataKeyRecord,
     FrameRecord,
     GateRecord,
@@ -66,6 +67,8 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "data_keys_under": ("artifact_id",),
     "list_identities": ("name",),
     "list_grants": ("issued_at_ms", "grant_id"),
+    # The audit trail in chain order: its position.
+    "audit_records": ("seq",),
 }
 
 # How many ids one ``IN (...)`` lookup carries: SQLite caps bound parameters per statement.
@@ -407,6 +410,43 @@ def grant_used(grant: GrantRecord, size: int, at_ms: int) -> GrantRecord:
     )
 
 
+# --- audit trail ---------------------------------------------------------------------------
+
+#: Builds the next audit event of `RecordStore.append_audit_record` from its position: called
+#: with (seq, event_hash of the current head, or None for the first event), inside the
+#: store's lock, and returns the complete record (its own hashes computed).
+AuditBuilder = Callable[[int, str | None], AuditEventRecord]
+
+
+def check_audit_record(record: Any, seq: int, prev_hash: str | None) -> AuditEventRecord:
+    """The record an `AuditBuilder` returned for position ``seq``, validated.
+
+    Raises ``RECORD_INVALID`` (see `validated`) when it is no valid `AuditEventRecord`,
+    when its seq is not ``seq``, or, after the first event, when its prev_hash is not the
+    head's event_hash ``prev_hash``: an append extends the chain at its head, nowhere else.
+    """
+    event = validated(record, AuditEventRecord)
+    if event.seq != seq:
+        raise RecordError(
+            RECORD_INVALID, f"audit event {event.event_id} has seq {event.seq}, the next position is {seq}"
+        )
+    if prev_hash is not None and event.prev_hash != prev_hash:
+        raise RecordError(
+            RECORD_INVALID,
+            f"audit event {event.event_id} at seq {seq} does not link to the head event {seq - 1}",
+            seq=seq,
+        )
+    return event
+
+
+def check_audit_query(after_seq: Any, limit: Any) -> None:
+    """Refuse audit listing arguments: ``RECORD_INVALID`` unless after_seq is an int >= 0 and limit None or positive."""
+    if not isinstance(after_seq, int) or isinstance(after_seq, bool) or after_seq < 0:
+        raise RecordError(RECORD_INVALID, f"after_seq must be an int >= 0, got {after_seq!r}")
+    if limit is not None:
+        check_page_limit(limit)
+
+
 @runtime_checkable
 class RecordStore(Protocol):
     """Durable records of threads and what they touched.
@@ -712,6 +752,45 @@ class RecordStore(Protocol):
 
     def count_data_keys(self) -> dict[str, int]:
         """kek_id -> how many data keys it wraps (KEKs wrapping none are absent)."""
+        ...
+
+    # Audit trail: an append-only hash chain. Rows are inserted at the head, one at a time,
+    # under a store-wide lock; nothing updates or deletes them (the SQL tables have triggers
+    # refusing both), and no other method touches them.
+
+    def append_audit_record(self, build: AuditBuilder) -> AuditEventRecord:
+        """Append the event ``build(seq, head_hash)`` returns at the head of the trail; returns it as stored.
+
+        Under one lock and one transaction the head (highest seq) is read, ``build`` is
+        called with ``head.seq + 1`` and ``head.event_hash`` (1 and None on an empty
+        trail), and its record inserted, so concurrent appenders in any process never
+        fork the chain or leave a gap. PostgreSQL: a transaction-scoped advisory lock per
+        store; SQLite: the write lock of ``BEGIN IMMEDIATE``. An exception from ``build``
+        writes nothing and propagates. Raises ``RECORD_INVALID`` (see
+        `check_audit_record`; nothing written), ``RECORD_INTEGRITY`` (event_id taken),
+        ``RECORD_UNAVAILABLE``, ``RECORD_STORAGE_ERROR``.
+        """
+        ...
+
+    def audit_records(
+        self,
+        *,
+        after_seq: int = 0,
+        since_ms: int | None = None,
+        grant_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEventRecord]:
+        """Audit events with seq > ``after_seq``, by seq, at most ``limit`` (None: all).
+
+        Optionally only those with ``at_ms >= since_ms`` (Unix epoch ms) and/or of one
+        grant. Keyset pages: pass the last seq of a page as ``after_seq``. Raises
+        ``RECORD_INVALID`` (bad after_seq or limit), ``RECORD_UNAVAILABLE``,
+        ``RECORD_INTEGRITY`` (a stored row fails validation).
+        """
+        ...
+
+    def audit_records_with_hashes(self, event_hashes: Iterable[str]) -> list[AuditEventRecord]:
+        """The audit events whose event_hash is one of ``event_hashes``, by seq (``ID_CHUNK`` hashes a query)."""
         ...
 
     # Thread leases: one holder at a time runs a thread's turns, across processes and hosts.

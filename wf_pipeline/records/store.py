@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Table, bindparam, case, delete, func, select, text, update
+from sqlalchemy import Connection, Table, bindparam, case, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -29,6 +29,7 @@ from wf_pipeline.errors import (
 from wf_pipeline.metadata.records import (
     SCHEMA_VERSION,
     ArtifactLinkRecord,
+    AuditEventRecord,
     DataKeyRecord,
     FrameRecord,
     GateRecord,
@@ -60,9 +61,12 @@ from wf_pipeline.records.protocol import (
     GRANT_USE_RATE,
     ID_CHUNK,
     ORDERS,
+    AuditBuilder,
     RecordT,
     ThreadLease,
     TurnCommit,
+    check_audit_query,
+    check_audit_record,
     check_grant_use,
     check_kek_changes,
     check_keyring_meta,
@@ -574,8 +578,12 @@ class SqlRecordStore:
                 conn.close()
 
     def _sweep_lock_key(self) -> int:
-        # A signed 64-bit key per (schema, prefix): stores sharing one database lock apart.
-        name = f"wf_pipeline.sweep:{self.schema or ''}:{self.table_prefix}".encode()
+        return self._lock_key("sweep")
+
+    def _lock_key(self, purpose: str) -> int:
+        # A signed 64-bit advisory-lock key per (purpose, schema, prefix): stores sharing one
+        # database lock apart, and the sweep and the audit trail never wait for each other.
+        name = f"wf_pipeline.{purpose}:{self.schema or ''}:{self.table_prefix}".encode()
         return int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
 
     def active_holds(self) -> list[HoldRecord]:
@@ -891,6 +899,71 @@ class SqlRecordStore:
         with self._reading("count_data_keys") as conn:
             rows = conn.execute(select(table.c.kek_id, func.count()).group_by(table.c.kek_id))
             return {kek_id: count for kek_id, count in rows}
+
+    # --- audit trail -------------------------------------------------------------------
+
+    def append_audit_record(self, build: AuditBuilder) -> AuditEventRecord:
+        """Append ``build(seq, head_hash)`` at the head of the trail under the trail's lock; returns it.
+
+        One transaction: PostgreSQL takes a transaction-scoped advisory lock keyed by the
+        store's schema and prefix (``pg_advisory_xact_lock``, released at commit or
+        rollback, so a killed appender blocks no one); SQLite takes the database's write
+        lock first (``BEGIN IMMEDIATE``; a deferred transaction would read the head under
+        a snapshot another writer can invalidate). Then the head row is read, ``build``
+        called, and one plain ``INSERT`` made: never an upsert. Raises as
+        `RecordStore.append_audit_record` says.
+        """
+        table = self._tables["audit_events"]
+        with translated_errors(self._url, "append_audit_record"), self._engine.connect() as conn:
+            if self.backend == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(self._lock_key("audit"))))
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            head = conn.execute(
+                select(table.c.seq, table.c.event_hash).order_by(table.c.seq.desc()).limit(1)
+            ).first()
+            seq, prev_hash = (1, None) if head is None else (int(head[0]) + 1, str(head[1]))
+            event = check_audit_record(build(seq, prev_hash), seq, prev_hash)
+            conn.execute(insert(table).values(**event.model_dump()))
+            # Leaving the block without this commit (an exception) rolls the transaction back.
+            conn.commit()
+        return event
+
+    def audit_records(
+        self,
+        *,
+        after_seq: int = 0,
+        since_ms: int | None = None,
+        grant_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEventRecord]:
+        """Audit events with seq > ``after_seq`` (keyset pages over the primary key), by seq.
+
+        Optionally ``at_ms >= since_ms`` and/or one grant; at most ``limit``. Raises
+        ``RECORD_INVALID``, ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``.
+        """
+        check_audit_query(after_seq, limit)
+        table = self._tables["audit_events"]
+        statement = (
+            select(table).where(table.c.seq > after_seq).order_by(*_order_columns(table, "audit_records"))
+        )
+        if since_ms is not None:
+            statement = statement.where(table.c.at_ms >= since_ms)
+        if grant_id is not None:
+            statement = statement.where(table.c.grant_id == grant_id)
+        if limit is not None:
+            statement = statement.limit(limit)
+        return self._select("audit_records", AuditEventRecord, statement)
+
+    def audit_records_with_hashes(self, event_hashes: Iterable[str]) -> list[AuditEventRecord]:
+        """The audit events whose event_hash is one of ``event_hashes``, by seq (``ID_CHUNK`` hashes a query)."""
+        table = self._tables["audit_events"]
+        wanted = sorted(set(event_hashes))
+        found: list[AuditEventRecord] = []
+        for start in range(0, len(wanted), ID_CHUNK):
+            statement = select(table).where(table.c.event_hash.in_(wanted[start : start + ID_CHUNK]))
+            found.extend(self._select("audit_records_with_hashes", AuditEventRecord, statement))
+        return sorted(found, key=lambda event: event.seq)
 
     # --- thread leases -----------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
+    AuditEventRecord,
     DataKeyRecord,
     FrameRecord,
     GateRecord,
@@ -156,6 +157,17 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
     # Identities and the grants they issue: no thread reference, both outlive any thread.
     TableSpec("identities", IdentityRecord, key=("name",)),
     TableSpec("grants", GrantRecord, key=("grant_id",)),
+    # The audit trail: append-only, keyed by its position. No thread reference and no
+    # upsert: retention and compaction never touch it, and the store only inserts.
+    # (at_ms) serves --since listings, (grant_id) a grant's events, (event_hash) the
+    # verifier's lookup of the event a prev_hash names.
+    TableSpec(
+        "audit_events",
+        AuditEventRecord,
+        key=("seq",),
+        unique=(("event_id",),),
+        indexes=(("at_ms",), ("grant_id",), ("event_hash",)),
+    ),
 )
 
 
