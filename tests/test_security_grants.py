@@ -114,7 +114,9 @@ class Home:
         )
 
 
-def build_home(root: Path, *, records_url: str | None = None, schema: str | None = None) -> Home:
+def build_home(
+    root: Path, *, records_url: str | None = None, schema: str | None = None, identities: bool = True
+) -> Home:
     env = {"WF_HOME": str(root), "WF_CONFIG_DIR": str(root / "user-config")}
     if records_url is not None:
         env["WF_RECORDS_URL"] = records_url
@@ -140,7 +142,9 @@ def build_home(root: Path, *, records_url: str | None = None, schema: str | None
         for workflow, name in ((WORKFLOW, "pkg"), (WORKFLOW, "lib"), (OTHER_WORKFLOW, "pkg2"))
     ]
     keys = {}
-    for name, admin in (("admin", True), ("admin2", True), ("alice", False), ("bob", False)):
+    for name, admin in (("admin", True), ("admin2", True), ("alice", False), ("bob", False))[
+        : 4 * identities
+    ]:
         keys[name] = root / "keys" / f"{name}.pem"
         create_identity(records, name, admin=admin, key_path=keys[name], now_ms=T0)
     return Home(settings, env, records, keys, *threads)
@@ -632,3 +636,118 @@ def test_concurrent_reads_never_pass_the_rate_limit(shared_home: Home) -> None:
 
     assert sorted(r["code"] for r in results) == ["GRANT_RATE_LIMITED"] * 7 + ["allow"] * 5
     assert shared_home.records.get_grant(grant.document.grant_id).window_reads == 5
+
+
+# --- the wf commands ---------------------------------------------------------------------------
+
+WF = REPO_ROOT / ".venv" / "bin" / "wf"
+CANARIES = (b"PROMPT-PAYLOAD", b"CONTEXT-PAYLOAD")
+
+
+def wf(home: Home, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        key: value for key, value in os.environ.items() if key not in WF_VARIABLES and key != "DAGSTER_HOME"
+    }
+    env.update(home.env)
+    return subprocess.run([str(WF), *args], env=env, capture_output=True, timeout=300, cwd=home.settings.home)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> None:
+    home = build_home(tmp_path / "home", identities=False)
+    keys = tmp_path / "keys"
+    try:
+        for args in (("admin", "--admin"), ("alice",)):
+            made = wf(home, "identity", "create", *args, "--out", str(keys), "--json")
+            assert made.returncode == 0, made.stderr
+            assert json.loads(made.stdout)["key_file"] == str(keys / f"{args[0]}.pem")
+            assert b"PRIVATE KEY" not in made.stdout + made.stderr
+        assert stat.S_IMODE(os.stat(keys / "alice.pem").st_mode) == 0o600
+        listed = json.loads(wf(home, "identity", "list", "--json").stdout)
+        assert [(i["name"], i["role"]) for i in listed] == [("admin", "admin"), ("alice", "reader")]
+
+        grant_file = tmp_path / "grant.json"
+        issued = wf(
+            home,
+            "grants", "issue", "--admin", str(keys / "admin.pem"), "--grantee", "alice",
+            "--capability", "prompt_payload_read", "--workflow", WORKFLOW,
+            "--thread", home.main.thread.thread_id, "--turns", "1-2", "--expires", "1h",
+            "--reason", "incident_response", "--max-bytes", "1000", "--rate", "10/min",
+            "--out", str(grant_file), "--json",
+        )  # fmt: skip
+        assert issued.returncode == 0, issued.stderr
+        grant_id = json.loads(issued.stdout)["grant_id"]
+        assert stat.S_IMODE(os.stat(grant_file).st_mode) == 0o600
+        read_args = (
+            "--identity",
+            str(keys / "alice.pem"),
+            "--grant",
+            str(grant_file),
+            "--reason",
+            "incident_response",
+        )
+        artifact = _render(home, 2)
+        expected = TEXTS["rendered_prompt"].format(name="pkg", turn=TURNS[1]).encode()
+
+        to_stdout = wf(home, "privileged", "read", artifact, *read_args)
+        assert (to_stdout.returncode, to_stdout.stdout) == (0, expected), to_stdout.stderr
+        out = tmp_path / "payload.txt"
+        to_file = wf(home, "privileged", "read", artifact, *read_args, "--out", str(out), "--json")
+        assert to_file.returncode == 0, to_file.stderr
+        assert out.read_bytes() == expected and stat.S_IMODE(os.stat(out).st_mode) == 0o600
+        summary = json.loads(to_file.stdout)
+        assert (summary["bytes"], summary["sha256"], summary["grant_id"]) == (
+            len(expected),
+            digest(expected),
+            grant_id,
+        )
+        as_json = wf(home, "privileged", "read", artifact, *read_args, "--json")
+        assert as_json.returncode == 0 and expected not in as_json.stdout
+
+        outside = wf(home, "privileged", "read", _render(home, 3), *read_args)
+        assert outside.returncode == 1 and outside.stdout == b""
+        assert outside.stderr.decode().startswith("GRANT_SCOPE_TURN: ")
+
+        revoked = wf(home, "grants", "revoke", grant_id, "--json")
+        assert json.loads(revoked.stdout)["state"] == "revoked"
+        after = wf(home, "privileged", "read", artifact, *read_args)
+        assert after.returncode == 1 and after.stdout == b""
+        assert after.stderr.decode().startswith("GRANT_REVOKED: ")
+
+        [grant] = json.loads(wf(home, "grants", "list", "--json").stdout)
+        assert (grant["grant_id"], grant["reads"], grant["bytes_used"]) == (grant_id, 3, 3 * len(expected))
+        events = audit_events(home.records)
+        assert [(e.outcome, e.code) for e in events] == [
+            ("allow", None),
+            ("allow", None),
+            ("allow", None),
+            ("deny", "GRANT_SCOPE_TURN"),
+            ("deny", "GRANT_REVOKED"),
+        ]
+    finally:
+        home.records.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_no_other_command_prints_a_prompt_or_context_payload(tmp_path) -> None:
+    home = build_home(tmp_path / "home", identities=False)
+    try:
+        shown = wf(home, "threads", "show", home.main.thread.thread_id, "--json")
+        outputs = [
+            shown,
+            wf(home, "threads", "list", "--json"),
+            wf(home, "threads", "show", home.main.thread.thread_id),
+            wf(home, "cas", "verify", "--json"),
+            wf(home, "keys", "report", "--json"),
+        ]
+    finally:
+        home.records.close()
+    # The thread is really shown: its prompt and context artifacts by id, their bytes nowhere.
+    artifact_ids = {a["artifact_id"] for a in json.loads(shown.stdout)["artifacts"]}
+    assert {home.main.renders[0], home.main.context} <= artifact_ids
+    for done in outputs:
+        assert done.returncode == 0, done.stderr
+        for canary in CANARIES:
+            assert canary not in done.stdout + done.stderr
