@@ -421,7 +421,8 @@ def verify_audit_chain(
 def _pages(records: RecordStore, page: int) -> Iterator[list[AuditEventRecord]]:
     after = 0
     while True:
-        batch = records.audit_records(after_seq=after, limit=page)
+        # Only events past the last page: a store that repeats a page cannot loop this forever.
+        batch = [event for event in records.audit_records(after_seq=after, limit=page) if event.seq > after]
         if not batch:
             return
         yield batch

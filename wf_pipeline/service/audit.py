@@ -161,7 +161,9 @@ def export_audit_events(settings: Settings, *, page: int = EXPORT_PAGE) -> dict[
         head = _exported_head_unlocked(store)
         after = start = 0 if head is None else head[0]
         while True:
-            batch = records.audit_records(after_seq=after, limit=page)
+            batch = [
+                event for event in records.audit_records(after_seq=after, limit=page) if event.seq > after
+            ]
             if not batch:
                 break
             exported += store.write(AUDIT_EVENTS, audit_events_table(batch))
