@@ -151,6 +151,26 @@ class PagesWithOffsetAfterRewrap(MemoryRecordStore):
         return super().data_keys_under(kek_ids, limit=limit)
 
 
+class AuditAppendTrustsTheBuilder(MemoryRecordStore):
+    """Stores whatever the builder returns at the next position: an event_id twice, a broken link."""
+
+    def append_audit_record(self, build):
+        with self._contents.lock:
+            table = self._contents.tables["audit_events"]
+            head = table[max(table)] if table else None
+            seq = 1 if head is None else head["seq"] + 1
+            event = build(seq, None if head is None else head["event_hash"])
+            table[(seq,)] = event.model_dump()
+            return event
+
+
+class AuditPagesIgnoreAfterSeq(MemoryRecordStore):
+    """Starts every page at the first event: keyset paging repeats the trail forever."""
+
+    def audit_records(self, *, after_seq=0, since_ms=None, grant_id=None, limit=None):
+        return super().audit_records(since_ms=since_ms, grant_id=grant_id, limit=limit)
+
+
 def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
     name = f"{store_class.__name__}-{uuid.uuid4().hex}"
     return RecordBackend(store_class.__name__, lambda: store_class(name))
@@ -180,6 +200,8 @@ def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
             {"check_update_kek_is_a_compare_and_set", "check_concurrent_kek_updates_have_one_winner"},
         ),
         (PagesWithOffsetAfterRewrap, {"check_data_keys_under_pages_cover_every_key_once"}),
+        (AuditAppendTrustsTheBuilder, {"check_audit_appends_off_the_head_write_nothing"}),
+        (AuditPagesIgnoreAfterSeq, {"check_audit_records_append_at_the_head_and_list_by_seq"}),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else "",
 )

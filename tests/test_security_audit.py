@@ -337,3 +337,53 @@ def test_concurrent_appenders_in_several_processes_never_fork_the_chain(sql_targ
     assert report.ok, report.problems
     assert [e.seq for e in trail] == list(range(1, processes * events + 1))
     assert len({e.requester for e in trail}) == processes
+
+
+# --- the Parquet copy -------------------------------------------------------------------------
+
+
+def test_the_parquet_copy_partitions_by_day_and_outcome_and_knows_its_head(tmp_path) -> None:
+    from wf_pipeline.telemetry import TelemetryStore, connect_store
+    from wf_pipeline.telemetry.audit import audit_events_table, exported_audit_head
+    from wf_pipeline.telemetry.schema import AUDIT_EVENTS
+
+    records = MemoryRecordStore()
+    fill(records, 8)  # events 4 and 8 are denials
+    store = TelemetryStore(str(tmp_path / "telemetry"))
+    assert exported_audit_head(store) is None
+    trail = records.audit_records()
+
+    assert store.write(AUDIT_EVENTS, audit_events_table(trail)) == 8
+    folders = {path.rsplit("/", 3)[-3] + "/" + path.rsplit("/", 3)[-2] for path in store.files(AUDIT_EVENTS)}
+    assert folders - {"date=1970-01-01/outcome=_seed"} == {
+        "date=2026-01-01/outcome=allow",
+        "date=2026-01-01/outcome=deny",
+    }
+    assert exported_audit_head(store) == (8, trail[-1].event_hash)
+    con = connect_store(store, str(tmp_path / "archive"))
+    try:
+        rows = con.execute(
+            "select outcome, count(*), sum(bytes), min(seq), max(json_array_length(artifact_ids)) "
+            "from audit_events group by all order by outcome"
+        ).fetchall()
+        scope = con.execute("select scope ->> 'thread_id' from audit_events where seq = 3").fetchone()
+    finally:
+        con.close()
+    assert rows == [("allow", 6, sum(100 + n for n in (1, 2, 3, 5, 6, 7)), 1, 1), ("deny", 2, 0, 4, 1)]
+    assert scope == ("thread:3",)
+
+
+def test_a_bad_audit_row_is_refused_before_anything_is_written(tmp_path) -> None:
+    from wf_pipeline.errors import TelemetryError
+    from wf_pipeline.telemetry import TelemetryStore
+    from wf_pipeline.telemetry.audit import audit_events_table
+    from wf_pipeline.telemetry.schema import AUDIT_EVENTS
+
+    records = MemoryRecordStore()
+    fill(records, 2)
+    bad = [records.audit_records()[0], records.audit_records()[1].model_copy(update={"outcome": "maybe"})]
+    store = TelemetryStore(str(tmp_path / "telemetry"))
+    with pytest.raises(TelemetryError) as caught:
+        store.write(AUDIT_EVENTS, audit_events_table(bad))
+    assert caught.value.code == "TELEMETRY_SCHEMA_INVALID"
+    assert store.read_table(AUDIT_EVENTS).num_rows == 0

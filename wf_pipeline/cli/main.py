@@ -656,6 +656,36 @@ def cmd_privileged(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``wf audit list|verify|export``: the audit trail of privileged reads (`wf_pipeline.service.audit`).
+
+    Args:
+        args: the parsed command line (``action``; ``since``, ``grant_id`` and ``limit`` for
+            list; ``json``).
+
+    Returns:
+        The exit status, 0. Prints ids, digests, codes, counts and times (ms), never
+        payloads: ``list`` a table of events, oldest first; ``verify`` the events checked
+        and the chain's head; ``export`` how many events were copied to Parquet.
+
+    Raises:
+        WfError: ``AUDIT_CHAIN_BROKEN`` (verify: an event was deleted, altered or reordered;
+            the message names the positions), ``METADATA_BAD_DURATION`` (``--since``),
+            ``TELEMETRY_*`` (export), ``RECORD_*``; `main` prints them and exits 1.
+    """
+    from wf_pipeline.service import audit
+
+    settings = _settings()
+    if args.action == "list":
+        result = audit.list_audit(settings, since=args.since, grant_id=args.grant_id, limit=args.limit)
+        _emit(args, result, _render_audit_list)
+    elif args.action == "verify":
+        _emit(args, audit.verify_audit(settings), _render_audit_verify)
+    else:
+        _emit(args, audit.export_audit_events(settings), _render_audit_export)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     # A bad count is visible on the command line alone: a usage error (exit 2).
     try:
@@ -909,6 +939,79 @@ def _render_destroyed(console: Console, r: dict) -> None:
         print_line(console, f"{kek_id} was already retired or destroyed")
     print_line(
         console, f"{plural(r['data_keys_shredded'], 'artifact')} shredded in all (wf keys report lists them)"
+    )
+
+
+def _short_digest(value: str) -> str:
+    # Enough of a digest to tell events apart in a table; --json prints it whole.
+    return value[: len("sha256:") + 12]
+
+
+def _render_audit_list(console: Console, r: dict) -> None:
+    events = r["events"]
+    if not events:
+        console.print("no audit events" + ("" if r["since_ms"] is None else f" since {r['since']} ago"))
+        return
+    print_table(
+        console,
+        (
+            "seq",
+            "at (ms)",
+            "event_id",
+            "requester",
+            "grant",
+            "reason",
+            "outcome",
+            "code",
+            "bytes",
+            "artifacts",
+            "hash",
+        ),
+        [
+            (
+                e["seq"],
+                e["at_ms"],
+                e["event_id"],
+                e["requester"],
+                e["grant_id"] or "-",
+                e["reason_code"] or "-",
+                e["outcome"],
+                e["code"] or "-",
+                e["bytes"],
+                len(e["artifact_ids"]),
+                _short_digest(e["event_hash"]),
+            )
+            for e in events
+        ],
+    )
+    denied = sum(1 for e in events if e["outcome"] == "deny")
+    print_line(console, f"{plural(len(events), 'event')}, {denied} denied")
+
+
+def _render_audit_verify(console: Console, r: dict) -> None:
+    if not r["events"]:
+        console.print("the audit trail is empty")
+        return
+    witness = r["witness"]
+    seen = (
+        "no Parquet copy to compare the head with"
+        if witness is None
+        else f"Parquet copy up to seq {witness['seq']}"
+    )
+    print_line(
+        console,
+        f"audit trail verifies: {plural(r['events'], 'event')}, head seq {r['head_seq']} ({r['head_hash']}); {seen}",
+    )
+
+
+def _render_audit_export(console: Console, r: dict) -> None:
+    if r["telemetry"] is None:
+        console.print("telemetry is off (WF_TELEMETRY=0): nothing exported")
+        return
+    print_line(
+        console,
+        f"exported {plural(r['exported'], 'audit event')} (after seq {r['after_seq']}, up to {r['head_seq']}) "
+        f"to {r['telemetry']}",
     )
 
 
@@ -1476,6 +1579,17 @@ def build_parser() -> argparse.ArgumentParser:
     privileged_read.add_argument(
         "--out", metavar="FILE", help="write the payload here (mode 0600) instead of stdout"
     )
+
+    audit = command("audit", "list, verify or export the audit trail of privileged reads", cmd_audit)
+    audit_action = actions(audit, "the hash-chained audit trail (ids, digests and codes; never payloads)")
+    audit_list = audit_action("list", "list the audit events, oldest first")
+    audit_list.add_argument(
+        "--since", default="forever", help="how far back: 12h, 7d, 4w or forever (default forever)"
+    )
+    audit_list.add_argument("--grant", dest="grant_id", help="only the events of this grant id")
+    audit_list.add_argument("--limit", type=_positive_int, help="at most this many events")
+    audit_action("verify", "check the hash chain: deleted, altered or reordered events by position")
+    audit_action("export", "copy the events not exported yet to the audit_events telemetry table")
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
     ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")

@@ -223,6 +223,8 @@ def append_audit_event(
             not make a valid event. The cause is chained; nothing is written.
     """
     event_id = f"aud-{uuid.uuid4().hex}"
+    # Read once: a generator would be empty by the time the message counts it.
+    ids = tuple(artifact_ids) if isinstance(artifact_ids, Iterable) else artifact_ids
 
     def build(seq: int, head_hash: str | None) -> AuditEventRecord:
         if outcome not in AUDIT_OUTCOMES:
@@ -240,7 +242,7 @@ def append_audit_event(
             "reason_code": reason_code,
             # Canonical JSON and back: what is hashed is exactly what the store keeps.
             "scope": json.loads(canonical_json(dict(scope))),
-            "artifact_ids": tuple(artifact_ids),
+            "artifact_ids": ids,
             "outcome": outcome,
             "code": code,
             "bytes": bytes,
@@ -255,7 +257,8 @@ def append_audit_event(
         cause = exc.code if isinstance(exc, WfError) else type(exc).__name__
         raise SecurityError(
             AUDIT_UNAVAILABLE,
-            f"audit event {event_id} ({outcome} for {requester}, {len(tuple(artifact_ids))} artifact(s)) "
+            f"audit event {event_id} ({outcome} for {requester}, "
+            f"{len(ids) if isinstance(ids, tuple) else '?'} artifact(s)) "
             f"was not written to {records.url}: {cause}",
             event_id=event_id,
             cause=cause,
@@ -421,7 +424,8 @@ def verify_audit_chain(
 def _pages(records: RecordStore, page: int) -> Iterator[list[AuditEventRecord]]:
     after = 0
     while True:
-        batch = records.audit_records(after_seq=after, limit=page)
+        # Only events past the last page: a store that repeats a page cannot loop this forever.
+        batch = [event for event in records.audit_records(after_seq=after, limit=page) if event.seq > after]
         if not batch:
             return
         yield batch
