@@ -725,6 +725,12 @@ def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> Non
             ("deny", "GRANT_SCOPE_TURN"),
             ("deny", "GRANT_REVOKED"),
         ]
+        listed = wf(home, "audit", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [e["code"] for e in json.loads(listed.stdout)["events"]] == [e.code for e in events]
+        assert expected not in listed.stdout
+        verified = wf(home, "audit", "verify", "--json")
+        assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
     finally:
         home.records.close()
 
