@@ -1446,3 +1446,22 @@ def check_concurrent_grant_uses_never_pass_the_budget(backend: RecordBackend) ->
 
     assert sorted(results) == ["budget"] * 3 + ["ok"] * 5
     assert backend.open().get_grant("g").bytes_used == 50
+
+
+@check
+def check_prompt_links_for_artifact_find_renders_and_shared_contexts(backend: RecordBackend) -> None:
+    store = backend.open()
+    one, two = make_thread("linked-one"), make_thread("linked-two")
+    store.commit_turns([make_commit(one), make_commit(one, "verification", seq=2), make_commit(two)])
+    rendered = art(f"{one.thread_id}/verification/1/rendered")
+    context = art(f"{one.thread_id}/context")
+
+    [found] = backend.open().prompt_links_for_artifact(rendered)
+    assert (found.thread_id, found.turn_id) == (one.thread_id, "verification")
+    by_context = store.prompt_links_for_artifact(context)
+    assert [link.turn_id for link in by_context] == sorted(
+        ["evidence_gather", "verification"],
+        key=lambda turn: prompt_link_id_for(one.workflow_id, one.thread_id, turn, 1),
+    )
+    assert store.prompt_links_for_artifact(art("system")) == []  # system prompts are not payloads
+    assert store.prompt_links_for_artifact(art("nowhere")) == []

@@ -639,6 +639,15 @@ class MemoryRecordStore:
 
     # --- identities and grants -----------------------------------------------------------
 
+    def prompt_links_for_artifact(self, artifact_id: str) -> list[PromptLinkRecord]:
+        """Prompt links naming ``artifact_id`` as rendered prompt or context, by prompt_link_id."""
+        return self._listing(
+            "prompt_links_for_artifact",
+            "prompt_links",
+            PromptLinkRecord,
+            lambda row: artifact_id in (row["rendered_prompt_artifact_id"], row["context_artifact_id"]),
+        )
+
     def add_identity(self, record: IdentityRecord) -> IdentityRecord:
         """Insert an identity unless its name is registered; returns the stored one; ``RECORD_INVALID``."""
         identity = validated(record, IdentityRecord)

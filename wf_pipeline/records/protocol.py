@@ -67,6 +67,7 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "data_keys_under": ("artifact_id",),
     "list_identities": ("name",),
     "list_grants": ("issued_at_ms", "grant_id"),
+    "prompt_links_for_artifact": ("prompt_link_id",),
     # The audit trail in chain order: its position.
     "audit_records": ("seq",),
 }
@@ -818,6 +819,13 @@ class RecordStore(Protocol):
 
     # Identities and grants (`wf_pipeline.security`): public keys and roles, and the grants
     # issued, with their usage. Neither references the threads table.
+
+    def prompt_links_for_artifact(self, artifact_id: str) -> list[PromptLinkRecord]:
+        """Prompt links naming ``artifact_id`` as their rendered prompt or context, by prompt_link_id.
+
+        Indexed lookups (privileged reads locate a payload by them). Raises ``RECORD_UNAVAILABLE``.
+        """
+        ...
 
     def add_identity(self, record: IdentityRecord) -> IdentityRecord:
         """Insert an identity unless its name is registered; returns the stored record (first writer wins).

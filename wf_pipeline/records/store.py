@@ -1029,6 +1029,19 @@ class SqlRecordStore:
             )
         return _stored(action, model, dict(stored))
 
+    def prompt_links_for_artifact(self, artifact_id: str) -> list[PromptLinkRecord]:
+        """Prompt links naming ``artifact_id`` as rendered prompt or context (two indexed columns), by prompt_link_id."""
+        table = self._tables["prompt_links"]
+        statement = (
+            select(table)
+            .where(
+                (table.c.rendered_prompt_artifact_id == artifact_id)
+                | (table.c.context_artifact_id == artifact_id)
+            )
+            .order_by(*_order_columns(table, "prompt_links_for_artifact"))
+        )
+        return self._select("prompt_links_for_artifact", PromptLinkRecord, statement)
+
     def add_identity(self, record: IdentityRecord) -> IdentityRecord:
         """Insert an identity unless its name is registered; returns the stored one.
 

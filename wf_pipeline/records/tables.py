@@ -106,11 +106,12 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
     TableSpec(
         "gates", GateRecord, key=("gate_record_id",), indexes=(("thread_id",),), references_thread=True
     ),
+    # The two payload columns are indexed for privileged reads, which find an artifact's links.
     TableSpec(
         "prompt_links",
         PromptLinkRecord,
         key=("prompt_link_id",),
-        indexes=(("thread_id",),),
+        indexes=(("thread_id",), ("rendered_prompt_artifact_id",), ("context_artifact_id",)),
         references_thread=True,
     ),
     TableSpec(

@@ -135,8 +135,7 @@ def locate_artifact(records: RecordStore, artifact_id: str) -> list[ArtifactLoca
     templates are profile content, not privileged payloads). Raises ``RECORD_UNAVAILABLE``.
     """
     found: dict[tuple[str, str, str], ArtifactLocation] = {}
-    # A scan of the prompt links: reads are rare and audited; an index would serve many.
-    for link in records.list_prompt_links():
+    for link in records.prompt_links_for_artifact(artifact_id):
         for column, role in _LINK_ROLES:
             if getattr(link, column) != artifact_id:
                 continue

@@ -6,7 +6,9 @@ private key is never stored. ``grants`` has one row per grant issued (``grant_id
 primary key): its issuer, grantee, capability and scope, its validity (ms), reason codes
 (canonical JSON text), byte budget and rate limit, its revocation time, and the usage
 counters a read updates with one conditional UPDATE. Neither references the threads
-table: both outlive any thread.
+table: both outlive any thread. ``prompt_links`` gets an index on each payload column
+(``rendered_prompt_artifact_id``, ``context_artifact_id``): a privileged read finds the
+links of one artifact without scanning them all.
 """
 
 from __future__ import annotations
@@ -22,9 +24,15 @@ branch_labels = None
 depends_on = None
 
 
+_PAYLOAD_COLUMNS = ("rendered_prompt_artifact_id", "context_artifact_id")
+
+
 def upgrade() -> None:
-    """Create ``<prefix>identities`` and ``<prefix>grants``."""
+    """Create ``<prefix>identities`` and ``<prefix>grants``; index the prompt links' payload columns."""
     n = names()
+    links = n.table("prompt_links")
+    for column in _PAYLOAD_COLUMNS:
+        op.create_index(f"{links}_{column}_ix", links, [column], schema=n.schema)
     identities = n.table("identities")
     op.create_table(
         identities,
@@ -68,7 +76,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Drop both tables."""
+    """Drop both tables and the two prompt-link indexes."""
     n = names()
+    links = n.table("prompt_links")
+    for column in _PAYLOAD_COLUMNS:
+        op.drop_index(f"{links}_{column}_ix", links, schema=n.schema)
     op.drop_table(n.table("grants"), schema=n.schema)
     op.drop_table(n.table("identities"), schema=n.schema)
