@@ -114,6 +114,10 @@ class TelemetryError(WfError):
     """Telemetry rows, their Parquet store and the DuckDB views over it."""
 
 
+class GovernanceError(WfError):
+    """Feature specs under ``docs/specs`` and the verification gates (tests, benchmarks) they name."""
+
+
 class KeysError(WfError):
     """The keyring: master key, key-encryption keys (KEKs), data keys and their lifecycle."""
 
@@ -712,6 +716,34 @@ RETENTION_SCOPE_UNKNOWN = _code(
     "RETENTION_SCOPE_UNKNOWN",
     RetentionError,
     meaning="a hold names a thread or workflow the record store and profiles do not know",
+)
+
+
+# --- governance trail ----------------------------------------------------------------------
+GOVERNANCE_GATE_MISSING = _code(
+    "GOVERNANCE_GATE_MISSING",
+    GovernanceError,
+    meaning="a spec names a verification gate that does not exist: a test file, test class or test "
+    "function that is not there, or a benchmark script that is not under bench/",
+)
+GOVERNANCE_INDEX_INCOMPLETE = _code(
+    "GOVERNANCE_INDEX_INCOMPLETE",
+    GovernanceError,
+    meaning="the spec index (docs/specs/index.md) is missing, leaves a spec unlinked, or links a spec "
+    "file that does not exist",
+)
+GOVERNANCE_SPEC_INVALID = _code(
+    "GOVERNANCE_SPEC_INVALID",
+    GovernanceError,
+    meaning="a spec file is malformed: no front matter, YAML that does not parse, a missing or unknown "
+    "field, an id that is not its file name, an owner domain that is no package of wf_pipeline, or a "
+    "gate that is neither a test id nor a benchmark script",
+)
+GOVERNANCE_SPECS_NOT_FOUND = _code(
+    "GOVERNANCE_SPECS_NOT_FOUND",
+    GovernanceError,
+    meaning="no spec to check: no wf_pipeline checkout at or above the current directory, or its spec "
+    "folder is missing or holds no spec",
 )
 
 

@@ -686,6 +686,44 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_governance(args: argparse.Namespace) -> int:
+    """``wf governance check [--specs DIR]``: every spec is well formed and every gate it names exists.
+
+    Args:
+        args: the parsed command line (``action``, ``specs``, ``json``).
+
+    Returns:
+        The exit status: 0 when every spec under the folder (default ``docs/specs`` of the
+        checkout that holds the current directory) is valid, its gates name existing tests
+        and benchmarks, and the index links every spec; 1 (``EXIT_FAILED``) otherwise, with
+        one ``CODE: spec: message`` line per problem (``GOVERNANCE_SPEC_INVALID``,
+        ``GOVERNANCE_GATE_MISSING``, ``GOVERNANCE_INDEX_INCOMPLETE``).
+
+    Raises:
+        WfError: ``GOVERNANCE_SPECS_NOT_FOUND`` (no checkout, no spec folder, no spec);
+            `main` prints it and exits 1.
+    """
+    from wf_pipeline.service.governance import check_governance
+
+    # Reads the checkout's files only: no settings, no home.
+    result = check_governance(Path.cwd(), Path(args.specs) if args.specs else None)
+    _emit(args, result, _render_governance)
+    return 0 if result["ok"] else EXIT_FAILED
+
+
+def _render_governance(console: Console, r: dict) -> None:
+    gates = r["gates_found"]
+    print_line(
+        console,
+        f"{plural(len(r['specs']), 'spec')} in {r['specs_dir']}; gates found: "
+        f"{plural(gates['test'], 'test')}, {plural(gates['benchmark'], 'benchmark')}",
+    )
+    for problem in r["problems"]:
+        print_line(console, f"{problem['code']}: {problem['message']}", style="red")
+    if r["ok"]:
+        print_line(console, "every spec is valid and every gate exists")
+
+
 def _positive_int(text: str) -> int:
     # A bad count is visible on the command line alone: a usage error (exit 2).
     try:
@@ -1590,6 +1628,19 @@ def build_parser() -> argparse.ArgumentParser:
     audit_list.add_argument("--limit", type=_positive_int, help="at most this many events")
     audit_action("verify", "check the hash chain: deleted, altered or reordered events by position")
     audit_action("export", "copy the events not exported yet to the audit_events telemetry table")
+
+    governance = command(
+        "governance", "check the feature specs and the verification gates they name", cmd_governance
+    )
+    governance_action = actions(governance, "check: every spec is valid and every gate it names exists")
+    governance_check = governance_action(
+        "check", "validate every spec under docs/specs and resolve each test id and benchmark it names"
+    )
+    governance_check.add_argument(
+        "--specs",
+        metavar="DIR",
+        help="the spec folder (default: docs/specs of the checkout of the current directory)",
+    )
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
     ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")
