@@ -146,7 +146,9 @@ def test_deleted_altered_and_reordered_events_are_reported_with_their_positions(
     rehashed = events[10].to_dict() | {"requester": "id-someone-else"}
     with owner_connection(sql_target) as conn:
         conn.exec_driver_sql(f"DELETE FROM {table} WHERE seq = 4")
-        conn.exec_driver_sql(f"UPDATE {table} SET requester = 'id-someone-else' WHERE seq = 6")
+        conn.exec_driver_sql(
+            f"UPDATE {table} SET requester = 'id-someone-else', outcome = 'allowed' WHERE seq = 6"
+        )
         # Reorder: events 8 and 9 trade places (through a free seq, as seq is the primary key).
         conn.exec_driver_sql(f"UPDATE {table} SET seq = 1000 WHERE seq = 8")
         conn.exec_driver_sql(f"UPDATE {table} SET seq = 8 WHERE seq = 9")
@@ -265,10 +267,19 @@ def test_an_unreachable_server_is_audit_unavailable() -> None:
         {"outcome": "deny", "code": "GRANT_EXPIRED", "bytes": 5},  # a denial that returned bytes
         {"outcome": "allow", "code": "GRANT_EXPIRED"},
         {"outcome": "maybe"},
+        {"bytes": -1},
         {"requester": ""},
         {"scope": {"not json": object()}},
     ],
-    ids=["deny-no-code", "deny-bytes", "allow-code", "bad-outcome", "no-requester", "scope-not-json"],
+    ids=[
+        "deny-no-code",
+        "deny-bytes",
+        "allow-code",
+        "bad-outcome",
+        "negative-bytes",
+        "no-requester",
+        "scope-not-json",
+    ],
 )
 def test_an_event_that_cannot_be_made_is_audit_unavailable_and_writes_nothing(change) -> None:
     store = MemoryRecordStore()

@@ -1300,7 +1300,7 @@ def check_audit_appends_off_the_head_write_nothing(backend: RecordBackend) -> No
         return good(seq, head_hash).model_copy(update={"prev_hash": "sha256:" + "1" * 64})
 
     def invalid(seq, head_hash):
-        return AuditEventRecord.model_construct(**{**good(seq, head_hash).model_dump(), "outcome": "maybe"})
+        return AuditEventRecord.model_construct(**{**good(seq, head_hash).model_dump(), "requester": ""})
 
     for build in (wrong_seq, wrong_link, invalid):
         with pytest.raises(RecordError) as caught:

@@ -443,9 +443,6 @@ class GrantRecord(_Record):
     window_reads: int = Field(default=0, ge=0)
 
 
-AuditOutcome = Literal["allow", "deny"]
-
-
 class AuditEventRecord(_Record):
     """One event of the audit trail of privileged reads: a row of an append-only hash chain; times in ms.
 
@@ -477,9 +474,12 @@ class AuditEventRecord(_Record):
     reason_code: str | None = None
     scope: dict[str, Any] = Field(default_factory=dict)
     artifact_ids: tuple[str, ...] = ()
-    outcome: AuditOutcome
+    # Plain text and int here: the trail's writer (`wf_pipeline.security.audit`) checks the
+    # outcome and the byte count, and a row tampered into a bad value must still load, so
+    # the chain's verification can name its position instead of failing to read it.
+    outcome: NonEmpty
     code: str | None = None
-    bytes: int = Field(ge=0)
+    bytes: int
     policy_version: NonEmpty
     prev_hash: NonEmpty
     event_hash: NonEmpty

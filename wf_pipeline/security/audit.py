@@ -124,7 +124,7 @@ class AuditEvent:
             reason_code=record.reason_code,
             scope=MappingProxyType(dict(record.scope)),
             artifact_ids=tuple(record.artifact_ids),
-            outcome=record.outcome,
+            outcome=record.outcome,  # type: ignore[arg-type]  # as stored; verify judges it
             code=record.code,
             bytes=record.bytes,
             policy_version=record.policy_version,
@@ -233,6 +233,8 @@ def append_audit_event(
             raise ValueError("a deny event carries its code and 0 bytes")
         if outcome == "allow" and code is not None:
             raise ValueError("an allow event carries no denial code")
+        if not isinstance(bytes, int) or isinstance(bytes, bool) or bytes < 0:
+            raise ValueError("bytes must be an int >= 0")
         fields: dict[str, Any] = {
             "seq": seq,
             "event_id": event_id,
