@@ -147,6 +147,9 @@ def build_home(
     ]:
         keys[name] = root / "keys" / f"{name}.pem"
         create_identity(records, name, admin=admin, key_path=keys[name], now_ms=T0)
+    keys["not-a-key"] = root / "keys" / "not-a-key.pem"
+    keys["not-a-key"].parent.mkdir(parents=True, exist_ok=True)
+    keys["not-a-key"].write_text("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n")
     return Home(settings, env, records, keys, *threads)
 
 
@@ -253,6 +256,7 @@ def _bad_signature(home: Home):
 
 
 DENIALS: list[tuple[str, str, Case]] = [
+    ("key file not a key", "IDENTITY_INVALID", lambda h: (_render(h), h.issue(), {"requester": "not-a-key"})),
     ("not json", "GRANT_MALFORMED", lambda h: (_render(h), b"{not json", {})),
     (
         "field missing",
@@ -388,6 +392,8 @@ def test_each_denial_has_its_code_and_a_deny_event(home: Home, name: str, code: 
     assert event.grant_id == grant_id
     assert event.artifact_ids == (artifact_id,)
     assert event.reason_code == options.get("reason", "incident_response")
+    requester = options.get("requester", "alice")
+    assert event.requester == ("unknown" if requester == "not-a-key" else requester)
     assert verify_audit_chain(home.records).ok
 
 

@@ -62,6 +62,9 @@ from wf_pipeline.security.identities import identity_of_key, key_fingerprint, pu
 #: The version of these rules, recorded in every audit event they decide.
 POLICY_VERSION = "privileged-read/1"
 
+#: The requester an audit event names when the requester's key file could not be loaded.
+UNKNOWN_REQUESTER = "unknown"
+
 #: Reads a payload: (artifact id, artifact class, expected size in bytes) -> its verified bytes.
 PayloadReader = Callable[[str, str, int], bytes]
 
@@ -264,7 +267,7 @@ def privileged_read(
     read_payload: PayloadReader,
     *,
     artifact_id: str,
-    requester_key: Ed25519PrivateKey,
+    requester_key: Ed25519PrivateKey | SecurityError,
     grant: SignedGrant | SecurityError,
     reason: str,
     now_ms: int,
@@ -276,7 +279,9 @@ def privileged_read(
         read_payload: fetches the verified payload bytes (the home's CAS through its
             keyring); called only after the allow event is committed.
         artifact_id: the rendered prompt or context artifact (``sha256:<hex>``).
-        requester_key: the requester's Ed25519 private key (its key file).
+        requester_key: the requester's Ed25519 private key (its key file), or the
+            ``IDENTITY_INVALID`` error loading it raised (denied and audited, requester
+            `UNKNOWN_REQUESTER`).
         grant: the parsed grant file, or the ``GRANT_MALFORMED`` error parsing it raised
             (so that a malformed grant is denied and audited like any other).
         reason: the reason code of this read (`REASON_CODES`).
@@ -286,7 +291,7 @@ def privileged_read(
         The `PrivilegedRead` with the exact payload bytes.
 
     Raises ``SecurityError`` with the first failing check's code (each audited as a deny
-    event first): ``GRANT_MALFORMED``, ``GRANT_ISSUER_UNKNOWN``, ``GRANT_SIGNATURE_INVALID``,
+    event first): ``IDENTITY_INVALID`` (the key file), ``GRANT_MALFORMED``, ``GRANT_ISSUER_UNKNOWN``, ``GRANT_SIGNATURE_INVALID``,
     ``GRANT_ISSUER_NOT_ADMIN``, ``GRANT_UNKNOWN``, ``GRANT_GRANTEE_UNKNOWN``,
     ``GRANT_GRANTEE_MISMATCH``, ``GRANT_NOT_YET_VALID``, ``GRANT_EXPIRED``, ``GRANT_REVOKED``,
     ``GRANT_REASON_NOT_ALLOWED``, ``PRIVILEGED_ARTIFACT_UNKNOWN``, ``PRIVILEGED_ARTIFACT_GONE``,
@@ -296,7 +301,15 @@ def privileged_read(
     allow event, what ``read_payload`` raises (``CAS_*``, ``KEYS_*``). ``RECORD_UNAVAILABLE``
     from the store.
     """
+    if isinstance(requester_key, SecurityError):
+        decision = _Decision(
+            records, requester=UNKNOWN_REQUESTER, artifact_id=artifact_id, reason=reason, now_ms=now_ms
+        )
+        if isinstance(grant, SignedGrant):
+            decision.grant_id, decision.scope = grant.document.grant_id, grant_scope(grant)
+        raise decision.deny(requester_key)
     me = identity_of_key(records, requester_key)
+    # A key no identity holds is named by its fingerprint: the audit trail still says who tried.
     requester = me.name if me is not None else f"key:{key_fingerprint(public_key_bytes(requester_key))}"
     decision = _Decision(records, requester=requester, artifact_id=artifact_id, reason=reason, now_ms=now_ms)
     if isinstance(grant, SecurityError):

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from wf_pipeline.cas.registry import open_cas
 from wf_pipeline.crypto.open import open_keyring
 from wf_pipeline.crypto.store import EncryptedArtifactStore
@@ -58,11 +60,14 @@ def read_privileged(
     Returns:
         The `PrivilegedRead`: exact payload bytes, with the grant and audit event ids.
 
-    Raises ``IDENTITY_INVALID`` (the key file), every denial code of `privileged_read`
-    (each audited first), ``AUDIT_UNAVAILABLE``, ``CAS_*`` and ``KEYS_*`` from reading the
+    Raises every denial code of `privileged_read`, ``IDENTITY_INVALID`` (the key file)
+    among them (each audited first), ``AUDIT_UNAVAILABLE``, ``CAS_*`` and ``KEYS_*`` from reading the
     payload, ``RECORD_*``.
     """
-    key = load_private_key(identity_file)
+    try:
+        key: Ed25519PrivateKey | SecurityError = load_private_key(identity_file)
+    except SecurityError as exc:
+        key = exc  # denied and audited like any other failed check
     grant = _grant_from_file(grant_file)
     records = open_record_store(settings.records_url, schema=settings.records_schema)
     try:
