@@ -252,7 +252,7 @@ def test_a_store_at_0005_gets_the_keyring_tables_and_keeps_its_rows(record_store
         assert store.claim_data_keys([key]) == {key.artifact_id: key}
         assert store.claim_keyring_meta("master_check", b"\x01") == b"\x01"
 
-    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0008_grants"]
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
     assert schema_differences(record_store_url) == []
     with open_record_store(record_store_url.url, schema=record_store_url.schema) as again:
         assert again.get_kek(kek.kek_id) == kek
@@ -298,7 +298,7 @@ def test_a_store_at_0006_gets_the_audit_table_and_keeps_its_keyring(record_store
     with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
         store.add_kek(kek)
 
-    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0008_grants"]
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
     assert schema_differences(record_store_url) == []
     with open_record_store(record_store_url.url, schema=record_store_url.schema) as again:
         assert again.get_kek(kek.kek_id) == kek
@@ -337,27 +337,55 @@ def test_the_audit_revision_downgrades_to_0006_with_its_triggers(record_store_ur
         engine.dispose()
 
     assert stored_revisions(record_store_url) == ["0006_keyring"]
-    assert "wf_audit_events" not in present and {"wf_keks", "wf_data_keys"} <= present
+    assert not {"wf_audit_events", "wf_annotation_events", "wf_annotations"} & present
+    assert {"wf_keks", "wf_data_keys"} <= present
     assert not {name for name in left if name.startswith("wf_audit_events")}
 
 
-def test_a_store_at_0007_gets_identities_grants_and_payload_indexes(record_store_url) -> None:
+def test_a_store_at_0007_gets_the_annotation_tables_and_downgrades_back(record_store_url) -> None:
+    from alembic import command
+
     migrate_to(record_store_url, "0007_audit")
     with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
-        assert store.list_identities() == [] and store.list_grants() == []
-
+        events = store.append_annotations(
+            "frame-1", {"review_status": "approved"}, domain="workflow", at_ms=5
+        )
+        assert [event.seq for event in events] == [1]
+        assert store.current_annotations("frame-1")["review_status"].value == "approved"
     assert stored_revisions(record_store_url) == [HEAD_REVISION]
     assert schema_differences(record_store_url) == []
 
+    engine = sql_engine(record_store_url)
+    try:
+        with engine.connect() as conn:
+            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0007_audit")
+            conn.commit()
+        with engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names(schema=record_store_url.schema))
+    finally:
+        engine.dispose()
+    assert stored_revisions(record_store_url) == ["0007_audit"]
+    assert not {"wf_annotation_events", "wf_annotations"} & present
+    assert {"wf_audit_events", "wf_keks", "wf_data_keys"} <= present
 
-def test_the_grants_revision_downgrades_to_0007(record_store_url) -> None:
+
+def test_a_store_at_0008_gets_identities_grants_and_payload_indexes(record_store_url) -> None:
+    migrate_to(record_store_url, "0008_annotations")
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        assert store.list_identities() == [] and store.list_grants() == []
+
+    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0009_grants"]
+    assert schema_differences(record_store_url) == []
+
+
+def test_the_grants_revision_downgrades_to_0008(record_store_url) -> None:
     from alembic import command
 
     open_record_store(record_store_url.url, schema=record_store_url.schema).close()
     engine = sql_engine(record_store_url)
     try:
         with engine.connect() as conn:
-            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0007_audit")
+            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0008_annotations")
             conn.commit()
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
@@ -368,6 +396,7 @@ def test_the_grants_revision_downgrades_to_0007(record_store_url) -> None:
     finally:
         engine.dispose()
 
-    assert stored_revisions(record_store_url) == ["0007_audit"]
-    assert not {"wf_identities", "wf_grants"} & present and "wf_audit_events" in present
+    assert stored_revisions(record_store_url) == ["0008_annotations"]
+    assert not {"wf_identities", "wf_grants"} & present
+    assert {"wf_audit_events", "wf_annotation_events", "wf_annotations"} <= present
     assert indexes == {"wf_prompt_links_thread_id_ix"}

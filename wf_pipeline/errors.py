@@ -430,6 +430,26 @@ METADATA_INVALID_DESCRIPTOR = _code(
 METADATA_INVALID_VALUE = _code(
     "METADATA_INVALID_VALUE", MetadataError, meaning="a metadata value does not match its key's schema type"
 )
+METADATA_KEY_IMMUTABLE = _code(
+    "METADATA_KEY_IMMUTABLE",
+    MetadataError,
+    meaning="a key that is not of the annotation class was offered as a change to a written frame",
+)
+METADATA_KEY_NOT_OWNED = _code(
+    "METADATA_KEY_NOT_OWNED",
+    MetadataError,
+    meaning="a domain wrote a metadata key that another domain owns; nothing was written",
+)
+METADATA_REGISTRY_INVALID = _code(
+    "METADATA_REGISTRY_INVALID",
+    MetadataError,
+    meaning="the key registry file is unreadable, not YAML, or not a version and a list of keys",
+)
+METADATA_TARGET_NOT_FOUND = _code(
+    "METADATA_TARGET_NOT_FOUND",
+    MetadataError,
+    meaning="no frame and no node with a head frame has that id",
+)
 METADATA_RAW_TEXT_REJECTED = _code(
     "METADATA_RAW_TEXT_REJECTED",
     MetadataError,

@@ -1465,3 +1465,106 @@ def check_prompt_links_for_artifact_find_renders_and_shared_contexts(backend: Re
     )
     assert store.prompt_links_for_artifact(art("system")) == []  # system prompts are not payloads
     assert store.prompt_links_for_artifact(art("nowhere")) == []
+
+
+# --- annotations: append-only log and materialized view ------------------------------
+
+
+def _view_of(store: RecordStore, frame_id: str) -> dict[str, tuple[str, int]]:
+    return {key: (row.value, row.seq) for key, row in store.current_annotations(frame_id).items()}
+
+
+@check
+def check_annotations_append_events_and_keep_the_view_current(backend: RecordBackend) -> None:
+    store = backend.open()
+    frame = "frame:annotated"
+    first = store.append_annotations(
+        frame, {"review_status": "draft", "node_label": "core"}, domain="d", at_ms=10
+    )
+    assert [(e.key, e.seq, e.kind) for e in first] == [("node_label", 1, "set"), ("review_status", 1, "set")]
+    store.append_annotations(frame, {"review_status": "approved"}, domain="d", at_ms=20)
+    store.append_annotations(frame, {"node_label": None}, domain="d", at_ms=30)
+
+    events = backend.open().annotation_events(frame)
+    assert [(e.key, e.seq, e.kind, e.value) for e in events] == [
+        ("node_label", 1, "set", "core"),
+        ("node_label", 2, "clear", None),
+        ("review_status", 1, "set", "draft"),
+        ("review_status", 2, "set", "approved"),
+    ]
+    assert [e.seq for e in store.annotation_events(frame, "review_status")] == [1, 2]
+    # The view is the log replayed: the cleared key has no row.
+    assert _view_of(store, frame) == {"review_status": ("approved", 2)}
+    assert store.current_annotations(frame)["review_status"].updated_at_ms == 20
+    assert store.current_annotations("frame:other") == {}
+    assert store.annotation_events("frame:other") == []
+
+
+@check
+def check_invalid_annotation_appends_write_nothing(backend: RecordBackend) -> None:
+    store = backend.open()
+    frame = "frame:invalid"
+    store.append_annotations(frame, {"review_status": "draft"}, domain="d", at_ms=1)
+    for changes, domain in (({}, "d"), ({"review_status": 3}, "d"), ({"note": "x"}, "")):
+        with pytest.raises(RecordError) as caught:
+            store.append_annotations(frame, changes, domain=domain, at_ms=2)  # type: ignore[arg-type]
+        assert caught.value.code == "RECORD_INVALID"
+    assert [e.seq for e in store.annotation_events(frame)] == [1]
+    assert _view_of(store, frame) == {"review_status": ("draft", 1)}
+
+
+@check
+def check_folding_annotation_events_keeps_the_view(backend: RecordBackend) -> None:
+    store = backend.open()
+    frames = ("frame:fold-a", "frame:fold-b")
+    for frame in frames:
+        for at, value in ((10, "draft"), (20, None), (30, "review"), (40, "approved")):
+            store.append_annotations(frame, {"review_status": value}, domain="d", at_ms=at)
+        store.append_annotations(frame, {"node_label": "x"}, domain="d", at_ms=15)
+    views = {frame: _view_of(store, frame) for frame in frames}
+
+    # Events before 35 of review_status fold: three per frame become one snapshot; node_label
+    # has no cutoff and keeps its log.
+    assert store.fold_annotation_events({"review_status": 35}) == 4
+    for frame in frames:
+        events = store.annotation_events(frame, "review_status")
+        assert [(e.seq, e.kind, e.value, e.folded) for e in events] == [
+            (3, "snapshot", "review", 3),
+            (4, "set", "approved", 0),
+        ]
+        assert len(store.annotation_events(frame, "node_label")) == 1
+        assert _view_of(backend.open(), frame) == views[frame]
+    # Folding again folds the snapshot with what followed; the next append continues the seqs.
+    assert store.fold_annotation_events({"review_status": 35}) == 0
+    assert store.fold_annotation_events({"review_status": 1_000}) == 2
+    store.append_annotations(frames[0], {"review_status": "done"}, domain="d", at_ms=50)
+    assert [(e.seq, e.kind, e.folded) for e in store.annotation_events(frames[0], "review_status")] == [
+        (4, "snapshot", 4),
+        (5, "set", 0),
+    ]
+    assert _view_of(store, frames[0]) == {"node_label": ("x", 1), "review_status": ("done", 5)}
+    # Only a run that starts the log folds: an old event after a newer one (a clock set
+    # back) stays, and so does everything after it.
+    skewed = "frame:fold-skewed"
+    for at in (100, 5, 6):
+        store.append_annotations(skewed, {"node_label": f"v{at}"}, domain="d", at_ms=at)
+    assert store.fold_annotation_events({"node_label": 50}) == 0
+    assert [(e.seq, e.kind) for e in store.annotation_events(skewed)] == [(1, "set"), (2, "set"), (3, "set")]
+    with pytest.raises(RecordError) as caught:
+        store.fold_annotation_events({"review_status": "soon"})  # type: ignore[dict-item]
+    assert caught.value.code == "RECORD_INVALID"
+
+
+@check
+def check_annotations_outlive_deleted_threads(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread("annotated", status="completed")
+    commit = make_commit(thread, frame_type="readme")
+    store.commit_turn(commit)
+    frame_id = commit.frame.frame_id
+    store.append_annotations(frame_id, {"review_status": "approved"}, domain="d", at_ms=1)
+    assert backend.open().get_frame(frame_id) == commit.frame
+    assert store.get_frame("frame:none") is None
+    assert store.delete_threads({thread.thread_id: thread.updated_at_ms}) == [thread.thread_id]
+    assert store.get_frame(frame_id) is None
+    assert _view_of(store, frame_id) == {"review_status": ("approved", 1)}

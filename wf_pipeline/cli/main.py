@@ -656,36 +656,6 @@ def cmd_privileged(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    """``wf audit list|verify|export``: the audit trail of privileged reads (`wf_pipeline.service.audit`).
-
-    Args:
-        args: the parsed command line (``action``; ``since``, ``grant_id`` and ``limit`` for
-            list; ``json``).
-
-    Returns:
-        The exit status, 0. Prints ids, digests, codes, counts and times (ms), never
-        payloads: ``list`` a table of events, oldest first; ``verify`` the events checked
-        and the chain's head; ``export`` how many events were copied to Parquet.
-
-    Raises:
-        WfError: ``AUDIT_CHAIN_BROKEN`` (verify: an event was deleted, altered or reordered;
-            the message names the positions), ``METADATA_BAD_DURATION`` (``--since``),
-            ``TELEMETRY_*`` (export), ``RECORD_*``; `main` prints them and exits 1.
-    """
-    from wf_pipeline.service import audit
-
-    settings = _settings()
-    if args.action == "list":
-        result = audit.list_audit(settings, since=args.since, grant_id=args.grant_id, limit=args.limit)
-        _emit(args, result, _render_audit_list)
-    elif args.action == "verify":
-        _emit(args, audit.verify_audit(settings), _render_audit_verify)
-    else:
-        _emit(args, audit.export_audit_events(settings), _render_audit_export)
-    return 0
-
-
 def cmd_governance(args: argparse.Namespace) -> int:
     """``wf governance check [--specs DIR]``: every spec is well formed and every gate it names exists.
 
@@ -722,6 +692,112 @@ def _render_governance(console: Console, r: dict) -> None:
         print_line(console, f"{problem['code']}: {problem['message']}", style="red")
     if r["ok"]:
         print_line(console, "every spec is valid and every gate exists")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``wf audit list|verify|export``: the audit trail of privileged reads (`wf_pipeline.service.audit`).
+
+    Args:
+        args: the parsed command line (``action``; ``since``, ``grant_id`` and ``limit`` for
+            list; ``json``).
+
+    Returns:
+        The exit status, 0. Prints ids, digests, codes, counts and times (ms), never
+        payloads: ``list`` a table of events, oldest first; ``verify`` the events checked
+        and the chain's head; ``export`` how many events were copied to Parquet.
+
+    Raises:
+        WfError: ``AUDIT_CHAIN_BROKEN`` (verify: an event was deleted, altered or reordered;
+            the message names the positions), ``METADATA_BAD_DURATION`` (``--since``),
+            ``TELEMETRY_*`` (export), ``RECORD_*``; `main` prints them and exits 1.
+    """
+    from wf_pipeline.service import audit
+
+    settings = _settings()
+    if args.action == "list":
+        result = audit.list_audit(settings, since=args.since, grant_id=args.grant_id, limit=args.limit)
+        _emit(args, result, _render_audit_list)
+    elif args.action == "verify":
+        _emit(args, audit.verify_audit(settings), _render_audit_verify)
+    else:
+        _emit(args, audit.export_audit_events(settings), _render_audit_export)
+    return 0
+
+
+def cmd_metadata(args: argparse.Namespace) -> int:
+    """``wf metadata keys|show``: the key registry and the default view of metadata (`wf_pipeline.service.metadata`).
+
+    Args:
+        args: the parsed command line (``action``; ``target`` for show; ``json``).
+
+    Returns:
+        The exit status, 0. ``keys`` prints every registered key with its owner domain,
+        schema type, mutability class, hash impact, max bytes, retention, redaction,
+        visibility and fold window; ``show`` prints a frame's (or a node's head frames')
+        metadata and annotations as the caller may see them by default: values of public
+        and internal keys, digests or nothing for privileged ones.
+
+    Raises:
+        WfError: ``METADATA_TARGET_NOT_FOUND`` for an unknown NODE|FRAME, ``RECORD_*``;
+            `main` prints them and exits 1.
+    """
+    from wf_pipeline.service import metadata
+
+    if args.action == "keys":
+        _emit(args, {"keys": metadata.list_keys()}, _render_metadata_keys)
+    else:
+        _emit(args, metadata.show_metadata(_settings(), args.target), _render_metadata_view)
+    return 0
+
+
+def _render_metadata_keys(console: Console, r: dict) -> None:
+    print_table(
+        console,
+        (
+            "key",
+            "owner",
+            "schema",
+            "mutability",
+            "hash",
+            "max bytes",
+            "retention",
+            "redaction",
+            "visibility",
+            "fold after",
+        ),
+        [
+            (
+                k["name"],
+                k["owner_domain"],
+                k["schema_type"],
+                k["mutability"],
+                "yes" if k["hash_impact"] else "no",
+                k["max_bytes"],
+                k["retention"],
+                k["redaction"],
+                k["visibility"],
+                k["fold_after"] or "-",
+            )
+            for k in r["keys"]
+        ],
+    )
+    print_line(console, f"{plural(len(r['keys']), 'key')} registered")
+
+
+def _render_metadata_view(console: Console, r: dict) -> None:
+    for frame in r["frames"]:
+        print_line(
+            console,
+            f"frame {frame['frame_id']} ({frame['frame_type']}) on node {frame['node_id']}: artifact {frame['artifact_id']}",
+        )
+        rows = []
+        for section in ("metadata", "annotations"):
+            view = frame[section]
+            for key, shown in view["shown"].items():
+                text = shown["value"] if "value" in shown else f"digest {shown['digest']}"
+                rows.append((section, key, shown["visibility"], text))
+            rows += [(section, key, "withheld", "-") for key in view["withheld"]]
+        print_table(console, ("section", "key", "visibility", "value"), rows)
 
 
 def _positive_int(text: str) -> int:
@@ -763,6 +839,16 @@ def _render_compact(console: Console, r: dict) -> None:
             f"{scratch['kept_young']} within grace",
         ),
     ]
+    annotations = r.get("annotations")
+    if annotations is not None:
+        rows.append(
+            (
+                "annotations",
+                f"{plural(annotations['events_folded'], 'event')} folded",
+                f"{plural(len(annotations['keys']), 'key')} with a fold window",
+                "view unchanged",
+            )
+        )
     if telemetry is not None:
         rows.append(
             (
@@ -1618,17 +1704,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="FILE", help="write the payload here (mode 0600) instead of stdout"
     )
 
-    audit = command("audit", "list, verify or export the audit trail of privileged reads", cmd_audit)
-    audit_action = actions(audit, "the hash-chained audit trail (ids, digests and codes; never payloads)")
-    audit_list = audit_action("list", "list the audit events, oldest first")
-    audit_list.add_argument(
-        "--since", default="forever", help="how far back: 12h, 7d, 4w or forever (default forever)"
-    )
-    audit_list.add_argument("--grant", dest="grant_id", help="only the events of this grant id")
-    audit_list.add_argument("--limit", type=_positive_int, help="at most this many events")
-    audit_action("verify", "check the hash chain: deleted, altered or reordered events by position")
-    audit_action("export", "copy the events not exported yet to the audit_events telemetry table")
-
     governance = command(
         "governance", "check the feature specs and the verification gates they name", cmd_governance
     )
@@ -1641,6 +1716,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="the spec folder (default: docs/specs of the checkout of the current directory)",
     )
+
+    audit = command("audit", "list, verify or export the audit trail of privileged reads", cmd_audit)
+    audit_action = actions(audit, "the hash-chained audit trail (ids, digests and codes; never payloads)")
+    audit_list = audit_action("list", "list the audit events, oldest first")
+    audit_list.add_argument(
+        "--since", default="forever", help="how far back: 12h, 7d, 4w or forever (default forever)"
+    )
+    audit_list.add_argument("--grant", dest="grant_id", help="only the events of this grant id")
+    audit_list.add_argument("--limit", type=_positive_int, help="at most this many events")
+    audit_action("verify", "check the hash chain: deleted, altered or reordered events by position")
+    audit_action("export", "copy the events not exported yet to the audit_events telemetry table")
+    metadata = command(
+        "metadata", "the metadata key registry, and what a node's or frame's metadata shows", cmd_metadata
+    )
+    metadata_action = actions(metadata, "the key registry and default views (privileged values never shown)")
+    metadata_action("keys", "list every registered key with its owner domain and policies")
+    metadata_show = metadata_action(
+        "show", "show a frame's metadata, or a node's head frames', as visible by default"
+    )
+    metadata_show.add_argument("target", metavar="NODE|FRAME", help="a node id or a frame id")
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
     ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")

@@ -298,6 +298,69 @@ class HoldRecord(_Record):
         return self
 
 
+AnnotationEventKind = Literal["set", "clear", "snapshot"]
+#: ``set`` gives a key a value, ``clear`` removes it, ``snapshot`` stands for the events
+#: compaction folded: the key's value after them (None: the key was cleared).
+ANNOTATION_EVENT_KINDS: tuple[AnnotationEventKind, ...] = ("set", "clear", "snapshot")
+
+
+class AnnotationEventRecord(_Record):
+    """One change of an annotation key on a frame: an entry of the append-only annotation log; time in ms.
+
+    Events of one (frame, key) are numbered 1, 2, ... by ``seq`` in the order they were
+    appended; the current value of a key is the value after its last event
+    (`AnnotationRecord`, the materialized view). Compaction replaces a key's oldest
+    events by one ``snapshot`` event carrying the seq of the last event it stands for, so
+    the view does not change. Built with bad fields it raises pydantic's
+    ``ValidationError``; the record store reports that as ``RECORD_INVALID``.
+
+    Attributes:
+        frame_id: the annotated frame.
+        key: an annotation key of the key registry.
+        seq: the event's position in the key's log (1-based).
+        kind: ``set``, ``clear`` or ``snapshot`` (`ANNOTATION_EVENT_KINDS`).
+        value: the value set (None for ``clear``, and for a snapshot of a cleared key).
+        domain: the owner domain that made the change.
+        at_ms: when the change was appended (Unix epoch ms).
+        folded: how many events a ``snapshot`` stands for (0 for other kinds).
+    """
+
+    frame_id: NonEmpty
+    key: NonEmpty
+    seq: int = Field(ge=1)
+    kind: AnnotationEventKind
+    value: str | None = None
+    domain: NonEmpty
+    at_ms: int
+    folded: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _value_of_kind(self) -> AnnotationEventRecord:
+        if self.kind == "set" and self.value is None:
+            raise ValueError("a set event carries a value")
+        if self.kind == "clear" and self.value is not None:
+            raise ValueError("a clear event carries no value")
+        if (self.kind == "snapshot") != (self.folded > 0):
+            raise ValueError("a snapshot (and only a snapshot) counts the events it folded")
+        return self
+
+
+class AnnotationRecord(_Record):
+    """The current value of one annotation key on a frame: a row of the materialized view; time in ms.
+
+    Kept in the same transaction as the event that produced it: ``seq`` and
+    ``updated_at_ms`` are that event's, ``domain`` the domain that made it. A cleared key
+    has no row.
+    """
+
+    frame_id: NonEmpty
+    key: NonEmpty
+    value: str
+    domain: NonEmpty
+    seq: int = Field(ge=1)
+    updated_at_ms: int
+
+
 KekState = Literal["primary", "decrypt_only", "retired", "destroyed"]
 #: KEK states, in lifecycle order: ``primary`` wraps new data keys of its lineage;
 #: ``decrypt_only`` (after a rotation) only unwraps; ``retired`` wraps nothing and no data

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from wf_pipeline.errors import RECORD_INTEGRITY, RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
+    AnnotationEventRecord,
+    AnnotationRecord,
     ArtifactLinkRecord,
     AuditEventRecord,
     DataKeyRecord,
@@ -47,8 +49,10 @@ from wf_pipeline.records.protocol import (
     RecordT,
     ThreadLease,
     TurnCommit,
+    annotation_events_for,
     check_audit_query,
     check_audit_record,
+    check_fold_cutoffs,
     check_grant_use,
     check_kek_changes,
     check_keyring_meta,
@@ -57,11 +61,13 @@ from wf_pipeline.records.protocol import (
     check_turn_commit,
     claimed_data_keys,
     field_errors,
+    fold_plan,
     grant_use_refusal,
     grant_used,
     latest_by_turn,
     rewraps,
     validated,
+    view_row,
 )
 from wf_pipeline.records.tables import TABLE_SPECS
 
@@ -301,6 +307,12 @@ class MemoryRecordStore:
         )
         return frames[-1] if frames else None
 
+    def get_frame(self, frame_id: str) -> FrameRecord | None:
+        """The frame ``frame_id``, or None."""
+        with self._contents.lock:
+            row = self._contents.tables["frames"].get((frame_id,))
+        return None if row is None else FrameRecord.model_validate(row)
+
     def frame_artifact_ids(self, frame_type: str) -> set[str]:
         """Artifact ids of every frame of ``frame_type``."""
         return {
@@ -423,6 +435,63 @@ class MemoryRecordStore:
     def active_holds(self) -> list[HoldRecord]:
         """Holds not released, by created_at_ms then hold_id."""
         return self._listing("active_holds", "holds", HoldRecord, lambda row: row["released_at_ms"] is None)
+
+    # --- annotations: log and view -----------------------------------------------------
+
+    def append_annotations(
+        self, frame_id: str, changes: Mapping[str, str | None], *, domain: str, at_ms: int
+    ) -> list[AnnotationEventRecord]:
+        """Append one event per changed key and update the view under one lock; returns the events, by key."""
+        with self._contents.lock:
+            log = self._contents.tables["annotation_events"]
+            last: dict[str, int] = {}
+            for (row_frame, row_key, seq), _row in log.items():
+                if row_frame == frame_id and isinstance(changes, Mapping) and row_key in changes:
+                    last[row_key] = max(last.get(row_key, 0), seq)
+            events = annotation_events_for(frame_id, changes, domain=domain, at_ms=at_ms, last_seq=last)
+            view = self._contents.tables["annotations"]
+            for event in events:
+                log[(event.frame_id, event.key, event.seq)] = event.model_dump()
+                row = view_row(event)
+                if row is None:
+                    view.pop((event.frame_id, event.key), None)
+                else:
+                    view[(event.frame_id, event.key)] = row.model_dump()
+        return events
+
+    def annotation_events(self, frame_id: str, key: str | None = None) -> list[AnnotationEventRecord]:
+        """The log of ``frame_id`` (optionally of one key), by key then seq."""
+        return self._listing(
+            "annotation_events",
+            "annotation_events",
+            AnnotationEventRecord,
+            lambda row: row["frame_id"] == frame_id and (key is None or row["key"] == key),
+        )
+
+    def current_annotations(self, frame_id: str) -> dict[str, AnnotationRecord]:
+        """key -> current view row of ``frame_id``'s annotation keys that have a value, by key."""
+        rows = self._rows("annotations", lambda row: row["frame_id"] == frame_id)
+        return {
+            row["key"]: AnnotationRecord.model_validate(row) for row in sorted(rows, key=lambda r: r["key"])
+        }
+
+    def fold_annotation_events(self, cutoffs: Mapping[str, int]) -> int:
+        """Fold each key's events older than its cutoff into one snapshot, under one lock; returns events removed."""
+        limits = check_fold_cutoffs(cutoffs)
+        with self._contents.lock:
+            log = self._contents.tables["annotation_events"]
+            old = [
+                AnnotationEventRecord.model_validate(row)
+                for row in log.values()
+                if row["key"] in limits and row["at_ms"] < limits[row["key"]]
+            ]
+            removed = 0
+            for run, snapshot in fold_plan(old):
+                for event in run:
+                    del log[(event.frame_id, event.key, event.seq)]
+                log[(snapshot.frame_id, snapshot.key, snapshot.seq)] = snapshot.model_dump()
+                removed += len(run) - 1
+        return removed
 
     # --- keyring: KEKs and data keys ------------------------------------------------------
 

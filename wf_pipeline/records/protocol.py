@@ -21,6 +21,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from wf_pipeline.errors import RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
     KEK_STATES,
+    AnnotationEventRecord,
+    AnnotationRecord,
     ArtifactLinkRecord,
     AuditEventRecord,
     DataKeyRecord,
@@ -70,6 +72,8 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "prompt_links_for_artifact": ("prompt_link_id",),
     # The audit trail in chain order: its position.
     "audit_records": ("seq",),
+    # A frame's annotation log: per key, in the order the changes were appended.
+    "annotation_events": ("key", "seq"),
 }
 
 # How many ids one ``IN (...)`` lookup carries: SQLite caps bound parameters per statement.
@@ -307,6 +311,131 @@ def claimed_data_keys(records: Iterable[Any]) -> list[DataKeyRecord]:
         key = validated(record, DataKeyRecord)
         first.setdefault(key.artifact_id, key)
     return [first[artifact_id] for artifact_id in sorted(first)]
+
+
+# --- annotations: the append-only log and its view --------------------------------------
+
+
+def annotation_events_for(
+    frame_id: Any, changes: Any, *, domain: Any, at_ms: Any, last_seq: Mapping[str, int]
+) -> list[AnnotationEventRecord]:
+    """The events of one `RecordStore.append_annotations`, validated, in key order.
+
+    Args:
+        frame_id, domain: the annotated frame and the writing domain (non-empty str).
+        changes: key -> new value (str), or None to clear the key.
+        at_ms: the time of the change (epoch ms).
+        last_seq: key -> the seq of its last stored event (absent: none yet).
+
+    Raises ``RECORD_INVALID`` (no changes, a key or value of the wrong type, an invalid
+    event), naming fields, never values.
+    """
+    if not isinstance(changes, Mapping) or not changes:
+        raise RecordError(RECORD_INVALID, "an annotation append needs a non-empty mapping of changes")
+    if isinstance(at_ms, bool) or not isinstance(at_ms, int):
+        raise RecordError(RECORD_INVALID, "an annotation append needs at_ms, an int of epoch ms")
+    events: list[AnnotationEventRecord] = []
+    for key in sorted(changes, key=str):
+        value = changes[key]
+        if not isinstance(key, str) or (value is not None and not isinstance(value, str)):
+            raise RecordError(RECORD_INVALID, "annotation keys and values must be str (None clears a key)")
+        try:
+            event = AnnotationEventRecord(
+                frame_id=frame_id,
+                key=key,
+                seq=last_seq.get(key, 0) + 1,
+                kind="clear" if value is None else "set",
+                value=value,
+                domain=domain,
+                at_ms=at_ms,
+            )
+        except ValidationError as exc:
+            raise RecordError(
+                RECORD_INVALID,
+                f"AnnotationEventRecord fails validation: {field_errors(exc)}",
+                model="AnnotationEventRecord",
+            ) from exc
+        events.append(event)
+    return events
+
+
+def view_row(event: AnnotationEventRecord) -> AnnotationRecord | None:
+    """The view row a key has right after ``event`` (None: the key has no value)."""
+    if event.value is None:
+        return None
+    return AnnotationRecord(
+        frame_id=event.frame_id,
+        key=event.key,
+        value=event.value,
+        domain=event.domain,
+        seq=event.seq,
+        updated_at_ms=event.at_ms,
+    )
+
+
+def replay_annotations(events: Iterable[AnnotationEventRecord]) -> dict[tuple[str, str], AnnotationRecord]:
+    """The view the log ``events`` produces: (frame_id, key) -> current row, applying events in seq order."""
+    view: dict[tuple[str, str], AnnotationRecord] = {}
+    for event in sorted(events, key=lambda e: (e.frame_id, e.key, e.seq)):
+        row = view_row(event)
+        if row is None:
+            view.pop((event.frame_id, event.key), None)
+        else:
+            view[(event.frame_id, event.key)] = row
+    return view
+
+
+def check_fold_cutoffs(cutoffs: Any) -> dict[str, int]:
+    """``cutoffs`` of `RecordStore.fold_annotation_events` as a dict; ``RECORD_INVALID`` unless key -> int ms."""
+    if not isinstance(cutoffs, Mapping) or not all(
+        isinstance(key, str) and isinstance(at, int) and not isinstance(at, bool)
+        for key, at in cutoffs.items()
+    ):
+        raise RecordError(RECORD_INVALID, "fold cutoffs must map annotation keys to epoch ms")
+    return dict(cutoffs)
+
+
+def fold_plan(
+    old_events: Iterable[AnnotationEventRecord],
+) -> list[tuple[list[AnnotationEventRecord], AnnotationEventRecord]]:
+    """Which old events to fold, and the snapshot that replaces each run.
+
+    ``old_events`` are events older than their key's cutoff. Per (frame, key), the run
+    folded is the longest run of consecutive seqs that starts the key's log (seq 1 or a
+    snapshot): folding only a prefix keeps every later event's meaning. A run of fewer
+    than two events is left as it is. The snapshot has the run's last seq, time and domain,
+    the value after the run (None when it ends cleared) and counts the events it stands for.
+
+    Returns:
+        (events to delete, snapshot to insert) pairs, in (frame_id, key) order.
+    """
+    groups: dict[tuple[str, str], list[AnnotationEventRecord]] = {}
+    for event in sorted(old_events, key=lambda e: (e.frame_id, e.key, e.seq)):
+        groups.setdefault((event.frame_id, event.key), []).append(event)
+    plan: list[tuple[list[AnnotationEventRecord], AnnotationEventRecord]] = []
+    for events in groups.values():
+        if events[0].seq != 1 and events[0].kind != "snapshot":
+            continue
+        run = [events[0]]
+        for event in events[1:]:
+            if event.seq != run[-1].seq + 1:
+                break
+            run.append(event)
+        if len(run) < 2:
+            continue
+        last = run[-1]
+        snapshot = AnnotationEventRecord(
+            frame_id=last.frame_id,
+            key=last.key,
+            seq=last.seq,
+            kind="snapshot",
+            value=last.value,
+            domain=last.domain,
+            at_ms=last.at_ms,
+            folded=sum(event.folded or 1 for event in run),
+        )
+        plan.append((run, snapshot))
+    return plan
 
 
 @dataclass(frozen=True)
@@ -572,6 +701,10 @@ class RecordStore(Protocol):
         """The latest frame of ``frame_type`` on ``node_id`` (newest created_at_ms, then highest frame_id)."""
         ...
 
+    def get_frame(self, frame_id: str) -> FrameRecord | None:
+        """The frame ``frame_id``, or None."""
+        ...
+
     def frame_artifact_ids(self, frame_type: str) -> set[str]:
         """Artifact ids of every frame of ``frame_type``."""
         ...
@@ -792,6 +925,42 @@ class RecordStore(Protocol):
 
     def audit_records_with_hashes(self, event_hashes: Iterable[str]) -> list[AuditEventRecord]:
         """The audit events whose event_hash is one of ``event_hashes``, by seq (``ID_CHUNK`` hashes a query)."""
+        ...
+
+    # Annotations: an append-only log of changes to annotation keys of frames, with a
+    # materialized view of each key's current value kept in the same transaction. Neither
+    # references the frames table.
+
+    def append_annotations(
+        self, frame_id: str, changes: Mapping[str, str | None], *, domain: str, at_ms: int
+    ) -> list[AnnotationEventRecord]:
+        """Append one event per changed key and update the view, all in one transaction.
+
+        Each key's event gets the seq after its last one (`annotation_events_for`); a value
+        sets the key's view row, None clears it (a ``clear`` event, the row removed). The
+        caller has passed the changes through the metadata boundary
+        (`FrameMetadataBoundary.validate_annotations`). Returns the events appended, by key.
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY`` (a concurrent
+        append took the same seq; nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def annotation_events(self, frame_id: str, key: str | None = None) -> list[AnnotationEventRecord]:
+        """The log of ``frame_id`` (optionally of one key), by key then seq."""
+        ...
+
+    def current_annotations(self, frame_id: str) -> dict[str, AnnotationRecord]:
+        """key -> the current view row of each annotation key of ``frame_id`` that has a value, by key."""
+        ...
+
+    def fold_annotation_events(self, cutoffs: Mapping[str, int]) -> int:
+        """Fold each key's events older than its cutoff (key -> epoch ms) into one snapshot event.
+
+        The runs and snapshots are `fold_plan`'s; deletes and inserts commit in one
+        transaction and the view is not touched (it already holds each key's value after
+        its last event). Returns how many events were removed (each run's length, minus
+        its snapshot). Raises ``RECORD_INVALID`` (bad cutoffs), ``RECORD_UNAVAILABLE``.
+        """
         ...
 
     # Thread leases: one holder at a time runs a thread's turns, across processes and hosts.

@@ -28,6 +28,8 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.metadata.records import (
     SCHEMA_VERSION,
+    AnnotationEventRecord,
+    AnnotationRecord,
     ArtifactLinkRecord,
     AuditEventRecord,
     DataKeyRecord,
@@ -65,8 +67,10 @@ from wf_pipeline.records.protocol import (
     RecordT,
     ThreadLease,
     TurnCommit,
+    annotation_events_for,
     check_audit_query,
     check_audit_record,
+    check_fold_cutoffs,
     check_grant_use,
     check_kek_changes,
     check_keyring_meta,
@@ -75,10 +79,12 @@ from wf_pipeline.records.protocol import (
     check_turn_commit,
     claimed_data_keys,
     field_errors,
+    fold_plan,
     grant_use_refusal,
     latest_by_turn,
     rewraps,
     validated,
+    view_row,
 )
 from wf_pipeline.records.tables import TABLE_SPECS, RecordTables, build_tables
 
@@ -423,6 +429,11 @@ class SqlRecordStore:
         )
         return self._first("head_frame", FrameRecord, statement)
 
+    def get_frame(self, frame_id: str) -> FrameRecord | None:
+        """The frame ``frame_id``, or None; ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``."""
+        table = self._tables["frames"]
+        return self._first("get_frame", FrameRecord, select(table).where(table.c.frame_id == frame_id))
+
     def frame_artifact_ids(self, frame_type: str) -> set[str]:
         """Artifact ids of every frame of ``frame_type`` (the outputs a workflow has produced)."""
         table = self._tables["frames"]
@@ -655,6 +666,82 @@ class SqlRecordStore:
                 conn.execute(delete(threads).where(threads.c.thread_id.in_(ids)))
                 doomed.extend(ids)
         return sorted(doomed)
+
+    # --- annotations: log and view -----------------------------------------------------
+
+    def append_annotations(
+        self, frame_id: str, changes: Mapping[str, str | None], *, domain: str, at_ms: int
+    ) -> list[AnnotationEventRecord]:
+        """Append one event per changed key and update the view in one transaction; returns the events, by key.
+
+        Seqs are read inside the transaction; a concurrent append of the same key collides
+        on the log's primary key and is refused whole (``RECORD_INTEGRITY``).
+        """
+        log = self._tables["annotation_events"]
+        view = self._tables["annotations"]
+        keys = sorted(key for key in changes if isinstance(key, str)) if isinstance(changes, Mapping) else []
+        with self._writing("append_annotations") as conn:
+            rows = conn.execute(
+                select(log.c.key, func.max(log.c.seq))
+                .where(log.c.frame_id == frame_id, log.c.key.in_(keys))
+                .group_by(log.c.key)
+            )
+            last = {key: int(seq) for key, seq in rows}
+            events = annotation_events_for(frame_id, changes, domain=domain, at_ms=at_ms, last_seq=last)
+            conn.execute(self._insert(log), [event.model_dump() for event in events])
+            for event in events:
+                row = view_row(event)
+                if row is None:
+                    conn.execute(
+                        delete(view).where(view.c.frame_id == event.frame_id, view.c.key == event.key)
+                    )
+                else:
+                    self._upsert(conn, "annotations", [row])
+        return events
+
+    def annotation_events(self, frame_id: str, key: str | None = None) -> list[AnnotationEventRecord]:
+        """The log of ``frame_id`` (optionally of one key), by key then seq."""
+        log = self._tables["annotation_events"]
+        statement = (
+            select(log).where(log.c.frame_id == frame_id).order_by(*_order_columns(log, "annotation_events"))
+        )
+        if key is not None:
+            statement = statement.where(log.c.key == key)
+        return self._select("annotation_events", AnnotationEventRecord, statement)
+
+    def current_annotations(self, frame_id: str) -> dict[str, AnnotationRecord]:
+        """key -> current view row of ``frame_id``'s annotation keys that have a value, by key."""
+        view = self._tables["annotations"]
+        statement = select(view).where(view.c.frame_id == frame_id).order_by(view.c.key)
+        return {row.key: row for row in self._select("current_annotations", AnnotationRecord, statement)}
+
+    def fold_annotation_events(self, cutoffs: Mapping[str, int]) -> int:
+        """Fold each key's events older than its cutoff into one snapshot, in one transaction; returns events removed."""
+        limits = check_fold_cutoffs(cutoffs)
+        if not limits:
+            return 0
+        log = self._tables["annotation_events"]
+        removed = 0
+        with self._writing("fold_annotation_events") as conn:
+            old: list[AnnotationEventRecord] = []
+            for key, cutoff in sorted(limits.items()):
+                result = conn.execute(select(log).where(log.c.key == key, log.c.at_ms < cutoff))
+                old += [
+                    _stored("fold_annotation_events", AnnotationEventRecord, dict(row))
+                    for row in result.mappings()
+                ]
+            for run, snapshot in fold_plan(old):
+                conn.execute(
+                    delete(log).where(
+                        log.c.frame_id == snapshot.frame_id,
+                        log.c.key == snapshot.key,
+                        # The run is a prefix of the key's log (`fold_plan`).
+                        log.c.seq <= snapshot.seq,
+                    )
+                )
+                conn.execute(self._insert(log), [snapshot.model_dump()])
+                removed += len(run) - 1
+        return removed
 
     # --- keyring: KEKs and data keys ------------------------------------------------------
 

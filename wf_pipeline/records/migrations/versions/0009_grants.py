@@ -18,8 +18,8 @@ from alembic import op
 
 from wf_pipeline.records.migrations import names
 
-revision = "0008_grants"
-down_revision = "0007_audit"
+revision = "0009_grants"
+down_revision = "0008_annotations"
 branch_labels = None
 depends_on = None
 
