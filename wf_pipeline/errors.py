@@ -330,6 +330,11 @@ PROFILE_ENCRYPTION_INVALID = _code(
     ProfileError,
     meaning="a profile's encryption block names an unknown preset, class or level",
 )
+PROFILE_REDACTION_INVALID = _code(
+    "PROFILE_REDACTION_INVALID",
+    ProfileError,
+    meaning="a profile's redaction block names an unknown preset or key, or opts out what it may not",
+)
 PROFILE_RETENTION_INVALID = _code(
     "PROFILE_RETENTION_INVALID",
     ProfileError,
