@@ -42,6 +42,7 @@ from wf_pipeline.security.grants import (
 )
 from wf_pipeline.security.identities import create_identity
 from wf_pipeline.service.privileged import read_privileged
+from wf_pipeline.service.telemetry import query_telemetry
 from wf_pipeline.settings import Settings
 
 WORKFLOW = "docs_writer_thread_v1"
@@ -443,6 +444,19 @@ def test_a_valid_grant_returns_the_exact_payload_after_its_allow_event(home: Hom
     stored = home.records.get_grant(grant.document.grant_id)
     assert (stored.bytes_used, stored.reads) == (len(expected), 1)
     assert expected not in canonical_json(read.summary())
+
+
+def test_every_decision_is_in_the_audit_telemetry_table_without_an_export_command(home: Home) -> None:
+    grant = home.issue()
+    allowed = home.read(_render(home, 2), grant)
+    with pytest.raises(SecurityError) as denied:
+        home.read(_render(home, 2), grant, reason="curiosity")
+    sql = "select seq, event_id, outcome, code from audit_events order by seq"
+    rows = query_telemetry(home.settings, sql)["rows"]
+    assert rows == [
+        [allowed.audit_seq, allowed.audit_event_id, "allow", None],
+        [allowed.audit_seq + 1, audit_events(home.records)[-1].event_id, "deny", denied.value.code],
+    ]
 
 
 def test_a_context_grant_reads_the_context_payload(home: Home) -> None:

@@ -9,6 +9,7 @@ returns is ids, digests and sizes.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from wf_pipeline.cas.registry import open_cas
 from wf_pipeline.crypto.open import open_keyring
 from wf_pipeline.crypto.store import EncryptedArtifactStore
-from wf_pipeline.errors import GRANT_MALFORMED, SecurityError, os_reason
+from wf_pipeline.errors import GRANT_MALFORMED, SecurityError, WfError, os_reason
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.profiles.encryption import EncryptionPolicy
 from wf_pipeline.records.registry import open_record_store
 from wf_pipeline.security.grants import SignedGrant, parse_signed_grant
 from wf_pipeline.security.identities import load_private_key, write_private_file
 from wf_pipeline.security.privileged import PrivilegedRead, privileged_read
+from wf_pipeline.service.audit import export_audit_events
 from wf_pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def _grant_from_file(path: Path) -> SignedGrant | SecurityError:
@@ -60,6 +64,9 @@ def read_privileged(
     Returns:
         The `PrivilegedRead`: exact payload bytes, with the grant and audit event ids.
 
+    Every decision's audit event is then copied to the ``audit_events`` telemetry table
+    (`export_audit_events`; a failed copy is logged by code and left to the next export).
+
     Raises every denial code of `privileged_read`, ``IDENTITY_INVALID`` (the key file)
     among them (each audited first), ``AUDIT_UNAVAILABLE``, ``CAS_*`` and ``KEYS_*`` from reading the
     payload, ``RECORD_*``.
@@ -90,6 +97,17 @@ def read_privileged(
             )
     finally:
         records.close()
+        _export_trail(settings)
+
+
+def _export_trail(settings: Settings) -> None:
+    # The decision's event is committed in the record store, the trail of record; its
+    # Parquet copy follows at once so `wf telemetry query` sees it. A copy that fails
+    # here is made by the next export, so it does not undo a read already decided.
+    try:
+        export_audit_events(settings)
+    except WfError as exc:
+        log.warning("audit events not copied to telemetry yet: %s", exc.code)
 
 
 def read_privileged_to(
