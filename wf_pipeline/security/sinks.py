@@ -7,7 +7,7 @@ model output or a secret. The product keeps payloads out of sinks where it build
 messages (errors quote codes and positions, never the text they failed on); this module
 is the second line, applied where text leaves for a sink:
 
-- `scrub`: secret-shaped values masked (`wf_pipeline.security.redaction.mask_secrets`, a
+- `scrub`: secret-shaped values masked (`wf_pipeline.security.redaction.find_secrets`, a
   maintained detector library) and, when the caller knows the payloads in play, a text
   that repeats any of them withheld whole.
 - `scrub_value`: the same over every string of a JSON-ready value (CLI ``--json`` output,
@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from wf_pipeline.security.redaction import mask_secrets
+from wf_pipeline.security.redaction import find_secrets
 
 # What a text that repeats a payload becomes: the whole text goes, since a payload cut
 # anywhere else could still leave a readable piece of it.
@@ -38,9 +39,31 @@ _CACHE_SIZE = 4096
 _TRACEBACKS = logging.Formatter()
 
 
+# A SHA-256 digest in hex: the shape of the product's own ids (a tree's key, an artifact's
+# hex) that sinks exist to carry. Only the generic hex-entropy finding is waived for it; a
+# value of a token format (``AKIA...``) is masked whatever it looks like.
+_DIGEST_HEX = re.compile(r"[0-9a-f]{64}")
+_HEX_ENTROPY_KIND = "Hex High Entropy String"
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _masked(text: str) -> str:
-    return mask_secrets(text)
+    findings = [
+        finding
+        for finding in find_secrets(text)
+        if not (
+            finding.kind == _HEX_ENTROPY_KIND and _DIGEST_HEX.fullmatch(text[finding.start : finding.end])
+        )
+    ]
+    if not findings:
+        return text
+    parts: list[str] = []
+    position = 0
+    for finding in findings:
+        parts += [text[position : finding.start], finding.placeholder]
+        position = finding.end
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 def scrub(text: str, *, payloads: Iterable[str] = ()) -> str:
@@ -54,8 +77,11 @@ def scrub(text: str, *, payloads: Iterable[str] = ()) -> str:
             same echo rule provider errors follow) is replaced by `WITHHELD`.
 
     Returns:
-        The text with every secret-shaped value masked (detect-secrets' detectors, through
-        `mask_secrets`), or `WITHHELD`. The text itself when nothing was found. Raises nothing.
+        The text with every secret-shaped value replaced by its placeholder, as
+        `redaction.mask_secrets` writes it (detect-secrets' detectors), except a bare
+        64-hex SHA-256 digest, which the generic hex-entropy rule alone would take for a
+        key (sinks carry ids and digests); or `WITHHELD`. The text itself when nothing was
+        found. Raises nothing.
     """
     if not text:
         return text

@@ -1,0 +1,318 @@
+"""The log-sink contract end to end: canaries planted in prompts, contexts and provider
+responses never reach a sink.
+
+Unique canaries, made at test time, go into a workspace profile's prompt templates, into
+files of a copy of the sample tree (plain markers, a ``.env`` with a fake AWS key, a module
+with a hard-coded token) and into the answers of the openai provider served on loopback
+(plain markers and a fake AWS key); the simulated provider's answers quote the tree, so its
+canaries travel through responses too. The OpenAI key itself is a canary. Then `wf` runs a
+docs-writer run (simulated), a failing run (openai: an answer that is not JSON), a resume
+(openai: evidence that fails its gate), a retention run, and the thread queries, each as its
+own process; and every sink is scanned: every file of the home (Dagster's run and event-log
+storage and compute logs, the records database, the telemetry Parquet, decoded cell by
+cell) except the CAS, every table of the PostgreSQL database when the home uses one, and
+the captured stdout and stderr of every command. The CAS and the written READMEs are
+payload stores and exempt, except that a README must not hold a secret-shaped canary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import string
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from e2e_support import REPO_ROOT, SAMPLE_REPO, cas_plaintexts, copy_tree, isolated_settings
+from openai_wire_support import serving
+from postgres_support import fresh_database, postgres_settings
+
+from wf_pipeline.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+WORKFLOW = "docs_writer_thread_v1"
+# A command's own time limit, in seconds: a hung run fails the test instead of stalling it.
+COMMAND_TIMEOUT_S = 240
+
+
+def _token(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(10)}"
+
+
+def _fake_aws_key() -> str:
+    # The documented shape of an AWS access key id: AKIA + 16 of A-Z0-9.
+    return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16))
+
+
+def _fake_github_token() -> str:
+    # The shape of a GitHub personal access token: ghp_ + 36 letters and digits.
+    return "ghp_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36))
+
+
+@dataclass
+class Canaries:
+    """Every canary of one test: payload canaries (sinks only) and secret-shaped ones (READMEs too)."""
+
+    prompt: str = field(default_factory=lambda: _token("PROMPTCANARY"))
+    context: str = field(default_factory=lambda: _token("CONTEXTCANARY"))
+    response: str = field(default_factory=lambda: _token("RESPONSECANARY"))
+    evidence: str = field(default_factory=lambda: _token("EVIDENCECANARY"))
+    api_key: str = field(default_factory=lambda: _token("sk-KEYCANARY"))
+    env_secret: str = field(default_factory=_fake_aws_key)
+    code_secret: str = field(default_factory=_fake_github_token)
+    response_secret: str = field(default_factory=_fake_aws_key)
+
+    def payload(self) -> dict[str, str]:
+        return {
+            "prompt": self.prompt,
+            "context": self.context,
+            "response": self.response,
+            "evidence": self.evidence,
+        }
+
+    def secret(self) -> dict[str, str]:
+        return {
+            "api_key": self.api_key,
+            "env_secret": self.env_secret,
+            "code_secret": self.code_secret,
+            "response_secret": self.response_secret,
+        }
+
+    def every(self) -> dict[str, str]:
+        return {**self.payload(), **self.secret()}
+
+
+@dataclass(frozen=True)
+class Hit:
+    canary: str
+    where: str  # a file, a table or a command's stream
+    offset: str  # a byte offset, or row/column
+
+    def __str__(self) -> str:
+        return f"{self.canary} in {self.where} at {self.offset}"
+
+
+def _byte_hits(name: str, data: bytes, canaries: dict[str, str]) -> list[Hit]:
+    """Every occurrence of each canary in ``data``, as UTF-8 and as hex (a blob column dumped as text)."""
+    hits = []
+    for label, value in canaries.items():
+        for needle in (value.encode(), value.encode().hex().encode()):
+            start = data.find(needle)
+            while start != -1:
+                hits.append(Hit(label, name, f"byte {start}"))
+                start = data.find(needle, start + 1)
+    return hits
+
+
+def _parquet_hits(path: Path, canaries: dict[str, str]) -> list[Hit]:
+    """Canaries in the decoded cells of a Parquet file (its bytes may be compressed)."""
+    hits = []
+    table = pq.read_table(path)
+    for column in table.column_names:
+        for row, value in enumerate(table.column(column).to_pylist()):
+            text = str(value)
+            hits += [
+                Hit(label, str(path), f"row {row} column {column}")
+                for label, c in canaries.items()
+                if c in text
+            ]
+    return hits
+
+
+def _home_hits(home: Path, canaries: dict[str, str]) -> tuple[list[Hit], int]:
+    """Every file under the home except the CAS (a payload store); returns hits and files scanned."""
+    cas = home / "cas"
+    hits, scanned = [], 0
+    for path in sorted(home.rglob("*")):
+        if not path.is_file() or path.is_relative_to(cas):
+            continue
+        scanned += 1
+        hits += _byte_hits(str(path), path.read_bytes(), canaries)
+        if path.suffix == ".parquet":
+            hits += _parquet_hits(path, canaries)
+    return hits, scanned
+
+
+def _postgres_hits(url: sa.URL, canaries: dict[str, str]) -> tuple[list[Hit], int]:
+    """Every row of every table of the database (Dagster's storage and the records), as text."""
+    engine = sa.create_engine(url)
+    hits, tables = [], 0
+    try:
+        with engine.connect() as conn:
+            names = conn.execute(
+                sa.text(
+                    "SELECT table_schema, table_name FROM information_schema.tables "
+                    "WHERE table_type = 'BASE TABLE' "
+                    "AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+                )
+            ).all()
+            for schema, table in names:
+                tables += 1
+                rows = conn.execute(sa.text(f'SELECT t::text FROM "{schema}"."{table}" AS t')).scalars()
+                for row, text in enumerate(rows):
+                    hits += [
+                        Hit(label, f"{schema}.{table}", f"row {row}")
+                        for label, value in canaries.items()
+                        if value in text or value.encode().hex() in text
+                    ]
+    finally:
+        engine.dispose()
+    return hits, tables
+
+
+@dataclass
+class Home:
+    """Where the commands run and what they print."""
+
+    home: Path
+    workspace: Path
+    env: dict[str, str]
+    database: sa.URL | None
+    outputs: list[tuple[str, str, str]] = field(default_factory=list)  # (command, stream, text)
+
+    def wf(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, "-m", "wf_pipeline.cli.main", *args],
+            cwd=self.workspace,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+        )
+        label = "wf " + " ".join(args)
+        self.outputs += [(label, "stdout", done.stdout), (label, "stderr", done.stderr)]
+        return done
+
+
+def _workspace(tmp_path: Path, canaries: Canaries) -> Path:
+    """A workspace layer whose copy of the shipped profile's prompts each hold the prompt canary."""
+    workspace = tmp_path / "workspace"
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    for template in (workspace / "assets" / "prompts").rglob("*.md"):
+        with template.open("a", encoding="utf-8") as out:
+            out.write(f"\nReference marker for this review: {canaries.prompt}\n")
+    (workspace / "profiles").mkdir()
+    shutil.copyfile(REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml", workspace / "profiles" / f"{WORKFLOW}.yaml")
+    return workspace
+
+
+def _plant_tree(tree: Path, canaries: Canaries) -> Path:
+    """Canaries in the tree's files: a plain marker in every Python module, a .env with a fake
+    AWS key, a module with a hard-coded token."""
+    modules = sorted(tree.rglob("*.py"))
+    assert modules
+    for module in modules:
+        with module.open("a", encoding="utf-8") as out:
+            out.write(f'\nMARKER = "{canaries.context}"  # build marker\n')
+    first_package = modules[0].parent
+    (first_package / ".env").write_text(f"AWS_ACCESS_KEY_ID={canaries.env_secret}\n", encoding="utf-8")
+    (first_package / "settings_local.py").write_text(
+        f'"""Local settings."""\n\nGITHUB_TOKEN = "{canaries.code_secret}"\n', encoding="utf-8"
+    )
+    return tree
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def home(request, tmp_path, monkeypatch) -> Home:
+    monkeypatch.chdir(tmp_path)
+    if request.param == "sqlite":
+        isolated_settings(monkeypatch, tmp_path / "home")
+        yield Home(tmp_path / "home", tmp_path, dict(os.environ), None)
+        return
+    with fresh_database() as database:
+        postgres_settings(monkeypatch, tmp_path / "home", database)
+        yield Home(tmp_path / "home", tmp_path, dict(os.environ), database.url)
+
+
+def test_no_canary_reaches_any_sink(home: Home, tmp_path):
+    canaries = Canaries()
+    home.workspace = _workspace(tmp_path, canaries)
+    # Three directories for the simulated run, one for the openai runs (a run is a Dagster
+    # run per level: a small tree keeps the test's time in bounds).
+    tree = _plant_tree(copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit"), canaries)
+    small = _plant_tree(copy_tree(SAMPLE_REPO / "stationkit" / "sensors", tmp_path / "sensors"), canaries)
+    out = tmp_path / "out"
+
+    # 1. A docs-writer run, simulated provider: its answers quote the planted tree.
+    done = home.wf(
+        "run", WORKFLOW, str(tree), "--out", str(out / "run"), extra_env={"WF_PROVIDER": "simulated"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    with serving() as server:
+        openai = {
+            "WF_PROVIDER": "openai",
+            "WF_OPENAI_BASE_URL": server.base_url,
+            "WF_OPENAI_MODEL": "served-model",
+            "OPENAI_API_KEY": canaries.api_key,
+        }
+        # 2. A failing run: the answer is not JSON and quotes markers and a key.
+        server.answer(f"Sure! {canaries.response} uses key {canaries.response_secret} {{claims: [")
+        done = home.wf("run", WORKFLOW, str(small), "--out", str(out / "failing"), "--json", extra_env=openai)
+        assert done.returncode == 1, done.stderr[-2000:]
+        (failed,) = [t for t in json.loads(done.stdout)["threads"] if t["status"] == "failed"]
+        assert failed["error_code"] == "RUN_OUTPUT_SHAPE"
+
+        # 3. A resume: evidence whose claims quote markers and fail the evidence gate.
+        claim = {
+            "claim_id": "c1",
+            "statement": f"The module keeps {canaries.evidence} and {canaries.response_secret}",
+            "evidence_path": f"{canaries.evidence}.py",
+            "evidence_quote": canaries.evidence,
+        }
+        server.answer(json.dumps({"claims": [claim]}))
+        done = home.wf("resume", failed["thread_id"], "--out", str(out / "resumed"), extra_env=openai)
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert len(server.received) >= 2
+        # The key did go to the server (so it was in play), and nowhere else.
+        assert any(canaries.api_key in json.dumps(r["headers"]) for r in server.received)
+
+    # 4. Retention, and the queries a user reads failures with.
+    for args in (
+        ("retention", "plan"),
+        ("retention", "apply"),
+        ("threads", "list"),
+        ("threads", "list", "--json"),
+        ("threads", "show", failed["thread_id"]),
+        ("threads", "show", failed["thread_id"], "--json"),
+    ):
+        done = home.wf(*args)
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+    shown = json.loads(home.outputs[-2][2])
+    assert shown["status"] == "failed" and shown["error_code"]
+
+    # The canaries were in play: the payload store (the CAS, opened with the home's keyring)
+    # holds the rendered prompts, the context snapshots and the evidence of the resumed turn,
+    # and the same scan finds them there. So a sink that held one would be found too.
+    stored = b"\n".join(cas_plaintexts(home.home, Settings.from_env(home.env)).values())
+    in_play = {hit.canary for hit in _byte_hits("cas", stored, canaries.every())}
+    assert {"prompt", "context", "evidence"} <= in_play, in_play
+
+    # Every sink, every canary: 0 hits, each hit named with its place.
+    every = canaries.every()
+    hits, files = _home_hits(home.home, every)
+    assert files > 10  # the scan saw the home's stores, not an empty folder
+    assert any(p.suffix == ".parquet" for p in home.home.rglob("*")), "no telemetry Parquet to scan"
+    if home.database is not None:
+        found, tables = _postgres_hits(home.database, every)
+        assert tables > 10
+        hits += found
+    for command, stream, text in home.outputs:
+        hits += _byte_hits(f"{stream} of `{command}`", text.encode(), every)
+    assert not hits, "\n".join(map(str, hits))
+
+    # The READMEs are a payload store: markers may be there, secret-shaped values may not.
+    readmes = sorted(out.rglob("README.md"))
+    assert readmes
+    readme_hits = [
+        hit for path in readmes for hit in _byte_hits(str(path), path.read_bytes(), canaries.secret())
+    ]
+    assert not readme_hits, "\n".join(map(str, readme_hits))
