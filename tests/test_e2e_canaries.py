@@ -261,14 +261,18 @@ def test_no_canary_reaches_any_sink(home: Home, tmp_path):
         (failed,) = [t for t in json.loads(done.stdout)["threads"] if t["status"] == "failed"]
         assert failed["error_code"] == "RUN_OUTPUT_SHAPE"
 
-        # 3. A resume: evidence whose claims quote markers and fail the evidence gate.
-        claim = {
-            "claim_id": "c1",
-            "statement": f"The module keeps {canaries.evidence} and {canaries.response_secret}",
-            "evidence_path": f"{canaries.evidence}.py",
-            "evidence_quote": canaries.evidence,
-        }
-        server.answer(json.dumps({"claims": [claim]}))
+        # 3. A resume: evidence whose claims (their ids too, which gate reasons name) quote
+        # markers and a key, and fail the evidence gate.
+        claims = [
+            {
+                "claim_id": claim_id,
+                "statement": f"The module keeps {canaries.evidence} and {canaries.response_secret}",
+                "evidence_path": f"{canaries.evidence}.py",
+                "evidence_quote": canaries.evidence,
+            }
+            for claim_id in (canaries.evidence, canaries.response_secret)
+        ]
+        server.answer(json.dumps({"claims": claims}))
         done = home.wf("resume", failed["thread_id"], "--out", str(out / "resumed"), extra_env=openai)
         assert done.returncode == 1, done.stderr[-2000:]
         assert len(server.received) >= 2

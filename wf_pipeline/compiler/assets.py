@@ -336,7 +336,7 @@ def _gate_evaluations(
                 "gate_type": gate.gate_type,
                 "thread_id": result.thread_id,
                 "outcome": result.gate_outcome or "not evaluated",
-                "reasons": MetadataValue.json(list(result.gate_reasons)),
+                "reasons": MetadataValue.json(scrub_value(list(result.gate_reasons))),
                 **({"error_code": result.error_code} if result.error_code else {}),
             },
         )
