@@ -276,10 +276,20 @@ def test_no_canary_reaches_any_sink(home: Home, tmp_path):
         done = home.wf("resume", failed["thread_id"], "--out", str(out / "resumed"), extra_env=openai)
         assert done.returncode == 1, done.stderr[-2000:]
         assert len(server.received) >= 2
+        # 4. Another resume: the server refuses, and its words hold a key.
+        refusal = {
+            "error": {
+                "message": f"key {canaries.response_secret} has no access",
+                "type": "invalid_request_error",
+            }
+        }
+        server.respond(400, json.dumps(refusal).encode())
+        done = home.wf("resume", failed["thread_id"], "--out", str(out / "refused"), extra_env=openai)
+        assert done.returncode == 1, done.stderr[-2000:]
         # The key did go to the server (so it was in play), and nowhere else.
         assert any(canaries.api_key in json.dumps(r["headers"]) for r in server.received)
 
-    # 4. Retention, and the queries a user reads failures with.
+    # 5. Retention, and the queries a user reads failures with.
     for args in (
         ("retention", "plan"),
         ("retention", "apply"),
@@ -291,7 +301,9 @@ def test_no_canary_reaches_any_sink(home: Home, tmp_path):
         done = home.wf(*args)
         assert done.returncode == 0, (args, done.stderr[-2000:])
     shown = json.loads(home.outputs[-2][2])
-    assert shown["status"] == "failed" and shown["error_code"]
+    # The refusal is recorded with the server's words, the key in them masked by the filter.
+    assert (shown["status"], shown["error_code"]) == ("failed", "PROVIDER_HTTP_ERROR")
+    assert "[secret:aws-access-key:" in shown["error_text"], shown["error_text"]
 
     # The canaries were in play: the payload store (the CAS, opened with the home's keyring)
     # holds the rendered prompts, the context snapshots and the evidence of the resumed turn,
