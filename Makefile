@@ -26,10 +26,12 @@ test: lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow"
 
+# `wf governance check`: every spec under docs/specs is valid and names tests and benchmarks that exist.
 lint: $(STAMP)
 	$(BIN)/ruff check wf_pipeline tests
 	$(BIN)/ruff format --check wf_pipeline tests
 	$(BIN)/lint-imports
+	$(BIN)/wf governance check
 
 # LangGraph, the comparison in P2, comes only with the `bench` extra.
 $(BENCH_STAMP): $(STAMP) pyproject.toml

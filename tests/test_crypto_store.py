@@ -340,6 +340,35 @@ def test_a_new_keyring_gets_a_master_key_once_and_a_second_home_must_be_given_it
         records.close()
 
 
+def test_a_home_master_key_is_never_seen_half_written_by_a_process_starting_beside_it(
+    tmp_path, monkeypatch
+) -> None:
+    """Another process reading the home's key while it is being made finds none, never an empty file."""
+    import wf_pipeline.crypto.open as opening
+
+    settings = settings_for(tmp_path)
+    seen_mid_write = []
+    make_key_text = opening.new_master_key_text
+
+    def key_text_watched() -> str:
+        # Called between creating the key and publishing it: what would a second process see now?
+        try:
+            seen_mid_write.append(master_key(settings))
+        except KeysError as exc:
+            seen_mid_write.append(exc.code)
+        return make_key_text()
+
+    monkeypatch.setattr(opening, "new_master_key_text", key_text_watched)
+    records = open_record_store(settings.records_url)
+    try:
+        assert open_keyring(settings, records, required=True) is not None
+    finally:
+        records.close()
+    assert seen_mid_write == [None]
+    assert master_key(settings) is not None
+    assert [p.name for p in settings.default_master_key_file.parent.iterdir()] == ["master.key"]
+
+
 # --- policy --------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from wf_pipeline.errors import MetadataError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
 from wf_pipeline.metadata.budgets import Budgets
 from wf_pipeline.metadata.canonical import digest_text
-from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, KeyDescriptor
+from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, KeyDescriptor, KeyRegistry
 
 PROMPT = "You are a careful technical writer. Document the package below.\nUse only the evidence given."
 CONTEXT = '{"schema":"wf.context.v2","files":[{"path":"pkg/a.py","text":"def helper_function_with_a_long_name(): pass"}]}'
@@ -24,18 +24,30 @@ def good_metadata() -> dict[str, str]:
     }
 
 
+def owned(metadata: object, registry: KeyRegistry = FRAME_KEY_REGISTRY) -> object:
+    """``metadata`` as one write per owner domain, each key under its owner (unknown keys: workflow)."""
+    if not isinstance(metadata, dict):
+        return metadata
+    writes: dict[str, dict[object, object]] = {}
+    for key, value in metadata.items():
+        descriptor = registry.get(key) if isinstance(key, str) else None
+        writes.setdefault(descriptor.owner_domain if descriptor else "workflow", {})[key] = value
+    return writes
+
+
 def rejection(
     metadata: object, boundary: FrameMetadataBoundary | None = None, **kwargs: object
 ) -> MetadataError:
+    boundary = boundary or FrameMetadataBoundary()
     with pytest.raises(MetadataError) as caught:
-        (boundary or FrameMetadataBoundary()).validate(metadata, **kwargs)  # type: ignore[arg-type]
+        boundary.validate(owned(metadata, boundary.registry), **kwargs)  # type: ignore[arg-type]
     return caught.value
 
 
 def test_valid_metadata_comes_back_as_a_new_sorted_dict() -> None:
     metadata = good_metadata()
 
-    accepted = FrameMetadataBoundary().validate(metadata, forbidden_texts=[PROMPT, CONTEXT])
+    accepted = FrameMetadataBoundary().validate(owned(metadata), forbidden_texts=[PROMPT, CONTEXT])
 
     assert accepted == metadata
     assert list(accepted) == sorted(metadata)
@@ -62,7 +74,7 @@ def test_non_string_keys_are_unknown() -> None:
 
 def test_ephemeral_keys_are_never_persisted() -> None:
     registry = FRAME_KEY_REGISTRY.register(
-        KeyDescriptor("trace_span", "runtime", "identifier", "ephemeral", False, 64)
+        KeyDescriptor("trace_span", "workflow", "identifier", "ephemeral", False, 64)
     )
     error = rejection({**good_metadata(), "trace_span": "span-1"}, FrameMetadataBoundary(registry))
     assert error.code == "METADATA_EPHEMERAL_KEY"
@@ -112,30 +124,30 @@ def test_value_longer_than_32_chars_found_inside_the_context_is_raw_text() -> No
     error = rejection({"model": long_path}, forbidden_texts=[context])
 
     assert error.code == "METADATA_RAW_TEXT_REJECTED"
-    assert boundary.validate({"model": long_path[:32]}, forbidden_texts=[context]) == {
+    assert boundary.validate(owned({"model": long_path[:32]}), forbidden_texts=[context]) == {
         "model": long_path[:32]
     }
-    assert boundary.validate({"model": long_path}) == {"model": long_path}
+    assert boundary.validate(owned({"model": long_path})) == {"model": long_path}
 
 
 def test_digest_of_the_context_is_not_raw_text_even_when_the_payload_quotes_it() -> None:
     quoted = digest_text("some file")
     context = f'{{"files":[{{"digest":"{quoted}"}}]}}'
-    accepted = FrameMetadataBoundary().validate({"context_digest": quoted}, forbidden_texts=[context])
+    accepted = FrameMetadataBoundary().validate(owned({"context_digest": quoted}), forbidden_texts=[context])
     assert accepted == {"context_digest": quoted}
 
 
 def test_short_values_may_occur_in_the_prompt_and_forbidden_texts_may_be_a_generator() -> None:
     prompt = "Model offline-deterministic writes docs for agent.docs_writer."
     accepted = FrameMetadataBoundary().validate(
-        good_metadata(), forbidden_texts=(t for t in [prompt, "", "  "])
+        owned(good_metadata()), forbidden_texts=(t for t in [prompt, "", "  "])
     )
     assert accepted == dict(sorted(good_metadata().items()))
 
 
 def test_per_key_budget_override() -> None:
     boundary = FrameMetadataBoundary(budgets=Budgets(per_key_max_bytes={"model": 8}))
-    assert boundary.validate({"model": "12345678"}) == {"model": "12345678"}
+    assert boundary.validate(owned({"model": "12345678"})) == {"model": "12345678"}
     error = rejection({"model": "123456789"}, boundary)
     assert error.code == "METADATA_BUDGET_EXCEEDED"
     assert (error.details["scope"], error.details["key"], error.details["limit"]) == ("key", "model", 8)
@@ -143,11 +155,11 @@ def test_per_key_budget_override() -> None:
 
 def test_key_budget_counts_utf8_bytes() -> None:
     registry = FRAME_KEY_REGISTRY.register(
-        KeyDescriptor("note", "runtime", "short_text", "annotation", False, 4)
+        KeyDescriptor("note", "workflow", "short_text", "annotation", False, 4)
     )
     boundary = FrameMetadataBoundary(registry)
-    assert boundary.validate({"note": "abcd"}) == {"note": "abcd"}
-    assert boundary.validate({"note": "abé"}) == {"note": "abé"}  # 4 bytes
+    assert boundary.validate(owned({"note": "abcd"}, registry)) == {"note": "abcd"}
+    assert boundary.validate(owned({"note": "abé"}, registry)) == {"note": "abé"}  # 4 bytes
     assert rejection({"note": "abcé"}, boundary).code == "METADATA_BUDGET_EXCEEDED"  # 4 characters, 5 bytes
 
 
@@ -155,9 +167,9 @@ def test_frame_budget_counts_keys_and_values() -> None:
     metadata = good_metadata()
     total = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
 
-    assert FrameMetadataBoundary(budgets=Budgets(per_frame_max_bytes=total)).validate(metadata) == dict(
-        sorted(metadata.items())
-    )
+    assert FrameMetadataBoundary(budgets=Budgets(per_frame_max_bytes=total)).validate(
+        owned(metadata)
+    ) == dict(sorted(metadata.items()))
     error = rejection(metadata, FrameMetadataBoundary(budgets=Budgets(per_frame_max_bytes=total - 1)))
     assert error.code == "METADATA_BUDGET_EXCEEDED"
     assert (error.details["scope"], error.details["size"]) == ("frame", total)
@@ -165,11 +177,11 @@ def test_frame_budget_counts_keys_and_values() -> None:
 
 def test_default_frame_budget_is_2048_bytes() -> None:
     registry = FRAME_KEY_REGISTRY.register(
-        *(KeyDescriptor(f"label_{i}", "runtime", "identifier", "annotation", False, 128) for i in range(20))
+        *(KeyDescriptor(f"label_{i}", "workflow", "identifier", "annotation", False, 128) for i in range(20))
     )
     metadata = {f"label_{i}": "v" * 120 for i in range(20)}
     assert rejection(metadata, FrameMetadataBoundary(registry)).code == "METADATA_BUDGET_EXCEEDED"
-    assert FrameMetadataBoundary(registry).validate(dict(list(metadata.items())[:10]))
+    assert FrameMetadataBoundary(registry).validate(owned(dict(list(metadata.items())[:10]), registry))
 
 
 @pytest.mark.parametrize(
@@ -187,7 +199,89 @@ def test_a_rejected_mapping_yields_nothing_to_write(bad_key: str, bad_value: str
     metadata = {**good_metadata(), bad_key: bad_value}
 
     with pytest.raises(MetadataError) as caught:
-        written.update(FrameMetadataBoundary().validate(metadata))
+        written.update(FrameMetadataBoundary().validate(owned(metadata)))
 
     assert caught.value.code == code
     assert written == {}
+
+
+# --- ownership: a domain writes only the keys it owns ----------------------------------
+
+
+def test_the_shipped_frame_keys_come_from_four_domains() -> None:
+    writes = owned(good_metadata())
+    assert sorted(writes) == ["agent", "context", "prompt_context", "workflow"]  # type: ignore[arg-type]
+    assert FrameMetadataBoundary().validate(writes) == dict(sorted(good_metadata().items()))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("domain", "key", "owner"),
+    [
+        ("workflow", "model", "agent"),
+        ("agent", "prompt_digest", "prompt_context"),
+        ("prompt_context", "context_digest", "context"),
+        ("tree", "agent_id", "agent"),
+        ("context", "prompt_link_id", "workflow"),
+        ("no_such_domain", "provider", "agent"),
+    ],
+)
+def test_a_key_written_by_another_domain_refuses_the_whole_write(domain: str, key: str, owner: str) -> None:
+    writes = owned(good_metadata())
+    value = writes[owner].pop(key)  # type: ignore[index]
+    writes.setdefault(domain, {})[key] = value  # type: ignore[union-attr]
+    written: dict[str, str] = {}
+
+    with pytest.raises(MetadataError) as caught:
+        written.update(FrameMetadataBoundary().validate(writes))  # type: ignore[arg-type]
+
+    assert caught.value.code == "METADATA_KEY_NOT_OWNED"
+    assert (caught.value.details["key"], caught.value.details["domain"], caught.value.details["owner"]) == (
+        key,
+        domain,
+        owner,
+    )
+    assert written == {}
+
+
+def test_ownership_is_checked_before_values() -> None:
+    # A badly shaped value under a foreign domain is reported as not owned: the domain
+    # had no business writing the key at all.
+    with pytest.raises(MetadataError) as caught:
+        FrameMetadataBoundary().validate({"workflow": {"model": "line\nbreak"}})
+    assert caught.value.code == "METADATA_KEY_NOT_OWNED"
+
+
+def test_writes_must_map_domains_to_mappings() -> None:
+    with pytest.raises(MetadataError) as caught:
+        FrameMetadataBoundary().validate({"agent": "model"})  # type: ignore[dict-item]
+    assert caught.value.code == "METADATA_INVALID_VALUE"
+
+
+# --- annotation changes ---------------------------------------------------------------
+
+
+def test_annotation_changes_pass_for_the_owner_and_may_clear_a_key() -> None:
+    boundary = FrameMetadataBoundary()
+    assert boundary.validate_annotations("workflow", {"review_status": "approved", "review_note": None}) == {
+        "review_note": None,
+        "review_status": "approved",
+    }
+
+
+@pytest.mark.parametrize(
+    ("domain", "changes", "code"),
+    [
+        ("tree", {"review_status": "approved"}, "METADATA_KEY_NOT_OWNED"),
+        ("workflow", {"review_status": "ok", "node_label": "x"}, "METADATA_KEY_NOT_OWNED"),
+        ("agent", {"model": "other-model"}, "METADATA_KEY_IMMUTABLE"),
+        ("workflow", {"prompt_link_id": None}, "METADATA_KEY_IMMUTABLE"),
+        ("workflow", {"no_such_key": "x"}, "METADATA_UNKNOWN_KEY"),
+        ("workflow", {"review_status": "not valid!"}, "METADATA_INVALID_VALUE"),
+        ("workflow", {"review_note": "two\nlines"}, "METADATA_RAW_TEXT_REJECTED"),
+        ("workflow", {"review_status": "x" * 65}, "METADATA_BUDGET_EXCEEDED"),
+    ],
+)
+def test_annotation_changes_are_refused_whole(domain: str, changes: dict, code: str) -> None:
+    with pytest.raises(MetadataError) as caught:
+        FrameMetadataBoundary().validate_annotations(domain, changes)
+    assert caught.value.code == code

@@ -1,11 +1,22 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
+import yaml
 
 from wf_pipeline.errors import MetadataError
-from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, KeyDescriptor, KeyRegistry, matches_schema
+from wf_pipeline.metadata.registry import (
+    FRAME_KEY_REGISTRY,
+    REGISTRY_FILE,
+    KeyDescriptor,
+    KeyRegistry,
+    descriptor_dict,
+    load_key_registry,
+    matches_schema,
+    parse_key_registry,
+)
 
 
 def descriptor(name: str = "summary_lang", **changes: object) -> KeyDescriptor:
@@ -20,26 +31,37 @@ def descriptor(name: str = "summary_lang", **changes: object) -> KeyDescriptor:
     return KeyDescriptor(**{**fields, **changes})
 
 
-def test_frame_registry_holds_the_workflow_frame_keys() -> None:
-    assert set(FRAME_KEY_REGISTRY.names()) == {
-        "agent_id",
-        "provider",
-        "model",
-        "provider_type",
-        "prompt_digest",
-        "context_digest",
-        "prompt_link_id",
-    }
+FRAME_KEYS = {
+    "agent_id": "agent",
+    "provider": "agent",
+    "model": "agent",
+    "provider_type": "agent",
+    "prompt_digest": "prompt_context",
+    "context_digest": "context",
+    "prompt_link_id": "workflow",
+}
+ANNOTATION_KEYS = {"review_status": "workflow", "review_note": "workflow", "node_label": "tree"}
+
+
+def test_frame_registry_holds_every_key_the_product_writes_with_its_owner() -> None:
+    assert {d.name: d.owner_domain for d in FRAME_KEY_REGISTRY} == {**FRAME_KEYS, **ANNOTATION_KEYS}
     assert FRAME_KEY_REGISTRY.get("agent_id").mutability == "identity"
     assert FRAME_KEY_REGISTRY.get("agent_id").hash_impact is True
-    assert {d.name for d in FRAME_KEY_REGISTRY.select(mutability="attested")} == set(
-        FRAME_KEY_REGISTRY.names()
-    ) - {"agent_id"}
+    assert {d.name for d in FRAME_KEY_REGISTRY.select(mutability="attested")} == set(FRAME_KEYS) - {
+        "agent_id"
+    }
+    assert {d.name for d in FRAME_KEY_REGISTRY.select(mutability="annotation")} == set(ANNOTATION_KEYS)
     assert {d.name for d in FRAME_KEY_REGISTRY if d.schema_type == "digest"} == {
         "prompt_digest",
         "context_digest",
     }
     assert all(d.persisted and d.retention == "keep" for d in FRAME_KEY_REGISTRY)
+    # Annotation keys, and only they, fold after a window (30 days).
+    assert {d.name: d.fold_after_ms for d in FRAME_KEY_REGISTRY if d.fold_after_ms} == dict.fromkeys(
+        ANNOTATION_KEYS, 30 * 86_400_000
+    )
+    assert FRAME_KEY_REGISTRY.get("review_note").visibility == "privileged"
+    assert FRAME_KEY_REGISTRY.get("review_note").redaction == "hash"
 
 
 def test_lookup_and_membership() -> None:
@@ -47,7 +69,7 @@ def test_lookup_and_membership() -> None:
     assert "prompt_text" not in FRAME_KEY_REGISTRY
     assert 42 not in FRAME_KEY_REGISTRY
     assert FRAME_KEY_REGISTRY.get("prompt_text") is None
-    assert len(FRAME_KEY_REGISTRY) == 7
+    assert len(FRAME_KEY_REGISTRY) == len(FRAME_KEYS) + len(ANNOTATION_KEYS)
 
 
 def test_register_returns_a_new_registry_and_leaves_the_old_one_alone() -> None:
@@ -57,7 +79,7 @@ def test_register_returns_a_new_registry_and_leaves_the_old_one_alone() -> None:
     assert grown.get("summary_lang") == extra
     assert "summary_lang" not in FRAME_KEY_REGISTRY
     assert len(grown) == len(FRAME_KEY_REGISTRY) + 1
-    assert grown.select(owner_domain="tree") == (extra,)
+    assert grown.select(owner_domain="tree") == (*FRAME_KEY_REGISTRY.select(owner_domain="tree"), extra)
     assert grown != FRAME_KEY_REGISTRY
     assert KeyRegistry(reversed(list(grown))) == grown
 
@@ -81,6 +103,10 @@ def test_descriptors_are_frozen() -> None:
     [
         {"name": "Bad Name"},
         {"owner_domain": ""},
+        {"owner_domain": "runtime"},
+        {"visibility": "privileged", "redaction": "none"},
+        {"fold_after_ms": 0},
+        {"fold_after_ms": 1000, "mutability": "attested"},
         {"schema_type": "blob"},
         {"mutability": "sometimes"},
         {"redaction": "shred"},
@@ -128,3 +154,69 @@ def test_named_retention_policy_is_accepted() -> None:
 )
 def test_schema_types(schema_type: str, value: str, ok: bool) -> None:
     assert matches_schema(schema_type, value) is ok
+
+
+# --- the registry as data -------------------------------------------------------------
+
+ENTRY = """
+  - name: review_status
+    owner_domain: workflow
+    schema_type: identifier
+    mutability: annotation
+    hash_impact: false
+    max_bytes: 64
+    fold_after: 7d
+"""
+
+
+def test_the_packaged_file_loads_as_the_frame_registry_and_round_trips(tmp_path: Path) -> None:
+    assert load_key_registry() == FRAME_KEY_REGISTRY
+    entries = [
+        {field: value for field, value in descriptor_dict(d).items() if value is not None}
+        for d in FRAME_KEY_REGISTRY
+    ]
+    copy = tmp_path / REGISTRY_FILE
+    copy.write_text(yaml.safe_dump({"version": 1, "keys": entries}), encoding="utf-8")
+    assert load_key_registry(copy) == FRAME_KEY_REGISTRY
+
+
+def test_a_minimal_entry_takes_the_defaults() -> None:
+    registry = parse_key_registry("version: 1\nkeys:" + ENTRY)
+    descriptor = registry.get("review_status")
+    assert (descriptor.retention, descriptor.redaction, descriptor.visibility) == ("keep", "none", "internal")
+    assert descriptor.fold_after_ms == 7 * 86_400_000
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("version: 1\nkeys: [unclosed", "METADATA_REGISTRY_INVALID"),
+        ("- just a list", "METADATA_REGISTRY_INVALID"),
+        ("version: 2\nkeys:" + ENTRY, "METADATA_REGISTRY_INVALID"),
+        ("keys:" + ENTRY, "METADATA_REGISTRY_INVALID"),
+        ("version: 1\nkeys: []", "METADATA_REGISTRY_INVALID"),
+        ("version: 1\nextra: 1\nkeys:" + ENTRY, "METADATA_REGISTRY_INVALID"),
+        ("version: 1\nkeys:" + ENTRY + "    max_bytes: 32\n", "METADATA_REGISTRY_INVALID"),
+        ("version: 1\nkeys:\n  - review_status", "METADATA_INVALID_DESCRIPTOR"),
+        ("version: 1\nkeys:" + ENTRY.replace("    max_bytes: 64\n", ""), "METADATA_INVALID_DESCRIPTOR"),
+        ("version: 1\nkeys:" + ENTRY + "    colour: blue\n", "METADATA_INVALID_DESCRIPTOR"),
+        ("version: 1\nkeys:" + ENTRY.replace("workflow", "runtime"), "METADATA_INVALID_DESCRIPTOR"),
+        ("version: 1\nkeys:" + ENTRY.replace("annotation", "sometimes"), "METADATA_INVALID_DESCRIPTOR"),
+        ("version: 1\nkeys:" + ENTRY.replace("64", "'64'"), "METADATA_INVALID_DESCRIPTOR"),
+        ("version: 1\nkeys:" + ENTRY.replace("7d", "soon"), "METADATA_INVALID_DESCRIPTOR"),
+        ("version: 1\nkeys:" + ENTRY.replace("7d", "forever"), "METADATA_INVALID_DESCRIPTOR"),
+        ("version: 1\nkeys:" + ENTRY.replace("7d", "7"), "METADATA_INVALID_DESCRIPTOR"),
+        ("version: 1\nkeys:" + ENTRY.replace("annotation", "attested"), "METADATA_INVALID_DESCRIPTOR"),
+        ("version: 1\nkeys:" + ENTRY + ENTRY, "METADATA_DUPLICATE_KEY"),
+    ],
+)
+def test_invalid_registry_files_are_rejected_with_stable_codes(text: str, code: str) -> None:
+    with pytest.raises(MetadataError) as caught:
+        parse_key_registry(text, "test.yaml")
+    assert caught.value.code == code
+
+
+def test_an_unreadable_registry_file_is_invalid(tmp_path: Path) -> None:
+    with pytest.raises(MetadataError) as caught:
+        load_key_registry(tmp_path / "missing.yaml")
+    assert caught.value.code == "METADATA_REGISTRY_INVALID"

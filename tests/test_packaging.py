@@ -124,6 +124,12 @@ def test_wheel_ships_the_telemetry_views_sql(wheel_files):
     assert wheel_files[f"{DIST}/telemetry/views.sql"] == source
 
 
+def test_wheel_ships_the_key_registry(wheel_files):
+    # The key registry is data read at import: without it in the wheel nothing loads.
+    source = (REPO_ROOT / DIST / "metadata" / "keys.yaml").read_bytes()
+    assert wheel_files[f"{DIST}/metadata/keys.yaml"] == source
+
+
 def test_packaged_layer_gives_the_code_versions_of_the_source_tree(wheel, tmp_path):
     """Same prompt bytes, same digests: threads made from a checkout are reused by a wheel install."""
     with zipfile.ZipFile(wheel) as archive:

@@ -151,6 +151,50 @@ class PagesWithOffsetAfterRewrap(MemoryRecordStore):
         return super().data_keys_under(kek_ids, limit=limit)
 
 
+class AuditAppendTrustsTheBuilder(MemoryRecordStore):
+    """Stores whatever the builder returns at the next position: an event_id twice, a broken link."""
+
+    def append_audit_record(self, build):
+        with self._contents.lock:
+            table = self._contents.tables["audit_events"]
+            head = table[max(table)] if table else None
+            seq = 1 if head is None else head["seq"] + 1
+            event = build(seq, None if head is None else head["event_hash"])
+            table[(seq,)] = event.model_dump()
+            return event
+
+
+class AuditPagesIgnoreAfterSeq(MemoryRecordStore):
+    """Starts every page at the first event: keyset paging repeats the trail forever."""
+
+    def audit_records(self, *, after_seq=0, since_ms=None, grant_id=None, limit=None):
+        return super().audit_records(since_ms=since_ms, grant_id=grant_id, limit=limit)
+
+
+class FoldsEveryOldEvent(MemoryRecordStore):
+    """Folds a key's old events even when they do not start its log, and rewrites the view from the fold."""
+
+    def fold_annotation_events(self, cutoffs):
+        removed = 0
+        with self._contents.lock:
+            log = self._contents.tables["annotation_events"]
+            view = self._contents.tables["annotations"]
+            groups: dict = {}
+            for row in list(log.values()):
+                if row["key"] in cutoffs and row["at_ms"] < cutoffs[row["key"]]:
+                    groups.setdefault((row["frame_id"], row["key"]), []).append(row)
+            for (frame_id, key), rows in groups.items():
+                rows.sort(key=lambda row: row["seq"])
+                last = rows[-1]
+                for row in rows:
+                    del log[(frame_id, key, row["seq"])]
+                log[(frame_id, key, last["seq"])] = {**last, "kind": "snapshot", "folded": len(rows)}
+                if last["value"] is not None:
+                    view[(frame_id, key)] = {**view.get((frame_id, key), {}), "value": last["value"]}
+                removed += len(rows) - 1
+        return removed
+
+
 def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
     name = f"{store_class.__name__}-{uuid.uuid4().hex}"
     return RecordBackend(store_class.__name__, lambda: store_class(name))
@@ -180,6 +224,9 @@ def memory_like_backend(store_class: type[MemoryRecordStore]) -> RecordBackend:
             {"check_update_kek_is_a_compare_and_set", "check_concurrent_kek_updates_have_one_winner"},
         ),
         (PagesWithOffsetAfterRewrap, {"check_data_keys_under_pages_cover_every_key_once"}),
+        (AuditAppendTrustsTheBuilder, {"check_audit_appends_off_the_head_write_nothing"}),
+        (AuditPagesIgnoreAfterSeq, {"check_audit_records_append_at_the_head_and_list_by_seq"}),
+        (FoldsEveryOldEvent, {"check_folding_annotation_events_keeps_the_view"}),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else "",
 )

@@ -252,7 +252,7 @@ def test_a_store_at_0005_gets_the_keyring_tables_and_keeps_its_rows(record_store
         assert store.claim_data_keys([key]) == {key.artifact_id: key}
         assert store.claim_keyring_meta("master_check", b"\x01") == b"\x01"
 
-    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0006_keyring"]
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
     assert schema_differences(record_store_url) == []
     with open_record_store(record_store_url.url, schema=record_store_url.schema) as again:
         assert again.get_kek(kek.kek_id) == kek
@@ -277,3 +277,93 @@ def test_the_keyring_revision_downgrades_to_0005(record_store_url) -> None:
     assert stored_revisions(record_store_url) == ["0005_retention"]
     assert not {"wf_keyring_meta", "wf_keks", "wf_data_keys"} & present
     assert {"wf_tombstones", "wf_holds"} <= present
+
+
+def test_a_store_at_0006_gets_the_audit_table_and_keeps_its_keyring(record_store_url) -> None:
+    migrate_to(record_store_url, "0006_keyring")
+    engine = sql_engine(record_store_url)
+    with engine.connect() as conn:
+        assert not sa.inspect(conn).has_table("wf_audit_events", schema=record_store_url.schema)
+    engine.dispose()
+    kek = KekRecord(
+        kek_id="kek-output-20260101-g1",
+        manager="local",
+        artifact_class="output",
+        period_start_ms=1_767_225_600_000,
+        period_ms=86_400_000,
+        generation=1,
+        state="primary",
+        created_at_ms=1,
+    )
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        store.add_kek(kek)
+
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
+    assert schema_differences(record_store_url) == []
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as again:
+        assert again.get_kek(kek.kek_id) == kek
+        assert again.audit_records() == []
+
+
+def test_the_audit_revision_downgrades_to_0006_with_its_triggers(record_store_url) -> None:
+    from alembic import command
+
+    open_record_store(record_store_url.url, schema=record_store_url.schema).close()
+    engine = sql_engine(record_store_url)
+    try:
+        with engine.connect() as conn:
+            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0006_keyring")
+            conn.commit()
+        with engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names(schema=record_store_url.schema))
+            if record_store_url.backend == "sqlite":
+                left = set(
+                    conn.execute(sa.text("select name from sqlite_master where type = 'trigger'")).scalars()
+                )
+            else:
+                # The schema's triggers and functions (other tests' schemas have their own).
+                left = set(
+                    conn.execute(
+                        sa.text(
+                            "select t.tgname from pg_trigger t join pg_class c on c.oid = t.tgrelid "
+                            "join pg_namespace n on n.oid = c.relnamespace where n.nspname = :schema "
+                            "union select p.proname from pg_proc p join pg_namespace n "
+                            "on n.oid = p.pronamespace where n.nspname = :schema"
+                        ),
+                        {"schema": record_store_url.schema},
+                    ).scalars()
+                )
+    finally:
+        engine.dispose()
+
+    assert stored_revisions(record_store_url) == ["0006_keyring"]
+    assert not {"wf_audit_events", "wf_annotation_events", "wf_annotations"} & present
+    assert {"wf_keks", "wf_data_keys"} <= present
+    assert not {name for name in left if name.startswith("wf_audit_events")}
+
+
+def test_a_store_at_0007_gets_the_annotation_tables_and_downgrades_back(record_store_url) -> None:
+    from alembic import command
+
+    migrate_to(record_store_url, "0007_audit")
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        events = store.append_annotations(
+            "frame-1", {"review_status": "approved"}, domain="workflow", at_ms=5
+        )
+        assert [event.seq for event in events] == [1]
+        assert store.current_annotations("frame-1")["review_status"].value == "approved"
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
+    assert schema_differences(record_store_url) == []
+
+    engine = sql_engine(record_store_url)
+    try:
+        with engine.connect() as conn:
+            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0007_audit")
+            conn.commit()
+        with engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names(schema=record_store_url.schema))
+    finally:
+        engine.dispose()
+    assert stored_revisions(record_store_url) == ["0007_audit"]
+    assert not {"wf_annotation_events", "wf_annotations"} & present
+    assert {"wf_audit_events", "wf_keks", "wf_data_keys"} <= present

@@ -215,18 +215,18 @@ def test_fixed_width_keys_are_judged_by_their_schema_type_not_their_name():
     from wf_pipeline.telemetry.headroom import is_fixed_width
 
     # The shipped registry: digests are fixed-width, identifiers are not.
-    assert is_fixed_width("runtime", "context_digest") and is_fixed_width("runtime", "prompt_digest")
-    assert not is_fixed_width("runtime", "model")
-    assert not is_fixed_width("runtime", "no_such_key") and not is_fixed_width("other", "context_digest")
+    assert is_fixed_width("context", "context_digest") and is_fixed_width("prompt_context", "prompt_digest")
+    assert not is_fixed_width("agent", "model")
+    assert not is_fixed_width("context", "no_such_key") and not is_fixed_width("other", "context_digest")
     # The same name with another schema type is not fixed; another name with a digest schema is.
     custom = KeyRegistry(
         (
-            KeyDescriptor("context_digest", "runtime", "identifier", "attested", False, 128),
-            KeyDescriptor("blob_ref", "runtime", "digest", "attested", False, DIGEST_MAX_BYTES),
+            KeyDescriptor("context_digest", "context", "identifier", "attested", False, 128),
+            KeyDescriptor("blob_ref", "context", "digest", "attested", False, DIGEST_MAX_BYTES),
         )
     )
-    assert not is_fixed_width("runtime", "context_digest", custom)
-    assert is_fixed_width("runtime", "blob_ref", custom)
+    assert not is_fixed_width("context", "context_digest", custom)
+    assert is_fixed_width("context", "blob_ref", custom)
     # A fixed key at its budget is "fixed", never warn/error; a non-fixed one at its budget errors.
     assert headroom_level(DIGEST_MAX_BYTES, DIGEST_MAX_BYTES, fixed_width=True) == "fixed"
     assert headroom_level(DIGEST_MAX_BYTES, DIGEST_MAX_BYTES) == "error"
@@ -242,10 +242,24 @@ def test_a_normal_runs_digest_keys_at_their_budget_show_no_error(settings):
     rec = recorder(settings)
     for i in range(5):
         digest = DIGEST_PREFIX + f"{i:064x}"
-        accepted = boundary.validate({"context_digest": digest, "prompt_digest": digest, "model": "m" * 20})
+        accepted = boundary.validate(
+            {
+                "context": {"context_digest": digest},
+                "prompt_context": {"prompt_digest": digest},
+                "agent": {"model": "m" * 20},
+            }
+        )
         for key, value in accepted.items():
-            budget = boundary.budgets.key_limit(boundary.registry.get(key))
-            write(rec, key=key, size=len(value.encode()), budget=budget, ts_ms=NOW_MS - 1000 + i)
+            descriptor = boundary.registry.get(key)
+            budget = boundary.budgets.key_limit(descriptor)
+            write(
+                rec,
+                domain=descriptor.owner_domain,
+                key=key,
+                size=len(value.encode()),
+                budget=budget,
+                ts_ms=NOW_MS - 1000 + i,
+            )
     rec.flush()
     report = telemetry_report(settings, "headroom", since="1d", now_ms=NOW_MS)
     levels = {row["key"]: row["level"] for row in report["rows"]}

@@ -114,6 +114,10 @@ class TelemetryError(WfError):
     """Telemetry rows, their Parquet store and the DuckDB views over it."""
 
 
+class GovernanceError(WfError):
+    """Feature specs under ``docs/specs`` and the verification gates (tests, benchmarks) they name."""
+
+
 class KeysError(WfError):
     """The keyring: master key, key-encryption keys (KEKs), data keys and their lifecycle."""
 
@@ -326,6 +330,11 @@ PROFILE_ENCRYPTION_INVALID = _code(
     ProfileError,
     meaning="a profile's encryption block names an unknown preset, class or level",
 )
+PROFILE_REDACTION_INVALID = _code(
+    "PROFILE_REDACTION_INVALID",
+    ProfileError,
+    meaning="a profile's redaction block names an unknown preset or key, or opts out what it may not",
+)
 PROFILE_RETENTION_INVALID = _code(
     "PROFILE_RETENTION_INVALID",
     ProfileError,
@@ -425,6 +434,26 @@ METADATA_INVALID_DESCRIPTOR = _code(
 )
 METADATA_INVALID_VALUE = _code(
     "METADATA_INVALID_VALUE", MetadataError, meaning="a metadata value does not match its key's schema type"
+)
+METADATA_KEY_IMMUTABLE = _code(
+    "METADATA_KEY_IMMUTABLE",
+    MetadataError,
+    meaning="a key that is not of the annotation class was offered as a change to a written frame",
+)
+METADATA_KEY_NOT_OWNED = _code(
+    "METADATA_KEY_NOT_OWNED",
+    MetadataError,
+    meaning="a domain wrote a metadata key that another domain owns; nothing was written",
+)
+METADATA_REGISTRY_INVALID = _code(
+    "METADATA_REGISTRY_INVALID",
+    MetadataError,
+    meaning="the key registry file is unreadable, not YAML, or not a version and a list of keys",
+)
+METADATA_TARGET_NOT_FOUND = _code(
+    "METADATA_TARGET_NOT_FOUND",
+    MetadataError,
+    meaning="no frame and no node with a head frame has that id",
 )
 METADATA_RAW_TEXT_REJECTED = _code(
     "METADATA_RAW_TEXT_REJECTED",
@@ -715,6 +744,34 @@ RETENTION_SCOPE_UNKNOWN = _code(
 )
 
 
+# --- governance trail ----------------------------------------------------------------------
+GOVERNANCE_GATE_MISSING = _code(
+    "GOVERNANCE_GATE_MISSING",
+    GovernanceError,
+    meaning="a spec names a verification gate that does not exist: a test file, test class or test "
+    "function that is not there, or a benchmark script that is not under bench/",
+)
+GOVERNANCE_INDEX_INCOMPLETE = _code(
+    "GOVERNANCE_INDEX_INCOMPLETE",
+    GovernanceError,
+    meaning="the spec index (docs/specs/index.md) is missing, leaves a spec unlinked, or links a spec "
+    "file that does not exist",
+)
+GOVERNANCE_SPEC_INVALID = _code(
+    "GOVERNANCE_SPEC_INVALID",
+    GovernanceError,
+    meaning="a spec file is malformed: no front matter, YAML that does not parse, a missing or unknown "
+    "field, an id that is not its file name, an owner domain that is no package of wf_pipeline, or a "
+    "gate that is neither a test id nor a benchmark script",
+)
+GOVERNANCE_SPECS_NOT_FOUND = _code(
+    "GOVERNANCE_SPECS_NOT_FOUND",
+    GovernanceError,
+    meaning="no spec to check: no wf_pipeline checkout at or above the current directory, or its spec "
+    "folder is missing or holds no spec",
+)
+
+
 # --- keys ----------------------------------------------------------------------------------
 KEYS_CLASS_UNKNOWN = _code(
     "KEYS_CLASS_UNKNOWN",
@@ -754,6 +811,20 @@ KEYS_MASTER_KEY_INVALID = _code(
     "or not the key the keyring was made with; nothing was read or written",
 )
 
+
+# --- security: the audit trail ----------------------------------------------------------------
+AUDIT_CHAIN_BROKEN = _code(
+    "AUDIT_CHAIN_BROKEN",
+    SecurityError,
+    meaning="the audit trail's hash chain does not verify: an event was deleted, altered or reordered "
+    "(the message lists the positions)",
+)
+AUDIT_UNAVAILABLE = _code(
+    "AUDIT_UNAVAILABLE",
+    SecurityError,
+    meaning="the audit event could not be written (store down, table missing, read-only...); the request "
+    "it records fails and returns nothing",
+)
 
 # --- figures for messages ------------------------------------------------------------------
 # Every message that names a URL or an operating-system failure builds it with these two

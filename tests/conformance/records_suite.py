@@ -19,6 +19,7 @@ from wf_pipeline.errors import RecordError
 from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
+    AuditEventRecord,
     DataKeyRecord,
     FrameRecord,
     GateRecord,
@@ -1225,3 +1226,234 @@ def check_drop_data_keys_removes_only_the_named_keys(backend: RecordBackend) -> 
     assert store.drop_data_keys([dropped.artifact_id]) == 0
     assert store.drop_data_keys([]) == 0
     assert store.count_data_keys() == {kept.kek_id: 1}
+
+
+# --- audit trail -------------------------------------------------------------------------
+
+
+def audit_builder(name: str, *, at: int = 1_700_000_200_000, grant_id: str | None = "grant-1", **fields):
+    """An `AuditBuilder` whose event links to the head it is given; its hash is a stand-in digest."""
+
+    def build(seq: int, head_hash: str | None) -> AuditEventRecord:
+        prev = head_hash or "sha256:" + "0" * 64
+        values = {
+            "seq": seq,
+            "event_id": f"aud-{name}",
+            "at_ms": at,
+            "requester": "id-reader",
+            "grant_id": grant_id,
+            "reason_code": "incident",
+            "scope": {"workflow_id": WORKFLOW, "turns": [1, 3]},
+            "artifact_ids": (art(name),),
+            "outcome": "allow",
+            "code": None,
+            "bytes": 12,
+            "policy_version": "1",
+            "prev_hash": prev,
+            "event_hash": digest_text(f"{seq}|{prev}|{name}"),
+            **fields,
+        }
+        return AuditEventRecord(**values)
+
+    return build
+
+
+@check
+def check_audit_records_append_at_the_head_and_list_by_seq(backend: RecordBackend) -> None:
+    store = backend.open()
+    first = store.append_audit_record(audit_builder("a", at=100))
+    second = store.append_audit_record(audit_builder("b", at=200, grant_id=None))
+    third = backend.open().append_audit_record(audit_builder("c", at=300))
+
+    assert [e.seq for e in (first, second, third)] == [1, 2, 3]
+    assert first.prev_hash == "sha256:" + "0" * 64
+    assert second.prev_hash == first.event_hash and third.prev_hash == second.event_hash
+    assert store.audit_records() == [first, second, third]
+    assert store.audit_records()[0].scope == {"workflow_id": WORKFLOW, "turns": [1, 3]}
+    assert store.audit_records(after_seq=1) == [second, third]
+    assert store.audit_records(limit=2) == [first, second]
+    assert store.audit_records(after_seq=1, limit=1) == [second]
+    assert store.audit_records(since_ms=200) == [second, third]
+    assert store.audit_records(grant_id="grant-1") == [first, third]
+    assert store.audit_records_with_hashes([third.event_hash, first.event_hash, "sha256:none"]) == [
+        first,
+        third,
+    ]
+    for bad in ({"after_seq": -1}, {"limit": 0}, {"after_seq": "1"}):
+        with pytest.raises(RecordError) as caught:
+            store.audit_records(**bad)
+        assert caught.value.code == "RECORD_INVALID"
+
+
+@check
+def check_audit_appends_off_the_head_write_nothing(backend: RecordBackend) -> None:
+    store = backend.open()
+    head = store.append_audit_record(audit_builder("a"))
+    good = audit_builder("b")
+
+    def wrong_seq(seq, head_hash):
+        return good(seq, head_hash).model_copy(update={"seq": seq + 1})
+
+    def wrong_link(seq, head_hash):
+        return good(seq, head_hash).model_copy(update={"prev_hash": "sha256:" + "1" * 64})
+
+    def invalid(seq, head_hash):
+        return AuditEventRecord.model_construct(**{**good(seq, head_hash).model_dump(), "requester": ""})
+
+    for build in (wrong_seq, wrong_link, invalid):
+        with pytest.raises(RecordError) as caught:
+            store.append_audit_record(build)
+        assert caught.value.code == "RECORD_INVALID"
+    with pytest.raises(RecordError) as caught:
+        store.append_audit_record(audit_builder("a"))  # event_id taken
+    assert caught.value.code == "RECORD_INTEGRITY"
+
+    def fails(seq, head_hash):
+        raise ValueError("the builder gave up")
+
+    with pytest.raises(ValueError):
+        store.append_audit_record(fails)
+    assert store.audit_records() == [head]
+    assert store.append_audit_record(good).seq == 2
+
+
+@check
+def check_concurrent_audit_appends_never_fork_the_chain(backend: RecordBackend) -> None:
+    writers, events = 4, 10
+    barrier = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        store = backend.open()
+        try:
+            barrier.wait()
+            for i in range(events):
+                store.append_audit_record(audit_builder(f"w{n}-{i}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    trail = backend.open().audit_records()
+    assert [e.seq for e in trail] == list(range(1, writers * events + 1))
+    assert all(later.prev_hash == earlier.event_hash for earlier, later in zip(trail, trail[1:]))
+
+
+@check
+def check_audit_records_outlive_deleted_threads(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread("audited", status="completed")
+    store.commit_turn(make_commit(thread))
+    event = store.append_audit_record(audit_builder("read"))
+
+    assert store.delete_threads({thread.thread_id: thread.updated_at_ms}) == [thread.thread_id]
+
+    assert store.audit_records() == [event]
+
+
+# --- annotations: append-only log and materialized view ------------------------------
+
+
+def _view_of(store: RecordStore, frame_id: str) -> dict[str, tuple[str, int]]:
+    return {key: (row.value, row.seq) for key, row in store.current_annotations(frame_id).items()}
+
+
+@check
+def check_annotations_append_events_and_keep_the_view_current(backend: RecordBackend) -> None:
+    store = backend.open()
+    frame = "frame:annotated"
+    first = store.append_annotations(
+        frame, {"review_status": "draft", "node_label": "core"}, domain="d", at_ms=10
+    )
+    assert [(e.key, e.seq, e.kind) for e in first] == [("node_label", 1, "set"), ("review_status", 1, "set")]
+    store.append_annotations(frame, {"review_status": "approved"}, domain="d", at_ms=20)
+    store.append_annotations(frame, {"node_label": None}, domain="d", at_ms=30)
+
+    events = backend.open().annotation_events(frame)
+    assert [(e.key, e.seq, e.kind, e.value) for e in events] == [
+        ("node_label", 1, "set", "core"),
+        ("node_label", 2, "clear", None),
+        ("review_status", 1, "set", "draft"),
+        ("review_status", 2, "set", "approved"),
+    ]
+    assert [e.seq for e in store.annotation_events(frame, "review_status")] == [1, 2]
+    # The view is the log replayed: the cleared key has no row.
+    assert _view_of(store, frame) == {"review_status": ("approved", 2)}
+    assert store.current_annotations(frame)["review_status"].updated_at_ms == 20
+    assert store.current_annotations("frame:other") == {}
+    assert store.annotation_events("frame:other") == []
+
+
+@check
+def check_invalid_annotation_appends_write_nothing(backend: RecordBackend) -> None:
+    store = backend.open()
+    frame = "frame:invalid"
+    store.append_annotations(frame, {"review_status": "draft"}, domain="d", at_ms=1)
+    for changes, domain in (({}, "d"), ({"review_status": 3}, "d"), ({"note": "x"}, "")):
+        with pytest.raises(RecordError) as caught:
+            store.append_annotations(frame, changes, domain=domain, at_ms=2)  # type: ignore[arg-type]
+        assert caught.value.code == "RECORD_INVALID"
+    assert [e.seq for e in store.annotation_events(frame)] == [1]
+    assert _view_of(store, frame) == {"review_status": ("draft", 1)}
+
+
+@check
+def check_folding_annotation_events_keeps_the_view(backend: RecordBackend) -> None:
+    store = backend.open()
+    frames = ("frame:fold-a", "frame:fold-b")
+    for frame in frames:
+        for at, value in ((10, "draft"), (20, None), (30, "review"), (40, "approved")):
+            store.append_annotations(frame, {"review_status": value}, domain="d", at_ms=at)
+        store.append_annotations(frame, {"node_label": "x"}, domain="d", at_ms=15)
+    views = {frame: _view_of(store, frame) for frame in frames}
+
+    # Events before 35 of review_status fold: three per frame become one snapshot; node_label
+    # has no cutoff and keeps its log.
+    assert store.fold_annotation_events({"review_status": 35}) == 4
+    for frame in frames:
+        events = store.annotation_events(frame, "review_status")
+        assert [(e.seq, e.kind, e.value, e.folded) for e in events] == [
+            (3, "snapshot", "review", 3),
+            (4, "set", "approved", 0),
+        ]
+        assert len(store.annotation_events(frame, "node_label")) == 1
+        assert _view_of(backend.open(), frame) == views[frame]
+    # Folding again folds the snapshot with what followed; the next append continues the seqs.
+    assert store.fold_annotation_events({"review_status": 35}) == 0
+    assert store.fold_annotation_events({"review_status": 1_000}) == 2
+    store.append_annotations(frames[0], {"review_status": "done"}, domain="d", at_ms=50)
+    assert [(e.seq, e.kind, e.folded) for e in store.annotation_events(frames[0], "review_status")] == [
+        (4, "snapshot", 4),
+        (5, "set", 0),
+    ]
+    assert _view_of(store, frames[0]) == {"node_label": ("x", 1), "review_status": ("done", 5)}
+    # Only a run that starts the log folds: an old event after a newer one (a clock set
+    # back) stays, and so does everything after it.
+    skewed = "frame:fold-skewed"
+    for at in (100, 5, 6):
+        store.append_annotations(skewed, {"node_label": f"v{at}"}, domain="d", at_ms=at)
+    assert store.fold_annotation_events({"node_label": 50}) == 0
+    assert [(e.seq, e.kind) for e in store.annotation_events(skewed)] == [(1, "set"), (2, "set"), (3, "set")]
+    with pytest.raises(RecordError) as caught:
+        store.fold_annotation_events({"review_status": "soon"})  # type: ignore[dict-item]
+    assert caught.value.code == "RECORD_INVALID"
+
+
+@check
+def check_annotations_outlive_deleted_threads(backend: RecordBackend) -> None:
+    store = backend.open()
+    thread = make_thread("annotated", status="completed")
+    commit = make_commit(thread, frame_type="readme")
+    store.commit_turn(commit)
+    frame_id = commit.frame.frame_id
+    store.append_annotations(frame_id, {"review_status": "approved"}, domain="d", at_ms=1)
+    assert backend.open().get_frame(frame_id) == commit.frame
+    assert store.get_frame("frame:none") is None
+    assert store.delete_threads({thread.thread_id: thread.updated_at_ms}) == [thread.thread_id]
+    assert store.get_frame(frame_id) is None
+    assert _view_of(store, frame_id) == {"review_status": ("approved", 1)}

@@ -534,6 +534,150 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_governance(args: argparse.Namespace) -> int:
+    """``wf governance check [--specs DIR]``: every spec is well formed and every gate it names exists.
+
+    Args:
+        args: the parsed command line (``action``, ``specs``, ``json``).
+
+    Returns:
+        The exit status: 0 when every spec under the folder (default ``docs/specs`` of the
+        checkout that holds the current directory) is valid, its gates name existing tests
+        and benchmarks, and the index links every spec; 1 (``EXIT_FAILED``) otherwise, with
+        one ``CODE: spec: message`` line per problem (``GOVERNANCE_SPEC_INVALID``,
+        ``GOVERNANCE_GATE_MISSING``, ``GOVERNANCE_INDEX_INCOMPLETE``).
+
+    Raises:
+        WfError: ``GOVERNANCE_SPECS_NOT_FOUND`` (no checkout, no spec folder, no spec);
+            `main` prints it and exits 1.
+    """
+    from wf_pipeline.service.governance import check_governance
+
+    # Reads the checkout's files only: no settings, no home.
+    result = check_governance(Path.cwd(), Path(args.specs) if args.specs else None)
+    _emit(args, result, _render_governance)
+    return 0 if result["ok"] else EXIT_FAILED
+
+
+def _render_governance(console: Console, r: dict) -> None:
+    gates = r["gates_found"]
+    print_line(
+        console,
+        f"{plural(len(r['specs']), 'spec')} in {r['specs_dir']}; gates found: "
+        f"{plural(gates['test'], 'test')}, {plural(gates['benchmark'], 'benchmark')}",
+    )
+    for problem in r["problems"]:
+        print_line(console, f"{problem['code']}: {problem['message']}", style="red")
+    if r["ok"]:
+        print_line(console, "every spec is valid and every gate exists")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``wf audit list|verify|export``: the audit trail of privileged reads (`wf_pipeline.service.audit`).
+
+    Args:
+        args: the parsed command line (``action``; ``since``, ``grant_id`` and ``limit`` for
+            list; ``json``).
+
+    Returns:
+        The exit status, 0. Prints ids, digests, codes, counts and times (ms), never
+        payloads: ``list`` a table of events, oldest first; ``verify`` the events checked
+        and the chain's head; ``export`` how many events were copied to Parquet.
+
+    Raises:
+        WfError: ``AUDIT_CHAIN_BROKEN`` (verify: an event was deleted, altered or reordered;
+            the message names the positions), ``METADATA_BAD_DURATION`` (``--since``),
+            ``TELEMETRY_*`` (export), ``RECORD_*``; `main` prints them and exits 1.
+    """
+    from wf_pipeline.service import audit
+
+    settings = _settings()
+    if args.action == "list":
+        result = audit.list_audit(settings, since=args.since, grant_id=args.grant_id, limit=args.limit)
+        _emit(args, result, _render_audit_list)
+    elif args.action == "verify":
+        _emit(args, audit.verify_audit(settings), _render_audit_verify)
+    else:
+        _emit(args, audit.export_audit_events(settings), _render_audit_export)
+    return 0
+
+
+def cmd_metadata(args: argparse.Namespace) -> int:
+    """``wf metadata keys|show``: the key registry and the default view of metadata (`wf_pipeline.service.metadata`).
+
+    Args:
+        args: the parsed command line (``action``; ``target`` for show; ``json``).
+
+    Returns:
+        The exit status, 0. ``keys`` prints every registered key with its owner domain,
+        schema type, mutability class, hash impact, max bytes, retention, redaction,
+        visibility and fold window; ``show`` prints a frame's (or a node's head frames')
+        metadata and annotations as the caller may see them by default: values of public
+        and internal keys, digests or nothing for privileged ones.
+
+    Raises:
+        WfError: ``METADATA_TARGET_NOT_FOUND`` for an unknown NODE|FRAME, ``RECORD_*``;
+            `main` prints them and exits 1.
+    """
+    from wf_pipeline.service import metadata
+
+    if args.action == "keys":
+        _emit(args, {"keys": metadata.list_keys()}, _render_metadata_keys)
+    else:
+        _emit(args, metadata.show_metadata(_settings(), args.target), _render_metadata_view)
+    return 0
+
+
+def _render_metadata_keys(console: Console, r: dict) -> None:
+    print_table(
+        console,
+        (
+            "key",
+            "owner",
+            "schema",
+            "mutability",
+            "hash",
+            "max bytes",
+            "retention",
+            "redaction",
+            "visibility",
+            "fold after",
+        ),
+        [
+            (
+                k["name"],
+                k["owner_domain"],
+                k["schema_type"],
+                k["mutability"],
+                "yes" if k["hash_impact"] else "no",
+                k["max_bytes"],
+                k["retention"],
+                k["redaction"],
+                k["visibility"],
+                k["fold_after"] or "-",
+            )
+            for k in r["keys"]
+        ],
+    )
+    print_line(console, f"{plural(len(r['keys']), 'key')} registered")
+
+
+def _render_metadata_view(console: Console, r: dict) -> None:
+    for frame in r["frames"]:
+        print_line(
+            console,
+            f"frame {frame['frame_id']} ({frame['frame_type']}) on node {frame['node_id']}: artifact {frame['artifact_id']}",
+        )
+        rows = []
+        for section in ("metadata", "annotations"):
+            view = frame[section]
+            for key, shown in view["shown"].items():
+                text = shown["value"] if "value" in shown else f"digest {shown['digest']}"
+                rows.append((section, key, shown["visibility"], text))
+            rows += [(section, key, "withheld", "-") for key in view["withheld"]]
+        print_table(console, ("section", "key", "visibility", "value"), rows)
+
+
 def _positive_int(text: str) -> int:
     # A bad count is visible on the command line alone: a usage error (exit 2).
     try:
@@ -573,6 +717,16 @@ def _render_compact(console: Console, r: dict) -> None:
             f"{scratch['kept_young']} within grace",
         ),
     ]
+    annotations = r.get("annotations")
+    if annotations is not None:
+        rows.append(
+            (
+                "annotations",
+                f"{plural(annotations['events_folded'], 'event')} folded",
+                f"{plural(len(annotations['keys']), 'key')} with a fold window",
+                "view unchanged",
+            )
+        )
     if telemetry is not None:
         rows.append(
             (
@@ -743,6 +897,79 @@ def _render_destroyed(console: Console, r: dict) -> None:
         print_line(console, f"{kek_id} was already retired or destroyed")
     print_line(
         console, f"{plural(r['data_keys_shredded'], 'artifact')} shredded in all (wf keys report lists them)"
+    )
+
+
+def _short_digest(value: str) -> str:
+    # Enough of a digest to tell events apart in a table; --json prints it whole.
+    return value[: len("sha256:") + 12]
+
+
+def _render_audit_list(console: Console, r: dict) -> None:
+    events = r["events"]
+    if not events:
+        console.print("no audit events" + ("" if r["since_ms"] is None else f" since {r['since']} ago"))
+        return
+    print_table(
+        console,
+        (
+            "seq",
+            "at (ms)",
+            "event_id",
+            "requester",
+            "grant",
+            "reason",
+            "outcome",
+            "code",
+            "bytes",
+            "artifacts",
+            "hash",
+        ),
+        [
+            (
+                e["seq"],
+                e["at_ms"],
+                e["event_id"],
+                e["requester"],
+                e["grant_id"] or "-",
+                e["reason_code"] or "-",
+                e["outcome"],
+                e["code"] or "-",
+                e["bytes"],
+                len(e["artifact_ids"]),
+                _short_digest(e["event_hash"]),
+            )
+            for e in events
+        ],
+    )
+    denied = sum(1 for e in events if e["outcome"] == "deny")
+    print_line(console, f"{plural(len(events), 'event')}, {denied} denied")
+
+
+def _render_audit_verify(console: Console, r: dict) -> None:
+    if not r["events"]:
+        console.print("the audit trail is empty")
+        return
+    witness = r["witness"]
+    seen = (
+        "no Parquet copy to compare the head with"
+        if witness is None
+        else f"Parquet copy up to seq {witness['seq']}"
+    )
+    print_line(
+        console,
+        f"audit trail verifies: {plural(r['events'], 'event')}, head seq {r['head_seq']} ({r['head_hash']}); {seen}",
+    )
+
+
+def _render_audit_export(console: Console, r: dict) -> None:
+    if r["telemetry"] is None:
+        console.print("telemetry is off (WF_TELEMETRY=0): nothing exported")
+        return
+    print_line(
+        console,
+        f"exported {plural(r['exported'], 'audit event')} (after seq {r['after_seq']}, up to {r['head_seq']}) "
+        f"to {r['telemetry']}",
     )
 
 
@@ -1247,6 +1474,39 @@ def build_parser() -> argparse.ArgumentParser:
     key_destroy.add_argument("--lineage", metavar="CLASS:YYYYMMDD", help="every KEK of a class and period")
     key_destroy.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     key_action("report", "the artifacts destroyed KEKs made unreadable, per class and thread")
+
+    governance = command(
+        "governance", "check the feature specs and the verification gates they name", cmd_governance
+    )
+    governance_action = actions(governance, "check: every spec is valid and every gate it names exists")
+    governance_check = governance_action(
+        "check", "validate every spec under docs/specs and resolve each test id and benchmark it names"
+    )
+    governance_check.add_argument(
+        "--specs",
+        metavar="DIR",
+        help="the spec folder (default: docs/specs of the checkout of the current directory)",
+    )
+
+    audit = command("audit", "list, verify or export the audit trail of privileged reads", cmd_audit)
+    audit_action = actions(audit, "the hash-chained audit trail (ids, digests and codes; never payloads)")
+    audit_list = audit_action("list", "list the audit events, oldest first")
+    audit_list.add_argument(
+        "--since", default="forever", help="how far back: 12h, 7d, 4w or forever (default forever)"
+    )
+    audit_list.add_argument("--grant", dest="grant_id", help="only the events of this grant id")
+    audit_list.add_argument("--limit", type=_positive_int, help="at most this many events")
+    audit_action("verify", "check the hash chain: deleted, altered or reordered events by position")
+    audit_action("export", "copy the events not exported yet to the audit_events telemetry table")
+    metadata = command(
+        "metadata", "the metadata key registry, and what a node's or frame's metadata shows", cmd_metadata
+    )
+    metadata_action = actions(metadata, "the key registry and default views (privileged values never shown)")
+    metadata_action("keys", "list every registered key with its owner domain and policies")
+    metadata_show = metadata_action(
+        "show", "show a frame's metadata, or a node's head frames', as visible by default"
+    )
+    metadata_show.add_argument("target", metavar="NODE|FRAME", help="a node id or a frame id")
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
     ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")

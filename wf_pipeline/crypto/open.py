@@ -12,6 +12,7 @@ anything is read or written with it.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -85,14 +86,21 @@ def _read_key_file(path: Path, *, source: str) -> tuple[bytes, str]:
 
 
 def _create_default_key(path: Path) -> None:
-    # O_EXCL: two processes starting at once make one key; the loser reads the winner's.
+    # The key is written whole under a name of its own, then published with link(2), which
+    # fails if the final name exists: two processes starting at once make one key, and a
+    # reader never sees the final name empty or half-written.
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with suppress(FileExistsError):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
         with open(fd, "w", encoding="ascii") as handle:
             handle.write(new_master_key_text() + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        with suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def kek_period_ms(settings: Settings) -> int:

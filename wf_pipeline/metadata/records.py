@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -298,6 +298,69 @@ class HoldRecord(_Record):
         return self
 
 
+AnnotationEventKind = Literal["set", "clear", "snapshot"]
+#: ``set`` gives a key a value, ``clear`` removes it, ``snapshot`` stands for the events
+#: compaction folded: the key's value after them (None: the key was cleared).
+ANNOTATION_EVENT_KINDS: tuple[AnnotationEventKind, ...] = ("set", "clear", "snapshot")
+
+
+class AnnotationEventRecord(_Record):
+    """One change of an annotation key on a frame: an entry of the append-only annotation log; time in ms.
+
+    Events of one (frame, key) are numbered 1, 2, ... by ``seq`` in the order they were
+    appended; the current value of a key is the value after its last event
+    (`AnnotationRecord`, the materialized view). Compaction replaces a key's oldest
+    events by one ``snapshot`` event carrying the seq of the last event it stands for, so
+    the view does not change. Built with bad fields it raises pydantic's
+    ``ValidationError``; the record store reports that as ``RECORD_INVALID``.
+
+    Attributes:
+        frame_id: the annotated frame.
+        key: an annotation key of the key registry.
+        seq: the event's position in the key's log (1-based).
+        kind: ``set``, ``clear`` or ``snapshot`` (`ANNOTATION_EVENT_KINDS`).
+        value: the value set (None for ``clear``, and for a snapshot of a cleared key).
+        domain: the owner domain that made the change.
+        at_ms: when the change was appended (Unix epoch ms).
+        folded: how many events a ``snapshot`` stands for (0 for other kinds).
+    """
+
+    frame_id: NonEmpty
+    key: NonEmpty
+    seq: int = Field(ge=1)
+    kind: AnnotationEventKind
+    value: str | None = None
+    domain: NonEmpty
+    at_ms: int
+    folded: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _value_of_kind(self) -> AnnotationEventRecord:
+        if self.kind == "set" and self.value is None:
+            raise ValueError("a set event carries a value")
+        if self.kind == "clear" and self.value is not None:
+            raise ValueError("a clear event carries no value")
+        if (self.kind == "snapshot") != (self.folded > 0):
+            raise ValueError("a snapshot (and only a snapshot) counts the events it folded")
+        return self
+
+
+class AnnotationRecord(_Record):
+    """The current value of one annotation key on a frame: a row of the materialized view; time in ms.
+
+    Kept in the same transaction as the event that produced it: ``seq`` and
+    ``updated_at_ms`` are that event's, ``domain`` the domain that made it. A cleared key
+    has no row.
+    """
+
+    frame_id: NonEmpty
+    key: NonEmpty
+    value: str
+    domain: NonEmpty
+    seq: int = Field(ge=1)
+    updated_at_ms: int
+
+
 KekState = Literal["primary", "decrypt_only", "retired", "destroyed"]
 #: KEK states, in lifecycle order: ``primary`` wraps new data keys of its lineage;
 #: ``decrypt_only`` (after a rotation) only unwraps; ``retired`` wraps nothing and no data
@@ -370,6 +433,48 @@ class DataKeyRecord(_Record):
     def _digest(cls, value: str) -> str:
         _check_digest(value)
         return value
+
+
+class AuditEventRecord(_Record):
+    """One event of the audit trail of privileged reads: a row of an append-only hash chain; times in ms.
+
+    Rows are only ever inserted (`wf_pipeline.records.protocol.RecordStore.append_audit_record`),
+    never updated or deleted. ``event_hash`` is the SHA-256 of the canonical JSON of every
+    other field but ``schema_version`` (`wf_pipeline.security.audit`); ``prev_hash`` is the
+    previous event's ``event_hash``, so deleting, altering or reordering an event breaks the
+    chain, as in a certificate-transparency log (RFC 6962).
+
+    Attributes:
+        seq: the event's position in the trail, 1 for the first; strictly increasing, no gaps.
+        event_id: ``aud-<32 hex>``; unique.
+        at_ms: when the request was decided (Unix epoch ms).
+        requester: who asked (an identity id).
+        grant_id, reason_code: the grant presented and the reason given, when any.
+        scope: what the grant allowed (workflow, thread, node, turn range), as JSON.
+        artifact_ids: the artifacts asked for (ids, never payloads).
+        outcome: ``allow`` or ``deny``; code: the denial's error code (None when allowed).
+        bytes: payload bytes returned (0 on a denial).
+        policy_version: the version of the policy that decided.
+        prev_hash, event_hash: ``sha256:<64 hex>`` digests of the chain.
+    """
+
+    seq: int = Field(ge=1)
+    event_id: NonEmpty
+    at_ms: int
+    requester: NonEmpty
+    grant_id: str | None = None
+    reason_code: str | None = None
+    scope: dict[str, Any] = Field(default_factory=dict)
+    artifact_ids: tuple[str, ...] = ()
+    # Plain text and int here: the trail's writer (`wf_pipeline.security.audit`) checks the
+    # outcome and the byte count, and a row tampered into a bad value must still load, so
+    # the chain's verification can name its position instead of failing to read it.
+    outcome: NonEmpty
+    code: str | None = None
+    bytes: int
+    policy_version: NonEmpty
+    prev_hash: NonEmpty
+    event_hash: NonEmpty
 
 
 # --- deterministic ids ---------------------------------------------------------------

@@ -1,23 +1,37 @@
 """Key registry: every metadata key the product may persist, with its governance.
 
-A descriptor says who owns a key, what its values look like, how it may change
-(mutability class), whether it takes part in provenance hashes, how large it may be,
-and how it is kept, redacted and shown. The registry is immutable; ``register``
-returns a new one, so each domain can extend a base registry without touching a
-shared global. ``FRAME_KEY_REGISTRY`` holds the keys of workflow frames.
+A descriptor says who owns a key (the one domain allowed to write it), what its values
+look like, how it may change (mutability class), whether it takes part in provenance
+hashes, how large it may be, and how it is kept, redacted and shown. The registry is
+declared as data in ``keys.yaml`` next to this module (shipped in the wheel) and
+validated when it is loaded (`load_key_registry`). The registry is immutable;
+``register`` returns a new one, so each domain can extend a base registry without
+touching a shared global. ``FRAME_KEY_REGISTRY`` is the shipped registry.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from wf_pipeline.errors import METADATA_DUPLICATE_KEY, METADATA_INVALID_DESCRIPTOR, MetadataError
+import yaml
+
+from wf_pipeline.errors import (
+    METADATA_BAD_DURATION,
+    METADATA_DUPLICATE_KEY,
+    METADATA_INVALID_DESCRIPTOR,
+    METADATA_REGISTRY_INVALID,
+    MetadataError,
+)
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, is_digest
+from wf_pipeline.metadata.durations import format_duration_ms, parse_duration_ms
+from wf_pipeline.metadata.yaml_documents import load_yaml_document
 
 SchemaType = Literal["digest", "identifier", "short_text"]
 
@@ -28,6 +42,10 @@ FIXED_WIDTH_SCHEMA_TYPES: frozenset[str] = frozenset({"digest"})
 Mutability = Literal["identity", "attested", "annotation", "ephemeral"]
 Redaction = Literal["none", "hash", "drop"]
 Visibility = Literal["public", "internal", "privileged"]
+#: The domains that own metadata keys (issue 11: tree store, context, agent, workflow, and
+#: the prompts and contexts of turns).
+OwnerDomain = Literal["tree", "context", "agent", "workflow", "prompt_context"]
+OWNER_DOMAINS: tuple[str, ...] = get_args(OwnerDomain)
 
 KEEP = "keep"
 
@@ -74,7 +92,7 @@ class KeyDescriptor:
 
     Attributes:
         name: the key, matching `NAME_RE`.
-        owner_domain: the domain that owns it, matching `NAME_RE`.
+        owner_domain: the one domain that may write it, one of `OWNER_DOMAINS`.
         schema_type: the shape its values have (see `matches_schema`).
         mutability: ``identity`` (hash-critical), ``attested``, ``annotation`` or ``ephemeral``
             (never persisted).
@@ -82,7 +100,10 @@ class KeyDescriptor:
         max_bytes: the largest UTF-8 size of a value, in bytes (a positive int).
         retention: ``keep`` or a retention policy name matching `NAME_RE`.
         redaction: ``none``, ``hash`` or ``drop``.
-        visibility: ``public``, ``internal`` or ``privileged``.
+        visibility: ``public``, ``internal`` or ``privileged``; a privileged key is never
+            shown by default and needs redaction ``hash`` or ``drop``.
+        fold_after_ms: annotation keys only: the age in ms after which compaction folds the
+            key's events into one snapshot event (None: never folded).
 
     Raises:
         MetadataError: ``METADATA_INVALID_DESCRIPTOR`` (figures: key, problem) when a field is
@@ -98,6 +119,7 @@ class KeyDescriptor:
     retention: str = KEEP
     redaction: Redaction = "none"
     visibility: Visibility = "internal"
+    fold_after_ms: int | None = None
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -112,8 +134,8 @@ class KeyDescriptor:
     def _problem(self) -> str | None:
         if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
             return "name must match " + NAME_RE.pattern
-        if not isinstance(self.owner_domain, str) or not NAME_RE.fullmatch(self.owner_domain):
-            return "owner_domain must match " + NAME_RE.pattern
+        if self.owner_domain not in OWNER_DOMAINS:
+            return f"owner_domain must be one of {OWNER_DOMAINS}"
         for field_name, allowed in (
             ("schema_type", SchemaType),
             ("mutability", Mutability),
@@ -134,6 +156,16 @@ class KeyDescriptor:
             return "identity keys are hash-critical (hash_impact=True)"
         if self.mutability == "ephemeral" and self.hash_impact:
             return "ephemeral keys are never persisted and cannot have hash impact"
+        # A privileged value is never shown by default: it is shown as a digest or not at all.
+        if self.visibility == "privileged" and self.redaction == "none":
+            return "privileged keys need redaction 'hash' or 'drop'"
+        if self.fold_after_ms is not None:
+            if self.mutability != "annotation":
+                return "only annotation keys have fold_after (they alone keep an event log)"
+            if isinstance(self.fold_after_ms, bool) or not isinstance(self.fold_after_ms, int):
+                return "fold_after must be a positive duration"
+            if self.fold_after_ms < 1:
+                return "fold_after must be a positive duration"
         return None
 
     @property
@@ -216,35 +248,145 @@ class KeyRegistry:
         return f"KeyRegistry({', '.join(self._by_name)})"
 
 
-# Keys the runtime writes on workflow frames. The agent is the frame's identity; the
-# provider facts and the digests of the prompt and context are attested once, at write
-# time. The prompt and context digests take part in provenance hashes (a different
-# prompt or context means a different frame history); descriptive provider facts do not.
-FRAME_KEY_REGISTRY = KeyRegistry(
-    (
-        KeyDescriptor(
-            "agent_id", "runtime", "identifier", "identity", True, IDENTIFIER_MAX_BYTES, visibility="public"
-        ),
-        KeyDescriptor(
-            "provider", "runtime", "identifier", "attested", False, IDENTIFIER_MAX_BYTES, visibility="public"
-        ),
-        KeyDescriptor(
-            "model", "runtime", "identifier", "attested", False, IDENTIFIER_MAX_BYTES, visibility="public"
-        ),
-        KeyDescriptor(
-            "provider_type",
-            "runtime",
-            "identifier",
-            "attested",
-            False,
-            IDENTIFIER_MAX_BYTES,
-            visibility="public",
-        ),
-        KeyDescriptor("prompt_digest", "runtime", "digest", "attested", True, DIGEST_MAX_BYTES),
-        KeyDescriptor("context_digest", "runtime", "digest", "attested", True, DIGEST_MAX_BYTES),
-        KeyDescriptor("prompt_link_id", "runtime", "identifier", "attested", False, IDENTIFIER_MAX_BYTES),
+REGISTRY_FILE = "keys.yaml"
+REGISTRY_VERSION = 1
+
+# The fields of one key in the registry file: required ones, optional ones taken as they
+# are, and fold_after, a duration text that becomes KeyDescriptor.fold_after_ms.
+_REQUIRED_FIELDS = ("name", "owner_domain", "schema_type", "mutability", "hash_impact", "max_bytes")
+_DEFAULTED_FIELDS = ("retention", "redaction", "visibility")
+_FIELDS = (*_REQUIRED_FIELDS, *_DEFAULTED_FIELDS, "fold_after")
+
+
+def _registry_error(source: str, problem: str) -> MetadataError:
+    return MetadataError(
+        METADATA_REGISTRY_INVALID, f"key registry {source}: {problem}", source=source, problem=problem
     )
-)
+
+
+def _descriptor_error(name: str, problem: str) -> MetadataError:
+    return MetadataError(
+        METADATA_INVALID_DESCRIPTOR, f"key descriptor {name!r}: {problem}", key=name, problem=problem
+    )
+
+
+def _descriptor_from(entry: object, index: int) -> KeyDescriptor:
+    """One registry file entry as a `KeyDescriptor` (``METADATA_INVALID_DESCRIPTOR`` otherwise)."""
+    if not isinstance(entry, Mapping):
+        raise _descriptor_error(f"#{index}", "an entry must be a mapping of fields")
+    name = entry.get("name")
+    label = name if isinstance(name, str) else f"#{index}"
+    unknown = sorted(str(field) for field in entry if field not in _FIELDS)
+    if unknown:
+        raise _descriptor_error(label, f"unknown fields {unknown}")
+    missing = [field for field in _REQUIRED_FIELDS if field not in entry]
+    if missing:
+        raise _descriptor_error(label, f"missing fields {missing}")
+    fields: dict[str, Any] = {
+        field: entry[field] for field in (*_REQUIRED_FIELDS, *_DEFAULTED_FIELDS) if field in entry
+    }
+    fold_after = entry.get("fold_after")
+    if fold_after is not None:
+        if not isinstance(fold_after, str):
+            raise _descriptor_error(label, "fold_after must be a duration such as 30d")
+        try:
+            fields["fold_after_ms"] = parse_duration_ms(fold_after)
+        except MetadataError as exc:
+            if exc.code != METADATA_BAD_DURATION:
+                raise
+            raise _descriptor_error(label, "fold_after must be a duration such as 30d") from exc
+        if fields["fold_after_ms"] is None:
+            raise _descriptor_error(label, "fold_after cannot be 'forever' (leave it out instead)")
+    return KeyDescriptor(**fields)
+
+
+def parse_key_registry(text: str, source: str = "<text>") -> KeyRegistry:
+    """The registry declared by ``text``, the YAML form of ``keys.yaml``, validated whole.
+
+    Args:
+        text: YAML with ``version`` (`REGISTRY_VERSION`) and ``keys``, a list of key
+            entries (the fields of `KeyDescriptor`; ``fold_after`` is a duration such as
+            ``30d``).
+        source: names the text in error messages (a file path or ``<text>``).
+
+    Returns:
+        A `KeyRegistry` of every entry.
+
+    Raises:
+        MetadataError: ``METADATA_REGISTRY_INVALID`` (figures: source, problem) when the text
+            is not YAML, not a mapping, has another version or no list of keys;
+            ``METADATA_INVALID_DESCRIPTOR`` (figures: key, problem) for an entry with a
+            missing, unknown or out-of-range field; ``METADATA_DUPLICATE_KEY`` for a key
+            declared twice.
+    """
+    try:
+        document = load_yaml_document(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise _registry_error(source, f"not valid YAML{where}") from exc
+    if not isinstance(document, Mapping):
+        raise _registry_error(source, "the document must be a mapping with version and keys")
+    unknown = sorted(str(field) for field in document if field not in ("version", "keys"))
+    if unknown:
+        raise _registry_error(source, f"unknown top-level fields {unknown}")
+    version = document.get("version")
+    if version != REGISTRY_VERSION or isinstance(version, bool):
+        raise _registry_error(source, f"version must be {REGISTRY_VERSION}, got {version!r}")
+    entries = document.get("keys")
+    if not isinstance(entries, list) or not entries:
+        raise _registry_error(source, "keys must be a non-empty list of key entries")
+    return KeyRegistry(_descriptor_from(entry, index) for index, entry in enumerate(entries))
+
+
+def load_key_registry(path: Path | str | None = None) -> KeyRegistry:
+    """Load and validate a key registry file; by default ``keys.yaml`` shipped with this package.
+
+    Args:
+        path: a registry file; None reads the packaged `REGISTRY_FILE`.
+
+    Returns:
+        The validated `KeyRegistry` (see `parse_key_registry`).
+
+    Raises:
+        MetadataError: ``METADATA_REGISTRY_INVALID`` when the file cannot be read, and the
+            codes of `parse_key_registry`.
+    """
+    if path is None:
+        resource = resources.files("wf_pipeline.metadata").joinpath(REGISTRY_FILE)
+        source, reader = REGISTRY_FILE, resource.read_text
+    else:
+        source, reader = str(path), Path(path).read_text
+    try:
+        text = reader(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _registry_error(source, f"cannot be read ({type(exc).__name__})") from exc
+    return parse_key_registry(text, source)
+
+
+def descriptor_dict(descriptor: KeyDescriptor) -> dict[str, Any]:
+    """One descriptor as its registry-file fields (``fold_after`` as a duration text, or None)."""
+    return {
+        "name": descriptor.name,
+        "owner_domain": descriptor.owner_domain,
+        "schema_type": descriptor.schema_type,
+        "mutability": descriptor.mutability,
+        "hash_impact": descriptor.hash_impact,
+        "max_bytes": descriptor.max_bytes,
+        "retention": descriptor.retention,
+        "redaction": descriptor.redaction,
+        "visibility": descriptor.visibility,
+        "fold_after": None
+        if descriptor.fold_after_ms is None
+        else format_duration_ms(descriptor.fold_after_ms),
+    }
+
+
+#: The shipped registry (``keys.yaml``): every key the product writes. Workflow frames carry
+#: the agent's identity and provider facts (domain ``agent``), the prompt digest
+#: (``prompt_context``), the context snapshot id (``context``) and the prompt link
+#: (``workflow``); the annotation keys change after a frame is written.
+FRAME_KEY_REGISTRY = load_key_registry()
 
 
 # Budgets travel with the registry they limit; importing them from here keeps callers
@@ -254,13 +396,19 @@ from wf_pipeline.metadata.budgets import Budgets  # noqa: E402
 __all__ = [
     "FIXED_WIDTH_SCHEMA_TYPES",
     "FRAME_KEY_REGISTRY",
+    "OWNER_DOMAINS",
+    "REGISTRY_FILE",
     "Budgets",
     "KeyDescriptor",
     "KeyRegistry",
     "Mutability",
+    "OwnerDomain",
     "Redaction",
     "SchemaType",
     "Visibility",
+    "descriptor_dict",
+    "load_key_registry",
     "matches_schema",
+    "parse_key_registry",
     "spans_lines",
 ]

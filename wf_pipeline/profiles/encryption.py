@@ -36,9 +36,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-import yaml
-
 from wf_pipeline.errors import PROFILE_ENCRYPTION_INVALID, ProfileError
+from wf_pipeline.metadata.yaml_documents import load_yaml_document
 from wf_pipeline.profiles.retention import known_artifact_classes
 
 Level = Literal["required", "optional", "off"]
@@ -99,7 +98,7 @@ class EncryptionPolicy:
 
 @cache
 def _presets(path: Path) -> dict[str, dict[str, Any]]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml_document(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"{path} must map preset names to encryption blocks")
     return data

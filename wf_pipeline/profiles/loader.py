@@ -42,8 +42,10 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.gates import gate_types
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
+from wf_pipeline.metadata.yaml_documents import load_yaml_document
 from wf_pipeline.profiles.budget import check_prompt_budgets
 from wf_pipeline.profiles.encryption import EncryptionPolicy, resolve_encryption
+from wf_pipeline.profiles.redaction import RedactionPolicy, resolve_redaction
 from wf_pipeline.profiles.render import (
     RENDER_VARIABLES,
     PromptTemplate,
@@ -119,6 +121,16 @@ class LoadedProfile:
         """The profile's resolved encryption levels (`wf_pipeline.profiles.encryption`); checked at load."""
         return resolve_encryption(
             self.profile.encryption,
+            workflow_id=self.workflow_id,
+            layer=self.layer,
+            path=str(self.source_path),
+        )
+
+    @property
+    def redaction(self) -> RedactionPolicy:
+        """The profile's resolved redaction preset and opt-outs (`wf_pipeline.profiles.redaction`); checked at load."""
+        return resolve_redaction(
+            self.profile.redaction,
             workflow_id=self.workflow_id,
             layer=self.layer,
             path=str(self.source_path),
@@ -362,8 +374,9 @@ def load_profile_file(
             ``PROFILE_BUDGET_TOO_SMALL`` when a turn's worst-case prompt is over
             ``max_prompt_bytes`` (`wf_pipeline.profiles.budget`); ``PROFILE_RETENTION_INVALID``
             (figure: field) for a bad ``retention`` block (`wf_pipeline.profiles.retention`);
-            ``PROFILE_ENCRYPTION_INVALID`` (figure: field) for a bad ``encryption`` block. Every error carries the
-            file's path.
+            ``PROFILE_ENCRYPTION_INVALID`` (figure: field) for a bad ``encryption`` block;
+            ``PROFILE_REDACTION_INVALID`` (figure: field) for a bad ``redaction`` block
+            (`wf_pipeline.profiles.redaction`). Every error carries the file's path.
     """
     path = Path(path)
     if not isinstance(layer, Layer):
@@ -374,6 +387,7 @@ def load_profile_file(
     _check_structure(profile, where)
     resolve_retention(profile.retention, workflow_id=profile.workflow_id, layer=layer.name, path=str(path))
     resolve_encryption(profile.encryption, workflow_id=profile.workflow_id, layer=layer.name, path=str(path))
+    resolve_redaction(profile.redaction, workflow_id=profile.workflow_id, layer=layer.name, path=str(path))
     templates: dict[str, PromptTemplate] = {}
     system_prompts: dict[str, PromptTemplate | None] = {}
     for turn in profile.ordered_turns():
@@ -393,27 +407,9 @@ def load_profile_file(
     )
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping instead of keeping the last."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def _parse(path: Path) -> Profile:
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+        raw = load_yaml_document(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ProfileError(

@@ -51,11 +51,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-import yaml
-
 from wf_pipeline.errors import PROFILE_RETENTION_INVALID, MetadataError, ProfileError
 from wf_pipeline.metadata.artifact_classes import ARTIFACT_CLASSES, artifact_class_of_role
 from wf_pipeline.metadata.durations import parse_duration_ms
+from wf_pipeline.metadata.yaml_documents import load_yaml_document
 from wf_pipeline.registry import Registry
 
 # The artifact classes of DESIGN §7 every profile may name (`wf_pipeline.metadata.artifact_classes`).
@@ -185,7 +184,7 @@ class RetentionPolicy:
 
 @cache
 def _presets(path: Path) -> dict[str, dict[str, Any]]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = load_yaml_document(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"{path} must map preset names to retention blocks")
     return data

@@ -267,6 +267,9 @@ class Profile(_Frozen):
     # Encryption level per artifact class (`wf_pipeline.profiles.encryption`); checked by the
     # loader, left out of the code version and of thread identity.
     encryption: dict[str, Any] | None = None
+    # Redaction preset and opt-outs (`wf_pipeline.profiles.redaction`); checked by the loader,
+    # left out of the code version and of thread identity.
+    redaction: dict[str, Any] | None = None
 
     def ordered_turns(self) -> list[TurnSpec]:
         return sorted(self.turns, key=lambda turn: turn.seq)

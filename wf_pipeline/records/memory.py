@@ -20,7 +20,10 @@ from pydantic import BaseModel, ValidationError
 
 from wf_pipeline.errors import RECORD_INTEGRITY, RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
+    AnnotationEventRecord,
+    AnnotationRecord,
     ArtifactLinkRecord,
+    AuditEventRecord,
     DataKeyRecord,
     FrameRecord,
     GateRecord,
@@ -39,9 +42,14 @@ from wf_pipeline.records.protocol import (
     ARTIFACT_LIST_COLUMN,
     ARTIFACT_REFERENCE_COLUMNS,
     ORDERS,
+    AuditBuilder,
     RecordT,
     ThreadLease,
     TurnCommit,
+    annotation_events_for,
+    check_audit_query,
+    check_audit_record,
+    check_fold_cutoffs,
     check_kek_changes,
     check_keyring_meta,
     check_lease_args,
@@ -49,9 +57,11 @@ from wf_pipeline.records.protocol import (
     check_turn_commit,
     claimed_data_keys,
     field_errors,
+    fold_plan,
     latest_by_turn,
     rewraps,
     validated,
+    view_row,
 )
 from wf_pipeline.records.tables import TABLE_SPECS
 
@@ -291,6 +301,12 @@ class MemoryRecordStore:
         )
         return frames[-1] if frames else None
 
+    def get_frame(self, frame_id: str) -> FrameRecord | None:
+        """The frame ``frame_id``, or None."""
+        with self._contents.lock:
+            row = self._contents.tables["frames"].get((frame_id,))
+        return None if row is None else FrameRecord.model_validate(row)
+
     def frame_artifact_ids(self, frame_type: str) -> set[str]:
         """Artifact ids of every frame of ``frame_type``."""
         return {
@@ -413,6 +429,63 @@ class MemoryRecordStore:
     def active_holds(self) -> list[HoldRecord]:
         """Holds not released, by created_at_ms then hold_id."""
         return self._listing("active_holds", "holds", HoldRecord, lambda row: row["released_at_ms"] is None)
+
+    # --- annotations: log and view -----------------------------------------------------
+
+    def append_annotations(
+        self, frame_id: str, changes: Mapping[str, str | None], *, domain: str, at_ms: int
+    ) -> list[AnnotationEventRecord]:
+        """Append one event per changed key and update the view under one lock; returns the events, by key."""
+        with self._contents.lock:
+            log = self._contents.tables["annotation_events"]
+            last: dict[str, int] = {}
+            for (row_frame, row_key, seq), _row in log.items():
+                if row_frame == frame_id and isinstance(changes, Mapping) and row_key in changes:
+                    last[row_key] = max(last.get(row_key, 0), seq)
+            events = annotation_events_for(frame_id, changes, domain=domain, at_ms=at_ms, last_seq=last)
+            view = self._contents.tables["annotations"]
+            for event in events:
+                log[(event.frame_id, event.key, event.seq)] = event.model_dump()
+                row = view_row(event)
+                if row is None:
+                    view.pop((event.frame_id, event.key), None)
+                else:
+                    view[(event.frame_id, event.key)] = row.model_dump()
+        return events
+
+    def annotation_events(self, frame_id: str, key: str | None = None) -> list[AnnotationEventRecord]:
+        """The log of ``frame_id`` (optionally of one key), by key then seq."""
+        return self._listing(
+            "annotation_events",
+            "annotation_events",
+            AnnotationEventRecord,
+            lambda row: row["frame_id"] == frame_id and (key is None or row["key"] == key),
+        )
+
+    def current_annotations(self, frame_id: str) -> dict[str, AnnotationRecord]:
+        """key -> current view row of ``frame_id``'s annotation keys that have a value, by key."""
+        rows = self._rows("annotations", lambda row: row["frame_id"] == frame_id)
+        return {
+            row["key"]: AnnotationRecord.model_validate(row) for row in sorted(rows, key=lambda r: r["key"])
+        }
+
+    def fold_annotation_events(self, cutoffs: Mapping[str, int]) -> int:
+        """Fold each key's events older than its cutoff into one snapshot, under one lock; returns events removed."""
+        limits = check_fold_cutoffs(cutoffs)
+        with self._contents.lock:
+            log = self._contents.tables["annotation_events"]
+            old = [
+                AnnotationEventRecord.model_validate(row)
+                for row in log.values()
+                if row["key"] in limits and row["at_ms"] < limits[row["key"]]
+            ]
+            removed = 0
+            for run, snapshot in fold_plan(old):
+                for event in run:
+                    del log[(event.frame_id, event.key, event.seq)]
+                log[(snapshot.frame_id, snapshot.key, snapshot.seq)] = snapshot.model_dump()
+                removed += len(run) - 1
+        return removed
 
     # --- keyring: KEKs and data keys ------------------------------------------------------
 
@@ -542,6 +615,55 @@ class MemoryRecordStore:
         for row in self._rows("data_keys"):
             counts[row["kek_id"]] = counts.get(row["kek_id"], 0) + 1
         return counts
+
+    # --- audit trail -------------------------------------------------------------------
+
+    def append_audit_record(self, build: AuditBuilder) -> AuditEventRecord:
+        """Append ``build(seq, head_hash)`` at the head of the trail, under the store's lock; returns it.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY`` (event_id taken).
+        """
+        with self._contents.lock:
+            table = self._contents.tables["audit_events"]
+            head = table[max(table)] if table else None
+            seq, prev_hash = (1, None) if head is None else (head["seq"] + 1, head["event_hash"])
+            event = check_audit_record(build(seq, prev_hash), seq, prev_hash)
+            if any(row["event_id"] == event.event_id for row in table.values()):
+                raise RecordError(
+                    RECORD_INTEGRITY,
+                    f"append_audit_record violates a record constraint: event_id {event.event_id} is taken",
+                    action="append_audit_record",
+                )
+            table[(seq,)] = event.model_dump()
+        return event
+
+    def audit_records(
+        self,
+        *,
+        after_seq: int = 0,
+        since_ms: int | None = None,
+        grant_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEventRecord]:
+        """Audit events with seq > ``after_seq``, by seq, optionally since ``since_ms`` and of one grant; at most ``limit``."""
+        check_audit_query(after_seq, limit)
+
+        def where(row: Row) -> bool:
+            return (
+                row["seq"] > after_seq
+                and (since_ms is None or row["at_ms"] >= since_ms)
+                and (grant_id is None or row["grant_id"] == grant_id)
+            )
+
+        found = self._listing("audit_records", "audit_events", AuditEventRecord, where)
+        return found if limit is None else found[:limit]
+
+    def audit_records_with_hashes(self, event_hashes: Iterable[str]) -> list[AuditEventRecord]:
+        """The audit events whose event_hash is one of ``event_hashes``, by seq."""
+        wanted = set(event_hashes)
+        return self._listing(
+            "audit_records", "audit_events", AuditEventRecord, lambda row: row["event_hash"] in wanted
+        )
 
     # --- thread leases -----------------------------------------------------------------
 

@@ -10,7 +10,7 @@ fields refer to artifacts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cache
@@ -21,7 +21,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from wf_pipeline.errors import RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
     KEK_STATES,
+    AnnotationEventRecord,
+    AnnotationRecord,
     ArtifactLinkRecord,
+    AuditEventRecord,
     DataKeyRecord,
     FrameRecord,
     GateRecord,
@@ -62,6 +65,10 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "list_keks": ("artifact_class", "period_start_ms", "generation", "kek_id"),
     # Keyset pages: the next page starts after the last artifact_id of this one.
     "data_keys_under": ("artifact_id",),
+    # The audit trail in chain order: its position.
+    "audit_records": ("seq",),
+    # A frame's annotation log: per key, in the order the changes were appended.
+    "annotation_events": ("key", "seq"),
 }
 
 # How many ids one ``IN (...)`` lookup carries: SQLite caps bound parameters per statement.
@@ -301,6 +308,131 @@ def claimed_data_keys(records: Iterable[Any]) -> list[DataKeyRecord]:
     return [first[artifact_id] for artifact_id in sorted(first)]
 
 
+# --- annotations: the append-only log and its view --------------------------------------
+
+
+def annotation_events_for(
+    frame_id: Any, changes: Any, *, domain: Any, at_ms: Any, last_seq: Mapping[str, int]
+) -> list[AnnotationEventRecord]:
+    """The events of one `RecordStore.append_annotations`, validated, in key order.
+
+    Args:
+        frame_id, domain: the annotated frame and the writing domain (non-empty str).
+        changes: key -> new value (str), or None to clear the key.
+        at_ms: the time of the change (epoch ms).
+        last_seq: key -> the seq of its last stored event (absent: none yet).
+
+    Raises ``RECORD_INVALID`` (no changes, a key or value of the wrong type, an invalid
+    event), naming fields, never values.
+    """
+    if not isinstance(changes, Mapping) or not changes:
+        raise RecordError(RECORD_INVALID, "an annotation append needs a non-empty mapping of changes")
+    if isinstance(at_ms, bool) or not isinstance(at_ms, int):
+        raise RecordError(RECORD_INVALID, "an annotation append needs at_ms, an int of epoch ms")
+    events: list[AnnotationEventRecord] = []
+    for key in sorted(changes, key=str):
+        value = changes[key]
+        if not isinstance(key, str) or (value is not None and not isinstance(value, str)):
+            raise RecordError(RECORD_INVALID, "annotation keys and values must be str (None clears a key)")
+        try:
+            event = AnnotationEventRecord(
+                frame_id=frame_id,
+                key=key,
+                seq=last_seq.get(key, 0) + 1,
+                kind="clear" if value is None else "set",
+                value=value,
+                domain=domain,
+                at_ms=at_ms,
+            )
+        except ValidationError as exc:
+            raise RecordError(
+                RECORD_INVALID,
+                f"AnnotationEventRecord fails validation: {field_errors(exc)}",
+                model="AnnotationEventRecord",
+            ) from exc
+        events.append(event)
+    return events
+
+
+def view_row(event: AnnotationEventRecord) -> AnnotationRecord | None:
+    """The view row a key has right after ``event`` (None: the key has no value)."""
+    if event.value is None:
+        return None
+    return AnnotationRecord(
+        frame_id=event.frame_id,
+        key=event.key,
+        value=event.value,
+        domain=event.domain,
+        seq=event.seq,
+        updated_at_ms=event.at_ms,
+    )
+
+
+def replay_annotations(events: Iterable[AnnotationEventRecord]) -> dict[tuple[str, str], AnnotationRecord]:
+    """The view the log ``events`` produces: (frame_id, key) -> current row, applying events in seq order."""
+    view: dict[tuple[str, str], AnnotationRecord] = {}
+    for event in sorted(events, key=lambda e: (e.frame_id, e.key, e.seq)):
+        row = view_row(event)
+        if row is None:
+            view.pop((event.frame_id, event.key), None)
+        else:
+            view[(event.frame_id, event.key)] = row
+    return view
+
+
+def check_fold_cutoffs(cutoffs: Any) -> dict[str, int]:
+    """``cutoffs`` of `RecordStore.fold_annotation_events` as a dict; ``RECORD_INVALID`` unless key -> int ms."""
+    if not isinstance(cutoffs, Mapping) or not all(
+        isinstance(key, str) and isinstance(at, int) and not isinstance(at, bool)
+        for key, at in cutoffs.items()
+    ):
+        raise RecordError(RECORD_INVALID, "fold cutoffs must map annotation keys to epoch ms")
+    return dict(cutoffs)
+
+
+def fold_plan(
+    old_events: Iterable[AnnotationEventRecord],
+) -> list[tuple[list[AnnotationEventRecord], AnnotationEventRecord]]:
+    """Which old events to fold, and the snapshot that replaces each run.
+
+    ``old_events`` are events older than their key's cutoff. Per (frame, key), the run
+    folded is the longest run of consecutive seqs that starts the key's log (seq 1 or a
+    snapshot): folding only a prefix keeps every later event's meaning. A run of fewer
+    than two events is left as it is. The snapshot has the run's last seq, time and domain,
+    the value after the run (None when it ends cleared) and counts the events it stands for.
+
+    Returns:
+        (events to delete, snapshot to insert) pairs, in (frame_id, key) order.
+    """
+    groups: dict[tuple[str, str], list[AnnotationEventRecord]] = {}
+    for event in sorted(old_events, key=lambda e: (e.frame_id, e.key, e.seq)):
+        groups.setdefault((event.frame_id, event.key), []).append(event)
+    plan: list[tuple[list[AnnotationEventRecord], AnnotationEventRecord]] = []
+    for events in groups.values():
+        if events[0].seq != 1 and events[0].kind != "snapshot":
+            continue
+        run = [events[0]]
+        for event in events[1:]:
+            if event.seq != run[-1].seq + 1:
+                break
+            run.append(event)
+        if len(run) < 2:
+            continue
+        last = run[-1]
+        snapshot = AnnotationEventRecord(
+            frame_id=last.frame_id,
+            key=last.key,
+            seq=last.seq,
+            kind="snapshot",
+            value=last.value,
+            domain=last.domain,
+            at_ms=last.at_ms,
+            folded=sum(event.folded or 1 for event in run),
+        )
+        plan.append((run, snapshot))
+    return plan
+
+
 @dataclass(frozen=True)
 class Rewrap:
     """One row change of a `RecordStore.rewrap_data_keys`: move ``artifact_id`` from ``expected_kek_id``.
@@ -344,6 +476,43 @@ def rewraps(records: Iterable[Any], expected_kek_ids: Mapping[str, str], at_ms: 
         at = at_ms if key.rewrapped_at_ms is None else key.rewrapped_at_ms
         changes[key.artifact_id] = Rewrap(key.artifact_id, expected, key.kek_id, key.wrapped_key, at)
     return [changes[artifact_id] for artifact_id in sorted(changes)]
+
+
+# --- audit trail ---------------------------------------------------------------------------
+
+#: Builds the next audit event of `RecordStore.append_audit_record` from its position: called
+#: with (seq, event_hash of the current head, or None for the first event), inside the
+#: store's lock, and returns the complete record (its own hashes computed).
+AuditBuilder = Callable[[int, str | None], AuditEventRecord]
+
+
+def check_audit_record(record: Any, seq: int, prev_hash: str | None) -> AuditEventRecord:
+    """The record an `AuditBuilder` returned for position ``seq``, validated.
+
+    Raises ``RECORD_INVALID`` (see `validated`) when it is no valid `AuditEventRecord`,
+    when its seq is not ``seq``, or, after the first event, when its prev_hash is not the
+    head's event_hash ``prev_hash``: an append extends the chain at its head, nowhere else.
+    """
+    event = validated(record, AuditEventRecord)
+    if event.seq != seq:
+        raise RecordError(
+            RECORD_INVALID, f"audit event {event.event_id} has seq {event.seq}, the next position is {seq}"
+        )
+    if prev_hash is not None and event.prev_hash != prev_hash:
+        raise RecordError(
+            RECORD_INVALID,
+            f"audit event {event.event_id} at seq {seq} does not link to the head event {seq - 1}",
+            seq=seq,
+        )
+    return event
+
+
+def check_audit_query(after_seq: Any, limit: Any) -> None:
+    """Refuse audit listing arguments: ``RECORD_INVALID`` unless after_seq is an int >= 0 and limit None or positive."""
+    if not isinstance(after_seq, int) or isinstance(after_seq, bool) or after_seq < 0:
+        raise RecordError(RECORD_INVALID, f"after_seq must be an int >= 0, got {after_seq!r}")
+    if limit is not None:
+        check_page_limit(limit)
 
 
 @runtime_checkable
@@ -468,6 +637,10 @@ class RecordStore(Protocol):
 
     def head_frame(self, node_id: str, frame_type: str) -> FrameRecord | None:
         """The latest frame of ``frame_type`` on ``node_id`` (newest created_at_ms, then highest frame_id)."""
+        ...
+
+    def get_frame(self, frame_id: str) -> FrameRecord | None:
+        """The frame ``frame_id``, or None."""
         ...
 
     def frame_artifact_ids(self, frame_type: str) -> set[str]:
@@ -651,6 +824,81 @@ class RecordStore(Protocol):
 
     def count_data_keys(self) -> dict[str, int]:
         """kek_id -> how many data keys it wraps (KEKs wrapping none are absent)."""
+        ...
+
+    # Audit trail: an append-only hash chain. Rows are inserted at the head, one at a time,
+    # under a store-wide lock; nothing updates or deletes them (the SQL tables have triggers
+    # refusing both), and no other method touches them.
+
+    def append_audit_record(self, build: AuditBuilder) -> AuditEventRecord:
+        """Append the event ``build(seq, head_hash)`` returns at the head of the trail; returns it as stored.
+
+        Under one lock and one transaction the head (highest seq) is read, ``build`` is
+        called with ``head.seq + 1`` and ``head.event_hash`` (1 and None on an empty
+        trail), and its record inserted, so concurrent appenders in any process never
+        fork the chain or leave a gap. PostgreSQL: a transaction-scoped advisory lock per
+        store; SQLite: the write lock of ``BEGIN IMMEDIATE``. An exception from ``build``
+        writes nothing and propagates. Raises ``RECORD_INVALID`` (see
+        `check_audit_record`; nothing written), ``RECORD_INTEGRITY`` (event_id taken),
+        ``RECORD_UNAVAILABLE``, ``RECORD_STORAGE_ERROR``.
+        """
+        ...
+
+    def audit_records(
+        self,
+        *,
+        after_seq: int = 0,
+        since_ms: int | None = None,
+        grant_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEventRecord]:
+        """Audit events with seq > ``after_seq``, by seq, at most ``limit`` (None: all).
+
+        Optionally only those with ``at_ms >= since_ms`` (Unix epoch ms) and/or of one
+        grant. Keyset pages: pass the last seq of a page as ``after_seq``. Raises
+        ``RECORD_INVALID`` (bad after_seq or limit), ``RECORD_UNAVAILABLE``,
+        ``RECORD_INTEGRITY`` (a stored row fails validation).
+        """
+        ...
+
+    def audit_records_with_hashes(self, event_hashes: Iterable[str]) -> list[AuditEventRecord]:
+        """The audit events whose event_hash is one of ``event_hashes``, by seq (``ID_CHUNK`` hashes a query)."""
+        ...
+
+    # Annotations: an append-only log of changes to annotation keys of frames, with a
+    # materialized view of each key's current value kept in the same transaction. Neither
+    # references the frames table.
+
+    def append_annotations(
+        self, frame_id: str, changes: Mapping[str, str | None], *, domain: str, at_ms: int
+    ) -> list[AnnotationEventRecord]:
+        """Append one event per changed key and update the view, all in one transaction.
+
+        Each key's event gets the seq after its last one (`annotation_events_for`); a value
+        sets the key's view row, None clears it (a ``clear`` event, the row removed). The
+        caller has passed the changes through the metadata boundary
+        (`FrameMetadataBoundary.validate_annotations`). Returns the events appended, by key.
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY`` (a concurrent
+        append took the same seq; nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def annotation_events(self, frame_id: str, key: str | None = None) -> list[AnnotationEventRecord]:
+        """The log of ``frame_id`` (optionally of one key), by key then seq."""
+        ...
+
+    def current_annotations(self, frame_id: str) -> dict[str, AnnotationRecord]:
+        """key -> the current view row of each annotation key of ``frame_id`` that has a value, by key."""
+        ...
+
+    def fold_annotation_events(self, cutoffs: Mapping[str, int]) -> int:
+        """Fold each key's events older than its cutoff (key -> epoch ms) into one snapshot event.
+
+        The runs and snapshots are `fold_plan`'s; deletes and inserts commit in one
+        transaction and the view is not touched (it already holds each key's value after
+        its last event). Returns how many events were removed (each run's length, minus
+        its snapshot). Raises ``RECORD_INVALID`` (bad cutoffs), ``RECORD_UNAVAILABLE``.
+        """
         ...
 
     # Thread leases: one holder at a time runs a thread's turns, across processes and hosts.

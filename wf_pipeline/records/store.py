@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Table, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -28,7 +28,10 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.metadata.records import (
     SCHEMA_VERSION,
+    AnnotationEventRecord,
+    AnnotationRecord,
     ArtifactLinkRecord,
+    AuditEventRecord,
     DataKeyRecord,
     FrameRecord,
     GateRecord,
@@ -56,9 +59,14 @@ from wf_pipeline.records.protocol import (
     ARTIFACT_REFERENCE_COLUMNS,
     ID_CHUNK,
     ORDERS,
+    AuditBuilder,
     RecordT,
     ThreadLease,
     TurnCommit,
+    annotation_events_for,
+    check_audit_query,
+    check_audit_record,
+    check_fold_cutoffs,
     check_kek_changes,
     check_keyring_meta,
     check_lease_args,
@@ -66,9 +74,11 @@ from wf_pipeline.records.protocol import (
     check_turn_commit,
     claimed_data_keys,
     field_errors,
+    fold_plan,
     latest_by_turn,
     rewraps,
     validated,
+    view_row,
 )
 from wf_pipeline.records.tables import TABLE_SPECS, RecordTables, build_tables
 
@@ -413,6 +423,11 @@ class SqlRecordStore:
         )
         return self._first("head_frame", FrameRecord, statement)
 
+    def get_frame(self, frame_id: str) -> FrameRecord | None:
+        """The frame ``frame_id``, or None; ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``."""
+        table = self._tables["frames"]
+        return self._first("get_frame", FrameRecord, select(table).where(table.c.frame_id == frame_id))
+
     def frame_artifact_ids(self, frame_type: str) -> set[str]:
         """Artifact ids of every frame of ``frame_type`` (the outputs a workflow has produced)."""
         table = self._tables["frames"]
@@ -568,8 +583,12 @@ class SqlRecordStore:
                 conn.close()
 
     def _sweep_lock_key(self) -> int:
-        # A signed 64-bit key per (schema, prefix): stores sharing one database lock apart.
-        name = f"wf_pipeline.sweep:{self.schema or ''}:{self.table_prefix}".encode()
+        return self._lock_key("sweep")
+
+    def _lock_key(self, purpose: str) -> int:
+        # A signed 64-bit advisory-lock key per (purpose, schema, prefix): stores sharing one
+        # database lock apart, and the sweep and the audit trail never wait for each other.
+        name = f"wf_pipeline.{purpose}:{self.schema or ''}:{self.table_prefix}".encode()
         return int.from_bytes(hashlib.sha256(name).digest()[:8], "big", signed=True)
 
     def active_holds(self) -> list[HoldRecord]:
@@ -641,6 +660,82 @@ class SqlRecordStore:
                 conn.execute(delete(threads).where(threads.c.thread_id.in_(ids)))
                 doomed.extend(ids)
         return sorted(doomed)
+
+    # --- annotations: log and view -----------------------------------------------------
+
+    def append_annotations(
+        self, frame_id: str, changes: Mapping[str, str | None], *, domain: str, at_ms: int
+    ) -> list[AnnotationEventRecord]:
+        """Append one event per changed key and update the view in one transaction; returns the events, by key.
+
+        Seqs are read inside the transaction; a concurrent append of the same key collides
+        on the log's primary key and is refused whole (``RECORD_INTEGRITY``).
+        """
+        log = self._tables["annotation_events"]
+        view = self._tables["annotations"]
+        keys = sorted(key for key in changes if isinstance(key, str)) if isinstance(changes, Mapping) else []
+        with self._writing("append_annotations") as conn:
+            rows = conn.execute(
+                select(log.c.key, func.max(log.c.seq))
+                .where(log.c.frame_id == frame_id, log.c.key.in_(keys))
+                .group_by(log.c.key)
+            )
+            last = {key: int(seq) for key, seq in rows}
+            events = annotation_events_for(frame_id, changes, domain=domain, at_ms=at_ms, last_seq=last)
+            conn.execute(self._insert(log), [event.model_dump() for event in events])
+            for event in events:
+                row = view_row(event)
+                if row is None:
+                    conn.execute(
+                        delete(view).where(view.c.frame_id == event.frame_id, view.c.key == event.key)
+                    )
+                else:
+                    self._upsert(conn, "annotations", [row])
+        return events
+
+    def annotation_events(self, frame_id: str, key: str | None = None) -> list[AnnotationEventRecord]:
+        """The log of ``frame_id`` (optionally of one key), by key then seq."""
+        log = self._tables["annotation_events"]
+        statement = (
+            select(log).where(log.c.frame_id == frame_id).order_by(*_order_columns(log, "annotation_events"))
+        )
+        if key is not None:
+            statement = statement.where(log.c.key == key)
+        return self._select("annotation_events", AnnotationEventRecord, statement)
+
+    def current_annotations(self, frame_id: str) -> dict[str, AnnotationRecord]:
+        """key -> current view row of ``frame_id``'s annotation keys that have a value, by key."""
+        view = self._tables["annotations"]
+        statement = select(view).where(view.c.frame_id == frame_id).order_by(view.c.key)
+        return {row.key: row for row in self._select("current_annotations", AnnotationRecord, statement)}
+
+    def fold_annotation_events(self, cutoffs: Mapping[str, int]) -> int:
+        """Fold each key's events older than its cutoff into one snapshot, in one transaction; returns events removed."""
+        limits = check_fold_cutoffs(cutoffs)
+        if not limits:
+            return 0
+        log = self._tables["annotation_events"]
+        removed = 0
+        with self._writing("fold_annotation_events") as conn:
+            old: list[AnnotationEventRecord] = []
+            for key, cutoff in sorted(limits.items()):
+                result = conn.execute(select(log).where(log.c.key == key, log.c.at_ms < cutoff))
+                old += [
+                    _stored("fold_annotation_events", AnnotationEventRecord, dict(row))
+                    for row in result.mappings()
+                ]
+            for run, snapshot in fold_plan(old):
+                conn.execute(
+                    delete(log).where(
+                        log.c.frame_id == snapshot.frame_id,
+                        log.c.key == snapshot.key,
+                        # The run is a prefix of the key's log (`fold_plan`).
+                        log.c.seq <= snapshot.seq,
+                    )
+                )
+                conn.execute(self._insert(log), [snapshot.model_dump()])
+                removed += len(run) - 1
+        return removed
 
     # --- keyring: KEKs and data keys ------------------------------------------------------
 
@@ -885,6 +980,71 @@ class SqlRecordStore:
         with self._reading("count_data_keys") as conn:
             rows = conn.execute(select(table.c.kek_id, func.count()).group_by(table.c.kek_id))
             return {kek_id: count for kek_id, count in rows}
+
+    # --- audit trail -------------------------------------------------------------------
+
+    def append_audit_record(self, build: AuditBuilder) -> AuditEventRecord:
+        """Append ``build(seq, head_hash)`` at the head of the trail under the trail's lock; returns it.
+
+        One transaction: PostgreSQL takes a transaction-scoped advisory lock keyed by the
+        store's schema and prefix (``pg_advisory_xact_lock``, released at commit or
+        rollback, so a killed appender blocks no one); SQLite takes the database's write
+        lock first (``BEGIN IMMEDIATE``; a deferred transaction would read the head under
+        a snapshot another writer can invalidate). Then the head row is read, ``build``
+        called, and one plain ``INSERT`` made: never an upsert. Raises as
+        `RecordStore.append_audit_record` says.
+        """
+        table = self._tables["audit_events"]
+        with translated_errors(self._url, "append_audit_record"), self._engine.connect() as conn:
+            if self.backend == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(self._lock_key("audit"))))
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            head = conn.execute(
+                select(table.c.seq, table.c.event_hash).order_by(table.c.seq.desc()).limit(1)
+            ).first()
+            seq, prev_hash = (1, None) if head is None else (int(head[0]) + 1, str(head[1]))
+            event = check_audit_record(build(seq, prev_hash), seq, prev_hash)
+            conn.execute(insert(table).values(**event.model_dump()))
+            # Leaving the block without this commit (an exception) rolls the transaction back.
+            conn.commit()
+        return event
+
+    def audit_records(
+        self,
+        *,
+        after_seq: int = 0,
+        since_ms: int | None = None,
+        grant_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEventRecord]:
+        """Audit events with seq > ``after_seq`` (keyset pages over the primary key), by seq.
+
+        Optionally ``at_ms >= since_ms`` and/or one grant; at most ``limit``. Raises
+        ``RECORD_INVALID``, ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``.
+        """
+        check_audit_query(after_seq, limit)
+        table = self._tables["audit_events"]
+        statement = (
+            select(table).where(table.c.seq > after_seq).order_by(*_order_columns(table, "audit_records"))
+        )
+        if since_ms is not None:
+            statement = statement.where(table.c.at_ms >= since_ms)
+        if grant_id is not None:
+            statement = statement.where(table.c.grant_id == grant_id)
+        if limit is not None:
+            statement = statement.limit(limit)
+        return self._select("audit_records", AuditEventRecord, statement)
+
+    def audit_records_with_hashes(self, event_hashes: Iterable[str]) -> list[AuditEventRecord]:
+        """The audit events whose event_hash is one of ``event_hashes``, by seq (``ID_CHUNK`` hashes a query)."""
+        table = self._tables["audit_events"]
+        wanted = sorted(set(event_hashes))
+        found: list[AuditEventRecord] = []
+        for start in range(0, len(wanted), ID_CHUNK):
+            statement = select(table).where(table.c.event_hash.in_(wanted[start : start + ID_CHUNK]))
+            found.extend(self._select("audit_records_with_hashes", AuditEventRecord, statement))
+        return sorted(found, key=lambda event: event.seq)
 
     # --- thread leases -----------------------------------------------------------------
 

@@ -33,7 +33,10 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.records import (
+    AnnotationEventRecord,
+    AnnotationRecord,
     ArtifactLinkRecord,
+    AuditEventRecord,
     DataKeyRecord,
     FrameRecord,
     GateRecord,
@@ -135,6 +138,17 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
     ),
     # Legal holds on a thread or a workflow (no reference: a hold may outlive its thread).
     TableSpec("holds", HoldRecord, key=("hold_id",)),
+    # Annotations of frames: the append-only event log, one row per (frame, key, seq), and
+    # its materialized view, one row per (frame, key) holding the current value. Neither
+    # references the frames table: an archived thread's frame goes, its annotations' log stays.
+    TableSpec(
+        "annotation_events",
+        AnnotationEventRecord,
+        key=("frame_id", "key", "seq"),
+        indexes=(("at_ms",),),
+        clustered=True,
+    ),
+    TableSpec("annotations", AnnotationRecord, key=("frame_id", "key"), clustered=True),
     # The keyring: KEKs by lineage, and one wrapped data key per encrypted artifact. No
     # thread reference: a shredded artifact's key row outlives every thread that used it.
     TableSpec(
@@ -150,6 +164,17 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
         key=("artifact_id",),
         indexes=(("kek_id", "artifact_id"),),
         clustered=True,
+    ),
+    # The audit trail: append-only, keyed by its position. No thread reference and no
+    # upsert: retention and compaction never touch it, and the store only inserts.
+    # (at_ms) serves --since listings, (grant_id) a grant's events, (event_hash) the
+    # verifier's lookup of the event a prev_hash names.
+    TableSpec(
+        "audit_events",
+        AuditEventRecord,
+        key=("seq",),
+        unique=(("event_id",),),
+        indexes=(("at_ms",), ("grant_id",), ("event_hash",)),
     ),
 )
 

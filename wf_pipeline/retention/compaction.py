@@ -18,6 +18,9 @@ Three rules, each safe against a run writing at the same time:
   so the next run of an unchanged tree still finds every thread it reuses. The CAS
   objects of archived threads stay: the archive refers to them, so the orphan sweep keeps
   them, and only a retention window removes them.
+- **Annotations.** Each annotation key's events older than its ``fold_after`` window (key
+  registry) are folded into one snapshot event per (frame, key)
+  (`RecordStore.fold_annotation_events`); the materialized view does not change.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pydantic import BaseModel
 
 from wf_pipeline.cas import ArtifactStore, ObjectInfo
 from wf_pipeline.metadata.records import HoldRecord, ThreadRecord, TombstoneRecord
+from wf_pipeline.metadata.registry import KeyRegistry
 from wf_pipeline.records import RecordStore
 from wf_pipeline.retention.archive import ArchiveFile, RecordArchive
 
@@ -366,3 +370,41 @@ def archive_threads(
         skipped_changed=len(chosen) - len(deleted),
         discarded_files=discarded,
     )
+
+
+# --- annotations ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnnotationFold:
+    """What folding the annotation log did.
+
+    Attributes:
+        keys: the annotation keys with a fold window, by name.
+        events_folded: events removed (each fold replaces a run of events by one snapshot).
+    """
+
+    keys: tuple[str, ...] = ()
+    events_folded: int = 0
+
+
+def fold_cutoffs(registry: KeyRegistry, *, now_ms: int) -> dict[str, int]:
+    """key -> epoch ms before which its events fold: ``now_ms`` minus the key's ``fold_after`` window.
+
+    Only annotation keys with a window (`KeyDescriptor.fold_after_ms`) appear.
+    """
+    return {
+        descriptor.name: now_ms - descriptor.fold_after_ms
+        for descriptor in registry.select(mutability="annotation")
+        if descriptor.fold_after_ms is not None
+    }
+
+
+def fold_annotations(records: RecordStore, registry: KeyRegistry, *, now_ms: int) -> AnnotationFold:
+    """Fold every annotation key's events older than its window into snapshots (see the module docstring).
+
+    Raises ``RECORD_UNAVAILABLE`` (nothing folded).
+    """
+    cutoffs = fold_cutoffs(registry, now_ms=now_ms)
+    folded = records.fold_annotation_events(cutoffs) if cutoffs else 0
+    return AnnotationFold(keys=tuple(sorted(cutoffs)), events_folded=folded)

@@ -13,16 +13,19 @@ identity is decided when its turn runs (its level starts), from the records then
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wf_pipeline.errors import RUN_TARGET_CHANGED, RUN_UNKNOWN_THREAD, RunError
-from wf_pipeline.metadata.canonical import canonical_json
+from wf_pipeline.metadata.canonical import canonical_json, canonical_text, digest, parse_json
+from wf_pipeline.metadata.payloads import ContextPayload
 from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_from_key
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import usable_artifact
+from wf_pipeline.runtime.masking import audit_unmasked_context, context_view, masked_payload
 from wf_pipeline.runtime.targets import (
     Target,
     documentable_directories,
@@ -31,6 +34,9 @@ from wf_pipeline.runtime.targets import (
     tree_root_id,
 )
 from wf_pipeline.tree import TreeScan, build_context, context_extractor, context_json_text, scan_tree
+from wf_pipeline.tree.context import fit_context
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -486,8 +492,14 @@ def context_snapshot(
     """Artifact id of the thread's context payload, built once and reused by every later turn.
 
     Reusing the recorded snapshot keeps retries and resumes on the same inputs even if the
-    tree has changed since. A recorded snapshot that is missing or corrupt (quarantined,
-    `usable_artifact`) is built again from the tree. A new snapshot fits the profile's
+    tree has changed since (a snapshot recorded unmasked while the profile now masks is
+    replaced by its masked copy: `_masked_snapshot`). A new snapshot shows every text
+    through the masked view of the profile's redaction policy (`wf_pipeline.runtime.masking`):
+    secret-shaped values are replaced by placeholders before the payload is stored or
+    rendered into any prompt, unless the profile opts ``context_payload`` out; such a
+    context is audited first (`wf_pipeline.runtime.masking.audit_unmasked_context`). A
+    recorded snapshot that is missing or corrupt (quarantined, `usable_artifact`) is built
+    again from the tree. A new snapshot fits the profile's
     ``artifact_policy.max_context_bytes``, with the extractor the workflow registered for
     its frame type (`wf_pipeline.tree.build_context`).
 
@@ -509,10 +521,12 @@ def context_snapshot(
         MetadataError: ``METADATA_BUDGET_EXCEEDED`` when even the names of the directory's
             entries are over ``max_context_bytes``.
         CasError: as `child_frames`; ``CAS_BACKEND_ERROR`` when the snapshot cannot be stored.
+        SecurityError: ``AUDIT_UNAVAILABLE`` when a context built unmasked cannot be audited
+            (nothing is stored).
     """
     recorded = recorded_context_id(env, thread.thread_id)
     if recorded is not None and usable_artifact(env, recorded, class_of_link("context", None)):
-        return recorded
+        return _masked_snapshot(env, loaded, thread, recorded)
     # First turn, or the recorded snapshot is gone or corrupt: built from the tree, which
     # must still be the thread's (then the bytes, and so the id, come out the same).
     scan = scan or scan_workspace(env, loaded, target.root)
@@ -522,18 +536,73 @@ def context_snapshot(
             RUN_TARGET_CHANGED,
             f"target {target.key} changed since thread {thread.thread_id} was planned; run again",
         )
+    policy = loaded.redaction
+    view = context_view(policy)
     payload = build_context(
         scan,
         target.path,
         child_frames(env, loaded, scan, target.path),
         max_bytes=loaded.profile.artifact_policy.max_context_bytes,
         extractor=context_extractor(frame_type_of(loaded)),
+        view=view,
     )
     # The children's outputs are part of the thread's identity: a context built from
     # other outputs than the id says would be reused under the wrong id.
-    return env.cas.put_text(
-        context_json_text(payload), artifact_class=class_of_link("context", None)
-    ).artifact_id
+    text = context_json_text(payload)
+    if view is None:
+        # Opted out of masking: audited before anything is stored or sent (AUDIT_UNAVAILABLE).
+        data = canonical_text(text)
+        audit_unmasked_context(
+            env.records,
+            policy,
+            workflow_id=loaded.workflow_id,
+            thread_id=thread.thread_id,
+            node_id=node.node_id,
+            artifact_id=digest(data),
+            size=len(data),
+        )
+    stored = env.cas.put_text(text, artifact_class=class_of_link("context", None))
+    if view is not None:
+        view.report(target.path, node.node_id)
+    return stored.artifact_id
+
+
+def _masked_snapshot(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord, recorded: str) -> str:
+    """``recorded``, or a masked copy of it when it holds a secret-shaped value its profile masks.
+
+    A snapshot recorded before the profile masked contexts (an earlier release, or an opt-out
+    since removed) is reused by retries and resumes; it must not reach a provider unmasked
+    either. The copy is refitted to ``max_context_bytes`` (placeholders may be longer than
+    values) and stored; its id replaces the recorded one from then on.
+
+    Raises:
+        CasError: ``CAS_DECODE_ERROR``, ``CAS_BACKEND_ERROR`` reading or storing the snapshot.
+        MetadataError: ``METADATA_BUDGET_EXCEEDED`` when even the masked copy's names do not fit.
+    """
+    view = context_view(loaded.redaction)
+    if view is None:
+        return recorded
+    context_class = class_of_link("context", None)
+    payload = ContextPayload.model_validate(
+        parse_json(env.cas.get_text(recorded, artifact_class=context_class))
+    )
+    masked = masked_payload(payload, view)
+    if not view.masked:
+        return recorded
+    fitted = fit_context(
+        masked,
+        loaded.profile.artifact_policy.max_context_bytes,
+        context_extractor(frame_type_of(loaded)),
+    )
+    stored = env.cas.put_text(context_json_text(fitted), artifact_class=context_class)
+    log.warning(
+        "context %s of thread %s was recorded unmasked: %d secret-shaped values masked, now %s",
+        recorded,
+        thread.thread_id,
+        view.count,
+        stored.artifact_id,
+    )
+    return stored.artifact_id
 
 
 def unsettled_children(

@@ -944,15 +944,24 @@ def _final_frame(
     frame_type = frame_type_of(loaded)
     frame_id = frame_id_for(thread.target_node_id, frame_type, output_id)
     try:
+        # Each domain writes the keys it owns (keys.yaml); the boundary refuses the whole
+        # frame if one of them writes another's.
         metadata = env.boundary.validate(
             {
-                "agent_id": profile.target_agent_id or f"agent.{profile.workflow_id}",
-                "provider": env.settings.provider,
-                "provider_type": response.provider_type,
-                "model": response.model,
-                "prompt_digest": digest_text(snapshot.system_prompt + "\n" + snapshot.user_prompt),
-                "context_digest": snapshot.artifact_ids.get(CONTEXT_REF) or _thread_context_id(env, thread),
-                "prompt_link_id": prompt_link.prompt_link_id,
+                "agent": {
+                    "agent_id": profile.target_agent_id or f"agent.{profile.workflow_id}",
+                    "provider": env.settings.provider,
+                    "provider_type": response.provider_type,
+                    "model": response.model,
+                },
+                "prompt_context": {
+                    "prompt_digest": digest_text(snapshot.system_prompt + "\n" + snapshot.user_prompt),
+                },
+                "context": {
+                    "context_digest": snapshot.artifact_ids.get(CONTEXT_REF)
+                    or _thread_context_id(env, thread),
+                },
+                "workflow": {"prompt_link_id": prompt_link.prompt_link_id},
             },
             forbidden_texts=[snapshot.user_prompt, *snapshot.texts.values()],
         )

@@ -5,11 +5,15 @@ heuristic filters (``detect_secrets.filters.heuristic``) what is not. This modul
 what masking needs and the plugins alone do not give:
 
 - offsets: each plugin's values are located in the text, so they can be replaced;
-- a private key's whole PEM block (``-----BEGIN ... PRIVATE KEY-----`` to its ``END``
-  line, RFC 7468), where the ``Private Key`` plugin matches only the ``BEGIN`` line;
+- a private key's whole block (PEM, RFC 7468: ``-----BEGIN ... PRIVATE KEY-----`` to its
+  ``END`` line; SSH2, RFC 4716; a PuTTY key file to its MAC line), where the ``Private Key``
+  plugin matches only the header;
 - ``.env``-style files (``.env``, ``*.env``, ``.env.*``): the ``Secret Keyword`` plugin reads
   them with its configuration-file patterns (``password=hunter2``, unquoted), as it
   reads ``.ini``, ``.cfg``, ``.yaml``, ``.toml`` and ``.properties`` files;
+- a shell-style assignment line (``DB_PASSWORD=hunter2``) is read the same way in any file,
+  and a Markdown fenced block tagged ``dotenv``, ``yaml``, ``python``... as a file of that kind
+  (a model that quotes a ``.env`` file in a README);
 - unquoted values of ``KEY=value`` and ``key: value`` lines of such configuration files are
   judged by the two high-entropy plugins' own entropy measures and limits (the plugins
   themselves only look at quoted strings, as detect-secrets' ad hoc scan would not).
@@ -30,9 +34,10 @@ instances and calls only their pure parts (``analyze_string``, the entropy measu
 ``analyze_line`` (which consults the global settings and may call a plugin's network
 ``verify``). So it is safe from several threads at once and sends nothing anywhere.
 
-Cost: linear in the text. Each fixed-format plugin scans the whole text once; the keyword
-plugin reads only the lines that name a secret-sounding keyword; the entropy plugins read
-only quoted strings of their alphabet.
+Cost: linear in the text. Each fixed-format plugin scans the whole text once, or only the
+lines that hold a word its patterns need (`_LINE_GATES`: the credential-assignment plugins);
+the keyword plugin reads only the lines that name one of its keywords; the entropy plugins
+measure only strings long enough to pass their limit.
 """
 
 from __future__ import annotations
@@ -142,23 +147,68 @@ _HINTS: dict[str, tuple[str, ...]] = {
 # What a PEM block's body holds: base64, RFC 1421 headers ("Proc-Type: 4,ENCRYPTED"), line breaks,
 # escaped or not (a key quoted in JSON or a log line).
 _PEM_BODY = r"[A-Za-z0-9+/=:,.\- \t\r\n]|\\[rn]"
+# Plugins whose patterns match within one line and need one of these on it: they run on an
+# excerpt of those lines only (their lookbehind-led assignment patterns are the slowest).
+# Words are lower case and found in the lower-cased text (the patterns ignore case).
+_CREDENTIAL_WORDS = ("key", "pw", "pass", "token", "cloudant", "softlayer")
+_LINE_GATES: dict[str, tuple[str, ...]] = {
+    CloudantDetector.secret_type: _CREDENTIAL_WORDS,
+    IbmCloudIamDetector.secret_type: _CREDENTIAL_WORDS,
+    SoftlayerDetector.secret_type: _CREDENTIAL_WORDS,
+    IbmCosHmacDetector.secret_type: ("secret",),
+    ArtifactoryDetector.secret_type: ("akc", "ap"),
+    MailchimpDetector.secret_type: ("-us",),
+}
+# What every keyword of the keyword plugin's list holds (api_?key, db_?pass, pwd, secret...).
+_KEYWORD_WORDS = ("key", "pass", "pwd", "secret", "contrase")
 # A private key's whole PEM block (RFC 7468 labels such as "RSA PRIVATE KEY", "PGP PRIVATE KEY
 # BLOCK"); escaped line breaks (JSON, logs) are part of it. Unterminated: the header and its body.
 _PEM_BLOCK = re.compile(
     rf"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----(?:{_PEM_BODY})*-----END \1-----"
     rf"|-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:{_PEM_BODY})*"
+    # RFC 4716 (SSH2) blocks carry quoted headers; PuTTY key files end with their MAC line.
+    r"|---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----.{0,65536}?---- END SSH2 ENCRYPTED PRIVATE KEY ----"
+    r"|PuTTY-User-Key-File-[0-9]+:.{0,65536}?Private-MAC: *[0-9a-fA-F]+",
+    re.DOTALL,
 )
 # The unquoted value of a KEY=value or key: value line of a configuration file.
 _CONFIG_VALUE = re.compile(r"^\s*(?:export\s+)?[\w.\-]+\s*[=:]\s*([^\s'\"#]+)\s*(?:#.*)?$")
+# A shell-style assignment, as in .env files, Dockerfiles and scripts: NAME=value, no spaces, the
+# name in capitals as environment variables are (a keyword argument on its own line is not one).
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?[A-Z_][A-Z0-9_]*=\S")
 _ENV_NAME = re.compile(r"(?:^|[\\/])(?:\.env(?:\.[^\\/]*)?|[^\\/]*\.env)$")
 _CONFIG_TYPES = frozenset({FileType.YAML, FileType.CONFIG, FileType.INI, FileType.PROPERTIES, FileType.TOML})
 # A keyword's value that is itself a name (``API_KEY_ENV = "OPENAI_API_KEY"``, ``DUCKDB_KEY =
 # "telemetry_duckdb"``): an environment variable or resource name, not a secret. Only names of
 # words joined by underscores, without digits in lower case, so "hunter2" and "s3cr3t" stay secrets.
 _NAME_VALUE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|[a-z]+(?:_[a-z]+)+")
+# A fenced code block of Markdown (CommonMark: three or more backticks or tildes) and its info string.
+_FENCE = re.compile(
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[\w.+-]*)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+# Info strings -> a file name of that kind, so the block is read with that file type's patterns.
+_FENCE_FILES = {
+    "env": ".env",
+    "dotenv": ".env",
+    "ini": "settings.ini",
+    "cfg": "settings.cfg",
+    "toml": "settings.toml",
+    "yaml": "settings.yaml",
+    "yml": "settings.yaml",
+    "properties": "settings.properties",
+    "python": "module.py",
+    "py": "module.py",
+    "javascript": "module.js",
+    "js": "module.js",
+    "go": "module.go",
+    "java": "Module.java",
+}
 # Shorter hex strings are identifiers (migration revisions, abbreviated commits, colours), not
 # keys: detect-secrets' hex limit alone flags every 12-hex alembic revision id.
 _MIN_HEX_SECRET = 20
+# Plugins whose patterns' groups label the token (its prefix) rather than hold it: the token is the match.
+_WHOLE_MATCH_KINDS = frozenset({GitHubTokenDetector.secret_type, GitLabTokenDetector.secret_type})
 # Characters a plugin's match may carry around the value (its boundary groups).
 _EDGE_CHARS = " \t\r\n\"'`=:,;"
 
@@ -221,6 +271,7 @@ class _Lines:
     def __init__(self, text: str) -> None:
         self.text = text
         self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self._lowered: str | None = None
 
     def line_at(self, offset: int) -> tuple[int, str]:
         """(start offset, text without its line break) of the line holding ``offset``."""
@@ -233,6 +284,37 @@ class _Lines:
         for index, start in enumerate(self.starts):
             end = self.starts[index + 1] - 1 if index + 1 < len(self.starts) else len(self.text)
             yield start, self.text[start:end]
+
+    def starts_with(self, words: tuple[str, ...]) -> list[int]:
+        """Start offsets of the lines that hold one of ``words`` (lower case), ignoring case, in order."""
+        if self._lowered is None:
+            self._lowered = self.text.lower()
+        found: set[int] = set()
+        for word in words:
+            position = self._lowered.find(word)
+            while position >= 0:
+                index = bisect.bisect_right(self.starts, position) - 1
+                found.add(self.starts[index])
+                # On to the next line: one hit per line is enough.
+                position = self.starts[index + 1] if index + 1 < len(self.starts) else len(self.text)
+                position = self._lowered.find(word, position)
+        return sorted(found)
+
+    def excerpt(self, words: tuple[str, ...]) -> tuple[str, list[int], list[int]]:
+        """The lines that hold one of ``words``, joined by line breaks, with where each came from.
+
+        Returns (excerpt, excerpt offset of each line, text offset of each line).
+        """
+        starts = self.starts_with(words)
+        parts: list[str] = []
+        at: list[int] = []
+        position = 0
+        for start in starts:
+            line = self.line_at(start)[1]
+            at.append(position)
+            parts.append(line)
+            position += len(line) + 1
+        return "\n".join(parts), at, starts
 
 
 def _filtered(secret: str, line: str, plugin: BasePlugin, filename: str | None) -> bool:
@@ -262,47 +344,73 @@ def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def _value_span(match: re.Match[str], kind: str) -> tuple[int, int]:
+    """The span of the value in a plugin pattern's match: its longest group, or the whole match.
+
+    A group holds the value in assignment and URL patterns (``://user:(password)@``); the
+    token plugins whose groups are labels of the token (``(ghp|gho)_...``,
+    ``glcbt-(ab_)?...``, `_WHOLE_MATCH_KINDS`) give the whole match.
+    """
+    groups = [i for i in range(1, (match.re.groups or 0) + 1) if match.group(i)]
+    if not groups or kind in _WHOLE_MATCH_KINDS:
+        return match.span()
+    return match.span(max(groups, key=lambda i: match.end(i) - match.start(i)))
+
+
 def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tuple[str, int, int]]:
     """Where a fixed-format plugin's patterns match and the plugin itself accepts the value.
 
-    Positions come from the plugin's own patterns (a group's span, else the whole match,
-    trimmed of the boundary characters a pattern may take); the verdict from the plugin's
-    ``analyze_string`` on the match (the JWT plugin, for one, checks the token's form there).
+    Positions come from the plugin's own patterns (`_value_span`, trimmed of the boundary
+    characters a pattern may take); the verdict from the plugin's ``analyze_string`` on the
+    match (the JWT plugin, for one, checks the token's form there).
     """
+    excerpts: dict[tuple[str, ...], tuple[str, list[int], list[int]]] = {}
     for plugin in _FORMAT_PLUGINS:
         hints = _HINTS.get(plugin.secret_type)
         if hints is not None and not any(hint in text for hint in hints):
             continue
+        gate = _LINE_GATES.get(plugin.secret_type)
+        if gate is None:
+            scanned, at, starts = text, [0], [0]
+        else:
+            if gate not in excerpts:
+                excerpts[gate] = lines.excerpt(gate)
+            scanned, at, starts = excerpts[gate]
         for pattern in plugin.denylist:
-            for match in pattern.finditer(text):
-                accepted = {value.strip(_EDGE_CHARS) for value in plugin.analyze_string(match.group(0))}
-                groups = [i for i in range(1, (pattern.groups or 0) + 1) if match.group(i)] or [0]
-                for group in groups:
-                    start, end = _trimmed(text, *match.span(group))
-                    value = text[start:end]
-                    if value not in accepted:
-                        continue
-                    _, line = lines.line_at(start)
-                    if _filtered(value, line, plugin, filename):
-                        continue
-                    if plugin.secret_type == _JWT_KIND:
-                        # The plugin's pattern ends lazily, before the signature: mask it too.
-                        end = _JWT_TAIL.match(text, end).end()
-                    yield plugin.secret_type, start, end
-    if "PRIVATE KEY" in text:
+            for match in pattern.finditer(scanned):
+                accepted = [value.strip(_EDGE_CHARS) for value in plugin.analyze_string(match.group(0))]
+                start, end = _trimmed(scanned, *_value_span(match, plugin.secret_type))
+                value = scanned[start:end]
+                if not value or not any(part and part in value for part in accepted):
+                    continue
+                # Back to the text's offsets: the excerpt's line holding the value, moved.
+                index = bisect.bisect_right(at, start) - 1
+                start, end = start - at[index] + starts[index], end - at[index] + starts[index]
+                _, line = lines.line_at(start)
+                if _filtered(value, line, plugin, filename):
+                    continue
+                if plugin.secret_type == _JWT_KIND:
+                    # The plugin's pattern ends lazily, before the signature: mask it too.
+                    end = _JWT_TAIL.match(text, end).end()
+                yield plugin.secret_type, start, end
+    if "PRIVATE KEY" in text or "PuTTY-User-Key-File" in text:
         for match in _PEM_BLOCK.finditer(text):
             yield _PRIVATE_KEY_KIND, match.start(), match.end()
 
 
 def _keyword_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tuple[str, int, int]]:
-    """Values the keyword plugin finds on lines that name one of its keywords."""
-    patterns = _keyword_patterns(filename)
-    seen: set[int] = set()
-    for hint in _KEYWORD_HINT.finditer(text):
-        line_start, line = lines.line_at(hint.start())
-        if line_start in seen:
+    """Values the keyword plugin finds on lines that name one of its keywords.
+
+    Its patterns are those for the file's type; a shell-style assignment line (`_ENV_LINE`)
+    takes the configuration patterns in any file (a ``.env`` line quoted in a README).
+    """
+    file_patterns = _keyword_patterns(filename)
+    for line_start in lines.starts_with(_KEYWORD_WORDS):
+        _, line = lines.line_at(line_start)
+        if not _KEYWORD_HINT.search(line):
             continue
-        seen.add(line_start)
+        # A shell-style assignment (NAME=value) reads as configuration in any file.
+        patterns = keyword_plugin.CONFIG_DENYLIST_REGEX_TO_GROUP if _ENV_LINE.match(line) else file_patterns
         # The plugin's analyze_string stops at its first pattern that matches; so does this.
         for pattern, group in patterns.items():
             match = pattern.search(line)
@@ -318,11 +426,15 @@ def _entropic(plugin: HighEntropyStringsPlugin, value: str) -> bool:
     """Over the plugin's entropy limit; a hex value also at least `_MIN_HEX_SECRET` long."""
     if isinstance(plugin, HexHighEntropyString) and len(value) < _MIN_HEX_SECRET:
         return False
+    # n characters carry at most log2(n) bits each: shorter values cannot pass, so skip the measure.
+    if len(value) <= 2**plugin.entropy_limit:
+        return False
     return plugin.calculate_shannon_entropy(value) > plugin.entropy_limit
 
 
 def _entropy_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tuple[str, int, int]]:
-    """Quoted strings (and unquoted configuration values) over an entropy plugin's limit."""
+    """Quoted strings, and unquoted values of configuration files and shell-style assignment
+    lines (`_ENV_LINE`), over an entropy plugin's limit."""
     for plugin in _ENTROPY:
         for match in plugin.regex.finditer(text):
             value = match.group(2)
@@ -330,10 +442,9 @@ def _entropy_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[t
                 _, line = lines.line_at(match.start())
                 if not _filtered(value, line, plugin, filename):
                     yield plugin.secret_type, match.start(2), match.end(2)
-    if not _is_config_file(filename):
-        return
+    config_file = _is_config_file(filename)
     for line_start, line in lines:
-        match = _CONFIG_VALUE.match(line)
+        match = _CONFIG_VALUE.match(line) if config_file or _ENV_LINE.match(line) else None
         if match is None:
             continue
         value = match.group(1)
@@ -345,6 +456,25 @@ def _entropy_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[t
             ):
                 yield plugin.secret_type, line_start + match.start(1), line_start + match.end(1)
                 break
+
+
+def _fenced_spans(text: str, filename: str | None) -> Iterator[tuple[str, int, int]]:
+    """In Markdown, each fenced code block whose info string names a configuration or source
+    language is read as a file of that language (a ``.env`` or ``settings.yaml`` quoted in a README).
+
+    A text without a file name (a frame, a log line, a payload) may be Markdown too.
+    """
+    if filename and not filename.lower().endswith((".md", ".markdown")):
+        return
+    if "```" not in text and "~~~" not in text:
+        return
+    for block in _FENCE.finditer(text):
+        name = _FENCE_FILES.get(block.group("info").lower())
+        if name is None:
+            continue
+        offset = block.start("body")
+        for finding in find_secrets(block.group("body"), filename=name):
+            yield finding.kind, offset + finding.start, offset + finding.end
 
 
 # When spans of different plugins cover the same characters, the most specific name wins.
@@ -380,6 +510,7 @@ def find_secrets(text: str, *, filename: str | None = None) -> list[SecretFindin
         *_format_spans(text, lines, filename),
         *_keyword_spans(text, lines, filename),
         *_entropy_spans(text, lines, filename),
+        *_fenced_spans(text, filename),
     ]
     if not spans:
         return []

@@ -2,7 +2,8 @@
 
 One call does, in this order: archive the record rows of old, finished, superseded threads
 to Parquet; delete orphan CAS objects (tombstone first) and stale scratch files after the
-grace period; merge the telemetry files of closed days. The rules live in
+grace period; fold old annotation events into snapshots; merge the telemetry files of
+closed days. The rules live in
 `wf_pipeline.retention.compaction`; this module only gathers what they need (profiles'
 windows, settings, the current time) and reports what happened.
 """
@@ -21,14 +22,17 @@ from wf_pipeline.compiler.launch.executors import load_profiles
 from wf_pipeline.errors import masked_url
 from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.metadata.records import now_ms as current_ms
+from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY
 from wf_pipeline.profiles import ProfileCatalog
 from wf_pipeline.records import open_record_store
 from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.retention.compaction import (
+    AnnotationFold,
     ArchiveRun,
     OrphanSweep,
     ScratchSweep,
     archive_threads,
+    fold_annotations,
     sweep_orphans,
     sweep_scratch,
 )
@@ -39,7 +43,7 @@ from wf_pipeline.telemetry.query import archive_location
 from wf_pipeline.telemetry.store import CompactionResult as TelemetryCompaction
 
 # The parts of a compaction, in order, for progress reports.
-PARTS = 4
+PARTS = 5
 
 # Telemetry rows of orphan deletions: no workflow's record named the object.
 ORPHAN_WORKFLOW = "_orphan"
@@ -57,6 +61,7 @@ class CompactionResult:
         archive: the archive pass (threads moved, rows and bytes written).
         orphans: the orphan sweep (objects scanned, deleted, bytes freed, kept young).
         scratch: the scratch sweep (files deleted, bytes freed, kept young).
+        annotations: the annotation fold (keys with a window, events folded).
         telemetry: the telemetry compaction (partitions merged, files merged, rows, bytes
             before and after), or None when telemetry is off.
         cas_url: the CAS, password masked.
@@ -70,6 +75,7 @@ class CompactionResult:
     archive: ArchiveRun = field(default_factory=ArchiveRun)
     orphans: OrphanSweep = field(default_factory=OrphanSweep)
     scratch: ScratchSweep = field(default_factory=ScratchSweep)
+    annotations: AnnotationFold = field(default_factory=AnnotationFold)
     telemetry: TelemetryCompaction | None = None
 
     @property
@@ -93,6 +99,10 @@ class CompactionResult:
             "archive": archive,
             "orphans": asdict(self.orphans),
             "scratch": asdict(self.scratch),
+            "annotations": {
+                "keys": list(self.annotations.keys),
+                "events_folded": self.annotations.events_folded,
+            },
             "telemetry": None if self.telemetry is None else asdict(self.telemetry),
             "bytes_freed": self.bytes_freed,
         }
@@ -120,7 +130,7 @@ def compact(
     catalog: ProfileCatalog | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> CompactionResult:
-    """Archive old threads' records, sweep orphans and scratch files, merge closed telemetry days.
+    """Archive old threads' records, sweep orphans and scratch files, fold old annotation events, merge closed telemetry days.
 
     Args:
         settings: the stores (CAS, records, telemetry), ``home`` (the archive is
@@ -185,11 +195,13 @@ def compact(
         scratch = sweep_scratch(cas, now_ms=now, grace_ms=grace_ms)
         recorder.flush_safely()
         progress(3, PARTS)
+        annotations = fold_annotations(records, FRAME_KEY_REGISTRY, now_ms=now)
+        progress(4, PARTS)
         telemetry = None
         if settings.telemetry:
             today = dt.datetime.fromtimestamp(now / 1000, tz=dt.UTC).date()
             telemetry = TelemetryStore(settings.telemetry_url).compact(before_date=today)
-        progress(4, PARTS)
+        progress(5, PARTS)
     finally:
         records.close()
         cas.close()
@@ -202,5 +214,6 @@ def compact(
         archive=archived,
         orphans=orphans,
         scratch=scratch,
+        annotations=annotations,
         telemetry=telemetry,
     )

@@ -22,6 +22,10 @@ A third table, ``key_events``, has columns of its own (`KEY_EVENT_COLUMNS`): one
 key lifecycle event (a KEK made, a rotation, a rewrap, a retirement, a destruction), with
 ids, states, counts and times, never key material, data keys or wrapped keys.
 
+A fourth, ``audit_events`` (`AUDIT_EVENT_COLUMNS`), is the Parquet copy of the audit trail
+of privileged reads (`wf_pipeline.security.audit`): one row per event, exported from the
+record store in seq order, with ids, digests, codes and counts, never a payload.
+
 Every flush checks its batch with the table's pandera `DataFrameModel` (`validate_batch`)
 before anything is written; the frame is viewed over the Arrow buffers
 (``pandas.ArrowDtype``), so checking costs no copy of the rows.
@@ -42,6 +46,10 @@ from wf_pipeline.errors import TELEMETRY_SCHEMA_INVALID, TelemetryError
 __all__ = [
     "ARROW_SCHEMA",
     "ARTIFACT_WRITES",
+    "AUDIT_EVENTS",
+    "AUDIT_EVENTS_SCHEMA",
+    "AUDIT_EVENT_COLUMNS",
+    "AuditEventsModel",
     "COLUMNS",
     "KEY_EVENTS",
     "KEY_EVENTS_SCHEMA",
@@ -64,8 +72,9 @@ __all__ = [
 METADATA_WRITES: Final = "metadata_writes"
 ARTIFACT_WRITES: Final = "artifact_writes"
 KEY_EVENTS: Final = "key_events"
+AUDIT_EVENTS: Final = "audit_events"
 #: The telemetry tables, in the order the views and the store list them.
-TABLES: Final[tuple[str, ...]] = (METADATA_WRITES, ARTIFACT_WRITES, KEY_EVENTS)
+TABLES: Final[tuple[str, ...]] = (METADATA_WRITES, ARTIFACT_WRITES, KEY_EVENTS, AUDIT_EVENTS)
 #: What became of a write.
 OUTCOMES: Final[tuple[str, ...]] = ("accepted", "rejected", "deleted", "expired")
 
@@ -134,6 +143,35 @@ KEY_EVENTS_SCHEMA: Final = pyarrow.schema(
     [pyarrow.field(name, kind, nullable=nullable) for name, (kind, nullable) in KEY_EVENT_COLUMNS.items()]
 )
 
+#: Columns of ``audit_events``: name -> (Arrow type, nullable), in file order. The fields of
+#: `wf_pipeline.metadata.records.AuditEventRecord`, with:
+#:
+#: - ``event_at`` timestamp (ms, UTC): the event's ``at_ms``; its UTC day is the ``date=``
+#:   partition, its ``outcome`` (``allow`` or ``deny``) the second level;
+#: - ``scope`` and ``artifact_ids``: canonical JSON text (an object, a list of ids), as the
+#:   record store keeps them (DuckDB reads them with its JSON functions).
+AUDIT_EVENT_COLUMNS: Final[dict[str, tuple[pyarrow.DataType, bool]]] = {
+    "event_at": (_TIMESTAMP, False),
+    "seq": (_INT64, False),
+    "event_id": (_STRING, False),
+    "requester": (_STRING, False),
+    "grant_id": (_STRING, True),
+    "reason_code": (_STRING, True),
+    "scope": (_STRING, False),
+    "artifact_ids": (_STRING, False),
+    "outcome": (_STRING, False),
+    "code": (_STRING, True),
+    "bytes": (_INT64, False),
+    "policy_version": (_STRING, False),
+    "prev_hash": (_STRING, False),
+    "event_hash": (_STRING, False),
+}
+
+#: The Parquet schema of ``audit_events``.
+AUDIT_EVENTS_SCHEMA: Final = pyarrow.schema(
+    [pyarrow.field(name, kind, nullable=nullable) for name, (kind, nullable) in AUDIT_EVENT_COLUMNS.items()]
+)
+
 _STR = pd.ArrowDtype(_STRING)
 _I64 = pd.ArrowDtype(_INT64)
 _TS = pd.ArrowDtype(_TIMESTAMP)
@@ -198,17 +236,49 @@ class KeyEventsModel(pa.DataFrameModel):
         coerce = False
 
 
+class AuditEventsModel(pa.DataFrameModel):
+    """Rows of ``audit_events``: one per audit event (`AUDIT_EVENT_COLUMNS`); strict and ordered."""
+
+    event_at: Series[_TS]  # type: ignore[valid-type]
+    seq: Series[_I64] = pa.Field(ge=1)  # type: ignore[valid-type]
+    event_id: Series[_STR] = pa.Field(str_length={"min_value": 1})  # type: ignore[valid-type]
+    requester: Series[_STR] = pa.Field(str_length={"min_value": 1})  # type: ignore[valid-type]
+    grant_id: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    reason_code: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    scope: Series[_STR]  # type: ignore[valid-type]
+    artifact_ids: Series[_STR]  # type: ignore[valid-type]
+    outcome: Series[_STR] = pa.Field(isin=["allow", "deny"])  # type: ignore[valid-type]
+    code: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    bytes: Series[_I64] = pa.Field(ge=0)  # type: ignore[valid-type]
+    policy_version: Series[_STR] = pa.Field(str_length={"min_value": 1})  # type: ignore[valid-type]
+    prev_hash: Series[_STR]  # type: ignore[valid-type]
+    event_hash: Series[_STR]  # type: ignore[valid-type]
+
+    class Config:
+        """pandera options: exactly these columns, in this order, with their types as given (no coercion)."""
+
+        strict = True
+        ordered = True
+        coerce = False
+
+
 _MODELS: Final[dict[str, type[pa.DataFrameModel]]] = {
     METADATA_WRITES: MetadataWritesModel,
     ARTIFACT_WRITES: ArtifactWritesModel,
     KEY_EVENTS: KeyEventsModel,
+    AUDIT_EVENTS: AuditEventsModel,
+}
+
+_SCHEMAS: Final[dict[str, pyarrow.Schema]] = {
+    KEY_EVENTS: KEY_EVENTS_SCHEMA,
+    AUDIT_EVENTS: AUDIT_EVENTS_SCHEMA,
 }
 
 
 def schema_for(table: str) -> pyarrow.Schema:
-    """The Parquet schema of ``table``: `KEY_EVENTS_SCHEMA` or `ARROW_SCHEMA`; ``TELEMETRY_SCHEMA_INVALID`` for an unknown table."""
+    """The Parquet schema of ``table``: `KEY_EVENTS_SCHEMA`, `AUDIT_EVENTS_SCHEMA` or `ARROW_SCHEMA`; ``TELEMETRY_SCHEMA_INVALID`` for an unknown table."""
     model_for(table)
-    return KEY_EVENTS_SCHEMA if table == KEY_EVENTS else ARROW_SCHEMA
+    return _SCHEMAS.get(table, ARROW_SCHEMA)
 
 
 def model_for(table: str) -> type[pa.DataFrameModel]:
@@ -233,8 +303,9 @@ def validate_batch(table: str, batch: pyarrow.Table) -> pyarrow.Table:
 
     Args:
         table: one of `TABLES`.
-        batch: the rows; its columns must be exactly the table's (`COLUMNS`, or
-            `KEY_EVENT_COLUMNS` for ``key_events``), in order, with their Arrow types (a
+        batch: the rows; its columns must be exactly the table's (`COLUMNS`,
+            `KEY_EVENT_COLUMNS` for ``key_events``, `AUDIT_EVENT_COLUMNS` for
+            ``audit_events``), in order, with their Arrow types (a
             nullable column may be all null).
 
     Returns:

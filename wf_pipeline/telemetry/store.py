@@ -4,9 +4,11 @@ Layout (issue 9, item 2)::
 
     <root>/<table>/date=YYYY-MM-DD/workflow_id=<quoted id>/part-<ms>-<uuid>.parquet
     <root>/key_events/date=YYYY-MM-DD/event=<event>/part-<ms>-<uuid>.parquet
+    <root>/audit_events/date=YYYY-MM-DD/outcome=<allow|deny>/part-<ms>-<uuid>.parquet
 
-(``key_events`` rows belong to no workflow: their second level is the event kind, and
-their day is that of ``event_at``; `PARTITIONS` gives each table's two columns.)
+(``key_events`` and ``audit_events`` rows belong to no workflow: their second level is the
+event kind or the outcome, and their day is that of ``event_at``; `PARTITIONS` gives each
+table's two columns.)
 
 ``date`` is the UTC day of a row's ``ts_ms``; the workflow id is percent-quoted (RFC 3986,
 nothing kept but unreserved characters), so ``/``, ``=`` or ``%`` in an id cannot make a
@@ -59,7 +61,14 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.metadata.archive import ARCHIVE_SEED_NAME, MARKER_TABLE, archive_schema
 from wf_pipeline.security.sinks import scrub
-from wf_pipeline.telemetry.schema import KEY_EVENTS, TABLES, model_for, schema_for, validate_batch
+from wf_pipeline.telemetry.schema import (
+    AUDIT_EVENTS,
+    KEY_EVENTS,
+    TABLES,
+    model_for,
+    schema_for,
+    validate_batch,
+)
 
 __all__ = [
     "PARTITIONS",
@@ -103,9 +112,16 @@ _KEY_EVENT_PARQUET_OPTIONS: dict[str, Any] = {
     "use_dictionary": ["event", "artifact_class", "manager", "state", "outcome", "error_code"],
     "write_statistics": ["event_at"],
 }
+_AUDIT_EVENT_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": ["requester", "reason_code", "outcome", "code", "policy_version"],
+    "write_statistics": ["event_at", "seq"],
+}
 #: Table -> (its time column, the column of its second partition level).
 PARTITIONS: dict[str, tuple[str, str]] = {
-    table: ("event_at", "event") if table == KEY_EVENTS else ("ts_ms", "workflow_id") for table in TABLES
+    **{table: ("ts_ms", "workflow_id") for table in TABLES},
+    KEY_EVENTS: ("event_at", "event"),
+    AUDIT_EVENTS: ("event_at", "outcome"),
 }
 _DAY_MS = 86_400_000
 _EPOCH = dt.date(1970, 1, 1)
@@ -126,6 +142,8 @@ def partition_dir(root: str, table: str, day: str, workflow_id: str) -> str:
 
 
 def _parquet_options(table: str) -> dict[str, Any]:
+    if table == AUDIT_EVENTS:
+        return _AUDIT_EVENT_PARQUET_OPTIONS
     return _KEY_EVENT_PARQUET_OPTIONS if table == KEY_EVENTS else _PARQUET_OPTIONS
 
 
@@ -213,7 +231,7 @@ class TelemetryStore:
         """Validate ``batch`` and write it as one Parquet file per (UTC day, workflow) it spans.
 
         Args:
-            table: ``metadata_writes``, ``artifact_writes`` or ``key_events``.
+            table: ``metadata_writes``, ``artifact_writes``, ``key_events`` or ``audit_events``.
             batch: rows with the table's columns (`wf_pipeline.telemetry.schema.schema_for`).
 
         Returns:

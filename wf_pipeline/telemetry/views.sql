@@ -53,6 +53,19 @@ FROM read_parquet(
     hive_types = {'date': DATE, 'event': VARCHAR}
 );
 
+-- One row per audit event of privileged reads (the Parquet copy of the record store's
+-- hash-chained trail, exported by `wf audit export`): seq its position, event_at a UTC
+-- timestamp, date its UTC day, outcome allow or deny (code: the denial's code), bytes the
+-- payload bytes returned; scope and artifact_ids are JSON text. Ids, digests and codes only.
+-- Files: audit_events/date=YYYY-MM-DD/outcome=<outcome>/*.parquet.
+CREATE OR REPLACE VIEW audit_events AS
+SELECT * EXCLUDE (date), date
+FROM read_parquet(
+    getvariable('wf_telemetry') || '/audit_events/*/*/*.parquet',
+    hive_partitioning = true,
+    hive_types = {'date': DATE, 'outcome': VARCHAR}
+);
+
 -- Growth per key per UTC day, over both tables (source names the table): accepted writes and
 -- their bytes, rejections, and bytes removed by deletes and expiries.
 CREATE OR REPLACE VIEW key_growth AS

@@ -29,6 +29,10 @@ If even the list of names does not fit, ``METADATA_BUDGET_EXCEEDED`` names the s
 Every step is a pure function of the texts and the budget, so the same tree and budget
 always give the same payload.
 
+Before fitting, every text may pass through a view (``build_context``'s ``view``): the
+runtime passes the masked view of `wf_pipeline.security.redaction` there, so secret-shaped
+values never enter a payload, its sizes, its extracts or anything fitted from them.
+
 The extractor is the workflow's (a `Registry` by frame type, as output sinks are in
 `wf_pipeline.runtime.sinks`): the docs writer registers its own, and the generic code
 here never imports a workflow. Without one, step 2 is skipped.
@@ -55,6 +59,7 @@ from wf_pipeline.tree.scan import TreeNode, TreeScan
 
 __all__ = [
     "ContextExtractor",
+    "TextView",
     "build_context",
     "context_extractor",
     "context_json_text",
@@ -68,6 +73,10 @@ __all__ = [
 # has none for that file (it then stays whole until the selection step). A child's head
 # frame (the workflow's own output) is passed with the name None.
 ContextExtractor = Callable[[str | None, str], str | None]
+
+# (file name, text) -> the text a payload shows of it; a child's head frame is passed with the
+# name None. The runtime's masked view (`wf_pipeline.security.redaction.masked_text`).
+TextView = Callable[[str | None, str], str]
 
 _EXTRACTORS: Registry[str, ContextExtractor] = Registry(
     "context extractor", key="frame type", duplicate=TREE_EXTRACTOR_DUPLICATE
@@ -147,13 +156,16 @@ def _read_unchanged_text(scan: TreeScan, node: TreeNode) -> str:
     return text
 
 
-def _context_file(scan: TreeScan, node: TreeNode) -> ContextFile:
+def _context_file(scan: TreeScan, node: TreeNode, view: TextView | None) -> ContextFile:
     text = None if node.omitted else _read_unchanged_text(scan, node)
+    language = detect_language(node.name, text)
+    if text is not None and view is not None:
+        text = view(node.name, text)
     return ContextFile(
         path=node.path,
         name=node.name,
         size=node.size,
-        language=detect_language(node.name, text),
+        language=language,
         text=text,
         omitted=node.omitted,
     )
@@ -304,6 +316,7 @@ def build_context(
     *,
     max_bytes: int | None = None,
     extractor: ContextExtractor | None = None,
+    view: TextView | None = None,
 ) -> ContextPayload:
     """Context for the directory at ``dir_path``: its direct files (name order) and its
     direct child directories, each with its head frame's text from ``child_frames``
@@ -318,6 +331,9 @@ def build_context(
         max_bytes: the context budget in bytes of canonical JSON
             (``artifact_policy.max_context_bytes``); None for whole texts, unbounded.
         extractor: the workflow's extractor (`context_extractor`), used only over budget.
+        view: what the payload shows of each file's text and child's head frame
+            (`TextView`), applied before fitting; None shows them as they are. The
+            language is still detected from the file's own text.
 
     Returns:
         The payload, within ``max_bytes`` (see the module docstring for how).
@@ -331,15 +347,22 @@ def build_context(
         raise TreeError(TREE_NOT_A_DIRECTORY, f"{dir_path} is a file, not a directory", path=dir_path)
     payload = ContextPayload(
         target=ContextTarget(path=target.path, name=target.name, node_id=target.node_id),
-        files=tuple(_context_file(scan, node) for node in scan.files_in(dir_path)),
+        files=tuple(_context_file(scan, node, view) for node in scan.files_in(dir_path)),
         children=tuple(
             ContextChild(
-                path=node.path, name=node.name, node_id=node.node_id, head_frame=child_frames.get(node.path)
+                path=node.path,
+                name=node.name,
+                node_id=node.node_id,
+                head_frame=_viewed(child_frames.get(node.path), view),
             )
             for node in scan.dirs_in(dir_path)
         ),
     )
     return payload if max_bytes is None else fit_context(payload, max_bytes, extractor)
+
+
+def _viewed(head_frame: str | None, view: TextView | None) -> str | None:
+    return head_frame if head_frame is None or view is None else view(None, head_frame)
 
 
 def context_json_text(payload: ContextPayload) -> str:

@@ -10,6 +10,10 @@ The rules:
   has no text, so nothing can be shown in it; neither can a child directory without a
   head frame. A file or head frame given as an extract is judged on the extract's text
   (whole lines of the file, so what holds there holds in the file).
+- The cited text is always read through the masked view (`wf_pipeline.security.redaction.
+  masked_text`), the one the runtime builds context payloads with: a quote (or symbol)
+  that holds a secret-shaped value never holds, even when the profile opted its context
+  out of masking and the model saw the value; a quote that shows the placeholder does.
 - A quote holds when it occurs in the cited text with runs of whitespace (spaces,
   tabs, line breaks) treated as one space, so a line wrapped differently still
   matches; a quote that is only whitespace never holds. It holds too when, both read
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from wf_pipeline.metadata.payloads import ContextPayload
+from wf_pipeline.security.redaction import masked_text
 from wf_pipeline.text.docstrings import rst_to_markdown
 from wf_pipeline.workflows.docs_writer.grounding import parsed_python
 from wf_pipeline.workflows.docs_writer.payloads import Claim
@@ -143,7 +148,8 @@ def claim_evidence(claim: Claim, context: ContextPayload) -> ClaimEvidence:
     else:
         return ClaimEvidence(path="missing")
     # A child directory without a head frame has no text any quote or symbol could be in.
-    text = context.text_at(claim.evidence_path) or ""
+    # Masked as the runtime masks contexts (a no-op on a masked one): evidence never holds a secret.
+    text = masked_text(context.text_at(claim.evidence_path) or "", cited_file.name if cited_file else None)
     return ClaimEvidence(
         path=status,
         quote_found=quote_occurs(claim.evidence_quote, text) if claim.evidence_quote else None,

@@ -1,0 +1,182 @@
+"""`wf audit list|verify|export` as a user runs them: real processes, a home over SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from e2e_support import REPO_ROOT
+
+from wf_pipeline.metadata.canonical import digest_text
+from wf_pipeline.metadata.records import now_ms
+from wf_pipeline.records import open_record_store
+from wf_pipeline.records.protocol import RecordStore
+from wf_pipeline.security.audit import AuditEvent, append_audit_event
+
+WF = REPO_ROOT / ".venv" / "bin" / "wf"
+HOUR_MS = 3_600_000
+
+pytestmark = pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+
+
+@dataclass(frozen=True)
+class Home:
+    """An isolated home whose records live at ``url`` (and ``schema``)."""
+
+    root: Path
+    url: str
+    schema: str | None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
+        env.update(
+            WF_HOME=str(self.root), WF_CONFIG_DIR=str(self.root / "user-config"), WF_RECORDS_URL=self.url
+        )
+        if self.schema:
+            env["WF_RECORDS_SCHEMA"] = self.schema
+        return env
+
+    def wf(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(WF), *args], cwd=self.root, env=self.env(), capture_output=True, text=True, timeout=300
+        )
+
+    def records(self) -> RecordStore:
+        return open_record_store(self.url, schema=self.schema)
+
+    def raw(self, *statements: str) -> None:
+        """Run SQL past the append-only triggers, as the database's owner can."""
+        engine = sa.create_engine(self.url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        table = f'"{self.schema}".wf_audit_events' if self.schema else "wf_audit_events"
+        try:
+            with engine.begin() as conn:
+                if self.schema:
+                    conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+                else:
+                    conn.exec_driver_sql("DROP TRIGGER IF EXISTS wf_audit_events_no_update")
+                    conn.exec_driver_sql("DROP TRIGGER IF EXISTS wf_audit_events_no_delete")
+                for statement in statements:
+                    conn.exec_driver_sql(statement.format(table=table))
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
+def home(record_store_url, tmp_path) -> Home:
+    root = tmp_path / "home"
+    root.mkdir()
+    return Home(root, record_store_url.url, record_store_url.schema)
+
+
+def record(store: RecordStore, n: int, *, at_ms: int, deny: bool = False) -> AuditEvent:
+    return append_audit_event(
+        store,
+        requester="id-auditor",
+        grant_id=f"grant-{n % 2}",
+        reason_code="incident_review",
+        scope={"workflow_id": "docs_writer_thread_v1", "thread_id": f"thread:{n}"},
+        artifact_ids=(digest_text(f"context {n}"), digest_text(f"prompt {n}")),
+        outcome="deny" if deny else "allow",
+        code="GRANT_OUT_OF_SCOPE" if deny else None,
+        bytes=0 if deny else 640 + n,
+        policy_version="2026-01",
+        now_ms=at_ms,
+    )
+
+
+def test_list_shows_ids_digests_and_codes_and_filters_by_time_and_grant(home) -> None:
+    now = now_ms()
+    with home.records() as store:
+        old = [record(store, n, at_ms=now - 5 * HOUR_MS) for n in (1, 2)]
+        new = [record(store, 3, at_ms=now), record(store, 4, at_ms=now, deny=True)]
+
+    table = home.wf("audit", "list")
+    assert table.returncode == 0, table.stderr
+    for event in [*old, *new]:
+        assert event.event_id in table.stdout and event.event_hash[:19] in table.stdout
+    assert "GRANT_OUT_OF_SCOPE" in table.stdout and "4 events, 1 denied" in table.stdout
+
+    listed = json.loads(home.wf("audit", "list", "--since", "1h", "--json").stdout)
+    assert [e["event_id"] for e in listed["events"]] == [e.event_id for e in new]
+    assert listed["events"][1] == new[1].to_dict()
+    by_grant = json.loads(home.wf("audit", "list", "--grant", "grant-1", "--limit", "1", "--json").stdout)
+    assert [e["seq"] for e in by_grant["events"]] == [1]
+
+    bad = home.wf("audit", "list", "--since", "yesterday")
+    assert bad.returncode == 1 and bad.stderr.startswith("METADATA_BAD_DURATION: ")
+
+
+def test_verify_passes_untouched_and_names_each_broken_position(home) -> None:
+    now = now_ms()
+    with home.records() as store:
+        for n in range(1, 9):
+            record(store, n, at_ms=now + n, deny=n % 3 == 0)
+
+    verified = home.wf("audit", "verify", "--json")
+    assert verified.returncode == 0, verified.stderr
+    report = json.loads(verified.stdout)
+    assert (report["ok"], report["events"], report["head_seq"], report["problems"]) == (True, 8, 8, [])
+    assert "audit trail verifies: 8 events" in home.wf("audit", "verify").stdout
+
+    home.raw(
+        "DELETE FROM {table} WHERE seq = 2",
+        "UPDATE {table} SET bytes = 1 WHERE seq = 5",
+        "UPDATE {table} SET seq = 100 WHERE seq = 6",
+        "UPDATE {table} SET seq = 6 WHERE seq = 7",
+        "UPDATE {table} SET seq = 7 WHERE seq = 100",
+    )
+
+    broken = home.wf("audit", "verify")
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("AUDIT_CHAIN_BROKEN: ")
+    assert "deleted at 2; altered at 5, 6, 7; reordered at 6, 7, 8" in " ".join(broken.stderr.split())
+    as_json = home.wf("audit", "verify", "--json")
+    assert as_json.returncode == 1
+    error = json.loads(as_json.stdout)["error"]
+    assert error["code"] == "AUDIT_CHAIN_BROKEN"
+    assert {(p["seq"], p["kind"]) for p in error["details"]["problems"]} == {
+        (2, "deleted"),
+        (5, "altered"),
+        (6, "altered"),
+        (7, "altered"),
+        (6, "reordered"),
+        (7, "reordered"),
+        (8, "reordered"),
+    }
+
+
+def test_export_feeds_the_audit_events_table_once_and_witnesses_the_head(home) -> None:
+    now = now_ms()
+    with home.records() as store:
+        events = [record(store, n, at_ms=now + n, deny=n == 2) for n in (1, 2, 3)]
+
+    first = json.loads(home.wf("audit", "export", "--json").stdout)
+    assert (first["exported"], first["after_seq"], first["head_seq"]) == (3, 0, 3)
+    with home.records() as store:
+        events.append(record(store, 4, at_ms=now + 4))
+    again = json.loads(home.wf("audit", "export", "--json").stdout)
+    assert (again["exported"], again["after_seq"], again["head_seq"]) == (1, 3, 4)
+
+    query = home.wf(
+        "telemetry",
+        "query",
+        "select seq, event_id, outcome, code, bytes, event_hash, date from audit_events order by seq",
+        "--json",
+    )
+    assert query.returncode == 0, query.stderr
+    rows = json.loads(query.stdout)["rows"]
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows] == [
+        (e.seq, e.event_id, e.outcome, e.code, e.bytes, e.event_hash) for e in events
+    ]
+
+    # The newest events cut off the end of the database's trail: the Parquet copy saw them.
+    home.raw("DELETE FROM {table} WHERE seq >= 3")
+    cut = home.wf("audit", "verify", "--json")
+    assert cut.returncode == 1
+    problems = json.loads(cut.stdout)["error"]["details"]["problems"]
+    assert [(p["seq"], p["kind"], p["count"]) for p in problems] == [(3, "deleted", 2)]

@@ -1,0 +1,400 @@
+"""The audit trail: a hash chain that verifies untouched and names each deleted, altered or reordered event.
+
+Tampering is done the way someone with the database's owner rights would: raw SQL, with
+the append-only triggers dropped (SQLite) or bypassed by a superuser (PostgreSQL's
+``session_replication_role = replica``). The triggers themselves are tested from a
+plain connection.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+from conftest import RecordStoreTarget
+
+from wf_pipeline.errors import SecurityError
+from wf_pipeline.metadata.canonical import digest_text
+from wf_pipeline.records import MemoryRecordStore, open_record_store
+from wf_pipeline.records.protocol import RecordStore
+from wf_pipeline.security.audit import (
+    GENESIS_HASH,
+    AuditEvent,
+    append_audit_event,
+    audit_events,
+    event_hash_of,
+    verify_audit_chain,
+)
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def append(
+    records: RecordStore, n: int, *, outcome: str = "allow", grant_id: str | None = "grant-a"
+) -> AuditEvent:
+    """The n-th test event: an allow returning n bytes, or a denial with its code."""
+    deny = outcome == "deny"
+    return append_audit_event(
+        records,
+        requester=f"id-reader-{n % 3}",
+        grant_id=grant_id,
+        reason_code="incident_review",
+        scope={"workflow_id": "docs_writer_thread_v1", "thread_id": f"thread:{n}", "turns": [1, 4]},
+        artifact_ids=(digest_text(f"payload {n}"),),
+        outcome=outcome,  # type: ignore[arg-type]
+        code="GRANT_EXPIRED" if deny else None,
+        bytes=0 if deny else 100 + n,
+        policy_version="2026-01",
+        now_ms=T0 + 1_000 * n,
+    )
+
+
+def fill(records: RecordStore, count: int) -> list[AuditEvent]:
+    return [append(records, n, outcome="deny" if n % 4 == 0 else "allow") for n in range(1, count + 1)]
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_store(request, tmp_path) -> Iterator[RecordStore]:
+    if request.param == "memory":
+        yield MemoryRecordStore()
+        return
+    from conftest import record_store_location
+
+    with record_store_location(request.param, tmp_path) as target:
+        with open_record_store(target.url, schema=target.schema) as store:
+            yield store
+
+
+def test_an_untouched_trail_verifies_and_links_each_event_to_the_one_before(any_store) -> None:
+    appended = fill(any_store, 9)
+
+    report = verify_audit_chain(any_store)
+
+    assert report.ok and report.problems == ()
+    assert (report.events, report.head_seq, report.head_hash) == (9, 9, appended[-1].event_hash)
+    assert [e.seq for e in appended] == list(range(1, 10))
+    assert appended[0].prev_hash == GENESIS_HASH
+    assert all(b.prev_hash == a.event_hash for a, b in zip(appended, appended[1:]))
+    assert all(event_hash_of(e) == e.event_hash for e in appended)
+    assert audit_events(any_store) == appended
+    assert verify_audit_chain(any_store, page=2) == report
+    assert verify_audit_chain(MemoryRecordStore()).ok  # an empty trail too
+
+
+def test_events_read_back_as_appended_and_filter_by_time_grant_and_position(any_store) -> None:
+    first = append(any_store, 1)
+    denied = append(any_store, 2, outcome="deny", grant_id="grant-b")
+    third = append(any_store, 3)
+
+    assert denied.outcome == "deny" and denied.code == "GRANT_EXPIRED" and denied.bytes == 0
+    assert dict(first.scope) == {
+        "workflow_id": "docs_writer_thread_v1",
+        "thread_id": "thread:1",
+        "turns": [1, 4],
+    }
+    assert first.artifact_ids == (digest_text("payload 1"),)
+    assert first.event_id.startswith("aud-") and len(first.event_id) == 36
+    assert audit_events(any_store, since_ms=T0 + 2_000) == [denied, third]
+    assert audit_events(any_store, grant_id="grant-b") == [denied]
+    assert audit_events(any_store, after_seq=1, limit=1) == [denied]
+    assert first.to_dict()["artifact_ids"] == [digest_text("payload 1")]
+
+
+# --- tampering ------------------------------------------------------------------------------
+
+
+def _engine(target: RecordStoreTarget) -> sa.Engine:
+    return sa.create_engine(target.url.replace("postgresql://", "postgresql+psycopg2://", 1))
+
+
+def _table(target: RecordStoreTarget) -> str:
+    return f'"{target.schema}".wf_audit_events' if target.schema else "wf_audit_events"
+
+
+@contextmanager
+def owner_connection(target: RecordStoreTarget) -> Iterator[sa.Connection]:
+    """A connection that writes past the append-only triggers, as the database's owner can."""
+    engine = _engine(target)
+    try:
+        with engine.begin() as conn:
+            if target.backend == "sqlite":
+                conn.exec_driver_sql("DROP TRIGGER IF EXISTS wf_audit_events_no_update")
+                conn.exec_driver_sql("DROP TRIGGER IF EXISTS wf_audit_events_no_delete")
+            else:
+                # Superuser only: triggers do not fire for this transaction.
+                conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            yield conn
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def sql_target(record_store_url) -> RecordStoreTarget:
+    return record_store_url
+
+
+def test_deleted_altered_and_reordered_events_are_reported_with_their_positions(sql_target) -> None:
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        events = fill(store, 12)
+    table = _table(sql_target)
+    rehashed = events[10].to_dict() | {"requester": "id-someone-else"}
+    with owner_connection(sql_target) as conn:
+        conn.exec_driver_sql(f"DELETE FROM {table} WHERE seq = 4")
+        conn.exec_driver_sql(
+            f"UPDATE {table} SET requester = 'id-someone-else', outcome = 'allowed' WHERE seq = 6"
+        )
+        # Reorder: events 8 and 9 trade places (through a free seq, as seq is the primary key).
+        conn.exec_driver_sql(f"UPDATE {table} SET seq = 1000 WHERE seq = 8")
+        conn.exec_driver_sql(f"UPDATE {table} SET seq = 8 WHERE seq = 9")
+        conn.exec_driver_sql(f"UPDATE {table} SET seq = 9 WHERE seq = 1000")
+        # Altered and re-hashed, so the event agrees with itself: its successor no longer links to it.
+        conn.execute(
+            sa.text(f"UPDATE {table} SET requester = :who, event_hash = :hash WHERE seq = 11"),
+            {"who": "id-someone-else", "hash": event_hash_of(rehashed)},
+        )
+
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        report = verify_audit_chain(store)
+        paged = verify_audit_chain(store, page=3)
+
+    assert not report.ok
+    assert report.positions("deleted") == [4, 11]
+    assert report.positions("altered") == [6, 8, 9]
+    assert report.positions("reordered") == [8, 9, 10]
+    assert (report.events, report.head_seq) == (11, 12)
+    assert paged == report
+
+
+def test_the_first_event_deleted_or_linked_elsewhere_is_reported(sql_target) -> None:
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        fill(store, 5)
+    table = _table(sql_target)
+    with owner_connection(sql_target) as conn:
+        conn.exec_driver_sql(f"DELETE FROM {table} WHERE seq IN (1, 2)")
+
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        report = verify_audit_chain(store)
+
+    assert [(p.seq, p.kind, p.count) for p in report.problems] == [(1, "deleted", 2)]
+
+
+def test_a_cut_off_end_is_found_against_a_witness_of_the_head() -> None:
+    store = MemoryRecordStore()
+    events = fill(store, 5)
+    witness = (events[-1].seq, events[-1].event_hash)
+    with store._contents.lock:
+        del store._contents.tables["audit_events"][(5,)]
+        del store._contents.tables["audit_events"][(4,)]
+
+    assert verify_audit_chain(store).ok  # the chain alone cannot see its end cut off
+    report = verify_audit_chain(store, witness=witness)
+    assert [(p.seq, p.kind, p.count) for p in report.problems] == [(4, "deleted", 2)]
+    assert verify_audit_chain(store, witness=(3, events[2].event_hash)).ok
+    assert verify_audit_chain(store, witness=(3, events[3].event_hash)).positions("altered") == [3]
+
+
+def test_the_triggers_refuse_updates_and_deletes_from_a_plain_connection(sql_target) -> None:
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        before = fill(store, 3)
+    table = _table(sql_target)
+    statements = [f"UPDATE {table} SET bytes = 0 WHERE seq = 2", f"DELETE FROM {table} WHERE seq = 3"]
+    if sql_target.backend == "postgres":
+        statements.append(f"TRUNCATE {table}")
+    engine = _engine(sql_target)
+    try:
+        for statement in statements:
+            with pytest.raises(sa.exc.DBAPIError) as caught, engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+            assert "append-only" in str(caught.value.orig)
+    finally:
+        engine.dispose()
+
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        assert audit_events(store) == before
+        assert verify_audit_chain(store).ok
+
+
+# --- the audit write fails: the request fails --------------------------------------------------
+
+
+def test_a_read_only_store_is_audit_unavailable_and_nothing_is_written(tmp_path) -> None:
+    path = tmp_path / "records.db"
+    with open_record_store(f"sqlite:///{path}") as store:
+        kept = append(store, 1)
+    with open_record_store(f"sqlite:///file:{path}?mode=ro&uri=true") as read_only:
+        with pytest.raises(SecurityError) as caught:
+            append(read_only, 2)
+    assert caught.value.code == "AUDIT_UNAVAILABLE"
+    assert caught.value.__cause__ is not None
+    with open_record_store(f"sqlite:///{path}") as store:
+        assert audit_events(store) == [kept]
+
+
+def test_a_dropped_table_is_audit_unavailable(sql_target) -> None:
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        append(store, 1)
+        with owner_connection(sql_target) as conn:
+            conn.exec_driver_sql(f"DROP TABLE {_table(sql_target)}")
+        with pytest.raises(SecurityError) as caught:
+            append(store, 2)
+    assert caught.value.code == "AUDIT_UNAVAILABLE"
+
+
+def test_an_unreachable_server_is_audit_unavailable() -> None:
+    class Down(MemoryRecordStore):
+        """A store whose server refuses connections."""
+
+        def append_audit_record(self, build):
+            raise OSError("connection refused")
+
+    down = Down()
+    with pytest.raises(SecurityError) as caught:
+        append(down, 1)
+    assert caught.value.code == "AUDIT_UNAVAILABLE" and isinstance(caught.value.__cause__, OSError)
+    assert audit_events(down) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"outcome": "deny", "code": None, "bytes": 0},  # a denial without its code
+        {"outcome": "deny", "code": "GRANT_EXPIRED", "bytes": 5},  # a denial that returned bytes
+        {"outcome": "allow", "code": "GRANT_EXPIRED"},
+        {"outcome": "maybe"},
+        {"bytes": -1},
+        {"requester": ""},
+        {"scope": {"not json": object()}},
+    ],
+    ids=[
+        "deny-no-code",
+        "deny-bytes",
+        "allow-code",
+        "bad-outcome",
+        "negative-bytes",
+        "no-requester",
+        "scope-not-json",
+    ],
+)
+def test_an_event_that_cannot_be_made_is_audit_unavailable_and_writes_nothing(change) -> None:
+    store = MemoryRecordStore()
+    arguments = {
+        "requester": "id-reader",
+        "grant_id": "grant-a",
+        "reason_code": "incident_review",
+        "scope": {},
+        "artifact_ids": (),
+        "outcome": "allow",
+        "code": None,
+        "bytes": 3,
+        "policy_version": "2026-01",
+        "now_ms": T0,
+    } | change
+    with pytest.raises(SecurityError) as caught:
+        append_audit_event(store, **arguments)
+    assert caught.value.code == "AUDIT_UNAVAILABLE"
+    assert audit_events(store) == []
+
+
+# --- concurrent appenders ------------------------------------------------------------------------
+
+APPENDER = textwrap.dedent(
+    """
+    import sys
+    from wf_pipeline.records import open_record_store
+    from wf_pipeline.security.audit import append_audit_event
+
+    url, schema, name, count = sys.argv[1], sys.argv[2] or None, sys.argv[3], int(sys.argv[4])
+    with open_record_store(url, schema=schema) as store:
+        for n in range(count):
+            append_audit_event(
+                store, requester=name, grant_id=None, reason_code=None, scope={"n": n},
+                artifact_ids=(), outcome="allow", code=None, bytes=n, policy_version="1", now_ms=n,
+            )
+    """
+)
+
+
+def test_concurrent_appenders_in_several_processes_never_fork_the_chain(sql_target) -> None:
+    processes, events = 4, 15
+    open_record_store(sql_target.url, schema=sql_target.schema).close()  # migrated before the race
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                APPENDER,
+                sql_target.url,
+                sql_target.schema or "",
+                f"proc-{n}-{uuid.uuid4().hex[:6]}",
+                str(events),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for n in range(processes)
+    ]
+    outputs = [run.communicate(timeout=300)[0].decode(errors="replace") for run in runs]
+    assert [run.returncode for run in runs] == [0] * processes, outputs
+
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        trail = audit_events(store)
+        report = verify_audit_chain(store)
+    assert report.ok, report.problems
+    assert [e.seq for e in trail] == list(range(1, processes * events + 1))
+    assert len({e.requester for e in trail}) == processes
+
+
+# --- the Parquet copy -------------------------------------------------------------------------
+
+
+def test_the_parquet_copy_partitions_by_day_and_outcome_and_knows_its_head(tmp_path) -> None:
+    from wf_pipeline.telemetry import TelemetryStore, connect_store
+    from wf_pipeline.telemetry.audit import audit_events_table, exported_audit_head
+    from wf_pipeline.telemetry.schema import AUDIT_EVENTS
+
+    records = MemoryRecordStore()
+    fill(records, 8)  # events 4 and 8 are denials
+    store = TelemetryStore(str(tmp_path / "telemetry"))
+    assert exported_audit_head(store) is None
+    trail = records.audit_records()
+
+    assert store.write(AUDIT_EVENTS, audit_events_table(trail)) == 8
+    folders = {path.rsplit("/", 3)[-3] + "/" + path.rsplit("/", 3)[-2] for path in store.files(AUDIT_EVENTS)}
+    assert folders - {"date=1970-01-01/outcome=_seed"} == {
+        "date=2026-01-01/outcome=allow",
+        "date=2026-01-01/outcome=deny",
+    }
+    assert exported_audit_head(store) == (8, trail[-1].event_hash)
+    con = connect_store(store, str(tmp_path / "archive"))
+    try:
+        rows = con.execute(
+            "select outcome, count(*), sum(bytes), min(seq), max(json_array_length(artifact_ids)) "
+            "from audit_events group by all order by outcome"
+        ).fetchall()
+        scope = con.execute("select scope ->> 'thread_id' from audit_events where seq = 3").fetchone()
+    finally:
+        con.close()
+    assert rows == [("allow", 6, sum(100 + n for n in (1, 2, 3, 5, 6, 7)), 1, 1), ("deny", 2, 0, 4, 1)]
+    assert scope == ("thread:3",)
+
+
+def test_a_bad_audit_row_is_refused_before_anything_is_written(tmp_path) -> None:
+    from wf_pipeline.errors import TelemetryError
+    from wf_pipeline.telemetry import TelemetryStore
+    from wf_pipeline.telemetry.audit import audit_events_table
+    from wf_pipeline.telemetry.schema import AUDIT_EVENTS
+
+    records = MemoryRecordStore()
+    fill(records, 2)
+    bad = [records.audit_records()[0], records.audit_records()[1].model_copy(update={"outcome": "maybe"})]
+    store = TelemetryStore(str(tmp_path / "telemetry"))
+    with pytest.raises(TelemetryError) as caught:
+        store.write(AUDIT_EVENTS, audit_events_table(bad))
+    assert caught.value.code == "TELEMETRY_SCHEMA_INVALID"
+    assert store.read_table(AUDIT_EVENTS).num_rows == 0

@@ -1,0 +1,408 @@
+"""The secret detector and masked view (`wf_pipeline.security.redaction`) and the redaction presets.
+
+Every secret is made at run time (random fake keys, a private key generated with
+`cryptography`), so nothing secret-shaped is committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import string
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from detect_secrets.settings import get_settings, transient_settings
+from e2e_support import REPO_ROOT, SAMPLE_REPO
+
+from wf_pipeline.cas.memory import MemoryArtifactStore
+from wf_pipeline.errors import WfError
+from wf_pipeline.metadata.canonical import derived_id, digest_text
+from wf_pipeline.metadata.payloads import ContextFile, ContextPayload, ContextTarget
+from wf_pipeline.profiles import Layer, load_catalog
+from wf_pipeline.profiles.redaction import (
+    MASKABLE_CLASSES,
+    STANDARD_PRESET,
+    redaction_presets,
+    resolve_redaction,
+)
+from wf_pipeline.records import open_record_store
+from wf_pipeline.runtime.masking import audit_unmasked_context, context_view
+from wf_pipeline.security.audit import audit_events
+from wf_pipeline.security.redaction import (
+    PLACEHOLDER_PATTERN,
+    SecretFinding,
+    find_secrets,
+    mask_secrets,
+    masked_text,
+)
+from wf_pipeline.settings import Settings
+from wf_pipeline.tree import build_context, scan_tree
+from wf_pipeline.workflows.docs_writer.evidence import claim_evidence
+from wf_pipeline.workflows.docs_writer.payloads import Claim
+from wf_pipeline.workflows.docs_writer.sink import README_NAME, README_SINK
+
+ALNUM = string.ascii_letters + string.digits
+
+
+def _fake(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def aws_key() -> str:
+    return "AKIA" + _fake(string.ascii_uppercase + string.digits, 16)
+
+
+def github_token() -> str:
+    return "ghp_" + _fake(ALNUM, 36)
+
+
+def slack_token() -> str:
+    return f"xoxb-{_fake(string.digits, 12)}-{_fake(string.digits, 13)}-{_fake(string.ascii_lowercase + string.digits, 24)}"
+
+
+def jwt() -> str:
+    def part(value: bytes) -> str:
+        return base64.urlsafe_b64encode(value).rstrip(b"=").decode()
+
+    header = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = part(json.dumps({"sub": _fake(ALNUM, 10)}).encode())
+    return f"{header}.{claims}.{part(secrets.token_bytes(32))}"
+
+
+def pem_keys() -> dict[str, str]:
+    """Private keys in the PEM flavours tools write: PKCS#8, traditional EC, OpenSSH."""
+    return {
+        "pkcs8": rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode(),
+        "ec": ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        .decode(),
+        "openssh": ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+        .decode(),
+    }
+
+
+def _masked_once(text: str, value: str, kind: str, *, filename: str | None = None) -> str:
+    """``text`` masked: ``value`` gone, one finding of ``kind`` exactly over it, masking idempotent."""
+    findings = find_secrets(text, filename=filename)
+    assert [f.kind for f in findings] == [kind], findings
+    (finding,) = findings
+    assert text[finding.start : finding.end] == value
+    masked = mask_secrets(text, filename=filename)
+    assert value not in masked
+    assert finding.placeholder in masked
+    assert PLACEHOLDER_PATTERN.fullmatch(finding.placeholder)
+    assert mask_secrets(masked, filename=filename) == masked
+    assert find_secrets(masked, filename=filename) == []
+    return masked
+
+
+# --- one test per kind -----------------------------------------------------------------
+
+
+def test_a_cloud_access_key_is_masked_wherever_it_stands() -> None:
+    key = aws_key()
+    for text in (f'client = boto3.client("s3", aws_access_key_id="{key}")\n', f"key {key} in prose\n"):
+        masked = _masked_once(text, key, "AWS Access Key", filename="upload.py")
+        assert masked.startswith(text.split(key)[0])  # what surrounds the value is kept
+
+
+def test_github_and_slack_tokens_and_jwts_are_masked() -> None:
+    for value, kind in (
+        (github_token(), "GitHub Token"),
+        (slack_token(), "Slack Token"),
+        (jwt(), "JSON Web Token"),
+    ):
+        _masked_once(f"headers = {{'Authorization': 'Bearer {value}'}}\n", value, kind, filename="api.py")
+
+
+@pytest.mark.parametrize("flavour", ["pkcs8", "ec", "openssh"])
+def test_a_private_key_block_is_masked_whole(flavour: str) -> None:
+    pem = pem_keys()[flavour]
+    text = f"# deploy key\n{pem}after = 1\n"
+    masked = _masked_once(text, pem.rstrip("\n"), "Private Key", filename="deploy_key")
+    assert masked.startswith("# deploy key\n[secret:private-key:") and masked.endswith("\nafter = 1\n")
+    # Quoted in JSON (a log line, a payload), the escaped block goes whole too.
+    quoted = json.dumps({"key": pem})
+    (finding,) = find_secrets(quoted)
+    assert mask_secrets(quoted) == json.dumps({"key": finding.placeholder + "\n"})
+
+
+def test_a_putty_key_file_is_masked_to_its_mac_line() -> None:
+    body = base64.b64encode(secrets.token_bytes(48)).decode()
+    putty = (
+        "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: deploy\n"
+        f"Public-Lines: 1\n{base64.b64encode(secrets.token_bytes(32)).decode()}\n"
+        f"Private-Lines: 1\n{body}\nPrivate-MAC: {secrets.token_hex(32)}"
+    )
+    _masked_once(f"{putty}\n", putty, "Private Key", filename="deploy.ppk")
+
+
+def test_a_password_in_a_url_is_masked_and_the_url_kept() -> None:
+    password = "Pw" + _fake(ALNUM, 12)
+    text = f'DATABASE_URL = "postgresql://app:{password}@db.internal:5432/app"\n'
+    masked = _masked_once(text, password, "Basic Auth Credentials", filename="settings.py")
+    assert "postgresql://app:[secret:basic-auth-credentials:" in masked and "@db.internal:5432/app" in masked
+
+
+@pytest.mark.parametrize("name", [".env", "config.env", ".env.production"])
+def test_env_file_passwords_and_keys_are_masked_and_plain_settings_kept(name: str) -> None:
+    password = "pw-" + _fake(ALNUM, 12)
+    token = secrets.token_urlsafe(32)  # 43 characters of base64url: over detect-secrets' limit
+    text = f"DB_PASSWORD={password}\nexport API_TOKEN={token}\nDEBUG=false\nPORT=8080\nHOST=db.internal\n"
+    findings = find_secrets(text, filename=name)
+    assert [text[f.start : f.end] for f in findings] == [password, token]
+    masked = mask_secrets(text, filename=name)
+    assert password not in masked and token not in masked
+    assert masked.endswith("\nDEBUG=false\nPORT=8080\nHOST=db.internal\n")
+
+
+def test_config_quoted_in_markdown_is_read_as_its_file_type() -> None:
+    env_password, yaml_password = "pw-" + _fake(ALNUM, 12), "yml-" + _fake(ALNUM, 12)
+    readme = (
+        "# pkg\n\nSet the variables:\n\n```\n"
+        f"DB_PASSWORD={env_password}\nPORT=8080\n```\n\n```yaml\nupload:\n  password: {yaml_password}\n```\n\n"
+        "Then run `make PORT=8080`.\n"
+    )
+    for name in ("README.md", None):  # a head frame has no file name
+        masked = mask_secrets(readme, filename=name)
+        assert env_password not in masked and yaml_password not in masked
+        assert "PORT=8080\n" in masked and masked.endswith("Then run `make PORT=8080`.\n")
+
+
+def test_yaml_settings_passwords_are_masked() -> None:
+    password = "s3-" + _fake(ALNUM, 10)
+    text = f"station: north\nupload:\n  password: {password}\n  retries: 3\n"
+    _masked_once(text, password, "Secret Keyword", filename="settings.yaml")
+
+
+def test_the_same_value_gives_the_same_placeholder_and_the_digest_names_it() -> None:
+    token = github_token()
+    findings = find_secrets(f"a = '{token}'\nb = '{token}'\n")
+    assert len(findings) == 2 and findings[0].placeholder == findings[1].placeholder
+    assert findings[0].digest == digest_text(token)
+    assert isinstance(findings[0], SecretFinding)
+
+
+# --- no false positives -------------------------------------------------------------------
+
+
+def test_product_ids_digests_and_uuids_are_not_secrets() -> None:
+    ids = [
+        digest_text("a README"),
+        derived_id("thread", "docs_writer_thread_v1", "node", "frame"),
+        derived_id("node", "pkg/mod.py"),
+        str(uuid.uuid4()),
+        uuid.uuid4().hex[:12],  # a migration revision
+    ]
+    text = json.dumps({"artifact_id": ids[0], "thread_id": ids[1], "node_id": ids[2], "run_id": ids[3]})
+    text += f'\nrevision = "{ids[4]}"\ncontext_digest = "{ids[0]}"\n'
+    assert find_secrets(text, filename="x.py") == []
+    assert find_secrets(text) == []
+
+
+def test_the_sample_tree_and_the_product_source_have_nothing_masked() -> None:
+    roots = [SAMPLE_REPO, REPO_ROOT / "wf_pipeline" / "runtime", REPO_ROOT / "wf_pipeline" / "metadata"]
+    scanned = 0
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                try:
+                    text = path.read_text(encoding="utf-8")
+                except UnicodeDecodeError:
+                    continue
+                scanned += 1
+                assert find_secrets(text, filename=path.name) == [], path
+    assert scanned > 30
+
+
+# --- global state and threads ------------------------------------------------------------
+
+
+def test_detect_secrets_global_settings_are_never_read_or_changed() -> None:
+    before = get_settings().json()
+    token = github_token()
+    assert find_secrets(f"t = '{token}'\n")
+    assert get_settings().json() == before
+    # Another part of the process may configure detect-secrets with no plugin at all:
+    # the detector does not follow it.
+    with transient_settings({"plugins_used": []}):
+        assert [f.kind for f in find_secrets(f"t = '{token}'\n")] == ["GitHub Token"]
+
+
+def test_many_threads_get_the_same_findings() -> None:
+    text = "\n".join(
+        f"k{i} = '{value}'" for i, value in enumerate([aws_key(), github_token(), slack_token(), jwt()])
+    )
+    expected = find_secrets(text, filename="m.py")
+    results: list[list[SecretFinding]] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(20):
+            found = find_secrets(text, filename="m.py")
+            with lock:
+                results.append(found)
+
+    workers = [threading.Thread(target=work) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(results) == 160 and all(found == expected for found in results)
+    assert len(expected) == 4
+
+
+# --- the masked view in context building, the evidence gate and the README sink ---------
+
+
+def test_context_payloads_show_files_through_the_masked_view(tmp_path: Path) -> None:
+    token = github_token()
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "client.py").write_text(f'TOKEN = "{token}"\n\ndef ping():\n    return 1\n')
+    (tmp_path / "pkg" / ".env").write_text("DB_PASSWORD=hunter2-" + _fake(ALNUM, 8) + "\n")
+    scan = scan_tree(tmp_path)
+    view = context_view(resolve_redaction(None, workflow_id="w"))
+    payload = build_context(scan, "pkg", {}, view=view)
+    text = json.dumps(payload.to_json())
+    assert token not in text and "hunter2-" not in text
+    assert view.count == 2
+    assert payload.file("pkg/client.py").language == "python"
+    opted_out = resolve_redaction({"unmasked_classes": ["context_payload"]}, workflow_id="w")
+    assert context_view(opted_out) is None
+    assert token in json.dumps(build_context(scan, "pkg", {}, view=None).to_json())
+
+
+def _context(name: str, text: str) -> ContextPayload:
+    return ContextPayload(
+        target=ContextTarget(path="pkg", name="pkg", node_id="node:" + "0" * 64),
+        files=(ContextFile(path=f"pkg/{name}", name=name, size=len(text), text=text),),
+    )
+
+
+def test_evidence_holding_a_secret_never_verifies_and_its_placeholder_does() -> None:
+    key = aws_key()
+    line = f"AWS_ACCESS_KEY_ID={key}"
+    unmasked = _context(".env", line + "\n")
+    claim = Claim(claim_id="c1", statement="The key is set.", evidence_path="pkg/.env", evidence_quote=line)
+    assert claim_evidence(claim, unmasked).quote_found is False  # even when the model saw it
+    masked_line = masked_text(line + "\n", ".env").strip()
+    placeholder_claim = claim.model_copy(update={"evidence_quote": masked_line})
+    assert claim_evidence(placeholder_claim, unmasked).quote_found is True
+    assert claim_evidence(placeholder_claim, _context(".env", masked_line + "\n")).quote_found is True
+
+
+class _SinkEnv:
+    """What a sink reads of the runtime: its CAS and its set of warnings already given."""
+
+    def __init__(self) -> None:
+        self.cas = MemoryArtifactStore()
+        self.warned: set[str] = set()
+
+
+def test_the_readme_sink_never_writes_a_secret(tmp_path: Path) -> None:
+    token, key = github_token(), aws_key()
+    env = _SinkEnv()
+    ref = env.cas.put_text(
+        f"# pkg\n\nCalls the API with `{token}`.\n\n```\nAWS_ACCESS_KEY_ID={key}\n```\n",
+        artifact_class="output",
+    )
+    written = README_SINK.write(env, ref.artifact_id, tmp_path / "pkg", overwrite=False, root=tmp_path)
+    assert written == tmp_path / "pkg" / README_NAME
+    text = written.read_text()
+    assert token not in text and key not in text
+    assert "[secret:github-token:" in text and text.startswith("# pkg\n")
+
+
+# --- presets ----------------------------------------------------------------------------------
+
+
+def test_the_shipped_presets_and_the_default() -> None:
+    presets = redaction_presets()
+    assert set(presets) == {"strict", "standard", "debug"}
+    assert presets["strict"]["hash_free_text"] and not presets["strict"]["allow_unmasked"]
+    default = resolve_redaction(None, workflow_id="w")
+    assert default.preset == STANDARD_PRESET and default.unmasked_classes == frozenset()
+    assert default.masks("context_payload")
+    debug = resolve_redaction({"preset": "debug", "unmasked_classes": ["context_payload"]}, workflow_id="w")
+    assert debug.log_findings and not debug.masks("context_payload")
+    assert MASKABLE_CLASSES == ("context_payload",)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        {"preset": "nope"},
+        {"preset": "strict", "unmasked_classes": ["context_payload"]},
+        {"unmasked_classes": ["output"]},  # written outputs are always masked
+        {"unmasked_classes": "context_payload"},
+        {"hash_free_text": False},  # a preset's flags are not set per profile
+    ],
+)
+def test_bad_redaction_blocks_are_refused(block: dict) -> None:
+    with pytest.raises(WfError) as caught:
+        resolve_redaction(block, workflow_id="w", path="p.yaml")
+    assert caught.value.code == "PROFILE_REDACTION_INVALID"
+    assert caught.value.details["field"].startswith("redaction.")
+
+
+def test_the_shipped_docs_writer_profile_names_its_preset() -> None:
+    settings = Settings.from_env({"WF_HOME": "/nonexistent-wf-home", "WF_BUILTIN_ROOT": str(REPO_ROOT)})
+    loaded = load_catalog([Layer("builtin", settings.builtin_root)]).get("docs_writer_thread_v1")
+    assert loaded.profile.redaction == {"preset": "standard"}
+    assert loaded.redaction.preset == "standard" and loaded.redaction.masks("context_payload")
+
+
+# --- the opt-out is audited, and fails closed ----------------------------------------------
+
+
+def test_an_unmasked_context_is_audited_and_fails_when_the_audit_cannot_be_written(tmp_path: Path) -> None:
+    policy = resolve_redaction({"unmasked_classes": ["context_payload"]}, workflow_id="w", layer="workspace")
+    context = digest_text("a context")
+    path = tmp_path / "records.db"
+    with open_record_store(f"sqlite:///{path}") as store:
+        audit_unmasked_context(
+            store,
+            policy,
+            workflow_id="w",
+            thread_id="thread:1",
+            node_id="node:1",
+            artifact_id=context,
+            size=9,
+        )
+        (event,) = audit_events(store)
+    assert (event.reason_code, event.outcome, event.artifact_ids, event.bytes) == (
+        "REDACTION_OPT_OUT",
+        "allow",
+        (context,),
+        9,
+    )
+    assert event.policy_version == "w@workspace+preset:standard"
+    with open_record_store(f"sqlite:///file:{path}?mode=ro&uri=true") as read_only:
+        with pytest.raises(WfError) as caught:
+            audit_unmasked_context(
+                read_only,
+                policy,
+                workflow_id="w",
+                thread_id="thread:2",
+                node_id="node:2",
+                artifact_id=context,
+                size=9,
+            )
+    assert caught.value.code == "AUDIT_UNAVAILABLE"
