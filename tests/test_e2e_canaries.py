@@ -30,6 +30,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+import yaml
 from e2e_support import REPO_ROOT, SAMPLE_REPO, cas_plaintexts, copy_tree, isolated_settings
 from openai_wire_support import serving
 from postgres_support import fresh_database, postgres_settings
@@ -178,10 +179,12 @@ class Home:
     database: sa.URL | None
     outputs: list[tuple[str, str, str]] = field(default_factory=list)  # (command, stream, text)
 
-    def wf(self, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def wf(
+        self, *args: str, extra_env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
         done = subprocess.run(
             [sys.executable, "-m", "wf_pipeline.cli.main", *args],
-            cwd=self.workspace,
+            cwd=cwd or self.workspace,
             env={**self.env, **(extra_env or {})},
             capture_output=True,
             text=True,
@@ -192,15 +195,19 @@ class Home:
         return done
 
 
-def _workspace(tmp_path: Path, canaries: Canaries) -> Path:
-    """A workspace layer whose copy of the shipped profile's prompts each hold the prompt canary."""
-    workspace = tmp_path / "workspace"
+def _workspace(tmp_path: Path, canaries: Canaries, name: str, *, unmasked: bool) -> Path:
+    """A workspace layer whose copy of the shipped profile's prompts each hold the prompt canary;
+    ``unmasked``: the profile opts its contexts out of secret masking."""
+    workspace = tmp_path / name
     shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
     for template in (workspace / "assets" / "prompts").rglob("*.md"):
         with template.open("a", encoding="utf-8") as out:
             out.write(f"\nReference marker for this review: {canaries.prompt}\n")
+    document = yaml.safe_load((REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8"))
+    if unmasked:
+        document["redaction"] = {"preset": "standard", "unmasked_classes": ["context_payload"]}
     (workspace / "profiles").mkdir()
-    shutil.copyfile(REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml", workspace / "profiles" / f"{WORKFLOW}.yaml")
+    (workspace / "profiles" / f"{WORKFLOW}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
     return workspace
 
 
@@ -234,7 +241,10 @@ def home(request, tmp_path, monkeypatch) -> Home:
 
 def test_no_canary_reaches_any_sink(home: Home, tmp_path):
     canaries = Canaries()
-    home.workspace = _workspace(tmp_path, canaries)
+    home.workspace = _workspace(tmp_path, canaries, "workspace", unmasked=False)
+    # The openai runs' profile sends contexts unmasked (an audited opt-out): the secrets reach the
+    # server and the CAS, the scan shows they still reach no sink, and the audit trail has events.
+    unmasked = _workspace(tmp_path, canaries, "workspace-unmasked", unmasked=True)
     # Three directories for the simulated run, one for the openai runs (a run is a Dagster
     # run per level: a small tree keeps the test's time in bounds).
     tree = _plant_tree(copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit"), canaries)
@@ -256,7 +266,16 @@ def test_no_canary_reaches_any_sink(home: Home, tmp_path):
         }
         # 2. A failing run: the answer is not JSON and quotes markers and a key.
         server.answer(f"Sure! {canaries.response} uses key {canaries.response_secret} {{claims: [")
-        done = home.wf("run", WORKFLOW, str(small), "--out", str(out / "failing"), "--json", extra_env=openai)
+        done = home.wf(
+            "run",
+            WORKFLOW,
+            str(small),
+            "--out",
+            str(out / "failing"),
+            "--json",
+            extra_env=openai,
+            cwd=unmasked,
+        )
         assert done.returncode == 1, done.stderr[-2000:]
         (failed,) = [t for t in json.loads(done.stdout)["threads"] if t["status"] == "failed"]
         assert failed["error_code"] == "RUN_OUTPUT_SHAPE"
@@ -273,7 +292,9 @@ def test_no_canary_reaches_any_sink(home: Home, tmp_path):
             for claim_id in (canaries.evidence, canaries.response_secret)
         ]
         server.answer(json.dumps({"claims": claims}))
-        done = home.wf("resume", failed["thread_id"], "--out", str(out / "resumed"), extra_env=openai)
+        done = home.wf(
+            "resume", failed["thread_id"], "--out", str(out / "resumed"), extra_env=openai, cwd=unmasked
+        )
         assert done.returncode == 1, done.stderr[-2000:]
         assert len(server.received) >= 2
         # 4. Another resume: the server refuses, and its words hold a key.
@@ -284,9 +305,13 @@ def test_no_canary_reaches_any_sink(home: Home, tmp_path):
             }
         }
         server.respond(400, json.dumps(refusal).encode())
-        done = home.wf("resume", failed["thread_id"], "--out", str(out / "refused"), extra_env=openai)
+        done = home.wf(
+            "resume", failed["thread_id"], "--out", str(out / "refused"), extra_env=openai, cwd=unmasked
+        )
         assert done.returncode == 1, done.stderr[-2000:]
-        # The key did go to the server (so it was in play), and nowhere else.
+        # The key and the unmasked tree's secrets did go to the server (so they were in play).
+        sent = json.dumps([r["body"] for r in server.received])
+        assert canaries.env_secret in sent and canaries.context in sent and canaries.prompt in sent
         assert any(canaries.api_key in json.dumps(r["headers"]) for r in server.received)
 
     # 5. Retention, and the queries a user reads failures with.
@@ -295,6 +320,9 @@ def test_no_canary_reaches_any_sink(home: Home, tmp_path):
         ("retention", "apply"),
         ("threads", "list"),
         ("threads", "list", "--json"),
+        ("audit", "export"),
+        ("audit", "list"),
+        ("audit", "verify"),
         ("threads", "show", failed["thread_id"]),
         ("threads", "show", failed["thread_id"], "--json"),
     ):
@@ -310,13 +338,18 @@ def test_no_canary_reaches_any_sink(home: Home, tmp_path):
     # and the same scan finds them there. So a sink that held one would be found too.
     stored = b"\n".join(cas_plaintexts(home.home, Settings.from_env(home.env)).values())
     in_play = {hit.canary for hit in _byte_hits("cas", stored, canaries.every())}
-    assert {"prompt", "context", "evidence"} <= in_play, in_play
+    assert {"prompt", "context", "evidence", "env_secret", "code_secret"} <= in_play, in_play
 
     # Every sink, every canary: 0 hits, each hit named with its place.
     every = canaries.every()
     hits, files = _home_hits(home.home, every)
     assert files > 10  # the scan saw the home's stores, not an empty folder
-    assert any(p.suffix == ".parquet" for p in home.home.rglob("*")), "no telemetry Parquet to scan"
+    parquet = {
+        p.relative_to(home.home).parts[1]
+        for p in home.home.rglob("*.parquet")
+        if "date=1970-01-01" not in str(p)
+    }
+    assert {"artifact_writes", "audit_events"} <= parquet, parquet  # telemetry and audit rows were written
     if home.database is not None:
         found, tables = _postgres_hits(home.database, every)
         assert tables > 10
