@@ -6,10 +6,12 @@ shape), so no secret is ever committed.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import secrets
 import string
+from pathlib import Path
 
 import pyarrow
 import pyarrow.parquet as pq
@@ -160,3 +162,22 @@ def test_recorded_error_texts_are_scrubbed_and_bounded():
     assert key not in recorded_error_text(f"PROVIDER_BAD_REQUEST: server said {key}")
     assert recorded_error_text(f"bad request: {prompt}", [prompt]) == WITHHELD
     assert len(recorded_error_text("x" * 10_000)) == ERROR_TEXT_LIMIT
+
+
+def test_every_product_module_takes_its_logger_with_the_filter():
+    # Checked on the source, so a module added later is covered the day it is added: a named
+    # logger made any other way would skip the filter.
+    package = Path(__file__).resolve().parent.parent / "wf_pipeline"
+    allowed = {package / "security" / "sinks.py"}
+    offenders = []
+    for module in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "getLogger"
+                and (node.args or node.keywords)  # getLogger() is the root logger (the CLI's handler)
+                and module not in allowed
+            ):
+                offenders.append(f"{module.relative_to(package)}:{node.lineno}")
+    assert offenders == []
