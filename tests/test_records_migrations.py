@@ -367,3 +367,36 @@ def test_a_store_at_0007_gets_the_annotation_tables_and_downgrades_back(record_s
     assert stored_revisions(record_store_url) == ["0007_audit"]
     assert not {"wf_annotation_events", "wf_annotations"} & present
     assert {"wf_audit_events", "wf_keks", "wf_data_keys"} <= present
+
+
+def test_a_store_at_0008_gets_identities_grants_and_payload_indexes(record_store_url) -> None:
+    migrate_to(record_store_url, "0008_annotations")
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        assert store.list_identities() == [] and store.list_grants() == []
+
+    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0009_grants"]
+    assert schema_differences(record_store_url) == []
+
+
+def test_the_grants_revision_downgrades_to_0008(record_store_url) -> None:
+    from alembic import command
+
+    open_record_store(record_store_url.url, schema=record_store_url.schema).close()
+    engine = sql_engine(record_store_url)
+    try:
+        with engine.connect() as conn:
+            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0008_annotations")
+            conn.commit()
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            present = set(inspector.get_table_names(schema=record_store_url.schema))
+            indexes = {
+                ix["name"] for ix in inspector.get_indexes("wf_prompt_links", schema=record_store_url.schema)
+            }
+    finally:
+        engine.dispose()
+
+    assert stored_revisions(record_store_url) == ["0008_annotations"]
+    assert not {"wf_identities", "wf_grants"} & present
+    assert {"wf_audit_events", "wf_annotation_events", "wf_annotations"} <= present
+    assert indexes == {"wf_prompt_links_thread_id_ix"}

@@ -112,7 +112,8 @@ except RecordError as exc:
 else:
     print(json.dumps({{"code": None}}))
 """
-    result = run_on_full_fs(mount, 256, script)
+    # Room for the migrated schema (its tables, indexes and triggers), not for the threads.
+    result = run_on_full_fs(mount, 1024, script)
     assert result["code"] == "RECORD_STORAGE_ERROR", result
     assert "database or disk is full" in result["message"]
     assert result["details"]["reason"]

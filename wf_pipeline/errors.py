@@ -812,6 +812,105 @@ KEYS_MASTER_KEY_INVALID = _code(
 )
 
 
+# --- identities, grants and privileged reads ---------------------------------------------
+# Every denial of a privileged read has its own code, so an audit event says why exactly.
+IDENTITY_EXISTS = _code(
+    "IDENTITY_EXISTS",
+    SecurityError,
+    meaning="an identity of that name is already registered (nothing written)",
+)
+IDENTITY_INVALID = _code(
+    "IDENTITY_INVALID",
+    SecurityError,
+    meaning="an identity name is malformed, or a key file is missing, unreadable or not an Ed25519 "
+    "private key (PEM, PKCS8)",
+)
+IDENTITY_UNKNOWN = _code("IDENTITY_UNKNOWN", SecurityError, meaning="no identity of that name is registered")
+IDENTITY_NOT_ADMIN = _code(
+    "IDENTITY_NOT_ADMIN",
+    SecurityError,
+    meaning="the key given to sign a grant is not the registered key of an admin identity (nothing issued)",
+)
+GRANT_MALFORMED = _code(
+    "GRANT_MALFORMED",
+    SecurityError,
+    meaning="a grant file is not a signed grant document: unreadable, not JSON, or a field is missing or "
+    "of the wrong type; or grant options (duration, rate, turn range, budget) are invalid",
+)
+GRANT_SIGNATURE_INVALID = _code(
+    "GRANT_SIGNATURE_INVALID",
+    SecurityError,
+    meaning="the grant's Ed25519 signature does not verify against its issuer's registered public key",
+)
+GRANT_ISSUER_UNKNOWN = _code(
+    "GRANT_ISSUER_UNKNOWN", SecurityError, meaning="the grant's issuer is not a registered identity"
+)
+GRANT_ISSUER_NOT_ADMIN = _code(
+    "GRANT_ISSUER_NOT_ADMIN", SecurityError, meaning="the grant's issuer is registered, but not as an admin"
+)
+GRANT_UNKNOWN = _code(
+    "GRANT_UNKNOWN",
+    SecurityError,
+    meaning="the grant verifies but this record store never recorded its issue (its use cannot be metered)",
+)
+GRANT_GRANTEE_UNKNOWN = _code(
+    "GRANT_GRANTEE_UNKNOWN", SecurityError, meaning="the grant's grantee is not a registered identity"
+)
+GRANT_GRANTEE_MISMATCH = _code(
+    "GRANT_GRANTEE_MISMATCH",
+    SecurityError,
+    meaning="the requester's key is not the registered key of the grant's grantee",
+)
+GRANT_NOT_YET_VALID = _code(
+    "GRANT_NOT_YET_VALID", SecurityError, meaning="the grant's not_before_ms is still in the future"
+)
+GRANT_EXPIRED = _code("GRANT_EXPIRED", SecurityError, meaning="the grant's expires_at_ms has passed")
+GRANT_REVOKED = _code("GRANT_REVOKED", SecurityError, meaning="the grant was revoked (wf grants revoke)")
+GRANT_REASON_NOT_ALLOWED = _code(
+    "GRANT_REASON_NOT_ALLOWED",
+    SecurityError,
+    meaning="the read's reason code is not in the fixed list of reason codes, or not among the grant's",
+)
+GRANT_CAPABILITY_MISMATCH = _code(
+    "GRANT_CAPABILITY_MISMATCH",
+    SecurityError,
+    meaning="the grant's capability does not cover the artifact's class (prompt_payload_read reads "
+    "prompt_render artifacts, context_payload_read context_payload artifacts)",
+)
+GRANT_SCOPE_WORKFLOW = _code(
+    "GRANT_SCOPE_WORKFLOW", SecurityError, meaning="the artifact belongs to a thread of another workflow"
+)
+GRANT_SCOPE_THREAD = _code(
+    "GRANT_SCOPE_THREAD", SecurityError, meaning="the artifact belongs to another thread than the grant's"
+)
+GRANT_SCOPE_NODE = _code(
+    "GRANT_SCOPE_NODE", SecurityError, meaning="the artifact was used on another node than the grant's"
+)
+GRANT_SCOPE_TURN = _code(
+    "GRANT_SCOPE_TURN", SecurityError, meaning="the artifact's turn seq is outside the grant's turn range"
+)
+GRANT_BUDGET_EXCEEDED = _code(
+    "GRANT_BUDGET_EXCEEDED",
+    SecurityError,
+    meaning="the read would take the grant's payload bytes past its byte budget (nothing returned)",
+)
+GRANT_RATE_LIMITED = _code(
+    "GRANT_RATE_LIMITED",
+    SecurityError,
+    meaning="the grant's reads in the current rate window are used up; retry in the next window",
+)
+PRIVILEGED_ARTIFACT_UNKNOWN = _code(
+    "PRIVILEGED_ARTIFACT_UNKNOWN",
+    SecurityError,
+    meaning="no prompt link names the artifact as a rendered prompt or a context payload",
+)
+PRIVILEGED_ARTIFACT_GONE = _code(
+    "PRIVILEGED_ARTIFACT_GONE",
+    SecurityError,
+    meaning="the artifact was deleted by retention or compaction (it has a tombstone); nothing to read",
+)
+
+
 # --- security: the audit trail ----------------------------------------------------------------
 AUDIT_CHAIN_BROKEN = _code(
     "AUDIT_CHAIN_BROKEN",

@@ -23,7 +23,9 @@ from wf_pipeline.metadata.records import (
     DataKeyRecord,
     FrameRecord,
     GateRecord,
+    GrantRecord,
     HoldRecord,
+    IdentityRecord,
     KekRecord,
     NodeRecord,
     PromptLinkRecord,
@@ -1354,6 +1356,115 @@ def check_audit_records_outlive_deleted_threads(backend: RecordBackend) -> None:
     assert store.delete_threads({thread.thread_id: thread.updated_at_ms}) == [thread.thread_id]
 
     assert store.audit_records() == [event]
+
+
+# --- identities and grants -----------------------------------------------------------------
+
+
+def make_identity(name: str, *, role: str = "reader", key: bytes | None = None) -> IdentityRecord:
+    return IdentityRecord(
+        name=name, public_key=key or name.encode().ljust(32, b"\x00")[:32], role=role, created_at_ms=1
+    )
+
+
+def make_grant(grant_id: str, **fields) -> GrantRecord:
+    values = {
+        "grant_id": grant_id,
+        "grant_digest": "sha256:" + "a" * 64,
+        "issuer": "admin",
+        "grantee": "reader",
+        "capability": "prompt_payload_read",
+        "workflow_id": "wf",
+        "reasons": ("incident_response",),
+        "issued_at_ms": 1_000,
+        "not_before_ms": 1_000,
+        "expires_at_ms": 10_000_000,
+        "max_bytes": 100,
+        "rate_reads": 3,
+        "rate_window_ms": 60_000,
+        **fields,
+    }
+    return GrantRecord(**values)
+
+
+@check
+def check_identities_first_writer_wins_and_list_by_name(backend: RecordBackend) -> None:
+    store = backend.open()
+    first = make_identity("zed", role="admin")
+    assert store.add_identity(first) == first
+    assert store.add_identity(make_identity("zed", key=b"\x01" * 32)) == first
+    store.add_identity(make_identity("amy"))
+    assert [i.name for i in backend.open().list_identities()] == ["amy", "zed"]
+    assert store.get_identity("zed") == first and store.get_identity("nobody") is None
+    with pytest.raises(RecordError) as caught:
+        store.add_identity(IdentityRecord.model_construct(name="short", public_key=b"x", role="reader"))
+    assert caught.value.code == "RECORD_INVALID"
+    assert store.get_identity("short") is None
+
+
+@check
+def check_grants_round_trip_revoke_once_and_list_by_issue_time(backend: RecordBackend) -> None:
+    store = backend.open()
+    late, early = make_grant("g-late", issued_at_ms=2_000), make_grant("g-early", issued_at_ms=1_000)
+    assert store.add_grant(late) == late
+    store.add_grant(early)
+    assert store.add_grant(make_grant("g-late", max_bytes=1)) == late
+    assert [g.grant_id for g in backend.open().list_grants()] == ["g-early", "g-late"]
+
+    assert store.revoke_grant("g-late", at_ms=5_000) is True
+    assert store.revoke_grant("g-late", at_ms=6_000) is False
+    assert store.revoke_grant("g-unknown") is False
+    assert backend.open().get_grant("g-late").revoked_at_ms == 5_000
+    assert store.use_grant("g-late", size=1, at_ms=7_000) == "revoked"
+    assert store.use_grant("g-unknown", size=1, at_ms=7_000) == "unknown"
+
+
+@check
+def check_use_grant_counts_within_budget_and_rate_windows(backend: RecordBackend) -> None:
+    store = backend.open()
+    store.add_grant(make_grant("g", max_bytes=100, rate_reads=2, rate_window_ms=1_000))
+
+    assert store.use_grant("g", size=40, at_ms=10_000) == "ok"
+    assert store.use_grant("g", size=40, at_ms=10_500) == "ok"
+    assert store.use_grant("g", size=1, at_ms=10_999) == "rate"  # two reads in this window
+    assert store.use_grant("g", size=30, at_ms=11_000) == "budget"  # a new window, but 110 > 100 bytes
+    assert store.use_grant("g", size=20, at_ms=11_000) == "ok"
+    used = backend.open().get_grant("g")
+    assert (used.bytes_used, used.reads, used.window_start_ms, used.window_reads) == (100, 3, 11_000, 1)
+    for size, at in ((-1, 1), (1, -1), (True, 1)):
+        with pytest.raises(RecordError) as caught:
+            store.use_grant("g", size=size, at_ms=at)
+        assert caught.value.code == "RECORD_INVALID"
+    assert backend.open().get_grant("g") == used
+
+
+@check
+def check_concurrent_grant_uses_never_pass_the_budget(backend: RecordBackend) -> None:
+    backend.open().add_grant(make_grant("g", max_bytes=50, rate_reads=1_000))
+
+    results = run_in_threads(8, lambda n: backend.open().use_grant("g", size=10, at_ms=5_000 + n))
+
+    assert sorted(results) == ["budget"] * 3 + ["ok"] * 5
+    assert backend.open().get_grant("g").bytes_used == 50
+
+
+@check
+def check_prompt_links_for_artifact_find_renders_and_shared_contexts(backend: RecordBackend) -> None:
+    store = backend.open()
+    one, two = make_thread("linked-one"), make_thread("linked-two")
+    store.commit_turns([make_commit(one), make_commit(one, "verification", seq=2), make_commit(two)])
+    rendered = art(f"{one.thread_id}/verification/1/rendered")
+    context = art(f"{one.thread_id}/context")
+
+    [found] = backend.open().prompt_links_for_artifact(rendered)
+    assert (found.thread_id, found.turn_id) == (one.thread_id, "verification")
+    by_context = store.prompt_links_for_artifact(context)
+    assert [link.turn_id for link in by_context] == sorted(
+        ["evidence_gather", "verification"],
+        key=lambda turn: prompt_link_id_for(one.workflow_id, one.thread_id, turn, 1),
+    )
+    assert store.prompt_links_for_artifact(art("system")) == []  # system prompts are not payloads
+    assert store.prompt_links_for_artifact(art("nowhere")) == []
 
 
 # --- annotations: append-only log and materialized view ------------------------------

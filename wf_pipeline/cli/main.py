@@ -534,6 +534,128 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_identity(args: argparse.Namespace) -> int:
+    """``wf identity create|list``: Ed25519 identities (`wf_pipeline.service.grants`).
+
+    Args:
+        args: the parsed command line (``action``; ``name``, ``admin`` and ``out`` for
+            create; ``json``).
+
+    Returns:
+        The exit status, 0. ``create`` prints the name, role, public key fingerprint and
+        the key file's path (the private key is never printed); ``list`` a table of
+        identities.
+
+    Raises:
+        WfError: ``IDENTITY_INVALID``, ``IDENTITY_EXISTS``, ``RECORD_*``; `main` prints them
+            and exits 1.
+    """
+    from wf_pipeline.service import grants
+
+    settings = _settings()
+    if args.action == "create":
+        out = Path(args.out) if args.out is not None else None
+        _emit(
+            args,
+            grants.create_identity_file(settings, args.name, admin=args.admin, out_dir=out),
+            _render_identity,
+        )
+    else:
+        _emit(args, grants.list_identities(settings), _render_identities)
+    return 0
+
+
+def cmd_grants(args: argparse.Namespace) -> int:
+    """``wf grants issue|revoke|list``: signed, scoped, expiring read grants (`wf_pipeline.service.grants`).
+
+    Args:
+        args: the parsed command line (``action``; for issue ``admin``, ``grantee``,
+            ``capability``, ``workflow``, ``thread``, ``node``, ``turns``, ``expires``,
+            ``not_before``, ``reason``, ``max_bytes``, ``rate``, ``out``; ``grant_id`` for
+            revoke; ``json``).
+
+    Returns:
+        The exit status, 0. Prints grant ids, scopes, limits, usage and states; ``issue``
+        also the grant file's path.
+
+    Raises:
+        WfError: ``IDENTITY_*``, ``GRANT_MALFORMED``, ``GRANT_UNKNOWN``, ``RECORD_*``; `main`
+            prints them and exits 1.
+    """
+    from wf_pipeline.service import grants
+
+    settings = _settings()
+    if args.action == "issue":
+        result = grants.issue_grant_file(
+            settings,
+            admin_key_file=Path(args.admin),
+            grantee=args.grantee,
+            capability=args.capability,
+            workflow_id=args.workflow,
+            thread_id=args.thread,
+            node_id=args.node,
+            turns=args.turns,
+            expires=args.expires,
+            not_before=args.not_before,
+            reasons=args.reason,
+            max_bytes=args.max_bytes,
+            rate=args.rate,
+            out=Path(args.out),
+        )
+        _emit(args, result, lambda c, g: print_line(c, f"issued {_grant_line(g)} -> {g['grant_file']}"))
+    elif args.action == "revoke":
+        _emit(
+            args,
+            grants.revoke_grant(settings, args.grant_id),
+            lambda c, g: print_line(c, f"{_grant_line(g)}"),
+        )
+    else:
+        _emit(args, grants.list_grants(settings), _render_grants)
+    return 0
+
+
+def cmd_privileged(args: argparse.Namespace) -> int:
+    """``wf privileged read ARTIFACT_ID``: a prompt or context payload under a signed grant.
+
+    Args:
+        args: the parsed command line (``artifact_id``, ``identity``, ``grant``, ``reason``,
+            ``out``, ``json``).
+
+    Returns:
+        The exit status, 0. Without ``--out`` the payload's exact bytes go to stdout (with
+        ``--json`` only its ids, digest and size, no payload); with ``--out`` the payload
+        goes to that file (mode 0600) and the ids, digest and size are printed.
+
+    Raises:
+        WfError: every denial code of the read (``GRANT_*``, ``PRIVILEGED_*``), each audited,
+            ``AUDIT_UNAVAILABLE``, ``IDENTITY_INVALID``, ``CAS_*``, ``KEYS_*``, ``RECORD_*``;
+            `main` prints them and exits 1.
+    """
+    from wf_pipeline.service.privileged import read_privileged_to
+
+    summary, payload = read_privileged_to(
+        _settings(),
+        args.artifact_id,
+        out=Path(args.out) if args.out is not None else None,
+        identity_file=Path(args.identity),
+        grant_file=Path(args.grant),
+        reason=args.reason,
+    )
+    if payload is not None and not args.json:
+        sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()
+        return 0
+    _emit(
+        args,
+        summary,
+        lambda c, r: print_line(
+            c,
+            f"{r['artifact_id']}: {r['bytes']} bytes ({r['sha256']}) -> {r['out']}, audit event {r['audit_event_id']}",
+        ),
+    )
+    return 0
+
+
 def cmd_governance(args: argparse.Namespace) -> int:
     """``wf governance check [--specs DIR]``: every spec is well formed and every gate it names exists.
 
@@ -865,6 +987,50 @@ def _render_keys(console: Console, r: dict) -> None:
         console,
         f"{plural(len(r['keks']), 'KEK')} wrapping {plural(r['data_keys'], 'data key')}; "
         f"{r['under_decrypt_only']} under decrypt-only KEKs (wf keys rewrap moves them)",
+    )
+
+
+def _render_identity(console: Console, i: dict) -> None:
+    print_line(
+        console, f"created {i['role']} {i['name']} ({i['public_key_sha256']}); private key: {i['key_file']}"
+    )
+
+
+def _render_identities(console: Console, rows: list[dict]) -> None:
+    if not rows:
+        console.print("no identities yet")
+        return
+    print_table(
+        console,
+        ("name", "role", "public key", "created (ms)"),
+        [(i["name"], i["role"], i["public_key_sha256"], i["created_at_ms"]) for i in rows],
+    )
+
+
+def _grant_line(g: dict) -> str:
+    return f"{g['grant_id']} ({g['capability']} for {g['grantee']} by {g['issuer']}, {g['workflow_id']}): {g['state']}"
+
+
+def _render_grants(console: Console, rows: list[dict]) -> None:
+    if not rows:
+        console.print("no grants yet")
+        return
+    print_table(
+        console,
+        ("grant_id", "grantee", "capability", "workflow", "state", "expires (ms)", "bytes used", "reads"),
+        [
+            (
+                g["grant_id"],
+                g["grantee"],
+                g["capability"],
+                g["workflow_id"],
+                g["state"],
+                g["expires_at_ms"],
+                f"{g['bytes_used']}/{g['max_bytes']}",
+                g["reads"],
+            )
+            for g in rows
+        ],
     )
 
 
@@ -1474,6 +1640,69 @@ def build_parser() -> argparse.ArgumentParser:
     key_destroy.add_argument("--lineage", metavar="CLASS:YYYYMMDD", help="every KEK of a class and period")
     key_destroy.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     key_action("report", "the artifacts destroyed KEKs made unreadable, per class and thread")
+
+    identity = command("identity", "create or list Ed25519 identities (admins sign grants)", cmd_identity)
+    identity_action = actions(identity, "identities: names, roles and public key fingerprints")
+    identity_create = identity_action("create", "make a key pair; register its public key and role")
+    identity_create.add_argument("name", metavar="NAME", help="the identity's name (a-z 0-9 . _ -)")
+    identity_create.add_argument("--admin", action="store_true", help="may sign grants (default: reader)")
+    identity_create.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder of the private key file NAME.pem, mode 0600 (default $WF_HOME/identities)",
+    )
+    identity_action("list", "list the registered identities")
+
+    grants = command("grants", "issue, revoke or list signed payload-read grants", cmd_grants)
+    grant_action = actions(grants, "grants: scoped, signed, expiring, metered")
+    grant_issue = grant_action("issue", "sign a grant with an admin key and write the grant file")
+    grant_issue.add_argument("--admin", required=True, metavar="KEYFILE", help="the admin's private key file")
+    grant_issue.add_argument("--grantee", required=True, metavar="NAME", help="the identity that may read")
+    # Capability and reasons are checked by the grant's schema (GRANT_MALFORMED names the field).
+    grant_issue.add_argument(
+        "--capability", required=True, help="what it may read: prompt_payload_read or context_payload_read"
+    )
+    grant_issue.add_argument("--workflow", required=True, metavar="WORKFLOW_ID", help="scope: the workflow")
+    grant_issue.add_argument("--thread", metavar="THREAD_ID", help="scope: one thread (default any)")
+    grant_issue.add_argument("--node", metavar="NODE_ID", help="scope: one node (default any)")
+    grant_issue.add_argument("--turns", metavar="N-M", help="scope: turn seqs N to M (default any)")
+    grant_issue.add_argument("--expires", required=True, metavar="DURATION", help="validity, e.g. 1h or 7d")
+    grant_issue.add_argument(
+        "--not-before", metavar="DURATION", help="valid only after this delay (default now)"
+    )
+    grant_issue.add_argument(
+        "--reason",
+        required=True,
+        action="append",
+        help="an allowed reason (repeatable): incident_response, debugging, compliance_review, quality_audit",
+    )
+    grant_issue.add_argument(
+        "--max-bytes", required=True, type=int, metavar="N", help="byte budget of payloads read under it"
+    )
+    grant_issue.add_argument("--rate", required=True, metavar="READS/WINDOW", help="rate limit, e.g. 10/min")
+    grant_issue.add_argument(
+        "--out", required=True, metavar="GRANTFILE", help="the grant file to write (0600)"
+    )
+    grant_revoke = grant_action("revoke", "revoke a grant: every later read under it is denied")
+    grant_revoke.add_argument("grant_id", metavar="GRANT_ID", help="the grant (see: wf grants list)")
+    grant_action("list", "list recorded grants with their scope, limits, usage and state")
+
+    privileged = command(
+        "privileged", "read a prompt or context payload under a signed grant (audited)", cmd_privileged
+    )
+    privileged_action = actions(privileged, "privileged payload reads")
+    privileged_read = privileged_action("read", "the payload of one artifact, if every grant check passes")
+    privileged_read.add_argument(
+        "artifact_id", metavar="ARTIFACT_ID", help="a rendered prompt or context artifact"
+    )
+    privileged_read.add_argument("--identity", required=True, metavar="KEYFILE", help="your private key file")
+    privileged_read.add_argument("--grant", required=True, metavar="GRANTFILE", help="the signed grant file")
+    privileged_read.add_argument(
+        "--reason", required=True, metavar="CODE", help="why: one of the grant's reasons"
+    )
+    privileged_read.add_argument(
+        "--out", metavar="FILE", help="write the payload here (mode 0600) instead of stdout"
+    )
 
     governance = command(
         "governance", "check the feature specs and the verification gates they name", cmd_governance

@@ -435,6 +435,77 @@ class DataKeyRecord(_Record):
         return value
 
 
+IdentityRole = Literal["admin", "reader"]
+#: Roles of an identity: an ``admin`` signs grants; a ``reader`` may only be granted reads.
+IDENTITY_ROLES: tuple[IdentityRole, ...] = ("admin", "reader")
+
+
+class IdentityRecord(_Record):
+    """One registered identity: its name, Ed25519 public key and role; time in ms.
+
+    The private key never reaches the record store; it stays in the key file its owner
+    holds. Built with bad fields it raises pydantic's ``ValidationError``; the record store
+    reports that as ``RECORD_INVALID``.
+
+    Attributes:
+        name: the identity's unique name.
+        public_key: the raw 32-byte Ed25519 public key (RFC 8032).
+        role: see `IDENTITY_ROLES`.
+        created_at_ms: when it was registered.
+    """
+
+    name: NonEmpty
+    public_key: bytes = Field(min_length=32, max_length=32)
+    role: IdentityRole
+    created_at_ms: int
+
+
+class GrantRecord(_Record):
+    """One issued grant as recorded for revocation and metering; the signed document stays with its holder.
+
+    The scope and limits repeat the signed document's, so listings need no file. Usage
+    counters change only through `RecordStore.use_grant`, one conditional update, so two
+    processes reading at once never both pass a limit. Times in ms, sizes in bytes.
+
+    Attributes:
+        grant_id: the grant's unique id (``grant-<hex>``).
+        grant_digest: ``sha256:`` of the signed document's canonical bytes.
+        issuer, grantee: identity names.
+        capability: ``prompt_payload_read`` or ``context_payload_read``.
+        workflow_id, thread_id, node_id, min_seq, max_seq: the scope (None: any).
+        reasons: the reason codes the grant allows.
+        issued_at_ms, not_before_ms, expires_at_ms: validity.
+        max_bytes: the byte budget of payloads returned under the grant.
+        rate_reads, rate_window_ms: at most ``rate_reads`` reads per window of ``rate_window_ms``.
+        revoked_at_ms: when it was revoked (None: not revoked).
+        bytes_used, reads: payload bytes returned and reads allowed so far.
+        window_start_ms, window_reads: the current rate window and the reads in it.
+    """
+
+    grant_id: NonEmpty
+    grant_digest: NonEmpty
+    issuer: NonEmpty
+    grantee: NonEmpty
+    capability: NonEmpty
+    workflow_id: NonEmpty
+    thread_id: str | None = None
+    node_id: str | None = None
+    min_seq: int | None = None
+    max_seq: int | None = None
+    reasons: tuple[str, ...]
+    issued_at_ms: int
+    not_before_ms: int
+    expires_at_ms: int
+    max_bytes: int = Field(ge=0)
+    rate_reads: int = Field(ge=1)
+    rate_window_ms: int = Field(gt=0)
+    revoked_at_ms: int | None = None
+    bytes_used: int = Field(default=0, ge=0)
+    reads: int = Field(default=0, ge=0)
+    window_start_ms: int = 0
+    window_reads: int = Field(default=0, ge=0)
+
+
 class AuditEventRecord(_Record):
     """One event of the audit trail of privileged reads: a row of an append-only hash chain; times in ms.
 

@@ -27,7 +27,9 @@ from wf_pipeline.metadata.records import (
     DataKeyRecord,
     FrameRecord,
     GateRecord,
+    GrantRecord,
     HoldRecord,
+    IdentityRecord,
     KekRecord,
     NodeRecord,
     PromptLinkRecord,
@@ -41,6 +43,7 @@ from wf_pipeline.metadata.records import (
 from wf_pipeline.records.protocol import (
     ARTIFACT_LIST_COLUMN,
     ARTIFACT_REFERENCE_COLUMNS,
+    GRANT_USE_OK,
     ORDERS,
     AuditBuilder,
     RecordT,
@@ -50,6 +53,7 @@ from wf_pipeline.records.protocol import (
     check_audit_query,
     check_audit_record,
     check_fold_cutoffs,
+    check_grant_use,
     check_kek_changes,
     check_keyring_meta,
     check_lease_args,
@@ -58,6 +62,8 @@ from wf_pipeline.records.protocol import (
     claimed_data_keys,
     field_errors,
     fold_plan,
+    grant_use_refusal,
+    grant_used,
     latest_by_turn,
     rewraps,
     validated,
@@ -699,6 +705,76 @@ class MemoryRecordStore:
                 return False
             del self._contents.leases[thread_id]
             return True
+
+    # --- identities and grants -----------------------------------------------------------
+
+    def prompt_links_for_artifact(self, artifact_id: str) -> list[PromptLinkRecord]:
+        """Prompt links naming ``artifact_id`` as rendered prompt or context, by prompt_link_id."""
+        return self._listing(
+            "prompt_links_for_artifact",
+            "prompt_links",
+            PromptLinkRecord,
+            lambda row: artifact_id in (row["rendered_prompt_artifact_id"], row["context_artifact_id"]),
+        )
+
+    def add_identity(self, record: IdentityRecord) -> IdentityRecord:
+        """Insert an identity unless its name is registered; returns the stored one; ``RECORD_INVALID``."""
+        identity = validated(record, IdentityRecord)
+        with self._contents.lock:
+            row = self._contents.tables["identities"].setdefault((identity.name,), identity.model_dump())
+            return IdentityRecord.model_validate(row)
+
+    def get_identity(self, name: str) -> IdentityRecord | None:
+        """The identity ``name``, or None."""
+        with self._contents.lock:
+            row = self._contents.tables["identities"].get((name,))
+        return None if row is None else IdentityRecord.model_validate(row)
+
+    def list_identities(self) -> list[IdentityRecord]:
+        """Every identity, by name."""
+        return self._listing("list_identities", "identities", IdentityRecord)
+
+    def add_grant(self, record: GrantRecord) -> GrantRecord:
+        """Insert a grant unless its grant_id is recorded; returns the stored one; ``RECORD_INVALID``."""
+        grant = validated(record, GrantRecord)
+        with self._contents.lock:
+            row = self._contents.tables["grants"].setdefault((grant.grant_id,), grant.model_dump())
+            return GrantRecord.model_validate(row)
+
+    def get_grant(self, grant_id: str) -> GrantRecord | None:
+        """The grant ``grant_id``, or None."""
+        with self._contents.lock:
+            row = self._contents.tables["grants"].get((grant_id,))
+        return None if row is None else GrantRecord.model_validate(row)
+
+    def list_grants(self) -> list[GrantRecord]:
+        """Every recorded grant, by issued_at_ms then grant_id."""
+        return self._listing("list_grants", "grants", GrantRecord)
+
+    def revoke_grant(self, grant_id: str, *, at_ms: int | None = None) -> bool:
+        """Set ``revoked_at_ms`` (default now) of a grant not yet revoked; False otherwise."""
+        at = now_ms() if at_ms is None else at_ms
+        with self._contents.lock:
+            grants = self._contents.tables["grants"]
+            row = grants.get((grant_id,))
+            if row is None or row["revoked_at_ms"] is not None:
+                return False
+            grants[(grant_id,)] = {**row, "revoked_at_ms": at}
+            return True
+
+    def use_grant(self, grant_id: str, *, size: int, at_ms: int) -> str:
+        """Count one read on the grant under the store's lock; `GRANT_USE_OK` or the refusal; ``RECORD_INVALID``."""
+        check_grant_use(grant_id, size, at_ms)
+        with self._contents.lock:
+            grants = self._contents.tables["grants"]
+            row = grants.get((grant_id,))
+            grant = None if row is None else GrantRecord.model_validate(row)
+            refusal = grant_use_refusal(grant, size, at_ms)
+            if refusal is not None:
+                return refusal
+            assert grant is not None  # no refusal means the grant exists
+            grants[(grant_id,)] = grant_used(grant, size, at_ms).model_dump()
+            return GRANT_USE_OK
 
 
 def open_memory_record_store(

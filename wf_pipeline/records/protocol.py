@@ -28,7 +28,9 @@ from wf_pipeline.metadata.records import (
     DataKeyRecord,
     FrameRecord,
     GateRecord,
+    GrantRecord,
     HoldRecord,
+    IdentityRecord,
     KekRecord,
     NodeRecord,
     PromptLinkRecord,
@@ -65,6 +67,9 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "list_keks": ("artifact_class", "period_start_ms", "generation", "kek_id"),
     # Keyset pages: the next page starts after the last artifact_id of this one.
     "data_keys_under": ("artifact_id",),
+    "list_identities": ("name",),
+    "list_grants": ("issued_at_ms", "grant_id"),
+    "prompt_links_for_artifact": ("prompt_link_id",),
     # The audit trail in chain order: its position.
     "audit_records": ("seq",),
     # A frame's annotation log: per key, in the order the changes were appended.
@@ -476,6 +481,63 @@ def rewraps(records: Iterable[Any], expected_kek_ids: Mapping[str, str], at_ms: 
         at = at_ms if key.rewrapped_at_ms is None else key.rewrapped_at_ms
         changes[key.artifact_id] = Rewrap(key.artifact_id, expected, key.kek_id, key.wrapped_key, at)
     return [changes[artifact_id] for artifact_id in sorted(changes)]
+
+
+# --- grant metering -----------------------------------------------------------------------
+
+#: Outcomes of `RecordStore.use_grant`: the read was counted, or why it was not.
+GRANT_USE_OK = "ok"
+GRANT_USE_UNKNOWN = "unknown"
+GRANT_USE_REVOKED = "revoked"
+GRANT_USE_BUDGET = "budget"
+GRANT_USE_RATE = "rate"
+
+
+def check_grant_use(grant_id: Any, size: Any, at_ms: Any) -> None:
+    """Refuse `RecordStore.use_grant` arguments: ``RECORD_INVALID`` naming the argument."""
+    if not isinstance(grant_id, str) or not grant_id:
+        raise RecordError(RECORD_INVALID, "use_grant needs a non-empty grant_id")
+    for name, value in (("size", size), ("at_ms", at_ms)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise RecordError(
+                RECORD_INVALID, f"use_grant needs a {name} >= 0, got {value!r}", grant_id=grant_id
+            )
+
+
+def window_expired(grant: GrantRecord, at_ms: int) -> bool:
+    """Whether ``at_ms`` falls after the grant's current rate window (a fixed window of ``rate_window_ms``)."""
+    return at_ms >= grant.window_start_ms + grant.rate_window_ms
+
+
+def grant_use_refusal(grant: GrantRecord | None, size: int, at_ms: int) -> str | None:
+    """Why a read of ``size`` bytes at ``at_ms`` may not be counted on ``grant``; None when it may.
+
+    Returns one of `GRANT_USE_UNKNOWN`, `GRANT_USE_REVOKED`, `GRANT_USE_BUDGET` (``bytes_used
+    + size`` would pass ``max_bytes``), `GRANT_USE_RATE` (``rate_reads`` reads in the current
+    window already). Budget before rate: a read too large for the budget never fits later.
+    """
+    if grant is None:
+        return GRANT_USE_UNKNOWN
+    if grant.revoked_at_ms is not None:
+        return GRANT_USE_REVOKED
+    if grant.bytes_used + size > grant.max_bytes:
+        return GRANT_USE_BUDGET
+    if not window_expired(grant, at_ms) and grant.window_reads >= grant.rate_reads:
+        return GRANT_USE_RATE
+    return None
+
+
+def grant_used(grant: GrantRecord, size: int, at_ms: int) -> GrantRecord:
+    """``grant`` after one counted read of ``size`` bytes at ``at_ms`` (a new window starts when the last one ended)."""
+    fresh = window_expired(grant, at_ms)
+    return grant.model_copy(
+        update={
+            "bytes_used": grant.bytes_used + size,
+            "reads": grant.reads + 1,
+            "window_start_ms": at_ms if fresh else grant.window_start_ms,
+            "window_reads": 1 if fresh else grant.window_reads + 1,
+        }
+    )
 
 
 # --- audit trail ---------------------------------------------------------------------------
@@ -922,4 +984,58 @@ class RecordStore(Protocol):
 
     def release_lease(self, thread_id: str, holder: str) -> bool:
         """Drop ``holder``'s lease of ``thread_id``; False when ``holder`` did not hold it (nothing changes)."""
+        ...
+
+    # Identities and grants (`wf_pipeline.security`): public keys and roles, and the grants
+    # issued, with their usage. Neither references the threads table.
+
+    def prompt_links_for_artifact(self, artifact_id: str) -> list[PromptLinkRecord]:
+        """Prompt links naming ``artifact_id`` as their rendered prompt or context, by prompt_link_id.
+
+        Indexed lookups (privileged reads locate a payload by them). Raises ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def add_identity(self, record: IdentityRecord) -> IdentityRecord:
+        """Insert an identity unless its name is registered; returns the stored record (first writer wins).
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def get_identity(self, name: str) -> IdentityRecord | None:
+        """The identity ``name``, or None."""
+        ...
+
+    def list_identities(self) -> list[IdentityRecord]:
+        """Every identity, by name."""
+        ...
+
+    def add_grant(self, record: GrantRecord) -> GrantRecord:
+        """Insert a grant unless its grant_id is recorded; returns the stored record (first writer wins).
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def get_grant(self, grant_id: str) -> GrantRecord | None:
+        """The grant ``grant_id`` with its usage, or None."""
+        ...
+
+    def list_grants(self) -> list[GrantRecord]:
+        """Every recorded grant, by issued_at_ms then grant_id."""
+        ...
+
+    def revoke_grant(self, grant_id: str, *, at_ms: int | None = None) -> bool:
+        """Set ``revoked_at_ms`` (default now) of a grant not yet revoked; False if unknown or already revoked."""
+        ...
+
+    def use_grant(self, grant_id: str, *, size: int, at_ms: int) -> str:
+        """Count one read of ``size`` bytes at ``at_ms`` on the grant if its budget and rate allow it.
+
+        Atomic across processes: one conditional update (SQL) or one lock (memory), so of
+        two concurrent reads that together pass a limit exactly one is counted. Returns
+        `GRANT_USE_OK` when counted, else the refusal `grant_use_refusal` names (nothing
+        changes). Raises ``RECORD_INVALID`` (bad arguments), ``RECORD_UNAVAILABLE``.
+        """
         ...

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Table, bindparam, case, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -35,7 +35,9 @@ from wf_pipeline.metadata.records import (
     DataKeyRecord,
     FrameRecord,
     GateRecord,
+    GrantRecord,
     HoldRecord,
+    IdentityRecord,
     KekRecord,
     NodeRecord,
     PromptLinkRecord,
@@ -57,6 +59,8 @@ from wf_pipeline.records.migrate import migrate_to_head
 from wf_pipeline.records.protocol import (
     ARTIFACT_LIST_COLUMN,
     ARTIFACT_REFERENCE_COLUMNS,
+    GRANT_USE_OK,
+    GRANT_USE_RATE,
     ID_CHUNK,
     ORDERS,
     AuditBuilder,
@@ -67,6 +71,7 @@ from wf_pipeline.records.protocol import (
     check_audit_query,
     check_audit_record,
     check_fold_cutoffs,
+    check_grant_use,
     check_kek_changes,
     check_keyring_meta,
     check_lease_args,
@@ -75,6 +80,7 @@ from wf_pipeline.records.protocol import (
     claimed_data_keys,
     field_errors,
     fold_plan,
+    grant_use_refusal,
     latest_by_turn,
     rewraps,
     validated,
@@ -1094,6 +1100,120 @@ class SqlRecordStore:
                 delete(table).where(table.c.thread_id == thread_id, table.c.holder == holder)
             )
         return result.rowcount == 1
+
+    # --- identities and grants -----------------------------------------------------------
+
+    def _add_first(self, action: str, table_name: str, model: type[RecordT], record: BaseModel) -> RecordT:
+        # INSERT ... ON CONFLICT DO NOTHING, then the stored row: the first writer wins.
+        table = self._tables[table_name]
+        key = _KEYS[table_name]
+        row = record.model_dump()
+        statement = self._insert(table).values(**row).on_conflict_do_nothing(index_elements=list(key))
+        with self._writing(action) as conn:
+            conn.execute(statement)
+            stored = (
+                conn.execute(select(table).where(*(table.c[col] == row[col] for col in key))).mappings().one()
+            )
+        return _stored(action, model, dict(stored))
+
+    def prompt_links_for_artifact(self, artifact_id: str) -> list[PromptLinkRecord]:
+        """Prompt links naming ``artifact_id`` as rendered prompt or context (two indexed columns), by prompt_link_id."""
+        table = self._tables["prompt_links"]
+        statement = (
+            select(table)
+            .where(
+                (table.c.rendered_prompt_artifact_id == artifact_id)
+                | (table.c.context_artifact_id == artifact_id)
+            )
+            .order_by(*_order_columns(table, "prompt_links_for_artifact"))
+        )
+        return self._select("prompt_links_for_artifact", PromptLinkRecord, statement)
+
+    def add_identity(self, record: IdentityRecord) -> IdentityRecord:
+        """Insert an identity unless its name is registered; returns the stored one.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
+        """
+        identity = validated(record, IdentityRecord)
+        return self._add_first("add_identity", "identities", IdentityRecord, identity)
+
+    def get_identity(self, name: str) -> IdentityRecord | None:
+        """The identity ``name``, or None; ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``."""
+        table = self._tables["identities"]
+        return self._first("get_identity", IdentityRecord, select(table).where(table.c.name == name))
+
+    def list_identities(self) -> list[IdentityRecord]:
+        """Every identity, by name."""
+        table = self._tables["identities"]
+        statement = select(table).order_by(*_order_columns(table, "list_identities"))
+        return self._select("list_identities", IdentityRecord, statement)
+
+    def add_grant(self, record: GrantRecord) -> GrantRecord:
+        """Insert a grant unless its grant_id is recorded; returns the stored one.
+
+        Raises ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
+        """
+        grant = validated(record, GrantRecord)
+        return self._add_first("add_grant", "grants", GrantRecord, grant)
+
+    def get_grant(self, grant_id: str) -> GrantRecord | None:
+        """The grant ``grant_id``, or None; ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY``."""
+        table = self._tables["grants"]
+        return self._first("get_grant", GrantRecord, select(table).where(table.c.grant_id == grant_id))
+
+    def list_grants(self) -> list[GrantRecord]:
+        """Every recorded grant, by issued_at_ms then grant_id."""
+        table = self._tables["grants"]
+        statement = select(table).order_by(*_order_columns(table, "list_grants"))
+        return self._select("list_grants", GrantRecord, statement)
+
+    def revoke_grant(self, grant_id: str, *, at_ms: int | None = None) -> bool:
+        """Set ``revoked_at_ms`` of a grant not yet revoked (one conditional UPDATE); False otherwise."""
+        at = now_ms() if at_ms is None else at_ms
+        table = self._tables["grants"]
+        with self._writing("revoke_grant") as conn:
+            result = conn.execute(
+                update(table)
+                .where(table.c.grant_id == grant_id, table.c.revoked_at_ms.is_(None))
+                .values(revoked_at_ms=at)
+            )
+        return result.rowcount == 1
+
+    def use_grant(self, grant_id: str, *, size: int, at_ms: int) -> str:
+        """Count one read on the grant with one conditional UPDATE; `GRANT_USE_OK` or the refusal.
+
+        The WHERE clause holds every limit (not revoked, budget, rate window), so the
+        database decides atomically: PostgreSQL re-checks it on the locked row after a
+        concurrent update commits, SQLite runs one writer at a time. When no row changes,
+        a read of the row says which limit refused. Raises ``RECORD_INVALID``,
+        ``RECORD_UNAVAILABLE``.
+        """
+        check_grant_use(grant_id, size, at_ms)
+        table = self._tables["grants"]
+        c = table.c
+        fresh = c.window_start_ms + c.rate_window_ms <= at_ms
+        statement = (
+            update(table)
+            .where(
+                c.grant_id == grant_id,
+                c.revoked_at_ms.is_(None),
+                c.bytes_used + size <= c.max_bytes,
+                fresh | (c.window_reads < c.rate_reads),
+            )
+            .values(
+                bytes_used=c.bytes_used + size,
+                reads=c.reads + 1,
+                window_start_ms=case((fresh, at_ms), else_=c.window_start_ms),
+                window_reads=case((fresh, 1), else_=c.window_reads + 1),
+            )
+        )
+        with self._writing("use_grant") as conn:
+            if conn.execute(statement).rowcount == 1:
+                return GRANT_USE_OK
+            row = conn.execute(select(table).where(c.grant_id == grant_id)).mappings().one_or_none()
+        grant = None if row is None else _stored("use_grant", GrantRecord, dict(row))
+        # A refusal always names a limit: the row read back is at least as used as the one refused.
+        return grant_use_refusal(grant, size, at_ms) or GRANT_USE_RATE
 
 
 def _order_columns(table: Table, listing: str) -> list[Any]:

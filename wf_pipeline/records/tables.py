@@ -40,7 +40,9 @@ from wf_pipeline.metadata.records import (
     DataKeyRecord,
     FrameRecord,
     GateRecord,
+    GrantRecord,
     HoldRecord,
+    IdentityRecord,
     KekRecord,
     NodeRecord,
     PromptLinkRecord,
@@ -106,11 +108,12 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
     TableSpec(
         "gates", GateRecord, key=("gate_record_id",), indexes=(("thread_id",),), references_thread=True
     ),
+    # The two payload columns are indexed for privileged reads, which find an artifact's links.
     TableSpec(
         "prompt_links",
         PromptLinkRecord,
         key=("prompt_link_id",),
-        indexes=(("thread_id",),),
+        indexes=(("thread_id",), ("rendered_prompt_artifact_id",), ("context_artifact_id",)),
         references_thread=True,
     ),
     TableSpec(
@@ -165,6 +168,9 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
         indexes=(("kek_id", "artifact_id"),),
         clustered=True,
     ),
+    # Identities and the grants they issue: no thread reference, both outlive any thread.
+    TableSpec("identities", IdentityRecord, key=("name",)),
+    TableSpec("grants", GrantRecord, key=("grant_id",)),
     # The audit trail: append-only, keyed by its position. No thread reference and no
     # upsert: retention and compaction never touch it, and the store only inserts.
     # (at_ms) serves --since listings, (grant_id) a grant's events, (event_hash) the

@@ -1,0 +1,765 @@
+"""Identities, signed grants and privileged reads: every denial has its code and its audit event.
+
+A real home (SQLite records, file CAS, sealed payloads under the home's keyring) holds
+recorded docs-writer threads; reads go through the service, as `wf privileged read` does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import record_store_location
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from e2e_support import REPO_ROOT, WF_VARIABLES
+from retention_support import ROLE_CLASSES, RecordedThread, write_recorded_thread
+
+from wf_pipeline.cas import open_cas
+from wf_pipeline.crypto.open import open_keyring
+from wf_pipeline.crypto.store import EncryptedArtifactStore
+from wf_pipeline.errors import SecurityError
+from wf_pipeline.metadata.canonical import canonical_json, digest
+from wf_pipeline.metadata.records import TombstoneRecord
+from wf_pipeline.profiles.encryption import EncryptionPolicy
+from wf_pipeline.records import RecordStore, open_record_store
+from wf_pipeline.security.audit import audit_events, verify_audit_chain
+from wf_pipeline.security.grants import (
+    GrantDocument,
+    SignedGrant,
+    grant_record,
+    issue_grant,
+)
+from wf_pipeline.security.identities import create_identity
+from wf_pipeline.service.privileged import read_privileged
+from wf_pipeline.settings import Settings
+
+WORKFLOW = "docs_writer_thread_v1"
+OTHER_WORKFLOW = "other_workflow_v1"
+TURNS = ("evidence_gather", "verification", "readme_struct")
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+HOUR = 3_600_000
+NOW = T0 + HOUR
+# Distinct payloads per role, so a read's bytes show which artifact came back.
+TEXTS = {
+    "system_prompt": "system prompt of {name}",
+    "rendered_prompt": "PROMPT-PAYLOAD {name}/{turn} " + "p" * 40,
+    "context": "CONTEXT-PAYLOAD of {name} " + "c" * 60,
+    "output": "output of {name}/{turn}",
+}
+
+
+@dataclass
+class Home:
+    """A home with three recorded threads, four identities and their key files."""
+
+    settings: Settings
+    env: dict[str, str]
+    records: RecordStore
+    keys: dict[str, Path]
+    main: RecordedThread  # WORKFLOW, node "node:pkg"
+    sibling: RecordedThread  # WORKFLOW, node "node:lib"
+    foreign: RecordedThread  # OTHER_WORKFLOW, node "node:pkg2"
+    grant_files: list[Path] = field(default_factory=list)
+
+    def key(self, name: str) -> Ed25519PrivateKey:
+        from wf_pipeline.security.identities import load_private_key
+
+        return load_private_key(self.keys[name])
+
+    def issue(self, *, grantee: str = "alice", admin: str = "admin", **options) -> SignedGrant:
+        arguments = {
+            "capability": "prompt_payload_read",
+            "scope": {"workflow_id": WORKFLOW},
+            "reasons": ("incident_response",),
+            "max_bytes": 10_000,
+            "rate": (100, HOUR),
+            "expires_in_ms": 2 * HOUR,
+            "now_ms": T0,
+            **options,
+        }
+        return issue_grant(self.records, self.key(admin), grantee=grantee, **arguments)
+
+    def grant_file(self, content: SignedGrant | bytes) -> Path:
+        path = self.settings.home / f"grant-{uuid.uuid4().hex[:8]}.json"
+        path.write_bytes(content.file_bytes() if isinstance(content, SignedGrant) else content)
+        return path
+
+    def read(
+        self,
+        artifact_id: str,
+        grant: SignedGrant | bytes,
+        *,
+        requester: str = "alice",
+        reason: str = "incident_response",
+        at_ms: int = NOW,
+    ):
+        return read_privileged(
+            self.settings,
+            artifact_id,
+            identity_file=self.keys[requester],
+            grant_file=self.grant_file(grant),
+            reason=reason,
+            at_ms=at_ms,
+        )
+
+
+def build_home(
+    root: Path, *, records_url: str | None = None, schema: str | None = None, identities: bool = True
+) -> Home:
+    env = {"WF_HOME": str(root), "WF_CONFIG_DIR": str(root / "user-config")}
+    if records_url is not None:
+        env["WF_RECORDS_URL"] = records_url
+    if schema is not None:
+        env["WF_RECORDS_SCHEMA"] = schema
+    settings = Settings.from_env(env)
+    settings.ensure_dirs()
+    records = open_record_store(settings.records_url, schema=settings.records_schema)
+    keyring = open_keyring(settings, records, required=True)  # makes the home's master key
+    # Every class sealed: the read must open payloads through the keyring, as in a real home.
+    cas = EncryptedArtifactStore(open_cas(settings.cas_url), EncryptionPolicy(default="required"), keyring)
+    threads = [
+        write_recorded_thread(
+            records,
+            cas,
+            workflow_id=workflow,
+            name=name,
+            turn_ids=TURNS,
+            at=T0,
+            classes=ROLE_CLASSES,
+            texts=TEXTS,
+        )
+        for workflow, name in ((WORKFLOW, "pkg"), (WORKFLOW, "lib"), (OTHER_WORKFLOW, "pkg2"))
+    ]
+    keys = {}
+    for name, admin in (("admin", True), ("admin2", True), ("alice", False), ("bob", False))[
+        : 4 * identities
+    ]:
+        keys[name] = root / "keys" / f"{name}.pem"
+        create_identity(records, name, admin=admin, key_path=keys[name], now_ms=T0)
+    keys["not-a-key"] = root / "keys" / "not-a-key.pem"
+    keys["not-a-key"].parent.mkdir(parents=True, exist_ok=True)
+    keys["not-a-key"].write_text("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n")
+    return Home(settings, env, records, keys, *threads)
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    built = build_home(tmp_path / "home")
+    yield built
+    built.records.close()
+
+
+def new_events(home: Home, after: int):
+    return audit_events(home.records, after_seq=after)
+
+
+def head_seq(home: Home) -> int:
+    events = audit_events(home.records)
+    return events[-1].seq if events else 0
+
+
+def signed_by(key: Ed25519PrivateKey, document: GrantDocument) -> SignedGrant:
+    return SignedGrant(document, key.sign(SignedGrant(document, b"").signed_bytes))
+
+
+def tampered(signed: SignedGrant, **changes) -> bytes:
+    """The grant file with fields of the document changed after signing (signature kept)."""
+    body = json.loads(signed.file_bytes())
+    body["grant"].update(changes)
+    return canonical_json(body)
+
+
+def document(home: Home, **changes) -> GrantDocument:
+    base = home.issue().document.model_dump(mode="json")
+    base.update(grant_id=f"grant-{uuid.uuid4().hex}", **changes)
+    return GrantDocument.model_validate_json(json.dumps(base))
+
+
+# --- the denial matrix -------------------------------------------------------------------------
+
+# Each case: (name, expected code, builder(home) -> (artifact_id, grant or bytes, read options)).
+Case = Callable[[Home], tuple[str, SignedGrant | bytes, dict]]
+
+
+def _render(home: Home, turn: int = 1, thread: RecordedThread | None = None) -> str:
+    return (thread or home.main).renders[turn - 1]
+
+
+def _revoked(home: Home):
+    grant = home.issue()
+    assert home.records.revoke_grant(grant.document.grant_id, at_ms=T0 + 1)
+    return _render(home), grant, {}
+
+
+def _gone(home: Home):
+    artifact = _render(home, 2)
+    home.records.add_tombstones(
+        [
+            TombstoneRecord(
+                artifact_id=artifact,
+                artifact_class="prompt_render",
+                workflow_id=WORKFLOW,
+                reason="retention",
+                bytes=10,
+                deleted_at_ms=T0,
+            )
+        ]
+    )
+    return artifact, home.issue(), {}
+
+
+def _unrecorded(home: Home):
+    return _render(home), signed_by(home.key("admin"), document(home)), {}
+
+
+def _grantee_unknown(home: Home):
+    signed = signed_by(home.key("admin"), document(home, grantee="ghost"))
+    home.records.add_grant(grant_record(signed))
+    return _render(home), signed, {}
+
+
+def _issuer_not_admin(home: Home):
+    signed = signed_by(home.key("bob"), document(home, issuer="bob"))
+    home.records.add_grant(grant_record(signed))
+    return _render(home), signed, {}
+
+
+def _budget(home: Home):
+    artifact = _render(home)
+    return artifact, home.issue(max_bytes=10), {}
+
+
+def _rate(home: Home):
+    grant = home.issue(rate=(1, HOUR))
+    home.read(_render(home), grant)  # the window's one read
+    return _render(home), grant, {}
+
+
+def _bad_signature(home: Home):
+    signed = home.issue()
+    raw = bytearray(signed.signature)
+    raw[0] ^= 0xFF
+    body = json.loads(signed.file_bytes())
+    body["signature"] = base64.b64encode(bytes(raw)).decode()
+    return _render(home), canonical_json(body), {}
+
+
+DENIALS: list[tuple[str, str, Case]] = [
+    ("key file not a key", "IDENTITY_INVALID", lambda h: (_render(h), h.issue(), {"requester": "not-a-key"})),
+    ("not json", "GRANT_MALFORMED", lambda h: (_render(h), b"{not json", {})),
+    (
+        "field missing",
+        "GRANT_MALFORMED",
+        lambda h: (_render(h), tampered(h.issue(), max_bytes=None), {}),
+    ),
+    (
+        "unknown capability",
+        "GRANT_MALFORMED",
+        lambda h: (_render(h), tampered(h.issue(), capability="payload_write"), {}),
+    ),
+    (
+        "budget raised after signing",
+        "GRANT_SIGNATURE_INVALID",
+        lambda h: (_render(h), tampered(h.issue(), max_bytes=10**9), {}),
+    ),
+    ("damaged signature", "GRANT_SIGNATURE_INVALID", _bad_signature),
+    (
+        "signed by another admin",
+        "GRANT_SIGNATURE_INVALID",
+        lambda h: (_render(h), signed_by(h.key("admin2"), document(h)), {}),
+    ),
+    (
+        "issuer unknown",
+        "GRANT_ISSUER_UNKNOWN",
+        lambda h: (_render(h), tampered(h.issue(), issuer="ghost"), {}),
+    ),
+    ("issuer not admin", "GRANT_ISSUER_NOT_ADMIN", _issuer_not_admin),
+    ("never recorded", "GRANT_UNKNOWN", _unrecorded),
+    ("grantee unknown", "GRANT_GRANTEE_UNKNOWN", _grantee_unknown),
+    (
+        "another reader's grant",
+        "GRANT_GRANTEE_MISMATCH",
+        lambda h: (_render(h), h.issue(), {"requester": "bob"}),
+    ),
+    (
+        "admin is not the grantee",
+        "GRANT_GRANTEE_MISMATCH",
+        lambda h: (_render(h), h.issue(), {"requester": "admin"}),
+    ),
+    (
+        "not yet valid",
+        "GRANT_NOT_YET_VALID",
+        lambda h: (_render(h), h.issue(not_before_ms=NOW + HOUR), {}),
+    ),
+    ("expired", "GRANT_EXPIRED", lambda h: (_render(h), h.issue(), {"at_ms": T0 + 2 * HOUR})),
+    ("revoked", "GRANT_REVOKED", _revoked),
+    (
+        "reason not in grant",
+        "GRANT_REASON_NOT_ALLOWED",
+        lambda h: (_render(h), h.issue(), {"reason": "debugging"}),
+    ),
+    (
+        "reason not in the list",
+        "GRANT_REASON_NOT_ALLOWED",
+        lambda h: (_render(h), h.issue(), {"reason": "curiosity"}),
+    ),
+    ("unknown artifact", "PRIVILEGED_ARTIFACT_UNKNOWN", lambda h: (digest(b"never stored"), h.issue(), {})),
+    ("an output is no prompt", "PRIVILEGED_ARTIFACT_UNKNOWN", lambda h: (h.main.outputs[0], h.issue(), {})),
+    (
+        "a system prompt is profile content",
+        "PRIVILEGED_ARTIFACT_UNKNOWN",
+        lambda h: (h.main.system, h.issue(), {}),
+    ),
+    ("deleted by retention", "PRIVILEGED_ARTIFACT_GONE", _gone),
+    ("another workflow", "GRANT_SCOPE_WORKFLOW", lambda h: (_render(h, 1, h.foreign), h.issue(), {})),
+    (
+        "another thread",
+        "GRANT_SCOPE_THREAD",
+        lambda h: (
+            _render(h, 1, h.sibling),
+            h.issue(scope={"workflow_id": WORKFLOW, "thread_id": h.main.thread.thread_id}),
+            {},
+        ),
+    ),
+    (
+        "another node",
+        "GRANT_SCOPE_NODE",
+        lambda h: (
+            _render(h, 1, h.sibling),
+            h.issue(scope={"workflow_id": WORKFLOW, "node_id": "node:pkg"}),
+            {},
+        ),
+    ),
+    (
+        "turn after the range",
+        "GRANT_SCOPE_TURN",
+        lambda h: (_render(h, 3), h.issue(scope={"workflow_id": WORKFLOW, "min_seq": 1, "max_seq": 2}), {}),
+    ),
+    (
+        "turn before the range",
+        "GRANT_SCOPE_TURN",
+        lambda h: (_render(h, 1), h.issue(scope={"workflow_id": WORKFLOW, "min_seq": 2, "max_seq": 3}), {}),
+    ),
+    (
+        "prompt grant, context artifact",
+        "GRANT_CAPABILITY_MISMATCH",
+        lambda h: (h.main.context, h.issue(capability="prompt_payload_read"), {}),
+    ),
+    (
+        "context grant, prompt artifact",
+        "GRANT_CAPABILITY_MISMATCH",
+        lambda h: (_render(h), h.issue(capability="context_payload_read"), {}),
+    ),
+    ("payload over the budget", "GRANT_BUDGET_EXCEEDED", _budget),
+    ("second read in a 1/h window", "GRANT_RATE_LIMITED", _rate),
+]
+
+
+def test_the_matrix_has_at_least_twenty_cases_and_covers_every_denial_code() -> None:
+    assert len(DENIALS) >= 20
+    codes = {code for _, code, _ in DENIALS}
+    from wf_pipeline.errors import CATALOGUE
+
+    denial_codes = {name for name in CATALOGUE if name.startswith(("GRANT_", "PRIVILEGED_"))}
+    assert denial_codes <= codes
+
+
+@pytest.mark.parametrize(("name", "code", "build"), DENIALS, ids=[name for name, _, _ in DENIALS])
+def test_each_denial_has_its_code_and_a_deny_event(home: Home, name: str, code: str, build: Case) -> None:
+    artifact_id, grant, options = build(home)
+    before = head_seq(home)
+    grant_id = grant.document.grant_id if isinstance(grant, SignedGrant) else json_grant_id(grant)
+
+    with pytest.raises(SecurityError) as caught:
+        home.read(artifact_id, grant, **options)
+
+    assert caught.value.code == code
+    events = new_events(home, before)
+    assert len(events) == 1
+    event = events[0]
+    assert (event.outcome, event.code, event.bytes) == ("deny", code, 0)
+    assert event.grant_id == grant_id
+    assert event.artifact_ids == (artifact_id,)
+    assert event.reason_code == options.get("reason", "incident_response")
+    requester = options.get("requester", "alice")
+    assert event.requester == ("unknown" if requester == "not-a-key" else requester)
+    assert verify_audit_chain(home.records).ok
+
+
+def json_grant_id(data: bytes) -> str | None:
+    try:
+        return json.loads(data)["grant"]["grant_id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+# --- allowed reads -------------------------------------------------------------------------------
+
+
+def test_a_valid_grant_returns_the_exact_payload_after_its_allow_event(home: Home, monkeypatch) -> None:
+    grant = home.issue(
+        scope={"workflow_id": WORKFLOW, "thread_id": home.main.thread.thread_id, "min_seq": 2, "max_seq": 3}
+    )
+    artifact = _render(home, 2)
+    expected = TEXTS["rendered_prompt"].format(name="pkg", turn=TURNS[1]).encode()
+    # Record what the audit trail holds at the moment the CAS is asked for the payload.
+    seen_at_fetch: list[list] = []
+    original_get = EncryptedArtifactStore.get
+
+    def watching_get(store, artifact_id, **options):
+        seen_at_fetch.append([(e.outcome, e.artifact_ids) for e in audit_events(home.records)])
+        return original_get(store, artifact_id, **options)
+
+    monkeypatch.setattr(EncryptedArtifactStore, "get", watching_get)
+    read = home.read(artifact, grant)
+
+    assert read.payload == expected
+    assert (read.artifact_class, read.grant_id, read.requester) == (
+        "prompt_render",
+        grant.document.grant_id,
+        "alice",
+    )
+    assert seen_at_fetch == [[("allow", (artifact,))]]  # committed before the payload was fetched
+    [event] = audit_events(home.records)
+    assert (event.event_id, event.seq, event.outcome, event.code) == (
+        read.audit_event_id,
+        read.audit_seq,
+        "allow",
+        None,
+    )
+    assert event.bytes == len(expected) and event.requester == "alice"
+    assert event.scope["thread_id"] == home.main.thread.thread_id
+    stored = home.records.get_grant(grant.document.grant_id)
+    assert (stored.bytes_used, stored.reads) == (len(expected), 1)
+    assert expected not in canonical_json(read.summary())
+
+
+def test_a_context_grant_reads_the_context_payload(home: Home) -> None:
+    grant = home.issue(capability="context_payload_read", reasons=("debugging", "quality_audit"))
+    read = home.read(home.main.context, grant, reason="quality_audit")
+    assert read.payload == TEXTS["context"].format(name="pkg").encode()
+    assert read.artifact_class == "context_payload"
+
+
+def test_a_read_denied_for_the_budget_leaves_the_budget_unspent(home: Home) -> None:
+    size = len(TEXTS["rendered_prompt"].format(name="pkg", turn=TURNS[0]).encode())
+    grant = home.issue(max_bytes=size + 1)
+    home.read(_render(home, 1), grant)
+    with pytest.raises(SecurityError) as caught:
+        home.read(_render(home, 1), grant)
+    assert caught.value.code == "GRANT_BUDGET_EXCEEDED"
+    assert home.records.get_grant(grant.document.grant_id).bytes_used == size
+
+
+def test_the_rate_window_opens_again_after_it_ends(home: Home) -> None:
+    grant = home.issue(rate=(2, 60_000))
+    for at in (NOW, NOW + 1):
+        home.read(_render(home), grant, at_ms=at)
+    with pytest.raises(SecurityError) as caught:
+        home.read(_render(home), grant, at_ms=NOW + 59_999)
+    assert caught.value.code == "GRANT_RATE_LIMITED"
+    assert home.read(_render(home), grant, at_ms=NOW + 60_000).payload
+    assert [e.outcome for e in audit_events(home.records)] == ["allow", "allow", "deny", "allow"]
+
+
+def test_an_audit_trail_that_cannot_be_written_returns_nothing(home: Home) -> None:
+    grant = home.issue()
+    engine = sa.create_engine(home.settings.records_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE wf_audit_events")
+    engine.dispose()
+
+    with pytest.raises(SecurityError) as caught:
+        read_privileged(
+            home.settings,
+            _render(home),
+            identity_file=home.keys["alice"],
+            grant_file=home.grant_file(grant),
+            reason="incident_response",
+            at_ms=NOW,
+        )
+    assert caught.value.code == "AUDIT_UNAVAILABLE"
+    # A denial that cannot be audited fails the same way, not with its own code.
+    with pytest.raises(SecurityError) as denied:
+        home.read(_render(home), grant, requester="bob")
+    assert denied.value.code == "AUDIT_UNAVAILABLE"
+
+
+def test_an_unaudited_read_never_fetches_the_payload(home: Home, monkeypatch) -> None:
+    import wf_pipeline.security.privileged as privileged
+
+    def broken(*args, **kwargs):
+        raise SecurityError("AUDIT_UNAVAILABLE", "the audit store is down")
+
+    fetched: list[str] = []
+    monkeypatch.setattr(privileged, "append_audit_event", broken)
+    monkeypatch.setattr(
+        EncryptedArtifactStore, "get", lambda store, artifact_id, **o: fetched.append(artifact_id)
+    )
+    with pytest.raises(SecurityError) as caught:
+        home.read(_render(home), home.issue())
+    assert caught.value.code == "AUDIT_UNAVAILABLE"
+    assert fetched == []
+
+
+# --- identities and grant files ---------------------------------------------------------------
+
+
+def test_identity_key_files_are_private_and_registration_keeps_only_the_public_key(home: Home) -> None:
+    mode = stat.S_IMODE(os.stat(home.keys["alice"]).st_mode)
+    assert mode == 0o600
+    record = home.records.get_identity("alice")
+    assert record.role == "reader" and len(record.public_key) == 32
+    assert home.records.get_identity("admin").role == "admin"
+    with pytest.raises(SecurityError) as caught:
+        create_identity(home.records, "alice", admin=False, key_path=home.settings.home / "x.pem", now_ms=T0)
+    assert caught.value.code == "IDENTITY_EXISTS"
+    assert not (home.settings.home / "x.pem").exists()
+
+
+def test_only_an_admin_key_issues_grants(home: Home) -> None:
+    with pytest.raises(SecurityError) as caught:
+        home.issue(admin="bob")
+    assert caught.value.code == "IDENTITY_NOT_ADMIN"
+    with pytest.raises(SecurityError) as unknown:
+        home.issue(grantee="nobody")
+    assert unknown.value.code == "IDENTITY_UNKNOWN"
+    assert home.records.list_grants() == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"reasons": ("because",)},
+        {"reasons": ()},
+        {"capability": "prompt_payload_write"},
+        {"scope": {"workflow_id": WORKFLOW, "min_seq": 3, "max_seq": 1}},
+        {"max_bytes": -1},
+        {"expires_in_ms": 0},
+    ],
+)
+def test_a_grant_outside_the_schema_is_malformed_and_not_recorded(home: Home, options) -> None:
+    with pytest.raises(SecurityError) as caught:
+        home.issue(**options)
+    assert caught.value.code == "GRANT_MALFORMED"
+    assert home.records.list_grants() == []
+
+
+# --- concurrency: budget and rate hold across processes ------------------------------------------
+
+READER = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from wf_pipeline.errors import SecurityError
+    from wf_pipeline.service.privileged import read_privileged
+    from wf_pipeline.settings import Settings
+
+    artifact, key, grant, at_ms, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    settings = Settings.from_env()
+    for _ in range(count):
+        try:
+            read = read_privileged(settings, artifact, identity_file=Path(key), grant_file=Path(grant),
+                                   reason="incident_response", at_ms=at_ms)
+            print(json.dumps({"code": "allow", "bytes": len(read.payload)}))
+        except SecurityError as exc:
+            print(json.dumps({"code": exc.code}))
+    """
+)
+
+
+def race(home: Home, artifact: str, grant: SignedGrant, *, processes: int, reads: int) -> list[dict]:
+    grant_file = home.grant_file(grant)
+    env = {key: value for key, value in os.environ.items() if key not in WF_VARIABLES}
+    env.update(home.env)
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                READER,
+                artifact,
+                str(home.keys["alice"]),
+                str(grant_file),
+                str(NOW),
+                str(reads),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=REPO_ROOT,
+        )
+        for _ in range(processes)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0] * processes, [err.decode()[-2000:] for _, err in outputs]
+    return [json.loads(line) for out, _ in outputs for line in out.decode().splitlines()]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_home(request, tmp_path):
+    with record_store_location(request.param, tmp_path) as target:
+        built = build_home(
+            tmp_path / "home",
+            records_url=target.url if target.backend != "sqlite" else None,
+            schema=target.schema,
+        )
+        yield built
+        built.records.close()
+
+
+def test_concurrent_reads_never_pass_the_byte_budget(shared_home: Home) -> None:
+    artifact = _render(shared_home)
+    size = len(TEXTS["rendered_prompt"].format(name="pkg", turn=TURNS[0]).encode())
+    grant = shared_home.issue(max_bytes=3 * size + size // 2)
+
+    results = race(shared_home, artifact, grant, processes=4, reads=3)
+
+    codes = sorted(r["code"] for r in results)
+    assert codes == ["GRANT_BUDGET_EXCEEDED"] * 9 + ["allow"] * 3
+    assert shared_home.records.get_grant(grant.document.grant_id).bytes_used == 3 * size
+    events = audit_events(shared_home.records)
+    assert sorted(e.outcome for e in events) == ["allow"] * 3 + ["deny"] * 9
+    assert sum(e.bytes for e in events) == 3 * size
+    assert verify_audit_chain(shared_home.records).ok
+
+
+def test_concurrent_reads_never_pass_the_rate_limit(shared_home: Home) -> None:
+    grant = shared_home.issue(rate=(5, HOUR))
+
+    results = race(shared_home, _render(shared_home), grant, processes=4, reads=3)
+
+    assert sorted(r["code"] for r in results) == ["GRANT_RATE_LIMITED"] * 7 + ["allow"] * 5
+    assert shared_home.records.get_grant(grant.document.grant_id).window_reads == 5
+
+
+# --- the wf commands ---------------------------------------------------------------------------
+
+WF = REPO_ROOT / ".venv" / "bin" / "wf"
+CANARIES = (b"PROMPT-PAYLOAD", b"CONTEXT-PAYLOAD")
+
+
+def wf(home: Home, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        key: value for key, value in os.environ.items() if key not in WF_VARIABLES and key != "DAGSTER_HOME"
+    }
+    env.update(home.env)
+    return subprocess.run([str(WF), *args], env=env, capture_output=True, timeout=300, cwd=home.settings.home)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> None:
+    home = build_home(tmp_path / "home", identities=False)
+    keys = tmp_path / "keys"
+    try:
+        for args in (("admin", "--admin"), ("alice",)):
+            made = wf(home, "identity", "create", *args, "--out", str(keys), "--json")
+            assert made.returncode == 0, made.stderr
+            assert json.loads(made.stdout)["key_file"] == str(keys / f"{args[0]}.pem")
+            assert b"PRIVATE KEY" not in made.stdout + made.stderr
+        assert stat.S_IMODE(os.stat(keys / "alice.pem").st_mode) == 0o600
+        listed = json.loads(wf(home, "identity", "list", "--json").stdout)
+        assert [(i["name"], i["role"]) for i in listed] == [("admin", "admin"), ("alice", "reader")]
+
+        grant_file = tmp_path / "grant.json"
+        issued = wf(
+            home,
+            "grants", "issue", "--admin", str(keys / "admin.pem"), "--grantee", "alice",
+            "--capability", "prompt_payload_read", "--workflow", WORKFLOW,
+            "--thread", home.main.thread.thread_id, "--turns", "1-2", "--expires", "1h",
+            "--reason", "incident_response", "--max-bytes", "1000", "--rate", "10/min",
+            "--out", str(grant_file), "--json",
+        )  # fmt: skip
+        assert issued.returncode == 0, issued.stderr
+        grant_id = json.loads(issued.stdout)["grant_id"]
+        assert stat.S_IMODE(os.stat(grant_file).st_mode) == 0o600
+        read_args = (
+            "--identity",
+            str(keys / "alice.pem"),
+            "--grant",
+            str(grant_file),
+            "--reason",
+            "incident_response",
+        )
+        artifact = _render(home, 2)
+        expected = TEXTS["rendered_prompt"].format(name="pkg", turn=TURNS[1]).encode()
+
+        to_stdout = wf(home, "privileged", "read", artifact, *read_args)
+        assert (to_stdout.returncode, to_stdout.stdout) == (0, expected), to_stdout.stderr
+        out = tmp_path / "payload.txt"
+        to_file = wf(home, "privileged", "read", artifact, *read_args, "--out", str(out), "--json")
+        assert to_file.returncode == 0, to_file.stderr
+        assert out.read_bytes() == expected and stat.S_IMODE(os.stat(out).st_mode) == 0o600
+        summary = json.loads(to_file.stdout)
+        assert (summary["bytes"], summary["sha256"], summary["grant_id"]) == (
+            len(expected),
+            digest(expected),
+            grant_id,
+        )
+        as_json = wf(home, "privileged", "read", artifact, *read_args, "--json")
+        assert as_json.returncode == 0 and expected not in as_json.stdout
+
+        outside = wf(home, "privileged", "read", _render(home, 3), *read_args)
+        assert outside.returncode == 1 and outside.stdout == b""
+        assert outside.stderr.decode().startswith("GRANT_SCOPE_TURN: ")
+
+        revoked = wf(home, "grants", "revoke", grant_id, "--json")
+        assert json.loads(revoked.stdout)["state"] == "revoked"
+        after = wf(home, "privileged", "read", artifact, *read_args)
+        assert after.returncode == 1 and after.stdout == b""
+        assert after.stderr.decode().startswith("GRANT_REVOKED: ")
+
+        [grant] = json.loads(wf(home, "grants", "list", "--json").stdout)
+        assert (grant["grant_id"], grant["reads"], grant["bytes_used"]) == (grant_id, 3, 3 * len(expected))
+        events = audit_events(home.records)
+        assert [(e.outcome, e.code) for e in events] == [
+            ("allow", None),
+            ("allow", None),
+            ("allow", None),
+            ("deny", "GRANT_SCOPE_TURN"),
+            ("deny", "GRANT_REVOKED"),
+        ]
+        listed = wf(home, "audit", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert [e["code"] for e in json.loads(listed.stdout)["events"]] == [e.code for e in events]
+        assert expected not in listed.stdout
+        verified = wf(home, "audit", "verify", "--json")
+        assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
+    finally:
+        home.records.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_no_other_command_prints_a_prompt_or_context_payload(tmp_path) -> None:
+    home = build_home(tmp_path / "home", identities=False)
+    try:
+        shown = wf(home, "threads", "show", home.main.thread.thread_id, "--json")
+        outputs = [
+            shown,
+            wf(home, "threads", "list", "--json"),
+            wf(home, "threads", "show", home.main.thread.thread_id),
+            wf(home, "cas", "verify", "--json"),
+            wf(home, "keys", "report", "--json"),
+        ]
+    finally:
+        home.records.close()
+    # The thread is really shown: its prompt and context artifacts by id, their bytes nowhere.
+    artifact_ids = {a["artifact_id"] for a in json.loads(shown.stdout)["artifacts"]}
+    assert {home.main.renders[0], home.main.context} <= artifact_ids
+    for done in outputs:
+        assert done.returncode == 0, done.stderr
+        for canary in CANARIES:
+            assert canary not in done.stdout + done.stderr

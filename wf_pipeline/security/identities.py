@@ -1,0 +1,176 @@
+"""Identities: named Ed25519 key pairs whose public keys and roles the record store keeps.
+
+An identity is made once (`create_identity`): its private key goes to a key file (PEM,
+PKCS8 per RFC 5958, unencrypted, mode 0600) that only its owner holds; the record store
+registers the name, the raw 32-byte public key (RFC 8032) and the role, ``admin`` (signs
+grants) or ``reader`` (is granted reads). Whoever later presents the key file proves
+to be that identity: its public key must equal the registered one. Keys are made and
+used with ``cryptography``; nothing here prints or logs a private key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from wf_pipeline.errors import IDENTITY_EXISTS, IDENTITY_INVALID, SecurityError, os_reason
+from wf_pipeline.metadata.canonical import digest
+from wf_pipeline.metadata.records import IdentityRecord
+from wf_pipeline.records.protocol import RecordStore
+
+#: Identity names: lower-case letters, digits, ``.``, ``_`` and ``-``, 1 to 64 characters.
+IDENTITY_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: Mode of a key or grant file: readable and writable by its owner only.
+PRIVATE_FILE_MODE = 0o600
+
+
+def check_identity_name(name: Any) -> str:
+    """``name`` if it matches `IDENTITY_NAME_RE`; ``IDENTITY_INVALID`` otherwise."""
+    if not isinstance(name, str) or not IDENTITY_NAME_RE.fullmatch(name):
+        raise SecurityError(
+            IDENTITY_INVALID,
+            f"identity name {str(name)[:80]!r} must be 1 to 64 of a-z 0-9 . _ - starting with a letter or digit",
+        )
+    return name
+
+
+def public_key_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    """The raw 32-byte Ed25519 public key of ``key`` (a private or a public key)."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def key_fingerprint(public_key: bytes) -> str:
+    """``sha256:<hex>`` of a raw public key: how listings and audit events name a key."""
+    return digest(public_key)
+
+
+def write_private_file(
+    path: Path, data: bytes, *, replace: bool = False, failure_code: str = IDENTITY_INVALID
+) -> None:
+    """Write ``data`` to ``path`` atomically with mode 0600.
+
+    The bytes go to a temporary file (created 0600) in the same folder, are synced, then
+    take the final name: with ``replace`` by rename (POSIX rename(2)), else by link(2),
+    which fails when ``path`` exists. A reader never sees a partial file.
+
+    Raises ``IDENTITY_EXISTS`` (``path`` exists and ``replace`` is False) and
+    ``failure_code`` (default ``IDENTITY_INVALID``: the folder cannot be written), both
+    naming the path.
+    """
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise SecurityError(failure_code, f"cannot write {path}: {os_reason(exc)}", path=str(path)) from exc
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        with open(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(tmp_name, path)
+        else:
+            os.link(tmp_name, path)
+    except FileExistsError:
+        raise SecurityError(IDENTITY_EXISTS, f"{path} exists; nothing written", path=str(path)) from None
+    except OSError as exc:
+        raise SecurityError(failure_code, f"cannot write {path}: {os_reason(exc)}", path=str(path)) from exc
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in the PEM (PKCS8) file ``path``.
+
+    Raises ``IDENTITY_INVALID`` naming the path when the file cannot be read, is not PEM,
+    is encrypted, or holds another kind of key. The message never quotes the file.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SecurityError(
+            IDENTITY_INVALID, f"key file {path} cannot be read: {os_reason(exc)}", path=str(path)
+        ) from exc
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise SecurityError(
+            IDENTITY_INVALID, f"key file {path} is not an unencrypted PEM private key", path=str(path)
+        ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SecurityError(IDENTITY_INVALID, f"key file {path} is not an Ed25519 key", path=str(path))
+    return key
+
+
+def private_key_pem(key: Ed25519PrivateKey) -> bytes:
+    """``key`` as PEM, PKCS8, unencrypted (the file's mode protects it)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def create_identity(
+    records: RecordStore, name: str, *, admin: bool, key_path: Path, now_ms: int
+) -> IdentityRecord:
+    """Make an Ed25519 key pair for ``name``, write its private key to ``key_path``, register it.
+
+    Args:
+        records: where the identity is registered.
+        name: the identity's name (`IDENTITY_NAME_RE`).
+        admin: register it as ``admin`` (may sign grants) instead of ``reader``.
+        key_path: the key file to create (mode 0600); it must not exist.
+        now_ms: the registration time (Unix epoch ms).
+
+    Returns:
+        The registered `IdentityRecord`.
+
+    Raises ``IDENTITY_INVALID`` (bad name, unwritable folder), ``IDENTITY_EXISTS`` (the
+    name is registered or the key file exists; nothing is written, and a key file written
+    by a registration that lost a race is removed), ``RECORD_UNAVAILABLE``.
+    """
+    check_identity_name(name)
+    if records.get_identity(name) is not None:
+        raise SecurityError(IDENTITY_EXISTS, f"identity {name} is already registered", name=name)
+    key = Ed25519PrivateKey.generate()
+    # The key file first: a registered public key whose private key was never kept is useless.
+    write_private_file(key_path, private_key_pem(key))
+    record = IdentityRecord(
+        name=name, public_key=public_key_bytes(key), role="admin" if admin else "reader", created_at_ms=now_ms
+    )
+    try:
+        stored = records.add_identity(record)
+    except BaseException:
+        key_path.unlink(missing_ok=True)
+        raise
+    if stored.public_key != record.public_key:
+        key_path.unlink(missing_ok=True)
+        raise SecurityError(IDENTITY_EXISTS, f"identity {name} is already registered", name=name)
+    return stored
+
+
+def identity_of_key(records: RecordStore, key: Ed25519PrivateKey) -> IdentityRecord | None:
+    """The registered identity whose public key is ``key``'s, or None."""
+    wanted = public_key_bytes(key)
+    return next((found for found in records.list_identities() if found.public_key == wanted), None)
+
+
+def identity_dict(record: IdentityRecord) -> dict[str, Any]:
+    """JSON-ready facts of an identity: name, role, public key fingerprint (``sha256:``), created_at_ms."""
+    return {
+        "name": record.name,
+        "role": record.role,
+        "public_key_sha256": key_fingerprint(record.public_key),
+        "created_at_ms": record.created_at_ms,
+    }

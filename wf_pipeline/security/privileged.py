@@ -1,0 +1,448 @@
+"""Privileged reads: a prompt or context payload for a grantee who holds a valid grant.
+
+`privileged_read` returns a payload only when every check passes, in this order: the
+grant document is well formed; its issuer is registered, its Ed25519 signature verifies
+against the issuer's public key and the issuer is an admin; the grant was recorded by
+this store; the requester's key is the grantee's; the grant is valid now (not before
+``not_before_ms``, before ``expires_at_ms``) and not revoked; the reason is in the fixed
+list and allowed by the grant; the artifact is a recorded prompt render or context
+payload that retention has not deleted; it lies in the grant's scope (workflow, thread,
+node, turn range); the capability covers its class; and the byte budget and rate allow
+one more read (`RecordStore.use_grant`, atomic across processes).
+
+Every decision, allow or deny, appends an audit event before anything is returned, as
+Vault's audit devices do: when the append fails the read fails with
+``AUDIT_UNAVAILABLE`` and returns nothing. The payload is fetched only after its allow
+event is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from wf_pipeline.errors import (
+    AUDIT_UNAVAILABLE,
+    GRANT_BUDGET_EXCEEDED,
+    GRANT_CAPABILITY_MISMATCH,
+    GRANT_EXPIRED,
+    GRANT_GRANTEE_MISMATCH,
+    GRANT_GRANTEE_UNKNOWN,
+    GRANT_NOT_YET_VALID,
+    GRANT_RATE_LIMITED,
+    GRANT_REASON_NOT_ALLOWED,
+    GRANT_REVOKED,
+    GRANT_SCOPE_NODE,
+    GRANT_SCOPE_THREAD,
+    GRANT_SCOPE_TURN,
+    GRANT_SCOPE_WORKFLOW,
+    GRANT_UNKNOWN,
+    PRIVILEGED_ARTIFACT_GONE,
+    PRIVILEGED_ARTIFACT_UNKNOWN,
+    SecurityError,
+    WfError,
+)
+from wf_pipeline.metadata.artifact_classes import artifact_class_of_role
+from wf_pipeline.metadata.canonical import digest
+from wf_pipeline.metadata.records import GrantRecord
+from wf_pipeline.records.protocol import (
+    GRANT_USE_BUDGET,
+    GRANT_USE_OK,
+    GRANT_USE_RATE,
+    GRANT_USE_REVOKED,
+    RecordStore,
+)
+from wf_pipeline.security.audit import append_audit_event
+from wf_pipeline.security.grants import CAPABILITY_CLASS, REASON_CODES, SignedGrant, verify_signature
+from wf_pipeline.security.identities import identity_of_key, key_fingerprint, public_key_bytes
+
+#: The version of these rules, recorded in every audit event they decide.
+POLICY_VERSION = "privileged-read/1"
+
+#: The requester an audit event names when the requester's key file could not be loaded.
+UNKNOWN_REQUESTER = "unknown"
+
+#: Reads a payload: (artifact id, artifact class, expected size in bytes) -> its verified bytes.
+PayloadReader = Callable[[str, str, int], bytes]
+
+# The prompt-link columns that name a privileged payload, with the link role of each.
+_LINK_ROLES = (("rendered_prompt_artifact_id", "rendered_prompt"), ("context_artifact_id", "context"))
+
+
+@dataclass(frozen=True)
+class ArtifactLocation:
+    """Where a payload artifact was used: the facts scope and capability are checked against.
+
+    Attributes:
+        artifact_id: the artifact (``sha256:<hex>``).
+        artifact_class: ``prompt_render`` or ``context_payload``.
+        workflow_id, thread_id, node_id, turn_id: the prompt link's thread, node and turn.
+        turn_seq: the turn's seq (None when no turn record of it is left).
+        size: the payload's size in bytes, as its artifact link recorded it (None: unknown).
+    """
+
+    artifact_id: str
+    artifact_class: str
+    workflow_id: str
+    thread_id: str
+    node_id: str
+    turn_id: str
+    turn_seq: int | None
+    size: int | None
+
+
+@dataclass(frozen=True)
+class PrivilegedRead:
+    """An allowed read: the payload and the ids that account for it.
+
+    Attributes:
+        artifact_id, artifact_class: what was read.
+        grant_id: the grant it was read under.
+        requester: the grantee's identity name.
+        payload: the payload's exact bytes.
+        audit_event_id, audit_seq: the allow event, appended before the payload was fetched.
+    """
+
+    artifact_id: str
+    artifact_class: str
+    grant_id: str
+    requester: str
+    payload: bytes
+    audit_event_id: str
+    audit_seq: int
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready ids, digest and size of the read; never the payload."""
+        return {
+            "artifact_id": self.artifact_id,
+            "artifact_class": self.artifact_class,
+            "grant_id": self.grant_id,
+            "requester": self.requester,
+            "bytes": len(self.payload),
+            "sha256": digest(self.payload),
+            "audit_event_id": self.audit_event_id,
+            "audit_seq": self.audit_seq,
+        }
+
+
+def locate_artifact(records: RecordStore, artifact_id: str) -> list[ArtifactLocation]:
+    """Every place a prompt link names ``artifact_id`` as a rendered prompt or a context payload.
+
+    The class follows the link's role (`artifact_class_of_role`): ``rendered_prompt`` is
+    ``prompt_render``, ``context`` is ``context_payload``. The workflow comes from the
+    link's thread, the turn seq from the turn's record, the size from the artifact link.
+    Sorted by thread, turn and class; empty when no link names it (system prompts and
+    templates are profile content, not privileged payloads). Raises ``RECORD_UNAVAILABLE``.
+    """
+    found: dict[tuple[str, str, str], ArtifactLocation] = {}
+    for link in records.prompt_links_for_artifact(artifact_id):
+        for column, role in _LINK_ROLES:
+            if getattr(link, column) != artifact_id:
+                continue
+            thread = records.get_thread(link.thread_id)
+            if thread is None:
+                continue
+            seqs = {turn.turn_id: turn.turn_seq for turn in records.turns_for_thread(thread.thread_id)}
+            sizes = {
+                item.role: item.size
+                for item in records.artifact_links_for_thread(thread.thread_id)
+                if item.artifact_id == artifact_id
+            }
+            artifact_class = artifact_class_of_role(role)
+            assert artifact_class is not None  # both roles have a class
+            key = (thread.thread_id, link.turn_id, artifact_class)
+            found[key] = ArtifactLocation(
+                artifact_id=artifact_id,
+                artifact_class=artifact_class,
+                workflow_id=thread.workflow_id,
+                thread_id=thread.thread_id,
+                node_id=link.node_id,
+                turn_id=link.turn_id,
+                turn_seq=seqs.get(link.turn_id),
+                size=sizes.get(role),
+            )
+    return [found[key] for key in sorted(found)]
+
+
+def scope_refusal(grant: GrantRecord, where: ArtifactLocation) -> str | None:
+    """The code of the first scope or capability check ``where`` fails under ``grant``; None when it fits."""
+    if where.workflow_id != grant.workflow_id:
+        return GRANT_SCOPE_WORKFLOW
+    if grant.thread_id is not None and where.thread_id != grant.thread_id:
+        return GRANT_SCOPE_THREAD
+    if grant.node_id is not None and where.node_id != grant.node_id:
+        return GRANT_SCOPE_NODE
+    if grant.min_seq is not None or grant.max_seq is not None:
+        low = grant.min_seq if grant.min_seq is not None else 1
+        high = grant.max_seq if grant.max_seq is not None else where.turn_seq
+        if where.turn_seq is None or high is None or not low <= where.turn_seq <= high:
+            return GRANT_SCOPE_TURN
+    if CAPABILITY_CLASS.get(grant.capability) != where.artifact_class:
+        return GRANT_CAPABILITY_MISMATCH
+    return None
+
+
+def grant_scope(grant: GrantRecord | SignedGrant | None) -> dict[str, Any]:
+    """The scope an audit event records: capability, workflow, thread, node, turn range (None: any)."""
+    if grant is None:
+        return {}
+    if isinstance(grant, SignedGrant):
+        doc = grant.document
+        return {"capability": doc.capability, **doc.scope.model_dump()}
+    return {
+        "capability": grant.capability,
+        "workflow_id": grant.workflow_id,
+        "thread_id": grant.thread_id,
+        "node_id": grant.node_id,
+        "min_seq": grant.min_seq,
+        "max_seq": grant.max_seq,
+    }
+
+
+class _Decision:
+    """The audit trail of one read: appends its deny or allow event before anything leaves."""
+
+    def __init__(
+        self, records: RecordStore, *, requester: str, artifact_id: str, reason: str, now_ms: int
+    ) -> None:
+        self.records = records
+        self.requester = requester
+        self.artifact_id = artifact_id
+        self.reason = reason
+        self.now_ms = now_ms
+        self.grant_id: str | None = None
+        self.scope: dict[str, Any] = {}
+
+    def _append(self, outcome: str, code: str | None, size: int) -> Any:
+        try:
+            return append_audit_event(
+                self.records,
+                requester=self.requester,
+                grant_id=self.grant_id,
+                reason_code=self.reason,
+                scope=self.scope,
+                artifact_ids=(self.artifact_id,),
+                outcome=outcome,
+                code=code,
+                bytes=size,
+                policy_version=POLICY_VERSION,
+                now_ms=self.now_ms,
+            )
+        except SecurityError as exc:
+            if exc.code == AUDIT_UNAVAILABLE:
+                raise
+            raise SecurityError(
+                AUDIT_UNAVAILABLE,
+                f"audit event could not be written: {exc.code}",
+                artifact_id=self.artifact_id,
+            ) from exc
+        except Exception as exc:
+            # Vault's rule: no audit record, no answer. Whatever broke, the read fails closed.
+            raise SecurityError(
+                AUDIT_UNAVAILABLE,
+                f"audit event could not be written: {type(exc).__name__}",
+                artifact_id=self.artifact_id,
+            ) from exc
+
+    def deny(self, error: WfError) -> SecurityError:
+        """Append the deny event of ``error`` and return the error to raise (``AUDIT_UNAVAILABLE`` if the append fails)."""
+        self._append("deny", error.code, 0)
+        return error if isinstance(error, SecurityError) else SecurityError(error.code, error.message)
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        """The ids a denial's error carries: grant and artifact."""
+        return {"grant_id": self.grant_id, "artifact_id": self.artifact_id}
+
+    def allow(self, size: int) -> Any:
+        """Append the allow event of a read of ``size`` bytes; returns the event."""
+        return self._append("allow", None, size)
+
+
+def privileged_read(
+    records: RecordStore,
+    read_payload: PayloadReader,
+    *,
+    artifact_id: str,
+    requester_key: Ed25519PrivateKey | SecurityError,
+    grant: SignedGrant | SecurityError,
+    reason: str,
+    now_ms: int,
+) -> PrivilegedRead:
+    """The payload of ``artifact_id`` for the holder of ``requester_key``, if ``grant`` allows it now.
+
+    Args:
+        records: the record store: identities, grants, prompt links, the audit trail.
+        read_payload: fetches the verified payload bytes (the home's CAS through its
+            keyring); called only after the allow event is committed.
+        artifact_id: the rendered prompt or context artifact (``sha256:<hex>``).
+        requester_key: the requester's Ed25519 private key (its key file), or the
+            ``IDENTITY_INVALID`` error loading it raised (denied and audited, requester
+            `UNKNOWN_REQUESTER`).
+        grant: the parsed grant file, or the ``GRANT_MALFORMED`` error parsing it raised
+            (so that a malformed grant is denied and audited like any other).
+        reason: the reason code of this read (`REASON_CODES`).
+        now_ms: the time of the decision (Unix epoch ms).
+
+    Returns:
+        The `PrivilegedRead` with the exact payload bytes.
+
+    Raises ``SecurityError`` with the first failing check's code (each audited as a deny
+    event first): ``IDENTITY_INVALID`` (the key file), ``GRANT_MALFORMED``, ``GRANT_ISSUER_UNKNOWN``, ``GRANT_SIGNATURE_INVALID``,
+    ``GRANT_ISSUER_NOT_ADMIN``, ``GRANT_UNKNOWN``, ``GRANT_GRANTEE_UNKNOWN``,
+    ``GRANT_GRANTEE_MISMATCH``, ``GRANT_NOT_YET_VALID``, ``GRANT_EXPIRED``, ``GRANT_REVOKED``,
+    ``GRANT_REASON_NOT_ALLOWED``, ``PRIVILEGED_ARTIFACT_UNKNOWN``, ``PRIVILEGED_ARTIFACT_GONE``,
+    ``GRANT_SCOPE_WORKFLOW``, ``GRANT_SCOPE_THREAD``, ``GRANT_SCOPE_NODE``, ``GRANT_SCOPE_TURN``,
+    ``GRANT_CAPABILITY_MISMATCH``, ``GRANT_BUDGET_EXCEEDED``, ``GRANT_RATE_LIMITED``;
+    ``AUDIT_UNAVAILABLE`` when an event cannot be appended (nothing returned); after the
+    allow event, what ``read_payload`` raises (``CAS_*``, ``KEYS_*``). ``RECORD_UNAVAILABLE``
+    from the store.
+    """
+    if isinstance(requester_key, SecurityError):
+        decision = _Decision(
+            records, requester=UNKNOWN_REQUESTER, artifact_id=artifact_id, reason=reason, now_ms=now_ms
+        )
+        if isinstance(grant, SignedGrant):
+            decision.grant_id, decision.scope = grant.document.grant_id, grant_scope(grant)
+        raise decision.deny(requester_key)
+    me = identity_of_key(records, requester_key)
+    # A key no identity holds is named by its fingerprint: the audit trail still says who tried.
+    requester = me.name if me is not None else f"key:{key_fingerprint(public_key_bytes(requester_key))}"
+    decision = _Decision(records, requester=requester, artifact_id=artifact_id, reason=reason, now_ms=now_ms)
+    if isinstance(grant, SecurityError):
+        decision.grant_id = grant.details.get("grant_id")
+        raise decision.deny(grant)
+    doc = grant.document
+    decision.grant_id = doc.grant_id
+    decision.scope = grant_scope(grant)
+    try:
+        verify_signature(records, grant)
+    except SecurityError as exc:
+        raise decision.deny(exc) from None
+    stored = records.get_grant(doc.grant_id)
+    if stored is None or stored.grant_digest != grant.digest:
+        raise decision.deny(
+            SecurityError(
+                GRANT_UNKNOWN,
+                f"grant {doc.grant_id} was not issued through this record store",
+                **decision.ids,
+            )
+        )
+    grantee = records.get_identity(doc.grantee)
+    if grantee is None:
+        raise decision.deny(
+            SecurityError(
+                GRANT_GRANTEE_UNKNOWN, f"grant {doc.grant_id} grantee is not registered", **decision.ids
+            )
+        )
+    if grantee.public_key != public_key_bytes(requester_key):
+        raise decision.deny(
+            SecurityError(
+                GRANT_GRANTEE_MISMATCH,
+                f"the requester's key is not grantee {grantee.name}'s registered key",
+                **decision.ids,
+            )
+        )
+    if now_ms < doc.not_before_ms:
+        raise decision.deny(
+            SecurityError(
+                GRANT_NOT_YET_VALID,
+                f"grant {doc.grant_id} is valid from {doc.not_before_ms} ms, now is {now_ms} ms",
+                **decision.ids,
+            )
+        )
+    if now_ms >= doc.expires_at_ms:
+        raise decision.deny(
+            SecurityError(
+                GRANT_EXPIRED,
+                f"grant {doc.grant_id} expired at {doc.expires_at_ms} ms, now is {now_ms} ms",
+                **decision.ids,
+            )
+        )
+    if stored.revoked_at_ms is not None:
+        raise decision.deny(
+            SecurityError(
+                GRANT_REVOKED,
+                f"grant {doc.grant_id} was revoked at {stored.revoked_at_ms} ms",
+                **decision.ids,
+            )
+        )
+    if reason not in REASON_CODES or reason not in doc.reasons:
+        raise decision.deny(
+            SecurityError(
+                GRANT_REASON_NOT_ALLOWED,
+                f"reason {reason[:40]!r} is not one of the grant's: {', '.join(doc.reasons)}",
+                **decision.ids,
+            )
+        )
+    locations = locate_artifact(records, artifact_id)
+    if not locations:
+        raise decision.deny(
+            SecurityError(
+                PRIVILEGED_ARTIFACT_UNKNOWN,
+                f"no prompt link names {artifact_id[:80]} as a prompt or context payload",
+                **decision.ids,
+            )
+        )
+    if records.get_tombstone(artifact_id) is not None:
+        raise decision.deny(
+            SecurityError(PRIVILEGED_ARTIFACT_GONE, f"{artifact_id} was deleted by retention", **decision.ids)
+        )
+    fitting = [where for where in locations if scope_refusal(stored, where) is None]
+    if not fitting:
+        # The first location's refusal names the denial (locations are sorted, so it is stable).
+        raise decision.deny(
+            SecurityError(
+                scope_refusal(stored, locations[0]),  # type: ignore[arg-type]  # not None: nothing fits
+                f"{artifact_id} lies outside grant {doc.grant_id}'s scope or capability",
+                **decision.ids,
+            )
+        )
+    where = fitting[0]
+    if where.size is None:
+        # The budget is charged before the payload is fetched, so its size must be on record.
+        raise decision.deny(
+            SecurityError(
+                PRIVILEGED_ARTIFACT_UNKNOWN,
+                f"no artifact link records the size of {artifact_id}",
+                **decision.ids,
+            )
+        )
+    size = where.size
+    outcome = records.use_grant(doc.grant_id, size=size, at_ms=now_ms)
+    if outcome == GRANT_USE_BUDGET:
+        raise decision.deny(
+            SecurityError(
+                GRANT_BUDGET_EXCEEDED,
+                f"{size} bytes would pass grant {doc.grant_id}'s budget of {stored.max_bytes} bytes",
+                **decision.ids,
+            )
+        )
+    if outcome == GRANT_USE_RATE:
+        raise decision.deny(
+            SecurityError(
+                GRANT_RATE_LIMITED,
+                f"grant {doc.grant_id} allows {stored.rate_reads} reads per {stored.rate_window_ms} ms",
+                **decision.ids,
+            )
+        )
+    if outcome == GRANT_USE_REVOKED:
+        raise decision.deny(SecurityError(GRANT_REVOKED, f"grant {doc.grant_id} was revoked", **decision.ids))
+    if outcome != GRANT_USE_OK:
+        raise decision.deny(
+            SecurityError(GRANT_UNKNOWN, f"grant {doc.grant_id} is no longer recorded", **decision.ids)
+        )
+    event = decision.allow(size)
+    payload = read_payload(artifact_id, where.artifact_class, size)
+    return PrivilegedRead(
+        artifact_id=artifact_id,
+        artifact_class=where.artifact_class,
+        grant_id=doc.grant_id,
+        requester=requester,
+        payload=payload,
+        audit_event_id=event.event_id,
+        audit_seq=event.seq,
+    )
