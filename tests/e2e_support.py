@@ -35,14 +35,16 @@ def copy_tree(source: Path, destination: Path) -> Path:
 
 
 @contextmanager
-def home_store(home: Path) -> Iterator[ArtifactStore]:
+def home_store(home: Path, settings: Settings | None = None) -> Iterator[ArtifactStore]:
     """The CAS of the home ``home`` as the product reads it: sealed objects opened with its keyring.
 
     Objects rest encrypted (the docs writer's ``docs_family`` policy), so a test that checks
     what a run stored reads plaintexts through this, never the files under ``cas/objects``.
+    ``settings``: the home's settings when its records are elsewhere (PostgreSQL); default:
+    the embedded defaults of ``home``.
     """
-    settings = Settings.from_env({"WF_HOME": str(home)})
-    records = open_record_store(settings.records_url)
+    settings = settings or Settings.from_env({"WF_HOME": str(home)})
+    records = open_record_store(settings.records_url, schema=settings.records_schema)
     try:
         keyring = open_keyring(settings, records, required=False)
         with EncryptedArtifactStore(open_cas(settings.cas_url), EncryptionPolicy(), keyring) as store:
@@ -51,7 +53,7 @@ def home_store(home: Path) -> Iterator[ArtifactStore]:
         records.close()
 
 
-def cas_plaintexts(home: Path) -> dict[str, bytes]:
-    """Every artifact the home's CAS holds, opened and verified: id -> plaintext."""
-    with home_store(home) as store:
+def cas_plaintexts(home: Path, settings: Settings | None = None) -> dict[str, bytes]:
+    """Every artifact the home's CAS holds, opened and verified: id -> plaintext (``settings``: as `home_store`)."""
+    with home_store(home, settings) as store:
         return {artifact_id: store.get(artifact_id) for artifact_id in store.iter_artifact_ids()}

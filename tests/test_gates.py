@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import pytest
 
 from wf_pipeline.errors import GateError
 from wf_pipeline.gates import GateResult, evaluate, gate_types, register
-from wf_pipeline.gates.generic import Heading, parse_headings
+from wf_pipeline.gates.generic import Heading, parse_headings, reason
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, ContextTarget
 from wf_pipeline.workflows.docs_writer.gates import drift
@@ -498,12 +499,29 @@ def test_evidence_map_required_fields_apply() -> None:
     assert_fails_with(result, "EVIDENCE_MAP_EMPTY", "FIELD_EMPTY:claims")
 
 
-def test_reasons_never_carry_payload_text() -> None:
-    leaky_id = "see the secret plan: " + "x" * 200
+@pytest.mark.parametrize(
+    "leaky_id",
+    [
+        "see the secret plan: " + "x" * 200,
+        "RESPONSECANARY" + "7f3a" * 4,
+        "AKIA" + "Q" * 16,
+        "seethesecretplan2",
+    ],
+)
+def test_reasons_never_carry_payload_text(leaky_id: str) -> None:
     result = evidence_gate(evidence_json(claim(leaky_id, evidence_path="nowhere")))
     (only,) = result.reasons
-    assert only.startswith("CLAIM_PATH_NOT_IN_TARGET:see_the_secret_plan_")
-    assert " " not in only and len(only) <= len("CLAIM_PATH_NOT_IN_TARGET:") + 64
+    # A model-chosen id that is not id-shaped is named by its digest, never by its text.
+    assert only == "CLAIM_PATH_NOT_IN_TARGET:h-" + hashlib.sha256(leaky_id.encode()).hexdigest()[:12]
+
+
+def test_reasons_keep_field_paths_short_ids_and_figures() -> None:
+    assert reason("OUTPUT_SCHEMA_VIOLATION", "claims.0.evidence_quote") == (
+        "OUTPUT_SCHEMA_VIOLATION:claims.0.evidence_quote"
+    )
+    assert reason("UNKNOWN_CLAIM_ID", "c404") == "UNKNOWN_CLAIM_ID:c404"
+    assert reason("FIELD_MISSING", "<root>") == "FIELD_MISSING:<root>"
+    assert reason("DRIFT_ABOVE_THRESHOLD", "0.412>0.3") == "DRIFT_ABOVE_THRESHOLD:0.412>0.3"
 
 
 # --- docs_verification_report ---------------------------------------------------------

@@ -8,7 +8,6 @@ the digest, so a corrupt or truncated object is reported, never returned.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 import uuid
@@ -45,8 +44,9 @@ from wf_pipeline.errors import (
     os_reason,
 )
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, is_digest
+from wf_pipeline.security.sinks import product_logger
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 # How old (ms) a present object may look before a put of it again renews its age on a store
 # that cannot touch in place. Grace periods of age rules (the orphan sweep) must be longer.

@@ -19,6 +19,9 @@ without being repeated:
   given rich console (the progress bar's, when one is shown), so they print above the
   bar instead of through it. The handler is removed again afterwards; no logger's level
   is changed.
+- Stdout and stderr are log sinks: everything written through these functions and their
+  consoles passes the one sink filter (`wf_pipeline.security.sinks.scrub`: secret-shaped
+  values masked) on its way out, tables, JSON, CSV and warnings alike.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from wf_pipeline.security.sinks import SINK_FILTER, scrub
 from wf_pipeline.text.names import display_name
 
 # Gap between the columns of a plain (not a terminal) table, in spaces.
@@ -50,6 +54,40 @@ def _quiet_closed_stdout() -> None:
     os.close(devnull)
 
 
+class _ScrubbedStream:
+    """A text stream that writes through `scrub` to the stream ``target()`` returns.
+
+    The target is looked up at each write (``sys.stdout`` may be replaced, as under a test's
+    capture). Everything else (``isatty``, ``fileno``, ``encoding``, ``flush``) is the
+    target's, so rich sees a terminal where there is one.
+    """
+
+    def __init__(self, target: Callable[[], Any]) -> None:
+        self._target = target
+
+    def write(self, text: str) -> int:
+        self._target().write(scrub(text))
+        # The caller's count: rich and csv compare it with what they handed over.
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "rich_proxied_file":
+            # While a live display redirects sys.stdout, rich would unwrap this stream to the
+            # real file and bypass the filter; writes keep going through the proxy instead.
+            raise AttributeError(name)
+        return getattr(self._target(), name)
+
+
+def scrubbed_stdout() -> _ScrubbedStream:
+    """``sys.stdout`` behind the sink filter: what a command writes there is scrubbed (`scrub`)."""
+    return _ScrubbedStream(lambda: sys.stdout)
+
+
+def scrubbed_stderr() -> _ScrubbedStream:
+    """``sys.stderr`` behind the sink filter (`scrub`)."""
+    return _ScrubbedStream(lambda: sys.stderr)
+
+
 class _StdoutConsole(Console):
     """A rich console whose closed pipe ends the output, not the command."""
 
@@ -62,13 +100,15 @@ class _StdoutConsole(Console):
 def stdout_console() -> Console:
     """A console on stdout that never wraps printed lines (``soft_wrap``): a path or id
     stays on one line, whatever the terminal's or the pipe's assumed width. A closed
-    pipe silences it (later prints write nothing) and raises nothing."""
-    return _StdoutConsole(soft_wrap=True)
+    pipe silences it (later prints write nothing) and raises nothing. What it prints is
+    scrubbed on the way out (`scrubbed_stdout`)."""
+    return _StdoutConsole(soft_wrap=True, file=scrubbed_stdout())
 
 
 def stderr_console() -> Console:
-    """A console on stderr, for progress bars and warnings (so ``--json`` stdout stays clean)."""
-    return Console(stderr=True, soft_wrap=True)
+    """A console on stderr, for progress bars and warnings (so ``--json`` stdout stays clean);
+    what it prints is scrubbed on the way out (`scrubbed_stderr`)."""
+    return Console(soft_wrap=True, file=scrubbed_stderr())
 
 
 def emit(json_output: bool, payload: Any, render: Callable[[Console, Any], None]) -> None:
@@ -86,8 +126,9 @@ def emit(json_output: bool, payload: Any, render: Callable[[Console, Any], None]
     """
     try:
         if json_output:
-            sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-            sys.stdout.flush()
+            out = scrubbed_stdout()
+            out.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+            out.flush()
         else:
             render(stdout_console(), payload)
             sys.stdout.flush()
@@ -107,7 +148,7 @@ def write_json_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> No
         stdout ends it quietly, as `emit` does.
     """
     try:
-        out = sys.stdout
+        out = scrubbed_stdout()
         out.write('{\n  "columns": ' + json.dumps(list(columns), allow_nan=False) + ',\n  "rows": [')
         first = True
         for row in rows:
@@ -138,7 +179,7 @@ def write_csv_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Non
             return json.dumps(value, allow_nan=False, separators=(",", ":"))
         return value
 
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = csv.writer(scrubbed_stdout(), lineterminator="\n")
     try:
         writer.writerow(columns)
         for row in rows:
@@ -241,6 +282,9 @@ class _ConsoleLogHandler(logging.Handler):
     def __init__(self, console: Console) -> None:
         super().__init__(level=logging.WARNING)
         self._console = console
+        # Records of other libraries reach this handler too (it sits on the root logger
+        # while a command runs): the sink filter scrubs them here.
+        self.addFilter(SINK_FILTER)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -52,9 +52,10 @@ from dagster._utils.warnings import disable_dagster_warnings
 
 from wf_pipeline.compiler.launch.event_log import dynamic_partitions_snapshot
 from wf_pipeline.compiler.resources import RUNTIME_KEY
-from wf_pipeline.errors import RUN_THREADS_FAILED, RunError
+from wf_pipeline.errors import RUN_THREADS_FAILED, RunError, WfError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime import CONTEXT_REF, Target, TurnOutput, resolve_target, run_turn_batch
+from wf_pipeline.security.sinks import scrub, scrub_value
 
 THREAD_TAG = "wf/thread_id"
 # Set on a run whose threads failed (value: how many); the run fails, and the UI's run list shows it.
@@ -145,30 +146,40 @@ def _turn_asset(
         backfill_policy=BackfillPolicy.single_run(),
     )
     def _compute(context: AssetExecutionContext) -> Iterator[Any]:
-        env = context.resources.wf_runtime
-        keys = context.partition_keys
-        targets = [resolve_target(env.records, key) for key in keys]
-        thread_id = context.run.tags.get(THREAD_TAG)
-        results = run_turn_batch(
-            env, loaded, turn.turn_id, targets, thread_id=thread_id, run_id=context.run.run_id
-        )
-        check_outputs = {
-            spec.key: name for name, spec in context.assets_def.check_specs_by_output_name.items()
-        }
-        if all(r.status == "completed" for r in results.values()):
-            # Every target has its output: the step's output materializes the whole range.
-            with dynamic_partitions_snapshot(context.instance, partitions.name):
-                for partition, result in results.items():
-                    context.add_asset_metadata(_metadata(result, turn.seq), partition_key=partition)
-            # One step, one data version: a single target reports its artifact digest; a batch
-            # carries each target's artifact id in that partition's metadata instead.
-            data_version = DataVersion(results[keys[0]].artifact_id) if len(keys) == 1 else None
-            yield MaterializeResult(data_version=data_version, metadata=_batch_summary(results))
-            yield from _gate_evaluations(loaded, turn, results, check_outputs)
-            return
-        yield from _carry_completed_targets(context, loaded, turn, targets, results, thread_id, check_outputs)
+        try:
+            yield from _run_step(context, loaded, turn, partitions)
+        except WfError as exc:
+            # Dagster writes a step's error, message and chained causes, into its event log
+            # and compute log: it gets the scrubbed "CODE: message" and no chain instead.
+            raise Failure(description=scrub(str(exc)), metadata={"error_code": exc.code}) from None
 
     return _compute
+
+
+def _run_step(
+    context: AssetExecutionContext, loaded: LoadedProfile, turn: Any, partitions: Any
+) -> Iterator[Any]:
+    """The body of one turn's step: run the batch of its partitions, report each target."""
+    env = context.resources.wf_runtime
+    keys = context.partition_keys
+    targets = [resolve_target(env.records, key) for key in keys]
+    thread_id = context.run.tags.get(THREAD_TAG)
+    results = run_turn_batch(
+        env, loaded, turn.turn_id, targets, thread_id=thread_id, run_id=context.run.run_id
+    )
+    check_outputs = {spec.key: name for name, spec in context.assets_def.check_specs_by_output_name.items()}
+    if all(r.status == "completed" for r in results.values()):
+        # Every target has its output: the step's output materializes the whole range.
+        with dynamic_partitions_snapshot(context.instance, partitions.name):
+            for partition, result in results.items():
+                context.add_asset_metadata(_metadata(result, turn.seq), partition_key=partition)
+        # One step, one data version: a single target reports its artifact digest; a batch
+        # carries each target's artifact id in that partition's metadata instead.
+        data_version = DataVersion(results[keys[0]].artifact_id) if len(keys) == 1 else None
+        yield MaterializeResult(data_version=data_version, metadata=_batch_summary(results))
+        yield from _gate_evaluations(loaded, turn, results, check_outputs)
+        return
+    yield from _carry_completed_targets(context, loaded, turn, targets, results, thread_id, check_outputs)
 
 
 def _check_spec(loaded: LoadedProfile, turn: Any, partitions: DynamicPartitionsDefinition) -> AssetCheckSpec:
@@ -229,7 +240,7 @@ def _carry_completed_targets(
             + ", ".join(f"{key} ({r.error_code})" for key, r in failed.items()),
         )
         raise Failure(
-            description=str(error),
+            description=scrub(str(error)),
             metadata={
                 "failed": MetadataValue.json(
                     {
@@ -316,7 +327,7 @@ def _gate_evaluations(
             severity=AssetCheckSeverity.ERROR if stops or not evaluated else AssetCheckSeverity.WARN,
             description=None
             if passed
-            else (
+            else scrub(
                 f"gate {gate.gate_id} failed: {', '.join(result.gate_reasons)}"
                 if evaluated
                 else f"{result.error_code}: turn {turn.turn_id} failed before its gate"
@@ -325,7 +336,7 @@ def _gate_evaluations(
                 "gate_type": gate.gate_type,
                 "thread_id": result.thread_id,
                 "outcome": result.gate_outcome or "not evaluated",
-                "reasons": MetadataValue.json(list(result.gate_reasons)),
+                "reasons": MetadataValue.json(scrub_value(list(result.gate_reasons))),
                 **({"error_code": result.error_code} if result.error_code else {}),
             },
         )
@@ -347,16 +358,19 @@ def _batch_summary(results: Mapping[str, TurnOutput]) -> dict[str, Any]:
 
 
 def _metadata(result: TurnOutput, seq: int) -> dict[str, Any]:
-    """Ids and digests only: never prompt text, context payload or output."""
-    return {
-        "artifact_id": result.artifact_id or "",
-        "bytes": result.artifact_size,
-        "thread_id": result.thread_id,
-        "turn_seq": seq,
-        "attempt": result.attempt,
-        "status": result.status,
-        "input_artifact_ids": MetadataValue.json(list(result.input_artifact_ids)),
-        "reused": result.reused,
-        "provider_calls": result.provider_calls,
-        **({"error_code": result.error_code} if result.error_code else {}),
-    }
+    """Ids and digests only: never prompt text, context payload or output (and, as every
+    sink, its strings pass `scrub`)."""
+    return scrub_value(
+        {
+            "artifact_id": result.artifact_id or "",
+            "bytes": result.artifact_size,
+            "thread_id": result.thread_id,
+            "turn_seq": seq,
+            "attempt": result.attempt,
+            "status": result.status,
+            "input_artifact_ids": MetadataValue.json(list(result.input_artifact_ids)),
+            "reused": result.reused,
+            "provider_calls": result.provider_calls,
+            **({"error_code": result.error_code} if result.error_code else {}),
+        }
+    )

@@ -46,6 +46,7 @@ from wf_pipeline.compiler.history import prune_dagster_history
 from wf_pipeline.compiler.resources import RUNTIME_KEY
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.security.sinks import scrub_value
 from wf_pipeline.settings import Settings
 
 RETENTION_JOB = "wf_retention"
@@ -99,8 +100,10 @@ def run_history_windows(env: RuntimeEnv) -> dict[str, int | None]:
 
 
 def _record(context: OpExecutionContext, figures: Mapping[str, int | str], tags: Mapping[str, str]) -> None:
-    """Figures as the step's output metadata, and the named ones as run tags the run list shows."""
-    context.add_output_metadata(dict(figures))
+    """Figures as the step's output metadata, and the named ones as run tags the run list shows
+    (both Dagster sinks: every string passes `scrub_value`)."""
+    figures = scrub_value(dict(figures))
+    context.add_output_metadata(figures)
     context.instance.add_run_tags(context.run_id, {tag: str(figures[name]) for tag, name in tags.items()})
 
 

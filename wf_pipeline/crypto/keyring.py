@@ -21,7 +21,6 @@ material for good.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import Counter
@@ -44,8 +43,9 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.metadata.records import DataKeyRecord, KekRecord, now_ms
 from wf_pipeline.records.protocol import RecordStore
+from wf_pipeline.security.sinks import product_logger
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 #: The default lineage period: one day, in ms.
 DEFAULT_PERIOD_MS = 86_400_000

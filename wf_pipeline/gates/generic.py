@@ -8,6 +8,7 @@ merely appears somewhere in the text never counts.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,16 +35,39 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # --- reasons ------------------------------------------------------------------------
 
-# Reason parts come from model output (claim ids, JSON keys); keeping them to a short
-# identifier alphabet stops a reason from carrying payload text into records and logs.
-_UNSAFE_REASON_CHARS = re.compile(r"[^\w.\-<>]")
-_MAX_REASON_PART = 64
+# Reason parts may come from model output (claim ids, JSON keys), and reasons go to the
+# records, Dagster and the CLI, which carry ids, digests and positions only. A part is kept
+# as written when every dotted segment has the shape of a field name (lowercase words), a
+# short id (``c002``, ``claim_12``), an index or a placeholder (``<root>``), or when it is a
+# figure (``0.412>0.3``); any other part is named by its digest (`reason_part`).
+_KEPT_SEGMENT = re.compile(r"[a-z][a-z_]{0,31}|[A-Za-z]{1,8}[-_]?\d{1,6}|\d{1,6}|<[a-z]+>")
+_FIGURE = re.compile(r"[\d.<>=]{1,32}")
+# Hex digits of the digest that names a part: enough to tell parts apart, short of the length
+# the secret detector takes for a key.
+_PART_DIGEST_HEX = 12
+
+
+def reason_part(part: object) -> str:
+    """``part`` as a reason may carry it: itself when it is field- or id-shaped, else ``h-<12 hex>``.
+
+    Args:
+        part: a field path, an id, a figure, or a value a model wrote.
+
+    Returns:
+        ``str(part)`` when it is a figure or every ``.``-separated segment is a lowercase
+        field name, a short id, an index or ``<placeholder>``; otherwise ``h-`` and the first
+        12 hex digits of the SHA-256 of its UTF-8 bytes, so the same value always gives the
+        same name and none of its text. Raises nothing.
+    """
+    text = str(part)
+    if _FIGURE.fullmatch(text) or all(_KEPT_SEGMENT.fullmatch(segment) for segment in text.split(".")):
+        return text
+    return "h-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_PART_DIGEST_HEX]
 
 
 def reason(code: str, *parts: object) -> str:
-    """``CODE`` or ``CODE:part[:part]`` with every part reduced to identifier characters."""
-    safe = [_UNSAFE_REASON_CHARS.sub("_", str(part))[:_MAX_REASON_PART] for part in parts]
-    return ":".join([code, *safe])
+    """``CODE`` or ``CODE:part[:part]``, every part as `reason_part` keeps it (no payload text)."""
+    return ":".join([code, *(reason_part(part) for part in parts)])
 
 
 def sorted_reasons(fn: Evaluator) -> Evaluator:

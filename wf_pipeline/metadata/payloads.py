@@ -167,10 +167,17 @@ def parse_json_output(text: str, model: type[StrictPayload]) -> Any:
     """
     try:
         raw = parse_json(text)
-    except (json.JSONDecodeError, TypeError) as exc:
+    except json.JSONDecodeError as exc:
+        # The parser's wording and position only: the document itself never enters the message.
         raise MetadataError(
-            OUTPUT_NOT_JSON, f"output is not a JSON document ({exc.msg if hasattr(exc, 'msg') else exc})"
+            OUTPUT_NOT_JSON,
+            f"output is not a JSON document ({exc.msg} at line {exc.lineno} column {exc.colno}, char {exc.pos})",
+            line=exc.lineno,
+            column=exc.colno,
+            position=exc.pos,
         ) from None
+    except TypeError:
+        raise MetadataError(OUTPUT_NOT_JSON, f"output is a {type(text).__name__}, not JSON text") from None
     if not isinstance(raw, dict):
         raise MetadataError(OUTPUT_NOT_JSON, "output is not a JSON object")
     try:

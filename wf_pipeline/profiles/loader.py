@@ -8,7 +8,6 @@ when a higher layer shadows it. Each way a profile can be wrong has its own code
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -55,9 +54,10 @@ from wf_pipeline.profiles.render import (
 )
 from wf_pipeline.profiles.retention import RetentionPolicy, resolve_retention
 from wf_pipeline.profiles.schema import CONTEXT_INPUT, Profile, TurnSpec
+from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.settings import Settings
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 LayerName = Literal["workspace", "user", "builtin"]
 ArtifactReader = Callable[[str], bytes]

@@ -25,7 +25,6 @@ between attempts ends by it, whatever the provider.
 from __future__ import annotations
 
 import email.utils
-import logging
 import math
 import threading
 import time
@@ -45,8 +44,9 @@ from wf_pipeline.errors import (
     WfError,
 )
 from wf_pipeline.providers.base import Provider, ProviderRequest, ProviderResponse
+from wf_pipeline.security.sinks import product_logger
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 #: Detail key under which a provider reports the server's Retry-After, in ms.
 RETRY_AFTER_DETAIL = "retry_after_ms"

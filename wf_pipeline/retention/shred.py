@@ -27,7 +27,6 @@ between two destroys leaves the lineage partly destroyed; the next sweep destroy
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -38,8 +37,9 @@ from wf_pipeline.crypto.keyring import Keyring, data_keys_of
 from wf_pipeline.metadata.records import KekRecord
 from wf_pipeline.profiles.retention import RetentionPolicy
 from wf_pipeline.records import RecordStore
+from wf_pipeline.security.sinks import product_logger
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 #: Passes `apply_shreds` makes over a lineage to move keys that arrive while it moves.
 MOVE_PASSES = 5

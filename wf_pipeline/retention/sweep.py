@@ -34,7 +34,6 @@ object gone) is not planned again.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -67,9 +66,10 @@ from wf_pipeline.retention.shred import (
     plan_shreds,
     shred_lifetimes,
 )
+from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.telemetry import Recorder
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 # The class of an artifact comes from the role a link gives it (`artifact_class_of_role`).
 # ``input`` links are upstream outputs read by a later turn: they keep their thread's

@@ -12,7 +12,6 @@ one home never call the provider twice for it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 from wf_pipeline.errors import RUN_INPUT_NOT_READY, RUN_INTERRUPTED, RUN_THREAD_BUSY, WfError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
-from wf_pipeline.runtime.failure import mark_thread_failed
+from wf_pipeline.runtime.failure import mark_thread_failed, recorded_error_text
 from wf_pipeline.runtime.leases import LEASE_TTL_MS, thread_lease
 from wf_pipeline.runtime.measure import flush_telemetry
 from wf_pipeline.runtime.outputs import write_step_outputs
@@ -34,9 +33,10 @@ from wf_pipeline.runtime.threads import (
     unsettled_children,
 )
 from wf_pipeline.runtime.turn import CHILDREN_PENDING, CONTEXT_REF, TurnOutput, run_turn
+from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.tree import TreeScan
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 
 def run_turn_batch(
@@ -193,7 +193,12 @@ def _run_one(
         code = mark_thread_failed(env, thread, exc)
         log.warning("%s: turn %s of thread %s failed: %s", code, turn.turn_id, thread.thread_id, exc.message)
         return TurnOutput.skipped(
-            thread.thread_id, turn, target.key, code, status="failed", error_text=exc.message
+            thread.thread_id,
+            turn,
+            target.key,
+            code,
+            status="failed",
+            error_text=recorded_error_text(exc.message),
         )
     except Exception as exc:  # noqa: BLE001 - an unexpected error ends this thread only, failed
         code = mark_thread_failed(env, thread, exc)

@@ -14,16 +14,16 @@ failed turn is the first not completed); restarting from the first turn sets it 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from wf_pipeline.errors import RUN_TURN_CRASHED, RunError, WfError
 from wf_pipeline.gates import GateResult
 from wf_pipeline.metadata.records import RESUMABLE_STATUSES, ThreadRecord, TurnRecord, now_ms
 from wf_pipeline.profiles import FailurePolicy, LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.security.sinks import product_logger, scrub
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 # Longest error text kept on a thread or turn record, in characters (the code says what
 # went wrong; the text carries its figures).
@@ -120,13 +120,29 @@ def prepare_resume(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord)
     return rewound
 
 
+def recorded_error_text(text: str, payloads: Iterable[str] = ()) -> str:
+    """An error message as a thread or turn record keeps it: the records are a log sink.
+
+    Args:
+        text: the error's message (codes, ids, digests, sizes and positions by design).
+        payloads: the prompt and input texts of the turn, when the caller has them: a
+            message that repeats any of them is withheld whole (`security.sinks.scrub`).
+
+    Returns:
+        The scrubbed message (secret-shaped values masked), at most `ERROR_TEXT_LIMIT`
+        characters. Raises nothing.
+    """
+    return scrub(text, payloads=payloads)[:ERROR_TEXT_LIMIT]
+
+
 def failed_thread(thread: ThreadRecord, code: str, text: str, at_ms: int | None = None) -> ThreadRecord:
     """``thread`` as a failed thread that says why: status ``failed``, ``error_code``, ``error_text``.
 
     Args:
         thread: the thread as recorded.
         code: a catalogue code, or the verdict ``GATE_FAILED``.
-        text: the error's message with its figures (truncated to `ERROR_TEXT_LIMIT` characters).
+        text: the error's message with its figures; recorded scrubbed (`security.sinks.scrub`:
+            secret-shaped values masked) and truncated to `ERROR_TEXT_LIMIT` characters.
         at_ms: when it failed, Unix epoch in ms (now when None).
 
     Returns:
@@ -136,7 +152,7 @@ def failed_thread(thread: ThreadRecord, code: str, text: str, at_ms: int | None 
         update={
             "status": "failed",
             "error_code": code,
-            "error_text": text[:ERROR_TEXT_LIMIT],
+            "error_text": recorded_error_text(text),
             "updated_at_ms": at_ms if at_ms is not None else now_ms(),
         }
     )

@@ -9,8 +9,6 @@ produced it runs again, instead of every later run failing on the same bytes.
 
 from __future__ import annotations
 
-import logging
-
 from wf_pipeline.errors import (
     CAS_ARTIFACT_EXPIRED,
     CAS_DECRYPT_FAILED,
@@ -21,8 +19,9 @@ from wf_pipeline.errors import (
     CasError,
 )
 from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.security.sinks import product_logger
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 #: Codes of an artifact removed on purpose: deleted by retention, or shredded (its KEK destroyed).
 #: Its records stay; a turn that needs it runs again, a thread that does not is reused.

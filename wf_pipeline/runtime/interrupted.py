@@ -10,15 +10,15 @@ to that process.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Iterable
 
 from wf_pipeline.errors import RUN_THREAD_BUSY, WfError
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import failed_thread
 from wf_pipeline.runtime.leases import holder_is_this_process, thread_lease
+from wf_pipeline.security.sinks import product_logger
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 # Statuses a thread keeps when its run stops: it had already ended.
 ENDED_STATUSES = ("completed", "failed", "aborted")

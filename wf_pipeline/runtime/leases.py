@@ -16,7 +16,6 @@ provider a second time.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -28,8 +27,9 @@ from pathlib import Path
 
 from wf_pipeline.errors import RUN_INTERRUPTED, RUN_THREAD_BUSY, RunError, WfError
 from wf_pipeline.records import RecordStore
+from wf_pipeline.security.sinks import product_logger
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 # How long a lease lives without renewal: the longest a killed holder's thread waits (ms).
 LEASE_TTL_MS = 30_000

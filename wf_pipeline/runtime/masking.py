@@ -23,7 +23,6 @@ neither stored nor sent (Vault's audit rule).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from wf_pipeline.metadata.payloads import ContextPayload
@@ -32,8 +31,9 @@ from wf_pipeline.profiles.redaction import RedactionPolicy
 from wf_pipeline.records.protocol import RecordStore
 from wf_pipeline.security.audit import append_audit_event
 from wf_pipeline.security.redaction import PLACEHOLDER_PATTERN, masked_text
+from wf_pipeline.security.sinks import product_logger
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 CONTEXT_PAYLOAD = "context_payload"
 #: The reason code of the audit event a context built unmasked appends.

@@ -9,7 +9,6 @@ outputs go is the tree record's (`wf targets sync PATH --out DIR | --in-place`).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from wf_pipeline.runtime.integrity import unusable_reason
 from wf_pipeline.runtime.sinks import output_sink
 from wf_pipeline.runtime.targets import Target, register_tree, tree_output_dir, tree_root_id
 from wf_pipeline.runtime.threads import final_output_type, frame_type_of, recorded_final_artifact_id
+from wf_pipeline.security.sinks import product_logger
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 
 def tree_of(env: RuntimeEnv, root: Path) -> TreeRecord:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import glob
-import logging
 import os
 import stat
 import uuid
@@ -33,11 +32,12 @@ from wf_pipeline.errors import (
     os_reason,
 )
 from wf_pipeline.registry import Registry
+from wf_pipeline.security.sinks import product_logger
 
 if TYPE_CHECKING:
     from wf_pipeline.runtime.environment import RuntimeEnv
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 
 def _warn_once(warning: RunError, warned: set[str] | None) -> None:

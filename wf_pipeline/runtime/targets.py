@@ -19,7 +19,6 @@ gets only the partition key finds the directory again.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import unicodedata
@@ -29,10 +28,11 @@ from pathlib import Path
 from wf_pipeline.errors import RUN_NAME_UNREPRESENTABLE, RUN_UNKNOWN_TARGET, RUN_UNKNOWN_TREE, RunError
 from wf_pipeline.metadata.records import TargetRecord, TreeRecord, now_ms
 from wf_pipeline.records import RecordStore
+from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.text.names import display_name
 from wf_pipeline.tree import TreeScan
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 TREE_KEY_HEX = 6  # hex digits of the root id a tree key shows: 16.7 million trees per base name
 _DOT_RUN = re.compile(r"\.{3,}")  # Dagster's range syntax is "a...b": runs of 3 or more dots

@@ -13,7 +13,6 @@ identity is decided when its turn runs (its level starts), from the records then
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,10 +32,11 @@ from wf_pipeline.runtime.targets import (
     tree_output_dir,
     tree_root_id,
 )
+from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.tree import TreeScan, build_context, context_extractor, context_json_text, scan_tree
 from wf_pipeline.tree.context import fit_context
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ objects and never a record pointing at missing bytes.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -31,7 +30,7 @@ from wf_pipeline.errors import (
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
 from wf_pipeline.metadata.budgets import Budgets
-from wf_pipeline.metadata.canonical import canonical_text, digest_text, parse_json
+from wf_pipeline.metadata.canonical import canonical_text, digest, digest_text, parse_json
 from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
@@ -54,7 +53,13 @@ from wf_pipeline.providers import ProviderRequest, ProviderResponse
 from wf_pipeline.providers.retry import Deadline, call_within, is_deterministic, provider_retrying
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
-from wf_pipeline.runtime.failure import ERROR_TEXT_LIMIT, failed_thread, gate_stops_thread, turn_is_settled
+from wf_pipeline.runtime.failure import (
+    ERROR_TEXT_LIMIT,
+    failed_thread,
+    gate_stops_thread,
+    recorded_error_text,
+    turn_is_settled,
+)
 from wf_pipeline.runtime.integrity import GONE_ON_PURPOSE, describe_unusable, unusable_reason
 from wf_pipeline.runtime.measure import (
     WriteSite,
@@ -70,12 +75,13 @@ from wf_pipeline.runtime.threads import (
     frame_type_of,
     recorded_context_id,
 )
+from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.text.model_output import unwrap_model_output
 from wf_pipeline.text.names import display_name
 from wf_pipeline.text.tokens import count_tokens, max_tokens_of_bytes
 from wf_pipeline.tree import TreeScan
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 # "skipped": the turn did not run for the thread (no provider call, no record).
 TurnStatus = Literal["completed", "failed", "skipped"]
@@ -667,17 +673,34 @@ def _context_artifact(env: RuntimeEnv, artifact_ids: Mapping[str, str]) -> dict[
 def _checked_output(text: str, output_format: str, max_output_bytes: int) -> bytes:
     """The output bytes the turn stores: the reply unwrapped (`unwrap_model_output`: a leading
     reasoning block and a surrounding fence removed), canonical, within the size limit and of
-    the turn's shape. Raises RunError RUN_OUTPUT_TOO_LARGE, RUN_OUTPUT_SHAPE."""
+    the turn's shape. Raises RunError RUN_OUTPUT_TOO_LARGE, RUN_OUTPUT_SHAPE.
+
+    The messages say where and which output (its byte count, digest and the parser's
+    position), never what the output says: they become the turn's error text and logs."""
     data = canonical_text(unwrap_model_output(text))
     if len(data) > max_output_bytes:
         raise RunError(RUN_OUTPUT_TOO_LARGE, f"output has {len(data)} bytes, limit {max_output_bytes}")
     if output_format == "json":
         try:
             parsed = parse_json(data)
-        except json.JSONDecodeError:
-            raise RunError(RUN_OUTPUT_SHAPE, "output is not a JSON document") from None
+        except json.JSONDecodeError as exc:
+            # JSONDecodeError.msg is the parser's fixed wording; str(exc) is too, but the
+            # position fields are what a reader needs, and no part of the document is kept.
+            raise RunError(
+                RUN_OUTPUT_SHAPE,
+                f"output {digest(data)} ({len(data)} bytes) is not a JSON document: "
+                f"{exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos})",
+                output_digest=digest(data),
+                line=exc.lineno,
+                column=exc.colno,
+                position=exc.pos,
+            ) from None
         if not isinstance(parsed, dict):
-            raise RunError(RUN_OUTPUT_SHAPE, "output is not a JSON object")
+            raise RunError(
+                RUN_OUTPUT_SHAPE,
+                f"output {digest(data)} is a JSON {type(parsed).__name__}, not an object",
+                output_digest=digest(data),
+            )
     elif not data.strip():
         raise RunError(RUN_OUTPUT_SHAPE, "output is empty")
     return data
@@ -805,7 +828,12 @@ class _Attempt:
 def _commit_failed(attempt: _Attempt, error: WfError, provider_calls: int) -> TurnOutput:
     """A provider error or unusable output: the attempt is recorded, the thread is failed."""
     ended = now_ms()
-    text = error.message[:ERROR_TEXT_LIMIT]
+    # The records are a log sink: the message is scrubbed, and withheld if it repeats the
+    # turn's prompt or inputs (a provider or parser quoting what it was given).
+    snapshot = attempt.snapshot
+    text = recorded_error_text(
+        error.message, (snapshot.system_prompt, snapshot.user_prompt, *snapshot.texts.values())
+    )
     record = attempt.turn_record("failed", ended, error_code=error.code, error_text=text)
     links = attempt.artifact_links(ended)
     attempt.env.records.commit_turn(

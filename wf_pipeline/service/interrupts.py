@@ -20,7 +20,6 @@ Dagster instance's storage failing...) marks them ``failed`` with that error's c
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -34,8 +33,9 @@ from wf_pipeline.errors import RUN_INTERRUPTED, RunError, WfError
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.runtime.interrupted import mark_threads_failed, unfinished_threads_of
+from wf_pipeline.security.sinks import product_logger
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

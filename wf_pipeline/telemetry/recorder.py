@@ -12,7 +12,6 @@ nothing.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import threading
 import time
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ import pyarrow
 
 from wf_pipeline.errors import WfError
 from wf_pipeline.metadata.records import KekRecord
+from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.schema import (
     ARTIFACT_WRITES,
@@ -40,7 +40,7 @@ __all__ = [
     "open_recorder",
 ]
 
-logger = logging.getLogger(__name__)
+logger = product_logger(__name__)
 
 #: The ``domain`` of every ``artifact_writes`` row.
 ARTIFACT_DOMAIN = "cas"

@@ -60,6 +60,7 @@ from wf_pipeline.errors import (
     os_reason,
 )
 from wf_pipeline.metadata.archive import ARCHIVE_SEED_NAME, MARKER_TABLE, archive_schema
+from wf_pipeline.security.sinks import scrub
 from wf_pipeline.telemetry.schema import (
     AUDIT_EVENTS,
     KEY_EVENTS,
@@ -241,8 +242,10 @@ class TelemetryStore:
                 ``TELEMETRY_WRITE_FAILED`` (figures: table, OS reason) when a file cannot be
                 written; files of other partitions of the same batch may then exist, each
                 whole.
+
+        Telemetry is a log sink: every string cell is written scrubbed (`security.sinks.scrub`).
         """
-        batch = validate_batch(table, batch)
+        batch = _scrubbed(validate_batch(table, batch))
         if batch.num_rows == 0:
             return 0
         self.ensure_seeded()
@@ -397,6 +400,23 @@ class TelemetryStore:
             elif self.fs.exists(f"{folder}/{journal['temp']}"):
                 self.fs.rm(f"{folder}/{journal['temp']}")
         self.fs.rm(path)
+
+
+def _scrubbed(batch: pyarrow.Table) -> pyarrow.Table:
+    """``batch`` with every string cell passed through the log-sink filter (`scrub`).
+
+    Rows carry ids, digests, codes and outcomes by design; this is the second line that
+    keeps a secret-shaped value out of the Parquet files should one reach a cell.
+    """
+    for index, name in enumerate(batch.column_names):
+        column = batch.column(index)
+        if not (pyarrow.types.is_string(column.type) or pyarrow.types.is_large_string(column.type)):
+            continue
+        values = column.to_pylist()
+        cleaned = [None if v is None else scrub(v) for v in values]
+        if cleaned != values:
+            batch = batch.set_column(index, name, pyarrow.array(cleaned, type=column.type))
+    return batch
 
 
 def _as_date(value: dt.date | str) -> str:
