@@ -442,3 +442,32 @@ def test_a_failing_gate_fails_the_thread_with_the_gate_and_its_reasons(setup):
     thread = env.records.get_thread(plan.thread.thread_id)
     assert (thread.status, thread.error_code) == ("failed", "GATE_FAILED")
     assert thread.error_text.startswith(f"gate {outputs[-1].gate_id} of turn {outputs[-1].turn_id} failed: ")
+
+
+def test_under_the_strict_preset_a_failed_thread_keeps_its_code_and_only_a_digest_of_its_message(setup, caplog):
+    """strict hashes free text: the records and the log name the budget's code, never its message."""
+    provider = ScriptedProvider()
+    env, loaded, plan = setup(provider)
+    policy = loaded.profile.artifact_policy.model_copy(update={"max_context_bytes": 64})
+    update = {"artifact_policy": policy, "redaction": {"preset": "strict"}}
+    loaded = dataclasses.replace(loaded, profile=loaded.profile.model_copy(update=update))
+    assert loaded.redaction.hash_free_text
+    with caplog.at_level("WARNING", logger="wf_pipeline.runtime.batch"):
+        (output,) = run_turn_batch(env, loaded, "evidence_gather", [plan.target]).values()
+    thread = env.records.get_thread(plan.thread.thread_id)
+    assert (thread.status, thread.error_code) == ("failed", "METADATA_BUDGET_EXCEEDED")
+    prefix = "message withheld (redaction strict): "
+    assert thread.error_text.startswith(prefix) and is_digest(thread.error_text.removeprefix(prefix))
+    assert output.error_text == thread.error_text
+    assert "max_context_bytes" not in caplog.text and thread.error_text in caplog.text
+
+
+def test_under_the_strict_preset_a_failed_gate_records_a_digest_of_its_reasons(setup):
+    provider = ScriptedProvider({"evidence_gather": [json.dumps({"claims": []})]})
+    env, loaded, plan = setup(provider)
+    strict = loaded.profile.model_copy(update={"redaction": {"preset": "strict"}})
+    loaded = dataclasses.replace(loaded, profile=strict)
+    _run_all(env, loaded, plan)
+    thread = env.records.get_thread(plan.thread.thread_id)
+    assert (thread.status, thread.error_code) == ("failed", "GATE_FAILED")
+    assert thread.error_text.startswith("message withheld (redaction strict): sha256:")

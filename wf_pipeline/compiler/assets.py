@@ -55,6 +55,7 @@ from wf_pipeline.compiler.resources import RUNTIME_KEY
 from wf_pipeline.errors import RUN_THREADS_FAILED, RunError, WfError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime import CONTEXT_REF, Target, TurnOutput, resolve_target, run_turn_batch
+from wf_pipeline.runtime.failure import recorded_error_text
 from wf_pipeline.security.sinks import scrub, scrub_value
 
 THREAD_TAG = "wf/thread_id"
@@ -150,8 +151,10 @@ def _turn_asset(
             yield from _run_step(context, loaded, turn, partitions)
         except WfError as exc:
             # Dagster writes a step's error, message and chained causes, into its event log
-            # and compute log: it gets the scrubbed "CODE: message" and no chain instead.
-            raise Failure(description=scrub(str(exc)), metadata={"error_code": exc.code}) from None
+            # and compute log: it gets "CODE: message" as a record keeps it (scrubbed, or a
+            # digest under a preset that hashes free text) and no chain instead.
+            text = recorded_error_text(exc.message, digest_only=loaded.redaction.hash_free_text)
+            raise Failure(description=f"{exc.code}: {text}", metadata={"error_code": exc.code}) from None
 
     return _compute
 

@@ -11,7 +11,7 @@ the context payload before it is stored or any provider sees it, in the outputs 
 sink writes (the docs writer's README.md; no opt-out), and by the log-sink filter. A preset
 adds (`RedactionPolicy`):
 
-- ``hash_free_text``: paths and free text of error texts, logs and CLI messages become digests;
+- ``hash_free_text``: a failed turn's or thread's message is kept as its digest (records, Dagster, logs);
 - ``allow_unmasked``: whether the profile may opt classes out of masking (not under ``strict``);
 - ``log_findings``: each masking logged with path, detector kind and placeholder, else a count.
 
@@ -50,7 +50,7 @@ class RedactionPolicy:
 
     Attributes:
         preset: the preset's name.
-        hash_free_text: paths and free text in error texts, logs and CLI messages become digests.
+        hash_free_text: a failed turn's or thread's message is kept as its digest only.
         allow_unmasked: the preset lets a profile opt classes out of masking.
         log_findings: each masking is logged (path, kind, placeholder), else a count per context.
         unmasked_classes: the classes this profile opted out of masking (audited when used).

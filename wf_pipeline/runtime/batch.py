@@ -190,18 +190,13 @@ def _run_one(
         # Errors before the provider call (render, budget, changed tree, storage, records)
         # end this thread only; the step goes on with the others. The message carries the
         # error's figures (a budget's name, size and limit), never payload text.
-        code = mark_thread_failed(env, thread, exc)
-        log.warning("%s: turn %s of thread %s failed: %s", code, turn.turn_id, thread.thread_id, exc.message)
-        return TurnOutput.skipped(
-            thread.thread_id,
-            turn,
-            target.key,
-            code,
-            status="failed",
-            error_text=recorded_error_text(exc.message),
-        )
+        digest_only = loaded.redaction.hash_free_text
+        code = mark_thread_failed(env, thread, exc, digest_only=digest_only)
+        text = recorded_error_text(exc.message, digest_only=digest_only)
+        log.warning("%s: turn %s of thread %s failed: %s", code, turn.turn_id, thread.thread_id, text)
+        return TurnOutput.skipped(thread.thread_id, turn, target.key, code, status="failed", error_text=text)
     except Exception as exc:  # noqa: BLE001 - an unexpected error ends this thread only, failed
-        code = mark_thread_failed(env, thread, exc)
+        code = mark_thread_failed(env, thread, exc, digest_only=loaded.redaction.hash_free_text)
         # The type only: an unexpected exception's text may quote the data it choked on.
         log.warning(
             "%s: turn %s of thread %s stopped on %s", code, turn.turn_id, thread.thread_id, type(exc).__name__

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 
 from wf_pipeline.errors import RUN_TURN_CRASHED, RunError, WfError
 from wf_pipeline.gates import GateResult
+from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.metadata.records import RESUMABLE_STATUSES, ThreadRecord, TurnRecord, now_ms
 from wf_pipeline.profiles import FailurePolicy, LoadedProfile
 from wf_pipeline.runtime.environment import RuntimeEnv
@@ -28,6 +29,8 @@ log = product_logger(__name__)
 # Longest error text kept on a thread or turn record, in characters (the code says what
 # went wrong; the text carries its figures).
 ERROR_TEXT_LIMIT = 500
+#: How a record keeps an error message under a preset that hashes free text; its digest follows.
+WITHHELD_PREFIX = "message withheld (redaction strict): "
 
 
 def gate_stops_thread(policy: FailurePolicy, gate: GateResult | None) -> bool:
@@ -120,22 +123,30 @@ def prepare_resume(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord)
     return rewound
 
 
-def recorded_error_text(text: str, payloads: Iterable[str] = ()) -> str:
+def recorded_error_text(text: str, payloads: Iterable[str] = (), *, digest_only: bool = False) -> str:
     """An error message as a thread or turn record keeps it: the records are a log sink.
 
     Args:
         text: the error's message (codes, ids, digests, sizes and positions by design).
         payloads: the prompt and input texts of the turn, when the caller has them: a
             message that repeats any of them is withheld whole (`security.sinks.scrub`).
+        digest_only: the profile's redaction preset hashes free text (``strict``:
+            `RedactionPolicy.hash_free_text`): the message is kept as its digest only, and
+            the record's error code says what went wrong.
 
     Returns:
         The scrubbed message (secret-shaped values masked), at most `ERROR_TEXT_LIMIT`
-        characters. Raises nothing.
+        characters; under ``digest_only``, ``message withheld (redaction strict): sha256:<hex>``.
+        Raises nothing.
     """
+    if digest_only and not text.startswith(WITHHELD_PREFIX):  # a text recorded once keeps its digest
+        return f"{WITHHELD_PREFIX}{digest_text(text)}"
     return scrub(text, payloads=payloads)[:ERROR_TEXT_LIMIT]
 
 
-def failed_thread(thread: ThreadRecord, code: str, text: str, at_ms: int | None = None) -> ThreadRecord:
+def failed_thread(
+    thread: ThreadRecord, code: str, text: str, at_ms: int | None = None, *, digest_only: bool = False
+) -> ThreadRecord:
     """``thread`` as a failed thread that says why: status ``failed``, ``error_code``, ``error_text``.
 
     Args:
@@ -144,6 +155,7 @@ def failed_thread(thread: ThreadRecord, code: str, text: str, at_ms: int | None 
         text: the error's message with its figures; recorded scrubbed (`security.sinks.scrub`:
             secret-shaped values masked) and truncated to `ERROR_TEXT_LIMIT` characters.
         at_ms: when it failed, Unix epoch in ms (now when None).
+        digest_only: keep the message as its digest only (`recorded_error_text`).
 
     Returns:
         A new `ThreadRecord`; ``last_turn_seq`` is kept, so a resume starts where the thread stopped.
@@ -152,13 +164,15 @@ def failed_thread(thread: ThreadRecord, code: str, text: str, at_ms: int | None 
         update={
             "status": "failed",
             "error_code": code,
-            "error_text": recorded_error_text(text),
+            "error_text": recorded_error_text(text, digest_only=digest_only),
             "updated_at_ms": at_ms if at_ms is not None else now_ms(),
         }
     )
 
 
-def mark_thread_failed(env: RuntimeEnv, thread: ThreadRecord, error: BaseException) -> str:
+def mark_thread_failed(
+    env: RuntimeEnv, thread: ThreadRecord, error: BaseException, *, digest_only: bool = False
+) -> str:
     """Record that ``thread`` cannot finish because of ``error``; returns the code recorded.
 
     Used for every error a turn meets outside its provider attempts (a prompt that does not
@@ -170,6 +184,8 @@ def mark_thread_failed(env: RuntimeEnv, thread: ThreadRecord, error: BaseExcepti
         thread: the thread the turn ran in.
         error: a `WfError` (its code and message are kept), or any other exception, kept as
             ``RUN_TURN_CRASHED`` with the exception's type name only (its text may hold data).
+        digest_only: the profile hashes free text (``strict``): the message is kept as its
+            digest only (`recorded_error_text`).
 
     Returns:
         The code recorded on the thread.
@@ -182,7 +198,7 @@ def mark_thread_failed(env: RuntimeEnv, thread: ThreadRecord, error: BaseExcepti
     code, text = str(error.code), error.message
     try:
         current = env.records.get_thread(thread.thread_id) or thread
-        env.records.save_thread(failed_thread(current, code, text))
+        env.records.save_thread(failed_thread(current, code, text, digest_only=digest_only))
     except WfError as exc:
         log.warning("%s: thread %s could not be marked failed (%s)", exc.code, thread.thread_id, code)
     return code

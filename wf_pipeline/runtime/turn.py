@@ -797,7 +797,9 @@ class _Attempt:
         progress = max(self.thread.last_turn_seq, self.turn.seq)
         thread = self.thread.model_copy(update={"last_turn_seq": progress})
         if error is not None:
-            return failed_thread(thread, *error, at_ms=ended_ms)
+            return failed_thread(
+                thread, *error, at_ms=ended_ms, digest_only=self.loaded.redaction.hash_free_text
+            )
         # A thread that goes on (or completes) no longer carries an earlier failure.
         return thread.model_copy(
             update={"status": status, "updated_at_ms": ended_ms, "error_code": None, "error_text": None}
@@ -832,7 +834,9 @@ def _commit_failed(attempt: _Attempt, error: WfError, provider_calls: int) -> Tu
     # turn's prompt or inputs (a provider or parser quoting what it was given).
     snapshot = attempt.snapshot
     text = recorded_error_text(
-        error.message, (snapshot.system_prompt, snapshot.user_prompt, *snapshot.texts.values())
+        error.message,
+        (snapshot.system_prompt, snapshot.user_prompt, *snapshot.texts.values()),
+        digest_only=attempt.loaded.redaction.hash_free_text,
     )
     record = attempt.turn_record("failed", ended, error_code=error.code, error_text=text)
     links = attempt.artifact_links(ended)
