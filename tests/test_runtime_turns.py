@@ -444,7 +444,9 @@ def test_a_failing_gate_fails_the_thread_with_the_gate_and_its_reasons(setup):
     assert thread.error_text.startswith(f"gate {outputs[-1].gate_id} of turn {outputs[-1].turn_id} failed: ")
 
 
-def test_under_the_strict_preset_a_failed_thread_keeps_its_code_and_only_a_digest_of_its_message(setup, caplog):
+def test_under_the_strict_preset_a_failed_thread_keeps_its_code_and_only_a_digest_of_its_message(
+    setup, caplog
+):
     """strict hashes free text: the records and the log name the budget's code, never its message."""
     provider = ScriptedProvider()
     env, loaded, plan = setup(provider)
