@@ -47,7 +47,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from detect_secrets.filters import heuristic
@@ -545,14 +545,21 @@ def mask_secrets(text: str, *, filename: str | None = None) -> str:
 
     Raises nothing.
     """
-    findings = find_secrets(text, filename=filename)
+    return replace_findings(text, find_secrets(text, filename=filename))
+
+
+def replace_findings(text: str, findings: Sequence[SecretFinding]) -> str:
+    """``text`` with each of ``findings`` (sorted, not overlapping, as `find_secrets` gives
+    them, possibly fewer) replaced by its placeholder; ``text`` itself when there is none.
+
+    Raises nothing.
+    """
     if not findings:
         return text
     parts: list[str] = []
     position = 0
     for finding in findings:
-        parts.append(text[position : finding.start])
-        parts.append(finding.placeholder)
+        parts += [text[position : finding.start], finding.placeholder]
         position = finding.end
     parts.append(text[position:])
     return "".join(parts)

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from wf_pipeline.security.redaction import find_secrets
+from wf_pipeline.security.redaction import find_secrets, replace_findings
 
 # What a text that repeats a payload becomes: the whole text goes, since a payload cut
 # anywhere else could still leave a readable piece of it.
@@ -55,15 +55,7 @@ def _masked(text: str) -> str:
             finding.kind == _HEX_ENTROPY_KIND and _DIGEST_HEX.fullmatch(text[finding.start : finding.end])
         )
     ]
-    if not findings:
-        return text
-    parts: list[str] = []
-    position = 0
-    for finding in findings:
-        parts += [text[position : finding.start], finding.placeholder]
-        position = finding.end
-    parts.append(text[position:])
-    return "".join(parts)
+    return replace_findings(text, findings)
 
 
 def scrub(text: str, *, payloads: Iterable[str] = ()) -> str:

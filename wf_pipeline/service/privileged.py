@@ -9,7 +9,6 @@ returns is ids, digests and sizes.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,11 @@ from wf_pipeline.records.registry import open_record_store
 from wf_pipeline.security.grants import SignedGrant, parse_signed_grant
 from wf_pipeline.security.identities import load_private_key, write_private_file
 from wf_pipeline.security.privileged import PrivilegedRead, privileged_read
+from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.service.audit import export_audit_events
 from wf_pipeline.settings import Settings
 
-log = logging.getLogger(__name__)
+log = product_logger(__name__)
 
 
 def _grant_from_file(path: Path) -> SignedGrant | SecurityError:
