@@ -7,7 +7,7 @@ default, PostgreSQL by URL, tables migrated with alembic on open) or
 
 from wf_pipeline.records.memory import MemoryRecordStore
 from wf_pipeline.records.protocol import RecordStore, ThreadLease, TurnCommit
-from wf_pipeline.records.registry import open_record_store, register_record_store
+from wf_pipeline.records.registry import open_record_store, open_settings_record_store, register_record_store
 from wf_pipeline.records.store import SqlRecordStore
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "ThreadLease",
     "TurnCommit",
     "open_record_store",
+    "open_settings_record_store",
     "register_record_store",
 ]

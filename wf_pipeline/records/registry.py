@@ -13,6 +13,7 @@ from wf_pipeline.records.memory import MEMORY_SCHEME, open_memory_record_store
 from wf_pipeline.records.protocol import RecordStore
 from wf_pipeline.records.store import SqlRecordStore
 from wf_pipeline.registry import Registry
+from wf_pipeline.settings import Settings
 
 RecordStoreOpener = Callable[..., RecordStore]
 
@@ -54,3 +55,12 @@ def open_record_store(url: str, *, schema: str | None = None, table_prefix: str 
     if opener is not None:
         return opener(url, schema=schema, table_prefix=table_prefix)
     return SqlRecordStore(url, schema=schema, table_prefix=table_prefix)
+
+
+def open_settings_record_store(settings: Settings) -> RecordStore:
+    """The record store ``settings`` name (``WF_RECORDS_URL``, ``WF_RECORDS_SCHEMA``), opened.
+
+    A context manager like every store: ``with open_settings_record_store(settings) as records:``
+    closes it on the way out. Raises as `open_record_store`.
+    """
+    return open_record_store(settings.records_url, schema=settings.records_schema)

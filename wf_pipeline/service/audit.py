@@ -12,8 +12,6 @@ head: an event cut off the end of the database's trail is then reported too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pyarrow
@@ -21,8 +19,7 @@ import pyarrow
 from wf_pipeline.errors import AUDIT_CHAIN_BROKEN, SecurityError, WfError
 from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.metadata.records import now_ms as current_ms
-from wf_pipeline.records.protocol import RecordStore
-from wf_pipeline.records.registry import open_record_store
+from wf_pipeline.records import open_settings_record_store
 from wf_pipeline.security.audit import ChainReport, audit_events, verify_audit_chain
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.audit import audit_events_table, exported_audit_head
@@ -33,15 +30,6 @@ from wf_pipeline.telemetry.store import TelemetryStore
 EXPORT_PAGE = 10_000
 #: Positions a broken chain's message names at most; the details list every problem.
 MESSAGE_POSITIONS = 20
-
-
-@contextmanager
-def _records(settings: Settings) -> Iterator[RecordStore]:
-    records = open_record_store(settings.records_url, schema=settings.records_schema)
-    try:
-        yield records
-    finally:
-        records.close()
 
 
 def list_audit(
@@ -70,7 +58,7 @@ def list_audit(
     """
     window_ms = parse_duration_ms(since)
     since_ms = None if window_ms is None else (current_ms() if now_ms is None else now_ms) - window_ms
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         events = audit_events(records, since_ms=since_ms, grant_id=grant_id, limit=limit)
     return {"since": since, "since_ms": since_ms, "events": [event.to_dict() for event in events]}
 
@@ -93,7 +81,7 @@ def verify_audit(settings: Settings) -> dict[str, Any]:
         RecordError: ``RECORD_*`` from the store.
     """
     witness = _witness(settings)
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         report = verify_audit_chain(records, witness=witness)
     result = report.to_dict() | {
         "witness": None if witness is None else {"seq": witness[0], "event_hash": witness[1]}
@@ -157,7 +145,7 @@ def export_audit_events(settings: Settings, *, page: int = EXPORT_PAGE) -> dict[
     store = TelemetryStore(settings.telemetry_url)
     store.ensure_seeded()
     exported = 0
-    with _records(settings) as records, store.read_lock(exclusive=True):
+    with open_settings_record_store(settings) as records, store.read_lock(exclusive=True):
         head = _exported_head_unlocked(store)
         after = start = 0 if head is None else head[0]
         while True:

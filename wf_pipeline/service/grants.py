@@ -9,16 +9,13 @@ is returned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from wf_pipeline.errors import GRANT_MALFORMED, GRANT_UNKNOWN, MetadataError, SecurityError
 from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.metadata.records import now_ms
-from wf_pipeline.records.protocol import RecordStore
-from wf_pipeline.records.registry import open_record_store
+from wf_pipeline.records import open_settings_record_store
 from wf_pipeline.security.grants import grant_dict, issue_grant, parse_rate, parse_turns
 from wf_pipeline.security.identities import (
     create_identity,
@@ -30,15 +27,6 @@ from wf_pipeline.settings import Settings
 
 #: Folder under the home where `create_identity_file` writes key files unless told otherwise.
 IDENTITIES_DIR = "identities"
-
-
-@contextmanager
-def _records(settings: Settings) -> Iterator[RecordStore]:
-    records = open_record_store(settings.records_url, schema=settings.records_schema)
-    try:
-        yield records
-    finally:
-        records.close()
 
 
 def create_identity_file(
@@ -59,14 +47,14 @@ def create_identity_file(
     """
     folder = out_dir if out_dir is not None else settings.home / IDENTITIES_DIR
     key_path = folder / f"{name}.pem"
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         record = create_identity(records, name, admin=admin, key_path=key_path, now_ms=now_ms())
     return {**identity_dict(record), "key_file": str(key_path)}
 
 
 def list_identities(settings: Settings) -> list[dict[str, Any]]:
     """Every registered identity (`identity_dict`), by name. Raises ``RECORD_*``."""
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         return [identity_dict(record) for record in records.list_identities()]
 
 
@@ -125,7 +113,7 @@ def issue_grant_file(
         raise SecurityError(GRANT_MALFORMED, f"the byte budget must be >= 0, got {max_bytes}")
     now = now_ms()
     start = None if not_before is None else now + _duration(not_before, "not-before delay")
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         signed = issue_grant(
             records,
             key,
@@ -151,7 +139,7 @@ def revoke_grant(settings: Settings, grant_id: str) -> dict[str, Any]:
     Revoking a revoked grant changes nothing and is not an error. Raises ``GRANT_UNKNOWN``
     (no such grant recorded), ``RECORD_*``.
     """
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         records.revoke_grant(grant_id)
         record = records.get_grant(grant_id)
     if record is None:
@@ -162,5 +150,5 @@ def revoke_grant(settings: Settings, grant_id: str) -> dict[str, Any]:
 def list_grants(settings: Settings) -> list[dict[str, Any]]:
     """Every recorded grant (`grant_dict`: scope, limits, usage, state), by issue time. Raises ``RECORD_*``."""
     at = now_ms()
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         return [grant_dict(record, now_ms=at) for record in records.list_grants()]

@@ -34,6 +34,7 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.metadata.records import KekRecord
 from wf_pipeline.profiles.retention import known_artifact_classes
+from wf_pipeline.records import open_settings_record_store
 from wf_pipeline.records.protocol import RecordStore
 from wf_pipeline.records.registry import open_record_store
 from wf_pipeline.retention.archive import RecordArchive
@@ -50,17 +51,6 @@ _LINEAGE = re.compile(r"^(?P<cls>.+):(?P<day>\d{8})$")
 
 
 # --- opening ---------------------------------------------------------------------------
-
-
-@contextmanager
-def _records(settings: Settings) -> Iterator[RecordStore]:
-    # Listing and reporting read KEK records and data-key rows only: no master key is needed,
-    # and none is made for a home that has no keyring yet.
-    records = open_record_store(settings.records_url, schema=settings.records_schema)
-    try:
-        yield records
-    finally:
-        records.close()
 
 
 @contextmanager
@@ -200,7 +190,7 @@ def list_keys(settings: Settings, artifact_class: str | None = None) -> dict[str
     Raises:
         RecordError: ``RECORD_*``.
     """
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         counts = records.count_data_keys()
         keks = records.list_keks(artifact_class)
         return {
@@ -454,7 +444,7 @@ def keys_report(settings: Settings, *, include_archived: bool = True) -> dict[st
         RecordError: ``RECORD_*``. RetentionError: ``RETENTION_ARCHIVE_ERROR`` (an archive file
         cannot be read).
     """
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         counts = records.count_data_keys()
         destroyed = [k for k in records.list_keks() if k.state == "destroyed"]
         rows = list(shredded_keys(records))

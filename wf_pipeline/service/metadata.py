@@ -10,8 +10,7 @@ making them before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from wf_pipeline.errors import METADATA_TARGET_NOT_FOUND, MetadataError
@@ -19,20 +18,11 @@ from wf_pipeline.metadata.boundary import FrameMetadataBoundary
 from wf_pipeline.metadata.records import FrameRecord, now_ms
 from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, KeyRegistry, descriptor_dict
 from wf_pipeline.metadata.visibility import default_view
+from wf_pipeline.records import open_settings_record_store
 from wf_pipeline.records.protocol import RecordStore
-from wf_pipeline.records.registry import open_record_store
 from wf_pipeline.settings import Settings
 
 __all__ = ["annotate", "list_keys", "show_metadata"]
-
-
-@contextmanager
-def _records(settings: Settings) -> Iterator[RecordStore]:
-    records = open_record_store(settings.records_url, schema=settings.records_schema)
-    try:
-        yield records
-    finally:
-        records.close()
 
 
 def list_keys(registry: KeyRegistry = FRAME_KEY_REGISTRY) -> list[dict[str, Any]]:
@@ -74,7 +64,7 @@ def show_metadata(
             has that id.
         RecordError: the record store's codes.
     """
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         kind, frames = _frames_of(records, target)
         shown = []
         for frame in frames:
@@ -126,7 +116,7 @@ def annotate(
         RecordError: the record store's codes.
     """
     accepted = (boundary or FrameMetadataBoundary()).validate_annotations(domain, changes)
-    with _records(settings) as records:
+    with open_settings_record_store(settings) as records:
         if records.get_frame(frame_id) is None:
             raise MetadataError(METADATA_TARGET_NOT_FOUND, f"no frame has id {frame_id}", target=frame_id)
         events = records.append_annotations(
