@@ -589,6 +589,39 @@ def test_a_bad_grace_period_is_a_clear_error_and_nothing_is_touched(tmp_path, mo
     assert caught.value.code == "METADATA_BAD_DURATION"
 
 
+def test_compaction_copies_audit_events_no_read_copied_to_the_telemetry_table(tmp_path, monkeypatch, capsys):
+    from wf_pipeline.records import open_settings_record_store
+    from wf_pipeline.security.audit import append_audit_event
+    from wf_pipeline.service.telemetry import query_telemetry
+
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    with open_settings_record_store(settings) as records:
+        events = [
+            append_audit_event(
+                records,
+                requester="wf-runtime",
+                grant_id=None,
+                reason_code="REDACTION_OPT_OUT",
+                scope={"workflow_id": "docs_writer_thread_v1"},
+                artifact_ids=[digest(f"context {n}".encode())],
+                outcome="allow",
+                code=None,
+                bytes=10,
+                policy_version="test",
+                now_ms=_now_ms(),
+            )
+            for n in range(3)
+        ]
+
+    assert compact(settings).audit_exported == 3
+    rows = query_telemetry(settings, "select event_id from audit_events order by seq")["rows"]
+    assert rows == [[event.event_id] for event in events]
+    assert main(["compact"]) == 0  # nothing new: nothing copied twice
+    assert "0 events copied to telemetry" in capsys.readouterr().out
+    assert query_telemetry(settings, "select count(*) from audit_events")["rows"] == [[3]]
+
+
 # --- end to end: a real run, archived, then the same tree again ------------------------------
 
 

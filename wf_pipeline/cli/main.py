@@ -850,6 +850,7 @@ def _render_compact(console: Console, r: dict) -> None:
             )
         )
     if telemetry is not None:
+        rows.append(("audit", f"{plural(r.get('audit_exported', 0), 'event')} copied to telemetry", "", ""))
         rows.append(
             (
                 "telemetry",

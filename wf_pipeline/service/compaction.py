@@ -37,6 +37,7 @@ from wf_pipeline.retention.compaction import (
     sweep_scratch,
 )
 from wf_pipeline.retention.policies import require_policies
+from wf_pipeline.service.audit import export_audit_events
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry import TelemetryStore, open_recorder
 from wf_pipeline.telemetry.query import archive_location
@@ -64,6 +65,8 @@ class CompactionResult:
         annotations: the annotation fold (keys with a window, events folded).
         telemetry: the telemetry compaction (partitions merged, files merged, rows, bytes
             before and after), or None when telemetry is off.
+        audit_exported: audit events copied to the ``audit_events`` telemetry table first
+            (`wf_pipeline.service.audit.export_audit_events`; 0 with telemetry off).
         cas_url: the CAS, password masked.
     """
 
@@ -77,6 +80,7 @@ class CompactionResult:
     scratch: ScratchSweep = field(default_factory=ScratchSweep)
     annotations: AnnotationFold = field(default_factory=AnnotationFold)
     telemetry: TelemetryCompaction | None = None
+    audit_exported: int = 0
 
     @property
     def bytes_freed(self) -> int:
@@ -104,6 +108,7 @@ class CompactionResult:
                 "events_folded": self.annotations.events_folded,
             },
             "telemetry": None if self.telemetry is None else asdict(self.telemetry),
+            "audit_exported": self.audit_exported,
             "bytes_freed": self.bytes_freed,
         }
 
@@ -151,7 +156,7 @@ def compact(
             ``archive_after`` and ``grace`` are unknown, so nothing is done),
             ``RETENTION_ARCHIVE_ERROR`` (no record deleted).
         CasError, RecordError, ProfileError: the stores' and loader's codes.
-        TelemetryError: ``TELEMETRY_WRITE_FAILED`` from the telemetry compaction.
+        TelemetryError: ``TELEMETRY_WRITE_FAILED`` from the audit export or the telemetry compaction.
     """
     now = current_ms() if now_ms is None else now_ms
     catalog = catalog or load_profiles(settings, workspace_dir or Path.cwd(), warn=False)
@@ -198,6 +203,9 @@ def compact(
         annotations = fold_annotations(records, FRAME_KEY_REGISTRY, now_ms=now)
         progress(4, PARTS)
         telemetry = None
+        # The audit trail's Parquet copy catches up with events no privileged read copied
+        # (contexts audited by runs), so the scheduled maintenance keeps it current.
+        audit_exported = int(export_audit_events(settings)["exported"])
         if settings.telemetry:
             today = dt.datetime.fromtimestamp(now / 1000, tz=dt.UTC).date()
             telemetry = TelemetryStore(settings.telemetry_url).compact(before_date=today)
@@ -216,4 +224,5 @@ def compact(
         scratch=scratch,
         annotations=annotations,
         telemetry=telemetry,
+        audit_exported=audit_exported,
     )
