@@ -7,6 +7,7 @@ Every secret is made at run time (random fake keys, a private key generated with
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import string
@@ -406,3 +407,186 @@ def test_an_unmasked_context_is_audited_and_fails_when_the_audit_cannot_be_writt
                 size=9,
             )
     assert caught.value.code == "AUDIT_UNAVAILABLE"
+
+
+# --- credential keywords anywhere, credential files, more token formats -------------------
+
+
+def _literal() -> str:
+    """A literal credential: letters and digits, 16 characters (always holds both)."""
+    return "Qm7" + _fake(ALNUM, 12) + "x9"
+
+
+def _values(text: str, *, filename: str | None = None) -> list[str]:
+    return [text[f.start : f.end] for f in find_secrets(text, filename=filename)]
+
+
+@pytest.mark.parametrize("filename", [None, "db.py", "README.md", "notes.txt"])
+def test_a_password_in_prose_or_a_docstring_is_masked(filename: str | None) -> None:
+    first, second = _literal(), _literal()
+    text = (
+        f'"""Database access. Log in as admin with password={first} on db.internal."""\n\n'
+        "def connect() -> None:\n"
+        f'    """Connect; the database password is ``password={second}``."""\n'
+    )
+    assert _values(text, filename=filename) == [first, second]
+    masked = mask_secrets(text, filename=filename)
+    assert first not in masked and second not in masked and "on db.internal." in masked
+    assert mask_secrets(masked, filename=filename) == masked
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "api_token",
+        "access_key",
+        "secret_key",
+        "auth_token",
+        "client_secret",
+        "apiKey",
+        "apiToken",
+        "API_TOKEN",
+        "DB_PASSWORD",
+        "Password",
+    ],
+)
+@pytest.mark.parametrize("separator", ["=", ": ", " = "])
+def test_a_credential_keyword_value_is_masked_anywhere_in_a_line(name: str, separator: str) -> None:
+    value = _literal()
+    text = f"Before you start, set {name}{separator}{value} and run the job.\n"
+    assert _values(text) == [value]
+    assert _values(text, filename="guide.md") == [value]
+
+
+def test_a_value_that_looks_like_a_type_or_a_path_but_is_not_one_is_masked() -> None:
+    for value in ("Summer2024x", "Qm7v.Lx2pRt9s", "Xk4mPq9z.", "x25519Secret9"):
+        text = f"Use password: {value}, then log in.\n"
+        assert _values(text) == [value.rstrip(".")], text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password=None and token=null, api_key=true, secret=false\n",
+        'token = get_token()\npassword = os.environ["DB_PASSWORD"]\n',
+        "def login(user: str, password: str, token: str | None = None) -> None:\n",
+        "api_key = settings.api_key\nAPI_KEY_ENV = OPENAI_API_KEY\n",
+        "password=${DB_PASSWORD} token={{ vault_token }} secret=$SECRET pwd=<your-password>\n",
+        'token = ""\npassword=hunter\nmax_tokens=1024\nsecret=abcdefgh\n',
+        "Pass the token=tok_name to the call; the password: see the vault.\n",
+        'password_field = "password"\nTOKEN_HEADER = "token"\n',
+        "def sign(private_key: PKCS7PrivateKeyTypes, token: X25519PrivateKey) -> None:\n",
+        "MLKEM768X25519PrivateKey = rust_openssl.hpke.MLKEM768X25519PrivateKey\n",
+    ],
+)
+def test_keyword_values_that_name_no_literal_are_kept(text: str) -> None:
+    assert find_secrets(text, filename="app.py") == []
+    assert find_secrets(text) == []
+
+
+def _cases() -> list[tuple[str, str, str]]:
+    """(file name, text, planted value): the shapes a credential takes in source and configuration."""
+    token32, value = _fake(ALNUM, 31) + "7", _literal()
+    bearer = _fake(ALNUM, 38) + "q7"
+    aws_secret = _fake(ALNUM + "/+", 38) + "a1"
+    return [
+        ("pyproject.toml", f'[tool.publish]\ntoken = "{token32}"\n', token32),
+        ("client.py", f'API_TOKEN = "{token32}"\n', token32),
+        ("client.go", f'package client\n\nconst apiToken = "{token32}"\n', token32),
+        ("client.ts", f'export const apiKey: string = "{token32}";\n', token32),
+        ("settings.py", f'API_TOKEN: str = "{token32}"\n', token32),
+        ("Dockerfile", f"FROM python:3.11\nENV API_KEY={value}\n", value),
+        ("Dockerfile", f"FROM python:3.11\nARG DB_PASSWORD={value}\n", value),
+        ("deploy.sh", f'curl -H "Authorization: Bearer {bearer}" https://api.example.com\n', bearer),
+        (".netrc", f"machine api.example.com\n  login deploy\n  password {value}\n", value),
+        ("notes.txt", f"machine api.example.com login deploy password {value}\n", value),
+        (".pgpass", f"db.internal:5432:app:deploy:{value}\n", value),
+        ("setup.md", f"Add `db.internal:5432:*:deploy:{value}` to the file.\n", value),
+        (
+            "credentials",
+            f"[default]\naws_access_key_id = x\naws_secret_access_key = {aws_secret}\n",
+            aws_secret,
+        ),
+        (
+            "Db.cs",
+            f'var cs = "Server=db;Database=app;User Id=deploy;Password={value};";\n',
+            value,
+        ),
+        ("App.config", f"<settings>\n  <password>{value}</password>\n</settings>\n", value),
+        ("README.md", f"Log in with `password: {value}` first.\n", value),
+        ("README.md", f"| name | value |\n|---|---|\n| `DB_PASSWORD` | `{value}` |\n", value),
+        ("README.md", f"| password | {value} |\n", value),
+        ("README.md", f"```netrc\nmachine h\nlogin u\npassword {value}\n```\n", value),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_cases())))
+def test_credentials_of_source_and_configuration_files_are_masked(index: int) -> None:
+    filename, text, value = _cases()[index]
+    masked = mask_secrets(text, filename=filename)
+    assert value not in masked, (filename, masked)
+    assert "[secret:" in masked
+    assert mask_secrets(masked, filename=filename) == masked
+
+
+def _tokens() -> list[tuple[str, str]]:
+    """(kind, value) of token formats detect-secrets' own plugins do not know."""
+    bech32 = "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L"
+    return [
+        ("GitHub Token", f"github_pat_{_fake(ALNUM, 22)}_{_fake(ALNUM, 59)}"),
+        ("Hugging Face Token", "hf_" + _fake(string.ascii_letters, 34)),
+        ("PyPI Token", "pypi-AgEIcHlwaS5vcmcCJ" + _fake(ALNUM + "-_", 80)),
+        ("PyPI Token", "pypi-AgEOaW5kZXguZXhhbXBsZS5vcmc" + _fake(ALNUM + "-_", 60)),
+        ("Anthropic API Key", "sk-ant-api03-" + _fake(ALNUM + "-_", 93) + "AA"),
+        ("Age Secret Key", "AGE-SECRET-KEY-1" + _fake(bech32, 58)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_tokens())))
+def test_token_formats_beyond_detect_secrets_plugins_are_masked(index: int) -> None:
+    kind, value = _tokens()[index]
+    # In prose, unquoted and named by nothing: the format alone tells.
+    masked = _masked_once(f"use {value} here\n", value, kind)
+    assert masked.startswith("use [secret:")
+
+
+def test_a_discord_webhook_url_keeps_its_id_and_loses_its_token() -> None:
+    token = _fake(ALNUM + "-_", 66) + "a1"
+    text = f"post to https://discord.com/api/webhooks/123456789012345678/{token}\n"
+    masked = _masked_once(text, token, "Discord Webhook")
+    assert "https://discord.com/api/webhooks/123456789012345678/[secret:discord-webhook:" in masked
+
+
+def test_a_value_that_only_starts_with_a_placeholder_is_masked() -> None:
+    real = _literal()
+    for text in (f"DB_PASSWORD=[secret:x:12345678]{real}\n", f'token = "[secret:a:0badf00d]{real}"\n'):
+        masked = mask_secrets(text, filename=".env")
+        assert real not in masked, masked
+        assert mask_secrets(masked, filename=".env") == masked
+    # A whole placeholder is never found again.
+    assert find_secrets("DB_PASSWORD=[secret:secret-keyword:0badf00d]\n", filename=".env") == []
+
+
+def test_quoted_digests_and_integrity_hashes_are_not_secrets() -> None:
+    empty_sha256 = hashlib.sha256(b"").hexdigest()
+    text = (
+        f'EMPTY_DIGEST = "{empty_sha256}"\n'
+        f'checksum = "{hashlib.sha256(secrets.token_bytes(8)).hexdigest()}"\n'
+        f'COMMIT = "{hashlib.sha1(secrets.token_bytes(8)).hexdigest()}"\n'  # noqa: S324 - a git SHA's shape
+        f'sha512 = "{hashlib.sha512(secrets.token_bytes(8)).hexdigest()}"\n'
+    )
+    assert find_secrets(text, filename="versions.py") == []
+    sri = "sha384-" + base64.b64encode(hashlib.sha384(secrets.token_bytes(8)).digest()).decode()
+    html = f'<script src="app.js" integrity="{sri}" crossorigin="anonymous"></script>\n'
+    assert find_secrets(html, filename="index.html") == []
+    # A hex key named as a secret is still one: the name, not the shape, decides.
+    key = secrets.token_hex(32)
+    assert _values(f'SECRET_KEY = "{key}"\n', filename="settings.py") == [key]
+    assert _values(f'signing_key = "{key}"\n', filename="settings.py") == [key]

@@ -17,6 +17,21 @@ what masking needs and the plugins alone do not give:
 - unquoted values of ``KEY=value`` and ``key: value`` lines of such configuration files are
   judged by the two high-entropy plugins' own entropy measures and limits (the plugins
   themselves only look at quoted strings, as detect-secrets' ad hoc scan would not).
+- a credential keyword's value anywhere in a text, not only at a line's start and in any
+  file type (`_assignment_spans`: ``password=...`` in prose or a docstring, ``API_TOKEN =
+  "..."``, ``apiKey: string = "..."``, ``Password=...;`` in a connection string,
+  ``<password>...</password>``, a Markdown table row): detect-secrets' keyword list has no
+  ``token`` and its patterns want a quoted value or a line of their own. The value must look
+  like a literal (`_is_literal`), not a name, a call or a reference;
+- credential files detect-secrets does not read: ``.netrc`` (``machine x login y password
+  z``) and ``.pgpass`` (``host:port:db:user:password``) lines;
+- token formats its plugins do not know (`_TOKEN_FORMATS`: fine-grained GitHub tokens,
+  Hugging Face, Anthropic and project OpenAI keys, PyPI tokens of any index, age secret
+  keys, Discord webhook URLs, ``Authorization: Bearer`` values);
+- fewer false positives: a quoted hex string of a digest's length (git's 40-hex SHA-1,
+  SHA-256 and longer) on a line that names no credential, and a Subresource Integrity
+  value (``sha384-...``), are digests, not keys; a keyword plugin's value that is itself a
+  credential word naming a field (``password_field = "password"``) is a name.
 
 Which plugins: every plugin detect-secrets ships except ``Public IP (ipv4)`` (an address
 is not a credential, and documentation names them on purpose). Which filters: the
@@ -203,6 +218,8 @@ _FENCE_FILES = {
     "js": "module.js",
     "go": "module.go",
     "java": "Module.java",
+    "netrc": ".netrc",
+    "pgpass": ".pgpass",
 }
 # Shorter hex strings are identifiers (migration revisions, abbreviated commits, colours), not
 # keys: detect-secrets' hex limit alone flags every 12-hex alembic revision id.
@@ -216,6 +233,119 @@ _EDGE_CHARS = " \t\r\n\"'`=:,;"
 PLACEHOLDER_PATTERN = re.compile(r"\[secret:[a-z0-9-]+:[0-9a-f]{8}\]")
 # A masked view is cached per (file name, text): the gate asks for the same few files per claim.
 _VIEW_CACHE_SIZE = 64
+
+# --- complements: credential keywords anywhere, credential files, more token formats ----------
+
+# A credential keyword that ends a name (``password``, ``DB_PASSWORD``, ``apiKey``, ``API_TOKEN``,
+# ``aws_secret_access_key``, ``client_secret``), any case: a name that goes on (``password_field``,
+# ``tokenizer``) names something else. detect-secrets' keyword list, plus ``token`` and ``credential``.
+_CREDENTIAL_NAME = re.compile(
+    r"(?:pass(?:word|wd|phrase)|pwd|secret|token|credentials?"
+    r"|(?:api|access|secret|private|auth|client|account|service|signing|encryption|master)[_\-]?key)"
+    r"(?![A-Za-z0-9_\-])",
+    re.IGNORECASE,
+)
+# The same, found fast (a regex alternation tries every position): each keyword's last word is
+# found with str.find in the lower-cased text, then checked at that place.
+_CREDENTIAL_STEMS = ("pass", "pwd", "secret", "token", "credential", "key")
+_CREDENTIAL_AT = re.compile(r"(?:pass(?:word|wd|phrase)|pwd|secret|token|credentials?)(?![a-z0-9_\-])")
+_KEY_PREFIXES = (
+    "api",
+    "access",
+    "secret",
+    "private",
+    "auth",
+    "client",
+    "account",
+    "service",
+    "signing",
+    "encryption",
+    "master",
+)
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+# What may follow such a name up to its value: a closing quote or backtick (a JSON key, inline
+# code), then ``=``, ``:``, ``:=`` (Go), ``==``, ``=>`` (PHP, Ruby), a type annotation before ``=``
+# (``apiKey: string =``, ``API_TOKEN: str =``), a Markdown table's ``|``, or an XML element's ``>``.
+_ASSIGNED = re.compile(
+    r"""\\?["'`]?[ \t]*(?:
+        (?P<sep>(?::[ \t]*[A-Za-z_][\w.\[\]<>|]*[ \t]*)?(?::=|==|=>|=)|:|\|)[ \t]*
+            (?:\\?(?P<quote>["'`])(?P<quoted>[^\n]{0,512}?)\\?(?P=quote)
+              |(?P<bare>[^\s'"`,;()<>\[\]{}|]{1,512})(?P<after>[(\[]?))
+        |>(?P<xml>[^<\n]{1,512})</
+    )""",
+    re.VERBOSE,
+)
+# Values that are no literal: nothing set, a boolean, a null of some language.
+_NO_VALUES = frozenset({"none", "null", "nil", "true", "false", "undefined", "empty"})
+# A reference to a value held elsewhere: an attribute path from a lower-case object or module,
+# as Python and JavaScript name them (``self.token``, ``settings.api_key``,
+# ``rust_openssl.hpke.X25519PrivateKey``).
+_REFERENCE = re.compile(r"[a-z_][a-z0-9_]*(?:\.[A-Za-z_]\w*)+")
+# A type annotation (``private_key: PKCS7PrivateKeyTypes,``): a CamelCase name ending in a word,
+# after ``:`` and before what ends a parameter or a field.
+_TYPE_NAME = re.compile(r"[A-Z]\w*[A-Z][a-z]{2,}")
+_TYPE_END = re.compile(r"[ \t]*(?:[,)=\]|]|$)", re.MULTILINE)
+# Shortest literal credential: eight characters, as NIST SP 800-63B's minimum for a memorized secret.
+_MIN_LITERAL = 8
+# A credential word a keyword plugin's value may be when it names a field, not a secret.
+_FIELD_WORDS = frozenset({"password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "passphrase"})
+_FIELD_NAME = (
+    r"{word}[_\-]?(?:field|name|label|param|column|attr|input|id|type|prompt|placeholder|header|var|env)"
+)
+# .netrc (inetutils, curl): ``machine HOST login USER password SECRET``, one line or several.
+_NETRC_NAMES = frozenset({".netrc", "_netrc"})
+_NETRC_PASSWORD = re.compile(r"(?<!\S)(?:password|passwd)[ \t]+(\S+)")
+_NETRC_LINE = re.compile(r"^[ \t]*machine[ \t]+\S+.*?(?<!\S)(?:password|passwd)[ \t]+(\S+)", re.MULTILINE)
+# .pgpass (PostgreSQL libpq): ``hostname:port:database:username:password``, ``\:`` escapes a colon.
+_PGPASS_NAMES = frozenset({".pgpass", "pgpass.conf"})
+_PGPASS_FIELD = r"(?:[^:\\\n]|\\.)*"
+_PGPASS_ANY = re.compile(
+    rf"^[ \t]*(?!#){_PGPASS_FIELD}:{_PGPASS_FIELD}:{_PGPASS_FIELD}:{_PGPASS_FIELD}:(\S.*?)[ \t]*$",
+    re.MULTILINE,
+)
+# Outside a .pgpass file, only a line (or inline code) of its exact shape: a host, a port (or *),
+# names, a value.
+_PGPASS_PORT = re.compile(r":(?:\d{1,5}|\*):")
+_PGPASS_SHAPE = re.compile(
+    r"(?:^[ \t]*|`)[\w.\-*]+:(?:\d{1,5}|\*):[\w.\-*]+:[\w.\-*@]+:([^\s`]+)(?:[ \t]*$|`)", re.MULTILINE
+)
+# Token formats detect-secrets' plugins do not know: (kind, pattern, group of the secret, hint).
+_TOKEN_FORMATS: tuple[tuple[str, re.Pattern[str], int, tuple[str, ...]], ...] = (
+    # GitHub fine-grained personal access tokens (2022): github_pat_<22>_<59>.
+    ("GitHub Token", re.compile(r"github_pat_[A-Za-z0-9_]{40,}"), 0, ("github_pat_",)),
+    # Hugging Face user access tokens: hf_ and 34 letters.
+    ("Hugging Face Token", re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}"), 0, ("hf_",)),
+    # Anthropic API keys (sk-ant-api03-...), OpenAI project, service-account and admin keys.
+    ("Anthropic API Key", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}"), 0, ("sk-ant-",)),
+    ("OpenAI Token", re.compile(r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,}"), 0, ("sk-",)),
+    # PyPI API tokens of any index: a macaroon, base64url of "\x02\x01\x08..." that starts AgE.
+    ("PyPI Token", re.compile(r"pypi-AgE[A-Za-z0-9_\-]{50,}"), 0, ("pypi-",)),
+    # age (age-encryption.org) identities: Bech32, upper case.
+    (
+        "Age Secret Key",
+        re.compile(r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
+        0,
+        ("AGE-SECRET-KEY-",),
+    ),
+    # Discord webhook URLs: the id is public, the token after it is the credential.
+    (
+        "Discord Webhook",
+        re.compile(r"discord(?:app)?\.com/api/webhooks/\d+/([A-Za-z0-9_\-]{20,})"),
+        1,
+        ("/api/webhooks/",),
+    ),
+    # An HTTP Authorization value (RFC 6750 b64token for Bearer; Basic, Token schemes).
+    (
+        "Bearer Token",
+        re.compile(r"(?:\bBearer|\bAuthorization:[ \t]*(?:Basic|Token))[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),
+        1,
+        ("Bearer", "Authorization"),
+    ),
+)
+# A quoted digest: git's SHA-1 (40 hex), SHA-224/256/384/512 (56, 64, 96, 128 hex).
+_DIGEST_HEX_LENGTHS = frozenset({40, 56, 64, 96, 128})
+# A Subresource Integrity value (W3C SRI: ``sha384-<base64>``, several separated by spaces).
+_SRI = re.compile(r"sha(?:256|384|512)-[A-Za-z0-9+/]+={0,2}")
 
 
 @dataclass(frozen=True)
@@ -285,19 +415,25 @@ class _Lines:
             end = self.starts[index + 1] - 1 if index + 1 < len(self.starts) else len(self.text)
             yield start, self.text[start:end]
 
-    def starts_with(self, words: tuple[str, ...]) -> list[int]:
-        """Start offsets of the lines that hold one of ``words`` (lower case), ignoring case, in order."""
+    @property
+    def lowered(self) -> str:
+        """The text lower-cased (computed once)."""
         if self._lowered is None:
             self._lowered = self.text.lower()
+        return self._lowered
+
+    def starts_with(self, words: tuple[str, ...]) -> list[int]:
+        """Start offsets of the lines that hold one of ``words`` (lower case), ignoring case, in order."""
+        lowered = self.lowered
         found: set[int] = set()
         for word in words:
-            position = self._lowered.find(word)
+            position = lowered.find(word)
             while position >= 0:
                 index = bisect.bisect_right(self.starts, position) - 1
                 found.add(self.starts[index])
                 # On to the next line: one hit per line is enough.
                 position = self.starts[index + 1] if index + 1 < len(self.starts) else len(self.text)
-                position = self._lowered.find(word, position)
+                position = lowered.find(word, position)
         return sorted(found)
 
     def excerpt(self, words: tuple[str, ...]) -> tuple[str, list[int], list[int]]:
@@ -398,6 +534,15 @@ def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tu
             yield _PRIVATE_KEY_KIND, match.start(), match.end()
 
 
+def _names_a_field(value: str, line: str) -> bool:
+    """Whether a keyword plugin's ``value`` is a credential word naming a field on ``line``:
+    ``password_field = "password"``, ``TOKEN_HEADER = "token"``, not ``password = "password"``."""
+    word = value.lower()
+    return word in _FIELD_WORDS and bool(
+        re.search(_FIELD_NAME.format(word=re.escape(word)), line, re.IGNORECASE)
+    )
+
+
 def _keyword_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tuple[str, int, int]]:
     """Values the keyword plugin finds on lines that name one of its keywords.
 
@@ -418,6 +563,8 @@ def _keyword_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[t
                 continue
             start, end = _trimmed(line, *match.span(group))
             value = line[start:end]
+            if _names_a_field(value, line):
+                continue
             if value and not _NAME_VALUE.fullmatch(value) and not _filtered(value, line, _KEYWORD, filename):
                 yield _KEYWORD.secret_type, line_start + start, line_start + end
 
@@ -432,6 +579,19 @@ def _entropic(plugin: HighEntropyStringsPlugin, value: str) -> bool:
     return plugin.calculate_shannon_entropy(value) > plugin.entropy_limit
 
 
+def _is_digest(value: str, line: str, plugin: HighEntropyStringsPlugin) -> bool:
+    """A quoted digest the entropy plugins would flag: a Subresource Integrity value, or a hex
+    string of a digest's length (`_DIGEST_HEX_LENGTHS`) on a line that names no credential
+    (``secret_key = "<64 hex>"`` stays a secret: the line names one)."""
+    if isinstance(plugin, HexHighEntropyString):
+        return (
+            len(value) in _DIGEST_HEX_LENGTHS
+            and not _CREDENTIAL_NAME.search(line)
+            and not _KEYWORD_HINT.search(line)
+        )
+    return bool(_SRI.fullmatch(value))
+
+
 def _entropy_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tuple[str, int, int]]:
     """Quoted strings, and unquoted values of configuration files and shell-style assignment
     lines (`_ENV_LINE`), over an entropy plugin's limit."""
@@ -440,6 +600,8 @@ def _entropy_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[t
             value = match.group(2)
             if _entropic(plugin, value):
                 _, line = lines.line_at(match.start())
+                if _is_digest(value, line, plugin):
+                    continue
                 if not _filtered(value, line, plugin, filename):
                     yield plugin.secret_type, match.start(2), match.end(2)
     config_file = _is_config_file(filename)
@@ -456,6 +618,130 @@ def _entropy_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[t
             ):
                 yield plugin.secret_type, line_start + match.start(1), line_start + match.end(1)
                 break
+
+
+def _is_literal(value: str, *, quoted: bool) -> bool:
+    """Whether a credential keyword's value (`_assignment_spans`) is a literal credential.
+
+    The rule: at least `_MIN_LITERAL` characters, no white space, letters and digits both
+    (``Qm7vLx2pRt9sKw4z``, a 32-character token); and none of what a value that only names
+    one is: nothing set (`_NO_VALUES`), a template or an environment reference (detect-secrets'
+    heuristics: ``${X}``, ``{{ x }}``, ``$X``, ``<password>``), a name of words joined by
+    underscores (``OPENAI_API_KEY``), an attribute path from a lower-case name
+    (``settings.api_key``), a placeholder this module wrote. A bare value followed by ``(`` or
+    ``[`` is a call or a subscript (``get_token()``), and a CamelCase name after ``:`` that
+    ends a parameter or a line is a type (``private_key: PKCS7PrivateKeyTypes,``); the
+    caller checks those. Quoted or not, the rule is the same: a
+    quoted value of letters only in source and configuration files is the keyword plugin's.
+    """
+    del quoted  # one rule for both: documented above
+    if len(value) < _MIN_LITERAL or any(c.isspace() for c in value):
+        return False
+    if not (any(c.isalpha() for c in value) and any(c.isdigit() for c in value)):
+        return False
+    return not (
+        value.lower() in _NO_VALUES
+        or heuristic.is_templated_secret(value)
+        or heuristic.is_prefixed_with_dollar_sign(value)
+        or (value.startswith("<") and value.endswith(">"))
+        or _NAME_VALUE.fullmatch(value)
+        or _REFERENCE.fullmatch(value)
+        or PLACEHOLDER_PATTERN.fullmatch(value)
+    )
+
+
+def _credential_name_ends(text: str, lowered: str) -> Iterator[int]:
+    """Offsets just past each credential keyword that ends a name (`_CREDENTIAL_NAME`), in order."""
+    if len(lowered) != len(text):  # a few characters change length when lower-cased: no shortcut
+        yield from (match.end() for match in _CREDENTIAL_NAME.finditer(text))
+        return
+    ends: set[int] = set()
+    for stem in _CREDENTIAL_STEMS:
+        position = lowered.find(stem)
+        while position >= 0:
+            if stem == "key":
+                end = position + 3
+                before = lowered[max(0, position - 12) : position]
+                if before.endswith(("_", "-")):
+                    before = before[:-1]
+                if before.endswith(_KEY_PREFIXES) and (
+                    end == len(lowered) or lowered[end] not in _NAME_CHARS
+                ):
+                    ends.add(end)
+            else:
+                match = _CREDENTIAL_AT.match(lowered, position)
+                if match is not None:
+                    ends.add(match.end())
+            position = lowered.find(stem, position + 1)
+    yield from sorted(ends)
+
+
+def _assignment_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
+    """A credential keyword's literal value wherever it stands, in any kind of text.
+
+    A name ending in a credential keyword (`_CREDENTIAL_NAME`), then what assigns it a value
+    (`_ASSIGNED`), then a value `_is_literal` accepts: ``password=...`` inside prose or a
+    docstring, ``"api_key": "..."``, ``const apiToken = "..."``, ``ENV API_KEY=...``,
+    ``Password=...;`` in a connection string, ``<password>...</password>``, ``| DB_PASSWORD |
+    `...` |``. A bare value ends at white space, a quote or one of ``,;()<>[]{}|``, and
+    loses a sentence's closing ``.`` or ``:``.
+    """
+    for name_end in _credential_name_ends(text, lines.lowered):
+        match = _ASSIGNED.match(text, name_end)
+        if match is None:
+            continue
+        group = next(g for g in ("quoted", "bare", "xml") if match.group(g) is not None)
+        start, end = match.span(group)
+        value = text[start:end]
+        if group == "bare":
+            if match.group("after"):
+                continue  # a call or a subscript: get_token(), os.environ["X"]
+            if match.group("sep") == ":" and _TYPE_NAME.fullmatch(value) and _TYPE_END.match(text, end):
+                continue  # a type annotation
+            stripped = value.rstrip(".:")
+            end -= len(value) - len(stripped)
+            value = stripped
+        elif group == "xml":
+            start, end = _trimmed(text, start, end)
+            value = text[start:end]
+        if _is_literal(value, quoted=group != "bare"):
+            yield _KEYWORD.secret_type, start, end
+
+
+def _credential_file_spans(text: str, filename: str | None) -> Iterator[tuple[str, int, int]]:
+    """Passwords of ``.netrc`` and ``.pgpass`` files, which detect-secrets does not read.
+
+    In a file of that name, every value; in any other text, only a line of the file's whole
+    shape (``machine HOST ... password X`` on one line; ``host:5432:db:user:X``).
+    """
+    name = (filename or "").lower()
+    if name in _NETRC_NAMES:
+        for match in _NETRC_PASSWORD.finditer(text):
+            yield _KEYWORD.secret_type, *match.span(1)
+    elif "machine" in text:
+        for match in _NETRC_LINE.finditer(text):
+            yield _KEYWORD.secret_type, *match.span(1)
+    if name in _PGPASS_NAMES:
+        for match in _PGPASS_ANY.finditer(text):
+            yield _KEYWORD.secret_type, *match.span(1)
+    elif _PGPASS_PORT.search(text):
+        for match in _PGPASS_SHAPE.finditer(text):
+            yield _KEYWORD.secret_type, *match.span(1)
+
+
+def _token_spans(text: str) -> Iterator[tuple[str, int, int]]:
+    """Values of the token formats detect-secrets' plugins do not know (`_TOKEN_FORMATS`)."""
+    for kind, pattern, group, hints in _TOKEN_FORMATS:
+        if not any(hint in text for hint in hints):
+            continue
+        for match in pattern.finditer(text):
+            start, end = match.span(group)
+            value = text[start:end]
+            if kind == "Bearer Token" and not (
+                any(c.isalpha() for c in value) and any(c.isdigit() for c in value)
+            ):
+                continue  # "Bearer authentication_scheme": prose, not a token
+            yield kind, start, end
 
 
 def _fenced_spans(text: str, filename: str | None) -> Iterator[tuple[str, int, int]]:
@@ -511,14 +797,19 @@ def find_secrets(text: str, *, filename: str | None = None) -> list[SecretFindin
         *_keyword_spans(text, lines, filename),
         *_entropy_spans(text, lines, filename),
         *_fenced_spans(text, filename),
+        *_assignment_spans(text, lines),
+        *_credential_file_spans(text, filename),
+        *_token_spans(text),
     ]
     if not spans:
         return []
+    # Only a whole placeholder (or a part of one) is no secret: a value that merely starts or
+    # ends with a placeholder-shaped string (``[secret:x:12345678]RealPw...``) is masked whole.
     placeholders = [match.span() for match in PLACEHOLDER_PATTERN.finditer(text)]
     spans = [
         span
         for span in spans
-        if span[1] < span[2] and not any(start < span[2] and span[1] < end for start, end in placeholders)
+        if span[1] < span[2] and not any(start <= span[1] and span[2] <= end for start, end in placeholders)
     ]
     merged: list[tuple[str, int, int]] = []
     for kind, start, end in sorted(spans, key=lambda s: (s[1], -s[2], _rank(s[0]))):
