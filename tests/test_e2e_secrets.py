@@ -45,6 +45,9 @@ def _planted(tree: Path) -> dict[str, str]:
         "config_password": "cfg-" + _fake(string.ascii_letters + string.digits, 14),
         "yaml_password": "yml-" + _fake(string.ascii_letters + string.digits, 14),
         "token": "ghp_" + _fake(string.ascii_letters + string.digits, 36),
+        # Credentials written in prose: a module's docstring and a function's.
+        "docstring_password": "Qm7" + _fake(string.ascii_letters + string.digits, 13),
+        "prose_password": "Fd4" + _fake(string.ascii_letters + string.digits, 13),
     }
     (tree / ".env").write_text(
         f"AWS_ACCESS_KEY_ID={values['cloud_key']}\nDB_PASSWORD={values['env_password']}\nDEBUG=false\n",
@@ -62,6 +65,12 @@ def _planted(tree: Path) -> dict[str, str]:
         "def upload(readings: list[float]) -> int:\n"
         '    """Send ``readings`` to the archive and return how many were sent."""\n'
         "    return len(readings)\n",
+        encoding="utf-8",
+    )
+    (tree / "stationkit" / "archive_db.py").write_text(
+        f'"""Archive database. Log in as admin with password={values["docstring_password"]} on db.internal."""\n\n\n'
+        "def connect() -> None:\n"
+        f'    """Connect; the archive password is ``password={values["prose_password"]}``."""\n',
         encoding="utf-8",
     )
     return values
@@ -145,6 +154,7 @@ def test_a_model_that_copies_secrets_sees_none_and_publishes_none(settings, tree
         + (tree / "stationkit" / "settings.yaml").read_text()
         + "```\n\n```python\n"
         + (tree / "stationkit" / "uploader.py").read_text()
+        + (tree / "stationkit" / "archive_db.py").read_text()
         + "```\n"
     )
     summary = run_workflow(settings, WORKFLOW, tree, provider=model)
@@ -180,14 +190,16 @@ def test_an_opted_out_context_holds_the_values_but_no_evidence_or_readme_does(se
     stored = b"\n".join(cas_plaintexts(settings.home).values())
     # Unmasked, the values do reach the stored context (so the masked runs above prove something).
     assert set(_leaks(stored, values)) == set(values)
-    # The root's claims quote .env lines with their values: the evidence gate reads the masked
-    # view, so those quotes are not found and nothing with a value enters a verified evidence map.
+    # The root's claims quote .env lines with their values, stationkit's the docstrings that
+    # name a password: the evidence gate reads the masked view, so those quotes are not found
+    # and nothing with a value enters a verified evidence map.
     failed = {t.path: t for t in summary.threads if t.status != "completed"}
-    assert set(failed) == {"."}
+    assert set(failed) == {".", "stationkit"}
     env = RuntimeEnv.open(settings)
-    gate = thread_details(env, failed["."].thread_id)["turns"][0]["gate"]
-    assert gate["outcome"] == "fail"
-    assert {reason.split(":")[0] for reason in gate["reasons"]} == {"CLAIM_QUOTE_NOT_FOUND"}
+    for thread in failed.values():
+        gate = thread_details(env, thread.thread_id)["turns"][0]["gate"]
+        assert gate["outcome"] == "fail"
+        assert {reason.split(":")[0] for reason in gate["reasons"]} == {"CLAIM_QUOTE_NOT_FOUND"}
     for path, data in _readmes(summary.out_dir).items():
         assert _leaks(data, values) == [], path
 

@@ -572,6 +572,12 @@ def test_a_value_that_only_starts_with_a_placeholder_is_masked() -> None:
         assert mask_secrets(masked, filename=".env") == masked
     # A whole placeholder is never found again.
     assert find_secrets("DB_PASSWORD=[secret:secret-keyword:0badf00d]\n", filename=".env") == []
+    # Nor one whose "[" a Markdown renderer escaped.
+    for escaped in (
+        "the password is password=\\[secret:secret-keyword:0badf00d].\n",
+        "the password is password=\\[secret:secret-keyword:0badf00d\\].\n",
+    ):
+        assert find_secrets(escaped) == [] and find_secrets(escaped, filename="README.md") == []
 
 
 def test_quoted_digests_and_integrity_hashes_are_not_secrets() -> None:

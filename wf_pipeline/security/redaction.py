@@ -231,6 +231,8 @@ _EDGE_CHARS = " \t\r\n\"'`=:,;"
 
 #: A placeholder this module wrote: ``[secret:<kind slug>:<8 hex>]``. Never detected again.
 PLACEHOLDER_PATTERN = re.compile(r"\[secret:[a-z0-9-]+:[0-9a-f]{8}\]")
+# A placeholder as a Markdown renderer may have escaped it (``\[secret:...\]``): still one.
+_WRITTEN_PLACEHOLDER = re.compile(r"\\?\[secret:[a-z0-9-]+:[0-9a-f]{8}\\?\]")
 # A masked view is cached per (file name, text): the gate asks for the same few files per claim.
 _VIEW_CACHE_SIZE = 64
 
@@ -687,6 +689,8 @@ def _assignment_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]
     loses a sentence's closing ``.`` or ``:``.
     """
     for name_end in _credential_name_ends(text, lines.lowered):
+        if _WRITTEN_PLACEHOLDER.match(text, name_end - len("[secret")):
+            continue  # the word of a placeholder
         match = _ASSIGNED.match(text, name_end)
         if match is None:
             continue
@@ -805,7 +809,7 @@ def find_secrets(text: str, *, filename: str | None = None) -> list[SecretFindin
         return []
     # Only a whole placeholder (or a part of one) is no secret: a value that merely starts or
     # ends with a placeholder-shaped string (``[secret:x:12345678]RealPw...``) is masked whole.
-    placeholders = [match.span() for match in PLACEHOLDER_PATTERN.finditer(text)]
+    placeholders = [match.span() for match in _WRITTEN_PLACEHOLDER.finditer(text)]
     spans = [
         span
         for span in spans
