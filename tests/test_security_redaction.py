@@ -546,6 +546,7 @@ def _tokens() -> list[tuple[str, str]]:
         ("PyPI Token", "pypi-AgEOaW5kZXguZXhhbXBsZS5vcmc" + _fake(ALNUM + "-_", 60)),
         ("Anthropic API Key", "sk-ant-api03-" + _fake(ALNUM + "-_", 93) + "AA"),
         ("Age Secret Key", "AGE-SECRET-KEY-1" + _fake(bech32, 58)),
+        ("OpenAI Token", "sk-proj-" + _fake(ALNUM + "-_", 60) + "A1"),
     ]
 
 

@@ -622,7 +622,7 @@ def _entropy_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[t
                 break
 
 
-def _is_literal(value: str, *, quoted: bool) -> bool:
+def _is_literal(value: str) -> bool:
     """Whether a credential keyword's value (`_assignment_spans`) is a literal credential.
 
     The rule: at least `_MIN_LITERAL` characters, no white space, letters and digits both
@@ -633,10 +633,9 @@ def _is_literal(value: str, *, quoted: bool) -> bool:
     (``settings.api_key``), a placeholder this module wrote. A bare value followed by ``(`` or
     ``[`` is a call or a subscript (``get_token()``), and a CamelCase name after ``:`` that
     ends a parameter or a line is a type (``private_key: PKCS7PrivateKeyTypes,``); the
-    caller checks those. Quoted or not, the rule is the same: a
-    quoted value of letters only in source and configuration files is the keyword plugin's.
+    caller checks those. Quoted or not, the rule is the same (a quoted value of letters only
+    in source and configuration files is still the keyword plugin's to find).
     """
-    del quoted  # one rule for both: documented above
     if len(value) < _MIN_LITERAL or any(c.isspace() for c in value):
         return False
     if not (any(c.isalpha() for c in value) and any(c.isdigit() for c in value)):
@@ -708,7 +707,7 @@ def _assignment_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]
         elif group == "xml":
             start, end = _trimmed(text, start, end)
             value = text[start:end]
-        if _is_literal(value, quoted=group != "bare"):
+        if _is_literal(value):
             yield _KEYWORD.secret_type, start, end
 
 
