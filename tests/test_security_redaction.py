@@ -484,6 +484,9 @@ def test_a_value_that_looks_like_a_type_or_a_path_but_is_not_one_is_masked() -> 
         'password_field = "password"\nTOKEN_HEADER = "token"\n',
         "def sign(private_key: PKCS7PrivateKeyTypes, token: X25519PrivateKey) -> None:\n",
         "MLKEM768X25519PrivateKey = rust_openssl.hpke.MLKEM768X25519PrivateKey\n",
+        "def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:\n",
+        "login(user, password=pw_value2, token=access_token_v2)\n",
+        "cat secret_key | base64sum2024 > out\n",
     ],
 )
 def test_keyword_values_that_name_no_literal_are_kept(text: str) -> None:

@@ -287,6 +287,10 @@ _REFERENCE = re.compile(r"[a-z_][a-z0-9_]*(?:\.[A-Za-z_]\w*)+")
 # after ``:`` and before what ends a parameter or a field.
 _TYPE_NAME = re.compile(r"[A-Z]\w*[A-Z][a-z]{2,}")
 _TYPE_END = re.compile(r"[ \t]*(?:[,)=\]|]|$)", re.MULTILINE)
+# A Markdown table cell's end, after a value in the cell that follows a credential name's cell.
+_CELL_END = re.compile(r"[ \t]*\|")
+# A bare (unquoted) value in snake case, digits allowed (``pw_value2``): a variable in code.
+_VARIABLE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
 # Shortest literal credential: eight characters, as NIST SP 800-63B's minimum for a memorized secret.
 _MIN_LITERAL = 8
 # A credential word a keyword plugin's value may be when it names a field, not a secret.
@@ -631,8 +635,9 @@ def _is_literal(value: str) -> bool:
     heuristics: ``${X}``, ``{{ x }}``, ``$X``, ``<password>``), a name of words joined by
     underscores (``OPENAI_API_KEY``), an attribute path from a lower-case name
     (``settings.api_key``), a placeholder this module wrote. A bare value followed by ``(`` or
-    ``[`` is a call or a subscript (``get_token()``), and a CamelCase name after ``:`` that
-    ends a parameter or a line is a type (``private_key: PKCS7PrivateKeyTypes,``); the
+    ``[`` is a call or a subscript (``get_token()``), a CamelCase name after ``:`` or ``|``
+    that ends a parameter or a line is a type (``private_key: PKCS7PrivateKeyTypes,``), and
+    a bare lower-case snake-case name is a variable (``login(password=pw_value2)``); the
     caller checks those. Quoted or not, the rule is the same (a quoted value of letters only
     in source and configuration files is still the keyword plugin's to find).
     """
@@ -699,8 +704,16 @@ def _assignment_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]
         if group == "bare":
             if match.group("after"):
                 continue  # a call or a subscript: get_token(), os.environ["X"]
-            if match.group("sep") == ":" and _TYPE_NAME.fullmatch(value) and _TYPE_END.match(text, end):
-                continue  # a type annotation
+            if (
+                match.group("sep") in (":", "|")
+                and _TYPE_NAME.fullmatch(value)
+                and _TYPE_END.match(text, end)
+            ):
+                continue  # a type annotation or a union of types
+            if match.group("sep") == "|" and not _CELL_END.match(text, end):
+                continue  # a pipe, not a Markdown table's cell
+            if _VARIABLE.fullmatch(value):
+                continue  # a variable: login(password=pw_value2)
             stripped = value.rstrip(".:")
             end -= len(value) - len(stripped)
             value = stripped
@@ -715,7 +728,8 @@ def _credential_file_spans(text: str, filename: str | None) -> Iterator[tuple[st
     """Passwords of ``.netrc`` and ``.pgpass`` files, which detect-secrets does not read.
 
     In a file of that name, every value; in any other text, only a line of the file's whole
-    shape (``machine HOST ... password X`` on one line; ``host:5432:db:user:X``).
+    shape (``machine HOST ... password X`` on one line; ``HOST:PORT:DB:USER:X`` with a
+    numeric port).
     """
     name = (filename or "").lower()
     if name in _NETRC_NAMES:
