@@ -320,7 +320,9 @@ _TOKEN_FORMATS: tuple[tuple[str, re.Pattern[str], int, tuple[str, ...]], ...] = 
     # GitHub fine-grained personal access tokens (2022): github_pat_<22>_<59>.
     ("GitHub Token", re.compile(r"github_pat_[A-Za-z0-9_]{40,}"), 0, ("github_pat_",)),
     # Hugging Face user access tokens: hf_ and 34 letters.
-    ("Hugging Face Token", re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}"), 0, ("hf_",)),
+    # (The pattern starts with its literal, which the regex engine finds fast; the word boundary
+    # before it is checked after the match.)
+    ("Hugging Face Token", re.compile(r"hf_[A-Za-z0-9]{30,}"), 0, ("hf_",)),
     # Anthropic API keys (sk-ant-api03-...), OpenAI project, service-account and admin keys.
     ("Anthropic API Key", re.compile(r"sk-ant-[A-Za-z0-9_\-]{20,}"), 0, ("sk-ant-",)),
     ("OpenAI Token", re.compile(r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{20,}"), 0, ("sk-",)),
@@ -341,11 +343,12 @@ _TOKEN_FORMATS: tuple[tuple[str, re.Pattern[str], int, tuple[str, ...]], ...] = 
         ("/api/webhooks/",),
     ),
     # An HTTP Authorization value (RFC 6750 b64token for Bearer; Basic, Token schemes).
+    ("Bearer Token", re.compile(r"Bearer[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"), 1, ("Bearer",)),
     (
         "Bearer Token",
-        re.compile(r"(?:\bBearer|\bAuthorization:[ \t]*(?:Basic|Token))[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),
+        re.compile(r"Authorization:[ \t]*(?:Basic|Token)[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),
         1,
-        ("Bearer", "Authorization"),
+        ("Authorization",),
     ),
 )
 # A quoted digest: git's SHA-1 (40 hex), SHA-224/256/384/512 (56, 64, 96, 128 hex).
@@ -752,6 +755,8 @@ def _token_spans(text: str) -> Iterator[tuple[str, int, int]]:
         if not any(hint in text for hint in hints):
             continue
         for match in pattern.finditer(text):
+            if match.start() and text[match.start() - 1].isalnum():
+                continue  # inside a longer word: "Bearer" of "NoBearer", "hf_" of "buf_"
             start, end = match.span(group)
             value = text[start:end]
             if kind == "Bearer Token" and not (
