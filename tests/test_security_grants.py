@@ -41,7 +41,7 @@ from wf_pipeline.security.grants import (
     issue_grant,
 )
 from wf_pipeline.security.identities import create_identity
-from wf_pipeline.service.privileged import read_privileged
+from wf_pipeline.service.privileged import read_privileged, read_privileged_to
 from wf_pipeline.service.telemetry import query_telemetry
 from wf_pipeline.settings import Settings
 
@@ -104,15 +104,17 @@ class Home:
         requester: str = "alice",
         reason: str = "incident_response",
         at_ms: int = NOW,
+        out: Path | None = None,
     ):
-        return read_privileged(
-            self.settings,
-            artifact_id,
-            identity_file=self.keys[requester],
-            grant_file=self.grant_file(grant),
-            reason=reason,
-            at_ms=at_ms,
-        )
+        options = {
+            "identity_file": self.keys[requester],
+            "grant_file": self.grant_file(grant),
+            "reason": reason,
+            "at_ms": at_ms,
+        }
+        if out is not None:
+            return read_privileged_to(self.settings, artifact_id, out=out, **options)
+        return read_privileged(self.settings, artifact_id, **options)
 
 
 def build_home(
@@ -256,6 +258,13 @@ def _bad_signature(home: Home):
     return _render(home), canonical_json(body), {}
 
 
+def _with_nan(signed: SignedGrant) -> bytes:
+    """The grant file with a NaN budget: Python's JSON parser takes it, canonical JSON refuses it."""
+    body = json.loads(signed.file_bytes())
+    body["grant"]["max_bytes"] = float("nan")
+    return json.dumps(body).encode()
+
+
 DENIALS: list[tuple[str, str, Case]] = [
     ("key file not a key", "IDENTITY_INVALID", lambda h: (_render(h), h.issue(), {"requester": "not-a-key"})),
     ("not json", "GRANT_MALFORMED", lambda h: (_render(h), b"{not json", {})),
@@ -364,6 +373,18 @@ DENIALS: list[tuple[str, str, Case]] = [
     ),
     ("payload over the budget", "GRANT_BUDGET_EXCEEDED", _budget),
     ("second read in a 1/h window", "GRANT_RATE_LIMITED", _rate),
+    ("grant holding NaN", "GRANT_MALFORMED", lambda h: (_render(h), _with_nan(h.issue()), {})),
+    (
+        "artifact id out of shape",
+        "PRIVILEGED_ARTIFACT_ID_INVALID",
+        lambda h: ("sha256:" + "G" * 64, h.issue(), {}),
+    ),
+    ("output path is a folder", "PRIVILEGED_OUT_INVALID", lambda h: (_render(h), h.issue(), {"out": h.settings.home})),
+    (
+        "output folder missing",
+        "PRIVILEGED_OUT_INVALID",
+        lambda h: (_render(h), h.issue(), {"out": h.settings.home / "no-such-dir" / "payload.bin"}),
+    ),
 ]
 
 
@@ -560,6 +581,8 @@ def test_only_an_admin_key_issues_grants(home: Home) -> None:
         {"capability": "prompt_payload_write"},
         {"scope": {"workflow_id": WORKFLOW, "min_seq": 3, "max_seq": 1}},
         {"max_bytes": -1},
+        {"max_bytes": 2**63},
+        {"rate": (1, 2**63)},
         {"expires_in_ms": 0},
     ],
 )
@@ -568,6 +591,155 @@ def test_a_grant_outside_the_schema_is_malformed_and_not_recorded(home: Home, op
         home.issue(**options)
     assert caught.value.code == "GRANT_MALFORMED"
     assert home.records.list_grants() == []
+
+
+# --- malformed and oversized input is refused with a code, audited, and bounded -------------------
+
+
+def test_an_oversized_request_writes_a_bounded_audit_row(home: Home) -> None:
+    huge_id, huge_reason = "A" * 5_000_000, "B" * 5_000_000
+    before = head_seq(home)
+
+    with pytest.raises(SecurityError) as caught:
+        read_privileged(
+            home.settings,
+            huge_id,
+            identity_file=home.settings.home / "no-such-key.pem",
+            grant_file=home.settings.home / "no-such-grant.json",
+            reason=huge_reason,
+        )
+
+    assert caught.value.code == "IDENTITY_INVALID"
+    (event,) = new_events(home, before)
+    row = json.dumps(event.to_dict())
+    assert len(row) < 2_000
+    # The bounded forms keep the digest of the whole, so the value can still be matched.
+    assert event.artifact_ids[0].endswith(digest(huge_id.encode()))
+    assert event.reason_code.endswith(digest(huge_reason.encode()))
+    assert verify_audit_chain(home.records).ok
+
+
+def test_an_oversized_artifact_id_with_a_valid_grant_is_denied_for_its_shape(home: Home) -> None:
+    grant = home.issue()
+    before = head_seq(home)
+
+    with pytest.raises(SecurityError) as caught:
+        home.read("sha256:" + "a" * 5_000_000, grant, reason="C" * 1_000_000)
+
+    assert caught.value.code == "PRIVILEGED_ARTIFACT_ID_INVALID"
+    (event,) = new_events(home, before)
+    assert (event.outcome, event.code) == ("deny", "PRIVILEGED_ARTIFACT_ID_INVALID")
+    assert len(json.dumps(event.to_dict())) < 2_000
+    assert home.records.get_grant(grant.document.grant_id).reads == 0
+
+
+@pytest.mark.parametrize(
+    ("artifact", "reason", "code"),
+    [
+        # Undecodable command-line bytes reach Python as lone surrogates (PEP 383).
+        ("sha256:\udcfe", "incident_response", "PRIVILEGED_ARTIFACT_ID_INVALID"),
+        (None, "incident\udcff", "GRANT_REASON_NOT_ALLOWED"),
+    ],
+)
+def test_text_no_store_can_encode_is_denied_with_its_code_and_audited(
+    home: Home, artifact: str | None, reason: str, code: str
+) -> None:
+    before = head_seq(home)
+
+    with pytest.raises(SecurityError) as caught:
+        home.read(artifact or _render(home), home.issue(), reason=reason)
+
+    assert caught.value.code == code
+    (event,) = new_events(home, before)
+    assert (event.outcome, event.code) == ("deny", code)
+    event.artifact_ids[0].encode("utf-8")
+    event.reason_code.encode("utf-8")
+    assert verify_audit_chain(home.records).ok
+
+
+@pytest.mark.parametrize("where", ["folder", "missing folder", "read-only folder"])
+def test_an_output_that_cannot_be_written_is_denied_before_anything_is_charged(
+    home: Home, tmp_path, where: str
+) -> None:
+    if where == "folder":
+        out = tmp_path
+    elif where == "missing folder":
+        out = tmp_path / "missing" / "payload.bin"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        out = locked / "payload.bin"
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+    grant = home.issue()
+    before = head_seq(home)
+
+    with pytest.raises(SecurityError) as caught:
+        home.read(_render(home), grant, out=out)
+
+    assert caught.value.code == "PRIVILEGED_OUT_INVALID"
+    events = new_events(home, before)
+    assert [(e.outcome, e.code) for e in events] == [("deny", "PRIVILEGED_OUT_INVALID")]
+    stored = home.records.get_grant(grant.document.grant_id)
+    assert (stored.reads, stored.bytes_used) == (0, 0)
+    # The same grant still reads once the path is fixed: nothing of its budget was spent.
+    summary, payload = home.read(_render(home), grant, out=tmp_path / "ok.bin")
+    assert payload is None and (tmp_path / "ok.bin").read_bytes()
+
+
+def test_the_reserved_requester_name_cannot_be_registered(home: Home, tmp_path) -> None:
+    with pytest.raises(SecurityError) as caught:
+        create_identity(home.records, "unknown", admin=False, key_path=tmp_path / "unknown.pem", now_ms=T0)
+
+    assert caught.value.code == "IDENTITY_RESERVED"
+    assert home.records.get_identity("unknown") is None
+    assert not (tmp_path / "unknown.pem").exists()
+
+
+def issue_options(home: Home, **changes) -> dict:
+    options = {
+        "admin_key_file": home.keys["admin"],
+        "grantee": "alice",
+        "capability": "prompt_payload_read",
+        "workflow_id": WORKFLOW,
+        "thread_id": None,
+        "node_id": None,
+        "turns": None,
+        "expires": "1h",
+        "reasons": ["incident_response"],
+        "max_bytes": 1000,
+        "rate": "10/min",
+    }
+    return {**options, **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"max_bytes": 9_223_372_036_854_775_808}, "GRANT_MALFORMED"),
+        ({"expires": "100000000d"}, "GRANT_MALFORMED"),
+        ({"expires": "forever"}, "GRANT_MALFORMED"),
+        ({"out": "folder"}, "PRIVILEGED_OUT_INVALID"),
+        ({"out": "missing"}, "PRIVILEGED_OUT_INVALID"),
+    ],
+)
+def test_a_grant_that_cannot_be_issued_or_written_is_not_recorded(
+    home: Home, tmp_path, changes: dict, code: str
+) -> None:
+    from wf_pipeline.service.grants import issue_grant_file
+
+    paths = {"folder": tmp_path, "missing": tmp_path / "missing" / "grant.json"}
+    if "out" in changes:
+        changes = {**changes, "out": paths[changes["out"]]}
+    out = tmp_path / "grant.json"
+
+    with pytest.raises(SecurityError) as caught:
+        issue_grant_file(home.settings, **issue_options(home, **{"out": out, **changes}))
+
+    assert caught.value.code == code
+    assert home.records.list_grants() == []
+    assert not out.exists()
 
 
 # --- concurrency: budget and rate hold across processes ------------------------------------------
