@@ -28,7 +28,7 @@ from retention_support import ROLE_CLASSES, RecordedThread, write_recorded_threa
 from wf_pipeline.cas import open_cas
 from wf_pipeline.crypto.open import open_keyring
 from wf_pipeline.crypto.store import EncryptedArtifactStore
-from wf_pipeline.errors import SecurityError
+from wf_pipeline.errors import SecurityError, WfError
 from wf_pipeline.metadata.canonical import canonical_json, digest
 from wf_pipeline.metadata.records import TombstoneRecord
 from wf_pipeline.profiles.encryption import EncryptionPolicy
@@ -379,7 +379,11 @@ DENIALS: list[tuple[str, str, Case]] = [
         "PRIVILEGED_ARTIFACT_ID_INVALID",
         lambda h: ("sha256:" + "G" * 64, h.issue(), {}),
     ),
-    ("output path is a folder", "PRIVILEGED_OUT_INVALID", lambda h: (_render(h), h.issue(), {"out": h.settings.home})),
+    (
+        "output path is a folder",
+        "PRIVILEGED_OUT_INVALID",
+        lambda h: (_render(h), h.issue(), {"out": h.settings.home}),
+    ),
     (
         "output folder missing",
         "PRIVILEGED_OUT_INVALID",
@@ -478,6 +482,28 @@ def test_every_decision_is_in_the_audit_telemetry_table_without_an_export_comman
         [allowed.audit_seq, allowed.audit_event_id, "allow", None],
         [allowed.audit_seq + 1, audit_events(home.records)[-1].event_id, "deny", denied.value.code],
     ]
+
+
+def test_a_damaged_parquet_copy_never_breaks_a_decided_read_and_is_reported(home: Home) -> None:
+    from wf_pipeline.service.audit import export_audit_events, verify_audit
+
+    grant = home.issue()
+    home.read(_render(home, 2), grant)
+    newest = max((home.settings.home / "telemetry").rglob("*.parquet"), key=lambda p: p.stat().st_mtime_ns)
+    assert "audit_events" in str(newest)
+    newest.write_bytes(b"garbage\n")
+    before = head_seq(home)
+
+    read = home.read(_render(home, 2), grant)
+
+    assert read.payload == TEXTS["rendered_prompt"].format(name="pkg", turn=TURNS[1]).encode()
+    assert [(e.seq, e.outcome) for e in new_events(home, before)] == [(read.audit_seq, "allow")]
+    with pytest.raises(WfError) as caught:
+        export_audit_events(home.settings)
+    assert caught.value.code == "TELEMETRY_FILE_UNREADABLE"
+    report = verify_audit(home.settings)
+    assert report["ok"] and report["witness"] is None
+    assert report["witness_error"]["code"] == "TELEMETRY_FILE_UNREADABLE"
 
 
 def test_a_context_grant_reads_the_context_payload(home: Home) -> None:
@@ -949,3 +975,27 @@ def test_no_other_command_prints_a_prompt_or_context_payload(tmp_path) -> None:
         assert done.returncode == 0, done.stderr
         for canary in CANARIES:
             assert canary not in done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_json_without_out_is_a_usage_error_that_decides_nothing(home: Home) -> None:
+    grant = home.grant_file(home.issue())
+    before = head_seq(home)
+
+    done = wf(
+        home,
+        "privileged",
+        "read",
+        _render(home),
+        "--identity",
+        str(home.keys["alice"]),
+        "--grant",
+        str(grant),
+        "--reason",
+        "incident_response",
+        "--json",
+    )
+
+    assert done.returncode == 2
+    assert b"--json needs --out" in done.stderr
+    assert new_events(home, before) == []
