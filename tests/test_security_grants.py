@@ -746,6 +746,8 @@ def issue_options(home: Home, **changes) -> dict:
         ({"max_bytes": 9_223_372_036_854_775_808}, "GRANT_MALFORMED"),
         ({"expires": "100000000d"}, "GRANT_MALFORMED"),
         ({"expires": "forever"}, "GRANT_MALFORMED"),
+        ({"grantee": "alice\udcff"}, "GRANT_MALFORMED"),
+        ({"workflow_id": "docs\udcfe"}, "GRANT_MALFORMED"),
         ({"out": "folder"}, "PRIVILEGED_OUT_INVALID"),
         ({"out": "missing"}, "PRIVILEGED_OUT_INVALID"),
     ],

@@ -78,6 +78,17 @@ def _duration(text: str, what: str) -> int:
     return value
 
 
+def _check_text(text: str | None, what: str, code: str = GRANT_MALFORMED) -> None:
+    # Undecodable command-line bytes arrive as lone surrogates (PEP 383), which no record
+    # store can encode: refused with a code before any query.
+    if text is None:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SecurityError(code, f"the {what} is not UTF-8 text") from None
+
+
 def issue_grant_file(
     settings: Settings,
     *,
@@ -115,8 +126,13 @@ def issue_grant_file(
     Raises ``PRIVILEGED_OUT_INVALID`` (``out`` cannot be written: checked before anything is
     recorded; a write that still fails revokes the grant just recorded), ``IDENTITY_INVALID``
     (key file), ``IDENTITY_NOT_ADMIN``, ``IDENTITY_UNKNOWN`` (grantee), ``GRANT_MALFORMED``
-    (bad options: durations, rate, turn range, a byte budget outside 0..2**63-1), ``RECORD_*``.
+    (bad options: durations, rate, turn range, a byte budget outside 0..2**63-1, text that
+    is not UTF-8), ``RECORD_*``.
     """
+    texts = {"grantee": grantee, "capability": capability, "workflow": workflow_id, "thread": thread_id}
+    texts |= {"node": node_id, "turns": turns, "expires": expires, "rate": rate, "not-before": not_before}
+    for what, text in [*texts.items(), *(("reason", reason) for reason in reasons)]:
+        _check_text(text, what)
     # The grant file's path first: a grant recorded active whose file was never written is
     # a capability nobody holds, yet it counts in every listing.
     check_out_path(out, code=PRIVILEGED_OUT_INVALID)
@@ -160,8 +176,9 @@ def revoke_grant(settings: Settings, grant_id: str) -> dict[str, Any]:
     """Revoke the grant ``grant_id``; returns its `grant_dict` afterwards.
 
     Revoking a revoked grant changes nothing and is not an error. Raises ``GRANT_UNKNOWN``
-    (no such grant recorded), ``RECORD_*``.
+    (no such grant recorded; an id that is not UTF-8 text has none), ``RECORD_*``.
     """
+    _check_text(grant_id, "grant id", GRANT_UNKNOWN)
     with open_settings_record_store(settings) as records:
         records.revoke_grant(grant_id)
         record = records.get_grant(grant_id)
