@@ -922,8 +922,9 @@ def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> Non
             digest(expected),
             grant_id,
         )
+        # --json without --out would deliver nothing: a usage error, decided and charged never.
         as_json = wf(home, "privileged", "read", artifact, *read_args, "--json")
-        assert as_json.returncode == 0 and expected not in as_json.stdout
+        assert as_json.returncode == 2 and expected not in as_json.stdout
 
         outside = wf(home, "privileged", "read", _render(home, 3), *read_args)
         assert outside.returncode == 1 and outside.stdout == b""
@@ -936,10 +937,9 @@ def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> Non
         assert after.stderr.decode().startswith("GRANT_REVOKED: ")
 
         [grant] = json.loads(wf(home, "grants", "list", "--json").stdout)
-        assert (grant["grant_id"], grant["reads"], grant["bytes_used"]) == (grant_id, 3, 3 * len(expected))
+        assert (grant["grant_id"], grant["reads"], grant["bytes_used"]) == (grant_id, 2, 2 * len(expected))
         events = audit_events(home.records)
         assert [(e.outcome, e.code) for e in events] == [
-            ("allow", None),
             ("allow", None),
             ("allow", None),
             ("deny", "GRANT_SCOPE_TURN"),
