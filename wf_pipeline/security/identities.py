@@ -25,6 +25,7 @@ from wf_pipeline.errors import (
     IDENTITY_EXISTS,
     IDENTITY_INVALID,
     IDENTITY_RESERVED,
+    PRIVILEGED_OUT_INVALID,
     SecurityError,
     os_reason,
 )
@@ -111,8 +112,8 @@ def write_private_file(
             os.unlink(tmp_name)
 
 
-def check_out_path(path: Path, *, code: str) -> Path:
-    """``path`` if a file can be written there by `write_private_file`; raises ``code`` naming the path otherwise.
+def check_out_path(path: Path) -> Path:
+    """``path`` if a file can be written there by `write_private_file`; ``PRIVILEGED_OUT_INVALID`` naming the path otherwise.
 
     Checked before anything is decided or recorded, so a payload or grant is never lost
     to a path that cannot take it: the path must not be a folder, its folder must exist
@@ -121,21 +122,22 @@ def check_out_path(path: Path, *, code: str) -> Path:
     reported by `write_private_file`.
 
     Args:
-        path: the file to write.
-        code: the error code to raise (e.g. ``PRIVILEGED_OUT_INVALID``).
+        path: the file to write (a privileged read's payload, a grant file).
 
     Returns:
         ``path``.
     """
     if path.is_dir():
-        raise SecurityError(code, f"{path} is a folder; give a file path", path=str(path))
+        raise SecurityError(PRIVILEGED_OUT_INVALID, f"{path} is a folder; give a file path", path=str(path))
     folder = path.parent
     if not folder.is_dir():
-        raise SecurityError(code, f"the folder of {path} does not exist or is not a folder", path=str(path))
+        raise SecurityError(
+            PRIVILEGED_OUT_INVALID, f"the folder of {path} does not exist or is not a folder", path=str(path)
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise SecurityError(code, f"the folder of {path} is not writable", path=str(path))
+        raise SecurityError(PRIVILEGED_OUT_INVALID, f"the folder of {path} is not writable", path=str(path))
     if path.exists() and not os.access(path, os.W_OK):
-        raise SecurityError(code, f"{path} exists and is not writable", path=str(path))
+        raise SecurityError(PRIVILEGED_OUT_INVALID, f"{path} exists and is not writable", path=str(path))
     return path
 
 

@@ -135,7 +135,7 @@ def issue_grant_file(
         _check_text(text, what)
     # The grant file's path first: a grant recorded active whose file was never written is
     # a capability nobody holds, yet it counts in every listing.
-    check_out_path(out, code=PRIVILEGED_OUT_INVALID)
+    check_out_path(out)
     key = load_private_key(admin_key_file)
     scope: dict[str, Any] = {"workflow_id": workflow_id, "thread_id": thread_id, "node_id": node_id}
     if turns is not None:

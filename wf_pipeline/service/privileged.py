@@ -137,7 +137,7 @@ def read_privileged_to(
     refusal = None
     if out is not None:
         try:
-            check_out_path(out, code=PRIVILEGED_OUT_INVALID)
+            check_out_path(out)
         except SecurityError as exc:
             refusal = exc
     read = read_privileged(settings, artifact_id, refusal=refusal, **options)
