@@ -1,7 +1,9 @@
 """Privileged reads: a prompt or context payload for a grantee who holds a valid grant.
 
 `privileged_read` returns a payload only when every check passes, in this order: the
-grant document is well formed; its issuer is registered, its Ed25519 signature verifies
+requester's key file loads; the caller's own refusal, if any (an output path that cannot
+take the payload); the artifact id has the shape ``sha256:`` + 64 hex; the grant document
+is well formed; its issuer is registered, its Ed25519 signature verifies
 against the issuer's public key and the issuer is an admin; the grant was recorded by
 this store; the requester's key is the grantee's; the grant is valid now (not before
 ``not_before_ms``, before ``expires_at_ms``) and not revoked; the reason is in the fixed
@@ -9,6 +11,9 @@ list and allowed by the grant; the artifact is a recorded prompt render or conte
 payload that retention has not deleted; it lies in the grant's scope (workflow, thread,
 node, turn range); the capability covers its class; and the byte budget and rate allow
 one more read (`RecordStore.use_grant`, atomic across processes).
+
+The requester, artifact id, reason and grant id an event records are bounded
+(`bounded_text`): a value out of shape is kept as its first characters and its digest.
 
 Every decision, allow or deny, appends an audit event before anything is returned, as
 Vault's audit devices do: when the append fails the read fails with
