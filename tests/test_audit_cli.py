@@ -180,3 +180,41 @@ def test_export_feeds_the_audit_events_table_once_and_witnesses_the_head(home) -
     assert cut.returncode == 1
     problems = json.loads(cut.stdout)["error"]["details"]["problems"]
     assert [(p["seq"], p["kind"], p["count"]) for p in problems] == [(3, "deleted", 2)]
+
+
+def test_a_damaged_parquet_copy_and_undecodable_arguments_get_codes(home) -> None:
+    now = now_ms()
+    with home.records() as store:
+        for n in (1, 2):
+            record(store, n, at_ms=now + n)
+    assert home.wf("audit", "export").returncode == 0
+    copy = max(
+        (home.root / "telemetry" / "audit_events").rglob("*.parquet"), key=lambda p: p.stat().st_mtime_ns
+    )
+    copy.write_bytes(b"garbage\n")
+
+    export = home.wf("audit", "export")
+    assert export.returncode == 1
+    assert export.stderr.startswith("TELEMETRY_FILE_UNREADABLE: ")
+    verify = home.wf("audit", "verify", "--json")
+    assert verify.returncode == 0, verify.stderr
+    assert json.loads(verify.stdout)["witness_error"]["code"] == "TELEMETRY_FILE_UNREADABLE"
+    assert "head NOT checked" in home.wf("audit", "verify").stdout
+
+    # Undecodable bytes on the command line (os.fsencode turns them back into raw bytes).
+    listed = subprocess.run(
+        [str(WF), "audit", "list", "--grant", os.fsdecode(b"\xff")],
+        cwd=home.root,
+        env=home.env(),
+        capture_output=True,
+        timeout=300,
+    )
+    assert listed.returncode == 1 and listed.stderr.startswith(b"GRANT_MALFORMED: ")
+    shown = subprocess.run(
+        [str(WF), "metadata", "show", os.fsdecode(b"node:\xff")],
+        cwd=home.root,
+        env=home.env(),
+        capture_output=True,
+        timeout=300,
+    )
+    assert shown.returncode == 1 and shown.stderr.startswith(b"METADATA_TARGET_NOT_FOUND: ")

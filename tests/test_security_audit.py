@@ -184,6 +184,28 @@ def test_the_first_event_deleted_or_linked_elsewhere_is_reported(sql_target) -> 
     assert [(p.seq, p.kind, p.count) for p in report.problems] == [(1, "deleted", 2)]
 
 
+def test_rows_that_no_longer_load_are_reported_altered_at_their_seq(sql_target) -> None:
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        fill(store, 8)
+    table = _table(sql_target)
+    with owner_connection(sql_target) as conn:
+        conn.exec_driver_sql(f"UPDATE {table} SET scope = 'not json {{' WHERE seq = 3")
+        if sql_target.backend == "sqlite":
+            # SQLite keeps any value in any column; PostgreSQL's BIGINT would refuse it.
+            conn.exec_driver_sql(f"UPDATE {table} SET bytes = 'abc' WHERE seq = 6")
+
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        report = verify_audit_chain(store)
+        paged = verify_audit_chain(store, page=2)
+
+    expected = [3, 6] if sql_target.backend == "sqlite" else [3]
+    assert not report.ok
+    assert report.positions("altered") == expected
+    assert report.positions() == expected  # the events after a broken row still verify
+    assert (report.events, report.head_seq) == (8, 8)
+    assert paged.problems == report.problems
+
+
 def test_a_cut_off_end_is_found_against_a_witness_of_the_head() -> None:
     store = MemoryRecordStore()
     events = fill(store, 5)

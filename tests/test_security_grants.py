@@ -28,7 +28,7 @@ from retention_support import ROLE_CLASSES, RecordedThread, write_recorded_threa
 from wf_pipeline.cas import open_cas
 from wf_pipeline.crypto.open import open_keyring
 from wf_pipeline.crypto.store import EncryptedArtifactStore
-from wf_pipeline.errors import SecurityError
+from wf_pipeline.errors import SecurityError, WfError
 from wf_pipeline.metadata.canonical import canonical_json, digest
 from wf_pipeline.metadata.records import TombstoneRecord
 from wf_pipeline.profiles.encryption import EncryptionPolicy
@@ -41,7 +41,7 @@ from wf_pipeline.security.grants import (
     issue_grant,
 )
 from wf_pipeline.security.identities import create_identity
-from wf_pipeline.service.privileged import read_privileged
+from wf_pipeline.service.privileged import read_privileged, read_privileged_to
 from wf_pipeline.service.telemetry import query_telemetry
 from wf_pipeline.settings import Settings
 
@@ -104,15 +104,17 @@ class Home:
         requester: str = "alice",
         reason: str = "incident_response",
         at_ms: int = NOW,
+        out: Path | None = None,
     ):
-        return read_privileged(
-            self.settings,
-            artifact_id,
-            identity_file=self.keys[requester],
-            grant_file=self.grant_file(grant),
-            reason=reason,
-            at_ms=at_ms,
-        )
+        options = {
+            "identity_file": self.keys[requester],
+            "grant_file": self.grant_file(grant),
+            "reason": reason,
+            "at_ms": at_ms,
+        }
+        if out is not None:
+            return read_privileged_to(self.settings, artifact_id, out=out, **options)
+        return read_privileged(self.settings, artifact_id, **options)
 
 
 def build_home(
@@ -256,6 +258,13 @@ def _bad_signature(home: Home):
     return _render(home), canonical_json(body), {}
 
 
+def _with_nan(signed: SignedGrant) -> bytes:
+    """The grant file with a NaN budget: Python's JSON parser takes it, canonical JSON refuses it."""
+    body = json.loads(signed.file_bytes())
+    body["grant"]["max_bytes"] = float("nan")
+    return json.dumps(body).encode()
+
+
 DENIALS: list[tuple[str, str, Case]] = [
     ("key file not a key", "IDENTITY_INVALID", lambda h: (_render(h), h.issue(), {"requester": "not-a-key"})),
     ("not json", "GRANT_MALFORMED", lambda h: (_render(h), b"{not json", {})),
@@ -364,6 +373,22 @@ DENIALS: list[tuple[str, str, Case]] = [
     ),
     ("payload over the budget", "GRANT_BUDGET_EXCEEDED", _budget),
     ("second read in a 1/h window", "GRANT_RATE_LIMITED", _rate),
+    ("grant holding NaN", "GRANT_MALFORMED", lambda h: (_render(h), _with_nan(h.issue()), {})),
+    (
+        "artifact id out of shape",
+        "PRIVILEGED_ARTIFACT_ID_INVALID",
+        lambda h: ("sha256:" + "G" * 64, h.issue(), {}),
+    ),
+    (
+        "output path is a folder",
+        "PRIVILEGED_OUT_INVALID",
+        lambda h: (_render(h), h.issue(), {"out": h.settings.home}),
+    ),
+    (
+        "output folder missing",
+        "PRIVILEGED_OUT_INVALID",
+        lambda h: (_render(h), h.issue(), {"out": h.settings.home / "no-such-dir" / "payload.bin"}),
+    ),
 ]
 
 
@@ -457,6 +482,28 @@ def test_every_decision_is_in_the_audit_telemetry_table_without_an_export_comman
         [allowed.audit_seq, allowed.audit_event_id, "allow", None],
         [allowed.audit_seq + 1, audit_events(home.records)[-1].event_id, "deny", denied.value.code],
     ]
+
+
+def test_a_damaged_parquet_copy_never_breaks_a_decided_read_and_is_reported(home: Home) -> None:
+    from wf_pipeline.service.audit import export_audit_events, verify_audit
+
+    grant = home.issue()
+    home.read(_render(home, 2), grant)
+    newest = max((home.settings.home / "telemetry").rglob("*.parquet"), key=lambda p: p.stat().st_mtime_ns)
+    assert "audit_events" in str(newest)
+    newest.write_bytes(b"garbage\n")
+    before = head_seq(home)
+
+    read = home.read(_render(home, 2), grant)
+
+    assert read.payload == TEXTS["rendered_prompt"].format(name="pkg", turn=TURNS[1]).encode()
+    assert [(e.seq, e.outcome) for e in new_events(home, before)] == [(read.audit_seq, "allow")]
+    with pytest.raises(WfError) as caught:
+        export_audit_events(home.settings)
+    assert caught.value.code == "TELEMETRY_FILE_UNREADABLE"
+    report = verify_audit(home.settings)
+    assert report["ok"] and report["witness"] is None
+    assert report["witness_error"]["code"] == "TELEMETRY_FILE_UNREADABLE"
 
 
 def test_a_context_grant_reads_the_context_payload(home: Home) -> None:
@@ -560,6 +607,8 @@ def test_only_an_admin_key_issues_grants(home: Home) -> None:
         {"capability": "prompt_payload_write"},
         {"scope": {"workflow_id": WORKFLOW, "min_seq": 3, "max_seq": 1}},
         {"max_bytes": -1},
+        {"max_bytes": 2**63},
+        {"rate": (1, 2**63)},
         {"expires_in_ms": 0},
     ],
 )
@@ -568,6 +617,157 @@ def test_a_grant_outside_the_schema_is_malformed_and_not_recorded(home: Home, op
         home.issue(**options)
     assert caught.value.code == "GRANT_MALFORMED"
     assert home.records.list_grants() == []
+
+
+# --- malformed and oversized input is refused with a code, audited, and bounded -------------------
+
+
+def test_an_oversized_request_writes_a_bounded_audit_row(home: Home) -> None:
+    huge_id, huge_reason = "A" * 5_000_000, "B" * 5_000_000
+    before = head_seq(home)
+
+    with pytest.raises(SecurityError) as caught:
+        read_privileged(
+            home.settings,
+            huge_id,
+            identity_file=home.settings.home / "no-such-key.pem",
+            grant_file=home.settings.home / "no-such-grant.json",
+            reason=huge_reason,
+        )
+
+    assert caught.value.code == "IDENTITY_INVALID"
+    (event,) = new_events(home, before)
+    row = json.dumps(event.to_dict())
+    assert len(row) < 2_000
+    # The bounded forms keep the digest of the whole, so the value can still be matched.
+    assert event.artifact_ids[0].endswith(digest(huge_id.encode()))
+    assert event.reason_code.endswith(digest(huge_reason.encode()))
+    assert verify_audit_chain(home.records).ok
+
+
+def test_an_oversized_artifact_id_with_a_valid_grant_is_denied_for_its_shape(home: Home) -> None:
+    grant = home.issue()
+    before = head_seq(home)
+
+    with pytest.raises(SecurityError) as caught:
+        home.read("sha256:" + "a" * 5_000_000, grant, reason="C" * 1_000_000)
+
+    assert caught.value.code == "PRIVILEGED_ARTIFACT_ID_INVALID"
+    (event,) = new_events(home, before)
+    assert (event.outcome, event.code) == ("deny", "PRIVILEGED_ARTIFACT_ID_INVALID")
+    assert len(json.dumps(event.to_dict())) < 2_000
+    assert home.records.get_grant(grant.document.grant_id).reads == 0
+
+
+@pytest.mark.parametrize(
+    ("artifact", "reason", "code"),
+    [
+        # Undecodable command-line bytes reach Python as lone surrogates (PEP 383).
+        ("sha256:\udcfe", "incident_response", "PRIVILEGED_ARTIFACT_ID_INVALID"),
+        (None, "incident\udcff", "GRANT_REASON_NOT_ALLOWED"),
+    ],
+)
+def test_text_no_store_can_encode_is_denied_with_its_code_and_audited(
+    home: Home, artifact: str | None, reason: str, code: str
+) -> None:
+    before = head_seq(home)
+
+    with pytest.raises(SecurityError) as caught:
+        home.read(artifact or _render(home), home.issue(), reason=reason)
+
+    assert caught.value.code == code
+    (event,) = new_events(home, before)
+    assert (event.outcome, event.code) == ("deny", code)
+    event.artifact_ids[0].encode("utf-8")
+    event.reason_code.encode("utf-8")
+    assert verify_audit_chain(home.records).ok
+
+
+@pytest.mark.parametrize("where", ["folder", "missing folder", "read-only folder"])
+def test_an_output_that_cannot_be_written_is_denied_before_anything_is_charged(
+    home: Home, tmp_path, where: str
+) -> None:
+    if where == "folder":
+        out = tmp_path
+    elif where == "missing folder":
+        out = tmp_path / "missing" / "payload.bin"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        out = locked / "payload.bin"
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+    grant = home.issue()
+    before = head_seq(home)
+
+    with pytest.raises(SecurityError) as caught:
+        home.read(_render(home), grant, out=out)
+
+    assert caught.value.code == "PRIVILEGED_OUT_INVALID"
+    events = new_events(home, before)
+    assert [(e.outcome, e.code) for e in events] == [("deny", "PRIVILEGED_OUT_INVALID")]
+    stored = home.records.get_grant(grant.document.grant_id)
+    assert (stored.reads, stored.bytes_used) == (0, 0)
+    # The same grant still reads once the path is fixed: nothing of its budget was spent.
+    summary, payload = home.read(_render(home), grant, out=tmp_path / "ok.bin")
+    assert payload is None and (tmp_path / "ok.bin").read_bytes()
+
+
+def test_the_reserved_requester_name_cannot_be_registered(home: Home, tmp_path) -> None:
+    with pytest.raises(SecurityError) as caught:
+        create_identity(home.records, "unknown", admin=False, key_path=tmp_path / "unknown.pem", now_ms=T0)
+
+    assert caught.value.code == "IDENTITY_RESERVED"
+    assert home.records.get_identity("unknown") is None
+    assert not (tmp_path / "unknown.pem").exists()
+
+
+def issue_options(home: Home, **changes) -> dict:
+    options = {
+        "admin_key_file": home.keys["admin"],
+        "grantee": "alice",
+        "capability": "prompt_payload_read",
+        "workflow_id": WORKFLOW,
+        "thread_id": None,
+        "node_id": None,
+        "turns": None,
+        "expires": "1h",
+        "reasons": ["incident_response"],
+        "max_bytes": 1000,
+        "rate": "10/min",
+    }
+    return {**options, **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"max_bytes": 9_223_372_036_854_775_808}, "GRANT_MALFORMED"),
+        ({"expires": "100000000d"}, "GRANT_MALFORMED"),
+        ({"expires": "forever"}, "GRANT_MALFORMED"),
+        ({"grantee": "alice\udcff"}, "GRANT_MALFORMED"),
+        ({"workflow_id": "docs\udcfe"}, "GRANT_MALFORMED"),
+        ({"out": "folder"}, "PRIVILEGED_OUT_INVALID"),
+        ({"out": "missing"}, "PRIVILEGED_OUT_INVALID"),
+    ],
+)
+def test_a_grant_that_cannot_be_issued_or_written_is_not_recorded(
+    home: Home, tmp_path, changes: dict, code: str
+) -> None:
+    from wf_pipeline.service.grants import issue_grant_file
+
+    paths = {"folder": tmp_path, "missing": tmp_path / "missing" / "grant.json"}
+    if "out" in changes:
+        changes = {**changes, "out": paths[changes["out"]]}
+    out = tmp_path / "grant.json"
+
+    with pytest.raises(SecurityError) as caught:
+        issue_grant_file(home.settings, **issue_options(home, **{"out": out, **changes}))
+
+    assert caught.value.code == code
+    assert home.records.list_grants() == []
+    assert not out.exists()
 
 
 # --- concurrency: budget and rate hold across processes ------------------------------------------
@@ -722,8 +922,9 @@ def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> Non
             digest(expected),
             grant_id,
         )
+        # --json without --out would deliver nothing: a usage error, decided and charged never.
         as_json = wf(home, "privileged", "read", artifact, *read_args, "--json")
-        assert as_json.returncode == 0 and expected not in as_json.stdout
+        assert as_json.returncode == 2 and expected not in as_json.stdout
 
         outside = wf(home, "privileged", "read", _render(home, 3), *read_args)
         assert outside.returncode == 1 and outside.stdout == b""
@@ -736,10 +937,9 @@ def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> Non
         assert after.stderr.decode().startswith("GRANT_REVOKED: ")
 
         [grant] = json.loads(wf(home, "grants", "list", "--json").stdout)
-        assert (grant["grant_id"], grant["reads"], grant["bytes_used"]) == (grant_id, 3, 3 * len(expected))
+        assert (grant["grant_id"], grant["reads"], grant["bytes_used"]) == (grant_id, 2, 2 * len(expected))
         events = audit_events(home.records)
         assert [(e.outcome, e.code) for e in events] == [
-            ("allow", None),
             ("allow", None),
             ("allow", None),
             ("deny", "GRANT_SCOPE_TURN"),
@@ -777,3 +977,27 @@ def test_no_other_command_prints_a_prompt_or_context_payload(tmp_path) -> None:
         assert done.returncode == 0, done.stderr
         for canary in CANARIES:
             assert canary not in done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_json_without_out_is_a_usage_error_that_decides_nothing(home: Home) -> None:
+    grant = home.grant_file(home.issue())
+    before = head_seq(home)
+
+    done = wf(
+        home,
+        "privileged",
+        "read",
+        _render(home),
+        "--identity",
+        str(home.keys["alice"]),
+        "--grant",
+        str(grant),
+        "--reason",
+        "incident_response",
+        "--json",
+    )
+
+    assert done.returncode == 2
+    assert b"--json needs --out" in done.stderr
+    assert new_events(home, before) == []

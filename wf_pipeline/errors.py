@@ -702,6 +702,12 @@ TELEMETRY_WRITE_FAILED = _code(
     retryable=True,
     meaning="the telemetry store could not write, rename or delete a Parquet file (disk full, permissions)",
 )
+TELEMETRY_FILE_UNREADABLE = _code(
+    "TELEMETRY_FILE_UNREADABLE",
+    TelemetryError,
+    meaning="a Parquet file of the telemetry store cannot be read (damaged, truncated, not Parquet, or of "
+    "another schema); the message names the file, which can be moved aside and re-exported",
+)
 TELEMETRY_BAD_URL = _code(
     "TELEMETRY_BAD_URL",
     TelemetryError,
@@ -903,6 +909,24 @@ PRIVILEGED_ARTIFACT_UNKNOWN = _code(
     "PRIVILEGED_ARTIFACT_UNKNOWN",
     SecurityError,
     meaning="no prompt link names the artifact as a rendered prompt or a context payload",
+)
+PRIVILEGED_ARTIFACT_ID_INVALID = _code(
+    "PRIVILEGED_ARTIFACT_ID_INVALID",
+    SecurityError,
+    meaning="the artifact id is not sha256: and 64 lower-case hex digits (the audit event records a "
+    "bounded form: its first characters and the digest of the whole)",
+)
+PRIVILEGED_OUT_INVALID = _code(
+    "PRIVILEGED_OUT_INVALID",
+    SecurityError,
+    meaning="the output file of a privileged read or a grant cannot be written (its folder is missing or "
+    "not writable, or the path is a folder); checked before the decision, so nothing is charged or issued",
+)
+IDENTITY_RESERVED = _code(
+    "IDENTITY_RESERVED",
+    SecurityError,
+    meaning="the identity name is reserved: the audit trail uses it for a requester whose key file "
+    "could not be loaded (nothing registered)",
 )
 PRIVILEGED_ARTIFACT_GONE = _code(
     "PRIVILEGED_ARTIFACT_GONE",

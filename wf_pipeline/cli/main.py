@@ -622,12 +622,14 @@ def cmd_privileged(args: argparse.Namespace) -> int:
             ``out``, ``json``).
 
     Returns:
-        The exit status, 0. Without ``--out`` the payload's exact bytes go to stdout (with
-        ``--json`` only its ids, digest and size, no payload); with ``--out`` the payload
-        goes to that file (mode 0600) and the ids, digest and size are printed.
+        The exit status, 0. Without ``--out`` the payload's exact bytes go to stdout;
+        with ``--out`` the payload goes to that file (mode 0600) and the ids, digest and
+        size are printed (as JSON with ``--json``, which needs ``--out``: a usage error,
+        exit 2, otherwise, checked before anything is decided or charged).
 
     Raises:
-        WfError: every denial code of the read (``GRANT_*``, ``PRIVILEGED_*``), each audited,
+        WfError: every denial code of the read (``GRANT_*``, ``PRIVILEGED_*``, among them
+            ``PRIVILEGED_OUT_INVALID`` for an ``--out`` that cannot be written), each audited,
             ``AUDIT_UNAVAILABLE``, ``IDENTITY_INVALID``, ``CAS_*``, ``KEYS_*``, ``RECORD_*``;
             `main` prints them and exits 1.
     """
@@ -1118,14 +1120,17 @@ def _render_audit_verify(console: Console, r: dict) -> None:
         console.print("the audit trail is empty")
         return
     witness = r["witness"]
-    seen = (
-        "no Parquet copy to compare the head with"
-        if witness is None
-        else f"Parquet copy up to seq {witness['seq']}"
-    )
+    problem = r.get("witness_error")
+    if problem is not None:
+        seen = f"head NOT checked: the Parquet copy is unreadable ({problem['code']}: {problem['message']})"
+    elif witness is None:
+        seen = "no Parquet copy to compare the head with"
+    else:
+        seen = f"Parquet copy up to seq {witness['seq']}"
     print_line(
         console,
         f"audit trail verifies: {plural(r['events'], 'event')}, head seq {r['head_seq']} ({r['head_hash']}); {seen}",
+        style="yellow" if problem is not None else None,
     )
 
 
@@ -1385,6 +1390,10 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
             return f"give exactly one of THREAD_ID, --workflow{extra}"
     if args.command == "telemetry":
         return _telemetry_usage_problem(args)
+    if args.command == "privileged" and args.json and args.out is None:
+        # The payload and a JSON summary cannot share stdout, and a read that delivers
+        # nothing must not be charged or audited as an allow.
+        return "--json needs --out FILE: the payload goes to the file, its ids and digest to stdout"
     if args.command == "keys" and args.action == "destroy":
         if (args.kek_id is None) == (args.lineage is None):
             return "give exactly one of KEK_ID, --lineage CLASS:YYYYMMDD"

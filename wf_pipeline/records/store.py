@@ -211,15 +211,23 @@ class SqlRecordStore:
             result = conn.execute(statement)
             keys = list(result.keys())
             rows = result.all()
-        try:
+        found = []
+        for row in rows:
             # zip over plain tuples: building a dict per row mapping costs more than validating it.
-            return [model.model_validate(dict(zip(keys, row))) for row in rows]
-        except ValidationError as exc:
-            raise RecordError(
-                RECORD_INTEGRITY,
-                f"stored {model.__name__} row fails validation during {action}: {field_errors(exc)}",
-                action=action,
-            ) from exc
+            values = dict(zip(keys, row))
+            try:
+                found.append(model.model_validate(values))
+            except ValidationError as exc:
+                # The row's seq, where its table has one, says where a damaged row sits.
+                seq = values.get("seq") if isinstance(values.get("seq"), int) else None
+                raise RecordError(
+                    RECORD_INTEGRITY,
+                    f"stored {model.__name__} row{'' if seq is None else f' at seq {seq}'} fails validation "
+                    f"during {action}: {field_errors(exc)}",
+                    action=action,
+                    seq=seq,
+                ) from exc
+        return found
 
     def _first(self, action: str, model: type[RecordT], statement: Any) -> RecordT | None:
         found = self._select(action, model, statement.limit(1))

@@ -61,6 +61,23 @@ NAMING_CONVENTION = {
 }
 
 
+class UnparsedJson:
+    """Stored JSON text that does not parse (a row altered outside the product).
+
+    `JsonText` returns it instead of raising, so that the row fails its record model's
+    validation (``RECORD_INTEGRITY``, with the row's position) instead of breaking the
+    whole query with a raw ``JSONDecodeError``.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"UnparsedJson({len(self.text)} chars)"
+
+
 class JsonText(TypeDecorator[Any]):
     """Canonical JSON in a TEXT column: the same value always stores the same bytes."""
 
@@ -72,8 +89,13 @@ class JsonText(TypeDecorator[Any]):
         return None if value is None else canonical_json(value).decode("utf-8")
 
     def process_result_value(self, value: str | None, dialect: Any) -> Any:
-        """The stored JSON text parsed back (lists for stored tuples), NULL as None."""
-        return None if value is None else json.loads(value)
+        """The stored JSON text parsed back (lists for stored tuples), NULL as None; `UnparsedJson` if it does not parse."""
+        if value is None:
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:
+            return UnparsedJson(value)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from wf_pipeline.errors import AUDIT_UNAVAILABLE, SecurityError, WfError
+from wf_pipeline.errors import AUDIT_UNAVAILABLE, RECORD_INTEGRITY, RecordError, SecurityError, WfError
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, canonical_json, digest_json
 from wf_pipeline.metadata.records import AuditEventRecord
 from wf_pipeline.records.protocol import RecordStore
@@ -375,19 +375,32 @@ def verify_audit_chain(
     Returns:
         A `ChainReport`; ``ok`` when there is no problem.
 
+    A stored row that does not load as an event (a column set to a value of the wrong
+    type, a scope that is no JSON) is reported "altered" at its seq, and the walk goes on.
+
     Raises:
-        RecordError: ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY`` (a stored row is not a
-            valid event: a column was set to a value of the wrong type).
+        RecordError: ``RECORD_UNAVAILABLE``; ``RECORD_INTEGRITY`` only when a row that fails
+            to load has no readable seq.
     """
     problems: list[ChainProblem] = []
     count = 0
     head: AuditEventRecord | None = None
     witnessed: AuditEventRecord | None = None
+    broken_at: int | None = None  # the seq of the last row that did not load, when it is the head
     for batch in _pages(records, page):
         unlinked: list[AuditEventRecord] = []
         for event in batch:
             count += 1
-            expected_seq = 1 if head is None else head.seq + 1
+            if isinstance(event, _Unloadable):
+                problems.append(
+                    ChainProblem(
+                        event.seq, "altered", f"event {event.seq} does not load as an event: {event.detail}"
+                    )
+                )
+                broken_at = event.seq
+                continue
+            last_seq = broken_at if broken_at is not None else (0 if head is None else head.seq)
+            expected_seq = last_seq + 1
             if event.seq > expected_seq:
                 missing = event.seq - expected_seq
                 problems.append(
@@ -403,11 +416,13 @@ def verify_audit_chain(
                     ChainProblem(event.seq, "altered", f"event {event.seq} does not match its event_hash")
                 )
             expected_prev = GENESIS_HASH if head is None else head.event_hash
-            if event.prev_hash != expected_prev:
+            # After a row that did not load, the link to it cannot be checked: that row is
+            # already reported as altered.
+            if broken_at is None and event.prev_hash != expected_prev:
                 unlinked.append(event)
             if witness is not None and event.seq == witness[0]:
                 witnessed = event
-            head = event
+            head, broken_at = event, None
         problems.extend(_link_problems(records, unlinked, problems))
     if witness is not None:
         problems.extend(_witness_problems(witness, witnessed, head))
@@ -417,21 +432,57 @@ def verify_audit_chain(
     return ChainReport(
         ok=not problems,
         events=count,
-        head_seq=0 if head is None else head.seq,
-        head_hash=None if head is None else head.event_hash,
+        head_seq=broken_at if broken_at is not None else (0 if head is None else head.seq),
+        head_hash=None if head is None or broken_at is not None else head.event_hash,
         problems=tuple(problems),
     )
 
 
-def _pages(records: RecordStore, page: int) -> Iterator[list[AuditEventRecord]]:
+@dataclass(frozen=True)
+class _Unloadable:
+    """A stored row that fails to load as an event (RECORD_INTEGRITY), known by its seq."""
+
+    seq: int
+    detail: str
+
+
+def _pages(records: RecordStore, page: int) -> Iterator[list[AuditEventRecord | _Unloadable]]:
     after = 0
     while True:
-        # Only events past the last page: a store that repeats a page cannot loop this forever.
-        batch = [event for event in records.audit_records(after_seq=after, limit=page) if event.seq > after]
+        try:
+            # Only events past the last page: a store that repeats a page cannot loop this forever.
+            batch: list[AuditEventRecord | _Unloadable] = [
+                event for event in records.audit_records(after_seq=after, limit=page) if event.seq > after
+            ]
+        except RecordError as exc:
+            if exc.code != RECORD_INTEGRITY or not isinstance(exc.details.get("seq"), int):
+                raise
+            # A row altered past loading (a scope that is no JSON, bytes that are no number):
+            # the events before it one by one, then the row itself by its seq.
+            batch = _rows_up_to(records, after, exc.details["seq"], exc.message)
         if not batch:
             return
         yield batch
         after = batch[-1].seq
+
+
+def _rows_up_to(
+    records: RecordStore, after: int, bad_seq: int, detail: str
+) -> list[AuditEventRecord | _Unloadable]:
+    rows: list[AuditEventRecord | _Unloadable] = []
+    while after < bad_seq:
+        try:
+            found = [event for event in records.audit_records(after_seq=after, limit=1) if event.seq > after]
+        except RecordError as exc:
+            if exc.code != RECORD_INTEGRITY or exc.details.get("seq") != bad_seq:
+                raise
+            break
+        if not found or found[0].seq >= bad_seq:
+            break
+        rows.append(found[0])
+        after = found[0].seq
+    rows.append(_Unloadable(bad_seq, detail))
+    return rows
 
 
 def _link_problems(

@@ -62,8 +62,12 @@ _RATE_UNITS = {"s": 1_000, "sec": 1_000, "m": 60_000, "min": 60_000, "h": 3_600_
 _RATE_RE = re.compile(r"^(?P<reads>[1-9][0-9]{0,8})/(?P<window>[0-9a-z]+)$")
 _TURNS_RE = re.compile(r"^(?P<low>[1-9][0-9]{0,8})(?:-(?P<high>[1-9][0-9]{0,8}))?$")
 
+#: The largest integer a grant field takes: the record store keeps them as signed 64-bit
+#: integers (SQLite INTEGER, PostgreSQL BIGINT).
+MAX_GRANT_INT = 2**63 - 1
+
 NonEmpty = Annotated[str, Field(min_length=1, max_length=200)]
-Count = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=1, le=MAX_GRANT_INT)]
 
 
 class _Strict(BaseModel):
@@ -107,10 +111,10 @@ class GrantDocument(_Strict):
     capability: Capability
     scope: GrantScope
     reasons: tuple[ReasonCode, ...] = Field(min_length=1)
-    issued_at_ms: int
-    not_before_ms: int
-    expires_at_ms: int
-    max_bytes: Annotated[int, Field(ge=0)]
+    issued_at_ms: Annotated[int, Field(le=MAX_GRANT_INT)]
+    not_before_ms: Annotated[int, Field(le=MAX_GRANT_INT)]
+    expires_at_ms: Annotated[int, Field(le=MAX_GRANT_INT)]
+    max_bytes: Annotated[int, Field(ge=0, le=MAX_GRANT_INT)]
     rate: GrantRate
 
     @model_validator(mode="after")
@@ -185,7 +189,8 @@ def parse_signed_grant(data: bytes) -> SignedGrant:
     """The signed grant in a grant file's bytes; the signature is not checked here.
 
     Raises ``GRANT_MALFORMED`` naming the failing fields (never their values) when the
-    bytes are not JSON, or a field is missing, unknown or of the wrong type.
+    bytes are not JSON, a field is missing, unknown or of the wrong type or out of range,
+    or a value canonical JSON cannot encode (NaN, Infinity, a lone surrogate) appears.
     """
     try:
         body = parse_json(data)
@@ -200,11 +205,17 @@ def parse_signed_grant(data: bytes) -> SignedGrant:
     try:
         # JSON mode: strict types as JSON has them (arrays for tuples, no "1" for 1).
         document = GrantDocument.model_validate_json(canonical_json(body["grant"]))
-    except ValidationError as exc:
+    except (ValueError, UnicodeEncodeError) as exc:
+        # NaN or Infinity (Python's parser takes them, canonical JSON refuses them) and
+        # lone surrogates from \ud800-style escapes; ValidationError is a ValueError too.
+        if isinstance(exc, ValidationError):
+            problem = f"fails validation: {field_errors(exc)}"
+        else:
+            problem = "holds a value canonical JSON cannot encode (NaN, Infinity or a lone surrogate)"
         grant_id = body["grant"].get("grant_id") if isinstance(body["grant"], dict) else None
         raise SecurityError(
             GRANT_MALFORMED,
-            f"grant document fails validation: {field_errors(exc)}",
+            f"grant document {problem}",
             grant_id=grant_id if isinstance(grant_id, str) else None,
         ) from None
     return SignedGrant(document, signature)

@@ -21,23 +21,44 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from wf_pipeline.errors import IDENTITY_EXISTS, IDENTITY_INVALID, SecurityError, os_reason
+from wf_pipeline.errors import (
+    IDENTITY_EXISTS,
+    IDENTITY_INVALID,
+    IDENTITY_RESERVED,
+    PRIVILEGED_OUT_INVALID,
+    SecurityError,
+    os_reason,
+)
 from wf_pipeline.metadata.canonical import digest
 from wf_pipeline.metadata.records import IdentityRecord
 from wf_pipeline.records.protocol import RecordStore
 
 #: Identity names: lower-case letters, digits, ``.``, ``_`` and ``-``, 1 to 64 characters.
 IDENTITY_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: The requester an audit event names when a key file could not be loaded; no identity may
+#: take it, or its denials would read as that identity's.
+RESERVED_REQUESTER = "unknown"
+#: Names no identity may be registered under.
+RESERVED_NAMES: frozenset[str] = frozenset({RESERVED_REQUESTER})
 #: Mode of a key or grant file: readable and writable by its owner only.
 PRIVATE_FILE_MODE = 0o600
 
 
 def check_identity_name(name: Any) -> str:
-    """``name`` if it matches `IDENTITY_NAME_RE`; ``IDENTITY_INVALID`` otherwise."""
+    """``name`` if it matches `IDENTITY_NAME_RE` and is not reserved.
+
+    Raises ``IDENTITY_INVALID`` (bad shape), ``IDENTITY_RESERVED`` (one of `RESERVED_NAMES`).
+    """
     if not isinstance(name, str) or not IDENTITY_NAME_RE.fullmatch(name):
         raise SecurityError(
             IDENTITY_INVALID,
             f"identity name {str(name)[:80]!r} must be 1 to 64 of a-z 0-9 . _ - starting with a letter or digit",
+        )
+    if name in RESERVED_NAMES:
+        raise SecurityError(
+            IDENTITY_RESERVED,
+            f"identity name {name!r} is reserved: the audit trail names unreadable key files so",
+            name=name,
         )
     return name
 
@@ -91,6 +112,35 @@ def write_private_file(
             os.unlink(tmp_name)
 
 
+def check_out_path(path: Path) -> Path:
+    """``path`` if a file can be written there by `write_private_file`; ``PRIVILEGED_OUT_INVALID`` naming the path otherwise.
+
+    Checked before anything is decided or recorded, so a payload or grant is never lost
+    to a path that cannot take it: the path must not be a folder, its folder must exist
+    and be a writable, searchable folder (POSIX access(2) for W_OK and X_OK), and an
+    existing file there must be writable. A later failure (a full disk, a race) is still
+    reported by `write_private_file`.
+
+    Args:
+        path: the file to write (a privileged read's payload, a grant file).
+
+    Returns:
+        ``path``.
+    """
+    if path.is_dir():
+        raise SecurityError(PRIVILEGED_OUT_INVALID, f"{path} is a folder; give a file path", path=str(path))
+    folder = path.parent
+    if not folder.is_dir():
+        raise SecurityError(
+            PRIVILEGED_OUT_INVALID, f"the folder of {path} does not exist or is not a folder", path=str(path)
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SecurityError(PRIVILEGED_OUT_INVALID, f"the folder of {path} is not writable", path=str(path))
+    if path.exists() and not os.access(path, os.W_OK):
+        raise SecurityError(PRIVILEGED_OUT_INVALID, f"{path} exists and is not writable", path=str(path))
+    return path
+
+
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """The Ed25519 private key in the PEM (PKCS8) file ``path``.
 
@@ -136,7 +186,7 @@ def create_identity(
     Returns:
         The registered `IdentityRecord`.
 
-    Raises ``IDENTITY_INVALID`` (bad name, unwritable folder), ``IDENTITY_EXISTS`` (the
+    Raises ``IDENTITY_INVALID`` (bad name, unwritable folder), ``IDENTITY_RESERVED``, ``IDENTITY_EXISTS`` (the
     name is registered or the key file exists; nothing is written, and a key file written
     by a registration that lost a race is removed), ``RECORD_UNAVAILABLE``.
     """

@@ -1,7 +1,9 @@
 """Privileged reads: a prompt or context payload for a grantee who holds a valid grant.
 
 `privileged_read` returns a payload only when every check passes, in this order: the
-grant document is well formed; its issuer is registered, its Ed25519 signature verifies
+requester's key file loads; the caller's own refusal, if any (an output path that cannot
+take the payload); the artifact id has the shape ``sha256:`` + 64 hex; the grant document
+is well formed; its issuer is registered, its Ed25519 signature verifies
 against the issuer's public key and the issuer is an admin; the grant was recorded by
 this store; the requester's key is the grantee's; the grant is valid now (not before
 ``not_before_ms``, before ``expires_at_ms``) and not revoked; the reason is in the fixed
@@ -9,6 +11,9 @@ list and allowed by the grant; the artifact is a recorded prompt render or conte
 payload that retention has not deleted; it lies in the grant's scope (workflow, thread,
 node, turn range); the capability covers its class; and the byte budget and rate allow
 one more read (`RecordStore.use_grant`, atomic across processes).
+
+The requester, artifact id, reason and grant id an event records are bounded
+(`bounded_text`): a value out of shape is kept as its first characters and its digest.
 
 Every decision, allow or deny, appends an audit event before anything is returned, as
 Vault's audit devices do: when the append fails the read fails with
@@ -18,6 +23,7 @@ event is committed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +47,7 @@ from wf_pipeline.errors import (
     GRANT_SCOPE_WORKFLOW,
     GRANT_UNKNOWN,
     PRIVILEGED_ARTIFACT_GONE,
+    PRIVILEGED_ARTIFACT_ID_INVALID,
     PRIVILEGED_ARTIFACT_UNKNOWN,
     SecurityError,
     WfError,
@@ -57,13 +64,30 @@ from wf_pipeline.records.protocol import (
 )
 from wf_pipeline.security.audit import append_audit_event
 from wf_pipeline.security.grants import CAPABILITY_CLASS, REASON_CODES, SignedGrant, verify_signature
-from wf_pipeline.security.identities import identity_of_key, key_fingerprint, public_key_bytes
+from wf_pipeline.security.identities import (
+    RESERVED_REQUESTER,
+    identity_of_key,
+    key_fingerprint,
+    public_key_bytes,
+)
 
 #: The version of these rules, recorded in every audit event they decide.
 POLICY_VERSION = "privileged-read/1"
 
-#: The requester an audit event names when the requester's key file could not be loaded.
-UNKNOWN_REQUESTER = "unknown"
+#: The requester an audit event names when the requester's key file could not be loaded
+#: (reserved: no identity may take this name).
+UNKNOWN_REQUESTER = RESERVED_REQUESTER
+
+#: The shape of an artifact id a privileged read accepts: ``sha256:`` and 64 lower-case hex digits.
+ARTIFACT_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+#: The longest reason code an audit event records as given; the fixed list's longest is 17.
+MAX_REASON_CHARS = 64
+#: The longest requester an audit event records as given (names are <= 64, ``key:sha256:...`` 75).
+MAX_REQUESTER_CHARS = 128
+#: The longest grant id an audit event records as given (`GrantDocument` ids are <= 200).
+MAX_GRANT_ID_CHARS = 200
+#: Characters of an out-of-shape value that its bounded form keeps before its digest.
+BOUNDED_PREFIX_CHARS = 32
 
 #: Reads a payload: (artifact id, artifact class, expected size in bytes) -> its verified bytes.
 PayloadReader = Callable[[str, str, int], bytes]
@@ -202,6 +226,33 @@ def grant_scope(grant: GrantRecord | SignedGrant | None) -> dict[str, Any]:
     }
 
 
+def bounded_text(value: Any, limit: int) -> str:
+    """``value`` as an audit event may record it: itself when it is UTF-8 text of at most ``limit`` characters.
+
+    Anything else (longer, or holding characters UTF-8 cannot encode, such as the lone
+    surrogates Python makes of undecodable command-line bytes) becomes its first
+    `BOUNDED_PREFIX_CHARS` characters with those escaped, ``...`` and the ``sha256:`` of
+    the whole (its UTF-8 bytes, lone surrogates passed through): an append-only row stays
+    small, and the value can still be matched against a suspect one.
+
+    Args:
+        value: the text given (anything else is taken as its ``str``).
+        limit: the most characters kept as given.
+
+    Returns:
+        Text of at most ``max(limit, BOUNDED_PREFIX_CHARS * 10 + 74)`` characters that UTF-8 encodes.
+    """
+    text = value if isinstance(value, str) else str(value)
+    try:
+        text.encode("utf-8")
+        if len(text) <= limit:
+            return text
+    except UnicodeEncodeError:
+        pass
+    head = text[:BOUNDED_PREFIX_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"{head}...{digest(text.encode('utf-8', 'surrogatepass'))}"
+
+
 class _Decision:
     """The audit trail of one read: appends its deny or allow event before anything leaves."""
 
@@ -209,9 +260,11 @@ class _Decision:
         self, records: RecordStore, *, requester: str, artifact_id: str, reason: str, now_ms: int
     ) -> None:
         self.records = records
-        self.requester = requester
-        self.artifact_id = artifact_id
-        self.reason = reason
+        # Bounded before anything is written: an append-only row never takes megabytes or
+        # text the store cannot encode, whatever the caller passed.
+        self.requester = bounded_text(requester, MAX_REQUESTER_CHARS)
+        self.artifact_id = bounded_text(artifact_id, len("sha256:") + 64)
+        self.reason = bounded_text(reason, MAX_REASON_CHARS)
         self.now_ms = now_ms
         self.grant_id: str | None = None
         self.scope: dict[str, Any] = {}
@@ -221,7 +274,8 @@ class _Decision:
             return append_audit_event(
                 self.records,
                 requester=self.requester,
-                grant_id=self.grant_id,
+                # A malformed grant file's id is the caller's text: bounded like the rest.
+                grant_id=None if self.grant_id is None else bounded_text(self.grant_id, MAX_GRANT_ID_CHARS),
                 reason_code=self.reason,
                 scope=self.scope,
                 artifact_ids=(self.artifact_id,),
@@ -271,6 +325,7 @@ def privileged_read(
     grant: SignedGrant | SecurityError,
     reason: str,
     now_ms: int,
+    refusal: SecurityError | None = None,
 ) -> PrivilegedRead:
     """The payload of ``artifact_id`` for the holder of ``requester_key``, if ``grant`` allows it now.
 
@@ -284,14 +339,19 @@ def privileged_read(
             `UNKNOWN_REQUESTER`).
         grant: the parsed grant file, or the ``GRANT_MALFORMED`` error parsing it raised
             (so that a malformed grant is denied and audited like any other).
-        reason: the reason code of this read (`REASON_CODES`).
+        reason: the reason code of this read (`REASON_CODES`); recorded bounded
+            (`bounded_text`, `MAX_REASON_CHARS`) when out of shape.
         now_ms: the time of the decision (Unix epoch ms).
+        refusal: a refusal the caller found before the decision (e.g. ``PRIVILEGED_OUT_INVALID``:
+            the payload could not be delivered); denied and audited after the key file's
+            check, before any other, so nothing is charged.
 
     Returns:
         The `PrivilegedRead` with the exact payload bytes.
 
     Raises ``SecurityError`` with the first failing check's code (each audited as a deny
-    event first): ``IDENTITY_INVALID`` (the key file), ``GRANT_MALFORMED``, ``GRANT_ISSUER_UNKNOWN``, ``GRANT_SIGNATURE_INVALID``,
+    event first): ``IDENTITY_INVALID`` (the key file), ``refusal``'s code,
+    ``PRIVILEGED_ARTIFACT_ID_INVALID`` (not ``sha256:`` + 64 hex; recorded bounded), ``GRANT_MALFORMED``, ``GRANT_ISSUER_UNKNOWN``, ``GRANT_SIGNATURE_INVALID``,
     ``GRANT_ISSUER_NOT_ADMIN``, ``GRANT_UNKNOWN``, ``GRANT_GRANTEE_UNKNOWN``,
     ``GRANT_GRANTEE_MISMATCH``, ``GRANT_NOT_YET_VALID``, ``GRANT_EXPIRED``, ``GRANT_REVOKED``,
     ``GRANT_REASON_NOT_ALLOWED``, ``PRIVILEGED_ARTIFACT_UNKNOWN``, ``PRIVILEGED_ARTIFACT_GONE``,
@@ -312,6 +372,18 @@ def privileged_read(
     # A key no identity holds is named by its fingerprint: the audit trail still says who tried.
     requester = me.name if me is not None else f"key:{key_fingerprint(public_key_bytes(requester_key))}"
     decision = _Decision(records, requester=requester, artifact_id=artifact_id, reason=reason, now_ms=now_ms)
+    if isinstance(grant, SignedGrant):
+        decision.grant_id, decision.scope = grant.document.grant_id, grant_scope(grant)
+    if refusal is not None:
+        raise decision.deny(refusal)
+    if not isinstance(artifact_id, str) or not ARTIFACT_ID_RE.fullmatch(artifact_id):
+        raise decision.deny(
+            SecurityError(
+                PRIVILEGED_ARTIFACT_ID_INVALID,
+                f"artifact id {decision.artifact_id!r} is not sha256: and 64 lower-case hex digits",
+                **decision.ids,
+            )
+        )
     if isinstance(grant, SecurityError):
         decision.grant_id = grant.details.get("grant_id")
         raise decision.deny(grant)
@@ -374,7 +446,7 @@ def privileged_read(
         raise decision.deny(
             SecurityError(
                 GRANT_REASON_NOT_ALLOWED,
-                f"reason {reason[:40]!r} is not one of the grant's: {', '.join(doc.reasons)}",
+                f"reason {decision.reason[:40]!r} is not one of the grant's: {', '.join(doc.reasons)}",
                 **decision.ids,
             )
         )
@@ -383,7 +455,7 @@ def privileged_read(
         raise decision.deny(
             SecurityError(
                 PRIVILEGED_ARTIFACT_UNKNOWN,
-                f"no prompt link names {artifact_id[:80]} as a prompt or context payload",
+                f"no prompt link names {artifact_id} as a prompt or context payload",
                 **decision.ids,
             )
         )

@@ -16,7 +16,13 @@ from typing import Any
 
 import pyarrow
 
-from wf_pipeline.errors import AUDIT_CHAIN_BROKEN, SecurityError, WfError
+from wf_pipeline.errors import (
+    AUDIT_CHAIN_BROKEN,
+    GRANT_MALFORMED,
+    TELEMETRY_FILE_UNREADABLE,
+    SecurityError,
+    WfError,
+)
 from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.metadata.records import now_ms as current_ms
 from wf_pipeline.records import open_settings_record_store
@@ -54,13 +60,25 @@ def list_audit(
 
     Raises:
         MetadataError: ``METADATA_BAD_DURATION`` (``since`` is no duration).
+        SecurityError: ``GRANT_MALFORMED`` (``grant_id`` is not UTF-8 text).
         RecordError: ``RECORD_*`` from the store.
     """
+    if grant_id is not None and not _utf8(grant_id):
+        # Undecodable command-line bytes come as lone surrogates no store can encode.
+        raise SecurityError(GRANT_MALFORMED, "the grant id is not UTF-8 text; no grant can have it")
     window_ms = parse_duration_ms(since)
     since_ms = None if window_ms is None else (current_ms() if now_ms is None else now_ms) - window_ms
     with open_settings_record_store(settings) as records:
         events = audit_events(records, since_ms=since_ms, grant_id=grant_id, limit=limit)
     return {"since": since, "since_ms": since_ms, "events": [event.to_dict() for event in events]}
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def verify_audit(settings: Settings) -> dict[str, Any]:
@@ -72,7 +90,9 @@ def verify_audit(settings: Settings) -> dict[str, Any]:
     Returns:
         The `ChainReport` as a dict (``ok`` True, ``events``, ``head_seq``, ``head_hash``,
         ``problems`` empty) plus ``witness``: ``{"seq", "event_hash"}`` of the newest
-        exported event, or None (nothing exported, telemetry off or unreadable).
+        exported event, or None (nothing exported, telemetry off or unreadable), and
+        ``witness_error``: ``{"code", "message"}`` when the Parquet copy could not be read
+        (e.g. ``TELEMETRY_FILE_UNREADABLE``: the head check was skipped), else None.
 
     Raises:
         SecurityError: ``AUDIT_CHAIN_BROKEN`` when any event was deleted, altered or
@@ -80,11 +100,12 @@ def verify_audit(settings: Settings) -> dict[str, Any]:
             ``problems`` (each ``{"seq", "kind", "count", "detail"}``), ``events``, ``head_seq``.
         RecordError: ``RECORD_*`` from the store.
     """
-    witness = _witness(settings)
+    witness, witness_error = _witness(settings)
     with open_settings_record_store(settings) as records:
         report = verify_audit_chain(records, witness=witness)
     result = report.to_dict() | {
-        "witness": None if witness is None else {"seq": witness[0], "event_hash": witness[1]}
+        "witness": None if witness is None else {"seq": witness[0], "event_hash": witness[1]},
+        "witness_error": witness_error,
     }
     if not report.ok:
         raise SecurityError(
@@ -108,15 +129,21 @@ def _positions(report: ChainReport) -> str:
     return "; ".join(parts)
 
 
-def _witness(settings: Settings) -> tuple[int, str] | None:
+def _witness(settings: Settings) -> tuple[tuple[int, str] | None, dict[str, str] | None]:
     # The copy is optional (telemetry may be off, or its store elsewhere and down): without
-    # it the chain is still verified, and the result says no witness was used.
+    # it the chain is still verified, and the result says why no witness was used, so a
+    # damaged copy is never mistaken for an empty one.
     if not settings.telemetry:
-        return None
+        return None, None
     try:
-        return exported_audit_head(TelemetryStore(settings.telemetry_url))
-    except (WfError, OSError, pyarrow.ArrowException):
-        return None
+        return exported_audit_head(TelemetryStore(settings.telemetry_url)), None
+    except WfError as exc:
+        return None, {"code": exc.code, "message": exc.message}
+    except (OSError, pyarrow.ArrowException) as exc:
+        return None, {
+            "code": TELEMETRY_FILE_UNREADABLE,
+            "message": f"the audit_events copy cannot be read: {type(exc).__name__}",
+        }
 
 
 def export_audit_events(settings: Settings, *, page: int = EXPORT_PAGE) -> dict[str, Any]:

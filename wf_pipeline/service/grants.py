@@ -12,12 +12,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from wf_pipeline.errors import GRANT_MALFORMED, GRANT_UNKNOWN, MetadataError, SecurityError
-from wf_pipeline.metadata.durations import parse_duration_ms
+from wf_pipeline.errors import (
+    GRANT_MALFORMED,
+    GRANT_UNKNOWN,
+    PRIVILEGED_OUT_INVALID,
+    MetadataError,
+    SecurityError,
+)
+from wf_pipeline.metadata.durations import MAX_DURATION_MS, format_duration_ms, parse_duration_ms
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.records import open_settings_record_store
-from wf_pipeline.security.grants import grant_dict, issue_grant, parse_rate, parse_turns
+from wf_pipeline.security.grants import MAX_GRANT_INT, grant_dict, issue_grant, parse_rate, parse_turns
 from wf_pipeline.security.identities import (
+    check_out_path,
     create_identity,
     identity_dict,
     load_private_key,
@@ -59,13 +66,27 @@ def list_identities(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _duration(text: str, what: str) -> int:
+    # Grants never last forever, so the message names the finite range only (the duration
+    # parser's own message would suggest 'forever').
+    finite = f"a finite duration from 1ms up to {format_duration_ms(MAX_DURATION_MS)}, e.g. 1h or 7d"
     try:
         value = parse_duration_ms(text)
-    except MetadataError as exc:
-        raise SecurityError(GRANT_MALFORMED, f"{what} {text!r}: {exc.message}") from None
+    except MetadataError:
+        raise SecurityError(GRANT_MALFORMED, f"{what} {str(text)[:40]!r} is not {finite}") from None
     if value is None:
-        raise SecurityError(GRANT_MALFORMED, f"{what} must be finite, e.g. 1h or 7d")
+        raise SecurityError(GRANT_MALFORMED, f"{what} must be {finite}; grants do not last forever")
     return value
+
+
+def _check_text(text: str | None, what: str, code: str = GRANT_MALFORMED) -> None:
+    # Undecodable command-line bytes arrive as lone surrogates (PEP 383), which no record
+    # store can encode: refused with a code before any query.
+    if text is None:
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SecurityError(code, f"the {what} is not UTF-8 text") from None
 
 
 def issue_grant_file(
@@ -102,15 +123,27 @@ def issue_grant_file(
     Returns:
         `grant_dict` of the recorded grant plus ``grant_file``.
 
-    Raises ``IDENTITY_INVALID`` (key file), ``IDENTITY_NOT_ADMIN``, ``IDENTITY_UNKNOWN``
-    (grantee), ``GRANT_MALFORMED`` (bad options), ``RECORD_*``.
+    Raises ``PRIVILEGED_OUT_INVALID`` (``out`` cannot be written: checked before anything is
+    recorded; a write that still fails revokes the grant just recorded), ``IDENTITY_INVALID``
+    (key file), ``IDENTITY_NOT_ADMIN``, ``IDENTITY_UNKNOWN`` (grantee), ``GRANT_MALFORMED``
+    (bad options: durations, rate, turn range, a byte budget outside 0..2**63-1, text that
+    is not UTF-8), ``RECORD_*``.
     """
+    texts = {"grantee": grantee, "capability": capability, "workflow": workflow_id, "thread": thread_id}
+    texts |= {"node": node_id, "turns": turns, "expires": expires, "rate": rate, "not-before": not_before}
+    for what, text in [*texts.items(), *(("reason", reason) for reason in reasons)]:
+        _check_text(text, what)
+    # The grant file's path first: a grant recorded active whose file was never written is
+    # a capability nobody holds, yet it counts in every listing.
+    check_out_path(out)
     key = load_private_key(admin_key_file)
     scope: dict[str, Any] = {"workflow_id": workflow_id, "thread_id": thread_id, "node_id": node_id}
     if turns is not None:
         scope["min_seq"], scope["max_seq"] = parse_turns(turns)
-    if max_bytes < 0:
-        raise SecurityError(GRANT_MALFORMED, f"the byte budget must be >= 0, got {max_bytes}")
+    if not 0 <= max_bytes <= MAX_GRANT_INT:
+        raise SecurityError(
+            GRANT_MALFORMED, f"the byte budget must be from 0 to {MAX_GRANT_INT} (2**63 - 1), got {max_bytes}"
+        )
     now = now_ms()
     start = None if not_before is None else now + _duration(not_before, "not-before delay")
     with open_settings_record_store(settings) as records:
@@ -128,7 +161,13 @@ def issue_grant_file(
             not_before_ms=start,
         )
         record = records.get_grant(signed.document.grant_id)
-    write_private_file(out, signed.file_bytes(), replace=True)
+        try:
+            write_private_file(out, signed.file_bytes(), replace=True, failure_code=PRIVILEGED_OUT_INVALID)
+        except SecurityError:
+            # The file could not be written after all (a full disk, a race): a grant nobody
+            # holds must not stay active, so it is revoked before the error goes up.
+            records.revoke_grant(signed.document.grant_id)
+            raise
     assert record is not None  # just recorded
     return {**grant_dict(record, now_ms=now), "grant_file": str(out)}
 
@@ -137,8 +176,9 @@ def revoke_grant(settings: Settings, grant_id: str) -> dict[str, Any]:
     """Revoke the grant ``grant_id``; returns its `grant_dict` afterwards.
 
     Revoking a revoked grant changes nothing and is not an error. Raises ``GRANT_UNKNOWN``
-    (no such grant recorded), ``RECORD_*``.
+    (no such grant recorded; an id that is not UTF-8 text has none), ``RECORD_*``.
     """
+    _check_text(grant_id, "grant id", GRANT_UNKNOWN)
     with open_settings_record_store(settings) as records:
         records.revoke_grant(grant_id)
         record = records.get_grant(grant_id)

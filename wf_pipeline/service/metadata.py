@@ -61,9 +61,18 @@ def show_metadata(
 
     Raises:
         MetadataError: ``METADATA_TARGET_NOT_FOUND`` when no frame and no node's head frame
-            has that id.
+            has that id (a target that is not UTF-8 text has none).
         RecordError: the record store's codes.
     """
+    try:
+        target.encode("utf-8")
+    except UnicodeEncodeError:
+        # Undecodable command-line bytes come as lone surrogates: no id has them, and no
+        # store can encode them in a query.
+        shown_id = target.encode("utf-8", "backslashreplace").decode("utf-8")[:80]
+        raise MetadataError(
+            METADATA_TARGET_NOT_FOUND, f"{shown_id!r} is not UTF-8 text, so no frame or node has it as id"
+        ) from None
     with open_settings_record_store(settings) as records:
         kind, frames = _frames_of(records, target)
         shown = []

@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from wf_pipeline.cas.registry import open_cas
 from wf_pipeline.crypto.open import open_keyring
 from wf_pipeline.crypto.store import EncryptedArtifactStore
-from wf_pipeline.errors import GRANT_MALFORMED, SecurityError, WfError, os_reason
+from wf_pipeline.errors import GRANT_MALFORMED, PRIVILEGED_OUT_INVALID, SecurityError, WfError, os_reason
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.profiles.encryption import EncryptionPolicy
 from wf_pipeline.records.registry import open_record_store
 from wf_pipeline.security.grants import SignedGrant, parse_signed_grant
-from wf_pipeline.security.identities import load_private_key, write_private_file
+from wf_pipeline.security.identities import check_out_path, load_private_key, write_private_file
 from wf_pipeline.security.privileged import PrivilegedRead, privileged_read
 from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.service.audit import export_audit_events
@@ -50,6 +50,7 @@ def read_privileged(
     grant_file: Path,
     reason: str,
     at_ms: int | None = None,
+    refusal: SecurityError | None = None,
 ) -> PrivilegedRead:
     """The payload of ``artifact_id`` if the grant in ``grant_file`` lets the holder of ``identity_file`` read it.
 
@@ -60,6 +61,8 @@ def read_privileged(
         grant_file: the signed grant file.
         reason: the reason code of the read.
         at_ms: the decision time (Unix epoch ms; default now).
+        refusal: a refusal found before the decision (``PRIVILEGED_OUT_INVALID``), denied
+            and audited before any other check (`privileged_read`).
 
     Returns:
         The `PrivilegedRead`: exact payload bytes, with the grant and audit event ids.
@@ -94,6 +97,7 @@ def read_privileged(
                 grant=grant,
                 reason=reason,
                 now_ms=now_ms() if at_ms is None else at_ms,
+                refusal=refusal,
             )
     finally:
         records.close()
@@ -103,11 +107,15 @@ def read_privileged(
 def _export_trail(settings: Settings) -> None:
     # The decision's event is committed in the record store, the trail of record; its
     # Parquet copy follows at once so `wf telemetry query` sees it. A copy that fails
-    # here is made by the next export, so it does not undo a read already decided.
+    # here is made by the next export, so it does not undo a read already decided:
+    # whatever breaks it (a damaged Parquet file, a full disk, a bug) is logged by code
+    # or type and swallowed.
     try:
         export_audit_events(settings)
     except WfError as exc:
         log.warning("audit events not copied to telemetry yet: %s", exc.code)
+    except Exception as exc:
+        log.warning("audit events not copied to telemetry yet: %s", type(exc).__name__)
 
 
 def read_privileged_to(
@@ -115,15 +123,26 @@ def read_privileged_to(
 ) -> tuple[dict[str, Any], bytes | None]:
     """`read_privileged`, then the payload written to ``out`` (atomically, mode 0600) when given.
 
+    ``out`` is checked before the decision (`check_out_path`): when it cannot take the
+    payload the read is denied with ``PRIVILEGED_OUT_INVALID`` and audited as such, and
+    nothing is charged to the grant.
+
     Returns:
         (the read's `PrivilegedRead.summary` plus ``out`` when written, the payload when
         ``out`` is None else None).
 
-    Raises as `read_privileged`, and ``IDENTITY_INVALID`` when ``out`` cannot be written.
+    Raises as `read_privileged`, and ``PRIVILEGED_OUT_INVALID`` when ``out`` cannot be
+    written (before the decision; or, rarely, after it, when the write itself fails).
     """
-    read = read_privileged(settings, artifact_id, **options)
+    refusal = None
+    if out is not None:
+        try:
+            check_out_path(out)
+        except SecurityError as exc:
+            refusal = exc
+    read = read_privileged(settings, artifact_id, refusal=refusal, **options)
     summary = read.summary()
     if out is None:
         return summary, read.payload
-    write_private_file(out, read.payload, replace=True)
+    write_private_file(out, read.payload, replace=True, failure_code=PRIVILEGED_OUT_INVALID)
     return {**summary, "out": str(out)}, None

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 
 import pyarrow
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.records import AuditEventRecord
@@ -58,16 +57,15 @@ def exported_audit_head(store: TelemetryStore, *, locked: bool = True) -> tuple[
     """(seq, event_hash) of the newest exported audit event, or None when none was exported.
 
     Reads only those two columns of each ``audit_events`` file, under the store's shared
-    lock (``locked=False``: the caller holds the exclusive one). Raises ``OSError`` and
-    ``pyarrow.ArrowException`` from reading the files.
+    lock (``locked=False``: the caller holds the exclusive one). Raises
+    ``TELEMETRY_FILE_UNREADABLE`` (figure: the file) when a file cannot be read.
     """
     if locked:
         with store.read_lock():
             return exported_audit_head(store, locked=False)
     best: tuple[int, str] | None = None
     for path in store.files(AUDIT_EVENTS):
-        with store.fs.open(path, "rb") as handle:
-            part = pq.read_table(handle, columns=["seq", "event_hash"])
+        part = store.read_file(path, AUDIT_EVENTS, columns=["seq", "event_hash"])
         if part.num_rows == 0:
             continue
         at = pc.index(part.column("seq"), pc.max(part.column("seq"))).as_py()

@@ -53,6 +53,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from wf_pipeline.errors import (
     TELEMETRY_BAD_ARGUMENTS,
     TELEMETRY_BAD_URL,
+    TELEMETRY_FILE_UNREADABLE,
     TELEMETRY_WRITE_FAILED,
     TelemetryError,
     WfError,
@@ -304,14 +305,36 @@ class TelemetryStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def read_table(self, table: str) -> pyarrow.Table:
-        """Every row of ``table`` (under the shared lock), as one Arrow table with the table's schema."""
+        """Every row of ``table`` (under the shared lock), as one Arrow table with the table's schema.
+
+        Raises ``TELEMETRY_FILE_UNREADABLE`` (figure: the file) when a file cannot be read.
+        """
         with self.read_lock():
             parts = [self._read_file(path, table) for path in self.files(table)]
         return pyarrow.concat_tables(parts) if parts else schema_for(table).empty_table()
 
+    def read_file(self, path: str, table: str, *, columns: list[str] | None = None) -> pyarrow.Table:
+        """The rows of one file of ``table`` (``columns`` only, when given), with the table's schema.
+
+        The caller holds the read lock. Raises ``TELEMETRY_FILE_UNREADABLE`` (figure: the
+        file) when the file cannot be opened or is no Parquet file of ``table``'s schema: a
+        damaged file gets a code naming it, never a raw pyarrow error.
+        """
+        # A column subset is read as stored; whole files are read against the table's schema.
+        schema = schema_for(table) if columns is None else None
+        try:
+            with self.fs.open(path, "rb") as handle:
+                return pq.read_table(handle, schema=schema, columns=columns)
+        except (OSError, pyarrow.ArrowException) as exc:
+            raise TelemetryError(
+                TELEMETRY_FILE_UNREADABLE,
+                f"telemetry file {path} of table {table} cannot be read: {type(exc).__name__}",
+                path=path,
+                table=table,
+            ) from exc
+
     def _read_file(self, path: str, table: str) -> pyarrow.Table:
-        with self.fs.open(path, "rb") as handle:
-            return pq.read_table(handle, schema=schema_for(table))
+        return self.read_file(path, table)
 
     # --- compaction --------------------------------------------------------------------------
 
