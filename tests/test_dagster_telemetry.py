@@ -159,7 +159,7 @@ def test_headroom_check_warns_then_fails_before_the_first_rejection(env, tmp_pat
         rejected = 0
         for _ in range(5):
             try:
-                accepted = tight.boundary.validate({"model": "m" * size})
+                accepted = tight.boundary.validate({"agent": {"model": "m" * size}})
             except MetadataError as exc:
                 assert exc.code == METADATA_BUDGET_EXCEEDED
                 record_rejection(tight, site, exc)
@@ -220,7 +220,13 @@ def test_digest_keys_at_their_budget_pass_the_check(env, telemetry_job, instance
     site = WriteSite("docs_writer_thread_v1", "1.0.0", "thread-1", "turn-1", "node-1", "frame-1")
     for i in range(5):
         digest = DIGEST_PREFIX + f"{i:064x}"
-        accepted = env.boundary.validate({"prompt_digest": digest, "context_digest": digest, "model": "gpt"})
+        accepted = env.boundary.validate(
+            {
+                "prompt_context": {"prompt_digest": digest},
+                "context": {"context_digest": digest},
+                "agent": {"model": "gpt"},
+            }
+        )
         record_frame_metadata(env, site, accepted)
     assert flush_telemetry(env) == 15
     result = job.execute_in_process(partition_key=today, instance=instance, asset_selection=[HEADROOM_ASSET])
