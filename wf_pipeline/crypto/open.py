@@ -201,6 +201,21 @@ def encrypted_store(
     )
 
 
+def reading_store(settings: Settings, records: RecordStore) -> EncryptedArtifactStore:
+    """The home's CAS for reading: sealed objects opened with the keyring, plain ones as they are.
+
+    The policy decides writes only, so a reader needs none; the keyring is opened when a
+    master key (or the configured key manager) is at hand, and a sealed object without one
+    reads as ``KEYS_MASTER_KEY_INVALID``. Close it (a context manager) after use. Raises as
+    `open_keyring` with ``required=False``.
+    """
+    return EncryptedArtifactStore(
+        open_cas(settings.cas_url, **settings.cas_options()),
+        EncryptionPolicy(),
+        open_keyring(settings, records, required=False),
+    )
+
+
 def artifact_reader(settings: Settings) -> Callable[..., bytes]:
     """A reader of artifacts by id for profile loading (prompt_refs given as artifact ids).
 
@@ -212,12 +227,7 @@ def artifact_reader(settings: Settings) -> Callable[..., bytes]:
     def read(artifact_id: str, **options: Any) -> bytes:
         records = open_record_store(settings.records_url, schema=settings.records_schema)
         try:
-            store = EncryptedArtifactStore(
-                open_cas(settings.cas_url, **settings.cas_options()),
-                EncryptionPolicy(),
-                open_keyring(settings, records, required=False),
-            )
-            with store:
+            with reading_store(settings, records) as store:
                 return store.get(artifact_id, **options)
         finally:
             records.close()

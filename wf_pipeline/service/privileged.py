@@ -14,12 +14,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from wf_pipeline.cas.registry import open_cas
-from wf_pipeline.crypto.open import open_keyring
-from wf_pipeline.crypto.store import EncryptedArtifactStore
+from wf_pipeline.crypto.open import reading_store
 from wf_pipeline.errors import GRANT_MALFORMED, PRIVILEGED_OUT_INVALID, SecurityError, WfError, os_reason
 from wf_pipeline.metadata.records import now_ms
-from wf_pipeline.profiles.encryption import EncryptionPolicy
 from wf_pipeline.records.registry import open_record_store
 from wf_pipeline.security.grants import SignedGrant, parse_signed_grant
 from wf_pipeline.security.identities import check_out_path, load_private_key, write_private_file
@@ -81,14 +78,7 @@ def read_privileged(
     grant = _grant_from_file(grant_file)
     records = open_record_store(settings.records_url, schema=settings.records_schema)
     try:
-        # The policy only decides writes; a read opens sealed objects with the keyring and
-        # plain ones as they are, like every other reader of the home (`artifact_reader`).
-        store = EncryptedArtifactStore(
-            open_cas(settings.cas_url, **settings.cas_options()),
-            EncryptionPolicy(),
-            open_keyring(settings, records, required=False),
-        )
-        with store:
+        with reading_store(settings, records) as store:
             return privileged_read(
                 records,
                 lambda aid, cls, size: store.get(aid, size=size, artifact_class=cls),
