@@ -5,9 +5,9 @@ A copy of the sample tree gets a ``.env`` with a fake cloud key and a password, 
 time). With the offline and the simulated provider, neither the READMEs nor any stored
 context payload or prompt (read through the home's keyring) holds any of the values. A
 workspace copy of the profile that opts ``context_payload`` out of masking shows the values
-do flow into the stored context then, that evidence quoting them does not verify (the gate
-reads the masked view), that the READMEs still hold none, and that each context built
-unmasked was audited.
+do flow into the stored context then, that the offline writer still quotes none (it reads
+the masked view the evidence gate reads), that no output or README holds one, and that each
+context built unmasked was audited.
 """
 
 from __future__ import annotations
@@ -48,7 +48,25 @@ def _planted(tree: Path) -> dict[str, str]:
         # Credentials written in prose: a module's docstring and a function's.
         "docstring_password": "Qm7" + _fake(string.ascii_letters + string.digits, 13),
         "prose_password": "Fd4" + _fake(string.ascii_letters + string.digits, 13),
+        # Values set off by white space or given in a name/value mapping.
+        "docker_password": "dk-" + _fake(string.ascii_letters + string.digits, 14),
+        "k8s_password": _fake(string.ascii_lowercase, 12),
+        "flag_token": "Ft5" + _fake(string.ascii_letters + string.digits, 13),
     }
+    (tree / "Dockerfile").write_text(
+        f"FROM python:3.11-slim\nENV DB_PASSWORD {values['docker_password']}\nCMD [\"python\"]\n",
+        encoding="utf-8",
+    )
+    (tree / "stationkit" / "deploy.yaml").write_text(
+        "env:\n  - name: ARCHIVE_PASSWORD\n"
+        f"    value: {values['k8s_password']}\n"
+        "  - name: LOG_LEVEL\n    value: info\n",
+        encoding="utf-8",
+    )
+    (tree / "stationkit" / "sync.sh").write_text(
+        f"#!/bin/sh\n# Push readings to the archive.\narchive-cli push --token {values['flag_token']} readings/\n",
+        encoding="utf-8",
+    )
     (tree / ".env").write_text(
         f"AWS_ACCESS_KEY_ID={values['cloud_key']}\nDB_PASSWORD={values['env_password']}\nDEBUG=false\n",
         encoding="utf-8",
@@ -155,6 +173,12 @@ def test_a_model_that_copies_secrets_sees_none_and_publishes_none(settings, tree
         + "```\n\n```python\n"
         + (tree / "stationkit" / "uploader.py").read_text()
         + (tree / "stationkit" / "archive_db.py").read_text()
+        + "```\n\n```dockerfile\n"
+        + (tree / "Dockerfile").read_text()
+        + "```\n\n```\n"
+        + (tree / "stationkit" / "deploy.yaml").read_text()
+        + "```\n\n```sh\n"
+        + (tree / "stationkit" / "sync.sh").read_text()
         + "```\n"
     )
     summary = run_workflow(settings, WORKFLOW, tree, provider=model)
@@ -187,19 +211,17 @@ def test_an_opted_out_context_holds_the_values_but_no_evidence_or_readme_does(se
     values = _planted(tree)
     summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=_opted_out_workspace(tmp_path))
 
-    stored = b"\n".join(cas_plaintexts(settings.home).values())
+    stored = cas_plaintexts(settings.home)
     # Unmasked, the values do reach the stored context (so the masked runs above prove something).
-    assert set(_leaks(stored, values)) == set(values)
-    # The root's claims quote .env lines with their values, stationkit's the docstrings that
-    # name a password: the evidence gate reads the masked view, so those quotes are not found
-    # and nothing with a value enters a verified evidence map.
-    failed = {t.path: t for t in summary.threads if t.status != "completed"}
-    assert set(failed) == {".", "stationkit"}
+    assert set(_leaks(b"\n".join(stored.values()), values)) == set(values)
+    # The offline writer reads its context as the evidence gate does (masked), so every thread
+    # completes and no output it wrote (evidence map, report, struct, README) holds a value.
+    assert summary.ok, [(t.path, t.status) for t in summary.threads]
     env = RuntimeEnv.open(settings)
-    for thread in failed.values():
-        gate = thread_details(env, thread.thread_id)["turns"][0]["gate"]
-        assert gate["outcome"] == "fail"
-        assert {reason.split(":")[0] for reason in gate["reasons"]} == {"CLAIM_QUOTE_NOT_FOUND"}
+    for thread in summary.threads:
+        for turn in thread_details(env, thread.thread_id)["turns"]:
+            assert turn["gate"] is None or turn["gate"]["outcome"] == "pass", turn["gate"]
+            assert _leaks(stored[turn["output_artifact_id"]], values) == [], (thread.path, turn["seq"])
     for path, data in _readmes(summary.out_dir).items():
         assert _leaks(data, values) == [], path
 

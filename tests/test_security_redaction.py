@@ -487,6 +487,13 @@ def test_a_value_that_looks_like_a_type_or_a_path_but_is_not_one_is_masked() -> 
         "def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:\n",
         "login(user, password=pw_value2, token=access_token_v2)\n",
         "cat secret_key | base64sum2024 > out\n",
+        "Use `--token TOKEN` to pass it. The token is valid for an hour. The password is required.\n",
+        "Pass --password-file secrets/db.txt or --api-key $API_KEY or --token ${TOKEN}.\n",
+        "ENV PASSWORD_FILE /run/secrets/db\nENV DB_PASSWORD ${DB_PASSWORD}\nENV TOKEN_URL https://x\n",
+        "env:\n  - name: PASSWORD_FILE\n    value: /run/secrets/pw\n  - name: DB_PASSWORD\n    valueFrom: {}\n",
+        '[{"name": "DB_PASSWORD", "value": "${DB_PASSWORD}"}, {"name": "LOG_LEVEL", "value": "debug"}]\n',
+        '{"name": "API_TOKEN", "value": token_from(vault)}\n',
+        "the password is ``password=${DB_PASSWORD}``\n",
     ],
 )
 def test_keyword_values_that_name_no_literal_are_kept(text: str) -> None:
@@ -527,6 +534,20 @@ def _cases() -> list[tuple[str, str, str]]:
         ("README.md", f"| name | value |\n|---|---|\n| `DB_PASSWORD` | `{value}` |\n", value),
         ("README.md", f"| password | {value} |\n", value),
         ("README.md", f"```netrc\nmachine h\nlogin u\npassword {value}\n```\n", value),
+        # A value set off by white space: Docker's legacy ENV form, a flag, prose.
+        ("Dockerfile", f"FROM python:3.11\nENV DB_PASSWORD {value}\n", value),
+        ("Dockerfile", 'FROM python:3.11\nENV API_KEY "changeme now"\n', "changeme now"),
+        ("Dockerfile", "FROM python:3.11\nENV DB_PASSWORD changeme\n", "changeme"),
+        ("deploy.sh", f"mysql --password {value} -u root\n", value),
+        ("deploy.sh", f'app --api-key "{value}" serve\n', value),
+        ("README.md", f"The admin password is {value}, change it.\n", value),
+        ("notes.txt", f"the deploy token was `{value}`.\n", value),
+        # A credential named in one field of a mapping and given in another.
+        ("deploy.yaml", f'env:\n  - name: DB_PASSWORD\n    value: "{value}"\n', value),
+        ("deploy.yaml", "env:\n  - name: API_KEY\n    value: changeme\n", "changeme"),
+        ("compose.yaml", f"environment:\n  - name: stripeSecret\n    value: {value}\n", value),
+        ("task.json", f'[{{"name": "DB_PASSWORD", "value": "{value}"}}]', value),
+        ("stack.json", f'[{{"ParameterKey": "MasterUserPassword", "ParameterValue": "{value}"}}]', value),
     ]
 
 

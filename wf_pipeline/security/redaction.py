@@ -727,6 +727,130 @@ def _assignment_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]
             yield _KEYWORD.secret_type, start, end
 
 
+# After a credential name, a value set off by white space rather than ``=`` or ``:``: a Dockerfile's
+# ``ENV NAME value`` (the rest of the line, its legacy form), a command-line flag's ``--password
+# value``, and prose's ``the password is value``.
+_DOCKER_ENV = re.compile(r"[ \t]*ENV[ \t]+[\w.\-]*$")
+_FLAG = re.compile(r"(?:^|(?<=[\s\"'`(]))--[\w\-]*$")
+_SPACED_VALUE = re.compile(
+    r"""[ \t]+(?P<verb>(?:is|was)[ \t]+)?(?:(?P<quote>["'`])(?P<quoted>[^\n]{1,512}?)(?P=quote)|(?P<bare>[^\s'"`]{1,512}))"""
+)
+# A value set off by white space that holds an assignment of its own (base64's closing ``=`` aside).
+_ASSIGNMENT_INSIDE = re.compile(r"[=:](?!=*$)")
+_DOCKER_VALUE = re.compile(r"[ \t]+(?P<value>[^\n]{1,512}?)[ \t]*(?:\\)?$", re.MULTILINE)
+# A mapping that names a setting and gives its value in two fields, as Kubernetes and Compose
+# ``env`` lists, ECS task definitions and CloudFormation parameters do (``- name: DB_PASSWORD``
+# then ``value: ...``; ``{"name": "API_KEY", "value": "..."}``; ``ParameterKey``/``ParameterValue``).
+_PAIR_NAME = re.compile(
+    r"""(?i)["']?\b(?:name|key|parameterkey|parametername)["']?[ \t]*[:=][ \t]*["']?(?P<name>[\w.\-]{2,128})["']?"""
+)
+_PAIR_VALUE = re.compile(
+    r"""(?i)["']?\b(?:value|parametervalue)["']?[ \t]*[:=][ \t]*"""
+    r"""(?:(?P<quote>["'])(?P<quoted>[^\n]{1,512}?)(?P=quote)|(?P<bare>[^\s'",}\]()]{1,512}+)(?![(\[]))"""
+)
+# The fields of one such mapping lie close together: the value is looked for this far after the
+# name (characters), and not past the end of the mapping (``}``) or the next list item.
+_PAIR_REACH = 256
+_PAIR_END = re.compile(r"[}{]|\n[ \t]*-[ \t]")
+# Shortest value of a configuration setting that is masked whole: shorter ones are flags and units.
+_MIN_SETTING = 4
+
+
+def _is_setting_value(value: str) -> bool:
+    """Whether the value a configuration names a credential with is one (`_spaced_spans`, `_pair_spans`).
+
+    As the keyword plugin reads configuration files: any value, letters only included
+    (``changeme``), of at least `_MIN_SETTING` characters, but none that only names one
+    (`_NO_VALUES`, a template or an environment reference, an environment variable's name,
+    a placeholder this module wrote).
+    """
+    return not (
+        len(value) < _MIN_SETTING
+        or value.lower() in _NO_VALUES
+        or heuristic.is_templated_secret(value)
+        or heuristic.is_prefixed_with_dollar_sign(value)
+        or (value.startswith("<") and value.endswith(">"))
+        or _NAME_VALUE.fullmatch(value)
+        or PLACEHOLDER_PATTERN.fullmatch(value)
+    )
+
+
+def _spaced_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
+    """A credential name's value set off by white space (`_SPACED_VALUE`), in three places only.
+
+    A Dockerfile ``ENV DB_PASSWORD value`` line (Docker's legacy form: the value is the rest
+    of the line; `_is_setting_value`); a command-line flag ``--password value`` or ``--api-key
+    "value"``; prose, ``the admin password is value``. Flags and prose take only a value
+    `_is_literal` accepts, so ``--token TOKEN`` and ``the token is valid`` stay.
+    """
+    for name_end in _credential_name_ends(text, lines.lowered):
+        start, line = lines.line_at(name_end)
+        before = line[: name_end - start]
+        if _DOCKER_ENV.match(before):
+            docker = _DOCKER_VALUE.match(text, name_end)
+            if docker is not None:
+                value_start, value_end = docker.span("value")
+                value = docker.group("value")
+                if len(value) > 1 and value[0] == value[-1] and value[0] in "\"'":
+                    value_start, value_end, value = value_start + 1, value_end - 1, value[1:-1]
+                if _is_setting_value(value):
+                    yield _KEYWORD.secret_type, value_start, value_end
+            continue
+        match = _SPACED_VALUE.match(text, name_end)
+        if match is None:
+            continue
+        if match.group("verb") is None and not _FLAG.search(before[: len(before) - _name_length(before)]):
+            continue
+        group = "quoted" if match.group("quoted") is not None else "bare"
+        value_start, value_end = match.span(group)
+        value = match.group(group)
+        if group == "bare":
+            stripped = value.rstrip(".,;:)")
+            value_end -= len(value) - len(stripped)
+            value = stripped
+        if _ASSIGNMENT_INSIDE.search(value):
+            continue  # ``password is ``password=...````: the assignment inside is found on its own
+        if _is_literal(value):
+            yield _KEYWORD.secret_type, value_start, value_end
+
+
+def _name_length(before: str) -> int:
+    # The length of the name that ends ``before`` (``API_KEY`` of ``--API_KEY``; ``api-key`` too).
+    length = 0
+    while length < len(before) and (before[-1 - length].isalnum() or before[-1 - length] in "_-"):
+        length += 1
+    # A flag's dashes are not part of its name.
+    while length and before[len(before) - length] == "-":
+        length -= 1
+    return length
+
+
+def _pair_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
+    """The value of a name/value mapping whose name is a credential's (`_PAIR_NAME`, `_PAIR_VALUE`).
+
+    ``- name: DB_PASSWORD`` then ``value: changeme`` in a Kubernetes or Compose ``env`` list,
+    ``{"name": "API_KEY", "value": "..."}`` in an ECS task definition, CloudFormation's
+    ``ParameterKey``/``ParameterValue``: the value, within `_PAIR_REACH` characters and the
+    same mapping, is masked when `_is_setting_value` accepts it.
+    """
+    lowered = lines.lowered
+    if "value" not in lowered:
+        return
+    for named in _PAIR_NAME.finditer(text):
+        name = named.group("name")
+        if not any(end == len(name) for end in _credential_name_ends(name, name.lower())):
+            continue  # the mapping names no credential (DB_PASSWORD, apiKey; not PASSWORD_FILE)
+        reach = text[named.end() : named.end() + _PAIR_REACH]
+        stop = _PAIR_END.search(reach)
+        window_end = named.end() + (stop.start() if stop else len(reach))
+        valued = _PAIR_VALUE.search(text, named.end(), window_end)
+        if valued is None:
+            continue
+        group = "quoted" if valued.group("quoted") is not None else "bare"
+        if _is_setting_value(valued.group(group)):
+            yield _KEYWORD.secret_type, *valued.span(group)
+
+
 def _credential_file_spans(text: str, filename: str | None) -> Iterator[tuple[str, int, int]]:
     """Passwords of ``.netrc`` and ``.pgpass`` files, which detect-secrets does not read.
 
@@ -820,6 +944,8 @@ def find_secrets(text: str, *, filename: str | None = None) -> list[SecretFindin
         *_entropy_spans(text, lines, filename),
         *_fenced_spans(text, filename),
         *_assignment_spans(text, lines),
+        *_spaced_spans(text, lines),
+        *_pair_spans(text, lines),
         *_credential_file_spans(text, filename),
         *_token_spans(text),
     ]

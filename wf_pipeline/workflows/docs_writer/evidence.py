@@ -135,6 +135,38 @@ def symbol_occurs(symbol: str, text: str, *, language: str | None = None) -> boo
     return False
 
 
+def evidence_view(context: ContextPayload) -> ContextPayload:
+    """``context`` as evidence reads it: each file's text and each child's head frame masked.
+
+    The deterministic writers (the offline and simulated providers) read their context
+    through this view, so every quote they take is one `claim_evidence` can find and none
+    holds a secret-shaped value, even when the profile opted its context out of masking.
+
+    Args:
+        context: a turn's context payload, masked or not.
+
+    Returns:
+        The payload with every text through `masked_text` (the same object when nothing
+        changes: a context the runtime masked already).
+
+    Raises nothing.
+    """
+    files = tuple(
+        file if file.text is None else file.model_copy(update={"text": masked_text(file.text, file.name)})
+        for file in context.files
+    )
+    children = tuple(
+        child
+        if child.head_frame is None
+        else child.model_copy(update={"head_frame": masked_text(child.head_frame, None)})
+        for child in context.children
+    )
+    unchanged = all(a is b or a.text == b.text for a, b in zip(files, context.files, strict=True)) and all(
+        a is b or a.head_frame == b.head_frame for a, b in zip(children, context.children, strict=True)
+    )
+    return context if unchanged else context.model_copy(update={"files": files, "children": children})
+
+
 def claim_evidence(claim: Claim, context: ContextPayload) -> ClaimEvidence:
     """Check ``claim``'s path, quote and symbol against the target's ``context``."""
     cited_file = context.file(claim.evidence_path)

@@ -24,6 +24,7 @@ from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
 from wf_pipeline.providers.base import ProviderRequest
 from wf_pipeline.providers.offline import OfflineTurn, json_text, parsed_input
 from wf_pipeline.tree.context import file_priority
+from wf_pipeline.workflows.docs_writer.evidence import evidence_view
 from wf_pipeline.workflows.docs_writer.extract import (
     Finding,
     child_findings,
@@ -38,7 +39,8 @@ from wf_pipeline.workflows.docs_writer.verify import verify_evidence_map
 
 
 def _context(request: ProviderRequest) -> ContextPayload:
-    return parsed_input(request, CONTEXT_REF, ContextPayload)
+    # Read as evidence reads it: a context the profile left unmasked gives no quote with a secret.
+    return evidence_view(parsed_input(request, CONTEXT_REF, ContextPayload))
 
 
 # Bytes kept free under max_output_bytes for the final README, whose Markdown adds
