@@ -23,6 +23,11 @@ what masking needs and the plugins alone do not give:
   ``<password>...</password>``, a Markdown table row): detect-secrets' keyword list has no
   ``token`` and its patterns want a quoted value or a line of their own. The value must look
   like a literal (`_is_literal`), not a name, a call or a reference;
+- a credential name's value set off by white space, where that form is a setting
+  (`_spaced_spans`: a Dockerfile's legacy ``ENV DB_PASSWORD value``, a flag's ``--password
+  value``, prose's ``the password is value``), and a credential named in one field of a
+  mapping and given in another (`_pair_spans`: Kubernetes and Compose ``env`` lists' ``name``
+  and ``value``, ECS task definitions, CloudFormation's ``ParameterKey``/``ParameterValue``);
 - credential files detect-secrets does not read: ``.netrc`` (``machine x login y password
   z``) and ``.pgpass`` (``host:port:db:user:password``) lines;
 - token formats its plugins do not know (`_TOKEN_FORMATS`: fine-grained GitHub tokens,
