@@ -113,6 +113,9 @@ def test_annotations_append_to_the_log_and_show_gives_the_default_view(home) -> 
     # By node: the node's head frames.
     by_node = show_metadata(settings, frame.node_id)
     assert by_node["kind"] == "node" and by_node["frames"] == shown["frames"]
+    # By thread: the frames the thread produced (the id `wf threads show` prints).
+    by_thread = show_metadata(settings, frame.thread_id)
+    assert by_thread["kind"] == "thread" and by_thread["frames"] == shown["frames"]
 
 
 def test_a_privileged_key_without_a_digest_policy_and_an_unregistered_key_are_withheld(home) -> None:
@@ -155,6 +158,7 @@ def test_unknown_targets_are_named_by_code(home) -> None:
     settings, _ = home
     for call in (
         lambda: show_metadata(settings, "frame:none"),
+        lambda: show_metadata(settings, "thread:000000000000000000000000"),
         lambda: annotate(settings, "frame:none", {"review_status": "x"}, domain="workflow"),
     ):
         with pytest.raises(MetadataError) as caught:

@@ -740,7 +740,7 @@ def cmd_metadata(args: argparse.Namespace) -> int:
         and internal keys, digests or nothing for privileged ones.
 
     Raises:
-        WfError: ``METADATA_TARGET_NOT_FOUND`` for an unknown NODE|FRAME, ``RECORD_*``;
+        WfError: ``METADATA_TARGET_NOT_FOUND`` for an unknown NODE|FRAME|THREAD, ``RECORD_*``;
             `main` prints them and exits 1.
     """
     from wf_pipeline.service import metadata
@@ -1743,9 +1743,11 @@ def build_parser() -> argparse.ArgumentParser:
     metadata_action = actions(metadata, "the key registry and default views (privileged values never shown)")
     metadata_action("keys", "list every registered key with its owner domain and policies")
     metadata_show = metadata_action(
-        "show", "show a frame's metadata, or a node's head frames', as visible by default"
+        "show", "show a frame's metadata, a thread's frames' or a node's head frames', as visible by default"
     )
-    metadata_show.add_argument("target", metavar="NODE|FRAME", help="a node id or a frame id")
+    metadata_show.add_argument(
+        "target", metavar="NODE|FRAME|THREAD", help="a node id, a frame id, or a thread id (the frames it produced)"
+    )
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)
     ui.add_argument("--port", type=int, help="the webserver's port (default 3000)")

@@ -31,37 +31,47 @@ def list_keys(registry: KeyRegistry = FRAME_KEY_REGISTRY) -> list[dict[str, Any]
 
 
 def _frames_of(records: RecordStore, target: str) -> tuple[str, list[FrameRecord]]:
-    """(``frame`` or ``node``, the frames ``target`` names): one frame by id, else a node's head frames."""
+    """(``frame``, ``thread`` or ``node``, the frames ``target`` names).
+
+    One frame by id; a thread's frames (``wf threads show`` names threads); a node's head frames.
+    """
     frame = records.get_frame(target)
     if frame is not None:
         return "frame", [frame]
+    if target.startswith("thread:"):
+        produced = records.frames_for_thread(target)
+        if produced:
+            return "thread", produced
     heads = [head for head in records.head_frames() if head.node_id == target]
     if heads:
         return "node", heads
     raise MetadataError(
-        METADATA_TARGET_NOT_FOUND, f"no frame and no node with a head frame has id {target}", target=target
+        METADATA_TARGET_NOT_FOUND,
+        f"no frame, no thread with frames and no node with a head frame has id {target}",
+        target=target,
     )
 
 
 def show_metadata(
     settings: Settings, target: str, *, registry: KeyRegistry = FRAME_KEY_REGISTRY
 ) -> dict[str, Any]:
-    """The default view of a frame's metadata, or of every head frame of a node.
+    """The default view of a frame's metadata, of every frame a thread produced, or of every head frame of a node.
 
     Args:
         settings: the record store.
-        target: a frame id, or a node id (its head frame of each frame type).
+        target: a frame id (``frame:...``), a thread id (``thread:...``, the frames it
+            produced), or a node id (its head frame of each frame type).
         registry: the key registry whose visibility and redaction policies apply.
 
     Returns:
-        ``{"target", "kind": "frame"|"node", "frames": [...]}``; each frame is ``{frame_id,
+        ``{"target", "kind": "frame"|"thread"|"node", "frames": [...]}``; each frame is ``{frame_id,
         node_id, frame_type, artifact_id, thread_id, created_at_ms, metadata, annotations}``
         where ``metadata`` and ``annotations`` are `DefaultView.to_dict` (keys shown by value
         or digest, withheld keys by name). Annotations are the current view of the log.
 
     Raises:
-        MetadataError: ``METADATA_TARGET_NOT_FOUND`` when no frame and no node's head frame
-            has that id (a target that is not UTF-8 text has none).
+        MetadataError: ``METADATA_TARGET_NOT_FOUND`` when no frame, no thread with frames
+            and no node's head frame has that id (a target that is not UTF-8 text has none).
         RecordError: the record store's codes.
     """
     try:
