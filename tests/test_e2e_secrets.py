@@ -54,7 +54,7 @@ def _planted(tree: Path) -> dict[str, str]:
         "flag_token": "Ft5" + _fake(string.ascii_letters + string.digits, 13),
     }
     (tree / "Dockerfile").write_text(
-        f"FROM python:3.11-slim\nENV DB_PASSWORD {values['docker_password']}\nCMD [\"python\"]\n",
+        f'FROM python:3.11-slim\nENV DB_PASSWORD {values["docker_password"]}\nCMD ["python"]\n',
         encoding="utf-8",
     )
     (tree / "stationkit" / "deploy.yaml").write_text(

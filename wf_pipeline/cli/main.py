@@ -1746,7 +1746,9 @@ def build_parser() -> argparse.ArgumentParser:
         "show", "show a frame's metadata, a thread's frames' or a node's head frames', as visible by default"
     )
     metadata_show.add_argument(
-        "target", metavar="NODE|FRAME|THREAD", help="a node id, a frame id, or a thread id (the frames it produced)"
+        "target",
+        metavar="NODE|FRAME|THREAD",
+        help="a node id, a frame id, or a thread id (the frames it produced)",
     )
 
     ui = command("ui", "serve the Dagster UI over the same instance as wf (dg dev)", cmd_ui)

@@ -9,6 +9,7 @@ them, gates parse and judge them, the runtime stores them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -124,6 +125,35 @@ class ContextPayload(StrictPayload):
             return found.text
         child = self.child(path)
         return child.head_frame if child is not None else None
+
+    def map_texts(self, view: Callable[[str | None, str], str]) -> ContextPayload:
+        """This payload with every file text and child head frame passed through ``view``.
+
+        Args:
+            view: ``(file name, or None for a head frame; text) -> text`` (a
+                `wf_pipeline.tree.TextView`, such as the masked view).
+
+        Returns:
+            A new payload (same target, schema and omissions); ``self`` when ``view``
+            changed no text.
+
+        Raises nothing of its own; whatever ``view`` raises.
+        """
+        files = tuple(
+            file if file.text is None else file.model_copy(update={"text": view(file.name, file.text)})
+            for file in self.files
+        )
+        children = tuple(
+            child
+            if child.head_frame is None
+            else child.model_copy(update={"head_frame": view(None, child.head_frame)})
+            for child in self.children
+        )
+        if all(new.text == old.text for new, old in zip(files, self.files, strict=True)) and all(
+            new.head_frame == old.head_frame for new, old in zip(children, self.children, strict=True)
+        ):
+            return self
+        return self.model_copy(update={"files": files, "children": children})
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready form (aliases, no None fields), the shape stored as an artifact."""

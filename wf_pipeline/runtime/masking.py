@@ -105,17 +105,7 @@ def masked_payload(payload: ContextPayload, view: MaskingView) -> ContextPayload
     or an opt-out since removed): ``view.masked`` then says whether anything changed.
     Raises nothing.
     """
-    files = tuple(
-        file if file.text is None else file.model_copy(update={"text": view(file.name, file.text)})
-        for file in payload.files
-    )
-    children = tuple(
-        child
-        if child.head_frame is None
-        else child.model_copy(update={"head_frame": view(None, child.head_frame)})
-        for child in payload.children
-    )
-    return ContextPayload(target=payload.target, files=files, children=children)
+    return payload.map_texts(view)
 
 
 def audit_unmasked_context(

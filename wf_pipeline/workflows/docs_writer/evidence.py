@@ -151,20 +151,7 @@ def evidence_view(context: ContextPayload) -> ContextPayload:
 
     Raises nothing.
     """
-    files = tuple(
-        file if file.text is None else file.model_copy(update={"text": masked_text(file.text, file.name)})
-        for file in context.files
-    )
-    children = tuple(
-        child
-        if child.head_frame is None
-        else child.model_copy(update={"head_frame": masked_text(child.head_frame, None)})
-        for child in context.children
-    )
-    unchanged = all(a is b or a.text == b.text for a, b in zip(files, context.files, strict=True)) and all(
-        a is b or a.head_frame == b.head_frame for a, b in zip(children, context.children, strict=True)
-    )
-    return context if unchanged else context.model_copy(update={"files": files, "children": children})
+    return context.map_texts(lambda name, text: masked_text(text, name))
 
 
 def claim_evidence(claim: Claim, context: ContextPayload) -> ClaimEvidence:
