@@ -265,7 +265,7 @@ def _with_nan(signed: SignedGrant) -> bytes:
     return json.dumps(body).encode()
 
 
-DENIALS: list[tuple[str, str, Case]] = [
+DENIALS: list[tuple[str, str | tuple[str, str], Case]] = [
     ("key file not a key", "IDENTITY_INVALID", lambda h: (_render(h), h.issue(), {"requester": "not-a-key"})),
     ("not json", "GRANT_MALFORMED", lambda h: (_render(h), b"{not json", {})),
     (
@@ -332,7 +332,23 @@ DENIALS: list[tuple[str, str, Case]] = [
         lambda h: (h.main.system, h.issue(), {}),
     ),
     ("deleted by retention", "PRIVILEGED_ARTIFACT_GONE", _gone),
-    ("another workflow", "GRANT_SCOPE_WORKFLOW", lambda h: (_render(h, 1, h.foreign), h.issue(), {})),
+    # Told "unknown", as an id of no artifact is (nothing outside the grant's workflow is said
+    # to exist); audited with the scope check it failed.
+    (
+        "another workflow",
+        ("PRIVILEGED_ARTIFACT_UNKNOWN", "GRANT_SCOPE_WORKFLOW"),
+        lambda h: (_render(h, 1, h.foreign), h.issue(), {}),
+    ),
+    # Retention's deletion is told only within the scope.
+    (
+        "deleted, and of another thread",
+        "GRANT_SCOPE_THREAD",
+        lambda h: (
+            _gone(h)[0],
+            h.issue(scope={"workflow_id": WORKFLOW, "thread_id": h.sibling.thread.thread_id}),
+            {},
+        ),
+    ),
     (
         "another thread",
         "GRANT_SCOPE_THREAD",
@@ -394,7 +410,7 @@ DENIALS: list[tuple[str, str, Case]] = [
 
 def test_the_matrix_has_at_least_twenty_cases_and_covers_every_denial_code() -> None:
     assert len(DENIALS) >= 20
-    codes = {code for _, code, _ in DENIALS}
+    codes = {code for _, told, _ in DENIALS for code in ((told,) if isinstance(told, str) else told)}
     from wf_pipeline.errors import CATALOGUE
 
     denial_codes = {name for name in CATALOGUE if name.startswith(("GRANT_", "PRIVILEGED_"))}
@@ -402,7 +418,10 @@ def test_the_matrix_has_at_least_twenty_cases_and_covers_every_denial_code() -> 
 
 
 @pytest.mark.parametrize(("name", "code", "build"), DENIALS, ids=[name for name, _, _ in DENIALS])
-def test_each_denial_has_its_code_and_a_deny_event(home: Home, name: str, code: str, build: Case) -> None:
+def test_each_denial_has_its_code_and_a_deny_event(
+    home: Home, name: str, code: str | tuple[str, str], build: Case
+) -> None:
+    code, audited = (code, code) if isinstance(code, str) else code
     artifact_id, grant, options = build(home)
     before = head_seq(home)
     grant_id = grant.document.grant_id if isinstance(grant, SignedGrant) else json_grant_id(grant)
@@ -414,13 +433,30 @@ def test_each_denial_has_its_code_and_a_deny_event(home: Home, name: str, code: 
     events = new_events(home, before)
     assert len(events) == 1
     event = events[0]
-    assert (event.outcome, event.code, event.bytes) == ("deny", code, 0)
+    assert (event.outcome, event.code, event.bytes) == ("deny", audited, 0)
     assert event.grant_id == grant_id
     assert event.artifact_ids == (artifact_id,)
     assert event.reason_code == options.get("reason", "incident_response")
     requester = options.get("requester", "alice")
     assert event.requester == ("unknown" if requester == "not-a-key" else requester)
     assert verify_audit_chain(home.records).ok
+
+
+def test_a_grant_cannot_tell_an_artifact_of_another_workflow_from_no_artifact(home: Home) -> None:
+    grant = home.issue()
+    told = []
+    for artifact_id in (_render(home, 1, home.foreign), digest(b"never stored")):
+        with pytest.raises(SecurityError) as caught:
+            home.read(artifact_id, grant)
+        told.append(
+            (caught.value.code, caught.value.message.replace(artifact_id, "ID"), caught.value.details)
+        )
+    assert told[0][:2] == told[1][:2]
+    assert told[0][0] == "PRIVILEGED_ARTIFACT_UNKNOWN"
+    assert [e.code for e in audit_events(home.records)[-2:]] == [
+        "GRANT_SCOPE_WORKFLOW",
+        "PRIVILEGED_ARTIFACT_UNKNOWN",
+    ]
 
 
 def json_grant_id(data: bytes) -> str | None:

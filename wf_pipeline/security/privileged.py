@@ -8,9 +8,11 @@ against the issuer's public key and the issuer is an admin; the grant was record
 this store; the requester's key is the grantee's; the grant is valid now (not before
 ``not_before_ms``, before ``expires_at_ms``) and not revoked; the reason is in the fixed
 list and allowed by the grant; the artifact is a recorded prompt render or context
-payload that retention has not deleted; it lies in the grant's scope (workflow, thread,
-node, turn range); the capability covers its class; and the byte budget and rate allow
-one more read (`RecordStore.use_grant`, atomic across processes).
+payload of the grant's workflow (an artifact of any other workflow is denied as unknown
+to the requester, as a host answers 404 rather than 403, and audited as
+``GRANT_SCOPE_WORKFLOW``); it lies in the rest of the grant's scope (thread, node, turn
+range); the capability covers its class; retention has not deleted it; and the byte
+budget and rate allow one more read (`RecordStore.use_grant`, atomic across processes).
 
 The requester, artifact id, reason and grant id an event records are bounded
 (`bounded_text`): a value out of shape is kept as its first characters and its digest.
@@ -301,9 +303,14 @@ class _Decision:
                 artifact_id=self.artifact_id,
             ) from exc
 
-    def deny(self, error: WfError) -> SecurityError:
-        """Append the deny event of ``error`` and return the error to raise (``AUDIT_UNAVAILABLE`` if the append fails)."""
-        self._append("deny", error.code, 0)
+    def deny(self, error: WfError, *, audited_code: str | None = None) -> SecurityError:
+        """Append the deny event of ``error`` and return the error to raise (``AUDIT_UNAVAILABLE`` if the append fails).
+
+        ``audited_code``: the code the event records when it is not the one the requester
+        is told (an artifact of another workflow is "unknown" to the requester, and
+        ``GRANT_SCOPE_WORKFLOW`` to the auditor).
+        """
+        self._append("deny", audited_code or error.code, 0)
         return error if isinstance(error, SecurityError) else SecurityError(error.code, error.message)
 
     @property
@@ -450,28 +457,35 @@ def privileged_read(
                 **decision.ids,
             )
         )
+    # Outside the grant's workflow nothing is said to exist (as a host answers 404, not 403,
+    # for what the caller may not see): an artifact of another workflow is denied as unknown,
+    # so a grantee cannot probe ids for content stored elsewhere. Inside it, each scope
+    # check names itself; retention's deletion is told only within the scope.
     locations = locate_artifact(records, artifact_id)
-    if not locations:
+    granted = [where for where in locations if where.workflow_id == stored.workflow_id]
+    if not granted:
         raise decision.deny(
             SecurityError(
                 PRIVILEGED_ARTIFACT_UNKNOWN,
-                f"no prompt link names {artifact_id} as a prompt or context payload",
+                f"no prompt or context payload of workflow {stored.workflow_id} "
+                f"(grant {doc.grant_id}'s scope) has id {artifact_id}",
+                **decision.ids,
+            ),
+            audited_code=GRANT_SCOPE_WORKFLOW if locations else None,
+        )
+    fitting = [where for where in granted if scope_refusal(stored, where) is None]
+    if not fitting:
+        # The first location's refusal names the denial (locations are sorted, so it is stable).
+        raise decision.deny(
+            SecurityError(
+                scope_refusal(stored, granted[0]),  # type: ignore[arg-type]  # not None: nothing fits
+                f"{artifact_id} lies outside grant {doc.grant_id}'s scope or capability",
                 **decision.ids,
             )
         )
     if records.get_tombstone(artifact_id) is not None:
         raise decision.deny(
             SecurityError(PRIVILEGED_ARTIFACT_GONE, f"{artifact_id} was deleted by retention", **decision.ids)
-        )
-    fitting = [where for where in locations if scope_refusal(stored, where) is None]
-    if not fitting:
-        # The first location's refusal names the denial (locations are sorted, so it is stable).
-        raise decision.deny(
-            SecurityError(
-                scope_refusal(stored, locations[0]),  # type: ignore[arg-type]  # not None: nothing fits
-                f"{artifact_id} lies outside grant {doc.grant_id}'s scope or capability",
-                **decision.ids,
-            )
         )
     where = fitting[0]
     if where.size is None:
