@@ -884,7 +884,10 @@ GRANT_CAPABILITY_MISMATCH = _code(
     "prompt_render artifacts, context_payload_read context_payload artifacts)",
 )
 GRANT_SCOPE_WORKFLOW = _code(
-    "GRANT_SCOPE_WORKFLOW", SecurityError, meaning="the artifact belongs to a thread of another workflow"
+    "GRANT_SCOPE_WORKFLOW",
+    SecurityError,
+    meaning="the artifact belongs to a thread of another workflow (recorded in the audit trail; "
+    "the requester is told PRIVILEGED_ARTIFACT_UNKNOWN)",
 )
 GRANT_SCOPE_THREAD = _code(
     "GRANT_SCOPE_THREAD", SecurityError, meaning="the artifact belongs to another thread than the grant's"
