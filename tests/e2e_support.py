@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_REPO = REPO_ROOT / "assets" / "sample_repo"
 
 # Every variable the product reads, so a developer's exported settings never leak into tests.
-WF_VARIABLES = (*SETTINGS_VARIABLES, "WF_CONFIG_DIR", "WF_MASTER_KEY")
+WF_VARIABLES = (*SETTINGS_VARIABLES, "WF_CONFIG_DIR", "WF_MASTER_KEY", "WF_AUDIT_KEY")
 
 
 def isolated_settings(monkeypatch, home: Path) -> Settings:

@@ -592,6 +592,7 @@ def test_a_bad_grace_period_is_a_clear_error_and_nothing_is_touched(tmp_path, mo
 def test_compaction_copies_audit_events_no_read_copied_to_the_telemetry_table(tmp_path, monkeypatch, capsys):
     from wf_pipeline.records import open_settings_record_store
     from wf_pipeline.security.audit import append_audit_event
+    from wf_pipeline.security.audit_key import audit_key_source
     from wf_pipeline.service.telemetry import query_telemetry
 
     monkeypatch.chdir(tmp_path)
@@ -600,6 +601,7 @@ def test_compaction_copies_audit_events_no_read_copied_to_the_telemetry_table(tm
         events = [
             append_audit_event(
                 records,
+                key=audit_key_source(settings),
                 requester="wf-runtime",
                 grant_id=None,
                 reason_code="REDACTION_OPT_OUT",

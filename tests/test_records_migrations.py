@@ -29,6 +29,14 @@ from wf_pipeline.records.migrations import HEAD_REVISION
 from wf_pipeline.records.tables import build_tables
 
 FIXTURES = Path(__file__).parent / "fixtures"
+VERSIONS = Path(__file__).resolve().parent.parent / "wf_pipeline" / "records" / "migrations" / "versions"
+
+
+def newest_revision() -> str:
+    """The revision of the highest-numbered script under versions/ (ids are ``NNNN_<what>``)."""
+    return max(path.stem for path in VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
 # Written by the release before migrations existed (commit fc327ab): its store filled with one
 # thread of two turns, a frame, two nodes and a target, then dumped as SQL (SQLite's iterdump;
 # for PostgreSQL its DDL compiled into the placeholder schema __schema__ and pg_dump --inserts).
@@ -374,7 +382,7 @@ def test_a_store_at_0008_gets_identities_grants_and_payload_indexes(record_store
     with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
         assert store.list_identities() == [] and store.list_grants() == []
 
-    assert stored_revisions(record_store_url) == [HEAD_REVISION] == ["0009_grants"]
+    assert stored_revisions(record_store_url) == [HEAD_REVISION] == [newest_revision()]
     assert schema_differences(record_store_url) == []
 
 
@@ -400,3 +408,96 @@ def test_the_grants_revision_downgrades_to_0008(record_store_url) -> None:
     assert not {"wf_identities", "wf_grants"} & present
     assert {"wf_audit_events", "wf_annotation_events", "wf_annotations"} <= present
     assert indexes == {"wf_prompt_links_thread_id_ix"}
+
+
+def test_a_store_at_0009_gets_audit_seals_keeps_its_events_and_its_triggers(record_store_url) -> None:
+    from alembic import command
+
+    from wf_pipeline.security.audit import append_audit_event, verify_audit_chain
+    from wf_pipeline.security.audit_key import AuditKey
+
+    migrate_to(record_store_url, "0009_grants")
+    table = f'"{record_store_url.schema}".wf_audit_events' if record_store_url.schema else "wf_audit_events"
+    # An event as the release before seals wrote it: no seal columns at all.
+    engine = sql_engine(record_store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {table} (schema_version, seq, event_id, at_ms, requester, scope, "
+                    "artifact_ids, outcome, bytes, policy_version, prev_hash, event_hash) VALUES "
+                    "(1, 1, 'aud-old', 5, 'id-a', '{}', '[]', 'allow', 3, 'p1', :prev, :hash)"
+                ),
+                {"prev": GENESIS, "hash": _legacy_hash()},
+            )
+    finally:
+        engine.dispose()
+    key = AuditKey(bytes(range(32)), "test")
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        (old,) = store.audit_records()
+        assert (old.seal, old.seal_key_id) == (None, None)
+        new = append_audit_event(
+            store,
+            key=key,
+            requester="id-b",
+            grant_id=None,
+            reason_code=None,
+            scope={},
+            artifact_ids=(),
+            outcome="allow",
+            code=None,
+            bytes=1,
+            policy_version="p1",
+            now_ms=6,
+        )
+        report = verify_audit_chain(store, key=key)
+    assert new.seal == key.seal(new.event_hash) and new.seal_key_id == key.key_id
+    assert report.ok and (report.unsealed, report.sealed_checked) == (1, True)
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
+    assert schema_differences(record_store_url) == []
+    engine = sql_engine(record_store_url)
+    try:
+        for statement in (
+            f"UPDATE {table} SET seal = NULL WHERE seq = 2",
+            f"DELETE FROM {table} WHERE seq = 1",
+        ):
+            with pytest.raises(sa.exc.DBAPIError) as caught, engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+            assert "append-only" in str(caught.value.orig)
+        with engine.connect() as conn:
+            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0009_grants")
+            conn.commit()
+        with engine.connect() as conn:
+            columns = {
+                c["name"]
+                for c in sa.inspect(conn).get_columns("wf_audit_events", schema=record_store_url.schema)
+            }
+    finally:
+        engine.dispose()
+    assert stored_revisions(record_store_url) == ["0009_grants"]
+    assert not {"seal", "seal_key_id"} & columns
+
+
+GENESIS = "sha256:" + "0" * 64
+
+
+def _legacy_hash() -> str:
+    from wf_pipeline.security.audit import event_hash_of
+
+    return event_hash_of(
+        {
+            "seq": 1,
+            "event_id": "aud-old",
+            "at_ms": 5,
+            "requester": "id-a",
+            "grant_id": None,
+            "reason_code": None,
+            "scope": {},
+            "artifact_ids": [],
+            "outcome": "allow",
+            "code": None,
+            "bytes": 3,
+            "policy_version": "p1",
+            "prev_hash": GENESIS,
+        }
+    )

@@ -1,4 +1,4 @@
-"""The audit trail: a hash chain that verifies untouched and names each deleted, altered or reordered event.
+"""The audit trail: a sealed hash chain that verifies untouched and names each deleted, altered or reordered event.
 
 Tampering is done the way someone with the database's owner rights would: raw SQL, with
 the append-only triggers dropped (SQLite) or bypassed by a superuser (PostgreSQL's
@@ -8,12 +8,16 @@ plain connection.
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +25,7 @@ from conftest import RecordStoreTarget
 
 from wf_pipeline.errors import SecurityError
 from wf_pipeline.metadata.canonical import digest_text
+from wf_pipeline.metadata.records import AuditEventRecord
 from wf_pipeline.records import MemoryRecordStore, open_record_store
 from wf_pipeline.records.protocol import RecordStore
 from wf_pipeline.security.audit import (
@@ -31,8 +36,12 @@ from wf_pipeline.security.audit import (
     event_hash_of,
     verify_audit_chain,
 )
+from wf_pipeline.security.audit_key import AuditKey, audit_key, audit_key_source, home_audit_key
+from wf_pipeline.settings import Settings
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+KEY = AuditKey(bytes(range(32)), "test key")
+OTHER_KEY = AuditKey(bytes(range(32, 64)), "another home's key")
 
 
 def append(
@@ -42,6 +51,7 @@ def append(
     deny = outcome == "deny"
     return append_audit_event(
         records,
+        key=KEY,
         requester=f"id-reader-{n % 3}",
         grant_id=grant_id,
         reason_code="incident_review",
@@ -85,6 +95,12 @@ def test_an_untouched_trail_verifies_and_links_each_event_to_the_one_before(any_
     assert audit_events(any_store) == appended
     assert verify_audit_chain(any_store, page=2) == report
     assert verify_audit_chain(MemoryRecordStore()).ok  # an empty trail too
+    assert (report.sealed_checked, report.key_id, report.unsealed) == (False, None, 0)
+    assert all(e.seal == KEY.seal(e.event_hash) and e.seal_key_id == KEY.key_id for e in appended)
+    sealed = verify_audit_chain(any_store, key=KEY)
+    assert sealed.ok and (sealed.sealed_checked, sealed.key_id, sealed.unsealed) == (True, KEY.key_id, 0)
+    assert sealed.to_dict()["sealed_checked"] is True and report.to_dict()["sealed_checked"] is False
+    assert verify_audit_chain(any_store, key=KEY, page=2) == sealed
 
 
 def test_events_read_back_as_appended_and_filter_by_time_grant_and_position(any_store) -> None:
@@ -242,6 +258,92 @@ def test_the_triggers_refuse_updates_and_deletes_from_a_plain_connection(sql_tar
         assert verify_audit_chain(store).ok
 
 
+def _rewritten_tail(events: list[AuditEvent], first: int) -> list[dict]:
+    """Events ``first``.. as an attacker with write access rewrites them: the event at ``first``
+    changed, every hash from there recomputed, every seal made with a key of their own."""
+    rewritten: list[dict] = []
+    prev = events[first - 2].event_hash if first > 1 else GENESIS_HASH
+    for event in events[first - 1 :]:
+        fields = event.to_dict() | {"prev_hash": prev}
+        if event.seq == first:
+            fields["requester"] = "id-someone-else"
+        fields["event_hash"] = event_hash_of(fields)
+        # The key id is public (it is in every row): only the seal itself needs the key.
+        fields["seal"], fields["seal_key_id"] = OTHER_KEY.seal(fields["event_hash"]), KEY.key_id
+        rewritten.append(fields)
+        prev = fields["event_hash"]
+    return rewritten
+
+
+def test_a_rewritten_tail_with_recomputed_hashes_is_caught_at_its_first_rewritten_event(sql_target) -> None:
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        events = fill(store, 10)
+    with owner_connection(sql_target) as conn:
+        for fields in _rewritten_tail(events, 6):
+            conn.execute(
+                sa.text(
+                    f"UPDATE {_table(sql_target)} SET requester = :requester, prev_hash = :prev_hash, "
+                    "event_hash = :event_hash, seal = :seal, seal_key_id = :seal_key_id WHERE seq = :seq"
+                ),
+                fields,
+            )
+
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        unkeyed = verify_audit_chain(store)
+        report = verify_audit_chain(store, key=KEY)
+        paged = verify_audit_chain(store, key=KEY, page=3)
+
+    # The chain alone agrees with itself again: only the seals tell.
+    assert unkeyed.ok and not unkeyed.sealed_checked
+    assert not report.ok and report.sealed_checked
+    assert report.positions() == report.positions("altered") == [6, 7, 8, 9, 10]
+    assert report.problems[0].seq == 6 and "not sealed by audit key" in report.problems[0].detail
+    assert paged == report
+
+
+def test_a_trail_sealed_under_another_key_is_reported_with_both_key_ids(any_store) -> None:
+    fill(any_store, 5)
+
+    report = verify_audit_chain(any_store, key=OTHER_KEY)
+
+    assert not report.ok
+    assert [(p.seq, p.kind, p.count) for p in report.problems] == [(1, "altered", 5)]
+    assert KEY.key_id in report.problems[0].detail and OTHER_KEY.key_id in report.problems[0].detail
+    assert verify_audit_chain(any_store, key=KEY).ok
+
+
+def _unsealed(records: RecordStore, n: int) -> None:
+    """An event as the release before seals appended it: no seal, no key id."""
+
+    def build(seq: int, head_hash: str | None) -> AuditEventRecord:
+        fields = append(MemoryRecordStore(), n).to_dict() | {
+            "seq": seq,
+            "event_id": f"aud-{uuid.uuid4().hex}",
+            "prev_hash": head_hash or GENESIS_HASH,
+        }
+        fields |= {"event_hash": event_hash_of(fields), "seal": None, "seal_key_id": None}
+        return AuditEventRecord(**fields)
+
+    records.append_audit_record(build)
+
+
+def test_events_before_seals_are_counted_and_a_stripped_seal_is_altered(any_store) -> None:
+    for n in (1, 2):
+        _unsealed(any_store, n)
+    sealed = [append(any_store, n) for n in (3, 4, 5)]
+
+    report = verify_audit_chain(any_store, key=KEY)
+    assert report.ok and (report.unsealed, report.events) == (2, 5)
+    assert report.to_dict()["unsealed"] == 2
+    assert verify_audit_chain(any_store).unsealed == 2
+
+    _unsealed(any_store, 6)  # no seal after sealed events: stripped, with or without the key
+    for key in (KEY, None):
+        stripped = verify_audit_chain(any_store, key=key)
+        assert [(p.seq, p.kind) for p in stripped.problems] == [(6, "altered")]
+        assert f"event {sealed[0].seq} before it is sealed" in stripped.problems[0].detail
+
+
 # --- the audit write fails: the request fails --------------------------------------------------
 
 
@@ -282,6 +384,70 @@ def test_an_unreachable_server_is_audit_unavailable() -> None:
     assert audit_events(down) == []
 
 
+def test_an_audit_key_that_cannot_be_read_or_made_is_audit_unavailable(tmp_path) -> None:
+    settings = Settings.from_env({"WF_HOME": str(tmp_path / "home")})
+    settings.default_audit_key_file.mkdir(parents=True)  # unreadable as a file, even for root
+    store = MemoryRecordStore()
+    arguments = {
+        "requester": "id-reader",
+        "grant_id": None,
+        "reason_code": None,
+        "scope": {},
+        "artifact_ids": (),
+        "outcome": "allow",
+        "code": None,
+        "bytes": 1,
+        "policy_version": "1",
+        "now_ms": T0,
+    }
+    bad_text = Settings.from_env({"WF_HOME": str(tmp_path / "other"), "WF_AUDIT_KEY": "too short"})
+    missing = Settings.from_env(
+        {"WF_HOME": str(tmp_path / "other"), "WF_AUDIT_KEY_FILE": str(tmp_path / "none.key")}
+    )
+    for broken in (settings, bad_text, missing):
+        with pytest.raises(SecurityError) as caught:
+            append_audit_event(store, key=audit_key_source(broken), **arguments)
+        assert caught.value.code == "AUDIT_UNAVAILABLE"
+        assert caught.value.details["cause"] == "AUDIT_KEY_INVALID"
+        assert isinstance(caught.value.__cause__, SecurityError)
+    assert audit_events(store) == []
+    assert not missing.default_audit_key_file.exists()  # a named key file is never made
+
+    shutil_home = tmp_path / "readonly-home"
+    shutil_home.mkdir()
+    (shutil_home / "keys").write_text("a file where the keys folder goes")
+    with pytest.raises(SecurityError) as caught:
+        append_audit_event(
+            store, key=audit_key_source(Settings.from_env({"WF_HOME": str(shutil_home)})), **arguments
+        )
+    assert caught.value.code == "AUDIT_UNAVAILABLE" and audit_events(store) == []
+
+
+def test_the_audit_key_comes_from_the_variable_the_file_or_the_home(tmp_path) -> None:
+    import base64
+
+    text = base64.b64encode(bytes(range(32))).decode()
+    home = str(tmp_path / "home")
+    assert audit_key(Settings.from_env({"WF_HOME": home})) is None  # nothing made by a lookup
+    assert audit_key(Settings.from_env({"WF_HOME": home, "WF_AUDIT_KEY": text})) == AuditKey(
+        bytes(range(32)), "WF_AUDIT_KEY"
+    )
+    key_file = tmp_path / "audit.key"
+    key_file.write_text(text + "\n")
+    from_file = audit_key(Settings.from_env({"WF_HOME": home, "WF_AUDIT_KEY_FILE": str(key_file)}))
+    assert (
+        from_file is not None and from_file.key_id == KEY.key_id and "WF_AUDIT_KEY_FILE" in from_file.source
+    )
+    with pytest.raises(SecurityError) as caught:
+        audit_key(
+            Settings.from_env({"WF_HOME": home, "WF_AUDIT_KEY": text, "WF_AUDIT_KEY_FILE": str(key_file)})
+        )
+    assert caught.value.code == "AUDIT_KEY_INVALID"
+    made = home_audit_key(Settings.from_env({"WF_HOME": home}))
+    assert made.key_id != KEY.key_id and text not in repr(made) and made.key.hex() not in repr(made)
+    assert os.path.exists(Path(home) / "keys" / "audit.key")
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -306,6 +472,7 @@ def test_an_unreachable_server_is_audit_unavailable() -> None:
 def test_an_event_that_cannot_be_made_is_audit_unavailable_and_writes_nothing(change) -> None:
     store = MemoryRecordStore()
     arguments = {
+        "key": KEY,
         "requester": "id-reader",
         "grant_id": "grant-a",
         "reason_code": "incident_review",
@@ -330,20 +497,24 @@ APPENDER = textwrap.dedent(
     import sys
     from wf_pipeline.records import open_record_store
     from wf_pipeline.security.audit import append_audit_event
+    from wf_pipeline.security.audit_key import audit_key_source
+    from wf_pipeline.settings import Settings
 
-    url, schema, name, count = sys.argv[1], sys.argv[2] or None, sys.argv[3], int(sys.argv[4])
+    url, schema, name, count, home = sys.argv[1], sys.argv[2] or None, sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    key = audit_key_source(Settings.from_env({"WF_HOME": home}))
     with open_record_store(url, schema=schema) as store:
         for n in range(count):
             append_audit_event(
-                store, requester=name, grant_id=None, reason_code=None, scope={"n": n},
+                store, key=key, requester=name, grant_id=None, reason_code=None, scope={"n": n},
                 artifact_ids=(), outcome="allow", code=None, bytes=n, policy_version="1", now_ms=n,
             )
     """
 )
 
 
-def test_concurrent_appenders_in_several_processes_never_fork_the_chain(sql_target) -> None:
+def test_concurrent_appenders_in_several_processes_never_fork_the_chain(sql_target, tmp_path) -> None:
     processes, events = 4, 15
+    home = tmp_path / "home"  # one home, no audit key yet: the first appends race to make it
     open_record_store(sql_target.url, schema=sql_target.schema).close()  # migrated before the race
     runs = [
         subprocess.Popen(
@@ -355,6 +526,7 @@ def test_concurrent_appenders_in_several_processes_never_fork_the_chain(sql_targ
                 sql_target.schema or "",
                 f"proc-{n}-{uuid.uuid4().hex[:6]}",
                 str(events),
+                str(home),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -364,12 +536,52 @@ def test_concurrent_appenders_in_several_processes_never_fork_the_chain(sql_targ
     outputs = [run.communicate(timeout=300)[0].decode(errors="replace") for run in runs]
     assert [run.returncode for run in runs] == [0] * processes, outputs
 
+    key = audit_key(Settings.from_env({"WF_HOME": str(home)}))
+    assert key is not None
     with open_record_store(sql_target.url, schema=sql_target.schema) as store:
         trail = audit_events(store)
-        report = verify_audit_chain(store)
-    assert report.ok, report.problems
+        report = verify_audit_chain(store, key=key)
+    assert report.ok and report.sealed_checked, report.problems
     assert [e.seq for e in trail] == list(range(1, processes * events + 1))
     assert len({e.requester for e in trail}) == processes
+    assert {e.seal_key_id for e in trail} == {key.key_id}
+
+
+KEY_MAKER = textwrap.dedent(
+    """
+    import sys, time
+    from wf_pipeline.security.audit_key import home_audit_key
+    from wf_pipeline.settings import Settings
+
+    settings = Settings.from_env({"WF_HOME": sys.argv[1]})
+    start = float(sys.argv[2])
+    while time.time() < start:  # every process asks at the same moment
+        pass
+    print(home_audit_key(settings).key_id)
+    """
+)
+
+
+def test_a_missing_audit_key_is_made_once_by_processes_asking_at_once(tmp_path) -> None:
+    home = tmp_path / "home"
+    start = time.time() + 3  # past every interpreter's start-up
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", KEY_MAKER, str(home), repr(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(8)
+    ]
+    outputs = [run.communicate(timeout=300)[0].decode(errors="replace").strip() for run in runs]
+    assert [run.returncode for run in runs] == [0] * len(runs), outputs
+
+    settings = Settings.from_env({"WF_HOME": str(home)})
+    key = audit_key(settings)
+    assert key is not None and set(outputs) == {key.key_id}  # one key, whoever published it
+    assert [p.name for p in settings.default_audit_key_file.parent.iterdir()] == ["audit.key"]  # no drafts
+    assert stat.S_IMODE(settings.default_audit_key_file.stat().st_mode) == 0o600
+    assert home_audit_key(settings) == key  # found, not made again
 
 
 # --- the Parquet copy -------------------------------------------------------------------------

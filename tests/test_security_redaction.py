@@ -35,6 +35,7 @@ from wf_pipeline.profiles.redaction import (
 from wf_pipeline.records import open_record_store
 from wf_pipeline.runtime.masking import audit_unmasked_context, context_view
 from wf_pipeline.security.audit import audit_events
+from wf_pipeline.security.audit_key import AuditKey
 from wf_pipeline.security.redaction import (
     PLACEHOLDER_PATTERN,
     SecretFinding,
@@ -49,6 +50,7 @@ from wf_pipeline.workflows.docs_writer.payloads import Claim
 from wf_pipeline.workflows.docs_writer.sink import README_NAME, README_SINK
 
 ALNUM = string.ascii_letters + string.digits
+KEY = AuditKey(b"k" * 32, "test")
 
 
 def _fake(alphabet: str, length: int) -> str:
@@ -381,6 +383,7 @@ def test_an_unmasked_context_is_audited_and_fails_when_the_audit_cannot_be_writt
         audit_unmasked_context(
             store,
             policy,
+            audit_key=KEY,
             workflow_id="w",
             thread_id="thread:1",
             node_id="node:1",
@@ -395,11 +398,13 @@ def test_an_unmasked_context_is_audited_and_fails_when_the_audit_cannot_be_writt
         9,
     )
     assert event.policy_version == "w@workspace+preset:standard"
+    assert event.seal == KEY.seal(event.event_hash) and event.seal_key_id == KEY.key_id
     with open_record_store(f"sqlite:///file:{path}?mode=ro&uri=true") as read_only:
         with pytest.raises(WfError) as caught:
             audit_unmasked_context(
                 read_only,
                 policy,
+                audit_key=KEY,
                 workflow_id="w",
                 thread_id="thread:2",
                 node_id="node:2",

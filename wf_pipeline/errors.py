@@ -951,6 +951,13 @@ AUDIT_UNAVAILABLE = _code(
     meaning="the audit event could not be written (store down, table missing, read-only...); the request "
     "it records fails and returns nothing",
 )
+AUDIT_KEY_INVALID = _code(
+    "AUDIT_KEY_INVALID",
+    SecurityError,
+    meaning="the audit key that seals events (WF_AUDIT_KEY, base64 of 32 bytes, WF_AUDIT_KEY_FILE or "
+    "<home>/keys/audit.key) is set twice, malformed, or cannot be read or made; an append then fails "
+    "with AUDIT_UNAVAILABLE",
+)
 
 # --- figures for messages ------------------------------------------------------------------
 # Every message that names a URL or an operating-system failure builds it with these two

@@ -66,6 +66,7 @@ SETTINGS_VARIABLES = (
     "WF_TELEMETRY_URL",
     "WF_COMPACT_GRACE",
     "WF_MASTER_KEY_FILE",
+    "WF_AUDIT_KEY_FILE",
     "WF_KEK_PERIOD",
     "WF_KEY_MANAGER",
     "WF_KMS_ENDPOINT_URL",
@@ -94,6 +95,7 @@ LAUNCH_FIELDS = (
     "telemetry",
     "telemetry_url",
     "master_key_file",
+    "audit_key_file",
     "kek_period",
     "key_manager",
     "kms_endpoint_url",
@@ -148,7 +150,9 @@ class Settings(BaseSettings):
     expired artifacts hold more, the Dagster sensor ``wf_retention_trigger`` runs retention
     before its daily schedule), ``master_key_file`` (WF_MASTER_KEY_FILE: a file holding the
     keyring's master key; the key itself may instead be WF_MASTER_KEY, a secret read through
-    `secrets`), ``kek_period`` (WF_KEK_PERIOD, default ``1d``: one KEK lineage per artifact
+    `secrets`), ``audit_key_file`` (WF_AUDIT_KEY_FILE: a file holding the key that seals the
+    audit trail's events; the key itself may instead be WF_AUDIT_KEY, a secret read through
+    `secrets`; neither: ``<home>/keys/audit.key``), ``kek_period`` (WF_KEK_PERIOD, default ``1d``: one KEK lineage per artifact
     class per period), ``key_manager`` (WF_KEY_MANAGER, default ``local``: the
     key manager that holds new KEKs, ``local`` or ``aws-kms``), ``kms_endpoint_url``
     (WF_KMS_ENDPOINT_URL, None: AWS's regional endpoint; LocalStack or any KMS-compatible
@@ -212,6 +216,9 @@ class Settings(BaseSettings):
     # The master key of the local keyring: WF_MASTER_KEY (base64, a secret: read through
     # `secrets`, never a field) or this file holding it. Neither: ``<home>/keys/master.key``.
     master_key_file: Path | None = None
+    # The key sealing audit events (`wf_pipeline.security.audit_key`): WF_AUDIT_KEY (a
+    # secret, through `secrets`) or this file. Neither: ``<home>/keys/audit.key``.
+    audit_key_file: Path | None = None
     # The period of a KEK lineage (a duration): one KEK per artifact class per period.
     kek_period: str = "1d"
     # The key manager of new KEKs and, for aws-kms, where KMS is (`key_manager_options`).
@@ -345,7 +352,7 @@ class Settings(BaseSettings):
         out_dir = values.get("WF_OUT", values.pop("out_dir", None))
         values["WF_OUT"] = _path(out_dir or home / "out")
         values["builtin_root"] = _path(values.get("builtin_root") or builtin_root())
-        for key in ("executor_config", "config_dir", "master_key_file"):
+        for key in ("executor_config", "config_dir", "master_key_file", "audit_key_file"):
             if values.get(key):
                 values[key] = _path(values[key])
         values.setdefault("provider", "offline")
@@ -469,6 +476,11 @@ class Settings(BaseSettings):
     def default_master_key_file(self) -> Path:
         """Where the embedded default keeps its master key when neither WF_MASTER_KEY nor WF_MASTER_KEY_FILE is set."""
         return self.home / "keys" / "master.key"
+
+    @property
+    def default_audit_key_file(self) -> Path:
+        """Where the home keeps the audit trail's sealing key when neither WF_AUDIT_KEY nor WF_AUDIT_KEY_FILE is set."""
+        return self.home / "keys" / "audit.key"
 
     def ensure_dirs(self) -> None:
         """Create the home and Dagster home folders (an existing folder is fine)."""

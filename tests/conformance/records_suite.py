@@ -1265,9 +1265,15 @@ def check_audit_records_append_at_the_head_and_list_by_seq(backend: RecordBacken
     store = backend.open()
     first = store.append_audit_record(audit_builder("a", at=100))
     second = store.append_audit_record(audit_builder("b", at=200, grant_id=None))
-    third = backend.open().append_audit_record(audit_builder("c", at=300))
+    seal = "hmac-sha256:" + "ab" * 32
+    third = backend.open().append_audit_record(
+        audit_builder("c", at=300, seal=seal, seal_key_id="0123456789abcdef")
+    )
 
     assert [e.seq for e in (first, second, third)] == [1, 2, 3]
+    # The seal and its key id are kept as given; an event without them reads back without.
+    assert (third.seal, third.seal_key_id) == (seal, "0123456789abcdef")
+    assert (first.seal, first.seal_key_id) == (None, None)
     assert first.prev_hash == "sha256:" + "0" * 64
     assert second.prev_hash == first.event_hash and third.prev_hash == second.event_hash
     assert store.audit_records() == [first, second, third]

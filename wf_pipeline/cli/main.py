@@ -705,12 +705,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     Returns:
         The exit status, 0. Prints ids, digests, codes, counts and times (ms), never
-        payloads: ``list`` a table of events, oldest first; ``verify`` the events checked
-        and the chain's head; ``export`` how many events were copied to Parquet.
+        payloads: ``list`` a table of events, oldest first; ``verify`` the events checked,
+        the chain's head and whether seals were checked (with which audit key id);
+        ``export`` how many events were copied to Parquet.
 
     Raises:
-        WfError: ``AUDIT_CHAIN_BROKEN`` (verify: an event was deleted, altered or reordered;
-            the message names the positions), ``METADATA_BAD_DURATION`` (``--since``),
+        WfError: ``AUDIT_CHAIN_BROKEN`` (verify: an event was deleted, altered, its seal
+            missing or wrong, or reordered; the message names the positions),
+            ``AUDIT_KEY_INVALID`` (verify: the audit key is malformed or unreadable),
+            ``METADATA_BAD_DURATION`` (``--since``),
             ``TELEMETRY_*`` (export), ``RECORD_*``; `main` prints them and exits 1.
     """
     from wf_pipeline.service import audit
@@ -1127,10 +1130,17 @@ def _render_audit_verify(console: Console, r: dict) -> None:
         seen = "no Parquet copy to compare the head with"
     else:
         seen = f"Parquet copy up to seq {witness['seq']}"
+    if r["sealed_checked"]:
+        sealed = f"seals checked with audit key {r['key_id']}"
+    else:
+        sealed = "seals NOT checked: this home has no audit key (WF_AUDIT_KEY, WF_AUDIT_KEY_FILE)"
+    if r["unsealed"]:
+        sealed += f"; the first {plural(r['unsealed'], 'event')} predate seals"
     print_line(
         console,
-        f"audit trail verifies: {plural(r['events'], 'event')}, head seq {r['head_seq']} ({r['head_hash']}); {seen}",
-        style="yellow" if problem is not None else None,
+        f"audit trail verifies: {plural(r['events'], 'event')}, head seq {r['head_seq']} ({r['head_hash']}); "
+        f"{sealed}; {seen}",
+        style="yellow" if problem is not None or not r["sealed_checked"] else None,
     )
 
 
@@ -1735,7 +1745,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit_list.add_argument("--grant", dest="grant_id", help="only the events of this grant id")
     audit_list.add_argument("--limit", type=_positive_int, help="at most this many events")
-    audit_action("verify", "check the hash chain: deleted, altered or reordered events by position")
+    audit_action("verify", "check the hash chain and seals: deleted, altered or reordered events by position")
     audit_action("export", "copy the events not exported yet to the audit_events telemetry table")
     metadata = command(
         "metadata", "the metadata key registry, and what a node's or frame's metadata shows", cmd_metadata

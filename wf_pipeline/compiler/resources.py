@@ -59,6 +59,7 @@ RUNTIME_CONFIG_SCHEMA = {
     "telemetry": _optional(BoolSource, "WF_TELEMETRY"),
     "telemetry_url": _optional(StringSource, "WF_TELEMETRY_URL"),
     "master_key_file": _optional(StringSource, "WF_MASTER_KEY_FILE"),
+    "audit_key_file": _optional(StringSource, "WF_AUDIT_KEY_FILE"),
     "kek_period": _optional(StringSource, "WF_KEK_PERIOD"),
     "key_manager": _optional(StringSource, "WF_KEY_MANAGER"),
     "kms_endpoint_url": _optional(StringSource, "WF_KMS_ENDPOINT_URL"),

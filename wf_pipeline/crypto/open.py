@@ -11,15 +11,13 @@ anything is read or written with it.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from wf_pipeline.cas.protocol import ArtifactStore
 from wf_pipeline.cas.registry import open_cas
+from wf_pipeline.crypto.keyfiles import publish_key_file
 from wf_pipeline.crypto.keyring import MASTER_CHECK, MIN_PERIOD_MS, Keyring, check_master_key
 from wf_pipeline.crypto.managers import (
     LOCAL,
@@ -86,21 +84,8 @@ def _read_key_file(path: Path, *, source: str) -> tuple[bytes, str]:
 
 
 def _create_default_key(path: Path) -> None:
-    # The key is written whole under a name of its own, then published with link(2), which
-    # fails if the final name exists: two processes starting at once make one key, and a
-    # reader never sees the final name empty or half-written.
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with open(fd, "w", encoding="ascii") as handle:
-            handle.write(new_master_key_text() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        with suppress(FileExistsError):
-            os.link(draft, path)
-    finally:
-        draft.unlink(missing_ok=True)
+    # Published whole, once, even when several processes make it at the same moment.
+    publish_key_file(path, new_master_key_text())
 
 
 def kek_period_ms(settings: Settings) -> int:

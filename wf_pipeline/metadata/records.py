@@ -527,6 +527,11 @@ class AuditEventRecord(_Record):
         bytes: payload bytes returned (0 on a denial).
         policy_version: the version of the policy that decided.
         prev_hash, event_hash: ``sha256:<64 hex>`` digests of the chain.
+        seal: ``hmac-sha256:<64 hex>``, the HMAC-SHA256 of ``event_hash`` under the audit key,
+            which the store does not hold (`wf_pipeline.security.audit_key`); None for events
+            written before events were sealed (revision 0010_audit_seal).
+        seal_key_id: the first 16 hex digits of the SHA-256 of the key that made ``seal``
+            (None with it): tells an event sealed under another key from a forged seal.
     """
 
     seq: int = Field(ge=1)
@@ -546,6 +551,9 @@ class AuditEventRecord(_Record):
     policy_version: NonEmpty
     prev_hash: NonEmpty
     event_hash: NonEmpty
+    # Not covered by event_hash (the seal covers it); plain text so a tampered value still loads.
+    seal: str | None = None
+    seal_key_id: str | None = None
 
 
 # --- deterministic ids ---------------------------------------------------------------

@@ -30,6 +30,7 @@ from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.profiles.redaction import RedactionPolicy
 from wf_pipeline.records.protocol import RecordStore
 from wf_pipeline.security.audit import append_audit_event
+from wf_pipeline.security.audit_key import AuditKeySource
 from wf_pipeline.security.redaction import PLACEHOLDER_PATTERN, masked_text
 from wf_pipeline.security.sinks import product_logger
 
@@ -112,6 +113,7 @@ def audit_unmasked_context(
     records: RecordStore,
     policy: RedactionPolicy,
     *,
+    audit_key: AuditKeySource,
     workflow_id: str,
     thread_id: str,
     node_id: str,
@@ -123,6 +125,8 @@ def audit_unmasked_context(
     Args:
         records: the record store holding the audit trail.
         policy: the profile's redaction policy (its ``source`` is the event's policy version).
+        audit_key: the key sealing the event, or the function that finds (or makes) it
+            (`wf_pipeline.security.audit_key.audit_key_source`).
         workflow_id, thread_id, node_id: the scope.
         artifact_id: the context payload's artifact id (``sha256:<hex>``).
         size: its bytes.
@@ -133,6 +137,7 @@ def audit_unmasked_context(
     """
     append_audit_event(
         records,
+        key=audit_key,
         requester=f"profile:{workflow_id}",
         grant_id=None,
         reason_code=OPT_OUT_REASON,

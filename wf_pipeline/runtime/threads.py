@@ -32,6 +32,7 @@ from wf_pipeline.runtime.targets import (
     tree_output_dir,
     tree_root_id,
 )
+from wf_pipeline.security.audit_key import audit_key_source
 from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.tree import TreeScan, build_context, context_extractor, context_json_text, scan_tree
 from wf_pipeline.tree.context import fit_context
@@ -555,6 +556,7 @@ def context_snapshot(
         audit_unmasked_context(
             env.records,
             policy,
+            audit_key=audit_key_source(env.settings),
             workflow_id=loaded.workflow_id,
             thread_id=thread.thread_id,
             node_id=node.node_id,

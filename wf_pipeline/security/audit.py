@@ -1,9 +1,10 @@
-"""The audit trail of privileged reads: an append-only, hash-chained log in the record store.
+"""The audit trail of privileged reads: an append-only, hash-chained, sealed log in the record store.
 
 Every allowed and every denied privileged read appends one `AuditEvent` before any
 payload is returned. If the event cannot be written the request fails with
 ``AUDIT_UNAVAILABLE`` (HashiCorp Vault's rule: "if no audit device can log the request,
-Vault refuses it").
+Vault refuses it"), and so does an event that cannot be sealed because the audit key
+cannot be read or made.
 
 The events form a hash chain in the manner of certificate transparency (RFC 6962): each
 event's ``event_hash`` is the SHA-256 of the canonical JSON (`wf_pipeline.metadata.canonical`)
@@ -16,13 +17,29 @@ of all its other fields, ``seq`` and ``prev_hash`` included, and ``prev_hash`` i
 - moving an event makes a ``prev_hash`` name an event that is still in the trail, but
   somewhere else than just before it ("reordered").
 
+The chain is unkeyed, so someone who can write the database could rewrite an event and
+recompute every hash after it. Each event is therefore also sealed, as Vault HMACs its
+audit log and certificate transparency signs its tree heads: ``seal`` is HMAC-SHA256 of
+its ``event_hash`` under the audit key (`wf_pipeline.security.audit_key`), which the
+database does not hold, and ``seal_key_id`` names that key. The seal is made inside the
+store's serialized append, so it covers the event's final ``event_hash``. Given the key,
+`verify_audit_chain` reports an event whose seal is missing or wrong as "altered" at its
+seq, so a rewritten tail is caught at its first rewritten event; events sealed under
+another key are "altered" too, their detail naming that key id. Without the key it says
+that seals were not checked (``sealed_checked`` False).
+
+Events written before seals existed (revision 0010_audit_seal) have none. They are
+accepted only as the trail's first events, before any sealed one, and counted
+(``unsealed``), not reported as problems: their chain is still verified. An unsealed event
+after a sealed one is "altered" (a seal was stripped), with or without the key.
+
 `verify_audit_chain` walks the trail in pages and reports each problem with its position.
 Appends are serialized by the record store (`RecordStore.append_audit_record`), so two
 processes appending at once never fork the chain. The chain alone cannot tell that the
 newest events were cut off the end; a copy of the head kept elsewhere can, and
 `verify_audit_chain` takes one (``witness``).
 
-Events hold ids, digests, codes and counts; never a payload.
+Events hold ids, digests, codes and counts; never a payload nor a key.
 """
 
 from __future__ import annotations
@@ -38,6 +55,7 @@ from wf_pipeline.errors import AUDIT_UNAVAILABLE, RECORD_INTEGRITY, RecordError,
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, canonical_json, digest_json
 from wf_pipeline.metadata.records import AuditEventRecord
 from wf_pipeline.records.protocol import RecordStore
+from wf_pipeline.security.audit_key import AuditKey, AuditKeySource
 
 __all__ = [
     "AUDIT_OUTCOMES",
@@ -95,6 +113,9 @@ class AuditEvent:
         policy_version: the version of the policy that decided.
         prev_hash: the previous event's ``event_hash`` (`GENESIS_HASH` for the first).
         event_hash: ``sha256:<hex>`` of this event's other fields (`event_hash_of`).
+        seal: ``hmac-sha256:<hex>`` of ``event_hash`` under the audit key, or None for an
+            event written before events were sealed.
+        seal_key_id: the id of the key that made ``seal`` (16 hex digits), None with it.
     """
 
     seq: int
@@ -111,6 +132,8 @@ class AuditEvent:
     policy_version: str
     prev_hash: str
     event_hash: str
+    seal: str | None = None
+    seal_key_id: str | None = None
 
     @classmethod
     def from_record(cls, record: AuditEventRecord) -> AuditEvent:
@@ -130,10 +153,12 @@ class AuditEvent:
             policy_version=record.policy_version,
             prev_hash=record.prev_hash,
             event_hash=record.event_hash,
+            seal=record.seal,
+            seal_key_id=record.seal_key_id,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The event as JSON-ready values (scope a dict, artifact_ids a list): ids, digests, codes, counts."""
+        """The event as JSON-ready values (scope a dict, artifact_ids a list): ids, digests, seals, codes, counts."""
         return {
             "seq": self.seq,
             "event_id": self.event_id,
@@ -149,6 +174,8 @@ class AuditEvent:
             "policy_version": self.policy_version,
             "prev_hash": self.prev_hash,
             "event_hash": self.event_hash,
+            "seal": self.seal,
+            "seal_key_id": self.seal_key_id,
         }
 
 
@@ -185,6 +212,7 @@ def _plain(value: Any) -> Any:
 def append_audit_event(
     records: RecordStore,
     *,
+    key: AuditKeySource,
     requester: str,
     grant_id: str | None,
     reason_code: str | None,
@@ -203,6 +231,9 @@ def append_audit_event(
 
     Args:
         records: the record store holding the trail.
+        key: the audit key that seals the event, or a function returning it (looked up now,
+            e.g. `wf_pipeline.security.audit_key.audit_key_source`, which makes the home's
+            key file on first need).
         requester: the identity that asked (non-empty).
         grant_id, reason_code: the grant presented and the reason code given, or None.
         scope: the grant's scope (JSON values: workflow, thread, node, turn range); stored
@@ -215,18 +246,21 @@ def append_audit_event(
         now_ms: when the request was decided (Unix epoch ms, UTC).
 
     Returns:
-        The stored `AuditEvent`, with its ``seq``, ``prev_hash`` and ``event_hash``.
+        The stored `AuditEvent`, with its ``seq``, ``prev_hash``, ``event_hash``, ``seal``
+        (computed inside the store's serialized append, over the final ``event_hash``) and
+        ``seal_key_id``.
 
     Raises:
         SecurityError: ``AUDIT_UNAVAILABLE`` when the event is not written, for any reason:
-            the store unreachable, read-only or full, the table missing, arguments that do
-            not make a valid event. The cause is chained; nothing is written.
+            the audit key cannot be read or made (cause ``AUDIT_KEY_INVALID``), the store
+            unreachable, read-only or full, the table missing, arguments that do not make a
+            valid event. The cause is chained; nothing is written.
     """
     event_id = f"aud-{uuid.uuid4().hex}"
     # Read once: a generator would be empty by the time the message counts it.
     ids = tuple(artifact_ids) if isinstance(artifact_ids, Iterable) else artifact_ids
 
-    def build(seq: int, head_hash: str | None) -> AuditEventRecord:
+    def build(seq: int, head_hash: str | None, sealer: AuditKey) -> AuditEventRecord:
         if outcome not in AUDIT_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(AUDIT_OUTCOMES)}")
         if outcome == "deny" and (not code or bytes != 0):
@@ -251,10 +285,15 @@ def append_audit_event(
             "policy_version": policy_version,
             "prev_hash": GENESIS_HASH if head_hash is None else head_hash,
         }
-        return AuditEventRecord(**fields, event_hash=event_hash_of(fields))
+        event_hash = event_hash_of(fields)
+        return AuditEventRecord(
+            **fields, event_hash=event_hash, seal=sealer.seal(event_hash), seal_key_id=sealer.key_id
+        )
 
     try:
-        record = records.append_audit_record(build)
+        # Looked up before the store's lock is taken: a key file made now holds no one up.
+        sealer = key if isinstance(key, AuditKey) else key()
+        record = records.append_audit_record(lambda seq, head_hash: build(seq, head_hash, sealer))
     except Exception as exc:
         cause = exc.code if isinstance(exc, WfError) else type(exc).__name__
         raise SecurityError(
@@ -302,11 +341,14 @@ class ChainProblem:
 
     Attributes:
         seq: the position concerned: the first missing position ("deleted"), the event
-            whose hash disagrees with its fields ("altered"), the event linked to the wrong
-            predecessor ("reordered").
+            whose hash disagrees with its fields or whose seal is missing or wrong
+            ("altered"), the first of a run of events sealed under another key ("altered"),
+            the event linked to the wrong predecessor ("reordered").
         kind: ``deleted``, ``altered`` or ``reordered``.
-        detail: one sentence with the positions and hashes involved (never payloads).
-        count: how many consecutive positions the problem covers (deleted ranges), else 1.
+        detail: one sentence with the positions, hashes and key ids involved (never
+            payloads, never a key).
+        count: how many consecutive positions the problem covers (deleted ranges, runs
+            sealed under another key), else 1.
     """
 
     seq: int
@@ -329,6 +371,11 @@ class ChainReport:
         head_seq: the highest seq read (0 for an empty trail); head_hash: its event_hash
             (None for an empty trail).
         problems: every problem, by position.
+        sealed_checked: whether seals were checked against an audit key (False: no key
+            was given; only a stripped seal, one missing after a sealed event, is found).
+        key_id: the id of the key seals were checked with, or None.
+        unsealed: events without a seal at the start of the trail (written before events
+            were sealed): verified by the chain only, not counted as problems.
     """
 
     ok: bool
@@ -336,24 +383,34 @@ class ChainReport:
     head_seq: int
     head_hash: str | None
     problems: tuple[ChainProblem, ...] = field(default=())
+    sealed_checked: bool = False
+    key_id: str | None = None
+    unsealed: int = 0
 
     def positions(self, kind: str | None = None) -> list[int]:
         """The seq of each problem (of ``kind`` only, when given), ascending, once each."""
         return sorted({p.seq for p in self.problems if kind is None or p.kind == kind})
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"ok", "events", "head_seq", "head_hash", "problems": [...]}``."""
+        """JSON-ready: ``{"ok", "events", "head_seq", "head_hash", "sealed_checked", "key_id", "unsealed", "problems": [...]}``."""
         return {
             "ok": self.ok,
             "events": self.events,
             "head_seq": self.head_seq,
             "head_hash": self.head_hash,
+            "sealed_checked": self.sealed_checked,
+            "key_id": self.key_id,
+            "unsealed": self.unsealed,
             "problems": [problem.to_dict() for problem in self.problems],
         }
 
 
 def verify_audit_chain(
-    records: RecordStore, *, witness: tuple[int, str] | None = None, page: int = VERIFY_PAGE
+    records: RecordStore,
+    *,
+    key: AuditKey | None = None,
+    witness: tuple[int, str] | None = None,
+    page: int = VERIFY_PAGE,
 ) -> ChainReport:
     """Walk the whole trail in seq order and report every deleted, altered or reordered event.
 
@@ -365,15 +422,25 @@ def verify_audit_chain(
     no event is "deleted" at the position before (the event there was removed or
     replaced), unless a gap right before it already says so.
 
+    Seals: an event without a seal after a sealed one is "altered" (its seal was
+    stripped); the unsealed events before the first sealed one were written before
+    events were sealed and are counted (``unsealed``), not reported. With ``key``, each
+    sealed event's ``seal`` must be ``key``'s HMAC of its ``event_hash`` ("altered"
+    otherwise, so events rewritten with recomputed hashes are reported from the first
+    one rewritten); consecutive events whose ``seal_key_id`` is not ``key``'s are one
+    "altered" problem at the first of them, ``count`` events, naming both key ids
+    (sealed under another key, or a forged key id: the trail does not verify either way).
+
     Args:
         records: the record store holding the trail.
+        key: the audit key to check seals with, or None (``sealed_checked`` False).
         witness: (seq, event_hash) of an event known from elsewhere (e.g. the Parquet
             export): an event cut off the end of the trail is then "deleted" too, and one
             rewritten there "altered".
         page: events read per query (a positive int).
 
     Returns:
-        A `ChainReport`; ``ok`` when there is no problem.
+        A `ChainReport`; ``ok`` when there is no problem (unsealed leading events are none).
 
     A stored row that does not load as an event (a column set to a value of the wrong
     type, a scope that is no JSON) is reported "altered" at its seq, and the walk goes on.
@@ -383,6 +450,7 @@ def verify_audit_chain(
             to load has no readable seq.
     """
     problems: list[ChainProblem] = []
+    seals = _SealCheck(key)
     count = 0
     head: AuditEventRecord | None = None
     witnessed: AuditEventRecord | None = None
@@ -422,12 +490,15 @@ def verify_audit_chain(
                 unlinked.append(event)
             if witness is not None and event.seq == witness[0]:
                 witnessed = event
+            problems.extend(seals.check(event))
             head, broken_at = event, None
         problems.extend(_link_problems(records, unlinked, problems))
+    problems.extend(seals.finish())
     if witness is not None:
         problems.extend(_witness_problems(witness, witnessed, head))
-    # One problem per (position, kind): a first event both rehashed and unlinked is one alteration.
-    unique = {(problem.seq, problem.kind): problem for problem in reversed(problems)}
+    # One problem per (position, kind, extent): a first event both rehashed and unlinked is one
+    # alteration, and a run sealed under another key is not swallowed by its first event's hash.
+    unique = {(problem.seq, problem.kind, problem.count): problem for problem in reversed(problems)}
     problems = sorted(unique.values(), key=lambda problem: (problem.seq, PROBLEM_KINDS.index(problem.kind)))
     return ChainReport(
         ok=not problems,
@@ -435,7 +506,78 @@ def verify_audit_chain(
         head_seq=broken_at if broken_at is not None else (0 if head is None else head.seq),
         head_hash=None if head is None or broken_at is not None else head.event_hash,
         problems=tuple(problems),
+        sealed_checked=key is not None,
+        key_id=None if key is None else key.key_id,
+        unsealed=seals.unsealed,
     )
+
+
+class _SealCheck:
+    """The seal checks of `verify_audit_chain`, event by event, in seq order."""
+
+    def __init__(self, key: AuditKey | None) -> None:
+        self.key = key
+        self.unsealed = 0  # unsealed events before the first sealed one
+        self.first_sealed: int | None = None
+        # A run of consecutive events sealed under another key: [first seq, last seq, key id].
+        self.foreign: list[Any] | None = None
+
+    def check(self, event: AuditEventRecord) -> list[ChainProblem]:
+        """The problems of ``event``'s seal (a foreign-key run is reported when it ends)."""
+        problems = []
+        if event.seal is None or event.seal_key_id is None:
+            problems.extend(self.finish())
+            if self.first_sealed is None:
+                self.unsealed += 1
+            else:
+                problems.append(
+                    ChainProblem(
+                        event.seq,
+                        "altered",
+                        f"event {event.seq} has no seal, but event {self.first_sealed} before it is sealed",
+                    )
+                )
+            return problems
+        if self.first_sealed is None:
+            self.first_sealed = event.seq
+        if self.key is None:
+            return problems
+        if event.seal_key_id != self.key.key_id:
+            run = self.foreign
+            if run is not None and run[1] == event.seq - 1 and run[2] == event.seal_key_id:
+                run[1] = event.seq
+            else:
+                problems.extend(self.finish())
+                self.foreign = [event.seq, event.seq, event.seal_key_id]
+            return problems
+        problems.extend(self.finish())
+        if not self.key.verifies(event.event_hash, event.seal):
+            problems.append(
+                ChainProblem(
+                    event.seq,
+                    "altered",
+                    f"event {event.seq} is not sealed by audit key {self.key.key_id}: its seal does "
+                    "not match its event_hash",
+                )
+            )
+        return problems
+
+    def finish(self) -> list[ChainProblem]:
+        """The foreign-key run in progress, as one problem (empty when there is none)."""
+        if self.foreign is None or self.key is None:
+            return []
+        first, last, key_id = self.foreign
+        self.foreign = None
+        events = f"event {first} is" if first == last else f"events {first}..{last} are"
+        return [
+            ChainProblem(
+                first,
+                "altered",
+                f"{events} sealed under audit key {str(key_id)[:32]!r}, not under this key "
+                f"{self.key.key_id} (another home's key, or a forged seal)",
+                count=last - first + 1,
+            )
+        ]
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ from wf_pipeline.records.protocol import (
     RecordStore,
 )
 from wf_pipeline.security.audit import append_audit_event
+from wf_pipeline.security.audit_key import AuditKeySource
 from wf_pipeline.security.grants import CAPABILITY_CLASS, REASON_CODES, SignedGrant, verify_signature
 from wf_pipeline.security.identities import (
     RESERVED_REQUESTER,
@@ -259,9 +260,17 @@ class _Decision:
     """The audit trail of one read: appends its deny or allow event before anything leaves."""
 
     def __init__(
-        self, records: RecordStore, *, requester: str, artifact_id: str, reason: str, now_ms: int
+        self,
+        records: RecordStore,
+        *,
+        audit_key: AuditKeySource,
+        requester: str,
+        artifact_id: str,
+        reason: str,
+        now_ms: int,
     ) -> None:
         self.records = records
+        self.audit_key = audit_key
         # Bounded before anything is written: an append-only row never takes megabytes or
         # text the store cannot encode, whatever the caller passed.
         self.requester = bounded_text(requester, MAX_REQUESTER_CHARS)
@@ -275,6 +284,7 @@ class _Decision:
         try:
             return append_audit_event(
                 self.records,
+                key=self.audit_key,
                 requester=self.requester,
                 # A malformed grant file's id is the caller's text: bounded like the rest.
                 grant_id=None if self.grant_id is None else bounded_text(self.grant_id, MAX_GRANT_ID_CHARS),
@@ -332,6 +342,7 @@ def privileged_read(
     grant: SignedGrant | SecurityError,
     reason: str,
     now_ms: int,
+    audit_key: AuditKeySource,
     refusal: SecurityError | None = None,
 ) -> PrivilegedRead:
     """The payload of ``artifact_id`` for the holder of ``requester_key``, if ``grant`` allows it now.
@@ -349,6 +360,9 @@ def privileged_read(
         reason: the reason code of this read (`REASON_CODES`); recorded bounded
             (`bounded_text`, `MAX_REASON_CHARS`) when out of shape.
         now_ms: the time of the decision (Unix epoch ms).
+        audit_key: the audit key that seals each event, or the function that finds (or
+            makes) it (`wf_pipeline.security.audit_key.audit_key_source`); a key that cannot
+            be had is ``AUDIT_UNAVAILABLE``.
         refusal: a refusal the caller found before the decision (e.g. ``PRIVILEGED_OUT_INVALID``:
             the payload could not be delivered); denied and audited after the key file's
             check, before any other, so nothing is charged.
@@ -370,7 +384,12 @@ def privileged_read(
     """
     if isinstance(requester_key, SecurityError):
         decision = _Decision(
-            records, requester=UNKNOWN_REQUESTER, artifact_id=artifact_id, reason=reason, now_ms=now_ms
+            records,
+            audit_key=audit_key,
+            requester=UNKNOWN_REQUESTER,
+            artifact_id=artifact_id,
+            reason=reason,
+            now_ms=now_ms,
         )
         if isinstance(grant, SignedGrant):
             decision.grant_id, decision.scope = grant.document.grant_id, grant_scope(grant)
@@ -378,7 +397,14 @@ def privileged_read(
     me = identity_of_key(records, requester_key)
     # A key no identity holds is named by its fingerprint: the audit trail still says who tried.
     requester = me.name if me is not None else f"key:{key_fingerprint(public_key_bytes(requester_key))}"
-    decision = _Decision(records, requester=requester, artifact_id=artifact_id, reason=reason, now_ms=now_ms)
+    decision = _Decision(
+        records,
+        audit_key=audit_key,
+        requester=requester,
+        artifact_id=artifact_id,
+        reason=reason,
+        now_ms=now_ms,
+    )
     if isinstance(grant, SignedGrant):
         decision.grant_id, decision.scope = grant.document.grant_id, grant_scope(grant)
     if refusal is not None:

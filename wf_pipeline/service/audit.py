@@ -7,7 +7,9 @@ epoch ms), never a payload (`wf_pipeline.security.audit`).
 The Parquet copy (the ``audit_events`` telemetry table, queried with ``wf telemetry
 query``) is written by `export_audit_events`, which appends the events after the copy's
 newest one. `verify_audit` uses that newest exported event as a witness of the trail's
-head: an event cut off the end of the database's trail is then reported too.
+head: an event cut off the end of the database's trail is then reported too, and checks
+each event's seal with the home's audit key (`wf_pipeline.security.audit_key.audit_key`)
+when it has one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.metadata.records import now_ms as current_ms
 from wf_pipeline.records import open_settings_record_store
 from wf_pipeline.security.audit import ChainReport, audit_events, verify_audit_chain
+from wf_pipeline.security.audit_key import audit_key
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.audit import audit_events_table, exported_audit_head
 from wf_pipeline.telemetry.schema import AUDIT_EVENTS
@@ -82,27 +85,36 @@ def _utf8(text: str) -> bool:
 
 
 def verify_audit(settings: Settings) -> dict[str, Any]:
-    """Verify the whole hash chain (`verify_audit_chain`), witnessed by the Parquet copy's head.
+    """Verify the whole hash chain and its seals (`verify_audit_chain`), witnessed by the Parquet copy's head.
+
+    Seals are checked with the home's audit key (WF_AUDIT_KEY, WF_AUDIT_KEY_FILE or
+    ``<home>/keys/audit.key``); a home without one makes none here, and reports that seals
+    were not checked.
 
     Args:
-        settings: whose record store holds the trail (and whose telemetry the copy).
+        settings: whose record store holds the trail (and whose telemetry the copy), and
+            whose audit key checks the seals.
 
     Returns:
         The `ChainReport` as a dict (``ok`` True, ``events``, ``head_seq``, ``head_hash``,
-        ``problems`` empty) plus ``witness``: ``{"seq", "event_hash"}`` of the newest
+        ``sealed_checked`` (False: no audit key), ``key_id`` (the key's id, or None),
+        ``unsealed`` (events written before events were sealed), ``problems`` empty) plus ``witness``: ``{"seq", "event_hash"}`` of the newest
         exported event, or None (nothing exported, telemetry off or unreadable), and
         ``witness_error``: ``{"code", "message"}`` when the Parquet copy could not be read
         (e.g. ``TELEMETRY_FILE_UNREADABLE``: the head check was skipped), else None.
 
     Raises:
-        SecurityError: ``AUDIT_CHAIN_BROKEN`` when any event was deleted, altered or
-            reordered: the message names the positions per kind; ``details`` carry
-            ``problems`` (each ``{"seq", "kind", "count", "detail"}``), ``events``, ``head_seq``.
+        SecurityError: ``AUDIT_CHAIN_BROKEN`` when any event was deleted, altered (its
+            seal missing or wrong included) or reordered: the message names the positions
+            per kind; ``details`` carry ``problems`` (each ``{"seq", "kind", "count",
+            "detail"}``), ``events``, ``head_seq``, ``sealed_checked``. ``AUDIT_KEY_INVALID``
+            when the configured audit key is set twice, unreadable or malformed.
         RecordError: ``RECORD_*`` from the store.
     """
+    key = audit_key(settings)
     witness, witness_error = _witness(settings)
     with open_settings_record_store(settings) as records:
-        report = verify_audit_chain(records, witness=witness)
+        report = verify_audit_chain(records, key=key, witness=witness)
     result = report.to_dict() | {
         "witness": None if witness is None else {"seq": witness[0], "event_hash": witness[1]},
         "witness_error": witness_error,
@@ -114,6 +126,7 @@ def verify_audit(settings: Settings) -> dict[str, Any]:
             problems=result["problems"],
             events=report.events,
             head_seq=report.head_seq,
+            sealed_checked=report.sealed_checked,
         )
     return result
 

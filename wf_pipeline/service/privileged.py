@@ -18,6 +18,7 @@ from wf_pipeline.crypto.open import reading_store
 from wf_pipeline.errors import GRANT_MALFORMED, PRIVILEGED_OUT_INVALID, SecurityError, WfError, os_reason
 from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.records.registry import open_record_store
+from wf_pipeline.security.audit_key import audit_key_source
 from wf_pipeline.security.grants import SignedGrant, parse_signed_grant
 from wf_pipeline.security.identities import check_out_path, load_private_key, write_private_file
 from wf_pipeline.security.privileged import PrivilegedRead, privileged_read
@@ -52,7 +53,8 @@ def read_privileged(
     """The payload of ``artifact_id`` if the grant in ``grant_file`` lets the holder of ``identity_file`` read it.
 
     Args:
-        settings: the record store, the CAS and the master key of the home.
+        settings: the record store, the CAS, the master key and the audit key of the home
+            (the audit key file is made on the first event that needs it).
         artifact_id: a rendered prompt or context artifact (``sha256:<hex>``).
         identity_file: the requester's key file (PEM, PKCS8, Ed25519).
         grant_file: the signed grant file.
@@ -87,6 +89,7 @@ def read_privileged(
                 grant=grant,
                 reason=reason,
                 now_ms=now_ms() if at_ms is None else at_ms,
+                audit_key=audit_key_source(settings),
                 refusal=refusal,
             )
     finally:

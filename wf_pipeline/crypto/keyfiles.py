@@ -1,0 +1,57 @@
+"""Key files of the home (``<home>/keys/*.key``): published whole, once, readable by the owner only.
+
+A home makes its own key files on first need: the keyring's master key
+(`wf_pipeline.crypto.open`) and the audit trail's sealing key
+(`wf_pipeline.security.audit_key`). Several processes of one home may need the same key at
+the same moment, so `publish_key_file` makes sure they all end up with one key, and that
+no reader ever sees a key file empty or half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from contextlib import suppress
+from pathlib import Path
+
+#: Mode of a key file: read and write for its owner, nothing for anyone else.
+KEY_FILE_MODE = 0o600
+#: Mode of the folder holding key files, when it is made here.
+KEY_FOLDER_MODE = 0o700
+
+
+def publish_key_file(path: Path, text: str) -> bool:
+    """Write ``text`` plus a newline to ``path`` (mode 0600) unless ``path`` already exists.
+
+    The text is written whole under a name of its own (``.<name>.<pid>.<random>`` next to
+    ``path``), flushed to disk, then published with link(2), which fails when the final
+    name exists: two processes starting at once publish one key, the first to link, and a
+    reader never sees the final name empty or half-written (POSIX ``link``; the draft is
+    removed either way). The folder is made with mode 0700 when missing.
+
+    Args:
+        path: the key file's final name.
+        text: its content (ASCII: a key's base64 text), one line.
+
+    Returns:
+        True when this call published ``path``; False when another writer (or an earlier
+        run) had already made it, and it is left as it was.
+
+    Raises:
+        OSError: the folder or the draft cannot be made or written (a read-only or full
+            disk, no permission); nothing is published then.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=KEY_FOLDER_MODE)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
+    try:
+        with open(fd, "w", encoding="ascii") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with suppress(FileExistsError):
+            os.link(draft, path)
+            return True
+        return False
+    finally:
+        draft.unlink(missing_ok=True)

@@ -1,0 +1,205 @@
+"""The audit key: the secret that seals each audit event, kept out of the record store.
+
+The audit trail's hash chain (`wf_pipeline.security.audit`) is unkeyed: someone who can
+write the database can rewrite an event and recompute every hash after it. A seal cannot
+be recomputed without this key, which the database never holds, as Vault HMACs its audit
+log with a key of its own and certificate transparency signs its tree heads.
+
+Where a home finds its key, in this order (like the keyring's master key,
+`wf_pipeline.crypto.open.master_key`):
+
+- ``WF_AUDIT_KEY``: base64 of 32 bytes, a secret read from the environment the settings
+  were read from (`Settings.secrets`);
+- ``WF_AUDIT_KEY_FILE``: a file holding that text;
+- ``<home>/keys/audit.key``: made (mode 0600, published whole with
+  `wf_pipeline.crypto.keyfiles.publish_key_file`) by the first append that finds no key.
+
+Every home that appends to one record store must hold the same key: a home that makes its
+own seals events under another key id, and `verify_audit_chain` reports them. Messages name
+where a key came from and its key id, never the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, hmac
+
+from wf_pipeline.crypto.keyfiles import publish_key_file
+from wf_pipeline.errors import AUDIT_KEY_INVALID, SecurityError, os_reason
+from wf_pipeline.settings import Settings
+
+__all__ = [
+    "AUDIT_KEY_BYTES",
+    "AUDIT_KEY_VARIABLE",
+    "SEAL_PREFIX",
+    "AuditKey",
+    "AuditKeySource",
+    "audit_key",
+    "audit_key_source",
+    "home_audit_key",
+    "new_audit_key_text",
+    "parse_audit_key",
+]
+
+AUDIT_KEY_VARIABLE = "WF_AUDIT_KEY"
+#: Bytes of an audit key: 256 bits, HMAC-SHA256's block-sized secret.
+AUDIT_KEY_BYTES = 32
+#: How a seal starts: the MAC that made it, then 64 hex digits.
+SEAL_PREFIX = "hmac-sha256:"
+#: Hex digits of a key id: the first 64 bits of the key's SHA-256.
+KEY_ID_HEX = 16
+
+
+@dataclass(frozen=True)
+class AuditKey:
+    """An audit key, with where it came from.
+
+    Attributes:
+        key: the 32 secret bytes (never shown: not in repr).
+        source: where it was found (``WF_AUDIT_KEY``, ``WF_AUDIT_KEY_FILE (<path>)``, the
+            home's key file), for messages.
+        key_id: the first 16 hex digits of the key's SHA-256: names the key in events and
+            reports without revealing it.
+    """
+
+    key: bytes = field(repr=False)
+    source: str
+    key_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, bytes) or len(self.key) != AUDIT_KEY_BYTES:
+            raise ValueError(f"an audit key is {AUDIT_KEY_BYTES} bytes")
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(self.key)
+        object.__setattr__(self, "key_id", digest.finalize().hex()[:KEY_ID_HEX])
+
+    def seal(self, event_hash: str) -> str:
+        """``hmac-sha256:<64 hex>``: HMAC-SHA256 (RFC 2104) under this key of ``event_hash``'s UTF-8 bytes."""
+        mac = hmac.HMAC(self.key, hashes.SHA256())
+        mac.update(event_hash.encode("utf-8"))
+        return SEAL_PREFIX + mac.finalize().hex()
+
+    def verifies(self, event_hash: str, seal: str) -> bool:
+        """Whether ``seal`` is this key's seal of ``event_hash`` (compared in constant time)."""
+        if not seal.startswith(SEAL_PREFIX):
+            return False
+        try:
+            tag = bytes.fromhex(seal[len(SEAL_PREFIX) :])
+        except ValueError:
+            return False
+        mac = hmac.HMAC(self.key, hashes.SHA256())
+        mac.update(event_hash.encode("utf-8"))
+        try:
+            mac.verify(tag)
+        except InvalidSignature:
+            return False
+        return True
+
+
+#: What `wf_pipeline.security.audit.append_audit_event` takes: the key, or a function that
+#: finds (or makes) it when the event is appended.
+AuditKeySource = AuditKey | Callable[[], AuditKey]
+
+
+def new_audit_key_text() -> str:
+    """A new audit key: base64 of 32 bytes from the operating system's CSPRNG, one line."""
+    return base64.b64encode(os.urandom(AUDIT_KEY_BYTES)).decode("ascii")
+
+
+def parse_audit_key(text: str | bytes | None, *, source: str) -> AuditKey:
+    """The audit key ``text`` holds in base64 (RFC 4648, standard alphabet; whitespace ignored).
+
+    Raises ``AUDIT_KEY_INVALID`` when empty, not base64, or not 32 bytes; the message names
+    ``source`` and the length found, never the key.
+    """
+    raw = text.decode("ascii", "replace") if isinstance(text, bytes) else (text or "")
+    compact = "".join(raw.split())
+    if not compact:
+        raise SecurityError(AUDIT_KEY_INVALID, f"{source} is not set or empty", source=source)
+    try:
+        key = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise SecurityError(AUDIT_KEY_INVALID, f"{source} is not base64", source=source) from None
+    if len(key) != AUDIT_KEY_BYTES:
+        raise SecurityError(
+            AUDIT_KEY_INVALID,
+            f"{source} holds {len(key)} bytes; an audit key is {AUDIT_KEY_BYTES} bytes (base64 of 32 random bytes)",
+            source=source,
+            bytes=len(key),
+        )
+    return AuditKey(key, source)
+
+
+def audit_key(settings: Settings) -> AuditKey | None:
+    """The audit key ``settings`` configure, or None when none is set and the home has made none.
+
+    Looks at ``WF_AUDIT_KEY``, then ``WF_AUDIT_KEY_FILE``, then ``<home>/keys/audit.key``
+    (only if that file exists). Makes nothing.
+
+    Raises:
+        SecurityError: ``AUDIT_KEY_INVALID`` when both variables are set, the file cannot
+            be read, or the key is malformed (figure: the source).
+    """
+    text = settings.secrets.get(AUDIT_KEY_VARIABLE, "")
+    if text and settings.audit_key_file is not None:
+        raise SecurityError(
+            AUDIT_KEY_INVALID,
+            "both WF_AUDIT_KEY and WF_AUDIT_KEY_FILE are set; set one",
+            source="WF_AUDIT_KEY, WF_AUDIT_KEY_FILE",
+        )
+    if text:
+        return parse_audit_key(text, source=AUDIT_KEY_VARIABLE)
+    if settings.audit_key_file is not None:
+        return _read(settings.audit_key_file, source=f"WF_AUDIT_KEY_FILE ({settings.audit_key_file})")
+    default = settings.default_audit_key_file
+    if default.exists():
+        return _read(default, source=f"the home's audit key file ({default})")
+    return None
+
+
+def home_audit_key(settings: Settings) -> AuditKey:
+    """The audit key ``settings`` configure (`audit_key`), making ``<home>/keys/audit.key`` when there is none.
+
+    The file is made once (`publish_key_file`): processes that find no key at the same
+    moment all end up with the key the first of them published.
+
+    Raises:
+        SecurityError: ``AUDIT_KEY_INVALID`` as `audit_key`, or when the key file cannot be
+            made (figure: the path and the operating system's reason).
+    """
+    found = audit_key(settings)
+    if found is not None:
+        return found
+    path = settings.default_audit_key_file
+    try:
+        publish_key_file(path, new_audit_key_text())
+    except OSError as exc:
+        raise SecurityError(
+            AUDIT_KEY_INVALID,
+            f"the home's audit key file ({path}) cannot be made: {os_reason(exc)}",
+            source=str(path),
+        ) from exc
+    # Read back: another process may have published its key first, and that one counts.
+    return _read(path, source=f"the home's audit key file ({path})")
+
+
+def audit_key_source(settings: Settings) -> Callable[[], AuditKey]:
+    """The key source appends under ``settings`` take: `home_audit_key`, looked up at each append."""
+    return lambda: home_audit_key(settings)
+
+
+def _read(path: Path, *, source: str) -> AuditKey:
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise SecurityError(
+            AUDIT_KEY_INVALID, f"{source} cannot be read: {os_reason(exc)}", source=source
+        ) from exc
+    return parse_audit_key(content, source=source)
