@@ -9,10 +9,16 @@ no reader ever sees a key file empty or half-written.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import secrets
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
+
+from wf_pipeline.errors import WfError
 
 #: Mode of a key file: read and write for its owner, nothing for anyone else.
 KEY_FILE_MODE = 0o600
@@ -55,3 +61,50 @@ def publish_key_file(path: Path, text: str) -> bool:
         return False
     finally:
         draft.unlink(missing_ok=True)
+
+
+def new_key_text(size: int) -> str:
+    """A new key as one line of base64: ``size`` bytes from the operating system's CSPRNG."""
+    return base64.b64encode(os.urandom(size)).decode("ascii")
+
+
+def decode_key_text(
+    text: str | bytes | None,
+    *,
+    source: str,
+    size: int,
+    what: str,
+    error: Callable[..., WfError],
+) -> bytes:
+    """The ``size``-byte key ``text`` holds in base64 (RFC 4648, standard alphabet; whitespace ignored).
+
+    Args:
+        text: a variable's or key file's content; None or empty when not set.
+        source: where it came from, for the message (``WF_MASTER_KEY``, a file's path).
+        size: the key's length in bytes.
+        what: the key's name in a message (``a master key``, ``an audit key``).
+        error: ``(message, **details) -> WfError``: the caller's code for a bad key.
+
+    Returns:
+        The key's bytes.
+
+    Raises:
+        WfError: ``error``'s, when the text is empty, not base64, or not ``size`` bytes; the
+            message names ``source`` and the length found, never the key.
+    """
+    raw = text.decode("ascii", "replace") if isinstance(text, bytes) else (text or "")
+    compact = "".join(raw.split())
+    details: dict[str, Any] = {"source": source}
+    if not compact:
+        raise error(f"{source} is not set or empty", **details)
+    try:
+        key = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise error(f"{source} is not base64", **details) from None
+    if len(key) != size:
+        raise error(
+            f"{source} holds {len(key)} bytes; {what} is {size} bytes (base64 of {size} random bytes)",
+            **details,
+            bytes=len(key),
+        )
+    return key

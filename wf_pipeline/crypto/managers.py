@@ -26,8 +26,6 @@ the target (``transit/rewrap`` only moves between versions of one key); ``destro
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -37,6 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from wf_pipeline.crypto.envelope import DATA_KEY_BYTES, NONCE_BYTES, context_aad, new_data_key
+from wf_pipeline.crypto.keyfiles import decode_key_text, new_key_text
 from wf_pipeline.errors import (
     CAS_DECRYPT_FAILED,
     CAS_KEY_DESTROYED,
@@ -151,27 +150,18 @@ def parse_master_key(text: str | bytes | None, *, source: str) -> bytes:
     Raises ``KEYS_MASTER_KEY_INVALID`` when missing, not base64, or not 32 bytes; the
     message names the source and the length found, never the key.
     """
-    raw = text.decode("ascii", "replace") if isinstance(text, bytes) else (text or "")
-    compact = "".join(raw.split())
-    if not compact:
-        raise KeysError(KEYS_MASTER_KEY_INVALID, f"{source} is not set or empty", source=source)
-    try:
-        key = base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError):
-        raise KeysError(KEYS_MASTER_KEY_INVALID, f"{source} is not base64", source=source) from None
-    if len(key) != MASTER_KEY_BYTES:
-        raise KeysError(
-            KEYS_MASTER_KEY_INVALID,
-            f"{source} holds {len(key)} bytes; a master key is {MASTER_KEY_BYTES} bytes (base64 of 32 random bytes)",
-            source=source,
-            bytes=len(key),
-        )
-    return key
+    return decode_key_text(
+        text,
+        source=source,
+        size=MASTER_KEY_BYTES,
+        what="a master key",
+        error=lambda message, **details: KeysError(KEYS_MASTER_KEY_INVALID, message, **details),
+    )
 
 
 def new_master_key_text() -> str:
     """A new master key: base64 of 32 bytes from the operating system's CSPRNG, one line."""
-    return base64.b64encode(os.urandom(MASTER_KEY_BYTES)).decode("ascii")
+    return new_key_text(MASTER_KEY_BYTES)
 
 
 # The master-key check: a constant sealed under the master key when the keyring is made.

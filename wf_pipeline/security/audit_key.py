@@ -21,9 +21,6 @@ where a key came from and its key id, never the key.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +28,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 
-from wf_pipeline.crypto.keyfiles import publish_key_file
+from wf_pipeline.crypto.keyfiles import decode_key_text, new_key_text, publish_key_file
 from wf_pipeline.errors import AUDIT_KEY_INVALID, SecurityError, os_reason
 from wf_pipeline.settings import Settings
 
@@ -110,30 +107,22 @@ AuditKeySource = AuditKey | Callable[[], AuditKey]
 
 def new_audit_key_text() -> str:
     """A new audit key: base64 of 32 bytes from the operating system's CSPRNG, one line."""
-    return base64.b64encode(os.urandom(AUDIT_KEY_BYTES)).decode("ascii")
+    return new_key_text(AUDIT_KEY_BYTES)
 
 
 def parse_audit_key(text: str | bytes | None, *, source: str) -> AuditKey:
-    """The audit key ``text`` holds in base64 (RFC 4648, standard alphabet; whitespace ignored).
+    """The audit key ``text`` holds in base64 (`decode_key_text`).
 
     Raises ``AUDIT_KEY_INVALID`` when empty, not base64, or not 32 bytes; the message names
     ``source`` and the length found, never the key.
     """
-    raw = text.decode("ascii", "replace") if isinstance(text, bytes) else (text or "")
-    compact = "".join(raw.split())
-    if not compact:
-        raise SecurityError(AUDIT_KEY_INVALID, f"{source} is not set or empty", source=source)
-    try:
-        key = base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError):
-        raise SecurityError(AUDIT_KEY_INVALID, f"{source} is not base64", source=source) from None
-    if len(key) != AUDIT_KEY_BYTES:
-        raise SecurityError(
-            AUDIT_KEY_INVALID,
-            f"{source} holds {len(key)} bytes; an audit key is {AUDIT_KEY_BYTES} bytes (base64 of 32 random bytes)",
-            source=source,
-            bytes=len(key),
-        )
+    key = decode_key_text(
+        text,
+        source=source,
+        size=AUDIT_KEY_BYTES,
+        what="an audit key",
+        error=lambda message, **details: SecurityError(AUDIT_KEY_INVALID, message, **details),
+    )
     return AuditKey(key, source)
 
 
