@@ -18,7 +18,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from wf_pipeline.errors import WfError
+from wf_pipeline.errors import WfError, os_reason
 
 #: Mode of a key file: read and write for its owner, nothing for anyone else.
 KEY_FILE_MODE = 0o600
@@ -108,3 +108,49 @@ def decode_key_text(
             bytes=len(key),
         )
     return key
+
+
+def configured_key_text(
+    *,
+    variable: str,
+    text: str,
+    file_variable: str,
+    file: Path | None,
+    default_file: Path,
+    what: str,
+    error: Callable[..., WfError],
+) -> tuple[str | bytes, str] | None:
+    """Where a home's key comes from, in order: a variable, a file a variable names, the home's own file.
+
+    Args:
+        variable, text: the key variable's name and its value ("" when unset).
+        file_variable, file: the key-file variable's name and its path (None when unset).
+        default_file: the home's key file (``<home>/keys/<name>.key``), used only if it exists.
+        what: the key's name in a message (``the home's master key file``).
+        error: ``(message, **details) -> WfError``: the caller's code for a bad key.
+
+    Returns:
+        (the key's text, its source for messages), or None when none is configured and
+        the home has made none. The text is not decoded (`decode_key_text`).
+
+    Raises:
+        WfError: ``error``'s, when both variables are set or a file cannot be read (figure:
+            the source and the operating system's reason).
+    """
+    if text and file is not None:
+        raise error(
+            f"both {variable} and {file_variable} are set; set one", source=f"{variable}, {file_variable}"
+        )
+    if text:
+        return text, variable
+    path, source = (
+        (file, f"{file_variable} ({file})")
+        if file is not None
+        else (default_file, f"{what} ({default_file})")
+    )
+    if file is None and not default_file.exists():
+        return None
+    try:
+        return path.read_bytes(), source
+    except OSError as exc:
+        raise error(f"{source} cannot be read: {os_reason(exc)}", source=source) from exc

@@ -17,7 +17,7 @@ from typing import Any
 
 from wf_pipeline.cas.protocol import ArtifactStore
 from wf_pipeline.cas.registry import open_cas
-from wf_pipeline.crypto.keyfiles import publish_key_file
+from wf_pipeline.crypto.keyfiles import configured_key_text, publish_key_file
 from wf_pipeline.crypto.keyring import MASTER_CHECK, MIN_PERIOD_MS, Keyring, check_master_key
 from wf_pipeline.crypto.managers import (
     LOCAL,
@@ -34,7 +34,6 @@ from wf_pipeline.errors import (
     ConfigError,
     KeysError,
     MetadataError,
-    os_reason,
 )
 from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.metadata.records import KekRecord
@@ -54,33 +53,19 @@ def master_key(settings: Settings) -> tuple[bytes, str] | None:
     when both variables are set, the file cannot be read, or the key is malformed; the
     message names the source, never the key.
     """
-    text = settings.secrets.get(MASTER_KEY_VARIABLE, "")
-    if text and settings.master_key_file is not None:
-        raise KeysError(
-            KEYS_MASTER_KEY_INVALID,
-            "both WF_MASTER_KEY and WF_MASTER_KEY_FILE are set; set one",
-            source="WF_MASTER_KEY, WF_MASTER_KEY_FILE",
-        )
-    if text:
-        return parse_master_key(text, source=MASTER_KEY_VARIABLE), MASTER_KEY_VARIABLE
-    if settings.master_key_file is not None:
-        return _read_key_file(
-            settings.master_key_file, source=f"WF_MASTER_KEY_FILE ({settings.master_key_file})"
-        )
-    default = settings.default_master_key_file
-    if default.exists():
-        return _read_key_file(default, source=f"the home's master key file ({default})")
-    return None
-
-
-def _read_key_file(path: Path, *, source: str) -> tuple[bytes, str]:
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise KeysError(
-            KEYS_MASTER_KEY_INVALID, f"{source} cannot be read: {os_reason(exc)}", source=source
-        ) from exc
-    return parse_master_key(content, source=source), source
+    found = configured_key_text(
+        variable=MASTER_KEY_VARIABLE,
+        text=settings.secrets.get(MASTER_KEY_VARIABLE, ""),
+        file_variable="WF_MASTER_KEY_FILE",
+        file=settings.master_key_file,
+        default_file=settings.default_master_key_file,
+        what="the home's master key file",
+        error=lambda message, **details: KeysError(KEYS_MASTER_KEY_INVALID, message, **details),
+    )
+    if found is None:
+        return None
+    text, source = found
+    return parse_master_key(text, source=source), source
 
 
 def _create_default_key(path: Path) -> None:

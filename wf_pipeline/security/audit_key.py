@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 
-from wf_pipeline.crypto.keyfiles import decode_key_text, new_key_text, publish_key_file
+from wf_pipeline.crypto.keyfiles import configured_key_text, decode_key_text, new_key_text, publish_key_file
 from wf_pipeline.errors import AUDIT_KEY_INVALID, SecurityError, os_reason
 from wf_pipeline.settings import Settings
 
@@ -121,7 +120,7 @@ def parse_audit_key(text: str | bytes | None, *, source: str) -> AuditKey:
         source=source,
         size=AUDIT_KEY_BYTES,
         what="an audit key",
-        error=lambda message, **details: SecurityError(AUDIT_KEY_INVALID, message, **details),
+        error=_invalid,
     )
     return AuditKey(key, source)
 
@@ -136,21 +135,20 @@ def audit_key(settings: Settings) -> AuditKey | None:
         SecurityError: ``AUDIT_KEY_INVALID`` when both variables are set, the file cannot
             be read, or the key is malformed (figure: the source).
     """
-    text = settings.secrets.get(AUDIT_KEY_VARIABLE, "")
-    if text and settings.audit_key_file is not None:
-        raise SecurityError(
-            AUDIT_KEY_INVALID,
-            "both WF_AUDIT_KEY and WF_AUDIT_KEY_FILE are set; set one",
-            source="WF_AUDIT_KEY, WF_AUDIT_KEY_FILE",
-        )
-    if text:
-        return parse_audit_key(text, source=AUDIT_KEY_VARIABLE)
-    if settings.audit_key_file is not None:
-        return _read(settings.audit_key_file, source=f"WF_AUDIT_KEY_FILE ({settings.audit_key_file})")
-    default = settings.default_audit_key_file
-    if default.exists():
-        return _read(default, source=f"the home's audit key file ({default})")
-    return None
+    found = configured_key_text(
+        variable=AUDIT_KEY_VARIABLE,
+        text=settings.secrets.get(AUDIT_KEY_VARIABLE, ""),
+        file_variable="WF_AUDIT_KEY_FILE",
+        file=settings.audit_key_file,
+        default_file=settings.default_audit_key_file,
+        what="the home's audit key file",
+        error=_invalid,
+    )
+    return None if found is None else parse_audit_key(found[0], source=found[1])
+
+
+def _invalid(message: str, **details: object) -> SecurityError:
+    return SecurityError(AUDIT_KEY_INVALID, message, **details)
 
 
 def home_audit_key(settings: Settings) -> AuditKey:
@@ -176,19 +174,12 @@ def home_audit_key(settings: Settings) -> AuditKey:
             source=str(path),
         ) from exc
     # Read back: another process may have published its key first, and that one counts.
-    return _read(path, source=f"the home's audit key file ({path})")
+    found = audit_key(settings)
+    if found is None:  # removed between publish and read: say so rather than loop
+        raise _invalid(f"the home's audit key file ({path}) vanished after it was made", source=str(path))
+    return found
 
 
 def audit_key_source(settings: Settings) -> Callable[[], AuditKey]:
     """The key source appends under ``settings`` take: `home_audit_key`, looked up at each append."""
     return lambda: home_audit_key(settings)
-
-
-def _read(path: Path, *, source: str) -> AuditKey:
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise SecurityError(
-            AUDIT_KEY_INVALID, f"{source} cannot be read: {os_reason(exc)}", source=source
-        ) from exc
-    return parse_audit_key(content, source=source)
