@@ -499,6 +499,14 @@ def test_a_value_that_looks_like_a_type_or_a_path_but_is_not_one_is_masked() -> 
         '[{"name": "DB_PASSWORD", "value": "${DB_PASSWORD}"}, {"name": "LOG_LEVEL", "value": "debug"}]\n',
         '{"name": "API_TOKEN", "value": token_from(vault)}\n',
         "the password is ``password=${DB_PASSWORD}``\n",
+        "Return the object identified by hexsha2024 from the user identified by name.\n",
+        "# the last token was position-only, but this one isn't\n",
+        "#  define XXH3_64bits_withSecret XXH_NAME2(XXH_NAMESPACE, XXH3_64bits_withSecret)\n#  define kSecret XXH3_kSecret\n",
+        'if key not in ("token", "placeable", "auto_delim"):\n__slots__ = ("next_token", "position")\n',
+        "if credentials._credentials is _insecure_channel2_credentials:\n",
+        "The raw bytes of the private key (64-byte seed).\n",
+        "fs = fsspec.filesystem('gist', url='gist://:TOKEN@gist_id/file.txt')\n",
+        'echo "::error title=Missing Secret::ANTHROPIC_API_KEY must be configured"\n',
     ],
 )
 def test_keyword_values_that_name_no_literal_are_kept(text: str) -> None:
@@ -553,6 +561,32 @@ def _cases() -> list[tuple[str, str, str]]:
         ("compose.yaml", f"environment:\n  - name: stripeSecret\n    value: {value}\n", value),
         ("task.json", f'[{{"name": "DB_PASSWORD", "value": "{value}"}}]', value),
         ("stack.json", f'[{{"ParameterKey": "MasterUserPassword", "ParameterValue": "{value}"}}]', value),
+        # Prose that gives a password without "=", and names that end in a bare "pass".
+        ("admin.py", f'"""Log in as root with password {value} on the host."""\n', value),
+        ("notes.md", "The staging password is `tangerine`.\n", "tangerine"),
+        ("notes.md", "the password is hunter2\n", "hunter2"),
+        ("Dockerfile", f"ENV DB_PASS {value}\n", value),
+        ("db.properties", "db.pass=propShortPw\n", "propShortPw"),
+        ("settings.yaml", "db:\n  pass: yamlshortpw\n", "yamlshortpw"),
+        ("redis.conf", f"requirepass {value}\n", value),
+        ("settings.xml", "<password>mvnPassCanary</password>\n", "mvnPassCanary"),
+        ("conn.cs", 'var cs = "Server=x;Database=y;User Id=sa;Pwd=abcdefgh;";\n', "abcdefgh"),
+        # Command lines, SQL, code and URL shapes.
+        ("deploy.sh", f"mysql -u root -p{value} app\n", value),
+        ("deploy.sh", f"curl -u admin:{value} https://api.example.com\n", value),
+        ("init.sql", f"ALTER USER app IDENTIFIED BY {value};\n", value),
+        ("init.sql", "CREATE USER app WITH PASSWORD 'pgCanaryPw';\n", "pgCanaryPw"),
+        ("client.py", f'requests.get(url, auth=("deploy", "{value}"))\n', value),
+        ("wp-config.php", f"define('DB_PASSWORD', '{value}');\n", value),
+        ("cache.py", "url = 'redis://:redisOnlyPw@cache:6379/0'\n", "redisOnlyPw"),
+        ("notes.md", f"https://acct.blob.core.windows.net/c?sv=2020&sig={value}%3D\n", value),
+        ("notes.md", f"client secret GOCSPX-{value}{value}\n", value),
+        ("notes.md", "Authorization: Basic dXNlcjpwYXNz\n", "dXNlcjpwYXNz"),
+        (
+            "config.json",
+            '{"auths": {"r.example.com": {"auth": "dXNlcjpwYXNzd29yZA=="}}}',
+            "dXNlcjpwYXNzd29yZA",
+        ),
     ]
 
 

@@ -62,6 +62,8 @@ measure only strings long enough to pass their limit.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import bisect
 import functools
 import hashlib
@@ -143,6 +145,8 @@ _PRIVATE_KEY_KIND = PrivateKeyDetector.secret_type
 _JWT_KIND = JwtTokenDetector.secret_type
 # The rest of a JSON Web Token (RFC 7519: base64url parts joined by dots) after the plugin's match.
 _JWT_TAIL = re.compile(r"[A-Za-z0-9\-_.+/=]*")
+# The rest of a token after a fixed-format plugin's match: letters, digits, ``_`` and ``-``.
+_TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-]*")
 
 # A line can only feed the keyword plugin if it names one of its keywords: the plugin's own list.
 _KEYWORD_HINT = re.compile("|".join(keyword_plugin.DENYLIST), re.IGNORECASE)
@@ -247,14 +251,16 @@ _VIEW_CACHE_SIZE = 64
 # ``aws_secret_access_key``, ``client_secret``), any case: a name that goes on (``password_field``,
 # ``tokenizer``) names something else. detect-secrets' keyword list, plus ``token`` and ``credential``.
 _CREDENTIAL_NAME = re.compile(
-    r"(?:pass(?:word|wd|phrase)|pwd|secret|token|credentials?"
-    r"|(?:api|access|secret|private|auth|client|account|service|signing|encryption|master)[_\-]?key)"
+    r"(?:pass(?:word|wd|phrase)|pwd|secret|token|credentials?|(?<=[_.\-])pass|requirepass"
+    r"|(?:api|access|secret|private|auth|client|account|service|signing|encryption|master)[_\- ]?key)"
     r"(?![A-Za-z0-9_\-])",
     re.IGNORECASE,
 )
 # The same, found fast (a regex alternation tries every position): each keyword's last word is
 # found with str.find in the lower-cased text, then checked at that place.
 _CREDENTIAL_STEMS = ("pass", "pwd", "secret", "token", "credential", "key")
+# What sets a key right after its name: ``:`` or ``=`` (a bare ``pass`` names a credential only so).
+_SET_AFTER = re.compile(r"[ \t]*[:=]")
 _CREDENTIAL_AT = re.compile(r"(?:pass(?:word|wd|phrase)|pwd|secret|token|credentials?)(?![a-z0-9_\-])")
 _KEY_PREFIXES = (
     "api",
@@ -320,6 +326,21 @@ _PGPASS_PORT = re.compile(r":(?:\d{1,5}|\*):")
 _PGPASS_SHAPE = re.compile(
     r"(?:^[ \t]*|`)[\w.\-*]+:(?:\d{1,5}|\*):[\w.\-*]+:[\w.\-*@]+:([^\s`]+)(?:[ \t]*$|`)", re.MULTILINE
 )
+# Command-line and code shapes of a credential. Each starts with a literal, which the regex
+# engine finds fast; what must come before it is checked after the match (`_token_spans`).
+# mysql's -pPASSWORD (attached: "-p PASSWORD" asks for one).
+_MYSQL_PASSWORD = re.compile(r"(?:mysql|mariadb)[\w]*[ \t][^\n]*?[ \t]-p([^\s'\"\-][^\s'\"]{3,})")
+# curl's and others' -u/--user USER:PASSWORD.
+_CURL_USER = re.compile(r"-(?:-user|u)[ \t=]+['\"]?[^\s:'\"$]+:([^\s'\"@$]{4,})")
+# SQL's IDENTIFIED BY [PASSWORD] password, in a CREATE or ALTER of a user, role or login.
+_SQL_IDENTIFIED = re.compile(
+    r"(?i:identified)[ \t]+(?i:by)[ \t]+(?:(?i:password)[ \t]+)?['\"]?([^\s;'\"]{4,256})"
+)
+_SQL_USER_STATEMENT = re.compile(r"(?i)\b(?:create|alter)[ \t]+(?:user|role|login)\b")
+# Python requests' auth=("user", "password").
+_AUTH_PAIR = re.compile(
+    r"auth[ \t]*=[ \t]*[(\[][ \t]*['\"][^'\"\n]*['\"][ \t]*,[ \t]*['\"]([^'\"\n]{4,256})['\"]"
+)
 # Token formats detect-secrets' plugins do not know: (kind, pattern, group of the secret, hint).
 _TOKEN_FORMATS: tuple[tuple[str, re.Pattern[str], int, tuple[str, ...]], ...] = (
     # GitHub fine-grained personal access tokens (2022): github_pat_<22>_<59>.
@@ -347,15 +368,42 @@ _TOKEN_FORMATS: tuple[tuple[str, re.Pattern[str], int, tuple[str, ...]], ...] = 
         1,
         ("/api/webhooks/",),
     ),
-    # An HTTP Authorization value (RFC 6750 b64token for Bearer; Basic, Token schemes).
+    # An HTTP Authorization value (RFC 6750 b64token for Bearer; Basic, Token schemes). Basic
+    # credentials are base64 of "user:password" (RFC 7617): short ones too.
     ("Bearer Token", re.compile(r"Bearer[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"), 1, ("Bearer",)),
     (
         "Bearer Token",
-        re.compile(r"Authorization:[ \t]*(?:Basic|Token)[ \t]+([A-Za-z0-9\-._~+/]{16,}=*)"),
-        1,
+        re.compile(
+            r"Authorization:[ \t]*(?:Basic[ \t]+([A-Za-z0-9+/]{8,}=*)|Token[ \t]+([A-Za-z0-9\-._~+/]{16,}=*))"
+        ),
+        -1,
         ("Authorization",),
     ),
+    # Google OAuth client secrets (2021 format).
+    ("Google OAuth Client Secret", re.compile(r"GOCSPX-[A-Za-z0-9_\-]{20,}"), 0, ("GOCSPX-",)),
+    # An Azure shared access signature: the sig parameter of a SAS URL or connection string.
+    ("Azure SAS Signature", re.compile(r"[?&;]sig=([A-Za-z0-9%+/=]{16,})"), 1, ("sig=",)),
+    # A URL's password without a user name (redis://:password@host): the basic-auth plugin
+    # wants a user.
+    ("Basic Auth Credentials", re.compile(r"[a-z][a-z0-9+.\-]*://:([^\s/@:'\"`]{1,256})@"), 1, ("://:",)),
+    # A Docker registry credential in config.json: base64 of "user:password".
+    (
+        "Docker Registry Auth",
+        re.compile(r"\"auth\"[ \t]*:[ \t]*\"([A-Za-z0-9+/]{8,}={0,2})\""),
+        1,
+        ('"auth"',),
+    ),
+    # A private key's PEM text encoded in base64 again, as Kubernetes Secrets' data holds it:
+    # "-----BEGIN" is "LS0tLS1CRUdJTi" (checked to name a private key after the match).
+    ("Private Key", re.compile(r"LS0tLS1CRUdJTi[A-Za-z0-9+/]{8,}={0,2}"), 0, ("LS0tLS1CRUdJTi",)),
+    # Credentials given on a command line or in code (each checked further in `_token_spans`).
+    ("Secret Keyword", _MYSQL_PASSWORD, 1, ("mysql", "mariadb")),
+    ("Secret Keyword", _CURL_USER, 1, ("-u", "--user")),
+    ("Secret Keyword", _SQL_IDENTIFIED, 1, ("IDENTIFIED", "identified", "Identified")),
+    ("Secret Keyword", _AUTH_PAIR, 1, ("auth",)),
 )
+# The header a base64 private key block decodes to (checked on "Private Key" token matches).
+_PEM_PRIVATE = b"PRIVATE KEY"
 # A quoted digest: git's SHA-1 (40 hex), SHA-224/256/384/512 (56, 64, 96, 128 hex).
 _DIGEST_HEX_LENGTHS = frozenset({40, 56, 64, 96, 128})
 # A Subresource Integrity value (W3C SRI: ``sha384-<base64>``, several separated by spaces).
@@ -416,6 +464,7 @@ class _Lines:
         self.text = text
         self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
         self._lowered: str | None = None
+        self._name_ends: list[int] | None = None
 
     def line_at(self, offset: int) -> tuple[int, str]:
         """(start offset, text without its line break) of the line holding ``offset``."""
@@ -430,10 +479,17 @@ class _Lines:
             yield start, self.text[start:end]
 
     @property
+    def name_ends(self) -> list[int]:
+        """`_credential_name_ends` of the text (computed once: three readers ask)."""
+        if self._name_ends is None:
+            self._name_ends = list(_credential_name_ends(self.text, self.lowered))
+        return self._name_ends
+
+    @property
     def lowered(self) -> str:
-        """The text lower-cased (computed once)."""
+        """The text lower-cased, offset for offset (computed once; `_lower_in_place`)."""
         if self._lowered is None:
-            self._lowered = self.text.lower()
+            self._lowered = _lower_in_place(self.text)
         return self._lowered
 
     def starts_with(self, words: tuple[str, ...]) -> list[int]:
@@ -542,6 +598,10 @@ def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tu
                 if plugin.secret_type == _JWT_KIND:
                     # The plugin's pattern ends lazily, before the signature: mask it too.
                     end = _JWT_TAIL.match(text, end).end()
+                elif plugin.secret_type != _PRIVATE_KEY_KIND:
+                    # A token longer than the plugin's pattern allows (Stripe's live keys
+                    # outgrew it): the rest of the token is masked with it.
+                    end = _TOKEN_TAIL.match(text, end).end()
                 yield plugin.secret_type, start, end
     if "PRIVATE KEY" in text or "PuTTY-User-Key-File" in text:
         for match in _PEM_BLOCK.finditer(text):
@@ -664,20 +724,29 @@ def _is_literal(value: str) -> bool:
     )
 
 
+def _lower_in_place(text: str) -> str:
+    """``text`` lower-cased with every offset kept: the few characters whose lower case is
+    longer (``İ``) stay as they are, so an offset in one is an offset in the other."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(low if len(low := char.lower()) == 1 else char for char in text)
+
+
 def _credential_name_ends(text: str, lowered: str) -> Iterator[int]:
-    """Offsets just past each credential keyword that ends a name (`_CREDENTIAL_NAME`), in order."""
-    if len(lowered) != len(text):  # a few characters change length when lower-cased: no shortcut
-        yield from (match.end() for match in _CREDENTIAL_NAME.finditer(text))
-        return
+    """Offsets just past each credential keyword that ends a name (`_CREDENTIAL_NAME`), in order.
+
+    ``lowered`` is ``text`` lower-cased offset for offset (`_lower_in_place`).
+    """
     ends: set[int] = set()
     for stem in _CREDENTIAL_STEMS:
         position = lowered.find(stem)
         while position >= 0:
+            end = position + len(stem)
             if stem == "key":
-                end = position + 3
                 before = lowered[max(0, position - 12) : position]
-                if before.endswith(("_", "-")):
-                    before = before[:-1]
+                if before.endswith(("_", "-", " ")):
+                    before = before[:-1]  # api_key, api-key, and prose's "access key"
                 if before.endswith(_KEY_PREFIXES) and (
                     end == len(lowered) or lowered[end] not in _NAME_CHARS
                 ):
@@ -686,11 +755,29 @@ def _credential_name_ends(text: str, lowered: str) -> Iterator[int]:
                 match = _CREDENTIAL_AT.match(lowered, position)
                 if match is not None:
                     ends.add(match.end())
+                elif stem == "pass" and _is_bare_pass(lowered, position):
+                    ends.add(end)
             position = lowered.find(stem, position + 1)
     yield from sorted(ends)
 
 
-def _assignment_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
+def _is_bare_pass(lowered: str, position: int) -> bool:
+    """Whether the ``pass`` at ``position`` ends a credential's name on its own: the last word of
+    a compound name (``DB_PASS``, ``db.pass``, ``smtp-pass``), Redis's ``requirepass``, or a
+    key set with ``:`` or ``=`` (``pass: ...``); not ``bypass``, ``compass``, ``passport`` nor
+    Python's ``pass`` statement."""
+    end = position + 4
+    if end < len(lowered) and lowered[end] in _NAME_CHARS:
+        return False
+    before = lowered[position - 1] if position else ""
+    if before in ("_", ".", "-") or lowered.endswith("require", 0, position):
+        return True
+    return not before.isalnum() and bool(_SET_AFTER.match(lowered, end))
+
+
+def _assignment_spans(
+    text: str, lines: _Lines, filename: str | None = None
+) -> Iterator[tuple[str, int, int]]:
     """A credential keyword's literal value wherever it stands, in any kind of text.
 
     A name ending in a credential keyword (`_CREDENTIAL_NAME`), then what assigns it a value
@@ -699,8 +786,16 @@ def _assignment_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]
     ``Password=...;`` in a connection string, ``<password>...</password>``, ``| DB_PASSWORD |
     `...` |``. A bare value ends at white space, a quote or one of ``,;()<>[]{}|``, and
     loses a sentence's closing ``.`` or ``:``.
+
+    Where the assignment is a setting, the value is judged as the keyword plugin judges a
+    configuration file's (`_is_setting_value`: letters only too): in a configuration file
+    (`_is_config_file`, for a password's or secret's name: ``db.pass=...`` in ``.properties``,
+    ``pass: ...`` in YAML), an XML
+    element (``<password>...</password>``) and a connection string's ``Pwd=...;``.
+    Elsewhere it must be a literal (`_is_literal`).
     """
-    for name_end in _credential_name_ends(text, lines.lowered):
+    config = _is_config_file(filename)
+    for name_end in lines.name_ends:
         if _WRITTEN_PLACEHOLDER.match(text, name_end - len("[secret")):
             continue  # the word of a placeholder
         match = _ASSIGNED.match(text, name_end)
@@ -720,16 +815,28 @@ def _assignment_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]
                 continue  # a type annotation or a union of types
             if match.group("sep") == "|" and not _CELL_END.match(text, end):
                 continue  # a pipe, not a Markdown table's cell
-            if _VARIABLE.fullmatch(value):
-                continue  # a variable: login(password=pw_value2)
+            if _VARIABLE.fullmatch(value) or value.startswith(":"):
+                continue  # a variable (login(password=pw_value2)); "::", a scope, not a value
             stripped = value.rstrip(".:")
             end -= len(value) - len(stripped)
             value = stripped
         elif group == "xml":
             start, end = _trimmed(text, start, end)
             value = text[start:end]
-        if _is_literal(value):
+        # Settings by a password's name only: "id-token: write" in a workflow file is a permission.
+        setting = (config and lines.lowered.endswith(_PASSWORD_WORDS, 0, name_end)) or (
+            group == "xml" or _in_connection_string(text, lines, end)
+        )
+        if _is_setting_value(value) if setting else _is_literal(value):
             yield _KEYWORD.secret_type, start, end
+
+
+def _in_connection_string(text: str, lines: _Lines, end: int) -> bool:
+    """Whether a value ending at ``end`` is one field of a connection string (``Server=db;Pwd=x;``):
+    followed by ``;`` on a line that holds two ``key=value;`` fields or more."""
+    if end >= len(text) or text[end] != ";":
+        return False
+    return len(_CONNECTION_FIELD.findall(lines.line_at(end)[1])) >= 2
 
 
 # After a credential name, a value set off by white space rather than ``=`` or ``:``: a Dockerfile's
@@ -738,7 +845,7 @@ def _assignment_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]
 _DOCKER_ENV = re.compile(r"[ \t]*ENV[ \t]+[\w.\-]*$")
 _FLAG = re.compile(r"(?:^|(?<=[\s\"'`(]))--[\w\-]*$")
 _SPACED_VALUE = re.compile(
-    r"""[ \t]+(?P<verb>(?:is|was)[ \t]+)?(?:(?P<quote>["'`])(?P<quoted>[^\n]{1,512}?)(?P=quote)|(?P<bare>[^\s'"`]{1,512}))"""
+    r"""[ \t]+(?P<verb>(?:is|was)[ \t]+)?(?:(?P<quote>["'`])(?P<quoted>[^\n"'`]{1,512})(?P=quote)|(?P<bare>[^\s'"`]{1,512}))"""
 )
 # A value set off by white space that holds an assignment of its own (base64's closing ``=`` aside).
 _ASSIGNMENT_INSIDE = re.compile(r"[=:](?!=*$)")
@@ -746,19 +853,30 @@ _DOCKER_VALUE = re.compile(r"[ \t]+(?P<value>[^\n]{1,512}?)[ \t]*(?:\\)?$", re.M
 # A mapping that names a setting and gives its value in two fields, as Kubernetes and Compose
 # ``env`` lists, ECS task definitions and CloudFormation parameters do (``- name: DB_PASSWORD``
 # then ``value: ...``; ``{"name": "API_KEY", "value": "..."}``; ``ParameterKey``/``ParameterValue``).
-_PAIR_NAME = re.compile(
-    r"""(?i)["']?\b(?:name|key|parameterkey|parametername)["']?[ \t]*[:=][ \t]*["']?(?P<name>[\w.\-]{2,128})["']?"""
-)
+_PAIR_KEY_BEFORE = re.compile(r"""(?i)(?:name|key|parameterkey|parametername)["']?[ \t]*[:=][ \t]*["']?$""")
 _PAIR_VALUE = re.compile(
     r"""(?i)["']?\b(?:value|parametervalue)["']?[ \t]*[:=][ \t]*"""
     r"""(?:(?P<quote>["'])(?P<quoted>[^\n]{1,512}?)(?P=quote)|(?P<bare>[^\s'",}\]()]{1,512}+)(?![(\[]))"""
 )
+# After a quoted name: its closing quote, a comma, a quoted value (an argument pair), not a key.
+_QUOTED_PAIR_REST = re.compile(r"""["'][ \t]*,[ \t]*(?P<q>["'])(?P<value>[^"'\n]{1,512})(?P=q)(?![ \t]*:)""")
 # The fields of one such mapping lie close together: the value is looked for this far after the
 # name (characters), and not past the end of the mapping (``}``) or the next list item.
 _PAIR_REACH = 256
 _PAIR_END = re.compile(r"[}{]|\n[ \t]*-[ \t]")
 # Shortest value of a configuration setting that is masked whole: shorter ones are flags and units.
 _MIN_SETTING = 4
+# One ``key=value;`` field of a connection string (ADO.NET, ODBC, JDBC properties).
+_CONNECTION_FIELD = re.compile(r"[A-Za-z][\w ]*=[^;=\n]*;")
+# The last words of a password's name (a setting of configuration is judged as one by these only).
+_PASSWORD_WORDS = ("pass", "password", "passwd", "pwd", "passphrase", "secret")
+# A name in code, with an underscore (``XXH3_kSecret``, ``_insecure_credentials``): not a value.
+_CODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9]*_[A-Za-z0-9_]*")
+# What a bare value set off by white space may be: a run of token characters starting with a
+# letter or digit (not ``(64-byte``, ``\u2013value``, ``XXH_NAME2(X,``).
+_BARE_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9!@#$%^&*+=~.\-/]*")
+# Shortest bare value said to be a credential (``the password is hunter2``).
+_MIN_STATED = 6
 
 
 def _is_setting_value(value: str) -> bool:
@@ -780,15 +898,35 @@ def _is_setting_value(value: str) -> bool:
     )
 
 
+def _is_stated(value: str) -> bool:
+    """Whether a bare value said to be a credential (``the password is hunter2``) is one.
+
+    Letters and digits both (``hunter2``, ``Passw0rd!``), at least `_MIN_STATED` characters,
+    and nothing that only names one (`_is_setting_value`) or is a name in code (`_IDENTIFIER`
+    with an underscore). Letters only (``the password is required``) is a word.
+    """
+    return (
+        len(value) >= _MIN_STATED
+        and any(c.isalpha() for c in value)
+        and any(c.isdigit() for c in value)
+        and _is_setting_value(value)
+        and not _CODE_NAME.fullmatch(value)
+    )
+
+
 def _spaced_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
-    """A credential name's value set off by white space (`_SPACED_VALUE`), in three places only.
+    """A credential name's value set off by white space (`_SPACED_VALUE`).
 
     A Dockerfile ``ENV DB_PASSWORD value`` line (Docker's legacy form: the value is the rest
-    of the line; `_is_setting_value`); a command-line flag ``--password value`` or ``--api-key
-    "value"``; prose, ``the admin password is value``. Flags and prose take only a value
-    `_is_literal` accepts, so ``--token TOKEN`` and ``the token is valid`` stay.
+    of the line; `_is_setting_value`). Elsewhere (a flag ``--password value``, prose ``the
+    password is value``, ``log in with password value``, SQL's ``PASSWORD 'value'``, a
+    directive ``requirepass value``), what follows is judged by how it is written: a quoted
+    or back-quoted value as a setting (`_is_setting_value`, no white space in it); a bare one
+    after ``is`` or ``was`` as a stated credential (`_is_stated`), and otherwise only as a
+    literal (`_is_literal`), so ``--token TOKEN``, ``the token is valid`` and ``pass
+    readings on`` stay.
     """
-    for name_end in _credential_name_ends(text, lines.lowered):
+    for name_end in lines.name_ends:
         start, line = lines.line_at(name_end)
         before = line[: name_end - start]
         if _DOCKER_ENV.match(before):
@@ -804,8 +942,6 @@ def _spaced_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
         match = _SPACED_VALUE.match(text, name_end)
         if match is None:
             continue
-        if match.group("verb") is None and not _FLAG.search(before[: len(before) - _name_length(before)]):
-            continue
         group = "quoted" if match.group("quoted") is not None else "bare"
         value_start, value_end = match.span(group)
         value = match.group(group)
@@ -815,7 +951,15 @@ def _spaced_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
             value = stripped
         if _ASSIGNMENT_INSIDE.search(value):
             continue  # ``password is ``password=...````: the assignment inside is found on its own
-        if _is_literal(value):
+        if group == "quoted":
+            accepted = _is_setting_value(value) and not any(c.isspace() for c in value)
+        elif not _BARE_TOKEN.fullmatch(value) or _CODE_NAME.fullmatch(value):
+            accepted = False
+        elif match.group("verb") is not None:
+            accepted = _is_stated(value)
+        else:
+            accepted = _is_literal(value)
+        if accepted:
             yield _KEYWORD.secret_type, value_start, value_end
 
 
@@ -831,24 +975,34 @@ def _name_length(before: str) -> int:
 
 
 def _pair_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
-    """The value of a name/value mapping whose name is a credential's (`_PAIR_NAME`, `_PAIR_VALUE`).
+    """The value of a name/value mapping whose name is a credential's (`_PAIR_KEY_BEFORE`, `_PAIR_VALUE`).
 
     ``- name: DB_PASSWORD`` then ``value: changeme`` in a Kubernetes or Compose ``env`` list,
     ``{"name": "API_KEY", "value": "..."}`` in an ECS task definition, CloudFormation's
     ``ParameterKey``/``ParameterValue``: the value, within `_PAIR_REACH` characters and the
-    same mapping, is masked when `_is_setting_value` accepts it.
+    same mapping, is masked when `_is_setting_value` accepts it. So is a quoted value right
+    after a quoted credential name and a comma (`_QUOTED_PAIR_REST`: PHP's ``define('DB_PASSWORD',
+    '...')``, ``os.environ.setdefault("API_KEY", "...")``), when it is a literal (`_is_literal`:
+    a list of names, ``("token", "position")``, is not).
     """
-    lowered = lines.lowered
-    if "value" not in lowered:
-        return
-    for named in _PAIR_NAME.finditer(text):
-        name = named.group("name")
-        if not any(end == len(name) for end in _credential_name_ends(name, name.lower())):
-            continue  # the mapping names no credential (DB_PASSWORD, apiKey; not PASSWORD_FILE)
-        reach = text[named.end() : named.end() + _PAIR_REACH]
+    has_value = "value" in lines.lowered
+    for name_end in lines.name_ends:
+        name_start = name_end
+        while name_start and (text[name_start - 1].isalnum() or text[name_start - 1] in "_.-"):
+            name_start -= 1
+        if name_end - name_start < 2 or (name_end < len(text) and text[name_end] not in "\"' \t\r\n,}"):
+            continue  # the keyword does not end the name here
+        paired = _QUOTED_PAIR_REST.match(text, name_end)
+        if paired is not None and name_start and text[name_start - 1] == text[name_end]:
+            if _is_literal(paired.group("value")):
+                yield _KEYWORD.secret_type, *paired.span("value")
+            continue
+        if not has_value or not _PAIR_KEY_BEFORE.search(text, max(0, name_start - 40), name_start):
+            continue
+        reach = text[name_end : name_end + _PAIR_REACH]
         stop = _PAIR_END.search(reach)
-        window_end = named.end() + (stop.start() if stop else len(reach))
-        valued = _PAIR_VALUE.search(text, named.end(), window_end)
+        window_end = name_end + (stop.start() if stop else len(reach))
+        valued = _PAIR_VALUE.search(text, name_end, window_end)
         if valued is None:
             continue
         group = "quoted" if valued.group("quoted") is not None else "bare"
@@ -884,15 +1038,40 @@ def _token_spans(text: str) -> Iterator[tuple[str, int, int]]:
         if not any(hint in text for hint in hints):
             continue
         for match in pattern.finditer(text):
-            if match.start() and text[match.start() - 1].isalnum():
+            if match.start() and text[match.start()].isalnum() and text[match.start() - 1].isalnum():
                 continue  # inside a longer word: "Bearer" of "NoBearer", "hf_" of "buf_"
-            start, end = match.span(group)
+            # Group -1: whichever alternative matched.
+            chosen = group if group >= 0 else next(i for i in range(1, pattern.groups + 1) if match.group(i))
+            start, end = match.span(chosen)
             value = text[start:end]
-            if kind == "Bearer Token" and not (
+            if (
+                pattern is _CURL_USER
+                and match.start()
+                and (text[match.start() - 1].isalnum() or text[match.start() - 1] in "_-")
+            ):
+                continue  # "-u" inside a word or a longer flag (re-use, --user-agent's tail)
+            if pattern is _SQL_IDENTIFIED and not _SQL_USER_STATEMENT.search(
+                text, text.rfind("\n", 0, match.start()) + 1, match.start()
+            ):
+                continue  # "the object identified by name": prose, not SQL
+            if kind == "Private Key" and not _encodes_private_key(value):
+                continue  # a certificate or a public key, encoded the same way
+            if kind == "Basic Auth Credentials" and (not _is_setting_value(value) or value.isupper()):
+                continue  # gist://:TOKEN@id: a placeholder in documentation
+            if match.group(0).startswith("Bearer") and not (
                 any(c.isalpha() for c in value) and any(c.isdigit() for c in value)
             ):
                 continue  # "Bearer authentication_scheme": prose, not a token
             yield kind, start, end
+
+
+def _encodes_private_key(value: str) -> bool:
+    # The first line decoded: "-----BEGIN ... PRIVATE KEY-----".
+    head = value[: 64 - 64 % 4]
+    try:
+        return _PEM_PRIVATE in base64.b64decode(head + "=" * (-len(head) % 4))
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _fenced_spans(text: str, filename: str | None) -> Iterator[tuple[str, int, int]]:
@@ -948,7 +1127,7 @@ def find_secrets(text: str, *, filename: str | None = None) -> list[SecretFindin
         *_keyword_spans(text, lines, filename),
         *_entropy_spans(text, lines, filename),
         *_fenced_spans(text, filename),
-        *_assignment_spans(text, lines),
+        *_assignment_spans(text, lines, filename),
         *_spaced_spans(text, lines),
         *_pair_spans(text, lines),
         *_credential_file_spans(text, filename),
