@@ -23,16 +23,22 @@ what masking needs and the plugins alone do not give:
   ``<password>...</password>``, a Markdown table row): detect-secrets' keyword list has no
   ``token`` and its patterns want a quoted value or a line of their own. The value must look
   like a literal (`_is_literal`), not a name, a call or a reference;
-- a credential name's value set off by white space, where that form is a setting
-  (`_spaced_spans`: a Dockerfile's legacy ``ENV DB_PASSWORD value``, a flag's ``--password
-  value``, prose's ``the password is value``), and a credential named in one field of a
-  mapping and given in another (`_pair_spans`: Kubernetes and Compose ``env`` lists' ``name``
-  and ``value``, ECS task definitions, CloudFormation's ``ParameterKey``/``ParameterValue``);
+- a credential name's value set off by white space (`_spaced_spans`: a Dockerfile's legacy
+  ``ENV DB_PASSWORD value``, a flag's ``--password value``, prose's ``the password is
+  value``, SQL's ``PASSWORD 'value'``), a credential named in one field of a mapping and
+  given in another (`_pair_spans`: Kubernetes and Compose ``env`` lists' ``name`` and
+  ``value``, ECS task definitions, CloudFormation's ``ParameterKey``/``ParameterValue``, a
+  quoted name and value pair), names ending in a bare ``pass`` (`_is_bare_pass`), and
+  settings judged as configuration where they are one (`_assignment_spans`);
 - credential files detect-secrets does not read: ``.netrc`` (``machine x login y password
   z``) and ``.pgpass`` (``host:port:db:user:password``) lines;
+- the whole of a token longer than its plugin's pattern (`_TOKEN_TAIL`: Stripe's live keys);
 - token formats its plugins do not know (`_TOKEN_FORMATS`: fine-grained GitHub tokens,
   Hugging Face, Anthropic and project OpenAI keys, PyPI tokens of any index, age secret
-  keys, Discord webhook URLs, ``Authorization: Bearer`` values);
+  keys, Discord webhook URLs, ``Authorization: Bearer`` and ``Basic`` values, Google OAuth
+  client secrets, Azure SAS signatures, URL passwords without a user, Docker registry
+  ``auth`` values, base64-encoded private keys, mysql's ``-p``, curl's ``-u user:password``,
+  SQL's ``IDENTIFIED BY``, ``auth=("user", "password")``);
 - fewer false positives: a quoted hex string of a digest's length (git's 40-hex SHA-1,
   SHA-256 and longer) on a line that names no credential, and a Subresource Integrity
   value (``sha384-...``), are digests, not keys; a keyword plugin's value that is itself a
