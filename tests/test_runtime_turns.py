@@ -464,6 +464,21 @@ def test_under_the_strict_preset_a_failed_thread_keeps_its_code_and_only_a_diges
     assert "max_context_bytes" not in caplog.text and thread.error_text in caplog.text
 
 
+def test_under_the_strict_preset_a_provider_failure_is_logged_by_code_and_digest_only(setup, caplog):
+    """The runtime's warning of a failed attempt shows what the records keep: under strict, a digest."""
+    down = ProviderError("PROVIDER_CONNECTION_ERROR", "refused by host-that-names-a-client.internal")
+    env, loaded, plan = setup(ScriptedProvider({"evidence_gather": [down, down]}))
+    loaded = dataclasses.replace(
+        loaded, profile=loaded.profile.model_copy(update={"redaction": {"preset": "strict"}})
+    )
+    with caplog.at_level("WARNING", logger="wf_pipeline.runtime"):
+        (output,) = run_turn_batch(env, loaded, "evidence_gather", [plan.target]).values()
+    assert output.error_code == "PROVIDER_CONNECTION_ERROR"
+    assert "host-that-names-a-client" not in caplog.text
+    assert f"PROVIDER_CONNECTION_ERROR: {output.error_text} (turn evidence_gather" in caplog.text
+    assert output.error_text.startswith("message withheld (redaction strict): sha256:")
+
+
 def test_under_the_strict_preset_a_failed_gate_records_a_digest_of_its_reasons(setup):
     provider = ScriptedProvider({"evidence_gather": [json.dumps({"claims": []})]})
     env, loaded, plan = setup(provider)

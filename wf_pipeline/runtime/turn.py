@@ -297,16 +297,18 @@ def run_turn(
                 response.text, turn.output_format, profile.artifact_policy.max_output_bytes
             )
         except WfError as exc:
-            # CODE: message first, as every error a user sees; the message carries the figures.
+            failed = _commit_failed(attempt, exc, len(failures) + 1)
+            failures.append(failed)
+            # CODE: message first, as every error a user sees; the message as the records keep
+            # it (its figures, or its digest under a preset that hashes free text).
             log.warning(
                 "%s: %s (turn %s of thread %s, attempt %d)",
                 exc.code,
-                exc.message,
+                failed.error_text,
                 turn.turn_id,
                 thread.thread_id,
                 number,
             )
-            failures.append(_commit_failed(attempt, exc, len(failures) + 1))
             raise _RecordedFailure(exc) from exc
         return attempt, response, output_bytes
 
