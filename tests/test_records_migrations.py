@@ -501,3 +501,48 @@ def _legacy_hash() -> str:
             "prev_hash": GENESIS,
         }
     )
+
+
+def test_a_store_at_0010_gets_admin_approvals_and_keeps_its_identities(record_store_url) -> None:
+    from alembic import command
+
+    from wf_pipeline.security.identities import admin_refusal
+
+    migrate_to(record_store_url, "0010_audit_seal")
+    table = f'"{record_store_url.schema}".wf_identities' if record_store_url.schema else "wf_identities"
+    engine = sql_engine(record_store_url)
+    try:
+        with engine.begin() as conn:
+            # Two admins as the release before approvals registered them: no approval columns.
+            for name, at in (("root", 1), ("second", 2)):
+                conn.execute(
+                    sa.text(
+                        f"INSERT INTO {table} (schema_version, name, public_key, role, created_at_ms) "
+                        "VALUES (1, :name, :key, 'admin', :at)"
+                    ),
+                    {"name": name, "key": name.encode().ljust(32, b"\x00"), "at": at},
+                )
+    finally:
+        engine.dispose()
+    with open_record_store(record_store_url.url, schema=record_store_url.schema) as store:
+        root, second = store.get_identity("root"), store.get_identity("second")
+        assert (root.approved_by, root.approval, second.approved_by) == (None, None, None)
+        # The first admin stays one; a later admin nobody approved is none until re-registered.
+        assert admin_refusal(store, root) is None
+        assert "never approved" in admin_refusal(store, second)
+    assert stored_revisions(record_store_url) == [HEAD_REVISION]
+    assert schema_differences(record_store_url) == []
+    engine = sql_engine(record_store_url)
+    try:
+        with engine.connect() as conn:
+            command.downgrade(_alembic_config(conn, record_store_url.schema, "wf_"), "0010_audit_seal")
+            conn.commit()
+        with engine.connect() as conn:
+            columns = {
+                c["name"]
+                for c in sa.inspect(conn).get_columns("wf_identities", schema=record_store_url.schema)
+            }
+    finally:
+        engine.dispose()
+    assert stored_revisions(record_store_url) == ["0010_audit_seal"]
+    assert not {"approved_by", "approval"} & columns and {"name", "role"} <= columns

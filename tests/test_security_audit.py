@@ -187,6 +187,26 @@ def test_deleted_altered_and_reordered_events_are_reported_with_their_positions(
     assert paged == report
 
 
+def test_a_schema_version_this_release_does_not_write_is_reported_altered(sql_target) -> None:
+    # event_hash does not cover schema_version (old trails must keep verifying), so the
+    # check is on its value: 1 is what this release writes.
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        fill(store, 8)
+    table = _table(sql_target)
+    with owner_connection(sql_target) as conn:
+        conn.exec_driver_sql(f"UPDATE {table} SET schema_version = 99 WHERE seq = 7")
+        conn.exec_driver_sql(f"UPDATE {table} SET schema_version = 0 WHERE seq = 2")
+
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        report = verify_audit_chain(store, key=KEY)
+        paged = verify_audit_chain(store, key=KEY, page=3)
+
+    assert not report.ok
+    assert [(p.seq, p.kind) for p in report.problems] == [(2, "altered"), (7, "altered")]
+    assert "schema_version 99" in report.problems[1].detail
+    assert paged.problems == report.problems
+
+
 def test_the_first_event_deleted_or_linked_elsewhere_is_reported(sql_target) -> None:
     with open_record_store(sql_target.url, schema=sql_target.schema) as store:
         fill(store, 5)

@@ -30,7 +30,7 @@ from wf_pipeline.crypto.open import open_keyring
 from wf_pipeline.crypto.store import EncryptedArtifactStore
 from wf_pipeline.errors import SecurityError, WfError
 from wf_pipeline.metadata.canonical import canonical_json, digest
-from wf_pipeline.metadata.records import TombstoneRecord
+from wf_pipeline.metadata.records import IdentityRecord, TombstoneRecord
 from wf_pipeline.profiles.encryption import EncryptionPolicy
 from wf_pipeline.records import RecordStore, open_record_store
 from wf_pipeline.security.audit import audit_events, verify_audit_chain
@@ -40,7 +40,7 @@ from wf_pipeline.security.grants import (
     grant_record,
     issue_grant,
 )
-from wf_pipeline.security.identities import create_identity
+from wf_pipeline.security.identities import create_identity, load_private_key, public_key_bytes
 from wf_pipeline.service.privileged import read_privileged, read_privileged_to
 from wf_pipeline.service.telemetry import query_telemetry
 from wf_pipeline.settings import Settings
@@ -149,7 +149,9 @@ def build_home(
         : 4 * identities
     ]:
         keys[name] = root / "keys" / f"{name}.pem"
-        create_identity(records, name, admin=admin, key_path=keys[name], now_ms=T0)
+        # The first admin needs no approval; the second is approved by the first.
+        approver = load_private_key(keys["admin"]) if name == "admin2" else None
+        create_identity(records, name, admin=admin, key_path=keys[name], now_ms=T0, approver_key=approver)
     keys["not-a-key"] = root / "keys" / "not-a-key.pem"
     keys["not-a-key"].parent.mkdir(parents=True, exist_ok=True)
     keys["not-a-key"].write_text("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n")
@@ -256,6 +258,26 @@ def _bad_signature(home: Home):
     body = json.loads(signed.file_bytes())
     body["signature"] = base64.b64encode(bytes(raw)).decode()
     return _render(home), canonical_json(body), {}
+
+
+def _self_issued(home: Home):
+    """A grant an admin signed for itself, recorded around `issue_grant` (which refuses it)."""
+    signed = signed_by(home.key("admin"), document(home, grantee="admin"))
+    home.records.add_grant(grant_record(signed))
+    return _render(home), signed, {"requester": "admin"}
+
+
+def _by_admin_row(home: Home, **approval) -> tuple[str, SignedGrant, dict]:
+    """A grant by "mallory", written into the identities table as an admin (no `wf` command can)."""
+    key = Ed25519PrivateKey.generate()
+    home.records.add_identity(
+        IdentityRecord(
+            name="mallory", public_key=public_key_bytes(key), role="admin", created_at_ms=T0 + 1, **approval
+        )
+    )
+    signed = signed_by(key, document(home, issuer="mallory"))
+    home.records.add_grant(grant_record(signed))
+    return _render(home), signed, {}
 
 
 def _with_nan(signed: SignedGrant) -> bytes:
@@ -405,7 +427,22 @@ DENIALS: list[tuple[str, str | tuple[str, str], Case]] = [
         "PRIVILEGED_OUT_INVALID",
         lambda h: (_render(h), h.issue(), {"out": h.settings.home / "no-such-dir" / "payload.bin"}),
     ),
+    ("self-issued", "GRANT_SELF_ISSUED", _self_issued),
+    ("issuer an admin nobody approved", "GRANT_ISSUER_NOT_ADMIN", _by_admin_row),
+    (
+        "issuer an admin whose approval does not verify",
+        "GRANT_ISSUER_NOT_ADMIN",
+        lambda h: _by_admin_row(h, approved_by="admin", approval=b"\x00" * 64),
+    ),
+    (
+        "issuer an admin approved by a reader",
+        "GRANT_ISSUER_NOT_ADMIN",
+        lambda h: _by_admin_row(h, approved_by="bob", approval=b"\x00" * 64),
+    ),
 ]
+
+#: Codes refused when a grant is issued, never when one is read (no read can meet them).
+ISSUE_ONLY_CODES = {"GRANT_SCOPE_INVALID"}
 
 
 def test_the_matrix_has_at_least_twenty_cases_and_covers_every_denial_code() -> None:
@@ -414,7 +451,7 @@ def test_the_matrix_has_at_least_twenty_cases_and_covers_every_denial_code() -> 
     from wf_pipeline.errors import CATALOGUE
 
     denial_codes = {name for name in CATALOGUE if name.startswith(("GRANT_", "PRIVILEGED_"))}
-    assert denial_codes <= codes
+    assert denial_codes - ISSUE_ONLY_CODES <= codes
 
 
 @pytest.mark.parametrize(("name", "code", "build"), DENIALS, ids=[name for name, _, _ in DENIALS])
@@ -806,6 +843,210 @@ def test_a_grant_that_cannot_be_issued_or_written_is_not_recorded(
     assert not out.exists()
 
 
+# --- who may make admins, issue and revoke -------------------------------------------------------
+
+
+def test_the_first_admin_is_free_and_every_later_admin_needs_an_admins_approval(home: Home, tmp_path) -> None:
+    path = tmp_path / "mallory.pem"
+    with pytest.raises(SecurityError) as unapproved:
+        create_identity(home.records, "mallory", admin=True, key_path=path, now_ms=NOW)
+    with pytest.raises(SecurityError) as by_reader:
+        create_identity(
+            home.records, "mallory", admin=True, key_path=path, now_ms=NOW, approver_key=home.key("bob")
+        )
+
+    assert unapproved.value.code == "IDENTITY_ADMIN_APPROVAL_REQUIRED"
+    assert by_reader.value.code == "IDENTITY_NOT_ADMIN"
+    assert home.records.get_identity("mallory") is None and not path.exists()
+    # Approved by the second admin, itself approved by the first: a chain of two.
+    carol = create_identity(
+        home.records,
+        "carol",
+        admin=True,
+        key_path=tmp_path / "carol.pem",
+        now_ms=NOW,
+        approver_key=home.key("admin2"),
+    )
+    assert carol.approved_by == "admin2" and len(carol.approval) == 64
+    home.keys["carol"] = tmp_path / "carol.pem"
+    assert home.read(_render(home), home.issue(admin="carol")).payload
+
+
+def test_an_approval_binds_the_name_and_the_key_it_was_given_for(home: Home) -> None:
+    # An approval copied to another name or key (a forged row) makes no admin.
+    admin2 = home.records.get_identity("admin2")
+    for name, key in (("eve", admin2.public_key), ("admin3", public_key_bytes(Ed25519PrivateKey.generate()))):
+        forged = IdentityRecord(
+            name=name,
+            public_key=key,
+            role="admin",
+            created_at_ms=NOW,
+            approved_by="admin",
+            approval=admin2.approval,
+        )
+        home.records.add_identity(forged)
+    from wf_pipeline.security.identities import admin_refusal
+
+    assert admin_refusal(home.records, admin2) is None
+    assert "does not verify" in admin_refusal(home.records, home.records.get_identity("eve"))
+    assert "does not verify" in admin_refusal(home.records, home.records.get_identity("admin3"))
+
+
+def test_an_admin_cannot_issue_a_grant_to_itself(home: Home) -> None:
+    with pytest.raises(SecurityError) as caught:
+        home.issue(grantee="admin")
+
+    assert caught.value.code == "GRANT_SELF_ISSUED"
+    assert home.records.list_grants() == []
+    # Another admin may grant it: the two-person rule, not a ban on admins reading.
+    assert home.read(_render(home), home.issue(admin="admin2", grantee="admin"), requester="admin").payload
+
+
+def test_an_unapproved_admin_row_cannot_issue(home: Home) -> None:
+    key = Ed25519PrivateKey.generate()
+    home.records.add_identity(
+        IdentityRecord(name="mallory", public_key=public_key_bytes(key), role="admin", created_at_ms=NOW)
+    )
+
+    with pytest.raises(SecurityError) as caught:
+        issue_grant(
+            home.records,
+            key,
+            grantee="alice",
+            capability="prompt_payload_read",
+            scope={"workflow_id": WORKFLOW},
+            reasons=("incident_response",),
+            max_bytes=10,
+            rate=(1, HOUR),
+            expires_in_ms=HOUR,
+            now_ms=NOW,
+        )
+
+    assert caught.value.code == "IDENTITY_NOT_ADMIN"
+    assert home.records.list_grants() == []
+
+
+def test_a_revocation_needs_an_admins_key_and_is_audited_before_it_is_applied(home: Home) -> None:
+    from wf_pipeline.service.grants import revoke_grant
+
+    grant = home.issue()
+    grant_id = grant.document.grant_id
+    before = head_seq(home)
+
+    with pytest.raises(SecurityError) as by_reader:
+        revoke_grant(home.settings, grant_id, admin_key_file=home.keys["alice"])
+    assert by_reader.value.code == "IDENTITY_NOT_ADMIN"
+    assert home.records.get_grant(grant_id).revoked_at_ms is None
+    revoked = revoke_grant(home.settings, grant_id, admin_key_file=home.keys["admin2"], reason="compromised")
+    again = revoke_grant(home.settings, grant_id, admin_key_file=home.keys["admin"])
+
+    assert revoked["state"] == again["state"] == "revoked" and again["audit_event_id"] is None
+    denied, allowed = new_events(home, before)
+    assert (denied.requester, denied.outcome, denied.code, denied.grant_id) == (
+        "alice",
+        "deny",
+        "IDENTITY_NOT_ADMIN",
+        grant_id,
+    )
+    assert (allowed.event_id, allowed.requester, allowed.outcome, allowed.code) == (
+        revoked["audit_event_id"],
+        "admin2",
+        "allow",
+        None,
+    )
+    assert (allowed.grant_id, allowed.reason_code, allowed.artifact_ids, allowed.bytes) == (
+        grant_id,
+        "compromised",
+        (),
+        0,
+    )
+    assert allowed.policy_version == "grant-revoke/1" and allowed.scope["workflow_id"] == WORKFLOW
+    assert home.records.get_grant(grant_id).revoked_at_ms == allowed.at_ms
+    assert verify_audit_chain(home.records).ok
+    with pytest.raises(SecurityError) as caught:
+        home.read(_render(home), grant)
+    assert caught.value.code == "GRANT_REVOKED"
+
+
+def test_a_revocation_the_trail_cannot_record_is_not_applied(home: Home) -> None:
+    from wf_pipeline.service.grants import revoke_grant
+
+    grant = home.issue()
+    engine = sa.create_engine(home.settings.records_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE wf_audit_events")
+    engine.dispose()
+
+    with pytest.raises(SecurityError) as caught:
+        revoke_grant(home.settings, grant.document.grant_id, admin_key_file=home.keys["admin"])
+
+    assert caught.value.code == "AUDIT_UNAVAILABLE"
+    assert home.records.get_grant(grant.document.grant_id).revoked_at_ms is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "figure"),
+    [
+        ({"thread_id": "garbage"}, "thread id 'garbage'"),
+        ({"thread_id": "thread:" + "A" * 24}, "thread: and 24"),
+        ({"node_id": "garbage"}, "node id 'garbage'"),
+        ({"node_id": "node:" + "a" * 24}, "node: and 64"),
+        ({"workflow_id": "nonexistent_wf"}, "docs_writer_thread_v1"),
+    ],
+)
+def test_a_scope_that_could_never_match_is_not_issued(
+    home: Home, tmp_path, changes: dict, figure: str
+) -> None:
+    from wf_pipeline.service.grants import issue_grant_file
+
+    out = tmp_path / "grant.json"
+    with pytest.raises(SecurityError) as caught:
+        issue_grant_file(home.settings, **issue_options(home, out=out, **changes))
+
+    assert caught.value.code == "GRANT_SCOPE_INVALID"
+    assert figure in caught.value.message
+    assert home.records.list_grants() == [] and not out.exists()
+
+
+def test_a_scope_of_real_ids_or_of_a_workflow_with_recorded_threads_is_issued(home: Home, tmp_path) -> None:
+    from wf_pipeline.service.grants import issue_grant_file
+
+    node = "node:" + "ab" * 32
+    scoped = issue_grant_file(
+        home.settings,
+        **issue_options(home, out=tmp_path / "a.json", thread_id=home.main.thread.thread_id, node_id=node),
+    )
+    # No profile of the catalogue defines it, but its threads are recorded.
+    retired = issue_grant_file(
+        home.settings, **issue_options(home, out=tmp_path / "b.json", workflow_id=OTHER_WORKFLOW)
+    )
+
+    assert (scoped["thread_id"], scoped["node_id"], scoped["state"]) == (
+        home.main.thread.thread_id,
+        node,
+        "active",
+    )
+    assert retired["workflow_id"] == OTHER_WORKFLOW
+
+
+def test_the_identity_listing_tells_admins_from_admin_rows_nobody_approved(home: Home) -> None:
+    from wf_pipeline.service.grants import list_identities
+
+    home.records.add_identity(
+        IdentityRecord(name="mallory", public_key=b"m" * 32, role="admin", created_at_ms=T0 + 1)
+    )
+
+    standing = {row["name"]: (row["standing"], row["approved_by"]) for row in list_identities(home.settings)}
+
+    assert standing == {
+        "admin": ("first-admin", None),
+        "admin2": ("approved", "admin"),
+        "alice": (None, None),
+        "bob": (None, None),
+        "mallory": ("not-admin", None),
+    }
+
+
 # --- concurrency: budget and rate hold across processes ------------------------------------------
 
 READER = textwrap.dedent(
@@ -920,8 +1161,22 @@ def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> Non
             assert json.loads(made.stdout)["key_file"] == str(keys / f"{args[0]}.pem")
             assert b"PRIVATE KEY" not in made.stdout + made.stderr
         assert stat.S_IMODE(os.stat(keys / "alice.pem").st_mode) == 0o600
+        # A second admin needs the first's approval; anyone can still make a reader.
+        mallory = wf(home, "identity", "create", "mallory", "--admin", "--out", str(keys))
+        assert mallory.returncode == 1 and not (keys / "mallory.pem").exists()
+        assert mallory.stderr.decode().startswith("IDENTITY_ADMIN_APPROVAL_REQUIRED: ")
+        approved = wf(
+            home, "identity", "create", "ops", "--admin", "--approved-by", str(keys / "admin.pem"),
+            "--out", str(keys), "--json",
+        )  # fmt: skip
+        assert approved.returncode == 0, approved.stderr
+        assert json.loads(approved.stdout)["approved_by"] == "admin"
         listed = json.loads(wf(home, "identity", "list", "--json").stdout)
-        assert [(i["name"], i["role"]) for i in listed] == [("admin", "admin"), ("alice", "reader")]
+        assert [(i["name"], i["role"], i["standing"]) for i in listed] == [
+            ("admin", "admin", "first-admin"),
+            ("alice", "reader", None),
+            ("ops", "admin", "approved"),
+        ]
 
         grant_file = tmp_path / "grant.json"
         issued = wf(
@@ -966,7 +1221,10 @@ def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> Non
         assert outside.returncode == 1 and outside.stdout == b""
         assert outside.stderr.decode().startswith("GRANT_SCOPE_TURN: ")
 
-        revoked = wf(home, "grants", "revoke", grant_id, "--json")
+        unsigned = wf(home, "grants", "revoke", grant_id)
+        assert unsigned.returncode == 2 and b"--admin" in unsigned.stderr
+        revoked = wf(home, "grants", "revoke", grant_id, "--admin", str(keys / "ops.pem"), "--json")
+        assert revoked.returncode == 0, revoked.stderr
         assert json.loads(revoked.stdout)["state"] == "revoked"
         after = wf(home, "privileged", "read", artifact, *read_args)
         assert after.returncode == 1 and after.stdout == b""
@@ -979,8 +1237,10 @@ def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> Non
             ("allow", None),
             ("allow", None),
             ("deny", "GRANT_SCOPE_TURN"),
+            ("allow", None),  # the revocation, by ops
             ("deny", "GRANT_REVOKED"),
         ]
+        assert (events[3].requester, events[3].policy_version) == ("ops", "grant-revoke/1")
         listed = wf(home, "audit", "list", "--json")
         assert listed.returncode == 0, listed.stderr
         assert [e["code"] for e in json.loads(listed.stdout)["events"]] == [e.code for e in events]
@@ -1013,6 +1273,20 @@ def test_no_other_command_prints_a_prompt_or_context_payload(tmp_path) -> None:
         assert done.returncode == 0, done.stderr
         for canary in CANARIES:
             assert canary not in done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_an_empty_grant_file_path_is_a_usage_error(home: Home) -> None:
+    done = wf(
+        home,
+        "grants", "issue", "--admin", str(home.keys["admin"]), "--grantee", "alice",
+        "--capability", "prompt_payload_read", "--workflow", WORKFLOW, "--expires", "1h",
+        "--reason", "incident_response", "--max-bytes", "1000", "--rate", "10/min", "--out", "",
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert b"--out needs a file path" in done.stderr and b"is a folder" not in done.stderr
+    assert home.records.list_grants() == []
 
 
 @pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")

@@ -835,7 +835,8 @@ IDENTITY_UNKNOWN = _code("IDENTITY_UNKNOWN", SecurityError, meaning="no identity
 IDENTITY_NOT_ADMIN = _code(
     "IDENTITY_NOT_ADMIN",
     SecurityError,
-    meaning="the key given to sign a grant is not the registered key of an admin identity (nothing issued)",
+    meaning="the key given to sign a grant, revoke one or approve an admin is not the registered key of an "
+    "admin identity whose approval verifies (nothing issued, revoked or registered)",
 )
 GRANT_MALFORMED = _code(
     "GRANT_MALFORMED",
@@ -852,7 +853,10 @@ GRANT_ISSUER_UNKNOWN = _code(
     "GRANT_ISSUER_UNKNOWN", SecurityError, meaning="the grant's issuer is not a registered identity"
 )
 GRANT_ISSUER_NOT_ADMIN = _code(
-    "GRANT_ISSUER_NOT_ADMIN", SecurityError, meaning="the grant's issuer is registered, but not as an admin"
+    "GRANT_ISSUER_NOT_ADMIN",
+    SecurityError,
+    meaning="the grant's issuer is registered, but not as an admin, or as an admin whose approval does not "
+    "verify (neither the store's first admin nor approved by an admin)",
 )
 GRANT_UNKNOWN = _code(
     "GRANT_UNKNOWN",
@@ -935,6 +939,24 @@ PRIVILEGED_ARTIFACT_GONE = _code(
     "PRIVILEGED_ARTIFACT_GONE",
     SecurityError,
     meaning="the artifact was deleted by retention or compaction (it has a tombstone); nothing to read",
+)
+IDENTITY_ADMIN_APPROVAL_REQUIRED = _code(
+    "IDENTITY_ADMIN_APPROVAL_REQUIRED",
+    SecurityError,
+    meaning="an admin is registered already, so a new admin needs an existing admin's approval "
+    "(wf identity create NAME --admin --approved-by KEYFILE); nothing registered",
+)
+GRANT_SELF_ISSUED = _code(
+    "GRANT_SELF_ISSUED",
+    SecurityError,
+    meaning="the grant's grantee is its issuer: an admin may not grant reads to itself (two-person rule); "
+    "refused at issue, denied at read",
+)
+GRANT_SCOPE_INVALID = _code(
+    "GRANT_SCOPE_INVALID",
+    SecurityError,
+    meaning="a grant's scope could never match (a thread id that is not thread: + 24 hex, a node id that is "
+    "not node: + 64 hex, a workflow neither the profile catalogue nor the record store knows); nothing issued",
 )
 
 

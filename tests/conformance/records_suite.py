@@ -1402,6 +1402,13 @@ def check_identities_first_writer_wins_and_list_by_name(backend: RecordBackend) 
     store.add_identity(make_identity("amy"))
     assert [i.name for i in backend.open().list_identities()] == ["amy", "zed"]
     assert store.get_identity("zed") == first and store.get_identity("nobody") is None
+    # An admin's approval (approver's name, 64-byte signature) reads back as written; others have none.
+    approved = make_identity("ann", role="admin").model_copy(
+        update={"approved_by": "zed", "approval": b"\x07" * 64}
+    )
+    store.add_identity(approved)
+    assert backend.open().get_identity("ann") == approved
+    assert (first.approved_by, first.approval) == (None, None)
     with pytest.raises(RecordError) as caught:
         store.add_identity(IdentityRecord.model_construct(name="short", public_key=b"x", role="reader"))
     assert caught.value.code == "RECORD_INVALID"

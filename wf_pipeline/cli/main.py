@@ -538,8 +538,8 @@ def cmd_identity(args: argparse.Namespace) -> int:
     """``wf identity create|list``: Ed25519 identities (`wf_pipeline.service.grants`).
 
     Args:
-        args: the parsed command line (``action``; ``name``, ``admin`` and ``out`` for
-            create; ``json``).
+        args: the parsed command line (``action``; ``name``, ``admin``, ``approved_by`` and
+            ``out`` for create; ``json``).
 
     Returns:
         The exit status, 0. ``create`` prints the name, role, public key fingerprint and
@@ -547,17 +547,20 @@ def cmd_identity(args: argparse.Namespace) -> int:
         identities.
 
     Raises:
-        WfError: ``IDENTITY_INVALID``, ``IDENTITY_EXISTS``, ``RECORD_*``; `main` prints them
-            and exits 1.
+        WfError: ``IDENTITY_INVALID``, ``IDENTITY_EXISTS``, ``IDENTITY_ADMIN_APPROVAL_REQUIRED``,
+            ``IDENTITY_NOT_ADMIN``, ``RECORD_*``; `main` prints them and exits 1.
     """
     from wf_pipeline.service import grants
 
     settings = _settings()
     if args.action == "create":
         out = Path(args.out) if args.out is not None else None
+        approved_by = Path(args.approved_by) if args.approved_by is not None else None
         _emit(
             args,
-            grants.create_identity_file(settings, args.name, admin=args.admin, out_dir=out),
+            grants.create_identity_file(
+                settings, args.name, admin=args.admin, out_dir=out, approved_by=approved_by
+            ),
             _render_identity,
         )
     else:
@@ -571,16 +574,17 @@ def cmd_grants(args: argparse.Namespace) -> int:
     Args:
         args: the parsed command line (``action``; for issue ``admin``, ``grantee``,
             ``capability``, ``workflow``, ``thread``, ``node``, ``turns``, ``expires``,
-            ``not_before``, ``reason``, ``max_bytes``, ``rate``, ``out``; ``grant_id`` for
-            revoke; ``json``).
+            ``not_before``, ``reason``, ``max_bytes``, ``rate``, ``out``; ``grant_id``,
+            ``admin`` and ``reason`` for revoke; ``json``).
 
     Returns:
         The exit status, 0. Prints grant ids, scopes, limits, usage and states; ``issue``
         also the grant file's path.
 
     Raises:
-        WfError: ``IDENTITY_*``, ``GRANT_MALFORMED``, ``GRANT_UNKNOWN``, ``RECORD_*``; `main`
-            prints them and exits 1.
+        WfError: ``IDENTITY_*``, ``GRANT_MALFORMED``, ``GRANT_SCOPE_INVALID``, ``GRANT_SELF_ISSUED``,
+            ``GRANT_UNKNOWN``, ``AUDIT_UNAVAILABLE`` (revoke: nothing revoked), ``RECORD_*``;
+            `main` prints them and exits 1.
     """
     from wf_pipeline.service import grants
 
@@ -606,7 +610,7 @@ def cmd_grants(args: argparse.Namespace) -> int:
     elif args.action == "revoke":
         _emit(
             args,
-            grants.revoke_grant(settings, args.grant_id),
+            grants.revoke_grant(settings, args.grant_id, admin_key_file=Path(args.admin), reason=args.reason),
             lambda c, g: print_line(c, f"{_grant_line(g)}"),
         )
     else:
@@ -1008,8 +1012,18 @@ def _render_identities(console: Console, rows: list[dict]) -> None:
         return
     print_table(
         console,
-        ("name", "role", "public key", "created (ms)"),
-        [(i["name"], i["role"], i["public_key_sha256"], i["created_at_ms"]) for i in rows],
+        ("name", "role", "standing", "approved by", "public key", "created (ms)"),
+        [
+            (
+                i["name"],
+                i["role"],
+                i["standing"] or "",
+                i["approved_by"] or "",
+                i["public_key_sha256"],
+                i["created_at_ms"],
+            )
+            for i in rows
+        ],
     )
 
 
@@ -1400,6 +1414,16 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
             return f"give exactly one of THREAD_ID, --workflow{extra}"
     if args.command == "telemetry":
         return _telemetry_usage_problem(args)
+    if args.command == "grants" and args.action == "issue" and not args.out.strip():
+        # Path("") is the current folder: say what is wrong instead of ". is a folder".
+        return "--out needs a file path for the grant file, e.g. --out grant.json"
+    if (
+        args.command == "identity"
+        and args.action == "create"
+        and args.approved_by is not None
+        and not args.admin
+    ):
+        return "--approved-by approves an admin: give it with --admin"
     if args.command == "privileged" and args.json and args.out is None:
         # The payload and a JSON summary cannot share stdout, and a read that delivers
         # nothing must not be charged or audited as an allow.
@@ -1667,6 +1691,11 @@ def build_parser() -> argparse.ArgumentParser:
     identity_create.add_argument("name", metavar="NAME", help="the identity's name (a-z 0-9 . _ -)")
     identity_create.add_argument("--admin", action="store_true", help="may sign grants (default: reader)")
     identity_create.add_argument(
+        "--approved-by",
+        metavar="KEYFILE",
+        help="an existing admin's private key file, approving the new admin (needed once a store has an admin)",
+    )
+    identity_create.add_argument(
         "--out",
         metavar="DIR",
         help="folder of the private key file NAME.pem, mode 0600 (default $WF_HOME/identities)",
@@ -1703,8 +1732,15 @@ def build_parser() -> argparse.ArgumentParser:
     grant_issue.add_argument(
         "--out", required=True, metavar="GRANTFILE", help="the grant file to write (0600)"
     )
-    grant_revoke = grant_action("revoke", "revoke a grant: every later read under it is denied")
+    grant_revoke = grant_action("revoke", "revoke a grant (audited): every later read under it is denied")
     grant_revoke.add_argument("grant_id", metavar="GRANT_ID", help="the grant (see: wf grants list)")
+    grant_revoke.add_argument("--admin", required=True, metavar="KEYFILE", help="an admin's private key file")
+    # Checked by the service (GRANT_REASON_NOT_ALLOWED names the list), as issue's reasons are.
+    grant_revoke.add_argument(
+        "--reason",
+        metavar="CODE",
+        help="why: compromised, no_longer_needed, issued_in_error, incident_response, compliance_review",
+    )
     grant_action("list", "list recorded grants with their scope, limits, usage and state")
 
     privileged = command(

@@ -452,12 +452,21 @@ class IdentityRecord(_Record):
         public_key: the raw 32-byte Ed25519 public key (RFC 8032).
         role: see `IDENTITY_ROLES`.
         created_at_ms: when it was registered.
+        approved_by: the admin whose key approved this admin (None: unapproved, as the
+            store's first admin and every identity registered before revision
+            0011_identity_approval are); `wf_pipeline.security.identities`.
+        approval: ``approved_by``'s Ed25519 signature (64 bytes) over the approval message
+            of this name and public key (`wf_pipeline.security.identities.approval_message`).
     """
 
     name: NonEmpty
     public_key: bytes = Field(min_length=32, max_length=32)
     role: IdentityRole
     created_at_ms: int
+    # Loose on purpose: a row altered into a bad approval still loads, and the approval's
+    # check (not the loader) says the identity is no admin.
+    approved_by: str | None = None
+    approval: bytes | None = None
 
 
 class GrantRecord(_Record):

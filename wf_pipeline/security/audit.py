@@ -53,7 +53,7 @@ from typing import Any, Literal
 
 from wf_pipeline.errors import AUDIT_UNAVAILABLE, RECORD_INTEGRITY, RecordError, SecurityError, WfError
 from wf_pipeline.metadata.canonical import DIGEST_PREFIX, canonical_json, digest_json
-from wf_pipeline.metadata.records import AuditEventRecord
+from wf_pipeline.metadata.records import SCHEMA_VERSION, AuditEventRecord
 from wf_pipeline.records.protocol import RecordStore
 from wf_pipeline.security.audit_key import AuditKey, AuditKeySource
 
@@ -94,6 +94,10 @@ HASHED_FIELDS: tuple[str, ...] = (
 )
 #: Events `verify_audit_chain` reads per query: memory stays flat however long the trail.
 VERIFY_PAGE = 1000
+#: The ``schema_version`` values this release writes. ``event_hash`` does not cover the
+#: column (changing the hash would break every trail written so far), so
+#: `verify_audit_chain` reports any other value as "altered" instead.
+WRITTEN_SCHEMA_VERSIONS: frozenset[int] = frozenset({SCHEMA_VERSION})
 
 
 @dataclass(frozen=True)
@@ -416,7 +420,9 @@ def verify_audit_chain(
 
     For each event, in pages of ``page`` events (memory stays flat for millions): its seq
     must follow the previous one's (a gap: "deleted" at the first missing seq, ``count``
-    positions); its ``event_hash`` must be `event_hash_of` its fields ("altered"); its
+    positions); its ``event_hash`` must be `event_hash_of` its fields and its
+    ``schema_version`` one of `WRITTEN_SCHEMA_VERSIONS`, which the hash does not cover
+    ("altered"); its
     ``prev_hash`` must be the previous event's ``event_hash`` (`GENESIS_HASH` at seq 1).
     A ``prev_hash`` that names another event of the trail is "reordered"; one that names
     no event is "deleted" at the position before (the event there was removed or
@@ -482,6 +488,15 @@ def verify_audit_chain(
             if event_hash_of(event) != event.event_hash:
                 problems.append(
                     ChainProblem(event.seq, "altered", f"event {event.seq} does not match its event_hash")
+                )
+            elif event.schema_version not in WRITTEN_SCHEMA_VERSIONS:
+                problems.append(
+                    ChainProblem(
+                        event.seq,
+                        "altered",
+                        f"event {event.seq} has schema_version {event.schema_version}; this release writes "
+                        f"only {', '.join(map(str, sorted(WRITTEN_SCHEMA_VERSIONS)))}",
+                    )
                 )
             expected_prev = GENESIS_HASH if head is None else head.event_hash
             # After a row that did not load, the link to it cannot be checked: that row is

@@ -27,6 +27,8 @@ from wf_pipeline.errors import (
     GRANT_ISSUER_NOT_ADMIN,
     GRANT_ISSUER_UNKNOWN,
     GRANT_MALFORMED,
+    GRANT_SCOPE_INVALID,
+    GRANT_SELF_ISSUED,
     GRANT_SIGNATURE_INVALID,
     IDENTITY_NOT_ADMIN,
     IDENTITY_UNKNOWN,
@@ -37,7 +39,7 @@ from wf_pipeline.metadata.canonical import canonical_json, digest, parse_json
 from wf_pipeline.metadata.durations import parse_duration_ms
 from wf_pipeline.metadata.records import GrantRecord, IdentityRecord
 from wf_pipeline.records.protocol import RecordStore, field_errors
-from wf_pipeline.security.identities import identity_of_key
+from wf_pipeline.security.identities import admin_refusal, identity_of_key
 
 Capability = Literal["prompt_payload_read", "context_payload_read"]
 #: The capabilities a grant may carry.
@@ -185,6 +187,35 @@ def parse_turns(text: str) -> tuple[int, int]:
     return low, high
 
 
+#: A thread id: ``thread:`` and 24 lower-case hex digits (`wf_pipeline.metadata.canonical.derived_id`).
+THREAD_ID_RE = re.compile(r"^thread:[0-9a-f]{24}$")
+#: A node id: ``node:`` and 64 lower-case hex digits (the Merkle ids of `wf_pipeline.tree.scan`).
+NODE_ID_RE = re.compile(r"^node:[0-9a-f]{64}$")
+
+
+def check_scope_ids(thread_id: str | None, node_id: str | None) -> None:
+    """Refuse a thread or node id that no record can have, so a grant never holds a scope that cannot match.
+
+    Args:
+        thread_id: None (any thread) or `THREAD_ID_RE`.
+        node_id: None (any node) or `NODE_ID_RE`.
+
+    Raises ``GRANT_SCOPE_INVALID`` naming the option and the expected shape (the value
+    itself only as its first 40 characters).
+    """
+    for what, value, pattern, shape in (
+        ("thread", thread_id, THREAD_ID_RE, "thread: and 24 lower-case hex digits"),
+        ("node", node_id, NODE_ID_RE, "node: and 64 lower-case hex digits"),
+    ):
+        if value is not None and not pattern.fullmatch(value):
+            raise SecurityError(
+                GRANT_SCOPE_INVALID,
+                f"{what} id {value[:40]!r} ({len(value)} characters) is not {shape}; "
+                "a grant scoped to it could never match",
+                field=what,
+            )
+
+
 def parse_signed_grant(data: bytes) -> SignedGrant:
     """The signed grant in a grant file's bytes; the signature is not checked here.
 
@@ -222,11 +253,14 @@ def parse_signed_grant(data: bytes) -> SignedGrant:
 
 
 def verify_signature(records: RecordStore, signed: SignedGrant) -> IdentityRecord:
-    """The issuer of ``signed``, after its signature verifies and its role is checked.
+    """The issuer of ``signed``, after its signature verifies and its standing as an admin is checked.
 
     Raises ``GRANT_ISSUER_UNKNOWN`` (the issuer is not registered), ``GRANT_SIGNATURE_INVALID``
     (the Ed25519 signature does not verify against the issuer's registered public key:
-    a changed document, another signer, a damaged signature), ``GRANT_ISSUER_NOT_ADMIN``.
+    a changed document, another signer, a damaged signature), ``GRANT_ISSUER_NOT_ADMIN``
+    (its role is not admin, or its admin approval does not verify: `admin_refusal`),
+    ``GRANT_SELF_ISSUED`` (the grantee is the issuer, by name or by key: the two-person
+    rule `issue_grant` enforces, so only a grant recorded around it gets here).
     """
     grant_id = signed.document.grant_id
     issuer = records.get_identity(signed.document.issuer)
@@ -244,10 +278,16 @@ def verify_signature(records: RecordStore, signed: SignedGrant) -> IdentityRecor
             f"grant {grant_id} signature does not verify against issuer {issuer.name}'s public key",
             grant_id=grant_id,
         ) from None
-    if issuer.role != "admin":
+    refusal = admin_refusal(records, issuer)
+    if refusal is not None:
+        raise SecurityError(GRANT_ISSUER_NOT_ADMIN, f"grant {grant_id} issuer: {refusal}", grant_id=grant_id)
+    grantee = records.get_identity(signed.document.grantee)
+    if signed.document.grantee == issuer.name or (
+        grantee is not None and grantee.public_key == issuer.public_key
+    ):
         raise SecurityError(
-            GRANT_ISSUER_NOT_ADMIN,
-            f"grant {grant_id} issuer {issuer.name} has role {issuer.role}, not admin",
+            GRANT_SELF_ISSUED,
+            f"grant {grant_id} was issued by {issuer.name} to itself; a grant needs another admin's signature",
             grant_id=grant_id,
         )
     return issuer
@@ -309,19 +349,25 @@ def issue_grant(
     Returns:
         The `SignedGrant` (its `SignedGrant.file_bytes` is the grant file).
 
-    Raises ``IDENTITY_NOT_ADMIN`` (the key is no registered admin's), ``IDENTITY_UNKNOWN``
-    (no such grantee), ``GRANT_MALFORMED`` (a field fails `GrantDocument`'s checks),
-    ``RECORD_UNAVAILABLE``. Nothing is recorded on failure.
+    Raises ``IDENTITY_NOT_ADMIN`` (the key is no registered admin's, or that admin's
+    approval does not verify: `admin_refusal`), ``IDENTITY_UNKNOWN`` (no such grantee),
+    ``GRANT_SELF_ISSUED`` (the grantee is the issuer: the two-person rule, after NIST SP
+    800-53 AC-5 separation of duties), ``GRANT_MALFORMED`` (a field fails
+    `GrantDocument`'s checks), ``RECORD_UNAVAILABLE``. Nothing is recorded on failure.
     """
     issuer = identity_of_key(records, admin_key)
-    if issuer is None or issuer.role != "admin":
-        raise SecurityError(
-            IDENTITY_NOT_ADMIN,
-            "the signing key is not the registered key of an admin identity"
-            + ("" if issuer is None else f" ({issuer.name} has role {issuer.role})"),
-        )
-    if records.get_identity(grantee) is None:
+    refusal = "it is no registered identity's" if issuer is None else admin_refusal(records, issuer)
+    if issuer is None or refusal is not None:
+        raise SecurityError(IDENTITY_NOT_ADMIN, f"the signing key cannot issue grants: {refusal}")
+    found = records.get_identity(grantee)
+    if found is None:
         raise SecurityError(IDENTITY_UNKNOWN, f"grantee {grantee[:80]!r} is not a registered identity")
+    if found.name == issuer.name or found.public_key == issuer.public_key:
+        raise SecurityError(
+            GRANT_SELF_ISSUED,
+            f"{issuer.name} may not grant reads to itself; another admin must issue the grant",
+            grantee=grantee,
+        )
     start = now_ms if not_before_ms is None else not_before_ms
     try:
         document = GrantDocument(

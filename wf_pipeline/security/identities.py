@@ -6,6 +6,16 @@ registers the name, the raw 32-byte public key (RFC 8032) and the role, ``admin`
 grants) or ``reader`` (is granted reads). Whoever later presents the key file proves
 to be that identity: its public key must equal the registered one. Keys are made and
 used with ``cryptography``; nothing here prints or logs a private key.
+
+Admins vouch for admins. The store's first admin is registered freely (there is nobody
+to approve it); every later admin needs an existing admin's private key, whose Ed25519
+signature over the new admin's name and public key (`approval_message`) is recorded with
+it (``approved_by``, ``approval``). `admin_refusal` re-checks that chain whenever an
+admin's authority is used: an admin is one only when it is the store's first admin
+(`first_admin`: the earliest registered, then by name) or its approval verifies under
+the key of an approver that is itself an admin. So a ``wf`` user without an admin's key
+cannot make an admin. Someone who can write the record store's tables directly can (the
+audit trail's seal covers the trail, not identities).
 """
 
 from __future__ import annotations
@@ -17,19 +27,21 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from wf_pipeline.errors import (
+    IDENTITY_ADMIN_APPROVAL_REQUIRED,
     IDENTITY_EXISTS,
     IDENTITY_INVALID,
+    IDENTITY_NOT_ADMIN,
     IDENTITY_RESERVED,
     PRIVILEGED_OUT_INVALID,
     SecurityError,
     os_reason,
 )
-from wf_pipeline.metadata.canonical import digest
+from wf_pipeline.metadata.canonical import canonical_json, digest
 from wf_pipeline.metadata.records import IdentityRecord
 from wf_pipeline.records.protocol import RecordStore
 
@@ -42,6 +54,8 @@ RESERVED_REQUESTER = "unknown"
 RESERVED_NAMES: frozenset[str] = frozenset({RESERVED_REQUESTER})
 #: Mode of a key or grant file: readable and writable by its owner only.
 PRIVATE_FILE_MODE = 0o600
+#: The format tag of the message an admin signs to approve another; a new shape gets a new tag.
+APPROVAL_FORMAT = "wf-admin-approval/1"
 
 
 def check_identity_name(name: Any) -> str:
@@ -171,8 +185,81 @@ def private_key_pem(key: Ed25519PrivateKey) -> bytes:
     )
 
 
+def approval_message(name: str, public_key: bytes) -> bytes:
+    """The bytes an admin signs to approve ``name`` with ``public_key`` as an admin.
+
+    Canonical JSON of ``{"format": APPROVAL_FORMAT, "name", "public_key": <hex>, "role": "admin"}``:
+    the approval binds the name to that key and that role, so it cannot be moved to
+    another identity or key.
+    """
+    body = {"format": APPROVAL_FORMAT, "name": name, "public_key": public_key.hex(), "role": "admin"}
+    return canonical_json(body)
+
+
+def first_admin(identities: list[IdentityRecord]) -> IdentityRecord | None:
+    """The store's first admin among ``identities``: the earliest registered, then by name; None without admins.
+
+    It needs no approval (bootstrap): nobody could have given one.
+    """
+    admins = [found for found in identities if found.role == "admin"]
+    return min(admins, key=lambda found: (found.created_at_ms, found.name), default=None)
+
+
+def admin_refusal(records: RecordStore, identity: IdentityRecord) -> str | None:
+    """Why ``identity`` is not an admin now, or None when it is one.
+
+    It is one when its role is ``admin`` and it is `first_admin`, or its ``approval`` is a
+    valid Ed25519 signature of `approval_message` (its name and public key) under the
+    registered key of ``approved_by``, another identity that is itself an admin by this
+    rule (checked up the chain; a cycle never reaches the first admin and fails).
+
+    Args:
+        records: where identities are registered.
+        identity: the identity to judge.
+
+    Returns:
+        None, or one sentence naming the identity and the broken link (names only, never keys).
+
+    Raises ``RECORD_UNAVAILABLE``.
+    """
+    everyone = {found.name: found for found in records.list_identities()}
+    first = first_admin(list(everyone.values()))
+    current: IdentityRecord | None = identity
+    seen: set[str] = set()
+    while current is not None:
+        if current.role != "admin":
+            return f"{identity.name} is no admin: {current.name} has role {current.role}"
+        if first is not None and current.name == first.name and current.public_key == first.public_key:
+            return None
+        if current.approved_by is None or current.approval is None:
+            return f"{identity.name} is no admin: admin {current.name} was never approved by another admin"
+        if current.name in seen or current.approved_by == current.name:
+            return f"{identity.name} is no admin: the approvals of {current.name} form a cycle"
+        seen.add(current.name)
+        approver = everyone.get(current.approved_by)
+        if approver is None:
+            return f"{identity.name} is no admin: approver {current.approved_by[:80]!r} is not registered"
+        try:
+            Ed25519PublicKey.from_public_bytes(approver.public_key).verify(
+                current.approval, approval_message(current.name, current.public_key)
+            )
+        except (InvalidSignature, ValueError):
+            return (
+                f"{identity.name} is no admin: the approval of {current.name} does not verify "
+                f"against {approver.name}'s public key"
+            )
+        current = approver
+    return None  # pragma: no cover  # the loop returns on every path
+
+
 def create_identity(
-    records: RecordStore, name: str, *, admin: bool, key_path: Path, now_ms: int
+    records: RecordStore,
+    name: str,
+    *,
+    admin: bool,
+    key_path: Path,
+    now_ms: int,
+    approver_key: Ed25519PrivateKey | None = None,
 ) -> IdentityRecord:
     """Make an Ed25519 key pair for ``name``, write its private key to ``key_path``, register it.
 
@@ -182,22 +269,35 @@ def create_identity(
         admin: register it as ``admin`` (may sign grants) instead of ``reader``.
         key_path: the key file to create (mode 0600); it must not exist.
         now_ms: the registration time (Unix epoch ms).
+        approver_key: for an admin: an existing admin's private key, which signs
+            `approval_message` of the new name and key. Needed once any admin is
+            registered; the first admin of a store needs none. Only for admins.
 
     Returns:
-        The registered `IdentityRecord`.
+        The registered `IdentityRecord` (with ``approved_by`` and ``approval`` when approved).
 
-    Raises ``IDENTITY_INVALID`` (bad name, unwritable folder), ``IDENTITY_RESERVED``, ``IDENTITY_EXISTS`` (the
-    name is registered or the key file exists; nothing is written, and a key file written
-    by a registration that lost a race is removed), ``RECORD_UNAVAILABLE``.
+    Raises ``IDENTITY_INVALID`` (bad name, unwritable folder, an approver for a reader),
+    ``IDENTITY_RESERVED``, ``IDENTITY_EXISTS`` (the name is registered or the key file
+    exists; nothing is written, and a key file written by a registration that lost a race
+    is removed), ``IDENTITY_ADMIN_APPROVAL_REQUIRED`` (an admin exists and no approver key
+    was given; nothing written), ``IDENTITY_NOT_ADMIN`` (the approver key is not an admin's
+    by `admin_refusal`; nothing written), ``RECORD_UNAVAILABLE``.
     """
     check_identity_name(name)
     if records.get_identity(name) is not None:
         raise SecurityError(IDENTITY_EXISTS, f"identity {name} is already registered", name=name)
+    approver = _approver(records, name, admin=admin, approver_key=approver_key)
     key = Ed25519PrivateKey.generate()
     # The key file first: a registered public key whose private key was never kept is useless.
     write_private_file(key_path, private_key_pem(key))
+    public_key = public_key_bytes(key)
     record = IdentityRecord(
-        name=name, public_key=public_key_bytes(key), role="admin" if admin else "reader", created_at_ms=now_ms
+        name=name,
+        public_key=public_key,
+        role="admin" if admin else "reader",
+        created_at_ms=now_ms,
+        approved_by=None if approver is None else approver.name,
+        approval=None if approver_key is None else approver_key.sign(approval_message(name, public_key)),
     )
     try:
         stored = records.add_identity(record)
@@ -210,6 +310,35 @@ def create_identity(
     return stored
 
 
+def _approver(
+    records: RecordStore, name: str, *, admin: bool, approver_key: Ed25519PrivateKey | None
+) -> IdentityRecord | None:
+    # The admin whose key approves a new admin; None for a reader and for a store's first admin.
+    if not admin:
+        if approver_key is not None:
+            raise SecurityError(
+                IDENTITY_INVALID, f"an approval is for admins; {name} is registered as a reader"
+            )
+        return None
+    if approver_key is None:
+        existing = first_admin(records.list_identities())
+        if existing is None:
+            return None  # the first admin: nobody could approve it
+        raise SecurityError(
+            IDENTITY_ADMIN_APPROVAL_REQUIRED,
+            f"admin {existing.name} is registered already: a new admin {name} needs an admin's approval "
+            "(--approved-by KEYFILE); nothing registered",
+            name=name,
+        )
+    approver = identity_of_key(records, approver_key)
+    refusal = "its key is no registered identity's" if approver is None else admin_refusal(records, approver)
+    if approver is None or refusal is not None:
+        raise SecurityError(
+            IDENTITY_NOT_ADMIN, f"the approving key cannot approve admin {name}: {refusal}", name=name
+        )
+    return approver
+
+
 def identity_of_key(records: RecordStore, key: Ed25519PrivateKey) -> IdentityRecord | None:
     """The registered identity whose public key is ``key``'s, or None."""
     wanted = public_key_bytes(key)
@@ -217,10 +346,11 @@ def identity_of_key(records: RecordStore, key: Ed25519PrivateKey) -> IdentityRec
 
 
 def identity_dict(record: IdentityRecord) -> dict[str, Any]:
-    """JSON-ready facts of an identity: name, role, public key fingerprint (``sha256:``), created_at_ms."""
+    """JSON-ready facts of an identity: name, role, public key fingerprint (``sha256:``), created_at_ms, approved_by."""
     return {
         "name": record.name,
         "role": record.role,
         "public_key_sha256": key_fingerprint(record.public_key),
         "created_at_ms": record.created_at_ms,
+        "approved_by": record.approved_by,
     }

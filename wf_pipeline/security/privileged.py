@@ -373,7 +373,7 @@ def privileged_read(
     Raises ``SecurityError`` with the first failing check's code (each audited as a deny
     event first): ``IDENTITY_INVALID`` (the key file), ``refusal``'s code,
     ``PRIVILEGED_ARTIFACT_ID_INVALID`` (not ``sha256:`` + 64 hex; recorded bounded), ``GRANT_MALFORMED``, ``GRANT_ISSUER_UNKNOWN``, ``GRANT_SIGNATURE_INVALID``,
-    ``GRANT_ISSUER_NOT_ADMIN``, ``GRANT_UNKNOWN``, ``GRANT_GRANTEE_UNKNOWN``,
+    ``GRANT_ISSUER_NOT_ADMIN``, ``GRANT_SELF_ISSUED``, ``GRANT_UNKNOWN``, ``GRANT_GRANTEE_UNKNOWN``,
     ``GRANT_GRANTEE_MISMATCH``, ``GRANT_NOT_YET_VALID``, ``GRANT_EXPIRED``, ``GRANT_REVOKED``,
     ``GRANT_REASON_NOT_ALLOWED``, ``PRIVILEGED_ARTIFACT_UNKNOWN``, ``PRIVILEGED_ARTIFACT_GONE``,
     ``GRANT_SCOPE_WORKFLOW``, ``GRANT_SCOPE_THREAD``, ``GRANT_SCOPE_NODE``, ``GRANT_SCOPE_TURN``,
