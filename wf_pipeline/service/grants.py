@@ -30,6 +30,7 @@ from wf_pipeline.security.identities import (
     load_private_key,
     write_private_file,
 )
+from wf_pipeline.service.privileged import check_out_of_home
 from wf_pipeline.settings import Settings
 
 #: Folder under the home where `create_identity_file` writes key files unless told otherwise.
@@ -123,8 +124,9 @@ def issue_grant_file(
     Returns:
         `grant_dict` of the recorded grant plus ``grant_file``.
 
-    Raises ``PRIVILEGED_OUT_INVALID`` (``out`` cannot be written: checked before anything is
-    recorded; a write that still fails revokes the grant just recorded), ``IDENTITY_INVALID``
+    Raises ``PRIVILEGED_OUT_INVALID`` (``out`` cannot be written, or lies in the home or a
+    store of the product (`check_out_of_home`): checked before anything is recorded; a write
+    that still fails revokes the grant just recorded), ``IDENTITY_INVALID``
     (key file), ``IDENTITY_NOT_ADMIN``, ``IDENTITY_UNKNOWN`` (grantee), ``GRANT_MALFORMED``
     (bad options: durations, rate, turn range, a byte budget outside 0..2**63-1, text that
     is not UTF-8), ``RECORD_*``.
@@ -135,7 +137,7 @@ def issue_grant_file(
         _check_text(text, what)
     # The grant file's path first: a grant recorded active whose file was never written is
     # a capability nobody holds, yet it counts in every listing.
-    check_out_path(out)
+    check_out_path(check_out_of_home(settings, out))
     key = load_private_key(admin_key_file)
     scope: dict[str, Any] = {"workflow_id": workflow_id, "thread_id": thread_id, "node_id": node_id}
     if turns is not None:
