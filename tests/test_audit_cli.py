@@ -285,3 +285,34 @@ def test_verify_catches_a_rewritten_tail_with_the_homes_key_and_says_when_it_has
     )
     assert "seals NOT checked" in home.wf("audit", "verify").stdout
     assert not (home.root / "keys" / "audit.key").exists()  # verify never makes a key
+
+
+def test_a_limit_past_a_64_bit_integer_is_a_usage_error(home) -> None:
+    for limit in ("9223372036854775808", str(10**30), "0"):
+        done = home.wf("audit", "list", "--limit", limit)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and "--limit" in done.stderr
+    largest = home.wf("audit", "list", "--limit", "9223372036854775807", "--json")
+    assert largest.returncode == 0, largest.stderr
+
+
+def test_the_store_refuses_a_limit_past_a_64_bit_integer_with_a_code(home) -> None:
+    from wf_pipeline.errors import RecordError
+
+    with home.records() as store, pytest.raises(RecordError) as caught:
+        store.audit_records(limit=2**63)
+    assert caught.value.code == "RECORD_INVALID"
+
+
+@pytest.mark.parametrize("action", ["verify", "list", "export"])
+def test_a_records_file_that_is_no_database_is_a_record_code(tmp_path, action: str) -> None:
+    root = tmp_path / "home"
+    root.mkdir()
+    (root / "records.db").write_bytes(b"this is not a SQLite database, only text long enough " * 4)
+    home = Home(root, f"sqlite:///{root / 'records.db'}", None)
+
+    done = home.wf("audit", action)
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("RECORD_UNAVAILABLE: "), done.stderr[-600:]
+    assert "Traceback" not in done.stderr

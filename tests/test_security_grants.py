@@ -40,7 +40,12 @@ from wf_pipeline.security.grants import (
     grant_record,
     issue_grant,
 )
-from wf_pipeline.security.identities import create_identity, load_private_key, public_key_bytes
+from wf_pipeline.security.identities import (
+    MAX_PRIVATE_FILE_BYTES,
+    create_identity,
+    load_private_key,
+    public_key_bytes,
+)
 from wf_pipeline.service.privileged import read_privileged, read_privileged_to
 from wf_pipeline.service.telemetry import query_telemetry
 from wf_pipeline.settings import Settings
@@ -91,7 +96,9 @@ class Home:
         }
         return issue_grant(self.records, self.key(admin), grantee=grantee, **arguments)
 
-    def grant_file(self, content: SignedGrant | bytes) -> Path:
+    def grant_file(self, content: SignedGrant | bytes | Path) -> Path:
+        if isinstance(content, Path):
+            return content  # a file given as it is (e.g. /dev/zero)
         path = self.settings.home / f"grant-{uuid.uuid4().hex[:8]}.json"
         path.write_bytes(content.file_bytes() if isinstance(content, SignedGrant) else content)
         return path
@@ -99,7 +106,7 @@ class Home:
     def read(
         self,
         artifact_id: str,
-        grant: SignedGrant | bytes,
+        grant: SignedGrant | bytes | Path,
         *,
         requester: str = "alice",
         reason: str = "incident_response",
@@ -155,6 +162,11 @@ def build_home(
     keys["not-a-key"] = root / "keys" / "not-a-key.pem"
     keys["not-a-key"].parent.mkdir(parents=True, exist_ok=True)
     keys["not-a-key"].write_text("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n")
+    if identities:
+        # Alice's own key followed by more bytes than any key file holds: refused for its size.
+        keys["padded"] = root / "keys" / "padded.pem"
+        keys["padded"].write_bytes(keys["alice"].read_bytes() + b"\n" * MAX_PRIVATE_FILE_BYTES)
+    keys["endless"] = Path("/dev/zero")
     return Home(settings, env, records, keys, *threads)
 
 
@@ -287,8 +299,42 @@ def _with_nan(signed: SignedGrant) -> bytes:
     return json.dumps(body).encode()
 
 
+def _kek_of(home: Home, artifact_id: str) -> str:
+    return home.records.data_keys_for([artifact_id])[artifact_id].kek_id
+
+
+def _shred(home: Home, artifact_id: str) -> None:
+    """Destroy the KEK that wraps ``artifact_id``'s data key (`wf keys destroy`): crypto-shredding."""
+    open_keyring(home.settings, home.records, required=True).destroy(_kek_of(home, artifact_id))
+
+
+def _shredded(home: Home):
+    artifact = _render(home, 2)
+    _shred(home, artifact)
+    return artifact, home.issue(), {}
+
+
+def _missing(home: Home):
+    artifact = _render(home, 2)
+    open_cas(home.settings.cas_url).delete(artifact)
+    return artifact, home.issue(), {}
+
+
+def _padded_grant(signed: SignedGrant) -> bytes:
+    """A valid grant file followed by more white space than any grant file holds (valid JSON still)."""
+    return signed.file_bytes() + b" " * MAX_PRIVATE_FILE_BYTES
+
+
+# Bad key files: the audit event names the requester "unknown".
+BAD_KEYS = ("not-a-key", "padded", "endless")
+
 DENIALS: list[tuple[str, str | tuple[str, str], Case]] = [
     ("key file not a key", "IDENTITY_INVALID", lambda h: (_render(h), h.issue(), {"requester": "not-a-key"})),
+    # Key and grant files are read with a bound (a few tens of KiB), whatever the path names.
+    ("key file too large", "IDENTITY_INVALID", lambda h: (_render(h), h.issue(), {"requester": "padded"})),
+    ("key file endless", "IDENTITY_INVALID", lambda h: (_render(h), h.issue(), {"requester": "endless"})),
+    ("grant file too large", "GRANT_MALFORMED", lambda h: (_render(h), _padded_grant(h.issue()), {})),
+    ("grant file endless", "GRANT_MALFORMED", lambda h: (_render(h), Path("/dev/zero"), {})),
     ("not json", "GRANT_MALFORMED", lambda h: (_render(h), b"{not json", {})),
     (
         "field missing",
@@ -354,17 +400,20 @@ DENIALS: list[tuple[str, str | tuple[str, str], Case]] = [
         lambda h: (h.main.system, h.issue(), {}),
     ),
     ("deleted by retention", "PRIVILEGED_ARTIFACT_GONE", _gone),
-    # Told "unknown", as an id of no artifact is (nothing outside the grant's workflow is said
-    # to exist); audited with the scope check it failed.
+    # A payload that cannot be returned is denied before anything is charged, not allowed.
+    ("object missing from the CAS", "PRIVILEGED_ARTIFACT_GONE", _missing),
+    ("crypto-shredded (KEK destroyed)", "PRIVILEGED_ARTIFACT_SHREDDED", _shredded),
+    # Told "unknown", as an id of no artifact is (nothing outside the grant's scope is said
+    # to exist, in any of its dimensions); audited with the scope check it failed.
     (
         "another workflow",
         ("PRIVILEGED_ARTIFACT_UNKNOWN", "GRANT_SCOPE_WORKFLOW"),
         lambda h: (_render(h, 1, h.foreign), h.issue(), {}),
     ),
-    # Retention's deletion is told only within the scope.
+    # Retention's deletion and shredding are told only within the scope.
     (
         "deleted, and of another thread",
-        "GRANT_SCOPE_THREAD",
+        ("PRIVILEGED_ARTIFACT_UNKNOWN", "GRANT_SCOPE_THREAD"),
         lambda h: (
             _gone(h)[0],
             h.issue(scope={"workflow_id": WORKFLOW, "thread_id": h.sibling.thread.thread_id}),
@@ -372,8 +421,17 @@ DENIALS: list[tuple[str, str | tuple[str, str], Case]] = [
         ),
     ),
     (
+        "shredded, and of another thread",
+        ("PRIVILEGED_ARTIFACT_UNKNOWN", "GRANT_SCOPE_THREAD"),
+        lambda h: (
+            _shredded(h)[0],
+            h.issue(scope={"workflow_id": WORKFLOW, "thread_id": h.sibling.thread.thread_id}),
+            {},
+        ),
+    ),
+    (
         "another thread",
-        "GRANT_SCOPE_THREAD",
+        ("PRIVILEGED_ARTIFACT_UNKNOWN", "GRANT_SCOPE_THREAD"),
         lambda h: (
             _render(h, 1, h.sibling),
             h.issue(scope={"workflow_id": WORKFLOW, "thread_id": h.main.thread.thread_id}),
@@ -382,7 +440,7 @@ DENIALS: list[tuple[str, str | tuple[str, str], Case]] = [
     ),
     (
         "another node",
-        "GRANT_SCOPE_NODE",
+        ("PRIVILEGED_ARTIFACT_UNKNOWN", "GRANT_SCOPE_NODE"),
         lambda h: (
             _render(h, 1, h.sibling),
             h.issue(scope={"workflow_id": WORKFLOW, "node_id": "node:pkg"}),
@@ -391,12 +449,12 @@ DENIALS: list[tuple[str, str | tuple[str, str], Case]] = [
     ),
     (
         "turn after the range",
-        "GRANT_SCOPE_TURN",
+        ("PRIVILEGED_ARTIFACT_UNKNOWN", "GRANT_SCOPE_TURN"),
         lambda h: (_render(h, 3), h.issue(scope={"workflow_id": WORKFLOW, "min_seq": 1, "max_seq": 2}), {}),
     ),
     (
         "turn before the range",
-        "GRANT_SCOPE_TURN",
+        ("PRIVILEGED_ARTIFACT_UNKNOWN", "GRANT_SCOPE_TURN"),
         lambda h: (_render(h, 1), h.issue(scope={"workflow_id": WORKFLOW, "min_seq": 2, "max_seq": 3}), {}),
     ),
     (
@@ -420,12 +478,28 @@ DENIALS: list[tuple[str, str | tuple[str, str], Case]] = [
     (
         "output path is a folder",
         "PRIVILEGED_OUT_INVALID",
-        lambda h: (_render(h), h.issue(), {"out": h.settings.home}),
+        lambda h: (_render(h), h.issue(), {"out": h.settings.home.parent}),
     ),
     (
         "output folder missing",
         "PRIVILEGED_OUT_INVALID",
-        lambda h: (_render(h), h.issue(), {"out": h.settings.home / "no-such-dir" / "payload.bin"}),
+        lambda h: (_render(h), h.issue(), {"out": h.settings.home.parent / "no-such-dir" / "payload.bin"}),
+    ),
+    # The output file is replaced by an atomic rename: never over the product's own state.
+    (
+        "output is the master key",
+        "PRIVILEGED_OUT_INVALID",
+        lambda h: (_render(h), h.issue(), {"out": h.settings.home / "keys" / "master.key"}),
+    ),
+    (
+        "output is the record store",
+        "PRIVILEGED_OUT_INVALID",
+        lambda h: (_render(h), h.issue(), {"out": h.settings.home / "records.db"}),
+    ),
+    (
+        "output name too long",
+        "PRIVILEGED_OUT_INVALID",
+        lambda h: (_render(h), h.issue(), {"out": Path("/tmp") / ("o" * 300)}),
     ),
     ("self-issued", "GRANT_SELF_ISSUED", _self_issued),
     ("issuer an admin nobody approved", "GRANT_ISSUER_NOT_ADMIN", _by_admin_row),
@@ -475,7 +549,7 @@ def test_each_denial_has_its_code_and_a_deny_event(
     assert event.artifact_ids == (artifact_id,)
     assert event.reason_code == options.get("reason", "incident_response")
     requester = options.get("requester", "alice")
-    assert event.requester == ("unknown" if requester == "not-a-key" else requester)
+    assert event.requester == ("unknown" if requester in BAD_KEYS else requester)
     assert verify_audit_chain(home.records).ok
 
 
@@ -496,7 +570,9 @@ def test_a_grant_cannot_tell_an_artifact_of_another_workflow_from_no_artifact(ho
     ]
 
 
-def json_grant_id(data: bytes) -> str | None:
+def json_grant_id(data: bytes | Path) -> str | None:
+    if isinstance(data, Path) or len(data) > MAX_PRIVATE_FILE_BYTES:
+        return None  # a file over the bound is never parsed: its grant id is not known
     try:
         return json.loads(data)["grant"]["grant_id"]
     except (ValueError, KeyError, TypeError):
@@ -1219,7 +1295,8 @@ def test_the_wf_commands_issue_read_revoke_and_never_print_keys(tmp_path) -> Non
 
         outside = wf(home, "privileged", "read", _render(home, 3), *read_args)
         assert outside.returncode == 1 and outside.stdout == b""
-        assert outside.stderr.decode().startswith("GRANT_SCOPE_TURN: ")
+        # Outside the grant's turn range: told unknown, audited as the scope check it failed.
+        assert outside.stderr.decode().startswith("PRIVILEGED_ARTIFACT_UNKNOWN: ")
 
         unsigned = wf(home, "grants", "revoke", grant_id)
         assert unsigned.returncode == 2 and b"--admin" in unsigned.stderr
@@ -1311,3 +1388,242 @@ def test_json_without_out_is_a_usage_error_that_decides_nothing(home: Home) -> N
     assert done.returncode == 2
     assert b"--json needs --out" in done.stderr
     assert new_events(home, before) == []
+
+
+# --- nothing outside the scope is said to exist, in any dimension ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "audited"),
+    [
+        ({"thread_id": "main"}, "GRANT_SCOPE_THREAD"),
+        ({"node_id": "node:pkg"}, "GRANT_SCOPE_NODE"),
+        ({"thread_id": "sibling", "min_seq": 2, "max_seq": 3}, "GRANT_SCOPE_TURN"),
+    ],
+)
+def test_a_scoped_grant_cannot_tell_an_artifact_outside_its_scope_from_a_random_id(
+    home: Home, scope: dict, audited: str
+) -> None:
+    threads = {"main": home.main.thread.thread_id, "sibling": home.sibling.thread.thread_id}
+    grant = home.issue(
+        scope={
+            "workflow_id": WORKFLOW,
+            **{k: threads.get(v, v) if k == "thread_id" else v for k, v in scope.items()},
+        }
+    )
+    # The sibling thread's first prompt: another thread, another node, or a turn before the range.
+    outside = _render(home, 1, home.sibling)
+    told = []
+    for artifact_id in (outside, digest(uuid.uuid4().bytes)):
+        with pytest.raises(SecurityError) as caught:
+            home.read(artifact_id, grant)
+        told.append(
+            (caught.value.code, caught.value.message.replace(artifact_id, "ID"), caught.value.details)
+        )
+    assert told[0][0] == "PRIVILEGED_ARTIFACT_UNKNOWN"
+    assert (told[0][1], sorted(told[0][2])) == (told[1][1], sorted(told[1][2]))
+    assert [e.code for e in audit_events(home.records)[-2:]] == [audited, "PRIVILEGED_ARTIFACT_UNKNOWN"]
+
+
+# --- nothing returned, nothing recorded as delivered -------------------------------------------
+
+
+def test_an_unreadable_payload_is_denied_before_the_budget_is_charged(home: Home) -> None:
+    grant = home.issue()
+    artifact = _render(home, 2)
+    _shred(home, artifact)
+    with pytest.raises(SecurityError) as caught:
+        home.read(artifact, grant)
+    assert caught.value.code == "PRIVILEGED_ARTIFACT_SHREDDED"
+    assert [(e.outcome, e.code, e.bytes) for e in audit_events(home.records)] == [
+        ("deny", "PRIVILEGED_ARTIFACT_SHREDDED", 0)
+    ]
+    stored = home.records.get_grant(grant.document.grant_id)
+    assert (stored.reads, stored.bytes_used) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "failure", ["shredded after the check", "object gone after the check", "output write"]
+)
+def test_a_read_allowed_then_not_delivered_gets_a_follow_up_deny_event(
+    home: Home, tmp_path, monkeypatch, failure: str
+) -> None:
+    import wf_pipeline.service.privileged as service
+
+    grant = home.issue()
+    artifact = _render(home, 2)
+    size = len(TEXTS["rendered_prompt"].format(name="pkg", turn=TURNS[1]).encode())
+    out = None
+    real_check = service.payload_check
+
+    def racing_check(store, records):
+        check = real_check(store, records)
+
+        def then_lost(artifact_id: str, artifact_class: str) -> None:
+            check(artifact_id, artifact_class)  # available when checked ...
+            if failure == "shredded after the check":  # ... and lost before the fetch
+                _shred(home, artifact_id)
+            elif failure == "object gone after the check":
+                open_cas(home.settings.cas_url).delete(artifact_id)
+
+        return then_lost
+
+    monkeypatch.setattr(service, "payload_check", racing_check)
+    if failure == "output write":
+        out = tmp_path / "payload.bin"
+
+        def failing_write(path, data, **options):
+            raise SecurityError("PRIVILEGED_OUT_INVALID", f"cannot write {path}: No space left on device")
+
+        monkeypatch.setattr(service, "write_private_file", failing_write)
+    expected = {
+        "shredded after the check": "CAS_KEY_DESTROYED",
+        "object gone after the check": "CAS_NOT_FOUND",
+        "output write": "PRIVILEGED_OUT_INVALID",
+    }[failure]
+
+    with pytest.raises(WfError) as caught:
+        home.read(artifact, grant, out=out)
+
+    assert caught.value.code == expected
+    events = audit_events(home.records)
+    assert [(e.outcome, e.code, e.bytes, e.artifact_ids) for e in events] == [
+        ("allow", None, size, (artifact,)),
+        ("deny", expected, 0, (artifact,)),
+    ]
+    assert events[1].grant_id == events[0].grant_id == grant.document.grant_id
+    # Not refunded: the limits err on the safe side.
+    assert home.records.get_grant(grant.document.grant_id).bytes_used == size
+    assert verify_audit_chain(home.records).ok
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root passes the folder check of /proc")
+def test_an_output_under_proc_as_root_is_audited_as_not_delivered(home: Home) -> None:
+    with pytest.raises(SecurityError) as caught:
+        home.read(_render(home, 2), home.issue(), out=Path("/proc/x"))
+    assert caught.value.code == "PRIVILEGED_OUT_INVALID"
+    # The folder check passes (root may write anywhere), the write fails after the decision.
+    assert [(e.outcome, e.code) for e in audit_events(home.records)] == [
+        ("allow", None),
+        ("deny", "PRIVILEGED_OUT_INVALID"),
+    ]
+
+
+# --- the product's own files are never an output ------------------------------------------------
+
+
+def test_an_output_in_the_home_is_refused_and_the_master_key_survives(home: Home, tmp_path) -> None:
+    master = home.settings.home / "keys" / "master.key"
+    before = master.read_bytes()
+    link = tmp_path / "innocent.bin"
+    link.symlink_to(master)
+    grant = home.issue()
+    for out in (master, home.settings.home / "records.db", link, home.settings.home / "new-file.bin"):
+        with pytest.raises(SecurityError) as caught:
+            home.read(_render(home), grant, out=out)
+        assert caught.value.code == "PRIVILEGED_OUT_INVALID", out
+    assert master.read_bytes() == before
+    assert [e.code for e in audit_events(home.records)] == ["PRIVILEGED_OUT_INVALID"] * 4
+    assert home.records.get_grant(grant.document.grant_id).reads == 0
+
+
+@pytest.mark.parametrize("where", ["records", "cas", "master key", "audit key", "telemetry"])
+def test_stores_configured_outside_the_home_are_refused_as_outputs(tmp_path, where: str) -> None:
+    from wf_pipeline.service.privileged import check_out_of_home
+
+    stores = tmp_path / "elsewhere"
+    env = {
+        "WF_HOME": str(tmp_path / "home"),
+        "WF_RECORDS_URL": f"sqlite:///{stores / 'records' / 'wf.db'}",
+        "WF_CAS_URL": (stores / "cas").as_uri(),
+        "WF_MASTER_KEY_FILE": str(stores / "keys" / "master.b64"),
+        "WF_AUDIT_KEY_FILE": str(stores / "keys" / "audit.b64"),
+        "WF_TELEMETRY_URL": str(stores / "telemetry"),
+    }
+    settings = Settings.from_env(env)
+    target = {
+        "records": stores / "records" / "wf.db-wal",
+        "cas": stores / "cas" / "objects" / "ab" / "cd",
+        "master key": stores / "keys" / "master.b64",
+        "audit key": stores / "keys" / "audit.b64",
+        "telemetry": stores / "telemetry" / "audit_events" / "x.parquet",
+    }[where]
+    with pytest.raises(SecurityError) as caught:
+        check_out_of_home(settings, target)
+    assert caught.value.code == "PRIVILEGED_OUT_INVALID"
+    # A neighbour of the stores is fine.
+    assert check_out_of_home(settings, stores / "keys" / "payload.bin") == stores / "keys" / "payload.bin"
+
+
+def test_a_grant_file_is_never_written_over_the_homes_state(home: Home) -> None:
+    from wf_pipeline.service.grants import issue_grant_file
+
+    master = home.settings.home / "keys" / "master.key"
+    before = master.read_bytes()
+    with pytest.raises(SecurityError) as caught:
+        issue_grant_file(home.settings, **issue_options(home, out=master))
+    assert caught.value.code == "PRIVILEGED_OUT_INVALID"
+    assert master.read_bytes() == before
+    assert home.records.list_grants() == []
+
+
+# --- audit rows never keep a secret a caller typed in the wrong place ---------------------------
+
+AWS_KEY = "AKIAQ3EGVN7XKDE4WQPA"
+CANARY_PASSWORD = "Zebra9CanaryPw"
+
+
+@pytest.mark.parametrize(
+    ("artifact", "reason", "grant", "code"),
+    [
+        (AWS_KEY, f"password={CANARY_PASSWORD}", "valid", "PRIVILEGED_ARTIFACT_ID_INVALID"),
+        (None, f"password={CANARY_PASSWORD}", "valid", "GRANT_REASON_NOT_ALLOWED"),
+        (None, "incident_response", "secret scope", "GRANT_SIGNATURE_INVALID"),
+        (None, "incident_response", "secret grant id", "GRANT_MALFORMED"),
+    ],
+)
+def test_caller_values_out_of_shape_are_recorded_masked(
+    home: Home, artifact: str | None, reason: str, grant: str, code: str
+) -> None:
+    signed = home.issue()
+    content: SignedGrant | bytes = {
+        "valid": signed,
+        "secret scope": tampered(signed, scope={"workflow_id": WORKFLOW, "thread_id": AWS_KEY}),
+        "secret grant id": canonical_json({"grant": {"grant_id": AWS_KEY}, "signature": "eA=="}),
+    }[grant]
+
+    with pytest.raises(SecurityError) as caught:
+        home.read(artifact or _render(home), content, reason=reason)
+
+    assert caught.value.code == code
+    assert AWS_KEY not in caught.value.message and CANARY_PASSWORD not in caught.value.message
+    engine = sa.create_engine(home.settings.records_url)
+    with engine.connect() as conn:
+        rows = [tuple(map(str, row)) for row in conn.exec_driver_sql("SELECT * FROM wf_audit_events")]
+    engine.dispose()
+    assert len(rows) == 1
+    for secret in (AWS_KEY, CANARY_PASSWORD):
+        assert not any(secret in value for value in rows[0])
+    (event,) = audit_events(home.records)
+    assert "[secret:" in json.dumps(event.to_dict())
+    assert verify_audit_chain(home.records).ok
+
+
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_an_output_name_too_long_is_a_code_not_a_traceback(home: Home, tmp_path) -> None:
+    long_out = str(tmp_path / ("o" * 300))
+    grant = home.grant_file(home.issue())
+    read = wf(
+        home, "privileged", "read", _render(home), "--identity", str(home.keys["alice"]),
+        "--grant", str(grant), "--reason", "incident_response", "--out", long_out,
+    )  # fmt: skip
+    issued = wf(
+        home, "grants", "issue", "--admin", str(home.keys["admin"]), "--grantee", "alice",
+        "--capability", "prompt_payload_read", "--workflow", WORKFLOW, "--expires", "1h",
+        "--reason", "incident_response", "--max-bytes", "1000", "--rate", "10/min", "--out", long_out,
+    )  # fmt: skip
+    for done in (read, issued):
+        assert done.returncode == 1
+        assert done.stderr.decode().startswith("PRIVILEGED_OUT_INVALID: "), done.stderr[-400:]
+        assert b"Traceback" not in done.stderr
+    assert [(e.outcome, e.code) for e in audit_events(home.records)] == [("deny", "PRIVILEGED_OUT_INVALID")]

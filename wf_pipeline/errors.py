@@ -894,13 +894,22 @@ GRANT_SCOPE_WORKFLOW = _code(
     "the requester is told PRIVILEGED_ARTIFACT_UNKNOWN)",
 )
 GRANT_SCOPE_THREAD = _code(
-    "GRANT_SCOPE_THREAD", SecurityError, meaning="the artifact belongs to another thread than the grant's"
+    "GRANT_SCOPE_THREAD",
+    SecurityError,
+    meaning="the artifact belongs to another thread than the grant's (recorded in the audit trail; "
+    "the requester is told PRIVILEGED_ARTIFACT_UNKNOWN)",
 )
 GRANT_SCOPE_NODE = _code(
-    "GRANT_SCOPE_NODE", SecurityError, meaning="the artifact was used on another node than the grant's"
+    "GRANT_SCOPE_NODE",
+    SecurityError,
+    meaning="the artifact was used on another node than the grant's (recorded in the audit trail; "
+    "the requester is told PRIVILEGED_ARTIFACT_UNKNOWN)",
 )
 GRANT_SCOPE_TURN = _code(
-    "GRANT_SCOPE_TURN", SecurityError, meaning="the artifact's turn seq is outside the grant's turn range"
+    "GRANT_SCOPE_TURN",
+    SecurityError,
+    meaning="the artifact's turn seq is outside the grant's turn range (recorded in the audit trail; "
+    "the requester is told PRIVILEGED_ARTIFACT_UNKNOWN)",
 )
 GRANT_BUDGET_EXCEEDED = _code(
     "GRANT_BUDGET_EXCEEDED",
@@ -915,7 +924,8 @@ GRANT_RATE_LIMITED = _code(
 PRIVILEGED_ARTIFACT_UNKNOWN = _code(
     "PRIVILEGED_ARTIFACT_UNKNOWN",
     SecurityError,
-    meaning="no prompt link names the artifact as a rendered prompt or a context payload",
+    meaning="no prompt link names the artifact as a rendered prompt or a context payload within the "
+    "grant's scope (an artifact outside the scope is told so too; the audit trail names the scope check)",
 )
 PRIVILEGED_ARTIFACT_ID_INVALID = _code(
     "PRIVILEGED_ARTIFACT_ID_INVALID",
@@ -927,7 +937,8 @@ PRIVILEGED_OUT_INVALID = _code(
     "PRIVILEGED_OUT_INVALID",
     SecurityError,
     meaning="the output file of a privileged read or a grant cannot be written (its folder is missing or "
-    "not writable, or the path is a folder); checked before the decision, so nothing is charged or issued",
+    "not writable, the path is a folder or too long, or it lies in the home or a store of the product: "
+    "records, CAS, telemetry, key files); checked before the decision, so nothing is charged or issued",
 )
 IDENTITY_RESERVED = _code(
     "IDENTITY_RESERVED",
@@ -938,7 +949,14 @@ IDENTITY_RESERVED = _code(
 PRIVILEGED_ARTIFACT_GONE = _code(
     "PRIVILEGED_ARTIFACT_GONE",
     SecurityError,
-    meaning="the artifact was deleted by retention or compaction (it has a tombstone); nothing to read",
+    meaning="the artifact was deleted by retention or compaction (it has a tombstone), or its object is "
+    "no longer in the CAS; nothing to read, nothing charged",
+)
+PRIVILEGED_ARTIFACT_SHREDDED = _code(
+    "PRIVILEGED_ARTIFACT_SHREDDED",
+    SecurityError,
+    meaning="the artifact was crypto-shredded: the KEK that wraps its data key was destroyed (wf keys "
+    "destroy), so its payload is unreadable for good; nothing charged",
 )
 IDENTITY_ADMIN_APPROVAL_REQUIRED = _code(
     "IDENTITY_ADMIN_APPROVAL_REQUIRED",

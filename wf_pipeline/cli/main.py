@@ -633,7 +633,8 @@ def cmd_privileged(args: argparse.Namespace) -> int:
 
     Raises:
         WfError: every denial code of the read (``GRANT_*``, ``PRIVILEGED_*``, among them
-            ``PRIVILEGED_OUT_INVALID`` for an ``--out`` that cannot be written), each audited,
+            ``PRIVILEGED_OUT_INVALID`` for an ``--out`` that cannot be written or lies in
+            the home or a store of the product), each audited,
             ``AUDIT_UNAVAILABLE``, ``IDENTITY_INVALID``, ``CAS_*``, ``KEYS_*``, ``RECORD_*``;
             `main` prints them and exits 1.
     """
@@ -717,7 +718,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         WfError: ``AUDIT_CHAIN_BROKEN`` (verify: an event was deleted, altered, its seal
             missing or wrong, or reordered; the message names the positions),
             ``AUDIT_KEY_INVALID`` (verify: the audit key is malformed or unreadable),
-            ``METADATA_BAD_DURATION`` (``--since``),
+            ``METADATA_BAD_DURATION`` (``--since``; ``--limit`` outside 1..2**63-1 is a
+            usage error, exit 2),
             ``TELEMETRY_*`` (export), ``RECORD_*``; `main` prints them and exits 1.
     """
     from wf_pipeline.service import audit
@@ -809,14 +811,21 @@ def _render_metadata_view(console: Console, r: dict) -> None:
         print_table(console, ("section", "key", "visibility", "value"), rows)
 
 
+#: The largest count an option takes: counts go to SQL as signed 64-bit integers (a larger
+#: one overflows SQLite's INTEGER and is a DataError on PostgreSQL).
+MAX_COUNT = 2**63 - 1
+
+
 def _positive_int(text: str) -> int:
     # A bad count is visible on the command line alone: a usage error (exit 2).
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not a whole number from 1 to {MAX_COUNT} (2**63 - 1)"
+        )
     return value
 
 

@@ -15,7 +15,14 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.pool import StaticPool
 
 from wf_pipeline.errors import (
@@ -128,7 +135,9 @@ def translated_errors(url: URL, action: str) -> Iterator[None]:
     """Turn driver failures during ``action`` into RECORD_ codes, keeping passwords out.
 
     Integrity and data errors become ``RECORD_INTEGRITY``; operational and interface
-    errors (unreachable server, locked file) become ``RECORD_UNAVAILABLE``.
+    errors (unreachable server, locked file) become ``RECORD_UNAVAILABLE`` (``RECORD_STORAGE_ERROR``
+    for a full disk or an I/O error), and so does any other driver error (a SQLite file
+    that is not a database).
     """
     try:
         yield
@@ -157,6 +166,15 @@ def translated_errors(url: URL, action: str) -> Iterator[None]:
         raise RecordError(
             RECORD_UNAVAILABLE,
             f"record store {safe_url(url)} unavailable during {action}: {driver_message(exc, url)}",
+            action=action,
+            url=safe_url(url),
+        ) from exc
+    except DBAPIError as exc:
+        # Any other driver failure (SQLite's "file is not a database": the file is damaged or
+        # is something else) still means the store cannot be used: a code, not a traceback.
+        raise RecordError(
+            RECORD_UNAVAILABLE,
+            f"record store {safe_url(url)} unusable during {action}: {driver_message(exc, url)}",
             action=action,
             url=safe_url(url),
         ) from exc

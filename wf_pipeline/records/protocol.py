@@ -292,10 +292,20 @@ def check_keyring_meta(name: Any, value: Any = b"") -> None:
         raise RecordError(RECORD_INVALID, "a keyring value must be bytes", name=name)
 
 
+#: The largest integer a query takes: SQL's signed 64-bit BIGINT (SQLite INTEGER, PostgreSQL bigint).
+MAX_SQL_INT = 2**63 - 1
+
+
 def check_page_limit(limit: Any) -> int:
-    """``limit`` of a page listing, a positive int; ``RECORD_INVALID`` otherwise."""
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
-        raise RecordError(RECORD_INVALID, f"a page limit must be a positive int, got {limit!r}")
+    """``limit`` of a page listing, an int from 1 to `MAX_SQL_INT`; ``RECORD_INVALID`` otherwise.
+
+    A larger one would overflow the driver (SQLite) or be misread as a stored value the
+    column rejects (PostgreSQL), so it is refused before any query.
+    """
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= MAX_SQL_INT:
+        raise RecordError(
+            RECORD_INVALID, f"a page limit must be an int from 1 to {MAX_SQL_INT}, got {str(limit)[:40]}"
+        )
     return limit
 
 
@@ -571,8 +581,10 @@ def check_audit_record(record: Any, seq: int, prev_hash: str | None) -> AuditEve
 
 def check_audit_query(after_seq: Any, limit: Any) -> None:
     """Refuse audit listing arguments: ``RECORD_INVALID`` unless after_seq is an int >= 0 and limit None or positive."""
-    if not isinstance(after_seq, int) or isinstance(after_seq, bool) or after_seq < 0:
-        raise RecordError(RECORD_INVALID, f"after_seq must be an int >= 0, got {after_seq!r}")
+    if not isinstance(after_seq, int) or isinstance(after_seq, bool) or not 0 <= after_seq <= MAX_SQL_INT:
+        raise RecordError(
+            RECORD_INVALID, f"after_seq must be an int from 0 to {MAX_SQL_INT}, got {str(after_seq)[:40]}"
+        )
     if limit is not None:
         check_page_limit(limit)
 

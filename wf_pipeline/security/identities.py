@@ -56,6 +56,11 @@ RESERVED_NAMES: frozenset[str] = frozenset({RESERVED_REQUESTER})
 PRIVATE_FILE_MODE = 0o600
 #: The format tag of the message an admin signs to approve another; a new shape gets a new tag.
 APPROVAL_FORMAT = "wf-admin-approval/1"
+#: The most bytes read from a key file or a grant file (`read_private_file`). An Ed25519
+#: key file (PEM, PKCS8) is 119 bytes and a grant file the product writes under 2 KiB (its
+#: text fields are at most 200 characters); 64 KiB leaves room for comments and whitespace
+#: while a path such as ``/dev/zero`` or a huge file can never grow the process.
+MAX_PRIVATE_FILE_BYTES = 64 * 1024
 
 
 def check_identity_name(name: Any) -> str:
@@ -126,6 +131,41 @@ def write_private_file(
             os.unlink(tmp_name)
 
 
+def read_private_file(path: Path, *, failure_code: str, what: str) -> bytes:
+    """The bytes of a key file or grant file ``path``, read with a bound.
+
+    At most `MAX_PRIVATE_FILE_BYTES` + 1 bytes are ever read, whatever ``path`` names (a
+    device such as ``/dev/zero``, a pipe, a huge file), so a bad path cannot exhaust memory.
+
+    Args:
+        path: the file to read.
+        failure_code: the code of a file that cannot be read or is too large
+            (``IDENTITY_INVALID`` for a key file, ``GRANT_MALFORMED`` for a grant file).
+        what: the file's name in a message (``key file``, ``grant file``).
+
+    Returns:
+        Its bytes (at most `MAX_PRIVATE_FILE_BYTES`).
+
+    Raises ``failure_code`` naming the path (the operating system's reason, or the bound
+    and that the file passes it); never quotes the file.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_PRIVATE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SecurityError(
+            failure_code, f"{what} {path} cannot be read: {os_reason(exc)}", path=str(path)
+        ) from exc
+    if len(data) > MAX_PRIVATE_FILE_BYTES:
+        raise SecurityError(
+            failure_code,
+            f"{what} {path} holds more than {MAX_PRIVATE_FILE_BYTES} bytes; no {what} is that large",
+            path=str(path),
+            max_bytes=MAX_PRIVATE_FILE_BYTES,
+        )
+    return data
+
+
 def check_out_path(path: Path) -> Path:
     """``path`` if a file can be written there by `write_private_file`; ``PRIVILEGED_OUT_INVALID`` naming the path otherwise.
 
@@ -140,7 +180,19 @@ def check_out_path(path: Path) -> Path:
 
     Returns:
         ``path``.
+
+    A path the operating system refuses to look at (a name too long, ``ENAMETOOLONG``; a
+    symlink loop) is ``PRIVILEGED_OUT_INVALID`` with its reason too.
     """
+    try:
+        return _checked_out_path(path)
+    except OSError as exc:
+        raise SecurityError(
+            PRIVILEGED_OUT_INVALID, f"{path} cannot be written: {os_reason(exc)}", path=str(path)
+        ) from exc
+
+
+def _checked_out_path(path: Path) -> Path:
     if path.is_dir():
         raise SecurityError(PRIVILEGED_OUT_INVALID, f"{path} is a folder; give a file path", path=str(path))
     folder = path.parent
@@ -158,15 +210,11 @@ def check_out_path(path: Path) -> Path:
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """The Ed25519 private key in the PEM (PKCS8) file ``path``.
 
-    Raises ``IDENTITY_INVALID`` naming the path when the file cannot be read, is not PEM,
-    is encrypted, or holds another kind of key. The message never quotes the file.
+    Raises ``IDENTITY_INVALID`` naming the path when the file cannot be read, is larger
+    than `MAX_PRIVATE_FILE_BYTES` (`read_private_file`), is not PEM, is encrypted, or holds
+    another kind of key. The message never quotes the file.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SecurityError(
-            IDENTITY_INVALID, f"key file {path} cannot be read: {os_reason(exc)}", path=str(path)
-        ) from exc
+    data = read_private_file(path, failure_code=IDENTITY_INVALID, what="key file")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):

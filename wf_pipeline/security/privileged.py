@@ -8,19 +8,21 @@ against the issuer's public key and the issuer is an admin; the grant was record
 this store; the requester's key is the grantee's; the grant is valid now (not before
 ``not_before_ms``, before ``expires_at_ms``) and not revoked; the reason is in the fixed
 list and allowed by the grant; the artifact is a recorded prompt render or context
-payload of the grant's workflow (an artifact of any other workflow is denied as unknown
-to the requester, as a host answers 404 rather than 403, and audited as
-``GRANT_SCOPE_WORKFLOW``); it lies in the rest of the grant's scope (thread, node, turn
-range); the capability covers its class; retention has not deleted it; and the byte
-budget and rate allow one more read (`RecordStore.use_grant`, atomic across processes).
+payload within the grant's scope (workflow, thread, node, turn range: an artifact outside
+it is denied as unknown to the requester, as a host answers 404 rather than 403, and
+audited with the scope check it failed, ``GRANT_SCOPE_*``); the capability covers its
+class; retention has not deleted it; its payload can still be read (in the CAS, its KEK
+not destroyed); and the byte budget and rate allow one more read
+(`RecordStore.use_grant`, atomic across processes).
 
-The requester, artifact id, reason and grant id an event records are bounded
-(`bounded_text`): a value out of shape is kept as its first characters and its digest.
+The requester, artifact id, reason and grant id an event records are bounded, and a
+caller's value out of shape is masked by the secret detector first (`recorded_text`).
 
 Every decision, allow or deny, appends an audit event before anything is returned, as
 Vault's audit devices do: when the append fails the read fails with
 ``AUDIT_UNAVAILABLE`` and returns nothing. The payload is fetched only after its allow
-event is committed.
+event is committed; if it then cannot be fetched or delivered, a follow-up deny event
+with the failure's code and 0 bytes says so.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from wf_pipeline.errors import (
     AUDIT_UNAVAILABLE,
+    CAS_KEY_DESTROYED,
+    CAS_NOT_FOUND,
     GRANT_BUDGET_EXCEEDED,
     GRANT_CAPABILITY_MISMATCH,
     GRANT_EXPIRED,
@@ -50,6 +54,7 @@ from wf_pipeline.errors import (
     GRANT_UNKNOWN,
     PRIVILEGED_ARTIFACT_GONE,
     PRIVILEGED_ARTIFACT_ID_INVALID,
+    PRIVILEGED_ARTIFACT_SHREDDED,
     PRIVILEGED_ARTIFACT_UNKNOWN,
     SecurityError,
     WfError,
@@ -73,6 +78,7 @@ from wf_pipeline.security.identities import (
     key_fingerprint,
     public_key_bytes,
 )
+from wf_pipeline.security.redaction import mask_secrets
 
 #: The version of these rules, recorded in every audit event they decide.
 POLICY_VERSION = "privileged-read/1"
@@ -91,9 +97,25 @@ MAX_REQUESTER_CHARS = 128
 MAX_GRANT_ID_CHARS = 200
 #: Characters of an out-of-shape value that its bounded form keeps before its digest.
 BOUNDED_PREFIX_CHARS = 32
+#: Characters of an out-of-shape value the secret detector reads (`recorded_text`): enough to
+#: see a secret that starts in the kept prefix whole, while a megabyte argument costs nothing.
+MASK_WINDOW_CHARS = 4096
+#: The shape of a grant id the product issues (`wf_pipeline.security.grants.issue_grant`).
+GRANT_ID_RE = re.compile(r"^grant-[0-9a-f]{32}$")
 
 #: Reads a payload: (artifact id, artifact class, expected size in bytes) -> its verified bytes.
 PayloadReader = Callable[[str, str, int], bytes]
+#: Says whether a payload can still be read, without reading it: (artifact id, artifact class)
+#: -> None, or raises ``CAS_NOT_FOUND`` (no object) or ``CAS_KEY_DESTROYED`` (its KEK destroyed).
+PayloadCheck = Callable[[str, str], None]
+#: Takes the payload to its destination (e.g. a file); raises a `WfError` when it cannot.
+PayloadSink = Callable[[bytes], None]
+
+# The order of the scope checks: a location that passes more of them is the one an audit
+# event names when no location is in scope.
+_SCOPE_DEPTH = {GRANT_SCOPE_WORKFLOW: 0, GRANT_SCOPE_THREAD: 1, GRANT_SCOPE_NODE: 2, GRANT_SCOPE_TURN: 3}
+# What a CAS availability check raises, as the denial it becomes (told within the scope only).
+_UNAVAILABLE = {CAS_NOT_FOUND: PRIVILEGED_ARTIFACT_GONE, CAS_KEY_DESTROYED: PRIVILEGED_ARTIFACT_SHREDDED}
 
 # The prompt-link columns that name a privileged payload, with the link role of each.
 _LINK_ROLES = (("rendered_prompt_artifact_id", "rendered_prompt"), ("context_artifact_id", "context"))
@@ -194,8 +216,8 @@ def locate_artifact(records: RecordStore, artifact_id: str) -> list[ArtifactLoca
     return [found[key] for key in sorted(found)]
 
 
-def scope_refusal(grant: GrantRecord, where: ArtifactLocation) -> str | None:
-    """The code of the first scope or capability check ``where`` fails under ``grant``; None when it fits."""
+def scope_miss(grant: GrantRecord, where: ArtifactLocation) -> str | None:
+    """The code of the first scope check ``where`` fails under ``grant`` (workflow, thread, node, turn range); None when in scope."""
     if where.workflow_id != grant.workflow_id:
         return GRANT_SCOPE_WORKFLOW
     if grant.thread_id is not None and where.thread_id != grant.thread_id:
@@ -207,6 +229,14 @@ def scope_refusal(grant: GrantRecord, where: ArtifactLocation) -> str | None:
         high = grant.max_seq if grant.max_seq is not None else where.turn_seq
         if where.turn_seq is None or high is None or not low <= where.turn_seq <= high:
             return GRANT_SCOPE_TURN
+    return None
+
+
+def scope_refusal(grant: GrantRecord, where: ArtifactLocation) -> str | None:
+    """The code of the first scope or capability check ``where`` fails under ``grant``; None when it fits."""
+    miss = scope_miss(grant, where)
+    if miss is not None:
+        return miss
     if CAPABILITY_CLASS.get(grant.capability) != where.artifact_class:
         return GRANT_CAPABILITY_MISMATCH
     return None
@@ -217,8 +247,14 @@ def grant_scope(grant: GrantRecord | SignedGrant | None) -> dict[str, Any]:
     if grant is None:
         return {}
     if isinstance(grant, SignedGrant):
+        # A document not verified yet is the caller's text: each string is recorded masked and
+        # bounded (ids the product makes pass unchanged).
         doc = grant.document
-        return {"capability": doc.capability, **doc.scope.model_dump()}
+        scope = {"capability": doc.capability, **doc.scope.model_dump()}
+        return {
+            key: recorded_text(value, MAX_GRANT_ID_CHARS, in_shape=False) if isinstance(value, str) else value
+            for key, value in scope.items()
+        }
     return {
         "capability": grant.capability,
         "workflow_id": grant.workflow_id,
@@ -256,6 +292,42 @@ def bounded_text(value: Any, limit: int) -> str:
     return f"{head}...{digest(text.encode('utf-8', 'surrogatepass'))}"
 
 
+def recorded_text(value: Any, limit: int, *, in_shape: bool) -> str:
+    """A caller-supplied ``value`` as an audit event records it: masked when out of shape, always bounded.
+
+    A value in its expected shape (an artifact id ``sha256:`` + 64 hex, a reason of the
+    fixed list, a grant id the product issued) is recorded as `bounded_text` gives it. Any
+    other value may be anything a caller typed (an access key pasted as an artifact id,
+    ``password=...`` as a reason), and the audit trail is append-only: its first
+    `MASK_WINDOW_CHARS` characters go through the one secret detector
+    (`wf_pipeline.security.redaction.mask_secrets`) first. When nothing is secret-shaped the
+    result is `bounded_text`'s; when something is, the masked text itself if it fits
+    ``limit``, else its first `BOUNDED_PREFIX_CHARS` characters, ``...`` and the ``sha256:``
+    of the masked window. No digest of a secret is kept: one of a short password can be
+    guessed offline.
+
+    Args:
+        value: the text given (anything else is taken as its ``str``).
+        limit: the most characters kept as given.
+        in_shape: the caller checked that ``value`` has its expected shape.
+
+    Returns:
+        Text of at most ``max(limit, BOUNDED_PREFIX_CHARS * 10 + 74)`` characters that UTF-8
+        encodes, holding no value the detector finds secret-shaped.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if in_shape:
+        return bounded_text(text, limit)
+    window = text[:MASK_WINDOW_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+    masked = mask_secrets(window)
+    if masked == window:
+        return bounded_text(text, limit)
+    if len(masked) <= limit and len(text) <= MASK_WINDOW_CHARS:
+        return masked
+    head = masked[:BOUNDED_PREFIX_CHARS]
+    return f"{head}...{digest(masked.encode('utf-8'))}"
+
+
 class _Decision:
     """The audit trail of one read: appends its deny or allow event before anything leaves."""
 
@@ -273,9 +345,15 @@ class _Decision:
         self.audit_key = audit_key
         # Bounded before anything is written: an append-only row never takes megabytes or
         # text the store cannot encode, whatever the caller passed.
+        # Out of shape, a caller's value is also masked: the trail never keeps a secret typed
+        # in the wrong place. The requester is the store's name or a key's fingerprint.
         self.requester = bounded_text(requester, MAX_REQUESTER_CHARS)
-        self.artifact_id = bounded_text(artifact_id, len("sha256:") + 64)
-        self.reason = bounded_text(reason, MAX_REASON_CHARS)
+        self.artifact_id = recorded_text(
+            artifact_id,
+            len("sha256:") + 64,
+            in_shape=isinstance(artifact_id, str) and ARTIFACT_ID_RE.fullmatch(artifact_id) is not None,
+        )
+        self.reason = recorded_text(reason, MAX_REASON_CHARS, in_shape=reason in REASON_CODES)
         self.now_ms = now_ms
         self.grant_id: str | None = None
         self.scope: dict[str, Any] = {}
@@ -287,7 +365,14 @@ class _Decision:
                 key=self.audit_key,
                 requester=self.requester,
                 # A malformed grant file's id is the caller's text: bounded like the rest.
-                grant_id=None if self.grant_id is None else bounded_text(self.grant_id, MAX_GRANT_ID_CHARS),
+                grant_id=None
+                if self.grant_id is None
+                else recorded_text(
+                    self.grant_id,
+                    MAX_GRANT_ID_CHARS,
+                    in_shape=isinstance(self.grant_id, str)
+                    and GRANT_ID_RE.fullmatch(self.grant_id) is not None,
+                ),
                 reason_code=self.reason,
                 scope=self.scope,
                 artifact_ids=(self.artifact_id,),
@@ -317,8 +402,8 @@ class _Decision:
         """Append the deny event of ``error`` and return the error to raise (``AUDIT_UNAVAILABLE`` if the append fails).
 
         ``audited_code``: the code the event records when it is not the one the requester
-        is told (an artifact of another workflow is "unknown" to the requester, and
-        ``GRANT_SCOPE_WORKFLOW`` to the auditor).
+        is told (an artifact outside the grant's scope is "unknown" to the requester, and
+        ``GRANT_SCOPE_WORKFLOW``, ``_THREAD``, ``_NODE`` or ``_TURN`` to the auditor).
         """
         self._append("deny", audited_code or error.code, 0)
         return error if isinstance(error, SecurityError) else SecurityError(error.code, error.message)
@@ -332,6 +417,25 @@ class _Decision:
         """Append the allow event of a read of ``size`` bytes; returns the event."""
         return self._append("allow", None, size)
 
+    def undelivered(self, error: WfError) -> WfError:
+        """Append the follow-up deny event of an allowed read that delivered nothing; returns the error to raise.
+
+        The event names the failure's code (``CAS_*``, ``KEYS_*``, ``PRIVILEGED_OUT_INVALID``)
+        and 0 bytes, so the trail reads "allowed, then not delivered". When that event cannot
+        be appended either, ``AUDIT_UNAVAILABLE`` naming both codes is returned instead.
+        """
+        try:
+            self._append("deny", error.code, 0)
+        except SecurityError as exc:
+            return SecurityError(
+                AUDIT_UNAVAILABLE,
+                f"the read of {self.artifact_id} was allowed but not delivered ({error.code}), and its "
+                f"follow-up audit event could not be written: {exc.message}",
+                artifact_id=self.artifact_id,
+                undelivered=error.code,
+            )
+        return error
+
 
 def privileged_read(
     records: RecordStore,
@@ -344,6 +448,8 @@ def privileged_read(
     now_ms: int,
     audit_key: AuditKeySource,
     refusal: SecurityError | None = None,
+    check_payload: PayloadCheck | None = None,
+    deliver: PayloadSink | None = None,
 ) -> PrivilegedRead:
     """The payload of ``artifact_id`` for the holder of ``requester_key``, if ``grant`` allows it now.
 
@@ -366,6 +472,11 @@ def privileged_read(
         refusal: a refusal the caller found before the decision (e.g. ``PRIVILEGED_OUT_INVALID``:
             the payload could not be delivered); denied and audited after the key file's
             check, before any other, so nothing is charged.
+        check_payload: says, without reading the payload, that it can still be read (its
+            object is in the CAS, its KEK not destroyed); called before anything is charged.
+            ``CAS_NOT_FOUND`` is denied as ``PRIVILEGED_ARTIFACT_GONE``, ``CAS_KEY_DESTROYED``
+            as ``PRIVILEGED_ARTIFACT_SHREDDED``. None: no check.
+        deliver: takes the payload to its destination (a file) after it was fetched.
 
     Returns:
         The `PrivilegedRead` with the exact payload bytes.
@@ -375,12 +486,14 @@ def privileged_read(
     ``PRIVILEGED_ARTIFACT_ID_INVALID`` (not ``sha256:`` + 64 hex; recorded bounded), ``GRANT_MALFORMED``, ``GRANT_ISSUER_UNKNOWN``, ``GRANT_SIGNATURE_INVALID``,
     ``GRANT_ISSUER_NOT_ADMIN``, ``GRANT_SELF_ISSUED``, ``GRANT_UNKNOWN``, ``GRANT_GRANTEE_UNKNOWN``,
     ``GRANT_GRANTEE_MISMATCH``, ``GRANT_NOT_YET_VALID``, ``GRANT_EXPIRED``, ``GRANT_REVOKED``,
-    ``GRANT_REASON_NOT_ALLOWED``, ``PRIVILEGED_ARTIFACT_UNKNOWN``, ``PRIVILEGED_ARTIFACT_GONE``,
-    ``GRANT_SCOPE_WORKFLOW``, ``GRANT_SCOPE_THREAD``, ``GRANT_SCOPE_NODE``, ``GRANT_SCOPE_TURN``,
-    ``GRANT_CAPABILITY_MISMATCH``, ``GRANT_BUDGET_EXCEEDED``, ``GRANT_RATE_LIMITED``;
-    ``AUDIT_UNAVAILABLE`` when an event cannot be appended (nothing returned); after the
-    allow event, what ``read_payload`` raises (``CAS_*``, ``KEYS_*``). ``RECORD_UNAVAILABLE``
-    from the store.
+    ``GRANT_REASON_NOT_ALLOWED``, ``PRIVILEGED_ARTIFACT_UNKNOWN`` (also for an artifact
+    outside the grant's scope, audited as ``GRANT_SCOPE_WORKFLOW``, ``GRANT_SCOPE_THREAD``,
+    ``GRANT_SCOPE_NODE`` or ``GRANT_SCOPE_TURN``), ``GRANT_CAPABILITY_MISMATCH``,
+    ``PRIVILEGED_ARTIFACT_GONE``, ``PRIVILEGED_ARTIFACT_SHREDDED``, ``GRANT_BUDGET_EXCEEDED``,
+    ``GRANT_RATE_LIMITED``; ``AUDIT_UNAVAILABLE`` when an event cannot be appended (nothing
+    returned). After the allow event, what ``read_payload`` or ``deliver`` raises (``CAS_*``,
+    ``KEYS_*``, ``PRIVILEGED_OUT_INVALID``), once a follow-up deny event with that code and
+    0 bytes is appended (the budget stays charged). ``RECORD_UNAVAILABLE`` from the store.
     """
     if isinstance(requester_key, SecurityError):
         decision = _Decision(
@@ -483,29 +596,33 @@ def privileged_read(
                 **decision.ids,
             )
         )
-    # Outside the grant's workflow nothing is said to exist (as a host answers 404, not 403,
-    # for what the caller may not see): an artifact of another workflow is denied as unknown,
-    # so a grantee cannot probe ids for content stored elsewhere. Inside it, each scope
-    # check names itself; retention's deletion is told only within the scope.
+    # Outside the grant's scope nothing is said to exist (as a host answers 404, not 403, for
+    # what the caller may not see): an artifact of another workflow, thread, node or turn
+    # range is denied with the code and message of an id no artifact has, so a grantee
+    # cannot probe ids (digests of content) for what is stored outside the scope. The audit
+    # event names the scope check. Within the scope, capability, deletion and shredding are
+    # told as they are.
     locations = locate_artifact(records, artifact_id)
-    granted = [where for where in locations if where.workflow_id == stored.workflow_id]
-    if not granted:
+    in_scope = [where for where in locations if scope_miss(stored, where) is None]
+    if not in_scope:
+        misses = [scope_miss(stored, where) for where in locations]
+        # The location that passed the most scope checks names the audited miss (stable: sorted).
+        closest = max(misses, key=lambda code: _SCOPE_DEPTH[code], default=None)  # type: ignore[index]
         raise decision.deny(
             SecurityError(
                 PRIVILEGED_ARTIFACT_UNKNOWN,
-                f"no prompt or context payload of workflow {stored.workflow_id} "
-                f"(grant {doc.grant_id}'s scope) has id {artifact_id}",
+                f"no prompt or context payload in grant {doc.grant_id}'s scope has id {artifact_id}",
                 **decision.ids,
             ),
-            audited_code=GRANT_SCOPE_WORKFLOW if locations else None,
+            audited_code=closest,
         )
-    fitting = [where for where in granted if scope_refusal(stored, where) is None]
+    fitting = [where for where in in_scope if scope_refusal(stored, where) is None]
     if not fitting:
-        # The first location's refusal names the denial (locations are sorted, so it is stable).
         raise decision.deny(
             SecurityError(
-                scope_refusal(stored, granted[0]),  # type: ignore[arg-type]  # not None: nothing fits
-                f"{artifact_id} lies outside grant {doc.grant_id}'s scope or capability",
+                GRANT_CAPABILITY_MISMATCH,
+                f"{artifact_id} is a {in_scope[0].artifact_class} artifact; grant {doc.grant_id}'s "
+                f"capability {stored.capability} does not read it",
                 **decision.ids,
             )
         )
@@ -514,6 +631,24 @@ def privileged_read(
             SecurityError(PRIVILEGED_ARTIFACT_GONE, f"{artifact_id} was deleted by retention", **decision.ids)
         )
     where = fitting[0]
+    if check_payload is not None:
+        # Checked before the budget is charged and the allow event appended: a payload that
+        # cannot be returned is a denial, not an allowed read that spends the grant.
+        try:
+            check_payload(artifact_id, where.artifact_class)
+        except WfError as exc:
+            if exc.code not in _UNAVAILABLE:
+                # The check itself failed (the CAS or the store is down): still a decision
+                # the trail records, with the failure's code, before the error goes up.
+                decision.deny(exc)
+                raise
+            told = _UNAVAILABLE[exc.code]
+            why = (
+                "is no longer in the CAS"
+                if told == PRIVILEGED_ARTIFACT_GONE
+                else "was crypto-shredded (its KEK was destroyed)"
+            )
+            raise decision.deny(SecurityError(told, f"{artifact_id} {why}", **decision.ids)) from None
     if where.size is None:
         # The budget is charged before the payload is fetched, so its size must be on record.
         raise decision.deny(
@@ -548,7 +683,15 @@ def privileged_read(
             SecurityError(GRANT_UNKNOWN, f"grant {doc.grant_id} is no longer recorded", **decision.ids)
         )
     event = decision.allow(size)
-    payload = read_payload(artifact_id, where.artifact_class, size)
+    try:
+        payload = read_payload(artifact_id, where.artifact_class, size)
+        if deliver is not None:
+            deliver(payload)
+    except WfError as exc:
+        # Allowed, then not delivered (a race with retention or shredding, a corrupt object,
+        # an output that failed after all): the trail says so with a follow-up deny event.
+        # The budget stays charged: limits err on the safe side.
+        raise decision.undelivered(exc) from exc
     return PrivilegedRead(
         artifact_id=artifact_id,
         artifact_class=where.artifact_class,

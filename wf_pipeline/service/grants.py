@@ -55,6 +55,7 @@ from wf_pipeline.security.identities import (
 )
 from wf_pipeline.security.privileged import grant_scope
 from wf_pipeline.security.sinks import product_logger
+from wf_pipeline.service.privileged import check_out_of_home
 from wf_pipeline.settings import Settings
 
 log = product_logger(__name__)
@@ -185,8 +186,9 @@ def issue_grant_file(
     Returns:
         `grant_dict` of the recorded grant plus ``grant_file``.
 
-    Raises ``PRIVILEGED_OUT_INVALID`` (``out`` cannot be written: checked before anything is
-    recorded; a write that still fails revokes the grant just recorded), ``GRANT_SCOPE_INVALID``
+    Raises ``PRIVILEGED_OUT_INVALID`` (``out`` cannot be written, or lies in the home or a
+    store of the product (`check_out_of_home`): checked before anything is recorded; a write
+    that still fails revokes the grant just recorded), ``GRANT_SCOPE_INVALID``
     (a thread id not ``thread:`` + 24 hex, a node id not ``node:`` + 64 hex, a workflow
     that neither the profile catalogue seen from the current folder nor the record
     store's threads know), ``IDENTITY_INVALID`` (key file), ``IDENTITY_NOT_ADMIN``,
@@ -200,7 +202,7 @@ def issue_grant_file(
         _check_text(text, what)
     # The grant file's path first: a grant recorded active whose file was never written is
     # a capability nobody holds, yet it counts in every listing.
-    check_out_path(out)
+    check_out_path(check_out_of_home(settings, out))
     # A scope that can never match is refused: an active grant that reads nothing hides a typo.
     check_scope_ids(thread_id, node_id)
     key = load_private_key(admin_key_file)
