@@ -30,10 +30,13 @@ from wf_pipeline.metadata.records import now_ms as current_ms
 from wf_pipeline.records import open_settings_record_store
 from wf_pipeline.security.audit import ChainReport, audit_events, verify_audit_chain
 from wf_pipeline.security.audit_key import audit_key
+from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.audit import audit_events_table, exported_audit_head
 from wf_pipeline.telemetry.schema import AUDIT_EVENTS
 from wf_pipeline.telemetry.store import TelemetryStore
+
+log = product_logger(__name__)
 
 #: Events read from the record store and written to Parquet per file by `export_audit_events`.
 EXPORT_PAGE = 10_000
@@ -203,3 +206,21 @@ def _exported_head_unlocked(store: TelemetryStore) -> tuple[int, str] | None:
     # `exported_audit_head` takes the shared lock, which this process's exclusive lock on the
     # same file would wait for; inside the export the exclusive lock already covers the read.
     return exported_audit_head(store, locked=False)
+
+
+def copy_trail_to_telemetry(settings: Settings) -> None:
+    """Copy new audit events to Parquet (`export_audit_events`) after a decision, never failing it.
+
+    The event is committed in the record store, the trail of record; its Parquet copy follows
+    at once so `wf telemetry query` sees it. A copy that fails (a damaged Parquet file, a full
+    disk, a bug) is logged by code or type and left to the next export: it does not undo a
+    read or a revocation already decided.
+
+    Raises nothing.
+    """
+    try:
+        export_audit_events(settings)
+    except WfError as exc:
+        log.warning("audit events not copied to telemetry yet: %s", exc.code)
+    except Exception as exc:  # noqa: BLE001 - a copy is best effort; the record store holds the event
+        log.warning("audit events not copied to telemetry yet: %s", type(exc).__name__)

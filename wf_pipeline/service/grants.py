@@ -26,7 +26,6 @@ from wf_pipeline.errors import (
     PRIVILEGED_OUT_INVALID,
     MetadataError,
     SecurityError,
-    WfError,
 )
 from wf_pipeline.metadata.durations import MAX_DURATION_MS, format_duration_ms, parse_duration_ms
 from wf_pipeline.metadata.records import now_ms
@@ -55,6 +54,7 @@ from wf_pipeline.security.identities import (
 )
 from wf_pipeline.security.privileged import grant_scope
 from wf_pipeline.security.sinks import product_logger
+from wf_pipeline.service.audit import copy_trail_to_telemetry
 from wf_pipeline.service.privileged import check_out_of_home
 from wf_pipeline.settings import Settings
 
@@ -341,23 +341,9 @@ def revoke_grant(
             record = records.get_grant(grant_id)
     finally:
         # Allowed or denied, the event goes to its Parquet copy at once.
-        _export_trail(settings)
+        copy_trail_to_telemetry(settings)
     assert record is not None  # revocation never deletes
     return {**grant_dict(record, now_ms=at), "audit_event_id": event_id}
-
-
-def _export_trail(settings: Settings) -> None:
-    # The event is committed in the record store, the trail of record; its Parquet copy
-    # follows so `wf telemetry query` sees it. A failed copy never undoes the revocation:
-    # the next `wf audit export` makes it.
-    from wf_pipeline.service.audit import export_audit_events
-
-    try:
-        export_audit_events(settings)
-    except WfError as exc:
-        log.warning("audit events not copied to telemetry yet: %s", exc.code)
-    except Exception as exc:
-        log.warning("audit events not copied to telemetry yet: %s", type(exc).__name__)
 
 
 def list_grants(settings: Settings) -> list[dict[str, Any]]:

@@ -31,7 +31,6 @@ from wf_pipeline.errors import (
     PRIVILEGED_OUT_INVALID,
     CasError,
     SecurityError,
-    WfError,
     os_reason,
 )
 from wf_pipeline.metadata.records import now_ms
@@ -47,7 +46,7 @@ from wf_pipeline.security.identities import (
 )
 from wf_pipeline.security.privileged import PayloadCheck, PayloadSink, PrivilegedRead, privileged_read
 from wf_pipeline.security.sinks import product_logger
-from wf_pipeline.service.audit import export_audit_events
+from wf_pipeline.service.audit import copy_trail_to_telemetry
 from wf_pipeline.settings import Settings
 
 log = product_logger(__name__)
@@ -212,7 +211,7 @@ def read_privileged(
         The `PrivilegedRead`: exact payload bytes, with the grant and audit event ids.
 
     Every decision's audit event is then copied to the ``audit_events`` telemetry table
-    (`export_audit_events`; a failed copy is logged by code and left to the next export).
+    (`copy_trail_to_telemetry`; a failed copy is logged by code and left to the next export).
 
     Raises every denial code of `privileged_read`, ``IDENTITY_INVALID`` (the key file)
     among them (each audited first), ``AUDIT_UNAVAILABLE``, ``CAS_*`` and ``KEYS_*`` from reading the
@@ -241,21 +240,7 @@ def read_privileged(
             )
     finally:
         records.close()
-        _export_trail(settings)
-
-
-def _export_trail(settings: Settings) -> None:
-    # The decision's event is committed in the record store, the trail of record; its
-    # Parquet copy follows at once so `wf telemetry query` sees it. A copy that fails
-    # here is made by the next export, so it does not undo a read already decided:
-    # whatever breaks it (a damaged Parquet file, a full disk, a bug) is logged by code
-    # or type and swallowed.
-    try:
-        export_audit_events(settings)
-    except WfError as exc:
-        log.warning("audit events not copied to telemetry yet: %s", exc.code)
-    except Exception as exc:
-        log.warning("audit events not copied to telemetry yet: %s", type(exc).__name__)
+        copy_trail_to_telemetry(settings)
 
 
 def read_privileged_to(
