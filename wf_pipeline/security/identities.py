@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from wf_pipeline.errors import (
     IDENTITY_RESERVED,
     PRIVILEGED_OUT_INVALID,
     SecurityError,
+    WfError,
     os_reason,
 )
 from wf_pipeline.metadata.canonical import canonical_json, digest
@@ -131,7 +133,7 @@ def write_private_file(
             os.unlink(tmp_name)
 
 
-def read_private_file(path: Path, *, failure_code: str, what: str) -> bytes:
+def read_private_file(path: Path, *, error: Callable[..., WfError], what: str) -> bytes:
     """The bytes of a key file or grant file ``path``, read with a bound.
 
     At most `MAX_PRIVATE_FILE_BYTES` + 1 bytes are ever read, whatever ``path`` names (a
@@ -139,26 +141,24 @@ def read_private_file(path: Path, *, failure_code: str, what: str) -> bytes:
 
     Args:
         path: the file to read.
-        failure_code: the code of a file that cannot be read or is too large
-            (``IDENTITY_INVALID`` for a key file, ``GRANT_MALFORMED`` for a grant file).
+        error: ``(message, **details) -> WfError``: the caller's error for a file that cannot
+            be read or is too large (``IDENTITY_INVALID`` for a key file, ``GRANT_MALFORMED``
+            for a grant file).
         what: the file's name in a message (``key file``, ``grant file``).
 
     Returns:
         Its bytes (at most `MAX_PRIVATE_FILE_BYTES`).
 
-    Raises ``failure_code`` naming the path (the operating system's reason, or the bound
+    Raises ``error``'s, naming the path (the operating system's reason, or the bound
     and that the file passes it); never quotes the file.
     """
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_PRIVATE_FILE_BYTES + 1)
     except OSError as exc:
-        raise SecurityError(
-            failure_code, f"{what} {path} cannot be read: {os_reason(exc)}", path=str(path)
-        ) from exc
+        raise error(f"{what} {path} cannot be read: {os_reason(exc)}", path=str(path)) from exc
     if len(data) > MAX_PRIVATE_FILE_BYTES:
-        raise SecurityError(
-            failure_code,
+        raise error(
             f"{what} {path} holds more than {MAX_PRIVATE_FILE_BYTES} bytes; no {what} is that large",
             path=str(path),
             max_bytes=MAX_PRIVATE_FILE_BYTES,
@@ -214,7 +214,11 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     than `MAX_PRIVATE_FILE_BYTES` (`read_private_file`), is not PEM, is encrypted, or holds
     another kind of key. The message never quotes the file.
     """
-    data = read_private_file(path, failure_code=IDENTITY_INVALID, what="key file")
+    data = read_private_file(
+        path,
+        error=lambda message, **details: SecurityError(IDENTITY_INVALID, message, **details),
+        what="key file",
+    )
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):

@@ -114,8 +114,11 @@ PayloadSink = Callable[[bytes], None]
 # The order of the scope checks: a location that passes more of them is the one an audit
 # event names when no location is in scope.
 _SCOPE_DEPTH = {GRANT_SCOPE_WORKFLOW: 0, GRANT_SCOPE_THREAD: 1, GRANT_SCOPE_NODE: 2, GRANT_SCOPE_TURN: 3}
-# What a CAS availability check raises, as the denial it becomes (told within the scope only).
-_UNAVAILABLE = {CAS_NOT_FOUND: PRIVILEGED_ARTIFACT_GONE, CAS_KEY_DESTROYED: PRIVILEGED_ARTIFACT_SHREDDED}
+#: Codes the audit trail records but no requester is told: a miss of the grant's scope is
+#: told ``PRIVILEGED_ARTIFACT_UNKNOWN``.
+AUDITED_ONLY_CODES: tuple[str, ...] = tuple(_SCOPE_DEPTH)
+# What a CAS availability check raises that becomes a denial (told within the scope only).
+_UNAVAILABLE = frozenset({CAS_NOT_FOUND, CAS_KEY_DESTROYED})
 
 # The prompt-link columns that name a privileged payload, with the link role of each.
 _LINK_ROLES = (("rendered_prompt_artifact_id", "rendered_prompt"), ("context_artifact_id", "context"))
@@ -642,13 +645,17 @@ def privileged_read(
                 # the trail records, with the failure's code, before the error goes up.
                 decision.deny(exc)
                 raise
-            told = _UNAVAILABLE[exc.code]
-            why = (
-                "is no longer in the CAS"
-                if told == PRIVILEGED_ARTIFACT_GONE
-                else "was crypto-shredded (its KEK was destroyed)"
-            )
-            raise decision.deny(SecurityError(told, f"{artifact_id} {why}", **decision.ids)) from None
+            if exc.code == CAS_NOT_FOUND:
+                told = SecurityError(
+                    PRIVILEGED_ARTIFACT_GONE, f"{artifact_id} is no longer in the CAS", **decision.ids
+                )
+            else:
+                told = SecurityError(
+                    PRIVILEGED_ARTIFACT_SHREDDED,
+                    f"{artifact_id} was crypto-shredded (its KEK was destroyed)",
+                    **decision.ids,
+                )
+            raise decision.deny(told) from None
     if where.size is None:
         # The budget is charged before the payload is fetched, so its size must be on record.
         raise decision.deny(

@@ -57,7 +57,13 @@ def _grant_from_file(path: Path) -> SignedGrant | SecurityError:
     # travels to the decision, which records the denial before raising it.
     # The read is bounded (`read_private_file`): ``--grant /dev/zero`` is malformed, not an OOM.
     try:
-        return parse_signed_grant(read_private_file(path, failure_code=GRANT_MALFORMED, what="grant file"))
+        return parse_signed_grant(
+            read_private_file(
+                path,
+                error=lambda message, **details: SecurityError(GRANT_MALFORMED, message, **details),
+                what="grant file",
+            )
+        )
     except SecurityError as exc:
         return exc
 
