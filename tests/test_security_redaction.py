@@ -147,6 +147,21 @@ def test_a_private_key_block_is_masked_whole(flavour: str) -> None:
     assert mask_secrets(quoted) == json.dumps({"key": finding.placeholder + "\n"})
 
 
+def test_a_private_key_in_base64_is_masked_across_its_wrapped_lines() -> None:
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    encoded = base64.b64encode(pem).decode()
+    wrapped = "\n    ".join(encoded[i : i + 60] for i in range(0, len(encoded), 60))
+    text = f"apiVersion: v1\nkind: Secret\ndata:\n  tls.key: {wrapped}\n  tls.crt: Zm9v\n"
+    masked = mask_secrets(text, filename="secret.yaml")
+    assert all(encoded[i : i + 60] not in masked for i in range(0, len(encoded), 60))
+    assert "tls.crt: Zm9v" in masked
+    # A certificate encoded the same way is no secret.
+    certificate = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n").decode()
+    assert find_secrets(f"ca.crt: {certificate}\n", filename="notes.txt") == []
+
+
 def test_a_putty_key_file_is_masked_to_its_mac_line() -> None:
     body = base64.b64encode(secrets.token_bytes(48)).decode()
     putty = (
@@ -290,6 +305,25 @@ def test_context_payloads_show_files_through_the_masked_view(tmp_path: Path) -> 
     opted_out = resolve_redaction({"unmasked_classes": ["context_payload"]}, workflow_id="w")
     assert context_view(opted_out) is None
     assert token in json.dumps(build_context(scan, "pkg", {}, view=None).to_json())
+
+
+@pytest.mark.parametrize(
+    ("preset", "level"), [("debug", "WARNING"), ("standard", "INFO"), ("strict", "INFO")]
+)
+def test_what_masking_logs_follows_the_preset(tmp_path: Path, caplog, preset: str, level: str) -> None:
+    token = github_token()
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "client.py").write_text(f'TOKEN = "{token}"\n')
+    view = context_view(resolve_redaction({"preset": preset}, workflow_id="w"))
+    build_context(scan_tree(tmp_path), "pkg", {}, view=view)
+    with caplog.at_level("INFO", logger="wf_pipeline.runtime.masking"):
+        view.report("pkg", "node:" + "1" * 64)
+    records = [r for r in caplog.records if r.name == "wf_pipeline.runtime.masking"]
+    assert records and {r.levelname for r in records} == {level}
+    assert token not in caplog.text
+    # debug names each file and its placeholders; strict names the node, not the path.
+    assert ("client.py: [secret:github-token:" in caplog.text) == (preset == "debug")
+    assert ("context of pkg:" in caplog.text) == (preset != "strict")
 
 
 def _context(name: str, text: str) -> ContextPayload:
@@ -507,6 +541,8 @@ def test_a_value_that_looks_like_a_type_or_a_path_but_is_not_one_is_masked() -> 
         "The raw bytes of the private key (64-byte seed).\n",
         "fs = fsspec.filesystem('gist', url='gist://:TOKEN@gist_id/file.txt')\n",
         'echo "::error title=Missing Secret::ANTHROPIC_API_KEY must be configured"\n',
+        "created reader gina (sha256:abc); private key: /srv/ops/keys/gina2024.pem\n",
+        "password: >\n  ${DB_PASSWORD}\n",
     ],
 )
 def test_keyword_values_that_name_no_literal_are_kept(text: str) -> None:
@@ -587,6 +623,15 @@ def _cases() -> list[tuple[str, str, str]]:
             '{"auths": {"r.example.com": {"auth": "dXNlcjpwYXNzd29yZA=="}}}',
             "dXNlcjpwYXNzd29yZA",
         ),
+        ("hooks.py", f'"""The webhook secret is whsec_{value} for the shop."""\n', value),
+        (
+            "errors.py",
+            '"""Errors go to https://f00dbabe1234cafe5678@o123.ingest.sentry.io/42."""\n',
+            "f00dbabe1234cafe5678",
+        ),
+        ("settings.yaml", f"db:\n  password: >\n    {value}\n  user: app\n", value),
+        ("settings.yaml", "replica_password: |-\n  changeme please\nother: 1\n", "changeme please"),
+        (".htpasswd", "admin:$apr1$abcdefgh$ZyxWvuTsrqPONMLkjihgf.\n", "ZyxWvuTsrqPONMLkjihgf"),
     ]
 
 

@@ -73,7 +73,10 @@ class MaskingView:
         if not self.masked:
             return
         where = node_id if self.policy.hash_free_text else target_path
-        log.info(
+        # debug shows its findings where a user looks (stderr, Dagster's compute logs);
+        # the other presets keep the count for a log configured to show INFO.
+        emit = log.warning if self.policy.log_findings else log.info
+        emit(
             "context of %s: %d secret-shaped values masked in %d texts (redaction %s)",
             where,
             self.count,
@@ -82,7 +85,7 @@ class MaskingView:
         )
         if self.policy.log_findings and not self.policy.hash_free_text:
             for name, placeholders in self.masked:
-                log.info("context of %s: %s: %s", where, name or "child frame", ", ".join(placeholders))
+                emit("context of %s: %s: %s", where, name or "child frame", ", ".join(placeholders))
 
 
 def context_view(policy: RedactionPolicy) -> MaskingView | None:

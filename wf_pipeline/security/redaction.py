@@ -308,6 +308,8 @@ _TYPE_END = re.compile(r"[ \t]*(?:[,)=\]|]|$)", re.MULTILINE)
 _CELL_END = re.compile(r"[ \t]*\|")
 # A bare (unquoted) value in snake case, digits allowed (``pw_value2``): a variable in code.
 _VARIABLE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+# How a file's path starts (absolute, home, relative).
+_PATH_STARTS = ("/", "~/", "./", "../")
 # Shortest literal credential: eight characters, as NIST SP 800-63B's minimum for a memorized secret.
 _MIN_LITERAL = 8
 # A credential word a keyword plugin's value may be when it names a field, not a secret.
@@ -385,6 +387,17 @@ _TOKEN_FORMATS: tuple[tuple[str, re.Pattern[str], int, tuple[str, ...]], ...] = 
         -1,
         ("Authorization",),
     ),
+    # Stripe webhook signing secrets.
+    ("Stripe Webhook Secret", re.compile(r"whsec_[A-Za-z0-9]{16,}"), 0, ("whsec_",)),
+    # A DSN's key in a URL's user part (Sentry: https://<hex key>@o1.ingest.sentry.io/1).
+    ("DSN Key", re.compile(r"[a-z][a-z0-9+.\-]*://([0-9a-f]{16,64})(?::[0-9a-f]{16,64})?@"), 1, ("://",)),
+    # Password hashes of an htpasswd file line (Apache MD5, bcrypt, crypt's SHA, {SHA}).
+    (
+        "Password Hash",
+        re.compile(r"^[^:\s#]+:((?:\$(?:apr1|2[aby]|1|5|6)\$|\{SHA\})[^\s:]{8,})", re.MULTILINE),
+        1,
+        ("$apr1$", "$2y$", "$2a$", "$2b$", "$1$", "$5$", "$6$", "{SHA}"),
+    ),
     # Google OAuth client secrets (2021 format).
     ("Google OAuth Client Secret", re.compile(r"GOCSPX-[A-Za-z0-9_\-]{20,}"), 0, ("GOCSPX-",)),
     # An Azure shared access signature: the sig parameter of a SAS URL or connection string.
@@ -401,7 +414,14 @@ _TOKEN_FORMATS: tuple[tuple[str, re.Pattern[str], int, tuple[str, ...]], ...] = 
     ),
     # A private key's PEM text encoded in base64 again, as Kubernetes Secrets' data holds it:
     # "-----BEGIN" is "LS0tLS1CRUdJTi" (checked to name a private key after the match).
-    ("Private Key", re.compile(r"LS0tLS1CRUdJTi[A-Za-z0-9+/]{8,}={0,2}"), 0, ("LS0tLS1CRUdJTi",)),
+    (
+        "Private Key",
+        re.compile(
+            r"LS0tLS1CRUdJTi[A-Za-z0-9+/]{8,}(?:\r?\n[ \t]*[A-Za-z0-9+/]{16,}(?=={0,2}[ \t]*(?:\r?\n|$)))*={0,2}"
+        ),
+        0,
+        ("LS0tLS1CRUdJTi",),
+    ),
     # Credentials given on a command line or in code (each checked further in `_token_spans`).
     ("Secret Keyword", _MYSQL_PASSWORD, 1, ("mysql", "mariadb")),
     ("Secret Keyword", _CURL_USER, 1, ("-u", "--user")),
@@ -717,6 +737,8 @@ def _is_literal(value: str) -> bool:
     """
     if len(value) < _MIN_LITERAL or any(c.isspace() for c in value):
         return False
+    if value.startswith(_PATH_STARTS):
+        return False  # a file's path ("private key: /home/ops/keys/ops.pem"), not its content
     if not (any(c.isalpha() for c in value) and any(c.isdigit() for c in value)):
         return False
     return not (
@@ -864,6 +886,12 @@ _PAIR_VALUE = re.compile(
     r"""(?i)["']?\b(?:value|parametervalue)["']?[ \t]*[:=][ \t]*"""
     r"""(?:(?P<quote>["'])(?P<quoted>[^\n]{1,512}?)(?P=quote)|(?P<bare>[^\s'",}\]()]{1,512}+)(?![(\[]))"""
 )
+# A YAML key with a block scalar (``key: >-`` or ``key: |``) and its more-indented lines.
+_BLOCK_SCALAR = re.compile(
+    r"^(?P<indent>[ \t]*)(?:-[ \t]+)?[\"']?(?P<name>[\w.\-]+)[\"']?[ \t]*:[ \t]*[>|][-+0-9]*[ \t]*(?:#[^\n]*)?\r?\n"
+    r"(?P<body>(?:(?P=indent)[ \t]+[^\n]*(?:\n|$)|[ \t]*\r?\n)+)",
+    re.MULTILINE,
+)
 # After a quoted name: its closing quote, a comma, a quoted value (an argument pair), not a key.
 _QUOTED_PAIR_REST = re.compile(r"""["'][ \t]*,[ \t]*(?P<q>["'])(?P<value>[^"'\n]{1,512})(?P=q)(?![ \t]*:)""")
 # The fields of one such mapping lie close together: the value is looked for this far after the
@@ -908,15 +936,16 @@ def _is_stated(value: str) -> bool:
     """Whether a bare value said to be a credential (``the password is hunter2``) is one.
 
     Letters and digits both (``hunter2``, ``Passw0rd!``), at least `_MIN_STATED` characters,
-    and nothing that only names one (`_is_setting_value`) or is a name in code (`_IDENTIFIER`
-    with an underscore). Letters only (``the password is required``) is a word.
+    and nothing that only names one (`_is_setting_value`) or is a variable (``_name``,
+    ``snake_case``). Letters only (``the password is required``) is a word.
     """
     return (
         len(value) >= _MIN_STATED
         and any(c.isalpha() for c in value)
         and any(c.isdigit() for c in value)
         and _is_setting_value(value)
-        and not _CODE_NAME.fullmatch(value)
+        and not value.startswith("_")  # Python's "credentials is _insecure_credentials"
+        and not _VARIABLE.fullmatch(value)
     )
 
 
@@ -959,10 +988,12 @@ def _spaced_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
             continue  # ``password is ``password=...````: the assignment inside is found on its own
         if group == "quoted":
             accepted = _is_setting_value(value) and not any(c.isspace() for c in value)
-        elif not _BARE_TOKEN.fullmatch(value) or _CODE_NAME.fullmatch(value):
+        elif not _BARE_TOKEN.fullmatch(value):
             accepted = False
         elif match.group("verb") is not None:
             accepted = _is_stated(value)
+        elif _CODE_NAME.fullmatch(value):
+            accepted = False  # "#define kSecret XXH3_kSecret": a name after a name
         else:
             accepted = _is_literal(value)
         if accepted:
@@ -1014,6 +1045,24 @@ def _pair_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
         group = "quoted" if valued.group("quoted") is not None else "bare"
         if _is_setting_value(valued.group(group)):
             yield _KEYWORD.secret_type, *valued.span(group)
+
+
+def _block_scalar_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
+    """The lines of a YAML block scalar (``password: >`` or ``|``, YAML 1.2 section 8.1) a
+    credential's name introduces: each line's text, as a setting's value (`_is_setting_value`)."""
+    if ">" not in text and "|" not in text:
+        return
+    for match in _BLOCK_SCALAR.finditer(text):
+        name = match.group("name")
+        if not any(end == len(name) for end in _credential_name_ends(name, _lower_in_place(name))):
+            continue
+        for line in re.finditer(r"[^\s][^\n]*?(?=[ \t]*(?:\r?\n|$))", match.group("body")):
+            if _is_setting_value(line.group(0)):
+                yield (
+                    _KEYWORD.secret_type,
+                    match.start("body") + line.start(),
+                    match.start("body") + line.end(),
+                )
 
 
 def _credential_file_spans(text: str, filename: str | None) -> Iterator[tuple[str, int, int]]:
@@ -1136,6 +1185,7 @@ def find_secrets(text: str, *, filename: str | None = None) -> list[SecretFindin
         *_assignment_spans(text, lines, filename),
         *_spaced_spans(text, lines),
         *_pair_spans(text, lines),
+        *_block_scalar_spans(text, lines),
         *_credential_file_spans(text, filename),
         *_token_spans(text),
     ]
