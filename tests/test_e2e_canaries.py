@@ -331,7 +331,7 @@ def test_no_canary_reaches_any_sink(home: Home, tmp_path):
     shown = json.loads(home.outputs[-2][2])
     # The refusal is recorded with the server's words, the key in them masked by the filter.
     assert (shown["status"], shown["error_code"]) == ("failed", "PROVIDER_HTTP_ERROR")
-    assert "[secret:aws-access-key:" in shown["error_text"], shown["error_text"]
+    assert "[secret:aws-access-key]" in shown["error_text"], shown["error_text"]
 
     # The canaries were in play: the payload store (the CAS, opened with the home's keyring)
     # holds the rendered prompts, the context snapshots and the evidence of the resumed turn,

@@ -131,7 +131,7 @@ def test_no_secret_reaches_a_readme_or_a_stored_context(settings, tree, provider
     # The files were read, and their values replaced by placeholders.
     masked = b"\n".join(stored.values())
     assert b".env" in masked and b"uploader.py" in masked and b"settings.yaml" in masked
-    assert b"[secret:aws-access-key:" in masked and b"[secret:github-token:" in masked
+    assert b"[secret:aws-access-key]" in masked and b"[secret:github-token]" in masked
 
 
 class _CopyingModel:

@@ -140,7 +140,7 @@ def test_a_private_key_block_is_masked_whole(flavour: str) -> None:
     pem = pem_keys()[flavour]
     text = f"# deploy key\n{pem}after = 1\n"
     masked = _masked_once(text, pem.rstrip("\n"), "Private Key", filename="deploy_key")
-    assert masked.startswith("# deploy key\n[secret:private-key:") and masked.endswith("\nafter = 1\n")
+    assert masked.startswith("# deploy key\n[secret:private-key]") and masked.endswith("\nafter = 1\n")
     # Quoted in JSON (a log line, a payload), the escaped block goes whole too.
     quoted = json.dumps({"key": pem})
     (finding,) = find_secrets(quoted)
@@ -176,7 +176,7 @@ def test_a_password_in_a_url_is_masked_and_the_url_kept() -> None:
     password = "Pw" + _fake(ALNUM, 12)
     text = f'DATABASE_URL = "postgresql://app:{password}@db.internal:5432/app"\n'
     masked = _masked_once(text, password, "Basic Auth Credentials", filename="settings.py")
-    assert "postgresql://app:[secret:basic-auth-credentials:" in masked and "@db.internal:5432/app" in masked
+    assert "postgresql://app:[secret:basic-auth-credentials]" in masked and "@db.internal:5432/app" in masked
 
 
 @pytest.mark.parametrize("name", [".env", "config.env", ".env.production"])
@@ -210,12 +210,18 @@ def test_yaml_settings_passwords_are_masked() -> None:
     _masked_once(text, password, "Secret Keyword", filename="settings.yaml")
 
 
-def test_the_same_value_gives_the_same_placeholder_and_the_digest_names_it() -> None:
+def test_the_same_value_gives_the_same_placeholder_and_it_holds_no_digest_of_the_value() -> None:
     token = github_token()
     findings = find_secrets(f"a = '{token}'\nb = '{token}'\n")
-    assert len(findings) == 2 and findings[0].placeholder == findings[1].placeholder
+    assert (
+        len(findings) == 2 and findings[0].placeholder == findings[1].placeholder == "[secret:github-token]"
+    )
     assert findings[0].digest == digest_text(token)
     assert isinstance(findings[0], SecretFinding)
+    # A weak password cannot be confirmed from what is published: no part of its hash is.
+    masked = mask_secrets("DB_PASSWORD=Summer2024!\n", filename=".env")
+    assert masked == "DB_PASSWORD=[secret:secret-keyword]\n"
+    assert hashlib.sha256(b"Summer2024!").hexdigest()[:8] not in masked
 
 
 # --- no false positives -------------------------------------------------------------------
@@ -322,7 +328,7 @@ def test_what_masking_logs_follows_the_preset(tmp_path: Path, caplog, preset: st
     assert records and {r.levelname for r in records} == {level}
     assert token not in caplog.text
     # debug names each file and its placeholders; strict names the node, not the path.
-    assert ("client.py: [secret:github-token:" in caplog.text) == (preset == "debug")
+    assert ("client.py: [secret:github-token]" in caplog.text) == (preset == "debug")
     assert ("context of pkg:" in caplog.text) == (preset != "strict")
 
 
@@ -364,7 +370,7 @@ def test_the_readme_sink_never_writes_a_secret(tmp_path: Path) -> None:
     assert written == tmp_path / "pkg" / README_NAME
     text = written.read_text()
     assert token not in text and key not in text
-    assert "[secret:github-token:" in text and text.startswith("# pkg\n")
+    assert "[secret:github-token]" in text and text.startswith("# pkg\n")
 
 
 # --- presets ----------------------------------------------------------------------------------
@@ -670,7 +676,7 @@ def test_a_discord_webhook_url_keeps_its_id_and_loses_its_token() -> None:
     token = _fake(ALNUM + "-_", 66) + "a1"
     text = f"post to https://discord.com/api/webhooks/123456789012345678/{token}\n"
     masked = _masked_once(text, token, "Discord Webhook")
-    assert "https://discord.com/api/webhooks/123456789012345678/[secret:discord-webhook:" in masked
+    assert "https://discord.com/api/webhooks/123456789012345678/[secret:discord-webhook]" in masked
 
 
 def test_a_value_that_only_starts_with_a_placeholder_is_masked() -> None:

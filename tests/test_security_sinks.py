@@ -44,7 +44,7 @@ def test_scrub_masks_secret_shaped_values_and_keeps_ids_and_digests():
     text = f"thread thr:1 node {DIGEST_HEX} artifact sha256:{DIGEST_HEX} key {key}"
     scrubbed = scrub(text)
     assert key not in scrubbed
-    assert "[secret:aws-access-key:" in scrubbed
+    assert "[secret:aws-access-key]" in scrubbed
     # A sink carries ids and digests: a bare SHA-256 hex is not taken for a key.
     assert scrubbed.startswith(f"thread thr:1 node {DIGEST_HEX} artifact sha256:{DIGEST_HEX} key ")
     assert scrub("RUN_OUTPUT_SHAPE: output has 12 bytes") == "RUN_OUTPUT_SHAPE: output has 12 bytes"
@@ -109,7 +109,7 @@ def test_cli_stdout_and_stderr_are_scrubbed(capsys):
     out, err = capsys.readouterr()
     assert key not in out and key not in err
     assert json.loads(out.split("\n}\n", 1)[0] + "\n}")["error"]["code"] == "PROVIDER_BAD_REQUEST"
-    assert out.count("[secret:aws-access-key:") == 3 and err.count("[secret:aws-access-key:") == 2
+    assert out.count("[secret:aws-access-key]") == 3 and err.count("[secret:aws-access-key]") == 2
 
 
 def test_telemetry_rows_are_written_scrubbed(tmp_path):
@@ -133,7 +133,7 @@ def test_telemetry_rows_are_written_scrubbed(tmp_path):
         for column in pq.read_table(path).to_pydict().values()
         for value in column
     ]
-    assert any("[secret:aws-access-key:" in cell for cell in cells)
+    assert any("[secret:aws-access-key]" in cell for cell in cells)
     assert not any(key in cell for cell in cells)
 
 

@@ -9,8 +9,8 @@ the gate that checks evidence against the same view (the docs writer's ``claim_e
 can never verify a quote that holds one.
 
 What is logged follows the policy (`wf_pipeline.profiles.redaction`): the count of masked
-values per context, or with ``log_findings`` each file's placeholders (kind and 8 hex of the
-value's digest, never the value); under ``hash_free_text`` the target is named by its node id,
+values per context, or with ``log_findings`` each file's placeholders (the kind of each,
+never the value or a digest of it); under ``hash_free_text`` the target is named by its node id,
 not its path.
 
 A context built unmasked (the profile opts ``context_payload`` out) is audited before it is

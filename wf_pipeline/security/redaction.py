@@ -244,10 +244,11 @@ _WHOLE_MATCH_KINDS = frozenset({GitHubTokenDetector.secret_type, GitLabTokenDete
 # Characters a plugin's match may carry around the value (its boundary groups).
 _EDGE_CHARS = " \t\r\n\"'`=:,;"
 
-#: A placeholder this module wrote: ``[secret:<kind slug>:<8 hex>]``. Never detected again.
-PLACEHOLDER_PATTERN = re.compile(r"\[secret:[a-z0-9-]+:[0-9a-f]{8}\]")
+#: A placeholder this module writes (``[secret:<kind slug>]``), or wrote before placeholders
+#: dropped their digest tag (``[secret:<kind slug>:<8 hex>]``). Never detected again.
+PLACEHOLDER_PATTERN = re.compile(r"\[secret:[a-z0-9-]+(?::[0-9a-f]{8})?\]")
 # A placeholder as a Markdown renderer may have escaped it (``\[secret:...\]``): still one.
-_WRITTEN_PLACEHOLDER = re.compile(r"\\?\[secret:[a-z0-9-]+:[0-9a-f]{8}\\?\]")
+_WRITTEN_PLACEHOLDER = re.compile(r"\\?\[secret:[a-z0-9-]+(?::[0-9a-f]{8})?\\?\]")
 # A masked view is cached per (file name, text): the gate asks for the same few files per claim.
 _VIEW_CACHE_SIZE = 64
 
@@ -457,9 +458,13 @@ class SecretFinding:
 
     @property
     def placeholder(self) -> str:
-        """``[secret:<kind slug>:<first 8 hex of the digest>]``, what `mask_secrets` writes."""
+        """``[secret:<kind slug>]``, what `mask_secrets` writes.
+
+        No part of the value's digest: a published tag of an unkeyed hash would let anyone
+        confirm a guessed password offline (``hunter2`` against its 8 hex).
+        """
         slug = re.sub(r"[^a-z0-9]+", "-", self.kind.lower()).strip("-")
-        return f"[secret:{slug}:{self.digest.removeprefix('sha256:')[:8]}]"
+        return f"[secret:{slug}]"
 
 
 def _digest(value: str) -> str:
@@ -1218,7 +1223,7 @@ def mask_secrets(text: str, *, filename: str | None = None) -> str:
         filename: as `find_secrets`.
 
     Returns:
-        ``text`` where each `find_secrets` finding reads ``[secret:<kind>:<8 hex>]``
+        ``text`` where each `find_secrets` finding reads ``[secret:<kind>]``
         (`SecretFinding.placeholder`; the same value always gives the same placeholder, so
         a masked text stays deterministic); ``text`` itself when it holds none. Idempotent.
 
