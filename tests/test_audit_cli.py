@@ -17,7 +17,7 @@ from wf_pipeline.metadata.records import now_ms
 from wf_pipeline.records import open_record_store
 from wf_pipeline.records.protocol import RecordStore
 from wf_pipeline.security.audit import AuditEvent, append_audit_event, event_hash_of
-from wf_pipeline.security.audit_key import AuditKey, AuditKeySource, audit_key_source
+from wf_pipeline.security.audit_key import AuditKey, AuditKeySource, audit_key, audit_key_source
 from wf_pipeline.settings import Settings
 
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
@@ -51,9 +51,15 @@ class Home:
     def records(self) -> RecordStore:
         return open_record_store(self.url, schema=self.schema)
 
-    def key(self) -> AuditKeySource:
-        """The home's audit key, as its commands find it (made on first use)."""
-        return audit_key_source(Settings.from_env(self.env()))
+    def key(self, store: RecordStore) -> AuditKeySource:
+        """The home's audit key for appends to ``store``, as its commands find it (made on first use)."""
+        return audit_key_source(Settings.from_env(self.env()), store)
+
+    def key_id(self) -> str:
+        """The id of the key the home holds (made by an earlier append)."""
+        found = audit_key(Settings.from_env(self.env()))
+        assert found is not None
+        return found.key_id
 
     def raw(self, *statements: str) -> None:
         """Run SQL past the append-only triggers, as the database's owner can."""
@@ -99,8 +105,11 @@ def record(store: RecordStore, key: AuditKeySource, n: int, *, at_ms: int, deny:
 def test_list_shows_ids_digests_and_codes_and_filters_by_time_and_grant(home) -> None:
     now = now_ms()
     with home.records() as store:
-        old = [record(store, home.key(), n, at_ms=now - 5 * HOUR_MS) for n in (1, 2)]
-        new = [record(store, home.key(), 3, at_ms=now), record(store, home.key(), 4, at_ms=now, deny=True)]
+        old = [record(store, home.key(store), n, at_ms=now - 5 * HOUR_MS) for n in (1, 2)]
+        new = [
+            record(store, home.key(store), 3, at_ms=now),
+            record(store, home.key(store), 4, at_ms=now, deny=True),
+        ]
 
     table = home.wf("audit", "list")
     assert table.returncode == 0, table.stderr
@@ -122,14 +131,14 @@ def test_verify_passes_untouched_and_names_each_broken_position(home) -> None:
     now = now_ms()
     with home.records() as store:
         for n in range(1, 9):
-            record(store, home.key(), n, at_ms=now + n, deny=n % 3 == 0)
+            record(store, home.key(store), n, at_ms=now + n, deny=n % 3 == 0)
 
     verified = home.wf("audit", "verify", "--json")
     assert verified.returncode == 0, verified.stderr
     report = json.loads(verified.stdout)
     assert (report["ok"], report["events"], report["head_seq"], report["problems"]) == (True, 8, 8, [])
     assert (report["sealed_checked"], report["unsealed"]) == (True, 0)
-    assert report["key_id"] == home.key()().key_id
+    assert report["key_id"] == home.key_id()
     assert "audit trail verifies: 8 events" in home.wf("audit", "verify").stdout
     assert f"seals checked with audit key {report['key_id']}" in home.wf("audit", "verify").stdout
 
@@ -163,12 +172,12 @@ def test_verify_passes_untouched_and_names_each_broken_position(home) -> None:
 def test_export_feeds_the_audit_events_table_once_and_witnesses_the_head(home) -> None:
     now = now_ms()
     with home.records() as store:
-        events = [record(store, home.key(), n, at_ms=now + n, deny=n == 2) for n in (1, 2, 3)]
+        events = [record(store, home.key(store), n, at_ms=now + n, deny=n == 2) for n in (1, 2, 3)]
 
     first = json.loads(home.wf("audit", "export", "--json").stdout)
     assert (first["exported"], first["after_seq"], first["head_seq"]) == (3, 0, 3)
     with home.records() as store:
-        events.append(record(store, home.key(), 4, at_ms=now + 4))
+        events.append(record(store, home.key(store), 4, at_ms=now + 4))
     again = json.loads(home.wf("audit", "export", "--json").stdout)
     assert (again["exported"], again["after_seq"], again["head_seq"]) == (1, 3, 4)
 
@@ -196,7 +205,7 @@ def test_a_damaged_parquet_copy_and_undecodable_arguments_get_codes(home) -> Non
     now = now_ms()
     with home.records() as store:
         for n in (1, 2):
-            record(store, home.key(), n, at_ms=now + n)
+            record(store, home.key(store), n, at_ms=now + n)
     assert home.wf("audit", "export").returncode == 0
     copy = max(
         (home.root / "telemetry" / "audit_events").rglob("*.parquet"), key=lambda p: p.stat().st_mtime_ns
@@ -233,7 +242,7 @@ def test_a_damaged_parquet_copy_and_undecodable_arguments_get_codes(home) -> Non
 def test_verify_catches_a_rewritten_tail_with_the_homes_key_and_says_when_it_has_none(home) -> None:
     now = now_ms()
     with home.records() as store:
-        events = [record(store, home.key(), n, at_ms=now + n) for n in range(1, 7)]
+        events = [record(store, home.key(store), n, at_ms=now + n) for n in range(1, 7)]
     # Event 4 onward rewritten by someone who can write the database: hashes recomputed,
     # seals made with a key of their own under the home's (public) key id.
     forger = AuditKey(b"f" * 32, "forger")
@@ -273,7 +282,7 @@ def test_verify_catches_a_rewritten_tail_with_the_homes_key_and_says_when_it_has
     assert wrong.returncode == 1
     problems = json.loads(wrong.stdout)["error"]["details"]["problems"]
     assert [(p["seq"], p["kind"], p["count"]) for p in problems] == [(1, "altered", 6)]
-    assert home.key()().key_id in problems[0]["detail"]
+    assert home.key_id() in problems[0]["detail"]
 
     # Without the key the rewrite is invisible, and the report says seals were not checked.
     (home.root / "keys" / "audit.key").unlink()
@@ -285,6 +294,37 @@ def test_verify_catches_a_rewritten_tail_with_the_homes_key_and_says_when_it_has
     )
     assert "seals NOT checked" in home.wf("audit", "verify").stdout
     assert not (home.root / "keys" / "audit.key").exists()  # verify never makes a key
+
+
+def test_verify_with_the_key_reports_a_trail_stripped_of_every_seal(home) -> None:
+    now = now_ms()
+    with home.records() as store:
+        events = [record(store, home.key(store), n, at_ms=now + n) for n in range(1, 6)]
+    # Event 3 onward rewritten with recomputed hashes, then every seal and key id cleared.
+    prev = events[1].event_hash
+    statements = []
+    for event in events[2:]:
+        fields = event.to_dict() | {"prev_hash": prev}
+        if event.seq == 3:
+            fields["bytes"] = 1
+        fields["event_hash"] = prev = event_hash_of(fields)
+        statements.append(
+            f"UPDATE {{table}} SET bytes = {fields['bytes']}, prev_hash = '{fields['prev_hash']}', "
+            f"event_hash = '{fields['event_hash']}' WHERE seq = {event.seq}"
+        )
+    home.raw(*statements, "UPDATE {table} SET seal = NULL, seal_key_id = NULL")
+
+    broken = home.wf("audit", "verify", "--json")
+    assert broken.returncode == 1, broken.stdout
+    details = json.loads(broken.stdout)["error"]["details"]
+    assert details["sealed_checked"] is True
+    assert [(p["seq"], p["kind"], p["count"]) for p in details["problems"]] == [(1, "altered", 5)]
+    assert "altered at 1" in " ".join(home.wf("audit", "verify").stderr.split())
+    # Without the key the stripped seals are only counted.
+    (home.root / "keys" / "audit.key").unlink()
+    unkeyed = home.wf("audit", "verify", "--json")
+    assert unkeyed.returncode == 0 and json.loads(unkeyed.stdout)["unsealed"] == 5
+    assert "5 events without a seal" in home.wf("audit", "verify").stdout
 
 
 def test_a_limit_past_a_64_bit_integer_is_a_usage_error(home) -> None:

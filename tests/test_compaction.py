@@ -601,7 +601,7 @@ def test_compaction_copies_audit_events_no_read_copied_to_the_telemetry_table(tm
         events = [
             append_audit_event(
                 records,
-                key=audit_key_source(settings),
+                key=audit_key_source(settings, records),
                 requester="wf-runtime",
                 grant_id=None,
                 reason_code="REDACTION_OPT_OUT",

@@ -451,8 +451,12 @@ def test_a_store_at_0009_gets_audit_seals_keeps_its_events_and_its_triggers(reco
             now_ms=6,
         )
         report = verify_audit_chain(store, key=key)
+        unkeyed = verify_audit_chain(store)
     assert new.seal == key.seal(new.event_hash) and new.seal_key_id == key.key_id
-    assert report.ok and (report.unsealed, report.sealed_checked) == (1, True)
+    # With the key the earlier event cannot be told from one stripped of its seal: reported, and counted.
+    assert (report.unsealed, report.sealed_checked) == (1, True)
+    assert [(p.seq, p.kind, p.count) for p in report.problems] == [(1, "altered", 1)]
+    assert unkeyed.ok and unkeyed.unsealed == 1
     assert stored_revisions(record_store_url) == [HEAD_REVISION]
     assert schema_differences(record_store_url) == []
     engine = sql_engine(record_store_url)

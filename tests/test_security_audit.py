@@ -8,6 +8,7 @@ plain connection.
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 import subprocess
@@ -36,7 +37,13 @@ from wf_pipeline.security.audit import (
     event_hash_of,
     verify_audit_chain,
 )
-from wf_pipeline.security.audit_key import AuditKey, audit_key, audit_key_source, home_audit_key
+from wf_pipeline.security.audit_key import (
+    AuditKey,
+    audit_key,
+    audit_key_source,
+    home_audit_key,
+    trail_key,
+)
 from wf_pipeline.settings import Settings
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -347,21 +354,55 @@ def _unsealed(records: RecordStore, n: int) -> None:
     records.append_audit_record(build)
 
 
-def test_events_before_seals_are_counted_and_a_stripped_seal_is_altered(any_store) -> None:
+def test_with_the_key_every_unsealed_event_is_altered_and_counted(any_store) -> None:
     for n in (1, 2):
         _unsealed(any_store, n)
     sealed = [append(any_store, n) for n in (3, 4, 5)]
 
+    # Written before seals existed, or stripped: with the key nothing tells them apart, so neither passes.
     report = verify_audit_chain(any_store, key=KEY)
-    assert report.ok and (report.unsealed, report.events) == (2, 5)
+    assert not report.ok and (report.unsealed, report.events) == (2, 5)
+    assert [(p.seq, p.kind, p.count) for p in report.problems] == [(1, "altered", 2)]
+    assert "events 1..2 carry no seal" in report.problems[0].detail
     assert report.to_dict()["unsealed"] == 2
-    assert verify_audit_chain(any_store).unsealed == 2
+    assert verify_audit_chain(any_store, key=KEY, page=1) == report
+    unkeyed = verify_audit_chain(any_store)  # seals not checked: leading unsealed events only counted
+    assert unkeyed.ok and unkeyed.unsealed == 2 and not unkeyed.sealed_checked
 
     _unsealed(any_store, 6)  # no seal after sealed events: stripped, with or without the key
-    for key in (KEY, None):
-        stripped = verify_audit_chain(any_store, key=key)
-        assert [(p.seq, p.kind) for p in stripped.problems] == [(6, "altered")]
-        assert f"event {sealed[0].seq} before it is sealed" in stripped.problems[0].detail
+    stripped = verify_audit_chain(any_store, key=KEY)
+    assert [(p.seq, p.kind, p.count) for p in stripped.problems] == [(1, "altered", 2), (6, "altered", 1)]
+    assert "event 6 carries no seal" in stripped.problems[1].detail and stripped.unsealed == 3
+    unkeyed = verify_audit_chain(any_store)
+    assert [(p.seq, p.kind) for p in unkeyed.problems] == [(6, "altered")]
+    assert f"event {sealed[0].seq} before it is sealed" in unkeyed.problems[0].detail
+
+
+def test_a_trail_stripped_of_every_seal_and_rewritten_is_altered_from_its_first_event(sql_target) -> None:
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        events = fill(store, 10)
+    with owner_connection(sql_target) as conn:
+        # Event 5 rewritten, the chain recomputed from there, and every seal and key id cleared.
+        for fields in _rewritten_tail(events, 5):
+            conn.execute(
+                sa.text(
+                    f"UPDATE {_table(sql_target)} SET requester = :requester, prev_hash = :prev_hash, "
+                    "event_hash = :event_hash WHERE seq = :seq"
+                ),
+                fields,
+            )
+        conn.execute(sa.text(f"UPDATE {_table(sql_target)} SET seal = NULL, seal_key_id = NULL"))
+
+    with open_record_store(sql_target.url, schema=sql_target.schema) as store:
+        report = verify_audit_chain(store, key=KEY)
+        paged = verify_audit_chain(store, key=KEY, page=3)
+        unkeyed = verify_audit_chain(store)
+
+    assert not report.ok and report.sealed_checked and report.unsealed == 10
+    assert [(p.seq, p.kind, p.count) for p in report.problems] == [(1, "altered", 10)]
+    assert "carry no seal" in report.problems[0].detail
+    assert paged == report
+    assert unkeyed.ok and not unkeyed.sealed_checked  # the chain agrees with itself: only the key tells
 
 
 # --- the audit write fails: the request fails --------------------------------------------------
@@ -426,7 +467,7 @@ def test_an_audit_key_that_cannot_be_read_or_made_is_audit_unavailable(tmp_path)
     )
     for broken in (settings, bad_text, missing):
         with pytest.raises(SecurityError) as caught:
-            append_audit_event(store, key=audit_key_source(broken), **arguments)
+            append_audit_event(store, key=audit_key_source(broken, store), **arguments)
         assert caught.value.code == "AUDIT_UNAVAILABLE"
         assert caught.value.details["cause"] == "AUDIT_KEY_INVALID"
         assert isinstance(caught.value.__cause__, SecurityError)
@@ -438,7 +479,7 @@ def test_an_audit_key_that_cannot_be_read_or_made_is_audit_unavailable(tmp_path)
     (shutil_home / "keys").write_text("a file where the keys folder goes")
     with pytest.raises(SecurityError) as caught:
         append_audit_event(
-            store, key=audit_key_source(Settings.from_env({"WF_HOME": str(shutil_home)})), **arguments
+            store, key=audit_key_source(Settings.from_env({"WF_HOME": str(shutil_home)}), store), **arguments
         )
     assert caught.value.code == "AUDIT_UNAVAILABLE" and audit_events(store) == []
 
@@ -463,7 +504,7 @@ def test_the_audit_key_comes_from_the_variable_the_file_or_the_home(tmp_path) ->
             Settings.from_env({"WF_HOME": home, "WF_AUDIT_KEY": text, "WF_AUDIT_KEY_FILE": str(key_file)})
         )
     assert caught.value.code == "AUDIT_KEY_INVALID"
-    made = home_audit_key(Settings.from_env({"WF_HOME": home}))
+    made = home_audit_key(Settings.from_env({"WF_HOME": home}), MemoryRecordStore())
     assert made.key_id != KEY.key_id and text not in repr(made) and made.key.hex() not in repr(made)
     assert os.path.exists(Path(home) / "keys" / "audit.key")
 
@@ -510,6 +551,80 @@ def test_an_event_that_cannot_be_made_is_audit_unavailable_and_writes_nothing(ch
     assert audit_events(store) == []
 
 
+def _append_as(settings: Settings, store: RecordStore, n: int) -> AuditEvent:
+    """An event appended as a home under ``settings`` appends it: its key found (or made) and checked."""
+    return append_audit_event(
+        store,
+        key=audit_key_source(settings, store),
+        requester=f"id-reader-{n}",
+        grant_id=None,
+        reason_code=None,
+        scope={"n": n},
+        artifact_ids=(),
+        outcome="allow",
+        code=None,
+        bytes=n,
+        policy_version="1",
+        now_ms=T0 + n,
+    )
+
+
+def test_a_second_home_of_a_shared_store_makes_no_key_of_its_own_and_appends_nothing(
+    any_store, tmp_path
+) -> None:
+    first = Settings.from_env({"WF_HOME": str(tmp_path / "first")})
+    second = Settings.from_env({"WF_HOME": str(tmp_path / "second")})
+    kept = _append_as(first, any_store, 1)  # the first home makes the key
+    key = audit_key(first)
+    assert key is not None and kept.seal_key_id == key.key_id
+
+    with pytest.raises(SecurityError) as caught:
+        _append_as(second, any_store, 2)
+    assert caught.value.code == "AUDIT_UNAVAILABLE" and caught.value.details["cause"] == "AUDIT_KEY_INVALID"
+    refusal = caught.value.__cause__
+    assert isinstance(refusal, SecurityError) and refusal.code == "AUDIT_KEY_INVALID"
+    assert key.key_id in refusal.message and "WF_AUDIT_KEY" in refusal.message
+    assert "WF_AUDIT_KEY_FILE" in refusal.message and refusal.details["first_sealed"] == 1
+    assert not second.default_audit_key_file.exists()  # no key of its own was made
+    assert key.key.hex() not in refusal.message
+
+    # A key configured, but not the trail's: refused the same way, naming both ids.
+    other = Settings.from_env(
+        {"WF_HOME": str(tmp_path / "second"), "WF_AUDIT_KEY": base64.b64encode(OTHER_KEY.key).decode()}
+    )
+    with pytest.raises(SecurityError) as caught:
+        _append_as(other, any_store, 3)
+    refusal = caught.value.__cause__
+    assert caught.value.code == "AUDIT_UNAVAILABLE" and isinstance(refusal, SecurityError)
+    assert refusal.code == "AUDIT_KEY_INVALID"
+    assert key.key_id in refusal.message and OTHER_KEY.key_id in refusal.message
+    assert audit_events(any_store) == [kept]
+
+    # Given the first home's key, the second home appends and the trail verifies for both.
+    shared = Settings.from_env(
+        {"WF_HOME": str(tmp_path / "second"), "WF_AUDIT_KEY_FILE": str(first.default_audit_key_file)}
+    )
+    _append_as(shared, any_store, 4)
+    assert verify_audit_chain(any_store, key=key).ok and len(audit_events(any_store)) == 2
+
+
+def test_a_key_is_made_for_a_trail_with_no_sealed_event_found_past_unsealed_pages(
+    any_store, tmp_path
+) -> None:
+    assert trail_key(any_store) is None  # an empty trail
+    for n in (1, 2, 3):
+        _unsealed(any_store, n)
+    assert trail_key(any_store, page=2) is None  # written before seals: no key seals it yet
+    home = Settings.from_env({"WF_HOME": str(tmp_path / "home")})
+    made = _append_as(home, any_store, 4)
+    assert home.default_audit_key_file.exists() and made.seq == 4
+    assert trail_key(any_store, page=2) == trail_key(any_store) == (4, made.seal_key_id)
+    with pytest.raises(SecurityError) as caught:  # the first sealed event found past two pages
+        _append_as(Settings.from_env({"WF_HOME": str(tmp_path / "late")}), any_store, 5)
+    assert isinstance(caught.value.__cause__, SecurityError)
+    assert caught.value.__cause__.details["first_sealed"] == 4
+
+
 # --- concurrent appenders ------------------------------------------------------------------------
 
 APPENDER = textwrap.dedent(
@@ -521,8 +636,8 @@ APPENDER = textwrap.dedent(
     from wf_pipeline.settings import Settings
 
     url, schema, name, count, home = sys.argv[1], sys.argv[2] or None, sys.argv[3], int(sys.argv[4]), sys.argv[5]
-    key = audit_key_source(Settings.from_env({"WF_HOME": home}))
     with open_record_store(url, schema=schema) as store:
+        key = audit_key_source(Settings.from_env({"WF_HOME": home}), store)
         for n in range(count):
             append_audit_event(
                 store, key=key, requester=name, grant_id=None, reason_code=None, scope={"n": n},
@@ -570,6 +685,7 @@ def test_concurrent_appenders_in_several_processes_never_fork_the_chain(sql_targ
 KEY_MAKER = textwrap.dedent(
     """
     import sys, time
+    from wf_pipeline.records.memory import MemoryRecordStore
     from wf_pipeline.security.audit_key import home_audit_key
     from wf_pipeline.settings import Settings
 
@@ -577,7 +693,7 @@ KEY_MAKER = textwrap.dedent(
     start = float(sys.argv[2])
     while time.time() < start:  # every process asks at the same moment
         pass
-    print(home_audit_key(settings).key_id)
+    print(home_audit_key(settings, MemoryRecordStore()).key_id)
     """
 )
 
@@ -601,7 +717,7 @@ def test_a_missing_audit_key_is_made_once_by_processes_asking_at_once(tmp_path) 
     assert key is not None and set(outputs) == {key.key_id}  # one key, whoever published it
     assert [p.name for p in settings.default_audit_key_file.parent.iterdir()] == ["audit.key"]  # no drafts
     assert stat.S_IMODE(settings.default_audit_key_file.stat().st_mode) == 0o600
-    assert home_audit_key(settings) == key  # found, not made again
+    assert home_audit_key(settings, MemoryRecordStore()) == key  # found, not made again
 
 
 # --- the Parquet copy -------------------------------------------------------------------------

@@ -1158,7 +1158,7 @@ def _render_audit_verify(console: Console, r: dict) -> None:
     else:
         sealed = "seals NOT checked: this home has no audit key (WF_AUDIT_KEY, WF_AUDIT_KEY_FILE)"
     if r["unsealed"]:
-        sealed += f"; the first {plural(r['unsealed'], 'event')} predate seals"
+        sealed += f"; {plural(r['unsealed'], 'event')} without a seal"
     print_line(
         console,
         f"audit trail verifies: {plural(r['events'], 'event')}, head seq {r['head_seq']} ({r['head_hash']}); "

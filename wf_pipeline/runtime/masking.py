@@ -129,7 +129,8 @@ def audit_unmasked_context(
         records: the record store holding the audit trail.
         policy: the profile's redaction policy (its ``source`` is the event's policy version).
         audit_key: the key sealing the event, or the function that finds (or makes) it
-            (`wf_pipeline.security.audit_key.audit_key_source`).
+            and checks it against the trail
+            (`wf_pipeline.security.audit_key.audit_key_source(settings, records)`).
         workflow_id, thread_id, node_id: the scope.
         artifact_id: the context payload's artifact id (``sha256:<hex>``).
         size: its bytes.

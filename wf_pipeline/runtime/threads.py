@@ -556,7 +556,7 @@ def context_snapshot(
         audit_unmasked_context(
             env.records,
             policy,
-            audit_key=audit_key_source(env.settings),
+            audit_key=audit_key_source(env.settings, env.records),
             workflow_id=loaded.workflow_id,
             thread_id=thread.thread_id,
             node_id=node.node_id,

@@ -28,10 +28,12 @@ seq, so a rewritten tail is caught at its first rewritten event; events sealed u
 another key are "altered" too, their detail naming that key id. Without the key it says
 that seals were not checked (``sealed_checked`` False).
 
-Events written before seals existed (revision 0010_audit_seal) have none. They are
-accepted only as the trail's first events, before any sealed one, and counted
-(``unsealed``), not reported as problems: their chain is still verified. An unsealed event
-after a sealed one is "altered" (a seal was stripped), with or without the key.
+Given the key, every event without a seal is "altered", wherever it stands: otherwise
+someone who strips every seal (and recomputes the chain) would make a rewritten trail
+pass as one written before seals existed. So events written before seals existed
+(revision 0010_audit_seal) are reported too; they are counted (``unsealed``) as well.
+Without the key an unsealed event after a sealed one is still "altered" (a seal was
+stripped); unsealed events before the first sealed one are only counted.
 
 `verify_audit_chain` walks the trail in pages and reports each problem with its position.
 Appends are serialized by the record store (`RecordStore.append_audit_record`), so two
@@ -237,7 +239,8 @@ def append_audit_event(
         records: the record store holding the trail.
         key: the audit key that seals the event, or a function returning it (looked up now,
             e.g. `wf_pipeline.security.audit_key.audit_key_source`, which makes the home's
-            key file on first need).
+            key file on first need and refuses a key that is not the one the trail is
+            sealed under).
         requester: the identity that asked (non-empty).
         grant_id, reason_code: the grant presented and the reason code given, or None.
         scope: the grant's scope (JSON values: workflow, thread, node, turn range); stored
@@ -256,7 +259,8 @@ def append_audit_event(
 
     Raises:
         SecurityError: ``AUDIT_UNAVAILABLE`` when the event is not written, for any reason:
-            the audit key cannot be read or made (cause ``AUDIT_KEY_INVALID``), the store
+            the audit key cannot be read or made, or is not the key the trail is sealed
+            under (cause ``AUDIT_KEY_INVALID``), the store
             unreachable, read-only or full, the table missing, arguments that do not make a
             valid event. The cause is chained; nothing is written.
     """
@@ -346,7 +350,8 @@ class ChainProblem:
     Attributes:
         seq: the position concerned: the first missing position ("deleted"), the event
             whose hash disagrees with its fields or whose seal is missing or wrong
-            ("altered"), the first of a run of events sealed under another key ("altered"),
+            ("altered"), the first of a run of events sealed under another key or, given
+            the key, of a run of events without a seal ("altered"),
             the event linked to the wrong predecessor ("reordered").
         kind: ``deleted``, ``altered`` or ``reordered``.
         detail: one sentence with the positions, hashes and key ids involved (never
@@ -376,10 +381,11 @@ class ChainReport:
             (None for an empty trail).
         problems: every problem, by position.
         sealed_checked: whether seals were checked against an audit key (False: no key
-            was given; only a stripped seal, one missing after a sealed event, is found).
+            was given; only a seal missing after a sealed event is found).
         key_id: the id of the key seals were checked with, or None.
-        unsealed: events without a seal at the start of the trail (written before events
-            were sealed): verified by the chain only, not counted as problems.
+        unsealed: events without a seal (written before events were sealed, or stripped
+            of their seal). With a key each is also an "altered" problem; without one,
+            only those after a sealed event are.
     """
 
     ok: bool
@@ -428,14 +434,15 @@ def verify_audit_chain(
     no event is "deleted" at the position before (the event there was removed or
     replaced), unless a gap right before it already says so.
 
-    Seals: an event without a seal after a sealed one is "altered" (its seal was
-    stripped); the unsealed events before the first sealed one were written before
-    events were sealed and are counted (``unsealed``), not reported. With ``key``, each
-    sealed event's ``seal`` must be ``key``'s HMAC of its ``event_hash`` ("altered"
-    otherwise, so events rewritten with recomputed hashes are reported from the first
-    one rewritten); consecutive events whose ``seal_key_id`` is not ``key``'s are one
-    "altered" problem at the first of them, ``count`` events, naming both key ids
-    (sealed under another key, or a forged key id: the trail does not verify either way).
+    Seals: every event without a seal is counted (``unsealed``). With ``key``, each
+    event must carry ``key``'s HMAC of its ``event_hash`` ("altered" otherwise, so events
+    rewritten with recomputed hashes are reported from the first one rewritten, and a
+    trail stripped of every seal from its first event): consecutive events without a seal
+    are one "altered" problem at the first of them, ``count`` events, and so are
+    consecutive events whose ``seal_key_id`` is not ``key``'s, naming both key ids (sealed
+    under another key, or a forged key id: the trail does not verify either way). Without
+    ``key``, an event without a seal after a sealed one is "altered" (its seal was
+    stripped); those before the first sealed one are only counted.
 
     Args:
         records: the record store holding the trail.
@@ -446,7 +453,7 @@ def verify_audit_chain(
         page: events read per query (a positive int).
 
     Returns:
-        A `ChainReport`; ``ok`` when there is no problem (unsealed leading events are none).
+        A `ChainReport`; ``ok`` when there is no problem (with ``key``: every event sealed by it).
 
     A stored row that does not load as an event (a column set to a value of the wrong
     type, a scope that is no JSON) is reported "altered" at its seq, and the walk goes on.
@@ -532,19 +539,30 @@ class _SealCheck:
 
     def __init__(self, key: AuditKey | None) -> None:
         self.key = key
-        self.unsealed = 0  # unsealed events before the first sealed one
+        self.unsealed = 0  # events without a seal
         self.first_sealed: int | None = None
-        # A run of consecutive events sealed under another key: [first seq, last seq, key id].
+        # Runs of consecutive events (reported as one problem each when they end): sealed
+        # under another key [first seq, last seq, key id], and, given a key, unsealed
+        # [first seq, last seq]. A run keeps a trail stripped of every seal one problem,
+        # not one per event.
         self.foreign: list[Any] | None = None
+        self.bare: list[int] | None = None
 
     def check(self, event: AuditEventRecord) -> list[ChainProblem]:
-        """The problems of ``event``'s seal (a foreign-key run is reported when it ends)."""
-        problems = []
+        """The problems of ``event``'s seal (a run is reported when it ends)."""
+        problems: list[ChainProblem] = []
         if event.seal is None or event.seal_key_id is None:
-            problems.extend(self.finish())
-            if self.first_sealed is None:
-                self.unsealed += 1
-            else:
+            problems.extend(self._end_foreign())
+            self.unsealed += 1
+            if self.key is not None:
+                # Fail safe: an unsealed event may predate seals or have been stripped, and
+                # only the key can tell a rewritten trail from an old one, so none passes.
+                if self.bare is not None and self.bare[1] == event.seq - 1:
+                    self.bare[1] = event.seq
+                else:
+                    problems.extend(self._end_bare())
+                    self.bare = [event.seq, event.seq]
+            elif self.first_sealed is not None:
                 problems.append(
                     ChainProblem(
                         event.seq,
@@ -553,6 +571,7 @@ class _SealCheck:
                     )
                 )
             return problems
+        problems.extend(self._end_bare())
         if self.first_sealed is None:
             self.first_sealed = event.seq
         if self.key is None:
@@ -562,10 +581,10 @@ class _SealCheck:
             if run is not None and run[1] == event.seq - 1 and run[2] == event.seal_key_id:
                 run[1] = event.seq
             else:
-                problems.extend(self.finish())
+                problems.extend(self._end_foreign())
                 self.foreign = [event.seq, event.seq, event.seal_key_id]
             return problems
-        problems.extend(self.finish())
+        problems.extend(self._end_foreign())
         if not self.key.verifies(event.event_hash, event.seal):
             problems.append(
                 ChainProblem(
@@ -578,7 +597,26 @@ class _SealCheck:
         return problems
 
     def finish(self) -> list[ChainProblem]:
-        """The foreign-key run in progress, as one problem (empty when there is none)."""
+        """The runs in progress, one problem each (empty when there is none)."""
+        return self._end_foreign() + self._end_bare()
+
+    def _end_bare(self) -> list[ChainProblem]:
+        if self.bare is None or self.key is None:
+            return []
+        first, last = self.bare
+        self.bare = None
+        events = f"event {first} carries" if first == last else f"events {first}..{last} carry"
+        return [
+            ChainProblem(
+                first,
+                "altered",
+                f"{events} no seal, so audit key {self.key.key_id} cannot vouch for them (written "
+                "before events were sealed, or stripped of their seals)",
+                count=last - first + 1,
+            )
+        ]
+
+    def _end_foreign(self) -> list[ChainProblem]:
         if self.foreign is None or self.key is None:
             return []
         first, last, key_id = self.foreign

@@ -12,17 +12,23 @@ Where a home finds its key, in this order (like the keyring's master key,
   were read from (`Settings.secrets`);
 - ``WF_AUDIT_KEY_FILE``: a file holding that text;
 - ``<home>/keys/audit.key``: made (mode 0600, published whole with
-  `wf_pipeline.crypto.keyfiles.publish_key_file`) by the first append that finds no key.
+  `wf_pipeline.crypto.keyfiles.publish_key_file`) by the first append that finds no key,
+  unless the trail already holds a sealed event.
 
-Every home that appends to one record store must hold the same key: a home that makes its
-own seals events under another key id, and `verify_audit_chain` reports them. Messages name
-where a key came from and its key id, never the key.
+Every home that appends to one record store must hold the same key: a home that made its
+own would seal events under another key id, and every home's `verify_audit_chain` would
+report them from then on. So the key an append uses (`home_audit_key`) is checked against
+the trail's first sealed event (`trail_key`, one lookup): a home without a key makes none
+when the trail is already sealed, and a home whose key is not the trail's appends nothing;
+both are ``AUDIT_KEY_INVALID`` (the append fails with ``AUDIT_UNAVAILABLE``, Vault's rule).
+Messages name where a key came from and its key id, never the key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
@@ -30,6 +36,9 @@ from cryptography.hazmat.primitives import hashes, hmac
 from wf_pipeline.crypto.keyfiles import configured_key_text, decode_key_text, new_key_text, publish_key_file
 from wf_pipeline.errors import AUDIT_KEY_INVALID, SecurityError, os_reason
 from wf_pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from wf_pipeline.records.protocol import RecordStore
 
 __all__ = [
     "AUDIT_KEY_BYTES",
@@ -42,6 +51,7 @@ __all__ = [
     "home_audit_key",
     "new_audit_key_text",
     "parse_audit_key",
+    "trail_key",
 ]
 
 AUDIT_KEY_VARIABLE = "WF_AUDIT_KEY"
@@ -51,6 +61,8 @@ AUDIT_KEY_BYTES = 32
 SEAL_PREFIX = "hmac-sha256:"
 #: Hex digits of a key id: the first 64 bits of the key's SHA-256.
 KEY_ID_HEX = 16
+#: Events `trail_key` reads per query while it looks for the first sealed event.
+TRAIL_KEY_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -151,17 +163,74 @@ def _invalid(message: str, **details: object) -> SecurityError:
     return SecurityError(AUDIT_KEY_INVALID, message, **details)
 
 
-def home_audit_key(settings: Settings) -> AuditKey:
-    """The audit key ``settings`` configure (`audit_key`), making ``<home>/keys/audit.key`` when there is none.
+def trail_key(records: RecordStore, *, page: int = TRAIL_KEY_PAGE) -> tuple[int, str] | None:
+    """(seq, seal_key_id) of the trail's first sealed event, or None when no event is sealed.
 
-    The file is made once (`publish_key_file`): processes that find no key at the same
-    moment all end up with the key the first of them published.
+    Reads the trail from its start in pages of ``page`` events and stops at the first event
+    with a seal and a key id: one query on a trail sealed from its first event; events
+    written before seals existed are read through, a page at a time.
 
     Raises:
-        SecurityError: ``AUDIT_KEY_INVALID`` as `audit_key`, or when the key file cannot be
-            made (figure: the path and the operating system's reason).
+        RecordError: ``RECORD_UNAVAILABLE``, ``RECORD_INTEGRITY`` (a row before the first
+            sealed event does not load) from the store.
+    """
+    after = 0
+    while True:
+        # Only events past the last page: a store that repeats a page cannot loop this forever.
+        batch = [event for event in records.audit_records(after_seq=after, limit=page) if event.seq > after]
+        if not batch:
+            return None
+        for event in batch:
+            if event.seal is not None and event.seal_key_id is not None:
+                return event.seq, event.seal_key_id
+        after = batch[-1].seq
+
+
+def home_audit_key(settings: Settings, records: RecordStore) -> AuditKey:
+    """The audit key appends to ``records`` under ``settings`` seal with: `audit_key`, or ``<home>/keys/audit.key`` made now.
+
+    The trail's first sealed event (`trail_key`) decides: a key that ``settings``
+    configure must be the key that sealed it, and when ``settings`` configure none, a new
+    key is made only if no event is sealed yet (a new store, or a trail written before
+    seals existed). Otherwise another home already seals this trail, and a key of this
+    home's own would break it for every home from the first event it sealed. The file is
+    made once (`publish_key_file`): processes that find no key at the same moment all end
+    up with the key the first of them published. Two homes that each find an empty trail
+    at the same moment can still each make a key; the second's next append is refused.
+
+    Args:
+        settings: where the key is configured (or made).
+        records: the record store whose trail the key seals.
+
+    Raises:
+        SecurityError: ``AUDIT_KEY_INVALID`` as `audit_key`; when the trail is sealed under
+            another key id than the configured key's, or sealed at all while no key is
+            configured (figures: the trail's key id and first sealed seq, the key's id and
+            source; the fix: WF_AUDIT_KEY or WF_AUDIT_KEY_FILE set to the other homes' key);
+            when the key file cannot be made (figure: the path and the operating system's
+            reason).
+        RecordError: ``RECORD_*`` from reading the trail.
     """
     found = audit_key(settings)
+    sealed = trail_key(records)
+    share = "set WF_AUDIT_KEY or WF_AUDIT_KEY_FILE to the audit key the other homes of this record store use"
+    if sealed is not None:
+        seq, key_id = sealed[0], str(sealed[1])[:32]
+        if found is None:
+            raise _invalid(
+                f"the audit trail of {records.url} is sealed under audit key {key_id!r} from event {seq}, "
+                f"and this home has none: {share} (a key of this home's own would break the trail)",
+                trail_key_id=key_id,
+                first_sealed=seq,
+            )
+        if key_id != found.key_id:
+            raise _invalid(
+                f"the audit trail of {records.url} is sealed under audit key {key_id!r} from event {seq}, "
+                f"not under this home's key {found.key_id} ({found.source}): {share}",
+                trail_key_id=key_id,
+                first_sealed=seq,
+                key_id=found.key_id,
+            )
     if found is not None:
         return found
     path = settings.default_audit_key_file
@@ -180,6 +249,6 @@ def home_audit_key(settings: Settings) -> AuditKey:
     return found
 
 
-def audit_key_source(settings: Settings) -> Callable[[], AuditKey]:
-    """The key source appends under ``settings`` take: `home_audit_key`, looked up at each append."""
-    return lambda: home_audit_key(settings)
+def audit_key_source(settings: Settings, records: RecordStore) -> Callable[[], AuditKey]:
+    """The key source appends to ``records`` under ``settings`` take: `home_audit_key`, looked up (and checked against the trail) at each append."""
+    return lambda: home_audit_key(settings, records)

@@ -471,7 +471,7 @@ def privileged_read(
         now_ms: the time of the decision (Unix epoch ms).
         audit_key: the audit key that seals each event, or the function that finds (or
             makes) it (`wf_pipeline.security.audit_key.audit_key_source`); a key that cannot
-            be had is ``AUDIT_UNAVAILABLE``.
+            be had, or is not the key the trail is sealed under, is ``AUDIT_UNAVAILABLE``.
         refusal: a refusal the caller found before the decision (e.g. ``PRIVILEGED_OUT_INVALID``:
             the payload could not be delivered); denied and audited after the key file's
             check, before any other, so nothing is charged.

@@ -101,7 +101,8 @@ def verify_audit(settings: Settings) -> dict[str, Any]:
     Returns:
         The `ChainReport` as a dict (``ok`` True, ``events``, ``head_seq``, ``head_hash``,
         ``sealed_checked`` (False: no audit key), ``key_id`` (the key's id, or None),
-        ``unsealed`` (events written before events were sealed), ``problems`` empty) plus ``witness``: ``{"seq", "event_hash"}`` of the newest
+        ``unsealed`` (events without a seal: only without a key can the trail verify
+        with any), ``problems`` empty) plus ``witness``: ``{"seq", "event_hash"}`` of the newest
         exported event, or None (nothing exported, telemetry off or unreadable), and
         ``witness_error``: ``{"code", "message"}`` when the Parquet copy could not be read
         (e.g. ``TELEMETRY_FILE_UNREADABLE``: the head check was skipped), else None.

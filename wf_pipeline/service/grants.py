@@ -311,7 +311,7 @@ def revoke_grant(
             def audit(outcome: str, code: str | None) -> Any:
                 return append_audit_event(
                     records,
-                    key=audit_key_source(settings),
+                    key=audit_key_source(settings, records),
                     requester=admin.name
                     if admin is not None
                     else f"key:{key_fingerprint(public_key_bytes(key))}",

@@ -239,7 +239,7 @@ def read_privileged(
                 grant=grant,
                 reason=reason,
                 now_ms=now_ms() if at_ms is None else at_ms,
-                audit_key=audit_key_source(settings),
+                audit_key=audit_key_source(settings, records),
                 refusal=refusal,
                 check_payload=payload_check(store, records),
                 deliver=deliver,
