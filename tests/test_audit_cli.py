@@ -328,12 +328,19 @@ def test_verify_with_the_key_reports_a_trail_stripped_of_every_seal(home) -> Non
 
 
 def test_a_limit_past_a_64_bit_integer_is_a_usage_error(home) -> None:
-    for limit in ("9223372036854775808", str(10**30), "0"):
+    # Unicode digits (Arabic-Indic, full-width) and underscores are no whole number here either.
+    for limit in ("9223372036854775808", str(10**30), "0", "\u0661", "\uff15", "1_0", "+5"):
         done = home.wf("audit", "list", "--limit", limit)
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr and "--limit" in done.stderr
     largest = home.wf("audit", "list", "--limit", "9223372036854775807", "--json")
     assert largest.returncode == 0, largest.stderr
+
+
+def test_a_since_written_with_non_ascii_digits_is_a_bad_duration(home) -> None:
+    done = home.wf("audit", "list", "--since", "\u0661h")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("METADATA_BAD_DURATION: ")
 
 
 def test_the_store_refuses_a_limit_past_a_64_bit_integer_with_a_code(home) -> None:

@@ -68,3 +68,14 @@ def test_durations_beyond_one_hundred_years_are_bad_with_the_figure(text):
         parse_duration_ms(text)
     assert caught.value.code == METADATA_BAD_DURATION
     assert text in str(caught.value) and "36500d" in str(caught.value)
+
+
+# Python's int() and a bare \d take any Unicode decimal digit: "١h" (Arabic-Indic one) would
+# be an hour, "１d" (full-width one) a day. Only ASCII digits are a duration's number.
+@pytest.mark.parametrize("text", ["\u0661h", "\uff11d", "1\u0660s", "\u09e7w", "\U0001d7cfm", "\u0967ms"])
+def test_only_ascii_digits_make_a_duration(text):
+    with pytest.raises(MetadataError) as caught:
+        parse_duration_ms(text)
+    assert caught.value.code == METADATA_BAD_DURATION
+    with pytest.raises(MetadataError):
+        parse_duration_ms(text, allow_zero=True)

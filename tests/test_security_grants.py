@@ -893,6 +893,15 @@ def issue_options(home: Home, **changes) -> dict:
     ("changes", "code"),
     [
         ({"max_bytes": 9_223_372_036_854_775_808}, "GRANT_MALFORMED"),
+        # A zero budget is a grant that can never read anything.
+        ({"max_bytes": 0}, "GRANT_MALFORMED"),
+        ({"max_bytes": -1}, "GRANT_MALFORMED"),
+        # Unicode digits are no number of a duration (int() would take them).
+        ({"expires": "\u0661h"}, "GRANT_MALFORMED"),
+        ({"not_before": "\uff11m"}, "GRANT_MALFORMED"),
+        ({"rate": "5/\u0661h"}, "GRANT_MALFORMED"),
+        ({"rate": "\u0665/min"}, "GRANT_MALFORMED"),
+        ({"turns": "\u0661-3"}, "GRANT_MALFORMED"),
         ({"expires": "100000000d"}, "GRANT_MALFORMED"),
         ({"expires": "forever"}, "GRANT_MALFORMED"),
         ({"grantee": "alice\udcff"}, "GRANT_MALFORMED"),
@@ -1627,3 +1636,144 @@ def test_an_output_name_too_long_is_a_code_not_a_traceback(home: Home, tmp_path)
         assert done.stderr.decode().startswith("PRIVILEGED_OUT_INVALID: "), done.stderr[-400:]
         assert b"Traceback" not in done.stderr
     assert [(e.outcome, e.code) for e in audit_events(home.records)] == [("deny", "PRIVILEGED_OUT_INVALID")]
+
+
+# --- an output never replaces a file the same command reads -------------------------------------
+
+
+def _same_file_as(original: Path, how: str, tmp_path: Path) -> Path:
+    # The original itself, a symlink to it, or a hard link (another name, the same inode).
+    if how == "same path":
+        return original
+    other = tmp_path / f"other-{how.replace(' ', '-')}{original.suffix}"
+    if how == "symlink":
+        other.symlink_to(original)
+    else:
+        os.link(original, other)
+    return other
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link"])
+def test_a_grant_file_is_never_written_over_the_admin_key_that_signs_it(
+    home: Home, tmp_path, how: str
+) -> None:
+    from wf_pipeline.service.grants import issue_grant_file
+
+    # Outside the home, where the home's own protection does not reach.
+    admin_key = tmp_path / "ops.pem"
+    admin_key.write_bytes(home.keys["admin"].read_bytes())
+    before = admin_key.read_bytes()
+    out = _same_file_as(admin_key, how, tmp_path)
+
+    with pytest.raises(SecurityError) as caught:
+        issue_grant_file(home.settings, **issue_options(home, admin_key_file=admin_key, out=out))
+
+    assert caught.value.code == "PRIVILEGED_OUT_INVALID"
+    assert "admin key file (--admin)" in caught.value.message and str(out) in caught.value.message
+    assert admin_key.read_bytes() == before
+    assert home.records.list_grants() == []
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link"])
+@pytest.mark.parametrize("which", ["grant", "identity"])
+def test_a_payload_is_never_written_over_the_grant_or_key_file_of_the_read(
+    home: Home, tmp_path, how: str, which: str
+) -> None:
+    grant = home.issue()
+    files = {"grant": tmp_path / "grant.json", "identity": tmp_path / "alice.pem"}
+    files["grant"].write_bytes(grant.file_bytes())
+    files["identity"].write_bytes(home.keys["alice"].read_bytes())
+    before = {name: path.read_bytes() for name, path in files.items()}
+    out = _same_file_as(files[which], how, tmp_path)
+
+    with pytest.raises(SecurityError) as caught:
+        read_privileged_to(
+            home.settings,
+            _render(home),
+            out=out,
+            identity_file=files["identity"],
+            grant_file=files["grant"],
+            reason="incident_response",
+            at_ms=NOW,
+        )
+
+    assert caught.value.code == "PRIVILEGED_OUT_INVALID"
+    assert f"--{which}" in caught.value.message
+    assert {name: path.read_bytes() for name, path in files.items()} == before
+    # Denied before the decision: audited as such, nothing charged.
+    assert [(e.outcome, e.code) for e in audit_events(home.records)] == [("deny", "PRIVILEGED_OUT_INVALID")]
+    assert home.records.get_grant(grant.document.grant_id).reads == 0
+
+
+def test_a_new_identity_never_replaces_the_key_that_approves_it(home: Home, tmp_path) -> None:
+    from wf_pipeline.service.grants import create_identity_file
+
+    approver = tmp_path / "ops.pem"
+    approver.write_bytes(home.keys["admin"].read_bytes())
+    before = approver.read_bytes()
+
+    with pytest.raises(SecurityError) as caught:
+        create_identity_file(home.settings, "ops", admin=True, out_dir=tmp_path, approved_by=approver)
+
+    assert caught.value.code == "IDENTITY_EXISTS"
+    assert approver.read_bytes() == before
+    assert home.records.get_identity("ops") is None
+
+
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_the_wf_commands_refuse_an_out_that_is_their_own_key_or_grant(home: Home, tmp_path) -> None:
+    ops = tmp_path / "ops.pem"
+    ops.write_bytes(home.keys["admin"].read_bytes())
+    issue = (
+        "grants", "issue", "--admin", str(ops), "--grantee", "alice",
+        "--capability", "prompt_payload_read", "--workflow", WORKFLOW, "--expires", "1h",
+        "--reason", "incident_response", "--max-bytes", "1000", "--rate", "10/min",
+    )  # fmt: skip
+    over_key = wf(home, *issue, "--out", str(ops))
+    assert over_key.returncode == 1
+    assert over_key.stderr.decode().startswith("PRIVILEGED_OUT_INVALID: "), over_key.stderr[-400:]
+    assert load_private_key(ops) is not None and home.records.list_grants() == []
+
+    grant_file = tmp_path / "grant.json"
+    assert wf(home, *issue, "--out", str(grant_file)).returncode == 0
+    grant_bytes = grant_file.read_bytes()
+    read = (
+        "privileged",
+        "read",
+        _render(home),
+        "--identity",
+        str(home.keys["alice"]),
+        "--reason",
+        "incident_response",
+    )
+    over_grant = wf(home, *read, "--grant", str(grant_file), "--out", str(grant_file))
+    assert over_grant.returncode == 1
+    assert over_grant.stderr.decode().startswith("PRIVILEGED_OUT_INVALID: "), over_grant.stderr[-400:]
+    assert grant_file.read_bytes() == grant_bytes
+
+
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_wf_refuses_a_budget_or_count_in_unicode_digits(home: Home, tmp_path) -> None:
+    base = (
+        "grants", "issue", "--admin", str(home.keys["admin"]), "--grantee", "alice",
+        "--capability", "prompt_payload_read", "--workflow", WORKFLOW, "--reason", "incident_response",
+        "--rate", "10/min", "--out", str(tmp_path / "grant.json"),
+    )  # fmt: skip
+    for budget in ("\u0661\u0660\u0660\u0660", "1_000", "\uff11"):
+        done = wf(home, *base, "--expires", "1h", "--max-bytes", budget)
+        assert done.returncode == 2 and b"--max-bytes" in done.stderr, done.stderr[-400:]
+    zero = wf(home, *base, "--expires", "1h", "--max-bytes", "0")
+    assert zero.returncode == 1 and zero.stderr.decode().startswith("GRANT_MALFORMED: ")
+    arabic_hour = wf(home, *base, "--expires", "\u0661h", "--max-bytes", "1000")
+    assert arabic_hour.returncode == 1 and arabic_hour.stderr.decode().startswith("GRANT_MALFORMED: ")
+    assert home.records.list_grants() == [] and not (tmp_path / "grant.json").exists()
+
+
+@pytest.mark.skipif(not WF.exists(), reason=f"console script not installed at {WF}")
+def test_wf_identity_create_prints_where_the_key_file_went(home: Home, tmp_path) -> None:
+    # A path after "private key:" reads like a credential to the output filter and was masked.
+    done = wf(home, "identity", "create", "gina", "--out", str(tmp_path / "keys"))
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode()
+    assert str(tmp_path / "keys" / "gina.pem") in text and "[secret:" not in text, text
+    assert "PRIVATE KEY" not in text

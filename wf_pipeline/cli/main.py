@@ -816,11 +816,31 @@ def _render_metadata_view(console: Console, r: dict) -> None:
 MAX_COUNT = 2**63 - 1
 
 
+def _ascii_int(text: str) -> int:
+    """``text`` as an integer when it is an optional ``-`` and ASCII digits only; else a usage error.
+
+    int() alone also takes any Unicode decimal digit (``\u0661`` is 1), underscores,
+    a ``+`` and surrounding spaces, so a number could be typed in a form nobody reading the
+    command line takes for one. Range checks are left to the option (or its service).
+
+    Raises ``argparse.ArgumentTypeError`` (exit 2) naming the text.
+    """
+    digits = text[1:] if text.startswith("-") else text
+    if not digits or not (digits.isascii() and digits.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number written in the digits 0-9")
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} ({len(text)} characters) is too long a number"
+        ) from None
+
+
 def _positive_int(text: str) -> int:
     # A bad count is visible on the command line alone: a usage error (exit 2).
     try:
-        value = int(text)
-    except ValueError:
+        value = _ascii_int(text)
+    except argparse.ArgumentTypeError:
         value = 0
     if not 1 <= value <= MAX_COUNT:
         raise argparse.ArgumentTypeError(
@@ -1011,7 +1031,8 @@ def _render_keys(console: Console, r: dict) -> None:
 
 def _render_identity(console: Console, i: dict) -> None:
     print_line(
-        console, f"created {i['role']} {i['name']} ({i['public_key_sha256']}); private key: {i['key_file']}"
+        console,
+        f"created {i['role']} {i['name']} ({i['public_key_sha256']}); key file written to {i['key_file']}",
     )
 
 
@@ -1735,7 +1756,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="an allowed reason (repeatable): incident_response, debugging, compliance_review, quality_audit",
     )
     grant_issue.add_argument(
-        "--max-bytes", required=True, type=int, metavar="N", help="byte budget of payloads read under it"
+        "--max-bytes",
+        required=True,
+        type=_ascii_int,
+        metavar="N",
+        help="byte budget of payloads read under it (>= 1)",
     )
     grant_issue.add_argument("--rate", required=True, metavar="READS/WINDOW", help="rate limit, e.g. 10/min")
     grant_issue.add_argument(

@@ -22,15 +22,18 @@ UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w
 #: its own spelling.
 MAX_DURATION_MS = 36_500 * UNIT_MS["d"]
 
-_DURATION_RE = re.compile(r"(\d{1,12})(ms|s|m|h|d|w)")
+# ASCII digits only: a bare \d and int() take any Unicode decimal digit, so "\u0661h" (an
+# Arabic-Indic one) or a full-width "\uff11d" would pass for an hour or a day.
+_DURATION_RE = re.compile(r"([0-9]{1,12})(ms|s|m|h|d|w)")
 
 
 def parse_duration_ms(text: str, *, allow_zero: bool = False) -> int | None:
     """The length of ``text`` in milliseconds; None for ``forever``.
 
     Args:
-        text: one positive whole number and a unit (``ms``, ``s``, ``m``, ``h``, ``d``,
-            ``w``) with no space, e.g. ``7d``, ``12h``, ``1s``; or ``forever``.
+        text: one positive whole number in ASCII digits (``0``-``9``, nothing else that
+            Unicode calls a digit) and a unit (``ms``, ``s``, ``m``, ``h``, ``d``, ``w``)
+            with no space, e.g. ``7d``, ``12h``, ``1s``; or ``forever``.
         allow_zero: accept a zero such as ``0s`` (a grace period may be none; a window may not).
 
     Returns:

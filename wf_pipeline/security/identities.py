@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -190,6 +190,53 @@ def check_out_path(path: Path) -> Path:
         raise SecurityError(
             PRIVILEGED_OUT_INVALID, f"{path} cannot be written: {os_reason(exc)}", path=str(path)
         ) from exc
+
+
+def check_out_not_read(out: Path, reads: Mapping[str, Path]) -> Path:
+    """``out`` unless it is a file the same command reads; ``PRIVILEGED_OUT_INVALID`` naming the clash otherwise.
+
+    An output is written by an atomic rename that replaces whatever is there, so
+    ``wf grants issue --admin ops.pem --out ops.pem`` would put the grant in place of the
+    admin's private key (with a single admin, nobody could sign again) and
+    ``wf privileged read --grant g.json --out g.json`` would put the payload in place of
+    the grant. Checked before anything is decided or recorded. Two paths are the same file
+    when they resolve to one path (symlinks resolved, POSIX realpath) or, both existing,
+    name one inode (`os.path.samefile`: a hard link).
+
+    Args:
+        out: the output file asked for.
+        reads: the files the command reads, by how a message names them (e.g.
+            ``{"--admin key file": path}``).
+
+    Returns:
+        ``out``.
+
+    Raises ``PRIVILEGED_OUT_INVALID`` naming ``out``, the file it clashes with and its option.
+    """
+    for what, path in reads.items():
+        if _same_file(out, path):
+            raise SecurityError(
+                PRIVILEGED_OUT_INVALID,
+                f"{out} is the {what} this command reads ({path}); writing there would replace it: "
+                "give the output another path",
+                path=str(out),
+                clashes_with=what,
+            )
+    return out
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    # A path the system refuses to resolve or stat (too long, a loop, a NUL) is left to the
+    # writability check, which reports it with its reason.
+    try:
+        if os.path.realpath(first) == os.path.realpath(second):
+            return True
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.path.samefile(first, second)
+    except (OSError, ValueError):
+        return False  # one of them does not exist: nothing there to replace
 
 
 def _checked_out_path(path: Path) -> Path:

@@ -42,6 +42,7 @@ from wf_pipeline.security.grants import (
 )
 from wf_pipeline.security.identities import (
     admin_refusal,
+    check_out_not_read,
     check_out_path,
     create_identity,
     first_admin,
@@ -178,7 +179,7 @@ def issue_grant_file(
         workflow_id, thread_id, node_id, turns: the scope; ``turns`` is ``N`` or ``N-M`` (None: any).
         expires: validity from the start, a duration such as ``1h``.
         reasons: the reason codes allowed.
-        max_bytes: the byte budget.
+        max_bytes: the byte budget, 1 to 2**63-1 bytes.
         rate: ``READS/WINDOW`` such as ``10/min``.
         out: the grant file to write (replaced atomically if it exists).
         not_before: a delay before the grant becomes valid (default: valid now).
@@ -186,14 +187,15 @@ def issue_grant_file(
     Returns:
         `grant_dict` of the recorded grant plus ``grant_file``.
 
-    Raises ``PRIVILEGED_OUT_INVALID`` (``out`` cannot be written, or lies in the home or a
+    Raises ``PRIVILEGED_OUT_INVALID`` (``out`` cannot be written, is ``admin_key_file``
+    itself, by path, symlink or hard link (`check_out_not_read`), or lies in the home or a
     store of the product (`check_out_of_home`): checked before anything is recorded; a write
     that still fails revokes the grant just recorded), ``GRANT_SCOPE_INVALID``
     (a thread id not ``thread:`` + 24 hex, a node id not ``node:`` + 64 hex, a workflow
     that neither the profile catalogue seen from the current folder nor the record
     store's threads know), ``IDENTITY_INVALID`` (key file), ``IDENTITY_NOT_ADMIN``,
     ``IDENTITY_UNKNOWN`` (grantee), ``GRANT_SELF_ISSUED`` (grantee is the issuer), ``GRANT_MALFORMED``
-    (bad options: durations, rate, turn range, a byte budget outside 0..2**63-1, text that
+    (bad options: durations, rate, turn range, a byte budget outside 1..2**63-1, text that
     is not UTF-8), ``RECORD_*``.
     """
     texts = {"grantee": grantee, "capability": capability, "workflow": workflow_id, "thread": thread_id}
@@ -201,7 +203,9 @@ def issue_grant_file(
     for what, text in [*texts.items(), *(("reason", reason) for reason in reasons)]:
         _check_text(text, what)
     # The grant file's path first: a grant recorded active whose file was never written is
-    # a capability nobody holds, yet it counts in every listing.
+    # a capability nobody holds, yet it counts in every listing. Nor may it replace the
+    # admin's own key file: with a single admin, nobody could sign or revoke again.
+    check_out_not_read(out, {"admin key file (--admin)": admin_key_file})
     check_out_path(check_out_of_home(settings, out))
     # A scope that can never match is refused: an active grant that reads nothing hides a typo.
     check_scope_ids(thread_id, node_id)
@@ -209,9 +213,13 @@ def issue_grant_file(
     scope: dict[str, Any] = {"workflow_id": workflow_id, "thread_id": thread_id, "node_id": node_id}
     if turns is not None:
         scope["min_seq"], scope["max_seq"] = parse_turns(turns)
-    if not 0 <= max_bytes <= MAX_GRANT_INT:
+    # Zero is refused too: a grant with no budget can never read anything, so it would only
+    # sit in every listing as active.
+    if not 1 <= max_bytes <= MAX_GRANT_INT:
         raise SecurityError(
-            GRANT_MALFORMED, f"the byte budget must be from 0 to {MAX_GRANT_INT} (2**63 - 1), got {max_bytes}"
+            GRANT_MALFORMED,
+            f"the byte budget must be from 1 to {MAX_GRANT_INT} (2**63 - 1), got {max_bytes}",
+            max_bytes=max_bytes,
         )
     now = now_ms()
     start = None if not_before is None else now + _duration(not_before, "not-before delay")

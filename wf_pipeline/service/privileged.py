@@ -7,7 +7,7 @@ returned to the caller, or written to a file with mode 0600; everything else it
 returns is ids, digests and sizes.
 
 Before the decision it refuses an output path that would overwrite the product's own state
-(`check_out_of_home`); it lets the decision check, without decrypting, that the payload
+(`check_out_of_home`) or the key or grant file of the read itself (`check_out_not_read`); it lets the decision check, without decrypting, that the payload
 can still be read (`payload_check`) and hands it the file write, so a write that fails
 after the allow event is recorded as not delivered.
 """
@@ -39,6 +39,7 @@ from wf_pipeline.records.registry import open_record_store
 from wf_pipeline.security.audit_key import audit_key_source
 from wf_pipeline.security.grants import SignedGrant, parse_signed_grant
 from wf_pipeline.security.identities import (
+    check_out_not_read,
     check_out_path,
     load_private_key,
     read_private_file,
@@ -250,15 +251,23 @@ def read_privileged(
 
 
 def read_privileged_to(
-    settings: Settings, artifact_id: str, *, out: Path | None, **options: Any
+    settings: Settings,
+    artifact_id: str,
+    *,
+    out: Path | None,
+    identity_file: Path,
+    grant_file: Path,
+    **options: Any,
 ) -> tuple[dict[str, Any], bytes | None]:
     """`read_privileged`, then the payload written to ``out`` (atomically, mode 0600) when given.
 
-    ``out`` is checked before the decision (`check_out_path`, `check_out_of_home`): when it
-    cannot take the payload, or lies in the home or a store of the product, the read is
-    denied with ``PRIVILEGED_OUT_INVALID`` and audited as such, and nothing is charged to
-    the grant. A write that still fails after the allow event is audited as a follow-up
-    deny event (`read_privileged`'s ``deliver``).
+    ``out`` is checked before the decision (`check_out_not_read`, `check_out_path`,
+    `check_out_of_home`): when it is ``identity_file`` or ``grant_file`` itself (by path,
+    symlink or hard link: the payload would replace the key or the grant), cannot take the
+    payload, or lies in the home or a store of the product, the read is denied with
+    ``PRIVILEGED_OUT_INVALID`` and audited as such, and nothing is charged to the grant.
+    A write that still fails after the allow event is audited as a follow-up deny event
+    (`read_privileged`'s ``deliver``).
 
     Returns:
         (the read's `PrivilegedRead.summary` plus ``out`` when written, the payload when
@@ -271,6 +280,8 @@ def read_privileged_to(
     deliver = None
     if out is not None:
         try:
+            reads = {"key file (--identity)": identity_file, "grant file (--grant)": grant_file}
+            check_out_not_read(out, reads)
             check_out_path(check_out_of_home(settings, out))
         except SecurityError as exc:
             refusal = exc
@@ -278,7 +289,15 @@ def read_privileged_to(
         def deliver(payload: bytes) -> None:
             write_private_file(out, payload, replace=True, failure_code=PRIVILEGED_OUT_INVALID)
 
-    read = read_privileged(settings, artifact_id, refusal=refusal, deliver=deliver, **options)
+    read = read_privileged(
+        settings,
+        artifact_id,
+        identity_file=identity_file,
+        grant_file=grant_file,
+        refusal=refusal,
+        deliver=deliver,
+        **options,
+    )
     summary = read.summary()
     if out is None:
         return summary, read.payload
