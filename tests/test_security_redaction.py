@@ -549,6 +549,7 @@ def test_a_value_that_looks_like_a_type_or_a_path_but_is_not_one_is_masked() -> 
         'echo "::error title=Missing Secret::ANTHROPIC_API_KEY must be configured"\n',
         "created reader gina (sha256:abc); private key: /srv/ops/keys/gina2024.pem\n",
         "password: >\n  ${DB_PASSWORD}\n",
+        "API_KEY_HEADER = 'X-Api-Key'\npassword_prompt = 'Enter password'\n",
     ],
 )
 def test_keyword_values_that_name_no_literal_are_kept(text: str) -> None:

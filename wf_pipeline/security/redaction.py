@@ -319,6 +319,12 @@ _FIELD_NAME = (
     r"{word}[_\-]?(?:field|name|label|param|column|attr|input|id|type|prompt|placeholder|header|var|env)"
 )
 # .netrc (inetutils, curl): ``machine HOST login USER password SECRET``, one line or several.
+# A line that assigns a name made of a credential word and a field's role (its label, prompt, header).
+_FIELD_ASSIGNED = re.compile(
+    r"[ \t]*(?:export[ \t]+)?[\w.]*?(?:pass(?:word|wd|phrase)|pwd|secret|token|api[_\-]?key)[_\-]?"
+    r"(?:field|label|param|column|attr|input|prompt|placeholder|header|var|env)s?[\"']?[ \t]*(?::[^=\n]*)?[:=]",
+    re.IGNORECASE,
+)
 _NETRC_NAMES = frozenset({".netrc", "_netrc"})
 _NETRC_PASSWORD = re.compile(r"(?<!\S)(?:password|passwd)[ \t]+(\S+)")
 _NETRC_LINE = re.compile(r"^[ \t]*machine[ \t]+\S+.*?(?<!\S)(?:password|passwd)[ \t]+(\S+)", re.MULTILINE)
@@ -640,8 +646,13 @@ def _format_spans(text: str, lines: _Lines, filename: str | None) -> Iterator[tu
 
 
 def _names_a_field(value: str, line: str) -> bool:
-    """Whether a keyword plugin's ``value`` is a credential word naming a field on ``line``:
-    ``password_field = "password"``, ``TOKEN_HEADER = "token"``, not ``password = "password"``."""
+    """Whether a keyword plugin's ``value`` names a field rather than holds a credential: a
+    credential word naming a field on ``line`` (``password_field = "password"``, ``TOKEN_HEADER =
+    "token"``, not ``password = "password"``), or any value of a name that is a credential
+    word and a field's role (``API_KEY_HEADER = 'X-Api-Key'``, ``password_prompt = 'Enter
+    password'``): such a name holds a label, not the credential."""
+    if _FIELD_ASSIGNED.match(line):
+        return True
     word = value.lower()
     return word in _FIELD_WORDS and bool(
         re.search(_FIELD_NAME.format(word=re.escape(word)), line, re.IGNORECASE)
