@@ -887,7 +887,6 @@ def _in_connection_string(text: str, lines: _Lines, end: int) -> bool:
 # ``ENV NAME value`` (the rest of the line, its legacy form), a command-line flag's ``--password
 # value``, and prose's ``the password is value``.
 _DOCKER_ENV = re.compile(r"[ \t]*ENV[ \t]+[\w.\-]*$")
-_FLAG = re.compile(r"(?:^|(?<=[\s\"'`(]))--[\w\-]*$")
 _SPACED_VALUE = re.compile(
     r"""[ \t]+(?P<verb>(?:is|was)[ \t]+)?(?:(?P<quote>["'`])(?P<quoted>[^\n"'`]{1,512})(?P=quote)|(?P<bare>[^\s'"`]{1,512}))"""
 )
@@ -1014,17 +1013,6 @@ def _spaced_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
             accepted = _is_literal(value)
         if accepted:
             yield _KEYWORD.secret_type, value_start, value_end
-
-
-def _name_length(before: str) -> int:
-    # The length of the name that ends ``before`` (``API_KEY`` of ``--API_KEY``; ``api-key`` too).
-    length = 0
-    while length < len(before) and (before[-1 - length].isalnum() or before[-1 - length] in "_-"):
-        length += 1
-    # A flag's dashes are not part of its name.
-    while length and before[len(before) - length] == "-":
-        length -= 1
-    return length
 
 
 def _pair_spans(text: str, lines: _Lines) -> Iterator[tuple[str, int, int]]:
