@@ -603,34 +603,26 @@ class _SealCheck:
     def _end_bare(self) -> list[ChainProblem]:
         if self.bare is None or self.key is None:
             return []
-        first, last = self.bare
-        self.bare = None
+        (first, last), self.bare = self.bare, None
         events = f"event {first} carries" if first == last else f"events {first}..{last} carry"
-        return [
-            ChainProblem(
-                first,
-                "altered",
-                f"{events} no seal, so audit key {self.key.key_id} cannot vouch for them (written "
-                "before events were sealed, or stripped of their seals)",
-                count=last - first + 1,
-            )
-        ]
+        return _run_altered(
+            first,
+            last,
+            f"{events} no seal, so audit key {self.key.key_id} cannot vouch for them (written "
+            "before events were sealed, or stripped of their seals)",
+        )
 
     def _end_foreign(self) -> list[ChainProblem]:
         if self.foreign is None or self.key is None:
             return []
-        first, last, key_id = self.foreign
-        self.foreign = None
+        (first, last, key_id), self.foreign = self.foreign, None
         events = f"event {first} is" if first == last else f"events {first}..{last} are"
-        return [
-            ChainProblem(
-                first,
-                "altered",
-                f"{events} sealed under audit key {str(key_id)[:32]!r}, not under this key "
-                f"{self.key.key_id} (another home's key, or a forged seal)",
-                count=last - first + 1,
-            )
-        ]
+        return _run_altered(
+            first,
+            last,
+            f"{events} sealed under audit key {str(key_id)[:32]!r}, not under this key "
+            f"{self.key.key_id} (another home's key, or a forged seal)",
+        )
 
 
 @dataclass(frozen=True)
@@ -745,3 +737,8 @@ def _witness_problems(
     if witnessed is not None and witnessed.event_hash != event_hash:
         return [ChainProblem(seq, "altered", f"event {seq} is not the event the witness saw")]
     return []
+
+
+def _run_altered(first: int, last: int, detail: str) -> list[ChainProblem]:
+    # One problem for a run of consecutive events: a long run stays one line of the report.
+    return [ChainProblem(first, "altered", detail, count=last - first + 1)]
