@@ -7,7 +7,7 @@ retention windows and telemetry count them:
 - ``prompt_render``: ``system_prompt``, ``prompt_template``, ``rendered_prompt``;
 - ``context_payload``: ``context``;
 - ``output``: ``output``;
-- ``provider_response``: raw provider answers (no role links one yet).
+- ``provider_response``: ``provider_response``, a provider's raw answer as it came back.
 
 An ``input`` link re-reads an earlier turn's output; it puts nothing, so it has no class
 of its own (the artifact was counted as ``output`` when it was put).
@@ -31,6 +31,7 @@ ARTIFACT_CLASS_OF_ROLE: Final = MappingProxyType(
         "rendered_prompt": "prompt_render",
         "context": "context_payload",
         "output": "output",
+        "provider_response": "provider_response",
     }
 )
 

@@ -28,7 +28,9 @@ ThreadStatus = Literal["pending", "running", "completed", "failed", "aborted"]
 RESUMABLE_STATUSES: tuple[ThreadStatus, ...] = ("failed", "aborted", "running", "pending")
 TurnStatus = Literal["pending", "running", "completed", "failed", "skipped"]
 GateOutcome = Literal["pass", "fail"]
-ArtifactRole = Literal["system_prompt", "prompt_template", "rendered_prompt", "context", "input", "output"]
+ArtifactRole = Literal[
+    "system_prompt", "prompt_template", "rendered_prompt", "context", "input", "output", "provider_response"
+]
 NodeKind = Literal["file", "dir"]
 
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -89,6 +91,11 @@ class ThreadRecord(_Record):
     # figures, never payload text; None while the thread is not failed.
     error_code: str | None = None
     error_text: str | None = None
+    # What the thread was started with, so a resume uses the same (version pinning): the
+    # profile's ``version``, its code version and the artifact holding the profile snapshot.
+    profile_version: str | None = None
+    code_version: str | None = None
+    profile_artifact_id: str | None = None
 
 
 class TurnRecord(_Record):
@@ -112,8 +119,18 @@ class TurnRecord(_Record):
     error_text: str | None = None
     # Whether this attempt reached the provider; resumes and reuse are audited by it.
     provider_called: bool = False
+    # The request this attempt made (`wf_pipeline.runtime.requests`): ``request`` holds the
+    # digests and ids it is derived from (never payload text), ``request_digest`` their
+    # canonical digest; None for attempts recorded before requests were.
+    request_digest: str | None = None
+    request: dict[str, Any] | None = None
+    # The provider's raw answer (a ``provider_response`` artifact), None when none came back;
+    # ``response_source`` says where it came from: ``provider`` (a call), ``recorded`` (an
+    # earlier attempt's answer to the same request, reused) or ``replay`` (a replay).
+    response_artifact_id: str | None = None
+    response_source: str | None = None
 
-    @field_validator("output_artifact_id")
+    @field_validator("output_artifact_id", "response_artifact_id", "request_digest")
     @classmethod
     def _output_is_digest(cls, value: str | None) -> str | None:
         return _check_digest(value)
@@ -141,6 +158,11 @@ class GateRecord(_Record):
     outcome: GateOutcome
     reasons: tuple[str, ...] = ()
     evaluated_at_ms: int
+    # Each finding: ``rule_id``, ``code``, ``pointer`` (path:line or claim id) and ``hint``;
+    # ids and codes, never payload text (`wf_pipeline.gates.registry`).
+    findings: tuple[dict[str, str], ...] = ()
+    # Digest of the gate's declaration (type, required fields, rules) the verdict was made under.
+    rules_digest: str | None = None
 
 
 class PromptLinkRecord(_Record):

@@ -125,6 +125,8 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
         TurnRecord,
         key=("turn_record_id",),
         unique=(("thread_id", "turn_id", "attempt"),),
+        # Recorded responses are looked up by their request digest (`wf_pipeline.runtime.requests`).
+        indexes=(("request_digest",),),
         references_thread=True,
     ),
     TableSpec(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 BASELINE_REVISION = "0001_baseline"
 # The newest revision, known without loading alembic: opening a store that is already
 # at head reads one row and compares it to this.
-HEAD_REVISION = "0011_identity_approval"
+HEAD_REVISION = "0012_replay"
 
 
 @dataclass(frozen=True)
