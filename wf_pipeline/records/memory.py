@@ -279,6 +279,12 @@ class MemoryRecordStore:
         """turn_id -> the record of its highest attempt, in turn_seq order."""
         return latest_by_turn(self.turns_for_thread(thread_id))
 
+    def turns_for_request(self, request_digest: str) -> list[TurnRecord]:
+        """Every turn attempt recorded with ``request_digest``, oldest first."""
+        return self._listing(
+            "turns_for_request", "turns", TurnRecord, lambda row: row["request_digest"] == request_digest
+        )
+
     def gates_for_thread(self, thread_id: str) -> list[GateRecord]:
         """Gate results of a thread, by evaluated_at_ms, attempt, gate_record_id."""
         return self._of_thread("gates_for_thread", "gates", GateRecord, thread_id)

@@ -51,6 +51,8 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "list_trees": ("root_path", "root_id"),
     "list_threads": ("target_path", "thread_id"),
     "turns_for_thread": ("turn_seq", "attempt", "turn_id"),
+    # Recorded answers to one request, oldest first: the order a replay gives them back in.
+    "turns_for_request": ("started_at_ms", "thread_id", "attempt", "turn_record_id"),
     "gates_for_thread": ("evaluated_at_ms", "attempt", "gate_record_id"),
     "prompt_links_for_thread": ("created_at_ms", "prompt_link_id"),
     "artifact_links_for_thread": ("created_at_ms", "attempt", "artifact_link_id"),
@@ -691,6 +693,13 @@ class RecordStore(Protocol):
 
     def latest_turns(self, thread_id: str) -> dict[str, TurnRecord]:
         """turn_id -> the record of its highest attempt, in turn_seq order."""
+        ...
+
+    def turns_for_request(self, request_digest: str) -> list[TurnRecord]:
+        """Every turn attempt recorded with ``request_digest`` (`TurnRecord.request_digest`), oldest first.
+
+        Order: started_at_ms, thread_id, attempt, turn_record_id. Raises ``RECORD_UNAVAILABLE``.
+        """
         ...
 
     def gates_for_thread(self, thread_id: str) -> list[GateRecord]:

@@ -389,6 +389,16 @@ class SqlRecordStore:
         """turn_id -> the record of its highest attempt, in turn_seq order."""
         return latest_by_turn(self.turns_for_thread(thread_id))
 
+    def turns_for_request(self, request_digest: str) -> list[TurnRecord]:
+        """Every turn attempt recorded with ``request_digest``, oldest first (an indexed lookup)."""
+        table = self._tables["turns"]
+        statement = (
+            select(table)
+            .where(table.c.request_digest == request_digest)
+            .order_by(*_order_columns(table, "turns_for_request"))
+        )
+        return self._select("turns_for_request", TurnRecord, statement)
+
     def gates_for_thread(self, thread_id: str) -> list[GateRecord]:
         """Gate results of a thread, by evaluated_at_ms, attempt, gate_record_id."""
         table = self._tables["gates"]
