@@ -288,7 +288,7 @@ def test_store_prompt_render_off_keeps_no_rendered_prompt(setup):
     assert [o.status for o in outputs] == ["completed"] * 4
     thread_id = plan.thread.thread_id
     roles = {link.role for link in env.records.artifact_links_for_thread(thread_id)}
-    assert roles == {"prompt_template", "context", "input", "output"}
+    assert roles == {"prompt_template", "context", "input", "output", "provider_response"}
     for link in env.records.prompt_links_for_thread(thread_id):
         assert link.rendered_prompt_artifact_id is None and link.system_prompt_artifact_id is None
         assert link.user_prompt_template_artifact_id is not None
@@ -358,7 +358,15 @@ def test_resume_from_the_first_turn_runs_every_turn_again(setup):
     outputs = _run_all(env, loaded, plan)
     assert [o.status for o in outputs] == ["completed"] * 4
     assert not any(o.reused for o in outputs)
-    assert [r.turn_id for r in provider.requests[before:]] == TURNS
+    # The first two turns ask what they asked before: their recorded answers are taken.
+    assert [r.turn_id for r in provider.requests[before:]] == ["readme_struct", "style_refine"]
+    assert [o.provider_calls for o in outputs] == [0, 0, 1, 1]
+    latest = env.records.latest_turns(thread.thread_id)
+    assert [latest[t].response_source for t in TURNS] == ["recorded", "recorded", "provider", "provider"]
+    for turn_id in ("evidence_gather", "verification"):
+        assert latest[turn_id].response_artifact_id == earlier[turn_id].response_artifact_id
+        assert latest[turn_id].output_artifact_id == earlier[turn_id].output_artifact_id
+        assert latest[turn_id].provider_called is False
     # New attempts; the earlier ones stay recorded and their outputs stay in the CAS.
     assert [o.attempt for o in outputs] == [2, 2, 3, 1]
     for turn_id in ("evidence_gather", "verification"):

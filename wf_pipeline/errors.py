@@ -569,6 +569,17 @@ PROVIDER_TIMEOUT = _code(
     retryable=True,
     meaning="no answer within the time left before the turn's deadline (timeout_ms)",
 )
+REPLAY_RESPONSE_MISSING = _code(
+    "REPLAY_RESPONSE_MISSING",
+    ProviderError,
+    meaning="the replay provider has no recorded answer for this request digest (a request never "
+    "made, or its response artifact expired): a replay never falls through to a model",
+)
+REPLAY_NOTHING_RECORDED = _code(
+    "REPLAY_NOTHING_RECORDED",
+    RunError,
+    meaning="wf replay found no recorded thread to replay for the thread id or tree it was given",
+)
 PROVIDER_UNKNOWN = _code(
     "PROVIDER_UNKNOWN", ProviderError, meaning="no provider is registered under that name"
 )

@@ -92,6 +92,7 @@ LAUNCH_FIELDS = (
     "config_dir",
     "provider_options",
     "follow_external_links",
+    "reuse_responses",
     "telemetry",
     "telemetry_url",
     "master_key_file",
@@ -136,6 +137,9 @@ class Settings(BaseSettings):
     ``config_dir`` (WF_CONFIG_DIR, the user profile layer; None: ~/.config/wf),
     ``follow_external_links`` (WF_FOLLOW_EXTERNAL_LINKS, default false: scans skip symlinks
     that resolve outside the tree root; the CLI's ``--follow-external-links`` sets it),
+    ``reuse_responses`` (WF_REUSE_RESPONSES, default true: a turn whose request digest was
+    answered before takes that recorded response instead of a provider call; the CLI's
+    ``--no-reuse-responses`` clears it),
     ``telemetry`` (WF_TELEMETRY, default true: turns record one telemetry row per metadata
     write and artifact put; 0 turns it off at no cost), ``telemetry_url`` (WF_TELEMETRY_URL,
     default ``<home>/telemetry``; any fsspec URL), ``compact_grace`` (WF_COMPACT_GRACE,
@@ -205,6 +209,9 @@ class Settings(BaseSettings):
     # Whether a scan reads symlinks that resolve outside the tree root. A launch value, so
     # every step process and the sensor scan a tree exactly as the launching process did.
     follow_external_links: bool = False
+    # Whether a request answered before is answered from its recorded response
+    # (`wf_pipeline.runtime.requests`). A launch value: every step decides alike.
+    reuse_responses: bool = True
     # Telemetry rows (wf_pipeline.telemetry): on by default; where their Parquet files go.
     telemetry: bool = True
     telemetry_url: str = ""

@@ -45,6 +45,8 @@ def _settings(args: argparse.Namespace | None = None) -> Settings:
     settings = Settings.from_env()
     if args is not None and getattr(args, "follow_external_links", False):
         settings = settings.model_copy(update={"follow_external_links": True})
+    if args is not None and getattr(args, "no_reuse_responses", False):
+        settings = settings.model_copy(update={"reuse_responses": False})
     from wf_pipeline.service.telemetry import settings_warnings
 
     print_warnings(settings_warnings(settings))
@@ -1520,6 +1522,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="read symlinks that resolve outside the tree root (default: skip them with a warning;"
         " also WF_FOLLOW_EXTERNAL_LINKS=1)",
     )
+    reuse = argparse.ArgumentParser(add_help=False)
+    reuse.add_argument(
+        "--no-reuse-responses",
+        action="store_true",
+        help="call the provider for every turn, even one whose request was answered before"
+        " (default: take the recorded response; also WF_REUSE_RESPONSES=0)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
@@ -1563,7 +1572,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_show = profile_action("show", "show one resolved profile")
     profile_show.add_argument("workflow_id", metavar="WORKFLOW_ID", help="the workflow id")
 
-    run = command("run", "run a workflow over a directory tree, bottom-up", cmd_run, (links,))
+    run = command("run", "run a workflow over a directory tree, bottom-up", cmd_run, (links, reuse))
     run.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
     run.add_argument("path", metavar="PATH", help=tree_help)
     run.add_argument(
@@ -1577,7 +1586,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     backfill = command(
-        "backfill", "run every target of a tree in batched runs, one per depth level", cmd_backfill, (links,)
+        "backfill",
+        "run every target of a tree in batched runs, one per depth level",
+        cmd_backfill,
+        (links, reuse),
     )
     backfill.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
     backfill.add_argument("path", metavar="PATH", help=tree_help)
@@ -1603,7 +1615,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="folder to write into (default: the tree's recorded output place)")
     export.add_argument("--workflow", help="the workflow (may be left out when only one is loaded)")
 
-    resume = command("resume", "resume a failed thread per its failure_policy", cmd_resume)
+    resume = command("resume", "resume a failed thread per its failure_policy", cmd_resume, (reuse,))
     resume.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")
     resume.add_argument("--out", help="folder for the thread's output")
 

@@ -56,6 +56,7 @@ RUNTIME_CONFIG_SCHEMA = {
     "config_dir": _optional(StringSource, "WF_CONFIG_DIR"),
     "provider_options": _optional(Map(str, str), "WF_<PROVIDER>_<OPTION>"),
     "follow_external_links": _optional(BoolSource, "WF_FOLLOW_EXTERNAL_LINKS"),
+    "reuse_responses": _optional(BoolSource, "WF_REUSE_RESPONSES"),
     "telemetry": _optional(BoolSource, "WF_TELEMETRY"),
     "telemetry_url": _optional(StringSource, "WF_TELEMETRY_URL"),
     "master_key_file": _optional(StringSource, "WF_MASTER_KEY_FILE"),

@@ -38,6 +38,9 @@ class ProviderRequest:
     # The profile's artifact_policy.max_output_bytes: a provider that can size its output
     # (the offline turns) keeps within it; None when the caller sets no limit.
     max_output_bytes: int | None = None
+    # The request's canonical digest (`wf_pipeline.runtime.requests.request_digest`): the
+    # key recorded answers are found by; "" when the caller records none.
+    request_digest: str = ""
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,17 @@ class OpenAIProvider:
             trust_env=False,
         )
 
+    @property
+    def output_options(self) -> dict[str, Any]:
+        """The options that change what the server answers (request digests cover them):
+        ``temperature``, ``max_tokens``, ``json_mode``. The server's address does not: the
+        same model behind another address is the same request."""
+        return {
+            "temperature": self.options.temperature,
+            "max_tokens": self.options.max_tokens,
+            "json_mode": self.options.json_mode,
+        }
+
     def close(self) -> None:
         """Close the pooled connections; idempotent. Later calls fail with PROVIDER_CONNECTION_ERROR."""
         self._client.close()

@@ -50,6 +50,7 @@ from wf_pipeline.profiles import LoadedProfile, render_prompt
 from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.profiles.schema import ArtifactPolicy
 from wf_pipeline.providers import ProviderRequest, ProviderResponse
+from wf_pipeline.providers.replay import replays
 from wf_pipeline.providers.retry import Deadline, call_within, is_deterministic, provider_retrying
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
@@ -67,6 +68,7 @@ from wf_pipeline.runtime.measure import (
     record_frame_metadata,
     record_rejection,
 )
+from wf_pipeline.runtime.requests import build_request, request_digest, reusable_answer
 from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import (
     context_snapshot,
@@ -89,6 +91,8 @@ TurnStatus = Literal["completed", "failed", "skipped"]
 # The verdict recorded on a turn (and its thread) whose gate failed and stops the thread:
 # not an error raised, so not in the error catalogue.
 GATE_FAILED = "GATE_FAILED"
+# The class a provider's raw answer is stored under (retention windows and encryption per class).
+RESPONSE_CLASS = class_of_link("provider_response", None)
 # Why a directory's turn waits: its child directories' threads have not finished. Not a failure.
 CHILDREN_PENDING = "RUN_CHILDREN_PENDING"
 
@@ -190,6 +194,8 @@ class _Snapshot:
     system_prompt: str
     user_prompt: str
     artifacts: dict[str, tuple[str, int]] = field(default_factory=dict)  # role -> (id, size)
+    template_digest: str = ""
+    system_template_digest: str | None = None
 
     @property
     def inputs(self) -> dict[str, tuple[str, int]]:
@@ -285,19 +291,25 @@ def run_turn(
     # timeout_ms bounds the whole turn: every attempt and every wait between attempts.
     deadline = Deadline(turn.timeout_ms)
     failures: list[TurnOutput] = []
+    request = _request_record(env, loaded, turn, snapshot)
+    asked = RequestAsked(request, request_digest(request))
+    # An earlier answer to the very same request is taken instead of a call, once: a retry
+    # after it asks the provider (`wf_pipeline.runtime.requests.reusable_answer`).
+    reusable = None if replays(env.provider) or not env.settings.reuse_responses else _reusable(env, asked)
+    seen: list[_Answer] = []
 
-    def attempt_once() -> tuple[_Attempt, ProviderResponse, bytes]:
+    def attempt_once() -> tuple[_Attempt, ProviderResponse, bytes, _Answer]:
         number = first + len(failures)
-        attempt = _Attempt(env, loaded, thread, target, turn, snapshot, number, now_ms())
-        if not env.interrupt.is_set():
-            env.note_provider_call(thread.thread_id)  # this process's own count (`RunSummary`)
+        attempt = _Attempt(env, loaded, thread, target, turn, snapshot, number, now_ms(), asked)
+        answer = _Answer()
+        seen.append(answer)
         try:
-            response = call_within(env.provider, _request(attempt, deadline), deadline, env.interrupt)
+            response = _answer(env, attempt, deadline, reusable if not failures else None, answer)
             output_bytes = _checked_output(
                 response.text, turn.output_format, profile.artifact_policy.max_output_bytes
             )
         except WfError as exc:
-            failed = _commit_failed(attempt, exc, len(failures) + 1)
+            failed = _commit_failed(attempt, exc, _calls(seen), answer)
             failures.append(failed)
             # CODE: message first, as every error a user sees; the message as the records keep
             # it (its figures, or its digest under a preset that hashes free text).
@@ -310,7 +322,7 @@ def run_turn(
                 number,
             )
             raise _RecordedFailure(exc) from exc
-        return attempt, response, output_bytes
+        return attempt, response, output_bytes, answer
 
     retrying = provider_retrying(
         max_attempts,
@@ -318,18 +330,19 @@ def run_turn(
         deterministic=is_deterministic(env.provider),
         error_of=_recorded_error,
         # A wait between attempts (a Retry-After may be long) ends when the run is interrupted;
-        # the next attempt then records RUN_INTERRUPTED without calling.
-        sleep=env.interrupt.wait,
+        # the next attempt then records RUN_INTERRUPTED without calling. A replay waits for
+        # nothing: its answers are recorded.
+        sleep=_no_wait if replays(env.provider) else env.interrupt.wait,
         label=f"turn {turn.turn_id} of thread {thread.thread_id}",
     )
     try:
-        attempt, response, output_bytes = retrying(attempt_once)
+        attempt, response, output_bytes, answer = retrying(attempt_once)
     except _RecordedFailure:
         return failures[-1]
     # Output artifact first, then the gate, then every record of the turn at once.
     output_ref = env.cas.put(output_bytes, artifact_class=class_of_link("output", turn.output_type))
     gate = evaluate(gate_spec, output_bytes.decode("utf-8"), snapshot.texts) if gate_spec else None
-    return _commit_completed(attempt, output_ref, gate, response, len(failures) + 1)
+    return _commit_completed(attempt, output_ref, gate, response, _calls(seen), answer)
 
 
 def restore_turn_artifacts(
@@ -430,6 +443,76 @@ def _recorded_error(exc: BaseException | None) -> WfError | None:
     return exc.error if isinstance(exc, _RecordedFailure) else None
 
 
+def _no_wait(seconds: float) -> bool:
+    # The sleep of a replay's retry loop: nothing to wait for, and never interrupted.
+    return False
+
+
+@dataclass(frozen=True)
+class RequestAsked:
+    """The request a turn's attempts make (`wf_pipeline.runtime.requests`) and its digest."""
+
+    request: dict[str, Any]
+    digest: str
+
+
+@dataclass
+class _Answer:
+    """How one attempt was answered: where from, and the response artifact kept (None: no response)."""
+
+    source: str | None = None
+    response: ArtifactRef | None = None
+
+
+def _calls(answers: list[_Answer]) -> int:
+    # Provider calls of a turn: attempts a provider was asked in (not recorded or replayed answers).
+    return sum(1 for answer in answers if answer.source == "provider")
+
+
+def _request_record(env: RuntimeEnv, loaded: LoadedProfile, turn: Any, snapshot: _Snapshot) -> dict[str, Any]:
+    return build_request(
+        env.provider,
+        output_type=turn.output_type,
+        output_format=turn.output_format,
+        max_output_bytes=loaded.profile.artifact_policy.max_output_bytes,
+        system_prompt=snapshot.system_prompt,
+        user_prompt=snapshot.user_prompt,
+        input_ids=snapshot.artifact_ids,
+        template_digest=snapshot.template_digest,
+        system_template_digest=snapshot.system_template_digest,
+    )
+
+
+def _reusable(env: RuntimeEnv, asked: RequestAsked) -> ArtifactRef | None:
+    """The stored response of an earlier answer to ``asked``, if one is recorded and still readable."""
+    answer = reusable_answer(env.records, asked.digest)
+    if answer is None or answer.response_artifact_id is None:
+        return None
+    if unusable_reason(env, answer.response_artifact_id, RESPONSE_CLASS) is not None:
+        return None  # expired or gone: the provider is asked instead
+    return ArtifactRef(answer.response_artifact_id, env.cas.size(answer.response_artifact_id))
+
+
+def _answer(
+    env: RuntimeEnv, attempt: _Attempt, deadline: Deadline, reusable: ArtifactRef | None, answer: _Answer
+) -> ProviderResponse:
+    """One attempt's answer: a recorded one when ``reusable``, else the provider's; the response is kept.
+
+    Fills ``answer`` as it goes, so a failure after the answer came back is recorded with it.
+    """
+    if reusable is not None:
+        text = env.cas.get_text(reusable.artifact_id, artifact_class=RESPONSE_CLASS)
+        answer.source, answer.response = "recorded", reusable
+        return ProviderResponse(text=text, provider_type=env.provider.provider_type, model=env.provider.model)
+    replay = replays(env.provider)
+    if not replay and not env.interrupt.is_set():
+        env.note_provider_call(attempt.thread.thread_id)  # this process's own count (`RunSummary`)
+    answer.source = "replay" if replay else "provider"
+    response = call_within(env.provider, _request(attempt, deadline), deadline, env.interrupt)
+    answer.response = env.cas.put_text(response.text, artifact_class=RESPONSE_CLASS)
+    return response
+
+
 def _request(attempt: _Attempt, deadline: Deadline) -> ProviderRequest:
     turn = attempt.turn
     return ProviderRequest(
@@ -444,6 +527,7 @@ def _request(attempt: _Attempt, deadline: Deadline) -> ProviderRequest:
         # The call may take what is left of the turn's deadline (at least 1 ms).
         timeout_ms=max(1, deadline.remaining_ms()),
         max_output_bytes=attempt.loaded.profile.artifact_policy.max_output_bytes,
+        request_digest=attempt.asked.digest,
     )
 
 
@@ -582,6 +666,8 @@ def _snapshot_inputs(
             env, loaded, template.text, system_prompt if system_template else None, user_prompt
         )
         | _context_artifact(env, artifact_ids),
+        template_digest=template.digest,
+        system_template_digest=system_template.digest if system_template else None,
     )
 
 
@@ -720,6 +806,7 @@ class _Attempt:
     snapshot: _Snapshot
     number: int
     started_ms: int
+    asked: RequestAsked
 
     @property
     def workflow_id(self) -> str:
@@ -736,7 +823,7 @@ class _Attempt:
             frame_id=frame_id,
         )
 
-    def turn_record(self, status: TurnStatus, ended_ms: int, **outcome: Any) -> TurnRecord:
+    def turn_record(self, status: TurnStatus, ended_ms: int, answer: _Answer, **outcome: Any) -> TurnRecord:
         return TurnRecord(
             turn_record_id=turn_record_id_for(
                 self.workflow_id, self.thread.thread_id, self.turn.turn_id, self.number
@@ -749,7 +836,12 @@ class _Attempt:
             input_artifact_ids=tuple(self.snapshot.artifact_ids.values()),
             started_at_ms=self.started_ms,
             ended_at_ms=ended_ms,
-            provider_called=True,
+            # A recorded answer taken instead of a call reached no provider.
+            provider_called=answer.source != "recorded",
+            request_digest=self.asked.digest,
+            request=self.asked.request,
+            response_artifact_id=answer.response.artifact_id if answer.response else None,
+            response_source=answer.source,
             **outcome,
         )
 
@@ -771,10 +863,12 @@ class _Attempt:
         )
 
     def artifact_links(
-        self, created_ms: int, output: ArtifactRef | None = None
+        self, created_ms: int, answer: _Answer, output: ArtifactRef | None = None
     ) -> tuple[ArtifactLinkRecord, ...]:
         links = list(self.snapshot.artifacts.items())
         links += [("input", pair) for ref, pair in self.snapshot.inputs.items() if ref != CONTEXT_REF]
+        if answer.response is not None:
+            links.append(("provider_response", (answer.response.artifact_id, answer.response.size)))
         if output is not None:
             links.append(("output", (output.artifact_id, output.size)))
         return tuple(
@@ -829,7 +923,7 @@ class _Attempt:
         )
 
 
-def _commit_failed(attempt: _Attempt, error: WfError, provider_calls: int) -> TurnOutput:
+def _commit_failed(attempt: _Attempt, error: WfError, provider_calls: int, answer: _Answer) -> TurnOutput:
     """A provider error or unusable output: the attempt is recorded, the thread is failed."""
     ended = now_ms()
     # The records are a log sink: the message is scrubbed, and withheld if it repeats the
@@ -840,8 +934,8 @@ def _commit_failed(attempt: _Attempt, error: WfError, provider_calls: int) -> Tu
         (snapshot.system_prompt, snapshot.user_prompt, *snapshot.texts.values()),
         digest_only=attempt.loaded.redaction.hash_free_text,
     )
-    record = attempt.turn_record("failed", ended, error_code=error.code, error_text=text)
-    links = attempt.artifact_links(ended)
+    record = attempt.turn_record("failed", ended, answer, error_code=error.code, error_text=text)
+    links = attempt.artifact_links(ended, answer)
     attempt.env.records.commit_turn(
         TurnCommit(
             thread=attempt.thread_update("failed", ended, (str(error.code), text)),
@@ -860,6 +954,7 @@ def _commit_completed(
     gate: GateResult | None,
     response: ProviderResponse,
     provider_calls: int,
+    answer: _Answer,
 ) -> TurnOutput:
     """An output was produced: record it with its gate verdict, and the frame if it is final."""
     loaded, thread, turn = attempt.loaded, attempt.thread, attempt.turn
@@ -870,6 +965,7 @@ def _commit_completed(
     record = attempt.turn_record(
         "completed" if passed else "failed",
         ended,
+        answer,
         output_artifact_id=output.artifact_id,
         error_code=None if passed else GATE_FAILED,
         error_text=None
@@ -905,7 +1001,7 @@ def _commit_completed(
     done = is_final or thread.status == "completed"
     thread_status = ("completed" if done else "running") if passed else "failed"
     thread_error = None if passed else (GATE_FAILED, record.error_text or GATE_FAILED)
-    links = attempt.artifact_links(ended, output)
+    links = attempt.artifact_links(ended, answer, output)
     attempt.env.records.commit_turn(
         TurnCommit(
             thread=attempt.thread_update(thread_status, ended, thread_error),
