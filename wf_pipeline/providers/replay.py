@@ -54,6 +54,8 @@ class ReplayProvider:
         answers: ``request -> its recorded answers`` in order (looked up by
             ``request.request_digest``); called once per digest.
         output_options: the original provider's output-changing options.
+        options_digest: the digest of those options as a request recorded them, when the
+            options themselves are not known (`wf_pipeline.runtime.requests.options_digest`).
         deterministic: whether the original provider declared itself deterministic: the
             retry loop then judges a replayed bad output as it judged the original one.
 
@@ -71,9 +73,12 @@ class ReplayProvider:
         answers: AnswerSource,
         output_options: Mapping[str, Any] | None = None,
         *,
+        options_digest: str | None = None,
         deterministic: bool = False,
     ) -> None:
         self.deterministic = deterministic
+        # The recorded digest of the original's output options, when only that is known.
+        self.options_digest = options_digest
         self.provider_type = provider_type
         self.model = model
         self.output_options = dict(output_options or {})

@@ -79,6 +79,13 @@ def output_options(provider: object) -> dict[str, Any]:
     return dict(options) if options else {}
 
 
+def options_digest(provider: object) -> str:
+    """The digest of ``provider``'s output options: its own ``options_digest`` when it has one
+    (a replay stands in with the digest it was recorded with), else of `output_options`."""
+    recorded = getattr(provider, "options_digest", None)
+    return str(recorded) if recorded else digest(canonical_json(output_options(provider)))
+
+
 def build_request(
     provider: object,
     *,
@@ -111,7 +118,7 @@ def build_request(
         "schema": REQUEST_SCHEMA,
         "provider": str(getattr(provider, "provider_type", "")),
         "model": str(getattr(provider, "model", "")),
-        "options": digest(canonical_json(output_options(provider))),
+        "options": options_digest(provider),
         "output_type": output_type,
         "output_format": output_format,
         "max_output_bytes": max_output_bytes,

@@ -1,0 +1,578 @@
+"""Replays: re-execute a recorded thread in a scratch namespace and compare it, digest by digest.
+
+A replay runs the thread's turns again through the same runtime (`run_turn`), with:
+
+- the replay provider standing in for the provider that answered (its type, model,
+  output options and determinism, read from the recorded requests), so every request
+  that is unchanged gets its recorded answers back, in order, and nothing else reaches a
+  model; or a live provider when the caller names one (to check a provider against what
+  it said before);
+- a scratch namespace: the thread's history starts empty in memory
+  (`wf_pipeline.records.scratch.ScratchRecordStore`), everything else (its children's
+  outputs, the tree's records) is read as recorded, and every artifact it puts stays in
+  memory (`wf_pipeline.cas.scratch.ScratchArtifactStore`). Live heads, records, audit
+  trail and artifacts are never written;
+- the tree as it is now: the context is built again from the files, so a changed file
+  shows as a changed context.
+
+Each thread is replayed on its own, against its children as recorded, so a divergence
+is reported where it arises, not again in every directory above it.
+
+`compare_attempts` then sets each attempt of the replay beside the recorded one: the
+rendered prompt (``prompt_render``), the context (``context_payload``), the response
+(``provider_response``), the output (``output``), the gate verdict (``gate``), and the
+sequence of attempts and their codes (``attempts``). Each divergence names the first
+differing input (`wf_pipeline.runtime.requests.CAUSE_ORDER`): a changed template, a file
+changed in the tree, an earlier turn's output, the provider, or, when the request is the
+same, the provider's answer or the gate's rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from wf_pipeline.cas.scratch import ScratchArtifactStore
+from wf_pipeline.errors import CasError, WfError
+from wf_pipeline.metadata.canonical import parse_json
+from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
+from wf_pipeline.metadata.records import GateRecord, ThreadRecord, TurnRecord
+from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.profiles.retention import class_of_link
+from wf_pipeline.providers import Provider
+from wf_pipeline.providers.replay import ReplayAnswer, ReplayProvider
+from wf_pipeline.records.scratch import ScratchRecordStore
+from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.requests import differing_fields, recorded_answers
+from wf_pipeline.runtime.targets import Target
+from wf_pipeline.runtime.turn import RESPONSE_CLASS, run_turn
+from wf_pipeline.security.sinks import product_logger
+from wf_pipeline.telemetry import DisabledTelemetryRecorder
+from wf_pipeline.tree import TreeScan
+
+log = product_logger(__name__)
+
+#: The artifact classes and outcomes a verified replay compares, in report order.
+COMPARED = ("context_payload", "prompt_render", "provider_response", "output", "gate", "attempts")
+
+
+@dataclass(frozen=True)
+class FirstDifference:
+    """Why a replay's turn differs: the first input that changed, with its digests.
+
+    Attributes:
+        input: the request field (`wf_pipeline.runtime.requests.CAUSE_ORDER`, inputs as
+            ``inputs.<ref>``), or ``response`` (same request, another answer),
+            ``gate_rules`` (same output, the gate's declaration changed), ``gate``
+            (same output and rules: the gate's code changed), ``request`` (one side has
+            no recorded request).
+        expected: the recorded digest or value, None when there is none.
+        actual: the replay's digest or value, None when there is none.
+        detail: ids and paths that say more (the files of a context that changed),
+            never payload text.
+    """
+
+    input: str
+    expected: Any = None
+    actual: Any = None
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The difference as a JSON object."""
+        return {"input": self.input, "expected": self.expected, "actual": self.actual, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One artifact or outcome of a replayed turn that is not what was recorded.
+
+    Attributes:
+        thread_id: the thread.
+        target_path: its directory, relative to the tree root.
+        turn_id: the turn.
+        attempt: the attempt number compared (from 1).
+        artifact_class: one of `COMPARED`.
+        expected: the recorded digest (or outcome), None when nothing was recorded.
+        actual: the replay's digest (or outcome), None when the replay produced nothing.
+        first_difference: why, as far as the records tell.
+    """
+
+    thread_id: str
+    target_path: str
+    turn_id: str
+    attempt: int
+    artifact_class: str
+    expected: Any
+    actual: Any
+    first_difference: FirstDifference | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The divergence as a JSON object (ids and digests only)."""
+        return {
+            "thread_id": self.thread_id,
+            "target_path": self.target_path,
+            "turn_id": self.turn_id,
+            "attempt": self.attempt,
+            "artifact_class": self.artifact_class,
+            "expected": self.expected,
+            "actual": self.actual,
+            "first_difference": self.first_difference.to_json() if self.first_difference else None,
+        }
+
+
+@dataclass(frozen=True)
+class ThreadReplay:
+    """The replay of one thread.
+
+    Attributes:
+        thread_id: the replayed thread.
+        target_path: its directory.
+        status: the status the replay ended with (``completed``, ``failed``).
+        error_code: why it failed, if it did.
+        turns: turn id -> the replay's attempts of it, as the scratch records hold them.
+        gates: turn id -> the replay's gate verdicts, by attempt.
+        divergences: what differs from the records (empty when not verified or all equal).
+        provider_calls: calls a live provider answered (0 for the replay provider).
+        verified: whether the replay was compared with the records.
+    """
+
+    thread_id: str
+    target_path: str
+    status: str
+    error_code: str | None
+    turns: Mapping[str, tuple[TurnRecord, ...]]
+    gates: Mapping[str, tuple[GateRecord, ...]]
+    divergences: tuple[Divergence, ...] = ()
+    provider_calls: int = 0
+    verified: bool = False
+
+    @property
+    def matched(self) -> bool:
+        """Whether nothing diverged (and, unverified, whether the replay completed)."""
+        return not self.divergences and (self.verified or self.status == "completed")
+
+    def digests(self) -> dict[str, dict[str, str | None]]:
+        """Turn id -> the replay's final digests: ``request``, ``response``, ``output``, ``gate``."""
+        found: dict[str, dict[str, str | None]] = {}
+        for turn_id, attempts in self.turns.items():
+            last = attempts[-1]
+            gate = next((g for g in self.gates.get(turn_id, ()) if g.attempt == last.attempt), None)
+            found[turn_id] = {
+                "request": last.request_digest,
+                "response": last.response_artifact_id,
+                "output": last.output_artifact_id,
+                "gate": gate.outcome if gate else None,
+            }
+        return found
+
+
+@dataclass
+class _Scratch:
+    records: ScratchRecordStore
+    env: RuntimeEnv
+    calls: list[int] = field(default_factory=list)
+
+
+def replay_provider_for(
+    env: RuntimeEnv, thread_id: str, recorded: Sequence[TurnRecord]
+) -> ReplayProvider | None:
+    """The replay provider standing in for the provider that answered ``thread_id``.
+
+    Args:
+        env: the live runtime (records and CAS read).
+        thread_id: the thread to replay.
+        recorded: its recorded turn attempts.
+
+    Returns:
+        A `ReplayProvider` answering from the live records (this thread's answers first),
+        or None when no attempt of the thread recorded its request (recorded before
+        requests were).
+
+    Raises nothing itself; its ``complete`` raises ``REPLAY_RESPONSE_MISSING``.
+    """
+    first = next((r for r in recorded if r.request), None)
+    if first is None or first.request is None:
+        return None
+    request = first.request
+
+    def answers(provider_request: Any) -> list[ReplayAnswer]:
+        found: list[ReplayAnswer] = []
+        for answer in recorded_answers(env.records, provider_request.request_digest, thread_id=thread_id):
+            if answer.response_artifact_id is None:
+                found.append(
+                    ReplayAnswer(text=None, error_code=answer.error_code, error_text=answer.error_text)
+                )
+                continue
+            try:
+                text = env.cas.get_text(answer.response_artifact_id, artifact_class=RESPONSE_CLASS)
+            except CasError as exc:
+                # Expired or gone: the replay has no answer from here on (REPLAY_RESPONSE_MISSING).
+                log.warning("%s: recorded response %s is unreadable", exc.code, answer.response_artifact_id)
+                break
+            found.append(ReplayAnswer(text=text))
+        return found
+
+    return ReplayProvider(
+        str(request.get("provider", "")),
+        str(request.get("model", "")),
+        answers,
+        options_digest=request.get("options"),
+        deterministic=bool(request.get("deterministic", False)),
+    )
+
+
+def _scratch_env(env: RuntimeEnv, thread_id: str, provider: Provider, *, live_provider: bool) -> _Scratch:
+    records = ScratchRecordStore(env.records, [thread_id])
+    settings = env.settings.model_copy(update={"reuse_responses": False}) if live_provider else env.settings
+    scratch = replace(
+        env,
+        settings=settings,
+        records=records,
+        cas=ScratchArtifactStore(env.cas),
+        provider=provider,
+        telemetry=DisabledTelemetryRecorder(),
+        owns_provider=False,
+        completed_thread_ids={},
+        warned=set(),
+    )
+    return _Scratch(records=records, env=scratch)
+
+
+def replay_thread(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    target: Target,
+    scan: TreeScan,
+    *,
+    provider: Provider | None = None,
+    verify: bool = True,
+) -> ThreadReplay:
+    """Replay ``thread`` in a scratch namespace, and with ``verify`` compare it with its records.
+
+    Args:
+        env: the live runtime (read only: nothing is written to its records or CAS).
+        loaded: the profile to replay with (the one now loaded: a changed template shows).
+        thread: the recorded thread.
+        target: its target directory in ``scan``.
+        scan: the tree as it is now.
+        provider: a live provider to ask instead of the recorded answers; None: the
+            replay provider (`replay_provider_for`).
+        verify: compare every attempt with the recorded one (`compare_attempts`).
+
+    Returns:
+        The `ThreadReplay`. A thread with no recorded request is reported with one
+        ``attempts`` divergence whose first difference is ``request``.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE`` reading the live records.
+        CasError: ``CAS_BACKEND_ERROR`` reading the live CAS.
+    """
+    recorded = env.records.turns_for_thread(thread.thread_id)
+    live_provider = provider is not None
+    chosen = provider or replay_provider_for(env, thread.thread_id, recorded)
+    if chosen is None:
+        return _unreplayable(thread, recorded)
+    scratch = _scratch_env(env, thread.thread_id, chosen, live_provider=live_provider)
+    node = next((n for n in scan.nodes if n.path == target.path), None)
+    start = thread.model_copy(
+        update={
+            "status": "pending",
+            "last_turn_seq": 0,
+            "error_code": None,
+            "error_text": None,
+            # The tree as it is now: a changed file gives a new context, and the replay says so.
+            "target_node_id": node.node_id if node is not None else thread.target_node_id,
+        }
+    )
+    scratch.records.save_thread(start)
+    status, error_code, calls = "completed", None, 0
+    for turn in loaded.profile.ordered_turns():
+        current = scratch.records.get_thread(thread.thread_id) or start
+        try:
+            out = run_turn(scratch.env, loaded, current, target, turn.turn_id, scan)
+        except WfError as exc:
+            status, error_code = "failed", exc.code
+            log.warning(
+                "%s: replay of turn %s of thread %s stopped", exc.code, turn.turn_id, thread.thread_id
+            )
+            break
+        calls += out.provider_calls
+        if out.status != "completed":
+            status, error_code = "failed", out.error_code
+            break
+    turns = _by_turn(scratch.records.scratch.turns_for_thread(thread.thread_id))
+    gates = _gates_by_turn(scratch.records.scratch.gates_for_thread(thread.thread_id))
+    divergences: tuple[Divergence, ...] = ()
+    if verify:
+        divergences = tuple(
+            compare_attempts(
+                env,
+                scratch.env,
+                loaded,
+                thread,
+                recorded,
+                env.records.gates_for_thread(thread.thread_id),
+                turns,
+                gates,
+            )
+        )
+    return ThreadReplay(
+        thread_id=thread.thread_id,
+        target_path=thread.target_path,
+        status=status,
+        error_code=error_code,
+        turns=turns,
+        gates=gates,
+        divergences=divergences,
+        provider_calls=calls,
+        verified=verify,
+    )
+
+
+def _unreplayable(thread: ThreadRecord, recorded: Sequence[TurnRecord]) -> ThreadReplay:
+    first = recorded[0] if recorded else None
+    divergence = Divergence(
+        thread_id=thread.thread_id,
+        target_path=thread.target_path,
+        turn_id=first.turn_id if first else "",
+        attempt=first.attempt if first else 0,
+        artifact_class="attempts",
+        expected=None,
+        actual=None,
+        first_difference=FirstDifference("request", detail="no attempt of this thread recorded its request"),
+    )
+    return ThreadReplay(
+        thread_id=thread.thread_id,
+        target_path=thread.target_path,
+        status="failed",
+        error_code=None,
+        turns={},
+        gates={},
+        divergences=(divergence,),
+        verified=True,
+    )
+
+
+def _by_turn(records: Sequence[TurnRecord]) -> dict[str, tuple[TurnRecord, ...]]:
+    found: dict[str, list[TurnRecord]] = {}
+    for record in sorted(records, key=lambda r: (r.turn_seq, r.attempt)):
+        found.setdefault(record.turn_id, []).append(record)
+    return {turn_id: tuple(attempts) for turn_id, attempts in found.items()}
+
+
+def _gates_by_turn(records: Sequence[GateRecord]) -> dict[str, tuple[GateRecord, ...]]:
+    found: dict[str, list[GateRecord]] = {}
+    for record in sorted(records, key=lambda g: g.attempt):
+        found.setdefault(record.turn_id, []).append(record)
+    return {turn_id: tuple(verdicts) for turn_id, verdicts in found.items()}
+
+
+def compare_attempts(
+    live: RuntimeEnv,
+    scratch: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    recorded: Sequence[TurnRecord],
+    recorded_gates: Sequence[GateRecord],
+    replayed: Mapping[str, Sequence[TurnRecord]],
+    replayed_gates: Mapping[str, Sequence[GateRecord]],
+) -> list[Divergence]:
+    """Every divergence between a thread's recorded attempts and its replay's, turn by turn.
+
+    Attempt n of a turn is set beside attempt n of the replay: their context, rendered
+    prompt, response and output digests, their error codes, and the verdict of the gate
+    on the last one. A turn the replay did not reach, or an attempt only one side made,
+    is an ``attempts`` divergence.
+
+    Args:
+        live: the live runtime (the recorded artifacts are read from it).
+        scratch: the replay's runtime (its artifacts are read from it).
+        loaded: the profile replayed.
+        thread: the recorded thread.
+        recorded: its recorded attempts.
+        recorded_gates: its recorded gate verdicts.
+        replayed: turn id -> the replay's attempts.
+        replayed_gates: turn id -> the replay's gate verdicts.
+
+    Returns:
+        The divergences in turn order, then attempt, then `COMPARED` order.
+
+    Raises nothing: an artifact that cannot be read to explain a context difference is
+    explained by its digests alone.
+    """
+    expected_turns = _by_turn(recorded)
+    expected_gates = _gates_by_turn(recorded_gates)
+    found: list[Divergence] = []
+    for turn in loaded.profile.ordered_turns():
+        expected = expected_turns.get(turn.turn_id, ())
+        actual = tuple(replayed.get(turn.turn_id, ()))
+        if not expected and not actual:
+            continue
+        for index in range(max(len(expected), len(actual))):
+            before = expected[index] if index < len(expected) else None
+            after = actual[index] if index < len(actual) else None
+            found += _attempt_divergences(live, scratch, thread, turn.turn_id, index + 1, before, after)
+        found += _gate_divergences(thread, turn.turn_id, expected, actual, expected_gates, replayed_gates)
+    return found
+
+
+def _attempt_divergences(
+    live: RuntimeEnv,
+    scratch: RuntimeEnv,
+    thread: ThreadRecord,
+    turn_id: str,
+    attempt: int,
+    before: TurnRecord | None,
+    after: TurnRecord | None,
+) -> list[Divergence]:
+    def divergence(
+        artifact_class: str, expected: Any, actual: Any, why: FirstDifference | None
+    ) -> Divergence:
+        return Divergence(
+            thread.thread_id, thread.target_path, turn_id, attempt, artifact_class, expected, actual, why
+        )
+
+    if before is None or after is None:
+        outcome = _outcome(before), _outcome(after)
+        return [divergence("attempts", *outcome, FirstDifference("attempts", *outcome))]
+    why = _first_difference(live, scratch, before, after)
+    found: list[Divergence] = []
+    old, new = before.request or {}, after.request or {}
+    pairs = (
+        (
+            "context_payload",
+            (old.get("inputs") or {}).get(CONTEXT_REF),
+            (new.get("inputs") or {}).get(CONTEXT_REF),
+        ),
+        ("prompt_render", old.get("prompt"), new.get("prompt")),
+        ("provider_response", before.response_artifact_id, after.response_artifact_id),
+        ("output", before.output_artifact_id, after.output_artifact_id),
+        ("attempts", _outcome(before), _outcome(after)),
+    )
+    for artifact_class, expected, actual in pairs:
+        if expected != actual:
+            found.append(divergence(artifact_class, expected, actual, why))
+    return found
+
+
+def _outcome(record: TurnRecord | None) -> str | None:
+    # An attempt's outcome as compared: its status and error code.
+    if record is None:
+        return None
+    return record.status if record.error_code is None else f"{record.status}:{record.error_code}"
+
+
+def _gate_divergences(
+    thread: ThreadRecord,
+    turn_id: str,
+    expected: Sequence[TurnRecord],
+    actual: Sequence[TurnRecord],
+    expected_gates: Mapping[str, Sequence[GateRecord]],
+    actual_gates: Mapping[str, Sequence[GateRecord]],
+) -> list[Divergence]:
+    before = _last_gate(expected, expected_gates.get(turn_id, ()))
+    after = _last_gate(actual, actual_gates.get(turn_id, ()))
+    verdict = _verdict(before), _verdict(after)
+    if verdict[0] == verdict[1]:
+        return []
+    attempt = (actual or expected)[-1].attempt
+    same_output = (
+        bool(expected and actual) and expected[-1].output_artifact_id == actual[-1].output_artifact_id
+    )
+    if not same_output:
+        why = FirstDifference(
+            "output",
+            expected[-1].output_artifact_id if expected else None,
+            actual[-1].output_artifact_id if actual else None,
+        )
+    elif before is not None and after is not None and before.rules_digest != after.rules_digest:
+        why = FirstDifference("gate_rules", before.rules_digest, after.rules_digest, f"gate {after.gate_id}")
+    else:
+        why = FirstDifference("gate", *verdict, "same output and rules: the gate's evaluator changed")
+    return [Divergence(thread.thread_id, thread.target_path, turn_id, attempt, "gate", *verdict, why)]
+
+
+def _last_gate(attempts: Sequence[TurnRecord], gates: Sequence[GateRecord]) -> GateRecord | None:
+    if not attempts:
+        return None
+    last = attempts[-1].attempt
+    return next((g for g in gates if g.attempt == last), None)
+
+
+def _verdict(gate: GateRecord | None) -> str | None:
+    if gate is None:
+        return None
+    return gate.outcome if not gate.reasons else f"{gate.outcome}:{','.join(gate.reasons)}"
+
+
+def _first_difference(
+    live: RuntimeEnv, scratch: RuntimeEnv, before: TurnRecord, after: TurnRecord
+) -> FirstDifference | None:
+    """The first input that differs between two attempts' requests, else what else differs."""
+    fields = differing_fields(before.request, after.request)
+    if fields:
+        name = fields[0]
+        if name == "request":
+            return FirstDifference("request", before.request_digest, after.request_digest)
+        old, new = before.request or {}, after.request or {}
+        if name.startswith("inputs."):
+            ref = name.split(".", 1)[1]
+            expected, actual = (old.get("inputs") or {}).get(ref), (new.get("inputs") or {}).get(ref)
+            detail = (
+                _context_detail(live, scratch, expected, actual)
+                if ref == CONTEXT_REF
+                else (f"input {ref} (an earlier turn's output) changed")
+            )
+            return FirstDifference(name, expected, actual, detail)
+        return FirstDifference(name, old.get(name), new.get(name))
+    if before.response_artifact_id != after.response_artifact_id:
+        return FirstDifference(
+            "response",
+            before.response_artifact_id,
+            after.response_artifact_id,
+            "same request, another answer",
+        )
+    if before.error_code != after.error_code:
+        return FirstDifference(
+            "response", before.error_code, after.error_code, "same request, another outcome"
+        )
+    return None
+
+
+def _context_detail(live: RuntimeEnv, scratch: RuntimeEnv, expected: str | None, actual: str | None) -> str:
+    """The files and child frames two context snapshots differ in, by path; digests only when unreadable."""
+    context_class = class_of_link("context", None)
+    try:
+        old = ContextPayload.model_validate(
+            parse_json(live.cas.get_text(str(expected), artifact_class=context_class))
+        )
+        new = ContextPayload.model_validate(
+            parse_json(scratch.cas.get_text(str(actual), artifact_class=context_class))
+        )
+    except (WfError, ValueError):
+        return "context changed (a snapshot is no longer readable: compared by digest)"
+    changes = _changed_paths(_texts(old), _texts(new))
+    if not changes:
+        return "context changed outside its files and child frames (target, sizes or omissions)"
+    shown = ", ".join(changes[:10]) + (f" and {len(changes) - 10} more" if len(changes) > 10 else "")
+    return f"the tree changed: {shown}"
+
+
+def _texts(payload: ContextPayload) -> dict[str, tuple[str, Any]]:
+    found: dict[str, tuple[str, Any]] = {f.path: ("file", (f.size, f.text)) for f in payload.files}
+    found.update({c.path: ("child frame", c.head_frame) for c in payload.children})
+    return found
+
+
+def _changed_paths(old: Mapping[str, tuple[str, Any]], new: Mapping[str, tuple[str, Any]]) -> list[str]:
+    changes = []
+    for path in sorted(set(old) | set(new)):
+        if path not in new:
+            changes.append(f"{old[path][0]} {path} removed")
+        elif path not in old:
+            changes.append(f"{new[path][0]} {path} added")
+        elif old[path] != new[path]:
+            changes.append(f"{new[path][0]} {path} changed")
+    return changes
