@@ -298,10 +298,76 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from wf_pipeline import service
 
     summary = service.resume_thread(
-        _settings(), args.thread_id, out_dir=Path(args.out).resolve() if args.out else None
+        _settings(args), args.thread_id, out_dir=Path(args.out).resolve() if args.out else None
     )
     _emit(args, summary.to_json(), _render_resume)
     return 0 if summary.ok else EXIT_FAILED
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``wf replay THREAD_ID | --tree PATH [--verify]``: re-execute threads from their recorded answers.
+
+    Args:
+        args: the parsed command line (``thread_id`` or ``tree``, ``workflow``, ``verify``,
+            ``provider``, ``json``).
+
+    Returns:
+        0 when every replay matched its records (``--verify``) or completed, 1
+        (``EXIT_FAILED``) otherwise. Prints one line per thread and, for each divergence,
+        the turn, artifact class, expected and actual digests and the first differing input.
+
+    Raises:
+        WfError: ``RUN_UNKNOWN_THREAD``, ``REPLAY_NOTHING_RECORDED``, ``TREE_*``,
+            ``PROFILE_*``, ``PROVIDER_*`` of `service.replay.replay`; `main` prints them.
+    """
+    from wf_pipeline.service.replay import replay
+
+    if (args.thread_id is None) == (args.tree is None):
+        args.parser.error("name one THREAD_ID or --tree PATH")
+    with _progress(args) as on_progress:
+        report = replay(
+            _settings(args),
+            thread_id=args.thread_id,
+            tree=Path(args.tree) if args.tree else None,
+            workflow_id=args.workflow,
+            verify=args.verify,
+            provider_name=args.provider,
+            on_progress=on_progress,
+        )
+    _emit(args, report.to_json(), _render_replay)
+    return 0 if report.matched else EXIT_FAILED
+
+
+def _render_replay(console: Console, r: dict) -> None:
+    for t in r["replays"]:
+        state = "matched" if t["matched"] else ("diverged" if t["divergences"] else t["status"])
+        code = f" ({t['error_code']})" if t["error_code"] else ""
+        print_line(console, f"{t['thread_id']} {t['target_path']}: {state}{code}")
+        for d in t["divergences"]:
+            why = d["first_difference"]
+            cause = (
+                f"; first difference: {why['input']} {why['expected']} -> {why['actual']}"
+                + (f" ({why['detail']})" if why["detail"] else "")
+                if why
+                else ""
+            )
+            print_line(
+                console,
+                f"  {d['turn_id']} attempt {d['attempt']} {d['artifact_class']}: "
+                f"expected {d['expected']}, got {d['actual']}{cause}",
+            )
+    verdict = "every digest equal" if r["matched"] else f"{plural(r['divergences'], 'divergence')}"
+    print_line(
+        console,
+        f"{plural(r['threads'], 'thread')} replayed with {r['provider']}"
+        f"{' and verified' if r['verified'] else ''}: {verdict}; "
+        f"{plural(r['provider_calls'], 'provider call')}"
+        + (
+            f"; {plural(len(r['unrecorded']), 'directory', 'directories')} never documented"
+            if r["unrecorded"]
+            else ""
+        ),
+    )
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
@@ -1618,6 +1684,28 @@ def build_parser() -> argparse.ArgumentParser:
     resume = command("resume", "resume a failed thread per its failure_policy", cmd_resume, (reuse,))
     resume.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")
     resume.add_argument("--out", help="folder for the thread's output")
+
+    replay = command(
+        "replay",
+        "re-execute threads from their recorded answers in a scratch namespace; --verify compares every digest",
+        cmd_replay,
+        (links,),
+    )
+    replay.add_argument("thread_id", metavar="THREAD_ID", nargs="?", help="the thread to replay")
+    replay.add_argument(
+        "--tree", metavar="PATH", help="replay the latest thread of every directory of this tree"
+    )
+    replay.add_argument("--workflow", help="the workflow (may be left out when only one is loaded)")
+    replay.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare prompt, context, response, output and gate digests with the records; exit 1 on any divergence",
+    )
+    replay.add_argument(
+        "--provider",
+        metavar="NAME",
+        help="ask this provider instead of the recorded answers (checks a provider against what it said before)",
+    )
 
     cas = command("cas", "check the content-addressed store", cmd_cas)
     cas.add_argument("action", choices=["verify"], help="verify: check every object against its id")

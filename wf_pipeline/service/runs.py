@@ -232,7 +232,7 @@ def sync_targets(
     _check_output_arguments(out_dir, in_place, overwrite)
     check_root(root)
     catalog = _catalog(settings, workspace_dir)
-    workflow_id = workflow_id or _only_workflow(catalog)
+    workflow_id = workflow_id or only_workflow(catalog)
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog) as env:
         explicit = out_dir is not None or in_place
@@ -289,7 +289,7 @@ def export_outputs(
     ``PROFILE_*``, ``RUN_OUTPUT_WRITE_FAILED``.
     """
     catalog = _catalog(settings, workspace_dir)
-    workflow_id = workflow_id or _only_workflow(catalog)
+    workflow_id = workflow_id or only_workflow(catalog)
     loaded = catalog.get(workflow_id)
     with RuntimeEnv.open(settings, catalog=catalog) as env:
         tree = find_tree(env.records, tree_name)
@@ -338,7 +338,8 @@ def export_outputs(
         }
 
 
-def _only_workflow(catalog: ProfileCatalog) -> str:
+def only_workflow(catalog: ProfileCatalog) -> str:
+    """The workflow id of the only loaded profile; ``RUN_WORKFLOW_REQUIRED`` (with the loaded ids) otherwise."""
     workflows = [loaded.profile.workflow_id for loaded in catalog.all()]
     if len(workflows) != 1:
         raise RunError(

@@ -1,0 +1,313 @@
+"""Replays: recorded answers by request digest, `wf replay --verify`, cheap re-runs after a template edit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from e2e_support import REPO_ROOT, isolated_settings
+
+from wf_pipeline.cli.main import main
+from wf_pipeline.errors import REPLAY_RESPONSE_MISSING, ProviderError
+from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
+from wf_pipeline.providers.replay import ReplayAnswer, ReplayProvider
+from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.runtime.requests import build_request, differing_fields, request_digest
+from wf_pipeline.service import run_workflow
+from wf_pipeline.service.replay import replay
+from wf_pipeline.tree.synthetic import generate_tree
+
+WORKFLOW = "docs_writer_thread_v1"
+TURNS = ["evidence_gather", "verification", "readme_struct", "style_refine"]
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return isolated_settings(monkeypatch, tmp_path / "home").model_copy(update={"provider": "simulated"})
+
+
+def _documented(settings, tmp_path: Path, directories: int) -> Path:
+    tree = tmp_path / "tree"
+    generate_tree(tree, directories=directories, fanout=4)
+    summary = run_workflow(settings, WORKFLOW, tree)
+    assert summary.ok and len(summary.threads) == directories
+    return tree
+
+
+def _live_state(settings) -> tuple:
+    with RuntimeEnv.open(settings) as env:
+        threads = env.records.list_threads(WORKFLOW)
+        turns = sorted(t.turn_record_id for th in threads for t in env.records.turns_for_thread(th.thread_id))
+        heads = sorted((f.node_id, f.frame_id) for f in env.records.head_frames())
+        objects = sorted(env.cas.iter_artifact_ids())
+        audit = len(env.records.audit_records())
+    return threads, turns, heads, objects, audit
+
+
+class VariantProvider:
+    """The simulated provider's answers, but other bytes for one thread: a server that is not deterministic."""
+
+    def __init__(self, thread_id: str) -> None:
+        self._inner = create_provider("simulated")
+        self.provider_type = self._inner.provider_type
+        self.model = self._inner.model
+        self._thread_id = thread_id
+        self.calls = 0
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        self.calls += 1
+        response = self._inner.complete(request)
+        if request.thread_id != self._thread_id:
+            return response
+        text = (
+            json.dumps(json.loads(response.text), indent=1)
+            if request.output_format == "json"
+            else response.text + "\n\nMore."
+        )
+        return ProviderResponse(text=text, provider_type=response.provider_type, model=response.model)
+
+
+# --- the request record -------------------------------------------------------------
+
+
+def test_the_request_digest_covers_prompts_inputs_and_provider_but_not_template_names():
+    provider = create_provider("simulated")
+    base = dict(
+        output_type="readme_final",
+        output_format="markdown",
+        max_output_bytes=1000,
+        system_prompt="sys",
+        user_prompt="user",
+        input_ids={"context": "sha256:" + "a" * 64},
+        template_digest="sha256:" + "b" * 64,
+        system_template_digest=None,
+    )
+    request = build_request(provider, **base)
+    assert request_digest(request) == request_digest(build_request(provider, **base))
+    # The template is kept to explain a change; its effect on the request is the rendered prompt.
+    assert request_digest(request) == request_digest({**request, "template": "sha256:" + "c" * 64})
+    for change in (
+        {"user_prompt": "other"},
+        {"system_prompt": "x"},
+        {"input_ids": {"context": "sha256:" + "d" * 64}},
+    ):
+        other = build_request(provider, **{**base, **change})
+        assert request_digest(other) != request_digest(request)
+    offline = build_request(create_provider("offline"), **base)
+    assert differing_fields(request, offline) == ["provider", "model"]
+    moved = build_request(provider, **{**base, "user_prompt": "u2", "template_digest": "sha256:" + "e" * 64})
+    assert differing_fields(request, moved) == ["template", "prompt"]
+
+
+def test_the_replay_provider_gives_answers_back_in_order_then_reports_the_missing_digest():
+    asked = []
+
+    def answers(request):
+        asked.append(request.request_digest)
+        return [
+            ReplayAnswer(text=None, error_code="PROVIDER_TIMEOUT", error_text="late"),
+            ReplayAnswer(text="{}"),
+        ]
+
+    provider = ReplayProvider("simulated", "simulated-v1", answers)
+    request = ProviderRequest(
+        workflow_id=WORKFLOW,
+        thread_id="thread:1",
+        turn_id="verification",
+        output_type="verification_report",
+        output_format="json",
+        system_prompt="",
+        user_prompt="",
+        inputs={},
+        request_digest="sha256:" + "f" * 64,
+    )
+    with pytest.raises(ProviderError) as first:
+        provider.complete(request)
+    assert first.value.code == "PROVIDER_TIMEOUT" and first.value.retryable
+    assert provider.complete(request).text == "{}"
+    with pytest.raises(ProviderError) as missing:
+        provider.complete(request)
+    assert missing.value.code == REPLAY_RESPONSE_MISSING
+    assert missing.value.details["turn_id"] == "verification"
+    assert missing.value.details["request_digest"] == request.request_digest
+    assert asked == [request.request_digest]  # looked up once per digest
+
+
+# --- recorded responses -------------------------------------------------------------
+
+
+def test_every_attempt_records_its_request_and_response(settings, tmp_path):
+    _documented(settings, tmp_path, 3)
+    with RuntimeEnv.open(settings) as env:
+        for thread in env.records.list_threads(WORKFLOW):
+            turns = env.records.turns_for_thread(thread.thread_id)
+            assert [t.turn_id for t in turns] == TURNS
+            links = env.records.artifact_links_for_thread(thread.thread_id)
+            for turn in turns:
+                assert turn.request_digest == request_digest(turn.request)
+                assert turn.response_source == "provider" and turn.provider_called
+                assert turn.request["provider"] == "simulated"
+                # The raw answer is a provider_response artifact linked to its attempt.
+                assert any(
+                    link.role == "provider_response"
+                    and link.turn_id == turn.turn_id
+                    and link.artifact_id == turn.response_artifact_id
+                    for link in links
+                )
+                assert env.cas.exists(turn.response_artifact_id)
+
+
+class FailsFirstCall:
+    """The simulated provider, but the first call of each thread's verification turn fails (retryable)."""
+
+    def __init__(self) -> None:
+        self._inner = create_provider("simulated")
+        self.provider_type = self._inner.provider_type
+        self.model = self._inner.model
+        self._seen: set[str] = set()
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        if request.turn_id == "verification" and request.thread_id not in self._seen:
+            self._seen.add(request.thread_id)
+            raise ProviderError("PROVIDER_SIMULATED_FAILURE", "first call fails")
+        return self._inner.complete(request)
+
+
+def test_failed_attempts_are_recorded_with_their_codes_and_replay_the_same_way(settings, tmp_path):
+    tree = tmp_path / "tree"
+    generate_tree(tree, directories=2, fanout=4)
+    assert run_workflow(settings, WORKFLOW, tree, provider=FailsFirstCall()).ok
+    with RuntimeEnv.open(settings) as env:
+        thread = env.records.list_threads(WORKFLOW)[0]
+        attempts = [t for t in env.records.turns_for_thread(thread.thread_id) if t.turn_id == "verification"]
+    assert [(t.status, t.error_code) for t in attempts] == [
+        ("failed", "PROVIDER_SIMULATED_FAILURE"),
+        ("completed", None),
+    ]
+    assert attempts[0].response_artifact_id is None and attempts[0].provider_called
+    assert attempts[0].request_digest == attempts[1].request_digest
+    report = replay(settings, thread_id=thread.thread_id, verify=True)
+    assert report.matched, [d.to_json() for t in report.threads for d in t.divergences]
+    assert report.provider_calls == 0
+    replayed = report.threads[0].turns["verification"]
+    assert [(t.status, t.error_code, t.response_source) for t in replayed] == [
+        ("failed", "PROVIDER_SIMULATED_FAILURE", "replay"),
+        ("completed", None, "replay"),
+    ]
+
+
+# --- wf replay ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_replaying_a_40_directory_tree_makes_no_call_and_every_digest_is_equal(settings, tmp_path, capsys):
+    tree = _documented(settings, tmp_path, 40)
+    before = _live_state(settings)
+    status = main(["replay", "--tree", str(tree), "--verify", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0, report
+    assert report["threads"] == 40 and report["divergences"] == 0 and report["provider_calls"] == 0
+    with RuntimeEnv.open(settings) as env:
+        for entry in report["replays"]:
+            recorded = env.records.latest_turns(entry["thread_id"])
+            assert sorted(entry["turns"]) == sorted(TURNS)
+            for turn_id, digests in entry["turns"].items():
+                assert digests["request"] == recorded[turn_id].request_digest
+                assert digests["response"] == recorded[turn_id].response_artifact_id
+                assert digests["output"] == recorded[turn_id].output_artifact_id
+    # The live records, heads, artifacts and audit trail are as they were.
+    assert _live_state(settings) == before
+
+
+def test_a_provider_that_answers_one_directory_differently_is_reported_there_only(settings, tmp_path):
+    tree = _documented(settings, tmp_path, 6)
+    with RuntimeEnv.open(settings) as env:
+        threads = {t.target_path: t for t in env.records.list_threads(WORKFLOW)}
+    odd = next(path for path in threads if path.count("/") == 1)  # a directory with a parent
+    provider = VariantProvider(threads[odd].thread_id)
+    report = replay(settings, tree=tree, verify=True, provider=provider)
+    assert not report.matched
+    divergent = {t.target_path for t in report.threads if t.divergences}
+    assert divergent == {odd}
+    (thread,) = [t for t in report.threads if t.target_path == odd]
+    classes = {(d.turn_id, d.artifact_class) for d in thread.divergences}
+    assert ("evidence_gather", "provider_response") in classes
+    first = next(d for d in thread.divergences if d.turn_id == "evidence_gather")
+    assert first.first_difference.input == "response"
+    assert first.expected is not None and first.actual is not None and first.expected != first.actual
+    # The next turn reads the changed output: its first differing input says so.
+    later = next(d for d in thread.divergences if d.turn_id == "verification")
+    assert later.first_difference.input == "inputs.evidence_map"
+    assert provider.calls == 4 * 6
+
+
+def test_wf_replay_of_one_thread_exits_1_and_names_a_changed_file(settings, tmp_path, capsys):
+    tree = _documented(settings, tmp_path, 3)
+    with RuntimeEnv.open(settings) as env:
+        thread = next(t for t in env.records.list_threads(WORKFLOW) if t.target_path != ".")
+    module = next(p for p in (tree / thread.target_path).iterdir() if p.is_file() and p.suffix == ".py")
+    module.write_text(module.read_text() + "\n\ndef added():\n    return 1\n")
+    status = main(["replay", thread.thread_id, "--verify", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 1
+    (entry,) = report["replays"]
+    context = next(d for d in entry["divergences"] if d["artifact_class"] == "context_payload")
+    assert context["turn_id"] == "evidence_gather"
+    why = context["first_difference"]
+    assert why["input"] == "inputs.context"
+    assert f"file {module.relative_to(tree).as_posix()} changed" in why["detail"]
+    assert entry["error_code"] == REPLAY_RESPONSE_MISSING
+
+
+def test_wf_replay_refuses_an_unknown_thread_and_an_undocumented_tree(settings, tmp_path, capsys):
+    assert main(["replay", "thread:000000000000000000000000"]) == 1
+    assert "RUN_UNKNOWN_THREAD" in capsys.readouterr().err
+    tree = tmp_path / "fresh"
+    generate_tree(tree, directories=2, fanout=4)
+    assert main(["replay", "--tree", str(tree)]) == 1
+    assert "REPLAY_NOTHING_RECORDED" in capsys.readouterr().err
+
+
+# --- cheap re-runs ----------------------------------------------------------------------
+
+
+def _workspace_with_edited_template(tmp_path: Path) -> Path:
+    workspace = tmp_path / "workspace"
+    (workspace / "profiles").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml", workspace / "profiles")
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    template = workspace / "assets" / "prompts" / "docs_writer" / "style_refine.md"
+    template.write_text(template.read_text() + "\nKeep every sentence short.\n")
+    return workspace
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_after_the_last_template_changes_only_the_last_turn_calls_the_provider(settings, tmp_path, reuse):
+    tree = _documented(settings, tmp_path, 5)
+    with RuntimeEnv.open(settings) as env:
+        old = {
+            t.target_path: env.records.latest_turns(t.thread_id) for t in env.records.list_threads(WORKFLOW)
+        }
+    workspace = _workspace_with_edited_template(tmp_path)
+    rerun = settings.model_copy(update={"reuse_responses": reuse})
+    summary = run_workflow(rerun, WORKFLOW, tree, workspace_dir=workspace)
+    assert summary.ok
+    assert summary.to_json()["provider_calls"] == (5 if reuse else 20)
+    with RuntimeEnv.open(settings) as env:
+        new = {}
+        for thread in env.records.list_threads(WORKFLOW):
+            if thread.thread_id not in {t.thread_id for turns in old.values() for t in turns.values()}:
+                new[thread.target_path] = env.records.latest_turns(thread.thread_id)
+    assert set(new) == set(old)
+    for path, turns in new.items():
+        for turn_id in TURNS[:3]:
+            assert turns[turn_id].output_artifact_id == old[path][turn_id].output_artifact_id
+            assert turns[turn_id].request_digest == old[path][turn_id].request_digest
+            assert turns[turn_id].response_source == ("recorded" if reuse else "provider")
+        last = turns["style_refine"]
+        assert last.response_source == "provider" and last.provider_called
+        assert last.request_digest != old[path]["style_refine"].request_digest
+        assert last.request["template"] != old[path]["style_refine"].request["template"]

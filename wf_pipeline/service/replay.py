@@ -1,0 +1,193 @@
+"""``wf replay``: re-execute recorded threads from their recorded answers and verify them.
+
+One thread (by id) or every documented directory of a tree is replayed in a scratch
+namespace (`wf_pipeline.runtime.replay`): the live records, heads, audit trail and
+artifacts are left as they are. With ``verify`` each replay is compared with its records,
+digest by digest; the report lists every divergence with the first differing input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wf_pipeline.compiler.launch.executors import load_profiles
+from wf_pipeline.errors import REPLAY_NOTHING_RECORDED, RUN_UNKNOWN_THREAD, RunError
+from wf_pipeline.metadata.records import ThreadRecord
+from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.providers import Provider, create_provider
+from wf_pipeline.providers.base import close_provider
+from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.replay import ThreadReplay, replay_thread
+from wf_pipeline.runtime.targets import Target, documentable_directories, resolve_target, target_key_for
+from wf_pipeline.runtime.threads import scan_workspace
+from wf_pipeline.service.runs import only_workflow
+from wf_pipeline.settings import Settings
+from wf_pipeline.tree import TreeScan, check_root
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """What a ``wf replay`` did: one `ThreadReplay` per thread, in tree order (deepest first).
+
+    Attributes:
+        workflow_id: the workflow replayed.
+        threads: the replays.
+        verified: whether each was compared with its records.
+        provider: ``replay`` (recorded answers), or the live provider's name.
+        unrecorded: directories of the tree with no recorded thread (nothing to replay).
+    """
+
+    workflow_id: str
+    threads: tuple[ThreadReplay, ...]
+    verified: bool
+    provider: str
+    unrecorded: tuple[str, ...] = ()
+
+    @property
+    def matched(self) -> bool:
+        """Whether every replay matched (verified) or completed (not verified)."""
+        return all(thread.matched for thread in self.threads)
+
+    @property
+    def provider_calls(self) -> int:
+        """Calls a live provider answered; 0 when replayed from recorded answers."""
+        return sum(thread.provider_calls for thread in self.threads)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON: counts, then each thread with its turns' digests and divergences."""
+        return {
+            "workflow_id": self.workflow_id,
+            "provider": self.provider,
+            "verified": self.verified,
+            "matched": self.matched,
+            "threads": len(self.threads),
+            "divergent_threads": sum(1 for t in self.threads if t.divergences),
+            "divergences": sum(len(t.divergences) for t in self.threads),
+            "provider_calls": self.provider_calls,
+            "unrecorded": list(self.unrecorded),
+            "replays": [
+                {
+                    "thread_id": t.thread_id,
+                    "target_path": t.target_path,
+                    "status": t.status,
+                    "error_code": t.error_code,
+                    "matched": t.matched,
+                    "turns": t.digests(),
+                    "divergences": [d.to_json() for d in t.divergences],
+                }
+                for t in self.threads
+            ],
+        }
+
+
+def replay(
+    settings: Settings,
+    *,
+    thread_id: str | None = None,
+    tree: Path | None = None,
+    workflow_id: str | None = None,
+    verify: bool = False,
+    provider_name: str | None = None,
+    provider: Provider | None = None,
+    workspace_dir: Path | None = None,
+    on_progress: Progress | None = None,
+) -> ReplayReport:
+    """Replay one thread, or the current thread of every directory of a tree.
+
+    Args:
+        settings: where the records, CAS and profiles are.
+        thread_id: the thread to replay (exclusive with ``tree``).
+        tree: a tree whose directories' latest threads are replayed.
+        workflow_id: the workflow of the tree's threads (default: the only one loaded).
+        verify: compare every replay with its records.
+        provider_name: a registered provider to ask instead of the recorded answers
+            (its options from the settings when it is ``settings.provider``).
+        provider: a provider object to ask instead (tests, embedding); wins over the name.
+        workspace_dir: where the workspace profile layer is (default: the working directory).
+        on_progress: called with (threads done, threads in all).
+
+    Returns:
+        The `ReplayReport`.
+
+    Raises:
+        RunError: ``RUN_UNKNOWN_THREAD``; ``REPLAY_NOTHING_RECORDED`` when the tree has no
+            recorded thread of the workflow; ``RUN_WORKFLOW_REQUIRED`` as `wf run`.
+        TreeError: ``TREE_PATH_MISSING``, ``TREE_NOT_A_DIRECTORY`` for a bad tree.
+        ProfileError: ``PROFILE_UNKNOWN_WORKFLOW``.
+        ProviderError: ``PROVIDER_UNKNOWN``, ``PROVIDER_CONFIG_INVALID`` for ``provider_name``.
+        RecordError, CasError: reading the live stores.
+    """
+    catalog = load_profiles(settings, workspace_dir or Path.cwd())
+    live = provider
+    if live is None and provider_name:
+        options = settings.provider_options if provider_name == settings.provider else {}
+        live = create_provider(provider_name, options, settings.secrets)
+    try:
+        with RuntimeEnv.open(settings, catalog=catalog) as env:
+            if thread_id is not None:
+                thread = env.records.get_thread(thread_id)
+                if thread is None:
+                    raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")
+                loaded = catalog.get(thread.workflow_id)
+                target = resolve_target(env.records, thread.target_key)
+                work = [(thread, target)]
+                scans = {target.root: scan_workspace(env, loaded, target.root)}
+                unrecorded: tuple[str, ...] = ()
+            else:
+                root = check_root(Path(str(tree))).resolve()
+                loaded = catalog.get(workflow_id or only_workflow(catalog))
+                scan = scan_workspace(env, loaded, root)
+                work, unrecorded = _tree_threads(env, loaded, scan)
+                scans = {root: scan}
+            replays = []
+            for done, (thread, target) in enumerate(work, start=1):
+                replays.append(
+                    replay_thread(
+                        env, loaded, thread, target, scans[target.root], provider=live, verify=verify
+                    )
+                )
+                if on_progress is not None:
+                    on_progress(done, len(work))
+    finally:
+        if live is not None and provider is None:
+            close_provider(live)
+    return ReplayReport(
+        workflow_id=loaded.workflow_id,
+        threads=tuple(replays),
+        verified=verify,
+        provider=provider_name or (live.provider_type if live is not None else "replay"),
+        unrecorded=unrecorded,
+    )
+
+
+def _tree_threads(
+    env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan
+) -> tuple[list[tuple[ThreadRecord, Target]], tuple[str, ...]]:
+    """Each documented directory's latest thread of the workflow, deepest first; and the directories without one."""
+    latest: dict[str, ThreadRecord] = {}
+    for thread in env.records.list_threads(loaded.workflow_id):
+        known = latest.get(thread.target_key)
+        if known is None or (thread.updated_at_ms, thread.thread_id) > (known.updated_at_ms, known.thread_id):
+            latest[thread.target_key] = thread
+    work: list[tuple[ThreadRecord, Target]] = []
+    unrecorded: list[str] = []
+    for path in documentable_directories(scan):
+        key = target_key_for(scan.root, path)
+        thread = latest.get(key)
+        if thread is None:
+            unrecorded.append(path)
+            continue
+        work.append((thread, Target(key=key, root=scan.root, path=path)))
+    if not work:
+        raise RunError(
+            REPLAY_NOTHING_RECORDED,
+            f"no recorded thread of {loaded.workflow_id} for any of the {len(unrecorded)} directories "
+            f"of {scan.root}: run it first (wf run)",
+            directories=len(unrecorded),
+        )
+    return work, tuple(unrecorded)
