@@ -311,3 +311,50 @@ def test_after_the_last_template_changes_only_the_last_turn_calls_the_provider(s
         assert last.response_source == "provider" and last.provider_called
         assert last.request_digest != old[path]["style_refine"].request_digest
         assert last.request["template"] != old[path]["style_refine"].request["template"]
+
+
+# --- the replay job in Dagster ---------------------------------------------------------
+
+
+def test_the_replay_job_checks_each_partition_and_reports_divergences(settings, tmp_path):
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from wf_pipeline.compiler import build_definitions, open_instance
+    from wf_pipeline.compiler.replay import REPLAY_CHECK, replay_asset_key, replay_job_name
+    from wf_pipeline.service import sync_targets
+
+    tree = _documented(settings, tmp_path, 3)
+    keys = sync_targets(settings, WORKFLOW, tree)["targets"]
+    with RuntimeEnv.open(settings) as env:
+        changed = next(t for t in env.records.list_threads(WORKFLOW) if t.target_path != ".")
+        module = next(p for p in (tree / changed.target_path).iterdir() if p.suffix == ".py")
+        module.write_text(module.read_text() + "\n\ndef added():\n    return 1\n")
+        defs = build_definitions(env.catalog, env)
+        job = defs.resolve_job_def(replay_job_name(WORKFLOW))
+        instance = open_instance(settings)
+        tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+        result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    assert result.success
+    evaluations = {e.partition: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == set(keys)
+    assert {e.check_name for e in evaluations.values()} == {REPLAY_CHECK}
+    by_path = {key: path for key, path in zip(keys, _paths_of(keys), strict=True)}
+    for key, evaluation in evaluations.items():
+        metadata = evaluation.metadata
+        # The directory whose file changed diverges, and so does every directory above it
+        # (their node ids change); the others replay equal.
+        path = by_path[key]
+        above = path == "." or changed.target_path.startswith(path + "/")
+        assert evaluation.passed == (path != changed.target_path and not above), key
+        assert metadata["provider_calls"].value == 0
+        if not evaluation.passed:
+            divergences = metadata["divergence_list"].value
+            assert divergences and divergences[0]["first_difference"]["input"] == "inputs.context"
+    materialized = instance.get_materialized_partitions(replay_asset_key(WORKFLOW))
+    assert materialized == set(keys)
+
+
+def _paths_of(keys: list[str]) -> list[str]:
+    from urllib.parse import unquote
+
+    return ["." if "/" not in key else unquote(key.split("/", 1)[1]) for key in keys]

@@ -12,6 +12,7 @@ from wf_pipeline.compiler.maintenance import (
     retention_schedule,
     retention_trigger_sensor,
 )
+from wf_pipeline.compiler.replay import replay_asset, replay_job
 from wf_pipeline.compiler.resources import runtime_resources
 from wf_pipeline.compiler.sensors import bottom_up_after_failed_threads_sensor, bottom_up_sensor
 from wf_pipeline.compiler.telemetry import (
@@ -46,7 +47,7 @@ def profile_job(loaded: LoadedProfile):
 def build_definitions(
     catalog: ProfileCatalog, env: RuntimeEnv | None = None, maintenance: MaintenanceCalls | None = None
 ) -> Definitions:
-    """One asset group and one job per profile, the ``telemetry`` group, job and schedule; with ``maintenance``, ``wf_retention``.
+    """One asset group and one job per profile, its replay asset and job, the ``telemetry`` group, job and schedule; with ``maintenance``, ``wf_retention``.
 
     The maintenance job comes with its daily schedule and early-trigger sensor
     (`wf_pipeline.compiler.maintenance`); ``maintenance`` holds the retention and
@@ -62,7 +63,8 @@ def build_definitions(
     for loaded in catalog.all():
         job = profile_job(loaded)
         assets.extend(turn_assets(loaded))
-        jobs.append(job)
+        assets.append(replay_asset(loaded))
+        jobs += [job, replay_job(loaded)]
         sensors += [bottom_up_sensor(loaded, job), bottom_up_after_failed_threads_sensor(loaded, job)]
     assets.extend(telemetry_assets())
     telemetry = telemetry_job()

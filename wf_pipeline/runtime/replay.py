@@ -45,7 +45,8 @@ from wf_pipeline.providers.replay import ReplayAnswer, ReplayProvider
 from wf_pipeline.records.scratch import ScratchRecordStore
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.requests import differing_fields, recorded_answers
-from wf_pipeline.runtime.targets import Target
+from wf_pipeline.runtime.targets import Target, target_depth
+from wf_pipeline.runtime.threads import scan_workspace
 from wf_pipeline.runtime.turn import RESPONSE_CLASS, run_turn
 from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.telemetry import DisabledTelemetryRecorder
@@ -331,6 +332,51 @@ def replay_thread(
     )
 
 
+def latest_threads(env: RuntimeEnv, workflow_id: str) -> dict[str, ThreadRecord]:
+    """Target key -> the most recently updated thread of ``workflow_id`` there: what a replay of the target replays.
+
+    Raises:
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
+    latest: dict[str, ThreadRecord] = {}
+    for thread in env.records.list_threads(workflow_id):
+        known = latest.get(thread.target_key)
+        if known is None or (thread.updated_at_ms, thread.thread_id) > (known.updated_at_ms, known.thread_id):
+            latest[thread.target_key] = thread
+    return latest
+
+
+def replay_targets(
+    env: RuntimeEnv, loaded: LoadedProfile, targets: Sequence[Target], *, verify: bool = True
+) -> dict[str, ThreadReplay | None]:
+    """Replay the latest thread of each target (`latest_threads`), deepest first; one scan per tree.
+
+    Args:
+        env: the live runtime (read only).
+        loaded: the profile.
+        targets: the targets (partitions) to replay.
+        verify: compare each replay with its records.
+
+    Returns:
+        Target key -> its `ThreadReplay`, or None when the target has no recorded thread.
+
+    Raises:
+        TreeError: a tree root that cannot be scanned (``TREE_PATH_MISSING``...).
+        RecordError, CasError: reading the live stores.
+    """
+    latest = latest_threads(env, loaded.workflow_id)
+    scans = {root: scan_workspace(env, loaded, root) for root in dict.fromkeys(t.root for t in targets)}
+    found: dict[str, ThreadReplay | None] = {}
+    for target in sorted(targets, key=lambda t: (-target_depth(t), t.key)):
+        thread = latest.get(target.key)
+        found[target.key] = (
+            None
+            if thread is None
+            else replay_thread(env, loaded, thread, target, scans[target.root], verify=verify)
+        )
+    return found
+
+
 def _unreplayable(thread: ThreadRecord, recorded: Sequence[TurnRecord]) -> ThreadReplay:
     first = recorded[0] if recorded else None
     divergence = Divergence(
@@ -554,8 +600,13 @@ def _context_detail(live: RuntimeEnv, scratch: RuntimeEnv, expected: str | None,
     except (WfError, ValueError):
         return "context changed (a snapshot is no longer readable: compared by digest)"
     changes = _changed_paths(_texts(old), _texts(new))
+    if not changes and old.target != new.target:
+        return (
+            f"the directory's node id changed ({old.target.node_id} -> {new.target.node_id}): "
+            "something below it changed"
+        )
     if not changes:
-        return "context changed outside its files and child frames (target, sizes or omissions)"
+        return "context changed outside its files and child frames (sizes or omissions)"
     shown = ", ".join(changes[:10]) + (f" and {len(changes) - 10} more" if len(changes) > 10 else "")
     return f"the tree changed: {shown}"
 

@@ -20,7 +20,7 @@ from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.providers import Provider, create_provider
 from wf_pipeline.providers.base import close_provider
 from wf_pipeline.runtime.environment import RuntimeEnv
-from wf_pipeline.runtime.replay import ThreadReplay, replay_thread
+from wf_pipeline.runtime.replay import ThreadReplay, latest_threads, replay_thread
 from wf_pipeline.runtime.targets import Target, documentable_directories, resolve_target, target_key_for
 from wf_pipeline.runtime.threads import scan_workspace
 from wf_pipeline.service.runs import only_workflow
@@ -169,11 +169,7 @@ def _tree_threads(
     env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan
 ) -> tuple[list[tuple[ThreadRecord, Target]], tuple[str, ...]]:
     """Each documented directory's latest thread of the workflow, deepest first; and the directories without one."""
-    latest: dict[str, ThreadRecord] = {}
-    for thread in env.records.list_threads(loaded.workflow_id):
-        known = latest.get(thread.target_key)
-        if known is None or (thread.updated_at_ms, thread.thread_id) > (known.updated_at_ms, known.thread_id):
-            latest[thread.target_key] = thread
+    latest = latest_threads(env, loaded.workflow_id)
     work: list[tuple[ThreadRecord, Target]] = []
     unrecorded: list[str] = []
     for path in documentable_directories(scan):
