@@ -133,13 +133,13 @@ GENERIC_FINDINGS: dict[str, FindingRule] = {
     "FIELD_EMPTY": FindingRule("required_fields", field_pointer, "A required field is empty."),
     "GATE_INPUT_MISSING": FindingRule("inputs", input_pointer, "The turn did not receive this input."),
     "GATE_INPUT_INVALID": FindingRule("inputs", input_pointer, "This input does not parse as its type."),
-    "SECTION_MISSING": FindingRule("sections", section_pointer, "The output has no heading for this section."),
+    "SECTION_MISSING": FindingRule(
+        "sections", section_pointer, "The output has no heading for this section."
+    ),
 }
 
 
-def derive_findings(
-    reasons: Sequence[str], table: FindingTable, subject: GateSubject
-) -> tuple[Finding, ...]:
+def derive_findings(reasons: Sequence[str], table: FindingTable, subject: GateSubject) -> tuple[Finding, ...]:
     """The findings of ``reasons``: the gate type's ``table`` first, then `GENERIC_FINDINGS`.
 
     Args:

@@ -59,7 +59,9 @@ def describe(loaded: LoadedProfile) -> dict[str, Any]:
         "gates": [
             {
                 **gate.model_dump(mode="json"),
-                "resolved_rules": gate_type(gate.gate_type).rules.model_validate(gate.rules).model_dump(mode="json"),
+                "resolved_rules": gate_type(gate.gate_type)
+                .rules.model_validate(gate.rules)
+                .model_dump(mode="json"),
                 "rules_digest": loaded.gate_rules_digests[gate.gate_id],
             }
             for gate in profile.gates

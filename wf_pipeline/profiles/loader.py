@@ -8,12 +8,11 @@ when a higher layer shadows it. Each way a profile can be wrong has its own code
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
-
-import functools
 
 import yaml
 from pydantic import ValidationError

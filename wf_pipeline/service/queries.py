@@ -14,8 +14,8 @@ from wf_pipeline.errors import ProfileError
 from wf_pipeline.profiles import ProfileProblem, catalog_rows, describe, load_profile_file
 from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.runtime import RuntimeEnv, sample_render_errors
-from wf_pipeline.runtime.queries import list_threads as _list_threads
 from wf_pipeline.runtime.queries import gate_findings, record_scan, thread_details
+from wf_pipeline.runtime.queries import list_threads as _list_threads
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.query import archive_location
 from wf_pipeline.tree import scan_tree

@@ -407,7 +407,9 @@ VERIFICATION_FINDINGS: FindingTable = {
     "UNCLASSIFIED_CLAIM": FindingRule(
         "claims.classified_once", claim_pointer, "The claim is neither verified nor rejected."
     ),
-    "UNKNOWN_CLAIM_ID": FindingRule("claims.known", claim_pointer, "The evidence map has no claim with this id."),
+    "UNKNOWN_CLAIM_ID": FindingRule(
+        "claims.known", claim_pointer, "The evidence map has no claim with this id."
+    ),
     "REJECTION_WITHOUT_REASON": FindingRule(
         "rejections.reason_code", claim_pointer, "The rejected claim has no reason code."
     ),
