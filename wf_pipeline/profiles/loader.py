@@ -40,6 +40,7 @@ from wf_pipeline.errors import (
     PROFILE_UNKNOWN_TURN,
     PROFILE_UNRESOLVED_INPUT_REF,
     PROFILE_UNRESOLVED_PROMPT_REF,
+    ErrorCode,
     ProfileError,
     WfError,
     lookup,
@@ -550,11 +551,13 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
     _check_artifact_policy(profile, where)
 
 
-_RULE_PROBLEM_CODES = {
-    "unknown": PROFILE_GATE_RULE_UNKNOWN,
-    "type": PROFILE_GATE_RULE_TYPE,
-    "range": PROFILE_GATE_RULE_RANGE,
-}
+def _rule_problem_code(kind: str) -> ErrorCode:
+    # One code per kind of problem `wf_pipeline.gates.rule_problems` reports.
+    return {
+        "unknown": PROFILE_GATE_RULE_UNKNOWN,
+        "type": PROFILE_GATE_RULE_TYPE,
+        "range": PROFILE_GATE_RULE_RANGE,
+    }[kind]
 
 
 def _check_gate_rules(gate: GateSpec, where: dict[str, str]) -> None:
@@ -571,7 +574,7 @@ def _check_gate_rules(gate: GateSpec, where: dict[str, str]) -> None:
         return
     first = problems[0]
     raise ProfileError(
-        _RULE_PROBLEM_CODES[first.kind],
+        _rule_problem_code(first.kind),
         f"{where['path']}: gate {gate.gate_id} ({gate.gate_type}) rule {first.rule!r}"
         + (f" = {first.value}" if first.value is not None else "")
         + f": {first.expected}",
