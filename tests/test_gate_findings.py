@@ -371,3 +371,4 @@ def test_a_strict_workspace_profile_fails_verification_and_explains_it(tmp_path:
     evaluation = record.event.dagster_event.asset_check_evaluation_data
     assert not evaluation.passed
     assert evaluation.metadata["findings"].value == [expected]
+    assert evaluation.metadata["rules_digest"].value == gates["verification"]["rules_digest"]

@@ -337,6 +337,7 @@ def _gate_evaluations(
             ),
             metadata={
                 "gate_type": gate.gate_type,
+                "rules_digest": loaded.gate_rules_digests[gate.gate_id],
                 "thread_id": result.thread_id,
                 "outcome": result.gate_outcome or "not evaluated",
                 "reasons": MetadataValue.json(scrub_value(list(result.gate_reasons))),
