@@ -26,7 +26,8 @@ class GateSpecLike(Protocol):
         gate_id: the gate's id in its profile.
         gate_type: the registered evaluator's name.
         required_fields: output fields that must be present and non-empty (JSON gates).
-        rules: the gate type's options (e.g. ``max_drift``); the evaluator checks them.
+        rules: the gate type's options (e.g. ``max_drift``), checked against its rules model
+            (`wf_pipeline.gates.rules`) when the profile loads and again by `evaluate`.
         fail_on_violation: whether reasons fail the gate (else they are only recorded).
     """
 

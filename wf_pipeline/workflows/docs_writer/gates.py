@@ -38,8 +38,7 @@ from wf_pipeline.gates.generic import (
 )
 from wf_pipeline.gates.registry import Evaluator, GateSpecLike
 from wf_pipeline.gates.rules import GateRules, resolved_rules
-from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
-from wf_pipeline.metadata.payloads import parse_json_output as _parse_model
+from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload, parse_json_output
 from wf_pipeline.text.markdown import split_lines
 from wf_pipeline.text.names import unescape_inline
 from wf_pipeline.workflows.docs_writer.evidence import claim_evidence, collapse_whitespace
@@ -314,7 +313,7 @@ def _claim_in_output(parts: tuple[str, ...], subject: GateSubject) -> Claim | No
     if not parts:
         return None
     try:
-        evidence_map = _parse_model(subject.output_text, EvidenceMap)
+        evidence_map = parse_json_output(subject.output_text, EvidenceMap)
     except MetadataError:
         return None
     return next((c for c in evidence_map.claims if reason_part(c.claim_id) == parts[0]), None)
@@ -330,7 +329,7 @@ def cited_path_pointer(parts: tuple[str, ...], subject: GateSubject) -> str:
     if found is None or not isinstance(context_text, str):
         return claim_pointer(parts, subject)
     try:
-        context = _parse_model(context_text, ContextPayload)
+        context = parse_json_output(context_text, ContextPayload)
     except MetadataError:
         return claim_pointer(parts, subject)
     path = found.evidence_path
@@ -350,7 +349,7 @@ def _output_heading_pointer(parts: tuple[str, ...], subject: GateSubject) -> str
 def _struct_heading_pointer(parts: tuple[str, ...], subject: GateSubject) -> str:
     # The first section of the struct whose body holds the evidence heading the reason names.
     try:
-        struct = _parse_model(subject.output_text, ReadmeStruct)
+        struct = parse_json_output(subject.output_text, ReadmeStruct)
     except MetadataError:
         return "output"
     for key, body in struct.sections().items():
