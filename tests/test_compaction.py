@@ -116,6 +116,8 @@ def commit_with_artifacts(records, cas, thread: ThreadRecord) -> dict[str, str]:
         outcome="pass",
         reasons=("OK:a", "OK:b"),
         evaluated_at_ms=at + 6,
+        findings=({"rule_id": "r", "code": "OK", "pointer": "claim:a", "hint": "Fine."},),
+        rules_digest="sha256:" + "0" * 64,
     )
     link = PromptLinkRecord(
         prompt_link_id=prompt_link_id_for(thread.workflow_id, thread.thread_id, turn_id, 1),
@@ -501,7 +503,13 @@ def test_wf_compact_archives_sweeps_and_the_view_reaches_archived_threads(tmp_pa
     assert shown["compaction"]["compaction_id"] == result["compaction_id"]
     assert shown["thread_id"] == superseded.thread_id and shown["status"] == "completed"
     assert [(t["turn_id"], t["attempt"], t["status"]) for t in shown["turns"]] == [("t1", 1, "completed")]
-    assert shown["turns"][0]["gate"] == {"gate_id": "g", "outcome": "pass", "reasons": ["OK:a", "OK:b"]}
+    assert shown["turns"][0]["gate"] == {
+        "gate_id": "g",
+        "outcome": "pass",
+        "reasons": ["OK:a", "OK:b"],
+        "findings": [{"rule_id": "r", "code": "OK", "pointer": "claim:a", "hint": "Fine."}],
+        "rules_digest": "sha256:" + "0" * 64,
+    }
     assert shown["turns"][0]["input_artifact_ids"] == [
         cas.put(f"{superseded.thread_id} context".encode()).artifact_id
     ]

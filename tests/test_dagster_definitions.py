@@ -171,6 +171,30 @@ def test_code_version_follows_the_prompt_template(tmp_path, monkeypatch):
     assert _code_versions(build_definitions(load_catalog(default_layers(settings, workspace)))) == before
 
 
+def test_code_version_follows_the_gate_rules(tmp_path, monkeypatch):
+    settings = isolated_settings(monkeypatch, tmp_path / "wf-home")
+    before = _code_versions(build_definitions(load_catalog([Layer("builtin", settings.builtin_root)])))
+
+    # A workspace layer with the shipped profile and one threshold of the verification gate changed.
+    workspace = tmp_path / "workspace"
+    (workspace / "profiles").mkdir(parents=True)
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    text = (REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text()
+    needle = "    required_fields: [verified_claims]\n"
+    assert needle in text
+    profile = workspace / "profiles" / f"{WORKFLOW}.yaml"
+    profile.write_text(text.replace(needle, needle + "    rules:\n      min_verified_claims: 2\n"))
+    after = _code_versions(build_definitions(load_catalog(default_layers(settings, workspace))))
+
+    # Only the asset the gate checks is stale; the rule at its default value changes nothing.
+    assert after["verification_report"] != before["verification_report"]
+    assert {o: v for o, v in after.items() if o != "verification_report"} == {
+        o: v for o, v in before.items() if o != "verification_report"
+    }
+    profile.write_text(text.replace(needle, needle + "    rules:\n      min_verified_claims: 1\n"))
+    assert _code_versions(build_definitions(load_catalog(default_layers(settings, workspace)))) == before
+
+
 @pytest.mark.slow
 def test_code_location_job_runs_a_target_on_its_own(tmp_path, monkeypatch):
     """What a UI launch does: the code location's job, one partition, no CLI, no thread tag."""

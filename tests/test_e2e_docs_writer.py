@@ -150,6 +150,18 @@ def test_failed_gate_stops_only_its_thread_and_resume_skips_completed_turns(sett
     assert [t["turn_id"] for t in failed["turns"]] == ["evidence_gather", "verification"]
     assert failed["turns"][1]["gate"]["outcome"] == "fail"
     assert "NO_VERIFIED_CLAIMS" in failed["turns"][1]["gate"]["reasons"]
+    # Each reason is a finding: the rule it breaks and where to look (claim ids, the field).
+    findings = failed["turns"][1]["gate"]["findings"]
+    assert len(findings) == len(failed["turns"][1]["gate"]["reasons"])
+    by_code = {}
+    for finding in findings:
+        by_code.setdefault(finding["code"], []).append((finding["rule_id"], finding["pointer"]))
+    assert by_code["NO_VERIFIED_CLAIMS"] == [("min_verified_claims", "field:verified_claims")]
+    assert by_code["UNCLASSIFIED_CLAIM"]
+    assert all(
+        rule == "claims.classified_once" and pointer.startswith("claim:")
+        for rule, pointer in by_code["UNCLASSIFIED_CLAIM"]
+    )
 
     healthy = _BreakingProvider("no-such-dir", "verification_report")
     resumed = resume_thread(settings, failed["thread_id"], provider=healthy)

@@ -372,6 +372,21 @@ PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE = _code(
     ProfileError,
     meaning="final_artifact_type names an output no turn produces",
 )
+PROFILE_GATE_RULE_UNKNOWN = _code(
+    "PROFILE_GATE_RULE_UNKNOWN",
+    ProfileError,
+    meaning="a gate's rules name a rule its gate type does not declare",
+)
+PROFILE_GATE_RULE_TYPE = _code(
+    "PROFILE_GATE_RULE_TYPE",
+    ProfileError,
+    meaning="a gate rule's value has the wrong type, or a required rule is missing",
+)
+PROFILE_GATE_RULE_RANGE = _code(
+    "PROFILE_GATE_RULE_RANGE",
+    ProfileError,
+    meaning="a gate rule's value is outside the bounds its gate type declares",
+)
 PROFILE_UNKNOWN_GATE_TYPE = _code(
     "PROFILE_UNKNOWN_GATE_TYPE", ProfileError, meaning="a gate's gate_type is not registered"
 )

@@ -402,6 +402,43 @@ def cmd_threads(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gates(args: argparse.Namespace) -> int:
+    """``wf gates explain THREAD_ID [--turn T]``: each turn's latest gate findings, grouped by rule.
+
+    Args:
+        args: the parsed command line (``action``, ``thread_id``, ``turn``, ``json``).
+
+    Returns:
+        The exit status, 0. Prints `service.explain_gates` (per turn: gate, outcome,
+        attempt, then each rule id with its findings' code, pointer and hint), as JSON
+        with ``--json``.
+
+    Raises:
+        WfError: ``RUN_UNKNOWN_THREAD``, ``RUN_UNKNOWN_TURN``, the record store's
+            ``RECORD_*`` errors; `main` prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    _emit(args, service.explain_gates(_settings(), args.thread_id, args.turn), _render_gate_findings)
+    return 0
+
+
+def _render_gate_findings(console: Console, d: dict) -> None:
+    print_line(console, f"{d['thread_id']} {d['workflow_id']}")
+    if not d["turns"]:
+        print_line(console, "no gate verdicts recorded")
+    for turn in d["turns"]:
+        print_line(
+            console,
+            f"{turn['turn_id']} attempt {turn['attempt']}: gate {turn['gate_id']} {turn['outcome']}"
+            + ("" if turn["rules"] else " (no findings)"),
+        )
+        for rule_id, findings in turn["rules"].items():
+            print_line(console, f"  {rule_id}")
+            for finding in findings:
+                print_line(console, f"    {finding['code']} at {finding['pointer']}: {finding['hint']}")
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """``wf ui``: serve the Dagster UI over the same instance and profiles as every ``wf`` command.
 
@@ -1443,6 +1480,14 @@ def _render_thread(console: Console, d: dict) -> None:
             )
         )
     print_table(console, ("seq", "turn", "attempt", "status", "output artifact", "gate"), rows)
+    findings = [
+        (t["turn_id"], t["attempt"], f["rule_id"], f["code"], f["pointer"], f["hint"])
+        for t in d["turns"]
+        if t["gate"] is not None
+        for f in t["gate"].get("findings", [])
+    ]
+    if findings:
+        print_table(console, ("turn", "attempt", "rule", "code", "pointer", "hint"), findings)
     artifacts = d.get("artifacts", [])
     if artifacts:
         print_table(
@@ -1721,6 +1766,12 @@ def build_parser() -> argparse.ArgumentParser:
         "past the grace period (WF_COMPACT_GRACE), merge closed days of telemetry",
         cmd_compact,
     )
+
+    gates = command("gates", "explain a thread's gate verdicts", cmd_gates)
+    gate_action = actions(gates, "explain: the findings of each turn's latest gate verdict, by rule")
+    gate_explain = gate_action("explain", "the findings of each turn's latest gate verdict, grouped by rule")
+    gate_explain.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")
+    gate_explain.add_argument("--turn", metavar="TURN_ID", help="only this turn's verdict")
 
     threads = command("threads", "list threads or show one", cmd_threads)
     thread_action = actions(threads, "list the threads, or show one with its turns")

@@ -337,9 +337,12 @@ def _gate_evaluations(
             ),
             metadata={
                 "gate_type": gate.gate_type,
+                "rules_digest": loaded.gate_rules_digests[gate.gate_id],
                 "thread_id": result.thread_id,
                 "outcome": result.gate_outcome or "not evaluated",
                 "reasons": MetadataValue.json(scrub_value(list(result.gate_reasons))),
+                # Rule id, code, pointer and hint per reason (`wf_pipeline.gates.findings`).
+                "findings": MetadataValue.json(scrub_value([dict(f) for f in result.gate_findings])),
                 **({"error_code": result.error_code} if result.error_code else {}),
             },
         )

@@ -14,16 +14,16 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, field_validator
 
 from wf_pipeline.errors import (
     GATE_DUPLICATE_SECTION_KEY,
-    GATE_RULES_INVALID,
     OUTPUT_SCHEMA_VIOLATION,
-    GateError,
     MetadataError,
 )
+from wf_pipeline.gates.findings import FindingTable
 from wf_pipeline.gates.registry import Evaluator, GateSpecLike, register
+from wf_pipeline.gates.rules import GateRules, resolved_rules
 from wf_pipeline.metadata.canonical import parse_json
 from wf_pipeline.metadata.payloads import parse_json_output
 from wf_pipeline.registry import Registry
@@ -80,34 +80,20 @@ def sorted_reasons(fn: Evaluator) -> Evaluator:
     return evaluator
 
 
-def builtin_gate(gate_type: str) -> Callable[[Evaluator], Evaluator]:
+def builtin_gate(
+    gate_type: str, *, rules: type[GateRules] = GateRules, findings: FindingTable | None = None
+) -> Callable[[Evaluator], Evaluator]:
     """Register a generic evaluator under ``gate_type``, its reasons sorted and without repeats.
 
-    Raises GateError GATE_DUPLICATE_TYPE when ``gate_type`` is taken.
+    ``rules`` and ``findings`` are the gate type's rules model and findings table
+    (`wf_pipeline.gates.registry.register`). Raises GateError GATE_DUPLICATE_TYPE when
+    ``gate_type`` is taken.
     """
 
     def decorator(fn: Evaluator) -> Evaluator:
-        return register(gate_type)(sorted_reasons(fn))
+        return register(gate_type, rules=rules, findings=findings)(sorted_reasons(fn))
 
     return decorator
-
-
-# --- rules --------------------------------------------------------------------------
-
-
-def rules(spec: GateSpecLike) -> Mapping[str, Any]:
-    """The gate's ``rules`` mapping (empty when the profile gives none)."""
-    return spec.rules or {}
-
-
-def rules_error(spec: GateSpecLike, rule: str, expected: str) -> GateError:
-    """GateError GATE_RULES_INVALID naming the gate, the rule and what it must be."""
-    return GateError(
-        GATE_RULES_INVALID,
-        f"gate {spec.gate_id!r} rule {rule!r} must be {expected}",
-        gate_id=spec.gate_id,
-        rule=rule,
-    )
 
 
 # --- JSON output and inputs -----------------------------------------------------------
@@ -246,15 +232,29 @@ def register_section_headings(headings: Mapping[str, str]) -> None:
     _SECTION_HEADINGS.register_many(headings)
 
 
+class RequiredSectionsRules(GateRules):
+    """Rules of ``required_sections`` (docs/profiles.md).
+
+    Attributes:
+        sections: required; a non-empty list of registered section keys (``api_surface``)
+            or literal heading texts (``Install``), none blank.
+        level: the heading level (1-6) a section's heading must have; default None (any).
+    """
+
+    sections: list[str] = Field(min_length=1)
+    level: int | None = Field(default=None, ge=1, le=6)
+
+    @field_validator("sections")
+    @classmethod
+    def _no_blank_entry(cls, value: list[str]) -> list[str]:
+        if not all(entry.strip() for entry in value):
+            raise ValueError("every section must be a non-blank key or heading text")
+        return value
+
+
 def _required_section_headings(spec: GateSpecLike) -> dict[str, str]:
     # Entries are registered section keys ("api_surface") or literal heading texts ("Install").
-    sections = rules(spec).get("sections")
-    if (
-        not isinstance(sections, list | tuple)
-        or not sections
-        or not all(isinstance(entry, str) and entry.strip() for entry in sections)
-    ):
-        raise rules_error(spec, "sections", "a non-empty list of section keys or heading texts")
+    sections = resolved_rules(RequiredSectionsRules, spec.gate_id, spec.rules).sections
     required: dict[str, str] = {}
     for entry in sections:
         registered = _SECTION_HEADINGS.find(entry)
@@ -265,15 +265,9 @@ def _required_section_headings(spec: GateSpecLike) -> dict[str, str]:
     return required
 
 
-def _heading_level_rule(spec: GateSpecLike) -> int | None:
-    level = rules(spec).get("level")
-    if level is not None and (isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 6):
-        raise rules_error(spec, "level", "an integer from 1 to 6")
-    return level
-
-
-@builtin_gate("required_sections")
+@builtin_gate("required_sections", rules=RequiredSectionsRules)
 def required_sections(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
     """The markdown output has a heading for each of ``rules.sections`` (any level unless ``rules.level``)."""
     required = _required_section_headings(spec)
-    return section_reasons(parse_headings(output_text), required, _heading_level_rule(spec))
+    level = resolved_rules(RequiredSectionsRules, spec.gate_id, spec.rules).level
+    return section_reasons(parse_headings(output_text), required, level)

@@ -9,10 +9,13 @@ Reasons carry codes, claim ids and section keys, never payload text.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from wf_pipeline.errors import GATE_DUPLICATE_TYPE, GATE_UNKNOWN_TYPE
+from wf_pipeline.gates.findings import Finding, FindingTable, GateSubject, derive_findings
+from wf_pipeline.gates.rules import GateRules, resolved_rules
+from wf_pipeline.metadata.canonical import digest_json
 from wf_pipeline.registry import Registry
 
 
@@ -23,7 +26,8 @@ class GateSpecLike(Protocol):
         gate_id: the gate's id in its profile.
         gate_type: the registered evaluator's name.
         required_fields: output fields that must be present and non-empty (JSON gates).
-        rules: the gate type's options (e.g. ``max_drift``); the evaluator checks them.
+        rules: the gate type's options (e.g. ``max_drift``), checked against its rules model
+            (`wf_pipeline.gates.rules`) when the profile loads and again by `evaluate`.
         fail_on_violation: whether reasons fail the gate (else they are only recorded).
     """
 
@@ -39,26 +43,50 @@ Evaluator = Callable[[str, Mapping[str, str], GateSpecLike], list[str]]
 
 @dataclass(frozen=True)
 class GateResult:
-    """One gate's verdict: ``outcome`` and the sorted reason codes (empty when nothing was wrong).
+    """One gate's verdict: ``outcome``, the sorted reason codes and their findings.
 
     Attributes:
         gate_id: the gate's id in its profile.
         outcome: ``pass`` or ``fail``.
         reasons: reason codes with claim ids and section keys, never payload text.
+        findings: one `Finding` per reason (rule id, code, pointer, hint), sorted.
+        rules_digest: `rules_digest` of the declaration the verdict was made under; None
+            when built by hand.
     """
 
     gate_id: str
     outcome: Literal["pass", "fail"]
     reasons: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    rules_digest: str | None = None
 
     @property
     def passed(self) -> bool:
         """Whether the outcome is ``pass``."""
         return self.outcome == "pass"
 
+    def finding_dicts(self) -> tuple[dict[str, str], ...]:
+        """The findings as ``{"rule_id", "code", "pointer", "hint"}`` dicts, in order."""
+        return tuple(finding.to_dict() for finding in self.findings)
+
+
+@dataclass(frozen=True)
+class GateType:
+    """A registered gate type: its evaluator, its rules model and its findings table.
+
+    Attributes:
+        evaluator: the pure check.
+        rules: the typed model of its ``rules`` (`GateRules` itself when it takes none).
+        findings: reason code -> `FindingRule` for the codes it gives beyond the generic ones.
+    """
+
+    evaluator: Evaluator
+    rules: type[GateRules] = GateRules
+    findings: FindingTable = field(default_factory=dict)
+
 
 # A gate type is claimed once: a second registration is refused even for the same evaluator.
-_EVALUATORS: Registry[str, Evaluator] = Registry(
+_GATE_TYPES: Registry[str, GateType] = Registry(
     "gate evaluator",
     key="gate type",
     duplicate=GATE_DUPLICATE_TYPE,
@@ -67,13 +95,18 @@ _EVALUATORS: Registry[str, Evaluator] = Registry(
 )
 
 
-def register(gate_type: str) -> Callable[[Evaluator], Evaluator]:
+def register(
+    gate_type: str, *, rules: type[GateRules] = GateRules, findings: FindingTable | None = None
+) -> Callable[[Evaluator], Evaluator]:
     """Decorator registering an evaluator under ``gate_type``; returns the evaluator unchanged.
 
     Workflow gates are registered by their plug-in (``wf_pipeline.workflows``).
 
     Args:
         gate_type: the name profiles use in a gate's ``gate_type``.
+        rules: the typed model of the gate type's ``rules`` (default: takes none).
+        findings: reason code -> `FindingRule` for the codes the evaluator gives beyond
+            `wf_pipeline.gates.findings.GENERIC_FINDINGS`.
 
     Returns:
         A decorator that registers an `Evaluator` and returns it unchanged.
@@ -84,7 +117,8 @@ def register(gate_type: str) -> Callable[[Evaluator], Evaluator]:
     """
 
     def decorator(fn: Evaluator) -> Evaluator:
-        return _EVALUATORS.register(gate_type, fn)
+        _GATE_TYPES.register(gate_type, GateType(fn, rules, dict(findings or {})))
+        return fn
 
     return decorator
 
@@ -97,13 +131,50 @@ def gate_types() -> frozenset[str]:
         (``PROFILE_UNKNOWN_GATE_TYPE``).
     """
     _load_builtin()
-    return frozenset(_EVALUATORS.keys())
+    return frozenset(_GATE_TYPES.keys())
+
+
+def gate_type(name: str) -> GateType:
+    """The registered `GateType` named ``name``.
+
+    Raises:
+        GateError: ``GATE_UNKNOWN_TYPE`` (with the known gate types) when none is registered.
+    """
+    _load_builtin()
+    return _GATE_TYPES.get(name)
+
+
+def rules_digest(spec: GateSpecLike) -> str:
+    """Canonical digest of a gate's declaration: type, required fields, resolved rules, fail switch.
+
+    Args:
+        spec: the gate's declaration.
+
+    Returns:
+        ``sha256:<hex>`` of the canonical JSON of ``{"gate_type", "required_fields",
+        "rules" (the gate type's rules model with its defaults applied),
+        "fail_on_violation"}``; a rule written out at its default value gives the same
+        digest as the rule left out.
+
+    Raises:
+        GateError: ``GATE_UNKNOWN_TYPE``; ``GATE_RULES_INVALID`` for rules its model refuses.
+    """
+    registered = gate_type(spec.gate_type)
+    resolved = resolved_rules(registered.rules, spec.gate_id, spec.rules)
+    return digest_json(
+        {
+            "gate_type": spec.gate_type,
+            "required_fields": list(spec.required_fields or ()),
+            "rules": resolved.model_dump(mode="json"),
+            "fail_on_violation": spec.fail_on_violation,
+        }
+    )
 
 
 def evaluate(spec: GateSpecLike, output_text: str, inputs: Mapping[str, str]) -> GateResult:
-    """Run the evaluator for ``spec.gate_type``.
+    """Run the evaluator for ``spec.gate_type`` and derive the findings of its reasons.
 
-    A gate with ``fail_on_violation: false`` records its reasons but passes.
+    A gate with ``fail_on_violation: false`` records its reasons (and findings) but passes.
 
     Args:
         spec: the gate's declaration.
@@ -111,17 +182,26 @@ def evaluate(spec: GateSpecLike, output_text: str, inputs: Mapping[str, str]) ->
         inputs: input_ref -> raw text of the turn's inputs.
 
     Returns:
-        The `GateResult`, reasons as the evaluator returned them.
+        The `GateResult`: reasons as the evaluator returned them, one finding per reason
+        (the gate type's findings table), and the declaration's `rules_digest`.
 
     Raises:
         GateError: ``GATE_UNKNOWN_TYPE`` (with the known gate types) when no evaluator is
-            registered for ``spec.gate_type``; the evaluator's ``GATE_RULES_INVALID`` for bad ``rules``.
+            registered for ``spec.gate_type``; ``GATE_RULES_INVALID`` for ``rules`` the gate
+            type's rules model refuses (a loaded profile never has them).
     """
-    _load_builtin()
-    evaluator = _EVALUATORS.get(spec.gate_type)
-    reasons = tuple(evaluator(output_text, inputs, spec))
+    registered = gate_type(spec.gate_type)
+    digest = rules_digest(spec)
+    reasons = tuple(registered.evaluator(output_text, inputs, spec))
     failed = bool(reasons) and spec.fail_on_violation
-    return GateResult(gate_id=spec.gate_id, outcome="fail" if failed else "pass", reasons=reasons)
+    findings = derive_findings(reasons, registered.findings, GateSubject(output_text, inputs))
+    return GateResult(
+        gate_id=spec.gate_id,
+        outcome="fail" if failed else "pass",
+        reasons=reasons,
+        findings=findings,
+        rules_digest=digest,
+    )
 
 
 def _load_builtin() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from wf_pipeline.errors import ProfileError
+from wf_pipeline.gates import gate_type
 from wf_pipeline.profiles.loader import (
     ArtifactReader,
     Layer,
@@ -17,7 +18,11 @@ from wf_pipeline.profiles.loader import (
 
 
 def describe(loaded: LoadedProfile) -> dict[str, Any]:
-    """Ids, digests and structure of one profile; never prompt text."""
+    """Ids, digests and structure of one profile; never prompt text.
+
+    Each gate carries its declaration, ``resolved_rules`` (its gate type's rules with their
+    defaults applied) and ``rules_digest`` (`wf_pipeline.gates.rules_digest`).
+    """
     profile = loaded.profile
     turns = []
     for turn in profile.ordered_turns():
@@ -50,7 +55,17 @@ def describe(loaded: LoadedProfile) -> dict[str, Any]:
         "target_frame_type": profile.target_frame_type,
         "final_artifact_type": profile.final_artifact_type,
         "turns": turns,
-        "gates": [gate.model_dump(mode="json") for gate in profile.gates],
+        # Each gate as declared, with its rules resolved (defaults applied) and their digest.
+        "gates": [
+            {
+                **gate.model_dump(mode="json"),
+                "resolved_rules": gate_type(gate.gate_type)
+                .rules.model_validate(gate.rules)
+                .model_dump(mode="json"),
+                "rules_digest": loaded.gate_rules_digests[gate.gate_id],
+            }
+            for gate in profile.gates
+        ],
     }
 
 

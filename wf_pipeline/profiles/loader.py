@@ -8,6 +8,7 @@ when a higher layer shadows it. Each way a profile can be wrong has its own code
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -25,6 +26,9 @@ from wf_pipeline.errors import (
     PROFILE_DUPLICATE_SEQ,
     PROFILE_DUPLICATE_TURN_ID,
     PROFILE_DUPLICATE_WORKFLOW_ID,
+    PROFILE_GATE_RULE_RANGE,
+    PROFILE_GATE_RULE_TYPE,
+    PROFILE_GATE_RULE_UNKNOWN,
     PROFILE_NOT_FOUND,
     PROFILE_PARSE_ERROR,
     PROFILE_SCHEMA_INVALID,
@@ -36,11 +40,12 @@ from wf_pipeline.errors import (
     PROFILE_UNKNOWN_TURN,
     PROFILE_UNRESOLVED_INPUT_REF,
     PROFILE_UNRESOLVED_PROMPT_REF,
+    ErrorCode,
     ProfileError,
     WfError,
     lookup,
 )
-from wf_pipeline.gates import gate_types
+from wf_pipeline.gates import gate_type, gate_types, rule_problems, rules_digest
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
 from wf_pipeline.metadata.yaml_documents import load_yaml_document
 from wf_pipeline.profiles.budget import check_prompt_budgets
@@ -53,7 +58,7 @@ from wf_pipeline.profiles.render import (
     template_from_text,
 )
 from wf_pipeline.profiles.retention import RetentionPolicy, resolve_retention
-from wf_pipeline.profiles.schema import CONTEXT_INPUT, Profile, TurnSpec
+from wf_pipeline.profiles.schema import CONTEXT_INPUT, GateSpec, Profile, TurnSpec
 from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.settings import Settings
 
@@ -136,28 +141,45 @@ class LoadedProfile:
             path=str(self.source_path),
         )
 
+    @functools.cached_property
+    def gate_rules_digests(self) -> dict[str, str]:
+        """gate_id -> `wf_pipeline.gates.rules_digest` of the gate's declaration (resolved rules).
+
+        Rules were validated at load, so this raises nothing for a loaded profile.
+        """
+        return {gate.gate_id: rules_digest(gate) for gate in self.profile.gates}
+
     def _turn_prompt_digests(self, turn_id: str) -> dict[str, str | None]:
+        # The turn's prompts and the declaration of the gate that checks it: a changed
+        # threshold changes the verdicts, so it is a new code version of that turn.
         system = self.system_prompts.get(turn_id)
-        return {"prompt": self.templates[turn_id].digest, "system": system.digest if system else None}
+        gate_id = self.profile.turn(turn_id).gate_id
+        return {
+            "prompt": self.templates[turn_id].digest,
+            "system": system.digest if system else None,
+            "gate": self.gate_rules_digests[gate_id] if gate_id else None,
+        }
 
     @property
     def code_version(self) -> str:
-        """Profile version plus a digest of every turn's prompt templates.
+        """Profile version plus a digest of every turn's prompt templates and gate declaration.
 
-        Changing any prompt's text changes it; nothing else about where or how the
+        Changing any prompt's text, or a gate's type, required fields, rules (defaults
+        applied) or ``fail_on_violation``, changes it; nothing else about where or how the
         profile was loaded does, and neither do its budgets or its ``retention`` block.
         """
         by_turn = {turn_id: self._turn_prompt_digests(turn_id) for turn_id in sorted(self.templates)}
         return f"{self.profile.version}-{sha256_hex(canonical_json(by_turn))[:CODE_VERSION_HEX]}"
 
     def turn_code_version(self, turn_id: str) -> str:
-        """Profile version plus a digest of this turn's own prompt templates.
+        """Profile version plus a digest of this turn's own prompt templates and its gate's declaration.
 
         Args:
             turn_id: a turn of this profile.
 
         Returns:
-            ``<version>-<12 hex>``; it changes only when this turn's prompt texts change.
+            ``<version>-<12 hex>``; it changes only when this turn's prompt texts or the
+            declaration of its gate (`gate_rules_digests`) change.
 
         Raises:
             ProfileError: ``PROFILE_UNKNOWN_TURN`` (figure: turn_id) when the profile has no
@@ -367,6 +389,8 @@ def load_profile_file(
             ``PROFILE_UNKNOWN_DEDUPE_FIELD``...; figure: fields); ``PROFILE_DUPLICATE_TURN_ID``,
             ``PROFILE_DUPLICATE_SEQ``, ``PROFILE_DUPLICATE_OUTPUT_TYPE``,
             ``PROFILE_DUPLICATE_GATE_ID`` (figure: repeated); ``PROFILE_UNKNOWN_GATE_TYPE``,
+            ``PROFILE_GATE_RULE_UNKNOWN``, ``PROFILE_GATE_RULE_TYPE``, ``PROFILE_GATE_RULE_RANGE``
+            (figures: gate_id, rule, value) for a gate's ``rules`` its gate type refuses,
             ``PROFILE_UNDECLARED_GATE``, ``PROFILE_UNRESOLVED_INPUT_REF``,
             ``PROFILE_UNKNOWN_FINAL_ARTIFACT_TYPE``, ``PROFILE_ARTIFACT_POLICY_CONFLICT``;
             ``PROFILE_UNRESOLVED_PROMPT_REF``, ``PROFILE_TEMPLATE_SYNTAX`` and
@@ -492,6 +516,7 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
                 gate_id=gate.gate_id,
                 gate_type=gate.gate_type,
             )
+        _check_gate_rules(gate, where)
 
     declared_gates = {gate.gate_id for gate in profile.gates}
     produced: set[str] = {CONTEXT_INPUT}
@@ -524,6 +549,42 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
             final_artifact_type=final,
         )
     _check_artifact_policy(profile, where)
+
+
+def _rule_problem_code(kind: str) -> ErrorCode:
+    # One code per kind of problem `wf_pipeline.gates.rule_problems` reports.
+    return {
+        "unknown": PROFILE_GATE_RULE_UNKNOWN,
+        "type": PROFILE_GATE_RULE_TYPE,
+        "range": PROFILE_GATE_RULE_RANGE,
+    }[kind]
+
+
+def _check_gate_rules(gate: GateSpec, where: dict[str, str]) -> None:
+    """Validate a gate's ``rules`` against its gate type's typed rules model (docs/profiles.md).
+
+    Raises:
+        ProfileError: for the first offending rule (by name): ``PROFILE_GATE_RULE_UNKNOWN``
+            (a rule the gate type does not declare), ``PROFILE_GATE_RULE_TYPE`` (wrong type,
+            or a required rule missing) or ``PROFILE_GATE_RULE_RANGE`` (outside its bounds);
+            figures: path, workflow_id, gate_id, gate_type, rule, value, expected.
+    """
+    problems = rule_problems(gate_type(gate.gate_type).rules, gate.rules)
+    if not problems:
+        return
+    first = problems[0]
+    raise ProfileError(
+        _rule_problem_code(first.kind),
+        f"{where['path']}: gate {gate.gate_id} ({gate.gate_type}) rule {first.rule!r}"
+        + (f" = {first.value}" if first.value is not None else "")
+        + f": {first.expected}",
+        **where,
+        gate_id=gate.gate_id,
+        gate_type=gate.gate_type,
+        rule=first.rule,
+        value=first.value,
+        expected=first.expected,
+    )
 
 
 def _check_artifact_policy(profile: Profile, where: dict[str, str]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from wf_pipeline.errors import RUN_UNKNOWN_THREAD, RunError
+from wf_pipeline.errors import RUN_UNKNOWN_THREAD, RUN_UNKNOWN_TURN, RunError
+from wf_pipeline.gates import group_by_rule
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
     GateRecord,
@@ -98,7 +99,8 @@ def thread_details(env: RuntimeEnv, thread_id: str, archive: RecordArchive | Non
         (bool), ``compaction`` (None unless archived), ``prompt_link_ids`` (sorted) and
         ``turns``: one ``{"turn_id", "seq", "attempt",
         "status", "input_artifact_ids", "output_artifact_id", "gate": {"gate_id",
-        "outcome", "reasons"} | None, "error_code", "error_text", "started_at_ms",
+        "outcome", "reasons", "findings" ([{"rule_id", "code", "pointer", "hint"}]),
+        "rules_digest"} | None, "error_code", "error_text", "started_at_ms",
         "ended_at_ms"}`` per attempt (times: Unix epoch, ms), and ``artifacts``: one
         ``{"artifact_id", "role", "turn_id", "attempt", "size" (bytes), "state"}`` per
         artifact link, ``state`` ``stored``, ``shredded`` (its KEK was destroyed),
@@ -161,7 +163,13 @@ def _details(
                 "status": turn.status,
                 "input_artifact_ids": list(turn.input_artifact_ids),
                 "output_artifact_id": turn.output_artifact_id,
-                "gate": {"gate_id": gate.gate_id, "outcome": gate.outcome, "reasons": list(gate.reasons)}
+                "gate": {
+                    "gate_id": gate.gate_id,
+                    "outcome": gate.outcome,
+                    "reasons": list(gate.reasons),
+                    "findings": [dict(finding) for finding in gate.findings],
+                    "rules_digest": gate.rules_digest,
+                }
                 if gate
                 else None,
                 "error_code": turn.error_code,
@@ -189,3 +197,66 @@ def _details(
             for link in artifact_links
         ],
     }
+
+
+def gate_findings(env: RuntimeEnv, thread_id: str, turn_id: str | None = None) -> dict[str, Any]:
+    """The findings of each turn's latest gate verdict in a thread, grouped by rule id.
+
+    Args:
+        env: the runtime (its record store is read).
+        thread_id: the thread.
+        turn_id: only this turn; None for every turn that has a gate verdict.
+
+    Returns:
+        ``{"thread_id", "workflow_id", "turns": [{"turn_id", "attempt", "gate_id",
+        "outcome", "rules_digest", "rules": {rule_id: [{"code", "pointer", "hint"}]}}]}``,
+        turns in seq order, each the latest attempt that has a verdict; rules sorted, each
+        group as the verdict lists it. Ids, codes and pointers only, never payload text.
+
+    Raises:
+        RunError: ``RUN_UNKNOWN_THREAD`` when no thread has that id; ``RUN_UNKNOWN_TURN``
+            (figures: thread_id, turn_id, known) when the thread's workflow has no such turn.
+        RecordError: ``RECORD_UNAVAILABLE``.
+    """
+    thread = env.records.get_thread(thread_id)
+    if thread is None:
+        raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")
+    turns = env.records.turns_for_thread(thread_id)
+    seq_of = {turn.turn_id: turn.turn_seq for turn in turns}
+    known = _workflow_turns(env, thread.workflow_id) or sorted(seq_of, key=seq_of.__getitem__)
+    if turn_id is not None and turn_id not in known:
+        raise RunError(
+            RUN_UNKNOWN_TURN,
+            f"thread {thread_id} ({thread.workflow_id}) has no turn {turn_id!r} (known: {', '.join(known)})",
+            thread_id=thread_id,
+            turn_id=turn_id,
+            known=known,
+        )
+    latest: dict[str, GateRecord] = {}
+    for gate in env.records.gates_for_thread(thread_id):
+        if turn_id is not None and gate.turn_id != turn_id:
+            continue
+        if gate.turn_id not in latest or gate.attempt > latest[gate.turn_id].attempt:
+            latest[gate.turn_id] = gate
+    ordered = sorted(latest.values(), key=lambda g: (seq_of.get(g.turn_id, 0), g.turn_id))
+    return {
+        "thread_id": thread_id,
+        "workflow_id": thread.workflow_id,
+        "turns": [
+            {
+                "turn_id": gate.turn_id,
+                "attempt": gate.attempt,
+                "gate_id": gate.gate_id,
+                "outcome": gate.outcome,
+                "rules_digest": gate.rules_digest,
+                "rules": group_by_rule(gate.findings),
+            }
+            for gate in ordered
+        ],
+    }
+
+
+def _workflow_turns(env: RuntimeEnv, workflow_id: str) -> list[str]:
+    # The turns of the thread's workflow in seq order, when its profile is loaded; else [].
+    loaded = env.catalog.profiles.get(workflow_id)
+    return [turn.turn_id for turn in loaded.profile.ordered_turns()] if loaded is not None else []

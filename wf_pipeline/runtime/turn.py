@@ -114,6 +114,7 @@ class TurnOutput:
         gate_id: the turn's gate, None for a turn without one.
         gate_outcome: ``pass`` or ``fail``; None when no gate was evaluated.
         gate_reasons: the gate's sorted reason codes.
+        gate_findings: one ``{"rule_id", "code", "pointer", "hint"}`` per reason, sorted.
         provider_calls: provider calls this invocation made (0 when reused or skipped).
         reused: whether an earlier completed attempt was returned without a call.
         error_code: why the turn failed or was skipped (a catalogue code,
@@ -132,6 +133,7 @@ class TurnOutput:
     gate_id: str | None
     gate_outcome: str | None
     gate_reasons: tuple[str, ...] = ()
+    gate_findings: tuple[dict[str, str], ...] = ()
     provider_calls: int = 0
     reused: bool = False
     error_code: str | None = None
@@ -577,6 +579,7 @@ def _reused_output(
         gate_id=gate.gate_id if gate else turn.gate_id,
         gate_outcome=gate.outcome if gate else None,
         gate_reasons=gate.reasons if gate else (),
+        gate_findings=gate.findings if gate else (),
         reused=True,
     )
 
@@ -917,6 +920,7 @@ class _Attempt:
             gate_id=gate.gate_id if gate else self.turn.gate_id,
             gate_outcome=gate.outcome if gate else None,
             gate_reasons=gate.reasons if gate else (),
+            gate_findings=gate.finding_dicts() if gate else (),
             provider_calls=provider_calls,
             error_code=record.error_code,
             error_text=record.error_text,
@@ -986,6 +990,8 @@ def _commit_completed(
             outcome=gate.outcome,
             reasons=gate.reasons,
             evaluated_at_ms=ended,
+            findings=gate.finding_dicts(),
+            rules_digest=gate.rules_digest,
         )
         if gate
         else None

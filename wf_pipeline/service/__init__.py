@@ -8,6 +8,7 @@ from wf_pipeline.service.cas import verify_cas
 from wf_pipeline.service.compaction import CompactionResult, compact
 from wf_pipeline.service.definitions import code_location
 from wf_pipeline.service.queries import (
+    explain_gates,
     list_profiles,
     list_threads,
     scan,
@@ -29,6 +30,7 @@ __all__ = [
     "backfill",
     "compact",
     "compact_telemetry",
+    "explain_gates",
     "export_outputs",
     "code_location",
     "dagster_ui_command",

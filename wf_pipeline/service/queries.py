@@ -14,8 +14,8 @@ from wf_pipeline.errors import ProfileError
 from wf_pipeline.profiles import ProfileProblem, catalog_rows, describe, load_profile_file
 from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.runtime import RuntimeEnv, sample_render_errors
+from wf_pipeline.runtime.queries import gate_findings, record_scan, thread_details
 from wf_pipeline.runtime.queries import list_threads as _list_threads
-from wf_pipeline.runtime.queries import record_scan, thread_details
 from wf_pipeline.settings import Settings
 from wf_pipeline.telemetry.query import archive_location
 from wf_pipeline.tree import scan_tree
@@ -53,6 +53,19 @@ def show_thread(settings: Settings, thread_id: str) -> dict[str, Any]:
     """
     with _open_env(settings) as env:
         return thread_details(env, thread_id, RecordArchive(Path(archive_location(settings))))
+
+
+def explain_gates(settings: Settings, thread_id: str, turn_id: str | None = None) -> dict[str, Any]:
+    """The findings of each turn's latest gate verdict in one thread, grouped by rule id.
+
+    Returns ``{"thread_id", "workflow_id", "turns": [{"turn_id", "attempt", "gate_id",
+    "outcome", "rules_digest", "rules": {rule_id: [{"code", "pointer", "hint"}]}}]}``
+    (`runtime.queries.gate_findings`); only ``turn_id``'s verdict when given. Raises
+    ``RUN_UNKNOWN_THREAD`` for an unknown thread, ``RUN_UNKNOWN_TURN`` for a turn the
+    thread's workflow does not have, and the record store's ``RECORD_*`` errors.
+    """
+    with _open_env(settings) as env:
+        return gate_findings(env, thread_id, turn_id)
 
 
 def list_profiles(settings: Settings, workspace_dir: Path | None = None) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ output types and gate types:
 
 - its payload schemas, by output type (``metadata.payloads.register_output_model``);
 - its README section vocabulary for the generic ``required_sections`` gate;
-- its gates, by gate type (``gates.register``);
+- its gates, by gate type, each with its typed rules and findings table (``gates.register``);
 - its offline turns, by output type (``providers.offline.register_offline_turn``);
 - its output sink, for frame type ``readme`` (``runtime.sinks.register_output_sink``);
 - its per-file context extracts, for frame type ``readme``
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from wf_pipeline.gates.generic import register_section_headings, sorted_reasons
 from wf_pipeline.gates.registry import register as register_gate
+from wf_pipeline.gates.rules import GateRules
 from wf_pipeline.metadata.payloads import register_output_model
 from wf_pipeline.providers.offline import register_offline_turn
 from wf_pipeline.runtime.sinks import register_output_sink
 from wf_pipeline.tree.context import register_context_extractor
 from wf_pipeline.workflows.docs_writer.context_extract import context_extract
-from wf_pipeline.workflows.docs_writer.gates import GATES
+from wf_pipeline.workflows.docs_writer.gates import FINDINGS, GATES, RULES
 from wf_pipeline.workflows.docs_writer.offline import OFFLINE_TURNS
 from wf_pipeline.workflows.docs_writer.payloads import OUTPUT_MODELS, README_SECTIONS
 from wf_pipeline.workflows.docs_writer.sink import README_SINK
@@ -50,7 +51,9 @@ def register() -> None:
         register_output_model(output_type, model)
     register_section_headings(README_SECTIONS)
     for gate_type, evaluator in GATES.items():
-        register_gate(gate_type)(sorted_reasons(evaluator))
+        register_gate(gate_type, rules=RULES.get(gate_type, GateRules), findings=FINDINGS[gate_type])(
+            sorted_reasons(evaluator)
+        )
     for output_type, turn in OFFLINE_TURNS.items():
         register_offline_turn(output_type, turn)
     register_output_sink(FRAME_TYPE, README_SINK)
