@@ -107,7 +107,9 @@ def code_location_defs(tmp_path, monkeypatch) -> Definitions:
 
 def test_docs_writer_compiles_to_one_asset_per_turn_with_deps_from_input_refs(code_location_defs):
     graph = code_location_defs.resolve_asset_graph()
-    group = {k for k in graph.get_all_asset_keys() if k.path[0] == WORKFLOW}
+    group = {
+        k for k in graph.get_all_asset_keys() if k.path[0] == WORKFLOW and graph.get(k).group_name == WORKFLOW
+    }
     assert group == {key(output) for output in OUTPUTS_AND_GATES}
     for output, upstream in EXPECTED_DEPS.items():
         node = graph.get(key(output))
@@ -120,10 +122,22 @@ def test_every_gate_is_a_blocking_check_on_its_turns_asset(code_location_defs):
     checks = {
         (c.asset_key, c.name): graph.get_check_spec(c)
         for c in graph.asset_check_keys
-        if c.asset_key.path[0] == WORKFLOW
+        if c.asset_key.path[0] == WORKFLOW and c.asset_key != key("replay")
     }
     assert set(checks) == {(key(output), gate) for output, gate in OUTPUTS_AND_GATES.items()}
     assert all(spec.blocking for spec in checks.values())
+
+
+def test_the_replay_asset_shares_the_partitions_and_its_job_selects_it_alone(code_location_defs):
+    graph = code_location_defs.resolve_asset_graph()
+    replay = graph.get(key("replay"))
+    assert replay.group_name == f"{WORKFLOW}_replay"
+    assert set(replay.parent_keys) == {key("readme_final")}
+    assert replay.partitions_def == graph.get(key("readme_final")).partitions_def
+    check = graph.get_check_spec(next(c for c in graph.asset_check_keys if c.asset_key == key("replay")))
+    assert check.name == "replay_matches" and not check.blocking
+    job = code_location_defs.resolve_job_def(f"{WORKFLOW}_replay_job")
+    assert set(job.asset_layer.selected_asset_keys) == {key("replay")}
 
 
 def test_targets_are_dynamic_partitions_and_the_job_covers_the_group(code_location_defs):

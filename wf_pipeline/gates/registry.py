@@ -171,6 +171,26 @@ def rules_digest(spec: GateSpecLike) -> str:
     )
 
 
+def rules_overrides_digest(spec: GateSpecLike) -> str | None:
+    """Canonical digest of the rules a gate sets to other values than its type's defaults.
+
+    Args:
+        spec: the gate's declaration.
+
+    Returns:
+        ``sha256:<hex>`` of the canonical JSON of those rules, or None when every rule is at
+        its default (so a profile that sets no threshold keeps the code version it had
+        before thresholds were profile settings).
+
+    Raises:
+        GateError: ``GATE_UNKNOWN_TYPE``; ``GATE_RULES_INVALID`` for rules its model refuses.
+    """
+    registered = gate_type(spec.gate_type)
+    resolved = resolved_rules(registered.rules, spec.gate_id, spec.rules)
+    overrides = resolved.model_dump(mode="json", exclude_defaults=True)
+    return digest_json(overrides) if overrides else None
+
+
 def evaluate(spec: GateSpecLike, output_text: str, inputs: Mapping[str, str]) -> GateResult:
     """Run the evaluator for ``spec.gate_type`` and derive the findings of its reasons.
 

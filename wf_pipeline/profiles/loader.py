@@ -46,6 +46,7 @@ from wf_pipeline.errors import (
     lookup,
 )
 from wf_pipeline.gates import gate_type, gate_types, rule_problems, rules_digest
+from wf_pipeline.gates.registry import rules_overrides_digest
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
 from wf_pipeline.metadata.yaml_documents import load_yaml_document
 from wf_pipeline.profiles.budget import check_prompt_budgets
@@ -149,37 +150,46 @@ class LoadedProfile:
         """
         return {gate.gate_id: rules_digest(gate) for gate in self.profile.gates}
 
+    @functools.cached_property
+    def gate_threshold_digests(self) -> dict[str, str]:
+        """gate_id -> `wf_pipeline.gates.registry.rules_overrides_digest`, for gates that set a rule off its default."""
+        found = {gate.gate_id: rules_overrides_digest(gate) for gate in self.profile.gates}
+        return {gate_id: value for gate_id, value in found.items() if value is not None}
+
     def _turn_prompt_digests(self, turn_id: str) -> dict[str, str | None]:
-        # The turn's prompts and the declaration of the gate that checks it: a changed
-        # threshold changes the verdicts, so it is a new code version of that turn.
+        # The turn's prompts and the thresholds of the gate that checks it: a changed
+        # threshold changes the verdicts, so it is a new code version of that turn. Rules
+        # at their defaults add nothing, so a profile setting none keeps its code version.
         system = self.system_prompts.get(turn_id)
-        gate_id = self.profile.turn(turn_id).gate_id
-        return {
+        parts: dict[str, str | None] = {
             "prompt": self.templates[turn_id].digest,
             "system": system.digest if system else None,
-            "gate": self.gate_rules_digests[gate_id] if gate_id else None,
         }
+        gate_id = self.profile.turn(turn_id).gate_id
+        if gate_id in self.gate_threshold_digests:
+            parts["gate_rules"] = self.gate_threshold_digests[gate_id]
+        return parts
 
     @property
     def code_version(self) -> str:
-        """Profile version plus a digest of every turn's prompt templates and gate declaration.
+        """Profile version plus a digest of every turn's prompt templates and gate thresholds.
 
-        Changing any prompt's text, or a gate's type, required fields, rules (defaults
-        applied) or ``fail_on_violation``, changes it; nothing else about where or how the
-        profile was loaded does, and neither do its budgets or its ``retention`` block.
+        Changing any prompt's text, or setting a gate rule to another value (a rule at its
+        default adds nothing), changes it; nothing else about where or how the profile was
+        loaded does, and neither do its budgets or its ``retention`` block.
         """
         by_turn = {turn_id: self._turn_prompt_digests(turn_id) for turn_id in sorted(self.templates)}
         return f"{self.profile.version}-{sha256_hex(canonical_json(by_turn))[:CODE_VERSION_HEX]}"
 
     def turn_code_version(self, turn_id: str) -> str:
-        """Profile version plus a digest of this turn's own prompt templates and its gate's declaration.
+        """Profile version plus a digest of this turn's own prompt templates and its gate's thresholds.
 
         Args:
             turn_id: a turn of this profile.
 
         Returns:
             ``<version>-<12 hex>``; it changes only when this turn's prompt texts or the
-            declaration of its gate (`gate_rules_digests`) change.
+            thresholds of its gate (`gate_threshold_digests`) change.
 
         Raises:
             ProfileError: ``PROFILE_UNKNOWN_TURN`` (figure: turn_id) when the profile has no
