@@ -354,6 +354,47 @@ def test_the_replay_job_checks_each_partition_and_reports_divergences(settings, 
     assert materialized == set(keys)
 
 
+def test_the_bottom_up_sensor_leaves_a_replay_launched_from_the_asset_graph_alone(settings, tmp_path):
+    from dagster import DagsterEventType, SkipReason, build_run_status_sensor_context
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from wf_pipeline.compiler import build_definitions, open_instance
+    from wf_pipeline.compiler.replay import replay_asset_key
+    from wf_pipeline.service import sync_targets
+
+    tree = _documented(settings, tmp_path, 3)
+    keys = sync_targets(settings, WORKFLOW, tree)["targets"]
+    with RuntimeEnv.open(settings) as env:
+        # A leaf changed since: work the sensor would continue with after a documenting run.
+        leaf = next(t for t in env.records.list_threads(WORKFLOW) if t.target_path != ".")
+        module = next(p for p in (tree / leaf.target_path).iterdir() if p.suffix == ".py")
+        module.write_text(module.read_text() + "\n\ndef added():\n    return 1\n")
+        defs = build_definitions(env.catalog, env)
+        sensor = next(s for s in defs.sensors if s.name == f"{WORKFLOW}_bottom_up")
+        instance = open_instance(settings)
+        # What a backfill of the replay asset from the UI runs: Dagster's implicit asset job
+        # with that asset alone selected.
+        key = replay_asset_key(WORKFLOW)
+        tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[key], tags=tags, raise_on_error=False
+        )
+        assert result.success
+        before = _live_state(settings)
+        run = instance.get_run_by_id(result.run_id)
+        assert run.asset_selection == {key}
+        (success,) = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)
+        context = build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_event=success.dagster_event,
+            dagster_instance=instance,
+            dagster_run=run,
+        )
+        verdict = sensor(context)
+    assert isinstance(verdict, SkipReason) and "replay" in verdict.skip_message, verdict
+    assert _live_state(settings) == before
+
+
 def _paths_of(keys: list[str]) -> list[str]:
     from urllib.parse import unquote
 

@@ -1,6 +1,7 @@
 """The Dagster UI in headless Chromium: a person sees the docs writer's graph and gates, adds a
 target partition and materializes it, and the run lands in the shared instance, the CAS and
-the tree's output folder."""
+the tree's output folder; a person selects partitions of the replay asset and launches a
+backfill, and every replay matches its records while nothing live changes."""
 
 from __future__ import annotations
 
@@ -9,12 +10,23 @@ import hashlib
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
+)
+from dagster._core.execution.backfill import BulkActionStatus
+from dagster._core.scheduler.instigation import InstigatorType, TickStatus
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, home_store
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 from ui_support import (
@@ -29,6 +41,7 @@ from ui_support import (
 )
 
 from wf_pipeline.compiler.definitions import build_definitions
+from wf_pipeline.compiler.replay import REPLAY_CHECK, replay_asset_key
 from wf_pipeline.compiler.telemetry import TELEMETRY_JOB
 from wf_pipeline.profiles import default_layers, load_catalog
 from wf_pipeline.runtime import RuntimeEnv
@@ -114,23 +127,31 @@ def documented_tree(tmp_path, home, ui_env) -> DocumentedTree:
     return DocumentedTree(home, tree, threads[target_key]["final_artifact_id"], target_key, out_dir)
 
 
-@pytest.fixture
-def dagster_services(request, documented_tree, ui_env) -> DagsterServices:
-    services = DagsterServices(env=ui_env, log_dir=UI_ARTIFACTS)
+def start_services(request: pytest.FixtureRequest, env: dict[str, str]) -> DagsterServices:
+    services = DagsterServices(env=env, log_dir=UI_ARTIFACTS)
     request.addfinalizer(services.stop)
     services.start()
     services.wait_until_serving()
     return services
 
 
-@pytest.fixture
-def browser(tmp_path, dagster_services) -> Iterator[BrowserContext]:
+def chromium(profile_dir: Path) -> Iterator[BrowserContext]:
     with sync_playwright() as playwright:
-        context = launch_chromium(playwright, tmp_path / "chromium-profile")
+        context = launch_chromium(playwright, profile_dir)
         try:
             yield context
         finally:
             context.close()
+
+
+@pytest.fixture
+def dagster_services(request, documented_tree, ui_env) -> DagsterServices:
+    return start_services(request, ui_env)
+
+
+@pytest.fixture
+def browser(tmp_path, dagster_services) -> Iterator[BrowserContext]:
+    yield from chromium(tmp_path / "chromium-profile")
 
 
 @pytest.fixture
@@ -282,3 +303,191 @@ def follow_run_to_success(page: Page, services: DagsterServices, run_id: str, ta
     expect(outcome).to_be_visible(timeout=RUN_TIMEOUT_MS)
     page.screenshot(path=str(UI_ARTIFACTS / "run_page.png"))
     assert outcome.inner_text() == "Success", services.log_tail("dagster-daemon")
+
+
+# --- replay backfills from the UI ------------------------------------------------------
+
+REPLAY_KEY = replay_asset_key(WORKFLOW)
+# Three documented directories whose partitions are adjacent (leaves first, as `wf run` adds
+# them), so a single-run backfill policy takes them as one range: one run.
+REPLAYED_PATHS = ("stationkit/sensors", "stationkit/storage", "docs")
+# A directory that changes after it was documented and is not replayed: work the bottom-up
+# sensor would find if it took a replay for a documenting run.
+CHANGED_LATER = "scripts/check.sh"
+BOTTOM_UP_SENSOR = f"{WORKFLOW}_bottom_up"
+SENSOR_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class ReplayTree:
+    """A copy of the whole sample tree documented by `wf run`; one unreplayed directory changed since."""
+
+    home: Path
+    root: Path
+    replayed: tuple[str, ...]  # the target keys to replay, in partition (bottom-up) order
+
+
+@pytest.fixture
+def replay_tree(tmp_path, home, ui_env) -> ReplayTree:
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    completed = subprocess.run(
+        [str(VENV_BIN / "wf"), "run", WORKFLOW, str(tree), "--json"],
+        cwd=REPO_ROOT,
+        env=ui_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    statuses = {t["target"]: t["status"] for t in json.loads(completed.stdout)["threads"]}
+    replayed = tuple(target_key_for(tree, path) for path in REPLAYED_PATHS)
+    assert all(statuses[key] == "completed" for key in replayed), statuses
+    with DagsterInstance.from_config(ui_env["DAGSTER_HOME"]) as instance:
+        partitions = instance.get_dynamic_partitions(PARTITIONS)
+    start = partitions.index(replayed[0])
+    assert tuple(partitions[start : start + len(replayed)]) == replayed, partitions
+    changed = tree / CHANGED_LATER
+    changed.write_text(changed.read_text() + "\necho changed after it was documented\n")
+    return ReplayTree(home, tree, replayed)
+
+
+@pytest.fixture
+def replay_services(request, replay_tree, ui_env) -> DagsterServices:
+    return start_services(request, ui_env)
+
+
+@pytest.fixture
+def replay_browser(tmp_path, replay_services) -> Iterator[BrowserContext]:
+    yield from chromium(tmp_path / "chromium-profile")
+
+
+def live_state(home: Path) -> tuple:
+    """Threads, turns, heads, CAS objects and audit rows of the live stores: what a replay must not touch."""
+    settings = Settings.from_env(isolated_environment(home))
+    with RuntimeEnv.open(settings, workspace_dir=home) as env:
+        threads = sorted((t.thread_id, t.status) for t in env.records.list_threads(WORKFLOW))
+        turns = sorted(
+            turn.turn_record_id
+            for thread_id, _ in threads
+            for turn in env.records.turns_for_thread(thread_id)
+        )
+        heads = sorted((f.node_id, f.frame_id) for f in env.records.head_frames())
+        objects = sorted(env.cas.iter_artifact_ids())
+        audit = len(env.records.audit_records())
+    return threads, turns, heads, objects, audit
+
+
+def test_ui_backfill_of_the_replay_asset_checks_each_partition_and_writes_nothing_live(
+    replay_browser: BrowserContext,
+    replay_services: DagsterServices,
+    replay_tree: ReplayTree,
+    instance: DagsterInstance,
+):
+    keys = replay_tree.replayed
+    before = live_state(replay_tree.home)
+    assert len(before[1]) == 4 * len(before[0])  # every thread of the tree recorded its four turns
+    runs_before = {run.run_id for run in instance.get_runs()}
+
+    with traced_on_failure(replay_browser, "replay_backfill"):
+        page = replay_browser.new_page()
+        dismiss_community_prompt(page)
+        backfill_id = launch_replay_backfill(page, replay_services.url, keys)
+        follow_backfill_to_the_end(page, replay_services, backfill_id)
+        show_replay_checks_passed(page, replay_services.url, keys)
+
+    # The instance agrees: one backfill of the replay asset, done in one run over the three
+    # partitions (`BackfillPolicy.single_run`), launched from the UI ...
+    backfill = instance.get_backfill(backfill_id)
+    assert backfill is not None and backfill.status == BulkActionStatus.COMPLETED_SUCCESS
+    assert backfill.asset_selection == [REPLAY_KEY]
+    [run] = instance.get_runs(filters=RunsFilter.for_backfill(backfill_id))
+    assert run.status == DagsterRunStatus.SUCCESS
+    assert run.tags.get("dagster/from_ui") == "true"
+    assert (run.tags[ASSET_PARTITION_RANGE_START_TAG], run.tags[ASSET_PARTITION_RANGE_END_TAG]) == (
+        keys[0],
+        keys[-1],
+    )
+    # ... whose `replay_matches` passed for each partition, deepest first, with no provider call.
+    evaluations = [
+        entry.dagster_event.event_specific_data
+        for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    assert [(e.asset_key, e.check_name, e.partition, e.passed) for e in evaluations] == [
+        (REPLAY_KEY, REPLAY_CHECK, key, True) for key in keys
+    ]
+    for evaluation in evaluations:
+        assert evaluation.metadata["provider_calls"].value == 0
+        assert evaluation.metadata["divergences"].value == 0
+    assert instance.get_materialized_partitions(REPLAY_KEY) == set(keys)
+
+    # The bottom-up sensor saw the replay run succeed and started nothing: a replay is no
+    # documenting run, though a changed directory is waiting to be documented.
+    tick = first_sensor_tick_after(instance, BOTTOM_UP_SENSOR, run.run_id)
+    assert tick.status == TickStatus.SKIPPED and not tick.run_ids, replay_services.log_tail("dagster-daemon")
+    assert {r.run_id for r in instance.get_runs()} == runs_before | {run.run_id}
+    # Nothing live changed: no thread, turn, head, object or audit row was added.
+    assert live_state(replay_tree.home) == before
+
+
+def launch_replay_backfill(page: Page, base_url: str, keys: tuple[str, ...]) -> str:
+    """Select ``keys`` in the replay asset's Materialize dialog and launch a backfill; its id."""
+    page.goto(f"{base_url}/assets/{'/'.join(REPLAY_KEY.path)}?view=partitions")
+    # The code location loads lazily; the partitions list appears once it has.
+    expect(page.get_by_text(keys[0], exact=True).first).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name="Materialize…").click()
+    launch = page.get_by_role("dialog").filter(
+        has_text=f"Launch runs to materialize {' / '.join(REPLAY_KEY.path)}"
+    )
+    expect(launch).to_be_visible()
+    launch.get_by_text("Select a partition or create one").click()
+    menu = page.get_by_role("menu")
+    for key in keys:
+        menu.get_by_role("menuitem").filter(has=page.get_by_text(key, exact=True)).first.click()
+    page.keyboard.press("Escape")  # closes the partition menu, not the dialog
+    expect(launch.get_by_text(f"{len(keys)} partitions", exact=True)).to_be_visible()
+    # The UI tells the asset's backfill policy.
+    expect(launch.get_by_text("Backfills all partitions in a single run.")).to_be_visible()
+    page.screenshot(path=str(UI_ARTIFACTS / "replay_backfill_dialog.png"))
+    launch.get_by_role("button", name="Launch backfill").click()
+    created = page.get_by_text(re.compile(r"^Created backfill [a-z]+$"))
+    expect(created).to_be_visible()
+    return created.inner_text().split()[-1]
+
+
+def follow_backfill_to_the_end(page: Page, services: DagsterServices, backfill_id: str) -> None:
+    """The backfill's page, until the daemon has run every partition."""
+    page.goto(f"{services.url}/runs/b/{backfill_id}")
+    expect(page.get_by_text("100% completed")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    page.screenshot(path=str(UI_ARTIFACTS / "replay_backfill.png"))
+
+
+def show_replay_checks_passed(page: Page, base_url: str, keys: tuple[str, ...]) -> None:
+    """The check's execution history has a passed evaluation per partition; the partitions are materialized."""
+    asset_path = "/".join(REPLAY_KEY.path)
+    page.goto(f"{base_url}/assets/{asset_path}?view=checks")
+    expect(page.get_by_text(REPLAY_CHECK, exact=True).first).to_be_visible(timeout=60_000)
+    page.get_by_role("tab", name="Execution history").click()
+    rows = page.get_by_role("row")
+    for key in keys:
+        expect(rows.filter(has=page.get_by_text(key, exact=True))).to_contain_text("Passed")
+    expect(rows.filter(has_text="Passed")).to_have_count(len(keys))
+    page.screenshot(path=str(UI_ARTIFACTS / "replay_checks.png"))
+    page.goto(f"{base_url}/assets/{asset_path}?view=partitions")
+    expect(page.get_by_text(f"Materialized ({len(keys)})", exact=True)).to_be_visible(timeout=30_000)
+
+
+def first_sensor_tick_after(instance: DagsterInstance, sensor_name: str, run_id: str):
+    """The first finished tick of ``sensor_name`` that started after run ``run_id`` ended (waits for it)."""
+    ended = instance.get_run_record_by_id(run_id).end_time
+    assert ended is not None
+    deadline = time.monotonic() + SENSOR_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+            if state.instigator_name != sensor_name:
+                continue
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=20)
+            finished = [t for t in ticks if t.timestamp > ended and t.status != TickStatus.STARTED]
+            if finished:
+                return min(finished, key=lambda t: t.timestamp)
+        time.sleep(1)
+    raise AssertionError(f"no tick of {sensor_name} within {SENSOR_TIMEOUT_S}s after run {run_id} ended")

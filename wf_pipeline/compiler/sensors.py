@@ -6,7 +6,8 @@ only because some of its threads failed (it carries the ``wf/threads_failed`` ta
 failed child is settled, so its parent may go ahead), a sensor requests the next ready
 depth level as one run, until the tree is done. A run that failed for any other reason
 is not continued (its level would only fail again). Runs the CLI launches level by level
-itself carry a tag and are left alone.
+itself carry a tag and are left alone, and so are replays (`wf_pipeline.compiler.replay`):
+a replay writes nothing live, so its run must not start the documenting of the tree.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dagster._core.storage.tags import (
 )
 
 from wf_pipeline.compiler.assets import THREADS_FAILED_TAG, is_workflow_run
+from wf_pipeline.compiler.replay import replay_asset_key, replay_job_name
 from wf_pipeline.errors import RunError
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.runtime import RuntimeEnv, next_ready_level, resolve_target
@@ -86,6 +88,8 @@ def _next_level_requests(context: RunStatusSensorContext, loaded: LoadedProfile)
     tags = run.tags
     if not is_workflow_run(run, workflow_id):
         return SkipReason(f"run materialized no asset of {workflow_id}")
+    if _is_replay_run(run, workflow_id):
+        return SkipReason("a replay writes nothing live: there is no level to continue")
     if tags.get(LAUNCHED_BY_TAG) == "cli":
         return SkipReason("the CLI runs its levels itself")
     keys = {
@@ -118,3 +122,12 @@ def _next_level_requests(context: RunStatusSensorContext, loaded: LoadedProfile)
                 )
             )
     return requests or SkipReason("no directory is ready: the tree is done or waiting")
+
+
+def _is_replay_run(run: Any, workflow_id: str) -> bool:
+    """Whether ``run`` (a `DagsterRun`) ran only the workflow's replay asset: its replay job, or a
+    launch of that asset alone from the asset graph (Dagster's implicit asset job)."""
+    if run.job_name == replay_job_name(workflow_id):
+        return True
+    selection = set(run.asset_selection or ())
+    return bool(selection) and selection <= {replay_asset_key(workflow_id)}
