@@ -10,7 +10,8 @@ dagster-io/dagster#33785). The ``wf_retention`` job calls `prune_dagster_history
   their event-log entries (`DagsterInstance.delete_run`), except a run holding the latest
   materialization of any remaining partition of the workflow's assets: Dagster reads a
   partition's status and its last data from that event, so the asset graph shows the same
-  partitions materialized after the prune as before.
+  partitions materialized after the prune as before. Replay runs (`wf_pipeline.compiler.replay`)
+  are runs of the workflow too; the latest replay of each partition is kept the same way.
 
 Runs still queued or in progress are never deleted, whatever their age.
 """
@@ -27,6 +28,7 @@ from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 from wf_pipeline.compiler.assets import is_workflow_run, targets_partitions, turn_asset_key
 from wf_pipeline.compiler.launch.instance import home_lock
+from wf_pipeline.compiler.replay import replay_asset_key
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.records import RecordStore
 
@@ -143,8 +145,10 @@ def prune_dagster_history(
         if not old:
             continue
         partitions = set(instance.get_dynamic_partitions(targets_partitions(workflow_id).name))
+        # A replay run holding a partition's latest replay verdict is kept like a turn's.
         asset_keys = [
-            turn_asset_key(workflow_id, turn.output_type) for turn in loaded.profile.ordered_turns()
+            *(turn_asset_key(workflow_id, turn.output_type) for turn in loaded.profile.ordered_turns()),
+            replay_asset_key(workflow_id),
         ]
         protected = latest_materialization_runs(instance, asset_keys, partitions)
         for run in old:
