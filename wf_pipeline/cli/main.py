@@ -1475,11 +1475,12 @@ def _render_thread(console: Console, d: dict) -> None:
                 t["turn_id"],
                 t["attempt"],
                 t["status"] + (f" {t['error_code']}" if t["error_code"] else ""),
+                t.get("response_source") or "-",
                 t["output_artifact_id"],
                 verdict,
             )
         )
-    print_table(console, ("seq", "turn", "attempt", "status", "output artifact", "gate"), rows)
+    print_table(console, ("seq", "turn", "attempt", "status", "answer", "output artifact", "gate"), rows)
     findings = [
         (t["turn_id"], t["attempt"], f["rule_id"], f["code"], f["pointer"], f["hint"])
         for t in d["turns"]

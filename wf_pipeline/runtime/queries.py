@@ -98,7 +98,9 @@ def thread_details(env: RuntimeEnv, thread_id: str, archive: RecordArchive | Non
         The thread record's JSON fields (without ``schema_version``), plus ``archived``
         (bool), ``compaction`` (None unless archived), ``prompt_link_ids`` (sorted) and
         ``turns``: one ``{"turn_id", "seq", "attempt",
-        "status", "input_artifact_ids", "output_artifact_id", "gate": {"gate_id",
+        "status", "input_artifact_ids", "output_artifact_id", "request_digest",
+        "response_artifact_id", "response_source" (``provider``, ``recorded``, ``replay``
+        or None: `wf_pipeline.runtime.requests`), "gate": {"gate_id",
         "outcome", "reasons", "findings" ([{"rule_id", "code", "pointer", "hint"}]),
         "rules_digest"} | None, "error_code", "error_text", "started_at_ms",
         "ended_at_ms"}`` per attempt (times: Unix epoch, ms), and ``artifacts``: one
@@ -163,6 +165,9 @@ def _details(
                 "status": turn.status,
                 "input_artifact_ids": list(turn.input_artifact_ids),
                 "output_artifact_id": turn.output_artifact_id,
+                "request_digest": turn.request_digest,
+                "response_artifact_id": turn.response_artifact_id,
+                "response_source": turn.response_source,
                 "gate": {
                     "gate_id": gate.gate_id,
                     "outcome": gate.outcome,
