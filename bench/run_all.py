@@ -1,4 +1,4 @@
-"""All benchmarks in one process, one line each: P1 (and its telemetry cost), P2 (reusing P1's run of ours), P3, P4, P5, P6, P7, P8, P9."""
+"""All benchmarks in one process, one line each: P1 (and its telemetry cost), P2 (reusing P1's run of ours), P3 to P10."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import p6_retention
 import p7_rewrap
 import p8_crash_resume
 import p9_redaction
+import p10_replay
 from support import require_simulated_provider
 
 
@@ -30,6 +31,7 @@ def main() -> None:
     p7_rewrap.main()
     p8_crash_resume.main()
     p9_redaction.main()
+    p10_replay.main()
 
 
 if __name__ == "__main__":
