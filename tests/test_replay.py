@@ -296,6 +296,7 @@ def test_after_the_last_template_changes_only_the_last_turn_calls_the_provider(s
     summary = run_workflow(rerun, WORKFLOW, tree, workspace_dir=workspace)
     assert summary.ok
     assert summary.to_json()["provider_calls"] == (5 if reuse else 20)
+    assert summary.recorded_answers == (15 if reuse else 0)
     with RuntimeEnv.open(settings) as env:
         new = {}
         for thread in env.records.list_threads(WORKFLOW):

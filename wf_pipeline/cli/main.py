@@ -1425,7 +1425,12 @@ def _render_outcome(console: Console, s: dict) -> None:
     if c.get("output_failed"):
         parts.append(f"{plural(c['output_failed'], 'output')} not written")
     console.print(f"{plural(len(s['threads']), 'directory')}: {', '.join(parts)}", highlight=False)
-    console.print(plural(s["provider_calls"], "provider call"), highlight=False)
+    answered = s.get("recorded_answers", 0)
+    console.print(
+        plural(s["provider_calls"], "provider call")
+        + (f", {plural(answered, 'turn')} answered from recorded responses" if answered else ""),
+        highlight=False,
+    )
     if c["written"]:
         where = s["out_dir"] or s["root"]
         print_line(console, f"{plural(c['written'], 'README')} written under {where}")

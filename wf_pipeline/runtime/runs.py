@@ -170,6 +170,8 @@ class RunSummary:
         provider_calls: provider calls made by the run: this process's own count in process
             (`RuntimeEnv.provider_calls`), else `provider_calls_since` the run's start.
         threads_reused: threads that had completed before the run.
+        recorded_answers: turns of the run answered from a recorded response to the same
+            request instead of a provider call (`wf_pipeline.runtime.requests`).
         dagster_run_ids: the Dagster runs that executed the pending threads.
         out_dir: the folder the outputs went to: the tree's output folder, or its root
             when writing in place.
@@ -188,6 +190,7 @@ class RunSummary:
     warnings: tuple[dict[str, str], ...] = ()
     root: str | None = None
     in_place: bool = False
+    recorded_answers: int = 0
 
     @property
     def ok(self) -> bool:
@@ -234,6 +237,7 @@ class RunSummary:
             ],
             "counts": self.counts,
             "provider_calls": self.provider_calls,
+            "recorded_answers": self.recorded_answers,
             "threads_reused": self.threads_reused,
             "dagster_run_ids": list(self.dagster_run_ids),
             "out_dir": self.out_dir,
@@ -324,6 +328,7 @@ def summarize_run(
     # process completed meanwhile is reused here, and only this process's calls are counted.
     own_counts = env.settings.executor == "in_process"
     summaries = []
+    recorded_answers = 0
     for entry in current:
         thread = env.records.get_thread(entry.thread.thread_id) or entry.thread
         artifact_id = (
@@ -334,6 +339,11 @@ def summarize_run(
         )
         latest = env.records.latest_turns(thread.thread_id).values()
         turns_run = sum(1 for turn in latest if turn.started_at_ms >= started_ms)
+        # Turns of this run answered from recorded responses: the thread ran, at no call.
+        answered = sum(
+            1 for turn in latest if turn.started_at_ms >= started_ms and turn.response_source == "recorded"
+        )
+        recorded_answers += answered
         summaries.append(
             ThreadSummary(
                 target=entry.target.key,
@@ -343,7 +353,12 @@ def summarize_run(
                 output_path=str(output_path) if output_path else None,
                 final_artifact_id=artifact_id,
                 reused=thread.thread_id in planned_reusable
-                or (own_counts and thread.status == "completed" and not env.provider_calls[thread.thread_id]),
+                or (
+                    own_counts
+                    and thread.status == "completed"
+                    and not env.provider_calls[thread.thread_id]
+                    and not answered
+                ),
                 error_code=thread.error_code if thread.status == "failed" else None,
                 error_text=thread.error_text if thread.status == "failed" else None,
                 turns_run=turns_run,
@@ -360,6 +375,7 @@ def summarize_run(
         if own_counts
         else provider_calls_since(env, {t.thread.thread_id for t in (*plan.threads, *current)}, started_ms),
         threads_reused=sum(1 for t in summaries if t.reused),
+        recorded_answers=recorded_answers,
         dagster_run_ids=tuple(dagster_run_ids),
         out_dir=str(output_directory(env, tree, ".")),
         in_place=tree.in_place,
