@@ -234,7 +234,9 @@ def _scratch_env(env: RuntimeEnv, thread_id: str, provider: Provider, *, live_pr
         provider=provider,
         telemetry=DisabledTelemetryRecorder(),
         owns_provider=False,
-        completed_thread_ids={},
+        # Shared with the live env: the ids of completed threads are the same in both, and a
+        # tree's replays then cost each parent its children, not its whole subtree.
+        completed_thread_ids=env.completed_thread_ids,
         warned=set(),
     )
     return _Scratch(records=records, env=scratch)
