@@ -53,6 +53,7 @@ from wf_pipeline.profiles.render import (
     template_from_text,
 )
 from wf_pipeline.profiles.retention import RetentionPolicy, resolve_retention
+from wf_pipeline.profiles.retry import RetryPolicy, resolve_retry
 from wf_pipeline.profiles.schema import CONTEXT_INPUT, Profile, TurnSpec
 from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.settings import Settings
@@ -93,6 +94,9 @@ class LoadedProfile:
         source_path: its YAML file.
         templates: turn_id -> the user prompt template.
         system_prompts: turn_id -> the system prompt template, or None.
+        snapshot_id: the CAS artifact of the profile snapshot it was rebuilt from
+            (`wf_pipeline.profiles.snapshot`, a thread's pinned profile); None when it was
+            loaded from its file.
     """
 
     profile: Profile
@@ -100,6 +104,7 @@ class LoadedProfile:
     source_path: Path
     templates: dict[str, PromptTemplate]  # turn_id -> user prompt template
     system_prompts: dict[str, PromptTemplate | None]  # turn_id -> system prompt template
+    snapshot_id: str | None = None
 
     @property
     def workflow_id(self) -> str:
@@ -136,28 +141,55 @@ class LoadedProfile:
             path=str(self.source_path),
         )
 
-    def _turn_prompt_digests(self, turn_id: str) -> dict[str, str | None]:
+    def retry_policy(self, turn_id: str) -> RetryPolicy:
+        """The resolved retry policy of ``turn_id`` (`wf_pipeline.profiles.retry`); checked at load.
+
+        Raises:
+            KeyError: the profile has no such turn.
+        """
+        turn = self.profile.turn(turn_id)
+        return resolve_retry(
+            turn.retry,
+            retry_limit=turn.retry_limit,
+            retry_limit_given="retry_limit" in turn.model_fields_set,
+            max_turn_retries=self.profile.thread_policy.max_turn_retries,
+            turn_id=turn_id,
+            path=str(self.source_path),
+        )
+
+    def _turn_prompt_digests(self, turn_id: str) -> dict[str, Any]:
         system = self.system_prompts.get(turn_id)
-        return {"prompt": self.templates[turn_id].digest, "system": system.digest if system else None}
+        parts: dict[str, Any] = {
+            "prompt": self.templates[turn_id].digest,
+            "system": system.digest if system else None,
+        }
+        policy = self.retry_policy(turn_id)
+        if policy.declared:
+            # The policy decides the recorded sequence of attempts. Only a declared block
+            # counts, so turns without one keep the code versions (and threads) they had.
+            parts["retry"] = policy.to_json()
+        return parts
 
     @property
     def code_version(self) -> str:
-        """Profile version plus a digest of every turn's prompt templates.
+        """Profile version plus a digest of every turn's prompt templates (and declared retry policy).
 
-        Changing any prompt's text changes it; nothing else about where or how the
-        profile was loaded does, and neither do its budgets or its ``retention`` block.
+        Changing any prompt's text, or a turn's ``retry`` block, changes it; nothing else
+        about where or how the profile was loaded does, and neither do its budgets or its
+        ``retention`` block.
         """
         by_turn = {turn_id: self._turn_prompt_digests(turn_id) for turn_id in sorted(self.templates)}
         return f"{self.profile.version}-{sha256_hex(canonical_json(by_turn))[:CODE_VERSION_HEX]}"
 
     def turn_code_version(self, turn_id: str) -> str:
-        """Profile version plus a digest of this turn's own prompt templates.
+        """Profile version plus a digest of this turn's own prompt templates and declared retry policy.
 
         Args:
             turn_id: a turn of this profile.
 
         Returns:
-            ``<version>-<12 hex>``; it changes only when this turn's prompt texts change.
+            ``<version>-<12 hex>``; it changes only when this turn's prompt texts or its
+            ``retry`` block change.
 
         Raises:
             ProfileError: ``PROFILE_UNKNOWN_TURN`` (figure: turn_id) when the profile has no
@@ -376,7 +408,10 @@ def load_profile_file(
             (figure: field) for a bad ``retention`` block (`wf_pipeline.profiles.retention`);
             ``PROFILE_ENCRYPTION_INVALID`` (figure: field) for a bad ``encryption`` block;
             ``PROFILE_REDACTION_INVALID`` (figure: field) for a bad ``redaction`` block
-            (`wf_pipeline.profiles.redaction`). Every error carries the file's path.
+            (`wf_pipeline.profiles.redaction`); ``PROFILE_RETRY_INVALID``,
+            ``PROFILE_RETRY_UNKNOWN_CODE``, ``PROFILE_RETRY_CONFLICT`` (figures: turn_id and
+            field, code, or the figures that disagree) for a bad turn ``retry`` block
+            (`wf_pipeline.profiles.retry`). Every error carries the file's path.
     """
     path = Path(path)
     if not isinstance(layer, Layer):
@@ -398,6 +433,15 @@ def load_profile_file(
             else None
         )
     check_prompt_budgets(profile, templates, system_prompts, where)
+    for turn in profile.ordered_turns():
+        resolve_retry(
+            turn.retry,
+            retry_limit=turn.retry_limit,
+            retry_limit_given="retry_limit" in turn.model_fields_set,
+            max_turn_retries=profile.thread_policy.max_turn_retries,
+            turn_id=turn.turn_id,
+            path=str(path),
+        )
     return LoadedProfile(
         profile=profile,
         layer=layer.name,

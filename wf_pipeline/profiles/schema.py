@@ -113,6 +113,9 @@ class TurnSpec(_Frozen):
     gate_id: Identifier | None = None
     retry_limit: int = Field(default=1, ge=0)
     timeout_ms: int = Field(default=120_000, gt=0)
+    # Attempts, backoff and retryable codes (`wf_pipeline.profiles.retry`); its shape is checked
+    # by the loader, which names the turn and the file in a code of its own (PROFILE_RETRY_*).
+    retry: Any = None
 
     @field_validator("input_refs")
     @classmethod
