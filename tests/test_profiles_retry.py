@@ -23,7 +23,9 @@ WORKFLOW = "docs_writer_thread_v1"
 FIRST = "evidence_gather"
 
 
-def write_workspace(root: Path, retry: object = None, *, drop_retry_limit: bool = True, **turn_fields) -> Path:
+def write_workspace(
+    root: Path, retry: object = None, *, drop_retry_limit: bool = True, **turn_fields
+) -> Path:
     """A workspace layer holding the shipped profile with ``retry`` (and ``turn_fields``) on its first turn."""
     if not (root / "assets" / "prompts").exists():
         shutil.copytree(REPO_ROOT / "assets" / "prompts", root / "assets" / "prompts")
@@ -76,7 +78,10 @@ def test_a_declared_policy_is_resolved_and_changes_only_its_turns_code_version(t
         assert declared.turn_code_version(turn) == plain.turn_code_version(turn)
     # Another policy, another version; the same policy written again, the same one.
     other = load(tmp_path, {"attempts": 2})
-    assert other.turn_code_version(FIRST) not in (declared.turn_code_version(FIRST), plain.turn_code_version(FIRST))
+    assert other.turn_code_version(FIRST) not in (
+        declared.turn_code_version(FIRST),
+        plain.turn_code_version(FIRST),
+    )
     again = load(
         tmp_path,
         {"retryable_codes": ["PROVIDER_TIMEOUT"], "backoff": {"max_ms": 40, "initial_ms": 10}, "attempts": 3},
@@ -92,7 +97,12 @@ def test_retry_limit_and_attempts_may_both_be_written_when_they_agree(tmp_path):
 @pytest.mark.parametrize(
     ("retry", "fields", "code", "figure"),
     [
-        ({"retryable_codes": ["PROVIDER_TIMEOUT", "NO_SUCH_CODE"]}, {}, "PROFILE_RETRY_UNKNOWN_CODE", "NO_SUCH_CODE"),
+        (
+            {"retryable_codes": ["PROVIDER_TIMEOUT", "NO_SUCH_CODE"]},
+            {},
+            "PROFILE_RETRY_UNKNOWN_CODE",
+            "NO_SUCH_CODE",
+        ),
         # Catalogued, but marked not retryable: it would fail the same way again.
         ({"retryable_codes": ["PROFILE_NOT_FOUND"]}, {}, "PROFILE_RETRY_UNKNOWN_CODE", "PROFILE_NOT_FOUND"),
         ({"attempts": 0}, {}, "PROFILE_RETRY_INVALID", "retry.attempts"),
@@ -100,7 +110,12 @@ def test_retry_limit_and_attempts_may_both_be_written_when_they_agree(tmp_path):
         ({"attempts": 2.5}, {}, "PROFILE_RETRY_INVALID", "retry.attempts"),
         ({"attempts": True}, {}, "PROFILE_RETRY_INVALID", "retry.attempts"),
         ({"backoff": {"initial_ms": -1}}, {}, "PROFILE_RETRY_INVALID", "retry.backoff.initial_ms"),
-        ({"backoff": {"initial_ms": 500, "max_ms": 100}}, {}, "PROFILE_RETRY_INVALID", "retry.backoff.max_ms"),
+        (
+            {"backoff": {"initial_ms": 500, "max_ms": 100}},
+            {},
+            "PROFILE_RETRY_INVALID",
+            "retry.backoff.max_ms",
+        ),
         ({"backoff": {"factor": 2}}, {}, "PROFILE_RETRY_INVALID", "retry.backoff.factor"),
         ({"tries": 2}, {}, "PROFILE_RETRY_INVALID", "retry.tries"),
         ({"retryable_codes": "PROVIDER_TIMEOUT"}, {}, "PROFILE_RETRY_INVALID", "retry.retryable_codes"),
@@ -109,7 +124,9 @@ def test_retry_limit_and_attempts_may_both_be_written_when_they_agree(tmp_path):
         ({"attempts": 4}, {}, "PROFILE_RETRY_CONFLICT", 2),  # over max_turn_retries 2
     ],
 )
-def test_a_bad_block_fails_to_load_with_its_code_naming_the_turn_and_the_file(tmp_path, retry, fields, code, figure):
+def test_a_bad_block_fails_to_load_with_its_code_naming_the_turn_and_the_file(
+    tmp_path, retry, fields, code, figure
+):
     with pytest.raises(ProfileError) as raised:
         load(tmp_path, retry, **fields)
     error = raised.value
@@ -118,7 +135,12 @@ def test_a_bad_block_fails_to_load_with_its_code_naming_the_turn_and_the_file(tm
     path = str(tmp_path / "ws" / "profiles" / f"{WORKFLOW}.yaml")
     assert error.details["path"] == path and path in error.message and FIRST in error.message
     details = error.details
-    found = (details.get("error_code"), details.get("field"), details.get("retry_limit"), details.get("max_turn_retries"))
+    found = (
+        details.get("error_code"),
+        details.get("field"),
+        details.get("retry_limit"),
+        details.get("max_turn_retries"),
+    )
     assert figure in found
 
 
@@ -176,7 +198,11 @@ def test_attempts_of_the_block_are_used_and_recorded(run_first_turn):
     provider = Scripted([timeout(), timeout()])
     output, attempts = run_first_turn({"attempts": 3, "backoff": {"initial_ms": 0, "jitter_ms": 0}}, provider)
     assert (output.status, output.attempt, output.provider_calls) == ("completed", 3, 3)
-    assert attempts == [(1, "failed", "PROVIDER_TIMEOUT"), (2, "failed", "PROVIDER_TIMEOUT"), (3, "completed", None)]
+    assert attempts == [
+        (1, "failed", "PROVIDER_TIMEOUT"),
+        (2, "failed", "PROVIDER_TIMEOUT"),
+        (3, "completed", None),
+    ]
 
 
 def test_one_attempt_means_no_retry(run_first_turn):
@@ -188,7 +214,11 @@ def test_one_attempt_means_no_retry(run_first_turn):
 
 def test_a_retryable_code_the_list_leaves_out_is_not_retried(run_first_turn):
     provider = Scripted([rate_limited()])
-    retry = {"attempts": 3, "backoff": {"initial_ms": 0, "jitter_ms": 0}, "retryable_codes": ["PROVIDER_TIMEOUT"]}
+    retry = {
+        "attempts": 3,
+        "backoff": {"initial_ms": 0, "jitter_ms": 0},
+        "retryable_codes": ["PROVIDER_TIMEOUT"],
+    }
     output, attempts = run_first_turn(retry, provider)
     assert (output.status, output.error_code) == ("failed", "PROVIDER_RATE_LIMITED")
     assert attempts == [(1, "failed", "PROVIDER_RATE_LIMITED")]

@@ -304,6 +304,33 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0 if summary.ok else EXIT_FAILED
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """``wf migrate WORKFLOW_ID --plan | --apply``: threads on older versions, their re-run cost, the re-run.
+
+    Args:
+        args: the parsed command line (``workflow_id``, ``apply`` (False for ``--plan``), ``json``).
+
+    Returns:
+        The exit status, 0. Prints per outdated thread its id, target path, pinned and
+        current code versions and the turns whose request changes out of all, then the
+        totals (threads, turns that will call the provider, turns answered from recorded
+        responses); with ``--apply``, the backfill runs launched.
+
+    Raises:
+        WfError: those of `service.migrate_workflow`; `main` prints them and exits 1.
+    """
+    from wf_pipeline.service.migrate import migrate_workflow
+
+    settings = _settings(args)
+    if args.apply:
+        with _progress(args) as on_progress:
+            report = migrate_workflow(settings, args.workflow_id, apply=True, on_progress=on_progress)
+    else:
+        report = migrate_workflow(settings, args.workflow_id)
+    _emit(args, report.to_json(), _render_migrate)
+    return 0
+
+
 def cmd_threads(args: argparse.Namespace) -> int:
     """``wf threads list|show``: list the recorded threads, or show one with its turns.
 
@@ -1345,6 +1372,42 @@ def _render_resume(console: Console, s: dict) -> None:
     _render_outcome(console, s)
 
 
+def _render_migrate(console: Console, r: dict) -> None:
+    if not r["threads"]:
+        print_line(
+            console, f"{r['workflow_id']}: every thread is on the current code version {r['code_version']}"
+        )
+        return
+    rows = [
+        (
+            t["thread_id"],
+            t["path"],
+            t["pinned_code_version"],
+            t["current_code_version"],
+            f"{t['turns_changing']}/{t['turns_total']}",
+        )
+        for t in r["threads"]
+    ]
+    print_table(console, ("thread_id", "target", "pinned", "current", "turns changing"), rows)
+    totals = r["totals"]
+    console.print(
+        f"{plural(totals['threads'], 'thread')} on older versions: "
+        f"{plural(totals['provider_calls'], 'turn')} will call the provider, "
+        f"{plural(totals['answered'], 'turn')} answered from recorded responses",
+        highlight=False,
+    )
+    for run in r["runs"]:
+        print_line(
+            console,
+            f"re-ran {run['root']}: {plural(run['threads'], 'thread')}, {run['failed']} failed, "
+            f"{plural(run['provider_calls'], 'provider call')}",
+        )
+    for root in r["missing_roots"]:
+        print_line(console, f"not re-run: {root} is not on this machine")
+    if not r["applied"]:
+        print_line(console, f"wf migrate {r['workflow_id']} --apply launches the re-runs")
+
+
 def _render_thread(console: Console, d: dict) -> None:
     print_line(
         console,
@@ -1618,6 +1681,21 @@ def build_parser() -> argparse.ArgumentParser:
     resume = command("resume", "resume a failed thread per its failure_policy", cmd_resume, (reuse,))
     resume.add_argument("thread_id", metavar="THREAD_ID", help="the thread's id (see: wf threads list)")
     resume.add_argument("--out", help="folder for the thread's output")
+
+    migrate = command(
+        "migrate",
+        "list the threads on older versions of a workflow and what re-running them costs; re-run them",
+        cmd_migrate,
+        (reuse,),
+    )
+    migrate.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
+    migrate_mode = migrate.add_mutually_exclusive_group(required=True)
+    migrate_mode.add_argument(
+        "--plan", action="store_true", help="list the threads and the cost (nothing runs)"
+    )
+    migrate_mode.add_argument(
+        "--apply", action="store_true", help="launch the re-runs as a backfill of their trees"
+    )
 
     cas = command("cas", "check the content-addressed store", cmd_cas)
     cas.add_argument("action", choices=["verify"], help="verify: check every object against its id")

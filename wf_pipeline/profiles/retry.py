@@ -138,7 +138,10 @@ def resolve_retry(
 
     def invalid(field: str, why: str) -> NoReturn:
         raise ProfileError(
-            PROFILE_RETRY_INVALID, f"{path}: turn {turn_id}: retry.{field} {why}", **where, field=f"retry.{field}"
+            PROFILE_RETRY_INVALID,
+            f"{path}: turn {turn_id}: retry.{field} {why}",
+            **where,
+            field=f"retry.{field}",
         )
 
     if not isinstance(block, Mapping):
@@ -191,7 +194,9 @@ def resolve_retry(
         for code in codes:
             entry = CATALOGUE.get(code)
             if entry is None or not entry.retryable:
-                reason = "is not in the error catalogue" if entry is None else "is catalogued as not retryable"
+                reason = (
+                    "is not in the error catalogue" if entry is None else "is catalogued as not retryable"
+                )
                 raise ProfileError(
                     PROFILE_RETRY_UNKNOWN_CODE,
                     f"{path}: turn {turn_id}: retry.retryable_codes names {code!r}, which {reason}",
