@@ -215,3 +215,24 @@ def test_out_of_process_steps_rebuild_the_job_from_the_pinned_snapshot(settings,
     expected = {turn.output_type: pinned.turn_code_version(turn.turn_id) for turn in pinned.profile.turns}
     assert versions(pinned_job) == expected
     assert versions(current_job)["verification_report"] != expected["verification_report"]
+
+
+@pytest.mark.slow
+def test_a_resume_with_one_process_per_step_runs_the_pinned_template(settings, tree, tmp_path):
+    workspace = _workspace(tmp_path)
+    failed, _ = _failed_thread(settings, tree, workspace)
+    with RuntimeEnv.open(settings, workspace_dir=workspace) as env:
+        pinned = read_pinned_profile(env, env.records.get_thread(failed.thread_id))
+    _edit_prompt(workspace, "verification")
+    # Steps in their own processes: each rebuilds the job and opens its runtime from settings.
+    steps = settings.model_copy(
+        update={"executor": "multiprocess", "provider": "offline", "reuse_responses": False}
+    )
+    resumed = resume_thread(steps, failed.thread_id, workspace_dir=workspace, out_dir=tmp_path / "out")
+    assert resumed.ok, json.dumps(resumed.to_json())
+    with RuntimeEnv.open(settings, workspace_dir=workspace) as env:
+        records = env.records.turns_for_thread(failed.thread_id)
+    resumed_turns = [r for r in records if r.turn_id != "evidence_gather"]
+    assert {r.turn_id for r in resumed_turns} == set(TURNS[1:])
+    for record in resumed_turns:
+        assert record.request["template"] == pinned.templates[record.turn_id].digest

@@ -60,7 +60,8 @@ class ThreadPolicy(_Frozen):
             `wf_pipeline.metadata.records.THREAD_KEY_FIELDS`); an unknown name fails with
             ``PROFILE_UNKNOWN_DEDUPE_FIELD``, a key without ``workflow_id`` and
             ``target_node_id`` with ``PROFILE_DEDUPE_KEY_INCOMPLETE``.
-        max_turn_retries: cap on every turn's ``retry_limit``.
+        max_turn_retries: cap on every turn's ``retry_limit`` and ``retry.attempts``
+            (`wf_pipeline.profiles.retry`).
     """
 
     start_conditions: list[Any] = []

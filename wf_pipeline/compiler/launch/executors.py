@@ -259,7 +259,9 @@ def reconstruct_profile_job(
     settings = Settings.from_values(settings_values)
     catalog = load_profiles(settings, Path(workspace_dir))
     if profile_artifact_id is not None:
-        data = artifact_reader(settings)(profile_artifact_id, artifact_class=class_of_link(SNAPSHOT_ROLE, None))
+        data = artifact_reader(settings)(
+            profile_artifact_id, artifact_class=class_of_link(SNAPSHOT_ROLE, None)
+        )
         pinned = load_profile_snapshot(data, profile_artifact_id)
         catalog = replace(catalog, profiles={**catalog.profiles, workflow_id: pinned})
     job = resolve_job(build_definitions(catalog), workflow_id)
