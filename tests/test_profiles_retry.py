@@ -17,6 +17,8 @@ from wf_pipeline.profiles.retry import DEFAULT_BACKOFF_MS
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.providers.retry import DEFAULT_BACKOFF, Backoff
 from wf_pipeline.runtime import RuntimeEnv, plan_run, run_turn
+from wf_pipeline.runtime.pinning import read_pinned_profile
+from wf_pipeline.runtime.replay import replay_thread
 from wf_pipeline.tree import scan_tree
 
 WORKFLOW = "docs_writer_thread_v1"
@@ -231,3 +233,46 @@ def test_the_backoff_figures_set_the_wait(run_first_turn):
     assert output.status == "completed"
     first, second = provider.calls
     assert 0.59 <= second - first < 3.0
+
+
+# --- replays repeat the recorded attempts -------------------------------------------------------
+
+
+def test_a_replay_with_the_pinned_policy_repeats_the_recorded_attempts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = isolated_settings(monkeypatch, tmp_path / "home")
+    tree = copy_tree(SAMPLE_REPO / "stationkit" / "storage", tmp_path / "storage")
+    workspace = tmp_path / "ws"
+    write_workspace(workspace, {"attempts": 3, "backoff": {"initial_ms": 0, "jitter_ms": 0}})
+    provider = Scripted([timeout(), timeout()])
+    with RuntimeEnv.open(settings, workspace_dir=workspace, provider=provider) as env:
+        loaded = env.catalog.get(WORKFLOW)
+        scan = scan_tree(tree)
+        (plan,) = plan_run(env, loaded, scan).threads
+        for turn in loaded.profile.ordered_turns():
+            thread = env.records.get_thread(plan.thread.thread_id)
+            assert run_turn(env, loaded, thread, plan.target, turn.turn_id).status == "completed"
+        thread = env.records.get_thread(plan.thread.thread_id)
+        recorded = [
+            (r.attempt, r.status, r.error_code) for r in env.records.turns_for_thread(thread.thread_id)
+        ]
+    assert recorded[:3] == [
+        (1, "failed", "PROVIDER_TIMEOUT"),
+        (2, "failed", "PROVIDER_TIMEOUT"),
+        (3, "completed", None),
+    ]
+
+    # The profile's policy changes since: one attempt only.
+    write_workspace(workspace, {"attempts": 1})
+    with RuntimeEnv.open(settings, workspace_dir=workspace) as env:
+        current = env.catalog.get(WORKFLOW)
+        assert current.code_version != thread.code_version
+        pinned = read_pinned_profile(env, thread)
+        assert pinned.retry_policy(FIRST).attempts == 3
+        replayed = replay_thread(env, pinned, thread, plan.target, scan_tree(tree))
+        with_current = replay_thread(env, current, thread, plan.target, scan_tree(tree))
+    assert replayed.matched and replayed.status == "completed"
+    assert [(r.attempt, r.status, r.error_code) for r in replayed.turns[FIRST]] == recorded[:3]
+    # Under the changed policy the first timeout would have been the end: the replay says so.
+    assert not with_current.matched
+    assert [(r.attempt, r.status) for r in with_current.turns[FIRST]] == [(1, "failed")]

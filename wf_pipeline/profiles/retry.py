@@ -87,19 +87,17 @@ class RetryPolicy:
         }
 
     def retries(self, code: str) -> bool:
-        """Whether an attempt that failed with ``code`` may be retried under this policy.
+        """Whether the policy lets an attempt that failed with ``code`` be retried.
 
         Args:
             code: the attempt's error code.
 
         Returns:
-            True when the catalogue marks ``code`` retryable and, if the policy lists codes,
-            the list holds it. (A deterministic provider's output errors are judged on top
-            of this by `wf_pipeline.providers.retry.repeats_on_retry`.) Raises nothing.
+            True when the policy lists no codes, or lists ``code``. Whether the error may be
+            retried at all (the catalogue's ``retryable`` flag, a deterministic provider's
+            output errors) is judged on top of this by
+            `wf_pipeline.providers.retry.repeats_on_retry`. Raises nothing.
         """
-        entry = CATALOGUE.get(code)
-        if entry is None or not entry.retryable:
-            return False
         return self.retryable_codes is None or code in self.retryable_codes
 
 
