@@ -319,14 +319,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     Raises:
         WfError: those of `service.migrate_workflow`; `main` prints them and exits 1.
     """
-    from wf_pipeline.service.migrate import migrate_workflow
+    from wf_pipeline import service
 
     settings = _settings(args)
     if args.apply:
         with _progress(args) as on_progress:
-            report = migrate_workflow(settings, args.workflow_id, apply=True, on_progress=on_progress)
+            report = service.migrate_workflow(settings, args.workflow_id, apply=True, on_progress=on_progress)
     else:
-        report = migrate_workflow(settings, args.workflow_id)
+        report = service.migrate_workflow(settings, args.workflow_id)
     _emit(args, report.to_json(), _render_migrate)
     return 0
 
