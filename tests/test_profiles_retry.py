@@ -12,7 +12,7 @@ import yaml
 from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
 
 from wf_pipeline.errors import ProfileError, ProviderError
-from wf_pipeline.profiles import load_profile_file
+from wf_pipeline.profiles import describe, load_profile_file
 from wf_pipeline.profiles.retry import DEFAULT_BACKOFF_MS
 from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.providers.retry import DEFAULT_BACKOFF, Backoff
@@ -276,3 +276,13 @@ def test_a_replay_with_the_pinned_policy_repeats_the_recorded_attempts(tmp_path,
     # Under the changed policy the first timeout would have been the end: the replay says so.
     assert not with_current.matched
     assert [(r.attempt, r.status) for r in with_current.turns[FIRST]] == [(1, "failed")]
+
+
+def test_profiles_show_gives_the_resolved_policy(tmp_path):
+    shown = {t["turn_id"]: t["retry"] for t in describe(load(tmp_path, {"attempts": 2}))["turns"]}
+    assert shown[FIRST] == {
+        "attempts": 2,
+        "backoff": {"initial_ms": 250, "max_ms": 8_000, "jitter_ms": 250},
+        "retryable_codes": None,
+    }
+    assert shown["verification"]["attempts"] == 2  # retry_limit 1, max_turn_retries 2
