@@ -400,3 +400,23 @@ def _paths_of(keys: list[str]) -> list[str]:
     from urllib.parse import unquote
 
     return ["." if "/" not in key else unquote(key.split("/", 1)[1]) for key in keys]
+
+
+def test_a_changed_template_is_the_first_difference_unless_the_thread_replays_its_pinned_profile(
+    settings, tmp_path
+):
+    _documented(settings, tmp_path, 2)
+    workspace = _workspace_with_edited_template(tmp_path)
+    with RuntimeEnv.open(settings) as env:
+        thread = env.records.list_threads(WORKFLOW)[0]
+    current = replay(settings, thread_id=thread.thread_id, verify=True, workspace_dir=workspace)
+    (replayed,) = current.threads
+    assert not replayed.matched and replayed.error_code == REPLAY_RESPONSE_MISSING
+    assert {d.turn_id for d in replayed.divergences} == {"style_refine"}, [
+        (d.artifact_class, d.first_difference) for d in replayed.divergences
+    ][:4]
+    prompt = next(d for d in replayed.divergences if d.artifact_class == "prompt_render")
+    assert prompt.first_difference.input == "template"
+    assert prompt.first_difference.expected != prompt.first_difference.actual
+    pinned = replay(settings, thread_id=thread.thread_id, verify=True, workspace_dir=workspace, pinned=True)
+    assert pinned.matched and pinned.provider_calls == 0

@@ -607,6 +607,28 @@ PROVIDER_DUPLICATE_OUTPUT = _code(
 
 # --- gates ---------------------------------------------------------------------------------
 GATE_DUPLICATE_TYPE = _code("GATE_DUPLICATE_TYPE", GateError, meaning="a gate type is registered twice")
+PROFILE_RETRY_CONFLICT = _code(
+    "PROFILE_RETRY_CONFLICT",
+    ProfileError,
+    meaning="a turn's retry.attempts contradicts its retry_limit, or is over thread_policy.max_turn_retries",
+)
+PROFILE_RETRY_INVALID = _code(
+    "PROFILE_RETRY_INVALID",
+    ProfileError,
+    meaning="a turn's retry block has an unknown key, a figure that is not a whole number, attempts below 1 "
+    "or a backoff max_ms below initial_ms",
+)
+PROFILE_RETRY_UNKNOWN_CODE = _code(
+    "PROFILE_RETRY_UNKNOWN_CODE",
+    ProfileError,
+    meaning="a turn's retry.retryable_codes names a code the error catalogue does not hold or marks not retryable",
+)
+PROFILE_SNAPSHOT_INVALID = _code(
+    "PROFILE_SNAPSHOT_INVALID",
+    ProfileError,
+    meaning="a thread's pinned profile snapshot cannot be read, is not a profile snapshot, or does not give "
+    "back the code version the thread recorded",
+)
 GATE_RULES_INVALID = _code("GATE_RULES_INVALID", GateError, meaning="a gate's rules are malformed")
 GATE_UNKNOWN_TYPE = _code("GATE_UNKNOWN_TYPE", GateError, meaning="no gate evaluator has that gate_type")
 GATE_DUPLICATE_SECTION_KEY = _code(

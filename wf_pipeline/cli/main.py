@@ -331,6 +331,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             tree=Path(args.tree) if args.tree else None,
             workflow_id=args.workflow,
             verify=args.verify,
+            pinned=args.pinned,
             provider_name=args.provider,
             on_progress=on_progress,
         )
@@ -368,6 +369,33 @@ def _render_replay(console: Console, r: dict) -> None:
             else ""
         ),
     )
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """``wf migrate WORKFLOW_ID --plan | --apply``: threads on older versions, their re-run cost, the re-run.
+
+    Args:
+        args: the parsed command line (``workflow_id``, ``apply`` (False for ``--plan``), ``json``).
+
+    Returns:
+        The exit status, 0. Prints per outdated thread its id, target path, pinned and
+        current code versions and the turns whose request changes out of all, then the
+        totals (threads, turns that will call the provider, turns answered from recorded
+        responses); with ``--apply``, the backfill runs launched.
+
+    Raises:
+        WfError: those of `service.migrate_workflow`; `main` prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    settings = _settings(args)
+    if args.apply:
+        with _progress(args) as on_progress:
+            report = service.migrate_workflow(settings, args.workflow_id, apply=True, on_progress=on_progress)
+    else:
+        report = service.migrate_workflow(settings, args.workflow_id)
+    _emit(args, report.to_json(), _render_migrate)
+    return 0
 
 
 def cmd_threads(args: argparse.Namespace) -> int:
@@ -1453,6 +1481,42 @@ def _render_resume(console: Console, s: dict) -> None:
     _render_outcome(console, s)
 
 
+def _render_migrate(console: Console, r: dict) -> None:
+    if not r["threads"]:
+        print_line(
+            console, f"{r['workflow_id']}: every thread is on the current code version {r['code_version']}"
+        )
+        return
+    rows = [
+        (
+            t["thread_id"],
+            t["path"],
+            t["pinned_code_version"],
+            t["current_code_version"],
+            f"{t['turns_changing']}/{t['turns_total']}",
+        )
+        for t in r["threads"]
+    ]
+    print_table(console, ("thread_id", "target", "pinned", "current", "turns changing"), rows)
+    totals = r["totals"]
+    console.print(
+        f"{plural(totals['threads'], 'thread')} on older versions: "
+        f"{plural(totals['provider_calls'], 'turn')} will call the provider, "
+        f"{plural(totals['answered'], 'turn')} answered from recorded responses",
+        highlight=False,
+    )
+    for run in r["runs"]:
+        print_line(
+            console,
+            f"re-ran {run['root']}: {plural(run['threads'], 'thread')}, {run['failed']} failed, "
+            f"{plural(run['provider_calls'], 'provider call')}",
+        )
+    for root in r["missing_roots"]:
+        print_line(console, f"not re-run: {root} is not on this machine")
+    if not r["applied"]:
+        print_line(console, f"wf migrate {r['workflow_id']} --apply launches the re-runs")
+
+
 def _render_thread(console: Console, d: dict) -> None:
     print_line(
         console,
@@ -1753,9 +1817,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare prompt, context, response, output and gate digests with the records; exit 1 on any divergence",
     )
     replay.add_argument(
+        "--pinned",
+        action="store_true",
+        help="replay each thread with the profile it started with (default: the profile loaded now,"
+        " so a changed template or threshold shows as a divergence)",
+    )
+    replay.add_argument(
         "--provider",
         metavar="NAME",
         help="ask this provider instead of the recorded answers (checks a provider against what it said before)",
+    )
+
+    migrate = command(
+        "migrate",
+        "list the threads on older versions of a workflow and what re-running them costs; re-run them",
+        cmd_migrate,
+        (reuse,),
+    )
+    migrate.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
+    migrate_mode = migrate.add_mutually_exclusive_group(required=True)
+    migrate_mode.add_argument(
+        "--plan", action="store_true", help="list the threads and the cost (nothing runs)"
+    )
+    migrate_mode.add_argument(
+        "--apply", action="store_true", help="launch the re-runs as a backfill of their trees"
     )
 
     cas = command("cas", "check the content-addressed store", cmd_cas)

@@ -37,6 +37,8 @@ def describe(loaded: LoadedProfile) -> dict[str, Any]:
                 "output_format": turn.output_format,
                 "gate_id": turn.gate_id,
                 "retry_limit": turn.retry_limit,
+                # The resolved policy the runtime follows (`wf_pipeline.profiles.retry`).
+                "retry": loaded.retry_policy(turn.turn_id).to_json(),
                 "timeout_ms": turn.timeout_ms,
                 "prompt_ref": turn.prompt_ref,
                 "prompt_digest": loaded.templates[turn.turn_id].digest,

@@ -59,6 +59,7 @@ from wf_pipeline.profiles.render import (
     template_from_text,
 )
 from wf_pipeline.profiles.retention import RetentionPolicy, resolve_retention
+from wf_pipeline.profiles.retry import RetryPolicy, resolve_retry
 from wf_pipeline.profiles.schema import CONTEXT_INPUT, GateSpec, Profile, TurnSpec
 from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.settings import Settings
@@ -99,6 +100,9 @@ class LoadedProfile:
         source_path: its YAML file.
         templates: turn_id -> the user prompt template.
         system_prompts: turn_id -> the system prompt template, or None.
+        snapshot_id: the CAS artifact of the profile snapshot it was rebuilt from
+            (`wf_pipeline.profiles.snapshot`, a thread's pinned profile); None when it was
+            loaded from its file.
     """
 
     profile: Profile
@@ -106,6 +110,7 @@ class LoadedProfile:
     source_path: Path
     templates: dict[str, PromptTemplate]  # turn_id -> user prompt template
     system_prompts: dict[str, PromptTemplate | None]  # turn_id -> system prompt template
+    snapshot_id: str | None = None
 
     @property
     def workflow_id(self) -> str:
@@ -156,40 +161,61 @@ class LoadedProfile:
         found = {gate.gate_id: rules_overrides_digest(gate) for gate in self.profile.gates}
         return {gate_id: value for gate_id, value in found.items() if value is not None}
 
-    def _turn_prompt_digests(self, turn_id: str) -> dict[str, str | None]:
-        # The turn's prompts and the thresholds of the gate that checks it: a changed
-        # threshold changes the verdicts, so it is a new code version of that turn. Rules
-        # at their defaults add nothing, so a profile setting none keeps its code version.
+    def retry_policy(self, turn_id: str) -> RetryPolicy:
+        """The resolved retry policy of ``turn_id`` (`wf_pipeline.profiles.retry`); checked at load.
+
+        Raises:
+            KeyError: the profile has no such turn.
+        """
+        turn = self.profile.turn(turn_id)
+        return resolve_retry(
+            turn.retry,
+            retry_limit=turn.retry_limit,
+            retry_limit_given="retry_limit" in turn.model_fields_set,
+            max_turn_retries=self.profile.thread_policy.max_turn_retries,
+            turn_id=turn_id,
+            path=str(self.source_path),
+        )
+
+    def _turn_prompt_digests(self, turn_id: str) -> dict[str, Any]:
+        # The turn's prompts, the thresholds of the gate that checks it (a changed threshold
+        # changes the verdicts) and its declared retry policy (it decides the recorded
+        # sequence of attempts). Rules at their defaults and an undeclared policy add
+        # nothing, so a profile setting neither keeps its code versions (and threads).
         system = self.system_prompts.get(turn_id)
-        parts: dict[str, str | None] = {
+        parts: dict[str, Any] = {
             "prompt": self.templates[turn_id].digest,
             "system": system.digest if system else None,
         }
         gate_id = self.profile.turn(turn_id).gate_id
         if gate_id in self.gate_threshold_digests:
             parts["gate_rules"] = self.gate_threshold_digests[gate_id]
+        policy = self.retry_policy(turn_id)
+        if policy.declared:
+            parts["retry"] = policy.to_json()
         return parts
 
     @property
     def code_version(self) -> str:
-        """Profile version plus a digest of every turn's prompt templates and gate thresholds.
+        """Profile version plus a digest of every turn's prompt templates, gate thresholds and retry policy.
 
-        Changing any prompt's text, or setting a gate rule to another value (a rule at its
-        default adds nothing), changes it; nothing else about where or how the profile was
-        loaded does, and neither do its budgets or its ``retention`` block.
+        Changing any prompt's text, setting a gate rule to another value (a rule at its
+        default adds nothing) or a turn's ``retry`` block changes it; nothing else about
+        where or how the profile was loaded does, and neither do its budgets or its
+        ``retention`` block.
         """
         by_turn = {turn_id: self._turn_prompt_digests(turn_id) for turn_id in sorted(self.templates)}
         return f"{self.profile.version}-{sha256_hex(canonical_json(by_turn))[:CODE_VERSION_HEX]}"
 
     def turn_code_version(self, turn_id: str) -> str:
-        """Profile version plus a digest of this turn's own prompt templates and its gate's thresholds.
+        """Profile version plus a digest of this turn's own prompt templates, its gate's thresholds and its retry policy.
 
         Args:
             turn_id: a turn of this profile.
 
         Returns:
-            ``<version>-<12 hex>``; it changes only when this turn's prompt texts or the
-            thresholds of its gate (`gate_threshold_digests`) change.
+            ``<version>-<12 hex>``; it changes only when this turn's prompt texts, the
+            thresholds of its gate (`gate_threshold_digests`) or its ``retry`` block change.
 
         Raises:
             ProfileError: ``PROFILE_UNKNOWN_TURN`` (figure: turn_id) when the profile has no
@@ -410,7 +436,10 @@ def load_profile_file(
             (figure: field) for a bad ``retention`` block (`wf_pipeline.profiles.retention`);
             ``PROFILE_ENCRYPTION_INVALID`` (figure: field) for a bad ``encryption`` block;
             ``PROFILE_REDACTION_INVALID`` (figure: field) for a bad ``redaction`` block
-            (`wf_pipeline.profiles.redaction`). Every error carries the file's path.
+            (`wf_pipeline.profiles.redaction`); ``PROFILE_RETRY_INVALID``,
+            ``PROFILE_RETRY_UNKNOWN_CODE``, ``PROFILE_RETRY_CONFLICT`` (figures: turn_id and
+            field, code, or the figures that disagree) for a bad turn ``retry`` block
+            (`wf_pipeline.profiles.retry`). Every error carries the file's path.
     """
     path = Path(path)
     if not isinstance(layer, Layer):
@@ -432,6 +461,15 @@ def load_profile_file(
             else None
         )
     check_prompt_budgets(profile, templates, system_prompts, where)
+    for turn in profile.ordered_turns():
+        resolve_retry(
+            turn.retry,
+            retry_limit=turn.retry_limit,
+            retry_limit_given="retry_limit" in turn.model_fields_set,
+            max_turn_retries=profile.thread_policy.max_turn_retries,
+            turn_id=turn.turn_id,
+            path=str(path),
+        )
     return LoadedProfile(
         profile=profile,
         layer=layer.name,

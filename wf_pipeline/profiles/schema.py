@@ -60,7 +60,8 @@ class ThreadPolicy(_Frozen):
             `wf_pipeline.metadata.records.THREAD_KEY_FIELDS`); an unknown name fails with
             ``PROFILE_UNKNOWN_DEDUPE_FIELD``, a key without ``workflow_id`` and
             ``target_node_id`` with ``PROFILE_DEDUPE_KEY_INCOMPLETE``.
-        max_turn_retries: cap on every turn's ``retry_limit``.
+        max_turn_retries: cap on every turn's ``retry_limit`` and ``retry.attempts``
+            (`wf_pipeline.profiles.retry`).
     """
 
     start_conditions: list[Any] = []
@@ -113,6 +114,9 @@ class TurnSpec(_Frozen):
     gate_id: Identifier | None = None
     retry_limit: int = Field(default=1, ge=0)
     timeout_ms: int = Field(default=120_000, gt=0)
+    # Attempts, backoff and retryable codes (`wf_pipeline.profiles.retry`); its shape is checked
+    # by the loader, which names the turn and the file in a code of its own (PROFILE_RETRY_*).
+    retry: Any = None
 
     @field_validator("input_refs")
     @classmethod

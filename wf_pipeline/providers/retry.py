@@ -67,6 +67,11 @@ class Backoff:
     max_s: float = 8.0
     jitter_s: float = 0.25
 
+    @classmethod
+    def of_ms(cls, initial_ms: int, max_ms: int, jitter_ms: int) -> Backoff:
+        """The backoff of a profile's ``retry.backoff`` figures, given in ms (`wf_pipeline.profiles.retry`)."""
+        return cls(multiplier_s=initial_ms / 1000, max_s=max_ms / 1000, jitter_s=jitter_ms / 1000)
+
     def strategy(self) -> tenacity.wait.wait_base:
         """The tenacity wait strategy for these figures."""
         return tenacity.wait_exponential_jitter(
@@ -271,6 +276,7 @@ def provider_retrying(
     deterministic: bool = False,
     error_of: Callable[[BaseException | None], WfError | None] = _default_error_of,
     backoff: Backoff = DEFAULT_BACKOFF,
+    retries_code: Callable[[str], bool] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     label: str = "provider call",
 ) -> tenacity.Retrying:
@@ -284,6 +290,10 @@ def provider_retrying(
         error_of: maps what an attempt raised to the `WfError` that decides (the runtime
             wraps a recorded failure); an exception it maps to None is never retried.
         backoff: the backoff figures.
+        retries_code: the turn's own rule for which codes may retry (its profile's
+            ``retry.retryable_codes``, `wf_pipeline.profiles.retry.RetryPolicy.retries`);
+            None: the catalogue's retryable flag alone. Either way an error that would
+            repeat (`repeats_on_retry`) is not retried.
         sleep: how to wait, in seconds (tests pass a recorder).
         label: ids for the log line before each wait (never prompt or output text).
 
@@ -295,7 +305,9 @@ def provider_retrying(
 
     def retryable(exc: BaseException) -> bool:
         error = error_of(exc)
-        return error is not None and not repeats_on_retry(error, deterministic=deterministic)
+        if error is None or repeats_on_retry(error, deterministic=deterministic):
+            return False
+        return retries_code is None or retries_code(error.code)
 
     def log_wait(retry_state: tenacity.RetryCallState) -> None:
         error = error_of(retry_state.outcome.exception()) if retry_state.outcome else None

@@ -45,6 +45,7 @@ from wf_pipeline.records.protocol import (
     ARTIFACT_REFERENCE_COLUMNS,
     GRANT_USE_OK,
     ORDERS,
+    PINNED_PROFILE_COLUMN,
     AuditBuilder,
     RecordT,
     ThreadLease,
@@ -343,8 +344,8 @@ class MemoryRecordStore:
     def referenced_artifact_ids(self) -> set[str]:
         """Every artifact id any record refers to; CAS objects outside this set are orphans."""
         found: set[str] = set()
-        for name, column in ARTIFACT_REFERENCE_COLUMNS:
-            found.update(row[column] for row in self._rows(name) if row[column] is not None)
+        for name, column in (*ARTIFACT_REFERENCE_COLUMNS, PINNED_PROFILE_COLUMN):
+            found.update(row.get(column) for row in self._rows(name) if row.get(column) is not None)
         list_table, list_column = ARTIFACT_LIST_COLUMN
         for row in self._rows(list_table):
             found.update(row[list_column] or ())

@@ -94,6 +94,10 @@ ARTIFACT_REFERENCE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("prompt_links", "context_artifact_id"),
 )
 ARTIFACT_LIST_COLUMN = ("turns", "input_artifact_ids")
+#: A thread's pinned profile snapshot (`wf_pipeline.profiles.snapshot`): referenced as long as
+#: the thread's row is. Apart from `ARTIFACT_REFERENCE_COLUMNS` because archives written before
+#: the column existed do not hold it.
+PINNED_PROFILE_COLUMN = ("threads", "profile_artifact_id")
 
 
 @dataclass(frozen=True)

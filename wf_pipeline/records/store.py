@@ -63,6 +63,7 @@ from wf_pipeline.records.protocol import (
     GRANT_USE_RATE,
     ID_CHUNK,
     ORDERS,
+    PINNED_PROFILE_COLUMN,
     AuditBuilder,
     RecordT,
     ThreadLease,
@@ -630,7 +631,9 @@ class SqlRecordStore:
     def referenced_artifact_ids(self) -> set[str]:
         """Every artifact id any record refers to; CAS objects outside this set are orphans."""
         tables = self._tables
-        single_columns = [tables[table].c[column] for table, column in ARTIFACT_REFERENCE_COLUMNS]
+        single_columns = [
+            tables[table].c[column] for table, column in (*ARTIFACT_REFERENCE_COLUMNS, PINNED_PROFILE_COLUMN)
+        ]
         list_table, list_column = ARTIFACT_LIST_COLUMN
         found: set[str] = set()
         with self._reading("referenced_artifact_ids") as conn:

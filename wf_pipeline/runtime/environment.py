@@ -15,7 +15,7 @@ from wf_pipeline.errors import CONFIG_PROVIDER_MISSING, ConfigError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
 from wf_pipeline.metadata.records import KekRecord
 from wf_pipeline.metadata.registry import FRAME_KEY_REGISTRY, Budgets
-from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
+from wf_pipeline.profiles import LoadedProfile, ProfileCatalog, default_layers, load_catalog
 from wf_pipeline.profiles.encryption import merged_policy
 from wf_pipeline.providers import Provider, create_provider
 from wf_pipeline.records import RecordStore, open_record_store
@@ -75,6 +75,11 @@ class RuntimeEnv:
     # (`wf_pipeline.runtime.threads.ThreadIdentity`): a parent's id then costs its children,
     # not its whole subtree, in every step after theirs.
     completed_thread_ids: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False, compare=False)
+    # The profile whose code version names the child threads a context reads
+    # (`wf_pipeline.runtime.threads.child_frames`); None: the profile being run. A replay
+    # under a changed profile sets the thread's pinned one, so it reads the children the
+    # thread read, not the threads a changed profile would have made.
+    children_profile: LoadedProfile | None = field(default=None, repr=False, compare=False)
     # Warnings already given once by this runtime (a refused output is met by the final step
     # and again by the run's summary).
     warned: set[str] = field(default_factory=set, repr=False, compare=False)

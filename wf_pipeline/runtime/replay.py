@@ -44,6 +44,7 @@ from wf_pipeline.providers import Provider
 from wf_pipeline.providers.replay import ReplayAnswer, ReplayProvider
 from wf_pipeline.records.scratch import ScratchRecordStore
 from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.pinning import read_pinned_profile
 from wf_pipeline.runtime.requests import differing_fields, recorded_answers
 from wf_pipeline.runtime.targets import Target, target_depth
 from wf_pipeline.runtime.threads import scan_workspace
@@ -223,7 +224,14 @@ def replay_provider_for(
     )
 
 
-def _scratch_env(env: RuntimeEnv, thread_id: str, provider: Provider, *, live_provider: bool) -> _Scratch:
+def _scratch_env(
+    env: RuntimeEnv,
+    thread_id: str,
+    provider: Provider,
+    *,
+    live_provider: bool,
+    children: LoadedProfile | None,
+) -> _Scratch:
     records = ScratchRecordStore(env.records, [thread_id])
     settings = env.settings.model_copy(update={"reuse_responses": False}) if live_provider else env.settings
     scratch = replace(
@@ -234,6 +242,7 @@ def _scratch_env(env: RuntimeEnv, thread_id: str, provider: Provider, *, live_pr
         provider=provider,
         telemetry=DisabledTelemetryRecorder(),
         owns_provider=False,
+        children_profile=children,
         # Shared with the live env: the ids of completed threads are the same in both, and a
         # tree's replays then cost each parent its children, not its whole subtree.
         completed_thread_ids=env.completed_thread_ids,
@@ -251,6 +260,7 @@ def replay_thread(
     *,
     provider: Provider | None = None,
     verify: bool = True,
+    pinned: bool = False,
 ) -> ThreadReplay:
     """Replay ``thread`` in a scratch namespace, and with ``verify`` compare it with its records.
 
@@ -263,6 +273,9 @@ def replay_thread(
         provider: a live provider to ask instead of the recorded answers; None: the
             replay provider (`replay_provider_for`).
         verify: compare every attempt with the recorded one (`compare_attempts`).
+        pinned: replay with the profile the thread pinned when it started
+            (`wf_pipeline.runtime.pinning`) instead of ``loaded``: the recorded retry
+            policies, templates and thresholds; ``loaded`` for a thread that pinned none.
 
     Returns:
         The `ThreadReplay`. A thread with no recorded request is reported with one
@@ -270,14 +283,23 @@ def replay_thread(
 
     Raises:
         RecordError: ``RECORD_UNAVAILABLE`` reading the live records.
-        CasError: ``CAS_BACKEND_ERROR`` reading the live CAS.
+        CasError: ``CAS_BACKEND_ERROR`` reading the live CAS; ``CAS_NOT_FOUND`` for a
+            pinned profile snapshot that is gone.
+        ProfileError: ``PROFILE_SNAPSHOT_INVALID`` for a pinned snapshot that does not
+            rebuild its code version.
     """
+    pinned_profile = read_pinned_profile(env, thread)
+    if pinned and pinned_profile is not None:
+        loaded = pinned_profile
     recorded = env.records.turns_for_thread(thread.thread_id)
     live_provider = provider is not None
     chosen = provider or replay_provider_for(env, thread.thread_id, recorded)
     if chosen is None:
         return _unreplayable(thread, recorded)
-    scratch = _scratch_env(env, thread.thread_id, chosen, live_provider=live_provider)
+    # The children as the thread read them: their threads under its pinned code version.
+    scratch = _scratch_env(
+        env, thread.thread_id, chosen, live_provider=live_provider, children=pinned_profile
+    )
     node = next((n for n in scan.nodes if n.path == target.path), None)
     start = thread.model_copy(
         update={
@@ -349,7 +371,12 @@ def latest_threads(env: RuntimeEnv, workflow_id: str) -> dict[str, ThreadRecord]
 
 
 def replay_targets(
-    env: RuntimeEnv, loaded: LoadedProfile, targets: Sequence[Target], *, verify: bool = True
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    targets: Sequence[Target],
+    *,
+    verify: bool = True,
+    pinned: bool = False,
 ) -> dict[str, ThreadReplay | None]:
     """Replay the latest thread of each target (`latest_threads`), deepest first; one scan per tree.
 
@@ -358,6 +385,7 @@ def replay_targets(
         loaded: the profile.
         targets: the targets (partitions) to replay.
         verify: compare each replay with its records.
+        pinned: replay each thread with its pinned profile (`replay_thread`).
 
     Returns:
         Target key -> its `ThreadReplay`, or None when the target has no recorded thread.
@@ -374,7 +402,7 @@ def replay_targets(
         found[target.key] = (
             None
             if thread is None
-            else replay_thread(env, loaded, thread, target, scans[target.root], verify=verify)
+            else replay_thread(env, loaded, thread, target, scans[target.root], verify=verify, pinned=pinned)
         )
     return found
 

@@ -247,11 +247,12 @@ def recorded_answers(
 
 
 def reusable_answer(records: RecordStore, digest_: str) -> RecordedAnswer | None:
-    """The newest recorded response to request ``digest_`` that gave an output, if any.
+    """The newest recorded response to request ``digest_`` whose attempt completed, if any.
 
-    Only a response that passed the output checks (size and shape) is reused: a reply that
-    failed them would fail again, where a fresh call may not. A gate's verdict is not part
-    of the answer (the gate runs again, under the profile's rules of now).
+    Only an answer that made its turn complete is reused: a reply that failed the output
+    checks (size, shape) or a gate that stopped its thread would fail again, where a fresh
+    call may not (a resume of a thread that failed at a gate asks the provider anew). The
+    gate still runs on a reused answer, under the profile's rules of now.
 
     Args:
         records: the record store to read.
@@ -264,6 +265,6 @@ def reusable_answer(records: RecordStore, digest_: str) -> RecordedAnswer | None
         RecordError: ``RECORD_UNAVAILABLE``.
     """
     for record in reversed(records.turns_for_request(digest_)):
-        if is_answer(record) and record.response_artifact_id and record.output_artifact_id:
+        if is_answer(record) and record.response_artifact_id and record.status == "completed":
             return RecordedAnswer.of(record)
     return None

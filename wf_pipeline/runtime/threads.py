@@ -22,6 +22,7 @@ from wf_pipeline.metadata.payloads import ContextPayload
 from wf_pipeline.metadata.records import ThreadRecord, now_ms, thread_id_from_key
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.profiles.retention import class_of_link
+from wf_pipeline.profiles.snapshot import SNAPSHOT_ROLE, profile_snapshot
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import usable_artifact
 from wf_pipeline.runtime.masking import audit_unmasked_context, context_view, masked_payload
@@ -50,6 +51,9 @@ class ThreadPlan:
         thread: the recorded thread, or the new pending one.
         reusable: the thread completed and its final artifact is still in the CAS.
         recorded: whether ``thread`` is in the record store.
+        snapshot: for a new thread, the bytes of its profile snapshot
+            (`wf_pipeline.profiles.snapshot`), whose id the thread records as
+            ``profile_artifact_id``; None for a recorded thread.
     """
 
     target: Target
@@ -57,22 +61,27 @@ class ThreadPlan:
     thread: ThreadRecord
     reusable: bool
     recorded: bool = True  # False for a new thread not saved yet
+    snapshot: bytes | None = field(default=None, repr=False)
 
     def save_if_new(self, env: RuntimeEnv) -> ThreadRecord:
-        """Save a new thread to ``env.records``; a recorded one is left alone.
+        """Save a new thread to ``env.records``, its profile snapshot first; a recorded one is left alone.
 
-        The insert never replaces a row another process saved in the meantime (it may have
-        run turns already): `RecordStore.add_thread`.
+        The snapshot goes to the CAS before the thread row names it (a crash between leaves
+        at worst an orphan object). The insert never replaces a row another process saved
+        in the meantime (it may have run turns already): `RecordStore.add_thread`.
 
         Returns:
             The thread as recorded.
 
         Raises:
+            CasError: ``CAS_BACKEND_ERROR`` storing the snapshot.
             RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
         """
-        if not self.recorded:
-            return env.records.add_thread(self.thread)
-        return self.thread
+        if self.recorded:
+            return self.thread
+        if self.snapshot is not None:
+            env.cas.put(self.snapshot, artifact_class=class_of_link(SNAPSHOT_ROLE, None))
+        return env.records.add_thread(self.thread)
 
 
 def frame_type_of(loaded: LoadedProfile) -> str:
@@ -224,6 +233,13 @@ class ThreadIdentity:
     scan: TreeScan
     _ids: dict[str, str] = field(default_factory=dict, repr=False)
     _documentable: set[str] | None = field(default=None, repr=False)
+    _snapshot: bytes | None = field(default=None, repr=False)
+
+    def snapshot(self) -> bytes:
+        """The profile snapshot new threads of this scan pin (`wf_pipeline.profiles.snapshot`), made once."""
+        if self._snapshot is None:
+            self._snapshot = profile_snapshot(self.loaded)
+        return self._snapshot
 
     def target(self, path: str) -> Target:
         """The target of ``path`` in this scan (`target_key_for`; ``RUN_NAME_UNREPRESENTABLE``)."""
@@ -362,7 +378,9 @@ def plan_thread(
 
     Returns:
         A `ThreadPlan`: the recorded thread (``reusable`` when it completed and its final
-        artifact is still in the CAS), or a new pending one with ``recorded=False``.
+        artifact is still in the CAS), or a new pending one with ``recorded=False``, its
+        ``profile_version``, ``code_version`` and ``profile_artifact_id`` set and the
+        snapshot's bytes in the plan (stored by `ThreadPlan.save_if_new`).
 
     Raises:
         TreeError: ``TREE_NODE_NOT_FOUND`` when the target is not in the scan.
@@ -376,6 +394,8 @@ def plan_thread(
         return plan_for_thread(env, loaded, target, existing)
     profile = loaded.profile
     stamp = now_ms()
+    # Version pinning: the thread records the profile it starts with, and resumes with it.
+    snapshot = identity.snapshot() if identity.loaded is loaded else profile_snapshot(loaded)
     thread = ThreadRecord(
         thread_id=thread_id,
         workflow_id=profile.workflow_id,
@@ -386,8 +406,13 @@ def plan_thread(
         status="pending",
         created_at_ms=stamp,
         updated_at_ms=stamp,
+        profile_version=profile.version,
+        code_version=loaded.code_version,
+        profile_artifact_id=digest(snapshot),
     )
-    return ThreadPlan(target=target, node_id=node_id, thread=thread, reusable=False, recorded=False)
+    return ThreadPlan(
+        target=target, node_id=node_id, thread=thread, reusable=False, recorded=False, snapshot=snapshot
+    )
 
 
 def plan_for_thread(
@@ -688,7 +713,7 @@ def child_frames(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan, path: s
             output's artifact is missing or corrupt.
         RecordError: ``RECORD_UNAVAILABLE``.
     """
-    outputs = ThreadIdentity(env, loaded, scan).child_outputs(path)
+    outputs = ThreadIdentity(env, env.children_profile or loaded, scan).child_outputs(path)
     output_class = class_of_link("output", final_output_type(loaded))
     return {
         child: env.cas.get_text(artifact, artifact_class=output_class) if artifact else None

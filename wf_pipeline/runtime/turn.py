@@ -51,7 +51,13 @@ from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.profiles.schema import ArtifactPolicy
 from wf_pipeline.providers import ProviderRequest, ProviderResponse
 from wf_pipeline.providers.replay import replays
-from wf_pipeline.providers.retry import Deadline, call_within, is_deterministic, provider_retrying
+from wf_pipeline.providers.retry import (
+    Backoff,
+    Deadline,
+    call_within,
+    is_deterministic,
+    provider_retrying,
+)
 from wf_pipeline.records import TurnCommit
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import (
@@ -235,9 +241,11 @@ def run_turn(
         the thread) with the output artifact, or ``failed`` with the last attempt's error
         code once retries are over.
 
-    Attempts: 1 + min(the turn's retry_limit, thread_policy.max_turn_retries), numbered on
-    from the last recorded attempt, each committed as its own turn record. Only errors
-    the catalogue marks retryable are retried (and, for a provider that declares itself
+    Attempts: the turn's retry policy (`LoadedProfile.retry_policy`: its ``retry`` block,
+    by default 1 + min(retry_limit, thread_policy.max_turn_retries) with the default
+    backoff), numbered on from the last recorded attempt, each committed as its own turn
+    record. Only errors the catalogue marks retryable, and that the policy's
+    ``retryable_codes`` list when it has one, are retried (and, for a provider that declares itself
     ``deterministic``, not an output too large or of the wrong shape, which would repeat), after exponential backoff with jitter and
     never sooner than a server's Retry-After (HTTP, RFC 9110 section 10.2.3;
     `wf_pipeline.providers.retry`). The turn's timeout_ms is a deadline for all attempts
@@ -288,7 +296,9 @@ def run_turn(
 
     snapshot = _snapshot_inputs(env, loaded, thread, target, turn, scan, history)
     gate_spec = profile.gate(turn.gate_id) if turn.gate_id else None
-    max_attempts = 1 + min(turn.retry_limit, profile.thread_policy.max_turn_retries)
+    # The turn's retry policy (`wf_pipeline.profiles.retry`); a resumed or replayed thread's
+    # profile is its pinned snapshot, so its attempts follow the policy they were recorded under.
+    policy = loaded.retry_policy(turn.turn_id)
     first = (latest.attempt + 1) if latest else 1
     # timeout_ms bounds the whole turn: every attempt and every wait between attempts.
     deadline = Deadline(turn.timeout_ms)
@@ -327,10 +337,12 @@ def run_turn(
         return attempt, response, output_bytes, answer
 
     retrying = provider_retrying(
-        max_attempts,
+        policy.attempts,
         deadline,
         deterministic=is_deterministic(env.provider),
         error_of=_recorded_error,
+        backoff=Backoff.of_ms(policy.initial_ms, policy.max_ms, policy.jitter_ms),
+        retries_code=policy.retries,
         # A wait between attempts (a Retry-After may be long) ends when the run is interrupted;
         # the next attempt then records RUN_INTERRUPTED without calling. A replay waits for
         # nothing: its answers are recorded.

@@ -1,4 +1,4 @@
-"""What the CLI and the Dagster definitions call: run, resume, backfill, sync targets, queries.
+"""What the CLI and the Dagster definitions call: run, resume, backfill, migrate, sync targets, queries.
 
 Plain functions over the runtime and the compiler's launch API. Each takes the
 `Settings` it works under as its first argument; none reads the environment.
@@ -7,6 +7,7 @@ Plain functions over the runtime and the compiler's launch API. Each takes the
 from wf_pipeline.service.cas import verify_cas
 from wf_pipeline.service.compaction import CompactionResult, compact
 from wf_pipeline.service.definitions import code_location
+from wf_pipeline.service.migrate import MigrationReport, migrate_workflow
 from wf_pipeline.service.queries import (
     explain_gates,
     list_profiles,
@@ -27,6 +28,7 @@ from wf_pipeline.service.ui import dagster_ui_command
 
 __all__ = [
     "CompactionResult",
+    "MigrationReport",
     "backfill",
     "compact",
     "compact_telemetry",
@@ -36,6 +38,7 @@ __all__ = [
     "dagster_ui_command",
     "list_profiles",
     "list_threads",
+    "migrate_workflow",
     "query_telemetry",
     "resume_thread",
     "run_workflow",

@@ -92,6 +92,7 @@ def replay(
     tree: Path | None = None,
     workflow_id: str | None = None,
     verify: bool = False,
+    pinned: bool = False,
     provider_name: str | None = None,
     provider: Provider | None = None,
     workspace_dir: Path | None = None,
@@ -105,6 +106,8 @@ def replay(
         tree: a tree whose directories' latest threads are replayed.
         workflow_id: the workflow of the tree's threads (default: the only one loaded).
         verify: compare every replay with its records.
+        pinned: replay each thread with the profile it pinned when it started (its
+            templates, thresholds and retry policies), not the profile loaded now.
         provider_name: a registered provider to ask instead of the recorded answers
             (its options from the settings when it is ``settings.provider``).
         provider: a provider object to ask instead (tests, embedding); wins over the name.
@@ -148,7 +151,14 @@ def replay(
             for done, (thread, target) in enumerate(work, start=1):
                 replays.append(
                     replay_thread(
-                        env, loaded, thread, target, scans[target.root], provider=live, verify=verify
+                        env,
+                        loaded,
+                        thread,
+                        target,
+                        scans[target.root],
+                        provider=live,
+                        verify=verify,
+                        pinned=pinned,
                     )
                 )
                 if on_progress is not None:

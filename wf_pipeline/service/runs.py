@@ -48,6 +48,7 @@ from wf_pipeline.runtime import (
     target_depth,
     write_thread_output,
 )
+from wf_pipeline.runtime.pinning import thread_profile
 from wf_pipeline.runtime.threads import target_frame_id
 from wf_pipeline.service.interrupts import stop_on_signals
 from wf_pipeline.settings import Settings
@@ -157,9 +158,15 @@ def resume_thread(
     The workflow comes from the thread's record. ``out_dir``, when given, becomes the
     tree's output place; otherwise the place recorded for the tree applies. Returns the
     `RunSummary` of that one thread. Raises ``RUN_UNKNOWN_THREAD`` (figure: none beyond
-    the id in the message), ``RUN_THREAD_STALE`` when the profile changed since the thread was
-    made (figures: the thread's and the profile's frame ids), ``RUN_PROVIDER_NOT_PORTABLE``, the
-    executor's ``CONFIG_*`` errors (before anything is written), and the errors of `run_workflow`.
+    the id in the message), ``RUN_THREAD_STALE`` when the profile changed since a thread
+    recorded before version pinning was made (figures: the thread's and the profile's frame
+    ids), ``PROFILE_SNAPSHOT_INVALID`` or ``CAS_*`` when a pinned snapshot cannot be read back,
+    ``RUN_PROVIDER_NOT_PORTABLE``, the executor's ``CONFIG_*`` errors (before anything is
+    written), and the errors of `run_workflow`.
+
+    The thread runs with the profile it started with (`wf_pipeline.runtime.pinning`): the
+    current one while its code version is the thread's, else the thread's pinned snapshot,
+    whatever the profile files say now; its Dagster steps are built from that profile too.
     """
     _check_launchable(settings, provider)
     catalog = _catalog(settings, workspace_dir)
@@ -168,20 +175,28 @@ def resume_thread(
         thread = env.records.get_thread(thread_id)
         if thread is None:
             raise RunError(RUN_UNKNOWN_THREAD, f"no thread {thread_id}")
-        loaded = catalog.get(thread.workflow_id)
+        current = catalog.get(thread.workflow_id)
         target = resolve_target(env.records, thread.target_key)
-        current_frame_id = target_frame_id(loaded)
-        if thread.target_frame_id != current_frame_id:
-            # The profile changed since (its code version is part of the thread's identity):
-            # resuming would start another thread, not this one. Refused before anything moves.
-            raise RunError(
-                RUN_THREAD_STALE,
-                f"thread {thread_id} was made for {thread.target_frame_id}; {loaded.profile.workflow_id} "
-                f"now makes {current_frame_id}: run the tree again with wf run",
-                thread_id=thread_id,
-                thread_frame_id=thread.target_frame_id,
-                current_frame_id=current_frame_id,
-            )
+        # The profile the thread started with (version pinning), even if the files changed since.
+        loaded = thread_profile(env, thread, current)
+        if loaded is None:
+            current_frame_id = target_frame_id(current)
+            if thread.target_frame_id != current_frame_id:
+                # Recorded before pinning, and the profile changed since (its code version is
+                # part of the thread's identity): resuming would start another thread, not this
+                # one. Refused before anything moves.
+                raise RunError(
+                    RUN_THREAD_STALE,
+                    f"thread {thread_id} was made for {thread.target_frame_id}; {current.profile.workflow_id} "
+                    f"now makes {current_frame_id}: run the tree again with wf run",
+                    thread_id=thread_id,
+                    thread_frame_id=thread.target_frame_id,
+                    current_frame_id=current_frame_id,
+                )
+            loaded = current
+        if loaded is not current:
+            # The run's steps are built from the pinned profile (`launch_levels`, `level_runner`).
+            catalog = replace(catalog, profiles={**catalog.profiles, loaded.workflow_id: loaded})
         if out_dir is not None:
             register_tree(env.records, target.root, out_dir=out_dir)
         prepare_resume(env, loaded, thread)  # the profile's failure_policy decides where it restarts

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from wf_pipeline.errors import (
     ConfigError,
 )
 from wf_pipeline.profiles import ProfileCatalog, default_layers, load_catalog
+from wf_pipeline.profiles.retention import class_of_link
+from wf_pipeline.profiles.snapshot import SNAPSHOT_ROLE, load_profile_snapshot
 from wf_pipeline.records.connection import is_memory_sqlite, parse_url
 from wf_pipeline.records.memory import MEMORY_SCHEME as RECORDS_MEMORY_SCHEME
 from wf_pipeline.settings import ENVIRONMENT_VARIABLES, Settings
@@ -238,13 +241,28 @@ def load_profiles(settings: Settings, workspace_dir: Path, *, warn: bool = True)
 
 
 def reconstruct_profile_job(
-    workflow_id: str, workspace_dir: str, executor: str, settings_values: Mapping[str, Any]
+    workflow_id: str,
+    workspace_dir: str,
+    executor: str,
+    settings_values: Mapping[str, Any],
+    profile_artifact_id: str | None = None,
 ) -> JobDefinition:
     """The workflow's job as every process of an out-of-process run rebuilds it.
 
     ``settings_values`` are the launcher's `Settings.launch_values` (they name the profile
     layers); each step opens its runtime from the run's resource config.
+    ``profile_artifact_id``, for the run of a resumed thread, names its pinned profile
+    snapshot: the job is built from that profile (read from the CAS through the keyring),
+    not from the workflow's file. Raises the loader's ``PROFILE_*`` errors,
+    ``PROFILE_SNAPSHOT_INVALID`` and ``CAS_*`` for a snapshot that cannot be read back.
     """
     settings = Settings.from_values(settings_values)
-    job = resolve_job(build_definitions(load_profiles(settings, Path(workspace_dir))), workflow_id)
+    catalog = load_profiles(settings, Path(workspace_dir))
+    if profile_artifact_id is not None:
+        data = artifact_reader(settings)(
+            profile_artifact_id, artifact_class=class_of_link(SNAPSHOT_ROLE, None)
+        )
+        pinned = load_profile_snapshot(data, profile_artifact_id)
+        catalog = replace(catalog, profiles={**catalog.profiles, workflow_id: pinned})
+    job = resolve_job(build_definitions(catalog), workflow_id)
     return job.with_executor_def(executor_definition(executor))

@@ -212,7 +212,9 @@ def level_runner(
 
     In process, the steps use ``env`` (provider object included). Out of process, each
     step rebuilds the job (`executors.reconstruct_profile_job`) and opens its runtime from
-    the run's resource config. Raises ``CONFIG_BAD_EXECUTOR``,
+    the run's resource config. The job is built from ``catalog``'s profile of the workflow:
+    for a resume, the thread's pinned profile (out of process: named by its snapshot id,
+    which each step reads back from the CAS). Raises ``CONFIG_BAD_EXECUTOR``,
     ``CONFIG_EXECUTOR_UNAVAILABLE`` or ``CONFIG_BAD_EXECUTOR_CONFIG`` before any run starts.
     """
     if settings.executor == "in_process":
@@ -238,6 +240,8 @@ def level_runner(
             "workspace_dir": str(workspace_dir.resolve()),
             "executor": settings.executor,
             "settings_values": settings.launch_values(),
+            # A resumed thread's pinned profile: every step process rebuilds the job from it.
+            "profile_artifact_id": catalog.get(workflow_id).snapshot_id,
         },
     )
     run_config = {
