@@ -209,12 +209,14 @@ def test_replaying_a_40_directory_tree_makes_no_call_and_every_digest_is_equal(s
     status = main(["replay", "--tree", str(tree), "--verify", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert status == 0, report
-    assert report["threads"] == 40 and report["divergences"] == 0 and report["provider_calls"] == 0
+    counts = report["counts"]
+    assert counts["threads"] == 40 and counts["divergences"] == 0 and counts["provider_calls"] == 0
     with RuntimeEnv.open(settings) as env:
-        for entry in report["replays"]:
+        for entry in report["threads"]:
             recorded = env.records.latest_turns(entry["thread_id"])
-            assert sorted(entry["turns"]) == sorted(TURNS)
-            for turn_id, digests in entry["turns"].items():
+            assert [t["turn_id"] for t in entry["turns"]] == TURNS
+            for digests in entry["turns"]:
+                turn_id = digests["turn_id"]
                 assert digests["request"] == recorded[turn_id].request_digest
                 assert digests["response"] == recorded[turn_id].response_artifact_id
                 assert digests["output"] == recorded[turn_id].output_artifact_id
@@ -253,7 +255,7 @@ def test_wf_replay_of_one_thread_exits_1_and_names_a_changed_file(settings, tmp_
     status = main(["replay", thread.thread_id, "--verify", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert status == 1
-    (entry,) = report["replays"]
+    (entry,) = report["threads"]
     context = next(d for d in entry["divergences"] if d["artifact_class"] == "context_payload")
     assert context["turn_id"] == "evidence_gather"
     why = context["first_difference"]
@@ -420,3 +422,145 @@ def test_a_changed_template_is_the_first_difference_unless_the_thread_replays_it
     assert prompt.first_difference.expected != prompt.first_difference.actual
     pinned = replay(settings, thread_id=thread.thread_id, verify=True, workspace_dir=workspace, pinned=True)
     assert pinned.matched and pinned.provider_calls == 0
+
+
+# --- what review found: resumed, running, gone and unreadable ----------------------------
+
+
+class FailsOnce:
+    """The simulated provider, but verification's first call fails for good (not retryable)."""
+
+    def __init__(self) -> None:
+        self._inner = create_provider("simulated")
+        self.provider_type = self._inner.provider_type
+        self.model = self._inner.model
+        self.failed = False
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        if request.turn_id == "verification" and not self.failed:
+            self.failed = True
+            raise ProviderError("PROVIDER_HTTP_ERROR", "refused once")
+        return self._inner.complete(request)
+
+
+def test_a_resumed_thread_replays_its_attempts_across_both_invocations(settings, tmp_path):
+    from wf_pipeline.service import resume_thread
+
+    tree = tmp_path / "tree"
+    generate_tree(tree, directories=1, fanout=4)
+    provider = FailsOnce()
+    (failed,) = run_workflow(settings, WORKFLOW, tree, provider=provider).threads
+    assert failed.status == "failed"
+    assert resume_thread(settings, failed.thread_id, provider=provider).ok
+    report = replay(settings, thread_id=failed.thread_id, verify=True)
+    assert report.matched, [d.to_json() for t in report.threads for d in t.divergences]
+    outcomes = [(t.status, t.error_code) for t in report.threads[0].turns["verification"]]
+    assert outcomes == [("failed", "PROVIDER_HTTP_ERROR"), ("completed", None)]
+
+
+def test_a_tree_replay_skips_unfinished_threads_and_reports_gone_directories(settings, tmp_path, capsys):
+    tree = _documented(settings, tmp_path, 5)
+    with RuntimeEnv.open(settings) as env:
+        threads = {t.target_path: t for t in env.records.list_threads(WORKFLOW)}
+        leaves = sorted(p for p in threads if p != ".")
+        running = threads[leaves[0]].model_copy(update={"status": "running"})
+        env.records.save_thread(running)
+    shutil.rmtree(tree / leaves[1])
+    status = main(["replay", "--tree", str(tree), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert leaves[0] in report["unrecorded"]
+    assert leaves[0] not in {t["target_path"] for t in report["threads"]}
+    by_path = {t["target_path"]: t for t in report["threads"]}
+    # Unverified, a replay that cannot complete still fails: the root's context lost a child.
+    assert status == 1 and by_path["."]["error_code"] == REPLAY_RESPONSE_MISSING
+    assert all(t["status"] == "completed" for path, t in by_path.items() if path != ".")
+    status = main(["replay", "--tree", str(tree), "--verify", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 1 and not report["matched"]
+    assert report["gone"] == [{"target_path": leaves[1], "thread_id": threads[leaves[1]].thread_id}]
+
+
+def test_a_deleted_tree_fails_its_own_partitions_only(settings, tmp_path):
+    from wf_pipeline.runtime.replay import replay_targets
+    from wf_pipeline.service import sync_targets
+
+    kept = _documented(settings, tmp_path, 2)
+    other = tmp_path / "other"
+    generate_tree(other, directories=2, fanout=4)
+    assert run_workflow(settings, WORKFLOW, other).ok
+    keys = (
+        sync_targets(settings, WORKFLOW, kept)["targets"] + sync_targets(settings, WORKFLOW, other)["targets"]
+    )
+    shutil.rmtree(other)
+    with RuntimeEnv.open(settings) as env:
+        from wf_pipeline.runtime import resolve_target
+
+        targets = [resolve_target(env.records, key) for key in keys]
+        replays = replay_targets(env, env.catalog.get(WORKFLOW), targets)
+    for target in targets:
+        replayed = replays[target.key]
+        if target.root == other:
+            assert replayed.error_code == "TREE_PATH_MISSING" and not replayed.matched
+        else:
+            assert replayed.matched
+
+
+def test_causes_name_the_template_file_the_gate_rules_and_an_unreadable_response(settings, tmp_path):
+    _documented(settings, tmp_path, 1)
+    with RuntimeEnv.open(settings) as env:
+        (thread,) = env.records.list_threads(WORKFLOW)
+        latest = env.records.latest_turns(thread.thread_id)
+        env.cas.delete(latest["readme_struct"].response_artifact_id)
+    workspace = _workspace_with_edited_template(tmp_path)
+    profile = workspace / "profiles" / f"{WORKFLOW}.yaml"
+    text = profile.read_text()
+    assert "max_drift: 0.15" in text
+    profile.write_text(text.replace("max_drift: 0.15", "max_drift: 0.0"))
+    (replayed,) = replay(settings, thread_id=thread.thread_id, verify=True, workspace_dir=workspace).threads
+    by_class = {(d.turn_id, d.artifact_class): d for d in replayed.divergences}
+    missing = by_class[("readme_struct", "provider_response")].first_difference
+    assert missing.input == "response" and "unreadable (CAS_NOT_FOUND)" in missing.detail
+    assert replayed.error_code == REPLAY_RESPONSE_MISSING
+
+
+def test_a_changed_threshold_is_the_cause_of_a_changed_verdict(settings, tmp_path):
+    _documented(settings, tmp_path, 1)
+    workspace = tmp_path / "strict"
+    (workspace / "profiles").mkdir(parents=True)
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    text = (REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text()
+    strict = text.replace(
+        "    required_fields: [verified_claims]\n",
+        "    required_fields: [verified_claims]\n    rules:\n      min_verified_claims: 1000\n",
+    )
+    assert strict != text
+    (workspace / "profiles" / f"{WORKFLOW}.yaml").write_text(strict)
+    with RuntimeEnv.open(settings) as env:
+        (thread,) = env.records.list_threads(WORKFLOW)
+    (replayed,) = replay(settings, thread_id=thread.thread_id, verify=True, workspace_dir=workspace).threads
+    gate = next(d for d in replayed.divergences if d.artifact_class == "gate")
+    assert gate.turn_id == "verification" and gate.first_difference.input == "gate_rules"
+    outcome = next(d for d in replayed.divergences if d.artifact_class == "attempts")
+    assert outcome.first_difference.input == "gate_rules"
+
+
+def test_the_template_cause_names_the_template_file(settings, tmp_path):
+    _documented(settings, tmp_path, 1)
+    workspace = _workspace_with_edited_template(tmp_path)
+    with RuntimeEnv.open(settings) as env:
+        (thread,) = env.records.list_threads(WORKFLOW)
+    (replayed,) = replay(settings, thread_id=thread.thread_id, verify=True, workspace_dir=workspace).threads
+    prompt = next(d for d in replayed.divergences if d.artifact_class == "prompt_render")
+    assert prompt.first_difference.input == "template"
+    assert "style_refine.md of turn style_refine" in prompt.first_difference.detail
+
+
+def test_wf_provider_replay_is_refused_with_a_pointer_to_wf_replay(settings, tmp_path, capsys):
+    from wf_pipeline.errors import PROVIDER_CONFIG_INVALID
+
+    with pytest.raises(ProviderError) as refused:
+        create_provider("replay")
+    assert refused.value.code == PROVIDER_CONFIG_INVALID
+    tree = _documented(settings, tmp_path, 1)
+    assert main(["replay", "--tree", str(tree), "--provider", "replay", "--verify"]) == 0
+    assert "every digest equal" in capsys.readouterr().out

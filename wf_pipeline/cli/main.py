@@ -340,10 +340,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _render_replay(console: Console, r: dict) -> None:
-    for t in r["replays"]:
-        state = "matched" if t["matched"] else ("diverged" if t["divergences"] else t["status"])
-        code = f" ({t['error_code']})" if t["error_code"] else ""
-        print_line(console, f"{t['thread_id']} {t['target_path']}: {state}{code}")
+    for t in r["threads"]:
+        if t["unreplayable"]:
+            state = f"not replayed: {t['unreplayable']}"
+        elif t["matched"]:
+            state = "matched" if r["verified"] else "completed"
+        else:
+            state = "diverged" if t["divergences"] else f"{t['status']} ({t['error_code']})"
+        print_line(console, f"{t['thread_id']} {t['target_path']}: {state}")
         for d in t["divergences"]:
             why = d["first_difference"]
             cause = (
@@ -357,17 +361,22 @@ def _render_replay(console: Console, r: dict) -> None:
                 f"  {d['turn_id']} attempt {d['attempt']} {d['artifact_class']}: "
                 f"expected {d['expected']}, got {d['actual']}{cause}",
             )
-    verdict = "every digest equal" if r["matched"] else f"{plural(r['divergences'], 'divergence')}"
+    for g in r["gone"]:
+        print_line(console, f"{g['thread_id']} {g['target_path']}: recorded, no longer in the tree")
+    c = r["counts"]
+    if r["verified"]:
+        verdict = "every digest equal" if r["matched"] else f"{plural(c['divergences'], 'divergence')}"
+    else:
+        verdict = f"{c['matched']} completed, {c['threads'] - c['matched']} not"
+    extra = [f"{plural(c['provider_calls'], 'provider call')}"]
+    if c["unrecorded"]:
+        extra.append(f"{plural(c['unrecorded'], 'directory', 'directories')} with no finished thread")
+    if c["gone"]:
+        extra.append(f"{plural(c['gone'], 'recorded directory', 'recorded directories')} gone")
     print_line(
         console,
-        f"{plural(r['threads'], 'thread')} replayed with {r['provider']}"
-        f"{' and verified' if r['verified'] else ''}: {verdict}; "
-        f"{plural(r['provider_calls'], 'provider call')}"
-        + (
-            f"; {plural(len(r['unrecorded']), 'directory', 'directories')} never documented"
-            if r["unrecorded"]
-            else ""
-        ),
+        f"{plural(c['threads'], 'thread')} replayed with {r['provider']}"
+        f"{' and verified' if r['verified'] else ''}: {verdict}; " + "; ".join(extra),
     )
 
 

@@ -149,7 +149,9 @@ def _evaluation(key: AssetKey, partition: str, replayed: ThreadReplay | None) ->
         passed=passed,
         partition=partition,
         severity=AssetCheckSeverity.ERROR,
-        description=None if passed else f"{len(replayed.divergences)} divergences from the records",
+        description=None
+        if passed
+        else (replayed.unreplayable or f"{len(replayed.divergences)} divergences from the records"),
         metadata=_metadata(replayed),
     )
 
@@ -166,5 +168,6 @@ def _metadata(replayed: ThreadReplay) -> dict[str, Any]:
             "digests": MetadataValue.json(replayed.digests()),
             "divergence_list": MetadataValue.json([d.to_json() for d in replayed.divergences]),
             **({"error_code": replayed.error_code} if replayed.error_code else {}),
+            **({"unreplayable": replayed.unreplayable} if replayed.unreplayable else {}),
         }
     )

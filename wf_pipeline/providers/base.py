@@ -138,4 +138,4 @@ def create_provider(
 
 
 def _load_builtin() -> None:
-    from wf_pipeline.providers import offline, openai, simulated  # noqa: F401
+    from wf_pipeline.providers import offline, openai, replay, simulated  # noqa: F401

@@ -20,8 +20,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wf_pipeline.errors import CATALOGUE, REPLAY_RESPONSE_MISSING, ProviderError, WfError
-from wf_pipeline.providers.base import ProviderRequest, ProviderResponse
+from wf_pipeline.errors import (
+    CATALOGUE,
+    PROVIDER_CONFIG_INVALID,
+    REPLAY_RESPONSE_MISSING,
+    ProviderError,
+    WfError,
+)
+from wf_pipeline.providers.base import ProviderRequest, ProviderResponse, register_provider
 
 PROVIDER_NAME = "replay"
 
@@ -133,6 +139,17 @@ def replayed_failure(answer: ReplayAnswer, request: ProviderRequest) -> WfError:
     error_class = entry.error_class if entry is not None else ProviderError
     message = answer.error_text or f"recorded failure of turn {request.turn_id}"
     return error_class(code, message, turn_id=request.turn_id, replayed=True)
+
+
+@register_provider(PROVIDER_NAME)
+def _replay_factory(options: Mapping[str, Any], env: Mapping[str, str]) -> ReplayProvider:
+    # The replay provider is built from a thread's records, not from settings.
+    raise ProviderError(
+        PROVIDER_CONFIG_INVALID,
+        "the replay provider answers from a thread's recorded answers and is not set with WF_PROVIDER: "
+        "use wf replay, or the workflow's replay job in Dagster",
+        option="provider",
+    )
 
 
 def replays(provider: object) -> bool:

@@ -29,12 +29,13 @@ same, the provider's answer or the gate's rules.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wf_pipeline.cas.scratch import ScratchArtifactStore
-from wf_pipeline.errors import CasError, WfError
+from wf_pipeline.errors import REPLAY_RESPONSE_MISSING, CasError, WfError
 from wf_pipeline.metadata.canonical import parse_json
 from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
 from wf_pipeline.metadata.records import GateRecord, ThreadRecord, TurnRecord
@@ -44,6 +45,7 @@ from wf_pipeline.providers import Provider
 from wf_pipeline.providers.replay import ReplayAnswer, ReplayProvider
 from wf_pipeline.records.scratch import ScratchRecordStore
 from wf_pipeline.runtime.environment import RuntimeEnv
+from wf_pipeline.runtime.failure import prepare_resume
 from wf_pipeline.runtime.pinning import read_pinned_profile
 from wf_pipeline.runtime.requests import differing_fields, recorded_answers
 from wf_pipeline.runtime.targets import Target, target_depth
@@ -137,6 +139,8 @@ class ThreadReplay:
         divergences: what differs from the records (empty when not verified or all equal).
         provider_calls: calls a live provider answered (0 for the replay provider).
         verified: whether the replay was compared with the records.
+        unreplayable: ``CODE: message`` when the replay could not run at all (its tree is
+            gone, a store failed); such a replay never matches.
     """
 
     thread_id: str
@@ -148,25 +152,47 @@ class ThreadReplay:
     divergences: tuple[Divergence, ...] = ()
     provider_calls: int = 0
     verified: bool = False
+    unreplayable: str | None = None
 
     @property
     def matched(self) -> bool:
-        """Whether nothing diverged (and, unverified, whether the replay completed)."""
+        """Whether the replay ran and nothing diverged (unverified: whether it completed)."""
+        if self.unreplayable is not None:
+            return False
         return not self.divergences and (self.verified or self.status == "completed")
 
-    def digests(self) -> dict[str, dict[str, str | None]]:
-        """Turn id -> the replay's final digests: ``request``, ``response``, ``output``, ``gate``."""
-        found: dict[str, dict[str, str | None]] = {}
+    def digests(self) -> list[dict[str, Any]]:
+        """Each replayed turn in seq order: ``turn_id``, ``attempts``, and its last attempt's
+        ``request``, ``response``, ``output`` digests and ``gate`` outcome."""
+        found: list[dict[str, Any]] = []
         for turn_id, attempts in self.turns.items():
             last = attempts[-1]
             gate = next((g for g in self.gates.get(turn_id, ()) if g.attempt == last.attempt), None)
-            found[turn_id] = {
-                "request": last.request_digest,
-                "response": last.response_artifact_id,
-                "output": last.output_artifact_id,
-                "gate": gate.outcome if gate else None,
-            }
+            found.append(
+                {
+                    "turn_id": turn_id,
+                    "attempts": len(attempts),
+                    "request": last.request_digest,
+                    "response": last.response_artifact_id,
+                    "output": last.output_artifact_id,
+                    "gate": gate.outcome if gate else None,
+                }
+            )
         return found
+
+    def to_json(self) -> dict[str, Any]:
+        """The replay as JSON: ids, status, the turns' digests (`digests`) and the divergences."""
+        return {
+            "thread_id": self.thread_id,
+            "target_path": self.target_path,
+            "status": self.status,
+            "error_code": self.error_code,
+            "matched": self.matched,
+            "unreplayable": self.unreplayable,
+            "provider_calls": self.provider_calls,
+            "turns": self.digests(),
+            "divergences": [d.to_json() for d in self.divergences],
+        }
 
 
 @dataclass
@@ -209,8 +235,16 @@ def replay_provider_for(
             try:
                 text = env.cas.get_text(answer.response_artifact_id, artifact_class=RESPONSE_CLASS)
             except CasError as exc:
-                # Expired or gone: the replay has no answer from here on (REPLAY_RESPONSE_MISSING).
+                # Expired, shredded, gone or corrupt: the replay has no answer from here on,
+                # and says which and why.
                 log.warning("%s: recorded response %s is unreadable", exc.code, answer.response_artifact_id)
+                found.append(
+                    ReplayAnswer(
+                        text=None,
+                        error_code=REPLAY_RESPONSE_MISSING,
+                        error_text=f"the recorded response {answer.response_artifact_id} is unreadable ({exc.code})",
+                    )
+                )
                 break
             found.append(ReplayAnswer(text=text))
         return found
@@ -313,10 +347,12 @@ def replay_thread(
     )
     scratch.records.save_thread(start)
     status, error_code, calls = "completed", None, 0
+    recorded_attempts = Counter(record.turn_id for record in recorded)
     for turn in loaded.profile.ordered_turns():
-        current = scratch.records.get_thread(thread.thread_id) or start
         try:
-            out = run_turn(scratch.env, loaded, current, target, turn.turn_id, scan)
+            out = _replay_turn(
+                scratch, loaded, thread.thread_id, target, turn.turn_id, scan, recorded_attempts
+            )
         except WfError as exc:
             status, error_code = "failed", exc.code
             log.warning(
@@ -356,14 +392,47 @@ def replay_thread(
     )
 
 
+def _replay_turn(
+    scratch: _Scratch,
+    loaded: LoadedProfile,
+    thread_id: str,
+    target: Target,
+    turn_id: str,
+    scan: TreeScan,
+    recorded_attempts: Mapping[str, int],
+) -> Any:
+    """Run one turn in the scratch namespace as often as the thread's records show it was run.
+
+    A turn that failed and was resumed (``wf resume``, a repair) holds attempts beyond one
+    invocation's retry budget: each later invocation is replayed the way a resume makes it,
+    after `prepare_resume`, so the recorded answers are given back in the same order.
+    """
+    while True:
+        current = scratch.records.get_thread(thread_id)
+        out = run_turn(scratch.env, loaded, current, target, turn_id, scan)
+        made = len([r for r in scratch.records.scratch.turns_for_thread(thread_id) if r.turn_id == turn_id])
+        if out.status == "completed" or made >= recorded_attempts.get(turn_id, 0) or out.attempt == 0:
+            return out
+        prepare_resume(scratch.env, loaded, scratch.records.get_thread(thread_id) or current)
+
+
+#: Thread statuses a replay compares with: a thread still pending or running is not finished.
+FINISHED = ("completed", "failed", "aborted")
+
+
 def latest_threads(env: RuntimeEnv, workflow_id: str) -> dict[str, ThreadRecord]:
-    """Target key -> the most recently updated thread of ``workflow_id`` there: what a replay of the target replays.
+    """Target key -> the most recently updated finished thread of ``workflow_id`` there: what a replay of the target replays.
+
+    A thread still ``pending`` or ``running`` (a run is at work on it) is left out: its
+    records are not complete, so a comparison would report what is still to come.
 
     Raises:
         RecordError: ``RECORD_UNAVAILABLE``.
     """
     latest: dict[str, ThreadRecord] = {}
     for thread in env.records.list_threads(workflow_id):
+        if thread.status not in FINISHED:
+            continue
         known = latest.get(thread.target_key)
         if known is None or (thread.updated_at_ms, thread.thread_id) > (known.updated_at_ms, known.thread_id):
             latest[thread.target_key] = thread
@@ -395,16 +464,51 @@ def replay_targets(
         RecordError, CasError: reading the live stores.
     """
     latest = latest_threads(env, loaded.workflow_id)
-    scans = {root: scan_workspace(env, loaded, root) for root in dict.fromkeys(t.root for t in targets)}
+    scans: dict[Any, TreeScan | WfError] = {}
+    for root in dict.fromkeys(t.root for t in targets):
+        try:
+            scans[root] = scan_workspace(env, loaded, root)
+        except WfError as exc:  # a tree moved or deleted: its targets fail, the others replay
+            scans[root] = exc
     found: dict[str, ThreadReplay | None] = {}
     for target in sorted(targets, key=lambda t: (-target_depth(t), t.key)):
         thread = latest.get(target.key)
-        found[target.key] = (
-            None
-            if thread is None
-            else replay_thread(env, loaded, thread, target, scans[target.root], verify=verify, pinned=pinned)
-        )
+        scan = scans[target.root]
+        if thread is None:
+            found[target.key] = None
+        elif isinstance(scan, WfError):
+            found[target.key] = unreplayable(thread, scan)
+        else:
+            try:
+                found[target.key] = replay_thread(
+                    env, loaded, thread, target, scan, verify=verify, pinned=pinned
+                )
+            except WfError as exc:
+                found[target.key] = unreplayable(thread, exc)
     return found
+
+
+def unreplayable(thread: ThreadRecord, error: WfError) -> ThreadReplay:
+    """The replay of a thread that could not run (its tree is gone, a store failed): failed, with the code.
+
+    Args:
+        thread: the recorded thread.
+        error: why it could not be replayed.
+
+    Returns:
+        A `ThreadReplay` with ``status`` ``failed``, ``error_code`` the error's code and
+        ``unreplayable`` its message (figures, never payload); it never matches.
+    """
+    return ThreadReplay(
+        thread_id=thread.thread_id,
+        target_path=thread.target_path,
+        status="failed",
+        error_code=error.code,
+        turns={},
+        gates={},
+        verified=True,
+        unreplayable=f"{error.code}: {error.message}",
+    )
 
 
 def _unreplayable(thread: ThreadRecord, recorded: Sequence[TurnRecord]) -> ThreadReplay:
@@ -458,9 +562,10 @@ def compare_attempts(
     """Every divergence between a thread's recorded attempts and its replay's, turn by turn.
 
     Attempt n of a turn is set beside attempt n of the replay: their context, rendered
-    prompt, response and output digests, their error codes, and the verdict of the gate
-    on the last one. A turn the replay did not reach, or an attempt only one side made,
-    is an ``attempts`` divergence.
+    prompts (user and system), response and output digests, their outcomes (status and
+    error code), and the verdict of the gate on the last one. A turn the replay did not
+    reach, or an attempt only one side made, is an ``attempts`` divergence. Each
+    divergence gets the first difference that explains its own class (`_cause`).
 
     Args:
         live: the live runtime (the recorded artifacts are read from it).
@@ -486,51 +591,175 @@ def compare_attempts(
         actual = tuple(replayed.get(turn.turn_id, ()))
         if not expected and not actual:
             continue
+        pair = _Pair(
+            live,
+            scratch,
+            thread,
+            turn,
+            expected_gates.get(turn.turn_id, ()),
+            replayed_gates.get(turn.turn_id, ()),
+        )
         for index in range(max(len(expected), len(actual))):
             before = expected[index] if index < len(expected) else None
             after = actual[index] if index < len(actual) else None
-            found += _attempt_divergences(live, scratch, thread, turn.turn_id, index + 1, before, after)
-        found += _gate_divergences(thread, turn.turn_id, expected, actual, expected_gates, replayed_gates)
+            found += pair.attempt_divergences(index + 1, before, after)
+        found += pair.gate_divergences(expected, actual)
     return found
 
 
-def _attempt_divergences(
-    live: RuntimeEnv,
-    scratch: RuntimeEnv,
-    thread: ThreadRecord,
-    turn_id: str,
-    attempt: int,
-    before: TurnRecord | None,
-    after: TurnRecord | None,
-) -> list[Divergence]:
+@dataclass(frozen=True)
+class _Pair:
+    """One turn of a thread, recorded and replayed: what its divergences are compared with."""
+
+    live: RuntimeEnv
+    scratch: RuntimeEnv
+    thread: ThreadRecord
+    turn: Any
+    expected_gates: Sequence[GateRecord]
+    actual_gates: Sequence[GateRecord]
+
     def divergence(
-        artifact_class: str, expected: Any, actual: Any, why: FirstDifference | None
+        self, attempt: int, artifact_class: str, expected: Any, actual: Any, why: FirstDifference | None
     ) -> Divergence:
         return Divergence(
-            thread.thread_id, thread.target_path, turn_id, attempt, artifact_class, expected, actual, why
+            self.thread.thread_id,
+            self.thread.target_path,
+            self.turn.turn_id,
+            attempt,
+            artifact_class,
+            expected,
+            actual,
+            why,
         )
 
-    if before is None or after is None:
-        outcome = _outcome(before), _outcome(after)
-        return [divergence("attempts", *outcome, FirstDifference("attempts", *outcome))]
-    why = _first_difference(live, scratch, before, after)
-    found: list[Divergence] = []
-    old, new = before.request or {}, after.request or {}
-    pairs = (
-        (
-            "context_payload",
-            (old.get("inputs") or {}).get(CONTEXT_REF),
-            (new.get("inputs") or {}).get(CONTEXT_REF),
-        ),
-        ("prompt_render", old.get("prompt"), new.get("prompt")),
-        ("provider_response", before.response_artifact_id, after.response_artifact_id),
-        ("output", before.output_artifact_id, after.output_artifact_id),
-        ("attempts", _outcome(before), _outcome(after)),
+    def attempt_divergences(
+        self, attempt: int, before: TurnRecord | None, after: TurnRecord | None
+    ) -> list[Divergence]:
+        if before is None or after is None:
+            outcome = _outcome(before), _outcome(after)
+            why = FirstDifference("attempts", *outcome, self._missing_attempt(before, after))
+            return [self.divergence(attempt, "attempts", *outcome, why)]
+        old, new = before.request or {}, after.request or {}
+        compared = (
+            (
+                "context_payload",
+                "inputs.context",
+                _inputs(old).get(CONTEXT_REF),
+                _inputs(new).get(CONTEXT_REF),
+            ),
+            ("prompt_render", "system_prompt", old.get("system_prompt"), new.get("system_prompt")),
+            ("prompt_render", "prompt", old.get("prompt"), new.get("prompt")),
+            ("provider_response", "response", before.response_artifact_id, after.response_artifact_id),
+            ("output", "output", before.output_artifact_id, after.output_artifact_id),
+            ("attempts", "outcome", _outcome(before), _outcome(after)),
+        )
+        return [
+            self.divergence(attempt, artifact_class, expected, actual, self._cause(kind, before, after))
+            for artifact_class, kind, expected, actual in compared
+            if expected != actual
+        ]
+
+    def _missing_attempt(self, before: TurnRecord | None, after: TurnRecord | None) -> str:
+        if after is None and before is not None:
+            return "the replay made fewer attempts (an earlier turn or attempt ended otherwise)"
+        return "the replay made an attempt the records do not hold"
+
+    def _cause(self, kind: str, before: TurnRecord, after: TurnRecord) -> FirstDifference | None:
+        """The first difference that explains a divergence of ``kind`` (`CAUSE_ORDER`, then answers, then gates)."""
+        fields = differing_fields(before.request, after.request)
+        if kind == "inputs.context":
+            fields = [name for name in fields if name == "inputs.context"]
+        elif kind == "system_prompt":
+            fields = [
+                name
+                for name in fields
+                if name in ("system_template", "system_prompt") or name.startswith("inputs.")
+            ]
+        elif kind == "prompt":
+            fields = [name for name in fields if name not in ("system_template", "system_prompt")]
+        if fields:
+            return self._request_cause(fields[0], before, after)
+        if before.response_artifact_id != after.response_artifact_id:
+            if after.error_code == REPLAY_RESPONSE_MISSING:
+                return FirstDifference("response", before.response_artifact_id, None, after.error_text or "")
+            return FirstDifference(
+                "response",
+                before.response_artifact_id,
+                after.response_artifact_id,
+                "same request, another answer",
+            )
+        if before.error_code != after.error_code:
+            old_gate = next((g for g in self.expected_gates if g.attempt == before.attempt), None)
+            new_gate = next((g for g in self.actual_gates if g.attempt == after.attempt), None)
+            if old_gate is not None and new_gate is not None:
+                return _gate_cause(old_gate, new_gate)
+            return FirstDifference(
+                "response", before.error_code, after.error_code, "same answer, another outcome"
+            )
+        return None
+
+    def _request_cause(self, name: str, before: TurnRecord, after: TurnRecord) -> FirstDifference:
+        old, new = before.request or {}, after.request or {}
+        if name == "request":
+            return FirstDifference(
+                "request", before.request_digest, after.request_digest, "one side recorded no request"
+            )
+        if name.startswith("inputs."):
+            ref = name.split(".", 1)[1]
+            expected, actual = _inputs(old).get(ref), _inputs(new).get(ref)
+            if ref == CONTEXT_REF:
+                return FirstDifference(
+                    name, expected, actual, _context_detail(self.live, self.scratch, expected, actual)
+                )
+            return FirstDifference(name, expected, actual, f"input {ref} (an earlier turn's output) changed")
+        if name in ("template", "system_template"):
+            ref = (
+                self.turn.prompt_ref if name == "template" else getattr(self.turn, "system_prompt_ref", None)
+            )
+            return FirstDifference(
+                name,
+                old.get(name),
+                new.get(name),
+                f"{name.replace('_', ' ')} {ref} of turn {self.turn.turn_id} changed",
+            )
+        return FirstDifference(name, old.get(name), new.get(name))
+
+    def gate_divergences(
+        self, expected: Sequence[TurnRecord], actual: Sequence[TurnRecord]
+    ) -> list[Divergence]:
+        before = _last_gate(expected, self.expected_gates)
+        after = _last_gate(actual, self.actual_gates)
+        verdict = _verdict(before), _verdict(after)
+        if verdict[0] == verdict[1]:
+            return []
+        attempt = (actual or expected)[-1].attempt
+        same_output = (
+            bool(expected and actual) and expected[-1].output_artifact_id == actual[-1].output_artifact_id
+        )
+        if not same_output:
+            why = FirstDifference(
+                "output",
+                expected[-1].output_artifact_id if expected else None,
+                actual[-1].output_artifact_id if actual else None,
+            )
+        elif before is not None and after is not None:
+            why = _gate_cause(before, after)
+        else:
+            why = FirstDifference("gate", *verdict)
+        return [self.divergence(attempt, "gate", *verdict, why)]
+
+
+def _inputs(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    return request.get("inputs") or {}
+
+
+def _gate_cause(before: GateRecord, after: GateRecord) -> FirstDifference:
+    """Why one output got two verdicts: the gate's declaration changed, else its evaluator did."""
+    if before.rules_digest != after.rules_digest:
+        return FirstDifference("gate_rules", before.rules_digest, after.rules_digest, f"gate {after.gate_id}")
+    return FirstDifference(
+        "gate", _verdict(before), _verdict(after), "same output and rules: the gate's evaluator changed"
     )
-    for artifact_class, expected, actual in pairs:
-        if expected != actual:
-            found.append(divergence(artifact_class, expected, actual, why))
-    return found
 
 
 def _outcome(record: TurnRecord | None) -> str | None:
@@ -538,36 +767,6 @@ def _outcome(record: TurnRecord | None) -> str | None:
     if record is None:
         return None
     return record.status if record.error_code is None else f"{record.status}:{record.error_code}"
-
-
-def _gate_divergences(
-    thread: ThreadRecord,
-    turn_id: str,
-    expected: Sequence[TurnRecord],
-    actual: Sequence[TurnRecord],
-    expected_gates: Mapping[str, Sequence[GateRecord]],
-    actual_gates: Mapping[str, Sequence[GateRecord]],
-) -> list[Divergence]:
-    before = _last_gate(expected, expected_gates.get(turn_id, ()))
-    after = _last_gate(actual, actual_gates.get(turn_id, ()))
-    verdict = _verdict(before), _verdict(after)
-    if verdict[0] == verdict[1]:
-        return []
-    attempt = (actual or expected)[-1].attempt
-    same_output = (
-        bool(expected and actual) and expected[-1].output_artifact_id == actual[-1].output_artifact_id
-    )
-    if not same_output:
-        why = FirstDifference(
-            "output",
-            expected[-1].output_artifact_id if expected else None,
-            actual[-1].output_artifact_id if actual else None,
-        )
-    elif before is not None and after is not None and before.rules_digest != after.rules_digest:
-        why = FirstDifference("gate_rules", before.rules_digest, after.rules_digest, f"gate {after.gate_id}")
-    else:
-        why = FirstDifference("gate", *verdict, "same output and rules: the gate's evaluator changed")
-    return [Divergence(thread.thread_id, thread.target_path, turn_id, attempt, "gate", *verdict, why)]
 
 
 def _last_gate(attempts: Sequence[TurnRecord], gates: Sequence[GateRecord]) -> GateRecord | None:
@@ -581,40 +780,6 @@ def _verdict(gate: GateRecord | None) -> str | None:
     if gate is None:
         return None
     return gate.outcome if not gate.reasons else f"{gate.outcome}:{','.join(gate.reasons)}"
-
-
-def _first_difference(
-    live: RuntimeEnv, scratch: RuntimeEnv, before: TurnRecord, after: TurnRecord
-) -> FirstDifference | None:
-    """The first input that differs between two attempts' requests, else what else differs."""
-    fields = differing_fields(before.request, after.request)
-    if fields:
-        name = fields[0]
-        if name == "request":
-            return FirstDifference("request", before.request_digest, after.request_digest)
-        old, new = before.request or {}, after.request or {}
-        if name.startswith("inputs."):
-            ref = name.split(".", 1)[1]
-            expected, actual = (old.get("inputs") or {}).get(ref), (new.get("inputs") or {}).get(ref)
-            detail = (
-                _context_detail(live, scratch, expected, actual)
-                if ref == CONTEXT_REF
-                else (f"input {ref} (an earlier turn's output) changed")
-            )
-            return FirstDifference(name, expected, actual, detail)
-        return FirstDifference(name, old.get(name), new.get(name))
-    if before.response_artifact_id != after.response_artifact_id:
-        return FirstDifference(
-            "response",
-            before.response_artifact_id,
-            after.response_artifact_id,
-            "same request, another answer",
-        )
-    if before.error_code != after.error_code:
-        return FirstDifference(
-            "response", before.error_code, after.error_code, "same request, another outcome"
-        )
-    return None
 
 
 def _context_detail(live: RuntimeEnv, scratch: RuntimeEnv, expected: str | None, actual: str | None) -> str:

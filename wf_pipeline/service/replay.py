@@ -19,6 +19,7 @@ from wf_pipeline.metadata.records import ThreadRecord
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.providers import Provider, create_provider
 from wf_pipeline.providers.base import close_provider
+from wf_pipeline.providers.replay import PROVIDER_NAME
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.replay import ThreadReplay, latest_threads, replay_thread
 from wf_pipeline.runtime.targets import Target, documentable_directories, resolve_target, target_key_for
@@ -39,7 +40,9 @@ class ReplayReport:
         threads: the replays.
         verified: whether each was compared with its records.
         provider: ``replay`` (recorded answers), or the live provider's name.
-        unrecorded: directories of the tree with no recorded thread (nothing to replay).
+        unrecorded: directories of the tree with no finished thread (nothing to replay).
+        gone: recorded directories of the tree that are no longer in it, as
+            ``{"target_path", "thread_id"}``; with ``verified`` they are divergences.
     """
 
     workflow_id: str
@@ -47,11 +50,12 @@ class ReplayReport:
     verified: bool
     provider: str
     unrecorded: tuple[str, ...] = ()
+    gone: tuple[dict[str, str], ...] = ()
 
     @property
     def matched(self) -> bool:
-        """Whether every replay matched (verified) or completed (not verified)."""
-        return all(thread.matched for thread in self.threads)
+        """Whether every replay matched (verified) or completed (not verified), and, verified, no recorded directory is gone."""
+        return all(thread.matched for thread in self.threads) and not (self.verified and self.gone)
 
     @property
     def provider_calls(self) -> int:
@@ -59,29 +63,25 @@ class ReplayReport:
         return sum(thread.provider_calls for thread in self.threads)
 
     def to_json(self) -> dict[str, Any]:
-        """The report as JSON: counts, then each thread with its turns' digests and divergences."""
+        """The report as JSON: ``counts``, then ``threads`` (each `ThreadReplay.to_json`), ``unrecorded`` and ``gone``."""
         return {
             "workflow_id": self.workflow_id,
             "provider": self.provider,
             "verified": self.verified,
             "matched": self.matched,
-            "threads": len(self.threads),
-            "divergent_threads": sum(1 for t in self.threads if t.divergences),
-            "divergences": sum(len(t.divergences) for t in self.threads),
-            "provider_calls": self.provider_calls,
+            "counts": {
+                "threads": len(self.threads),
+                "matched": sum(1 for t in self.threads if t.matched),
+                "divergent": sum(1 for t in self.threads if t.divergences),
+                "unreplayable": sum(1 for t in self.threads if t.unreplayable),
+                "divergences": sum(len(t.divergences) for t in self.threads),
+                "provider_calls": self.provider_calls,
+                "unrecorded": len(self.unrecorded),
+                "gone": len(self.gone),
+            },
+            "threads": [t.to_json() for t in self.threads],
             "unrecorded": list(self.unrecorded),
-            "replays": [
-                {
-                    "thread_id": t.thread_id,
-                    "target_path": t.target_path,
-                    "status": t.status,
-                    "error_code": t.error_code,
-                    "matched": t.matched,
-                    "turns": t.digests(),
-                    "divergences": [d.to_json() for d in t.divergences],
-                }
-                for t in self.threads
-            ],
+            "gone": list(self.gone),
         }
 
 
@@ -126,6 +126,8 @@ def replay(
         RecordError, CasError: reading the live stores.
     """
     catalog = load_profiles(settings, workspace_dir or Path.cwd())
+    if provider_name == PROVIDER_NAME:
+        provider_name = None  # the default: recorded answers
     live = provider
     if live is None and provider_name:
         options = settings.provider_options if provider_name == settings.provider else {}
@@ -141,11 +143,12 @@ def replay(
                 work = [(thread, target)]
                 scans = {target.root: scan_workspace(env, loaded, target.root)}
                 unrecorded: tuple[str, ...] = ()
+                gone: tuple[dict[str, str], ...] = ()
             else:
                 root = check_root(Path(str(tree))).resolve()
                 loaded = catalog.get(workflow_id or only_workflow(catalog))
                 scan = scan_workspace(env, loaded, root)
-                work, unrecorded = _tree_threads(env, loaded, scan)
+                work, unrecorded, gone = _tree_threads(env, loaded, scan)
                 scans = {root: scan}
             replays = []
             for done, (thread, target) in enumerate(work, start=1):
@@ -172,23 +175,33 @@ def replay(
         verified=verify,
         provider=provider_name or (live.provider_type if live is not None else "replay"),
         unrecorded=unrecorded,
+        gone=gone,
     )
 
 
 def _tree_threads(
     env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan
-) -> tuple[list[tuple[ThreadRecord, Target]], tuple[str, ...]]:
-    """Each documented directory's latest thread of the workflow, deepest first; and the directories without one."""
+) -> tuple[list[tuple[ThreadRecord, Target]], tuple[str, ...], tuple[dict[str, str], ...]]:
+    """Each documented directory's latest finished thread, deepest first; the directories without
+    one; and the recorded directories of this tree that are gone from it."""
     latest = latest_threads(env, loaded.workflow_id)
     work: list[tuple[ThreadRecord, Target]] = []
     unrecorded: list[str] = []
+    present: set[str] = set()
     for path in documentable_directories(scan):
         key = target_key_for(scan.root, path)
+        present.add(key)
         thread = latest.get(key)
         if thread is None:
             unrecorded.append(path)
             continue
         work.append((thread, Target(key=key, root=scan.root, path=path)))
+    tree_key = target_key_for(scan.root, ".")
+    gone = tuple(
+        {"target_path": thread.target_path, "thread_id": thread.thread_id}
+        for key, thread in sorted(latest.items())
+        if (key == tree_key or key.startswith(tree_key + "/")) and key not in present
+    )
     if not work:
         raise RunError(
             REPLAY_NOTHING_RECORDED,
@@ -196,4 +209,4 @@ def _tree_threads(
             f"of {scan.root}: run it first (wf run)",
             directories=len(unrecorded),
         )
-    return work, tuple(unrecorded)
+    return work, tuple(unrecorded), gone
