@@ -333,7 +333,11 @@ def test_a_strict_workspace_profile_fails_verification_and_explains_it(tmp_path:
     details = sandbox.wf_json("threads", "show", thread_id)
     gates = {t["turn_id"]: t["gate"] for t in details["turns"]}
     assert gates["evidence_gather"]["findings"] == []
-    assert gates["verification"]["findings"] == [expected]
+    [finding] = gates["verification"]["findings"]
+    # The reason keeps its figures: the claims verified, then the profile's minimum.
+    finding_reason = finding.pop("reason")
+    assert re.fullmatch(r"VERIFIED_CLAIMS_BELOW_MIN:\d+<1000", finding_reason)
+    assert finding == expected
     assert gates["verification"]["rules_digest"].startswith("sha256:")
     shown = sandbox.wf("threads", "show", thread_id)
     assert shown.returncode == 0
@@ -345,16 +349,18 @@ def test_a_strict_workspace_profile_fails_verification_and_explains_it(tmp_path:
         ("evidence_gather", "pass"),
         ("verification", "fail"),
     ]
-    assert explained["turns"][1]["rules"] == {
-        "min_verified_claims": [{k: v for k, v in expected.items() if k != "rule_id"}]
-    }
+    [grouped] = explained["turns"][1]["rules"]["min_verified_claims"]
+    assert grouped.pop("reason").endswith("<1000")
+    assert grouped == {k: v for k, v in expected.items() if k != "rule_id"}
     one = sandbox.wf_json("gates", "explain", thread_id, "--turn", "verification")
     assert [t["turn_id"] for t in one["turns"]] == ["verification"]
     text = sandbox.wf("gates", "explain", thread_id, "--turn", "verification")
     assert text.returncode == 0
     lines = text.stdout.splitlines()
     rule_line = lines.index("  min_verified_claims")
-    assert lines[rule_line + 1].strip().startswith("VERIFIED_CLAIMS_BELOW_MIN at field:verified_claims")
+    assert re.match(
+        r"VERIFIED_CLAIMS_BELOW_MIN:\d+<1000 at field:verified_claims", lines[rule_line + 1].strip()
+    )
 
     unknown_turn = sandbox.wf("gates", "explain", thread_id, "--turn", "no_such_turn", "--json")
     assert unknown_turn.returncode == 1
@@ -370,5 +376,5 @@ def test_a_strict_workspace_profile_fails_verification_and_explains_it(tmp_path:
     )
     evaluation = record.event.dagster_event.asset_check_evaluation_data
     assert not evaluation.passed
-    assert evaluation.metadata["findings"].value == [expected]
+    assert evaluation.metadata["findings"].value == [{**expected, "reason": finding_reason}]
     assert evaluation.metadata["rules_digest"].value == gates["verification"]["rules_digest"]

@@ -456,7 +456,7 @@ def cmd_gates(args: argparse.Namespace) -> int:
     """
     from wf_pipeline import service
 
-    _emit(args, service.explain_gates(_settings(), args.thread_id, args.turn), _render_gate_findings)
+    _emit(args, service.explain_gates(_settings(args), args.thread_id, args.turn), _render_gate_findings)
     return 0
 
 
@@ -473,7 +473,7 @@ def _render_gate_findings(console: Console, d: dict) -> None:
         for rule_id, findings in turn["rules"].items():
             print_line(console, f"  {rule_id}")
             for finding in findings:
-                print_line(console, f"    {finding['code']} at {finding['pointer']}: {finding['hint']}")
+                print_line(console, f"    {finding['reason']} at {finding['pointer']}: {finding['hint']}")
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -1560,13 +1560,13 @@ def _render_thread(console: Console, d: dict) -> None:
         )
     print_table(console, ("seq", "turn", "attempt", "status", "answer", "output artifact", "gate"), rows)
     findings = [
-        (t["turn_id"], t["attempt"], f["rule_id"], f["code"], f["pointer"], f["hint"])
+        (t["turn_id"], t["attempt"], f["rule_id"], f.get("reason") or f["code"], f["pointer"], f["hint"])
         for t in d["turns"]
         if t["gate"] is not None
         for f in t["gate"].get("findings", [])
     ]
     if findings:
-        print_table(console, ("turn", "attempt", "rule", "code", "pointer", "hint"), findings)
+        print_table(console, ("turn", "attempt", "rule", "reason", "pointer", "hint"), findings)
     artifacts = d.get("artifacts", [])
     if artifacts:
         print_table(

@@ -50,16 +50,25 @@ class Finding:
         code: the reason code (``CLAIM_QUOTE_NOT_FOUND``), without its parts.
         pointer: where the evidence is (see the module docstring): ids, paths and lines only.
         hint: a short fixed sentence per code; never payload text.
+        reason: the reason as the evaluator gave it, with its figures
+            (``VERIFIED_CLAIMS_BELOW_MIN:1<3``): codes, ids and numbers only.
     """
 
     rule_id: str
     code: str
     pointer: str
     hint: str
+    reason: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        """``{"rule_id", "code", "pointer", "hint"}``, the shape the gate record keeps."""
-        return {"rule_id": self.rule_id, "code": self.code, "pointer": self.pointer, "hint": self.hint}
+        """``{"rule_id", "code", "pointer", "hint", "reason"}``, the shape the gate record keeps."""
+        return {
+            "rule_id": self.rule_id,
+            "code": self.code,
+            "pointer": self.pointer,
+            "hint": self.hint,
+            "reason": self.reason or self.code,
+        }
 
 
 @dataclass(frozen=True)
@@ -157,9 +166,9 @@ def derive_findings(reasons: Sequence[str], table: FindingTable, subject: GateSu
         code, *parts = text.split(":")
         rule = table.get(code) or GENERIC_FINDINGS.get(code)
         if rule is None:
-            findings.add(Finding(UNMAPPED_RULE, code, "-", _UNMAPPED_HINT))
+            findings.add(Finding(UNMAPPED_RULE, code, "-", _UNMAPPED_HINT, text))
             continue
-        findings.add(Finding(rule.rule_id, code, rule.pointer(tuple(parts), subject), rule.hint))
+        findings.add(Finding(rule.rule_id, code, rule.pointer(tuple(parts), subject), rule.hint, text))
     return tuple(sorted(findings, key=lambda f: (f.rule_id, f.code, f.pointer, f.hint)))
 
 
@@ -167,11 +176,17 @@ def group_by_rule(findings: Sequence[Mapping[str, str]]) -> dict[str, list[dict[
     """Findings (as dicts) grouped by ``rule_id``, rules sorted, each group in the given order.
 
     Returns:
-        rule id -> ``[{"code", "pointer", "hint"}]``. Raises nothing.
+        rule id -> ``[{"code", "reason", "pointer", "hint"}]`` (``reason``: the code with its
+        figures; the code alone for a finding recorded before reasons were kept). Raises nothing.
     """
     grouped: dict[str, list[dict[str, str]]] = {}
     for finding in findings:
         grouped.setdefault(finding["rule_id"], []).append(
-            {"code": finding["code"], "pointer": finding["pointer"], "hint": finding["hint"]}
+            {
+                "code": finding["code"],
+                "reason": finding.get("reason") or finding["code"],
+                "pointer": finding["pointer"],
+                "hint": finding["hint"],
+            }
         )
     return {rule_id: grouped[rule_id] for rule_id in sorted(grouped)}
