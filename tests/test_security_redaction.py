@@ -562,7 +562,14 @@ def _cases() -> list[tuple[str, str, str]]:
     token32, value = _fake(ALNUM, 31) + "7", _literal()
     bearer = _fake(ALNUM, 38) + "q7"
     aws_secret = _fake(ALNUM + "/+", 38) + "a1"
+    # AWS secret keys are base64: one may begin with "/" and still be no file's path.
+    slash_secret = "/" + _fake(ALNUM, 30) + "7q/" + _fake(ALNUM, 6)
     return [
+        (
+            "credentials",
+            f"[default]\naws_access_key_id = x\naws_secret_access_key = {slash_secret}\n",
+            slash_secret,
+        ),
         ("pyproject.toml", f'[tool.publish]\ntoken = "{token32}"\n', token32),
         ("client.py", f'API_TOKEN = "{token32}"\n', token32),
         ("client.go", f'package client\n\nconst apiToken = "{token32}"\n', token32),

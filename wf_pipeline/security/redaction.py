@@ -311,6 +311,13 @@ _CELL_END = re.compile(r"[ \t]*\|")
 _VARIABLE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
 # How a file's path starts (absolute, home, relative).
 _PATH_STARTS = ("/", "~/", "./", "../")
+# What a path's segment holds: name characters only (a base64 secret's "+" or "=" is none).
+_PATH_SEGMENT = re.compile(r"[\w.@~-]+")
+# A word of a path segment (split at "-", "_", "."): a name in any case or CamelCase, maybe a
+# version number after it (``python311``, ``MyProject``, ``x86``, ``2024``).
+_PATH_WORD = re.compile(r"[A-Za-z][a-z]*(?:[A-Z][a-z]*)*\d{0,4}|[A-Z]+\d{0,4}|\d{1,8}")
+# Words at least this long that read as no name make a segment random: a secret, not a folder.
+_PATH_WORD_RANDOM = 8
 # Shortest literal credential: eight characters, as NIST SP 800-63B's minimum for a memorized secret.
 _MIN_LITERAL = 8
 # A credential word a keyword plugin's value may be when it names a field, not a secret.
@@ -753,7 +760,7 @@ def _is_literal(value: str) -> bool:
     """
     if len(value) < _MIN_LITERAL or any(c.isspace() for c in value):
         return False
-    if value.startswith(_PATH_STARTS):
+    if _names_a_path(value):
         return False  # a file's path ("private key: /home/ops/keys/ops.pem"), not its content
     if not (any(c.isalpha() for c in value) and any(c.isdigit() for c in value)):
         return False
@@ -766,6 +773,28 @@ def _is_literal(value: str) -> bool:
         or _REFERENCE.fullmatch(value)
         or PLACEHOLDER_PATTERN.fullmatch(value)
     )
+
+
+def _names_a_path(value: str) -> bool:
+    """Whether ``value`` is a file's path rather than a secret that starts with ``/``.
+
+    It starts like a path (`_PATH_STARTS`) and every segment reads as names: name characters
+    only (`_PATH_SEGMENT`), and no word of eight or more characters that is no name
+    (`_PATH_WORD`). ``/home/ops/keys/ops.pem`` and ``/usr/lib/x86_64-linux-gnu`` are
+    paths; ``/uBFIpI0k+hwsujv60n0t9Ap`` (an AWS secret key may start with ``/``) and
+    ``/abcDEF12ghi/JKL34mno`` are not.
+    """
+    if not value.startswith(_PATH_STARTS):
+        return False
+    for segment in value.split("/"):
+        if segment in ("", ".", "..", "~"):
+            continue
+        if not _PATH_SEGMENT.fullmatch(segment):
+            return False
+        for word in re.split(r"[-_.]", segment):
+            if len(word) >= _PATH_WORD_RANDOM and not _PATH_WORD.fullmatch(word):
+                return False
+    return True
 
 
 def _lower_in_place(text: str) -> str:
