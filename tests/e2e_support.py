@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from wf_pipeline.cas import ArtifactStore, open_cas
 from wf_pipeline.crypto.open import open_keyring
 from wf_pipeline.crypto.store import EncryptedArtifactStore
 from wf_pipeline.profiles.encryption import EncryptionPolicy
+from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.records import open_record_store
 from wf_pipeline.settings import SETTINGS_VARIABLES, Settings
 
@@ -57,3 +59,34 @@ def cas_plaintexts(home: Path, settings: Settings | None = None) -> dict[str, by
     """Every artifact the home's CAS holds, opened and verified: id -> plaintext (``settings``: as `home_store`)."""
     with home_store(home, settings) as store:
         return {artifact_id: store.get(artifact_id) for artifact_id in store.iter_artifact_ids()}
+
+
+WORKFLOW_ID = "docs_writer_thread_v1"
+# A verification report that verifies nothing: the verification gate fails on it.
+EMPTY_REPORT = json.dumps({"verified_claims": [], "rejected_claims": [], "reasons": {}})
+
+
+def workspace_layer(parent: Path, name: str = "workspace") -> Path:
+    """A workspace profile layer under ``parent``: the shipped profile and its prompt templates, to edit."""
+    workspace = parent / name
+    (workspace / "profiles").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "profiles" / f"{WORKFLOW_ID}.yaml", workspace / "profiles")
+    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    return workspace
+
+
+class VerificationBreaker:
+    """The offline provider; while ``broken``, verification verifies nothing (its gate fails)."""
+
+    def __init__(self, broken: bool) -> None:
+        self._inner = create_provider("offline")
+        self.provider_type = self._inner.provider_type
+        self.model = self._inner.model
+        self.broken = broken
+        self.calls: list[str] = []
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        self.calls.append(request.turn_id)
+        if self.broken and request.turn_id == "verification":
+            return ProviderResponse(text=EMPTY_REPORT, provider_type="offline", model="offline-v1")
+        return self._inner.complete(request)

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
+from e2e_support import REPO_ROOT, SAMPLE_REPO, VerificationBreaker, copy_tree, isolated_settings
 
-from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.service import resume_thread, run_workflow
 
 pytestmark = pytest.mark.slow
 
 WORKFLOW = "docs_writer_thread_v1"
 TURNS = ["evidence_gather", "verification", "readme_struct", "style_refine"]
-EMPTY_REPORT = json.dumps({"verified_claims": [], "rejected_claims": [], "reasons": {}})
-
-
-class _Provider:
-    """The offline provider; while ``broken``, verification verifies nothing (its gate fails)."""
-
-    def __init__(self, broken: bool) -> None:
-        self._inner = create_provider("offline")
-        self.provider_type = self._inner.provider_type
-        self.model = self._inner.model
-        self.broken = broken
-        self.calls: list[str] = []
-
-    def complete(self, request: ProviderRequest) -> ProviderResponse:
-        self.calls.append(request.turn_id)
-        if self.broken and request.turn_id == "verification":
-            return ProviderResponse(text=EMPTY_REPORT, provider_type="offline", model="offline-v1")
-        return self._inner.complete(request)
 
 
 def _workspace(tmp_path: Path, **failure_policy: object) -> Path:
@@ -64,7 +44,7 @@ def tree(tmp_path):
 @pytest.mark.parametrize(("from_failed_turn", "resumed_turns"), [(True, TURNS[1:]), (False, TURNS[1:])])
 def test_resume_starts_where_the_profile_says(settings, tree, tmp_path, from_failed_turn, resumed_turns):
     workspace = _workspace(tmp_path, mode="stop_on_gate_fail", resume_from_failed_turn=from_failed_turn)
-    provider = _Provider(broken=True)
+    provider = VerificationBreaker(broken=True)
     (failed,) = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace, provider=provider).threads
     assert failed.status == "failed" and provider.calls == TURNS[:2]
 
@@ -78,7 +58,7 @@ def test_resume_starts_where_the_profile_says(settings, tree, tmp_path, from_fai
 
 def test_mode_continue_records_the_failing_verdict_and_finishes_the_thread(settings, tree, tmp_path):
     workspace = _workspace(tmp_path, mode="continue")
-    provider = _Provider(broken=True)
+    provider = VerificationBreaker(broken=True)
     summary = run_workflow(
         settings, WORKFLOW, tree, workspace_dir=workspace, provider=provider, out_dir=tmp_path / "out"
     )

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from e2e_support import REPO_ROOT, isolated_settings
+from e2e_support import isolated_settings, workspace_layer
 
 from wf_pipeline.cli.main import main
 from wf_pipeline.errors import REPLAY_RESPONSE_MISSING, ProviderError
@@ -277,10 +277,7 @@ def test_wf_replay_refuses_an_unknown_thread_and_an_undocumented_tree(settings, 
 
 
 def _workspace_with_edited_template(tmp_path: Path) -> Path:
-    workspace = tmp_path / "workspace"
-    (workspace / "profiles").mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml", workspace / "profiles")
-    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
+    workspace = workspace_layer(tmp_path)
     template = workspace / "assets" / "prompts" / "docs_writer" / "style_refine.md"
     template.write_text(template.read_text() + "\nKeep every sentence short.\n")
     return workspace
@@ -525,10 +522,8 @@ def test_causes_name_the_template_file_the_gate_rules_and_an_unreadable_response
 
 def test_a_changed_threshold_is_the_cause_of_a_changed_verdict(settings, tmp_path):
     _documented(settings, tmp_path, 1)
-    workspace = tmp_path / "strict"
-    (workspace / "profiles").mkdir(parents=True)
-    shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
-    text = (REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text()
+    workspace = workspace_layer(tmp_path, "strict")
+    text = (workspace / "profiles" / f"{WORKFLOW}.yaml").read_text()
     strict = text.replace(
         "    required_fields: [verified_claims]\n",
         "    required_fields: [verified_claims]\n    rules:\n      min_verified_claims: 1000\n",

@@ -9,38 +9,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
+from e2e_support import REPO_ROOT, SAMPLE_REPO, VerificationBreaker, copy_tree, isolated_settings
 
 from wf_pipeline.compiler.launch.executors import reconstruct_profile_job
 from wf_pipeline.errors import ProfileError, RunError
 from wf_pipeline.profiles import load_profile_file
 from wf_pipeline.profiles.render import template_from_text
 from wf_pipeline.profiles.snapshot import load_profile_snapshot, profile_snapshot
-from wf_pipeline.providers import ProviderRequest, ProviderResponse, create_provider
 from wf_pipeline.runtime import RuntimeEnv
 from wf_pipeline.runtime.pinning import read_pinned_profile
 from wf_pipeline.service import resume_thread, run_workflow
 
 WORKFLOW = "docs_writer_thread_v1"
 TURNS = ["evidence_gather", "verification", "readme_struct", "style_refine"]
-EMPTY_REPORT = json.dumps({"verified_claims": [], "rejected_claims": [], "reasons": {}})
-
-
-class _Provider:
-    """The offline provider; while ``broken``, verification verifies nothing (its gate fails)."""
-
-    def __init__(self, broken: bool) -> None:
-        self._inner = create_provider("offline")
-        self.provider_type = self._inner.provider_type
-        self.model = self._inner.model
-        self.broken = broken
-        self.calls: list[str] = []
-
-    def complete(self, request: ProviderRequest) -> ProviderResponse:
-        self.calls.append(request.turn_id)
-        if self.broken and request.turn_id == "verification":
-            return ProviderResponse(text=EMPTY_REPORT, provider_type="offline", model="offline-v1")
-        return self._inner.complete(request)
 
 
 def _workspace(tmp_path: Path) -> Path:
@@ -65,7 +46,7 @@ def tree(tmp_path):
 
 
 def _failed_thread(settings, tree, workspace):
-    provider = _Provider(broken=True)
+    provider = VerificationBreaker(broken=True)
     (failed,) = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace, provider=provider).threads
     assert failed.status == "failed" and provider.calls == TURNS[:2]
     return failed, provider
