@@ -796,3 +796,27 @@ def test_wf_compact_killed_at_random_moments_loses_nothing(tmp_path, monkeypatch
     ):
         keys = _archived_keys(archive, table, key)
         assert len(keys) == len(set(keys)), table
+
+
+def test_an_archived_thread_keeps_its_pinned_profile_snapshot(stores):
+    cas, _cas_root, records, archive = stores
+    old = NOW - 30 * DAY
+    snapshot = cas.put(b"a profile snapshot").artifact_id
+    superseded = thread_on("pkg", "pkg v1", created=old - DAY, updated=old).model_copy(
+        update={
+            "profile_artifact_id": snapshot,
+            "code_version": "1.0.0-aaaaaaaaaaaa",
+            "profile_version": "1.0.0",
+        }
+    )
+    commit_with_artifacts(records, cas, superseded)
+    commit_with_artifacts(records, cas, thread_on("pkg", "pkg v2", created=old, updated=old))
+    assert snapshot in records.referenced_artifact_ids()
+    with archive.locked():
+        run = archive_threads(
+            records, archive, now_ms=NOW, archive_after_ms={WORKFLOW: 7 * DAY}, compaction_id="c1"
+        )
+    assert run.threads_archived == 1 and records.get_thread(superseded.thread_id) is None
+    # Out of the record store, the snapshot is still referenced: the orphan sweep keeps it.
+    assert snapshot not in records.referenced_artifact_ids()
+    assert snapshot in archive.referenced_artifact_ids()

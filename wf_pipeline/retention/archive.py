@@ -39,7 +39,11 @@ from wf_pipeline.metadata.archive import (
     archive_schema,
     record_of_row,
 )
-from wf_pipeline.records.protocol import ARTIFACT_LIST_COLUMN, ARTIFACT_REFERENCE_COLUMNS
+from wf_pipeline.records.protocol import (
+    ARTIFACT_LIST_COLUMN,
+    ARTIFACT_REFERENCE_COLUMNS,
+    PINNED_PROFILE_COLUMN,
+)
 
 _SUFFIX = ".parquet"
 
@@ -84,15 +88,23 @@ class RecordArchive:
             p for p in folder.iterdir() if p.name.endswith(_SUFFIX) and not p.name.startswith((".", "_"))
         )
 
-    def read_columns(self, table: str, columns: Sequence[str]) -> Iterator[dict[str, list[Any]]]:
+    def read_columns(
+        self, table: str, columns: Sequence[str], *, optional: bool = False
+    ) -> Iterator[dict[str, list[Any]]]:
         """The named columns of ``table``, one ``{column: values}`` dict per complete file, in file order.
 
         Only those columns are read from each Parquet file (pyarrow's column projection).
-        Raises ``RETENTION_ARCHIVE_ERROR`` (figures: path) when a file cannot be read.
+        With ``optional``, a file without some of them (written before they existed) gives
+        only those it has. Raises ``RETENTION_ARCHIVE_ERROR`` (figures: path) when a file
+        cannot be read.
         """
         for path in self.files(table):
             try:
-                yield pq.read_table(path, columns=list(columns)).to_pydict()
+                wanted = list(columns)
+                if optional:
+                    present = set(pq.read_schema(path).names)
+                    wanted = [column for column in wanted if column in present]
+                yield pq.read_table(path, columns=wanted).to_pydict()
             except (OSError, pa.ArrowException) as exc:
                 raise RetentionError(
                     RETENTION_ARCHIVE_ERROR,
@@ -158,12 +170,17 @@ class RecordArchive:
         """Every artifact id an archived row refers to, through the same columns as the record store's.
 
         Archived threads keep their CAS objects: the orphan sweep counts these ids as
-        referenced, so an object of an archived thread goes only by a retention window.
+        referenced, so an object of an archived thread goes only by a retention window. The
+        pinned profile snapshot of a thread counts too; archive files written before threads
+        pinned one have no such column and refer to none.
         """
         found: set[str] = set()
         for table, column in ARTIFACT_REFERENCE_COLUMNS:
             for columns in self.read_columns(table, (column,)):
                 found.update(value for value in columns[column] if value)
+        pinned_table, pinned_column = PINNED_PROFILE_COLUMN
+        for columns in self.read_columns(pinned_table, (pinned_column,), optional=True):
+            found.update(value for value in columns.get(pinned_column, ()) if value)
         list_table, list_column = ARTIFACT_LIST_COLUMN
         for columns in self.read_columns(list_table, (list_column,)):
             for text in columns[list_column]:
