@@ -79,7 +79,7 @@ def test_a_declared_policy_is_resolved_and_changes_only_its_turns_code_version(t
     for turn in ("verification", "readme_struct", "style_refine"):
         assert declared.turn_code_version(turn) == plain.turn_code_version(turn)
     # Another policy, another version; the same policy written again, the same one.
-    other = load(tmp_path, {"attempts": 2})
+    other = load(tmp_path, {"attempts": 3})
     assert other.turn_code_version(FIRST) not in (
         declared.turn_code_version(FIRST),
         plain.turn_code_version(FIRST),
@@ -286,3 +286,11 @@ def test_profiles_show_gives_the_resolved_policy(tmp_path):
         "retryable_codes": None,
     }
     assert shown["verification"]["attempts"] == 2  # retry_limit 1, max_turn_retries 2
+
+
+def test_a_block_that_only_spells_out_the_defaults_keeps_the_code_version(tmp_path):
+    plain = load(tmp_path)
+    for block in ({}, {"attempts": 2}, {"backoff": {"initial_ms": 250, "max_ms": 8000, "jitter_ms": 250}}):
+        spelled = load(tmp_path, block)
+        assert spelled.retry_policy(FIRST).declared
+        assert spelled.code_version == plain.code_version, block

@@ -559,3 +559,20 @@ def test_wf_provider_replay_is_refused_with_a_pointer_to_wf_replay(settings, tmp
     tree = _documented(settings, tmp_path, 1)
     assert main(["replay", "--tree", str(tree), "--provider", "replay", "--verify"]) == 0
     assert "every digest equal" in capsys.readouterr().out
+
+
+def test_a_pinned_replay_of_a_thread_that_pinned_nothing_says_so(settings, tmp_path):
+    from wf_pipeline.errors import REPLAY_NOTHING_RECORDED
+
+    _documented(settings, tmp_path, 1)
+    with RuntimeEnv.open(settings) as env:
+        (thread,) = env.records.list_threads(WORKFLOW)
+        env.records.save_thread(
+            thread.model_copy(
+                update={"profile_artifact_id": None, "code_version": None, "profile_version": None}
+            )
+        )
+    (replayed,) = replay(settings, thread_id=thread.thread_id, verify=True, pinned=True).threads
+    assert replayed.error_code == REPLAY_NOTHING_RECORDED and not replayed.matched
+    assert "pinned no profile" in replayed.unreplayable
+    assert replay(settings, thread_id=thread.thread_id, verify=True).matched

@@ -593,7 +593,8 @@ REPLAY_RESPONSE_MISSING = _code(
 REPLAY_NOTHING_RECORDED = _code(
     "REPLAY_NOTHING_RECORDED",
     RunError,
-    meaning="wf replay found no recorded thread to replay for the thread id or tree it was given",
+    meaning="wf replay found nothing recorded to replay: no finished thread for the tree it was given, "
+    "or (with --pinned) no pinned profile for the thread",
 )
 PROVIDER_UNKNOWN = _code(
     "PROVIDER_UNKNOWN", ProviderError, meaning="no provider is registered under that name"

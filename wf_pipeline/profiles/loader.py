@@ -161,6 +161,18 @@ class LoadedProfile:
         found = {gate.gate_id: rules_overrides_digest(gate) for gate in self.profile.gates}
         return {gate_id: value for gate_id, value in found.items() if value is not None}
 
+    def _undeclared_retry(self, turn_id: str) -> RetryPolicy:
+        # The policy the turn would have without a ``retry`` block.
+        turn = self.profile.turn(turn_id)
+        return resolve_retry(
+            None,
+            retry_limit=turn.retry_limit,
+            retry_limit_given="retry_limit" in turn.model_fields_set,
+            max_turn_retries=self.profile.thread_policy.max_turn_retries,
+            turn_id=turn_id,
+            path=str(self.source_path),
+        )
+
     def retry_policy(self, turn_id: str) -> RetryPolicy:
         """The resolved retry policy of ``turn_id`` (`wf_pipeline.profiles.retry`); checked at load.
 
@@ -191,7 +203,9 @@ class LoadedProfile:
         if gate_id in self.gate_threshold_digests:
             parts["gate_rules"] = self.gate_threshold_digests[gate_id]
         policy = self.retry_policy(turn_id)
-        if policy.declared:
+        if policy.declared and policy.to_json() != self._undeclared_retry(turn_id).to_json():
+            # Only a policy that differs from the turn's default: ``retry: {}`` or a block
+            # spelling out the defaults keeps the code version, as gate rules at their defaults do.
             parts["retry"] = policy.to_json()
         return parts
 

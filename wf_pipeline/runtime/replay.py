@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wf_pipeline.cas.scratch import ScratchArtifactStore
-from wf_pipeline.errors import REPLAY_RESPONSE_MISSING, CasError, WfError
+from wf_pipeline.errors import REPLAY_NOTHING_RECORDED, REPLAY_RESPONSE_MISSING, CasError, RunError, WfError
 from wf_pipeline.metadata.canonical import parse_json
 from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
 from wf_pipeline.metadata.records import GateRecord, ThreadRecord, TurnRecord
@@ -323,7 +323,17 @@ def replay_thread(
             rebuild its code version.
     """
     pinned_profile = read_pinned_profile(env, thread)
-    if pinned and pinned_profile is not None:
+    if pinned and pinned_profile is None:
+        return unreplayable(
+            thread,
+            RunError(
+                REPLAY_NOTHING_RECORDED,
+                f"thread {thread.thread_id} pinned no profile (it started before threads did): "
+                "replay it without --pinned",
+                thread_id=thread.thread_id,
+            ),
+        )
+    if pinned_profile is not None and pinned:
         loaded = pinned_profile
     recorded = env.records.turns_for_thread(thread.thread_id)
     live_provider = provider is not None
@@ -349,10 +359,12 @@ def replay_thread(
     status, error_code, calls = "completed", None, 0
     recorded_attempts = Counter(record.turn_id for record in recorded)
     for turn in loaded.profile.ordered_turns():
+        # Attempts past one invocation's budget came from a resume only if the retry policy is
+        # the one the thread ran with; under another policy they are a divergence to report.
+        same_policy = pinned_profile is None or _same_retry_policy(loaded, pinned_profile, turn.turn_id)
+        budget = recorded_attempts if same_policy else Counter()
         try:
-            out = _replay_turn(
-                scratch, loaded, thread.thread_id, target, turn.turn_id, scan, recorded_attempts
-            )
+            out = _replay_turn(scratch, loaded, thread.thread_id, target, turn.turn_id, scan, budget)
         except WfError as exc:
             status, error_code = "failed", exc.code
             log.warning(
@@ -390,6 +402,13 @@ def replay_thread(
         provider_calls=calls,
         verified=verify,
     )
+
+
+def _same_retry_policy(loaded: LoadedProfile, pinned: LoadedProfile, turn_id: str) -> bool:
+    try:
+        return loaded.retry_policy(turn_id).to_json() == pinned.retry_policy(turn_id).to_json()
+    except KeyError:  # the turn is new in the profile replayed
+        return False
 
 
 def _replay_turn(
