@@ -124,6 +124,13 @@ def test_retry_limit_and_attempts_may_both_be_written_when_they_agree(tmp_path):
         ([3], {}, "PROFILE_RETRY_INVALID", "retry"),
         ({"attempts": 3}, {"retry_limit": 1}, "PROFILE_RETRY_CONFLICT", 1),
         ({"attempts": 4}, {}, "PROFILE_RETRY_CONFLICT", 2),  # over max_turn_retries 2
+        # A first wait as long as the turn's deadline: no retry could ever start.
+        (
+            {"attempts": 3, "backoff": {"initial_ms": 5000, "max_ms": 9000}},
+            {"timeout_ms": 5000},
+            "PROFILE_RETRY_CONFLICT",
+            5000,
+        ),
     ],
 )
 def test_a_bad_block_fails_to_load_with_its_code_naming_the_turn_and_the_file(
@@ -142,6 +149,7 @@ def test_a_bad_block_fails_to_load_with_its_code_naming_the_turn_and_the_file(
         details.get("field"),
         details.get("retry_limit"),
         details.get("max_turn_retries"),
+        details.get("timeout_ms"),
     )
     assert figure in found
 

@@ -483,6 +483,7 @@ def load_profile_file(
             max_turn_retries=profile.thread_policy.max_turn_retries,
             turn_id=turn.turn_id,
             path=str(path),
+            timeout_ms=turn.timeout_ms,
         )
     return LoadedProfile(
         profile=profile,

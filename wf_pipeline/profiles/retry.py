@@ -109,6 +109,7 @@ def resolve_retry(
     max_turn_retries: int,
     turn_id: str,
     path: str,
+    timeout_ms: int | None = None,
 ) -> RetryPolicy:
     """The retry policy of one turn, from its ``retry`` block and its ``retry_limit``.
 
@@ -119,6 +120,8 @@ def resolve_retry(
         max_turn_retries: ``thread_policy.max_turn_retries``.
         turn_id: the turn, for messages.
         path: the profile file, for messages.
+        timeout_ms: the turn's deadline in ms (for all its attempts and waits), when known:
+            a policy of several attempts whose first wait does not fit in it could never retry.
 
     Returns:
         The `RetryPolicy` (see the module docstring for defaults).
@@ -126,8 +129,8 @@ def resolve_retry(
     Raises:
         ProfileError: ``PROFILE_RETRY_INVALID`` (figures: path, turn_id, field),
             ``PROFILE_RETRY_UNKNOWN_CODE`` (figures: path, turn_id, error_code),
-            ``PROFILE_RETRY_CONFLICT`` (figures: path, turn_id, attempts, retry_limit or
-            max_turn_retries).
+            ``PROFILE_RETRY_CONFLICT`` (figures: path, turn_id, attempts, and retry_limit,
+            max_turn_retries, or initial_ms and timeout_ms).
     """
     default_attempts = 1 + min(retry_limit, max_turn_retries)
     if block is None:
@@ -185,6 +188,17 @@ def resolve_retry(
         figures[key] = value
     if figures["max_ms"] < figures["initial_ms"]:
         invalid("backoff.max_ms", f"{figures['max_ms']} is below initial_ms {figures['initial_ms']}")
+    if timeout_ms is not None and attempts > 1 and figures["initial_ms"] >= timeout_ms:
+        # The retry loop starts no wait that would end after the deadline: no retry would run.
+        raise ProfileError(
+            PROFILE_RETRY_CONFLICT,
+            f"{path}: turn {turn_id}: retry.backoff.initial_ms {figures['initial_ms']} is not below the "
+            f"turn's timeout_ms {timeout_ms}: none of its {attempts} attempts after the first could start",
+            **where,
+            attempts=attempts,
+            initial_ms=figures["initial_ms"],
+            timeout_ms=timeout_ms,
+        )
     codes = block.get("retryable_codes")
     if codes is not None:
         if not isinstance(codes, list) or not all(isinstance(code, str) for code in codes):
