@@ -139,25 +139,55 @@ def test_the_replay_provider_gives_answers_back_in_order_then_reports_the_missin
 # --- recorded responses -------------------------------------------------------------
 
 
+class Fenced:
+    """The simulated provider's answers inside a Markdown code fence, as chat models often reply."""
+
+    def __init__(self) -> None:
+        self._inner = create_provider("simulated")
+        self.provider_type = self._inner.provider_type
+        self.model = self._inner.model
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        response = self._inner.complete(request)
+        fence = "json" if request.output_format == "json" else "markdown"
+        return ProviderResponse(f"```{fence}\n{response.text}\n```\n", response.provider_type, response.model)
+
+
 def test_every_attempt_records_its_request_and_response(settings, tmp_path):
     _documented(settings, tmp_path, 3)
     with RuntimeEnv.open(settings) as env:
         for thread in env.records.list_threads(WORKFLOW):
             turns = env.records.turns_for_thread(thread.thread_id)
             assert [t.turn_id for t in turns] == TURNS
-            links = env.records.artifact_links_for_thread(thread.thread_id)
+            roles = {link.role for link in env.records.artifact_links_for_thread(thread.thread_id)}
             for turn in turns:
                 assert turn.request_digest == request_digest(turn.request)
                 assert turn.response_source == "provider" and turn.provider_called
                 assert turn.request["provider"] == "simulated"
-                # The raw answer is a provider_response artifact linked to its attempt.
-                assert any(
-                    link.role == "provider_response"
-                    and link.turn_id == turn.turn_id
-                    and link.artifact_id == turn.response_artifact_id
-                    for link in links
-                )
-                assert env.cas.exists(turn.response_artifact_id)
+                # The answer was the output byte for byte: one object, of the output's class.
+                assert turn.response_artifact_id == turn.output_artifact_id
+            assert "provider_response" not in roles
+
+
+def test_an_answer_that_is_not_its_output_is_a_provider_response_artifact(settings, tmp_path):
+    tree = tmp_path / "tree"
+    generate_tree(tree, directories=1, fanout=4)
+    assert run_workflow(settings, WORKFLOW, tree, provider=Fenced()).ok
+    with RuntimeEnv.open(settings) as env:
+        (thread,) = env.records.list_threads(WORKFLOW)
+        links = env.records.artifact_links_for_thread(thread.thread_id)
+        for turn in env.records.turns_for_thread(thread.thread_id):
+            assert turn.response_artifact_id not in (None, turn.output_artifact_id)
+            assert any(
+                link.role == "provider_response"
+                and link.turn_id == turn.turn_id
+                and link.artifact_id == turn.response_artifact_id
+                for link in links
+            )
+            raw = env.cas.get_text(turn.response_artifact_id, artifact_class="provider_response")
+            assert raw.startswith("```")
+    report = replay(settings, thread_id=thread.thread_id, verify=True)
+    assert report.matched and report.provider_calls == 0
 
 
 class FailsFirstCall:

@@ -288,7 +288,7 @@ def test_store_prompt_render_off_keeps_no_rendered_prompt(setup):
     assert [o.status for o in outputs] == ["completed"] * 4
     thread_id = plan.thread.thread_id
     roles = {link.role for link in env.records.artifact_links_for_thread(thread_id)}
-    assert roles == {"prompt_template", "context", "input", "output", "provider_response"}
+    assert roles == {"prompt_template", "context", "input", "output"}
     for link in env.records.prompt_links_for_thread(thread_id):
         assert link.rendered_prompt_artifact_id is None and link.system_prompt_artifact_id is None
         assert link.user_prompt_template_artifact_id is not None

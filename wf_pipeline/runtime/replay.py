@@ -47,10 +47,10 @@ from wf_pipeline.records.scratch import ScratchRecordStore
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import prepare_resume
 from wf_pipeline.runtime.pinning import read_pinned_profile
-from wf_pipeline.runtime.requests import differing_fields, recorded_answers
+from wf_pipeline.runtime.requests import differing_fields, recorded_answers, response_class
 from wf_pipeline.runtime.targets import Target, target_depth
 from wf_pipeline.runtime.threads import scan_workspace
-from wf_pipeline.runtime.turn import RESPONSE_CLASS, run_turn
+from wf_pipeline.runtime.turn import run_turn
 from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.telemetry import DisabledTelemetryRecorder
 from wf_pipeline.tree import TreeScan
@@ -233,7 +233,10 @@ def replay_provider_for(
                 )
                 continue
             try:
-                text = env.cas.get_text(answer.response_artifact_id, artifact_class=RESPONSE_CLASS)
+                text = env.cas.get_text(
+                    answer.response_artifact_id,
+                    artifact_class=response_class(answer, provider_request.output_type),
+                )
             except CasError as exc:
                 # Expired, shredded, gone or corrupt: the replay has no answer from here on,
                 # and says which and why.

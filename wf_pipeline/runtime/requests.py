@@ -30,6 +30,7 @@ from typing import Any
 
 from wf_pipeline.metadata.canonical import canonical_json, digest, digest_text
 from wf_pipeline.metadata.records import TurnRecord
+from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.records import RecordStore
 
 REQUEST_SCHEMA = "wf.request.v1"
@@ -191,6 +192,8 @@ class RecordedAnswer:
     response_artifact_id: str | None
     error_code: str | None
     error_text: str | None
+    # True when the answer was the attempt's output verbatim: one object, of the output's class.
+    is_output: bool = False
 
     @classmethod
     def of(cls, record: TurnRecord) -> RecordedAnswer:
@@ -199,10 +202,26 @@ class RecordedAnswer:
             thread_id=record.thread_id,
             turn_id=record.turn_id,
             attempt=record.attempt,
+            is_output=record.response_artifact_id is not None
+            and record.response_artifact_id == record.output_artifact_id,
             response_artifact_id=record.response_artifact_id,
             error_code=None if record.response_artifact_id else record.error_code,
             error_text=None if record.response_artifact_id else record.error_text,
         )
+
+
+def response_class(answer: RecordedAnswer, output_type: str) -> str | None:
+    """The artifact class a recorded answer is stored under: the turn's output class when the
+    answer was the output verbatim (one object, not two), else ``provider_response``.
+
+    Args:
+        answer: the recorded answer.
+        output_type: the output type of its turn.
+
+    Returns:
+        The class to read it with (encrypted objects are bound to their class). Raises nothing.
+    """
+    return class_of_link("output" if answer.is_output else "provider_response", output_type)
 
 
 def is_answer(record: TurnRecord) -> bool:

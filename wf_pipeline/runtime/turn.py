@@ -74,7 +74,7 @@ from wf_pipeline.runtime.measure import (
     record_frame_metadata,
     record_rejection,
 )
-from wf_pipeline.runtime.requests import build_request, request_digest, reusable_answer
+from wf_pipeline.runtime.requests import build_request, request_digest, response_class, reusable_answer
 from wf_pipeline.runtime.targets import Target
 from wf_pipeline.runtime.threads import (
     context_snapshot,
@@ -307,7 +307,11 @@ def run_turn(
     asked = RequestAsked(request, request_digest(request))
     # An earlier answer to the very same request is taken instead of a call, once: a retry
     # after it asks the provider (`wf_pipeline.runtime.requests.reusable_answer`).
-    reusable = None if replays(env.provider) or not env.settings.reuse_responses else _reusable(env, asked)
+    reusable = (
+        None
+        if replays(env.provider) or not env.settings.reuse_responses
+        else _reusable(env, asked, turn.output_type)
+    )
     seen: list[_Answer] = []
 
     def attempt_once() -> tuple[_Attempt, ProviderResponse, bytes, _Answer]:
@@ -320,7 +324,9 @@ def run_turn(
             output_bytes = _checked_output(
                 response.text, turn.output_format, profile.artifact_policy.max_output_bytes
             )
+            _keep_response(env, answer, output_bytes)
         except WfError as exc:
+            _keep_response(env, answer, None)
             failed = _commit_failed(attempt, exc, _calls(seen), answer)
             failures.append(failed)
             # CODE: message first, as every error a user sees; the message as the records keep
@@ -472,10 +478,28 @@ class RequestAsked:
 
 @dataclass
 class _Answer:
-    """How one attempt was answered: where from, and the response artifact kept (None: no response)."""
+    """How one attempt was answered: where from, its text, and the response artifact kept.
+
+    ``response`` is a ``provider_response`` artifact put for this attempt, or the recorded
+    one a reused answer points at; ``is_output`` says the answer's bytes are the output's
+    own (then no second object is put: one object would otherwise belong to two classes,
+    with two retention windows and two keys).
+    """
 
     source: str | None = None
     response: ArtifactRef | None = None
+    text: str | None = None
+    is_output: bool = False
+
+
+def _keep_response(env: RuntimeEnv, answer: _Answer, output_bytes: bytes | None) -> None:
+    """Store a provider's answer as a ``provider_response`` artifact, unless it is the output itself."""
+    if answer.text is None or answer.response is not None:
+        return  # no answer came back, or it is a recorded one already stored
+    if output_bytes is not None and canonical_text(answer.text) == output_bytes:
+        answer.is_output = True
+        return
+    answer.response = env.cas.put_text(answer.text, artifact_class=RESPONSE_CLASS)
 
 
 def _calls(answers: list[_Answer]) -> int:
@@ -497,33 +521,40 @@ def _request_record(env: RuntimeEnv, loaded: LoadedProfile, turn: Any, snapshot:
     )
 
 
-def _reusable(env: RuntimeEnv, asked: RequestAsked) -> ArtifactRef | None:
-    """The stored response of an earlier answer to ``asked``, if one is recorded and still readable."""
+def _reusable(env: RuntimeEnv, asked: RequestAsked, output_type: str) -> tuple[ArtifactRef, str] | None:
+    """The stored response of an earlier answer to ``asked`` and its artifact class, if recorded and readable."""
     answer = reusable_answer(env.records, asked.digest)
     if answer is None or answer.response_artifact_id is None:
         return None
-    if unusable_reason(env, answer.response_artifact_id, RESPONSE_CLASS) is not None:
+    artifact_class = response_class(answer, output_type)
+    if unusable_reason(env, answer.response_artifact_id, artifact_class) is not None:
         return None  # expired or gone: the provider is asked instead
-    return ArtifactRef(answer.response_artifact_id, env.cas.size(answer.response_artifact_id))
+    return ArtifactRef(answer.response_artifact_id, env.cas.size(answer.response_artifact_id)), artifact_class
 
 
 def _answer(
-    env: RuntimeEnv, attempt: _Attempt, deadline: Deadline, reusable: ArtifactRef | None, answer: _Answer
+    env: RuntimeEnv,
+    attempt: _Attempt,
+    deadline: Deadline,
+    reusable: tuple[ArtifactRef, str] | None,
+    answer: _Answer,
 ) -> ProviderResponse:
-    """One attempt's answer: a recorded one when ``reusable``, else the provider's; the response is kept.
+    """One attempt's answer: a recorded one when ``reusable``, else the provider's.
 
-    Fills ``answer`` as it goes, so a failure after the answer came back is recorded with it.
+    Fills ``answer`` as it goes, so a failure after the answer came back is recorded with it;
+    `_keep_response` stores a new answer once the output check has judged it.
     """
     if reusable is not None:
-        text = env.cas.get_text(reusable.artifact_id, artifact_class=RESPONSE_CLASS)
-        answer.source, answer.response = "recorded", reusable
+        ref, artifact_class = reusable
+        text = env.cas.get_text(ref.artifact_id, artifact_class=artifact_class)
+        answer.source, answer.response = "recorded", ref
         return ProviderResponse(text=text, provider_type=env.provider.provider_type, model=env.provider.model)
     replay = replays(env.provider)
     if not replay and not env.interrupt.is_set():
         env.note_provider_call(attempt.thread.thread_id)  # this process's own count (`RunSummary`)
     answer.source = "replay" if replay else "provider"
     response = call_within(env.provider, _request(attempt, deadline), deadline, env.interrupt)
-    answer.response = env.cas.put_text(response.text, artifact_class=RESPONSE_CLASS)
+    answer.text = response.text
     return response
 
 
@@ -855,7 +886,10 @@ class _Attempt:
             provider_called=answer.source != "recorded",
             request_digest=self.asked.digest,
             request=self.asked.request,
-            response_artifact_id=answer.response.artifact_id if answer.response else None,
+            # The answer's own artifact, or the output's when the answer is the output verbatim.
+            response_artifact_id=outcome.get("output_artifact_id")
+            if answer.is_output
+            else (answer.response.artifact_id if answer.response else None),
             response_source=answer.source,
             **outcome,
         )
@@ -882,7 +916,8 @@ class _Attempt:
     ) -> tuple[ArtifactLinkRecord, ...]:
         links = list(self.snapshot.artifacts.items())
         links += [("input", pair) for ref, pair in self.snapshot.inputs.items() if ref != CONTEXT_REF]
-        if answer.response is not None:
+        if answer.response is not None and answer.source != "recorded":
+            # A recorded answer is linked by the attempt that received it.
             links.append(("provider_response", (answer.response.artifact_id, answer.response.size)))
         if output is not None:
             links.append(("output", (output.artifact_id, output.size)))
