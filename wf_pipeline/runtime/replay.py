@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wf_pipeline.cas.scratch import ScratchArtifactStore
@@ -199,7 +199,6 @@ class ThreadReplay:
 class _Scratch:
     records: ScratchRecordStore
     env: RuntimeEnv
-    calls: list[int] = field(default_factory=list)
 
 
 def replay_provider_for(
