@@ -624,6 +624,44 @@ PROFILE_RETRY_UNKNOWN_CODE = _code(
     ProfileError,
     meaning="a turn's retry.retryable_codes names a code the error catalogue does not hold or marks not retryable",
 )
+PROFILE_WHEN_SYNTAX = _code(
+    "PROFILE_WHEN_SYNTAX",
+    ProfileError,
+    meaning="a turn's when: expression does not parse (profiles/expressions.py)",
+)
+PROFILE_WHEN_FORBIDDEN = _code(
+    "PROFILE_WHEN_FORBIDDEN",
+    ProfileError,
+    meaning="a turn's when: expression uses a construct the branch language does not have (a call, a "
+    "subscript, arithmetic, a lambda...)",
+)
+PROFILE_WHEN_NOT_UPSTREAM = _code(
+    "PROFILE_WHEN_NOT_UPSTREAM",
+    ProfileError,
+    meaning="a turn's when: expression reads an output that is not upstream of the turn through its input_refs",
+)
+PROFILE_WHEN_UNKNOWN_FIELD = _code(
+    "PROFILE_WHEN_UNKNOWN_FIELD",
+    ProfileError,
+    meaning="a turn's when: expression reads a field its output type's registered payload model (or a gate "
+    "verdict) does not have",
+)
+PROFILE_WHEN_UNKNOWN_GATE = _code(
+    "PROFILE_WHEN_UNKNOWN_GATE",
+    ProfileError,
+    meaning="a turn's when: expression reads a gate that no turn upstream of it has",
+)
+PROFILE_WHEN_TYPE_MISMATCH = _code(
+    "PROFILE_WHEN_TYPE_MISMATCH",
+    ProfileError,
+    meaning="a turn's when: expression compares values of different types, orders non-numbers, reads a "
+    "collection, or is not a boolean",
+)
+PROFILE_WHEN_FINAL_TURN = _code(
+    "PROFILE_WHEN_FINAL_TURN",
+    ProfileError,
+    meaning="the turn that produces the thread's final output declares when:; the final output is always written",
+)
 PROFILE_SNAPSHOT_INVALID = _code(
     "PROFILE_SNAPSHOT_INVALID",
     ProfileError,
@@ -647,6 +685,11 @@ RUN_CONTEXT_MISSING = _code(
 )
 RUN_INPUT_NOT_READY = _code(
     "RUN_INPUT_NOT_READY", RunError, meaning="a turn's input has no completed output upstream"
+)
+RUN_BRANCH_UNREADABLE = _code(
+    "RUN_BRANCH_UNREADABLE",
+    RunError,
+    meaning="a turn's when: expression reads an output whose recorded bytes do not parse under its payload model",
 )
 RUN_OUTPUT_SHAPE = _code(
     "RUN_OUTPUT_SHAPE",

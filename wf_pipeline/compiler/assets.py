@@ -22,6 +22,14 @@ Status is per partition (one partition per target directory):
   Dagster then lists the failed targets' partitions as failed (planned in a failed run,
   never materialized). A directory that waits for its children (``RUN_CHILDREN_PENDING``)
   is not a failure: it stays unmaterialized in a successful run.
+- A partition whose turn its branch did not take (``when:`` false, recorded ``skipped``
+  with the decision: `wf_pipeline.runtime.branches`) is done, not missing: the step
+  materializes it like a completed one, with metadata ``wf/branch: not_taken``,
+  ``wf/decision`` (the recorded decision's digest) and no artifact (``artifact_id`` empty,
+  0 bytes; a single partition's data version is ``branch-not-taken:<decision digest>``), so
+  the later turns of the same run go on. Its gate did not run: the check reports it passed
+  (so it blocks nothing) with ``outcome: not run (branch not taken)``. A partition whose
+  branch was taken carries ``wf/branch: taken`` and the decision's digest too.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the context annotation at definition time.
@@ -171,14 +179,14 @@ def _run_step(
         env, loaded, turn.turn_id, targets, thread_id=thread_id, run_id=context.run.run_id
     )
     check_outputs = {spec.key: name for name, spec in context.assets_def.check_specs_by_output_name.items()}
-    if all(r.status == "completed" for r in results.values()):
+    if all(_done(r) for r in results.values()):
         # Every target has its output: the step's output materializes the whole range.
         with dynamic_partitions_snapshot(context.instance, partitions.name):
             for partition, result in results.items():
                 context.add_asset_metadata(_metadata(result, turn.seq), partition_key=partition)
         # One step, one data version: a single target reports its artifact digest; a batch
         # carries each target's artifact id in that partition's metadata instead.
-        data_version = DataVersion(results[keys[0]].artifact_id) if len(keys) == 1 else None
+        data_version = DataVersion(_data_version(results[keys[0]])) if len(keys) == 1 else None
         yield MaterializeResult(data_version=data_version, metadata=_batch_summary(results))
         yield from _gate_evaluations(loaded, turn, results, check_outputs)
         return
@@ -224,9 +232,7 @@ def _carry_completed_targets(
     current, chain = dict(results), _carried_turns(loaded, turn, context.run.asset_selection or None)
     for index, step_turn in enumerate(chain):
         if index:
-            live = [
-                t for t in targets if current.get(t.key) is not None and current[t.key].status == "completed"
-            ]
+            live = [t for t in targets if current.get(t.key) is not None and _done(current[t.key])]
             if not live:
                 break
             current = run_turn_batch(
@@ -291,13 +297,25 @@ def _materializations(loaded: LoadedProfile, turn: Any, results: Mapping[str, Tu
     key = turn_asset_key(loaded.profile.workflow_id, turn.output_type)
     code_version = loaded.turn_code_version(turn.turn_id)
     for partition, result in results.items():
-        if result.status == "completed" and result.artifact_id:
+        if (result.status == "completed" and result.artifact_id) or result.not_taken:
             yield AssetMaterialization(
                 asset_key=key,
                 partition=partition,
                 metadata=_metadata(result, turn.seq),
-                tags={CODE_VERSION_TAG: code_version, DATA_VERSION_TAG: result.artifact_id},
+                tags={CODE_VERSION_TAG: code_version, DATA_VERSION_TAG: _data_version(result)},
             )
+
+
+def _done(result: TurnOutput) -> bool:
+    """Whether a partition's turn is done for this run: completed, or skipped by its branch."""
+    return result.status == "completed" or result.not_taken
+
+
+def _data_version(result: TurnOutput) -> str:
+    """The output's artifact id; for a turn its branch skipped, the decision it was skipped by."""
+    if result.not_taken:
+        return f"branch-not-taken:{result.decision_digest}"
+    return result.artifact_id or ""
 
 
 def _gate_evaluations(
@@ -316,6 +334,25 @@ def _gate_evaluations(
     gate = profile.gate(turn.gate_id)
     asset_key = turn_asset_key(profile.workflow_id, turn.output_type)
     for partition, result in results.items():
+        if result.not_taken:
+            # The gate did not run; passed, so that it blocks nothing downstream.
+            yield AssetCheckEvaluation(
+                asset_key=asset_key,
+                check_name=gate.gate_id,
+                passed=True,
+                partition=partition,
+                blocking=profile.failure_policy.stop_on_gate_fail,
+                severity=AssetCheckSeverity.WARN,
+                description=f"gate {gate.gate_id} not run: the branch of turn {turn.turn_id} was not taken",
+                metadata={
+                    "gate_type": gate.gate_type,
+                    "thread_id": result.thread_id,
+                    "outcome": "not run (branch not taken)",
+                    "wf/branch": "not_taken",
+                    "wf/decision": result.decision_digest or "",
+                },
+            )
+            continue
         if result.status == "skipped":
             continue
         evaluated = result.gate_outcome is not None
@@ -359,6 +396,7 @@ def _batch_summary(results: Mapping[str, TurnOutput]) -> dict[str, Any]:
         "completed": statuses.count("completed"),
         "failed": statuses.count("failed"),
         "skipped": statuses.count("skipped"),
+        "branch_not_taken": sum(1 for r in results.values() if r.not_taken),
         "provider_calls": sum(r.provider_calls for r in results.values()),
     }
 
@@ -378,5 +416,10 @@ def _metadata(result: TurnOutput, seq: int) -> dict[str, Any]:
             "reused": result.reused,
             "provider_calls": result.provider_calls,
             **({"error_code": result.error_code} if result.error_code else {}),
+            **(
+                {"wf/branch": result.branch, "wf/decision": result.decision_digest or ""}
+                if result.branch
+                else {}
+            ),
         }
     )

@@ -129,6 +129,10 @@ class TurnRecord(_Record):
     # earlier attempt's answer to the same request, reused) or ``replay`` (a replay).
     response_artifact_id: str | None = None
     response_source: str | None = None
+    # The decision of the turn's ``when:`` (`wf_pipeline.profiles.expressions.Decision`:
+    # expression, each field read and its value, result), None for an unconditional turn. A
+    # turn its branch skipped is recorded with status ``skipped`` and no output.
+    branch: dict[str, Any] | None = None
 
     @field_validator("output_artifact_id", "response_artifact_id", "request_digest")
     @classmethod

@@ -40,6 +40,7 @@ from wf_pipeline.errors import (
     PROFILE_UNKNOWN_TURN,
     PROFILE_UNRESOLVED_INPUT_REF,
     PROFILE_UNRESOLVED_PROMPT_REF,
+    PROFILE_WHEN_FINAL_TURN,
     ErrorCode,
     ProfileError,
     WfError,
@@ -48,9 +49,12 @@ from wf_pipeline.errors import (
 from wf_pipeline.gates import gate_type, gate_types, rule_problems, rules_digest
 from wf_pipeline.gates.registry import rules_overrides_digest
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
+from wf_pipeline.metadata.payloads import output_model
 from wf_pipeline.metadata.yaml_documents import load_yaml_document
 from wf_pipeline.profiles.budget import check_prompt_budgets
 from wf_pipeline.profiles.encryption import EncryptionPolicy, resolve_encryption
+from wf_pipeline.profiles.expressions import Expression, FieldKind
+from wf_pipeline.profiles.expressions import validate as validate_expression
 from wf_pipeline.profiles.redaction import RedactionPolicy, resolve_redaction
 from wf_pipeline.profiles.render import (
     RENDER_VARIABLES,
@@ -161,6 +165,20 @@ class LoadedProfile:
         found = {gate.gate_id: rules_overrides_digest(gate) for gate in self.profile.gates}
         return {gate_id: value for gate_id, value in found.items() if value is not None}
 
+    def branch(self, turn_id: str) -> tuple[Expression, dict[str, FieldKind]] | None:
+        """The parsed ``when:`` of ``turn_id`` and the kind of each field it reads, or None.
+
+        Checked at load (`check_branches`), so this raises nothing for a loaded profile
+        whose plug-ins are registered.
+
+        Raises:
+            KeyError: the profile has no such turn.
+        """
+        turn = self.profile.turn(turn_id)
+        if turn.when is None:
+            return None
+        return _branch_of(self.profile, turn)
+
     def _undeclared_retry(self, turn_id: str) -> RetryPolicy:
         # The policy the turn would have without a ``retry`` block.
         turn = self.profile.turn(turn_id)
@@ -202,6 +220,10 @@ class LoadedProfile:
         gate_id = self.profile.turn(turn_id).gate_id
         if gate_id in self.gate_threshold_digests:
             parts["gate_rules"] = self.gate_threshold_digests[gate_id]
+        when = self.profile.turn(turn_id).when
+        if when is not None:
+            # A changed condition changes which turns run; an unconditional turn adds nothing.
+            parts["when"] = when
         policy = self.retry_policy(turn_id)
         if policy.declared and policy.to_json() != self._undeclared_retry(turn_id).to_json():
             # Only a policy that differs from the turn's default: ``retry: {}`` or a block
@@ -453,7 +475,8 @@ def load_profile_file(
             (`wf_pipeline.profiles.redaction`); ``PROFILE_RETRY_INVALID``,
             ``PROFILE_RETRY_UNKNOWN_CODE``, ``PROFILE_RETRY_CONFLICT`` (figures: turn_id and
             field, code, or the figures that disagree) for a bad turn ``retry`` block
-            (`wf_pipeline.profiles.retry`). Every error carries the file's path.
+            (`wf_pipeline.profiles.retry`); ``PROFILE_WHEN_*`` for a turn's ``when:``
+            (`check_branches`). Every error carries the file's path.
     """
     path = Path(path)
     if not isinstance(layer, Layer):
@@ -462,6 +485,7 @@ def load_profile_file(
     profile = _parse(path)
     where = {"path": str(path), "workflow_id": profile.workflow_id}
     _check_structure(profile, where)
+    check_branches(profile, where)
     resolve_retention(profile.retention, workflow_id=profile.workflow_id, layer=layer.name, path=str(path))
     resolve_encryption(profile.encryption, workflow_id=profile.workflow_id, layer=layer.name, path=str(path))
     resolve_redaction(profile.redaction, workflow_id=profile.workflow_id, layer=layer.name, path=str(path))
@@ -766,3 +790,79 @@ def _check_template_names(template: PromptTemplate, turn: TurnSpec, where: dict[
             ref=template.ref,
             names=unknown,
         )
+
+
+# --- branches ----------------------------------------------------------------------
+
+
+def upstream_turns(profile: Profile, turn: TurnSpec) -> list[TurnSpec]:
+    """The turns ``turn`` depends on, transitively through ``input_refs``, in seq order.
+
+    Args:
+        profile: the profile (input refs already resolved: `_check_structure`).
+        turn: one of its turns.
+
+    Returns:
+        Every turn whose output ``turn`` reads, directly or through the turns it reads;
+        the built-in ``context`` input is no turn.
+    """
+    producers = {t.output_type: t for t in profile.turns}
+    found: dict[str, TurnSpec] = {}
+    pending = [ref for ref in turn.input_refs if ref in producers]
+    while pending:
+        producer = producers[pending.pop()]
+        if producer.turn_id in found:
+            continue
+        found[producer.turn_id] = producer
+        pending.extend(ref for ref in producer.input_refs if ref in producers)
+    return sorted(found.values(), key=lambda t: t.seq)
+
+
+def _branch_of(profile: Profile, turn: TurnSpec) -> tuple[Expression, dict[str, FieldKind]]:
+    upstream = upstream_turns(profile, turn)
+    models = {t.output_type: output_model(t.output_type) for t in upstream}
+    gate_ids = {t.gate_id for t in upstream if t.gate_id is not None}
+    return validate_expression(turn.when or "", models, gate_ids)
+
+
+def check_branches(profile: Profile, where: dict[str, str]) -> None:
+    """Check every turn's ``when:`` (docs/specs/conditional-branches.md).
+
+    The expression must parse, use only the branch language, read fields of outputs and
+    gates upstream of its turn through ``input_refs`` that their payload models (as
+    registered by the workflow plug-ins) have, and compare values of one type. The turn that
+    produces the final output may not be conditional: a thread always writes its output.
+
+    Args:
+        profile: the profile, after `_check_structure`.
+        where: path and workflow_id, added to every error's figures.
+
+    Raises:
+        ProfileError: ``PROFILE_WHEN_SYNTAX``, ``PROFILE_WHEN_FORBIDDEN``,
+            ``PROFILE_WHEN_NOT_UPSTREAM``, ``PROFILE_WHEN_UNKNOWN_FIELD``,
+            ``PROFILE_WHEN_UNKNOWN_GATE``, ``PROFILE_WHEN_TYPE_MISMATCH`` (figures: turn_id,
+            expression, column and the offending output_type, field or gate_id);
+            ``PROFILE_WHEN_FINAL_TURN`` (figure: turn_id).
+    """
+    final = profile.final_artifact_type or profile.ordered_turns()[-1].output_type
+    for turn in profile.ordered_turns():
+        if turn.when is None:
+            continue
+        if turn.output_type == final:
+            raise ProfileError(
+                PROFILE_WHEN_FINAL_TURN,
+                f"{where['path']}: turn {turn.turn_id} produces the final output {final!r} and cannot "
+                "declare when: (the final output is always written)",
+                **where,
+                turn_id=turn.turn_id,
+            )
+        try:
+            _branch_of(profile, turn)
+        except ProfileError as exc:
+            raise ProfileError(
+                exc.code,
+                f"{where['path']}: turn {turn.turn_id}: {exc.message}",
+                **where,
+                turn_id=turn.turn_id,
+                **exc.details,
+            ) from None

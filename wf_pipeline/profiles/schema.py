@@ -102,6 +102,12 @@ class ThreadPolicy(_Frozen):
 
 
 class TurnSpec(_Frozen):
+    """One turn of a profile, as docs/profiles.md describes it field by field.
+
+    ``when`` is the optional branch condition (docs/specs/conditional-branches.md): a turn
+    whose condition is false is recorded ``skipped`` with the decision, without a call.
+    """
+
     turn_id: Identifier
     seq: int = Field(ge=1)
     title: NonEmpty
@@ -117,6 +123,10 @@ class TurnSpec(_Frozen):
     # Attempts, backoff and retryable codes (`wf_pipeline.profiles.retry`); its shape is checked
     # by the loader, which names the turn and the file in a code of its own (PROFILE_RETRY_*).
     retry: Any = None
+    # A branch condition (`wf_pipeline.profiles.expressions`): the turn runs only when it is
+    # true over the outputs and gate verdicts upstream of it; checked by the loader
+    # (PROFILE_WHEN_*), recorded with every decision (turn records' ``branch``).
+    when: NonEmpty | None = None
 
     @field_validator("input_refs")
     @classmethod

@@ -20,8 +20,9 @@ is reported where it arises, not again in every directory above it.
 
 `compare_attempts` then sets each attempt of the replay beside the recorded one: the
 rendered prompt (``prompt_render``), the context (``context_payload``), the response
-(``provider_response``), the output (``output``), the gate verdict (``gate``), and the
-sequence of attempts and their codes (``attempts``). Each divergence names the first
+(``provider_response``), the output (``output``), the gate verdict (``gate``), the
+sequence of attempts and their codes (``attempts``), and the decision of a turn's ``when:``
+(``branch``: taken or not taken, and the values it read). Each divergence names the first
 differing input (`wf_pipeline.runtime.requests.CAUSE_ORDER`): a changed template, a file
 changed in the tree, an earlier turn's output, the provider, or, when the request is the
 same, the provider's answer or the gate's rules.
@@ -50,7 +51,7 @@ from wf_pipeline.runtime.pinning import read_pinned_profile
 from wf_pipeline.runtime.requests import differing_fields, recorded_answers, response_class
 from wf_pipeline.runtime.targets import Target, target_depth
 from wf_pipeline.runtime.threads import scan_workspace
-from wf_pipeline.runtime.turn import run_turn
+from wf_pipeline.runtime.turn import decision_digest, run_turn
 from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.telemetry import DisabledTelemetryRecorder
 from wf_pipeline.tree import TreeScan
@@ -58,7 +59,7 @@ from wf_pipeline.tree import TreeScan
 log = product_logger(__name__)
 
 #: The artifact classes and outcomes a verified replay compares, in report order.
-COMPARED = ("context_payload", "prompt_render", "provider_response", "output", "gate", "attempts")
+COMPARED = ("branch", "context_payload", "prompt_render", "provider_response", "output", "gate", "attempts")
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ class FirstDifference:
             ``inputs.<ref>``), or ``response`` (same request, another answer),
             ``gate_rules`` (same output, the gate's declaration changed), ``gate``
             (same output and rules: the gate's code changed), ``request`` (one side has
-            no recorded request).
+            no recorded request), ``when`` (a turn's expression changed: digests of the
+            decisions) or ``branch_reads`` (the same expression read other values: field ->
+            value on each side).
         expected: the recorded digest or value, None when there is none.
         actual: the replay's digest or value, None when there is none.
         detail: ids and paths that say more (the files of a context that changed),
@@ -374,7 +377,7 @@ def replay_thread(
             )
             break
         calls += out.provider_calls
-        if out.status != "completed":
+        if out.status != "completed" and not out.not_taken:
             status, error_code = "failed", out.error_code
             break
     turns = _by_turn(scratch.records.scratch.turns_for_thread(thread.thread_id))
@@ -432,7 +435,12 @@ def _replay_turn(
         current = scratch.records.get_thread(thread_id)
         out = run_turn(scratch.env, loaded, current, target, turn_id, scan)
         made = len([r for r in scratch.records.scratch.turns_for_thread(thread_id) if r.turn_id == turn_id])
-        if out.status == "completed" or made >= recorded_attempts.get(turn_id, 0) or out.attempt == 0:
+        if (
+            out.status == "completed"
+            or out.not_taken
+            or made >= recorded_attempts.get(turn_id, 0)
+            or out.attempt == 0
+        ):
             return out
         prepare_resume(scratch.env, loaded, scratch.records.get_thread(thread_id) or current)
 
@@ -660,6 +668,7 @@ class _Pair:
             outcome = _outcome(before), _outcome(after)
             why = FirstDifference("attempts", *outcome, self._missing_attempt(before, after))
             return [self.divergence(attempt, "attempts", *outcome, why)]
+        found = self._branch_divergence(attempt, before, after)
         old, new = before.request or {}, after.request or {}
         compared = (
             (
@@ -674,11 +683,42 @@ class _Pair:
             ("output", "output", before.output_artifact_id, after.output_artifact_id),
             ("attempts", "outcome", _outcome(before), _outcome(after)),
         )
-        return [
+        return found + [
             self.divergence(attempt, artifact_class, expected, actual, self._cause(kind, before, after))
             for artifact_class, kind, expected, actual in compared
             if expected != actual
         ]
+
+    def _branch_divergence(self, attempt: int, before: TurnRecord, after: TurnRecord) -> list[Divergence]:
+        """A ``branch`` divergence when the turn's ``when:`` decided otherwise, or read other values.
+
+        Expected and actual are ``taken``/``not_taken`` (None: no decision recorded); the first
+        difference names the fields whose values differ (values are numbers, booleans, enums
+        or digests: `wf_pipeline.profiles.expressions.Decision`), or the expression itself.
+        """
+        old, new = before.branch, after.branch
+        if old == new:
+            return []
+        expected, actual = _branch_taken(old), _branch_taken(new)
+        if old is None or new is None or old.get("expression") != new.get("expression"):
+            why = FirstDifference(
+                "when",
+                decision_digest(old),
+                decision_digest(new),
+                "the turn's when: expression changed (or one side has none)",
+            )
+        else:
+            reads_old, reads_new = old.get("reads", {}), new.get("reads", {})
+            changed = sorted(
+                name for name in set(reads_old) | set(reads_new) if reads_old.get(name) != reads_new.get(name)
+            )
+            why = FirstDifference(
+                "branch_reads",
+                {name: reads_old.get(name) for name in changed},
+                {name: reads_new.get(name) for name in changed},
+                f"fields read differ: {', '.join(changed)}",
+            )
+        return [self.divergence(attempt, "branch", expected, actual, why)]
 
     def _missing_attempt(self, before: TurnRecord | None, after: TurnRecord | None) -> str:
         if after is None and before is not None:
@@ -781,6 +821,13 @@ def _gate_cause(before: GateRecord, after: GateRecord) -> FirstDifference:
     return FirstDifference(
         "gate", _verdict(before), _verdict(after), "same output and rules: the gate's evaluator changed"
     )
+
+
+def _branch_taken(branch: Mapping[str, Any] | None) -> str | None:
+    # A recorded decision as compared: taken or not_taken; None for no decision.
+    if branch is None:
+        return None
+    return "taken" if branch.get("result") else "not_taken"
 
 
 def _outcome(record: TurnRecord | None) -> str | None:

@@ -30,7 +30,7 @@ from wf_pipeline.errors import (
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
 from wf_pipeline.metadata.budgets import Budgets
-from wf_pipeline.metadata.canonical import canonical_text, digest, digest_text, parse_json
+from wf_pipeline.metadata.canonical import canonical_json, canonical_text, digest, digest_text, parse_json
 from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
@@ -59,6 +59,7 @@ from wf_pipeline.providers.retry import (
     provider_retrying,
 )
 from wf_pipeline.records import TurnCommit
+from wf_pipeline.runtime.branches import BRANCH_NOT_TAKEN, commit_skip, decide, skipped_by_branch
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import (
     ERROR_TEXT_LIMIT,
@@ -124,7 +125,11 @@ class TurnOutput:
         provider_calls: provider calls this invocation made (0 when reused or skipped).
         reused: whether an earlier completed attempt was returned without a call.
         error_code: why the turn failed or was skipped (a catalogue code,
-            ``GATE_FAILED`` or ``RUN_CHILDREN_PENDING``), else None.
+            ``GATE_FAILED``, ``RUN_CHILDREN_PENDING`` or ``BRANCH_NOT_TAKEN``), else None.
+        error_text: the error's message with its figures, if any.
+        branch: ``taken`` or ``not_taken`` for a turn that declares ``when:`` and was
+            decided (``not_taken``: skipped by its branch, ``BRANCH_NOT_TAKEN``), else None.
+        decision_digest: digest of the recorded decision (`decision_digest`), with ``branch``.
     """
 
     thread_id: str
@@ -144,6 +149,9 @@ class TurnOutput:
     reused: bool = False
     error_code: str | None = None
     error_text: str | None = None
+    # ``taken``/``not_taken`` for a turn with ``when:`` (`wf_pipeline.runtime.branches`), else None.
+    branch: str | None = None
+    decision_digest: str | None = None
 
     @classmethod
     def skipped(
@@ -186,6 +194,11 @@ class TurnOutput:
             error_code=reason_code,
             error_text=error_text,
         )
+
+    @property
+    def not_taken(self) -> bool:
+        """Whether the turn's branch skipped it (a decision, not a failure: later turns go on)."""
+        return self.status == "skipped" and self.error_code == BRANCH_NOT_TAKEN
 
     @property
     def gate_passed(self) -> bool:
@@ -254,9 +267,17 @@ def run_turn(
     and the last error stands. Provider errors and unusable output (``RUN_OUTPUT_TOO_LARGE``
     over ``max_output_bytes``, ``RUN_OUTPUT_SHAPE``) are recorded attempts, not exceptions.
 
+    Branches: a turn that declares ``when:`` is decided first (`wf_pipeline.runtime.branches`).
+    False: it is recorded ``skipped`` with the decision, without a call, and the output says
+    ``BRANCH_NOT_TAKEN`` (``branch="not_taken"``); a recorded skip within the thread's
+    progress stands. True: it runs, and each attempt records the decision. An input whose
+    producer's branch was not taken is absent: left out of the provider's inputs, None in
+    the templates.
+
     Raises:
         RunError: ``RUN_UNKNOWN_TURN``, ``RUN_INPUT_NOT_READY``, ``RUN_TARGET_CHANGED``
-            (the context is built from a changed tree), ``RUN_CONTEXT_MISSING``.
+            (the context is built from a changed tree), ``RUN_CONTEXT_MISSING``,
+            ``RUN_BRANCH_UNREADABLE`` (an output its ``when:`` reads does not parse).
         ProfileError: ``PROFILE_TEMPLATE_*`` when a prompt does not render.
         MetadataError: ``METADATA_BUDGET_EXCEEDED`` for an over-budget prompt or context,
             or a prompt whose counted tokens overflow ``max_context_tokens`` (before
@@ -274,6 +295,10 @@ def run_turn(
         raise RunError(RUN_UNKNOWN_TURN, f"{profile.workflow_id} has no turn {turn_id!r}")
     history = env.records.latest_turns(thread.thread_id)
     latest = history.get(turn_id)
+    if skipped_by_branch(latest) and latest.turn_seq <= thread.last_turn_seq:
+        # Decided before, within the thread's progress: the decision stands (a resume or a
+        # later step reads it back instead of deciding again over other records).
+        return _not_taken_output(thread, turn, target, latest)
     if turn_is_settled(thread, latest):
         reason = unusable_reason(env, latest.output_artifact_id, class_of_link("output", turn.output_type))
         if reason is None:
@@ -293,6 +318,16 @@ def run_turn(
             describe_unusable(reason),
         )
     thread, history = _regenerate_lost_inputs(env, loaded, thread, target, turn, scan, history)
+    decision = decide(env, loaded, thread, turn.turn_id, history)
+    if decision is not None and not decision.result:
+        record = commit_skip(env, loaded, thread, turn, decision, latest)
+        log.info(
+            "turn %s of thread %s: branch not taken (%s)",
+            turn.turn_id,
+            thread.thread_id,
+            record.turn_record_id,
+        )
+        return _not_taken_output(thread, turn, target, record)
 
     snapshot = _snapshot_inputs(env, loaded, thread, target, turn, scan, history)
     gate_spec = profile.gate(turn.gate_id) if turn.gate_id else None
@@ -316,7 +351,18 @@ def run_turn(
 
     def attempt_once() -> tuple[_Attempt, ProviderResponse, bytes, _Answer]:
         number = first + len(failures)
-        attempt = _Attempt(env, loaded, thread, target, turn, snapshot, number, now_ms(), asked)
+        attempt = _Attempt(
+            env,
+            loaded,
+            thread,
+            target,
+            turn,
+            snapshot,
+            number,
+            now_ms(),
+            asked,
+            decision.to_json() if decision is not None else None,
+        )
         answer = _Answer()
         seen.append(answer)
         try:
@@ -624,11 +670,13 @@ def _reused_output(
         gate_reasons=gate.reasons if gate else (),
         gate_findings=gate.findings if gate else (),
         reused=True,
+        branch="taken" if latest.branch is not None else None,
+        decision_digest=decision_digest(latest.branch),
     )
 
 
 def render_variables(
-    workflow_id: str, turn_id: str, target_path: str, target_name: str, inputs: Mapping[str, str]
+    workflow_id: str, turn_id: str, target_path: str, target_name: str, inputs: Mapping[str, str | None]
 ) -> dict[str, Any]:
     """The variables a turn's prompt templates are rendered with (`profiles.render.RENDER_VARIABLES`).
 
@@ -637,7 +685,8 @@ def render_variables(
         turn_id: the turn being rendered.
         target_path: the target directory, relative to the tree's root (``.`` for the root).
         target_name: the directory's own name (the root's folder name for ``.``).
-        inputs: input ref -> its text (the context payload's JSON, earlier turns' outputs).
+        inputs: input ref -> its text (the context payload's JSON, earlier turns' outputs);
+            None for the output of a turn whose branch was not taken.
 
     Returns:
         ``{"workflow_id", "turn_id", "target_path", "target_name", "inputs"}``; runs and
@@ -669,6 +718,10 @@ def _snapshot_inputs(
             artifact_ids[ref] = context_snapshot(env, loaded, thread, target, scan)
             continue
         upstream = latest.get(producers[ref].turn_id)
+        if skipped_by_branch(upstream) and upstream.turn_seq <= thread.last_turn_seq:
+            # Its branch was not taken: the input is absent (None in templates, left out of
+            # the provider's inputs), not missing.
+            continue
         if upstream is None or upstream.status != "completed" or upstream.output_artifact_id is None:
             raise RunError(
                 RUN_INPUT_NOT_READY,
@@ -687,8 +740,14 @@ def _snapshot_inputs(
 
     target_name = target.root.name if target.path == "." else target.path.rsplit("/", 1)[-1]
     # One line each, every character visible: a name may hold any character but "/" and NUL.
+    # An input whose producer's branch was not taken renders as None.
+    absent = {ref: None for ref in turn.input_refs if ref not in texts}
     variables = render_variables(
-        profile.workflow_id, turn.turn_id, display_name(target.path), display_name(target_name), texts
+        profile.workflow_id,
+        turn.turn_id,
+        display_name(target.path),
+        display_name(target_name),
+        texts | absent,
     )
     template = loaded.templates[turn.turn_id]
     system_template = loaded.system_prompts.get(turn.turn_id)
@@ -853,6 +912,8 @@ class _Attempt:
     number: int
     started_ms: int
     asked: RequestAsked
+    # The true decision of the turn's ``when:`` that let it run; None for an unconditional turn.
+    branch: dict[str, Any] | None = None
 
     @property
     def workflow_id(self) -> str:
@@ -891,6 +952,7 @@ class _Attempt:
             if answer.is_output
             else (answer.response.artifact_id if answer.response else None),
             response_source=answer.source,
+            branch=self.branch,
             **outcome,
         )
 
@@ -971,7 +1033,24 @@ class _Attempt:
             provider_calls=provider_calls,
             error_code=record.error_code,
             error_text=record.error_text,
+            branch="taken" if self.branch is not None else None,
+            decision_digest=decision_digest(self.branch),
         )
+
+
+def decision_digest(branch: Mapping[str, Any] | None) -> str | None:
+    """``sha256:<hex>`` of a recorded decision's canonical JSON, or None for no decision."""
+    return digest(canonical_json(dict(branch))) if branch is not None else None
+
+
+def _not_taken_output(thread: ThreadRecord, turn: Any, target: Target, record: TurnRecord) -> TurnOutput:
+    """The output of a turn its branch skipped: no artifact, no call, ``BRANCH_NOT_TAKEN``."""
+    return replace(
+        TurnOutput.skipped(thread.thread_id, turn, target.key, BRANCH_NOT_TAKEN),
+        attempt=record.attempt,
+        branch="not_taken",
+        decision_digest=decision_digest(record.branch),
+    )
 
 
 def _commit_failed(attempt: _Attempt, error: WfError, provider_calls: int, answer: _Answer) -> TurnOutput:

@@ -1,0 +1,330 @@
+"""Conditional branches: the `when:` language, its load errors, and branches taken and not taken end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import yaml
+from e2e_support import isolated_settings, workspace_layer
+
+from wf_pipeline.errors import ProfileError
+from wf_pipeline.metadata.canonical import digest_text
+from wf_pipeline.metadata.payloads import StrictPayload, register_output_model
+from wf_pipeline.profiles import load_profile_file
+from wf_pipeline.profiles.expressions import FieldKind, evaluate, parse, validate
+from wf_pipeline.providers.offline import register_offline_turn
+from wf_pipeline.runtime import RuntimeEnv
+from wf_pipeline.service import run_workflow
+from wf_pipeline.service.replay import replay
+from wf_pipeline.workflows import load_builtin_workflows
+
+WORKFLOW = "docs_writer_thread_v1"
+
+
+class Ratio(StrictPayload):
+    """A nested object, to read a field two levels down."""
+
+    value: float
+
+
+class BranchProbe(StrictPayload):
+    """A test output with fields of every kind the language reads."""
+
+    score: float
+    verified: int
+    mode: Literal["fast", "slow"]
+    label: str
+    ratio: Ratio | None = None
+    claims: tuple[str, ...] = ()
+
+
+class BranchExtra(StrictPayload):
+    """The output of the conditional test turn."""
+
+    notes: int
+
+
+def probe_turn(request: Any) -> str:
+    """Offline `branch_probe`: the share of verified claims of the verification report."""
+    report = json.loads(request.inputs["verification_report"])
+    verified, rejected = len(report["verified_claims"]), len(report["rejected_claims"])
+    score = verified / (verified + rejected) if verified + rejected else 0.0
+    return json.dumps(
+        {"score": score, "verified": verified, "mode": "fast", "label": "probe", "ratio": {"value": score}},
+        sort_keys=True,
+    )
+
+
+def extra_turn(request: Any) -> str:
+    """Offline `branch_extra`."""
+    return json.dumps({"notes": len(request.inputs)})
+
+
+load_builtin_workflows()
+register_output_model("branch_probe", BranchProbe)
+register_output_model("branch_extra", BranchExtra)
+register_offline_turn("branch_probe", probe_turn)
+register_offline_turn("branch_extra", extra_turn)
+
+MODELS = {"branch_probe": BranchProbe}
+
+
+# --- the language ----------------------------------------------------------------------
+
+
+def _decide(text: str, values: dict[str, Any], gates: frozenset[str] = frozenset({"g"})) -> Any:
+    expression, kinds = validate(text, MODELS, gates)
+    return evaluate(expression, kinds, lambda ref: values.get(ref.dotted))
+
+
+def test_comparisons_and_boolean_operators_evaluate_over_the_values_read() -> None:
+    values = {"branch_probe.score": 0.5, "branch_probe.verified": 3, "gates.g.passed": True}
+    assert _decide("branch_probe.score < 0.8", values).result is True
+    assert _decide("branch_probe.score >= 0.8 or not gates.g.passed", values).result is False
+    assert _decide("0.2 < branch_probe.score <= 0.5 and branch_probe.verified == 3", values).result is True
+    assert _decide("(branch_probe.verified > -1) and gates.g.passed == true", values).result is True
+
+
+def test_a_decision_records_every_field_read_and_digests_free_text() -> None:
+    values = {"branch_probe.label": "secret words", "branch_probe.mode": "fast", "gates.g.outcome": "pass"}
+    decision = _decide(
+        "branch_probe.label == 'x' or branch_probe.mode == 'fast' or gates.g.outcome == 'fail'", values
+    )
+    assert decision.result is True
+    assert decision.reads == {
+        "branch_probe.label": digest_text("secret words"),
+        "branch_probe.mode": "fast",
+        "gates.g.outcome": "pass",
+    }
+    assert decision.to_json()["expression"].startswith("branch_probe.label")
+
+
+def test_an_absent_value_reads_as_null_and_orders_with_nothing() -> None:
+    assert _decide("branch_probe.score < 0.8", {}).result is False
+    assert _decide("branch_probe.score >= 0.8", {}).result is False
+    assert _decide("branch_probe.score != 0.8", {}).result is True
+    assert _decide("not gates.g.passed", {}).result is True
+    assert _decide("branch_probe.ratio.value > 0.1", {"branch_probe.ratio.value": 0.5}).result is True
+
+
+def test_parse_lists_the_fields_read_once_in_order() -> None:
+    expression = parse("gates.g.passed and branch_probe.score < 1 and branch_probe.score > 0")
+    assert [ref.dotted for ref in expression.refs] == ["gates.g.passed", "branch_probe.score"]
+    assert expression.output_types == ("branch_probe",)
+    assert expression.gate_ids == ("g",)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("branch_probe.score <", "PROFILE_WHEN_SYNTAX"),
+        ("__import__('os').system('x')", "PROFILE_WHEN_FORBIDDEN"),
+        ("branch_probe.claims[0] == 'a'", "PROFILE_WHEN_FORBIDDEN"),
+        ("branch_probe.score * 2 > 1", "PROFILE_WHEN_FORBIDDEN"),
+        ("branch_probe.mode in ('fast',)", "PROFILE_WHEN_FORBIDDEN"),
+        ("other_output.score > 1", "PROFILE_WHEN_NOT_UPSTREAM"),
+        ("branch_probe.nope > 1", "PROFILE_WHEN_UNKNOWN_FIELD"),
+        ("branch_probe.ratio > 1", "PROFILE_WHEN_UNKNOWN_FIELD"),
+        ("gates.g.verdict == 'pass'", "PROFILE_WHEN_UNKNOWN_FIELD"),
+        ("gates.missing.passed", "PROFILE_WHEN_UNKNOWN_GATE"),
+        ("branch_probe.score == 'high'", "PROFILE_WHEN_TYPE_MISMATCH"),
+        ("branch_probe.mode < 1", "PROFILE_WHEN_TYPE_MISMATCH"),
+        ("branch_probe.mode == 'medium'", "PROFILE_WHEN_TYPE_MISMATCH"),
+        ("branch_probe.claims == 1", "PROFILE_WHEN_TYPE_MISMATCH"),
+        ("branch_probe.score", "PROFILE_WHEN_TYPE_MISMATCH"),
+        ("branch_probe.verified and gates.g.passed", "PROFILE_WHEN_TYPE_MISMATCH"),
+    ],
+)
+def test_each_bad_expression_has_its_code(text: str, code: str) -> None:
+    with pytest.raises(ProfileError) as caught:
+        validate(text, MODELS, frozenset({"g"}))
+    assert caught.value.code == code
+    assert caught.value.details["expression"] == text
+
+
+def test_the_kinds_of_the_fields_read() -> None:
+    _, kinds = validate("branch_probe.mode == 'slow' and branch_probe.score > 0", MODELS, frozenset())
+    assert kinds["branch_probe.mode"] == FieldKind("enum", ("fast", "slow"))
+    assert kinds["branch_probe.score"].kind == "number"
+
+
+# --- profiles --------------------------------------------------------------------------
+
+
+def _branch_workspace(parent: Path, when: str | None, *, name: str = "workspace", edit=None) -> Path:
+    """A workspace copy of the docs writer with a probe turn and a conditional turn before readme_struct."""
+    workspace = workspace_layer(parent, name)
+    prompts = workspace / "assets" / "prompts" / "branch"
+    prompts.mkdir(parents=True)
+    (prompts / "probe.md").write_text("Probe {{ target_path }}:\n{{ inputs.verification_report }}\n")
+    (prompts / "extra.md").write_text("Extra for {{ target_path }}: {{ inputs.branch_probe }}\n")
+    path = workspace / "profiles" / f"{WORKFLOW}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    turns = {turn["turn_id"]: turn for turn in doc["turns"]}
+    turns["readme_struct"]["seq"], turns["style_refine"]["seq"] = 5, 6
+    turns["readme_struct"]["input_refs"] = [*turns["readme_struct"]["input_refs"], "branch_extra"]
+    probe = {
+        "turn_id": "probe",
+        "seq": 3,
+        "title": "Probe",
+        "prompt_ref": "assets/prompts/branch/probe.md",
+        "input_refs": ["verification_report"],
+        "output_type": "branch_probe",
+    }
+    extra = {
+        "turn_id": "extra",
+        "seq": 4,
+        "title": "Extra",
+        "prompt_ref": "assets/prompts/branch/extra.md",
+        "input_refs": ["branch_probe"],
+        "output_type": "branch_extra",
+    }
+    if when is not None:
+        extra["when"] = when
+    doc["turns"] = [*doc["turns"], probe, extra]
+    if edit is not None:
+        edit(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return workspace
+
+
+def _load_fails(tmp_path: Path, when: str | None, code: str, edit=None) -> ProfileError:
+    workspace = _branch_workspace(tmp_path, when, edit=edit)
+    with pytest.raises(ProfileError) as caught:
+        load_profile_file(workspace / "profiles" / f"{WORKFLOW}.yaml", "workspace")
+    assert caught.value.code == code, caught.value
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("when", "code", "figure"),
+    [
+        ("branch_probe.score >", "PROFILE_WHEN_SYNTAX", "column"),
+        ("len(branch_probe.label) > 1", "PROFILE_WHEN_FORBIDDEN", "construct"),
+        ("branch_probe.claims[0] == 'x'", "PROFILE_WHEN_FORBIDDEN", "construct"),
+        ("readme_struct.title == 'x'", "PROFILE_WHEN_NOT_UPSTREAM", "output_type"),
+        ("branch_probe.share < 0.8", "PROFILE_WHEN_UNKNOWN_FIELD", "field"),
+        ("verification_report.verified_share < 0.8", "PROFILE_WHEN_UNKNOWN_FIELD", "field"),
+        ("gates.struct_gate.passed", "PROFILE_WHEN_UNKNOWN_GATE", "gate_id"),
+        ("gates.verification_gate.outcome == 'warn'", "PROFILE_WHEN_TYPE_MISMATCH", "found"),
+        ("branch_probe.score < 'low'", "PROFILE_WHEN_TYPE_MISMATCH", "found"),
+    ],
+)
+def test_a_profile_with_a_bad_when_fails_to_load_with_its_code(tmp_path, when, code, figure) -> None:
+    error = _load_fails(tmp_path, when, code)
+    assert error.details["turn_id"] == "extra"
+    assert error.details["expression"] == when
+    assert figure in error.details
+    assert "extra" in error.message
+
+
+def test_the_final_turn_cannot_be_conditional(tmp_path) -> None:
+    def conditional_final(doc: dict[str, Any]) -> None:
+        final = next(turn for turn in doc["turns"] if turn["turn_id"] == "style_refine")
+        final["when"] = "gates.verification_gate.passed"
+
+    error = _load_fails(tmp_path, None, "PROFILE_WHEN_FINAL_TURN", conditional_final)
+    assert error.details["turn_id"] == "style_refine"
+
+
+def test_a_valid_when_loads_and_changes_only_its_turns_code_version(tmp_path) -> None:
+    plain = load_profile_file(
+        _branch_workspace(tmp_path, None, name="a") / "profiles" / f"{WORKFLOW}.yaml", "workspace"
+    )
+    branched = load_profile_file(
+        _branch_workspace(tmp_path, "gates.verification_gate.passed and branch_probe.score >= 0.5", name="b")
+        / "profiles"
+        / f"{WORKFLOW}.yaml",
+        "workspace",
+    )
+    assert branched.branch("extra") is not None and branched.branch("probe") is None
+    assert plain.turn_code_version("probe") == branched.turn_code_version("probe")
+    assert plain.turn_code_version("extra") != branched.turn_code_version("extra")
+
+
+# --- end to end ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return isolated_settings(monkeypatch, tmp_path / "home")
+
+
+def _tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "core.py").write_text(
+        '"""Core helpers."""\n\n\ndef add(a, b):\n    """Add two numbers."""\n    return a + b\n'
+    )
+    (tree / "main.py").write_text('"""Entry point."""\n\nfrom pkg.core import add\n\nprint(add(1, 2))\n')
+    return tree
+
+
+def _records(settings, thread_id: str) -> dict[str, Any]:
+    with RuntimeEnv.open(settings) as env:
+        return env.records.latest_turns(thread_id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("when", "taken"),
+    [
+        ("branch_probe.score >= 0.5 and gates.verification_gate.passed", True),
+        ("branch_probe.score > 1.5", False),
+    ],
+)
+def test_a_branch_runs_or_is_recorded_skipped_and_a_replay_reproduces_it(
+    settings, tmp_path, when, taken
+) -> None:
+    tree = _tree(tmp_path)
+    workspace = _branch_workspace(tmp_path, when)
+    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert summary.ok
+    assert summary.threads and all(thread.status == "completed" for thread in summary.threads)
+    # The thread's final output is written (mirrored under the home's output folder).
+    assert len(list((settings.home / "out").glob("tree~*/README.md"))) == 1
+    for thread in summary.threads:
+        latest = _records(settings, thread.thread_id)
+        extra, struct = latest["extra"], latest["readme_struct"]
+        assert extra.branch is not None and extra.branch["expression"] == when
+        assert extra.branch["result"] is taken
+        assert set(extra.branch["reads"]) >= {"branch_probe.score"}
+        assert isinstance(extra.branch["reads"]["branch_probe.score"], float)
+        assert latest["probe"].branch is None
+        if taken:
+            assert extra.status == "completed" and extra.provider_called
+            assert "branch_extra" in struct.request["inputs"]
+        else:
+            assert extra.status == "skipped" and not extra.provider_called
+            assert extra.output_artifact_id is None
+            # The absent input is left out of the request of the turn that reads it.
+            assert "branch_extra" not in struct.request["inputs"]
+        assert struct.status == "completed" and latest["style_refine"].status == "completed"
+
+    report = replay(settings, tree=tree, workflow_id=WORKFLOW, verify=True, workspace_dir=workspace)
+    assert report.threads and all(thread.matched for thread in report.threads), [
+        d.to_json() for t in report.threads for d in t.divergences
+    ]
+    replayed = report.threads[0].turns["extra"][-1]
+    assert replayed.branch is not None and replayed.branch["result"] is taken
+
+
+@pytest.mark.slow
+def test_a_replay_reports_a_decision_that_differs_as_a_branch_divergence(settings, tmp_path) -> None:
+    tree = _tree(tmp_path)
+    recorded = _branch_workspace(tmp_path, "branch_probe.score > 1.5", name="recorded")
+    assert run_workflow(settings, WORKFLOW, tree, workspace_dir=recorded).ok
+    # The same threads, replayed under a profile whose condition now holds.
+    changed = _branch_workspace(tmp_path, "branch_probe.score > -1.5", name="changed")
+    report = replay(
+        settings, tree=tree, workflow_id=WORKFLOW, verify=True, workspace_dir=changed, pinned=False
+    )
+    classes = {d.artifact_class for t in report.threads for d in t.divergences if d.turn_id == "extra"}
+    assert "branch" in classes
+    branch = next(d for t in report.threads for d in t.divergences if d.artifact_class == "branch")
+    assert (branch.expected, branch.actual) == ("not_taken", "taken")
+    assert branch.first_difference is not None and branch.first_difference.input == "when"
