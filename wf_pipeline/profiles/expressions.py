@@ -166,10 +166,9 @@ class Decision:
         return cls(expression=data["expression"], reads=dict(data["reads"]), result=bool(data["result"]))
 
 
-def _fail(code: Any, text: str, message: str, column: int, **figures: Any) -> ProfileError:
-    return ProfileError(
-        code, f"when: {text!r} (column {column}): {message}", expression=text, column=column, **figures
-    )
+def _message(text: str, message: str, column: int) -> str:
+    # Every load error of an expression names it and the column where the problem starts.
+    return f"when: {text!r} (column {column}): {message}"
 
 
 def parse(text: str) -> Expression:
@@ -189,7 +188,12 @@ def parse(text: str) -> Expression:
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise _fail(PROFILE_WHEN_SYNTAX, text, exc.msg, exc.offset or 0) from None
+        raise ProfileError(
+            PROFILE_WHEN_SYNTAX,
+            _message(text, exc.msg, exc.offset or 0),
+            expression=text,
+            column=exc.offset or 0,
+        ) from None
     refs: dict[str, FieldRef] = {}
     _check_nodes(text, tree, refs)
     return Expression(text=text, tree=tree, refs=tuple(refs.values()))
@@ -204,28 +208,34 @@ def _check_nodes(text: str, node: ast.expr, refs: dict[str, FieldRef]) -> None:
         _check_nodes(text, node.operand, refs)
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         if not _is_number(node.operand):
-            raise _fail(
-                PROFILE_WHEN_FORBIDDEN, text, "'-' applies to a number only", column, construct="USub"
+            raise ProfileError(
+                PROFILE_WHEN_FORBIDDEN,
+                _message(text, "'-' applies to a number only", column),
+                expression=text,
+                column=column,
+                construct="USub",
             )
     elif isinstance(node, ast.Compare):
         for op in node.ops:
             if type(op) not in _OPERATOR_TEXT:
-                raise _fail(
+                raise ProfileError(
                     PROFILE_WHEN_FORBIDDEN,
-                    text,
-                    f"operator {type(op).__name__} is not in the language (== != < <= > >=)",
-                    column,
+                    _message(
+                        text, f"operator {type(op).__name__} is not in the language (== != < <= > >=)", column
+                    ),
+                    expression=text,
+                    column=column,
                     construct=type(op).__name__,
                 )
         for operand in (node.left, *node.comparators):
             _check_nodes(text, operand, refs)
     elif isinstance(node, ast.Constant):
         if not isinstance(node.value, bool | int | float | str):
-            raise _fail(
+            raise ProfileError(
                 PROFILE_WHEN_FORBIDDEN,
-                text,
-                f"literal {node.value!r} is not in the language",
-                column,
+                _message(text, f"literal {node.value!r} is not in the language", column),
+                expression=text,
+                column=column,
                 construct="Constant",
             )
     elif isinstance(node, ast.Name) and node.id in _BOOL_NAMES:
@@ -234,11 +244,15 @@ def _check_nodes(text: str, node: ast.expr, refs: dict[str, FieldRef]) -> None:
         ref = _field_ref(text, node)
         refs.setdefault(ref.dotted, ref)
     else:
-        raise _fail(
+        raise ProfileError(
             PROFILE_WHEN_FORBIDDEN,
-            text,
-            f"{type(node).__name__} is not in the language (comparisons, and/or/not, field access, literals)",
-            column,
+            _message(
+                text,
+                f"{type(node).__name__} is not in the language (comparisons, and/or/not, field access, literals)",
+                column,
+            ),
+            expression=text,
+            column=column,
             construct=type(node).__name__,
         )
 
@@ -259,11 +273,11 @@ def _field_ref(text: str, node: ast.expr) -> FieldRef:
         path.append(current.attr)
         current = current.value
     if not isinstance(current, ast.Name):
-        raise _fail(
+        raise ProfileError(
             PROFILE_WHEN_FORBIDDEN,
-            text,
-            f"field access starts at a name, not at {type(current).__name__}",
-            column,
+            _message(text, f"field access starts at a name, not at {type(current).__name__}", column),
+            expression=text,
+            column=column,
             construct=type(current).__name__,
         )
     return FieldRef(root=current.id, path=tuple(reversed(path)), column=column)
@@ -357,30 +371,38 @@ def _reference_kind(
     if ref.root == GATES_ROOT:
         if not ref.path or ref.path[0] not in gate_ids:
             gate = ref.path[0] if ref.path else ""
-            raise _fail(
+            raise ProfileError(
                 PROFILE_WHEN_UNKNOWN_GATE,
-                text,
-                f"gate {gate!r} is not the gate of a turn upstream of this one (upstream gates: "
-                f"{sorted(gate_ids)})",
-                ref.column,
+                _message(
+                    text,
+                    f"gate {gate!r} is not the gate of a turn upstream of this one (upstream gates: "
+                    f"{sorted(gate_ids)})",
+                    ref.column,
+                ),
+                expression=text,
+                column=ref.column,
                 gate_id=gate,
             )
         if len(ref.path) != 2 or ref.path[1] not in GATE_FIELDS:
-            raise _fail(
+            raise ProfileError(
                 PROFILE_WHEN_UNKNOWN_FIELD,
-                text,
-                f"{ref.dotted}: a gate verdict offers {sorted(GATE_FIELDS)}",
-                ref.column,
+                _message(text, f"{ref.dotted}: a gate verdict offers {sorted(GATE_FIELDS)}", ref.column),
+                expression=text,
+                column=ref.column,
                 field=ref.dotted,
             )
         return GATE_FIELDS[ref.path[1]]
     if ref.root not in models:
-        raise _fail(
+        raise ProfileError(
             PROFILE_WHEN_NOT_UPSTREAM,
-            text,
-            f"{ref.root!r} is not the output of a turn upstream of this one through input_refs "
-            f"(upstream: {sorted(models)})",
-            ref.column,
+            _message(
+                text,
+                f"{ref.root!r} is not the output of a turn upstream of this one through input_refs "
+                f"(upstream: {sorted(models)})",
+                ref.column,
+            ),
+            expression=text,
+            column=ref.column,
             output_type=ref.root,
         )
     model = models[ref.root]
@@ -389,30 +411,38 @@ def _reference_kind(
         fields = kind.model.model_fields if kind.model is not None else {}
         if name not in fields:
             where = ".".join((ref.root, *ref.path[:depth]))
-            raise _fail(
+            raise ProfileError(
                 PROFILE_WHEN_UNKNOWN_FIELD,
-                text,
-                f"{where} has no field {name!r}"
-                + ("" if kind.model is not None else " (its output type has no registered payload model)")
-                + (f"; fields: {sorted(fields)}" if fields else ""),
-                ref.column,
+                _message(
+                    text,
+                    f"{where} has no field {name!r}"
+                    + ("" if kind.model is not None else " (its output type has no registered payload model)")
+                    + (f"; fields: {sorted(fields)}" if fields else ""),
+                    ref.column,
+                ),
+                expression=text,
+                column=ref.column,
                 field=ref.dotted,
             )
         kind = kind_of(fields[name].annotation)
         if kind.kind != "object" and depth < len(ref.path) - 1:
-            raise _fail(
+            raise ProfileError(
                 PROFILE_WHEN_UNKNOWN_FIELD,
-                text,
-                f"{'.'.join((ref.root, *ref.path[: depth + 1]))} is a {kind.kind}, it has no fields",
-                ref.column,
+                _message(
+                    text,
+                    f"{'.'.join((ref.root, *ref.path[: depth + 1]))} is a {kind.kind}, it has no fields",
+                    ref.column,
+                ),
+                expression=text,
+                column=ref.column,
                 field=ref.dotted,
             )
     if kind.kind == "object":
-        raise _fail(
+        raise ProfileError(
             PROFILE_WHEN_UNKNOWN_FIELD,
-            text,
-            f"{ref.dotted} is an object; name one of its fields",
-            ref.column,
+            _message(text, f"{ref.dotted} is an object; name one of its fields", ref.column),
+            expression=text,
+            column=ref.column,
             field=ref.dotted,
         )
     return kind
@@ -434,11 +464,11 @@ def check_types(expression: Expression, kinds: Mapping[str, FieldKind]) -> None:
     """
     found = _kind_of_node(expression, expression.tree, kinds)
     if found != "bool":
-        raise _fail(
+        raise ProfileError(
             PROFILE_WHEN_TYPE_MISMATCH,
-            expression.text,
-            f"the expression is a {found}, not a boolean",
-            1,
+            _message(expression.text, f"the expression is a {found}, not a boolean", 1),
+            expression=expression.text,
+            column=1,
             expected="bool",
             found=found,
         )
@@ -453,11 +483,11 @@ def _kind_of_node(expression: Expression, node: ast.expr, kinds: Mapping[str, Fi
         for operand in operands:
             found = _kind_of_node(expression, operand, kinds)
             if found != "bool":
-                raise _fail(
+                raise ProfileError(
                     PROFILE_WHEN_TYPE_MISMATCH,
-                    text,
-                    f"and/or/not need booleans, not a {found}",
-                    operand.col_offset + 1,
+                    _message(text, f"and/or/not need booleans, not a {found}", operand.col_offset + 1),
+                    expression=text,
+                    column=operand.col_offset + 1,
                     expected="bool",
                     found=found,
                 )
@@ -502,11 +532,11 @@ def _check_pair(
     symbol = _OPERATOR_TEXT[type(op)]
 
     def mismatch(why: str, expected: str, found: str) -> ProfileError:
-        return _fail(
+        return ProfileError(
             PROFILE_WHEN_TYPE_MISMATCH,
-            expression.text,
-            f"{symbol}: {why}",
-            column,
+            _message(expression.text, f"{symbol}: {why}", column),
+            expression=expression.text,
+            column=column,
             expected=expected,
             found=found,
         )
