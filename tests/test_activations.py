@@ -89,12 +89,16 @@ def test_an_unknown_condition_has_its_own_code(tmp_path):
 
 
 def test_a_target_other_than_root_has_its_own_code(tmp_path):
-    problems = _problems(tmp_path, [_profile("first", [_on_done("second", target="leaves")]), _profile("second")])
+    problems = _problems(
+        tmp_path, [_profile("first", [_on_done("second", target="leaves")]), _profile("second")]
+    )
     assert problems == {"first": "PROFILE_ACTIVATION_BAD_TARGET"}
 
 
 def test_one_workflow_activated_twice_has_its_own_code(tmp_path):
-    problems = _problems(tmp_path, [_profile("first", [_on_done("second"), _on_done("second")]), _profile("second")])
+    problems = _problems(
+        tmp_path, [_profile("first", [_on_done("second"), _on_done("second")]), _profile("second")]
+    )
     assert problems == {"first": "PROFILE_ACTIVATION_DUPLICATE"}
 
 

@@ -106,7 +106,10 @@ def test_an_agent_without_a_default_is_refused(layer):
 
 def test_two_defaults_are_refused_too(layer):
     agent = _agent(
-        bindings=[_binding("dir_flow", "directory", default=True), _binding("root_flow", "root", 5, default=True)]
+        bindings=[
+            _binding("dir_flow", "directory", default=True),
+            _binding("root_flow", "root", 5, default=True),
+        ]
     )
     assert _code(layer, agent) == "AGENT_NO_DEFAULT"
 
@@ -131,7 +134,9 @@ def test_two_globs_of_one_priority_are_ambiguous(layer):
 
 
 def test_root_and_directory_of_one_priority_never_meet(layer):
-    agent = _agent(bindings=[_binding("dir_flow", "directory", 1, default=True), _binding("root_flow", "root", 1)])
+    agent = _agent(
+        bindings=[_binding("dir_flow", "directory", 1, default=True), _binding("root_flow", "root", 1)]
+    )
     path = _write(layer, agent)
     assert load_agent_file(path, "workspace", load_catalog([layer], warn=False)).agent_id == "doc_bot"
 
@@ -206,7 +211,9 @@ def test_glob_problem_accepts_ordinary_patterns():
     assert glob_problem("x]") is None
 
 
-def test_the_builtin_docs_agent_binds_the_docs_writer_for_directories_and_architecture_notes_for_the_root(tmp_path):
+def test_the_builtin_docs_agent_binds_the_docs_writer_for_directories_and_architecture_notes_for_the_root(
+    tmp_path,
+):
     # architecture_notes_v1 is its own workflow; a stand-in profile of that id lets the agent load.
     ws = tmp_path / "ws"
     (ws / "profiles").mkdir(parents=True)

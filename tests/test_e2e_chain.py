@@ -13,7 +13,7 @@ from e2e_support import SAMPLE_REPO, WORKFLOW_ID, copy_tree, isolated_settings, 
 
 from wf_pipeline.compiler import build_definitions, job_name, open_instance
 from wf_pipeline.compiler.launch.executors import load_profiles
-from wf_pipeline.compiler.sensors import ACTIVATION_TAG, ACTIVATED_BY_TAG, activation_sensor_name
+from wf_pipeline.compiler.sensors import ACTIVATED_BY_TAG, ACTIVATION_TAG, activation_sensor_name
 from wf_pipeline.metadata.canonical import canonical_json, digest
 from wf_pipeline.runtime import RuntimeEnv, target_key_for
 from wf_pipeline.service import backfill, run_agent, sync_targets, workflow_graph
@@ -47,7 +47,11 @@ def _tick(settings, workspace: Path):
     with RuntimeEnv.open(settings, catalog=catalog) as env:
         defs = build_definitions(catalog, env)
         sensor = defs.resolve_sensor_def(activation_sensor_name(WORKFLOW_ID))
-        with build_sensor_context(instance=open_instance(settings)) as context:
+        instance = open_instance(settings)
+        # With the instance's ref, Dagster checks the requested partition as its daemon does.
+        with build_sensor_context(
+            instance=instance, instance_ref=instance.get_ref(), definitions=defs
+        ) as context:
             return sensor.evaluate_tick(context)
 
 
@@ -74,7 +78,7 @@ def test_a_backfill_of_a_tree_activates_the_second_workflow_on_its_root_once(set
     assert request.partition_key == root_key
     assert request.tags[ACTIVATED_BY_TAG] == WORKFLOW_ID
     # The root's partition is added to the activated workflow's partitions with the request.
-    (added,) = result.dynamic_partitions_request
+    (added,) = result.dynamic_partitions_requests
     assert added.partitions_def_name == f"{SECOND}_targets" and list(added.partition_keys) == [root_key]
 
     (record,) = _activations(settings)
@@ -89,30 +93,33 @@ def test_a_backfill_of_a_tree_activates_the_second_workflow_on_its_root_once(set
     assert len(_activations(settings)) == 1
 
     # An edit gives new upstream threads: once they complete, the tree is activated again.
-    (tree / "stationkit" / "sensors" / "base.py").open("a").write("\n# calibrated at start-up\n")
+    edited = tree / "sensors" / "base.py"
+    edited.write_text(edited.read_text() + "\n# calibrated at start-up\n")
     assert backfill(settings, WORKFLOW_ID, tree, workspace_dir=workspace).ok
     (again,) = _tick(settings, workspace).run_requests
     assert again.run_key != request.run_key
     assert len(_activations(settings)) == 2
 
 
-def test_the_activation_graph_on_the_cli(settings, tmp_path, capsys):
+def test_the_activation_graph_on_the_cli(settings, tmp_path, capsys, monkeypatch):
     from wf_pipeline.cli.main import main
 
     workspace = _chained_workspace(tmp_path)
     graph = workflow_graph(settings, workspace)
-    assert graph["edges"] == [{"from": WORKFLOW_ID, "to": SECOND, "when": "all_threads_completed", "target": "root"}]
+    assert graph["edges"] == [
+        {"from": WORKFLOW_ID, "to": SECOND, "when": "all_threads_completed", "target": "root"}
+    ]
     # The CLI reads the workspace layer from the working directory.
-    import os
-
-    os.chdir(workspace)
+    monkeypatch.chdir(workspace)
     assert main(["workflows", "graph", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == graph
     assert main(["workflows", "graph", "--dot"]) == 0
     assert f'"{WORKFLOW_ID}" -> "{SECOND}"' in capsys.readouterr().out
 
 
-def test_run_agent_runs_each_target_under_the_workflow_its_policy_selects(settings, tmp_path):
+def test_run_agent_runs_each_target_under_the_workflow_its_policy_selects(
+    settings, tmp_path, capsys, monkeypatch
+):
     workspace = _chained_workspace(tmp_path)
     (workspace / "agents").mkdir()
     agent = {
@@ -135,12 +142,26 @@ def test_run_agent_runs_each_target_under_the_workflow_its_policy_selects(settin
     assert sorted(t.path for t in docs.threads) == ["sensors", "storage"]
     assert {t.status for t in docs.threads} == {"completed"}
     out = Path(docs.out_dir)
-    assert sorted(p.relative_to(out).parent.as_posix() for p in out.rglob("README.md")) == ["sensors", "storage"]
+    assert sorted(p.relative_to(out).parent.as_posix() for p in out.rglob("README.md")) == [
+        "sensors",
+        "storage",
+    ]
     (root_thread,) = result.runs[SECOND].threads
     assert root_thread.path == "."
     # The second workflow documents every directory bottom-up, so on the root alone its thread
     # waits for its own children's threads; a root-only workflow has none to wait for.
-    assert root_thread.status != "completed"
+    assert root_thread.status == "pending" and len(result.runs[SECOND].dagster_run_ids) == 1
     with RuntimeEnv.open(settings) as env:
         assert {t.target_path for t in env.records.list_threads(WORKFLOW_ID)} == {"sensors", "storage"}
-    json.dumps(result.to_json())  # the CLI's --json shape is plain JSON
+
+    # The CLI reports per workflow; a second run reuses the completed threads.
+    from wf_pipeline.cli.main import main
+
+    monkeypatch.chdir(workspace)
+    assert main(["run", "--agent", "test_agent", str(tree), "--json"]) == 1  # the root thread still waits
+    report = json.loads(capsys.readouterr().out)
+    assert report["agent_id"] == "test_agent"
+    assert report["workflows"] == {WORKFLOW_ID: ["sensors", "storage"], SECOND: ["."]}
+    docs_run, second_run = report["runs"]
+    assert docs_run["workflow_id"] == WORKFLOW_ID and docs_run["summary"]["threads_reused"] == 2
+    assert [t["path"] for t in second_run["summary"]["threads"]] == ["."]

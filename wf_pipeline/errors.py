@@ -376,7 +376,9 @@ AGENT_BAD_GLOB = _code(
     meaning="a binding's glob is empty, absolute, holds a path separator or an unbalanced bracket",
 )
 AGENT_UNKNOWN_PROVIDER = _code(
-    "AGENT_UNKNOWN_PROVIDER", ProfileError, meaning="an agent names a provider no provider is registered under"
+    "AGENT_UNKNOWN_PROVIDER",
+    ProfileError,
+    meaning="an agent names a provider no provider is registered under",
 )
 AGENT_NOT_FOUND = _code("AGENT_NOT_FOUND", ProfileError, meaning="no layer declares that agent id")
 PROFILE_PARSE_ERROR = _code(

@@ -68,7 +68,12 @@ class AgentProblem:
 
     def to_dict(self) -> dict[str, Any]:
         """``{"path", "layer", "code", "message"}``."""
-        return {"path": str(self.path), "layer": self.layer, "code": self.error.code, "message": self.error.message}
+        return {
+            "path": str(self.path),
+            "layer": self.layer,
+            "code": self.error.code,
+            "message": self.error.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -216,7 +221,9 @@ def _parse(path: Path) -> Agent:
             line=mark.line + 1 if mark is not None else None,
         ) from None
     except OSError as exc:
-        raise ProfileError(AGENT_PARSE_ERROR, f"{path} cannot be read ({exc.strerror})", path=str(path)) from None
+        raise ProfileError(
+            AGENT_PARSE_ERROR, f"{path} cannot be read ({exc.strerror})", path=str(path)
+        ) from None
     try:
         return Agent.model_validate(raw)
     except ValidationError as exc:

@@ -77,7 +77,9 @@ def build_definitions(
         sensors += [bottom_up_sensor(loaded, job), bottom_up_after_failed_threads_sensor(loaded, job)]
     # Chained workflows: one sensor per upstream profile (the catalog checked the graph at load).
     sensors += [
-        activation_sensor(loaded, jobs_by_workflow, env) for loaded in catalog.all() if loaded.profile.activates
+        activation_sensor(loaded, jobs_by_workflow, env)
+        for loaded in catalog.all()
+        if loaded.profile.activates
     ]
     assets.extend(telemetry_assets())
     telemetry = telemetry_job()

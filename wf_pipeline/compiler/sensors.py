@@ -151,7 +151,9 @@ def activation_sensor_name(workflow_id: str) -> str:
     return f"{workflow_id}_activations"
 
 
-def activation_sensor(loaded: LoadedProfile, jobs: dict[str, Any], env: RuntimeEnv | None = None) -> SensorDefinition:
+def activation_sensor(
+    loaded: LoadedProfile, jobs: dict[str, Any], env: RuntimeEnv | None = None
+) -> SensorDefinition:
     """The sensor that starts the workflows ``loaded`` activates (its ``activates:``), on each tree's root.
 
     The granularity differs (the upstream runs one partition per directory, the activated

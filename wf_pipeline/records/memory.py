@@ -754,7 +754,11 @@ class MemoryRecordStore:
 
     def list_activations(self, source_workflow_id: str | None = None) -> list[ActivationRecord]:
         """Recorded activations (of ``source_workflow_id`` when given), by created_at_ms then activation_id."""
-        where = None if source_workflow_id is None else (lambda row: row["source_workflow_id"] == source_workflow_id)
+        where = (
+            None
+            if source_workflow_id is None
+            else (lambda row: row["source_workflow_id"] == source_workflow_id)
+        )
         return self._listing("list_activations", "activations", ActivationRecord, where)
 
     def add_grant(self, record: GrantRecord) -> GrantRecord:

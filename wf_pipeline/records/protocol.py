@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from wf_pipeline.errors import RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
     KEK_STATES,
+    ActivationRecord,
     AnnotationEventRecord,
     AnnotationRecord,
     ArtifactLinkRecord,
@@ -29,7 +30,6 @@ from wf_pipeline.metadata.records import (
     FrameRecord,
     GateRecord,
     GrantRecord,
-    ActivationRecord,
     HoldRecord,
     IdentityRecord,
     KekRecord,

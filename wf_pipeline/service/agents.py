@@ -171,7 +171,10 @@ def run_agent(
     agent = agent_catalog(settings, workspace).get(agent_id).agent
     if provider is None and agent.provider is not None and agent.provider != settings.provider:
         settings = settings.model_copy(
-            update={"provider": agent.provider, "provider_options": provider_options(agent.provider, settings.secrets)}
+            update={
+                "provider": agent.provider,
+                "provider_options": provider_options(agent.provider, settings.secrets),
+            }
         )
     runs: dict[str, RunSummary] = {}
     for workflow_id in _run_order(plan):

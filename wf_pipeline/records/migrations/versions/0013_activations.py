@@ -53,5 +53,7 @@ def downgrade() -> None:
     """Drop the index and the table."""
     n = names()
     activations = n.table("activations")
-    op.drop_index(f"{activations}_source_workflow_id_tree_root_id_ix", table_name=activations, schema=n.schema)
+    op.drop_index(
+        f"{activations}_source_workflow_id_tree_root_id_ix", table_name=activations, schema=n.schema
+    )
     op.drop_table(activations, schema=n.schema)
