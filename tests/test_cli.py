@@ -226,6 +226,9 @@ def test_run_refuses_executor_settings_no_run_can_use_before_writing_anything(sa
         ["profiles", "show"],
         ["profiles", "list", WORKFLOW],
         ["run", WORKFLOW],
+        ["run", "--agent", "docs_agent", WORKFLOW, "{tree}"],
+        ["run", "--agent", "docs_agent"],
+        ["workflows", "draw"],
         ["no-such-command"],
     ],
     ids=[
@@ -237,6 +240,9 @@ def test_run_refuses_executor_settings_no_run_can_use_before_writing_anything(sa
         "profiles-show",
         "profiles-list-extra",
         "missing-path",
+        "agent-and-workflow",
+        "agent-without-path",
+        "workflows-unknown-action",
         "unknown",
     ],
 )

@@ -23,7 +23,7 @@ WORKFLOW = "docs_writer_thread_v1"
 DIST = "wf_pipeline"
 PACKAGED_PREFIX = f"{DIST}/{PACKAGED_DIR}/"
 # The checkout folders the build maps into the package, and nothing else of the checkout's data.
-BUILTIN_SOURCES = ("profiles", "assets/prompts")
+BUILTIN_SOURCES = ("profiles", "agents", "assets/prompts")
 TIMEOUT_S = 600
 
 

@@ -322,6 +322,65 @@ PROFILE_DUPLICATE_WORKFLOW_ID = _code(
     "PROFILE_DUPLICATE_WORKFLOW_ID", ProfileError, meaning="one layer defines a workflow_id twice"
 )
 PROFILE_NOT_FOUND = _code("PROFILE_NOT_FOUND", ProfileError, meaning="no layer defines that workflow_id")
+# --- chained workflows and agents (wf_pipeline/profiles/activations.py, wf_pipeline/agents/) ---------
+PROFILE_ACTIVATION_UNKNOWN_WORKFLOW = _code(
+    "PROFILE_ACTIVATION_UNKNOWN_WORKFLOW",
+    ProfileError,
+    meaning="a profile's activates: names a workflow no loaded profile defines",
+)
+PROFILE_ACTIVATION_UNKNOWN_CONDITION = _code(
+    "PROFILE_ACTIVATION_UNKNOWN_CONDITION",
+    ProfileError,
+    meaning="a profile's activates: gives a when: condition that is not one of the supported conditions",
+)
+PROFILE_ACTIVATION_BAD_TARGET = _code(
+    "PROFILE_ACTIVATION_BAD_TARGET",
+    ProfileError,
+    meaning="a profile's activates: gives a target other than root",
+)
+PROFILE_ACTIVATION_DUPLICATE = _code(
+    "PROFILE_ACTIVATION_DUPLICATE",
+    ProfileError,
+    meaning="a profile's activates: names one target workflow twice",
+)
+PROFILE_ACTIVATION_CYCLE = _code(
+    "PROFILE_ACTIVATION_CYCLE",
+    ProfileError,
+    meaning="the activation graph of the loaded profiles has a cycle (a workflow would start itself again)",
+)
+AGENT_PARSE_ERROR = _code(
+    "AGENT_PARSE_ERROR", ProfileError, meaning="an agent file cannot be read or is not valid YAML"
+)
+AGENT_SCHEMA_INVALID = _code(
+    "AGENT_SCHEMA_INVALID", ProfileError, meaning="an agent file does not match the agent schema"
+)
+AGENT_DUPLICATE_ID = _code(
+    "AGENT_DUPLICATE_ID", ProfileError, meaning="two agent files of one layer declare the same agent id"
+)
+AGENT_UNKNOWN_WORKFLOW = _code(
+    "AGENT_UNKNOWN_WORKFLOW", ProfileError, meaning="an agent binds a workflow no loaded profile defines"
+)
+AGENT_NO_DEFAULT = _code(
+    "AGENT_NO_DEFAULT",
+    ProfileError,
+    meaning="an agent has no binding marked default: true, or more than one",
+)
+AGENT_AMBIGUOUS_SELECTION = _code(
+    "AGENT_AMBIGUOUS_SELECTION",
+    ProfileError,
+    meaning="two bindings of an agent have equal priority and can match the same target",
+)
+AGENT_BAD_GLOB = _code(
+    "AGENT_BAD_GLOB",
+    ProfileError,
+    meaning="a binding's glob is empty, absolute, holds a path separator or an unbalanced bracket",
+)
+AGENT_UNKNOWN_PROVIDER = _code(
+    "AGENT_UNKNOWN_PROVIDER",
+    ProfileError,
+    meaning="an agent names a provider no provider is registered under",
+)
+AGENT_NOT_FOUND = _code("AGENT_NOT_FOUND", ProfileError, meaning="no layer declares that agent id")
 PROFILE_PARSE_ERROR = _code(
     "PROFILE_PARSE_ERROR", ProfileError, meaning="a profile file cannot be read or is not valid YAML"
 )

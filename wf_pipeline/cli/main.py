@@ -141,7 +141,10 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``wf run WORKFLOW_ID PATH``: run a workflow over a tree bottom-up and write its outputs.
+    """``wf run WORKFLOW_ID PATH`` or ``wf run --agent AGENT PATH``: run over a tree bottom-up and write the outputs.
+
+    With ``--agent`` each target runs the workflow the agent's policy selects
+    (`service.run_agent`); the report is one block per workflow, its targets and threads.
 
     Args:
         args: the parsed command line (``workflow_id``, ``path``, ``out``, ``in_place``,
@@ -161,6 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """
     from wf_pipeline import service
 
+    if args.agent is not None:
+        return _run_agent(args)
     with _progress(args) as on_progress:
         summary = service.run_workflow(
             _settings(args),
@@ -173,6 +178,94 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     _emit(args, summary.to_json(), _render_run)
     return 0 if summary.ok else EXIT_FAILED
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from wf_pipeline import service
+
+    summary = service.run_agent(
+        _settings(args),
+        args.agent,
+        Path(args.path),
+        out_dir=Path(args.out).resolve() if args.out else None,
+        in_place=args.in_place,
+        overwrite=args.overwrite,
+    )
+
+    def render(console: Console, data: dict) -> None:
+        print_line(console, f"agent {data['agent_id']}")
+        for run in data["runs"]:
+            print_line(console, f"workflow {run['workflow_id']}: {len(run['targets'])} target(s)")
+            _render_run(console, run["summary"])
+
+    _emit(args, summary.to_json(), render)
+    return 0 if summary.ok else EXIT_FAILED
+
+
+def cmd_workflows(args: argparse.Namespace) -> int:
+    """``wf workflows graph [--json|--dot]``: print the activation graph of the loaded profiles.
+
+    Args:
+        args: the parsed command line (``action``, ``json``, ``dot``).
+
+    Returns:
+        The exit status, 0. Prints one line per workflow and per activation edge
+        (``A -> B when CONDITION (target)``), the graph as JSON with ``--json``, or as
+        Graphviz DOT with ``--dot``.
+
+    Raises:
+        WfError: ``CONFIG_*`` for bad settings; `main` prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    graph = service.workflow_graph(_settings())
+    if args.dot:
+        sys.stdout.write(service.workflow_graph_dot(graph))
+        return 0
+
+    def render(console: Console, data: dict) -> None:
+        print_line(console, f"workflows: {', '.join(data['nodes']) or 'none'}")
+        for edge in data["edges"]:
+            print_line(console, f"{edge['from']} -> {edge['to']} when {edge['when']} ({edge['target']})")
+        if not data["edges"]:
+            print_line(console, "no activations")
+
+    _emit(args, graph, render)
+    return 0
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    """``wf agents list``: the agents of every layer with their bindings, and the agent files that failed.
+
+    Returns:
+        The exit status: 0, or 1 (``EXIT_FAILED``) when an agent file failed to load (each
+        is printed as ``CODE: message``).
+
+    Raises:
+        WfError: ``CONFIG_*`` for bad settings; `main` prints them and exits 1.
+    """
+    from wf_pipeline import service
+
+    result = service.list_agents(_settings())
+
+    def render(console: Console, data: dict) -> None:
+        rows = [
+            (
+                a["agent_id"],
+                a["layer"],
+                ", ".join(
+                    f"{b['workflow']}@{b['target']}:{b['priority']}" + (" (default)" if b["default"] else "")
+                    for b in a["bindings"]
+                ),
+            )
+            for a in data["agents"]
+        ]
+        print_table(console, ("agent_id", "layer", "bindings"), rows)
+        for bad in data["invalid"]:
+            print_line(console, f"{bad['code']}: {bad['message']}", style="red")
+
+    _emit(args, result, render)
+    return EXIT_FAILED if result["invalid"] else 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -1627,6 +1720,15 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
     The rule: a mistake visible without reading any file or setting is a usage error;
     everything else is a WfError (exit 1).
     """
+    if args.command == "run":
+        if args.agent is not None and args.path is None and args.workflow_id is not None:
+            args.path, args.workflow_id = args.workflow_id, None  # `wf run --agent AGENT PATH`
+        if args.agent is not None and args.workflow_id is not None:
+            return "give either WORKFLOW_ID or --agent AGENT, not both"
+        if args.agent is None and (args.workflow_id is None or args.path is None):
+            return "give WORKFLOW_ID and PATH (or --agent AGENT PATH)"
+        if args.path is None:
+            return "give the PATH of the tree"
     if args.command == "run" and args.overwrite and not args.in_place:
         return "--overwrite needs --in-place (it replaces README.md files inside the tree)"
     if args.command == "retention" and args.action in ("hold", "release"):
@@ -1763,8 +1865,14 @@ def build_parser() -> argparse.ArgumentParser:
     profile_show.add_argument("workflow_id", metavar="WORKFLOW_ID", help="the workflow id")
 
     run = command("run", "run a workflow over a directory tree, bottom-up", cmd_run, (links, reuse))
-    run.add_argument("workflow_id", metavar="WORKFLOW_ID", help=workflow_help)
-    run.add_argument("path", metavar="PATH", help=tree_help)
+    # WORKFLOW_ID PATH, or --agent AGENT PATH: `_usage_problem` moves the lone positional.
+    run.add_argument("workflow_id", metavar="WORKFLOW_ID", nargs="?", help=workflow_help)
+    run.add_argument("path", metavar="PATH", nargs="?", help=tree_help)
+    run.add_argument(
+        "--agent",
+        metavar="AGENT",
+        help="run, for each target, the workflow this agent's policy selects (instead of WORKFLOW_ID)",
+    )
     run.add_argument(
         "--out",
         help="folder the outputs mirror the tree into, recorded for the tree "
@@ -1774,6 +1882,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--overwrite", action="store_true", help="with --in-place: replace existing README.md files"
     )
+
+    workflows = command("workflows", "show how workflows chain into each other", cmd_workflows)
+    workflows.add_argument("action", choices=["graph"], help="graph: print the activation graph")
+    workflows.add_argument("--dot", action="store_true", help="print the graph as Graphviz DOT")
+
+    agents = command("agents", "list the agents and their workflow bindings", cmd_agents)
+    agents.add_argument("action", choices=["list"], help="list: the loaded agents and bad agent files")
 
     backfill = command(
         "backfill",

@@ -14,7 +14,11 @@ from wf_pipeline.compiler.maintenance import (
 )
 from wf_pipeline.compiler.replay import replay_asset, replay_job
 from wf_pipeline.compiler.resources import runtime_resources
-from wf_pipeline.compiler.sensors import bottom_up_after_failed_threads_sensor, bottom_up_sensor
+from wf_pipeline.compiler.sensors import (
+    activation_sensor,
+    bottom_up_after_failed_threads_sensor,
+    bottom_up_sensor,
+)
 from wf_pipeline.compiler.telemetry import (
     telemetry_assets,
     telemetry_job,
@@ -49,6 +53,9 @@ def build_definitions(
 ) -> Definitions:
     """One asset group and one job per profile, its replay asset and job, the ``telemetry`` group, job and schedule; with ``maintenance``, ``wf_retention``.
 
+    A profile that declares ``activates:`` gets an activation sensor that starts the
+    activated workflows on a tree's root (`wf_pipeline.compiler.sensors.activation_sensor`).
+
     The maintenance job comes with its daily schedule and early-trigger sensor
     (`wf_pipeline.compiler.maintenance`); ``maintenance`` holds the retention and
     compaction use cases the service layer hands in (the code location does), and the
@@ -60,12 +67,20 @@ def build_definitions(
     assets = []
     jobs = []
     sensors = []
+    jobs_by_workflow = {}
     for loaded in catalog.all():
         job = profile_job(loaded)
+        jobs_by_workflow[loaded.workflow_id] = job
         assets.extend(turn_assets(loaded))
         assets.append(replay_asset(loaded))
         jobs += [job, replay_job(loaded)]
         sensors += [bottom_up_sensor(loaded, job), bottom_up_after_failed_threads_sensor(loaded, job)]
+    # Chained workflows: one sensor per upstream profile (the catalog checked the graph at load).
+    sensors += [
+        activation_sensor(loaded, jobs_by_workflow, env)
+        for loaded in catalog.all()
+        if loaded.profile.activates
+    ]
     assets.extend(telemetry_assets())
     telemetry = telemetry_job()
     jobs.append(telemetry)

@@ -495,6 +495,36 @@ class IdentityRecord(_Record):
     approval: bytes | None = None
 
 
+class ActivationRecord(_Record):
+    """One chained activation: an upstream workflow's condition held on a tree and started another workflow.
+
+    Written by the activation sensor before it requests the run, so each tree and upstream
+    state starts the activated workflow once (the ``activation_id`` is the run key), and a
+    replay knows which threads started which run. Time in ms.
+
+    Attributes:
+        activation_id: ``act-<32 hex>`` of (source, target, condition, tree, threads digest);
+            also the Dagster run key of the requested run.
+        source_workflow_id, target_workflow_id: the upstream and the activated workflow.
+        condition: the ``when:`` that held (`wf_pipeline.profiles.activations.CONDITIONS`).
+        tree_root_id: the tree (`wf_pipeline.runtime.targets.tree_root_id`).
+        target_key: the partition the activated workflow runs on (the tree's root).
+        thread_ids: the upstream threads the condition was judged on, sorted.
+        threads_digest: ``sha256:`` of their canonical JSON list.
+        created_at_ms: when the activation was recorded.
+    """
+
+    activation_id: NonEmpty
+    source_workflow_id: NonEmpty
+    target_workflow_id: NonEmpty
+    condition: NonEmpty
+    tree_root_id: NonEmpty
+    target_key: NonEmpty
+    thread_ids: tuple[str, ...]
+    threads_digest: NonEmpty
+    created_at_ms: int
+
+
 class GrantRecord(_Record):
     """One issued grant as recorded for revocation and metering; the signed document stays with its holder.
 

@@ -51,6 +51,7 @@ from wf_pipeline.gates.registry import rules_overrides_digest
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
 from wf_pipeline.metadata.payloads import output_model
 from wf_pipeline.metadata.yaml_documents import load_yaml_document
+from wf_pipeline.profiles.activations import catalog_activation_problems, check_activation_entries
 from wf_pipeline.profiles.budget import check_prompt_budgets
 from wf_pipeline.profiles.encryption import EncryptionPolicy, resolve_encryption
 from wf_pipeline.profiles.expressions import Expression, FieldKind
@@ -386,7 +387,10 @@ def load_catalog(
     becomes one `ProfileProblem` and one logged warning (``CODE: message``, naming the
     file); every other file of every layer still loads. When two files of one layer define
     the same workflow id, the first by path is kept and the second is the problem
-    (``PROFILE_DUPLICATE_WORKFLOW_ID``, figures: workflow_id, layer, paths).
+    (``PROFILE_DUPLICATE_WORKFLOW_ID``, figures: workflow_id, layer, paths). The winners'
+    activation graph is checked last (`wf_pipeline.profiles.activations`): a profile that
+    activates an unknown workflow (``PROFILE_ACTIVATION_UNKNOWN_WORKFLOW``) or sits on an
+    activation cycle (``PROFILE_ACTIVATION_CYCLE``, figure: cycle) is a problem too.
 
     Args:
         layers: the layers, highest precedence first (see `default_layers`).
@@ -430,6 +434,17 @@ def load_catalog(
                 shadowed.append(ShadowedProfile(workflow_id, layer.name, loaded.source_path))
             else:
                 winners[workflow_id] = loaded
+    # The activation graph spans profiles: checked once the winners are known.
+    activation_problems = catalog_activation_problems(
+        {wid: loaded.profile for wid, loaded in winners.items()},
+        {wid: str(loaded.source_path) for wid, loaded in winners.items()},
+    )
+    for workflow_id, exc in sorted(activation_problems.items()):
+        loaded = winners.pop(workflow_id)
+        problem = ProfileProblem(loaded.source_path, loaded.layer, exc)
+        problems.append(problem)
+        if warn:
+            log.warning("%s: %s (the other profiles still load)", exc.code, problem.message)
     return ProfileCatalog(profiles=winners, shadowed=tuple(shadowed), problems=tuple(problems))
 
 
@@ -476,7 +491,9 @@ def load_profile_file(
             ``PROFILE_RETRY_UNKNOWN_CODE``, ``PROFILE_RETRY_CONFLICT`` (figures: turn_id and
             field, code, or the figures that disagree) for a bad turn ``retry`` block
             (`wf_pipeline.profiles.retry`); ``PROFILE_WHEN_*`` for a turn's ``when:``
-            (`check_branches`). Every error carries the file's path.
+            (`check_branches`); ``PROFILE_ACTIVATION_UNKNOWN_CONDITION``,
+            ``PROFILE_ACTIVATION_BAD_TARGET``, ``PROFILE_ACTIVATION_DUPLICATE`` for a bad
+            ``activates:`` entry. Every error carries the file's path.
     """
     path = Path(path)
     if not isinstance(layer, Layer):
@@ -636,6 +653,7 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
             final_artifact_type=final,
         )
     _check_artifact_policy(profile, where)
+    check_activation_entries(profile, where)
 
 
 def _rule_problem_code(kind: str) -> ErrorCode:

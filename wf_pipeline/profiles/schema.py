@@ -253,6 +253,26 @@ class FailurePolicy(_Frozen):
         return self.mode == "stop_on_gate_fail"
 
 
+class Activation(_Frozen):
+    """One entry of a profile's ``activates:``: start another workflow when a condition holds.
+
+    Attributes:
+        workflow: the workflow id to start; the catalog must define it
+            (``PROFILE_ACTIVATION_UNKNOWN_WORKFLOW``).
+        when: the condition, one of `wf_pipeline.profiles.activations.CONDITIONS`
+            (``PROFILE_ACTIVATION_UNKNOWN_CONDITION``).
+        target: where the activated workflow runs; only ``root`` (the tree's root directory,
+            ``PROFILE_ACTIVATION_BAD_TARGET`` otherwise).
+
+    The loader checks the values (each with its own code) and the activation graph of the
+    whole catalog (``PROFILE_ACTIVATION_CYCLE``); docs/profiles.md describes the block.
+    """
+
+    workflow: NonEmpty
+    when: NonEmpty
+    target: NonEmpty = "root"
+
+
 class Profile(_Frozen):
     """One workflow declaration, as docs/profiles.md describes it field by field.
 
@@ -284,6 +304,9 @@ class Profile(_Frozen):
     # Redaction preset and opt-outs (`wf_pipeline.profiles.redaction`); checked by the loader,
     # left out of the code version and of thread identity.
     redaction: dict[str, Any] | None = None
+    # Workflows this one starts when a condition holds (`wf_pipeline.profiles.activations`);
+    # left out of the code version and of thread identity.
+    activates: list[Activation] = []
 
     def ordered_turns(self) -> list[TurnSpec]:
         return sorted(self.turns, key=lambda turn: turn.seq)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from wf_pipeline.errors import RECORD_INTEGRITY, RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
+    ActivationRecord,
     AnnotationEventRecord,
     AnnotationRecord,
     ArtifactLinkRecord,
@@ -740,6 +741,25 @@ class MemoryRecordStore:
     def list_identities(self) -> list[IdentityRecord]:
         """Every identity, by name."""
         return self._listing("list_identities", "identities", IdentityRecord)
+
+    def add_activation(self, record: ActivationRecord) -> tuple[ActivationRecord, bool]:
+        """Insert an activation unless its activation_id is recorded; the stored one and whether it is new; ``RECORD_INVALID``."""
+        activation = validated(record, ActivationRecord)
+        with self._contents.lock:
+            rows = self._contents.tables["activations"]
+            key = (activation.activation_id,)
+            inserted = key not in rows
+            row = rows.setdefault(key, activation.model_dump())
+            return ActivationRecord.model_validate(row), inserted
+
+    def list_activations(self, source_workflow_id: str | None = None) -> list[ActivationRecord]:
+        """Recorded activations (of ``source_workflow_id`` when given), by created_at_ms then activation_id."""
+        where = (
+            None
+            if source_workflow_id is None
+            else (lambda row: row["source_workflow_id"] == source_workflow_id)
+        )
+        return self._listing("list_activations", "activations", ActivationRecord, where)
 
     def add_grant(self, record: GrantRecord) -> GrantRecord:
         """Insert a grant unless its grant_id is recorded; returns the stored one; ``RECORD_INVALID``."""

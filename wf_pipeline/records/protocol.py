@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from wf_pipeline.errors import RECORD_INVALID, RecordError
 from wf_pipeline.metadata.records import (
     KEK_STATES,
+    ActivationRecord,
     AnnotationEventRecord,
     AnnotationRecord,
     ArtifactLinkRecord,
@@ -71,6 +72,7 @@ ORDERS: dict[str, tuple[str, ...]] = {
     "data_keys_under": ("artifact_id",),
     "list_identities": ("name",),
     "list_grants": ("issued_at_ms", "grant_id"),
+    "list_activations": ("created_at_ms", "activation_id"),
     "prompt_links_for_artifact": ("prompt_link_id",),
     # The audit trail in chain order: its position.
     "audit_records": ("seq",),
@@ -1063,4 +1065,19 @@ class RecordStore(Protocol):
         `GRANT_USE_OK` when counted, else the refusal `grant_use_refusal` names (nothing
         changes). Raises ``RECORD_INVALID`` (bad arguments), ``RECORD_UNAVAILABLE``.
         """
+        ...
+
+    # Chained activations (`wf_pipeline.runtime.activations`): which upstream threads started
+    # which run. No thread reference: they outlive the threads.
+
+    def add_activation(self, record: ActivationRecord) -> tuple[ActivationRecord, bool]:
+        """Insert an activation unless its activation_id is recorded (first writer wins).
+
+        Returns the stored record and whether this call inserted it. Raises
+        ``RECORD_INVALID`` (nothing written), ``RECORD_UNAVAILABLE``.
+        """
+        ...
+
+    def list_activations(self, source_workflow_id: str | None = None) -> list[ActivationRecord]:
+        """Recorded activations (of ``source_workflow_id`` when given), by created_at_ms then activation_id."""
         ...

@@ -28,6 +28,7 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.metadata.records import (
     SCHEMA_VERSION,
+    ActivationRecord,
     AnnotationEventRecord,
     AnnotationRecord,
     ArtifactLinkRecord,
@@ -1168,6 +1169,34 @@ class SqlRecordStore:
         table = self._tables["identities"]
         statement = select(table).order_by(*_order_columns(table, "list_identities"))
         return self._select("list_identities", IdentityRecord, statement)
+
+    def add_activation(self, record: ActivationRecord) -> tuple[ActivationRecord, bool]:
+        """Insert an activation unless its activation_id is recorded; the stored one and whether it is new.
+
+        One ``INSERT ... ON CONFLICT DO NOTHING``: of two sensor ticks recording one
+        activation at once, exactly one inserts. Raises ``RECORD_INVALID`` (nothing
+        written), ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
+        """
+        activation = validated(record, ActivationRecord)
+        table = self._tables["activations"]
+        row = activation.model_dump()
+        statement = self._insert(table).values(**row).on_conflict_do_nothing(index_elements=["activation_id"])
+        with self._writing("add_activation") as conn:
+            inserted = conn.execute(statement).rowcount == 1
+            stored = (
+                conn.execute(select(table).where(table.c.activation_id == activation.activation_id))
+                .mappings()
+                .one()
+            )
+        return _stored("add_activation", ActivationRecord, dict(stored)), inserted
+
+    def list_activations(self, source_workflow_id: str | None = None) -> list[ActivationRecord]:
+        """Recorded activations (of ``source_workflow_id`` when given), by created_at_ms then activation_id."""
+        table = self._tables["activations"]
+        statement = select(table).order_by(*_order_columns(table, "list_activations"))
+        if source_workflow_id is not None:
+            statement = statement.where(table.c.source_workflow_id == source_workflow_id)
+        return self._select("list_activations", ActivationRecord, statement)
 
     def add_grant(self, record: GrantRecord) -> GrantRecord:
         """Insert a grant unless its grant_id is recorded; returns the stored one.

@@ -33,6 +33,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.records import (
+    ActivationRecord,
     AnnotationEventRecord,
     AnnotationRecord,
     ArtifactLinkRecord,
@@ -195,6 +196,14 @@ TABLE_SPECS: tuple[TableSpec, ...] = (
     # Identities and the grants they issue: no thread reference, both outlive any thread.
     TableSpec("identities", IdentityRecord, key=("name",)),
     TableSpec("grants", GrantRecord, key=("grant_id",)),
+    # Chained activations (`wf_pipeline.runtime.activations`): they outlive the threads they
+    # were judged on; (source_workflow_id, tree_root_id) serves a tree's activations.
+    TableSpec(
+        "activations",
+        ActivationRecord,
+        key=("activation_id",),
+        indexes=(("source_workflow_id", "tree_root_id"),),
+    ),
     # The audit trail: append-only, keyed by its position. No thread reference and no
     # upsert: retention and compaction never touch it, and the store only inserts.
     # (at_ms) serves --since listings, (grant_id) a grant's events, (event_hash) the

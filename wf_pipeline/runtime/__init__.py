@@ -16,6 +16,7 @@ from wf_pipeline.runtime.runs import (
     next_ready_level,
     plan_run,
     replan,
+    restrict_plan,
     summarize_run,
 )
 from wf_pipeline.runtime.sample import sample_render_errors
@@ -68,6 +69,7 @@ __all__ = [
     "register_targets",
     "register_tree",
     "replan",
+    "restrict_plan",
     "resolve_target",
     "resume_seq",
     "render_variables",

@@ -77,6 +77,30 @@ def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
     )
 
 
+def restrict_plan(plan: RunPlan, only_paths: Iterable[str]) -> RunPlan:
+    """``plan`` with only the threads of the target directories ``only_paths``, order kept.
+
+    What a workflow that an agent's policy gives a subset of a tree's targets runs
+    (`wf_pipeline.agents`): the other targets are neither run nor reported. Their
+    partitions are not synced either, so each depth level of the subset stays one
+    contiguous partition range. A target whose children are outside the subset waits for
+    their threads of this workflow as always (``RUN_CHILDREN_PENDING``).
+
+    Args:
+        plan: a `plan_run` plan.
+        only_paths: target paths relative to the tree root (``.`` for the root).
+
+    Returns:
+        A new `RunPlan`; unknown paths are ignored. Raises nothing.
+    """
+    wanted = set(only_paths)
+    return RunPlan(
+        loaded=plan.loaded,
+        scan=plan.scan,
+        threads=tuple(entry for entry in plan.threads if entry.target.path in wanted),
+    )
+
+
 def replan(
     env: RuntimeEnv,
     loaded: LoadedProfile,

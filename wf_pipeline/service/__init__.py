@@ -4,6 +4,14 @@ Plain functions over the runtime and the compiler's launch API. Each takes the
 `Settings` it works under as its first argument; none reads the environment.
 """
 
+from wf_pipeline.service.agents import (
+    AgentRunSummary,
+    list_agents,
+    plan_agent_run,
+    run_agent,
+    workflow_graph,
+    workflow_graph_dot,
+)
 from wf_pipeline.service.cas import verify_cas
 from wf_pipeline.service.compaction import CompactionResult, compact
 from wf_pipeline.service.definitions import code_location
@@ -27,6 +35,12 @@ from wf_pipeline.service.telemetry import (
 from wf_pipeline.service.ui import dagster_ui_command
 
 __all__ = [
+    "AgentRunSummary",
+    "list_agents",
+    "plan_agent_run",
+    "run_agent",
+    "workflow_graph",
+    "workflow_graph_dot",
     "CompactionResult",
     "MigrationReport",
     "backfill",

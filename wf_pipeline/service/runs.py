@@ -6,6 +6,7 @@ front end call these and format what they return.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from wf_pipeline.runtime import (
     register_targets,
     register_tree,
     resolve_target,
+    restrict_plan,
     scan_workspace,
     summarize_run,
     target_depth,
@@ -66,6 +68,7 @@ def run_workflow(
     workspace_dir: Path | None = None,
     provider: Provider | None = None,
     on_progress: Progress | None = None,
+    only_targets: Collection[str] | None = None,
 ) -> RunSummary:
     """Run ``workflow_id`` over the tree at ``root``: plan, execute pending threads, write outputs.
 
@@ -74,7 +77,9 @@ def run_workflow(
     as the tree's output place (as `sync_targets` does); with neither, the place recorded
     earlier applies, by default ``<WF_OUT>/<tree key>``. ``workspace_dir`` is the
     workspace profile layer (default: the working directory); ``provider`` replaces the
-    configured one (in-process executor only); ``on_progress(done, total)`` counts threads.
+    configured one (in-process executor only); ``on_progress(done, total)`` counts threads;
+    ``only_targets`` (target paths, ``.`` for the root) runs and reports those targets only
+    (`wf_pipeline.runtime.restrict_plan`; what an agent's policy gives the workflow).
 
     Returns the run's `RunSummary` (threads, provider calls, Dagster run ids, out_dir).
     Raises ``TREE_*`` for a bad root (before anything is written), ``PROFILE_*`` for
@@ -100,6 +105,8 @@ def run_workflow(
             register_tree(env.records, root, out_dir=out_dir, in_place=in_place, overwrite=overwrite)
         scan = scan_workspace(env, loaded, root)
         plan = plan_run(env, loaded, scan)
+        if only_targets is not None:
+            plan = restrict_plan(plan, only_targets)
         stop.thread_ids = [entry.thread.thread_id for entry in plan.threads]
         stop.workflow_id, stop.target_keys = workflow_id, [entry.target.key for entry in plan.threads]
         with instance_storage_errors(settings):

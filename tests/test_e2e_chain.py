@@ -1,0 +1,167 @@
+"""Chained workflows and agents end to end: a docs-writer backfill activates a second workflow on the
+tree's root through the activation sensor (a real Dagster instance), once per upstream state; the
+activation graph on the CLI; ``wf run --agent`` splits a tree's targets among the agent's workflows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from e2e_support import SAMPLE_REPO, WORKFLOW_ID, copy_tree, isolated_settings, workspace_layer
+
+from wf_pipeline.compiler import build_definitions, job_name, open_instance
+from wf_pipeline.compiler.launch.executors import load_profiles
+from wf_pipeline.compiler.sensors import ACTIVATED_BY_TAG, ACTIVATION_TAG, activation_sensor_name
+from wf_pipeline.metadata.canonical import canonical_json, digest
+from wf_pipeline.runtime import RuntimeEnv, target_key_for
+from wf_pipeline.service import backfill, run_agent, sync_targets, workflow_graph
+
+pytestmark = pytest.mark.slow
+SECOND = "notes_copy_v1"
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return isolated_settings(monkeypatch, tmp_path / "home")
+
+
+def _chained_workspace(parent: Path) -> Path:
+    """A workspace whose docs writer activates a copy of itself (another workflow id) on the root."""
+    workspace = workspace_layer(parent)
+    source = workspace / "profiles" / f"{WORKFLOW_ID}.yaml"
+    profile = yaml.safe_load(source.read_text())
+    copy = {**profile, "workflow_id": SECOND, "title": "Second workflow"}
+    (workspace / "profiles" / f"{SECOND}.yaml").write_text(yaml.safe_dump(copy))
+    profile["activates"] = [{"workflow": SECOND, "when": "all_threads_completed", "target": "root"}]
+    source.write_text(yaml.safe_dump(profile))
+    return workspace
+
+
+def _tick(settings, workspace: Path):
+    from dagster import build_sensor_context
+
+    catalog = load_profiles(settings, workspace)
+    with RuntimeEnv.open(settings, catalog=catalog) as env:
+        defs = build_definitions(catalog, env)
+        sensor = defs.resolve_sensor_def(activation_sensor_name(WORKFLOW_ID))
+        instance = open_instance(settings)
+        # With the instance's ref, Dagster checks the requested partition as its daemon does.
+        with build_sensor_context(
+            instance=instance, instance_ref=instance.get_ref(), definitions=defs
+        ) as context:
+            return sensor.evaluate_tick(context)
+
+
+def _activations(settings):
+    with RuntimeEnv.open(settings) as env:
+        return env.records.list_activations(WORKFLOW_ID)
+
+
+def test_a_backfill_of_a_tree_activates_the_second_workflow_on_its_root_once(settings, tmp_path):
+    workspace = _chained_workspace(tmp_path)
+    tree = copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit")
+    sync_targets(settings, WORKFLOW_ID, tree, workspace_dir=workspace)
+
+    # Registered but not documented yet: the condition does not hold.
+    assert not _tick(settings, workspace).run_requests
+    assert _activations(settings) == []
+
+    summary = backfill(settings, WORKFLOW_ID, tree, workspace_dir=workspace)
+    assert summary.ok and len(summary.threads) == 3
+    result = _tick(settings, workspace)
+    (request,) = result.run_requests
+    root_key = target_key_for(tree.resolve(), ".")
+    assert request.job_name == job_name(SECOND)
+    assert request.partition_key == root_key
+    assert request.tags[ACTIVATED_BY_TAG] == WORKFLOW_ID
+    # The root's partition is added to the activated workflow's partitions with the request.
+    (added,) = result.dynamic_partitions_requests
+    assert added.partitions_def_name == f"{SECOND}_targets" and list(added.partition_keys) == [root_key]
+
+    (record,) = _activations(settings)
+    threads = sorted(t.thread_id for t in summary.threads)
+    assert record.activation_id == request.run_key == request.tags[ACTIVATION_TAG]
+    assert record.target_workflow_id == SECOND and record.target_key == root_key
+    assert list(record.thread_ids) == threads
+    assert record.threads_digest == digest(canonical_json(threads))
+
+    # A second tick on the same upstream state launches nothing again.
+    assert not _tick(settings, workspace).run_requests
+    assert len(_activations(settings)) == 1
+
+    # An edit gives new upstream threads: once they complete, the tree is activated again.
+    edited = tree / "sensors" / "base.py"
+    edited.write_text(edited.read_text() + "\n# calibrated at start-up\n")
+    assert backfill(settings, WORKFLOW_ID, tree, workspace_dir=workspace).ok
+    (again,) = _tick(settings, workspace).run_requests
+    assert again.run_key != request.run_key
+    assert len(_activations(settings)) == 2
+
+
+def test_the_activation_graph_on_the_cli(settings, tmp_path, capsys, monkeypatch):
+    from wf_pipeline.cli.main import main
+
+    workspace = _chained_workspace(tmp_path)
+    graph = workflow_graph(settings, workspace)
+    assert graph["edges"] == [
+        {"from": WORKFLOW_ID, "to": SECOND, "when": "all_threads_completed", "target": "root"}
+    ]
+    # The CLI reads the workspace layer from the working directory.
+    monkeypatch.chdir(workspace)
+    assert main(["workflows", "graph", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == graph
+    assert main(["workflows", "graph", "--dot"]) == 0
+    assert f'"{WORKFLOW_ID}" -> "{SECOND}"' in capsys.readouterr().out
+
+
+def test_run_agent_runs_each_target_under_the_workflow_its_policy_selects(
+    settings, tmp_path, capsys, monkeypatch
+):
+    workspace = _chained_workspace(tmp_path)
+    (workspace / "agents").mkdir()
+    agent = {
+        "agent_id": "test_agent",
+        "role": "docs for directories, the second workflow for the root",
+        "provider": "offline",
+        "bindings": [
+            {"workflow": WORKFLOW_ID, "target": "directory", "priority": 0, "default": True},
+            {"workflow": SECOND, "target": "root", "priority": 10},
+        ],
+    }
+    (workspace / "agents" / "test_agent.yaml").write_text(yaml.safe_dump(agent))
+    tree = copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit")
+
+    result = run_agent(settings, "test_agent", tree, workspace_dir=workspace)
+    assert result.plan.by_workflow == {WORKFLOW_ID: ("sensors", "storage"), SECOND: (".",)}
+    # The workflow with the deepest targets runs first; each reports only its own targets.
+    assert list(result.runs) == [WORKFLOW_ID, SECOND]
+    docs = result.runs[WORKFLOW_ID]
+    assert sorted(t.path for t in docs.threads) == ["sensors", "storage"]
+    assert {t.status for t in docs.threads} == {"completed"}
+    out = Path(docs.out_dir)
+    assert sorted(p.relative_to(out).parent.as_posix() for p in out.rglob("README.md")) == [
+        "sensors",
+        "storage",
+    ]
+    (root_thread,) = result.runs[SECOND].threads
+    assert root_thread.path == "."
+    # The second workflow documents every directory bottom-up, so on the root alone its thread
+    # waits for its own children's threads; a root-only workflow has none to wait for.
+    assert root_thread.status == "pending" and len(result.runs[SECOND].dagster_run_ids) == 1
+    with RuntimeEnv.open(settings) as env:
+        assert {t.target_path for t in env.records.list_threads(WORKFLOW_ID)} == {"sensors", "storage"}
+
+    # The CLI reports per workflow; a second run reuses the completed threads.
+    from wf_pipeline.cli.main import main
+
+    monkeypatch.chdir(workspace)
+    assert main(["run", "--agent", "test_agent", str(tree), "--json"]) == 1  # the root thread still waits
+    report = json.loads(capsys.readouterr().out)
+    assert report["agent_id"] == "test_agent"
+    assert report["workflows"] == {WORKFLOW_ID: ["sensors", "storage"], SECOND: ["."]}
+    docs_run, second_run = report["runs"]
+    assert docs_run["workflow_id"] == WORKFLOW_ID and docs_run["summary"]["threads_reused"] == 2
+    assert [t["path"] for t in second_run["summary"]["threads"]] == ["."]
