@@ -129,6 +129,10 @@ class TurnRecord(_Record):
     # earlier attempt's answer to the same request, reused) or ``replay`` (a replay).
     response_artifact_id: str | None = None
     response_source: str | None = None
+    # The parallel segment the turn ran in (`wf_pipeline.profiles.segments`): turns of one
+    # thread with the same segment ran concurrently. None for attempts recorded before
+    # segments were.
+    segment: int | None = None
 
     @field_validator("output_artifact_id", "response_artifact_id", "request_digest")
     @classmethod

@@ -14,6 +14,7 @@ from wf_pipeline.profiles.loader import (
     load_profile_file,
 )
 from wf_pipeline.profiles.render import PromptTemplate, compile_template, render_prompt
+from wf_pipeline.profiles.segments import parallel_segment, turn_segments
 from wf_pipeline.profiles.schema import (
     ArtifactPolicy,
     FailurePolicy,
@@ -42,6 +43,8 @@ __all__ = [
     "describe",
     "load_catalog",
     "load_profile_file",
+    "parallel_segment",
     "render_prompt",
+    "turn_segments",
     "validate_report",
 ]
