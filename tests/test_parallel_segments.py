@@ -81,7 +81,9 @@ class SlowSiblings:
             time.sleep(DELAY_S)
         if request.output_type == "side_notes":
             notes = {"other": 1} if self.broken else {"notes": ["n1"]}
-            return ProviderResponse(text=json.dumps(notes), provider_type=self.provider_type, model=self.model)
+            return ProviderResponse(
+                text=json.dumps(notes), provider_type=self.provider_type, model=self.model
+            )
         return self._inner.complete(request)
 
 
@@ -175,25 +177,40 @@ def _turn(turn_id: str, seq: int, status: str, segment: int | None = 1) -> TurnR
     )
 
 
-@pytest.mark.parametrize("url", ["memory://", "sqlite"])
-def test_a_sibling_committing_after_a_failed_one_keeps_the_failure_and_the_furthest_seq(tmp_path, url):
-    records = open_record_store(f"sqlite:///{tmp_path / 'records.db'}" if url == "sqlite" else url)
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def records(request, tmp_path):
+    if request.param == "postgresql":
+        from postgres_support import fresh_database
+
+        with fresh_database() as database:
+            store = open_record_store(database.url.render_as_string(hide_password=False))
+            try:
+                yield store
+            finally:
+                store.close()
+        return
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'records.db'}"
+    store = open_record_store(url)
     try:
-        records.save_thread(_thread("running", 1))
-        # side_notes (seq 3) fails first, then verification (seq 2), read before, completes.
-        records.commit_turn(
-            TurnCommit(thread=_thread("failed", 3, "GATE_FAILED"), turn=_turn("side_notes", 3, "failed"))
-        )
-        records.commit_turn(TurnCommit(thread=_thread("running", 2), turn=_turn("verification", 2, "completed")))
-        stored = records.get_thread("thread:p")
-        assert (stored.status, stored.error_code, stored.last_turn_seq) == ("failed", "GATE_FAILED", 3)
-        # Resuming the failed sibling clears the failure.
-        resumed = _turn("side_notes", 3, "completed").model_copy(update={"attempt": 2, "turn_record_id": "t:2"})
-        records.commit_turn(TurnCommit(thread=_thread("running", 3), turn=resumed))
-        stored = records.get_thread("thread:p")
-        assert (stored.status, stored.error_code, stored.last_turn_seq) == ("running", None, 3)
+        yield store
     finally:
-        records.close()
+        store.close()
+
+
+def test_a_sibling_committing_after_a_failed_one_keeps_the_failure_and_the_furthest_seq(records):
+    records.save_thread(_thread("running", 1))
+    # side_notes (seq 3) fails first, then verification (seq 2), read before, completes.
+    records.commit_turn(
+        TurnCommit(thread=_thread("failed", 3, "GATE_FAILED"), turn=_turn("side_notes", 3, "failed"))
+    )
+    records.commit_turn(TurnCommit(thread=_thread("running", 2), turn=_turn("verification", 2, "completed")))
+    stored = records.get_thread("thread:p")
+    assert (stored.status, stored.error_code, stored.last_turn_seq) == ("failed", "GATE_FAILED", 3)
+    # Resuming the failed sibling clears the failure.
+    resumed = _turn("side_notes", 3, "completed").model_copy(update={"attempt": 2, "turn_record_id": "t:2"})
+    records.commit_turn(TurnCommit(thread=_thread("running", 3), turn=resumed))
+    stored = records.get_thread("thread:p")
+    assert (stored.status, stored.error_code, stored.last_turn_seq) == ("running", None, 3)
 
 
 def test_the_merge_rule_leaves_turns_outside_a_segment_and_a_finished_thread_alone():
@@ -202,7 +219,9 @@ def test_the_merge_rule_leaves_turns_outside_a_segment_and_a_finished_thread_alo
     retried = merged_thread(failed, _thread("running", 2), _turn("verification", 2, "completed"), [])
     assert retried.status == "running" and retried.error_code is None
     # A sibling that read the thread before the other completed it does not set it back.
-    done = merged_thread(_thread("completed", 5), _thread("running", 3), _turn("side_notes", 3, "completed"), [])
+    done = merged_thread(
+        _thread("completed", 5), _thread("running", 3), _turn("side_notes", 3, "completed"), []
+    )
     assert (done.status, done.last_turn_seq) == ("completed", 5)
 
 
@@ -265,7 +284,9 @@ def test_a_failing_sibling_gate_stops_the_join_only_and_resume_runs_from_it(sett
             output: instance.get_materialized_partitions(turn_asset_key(WORKFLOW, output))
             for output in ("verification_report", "side_notes", "readme_struct")
         }
-    assert partitions["verification_report"] and not partitions["side_notes"] and not partitions["readme_struct"]
+    assert (
+        partitions["verification_report"] and not partitions["side_notes"] and not partitions["readme_struct"]
+    )
 
     provider.broken, provider.calls = False, []
     resumed = resume_thread(

@@ -14,7 +14,6 @@ from wf_pipeline.profiles.loader import (
     load_profile_file,
 )
 from wf_pipeline.profiles.render import PromptTemplate, compile_template, render_prompt
-from wf_pipeline.profiles.segments import parallel_segment, turn_segments
 from wf_pipeline.profiles.schema import (
     ArtifactPolicy,
     FailurePolicy,
@@ -23,6 +22,7 @@ from wf_pipeline.profiles.schema import (
     ThreadPolicy,
     TurnSpec,
 )
+from wf_pipeline.profiles.segments import parallel_segment, turn_segments
 
 __all__ = [
     "ArtifactPolicy",

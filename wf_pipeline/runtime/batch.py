@@ -228,7 +228,7 @@ def _run_one(
                 }
                 return {turn_id: future.result() for turn_id, future in futures.items()}
     except Exception as exc:  # noqa: BLE001 - classified per turn: skipped or this thread's failure
-        return every(lambda t: _outcome_of(env, loaded, thread, target, t, exc))
+        return {turn.turn_id: _outcome_of(env, loaded, thread, target, turn, exc) for turn in turns}
 
 
 def _guarded(
