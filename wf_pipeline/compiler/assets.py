@@ -61,8 +61,8 @@ from dagster._utils.warnings import disable_dagster_warnings
 from wf_pipeline.compiler.launch.event_log import dynamic_partitions_snapshot
 from wf_pipeline.compiler.resources import RUNTIME_KEY
 from wf_pipeline.errors import RUN_THREADS_FAILED, RunError, WfError
-from wf_pipeline.profiles import LoadedProfile
-from wf_pipeline.runtime import CONTEXT_REF, Target, TurnOutput, resolve_target, run_turn_batch
+from wf_pipeline.profiles import LoadedProfile, turn_segments
+from wf_pipeline.runtime import CONTEXT_REF, Target, TurnOutput, resolve_target, run_segment_batch
 from wf_pipeline.runtime.failure import recorded_error_text
 from wf_pipeline.security.sinks import scrub, scrub_value
 
@@ -108,31 +108,40 @@ def turn_asset_key(workflow_id: str, output_type: str) -> AssetKey:
 def turn_assets(loaded: LoadedProfile) -> list[AssetsDefinition]:
     """One partitioned asset per turn of the profile, in seq order, each with its gate's check.
 
+    A parallel segment (`wf_pipeline.profiles.turn_segments`: turns that do not read each
+    other's outputs) is one step: a ``@multi_asset`` with one sibling asset per turn
+    (``can_subset``), so the asset graph shows the fork and the join, and its turns run
+    concurrently inside each thread (`wf_pipeline.runtime.batch.run_segment_batch`). A
+    turn alone in its segment is a one-asset step, as before.
+
     Args:
         loaded: the loaded profile.
 
     Returns:
-        The `AssetsDefinition` list, one per turn. An asset's code version is the turn's code
-        version, and its check (one verdict per partition) blocks downstream turns when the
-        profile's failure policy stops on a failing gate. A step in which a thread failed
-        raises Dagster's `Failure` with ``RUN_THREADS_FAILED`` and the failed targets' codes
-        in its description, after recording every other target (see the module's
-        docstring); building the assets raises nothing.
+        The `AssetsDefinition` list, one per segment. An asset's code version is the turn's
+        code version, and its check (one verdict per partition) blocks downstream turns when
+        the profile's failure policy stops on a failing gate. A step in which a thread
+        failed raises Dagster's `Failure` with ``RUN_THREADS_FAILED`` and the failed
+        targets' codes in its description, after recording every other target (see the
+        module's docstring); building the assets raises nothing.
     """
     partitions = targets_partitions(loaded.profile.workflow_id)
-    return [_turn_asset(loaded, turn, partitions) for turn in loaded.profile.ordered_turns()]
+    return [
+        _segment_asset(loaded, index, segment, partitions)
+        for index, segment in enumerate(turn_segments(loaded.profile))
+    ]
 
 
-def _turn_asset(
-    loaded: LoadedProfile, turn: Any, partitions: DynamicPartitionsDefinition
-) -> AssetsDefinition:
+def segment_op_name(workflow_id: str, index: int) -> str:
+    """The op name of a parallel segment's step: ``<workflow_id>__segment_<index>``."""
+    return f"{workflow_id}__segment_{index}"
+
+
+def _turn_spec(loaded: LoadedProfile, turn: Any) -> AssetSpec:
     profile = loaded.profile
-    key = turn_asset_key(profile.workflow_id, turn.output_type)
     upstream_refs = [ref for ref in turn.input_refs if ref != CONTEXT_REF]
-    check_specs = [_check_spec(loaded, turn, partitions)] if turn.gate_id else []
-
-    spec = AssetSpec(
-        key=key,
+    return AssetSpec(
+        key=turn_asset_key(profile.workflow_id, turn.output_type),
         deps=[turn_asset_key(profile.workflow_id, ref) for ref in upstream_refs],
         group_name=profile.workflow_id,
         code_version=loaded.turn_code_version(turn.turn_id),
@@ -142,21 +151,35 @@ def _turn_asset(
         skippable=True,
     )
 
-    # A one-asset multi_asset: `@asset` marks its backfill_policy parameter as beta,
-    # `@multi_asset` does not. The op keeps the name `@asset` would give it.
+
+def _segment_asset(
+    loaded: LoadedProfile, index: int, segment: Sequence[Any], partitions: DynamicPartitionsDefinition
+) -> AssetsDefinition:
+    profile = loaded.profile
+    parallel = len(segment) > 1
+    check_specs = [_check_spec(loaded, turn, partitions) for turn in segment if turn.gate_id]
+    keys = {turn_asset_key(profile.workflow_id, turn.output_type): turn for turn in segment}
+
+    # A one-asset step is a one-asset multi_asset too: `@asset` marks its backfill_policy
+    # parameter as beta, `@multi_asset` does not. It keeps the name `@asset` would give it.
     @multi_asset(
-        name=key.to_python_identifier(),
-        specs=[spec],
+        name=segment_op_name(profile.workflow_id, index)
+        if parallel
+        else next(iter(keys)).to_python_identifier(),
+        specs=[_turn_spec(loaded, turn) for turn in segment],
         partitions_def=partitions,
         check_specs=check_specs,
+        # A selection may hold one sibling of a segment and not the other.
+        can_subset=parallel,
         required_resource_keys={RUNTIME_KEY},
         # A backfill batches its targets into one run; bottom-up order is kept by the
         # runtime, which skips a directory whose children have not finished.
         backfill_policy=BackfillPolicy.single_run(),
     )
     def _compute(context: AssetExecutionContext) -> Iterator[Any]:
+        selected = [turn for key, turn in keys.items() if key in context.selected_asset_keys]
         try:
-            yield from _run_step(context, loaded, turn, partitions)
+            yield from _run_step(context, loaded, selected, partitions)
         except WfError as exc:
             # Dagster writes a step's error, message and chained causes, into its event log
             # and compute log: it gets "CODE: message" as a record keeps it (scrubbed, or a
@@ -168,29 +191,36 @@ def _turn_asset(
 
 
 def _run_step(
-    context: AssetExecutionContext, loaded: LoadedProfile, turn: Any, partitions: Any
+    context: AssetExecutionContext, loaded: LoadedProfile, turns: Sequence[Any], partitions: Any
 ) -> Iterator[Any]:
-    """The body of one turn's step: run the batch of its partitions, report each target."""
+    """The body of one segment's step: run its turns for its partitions, report each target."""
     env = context.resources.wf_runtime
     keys = context.partition_keys
     targets = [resolve_target(env.records, key) for key in keys]
     thread_id = context.run.tags.get(THREAD_TAG)
-    results = run_turn_batch(
-        env, loaded, turn.turn_id, targets, thread_id=thread_id, run_id=context.run.run_id
+    by_turn = run_segment_batch(
+        env, loaded, [t.turn_id for t in turns], targets, thread_id=thread_id, run_id=context.run.run_id
     )
     check_outputs = {spec.key: name for name, spec in context.assets_def.check_specs_by_output_name.items()}
-    if all(_done(r) for r in results.values()):
-        # Every target has its output: the step's output materializes the whole range.
-        with dynamic_partitions_snapshot(context.instance, partitions.name):
-            for partition, result in results.items():
-                context.add_asset_metadata(_metadata(result, turn.seq), partition_key=partition)
-        # One step, one data version: a single target reports its artifact digest; a batch
-        # carries each target's artifact id in that partition's metadata instead.
-        data_version = DataVersion(_data_version(results[keys[0]])) if len(keys) == 1 else None
-        yield MaterializeResult(data_version=data_version, metadata=_batch_summary(results))
-        yield from _gate_evaluations(loaded, turn, results, check_outputs)
+    if all(_done(r) for results in by_turn.values() for r in results.values()):
+        # Every target has every output: the step's outputs materialize the whole range.
+        for turn in turns:
+            results = by_turn[turn.turn_id]
+            asset_key = turn_asset_key(loaded.profile.workflow_id, turn.output_type)
+            with dynamic_partitions_snapshot(context.instance, partitions.name):
+                for partition, result in results.items():
+                    context.add_asset_metadata(
+                        _metadata(result, turn.seq), asset_key=asset_key, partition_key=partition
+                    )
+            # One step, one data version: a single target reports its artifact digest; a batch
+            # carries each target's artifact id in that partition's metadata instead.
+            data_version = DataVersion(_data_version(results[keys[0]])) if len(keys) == 1 else None
+            yield MaterializeResult(
+                asset_key=asset_key, data_version=data_version, metadata=_batch_summary(results)
+            )
+            yield from _gate_evaluations(loaded, turn, results, check_outputs)
         return
-    yield from _carry_completed_targets(context, loaded, turn, targets, results, thread_id, check_outputs)
+    yield from _carry_completed_targets(context, loaded, turns, targets, by_turn, thread_id, check_outputs)
 
 
 def _check_spec(loaded: LoadedProfile, turn: Any, partitions: DynamicPartitionsDefinition) -> AssetCheckSpec:
@@ -211,9 +241,9 @@ def _check_spec(loaded: LoadedProfile, turn: Any, partitions: DynamicPartitionsD
 def _carry_completed_targets(
     context: AssetExecutionContext,
     loaded: LoadedProfile,
-    turn: Any,
+    turns: Sequence[Any],
     targets: Sequence[Target],
-    results: Mapping[str, TurnOutput],
+    by_turn: Mapping[str, Mapping[str, TurnOutput]],
     thread_id: str | None,
     check_outputs: Mapping[Any, str],
 ) -> Iterator[Any]:
@@ -222,25 +252,55 @@ def _carry_completed_targets(
 
     Dagster would skip every later step (their input, this step's output, is missing), so the
     completed targets go through the later turns of the run's selection in this step, each
-    turn reported per partition like this one. Raises `Failure` (``RUN_THREADS_FAILED``)
-    once everything is recorded when a thread failed; targets that only wait for their
-    children are no failure.
+    turn reported per partition like this one, the turns of a later parallel segment
+    together. A later turn runs for a target only when every turn it reads completed
+    there and its thread did not fail: a failed sibling stops what depends on it, and no
+    sibling (siblings ran with it). Raises `Failure`
+    (``RUN_THREADS_FAILED``) once everything is recorded when a thread failed; targets
+    that only wait for their children are no failure.
     """
     env = context.resources.wf_runtime
+    profile = loaded.profile
     failed: dict[str, TurnOutput] = {}
+    done: dict[str, Mapping[str, TurnOutput]] = dict(by_turn)
+    for turn in turns:
+        yield from _materializations(loaded, turn, by_turn[turn.turn_id])
+        yield from _gate_evaluations(loaded, turn, by_turn[turn.turn_id], check_outputs)
+        failed.update({key: r for key, r in by_turn[turn.turn_id].items() if r.status == "failed"})
+    producers = {t.output_type: t.turn_id for t in profile.ordered_turns()}
     # A run of the whole job has an empty selection: every asset.
-    current, chain = dict(results), _carried_turns(loaded, turn, context.run.asset_selection or None)
-    for index, step_turn in enumerate(chain):
-        if index:
-            live = [t for t in targets if current.get(t.key) is not None and _done(current[t.key])]
-            if not live:
-                break
-            current = run_turn_batch(
-                env, loaded, step_turn.turn_id, live, thread_id=thread_id, run_id=context.run.run_id
+    for group in _carried_segments(loaded, turns, context.run.asset_selection or None):
+        # Targets where every input of the turn completed; turns with the same targets run together.
+        runs: dict[tuple[str, ...], list[str]] = {}
+        for later in group:
+            reads = [producers[ref] for ref in later.input_refs if ref != CONTEXT_REF]
+            # A producer of an earlier step completed for every target this step ran; a thread
+            # that failed in this step runs nothing more (its failure stands).
+            live = tuple(
+                t.key
+                for t in targets
+                if t.key not in failed
+                and all(
+                    (r := done[producer].get(t.key)) is not None and _done(r)
+                    for producer in reads
+                    if producer in done
+                )
             )
-        yield from _materializations(loaded, step_turn, current)
-        yield from _gate_evaluations(loaded, step_turn, current, check_outputs if index == 0 else {})
-        failed.update({key: r for key, r in current.items() if r.status == "failed"})
+            runs.setdefault(live, []).append(later.turn_id)
+        for live, turn_ids in runs.items():
+            if not live:
+                continue
+            chosen = [t for t in targets if t.key in live]
+            done.update(
+                run_segment_batch(
+                    env, loaded, turn_ids, chosen, thread_id=thread_id, run_id=context.run.run_id
+                )
+            )
+        for later in group:
+            results = done.get(later.turn_id, {})
+            yield from _materializations(loaded, later, results)
+            yield from _gate_evaluations(loaded, later, results, {})
+            failed.update({key: r for key, r in results.items() if r.status == "failed"})
     if failed:
         context.instance.add_run_tags(context.run.run_id, {THREADS_FAILED_TAG: str(len(failed))})
         error = RunError(
@@ -261,12 +321,13 @@ def _carry_completed_targets(
         )
 
 
-def _carried_turns(loaded: LoadedProfile, turn: Any, selection: Any) -> list[Any]:
-    """``turn`` and the later turns that depend on it, transitively, within the run's selection.
+def _carried_segments(loaded: LoadedProfile, turns: Sequence[Any], selection: Any) -> list[list[Any]]:
+    """The later turns that depend on ``turns``, transitively, within the run's selection, by segment.
 
     A later turn is carried only when every producer of its inputs either ran before this
-    step (upstream of ``turn``) or is carried too: a turn that also waits for another step
-    is left to that step's order.
+    step (upstream of ``turns``), is one of ``turns``, or is carried too: a turn that also
+    waits for another step is left to that step's order. Each list holds the carried turns
+    of one later segment (`wf_pipeline.profiles.turn_segments`), in segment order.
     """
     profile = loaded.profile
     producers = {t.output_type: t.turn_id for t in profile.ordered_turns()}
@@ -275,21 +336,28 @@ def _carried_turns(loaded: LoadedProfile, turn: Any, selection: Any) -> list[Any
         return {producers[ref] for ref in t.input_refs if ref != CONTEXT_REF}
 
     upstream: set[str] = set()
-    frontier = inputs_of(turn)
+    frontier = set().union(*(inputs_of(t) for t in turns))
     while frontier:
         upstream |= frontier
         frontier = set().union(*(inputs_of(profile.turn(t)) for t in frontier)) - upstream
-    chain, carried = [turn], {turn.turn_id}
-    for later in profile.ordered_turns():
-        if later.seq <= turn.seq or (
-            selection is not None and turn_asset_key(profile.workflow_id, later.output_type) not in selection
-        ):
-            continue
-        needs = inputs_of(later)
-        if needs & carried and needs <= carried | upstream:
-            chain.append(later)
-            carried.add(later.turn_id)
-    return chain
+    carried = {t.turn_id for t in turns}
+    last_seq = max(t.seq for t in turns)
+    groups: list[list[Any]] = []
+    for segment in turn_segments(profile):
+        group = []
+        for later in segment:
+            if later.seq <= last_seq or (
+                selection is not None
+                and turn_asset_key(profile.workflow_id, later.output_type) not in selection
+            ):
+                continue
+            needs = inputs_of(later)
+            if needs & carried and needs <= carried | upstream:
+                group.append(later)
+        carried |= {t.turn_id for t in group}
+        if group:
+            groups.append(group)
+    return groups
 
 
 def _materializations(loaded: LoadedProfile, turn: Any, results: Mapping[str, TurnOutput]) -> Iterator[Any]:
@@ -384,7 +452,7 @@ def _gate_evaluations(
             },
         )
     for check_key, output_name in check_outputs.items():
-        if check_key.name == gate.gate_id:
+        if check_key.asset_key == asset_key and check_key.name == gate.gate_id:
             # The check's output: later steps wait on it; the verdicts are the evaluations above.
             yield Output(None, output_name=output_name)
 

@@ -133,6 +133,10 @@ class TurnRecord(_Record):
     # expression, each field read and its value, result), None for an unconditional turn. A
     # turn its branch skipped is recorded with status ``skipped`` and no output.
     branch: dict[str, Any] | None = None
+    # The parallel segment the turn ran in (`wf_pipeline.profiles.segments`): turns of one
+    # thread with the same segment ran concurrently. None for attempts recorded before
+    # segments were.
+    segment: int | None = None
 
     @field_validator("output_artifact_id", "response_artifact_id", "request_digest")
     @classmethod

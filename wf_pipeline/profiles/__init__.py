@@ -22,6 +22,7 @@ from wf_pipeline.profiles.schema import (
     ThreadPolicy,
     TurnSpec,
 )
+from wf_pipeline.profiles.segments import parallel_segment, turn_segments
 
 __all__ = [
     "ArtifactPolicy",
@@ -42,6 +43,8 @@ __all__ = [
     "describe",
     "load_catalog",
     "load_profile_file",
+    "parallel_segment",
     "render_prompt",
+    "turn_segments",
     "validate_report",
 ]

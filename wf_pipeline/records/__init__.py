@@ -6,7 +6,7 @@ default, PostgreSQL by URL, tables migrated with alembic on open) or
 """
 
 from wf_pipeline.records.memory import MemoryRecordStore
-from wf_pipeline.records.protocol import RecordStore, ThreadLease, TurnCommit
+from wf_pipeline.records.protocol import RecordStore, ThreadLease, TurnCommit, merged_thread
 from wf_pipeline.records.registry import open_record_store, open_settings_record_store, register_record_store
 from wf_pipeline.records.store import SqlRecordStore
 
@@ -16,6 +16,7 @@ __all__ = [
     "SqlRecordStore",
     "ThreadLease",
     "TurnCommit",
+    "merged_thread",
     "open_record_store",
     "open_settings_record_store",
     "register_record_store",

@@ -67,6 +67,7 @@ from wf_pipeline.records.protocol import (
     grant_use_refusal,
     grant_used,
     latest_by_turn,
+    merged_thread,
     rewraps,
     validated,
     view_row,
@@ -85,6 +86,8 @@ class _Contents:
         default_factory=lambda: {spec.name: {} for spec in TABLE_SPECS}
     )
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Held over a read and a write: sibling turn commits merge their thread rows one at a time.
+    merge_lock: threading.Lock = field(default_factory=threading.Lock)
     leases: dict[str, ThreadLease] = field(default_factory=dict)
     keyring_meta: dict[str, bytes] = field(default_factory=dict)
 
@@ -260,9 +263,22 @@ class MemoryRecordStore:
     def commit_turn(self, commit: TurnCommit) -> None:
         """Upsert the thread and every record of one turn attempt, all or nothing.
 
-        Raises ``RECORD_INVALID`` and ``RECORD_INTEGRITY``; nothing is written on either.
+        A turn of a parallel segment (its record carries ``segment``) has its thread row
+        merged with the stored one first (`merged_thread`). Raises ``RECORD_INVALID`` and
+        ``RECORD_INTEGRITY``; nothing is written on either.
         """
-        self._write("commit_turn", check_turn_commit(commit).rows())
+        checked = check_turn_commit(commit)
+        if checked.turn.segment is None:
+            self._write("commit_turn", checked.rows())
+            return
+        # A turn of a parallel segment: its thread row is merged with the stored one
+        # (`merged_thread`), sibling commits one at a time.
+        with self._contents.merge_lock:
+            thread_id = checked.thread.thread_id
+            stored = self.get_thread(thread_id)
+            latest = self.latest_turns(thread_id).values()
+            checked = checked.with_thread(merged_thread(stored, checked.thread, checked.turn, latest))
+            self._write("commit_turn", checked.rows())
 
     def commit_turns(self, commits: Iterable[TurnCommit]) -> int:
         """Upsert the records of many turn attempts, all or nothing; returns how many commits."""

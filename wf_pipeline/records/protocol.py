@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Annotated, Any, Protocol, TypeVar, runtime_checkable
 
@@ -112,6 +112,10 @@ class TurnCommit:
         gate, prompt_link, frame: optional rows of the same attempt.
         artifact_links: links of the artifacts the attempt read or wrote.
 
+    A commit whose turn carries a ``segment`` (`TurnRecord.segment`) may race with the
+    commits of its siblings: the store merges its thread row with the stored one in the
+    commit's transaction (`merged_thread`).
+
     Raises ``RECORD_INVALID`` when a member belongs to another thread, turn or attempt.
     """
 
@@ -173,6 +177,10 @@ class ValidatedTurn:
     artifact_links: tuple[ArtifactLinkRecord, ...]
     frame: FrameRecord | None
 
+    def with_thread(self, thread: ThreadRecord) -> ValidatedTurn:
+        """The same commit with ``thread`` as its thread row (a merged one, `merged_thread`)."""
+        return replace(self, thread=thread)
+
     def rows(self) -> list[tuple[str, list[BaseModel]]]:
         """(table name, records) in write order: the thread row first, as the others reference it."""
         return [
@@ -211,6 +219,44 @@ def check_turn_commit(commit: Any) -> ValidatedTurn:
     if not isinstance(commit, TurnCommit):
         raise RecordError(RECORD_INVALID, f"expected a TurnCommit, got {type(commit).__name__}")
     return commit.validated()
+
+
+def merged_thread(
+    stored: ThreadRecord | None, new: ThreadRecord, turn: TurnRecord, latest: Iterable[TurnRecord]
+) -> ThreadRecord:
+    """The thread row a turn of a parallel segment writes, merged with the row as stored.
+
+    Sibling turns of one segment (docs/specs/parallel-segments.md) each commit a thread row
+    derived from the copy they read when they started, in any order. The merge keeps what
+    a sibling recorded meanwhile:
+
+    - ``last_turn_seq`` is the furthest turn reached: it never goes back (the maximum);
+    - a failure stands while a sibling of the same segment has failed as its latest attempt
+      (a retry or resume of the failed turn itself, or of every failed sibling, clears it);
+    - a completed thread is not set back to running by a sibling that read it earlier.
+
+    Args:
+        stored: the thread row as stored now, in the commit's transaction (None: none yet).
+        new: the thread row the commit carries.
+        turn: the commit's turn attempt (its ``turn_id`` and ``segment``).
+        latest: the thread's latest attempt of each turn, as stored.
+
+    Returns:
+        The row to write (``new`` when nothing is to merge). Raises nothing.
+    """
+    if stored is None:
+        return new
+    update: dict[str, Any] = {"last_turn_seq": max(stored.last_turn_seq, new.last_turn_seq)}
+    if stored.status == "failed" and new.status != "failed":
+        failed_sibling = any(
+            other.status == "failed" and other.segment == turn.segment and other.turn_id != turn.turn_id
+            for other in latest
+        )
+        if failed_sibling:
+            update.update(status=stored.status, error_code=stored.error_code, error_text=stored.error_text)
+    elif stored.status == "completed" and new.status in ("pending", "running"):
+        update.update(status="completed", error_code=None, error_text=None)
+    return new.model_copy(update=update)
 
 
 def latest_by_turn(turns: Iterable[TurnRecord]) -> dict[str, TurnRecord]:

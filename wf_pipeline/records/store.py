@@ -10,6 +10,7 @@ migrated to the newest revision when the store opens (`wf_pipeline.records.migra
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -84,6 +85,7 @@ from wf_pipeline.records.protocol import (
     fold_plan,
     grant_use_refusal,
     latest_by_turn,
+    merged_thread,
     rewraps,
     validated,
     view_row,
@@ -121,6 +123,8 @@ class SqlRecordStore:
         self.table_prefix = table_prefix
         self._tables: RecordTables = build_tables(table_prefix, schema)
         self._upserts: dict[str, Any] = {}
+        # Sibling turns of one thread commit from worker threads of one process (`commit_turn`).
+        self._merge_lock = threading.Lock()
         self._engine: Engine = create_record_engine(self._url)
         try:
             self._open_schema()
@@ -352,13 +356,39 @@ class SqlRecordStore:
     def commit_turn(self, commit: TurnCommit) -> None:
         """Upsert the thread and every record of one turn attempt in one transaction.
 
+        A turn of a parallel segment (its record carries ``segment``) has its thread row
+        merged with the stored one (`merged_thread`) in the same transaction: the row is
+        read ``FOR UPDATE`` on PostgreSQL, and the store's own lock keeps sibling commits
+        of this process apart on SQLite (a thread's turns run in one process: its lease).
+
         Raises ``RECORD_INVALID`` (nothing written), ``RECORD_INTEGRITY`` (rolled back),
         ``RECORD_UNAVAILABLE``.
         """
         checked = check_turn_commit(commit)
-        with self._writing("commit_turn") as conn:
+        if checked.turn.segment is None:
+            with self._writing("commit_turn") as conn:
+                for table_name, records in checked.rows():
+                    self._upsert(conn, table_name, records)
+            return
+        with self._merge_lock, self._writing("commit_turn") as conn:
+            checked = checked.with_thread(self._merged_thread(conn, checked.thread, checked.turn))
             for table_name, records in checked.rows():
                 self._upsert(conn, table_name, records)
+
+    def _merged_thread(self, conn: Connection, thread: ThreadRecord, turn: TurnRecord) -> ThreadRecord:
+        threads, turns = self._tables["threads"], self._tables["turns"]
+        statement = select(threads).where(threads.c.thread_id == thread.thread_id)
+        if self.backend == "postgresql":
+            statement = statement.with_for_update()
+        row = conn.execute(statement).mappings().first()
+        stored = None if row is None else _stored("commit_turn", ThreadRecord, dict(row))
+        attempts = conn.execute(
+            select(turns)
+            .where(turns.c.thread_id == thread.thread_id)
+            .order_by(*_order_columns(turns, "turns_for_thread"))
+        ).mappings()
+        latest = latest_by_turn(_stored("commit_turn", TurnRecord, dict(r)) for r in attempts)
+        return merged_thread(stored, thread, turn, latest.values())
 
     def commit_turns(self, commits: Iterable[TurnCommit]) -> int:
         """Upsert the records of many turn attempts in one transaction, one executemany per table.

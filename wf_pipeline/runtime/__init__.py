@@ -1,6 +1,6 @@
 """Runtime: executes turns of threads; knows nothing about Dagster."""
 
-from wf_pipeline.runtime.batch import run_turn_batch
+from wf_pipeline.runtime.batch import run_segment_batch, run_turn_batch
 from wf_pipeline.runtime.environment import RuntimeEnv, provider_from_settings
 from wf_pipeline.runtime.failure import gate_stops_thread, prepare_resume, resume_seq
 from wf_pipeline.runtime.outputs import (
@@ -75,6 +75,7 @@ __all__ = [
     "render_variables",
     "run_turn",
     "sample_render_errors",
+    "run_segment_batch",
     "run_turn_batch",
     "scan_workspace",
     "summarize_run",

@@ -12,9 +12,10 @@ one home never call the provider twice for it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from wf_pipeline.errors import RUN_INPUT_NOT_READY, RUN_INTERRUPTED, RUN_THREAD_BUSY, WfError
 from wf_pipeline.profiles import LoadedProfile
@@ -87,20 +88,59 @@ def run_turn_batch(
             ``RUN_TURN_CRASHED`` failure.
     """
     try:
-        return _run_batch(env, loaded, turn_id, targets, thread_id)
+        return _run_batch(env, loaded, [turn_id], targets, thread_id)[turn_id]
     finally:
         # Once per step, never per row; whatever happened to the turns.
+        flush_telemetry(env, run_id)
+
+
+def run_segment_batch(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    turn_ids: Sequence[str],
+    targets: Sequence[Target],
+    *,
+    thread_id: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, dict[str, TurnOutput]]:
+    """Run the turns of one parallel segment for every target, a thread's turns concurrently.
+
+    The turns (`wf_pipeline.profiles.turn_segments`: none reads another's output) of one
+    thread run at the same time, each through `run_turn` with its own records, under the
+    thread's one lease, which the step takes once for all of them; threads of different
+    targets run concurrently too, as in `run_turn_batch`. A turn that fails (its gate
+    stops the thread, a provider error) stops neither its siblings nor their records: the
+    thread is recorded ``failed`` with that turn's code once its siblings have committed
+    (`wf_pipeline.records.merged_thread`), and what depends on it does not run.
+
+    Args:
+        env: the open runtime.
+        loaded: the profile.
+        turn_ids: the segment's turns to run (a subset when the step's selection is one).
+        targets: the step's targets.
+        thread_id: the thread to resume; it applies only when ``targets`` holds one target.
+        run_id: the Dagster run of this step, written with its telemetry rows.
+
+    Returns:
+        Turn id -> target key -> `TurnOutput`, each as `run_turn_batch` describes it.
+
+    Raises:
+        As `run_turn_batch`.
+    """
+    try:
+        return _run_batch(env, loaded, turn_ids, targets, thread_id)
+    finally:
         flush_telemetry(env, run_id)
 
 
 def _run_batch(
     env: RuntimeEnv,
     loaded: LoadedProfile,
-    turn_id: str,
+    turn_ids: Sequence[str],
     targets: Sequence[Target],
     thread_id: str | None,
-) -> dict[str, TurnOutput]:
-    turn = loaded.profile.turn(turn_id)
+) -> dict[str, dict[str, TurnOutput]]:
+    turns = [loaded.profile.turn(turn_id) for turn_id in turn_ids]
     scans = _scans_by_root(env, loaded, targets)
     # Thread ids as the records stand when the step starts: children finished in earlier
     # levels are part of a parent's identity from here on.
@@ -111,11 +151,11 @@ def _run_batch(
     # the provider calls of the others instead of delaying the first call.
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wf-turn") as pool:
         futures = {
-            target.key: pool.submit(_run_one, env, loaded, target, turn, identities[target.root], resumed)
+            target.key: pool.submit(_run_one, env, loaded, target, turns, identities[target.root], resumed)
             for target in targets
         }
         try:
-            results = {key: future.result() for key, future in futures.items()}
+            by_target = {key: future.result() for key, future in futures.items()}
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 # A signal reached this thread while it waited (Dagster raises its execution
@@ -125,10 +165,12 @@ def _run_batch(
                 env.interrupt.set()
                 pool.shutdown(wait=False, cancel_futures=True)
             raise
+    results = {turn.turn_id: {key: outs[turn.turn_id] for key, outs in by_target.items()} for turn in turns}
     # The final turn's step writes the outputs, so every launch path does (UI, sensor, CLI).
-    write_step_outputs(
-        env, loaded, turn_id, targets, {key: (r.thread_id, r.status) for key, r in results.items()}
-    )
+    for turn_id, outputs in results.items():
+        write_step_outputs(
+            env, loaded, turn_id, targets, {key: (r.thread_id, r.status) for key, r in outputs.items()}
+        )
     return results
 
 
@@ -136,43 +178,74 @@ def _run_one(
     env: RuntimeEnv,
     loaded: LoadedProfile,
     target: Target,
-    turn,
+    turns: Sequence[Any],
     identity: ThreadIdentity,
     thread_id: str | None,
-) -> TurnOutput:
+) -> dict[str, TurnOutput]:
+    """The turns of one thread: turn id -> output. Several turns (a segment) run concurrently."""
     scan = identity.scan
     plan = None
+    reads_context = any(CONTEXT_REF in turn.input_refs for turn in turns)
+
+    def every(make: Callable[[Any], TurnOutput]) -> dict[str, TurnOutput]:
+        return {turn.turn_id: make(turn) for turn in turns}
+
     if thread_id is not None:
         thread = open_thread(env, loaded, target, thread_id, scan, identity)
     else:
         plan = plan_thread(env, loaded, target, identity)
         thread = plan.thread
-        if not plan.recorded and CONTEXT_REF not in turn.input_refs:
+        if not plan.recorded and not reads_context:
             # No thread of this identity has started (a parent whose children finished
             # since its first turn was skipped): nothing to continue, nothing to record.
-            return TurnOutput.skipped(thread.thread_id, turn, target.key, RUN_INPUT_NOT_READY)
+            return every(lambda t: TurnOutput.skipped(thread.thread_id, t, target.key, RUN_INPUT_NOT_READY))
     if env.interrupt.is_set():
-        return TurnOutput.skipped(thread.thread_id, turn, target.key, RUN_INTERRUPTED)
+        return every(lambda t: TurnOutput.skipped(thread.thread_id, t, target.key, RUN_INTERRUPTED))
     try:
-        if CONTEXT_REF in turn.input_refs and recorded_context_id(env, thread.thread_id) is None:
+        if reads_context and recorded_context_id(env, thread.thread_id) is None:
             pending = unsettled_children(env, loaded, scan, target.path, identity)
             if pending:
                 # Not a failure: the parent waits for its children (bottom-up order). Its
                 # identity depends on their outputs, so nothing is recorded under an id that
                 # will not hold once they have finished.
                 log.info("thread %s waits for %d child directories", thread.thread_id, len(pending))
-                return TurnOutput.skipped(thread.thread_id, turn, target.key, CHILDREN_PENDING)
+                return every(lambda t: TurnOutput.skipped(thread.thread_id, t, target.key, CHILDREN_PENDING))
         if plan is not None:
             thread = plan.save_if_new(env)
-        # One holder at a time runs a thread's turn: a waiter then finds the turn completed
-        # and reuses it. The holder finishes within the turn's deadline, or its lease expires.
-        with thread_lease(
-            env.records, thread.thread_id, wait_ms=turn.timeout_ms + LEASE_TTL_MS, interrupt=env.interrupt
-        ):
+        # One holder at a time runs a thread's turns: a waiter then finds them completed
+        # and reuses them. The holder finishes within the turns' deadline, or its lease
+        # expires. Sibling turns of a segment share the one lease this step holds.
+        wait_ms = max(turn.timeout_ms for turn in turns) + LEASE_TTL_MS
+        with thread_lease(env.records, thread.thread_id, wait_ms=wait_ms, interrupt=env.interrupt):
             # Read again under the lease: another process may have moved the thread on.
             current = env.records.get_thread(thread.thread_id) or thread
-            return run_turn(env, loaded, current, target, turn.turn_id, scan)
-    except WfError as exc:
+            if len(turns) == 1:
+                return every(lambda t: _guarded(env, loaded, current, target, t, scan))
+            with ThreadPoolExecutor(max_workers=len(turns), thread_name_prefix="wf-segment") as pool:
+                futures = {
+                    turn.turn_id: pool.submit(_guarded, env, loaded, current, target, turn, scan)
+                    for turn in turns
+                }
+                return {turn_id: future.result() for turn_id, future in futures.items()}
+    except Exception as exc:  # noqa: BLE001 - classified per turn: skipped or this thread's failure
+        return {turn.turn_id: _outcome_of(env, loaded, thread, target, turn, exc) for turn in turns}
+
+
+def _guarded(
+    env: RuntimeEnv, loaded: LoadedProfile, thread: Any, target: Target, turn: Any, scan: TreeScan
+) -> TurnOutput:
+    """`run_turn` for one turn; an error it raises becomes that turn's outcome (`_outcome_of`)."""
+    try:
+        return run_turn(env, loaded, thread, target, turn.turn_id, scan)
+    except Exception as exc:  # noqa: BLE001 - one turn's error ends this thread only
+        return _outcome_of(env, loaded, thread, target, turn, exc)
+
+
+def _outcome_of(
+    env: RuntimeEnv, loaded: LoadedProfile, thread: Any, target: Target, turn: Any, exc: Exception
+) -> TurnOutput:
+    """What an error a turn met means for it: skipped (busy, interrupted, an earlier failure) or failed."""
+    if isinstance(exc, WfError):
         if exc.code in (RUN_THREAD_BUSY, RUN_INTERRUPTED):
             # In progress in another process, or stopped by a signal (the run's stopper marks
             # its threads): neither is this thread's own failure.
@@ -195,16 +268,15 @@ def _run_one(
         text = recorded_error_text(exc.message, digest_only=digest_only)
         log.warning("%s: turn %s of thread %s failed: %s", code, turn.turn_id, thread.thread_id, text)
         return TurnOutput.skipped(thread.thread_id, turn, target.key, code, status="failed", error_text=text)
-    except Exception as exc:  # noqa: BLE001 - an unexpected error ends this thread only, failed
-        code = mark_thread_failed(env, thread, exc, digest_only=loaded.redaction.hash_free_text)
-        # The type only: an unexpected exception's text may quote the data it choked on.
-        log.warning(
-            "%s: turn %s of thread %s stopped on %s", code, turn.turn_id, thread.thread_id, type(exc).__name__
-        )
-        log.debug("turn %s of thread %s", turn.turn_id, thread.thread_id, exc_info=True)
-        return TurnOutput.skipped(
-            thread.thread_id, turn, target.key, code, status="failed", error_text=type(exc).__name__
-        )
+    code = mark_thread_failed(env, thread, exc, digest_only=loaded.redaction.hash_free_text)
+    # The type only: an unexpected exception's text may quote the data it choked on.
+    log.warning(
+        "%s: turn %s of thread %s stopped on %s", code, turn.turn_id, thread.thread_id, type(exc).__name__
+    )
+    log.debug("turn %s of thread %s", turn.turn_id, thread.thread_id, exc_info=True)
+    return TurnOutput.skipped(
+        thread.thread_id, turn, target.key, code, status="failed", error_text=type(exc).__name__
+    )
 
 
 def _scans_by_root(env: RuntimeEnv, loaded: LoadedProfile, targets: Sequence[Target]) -> dict[Path, TreeScan]:

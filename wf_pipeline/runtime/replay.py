@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,7 +41,7 @@ from wf_pipeline.errors import REPLAY_NOTHING_RECORDED, REPLAY_RESPONSE_MISSING,
 from wf_pipeline.metadata.canonical import parse_json
 from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
 from wf_pipeline.metadata.records import GateRecord, ThreadRecord, TurnRecord
-from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.profiles import LoadedProfile, turn_segments
 from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.providers import Provider
 from wf_pipeline.providers.replay import ReplayAnswer, ReplayProvider
@@ -72,8 +73,8 @@ class FirstDifference:
             ``gate_rules`` (same output, the gate's declaration changed), ``gate``
             (same output and rules: the gate's code changed), ``request`` (one side has
             no recorded request), ``when`` (a turn's expression changed: digests of the
-            decisions) or ``branch_reads`` (the same expression read other values: field ->
-            value on each side).
+            decisions), ``branch_reads`` (the same expression read other values: field ->
+            value on each side) or ``segment`` (the turn ran in another parallel segment).
         expected: the recorded digest or value, None when there is none.
         actual: the replay's digest or value, None when there is none.
         detail: ids and paths that say more (the files of a context that changed),
@@ -363,22 +364,37 @@ def replay_thread(
     scratch.records.save_thread(start)
     status, error_code, calls = "completed", None, 0
     recorded_attempts = Counter(record.turn_id for record in recorded)
-    for turn in loaded.profile.ordered_turns():
+
+    def replay_one(turn: Any) -> Any:
         # Attempts past one invocation's budget came from a resume only if the retry policy is
         # the one the thread ran with; under another policy they are a divergence to report.
         same_policy = pinned_profile is None or _same_retry_policy(loaded, pinned_profile, turn.turn_id)
         budget = recorded_attempts if same_policy else Counter()
         try:
-            out = _replay_turn(scratch, loaded, thread.thread_id, target, turn.turn_id, scan, budget)
+            return _replay_turn(scratch, loaded, thread.thread_id, target, turn.turn_id, scan, budget)
         except WfError as exc:
-            status, error_code = "failed", exc.code
             log.warning(
                 "%s: replay of turn %s of thread %s stopped", exc.code, turn.turn_id, thread.thread_id
             )
-            break
-        calls += out.provider_calls
-        if out.status != "completed" and not out.not_taken:
-            status, error_code = "failed", out.error_code
+            return exc
+
+    # Segment by segment, as the thread ran: the turns of a parallel segment concurrently
+    # (`wf_pipeline.profiles.turn_segments`), each sibling to its end even when another fails.
+    for segment in turn_segments(loaded.profile):
+        if len(segment) == 1:
+            outs = [replay_one(segment[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=len(segment), thread_name_prefix="wf-replay") as pool:
+                outs = list(pool.map(replay_one, segment))
+        for out in outs:
+            if isinstance(out, WfError):
+                if status == "completed":
+                    status, error_code = "failed", out.code
+                continue
+            calls += out.provider_calls
+            if out.status != "completed" and not out.not_taken and status == "completed":
+                status, error_code = "failed", out.error_code
+        if status != "completed":
             break
     turns = _by_turn(scratch.records.scratch.turns_for_thread(thread.thread_id))
     gates = _gates_by_turn(scratch.records.scratch.gates_for_thread(thread.thread_id))
@@ -683,11 +699,18 @@ class _Pair:
             ("output", "output", before.output_artifact_id, after.output_artifact_id),
             ("attempts", "outcome", _outcome(before), _outcome(after)),
         )
-        return found + [
+        found += [
             self.divergence(attempt, artifact_class, expected, actual, self._cause(kind, before, after))
             for artifact_class, kind, expected, actual in compared
             if expected != actual
         ]
+        if before.segment is not None and before.segment != after.segment:
+            # The turn ran in parallel with other turns, and the replay ran it otherwise.
+            why = FirstDifference(
+                "segment", before.segment, after.segment, "the turn ran in another parallel segment"
+            )
+            found.append(self.divergence(attempt, "attempts", before.segment, after.segment, why))
+        return found
 
     def _branch_divergence(self, attempt: int, before: TurnRecord, after: TurnRecord) -> list[Divergence]:
         """A ``branch`` divergence when the turn's ``when:`` decided otherwise, or read other values.

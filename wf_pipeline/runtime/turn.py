@@ -46,7 +46,7 @@ from wf_pipeline.metadata.records import (
     prompt_link_id_for,
     turn_record_id_for,
 )
-from wf_pipeline.profiles import LoadedProfile, render_prompt
+from wf_pipeline.profiles import LoadedProfile, parallel_segment, render_prompt
 from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.profiles.schema import ArtifactPolicy
 from wf_pipeline.providers import ProviderRequest, ProviderResponse
@@ -953,6 +953,7 @@ class _Attempt:
             else (answer.response.artifact_id if answer.response else None),
             response_source=answer.source,
             branch=self.branch,
+            segment=parallel_segment(self.loaded.profile, self.turn.turn_id),
             **outcome,
         )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 BASELINE_REVISION = "0001_baseline"
 # The newest revision, known without loading alembic: opening a store that is already
 # at head reads one row and compares it to this.
-HEAD_REVISION = "0014_activations"
+HEAD_REVISION = "0015_segments"
 
 
 @dataclass(frozen=True)
