@@ -261,7 +261,7 @@ def sync_targets(
             keep_outputs=not explicit,
         )
         scan = scan_workspace(env, loaded, root)
-        targets = register_targets(env.records, scan)
+        targets = register_targets(env.records, scan, loaded.profile.target_kind)
         outputs = output_directory(env, tree, ".")
     with instance_storage_errors(settings):
         sync_partitions(open_instance(settings), workflow_id, [target.key for target in targets])
