@@ -49,10 +49,12 @@ def _exists(tree: Path, span: str) -> bool:
     return (tree / span).is_file()
 
 
-def _module_path(tree: Path, path: str) -> str:
-    # The dotted module a file is, as the notes name it: the root is named after the tree.
+def _module_path(tree: Path, path: str, *, runnable: bool) -> str:
+    # The dotted module a file is, as the notes name it: the root is named after the tree; a
+    # package's __init__ is the package, and so is its __main__ when run with `python -m`.
     parts = [tree.name, *Path(path).with_suffix("").parts]
-    return ".".join(parts[:-1] if parts[-1] == "__main__" else parts)
+    last = ("__init__", "__main__") if runnable else ("__init__",)
+    return ".".join(parts[:-1] if parts[-1] in last else parts)
 
 
 def check_notes(tree: Path, notes: str) -> dict[str, int]:
@@ -66,10 +68,13 @@ def check_notes(tree: Path, notes: str) -> dict[str, int]:
         if not found:
             continue
         entries += 1
-        name, kind, path = found["name"], found["kind"], found["path"]
+        # Names are shown with Markdown's markup characters backslash-escaped.
+        name = re.sub(r"\\(.)", r"\1", found["name"])
+        kind, path = found["kind"], found["path"]
         text = (tree / path).read_text(encoding="utf-8")
         if kind.startswith(("runnable package", "script")):
-            assert _module_path(tree, path).endswith(name), (name, path)
+            runnable = kind.startswith("runnable package")
+            assert _module_path(tree, path, runnable=runnable).endswith(name), (name, path)
         elif kind == "HTTP route":
             assert name.split(" ", 1)[1] in text, (name, path)
         else:
@@ -77,11 +82,11 @@ def check_notes(tree: Path, notes: str) -> dict[str, int]:
     return {"spans": len(spans), "entries": entries}
 
 
-def _run(tmp_path: Path, tree: Path) -> str:
+def _run(tmp_path: Path, tree: Path, **options: bool) -> str:
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(tmp_path)
         settings = isolated_settings(monkeypatch, tmp_path / "home")
-        summary = run_workflow(settings, WORKFLOW, tree)
+        summary = run_workflow(settings, WORKFLOW, tree, **options)
     assert summary.ok, [(t.path, t.status, t.error_code, t.error_text) for t in summary.threads]
     # One thread, on the root only (targets: kind root).
     assert [t.path for t in summary.threads] == ["."]
@@ -106,3 +111,32 @@ def test_notes_of_rich_name_only_what_exists(tmp_path: Path) -> None:
     assert counts["entries"] >= 5 and counts["spans"] >= 10
     # The copied package is the root: its own modules import each other under its name.
     assert "## Biggest modules" in notes and "`console.py`" in notes
+
+
+def _small_tree(root: Path) -> Path:
+    (root / "pkg" / "sub").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("from .sub import helper\n", encoding="utf-8")
+    (root / "pkg" / "sub" / "__init__.py").write_text("def helper():\n    return 1\n", encoding="utf-8")
+    (root / "pkg" / "__main__.py").write_text("from pkg.sub import helper\nhelper()\n", encoding="utf-8")
+    return root
+
+
+def test_declared_output_follows_the_readme_rules_in_place(tmp_path: Path) -> None:
+    tree = _small_tree(tmp_path / "small")
+    existing = tree / "docs" / "ARCHITECTURE.md"
+    existing.parent.mkdir()
+    existing.write_text("hand written\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(tmp_path)
+        settings = isolated_settings(monkeypatch, tmp_path / "home")
+        kept = run_workflow(settings, WORKFLOW, tree, in_place=True)
+        # Never overwritten without --overwrite: the thread completes, the file is kept.
+        assert [t.status for t in kept.threads] == ["completed"]
+        assert kept.threads[0].output_path is None
+        assert existing.read_text(encoding="utf-8") == "hand written\n"
+        replaced = run_workflow(settings, WORKFLOW, tree, in_place=True, overwrite=True)
+    assert Path(replaced.threads[0].output_path or "") == existing
+    notes = existing.read_text(encoding="utf-8")
+    assert notes.startswith("# Architecture of small\n")
+    assert "- `pkg/` imports `pkg/sub/`" in notes
+    check_notes(tree, notes)

@@ -10,10 +10,20 @@ visible "needs review" notice opens the notes.
 
 from __future__ import annotations
 
+import re
+
 from wf_pipeline.workflows.architecture_notes.analysis import kind_words, package_label
 from wf_pipeline.workflows.architecture_notes.payloads import ArchitectureSynthesis, ArchVerification
 
 NOTICE_MARKER = "**Needs review.**"
+# Characters escaped in entry point names, so that a name such as ``pkg.__main__`` is shown as
+# written and never read as emphasis or a link.
+_MARKUP = re.compile(r"([\\`*_\[\]<>])")
+
+
+def escape_name(name: str) -> str:
+    """``name`` with Markdown's inline markup characters backslash-escaped."""
+    return _MARKUP.sub(r"\\\1", name)
 TITLE_PREFIX = "# Architecture of "
 
 
@@ -44,9 +54,9 @@ def render_notes(
     lines = [title_line(synthesis), ""]
     if reverify is not None:
         lines += [
-            f"> {NOTICE_MARKER} Fewer claims than the profile's threshold held at first; these notes were "
-            f"checked again with stricter rules and show only the {len(reverify.verified_claims)} of "
-            f"{len(synthesis.claims)} claims that hold. Check them before relying on them.",
+            f"> {NOTICE_MARKER} These notes took the low-confidence path: they were checked again with "
+            f"stricter rules and show only the {len(reverify.verified_claims)} of {len(synthesis.claims)} "
+            "claims that hold. Check them before relying on them.",
             "",
         ]
     lines += [
@@ -79,7 +89,7 @@ def render_notes(
         if not ok:
             continue
         runs = f", runs `{entry.target}`" if entry.target else ""
-        entry_lines.append(f"- **{entry.name}**: {kind_words(entry.kind)} in `{entry.evidence_path}`{runs}")
+        entry_lines.append(f"- **{escape_name(entry.name)}**: {kind_words(entry.kind)} in `{entry.evidence_path}`{runs}")
     lines += entry_lines or ["No entry points declared."]
     lines += ["", "## Biggest modules", ""]
     module_lines = [
