@@ -47,11 +47,20 @@ def test_script_import_require_and_export_from():
         "import React from 'react';\nimport './side.css';\nconst u = require(\"../util\");\n"
         "export { a } from './a';\nexport * from \"./b\";\nconst lazy = import('./c');\n// import x from './no'\n"
     )
-    assert [f.module for f in imports_of("src/app.ts", text)] == ["react", "./side.css", "../util", "./a", "./b", "./c"]
+    assert [f.module for f in imports_of("src/app.ts", text)] == [
+        "react",
+        "./side.css",
+        "../util",
+        "./a",
+        "./b",
+        "./c",
+    ]
 
 
 def test_pyproject_setup_cfg_and_package_json_entries():
-    pyproject = '[project]\nname = "x"\n\n[project.scripts]\nwf = "pkg.cli:main"\n\n[tool.other]\nno = "a:b"\n'
+    pyproject = (
+        '[project]\nname = "x"\n\n[project.scripts]\nwf = "pkg.cli:main"\n\n[tool.other]\nno = "a:b"\n'
+    )
     entries = entry_points_of("pyproject.toml", pyproject)
     assert [(e.kind, e.name, e.reference, e.line) for e in entries] == [
         ("console_script", "wf", "pkg.cli:main", 'wf = "pkg.cli:main"')
@@ -66,11 +75,13 @@ def test_pyproject_setup_cfg_and_package_json_entries():
 
 
 def test_main_dagster_and_route_declarations():
-    assert [e.kind for e in entry_points_of("pkg/__main__.py", "from .cli import main\nmain()\n")] == ["main_module"]
+    assert [e.kind for e in entry_points_of("pkg/__main__.py", "from .cli import main\nmain()\n")] == [
+        "main_module"
+    ]
     source = (
         "from flask import Flask\napp = Flask(__name__)\n\n@app.route('/items')\ndef items(): ...\n\n"
-        "@router.post(\"/users\")\nasync def create(): ...\n\n"
-        "defs = Definitions(assets=[a])\n\nif __name__ == \"__main__\":\n    main()\n"
+        '@router.post("/users")\nasync def create(): ...\n\n'
+        'defs = Definitions(assets=[a])\n\nif __name__ == "__main__":\n    main()\n'
     )
     found = [(e.kind, e.name) for e in entry_points_of("app.py", source)]
     assert found == [
@@ -111,7 +122,10 @@ def test_graph_resolves_tree_imports_and_leaves_external_ones_out():
     }
     layers = layers_of(graph)
     # pkg and pkg/util import each other: one level; web2 imports nothing, web imports web2.
-    assert [(layer.level, layer.packages) for layer in layers] == [(0, ("pkg", "pkg/util", "web2")), (1, ("web",))]
+    assert [(layer.level, layer.packages) for layer in layers] == [
+        (0, ("pkg", "pkg/util", "web2")),
+        (1, ("web",)),
+    ]
     entries = build_entry_points(context)
     assert {(e.kind, e.name, e.target) for e in entries.entry_points} == {
         ("main_module", "pkg", None),
@@ -122,7 +136,12 @@ def test_graph_resolves_tree_imports_and_leaves_external_ones_out():
 def test_root_package_is_named_after_the_root():
     # A copied package (like `rich`): the root holds __init__.py and imports itself by name.
     context = _context(
-        {"__init__.py": "", "console.py": "from rich.text import Text\n", "text.py": "", "sub/__init__.py": "from .. import console\n"},
+        {
+            "__init__.py": "",
+            "console.py": "from rich.text import Text\n",
+            "text.py": "",
+            "sub/__init__.py": "from .. import console\n",
+        },
         name="rich",
     )
     graph = build_module_graph(context)
@@ -131,7 +150,9 @@ def test_root_package_is_named_after_the_root():
 
 @pytest.mark.parametrize("strict", [False, True])
 def test_every_synthesised_claim_verifies_and_render_shows_the_notice_only_after_reverify(strict):
-    context = _context({"a/__init__.py": "from b import x\n", "b/__init__.py": "x = 1\n", "b/__main__.py": ""})
+    context = _context(
+        {"a/__init__.py": "from b import x\n", "b/__init__.py": "x = 1\n", "b/__main__.py": ""}
+    )
     synthesis = synthesize(context, build_module_graph(context), build_entry_points(context))
     report = verify_synthesis(synthesis, context, strict=strict)
     assert report.rejected_claims == () and report.verified_share == 1.0
@@ -153,14 +174,17 @@ def test_a_claim_that_does_not_hold_is_rejected_and_left_out():
         }
     )
     report = verify_synthesis(broken, context)
-    assert [(r.claim_id, r.reason) for r in report.rejected_claims] == [(edge_claim.claim_id, "QUOTE_NOT_FOUND")]
+    assert [(r.claim_id, r.reason) for r in report.rejected_claims] == [
+        (edge_claim.claim_id, "QUOTE_NOT_FOUND")
+    ]
     assert report.verified_share < 1.0
     assert "`a/` imports" not in render_notes(broken, report)
     # The stricter rules reject a quote that is only part of a line.
     partial = synthesis.model_copy(
         update={
             "claims": tuple(
-                c.model_copy(update={"evidence_quote": "from b"}) if c is edge_claim else c for c in synthesis.claims
+                c.model_copy(update={"evidence_quote": "from b"}) if c is edge_claim else c
+                for c in synthesis.claims
             )
         }
     )

@@ -30,7 +30,9 @@ def _copy(source: Path, destination: Path) -> Path:
     shutil.copytree(
         source,
         destination,
-        ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc"),
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "*.pyc"
+        ),
     )
     return destination
 

@@ -41,7 +41,9 @@ def test_invalid_outputs_fail_to_load_with_their_code(tmp_path: Path, output: di
 
 def test_two_outputs_with_one_path_fail(tmp_path: Path) -> None:
     error = assert_load_fails(
-        tmp_path, _with_outputs({"path": "A.md"}, {"path": "A.md", "format": "text"}), "PROFILE_OUTPUT_DUPLICATE_PATH"
+        tmp_path,
+        _with_outputs({"path": "A.md"}, {"path": "A.md", "format": "text"}),
+        "PROFILE_OUTPUT_DUPLICATE_PATH",
     )
     assert error.details["repeated"] == ["A.md"]
 
@@ -50,7 +52,9 @@ def test_two_outputs_with_one_path_fail(tmp_path: Path) -> None:
     ("field", "value"),
     [("targets", {"kind": "file"}), ("targets", {"scope": "root"}), ("context", {"scope": "repo"})],
 )
-def test_unknown_target_kind_or_context_scope_is_a_schema_error(tmp_path: Path, field: str, value: dict) -> None:
+def test_unknown_target_kind_or_context_scope_is_a_schema_error(
+    tmp_path: Path, field: str, value: dict
+) -> None:
     error = assert_load_fails(tmp_path, profile_doc(**{field: value}), "PROFILE_SCHEMA_INVALID")
     assert any(entry.startswith(field) for entry in error.details["fields"])
 

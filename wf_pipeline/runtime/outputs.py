@@ -105,8 +105,8 @@ def _write_declared_outputs(
 ) -> Path | None:
     """Write the artifact to every output the profile declares; the first one's path is returned.
 
-    ``mirrored`` outputs go where the tree's outputs go (`output_directory`), as a README
-    does; ``in_place`` ones into the scanned tree itself, replacing a different file only
+    ``mirrored`` outputs go where the tree's outputs go (`output_directory`), as a frame
+    type's sink writes; ``in_place`` ones into the scanned tree itself, replacing a different file only
     when the tree was synced ``--in-place --overwrite``. Either way the write stays inside
     its root (the output folder, or the tree) and never goes through a link.
     """

@@ -2,8 +2,8 @@
 
 A workflow's claims cite a path of the context payload, and may give a quote and a
 symbol. Its offline verifier and its gates ask `cited_evidence` and map the answer to
-their own reason codes, so no two checks can disagree (the docs writer's
-``claim_evidence`` and the architecture notes' verification both call it).
+their own reason codes, so no two checks can disagree (every workflow's verifier
+and evidence gate call it).
 
 The rules:
 
@@ -20,9 +20,9 @@ The rules:
   tabs, line breaks) treated as one space, so a line wrapped differently still
   matches; a quote that is only whitespace never holds. It holds too when, both read
   as Markdown (`wf_pipeline.text.docstrings.rst_to_markdown`, the conversion every
-  docstring a README shows goes through), the quote occurs in the text: a quote of a
-  docstring as the README shows it (`` `OpenFile` ``) is grounded by its source
-  (``` ``OpenFile`` ```).
+  docstring a generated document shows goes through), the quote occurs in the text: a
+  quote of a docstring as a document shows it (`` `OpenFile` ``) is grounded by its
+  source (``` ``OpenFile`` ```).
 - A symbol (surrounding spaces and a trailing ``()`` ignored) that is an identifier or
   a dotted name (``Config.load``) holds when it occurs in the text as a whole name (not
   inside a longer identifier: ``load`` is not in ``download``), or, in Python source,
@@ -58,6 +58,7 @@ def parsed_python(text: str) -> ast.Module | None:
             return ast.parse(text)
     except (SyntaxError, ValueError):
         return None
+
 
 # A turn checks every claim against the few files it cites: each file's forms are made once.
 _FORMS_CACHE_SIZE = 32

@@ -167,7 +167,9 @@ def build_module_graph(context: ContextPayload) -> ModuleGraph:
                 counts[(source, package)] += 1
                 first.setdefault((source, package), (file.path, finding.line))
     edges = tuple(
-        ImportEdge(source=s, target=t, evidence_path=first[(s, t)][0], evidence_quote=first[(s, t)][1], imports=n)
+        ImportEdge(
+            source=s, target=t, evidence_path=first[(s, t)][0], evidence_quote=first[(s, t)][1], imports=n
+        )
         for (s, t), n in sorted(counts.items())
     )
     return ModuleGraph(packages=tuple(packages), edges=edges)
@@ -313,9 +315,7 @@ def kind_words(kind: str) -> str:
     return _KIND_WORDS.get(kind, kind)
 
 
-def synthesize(
-    context: ContextPayload, graph: ModuleGraph, entries: EntryPoints
-) -> ArchitectureSynthesis:
+def synthesize(context: ContextPayload, graph: ModuleGraph, entries: EntryPoints) -> ArchitectureSynthesis:
     """Layers, dependencies, entry points and biggest modules, with one claim per statement.
 
     Claim ids are ``a001``, ``a002``... in order: packages (by level), edges, entry
@@ -401,7 +401,9 @@ def claim_problem(claim: ArchClaim, context: ContextPayload, *, strict: bool = F
         )
         if needs_quote and not claim.evidence_quote:
             return "QUOTE_REQUIRED"
-        if claim.evidence_quote and not _whole_line(claim.evidence_quote, context.text_at(claim.evidence_path) or ""):
+        if claim.evidence_quote and not _whole_line(
+            claim.evidence_quote, context.text_at(claim.evidence_path) or ""
+        ):
             return "QUOTE_NOT_WHOLE_LINE"
     return None
 

@@ -50,7 +50,12 @@ def _manifest_lines(lines: list[str], wanted: set[str]) -> set[int]:
             keep.add(index)
         elif stripped.startswith("[") and any(
             section in stripped
-            for section in ("project.scripts", "project.gui-scripts", "tool.poetry.scripts", "options.entry_points")
+            for section in (
+                "project.scripts",
+                "project.gui-scripts",
+                "tool.poetry.scripts",
+                "options.entry_points",
+            )
         ):
             keep.add(index)
         elif stripped.replace(" ", "").startswith(("console_scripts=", "gui_scripts=")):

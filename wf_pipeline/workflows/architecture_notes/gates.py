@@ -168,7 +168,9 @@ RULES: dict[str, type[GateRules]] = {"arch_verification": VerificationRules}
 FINDINGS: dict[str, FindingTable] = {
     "arch_module_graph": {
         "EDGE_EVIDENCE_MISSING": FindingRule(
-            "edges.evidence", fixed_pointer("field:edges"), "The edge's import line is not in the cited module."
+            "edges.evidence",
+            fixed_pointer("field:edges"),
+            "The edge's import line is not in the cited module.",
         ),
     },
     "arch_entry_points": {
@@ -180,28 +182,38 @@ FINDINGS: dict[str, FindingTable] = {
     },
     "arch_synthesis": {
         "CLAIM_DUPLICATE_ID": FindingRule("claims.unique_ids", claim_pointer, "Two claims share this id."),
-        "CLAIM_EVIDENCE": FindingRule("claims.evidence", claim_pointer, "The claim's evidence does not hold."),
+        "CLAIM_EVIDENCE": FindingRule(
+            "claims.evidence", claim_pointer, "The claim's evidence does not hold."
+        ),
     },
     "arch_verification": {
         "CLAIM_UNCLASSIFIED": FindingRule("claims.classified", claim_pointer, "The claim is not classified."),
         "CLAIM_UNKNOWN": FindingRule("claims.classified", claim_pointer, "No synthesis claim has this id."),
-        "CLAIM_CLASSIFIED_TWICE": FindingRule("claims.classified", claim_pointer, "The claim is classified twice."),
+        "CLAIM_CLASSIFIED_TWICE": FindingRule(
+            "claims.classified", claim_pointer, "The claim is classified twice."
+        ),
         "SHARE_MISMATCH": FindingRule(
-            "verified_share.consistent", fixed_pointer("field:verified_share"), "The share does not match the ids."
+            "verified_share.consistent",
+            fixed_pointer("field:verified_share"),
+            "The share does not match the ids.",
         ),
         "VERIFIED_SHARE_BELOW_MIN": FindingRule(
             "verified_share.min", fixed_pointer("field:verified_share"), "Too few claims hold."
         ),
     },
     "arch_notes": {
-        "TITLE_MISSING": FindingRule("notes.title", output_pointer, "The notes do not open with their title."),
+        "TITLE_MISSING": FindingRule(
+            "notes.title", output_pointer, "The notes do not open with their title."
+        ),
         "NOTICE_MISSING": FindingRule(
             "notes.notice", output_pointer, "Re-verified notes must open with the needs-review notice."
         ),
         "NOTICE_UNEXPECTED": FindingRule(
             "notes.notice", output_pointer, "Only re-verified notes carry the needs-review notice."
         ),
-        "PATH_NOT_IN_TREE": FindingRule("notes.paths", output_pointer, "A code span names no path of the tree."),
+        "PATH_NOT_IN_TREE": FindingRule(
+            "notes.paths", output_pointer, "A code span names no path of the tree."
+        ),
     },
 }
 

@@ -15,7 +15,13 @@ from wf_pipeline.metadata.payloads import StrictPayload
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 EntryKind = Literal[
-    "console_script", "main_module", "main_guard", "npm_bin", "npm_script", "dagster_definitions", "http_route"
+    "console_script",
+    "main_module",
+    "main_guard",
+    "npm_bin",
+    "npm_script",
+    "dagster_definitions",
+    "http_route",
 ]
 
 

@@ -24,6 +24,8 @@ _MARKUP = re.compile(r"([\\`*_\[\]<>])")
 def escape_name(name: str) -> str:
     """``name`` with Markdown's inline markup characters backslash-escaped."""
     return _MARKUP.sub(r"\\\1", name)
+
+
 TITLE_PREFIX = "# Architecture of "
 
 
@@ -89,7 +91,9 @@ def render_notes(
         if not ok:
             continue
         runs = f", runs `{entry.target}`" if entry.target else ""
-        entry_lines.append(f"- **{escape_name(entry.name)}**: {kind_words(entry.kind)} in `{entry.evidence_path}`{runs}")
+        entry_lines.append(
+            f"- **{escape_name(entry.name)}**: {kind_words(entry.kind)} in `{entry.evidence_path}`{runs}"
+        )
     lines += entry_lines or ["No entry points declared."]
     lines += ["", "## Biggest modules", ""]
     module_lines = [

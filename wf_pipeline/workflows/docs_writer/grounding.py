@@ -71,6 +71,7 @@ def plain_text(content: str, *, escape_underscores: bool = True) -> str:
 
 # --- what sources define --------------------------------------------------------------
 
+
 def _assigned_names(target: ast.expr) -> Iterator[str]:
     if isinstance(target, ast.Name):
         yield target.id
