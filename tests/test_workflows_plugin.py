@@ -25,7 +25,7 @@ GENERIC = ("runtime", "gates", "providers", "cas", "records", "metadata", "tree"
 
 
 def test_loading_registers_the_docs_writer_once() -> None:
-    assert load_builtin_workflows() == BUILTIN_WORKFLOWS == ("docs_writer",)
+    assert load_builtin_workflows() == BUILTIN_WORKFLOWS == ("architecture_notes", "docs_writer")
     assert load_builtin_workflows() == BUILTIN_WORKFLOWS  # a second call registers nothing twice
     assert {
         "docs_evidence_map",

@@ -667,6 +667,29 @@ PROVIDER_DUPLICATE_OUTPUT = _code(
 
 # --- gates ---------------------------------------------------------------------------------
 GATE_DUPLICATE_TYPE = _code("GATE_DUPLICATE_TYPE", GateError, meaning="a gate type is registered twice")
+PROFILE_OUTPUT_UNKNOWN_FORMAT = _code(
+    "PROFILE_OUTPUT_UNKNOWN_FORMAT",
+    ProfileError,
+    meaning="a declared output's format is not one the output sinks write (markdown, json, text)",
+)
+PROFILE_OUTPUT_PATH_ABSOLUTE = _code(
+    "PROFILE_OUTPUT_PATH_ABSOLUTE",
+    ProfileError,
+    meaning="a declared output's path is absolute; it must be relative to the target directory",
+)
+PROFILE_OUTPUT_PATH_ESCAPES = _code(
+    "PROFILE_OUTPUT_PATH_ESCAPES",
+    ProfileError,
+    meaning="a declared output's path is empty, names a folder, or leaves the target directory through '..'",
+)
+PROFILE_OUTPUT_DUPLICATE_PATH = _code(
+    "PROFILE_OUTPUT_DUPLICATE_PATH", ProfileError, meaning="two declared outputs of one profile have one path"
+)
+PROFILE_OUTPUT_FORMAT_MISMATCH = _code(
+    "PROFILE_OUTPUT_FORMAT_MISMATCH",
+    ProfileError,
+    meaning="a declared output's format cannot hold the final turn's output_format (json output as markdown)",
+)
 PROFILE_RETRY_CONFLICT = _code(
     "PROFILE_RETRY_CONFLICT",
     ProfileError,

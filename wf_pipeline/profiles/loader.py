@@ -30,6 +30,8 @@ from wf_pipeline.errors import (
     PROFILE_GATE_RULE_TYPE,
     PROFILE_GATE_RULE_UNKNOWN,
     PROFILE_NOT_FOUND,
+    PROFILE_OUTPUT_DUPLICATE_PATH,
+    PROFILE_OUTPUT_FORMAT_MISMATCH,
     PROFILE_PARSE_ERROR,
     PROFILE_SCHEMA_INVALID,
     PROFILE_TEMPLATE_SYNTAX,
@@ -654,6 +656,41 @@ def _check_structure(profile: Profile, where: dict[str, str]) -> None:
         )
     _check_artifact_policy(profile, where)
     check_activation_entries(profile, where)
+    _check_outputs(profile, where)
+
+
+# A declared output's format -> the final turn output formats it can hold.
+_OUTPUT_FORMAT_HOLDS = {"markdown": ("markdown",), "text": ("markdown",), "json": ("json",)}
+
+
+def _check_outputs(profile: Profile, where: dict[str, str]) -> None:
+    """Declared outputs: one path each, and a format that can hold the final turn's output.
+
+    Paths and formats are checked by the schema (``PROFILE_OUTPUT_PATH_*``,
+    ``PROFILE_OUTPUT_UNKNOWN_FORMAT``); these two relate outputs to each other and to the turns.
+    """
+    outputs = profile.outputs or []
+    repeated = _repeated(output.path for output in outputs)
+    if repeated:
+        raise ProfileError(
+            PROFILE_OUTPUT_DUPLICATE_PATH,
+            f"{where['path']}: outputs repeat path {repeated}",
+            **where,
+            repeated=repeated,
+        )
+    final_type = profile.final_artifact_type or profile.ordered_turns()[-1].output_type
+    final_turn = next(turn for turn in profile.turns if turn.output_type == final_type)
+    for output in outputs:
+        if final_turn.output_format not in _OUTPUT_FORMAT_HOLDS[output.format]:
+            raise ProfileError(
+                PROFILE_OUTPUT_FORMAT_MISMATCH,
+                f"{where['path']}: output {output.path!r} is {output.format}, but the final turn "
+                f"{final_turn.turn_id} writes {final_turn.output_format}",
+                **where,
+                output_path=output.path,
+                format=output.format,
+                output_format=final_turn.output_format,
+            )
 
 
 def _rule_problem_code(kind: str) -> ErrorCode:

@@ -12,6 +12,7 @@ docs/profiles.md describes every field.
 
 from __future__ import annotations
 
+import posixpath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,6 +21,9 @@ from pydantic_core import PydanticCustomError
 from wf_pipeline.errors import (
     PROFILE_DEDUPE_KEY_INCOMPLETE,
     PROFILE_FAILURE_POLICY_CONFLICT,
+    PROFILE_OUTPUT_PATH_ABSOLUTE,
+    PROFILE_OUTPUT_PATH_ESCAPES,
+    PROFILE_OUTPUT_UNKNOWN_FORMAT,
     PROFILE_SCHEMA_INVALID,
     PROFILE_UNKNOWN_DEDUPE_FIELD,
 )
@@ -273,6 +277,87 @@ class Activation(_Frozen):
     target: NonEmpty = "root"
 
 
+TargetKind = Literal["directory", "root"]
+ContextScope = Literal["directory", "tree"]
+# What a declared output may be written as; a json output holds a json turn's output, the
+# others a markdown turn's (`wf_pipeline.profiles.loader` checks the pairing).
+OUTPUT_FORMATS: tuple[str, ...] = ("markdown", "json", "text")
+
+
+class TargetsSpec(_Frozen):
+    """Which directories of a tree a workflow runs on (one thread and one Dagster partition each).
+
+    Attributes:
+        kind: ``directory`` (the default, and what a profile without ``targets:`` gets):
+            every documentable directory, bottom-up; ``root``: the tree's root directory
+            only (when the tree has anything to document). See docs/profiles.md.
+    """
+
+    kind: TargetKind = "directory"
+
+
+class ContextSpec(_Frozen):
+    """What a thread's ``context`` input covers.
+
+    Attributes:
+        scope: ``directory`` (the default): the target directory's own files and its
+            children's head frames (`wf_pipeline.tree.build_context`); ``tree``: every
+            readable file below the target, each as the extract the workflow registered
+            for its frame type (`wf_pipeline.tree.build_tree_context`).
+    """
+
+    scope: ContextScope = "directory"
+
+
+class OutputSpec(_Frozen):
+    """One file a completed thread's final output is written to (`wf_pipeline.runtime.sinks.DeclaredOutputSink`).
+
+    Attributes:
+        path: a POSIX path relative to the target directory (``docs/ARCHITECTURE.md``);
+            absolute (``PROFILE_OUTPUT_PATH_ABSOLUTE``), empty, ending in ``/`` or with a
+            ``..`` segment (``PROFILE_OUTPUT_PATH_ESCAPES``) fails to load.
+        format: ``markdown``, ``json`` or ``text`` (`OUTPUT_FORMATS`); another fails with
+            ``PROFILE_OUTPUT_UNKNOWN_FORMAT``.
+        placement: ``mirrored`` (the default): where the tree's outputs go (its output
+            folder, or the tree itself when synced ``--in-place``), as READMEs are;
+            ``in_place``: always into the scanned tree itself.
+    """
+
+    path: NonEmpty
+    format: str = "markdown"
+    placement: Literal["in_place", "mirrored"] = "mirrored"
+
+    @field_validator("path")
+    @classmethod
+    def _relative_inside(cls, value: str) -> str:
+        if value.startswith("/") or posixpath.isabs(value) or (len(value) > 1 and value[1] == ":"):
+            raise PydanticCustomError(
+                PROFILE_OUTPUT_PATH_ABSOLUTE,
+                "output path {output_path!r} is absolute; give it relative to the target directory",
+                {"output_path": value},
+            )
+        parts = value.split("/")
+        if value.endswith("/") or "\\" in value or any(part in ("", ".", "..") for part in parts):
+            raise PydanticCustomError(
+                PROFILE_OUTPUT_PATH_ESCAPES,
+                "output path {output_path!r} must name a file below the target directory "
+                "(no '..', '.', empty segments or backslashes)",
+                {"output_path": value},
+            )
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in OUTPUT_FORMATS:
+            raise PydanticCustomError(
+                PROFILE_OUTPUT_UNKNOWN_FORMAT,
+                "output format {format!r} is unknown; known: {known}",
+                {"format": value, "known": list(OUTPUT_FORMATS)},
+            )
+        return value
+
+
 class Profile(_Frozen):
     """One workflow declaration, as docs/profiles.md describes it field by field.
 
@@ -307,6 +392,17 @@ class Profile(_Frozen):
     # Workflows this one starts when a condition holds (`wf_pipeline.profiles.activations`);
     # left out of the code version and of thread identity.
     activates: list[Activation] = []
+    # Which directories get a thread, what their context covers, and which files the final
+    # output is written to. Left out of the code version: they change where a thread runs
+    # and where its output goes, not what a turn is asked.
+    targets: TargetsSpec = TargetsSpec()
+    context: ContextSpec = ContextSpec()
+    outputs: list[OutputSpec] | None = None
+
+    @property
+    def target_kind(self) -> TargetKind:
+        """``directory`` or ``root`` (`TargetsSpec`)."""
+        return self.targets.kind
 
     def ordered_turns(self) -> list[TurnSpec]:
         return sorted(self.turns, key=lambda turn: turn.seq)

@@ -19,7 +19,7 @@ from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.retention.reads import expired_error
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import unusable_reason
-from wf_pipeline.runtime.sinks import output_sink
+from wf_pipeline.runtime.sinks import output_sink, write_declared_output
 from wf_pipeline.runtime.targets import Target, register_tree, tree_output_dir, tree_root_id
 from wf_pipeline.runtime.threads import final_output_type, frame_type_of, recorded_final_artifact_id
 from wf_pipeline.security.sinks import product_logger
@@ -50,7 +50,9 @@ def write_thread_output(
 
     Args:
         env: the runtime (records and CAS read; ``settings.out_dir`` is the default place).
-        loaded: the thread's profile (its frame type selects the sink).
+        loaded: the thread's profile: its declared ``outputs`` are written when it has
+            some (`wf_pipeline.runtime.sinks.write_declared_output`), else its frame type
+            selects the sink.
         tree: the thread's tree record (its output place and overwrite choice).
         thread: the thread.
 
@@ -84,6 +86,8 @@ def write_thread_output(
         raise CasError(reason, f"{artifact_id} was shredded: its key was destroyed", artifact_id=artifact_id)
     if reason is not None:
         return None
+    if loaded.profile.outputs:
+        return _write_declared_outputs(env, loaded, tree, thread.target_path, artifact_id)
     sink = output_sink(frame_type_of(loaded))
     directory = output_directory(env, tree, thread.target_path)
     # Never outside the tree (in place) or the output folder, nor through links (the sink's check).
@@ -94,6 +98,34 @@ def write_thread_output(
         overwrite=tree.overwrite or not tree.in_place,
         root=tree_output_dir(tree, env.settings.out_dir),
     )
+
+
+def _write_declared_outputs(
+    env: RuntimeEnv, loaded: LoadedProfile, tree: TreeRecord, target_path: str, artifact_id: str
+) -> Path | None:
+    """Write the artifact to every output the profile declares; the first one's path is returned.
+
+    ``mirrored`` outputs go where the tree's outputs go (`output_directory`), as a frame
+    type's sink writes; ``in_place`` ones into the scanned tree itself, replacing a different file only
+    when the tree was synced ``--in-place --overwrite``. Either way the write stays inside
+    its root (the output folder, or the tree) and never goes through a link.
+    """
+    first: Path | None = None
+    for index, spec in enumerate(loaded.profile.outputs or ()):
+        if spec.placement == "in_place":
+            root = Path(tree.root_path)
+            base = root if target_path == "." else root.joinpath(*target_path.split("/"))
+            overwrite = tree.overwrite
+        else:
+            root = tree_output_dir(tree, env.settings.out_dir)
+            base = output_directory(env, tree, target_path)
+            overwrite = tree.overwrite or not tree.in_place
+        written = write_declared_output(
+            env, artifact_id, base.joinpath(*spec.path.split("/")), overwrite=overwrite, root=root
+        )
+        if index == 0:
+            first = written
+    return first
 
 
 def write_step_outputs(

@@ -53,7 +53,10 @@ class RunPlan:
 
 
 def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
-    """Register every directory as a target and decide, per thread identity, which threads must run.
+    """Register the profile's targets and decide, per thread identity, which threads must run.
+
+    The targets are every documentable directory, or the root only for a profile that
+    declares ``targets: {kind: root}`` (`wf_pipeline.runtime.targets.planned_directories`).
 
     New threads are saved as ``pending``; recorded ones are left as they are. A parent's
     identity holds its children's outputs, so its entry here is provisional until its
@@ -71,7 +74,7 @@ def plan_run(env: RuntimeEnv, loaded: LoadedProfile, scan: TreeScan) -> RunPlan:
         MetadataError: as `thread_id_of` (a dedupe key no loaded profile can have).
         RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
     """
-    targets = register_targets(env.records, scan)
+    targets = register_targets(env.records, scan, loaded.profile.target_kind)
     return RunPlan(
         loaded=loaded, scan=scan, threads=tuple(replan(env, loaded, scan, targets, before_run=True))
     )
@@ -429,7 +432,7 @@ def next_ready_level(env: RuntimeEnv, loaded: LoadedProfile, root: Path) -> list
         RecordError: ``RECORD_INVALID``, ``RECORD_UNAVAILABLE``.
     """
     scan = scan_workspace(env, loaded, root)
-    targets = register_targets(env.records, scan)
+    targets = register_targets(env.records, scan, loaded.profile.target_kind)
     identity = ThreadIdentity(env, loaded, scan)
     ready_depths = set()
     for target in targets:

@@ -1,7 +1,11 @@
 """Output sinks: where a workflow's final outputs go when a run writes them out.
 
-A workflow registers one sink per frame type it produces (its profile's
-``target_frame_type``). After a run, the runtime asks the sink of the profile's frame
+A profile may declare its outputs (``outputs: [{path, format, placement}]``): then each
+completed thread's final artifact is written to every declared path through
+`write_declared_output`, under the same rules as any sink (inside the root, never over a
+different file without ``--overwrite``, new files with the umask's mode, secret-shaped
+values masked). Otherwise a workflow registers one sink per frame type it produces (its
+profile's ``target_frame_type``). After a run, the runtime asks the sink of the profile's frame
 type to write each completed thread's final artifact for the thread's target
 directory; the sink decides the file name and format. The runtime itself names no
 workflow and no output.
@@ -31,7 +35,9 @@ from wf_pipeline.errors import (
     RunError,
     os_reason,
 )
+from wf_pipeline.profiles.retention import OUTPUT
 from wf_pipeline.registry import Registry
+from wf_pipeline.security.redaction import mask_secrets
 from wf_pipeline.security.sinks import product_logger
 
 if TYPE_CHECKING:
@@ -120,6 +126,44 @@ def output_sink(frame_type: str) -> OutputSink:
             workflow registered one.
     """
     return _SINKS.get(frame_type)
+
+
+def write_declared_output(
+    env: RuntimeEnv,
+    artifact_id: str,
+    destination: Path,
+    *,
+    overwrite: bool,
+    root: Path | None = None,
+) -> Path | None:
+    """Write one declared output (a profile's ``outputs:`` entry): the artifact's text, masked, atomically.
+
+    Every format (``markdown``, ``json``, ``text``) is the final turn's canonical text as
+    stored; the loader checked that the format can hold it. Secret-shaped values are
+    replaced by their placeholders (`mask_secrets`, read as a file of the destination's name).
+
+    Args:
+        env: the runtime; the artifact is read from ``env.cas`` as an ``output``.
+        artifact_id: the thread's final artifact.
+        destination: the file: the target's output directory joined with the declared path.
+        overwrite: replace an existing, different file.
+        root: the folder the write must stay in (`write_file_atomically`).
+
+    Returns:
+        As `write_file_atomically`.
+
+    Raises:
+        CasError: ``CAS_NOT_FOUND``, ``CAS_DIGEST_MISMATCH``, ``CAS_DECODE_ERROR`` for the artifact.
+        RunError: ``RUN_OUTPUT_WRITE_FAILED`` with the operating system's reason.
+    """
+    text = env.cas.get_text(artifact_id, artifact_class=OUTPUT)
+    return write_file_atomically(
+        mask_secrets(text, filename=destination.name).encode("utf-8"),
+        destination,
+        overwrite=overwrite,
+        root=root,
+        warned=env.warned,
+    )
 
 
 def write_file_atomically(

@@ -176,6 +176,24 @@ def documentable_directories(scan: TreeScan) -> list[str]:
     return [node.path for node in scan.directories_bottom_up() if node.path in with_files]
 
 
+def planned_directories(scan: TreeScan, kind: str = "directory") -> list[str]:
+    """The directories a workflow whose profile declares ``targets: {kind: ...}`` runs on.
+
+    Args:
+        scan: the tree as scanned.
+        kind: ``directory`` (the default): every documentable directory
+            (`documentable_directories`); ``root``: the scanned root only, when it is
+            documentable (a tree with nothing to document gets no thread).
+
+    Returns:
+        Directory paths relative to the scanned root, deepest first.
+    """
+    directories = documentable_directories(scan)
+    if kind == "root":
+        return ["."] if "." in directories else []
+    return directories
+
+
 def register_tree(
     records: RecordStore,
     root: Path,
@@ -278,8 +296,8 @@ def find_tree(records: RecordStore, name: str) -> TreeRecord:
     )
 
 
-def register_targets(records: RecordStore, scan: TreeScan) -> list[Target]:
-    """Record the tree and every documentable directory of ``scan`` as a target.
+def register_targets(records: RecordStore, scan: TreeScan, kind: str = "directory") -> list[Target]:
+    """Record the tree and every directory of ``scan`` a workflow of target ``kind`` runs on as a target.
 
     A directory whose name `encode_name` refuses is skipped with a warning naming it
     (``RUN_NAME_UNREPRESENTABLE``); the latest registration of a key wins. The tree record
@@ -288,9 +306,11 @@ def register_targets(records: RecordStore, scan: TreeScan) -> list[Target]:
     Args:
         records: the record store the targets are saved to.
         scan: the tree as scanned.
+        kind: the profile's target kind (``Profile.target_kind``): ``directory`` for every
+            documentable directory, ``root`` for the root only (`planned_directories`).
 
     Returns:
-        The targets, deepest first (`documentable_directories`).
+        The targets, deepest first (`planned_directories`).
 
     Raises:
         RunError: ``RUN_NAME_UNREPRESENTABLE`` when the root's own name is refused.
@@ -299,7 +319,7 @@ def register_targets(records: RecordStore, scan: TreeScan) -> list[Target]:
     register_tree(records, scan.root, keep_outputs=True)
     stamp = now_ms()
     targets = []
-    for path in documentable_directories(scan):
+    for path in planned_directories(scan, kind):
         try:
             key = target_key_for(scan.root, path)
         except RunError as exc:

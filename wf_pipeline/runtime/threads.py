@@ -28,14 +28,21 @@ from wf_pipeline.runtime.integrity import usable_artifact
 from wf_pipeline.runtime.masking import audit_unmasked_context, context_view, masked_payload
 from wf_pipeline.runtime.targets import (
     Target,
-    documentable_directories,
+    planned_directories,
     target_key_for,
     tree_output_dir,
     tree_root_id,
 )
 from wf_pipeline.security.audit_key import audit_key_source
 from wf_pipeline.security.sinks import product_logger
-from wf_pipeline.tree import TreeScan, build_context, context_extractor, context_json_text, scan_tree
+from wf_pipeline.tree import (
+    TreeScan,
+    build_context,
+    build_tree_context,
+    context_extractor,
+    context_json_text,
+    scan_tree,
+)
 from wf_pipeline.tree.context import fit_context
 
 log = product_logger(__name__)
@@ -246,9 +253,9 @@ class ThreadIdentity:
         return Target(key=target_key_for(self.scan.root, path), root=self.scan.root, path=path)
 
     def documentable(self) -> set[str]:
-        """The scan's documentable directories (`documentable_directories`)."""
+        """The scan's directories this profile runs on (`planned_directories` of its target kind)."""
         if self._documentable is None:
-            self._documentable = set(documentable_directories(self.scan))
+            self._documentable = set(planned_directories(self.scan, self.loaded.profile.target_kind))
         return self._documentable
 
     def parts(self, path: str) -> tuple[str, ...]:
@@ -564,14 +571,24 @@ def context_snapshot(
         )
     policy = loaded.redaction
     view = context_view(policy)
-    payload = build_context(
-        scan,
-        target.path,
-        child_frames(env, loaded, scan, target.path),
-        max_bytes=loaded.profile.artifact_policy.max_context_bytes,
-        extractor=context_extractor(frame_type_of(loaded)),
-        view=view,
-    )
+    if loaded.profile.context.scope == "tree":
+        # The whole subtree, each file as the workflow's extract (`context: {scope: tree}`).
+        payload = build_tree_context(
+            scan,
+            target.path,
+            max_bytes=loaded.profile.artifact_policy.max_context_bytes,
+            extractor=context_extractor(frame_type_of(loaded)),
+            view=view,
+        )
+    else:
+        payload = build_context(
+            scan,
+            target.path,
+            child_frames(env, loaded, scan, target.path),
+            max_bytes=loaded.profile.artifact_policy.max_context_bytes,
+            extractor=context_extractor(frame_type_of(loaded)),
+            view=view,
+        )
     # The children's outputs are part of the thread's identity: a context built from
     # other outputs than the id says would be reused under the wrong id.
     text = context_json_text(payload)

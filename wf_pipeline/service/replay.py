@@ -22,7 +22,7 @@ from wf_pipeline.providers.base import close_provider
 from wf_pipeline.providers.replay import PROVIDER_NAME
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.replay import ThreadReplay, latest_threads, replay_thread
-from wf_pipeline.runtime.targets import Target, documentable_directories, resolve_target, target_key_for
+from wf_pipeline.runtime.targets import Target, planned_directories, resolve_target, target_key_for
 from wf_pipeline.runtime.threads import scan_workspace
 from wf_pipeline.service.runs import only_workflow
 from wf_pipeline.settings import Settings
@@ -188,7 +188,7 @@ def _tree_threads(
     work: list[tuple[ThreadRecord, Target]] = []
     unrecorded: list[str] = []
     present: set[str] = set()
-    for path in documentable_directories(scan):
+    for path in planned_directories(scan, loaded.profile.target_kind):
         key = target_key_for(scan.root, path)
         present.add(key)
         thread = latest.get(key)

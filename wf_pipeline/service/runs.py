@@ -268,7 +268,7 @@ def sync_targets(
             keep_outputs=not explicit,
         )
         scan = scan_workspace(env, loaded, root)
-        targets = register_targets(env.records, scan)
+        targets = register_targets(env.records, scan, loaded.profile.target_kind)
         outputs = output_directory(env, tree, ".")
     with instance_storage_errors(settings):
         sync_partitions(open_instance(settings), workflow_id, [target.key for target in targets])
@@ -361,15 +361,30 @@ def export_outputs(
 
 
 def only_workflow(catalog: ProfileCatalog) -> str:
-    """The workflow id of the only loaded profile; ``RUN_WORKFLOW_REQUIRED`` (with the loaded ids) otherwise."""
+    """The workflow a command that names none means: the only loaded per-directory profile.
+
+    Profiles that run on the root only (``targets: {kind: root}``, such as
+    ``architecture_notes_v1``) are never taken implicitly: they are always named. So the
+    built-in layer, which holds one per-directory workflow (the docs writer), keeps
+    ``wf targets sync PATH`` and ``wf export TREE`` working without ``--workflow``.
+
+    Raises:
+        RunError: ``RUN_WORKFLOW_REQUIRED`` (with the ids to choose from: the per-directory
+            profiles, or every profile when none is) when there is no single one.
+    """
     workflows = [loaded.profile.workflow_id for loaded in catalog.all()]
-    if len(workflows) != 1:
+    per_directory = [
+        loaded.profile.workflow_id for loaded in catalog.all() if loaded.profile.target_kind == "directory"
+    ]
+    # Several per-directory profiles: the user chooses among them; none: among every profile.
+    choices = per_directory or workflows
+    if len(choices) != 1:
         raise RunError(
             RUN_WORKFLOW_REQUIRED,
-            f"name the workflow: {len(workflows)} are loaded ({', '.join(workflows) or 'none'})",
-            workflows=workflows,
+            f"name the workflow: {len(choices)} are loaded ({', '.join(choices) or 'none'})",
+            workflows=choices,
         )
-    return workflows[0]
+    return choices[0]
 
 
 def _catalog(settings: Settings, workspace_dir: Path | None) -> ProfileCatalog:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from wf_pipeline.tree.context import (
     build_context,
+    build_tree_context,
     context_extractor,
     context_json_text,
     detect_language,
@@ -29,6 +30,7 @@ __all__ = [
     "TreeNode",
     "TreeScan",
     "build_context",
+    "build_tree_context",
     "context_extractor",
     "register_context_extractor",
     "check_root",

@@ -36,6 +36,13 @@ values never enter a payload, its sizes, its extracts or anything fitted from th
 The extractor is the workflow's (a `Registry` by frame type, as output sinks are in
 `wf_pipeline.runtime.sinks`): the docs writer registers its own, and the generic code
 here never imports a workflow. Without one, step 2 is skipped.
+
+A profile may widen the context to the whole subtree (``context: {scope: tree}``,
+`build_tree_context`): every file below the target, with its path relative to the
+scanned root, each shown as the workflow's extract from the start (an extract is whole
+lines of the file, so quotes taken from it hold in the file). Such a payload has no
+children. When it is still over ``max_bytes``, step 3 (the selection) fits it, as above:
+entry points, manifests and documentation first, then the smallest extracts, then by path.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ __all__ = [
     "ContextExtractor",
     "TextView",
     "build_context",
+    "build_tree_context",
     "context_extractor",
     "context_json_text",
     "detect_language",
@@ -359,6 +367,59 @@ def build_context(
         ),
     )
     return payload if max_bytes is None else fit_context(payload, max_bytes, extractor)
+
+
+def build_tree_context(
+    scan: TreeScan,
+    dir_path: str,
+    *,
+    max_bytes: int | None = None,
+    extractor: ContextExtractor | None = None,
+    view: TextView | None = None,
+) -> ContextPayload:
+    """Context for the whole subtree at ``dir_path``: every file below it, each as its extract.
+
+    The context of a profile declaring ``context: {scope: tree}``. Files come in scan order
+    (parents before children, names in order), with paths relative to the scanned root;
+    omitted files appear with their reason and size. Each readable file's text is passed
+    through ``view`` first, then replaced by ``extractor``'s extract when that is shorter
+    (``extracted: true``); a file the extractor gives None for stays whole. The payload has
+    no children: their files are in it. Over ``max_bytes``, the selection step of
+    `fit_context` keeps entry points, manifests and documentation first, then the
+    smallest extracts, and marks the others ``omitted: "budget"``.
+
+    Args:
+        scan: the tree as scanned.
+        dir_path: the target directory, relative to the scanned root (``.`` for the root).
+        max_bytes: the context budget in bytes of canonical JSON; None for unbounded.
+        extractor: the workflow's extractor (`context_extractor`), or None (whole texts).
+        view: what the payload shows of each file's text (`TextView`), applied before the
+            extract; None shows texts as they are.
+
+    Returns:
+        The payload, within ``max_bytes``.
+
+    Raises:
+        TreeError: TREE_NODE_NOT_FOUND, TREE_NOT_A_DIRECTORY or TREE_CHANGED_DURING_RUN.
+        MetadataError: METADATA_BUDGET_EXCEEDED when even the names are over ``max_bytes``.
+    """
+    target = scan.node(dir_path)
+    if target.kind != "dir":
+        raise TreeError(TREE_NOT_A_DIRECTORY, f"{dir_path} is a file, not a directory", path=dir_path)
+    prefix = "" if dir_path == "." else dir_path + "/"
+    files = []
+    for node in scan.nodes:
+        if node.kind != "file" or not node.path.startswith(prefix):
+            continue
+        entry = _context_file(scan, node, view)
+        if extractor is not None:
+            entry = _extracted_file(entry, extractor) or entry
+        files.append(entry)
+    payload = ContextPayload(
+        target=ContextTarget(path=target.path, name=target.name, node_id=target.node_id), files=tuple(files)
+    )
+    # Every file is already in its smallest form: fitting goes straight to the selection.
+    return payload if max_bytes is None else fit_context(payload, max_bytes)
 
 
 def _viewed(head_frame: str | None, view: TextView | None) -> str | None:

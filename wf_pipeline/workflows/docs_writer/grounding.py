@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import ast
 import re
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+# Re-exported: the one Python parser (with its lock) lives with the shared evidence rules.
+from wf_pipeline.text.evidence import parsed_python as parsed_python
 from wf_pipeline.text.markdown import has_emphasis
 
 _NAME = r"[A-Za-z_$][\w$]*"
@@ -69,19 +70,6 @@ def plain_text(content: str, *, escape_underscores: bool = True) -> str:
 
 
 # --- what sources define --------------------------------------------------------------
-
-# CPython 3.11 can fail with "AST constructor recursion depth mismatch" when threads
-# parse at the same time; turns of many threads run concurrently, so parsing is serial.
-_PARSE_LOCK = threading.Lock()
-
-
-def parsed_python(text: str) -> ast.Module | None:
-    """The syntax tree of Python source ``text``, or None when it does not parse."""
-    try:
-        with _PARSE_LOCK:
-            return ast.parse(text)
-    except (SyntaxError, ValueError):
-        return None
 
 
 def _assigned_names(target: ast.expr) -> Iterator[str]:

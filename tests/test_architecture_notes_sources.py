@@ -1,0 +1,194 @@
+"""The architecture notes' extractors: imports and entry points per kind of file, and the
+analysis that resolves them against a tree-scope context."""
+
+from __future__ import annotations
+
+import pytest
+
+from wf_pipeline.metadata.payloads import ContextFile, ContextPayload, ContextTarget
+from wf_pipeline.workflows.architecture_notes.analysis import (
+    build_entry_points,
+    build_module_graph,
+    layers_of,
+    synthesize,
+    verify_synthesis,
+)
+from wf_pipeline.workflows.architecture_notes.context_extract import architecture_extract
+from wf_pipeline.workflows.architecture_notes.render import NOTICE_MARKER, render_notes
+from wf_pipeline.workflows.architecture_notes.sources import entry_points_of, imports_of
+
+
+def _context(files: dict[str, str], name: str = "repo") -> ContextPayload:
+    return ContextPayload(
+        target=ContextTarget(path=".", name=name, node_id="n0"),
+        files=tuple(
+            ContextFile(path=path, name=path.rsplit("/", 1)[-1], size=len(text.encode()), text=text)
+            for path, text in sorted(files.items())
+        ),
+    )
+
+
+def test_python_absolute_relative_and_multiline_imports():
+    text = "import os\nimport a.b as c, d\nfrom .x import y\nfrom .. import (\n    m,\n    n,\n)\n"
+    found = [(f.module, f.level, f.names) for f in imports_of("pkg/sub/mod.py", text)]
+    assert found == [("os", 0, ()), ("a.b", 0, ()), ("d", 0, ()), ("x", 1, ("y",)), ("", 2, ("m", "n"))]
+    # The same statements read from an extract that does not parse (indented imports).
+    indented = "def f():\n    from .x import y\n    from .. import (\n        m,\n    )\n"
+    extract = architecture_extract("mod.py", indented)
+    assert "def f" not in extract
+    assert [(f.module, f.level, f.names) for f in imports_of("pkg/mod.py", extract)] == [
+        ("x", 1, ("y",)),
+        ("", 2, ("m",)),
+    ]
+
+
+def test_script_import_require_and_export_from():
+    text = (
+        "import React from 'react';\nimport './side.css';\nconst u = require(\"../util\");\n"
+        "export { a } from './a';\nexport * from \"./b\";\nconst lazy = import('./c');\n// import x from './no'\n"
+    )
+    assert [f.module for f in imports_of("src/app.ts", text)] == [
+        "react",
+        "./side.css",
+        "../util",
+        "./a",
+        "./b",
+        "./c",
+    ]
+
+
+def test_pyproject_setup_cfg_and_package_json_entries():
+    pyproject = (
+        '[project]\nname = "x"\n\n[project.scripts]\nwf = "pkg.cli:main"\n\n[tool.other]\nno = "a:b"\n'
+    )
+    entries = entry_points_of("pyproject.toml", pyproject)
+    assert [(e.kind, e.name, e.reference, e.line) for e in entries] == [
+        ("console_script", "wf", "pkg.cli:main", 'wf = "pkg.cli:main"')
+    ]
+    cfg = "[metadata]\nname = x\n[options.entry_points]\nconsole_scripts =\n    tool = pkg.tool:run\n"
+    assert [(e.name, e.reference) for e in entry_points_of("setup.cfg", cfg)] == [("tool", "pkg.tool:run")]
+    manifest = '{\n  "name": "@scope/cli",\n  "bin": {"mycli": "./bin/cli.js"},\n  "scripts": {\n    "build": "tsc",\n    "test": "jest"\n  }\n}\n'
+    found = [(e.kind, e.name) for e in entry_points_of("package.json", manifest)]
+    assert found == [("npm_bin", "mycli"), ("npm_script", "build"), ("npm_script", "test")]
+    single = '{"name": "@scope/tool", "bin": "cli.js"}'
+    assert [(e.kind, e.name) for e in entry_points_of("package.json", single)] == [("npm_bin", "tool")]
+
+
+def test_main_dagster_and_route_declarations():
+    assert [e.kind for e in entry_points_of("pkg/__main__.py", "from .cli import main\nmain()\n")] == [
+        "main_module"
+    ]
+    source = (
+        "from flask import Flask\napp = Flask(__name__)\n\n@app.route('/items')\ndef items(): ...\n\n"
+        '@router.post("/users")\nasync def create(): ...\n\n'
+        'defs = Definitions(assets=[a])\n\nif __name__ == "__main__":\n    main()\n'
+    )
+    found = [(e.kind, e.name) for e in entry_points_of("app.py", source)]
+    assert found == [
+        ("http_route", "ROUTE /items"),
+        ("http_route", "POST /users"),
+        ("dagster_definitions", "defs"),
+        ("main_guard", "app.py"),
+    ]
+    express = "const app = express();\napp.get('/health', handler);\nrouter.delete(\"/x/:id\", h);\n"
+    assert [e.name for e in entry_points_of("server.js", express)] == ["GET /health", "DELETE /x/:id"]
+
+
+def test_extract_keeps_whole_declaring_lines_only():
+    source = '"""Doc."""\nimport os\n\nX = 1\n\n@app.get("/a")\ndef a():\n    return 1\n'
+    extract = architecture_extract("m.py", source)
+    assert extract == 'import os\n@app.get("/a")\n'
+    assert architecture_extract("package.json", "{}") is None
+    assert architecture_extract("README.md", "# Title\n") == ""
+
+
+def test_graph_resolves_tree_imports_and_leaves_external_ones_out():
+    context = _context(
+        {
+            "pkg/__init__.py": "from .core import run\n",
+            "pkg/core.py": "import os\nfrom pkg.util import helper\n",
+            "pkg/util/__init__.py": "from ..core import run\n",
+            "pkg/__main__.py": "from pkg import core\n",
+            "web/app.ts": "import { x } from '../web2/lib';\nimport y from 'react';\n",
+            "web2/lib.ts": "export const x = 1;\n",
+            "pyproject.toml": '[project.scripts]\nrun = "pkg.core:run"\n',
+        }
+    )
+    graph = build_module_graph(context)
+    assert {(e.source, e.target) for e in graph.edges} == {
+        ("pkg", "pkg/util"),
+        ("pkg/util", "pkg"),
+        ("web", "web2"),
+    }
+    layers = layers_of(graph)
+    # pkg and pkg/util import each other: one level; web2 imports nothing, web imports web2.
+    assert [(layer.level, layer.packages) for layer in layers] == [
+        (0, ("pkg", "pkg/util", "web2")),
+        (1, ("web",)),
+    ]
+    entries = build_entry_points(context)
+    assert {(e.kind, e.name, e.target) for e in entries.entry_points} == {
+        ("main_module", "pkg", None),
+        ("console_script", "run", "pkg/core.py"),
+    }
+
+
+def test_root_package_is_named_after_the_root():
+    # A copied package (like `rich`): the root holds __init__.py and imports itself by name.
+    context = _context(
+        {
+            "__init__.py": "",
+            "console.py": "from rich.text import Text\n",
+            "text.py": "",
+            "sub/__init__.py": "from .. import console\n",
+        },
+        name="rich",
+    )
+    graph = build_module_graph(context)
+    assert {(e.source, e.target) for e in graph.edges} == {("sub", ".")}
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_every_synthesised_claim_verifies_and_render_shows_the_notice_only_after_reverify(strict):
+    context = _context(
+        {"a/__init__.py": "from b import x\n", "b/__init__.py": "x = 1\n", "b/__main__.py": ""}
+    )
+    synthesis = synthesize(context, build_module_graph(context), build_entry_points(context))
+    report = verify_synthesis(synthesis, context, strict=strict)
+    assert report.rejected_claims == () and report.verified_share == 1.0
+    notes = render_notes(synthesis, report, report if strict else None)
+    assert (NOTICE_MARKER in notes) is strict
+    assert "- `a/` imports `b/`" in notes
+
+
+def test_a_claim_that_does_not_hold_is_rejected_and_left_out():
+    context = _context({"a/__init__.py": "from b import x\n", "b/__init__.py": "x = 1\n"})
+    synthesis = synthesize(context, build_module_graph(context), build_entry_points(context))
+    edge_claim = next(c for c in synthesis.claims if c.section == "dependencies")
+    broken = synthesis.model_copy(
+        update={
+            "claims": tuple(
+                c.model_copy(update={"evidence_quote": "from c import y"}) if c is edge_claim else c
+                for c in synthesis.claims
+            )
+        }
+    )
+    report = verify_synthesis(broken, context)
+    assert [(r.claim_id, r.reason) for r in report.rejected_claims] == [
+        (edge_claim.claim_id, "QUOTE_NOT_FOUND")
+    ]
+    assert report.verified_share < 1.0
+    assert "`a/` imports" not in render_notes(broken, report)
+    # The stricter rules reject a quote that is only part of a line.
+    partial = synthesis.model_copy(
+        update={
+            "claims": tuple(
+                c.model_copy(update={"evidence_quote": "from b"}) if c is edge_claim else c
+                for c in synthesis.claims
+            )
+        }
+    )
+    assert verify_synthesis(partial, context).rejected_claims == ()
+    assert [r.reason for r in verify_synthesis(partial, context, strict=True).rejected_claims] == [
+        "QUOTE_NOT_WHOLE_LINE"
+    ]
