@@ -47,7 +47,7 @@ def test_make_run_and_the_readme_commands_share_the_default_home(tmp_path):
         ["make", "run"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900
     )
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
-    assert f"READMEs written under {home / '.wf' / 'out' / 'sample_repo'}" in made.stdout
+    assert f"outputs written under {home / '.wf' / 'out' / 'sample_repo'}" in made.stdout
     assert str(REPO_ROOT / ".wf") not in made.stdout
 
     # The README's next commands, with .venv/bin/wf: the same threads, nothing made again.

@@ -88,7 +88,7 @@ def test_the_readme_postgres_section_runs_verbatim(tmp_path, server, throwaway_n
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    assert "READMEs written under" in result.stdout
+    assert "outputs written under" in result.stdout
     home = tmp_path / "wf-home"
     assert (home / "dagster" / "dagster.yaml").read_text() == (
         REPO_ROOT / "deploy" / "dagster-postgres.yaml"

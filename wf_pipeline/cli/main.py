@@ -1543,7 +1543,7 @@ def _render_run(console: Console, s: dict) -> None:
         )
         for t in s["threads"]
     ]
-    print_table(console, ("directory", "status", "thread_id", "README"), rows)
+    print_table(console, ("directory", "status", "thread_id", "output"), rows)
     _render_outcome(console, s)
 
 
@@ -1563,7 +1563,7 @@ def _render_outcome(console: Console, s: dict) -> None:
     )
     if c["written"]:
         where = s["out_dir"] or s["root"]
-        print_line(console, f"{plural(c['written'], 'README')} written under {where}")
+        print_line(console, f"{plural(c['written'], 'output')} written under {where}")
     for t in s["threads"]:
         if t["status"] == "failed":
             # CODE: message, with the figures the message carries (never payload text).
