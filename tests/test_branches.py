@@ -209,7 +209,7 @@ def _load_fails(tmp_path: Path, when: str | None, code: str, edit=None) -> Profi
         ("branch_probe.share < 0.8", "PROFILE_WHEN_UNKNOWN_FIELD", "field"),
         ("verification_report.verified_share < 0.8", "PROFILE_WHEN_UNKNOWN_FIELD", "field"),
         ("gates.struct_gate.passed", "PROFILE_WHEN_UNKNOWN_GATE", "gate_id"),
-        ("gates.verification_gate.outcome == 'warn'", "PROFILE_WHEN_TYPE_MISMATCH", "found"),
+        ("gates.verification_gate.outcome == 'skipped'", "PROFILE_WHEN_TYPE_MISMATCH", "found"),
         ("branch_probe.score < 'low'", "PROFILE_WHEN_TYPE_MISMATCH", "found"),
     ],
 )

@@ -175,7 +175,7 @@ def test_every_reason_code_the_gates_give_has_a_finding_rule() -> None:
 
 def test_fail_on_violation_false_still_records_findings() -> None:
     result = run("schema_required_fields", "{}", required_fields=("title",), fail_on_violation=False)
-    assert result.passed
+    assert result.outcome == "warn"
     assert findings(result) == [("required_fields", "FIELD_MISSING", "field:title")]
 
 

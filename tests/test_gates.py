@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from wf_pipeline.errors import GateError
-from wf_pipeline.gates import GateResult, evaluate, gate_types, register
+from wf_pipeline.gates import FindingRule, GateResult, evaluate, gate_types, register, verdict_outcome
+from wf_pipeline.gates.findings import output_pointer
 from wf_pipeline.gates.generic import Heading, parse_headings, reason
 from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.payloads import ContextChild, ContextFile, ContextPayload, ContextTarget
@@ -156,11 +157,51 @@ def test_registering_a_builtin_type_again_is_an_error() -> None:
     assert raised.value.code == "GATE_DUPLICATE_TYPE"
 
 
-def test_fail_on_violation_false_passes_but_keeps_reasons() -> None:
+def test_fail_on_violation_false_warns_and_keeps_reasons() -> None:
     result = run("schema_required_fields", "{}", required_fields=("title",), fail_on_violation=False)
-    assert result.outcome == "pass"
-    assert result.passed
+    assert result.outcome == "warn"
+    assert not result.passed and not result.blocks
     assert result.reasons == ("FIELD_MISSING:title",)
+    # The same output under a blocking declaration fails; a clean output passes either way.
+    assert run("schema_required_fields", "{}", required_fields=("title",)).blocks
+    clean = run("schema_required_fields", '{"title": "t"}', required_fields=("title",), fail_on_violation=False)
+    assert clean.outcome == "pass" and clean.passed
+
+
+_ADVISORY = {
+    "LOOK_AGAIN": FindingRule("advice", output_pointer, "Worth a second look.", blocking=False),
+    "BROKEN": FindingRule("broken", output_pointer, "Broken."),
+}
+
+
+@pytest.mark.parametrize(
+    ("reasons", "fail_on_violation", "outcome"),
+    [
+        ((), True, "pass"),
+        ((), False, "pass"),
+        (("LOOK_AGAIN",), True, "warn"),
+        (("LOOK_AGAIN", "BROKEN"), True, "fail"),
+        (("LOOK_AGAIN", "BROKEN"), False, "warn"),
+        (("BROKEN:x",), True, "fail"),
+        # A code no table names blocks: an unmapped reason never passes unnoticed.
+        (("NOBODY_KNOWS",), True, "fail"),
+        (("FIELD_MISSING:title",), True, "fail"),
+    ],
+)
+def test_reasons_become_pass_warn_or_fail_in_one_place(reasons, fail_on_violation, outcome) -> None:
+    assert verdict_outcome(reasons, _ADVISORY, fail_on_violation) == outcome
+
+
+def test_a_gate_type_with_a_non_blocking_finding_warns_through_evaluate() -> None:
+    def advisory(output_text: str, inputs: Mapping[str, str], spec: Any) -> list[str]:
+        return [code for code in output_text.split() if code in _ADVISORY]
+
+    register("test_advisory_gate", findings=_ADVISORY)(advisory)
+    warned = run("test_advisory_gate", "LOOK_AGAIN")
+    assert (warned.outcome, warned.reasons) == ("warn", ("LOOK_AGAIN",))
+    assert [f.rule_id for f in warned.findings] == ["advice"]
+    assert run("test_advisory_gate", "LOOK_AGAIN BROKEN").outcome == "fail"
+    assert run("test_advisory_gate", "").outcome == "pass"
 
 
 def test_result_carries_gate_id() -> None:

@@ -15,7 +15,9 @@ Status is per partition (one partition per target directory):
   later steps, whose only input is the missing output).
 - Gate verdicts are partition-aware asset checks (`AssetCheckSpec(partitions_def=...)`,
   a Dagster preview feature): one `AssetCheckEvaluation` per target, passed or failed,
-  with the gate's reasons or the turn's error code.
+  with the gate's reasons or the turn's error code. A ``warn`` verdict (reasons that do
+  not block, `wf_pipeline.gates.registry.verdict_outcome`) is a failed evaluation of
+  severity WARN, which Dagster never blocks on; so is a ``fail`` under ``mode: continue``.
 - A run in which a thread failed fails: after every other target is recorded, the step
   tags the run ``wf/threads_failed=<count>`` and raises `Failure` with
   ``RUN_THREADS_FAILED`` naming the failed targets and their codes.
@@ -391,8 +393,8 @@ def _gate_evaluations(
 ) -> Iterator[Any]:
     """One check evaluation per target whose gate ran or whose turn failed, then the check's output.
 
-    A failing gate that stops the thread is an ERROR; one recorded under ``mode: continue``
-    a WARN. A turn that failed before its gate (a provider error, a budget) fails the check
+    A failing gate that stops the thread is an ERROR; a ``warn`` verdict, and a ``fail``
+    recorded under ``mode: continue``, a WARN (Dagster blocks on ERROR only). A turn that failed before its gate (a provider error, a budget) fails the check
     with the turn's code, so the failure shows on that partition too. A skipped target
     (waiting for its children, or failed earlier) gets no evaluation.
     """
@@ -426,6 +428,7 @@ def _gate_evaluations(
         evaluated = result.gate_outcome is not None
         passed = evaluated and result.gate_passed
         stops = result.status == "failed"
+        verdict = "warned" if result.gate_outcome == "warn" else "failed"
         yield AssetCheckEvaluation(
             asset_key=asset_key,
             check_name=gate.gate_id,
@@ -436,7 +439,7 @@ def _gate_evaluations(
             description=None
             if passed
             else scrub(
-                f"gate {gate.gate_id} failed: {', '.join(result.gate_reasons)}"
+                f"gate {gate.gate_id} {verdict}: {', '.join(result.gate_reasons)}"
                 if evaluated
                 else f"{result.error_code}: turn {turn.turn_id} failed before its gate"
             ),

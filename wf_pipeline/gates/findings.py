@@ -79,11 +79,15 @@ class FindingRule:
         rule_id: the rule the code belongs to.
         pointer: computes the pointer from the reason's parts and the judged texts.
         hint: the fixed sentence shown with it.
+        blocking: whether the reason can fail the gate (default). A non-blocking reason is
+            a finding for a reader, never a failure: alone, it makes the verdict ``warn``
+            (`wf_pipeline.gates.registry.verdict_outcome`).
     """
 
     rule_id: str
     pointer: Pointer
     hint: str
+    blocking: bool = True
 
 
 FindingTable = Mapping[str, FindingRule]
@@ -148,6 +152,27 @@ GENERIC_FINDINGS: dict[str, FindingRule] = {
 }
 
 
+def _rule_of(code: str, table: FindingTable) -> FindingRule | None:
+    # The gate type's table first, then the generic one: the one lookup of a reason's rule.
+    return table.get(code) or GENERIC_FINDINGS.get(code)
+
+
+def reason_blocks(text: str, table: FindingTable) -> bool:
+    """Whether the reason ``text`` (``CODE[:part...]``) can fail its gate.
+
+    Args:
+        text: one reason as the evaluator gave it.
+        table: the gate type's code -> `FindingRule` table.
+
+    Returns:
+        The ``blocking`` of the code's rule (the gate type's table, then `GENERIC_FINDINGS`);
+        True for a code no table names, so an unmapped reason never passes unnoticed.
+        Raises nothing.
+    """
+    rule = _rule_of(text.split(":", 1)[0], table)
+    return rule is None or rule.blocking
+
+
 def derive_findings(reasons: Sequence[str], table: FindingTable, subject: GateSubject) -> tuple[Finding, ...]:
     """The findings of ``reasons``: the gate type's ``table`` first, then `GENERIC_FINDINGS`.
 
@@ -164,7 +189,7 @@ def derive_findings(reasons: Sequence[str], table: FindingTable, subject: GateSu
     findings = set()
     for text in reasons:
         code, *parts = text.split(":")
-        rule = table.get(code) or GENERIC_FINDINGS.get(code)
+        rule = _rule_of(code, table)
         if rule is None:
             findings.add(Finding(UNMAPPED_RULE, code, "-", _UNMAPPED_HINT, text))
             continue

@@ -8,14 +8,15 @@ Reasons carry codes, claim ids and section keys, never payload text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from wf_pipeline.errors import GATE_DUPLICATE_TYPE, GATE_UNKNOWN_TYPE
-from wf_pipeline.gates.findings import Finding, FindingTable, GateSubject, derive_findings
+from wf_pipeline.gates.findings import Finding, FindingTable, GateSubject, derive_findings, reason_blocks
 from wf_pipeline.gates.rules import GateRules, resolved_rules
 from wf_pipeline.metadata.canonical import digest_json
+from wf_pipeline.metadata.records import GateOutcome, gate_outcome_blocks, gate_outcome_passed
 from wf_pipeline.registry import Registry
 
 
@@ -28,7 +29,8 @@ class GateSpecLike(Protocol):
         required_fields: output fields that must be present and non-empty (JSON gates).
         rules: the gate type's options (e.g. ``max_drift``), checked against its rules model
             (`wf_pipeline.gates.rules`) when the profile loads and again by `evaluate`.
-        fail_on_violation: whether reasons fail the gate (else they are only recorded).
+        fail_on_violation: whether blocking reasons fail the gate; false makes every
+            reason non-blocking (the verdict is ``warn``, `verdict_outcome`).
     """
 
     gate_id: str
@@ -47,7 +49,8 @@ class GateResult:
 
     Attributes:
         gate_id: the gate's id in its profile.
-        outcome: ``pass`` or ``fail``.
+        outcome: ``pass`` (no reasons), ``warn`` (reasons, none blocking) or ``fail``
+            (`verdict_outcome`).
         reasons: reason codes with claim ids and section keys, never payload text.
         findings: one `Finding` per reason (rule id, code, pointer, hint), sorted.
         rules_digest: `rules_digest` of the declaration the verdict was made under; None
@@ -55,15 +58,20 @@ class GateResult:
     """
 
     gate_id: str
-    outcome: Literal["pass", "fail"]
+    outcome: GateOutcome
     reasons: tuple[str, ...] = ()
     findings: tuple[Finding, ...] = ()
     rules_digest: str | None = None
 
     @property
     def passed(self) -> bool:
-        """Whether the outcome is ``pass``."""
-        return self.outcome == "pass"
+        """Whether the outcome is ``pass`` (a ``warn`` is not a pass, and does not block either)."""
+        return gate_outcome_passed(self.outcome)
+
+    @property
+    def blocks(self) -> bool:
+        """Whether the outcome is ``fail``, the only verdict the failure policy can stop a thread on."""
+        return gate_outcome_blocks(self.outcome)
 
     def finding_dicts(self) -> tuple[dict[str, str], ...]:
         """The findings as ``{"rule_id", "code", "pointer", "hint"}`` dicts, in order."""
@@ -191,10 +199,35 @@ def rules_overrides_digest(spec: GateSpecLike) -> str | None:
     return digest_json(overrides) if overrides else None
 
 
+def verdict_outcome(reasons: Sequence[str], table: FindingTable, fail_on_violation: bool) -> GateOutcome:
+    """The outcome of a verdict with ``reasons``: the one place a gate's reasons become pass, warn or fail.
+
+    Args:
+        reasons: the evaluator's reason strings (``CODE[:part...]``).
+        table: the gate type's findings table; a code's `FindingRule.blocking` says whether
+            it can fail the gate (`wf_pipeline.gates.findings.reason_blocks`).
+        fail_on_violation: the gate declaration's switch; false makes every reason
+            non-blocking.
+
+    Returns:
+        ``pass`` when there are no reasons; ``fail`` when ``fail_on_violation`` holds and at
+        least one reason blocks; ``warn`` otherwise (reasons a reader should see, none of
+        which stops anything). Whether a ``fail`` stops its thread is the failure policy's
+        call (`wf_pipeline.runtime.failure.gate_stops_thread`): under ``mode: continue`` a
+        ``fail`` is recorded as ``fail`` and the thread goes on. Raises nothing.
+    """
+    if not reasons:
+        return "pass"
+    if fail_on_violation and any(reason_blocks(text, table) for text in reasons):
+        return "fail"
+    return "warn"
+
+
 def evaluate(spec: GateSpecLike, output_text: str, inputs: Mapping[str, str]) -> GateResult:
     """Run the evaluator for ``spec.gate_type`` and derive the findings of its reasons.
 
-    A gate with ``fail_on_violation: false`` records its reasons (and findings) but passes.
+    The outcome is `verdict_outcome`'s: a gate with ``fail_on_violation: false``, or one
+    whose reasons are all non-blocking findings, records them with outcome ``warn``.
 
     Args:
         spec: the gate's declaration.
@@ -213,11 +246,10 @@ def evaluate(spec: GateSpecLike, output_text: str, inputs: Mapping[str, str]) ->
     registered = gate_type(spec.gate_type)
     digest = rules_digest(spec)
     reasons = tuple(registered.evaluator(output_text, inputs, spec))
-    failed = bool(reasons) and spec.fail_on_violation
     findings = derive_findings(reasons, registered.findings, GateSubject(output_text, inputs))
     return GateResult(
         gate_id=spec.gate_id,
-        outcome="fail" if failed else "pass",
+        outcome=verdict_outcome(reasons, registered.findings, spec.fail_on_violation),
         reasons=reasons,
         findings=findings,
         rules_digest=digest,

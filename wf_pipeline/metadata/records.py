@@ -27,7 +27,36 @@ ThreadStatus = Literal["pending", "running", "completed", "failed", "aborted"]
 # (its context snapshot, its completed turns' outputs), so retention keeps those.
 RESUMABLE_STATUSES: tuple[ThreadStatus, ...] = ("failed", "aborted", "running", "pending")
 TurnStatus = Literal["pending", "running", "completed", "failed", "skipped"]
-GateOutcome = Literal["pass", "fail"]
+# A gate verdict: ``pass`` (no reasons), ``warn`` (reasons, none of which blocks) or ``fail``
+# (a blocking reason); `wf_pipeline.gates.registry.verdict_outcome` decides which.
+GateOutcome = Literal["pass", "warn", "fail"]
+#: Every gate outcome, sorted (the values ``gates.<gate_id>.outcome`` may take in a ``when:``).
+GATE_OUTCOMES: tuple[GateOutcome, ...] = ("fail", "pass", "warn")
+
+
+def gate_outcome_passed(outcome: str | None) -> bool:
+    """Whether a recorded gate ``outcome`` is a clean pass (``pass``; ``warn`` and ``fail`` are not).
+
+    Args:
+        outcome: a `GateOutcome`, or None.
+
+    Returns:
+        True only for ``"pass"``. Raises nothing.
+    """
+    return outcome == "pass"
+
+
+def gate_outcome_blocks(outcome: str | None) -> bool:
+    """Whether a recorded gate ``outcome`` is a blocking verdict (``fail``): it fails its turn
+    and stops its thread under ``failure_policy.mode: stop_on_gate_fail``; ``warn`` never does.
+
+    Args:
+        outcome: a `GateOutcome`, or None (no verdict).
+
+    Returns:
+        True only for ``"fail"``. Raises nothing.
+    """
+    return outcome == "fail"
 ArtifactRole = Literal[
     "system_prompt", "prompt_template", "rendered_prompt", "context", "input", "output", "provider_response"
 ]

@@ -9,8 +9,8 @@ Grammar (docs/specs/conditional-branches.md):
   (``True``/``False`` too);
 - field access: ``<output_type>.<field>[.<field>...]`` over the structured JSON output of
   an upstream turn, following its registered payload model
-  (`wf_pipeline.metadata.payloads.output_model`); ``gates.<gate_id>.outcome`` (``"pass"``
-  or ``"fail"``) and ``gates.<gate_id>.passed`` (a boolean) over the verdict of an upstream
+  (`wf_pipeline.metadata.payloads.output_model`); ``gates.<gate_id>.outcome`` (``"pass"``,
+  ``"warn"`` or ``"fail"``) and ``gates.<gate_id>.passed`` (a boolean, true only for ``"pass"``) over the verdict of an upstream
   turn's gate;
 - comparisons ``==`` ``!=`` ``<`` ``<=`` ``>`` ``>=`` (chains such as ``0.2 < x <= 0.8``);
 - ``and``, ``or``, ``not``, parentheses, a leading ``-`` on a number.
@@ -53,6 +53,7 @@ from wf_pipeline.errors import (
     ProfileError,
 )
 from wf_pipeline.metadata.canonical import digest_text
+from wf_pipeline.metadata.records import GATE_OUTCOMES
 
 # The root name under which gate verdicts are read.
 GATES_ROOT = "gates"
@@ -83,7 +84,7 @@ class FieldKind:
 
 # The fields a gate verdict offers, with their kinds.
 GATE_FIELDS: dict[str, FieldKind] = {
-    "outcome": FieldKind("enum", ("fail", "pass")),
+    "outcome": FieldKind("enum", GATE_OUTCOMES),
     "passed": FieldKind("bool"),
 }
 

@@ -18,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 from wf_pipeline.errors import RUN_BRANCH_UNREADABLE, RunError
 from wf_pipeline.metadata.canonical import parse_json
 from wf_pipeline.metadata.payloads import output_model
-from wf_pipeline.metadata.records import ThreadRecord, TurnRecord, now_ms, turn_record_id_for
+from wf_pipeline.metadata.records import (
+    ThreadRecord,
+    TurnRecord,
+    gate_outcome_passed,
+    now_ms,
+    turn_record_id_for,
+)
 from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.profiles.expressions import GATES_ROOT, Decision, FieldRef, evaluate
 from wf_pipeline.profiles.retention import class_of_link
@@ -101,7 +107,7 @@ def decide(
             )
             if verdict is None:
                 return None
-            return verdict.outcome if ref.path[1] == "outcome" else verdict.outcome == "pass"
+            return verdict.outcome if ref.path[1] == "outcome" else gate_outcome_passed(verdict.outcome)
         value: Any = output(ref.root)
         for name in ref.path:
             if value is None:

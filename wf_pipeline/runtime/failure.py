@@ -41,10 +41,11 @@ def gate_stops_thread(policy: FailurePolicy, gate: GateResult | None) -> bool:
         gate: the verdict of the turn's gate, or None for a turn without a gate.
 
     Returns:
-        True for a failing verdict under ``mode: stop_on_gate_fail``; False for a passing
-        verdict, no gate, or ``mode: continue`` (the verdict is still recorded).
+        True for a ``fail`` verdict under ``mode: stop_on_gate_fail``; False for ``pass``,
+        ``warn`` (never blocking: `wf_pipeline.gates.registry.verdict_outcome`), no gate,
+        or ``mode: continue`` (the ``fail`` verdict is still recorded).
     """
-    return gate is not None and not gate.passed and policy.stop_on_gate_fail
+    return gate is not None and gate.blocks and policy.stop_on_gate_fail
 
 
 def turn_is_settled(thread: ThreadRecord, latest: TurnRecord | None) -> bool:

@@ -41,6 +41,7 @@ from wf_pipeline.metadata.records import (
     TurnRecord,
     artifact_link_id_for,
     frame_id_for,
+    gate_outcome_passed,
     gate_record_id_for,
     now_ms,
     prompt_link_id_for,
@@ -119,7 +120,7 @@ class TurnOutput:
         artifact_size: the output artifact's size in bytes (0 when none).
         input_artifact_ids: the artifacts the turn read, in ``input_refs`` order.
         gate_id: the turn's gate, None for a turn without one.
-        gate_outcome: ``pass`` or ``fail``; None when no gate was evaluated.
+        gate_outcome: ``pass``, ``warn`` or ``fail``; None when no gate was evaluated.
         gate_reasons: the gate's sorted reason codes.
         gate_findings: one ``{"rule_id", "code", "pointer", "hint"}`` per reason, sorted.
         provider_calls: provider calls this invocation made (0 when reused or skipped).
@@ -202,8 +203,8 @@ class TurnOutput:
 
     @property
     def gate_passed(self) -> bool:
-        """Whether no gate failed: a ``pass`` verdict, or no verdict at all."""
-        return self.gate_outcome in (None, "pass")
+        """Whether the gate has nothing to say: a ``pass`` verdict, or no verdict at all."""
+        return self.gate_outcome is None or gate_outcome_passed(self.gate_outcome)
 
 
 @dataclass(frozen=True)
@@ -1090,7 +1091,7 @@ def _commit_completed(
     """An output was produced: record it with its gate verdict, and the frame if it is final."""
     loaded, thread, turn = attempt.loaded, attempt.thread, attempt.turn
     ended = now_ms()
-    # Under mode: continue a failing verdict is recorded but the thread goes on.
+    # A warn never stops; under mode: continue a fail is recorded but the thread goes on too.
     passed = not gate_stops_thread(loaded.profile.failure_policy, gate)
     is_final = turn.output_type == final_output_type(loaded)
     record = attempt.turn_record(

@@ -10,7 +10,10 @@ schema alone cannot, with the same evidence rules the turns use
 - ``arch_verification`` (``verification`` and ``reverify``): every claim classified
   exactly once, the share matches, and it is at least ``rules.min_verified_share``;
 - ``arch_notes``: the title line, the notice exactly when ``reverify``'s report is an
-  input, and every code span of the notes a path of the tree.
+  input, and every code span of the notes a path of the tree. Notes that took the
+  low-confidence path also get the non-blocking finding ``NOTES_NEED_REVIEW``, so their
+  verdict is ``warn`` (`wf_pipeline.gates.registry.verdict_outcome`) when nothing else is
+  wrong.
 """
 
 from __future__ import annotations
@@ -20,14 +23,26 @@ from collections.abc import Mapping
 
 from pydantic import Field
 
-from wf_pipeline.gates.findings import FindingRule, FindingTable, claim_pointer, fixed_pointer, output_pointer
+from wf_pipeline.gates.findings import (
+    FindingRule,
+    FindingTable,
+    GateSubject,
+    claim_pointer,
+    fixed_pointer,
+    output_line,
+    output_pointer,
+)
 from wf_pipeline.gates.generic import parse_input, parse_output, reason
 from wf_pipeline.gates.registry import Evaluator, GateSpecLike
 from wf_pipeline.gates.rules import GateRules, resolved_rules
 from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
 from wf_pipeline.text.evidence import cited_evidence, evidence_view
 from wf_pipeline.workflows.architecture_notes.analysis import claim_problem, package_of
-from wf_pipeline.workflows.architecture_notes.offline import REVERIFICATION_REF, SYNTHESIS_REF
+from wf_pipeline.workflows.architecture_notes.offline import (
+    REVERIFICATION_REF,
+    SYNTHESIS_REF,
+    took_low_confidence_path,
+)
 from wf_pipeline.workflows.architecture_notes.payloads import (
     ArchitectureSynthesis,
     ArchVerification,
@@ -128,6 +143,14 @@ def arch_verification(output_text: str, inputs: Mapping[str, str], spec: GateSpe
     return reasons
 
 
+def _notice_pointer(parts: tuple[str, ...], subject: GateSubject) -> str:
+    """``output:<line>`` of the notice, ``input:architecture_reverification`` when it is missing."""
+    for number, line in enumerate(subject.output_text.splitlines()):
+        if NOTICE_MARKER in line:
+            return output_line(number)
+    return f"input:{REVERIFICATION_REF}"
+
+
 def _tree_paths(context: ContextPayload) -> set[str]:
     paths = {"."}
     for file in context.files:
@@ -141,7 +164,11 @@ def _tree_paths(context: ContextPayload) -> set[str]:
 
 def arch_notes(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
     """The notes' title (TITLE_MISSING), the notice exactly when reverify ran (NOTICE_MISSING,
-    NOTICE_UNEXPECTED), and every code span a path of the tree (PATH_NOT_IN_TREE:<n>, 1-based)."""
+    NOTICE_UNEXPECTED), and every code span a path of the tree (PATH_NOT_IN_TREE:<n>, 1-based).
+
+    When reverify ran (`took_low_confidence_path`), NOTES_NEED_REVIEW too: a non-blocking
+    finding (``FINDINGS``), so that notes which are otherwise fine get the verdict ``warn``.
+    """
     synthesis, reasons = parse_input(inputs, SYNTHESIS_REF, ArchitectureSynthesis)
     context, more = _context(inputs)
     reasons += more
@@ -151,9 +178,12 @@ def arch_notes(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) 
     if not lines or lines[0].strip() != title_line(synthesis):
         reasons.append(reason("TITLE_MISSING"))
     has_notice = NOTICE_MARKER in output_text
-    if REVERIFICATION_REF in inputs and not has_notice:
+    low_confidence = took_low_confidence_path(inputs)
+    if low_confidence:
+        reasons.append(reason("NOTES_NEED_REVIEW"))
+    if low_confidence and not has_notice:
         reasons.append(reason("NOTICE_MISSING"))
-    if REVERIFICATION_REF not in inputs and has_notice:
+    if not low_confidence and has_notice:
         reasons.append(reason("NOTICE_UNEXPECTED"))
     known = _tree_paths(context)
     spans = _CODE_SPAN.findall(output_text)
@@ -210,6 +240,14 @@ FINDINGS: dict[str, FindingTable] = {
         ),
         "NOTICE_UNEXPECTED": FindingRule(
             "notes.notice", output_pointer, "Only re-verified notes carry the needs-review notice."
+        ),
+        # Not a fault of the notes: they took the low-confidence path and say so. It never
+        # fails the gate; alone, it makes the verdict warn.
+        "NOTES_NEED_REVIEW": FindingRule(
+            "notes.needs_review",
+            _notice_pointer,
+            "The notes took the low-confidence path (reverify ran): review them before relying on them.",
+            blocking=False,
         ),
         "PATH_NOT_IN_TREE": FindingRule(
             "notes.paths", output_pointer, "A code span names no path of the tree."

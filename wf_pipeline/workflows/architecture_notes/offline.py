@@ -9,6 +9,8 @@ branch): the notes are rendered from the first verification, without the notice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from wf_pipeline.metadata.payloads import CONTEXT_REF, ContextPayload
 from wf_pipeline.providers.base import ProviderRequest
 from wf_pipeline.providers.offline import OfflineTurn, json_text, parsed_input
@@ -32,6 +34,22 @@ ENTRY_POINTS_REF = "entry_points"
 SYNTHESIS_REF = "architecture_synthesis"
 VERIFICATION_REF = "architecture_verification"
 REVERIFICATION_REF = "architecture_reverification"
+
+
+def took_low_confidence_path(inputs: Mapping[str, object]) -> bool:
+    """Whether a turn's inputs hold ``reverify``'s report: the low-confidence branch was taken.
+
+    The one rule both the notes (their "needs review" notice) and their gate (the notice
+    expected, and the verdict ``warn``) follow.
+
+    Args:
+        inputs: input_ref -> text (a request's inputs or a gate's inputs); a branch that was
+            not taken leaves its output out of them.
+
+    Returns:
+        True when ``architecture_reverification`` is among them. Raises nothing.
+    """
+    return REVERIFICATION_REF in inputs
 
 
 def _context(request: ProviderRequest) -> ContextPayload:
@@ -76,7 +94,7 @@ def notes_turn(request: ProviderRequest) -> str:
     report = parsed_input(request, VERIFICATION_REF, ArchVerification)
     reverify = (
         parsed_input(request, REVERIFICATION_REF, ArchVerification)
-        if REVERIFICATION_REF in request.inputs
+        if took_low_confidence_path(request.inputs)
         else None
     )
     return render_notes(synthesis, report, reverify)
