@@ -102,6 +102,14 @@ def test_a_decision_records_every_field_read_and_digests_free_text() -> None:
     assert decision.to_json()["expression"].startswith("branch_probe.label")
 
 
+def test_a_gate_outcome_may_be_warn() -> None:
+    # The outcomes a gate records (pass, warn, fail) are the values a when: may compare with.
+    assert _decide("gates.g.outcome == 'warn'", {"gates.g.outcome": "warn"}).result is True
+    assert _decide("gates.g.outcome != 'fail'", {"gates.g.outcome": "warn"}).result is True
+    kinds = validate("gates.g.outcome == 'pass'", MODELS, frozenset({"g"}))[1]
+    assert kinds["gates.g.outcome"] == FieldKind("enum", ("fail", "pass", "warn"))
+
+
 def test_an_absent_value_reads_as_null_and_orders_with_nothing() -> None:
     assert _decide("branch_probe.score < 0.8", {}).result is False
     assert _decide("branch_probe.score >= 0.8", {}).result is False

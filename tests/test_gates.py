@@ -164,7 +164,9 @@ def test_fail_on_violation_false_warns_and_keeps_reasons() -> None:
     assert result.reasons == ("FIELD_MISSING:title",)
     # The same output under a blocking declaration fails; a clean output passes either way.
     assert run("schema_required_fields", "{}", required_fields=("title",)).blocks
-    clean = run("schema_required_fields", '{"title": "t"}', required_fields=("title",), fail_on_violation=False)
+    clean = run(
+        "schema_required_fields", '{"title": "t"}', required_fields=("title",), fail_on_violation=False
+    )
     assert clean.outcome == "pass" and clean.passed
 
 

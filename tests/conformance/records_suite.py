@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -205,6 +205,33 @@ def check_failed_turn_round_trips_reasons_and_error_fields(backend: RecordBacken
     (gate,) = store.gates_for_thread(thread.thread_id)
     assert (turn.status, turn.error_code) == ("failed", "GATE_FAILED")
     assert gate.reasons == ("SECTION_MISSING:usage",)
+
+
+@check
+def check_a_warn_verdict_round_trips_on_a_completed_turn(backend: RecordBackend) -> None:
+    # A warn verdict (reasons that do not block) is recorded on a turn that completed.
+    store = backend.open()
+    thread = make_thread()
+    commit = make_commit(thread)
+    warned = commit.gate.model_copy(
+        update={
+            "outcome": "warn",
+            "reasons": ("NOTES_NEED_REVIEW",),
+            "findings": (
+                {
+                    "rule_id": "notes.needs_review",
+                    "code": "NOTES_NEED_REVIEW",
+                    "pointer": "output:3",
+                    "hint": "h",
+                },
+            ),
+        }
+    )
+    store.commit_turn(replace(commit, gate=warned))
+
+    (gate,) = store.gates_for_thread(thread.thread_id)
+    assert gate == warned
+    assert store.turns_for_thread(thread.thread_id)[0].status == "completed"
 
 
 @check

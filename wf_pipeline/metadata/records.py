@@ -57,6 +57,8 @@ def gate_outcome_blocks(outcome: str | None) -> bool:
         True only for ``"fail"``. Raises nothing.
     """
     return outcome == "fail"
+
+
 ArtifactRole = Literal[
     "system_prompt", "prompt_template", "rendered_prompt", "context", "input", "output", "provider_response"
 ]
