@@ -192,3 +192,42 @@ def test_a_claim_that_does_not_hold_is_rejected_and_left_out():
     assert [r.reason for r in verify_synthesis(partial, context, strict=True).rejected_claims] == [
         "QUOTE_NOT_WHOLE_LINE"
     ]
+
+
+def test_the_notes_gate_warns_on_the_low_confidence_path_and_fails_a_notice_out_of_place():
+    from dataclasses import dataclass, field
+
+    from wf_pipeline.gates import evaluate
+    from wf_pipeline.workflows import load_builtin_workflows
+
+    @dataclass(frozen=True)
+    class NotesGate:
+        gate_id: str = "notes_gate"
+        gate_type: str = "arch_notes"
+        required_fields: tuple[str, ...] = ()
+        rules: dict = field(default_factory=dict)
+        fail_on_violation: bool = True
+
+    load_builtin_workflows()
+    context = _context({"a/__init__.py": "from b import x\n", "b/__init__.py": "x = 1\n"})
+    synthesis = synthesize(context, build_module_graph(context), build_entry_points(context))
+    report = verify_synthesis(synthesis, context)
+    reverify = verify_synthesis(synthesis, context, strict=True)
+    inputs = {
+        "context": context.model_dump_json(),
+        "architecture_synthesis": synthesis.model_dump_json(),
+        "architecture_verification": report.model_dump_json(),
+    }
+    low = {**inputs, "architecture_reverification": reverify.model_dump_json()}
+    with_notice, without_notice = render_notes(synthesis, report, reverify), render_notes(synthesis, report)
+
+    # The low-confidence path: the notice, a non-blocking finding pointing at it, outcome warn.
+    warned = evaluate(NotesGate(), with_notice, low)
+    assert (warned.outcome, warned.reasons) == ("warn", ("NOTES_NEED_REVIEW",))
+    [finding] = warned.findings
+    assert (finding.rule_id, finding.pointer) == ("notes.needs_review", "output:3")
+    # The straight path passes; a notice out of place, or a missing one, fails.
+    assert evaluate(NotesGate(), without_notice, inputs).outcome == "pass"
+    assert evaluate(NotesGate(), with_notice, inputs).reasons == ("NOTICE_UNEXPECTED",)
+    missing = evaluate(NotesGate(), without_notice, low)
+    assert (missing.outcome, missing.reasons) == ("fail", ("NOTES_NEED_REVIEW", "NOTICE_MISSING"))
