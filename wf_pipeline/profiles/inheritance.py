@@ -224,7 +224,7 @@ class _Resolver:
             raise ProfileError(
                 PROFILE_INHERITANCE_CYCLE,
                 f"{self.path}: bases extend each other in a cycle: {' -> '.join(cycle)}",
-                **self._where(stack),
+                **self._where([*stack, base_id]),
                 cycle=cycle,
             )
         if any(base.source.id == base_id for base in order):
