@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from wf_pipeline.builtin import PROFILE_DIR
+from wf_pipeline.builtin import PROFILE_DIR, builtin_root
 from wf_pipeline.errors import (
     CATALOGUE,
     PROFILE_ARTIFACT_POLICY_CONFLICT,
@@ -425,7 +425,9 @@ def load_profile_file(
         artifact_reader: reads ``sha256:`` prompt refs from the CAS; None when it names
             only files.
         search: the layers its bases and fragments are looked up in, highest precedence
-            first; None: its own layer only.
+            first; None: its own layer, then the package's built-in layer
+            (`wf_pipeline.builtin.builtin_root`), so a lone copy of a built-in profile still
+            finds the built-in bases it extends.
 
     Returns:
         The `LoadedProfile`, with its bases and fragments resolved (``resolution``) and every
@@ -465,7 +467,7 @@ def load_profile_file(
     if not isinstance(layer, Layer):
         parent = path.resolve().parent
         layer = Layer(layer or "workspace", parent.parent if parent.name == PROFILE_DIR else parent)
-    raw, resolution = resolve_profile_document(_read(path), path, layer, search or [layer])
+    raw, resolution = resolve_profile_document(_read(path), path, layer, _search_layers(layer, search))
     profile = _validate(path, raw)
     where = {"path": str(path), "workflow_id": profile.workflow_id}
     _check_structure(profile, where)
@@ -502,6 +504,14 @@ def load_profile_file(
         system_prompts=system_prompts,
         resolution=resolution,
     )
+
+
+def _search_layers(layer: Layer, search: Sequence[Layer] | None) -> list[Layer]:
+    """Where a profile's bases and fragments are looked up (see `load_profile_file`)."""
+    if search is not None:
+        return list(search)
+    builtin = Layer("builtin", builtin_root())
+    return [layer] if builtin.root.resolve() == layer.root.resolve() else [layer, builtin]
 
 
 def _read(path: Path) -> Any:
