@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from wf_pipeline.errors import (
     PROFILE_BASE_INVALID,
     PROFILE_BASE_NOT_FOUND,
@@ -51,7 +49,7 @@ from wf_pipeline.errors import (
     ErrorCode,
     ProfileError,
 )
-from wf_pipeline.metadata.yaml_documents import load_yaml_document
+from wf_pipeline.metadata.yaml_documents import YamlFileProblem, read_yaml_file
 from wf_pipeline.profiles.layers import Layer
 from wf_pipeline.profiles.schema import IDENTIFIER_PATTERN, Profile
 
@@ -352,8 +350,8 @@ class _Resolver:
         for layer in self.search:
             for profile_path in layer.profile_files():
                 try:
-                    document = load_yaml_document(profile_path.read_text(encoding="utf-8"))
-                except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                    document = read_yaml_file(profile_path)
+                except YamlFileProblem:
                     continue
                 if isinstance(document, dict) and document.get("workflow_id") == name:
                     return f"the profile {profile_path}"
@@ -363,14 +361,11 @@ class _Resolver:
 def _read_document(path: Path, invalid: Any) -> dict[str, Any]:
     """The YAML mapping in ``path``; ``invalid(fields, message)`` builds the error otherwise."""
     try:
-        raw = load_yaml_document(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        error = invalid([], "not valid YAML" + (f" (line {mark.line + 1})" if mark is not None else ""))
-        error.details["line"] = mark.line + 1 if mark is not None else None
+        raw = read_yaml_file(path)
+    except YamlFileProblem as exc:
+        error = invalid([], exc.reason.removeprefix("is "))
+        error.details["line"] = exc.line
         raise error from None
-    except OSError as exc:
-        raise invalid([], f"cannot be read ({exc.strerror})") from None
     if not isinstance(raw, dict):
         raise invalid([], f"must be a YAML mapping, not {type(raw).__name__}")
     return raw

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from wf_pipeline.builtin import PROFILE_DIR, builtin_root
@@ -54,7 +53,7 @@ from wf_pipeline.gates import gate_type, gate_types, rule_problems, rules_digest
 from wf_pipeline.gates.registry import rules_overrides_digest
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
 from wf_pipeline.metadata.payloads import output_model
-from wf_pipeline.metadata.yaml_documents import load_yaml_document
+from wf_pipeline.metadata.yaml_documents import YamlFileProblem, read_yaml_file
 from wf_pipeline.profiles.activations import catalog_activation_problems, check_activation_entries
 from wf_pipeline.profiles.budget import check_prompt_budgets
 from wf_pipeline.profiles.encryption import EncryptionPolicy, resolve_encryption
@@ -560,18 +559,10 @@ def _search_layers(layer: Layer, search: Sequence[Layer] | None) -> list[Layer]:
 def _read(path: Path) -> Any:
     """The YAML document of a profile file, as read (``PROFILE_PARSE_ERROR`` otherwise)."""
     try:
-        raw = load_yaml_document(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
+        raw = read_yaml_file(path)
+    except YamlFileProblem as exc:
         raise ProfileError(
-            PROFILE_PARSE_ERROR,
-            f"{path} is not valid YAML" + (f" (line {mark.line + 1})" if mark is not None else ""),
-            path=str(path),
-            line=mark.line + 1 if mark is not None else None,
-        ) from None
-    except OSError as exc:
-        raise ProfileError(
-            PROFILE_PARSE_ERROR, f"{path} cannot be read ({exc.strerror})", path=str(path)
+            PROFILE_PARSE_ERROR, f"{path} {exc.reason}", path=str(path), line=exc.line
         ) from None
     return raw
 
