@@ -483,6 +483,50 @@ PROFILE_UNKNOWN_DEDUPE_FIELD = _code(
     meaning="thread_policy.dedupe_key_fields names a field a thread key cannot hold",
 )
 
+# --- profile inheritance and composition (wf_pipeline/profiles/inheritance.py) -------------
+PROFILE_INHERITANCE_CYCLE = _code(
+    "PROFILE_INHERITANCE_CYCLE",
+    ProfileError,
+    meaning="a base extends itself, directly or through other bases (figure: the cycle)",
+)
+PROFILE_BASE_NOT_FOUND = _code(
+    "PROFILE_BASE_NOT_FOUND", ProfileError, meaning="an extends entry names a base no layer holds"
+)
+PROFILE_FRAGMENT_NOT_FOUND = _code(
+    "PROFILE_FRAGMENT_NOT_FOUND", ProfileError, meaning="an include entry names a fragment no layer holds"
+)
+PROFILE_EXTENDS_NON_BASE = _code(
+    "PROFILE_EXTENDS_NON_BASE",
+    ProfileError,
+    meaning="an extends entry names a profile or a fragment, not a base",
+)
+PROFILE_BASE_INVALID = _code(
+    "PROFILE_BASE_INVALID",
+    ProfileError,
+    meaning="a base file cannot be read, is not a YAML mapping, or holds a key a base may not hold",
+)
+PROFILE_FRAGMENT_INVALID = _code(
+    "PROFILE_FRAGMENT_INVALID",
+    ProfileError,
+    meaning="a fragment file cannot be read, is not a YAML mapping, or holds anything but turns and gates",
+)
+PROFILE_TURN_ID_CONFLICT = _code(
+    "PROFILE_TURN_ID_CONFLICT",
+    ProfileError,
+    meaning="two sources of one resolved profile (bases, fragments, the profile) define one turn_id differently",
+)
+PROFILE_GATE_ID_CONFLICT = _code(
+    "PROFILE_GATE_ID_CONFLICT",
+    ProfileError,
+    meaning="two sources of one resolved profile (bases, fragments, the profile) define one gate_id differently",
+)
+PROFILE_FAMILY_MISMATCH = _code(
+    "PROFILE_FAMILY_MISMATCH",
+    ProfileError,
+    meaning="the bases of a profile belong to different families, or the profile names a family none of its "
+    "bases belongs to",
+)
+
 # --- metadata, budgets and payload schemas -------------------------------------------------
 METADATA_BUDGET_EXCEEDED = _code(
     "METADATA_BUDGET_EXCEEDED",

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from wf_pipeline.agents.policy import Agent, ambiguous_pairs, check_glob
@@ -28,7 +27,7 @@ from wf_pipeline.errors import (
     AGENT_UNKNOWN_WORKFLOW,
     ProfileError,
 )
-from wf_pipeline.metadata.yaml_documents import load_yaml_document
+from wf_pipeline.metadata.yaml_documents import YamlFileProblem, read_yaml_file
 from wf_pipeline.profiles import Layer, ProfileCatalog
 from wf_pipeline.providers.base import provider_names
 
@@ -211,19 +210,9 @@ def load_agent_file(path: Path, layer: str, catalog: ProfileCatalog) -> LoadedAg
 
 def _parse(path: Path) -> Agent:
     try:
-        raw = load_yaml_document(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ProfileError(
-            AGENT_PARSE_ERROR,
-            f"{path} is not valid YAML" + (f" (line {mark.line + 1})" if mark is not None else ""),
-            path=str(path),
-            line=mark.line + 1 if mark is not None else None,
-        ) from None
-    except OSError as exc:
-        raise ProfileError(
-            AGENT_PARSE_ERROR, f"{path} cannot be read ({exc.strerror})", path=str(path)
-        ) from None
+        raw = read_yaml_file(path)
+    except YamlFileProblem as exc:
+        raise ProfileError(AGENT_PARSE_ERROR, f"{path} {exc.reason}", path=str(path), line=exc.line) from None
     try:
         return Agent.model_validate(raw)
     except ValidationError as exc:

@@ -10,6 +10,7 @@ by argparse with the usage line. Output goes through `wf_pipeline.cli.output`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -51,6 +52,11 @@ def _settings(args: argparse.Namespace | None = None) -> Settings:
 
     print_warnings(settings_warnings(settings))
     return settings
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in an ellipsis when cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _emit(args: argparse.Namespace, payload: Any, render: Callable[[Console, Any], None]) -> None:
@@ -99,13 +105,16 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     """``wf profiles list|validate|show``: list, validate or show the workflow profiles.
 
     Args:
-        args: the parsed command line (``action``, ``workflow_id`` for show, ``file`` for
-            validate, ``json``).
+        args: the parsed command line (``action``, ``workflow_id`` and ``resolved`` for show,
+            ``file`` for validate, ``json``).
 
     Returns:
         The exit status. ``list`` prints one row per profile (0); ``validate`` the valid
         workflow ids and each bad file with its code, 1 when any file is bad; ``show`` the
-        resolved profile as JSON (0). A bad file never hides the good ones.
+        resolved profile as JSON (0); ``show --resolved`` every field of the resolved profile
+        with the layer and base, fragment or profile file it came from (a table, or
+        `wf_pipeline.profiles.describe_resolved` with ``--json``) (0). A bad file never hides
+        the good ones.
 
     Raises:
         WfError: ``CONFIG_*`` for bad settings, ``PROFILE_NOT_FOUND`` and the loader's other
@@ -125,6 +134,36 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
         _emit(args, result, render_validation)
         return EXIT_FAILED if result["invalid"] else EXIT_OK
+    if args.action == "show" and args.resolved:
+        shown = service.show_profile(settings, args.workflow_id, resolved=True)
+
+        def render_resolved(console: Console, p: dict) -> None:
+            family = f"  family {p['family']}" if p["family"] else ""
+            print_line(
+                console, f"{p['workflow_id']}  {p['code_version']}  ({p['layer']}: {p['source']}){family}"
+            )
+            # Each document once with its file, in the order applied; the table names documents only.
+            for source in p["sources"]:
+                print_line(
+                    console, f"  {source['kind']} {source['id']} ({source['layer']}): {source['path']}"
+                )
+            print_table(
+                console,
+                ("field", "value", "layer", "from"),
+                [
+                    (
+                        r["field"],
+                        # Long values (a description) are cut; --json gives them whole.
+                        _cut(json.dumps(r["value"]), 60),
+                        r["layer"] or "-",
+                        f"{r['kind']} {r['id']}" if r["kind"] else "default",
+                    )
+                    for r in p["fields"]
+                ],
+            )
+
+        _emit(args, shown, render_resolved)
+        return 0
     if args.action == "show":
         _emit(args, service.show_profile(settings, args.workflow_id), lambda c, p: c.print_json(data=p))
         return 0
@@ -1863,6 +1902,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--file", help="one profile file instead of every layer")
     profile_show = profile_action("show", "show one resolved profile")
     profile_show.add_argument("workflow_id", metavar="WORKFLOW_ID", help="the workflow id")
+    profile_show.add_argument(
+        "--resolved",
+        action="store_true",
+        help="the fully resolved profile, each field with the layer and base, fragment or profile file it came from",
+    )
 
     run = command("run", "run a workflow over a directory tree, bottom-up", cmd_run, (links, reuse))
     # WORKFLOW_ID PATH, or --agent AGENT PATH: `_usage_problem` moves the lone positional.

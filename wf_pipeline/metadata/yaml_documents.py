@@ -7,6 +7,7 @@ so every such file is read here.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -42,3 +43,33 @@ def load_yaml_document(text: str) -> Any:
     own code with the error's ``problem_mark``.
     """
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+
+
+class YamlFileProblem(Exception):
+    """Why a declared YAML file could not be read: ``reason`` (for a message) and ``line`` (1-based, or None).
+
+    Not a `WfError`: each caller reports it under its own code (``PROFILE_PARSE_ERROR``,
+    ``AGENT_PARSE_ERROR``...) with the file's path.
+    """
+
+    def __init__(self, reason: str, line: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.line = line
+
+
+def read_yaml_file(path: Path) -> Any:
+    """The one YAML document of the UTF-8 file ``path``, read as `load_yaml_document` reads it.
+
+    Returns what ``yaml.safe_load`` would (None for an empty file). Raises `YamlFileProblem`:
+    ``is not valid YAML (line N)`` for malformed YAML, a repeated key or bytes that are not
+    UTF-8; ``cannot be read (<OS reason>)`` when the file cannot be opened.
+    """
+    try:
+        return load_yaml_document(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise YamlFileProblem("is not valid YAML" + (f" (line {line})" if line else ""), line) from None
+    except OSError as exc:
+        raise YamlFileProblem(f"cannot be read ({exc.strerror})") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wf_pipeline.profiles.describe import catalog_rows, describe, validate_report
+from wf_pipeline.profiles.describe import catalog_rows, describe, describe_resolved, validate_report
 from wf_pipeline.profiles.loader import (
     Layer,
     LoadedProfile,
@@ -41,6 +41,7 @@ __all__ = [
     "default_layers",
     "catalog_rows",
     "describe",
+    "describe_resolved",
     "load_catalog",
     "load_profile_file",
     "parallel_segment",

@@ -7,6 +7,7 @@ from typing import Any
 
 from wf_pipeline.errors import ProfileError
 from wf_pipeline.gates import gate_type
+from wf_pipeline.profiles.inheritance import ID_LISTS
 from wf_pipeline.profiles.loader import (
     ArtifactReader,
     Layer,
@@ -94,3 +95,65 @@ def catalog_rows(catalog: ProfileCatalog) -> list[dict[str, Any]]:
         }
         for loaded in catalog.all()
     ]
+
+
+def describe_resolved(loaded: LoadedProfile) -> dict[str, Any]:
+    """The fully resolved profile and, for each field, the layer and file it came from.
+
+    Args:
+        loaded: a profile loaded from its file (a profile rebuilt from a snapshot has no
+            resolution: every field is then attributed to the snapshot's source).
+
+    Returns:
+        ``{"workflow_id", "layer", "source", "code_version", "family", "sources", "profile",
+        "fields"}``: ``sources`` lists every document applied, in order (``{kind, id, layer,
+        path}``, `wf_pipeline.profiles.inheritance.Source`); ``profile`` is the resolved
+        profile as validated (the fields set, JSON types); ``fields`` has one row per leaf
+        field, ``{"field", "value", "kind", "id", "layer", "path"}``, turns and gates named
+        by id (``turns.verification.prompt_ref``); ``kind``/``id``/``layer``/``path`` are null
+        for a value no document set. Raises nothing.
+    """
+    resolution = loaded.resolution
+    resolved = loaded.profile.model_dump(mode="json", exclude_unset=True)
+    fallback = {
+        "kind": "profile",
+        "id": loaded.workflow_id,
+        "layer": loaded.layer,
+        "path": str(loaded.source_path),
+    }
+    rows = []
+    for name, value in _flatten(resolved, ""):
+        if resolution is None:
+            origin: dict[str, Any] = fallback
+        else:
+            source = resolution.origin(name)
+            origin = source.to_dict() if source is not None else dict.fromkeys(fallback)
+        rows.append({"field": name, "value": value, **origin})
+    return {
+        "workflow_id": loaded.workflow_id,
+        "layer": loaded.layer,
+        "source": str(loaded.source_path),
+        "code_version": loaded.code_version,
+        "family": resolution.family if resolution is not None else None,
+        "sources": [source.to_dict() for source in resolution.sources]
+        if resolution is not None
+        else [fallback],
+        "profile": resolved,
+        "fields": rows,
+    }
+
+
+def _flatten(value: Any, prefix: str) -> list[tuple[str, Any]]:
+    # Leaves by dotted path; turns and gates by their id, other lists whole.
+    if isinstance(value, dict) and value:
+        rows: list[tuple[str, Any]] = []
+        for key, inner in value.items():
+            path = f"{prefix}{key}"
+            if not prefix and key in ID_LISTS and isinstance(inner, list):
+                for index, item in enumerate(inner):
+                    item_id = item.get(ID_LISTS[key]) if isinstance(item, dict) else None
+                    rows.extend(_flatten(item, f"{path}.{item_id if item_id is not None else index}."))
+            else:
+                rows.extend(_flatten(inner, f"{path}."))
+        return rows
+    return [(prefix.rstrip("."), value)]

@@ -4,20 +4,21 @@ Profiles live in ``<layer root>/profiles/*.yaml`` (or ``*.yml``). Layers are sea
 in order workspace, user, built-in; the first layer that defines a workflow_id wins.
 Every profile in every layer is fully validated, so a broken file is reported even
 when a higher layer shadows it. Each way a profile can be wrong has its own code.
+A profile's ``family``, ``extends`` and ``include`` are resolved on its raw YAML first
+(`wf_pipeline.profiles.inheritance`), bases and fragments looked up through the same layers.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from wf_pipeline.builtin import PROFILE_DIR
+from wf_pipeline.builtin import PROFILE_DIR, builtin_root
 from wf_pipeline.errors import (
     CATALOGUE,
     PROFILE_ARTIFACT_POLICY_CONFLICT,
@@ -52,12 +53,14 @@ from wf_pipeline.gates import gate_type, gate_types, rule_problems, rules_digest
 from wf_pipeline.gates.registry import rules_overrides_digest
 from wf_pipeline.metadata.canonical import canonical_json, digest, is_digest, sha256_hex
 from wf_pipeline.metadata.payloads import output_model
-from wf_pipeline.metadata.yaml_documents import load_yaml_document
+from wf_pipeline.metadata.yaml_documents import YamlFileProblem, read_yaml_file
 from wf_pipeline.profiles.activations import catalog_activation_problems, check_activation_entries
 from wf_pipeline.profiles.budget import check_prompt_budgets
 from wf_pipeline.profiles.encryption import EncryptionPolicy, resolve_encryption
 from wf_pipeline.profiles.expressions import Expression, FieldKind
 from wf_pipeline.profiles.expressions import validate as validate_expression
+from wf_pipeline.profiles.inheritance import Resolution, resolve_profile_document
+from wf_pipeline.profiles.layers import Layer, LayerName
 from wf_pipeline.profiles.redaction import RedactionPolicy, resolve_redaction
 from wf_pipeline.profiles.render import (
     RENDER_VARIABLES,
@@ -73,28 +76,10 @@ from wf_pipeline.settings import Settings
 
 log = product_logger(__name__)
 
-LayerName = Literal["workspace", "user", "builtin"]
 ArtifactReader = Callable[[str], bytes]
-
-PROFILE_SUFFIXES = (".yaml", ".yml")
 DEFAULT_USER_CONFIG_DIR = "~/.config/wf"
 # Length of the digest prefix in code versions: short enough to read, long enough to differ.
 CODE_VERSION_HEX = 12
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One source of profiles: a named layer (workspace, user or builtin) and its root folder."""
-
-    name: LayerName
-    root: Path
-
-    def profile_files(self) -> list[Path]:
-        """The ``.yaml``/``.yml`` files of the layer's profile folder, sorted by path; [] when it has none."""
-        directory = self.root / PROFILE_DIR
-        if not directory.is_dir():
-            return []
-        return sorted(p for p in directory.iterdir() if p.suffix in PROFILE_SUFFIXES and p.is_file())
 
 
 @dataclass(frozen=True)
@@ -110,6 +95,9 @@ class LoadedProfile:
         snapshot_id: the CAS artifact of the profile snapshot it was rebuilt from
             (`wf_pipeline.profiles.snapshot`, a thread's pinned profile); None when it was
             loaded from its file.
+        resolution: its family, the bases and fragments it was resolved from and where each
+            field came from (`wf_pipeline.profiles.inheritance`); None when rebuilt from a
+            snapshot, which holds the resolved profile only.
     """
 
     profile: Profile
@@ -118,6 +106,7 @@ class LoadedProfile:
     templates: dict[str, PromptTemplate]  # turn_id -> user prompt template
     system_prompts: dict[str, PromptTemplate | None]  # turn_id -> system prompt template
     snapshot_id: str | None = None
+    resolution: Resolution | None = None
 
     @property
     def workflow_id(self) -> str:
@@ -395,7 +384,8 @@ def load_catalog(
     activation cycle (``PROFILE_ACTIVATION_CYCLE``, figure: cycle) is a problem too.
 
     Args:
-        layers: the layers, highest precedence first (see `default_layers`).
+        layers: the layers, highest precedence first (see `default_layers`); every profile's
+            bases and fragments are looked up in them in the same order.
         artifact_reader: reads ``sha256:`` prompt refs from the CAS; None when profiles name
             only files.
         warn: log each bad file as a warning; False for a caller that reports the problems
@@ -406,6 +396,7 @@ def load_catalog(
         define too as shadowed, and the files that failed as problems (path order per
         layer). Raises nothing for a bad file.
     """
+    layers = list(layers)
     winners: dict[str, LoadedProfile] = {}
     shadowed: list[ShadowedProfile] = []
     problems: list[ProfileProblem] = []
@@ -413,7 +404,7 @@ def load_catalog(
         in_layer: dict[str, LoadedProfile] = {}
         for path in layer.profile_files():
             try:
-                loaded = load_profile_file(path, layer, artifact_reader)
+                loaded = load_profile_file(path, layer, artifact_reader, search=layers)
                 earlier = in_layer.get(loaded.workflow_id)
                 if earlier is not None:
                     raise ProfileError(
@@ -454,7 +445,11 @@ def load_catalog(
 
 
 def load_profile_file(
-    path: Path, layer: Layer | LayerName | None = None, artifact_reader: ArtifactReader | None = None
+    path: Path,
+    layer: Layer | LayerName | None = None,
+    artifact_reader: ArtifactReader | None = None,
+    *,
+    search: Sequence[Layer] | None = None,
 ) -> LoadedProfile:
     """Load and fully validate one profile file.
 
@@ -467,9 +462,15 @@ def load_profile_file(
         layer: the layer it belongs to, or a layer name.
         artifact_reader: reads ``sha256:`` prompt refs from the CAS; None when it names
             only files.
+        search: the layers its bases and fragments are looked up in, highest precedence
+            first; None: its own layer, then the package's built-in layer
+            (`wf_pipeline.builtin.builtin_root`), so a lone copy of a built-in profile still
+            finds the built-in bases it extends.
 
     Returns:
-        The `LoadedProfile`, with every turn's prompt templates resolved.
+        The `LoadedProfile`, with its bases and fragments resolved (``resolution``) and every
+        turn's prompt templates resolved, each against the layer of the document that
+        declared the turn.
 
     Raises:
         ProfileError: ``PROFILE_PARSE_ERROR`` (unreadable or not YAML, or a key given twice;
@@ -495,13 +496,20 @@ def load_profile_file(
             (`wf_pipeline.profiles.retry`); ``PROFILE_WHEN_*`` for a turn's ``when:``
             (`check_branches`); ``PROFILE_ACTIVATION_UNKNOWN_CONDITION``,
             ``PROFILE_ACTIVATION_BAD_TARGET``, ``PROFILE_ACTIVATION_DUPLICATE`` for a bad
-            ``activates:`` entry. Every error carries the file's path.
+            ``activates:`` entry; the inheritance codes of
+            `wf_pipeline.profiles.inheritance.resolve_profile_document`
+            (``PROFILE_INHERITANCE_CYCLE``, ``PROFILE_BASE_NOT_FOUND``,
+            ``PROFILE_FRAGMENT_NOT_FOUND``, ``PROFILE_EXTENDS_NON_BASE``,
+            ``PROFILE_BASE_INVALID``, ``PROFILE_FRAGMENT_INVALID``, ``PROFILE_TURN_ID_CONFLICT``,
+            ``PROFILE_GATE_ID_CONFLICT``, ``PROFILE_FAMILY_MISMATCH``). Every error carries the
+            file's path.
     """
     path = Path(path)
     if not isinstance(layer, Layer):
         parent = path.resolve().parent
         layer = Layer(layer or "workspace", parent.parent if parent.name == PROFILE_DIR else parent)
-    profile = _parse(path)
+    raw, resolution = resolve_profile_document(_read(path), path, layer, _search_layers(layer, search))
+    profile = _validate(path, raw)
     where = {"path": str(path), "workflow_id": profile.workflow_id}
     _check_structure(profile, where)
     check_branches(profile, where)
@@ -511,9 +519,11 @@ def load_profile_file(
     templates: dict[str, PromptTemplate] = {}
     system_prompts: dict[str, PromptTemplate | None] = {}
     for turn in profile.ordered_turns():
-        templates[turn.turn_id] = _resolve_template(turn.prompt_ref, turn, layer, artifact_reader, where)
+        # A turn from a base or fragment reads its prompts from that file's layer.
+        turn_layer = resolution.turn_layer(turn.turn_id, layer) if resolution is not None else layer
+        templates[turn.turn_id] = _resolve_template(turn.prompt_ref, turn, turn_layer, artifact_reader, where)
         system_prompts[turn.turn_id] = (
-            _resolve_template(turn.system_prompt_ref, turn, layer, artifact_reader, where)
+            _resolve_template(turn.system_prompt_ref, turn, turn_layer, artifact_reader, where)
             if turn.system_prompt_ref is not None
             else None
         )
@@ -534,24 +544,31 @@ def load_profile_file(
         source_path=path,
         templates=templates,
         system_prompts=system_prompts,
+        resolution=resolution,
     )
 
 
-def _parse(path: Path) -> Profile:
+def _search_layers(layer: Layer, search: Sequence[Layer] | None) -> list[Layer]:
+    """Where a profile's bases and fragments are looked up (see `load_profile_file`)."""
+    if search is not None:
+        return list(search)
+    builtin = Layer("builtin", builtin_root())
+    return [layer] if builtin.root.resolve() == layer.root.resolve() else [layer, builtin]
+
+
+def _read(path: Path) -> Any:
+    """The YAML document of a profile file, as read (``PROFILE_PARSE_ERROR`` otherwise)."""
     try:
-        raw = load_yaml_document(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
+        raw = read_yaml_file(path)
+    except YamlFileProblem as exc:
         raise ProfileError(
-            PROFILE_PARSE_ERROR,
-            f"{path} is not valid YAML" + (f" (line {mark.line + 1})" if mark is not None else ""),
-            path=str(path),
-            line=mark.line + 1 if mark is not None else None,
+            PROFILE_PARSE_ERROR, f"{path} {exc.reason}", path=str(path), line=exc.line
         ) from None
-    except OSError as exc:
-        raise ProfileError(
-            PROFILE_PARSE_ERROR, f"{path} cannot be read ({exc.strerror})", path=str(path)
-        ) from None
+    return raw
+
+
+def _validate(path: Path, raw: Any) -> Profile:
+    """The `Profile` of a resolved profile mapping (the schema's codes otherwise)."""
     try:
         return Profile.model_validate(raw)
     except ValidationError as exc:

@@ -11,7 +11,14 @@ from typing import Any
 
 from wf_pipeline.compiler.launch.executors import load_profiles
 from wf_pipeline.errors import ProfileError
-from wf_pipeline.profiles import ProfileProblem, catalog_rows, describe, load_profile_file
+from wf_pipeline.profiles import (
+    ProfileProblem,
+    catalog_rows,
+    default_layers,
+    describe,
+    describe_resolved,
+    load_profile_file,
+)
 from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.runtime import RuntimeEnv, sample_render_errors
 from wf_pipeline.runtime.queries import gate_findings, record_scan, thread_details
@@ -97,8 +104,10 @@ def validate_profiles(
     """
     load_builtin_workflows()  # profiles name the workflows' gate types
     if file is not None:
+        # The file is a workspace profile: its bases and fragments come from the usual layers.
+        search = default_layers(settings, workspace_dir or Path.cwd())
         try:
-            loaded_profiles = [load_profile_file(file, "workspace")]
+            loaded_profiles = [load_profile_file(file, "workspace", search=search)]
             problems: list[ProfileProblem] = []
         except ProfileError as exc:
             loaded_profiles, problems = [], [ProfileProblem(Path(file), "workspace", exc)]
@@ -115,12 +124,22 @@ def validate_profiles(
     return {"valid": valid, "invalid": [problem.to_dict() for problem in problems]}
 
 
-def show_profile(settings: Settings, workflow_id: str, workspace_dir: Path | None = None) -> dict[str, Any]:
+def show_profile(
+    settings: Settings, workflow_id: str, workspace_dir: Path | None = None, *, resolved: bool = False
+) -> dict[str, Any]:
     """The resolved description of one workflow's profile (turns, gates, budgets, digests).
+
+    Args:
+        settings: the settings naming the user layer and the CAS.
+        workflow_id: the workflow to show.
+        workspace_dir: the workspace layer's folder (default: the working directory).
+        resolved: return `wf_pipeline.profiles.describe_resolved` instead: the fully resolved
+            profile and, per field, the layer and base, fragment or profile file it came from.
 
     Raises ``PROFILE_NOT_FOUND`` (or the loader's other ``PROFILE_*`` errors).
     """
-    return describe(load_profiles(settings, workspace_dir or Path.cwd()).get(workflow_id))
+    loaded = load_profiles(settings, workspace_dir or Path.cwd()).get(workflow_id)
+    return describe_resolved(loaded) if resolved else describe(loaded)
 
 
 def _open_env(settings: Settings) -> RuntimeEnv:
