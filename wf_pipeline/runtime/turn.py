@@ -59,7 +59,14 @@ from wf_pipeline.providers.retry import (
     provider_retrying,
 )
 from wf_pipeline.records import TurnCommit
-from wf_pipeline.runtime.branches import BRANCH_NOT_TAKEN, commit_skip, decide, skipped_by_branch
+from wf_pipeline.runtime.branches import (
+    BRANCH_NOT_TAKEN,
+    commit_skip,
+    decide,
+    decision_digest,
+    skip_within_progress,
+    standing_skip,
+)
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import (
     ERROR_TEXT_LIMIT,
@@ -295,10 +302,11 @@ def run_turn(
         raise RunError(RUN_UNKNOWN_TURN, f"{profile.workflow_id} has no turn {turn_id!r}")
     history = env.records.latest_turns(thread.thread_id)
     latest = history.get(turn_id)
-    if skipped_by_branch(latest) and latest.turn_seq <= thread.last_turn_seq:
-        # Decided before, within the thread's progress: the decision stands (a resume or a
-        # later step reads it back instead of deciding again over other records).
-        return _not_taken_output(thread, turn, target, latest)
+    standing = standing_skip(loaded, thread, turn_id, history)
+    if standing is not None:
+        # Decided before, within the thread's progress, over inputs that have not changed:
+        # the decision stands (a resume or a later step reads it back, deciding nothing).
+        return _not_taken_output(thread, turn, target, standing)
     if turn_is_settled(thread, latest):
         reason = unusable_reason(env, latest.output_artifact_id, class_of_link("output", turn.output_type))
         if reason is None:
@@ -718,7 +726,7 @@ def _snapshot_inputs(
             artifact_ids[ref] = context_snapshot(env, loaded, thread, target, scan)
             continue
         upstream = latest.get(producers[ref].turn_id)
-        if skipped_by_branch(upstream) and upstream.turn_seq <= thread.last_turn_seq:
+        if skip_within_progress(thread, upstream):
             # Its branch was not taken: the input is absent (None in templates, left out of
             # the provider's inputs), not missing.
             continue
@@ -1036,11 +1044,6 @@ class _Attempt:
             branch="taken" if self.branch is not None else None,
             decision_digest=decision_digest(self.branch),
         )
-
-
-def decision_digest(branch: Mapping[str, Any] | None) -> str | None:
-    """``sha256:<hex>`` of a recorded decision's canonical JSON, or None for no decision."""
-    return digest(canonical_json(dict(branch))) if branch is not None else None
 
 
 def _not_taken_output(thread: ThreadRecord, turn: Any, target: Target, record: TurnRecord) -> TurnOutput:
