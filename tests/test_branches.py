@@ -10,6 +10,7 @@ import pytest
 import yaml
 from e2e_support import isolated_settings, workspace_layer
 
+from wf_pipeline.cli.main import main as wf_main
 from wf_pipeline.errors import PROVIDER_HTTP_ERROR, ProfileError, ProviderError
 from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.metadata.payloads import StrictPayload, register_output_model
@@ -361,7 +362,7 @@ def _attempts(settings, thread_id: str) -> list[tuple[str, int, str]]:
 
 
 @pytest.mark.slow
-def test_a_resume_keeps_a_skip_and_runs_from_the_turn_that_failed_after_it(settings, tmp_path) -> None:
+def test_a_resume_keeps_a_skip_and_runs_from_the_turn_that_failed_after_it(settings, tmp_path, capsys) -> None:
     tree = _tree(tmp_path)
     workspace = _branch_workspace(tmp_path, "branch_probe.score > 1.5")
     provider = FailingTurn("readme_struct")
@@ -400,6 +401,14 @@ def test_a_resume_keeps_a_skip_and_runs_from_the_turn_that_failed_after_it(setti
     assert isinstance(extra["decision"]["reads"]["branch_probe.score"], float)
     assert extra["decision"]["decision_digest"].startswith("sha256:")
     assert all(t["decision"] is None for t in shown["turns"] if t["turn_id"] != "extra")
+    # wf threads show prints the decision; --json carries the same fields.
+    assert wf_main(["threads", "show", thread_id]) == 0
+    text = capsys.readouterr().out
+    assert "not_taken" in text and "branch_probe.score > 1.5" in text
+    assert "branch_probe.score=" in text and extra["decision"]["decision_digest"] in text
+    assert wf_main(["threads", "show", "--json", thread_id]) == 0
+    shown_json = json.loads(capsys.readouterr().out)
+    assert [t["decision"] for t in shown_json["turns"] if t["turn_id"] == "extra"] == [extra["decision"]]
 
 
 def _record(turn_id: str, seq: int, started: int, **fields: Any) -> TurnRecord:
