@@ -24,6 +24,7 @@ from wf_pipeline.runtime import RuntimeEnv, resume_seq
 from wf_pipeline.runtime.branches import standing_skip
 from wf_pipeline.service import resume_thread, run_workflow, show_thread
 from wf_pipeline.service.replay import replay
+from wf_pipeline.telemetry import run_query
 from wf_pipeline.workflows import load_builtin_workflows
 
 WORKFLOW = "docs_writer_thread_v1"
@@ -310,6 +311,24 @@ def test_a_branch_runs_or_is_recorded_skipped_and_a_replay_reproduces_it(
             assert "branch_extra" not in struct.request["inputs"]
         assert struct.status == "completed" and latest["style_refine"].status == "completed"
 
+    # Telemetry: one decision row per thread with the branch taken; the rows of the
+    # conditional turn's attempt carry it too, those of unconditional turns carry null.
+    branch = "taken" if taken else "not_taken"
+    _, decisions = run_query(
+        settings,
+        "select thread_id, branch, bytes from metadata_writes where domain = 'branch' and key = 'turns.branch'",
+    )
+    assert sorted(row[0] for row in decisions) == sorted(t.thread_id for t in summary.threads)
+    assert all(row[1] == branch and row[2] > 0 for row in decisions)
+    _, by_turn = run_query(
+        settings,
+        "select turn_id, branch, count(*) from artifact_writes where outcome = 'accepted' "
+        "group by all order by all",
+    )
+    extra_rows = [(b, n) for turn, b, n in by_turn if turn == "extra"]
+    assert extra_rows == ([("taken", extra_rows[0][1])] if taken else [])
+    assert all(b is None for turn, b, _ in by_turn if turn != "extra")
+
     report = replay(settings, tree=tree, workflow_id=WORKFLOW, verify=True, workspace_dir=workspace)
     assert report.threads and all(thread.matched for thread in report.threads), [
         d.to_json() for t in report.threads for d in t.divergences
@@ -362,7 +381,9 @@ def _attempts(settings, thread_id: str) -> list[tuple[str, int, str]]:
 
 
 @pytest.mark.slow
-def test_a_resume_keeps_a_skip_and_runs_from_the_turn_that_failed_after_it(settings, tmp_path, capsys) -> None:
+def test_a_resume_keeps_a_skip_and_runs_from_the_turn_that_failed_after_it(
+    settings, tmp_path, capsys
+) -> None:
     tree = _tree(tmp_path)
     workspace = _branch_workspace(tmp_path, "branch_probe.score > 1.5")
     provider = FailingTurn("readme_struct")
@@ -453,7 +474,10 @@ def test_a_skip_stands_until_a_turn_its_decision_read_runs_again(tmp_path) -> No
     assert standing_skip(loaded, thread, "extra", history) is history["extra"]
     assert resume_seq(loaded, thread, history) == 5
     # A turn the decision does not read ran again: the skip still stands.
-    rerun_first = {**history, "evidence_gather": _record("evidence_gather", 1, 900, output_artifact_id=artifact)}
+    rerun_first = {
+        **history,
+        "evidence_gather": _record("evidence_gather", 1, 900, output_artifact_id=artifact),
+    }
     assert standing_skip(loaded, thread, "extra", rerun_first) is history["extra"]
     # The output read (probe) or the gate read (verification) was produced again: decided again.
     for changed in ("probe", "verification"):

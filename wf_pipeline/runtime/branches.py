@@ -79,6 +79,17 @@ def skip_within_progress(thread: ThreadRecord, record: TurnRecord | None) -> boo
     return skipped_by_branch(record) and record is not None and record.turn_seq <= thread.last_turn_seq
 
 
+def decision_already_recorded(
+    thread: ThreadRecord, latest: TurnRecord | None, decision: Mapping[str, Any]
+) -> bool:
+    """Whether ``latest`` is a skip within the thread's progress recorded with this very decision.
+
+    A turn decided again (its inputs' producers ran again) to the same values keeps that
+    record: `commit_skip` writes nothing, and no second telemetry row is made.
+    """
+    return skip_within_progress(thread, latest) and latest is not None and latest.branch == dict(decision)
+
+
 def standing_skip(
     loaded: LoadedProfile, thread: ThreadRecord, turn_id: str, history: Mapping[str, TurnRecord]
 ) -> TurnRecord | None:
@@ -239,8 +250,8 @@ def commit_skip(
     Raises:
         RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
     """
-    if skip_within_progress(thread, latest) and latest is not None and latest.branch == decision.to_json():
-        return latest
+    if decision_already_recorded(thread, latest, decision.to_json()):
+        return latest  # type: ignore[return-value]
     stamp = now_ms()
     number = (latest.attempt + 1) if latest else 1
     record = TurnRecord(

@@ -97,9 +97,14 @@ def resume_seq(loaded: LoadedProfile, thread: ThreadRecord, history: Mapping[str
     return None
 
 
-def _done(loaded: LoadedProfile, thread: ThreadRecord, turn_id: str, history: Mapping[str, TurnRecord]) -> bool:
+def _done(
+    loaded: LoadedProfile, thread: ThreadRecord, turn_id: str, history: Mapping[str, TurnRecord]
+) -> bool:
     # Settled with its output, or skipped by a decision that stands: a resume keeps it.
-    return turn_is_settled(thread, history.get(turn_id)) or standing_skip(loaded, thread, turn_id, history) is not None
+    return (
+        turn_is_settled(thread, history.get(turn_id))
+        or standing_skip(loaded, thread, turn_id, history) is not None
+    )
 
 
 def prepare_resume(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord) -> ThreadRecord:

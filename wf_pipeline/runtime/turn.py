@@ -30,7 +30,7 @@ from wf_pipeline.errors import (
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
 from wf_pipeline.metadata.budgets import Budgets
-from wf_pipeline.metadata.canonical import canonical_json, canonical_text, digest, digest_text, parse_json
+from wf_pipeline.metadata.canonical import canonical_text, digest, digest_text, parse_json
 from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
@@ -63,6 +63,7 @@ from wf_pipeline.runtime.branches import (
     BRANCH_NOT_TAKEN,
     commit_skip,
     decide,
+    decision_already_recorded,
     decision_digest,
     skip_within_progress,
     standing_skip,
@@ -79,6 +80,7 @@ from wf_pipeline.runtime.integrity import GONE_ON_PURPOSE, describe_unusable, un
 from wf_pipeline.runtime.measure import (
     WriteSite,
     record_artifact_links,
+    record_branch_decision,
     record_frame_metadata,
     record_rejection,
 )
@@ -327,6 +329,8 @@ def run_turn(
         )
     thread, history = _regenerate_lost_inputs(env, loaded, thread, target, turn, scan, history)
     decision = decide(env, loaded, thread, turn.turn_id, history)
+    if decision is not None:
+        _record_decision(env, loaded, thread, turn, decision.to_json(), latest)
     if decision is not None and not decision.result:
         record = commit_skip(env, loaded, thread, turn, decision, latest)
         log.info(
@@ -936,6 +940,7 @@ class _Attempt:
             turn_id=self.turn.turn_id,
             node_id=self.thread.target_node_id,
             frame_id=frame_id,
+            branch="taken" if self.branch is not None else None,
         )
 
     def turn_record(self, status: TurnStatus, ended_ms: int, answer: _Answer, **outcome: Any) -> TurnRecord:
@@ -1044,6 +1049,33 @@ class _Attempt:
             branch="taken" if self.branch is not None else None,
             decision_digest=decision_digest(self.branch),
         )
+
+
+def _record_decision(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    turn: Any,
+    decision: Mapping[str, Any],
+    latest: TurnRecord | None,
+) -> None:
+    """The telemetry row of a decision (`record_branch_decision`), once per decision recorded.
+
+    A skip decided again to the same values keeps its record (`decision_already_recorded`),
+    so it gets no second row.
+    """
+    if decision_already_recorded(thread, latest, decision):
+        return
+    site = WriteSite(
+        workflow_id=loaded.profile.workflow_id,
+        profile_version=loaded.profile.version,
+        thread_id=thread.thread_id,
+        turn_id=turn.turn_id,
+        node_id=thread.target_node_id,
+        frame_id=None,
+        branch="taken" if decision.get("result") else "not_taken",
+    )
+    record_branch_decision(env, site, decision)
 
 
 def _not_taken_output(thread: ThreadRecord, turn: Any, target: Target, record: TurnRecord) -> TurnOutput:
