@@ -8,9 +8,12 @@ from typing import Any, Literal
 
 import pytest
 import yaml
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterRunStatus
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from e2e_support import isolated_settings, workspace_layer
 
 from wf_pipeline.cli.main import main as wf_main
+from wf_pipeline.compiler import open_instance
 from wf_pipeline.errors import PROVIDER_HTTP_ERROR, ProfileError, ProviderError
 from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.metadata.payloads import StrictPayload, register_output_model
@@ -21,7 +24,7 @@ from wf_pipeline.providers import create_provider
 from wf_pipeline.providers.base import ProviderRequest, ProviderResponse
 from wf_pipeline.providers.offline import register_offline_turn
 from wf_pipeline.runtime import RuntimeEnv, resume_seq
-from wf_pipeline.runtime.branches import standing_skip
+from wf_pipeline.runtime.branches import decision_digest, standing_skip
 from wf_pipeline.service import resume_thread, run_workflow, show_thread
 from wf_pipeline.service.replay import replay
 from wf_pipeline.telemetry import run_query
@@ -492,3 +495,63 @@ def test_a_skip_stands_until_a_turn_its_decision_read_runs_again(tmp_path) -> No
     # A taken branch is no skip.
     taken = {**history, "extra": _record("extra", 4, 400, branch={**decision, "result": True})}
     assert standing_skip(loaded, thread, "extra", taken) is None
+
+
+# --- Dagster ---------------------------------------------------------------------------
+
+
+def _gated_extra(doc: dict[str, Any]) -> None:
+    """The conditional turn gets a gate, so that its Dagster check shows a branch not taken."""
+    doc["gates"].append(
+        {"gate_id": "extra_gate", "gate_type": "schema_required_fields", "required_fields": ["notes"]}
+    )
+    next(turn for turn in doc["turns"] if turn["turn_id"] == "extra")["gate_id"] = "extra_gate"
+
+
+@pytest.mark.slow
+def test_dagster_materializes_a_branch_not_taken_and_runs_the_later_turns_in_the_same_run(
+    settings, tmp_path
+) -> None:
+    tree = _tree(tmp_path)
+    workspace = _branch_workspace(tmp_path, "branch_probe.score > 1.5", edit=_gated_extra)
+    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert summary.ok and summary.dagster_run_ids
+    keys = {thread.target for thread in summary.threads}
+
+    instance = open_instance(settings)
+    for run_id in summary.dagster_run_ids:
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+    extra_key, struct_key = AssetKey([WORKFLOW, "branch_extra"]), AssetKey([WORKFLOW, "readme_struct"])
+    assert instance.get_materialized_partitions(extra_key) == keys
+    assert instance.get_materialized_partitions(struct_key) == keys
+    decisions = {}
+    for thread in summary.threads:
+        latest = _records(settings, thread.thread_id)["extra"]
+        decisions[thread.target] = decision_digest(latest.branch)
+
+    def latest_materialization(asset_key: AssetKey, partition: str):
+        [record] = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+        ).records
+        return record
+
+    for partition in keys:
+        extra = latest_materialization(extra_key, partition)
+        metadata = extra.asset_materialization.metadata
+        assert metadata["wf/branch"].value == "not_taken"
+        assert metadata["wf/decision"].value == decisions[partition]
+        # The later turn of the same target materialized in the same run.
+        assert latest_materialization(struct_key, partition).run_id == extra.run_id
+
+    # The gate of the turn not taken did not run: its check passed, saying so, and blocked nothing.
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(extra_key, "extra_gate"), limit=100
+    )
+    assert {record.partition for record in history} == keys
+    for record in history:
+        assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED
+        evaluation = record.event.dagster_event.asset_check_evaluation_data
+        assert evaluation.passed
+        assert evaluation.metadata["outcome"].value == "not run (branch not taken)"
+        assert evaluation.metadata["wf/branch"].value == "not_taken"
+        assert evaluation.metadata["wf/decision"].value == decisions[record.partition]
