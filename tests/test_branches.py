@@ -26,6 +26,7 @@ from wf_pipeline.providers.offline import register_offline_turn
 from wf_pipeline.runtime import RuntimeEnv, resume_seq
 from wf_pipeline.runtime.branches import decision_digest, standing_skip
 from wf_pipeline.service import resume_thread, run_workflow, show_thread
+from wf_pipeline.service.cas import verify_cas
 from wf_pipeline.service.replay import replay
 from wf_pipeline.telemetry import run_query
 from wf_pipeline.workflows import load_builtin_workflows
@@ -555,3 +556,34 @@ def test_dagster_materializes_a_branch_not_taken_and_runs_the_later_turns_in_the
         assert evaluation.metadata["outcome"].value == "not run (branch not taken)"
         assert evaluation.metadata["wf/branch"].value == "not_taken"
         assert evaluation.metadata["wf/decision"].value == decisions[record.partition]
+
+
+@pytest.mark.slow
+def test_a_repair_runs_past_a_skip_and_decides_again_only_over_changed_inputs(settings, tmp_path) -> None:
+    tree = _tree(tmp_path)
+    workspace = _branch_workspace(tmp_path, "branch_probe.score > 1.5")
+    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert summary.ok
+    thread_id = next(t.thread_id for t in summary.threads if t.path == "pkg")
+    before = _records(settings, thread_id)
+    lost = [before["probe"].output_artifact_id, before["readme_struct"].output_artifact_id]
+    for artifact_id in lost:  # damaged behind the store's back: one bit flipped
+        hex_digest = artifact_id.split(":", 1)[1]
+        path = settings.home / "cas" / "objects" / hex_digest[:2] / hex_digest[2:]
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    report = verify_cas(settings, repair=True, workspace_dir=workspace)
+    # The turn after the skip (readme_struct) ran again too: both objects came back.
+    assert {o["artifact_id"]: o["status"] for o in report["outcomes"]} == dict.fromkeys(lost, "repaired")
+    assert report["ok"]
+    attempts = _attempts(settings, thread_id)
+    assert ("probe", 2, "completed") in attempts and ("readme_struct", 2, "completed") in attempts
+    # The probe it reads ran again: decided again to the very same values, the skip is kept.
+    assert [a for a in attempts if a[0] == "extra"] == [("extra", 1, "skipped")]
+    _, rows = run_query(
+        settings,
+        f"select count(*) from metadata_writes where domain = 'branch' and thread_id = '{thread_id}'",
+    )
+    assert rows == [(1,)]
