@@ -8,17 +8,27 @@ from typing import Any, Literal
 
 import pytest
 import yaml
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterRunStatus
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from e2e_support import isolated_settings, workspace_layer
 
-from wf_pipeline.errors import ProfileError
+from wf_pipeline.cli.main import main as wf_main
+from wf_pipeline.compiler import open_instance
+from wf_pipeline.errors import PROVIDER_HTTP_ERROR, ProfileError, ProviderError
 from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.metadata.payloads import StrictPayload, register_output_model
+from wf_pipeline.metadata.records import ThreadRecord, TurnRecord
 from wf_pipeline.profiles import load_profile_file
 from wf_pipeline.profiles.expressions import FieldKind, evaluate, parse, validate
+from wf_pipeline.providers import create_provider
+from wf_pipeline.providers.base import ProviderRequest, ProviderResponse
 from wf_pipeline.providers.offline import register_offline_turn
-from wf_pipeline.runtime import RuntimeEnv
-from wf_pipeline.service import run_workflow
+from wf_pipeline.runtime import RuntimeEnv, resume_seq
+from wf_pipeline.runtime.branches import decision_digest, standing_skip
+from wf_pipeline.service import resume_thread, run_workflow, show_thread
+from wf_pipeline.service.cas import verify_cas
 from wf_pipeline.service.replay import replay
+from wf_pipeline.telemetry import run_query
 from wf_pipeline.workflows import load_builtin_workflows
 
 WORKFLOW = "docs_writer_thread_v1"
@@ -313,6 +323,24 @@ def test_a_branch_runs_or_is_recorded_skipped_and_a_replay_reproduces_it(
             assert "branch_extra" not in struct.request["inputs"]
         assert struct.status == "completed" and latest["style_refine"].status == "completed"
 
+    # Telemetry: one decision row per thread with the branch taken; the rows of the
+    # conditional turn's attempt carry it too, those of unconditional turns carry null.
+    branch = "taken" if taken else "not_taken"
+    _, decisions = run_query(
+        settings,
+        "select thread_id, branch, bytes from metadata_writes where domain = 'branch' and key = 'turns.branch'",
+    )
+    assert sorted(row[0] for row in decisions) == sorted(t.thread_id for t in summary.threads)
+    assert all(row[1] == branch and row[2] > 0 for row in decisions)
+    _, by_turn = run_query(
+        settings,
+        "select turn_id, branch, count(*) from artifact_writes where outcome = 'accepted' "
+        "group by all order by all",
+    )
+    extra_rows = [(b, n) for turn, b, n in by_turn if turn == "extra"]
+    assert extra_rows == ([("taken", extra_rows[0][1])] if taken else [])
+    assert all(b is None for turn, b, _ in by_turn if turn != "extra")
+
     report = replay(settings, tree=tree, workflow_id=WORKFLOW, verify=True, workspace_dir=workspace)
     assert report.threads and all(thread.matched for thread in report.threads), [
         d.to_json() for t in report.threads for d in t.divergences
@@ -336,3 +364,234 @@ def test_a_replay_reports_a_decision_that_differs_as_a_branch_divergence(setting
     branch = next(d for t in report.threads for d in t.divergences if d.artifact_class == "branch")
     assert (branch.expected, branch.actual) == ("not_taken", "taken")
     assert branch.first_difference is not None and branch.first_difference.input == "when"
+
+
+# --- resumes ---------------------------------------------------------------------------
+
+
+class FailingTurn:
+    """The offline provider; while ``broken``, every call of one turn is refused (not retryable)."""
+
+    def __init__(self, turn_id: str) -> None:
+        self._inner = create_provider("offline")
+        self.provider_type = self._inner.provider_type
+        self.model = self._inner.model
+        self.turn_id = turn_id
+        self.broken = True
+        self.calls: list[str] = []
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        self.calls.append(request.turn_id)
+        if self.broken and request.turn_id == self.turn_id:
+            raise ProviderError(PROVIDER_HTTP_ERROR, f"HTTP 400 for turn {request.turn_id}")
+        return self._inner.complete(request)
+
+
+def _attempts(settings, thread_id: str) -> list[tuple[str, int, str]]:
+    with RuntimeEnv.open(settings) as env:
+        return [(t.turn_id, t.attempt, t.status) for t in env.records.turns_for_thread(thread_id)]
+
+
+@pytest.mark.slow
+def test_a_resume_keeps_a_skip_and_runs_from_the_turn_that_failed_after_it(
+    settings, tmp_path, capsys
+) -> None:
+    tree = _tree(tmp_path)
+    workspace = _branch_workspace(tmp_path, "branch_probe.score > 1.5")
+    provider = FailingTurn("readme_struct")
+    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace, provider=provider)
+    assert not summary.ok
+    failed = [t for t in summary.threads if t.status == "failed"]
+    assert failed and all(t.error_code == "PROVIDER_HTTP_ERROR" for t in failed)
+    thread_id = failed[0].thread_id
+    before = _attempts(settings, thread_id)
+    assert ("extra", 1, "skipped") in before and ("readme_struct", 1, "failed") in before
+
+    loaded = load_profile_file(workspace / "profiles" / f"{WORKFLOW}.yaml", "workspace")
+    with RuntimeEnv.open(settings) as env:
+        thread = env.records.get_thread(thread_id)
+        history = env.records.latest_turns(thread_id)
+        # The skip is settled: the resume starts at the turn that failed, not at the skipped one.
+        assert resume_seq(loaded, thread, history) == loaded.profile.turn("readme_struct").seq
+        assert standing_skip(loaded, thread, "extra", history) == history["extra"]
+
+    provider.broken, provider.calls = False, []
+    resumed = resume_thread(settings, thread_id, workspace_dir=workspace, provider=provider)
+    assert resumed.ok and resumed.threads[0].status == "completed"
+    # Only the failed turn and the one after it call the provider; the skip is neither decided
+    # again (no new record) nor run.
+    assert provider.calls == ["readme_struct", "style_refine"]
+    after = _attempts(settings, thread_id)
+    assert [a for a in after if a[0] == "extra"] == [("extra", 1, "skipped")]
+    assert ("readme_struct", 2, "completed") in after and ("style_refine", 1, "completed") in after
+    latest = _records(settings, thread_id)
+    assert "branch_extra" not in latest["readme_struct"].request["inputs"]
+    # The shown thread carries each decision: expression, values read, result.
+    shown = show_thread(settings, thread_id)
+    extra = next(t for t in shown["turns"] if t["turn_id"] == "extra")
+    assert extra["decision"]["branch"] == "not_taken" and extra["decision"]["result"] is False
+    assert extra["decision"]["expression"] == "branch_probe.score > 1.5"
+    assert isinstance(extra["decision"]["reads"]["branch_probe.score"], float)
+    assert extra["decision"]["decision_digest"].startswith("sha256:")
+    assert all(t["decision"] is None for t in shown["turns"] if t["turn_id"] != "extra")
+    # wf threads show prints the decision; --json carries the same fields.
+    assert wf_main(["threads", "show", thread_id]) == 0
+    text = capsys.readouterr().out
+    assert "not_taken" in text and "branch_probe.score > 1.5" in text
+    assert "branch_probe.score=" in text and extra["decision"]["decision_digest"] in text
+    assert wf_main(["threads", "show", "--json", thread_id]) == 0
+    shown_json = json.loads(capsys.readouterr().out)
+    assert [t["decision"] for t in shown_json["turns"] if t["turn_id"] == "extra"] == [extra["decision"]]
+
+
+def _record(turn_id: str, seq: int, started: int, **fields: Any) -> TurnRecord:
+    return TurnRecord(
+        turn_record_id=f"{turn_id}-{started}",
+        thread_id="thread:t",
+        turn_id=turn_id,
+        turn_seq=seq,
+        attempt=fields.pop("attempt", 1),
+        status=fields.pop("status", "completed"),
+        started_at_ms=started,
+        ended_at_ms=started,
+        **fields,
+    )
+
+
+def test_a_skip_stands_until_a_turn_its_decision_read_runs_again(tmp_path) -> None:
+    loaded = load_profile_file(
+        _branch_workspace(tmp_path, "branch_probe.score > 1.5 and gates.verification_gate.passed")
+        / "profiles"
+        / f"{WORKFLOW}.yaml",
+        "workspace",
+    )
+    artifact = "sha256:" + "a" * 64
+    decision = {"expression": "x", "reads": {"branch_probe.score": 0.5}, "result": False}
+    history = {
+        "evidence_gather": _record("evidence_gather", 1, 100, output_artifact_id=artifact),
+        "verification": _record("verification", 2, 200, output_artifact_id=artifact),
+        "probe": _record("probe", 3, 300, output_artifact_id=artifact),
+        "extra": _record("extra", 4, 400, status="skipped", branch=decision),
+        "readme_struct": _record("readme_struct", 5, 500, status="failed"),
+    }
+    thread = ThreadRecord(
+        thread_id="thread:t",
+        workflow_id=WORKFLOW,
+        target_node_id="n",
+        status="failed",
+        created_at_ms=1,
+        updated_at_ms=1,
+        last_turn_seq=4,
+    )
+    assert standing_skip(loaded, thread, "extra", history) is history["extra"]
+    assert resume_seq(loaded, thread, history) == 5
+    # A turn the decision does not read ran again: the skip still stands.
+    rerun_first = {
+        **history,
+        "evidence_gather": _record("evidence_gather", 1, 900, output_artifact_id=artifact),
+    }
+    assert standing_skip(loaded, thread, "extra", rerun_first) is history["extra"]
+    # The output read (probe) or the gate read (verification) was produced again: decided again.
+    for changed in ("probe", "verification"):
+        seq = history[changed].turn_seq
+        rerun = {**history, changed: _record(changed, seq, 900, output_artifact_id=artifact)}
+        assert standing_skip(loaded, thread, "extra", rerun) is None
+        assert resume_seq(loaded, thread, rerun) == 4
+    # A skip after the thread's progress (a restarted thread) does not stand either.
+    rewound = thread.model_copy(update={"last_turn_seq": 3})
+    assert standing_skip(loaded, rewound, "extra", history) is None
+    assert resume_seq(loaded, rewound, history) == 4
+    # A taken branch is no skip.
+    taken = {**history, "extra": _record("extra", 4, 400, branch={**decision, "result": True})}
+    assert standing_skip(loaded, thread, "extra", taken) is None
+
+
+# --- Dagster ---------------------------------------------------------------------------
+
+
+def _gated_extra(doc: dict[str, Any]) -> None:
+    """The conditional turn gets a gate, so that its Dagster check shows a branch not taken."""
+    doc["gates"].append(
+        {"gate_id": "extra_gate", "gate_type": "schema_required_fields", "required_fields": ["notes"]}
+    )
+    next(turn for turn in doc["turns"] if turn["turn_id"] == "extra")["gate_id"] = "extra_gate"
+
+
+@pytest.mark.slow
+def test_dagster_materializes_a_branch_not_taken_and_runs_the_later_turns_in_the_same_run(
+    settings, tmp_path
+) -> None:
+    tree = _tree(tmp_path)
+    workspace = _branch_workspace(tmp_path, "branch_probe.score > 1.5", edit=_gated_extra)
+    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert summary.ok and summary.dagster_run_ids
+    keys = {thread.target for thread in summary.threads}
+
+    instance = open_instance(settings)
+    for run_id in summary.dagster_run_ids:
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
+    extra_key, struct_key = AssetKey([WORKFLOW, "branch_extra"]), AssetKey([WORKFLOW, "readme_struct"])
+    assert instance.get_materialized_partitions(extra_key) == keys
+    assert instance.get_materialized_partitions(struct_key) == keys
+    decisions = {}
+    for thread in summary.threads:
+        latest = _records(settings, thread.thread_id)["extra"]
+        decisions[thread.target] = decision_digest(latest.branch)
+
+    def latest_materialization(asset_key: AssetKey, partition: str):
+        [record] = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
+        ).records
+        return record
+
+    for partition in keys:
+        extra = latest_materialization(extra_key, partition)
+        metadata = extra.asset_materialization.metadata
+        assert metadata["wf/branch"].value == "not_taken"
+        assert metadata["wf/decision"].value == decisions[partition]
+        # The later turn of the same target materialized in the same run.
+        assert latest_materialization(struct_key, partition).run_id == extra.run_id
+
+    # The gate of the turn not taken did not run: its check passed, saying so, and blocked nothing.
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(extra_key, "extra_gate"), limit=100
+    )
+    assert {record.partition for record in history} == keys
+    for record in history:
+        assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED
+        evaluation = record.event.dagster_event.asset_check_evaluation_data
+        assert evaluation.passed
+        assert evaluation.metadata["outcome"].value == "not run (branch not taken)"
+        assert evaluation.metadata["wf/branch"].value == "not_taken"
+        assert evaluation.metadata["wf/decision"].value == decisions[record.partition]
+
+
+@pytest.mark.slow
+def test_a_repair_runs_past_a_skip_and_decides_again_only_over_changed_inputs(settings, tmp_path) -> None:
+    tree = _tree(tmp_path)
+    workspace = _branch_workspace(tmp_path, "branch_probe.score > 1.5")
+    summary = run_workflow(settings, WORKFLOW, tree, workspace_dir=workspace)
+    assert summary.ok
+    thread_id = next(t.thread_id for t in summary.threads if t.path == "pkg")
+    before = _records(settings, thread_id)
+    lost = [before["probe"].output_artifact_id, before["readme_struct"].output_artifact_id]
+    for artifact_id in lost:  # damaged behind the store's back: one bit flipped
+        hex_digest = artifact_id.split(":", 1)[1]
+        path = settings.home / "cas" / "objects" / hex_digest[:2] / hex_digest[2:]
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    report = verify_cas(settings, repair=True, workspace_dir=workspace)
+    # The turn after the skip (readme_struct) ran again too: both objects came back.
+    assert {o["artifact_id"]: o["status"] for o in report["outcomes"]} == dict.fromkeys(lost, "repaired")
+    assert report["ok"]
+    attempts = _attempts(settings, thread_id)
+    assert ("probe", 2, "completed") in attempts and ("readme_struct", 2, "completed") in attempts
+    # The probe it reads ran again: decided again to the very same values, the skip is kept.
+    assert [a for a in attempts if a[0] == "extra"] == [("extra", 1, "skipped")]
+    _, rows = run_query(
+        settings,
+        f"select count(*) from metadata_writes where domain = 'branch' and thread_id = '{thread_id}'",
+    )
+    assert rows == [(1,)]

@@ -65,7 +65,7 @@ def test_views_work_on_an_empty_home(tmp_path):
         columns, rows = run_query(settings, f"select * from {view}")
         assert rows == []
         assert columns == [name for name, _ in VIEWS[view]]
-    assert [name for name, _ in VIEWS["metadata_writes"]][:15] == ARROW_SCHEMA.names
+    assert [name for name, _ in VIEWS["metadata_writes"]][: len(ARROW_SCHEMA.names)] == ARROW_SCHEMA.names
     # The seed files sit two levels deep like every other file, so hive partitioning holds.
     seeds = TelemetryStore(settings.telemetry_url).files(METADATA_WRITES)
     assert len(seeds) == 1 and "/date=1970-01-01/workflow_id=_seed/" in seeds[0]
@@ -442,3 +442,45 @@ def test_a_query_in_another_process_during_compaction_sees_each_row_once(tmp_pat
     counts = {int(line) for line in [first, second, *rest.split()] if line.strip()}
     assert counts == {total}, errors[-2000:]
     assert len(store.files(METADATA_WRITES)) == 1 + 6
+
+
+def test_files_written_before_the_branch_column_stay_queryable(tmp_path):
+    settings = _settings(tmp_path)
+    store = TelemetryStore(settings.telemetry_url)
+    recorder = TelemetryRecorder(store)
+    _row(recorder, ts_ms=JAN1 + 1, key="new", branch="taken")
+    _row(recorder, ts_ms=JAN1 + 2, key="new", branch="not_taken")
+    _row(recorder, ts_ms=JAN1 + 3, key="plain")
+    assert recorder.flush() == 3
+    # A file of the same partition in the shape written before the column existed.
+    new_file = next(path for path in store.files(METADATA_WRITES) if "2026-01-01" in path)
+    old = pq.read_table(new_file).drop_columns(["branch"]).slice(0, 1)
+    old = old.set_column(old.schema.get_field_index("key"), "key", pyarrow.array(["old"]))
+    assert "branch" not in old.schema.names
+    old_path = new_file.rsplit("/", 1)[0] + "/part-0-old.parquet"
+    pq.write_table(old, old_path)
+    # The seed of an older home lacks the column too: it is the first file DuckDB meets.
+    seed = next(path for path in store.files(METADATA_WRITES) if "_seed" in path)
+    pq.write_table(pq.read_table(seed).drop_columns(["branch"]), seed)
+
+    expected = [("new", "not_taken"), ("new", "taken"), ("old", None), ("plain", None)]
+    _, rows = run_query(settings, "select key, branch from metadata_writes order by key, branch")
+    assert rows == expected
+    _, counts = run_query(settings, "select key, writes from key_growth order by key")
+    assert counts == [("new", 2), ("old", 1), ("plain", 1)]
+    # The store's own reader fills the column with nulls, and compaction merges both shapes.
+    table = store.read_table(METADATA_WRITES)
+    assert sorted(zip(table["key"].to_pylist(), table["branch"].to_pylist(), strict=True), key=str) == sorted(
+        expected, key=str
+    )
+    assert store.compact("2026-01-02").rows == 4
+    _, after = run_query(settings, "select key, branch from metadata_writes order by key, branch")
+    assert after == expected
+
+
+def test_a_branch_value_outside_taken_and_not_taken_is_rejected(tmp_path):
+    recorder = TelemetryRecorder(TelemetryStore(_settings(tmp_path).telemetry_url))
+    _row(recorder, ts_ms=JAN1, branch="maybe")
+    with pytest.raises(TelemetryError) as caught:
+        recorder.flush()
+    assert caught.value.code == TELEMETRY_SCHEMA_INVALID

@@ -1691,6 +1691,20 @@ def _render_thread(console: Console, d: dict) -> None:
             )
         )
     print_table(console, ("seq", "turn", "attempt", "status", "answer", "output artifact", "gate"), rows)
+    decisions = [
+        (
+            t["turn_id"],
+            t["attempt"],
+            t["decision"]["branch"],
+            t["decision"]["expression"],
+            ", ".join(f"{name}={json.dumps(value)}" for name, value in t["decision"]["reads"].items()) or "-",
+            t["decision"]["decision_digest"],
+        )
+        for t in d["turns"]
+        if t.get("decision")
+    ]
+    if decisions:
+        print_table(console, ("turn", "attempt", "branch", "when", "values read", "decision"), decisions)
     findings = [
         (t["turn_id"], t["attempt"], f["rule_id"], f.get("reason") or f["code"], f["pointer"], f["hint"])
         for t in d["turns"]

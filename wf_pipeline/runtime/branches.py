@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from wf_pipeline.errors import RUN_BRANCH_UNREADABLE, RunError
-from wf_pipeline.metadata.canonical import parse_json
+from wf_pipeline.metadata.canonical import canonical_json, digest, parse_json
 from wf_pipeline.metadata.payloads import output_model
 from wf_pipeline.metadata.records import (
     ThreadRecord,
@@ -36,6 +36,35 @@ from wf_pipeline.runtime.environment import RuntimeEnv
 BRANCH_NOT_TAKEN = "BRANCH_NOT_TAKEN"
 
 
+def decision_digest(branch: Mapping[str, Any] | None) -> str | None:
+    """``sha256:<hex>`` of a recorded decision's canonical JSON (``turns.branch``), or None for no decision."""
+    return digest(canonical_json(dict(branch))) if branch is not None else None
+
+
+def decision_view(branch: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A recorded decision as read-side views show it (`wf threads show`).
+
+    Args:
+        branch: a turn record's ``branch`` (`Decision.to_json`), or None.
+
+    Returns:
+        None for a turn without ``when:``; else ``{"branch": "taken" | "not_taken",
+        "expression" (the profile's text), "reads" ({field: number, boolean, enum string,
+        null or the sha256 digest of free text}), "result" (bool), "decision_digest"}``.
+        Ids, numbers and digests only: the decision holds no payload text.
+    """
+    if branch is None:
+        return None
+    result = bool(branch.get("result"))
+    return {
+        "branch": "taken" if result else "not_taken",
+        "expression": branch.get("expression"),
+        "reads": dict(branch.get("reads") or {}),
+        "result": result,
+        "decision_digest": decision_digest(branch),
+    }
+
+
 def skipped_by_branch(record: TurnRecord | None) -> bool:
     """Whether ``record`` is a turn its branch skipped (status ``skipped`` with a false decision)."""
     return (
@@ -44,6 +73,65 @@ def skipped_by_branch(record: TurnRecord | None) -> bool:
         and record.branch is not None
         and record.branch.get("result") is False
     )
+
+
+def skip_within_progress(thread: ThreadRecord, record: TurnRecord | None) -> bool:
+    """Whether ``record`` is a branch skip at or before the thread's ``last_turn_seq``.
+
+    Such a skip is part of the thread's progress: the turns that read the skipped turn's
+    output treat it as absent, not missing (a skip after ``last_turn_seq`` belongs to a
+    restarted thread's past and is decided again).
+    """
+    return skipped_by_branch(record) and record is not None and record.turn_seq <= thread.last_turn_seq
+
+
+def decision_already_recorded(
+    thread: ThreadRecord, latest: TurnRecord | None, decision: Mapping[str, Any]
+) -> bool:
+    """Whether ``latest`` is a skip within the thread's progress recorded with this very decision.
+
+    A turn decided again (its inputs' producers ran again) to the same values keeps that
+    record: `commit_skip` writes nothing, and no second telemetry row is made.
+    """
+    return skip_within_progress(thread, latest) and latest is not None and latest.branch == dict(decision)
+
+
+def standing_skip(
+    loaded: LoadedProfile, thread: ThreadRecord, turn_id: str, history: Mapping[str, TurnRecord]
+) -> TurnRecord | None:
+    """The recorded skip of ``turn_id`` that a run, resume or repair keeps without deciding again.
+
+    A skip stands when it lies within the thread's progress (`skip_within_progress`) and
+    its inputs have not changed since: no turn whose output or gate verdict its ``when:``
+    reads has an attempt that started at or after the skip was recorded (a repair, or a
+    lost input produced again). Otherwise the turn is decided again; a decision equal to
+    the recorded one keeps the recorded skip (`commit_skip`).
+
+    Args:
+        loaded: the thread's profile.
+        thread: the thread as recorded now.
+        turn_id: the conditional turn.
+        history: turn_id -> latest attempt (`RecordStore.latest_turns`).
+
+    Returns:
+        The standing skip record, or None (no skip, past the thread's progress, inputs
+        changed, or the turn no longer declares ``when:``). Raises nothing.
+    """
+    record = history.get(turn_id)
+    if record is None or not skip_within_progress(thread, record):
+        return None
+    branch = loaded.branch(turn_id)
+    if branch is None:
+        return None
+    expression, _ = branch
+    producers = {t.output_type: t.turn_id for t in loaded.profile.turns}
+    gated = {t.gate_id: t.turn_id for t in loaded.profile.turns if t.gate_id is not None}
+    read_turns = {producers[o] for o in expression.output_types} | {gated[g] for g in expression.gate_ids}
+    for read_turn in read_turns:
+        upstream = history.get(read_turn)
+        if upstream is not None and upstream.started_at_ms >= record.started_at_ms:
+            return None
+    return record
 
 
 def decide(
@@ -161,11 +249,15 @@ def commit_skip(
         latest: the turn's latest attempt, if any (the skip is numbered after it).
 
     Returns:
-        The committed turn record.
+        The committed turn record; when ``latest`` is a skip within the thread's progress
+        recorded with this very decision (the same values read again), that record, and
+        nothing is written.
 
     Raises:
         RecordError: ``RECORD_INVALID``, ``RECORD_INTEGRITY``, ``RECORD_UNAVAILABLE``.
     """
+    if decision_already_recorded(thread, latest, decision.to_json()):
+        return latest  # type: ignore[return-value]
     stamp = now_ms()
     number = (latest.attempt + 1) if latest else 1
     record = TurnRecord(

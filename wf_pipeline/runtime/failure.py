@@ -8,7 +8,10 @@ Three rules live here and nowhere else:
   (`failed_thread`, `mark_thread_failed`), never left ``running`` or ``pending``.
 
 A thread's ``last_turn_seq`` is how far it has got: a completed turn at or before it is
-reused, one after it runs again. Resuming from the failed turn leaves it as it is (the
+reused, one after it runs again. A turn its branch skipped (``when:`` false) at or before
+it is settled too: a resume keeps the decision and neither decides again nor runs the
+turn, unless the inputs the decision read changed since
+(`wf_pipeline.runtime.branches.standing_skip`). Resuming from the failed turn leaves it as it is (the
 failed turn is the first not completed); restarting from the first turn sets it back to 0.
 """
 
@@ -21,6 +24,7 @@ from wf_pipeline.gates import GateResult
 from wf_pipeline.metadata.canonical import digest_text
 from wf_pipeline.metadata.records import RESUMABLE_STATUSES, ThreadRecord, TurnRecord, now_ms
 from wf_pipeline.profiles import FailurePolicy, LoadedProfile
+from wf_pipeline.runtime.branches import skip_within_progress, standing_skip
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.security.sinks import product_logger, scrub
 
@@ -79,8 +83,9 @@ def resume_seq(loaded: LoadedProfile, thread: ThreadRecord, history: Mapping[str
     Returns:
         None when there is nothing to resume (the thread completed, or is in a status
         `RESUMABLE_STATUSES` does not list). Otherwise the first turn's seq when
-        ``resume_from_failed_turn`` is false, else the seq of the first turn not settled
-        (`turn_is_settled`), i.e. the failed or interrupted one.
+        ``resume_from_failed_turn`` is false, else the seq of the first turn neither
+        settled (`turn_is_settled`) nor skipped by a standing branch decision
+        (`wf_pipeline.runtime.branches.standing_skip`), i.e. the failed or interrupted one.
     """
     if thread.status not in RESUMABLE_STATUSES:
         return None
@@ -88,9 +93,19 @@ def resume_seq(loaded: LoadedProfile, thread: ThreadRecord, history: Mapping[str
     if not loaded.profile.failure_policy.resume_from_failed_turn:
         return turns[0].seq
     for turn in turns:
-        if not turn_is_settled(thread, history.get(turn.turn_id)):
+        if not _done(loaded, thread, turn.turn_id, history):
             return turn.seq
     return None
+
+
+def _done(
+    loaded: LoadedProfile, thread: ThreadRecord, turn_id: str, history: Mapping[str, TurnRecord]
+) -> bool:
+    # Settled with its output, or skipped by a decision that stands: a resume keeps it.
+    return (
+        turn_is_settled(thread, history.get(turn_id))
+        or standing_skip(loaded, thread, turn_id, history) is not None
+    )
 
 
 def prepare_resume(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord) -> ThreadRecord:
@@ -115,8 +130,11 @@ def prepare_resume(env: RuntimeEnv, loaded: LoadedProfile, thread: ThreadRecord)
     """
     history = env.records.latest_turns(thread.thread_id)
     seq = resume_seq(loaded, thread, history)
-    if seq is None or not any(turn_is_settled(thread, t) and t.turn_seq >= seq for t in history.values()):
-        return thread  # no completed turn lies at or after the restart: nothing moves back
+    if seq is None or not any(
+        (turn_is_settled(thread, t) or skip_within_progress(thread, t)) and t.turn_seq >= seq
+        for t in history.values()
+    ):
+        return thread  # no completed or skipped turn lies at or after the restart: nothing moves back
     rewound = thread.model_copy(
         update={"status": "pending", "last_turn_seq": seq - 1, "updated_at_ms": now_ms()}
     )

@@ -14,15 +14,19 @@ from dataclasses import dataclass
 
 from wf_pipeline.errors import MetadataError
 from wf_pipeline.metadata.boundary import FrameMetadataBoundary
+from wf_pipeline.metadata.canonical import canonical_json
 from wf_pipeline.metadata.records import ArtifactLinkRecord
 from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.runtime.environment import RuntimeEnv
 
 __all__ = [
+    "BRANCH_DOMAIN",
+    "BRANCH_KEY",
     "FRAME_KEY",
     "WriteSite",
     "flush_telemetry",
     "record_artifact_links",
+    "record_branch_decision",
     "record_frame_metadata",
     "record_rejection",
 ]
@@ -30,6 +34,9 @@ __all__ = [
 #: The ``key`` (and ``domain``) of a rejection of a whole frame's metadata (its frame budget).
 FRAME_KEY = "*"
 _FRAME_DOMAIN = "frame"
+#: The ``domain`` and ``key`` of a branch decision's row (`record_branch_decision`).
+BRANCH_DOMAIN = "branch"
+BRANCH_KEY = "turns.branch"
 _UNKNOWN = "unknown"
 
 
@@ -43,6 +50,8 @@ class WriteSite:
     turn_id: str
     node_id: str | None
     frame_id: str | None
+    # ``taken``/``not_taken`` for a turn that declares ``when:`` (the ``branch`` column), else None.
+    branch: str | None = None
 
     def columns(self) -> dict[str, str | None]:
         """The site as telemetry columns (keyword arguments of the recorder)."""
@@ -53,6 +62,7 @@ class WriteSite:
             "turn_id": self.turn_id,
             "node_id": self.node_id,
             "frame_id": self.frame_id,
+            "branch": self.branch,
         }
 
 
@@ -78,6 +88,28 @@ def record_frame_metadata(env: RuntimeEnv, site: WriteSite, metadata: Mapping[st
             budget_bytes=boundary.budgets.key_limit(descriptor) if descriptor else None,
             outcome="accepted",
         )
+
+
+def record_branch_decision(env: RuntimeEnv, site: WriteSite, decision: Mapping[str, object]) -> None:
+    """One ``accepted`` ``metadata_writes`` row for a branch decision recorded in ``turns.branch``.
+
+    The row has domain `BRANCH_DOMAIN`, key `BRANCH_KEY`, no frame, the site's ``branch``
+    (``taken`` or ``not_taken``) and ``bytes`` = the decision's canonical JSON size, the
+    bytes it adds to the turn's record. A turn its branch skipped writes nothing else, so
+    this row is how telemetry counts skips (docs/specs/conditional-branches.md).
+    """
+    recorder = env.telemetry
+    if not recorder.enabled:
+        return
+    recorder.metadata_write(
+        **site.columns(),
+        domain=BRANCH_DOMAIN,
+        key=BRANCH_KEY,
+        mutability_class=None,
+        bytes=len(canonical_json(dict(decision))),
+        budget_bytes=None,
+        outcome="accepted",
+    )
 
 
 def record_rejection(env: RuntimeEnv, site: WriteSite, error: MetadataError) -> None:

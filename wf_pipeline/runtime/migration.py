@@ -34,6 +34,7 @@ from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.metadata.records import ThreadRecord, TurnRecord
 from wf_pipeline.profiles import LoadedProfile, render_prompt
 from wf_pipeline.profiles.retention import class_of_link
+from wf_pipeline.runtime.branches import skip_within_progress
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.requests import build_request, differing_fields, request_digest, reusable_answer
 from wf_pipeline.runtime.targets import Target, resolve_target
@@ -274,6 +275,8 @@ def _current_request(
             artifact_class = class_of_link("context", None)
         else:
             upstream = latest.get(producers[ref].turn_id)
+            if skip_within_progress(thread, upstream):
+                continue  # its branch was not taken: absent, as the runtime leaves it out
             if upstream is None or upstream.status != "completed" or upstream.output_artifact_id is None:
                 raise RunError(RUN_INPUT_NOT_READY, f"thread {thread.thread_id} recorded no output {ref}")
             artifact_id = upstream.output_artifact_id
@@ -282,8 +285,13 @@ def _current_request(
         texts[ref] = env.cas.get_text(artifact_id, artifact_class=artifact_class)
     # Rendered as the runtime renders (`wf_pipeline.runtime.turn`): the same variables.
     target_name = target.root.name if target.path == "." else target.path.rsplit("/", 1)[-1]
+    absent: dict[str, str | None] = {ref: None for ref in turn.input_refs if ref not in texts}
     variables = render_variables(
-        current.workflow_id, turn.turn_id, display_name(target.path), display_name(target_name), texts
+        current.workflow_id,
+        turn.turn_id,
+        display_name(target.path),
+        display_name(target_name),
+        texts | absent,
     )
     template = current.templates[turn.turn_id]
     system_template = current.system_prompts.get(turn.turn_id)

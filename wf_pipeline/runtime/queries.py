@@ -17,6 +17,7 @@ from wf_pipeline.metadata.records import (
 )
 from wf_pipeline.retention.archive import RecordArchive
 from wf_pipeline.retention.reads import artifact_states
+from wf_pipeline.runtime.branches import decision_view
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.tree import TreeScan
 
@@ -102,7 +103,10 @@ def thread_details(env: RuntimeEnv, thread_id: str, archive: RecordArchive | Non
         "response_artifact_id", "response_source" (``provider``, ``recorded``, ``replay``
         or None: `wf_pipeline.runtime.requests`), "gate": {"gate_id",
         "outcome", "reasons", "findings" ([{"rule_id", "code", "pointer", "hint"}]),
-        "rules_digest"} | None, "error_code", "error_text", "started_at_ms",
+        "rules_digest"} | None, "error_code", "error_text", "decision" (the branch
+        decision of a turn that declares ``when:``: ``{"branch"`` (``taken``/``not_taken``),
+        ``"expression", "reads", "result", "decision_digest"}``, see
+        `wf_pipeline.runtime.branches.decision_view`; None otherwise), "started_at_ms",
         "ended_at_ms"}`` per attempt (times: Unix epoch, ms), and ``artifacts``: one
         ``{"artifact_id", "role", "turn_id", "attempt", "size" (bytes), "state"}`` per
         artifact link, ``state`` ``stored``, ``shredded`` (its KEK was destroyed),
@@ -179,6 +183,7 @@ def _details(
                 else None,
                 "error_code": turn.error_code,
                 "error_text": turn.error_text,
+                "decision": decision_view(turn.branch),
                 "started_at_ms": turn.started_at_ms,
                 "ended_at_ms": turn.ended_at_ms,
             }

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from wf_pipeline.errors import CAS_DIGEST_MISMATCH, CAS_KEY_DESTROYED, CAS_NOT_FOUND, CasError, WfError
 from wf_pipeline.metadata.records import ArtifactLinkRecord, ThreadRecord
 from wf_pipeline.profiles.retention import class_of_link
+from wf_pipeline.runtime.branches import skipped_by_branch
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import GONE_ON_PURPOSE, UNUSABLE_OBJECT, usable_artifact
 from wf_pipeline.runtime.targets import resolve_target
@@ -238,10 +239,14 @@ def _rerun_thread(
                 break
             history = env.records.latest_turns(thread.thread_id)
             recorded = history.get(turn.turn_id)
-            if recorded is None or recorded.status != "completed":
+            if recorded is None or not (recorded.status == "completed" or skipped_by_branch(recorded)):
                 break  # the thread never got this far: nothing of it to bring back
             current = env.records.get_thread(thread.thread_id) or thread
+            # A turn its branch skipped keeps its decision unless the values it read changed
+            # (`run_turn`: `wf_pipeline.runtime.branches.standing_skip`); the turns after it go on.
             output = run_turn(env, loaded, current, target, turn.turn_id)
+            if output.not_taken:
+                continue
             if output.status != "completed":
                 return f"{output.error_code}: turn {turn.turn_id} of thread {thread.thread_id} ran again and failed"
             if turn.turn_id in prompt_turns:

@@ -46,13 +46,14 @@ from wf_pipeline.profiles.retention import class_of_link
 from wf_pipeline.providers import Provider
 from wf_pipeline.providers.replay import ReplayAnswer, ReplayProvider
 from wf_pipeline.records.scratch import ScratchRecordStore
+from wf_pipeline.runtime.branches import decision_digest
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import prepare_resume
 from wf_pipeline.runtime.pinning import read_pinned_profile
 from wf_pipeline.runtime.requests import differing_fields, recorded_answers, response_class
 from wf_pipeline.runtime.targets import Target, target_depth
 from wf_pipeline.runtime.threads import scan_workspace
-from wf_pipeline.runtime.turn import decision_digest, run_turn
+from wf_pipeline.runtime.turn import run_turn
 from wf_pipeline.security.sinks import product_logger
 from wf_pipeline.telemetry import DisabledTelemetryRecorder
 from wf_pipeline.tree import TreeScan

@@ -13,6 +13,7 @@ from pathlib import Path
 from wf_pipeline.errors import WfError
 from wf_pipeline.metadata.records import ThreadRecord, TreeRecord
 from wf_pipeline.profiles import LoadedProfile
+from wf_pipeline.runtime.branches import skipped_by_branch
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.outputs import output_directory, tree_of, write_thread_output
 from wf_pipeline.runtime.targets import Target, register_targets, target_depth
@@ -168,7 +169,8 @@ class ThreadSummary:
         error_code: why a failed thread stopped (a catalogue code or ``GATE_FAILED``), else None.
         error_text: that error's message with its figures, else None.
         turns_run: turns whose latest attempt started during this run.
-        turns_reused: completed turns of earlier runs this run did not repeat.
+        turns_reused: completed turns of earlier runs this run did not repeat (and turns their
+            branch skipped in an earlier run, whose decision stands).
         output_error: ``CODE: message`` when the completed thread's output could not be
             written (``RUN_OUTPUT_WRITE_FAILED``...), else None; the output stays in the CAS.
     """
@@ -389,8 +391,12 @@ def summarize_run(
                 error_code=thread.error_code if thread.status == "failed" else None,
                 error_text=thread.error_text if thread.status == "failed" else None,
                 turns_run=turns_run,
+                # A turn its branch skipped in an earlier run is reused as decided.
                 turns_reused=sum(
-                    1 for turn in latest if turn.started_at_ms < started_ms and turn.status == "completed"
+                    1
+                    for turn in latest
+                    if turn.started_at_ms < started_ms
+                    and (turn.status == "completed" or skipped_by_branch(turn))
                 ),
                 output_error=output_error,
             )

@@ -30,7 +30,7 @@ from wf_pipeline.errors import (
 from wf_pipeline.gates import GateResult, evaluate
 from wf_pipeline.metadata.boundary import check_artifact_budget
 from wf_pipeline.metadata.budgets import Budgets
-from wf_pipeline.metadata.canonical import canonical_json, canonical_text, digest, digest_text, parse_json
+from wf_pipeline.metadata.canonical import canonical_text, digest, digest_text, parse_json
 from wf_pipeline.metadata.payloads import CONTEXT_REF
 from wf_pipeline.metadata.records import (
     ArtifactLinkRecord,
@@ -60,7 +60,15 @@ from wf_pipeline.providers.retry import (
     provider_retrying,
 )
 from wf_pipeline.records import TurnCommit
-from wf_pipeline.runtime.branches import BRANCH_NOT_TAKEN, commit_skip, decide, skipped_by_branch
+from wf_pipeline.runtime.branches import (
+    BRANCH_NOT_TAKEN,
+    commit_skip,
+    decide,
+    decision_already_recorded,
+    decision_digest,
+    skip_within_progress,
+    standing_skip,
+)
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.failure import (
     ERROR_TEXT_LIMIT,
@@ -73,6 +81,7 @@ from wf_pipeline.runtime.integrity import GONE_ON_PURPOSE, describe_unusable, un
 from wf_pipeline.runtime.measure import (
     WriteSite,
     record_artifact_links,
+    record_branch_decision,
     record_frame_metadata,
     record_rejection,
 )
@@ -296,10 +305,11 @@ def run_turn(
         raise RunError(RUN_UNKNOWN_TURN, f"{profile.workflow_id} has no turn {turn_id!r}")
     history = env.records.latest_turns(thread.thread_id)
     latest = history.get(turn_id)
-    if skipped_by_branch(latest) and latest.turn_seq <= thread.last_turn_seq:
-        # Decided before, within the thread's progress: the decision stands (a resume or a
-        # later step reads it back instead of deciding again over other records).
-        return _not_taken_output(thread, turn, target, latest)
+    standing = standing_skip(loaded, thread, turn_id, history)
+    if standing is not None:
+        # Decided before, within the thread's progress, over inputs that have not changed:
+        # the decision stands (a resume or a later step reads it back, deciding nothing).
+        return _not_taken_output(thread, turn, target, standing)
     if turn_is_settled(thread, latest):
         reason = unusable_reason(env, latest.output_artifact_id, class_of_link("output", turn.output_type))
         if reason is None:
@@ -320,6 +330,8 @@ def run_turn(
         )
     thread, history = _regenerate_lost_inputs(env, loaded, thread, target, turn, scan, history)
     decision = decide(env, loaded, thread, turn.turn_id, history)
+    if decision is not None:
+        _record_decision(env, loaded, thread, turn, decision.to_json(), latest)
     if decision is not None and not decision.result:
         record = commit_skip(env, loaded, thread, turn, decision, latest)
         log.info(
@@ -719,7 +731,7 @@ def _snapshot_inputs(
             artifact_ids[ref] = context_snapshot(env, loaded, thread, target, scan)
             continue
         upstream = latest.get(producers[ref].turn_id)
-        if skipped_by_branch(upstream) and upstream.turn_seq <= thread.last_turn_seq:
+        if skip_within_progress(thread, upstream):
             # Its branch was not taken: the input is absent (None in templates, left out of
             # the provider's inputs), not missing.
             continue
@@ -929,6 +941,7 @@ class _Attempt:
             turn_id=self.turn.turn_id,
             node_id=self.thread.target_node_id,
             frame_id=frame_id,
+            branch="taken" if self.branch is not None else None,
         )
 
     def turn_record(self, status: TurnStatus, ended_ms: int, answer: _Answer, **outcome: Any) -> TurnRecord:
@@ -1040,9 +1053,31 @@ class _Attempt:
         )
 
 
-def decision_digest(branch: Mapping[str, Any] | None) -> str | None:
-    """``sha256:<hex>`` of a recorded decision's canonical JSON, or None for no decision."""
-    return digest(canonical_json(dict(branch))) if branch is not None else None
+def _record_decision(
+    env: RuntimeEnv,
+    loaded: LoadedProfile,
+    thread: ThreadRecord,
+    turn: Any,
+    decision: Mapping[str, Any],
+    latest: TurnRecord | None,
+) -> None:
+    """The telemetry row of a decision (`record_branch_decision`), once per decision recorded.
+
+    A skip decided again to the same values keeps its record (`decision_already_recorded`),
+    so it gets no second row.
+    """
+    if decision_already_recorded(thread, latest, decision):
+        return
+    site = WriteSite(
+        workflow_id=loaded.profile.workflow_id,
+        profile_version=loaded.profile.version,
+        thread_id=thread.thread_id,
+        turn_id=turn.turn_id,
+        node_id=thread.target_node_id,
+        frame_id=None,
+        branch="taken" if decision.get("result") else "not_taken",
+    )
+    record_branch_decision(env, site, decision)
 
 
 def _not_taken_output(thread: ThreadRecord, turn: Any, target: Target, record: TurnRecord) -> TurnOutput:

@@ -162,8 +162,9 @@ def install_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> Iterato
     queries see each row once even while a compaction runs, as with `run_query`.
     """
     store = TelemetryStore(settings.telemetry_url)
-    create_views(con, store, archive_location(settings))
+    # Under the lock: creating the views reads every file's schema (union_by_name).
     with store.read_lock():
+        create_views(con, store, archive_location(settings))
         yield
 
 
@@ -173,9 +174,13 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     Returns:
         An open in-memory connection; the caller closes it. Queries that must not meet a
         compaction half done hold ``TelemetryStore(settings.telemetry_url).read_lock()``,
-        as `run_query` does.
+        as `run_query` does. The views are created under that lock: creating them reads
+        every file's schema (``union_by_name``), so a compaction never removes a file
+        midway.
     """
-    return connect_store(TelemetryStore(settings.telemetry_url), archive_location(settings))
+    store = TelemetryStore(settings.telemetry_url)
+    with store.read_lock():
+        return connect_store(store, archive_location(settings))
 
 
 #: Rows fetched from DuckDB at a time while streaming a result (memory stays near one batch).
@@ -205,11 +210,12 @@ def open_query(settings: Settings, sql: str) -> Iterator[tuple[list[str], Iterat
     check_read_only(sql)
     store = TelemetryStore(settings.telemetry_url)
     archive = archive_location(settings)
-    con = connect_store(store, archive)
-    try:
-        lock_down(con, store, archive)
-        # The shared lock spans binding (which globs the files) and reading them.
-        with store.read_lock():
+    # The shared lock spans creating the views (which reads every file's schema: the
+    # views read with union_by_name), binding (which globs the files) and reading them.
+    with store.read_lock():
+        con = connect_store(store, archive)
+        try:
+            lock_down(con, store, archive)
             try:
                 con.execute(sql)
             except duckdb.Error as exc:
@@ -229,8 +235,8 @@ def open_query(settings: Settings, sql: str) -> Iterator[tuple[list[str], Iterat
                     yield from batch
 
             yield columns, rows()
-    finally:
-        con.close()
+        finally:
+            con.close()
 
 
 def run_query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:

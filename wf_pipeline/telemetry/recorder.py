@@ -116,13 +116,15 @@ class TelemetryRecorder:
         error_code: str | None = None,
         run_id: str | None = None,
         ts_ms: int | None = None,
+        branch: str | None = None,
     ) -> None:
         """Buffer one ``metadata_writes`` row: a frame-metadata key written or rejected.
 
         Args mirror the columns (`wf_pipeline.telemetry.schema`): ``bytes`` is the value's
         UTF-8 size, ``budget_bytes`` its key's budget (bytes), ``outcome`` ``accepted`` or
         ``rejected`` (then ``error_code`` is the rejection's code); ``ts_ms`` defaults to
-        now (ms since the epoch, UTC). Checked only at `flush`. Raises nothing.
+        now (ms since the epoch, UTC); ``branch`` is ``taken``/``not_taken`` for a turn
+        that declares ``when:``, else None. Checked only at `flush`. Raises nothing.
         """
         row = (
             _now_ms() if ts_ms is None else ts_ms,
@@ -140,6 +142,7 @@ class TelemetryRecorder:
             outcome,
             error_code,
             run_id,
+            branch,
         )
         with self._lock:
             self._rows[METADATA_WRITES].append(row)
@@ -160,11 +163,13 @@ class TelemetryRecorder:
         run_id: str | None = None,
         budget_bytes: int | None = None,
         ts_ms: int | None = None,
+        branch: str | None = None,
     ) -> None:
         """Buffer one ``artifact_writes`` row: an artifact put (``accepted``), ``deleted`` or ``expired``.
 
         ``key`` is ``artifact_class`` (``prompt_render``, ``context_payload``, ``output``...),
-        ``domain`` is ``cas``, ``bytes`` the artifact's size; other args mirror the columns.
+        ``domain`` is ``cas``, ``bytes`` the artifact's size; ``branch`` is ``taken`` for
+        an attempt of a turn whose ``when:`` held, else None; other args mirror the columns.
         Raises nothing.
         """
         row = (
@@ -183,6 +188,7 @@ class TelemetryRecorder:
             outcome,
             error_code,
             run_id,
+            branch,
         )
         with self._lock:
             self._rows[ARTIFACT_WRITES].append(row)
@@ -359,7 +365,8 @@ def _to_table(rows: list[_Row], run_id: str | None, table: str = METADATA_WRITES
     spec = KEY_EVENT_COLUMNS if table == KEY_EVENTS else COLUMNS
     columns = list(zip(*rows))
     if run_id is not None and table != KEY_EVENTS:
-        columns[-1] = tuple(run_id if value is None else value for value in columns[-1])
+        at = list(spec).index("run_id")
+        columns[at] = tuple(run_id if value is None else value for value in columns[at])
     arrays = []
     for (kind, _), values in zip(spec.values(), columns):
         try:

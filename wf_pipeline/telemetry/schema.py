@@ -16,7 +16,14 @@ Columns (``*`` may be null where the writer does not know it):
 - ``budget_bytes`` int64*: the budget that size is held against;
 - ``outcome``: ``accepted``, ``rejected``, ``deleted`` or ``expired``;
 - ``error_code``*: the catalogue code of a rejection;
-- ``run_id``*: the Dagster run the write belongs to.
+- ``run_id``*: the Dagster run the write belongs to;
+- ``branch``*: for a turn that declares ``when:``, the branch its decision took
+  (`BRANCHES`: ``taken`` on every row of an attempt that ran, ``not_taken`` on the
+  decision row of a skip), null for an unconditional turn and for rows written before the
+  column existed (readers fill it: `wf_pipeline.telemetry.store.TelemetryStore.read_file`,
+  the views read with ``union_by_name``). A decision is one ``metadata_writes`` row of
+  domain ``branch``, key ``turns.branch``, whose ``bytes`` is the recorded decision's
+  canonical JSON size (`wf_pipeline.runtime.measure.record_branch_decision`).
 
 A third table, ``key_events``, has columns of its own (`KEY_EVENT_COLUMNS`): one row per
 key lifecycle event (a KEK made, a rotation, a rewrap, a retirement, a destruction), with
@@ -50,6 +57,7 @@ __all__ = [
     "AUDIT_EVENTS_SCHEMA",
     "AUDIT_EVENT_COLUMNS",
     "AuditEventsModel",
+    "BRANCHES",
     "COLUMNS",
     "KEY_EVENTS",
     "KEY_EVENTS_SCHEMA",
@@ -77,6 +85,8 @@ AUDIT_EVENTS: Final = "audit_events"
 TABLES: Final[tuple[str, ...]] = (METADATA_WRITES, ARTIFACT_WRITES, KEY_EVENTS, AUDIT_EVENTS)
 #: What became of a write.
 OUTCOMES: Final[tuple[str, ...]] = ("accepted", "rejected", "deleted", "expired")
+#: The values of the ``branch`` column (null: the turn declares no ``when:``).
+BRANCHES: Final[tuple[str, ...]] = ("taken", "not_taken")
 
 _STRING = pyarrow.string()
 _INT64 = pyarrow.int64()
@@ -98,6 +108,8 @@ COLUMNS: Final[dict[str, tuple[pyarrow.DataType, bool]]] = {
     "outcome": (_STRING, False),
     "error_code": (_STRING, True),
     "run_id": (_STRING, True),
+    # Last, so a file written before the column existed holds a prefix of the columns.
+    "branch": (_STRING, True),
 }
 
 #: The Parquet schema of both tables.
@@ -196,6 +208,7 @@ class TelemetryRowModel(pa.DataFrameModel):
     outcome: Series[_STR] = pa.Field(isin=list(OUTCOMES))  # type: ignore[valid-type]
     error_code: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
     run_id: Series[_STR] = pa.Field(nullable=True)  # type: ignore[valid-type]
+    branch: Series[_STR] = pa.Field(nullable=True, isin=list(BRANCHES))  # type: ignore[valid-type]
 
     class Config:
         """pandera options: exactly these columns, in this order, with their types as given (no coercion)."""

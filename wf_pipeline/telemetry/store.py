@@ -105,6 +105,7 @@ _PARQUET_OPTIONS: dict[str, Any] = {
         "outcome",
         "error_code",
         "run_id",
+        "branch",
     ],
     "write_statistics": ["ts_ms", "bytes"],
 }

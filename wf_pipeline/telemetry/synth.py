@@ -201,5 +201,6 @@ def _chunk(
             pyarrow.scalar(None, pyarrow.string()),
         ),
         "run_id": _strings([f"synthetic-{day:05d}-{salt:04x}"], zeros),
+        "branch": pyarrow.nulls(rows, pyarrow.string()),
     }
     return pyarrow.Table.from_arrays(list(columns.values()), schema=ARROW_SCHEMA)

@@ -22,13 +22,17 @@
 -- holds one zero-row seed file, so the views work before the first write. Sizes are bytes,
 -- times ts_ms (milliseconds since the Unix epoch, UTC).
 
--- One row per frame-metadata key written (outcome accepted) or rejected.
+-- One row per frame-metadata key written (outcome accepted) or rejected, and one per branch
+-- decision (domain branch, key turns.branch). branch is taken / not_taken for a turn that
+-- declares when:, else NULL; files written before that column existed read it as NULL
+-- (union_by_name), as do those of artifact_writes.
 CREATE OR REPLACE VIEW metadata_writes AS
 SELECT * EXCLUDE (date), date AS day
 FROM read_parquet(
     getvariable('wf_telemetry') || '/metadata_writes/*/*/*.parquet',
     hive_partitioning = true,
-    hive_types = {'date': DATE, 'workflow_id': VARCHAR}
+    hive_types = {'date': DATE, 'workflow_id': VARCHAR},
+    union_by_name = true
 );
 
 -- One row per artifact put (accepted), delete or expiry; key is the artifact class.
@@ -37,7 +41,8 @@ SELECT * EXCLUDE (date), date AS day
 FROM read_parquet(
     getvariable('wf_telemetry') || '/artifact_writes/*/*/*.parquet',
     hive_partitioning = true,
-    hive_types = {'date': DATE, 'workflow_id': VARCHAR}
+    hive_types = {'date': DATE, 'workflow_id': VARCHAR},
+    union_by_name = true
 );
 
 -- One row per key lifecycle event: a KEK made (create), a rotation (rotate: the new primary),
