@@ -33,7 +33,8 @@ def _chained_workspace(parent: Path) -> Path:
     workspace = workspace_layer(parent)
     source = workspace / "profiles" / f"{WORKFLOW_ID}.yaml"
     profile = yaml.safe_load(source.read_text())
-    copy = {**profile, "workflow_id": SECOND, "title": "Second workflow"}
+    # The copy activates nothing: the chain under test is the docs writer's edge alone.
+    copy = {**profile, "workflow_id": SECOND, "title": "Second workflow", "activates": []}
     (workspace / "profiles" / f"{SECOND}.yaml").write_text(yaml.safe_dump(copy))
     profile["activates"] = [{"workflow": SECOND, "when": "all_threads_completed", "target": "root"}]
     source.write_text(yaml.safe_dump(profile))
@@ -165,3 +166,65 @@ def test_run_agent_runs_each_target_under_the_workflow_its_policy_selects(
     docs_run, second_run = report["runs"]
     assert docs_run["workflow_id"] == WORKFLOW_ID and docs_run["summary"]["threads_reused"] == 2
     assert [t["path"] for t in second_run["summary"]["threads"]] == ["."]
+
+
+NOTES = "architecture_notes_v1"
+
+
+def test_the_built_in_docs_writer_activates_the_architecture_notes_and_their_run_writes_them(
+    settings, tmp_path
+):
+    """The shipped profiles alone: a docs-writer backfill, the activation sensor's tick on the real
+    instance, then the requested run executed against that instance on the root partition."""
+    from dagster import DagsterRunStatus
+
+    from wf_pipeline.compiler import resolve_job
+
+    workspace = tmp_path / "empty-workspace"  # no workspace layer: the built-in profiles
+    workspace.mkdir()
+    tree = copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit")
+    summary = backfill(settings, WORKFLOW_ID, tree, workspace_dir=workspace)
+    assert summary.ok and {t.status for t in summary.threads} == {"completed"}
+    out = Path(summary.out_dir)
+    assert not (out / "docs" / "ARCHITECTURE.md").exists()
+
+    result = _tick(settings, workspace)
+    (request,) = result.run_requests
+    root_key = target_key_for(tree.resolve(), ".")
+    assert request.job_name == job_name(NOTES) and request.partition_key == root_key
+    assert request.tags[ACTIVATED_BY_TAG] == WORKFLOW_ID
+    (added,) = result.dynamic_partitions_requests
+    assert added.partitions_def_name == f"{NOTES}_targets" and list(added.partition_keys) == [root_key]
+
+    # Execute the request as the daemon would: add the partition, run the job on it with the
+    # request's run key and tags, against the same instance.
+    instance = open_instance(settings)
+    instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
+    catalog = load_profiles(settings, workspace)
+    with RuntimeEnv.open(settings, catalog=catalog) as env:
+        job = resolve_job(build_definitions(catalog, env), NOTES)
+        executed = job.execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags={**request.tags, "dagster/run_key": request.run_key},
+            raise_on_error=False,
+        )
+    assert executed.success
+    run = instance.get_run_by_id(executed.run_id)
+    assert run is not None and run.status == DagsterRunStatus.SUCCESS
+    assert run.tags[ACTIVATION_TAG] == request.run_key
+
+    # The notes' thread on the root completed and wrote docs/ARCHITECTURE.md where the tree's outputs go.
+    with RuntimeEnv.open(settings, catalog=catalog) as env:
+        (thread,) = env.records.list_threads(NOTES)
+        (record,) = env.records.list_activations(WORKFLOW_ID)
+    assert thread.target_path == "." and thread.status == "completed"
+    notes = out / "docs" / "ARCHITECTURE.md"
+    assert notes.is_file() and notes.read_text(encoding="utf-8").startswith("# Architecture of stationkit\n")
+    # The activation is durable: it names the run's key and the upstream threads.
+    assert record.activation_id == request.run_key and record.target_workflow_id == NOTES
+    assert list(record.thread_ids) == sorted(t.thread_id for t in summary.threads)
+
+    # The notes' own thread is no upstream thread: a second tick requests nothing.
+    assert not _tick(settings, workspace).run_requests
+    assert len(_activations(settings)) == 1
