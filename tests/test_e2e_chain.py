@@ -5,6 +5,9 @@ activation graph on the CLI; ``wf run --agent`` splits a tree's targets among th
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,3 +231,60 @@ def test_the_built_in_docs_writer_activates_the_architecture_notes_and_their_run
     # The notes' own thread is no upstream thread: a second tick requests nothing.
     assert not _tick(settings, workspace).run_requests
     assert len(_activations(settings)) == 1
+
+
+def _wf(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
+    """The installed ``wf`` console script in its own process, every store under ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
+    env.update(WF_HOME=str(home), WF_CONFIG_DIR=str(home / "user-config"), DAGSTER_HOME=str(home / "dagster"))
+    wf = Path(sys.executable).parent / "wf"
+    return subprocess.run(
+        [str(wf), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_the_built_in_docs_agent_documents_the_directories_and_the_root_architecture(tmp_path):
+    """`wf run --agent docs_agent` on a copy of the sample repository, with the shipped agent and
+    profiles only: the docs writer on every directory below the root, the notes on the root."""
+    home = tmp_path / "home"
+    cwd = tmp_path / "elsewhere"  # no workspace layer: the built-in agents and profiles
+    cwd.mkdir()
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+
+    listed = _wf(["agents", "list", "--json"], cwd, home)
+    assert listed.returncode == 0, listed.stderr
+    (agent,) = [a for a in json.loads(listed.stdout)["agents"] if a["agent_id"] == "docs_agent"]
+    assert agent["layer"] == "builtin"
+    graph = _wf(["workflows", "graph", "--dot"], cwd, home)
+    assert graph.returncode == 0, graph.stderr
+    assert f'"{WORKFLOW_ID}" -> "{NOTES}"' in graph.stdout
+
+    completed = _wf(["run", "--agent", "docs_agent", str(tree), "--json"], cwd, home)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(completed.stdout)
+    # Every directory of the sample with something to document (web/static is git-ignored).
+    directories = [
+        "docs",
+        "scripts",
+        "stationkit",
+        "stationkit/sensors",
+        "stationkit/storage",
+        "tests",
+        "web",
+    ]
+    assert report["workflows"][NOTES] == ["."]
+    assert sorted(report["workflows"][WORKFLOW_ID]) == directories
+    # The docs writer ran first (the deepest targets), the notes last, each on its own targets.
+    docs_run, notes_run = report["runs"]
+    assert docs_run["workflow_id"] == WORKFLOW_ID and notes_run["workflow_id"] == NOTES
+    assert sorted(t["path"] for t in docs_run["summary"]["threads"]) == directories
+    assert [t["path"] for t in notes_run["summary"]["threads"]] == ["."]
+    threads = docs_run["summary"]["threads"] + notes_run["summary"]["threads"]
+    assert {t["status"] for t in threads} == {"completed"}
+
+    out = Path(docs_run["summary"]["out_dir"])
+    assert Path(notes_run["summary"]["out_dir"]) == out
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.md"))
+    assert written == sorted([f"{d}/README.md" for d in directories] + ["docs/ARCHITECTURE.md"])
+    assert notes_run["summary"]["threads"][0]["output_path"] == str(out / "docs" / "ARCHITECTURE.md")
+    assert (out / "docs" / "ARCHITECTURE.md").read_text().startswith("# Architecture of sample_repo\n")
