@@ -179,7 +179,7 @@ def test_the_built_in_docs_writer_activates_the_architecture_notes_and_their_run
 ):
     """The shipped profiles alone: a docs-writer backfill, the activation sensor's tick on the real
     instance, then the requested run executed against that instance on the root partition."""
-    from dagster import DagsterRunStatus
+    from dagster import DagsterEventType, DagsterRunStatus, SkipReason, build_run_status_sensor_context
 
     from wf_pipeline.compiler import resolve_job
 
@@ -231,6 +231,28 @@ def test_the_built_in_docs_writer_activates_the_architecture_notes_and_their_run
     # The notes' own thread is no upstream thread: a second tick requests nothing.
     assert not _tick(settings, workspace).run_requests
     assert len(_activations(settings)) == 1
+
+    # Neither workflow's bottom-up sensor continues the activated run: the docs writer's sees no
+    # asset of its own, the notes' finds its only target done.
+    (success,) = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)
+    with RuntimeEnv.open(settings, catalog=catalog) as env:
+        defs = build_definitions(catalog, env)
+        reasons = {}
+        for workflow_id in (WORKFLOW_ID, NOTES):
+            sensor = next(s for s in defs.sensors if s.name == f"{workflow_id}_bottom_up")
+            context = build_run_status_sensor_context(
+                sensor_name=sensor.name,
+                dagster_event=success.dagster_event,
+                dagster_instance=instance,
+                dagster_run=run,
+            )
+            skipped = sensor(context)
+            assert isinstance(skipped, SkipReason), workflow_id
+            reasons[workflow_id] = skipped.skip_message
+    assert reasons == {
+        WORKFLOW_ID: f"run materialized no asset of {WORKFLOW_ID}",
+        NOTES: "no directory is ready: the tree is done or waiting",
+    }
 
 
 def _wf(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
