@@ -5,6 +5,9 @@ activation graph on the CLI; ``wf run --agent`` splits a tree's targets among th
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,7 +36,8 @@ def _chained_workspace(parent: Path) -> Path:
     workspace = workspace_layer(parent)
     source = workspace / "profiles" / f"{WORKFLOW_ID}.yaml"
     profile = yaml.safe_load(source.read_text())
-    copy = {**profile, "workflow_id": SECOND, "title": "Second workflow"}
+    # The copy activates nothing: the chain under test is the docs writer's edge alone.
+    copy = {**profile, "workflow_id": SECOND, "title": "Second workflow", "activates": []}
     (workspace / "profiles" / f"{SECOND}.yaml").write_text(yaml.safe_dump(copy))
     profile["activates"] = [{"workflow": SECOND, "when": "all_threads_completed", "target": "root"}]
     source.write_text(yaml.safe_dump(profile))
@@ -165,3 +169,144 @@ def test_run_agent_runs_each_target_under_the_workflow_its_policy_selects(
     docs_run, second_run = report["runs"]
     assert docs_run["workflow_id"] == WORKFLOW_ID and docs_run["summary"]["threads_reused"] == 2
     assert [t["path"] for t in second_run["summary"]["threads"]] == ["."]
+
+
+NOTES = "architecture_notes_v1"
+
+
+def test_the_built_in_docs_writer_activates_the_architecture_notes_and_their_run_writes_them(
+    settings, tmp_path
+):
+    """The shipped profiles alone: a docs-writer backfill, the activation sensor's tick on the real
+    instance, then the requested run executed against that instance on the root partition."""
+    from dagster import DagsterEventType, DagsterRunStatus, SkipReason, build_run_status_sensor_context
+
+    from wf_pipeline.compiler import resolve_job
+
+    workspace = tmp_path / "empty-workspace"  # no workspace layer: the built-in profiles
+    workspace.mkdir()
+    tree = copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit")
+    summary = backfill(settings, WORKFLOW_ID, tree, workspace_dir=workspace)
+    assert summary.ok and {t.status for t in summary.threads} == {"completed"}
+    out = Path(summary.out_dir)
+    assert not (out / "docs" / "ARCHITECTURE.md").exists()
+
+    result = _tick(settings, workspace)
+    (request,) = result.run_requests
+    root_key = target_key_for(tree.resolve(), ".")
+    assert request.job_name == job_name(NOTES) and request.partition_key == root_key
+    assert request.tags[ACTIVATED_BY_TAG] == WORKFLOW_ID
+    (added,) = result.dynamic_partitions_requests
+    assert added.partitions_def_name == f"{NOTES}_targets" and list(added.partition_keys) == [root_key]
+
+    # Execute the request as the daemon would: add the partition, run the job on it with the
+    # request's run key and tags, against the same instance.
+    instance = open_instance(settings)
+    instance.add_dynamic_partitions(added.partitions_def_name, list(added.partition_keys))
+    catalog = load_profiles(settings, workspace)
+    with RuntimeEnv.open(settings, catalog=catalog) as env:
+        job = resolve_job(build_definitions(catalog, env), NOTES)
+        executed = job.execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags={**request.tags, "dagster/run_key": request.run_key},
+            raise_on_error=False,
+        )
+    assert executed.success
+    run = instance.get_run_by_id(executed.run_id)
+    assert run is not None and run.status == DagsterRunStatus.SUCCESS
+    assert run.tags[ACTIVATION_TAG] == request.run_key
+
+    # The notes' thread on the root completed and wrote docs/ARCHITECTURE.md where the tree's outputs go.
+    with RuntimeEnv.open(settings, catalog=catalog) as env:
+        (thread,) = env.records.list_threads(NOTES)
+        (record,) = env.records.list_activations(WORKFLOW_ID)
+    assert thread.target_path == "." and thread.status == "completed"
+    notes = out / "docs" / "ARCHITECTURE.md"
+    assert notes.is_file() and notes.read_text(encoding="utf-8").startswith("# Architecture of stationkit\n")
+    # The activation is durable: it names the run's key and the upstream threads.
+    assert record.activation_id == request.run_key and record.target_workflow_id == NOTES
+    assert list(record.thread_ids) == sorted(t.thread_id for t in summary.threads)
+
+    # The notes' own thread is no upstream thread: a second tick requests nothing.
+    assert not _tick(settings, workspace).run_requests
+    assert len(_activations(settings)) == 1
+
+    # Neither workflow's bottom-up sensor continues the activated run: the docs writer's sees no
+    # asset of its own, the notes' finds its only target done.
+    (success,) = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_SUCCESS)
+    with RuntimeEnv.open(settings, catalog=catalog) as env:
+        defs = build_definitions(catalog, env)
+        reasons = {}
+        for workflow_id in (WORKFLOW_ID, NOTES):
+            sensor = next(s for s in defs.sensors if s.name == f"{workflow_id}_bottom_up")
+            context = build_run_status_sensor_context(
+                sensor_name=sensor.name,
+                dagster_event=success.dagster_event,
+                dagster_instance=instance,
+                dagster_run=run,
+            )
+            skipped = sensor(context)
+            assert isinstance(skipped, SkipReason), workflow_id
+            reasons[workflow_id] = skipped.skip_message
+    assert reasons == {
+        WORKFLOW_ID: f"run materialized no asset of {WORKFLOW_ID}",
+        NOTES: "no directory is ready: the tree is done or waiting",
+    }
+
+
+def _wf(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
+    """The installed ``wf`` console script in its own process, every store under ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WF_") and k != "DAGSTER_HOME"}
+    env.update(WF_HOME=str(home), WF_CONFIG_DIR=str(home / "user-config"), DAGSTER_HOME=str(home / "dagster"))
+    wf = Path(sys.executable).parent / "wf"
+    return subprocess.run(
+        [str(wf), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_the_built_in_docs_agent_documents_the_directories_and_the_root_architecture(tmp_path):
+    """`wf run --agent docs_agent` on a copy of the sample repository, with the shipped agent and
+    profiles only: the docs writer on every directory below the root, the notes on the root."""
+    home = tmp_path / "home"
+    cwd = tmp_path / "elsewhere"  # no workspace layer: the built-in agents and profiles
+    cwd.mkdir()
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+
+    listed = _wf(["agents", "list", "--json"], cwd, home)
+    assert listed.returncode == 0, listed.stderr
+    (agent,) = [a for a in json.loads(listed.stdout)["agents"] if a["agent_id"] == "docs_agent"]
+    assert agent["layer"] == "builtin"
+    graph = _wf(["workflows", "graph", "--dot"], cwd, home)
+    assert graph.returncode == 0, graph.stderr
+    assert f'"{WORKFLOW_ID}" -> "{NOTES}"' in graph.stdout
+
+    completed = _wf(["run", "--agent", "docs_agent", str(tree), "--json"], cwd, home)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(completed.stdout)
+    # Every directory of the sample with something to document (web/static is git-ignored).
+    directories = [
+        "docs",
+        "scripts",
+        "stationkit",
+        "stationkit/sensors",
+        "stationkit/storage",
+        "tests",
+        "web",
+    ]
+    assert report["workflows"][NOTES] == ["."]
+    assert sorted(report["workflows"][WORKFLOW_ID]) == directories
+    # The docs writer ran first (the deepest targets), the notes last, each on its own targets.
+    docs_run, notes_run = report["runs"]
+    assert docs_run["workflow_id"] == WORKFLOW_ID and notes_run["workflow_id"] == NOTES
+    assert sorted(t["path"] for t in docs_run["summary"]["threads"]) == directories
+    assert [t["path"] for t in notes_run["summary"]["threads"]] == ["."]
+    threads = docs_run["summary"]["threads"] + notes_run["summary"]["threads"]
+    assert {t["status"] for t in threads} == {"completed"}
+
+    out = Path(docs_run["summary"]["out_dir"])
+    assert Path(notes_run["summary"]["out_dir"]) == out
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.md"))
+    assert written == sorted([f"{d}/README.md" for d in directories] + ["docs/ARCHITECTURE.md"])
+    assert notes_run["summary"]["threads"][0]["output_path"] == str(out / "docs" / "ARCHITECTURE.md")
+    assert (out / "docs" / "ARCHITECTURE.md").read_text().startswith("# Architecture of sample_repo\n")

@@ -30,6 +30,7 @@ from wf_pipeline.text.names import code_span, display_name, escape_inline, unesc
 from wf_pipeline.tree.scan import TreeNode, TreeScan
 
 WORKFLOW = "docs_writer_thread_v1"
+NOTES = "architecture_notes_v1"
 
 
 class Provider:
@@ -267,6 +268,25 @@ def test_export_writes_the_latest_outputs_from_the_cas(settings, tmp_path):
     with pytest.raises(RunError) as caught:
         export_outputs(settings, "no-such-tree")
     assert caught.value.code == RUN_UNKNOWN_TREE
+
+
+def test_export_of_a_root_only_workflow_covers_the_root_alone(settings, tmp_path):
+    # Two workflows on one tree share its recorded targets; the architecture notes run on the
+    # root only, so the directories below it are no missing output of theirs.
+    tree = copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit")
+    assert run_workflow(settings, WORKFLOW, tree).ok
+    assert run_workflow(settings, NOTES, tree).ok
+    target = tmp_path / "exported"
+    notes = export_outputs(settings, str(tree), out_dir=target, workflow_id=NOTES)
+    assert notes["missing"] == [] and notes["written"] == [str(target / "docs" / "ARCHITECTURE.md")]
+    docs = export_outputs(settings, str(tree), out_dir=target)
+    assert docs["workflow_id"] == WORKFLOW and docs["missing"] == [] and len(docs["written"]) == 3
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*.md")) == [
+        "README.md",
+        "docs/ARCHITECTURE.md",
+        "sensors/README.md",
+        "storage/README.md",
+    ]
 
 
 def test_sync_refuses_contradicting_output_options(settings, tmp_path):

@@ -9,6 +9,7 @@ import datetime
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ from ui_support import (
     traced_on_failure,
 )
 
+from wf_pipeline.compiler.assets import segment_op_name
 from wf_pipeline.compiler.definitions import build_definitions
 from wf_pipeline.compiler.replay import REPLAY_CHECK, replay_asset_key
 from wf_pipeline.compiler.telemetry import TELEMETRY_JOB
@@ -491,3 +493,75 @@ def first_sensor_tick_after(instance: DagsterInstance, sensor_name: str, run_id:
                 return min(finished, key=lambda t: t.timestamp)
         time.sleep(1)
     raise AssertionError(f"no tick of {sensor_name} within {SENSOR_TIMEOUT_S}s after run {run_id} ended")
+
+
+# --- the architecture notes' graph: fork, join and branch --------------------------------
+
+NOTES = "architecture_notes_v1"
+# The parallel fork (two sibling assets of one segment op), the join, and the low-confidence branch.
+NOTES_FORK = ("module_graph", "entry_points")
+NOTES_JOIN = "architecture_synthesis"
+NOTES_BRANCH = "architecture_reverification"
+NOTES_NODES = (*NOTES_FORK, NOTES_JOIN, "architecture_verification", NOTES_BRANCH, "architecture_notes")
+
+
+@pytest.fixture
+def notes_services(request, tmp_path, home, ui_env) -> DagsterServices:
+    """The webserver and daemon over a home where `wf run architecture_notes_v1` documented a copy of
+    the sample tree: the graph shows materialized turns, and the branch not taken."""
+    tree = copy_tree(SAMPLE_REPO, tmp_path / "sample_repo")
+    completed = subprocess.run(
+        [str(VENV_BIN / "wf"), "run", NOTES, str(tree), "--json"],
+        cwd=REPO_ROOT,
+        env=ui_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (thread,) = json.loads(completed.stdout)["threads"]
+    assert thread["path"] == "." and thread["status"] == "completed"
+    return start_services(request, ui_env)
+
+
+@pytest.fixture
+def notes_browser(tmp_path, notes_services) -> Iterator[BrowserContext]:
+    yield from chromium(tmp_path / "chromium-profile")
+
+
+def test_ui_shows_the_architecture_notes_fork_join_and_branch(
+    tmp_path: Path, notes_services: DagsterServices, notes_browser: BrowserContext, instance: DagsterInstance
+):
+    # The fork is one step: both sibling assets are computed by the same segment op.
+    settings = Settings.from_env(isolated_environment(tmp_path / "home"))
+    with RuntimeEnv.open(settings, workspace_dir=REPO_ROOT) as env:
+        defs = build_definitions(load_catalog(default_layers(settings, REPO_ROOT)), env)
+        ops = {defs.resolve_assets_def(AssetKey([NOTES, name])).op.name for name in NOTES_FORK}
+    assert ops == {segment_op_name(NOTES, 0)}
+
+    screenshot = tmp_path / "architecture_notes_graph.png"
+    with traced_on_failure(notes_browser, NOTES):
+        page = notes_browser.new_page()
+        dismiss_community_prompt(page)
+        page.goto(f"{notes_services.url}/locations/{LOCATION}/asset-groups/{NOTES}")
+        # The code location loads lazily; every node shows once it has.
+        for asset in NOTES_NODES:
+            expect(page.get_by_text(asset, exact=True).first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Loading...")).to_have_count(0, timeout=60_000)
+        page.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size > 0
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    UI_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(screenshot, UI_ARTIFACTS / screenshot.name)
+
+    # The instance agrees: the root's partition of every node is done, the branch as not taken
+    # (docs/specs/conditional-branches.md), every other node with its output.
+    (key,) = instance.get_dynamic_partitions(f"{NOTES}_targets")
+    branches = {}
+    for name in NOTES_NODES:
+        (record,) = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey([NOTES, name]), asset_partitions=[key]), limit=1
+        ).records
+        metadata = record.asset_materialization.metadata
+        branches[name] = metadata["wf/branch"].value if "wf/branch" in metadata else "taken"
+    assert branches == {name: "not_taken" if name == NOTES_BRANCH else "taken" for name in NOTES_NODES}

@@ -20,7 +20,7 @@ from wf_pipeline.retention.reads import expired_error
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.integrity import unusable_reason
 from wf_pipeline.runtime.sinks import output_sink, write_declared_output
-from wf_pipeline.runtime.targets import Target, register_tree, tree_output_dir, tree_root_id
+from wf_pipeline.runtime.targets import Target, kind_covers, register_tree, tree_output_dir, tree_root_id
 from wf_pipeline.runtime.threads import final_output_type, frame_type_of, recorded_final_artifact_id
 from wf_pipeline.security.sinks import product_logger
 
@@ -180,7 +180,8 @@ def latest_completed_threads(
         env: the runtime (records read).
         loaded: the workflow whose threads count.
         tree: the tree; its targets are the recorded ones whose key is the tree's key or
-            starts with it and ``/`` (`wf_pipeline.runtime.targets.target_key_for`).
+            starts with it and ``/`` (`wf_pipeline.runtime.targets.target_key_for`), and
+            that the workflow's target kind covers (`wf_pipeline.runtime.targets.kind_covers`).
 
     Returns:
         Target path -> its completed thread with the newest ``updated_at_ms`` (None when
@@ -193,7 +194,9 @@ def latest_completed_threads(
     targets = [
         target
         for target in env.records.list_targets()
-        if target.target_key == tree.tree_key or target.target_key.startswith(prefix)
+        if (target.target_key == tree.tree_key or target.target_key.startswith(prefix))
+        # Targets are the tree's, not the workflow's: a root-only workflow has none below the root.
+        and kind_covers(loaded.profile.target_kind, target.path)
     ]
     latest: dict[str, ThreadRecord] = {}
     for thread in env.records.list_threads(loaded.workflow_id, status="completed"):

@@ -188,10 +188,17 @@ def planned_directories(scan: TreeScan, kind: str = "directory") -> list[str]:
     Returns:
         Directory paths relative to the scanned root, deepest first.
     """
-    directories = documentable_directories(scan)
-    if kind == "root":
-        return ["."] if "." in directories else []
-    return directories
+    return [path for path in documentable_directories(scan) if kind_covers(kind, path)]
+
+
+def kind_covers(kind: str, path: str) -> bool:
+    """Whether a workflow of target ``kind`` runs on the directory ``path`` (relative to the tree root).
+
+    The one rule behind `planned_directories` (a scan) and every reader of recorded targets,
+    which are shared by the workflows of a tree: ``root`` covers ``.`` only, ``directory``
+    every path (profiles' ``targets: {kind: ...}``, docs/profiles.md).
+    """
+    return path == "." if kind == "root" else True
 
 
 def register_tree(
