@@ -90,3 +90,16 @@ class VerificationBreaker:
         if self.broken and request.turn_id == "verification":
             return ProviderResponse(text=EMPTY_REPORT, provider_type="offline", model="offline-v1")
         return self._inner.complete(request)
+
+
+def with_profile_keys(text: str, key: str, lines: str) -> str:
+    """A profile's YAML ``text`` with ``lines`` (indented two spaces) added to its top-level ``key:`` mapping.
+
+    The shipped profiles take ``retention``, ``encryption`` and ``redaction`` from their family
+    base; a profile's own mapping merges over the base's key by key (docs/profiles.md), so a
+    copy that sets a few keys writes just those. The block is created when the text has none.
+    """
+    header = f"\n{key}:\n"
+    if header in text:
+        return text.replace(header, header + lines, 1)
+    return text.rstrip("\n") + header + lines

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from e2e_support import isolated_settings
+from e2e_support import isolated_settings, with_profile_keys
 
 from wf_pipeline.cas import open_cas
 from wf_pipeline.cli.main import main
@@ -461,10 +461,7 @@ def test_wf_compact_archives_sweeps_and_the_view_reaches_archived_threads(tmp_pa
     workspace_profiles.mkdir()
     repo = Path(__file__).resolve().parent.parent
     profile = (repo / "profiles" / "docs_writer_thread_v1.yaml").read_text()
-    profile = profile.replace(
-        "retention:\n  preset: docs_family\n",
-        "retention:\n  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n",
-    )
+    profile = with_profile_keys(profile, "retention", "  archive_after: 1s\n  grace: 1s\n")
     (workspace_profiles / "docs_writer_thread_v1.yaml").write_text(profile)
     shutil.copytree(repo / "assets" / "prompts", tmp_path / "assets" / "prompts")
     cas = open_cas(settings.cas_url)
@@ -538,9 +535,8 @@ def test_wf_retention_apply_expires_archived_threads_prompts_and_a_hold_protects
     # Threads archived after 1s; prompt renders kept 1s; contexts (30d) and outputs (forever) as preset.
     repo = Path(__file__).resolve().parent.parent
     profile = (repo / "profiles" / f"{workflow}.yaml").read_text()
-    profile = profile.replace(
-        "retention:\n  preset: docs_family\n",
-        "retention:\n  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n  prompt_render: 1s\n",
+    profile = with_profile_keys(
+        profile, "retention", "  archive_after: 1s\n  grace: 1s\n  prompt_render: 1s\n"
     )
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / f"{workflow}.yaml").write_text(profile)
@@ -645,9 +641,7 @@ def test_after_archiving_superseded_threads_an_unchanged_tree_reuses_every_threa
     settings = isolated_settings(monkeypatch, tmp_path / "home")
     repo = Path(__file__).resolve().parent.parent
     profile = (repo / "profiles" / "docs_writer_thread_v1.yaml").read_text()
-    profile = profile.replace(
-        "retention:\n  preset: docs_family\n", "retention:\n  preset: docs_family\n  archive_after: 1s\n"
-    )
+    profile = with_profile_keys(profile, "retention", "  archive_after: 1s\n")
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "docs_writer_thread_v1.yaml").write_text(profile)
     shutil.copytree(repo / "assets" / "prompts", tmp_path / "assets" / "prompts")
@@ -704,10 +698,7 @@ def test_wf_compact_killed_at_random_moments_loses_nothing(tmp_path, monkeypatch
     settings = isolated_settings(monkeypatch, tmp_path / "home")
     repo = Path(__file__).resolve().parent.parent
     profile = (repo / "profiles" / "docs_writer_thread_v1.yaml").read_text()
-    profile = profile.replace(
-        "retention:\n  preset: docs_family\n",
-        "retention:\n  preset: docs_family\n  archive_after: 1s\n  grace: 1s\n",
-    )
+    profile = with_profile_keys(profile, "retention", "  archive_after: 1s\n  grace: 1s\n")
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "docs_writer_thread_v1.yaml").write_text(profile)
     shutil.copytree(repo / "assets" / "prompts", tmp_path / "assets" / "prompts")

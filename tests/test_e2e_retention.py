@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings
+from e2e_support import REPO_ROOT, SAMPLE_REPO, copy_tree, isolated_settings, with_profile_keys
 
 from wf_pipeline.service import run_workflow
 
@@ -39,7 +39,7 @@ def wf(*args: str, cwd: Path, settings) -> dict | list:
 def workspace(tmp_path: Path) -> Path:
     """The recipe: copy the shipped profile, ADD ``prompt_render: 1s`` and ``context_payload: 1h``.
 
-    The copy keeps everything else, its ``preset: docs_family`` included.
+    The copy keeps everything else; the ``preset: docs_family`` comes from the family base.
     """
     root = tmp_path / "workspace"
     shutil.copytree(REPO_ROOT / "assets" / "prompts", root / "assets" / "prompts")
@@ -47,10 +47,11 @@ def workspace(tmp_path: Path) -> Path:
     copy = root / "profiles" / f"{WORKFLOW}.yaml"
     shutil.copyfile(REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml", copy)
     text = copy.read_text(encoding="utf-8")
-    text = text.replace("retention:\n", "retention:\n  prompt_render: 1s\n  context_payload: 1h\n", 1)
+    # The preset comes from the docs family base; the copy's own keys merge over it.
+    text = with_profile_keys(text, "retention", "  prompt_render: 1s\n  context_payload: 1h\n")
     copy.write_text(text, encoding="utf-8")
     block = yaml.safe_load(text)["retention"]
-    assert block == {"preset": "docs_family", "prompt_render": "1s", "context_payload": "1h"}
+    assert block == {"prompt_render": "1s", "context_payload": "1h"}
     return root
 
 

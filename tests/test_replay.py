@@ -541,8 +541,10 @@ def test_causes_name_the_template_file_the_gate_rules_and_an_unreadable_response
     workspace = _workspace_with_edited_template(tmp_path)
     profile = workspace / "profiles" / f"{WORKFLOW}.yaml"
     text = profile.read_text()
-    assert "max_drift: 0.15" in text
-    profile.write_text(text.replace("max_drift: 0.15", "max_drift: 0.0"))
+    # The family base sets max_drift 0.15 for docs_readme_final gates; the gate's own rules win.
+    final = "    gate_type: docs_readme_final\n"
+    assert final in text
+    profile.write_text(text.replace(final, final + "    rules:\n      max_drift: 0.0\n"))
     (replayed,) = replay(settings, thread_id=thread.thread_id, verify=True, workspace_dir=workspace).threads
     by_class = {(d.turn_id, d.artifact_class): d for d in replayed.divergences}
     missing = by_class[("readme_struct", "provider_response")].first_difference

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import record_store_location
+from e2e_support import with_profile_keys
 from retention_support import ROLE_CLASSES, catalog_with, write_recorded_thread
 
 from wf_pipeline.cas import ArtifactStore, MemoryArtifactStore, open_cas
@@ -554,9 +555,9 @@ def seeded_home(tmp_path: Path) -> tuple[Settings, Path, Written]:
     workspace = tmp_path / "ws"
     shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
     text = (REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8")
-    assert "  preset: docs_family\n" in text
-    text = text.replace("  preset: docs_family\n", "  preset: docs_family\n  mode: shred\n", 1)
-    assert "\nencryption:\n  preset: docs_family\n" in text  # the shipped profile's sealed classes
+    # The family base gives the preset and the sealed classes; the copy adds the mode.
+    assert "extends: [docs_family]" in text
+    text = with_profile_keys(text, "retention", "  mode: shred\n")
     (workspace / "profiles").mkdir()
     (workspace / "profiles" / f"{WORKFLOW}.yaml").write_text(text, encoding="utf-8")
     return settings, workspace, written

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import record_store_location
-from e2e_support import REPO_ROOT
+from e2e_support import REPO_ROOT, with_profile_keys
 
 from wf_pipeline.cas import open_cas
 from wf_pipeline.crypto.managers import new_master_key_text
@@ -67,10 +67,7 @@ def workspace(tmp_path: Path, retention_lines: str | None = None) -> Path:
     shutil.copytree(REPO_ROOT / "assets" / "prompts", root / "assets" / "prompts")
     text = (REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8")
     if retention_lines is not None:
-        assert "retention:\n  preset: docs_family\n" in text
-        text = text.replace(
-            "retention:\n  preset: docs_family\n", "retention:\n  preset: docs_family\n" + retention_lines
-        )
+        text = with_profile_keys(text, "retention", retention_lines)
     (root / "profiles" / f"{WORKFLOW}.yaml").write_text(text, encoding="utf-8")
     return root
 
