@@ -21,6 +21,8 @@ from wf_pipeline.runtime.targets import tree_key_for
 
 WF = REPO_ROOT / ".venv" / "bin" / "wf"
 WORKFLOW = "docs_writer_thread_v1"
+# Every shipped profile, sorted: the ones `wf profiles validate` lists as valid.
+BUILTIN_WORKFLOWS = ["architecture_notes_v1", WORKFLOW]
 TURNS = ["evidence_gather", "verification", "readme_struct", "style_refine"]
 GATES = ["evidence_gate", "verification_gate", "struct_gate", "final_gate"]
 THREAD_FIELDS = {"target", "thread_id", "status", "output_path", "final_artifact_id"}
@@ -536,7 +538,7 @@ def test_one_bad_profile_file_blocks_no_command(sandbox, text, code, layer):
     assert f"{code}: " in listed.stderr and str(bad) in listed.stderr  # a warning naming the file
 
     report = sandbox.wf_json("profiles", "validate", expect_rc=1)
-    assert report["valid"] == [WORKFLOW]
+    assert report["valid"] == BUILTIN_WORKFLOWS
     assert [(b["path"], b["layer"], b["code"]) for b in report["invalid"]] == [(str(bad), layer, code)]
 
     tree = copy_tree(SAMPLE_REPO / "stationkit" / "sensors", sandbox.cwd / "sensors")
@@ -573,7 +575,7 @@ def test_profiles_validate_renders_every_template_against_a_sample_context(sandb
 
     report = sandbox.wf_json("profiles", "validate", expect_rc=1)
     # The built-in layer's profile of the same id is the one that stays valid.
-    assert report["valid"] == [WORKFLOW]
+    assert report["valid"] == BUILTIN_WORKFLOWS
     assert [(b["path"], b["code"]) for b in report["invalid"]] == [
         (str(profile), "PROFILE_TEMPLATE_UNDEFINED")
     ]

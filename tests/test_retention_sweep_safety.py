@@ -247,6 +247,8 @@ def test_a_workspace_grace_still_applies_and_shows(tmp_path) -> None:
 
 
 def test_yaml_fixture_is_the_shipped_profile() -> None:
-    # The workspace copies above edit the shipped profile's retention block by text.
+    # The workspace copies above add retention keys over the family base's block by text.
     document = yaml.safe_load((REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8"))
-    assert document["retention"] == {"preset": "docs_family"}
+    assert "retention" not in document and document["extends"] == ["docs_family"]
+    base = yaml.safe_load((REPO_ROOT / "profiles" / "bases" / "docs_family.yaml").read_text(encoding="utf-8"))
+    assert base["retention"] == {"preset": "docs_family"}
