@@ -105,6 +105,80 @@ def test_a_backfill_of_a_tree_activates_the_second_workflow_on_its_root_once(set
     assert len(_activations(settings)) == 2
 
 
+def test_a_verified_tree_replay_re_judges_the_activation_and_names_what_differs(
+    settings, tmp_path, capsys, monkeypatch
+):
+    """`wf replay --tree --verify` recomputes the recorded activation with the sensor's functions: it
+    matches on the state it was recorded on; after an edit it names the changed threads (and, until
+    they are re-run, the condition that no longer holds) and exits 1; once the sensor records the new
+    activation the replay matches again, the old one superseded."""
+    from wf_pipeline.cli.main import main
+    from wf_pipeline.service.replay import replay
+
+    workspace = _chained_workspace(tmp_path)
+    tree = copy_tree(SAMPLE_REPO / "stationkit", tmp_path / "stationkit")
+    summary = backfill(settings, WORKFLOW_ID, tree, workspace_dir=workspace)
+    assert summary.ok
+    assert len(_tick(settings, workspace).run_requests) == 1
+    (old,) = _activations(settings)
+    with RuntimeEnv.open(settings) as env:
+        targets_before = sorted(t.model_dump_json() for t in env.records.list_targets())
+
+    report = replay(settings, tree=tree, workflow_id=WORKFLOW_ID, verify=True, workspace_dir=workspace)
+    assert report.matched and report.provider_calls == 0
+    (judged,) = report.activations
+    assert judged.matched and judged.record == old and judged.holds is True
+    assert judged.actual_activation_id == old.activation_id and judged.actual_digest == old.threads_digest
+    # Judging registered the tree's targets in a scratch store only.
+    with RuntimeEnv.open(settings) as env:
+        assert sorted(t.model_dump_json() for t in env.records.list_targets()) == targets_before
+
+    # An edit not yet re-run: the edited directory and the root have new, pending threads.
+    edited = tree / "sensors" / "base.py"
+    edited.write_text(edited.read_text() + "\n# calibrated at start-up\n")
+    monkeypatch.chdir(workspace)  # the CLI reads the workspace layer from the working directory
+    assert main(["replay", "--tree", str(tree), "--workflow", WORKFLOW_ID, "--verify", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["counts"]["activations"] == 1 and out["counts"]["activation_divergences"] == 1
+    (diverged,) = out["activations"]
+    recorded = {t.path: t.thread_id for t in summary.threads}
+    changed = {d["detail"].split(":")[0].removeprefix("directory "): d for d in diverged["differences"][:-1]}
+    assert diverged["activation_id"] == old.activation_id and diverged["artifact_class"] == "activation"
+    assert diverged["expected"] == old.threads_digest and diverged["actual"] != old.threads_digest
+    assert sorted(changed) == [".", "sensors"]
+    assert {path: d["expected"] for path, d in changed.items()} == {p: recorded[p] for p in (".", "sensors")}
+    assert {d["input"] for d in changed.values()} == {"thread_changed"}
+    assert diverged["first_difference"] == diverged["differences"][0]
+    condition = diverged["differences"][-1]
+    assert (
+        condition["input"] == "condition" and condition["expected"] is True and condition["actual"] is False
+    )
+    assert diverged["holds"] is False
+
+    # Re-run: the condition holds again on the new threads, but the latest record is the old state's
+    # (the sensor has not ticked): the replay names the threads that moved on and the id it would record.
+    rerun = backfill(settings, WORKFLOW_ID, tree, workspace_dir=workspace)
+    assert rerun.ok
+    assert main(["replay", "--tree", str(tree), "--workflow", WORKFLOW_ID, "--verify"]) == 1
+    text = capsys.readouterr().out
+    assert f"{old.activation_id} {WORKFLOW_ID} -> {SECOND} (all_threads_completed): diverged" in text
+    new_threads = {t.path: t.thread_id for t in rerun.threads}
+    assert f"thread_changed {recorded['sensors']} -> {new_threads['sensors']}" in text
+    assert "condition" not in text.split(old.activation_id, 1)[1]
+    report = replay(settings, tree=tree, workflow_id=WORKFLOW_ID, verify=True, workspace_dir=workspace)
+    assert all(t.matched for t in report.threads) and not report.matched
+    (stale,) = report.activations
+    assert stale.holds is True and stale.actual_digest == digest(canonical_json(sorted(new_threads.values())))
+
+    # The sensor records the new activation: the replay judges it, the old one is history.
+    (request,) = _tick(settings, workspace).run_requests
+    report = replay(settings, tree=tree, workflow_id=WORKFLOW_ID, verify=True, workspace_dir=workspace)
+    assert report.matched
+    (current,) = report.activations
+    assert current.record.activation_id == request.run_key == stale.actual_activation_id
+    assert current.superseded == 1
+
+
 def test_the_activation_graph_on_the_cli(settings, tmp_path, capsys, monkeypatch):
     from wf_pipeline.cli.main import main
 

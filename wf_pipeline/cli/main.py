@@ -446,7 +446,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     Returns:
         0 when every replay matched its records (``--verify``) or completed, 1
         (``EXIT_FAILED``) otherwise. Prints one line per thread and, for each divergence,
-        the turn, artifact class, expected and actual digests and the first differing input.
+        the turn, artifact class, expected and actual digests and the first differing input;
+        on a verified tree, one line per re-judged activation and each of its differences.
 
     Raises:
         WfError: ``RUN_UNKNOWN_THREAD``, ``REPLAY_NOTHING_RECORDED``, ``TREE_*``,
@@ -495,9 +496,20 @@ def _render_replay(console: Console, r: dict) -> None:
             )
     for g in r["gone"]:
         print_line(console, f"{g['thread_id']} {g['target_path']}: recorded, no longer in the tree")
+    for a in r.get("activations", []):
+        edge = f"{a['source_workflow_id']} -> {a['target_workflow_id']} ({a['condition']})"
+        print_line(console, f"{a['activation_id']} {edge}: {'matched' if a['matched'] else 'diverged'}")
+        for why in a["differences"]:
+            print_line(
+                console,
+                f"  activation: expected {a['expected']}, got {a['actual']}; difference: "
+                f"{why['input']} {why['expected']} -> {why['actual']}"
+                + (f" ({why['detail']})" if why["detail"] else ""),
+            )
     c = r["counts"]
     if r["verified"]:
-        verdict = "every digest equal" if r["matched"] else f"{plural(c['divergences'], 'divergence')}"
+        diverged = c["divergences"] + c.get("activation_divergences", 0)
+        verdict = "every digest equal" if r["matched"] else f"{plural(diverged, 'divergence')}"
     else:
         verdict = f"{c['matched']} completed, {c['threads'] - c['matched']} not"
     extra = [f"{plural(c['provider_calls'], 'provider call')}"]
@@ -505,6 +517,10 @@ def _render_replay(console: Console, r: dict) -> None:
         extra.append(f"{plural(c['unrecorded'], 'directory', 'directories')} with no finished thread")
     if c["gone"]:
         extra.append(f"{plural(c['gone'], 'recorded directory', 'recorded directories')} gone")
+    if c.get("activations"):
+        extra.append(
+            f"{plural(c['activations'], 'activation')} re-judged, {c['activation_divergences']} diverged"
+        )
     print_line(
         console,
         f"{plural(c['threads'], 'thread')} replayed with {r['provider']}"

@@ -26,7 +26,9 @@ from wf_pipeline.metadata.records import (
     FrameRecord,
     GateRecord,
     PromptLinkRecord,
+    TargetRecord,
     ThreadRecord,
+    TreeRecord,
     TurnRecord,
 )
 from wf_pipeline.records.memory import MemoryRecordStore
@@ -150,6 +152,14 @@ class ScratchRecordStore:
     def release_lease(self, thread_id: str, holder: str) -> bool:
         """Release in the scratch store."""
         return self.scratch.release_lease(thread_id, holder)
+
+    def save_tree(self, record: TreeRecord) -> None:
+        """Save to the scratch store: a judgement that registers a tree's targets leaves the live ones be."""
+        self.scratch.save_tree(record)
+
+    def save_targets(self, records: Iterable[TargetRecord]) -> None:
+        """Save to the scratch store (as `save_tree`)."""
+        self.scratch.save_targets(records)
 
     def sweep_lock(self) -> AbstractContextManager[None]:
         """No lock: a replay deletes nothing."""

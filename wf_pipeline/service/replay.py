@@ -4,6 +4,8 @@ One thread (by id) or every documented directory of a tree is replayed in a scra
 namespace (`wf_pipeline.runtime.replay`): the live records, heads, audit trail and
 artifacts are left as they are. With ``verify`` each replay is compared with its records,
 digest by digest; the report lists every divergence with the first differing input.
+A verified tree replay also re-judges the tree's recorded activations of the workflow
+(`wf_pipeline.runtime.activation_replay`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from wf_pipeline.profiles import LoadedProfile
 from wf_pipeline.providers import Provider, create_provider
 from wf_pipeline.providers.base import close_provider
 from wf_pipeline.providers.replay import PROVIDER_NAME
+from wf_pipeline.runtime.activation_replay import ActivationReplay, replay_activation, tree_activations
 from wf_pipeline.runtime.environment import RuntimeEnv
 from wf_pipeline.runtime.replay import ThreadReplay, latest_threads, replay_thread
 from wf_pipeline.runtime.targets import Target, planned_directories, resolve_target, target_key_for
@@ -43,6 +46,9 @@ class ReplayReport:
         unrecorded: directories of the tree with no finished thread (nothing to replay).
         gone: recorded directories of the tree that are no longer in it, as
             ``{"target_path", "thread_id"}``; with ``verified`` they are divergences.
+        activations: with ``verified`` on a tree, the latest recorded activation of each
+            edge on the tree the workflow is on (upstream or activated), re-judged; one that
+            differs is a divergence of class ``activation``.
     """
 
     workflow_id: str
@@ -51,11 +57,15 @@ class ReplayReport:
     provider: str
     unrecorded: tuple[str, ...] = ()
     gone: tuple[dict[str, str], ...] = ()
+    activations: tuple[ActivationReplay, ...] = ()
 
     @property
     def matched(self) -> bool:
-        """Whether every replay matched (verified) or completed (not verified), and, verified, no recorded directory is gone."""
-        return all(thread.matched for thread in self.threads) and not (self.verified and self.gone)
+        """Whether every replay matched (verified) or completed (not verified), and, verified, no recorded
+        directory is gone and every activation re-judged matched."""
+        if not all(thread.matched for thread in self.threads):
+            return False
+        return not self.verified or (not self.gone and all(a.matched for a in self.activations))
 
     @property
     def provider_calls(self) -> int:
@@ -63,7 +73,8 @@ class ReplayReport:
         return sum(thread.provider_calls for thread in self.threads)
 
     def to_json(self) -> dict[str, Any]:
-        """The report as JSON: ``counts``, then ``threads`` (each `ThreadReplay.to_json`), ``unrecorded`` and ``gone``."""
+        """The report as JSON: ``counts``, then ``threads`` (each `ThreadReplay.to_json`), ``unrecorded``, ``gone``
+        and ``activations`` (each `ActivationReplay.to_json`)."""
         return {
             "workflow_id": self.workflow_id,
             "provider": self.provider,
@@ -78,10 +89,13 @@ class ReplayReport:
                 "provider_calls": self.provider_calls,
                 "unrecorded": len(self.unrecorded),
                 "gone": len(self.gone),
+                "activations": len(self.activations),
+                "activation_divergences": sum(1 for a in self.activations if not a.matched),
             },
             "threads": [t.to_json() for t in self.threads],
             "unrecorded": list(self.unrecorded),
             "gone": list(self.gone),
+            "activations": [a.to_json() for a in self.activations],
         }
 
 
@@ -105,7 +119,8 @@ def replay(
         thread_id: the thread to replay (exclusive with ``tree``).
         tree: a tree whose directories' latest threads are replayed.
         workflow_id: the workflow of the tree's threads (default: the only one loaded).
-        verify: compare every replay with its records.
+        verify: compare every replay with its records; on a tree, re-judge its recorded
+            activations too (`ReplayReport.activations`).
         pinned: replay each thread with the profile it pinned when it started (its
             templates, thresholds and retry policies), not the profile loaded now.
         provider_name: a registered provider to ask instead of the recorded answers
@@ -144,12 +159,19 @@ def replay(
                 scans = {target.root: scan_workspace(env, loaded, target.root)}
                 unrecorded: tuple[str, ...] = ()
                 gone: tuple[dict[str, str], ...] = ()
+                activations: tuple[ActivationReplay, ...] = ()
             else:
                 root = check_root(Path(str(tree))).resolve()
                 loaded = catalog.get(workflow_id or only_workflow(catalog))
                 scan = scan_workspace(env, loaded, root)
                 work, unrecorded, gone = _tree_threads(env, loaded, scan)
                 scans = {root: scan}
+                activations = ()
+                if verify:
+                    activations = tuple(
+                        replay_activation(env, record, superseded=superseded)
+                        for record, superseded in tree_activations(env, loaded.workflow_id, root)
+                    )
             replays = []
             for done, (thread, target) in enumerate(work, start=1):
                 replays.append(
@@ -176,6 +198,7 @@ def replay(
         provider=provider_name or (live.provider_type if live is not None else "replay"),
         unrecorded=unrecorded,
         gone=gone,
+        activations=activations,
     )
 
 
