@@ -139,6 +139,10 @@ def test_parse_lists_the_fields_read_once_in_order() -> None:
     ("text", "code"),
     [
         ("branch_probe.score <", "PROFILE_WHEN_SYNTAX"),
+        # Bounded so that parsing never meets the recursion limit (a traceback, not a code).
+        ("not " * 1000 + "branch_probe.verified", "PROFILE_WHEN_SYNTAX"),
+        ("not " * 40 + "branch_probe.verified", "PROFILE_WHEN_SYNTAX"),
+        ("branch_probe.score < 1e999", "PROFILE_WHEN_FORBIDDEN"),
         ("__import__('os').system('x')", "PROFILE_WHEN_FORBIDDEN"),
         ("branch_probe.claims[0] == 'a'", "PROFILE_WHEN_FORBIDDEN"),
         ("branch_probe.score * 2 > 1", "PROFILE_WHEN_FORBIDDEN"),

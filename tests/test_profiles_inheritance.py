@@ -33,7 +33,10 @@ DOCS_WRITER_TURN_CODE_VERSIONS = {
     "readme_struct": "1.0.0-c5136f3e2929",
     "style_refine": "1.0.0-57e93aa0d27e",
 }
-DOCS_WRITER_SNAPSHOT_ID = "sha256:197a63cc8cd3a56b03610e9d66a7c18e336d5b8f864fd1d6b27e217ee7a4c454"
+# The snapshot holds every field of the resolved profile, `activates` included: the docs
+# writer's activation of the architecture notes (added with the base) gave it this id; the
+# base itself changed nothing in it.
+DOCS_WRITER_SNAPSHOT_ID = "sha256:bc35219ca7e6bf709ff4a5759dd4627185b9391c72d826e1efe88ded370ee492"
 
 PROMPT = "Summarise {{ target_path }}:\n{{ inputs.context }}\n"
 REFINE_PROMPT = "Refine {{ target_name }}:\n{{ inputs.notes }}\n"
@@ -389,6 +392,20 @@ def test_base_with_a_key_no_profile_has(tmp_path: Path) -> None:
 def test_base_with_malformed_gate_rules(tmp_path: Path) -> None:
     error = load_fails(tmp_path, profile(extends=["a"]), "PROFILE_BASE_INVALID", {"a": {"gate_rules": [1]}})
     assert error.details["fields"] == ["gate_rules"]
+
+
+def test_base_whose_gate_rules_name_an_unknown_gate_type(tmp_path: Path) -> None:
+    # A misspelt gate type would set no threshold anywhere.
+    bases = {"a": {"gate_rules": {"docs_readme_finall": {"max_drift": 0.1}}}}
+    error = load_fails(tmp_path, profile(extends=["a"]), "PROFILE_BASE_INVALID", bases)
+    assert error.details["fields"] == ["gate_rules.docs_readme_finall"]
+
+
+def test_a_chain_of_bases_deeper_than_the_bound_fails_with_a_code(tmp_path: Path) -> None:
+    depth = 70
+    bases = {f"b{i}": {"extends": [f"b{i + 1}"]} for i in range(depth)} | {f"b{depth}": {}}
+    error = load_fails(tmp_path, profile(extends=["b0"]), "PROFILE_BASE_INVALID", bases)
+    assert error.details["depth"] == 65
 
 
 def test_malformed_fragment(tmp_path: Path) -> None:

@@ -29,6 +29,11 @@ def _with_outputs(*outputs: Any, **more: Any) -> dict[str, Any]:
         ({"path": "docs//NOTES.md"}, "PROFILE_OUTPUT_PATH_ESCAPES"),
         ({"path": "./NOTES.md"}, "PROFILE_OUTPUT_PATH_ESCAPES"),
         ({"path": "docs\\NOTES.md"}, "PROFILE_OUTPUT_PATH_ESCAPES"),
+        ({"path": "docs/a\x00b.md"}, "PROFILE_OUTPUT_PATH_INVALID"),
+        ({"path": "docs/a\nb.md"}, "PROFILE_OUTPUT_PATH_INVALID"),
+        ({"path": "n" * 253 + ".md"}, "PROFILE_OUTPUT_PATH_INVALID"),
+        ({"path": ".git/config"}, "PROFILE_OUTPUT_PATH_INVALID"),
+        ({"path": "sub/.GIT/hooks/x.md"}, "PROFILE_OUTPUT_PATH_INVALID"),
         ({"path": "NOTES.json", "format": "json"}, "PROFILE_OUTPUT_FORMAT_MISMATCH"),
         ({"path": ""}, "PROFILE_SCHEMA_INVALID"),
         ({"path": "NOTES.md", "placement": "elsewhere"}, "PROFILE_SCHEMA_INVALID"),
@@ -46,6 +51,30 @@ def test_two_outputs_with_one_path_fail(tmp_path: Path) -> None:
         "PROFILE_OUTPUT_DUPLICATE_PATH",
     )
     assert error.details["repeated"] == ["A.md"]
+
+
+def test_two_outputs_that_differ_only_in_case_are_one_file(tmp_path: Path) -> None:
+    error = assert_load_fails(
+        tmp_path, _with_outputs({"path": "docs/A.md"}, {"path": "docs/a.md"}), "PROFILE_OUTPUT_DUPLICATE_PATH"
+    )
+    assert error.details["paths"] == ["docs/A.md", "docs/a.md"]
+
+
+@pytest.mark.parametrize(
+    ("output", "code", "shown"),
+    [
+        ({"path": "../x.md"}, "PROFILE_OUTPUT_PATH_ESCAPES", "'../x.md'"),
+        ({"path": "/etc/x.md"}, "PROFILE_OUTPUT_PATH_ABSOLUTE", "'/etc/x.md'"),
+        ({"path": "x.md", "format": "html"}, "PROFILE_OUTPUT_UNKNOWN_FORMAT", "'html'"),
+        ({"path": "a\x00b.md"}, "PROFILE_OUTPUT_PATH_INVALID", "'a\\x00b.md'"),
+    ],
+)
+def test_output_errors_show_the_value_they_refuse(
+    tmp_path: Path, output: dict, code: str, shown: str
+) -> None:
+    # The message carries the offending value itself, never an unfilled template.
+    error = assert_load_fails(tmp_path, _with_outputs(output), code)
+    assert shown in str(error) and "{" not in str(error)
 
 
 @pytest.mark.parametrize(

@@ -726,8 +726,15 @@ PROFILE_OUTPUT_PATH_ESCAPES = _code(
     ProfileError,
     meaning="a declared output's path is empty, names a folder, or leaves the target directory through '..'",
 )
+PROFILE_OUTPUT_PATH_INVALID = _code(
+    "PROFILE_OUTPUT_PATH_INVALID",
+    ProfileError,
+    meaning="a declared output's path holds a control character, a name over 255 bytes, or a .git folder",
+)
 PROFILE_OUTPUT_DUPLICATE_PATH = _code(
-    "PROFILE_OUTPUT_DUPLICATE_PATH", ProfileError, meaning="two declared outputs of one profile have one path"
+    "PROFILE_OUTPUT_DUPLICATE_PATH",
+    ProfileError,
+    meaning="two declared outputs of one profile have one path (compared case-insensitively)",
 )
 PROFILE_OUTPUT_FORMAT_MISMATCH = _code(
     "PROFILE_OUTPUT_FORMAT_MISMATCH",

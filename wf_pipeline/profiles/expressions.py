@@ -35,6 +35,7 @@ between two nulls); ``and``/``or``/``not`` treat null as false.
 from __future__ import annotations
 
 import ast
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -57,6 +58,10 @@ from wf_pipeline.metadata.records import GATE_OUTCOMES
 
 # The root name under which gate verdicts are read.
 GATES_ROOT = "gates"
+# Bounds that keep parsing and checking an expression cheap and free of deep recursion: a
+# decision needs a handful of comparisons, never hundreds of nested operators.
+MAX_WHEN_CHARS = 1000
+MAX_WHEN_DEPTH = 32
 _BOOL_NAMES = {"true": True, "false": False}
 _ORDERING = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 _EQUALITY = (ast.Eq, ast.NotEq)
@@ -183,21 +188,48 @@ def parse(text: str) -> Expression:
 
     Raises:
         ProfileError: ``PROFILE_WHEN_SYNTAX`` (figures: expression, column) when it does not
-            parse; ``PROFILE_WHEN_FORBIDDEN`` (figures: expression, column, construct) for a
+            parse, is longer than `MAX_WHEN_CHARS` or nested deeper than `MAX_WHEN_DEPTH`; ``PROFILE_WHEN_FORBIDDEN`` (figures: expression, column, construct) for a
             construct the language does not have.
     """
-    try:
-        tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as exc:
+    if len(text) > MAX_WHEN_CHARS:
+        # Before the parser: its recursion, and ours, stay bounded by the text's length.
         raise ProfileError(
             PROFILE_WHEN_SYNTAX,
-            _message(text, exc.msg, exc.offset or 0),
+            f"when: is {len(text)} characters long; at most {MAX_WHEN_CHARS}",
             expression=text,
-            column=exc.offset or 0,
+            column=MAX_WHEN_CHARS + 1,
+            length=len(text),
+        )
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except (SyntaxError, RecursionError, MemoryError) as exc:
+        reason = exc.msg if isinstance(exc, SyntaxError) else "nested too deeply to parse"
+        offset = (exc.offset or 0) if isinstance(exc, SyntaxError) else 0
+        raise ProfileError(
+            PROFILE_WHEN_SYNTAX, _message(text, reason, offset), expression=text, column=offset
         ) from None
+    depth = _depth(tree)
+    if depth > MAX_WHEN_DEPTH:
+        raise ProfileError(
+            PROFILE_WHEN_SYNTAX,
+            _message(text, f"nested {depth} levels deep; at most {MAX_WHEN_DEPTH}", 1),
+            expression=text,
+            column=1,
+            depth=depth,
+        )
     refs: dict[str, FieldRef] = {}
     _check_nodes(text, tree, refs)
     return Expression(text=text, tree=tree, refs=tuple(refs.values()))
+
+
+def _depth(tree: ast.AST) -> int:
+    """How many nodes deep ``tree`` is, walked without recursion (a deep tree is the thing refused)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _check_nodes(text: str, node: ast.expr, refs: dict[str, FieldRef]) -> None:
@@ -231,7 +263,9 @@ def _check_nodes(text: str, node: ast.expr, refs: dict[str, FieldRef]) -> None:
         for operand in (node.left, *node.comparators):
             _check_nodes(text, operand, refs)
     elif isinstance(node, ast.Constant):
-        if not isinstance(node.value, bool | int | float | str):
+        if not isinstance(node.value, bool | int | float | str) or (
+            isinstance(node.value, float) and not math.isfinite(node.value)
+        ):
             raise ProfileError(
                 PROFILE_WHEN_FORBIDDEN,
                 _message(text, f"literal {node.value!r} is not in the language", column),

@@ -49,6 +49,7 @@ from wf_pipeline.errors import (
     ErrorCode,
     ProfileError,
 )
+from wf_pipeline.gates import gate_types
 from wf_pipeline.metadata.yaml_documents import YamlFileProblem, read_yaml_file
 from wf_pipeline.profiles.layers import Layer
 from wf_pipeline.profiles.schema import IDENTIFIER_PATTERN, Profile
@@ -59,6 +60,8 @@ SourceKind = Literal["profile", "base", "fragment"]
 RESOLUTION_KEYS = ("family", "extends", "include")
 #: A base's family defaults for gate thresholds: gate_type -> {rule: value}.
 GATE_RULES_KEY = "gate_rules"
+# How deep a chain of bases may go (a family needs two or three levels).
+MAX_BASE_DEPTH = 64
 #: Lists merged item by item on their id field; every other list is replaced whole.
 ID_LISTS = {"turns": "turn_id", "gates": "gate_id"}
 #: What a fragment may hold.
@@ -227,6 +230,15 @@ class _Resolver:
             )
         if any(base.source.id == base_id for base in order):
             return
+        if len(stack) >= MAX_BASE_DEPTH:
+            # Bounded so that resolving stays far from the interpreter's recursion limit.
+            raise ProfileError(
+                PROFILE_BASE_INVALID,
+                f"{self.path}: bases extend each other more than {MAX_BASE_DEPTH} deep (at {base_id!r})",
+                **self._where([*stack, base_id]),
+                base_id=base_id,
+                depth=len(stack) + 1,
+            )
         base = self.base(base_id, stack)
         stack.append(base_id)
         for parent in base.extends:
@@ -291,6 +303,13 @@ class _Resolver:
             isinstance(key, str) and isinstance(rules, dict) for key, rules in gate_rules.items()
         ):
             raise invalid([GATE_RULES_KEY], "gate_rules must map gate types to mappings of rules")
+        # A misspelt gate type would set no threshold anywhere, silently.
+        unknown_types = sorted(set(gate_rules) - set(gate_types()))
+        if unknown_types:
+            raise invalid(
+                [f"{GATE_RULES_KEY}.{name}" for name in unknown_types],
+                f"gate_rules names unknown gate types {unknown_types}; known: {gate_types()}",
+            )
         base = _Base(
             source=source,
             own={key: value for key, value in raw.items() if key not in RESOLUTION_KEYS},

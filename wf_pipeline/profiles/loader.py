@@ -687,14 +687,18 @@ def _check_outputs(profile: Profile, where: dict[str, str]) -> None:
     ``PROFILE_OUTPUT_UNKNOWN_FORMAT``); these two relate outputs to each other and to the turns.
     """
     outputs = profile.outputs or []
-    repeated = _repeated(output.path for output in outputs)
-    if repeated:
-        raise ProfileError(
-            PROFILE_OUTPUT_DUPLICATE_PATH,
-            f"{where['path']}: outputs repeat path {repeated}",
-            **where,
-            repeated=repeated,
-        )
+    # Case-insensitively: README.md and readme.md are one file on macOS and Windows.
+    first_of: dict[str, str] = {}
+    for output in outputs:
+        first = first_of.setdefault(output.path.casefold(), output.path)
+        if first is not output.path:
+            raise ProfileError(
+                PROFILE_OUTPUT_DUPLICATE_PATH,
+                f"{where['path']}: outputs {first!r} and {output.path!r} are one file",
+                **where,
+                repeated=[first],
+                paths=[first, output.path],
+            )
     final_type = profile.final_artifact_type or profile.ordered_turns()[-1].output_type
     final_turn = next(turn for turn in profile.turns if turn.output_type == final_type)
     for output in outputs:

@@ -23,6 +23,7 @@ from wf_pipeline.errors import (
     PROFILE_FAILURE_POLICY_CONFLICT,
     PROFILE_OUTPUT_PATH_ABSOLUTE,
     PROFILE_OUTPUT_PATH_ESCAPES,
+    PROFILE_OUTPUT_PATH_INVALID,
     PROFILE_OUTPUT_UNKNOWN_FORMAT,
     PROFILE_SCHEMA_INVALID,
     PROFILE_UNKNOWN_DEDUPE_FIELD,
@@ -282,6 +283,8 @@ ContextScope = Literal["directory", "tree"]
 # What a declared output may be written as; a json output holds a json turn's output, the
 # others a markdown turn's (`wf_pipeline.profiles.loader` checks the pairing).
 OUTPUT_FORMATS: tuple[str, ...] = ("markdown", "json", "text")
+# The longest file or folder name most file systems take (NAME_MAX), in bytes of UTF-8.
+_NAME_MAX_BYTES = 255
 
 
 class TargetsSpec(_Frozen):
@@ -315,7 +318,9 @@ class OutputSpec(_Frozen):
     Attributes:
         path: a POSIX path relative to the target directory (``docs/ARCHITECTURE.md``);
             absolute (``PROFILE_OUTPUT_PATH_ABSOLUTE``), empty, ending in ``/`` or with a
-            ``..`` segment (``PROFILE_OUTPUT_PATH_ESCAPES``) fails to load.
+            ``..`` segment (``PROFILE_OUTPUT_PATH_ESCAPES``), or with a control character, a
+            name over 255 bytes or a ``.git`` segment (``PROFILE_OUTPUT_PATH_INVALID``) fails
+            to load.
         format: ``markdown``, ``json`` or ``text`` (`OUTPUT_FORMATS`); another fails with
             ``PROFILE_OUTPUT_UNKNOWN_FORMAT``.
         placement: ``mirrored`` (the default): where the tree's outputs go (its output
@@ -333,18 +338,32 @@ class OutputSpec(_Frozen):
         if value.startswith("/") or posixpath.isabs(value) or (len(value) > 1 and value[1] == ":"):
             raise PydanticCustomError(
                 PROFILE_OUTPUT_PATH_ABSOLUTE,
-                "output path {output_path!r} is absolute; give it relative to the target directory",
+                "output path '{output_path}' is absolute; give it relative to the target directory",
                 {"output_path": value},
             )
         parts = value.split("/")
         if value.endswith("/") or "\\" in value or any(part in ("", ".", "..") for part in parts):
             raise PydanticCustomError(
                 PROFILE_OUTPUT_PATH_ESCAPES,
-                "output path {output_path!r} must name a file below the target directory "
+                "output path '{output_path}' must name a file below the target directory "
                 "(no '..', '.', empty segments or backslashes)",
                 {"output_path": value},
             )
-        return value
+        # What no file system, or no tree, should receive: control characters (NUL ends a C
+        # path), a name over NAME_MAX (255 bytes on Linux, macOS and Windows), a Git folder.
+        if any(ord(char) < 32 or ord(char) == 127 for char in value):
+            problem = "holds a control character"
+        elif any(len(part.encode("utf-8")) > _NAME_MAX_BYTES for part in parts):
+            problem = f"has a name longer than {_NAME_MAX_BYTES} bytes"
+        elif any(part.casefold() == ".git" for part in parts):
+            problem = "is inside a .git folder"
+        else:
+            return value
+        raise PydanticCustomError(
+            PROFILE_OUTPUT_PATH_INVALID,
+            "output path {shown} {problem}",
+            {"output_path": value, "shown": ascii(value[:80]), "problem": problem},
+        )
 
     @field_validator("format")
     @classmethod
@@ -352,7 +371,7 @@ class OutputSpec(_Frozen):
         if value not in OUTPUT_FORMATS:
             raise PydanticCustomError(
                 PROFILE_OUTPUT_UNKNOWN_FORMAT,
-                "output format {format!r} is unknown; known: {known}",
+                "output format '{format}' is unknown; known: {known}",
                 {"format": value, "known": list(OUTPUT_FORMATS)},
             )
         return value
