@@ -3,6 +3,8 @@ analysis that resolves them against a tree-scope context."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from wf_pipeline.metadata.payloads import ContextFile, ContextPayload, ContextTarget
@@ -231,3 +233,98 @@ def test_the_notes_gate_warns_on_the_low_confidence_path_and_fails_a_notice_out_
     assert evaluate(NotesGate(), with_notice, inputs).reasons == ("NOTICE_UNEXPECTED",)
     missing = evaluate(NotesGate(), without_notice, low)
     assert (missing.outcome, missing.reasons) == ("fail", ("NOTES_NEED_REVIEW", "NOTICE_MISSING"))
+
+
+_DOCSTRING_EXAMPLES = '''"""Routing helpers.
+
+Example::
+
+    @app.route("/")
+    def index(): ...
+
+    @app.route("/")
+    def again(): ...
+
+    defs = Definitions(assets=[a])
+"""
+from flask import Flask
+
+# @app.get("/commented")
+GREETING = """
+@app.post("/in-a-string")
+"""
+
+
+@app.get("/real")
+def real(): ...
+
+
+@api.get("/real")
+def real_again(): ...
+
+
+def build():
+    """defs = Definitions(assets=[b])"""
+    defs = Definitions(assets=[c])
+    return defs
+
+
+Definitions(assets=[d])
+'''
+
+
+def test_entry_points_come_from_code_not_strings_and_each_is_listed_once():
+    expected = [
+        ("http_route", "GET /real", '@app.get("/real")'),
+        ("dagster_definitions", "defs", "defs = Definitions(assets=[c])"),
+        ("dagster_definitions", "Definitions", "Definitions(assets=[d])"),
+    ]
+    found = [(e.kind, e.name, e.line) for e in entry_points_of("pkg/routes.py", _DOCSTRING_EXAMPLES)]
+    assert found == expected
+    # A file that does not parse declares nothing by pattern.
+    assert entry_points_of("pkg/broken.py", '@app.get("/x")\ndef f(:\n') == []
+    # Through the workflow's extract (which rarely parses) the same entries, each quote a line of it.
+    extract = architecture_extract("routes.py", _DOCSTRING_EXAMPLES)
+    context = ContextPayload(
+        target=ContextTarget(path=".", name="repo", node_id="n0"),
+        files=(ContextFile(path="pkg/routes.py", name="routes.py", size=123, text=extract, extracted=True),),
+    )
+    entries = build_entry_points(context).entry_points
+    assert [(e.kind, e.name, e.evidence_quote) for e in entries] == expected
+    synthesis = synthesize(context, build_module_graph(context), build_entry_points(context))
+    assert verify_synthesis(synthesis, context, strict=True).rejected_claims == ()
+    # JS/TS: routes inside comments, block comments included, are not routes.
+    script = (
+        "/*\n app.get('/doc', h);\n*/\n// app.get('/line', h);\napp.get('/live', h);\napp.get('/live', h);\n"
+    )
+    assert [e.name for e in entry_points_of("server.js", script)] == ["GET /live"]
+
+
+def test_biggest_modules_say_which_source_modules_were_not_read():
+    huge_size = 11 * 1024 * 1024
+    context = ContextPayload(
+        target=ContextTarget(path=".", name="repo", node_id="n0"),
+        files=(
+            ContextFile(path="pkg/__init__.py", name="__init__.py", size=0, text=""),
+            ContextFile(path="pkg/huge.py", name="huge.py", size=huge_size, omitted="oversized"),
+            ContextFile(path="pkg/late.py", name="late.py", size=900, omitted="budget"),
+            ContextFile(path="pkg/small.py", name="small.py", size=40, text="x = 1\n" * 6 + "\n" * 4),
+        ),
+    )
+    synthesis = synthesize(context, build_module_graph(context), build_entry_points(context))
+    report = verify_synthesis(synthesis, context)
+    assert report.rejected_claims == ()
+    notes = render_notes(synthesis, report)
+    biggest = notes.split("## Biggest modules", 1)[1]
+    assert "- `pkg/small.py`: 40 bytes" in biggest
+    assert (
+        "Not ranked: 2 source modules were not read (1 left out to fit the context budget, "
+        f"1 over the scan's size limit); the largest is `pkg/huge.py` ({huge_size:,} bytes)."
+    ) in biggest
+    # Every code span of the notes names a file or folder of the tree.
+    paths = {f.path for f in context.files} | {"pkg/", "."}
+    assert set(re.findall(r"`([^`\n]+)`", notes)) <= paths
+    # Every module read: no caveat.
+    read = context.model_copy(update={"files": (context.files[0], context.files[3])})
+    read_synthesis = synthesize(read, build_module_graph(read), build_entry_points(read))
+    assert "Not ranked" not in render_notes(read_synthesis, verify_synthesis(read_synthesis, read))

@@ -20,7 +20,10 @@ Rules:
 - Layers: packages that import each other form one group (a strongly connected
   component); a group importing no other group is level 0, any other is one above the
   highest level it imports.
-- Biggest modules: the `BIGGEST_MODULES` largest source modules with text in the context.
+- Biggest modules: the `BIGGEST_MODULES` largest source modules with text in the context
+  (a claim's size is checked against a file it can read). Source modules listed without
+  text (over the scan's size limit, left out for the context budget...) are counted by
+  reason, with the largest named, so the notes say which files the ranking could not see.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from wf_pipeline.workflows.architecture_notes.payloads import (
     ModuleGraph,
     PackageInfo,
     RejectedClaim,
+    UnreadCount,
+    UnreadModules,
 )
 from wf_pipeline.workflows.architecture_notes.sources import (
     SCRIPT_SUFFIXES,
@@ -188,13 +193,14 @@ def _console_target(index: ModuleIndex, reference: str | None) -> str | None:
 
 
 def build_entry_points(context: ContextPayload) -> EntryPoints:
-    """Every entry point the context's files declare, by file path then line (`sources.entry_points_of`)."""
+    """Every entry point the context's files declare, by file path then line (`sources.entry_points_of`);
+    an extracted file is read as its extract. Each (kind, path, name) is listed once."""
     index = ModuleIndex(context)
     entries = []
     for file in sorted(context.files, key=lambda f: f.path):
         if file.text is None:
             continue
-        for finding in entry_points_of(file.path, file.text):
+        for finding in entry_points_of(file.path, file.text, extract=bool(file.extracted)):
             target = None
             name = finding.name
             if finding.kind == "main_module":
@@ -294,6 +300,26 @@ def biggest_modules(context: ContextPayload, count: int = BIGGEST_MODULES) -> tu
     return tuple(BigModule(path=f.path, bytes=f.size) for f in ranked)
 
 
+def unread_modules(context: ContextPayload) -> UnreadModules | None:
+    """The source modules ``context`` lists without text (module docstring), or None when none.
+
+    Returns:
+        Their counts by omission reason (sorted by reason) and the largest (by scanned size in
+        bytes, then path).
+    """
+    unread = [f for f in source_files(context) if f.text is None]
+    if not unread:
+        return None
+    counts: dict[str, int] = defaultdict(int)
+    for file in unread:
+        counts[file.omitted] += 1  # type: ignore[index]  # no text means a reason (ContextFile)
+    largest = min(unread, key=lambda f: (-f.size, f.path))
+    return UnreadModules(
+        reasons=tuple(UnreadCount(reason=r, files=n) for r, n in sorted(counts.items())),  # type: ignore[arg-type]
+        largest=BigModule(path=largest.path, bytes=largest.size),
+    )
+
+
 def package_label(package: str) -> str:
     """How the notes name a package: its path with a trailing ``/``, ``.`` for the root."""
     return "." if package == "." else package + "/"
@@ -321,7 +347,8 @@ def synthesize(context: ContextPayload, graph: ModuleGraph, entries: EntryPoints
     Claim ids are ``a001``, ``a002``... in order: packages (by level), edges, entry
     points, biggest modules. Each cites a file of ``context``: a package its evidence
     module, an edge its first import line, an entry point its declaring line, a module
-    itself (with its size).
+    itself (with its size). The unread source modules (`unread_modules`) are no claim:
+    they are facts of the context's file list, shown as the ranking's caveat.
     """
     layers = layers_of(graph)
     info = {package.package: package for package in graph.packages}
@@ -365,6 +392,7 @@ def synthesize(context: ContextPayload, graph: ModuleGraph, entries: EntryPoints
         edges=graph.edges,
         entry_points=entries.entry_points,
         biggest_modules=modules,
+        unread_modules=unread_modules(context),
         claims=tuple(claims),
     )
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from wf_pipeline.metadata.payloads import StrictPayload
+from wf_pipeline.metadata.payloads import OmittedReason, StrictPayload
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 EntryKind = Literal[
@@ -128,6 +128,26 @@ class BigModule(StrictPayload):
     bytes: int = Field(ge=0)
 
 
+class UnreadCount(StrictPayload):
+    """How many source modules the context lists without text for one reason."""
+
+    reason: OmittedReason
+    files: int = Field(ge=1)
+
+
+class UnreadModules(StrictPayload):
+    """Source modules the context lists (path and scanned size) without their text: never
+    ranked among the biggest modules, which are read files only, so the notes say so.
+
+    Attributes:
+        reasons: counts by omission reason (``oversized``, ``budget``...), by reason.
+        largest: the largest of them (path, scanned size in bytes).
+    """
+
+    reasons: tuple[UnreadCount, ...] = Field(min_length=1)
+    largest: BigModule
+
+
 class ArchitectureSynthesis(StrictPayload):
     """Output of ``synthesis``: layers, dependencies, entry points, biggest modules, and the claims.
 
@@ -136,7 +156,9 @@ class ArchitectureSynthesis(StrictPayload):
         layers: packages by dependency level (`Layer`).
         edges: the module graph's edges.
         entry_points: the entry points.
-        biggest_modules: the largest source modules, largest first.
+        biggest_modules: the largest source modules with text in the context, largest first.
+        unread_modules: the source modules without text in the context, or None when
+            every one was read.
         claims: every statement the notes make, one per edge, entry point, package and module.
     """
 
@@ -145,6 +167,7 @@ class ArchitectureSynthesis(StrictPayload):
     edges: tuple[ImportEdge, ...] = ()
     entry_points: tuple[EntryPoint, ...] = ()
     biggest_modules: tuple[BigModule, ...] = ()
+    unread_modules: UnreadModules | None = None
     claims: tuple[ArchClaim, ...] = ()
 
 

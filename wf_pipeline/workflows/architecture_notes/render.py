@@ -3,7 +3,9 @@
 Only verified claims are shown: a package, an edge, an entry point or a module whose claim
 was rejected is left out (counted in the closing line). Every path is a code span (a
 package with a trailing ``/``, ``.`` for the root) and every entry point name is bold,
-so a reader (and a test) can check each against the tree. When the stricter
+so a reader (and a test) can check each against the tree. Source modules the context lists
+without text are not ranked; a caveat under "Biggest modules" says how many, why, and names
+the largest (`unread_caveat`). When the stricter
 ``reverify`` report is given, its verdicts replace the first verification's and a
 visible "needs review" notice opens the notes.
 """
@@ -13,7 +15,11 @@ from __future__ import annotations
 import re
 
 from wf_pipeline.workflows.architecture_notes.analysis import kind_words, package_label
-from wf_pipeline.workflows.architecture_notes.payloads import ArchitectureSynthesis, ArchVerification
+from wf_pipeline.workflows.architecture_notes.payloads import (
+    ArchitectureSynthesis,
+    ArchVerification,
+    UnreadModules,
+)
 
 NOTICE_MARKER = "**Needs review.**"
 # Characters escaped in entry point names, so that a name such as ``pkg.__main__`` is shown as
@@ -27,6 +33,23 @@ def escape_name(name: str) -> str:
 
 
 TITLE_PREFIX = "# Architecture of "
+_REASON_WORDS = {
+    "oversized": "over the scan's size limit",
+    "binary": "binary",
+    "unreadable": "unreadable",
+    "budget": "left out to fit the context budget",
+}
+
+
+def unread_caveat(unread: UnreadModules) -> str:
+    """The caveat under "Biggest modules": how many source modules were not read, why, the largest."""
+    total = sum(count.files for count in unread.reasons)
+    why = ", ".join(f"{count.files} {_REASON_WORDS[count.reason]}" for count in unread.reasons)
+    modules = "module was" if total == 1 else "modules were"
+    return (
+        f"Not ranked: {total} source {modules} not read ({why}); the largest is "
+        f"`{unread.largest.path}` ({unread.largest.bytes:,} bytes)."
+    )
 
 
 def title_line(synthesis: ArchitectureSynthesis) -> str:
@@ -101,7 +124,10 @@ def render_notes(
         for module, ok in zip(synthesis.biggest_modules, by_section["modules"], strict=True)
         if ok
     ]
-    lines += module_lines or ["No source modules."]
+    if synthesis.unread_modules is not None:
+        lines += module_lines + ([""] if module_lines else []) + [unread_caveat(synthesis.unread_modules)]
+    else:
+        lines += module_lines or ["No source modules."]
     left_out = len(synthesis.claims) - len(verified & {c.claim_id for c in synthesis.claims})
     if left_out:
         lines += ["", f"{left_out} statements did not hold against the tree and are left out."]

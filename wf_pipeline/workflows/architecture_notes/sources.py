@@ -7,12 +7,21 @@ Pure functions of a file's path and text; every finding carries a whole line of 
 - Python (``.py``, ``.pyi``): every ``import`` and ``from ... import`` statement, at any
   depth, with its level (``from ..a import b`` is level 2) and the names it imports; a
   file that does not parse is read line by line (statements starting with ``import`` or
-  ``from``). A ``if __name__ == "__main__":`` guard; ``X = Definitions(`` (Dagster); route
-  decorators ``@<name>.<get|post|put|patch|delete|head|options|route|api_route|websocket>("/path"``
-  (Flask, FastAPI, Starlette and the like).
+  ``from``). Entry points come from the syntax tree, never from strings, docstrings or
+  comments: an ``if __name__ == "__main__":`` guard; a ``Definitions(...)`` call (Dagster)
+  that is a module-level statement or the value of an assignment (``X = Definitions(``);
+  route decorators ``@<name>.<get|post|put|patch|delete|head|options|route|api_route|websocket>("/path"``
+  (Flask, FastAPI, Starlette and the like). Each is cited by its line (the decorator's, the
+  call's, the ``if``'s), which must also read as the declaration line by line (the
+  patterns below): that reading names it, and is what an extract of the file
+  (`context_extract`, whole lines only, so it rarely parses) is read with. A whole file
+  that does not parse declares no entry point (a ``__main__.py`` still is one).
 - JavaScript / TypeScript (``.js .jsx .mjs .cjs .ts .tsx .mts .cts``): ``import ... from "x"``,
   ``import "x"``, ``export ... from "x"``, ``require("x")`` and ``import("x")``; route calls
-  ``<app|router|server>.<get|post|...>("/path"`` (Express, Koa, Fastify).
+  ``<app|router|server>.<get|post|...>("/path"`` (Express, Koa, Fastify). Comment lines
+  (``//``, and every line of a ``/* ... */`` block) are skipped.
+
+A file lists each entry point (kind, name) once, at its first declaring line.
 - ``pyproject.toml``: entries of ``[project.scripts]``, ``[project.gui-scripts]`` and
   ``[tool.poetry.scripts]``.
 - ``setup.cfg``: ``console_scripts`` and ``gui_scripts`` entries under ``[options.entry_points]``.
@@ -172,29 +181,97 @@ def imports_of(path: str, text: str) -> list[ImportFinding]:
     return []
 
 
-def _python_entries(path: str, text: str) -> Iterator[EntryFinding]:
+def _line_entry(raw: str) -> EntryFinding | None:
+    """The entry point one Python line reads as (guard, route decorator, ``Definitions(``), or None."""
+    stripped = raw.strip()
+    if _MAIN_GUARD.match(raw):
+        return EntryFinding("main_guard", "", stripped)
+    route = _PY_ROUTE.match(raw)
+    if route:
+        method = route.group(1).upper()
+        method = "ROUTE" if method in ("ROUTE", "API_ROUTE") else method
+        return EntryFinding("http_route", f"{method} {route.group(2) or '/'}", stripped)
+    definitions = _DEFINITIONS.match(raw)
+    if definitions:
+        return EntryFinding("dagster_definitions", definitions.group(1) or "Definitions", stripped)
+    return None
+
+
+def _is_main_guard(node: ast.If) -> bool:
+    test = node.test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    mains = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(mains) == 1
+
+
+def _is_route_decorator(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _HTTP_METHODS.split("|")
+    )
+
+
+def _is_definitions_call(node: ast.expr | None) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    return (isinstance(func, ast.Name) and func.id == "Definitions") or (
+        isinstance(func, ast.Attribute) and func.attr == "Definitions"
+    )
+
+
+def _declaring_line_numbers(module: ast.Module) -> list[int]:
+    """1-based lines of the code that declares entry points: main guards, route decorators,
+    ``Definitions(`` calls that are module-level statements or assigned (module docstring)."""
+    found: set[int] = set()
+    for statement in module.body:
+        if isinstance(statement, ast.Expr) and _is_definitions_call(statement.value):
+            found.add(statement.value.lineno)
+    for node in ast.walk(module):
+        if isinstance(node, ast.If) and _is_main_guard(node):
+            found.add(node.lineno)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.update(d.lineno for d in node.decorator_list if _is_route_decorator(d))
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and _is_definitions_call(node.value):
+            found.add(node.value.lineno)  # type: ignore[union-attr]
+    return sorted(found)
+
+
+def _python_entries(path: str, text: str, *, extract: bool) -> Iterator[EntryFinding]:
     if posixpath.basename(path) == "__main__.py":
         yield EntryFinding("main_module", path, None)
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if _MAIN_GUARD.match(raw):
-            yield EntryFinding("main_guard", path, stripped)
-            continue
-        route = _PY_ROUTE.match(raw)
-        if route:
-            method = route.group(1).upper()
-            method = "ROUTE" if method in ("ROUTE", "API_ROUTE") else method
-            yield EntryFinding("http_route", f"{method} {route.group(2) or '/'}", stripped)
-            continue
-        definitions = _DEFINITIONS.match(raw)
-        if definitions:
-            yield EntryFinding("dagster_definitions", definitions.group(1) or "Definitions", stripped)
+    lines = text.splitlines()
+    module = None if extract else parsed_python(text)
+    if module is not None:
+        candidates = [lines[number - 1] for number in _declaring_line_numbers(module)]
+    elif extract:
+        # An extract holds only lines the whole file's syntax tree declared (`declaring_lines`).
+        candidates = lines
+    else:
+        candidates = []
+    for raw in candidates:
+        finding = _line_entry(raw)
+        if finding is not None and finding.kind == "main_guard":
+            finding = EntryFinding("main_guard", path, finding.line)
+        if finding is not None:
+            yield finding
 
 
 def _script_entries(text: str) -> Iterator[EntryFinding]:
+    in_block = False
     for raw in text.splitlines():
         stripped = raw.strip()
-        if stripped.startswith(("//", "*", "/*")):
+        if in_block:
+            in_block = "*/" not in stripped
+            continue
+        if stripped.startswith("/*"):
+            in_block = "*/" not in stripped[2:]
+            continue
+        if stripped.startswith(("//", "*")):
             continue
         for match in _JS_ROUTE.finditer(raw):
             yield EntryFinding("http_route", f"{match.group(1).upper()} {match.group(2) or '/'}", stripped)
@@ -271,19 +348,41 @@ def _package_json_entries(text: str) -> Iterator[EntryFinding]:
                     yield EntryFinding("npm_script", name, line, command)
 
 
-def entry_points_of(path: str, text: str) -> list[EntryFinding]:
-    """The entry points the file at ``path`` declares (see the module docstring), in line order."""
+def _first_of_each(findings: Iterator[EntryFinding]) -> list[EntryFinding]:
+    """Each entry point (kind, name) once, at its first declaring line."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for finding in findings:
+        if (finding.kind, finding.name) not in seen:
+            seen.add((finding.kind, finding.name))
+            kept.append(finding)
+    return kept
+
+
+def entry_points_of(path: str, text: str, *, extract: bool = False) -> list[EntryFinding]:
+    """The entry points the file at ``path`` declares (see the module docstring), in line order.
+
+    Args:
+        path: the file's path (its suffix or name picks the rules).
+        text: its text.
+        extract: whether ``text`` is the file's extract (`context_extract`) rather than the
+            whole file: a Python extract is read line by line, since its lines were chosen
+            by the whole file's syntax tree.
+
+    Returns:
+        The findings, each entry point (kind, name) once.
+    """
     name = posixpath.basename(path)
     if is_python(path):
-        return list(_python_entries(path, text))
+        return _first_of_each(_python_entries(path, text, extract=extract))
     if is_script(path):
-        return list(_script_entries(text))
+        return _first_of_each(_script_entries(text))
     if name == "pyproject.toml":
-        return list(_pyproject_entries(text))
+        return _first_of_each(_pyproject_entries(text))
     if name == "setup.cfg":
-        return list(_setup_cfg_entries(text))
+        return _first_of_each(_setup_cfg_entries(text))
     if name == "package.json":
-        return list(_package_json_entries(text))
+        return _first_of_each(_package_json_entries(text))
     return []
 
 
