@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import Field
 
@@ -71,30 +72,29 @@ def _context(inputs: Mapping[str, str]) -> tuple[ContextPayload | None, list[str
     return (evidence_view(context) if context is not None else None), reasons
 
 
-def arch_module_graph(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
-    """Every edge's quote is in its cited module (EDGE_EVIDENCE_MISSING:<n>, 1-based)."""
-    graph, reasons = parse_output(output_text, ModuleGraph, spec)
+def _cited_items(
+    output_text: str, inputs: Mapping[str, str], spec: GateSpecLike, model: Any, items: str, code: str
+) -> list[str]:
+    """Parse the output as ``model``; each entry of its ``items`` list must quote its cited file (``code``:<n>)."""
+    parsed, reasons = parse_output(output_text, model, spec)
     context, more = _context(inputs)
     reasons += more
-    if graph is None or context is None:
+    if parsed is None or context is None:
         return reasons
-    for number, edge in enumerate(graph.edges, start=1):
-        if not cited_evidence(context, edge.evidence_path, edge.evidence_quote).holds:
-            reasons.append(reason("EDGE_EVIDENCE_MISSING", number))
+    for number, item in enumerate(getattr(parsed, items), start=1):
+        if not cited_evidence(context, item.evidence_path, item.evidence_quote).holds:
+            reasons.append(reason(code, number))
     return reasons
+
+
+def arch_module_graph(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
+    """Every edge's quote is in its cited module (EDGE_EVIDENCE_MISSING:<n>, 1-based)."""
+    return _cited_items(output_text, inputs, spec, ModuleGraph, "edges", "EDGE_EVIDENCE_MISSING")
 
 
 def arch_entry_points(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
     """Every entry point's declaring line is in its cited file (ENTRY_EVIDENCE_MISSING:<n>, 1-based)."""
-    entries, reasons = parse_output(output_text, EntryPoints, spec)
-    context, more = _context(inputs)
-    reasons += more
-    if entries is None or context is None:
-        return reasons
-    for number, entry in enumerate(entries.entry_points, start=1):
-        if not cited_evidence(context, entry.evidence_path, entry.evidence_quote).holds:
-            reasons.append(reason("ENTRY_EVIDENCE_MISSING", number))
-    return reasons
+    return _cited_items(output_text, inputs, spec, EntryPoints, "entry_points", "ENTRY_EVIDENCE_MISSING")
 
 
 def arch_synthesis(output_text: str, inputs: Mapping[str, str], spec: GateSpecLike) -> list[str]:
