@@ -55,12 +55,16 @@ def canary_tree(root: Path) -> tuple[Path, list[bytes]]:
 
 
 def workspace_with(tmp_path: Path, preset: str) -> Path:
+    """A workspace whose copy of the docs family base uses ``preset``: every member of the
+    family (the docs writer and the architecture notes, whose classes share the home's CAS)
+    takes it, as a family's defaults do."""
     workspace = tmp_path / f"workspace-{preset}"
     shutil.copytree(REPO_ROOT / "assets" / "prompts", workspace / "assets" / "prompts")
-    document = yaml.safe_load((REPO_ROOT / "profiles" / f"{WORKFLOW}.yaml").read_text(encoding="utf-8"))
+    base = REPO_ROOT / "profiles" / "bases" / "docs_family.yaml"
+    document = yaml.safe_load(base.read_text(encoding="utf-8"))
     document["encryption"] = {"preset": preset}
-    (workspace / "profiles").mkdir()
-    (workspace / "profiles" / f"{WORKFLOW}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    (workspace / "profiles" / "bases").mkdir(parents=True)
+    (workspace / "profiles" / "bases" / base.name).write_text(yaml.safe_dump(document), encoding="utf-8")
     return workspace
 
 
