@@ -29,6 +29,7 @@ from wf_pipeline.errors import (
 )
 from wf_pipeline.metadata.yaml_documents import YamlFileProblem, read_yaml_file
 from wf_pipeline.profiles import Layer, ProfileCatalog
+from wf_pipeline.profiles.layers import load_layered
 from wf_pipeline.providers.base import provider_names
 
 AGENT_DIR = "agents"
@@ -115,29 +116,26 @@ def load_agents(layers: Iterable[Layer], catalog: ProfileCatalog) -> AgentCatalo
         `load_agent_file`, or ``AGENT_DUPLICATE_ID`` for a second file of one layer
         declaring an id, figures: agent_id, layer, paths). Raises nothing for a bad file.
     """
-    winners: dict[str, LoadedAgent] = {}
-    problems: list[AgentProblem] = []
-    for layer in layers:
-        in_layer: dict[str, LoadedAgent] = {}
-        for path in agent_files(layer):
-            try:
-                loaded = load_agent_file(path, layer.name, catalog)
-                earlier = in_layer.get(loaded.agent_id)
-                if earlier is not None:
-                    raise ProfileError(
-                        AGENT_DUPLICATE_ID,
-                        f"{path}: agent {loaded.agent_id!r} is already declared in the {layer.name} "
-                        f"layer by {earlier.source_path}",
-                        agent_id=loaded.agent_id,
-                        layer=layer.name,
-                        paths=[str(earlier.source_path), str(path)],
-                    )
-            except ProfileError as exc:
-                problems.append(AgentProblem(path, layer.name, exc))
-                continue
-            in_layer[loaded.agent_id] = loaded
-        for agent_id, loaded in in_layer.items():
-            winners.setdefault(agent_id, loaded)
+
+    def duplicate(path: Path, layer: Layer, earlier: LoadedAgent, loaded: LoadedAgent) -> ProfileError:
+        return ProfileError(
+            AGENT_DUPLICATE_ID,
+            f"{path}: agent {loaded.agent_id!r} is already declared in the {layer.name} "
+            f"layer by {earlier.source_path}",
+            agent_id=loaded.agent_id,
+            layer=layer.name,
+            paths=[str(earlier.source_path), str(path)],
+        )
+
+    found = load_layered(
+        layers,
+        agent_files,
+        lambda path, layer: load_agent_file(path, layer.name, catalog),
+        lambda loaded: loaded.agent_id,
+        duplicate,
+    )
+    winners = found.winners
+    problems = [AgentProblem(path, name, exc) for path, name, exc in found.problems]
     return AgentCatalog(agents=winners, problems=tuple(problems))
 
 

@@ -10,11 +10,15 @@ order, highest precedence first.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 from wf_pipeline.builtin import PROFILE_DIR
+from wf_pipeline.errors import ProfileError
+
+T = TypeVar("T")
 
 LayerName = Literal["workspace", "user", "builtin"]
 
@@ -54,3 +58,60 @@ def _named_file(directory: Path, name: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+@dataclass(frozen=True)
+class LayeredLoad(Generic[T]):
+    """What `load_layered` found: the winner per id, the later definitions it shadows, the failures.
+
+    Attributes:
+        winners: id -> the value of the first layer that defines it.
+        shadowed: (id, layer name, value) of each definition a higher layer already made, in layer order.
+        problems: (file, layer name, error) of each file that failed, path order per layer.
+    """
+
+    winners: dict[str, T]
+    shadowed: list[tuple[str, LayerName, T]]
+    problems: list[tuple[Path, LayerName, ProfileError]]
+
+
+def load_layered(
+    layers: Iterable[Layer],
+    files_of: Callable[[Layer], Iterable[Path]],
+    load: Callable[[Path, Layer], T],
+    key_of: Callable[[T], str],
+    duplicate: Callable[[Path, Layer, T, T], ProfileError],
+) -> LayeredLoad[T]:
+    """Load every file of every layer; the first layer to define an id wins (profiles, agents).
+
+    Args:
+        layers: highest precedence first.
+        files_of: a layer's files, in the order they are loaded.
+        load: reads one file of a layer; raises `ProfileError` (any code) for a bad one.
+        key_of: a loaded value's id.
+        duplicate: the error for a second file of one layer defining an id already defined
+            there (arguments: the path, the layer, the earlier value, the later one).
+
+    Returns:
+        The `LayeredLoad`. A file that fails (or repeats an id inside its layer) is one
+        problem; every other file still loads. Raises nothing for a bad file.
+    """
+    found: LayeredLoad[T] = LayeredLoad({}, [], [])
+    for layer in layers:
+        in_layer: dict[str, T] = {}
+        for path in files_of(layer):
+            try:
+                loaded = load(path, layer)
+                earlier = in_layer.get(key_of(loaded))
+                if earlier is not None:
+                    raise duplicate(path, layer, earlier, loaded)
+            except ProfileError as exc:
+                found.problems.append((path, layer.name, exc))
+                continue
+            in_layer[key_of(loaded)] = loaded
+        for key, loaded in in_layer.items():
+            if key in found.winners:
+                found.shadowed.append((key, layer.name, loaded))
+            else:
+                found.winners[key] = loaded
+    return found

@@ -60,7 +60,7 @@ from wf_pipeline.profiles.encryption import EncryptionPolicy, resolve_encryption
 from wf_pipeline.profiles.expressions import Expression, FieldKind
 from wf_pipeline.profiles.expressions import validate as validate_expression
 from wf_pipeline.profiles.inheritance import Resolution, resolve_profile_document
-from wf_pipeline.profiles.layers import Layer, LayerName
+from wf_pipeline.profiles.layers import Layer, LayerName, load_layered
 from wf_pipeline.profiles.redaction import RedactionPolicy, resolve_redaction
 from wf_pipeline.profiles.render import (
     RENDER_VARIABLES,
@@ -397,36 +397,32 @@ def load_catalog(
         layer). Raises nothing for a bad file.
     """
     layers = list(layers)
-    winners: dict[str, LoadedProfile] = {}
-    shadowed: list[ShadowedProfile] = []
+
+    def duplicate(path: Path, layer: Layer, earlier: LoadedProfile, loaded: LoadedProfile) -> ProfileError:
+        return ProfileError(
+            PROFILE_DUPLICATE_WORKFLOW_ID,
+            f"{path}: workflow_id {loaded.workflow_id!r} is already defined in the "
+            f"{layer.name} layer by {earlier.source_path}",
+            workflow_id=loaded.workflow_id,
+            layer=layer.name,
+            paths=[str(earlier.source_path), str(path)],
+        )
+
+    found = load_layered(
+        layers,
+        Layer.profile_files,
+        lambda path, layer: load_profile_file(path, layer, artifact_reader, search=layers),
+        lambda loaded: loaded.workflow_id,
+        duplicate,
+    )
+    winners = found.winners
+    shadowed = [ShadowedProfile(wid, name, loaded.source_path) for wid, name, loaded in found.shadowed]
     problems: list[ProfileProblem] = []
-    for layer in layers:
-        in_layer: dict[str, LoadedProfile] = {}
-        for path in layer.profile_files():
-            try:
-                loaded = load_profile_file(path, layer, artifact_reader, search=layers)
-                earlier = in_layer.get(loaded.workflow_id)
-                if earlier is not None:
-                    raise ProfileError(
-                        PROFILE_DUPLICATE_WORKFLOW_ID,
-                        f"{path}: workflow_id {loaded.workflow_id!r} is already defined in the "
-                        f"{layer.name} layer by {earlier.source_path}",
-                        workflow_id=loaded.workflow_id,
-                        layer=layer.name,
-                        paths=[str(earlier.source_path), str(path)],
-                    )
-            except ProfileError as exc:
-                problem = ProfileProblem(path, layer.name, exc)
-                problems.append(problem)
-                if warn:
-                    log.warning("%s: %s (the other profiles still load)", exc.code, problem.message)
-                continue
-            in_layer[loaded.workflow_id] = loaded
-        for workflow_id, loaded in in_layer.items():
-            if workflow_id in winners:
-                shadowed.append(ShadowedProfile(workflow_id, layer.name, loaded.source_path))
-            else:
-                winners[workflow_id] = loaded
+    for path, name, exc in found.problems:
+        problem = ProfileProblem(path, name, exc)
+        problems.append(problem)
+        if warn:
+            log.warning("%s: %s (the other profiles still load)", exc.code, problem.message)
     # The activation graph spans profiles: checked once the winners are known.
     activation_problems = catalog_activation_problems(
         {wid: loaded.profile for wid, loaded in winners.items()},
