@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+from test_activations import _profile
 
 from wf_pipeline.agents import load_agent_file, load_agents, plan_agent, select
 from wf_pipeline.agents.loader import AGENT_DIR
@@ -17,30 +18,6 @@ from wf_pipeline.profiles import Layer, load_catalog
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Summarise {{ target_path }}:\n{{ inputs.context }}\n"
 WORKFLOWS = ("dir_flow", "root_flow", "py_flow")
-
-
-def _profile(workflow_id: str) -> dict[str, Any]:
-    return {
-        "workflow_id": workflow_id,
-        "version": "1.0.0",
-        "title": workflow_id,
-        "description": "One turn for tests.",
-        "thread_policy": {},
-        "turns": [
-            {
-                "turn_id": "gather",
-                "seq": 1,
-                "title": "Gather",
-                "prompt_ref": "prompts/gather.md",
-                "input_refs": ["context"],
-                "output_type": "notes",
-                "output_format": "markdown",
-            }
-        ],
-        "gates": [],
-        "artifact_policy": {},
-        "failure_policy": {},
-    }
 
 
 @pytest.fixture
